@@ -10,6 +10,9 @@ cargo build --release --locked -p softvpc
 echo "==> cargo test --workspace"
 cargo test --workspace --locked
 
+echo "==> API tests (pytest tests/api: boto3 and the AWS CLI against a real server on loopback)"
+SOFTVPC_BIN="$PWD/target/release/softvpc" python3 -m pytest -v tests/api
+
 if [ "$(id -u)" -ne 0 ]; then
   echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"
   echo "!! SKIPPED: end-to-end tests (tests/e2e) need root for network namespaces.  !!"
