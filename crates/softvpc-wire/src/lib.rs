@@ -1,1 +1,23 @@
-//! placeholder
+//! Packet formats softvpc reads and writes, as zero-copy views checked on untrusted input.
+//!
+//! This crate is the one place for wire formats. It re-exports smoltcp's `wire` module
+//! (Ethernet, ARP, IPv4, ICMPv4, UDP, TCP) and adds the formats smoltcp lacks:
+//!
+//! - [`vxlan`]: the RFC 7348 header that carries a VPC's frames between hosts;
+//! - [`virtio_net`]: the `virtio_net_hdr` a TAP with `IFF_VNET_HDR` prepends (offloads);
+//! - [`flow`]: a flow hash of an inner frame, used for the VXLAN UDP source port.
+//!
+//! Every format follows smoltcp's two levels: `Packet<T: AsRef<[u8]>>` is a view over any buffer
+//! whose accessors never panic once `check_len()` passed (untrusted input goes through
+//! `new_checked()`), and `Repr` is the validated meaning with `parse` and `emit`. Short names
+//! live in each module (`vxlan::Packet`) and are re-exported here with a protocol prefix
+//! (`VxlanPacket`).
+
+pub use smoltcp::wire::*;
+
+pub mod vxlan;
+
+pub use vxlan::{
+    Error as VxlanError, Packet as VxlanPacket, Repr as VxlanRepr, FLAG_I as VXLAN_FLAG_I,
+    HEADER_LEN as VXLAN_HEADER_LEN, UDP_PORT as VXLAN_UDP_PORT, VNI_MAX as VXLAN_VNI_MAX,
+};
