@@ -21,3 +21,13 @@ pub use vxlan::{
     Error as VxlanError, Packet as VxlanPacket, Repr as VxlanRepr, FLAG_I as VXLAN_FLAG_I,
     HEADER_LEN as VXLAN_HEADER_LEN, UDP_PORT as VXLAN_UDP_PORT, VNI_MAX as VXLAN_VNI_MAX,
 };
+
+pub mod flow;
+pub mod virtio_net;
+
+pub use flow::{flow_hash, vxlan_source_port, VXLAN_SOURCE_PORT_MAX, VXLAN_SOURCE_PORT_MIN};
+pub use virtio_net::{
+    Checksum as VirtioNetHdrChecksum, Error as VirtioNetHdrError, Gso as VirtioNetHdrGso,
+    GsoKind as VirtioNetHdrGsoKind, Packet as VirtioNetHdrPacket, Repr as VirtioNetHdrRepr,
+    HEADER_LEN as VIRTIO_NET_HDR_LEN,
+};
