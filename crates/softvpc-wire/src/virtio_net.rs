@@ -464,7 +464,7 @@ mod tests {
 
     #[test]
     fn emit_writes_the_same_bytes() {
-        let mut buf = vec![0xffu8; HEADER_LEN + 4];
+        let mut buf = [0xffu8; HEADER_LEN + 4];
         let repr = Repr::parse(&Packet::new_checked(&with_frame(TSO, 60)[..]).unwrap()).unwrap();
         repr.emit(&mut Packet::new_unchecked(&mut buf[..]));
         assert_eq!(buf[..HEADER_LEN], TSO);
