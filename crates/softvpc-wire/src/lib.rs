@@ -5,7 +5,8 @@
 //!
 //! - [`vxlan`]: the RFC 7348 header that carries a VPC's frames between hosts;
 //! - [`virtio_net`]: the `virtio_net_hdr` a TAP with `IFF_VNET_HDR` prepends (offloads);
-//! - [`flow`]: a flow hash of an inner frame, used for the VXLAN UDP source port.
+//! - [`flow`]: a flow hash of an inner frame, used for the VXLAN UDP source port;
+//! - [`dissect`]: a checked walk of a frame through all of the above, for logs, tests and fuzzing.
 //!
 //! Every format follows smoltcp's two levels: `Packet<T: AsRef<[u8]>>` is a view over any buffer
 //! whose accessors never panic once `check_len()` passed (untrusted input goes through
@@ -14,6 +15,8 @@
 //! (`VxlanPacket`).
 
 pub use smoltcp::wire::*;
+// `Repr::parse`/`emit` take checksum capabilities; re-exported so users need not name smoltcp.
+pub use smoltcp::phy::{Checksum as ChecksumMode, ChecksumCapabilities};
 
 pub mod vxlan;
 
@@ -22,9 +25,12 @@ pub use vxlan::{
     HEADER_LEN as VXLAN_HEADER_LEN, UDP_PORT as VXLAN_UDP_PORT, VNI_MAX as VXLAN_VNI_MAX,
 };
 
+pub mod dissect;
 pub mod flow;
+pub mod fuzzing;
 pub mod virtio_net;
 
+pub use dissect::{dissect, Dissection, Layer as DissectLayer};
 pub use flow::{flow_hash, vxlan_source_port, VXLAN_SOURCE_PORT_MAX, VXLAN_SOURCE_PORT_MIN};
 pub use virtio_net::{
     Checksum as VirtioNetHdrChecksum, Error as VirtioNetHdrError, Gso as VirtioNetHdrGso,
