@@ -1,15 +1,229 @@
-//! What the engine did, counted: frames in and out per direction, and every drop by reason.
+//! What the engine did, counted: frames and bytes per path, and every drop by reason.
 //!
-//! The shell exports these as metrics (`softvpc_agent_*`). A malformed or refused packet is
-//! never an error: it is dropped and counted here.
+//! A malformed or refused packet is never an error: it is dropped and counted here, and the
+//! shell exports the counts as Prometheus metrics (`softvpc_drops_total{reason="..."}`,
+//! `softvpc_frames_total{path="..."}`, `softvpc_bytes_total{path="..."}`): see
+//! [`Counters::samples`] and [`Counters::write_prometheus`].
+//!
+//! Every frame or datagram handed to the engine ends in exactly one of three ways: it produces
+//! one output (a frame to a port or a datagram to the underlay), it is dropped (one
+//! [`DropReason`]), or it is absorbed (gratuitous ARP and the like: consumed on purpose, not an
+//! error). The tests check that balance.
 
-/// Why a frame or datagram was dropped.
+use std::fmt::Write as _;
+
+/// Why a frame or datagram was dropped. The snake_case names ([`DropReason::as_str`]) are a
+/// contract with the agent's metrics and the end-to-end tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
 pub enum DropReason {
-    /// Too short or with inconsistent length fields for its headers.
+    /// Too short, inconsistent length fields, bad IPv4 version or header checksum, an ARP
+    /// packet that is not Ethernet/IPv4, an ICMP message with a bad checksum.
     Malformed,
+    /// An ethertype the router does not carry (IPv6, VLAN tags, ...): IPv4 and ARP only.
+    UnsupportedEthertype,
+    /// Source MAC, source IPv4, or ARP sender MAC/IP not the sending ENI's own.
+    SpoofedSource,
+    /// An IPv4 broadcast or multicast (or a frame to a broadcast/multicast MAC): nothing
+    /// broadcast ever leaves the host.
+    BroadcastNotForwarded,
+    /// An ARP request for an address that nobody in the VPC holds (or an ARP operation that is
+    /// neither request nor reply).
+    ArpUnanswered,
+    /// Unknown destination, destination outside the VPC, or a destination MAC that is neither
+    /// the target ENI's (in the same subnet) nor the router's; also non-echo traffic to the
+    /// router address.
+    NoRoute,
+    /// A frame from a port that no ENI in the current mapping table is attached to.
+    UnknownPort,
+    /// A VXLAN header without the I flag (RFC 7348: the VNI is then not valid).
+    VxlanBadFlags,
+    /// A VXLAN VNI that is not one of the VPCs this host knows.
+    VxlanUnknownVni,
+    /// A VXLAN datagram whose outer source is not a registered host's underlay address.
+    VxlanUnknownSource,
+    /// A decapsulated frame whose destination is not an ENI of that VNI on this host (wrong MAC,
+    /// wrong IP, ARP, broadcast or multicast).
+    VxlanNotLocal,
+    /// A routed packet whose TTL would reach zero.
+    TtlExceeded,
 }
 
-/// Engine counters (plain integers: the engine runs on one thread).
-#[derive(Debug, Clone, Default)]
-pub struct Counters {}
+impl DropReason {
+    /// Every reason, in declaration order (the order of [`Counters::samples`]).
+    pub const ALL: [DropReason; 12] = [
+        DropReason::Malformed,
+        DropReason::UnsupportedEthertype,
+        DropReason::SpoofedSource,
+        DropReason::BroadcastNotForwarded,
+        DropReason::ArpUnanswered,
+        DropReason::NoRoute,
+        DropReason::UnknownPort,
+        DropReason::VxlanBadFlags,
+        DropReason::VxlanUnknownVni,
+        DropReason::VxlanUnknownSource,
+        DropReason::VxlanNotLocal,
+        DropReason::TtlExceeded,
+    ];
+
+    /// The metric label value (snake_case; part of the agent's metrics contract).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Malformed => "malformed",
+            DropReason::UnsupportedEthertype => "unsupported_ethertype",
+            DropReason::SpoofedSource => "spoofed_source",
+            DropReason::BroadcastNotForwarded => "broadcast_not_forwarded",
+            DropReason::ArpUnanswered => "arp_unanswered",
+            DropReason::NoRoute => "no_route",
+            DropReason::UnknownPort => "unknown_port",
+            DropReason::VxlanBadFlags => "vxlan_bad_flags",
+            DropReason::VxlanUnknownVni => "vxlan_unknown_vni",
+            DropReason::VxlanUnknownSource => "vxlan_unknown_source",
+            DropReason::VxlanNotLocal => "vxlan_not_local",
+            DropReason::TtlExceeded => "ttl_exceeded",
+        }
+    }
+}
+
+impl std::fmt::Display for DropReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A path a frame takes through the engine, counted in frames and bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Path {
+    /// Frames read from local ports (input).
+    PortRx,
+    /// VXLAN datagrams received from the underlay (input; bytes = UDP payload).
+    UnderlayRx,
+    /// Frames forwarded from one local port to another, without encapsulation.
+    ToPortLocal,
+    /// Decapsulated frames delivered from the underlay to a local port.
+    ToPortDecap,
+    /// Datagrams sent to the underlay (bytes = UDP payload, VXLAN header included).
+    ToUnderlay,
+    /// ARP replies the proxy answered on the VPC's behalf.
+    ArpReplies,
+    /// ICMP echo replies from the router address.
+    IcmpReplies,
+    /// ARP frames consumed on purpose (gratuitous ARP, unsolicited replies, probes for the
+    /// asker's own address): not an error, not forwarded.
+    ArpAbsorbed,
+}
+
+impl Path {
+    /// Every path, in declaration order.
+    pub const ALL: [Path; 8] = [
+        Path::PortRx,
+        Path::UnderlayRx,
+        Path::ToPortLocal,
+        Path::ToPortDecap,
+        Path::ToUnderlay,
+        Path::ArpReplies,
+        Path::IcmpReplies,
+        Path::ArpAbsorbed,
+    ];
+
+    /// The metric label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Path::PortRx => "port_rx",
+            Path::UnderlayRx => "underlay_rx",
+            Path::ToPortLocal => "to_port_local",
+            Path::ToPortDecap => "to_port_decap",
+            Path::ToUnderlay => "to_underlay",
+            Path::ArpReplies => "arp_replies",
+            Path::IcmpReplies => "icmp_replies",
+            Path::ArpAbsorbed => "arp_absorbed",
+        }
+    }
+}
+
+/// Metric name of the per-reason drop counter (label `reason`).
+pub const METRIC_DROPS: &str = "softvpc_drops_total";
+/// Metric name of the per-path frame counter (label `path`).
+pub const METRIC_FRAMES: &str = "softvpc_frames_total";
+/// Metric name of the per-path byte counter (label `path`).
+pub const METRIC_BYTES: &str = "softvpc_bytes_total";
+
+/// One counter value as a metric sample: `metric{label.0="label.1"} value`.
+pub type Sample = (&'static str, (&'static str, &'static str), u64);
+
+/// Engine counters (plain integers: the engine runs on one thread; the shell reads them
+/// between batches).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    drops: [u64; DropReason::ALL.len()],
+    frames: [u64; Path::ALL.len()],
+    bytes: [u64; Path::ALL.len()],
+}
+
+impl Counters {
+    /// Frames or datagrams dropped for `reason`.
+    pub fn drops(&self, reason: DropReason) -> u64 {
+        self.drops[reason as usize]
+    }
+
+    /// All drops, whatever the reason.
+    pub fn total_drops(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+
+    /// Frames that took `path`.
+    pub fn frames(&self, path: Path) -> u64 {
+        self.frames[path as usize]
+    }
+
+    /// Bytes that took `path`.
+    pub fn bytes(&self, path: Path) -> u64 {
+        self.bytes[path as usize]
+    }
+
+    pub(crate) fn drop(&mut self, reason: DropReason) {
+        self.drops[reason as usize] += 1;
+    }
+
+    pub(crate) fn count(&mut self, path: Path, bytes: usize) {
+        self.frames[path as usize] += 1;
+        self.bytes[path as usize] += bytes as u64;
+    }
+
+    /// Every counter as `(metric name, (label name, label value), value)`, drops first, then
+    /// frames and bytes per path. Zero counters are included (Prometheus prefers series that
+    /// exist from the start).
+    pub fn samples(&self) -> impl Iterator<Item = Sample> + '_ {
+        let drops = DropReason::ALL
+            .iter()
+            .map(|&r| (METRIC_DROPS, ("reason", r.as_str()), self.drops(r)));
+        let frames = Path::ALL
+            .iter()
+            .map(|&p| (METRIC_FRAMES, ("path", p.as_str()), self.frames(p)));
+        let bytes = Path::ALL
+            .iter()
+            .map(|&p| (METRIC_BYTES, ("path", p.as_str()), self.bytes(p)));
+        drops.chain(frames).chain(bytes)
+    }
+
+    /// Appends the counters to `out` in the Prometheus text exposition format (with `# HELP`
+    /// and `# TYPE` lines), ready to serve at `/metrics`.
+    pub fn write_prometheus(&self, out: &mut String) {
+        let help = [
+            (
+                METRIC_DROPS,
+                "Frames and datagrams dropped by the engine, by reason.",
+            ),
+            (METRIC_FRAMES, "Frames through the engine, by path."),
+            (METRIC_BYTES, "Bytes through the engine, by path."),
+        ];
+        for (metric, text) in help {
+            // Writing to a String cannot fail.
+            let _ = writeln!(out, "# HELP {metric} {text}\n# TYPE {metric} counter");
+            for (m, (key, value), n) in self.samples().filter(|s| s.0 == metric) {
+                let _ = writeln!(out, "{m}{{{key}=\"{value}\"}} {n}");
+            }
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! Proxy ARP: ARP requests are answered on the host, from the mapping, and never forwarded.
+//!
+//! A request from an ENI is answered to its own port only:
+//! - for an address of an ENI of the same VPC (primary or secondary, on any host), with that
+//!   ENI's MAC;
+//! - for the router address of the asker's subnet (network + 1), with the router MAC
+//!   `0a:56:50:<vni>`;
+//! - for anything else (an unassigned address): no answer, counted `arp_unanswered`.
+//!
+//! RFC 5227: a probe (sender IP 0.0.0.0) for the asker's own address gets no answer (no false
+//! conflict); a probe for an address another ENI holds is answered, so conflict detection works.
+//! Gratuitous ARP (sender IP == target IP) and every ARP reply (nobody asked: the proxy never
+//! sends requests) are absorbed.
+
+use std::net::Ipv4Addr;
+
+use softvpc_wire::{
+    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
+    EthernetRepr,
+};
+
+use crate::counters::Path;
+use crate::layers::{antispoof, Verdict};
+use crate::mapping::{EniEntry, MappingTable};
+use crate::{DropReason, PortId};
+
+/// Length of an Ethernet + ARP (Ethernet/IPv4) reply frame.
+const REPLY_LEN: usize = 14 + 28;
+
+/// Handles an ARP frame sent by `eni` on `port`. The Ethernet source MAC is already checked.
+pub(crate) fn handle(
+    table: &MappingTable,
+    port: PortId,
+    eni: &EniEntry,
+    payload: &[u8],
+) -> Verdict {
+    let Ok(packet) = ArpPacket::new_checked(payload) else {
+        return Verdict::Drop(DropReason::Malformed);
+    };
+    // Anything but Ethernet/IPv4 ARP fails to parse.
+    let Ok(ArpRepr::EthernetIpv4 {
+        operation,
+        source_hardware_addr: sha,
+        source_protocol_addr: spa,
+        target_protocol_addr: tpa,
+        ..
+    }) = ArpRepr::parse(&packet)
+    else {
+        return Verdict::Drop(DropReason::Malformed);
+    };
+    if let Err(reason) = antispoof::check_arp_sender(eni, sha.0, spa) {
+        return Verdict::Drop(reason);
+    }
+    match operation {
+        ArpOperation::Request => {}
+        // Unsolicited (gratuitous) replies: the proxy never asks, so nothing is waiting.
+        ArpOperation::Reply => return Verdict::Absorb(Path::ArpAbsorbed),
+        ArpOperation::Unknown(_) => return Verdict::Drop(DropReason::Malformed),
+    }
+    if spa == tpa {
+        // Gratuitous announcement of the sender's own address.
+        return Verdict::Absorb(Path::ArpAbsorbed);
+    }
+    if spa.is_unspecified() && eni.owns_ip(tpa) {
+        // RFC 5227 probe for the asker's own address: silence means "no conflict".
+        return Verdict::Absorb(Path::ArpAbsorbed);
+    }
+    let Some(owner_mac) = resolve(table, eni, tpa) else {
+        return Verdict::Drop(DropReason::ArpUnanswered);
+    };
+    Verdict::ToPort {
+        port,
+        frame: reply(owner_mac, tpa, eni.mac, spa),
+        path: Path::ArpReplies,
+    }
+}
+
+/// The MAC that answers for `ip` in the asker's VPC: the router's for the asker's subnet
+/// router address, else the owning ENI's.
+fn resolve(table: &MappingTable, asker: &EniEntry, ip: Ipv4Addr) -> Option<[u8; 6]> {
+    if let Some(subnet) = asker.subnet.and_then(|s| table.subnet(s)) {
+        if subnet.router_ip == ip {
+            return Some(crate::mapping::router_mac(asker.vni));
+        }
+    }
+    table.eni_by_ip(asker.vni, ip).map(|owner| owner.mac)
+}
+
+/// An ARP reply "`owner_ip` is at `owner_mac`", unicast to the asker. For a probe the asker's
+/// address is 0.0.0.0 and stays so in the reply's target (as Linux answers probes).
+fn reply(
+    owner_mac: [u8; 6],
+    owner_ip: Ipv4Addr,
+    asker_mac: [u8; 6],
+    asker_ip: Ipv4Addr,
+) -> Vec<u8> {
+    let mut buf = vec![0u8; REPLY_LEN];
+    let mut frame = EthernetFrame::new_unchecked(&mut buf[..]);
+    EthernetRepr {
+        src_addr: EthernetAddress(owner_mac),
+        dst_addr: EthernetAddress(asker_mac),
+        ethertype: EthernetProtocol::Arp,
+    }
+    .emit(&mut frame);
+    let mut arp = ArpPacket::new_unchecked(frame.payload_mut());
+    ArpRepr::EthernetIpv4 {
+        operation: ArpOperation::Reply,
+        source_hardware_addr: EthernetAddress(owner_mac),
+        source_protocol_addr: owner_ip,
+        target_hardware_addr: EthernetAddress(asker_mac),
+        target_protocol_addr: asker_ip,
+    }
+    .emit(&mut arp);
+    buf
+}
