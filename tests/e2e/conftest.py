@@ -279,7 +279,9 @@ class Lab:
 
     def __init__(self, topology_path):
         self.topology_path = topology_path
-        self.env = dict(os.environ, SOFTVPC_LAB_PREFIX=PREFIX, SOFTVPC_LAB_DIR=str(STATE_DIR))
+        # Own prefix, state dir and API port: another lab (svpc-, :8787) may run meanwhile.
+        self.env = dict(os.environ, SOFTVPC_LAB_PREFIX=PREFIX, SOFTVPC_LAB_DIR=str(STATE_DIR),
+                        SOFTVPC_LAB_API_PORT=os.environ.get("SVT_API_PORT", "18787"))
         self._status = None
         self._captures = 0
 
@@ -421,8 +423,15 @@ class Lab:
         return json.loads(proc.stdout) if proc.stdout.strip() else {}
 
     def host_id(self, host_name):
-        """A registered host's id: from DescribeInstances placement of an instance on it, else
-        from the agents' mapping view."""
+        """A registered host's id: from DescribeHosts, else from DescribeInstances placement of
+        an instance on it, else from the agents' mapping view."""
+        hosts = self.aws("describe-hosts", check=False)
+        if hosts.returncode == 0:
+            for host in json.loads(hosts.stdout or "{}").get("Hosts", []):
+                names = {t.get("Value") for t in host.get("Tags", []) if t.get("Key") == "Name"}
+                names |= {host.get("HostName"), host.get("Name")}
+                if host_name in names and host.get("HostId"):
+                    return host["HostId"]
         ids = [i["instance_id"] for i in self.status()["instances"] if i["host"] == host_name]
         if ids:
             out = self.aws("describe-instances", "--instance-ids", ids[0])

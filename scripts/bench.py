@@ -1,0 +1,231 @@
+#!/usr/bin/env python3
+"""Number-crunching half of scripts/bench.sh (the shell half builds the topologies).
+
+  bench.py ping FILE             p50/p99/mean RTT (ms) from `ping` output (per-packet time=)
+  bench.py iperf FILE            receiver throughput (Gbit/s) and retransmits from `iperf3 -J`
+  bench.py propagation STATUS N  mapping propagation: N API changes (RunInstances and
+                                 TerminateInstances in turn), each timed from the API call until
+                                 every agent's /mappings reflects it; STATUS is `lab status --json`
+  bench.py report KERNEL SOFTVPC PROP   the final table (the three are JSON files of the above)
+
+Every figure is printed as one JSON object on stdout, so the shell can keep them in files.
+"""
+
+import ctypes
+import http.client
+import json
+import math
+import os
+import re
+import sys
+import threading
+import time
+
+CLONE_NEWNET = 0x40000000
+
+
+def percentile(values, p):
+    """Nearest-rank percentile of a non-empty list."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(p / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def ping_stats(path):
+    text = open(path).read()
+    times = [float(t) for t in re.findall(r"time=([\d.]+) ms", text)]
+    if not times:
+        raise SystemExit(f"no ping replies in {path}:\n{text}")
+    sent = re.search(r"(\d+) packets transmitted", text)
+    return {"n": len(times), "sent": int(sent.group(1)) if sent else None,
+            "p50_ms": percentile(times, 50), "p99_ms": percentile(times, 99),
+            "mean_ms": sum(times) / len(times), "min_ms": min(times), "max_ms": max(times)}
+
+
+def iperf_stats(path):
+    data = json.load(open(path))
+    if "error" in data:
+        raise SystemExit(f"iperf3 failed: {data['error']}")
+    end = data["end"]
+    return {"gbps": end["sum_received"]["bits_per_second"] / 1e9,
+            "sender_gbps": end["sum_sent"]["bits_per_second"] / 1e9,
+            "retransmits": end["sum_sent"].get("retransmits"),
+            "seconds": end["sum_received"]["seconds"]}
+
+
+class AgentPoller(threading.Thread):
+    """Polls one agent's /mappings from inside its network namespace.
+
+    The thread enters the namespace with setns(2), which moves only the calling thread, so its
+    HTTP connection (and any reconnection) lives there while the rest of the process stays put."""
+
+    def __init__(self, netns, port=9469):
+        super().__init__(daemon=True)
+        self.netns, self.port = netns, port
+        self.ready, self.work, self.done = threading.Event(), threading.Event(), threading.Event()
+        self.predicate, self.seen_at, self.error, self.stop = None, None, None, False
+        self.polls = 0
+
+    def run(self):
+        try:
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            fd = os.open(f"/run/netns/{self.netns}", os.O_RDONLY)
+            if libc.setns(fd, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), f"setns {self.netns}")
+            os.close(fd)
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        except Exception as err:  # reported to the main thread
+            self.error = err
+            self.ready.set()
+            return
+        self.ready.set()
+        while not self.stop:
+            if not self.work.wait(timeout=0.5):
+                continue
+            self.work.clear()
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not self.stop:
+                try:
+                    conn.request("GET", "/mappings")
+                    body = conn.getresponse().read().decode()
+                except (OSError, http.client.HTTPException):
+                    conn.close()
+                    time.sleep(0.01)
+                    continue
+                self.polls += 1
+                if self.predicate(body):
+                    self.seen_at = time.monotonic()
+                    break
+                time.sleep(0.0005)
+            self.done.set()
+
+    def watch(self, predicate):
+        self.predicate, self.seen_at = predicate, None
+        self.done.clear()
+        self.work.set()
+
+
+def propagation(status_path, changes):
+    import boto3
+    from botocore.config import Config
+
+    status = json.load(open(status_path))
+    ec2 = boto3.client("ec2", endpoint_url=status["api_url"], region_name="us-east-1",
+                       aws_access_key_id="x", aws_secret_access_key="x",
+                       config=Config(retries={"total_max_attempts": 1}))
+    agents = [h for h in status["hosts"] if h.get("agent", True)]
+    subnet_id = status["instances"][0]["subnet_id"]
+    host_ids = {}
+    for res in ec2.describe_instances()["Reservations"]:
+        for inst in res["Instances"]:
+            host = next((i["host"] for i in status["instances"]
+                         if i["instance_id"] == inst["InstanceId"]), None)
+            if host and inst.get("Placement", {}).get("HostId"):
+                host_ids[host] = inst["Placement"]["HostId"]
+    placements = [host_ids.get(h["name"]) for h in agents]
+
+    pollers = [AgentPoller(h["netns"]) for h in agents]
+    for p in pollers:
+        p.start()
+        p.ready.wait(10)
+        if p.error:
+            raise SystemExit(f"cannot poll the agent in {p.netns}: {p.error}")
+
+    def timed(call, predicate):
+        # The pollers start with the call: an agent may apply the change before the API answers.
+        t0 = time.monotonic()
+        for p in pollers:
+            p.watch(predicate)
+        result = call()
+        api = time.monotonic() - t0
+        for p in pollers:
+            if not p.done.wait(35) or p.seen_at is None:
+                raise SystemExit(f"agent in {p.netns} did not reflect the change within 30 s")
+        return result, api, max(p.seen_at for p in pollers) - t0
+
+    run_times, term_times, api_times, live = [], [], [], []
+    try:
+        for i in range(changes // 2):
+            ip = f"10.0.0.{50 + (i % 90)}"  # clear of the bench instances (.20, .148)
+            placement = placements[i % len(placements)]
+            kwargs = {"ImageId": "ami-1", "MinCount": 1, "MaxCount": 1, "SubnetId": subnet_id,
+                      "PrivateIpAddress": ip}
+            if placement:
+                kwargs["Placement"] = {"HostId": placement}
+            out, api, total = timed(lambda: ec2.run_instances(**kwargs),
+                                    lambda body, ip=ip: f'"{ip}"' in body)
+            iid = out["Instances"][0]["InstanceId"]
+            live.append(iid)
+            run_times.append(total)
+            api_times.append(api)
+            _, api, total = timed(lambda: ec2.terminate_instances(InstanceIds=[iid]),
+                                  lambda body, ip=ip: f'"{ip}"' not in body)
+            live.remove(iid)
+            term_times.append(total)
+            api_times.append(api)
+    finally:
+        if live:
+            ec2.terminate_instances(InstanceIds=live)
+        for p in pollers:
+            p.stop = True
+    both = run_times + term_times
+    ms = lambda v: round(v * 1000, 2)  # noqa: E731
+    return {"changes": len(both), "agents": len(pollers),
+            "p50_ms": ms(percentile(both, 50)), "p99_ms": ms(percentile(both, 99)),
+            "run_p50_ms": ms(percentile(run_times, 50)),
+            "terminate_p50_ms": ms(percentile(term_times, 50)),
+            "api_p50_ms": ms(percentile(api_times, 50)), "api_p99_ms": ms(percentile(api_times, 99)),
+            "max_ms": ms(max(both))}
+
+
+def report(kernel_path, softvpc_path, prop_path):
+    kernel = json.load(open(kernel_path))
+    soft = json.load(open(softvpc_path)) if os.path.exists(softvpc_path) else {}
+    prop = json.load(open(prop_path)) if os.path.exists(prop_path) else {}
+
+    def row(label, k, s, fmt):
+        ratio = f"{s / k:.3f}" if k and s is not None else "-"
+        sv = fmt.format(s) if s is not None else "failed"
+        return f"| {label:<28} | {fmt.format(k):>12} | {sv:>12} | {ratio:>14} |"
+
+    get = lambda d, a, b: d.get(a, {}).get(b)  # noqa: E731
+    lines = ["| metric                       | kernel VXLAN |      softvpc | softvpc/kernel |",
+             "|------------------------------|-------------:|-------------:|---------------:|",
+             row("iperf3 TCP, Gbit/s", kernel["iperf"]["gbps"], get(soft, "iperf", "gbps"),
+                 "{:.2f}"),
+             row("ping RTT p50, ms", kernel["ping"]["p50_ms"], get(soft, "ping", "p50_ms"),
+                 "{:.3f}"),
+             row("ping RTT p99, ms", kernel["ping"]["p99_ms"], get(soft, "ping", "p99_ms"),
+                 "{:.3f}")]
+    if "underlay_iperf" in kernel:
+        lines.append(f"\nUnderlay alone (host to host over the fabric bridge, no encapsulation): "
+                     f"{kernel['underlay_iperf']['gbps']:.2f} Gbit/s.")
+    if prop:
+        lines.append(f"\nMapping propagation ({prop['changes']} changes, half RunInstances, half "
+                     f"TerminateInstances; from the API call until all {prop['agents']} agents' "
+                     f"/mappings show it): p50 {prop['p50_ms']} ms, p99 {prop['p99_ms']} ms, "
+                     f"max {prop['max_ms']} ms (run p50 {prop['run_p50_ms']} ms, terminate p50 "
+                     f"{prop['terminate_p50_ms']} ms; the API call alone p50 {prop['api_p50_ms']} "
+                     f"ms, p99 {prop['api_p99_ms']} ms).")
+    else:
+        lines.append("\nMapping propagation: not measured (the softvpc half failed).")
+    return "\n".join(lines)
+
+
+def main(argv):
+    if len(argv) >= 2 and argv[0] == "ping":
+        print(json.dumps(ping_stats(argv[1])))
+    elif len(argv) >= 2 and argv[0] == "iperf":
+        print(json.dumps(iperf_stats(argv[1])))
+    elif len(argv) >= 3 and argv[0] == "propagation":
+        print(json.dumps(propagation(argv[1], int(argv[2]))))
+    elif len(argv) >= 4 and argv[0] == "report":
+        print(report(argv[1], argv[2], argv[3]))
+    else:
+        print(__doc__, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# softvpc benchmark (prints figures; not a test). Needs root, iproute2, iperf3, ping, python3
+# with boto3, and a release build (cargo build --release -p softvpc).
+#
+# In one run it builds the same two-host topology twice and measures both:
+#   (a) kernel VXLAN, flannel-style: a fabric bridge netns (198.18.0.1/16), two host netns with
+#       `u0` on it (198.18.0.11, .12), in each a kernel VXLAN device (nolearning proxy) + bridge +
+#       static FDB/neighbour entries, and one VM netns per host (10.0.0.148 and 10.0.0.20 in
+#       10.0.0.0/24, MTU 1450);
+#   (b) a softvpc lab: the same fabric and hosts, a softvpc agent per host, one VPC with those
+#       two instances;
+# and prints iperf3 TCP throughput and ping RTT p50/p99 for both and as ratios softvpc/kernel,
+# plus the mapping propagation time (API change -> applied by every agent) p50/p99.
+#
+# usage: sudo scripts/bench.sh [-t SECONDS] [-n PINGS] [-c CHANGES]
+#   -t  iperf3 duration per run (default 5)      -n  pings at 5 ms intervals (default 200)
+#   -c  mapping changes to time (default 100: RunInstances and TerminateInstances in turn)
+# env: SOFTVPC_BIN (default target/release/softvpc), BENCH_API_PORT (default 18797)
+#
+# Everything it creates (namespaces svbk-* and the lab svb-*, processes, /tmp files) is removed on
+# exit, also on failure or Ctrl-C.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$PWD
+
+T=5 PINGS=200 CHANGES=100
+while getopts "t:n:c:h" opt; do
+  case $opt in
+    t) T=$OPTARG ;; n) PINGS=$OPTARG ;; c) CHANGES=$OPTARG ;;
+    *) sed -n '2,22p' "$0"; exit 2 ;;
+  esac
+done
+[ "$(id -u)" -eq 0 ] || { echo "bench.sh needs root (network namespaces)" >&2; exit 1; }
+BIN=${SOFTVPC_BIN:-$REPO/target/release/softvpc}
+BENCH_PY="$REPO/scripts/bench.py"
+
+K=svbk-                       # kernel-VXLAN topology namespaces
+export SOFTVPC_LAB_PREFIX=svb- # the softvpc lab
+export SOFTVPC_LAB_DIR=/tmp/svb-bench-lab
+export SOFTVPC_LAB_API_PORT=${BENCH_API_PORT:-18797}
+VNI=257                       # 0x000101, the first VNI softvpc's server hands out
+WORK=$(mktemp -d /tmp/svb-bench.XXXXXX)
+MAC_A=02:00:00:00:01:48 MAC_B=02:00:00:00:00:20
+
+cleanup() {
+  set +e
+  # Processes this script started (iperf3 servers), by pid, if they are still what we started.
+  if [ -f "$WORK/pids" ]; then
+    while read -r pid; do
+      [ "$(cat /proc/"$pid"/comm 2>/dev/null)" = iperf3 ] && kill "$pid" 2>/dev/null
+    done <"$WORK/pids"
+  fi
+  [ -x "$BIN" ] && timeout 120 "$BIN" lab down >/dev/null 2>&1
+  for ns in $(ip netns list | awk '{print $1}' | grep -E "^(${K}|${SOFTVPC_LAB_PREFIX})"); do
+    ip netns del "$ns"
+  done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { echo "==> $*" >&2; }
+
+# measure LABEL CLIENT_NS SERVER_NS SERVER_IP: iperf3 and ping, figures to $WORK/LABEL-*.json
+measure() {
+  local label=$1 cli=$2 srv=$3 ip=$4
+  timeout 30 ip netns exec "$cli" ping -n -c 3 -i 0.2 -W 2 "$ip" >/dev/null  # warm ARP, check
+  ip netns exec "$srv" iperf3 -s -1 -B "$ip" >/dev/null 2>&1 &
+  echo $! >>"$WORK/pids"
+  for _ in $(seq 50); do
+    ip netns exec "$srv" ss -ltn | grep -q ":5201 " && break
+    sleep 0.1
+  done
+  log "$label: iperf3 TCP for ${T}s"
+  timeout $((T + 30)) ip netns exec "$cli" iperf3 -c "$ip" -t "$T" -J >"$WORK/$label-iperf.raw"
+  python3 "$BENCH_PY" iperf "$WORK/$label-iperf.raw" >"$WORK/$label-iperf.json"
+  log "$label: $PINGS pings at 5 ms"
+  timeout $((PINGS / 50 + 30)) ip netns exec "$cli" ping -n -c "$PINGS" -i 0.005 -W 2 "$ip" \
+    >"$WORK/$label-ping.raw"
+  python3 "$BENCH_PY" ping "$WORK/$label-ping.raw" >"$WORK/$label-ping.json"
+}
+
+# ---- (a) kernel VXLAN
+kernel_half() {
+  log "kernel VXLAN topology"
+  for n in fabric host-1 host-2 vm-a vm-b; do
+    ip netns add "$K$n"
+    ip -n "$K$n" link set lo up
+  done
+  ip -n "${K}fabric" link add br0 type bridge
+  ip -n "${K}fabric" addr add 198.18.0.1/16 dev br0
+  ip -n "${K}fabric" link set br0 up
+  for i in 1 2; do
+    ip -n "${K}fabric" link add "p$i" type veth peer name u0 netns "${K}host-$i"
+    ip -n "${K}fabric" link set "p$i" master br0 up
+    ip -n "${K}host-$i" addr add "198.18.0.1$i/16" dev u0
+    ip -n "${K}host-$i" link set u0 up
+  done
+  # host VM LOCAL REMOTE VMIP VMMAC REMOTEVMIP REMOTEVMMAC (as in the kernel-VXLAN baseline)
+  setup_host() {
+    local h=$K$1 v=$K$2 loc=$3 rem=$4 ip=$5 mac=$6 rip=$7 rmac=$8
+    ip -n "$h" link add vx0 type vxlan id $VNI dstport 4789 local "$loc" dev u0 nolearning proxy
+    ip -n "$h" link add br0 type bridge
+    ip -n "$h" link set vx0 master br0
+    ip -n "$h" link add tap0 type veth peer name eth0 netns "$v"
+    ip -n "$h" link set tap0 master br0 mtu 1450
+    for d in vx0 br0 tap0; do ip -n "$h" link set "$d" up; done
+    ip -n "$v" link set eth0 address "$mac" mtu 1450 up
+    ip -n "$v" addr add "$ip/24" dev eth0
+    bridge -n "$h" fdb append "$rmac" dev vx0 dst "$rem" self permanent
+    ip -n "$h" neigh add "$rip" lladdr "$rmac" dev vx0 nud permanent
+  }
+  setup_host host-1 vm-a 198.18.0.11 198.18.0.12 10.0.0.148 $MAC_A 10.0.0.20 $MAC_B
+  setup_host host-2 vm-b 198.18.0.12 198.18.0.11 10.0.0.20 $MAC_B 10.0.0.148 $MAC_A
+
+  measure underlay "${K}host-1" "${K}host-2" 198.18.0.12
+  measure kernel "${K}vm-a" "${K}vm-b" 10.0.0.20
+  printf '{"iperf": %s, "ping": %s, "underlay_iperf": %s}\n' "$(cat "$WORK/kernel-iperf.json")" \
+    "$(cat "$WORK/kernel-ping.json")" "$(cat "$WORK/underlay-iperf.json")" >"$WORK/kernel.json"
+  for n in fabric host-1 host-2 vm-a vm-b; do ip netns del "$K$n"; done
+}
+
+# ---- (b) softvpc
+softvpc_half() {
+  [ -x "$BIN" ] || { echo "no softvpc binary at $BIN (cargo build --release -p softvpc)" >&2; return 1; }
+  cat >"$WORK/bench-lab.toml" <<'EOF'
+[[host]]
+name = "host-1"
+
+[[host]]
+name = "host-2"
+
+[[vpc]]
+name = "bench-vpc"
+cidr = "10.0.0.0/16"
+
+[[vpc.subnet]]
+cidr = "10.0.0.0/24"
+
+[[instance]]
+name = "bench-a"
+vpc = "bench-vpc"
+subnet = "10.0.0.0/24"
+ip = "10.0.0.148"
+host = "host-1"
+
+[[instance]]
+name = "bench-b"
+vpc = "bench-vpc"
+subnet = "10.0.0.0/24"
+ip = "10.0.0.20"
+host = "host-2"
+EOF
+  log "softvpc lab (prefix $SOFTVPC_LAB_PREFIX, API port $SOFTVPC_LAB_API_PORT)"
+  timeout 120 "$BIN" lab down >/dev/null 2>&1 || true
+  timeout 300 "$BIN" lab up "$WORK/bench-lab.toml" >"$WORK/lab-up.log" 2>&1 ||
+    { cat "$WORK/lab-up.log" >&2; return 1; }
+  timeout 30 "$BIN" lab status --json >"$WORK/status.json"
+  local nsa nsb
+  nsa=$(python3 -c 'import json,sys; print(next(i["netns"] for i in json.load(open(sys.argv[1]))["instances"] if i["name"]=="bench-a"))' "$WORK/status.json")
+  nsb=$(python3 -c 'import json,sys; print(next(i["netns"] for i in json.load(open(sys.argv[1]))["instances"] if i["name"]=="bench-b"))' "$WORK/status.json")
+  measure softvpc "$nsa" "$nsb" 10.0.0.20
+  printf '{"iperf": %s, "ping": %s}\n' "$(cat "$WORK/softvpc-iperf.json")" \
+    "$(cat "$WORK/softvpc-ping.json")" >"$WORK/softvpc.json"
+  log "mapping propagation: $CHANGES changes"
+  timeout 900 python3 "$BENCH_PY" propagation "$WORK/status.json" "$CHANGES" >"$WORK/prop.json"
+}
+
+# Each half runs in a subshell with errexit live (not under || or if, where bash ignores -e).
+set +e
+(set -e; kernel_half); kernel_rc=$?
+[ $kernel_rc -eq 0 ] || { echo "kernel half failed" >&2; exit 1; }
+(set -e; softvpc_half); softvpc_rc=$?
+set -e
+[ $softvpc_rc -eq 0 ] || echo "!! softvpc half failed (exit $softvpc_rc): its figures are missing" >&2
+
+echo
+echo "softvpc benchmark, $(date -u +%Y-%m-%dT%H:%MZ)"
+echo "machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')), kernel $(uname -r)"
+echo "command: scripts/bench.sh -t $T -n $PINGS -c $CHANGES   (softvpc $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?'))"
+echo
+python3 "$BENCH_PY" report "$WORK/kernel.json" "$WORK/softvpc.json" "$WORK/prop.json"
+exit $softvpc_rc
