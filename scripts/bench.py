@@ -174,7 +174,8 @@ def propagation(status_path, changes):
             "p50_ms": ms(percentile(both, 50)), "p99_ms": ms(percentile(both, 99)),
             "run_p50_ms": ms(percentile(run_times, 50)),
             "terminate_p50_ms": ms(percentile(term_times, 50)),
-            "api_p50_ms": ms(percentile(api_times, 50)), "api_p99_ms": ms(percentile(api_times, 99)),
+            "api_p50_ms": ms(percentile(api_times, 50)),
+            "api_p99_ms": ms(percentile(api_times, 99)),
             "max_ms": ms(max(both))}
 
 

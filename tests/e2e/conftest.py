@@ -273,6 +273,10 @@ class Capture:
     def containing(self, needle: bytes):
         return [f for f in self.frames if needle in f.raw]
 
+    def udp_containing(self, needle: bytes):
+        """UDP datagrams carrying `needle` (not the ICMP errors that quote them)."""
+        return [f for f in self.containing(needle) if f.ipv4() and f.ipv4()[2] == 17]
+
 
 class Lab:
     """A running lab: its CLI, its status, and helpers to act inside its namespaces."""
