@@ -1,6 +1,44 @@
 //! The softvpc host agent: TAP and UDP I/O around the sans-IO engine, and the mapping watch.
+//!
+//! Start-up: enter the host's network namespace (`--netns`, before any thread exists), open the
+//! underlay sockets, start the data-path thread (`datapath`: the [`Engine`] plus all packet
+//! I/O), then run on a small tokio runtime: the control loop (`control`: register, watch,
+//! reconcile instances, publish mapping tables) and the HTTP endpoint (`metrics`). SIGTERM or
+//! SIGINT close the TAPs, delete the namespaces this agent created, and exit 0.
+//!
+//! Module map: `records` (proto -> engine types, the watch state machine), `reconcile` (which
+//! instances should exist: pure), `instance` (namespaces and TAP plumbing with `ip`), `tap`
+//! (TAP devices), `underlay` (VXLAN sockets), `batch` (receive buffers), `datapath`, `control`,
+//! `state`, `metrics`, `netns`.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use arc_swap::ArcSwap;
+use softvpc_engine::{Engine, EngineConfig};
+use softvpc_proto::pb::mapping_client::MappingClient;
+use tracing::{error, info};
+
+pub mod batch;
+pub mod control;
+pub mod datapath;
+pub mod instance;
+pub mod metrics;
+pub mod netns;
+pub mod reconcile;
+pub mod records;
+pub mod state;
+pub mod tap;
+pub mod underlay;
+
+use crate::control::Control;
+use crate::datapath::{DataPath, Shared};
+use crate::instance::Plumber;
+use crate::state::{AgentState, ViewSnapshot};
+use crate::underlay::{UnderlayRx, UnderlayTx, VXLAN_PORT};
 
 /// `softvpc agent`: the virtual router for the ENIs placed on this host.
 #[derive(clap::Args, Debug, Clone)]
@@ -28,6 +66,86 @@ pub struct AgentArgs {
 
 /// Runs the agent until interrupted.
 pub fn run(args: AgentArgs) -> anyhow::Result<()> {
-    let _ = args;
-    anyhow::bail!("not implemented yet")
+    // setns affects only the calling thread: do it before the runtime starts any thread, so they
+    // all live in the host's namespace.
+    if let Some(ns) = &args.netns {
+        netns::enter(ns)?;
+        info!(netns = %ns, "entered network namespace");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("softvpc-agent")
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(agent_main(args))
+}
+
+async fn agent_main(args: AgentArgs) -> anyhow::Result<()> {
+    let rx = UnderlayRx::bind(args.underlay_ip, VXLAN_PORT)?;
+    let tx = UnderlayTx::open(args.underlay_ip)?;
+    let engine = Engine::new(EngineConfig {
+        underlay_ip: args.underlay_ip,
+        vxlan_port: VXLAN_PORT,
+    });
+    let shared = Arc::new(Shared::default());
+    let datapath = DataPath::spawn(engine, rx, tx, Arc::clone(&shared))?;
+
+    let state = Arc::new(AgentState {
+        host_name: args.host_name.clone(),
+        underlay_ip: args.underlay_ip,
+        view: ArcSwap::from_pointee(ViewSnapshot::default()),
+        resyncs: AtomicU64::new(0),
+        instance_errors: AtomicU64::new(0),
+        watching: AtomicBool::new(false),
+        datapath: Arc::clone(&shared),
+        commander: datapath.commander().clone(),
+    });
+
+    let listener = tokio::net::TcpListener::bind(args.metrics_listen)
+        .await
+        .with_context(|| format!("binding the metrics endpoint {}", args.metrics_listen))?;
+    let app = metrics::router(Arc::clone(&state));
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            error!(error = %e, "metrics endpoint stopped");
+        }
+    });
+    info!(
+        host_name = %args.host_name,
+        underlay_ip = %args.underlay_ip,
+        server = %args.server,
+        metrics = %args.metrics_listen,
+        prefix = %args.instance_netns_prefix,
+        "agent started"
+    );
+
+    let client = MappingClient::new(control::channel(&args.server)?);
+    let mut control = Control::new(
+        client,
+        state,
+        datapath,
+        Plumber::new(&args.instance_netns_prefix),
+    );
+
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    let outcome = tokio::select! {
+        _ = control.run() => Ok(()),
+        _ = sigterm.recv() => { info!("SIGTERM: shutting down"); Ok(()) }
+        _ = tokio::signal::ctrl_c() => { info!("SIGINT: shutting down"); Ok(()) }
+        _ = watch_datapath(&shared) => Err(anyhow::anyhow!("the data-path thread stopped")),
+    };
+    let closed = control.shutdown();
+    outcome.and(closed)
+}
+
+/// Resolves when the data-path thread has exited (it never should on its own).
+async fn watch_datapath(shared: &Shared) {
+    loop {
+        if !shared.running.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }

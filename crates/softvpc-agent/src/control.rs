@@ -1,0 +1,418 @@
+//! The control loop: register the host, watch the mapping service, keep local instances and the
+//! data path's mapping table in step with what it says.
+//!
+//! RegisterHost is retried with exponential backoff until the server answers. The watch resumes
+//! from the view's epoch and revision (and held VPCs) after any disconnect; the server answers
+//! with the missing Deltas or a full Snapshot. After each message that changed the records, the
+//! loop reconciles local instances (`reconcile.rs` decides, `instance.rs` does it), then builds a
+//! new `MappingTable` with the current ports and publishes it: the data path picks it up before
+//! its next batch. A stream that breaks the protocol makes the agent drop its resume point and
+//! resync.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use softvpc_engine::{MappingTable, PortId};
+use softvpc_proto::pb;
+use softvpc_proto::pb::mapping_client::MappingClient;
+use tonic::transport::{Channel, Endpoint};
+use tracing::{debug, error, info, warn};
+
+use crate::datapath::{Command, DataPath};
+use crate::instance::Plumber;
+use crate::reconcile::{self, Skip};
+use crate::records::{Applied, MappingView};
+use crate::state::{AgentState, LocalPort, ViewSnapshot};
+
+/// Retry delays: start, cap.
+const BACKOFF_START: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// How soon to retry instances that failed to come up.
+const RECONCILE_RETRY: Duration = Duration::from_secs(5);
+/// RegisterHost deadline.
+const RPC_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Exponential backoff with jitter (so many agents do not reconnect in lock-step).
+#[derive(Debug)]
+pub struct Backoff {
+    next: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            next: BACKOFF_START,
+        }
+    }
+}
+
+impl Backoff {
+    /// The next delay: the current one, +-25% jitter; doubles up to the cap.
+    pub fn next_delay(&mut self) -> Duration {
+        let base = self.next;
+        self.next = (self.next * 2).min(BACKOFF_MAX);
+        let jitter = rand::random::<f64>() * 0.5 + 0.75;
+        base.mul_f64(jitter)
+    }
+
+    pub fn reset(&mut self) {
+        self.next = BACKOFF_START;
+    }
+}
+
+/// Builds the mapping-service channel (connects lazily, and again after every failure). HTTP/2
+/// keep-alives notice a dead server even when the stream is idle.
+pub fn channel(url: &str) -> anyhow::Result<Channel> {
+    let endpoint = Endpoint::from_shared(url.to_string())
+        .with_context(|| format!("bad mapping service URL {url:?}"))?
+        .connect_timeout(Duration::from_secs(3))
+        .tcp_keepalive(Some(Duration::from_secs(10)))
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .keep_alive_while_idle(true);
+    Ok(endpoint.connect_lazy())
+}
+
+/// The control loop's state. [`Control::run`] runs until cancelled; [`Control::shutdown`] then
+/// closes the data path and deletes the namespaces this agent created.
+pub struct Control {
+    client: MappingClient<Channel>,
+    state: Arc<AgentState>,
+    datapath: DataPath,
+    plumber: Plumber,
+    host_id: String,
+    view: MappingView,
+    local: BTreeMap<String, LocalPort>,
+    next_port: u32,
+    /// Some instance failed to come up (or go down): try again soon.
+    needs_retry: bool,
+}
+
+impl Control {
+    pub fn new(
+        client: MappingClient<Channel>,
+        state: Arc<AgentState>,
+        datapath: DataPath,
+        plumber: Plumber,
+    ) -> Control {
+        Control {
+            client,
+            state,
+            datapath,
+            plumber,
+            host_id: String::new(),
+            view: MappingView::default(),
+            local: BTreeMap::new(),
+            next_port: 1,
+            needs_retry: false,
+        }
+    }
+
+    /// Registers and watches forever, reconnecting with backoff.
+    pub async fn run(&mut self) {
+        let mut backoff = Backoff::default();
+        loop {
+            if let Err(e) = self.register(&mut backoff).await {
+                // Only a non-retryable failure gets here (none today); keep trying regardless.
+                error!(error = %format!("{e:#}"), "registration failed");
+            }
+            match self.watch().await {
+                Ok(got_messages) => {
+                    if got_messages {
+                        backoff.reset();
+                    }
+                    info!("watch stream ended; reconnecting");
+                }
+                Err(e) => warn!(error = %format!("{e:#}"), "watch failed; reconnecting"),
+            }
+            self.state.watching.store(false, Ordering::Relaxed);
+            tokio::time::sleep(backoff.next_delay()).await;
+        }
+    }
+
+    /// RegisterHost until the server answers (idempotent: same name, same id). Done on every
+    /// reconnect, since a server that lost its store would otherwise not know this host.
+    async fn register(&mut self, backoff: &mut Backoff) -> anyhow::Result<()> {
+        let req = pb::RegisterHostRequest {
+            name: self.state.host_name.clone(),
+            underlay_ip: self.state.underlay_ip.to_string(),
+        };
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let call = self.client.register_host(req.clone());
+            match tokio::time::timeout(RPC_TIMEOUT, call).await {
+                Ok(Ok(resp)) => {
+                    let host_id = resp.into_inner().host_id;
+                    if host_id.is_empty() {
+                        warn!(attempt, "RegisterHost returned an empty host id; retrying");
+                    } else {
+                        if host_id != self.host_id {
+                            if !self.host_id.is_empty() {
+                                // A different id: the server's state is not the one our view
+                                // came from. Start over from a snapshot.
+                                warn!(old = %self.host_id, new = %host_id, "host id changed; resyncing");
+                                self.view.reset_resume_point();
+                            }
+                            info!(host_id = %host_id, name = %req.name, underlay_ip = %req.underlay_ip, "registered");
+                            self.host_id = host_id;
+                        } else {
+                            debug!(host_id = %self.host_id, "re-registered");
+                        }
+                        return Ok(());
+                    }
+                }
+                Ok(Err(status)) => {
+                    warn!(attempt, code = ?status.code(), message = status.message(), "RegisterHost failed; retrying")
+                }
+                Err(_) => warn!(attempt, "RegisterHost timed out; retrying"),
+            }
+            tokio::time::sleep(backoff.next_delay()).await;
+        }
+    }
+
+    /// One watch stream, until it ends or fails. Returns whether any message arrived.
+    async fn watch(&mut self) -> anyhow::Result<bool> {
+        let req = self.view.watch_request(&self.host_id);
+        info!(
+            epoch = %req.epoch,
+            revision = req.revision,
+            held_vpcs = req.held_vpc_ids.len(),
+            "opening watch"
+        );
+        let mut stream = self
+            .client
+            .watch(req)
+            .await
+            .context("Watch request")?
+            .into_inner();
+        self.state.watching.store(true, Ordering::Relaxed);
+        let mut got = false;
+        loop {
+            let msg = if self.needs_retry {
+                tokio::select! {
+                    msg = stream.message() => msg,
+                    _ = tokio::time::sleep(RECONCILE_RETRY) => {
+                        info!("retrying instances that failed");
+                        self.refresh();
+                        continue;
+                    }
+                }
+            } else {
+                stream.message().await
+            };
+            let Some(msg) = msg.context("watch stream")? else {
+                return Ok(got);
+            };
+            got = true;
+            match self.view.apply(&msg) {
+                Ok(applied) => {
+                    self.log_applied(&applied);
+                    if let Applied::Snapshot { resync: true, .. } = applied {
+                        self.state.resyncs.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if applied.changed() {
+                        self.refresh();
+                    } else {
+                        self.publish_view();
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %e, "watch protocol error; resyncing from a snapshot");
+                    self.view.reset_resume_point();
+                    return Ok(got);
+                }
+            }
+        }
+    }
+
+    fn log_applied(&self, applied: &Applied) {
+        let r = &self.view.records;
+        let skipped = match applied {
+            Applied::Snapshot { resync, skipped } => {
+                info!(
+                    revision = self.view.revision,
+                    epoch = %self.view.epoch,
+                    resync,
+                    hosts = r.hosts.len(),
+                    vpcs = r.vpcs.len(),
+                    subnets = r.subnets.len(),
+                    enis = r.enis.len(),
+                    "snapshot applied"
+                );
+                skipped.as_slice()
+            }
+            Applied::Delta { changes, skipped } => {
+                info!(
+                    revision = self.view.revision,
+                    changes,
+                    vpcs = r.vpcs.len(),
+                    enis = r.enis.len(),
+                    "delta applied"
+                );
+                skipped.as_slice()
+            }
+            Applied::Heartbeat => {
+                debug!(revision = self.view.revision, "heartbeat");
+                &[]
+            }
+            Applied::Stale => {
+                debug!(revision = self.view.revision, "stale message ignored");
+                &[]
+            }
+        };
+        for e in skipped {
+            warn!(error = %e, "bad mapping record skipped");
+        }
+    }
+
+    /// Reconciles instances, then publishes a new table and view.
+    fn refresh(&mut self) {
+        // `ip` commands block; keep the other runtime worker free for the metrics endpoint.
+        tokio::task::block_in_place(|| self.reconcile());
+        let ports: HashMap<String, PortId> = self
+            .local
+            .iter()
+            .map(|(eni, l)| (eni.clone(), l.port))
+            .collect();
+        let table = MappingTable::build(&self.view.records, self.state.underlay_ip, &ports);
+        self.state.datapath.table.store(Arc::new(table));
+        self.publish_view();
+    }
+
+    fn publish_view(&self) {
+        let snapshot = ViewSnapshot {
+            host_id: self.host_id.clone(),
+            view: self.view.clone(),
+            ports: self
+                .local
+                .iter()
+                .map(|(eni, l)| (eni.clone(), l.clone()))
+                .collect(),
+        };
+        self.state.view.store(Arc::new(snapshot));
+    }
+
+    /// Brings local instances in line with the view.
+    fn reconcile(&mut self) {
+        let (desired, skips) = reconcile::desired(&self.view.records, &self.host_id);
+        for skip in &skips {
+            match skip {
+                Skip::UnknownSubnet { eni_id, subnet_id } => {
+                    warn!(eni = %eni_id, subnet = %subnet_id, "ENI placed here but its subnet is unknown; not plumbed")
+                }
+                Skip::SecondEni {
+                    eni_id,
+                    instance_id,
+                } => {
+                    warn!(eni = %eni_id, instance = %instance_id, "second ENI of an instance; only one per instance is supported")
+                }
+            }
+        }
+        let current: BTreeMap<String, reconcile::InstanceSpec> = self
+            .local
+            .iter()
+            .map(|(eni, l)| (eni.clone(), l.spec.clone()))
+            .collect();
+        let plan = reconcile::plan(&desired, &current);
+        self.needs_retry = false;
+        for eni in &plan.delete {
+            let Some(local) = self.local.remove(eni) else {
+                continue;
+            };
+            let _ = self.datapath.send(Command::RemovePort { port: local.port });
+            match self.plumber.destroy(&local.netns) {
+                Ok(()) => info!(
+                    instance = %local.spec.instance_id,
+                    eni = %eni,
+                    netns = %local.netns,
+                    "instance down"
+                ),
+                Err(e) => {
+                    self.state.instance_errors.fetch_add(1, Ordering::Relaxed);
+                    error!(netns = %local.netns, error = %format!("{e:#}"), "deleting instance namespace")
+                }
+            }
+        }
+        for spec in plan.create {
+            match self.plumber.create(&spec) {
+                Ok(tap) => {
+                    let port = PortId(self.next_port);
+                    self.next_port += 1;
+                    let tap_name = tap.name().to_string();
+                    let netns = self.plumber.netns_of(&spec);
+                    if let Err(e) = self.datapath.send(Command::AddPort { port, tap }) {
+                        error!(error = %e, "handing the TAP to the data path");
+                        let _ = self.plumber.destroy(&netns);
+                        self.needs_retry = true;
+                        continue;
+                    }
+                    info!(
+                        instance = %spec.instance_id,
+                        eni = %spec.eni_id,
+                        ip = %spec.ip,
+                        netns = %netns,
+                        port = port.0,
+                        "instance up"
+                    );
+                    self.local.insert(
+                        spec.eni_id.clone(),
+                        LocalPort {
+                            port,
+                            tap: tap_name,
+                            netns,
+                            spec,
+                        },
+                    );
+                }
+                Err(e) => {
+                    self.state.instance_errors.fetch_add(1, Ordering::Relaxed);
+                    self.needs_retry = true;
+                    error!(
+                        instance = %spec.instance_id,
+                        eni = %spec.eni_id,
+                        error = %format!("{e:#}"),
+                        "instance setup failed; will retry"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Stops the data path (closing every TAP) and deletes the namespaces this agent created.
+    pub fn shutdown(mut self) -> anyhow::Result<()> {
+        let ports = self.local.len();
+        let r = self.datapath.shutdown();
+        self.plumber.destroy_all();
+        info!(instances = ports, "instances removed");
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_the_cap_and_resets() {
+        let mut b = Backoff::default();
+        let first = b.next_delay();
+        assert!(first >= BACKOFF_START.mul_f64(0.75) && first <= BACKOFF_START.mul_f64(1.25));
+        let mut last = first;
+        for _ in 0..20 {
+            last = b.next_delay();
+        }
+        assert!(last <= BACKOFF_MAX.mul_f64(1.25));
+        assert!(last >= BACKOFF_MAX.mul_f64(0.75));
+        b.reset();
+        assert!(b.next_delay() <= BACKOFF_START.mul_f64(1.25));
+    }
+
+    #[test]
+    fn bad_urls_are_refused() {
+        assert!(channel("not a url").is_err());
+    }
+}

@@ -1,0 +1,417 @@
+//! The data-path thread: owns the [`Engine`], the TAP devices and the underlay sockets.
+//!
+//! One thread, one `epoll` over the TAP fds, the VXLAN socket and an eventfd that wakes it for
+//! control [`Command`]s (ports added or removed, statistics wanted, shutdown) arriving on a
+//! channel. Each wake-up reads up to [`BATCH_SIZE`] frames from each ready source (level
+//! triggered, so a busy source is served again on the next wait, after the others), hands them to
+//! the engine in one call, and performs the [`Output`]: frames written to TAPs, datagrams sent on
+//! the underlay. Before each batch, if the control plane published a new mapping table (an
+//! `ArcSwap` pointer change), the engine gets it (`set_table`): one atomic load per batch.
+//!
+//! The engine is sans-IO; this module is the only place that does packet I/O, and all of it goes
+//! through [`Tap`], [`UnderlayRx`] and [`UnderlayTx`], so io_uring, AF_XDP or UDP GSO/GRO can
+//! replace them without touching the engine or the control plane.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use arc_swap::ArcSwap;
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use softvpc_engine::{Counters, Engine, MappingTable, Output, PortId};
+use tracing::{debug, error, info, warn};
+
+use crate::batch::{Batch, BATCH_SIZE, SLOT_SIZE};
+use crate::tap::Tap;
+use crate::underlay::{UnderlayRx, UnderlayTx};
+
+/// How often at most the thread publishes its counters after batches.
+const PUBLISH_INTERVAL: Duration = Duration::from_millis(100);
+
+// epoll tokens: ports use their PortId (u32), the two fixed sources sit above that range.
+const TOKEN_WAKE: u64 = 1 << 40;
+const TOKEN_UNDERLAY: u64 = (1 << 40) + 1;
+
+/// What the control plane asks of the data path.
+#[derive(Debug)]
+pub enum Command {
+    /// Start serving a TAP as `port` (the table naming it may come right after).
+    AddPort { port: PortId, tap: Tap },
+    /// Stop serving `port` and close its TAP (which deletes the device).
+    RemovePort { port: PortId },
+    /// Publish the counters now and send a copy back.
+    Stats(tokio::sync::oneshot::Sender<Stats>),
+    /// Close everything and exit the thread.
+    Shutdown,
+}
+
+/// Errors of the I/O shell itself (not the engine's drops), counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IoCounters {
+    pub tap_read_errors: u64,
+    pub tap_write_errors: u64,
+    pub underlay_recv_errors: u64,
+    pub underlay_send_errors: u64,
+    /// Engine output for a port the data path does not serve (removed in between).
+    pub output_unknown_port: u64,
+    /// Wake-ups that read at least one frame or datagram.
+    pub batches: u64,
+}
+
+impl IoCounters {
+    /// `(label, value)` pairs for `softvpc_io_errors_total{op="..."}`.
+    pub fn errors(&self) -> [(&'static str, u64); 5] {
+        [
+            ("tap_read", self.tap_read_errors),
+            ("tap_write", self.tap_write_errors),
+            ("underlay_recv", self.underlay_recv_errors),
+            ("underlay_send", self.underlay_send_errors),
+            ("output_unknown_port", self.output_unknown_port),
+        ]
+    }
+}
+
+/// A copy of the data path's counters, published for the metrics endpoint.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    pub engine: Counters,
+    pub io: IoCounters,
+    /// Ports (TAPs) being served.
+    pub ports: usize,
+}
+
+/// State shared between the data path and the control plane.
+#[derive(Debug)]
+pub struct Shared {
+    /// The current mapping table; the control plane stores, the data path loads.
+    pub table: ArcSwap<MappingTable>,
+    /// The last published counters.
+    pub stats: Mutex<Stats>,
+    /// True while the data-path thread runs (cleared even if it panics).
+    pub running: AtomicBool,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared {
+            table: ArcSwap::from_pointee(MappingTable::default()),
+            stats: Mutex::new(Stats::default()),
+            running: AtomicBool::new(false),
+        }
+    }
+}
+
+/// Clears [`Shared::running`] when the thread ends, however it ends.
+struct RunningGuard(Arc<Shared>);
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        self.0.running.store(false, Ordering::Release);
+    }
+}
+
+/// Sends [`Command`]s to the data-path thread (cheap to clone: the metrics endpoint has one).
+#[derive(Debug, Clone)]
+pub struct Commander {
+    tx: mpsc::Sender<Command>,
+    wake: Arc<EventFd>,
+}
+
+impl Commander {
+    /// Sends a command and wakes the thread. Fails only if the thread is gone.
+    pub fn send(&self, cmd: Command) -> anyhow::Result<()> {
+        self.tx
+            .send(cmd)
+            .map_err(|_| anyhow::anyhow!("the data-path thread has stopped"))?;
+        self.wake.write(1).context("waking the data-path thread")?;
+        Ok(())
+    }
+}
+
+/// The control plane's handle on the data-path thread.
+#[derive(Debug)]
+pub struct DataPath {
+    commander: Commander,
+    thread: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl DataPath {
+    /// Starts the thread.
+    pub fn spawn(
+        engine: Engine,
+        rx: UnderlayRx,
+        tx: UnderlayTx,
+        shared: Arc<Shared>,
+    ) -> anyhow::Result<DataPath> {
+        let wake = Arc::new(EventFd::from_flags(
+            EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC,
+        )?);
+        let (cmd_tx, cmd_rx) = mpsc::channel();
+        let mut worker = Worker::new(
+            engine,
+            rx,
+            tx,
+            Arc::clone(&shared),
+            Arc::clone(&wake),
+            cmd_rx,
+        )?;
+        shared.running.store(true, Ordering::Release);
+        let guard = RunningGuard(shared);
+        let thread = std::thread::Builder::new()
+            .name("softvpc-datapath".into())
+            .spawn(move || {
+                let _guard = guard;
+                let r = worker.run();
+                if let Err(e) = &r {
+                    error!(error = %format!("{e:#}"), "data path stopped");
+                }
+                r
+            })
+            .context("spawning the data-path thread")?;
+        Ok(DataPath {
+            commander: Commander { tx: cmd_tx, wake },
+            thread: Some(thread),
+        })
+    }
+
+    pub fn commander(&self) -> &Commander {
+        &self.commander
+    }
+
+    /// Sends a command and wakes the thread. Fails only if the thread is gone.
+    pub fn send(&self, cmd: Command) -> anyhow::Result<()> {
+        self.commander.send(cmd)
+    }
+
+    /// Asks the thread to stop (closing every TAP) and waits for it.
+    pub fn shutdown(mut self) -> anyhow::Result<()> {
+        let _ = self.send(Command::Shutdown);
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => anyhow::bail!("the data-path thread panicked"),
+            None => Ok(()),
+        }
+    }
+}
+
+struct Worker {
+    engine: Engine,
+    rx: UnderlayRx,
+    tx: UnderlayTx,
+    shared: Arc<Shared>,
+    wake: Arc<EventFd>,
+    commands: mpsc::Receiver<Command>,
+    epoll: Epoll,
+    ports: HashMap<PortId, Tap>,
+    out: Output,
+    tap_batch: Batch,
+    udp_batch: Batch,
+    io: IoCounters,
+    last_publish: Instant,
+    dirty: bool,
+}
+
+impl Worker {
+    fn new(
+        engine: Engine,
+        rx: UnderlayRx,
+        tx: UnderlayTx,
+        shared: Arc<Shared>,
+        wake: Arc<EventFd>,
+        commands: mpsc::Receiver<Command>,
+    ) -> anyhow::Result<Worker> {
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).context("epoll_create")?;
+        epoll.add(
+            wake.as_fd(),
+            EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_WAKE),
+        )?;
+        epoll.add(
+            rx.as_fd(),
+            EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_UNDERLAY),
+        )?;
+        Ok(Worker {
+            engine,
+            rx,
+            tx,
+            shared,
+            wake,
+            commands,
+            epoll,
+            ports: HashMap::new(),
+            out: Output::default(),
+            tap_batch: Batch::new(BATCH_SIZE, SLOT_SIZE),
+            udp_batch: Batch::new(BATCH_SIZE, SLOT_SIZE),
+            io: IoCounters::default(),
+            last_publish: Instant::now(),
+            dirty: false,
+        })
+    }
+
+    fn run(&mut self) -> anyhow::Result<()> {
+        let mut events = vec![EpollEvent::empty(); 256];
+        info!("data path running");
+        loop {
+            let n = match self.epoll.wait(&mut events, EpollTimeout::from(100u16)) {
+                Ok(n) => n,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e).context("epoll_wait"),
+            };
+            for ev in &events[..n] {
+                match ev.data() {
+                    TOKEN_WAKE => {
+                        if !self.handle_commands() {
+                            self.publish();
+                            info!(ports = self.ports.len(), "data path stopping");
+                            return Ok(());
+                        }
+                    }
+                    TOKEN_UNDERLAY => self.underlay_ready(),
+                    token => self.port_ready(PortId(token as u32)),
+                }
+            }
+            if self.dirty && self.last_publish.elapsed() >= PUBLISH_INTERVAL {
+                self.publish();
+            }
+        }
+    }
+
+    /// Drains the command channel. Returns false on shutdown.
+    fn handle_commands(&mut self) -> bool {
+        let _ = self.wake.read();
+        loop {
+            match self.commands.try_recv() {
+                Ok(Command::AddPort { port, tap }) => {
+                    let ev = EpollEvent::new(EpollFlags::EPOLLIN, u64::from(port.0));
+                    if let Err(e) = self.epoll.add(tap.as_fd(), ev) {
+                        warn!(port = port.0, tap = tap.name(), error = %e, "cannot poll TAP");
+                        continue;
+                    }
+                    debug!(port = port.0, tap = tap.name(), "port added");
+                    if let Some(old) = self.ports.insert(port, tap) {
+                        let _ = self.epoll.delete(old.as_fd());
+                    }
+                    self.dirty = true;
+                }
+                Ok(Command::RemovePort { port }) => {
+                    if let Some(tap) = self.ports.remove(&port) {
+                        let _ = self.epoll.delete(tap.as_fd());
+                        debug!(port = port.0, tap = tap.name(), "port removed");
+                    }
+                    self.dirty = true;
+                }
+                Ok(Command::Stats(reply)) => {
+                    self.publish();
+                    let _ = reply.send(self.stats());
+                }
+                Ok(Command::Shutdown) | Err(mpsc::TryRecvError::Disconnected) => return false,
+                Err(mpsc::TryRecvError::Empty) => return true,
+            }
+        }
+    }
+
+    fn refresh_table(&mut self) {
+        let current = self.shared.table.load();
+        if !Arc::ptr_eq(&current, self.engine.table()) {
+            self.engine.set_table(arc_swap::Guard::into_inner(current));
+        }
+    }
+
+    fn underlay_ready(&mut self) {
+        self.io.underlay_recv_errors += self.rx.recv_batch(&mut self.udp_batch);
+        if self.udp_batch.is_empty() {
+            return;
+        }
+        self.refresh_table();
+        self.engine
+            .handle_underlay_datagrams(Instant::now(), self.udp_batch.iter(), &mut self.out);
+        self.io.batches += 1;
+        self.flush();
+    }
+
+    fn port_ready(&mut self, port: PortId) {
+        let Some(tap) = self.ports.get(&port) else {
+            // Removed earlier in this same wake-up.
+            return;
+        };
+        self.tap_batch.clear();
+        let mut dead = false;
+        while let Some(slot) = self.tap_batch.next_slot() {
+            match tap.read_frame(slot) {
+                Ok(n) => self.tap_batch.commit(n, std::net::Ipv4Addr::UNSPECIFIED),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EIO/EBADFD: the device went away under us; stop polling it rather than
+                    // spinning on a level-triggered error.
+                    self.io.tap_read_errors += 1;
+                    warn!(port = port.0, tap = tap.name(), error = %e, "TAP read failed; port dropped");
+                    let _ = self.epoll.delete(tap.as_fd());
+                    dead = true;
+                    break;
+                }
+            }
+        }
+        if dead {
+            self.ports.remove(&port);
+        }
+        if self.tap_batch.is_empty() {
+            return;
+        }
+        self.refresh_table();
+        self.engine.handle_port_frames(
+            Instant::now(),
+            port,
+            self.tap_batch.frames(),
+            &mut self.out,
+        );
+        self.io.batches += 1;
+        self.flush();
+    }
+
+    /// Performs the engine's output.
+    fn flush(&mut self) {
+        for (port, frame) in self.out.to_ports.drain(..) {
+            match self.ports.get(&port) {
+                Some(tap) => {
+                    if tap.write_frame(&frame).is_err() {
+                        self.io.tap_write_errors += 1;
+                    }
+                }
+                None => self.io.output_unknown_port += 1,
+            }
+        }
+        for t in self.out.to_underlay.drain(..) {
+            if self
+                .tx
+                .send(t.dst_ip, t.src_port, t.dst_port, &t.payload)
+                .is_err()
+            {
+                self.io.underlay_send_errors += 1;
+            }
+        }
+        self.dirty = true;
+    }
+
+    fn stats(&self) -> Stats {
+        Stats {
+            engine: self.engine.counters().clone(),
+            io: self.io.clone(),
+            ports: self.ports.len(),
+        }
+    }
+
+    fn publish(&mut self) {
+        let stats = self.stats();
+        if let Ok(mut s) = self.shared.stats.lock() {
+            *s = stats;
+        }
+        self.last_publish = Instant::now();
+        self.dirty = false;
+    }
+}

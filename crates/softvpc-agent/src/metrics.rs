@@ -1,0 +1,210 @@
+//! The agent's HTTP endpoint (inside its network namespace): `/metrics`, `/mappings`, `/healthz`.
+//!
+//! `/metrics` is Prometheus text: the engine's counters (`softvpc_drops_total{reason}`,
+//! `softvpc_frames_total{path}`, `softvpc_bytes_total{path}`), the I/O shell's error counters and
+//! the agent's gauges. The data path is asked for fresh counters (answering within
+//! [`STATS_TIMEOUT`]), falling back to the copy it publishes after batches.
+//! `/mappings` is the agent's current view as JSON, for debugging and tests.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use crate::datapath::{Command, Stats};
+use crate::records::format_mac;
+use crate::state::{AgentState, ViewSnapshot};
+
+/// How long `/metrics` waits for the data path's fresh counters.
+pub const STATS_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// The endpoint's routes.
+pub fn router(state: Arc<AgentState>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/mappings", get(mappings))
+        .route("/healthz", get(healthz))
+        .with_state(state)
+}
+
+async fn fresh_stats(state: &AgentState) -> Stats {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    if state.commander.send(Command::Stats(tx)).is_ok() {
+        if let Ok(Ok(stats)) = tokio::time::timeout(STATS_TIMEOUT, rx).await {
+            return stats;
+        }
+    }
+    state
+        .datapath
+        .stats
+        .lock()
+        .map(|s| s.clone())
+        .unwrap_or_default()
+}
+
+async fn metrics(State(state): State<Arc<AgentState>>) -> impl IntoResponse {
+    let stats = fresh_stats(&state).await;
+    let view = state.view.load();
+    let body = render(&state, &view, &stats);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+}
+
+/// Renders the Prometheus text for `stats` and `view`.
+pub fn render(state: &AgentState, view: &ViewSnapshot, stats: &Stats) -> String {
+    let mut out = String::with_capacity(4096);
+    stats.engine.write_prometheus(&mut out);
+
+    // Writing to a String cannot fail.
+    let _ = writeln!(
+        out,
+        "# HELP softvpc_io_errors_total I/O shell errors (not engine drops), by operation.\n\
+         # TYPE softvpc_io_errors_total counter"
+    );
+    for (op, n) in stats.io.errors() {
+        let _ = writeln!(out, "softvpc_io_errors_total{{op=\"{op}\"}} {n}");
+    }
+    let v = &view.view;
+    let gauges: [(&str, &str, &str, u64); 9] = [
+        (
+            "softvpc_io_batches_total",
+            "counter",
+            "Data-path wake-ups that handled frames.",
+            stats.io.batches,
+        ),
+        (
+            "softvpc_mapping_revision",
+            "gauge",
+            "Last mapping revision applied.",
+            v.revision,
+        ),
+        (
+            "softvpc_mapping_enis",
+            "gauge",
+            "ENIs in the agent's mapping view.",
+            v.records.enis.len() as u64,
+        ),
+        (
+            "softvpc_mapping_hosts",
+            "gauge",
+            "Registered hosts in the agent's mapping view.",
+            v.records.hosts.len() as u64,
+        ),
+        (
+            "softvpc_ports",
+            "gauge",
+            "Local ports (TAPs) served by the data path.",
+            stats.ports as u64,
+        ),
+        (
+            "softvpc_vpcs_held",
+            "gauge",
+            "VPCs in the agent's mapping view.",
+            v.records.vpcs.len() as u64,
+        ),
+        (
+            "softvpc_mapping_resyncs_total",
+            "counter",
+            "Full snapshots received after the first.",
+            state.resyncs.load(Ordering::Relaxed),
+        ),
+        (
+            "softvpc_instance_errors_total",
+            "counter",
+            "Instance setups or teardowns that failed.",
+            state.instance_errors.load(Ordering::Relaxed),
+        ),
+        (
+            "softvpc_mapping_watching",
+            "gauge",
+            "1 while a watch stream is open.",
+            u64::from(state.watching.load(Ordering::Relaxed)),
+        ),
+    ];
+    for (name, kind, help, value) in gauges {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    }
+    out
+}
+
+async fn mappings(State(state): State<Arc<AgentState>>) -> Json<Value> {
+    Json(mappings_json(&state, &state.view.load()))
+}
+
+/// The `/mappings` document.
+pub fn mappings_json(state: &AgentState, snap: &ViewSnapshot) -> Value {
+    let r = &snap.view.records;
+    json!({
+        "host_id": snap.host_id,
+        "host_name": state.host_name,
+        "underlay_ip": state.underlay_ip.to_string(),
+        "epoch": snap.view.epoch,
+        "revision": snap.view.revision,
+        "hosts": r.hosts.values().map(|h| json!({
+            "host_id": h.host_id,
+            "name": h.name,
+            "underlay_ip": h.underlay_ip.to_string(),
+        })).collect::<Vec<_>>(),
+        "vpcs": r.vpcs.values().map(|v| json!({
+            "vpc_id": v.vpc_id,
+            "vni": v.vni.0,
+            "cidrs": v.cidrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "subnets": r.subnets.values().map(|s| json!({
+            "subnet_id": s.subnet_id,
+            "vpc_id": s.vpc_id,
+            "cidr": s.cidr.to_string(),
+        })).collect::<Vec<_>>(),
+        "enis": r.enis.values().map(|e| json!({
+            "eni_id": e.eni_id,
+            "vpc_id": e.vpc_id,
+            "vni": e.vni.0,
+            "subnet_id": e.subnet_id,
+            "ip": e.ip.to_string(),
+            "secondary_ips": e.secondary_ips.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "mac": format_mac(&e.mac),
+            "host_id": e.host_id,
+            "host_underlay_ip": e.host_underlay_ip.map(|ip| ip.to_string()),
+            "instance_id": e.instance_id,
+            "instance_name": e.instance_name,
+        })).collect::<Vec<_>>(),
+        "ports": snap.ports.values().map(|p| json!({
+            "eni_id": p.spec.eni_id,
+            "instance_id": p.spec.instance_id,
+            "port": p.port.0,
+            "tap": p.tap,
+            "netns": p.netns,
+            "ip": p.spec.ip.to_string(),
+            "mac": format_mac(&p.spec.mac),
+            "subnet": p.spec.subnet.to_string(),
+            "gateway": p.spec.gateway.to_string(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+async fn healthz(State(state): State<Arc<AgentState>>) -> impl IntoResponse {
+    // The data path answers commands only while its thread runs.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let alive = state.commander.send(Command::Stats(tx)).is_ok()
+        && matches!(tokio::time::timeout(STATS_TIMEOUT, rx).await, Ok(Ok(_)));
+    if alive {
+        (StatusCode::OK, "ok\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "data path not running\n")
+    }
+}

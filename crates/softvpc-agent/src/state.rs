@@ -1,0 +1,50 @@
+//! What the agent publishes about itself: the current mapping view and local ports (for
+//! `/mappings` and the gauges of `/metrics`), swapped in whole after each watch message.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use softvpc_engine::PortId;
+
+use crate::datapath::{Commander, Shared};
+use crate::reconcile::InstanceSpec;
+use crate::records::MappingView;
+
+/// A local instance's port, as published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalPort {
+    pub port: PortId,
+    /// The TAP's name in the agent's namespace before it became `eth0`.
+    pub tap: String,
+    pub netns: String,
+    pub spec: InstanceSpec,
+}
+
+/// One consistent picture of the control-plane state.
+#[derive(Debug, Clone, Default)]
+pub struct ViewSnapshot {
+    /// Empty until registered.
+    pub host_id: String,
+    pub view: MappingView,
+    /// Local ports by ENI id.
+    pub ports: BTreeMap<String, LocalPort>,
+}
+
+/// Shared by the control loop (writer), the metrics endpoint (reader) and the data path.
+#[derive(Debug)]
+pub struct AgentState {
+    pub host_name: String,
+    pub underlay_ip: Ipv4Addr,
+    pub view: ArcSwap<ViewSnapshot>,
+    /// Snapshots received after the first (the server could not resume the agent's watch).
+    pub resyncs: AtomicU64,
+    /// Instances that could not be created or deleted.
+    pub instance_errors: AtomicU64,
+    /// Whether a watch stream is open right now.
+    pub watching: AtomicBool,
+    pub datapath: Arc<Shared>,
+    pub commander: Commander,
+}
