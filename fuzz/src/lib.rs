@@ -1,0 +1,281 @@
+//! Shared pieces of the softvpc fuzz targets: the fixed engine topology the engine targets run
+//! against, and how a fuzz input is cut into a batch of frames.
+//!
+//! Topology (host-1's view, as in the seed): VPC 1 (VNI 0x000101, 10.0.0.0/16, subnets
+//! 10.0.0.0/24 and 10.0.1.0/24) and VPC 2 (VNI 0x000102, 10.0.0.0/16 again: overlapping), one
+//! remote host (host-2, 198.18.0.12). Local ENIs: vm1 (VPC 1, port 1) and other1 (VPC 2, same
+//! IP as vm1, port 11). Remote ENIs: vm2 (VPC 1, with a secondary IP), vm3 (VPC 1, other
+//! subnet), other2 (VPC 2).
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::{Arc, OnceLock};
+
+use softvpc_engine::{
+    Engine, EngineConfig, EniInfo, HostInfo, Mac, MappingRecords, MappingTable, Output, PortId,
+    SubnetInfo, Vni, VpcInfo,
+};
+
+pub const HOST1: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 11);
+pub const HOST2: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 12);
+/// An underlay address no host has.
+pub const STRANGER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 99);
+pub const VNI1: Vni = Vni(0x000101);
+pub const VNI2: Vni = Vni(0x000102);
+/// A VNI no VPC has.
+pub const VNI_UNKNOWN: Vni = Vni(0x00beef);
+/// A port the engine was never told about.
+pub const PORT_UNKNOWN: PortId = PortId(999);
+
+/// One ENI of the fixed topology.
+#[derive(Debug, Clone, Copy)]
+pub struct Eni {
+    pub id: &'static str,
+    pub vni: Vni,
+    pub subnet: &'static str,
+    pub ip: Ipv4Addr,
+    pub mac: Mac,
+    pub host: Ipv4Addr,
+    pub secondary: Option<Ipv4Addr>,
+    /// The port on host-1, for local ENIs.
+    pub port: Option<PortId>,
+}
+
+pub const ENIS: [Eni; 5] = [
+    Eni {
+        id: "eni-00000000000000001",
+        vni: VNI1,
+        subnet: "subnet-0000000000000000a",
+        ip: Ipv4Addr::new(10, 0, 0, 148),
+        mac: [0x02, 0, 0, 0, 0x01, 0x01],
+        host: HOST1,
+        secondary: None,
+        port: Some(PortId(1)),
+    },
+    Eni {
+        id: "eni-00000000000000002",
+        vni: VNI1,
+        subnet: "subnet-0000000000000000a",
+        ip: Ipv4Addr::new(10, 0, 0, 185),
+        mac: [0x02, 0, 0, 0, 0x01, 0x02],
+        host: HOST2,
+        secondary: Some(Ipv4Addr::new(10, 0, 0, 200)),
+        port: None,
+    },
+    Eni {
+        id: "eni-00000000000000003",
+        vni: VNI1,
+        subnet: "subnet-0000000000000000b",
+        ip: Ipv4Addr::new(10, 0, 1, 20),
+        mac: [0x02, 0, 0, 0, 0x01, 0x03],
+        host: HOST2,
+        secondary: None,
+        port: None,
+    },
+    Eni {
+        id: "eni-00000000000000011",
+        vni: VNI2,
+        subnet: "subnet-0000000000000000c",
+        ip: Ipv4Addr::new(10, 0, 0, 148),
+        mac: [0x02, 0, 0, 0, 0x02, 0x01],
+        host: HOST1,
+        secondary: None,
+        port: Some(PortId(11)),
+    },
+    Eni {
+        id: "eni-00000000000000012",
+        vni: VNI2,
+        subnet: "subnet-0000000000000000c",
+        ip: Ipv4Addr::new(10, 0, 0, 185),
+        mac: [0x02, 0, 0, 0, 0x02, 0x02],
+        host: HOST2,
+        secondary: None,
+        port: None,
+    },
+];
+
+/// The local ENIs (those with a port on host-1).
+pub fn local_enis() -> impl Iterator<Item = &'static Eni> {
+    ENIS.iter().filter(|e| e.port.is_some())
+}
+
+/// The mapping records of the fixed topology.
+pub fn records() -> MappingRecords {
+    let mut r = MappingRecords::default();
+    for (id, name, ip) in [("h-1", "host-1", HOST1), ("h-2", "host-2", HOST2)] {
+        r.hosts.insert(
+            id.into(),
+            HostInfo {
+                host_id: id.into(),
+                name: name.into(),
+                underlay_ip: ip,
+            },
+        );
+    }
+    let vpc16 = ipnet::Ipv4Net::new(Ipv4Addr::new(10, 0, 0, 0), 16).expect("valid prefix");
+    for (id, vni) in [("vpc-1", VNI1), ("vpc-2", VNI2)] {
+        r.vpcs.insert(
+            id.into(),
+            VpcInfo {
+                vpc_id: id.into(),
+                vni,
+                cidrs: vec![vpc16],
+            },
+        );
+    }
+    for (id, vpc, net) in [
+        (
+            "subnet-0000000000000000a",
+            "vpc-1",
+            Ipv4Addr::new(10, 0, 0, 0),
+        ),
+        (
+            "subnet-0000000000000000b",
+            "vpc-1",
+            Ipv4Addr::new(10, 0, 1, 0),
+        ),
+        (
+            "subnet-0000000000000000c",
+            "vpc-2",
+            Ipv4Addr::new(10, 0, 0, 0),
+        ),
+    ] {
+        r.subnets.insert(
+            id.into(),
+            SubnetInfo {
+                subnet_id: id.into(),
+                vpc_id: vpc.into(),
+                cidr: ipnet::Ipv4Net::new(net, 24).expect("valid prefix"),
+            },
+        );
+    }
+    for e in ENIS {
+        r.enis.insert(
+            e.id.into(),
+            EniInfo {
+                eni_id: e.id.into(),
+                vpc_id: if e.vni == VNI1 { "vpc-1" } else { "vpc-2" }.into(),
+                vni: e.vni,
+                subnet_id: e.subnet.into(),
+                ip: e.ip,
+                secondary_ips: e.secondary.into_iter().collect(),
+                mac: e.mac,
+                host_id: if e.host == HOST1 { "h-1" } else { "h-2" }.into(),
+                host_underlay_ip: Some(e.host),
+                instance_id: format!("i-{}", &e.id[4..]),
+                instance_name: String::new(),
+            },
+        );
+    }
+    r
+}
+
+/// A fresh engine for host-1 with the fixed topology. The table is built once per process
+/// (it is immutable), so each fuzz input pays only for the engine itself.
+pub fn engine() -> Engine {
+    static TABLE: OnceLock<Arc<MappingTable>> = OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        let ports: HashMap<String, PortId> = local_enis()
+            .filter_map(|e| Some((e.id.to_string(), e.port?)))
+            .collect();
+        Arc::new(MappingTable::build(&records(), HOST1, &ports))
+    });
+    let mut engine = Engine::new(EngineConfig::new(HOST1));
+    engine.set_table(Arc::clone(table));
+    engine
+}
+
+/// Cuts `data` into at most `max` frames, each prefixed by a big-endian u16 length (a length
+/// past the end takes what is left). Frames are bounded by the input, so is the batch.
+pub fn split_frames(mut data: &[u8], max: usize) -> Vec<&[u8]> {
+    let mut frames = Vec::new();
+    while frames.len() < max && data.len() >= 2 {
+        let len = usize::from(u16::from_be_bytes([data[0], data[1]])).min(data.len() - 2);
+        frames.push(&data[2..2 + len]);
+        data = &data[2 + len..];
+    }
+    frames
+}
+
+/// Recomputes the IPv4 header checksum of an Ethernet frame in place, if it holds a whole IPv4
+/// header, so that fuzzed frames get past the engine's checksum check.
+pub fn fix_ipv4_checksum(frame: &mut [u8]) {
+    if frame.len() < 14 || frame[12..14] != [0x08, 0x00] {
+        return;
+    }
+    let ip = &mut frame[14..];
+    let Some(&ver_ihl) = ip.first() else { return };
+    let ihl = usize::from(ver_ihl & 0x0f) * 4;
+    if ihl < 20 || ip.len() < ihl {
+        return;
+    }
+    ip[10] = 0;
+    ip[11] = 0;
+    let mut sum: u32 = ip[..ihl]
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+}
+
+/// Checks what any batch may produce, whatever went in: at most one output per input (every
+/// input ends in exactly one verdict), frames only to known local ports and well-formed
+/// Ethernet, datagrams only to a registered host, never to ourselves, with a valid VXLAN
+/// header of a known VNI and a source port in the RFC 7348 range.
+pub fn check_output(inputs: usize, out: &Output) {
+    assert!(
+        out.to_ports.len() + out.to_underlay.len() <= inputs,
+        "{} inputs gave {} + {} outputs",
+        inputs,
+        out.to_ports.len(),
+        out.to_underlay.len()
+    );
+    for (port, frame) in &out.to_ports {
+        assert!(
+            local_enis().any(|e| e.port == Some(*port)),
+            "frame to unknown port {port:?}"
+        );
+        assert!(
+            softvpc_wire::EthernetFrame::new_checked(&frame[..]).is_ok(),
+            "short frame to {port:?}"
+        );
+    }
+    for t in &out.to_underlay {
+        assert_eq!(t.dst_ip, HOST2, "transmit to a host that has no remote ENI");
+        assert_eq!(t.dst_port, softvpc_wire::VXLAN_UDP_PORT);
+        assert!(t.src_port >= softvpc_wire::VXLAN_SOURCE_PORT_MIN);
+        let vx = softvpc_wire::VxlanPacket::new_checked(&t.payload[..]).expect("VXLAN header");
+        let repr = softvpc_wire::VxlanRepr::parse(&vx).expect("I flag set");
+        assert!(
+            repr.vni == VNI1.0 || repr.vni == VNI2.0,
+            "unknown VNI {:#x}",
+            repr.vni
+        );
+        assert!(vx.reserved_bits_clear());
+        assert!(softvpc_wire::EthernetFrame::new_checked(vx.payload()).is_ok());
+    }
+}
+
+/// Checks isolation: everything a batch from VPC `vni` produced stays in VPC `vni` (frames only
+/// to ports of that VPC's ENIs, datagrams only with that VNI).
+pub fn check_isolation(vni: Vni, out: &Output) {
+    for (port, _) in &out.to_ports {
+        let eni = local_enis().find(|e| e.port == Some(*port));
+        assert_eq!(
+            eni.map(|e| e.vni),
+            Some(vni),
+            "a frame from VNI {vni:?} reached port {port:?} of another VPC"
+        );
+    }
+    for t in &out.to_underlay {
+        let vx = softvpc_wire::VxlanPacket::new_checked(&t.payload[..]).expect("VXLAN header");
+        assert_eq!(
+            vx.vni(),
+            vni.0,
+            "a frame from VNI {vni:?} left with another VNI"
+        );
+    }
+}
