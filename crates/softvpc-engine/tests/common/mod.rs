@@ -1,0 +1,405 @@
+//! Shared test fixtures: the seed topology as mapping records, and frame builders/parsers
+//! written with smoltcp's `Repr::emit` / `parse` (never with the engine's own code).
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use smoltcp::phy::ChecksumCapabilities;
+use softvpc_engine::{
+    Engine, EngineConfig, EniInfo, HostInfo, Mac, MappingRecords, MappingTable, Output, PortId,
+    SubnetInfo, Vni, VpcInfo,
+};
+use softvpc_wire::{
+    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
+    EthernetRepr, Icmpv4Packet, Icmpv4Repr, IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket,
+    UdpRepr, VxlanPacket, VxlanRepr,
+};
+
+pub const HOST1: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 11);
+pub const HOST2: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 12);
+pub const VNI1: Vni = Vni(0x000101);
+pub const VNI2: Vni = Vni(0x000102);
+pub const ROUTER1: Mac = [0x0a, 0x56, 0x50, 0x00, 0x01, 0x01];
+pub const ROUTER2: Mac = [0x0a, 0x56, 0x50, 0x00, 0x01, 0x02];
+pub const BROADCAST: Mac = [0xff; 6];
+
+/// One ENI of the seed topology.
+#[derive(Debug, Clone, Copy)]
+pub struct Vm {
+    pub name: &'static str,
+    pub eni: &'static str,
+    pub vni: Vni,
+    pub subnet: &'static str,
+    pub ip: Ipv4Addr,
+    pub mac: Mac,
+    pub host: Ipv4Addr,
+    pub port: PortId,
+}
+
+pub const VM1: Vm = Vm {
+    name: "zigi-vm1",
+    eni: "eni-00000000000000001",
+    vni: VNI1,
+    subnet: "subnet-0000000000000000a",
+    ip: Ipv4Addr::new(10, 0, 0, 148),
+    mac: [0x02, 0, 0, 0, 0x01, 0x01],
+    host: HOST1,
+    port: PortId(1),
+};
+pub const VM2: Vm = Vm {
+    name: "zigi-vm2",
+    eni: "eni-00000000000000002",
+    vni: VNI1,
+    subnet: "subnet-0000000000000000a",
+    ip: Ipv4Addr::new(10, 0, 0, 185),
+    mac: [0x02, 0, 0, 0, 0x01, 0x02],
+    host: HOST2,
+    port: PortId(2),
+};
+pub const VM3: Vm = Vm {
+    name: "zigi-vm3",
+    eni: "eni-00000000000000003",
+    vni: VNI1,
+    subnet: "subnet-0000000000000000b",
+    ip: Ipv4Addr::new(10, 0, 1, 20),
+    mac: [0x02, 0, 0, 0, 0x01, 0x03],
+    host: HOST2,
+    port: PortId(3),
+};
+pub const VM4: Vm = Vm {
+    name: "zigi-vm4",
+    eni: "eni-00000000000000004",
+    vni: VNI1,
+    subnet: "subnet-0000000000000000a",
+    ip: Ipv4Addr::new(10, 0, 0, 30),
+    mac: [0x02, 0, 0, 0, 0x01, 0x04],
+    host: HOST1,
+    port: PortId(4),
+};
+pub const OTHER1: Vm = Vm {
+    name: "other-vm1",
+    eni: "eni-00000000000000011",
+    vni: VNI2,
+    subnet: "subnet-0000000000000000c",
+    ip: Ipv4Addr::new(10, 0, 0, 148),
+    mac: [0x02, 0, 0, 0, 0x02, 0x01],
+    host: HOST1,
+    port: PortId(11),
+};
+pub const OTHER2: Vm = Vm {
+    name: "other-vm2",
+    eni: "eni-00000000000000012",
+    vni: VNI2,
+    subnet: "subnet-0000000000000000c",
+    ip: Ipv4Addr::new(10, 0, 0, 185),
+    mac: [0x02, 0, 0, 0, 0x02, 0x02],
+    host: HOST2,
+    port: PortId(12),
+};
+pub const ALL_VMS: [Vm; 6] = [VM1, VM2, VM3, VM4, OTHER1, OTHER2];
+
+/// A secondary address of zigi-vm2.
+pub const VM2_SECONDARY: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 200);
+
+/// The seed topology of issue 2 (plus one secondary address on zigi-vm2).
+pub fn seed_records() -> MappingRecords {
+    let mut r = MappingRecords::default();
+    for (id, name, ip) in [("h-1", "host-1", HOST1), ("h-2", "host-2", HOST2)] {
+        r.hosts.insert(
+            id.into(),
+            HostInfo {
+                host_id: id.into(),
+                name: name.into(),
+                underlay_ip: ip,
+            },
+        );
+    }
+    for (id, vni) in [("vpc-1", VNI1), ("vpc-2", VNI2)] {
+        r.vpcs.insert(
+            id.into(),
+            VpcInfo {
+                vpc_id: id.into(),
+                vni,
+                cidrs: vec!["10.0.0.0/16".parse().unwrap()],
+            },
+        );
+    }
+    for (id, vpc, cidr) in [
+        ("subnet-0000000000000000a", "vpc-1", "10.0.0.0/24"),
+        ("subnet-0000000000000000b", "vpc-1", "10.0.1.0/24"),
+        ("subnet-0000000000000000c", "vpc-2", "10.0.0.0/24"),
+    ] {
+        r.subnets.insert(
+            id.into(),
+            SubnetInfo {
+                subnet_id: id.into(),
+                vpc_id: vpc.into(),
+                cidr: cidr.parse().unwrap(),
+            },
+        );
+    }
+    for vm in ALL_VMS {
+        r.enis.insert(vm.eni.into(), eni_info(&vm));
+    }
+    r.enis
+        .get_mut(VM2.eni)
+        .unwrap()
+        .secondary_ips
+        .push(VM2_SECONDARY);
+    r
+}
+
+pub fn eni_info(vm: &Vm) -> EniInfo {
+    EniInfo {
+        eni_id: vm.eni.into(),
+        vpc_id: if vm.vni == VNI1 { "vpc-1" } else { "vpc-2" }.into(),
+        vni: vm.vni,
+        subnet_id: vm.subnet.into(),
+        ip: vm.ip,
+        secondary_ips: vec![],
+        mac: vm.mac,
+        host_id: if vm.host == HOST1 { "h-1" } else { "h-2" }.into(),
+        host_underlay_ip: Some(vm.host),
+        instance_id: format!("i-{}", &vm.eni[4..]),
+        instance_name: vm.name.into(),
+    }
+}
+
+/// The ports map of a host: every seed ENI placed there, on its port.
+pub fn ports_of(host: Ipv4Addr) -> HashMap<String, PortId> {
+    ALL_VMS
+        .iter()
+        .filter(|vm| vm.host == host)
+        .map(|vm| (vm.eni.to_string(), vm.port))
+        .collect()
+}
+
+/// An engine for `host` with the seed table.
+pub fn seed_engine(host: Ipv4Addr) -> Engine {
+    engine_with(host, &seed_records())
+}
+
+pub fn engine_with(host: Ipv4Addr, records: &MappingRecords) -> Engine {
+    let mut engine = Engine::new(EngineConfig::new(host));
+    engine.set_table(Arc::new(MappingTable::build(
+        records,
+        host,
+        &ports_of(host),
+    )));
+    engine
+}
+
+/// Runs one frame from `port` through the engine.
+pub fn egress(engine: &mut Engine, port: PortId, frame: &[u8]) -> Output {
+    let mut out = Output::default();
+    engine.handle_port_frames(Instant::now(), port, [frame], &mut out);
+    out
+}
+
+/// Runs one datagram from `src` through the engine.
+pub fn ingress(engine: &mut Engine, src: Ipv4Addr, datagram: &[u8]) -> Output {
+    let mut out = Output::default();
+    engine.handle_underlay_datagrams(Instant::now(), [(src, datagram)], &mut out);
+    out
+}
+
+// ---- frame builders ----------------------------------------------------------------------
+
+pub fn ethernet(src: Mac, dst: Mac, ethertype: EthernetProtocol, payload: &[u8]) -> Vec<u8> {
+    let mut buf = vec![0u8; 14 + payload.len()];
+    let mut frame = EthernetFrame::new_unchecked(&mut buf[..]);
+    EthernetRepr {
+        src_addr: EthernetAddress(src),
+        dst_addr: EthernetAddress(dst),
+        ethertype,
+    }
+    .emit(&mut frame);
+    frame.payload_mut().copy_from_slice(payload);
+    buf
+}
+
+pub fn arp(
+    eth_src: Mac,
+    eth_dst: Mac,
+    operation: ArpOperation,
+    sha: Mac,
+    spa: Ipv4Addr,
+    tha: Mac,
+    tpa: Ipv4Addr,
+) -> Vec<u8> {
+    let repr = ArpRepr::EthernetIpv4 {
+        operation,
+        source_hardware_addr: EthernetAddress(sha),
+        source_protocol_addr: spa,
+        target_hardware_addr: EthernetAddress(tha),
+        target_protocol_addr: tpa,
+    };
+    let mut payload = vec![0u8; repr.buffer_len()];
+    repr.emit(&mut ArpPacket::new_unchecked(&mut payload[..]));
+    ethernet(eth_src, eth_dst, EthernetProtocol::Arp, &payload)
+}
+
+/// A broadcast ARP request from `vm` ("who has `target`? tell `vm.ip`").
+pub fn arp_request(vm: &Vm, target: Ipv4Addr) -> Vec<u8> {
+    arp(
+        vm.mac,
+        BROADCAST,
+        ArpOperation::Request,
+        vm.mac,
+        vm.ip,
+        [0; 6],
+        target,
+    )
+}
+
+/// An IPv4 packet (header + `payload`, protocol `proto`) in an Ethernet frame.
+pub fn ipv4(
+    src_mac: Mac,
+    dst_mac: Mac,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    ttl: u8,
+    proto: IpProtocol,
+    payload: &[u8],
+) -> Vec<u8> {
+    let repr = Ipv4Repr {
+        src_addr: src,
+        dst_addr: dst,
+        next_header: proto,
+        payload_len: payload.len(),
+        hop_limit: ttl,
+    };
+    let mut packet = vec![0u8; repr.buffer_len() + payload.len()];
+    let mut ip = Ipv4Packet::new_unchecked(&mut packet[..]);
+    repr.emit(&mut ip, &ChecksumCapabilities::default());
+    ip.payload_mut().copy_from_slice(payload);
+    ethernet(src_mac, dst_mac, EthernetProtocol::Ipv4, &packet)
+}
+
+pub fn icmp_bytes(repr: &Icmpv4Repr<'_>) -> Vec<u8> {
+    let mut buf = vec![0u8; repr.buffer_len()];
+    repr.emit(
+        &mut Icmpv4Packet::new_unchecked(&mut buf[..]),
+        &ChecksumCapabilities::default(),
+    );
+    buf
+}
+
+/// An ICMP echo request frame.
+#[allow(clippy::too_many_arguments)]
+pub fn echo_request(
+    src_mac: Mac,
+    dst_mac: Mac,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    ttl: u8,
+    ident: u16,
+    seq_no: u16,
+    data: &[u8],
+) -> Vec<u8> {
+    let icmp = icmp_bytes(&Icmpv4Repr::EchoRequest {
+        ident,
+        seq_no,
+        data,
+    });
+    ipv4(src_mac, dst_mac, src, dst, ttl, IpProtocol::Icmp, &icmp)
+}
+
+/// A UDP datagram frame with valid checksums.
+#[allow(clippy::too_many_arguments)]
+pub fn udp(
+    src_mac: Mac,
+    dst_mac: Mac,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    src_port: u16,
+    dst_port: u16,
+    data: &[u8],
+) -> Vec<u8> {
+    let repr = UdpRepr { src_port, dst_port };
+    let mut buf = vec![0u8; repr.header_len() + data.len()];
+    repr.emit(
+        &mut UdpPacket::new_unchecked(&mut buf[..]),
+        &IpAddress::Ipv4(src),
+        &IpAddress::Ipv4(dst),
+        data.len(),
+        |p| p.copy_from_slice(data),
+        &ChecksumCapabilities::default(),
+    );
+    ipv4(src_mac, dst_mac, src, dst, 64, IpProtocol::Udp, &buf)
+}
+
+/// A VXLAN datagram payload (header + inner frame).
+pub fn vxlan(vni: u32, inner: &[u8]) -> Vec<u8> {
+    let repr = VxlanRepr { vni };
+    let mut buf = vec![0u8; repr.buffer_len() + inner.len()];
+    repr.emit(&mut VxlanPacket::new_unchecked(&mut buf[..]));
+    buf[repr.buffer_len()..].copy_from_slice(inner);
+    buf
+}
+
+// ---- parsers -----------------------------------------------------------------------------
+
+pub fn parse_eth(frame: &[u8]) -> EthernetRepr {
+    EthernetRepr::parse(&EthernetFrame::new_checked(frame).expect("ethernet")).expect("ethernet")
+}
+
+/// The ARP packet of a frame: (operation, sha, spa, tha, tpa).
+pub fn parse_arp(frame: &[u8]) -> (ArpOperation, Mac, Ipv4Addr, Mac, Ipv4Addr) {
+    let eth = EthernetFrame::new_checked(frame).expect("ethernet");
+    assert_eq!(eth.ethertype(), EthernetProtocol::Arp);
+    let packet = ArpPacket::new_checked(eth.payload()).expect("arp");
+    match ArpRepr::parse(&packet).expect("arp") {
+        ArpRepr::EthernetIpv4 {
+            operation,
+            source_hardware_addr,
+            source_protocol_addr,
+            target_hardware_addr,
+            target_protocol_addr,
+        } => (
+            operation,
+            source_hardware_addr.0,
+            source_protocol_addr,
+            target_hardware_addr.0,
+            target_protocol_addr,
+        ),
+        other => panic!("unexpected ARP {other:?}"),
+    }
+}
+
+/// The IPv4 header of a frame, parsed with checksum verification.
+pub fn parse_ipv4(frame: &[u8]) -> Ipv4Repr {
+    let eth = EthernetFrame::new_checked(frame).expect("ethernet");
+    assert_eq!(eth.ethertype(), EthernetProtocol::Ipv4);
+    let ip = Ipv4Packet::new_checked(eth.payload()).expect("ipv4");
+    Ipv4Repr::parse(&ip, &ChecksumCapabilities::default()).expect("valid ipv4 header")
+}
+
+/// An ICMP message of a frame: (type, ident, seq, data), checksums verified.
+pub fn parse_icmp_echo(frame: &[u8]) -> (&'static str, u16, u16, Vec<u8>) {
+    let eth = EthernetFrame::new_checked(frame).expect("ethernet");
+    let ip = Ipv4Packet::new_checked(eth.payload()).expect("ipv4");
+    let icmp = Icmpv4Packet::new_checked(ip.payload()).expect("icmp");
+    match Icmpv4Repr::parse(&icmp, &ChecksumCapabilities::default()).expect("valid icmp") {
+        Icmpv4Repr::EchoRequest {
+            ident,
+            seq_no,
+            data,
+        } => ("request", ident, seq_no, data.to_vec()),
+        Icmpv4Repr::EchoReply {
+            ident,
+            seq_no,
+            data,
+        } => ("reply", ident, seq_no, data.to_vec()),
+        other => panic!("unexpected ICMP {other:?}"),
+    }
+}
+
+/// The VXLAN header of a transmit payload: (flags, vni) read straight from the bytes.
+pub fn vxlan_header(payload: &[u8]) -> (u8, u32) {
+    let p = VxlanPacket::new_checked(payload).expect("vxlan");
+    (p.flags(), p.vni())
+}
