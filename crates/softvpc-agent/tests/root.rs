@@ -1,0 +1,397 @@
+//! Root-only tests of the agent's I/O shell against the real kernel: TAP devices moved into
+//! instance namespaces, the raw-socket underlay, and the data-path thread with the real engine.
+//!
+//! Each test prints "SKIPPED (needs root)" and returns when not root. Everything runs in scratch
+//! namespaces named `avt-<pid>-<test>-...` (unique per run, so parallel runs and other engineers'
+//! tests never collide); guards delete them even when an assertion fails. Test bodies run on
+//! their own thread, which enters a scratch "host" namespace first, so nothing is created in the
+//! root namespace.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, UdpSocket};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use softvpc_agent::batch::Batch;
+use softvpc_agent::datapath::{self, DataPath, Shared};
+use softvpc_agent::instance::{ip, Plumber};
+use softvpc_agent::netns;
+use softvpc_agent::reconcile::{gateway_of, InstanceSpec};
+use softvpc_agent::tap::Tap;
+use softvpc_agent::underlay::{UnderlayRx, UnderlayTx};
+use softvpc_engine::{
+    Engine, EngineConfig, EniInfo, HostInfo, MappingRecords, MappingTable, PortId, SubnetInfo, Vni,
+    VpcInfo,
+};
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+macro_rules! require_root {
+    () => {
+        if !is_root() {
+            eprintln!("!! SKIPPED (needs root): {}", module_path!());
+            println!("SKIPPED (needs root)");
+            return;
+        }
+    };
+}
+
+/// Deletes a namespace (if it exists) when dropped.
+struct NetnsGuard(String);
+
+impl NetnsGuard {
+    /// Creates a scratch namespace with `lo` up.
+    fn add(name: String) -> NetnsGuard {
+        let _ = ip(&["netns", "del", &name]);
+        ip(&["netns", "add", &name]).expect("ip netns add");
+        let g = NetnsGuard(name);
+        ip(&["-n", &g.0, "link", "set", "lo", "up"]).expect("lo up");
+        g
+    }
+
+    /// Only cleans up `name` (for namespaces the code under test creates).
+    fn watch(name: String) -> NetnsGuard {
+        NetnsGuard(name)
+    }
+}
+
+impl Drop for NetnsGuard {
+    fn drop(&mut self) {
+        if netns::exists(&self.0) {
+            let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+        }
+    }
+}
+
+fn prefix(test: &str) -> String {
+    format!("avt-{}-{test}-", std::process::id())
+}
+
+/// Runs `f` on a fresh thread inside namespace `ns`, propagating panics.
+fn in_netns(ns: &str, f: impl FnOnce() + Send + 'static) {
+    let ns = ns.to_string();
+    let r = std::thread::spawn(move || {
+        netns::enter(&ns).expect("enter scratch namespace");
+        f();
+    })
+    .join();
+    if let Err(panic) = r {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+fn ip_output(args: &[&str]) -> String {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn spec(n: u8, instance: &str) -> InstanceSpec {
+    let subnet = "10.9.0.0/24".parse().expect("net");
+    InstanceSpec {
+        eni_id: format!("eni-00000000000000{n:03}"),
+        instance_id: instance.to_string(),
+        mac: [0x02, 0, 0, 0, 0x09, n],
+        ip: Ipv4Addr::new(10, 9, 0, n),
+        subnet,
+        gateway: gateway_of(subnet),
+    }
+}
+
+/// An ARP request "who has `target`? tell `sender`" from `src_mac`, broadcast.
+fn arp_request(src_mac: [u8; 6], sender: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
+    let mut f = Vec::with_capacity(42);
+    f.extend_from_slice(&[0xff; 6]);
+    f.extend_from_slice(&src_mac);
+    f.extend_from_slice(&[0x08, 0x06]); // ARP
+    f.extend_from_slice(&[0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x01]); // Ethernet/IPv4, request
+    f.extend_from_slice(&src_mac);
+    f.extend_from_slice(&sender.octets());
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&target.octets());
+    f
+}
+
+/// Reads frames from `tap` until `want` accepts one or `timeout` passes.
+fn read_until(tap: &Tap, timeout: Duration, want: impl Fn(&[u8]) -> bool) -> Option<Vec<u8>> {
+    let deadline = Instant::now() + timeout;
+    let mut buf = vec![0u8; 65536];
+    while Instant::now() < deadline {
+        match tap.read_frame(&mut buf) {
+            Ok(n) if want(&buf[..n]) => return Some(buf[..n].to_vec()),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            Err(e) => panic!("TAP read: {e}"),
+        }
+    }
+    None
+}
+
+#[test]
+fn tap_moves_into_an_instance_namespace_and_carries_frames() {
+    require_root!();
+    let p = prefix("tap");
+    let host = NetnsGuard::add(format!("{p}host"));
+    let instance_id = "i-00000000000000005";
+    let _inst = NetnsGuard::watch(format!("{p}{instance_id}"));
+    let foreign = NetnsGuard::add(format!("{p}foreign"));
+    let (p2, foreign_name) = (p.clone(), foreign.0.clone());
+    in_netns(&host.0, move || {
+        let mut plumber = Plumber::new(&p2);
+        let s = spec(5, instance_id);
+        let tap = plumber.create(&s).expect("create instance");
+        let ns = format!("{p2}{instance_id}");
+        assert!(netns::exists(&ns));
+        assert!(plumber.created().contains(&ns));
+
+        // The contract: eth0 with the ENI's MAC, MTU 1450, address/prefix, up; lo up; default
+        // route via the router; IPv6 off.
+        let link = ip_output(&["-n", &ns, "-o", "link", "show", "dev", "eth0"]);
+        assert!(link.contains("02:00:00:00:09:05"), "{link}");
+        assert!(link.contains("mtu 1450"), "{link}");
+        assert!(link.contains("UP"), "{link}");
+        let addr = ip_output(&["-n", &ns, "-o", "-4", "addr", "show", "dev", "eth0"]);
+        assert!(addr.contains("10.9.0.5/24"), "{addr}");
+        let lo = ip_output(&["-n", &ns, "-o", "link", "show", "dev", "lo"]);
+        assert!(lo.contains("UP"), "{lo}");
+        let route = ip_output(&["-n", &ns, "route", "show", "default"]);
+        assert!(route.contains("via 10.9.0.1 dev eth0"), "{route}");
+        let v6 = netns::run_in(&ns, || {
+            Ok(std::fs::read_to_string(
+                "/proc/sys/net/ipv6/conf/eth0/disable_ipv6",
+            )?)
+        })
+        .expect("read sysctl");
+        assert_eq!(v6.trim(), "1");
+        // The TAP left the host namespace.
+        let here = Command::new("ip")
+            .args(["link", "show", "dev", tap.name()])
+            .output()
+            .expect("ip");
+        assert!(!here.status.success(), "TAP still in the host namespace");
+
+        // A frame written to the fd reaches the instance, whose answer comes back on the fd.
+        let router_mac = [0x0a, 0x56, 0x50, 0, 0x01, 0x01];
+        let req = arp_request(router_mac, s.gateway, s.ip);
+        assert_eq!(tap.write_frame(&req).expect("write"), req.len());
+        let reply = read_until(&tap, Duration::from_secs(3), |f| {
+            f.len() >= 42 && f[12..14] == [0x08, 0x06] && f[20..22] == [0x00, 0x02]
+        })
+        .expect("no ARP reply from the instance");
+        assert_eq!(&reply[0..6], &router_mac, "reply to the asker");
+        assert_eq!(&reply[22..28], &s.mac, "sender MAC is the ENI's");
+        assert_eq!(&reply[28..32], &s.ip.octets(), "sender IP is the ENI's");
+        assert_eq!(&reply[38..42], &s.gateway.octets());
+
+        // Never deletes a namespace it did not create.
+        plumber.destroy(&foreign_name).expect("destroy foreign");
+        assert!(netns::exists(&foreign_name));
+
+        // Re-creating an instance whose namespace is stale replaces it.
+        let mut second = Plumber::new(&p2);
+        drop(tap);
+        let tap2 = second.create(&s).expect("re-create over a stale namespace");
+        assert!(second.created().contains(&ns));
+        drop(tap2);
+
+        second.destroy(&ns).expect("destroy");
+        assert!(!netns::exists(&ns));
+        assert!(second.created().is_empty());
+        plumber.destroy_all();
+    });
+}
+
+#[test]
+fn raw_underlay_sends_udp_with_our_ports() {
+    require_root!();
+    let host = NetnsGuard::add(format!("{}host", prefix("raw")));
+    in_netns(&host.0, || {
+        let lo = Ipv4Addr::LOCALHOST;
+        let rx = UnderlayRx::bind(lo, 4789).expect("bind 4789");
+        let plain = UdpSocket::bind((lo, 4790)).expect("bind 4790");
+        plain
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        let tx = UnderlayTx::open(lo).expect("raw socket");
+
+        tx.send(lo, 50001, 4790, b"port check").expect("send");
+        let mut buf = [0u8; 64];
+        let (n, from) = plain.recv_from(&mut buf).expect("datagram");
+        assert_eq!(&buf[..n], b"port check");
+        assert_eq!(from.port(), 50001, "source port is the one we wrote");
+        assert_eq!(from.ip(), lo);
+
+        let payload: Vec<u8> = (0..200u8).collect();
+        tx.send(lo, 60000, 4789, &payload).expect("send");
+        let mut batch = Batch::new(8, 2048);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while batch.is_empty() && Instant::now() < deadline {
+            rx.recv_batch(&mut batch);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let got: Vec<_> = batch.iter().map(|(s, d)| (s, d.to_vec())).collect();
+        assert_eq!(got, vec![(lo, payload)]);
+    });
+}
+
+fn records(enis: &[&InstanceSpec], underlay: Ipv4Addr) -> MappingRecords {
+    let mut r = MappingRecords::default();
+    r.hosts.insert(
+        "h-1".into(),
+        HostInfo {
+            host_id: "h-1".into(),
+            name: "host-1".into(),
+            underlay_ip: underlay,
+        },
+    );
+    r.vpcs.insert(
+        "vpc-1".into(),
+        VpcInfo {
+            vpc_id: "vpc-1".into(),
+            vni: Vni(0x101),
+            cidrs: vec!["10.9.0.0/16".parse().expect("net")],
+        },
+    );
+    r.subnets.insert(
+        "subnet-1".into(),
+        SubnetInfo {
+            subnet_id: "subnet-1".into(),
+            vpc_id: "vpc-1".into(),
+            cidr: "10.9.0.0/24".parse().expect("net"),
+        },
+    );
+    for s in enis {
+        r.enis.insert(
+            s.eni_id.clone(),
+            EniInfo {
+                eni_id: s.eni_id.clone(),
+                vpc_id: "vpc-1".into(),
+                vni: Vni(0x101),
+                subnet_id: "subnet-1".into(),
+                ip: s.ip,
+                secondary_ips: vec![],
+                mac: s.mac,
+                host_id: "h-1".into(),
+                host_underlay_ip: Some(underlay),
+                instance_id: s.instance_id.clone(),
+                instance_name: String::new(),
+            },
+        );
+    }
+    r
+}
+
+fn ping(ns: &str, dst: &str) -> bool {
+    Command::new("ip")
+        .args([
+            "netns", "exec", ns, "ping", "-c", "2", "-i", "0.2", "-W", "2", dst,
+        ])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+#[test]
+fn data_path_serves_the_router_and_forwards_between_local_ports() {
+    require_root!();
+    let p = prefix("dp");
+    let host = NetnsGuard::add(format!("{p}host"));
+    let (i1, i2) = ("i-00000000000000011", "i-00000000000000012");
+    let _g1 = NetnsGuard::watch(format!("{p}{i1}"));
+    let _g2 = NetnsGuard::watch(format!("{p}{i2}"));
+    let p2 = p.clone();
+    in_netns(&host.0, move || {
+        let underlay = Ipv4Addr::LOCALHOST;
+        let mut plumber = Plumber::new(&p2);
+        let (s1, s2) = (spec(11, i1), spec(12, i2));
+        let tap1 = plumber.create(&s1).expect("instance 1");
+        let tap2 = plumber.create(&s2).expect("instance 2");
+
+        let shared = Arc::new(Shared::default());
+        let dp = DataPath::spawn(
+            Engine::new(EngineConfig::new(underlay)),
+            UnderlayRx::bind(underlay, 4789).expect("rx"),
+            UnderlayTx::open(underlay).expect("tx"),
+            Arc::clone(&shared),
+        )
+        .expect("spawn data path");
+        let ports: HashMap<String, PortId> = [
+            (s1.eni_id.clone(), PortId(1)),
+            (s2.eni_id.clone(), PortId(2)),
+        ]
+        .into();
+        dp.send(datapath::Command::AddPort {
+            port: PortId(1),
+            tap: tap1,
+        })
+        .expect("add 1");
+        dp.send(datapath::Command::AddPort {
+            port: PortId(2),
+            tap: tap2,
+        })
+        .expect("add 2");
+        let table = MappingTable::build(&records(&[&s1, &s2], underlay), underlay, &ports);
+        shared.table.store(Arc::new(table));
+
+        let ns1 = format!("{p2}{i1}");
+        assert!(ping(&ns1, "10.9.0.1"), "instance 1 cannot ping its router");
+        assert!(
+            ping(&ns1, "10.9.0.12"),
+            "instance 1 cannot ping instance 2 on the same host"
+        );
+        // An address nobody holds gets no ARP answer.
+        assert!(
+            !ping(&ns1, "10.9.0.99"),
+            "ping to an unassigned address succeeded"
+        );
+
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        dp.send(datapath::Command::Stats(tx)).expect("stats");
+        let stats = rx.blocking_recv().expect("stats reply");
+        use softvpc_engine::counters::Path;
+        assert!(stats.engine.frames(Path::ArpReplies) >= 2, "{stats:?}");
+        assert!(stats.engine.frames(Path::IcmpReplies) >= 2, "{stats:?}");
+        assert!(stats.engine.frames(Path::ToPortLocal) >= 4, "{stats:?}");
+        assert!(
+            stats
+                .engine
+                .drops(softvpc_engine::DropReason::ArpUnanswered)
+                >= 1,
+            "{stats:?}"
+        );
+        assert_eq!(stats.ports, 2);
+
+        // Removing a port closes its TAP: the instance's eth0 disappears.
+        dp.send(datapath::Command::RemovePort { port: PortId(2) })
+            .expect("remove");
+        let ns2 = format!("{p2}{i2}");
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            let o = Command::new("ip")
+                .args(["-n", &ns2, "link", "show", "dev", "eth0"])
+                .output();
+            if o.map(|o| !o.status.success()).unwrap_or(false) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let gone = Command::new("ip")
+            .args(["-n", &ns2, "link", "show", "dev", "eth0"])
+            .output();
+        assert!(!gone.expect("ip").status.success(), "eth0 survived its TAP");
+
+        dp.shutdown().expect("data path shutdown");
+        plumber.destroy_all();
+        assert!(!netns::exists(&ns1) && !netns::exists(&ns2));
+    });
+}
