@@ -1,15 +1,47 @@
 //! `softvpc lab`: a multi-host VPC setup on one machine, in network namespaces.
+//!
+//! `lab up` builds an underlay fabric (a bridge in its own netns), one netns per host running
+//! `softvpc agent`, the server in the root netns, and then the topology's VPCs, subnets and
+//! instances through the server's own EC2 API; it returns once every instance reaches its subnet
+//! router. `down` removes everything (also after a crash), `status` says what runs, `exec` runs a
+//! command inside an instance's netns.
+//!
+//! Modules: [`topology`] (the file format), [`names`] (every derived name and address),
+//! [`state`] (what a lab created), [`sys`] (iproute2 and processes), [`ec2`] with [`http`] and
+//! [`xml`] (the API client), and one module per subcommand.
 
 use std::path::PathBuf;
+
+pub mod down;
+pub mod ec2;
+pub mod exec;
+pub mod http;
+pub mod names;
+pub mod state;
+pub mod status;
+pub mod sys;
+pub mod topology;
+pub mod up;
+pub mod xml;
 
 /// `softvpc lab`: build, inspect and tear down a lab.
 #[derive(clap::Args, Debug, Clone)]
 pub struct LabArgs {
     /// Directory holding the lab's state (pids, server data, logs).
-    #[arg(long, env = "SOFTVPC_LAB_DIR", default_value = "/run/softvpc-lab", global = true)]
+    #[arg(
+        long,
+        env = "SOFTVPC_LAB_DIR",
+        default_value = "/run/softvpc-lab",
+        global = true
+    )]
     pub state_dir: PathBuf,
     /// Prefix of every namespace and link the lab creates.
-    #[arg(long, env = "SOFTVPC_LAB_PREFIX", default_value = "svpc-", global = true)]
+    #[arg(
+        long,
+        env = "SOFTVPC_LAB_PREFIX",
+        default_value = "svpc-",
+        global = true
+    )]
     pub prefix: String,
     #[command(subcommand)]
     pub command: LabCommand,
@@ -18,11 +50,24 @@ pub struct LabArgs {
 #[derive(clap::Subcommand, Debug, Clone)]
 pub enum LabCommand {
     /// Build the lab from a topology file (default: the built-in seed topology).
-    Up { file: Option<PathBuf> },
+    Up {
+        /// Topology file (TOML; see examples/seed-lab.toml). Default: the seed topology.
+        file: Option<PathBuf>,
+        /// Port of the EC2 API on 127.0.0.1.
+        #[arg(long, env = "SOFTVPC_LAB_API_PORT", default_value_t = 8787)]
+        api_port: u16,
+        /// The softvpc binary to run the server and agents from (default: this one).
+        #[arg(long, env = "SOFTVPC_LAB_BIN")]
+        bin: Option<PathBuf>,
+        /// Seconds to wait for the instances to reach their routers.
+        #[arg(long, default_value_t = 60)]
+        wait_secs: u64,
+    },
     /// Remove everything the lab created.
     Down,
     /// Say what runs.
     Status {
+        /// Print JSON instead of a summary.
         #[arg(long)]
         json: bool,
     },
@@ -36,6 +81,45 @@ pub enum LabCommand {
 
 /// Runs a lab subcommand.
 pub fn run(args: LabArgs) -> anyhow::Result<()> {
-    let _ = args;
-    anyhow::bail!("not implemented yet")
+    names::check_prefix(&args.prefix).map_err(anyhow::Error::msg)?;
+    match &args.command {
+        LabCommand::Up {
+            file,
+            api_port,
+            bin,
+            wait_secs,
+        } => up::up(
+            &args,
+            &up::UpOptions {
+                file: file.clone(),
+                api_port: *api_port,
+                bin: bin.clone(),
+                wait: std::time::Duration::from_secs(*wait_secs),
+            },
+        ),
+        LabCommand::Down => down::down(&args),
+        LabCommand::Status { json } => status::status(&args, *json),
+        LabCommand::Exec { name, cmd } => exec::exec(&args, name, cmd),
+    }
+}
+
+/// How the user invoked the binary (for printed example commands): `softvpc` when it is on
+/// PATH as such, else the path it was run by.
+pub(crate) fn invoked_as() -> String {
+    std::env::args()
+        .next()
+        .filter(|a| a.contains('/'))
+        .unwrap_or_else(|| "softvpc".to_string())
+}
+
+/// Environment prefix for printed commands when the lab is not the default one.
+pub(crate) fn env_hint(args: &LabArgs) -> String {
+    let mut hint = String::new();
+    if args.prefix != "svpc-" {
+        hint.push_str(&format!("SOFTVPC_LAB_PREFIX={} ", args.prefix));
+    }
+    if args.state_dir != std::path::Path::new("/run/softvpc-lab") {
+        hint.push_str(&format!("SOFTVPC_LAB_DIR={} ", args.state_dir.display()));
+    }
+    hint
 }

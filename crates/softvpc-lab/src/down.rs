@@ -1,0 +1,201 @@
+//! `softvpc lab down`: remove everything a lab with this prefix created, with or without its
+//! state file (after a crash or a half-finished `up`), idempotently.
+//!
+//! Order: processes first (so no agent recreates a namespace), then every netns whose name
+//! starts with the prefix, then leftover links with the prefix in the root netns, then the
+//! lab's files in the state dir.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::bail;
+
+use crate::names;
+use crate::state::LabState;
+use crate::sys;
+use crate::LabArgs;
+
+/// How long processes get to exit after SIGTERM before SIGKILL.
+const GRACE: Duration = Duration::from_secs(4);
+
+/// What a teardown removed.
+#[derive(Debug, Default)]
+pub struct Removed {
+    pub processes: Vec<i32>,
+    pub killed: Vec<i32>,
+    pub netns: Vec<String>,
+    pub links: Vec<String>,
+    pub state_dir: bool,
+    /// Things that could not be removed.
+    pub failures: Vec<String>,
+}
+
+impl Removed {
+    pub fn is_empty(&self) -> bool {
+        self.processes.is_empty()
+            && self.netns.is_empty()
+            && self.links.is_empty()
+            && !self.state_dir
+    }
+
+    /// One line per kind of thing removed.
+    pub fn summary(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        if !self.processes.is_empty() {
+            let pids: Vec<String> = self.processes.iter().map(i32::to_string).collect();
+            let mut line = format!(
+                "{} process(es) (pid {})",
+                self.processes.len(),
+                pids.join(", ")
+            );
+            if !self.killed.is_empty() {
+                line.push_str(&format!(", {} needed SIGKILL", self.killed.len()));
+            }
+            lines.push(line);
+        }
+        if !self.netns.is_empty() {
+            lines.push(format!(
+                "{} netns ({})",
+                self.netns.len(),
+                self.netns.join(", ")
+            ));
+        }
+        if !self.links.is_empty() {
+            lines.push(format!(
+                "{} link(s) ({})",
+                self.links.len(),
+                self.links.join(", ")
+            ));
+        }
+        if self.state_dir {
+            lines.push("the state dir".to_string());
+        }
+        lines
+    }
+}
+
+/// `lab down`.
+pub fn down(args: &LabArgs) -> anyhow::Result<()> {
+    if !sys::is_root() {
+        bail!("`softvpc lab down` needs root (network namespaces)");
+    }
+    let removed = teardown(&args.prefix, &args.state_dir)?;
+    if removed.is_empty() {
+        println!(
+            "nothing to remove: no lab with prefix {:?} (state dir {})",
+            args.prefix,
+            args.state_dir.display()
+        );
+    } else {
+        println!("removed lab {:?}:", args.prefix);
+        for line in removed.summary() {
+            println!("  {line}");
+        }
+    }
+    if !removed.failures.is_empty() {
+        bail!(
+            "could not remove everything:\n  {}",
+            removed.failures.join("\n  ")
+        );
+    }
+    Ok(())
+}
+
+/// Removes every trace of the lab with this prefix.
+pub fn teardown(prefix: &str, state_dir: &Path) -> anyhow::Result<Removed> {
+    let mut removed = Removed::default();
+    let state = match LabState::load(state_dir) {
+        Ok(state) => state,
+        Err(e) => {
+            tracing::warn!("ignoring unreadable state file: {e:#}");
+            None
+        }
+    };
+    if let Some(state) = &state {
+        if state.prefix != prefix {
+            bail!(
+                "the state dir {} belongs to the lab with prefix {:?}, not {prefix:?}; \
+                 pass the matching --prefix or another --state-dir",
+                state_dir.display(),
+                state.prefix
+            );
+        }
+    }
+
+    // Recorded pids are only trusted while they still look like this lab's processes (a pid
+    // may have been reused since); the /proc scan finds the rest, state file or not.
+    let mut pids: Vec<i32> = state
+        .iter()
+        .flat_map(LabState::pids)
+        .filter(|&pid| {
+            sys::cmdline(pid).is_some_and(|argv| names::cmdline_belongs_to_lab(&argv, prefix))
+        })
+        .collect();
+    pids.extend(sys::find_processes(|argv| {
+        names::cmdline_belongs_to_lab(argv, prefix)
+    }));
+    pids.sort_unstable();
+    pids.dedup();
+    let (killed, survivors) = sys::terminate(&pids, GRACE);
+    for pid in &survivors {
+        removed
+            .failures
+            .push(format!("process {pid} survived SIGKILL"));
+    }
+    removed.processes = pids;
+    removed.killed = killed;
+
+    for ns in sys::netns_list()
+        .into_iter()
+        .filter(|ns| ns.starts_with(prefix))
+    {
+        match sys::ip(&["netns", "del", &ns]) {
+            Ok(()) => removed.netns.push(ns),
+            Err(e) => removed.failures.push(format!("{e:#}")),
+        }
+    }
+
+    match sys::root_links() {
+        Ok(links) => {
+            for link in links.into_iter().filter(|l| l.starts_with(prefix)) {
+                match sys::ip(&["link", "del", &link]) {
+                    Ok(()) => removed.links.push(link),
+                    // Deleting one end of a veth removes its peer too.
+                    Err(_) if !sys::root_links().unwrap_or_default().contains(&link) => {}
+                    Err(e) => removed.failures.push(format!("{e:#}")),
+                }
+            }
+        }
+        Err(e) => removed.failures.push(format!("{e:#}")),
+    }
+
+    removed.state_dir = remove_state_dir(state_dir, &mut removed.failures);
+    Ok(removed)
+}
+
+/// Removes the lab's files from the state dir, then the dir itself if that left it empty.
+/// Only the lab's own entries are deleted, so a mistaken `--state-dir` cannot wipe a directory.
+fn remove_state_dir(state_dir: &Path, failures: &mut Vec<String>) -> bool {
+    if !state_dir.exists() {
+        return false;
+    }
+    let mut any = false;
+    for entry in ["state.json", "state.json.tmp", "logs", "server"] {
+        let path = state_dir.join(entry);
+        let result = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else if path.exists() {
+            std::fs::remove_file(&path)
+        } else {
+            continue;
+        };
+        match result {
+            Ok(()) => any = true,
+            Err(e) => failures.push(format!("removing {}: {e}", path.display())),
+        }
+    }
+    if std::fs::remove_dir(state_dir).is_ok() {
+        any = true;
+    }
+    any
+}

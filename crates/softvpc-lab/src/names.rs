@@ -1,0 +1,207 @@
+//! Every name and address the lab derives from its prefix and the topology.
+//!
+//! These are contracts with the agent and the end-to-end tests (see the lab section of
+//! ARCHITECTURE.md): fabric netns `${P}fabric` with bridge `br0` at 198.18.0.1/16, host netns
+//! `${P}<host>` with underlay `u0` at 198.18.0.(10+i)/16, instance netns `${P}<instance-id>`.
+
+use std::net::Ipv4Addr;
+
+/// The fabric bridge's address, where the mapping service listens.
+pub const FABRIC_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+/// Prefix length of the underlay network.
+pub const UNDERLAY_PREFIX_LEN: u8 = 16;
+/// The bridge inside the fabric netns.
+pub const FABRIC_BRIDGE: &str = "br0";
+/// A host's underlay interface, inside its netns.
+pub const HOST_UNDERLAY_IF: &str = "u0";
+/// Port of the mapping service (gRPC), on [`FABRIC_IP`].
+pub const MAPPING_PORT: u16 = 8788;
+/// Longest prefix accepted: instance netns names are prefix + 19 characters, and leftover links
+/// in the root netns are recognised by the prefix, so it must leave room in a 15-byte ifname.
+pub const MAX_PREFIX_LEN: usize = 12;
+
+/// Checks a lab prefix: 1..=12 characters of `[A-Za-z0-9_.-]`, not starting with `.` or `-`.
+pub fn check_prefix(prefix: &str) -> Result<(), String> {
+    if prefix.is_empty() || prefix.len() > MAX_PREFIX_LEN {
+        return Err(format!(
+            "lab prefix {prefix:?} must have 1..={MAX_PREFIX_LEN} characters"
+        ));
+    }
+    if !prefix
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        || prefix.starts_with(['.', '-'])
+    {
+        return Err(format!(
+            "lab prefix {prefix:?} may only hold letters, digits, '_', '.', '-' and must start with a letter or digit"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a host name: it becomes part of a netns name and must not collide with the fabric's
+/// or an instance's netns.
+pub fn check_host_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 40 {
+        return Err("a host name must have 1..=40 characters".to_string());
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        || !name.starts_with(|c: char| c.is_ascii_alphanumeric())
+    {
+        return Err("a host name may only hold letters, digits, '_', '.', '-' and must start with a letter or digit".to_string());
+    }
+    if name == "fabric" || name.starts_with("i-") {
+        return Err(
+            "\"fabric\" and names starting with \"i-\" are reserved for the lab's own namespaces"
+                .to_string(),
+        );
+    }
+    Ok(())
+}
+
+/// The fabric's netns.
+pub fn fabric_netns(prefix: &str) -> String {
+    format!("{prefix}fabric")
+}
+
+/// A host's netns.
+pub fn host_netns(prefix: &str, host: &str) -> String {
+    format!("{prefix}{host}")
+}
+
+/// An instance's netns (created by the agent).
+pub fn instance_netns(prefix: &str, instance_id: &str) -> String {
+    format!("{prefix}{instance_id}")
+}
+
+/// The fabric-side end of host number `index`'s veth (1-based). It only exists inside the
+/// fabric netns, so it needs no prefix.
+pub fn fabric_port(index: usize) -> String {
+    format!("vh{index}")
+}
+
+/// Underlay address of host number `index` (1-based): 198.18.0.(10+index).
+pub fn underlay_ip(index: usize) -> Ipv4Addr {
+    let last = u8::try_from(10 + index).expect("host index checked against MAX_HOSTS");
+    Ipv4Addr::new(198, 18, 0, last)
+}
+
+/// URL of the mapping service as agents see it.
+pub fn mapping_url() -> String {
+    format!("http://{FABRIC_IP}:{MAPPING_PORT}")
+}
+
+/// Whether a process command line belongs to this prefix's lab: a softvpc server whose mapping
+/// listener lives in `${P}fabric`, or a softvpc agent whose instance netns prefix is `P`.
+/// Used by `lab down` to find processes when the state file is gone.
+pub fn cmdline_belongs_to_lab(argv: &[String], prefix: &str) -> bool {
+    let Some(arg0) = argv.first() else {
+        return false;
+    };
+    let exe = arg0.rsplit('/').next().unwrap_or(arg0);
+    if !exe.starts_with("softvpc") {
+        return false;
+    }
+    let value = |flag: &str| -> Option<&str> {
+        let eq = format!("{flag}=");
+        argv.iter().enumerate().find_map(|(i, a)| {
+            if a == flag {
+                argv.get(i + 1).map(String::as_str)
+            } else {
+                a.strip_prefix(&eq)
+            }
+        })
+    };
+    let sub = argv.get(1).map(String::as_str);
+    match sub {
+        Some("server") => value("--mapping-netns") == Some(fabric_netns(prefix).as_str()),
+        Some("agent") => {
+            value("--instance-netns-prefix") == Some(prefix)
+                && value("--netns").is_some_and(|ns| ns.starts_with(prefix))
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn names_follow_the_contract() {
+        assert_eq!(fabric_netns("svpc-"), "svpc-fabric");
+        assert_eq!(host_netns("svpc-", "host-1"), "svpc-host-1");
+        assert_eq!(
+            instance_netns("svpc-", "i-0123456789abcdef0"),
+            "svpc-i-0123456789abcdef0"
+        );
+        assert_eq!(underlay_ip(1), Ipv4Addr::new(198, 18, 0, 11));
+        assert_eq!(underlay_ip(2), Ipv4Addr::new(198, 18, 0, 12));
+        assert_eq!(
+            underlay_ip(crate::topology::MAX_HOSTS),
+            Ipv4Addr::new(198, 18, 0, 250)
+        );
+        assert_eq!(mapping_url(), "http://198.18.0.1:8788");
+        assert!(fabric_port(crate::topology::MAX_HOSTS).len() <= 15);
+    }
+
+    #[test]
+    fn prefixes_are_checked() {
+        for ok in ["svpc-", "lbt-", "a", "t_1.x-"] {
+            assert_eq!(check_prefix(ok), Ok(()), "{ok}");
+        }
+        for bad in ["", "-x", "a/b", "a b", "waytoolongprefix-"] {
+            assert!(check_prefix(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn host_names_are_checked() {
+        assert!(check_host_name("host-1").is_ok());
+        for bad in ["", "fabric", "i-123", "-x", "a/b", &"x".repeat(41)] {
+            assert!(check_host_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn lab_processes_are_recognised_by_their_command_line() {
+        let p = "lbt-";
+        assert!(cmdline_belongs_to_lab(
+            &argv("/work/target/release/softvpc server --data-dir /x --mapping-netns lbt-fabric --mapping-listen 198.18.0.1:8788"),
+            p
+        ));
+        assert!(cmdline_belongs_to_lab(
+            &argv("softvpc server --mapping-netns=lbt-fabric"),
+            p
+        ));
+        assert!(cmdline_belongs_to_lab(
+            &argv("softvpc agent --netns lbt-host-1 --server http://198.18.0.1:8788 --instance-netns-prefix lbt-"),
+            p
+        ));
+        // Another lab whose prefix merely starts with ours is left alone.
+        assert!(!cmdline_belongs_to_lab(
+            &argv("softvpc server --mapping-netns lbt-x-fabric"),
+            p
+        ));
+        assert!(!cmdline_belongs_to_lab(
+            &argv("softvpc agent --netns lbt-x-host-1 --instance-netns-prefix lbt-x-"),
+            p
+        ));
+        // Not softvpc, or no lab flags.
+        assert!(!cmdline_belongs_to_lab(
+            &argv("sleep --mapping-netns lbt-fabric"),
+            p
+        ));
+        assert!(!cmdline_belongs_to_lab(
+            &argv("softvpc server --data-dir /x"),
+            p
+        ));
+        assert!(!cmdline_belongs_to_lab(&[], p));
+    }
+}

@@ -1,0 +1,154 @@
+//! `<state-dir>/state.json`: what a lab created (namespaces, processes, API resources), written
+//! after every step of `lab up` so that `down`, `status` and `exec` know it even after a crash
+//! or a half-finished `up`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+/// The state file's name inside the state dir.
+pub const STATE_FILE: &str = "state.json";
+
+/// Everything the lab recorded.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabState {
+    pub prefix: String,
+    pub api_url: String,
+    pub api_port: u16,
+    /// The binary the lab started its processes from.
+    pub bin: PathBuf,
+    /// Unix time (seconds) when `up` started.
+    pub created_at: u64,
+    /// True once `up` finished successfully.
+    pub complete: bool,
+    pub server: Option<ProcessRecord>,
+    pub fabric_netns: Option<String>,
+    pub hosts: Vec<HostRecord>,
+    pub vpcs: Vec<VpcRecord>,
+    pub instances: Vec<InstanceRecord>,
+    /// Every netns the lab itself created (instance namespaces are the agents').
+    pub netns: Vec<String>,
+}
+
+/// A process the lab started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessRecord {
+    pub pid: i32,
+    pub log: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostRecord {
+    pub name: String,
+    pub netns: String,
+    pub underlay_ip: String,
+    /// Whether an agent runs for it.
+    pub agent: bool,
+    pub process: Option<ProcessRecord>,
+    pub host_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VpcRecord {
+    pub name: String,
+    pub cidr: String,
+    pub vpc_id: String,
+    pub subnets: Vec<SubnetRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubnetRecord {
+    pub name: Option<String>,
+    pub cidr: String,
+    pub subnet_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceRecord {
+    pub name: String,
+    pub instance_id: String,
+    pub netns: String,
+    pub ip: Option<String>,
+    pub host: String,
+    pub vpc: String,
+    pub vpc_id: String,
+    pub subnet_id: String,
+}
+
+impl LabState {
+    pub fn path(state_dir: &Path) -> PathBuf {
+        state_dir.join(STATE_FILE)
+    }
+
+    /// Reads the state file; `Ok(None)` when there is none.
+    pub fn load(state_dir: &Path) -> anyhow::Result<Option<LabState>> {
+        let path = Self::path(state_dir);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        let state = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a lab state file", path.display()))?;
+        Ok(Some(state))
+    }
+
+    /// Writes the state file atomically (temp file + rename), so a crash never leaves half a file.
+    pub fn save(&self, state_dir: &Path) -> anyhow::Result<()> {
+        let path = Self::path(state_dir);
+        let tmp = state_dir.join(format!("{STATE_FILE}.tmp"));
+        let text = serde_json::to_string_pretty(self)?;
+        std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+        Ok(())
+    }
+
+    /// Pids of every process the lab recorded.
+    pub fn pids(&self) -> Vec<i32> {
+        self.server
+            .iter()
+            .chain(self.hosts.iter().filter_map(|h| h.process.as_ref()))
+            .map(|p| p.pid)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_round_trips_through_the_file() {
+        let dir =
+            std::env::temp_dir().join(format!("softvpc-lab-state-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert_eq!(LabState::load(&dir).unwrap(), None);
+        let state = LabState {
+            prefix: "t-".into(),
+            api_port: 8787,
+            server: Some(ProcessRecord {
+                pid: 10,
+                log: dir.join("logs/server.log"),
+            }),
+            hosts: vec![HostRecord {
+                name: "host-1".into(),
+                netns: "t-host-1".into(),
+                underlay_ip: "198.18.0.11".into(),
+                agent: true,
+                process: Some(ProcessRecord {
+                    pid: 11,
+                    log: dir.join("logs/agent-host-1.log"),
+                }),
+                host_id: None,
+            }],
+            ..LabState::default()
+        };
+        state.save(&dir).unwrap();
+        assert_eq!(LabState::load(&dir).unwrap(), Some(state.clone()));
+        assert_eq!(state.pids(), [10, 11]);
+        std::fs::write(LabState::path(&dir), "{").unwrap();
+        assert!(LabState::load(&dir).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,265 @@
+//! `softvpc lab status [--json]`: the server, the hosts and their agents, and the instances as
+//! the API reports them (DescribeInstances), with their namespaces.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use anyhow::bail;
+use serde::Serialize;
+
+use crate::ec2::{Ec2Client, InstanceInfo};
+use crate::names;
+use crate::state::LabState;
+use crate::sys;
+use crate::LabArgs;
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub prefix: String,
+    pub api_url: Option<String>,
+    pub server: ProcessStatus,
+    pub hosts: Vec<HostStatus>,
+    pub instances: Vec<InstanceStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ProcessStatus {
+    pub pid: Option<i32>,
+    pub running: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HostStatus {
+    pub name: String,
+    pub netns: String,
+    pub underlay_ip: String,
+    pub agent: bool,
+    pub pid: Option<i32>,
+    pub running: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct InstanceStatus {
+    pub name: Option<String>,
+    pub instance_id: String,
+    pub netns: String,
+    pub ip: Option<String>,
+    pub mac: Option<String>,
+    pub host: Option<String>,
+    pub vpc_id: Option<String>,
+    pub vpc_name: Option<String>,
+    pub subnet_id: Option<String>,
+    pub state: Option<String>,
+}
+
+/// The instances of a lab: from the API when it answers, else from the state file (state
+/// "unknown"). The error says why the API could not be used.
+pub fn instances(state: &LabState) -> (Vec<InstanceStatus>, Option<anyhow::Error>) {
+    let addr: SocketAddr = match state.api_url.trim_start_matches("http://").parse() {
+        Ok(a) => a,
+        Err(_) => {
+            return (
+                from_state(state),
+                Some(anyhow::anyhow!(
+                    "bad API URL {:?} in the state file",
+                    state.api_url
+                )),
+            )
+        }
+    };
+    let api = Ec2Client::new(addr);
+    match api.describe_instances() {
+        Ok(list) => {
+            // Names are best effort: a failing DescribeHosts/DescribeVpcs falls back to the
+            // state file's record.
+            let mut host_names: HashMap<String, String> = state
+                .hosts
+                .iter()
+                .filter_map(|h| Some((h.host_id.clone()?, h.name.clone())))
+                .collect();
+            if let Ok(hosts) = api.describe_hosts() {
+                host_names.extend(hosts.into_iter().filter_map(|h| Some((h.host_id, h.name?))));
+            }
+            let mut vpc_names: HashMap<String, String> = state
+                .vpcs
+                .iter()
+                .map(|v| (v.vpc_id.clone(), v.name.clone()))
+                .collect();
+            if let Ok(vpcs) = api.describe_vpcs() {
+                vpc_names.extend(vpcs.into_iter().filter_map(|v| Some((v.vpc_id, v.name?))));
+            }
+            let out = list
+                .into_iter()
+                .map(|i: InstanceInfo| InstanceStatus {
+                    netns: names::instance_netns(&state.prefix, &i.instance_id),
+                    host: i
+                        .host_id
+                        .as_ref()
+                        .and_then(|h| host_names.get(h).cloned())
+                        .or(i.host_id.clone()),
+                    vpc_name: i.vpc_id.as_ref().and_then(|v| vpc_names.get(v).cloned()),
+                    name: i.name,
+                    instance_id: i.instance_id,
+                    ip: i.ip,
+                    mac: i.mac,
+                    vpc_id: i.vpc_id,
+                    subnet_id: i.subnet_id,
+                    state: i.state,
+                })
+                .collect();
+            (out, None)
+        }
+        Err(e) => (from_state(state), Some(e)),
+    }
+}
+
+fn from_state(state: &LabState) -> Vec<InstanceStatus> {
+    state
+        .instances
+        .iter()
+        .map(|r| InstanceStatus {
+            name: Some(r.name.clone()),
+            instance_id: r.instance_id.clone(),
+            netns: r.netns.clone(),
+            ip: r.ip.clone(),
+            mac: None,
+            host: Some(r.host.clone()),
+            vpc_id: Some(r.vpc_id.clone()),
+            vpc_name: Some(r.vpc.clone()),
+            subnet_id: Some(r.subnet_id.clone()),
+            state: Some("unknown".to_string()),
+        })
+        .collect()
+}
+
+/// `lab status`.
+pub fn status(args: &LabArgs, json: bool) -> anyhow::Result<()> {
+    let Some(state) = LabState::load(&args.state_dir)? else {
+        if json {
+            let empty = Status {
+                prefix: args.prefix.clone(),
+                api_url: None,
+                server: ProcessStatus {
+                    pid: None,
+                    running: false,
+                },
+                hosts: Vec::new(),
+                instances: Vec::new(),
+            };
+            println!("{}", serde_json::to_string_pretty(&empty)?);
+        }
+        bail!(
+            "no lab is up with prefix {:?} (no state in {})",
+            args.prefix,
+            args.state_dir.display()
+        );
+    };
+    if state.prefix != args.prefix {
+        bail!(
+            "the state dir {} belongs to the lab with prefix {:?}, not {:?}",
+            args.state_dir.display(),
+            state.prefix,
+            args.prefix
+        );
+    }
+    let server = ProcessStatus {
+        pid: state.server.as_ref().map(|p| p.pid),
+        running: state.server.as_ref().is_some_and(|p| sys::pid_alive(p.pid)),
+    };
+    let hosts: Vec<HostStatus> = state
+        .hosts
+        .iter()
+        .map(|h| HostStatus {
+            name: h.name.clone(),
+            netns: h.netns.clone(),
+            underlay_ip: h.underlay_ip.clone(),
+            agent: h.agent,
+            pid: h.process.as_ref().map(|p| p.pid),
+            running: h.process.as_ref().is_some_and(|p| sys::pid_alive(p.pid)),
+        })
+        .collect();
+    let (instances, api_error) = if server.running {
+        instances(&state)
+    } else {
+        (from_state(&state), None)
+    };
+    let status = Status {
+        prefix: state.prefix.clone(),
+        api_url: Some(state.api_url.clone()),
+        server,
+        hosts,
+        instances,
+    };
+
+    let mut problems = Vec::new();
+    if !state.complete {
+        problems.push("`lab up` did not finish".to_string());
+    }
+    if !status.server.running {
+        problems.push("the server is not running".to_string());
+    }
+    for h in status.hosts.iter().filter(|h| h.agent && !h.running) {
+        problems.push(format!("the agent of {} is not running", h.name));
+    }
+    if let Some(e) = &api_error {
+        problems.push(format!("the API does not answer: {e:#}"));
+    }
+
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        print_human(&status, &args.state_dir);
+    }
+    // A lab that is up but degraded still exits 0: scripts read the JSON to see what runs.
+    for p in &problems {
+        eprintln!("warning: {p}");
+    }
+    Ok(())
+}
+
+fn running(pid: Option<i32>, running: bool) -> String {
+    match (pid, running) {
+        (Some(pid), true) => format!("pid {pid}, running"),
+        (Some(pid), false) => format!("pid {pid}, NOT RUNNING"),
+        (None, _) => "not started".to_string(),
+    }
+}
+
+fn print_human(s: &Status, state_dir: &std::path::Path) {
+    println!("lab {:?} (state {})", s.prefix, state_dir.display());
+    println!("  API     {}", s.api_url.as_deref().unwrap_or("-"));
+    println!("  server  {}", running(s.server.pid, s.server.running));
+    println!("hosts:");
+    for h in &s.hosts {
+        let agent = if h.agent {
+            format!("agent {}", running(h.pid, h.running))
+        } else {
+            "no agent (registered only)".to_string()
+        };
+        println!(
+            "  {:<10} netns {:<16} underlay {:<13} {agent}",
+            h.name, h.netns, h.underlay_ip
+        );
+    }
+    println!("instances:");
+    println!(
+        "  {:<12} {:<21} {:<12} {:<8} {:<12} {:<10} NETNS",
+        "NAME", "INSTANCE ID", "IP", "HOST", "VPC", "STATE"
+    );
+    for i in &s.instances {
+        let ns = if sys::netns_exists(&i.netns) {
+            i.netns.clone()
+        } else {
+            format!("{} (absent)", i.netns)
+        };
+        println!(
+            "  {:<12} {:<21} {:<12} {:<8} {:<12} {:<10} {ns}",
+            i.name.as_deref().unwrap_or("-"),
+            i.instance_id,
+            i.ip.as_deref().unwrap_or("-"),
+            i.host.as_deref().unwrap_or("-"),
+            i.vpc_name.as_deref().or(i.vpc_id.as_deref()).unwrap_or("-"),
+            i.state.as_deref().unwrap_or("-"),
+        );
+    }
+}

@@ -1,0 +1,251 @@
+//! The lab's system plumbing: `ip` (iproute2) for namespaces and links, and processes (spawn
+//! detached, find, terminate) through `/proc` and signals.
+
+use std::fs::File;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// Where iproute2 keeps named network namespaces.
+pub const NETNS_DIR: &str = "/run/netns";
+
+/// Runs `ip ARGS...`; an error carries ip's own message.
+pub fn ip(args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new("ip")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .context("running `ip` (is iproute2 installed?)")?;
+    if !out.status.success() {
+        bail!(
+            "`ip {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// Runs `ip netns exec NS ARGS...` quietly; true when it exits 0.
+pub fn netns_exec_ok(ns: &str, args: &[&str]) -> bool {
+    Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Sets a sysctl inside a netns.
+pub fn sysctl_in(ns: &str, key: &str, value: &str) -> anyhow::Result<()> {
+    let path = format!("/proc/sys/{}", key.replace('.', "/"));
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "sh",
+            "-c",
+            &format!("echo {value} > {path}"),
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .context("running `ip netns exec`")?;
+    if !out.status.success() {
+        bail!(
+            "setting {key}={value} in netns {ns} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// Named network namespaces (`ip netns list`).
+pub fn netns_list() -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(NETNS_DIR) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = dir
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Whether a named netns exists.
+pub fn netns_exists(name: &str) -> bool {
+    Path::new(NETNS_DIR).join(name).exists()
+}
+
+/// Link names in the current (root) netns.
+pub fn root_links() -> anyhow::Result<Vec<String>> {
+    let out = Command::new("ip")
+        .args(["-o", "link", "show"])
+        .stdin(Stdio::null())
+        .output()
+        .context("running `ip`")?;
+    if !out.status.success() {
+        bail!(
+            "`ip -o link show` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(parse_link_names(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// Parses `ip -o link show` lines (`2: name@peer: <FLAGS> ...`) into link names.
+pub fn parse_link_names(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.split_once(": ")?.1;
+            let name = rest.split_once(':')?.0;
+            Some(name.split('@').next().unwrap_or(name).to_string())
+        })
+        .collect()
+}
+
+/// Starts a long-running child detached from the lab command: its own session (no terminal
+/// signals), stdin null, stdout and stderr appended to `log`.
+pub fn spawn_detached(bin: &Path, args: &[String], log: &Path) -> anyhow::Result<Child> {
+    let out = File::options()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("opening {}", log.display()))?;
+    let err = out.try_clone()?;
+    let mut cmd = Command::new(bin);
+    cmd.args(args).stdin(Stdio::null()).stdout(out).stderr(err);
+    // SAFETY: setsid() is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid()
+                .map(|_| ())
+                .map_err(std::io::Error::from)
+        });
+    }
+    cmd.spawn()
+        .with_context(|| format!("starting {}", bin.display()))
+}
+
+/// Whether a process exists and is not a zombie.
+pub fn pid_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state is the first field after the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|s| s != "Z" && s != "X"),
+        Err(_) => false,
+    }
+}
+
+/// A process's argv, from /proc.
+pub fn cmdline(pid: i32) -> Option<Vec<String>> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    if raw.is_empty() {
+        return None;
+    }
+    Some(
+        raw.split(|b| *b == 0)
+            .filter(|s| !s.is_empty())
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .collect(),
+    )
+}
+
+/// Pids of live processes whose command line satisfies `pred`.
+pub fn find_processes(pred: impl Fn(&[String]) -> bool) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut pids: Vec<i32> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| pid != me && pid_alive(pid))
+        .filter(|&pid| cmdline(pid).is_some_and(|argv| pred(&argv)))
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+/// Stops processes: SIGTERM, up to `grace` to exit, then SIGKILL. Returns the pids that had to be
+/// killed with SIGKILL and those still alive after it.
+pub fn terminate(pids: &[i32], grace: Duration) -> (Vec<i32>, Vec<i32>) {
+    let live: Vec<i32> = pids.iter().copied().filter(|&p| pid_alive(p)).collect();
+    for &pid in &live {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+    }
+    let wait = |until: Instant| loop {
+        let left: Vec<i32> = live.iter().copied().filter(|&p| pid_alive(p)).collect();
+        if left.is_empty() || Instant::now() >= until {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stubborn = wait(Instant::now() + grace);
+    for &pid in &stubborn {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+    let survivors = if stubborn.is_empty() {
+        Vec::new()
+    } else {
+        wait(Instant::now() + Duration::from_secs(2))
+    };
+    (stubborn, survivors)
+}
+
+/// Whether this process runs as root (the lab needs CAP_SYS_ADMIN and CAP_NET_ADMIN).
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_names_are_parsed_from_ip_output() {
+        let text = "1: lo: <LOOPBACK,UP,LOWER_UP> mtu 65536 qdisc noqueue state UNKNOWN\\    link/loopback 00:00:00:00:00:00\n\
+                    7: lbt-vh1@if6: <BROADCAST,MULTICAST> mtu 1500 qdisc noop\\    link/ether 1a:2b:3c:4d:5e:6f\n\
+                    9: br0: <NO-CARRIER> mtu 1500\n";
+        assert_eq!(parse_link_names(text), ["lo", "lbt-vh1", "br0"]);
+        assert!(parse_link_names("garbage\n").is_empty());
+    }
+
+    #[test]
+    fn processes_are_found_watched_and_terminated() {
+        let log = std::env::temp_dir().join(format!("softvpc-lab-test-{}.log", std::process::id()));
+        // A sleep whose argument is unique to this test run; SIGTERM ends it at once.
+        let marker = format!("60.{}", std::process::id());
+        let mut child =
+            spawn_detached(Path::new("sleep"), std::slice::from_ref(&marker), &log).expect("spawn");
+        let pid = child.id() as i32;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let found = loop {
+            let found = find_processes(|argv| argv.get(1).is_some_and(|a| a == &marker));
+            if !found.is_empty() || Instant::now() > deadline {
+                break found;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(found, [pid]);
+        assert!(pid_alive(pid));
+        // Reap in the background so the child does not linger as a zombie of this test.
+        let reaper = std::thread::spawn(move || child.wait());
+        let (killed, survivors) = terminate(&[pid], Duration::from_secs(5));
+        assert!(
+            killed.is_empty() && survivors.is_empty(),
+            "{killed:?} {survivors:?}"
+        );
+        reaper.join().unwrap().unwrap();
+        assert!(!pid_alive(pid));
+        let _ = std::fs::remove_file(log);
+    }
+}

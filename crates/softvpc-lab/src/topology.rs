@@ -1,0 +1,610 @@
+//! The lab's topology file: hosts, VPCs with their subnets, and instances, in TOML.
+//!
+//! [`Topology::parse`] reads the file format (documented in `examples/seed-lab.toml`, which is
+//! also the built-in [`SEED_TOPOLOGY`]) and validates it before anything is built, so a typo is a
+//! clear error naming the offending entry instead of a half-built lab. Validation mirrors what the
+//! server will enforce (CIDR sizes, subnets inside their VPC, reserved addresses) and adds what
+//! only the lab knows (hosts, names, per-VPC address uniqueness).
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use serde::Deserialize;
+
+use crate::names;
+
+/// The built-in seed topology (`examples/seed-lab.toml`).
+pub const SEED_TOPOLOGY: &str = include_str!("../../../examples/seed-lab.toml");
+
+/// Largest number of hosts: host i gets 198.18.0.(10+i).
+pub const MAX_HOSTS: usize = 240;
+
+/// A validated topology.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topology {
+    pub hosts: Vec<Host>,
+    pub vpcs: Vec<Vpc>,
+    pub instances: Vec<Instance>,
+}
+
+/// A host: a network namespace on the fabric, normally running `softvpc agent`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Host {
+    pub name: String,
+    /// Whether the lab runs an agent for it (false: only registered with the server).
+    pub agent: bool,
+    /// Its address on the underlay fabric.
+    pub underlay_ip: Ipv4Addr,
+}
+
+/// A VPC and its subnets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vpc {
+    pub name: String,
+    pub cidr: Ipv4Net,
+    pub subnets: Vec<Subnet>,
+}
+
+/// A subnet of a VPC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subnet {
+    /// Optional Name tag.
+    pub name: Option<String>,
+    pub cidr: Ipv4Net,
+}
+
+/// An instance: one ENI in a subnet, placed on a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instance {
+    pub name: String,
+    /// Index into [`Topology::vpcs`].
+    pub vpc: usize,
+    /// Index into that VPC's subnets.
+    pub subnet: usize,
+    /// Fixed private IP, or `None` to let the server pick one.
+    pub ip: Option<Ipv4Addr>,
+    /// Index into [`Topology::hosts`].
+    pub host: usize,
+}
+
+/// Why a topology was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopologyError(pub String);
+
+impl fmt::Display for TopologyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TopologyError {}
+
+macro_rules! bail {
+    ($($arg:tt)*) => { return Err(TopologyError(format!($($arg)*))) };
+}
+
+// The file format, as serde sees it. Unknown keys are refused so that typos do not pass silently.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTopology {
+    #[serde(default)]
+    host: Vec<RawHost>,
+    #[serde(default)]
+    vpc: Vec<RawVpc>,
+    #[serde(default)]
+    instance: Vec<RawInstance>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHost {
+    name: String,
+    #[serde(default = "yes")]
+    agent: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVpc {
+    name: String,
+    cidr: String,
+    #[serde(default)]
+    subnet: Vec<RawSubnet>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSubnet {
+    cidr: String,
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInstance {
+    name: String,
+    vpc: String,
+    subnet: Option<String>,
+    ip: Option<String>,
+    host: String,
+}
+
+/// Parses a CIDR that must be written in canonical form (no host bits), /16../28 like AWS.
+fn parse_cidr(what: &str, text: &str) -> Result<Ipv4Net, TopologyError> {
+    let net: Ipv4Net = match text.parse() {
+        Ok(net) => net,
+        Err(_) => bail!("{what}: {text:?} is not an IPv4 CIDR block (like 10.0.0.0/16)"),
+    };
+    if net.trunc() != net {
+        bail!(
+            "{what}: {text} has host bits set (did you mean {}?)",
+            net.trunc()
+        );
+    }
+    if !(16..=28).contains(&net.prefix_len()) {
+        bail!("{what}: {text} must be between /16 and /28");
+    }
+    Ok(net)
+}
+
+/// Checks a Name tag value used for a VPC, subnet or instance.
+fn check_name(what: &str, name: &str) -> Result<(), TopologyError> {
+    if name.is_empty() || name.len() > 255 || name.chars().any(char::is_control) {
+        bail!("{what}: name {name:?} must be 1..255 printable characters");
+    }
+    Ok(())
+}
+
+/// The addresses AWS reserves in a subnet: network, router (+1), DNS (+2), +3 and broadcast.
+pub fn is_reserved(subnet: Ipv4Net, ip: Ipv4Addr) -> bool {
+    let offset = u32::from(ip).wrapping_sub(u32::from(subnet.network()));
+    offset <= 3 || ip == subnet.broadcast()
+}
+
+/// The subnet router's address (network + 1).
+pub fn router_ip(subnet: Ipv4Net) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(subnet.network()) + 1)
+}
+
+impl Topology {
+    /// The built-in seed topology.
+    pub fn seed() -> Topology {
+        // The seed file is part of the build and covered by a unit test.
+        Topology::parse(SEED_TOPOLOGY).expect("the built-in seed topology is valid")
+    }
+
+    /// Parses and validates a topology file.
+    pub fn parse(text: &str) -> Result<Topology, TopologyError> {
+        let raw: RawTopology = toml::from_str(text).map_err(|e| TopologyError(e.to_string()))?;
+        if raw.host.is_empty() {
+            bail!("the topology has no [[host]]");
+        }
+        if raw.host.len() > MAX_HOSTS {
+            bail!(
+                "the topology has {} hosts; at most {MAX_HOSTS} are supported",
+                raw.host.len()
+            );
+        }
+
+        let mut hosts = Vec::with_capacity(raw.host.len());
+        let mut host_index = HashMap::new();
+        for (i, h) in raw.host.iter().enumerate() {
+            names::check_host_name(&h.name)
+                .map_err(|e| TopologyError(format!("host {:?}: {e}", h.name)))?;
+            if host_index.insert(h.name.clone(), i).is_some() {
+                bail!("host {:?} is defined twice", h.name);
+            }
+            hosts.push(Host {
+                name: h.name.clone(),
+                agent: h.agent,
+                underlay_ip: names::underlay_ip(i + 1),
+            });
+        }
+
+        let mut vpcs = Vec::with_capacity(raw.vpc.len());
+        let mut vpc_index = HashMap::new();
+        for v in &raw.vpc {
+            let what = format!("vpc {:?}", v.name);
+            check_name(&what, &v.name)?;
+            if vpc_index.insert(v.name.clone(), vpcs.len()).is_some() {
+                bail!("vpc {:?} is defined twice", v.name);
+            }
+            let cidr = parse_cidr(&what, &v.cidr)?;
+            let mut subnets: Vec<Subnet> = Vec::with_capacity(v.subnet.len());
+            for s in &v.subnet {
+                let swhat = format!("{what}, subnet {}", s.cidr);
+                let scidr = parse_cidr(&swhat, &s.cidr)?;
+                if !cidr.contains(&scidr) {
+                    bail!("{swhat}: not inside the VPC's CIDR {cidr}");
+                }
+                if let Some(other) = subnets
+                    .iter()
+                    .find(|o| o.cidr.contains(&scidr) || scidr.contains(&o.cidr))
+                {
+                    bail!("{swhat}: overlaps subnet {} of the same VPC", other.cidr);
+                }
+                if let Some(name) = &s.name {
+                    check_name(&swhat, name)?;
+                    if subnets.iter().any(|o| o.name.as_deref() == Some(name)) {
+                        bail!("{what}: two subnets are named {name:?}");
+                    }
+                }
+                subnets.push(Subnet {
+                    name: s.name.clone(),
+                    cidr: scidr,
+                });
+            }
+            vpcs.push(Vpc {
+                name: v.name.clone(),
+                cidr,
+                subnets,
+            });
+        }
+
+        let mut instances = Vec::with_capacity(raw.instance.len());
+        let mut instance_names = HashSet::new();
+        // (vpc, ip) pairs in use: an address is unique within its VPC only.
+        let mut used_ips: HashMap<(usize, Ipv4Addr), String> = HashMap::new();
+        for r in &raw.instance {
+            let what = format!("instance {:?}", r.name);
+            check_name(&what, &r.name)?;
+            if !instance_names.insert(r.name.clone()) {
+                bail!("instance {:?} is defined twice", r.name);
+            }
+            let Some(&host) = host_index.get(&r.host) else {
+                bail!(
+                    "{what}: unknown host {:?} (hosts: {})",
+                    r.host,
+                    list(raw.host.iter().map(|h| &h.name))
+                );
+            };
+            let Some(&vpc) = vpc_index.get(&r.vpc) else {
+                bail!(
+                    "{what}: unknown vpc {:?} (vpcs: {})",
+                    r.vpc,
+                    list(raw.vpc.iter().map(|v| &v.name))
+                );
+            };
+            let v = &vpcs[vpc];
+            let ip = match &r.ip {
+                None => None,
+                Some(text) => match text.parse::<Ipv4Addr>() {
+                    Ok(ip) => Some(ip),
+                    Err(_) => bail!("{what}: ip {text:?} is not an IPv4 address"),
+                },
+            };
+            let subnet = match (&r.subnet, ip) {
+                (Some(s), _) => {
+                    let by_cidr = s.parse::<Ipv4Net>().ok();
+                    let found = v.subnets.iter().position(|sub| {
+                        Some(sub.cidr) == by_cidr || sub.name.as_deref() == Some(s.as_str())
+                    });
+                    match found {
+                        Some(i) => i,
+                        None => bail!(
+                            "{what}: vpc {:?} has no subnet {s:?} (subnets: {})",
+                            v.name,
+                            list(v.subnets.iter().map(|s| s.cidr.to_string()))
+                        ),
+                    }
+                }
+                (None, Some(ip)) => match v.subnets.iter().position(|s| s.cidr.contains(&ip)) {
+                    Some(i) => i,
+                    None => bail!("{what}: no subnet of vpc {:?} holds {ip}", v.name),
+                },
+                (None, None) => match v.subnets.len() {
+                    1 => 0,
+                    0 => bail!("{what}: vpc {:?} has no subnet", v.name),
+                    _ => bail!(
+                        "{what}: vpc {:?} has several subnets; say which (subnet = CIDR)",
+                        v.name
+                    ),
+                },
+            };
+            let s = &v.subnets[subnet];
+            if let Some(ip) = ip {
+                if !s.cidr.contains(&ip) {
+                    bail!("{what}: ip {ip} is outside subnet {}", s.cidr);
+                }
+                if is_reserved(s.cidr, ip) {
+                    bail!(
+                        "{what}: ip {ip} is reserved in subnet {} (network, .1 router, .2 DNS, .3, broadcast)",
+                        s.cidr
+                    );
+                }
+                if let Some(other) = used_ips.insert((vpc, ip), r.name.clone()) {
+                    bail!(
+                        "{what}: ip {ip} is already used by instance {other:?} in vpc {:?}",
+                        v.name
+                    );
+                }
+            }
+            instances.push(Instance {
+                name: r.name.clone(),
+                vpc,
+                subnet,
+                ip,
+                host,
+            });
+        }
+
+        Ok(Topology {
+            hosts,
+            vpcs,
+            instances,
+        })
+    }
+
+    /// The subnet an instance is in.
+    pub fn subnet_of(&self, inst: &Instance) -> &Subnet {
+        &self.vpcs[inst.vpc].subnets[inst.subnet]
+    }
+}
+
+fn list<I, S>(items: I) -> String
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let v: Vec<String> = items.into_iter().map(|s| s.as_ref().to_string()).collect();
+    if v.is_empty() {
+        "none".to_string()
+    } else {
+        v.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        Topology::parse(text)
+            .expect_err("topology should be refused")
+            .0
+    }
+
+    const HOSTS: &str = "[[host]]\nname = \"h1\"\n[[host]]\nname = \"h2\"\nagent = false\n";
+
+    fn with_vpc(rest: &str) -> String {
+        format!("{HOSTS}[[vpc]]\nname = \"v\"\ncidr = \"10.0.0.0/16\"\n[[vpc.subnet]]\ncidr = \"10.0.0.0/24\"\nname = \"a\"\n[[vpc.subnet]]\ncidr = \"10.0.1.0/24\"\n{rest}")
+    }
+
+    #[test]
+    fn seed_topology_has_the_seed_names_and_addresses() {
+        let t = Topology::seed();
+        let hosts: Vec<_> = t
+            .hosts
+            .iter()
+            .map(|h| (h.name.as_str(), h.underlay_ip, h.agent))
+            .collect();
+        assert_eq!(
+            hosts,
+            [
+                ("host-1", Ipv4Addr::new(198, 18, 0, 11), true),
+                ("host-2", Ipv4Addr::new(198, 18, 0, 12), true)
+            ]
+        );
+        let vpcs: Vec<_> = t
+            .vpcs
+            .iter()
+            .map(|v| {
+                (
+                    v.name.as_str(),
+                    v.cidr.to_string(),
+                    v.subnets
+                        .iter()
+                        .map(|s| s.cidr.to_string())
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            vpcs,
+            [
+                (
+                    "zigi-vpc1",
+                    "10.0.0.0/16".to_string(),
+                    vec!["10.0.0.0/24".to_string(), "10.0.1.0/24".to_string()]
+                ),
+                (
+                    "zigi-vpc2",
+                    "10.0.0.0/16".to_string(),
+                    vec!["10.0.0.0/24".to_string()]
+                ),
+            ]
+        );
+        let inst: Vec<_> = t
+            .instances
+            .iter()
+            .map(|i| {
+                (
+                    i.name.as_str(),
+                    t.vpcs[i.vpc].name.as_str(),
+                    t.subnet_of(i).cidr.to_string(),
+                    i.ip.map(|ip| ip.to_string()),
+                    t.hosts[i.host].name.as_str(),
+                )
+            })
+            .collect();
+        let want = [
+            (
+                "zigi-vm1",
+                "zigi-vpc1",
+                "10.0.0.0/24",
+                "10.0.0.148",
+                "host-1",
+            ),
+            (
+                "zigi-vm2",
+                "zigi-vpc1",
+                "10.0.0.0/24",
+                "10.0.0.185",
+                "host-2",
+            ),
+            (
+                "zigi-vm3",
+                "zigi-vpc1",
+                "10.0.1.0/24",
+                "10.0.1.20",
+                "host-2",
+            ),
+            (
+                "zigi-vm4",
+                "zigi-vpc1",
+                "10.0.0.0/24",
+                "10.0.0.30",
+                "host-1",
+            ),
+            (
+                "other-vm1",
+                "zigi-vpc2",
+                "10.0.0.0/24",
+                "10.0.0.148",
+                "host-1",
+            ),
+            (
+                "other-vm2",
+                "zigi-vpc2",
+                "10.0.0.0/24",
+                "10.0.0.185",
+                "host-2",
+            ),
+        ];
+        let want: Vec<_> = want
+            .iter()
+            .map(|(n, v, s, ip, h)| (*n, *v, s.to_string(), Some(ip.to_string()), *h))
+            .collect();
+        assert_eq!(inst, want);
+    }
+
+    #[test]
+    fn subnet_is_found_by_cidr_name_or_ip() {
+        let t = Topology::parse(&with_vpc(
+            "[[instance]]\nname = \"x\"\nvpc = \"v\"\nsubnet = \"a\"\nhost = \"h1\"\n\
+             [[instance]]\nname = \"y\"\nvpc = \"v\"\nsubnet = \"10.0.1.0/24\"\nhost = \"h2\"\n\
+             [[instance]]\nname = \"z\"\nvpc = \"v\"\nip = \"10.0.1.9\"\nhost = \"h2\"\n",
+        ))
+        .expect("valid");
+        let subnets: Vec<_> = t.instances.iter().map(|i| (i.subnet, i.ip)).collect();
+        assert_eq!(
+            subnets,
+            [(0, None), (1, None), (1, Some(Ipv4Addr::new(10, 0, 1, 9)))]
+        );
+        assert!(!t.hosts[1].agent);
+        assert_eq!(t.hosts[1].underlay_ip, Ipv4Addr::new(198, 18, 0, 12));
+    }
+
+    #[test]
+    fn unknown_references_are_refused_with_the_known_names() {
+        let e = err(&with_vpc(
+            "[[instance]]\nname = \"x\"\nvpc = \"v\"\nsubnet = \"a\"\nhost = \"h9\"\n",
+        ));
+        assert!(
+            e.contains("unknown host \"h9\"") && e.contains("h1, h2"),
+            "{e}"
+        );
+        let e = err(&with_vpc(
+            "[[instance]]\nname = \"x\"\nvpc = \"nope\"\nhost = \"h1\"\n",
+        ));
+        assert!(
+            e.contains("unknown vpc \"nope\"") && e.contains("(vpcs: v)"),
+            "{e}"
+        );
+        let e = err(&with_vpc(
+            "[[instance]]\nname = \"x\"\nvpc = \"v\"\nsubnet = \"10.0.9.0/24\"\nhost = \"h1\"\n",
+        ));
+        assert!(e.contains("has no subnet \"10.0.9.0/24\""), "{e}");
+        let e = err(&with_vpc(
+            "[[instance]]\nname = \"x\"\nvpc = \"v\"\nhost = \"h1\"\n",
+        ));
+        assert!(e.contains("several subnets"), "{e}");
+    }
+
+    #[test]
+    fn addresses_are_checked() {
+        let e = err(&with_vpc("[[instance]]\nname = \"x\"\nvpc = \"v\"\nsubnet = \"a\"\nip = \"10.0.1.5\"\nhost = \"h1\"\n"));
+        assert!(
+            e.contains("ip 10.0.1.5 is outside subnet 10.0.0.0/24"),
+            "{e}"
+        );
+        for reserved in ["10.0.0.0", "10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.255"] {
+            let e = err(&with_vpc(&format!(
+                "[[instance]]\nname = \"x\"\nvpc = \"v\"\nip = \"{reserved}\"\nhost = \"h1\"\n"
+            )));
+            assert!(e.contains("is reserved"), "{reserved}: {e}");
+        }
+        let e = err(&with_vpc(
+            "[[instance]]\nname = \"x\"\nvpc = \"v\"\nip = \"10.0.0.4x\"\nhost = \"h1\"\n",
+        ));
+        assert!(e.contains("not an IPv4 address"), "{e}");
+        let e = err(&with_vpc(
+            "[[instance]]\nname = \"x\"\nvpc = \"v\"\nip = \"10.0.0.9\"\nhost = \"h1\"\n\
+             [[instance]]\nname = \"y\"\nvpc = \"v\"\nip = \"10.0.0.9\"\nhost = \"h2\"\n",
+        ));
+        assert!(e.contains("already used by instance \"x\""), "{e}");
+        let e = err(&with_vpc(
+            "[[instance]]\nname = \"x\"\nvpc = \"v\"\nip = \"10.1.0.9\"\nhost = \"h1\"\n",
+        ));
+        assert!(e.contains("no subnet of vpc \"v\" holds 10.1.0.9"), "{e}");
+    }
+
+    #[test]
+    fn cidrs_are_checked() {
+        let e = err(&format!(
+            "{HOSTS}[[vpc]]\nname = \"v\"\ncidr = \"10.0.0.0/8\"\n"
+        ));
+        assert!(e.contains("between /16 and /28"), "{e}");
+        let e = err(&format!(
+            "{HOSTS}[[vpc]]\nname = \"v\"\ncidr = \"10.0.0.1/16\"\n"
+        ));
+        assert!(
+            e.contains("host bits set (did you mean 10.0.0.0/16?)"),
+            "{e}"
+        );
+        let e = err(&format!("{HOSTS}[[vpc]]\nname = \"v\"\ncidr = \"ten\"\n"));
+        assert!(e.contains("not an IPv4 CIDR block"), "{e}");
+        let e = err(&format!("{HOSTS}[[vpc]]\nname = \"v\"\ncidr = \"10.0.0.0/16\"\n[[vpc.subnet]]\ncidr = \"10.1.0.0/24\"\n"));
+        assert!(e.contains("not inside the VPC's CIDR 10.0.0.0/16"), "{e}");
+        let e = err(&format!(
+            "{HOSTS}[[vpc]]\nname = \"v\"\ncidr = \"10.0.0.0/16\"\n[[vpc.subnet]]\ncidr = \"10.0.0.0/20\"\n[[vpc.subnet]]\ncidr = \"10.0.1.0/24\"\n"
+        ));
+        assert!(e.contains("overlaps subnet 10.0.0.0/20"), "{e}");
+    }
+
+    #[test]
+    fn duplicates_and_bad_names_are_refused() {
+        let e = err("[[host]]\nname = \"a\"\n[[host]]\nname = \"a\"\n");
+        assert!(e.contains("host \"a\" is defined twice"), "{e}");
+        let e = err(&format!("{HOSTS}[[vpc]]\nname = \"v\"\ncidr = \"10.0.0.0/16\"\n[[vpc]]\nname = \"v\"\ncidr = \"10.1.0.0/16\"\n"));
+        assert!(e.contains("vpc \"v\" is defined twice"), "{e}");
+        let e = err(&with_vpc(
+            "[[instance]]\nname = \"x\"\nvpc = \"v\"\nsubnet = \"a\"\nhost = \"h1\"\n\
+             [[instance]]\nname = \"x\"\nvpc = \"v\"\nsubnet = \"a\"\nhost = \"h1\"\n",
+        ));
+        assert!(e.contains("instance \"x\" is defined twice"), "{e}");
+        let e = err("[[host]]\nname = \"fabric\"\n");
+        assert!(e.contains("reserved"), "{e}");
+        let e = err("[[host]]\nname = \"a b\"\n");
+        assert!(e.contains("host \"a b\""), "{e}");
+        let e = err("[[host]]\nname = \"a\"\nagnet = false\n");
+        assert!(e.contains("unknown field"), "{e}");
+        assert!(err("").contains("no [[host]]"));
+    }
+
+    #[test]
+    fn reserved_addresses_follow_aws() {
+        let s: Ipv4Net = "10.0.1.0/24".parse().unwrap();
+        assert!(is_reserved(s, "10.0.1.3".parse().unwrap()));
+        assert!(!is_reserved(s, "10.0.1.4".parse().unwrap()));
+        assert!(!is_reserved(s, "10.0.1.254".parse().unwrap()));
+        assert!(is_reserved(s, "10.0.1.255".parse().unwrap()));
+        assert_eq!(router_ip(s), Ipv4Addr::new(10, 0, 1, 1));
+    }
+}

@@ -1,0 +1,804 @@
+//! `softvpc lab up`: build a lab from a topology, step by step, each step bounded in time.
+//!
+//! 1. remove leftovers of a lab with the same prefix;
+//! 2. the fabric and host namespaces;
+//! 3. the server (root netns; its mapping listener inside the fabric);
+//! 4. one agent per host, until DescribeHosts lists every host;
+//! 5. VPCs and subnets, and
+//! 6. instances, through the EC2 API;
+//! 7. until every instance (on a host with an agent) pings its subnet router.
+//!
+//! The state file is saved after every change, so `down` can always clean up.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, Context};
+
+use crate::down;
+use crate::ec2::Ec2Client;
+use crate::names;
+use crate::state::{HostRecord, InstanceRecord, LabState, ProcessRecord, SubnetRecord, VpcRecord};
+use crate::sys;
+use crate::topology::{self, Topology};
+use crate::LabArgs;
+
+const STEPS: usize = 7;
+/// Time for the server to answer `GET /healthz`.
+const SERVER_START: Duration = Duration::from_secs(20);
+/// Time for every agent to register.
+const AGENTS_REGISTER: Duration = Duration::from_secs(20);
+/// Time for the underlay to carry a ping from each host to the fabric.
+const FABRIC_READY: Duration = Duration::from_secs(5);
+
+/// Options of `lab up`.
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    pub file: Option<PathBuf>,
+    pub api_port: u16,
+    pub bin: Option<PathBuf>,
+    /// Time for the instances to reach their routers.
+    pub wait: Duration,
+}
+
+/// Prints `[n/N] what... ` and then the outcome with its duration.
+struct Step {
+    started: Instant,
+}
+
+impl Step {
+    fn begin(n: usize, what: &str) -> Step {
+        print!("[{n}/{STEPS}] {what}... ");
+        let _ = std::io::stdout().flush();
+        Step {
+            started: Instant::now(),
+        }
+    }
+
+    fn progress(&self, text: &str) {
+        print!("{text} ");
+        let _ = std::io::stdout().flush();
+    }
+
+    fn ok(self, detail: &str) {
+        let secs = self.started.elapsed().as_secs_f64();
+        if detail.is_empty() {
+            println!("ok ({secs:.1} s)");
+        } else {
+            println!("ok ({detail}; {secs:.1} s)");
+        }
+    }
+}
+
+/// Runs a step's body; on failure prints FAILED, so the error that follows reads as its cause.
+fn step<T>(
+    n: usize,
+    what: &str,
+    body: impl FnOnce(&Step) -> anyhow::Result<(T, String)>,
+) -> anyhow::Result<T> {
+    let s = Step::begin(n, what);
+    match body(&s) {
+        Ok((value, detail)) => {
+            s.ok(&detail);
+            Ok(value)
+        }
+        Err(e) => {
+            println!("FAILED");
+            Err(e)
+        }
+    }
+}
+
+/// A process the lab started in this run, kept to notice an early exit.
+struct Started {
+    child: Child,
+    log: PathBuf,
+    what: String,
+}
+
+impl Started {
+    /// An error if the process has exited.
+    fn check(&mut self) -> anyhow::Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            bail!(
+                "{} exited early ({status}); read its log: {}",
+                self.what,
+                self.log.display()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// `lab up`.
+pub fn up(args: &LabArgs, opts: &UpOptions) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let topo = match &opts.file {
+        None => Topology::seed(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            Topology::parse(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?
+        }
+    };
+    if !sys::is_root() {
+        bail!("`softvpc lab up` needs root (network namespaces, TAP devices)");
+    }
+    for tool in ["ip", "ping"] {
+        if !on_path(tool) {
+            bail!("`{tool}` is not installed (the lab needs iproute2 and iputils-ping)");
+        }
+    }
+    let bin = match &opts.bin {
+        Some(b) => b.clone(),
+        None => std::env::current_exe().context("finding the softvpc binary")?,
+    };
+    let state_dir = &args.state_dir;
+    let prefix = args.prefix.as_str();
+    let api_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, opts.api_port));
+    let api = Ec2Client::new(api_addr);
+    let source = opts
+        .file
+        .as_ref()
+        .map_or("the built-in seed topology".to_string(), |p| {
+            p.display().to_string()
+        });
+    println!(
+        "softvpc lab {prefix:?}: {} hosts, {} VPCs, {} instances from {source}",
+        topo.hosts.len(),
+        topo.vpcs.len(),
+        topo.instances.len()
+    );
+
+    step(1, "removing leftovers of a previous lab", |_| {
+        let removed = down::teardown(prefix, state_dir)?;
+        if !removed.failures.is_empty() {
+            bail!(
+                "could not remove everything:\n  {}",
+                removed.failures.join("\n  ")
+            );
+        }
+        let detail = if removed.is_empty() {
+            "none".to_string()
+        } else {
+            removed.summary().join("; ")
+        };
+        Ok(((), detail))
+    })?;
+
+    let logs = state_dir.join("logs");
+    std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+    let mut state = LabState {
+        prefix: prefix.to_string(),
+        api_url: api.url(),
+        api_port: opts.api_port,
+        bin: bin.clone(),
+        created_at: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        ..LabState::default()
+    };
+    state.save(state_dir)?;
+
+    step(2, "creating the fabric and host namespaces", |s| {
+        build_fabric(prefix, &topo, &mut state, state_dir, s)?;
+        Ok((
+            (),
+            format!(
+                "{} on 198.18.0.0/16, {} hosts",
+                names::fabric_netns(prefix),
+                topo.hosts.len()
+            ),
+        ))
+    })?;
+
+    let mut server = step(3, "starting the server", |_| {
+        start_server(&bin, &topo, &api, &mut state, state_dir, opts.api_port)
+            .map(|p| (p, api.url()))
+    })?;
+
+    let mut agents = Vec::new();
+    let host_ids = step(4, "starting agents", |s| {
+        let ids = start_agents(
+            &bin,
+            prefix,
+            &topo,
+            &api,
+            &mut state,
+            state_dir,
+            &mut server,
+            &mut agents,
+            s,
+        )?;
+        let with_agent = topo.hosts.iter().filter(|h| h.agent).count();
+        Ok((
+            ids,
+            format!(
+                "{with_agent} agents, {}/{} hosts registered",
+                topo.hosts.len(),
+                topo.hosts.len()
+            ),
+        ))
+    })?;
+
+    let subnet_ids = step(5, "creating VPCs and subnets", |_| {
+        let ids = create_vpcs(&topo, &api, &mut state, state_dir)?;
+        let subnets: usize = topo.vpcs.iter().map(|v| v.subnets.len()).sum();
+        Ok((ids, format!("{} VPCs, {subnets} subnets", topo.vpcs.len())))
+    })?;
+
+    step(6, "launching instances", |_| {
+        launch_instances(
+            prefix,
+            &topo,
+            &api,
+            &host_ids,
+            &subnet_ids,
+            &mut state,
+            state_dir,
+        )?;
+        Ok(((), format!("{} instances", topo.instances.len())))
+    })?;
+
+    step(7, "waiting for instances to reach their routers", |s| {
+        let detail = wait_for_instances(&topo, &state, opts.wait, &mut server, &mut agents, s)?;
+        Ok(((), detail))
+    })?;
+
+    state.complete = true;
+    state.save(state_dir)?;
+    print_usage(args, &topo, &state, started.elapsed());
+    Ok(())
+}
+
+fn on_path(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()))
+}
+
+/// Step 2: the fabric netns with its bridge, and per host a netns joined to it by a veth.
+fn build_fabric(
+    prefix: &str,
+    topo: &Topology,
+    state: &mut LabState,
+    state_dir: &Path,
+    s: &Step,
+) -> anyhow::Result<()> {
+    let fabric = names::fabric_netns(prefix);
+    let bridge_addr = format!("{}/{}", names::FABRIC_IP, names::UNDERLAY_PREFIX_LEN);
+    add_netns(&fabric, state, state_dir)?;
+    state.fabric_netns = Some(fabric.clone());
+    state.save(state_dir)?;
+    sys::ip(&[
+        "-n",
+        &fabric,
+        "link",
+        "add",
+        names::FABRIC_BRIDGE,
+        "type",
+        "bridge",
+    ])?;
+    sys::ip(&[
+        "-n",
+        &fabric,
+        "addr",
+        "add",
+        &bridge_addr,
+        "dev",
+        names::FABRIC_BRIDGE,
+    ])?;
+    sys::ip(&["-n", &fabric, "link", "set", names::FABRIC_BRIDGE, "up"])?;
+
+    for (i, host) in topo.hosts.iter().enumerate() {
+        let ns = names::host_netns(prefix, &host.name);
+        let port = names::fabric_port(i + 1);
+        add_netns(&ns, state, state_dir)?;
+        state.hosts.push(HostRecord {
+            name: host.name.clone(),
+            netns: ns.clone(),
+            underlay_ip: host.underlay_ip.to_string(),
+            agent: host.agent,
+            process: None,
+            host_id: None,
+        });
+        state.save(state_dir)?;
+        // Created inside the fabric netns with one end moved straight into the host's, so no
+        // link ever appears in the root netns.
+        sys::ip(&[
+            "-n",
+            &fabric,
+            "link",
+            "add",
+            &port,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            names::HOST_UNDERLAY_IF,
+            "netns",
+            &ns,
+        ])?;
+        sys::ip(&[
+            "-n",
+            &fabric,
+            "link",
+            "set",
+            &port,
+            "master",
+            names::FABRIC_BRIDGE,
+            "up",
+        ])?;
+        let addr = format!("{}/{}", host.underlay_ip, names::UNDERLAY_PREFIX_LEN);
+        sys::ip(&[
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &addr,
+            "dev",
+            names::HOST_UNDERLAY_IF,
+        ])?;
+        sys::ip(&["-n", &ns, "link", "set", names::HOST_UNDERLAY_IF, "up"])?;
+    }
+
+    // Every host must reach the fabric before anything runs on it.
+    let fabric_ip = names::FABRIC_IP.to_string();
+    for host in &state.hosts {
+        let deadline = Instant::now() + FABRIC_READY;
+        while !sys::netns_exec_ok(&host.netns, &["ping", "-c1", "-W1", "-q", &fabric_ip]) {
+            if Instant::now() >= deadline {
+                bail!("host {} ({}) cannot ping the fabric bridge {fabric_ip} within {FABRIC_READY:?}", host.name, host.netns);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        s.progress(&format!("{} up", host.name));
+    }
+    Ok(())
+}
+
+/// Creates a netns with lo up and IPv6 off (no router solicitations or MLD in captures).
+fn add_netns(ns: &str, state: &mut LabState, state_dir: &Path) -> anyhow::Result<()> {
+    sys::ip(&["netns", "add", ns])?;
+    state.netns.push(ns.to_string());
+    state.save(state_dir)?;
+    sys::sysctl_in(ns, "net.ipv6.conf.all.disable_ipv6", "1")?;
+    sys::sysctl_in(ns, "net.ipv6.conf.default.disable_ipv6", "1")?;
+    sys::ip(&["-n", ns, "link", "set", "lo", "up"])?;
+    Ok(())
+}
+
+/// Step 3: the server in the root netns, until `GET /healthz` answers.
+fn start_server(
+    bin: &Path,
+    topo: &Topology,
+    api: &Ec2Client,
+    state: &mut LabState,
+    state_dir: &Path,
+    api_port: u16,
+) -> anyhow::Result<Started> {
+    if TcpStream::connect_timeout(&api.addr, Duration::from_millis(300)).is_ok() {
+        bail!("something already listens on {} (another lab or server?); pick another port with --api-port", api.addr);
+    }
+    let data_dir = state_dir.join("server");
+    let mut server_args = vec![
+        "server".to_string(),
+        "--data-dir".to_string(),
+        data_dir.display().to_string(),
+        "--listen".to_string(),
+        format!("127.0.0.1:{api_port}"),
+        "--mapping-netns".to_string(),
+        names::fabric_netns(&state.prefix),
+        "--mapping-listen".to_string(),
+        format!("{}:{}", names::FABRIC_IP, names::MAPPING_PORT),
+    ];
+    for h in topo.hosts.iter().filter(|h| !h.agent) {
+        server_args.push("--register-host".to_string());
+        server_args.push(format!("{}={}", h.name, h.underlay_ip));
+    }
+    let log = state_dir.join("logs").join("server.log");
+    let child = sys::spawn_detached(bin, &server_args, &log)?;
+    state.server = Some(ProcessRecord {
+        pid: child.id() as i32,
+        log: log.clone(),
+    });
+    state.save(state_dir)?;
+    let mut server = Started {
+        child,
+        log,
+        what: "the server".to_string(),
+    };
+    let deadline = Instant::now() + SERVER_START;
+    while !api.healthy() {
+        server.check()?;
+        if Instant::now() >= deadline {
+            bail!(
+                "the server did not answer GET {}/healthz within {SERVER_START:?}; read its log: {}",
+                api.url(),
+                server.log.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(server)
+}
+
+/// Step 4: one agent per host that has one; returns host name -> host id once DescribeHosts
+/// lists every host of the topology.
+#[allow(clippy::too_many_arguments)]
+fn start_agents(
+    bin: &Path,
+    prefix: &str,
+    topo: &Topology,
+    api: &Ec2Client,
+    state: &mut LabState,
+    state_dir: &Path,
+    server: &mut Started,
+    agents: &mut Vec<Started>,
+    s: &Step,
+) -> anyhow::Result<HashMap<String, String>> {
+    for (i, host) in topo.hosts.iter().enumerate() {
+        if !host.agent {
+            continue;
+        }
+        let ns = names::host_netns(prefix, &host.name);
+        let agent_args = vec![
+            "agent".to_string(),
+            "--netns".to_string(),
+            ns,
+            "--server".to_string(),
+            names::mapping_url(),
+            "--host-name".to_string(),
+            host.name.clone(),
+            "--underlay-ip".to_string(),
+            host.underlay_ip.to_string(),
+            "--instance-netns-prefix".to_string(),
+            prefix.to_string(),
+        ];
+        let log = state_dir
+            .join("logs")
+            .join(format!("agent-{}.log", host.name));
+        let child = sys::spawn_detached(bin, &agent_args, &log)?;
+        state.hosts[i].process = Some(ProcessRecord {
+            pid: child.id() as i32,
+            log: log.clone(),
+        });
+        state.save(state_dir)?;
+        agents.push(Started {
+            child,
+            log,
+            what: format!("the agent of {}", host.name),
+        });
+    }
+
+    let deadline = Instant::now() + AGENTS_REGISTER;
+    let mut shown = usize::MAX;
+    loop {
+        server.check()?;
+        for a in agents.iter_mut() {
+            a.check()?;
+        }
+        let (found, last_error) = match api.describe_hosts() {
+            Ok(list) => {
+                let ids: HashMap<String, String> = list
+                    .into_iter()
+                    .filter_map(|h| Some((h.name?, h.host_id)))
+                    .collect();
+                (ids, None)
+            }
+            Err(e) => (HashMap::new(), Some(e)),
+        };
+        let registered = topo
+            .hosts
+            .iter()
+            .filter(|h| found.contains_key(&h.name))
+            .count();
+        if registered != shown {
+            s.progress(&format!("{registered}/{}", topo.hosts.len()));
+            shown = registered;
+        }
+        if registered == topo.hosts.len() {
+            for h in state.hosts.iter_mut() {
+                h.host_id = found.get(&h.name).cloned();
+            }
+            state.save(state_dir)?;
+            return Ok(found);
+        }
+        if Instant::now() >= deadline {
+            let missing: Vec<String> = topo
+                .hosts
+                .iter()
+                .filter(|h| !found.contains_key(&h.name))
+                .map(|h| {
+                    if h.agent {
+                        format!(
+                            "{} (read {})",
+                            h.name,
+                            state_dir
+                                .join("logs")
+                                .join(format!("agent-{}.log", h.name))
+                                .display()
+                        )
+                    } else {
+                        format!(
+                            "{} (agent-less, registered by the server: read {})",
+                            h.name,
+                            server.log.display()
+                        )
+                    }
+                })
+                .collect();
+            let why = last_error
+                .map(|e| format!("; last DescribeHosts error: {e:#}"))
+                .unwrap_or_default();
+            bail!(
+                "not every host registered within {AGENTS_REGISTER:?}; missing: {}{why}",
+                missing.join(", ")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Step 5: the VPCs and subnets; returns (vpc index, subnet index) -> subnet id.
+fn create_vpcs(
+    topo: &Topology,
+    api: &Ec2Client,
+    state: &mut LabState,
+    state_dir: &Path,
+) -> anyhow::Result<HashMap<(usize, usize), String>> {
+    let mut ids = HashMap::new();
+    for (vi, vpc) in topo.vpcs.iter().enumerate() {
+        let vpc_id = api
+            .create_vpc(&vpc.cidr.to_string())
+            .with_context(|| format!("creating vpc {}", vpc.name))?;
+        state.vpcs.push(VpcRecord {
+            name: vpc.name.clone(),
+            cidr: vpc.cidr.to_string(),
+            vpc_id: vpc_id.clone(),
+            subnets: Vec::new(),
+        });
+        state.save(state_dir)?;
+        api.name_resource(&vpc_id, &vpc.name)
+            .with_context(|| format!("naming vpc {}", vpc.name))?;
+        for (si, subnet) in vpc.subnets.iter().enumerate() {
+            let subnet_id = api
+                .create_subnet(&vpc_id, &subnet.cidr.to_string())
+                .with_context(|| format!("creating subnet {} of vpc {}", subnet.cidr, vpc.name))?;
+            if let Some(name) = &subnet.name {
+                api.name_resource(&subnet_id, name)
+                    .with_context(|| format!("naming subnet {}", subnet.cidr))?;
+            }
+            if let Some(v) = state.vpcs.last_mut() {
+                v.subnets.push(SubnetRecord {
+                    name: subnet.name.clone(),
+                    cidr: subnet.cidr.to_string(),
+                    subnet_id: subnet_id.clone(),
+                });
+            }
+            state.save(state_dir)?;
+            ids.insert((vi, si), subnet_id);
+        }
+    }
+    Ok(ids)
+}
+
+/// Step 6: the instances, each placed on its host.
+fn launch_instances(
+    prefix: &str,
+    topo: &Topology,
+    api: &Ec2Client,
+    host_ids: &HashMap<String, String>,
+    subnet_ids: &HashMap<(usize, usize), String>,
+    state: &mut LabState,
+    state_dir: &Path,
+) -> anyhow::Result<()> {
+    for inst in &topo.instances {
+        let host = &topo.hosts[inst.host].name;
+        let host_id = host_ids
+            .get(host)
+            .with_context(|| format!("no host id for {host}"))?;
+        let subnet_id = subnet_ids
+            .get(&(inst.vpc, inst.subnet))
+            .context("subnet was not created")?;
+        let ip = inst.ip.map(|ip| ip.to_string());
+        let info = api
+            .run_instance(&inst.name, subnet_id, ip.as_deref(), host_id)
+            .with_context(|| format!("launching instance {}", inst.name))?;
+        state.instances.push(InstanceRecord {
+            name: inst.name.clone(),
+            netns: names::instance_netns(prefix, &info.instance_id),
+            instance_id: info.instance_id,
+            ip: info.ip.or(ip),
+            host: host.clone(),
+            vpc: topo.vpcs[inst.vpc].name.clone(),
+            vpc_id: state
+                .vpcs
+                .get(inst.vpc)
+                .map(|v| v.vpc_id.clone())
+                .unwrap_or_default(),
+            subnet_id: subnet_id.clone(),
+        });
+        state.save(state_dir)?;
+    }
+    Ok(())
+}
+
+/// Step 7: until every instance on a host with an agent has its netns and pings its router.
+fn wait_for_instances(
+    topo: &Topology,
+    state: &LabState,
+    wait: Duration,
+    server: &mut Started,
+    agents: &mut [Started],
+    s: &Step,
+) -> anyhow::Result<String> {
+    // (instance record, router address, host's agent log)
+    let mut pending: Vec<(&InstanceRecord, Ipv4Addr, PathBuf)> = Vec::new();
+    let mut skipped = 0;
+    for (inst, rec) in topo.instances.iter().zip(&state.instances) {
+        let host = &topo.hosts[inst.host];
+        if !host.agent {
+            skipped += 1;
+            continue;
+        }
+        let log = state.hosts[inst.host]
+            .process
+            .as_ref()
+            .map(|p| p.log.clone())
+            .unwrap_or_default();
+        pending.push((rec, topology::router_ip(topo.subnet_of(inst).cidr), log));
+    }
+    let total = pending.len();
+    let deadline = Instant::now() + wait;
+    let mut shown = usize::MAX;
+    loop {
+        server.check()?;
+        for a in agents.iter_mut() {
+            a.check()?;
+        }
+        // Ping every candidate in parallel: each ping waits up to a second for its answer.
+        let probes: Vec<(usize, std::io::Result<Child>)> = pending
+            .iter()
+            .enumerate()
+            .filter(|(_, (rec, _, _))| sys::netns_exists(&rec.netns))
+            .map(|(i, (rec, router, _))| {
+                let child = Command::new("ip")
+                    .args([
+                        "netns",
+                        "exec",
+                        &rec.netns,
+                        "ping",
+                        "-c1",
+                        "-W1",
+                        "-q",
+                        &router.to_string(),
+                    ])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn();
+                (i, child)
+            })
+            .collect();
+        let mut reached = Vec::new();
+        for (i, child) in probes {
+            if child
+                .and_then(|mut c| c.wait())
+                .is_ok_and(|st| st.success())
+            {
+                reached.push(i);
+            }
+        }
+        for i in reached.into_iter().rev() {
+            pending.remove(i);
+        }
+        let done = total - pending.len();
+        if done != shown {
+            s.progress(&format!("{done}/{total}"));
+            shown = done;
+        }
+        if pending.is_empty() {
+            let mut detail = format!("{total}/{total} instances reach their router");
+            if skipped > 0 {
+                detail.push_str(&format!(", {skipped} on agent-less hosts not checked"));
+            }
+            return Ok(detail);
+        }
+        if Instant::now() >= deadline {
+            let lines: Vec<String> = pending
+                .iter()
+                .map(|(rec, router, log)| {
+                    let what = if sys::netns_exists(&rec.netns) {
+                        format!("ping {router} fails inside {}", rec.netns)
+                    } else {
+                        format!("netns {} was never created", rec.netns)
+                    };
+                    format!(
+                        "{} ({}) on {}: {what}; read {}",
+                        rec.name,
+                        rec.instance_id,
+                        rec.host,
+                        log.display()
+                    )
+                })
+                .collect();
+            bail!(
+                "{} of {total} instances not ready within {wait:?}:\n  {}",
+                pending.len(),
+                lines.join("\n  ")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// What to do with the lab now.
+fn print_usage(args: &LabArgs, topo: &Topology, state: &LabState, took: Duration) {
+    let me = crate::invoked_as();
+    let env = crate::env_hint(args);
+    let url = &state.api_url;
+    println!();
+    println!(
+        "The lab is up ({:.1} s). EC2 API: {url}  (unauthenticated: it listens on loopback only)",
+        took.as_secs_f64()
+    );
+    println!();
+    println!("Instances:");
+    for rec in &state.instances {
+        println!(
+            "  {:<12} {:<21} {:<15} {:<8} {:<12} netns {}",
+            rec.name,
+            rec.instance_id,
+            rec.ip.as_deref().unwrap_or("-"),
+            rec.host,
+            rec.vpc,
+            rec.netns
+        );
+    }
+    println!();
+    println!("Use it:");
+    println!("  export AWS_ACCESS_KEY_ID=softvpc AWS_SECRET_ACCESS_KEY=softvpc AWS_DEFAULT_REGION=us-east-1");
+    println!("  aws ec2 --endpoint-url {url} describe-instances");
+    if let Some((a, b)) = example_pair(topo, state) {
+        let target = b.ip.clone().unwrap_or_default();
+        println!("  {env}{me} lab exec {} -- ping -c1 {target}", a.name);
+        println!(
+            "  {env}{me} lab exec {} -- tcpdump -eni eth0        # what {} sees",
+            b.name, b.name
+        );
+    }
+    println!(
+        "  ip netns exec {} tcpdump -eni {} udp port 4789   # VXLAN on the underlay",
+        names::fabric_netns(&args.prefix),
+        names::FABRIC_BRIDGE
+    );
+    println!("  {env}{me} lab status");
+    println!("  {env}{me} lab down");
+}
+
+/// Two instances of one VPC for the printed examples, preferring different hosts (the seed's
+/// zigi-vm1 -> zigi-vm2).
+fn example_pair<'a>(
+    topo: &Topology,
+    state: &'a LabState,
+) -> Option<(&'a InstanceRecord, &'a InstanceRecord)> {
+    let recs = &state.instances;
+    let checked = |i: usize| topo.hosts[topo.instances[i].host].agent && recs[i].ip.is_some();
+    let mut fallback = None;
+    for i in (0..recs.len()).filter(|&i| checked(i)) {
+        for j in (0..recs.len()).filter(|&j| j != i && checked(j)) {
+            if topo.instances[i].vpc != topo.instances[j].vpc {
+                continue;
+            }
+            if topo.instances[i].host != topo.instances[j].host {
+                return Some((&recs[i], &recs[j]));
+            }
+            fallback.get_or_insert((&recs[i], &recs[j]));
+        }
+    }
+    fallback
+}
