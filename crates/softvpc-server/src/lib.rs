@@ -1,7 +1,27 @@
 //! The softvpc control plane: the resource model in redb, the EC2 Query API, the mapping service.
+//!
+//! - [`model`]: resources, validation and operations with AWS semantics (no HTTP, no store).
+//! - [`store`]: redb persistence, one write transaction per mutation.
+//! - [`control`]: the shared core (store + current state + mapping log), all-or-nothing mutations.
+//! - [`ec2`]: the EC2 Query API (axum): decoding, the action table, XML responses and errors.
+//! - [`mapping`]: the revisioned mapping log and the gRPC service agents watch.
+
+pub mod control;
+pub mod ec2;
+pub mod mapping;
+pub mod model;
+pub mod store;
 
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use control::ControlPlane;
+use mapping::service::MappingService;
 
 /// `softvpc server`: the EC2-compatible API and the mapping service agents watch.
 #[derive(clap::Args, Debug, Clone)]
@@ -19,10 +39,121 @@ pub struct ServerArgs {
     /// while the API stays in the current one. Used by the lab.
     #[arg(long)]
     pub mapping_netns: Option<String>,
+    /// Register a host that runs no agent (e.g. a kernel VXLAN VTEP), as NAME=UNDERLAY_IP.
+    /// Repeatable. Idempotent: an existing host of that name keeps its id.
+    #[arg(long = "register-host", value_name = "NAME=IP")]
+    pub register_host: Vec<String>,
 }
 
-/// Runs the server until interrupted.
+/// Splits `NAME=IP`.
+fn parse_host_arg(arg: &str) -> anyhow::Result<(&str, &str)> {
+    arg.split_once('=')
+        .filter(|(n, ip)| !n.is_empty() && !ip.is_empty())
+        .with_context(|| format!("--register-host expects NAME=IP, got '{arg}'"))
+}
+
+/// Binds a TCP listener inside the named network namespace, then returns this thread to the
+/// namespace it was in. Must run before any other thread exists that could observe the switch
+/// (setns affects only the calling thread).
+fn bind_in_netns(name: &str, addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
+    use nix::sched::{setns, CloneFlags};
+    let original = std::fs::File::open("/proc/thread-self/ns/net")
+        .context("opening this thread's network namespace")?;
+    let target_path = ["/run/netns", "/var/run/netns"]
+        .iter()
+        .map(|d| PathBuf::from(d).join(name))
+        .find(|p| p.exists())
+        .with_context(|| format!("network namespace '{name}' not found under /run/netns"))?;
+    let target = std::fs::File::open(&target_path)
+        .with_context(|| format!("opening {}", target_path.display()))?;
+    setns(target.as_fd(), CloneFlags::CLONE_NEWNET)
+        .with_context(|| format!("entering network namespace '{name}'"))?;
+    let bound = std::net::TcpListener::bind(addr);
+    // Always go back, whatever the bind did.
+    setns(original.as_fd(), CloneFlags::CLONE_NEWNET)
+        .context("returning to the original network namespace")?;
+    bound.with_context(|| format!("binding mapping service {addr} in netns '{name}'"))
+}
+
+/// Runs the server until interrupted (SIGINT or SIGTERM).
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {
-    let _ = args;
-    anyhow::bail!("not implemented yet")
+    let cp = Arc::new(ControlPlane::open(&args.data_dir)?);
+    for arg in &args.register_host {
+        let (name, ip) = parse_host_arg(arg)?;
+        let id = cp
+            .mutate(false, |t| model::host::register_host(t, name, ip))
+            .map_err(|e| anyhow::anyhow!("--register-host {arg}: {e}"))?;
+        tracing::info!(host = name, host_id = %id, underlay_ip = ip, "host registered from the command line");
+    }
+    // Bind both listeners on this thread before the runtime starts any other thread.
+    let api = std::net::TcpListener::bind(args.listen)
+        .with_context(|| format!("binding EC2 API {}", args.listen))?;
+    let mapping = match &args.mapping_netns {
+        Some(ns) => bind_in_netns(ns, args.mapping_listen)?,
+        None => std::net::TcpListener::bind(args.mapping_listen)
+            .with_context(|| format!("binding mapping service {}", args.mapping_listen))?,
+    };
+    api.set_nonblocking(true)?;
+    mapping.set_nonblocking(true)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("softvpc-server")
+        .build()?;
+    runtime.block_on(async move {
+        let api = tokio::net::TcpListener::from_std(api)?;
+        let mapping = tokio::net::TcpListener::from_std(mapping)?;
+        println!("softvpc server: EC2 API listening on http://{}", api.local_addr()?);
+        println!(
+            "softvpc server: mapping service listening on {}{}",
+            mapping.local_addr()?,
+            args.mapping_netns
+                .as_deref()
+                .map(|n| format!(" (netns {n})"))
+                .unwrap_or_default()
+        );
+        tracing::info!(epoch = cp.epoch(), revision = cp.state().revision, data_dir = %args.data_dir.display(), "server ready");
+        serve(cp, api, mapping, shutdown_signal()).await
+    })
+}
+
+/// Serves the EC2 API on `api` and the mapping service on `mapping` until `shutdown` resolves.
+pub async fn serve(
+    cp: Arc<ControlPlane>,
+    api: tokio::net::TcpListener,
+    mapping: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let http =
+        axum::serve(api, ec2::router(cp.clone())).with_graceful_shutdown(wait(stop_rx.clone()));
+    let grpc = tonic::transport::Server::builder()
+        .add_service(MappingService::new(cp).into_server())
+        .serve_with_incoming_shutdown(TcpListenerStream::new(mapping), wait(stop_rx));
+    tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+    });
+    let (h, g) = tokio::join!(http, grpc);
+    h.context("EC2 API server")?;
+    g.context("mapping service")?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
 }

@@ -1,0 +1,267 @@
+//! The control plane's shared core: the store, the current model state, the mapping log and the
+//! revision signal streams wait on. Mutations are serialised: run the operation on a private copy
+//! of the state, commit its writes and the next revision in one store transaction, then publish
+//! the new state and log entry together.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::sync::watch;
+
+use crate::mapping::log::{self, LogEntry, MappingLog};
+use crate::model::{ApiError, State, Txn};
+use crate::store::Store;
+
+struct Inner {
+    state: Arc<State>,
+    log: MappingLog,
+}
+
+/// The store, the model, and the mapping log.
+pub struct ControlPlane {
+    store: Store,
+    inner: Mutex<Inner>,
+    revision_tx: watch::Sender<u64>,
+    epoch: String,
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl ControlPlane {
+    /// Opens the store in `data_dir`; the mapping log starts empty with a new random epoch.
+    pub fn open(data_dir: &Path) -> anyhow::Result<Self> {
+        Self::open_with_capacity(data_dir, log::DEFAULT_CAPACITY)
+    }
+
+    /// Like [`ControlPlane::open`], with a ring of `capacity` revisions.
+    pub fn open_with_capacity(data_dir: &Path, capacity: usize) -> anyhow::Result<Self> {
+        let (store, state) = Store::open(data_dir)?;
+        let revision = state.revision;
+        let (revision_tx, _) = watch::channel(revision);
+        Ok(ControlPlane {
+            store,
+            inner: Mutex::new(Inner {
+                state: Arc::new(state),
+                log: MappingLog::new(revision, capacity),
+            }),
+            revision_tx,
+            epoch: crate::model::ids::new_id("epoch"),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave it half-updated (the state is swapped
+        // whole), so a poisoned lock is still consistent.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The current state (a cheap shared snapshot).
+    pub fn state(&self) -> Arc<State> {
+        self.lock().state.clone()
+    }
+
+    /// The epoch of this server's mapping log.
+    pub fn epoch(&self) -> &str {
+        &self.epoch
+    }
+
+    /// A receiver that is woken whenever the revision advances.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.revision_tx.subscribe()
+    }
+
+    /// The current state and the log entries after `revision` (None: not in the ring), read
+    /// together so they agree.
+    pub fn since(&self, revision: u64) -> (Arc<State>, Option<Vec<Arc<LogEntry>>>) {
+        let inner = self.lock();
+        (inner.state.clone(), inner.log.since(revision))
+    }
+
+    /// Runs `op` as one all-or-nothing mutation. On error nothing changes; with `dry_run` a
+    /// successful `op` is discarded and `DryRunOperation` returned.
+    pub fn mutate<R>(
+        &self,
+        dry_run: bool,
+        op: impl FnOnce(&mut Txn) -> Result<R, ApiError>,
+    ) -> Result<R, ApiError> {
+        let mut inner = self.lock();
+        let mut txn = Txn::new((*inner.state).clone(), now_secs());
+        let result = op(&mut txn)?;
+        if dry_run {
+            return Err(ApiError::dry_run());
+        }
+        if txn.is_empty() {
+            return Ok(result);
+        }
+        let revision = inner.log.last_revision() + 1;
+        txn.state.revision = revision;
+        if let Err(e) = self.store.commit(&txn.writes, revision, txn.state.next_vni) {
+            tracing::error!(error = %e, "store commit failed; request refused");
+            return Err(ApiError::internal(
+                "An internal error has occurred: the change could not be stored.",
+            ));
+        }
+        let changes = log::resolve(&txn.state, &txn.changes);
+        inner.state = Arc::new(txn.state);
+        inner.log.push(LogEntry { revision, changes });
+        drop(inner);
+        self.revision_tx.send_replace(revision);
+        Ok(result)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::model::{instance, subnet, tags::TagSpec, vpc, Tags};
+    use std::path::PathBuf;
+
+    /// A fresh temporary directory, removed on drop.
+    pub struct TempDir(pub PathBuf);
+
+    impl TempDir {
+        pub fn new(tag: &str) -> Self {
+            let p = std::env::temp_dir().join(format!(
+                "softvpc-server-test-{tag}-{}",
+                crate::model::ids::new_id("t")
+            ));
+            std::fs::create_dir_all(&p).unwrap();
+            TempDir(p)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn refused_requests_leave_the_store_unchanged() {
+        let dir = TempDir::new("atomic");
+        let cp = ControlPlane::open(&dir.0).unwrap();
+        let vpc = cp
+            .mutate(false, |t| {
+                vpc::create_vpc(t, "10.0.0.0/16", None, Tags::new())
+            })
+            .unwrap();
+        let s = cp
+            .mutate(false, |t| {
+                subnet::create_subnet(t, &vpc.id, "10.0.0.0/24", None, Tags::new())
+            })
+            .unwrap();
+        cp.mutate(false, |t| {
+            crate::model::host::register_host(t, "host-1", "198.18.0.11")
+        })
+        .unwrap();
+        let before = cp.state();
+        // A launch that fails after allocating: the second tag spec is invalid, so nothing of
+        // the first part may remain.
+        let req = instance::RunRequest {
+            min_count: 2,
+            max_count: 2,
+            subnet_id: s.id.clone(),
+            tag_specs: vec![TagSpec {
+                resource_type: "instance".into(),
+                tags: vec![("aws:reserved".into(), "x".into())],
+            }],
+            ..Default::default()
+        };
+        assert!(cp
+            .mutate(false, |t| instance::run_instances(t, &req))
+            .is_err());
+        // A multi-step operation that fails midway (create, then a refused second step).
+        let err = cp
+            .mutate(false, |t| {
+                vpc::create_vpc(t, "10.1.0.0/16", None, Tags::new())?;
+                subnet::create_subnet(t, "vpc-missing", "10.1.0.0/24", None, Tags::new())
+            })
+            .unwrap_err();
+        assert_eq!(err.code, "InvalidVpcID.NotFound");
+        // Dry runs change nothing either.
+        let err = cp
+            .mutate(true, |t| {
+                vpc::create_vpc(t, "10.2.0.0/16", None, Tags::new())
+            })
+            .unwrap_err();
+        assert_eq!(err.code, "DryRunOperation");
+        assert_eq!(err.status, 412);
+        assert_eq!(*cp.state(), *before);
+        drop(cp);
+        let reopened = ControlPlane::open(&dir.0).unwrap();
+        assert_eq!(
+            *reopened.state(),
+            *before,
+            "the store holds exactly the same"
+        );
+    }
+
+    #[test]
+    fn state_persists_across_reopen_with_revision_and_vnis() {
+        let dir = TempDir::new("persist");
+        let (vpc_id, rev, inst_id) = {
+            let cp = ControlPlane::open(&dir.0).unwrap();
+            let epoch = cp.epoch().to_string();
+            let vpc = cp
+                .mutate(false, |t| {
+                    vpc::create_vpc(t, "10.0.0.0/16", None, Tags::new())
+                })
+                .unwrap();
+            let s = cp
+                .mutate(false, |t| {
+                    subnet::create_subnet(t, &vpc.id, "10.0.0.0/24", None, Tags::new())
+                })
+                .unwrap();
+            cp.mutate(false, |t| {
+                crate::model::host::register_host(t, "host-1", "198.18.0.11")
+            })
+            .unwrap();
+            let req = instance::RunRequest {
+                min_count: 1,
+                max_count: 1,
+                subnet_id: s.id.clone(),
+                ..Default::default()
+            };
+            let r = cp
+                .mutate(false, |t| instance::run_instances(t, &req))
+                .unwrap();
+            let state = cp.state();
+            assert_eq!(state.revision, 4);
+            let again = ControlPlane::open(&dir.0);
+            assert!(again.is_err(), "the store is locked while open");
+            assert!(!epoch.is_empty());
+            (vpc.id, state.revision, r.instances[0].id.clone())
+        };
+        let cp = ControlPlane::open(&dir.0).unwrap();
+        let state = cp.state();
+        assert_eq!(state.revision, rev);
+        assert_eq!(state.vpcs[&vpc_id].vni, crate::model::FIRST_VNI);
+        assert_eq!(state.instances[&inst_id].private_ip.to_string(), "10.0.0.4");
+        assert_eq!(state.enis.len(), 1);
+        // VNIs keep counting after a restart.
+        let v2 = cp
+            .mutate(false, |t| {
+                vpc::create_vpc(t, "10.0.0.0/16", None, Tags::new())
+            })
+            .unwrap();
+        assert_eq!(v2.vni, crate::model::FIRST_VNI + 1);
+        assert_eq!(cp.state().revision, rev + 1);
+        // Terminated instances are forgotten after a restart.
+        cp.mutate(false, |t| {
+            instance::terminate_instances(t, std::slice::from_ref(&inst_id))
+        })
+        .unwrap();
+        assert!(cp.state().instances.contains_key(&inst_id));
+        drop(cp);
+        let cp = ControlPlane::open(&dir.0).unwrap();
+        assert!(!cp.state().instances.contains_key(&inst_id));
+        assert!(cp.state().enis.is_empty());
+    }
+}

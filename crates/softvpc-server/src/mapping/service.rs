@@ -1,0 +1,179 @@
+//! The gRPC mapping service: `RegisterHost` and `Watch`.
+//!
+//! A watch first sends a Snapshot, or Deltas when the agent resumes with this server's epoch and
+//! a revision still in the log ring. It then follows the revision signal: on each advance it
+//! sends the Delta since the last revision it sent (a Heartbeat when nothing concerns this host),
+//! or a fresh Snapshot if it fell so far behind that the ring no longer holds its revision: never
+//! silently stale.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use softvpc_proto::pb;
+use softvpc_proto::pb::mapping_server::{Mapping, MappingServer};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::view;
+use crate::control::ControlPlane;
+use crate::model::host::register_host;
+
+/// Messages buffered per watch before the stream task waits for the agent.
+const STREAM_BUFFER: usize = 16;
+
+/// The service implementation over the shared control plane.
+#[derive(Clone)]
+pub struct MappingService {
+    cp: Arc<ControlPlane>,
+}
+
+impl MappingService {
+    pub fn new(cp: Arc<ControlPlane>) -> Self {
+        MappingService { cp }
+    }
+
+    /// The tonic server wrapper.
+    pub fn into_server(self) -> MappingServer<Self> {
+        MappingServer::new(self)
+    }
+}
+
+fn message(epoch: &str, revision: u64, kind: pb::watch_response::Kind) -> pb::WatchResponse {
+    pb::WatchResponse {
+        epoch: epoch.to_string(),
+        revision,
+        kind: Some(kind),
+    }
+}
+
+/// Where a watch stands: the revision it has sent and the VPCs the agent then holds.
+struct Cursor {
+    host_id: String,
+    revision: u64,
+    held: BTreeSet<String>,
+}
+
+impl Cursor {
+    /// The next message: a Snapshot when `snapshot` is asked for or the log cannot serve the
+    /// cursor's revision, else a Delta (a Heartbeat when nothing concerns this host). Returns
+    /// None when the revision has not advanced, unless this is the stream's `first` message.
+    fn next(
+        &mut self,
+        cp: &ControlPlane,
+        snapshot: bool,
+        first: bool,
+    ) -> Option<pb::WatchResponse> {
+        let (state, entries) = cp.since(self.revision);
+        let kind = match entries {
+            Some(entries) if !snapshot => {
+                if entries.is_empty() && !first {
+                    return None;
+                }
+                let (changes, held) = view::delta(&state, &self.host_id, &entries, &self.held);
+                self.held = held;
+                if changes.is_empty() {
+                    pb::watch_response::Kind::Heartbeat(pb::Heartbeat {})
+                } else {
+                    pb::watch_response::Kind::Delta(pb::Delta { changes })
+                }
+            }
+            _ => {
+                let (snap, held) = view::snapshot(&state, &self.host_id);
+                tracing::debug!(host = %self.host_id, revision = state.revision, "watch: snapshot");
+                self.held = held;
+                pb::watch_response::Kind::Snapshot(snap)
+            }
+        };
+        self.revision = state.revision;
+        Some(message(cp.epoch(), state.revision, kind))
+    }
+}
+
+#[tonic::async_trait]
+impl Mapping for MappingService {
+    async fn register_host(
+        &self,
+        request: Request<pb::RegisterHostRequest>,
+    ) -> Result<Response<pb::RegisterHostResponse>, Status> {
+        let req = request.into_inner();
+        let cp = self.cp.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            cp.mutate(false, |txn| register_host(txn, &req.name, &req.underlay_ip))
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?;
+        match result {
+            Ok(host_id) => {
+                tracing::info!(%host_id, "host registered");
+                Ok(Response::new(pb::RegisterHostResponse { host_id }))
+            }
+            Err(e) if e.status >= 500 => Err(Status::internal(e.message)),
+            Err(e) => Err(Status::invalid_argument(format!(
+                "{}: {}",
+                e.code, e.message
+            ))),
+        }
+    }
+
+    type WatchStream = ReceiverStream<Result<pb::WatchResponse, Status>>;
+
+    async fn watch(
+        &self,
+        request: Request<pb::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let req = request.into_inner();
+        if !self.cp.state().hosts.contains_key(&req.host_id) {
+            return Err(Status::not_found(format!(
+                "unknown host id '{}': call RegisterHost first",
+                req.host_id
+            )));
+        }
+        let cp = self.cp.clone();
+        // Subscribe before computing the first message so no advance is missed in between.
+        let mut wake = cp.subscribe();
+        let resume = req.epoch == cp.epoch() && req.revision > 0;
+        let mut cursor = Cursor {
+            host_id: req.host_id.clone(),
+            revision: req.revision,
+            held: req.held_vpc_ids.into_iter().collect(),
+        };
+        let first = match cursor.next(&cp, !resume, true) {
+            Some(m) => m,
+            None => return Err(Status::internal("watch: no first message")),
+        };
+        tracing::info!(
+            host = %req.host_id,
+            resumed = resume && first_is_delta(&first),
+            revision = first.revision,
+            "watch opened"
+        );
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        tokio::spawn(async move {
+            if tx.send(Ok(first)).await.is_err() {
+                return;
+            }
+            loop {
+                tokio::select! {
+                    changed = wake.changed() => {
+                        if changed.is_err() {
+                            break; // server shutting down
+                        }
+                    }
+                    _ = tx.closed() => break,
+                }
+                if let Some(m) = cursor.next(&cp, false, false) {
+                    if tx.send(Ok(m)).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            tracing::info!(host = %cursor.host_id, "watch closed");
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+fn first_is_delta(m: &pb::WatchResponse) -> bool {
+    !matches!(m.kind, Some(pb::watch_response::Kind::Snapshot(_)))
+}

@@ -1,0 +1,167 @@
+//! What one host sees: every registered host, and the whole of every VPC (VPC, subnets, ENIs)
+//! with at least one ENI placed on that host. Computes Snapshots, and Deltas from log entries:
+//! changes of VPCs the agent holds and still needs are replayed in order; a VPC that became
+//! needed is sent whole (as of the current state); a VPC no longer needed is deleted.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use softvpc_proto::pb;
+
+use super::log::LogEntry;
+use crate::model::{Eni, Host, State, Subnet, Vpc};
+
+pub fn pb_host(h: &Host) -> pb::Host {
+    pb::Host {
+        host_id: h.id.clone(),
+        name: h.name.clone(),
+        underlay_ip: h.underlay_ip.to_string(),
+    }
+}
+
+pub fn pb_vpc(v: &Vpc) -> pb::Vpc {
+    pb::Vpc {
+        vpc_id: v.id.clone(),
+        vni: v.vni,
+        cidrs: vec![v.cidr.to_string()],
+    }
+}
+
+pub fn pb_subnet(s: &Subnet) -> pb::Subnet {
+    pb::Subnet {
+        subnet_id: s.id.clone(),
+        vpc_id: s.vpc_id.clone(),
+        cidr: s.cidr.to_string(),
+    }
+}
+
+/// The mapping record of an ENI: with its VPC's VNI, its host's underlay address and its
+/// instance's Name tag resolved from `state`.
+pub fn pb_eni(state: &State, e: &Eni) -> pb::Eni {
+    let vni = state.vpcs.get(&e.vpc_id).map(|v| v.vni).unwrap_or(0);
+    let (host_id, host_underlay_ip, instance_id, instance_name) = match &e.attachment {
+        Some(a) => (
+            a.host_id.clone(),
+            state
+                .hosts
+                .get(&a.host_id)
+                .map(|h| h.underlay_ip.to_string())
+                .unwrap_or_default(),
+            a.instance_id.clone(),
+            state
+                .instances
+                .get(&a.instance_id)
+                .map(|i| i.name().to_string())
+                .unwrap_or_default(),
+        ),
+        None => Default::default(),
+    };
+    pb::Eni {
+        eni_id: e.id.clone(),
+        vpc_id: e.vpc_id.clone(),
+        vni,
+        subnet_id: e.subnet_id.clone(),
+        ip: e.private_ip.to_string(),
+        secondary_ips: Vec::new(),
+        mac: e.mac.clone(),
+        host_id,
+        host_underlay_ip,
+        instance_id,
+        instance_name,
+    }
+}
+
+/// The VPCs host `host_id` needs: those with at least one ENI placed on it.
+pub fn needed_vpcs(state: &State, host_id: &str) -> BTreeSet<String> {
+    state
+        .enis
+        .values()
+        .filter(|e| e.attachment.as_ref().is_some_and(|a| a.host_id == host_id))
+        .map(|e| e.vpc_id.clone())
+        .collect()
+}
+
+/// Everything host `host_id` needs, and the set of VPCs in it.
+pub fn snapshot(state: &State, host_id: &str) -> (pb::Snapshot, BTreeSet<String>) {
+    let needed = needed_vpcs(state, host_id);
+    let snap = pb::Snapshot {
+        hosts: state.hosts.values().map(|h| pb_host(h)).collect(),
+        vpcs: needed
+            .iter()
+            .filter_map(|id| state.vpcs.get(id))
+            .map(|v| pb_vpc(v))
+            .collect(),
+        subnets: state
+            .subnets
+            .values()
+            .filter(|s| needed.contains(&s.vpc_id))
+            .map(|s| pb_subnet(s))
+            .collect(),
+        enis: state
+            .enis
+            .values()
+            .filter(|e| needed.contains(&e.vpc_id))
+            .map(|e| pb_eni(state, e))
+            .collect(),
+    };
+    (snap, needed)
+}
+
+/// The whole of VPC `vpc_id` as upserts: the VPC, then its subnets, then its ENIs.
+pub fn whole_vpc(state: &State, vpc_id: &str) -> Vec<pb::Change> {
+    use pb::change::Kind;
+    let mut out: Vec<Kind> = Vec::new();
+    let Some(v) = state.vpcs.get(vpc_id) else {
+        return Vec::new();
+    };
+    out.push(Kind::UpsertVpc(pb_vpc(v)));
+    out.extend(
+        state
+            .subnets
+            .values()
+            .filter(|s| s.vpc_id == vpc_id)
+            .map(|s| Kind::UpsertSubnet(pb_subnet(s))),
+    );
+    out.extend(
+        state
+            .enis
+            .values()
+            .filter(|e| e.vpc_id == vpc_id)
+            .map(|e| Kind::UpsertEni(pb_eni(state, e))),
+    );
+    out.into_iter()
+        .map(|k| pb::Change { kind: Some(k) })
+        .collect()
+}
+
+/// The changes that bring an agent holding `held` (at the revision before `entries`) to
+/// `state` (the revision of the last entry), and the set of VPCs it holds afterwards.
+pub fn delta(
+    state: &State,
+    host_id: &str,
+    entries: &[Arc<LogEntry>],
+    held: &BTreeSet<String>,
+) -> (Vec<pb::Change>, BTreeSet<String>) {
+    let needed = needed_vpcs(state, host_id);
+    let mut out = Vec::new();
+    for entry in entries {
+        for (vpc, change) in &entry.changes {
+            let forward = match vpc {
+                None => true,
+                Some(v) => held.contains(v) && needed.contains(v),
+            };
+            if forward {
+                out.push(change.clone());
+            }
+        }
+    }
+    for v in needed.difference(held) {
+        out.extend(whole_vpc(state, v));
+    }
+    for v in held.difference(&needed) {
+        out.push(pb::Change {
+            kind: Some(pb::change::Kind::DeleteVpcId(v.clone())),
+        });
+    }
+    (out, needed)
+}

@@ -1,0 +1,558 @@
+//! Instances and their primary ENIs: `RunInstances` (address allocation, placement on hosts,
+//! tags), `TerminateInstances` (the ENI is deleted and its address freed), filters.
+
+use std::net::Ipv4Addr;
+
+use super::filter::Filterable;
+use super::ids::{new_id, new_mac};
+use super::subnet::{free_addresses, used_addresses};
+use super::tags::{check_specs, tags_for, TagSpec};
+use super::{
+    host, is_reserved, ApiError, Attachment, Eni, Instance, InstanceState, State, Tags, Txn,
+};
+
+/// The instance type reported when none is given.
+pub const DEFAULT_INSTANCE_TYPE: &str = "t3.micro";
+/// The image id used when none is given (any image id is accepted as given).
+pub const DEFAULT_IMAGE_ID: &str = "ami-00000000000000000";
+/// Most instances one `RunInstances` call may launch.
+pub const MAX_LAUNCH: u32 = 1000;
+
+/// The parameters of `RunInstances` that matter here.
+#[derive(Debug, Clone, Default)]
+pub struct RunRequest {
+    pub image_id: Option<String>,
+    pub instance_type: Option<String>,
+    pub min_count: u32,
+    pub max_count: u32,
+    pub subnet_id: String,
+    pub private_ip: Option<String>,
+    /// `Placement.HostId`: a host id or a host name.
+    pub host: Option<String>,
+    pub tag_specs: Vec<TagSpec>,
+}
+
+/// The result of a launch: one reservation holding the instances.
+#[derive(Debug, Clone)]
+pub struct Reservation {
+    pub reservation_id: String,
+    pub instances: Vec<Instance>,
+}
+
+/// `RunInstances`.
+pub fn run_instances(txn: &mut Txn, req: &RunRequest) -> Result<Reservation, ApiError> {
+    if req.min_count < 1 || req.max_count < req.min_count {
+        return Err(ApiError::invalid_value(format!(
+            "Invalid counts: MinCount ({}) must be at least 1 and at most MaxCount ({})",
+            req.min_count, req.max_count
+        )));
+    }
+    if req.min_count > MAX_LAUNCH {
+        return Err(ApiError::new(
+            "InstanceLimitExceeded",
+            format!("You may launch at most {MAX_LAUNCH} instances in one request."),
+        ));
+    }
+    let subnet = txn
+        .state
+        .subnets
+        .get(&req.subnet_id)
+        .cloned()
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "InvalidSubnetID.NotFound",
+                "subnet",
+                &[req.subnet_id.as_str()],
+            )
+        })?;
+    let vpc_id = subnet.vpc_id.clone();
+    check_specs(&req.tag_specs, &["instance", "network-interface"])?;
+    let instance_tags = tags_for(&req.tag_specs, "instance")?;
+    let eni_tags = tags_for(&req.tag_specs, "network-interface")?;
+    let instance_type = req
+        .instance_type
+        .clone()
+        .unwrap_or_else(|| DEFAULT_INSTANCE_TYPE.to_string());
+    let image_id = req
+        .image_id
+        .clone()
+        .unwrap_or_else(|| DEFAULT_IMAGE_ID.to_string());
+
+    let used = used_addresses(&txn.state, &subnet.id);
+    let addresses: Vec<Ipv4Addr> = if let Some(ip) = &req.private_ip {
+        if req.min_count > 1 {
+            return Err(ApiError::new(
+                "InvalidParameterCombination",
+                "A private IP address can only be specified when launching one instance.",
+            ));
+        }
+        let addr: Ipv4Addr = ip.parse().map_err(|_| {
+            ApiError::invalid_value(format!(
+                "Value ({ip}) for parameter privateIpAddress is invalid."
+            ))
+        })?;
+        if !subnet.cidr.contains(&addr) {
+            return Err(ApiError::invalid_value(format!(
+                "Address {addr} does not fall within the subnet's address range"
+            )));
+        }
+        if is_reserved(&subnet.cidr, addr) {
+            return Err(ApiError::invalid_value(format!(
+                "Address {addr} is in subnet's reserved address range"
+            )));
+        }
+        if used.contains(&addr) {
+            return Err(ApiError::new(
+                "InvalidIPAddress.InUse",
+                format!("Address {addr} is in use."),
+            ));
+        }
+        vec![addr]
+    } else {
+        let want = req.max_count.min(MAX_LAUNCH) as usize;
+        free_addresses(&subnet.cidr, &used, want)
+    };
+    if addresses.len() < req.min_count as usize {
+        return Err(ApiError::new(
+            "InsufficientFreeAddressesInSubnet",
+            format!(
+                "There are not enough free addresses in subnet '{}' to satisfy the requested number of instances.",
+                subnet.id
+            ),
+        ));
+    }
+    let fixed_host = match &req.host {
+        Some(h) => Some(host::resolve(&txn.state, h)?),
+        None => None,
+    };
+
+    let reservation_id = new_id("r");
+    let mut instances = Vec::with_capacity(addresses.len());
+    for (index, addr) in addresses.into_iter().enumerate() {
+        let host_id = match &fixed_host {
+            Some(h) => h.clone(),
+            None => host::least_loaded(&txn.state)?,
+        };
+        let instance_id = new_id("i");
+        let eni_id = new_id("eni");
+        let mac = unique_mac(&txn.state);
+        let instance = Instance {
+            id: instance_id.clone(),
+            reservation_id: reservation_id.clone(),
+            image_id: image_id.clone(),
+            instance_type: instance_type.clone(),
+            subnet_id: subnet.id.clone(),
+            vpc_id: vpc_id.clone(),
+            host_id: host_id.clone(),
+            availability_zone: subnet.availability_zone.clone(),
+            private_ip: addr,
+            eni_id: eni_id.clone(),
+            eni_mac: mac.clone(),
+            ami_launch_index: index as u32,
+            launch_time: txn.now,
+            state: InstanceState::Running,
+            tags: instance_tags.clone(),
+        };
+        let eni = Eni {
+            id: eni_id,
+            subnet_id: subnet.id.clone(),
+            vpc_id: vpc_id.clone(),
+            availability_zone: subnet.availability_zone.clone(),
+            private_ip: addr,
+            mac,
+            description: String::new(),
+            source_dest_check: true,
+            attachment: Some(Attachment {
+                attachment_id: new_id("eni-attach"),
+                instance_id,
+                host_id,
+                device_index: 0,
+                attach_time: txn.now,
+                delete_on_termination: true,
+            }),
+            tags: eni_tags.clone(),
+        };
+        txn.put_instance(instance.clone());
+        txn.put_eni(eni);
+        instances.push(instance);
+    }
+    Ok(Reservation {
+        reservation_id,
+        instances,
+    })
+}
+
+/// A MAC no ENI has yet (40 random bits: a clash is rare, but cheap to rule out).
+fn unique_mac(state: &State) -> String {
+    loop {
+        let mac = new_mac();
+        if !state.enis.values().any(|e| e.mac == mac) {
+            return mac;
+        }
+    }
+}
+
+/// One line of `TerminateInstances`' answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateChange {
+    pub instance_id: String,
+    pub previous: InstanceState,
+    pub current: InstanceState,
+}
+
+/// `TerminateInstances`: every id must exist, else nothing changes. The ENIs are deleted (they
+/// are delete-on-termination) and their addresses freed; the instances stay describable as
+/// terminated.
+pub fn terminate_instances(txn: &mut Txn, ids: &[String]) -> Result<Vec<StateChange>, ApiError> {
+    if ids.is_empty() {
+        return Err(ApiError::missing("InstanceId"));
+    }
+    let missing: Vec<&str> = ids
+        .iter()
+        .filter(|id| !txn.state.instances.contains_key(*id))
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() {
+        return Err(ApiError::not_found(
+            "InvalidInstanceID.NotFound",
+            "instance",
+            &missing,
+        ));
+    }
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let Some(current) = txn.state.instances.get(id).cloned() else {
+            continue;
+        };
+        let previous = current.state;
+        if previous == InstanceState::Terminated {
+            out.push(StateChange {
+                instance_id: id.clone(),
+                previous,
+                current: previous,
+            });
+            continue;
+        }
+        let enis: Vec<String> = txn
+            .state
+            .enis
+            .values()
+            .filter(|e| e.attachment.as_ref().is_some_and(|a| &a.instance_id == id))
+            .map(|e| e.id.clone())
+            .collect();
+        for eni in enis {
+            txn.delete_eni(&eni);
+        }
+        let mut inst = (*current).clone();
+        inst.state = InstanceState::Terminated;
+        txn.put_instance(inst);
+        out.push(StateChange {
+            instance_id: id.clone(),
+            previous,
+            current: InstanceState::ShuttingDown,
+        });
+    }
+    Ok(out)
+}
+
+/// The EC2 private DNS name of an address: `ip-10-0-0-148.ec2.internal`.
+pub fn private_dns_name(ip: Ipv4Addr) -> String {
+    let o = ip.octets();
+    format!("ip-{}-{}-{}-{}.ec2.internal", o[0], o[1], o[2], o[3])
+}
+
+impl Filterable for Instance {
+    const FILTERS: &'static [&'static str] = &[
+        "instance-id",
+        "instance-state-name",
+        "instance-state-code",
+        "instance-type",
+        "image-id",
+        "private-ip-address",
+        "network-interface.addresses.private-ip-address",
+        "private-dns-name",
+        "subnet-id",
+        "vpc-id",
+        "availability-zone",
+        "placement-host-id",
+        "host-id",
+        "reservation-id",
+        "owner-id",
+        "network-interface.network-interface-id",
+        "network-interface.mac-address",
+        "network-interface.subnet-id",
+        "network-interface.vpc-id",
+    ];
+
+    fn field(&self, _state: &State, name: &str) -> Vec<String> {
+        let live = self.state != InstanceState::Terminated;
+        let v = match name {
+            "instance-id" => self.id.clone(),
+            "instance-state-name" => self.state.name().into(),
+            "instance-state-code" => self.state.code().to_string(),
+            "instance-type" => self.instance_type.clone(),
+            "image-id" => self.image_id.clone(),
+            "private-ip-address" | "network-interface.addresses.private-ip-address" if live => {
+                self.private_ip.to_string()
+            }
+            "private-dns-name" if live => private_dns_name(self.private_ip),
+            "subnet-id" | "network-interface.subnet-id" if live => self.subnet_id.clone(),
+            "vpc-id" | "network-interface.vpc-id" if live => self.vpc_id.clone(),
+            "availability-zone" => self.availability_zone.clone(),
+            "placement-host-id" | "host-id" => self.host_id.clone(),
+            "reservation-id" => self.reservation_id.clone(),
+            "owner-id" => super::OWNER_ID.into(),
+            "network-interface.network-interface-id" if live => self.eni_id.clone(),
+            "network-interface.mac-address" if live => self.eni_mac.clone(),
+            _ => return Vec::new(),
+        };
+        vec![v]
+    }
+
+    fn tag_map(&self) -> Tags {
+        self.tags.clone()
+    }
+}
+
+impl Filterable for Eni {
+    const FILTERS: &'static [&'static str] = &[
+        "network-interface-id",
+        "subnet-id",
+        "vpc-id",
+        "availability-zone",
+        "private-ip-address",
+        "addresses.private-ip-address",
+        "private-dns-name",
+        "mac-address",
+        "status",
+        "source-dest-check",
+        "attachment.instance-id",
+        "attachment.attachment-id",
+        "attachment.status",
+        "attachment.device-index",
+        "attachment.delete-on-termination",
+        "description",
+        "owner-id",
+        "interface-type",
+        "requester-managed",
+    ];
+
+    fn field(&self, _state: &State, name: &str) -> Vec<String> {
+        let att = self.attachment.as_ref();
+        let v = match name {
+            "network-interface-id" => self.id.clone(),
+            "subnet-id" => self.subnet_id.clone(),
+            "vpc-id" => self.vpc_id.clone(),
+            "availability-zone" => self.availability_zone.clone(),
+            "private-ip-address" | "addresses.private-ip-address" => self.private_ip.to_string(),
+            "private-dns-name" => private_dns_name(self.private_ip),
+            "mac-address" => self.mac.clone(),
+            "status" => if att.is_some() { "in-use" } else { "available" }.into(),
+            "source-dest-check" => self.source_dest_check.to_string(),
+            "description" => self.description.clone(),
+            "owner-id" => super::OWNER_ID.into(),
+            "interface-type" => "interface".into(),
+            "requester-managed" => "false".into(),
+            "attachment.instance-id" => {
+                return att.map(|a| a.instance_id.clone()).into_iter().collect()
+            }
+            "attachment.attachment-id" => {
+                return att.map(|a| a.attachment_id.clone()).into_iter().collect()
+            }
+            "attachment.status" => {
+                return att.map(|_| "attached".to_string()).into_iter().collect()
+            }
+            "attachment.device-index" => {
+                return att
+                    .map(|a| a.device_index.to_string())
+                    .into_iter()
+                    .collect()
+            }
+            "attachment.delete-on-termination" => {
+                return att
+                    .map(|a| a.delete_on_termination.to_string())
+                    .into_iter()
+                    .collect()
+            }
+            _ => return Vec::new(),
+        };
+        vec![v]
+    }
+
+    fn tag_map(&self) -> Tags {
+        self.tags.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::subnet::{available_count, create_subnet};
+    use super::super::vpc::create_vpc;
+    use super::*;
+
+    fn setup(cidr: &str) -> (Txn, String, String) {
+        let mut txn = Txn::new(State::new(), 1_700_000_000);
+        let vpc = create_vpc(&mut txn, "10.0.0.0/16", None, Tags::new()).unwrap();
+        let s = create_subnet(&mut txn, &vpc.id, cidr, None, Tags::new()).unwrap();
+        host::register_host(&mut txn, "host-1", "198.18.0.11").unwrap();
+        host::register_host(&mut txn, "host-2", "198.18.0.12").unwrap();
+        (txn, vpc.id, s.id)
+    }
+
+    fn req(subnet: &str, min: u32, max: u32) -> RunRequest {
+        RunRequest {
+            min_count: min,
+            max_count: max,
+            subnet_id: subnet.to_string(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn allocation_order_placement_and_counts() {
+        let (mut txn, _vpc, subnet) = setup("10.0.0.0/24");
+        let r = run_instances(&mut txn, &req(&subnet, 1, 3)).unwrap();
+        let ips: Vec<String> = r
+            .instances
+            .iter()
+            .map(|i| i.private_ip.to_string())
+            .collect();
+        assert_eq!(ips, ["10.0.0.4", "10.0.0.5", "10.0.0.6"]);
+        // Spread over the two hosts by load.
+        let h1 = txn.state.host_by_name("host-1").unwrap().id.clone();
+        let h2 = txn.state.host_by_name("host-2").unwrap().id.clone();
+        let on = |h: &str| txn.state.live_instances_on(h);
+        assert_eq!(on(&h1) + on(&h2), 3);
+        assert!(on(&h1).abs_diff(on(&h2)) <= 1);
+        let s = txn.state.subnets[&subnet].clone();
+        assert_eq!(available_count(&txn.state, &s), 248);
+        // Each instance has an attached ENI with its address and a 02: MAC.
+        for i in &r.instances {
+            let eni = &txn.state.enis[&i.eni_id];
+            assert_eq!(eni.private_ip, i.private_ip);
+            assert!(eni.mac.starts_with("02:"));
+            assert_eq!(eni.attachment.as_ref().unwrap().instance_id, i.id);
+        }
+    }
+
+    #[test]
+    fn explicit_address_and_host() {
+        let (mut txn, _vpc, subnet) = setup("10.0.0.0/24");
+        let mut r = req(&subnet, 1, 1);
+        r.private_ip = Some("10.0.0.148".into());
+        r.host = Some("host-2".into());
+        let res = run_instances(&mut txn, &r).unwrap();
+        let i = &res.instances[0];
+        assert_eq!(i.private_ip.to_string(), "10.0.0.148");
+        assert_eq!(txn.state.hosts[&i.host_id].name, "host-2");
+        let code = |txn: &mut Txn, r: &RunRequest| run_instances(txn, r).unwrap_err().code;
+        assert_eq!(code(&mut txn, &r), "InvalidIPAddress.InUse");
+        r.private_ip = Some("10.0.0.1".into());
+        assert_eq!(code(&mut txn, &r), "InvalidParameterValue");
+        r.private_ip = Some("10.0.0.255".into());
+        assert_eq!(code(&mut txn, &r), "InvalidParameterValue");
+        r.private_ip = Some("10.0.1.5".into());
+        assert_eq!(code(&mut txn, &r), "InvalidParameterValue");
+        r.private_ip = Some("10.0.0.149".into());
+        r.host = Some("h-0123456789abcdef0".into());
+        assert_eq!(code(&mut txn, &r), "InvalidHostID.NotFound");
+        r.host = Some("nowhere".into());
+        assert_eq!(code(&mut txn, &r), "InvalidParameterValue");
+        r.host = None;
+        r.subnet_id = "subnet-0123456789abcdef0".into();
+        assert_eq!(code(&mut txn, &r), "InvalidSubnetID.NotFound");
+    }
+
+    #[test]
+    fn counts_against_capacity() {
+        let (mut txn, _vpc, subnet) = setup("10.0.0.0/28");
+        // A /28 has 11 assignable addresses.
+        assert_eq!(
+            run_instances(&mut txn, &req(&subnet, 12, 20))
+                .unwrap_err()
+                .code,
+            "InsufficientFreeAddressesInSubnet"
+        );
+        let r = run_instances(&mut txn, &req(&subnet, 2, 20)).unwrap();
+        assert_eq!(r.instances.len(), 11);
+        assert_eq!(
+            run_instances(&mut txn, &req(&subnet, 1, 1))
+                .unwrap_err()
+                .code,
+            "InsufficientFreeAddressesInSubnet"
+        );
+        assert_eq!(
+            run_instances(&mut txn, &req(&subnet, 2, 1))
+                .unwrap_err()
+                .code,
+            "InvalidParameterValue"
+        );
+    }
+
+    #[test]
+    fn no_host_no_capacity() {
+        let mut txn = Txn::new(State::new(), 0);
+        let vpc = create_vpc(&mut txn, "10.0.0.0/16", None, Tags::new()).unwrap();
+        let s = create_subnet(&mut txn, &vpc.id, "10.0.0.0/24", None, Tags::new()).unwrap();
+        assert_eq!(
+            run_instances(&mut txn, &req(&s.id, 1, 1)).unwrap_err().code,
+            "InsufficientInstanceCapacity"
+        );
+    }
+
+    #[test]
+    fn terminate_frees_the_address_and_keeps_the_record() {
+        let (mut txn, vpc, subnet) = setup("10.0.0.0/24");
+        let r = run_instances(&mut txn, &req(&subnet, 1, 1)).unwrap();
+        let id = r.instances[0].id.clone();
+        assert_eq!(
+            super::super::subnet::delete_subnet(&mut txn, &subnet)
+                .unwrap_err()
+                .code,
+            "DependencyViolation"
+        );
+        assert_eq!(
+            terminate_instances(&mut txn, &[id.clone(), "i-0123456789abcdef0".into()])
+                .unwrap_err()
+                .code,
+            "InvalidInstanceID.NotFound"
+        );
+        assert_eq!(txn.state.instances[&id].state, InstanceState::Running);
+        let ch = terminate_instances(&mut txn, std::slice::from_ref(&id)).unwrap();
+        assert_eq!(ch[0].previous, InstanceState::Running);
+        assert_eq!(ch[0].current, InstanceState::ShuttingDown);
+        assert_eq!(txn.state.instances[&id].state, InstanceState::Terminated);
+        assert!(txn.state.enis.is_empty());
+        // The address is free again, and the subnet and VPC can go.
+        let again = run_instances(&mut txn, &req(&subnet, 1, 1)).unwrap();
+        assert_eq!(again.instances[0].private_ip.to_string(), "10.0.0.4");
+        terminate_instances(&mut txn, &[again.instances[0].id.clone()]).unwrap();
+        super::super::subnet::delete_subnet(&mut txn, &subnet).unwrap();
+        super::super::vpc::delete_vpc(&mut txn, &vpc).unwrap();
+    }
+
+    #[test]
+    fn tag_specifications() {
+        let (mut txn, _vpc, subnet) = setup("10.0.0.0/24");
+        let mut r = req(&subnet, 1, 1);
+        r.tag_specs = vec![
+            TagSpec {
+                resource_type: "instance".into(),
+                tags: vec![("Name".into(), "zigi-vm1".into())],
+            },
+            TagSpec {
+                resource_type: "network-interface".into(),
+                tags: vec![("role".into(), "eth0".into())],
+            },
+        ];
+        let res = run_instances(&mut txn, &r).unwrap();
+        let i = &res.instances[0];
+        assert_eq!(i.name(), "zigi-vm1");
+        assert_eq!(txn.state.enis[&i.eni_id].tags["role"], "eth0");
+        r.tag_specs[0].resource_type = "volcano".into();
+        assert_eq!(
+            run_instances(&mut txn, &r).unwrap_err().code,
+            "InvalidParameterValue"
+        );
+    }
+}

@@ -1,0 +1,412 @@
+//! The resource model: VPCs, subnets, hosts, instances and their ENIs, with AWS semantics.
+//!
+//! Independent of HTTP and of the store: an operation runs against a [`Txn`] (a private copy of
+//! the [`State`] plus the list of writes it made). The caller commits the writes to the store in
+//! one write transaction and only then publishes the new state, so a refused or failed request
+//! changes nothing.
+
+pub mod error;
+pub mod filter;
+pub mod host;
+pub mod ids;
+pub mod instance;
+pub mod subnet;
+pub mod tags;
+pub mod vpc;
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+pub use error::ApiError;
+
+/// The fixed 12-digit account id every resource is owned by.
+pub const OWNER_ID: &str = "123456789012";
+/// The availability zone used when none is given.
+pub const DEFAULT_AZ: &str = "us-east-1a";
+/// The first VNI handed out; each new VPC gets the next one.
+pub const FIRST_VNI: u32 = 0x000101;
+/// The largest 24-bit VNI.
+pub const MAX_VNI: u32 = 0xff_ffff;
+
+/// Tags of a resource, by key.
+pub type Tags = BTreeMap<String, String>;
+
+/// A VPC: an isolated virtual network with one IPv4 CIDR and its own VXLAN VNI.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vpc {
+    pub id: String,
+    pub cidr: Ipv4Net,
+    pub cidr_association_id: String,
+    pub vni: u32,
+    pub instance_tenancy: String,
+    pub tags: Tags,
+}
+
+/// A subnet of a VPC.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subnet {
+    pub id: String,
+    pub vpc_id: String,
+    pub cidr: Ipv4Net,
+    pub availability_zone: String,
+    pub tags: Tags,
+}
+
+/// A host that runs (or stands in for) an agent: instances are placed on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Host {
+    pub id: String,
+    pub name: String,
+    pub underlay_ip: Ipv4Addr,
+    pub availability_zone: String,
+    /// Registration time, seconds since the Unix epoch.
+    pub allocation_time: u64,
+}
+
+/// The lifecycle state of an instance, with AWS's codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InstanceState {
+    Pending,
+    Running,
+    ShuttingDown,
+    Terminated,
+}
+
+impl InstanceState {
+    /// AWS's numeric state code.
+    pub fn code(self) -> u32 {
+        match self {
+            InstanceState::Pending => 0,
+            InstanceState::Running => 16,
+            InstanceState::ShuttingDown => 32,
+            InstanceState::Terminated => 48,
+        }
+    }
+
+    /// AWS's state name.
+    pub fn name(self) -> &'static str {
+        match self {
+            InstanceState::Pending => "pending",
+            InstanceState::Running => "running",
+            InstanceState::ShuttingDown => "shutting-down",
+            InstanceState::Terminated => "terminated",
+        }
+    }
+}
+
+/// An instance: a network namespace (in the lab) behind one ENI on one host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instance {
+    pub id: String,
+    pub reservation_id: String,
+    pub image_id: String,
+    pub instance_type: String,
+    pub subnet_id: String,
+    pub vpc_id: String,
+    pub host_id: String,
+    pub availability_zone: String,
+    pub private_ip: Ipv4Addr,
+    /// The primary ENI (device index 0); kept after termination for describing.
+    pub eni_id: String,
+    pub eni_mac: String,
+    pub ami_launch_index: u32,
+    /// Seconds since the Unix epoch.
+    pub launch_time: u64,
+    pub state: InstanceState,
+    pub tags: Tags,
+}
+
+impl Instance {
+    /// The instance's Name tag, or "".
+    pub fn name(&self) -> &str {
+        self.tags.get("Name").map(String::as_str).unwrap_or("")
+    }
+}
+
+/// An elastic network interface: one primary private IPv4 address and a MAC in one subnet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Eni {
+    pub id: String,
+    pub subnet_id: String,
+    pub vpc_id: String,
+    pub availability_zone: String,
+    pub private_ip: Ipv4Addr,
+    pub mac: String,
+    pub description: String,
+    pub source_dest_check: bool,
+    pub attachment: Option<Attachment>,
+    pub tags: Tags,
+}
+
+/// An ENI's attachment to an instance on a host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    pub attachment_id: String,
+    pub instance_id: String,
+    pub host_id: String,
+    pub device_index: u32,
+    pub attach_time: u64,
+    pub delete_on_termination: bool,
+}
+
+/// Resources by id. Values are shared so that copying the state for a transaction is cheap.
+pub type Map<T> = BTreeMap<String, Arc<T>>;
+
+/// The whole resource model at one revision.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct State {
+    pub vpcs: Map<Vpc>,
+    pub subnets: Map<Subnet>,
+    pub hosts: Map<Host>,
+    pub instances: Map<Instance>,
+    pub enis: Map<Eni>,
+    /// The VNI the next VPC gets.
+    pub next_vni: u32,
+    /// The mapping revision of the last committed change.
+    pub revision: u64,
+}
+
+impl State {
+    /// An empty model.
+    pub fn new() -> Self {
+        State {
+            next_vni: FIRST_VNI,
+            ..Default::default()
+        }
+    }
+
+    /// The host named `name`, if any.
+    pub fn host_by_name(&self, name: &str) -> Option<&Arc<Host>> {
+        self.hosts.values().find(|h| h.name == name)
+    }
+
+    /// The instances not yet terminated on `host_id`.
+    pub fn live_instances_on(&self, host_id: &str) -> usize {
+        self.instances
+            .values()
+            .filter(|i| i.host_id == host_id && i.state != InstanceState::Terminated)
+            .count()
+    }
+}
+
+/// The store tables; each holds one kind of resource as JSON keyed by id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    Vpcs,
+    Subnets,
+    Hosts,
+    Instances,
+    Enis,
+}
+
+/// One write to the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Write {
+    Put {
+        table: Table,
+        key: String,
+        value: Vec<u8>,
+    },
+    Delete {
+        table: Table,
+        key: String,
+    },
+}
+
+/// What changed, as far as the mapping service cares (resolved against the committed state).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum MapChange {
+    UpsertHost(String),
+    UpsertVpc(String),
+    DeleteVpc(String),
+    UpsertSubnet(String),
+    DeleteSubnet { id: String, vpc_id: String },
+    UpsertEni(String),
+    DeleteEni { id: String, vpc_id: String },
+}
+
+/// A transaction in progress: a private copy of the state, the store writes and the mapping
+/// changes made so far. Dropping it discards everything.
+#[derive(Debug)]
+pub struct Txn {
+    pub state: State,
+    pub writes: Vec<Write>,
+    pub changes: Vec<MapChange>,
+    /// "Now", seconds since the Unix epoch (given, so tests are deterministic).
+    pub now: u64,
+}
+
+fn put<T: Serialize>(writes: &mut Vec<Write>, table: Table, key: &str, value: &T) {
+    // Serialising plain structs of strings and numbers to JSON cannot fail.
+    let value = serde_json::to_vec(value).unwrap_or_default();
+    writes.push(Write::Put {
+        table,
+        key: key.to_string(),
+        value,
+    });
+}
+
+impl Txn {
+    /// Starts a transaction on a copy of `state`.
+    pub fn new(state: State, now: u64) -> Self {
+        Txn {
+            state,
+            writes: Vec::new(),
+            changes: Vec::new(),
+            now,
+        }
+    }
+
+    /// True when the transaction changed nothing.
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty() && self.changes.is_empty()
+    }
+
+    pub fn put_vpc(&mut self, vpc: Vpc) {
+        put(&mut self.writes, Table::Vpcs, &vpc.id, &vpc);
+        self.changes.push(MapChange::UpsertVpc(vpc.id.clone()));
+        self.state.vpcs.insert(vpc.id.clone(), Arc::new(vpc));
+    }
+
+    pub fn delete_vpc(&mut self, id: &str) {
+        self.state.vpcs.remove(id);
+        self.writes.push(Write::Delete {
+            table: Table::Vpcs,
+            key: id.to_string(),
+        });
+        self.changes.push(MapChange::DeleteVpc(id.to_string()));
+    }
+
+    pub fn put_subnet(&mut self, subnet: Subnet) {
+        put(&mut self.writes, Table::Subnets, &subnet.id, &subnet);
+        self.changes
+            .push(MapChange::UpsertSubnet(subnet.id.clone()));
+        self.state
+            .subnets
+            .insert(subnet.id.clone(), Arc::new(subnet));
+    }
+
+    pub fn delete_subnet(&mut self, id: &str) {
+        if let Some(s) = self.state.subnets.remove(id) {
+            self.changes.push(MapChange::DeleteSubnet {
+                id: id.to_string(),
+                vpc_id: s.vpc_id.clone(),
+            });
+        }
+        self.writes.push(Write::Delete {
+            table: Table::Subnets,
+            key: id.to_string(),
+        });
+    }
+
+    pub fn put_host(&mut self, host: Host) {
+        put(&mut self.writes, Table::Hosts, &host.id, &host);
+        self.changes.push(MapChange::UpsertHost(host.id.clone()));
+        self.state.hosts.insert(host.id.clone(), Arc::new(host));
+    }
+
+    /// Stores an instance. A terminated instance is removed from the store but stays in the
+    /// in-memory state, so it remains describable until the server restarts (as on AWS, where
+    /// terminated instances linger for a while).
+    pub fn put_instance(&mut self, instance: Instance) {
+        if instance.state == InstanceState::Terminated {
+            self.writes.push(Write::Delete {
+                table: Table::Instances,
+                key: instance.id.clone(),
+            });
+        } else {
+            put(&mut self.writes, Table::Instances, &instance.id, &instance);
+        }
+        self.state
+            .instances
+            .insert(instance.id.clone(), Arc::new(instance));
+    }
+
+    pub fn put_eni(&mut self, eni: Eni) {
+        put(&mut self.writes, Table::Enis, &eni.id, &eni);
+        self.changes.push(MapChange::UpsertEni(eni.id.clone()));
+        self.state.enis.insert(eni.id.clone(), Arc::new(eni));
+    }
+
+    pub fn delete_eni(&mut self, id: &str) {
+        if let Some(e) = self.state.enis.remove(id) {
+            self.changes.push(MapChange::DeleteEni {
+                id: id.to_string(),
+                vpc_id: e.vpc_id.clone(),
+            });
+        }
+        self.writes.push(Write::Delete {
+            table: Table::Enis,
+            key: id.to_string(),
+        });
+    }
+
+    /// Marks the ENIs of `instance_id` as changed (their mapping records carry the instance's
+    /// Name tag).
+    pub fn touch_enis_of_instance(&mut self, instance_id: &str) {
+        let ids: Vec<String> = self
+            .state
+            .enis
+            .values()
+            .filter(|e| {
+                e.attachment
+                    .as_ref()
+                    .is_some_and(|a| a.instance_id == instance_id)
+            })
+            .map(|e| e.id.clone())
+            .collect();
+        self.changes
+            .extend(ids.into_iter().map(MapChange::UpsertEni));
+    }
+
+    /// Marks the ENIs on `host_id` as changed (their mapping records carry the host's address).
+    pub fn touch_enis_on_host(&mut self, host_id: &str) {
+        let ids: Vec<String> = self
+            .state
+            .enis
+            .values()
+            .filter(|e| e.attachment.as_ref().is_some_and(|a| a.host_id == host_id))
+            .map(|e| e.id.clone())
+            .collect();
+        self.changes
+            .extend(ids.into_iter().map(MapChange::UpsertEni));
+    }
+}
+
+/// The reserved-address rule: network, +1 (router), +2 (DNS), +3 (future) and the broadcast
+/// address of a subnet cannot be assigned.
+pub fn is_reserved(subnet: &Ipv4Net, ip: Ipv4Addr) -> bool {
+    let net = u32::from(subnet.network());
+    let bcast = u32::from(subnet.broadcast());
+    let a = u32::from(ip);
+    a <= net.saturating_add(3) || a == bcast
+}
+
+/// The number of addresses a subnet can hand out: 2^(32-prefix) - 5.
+pub fn assignable_count(subnet: &Ipv4Net) -> u64 {
+    (1u64 << (32 - u32::from(subnet.prefix_len()))).saturating_sub(5)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserved_addresses_follow_aws() {
+        let net: Ipv4Net = "10.0.1.0/24".parse().unwrap();
+        for a in ["10.0.1.0", "10.0.1.1", "10.0.1.2", "10.0.1.3", "10.0.1.255"] {
+            assert!(is_reserved(&net, a.parse().unwrap()), "{a}");
+        }
+        for a in ["10.0.1.4", "10.0.1.100", "10.0.1.254"] {
+            assert!(!is_reserved(&net, a.parse().unwrap()), "{a}");
+        }
+        assert_eq!(assignable_count(&net), 251);
+        assert_eq!(assignable_count(&"10.0.0.0/28".parse().unwrap()), 11);
+        assert_eq!(assignable_count(&"10.0.0.0/16".parse().unwrap()), 65531);
+    }
+}

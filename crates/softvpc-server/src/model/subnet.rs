@@ -1,0 +1,244 @@
+//! Subnets: inside their VPC's CIDR, never overlapping, /16../28, AWS's five reserved addresses,
+//! the exact available-address count, deletion rules, filters.
+
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+
+use super::filter::Filterable;
+use super::ids::new_id;
+use super::vpc::parse_cidr;
+use super::{assignable_count, is_reserved, ApiError, State, Subnet, Tags, Txn, DEFAULT_AZ};
+
+/// `CreateSubnet`.
+pub fn create_subnet(
+    txn: &mut Txn,
+    vpc_id: &str,
+    cidr: &str,
+    availability_zone: Option<&str>,
+    tags: Tags,
+) -> Result<Subnet, ApiError> {
+    let vpc = txn
+        .state
+        .vpcs
+        .get(vpc_id)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found("InvalidVpcID.NotFound", "vpc", &[vpc_id]))?;
+    let net = parse_cidr(cidr, "cidrBlock")?;
+    let range_error = || {
+        ApiError::new(
+            "InvalidSubnet.Range",
+            format!("The CIDR '{cidr}' is invalid."),
+        )
+    };
+    if !(16..=28).contains(&net.prefix_len()) || !vpc.cidr.contains(&net) {
+        return Err(range_error());
+    }
+    let conflict = txn
+        .state
+        .subnets
+        .values()
+        .any(|s| s.vpc_id == vpc_id && (s.cidr.contains(&net) || net.contains(&s.cidr)));
+    if conflict {
+        return Err(ApiError::new(
+            "InvalidSubnet.Conflict",
+            format!("The CIDR '{cidr}' conflicts with another subnet"),
+        ));
+    }
+    let az = match availability_zone {
+        Some(az) if valid_az(az) => az.to_string(),
+        Some(az) => {
+            return Err(ApiError::invalid_value(format!(
+                "Value ({az}) for parameter availabilityZone is invalid. Subnets can currently only be created in the following availability zones: us-east-1a, us-east-1b, us-east-1c, us-east-1d, us-east-1e, us-east-1f."
+            )))
+        }
+        None => DEFAULT_AZ.to_string(),
+    };
+    let subnet = Subnet {
+        id: new_id("subnet"),
+        vpc_id: vpc_id.to_string(),
+        cidr: net,
+        availability_zone: az,
+        tags,
+    };
+    txn.put_subnet(subnet.clone());
+    Ok(subnet)
+}
+
+fn valid_az(az: &str) -> bool {
+    az.strip_prefix("us-east-1")
+        .is_some_and(|s| s.len() == 1 && ("a"..="f").contains(&s))
+}
+
+/// `DeleteSubnet`: refused while ENIs remain in it.
+pub fn delete_subnet(txn: &mut Txn, id: &str) -> Result<(), ApiError> {
+    if !txn.state.subnets.contains_key(id) {
+        return Err(ApiError::not_found(
+            "InvalidSubnetID.NotFound",
+            "subnet",
+            &[id],
+        ));
+    }
+    if txn.state.enis.values().any(|e| e.subnet_id == id) {
+        return Err(ApiError::new(
+            "DependencyViolation",
+            format!("The subnet '{id}' has dependencies and cannot be deleted."),
+        ));
+    }
+    txn.delete_subnet(id);
+    Ok(())
+}
+
+/// The addresses of `subnet_id` held by ENIs.
+pub fn used_addresses(state: &State, subnet_id: &str) -> HashSet<Ipv4Addr> {
+    state
+        .enis
+        .values()
+        .filter(|e| e.subnet_id == subnet_id)
+        .map(|e| e.private_ip)
+        .collect()
+}
+
+/// `AvailableIpAddressCount`: 2^(32-prefix) - 5 - addresses in use.
+pub fn available_count(state: &State, subnet: &Subnet) -> u64 {
+    assignable_count(&subnet.cidr).saturating_sub(used_addresses(state, &subnet.id).len() as u64)
+}
+
+/// Up to `count` free, unreserved addresses of `cidr`, lowest first.
+pub fn free_addresses(cidr: &Ipv4Net, used: &HashSet<Ipv4Addr>, count: usize) -> Vec<Ipv4Addr> {
+    cidr.hosts()
+        .filter(|a| !is_reserved(cidr, *a) && !used.contains(a))
+        .take(count)
+        .collect()
+}
+
+impl Filterable for Subnet {
+    const FILTERS: &'static [&'static str] = &[
+        "subnet-id",
+        "vpc-id",
+        "cidr",
+        "cidr-block",
+        "cidrBlock",
+        "state",
+        "availability-zone",
+        "availabilityZone",
+        "available-ip-address-count",
+        "default-for-az",
+        "defaultForAz",
+        "owner-id",
+    ];
+
+    fn field(&self, state: &State, name: &str) -> Vec<String> {
+        let v = match name {
+            "subnet-id" => self.id.clone(),
+            "vpc-id" => self.vpc_id.clone(),
+            "cidr" | "cidr-block" | "cidrBlock" => self.cidr.to_string(),
+            "state" => "available".into(),
+            "availability-zone" | "availabilityZone" => self.availability_zone.clone(),
+            "available-ip-address-count" => available_count(state, self).to_string(),
+            "default-for-az" | "defaultForAz" => "false".into(),
+            "owner-id" => super::OWNER_ID.into(),
+            _ => return Vec::new(),
+        };
+        vec![v]
+    }
+
+    fn tag_map(&self) -> Tags {
+        self.tags.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::vpc::create_vpc;
+    use super::*;
+
+    fn setup() -> (Txn, String) {
+        let mut txn = Txn::new(State::new(), 0);
+        let vpc = create_vpc(&mut txn, "10.0.0.0/16", None, Tags::new()).unwrap();
+        (txn, vpc.id)
+    }
+
+    #[test]
+    fn subnet_rules() {
+        let (mut txn, vpc) = setup();
+        let s = create_subnet(&mut txn, &vpc, "10.0.0.0/24", None, Tags::new()).unwrap();
+        assert_eq!(s.availability_zone, "us-east-1a");
+        assert_eq!(available_count(&txn.state, &s), 251);
+        let e = |r: Result<Subnet, ApiError>| r.unwrap_err().code;
+        let mut t = |c: &str| e(create_subnet(&mut txn, &vpc, c, None, Tags::new()));
+        assert_eq!(t("10.1.0.0/24"), "InvalidSubnet.Range");
+        assert_eq!(t("10.0.0.0/29"), "InvalidSubnet.Range");
+        assert_eq!(t("10.0.0.0/15"), "InvalidSubnet.Range");
+        assert_eq!(t("10.0.0.128/25"), "InvalidSubnet.Conflict");
+        assert_eq!(t("10.0.0.0/16"), "InvalidSubnet.Conflict");
+        assert_eq!(t("10.0.0/24"), "InvalidParameterValue");
+        assert_eq!(
+            e(create_subnet(
+                &mut txn,
+                "vpc-nope",
+                "10.0.1.0/24",
+                None,
+                Tags::new()
+            )),
+            "InvalidVpcID.NotFound"
+        );
+        assert_eq!(
+            e(create_subnet(
+                &mut txn,
+                &vpc,
+                "10.0.1.0/24",
+                Some("mars-1a"),
+                Tags::new()
+            )),
+            "InvalidParameterValue"
+        );
+        let s2 = create_subnet(
+            &mut txn,
+            &vpc,
+            "10.0.1.0/28",
+            Some("us-east-1b"),
+            Tags::new(),
+        )
+        .unwrap();
+        assert_eq!(s2.availability_zone, "us-east-1b");
+        assert_eq!(available_count(&txn.state, &s2), 11);
+    }
+
+    #[test]
+    fn free_addresses_skip_reserved_and_used() {
+        let net: Ipv4Net = "10.0.0.0/28".parse().unwrap();
+        let mut used = HashSet::new();
+        used.insert("10.0.0.5".parse().unwrap());
+        let free = free_addresses(&net, &used, 100);
+        assert_eq!(free.len(), 10);
+        assert_eq!(free[0], "10.0.0.4".parse::<Ipv4Addr>().unwrap());
+        assert_eq!(free[1], "10.0.0.6".parse::<Ipv4Addr>().unwrap());
+        assert_eq!(
+            *free.last().unwrap(),
+            "10.0.0.14".parse::<Ipv4Addr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn delete_vpc_and_subnet_refusals() {
+        let (mut txn, vpc) = setup();
+        let s = create_subnet(&mut txn, &vpc, "10.0.0.0/24", None, Tags::new()).unwrap();
+        let e = super::super::vpc::delete_vpc(&mut txn, &vpc).unwrap_err();
+        assert_eq!(e.code, "DependencyViolation");
+        assert_eq!(
+            delete_subnet(&mut txn, "subnet-x").unwrap_err().code,
+            "InvalidSubnetID.NotFound"
+        );
+        delete_subnet(&mut txn, &s.id).unwrap();
+        super::super::vpc::delete_vpc(&mut txn, &vpc).unwrap();
+        assert!(txn.state.vpcs.is_empty());
+        assert_eq!(
+            super::super::vpc::delete_vpc(&mut txn, &vpc)
+                .unwrap_err()
+                .code,
+            "InvalidVpcID.NotFound"
+        );
+    }
+}

@@ -1,0 +1,155 @@
+//! Tags: `TagSpecification`s at creation time and `CreateTags` on existing resources.
+
+use super::{ApiError, Tags, Txn};
+
+/// Most tags a resource may carry.
+pub const MAX_TAGS: usize = 50;
+
+/// One `TagSpecification.N`: the resource type it applies to and its tags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagSpec {
+    pub resource_type: String,
+    pub tags: Vec<(String, String)>,
+}
+
+/// Refuses malformed tags: empty or over-long keys, over-long values, the reserved `aws:` prefix.
+pub fn validate(tags: &[(String, String)]) -> Result<(), ApiError> {
+    for (k, v) in tags {
+        if k.is_empty() || k.chars().count() > 128 {
+            return Err(ApiError::invalid_value(format!(
+                "Tag key '{k}' must be between 1 and 128 characters long"
+            )));
+        }
+        if v.chars().count() > 256 {
+            return Err(ApiError::invalid_value(format!(
+                "Tag value for key '{k}' must be at most 256 characters long"
+            )));
+        }
+        if k.to_ascii_lowercase().starts_with("aws:") {
+            return Err(ApiError::invalid_value(
+                "Tag keys starting with 'aws:' are reserved for internal use",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Adds `tags` to `existing` (same key: replaced), refusing more than [`MAX_TAGS`].
+pub fn merge(existing: &mut Tags, tags: &[(String, String)]) -> Result<(), ApiError> {
+    for (k, v) in tags {
+        existing.insert(k.clone(), v.clone());
+    }
+    if existing.len() > MAX_TAGS {
+        return Err(ApiError::new(
+            "TagLimitExceeded",
+            format!("The maximum number of tags per resource is {MAX_TAGS}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks the tag specifications of a create call: each names one of `allowed` resource types
+/// and carries valid tags.
+pub fn check_specs(specs: &[TagSpec], allowed: &[&str]) -> Result<(), ApiError> {
+    for spec in specs {
+        if !allowed.contains(&spec.resource_type.as_str()) {
+            return Err(ApiError::invalid_value(format!(
+                "'{}' is not a valid taggable resource type for this operation.",
+                spec.resource_type
+            )));
+        }
+        validate(&spec.tags)?;
+    }
+    Ok(())
+}
+
+/// The tags the specifications give to resources of `resource_type`.
+pub fn tags_for(specs: &[TagSpec], resource_type: &str) -> Result<Tags, ApiError> {
+    let mut tags = Tags::new();
+    for spec in specs.iter().filter(|s| s.resource_type == resource_type) {
+        merge(&mut tags, &spec.tags)?;
+    }
+    Ok(tags)
+}
+
+/// `CreateTags`: adds tags to every resource named; all must exist, else nothing changes.
+pub fn create_tags(
+    txn: &mut Txn,
+    resource_ids: &[String],
+    tags: &[(String, String)],
+) -> Result<(), ApiError> {
+    if resource_ids.is_empty() {
+        return Err(ApiError::missing("ResourceId"));
+    }
+    validate(tags)?;
+    for id in resource_ids {
+        let prefix = id.split('-').next().unwrap_or("");
+        match prefix {
+            "vpc" => {
+                let mut v = txn
+                    .state
+                    .vpcs
+                    .get(id)
+                    .map(|v| (**v).clone())
+                    .ok_or_else(|| {
+                        ApiError::not_found("InvalidVpcID.NotFound", "vpc", &[id.as_str()])
+                    })?;
+                merge(&mut v.tags, tags)?;
+                txn.put_vpc(v);
+            }
+            "subnet" => {
+                let mut s = txn
+                    .state
+                    .subnets
+                    .get(id)
+                    .map(|s| (**s).clone())
+                    .ok_or_else(|| {
+                        ApiError::not_found("InvalidSubnetID.NotFound", "subnet", &[id.as_str()])
+                    })?;
+                merge(&mut s.tags, tags)?;
+                txn.put_subnet(s);
+            }
+            "i" => {
+                let mut i = txn
+                    .state
+                    .instances
+                    .get(id)
+                    .map(|i| (**i).clone())
+                    .ok_or_else(|| {
+                        ApiError::not_found(
+                            "InvalidInstanceID.NotFound",
+                            "instance",
+                            &[id.as_str()],
+                        )
+                    })?;
+                merge(&mut i.tags, tags)?;
+                txn.put_instance(i);
+                // The mapping records of its ENIs carry the Name tag.
+                txn.touch_enis_of_instance(id);
+            }
+            "eni" => {
+                let mut e = txn
+                    .state
+                    .enis
+                    .get(id)
+                    .map(|e| (**e).clone())
+                    .ok_or_else(|| {
+                        ApiError::not_found(
+                            "InvalidNetworkInterfaceID.NotFound",
+                            "networkInterface",
+                            &[id.as_str()],
+                        )
+                    })?;
+                merge(&mut e.tags, tags)?;
+                txn.put_eni(e);
+            }
+            _ => {
+                return Err(ApiError::new(
+                    "InvalidID",
+                    format!("The ID '{id}' is not valid"),
+                ))
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,114 @@
+//! The persistent store: redb at `<data-dir>/softvpc.redb`, one table per resource kind
+//! (id -> JSON), plus a `meta` table for the mapping revision and the next VNI. Every API
+//! mutation is committed as ONE write transaction, so it lands whole or not at all.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use redb::{Database, ReadableTable, TableDefinition, TableHandle};
+use serde::de::DeserializeOwned;
+
+use crate::model::{Map, State, Table, Write, FIRST_VNI};
+
+const VPCS: TableDefinition<&str, &[u8]> = TableDefinition::new("vpcs");
+const SUBNETS: TableDefinition<&str, &[u8]> = TableDefinition::new("subnets");
+const HOSTS: TableDefinition<&str, &[u8]> = TableDefinition::new("hosts");
+const INSTANCES: TableDefinition<&str, &[u8]> = TableDefinition::new("instances");
+const ENIS: TableDefinition<&str, &[u8]> = TableDefinition::new("enis");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+const META_REVISION: &str = "revision";
+const META_NEXT_VNI: &str = "next_vni";
+
+fn definition(table: Table) -> TableDefinition<'static, &'static str, &'static [u8]> {
+    match table {
+        Table::Vpcs => VPCS,
+        Table::Subnets => SUBNETS,
+        Table::Hosts => HOSTS,
+        Table::Instances => INSTANCES,
+        Table::Enis => ENIS,
+    }
+}
+
+/// The redb database.
+pub struct Store {
+    db: Database,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir` and loads the model from it.
+    pub fn open(dir: &Path) -> anyhow::Result<(Store, State)> {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating data directory {}", dir.display()))?;
+        let path = dir.join("softvpc.redb");
+        let db =
+            Database::create(&path).with_context(|| format!("opening store {}", path.display()))?;
+        // Create every table up front so reads never meet a missing one.
+        let txn = db.begin_write()?;
+        for t in [VPCS, SUBNETS, HOSTS, INSTANCES, ENIS] {
+            txn.open_table(t)?;
+        }
+        txn.open_table(META)?;
+        txn.commit()?;
+        let store = Store { db };
+        let state = store.load()?;
+        Ok((store, state))
+    }
+
+    fn load(&self) -> anyhow::Result<State> {
+        let txn = self.db.begin_read()?;
+        let mut state = State::new();
+        state.vpcs = load_table(&txn, VPCS)?;
+        state.subnets = load_table(&txn, SUBNETS)?;
+        state.hosts = load_table(&txn, HOSTS)?;
+        state.instances = load_table(&txn, INSTANCES)?;
+        state.enis = load_table(&txn, ENIS)?;
+        let meta = txn.open_table(META)?;
+        state.revision = meta.get(META_REVISION)?.map(|v| v.value()).unwrap_or(0);
+        state.next_vni = meta
+            .get(META_NEXT_VNI)?
+            .map(|v| v.value() as u32)
+            .unwrap_or(FIRST_VNI);
+        Ok(state)
+    }
+
+    /// Commits `writes` with the new `revision` and `next_vni`, in one write transaction.
+    pub fn commit(&self, writes: &[Write], revision: u64, next_vni: u32) -> anyhow::Result<()> {
+        let txn = self.db.begin_write()?;
+        for w in writes {
+            match w {
+                Write::Put { table, key, value } => {
+                    txn.open_table(definition(*table))?
+                        .insert(key.as_str(), value.as_slice())?;
+                }
+                Write::Delete { table, key } => {
+                    txn.open_table(definition(*table))?.remove(key.as_str())?;
+                }
+            }
+        }
+        {
+            let mut meta = txn.open_table(META)?;
+            meta.insert(META_REVISION, revision)?;
+            meta.insert(META_NEXT_VNI, u64::from(next_vni))?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+}
+
+fn load_table<T: DeserializeOwned>(
+    txn: &redb::ReadTransaction,
+    def: TableDefinition<&str, &[u8]>,
+) -> anyhow::Result<Map<T>> {
+    let table = txn.open_table(def)?;
+    let mut out = Map::new();
+    for item in table.iter()? {
+        let (k, v) = item?;
+        let key = k.value().to_string();
+        let value: T = serde_json::from_slice(v.value())
+            .with_context(|| format!("decoding {} {key}", def.name()))?;
+        out.insert(key, Arc::new(value));
+    }
+    Ok(out)
+}
