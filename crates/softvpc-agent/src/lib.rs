@@ -78,10 +78,25 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         .thread_name("softvpc-agent")
         .build()
         .context("starting the tokio runtime")?;
-    runtime.block_on(agent_main(args))
+    runtime.block_on(async {
+        let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("installing the SIGTERM handler")?;
+        let shutdown = async move {
+            tokio::select! {
+                _ = sigterm.recv() => info!("SIGTERM: shutting down"),
+                _ = tokio::signal::ctrl_c() => info!("SIGINT: shutting down"),
+            }
+        };
+        serve(args, shutdown).await
+    })
 }
 
-async fn agent_main(args: AgentArgs) -> anyhow::Result<()> {
+/// Runs the agent in the current namespace on the current tokio runtime (multi-threaded) until
+/// `shutdown` resolves, then closes the TAPs and deletes the namespaces it created.
+pub async fn serve(
+    args: AgentArgs,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
     let rx = UnderlayRx::bind(args.underlay_ip, VXLAN_PORT)?;
     let tx = UnderlayTx::open(args.underlay_ip)?;
     let engine = Engine::new(EngineConfig {
@@ -128,12 +143,9 @@ async fn agent_main(args: AgentArgs) -> anyhow::Result<()> {
         Plumber::new(&args.instance_netns_prefix),
     );
 
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("installing the SIGTERM handler")?;
     let outcome = tokio::select! {
         _ = control.run() => Ok(()),
-        _ = sigterm.recv() => { info!("SIGTERM: shutting down"); Ok(()) }
-        _ = tokio::signal::ctrl_c() => { info!("SIGINT: shutting down"); Ok(()) }
+        _ = shutdown => Ok(()),
         _ = watch_datapath(&shared) => Err(anyhow::anyhow!("the data-path thread stopped")),
     };
     let closed = control.shutdown();
