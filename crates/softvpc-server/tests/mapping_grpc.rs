@@ -1,0 +1,516 @@
+//! The mapping service over real gRPC on loopback: registration, Snapshot then Deltas, resume
+//! from a revision, a foreign epoch, a lagging reader, and VPCs appearing and disappearing for a
+//! host as its first and last ENI come and go. An agent-like applier replays every message and
+//! must always end up equal to a fresh Snapshot.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use softvpc_proto::pb;
+use softvpc_proto::pb::mapping_client::MappingClient;
+use softvpc_server::control::ControlPlane;
+use softvpc_server::ec2;
+use tonic::transport::Channel;
+use tonic::Streaming;
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        let p = std::env::temp_dir().join(format!(
+            "softvpc-grpc-test-{}",
+            softvpc_server::model::ids::new_id("t")
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+struct Server {
+    cp: Arc<ControlPlane>,
+    client: MappingClient<Channel>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    _dir: TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+async fn start(ring: usize) -> Server {
+    let dir = TempDir::new();
+    let cp = Arc::new(ControlPlane::open_with_capacity(&dir.0, ring).unwrap());
+    let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mapping = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = mapping.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(softvpc_server::serve(cp.clone(), api, mapping, async {
+        let _ = stopped.await;
+    }));
+    let client = MappingClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    Server {
+        cp,
+        client,
+        stop: Some(stop),
+        _dir: dir,
+    }
+}
+
+/// Runs an EC2 action through the real dispatcher; returns the response XML.
+fn api(cp: &ControlPlane, body: &str) -> String {
+    let reply = ec2::dispatch(cp, &[body.as_bytes()]);
+    assert_eq!(reply.status, 200, "{body}: {}", reply.body);
+    reply.body
+}
+
+/// The text of the first `<tag>` in `xml`.
+fn extract(xml: &str, tag: &str) -> String {
+    let open = format!("<{tag}>");
+    let start = xml.find(&open).unwrap() + open.len();
+    let end = xml[start..].find('<').unwrap() + start;
+    xml[start..end].to_string()
+}
+
+async fn next(stream: &mut Streaming<pb::WatchResponse>) -> pb::WatchResponse {
+    tokio::time::timeout(Duration::from_secs(5), stream.message())
+        .await
+        .expect("a watch message within 5 s")
+        .expect("stream ok")
+        .expect("stream open")
+}
+
+/// What an agent holds, applied from watch messages exactly as the protocol says.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct View {
+    hosts: BTreeMap<String, pb::Host>,
+    vpcs: BTreeMap<String, pb::Vpc>,
+    subnets: BTreeMap<String, pb::Subnet>,
+    enis: BTreeMap<String, pb::Eni>,
+    revision: u64,
+    epoch: String,
+}
+
+impl View {
+    fn apply(&mut self, m: &pb::WatchResponse) {
+        use pb::change::Kind as C;
+        use pb::watch_response::Kind as W;
+        self.revision = m.revision;
+        self.epoch = m.epoch.clone();
+        match m.kind.as_ref().unwrap() {
+            W::Snapshot(s) => {
+                *self = View {
+                    revision: m.revision,
+                    epoch: m.epoch.clone(),
+                    ..Default::default()
+                };
+                for h in &s.hosts {
+                    self.hosts.insert(h.host_id.clone(), h.clone());
+                }
+                for v in &s.vpcs {
+                    self.vpcs.insert(v.vpc_id.clone(), v.clone());
+                }
+                for x in &s.subnets {
+                    self.subnets.insert(x.subnet_id.clone(), x.clone());
+                }
+                for e in &s.enis {
+                    self.enis.insert(e.eni_id.clone(), e.clone());
+                }
+            }
+            W::Delta(d) => {
+                for c in &d.changes {
+                    match c.kind.as_ref().unwrap() {
+                        C::UpsertHost(h) => {
+                            self.hosts.insert(h.host_id.clone(), h.clone());
+                        }
+                        C::DeleteHostId(id) => {
+                            self.hosts.remove(id);
+                        }
+                        C::UpsertVpc(v) => {
+                            self.vpcs.insert(v.vpc_id.clone(), v.clone());
+                        }
+                        C::DeleteVpcId(id) => {
+                            self.vpcs.remove(id);
+                            self.subnets.retain(|_, s| &s.vpc_id != id);
+                            self.enis.retain(|_, e| &e.vpc_id != id);
+                        }
+                        C::UpsertSubnet(s) => {
+                            self.subnets.insert(s.subnet_id.clone(), s.clone());
+                        }
+                        C::DeleteSubnetId(id) => {
+                            self.subnets.remove(id);
+                        }
+                        C::UpsertEni(e) => {
+                            self.enis.insert(e.eni_id.clone(), e.clone());
+                        }
+                        C::DeleteEniId(id) => {
+                            self.enis.remove(id);
+                        }
+                    }
+                }
+            }
+            W::Heartbeat(_) => {}
+        }
+    }
+
+    fn held(&self) -> Vec<String> {
+        self.vpcs.keys().cloned().collect()
+    }
+
+    /// Equality of content (not of revision bookkeeping).
+    fn same_content(&self, other: &View) -> bool {
+        self.hosts == other.hosts
+            && self.vpcs == other.vpcs
+            && self.subnets == other.subnets
+            && self.enis == other.enis
+    }
+}
+
+/// A fresh snapshot of what `host_id` needs, as a View.
+async fn fresh(client: &mut MappingClient<Channel>, host_id: &str) -> View {
+    let mut s = client
+        .watch(pb::WatchRequest {
+            host_id: host_id.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let m = next(&mut s).await;
+    assert!(matches!(
+        m.kind,
+        Some(pb::watch_response::Kind::Snapshot(_))
+    ));
+    let mut v = View::default();
+    v.apply(&m);
+    v
+}
+
+/// Reads messages until the view reaches `revision`.
+async fn catch_up(
+    stream: &mut Streaming<pb::WatchResponse>,
+    view: &mut View,
+    revision: u64,
+) -> Vec<pb::WatchResponse> {
+    let mut seen = Vec::new();
+    while view.revision < revision {
+        let m = next(stream).await;
+        view.apply(&m);
+        seen.push(m);
+    }
+    seen
+}
+
+fn kinds(ms: &[pb::WatchResponse]) -> Vec<&'static str> {
+    ms.iter()
+        .map(|m| match m.kind {
+            Some(pb::watch_response::Kind::Snapshot(_)) => "snapshot",
+            Some(pb::watch_response::Kind::Delta(_)) => "delta",
+            Some(pb::watch_response::Kind::Heartbeat(_)) => "heartbeat",
+            None => "none",
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_follows_the_model() {
+    let mut srv = start(10_000).await;
+    let cp = srv.cp.clone();
+    let h1 = srv
+        .client
+        .register_host(pb::RegisterHostRequest {
+            name: "host-1".into(),
+            underlay_ip: "198.18.0.11".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .host_id;
+    let again = srv
+        .client
+        .register_host(pb::RegisterHostRequest {
+            name: "host-1".into(),
+            underlay_ip: "198.18.0.11".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .host_id;
+    assert_eq!(h1, again, "registration is idempotent by name");
+    assert!(srv
+        .client
+        .register_host(pb::RegisterHostRequest {
+            name: "host-x".into(),
+            underlay_ip: "not-an-ip".into(),
+        })
+        .await
+        .is_err());
+    let h2 = srv
+        .client
+        .register_host(pb::RegisterHostRequest {
+            name: "host-2".into(),
+            underlay_ip: "198.18.0.12".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .host_id;
+    assert!(
+        srv.client
+            .watch(pb::WatchRequest {
+                host_id: "h-00000000000000000".into(),
+                ..Default::default()
+            })
+            .await
+            .is_err(),
+        "unknown host"
+    );
+
+    // First message: a Snapshot with both hosts and no VPC (nothing placed yet).
+    let mut w1 = srv
+        .client
+        .watch(pb::WatchRequest {
+            host_id: h1.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = next(&mut w1).await;
+    let mut view1 = View::default();
+    view1.apply(&first);
+    assert_eq!(kinds(&[first.clone()]), ["snapshot"]);
+    assert_eq!(first.epoch, cp.epoch());
+    assert_eq!(view1.hosts.len(), 2);
+    assert!(view1.vpcs.is_empty());
+
+    // A VPC and subnet without ENIs on host-1: only heartbeats for it.
+    let vpc = extract(
+        &api(&cp, "Action=CreateVpc&CidrBlock=10.0.0.0%2F16"),
+        "vpcId",
+    );
+    let subnet = extract(
+        &api(
+            &cp,
+            &format!("Action=CreateSubnet&VpcId={vpc}&CidrBlock=10.0.0.0%2F24"),
+        ),
+        "subnetId",
+    );
+    let seen = catch_up(&mut w1, &mut view1, cp.state().revision).await;
+    assert!(
+        kinds(&seen).iter().all(|k| *k == "heartbeat"),
+        "{:?}",
+        kinds(&seen)
+    );
+    assert!(view1.vpcs.is_empty());
+
+    // First ENI on host-1: the whole VPC arrives in a Delta.
+    let rev_before_vm1 = cp.state().revision;
+    let vm1 = extract(
+        &api(
+            &cp,
+            &format!(
+                "Action=RunInstances&MinCount=1&MaxCount=1&SubnetId={subnet}&PrivateIpAddress=10.0.0.148&Placement.HostId=host-1\
+                 &TagSpecification.1.ResourceType=instance&TagSpecification.1.Tag.1.Key=Name&TagSpecification.1.Tag.1.Value=zigi-vm1"
+            ),
+        ),
+        "instanceId",
+    );
+    let seen = catch_up(&mut w1, &mut view1, cp.state().revision).await;
+    assert_eq!(kinds(&seen), ["delta"]);
+    assert!(view1.vpcs.contains_key(&vpc));
+    assert_eq!(view1.vpcs[&vpc].vni, 0x000101);
+    assert_eq!(view1.vpcs[&vpc].cidrs, ["10.0.0.0/16"]);
+    assert!(view1.subnets.contains_key(&subnet));
+    let eni1 = view1.enis.values().next().unwrap().clone();
+    assert_eq!(eni1.ip, "10.0.0.148");
+    assert_eq!(eni1.instance_id, vm1);
+    assert_eq!(eni1.instance_name, "zigi-vm1");
+    assert_eq!(eni1.host_id, h1);
+    assert_eq!(eni1.host_underlay_ip, "198.18.0.11");
+    assert_eq!(eni1.vni, 0x000101);
+    assert!(eni1.mac.starts_with("02:"));
+    let view_after_vm1 = view1.clone();
+
+    // A second ENI in the VPC, on host-2: host-1 hears of it.
+    let vm2 = extract(
+        &api(
+            &cp,
+            &format!("Action=RunInstances&MinCount=1&MaxCount=1&SubnetId={subnet}&PrivateIpAddress=10.0.0.185&Placement.HostId={h2}"),
+        ),
+        "instanceId",
+    );
+    catch_up(&mut w1, &mut view1, cp.state().revision).await;
+    assert_eq!(view1.enis.len(), 2);
+    assert!(view1
+        .enis
+        .values()
+        .any(|e| e.instance_id == vm2 && e.host_underlay_ip == "198.18.0.12"));
+
+    // A rename reaches the mapping records.
+    api(
+        &cp,
+        &format!("Action=CreateTags&ResourceId.1={vm1}&Tag.1.Key=Name&Tag.1.Value=renamed"),
+    );
+    catch_up(&mut w1, &mut view1, cp.state().revision).await;
+    assert!(view1.enis.values().any(|e| e.instance_name == "renamed"));
+    assert!(view1.same_content(&fresh(&mut srv.client, &h1).await));
+
+    // A second VPC with the same CIDR on host-2 only: host-1 never sees it.
+    let vpc2 = extract(
+        &api(&cp, "Action=CreateVpc&CidrBlock=10.0.0.0%2F16"),
+        "vpcId",
+    );
+    let subnet2 = extract(
+        &api(
+            &cp,
+            &format!("Action=CreateSubnet&VpcId={vpc2}&CidrBlock=10.0.0.0%2F24"),
+        ),
+        "subnetId",
+    );
+    api(
+        &cp,
+        &format!("Action=RunInstances&MinCount=1&MaxCount=1&SubnetId={subnet2}&PrivateIpAddress=10.0.0.148&Placement.HostId=host-2"),
+    );
+    catch_up(&mut w1, &mut view1, cp.state().revision).await;
+    assert!(!view1.vpcs.contains_key(&vpc2));
+    let fresh2 = fresh(&mut srv.client, &h2).await;
+    assert!(fresh2.vpcs.contains_key(&vpc2) && fresh2.vpcs.contains_key(&vpc));
+    assert_eq!(fresh2.vpcs[&vpc2].vni, 0x000102);
+
+    // Resume from the revision right after vm1: Deltas, not a Snapshot, and the result equals
+    // the live view.
+    let mut resumed = view_after_vm1.clone();
+    let mut wr = srv
+        .client
+        .watch(pb::WatchRequest {
+            host_id: h1.clone(),
+            epoch: cp.epoch().to_string(),
+            revision: resumed.revision,
+            held_vpc_ids: resumed.held(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let m = next(&mut wr).await;
+    assert_eq!(kinds(&[m.clone()]), ["delta"]);
+    resumed.apply(&m);
+    assert_eq!(resumed.revision, cp.state().revision);
+    assert!(resumed.same_content(&view1));
+    assert!(rev_before_vm1 < resumed.revision);
+
+    // A foreign epoch gets a Snapshot.
+    let mut wf = srv
+        .client
+        .watch(pb::WatchRequest {
+            host_id: h1.clone(),
+            epoch: "epoch-from-another-life".into(),
+            revision: view1.revision,
+            held_vpc_ids: view1.held(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let m = next(&mut wf).await;
+    assert_eq!(kinds(&[m.clone()]), ["snapshot"]);
+
+    // Last ENI of the VPC on host-1 goes: the VPC is dropped from host-1's view.
+    api(
+        &cp,
+        &format!("Action=TerminateInstances&InstanceId.1={vm1}"),
+    );
+    let seen = catch_up(&mut w1, &mut view1, cp.state().revision).await;
+    let deleted = seen.iter().any(|m| match &m.kind {
+        Some(pb::watch_response::Kind::Delta(d)) => d
+            .changes
+            .iter()
+            .any(|c| c.kind == Some(pb::change::Kind::DeleteVpcId(vpc.clone()))),
+        _ => false,
+    });
+    assert!(deleted, "delete_vpc_id sent");
+    assert!(view1.vpcs.is_empty() && view1.enis.is_empty() && view1.subnets.is_empty());
+    assert!(view1.same_content(&fresh(&mut srv.client, &h1).await));
+
+    // Resuming from before vm1 was placed, holding nothing: still converges.
+    let mut old = View {
+        revision: rev_before_vm1,
+        epoch: cp.epoch().to_string(),
+        ..view1.clone()
+    };
+    old.vpcs.clear();
+    let mut wo = srv
+        .client
+        .watch(pb::WatchRequest {
+            host_id: h1.clone(),
+            epoch: cp.epoch().to_string(),
+            revision: rev_before_vm1,
+            held_vpc_ids: vec![],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let m = next(&mut wo).await;
+    old.apply(&m);
+    assert!(old.same_content(&view1), "{old:?} vs {view1:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_behind_the_ring_gets_a_snapshot() {
+    let mut srv = start(3).await;
+    let cp = srv.cp.clone();
+    let h1 = srv
+        .client
+        .register_host(pb::RegisterHostRequest {
+            name: "host-1".into(),
+            underlay_ip: "198.18.0.11".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .host_id;
+    let view = fresh(&mut srv.client, &h1).await;
+    for i in 0..5 {
+        api(&cp, &format!("Action=CreateVpc&CidrBlock=10.{i}.0.0%2F16"));
+    }
+    // The ring holds 3 revisions; the agent's is 5 behind.
+    let mut w = srv
+        .client
+        .watch(pb::WatchRequest {
+            host_id: h1.clone(),
+            epoch: cp.epoch().to_string(),
+            revision: view.revision,
+            held_vpc_ids: vec![],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let m = next(&mut w).await;
+    assert_eq!(kinds(&[m.clone()]), ["snapshot"]);
+    assert_eq!(m.revision, cp.state().revision);
+    // A revision from the future (e.g. a wiped server with the same epoch string) too.
+    let mut w = srv
+        .client
+        .watch(pb::WatchRequest {
+            host_id: h1,
+            epoch: cp.epoch().to_string(),
+            revision: cp.state().revision + 100,
+            held_vpc_ids: vec![],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(kinds(&[next(&mut w).await]), ["snapshot"]);
+}
