@@ -88,6 +88,26 @@ pub fn instances(state: &LabState) -> (Vec<InstanceStatus>, Option<anyhow::Error
             if let Ok(vpcs) = api.describe_vpcs() {
                 vpc_names.extend(vpcs.into_iter().filter_map(|v| Some((v.vpc_id, v.name?))));
             }
+            // The lab's own instances first, in topology order; then any created through the
+            // API since, by id.
+            let order: HashMap<&str, usize> = state
+                .instances
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (r.instance_id.as_str(), i))
+                .collect();
+            let mut list = list;
+            list.sort_by(|a, b| {
+                let key = |i: &InstanceInfo| {
+                    order
+                        .get(i.instance_id.as_str())
+                        .copied()
+                        .unwrap_or(usize::MAX)
+                };
+                key(a)
+                    .cmp(&key(b))
+                    .then_with(|| a.instance_id.cmp(&b.instance_id))
+            });
             let out = list
                 .into_iter()
                 .map(|i: InstanceInfo| InstanceStatus {

@@ -137,23 +137,49 @@ pub fn up(args: &LabArgs, opts: &UpOptions) -> anyhow::Result<()> {
         Some(b) => b.clone(),
         None => std::env::current_exe().context("finding the softvpc binary")?,
     };
+    let api = Ec2Client::new(SocketAddr::from((Ipv4Addr::LOCALHOST, opts.api_port)));
+    let source = match &opts.file {
+        None => "the built-in seed topology".to_string(),
+        Some(p) => p.display().to_string(),
+    };
+    println!(
+        "softvpc lab {:?}: {}, {}, {} from {source}",
+        args.prefix,
+        plural(topo.hosts.len(), "host"),
+        plural(topo.vpcs.len(), "VPC"),
+        plural(topo.instances.len(), "instance")
+    );
+    let result = build(args, opts, &topo, &bin, &api, started);
+    if result.is_err() && LabState::path(&args.state_dir).exists() {
+        eprintln!(
+            "The half-built lab is left as it is for inspection; remove it with: {}{} lab down",
+            crate::env_hint(args),
+            crate::invoked_as()
+        );
+    }
+    result
+}
+
+/// "1 host", "2 hosts".
+fn plural(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
+/// The steps of `lab up`.
+fn build(
+    args: &LabArgs,
+    opts: &UpOptions,
+    topo: &Topology,
+    bin: &Path,
+    api: &Ec2Client,
+    started: Instant,
+) -> anyhow::Result<()> {
     let state_dir = &args.state_dir;
     let prefix = args.prefix.as_str();
-    let api_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, opts.api_port));
-    let api = Ec2Client::new(api_addr);
-    let source = opts
-        .file
-        .as_ref()
-        .map_or("the built-in seed topology".to_string(), |p| {
-            p.display().to_string()
-        });
-    println!(
-        "softvpc lab {prefix:?}: {} hosts, {} VPCs, {} instances from {source}",
-        topo.hosts.len(),
-        topo.vpcs.len(),
-        topo.instances.len()
-    );
-
     step(1, "removing leftovers of a previous lab", |_| {
         let removed = down::teardown(prefix, state_dir)?;
         if !removed.failures.is_empty() {
@@ -176,7 +202,7 @@ pub fn up(args: &LabArgs, opts: &UpOptions) -> anyhow::Result<()> {
         prefix: prefix.to_string(),
         api_url: api.url(),
         api_port: opts.api_port,
-        bin: bin.clone(),
+        bin: bin.to_path_buf(),
         created_at: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
@@ -185,73 +211,62 @@ pub fn up(args: &LabArgs, opts: &UpOptions) -> anyhow::Result<()> {
     state.save(state_dir)?;
 
     step(2, "creating the fabric and host namespaces", |s| {
-        build_fabric(prefix, &topo, &mut state, state_dir, s)?;
-        Ok((
-            (),
-            format!(
-                "{} on 198.18.0.0/16, {} hosts",
-                names::fabric_netns(prefix),
-                topo.hosts.len()
-            ),
-        ))
+        build_fabric(prefix, topo, &mut state, state_dir, s)?;
+        let fabric = names::fabric_netns(prefix);
+        let hosts = plural(topo.hosts.len(), "host");
+        Ok(((), format!("{fabric} on 198.18.0.0/16, {hosts}")))
     })?;
 
     let mut server = step(3, "starting the server", |_| {
-        start_server(&bin, &topo, &api, &mut state, state_dir, opts.api_port)
-            .map(|p| (p, api.url()))
+        start_server(bin, topo, api, &mut state, state_dir, opts.api_port).map(|p| (p, api.url()))
     })?;
 
     let mut agents = Vec::new();
     let host_ids = step(4, "starting agents", |s| {
         let ids = start_agents(
-            &bin,
+            bin,
             prefix,
-            &topo,
-            &api,
+            topo,
+            api,
             &mut state,
             state_dir,
             &mut server,
             &mut agents,
             s,
         )?;
-        let with_agent = topo.hosts.iter().filter(|h| h.agent).count();
-        Ok((
-            ids,
-            format!(
-                "{with_agent} agents, {}/{} hosts registered",
-                topo.hosts.len(),
-                topo.hosts.len()
-            ),
-        ))
+        let agents = plural(topo.hosts.iter().filter(|h| h.agent).count(), "agent");
+        let n = topo.hosts.len();
+        Ok((ids, format!("{agents}, {n}/{n} hosts registered")))
     })?;
 
     let subnet_ids = step(5, "creating VPCs and subnets", |_| {
-        let ids = create_vpcs(&topo, &api, &mut state, state_dir)?;
+        let ids = create_vpcs(topo, api, &mut state, state_dir)?;
         let subnets: usize = topo.vpcs.iter().map(|v| v.subnets.len()).sum();
-        Ok((ids, format!("{} VPCs, {subnets} subnets", topo.vpcs.len())))
+        let vpcs = plural(topo.vpcs.len(), "VPC");
+        Ok((ids, format!("{vpcs}, {}", plural(subnets, "subnet"))))
     })?;
 
     step(6, "launching instances", |_| {
         launch_instances(
             prefix,
-            &topo,
-            &api,
+            topo,
+            api,
             &host_ids,
             &subnet_ids,
             &mut state,
             state_dir,
         )?;
-        Ok(((), format!("{} instances", topo.instances.len())))
+        Ok(((), plural(topo.instances.len(), "instance")))
     })?;
 
     step(7, "waiting for instances to reach their routers", |s| {
-        let detail = wait_for_instances(&topo, &state, opts.wait, &mut server, &mut agents, s)?;
+        let detail = wait_for_instances(topo, &state, opts.wait, &mut server, &mut agents, s)?;
         Ok(((), detail))
     })?;
 
     state.complete = true;
     state.save(state_dir)?;
-    print_usage(args, &topo, &state, started.elapsed());
+    print_usage(args, topo, &state, started.elapsed());
     Ok(())
 }
 
