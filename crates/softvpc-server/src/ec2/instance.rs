@@ -44,9 +44,9 @@ fn write_instance(x: &mut Xml, state: &State, i: &Instance, shown_state: Instanc
         x.elem("hostId", &i.host_id);
     });
     x.nest("monitoring", |x| x.elem("state", "disabled"));
+    x.elem("subnetId", &i.subnet_id);
+    x.elem("vpcId", &i.vpc_id);
     if live {
-        x.elem("subnetId", &i.subnet_id);
-        x.elem("vpcId", &i.vpc_id);
         x.elem("privateIpAddress", i.private_ip);
     }
     x.elem("sourceDestCheck", "true");

@@ -296,8 +296,11 @@ impl Filterable for Instance {
                 self.private_ip.to_string()
             }
             "private-dns-name" if live => private_dns_name(self.private_ip),
-            "subnet-id" | "network-interface.subnet-id" if live => self.subnet_id.clone(),
-            "vpc-id" | "network-interface.vpc-id" if live => self.vpc_id.clone(),
+            // Terminated instances keep their subnet and VPC (filters by VPC still find them).
+            "subnet-id" => self.subnet_id.clone(),
+            "vpc-id" => self.vpc_id.clone(),
+            "network-interface.subnet-id" if live => self.subnet_id.clone(),
+            "network-interface.vpc-id" if live => self.vpc_id.clone(),
             "availability-zone" => self.availability_zone.clone(),
             "placement-host-id" | "host-id" => self.host_id.clone(),
             "reservation-id" => self.reservation_id.clone(),

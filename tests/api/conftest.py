@@ -1,0 +1,154 @@
+"""Fixtures for the EC2 API tests: a real `softvpc server` on loopback (no root needed), a boto3
+client and an AWS CLI runner pointed at it.
+
+SOFTVPC_BIN names the softvpc binary (default: target/release/softvpc in the checkout).
+"""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.config import Config
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = os.environ.get("SOFTVPC_BIN", str(ROOT / "target" / "release" / "softvpc"))
+HOSTS = {"host-1": "198.18.0.11", "host-2": "198.18.0.12"}
+CREDS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """One `softvpc server` process with its own data directory and ports."""
+
+    def __init__(self, data_dir, hosts=HOSTS):
+        self.data_dir = data_dir
+        self.hosts = hosts
+        self.port = free_port()
+        self.mapping_port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.proc = None
+        self.log_path = Path(data_dir).with_suffix(".log")
+
+    def start(self):
+        args = [
+            BIN, "server",
+            "--data-dir", str(self.data_dir),
+            "--listen", f"127.0.0.1:{self.port}",
+            "--mapping-listen", f"127.0.0.1:{self.mapping_port}",
+        ]
+        for name, ip in self.hosts.items():
+            args += ["--register-host", f"{name}={ip}"]
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"softvpc server exited: {self.log_path.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(self.endpoint + "/healthz", timeout=1) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("softvpc server did not become healthy within 30 s")
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self.proc = None
+        if getattr(self, "log", None):
+            self.log.close()
+            self.log = None
+
+    def client(self):
+        return boto3.client(
+            "ec2",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            config=Config(retries={"max_attempts": 1, "mode": "standard"}),
+        )
+
+    def post(self, body, method="POST"):
+        """A raw request; returns (HTTP status, body text)."""
+        data = body.encode() if method == "POST" else None
+        url = self.endpoint + "/" + ("" if method == "POST" else "?" + body)
+        req = urllib.request.Request(url, data=data, method=method)
+        if data is not None:
+            req.add_header("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+
+@pytest.fixture(scope="session")
+def workdir():
+    d = tempfile.mkdtemp(prefix="softvpc-api-test-")
+    yield Path(d)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def server(workdir):
+    srv = Server(workdir / "main").start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def ec2(server):
+    return server.client()
+
+
+@pytest.fixture(scope="session")
+def aws(server):
+    """Runs `aws ec2 --endpoint-url ... ARGS --output json`; returns (exit code, parsed JSON or
+    None, stderr)."""
+
+    def run(*args):
+        env = dict(os.environ, **CREDS)
+        p = subprocess.run(
+            ["aws", "ec2", "--endpoint-url", server.endpoint, "--output", "json", *args],
+            capture_output=True, text=True, env=env, timeout=60,
+        )
+        out = json.loads(p.stdout) if p.stdout.strip() else None
+        return p.returncode, out, p.stderr
+
+    return run
+
+
+@pytest.fixture
+def vpc(ec2):
+    """A fresh 10.0.0.0/16 VPC (VPCs may overlap, so every test gets its own)."""
+    return ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]
+
+
+@pytest.fixture
+def subnet(ec2, vpc):
+    return ec2.create_subnet(VpcId=vpc["VpcId"], CidrBlock="10.0.0.0/24")["Subnet"]

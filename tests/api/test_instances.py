@@ -1,0 +1,227 @@
+"""RunInstances/DescribeInstances/TerminateInstances, DescribeNetworkInterfaces, DescribeHosts
+and CreateTags through boto3."""
+
+import re
+
+from helpers import expect_error, instances, tags
+
+
+def name_tags(resource_type, name):
+    return [{"ResourceType": resource_type, "Tags": [{"Key": "Name", "Value": name}]}]
+
+
+def run(ec2, subnet, **kw):
+    kw.setdefault("MinCount", 1)
+    kw.setdefault("MaxCount", 1)
+    return ec2.run_instances(ImageId="ami-12345678", SubnetId=subnet["SubnetId"], **kw)
+
+
+def test_describe_hosts(ec2):
+    hosts = ec2.describe_hosts()["Hosts"]
+    by_name = {tags(h)["Name"]: h for h in hosts}
+    assert {"host-1", "host-2"} <= set(by_name)
+    for h in hosts:
+        assert re.match(r"^h-[0-9a-f]{17}$", h["HostId"])
+        assert h["State"] == "available"
+        assert h["AvailabilityZone"] == "us-east-1a"
+        assert "InstanceType" in h["HostProperties"]
+    one = ec2.describe_hosts(HostIds=[by_name["host-2"]["HostId"]])["Hosts"]
+    assert [tags(h)["Name"] for h in one] == ["host-2"]
+    named = ec2.describe_hosts(Filter=[{"Name": "tag:Name", "Values": ["host-1"]}])["Hosts"]
+    assert [h["HostId"] for h in named] == [by_name["host-1"]["HostId"]]
+
+
+def test_run_instance_fields(ec2, vpc, subnet):
+    host2 = next(h for h in ec2.describe_hosts()["Hosts"] if tags(h)["Name"] == "host-2")
+    r = run(
+        ec2, subnet, PrivateIpAddress="10.0.0.148", Placement={"HostId": "host-1"},
+        TagSpecifications=name_tags("instance", "zigi-vm1") + name_tags("network-interface", "zigi-vm1-eth0"),
+    )
+    assert re.match(r"^r-[0-9a-f]{17}$", r["ReservationId"])
+    assert r["OwnerId"] == "123456789012"
+    (i,) = r["Instances"]
+    assert re.match(r"^i-[0-9a-f]{17}$", i["InstanceId"])
+    assert i["State"] == {"Code": 0, "Name": "pending"}
+    assert i["ImageId"] == "ami-12345678"
+    assert i["PrivateIpAddress"] == "10.0.0.148"
+    assert tags(i) == {"Name": "zigi-vm1"}
+
+    (d,) = instances(ec2.describe_instances(InstanceIds=[i["InstanceId"]]))
+    assert d["State"] == {"Code": 16, "Name": "running"}
+    assert d["PrivateIpAddress"] == "10.0.0.148"
+    assert d["PrivateDnsName"] == "ip-10-0-0-148.ec2.internal"
+    assert d["SubnetId"] == subnet["SubnetId"]
+    assert d["VpcId"] == vpc["VpcId"]
+    assert d["InstanceType"] == "t3.micro"
+    assert d["Placement"]["AvailabilityZone"] == "us-east-1a"
+    host1 = next(h for h in ec2.describe_hosts()["Hosts"] if tags(h)["Name"] == "host-1")
+    assert d["Placement"]["HostId"] == host1["HostId"]
+    assert d["SourceDestCheck"] is True
+    assert d["LaunchTime"].year >= 2024
+    (eni,) = d["NetworkInterfaces"]
+    assert re.match(r"^eni-[0-9a-f]{17}$", eni["NetworkInterfaceId"])
+    assert re.match(r"^02(:[0-9a-f]{2}){5}$", eni["MacAddress"])
+    assert eni["PrivateIpAddress"] == "10.0.0.148"
+    assert eni["Status"] == "in-use"
+    assert eni["Attachment"]["DeviceIndex"] == 0
+    assert eni["Attachment"]["DeleteOnTermination"] is True
+    assert eni["Attachment"]["Status"] == "attached"
+    assert any(x["InstanceId"] == i["InstanceId"] for x in host1["Instances"])
+
+    # Placement by host id; the subnet's count drops by one per instance.
+    r2 = run(ec2, subnet, Placement={"HostId": host2["HostId"]})
+    (d2,) = instances(ec2.describe_instances(InstanceIds=[r2["Instances"][0]["InstanceId"]]))
+    assert d2["Placement"]["HostId"] == host2["HostId"]
+    assert d2["PrivateIpAddress"] == "10.0.0.4", "lowest free address first"
+    (s,) = ec2.describe_subnets(SubnetIds=[subnet["SubnetId"]])["Subnets"]
+    assert s["AvailableIpAddressCount"] == 249
+
+    # The ENI is describable, with its tags and attachment.
+    (n,) = ec2.describe_network_interfaces(NetworkInterfaceIds=[eni["NetworkInterfaceId"]])["NetworkInterfaces"]
+    assert n["Attachment"]["InstanceId"] == i["InstanceId"]
+    assert n["MacAddress"] == eni["MacAddress"]
+    assert n["SubnetId"] == subnet["SubnetId"] and n["VpcId"] == vpc["VpcId"]
+    assert n["SourceDestCheck"] is True
+    assert n["PrivateIpAddresses"][0]["Primary"] is True
+    assert tags(n) == {"Name": "zigi-vm1-eth0"}
+
+
+def test_run_instances_counts_and_order(ec2, vpc):
+    s = ec2.create_subnet(VpcId=vpc["VpcId"], CidrBlock="10.0.5.0/28")["Subnet"]
+    r = run(ec2, s, MinCount=2, MaxCount=3)
+    ips = [i["PrivateIpAddress"] for i in r["Instances"]]
+    assert ips == ["10.0.5.4", "10.0.5.5", "10.0.5.6"]
+    assert len({i["InstanceId"] for i in r["Instances"]}) == 3
+    # 8 left in the /28: MaxCount 20 launches 8, then nothing is left.
+    r = run(ec2, s, MinCount=1, MaxCount=20)
+    assert len(r["Instances"]) == 8
+    (got,) = ec2.describe_subnets(SubnetIds=[s["SubnetId"]])["Subnets"]
+    assert got["AvailableIpAddressCount"] == 0
+    expect_error("InsufficientFreeAddressesInSubnet", 400, run, ec2, s)
+    expect_error("DependencyViolation", 400, ec2.delete_subnet, SubnetId=s["SubnetId"])
+
+
+def test_run_instances_refusals_change_nothing(ec2, vpc, subnet):
+    run(ec2, subnet, PrivateIpAddress="10.0.0.148")
+    snapshot = ec2.describe_network_interfaces(Filters=[{"Name": "vpc-id", "Values": [vpc["VpcId"]]}])["NetworkInterfaces"]
+    expect_error("InvalidIPAddress.InUse", 400, run, ec2, subnet, PrivateIpAddress="10.0.0.148")
+    for reserved in ["10.0.0.0", "10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.255"]:
+        expect_error("InvalidParameterValue", 400, run, ec2, subnet, PrivateIpAddress=reserved)
+    expect_error("InvalidParameterValue", 400, run, ec2, subnet, PrivateIpAddress="10.0.1.10")
+    expect_error("InvalidParameterValue", 400, run, ec2, subnet, PrivateIpAddress="not-an-ip")
+    expect_error("InvalidHostID.NotFound", 400, run, ec2, subnet, Placement={"HostId": "h-0123456789abcdef0"})
+    expect_error("InvalidParameterValue", 400, run, ec2, subnet, Placement={"HostId": "no-such-host"})
+    expect_error("InvalidSubnetID.NotFound", 400, ec2.run_instances, ImageId="ami-1", MinCount=1, MaxCount=1, SubnetId="subnet-0123456789abcdef0")
+    expect_error("MissingParameter", 400, ec2.run_instances, ImageId="ami-1", MinCount=1, MaxCount=1)
+    expect_error("InvalidParameterValue", 400, run, ec2, subnet, MinCount=3, MaxCount=2)
+    expect_error("InvalidParameterValue", 400, run, ec2, subnet, TagSpecifications=name_tags("volcano", "x"))
+    expect_error("InvalidParameterValue", 400, run, ec2, subnet,
+                 TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "aws:x", "Value": "y"}]}])
+    after = ec2.describe_network_interfaces(Filters=[{"Name": "vpc-id", "Values": [vpc["VpcId"]]}])["NetworkInterfaces"]
+    assert after == snapshot
+    running = instances(ec2.describe_instances(Filters=[{"Name": "vpc-id", "Values": [vpc["VpcId"]]}]))
+    assert len(running) == 1
+
+
+def test_terminate_instances(ec2, vpc, subnet):
+    a = run(ec2, subnet, PrivateIpAddress="10.0.0.30")["Instances"][0]
+    b = run(ec2, subnet)["Instances"][0]
+    expect_error("InvalidInstanceID.NotFound", 400, ec2.terminate_instances, InstanceIds=[a["InstanceId"], "i-0123456789abcdef0"])
+    (still,) = instances(ec2.describe_instances(InstanceIds=[a["InstanceId"]]))
+    assert still["State"]["Name"] == "running", "a refused terminate changes nothing"
+    out = ec2.terminate_instances(InstanceIds=[a["InstanceId"]])["TerminatingInstances"]
+    assert out == [{
+        "InstanceId": a["InstanceId"],
+        "CurrentState": {"Code": 32, "Name": "shutting-down"},
+        "PreviousState": {"Code": 16, "Name": "running"},
+    }]
+    (gone,) = instances(ec2.describe_instances(InstanceIds=[a["InstanceId"]]))
+    assert gone["State"] == {"Code": 48, "Name": "terminated"}
+    assert gone.get("NetworkInterfaces", []) == []
+    enis = ec2.describe_network_interfaces(Filters=[{"Name": "attachment.instance-id", "Values": [a["InstanceId"]]}])
+    assert enis["NetworkInterfaces"] == []
+    # The address is free again.
+    c = run(ec2, subnet, PrivateIpAddress="10.0.0.30")["Instances"][0]
+    assert c["PrivateIpAddress"] == "10.0.0.30"
+    # Terminating twice is fine.
+    again = ec2.terminate_instances(InstanceIds=[a["InstanceId"]])["TerminatingInstances"]
+    assert again[0]["CurrentState"]["Name"] == "terminated"
+    states = {i["InstanceId"]: i["State"]["Name"] for i in instances(ec2.describe_instances(
+        Filters=[{"Name": "instance-state-name", "Values": ["running"]}, {"Name": "vpc-id", "Values": [vpc["VpcId"]]}]))}
+    assert states == {b["InstanceId"]: "running", c["InstanceId"]: "running"}
+    # With every instance gone, the subnet and VPC can be deleted.
+    ec2.terminate_instances(InstanceIds=[b["InstanceId"], c["InstanceId"]])
+    ec2.delete_subnet(SubnetId=subnet["SubnetId"])
+    ec2.delete_vpc(VpcId=vpc["VpcId"])
+    expect_error("MissingParameter", 400, ec2.terminate_instances, InstanceIds=[])
+
+
+def test_describe_instances_filters(ec2, vpc, subnet):
+    run(ec2, subnet, PrivateIpAddress="10.0.0.148", TagSpecifications=name_tags("instance", "flt-zigi-vm1"))
+    vm2 = run(ec2, subnet, PrivateIpAddress="10.0.0.185", TagSpecifications=name_tags("instance", "flt-zigi-vm2"))["Instances"][0]
+    in_vpc = {"Name": "vpc-id", "Values": [vpc["VpcId"]]}
+
+    def names(*filters):
+        return sorted(tags(i)["Name"] for i in instances(ec2.describe_instances(Filters=[in_vpc, *filters])))
+
+    assert names() == ["flt-zigi-vm1", "flt-zigi-vm2"]
+    assert names({"Name": "tag:Name", "Values": ["flt-zigi-*"]}) == ["flt-zigi-vm1", "flt-zigi-vm2"]
+    assert names({"Name": "tag:Name", "Values": ["*vm2"]}) == ["flt-zigi-vm2"]
+    assert names({"Name": "private-ip-address", "Values": ["10.0.0.148"]}) == ["flt-zigi-vm1"]
+    assert names({"Name": "private-ip-address", "Values": ["10.0.0.148", "10.0.0.185"]}) == ["flt-zigi-vm1", "flt-zigi-vm2"]
+    assert names({"Name": "subnet-id", "Values": [subnet["SubnetId"]]}) == ["flt-zigi-vm1", "flt-zigi-vm2"]
+    assert names({"Name": "instance-state-name", "Values": ["running"]}) == ["flt-zigi-vm1", "flt-zigi-vm2"]
+    assert names({"Name": "instance-state-name", "Values": ["stopped"]}) == []
+    assert names({"Name": "tag-key", "Values": ["Name"]}) == ["flt-zigi-vm1", "flt-zigi-vm2"]
+    assert names({"Name": "tag-value", "Values": ["flt-zigi-vm?"]}) == ["flt-zigi-vm1", "flt-zigi-vm2"]
+    ec2.terminate_instances(InstanceIds=[vm2["InstanceId"]])
+    assert names({"Name": "instance-state-name", "Values": ["running"]}) == ["flt-zigi-vm1"]
+    assert names({"Name": "instance-state-name", "Values": ["terminated"]}) == ["flt-zigi-vm2"]
+    expect_error("InvalidParameterValue", 400, ec2.describe_instances, Filters=[{"Name": "bogus", "Values": ["x"]}])
+    expect_error("InvalidInstanceID.NotFound", 400, ec2.describe_instances, InstanceIds=["i-0123456789abcdef0"])
+
+
+def test_describe_network_interfaces_filters(ec2, vpc, subnet):
+    i = run(ec2, subnet, PrivateIpAddress="10.0.0.77")["Instances"][0]
+    in_vpc = {"Name": "vpc-id", "Values": [vpc["VpcId"]]}
+
+    def ips(*filters):
+        return sorted(n["PrivateIpAddress"] for n in ec2.describe_network_interfaces(Filters=[in_vpc, *filters])["NetworkInterfaces"])
+
+    run(ec2, subnet)
+    assert ips() == ["10.0.0.4", "10.0.0.77"]
+    assert ips({"Name": "private-ip-address", "Values": ["10.0.0.77"]}) == ["10.0.0.77"]
+    assert ips({"Name": "attachment.instance-id", "Values": [i["InstanceId"]]}) == ["10.0.0.77"]
+    assert ips({"Name": "subnet-id", "Values": [subnet["SubnetId"]]}) == ["10.0.0.4", "10.0.0.77"]
+    assert ips({"Name": "status", "Values": ["in-use"]}) == ["10.0.0.4", "10.0.0.77"]
+    expect_error("InvalidNetworkInterfaceID.NotFound", 400, ec2.describe_network_interfaces,
+                 NetworkInterfaceIds=["eni-0123456789abcdef0"])
+
+
+def test_create_tags(ec2, vpc, subnet):
+    i = run(ec2, subnet)["Instances"][0]
+    eni = i["NetworkInterfaces"][0]["NetworkInterfaceId"]
+    ec2.create_tags(Resources=[vpc["VpcId"], subnet["SubnetId"], i["InstanceId"], eni],
+                    Tags=[{"Key": "team", "Value": "net"}, {"Key": "empty", "Value": ""}])
+    (v,) = ec2.describe_vpcs(VpcIds=[vpc["VpcId"]])["Vpcs"]
+    assert tags(v) == {"team": "net", "empty": ""}
+    (s,) = ec2.describe_subnets(SubnetIds=[subnet["SubnetId"]])["Subnets"]
+    assert tags(s)["team"] == "net"
+    (d,) = instances(ec2.describe_instances(InstanceIds=[i["InstanceId"]]))
+    assert tags(d)["team"] == "net"
+    (n,) = ec2.describe_network_interfaces(NetworkInterfaceIds=[eni])["NetworkInterfaces"]
+    assert tags(n)["team"] == "net"
+    # Overwrite a value.
+    ec2.create_tags(Resources=[i["InstanceId"]], Tags=[{"Key": "team", "Value": "ops"}])
+    (d,) = instances(ec2.describe_instances(InstanceIds=[i["InstanceId"]]))
+    assert tags(d)["team"] == "ops"
+    # All or nothing: one unknown id, nothing tagged.
+    expect_error("InvalidInstanceID.NotFound", 400, ec2.create_tags,
+                 Resources=[vpc["VpcId"], "i-0123456789abcdef0"], Tags=[{"Key": "late", "Value": "x"}])
+    (v,) = ec2.describe_vpcs(VpcIds=[vpc["VpcId"]])["Vpcs"]
+    assert "late" not in tags(v)
+    expect_error("InvalidVpcID.NotFound", 400, ec2.create_tags, Resources=["vpc-0123456789abcdef0"], Tags=[{"Key": "k", "Value": "v"}])
+    expect_error("InvalidSubnetID.NotFound", 400, ec2.create_tags, Resources=["subnet-0123456789abcdef0"], Tags=[{"Key": "k", "Value": "v"}])
+    expect_error("InvalidNetworkInterfaceID.NotFound", 400, ec2.create_tags, Resources=["eni-0123456789abcdef0"], Tags=[{"Key": "k", "Value": "v"}])
+    expect_error("InvalidParameterValue", 400, ec2.create_tags, Resources=[vpc["VpcId"]], Tags=[{"Key": "aws:k", "Value": "v"}])
+    expect_error("MissingParameter", 400, ec2.create_tags, Resources=[], Tags=[{"Key": "k", "Value": "v"}])
