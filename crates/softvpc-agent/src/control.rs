@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use softvpc_engine::{MappingTable, PortId};
+use softvpc_engine::{MappingRecords, MappingTable, PortId};
 use softvpc_proto::pb;
 use softvpc_proto::pb::mapping_client::MappingClient;
 use tonic::transport::{Channel, Endpoint};
@@ -32,6 +32,8 @@ const BACKOFF_START: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// How soon to retry instances that failed to come up.
 const RECONCILE_RETRY: Duration = Duration::from_secs(5);
+/// At most this many queued watch messages are applied before one reconcile and table rebuild.
+const MAX_COALESCED: usize = 256;
 /// RegisterHost deadline.
 const RPC_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -85,6 +87,8 @@ pub struct Control {
     plumber: Plumber,
     host_id: String,
     view: MappingView,
+    /// The records as last published (shared with `/mappings`, replaced on each refresh).
+    published: Arc<MappingRecords>,
     local: BTreeMap<String, LocalPort>,
     next_port: u32,
     /// Some instance failed to come up (or go down): try again soon.
@@ -105,6 +109,7 @@ impl Control {
             plumber,
             host_id: String::new(),
             view: MappingView::default(),
+            published: Arc::default(),
             local: BTreeMap::new(),
             next_port: 1,
             needs_retry: false,
@@ -208,23 +213,50 @@ impl Control {
                 return Ok(got);
             };
             got = true;
-            match self.view.apply(&msg) {
-                Ok(applied) => {
-                    self.log_applied(&applied);
-                    if let Applied::Snapshot { resync: true, .. } = applied {
-                        self.state.resyncs.fetch_add(1, Ordering::Relaxed);
+
+            // Apply this message and whatever is already queued behind it, then reconcile and
+            // rebuild the table once: a burst of changes costs one rebuild, not one each.
+            let mut next = Some(msg);
+            let mut changed = false;
+            let mut applied_count = 0;
+            let mut end: Option<anyhow::Result<bool>> = None;
+            while let Some(msg) = next.take() {
+                match self.view.apply(&msg) {
+                    Ok(applied) => {
+                        self.log_applied(&applied);
+                        if let Applied::Snapshot { resync: true, .. } = applied {
+                            self.state.resyncs.fetch_add(1, Ordering::Relaxed);
+                        }
+                        changed |= applied.changed();
                     }
-                    if applied.changed() {
-                        self.refresh();
-                    } else {
-                        self.publish_view();
+                    Err(e) => {
+                        warn!(error = %e, "watch protocol error; resyncing from a snapshot");
+                        self.view.reset_resume_point();
+                        end = Some(Ok(got));
+                        break;
                     }
                 }
-                Err(e) => {
-                    warn!(error = %e, "watch protocol error; resyncing from a snapshot");
-                    self.view.reset_resume_point();
-                    return Ok(got);
+                applied_count += 1;
+                if applied_count >= MAX_COALESCED {
+                    break;
                 }
+                // A zero timeout polls the stream once: only messages already received.
+                match tokio::time::timeout(Duration::ZERO, stream.message()).await {
+                    Ok(Ok(Some(m))) => next = Some(m),
+                    Ok(Ok(None)) => end = Some(Ok(got)),
+                    Ok(Err(status)) => {
+                        end = Some(Err(anyhow::Error::new(status).context("watch stream")))
+                    }
+                    Err(_) => {}
+                }
+            }
+            if changed {
+                self.refresh();
+            } else {
+                self.publish_view();
+            }
+            if let Some(end) = end {
+                return end;
             }
         }
     }
@@ -280,13 +312,16 @@ impl Control {
             .collect();
         let table = MappingTable::build(&self.view.records, self.state.underlay_ip, &ports);
         self.state.datapath.table.store(Arc::new(table));
+        self.published = Arc::new(self.view.records.clone());
         self.publish_view();
     }
 
     fn publish_view(&self) {
         let snapshot = ViewSnapshot {
             host_id: self.host_id.clone(),
-            view: self.view.clone(),
+            epoch: self.view.epoch.clone(),
+            revision: self.view.revision,
+            records: Arc::clone(&self.published),
             ports: self
                 .local
                 .iter()

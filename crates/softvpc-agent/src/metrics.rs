@@ -76,7 +76,7 @@ pub fn render(state: &AgentState, view: &ViewSnapshot, stats: &Stats) -> String 
     for (op, n) in stats.io.errors() {
         let _ = writeln!(out, "softvpc_io_errors_total{{op=\"{op}\"}} {n}");
     }
-    let v = &view.view;
+    let (v, records) = (view, &view.records);
     let gauges: [(&str, &str, &str, u64); 9] = [
         (
             "softvpc_io_batches_total",
@@ -94,13 +94,13 @@ pub fn render(state: &AgentState, view: &ViewSnapshot, stats: &Stats) -> String 
             "softvpc_mapping_enis",
             "gauge",
             "ENIs in the agent's mapping view.",
-            v.records.enis.len() as u64,
+            records.enis.len() as u64,
         ),
         (
             "softvpc_mapping_hosts",
             "gauge",
             "Registered hosts in the agent's mapping view.",
-            v.records.hosts.len() as u64,
+            records.hosts.len() as u64,
         ),
         (
             "softvpc_ports",
@@ -112,7 +112,7 @@ pub fn render(state: &AgentState, view: &ViewSnapshot, stats: &Stats) -> String 
             "softvpc_vpcs_held",
             "gauge",
             "VPCs in the agent's mapping view.",
-            v.records.vpcs.len() as u64,
+            records.vpcs.len() as u64,
         ),
         (
             "softvpc_mapping_resyncs_total",
@@ -148,13 +148,13 @@ async fn mappings(State(state): State<Arc<AgentState>>) -> Json<Value> {
 
 /// The `/mappings` document.
 pub fn mappings_json(state: &AgentState, snap: &ViewSnapshot) -> Value {
-    let r = &snap.view.records;
+    let r = &snap.records;
     json!({
         "host_id": snap.host_id,
         "host_name": state.host_name,
         "underlay_ip": state.underlay_ip.to_string(),
-        "epoch": snap.view.epoch,
-        "revision": snap.view.revision,
+        "epoch": snap.epoch,
+        "revision": snap.revision,
         "hosts": r.hosts.values().map(|h| json!({
             "host_id": h.host_id,
             "name": h.name,

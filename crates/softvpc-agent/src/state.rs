@@ -7,11 +7,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use softvpc_engine::PortId;
+use softvpc_engine::{MappingRecords, PortId};
 
 use crate::datapath::{Commander, Shared};
 use crate::reconcile::InstanceSpec;
-use crate::records::MappingView;
 
 /// A local instance's port, as published.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +27,12 @@ pub struct LocalPort {
 pub struct ViewSnapshot {
     /// Empty until registered.
     pub host_id: String,
-    pub view: MappingView,
+    pub epoch: String,
+    /// The last revision applied.
+    pub revision: u64,
+    /// The records as of the last change (shared, not copied, between snapshots that differ
+    /// only in revision).
+    pub records: Arc<MappingRecords>,
     /// Local ports by ENI id.
     pub ports: BTreeMap<String, LocalPort>,
 }

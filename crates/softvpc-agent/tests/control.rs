@@ -370,10 +370,40 @@ fn scenario(prefix: &str, ns11: &str, ns12: &str) {
         "instance 11 lost its router across the resync"
     );
 
+    // A burst of deltas (applied together): the end state is what counts.
+    let ns14 = format!("{prefix}i-00000000000000014");
+    let _cleanup14 = Cleanup(vec![ns14.clone()]);
+    fake.send(delta(
+        "e2",
+        4,
+        vec![pb::change::Kind::UpsertEni(eni(12, HOST_ID))],
+    ));
+    fake.send(delta(
+        "e2",
+        5,
+        vec![pb::change::Kind::DeleteEniId(eni(12, HOST_ID).eni_id)],
+    ));
+    fake.send(delta(
+        "e2",
+        6,
+        vec![pb::change::Kind::UpsertEni(eni(14, HOST_ID))],
+    ));
+    wait_for("revision 6", t, || mappings(metrics)["revision"] == 6);
+    wait_for("instance 14", t, || netns::exists(&ns14));
+    assert!(
+        !netns::exists(ns12),
+        "instance 12 should not exist after the burst"
+    );
+    assert!(
+        ping(&ns14, "10.9.0.11"),
+        "instance 14 cannot reach instance 11"
+    );
+
     // Shutdown: the agent deletes what it created and returns Ok.
     stop_tx.send(()).expect("stop");
     let result = rt.block_on(agent).expect("join");
     assert!(result.is_ok(), "{result:?}");
     assert!(!netns::exists(ns11), "namespace left behind at shutdown");
+    assert!(!netns::exists(&ns14), "namespace left behind at shutdown");
     rt.shutdown_timeout(Duration::from_secs(1));
 }
