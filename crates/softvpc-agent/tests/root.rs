@@ -30,14 +30,14 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-macro_rules! require_root {
-    () => {
-        if !is_root() {
-            eprintln!("!! SKIPPED (needs root): {}", module_path!());
-            println!("SKIPPED (needs root)");
-            return;
-        }
-    };
+/// Says loudly that `test` is skipped when not root; returns whether to skip.
+fn skip_unless_root(test: &str) -> bool {
+    if is_root() {
+        return false;
+    }
+    println!("SKIPPED (needs root): {test}");
+    eprintln!("!! SKIPPED (needs root): {test}");
+    true
 }
 
 /// Deletes a namespace (if it exists) when dropped.
@@ -139,7 +139,9 @@ fn read_until(tap: &Tap, timeout: Duration, want: impl Fn(&[u8]) -> bool) -> Opt
 
 #[test]
 fn tap_moves_into_an_instance_namespace_and_carries_frames() {
-    require_root!();
+    if skip_unless_root("tap_moves_into_an_instance_namespace_and_carries_frames") {
+        return;
+    }
     let p = prefix("tap");
     let host = NetnsGuard::add(format!("{p}host"));
     let instance_id = "i-00000000000000005";
@@ -213,7 +215,9 @@ fn tap_moves_into_an_instance_namespace_and_carries_frames() {
 
 #[test]
 fn raw_underlay_sends_udp_with_our_ports() {
-    require_root!();
+    if skip_unless_root("raw_underlay_sends_udp_with_our_ports") {
+        return;
+    }
     let host = NetnsGuard::add(format!("{}host", prefix("raw")));
     in_netns(&host.0, || {
         let lo = Ipv4Addr::LOCALHOST;
@@ -303,7 +307,9 @@ fn ping(ns: &str, dst: &str) -> bool {
 
 #[test]
 fn data_path_serves_the_router_and_forwards_between_local_ports() {
-    require_root!();
+    if skip_unless_root("data_path_serves_the_router_and_forwards_between_local_ports") {
+        return;
+    }
     let p = prefix("dp");
     let host = NetnsGuard::add(format!("{p}host"));
     let (i1, i2) = ("i-00000000000000011", "i-00000000000000012");
