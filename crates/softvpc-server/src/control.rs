@@ -20,7 +20,8 @@ struct Inner {
 
 /// The store, the model, and the mapping log.
 pub struct ControlPlane {
-    store: Store,
+    /// None: memory only (see [`ControlPlane::ephemeral`]).
+    store: Option<Store>,
     inner: Mutex<Inner>,
     revision_tx: watch::Sender<u64>,
     epoch: String,
@@ -43,9 +44,25 @@ impl ControlPlane {
     /// Like [`ControlPlane::open`], with a ring of `capacity` revisions.
     pub fn open_with_capacity(data_dir: &Path, capacity: usize) -> anyhow::Result<Self> {
         let (store, state) = Store::open(data_dir)?;
+        Ok(Self::with_store(Some(store), state, capacity))
+    }
+
+    /// A control plane whose redb store lives in memory (nothing survives the process).
+    pub fn open_in_memory() -> anyhow::Result<Self> {
+        let (store, state) = Store::open_in_memory()?;
+        Ok(Self::with_store(Some(store), state, log::DEFAULT_CAPACITY))
+    }
+
+    /// A control plane with no store at all: mutations are only applied in memory. Cheap to
+    /// create (no redb), for fuzzing and property tests of the API logic.
+    pub fn ephemeral() -> Self {
+        Self::with_store(None, State::new(), log::DEFAULT_CAPACITY)
+    }
+
+    fn with_store(store: Option<Store>, state: State, capacity: usize) -> Self {
         let revision = state.revision;
         let (revision_tx, _) = watch::channel(revision);
-        Ok(ControlPlane {
+        ControlPlane {
             store,
             inner: Mutex::new(Inner {
                 state: Arc::new(state),
@@ -53,7 +70,7 @@ impl ControlPlane {
             }),
             revision_tx,
             epoch: crate::model::ids::new_id("epoch"),
-        })
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -102,7 +119,11 @@ impl ControlPlane {
         }
         let revision = inner.log.last_revision() + 1;
         txn.state.revision = revision;
-        if let Err(e) = self.store.commit(&txn.writes, revision, txn.state.next_vni) {
+        let committed = match &self.store {
+            Some(store) => store.commit(&txn.writes, revision, txn.state.next_vni),
+            None => Ok(()),
+        };
+        if let Err(e) = committed {
             tracing::error!(error = %e, "store commit failed; request refused");
             return Err(ApiError::internal(
                 "An internal error has occurred: the change could not be stored.",

@@ -8,6 +8,7 @@
 
 pub mod control;
 pub mod ec2;
+pub mod fuzzing;
 pub mod mapping;
 pub mod model;
 pub mod store;

@@ -44,6 +44,18 @@ impl Store {
         let path = dir.join("softvpc.redb");
         let db =
             Database::create(&path).with_context(|| format!("opening store {}", path.display()))?;
+        Self::init(db)
+    }
+
+    /// A store that lives in memory only (fuzzing and tests; nothing survives the process).
+    pub fn open_in_memory() -> anyhow::Result<(Store, State)> {
+        let db = redb::Builder::new()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .context("creating in-memory store")?;
+        Self::init(db)
+    }
+
+    fn init(db: Database) -> anyhow::Result<(Store, State)> {
         // Create every table up front so reads never meet a missing one.
         let txn = db.begin_write()?;
         for t in [VPCS, SUBNETS, HOSTS, INSTANCES, ENIS] {
