@@ -23,6 +23,8 @@ const GRACE: Duration = Duration::from_secs(4);
 pub struct Removed {
     pub processes: Vec<i32>,
     pub killed: Vec<i32>,
+    /// Other processes that ran inside the lab's namespaces (e.g. started by `lab exec`).
+    pub inside: Vec<i32>,
     pub netns: Vec<String>,
     pub links: Vec<String>,
     pub state_dir: bool,
@@ -52,6 +54,14 @@ impl Removed {
                 line.push_str(&format!(", {} needed SIGKILL", self.killed.len()));
             }
             lines.push(line);
+        }
+        if !self.inside.is_empty() {
+            let pids: Vec<String> = self.inside.iter().map(i32::to_string).collect();
+            lines.push(format!(
+                "{} process(es) running inside the lab's namespaces (pid {})",
+                self.inside.len(),
+                pids.join(", ")
+            ));
         }
         if !self.netns.is_empty() {
             lines.push(format!(
@@ -122,6 +132,18 @@ pub fn teardown(prefix: &str, state_dir: &Path) -> anyhow::Result<Removed> {
         }
     }
 
+    // The lab's namespaces, identified before the agents go: an agent deletes its instances'
+    // netns names on exit, and a process still running inside one (a `lab exec` tcpdump, say)
+    // must be found by the namespace itself.
+    let lab_netns: Vec<String> = sys::netns_list()
+        .into_iter()
+        .filter(|ns| ns.starts_with(prefix))
+        .collect();
+    let netns_ids: Vec<(u64, u64)> = lab_netns
+        .iter()
+        .filter_map(|ns| sys::netns_id(&Path::new(sys::NETNS_DIR).join(ns)))
+        .collect();
+
     // Recorded pids are only trusted while they still look like this lab's processes (a pid
     // may have been reused since); the /proc scan finds the rest, state file or not.
     let mut pids: Vec<i32> = state
@@ -144,6 +166,16 @@ pub fn teardown(prefix: &str, state_dir: &Path) -> anyhow::Result<Removed> {
     }
     removed.processes = pids;
     removed.killed = killed;
+
+    let inside = sys::processes_in_netns(&netns_ids);
+    let (killed, survivors) = sys::terminate(&inside, Duration::from_secs(2));
+    for pid in &survivors {
+        removed.failures.push(format!(
+            "process {pid} (inside a lab netns) survived SIGKILL"
+        ));
+    }
+    removed.inside = inside;
+    removed.killed.extend(killed);
 
     for ns in sys::netns_list()
         .into_iter()

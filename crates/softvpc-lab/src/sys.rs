@@ -175,6 +175,34 @@ pub fn find_processes(pred: impl Fn(&[String]) -> bool) -> Vec<i32> {
     pids
 }
 
+/// Identity (device, inode) of a network namespace file: a `/run/netns/NAME` bind mount or a
+/// `/proc/PID/ns/net` link.
+pub fn netns_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.dev(), meta.ino()))
+}
+
+/// Pids of live processes (other than this one) whose network namespace is one of `ids`.
+pub fn processes_in_netns(ids: &[(u64, u64)]) -> Vec<i32> {
+    if ids.is_empty() {
+        return Vec::new();
+    }
+    let me = std::process::id() as i32;
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut pids: Vec<i32> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| pid != me && pid_alive(pid))
+        .filter(|&pid| {
+            netns_id(Path::new(&format!("/proc/{pid}/ns/net"))).is_some_and(|id| ids.contains(&id))
+        })
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
 /// Stops processes: SIGTERM, up to `grace` to exit, then SIGKILL. Returns the pids that had to be
 /// killed with SIGKILL and those still alive after it.
 pub fn terminate(pids: &[i32], grace: Duration) -> (Vec<i32>, Vec<i32>) {
@@ -237,6 +265,10 @@ mod tests {
         };
         assert_eq!(found, [pid]);
         assert!(pid_alive(pid));
+        // It shares this test's network namespace, so it is found by that namespace.
+        let ours = netns_id(Path::new("/proc/self/ns/net")).expect("own netns");
+        assert!(processes_in_netns(&[ours]).contains(&pid));
+        assert!(processes_in_netns(&[]).is_empty());
         // Reap in the background so the child does not linger as a zombie of this test.
         let reaper = std::thread::spawn(move || child.wait());
         let (killed, survivors) = terminate(&[pid], Duration::from_secs(5));
