@@ -217,10 +217,16 @@ impl MappingTable {
                 },
             );
         }
-        let vni_of_vpc = |vpc_id: &str| records.vpcs.get(vpc_id).map(|v| v.vni);
+        // Id -> VNI and id -> subnet index, hashed once (the records are keyed by strings).
+        let vnis: FastMap<&str, Vni> = records
+            .vpcs
+            .iter()
+            .map(|(id, v)| (id.as_str(), v.vni))
+            .collect();
+        let vni_of_vpc = |vpc_id: &str| vnis.get(vpc_id).copied();
 
-        let mut subnet_idx: HashMap<&str, SubnetIdx> =
-            HashMap::with_capacity(records.subnets.len());
+        let mut subnet_idx: FastMap<&str, SubnetIdx> =
+            FastMap::with_capacity_and_hasher(records.subnets.len(), FastState::default());
         for s in records.subnets.values() {
             let Some(vni) = vni_of_vpc(&s.vpc_id).filter(|v| t.vpcs.contains_key(&v.0)) else {
                 tracing::warn!(subnet = %s.subnet_id, vpc = %s.vpc_id, "subnet of an unknown VPC; ignored");
