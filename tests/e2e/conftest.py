@@ -107,12 +107,11 @@ ip = "10.0.0.50"
 host = "kvtep"
 """
 
-ECHO_REQUEST_RE = re.compile(r"IP (\S+) > (\S+): ICMP echo request")
-ECHO_REPLY_RE = re.compile(r"IP (\S+) > (\S+): ICMP echo reply")
-ARP_REQUEST_RE = re.compile(r"ARP, Request who-has (\S+)(?: \([^)]*\))? tell (\S+)")
-ARP_REPLY_RE = re.compile(r"ARP, Reply (\S+) is-at (\S+)")
-ENI_ID_RE = re.compile(r"eni-[0-9a-f]{17}")
-INSTANCE_ID_RE = re.compile(r"i-[0-9a-f]{17}")
+# Patterns over `tcpdump -nn -e` lines ("... ethertype ARP (0x0806), length 42: Request ...").
+ECHO_REQUEST_RE = re.compile(r"(\S+) > (\S+): ICMP echo request")
+ECHO_REPLY_RE = re.compile(r"(\S+) > (\S+): ICMP echo reply")
+ARP_REQUEST_RE = re.compile(r": Request who-has (\S+)(?: \([^)]*\))? tell (\S+),")
+ARP_REPLY_RE = re.compile(r": Reply (\S+) is-at (\S+),")
 
 # Processes the harness started (tcpdump, iperf3...), killed by pid at session end if still alive.
 _STARTED: list = []
@@ -155,13 +154,13 @@ def wait_until(predicate, timeout, interval=0.2, what="condition"):
 
 
 def pid_alive(pid):
+    """Whether `pid` runs (a zombie waiting for its reaper does not count)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
         return False
-    except PermissionError:
-        return True
-    return True
+    return state not in ("Z", "X")
 
 
 def parse_prometheus(text):
@@ -503,7 +502,10 @@ def lab():
             run(["ip", "netns", "del", ns])
         if left:
             problems.append(f"namespaces left after lab down: {left}")
-        alive = [pid for pid in _lab_processes(status) if pid_alive(pid)]
+        pids = _lab_processes(status)
+        with contextlib.suppress(AssertionError):
+            wait_until(lambda: not any(pid_alive(p) for p in pids), 10, what="lab processes")
+        alive = [pid for pid in pids if pid_alive(pid)]
         for pid in alive:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
