@@ -166,6 +166,7 @@ EOF
   timeout 900 python3 "$BENCH_PY" propagation "$WORK/status.json" "$CHANGES" >"$WORK/prop.json"
 }
 
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 # Each half runs in a subshell with errexit live (not under || or if, where bash ignores -e).
 set +e
 (set -e; kernel_half); kernel_rc=$?
@@ -177,6 +178,7 @@ set -e
 echo
 echo "softvpc benchmark, $(date -u +%Y-%m-%dT%H:%MZ)"
 echo "machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')), kernel $(uname -r)"
+echo "load average: $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end (other work on the machine skews both halves)"
 echo "command: scripts/bench.sh -t $T -n $PINGS -c $CHANGES   (softvpc $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?'))"
 echo
 python3 "$BENCH_PY" report "$WORK/kernel.json" "$WORK/softvpc.json" "$WORK/prop.json"
