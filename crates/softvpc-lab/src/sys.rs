@@ -226,6 +226,17 @@ pub fn terminate(pids: &[i32], grace: Duration) -> (Vec<i32>, Vec<i32>) {
     } else {
         wait(Instant::now() + Duration::from_secs(2))
     };
+    // A dead process stays a zombie until its reaper (init, for the detached lab processes)
+    // collects it, and until then it still answers kill(pid, 0): wait a little for that too,
+    // so callers that check right after `down` see the pids gone.
+    let reaped_by = Instant::now() + Duration::from_secs(3);
+    while live
+        .iter()
+        .any(|p| Path::new(&format!("/proc/{p}")).exists())
+        && Instant::now() < reaped_by
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     (stubborn, survivors)
 }
 
