@@ -23,6 +23,8 @@ pub struct ControlPlane {
     /// None: memory only (see [`ControlPlane::ephemeral`]).
     store: Option<Store>,
     inner: Mutex<Inner>,
+    /// Serialises mutations.
+    writer: Mutex<()>,
     revision_tx: watch::Sender<u64>,
     epoch: String,
 }
@@ -68,6 +70,7 @@ impl ControlPlane {
                 state: Arc::new(state),
                 log: MappingLog::new(revision, capacity),
             }),
+            writer: Mutex::new(()),
             revision_tx,
             epoch: crate::model::ids::new_id("epoch"),
         }
@@ -108,8 +111,14 @@ impl ControlPlane {
         dry_run: bool,
         op: impl FnOnce(&mut Txn) -> Result<R, ApiError>,
     ) -> Result<R, ApiError> {
-        let mut inner = self.lock();
-        let mut txn = Txn::new((*inner.state).clone(), now_secs());
+        // One writer at a time; readers (Describe calls, watch streams) only take the state
+        // lock briefly, never across the store commit.
+        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let (base, last_revision) = {
+            let inner = self.lock();
+            (inner.state.clone(), inner.log.last_revision())
+        };
+        let mut txn = Txn::new((*base).clone(), now_secs());
         let result = op(&mut txn)?;
         if dry_run {
             return Err(ApiError::dry_run());
@@ -117,7 +126,7 @@ impl ControlPlane {
         if txn.is_empty() {
             return Ok(result);
         }
-        let revision = inner.log.last_revision() + 1;
+        let revision = last_revision + 1;
         txn.state.revision = revision;
         let committed = match &self.store {
             Some(store) => store.commit(&txn.writes, revision, txn.state.next_vni),
@@ -130,9 +139,11 @@ impl ControlPlane {
             ));
         }
         let changes = log::resolve(&txn.state, &txn.changes);
-        inner.state = Arc::new(txn.state);
-        inner.log.push(LogEntry { revision, changes });
-        drop(inner);
+        {
+            let mut inner = self.lock();
+            inner.state = Arc::new(txn.state);
+            inner.log.push(LogEntry { revision, changes });
+        }
         self.revision_tx.send_replace(revision);
         Ok(result)
     }
