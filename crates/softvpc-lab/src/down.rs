@@ -142,6 +142,11 @@ pub fn teardown(prefix: &str, state_dir: &Path) -> anyhow::Result<Removed> {
     let netns_ids: Vec<(u64, u64)> = lab_netns
         .iter()
         .filter_map(|ns| sys::netns_id(&Path::new(sys::NETNS_DIR).join(ns)))
+        // Never the namespace `down` itself or init runs in, whatever it is named.
+        .filter(|id| {
+            Some(*id) != sys::netns_id(Path::new("/proc/self/ns/net"))
+                && Some(*id) != sys::netns_id(Path::new("/proc/1/ns/net"))
+        })
         .collect();
 
     // Recorded pids are only trusted while they still look like this lab's processes (a pid
