@@ -1,0 +1,285 @@
+//! [`Value`] trees into EC2 Query responses, written the way botocore's `EC2QueryParser` reads
+//! them: `<OpResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">`, `requestId` first,
+//! then the output shape's members in model order under their `locationName`s (`vpcSet`,
+//! `tagSet`), lists as a wrapper element of `<item>`s, absent members omitted, empty lists as
+//! empty wrappers (botocore reads `<tagSet/>` as `[]`), booleans `true`/`false`, timestamps
+//! ISO 8601 with milliseconds. And the EC2 error document.
+
+use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
+use quick_xml::Writer;
+
+use crate::model::{model, Model, ShapeId, ShapeKind};
+use crate::value::{Timestamp, Value};
+
+/// Why a tree does not fit an operation's output shape ([`try_encode`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    #[error("unknown operation {0}")]
+    UnknownOperation(String),
+    #[error("{path}: no member {member} in shape {shape}")]
+    UnknownMember {
+        path: String,
+        member: String,
+        shape: String,
+    },
+    #[error("{path}: shape {shape} cannot hold {found}")]
+    TypeMismatch {
+        path: String,
+        shape: String,
+        found: &'static str,
+    },
+}
+
+/// Escapes element text so an XML 1.0 parser gives back exactly `text`: `&`, `<`, `>`, and
+/// `\r` (parsers turn a raw CR into LF); characters XML 1.0 cannot carry at all (most C0
+/// controls, U+FFFE, U+FFFF) become U+FFFD.
+pub fn escape_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '\r' => out.push_str("&#13;"),
+            '\t' | '\n' => out.push(c),
+            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push('\u{FFFD}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn kind_name(v: &Value) -> &'static str {
+    match v {
+        Value::Struct(_) => "a structure",
+        Value::List(_) => "a list",
+        Value::String(_) => "a string",
+        Value::Integer(_) => "an integer",
+        Value::Double(_) => "a number",
+        Value::Boolean(_) => "a boolean",
+        Value::Timestamp(_) => "a timestamp",
+    }
+}
+
+fn format_double(d: f64) -> String {
+    if d.is_nan() {
+        "NaN".to_string()
+    } else if d.is_infinite() {
+        if d > 0.0 { "Infinity" } else { "-Infinity" }.to_string()
+    } else {
+        d.to_string()
+    }
+}
+
+/// Writes into a `Vec`, which cannot fail: quick-xml's I/O results are ignored.
+struct Out {
+    w: Writer<Vec<u8>>,
+    strict: bool,
+}
+
+impl Out {
+    fn new() -> Out {
+        let mut w = Writer::new(Vec::with_capacity(1024));
+        let _ = w.write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)));
+        // AWS puts a newline after the declaration.
+        w.get_mut().push(b'\n');
+        Out { w, strict: true }
+    }
+
+    fn open(&mut self, name: &str) {
+        let _ = self.w.write_event(Event::Start(BytesStart::new(name)));
+    }
+
+    fn close(&mut self, name: &str) {
+        let _ = self.w.write_event(Event::End(BytesEnd::new(name)));
+    }
+
+    fn text_elem(&mut self, name: &str, text: &str) {
+        self.open(name);
+        let escaped = escape_text(text);
+        let _ = self
+            .w
+            .write_event(Event::Text(BytesText::from_escaped(escaped.as_str())));
+        self.close(name);
+    }
+
+    fn finish(self) -> String {
+        // Only `&str` text and ASCII markup were written.
+        String::from_utf8(self.w.into_inner()).unwrap_or_default()
+    }
+
+    /// A mismatch: an error when strict, else logged and the member skipped.
+    fn mismatch(&self, err: EncodeError) -> Result<(), EncodeError> {
+        if self.strict {
+            Err(err)
+        } else {
+            tracing::warn!(error = %err, "EC2 response member does not fit the model; skipped");
+            Ok(())
+        }
+    }
+
+    fn members(
+        &mut self,
+        m: &Model,
+        shape: ShapeId,
+        value: &Value,
+        path: &str,
+    ) -> Result<(), EncodeError> {
+        let s = m.shape(shape);
+        let (ShapeKind::Structure(st), Value::Struct(map)) = (&s.kind, value) else {
+            return self.mismatch(EncodeError::TypeMismatch {
+                path: path.to_string(),
+                shape: s.name.clone(),
+                found: kind_name(value),
+            });
+        };
+        for name in map.keys() {
+            if !st.by_name.contains_key(name) {
+                self.mismatch(EncodeError::UnknownMember {
+                    path: path.to_string(),
+                    member: name.clone(),
+                    shape: s.name.clone(),
+                })?;
+            }
+        }
+        for member in &st.members {
+            if let Some(v) = map.get(&member.name) {
+                let child = format!("{path}.{}", member.name);
+                self.element(m, member.shape, member.element_name(), v, &child)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn element(
+        &mut self,
+        m: &Model,
+        shape: ShapeId,
+        name: &str,
+        value: &Value,
+        path: &str,
+    ) -> Result<(), EncodeError> {
+        let s = m.shape(shape);
+        let mismatch = || EncodeError::TypeMismatch {
+            path: path.to_string(),
+            shape: s.name.clone(),
+            found: kind_name(value),
+        };
+        let text = match (&s.kind, value) {
+            (ShapeKind::Structure(_), Value::Struct(_)) => {
+                self.open(name);
+                self.members(m, shape, value, path)?;
+                self.close(name);
+                return Ok(());
+            }
+            (ShapeKind::List(l), Value::List(items)) => {
+                let item_name = l.member_location_name.as_deref().unwrap_or("item");
+                self.open(name);
+                for (i, item) in items.iter().enumerate() {
+                    self.element(m, l.member, item_name, item, &format!("{path}[{i}]"))?;
+                }
+                self.close(name);
+                return Ok(());
+            }
+            (ShapeKind::String { .. } | ShapeKind::Blob, Value::String(t)) => t.clone(),
+            (ShapeKind::Integer | ShapeKind::Long, Value::Integer(i)) => i.to_string(),
+            (ShapeKind::Double | ShapeKind::Float, Value::Double(d)) => format_double(*d),
+            (ShapeKind::Double | ShapeKind::Float, Value::Integer(i)) => i.to_string(),
+            (ShapeKind::Boolean, Value::Boolean(b)) => b.to_string(),
+            (ShapeKind::Timestamp, Value::Timestamp(t)) => t.to_iso8601(),
+            // JSON-built trees carry timestamps as text: accepted when it parses.
+            (ShapeKind::Timestamp, Value::String(t)) => match Timestamp::parse_iso8601(t) {
+                Some(ts) => ts.to_iso8601(),
+                None => return self.mismatch(mismatch()),
+            },
+            // Scalars of another type: an error when strict, else written as their text.
+            (
+                ShapeKind::String { .. } | ShapeKind::Blob,
+                Value::Integer(_) | Value::Double(_) | Value::Boolean(_) | Value::Timestamp(_),
+            ) if !self.strict => scalar_text(value),
+            _ => return self.mismatch(mismatch()),
+        };
+        self.text_elem(name, &text);
+        Ok(())
+    }
+}
+
+fn scalar_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Integer(i) => i.to_string(),
+        Value::Double(d) => format_double(*d),
+        Value::Boolean(b) => b.to_string(),
+        Value::Timestamp(t) => t.to_iso8601(),
+        Value::Struct(_) | Value::List(_) => String::new(),
+    }
+}
+
+fn encode_inner(
+    m: &Model,
+    operation: &str,
+    output: &Value,
+    request_id: &str,
+    strict: bool,
+) -> Result<String, EncodeError> {
+    let op = m.operation(operation);
+    if op.is_none() && strict {
+        return Err(EncodeError::UnknownOperation(operation.to_string()));
+    }
+    let mut out = Out::new();
+    out.strict = strict;
+    let root = format!("{operation}Response");
+    let start =
+        BytesStart::new(root.as_str()).with_attributes([("xmlns", m.xml_namespace.as_str())]);
+    let _ = out.w.write_event(Event::Start(start));
+    out.text_elem("requestId", request_id);
+    match op.and_then(|o| o.output) {
+        Some(shape) => out.members(m, shape, output, operation)?,
+        None => {
+            let empty = output.as_struct().is_none_or(|s| s.is_empty());
+            if !empty {
+                out.mismatch(EncodeError::UnknownMember {
+                    path: operation.to_string(),
+                    member: "(any)".to_string(),
+                    shape: "(no output)".to_string(),
+                })?;
+            }
+        }
+    }
+    out.close(&root);
+    Ok(out.finish())
+}
+
+/// The success response of `operation` for `output` (a structure of the output shape keyed by
+/// member names). Lenient: a member the shape does not have, or a value of the wrong type, is
+/// logged and left out (numbers and booleans given for string members are written as text), so
+/// a server bug never becomes an unparseable answer. See [`try_encode`] for the strict form.
+pub fn encode(operation: &str, output: &Value, request_id: &str) -> String {
+    encode_inner(model(), operation, output, request_id, false).unwrap_or_default()
+}
+
+/// [`encode`], refusing any tree that does not fit the output shape exactly.
+pub fn try_encode(
+    operation: &str,
+    output: &Value,
+    request_id: &str,
+) -> Result<String, EncodeError> {
+    encode_inner(model(), operation, output, request_id, true)
+}
+
+/// The EC2 error document:
+/// `<Response><Errors><Error><Code>..</Code><Message>..</Message></Error></Errors><RequestID>..</RequestID></Response>`
+/// (`RequestID` spelled as EC2 does; botocore's `EC2QueryParser` reads it).
+pub fn encode_error(code: &str, message: &str, request_id: &str) -> String {
+    let mut out = Out::new();
+    out.open("Response");
+    out.open("Errors");
+    out.open("Error");
+    out.text_elem("Code", code);
+    out.text_elem("Message", message);
+    out.close("Error");
+    out.close("Errors");
+    out.text_elem("RequestID", request_id);
+    out.close("Response");
+    out.finish()
+}
