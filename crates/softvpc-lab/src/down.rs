@@ -91,15 +91,15 @@ pub fn down(args: &LabArgs) -> anyhow::Result<()> {
     }
     let removed = teardown(&args.prefix, &args.state_dir)?;
     if removed.is_empty() {
-        println!(
+        outln!(
             "nothing to remove: no lab with prefix {:?} (state dir {})",
             args.prefix,
             args.state_dir.display()
         );
     } else {
-        println!("removed lab {:?}:", args.prefix);
+        outln!("removed lab {:?}:", args.prefix);
         for line in removed.summary() {
-            println!("  {line}");
+            outln!("  {line}");
         }
     }
     if !removed.failures.is_empty() {

@@ -12,6 +12,24 @@
 
 use std::path::PathBuf;
 
+/// `println!` that ignores a closed stdout (`softvpc lab up | head` must not panic mid-build).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `print!` that ignores a closed stdout, and flushes (progress output).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut stdout = std::io::stdout();
+        let _ = write!(stdout, $($arg)*);
+        let _ = stdout.flush();
+    }};
+}
+
 pub mod down;
 pub mod ec2;
 pub mod exec;

@@ -166,7 +166,7 @@ pub fn status(args: &LabArgs, json: bool) -> anyhow::Result<()> {
                 hosts: Vec::new(),
                 instances: Vec::new(),
             };
-            println!("{}", serde_json::to_string_pretty(&empty)?);
+            outln!("{}", serde_json::to_string_pretty(&empty)?);
         }
         bail!(
             "no lab is up with prefix {:?} (no state in {})",
@@ -226,7 +226,7 @@ pub fn status(args: &LabArgs, json: bool) -> anyhow::Result<()> {
     }
 
     if json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
+        outln!("{}", serde_json::to_string_pretty(&status)?);
     } else {
         print_human(&status, &args.state_dir);
     }
@@ -246,25 +246,32 @@ fn running(pid: Option<i32>, running: bool) -> String {
 }
 
 fn print_human(s: &Status, state_dir: &std::path::Path) {
-    println!("lab {:?} (state {})", s.prefix, state_dir.display());
-    println!("  API     {}", s.api_url.as_deref().unwrap_or("-"));
-    println!("  server  {}", running(s.server.pid, s.server.running));
-    println!("hosts:");
+    outln!("lab {:?} (state {})", s.prefix, state_dir.display());
+    outln!("  API     {}", s.api_url.as_deref().unwrap_or("-"));
+    outln!("  server  {}", running(s.server.pid, s.server.running));
+    outln!("hosts:");
     for h in &s.hosts {
         let agent = if h.agent {
             format!("agent {}", running(h.pid, h.running))
         } else {
             "no agent (registered only)".to_string()
         };
-        println!(
+        outln!(
             "  {:<10} netns {:<16} underlay {:<13} {agent}",
-            h.name, h.netns, h.underlay_ip
+            h.name,
+            h.netns,
+            h.underlay_ip
         );
     }
-    println!("instances:");
-    println!(
+    outln!("instances:");
+    outln!(
         "  {:<12} {:<21} {:<12} {:<8} {:<12} {:<10} NETNS",
-        "NAME", "INSTANCE ID", "IP", "HOST", "VPC", "STATE"
+        "NAME",
+        "INSTANCE ID",
+        "IP",
+        "HOST",
+        "VPC",
+        "STATE"
     );
     for i in &s.instances {
         let ns = if sys::netns_exists(&i.netns) {
@@ -272,7 +279,7 @@ fn print_human(s: &Status, state_dir: &std::path::Path) {
         } else {
             format!("{} (absent)", i.netns)
         };
-        println!(
+        outln!(
             "  {:<12} {:<21} {:<12} {:<8} {:<12} {:<10} {ns}",
             i.name.as_deref().unwrap_or("-"),
             i.instance_id,

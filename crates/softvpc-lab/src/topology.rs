@@ -485,6 +485,26 @@ mod tests {
     }
 
     #[test]
+    fn every_example_topology_is_valid() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&dir).expect("examples/") {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                let t =
+                    Topology::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                assert!(!t.hosts.is_empty(), "{}", path.display());
+                checked += 1;
+            }
+        }
+        assert!(
+            checked >= 2,
+            "expected the seed and at least one more example"
+        );
+    }
+
+    #[test]
     fn subnet_is_found_by_cidr_name_or_ip() {
         let t = Topology::parse(&with_vpc(
             "[[instance]]\nname = \"x\"\nvpc = \"v\"\nsubnet = \"a\"\nhost = \"h1\"\n\

@@ -11,7 +11,6 @@
 //! The state file is saved after every change, so `down` can always clean up.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -52,24 +51,22 @@ struct Step {
 
 impl Step {
     fn begin(n: usize, what: &str) -> Step {
-        print!("[{n}/{STEPS}] {what}... ");
-        let _ = std::io::stdout().flush();
+        out!("[{n}/{STEPS}] {what}... ");
         Step {
             started: Instant::now(),
         }
     }
 
     fn progress(&self, text: &str) {
-        print!("{text} ");
-        let _ = std::io::stdout().flush();
+        out!("{text} ");
     }
 
     fn ok(self, detail: &str) {
         let secs = self.started.elapsed().as_secs_f64();
         if detail.is_empty() {
-            println!("ok ({secs:.1} s)");
+            outln!("ok ({secs:.1} s)");
         } else {
-            println!("ok ({detail}; {secs:.1} s)");
+            outln!("ok ({detail}; {secs:.1} s)");
         }
     }
 }
@@ -87,7 +84,7 @@ fn step<T>(
             Ok(value)
         }
         Err(e) => {
-            println!("FAILED");
+            outln!("FAILED");
             Err(e)
         }
     }
@@ -142,7 +139,7 @@ pub fn up(args: &LabArgs, opts: &UpOptions) -> anyhow::Result<()> {
         None => "the built-in seed topology".to_string(),
         Some(p) => p.display().to_string(),
     };
-    println!(
+    outln!(
         "softvpc lab {:?}: {}, {}, {} from {source}",
         args.prefix,
         plural(topo.hosts.len(), "host"),
@@ -756,15 +753,15 @@ fn print_usage(args: &LabArgs, topo: &Topology, state: &LabState, took: Duration
     let me = crate::invoked_as();
     let env = crate::env_hint(args);
     let url = &state.api_url;
-    println!();
-    println!(
+    outln!();
+    outln!(
         "The lab is up ({:.1} s). EC2 API: {url}  (unauthenticated: it listens on loopback only)",
         took.as_secs_f64()
     );
-    println!();
-    println!("Instances:");
+    outln!();
+    outln!("Instances:");
     for rec in &state.instances {
-        println!(
+        outln!(
             "  {:<12} {:<21} {:<15} {:<8} {:<12} netns {}",
             rec.name,
             rec.instance_id,
@@ -774,25 +771,26 @@ fn print_usage(args: &LabArgs, topo: &Topology, state: &LabState, took: Duration
             rec.netns
         );
     }
-    println!();
-    println!("Use it:");
-    println!("  export AWS_ACCESS_KEY_ID=softvpc AWS_SECRET_ACCESS_KEY=softvpc AWS_DEFAULT_REGION=us-east-1");
-    println!("  aws ec2 --endpoint-url {url} describe-instances");
+    outln!();
+    outln!("Use it:");
+    outln!("  export AWS_ACCESS_KEY_ID=softvpc AWS_SECRET_ACCESS_KEY=softvpc AWS_DEFAULT_REGION=us-east-1");
+    outln!("  aws ec2 --endpoint-url {url} describe-instances");
     if let Some((a, b)) = example_pair(topo, state) {
         let target = b.ip.clone().unwrap_or_default();
-        println!("  {env}{me} lab exec {} -- ping -c1 {target}", a.name);
-        println!(
+        outln!("  {env}{me} lab exec {} -- ping -c1 {target}", a.name);
+        outln!(
             "  {env}{me} lab exec {} -- tcpdump -eni eth0        # what {} sees",
-            b.name, b.name
+            b.name,
+            b.name
         );
     }
-    println!(
+    outln!(
         "  ip netns exec {} tcpdump -eni {} udp port 4789   # VXLAN on the underlay",
         names::fabric_netns(&args.prefix),
         names::FABRIC_BRIDGE
     );
-    println!("  {env}{me} lab status");
-    println!("  {env}{me} lab down");
+    outln!("  {env}{me} lab status");
+    outln!("  {env}{me} lab down");
 }
 
 /// Two instances of one VPC for the printed examples, preferring different hosts (the seed's
