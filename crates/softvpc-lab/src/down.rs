@@ -155,7 +155,7 @@ pub fn teardown(prefix: &str, state_dir: &Path) -> anyhow::Result<Removed> {
         .iter()
         .flat_map(LabState::pids)
         .filter(|&pid| {
-            sys::cmdline(pid).is_some_and(|argv| names::cmdline_belongs_to_lab(&argv, prefix))
+            sys::cmdline(pid).is_some_and(|argv| names::cmdline_has_lab_flags(&argv, prefix))
         })
         .collect();
     pids.extend(sys::find_processes(|argv| {

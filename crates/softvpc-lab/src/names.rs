@@ -101,9 +101,15 @@ pub fn cmdline_belongs_to_lab(argv: &[String], prefix: &str) -> bool {
         return false;
     };
     let exe = arg0.rsplit('/').next().unwrap_or(arg0);
-    if !exe.starts_with("softvpc") {
-        return false;
-    }
+    let sub = argv.get(1).map(String::as_str);
+    exe.starts_with("softvpc")
+        && matches!(sub, Some("server" | "agent"))
+        && cmdline_has_lab_flags(argv, prefix)
+}
+
+/// Whether a command line carries this lab's server or agent flags, whatever runs it (a
+/// recorded pid may be a `--bin` wrapper script that has not exec'd softvpc yet).
+pub fn cmdline_has_lab_flags(argv: &[String], prefix: &str) -> bool {
     let value = |flag: &str| -> Option<&str> {
         let eq = format!("{flag}=");
         argv.iter().enumerate().find_map(|(i, a)| {
@@ -114,15 +120,10 @@ pub fn cmdline_belongs_to_lab(argv: &[String], prefix: &str) -> bool {
             }
         })
     };
-    let sub = argv.get(1).map(String::as_str);
-    match sub {
-        Some("server") => value("--mapping-netns") == Some(fabric_netns(prefix).as_str()),
-        Some("agent") => {
-            value("--instance-netns-prefix") == Some(prefix)
-                && value("--netns").is_some_and(|ns| ns.starts_with(prefix))
-        }
-        _ => false,
-    }
+    let server = value("--mapping-netns") == Some(fabric_netns(prefix).as_str());
+    let agent = value("--instance-netns-prefix") == Some(prefix)
+        && value("--netns").is_some_and(|ns| ns.starts_with(prefix));
+    server || agent
 }
 
 #[cfg(test)]
@@ -203,5 +204,12 @@ mod tests {
             p
         ));
         assert!(!cmdline_belongs_to_lab(&[], p));
+        // A --bin wrapper still running as a shell script: its flags say whose it is.
+        let wrapper =
+            argv("/bin/sh /tmp/wrap.sh agent --netns lbt-host-1 --instance-netns-prefix lbt-");
+        assert!(!cmdline_belongs_to_lab(&wrapper, p));
+        assert!(cmdline_has_lab_flags(&wrapper, p));
+        assert!(!cmdline_has_lab_flags(&wrapper, "lbt-x-"));
+        assert!(!cmdline_has_lab_flags(&argv("sleep 10"), p));
     }
 }
