@@ -102,13 +102,28 @@ impl Started {
     fn check(&mut self) -> anyhow::Result<()> {
         if let Some(status) = self.child.try_wait()? {
             bail!(
-                "{} exited early ({status}); read its log: {}",
+                "{} exited early ({status}); read its log: {}{}",
                 self.what,
-                self.log.display()
+                self.log.display(),
+                log_tail(&self.log)
             );
         }
         Ok(())
     }
+}
+
+/// The last lines of a log, indented, to quote in an error.
+fn log_tail(log: &Path) -> String {
+    const LINES: usize = 8;
+    let Ok(text) = std::fs::read_to_string(log) else {
+        return String::new();
+    };
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    if lines.is_empty() {
+        return String::new();
+    }
+    let tail = &lines[lines.len().saturating_sub(LINES)..];
+    format!("\n  last lines:\n    {}", tail.join("\n    "))
 }
 
 /// `lab up`.
@@ -146,15 +161,17 @@ pub fn up(args: &LabArgs, opts: &UpOptions) -> anyhow::Result<()> {
         plural(topo.vpcs.len(), "VPC"),
         plural(topo.instances.len(), "instance")
     );
-    let result = build(args, opts, &topo, &bin, &api, started);
-    if result.is_err() && LabState::path(&args.state_dir).exists() {
-        eprintln!(
-            "The half-built lab is left as it is for inspection; remove it with: {}{} lab down",
-            crate::env_hint(args),
-            crate::invoked_as()
-        );
-    }
-    result
+    build(args, opts, &topo, &bin, &api, started).map_err(|e| {
+        if LabState::path(&args.state_dir).exists() {
+            anyhow!(
+                "{e:#}\n\nThe half-built lab is left as it is for inspection; remove it with: {}{} lab down",
+                crate::env_hint(args),
+                crate::invoked_as()
+            )
+        } else {
+            e
+        }
+    })
 }
 
 /// "1 host", "2 hosts".
@@ -428,9 +445,10 @@ fn start_server(
         server.check()?;
         if Instant::now() >= deadline {
             bail!(
-                "the server did not answer GET {}/healthz within {SERVER_START:?}; read its log: {}",
+                "the server did not answer GET {}/healthz within {SERVER_START:?}; read its log: {}{}",
                 api.url(),
-                server.log.display()
+                server.log.display(),
+                log_tail(&server.log)
             );
         }
         std::thread::sleep(Duration::from_millis(100));
