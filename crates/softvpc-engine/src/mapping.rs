@@ -307,6 +307,14 @@ impl MappingTable {
                 location,
             });
         }
+        tracing::debug!(
+            enis = t.enis.len(),
+            local = t.by_port.len(),
+            vpcs = t.vpcs.len(),
+            subnets = t.subnets.len(),
+            hosts = t.hosts.len(),
+            "mapping table built"
+        );
         t
     }
 
