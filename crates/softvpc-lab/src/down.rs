@@ -149,14 +149,18 @@ pub fn teardown(prefix: &str, state_dir: &Path) -> anyhow::Result<Removed> {
         })
         .collect();
 
-    // Recorded pids are only trusted while they still look like this lab's processes (a pid
-    // may have been reused since); the /proc scan finds the rest, state file or not.
+    // Recorded pids are only trusted while they still name the process the lab started (same
+    // start time) or still carry this lab's flags: a pid may have been reused since. The /proc
+    // scan finds the rest, state file or not.
     let mut pids: Vec<i32> = state
         .iter()
-        .flat_map(LabState::pids)
-        .filter(|&pid| {
-            sys::cmdline(pid).is_some_and(|argv| names::cmdline_has_lab_flags(&argv, prefix))
+        .flat_map(|s| s.processes())
+        .filter(|p| {
+            p.is_same_process()
+                || sys::cmdline(p.pid)
+                    .is_some_and(|argv| names::cmdline_has_lab_flags(&argv, prefix))
         })
+        .map(|p| p.pid)
         .collect();
     pids.extend(sys::find_processes(|argv| {
         names::cmdline_belongs_to_lab(argv, prefix)

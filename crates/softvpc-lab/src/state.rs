@@ -36,6 +36,32 @@ pub struct LabState {
 pub struct ProcessRecord {
     pub pid: i32,
     pub log: PathBuf,
+    /// Its start time (see [`crate::sys::start_time`]), to tell it from a later process that
+    /// got the same pid.
+    #[serde(default)]
+    pub start_time: Option<u64>,
+}
+
+impl ProcessRecord {
+    /// Records a process just started.
+    pub fn new(pid: i32, log: PathBuf) -> ProcessRecord {
+        ProcessRecord {
+            pid,
+            log,
+            start_time: crate::sys::start_time(pid),
+        }
+    }
+
+    /// Whether this very process still runs (not just some process with its pid).
+    pub fn is_running(&self) -> bool {
+        crate::sys::pid_alive(self.pid)
+            && (self.start_time.is_none() || crate::sys::start_time(self.pid) == self.start_time)
+    }
+
+    /// Whether the pid still names this very process (known start time that matches).
+    pub fn is_same_process(&self) -> bool {
+        self.start_time.is_some() && crate::sys::start_time(self.pid) == self.start_time
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,13 +130,16 @@ impl LabState {
         Ok(())
     }
 
-    /// Pids of every process the lab recorded.
-    pub fn pids(&self) -> Vec<i32> {
+    /// Every process the lab recorded.
+    pub fn processes(&self) -> impl Iterator<Item = &ProcessRecord> {
         self.server
             .iter()
             .chain(self.hosts.iter().filter_map(|h| h.process.as_ref()))
-            .map(|p| p.pid)
-            .collect()
+    }
+
+    /// Pids of every process the lab recorded.
+    pub fn pids(&self) -> Vec<i32> {
+        self.processes().map(|p| p.pid).collect()
     }
 }
 
@@ -130,6 +159,7 @@ mod tests {
             server: Some(ProcessRecord {
                 pid: 10,
                 log: dir.join("logs/server.log"),
+                start_time: None,
             }),
             hosts: vec![HostRecord {
                 name: "host-1".into(),
@@ -139,6 +169,7 @@ mod tests {
                 process: Some(ProcessRecord {
                     pid: 11,
                     log: dir.join("logs/agent-host-1.log"),
+                    start_time: None,
                 }),
                 host_id: None,
             }],

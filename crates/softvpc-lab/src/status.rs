@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::ec2::{Ec2Client, InstanceInfo};
 use crate::names;
-use crate::state::LabState;
+use crate::state::{LabState, ProcessRecord};
 use crate::sys;
 use crate::LabArgs;
 
@@ -184,7 +184,7 @@ pub fn status(args: &LabArgs, json: bool) -> anyhow::Result<()> {
     }
     let server = ProcessStatus {
         pid: state.server.as_ref().map(|p| p.pid),
-        running: state.server.as_ref().is_some_and(|p| sys::pid_alive(p.pid)),
+        running: state.server.as_ref().is_some_and(ProcessRecord::is_running),
     };
     let hosts: Vec<HostStatus> = state
         .hosts
@@ -195,7 +195,7 @@ pub fn status(args: &LabArgs, json: bool) -> anyhow::Result<()> {
             underlay_ip: h.underlay_ip.clone(),
             agent: h.agent,
             pid: h.process.as_ref().map(|p| p.pid),
-            running: h.process.as_ref().is_some_and(|p| sys::pid_alive(p.pid)),
+            running: h.process.as_ref().is_some_and(ProcessRecord::is_running),
         })
         .collect();
     let (instances, api_error) = if server.running {

@@ -146,6 +146,15 @@ pub fn pid_alive(pid: i32) -> bool {
     }
 }
 
+/// When a process started (clock ticks since boot, /proc/PID/stat field 22): with the pid, it
+/// identifies a process even after the pid has been reused.
+pub fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    // `rest` starts at field 3 (state), so field 22 is its 20th.
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
 /// A process's argv, from /proc.
 pub fn cmdline(pid: i32) -> Option<Vec<String>> {
     let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
@@ -276,6 +285,8 @@ mod tests {
         };
         assert_eq!(found, [pid]);
         assert!(pid_alive(pid));
+        let started = start_time(pid).expect("start time");
+        assert!(started >= start_time(std::process::id() as i32).expect("own start time"));
         // It shares this test's network namespace, so it is found by that namespace.
         let ours = netns_id(Path::new("/proc/self/ns/net")).expect("own netns");
         assert!(processes_in_netns(&[ours]).contains(&pid));

@@ -430,10 +430,7 @@ fn start_server(
     }
     let log = state_dir.join("logs").join("server.log");
     let child = sys::spawn_detached(bin, &server_args, &log)?;
-    state.server = Some(ProcessRecord {
-        pid: child.id() as i32,
-        log: log.clone(),
-    });
+    state.server = Some(ProcessRecord::new(child.id() as i32, log.clone()));
     state.save(state_dir)?;
     let mut server = Started {
         child,
@@ -492,10 +489,7 @@ fn start_agents(
             .join("logs")
             .join(format!("agent-{}.log", host.name));
         let child = sys::spawn_detached(bin, &agent_args, &log)?;
-        state.hosts[i].process = Some(ProcessRecord {
-            pid: child.id() as i32,
-            log: log.clone(),
-        });
+        state.hosts[i].process = Some(ProcessRecord::new(child.id() as i32, log.clone()));
         state.save(state_dir)?;
         agents.push(Started {
             child,
