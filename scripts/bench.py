@@ -111,7 +111,7 @@ def propagation(status_path, changes):
 
     status = json.load(open(status_path))
     ec2 = boto3.client("ec2", endpoint_url=status["api_url"], region_name="us-east-1",
-                       aws_access_key_id="x", aws_secret_access_key="x",
+                       aws_access_key_id="softvpc", aws_secret_access_key="softvpc",
                        config=Config(retries={"total_max_attempts": 1}))
     agents = [h for h in status["hosts"] if h.get("agent", True)]
     subnet_id = status["instances"][0]["subnet_id"]

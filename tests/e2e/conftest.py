@@ -29,6 +29,8 @@ STATE_DIR = Path("/tmp/svt-e2e-lab")
 WORK_DIR = Path(f"/tmp/svt-e2e-{os.getpid()}")
 SOFTVPC_BIN = os.environ.get("SOFTVPC_BIN", str(REPO / "target" / "release" / "softvpc"))
 SENDPKT = str(HERE / "sendpkt.py")
+# The credentials `lab up` tells users to export (the API does not verify signatures yet).
+AWS_KEY = "softvpc"
 
 # The seed topology (issue 2, section 4) plus `kvtep`: a registered host that runs no agent, where
 # a kernel VXLAN device plays the virtual router for `kvm1` (tests/e2e/test_interop.py).
@@ -409,7 +411,7 @@ class Lab:
 
     # ---- the EC2 API
     def aws_env(self):
-        return dict(os.environ, AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="x",
+        return dict(os.environ, AWS_ACCESS_KEY_ID=AWS_KEY, AWS_SECRET_ACCESS_KEY=AWS_KEY,
                     AWS_DEFAULT_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true",
                     AWS_CONFIG_FILE=str(WORK_DIR / "aws-config-none"),
                     AWS_SHARED_CREDENTIALS_FILE=str(WORK_DIR / "aws-credentials-none"),
@@ -533,7 +535,7 @@ def ec2(lab):
     import boto3
     from botocore.config import Config
     return boto3.client("ec2", endpoint_url=lab.api_url, region_name="us-east-1",
-                        aws_access_key_id="x", aws_secret_access_key="x",
+                        aws_access_key_id=AWS_KEY, aws_secret_access_key=AWS_KEY,
                         config=Config(retries={"total_max_attempts": 1}))
 
 
