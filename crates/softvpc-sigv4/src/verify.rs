@@ -10,8 +10,9 @@
 //!    equal to the request timestamp's day and the service the policy's (`ec2`);
 //! 3. time: header form within ±15 minutes of `now`; presigned form not in the future by more
 //!    than 15 minutes, not past `X-Amz-Date + X-Amz-Expires` (at most 7 days) (`RequestExpired`);
-//! 4. payload: a claimed `X-Amz-Content-Sha256` must be the body's hash; an unsigned payload is
-//!    only accepted with an empty body;
+//! 4. payload: a claimed `X-Amz-Content-Sha256` must be the body's hash; a presigned URL may
+//!    sign the body's hash (botocore does, for EC2) or `UNSIGNED-PAYLOAD`; an unsigned payload
+//!    is only accepted with an empty body;
 //! 5. signature recomputed with the looked-up secret (a fixed dummy secret when the key is
 //!    unknown, so both paths do the same work) and compared in constant time; then the session
 //!    token, also in constant time.
@@ -256,23 +257,23 @@ fn verify_inner(
 
     let expires_at = check_time(&parsed, now, policy)?;
 
-    // Payload hash.
+    // Payload hash candidates: what the client may have signed in place of the body.
     let claimed = single_header(req, "x-amz-content-sha256")?;
     let body_hash = sha256_hex(req.body);
-    let (payload_hash, payload_signed) = match claimed {
+    let candidates: Vec<(String, bool)> = match claimed {
         Some(c) if c.len() == 64 && c.bytes().all(|b| b.is_ascii_hexdigit()) => {
             if !c.eq_ignore_ascii_case(&body_hash) {
                 return Err(AuthError::Failure(FailureReason::PayloadHashMismatch));
             }
-            (c.to_owned(), true)
+            vec![(c.to_owned(), true)]
         }
-        Some(c) => (c.to_owned(), false),
-        None if parsed.presigned => (UNSIGNED_PAYLOAD.to_owned(), false),
-        None => (body_hash, true),
+        // UNSIGNED-PAYLOAD or a streaming mode: accepted only without a body (checked below).
+        Some(c) => vec![(c.to_owned(), false)],
+        // Presigned URLs: botocore signs the (empty) body's hash for EC2, S3-style signers
+        // sign UNSIGNED-PAYLOAD; both are valid SigV4.
+        None if parsed.presigned => vec![(body_hash, true), (UNSIGNED_PAYLOAD.to_owned(), false)],
+        None => vec![(body_hash, true)],
     };
-    if !payload_signed && !req.body.is_empty() {
-        return Err(AuthError::Failure(FailureReason::UnsignedPayloadWithBody));
-    }
 
     // Canonical request over the signed headers.
     let mut text_headers: Vec<(&str, &str)> = Vec::with_capacity(req.headers.len());
@@ -293,16 +294,10 @@ fn verify_inner(
     let signed_list: Vec<&str> = parsed.signed_headers.iter().map(String::as_str).collect();
     let headers_block = canonical_headers(&text_headers, &signed_list)
         .map_err(|m| AuthError::Failure(FailureReason::MissingSignedHeader(m.0)))?;
-    let creq = canonical_request(
-        req.method,
-        &canonical_uri(req.path),
-        &canonical_query(req.query, parsed.presigned.then_some("X-Amz-Signature")),
-        &headers_block,
-        &parsed.signed_headers_raw,
-        &payload_hash,
-    );
+    let uri = canonical_uri(req.path);
+    let query = canonical_query(req.query, parsed.presigned.then_some("X-Amz-Signature"));
     let scope = credential_scope(&parsed.day, &parsed.region, &parsed.service);
-    let sts = string_to_sign(&parsed.timestamp.amz(), &scope, &creq);
+    let amz_date = parsed.timestamp.amz();
 
     // Lookup, then the same HMAC work whether or not the key exists.
     let secret = lookup(&parsed.access_key);
@@ -310,19 +305,36 @@ fn verify_inner(
         .as_ref()
         .map_or(DUMMY_SECRET, |s| s.secret_access_key.as_str());
     let key = signing_key(secret_str, &parsed.day, &parsed.region, &parsed.service);
-    let expected = canonical::signature(&key, &sts);
-    let sig_ok: bool = match &parsed.signature {
-        Some(given) => expected.ct_eq(given).into(),
-        None => false,
-    };
+    let mut matched: Option<bool> = None;
+    for (payload_hash, signed) in &candidates {
+        let creq = canonical_request(
+            req.method,
+            &uri,
+            &query,
+            &headers_block,
+            &parsed.signed_headers_raw,
+            payload_hash,
+        );
+        let expected = canonical::signature(&key, &string_to_sign(&amz_date, &scope, &creq));
+        let ok: bool = match &parsed.signature {
+            Some(given) => expected.ct_eq(given).into(),
+            None => false,
+        };
+        if ok && matched.is_none() {
+            matched = Some(*signed);
+        }
+    }
     let Some(secret) = secret else {
         return Err(AuthError::Failure(FailureReason::UnknownAccessKey));
     };
     if parsed.signature.is_none() {
         return Err(AuthError::Failure(FailureReason::MalformedSignature));
     }
-    if !sig_ok {
+    let Some(payload_signed) = matched else {
         return Err(AuthError::Failure(FailureReason::SignatureMismatch));
+    };
+    if !payload_signed && !req.body.is_empty() {
+        return Err(AuthError::Failure(FailureReason::UnsignedPayloadWithBody));
     }
     let token_ok = match (&secret.session_token, &parsed.security_token) {
         (None, None) => true,
