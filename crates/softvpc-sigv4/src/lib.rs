@@ -17,10 +17,13 @@
 //! - [`credentials`]: key generation and the AWS shared-credentials file (mode 0600).
 //! - [`error`]: refusals and their EC2 wire form.
 //! - [`time`]: the SigV4 and HTTP timestamp formats.
+//! - `fuzzing` (hidden): the body of the `sigv4_verify` fuzz target.
 
 pub mod canonical;
 pub mod credentials;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod time;
 pub mod verify;
 
