@@ -7,7 +7,10 @@ registered host); and well-formed VXLAN from the fabric namespace, which is not 
 A well-formed VXLAN frame from host-2 is the control: it is delivered, so the path is real.
 """
 
+import sys
+
 import frames as fr
+from conftest import SENDPKT
 
 
 def _drops(lab, host, *reasons):
@@ -87,4 +90,32 @@ def test_bad_vxlan_from_the_underlay(lab, macs):
                   and b"svt-underlay-control" not in f.raw]
         assert not leaked, f"bad VXLAN payload reached {name}: {leaked}\n{cap.text()}"
     assert lab.agent_alive("host-1")
+    _traffic_still_flows(lab)
+
+
+def _all_drops(lab, host):
+    return sum(v for (name, _), v in lab.metrics(host).items() if name == "softvpc_drops_total")
+
+
+def test_garbage_floods_leave_the_agents_running(lab, macs):
+    """A bounded flood of random frames from an instance and random datagrams on the underlay
+    (fixed seeds, 2,000 of each): everything is refused and counted, nothing stops."""
+    count = 2000
+    vnis = [str(lab.vni(lab.instance(n)["vpc_id"])) for n in ("zigi-vm1", "other-vm1")]
+    before = {h: _all_drops(lab, h) for h in ("host-1", "host-2")}
+    with lab.capture("zigi-vm4", "zigi-vm2") as caps:
+        lab.exec("zigi-vm1", sys.executable, SENDPKT, "garbage-raw", "eth0", "5356", str(count),
+                 macs["zigi-vm1"], macs["zigi-vm4"], macs["zigi-vm2"], timeout=120, check=True)
+        lab.netns_exec(lab.host("host-2")["netns"], sys.executable, SENDPKT, "garbage-vxlan",
+                       lab.host("host-1")["underlay_ip"], "7348", str(count), *vnis,
+                       timeout=120, check=True)
+    after = {h: _all_drops(lab, h) for h in ("host-1", "host-2")}
+
+    # host-1 refused (nearly) all of both floods; the rest is what randomness made well-formed
+    # enough to pass, e.g. an IPv4-looking frame for zigi-vm4 with zigi-vm1's own addresses.
+    assert after["host-1"] - before["host-1"] >= count, (before, after)
+    for name, cap in caps.items():
+        from_vm1 = [f for f in cap.frames if f.src == macs["zigi-vm1"]]
+        assert len(from_vm1) <= count // 100, f"{len(from_vm1)} garbage frames reached {name}"
+    assert lab.agent_alive("host-1") and lab.agent_alive("host-2")
     _traffic_still_flows(lab)
