@@ -1,7 +1,7 @@
 //! The engine: per-batch entry points, the pipeline that walks each frame through the layers
 //! (see [`crate::layers`]), and the output the shell performs.
 //!
-//! Every input ends in exactly one [`Verdict`]: one output, one drop (counted by reason) or
+//! Every input ends in exactly one `Verdict`: one output, one drop (counted by reason) or
 //! one absorption (counted by path). The engine keeps no per-packet state yet; `now` is taken
 //! so that flow tables (security groups, NAT) can expire entries without a clock of their own.
 

@@ -21,7 +21,7 @@
 //! the inner frame is for an ENI of that VNI on this host; security groups (ingress rules) will
 //! slot in after that check.
 //!
-//! Each layer either passes the frame on or ends it with a [`Verdict`].
+//! Each layer either passes the frame on or ends it with a `Verdict`.
 
 pub mod antispoof;
 pub mod gateway;
