@@ -57,7 +57,19 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+
+# A signal stops the running half (its whole process tree, by pid) before the cleanup runs.
+HALF_PID=
+kill_tree() {
+  local child
+  for child in $(ps -o pid= --ppid "$1" 2>/dev/null); do kill_tree "$child"; done
+  kill -TERM "$1" 2>/dev/null || true
+}
+on_signal() {
+  [ -n "$HALF_PID" ] && kill_tree "$HALF_PID"
+  exit 130
+}
+trap on_signal INT TERM
 
 log() { echo "==> $*" >&2; }
 
@@ -167,12 +179,20 @@ EOF
 }
 
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
-# Each half runs in a subshell with errexit live (not under || or if, where bash ignores -e).
-set +e
-(set -e; kernel_half); kernel_rc=$?
-[ $kernel_rc -eq 0 ] || { echo "kernel half failed" >&2; exit 1; }
-(set -e; softvpc_half); softvpc_rc=$?
-set -e
+# Each half runs in a background subshell with errexit live (bash ignores -e in functions called
+# under || or if), waited for so that a signal reaches on_signal at once.
+run_half() {
+  (set -e; "$1") &
+  HALF_PID=$!
+  local rc=0
+  wait "$HALF_PID" || rc=$?
+  HALF_PID=
+  return $rc
+}
+kernel_rc=0 softvpc_rc=0
+run_half kernel_half || kernel_rc=$?
+[ $kernel_rc -eq 0 ] || { echo "kernel half failed (exit $kernel_rc)" >&2; exit 1; }
+run_half softvpc_half || softvpc_rc=$?
 [ $softvpc_rc -eq 0 ] || echo "!! softvpc half failed (exit $softvpc_rc): its figures are missing" >&2
 
 echo
