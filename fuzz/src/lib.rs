@@ -1,5 +1,7 @@
-//! Shared pieces of the softvpc fuzz targets: the fixed engine topology the engine targets run
-//! against, and how a fuzz input is cut into a batch of frames.
+//! The engine fuzz targets' bodies ([`port_frames`], [`underlay`]) and what they share: the
+//! fixed topology they run against, how an input is cut into a batch, the output invariants.
+//! The bodies live here so `cargo test` (in `fuzz/`) can check the seeds in `seeds/` really
+//! reach the engine's delivery paths.
 //!
 //! Topology (host-1's view, as in the seed): VPC 1 (VNI 0x000101, 10.0.0.0/16, subnets
 //! 10.0.0.0/24 and 10.0.1.0/24) and VPC 2 (VNI 0x000102, 10.0.0.0/16 again: overlapping), one
@@ -10,11 +12,13 @@
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use softvpc_engine::{
-    Engine, EngineConfig, EniInfo, HostInfo, Mac, MappingRecords, MappingTable, Output, PortId,
-    SubnetInfo, Vni, VpcInfo,
+    router_mac, Engine, EngineConfig, EniInfo, HostInfo, Mac, MappingRecords, MappingTable, Output,
+    PortId, SubnetInfo, Vni, VpcInfo,
 };
+use softvpc_wire::{VxlanPacket, VxlanRepr, VXLAN_HEADER_LEN};
 
 pub const HOST1: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 11);
 pub const HOST2: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 12);
@@ -277,5 +281,199 @@ pub fn check_isolation(vni: Vni, out: &Output) {
             vni.0,
             "a frame from VNI {vni:?} left with another VNI"
         );
+    }
+}
+
+/// The `engine_port_frames` target: a batch of arbitrary frames from one local port of host-1,
+/// then the output invariants, VPC isolation, and batch == one frame at a time. Returns the
+/// batch's output.
+///
+/// Input: byte 0 picks the port (vm1, other1, or an unknown port); byte 1 holds fix-ups that
+/// help the fuzzer past the checks it cannot guess (bit 0: source MAC := the ENI's, bit 1:
+/// IPv4 source := the ENI's, bit 2: destination MAC := the VPC router's, bit 3: recompute the
+/// IPv4 header checksum); the rest is frames, each behind a big-endian u16 length.
+pub fn port_frames(data: &[u8]) -> Output {
+    let [selector, fixups, rest @ ..] = data else {
+        return Output::default();
+    };
+    let locals: Vec<_> = local_enis().collect();
+    let eni = locals
+        .get(usize::from(*selector) % (locals.len() + 1))
+        .copied();
+    let port = eni.and_then(|e| e.port).unwrap_or(PORT_UNKNOWN);
+
+    let frames: Vec<Vec<u8>> = split_frames(rest, 64)
+        .into_iter()
+        .map(|f| {
+            let mut f = f.to_vec();
+            if let Some(e) = eni {
+                if fixups & 1 != 0 && f.len() >= 12 {
+                    f[6..12].copy_from_slice(&e.mac);
+                }
+                if fixups & 2 != 0 && f.len() >= 30 {
+                    f[26..30].copy_from_slice(&e.ip.octets());
+                }
+                if fixups & 4 != 0 && f.len() >= 6 {
+                    f[0..6].copy_from_slice(&router_mac(e.vni));
+                }
+            }
+            if fixups & 8 != 0 {
+                fix_ipv4_checksum(&mut f);
+            }
+            f
+        })
+        .collect();
+
+    let mut engine = self::engine();
+    let mut out = Output::default();
+    engine.handle_port_frames(
+        Instant::now(),
+        port,
+        frames.iter().map(|f| &f[..]),
+        &mut out,
+    );
+    check_output(frames.len(), &out);
+    match eni {
+        Some(e) => check_isolation(e.vni, &out),
+        None => assert!(out.is_empty(), "frames from an unknown port were forwarded"),
+    }
+    // A batch is only a sequence: one frame at a time gives the same outputs.
+    let mut engine = self::engine();
+    let mut single = Output::default();
+    for f in &frames {
+        engine.handle_port_frames(Instant::now(), port, [&f[..]], &mut single);
+    }
+    assert_eq!(single.to_ports, out.to_ports, "batch and one-by-one differ");
+    assert_eq!(
+        single.to_underlay, out.to_underlay,
+        "batch and one-by-one differ"
+    );
+    out
+}
+
+/// The `engine_underlay` target: a batch of arbitrary UDP payloads arriving on host-1's VXLAN
+/// port, then the output invariants, batch == one at a time, and that a frame is only
+/// delivered to an ENI of the VPC its VNI names. Returns the batch's output.
+///
+/// Input: byte 0 picks the outer source (host-2, host-1 itself, or an unregistered address);
+/// byte 1 holds fix-ups that help the fuzzer past the checks it cannot guess (bit 0: prepend a
+/// valid VXLAN header with the VNI byte 2 picks: VPC 1, VPC 2 or unknown; bit 1: inner
+/// destination MAC := a local ENI's (byte 2 picks which); bit 2: inner IPv4 destination := that
+/// ENI's; bit 3: recompute the inner IPv4 header checksum); the rest is datagrams, each behind
+/// a big-endian u16 length.
+pub fn underlay(data: &[u8]) -> Output {
+    let [src_sel, fixups, target_sel, rest @ ..] = data else {
+        return Output::default();
+    };
+    let src = [HOST2, HOST1, STRANGER][usize::from(*src_sel) % 3];
+    let prepend_vni = [VNI1, VNI2, VNI_UNKNOWN][usize::from(*target_sel) % 3];
+    let locals: Vec<_> = local_enis().collect();
+    let target = locals[usize::from(*target_sel) % locals.len()];
+
+    let datagrams: Vec<Vec<u8>> = split_frames(rest, 64)
+        .into_iter()
+        .map(|d| {
+            let mut v = Vec::with_capacity(VXLAN_HEADER_LEN + d.len());
+            if fixups & 1 != 0 {
+                v.resize(VXLAN_HEADER_LEN, 0);
+                VxlanRepr { vni: prepend_vni.0 }.emit(&mut VxlanPacket::new_unchecked(&mut v[..]));
+            }
+            v.extend_from_slice(d);
+            // Offsets of the inner frame, whether or not a header was prepended.
+            let at = VXLAN_HEADER_LEN.min(v.len());
+            let inner = &mut v[at..];
+            if fixups & 2 != 0 && inner.len() >= 6 {
+                inner[0..6].copy_from_slice(&target.mac);
+            }
+            if fixups & 4 != 0 && inner.len() >= 34 {
+                inner[30..34].copy_from_slice(&target.ip.octets());
+            }
+            if fixups & 8 != 0 {
+                fix_ipv4_checksum(inner);
+            }
+            v
+        })
+        .collect();
+
+    let mut engine = self::engine();
+    let mut out = Output::default();
+    engine.handle_underlay_datagrams(
+        Instant::now(),
+        datagrams.iter().map(|d| (src, &d[..])),
+        &mut out,
+    );
+    check_output(datagrams.len(), &out);
+    assert!(
+        out.to_underlay.is_empty(),
+        "decapsulated traffic was sent back out"
+    );
+    if src == STRANGER {
+        assert!(out.is_empty(), "accepted VXLAN from an unregistered host");
+    }
+    // One at a time on a fresh engine: the same outputs as the batch (a batch is only a
+    // sequence), and each output can be traced to its datagram to check isolation: a frame is
+    // delivered only to an ENI of the VPC its VNI names.
+    let mut engine = self::engine();
+    let mut to_ports = Vec::new();
+    for d in &datagrams {
+        let mut single = Output::default();
+        engine.handle_underlay_datagrams(Instant::now(), [(src, &d[..])], &mut single);
+        if !single.is_empty() {
+            let vx = VxlanPacket::new_checked(&d[..]).expect("only VXLAN is delivered");
+            check_isolation(softvpc_engine::Vni(vx.vni()), &single);
+        }
+        to_ports.append(&mut single.to_ports);
+    }
+    assert_eq!(to_ports, out.to_ports, "batch and one-by-one differ");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn seeds(target: &str) -> Vec<Vec<u8>> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("seeds")
+            .join(target);
+        let mut v: Vec<_> = std::fs::read_dir(&dir)
+            .expect("seeds dir")
+            .map(|e| std::fs::read(e.expect("entry").path()).expect("seed"))
+            .collect();
+        v.sort();
+        assert!(!v.is_empty(), "no seeds for {target}");
+        v
+    }
+
+    /// The seeds are what the fuzzer starts from: each must get frames through the engine
+    /// (not just dropped), or the invariants would only ever be checked on empty outputs.
+    #[test]
+    fn port_frame_seeds_reach_both_outputs() {
+        let (mut local, mut remote) = (0, 0);
+        for seed in seeds("engine_port_frames") {
+            let out = port_frames(&seed);
+            assert!(!out.is_empty(), "seed produced nothing");
+            local += out.to_ports.len();
+            remote += out.to_underlay.len();
+        }
+        assert!(local > 0 && remote > 0, "local {local}, remote {remote}");
+    }
+
+    #[test]
+    fn underlay_seeds_are_delivered() {
+        for seed in seeds("engine_underlay") {
+            assert_eq!(underlay(&seed).to_ports.len(), 1);
+        }
+    }
+
+    #[test]
+    fn split_frames_is_bounded() {
+        assert_eq!(
+            split_frames(&[0, 2, 7, 8, 0, 9, 1], 8),
+            [&[7, 8][..], &[1][..]]
+        );
+        assert_eq!(split_frames(&[0, 0, 0, 0, 0, 0], 2).len(), 2);
+        assert!(split_frames(&[5], 8).is_empty());
     }
 }
