@@ -107,6 +107,9 @@ pub struct Policy<'a> {
     pub max_skew: Duration,
     /// Largest accepted `X-Amz-Expires` (AWS: 7 days).
     pub max_presign_expiry: Duration,
+    /// When set, the only region the credential scope may name (a server that serves one
+    /// region); `None` accepts any non-empty region and reports it in [`Verified::region`].
+    pub region: Option<&'a str>,
 }
 
 impl Policy<'static> {
@@ -115,6 +118,7 @@ impl Policy<'static> {
         service: "ec2",
         max_skew: Duration::from_secs(15 * 60),
         max_presign_expiry: Duration::from_secs(7 * 24 * 3600),
+        region: None,
     };
 }
 
@@ -240,6 +244,13 @@ fn verify_inner(
     }
     if parsed.region.is_empty() {
         return Err(incomplete("Credential should be scoped to a valid region."));
+    }
+    if let Some(region) = policy.region.filter(|r| *r != parsed.region) {
+        return Err(incomplete(format!(
+            "Credential should be scoped to a valid region, not '{}' (this endpoint serves \
+             '{region}').",
+            parsed.region
+        )));
     }
     if parsed.day != parsed.timestamp.day() {
         return Err(incomplete(format!(

@@ -381,6 +381,27 @@ fn session_token_rules() {
 }
 
 #[test]
+fn policy_region_pins_the_scope() {
+    use softvpc_sigv4::{verify_with, Policy};
+    let r = signed();
+    let h = r.header_refs();
+    let now = at().system_time();
+    let pinned = |region| Policy {
+        region: Some(region),
+        ..Policy::EC2
+    };
+    verify_with(&r.view(&h), now, &pinned("us-east-1"), |_| {
+        Some(Secret::new(SK))
+    })
+    .expect("same region");
+    let e = verify_with(&r.view(&h), now, &pinned("eu-west-1"), |_| {
+        Some(Secret::new(SK))
+    })
+    .expect_err("other region");
+    assert_eq!(e.code(), "IncompleteSignature");
+}
+
+#[test]
 fn secret_debug_is_redacted() {
     let s = format!("{:?}", Secret::new(SK));
     assert!(!s.contains(SK), "{s}");
