@@ -20,6 +20,7 @@ def test_probe_for_own_address_gets_no_reply(lab):
         proc = lab.exec("zigi-vm1", "arping", "-D", "-I", "eth0", "-c", "2", "-w", "3",
                         "10.0.0.148", timeout=20)
     assert proc.returncode == 0, f"DAD for its own address must succeed:\n{proc.stdout}"
+    assert re.search(r"Sent [1-9]\d* probe", proc.stdout), proc.stdout + proc.stderr
     assert not _replies(proc.stdout), proc.stdout
     for name, cap in caps.items():
         assert not [f for f in cap.frames if f.ethertype == ETH_ARP], f"probe reached {name}"
@@ -49,7 +50,8 @@ def test_unassigned_address_gets_no_reply(lab):
     with lab.capture("zigi-vm4", "zigi-vm2") as caps:
         proc = lab.exec("zigi-vm1", "arping", "-I", "eth0", "-c", "3", "-w", "3", "10.0.0.99",
                         timeout=20)
-    assert proc.returncode != 0 and not _replies(proc.stdout), proc.stdout
+    assert re.search(r"Sent [1-9]\d* probe", proc.stdout), proc.stdout + proc.stderr
+    assert proc.returncode == 1 and not _replies(proc.stdout), proc.stdout
     for name, cap in caps.items():
         assert not [f for f in cap.frames if f.ethertype == ETH_ARP], f"request reached {name}"
 
