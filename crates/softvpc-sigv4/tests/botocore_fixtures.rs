@@ -24,7 +24,11 @@ fn load_all() -> Vec<Fixture> {
     let dir: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests", "fixtures"]
         .iter()
         .collect();
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+    load_dir(&dir)
+}
+
+fn load_dir(dir: &std::path::Path) -> Vec<Fixture> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
         .expect("fixtures dir")
         .map(|e| e.expect("entry").path())
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
@@ -82,7 +86,45 @@ fn check(f: &Fixture, req: &OwnedRequest, now: SystemTime) -> Result<Verified, A
 
 #[test]
 fn every_botocore_request_verifies() {
-    for f in load_all() {
+    check_all_verify(load_all());
+}
+
+/// Re-runs the generator with the installed botocore (fresh signatures: the invocation id is
+/// random) and verifies its output, so a botocore upgrade that signs differently is caught.
+/// Skipped, loudly, where python3 or botocore is missing (the committed fixtures still run).
+#[test]
+fn freshly_signed_by_installed_botocore_verifies() {
+    let has_botocore = std::process::Command::new("python3")
+        .args(["-c", "import botocore"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_botocore {
+        eprintln!("SKIPPED: python3 with botocore not available");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script: PathBuf = [
+        env!("CARGO_MANIFEST_DIR"),
+        "tests",
+        "gen_botocore_fixtures.py",
+    ]
+    .iter()
+    .collect();
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(dir.path())
+        .output()
+        .expect("run generator");
+    assert!(
+        out.status.success(),
+        "generator failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    check_all_verify(load_dir(dir.path()));
+}
+
+fn check_all_verify(fixtures: Vec<Fixture>) {
+    for f in fixtures {
         let v = check(&f, &f.req, f.now).unwrap_or_else(|e| panic!("{}: {e}", f.name));
         assert_eq!(v.access_key, f.access_key, "{}", f.name);
         assert_eq!(v.region, "us-east-1");

@@ -7,7 +7,9 @@ the body, a signed header, the key or the date makes it fail. Nothing is sent an
 The clock is frozen so the output is deterministic (except botocore's random invocation id,
 which is signed like any other header).
 
-Usage: python3 crates/softvpc-sigv4/tests/gen_botocore_fixtures.py  (rewrites tests/fixtures/)
+Usage: python3 crates/softvpc-sigv4/tests/gen_botocore_fixtures.py [OUT_DIR]
+(default OUT_DIR: tests/fixtures/ beside this script, the committed fixtures; the Rust test
+`botocore_live` also runs it into a temporary directory to check the installed botocore.)
 """
 
 import datetime
@@ -121,7 +123,8 @@ def capture_presigned(name, operation, params, expires, session_token=None):
 
 
 def main():
-    os.makedirs(OUT, exist_ok=True)
+    out = sys.argv[1] if len(sys.argv) > 1 else OUT
+    os.makedirs(out, exist_ok=True)
     cases = []
     with mock.patch.object(botocore.auth, "get_current_datetime", return_value=FROZEN):
         cases.append(capture_header_form("describe-vpcs", "describe_vpcs", {}))
@@ -182,7 +185,7 @@ def main():
             )
         )
     for case in cases:
-        path = os.path.join(OUT, case["name"] + ".json")
+        path = os.path.join(out, case["name"] + ".json")
         with open(path, "w", encoding="utf-8") as f:
             json.dump(case, f, indent=2, ensure_ascii=False)
             f.write("\n")
