@@ -24,7 +24,10 @@ fuzz_target!(|data: &[u8]| {
     };
     match result {
         Ok((op, tree)) => {
-            assert!(tree.as_struct().is_some(), "a request decodes to a structure");
+            assert!(
+                tree.as_struct().is_some(),
+                "a request decodes to a structure"
+            );
             let xml = encode(&op, &tree, "fuzz");
             assert!(xml.starts_with("<?xml"));
             let _ = try_encode(&op, &tree, "fuzz");
