@@ -225,3 +225,18 @@ def test_create_tags(ec2, vpc, subnet):
     expect_error("InvalidNetworkInterfaceID.NotFound", 400, ec2.create_tags, Resources=["eni-0123456789abcdef0"], Tags=[{"Key": "k", "Value": "v"}])
     expect_error("InvalidParameterValue", 400, ec2.create_tags, Resources=[vpc["VpcId"]], Tags=[{"Key": "aws:k", "Value": "v"}])
     expect_error("MissingParameter", 400, ec2.create_tags, Resources=[], Tags=[{"Key": "k", "Value": "v"}])
+
+
+def test_delete_tags(ec2, vpc):
+    vid = vpc["VpcId"]
+    ec2.create_tags(Resources=[vid], Tags=[{"Key": "a", "Value": "1"}, {"Key": "b", "Value": "2"}, {"Key": "c", "Value": "3"}])
+    # A value that does not match keeps the tag; a key alone removes it.
+    ec2.delete_tags(Resources=[vid], Tags=[{"Key": "a", "Value": "other"}, {"Key": "b"}])
+    (v,) = ec2.describe_vpcs(VpcIds=[vid])["Vpcs"]
+    assert tags(v) == {"a": "1", "c": "3"}
+    expect_error("InvalidVpcID.NotFound", 400, ec2.delete_tags, Resources=[vid, "vpc-0123456789abcdef0"], Tags=[{"Key": "a"}])
+    (v,) = ec2.describe_vpcs(VpcIds=[vid])["Vpcs"]
+    assert tags(v) == {"a": "1", "c": "3"}, "all or nothing"
+    ec2.delete_tags(Resources=[vid])
+    (v,) = ec2.describe_vpcs(VpcIds=[vid])["Vpcs"]
+    assert tags(v) == {}

@@ -127,6 +127,7 @@ mod tests {
             "DescribeNetworkInterfaces",
             "DescribeHosts",
             "CreateTags",
+            "DeleteTags",
             "Nope",
         ]);
         let key = prop::sample::select(vec![

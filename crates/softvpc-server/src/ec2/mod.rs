@@ -64,68 +64,43 @@ pub struct Action {
     pub handler: Handler,
 }
 
+impl Action {
+    const fn new(name: &'static str, kind: Kind, handler: Handler) -> Self {
+        Action {
+            name,
+            kind,
+            handler,
+        }
+    }
+}
+
 /// Every action the API serves.
 pub static ACTIONS: &[Action] = &[
-    Action {
-        name: "CreateVpc",
-        kind: Kind::Write,
-        handler: vpc::create_vpc,
-    },
-    Action {
-        name: "DescribeVpcs",
-        kind: Kind::Read,
-        handler: vpc::describe_vpcs,
-    },
-    Action {
-        name: "DeleteVpc",
-        kind: Kind::Write,
-        handler: vpc::delete_vpc,
-    },
-    Action {
-        name: "CreateSubnet",
-        kind: Kind::Write,
-        handler: subnet::create_subnet,
-    },
-    Action {
-        name: "DescribeSubnets",
-        kind: Kind::Read,
-        handler: subnet::describe_subnets,
-    },
-    Action {
-        name: "DeleteSubnet",
-        kind: Kind::Write,
-        handler: subnet::delete_subnet,
-    },
-    Action {
-        name: "RunInstances",
-        kind: Kind::Write,
-        handler: instance::run_instances,
-    },
-    Action {
-        name: "DescribeInstances",
-        kind: Kind::Read,
-        handler: instance::describe_instances,
-    },
-    Action {
-        name: "TerminateInstances",
-        kind: Kind::Write,
-        handler: instance::terminate_instances,
-    },
-    Action {
-        name: "DescribeNetworkInterfaces",
-        kind: Kind::Read,
-        handler: instance::describe_network_interfaces,
-    },
-    Action {
-        name: "DescribeHosts",
-        kind: Kind::Read,
-        handler: host::describe_hosts,
-    },
-    Action {
-        name: "CreateTags",
-        kind: Kind::Write,
-        handler: tags::create_tags,
-    },
+    Action::new("CreateVpc", Kind::Write, vpc::create_vpc),
+    Action::new("DescribeVpcs", Kind::Read, vpc::describe_vpcs),
+    Action::new("DeleteVpc", Kind::Write, vpc::delete_vpc),
+    Action::new("CreateSubnet", Kind::Write, subnet::create_subnet),
+    Action::new("DescribeSubnets", Kind::Read, subnet::describe_subnets),
+    Action::new("DeleteSubnet", Kind::Write, subnet::delete_subnet),
+    Action::new("RunInstances", Kind::Write, instance::run_instances),
+    Action::new(
+        "DescribeInstances",
+        Kind::Read,
+        instance::describe_instances,
+    ),
+    Action::new(
+        "TerminateInstances",
+        Kind::Write,
+        instance::terminate_instances,
+    ),
+    Action::new(
+        "DescribeNetworkInterfaces",
+        Kind::Read,
+        instance::describe_network_interfaces,
+    ),
+    Action::new("DescribeHosts", Kind::Read, host::describe_hosts),
+    Action::new("CreateTags", Kind::Write, tags::create_tags),
+    Action::new("DeleteTags", Kind::Write, tags::delete_tags),
 ];
 
 /// The action named `name`, if served.

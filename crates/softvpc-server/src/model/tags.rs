@@ -153,3 +153,141 @@ pub fn create_tags(
     }
     Ok(())
 }
+
+/// `DeleteTags`: removes tags from every resource named (all must exist, else nothing changes).
+/// A tag given with a value is removed only if its value matches; without one, whatever its
+/// value. No tags at all: every tag of the resources is removed.
+pub fn delete_tags(
+    txn: &mut Txn,
+    resource_ids: &[String],
+    tags: &[(String, Option<String>)],
+) -> Result<(), ApiError> {
+    if resource_ids.is_empty() {
+        return Err(ApiError::missing("ResourceId"));
+    }
+    let strip = |existing: &mut Tags| {
+        if tags.is_empty() {
+            existing.clear();
+        }
+        for (k, v) in tags {
+            if v.as_ref().is_none_or(|v| existing.get(k) == Some(v)) {
+                existing.remove(k);
+            }
+        }
+    };
+    for id in resource_ids {
+        let prefix = id.split('-').next().unwrap_or("");
+        match prefix {
+            "vpc" => {
+                let mut v = txn
+                    .state
+                    .vpcs
+                    .get(id)
+                    .map(|v| (**v).clone())
+                    .ok_or_else(|| {
+                        ApiError::not_found("InvalidVpcID.NotFound", "vpc", &[id.as_str()])
+                    })?;
+                strip(&mut v.tags);
+                txn.put_vpc(v);
+            }
+            "subnet" => {
+                let mut s = txn
+                    .state
+                    .subnets
+                    .get(id)
+                    .map(|s| (**s).clone())
+                    .ok_or_else(|| {
+                        ApiError::not_found("InvalidSubnetID.NotFound", "subnet", &[id.as_str()])
+                    })?;
+                strip(&mut s.tags);
+                txn.put_subnet(s);
+            }
+            "i" => {
+                let mut i = txn
+                    .state
+                    .instances
+                    .get(id)
+                    .map(|i| (**i).clone())
+                    .ok_or_else(|| {
+                        ApiError::not_found(
+                            "InvalidInstanceID.NotFound",
+                            "instance",
+                            &[id.as_str()],
+                        )
+                    })?;
+                strip(&mut i.tags);
+                txn.put_instance(i);
+                txn.touch_enis_of_instance(id);
+            }
+            "eni" => {
+                let mut e = txn
+                    .state
+                    .enis
+                    .get(id)
+                    .map(|e| (**e).clone())
+                    .ok_or_else(|| {
+                        ApiError::not_found(
+                            "InvalidNetworkInterfaceID.NotFound",
+                            "networkInterface",
+                            &[id.as_str()],
+                        )
+                    })?;
+                strip(&mut e.tags);
+                txn.put_eni(e);
+            }
+            _ => {
+                return Err(ApiError::new(
+                    "InvalidID",
+                    format!("The ID '{id}' is not valid"),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{vpc::create_vpc, State};
+
+    #[test]
+    fn create_and_delete_tags() {
+        let mut txn = Txn::new(State::new(), 0);
+        let v = create_vpc(&mut txn, "10.0.0.0/16", None, Tags::new()).unwrap();
+        let ids = vec![v.id.clone()];
+        let kv = |k: &str, v: &str| (k.to_string(), v.to_string());
+        create_tags(&mut txn, &ids, &[kv("a", "1"), kv("b", "2"), kv("c", "3")]).unwrap();
+        assert_eq!(txn.state.vpcs[&v.id].tags.len(), 3);
+        // Value mismatch: kept; no value: removed whatever it is.
+        delete_tags(
+            &mut txn,
+            &ids,
+            &[("a".into(), Some("9".into())), ("b".into(), None)],
+        )
+        .unwrap();
+        let t = &txn.state.vpcs[&v.id].tags;
+        assert_eq!(t.keys().collect::<Vec<_>>(), ["a", "c"]);
+        delete_tags(&mut txn, &ids, &[("a".into(), Some("1".into()))]).unwrap();
+        assert_eq!(txn.state.vpcs[&v.id].tags.len(), 1);
+        delete_tags(&mut txn, &ids, &[]).unwrap();
+        assert!(txn.state.vpcs[&v.id].tags.is_empty());
+        let many: Vec<_> = (0..51).map(|i| kv(&format!("k{i}"), "v")).collect();
+        assert_eq!(
+            create_tags(&mut txn, &ids, &many).unwrap_err().code,
+            "TagLimitExceeded"
+        );
+        assert_eq!(
+            delete_tags(&mut txn, &["vpc-nope".into()], &[])
+                .unwrap_err()
+                .code,
+            "InvalidVpcID.NotFound"
+        );
+        assert_eq!(
+            create_tags(&mut txn, &["sg-1".into()], &[kv("a", "b")])
+                .unwrap_err()
+                .code,
+            "InvalidID"
+        );
+    }
+}
