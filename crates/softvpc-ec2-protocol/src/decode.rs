@@ -79,6 +79,12 @@ pub fn decode_request(params: &[(String, String)]) -> Result<(String, Value), Pr
     Ok((action, tree))
 }
 
+/// A whole request: the form-encoded inputs (the query string, then the POST body) parsed and
+/// decoded as [`decode_request`] does.
+pub fn decode_form(inputs: &[&[u8]]) -> Result<(String, Value), ProtocolError> {
+    decode_request(&crate::form::parse_forms(inputs)?)
+}
+
 /// [`decode`] against a given model.
 pub fn decode_with(
     m: &Model,

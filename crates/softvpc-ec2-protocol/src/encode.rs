@@ -3,7 +3,8 @@
 //! then the output shape's members in model order under their `locationName`s (`vpcSet`,
 //! `tagSet`), lists as a wrapper element of `<item>`s, absent members omitted, empty lists as
 //! empty wrappers (botocore reads `<tagSet/>` as `[]`), booleans `true`/`false`, timestamps
-//! ISO 8601 with milliseconds. And the EC2 error document.
+//! ISO 8601 with milliseconds; operations without an output shape answer `<return>true</return>`
+//! as EC2 does. And the EC2 error document.
 
 use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
 use quick_xml::Writer;
@@ -243,6 +244,11 @@ fn encode_inner(
                     member: "(any)".to_string(),
                     shape: "(no output)".to_string(),
                 })?;
+            }
+            // EC2 answers the actions the model gives no output (DeleteVpc, AttachInternetGateway)
+            // with `<return>true</return>`; SDKs ignore it, older tools look for it.
+            if op.is_some() {
+                out.text_elem("return", "true");
             }
         }
     }

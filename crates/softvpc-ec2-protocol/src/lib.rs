@@ -27,7 +27,7 @@ pub mod form;
 pub mod model;
 pub mod value;
 
-pub use decode::{decode, decode_request, decode_with, is_protocol_param};
+pub use decode::{decode, decode_form, decode_request, decode_with, is_protocol_param};
 pub use encode::{encode, encode_error, try_encode, EncodeError};
 pub use error::ProtocolError;
 pub use form::{parse_form, parse_forms};

@@ -27,7 +27,7 @@ fn describe_vpcs_uses_location_names_and_items() {
 #[test]
 fn empty_output_and_empty_lists() {
     let xml = try_encode("DeleteVpc", &Value::new_struct(), "r").unwrap();
-    assert!(xml.ends_with("<DeleteVpcResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>r</requestId></DeleteVpcResponse>"));
+    assert!(xml.ends_with("<DeleteVpcResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>r</requestId><return>true</return></DeleteVpcResponse>"));
     let xml = try_encode("DescribeVpcs", &Value::from(&json!({"Vpcs": []})), "r").unwrap();
     assert!(xml.contains("<vpcSet></vpcSet>"), "{xml}");
 }
