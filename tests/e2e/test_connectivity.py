@@ -1,8 +1,12 @@
 """Reachability inside a VPC: across hosts, on one host, across subnets through the router (.1),
 and the router itself. The reply's TTL tells whether it was routed (63) or switched (64)."""
 
+import json
+import subprocess
+
 import pytest
 
+from conftest import PingResult, wait_until
 from frames import ETH_IPV4
 
 VPC_INSTANCES = ["zigi-vm1", "zigi-vm2", "zigi-vm3", "zigi-vm4", "other-vm1", "other-vm2"]
@@ -73,3 +77,34 @@ def test_default_route_and_mtu_inside_instances(lab, macs):
         assert f"inet {inst['ip']}/24" in addr, addr
         route = lab.exec(name, "ip", "route", "show", "default", check=True).stdout
         assert f"via {inst['ip'].rsplit('.', 1)[0]}.1" in route, route
+
+
+@pytest.mark.parametrize("src,dst_ip", [
+    ("zigi-vm1", "10.0.0.185"),  # VXLAN: 1450 + 50 bytes of encapsulation fill the 1500 underlay
+    ("zigi-vm1", "10.0.0.30"),   # same host
+    ("zigi-vm1", "10.0.1.20"),   # routed, other host
+])
+def test_full_size_frames_cross(lab, src, dst_ip):
+    """1450-byte IP packets (the instance MTU) with DF set get through, both ways."""
+    result = PingResult(lab.exec(src, "ping", "-n", "-M", "do", "-s", "1422", "-c", "3",
+                                 "-i", "0.2", "-W", "2", dst_ip, timeout=30))
+    assert result.ok and result.received == 3, result
+    assert "1430 bytes from" in result.output, result
+
+
+def test_bulk_tcp_between_hosts(lab):
+    """A short iperf3 TCP run between zigi-vm1 and zigi-vm2 (bounded: 2 s) moves data."""
+    server = subprocess.Popen(["ip", "netns", "exec", lab.netns("zigi-vm2"), "iperf3", "-s", "-1",
+                               "-B", "10.0.0.185"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: ":5201 " in lab.exec("zigi-vm2", "ss", "-ltn").stdout, 10,
+                   interval=0.1, what="iperf3 to listen")
+        proc = lab.exec("zigi-vm1", "iperf3", "-c", "10.0.0.185", "-t", "2", "-J", timeout=40)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        received = json.loads(proc.stdout)["end"]["sum_received"]
+        assert received["bytes"] > 10 * 1024 * 1024, received
+    finally:
+        if server.poll() is None:
+            server.kill()
+        server.wait(timeout=5)
