@@ -516,3 +516,99 @@ async fn a_reader_behind_the_ring_gets_a_snapshot() {
         .into_inner();
     assert_eq!([kind(&next(&mut w).await)], ["snapshot"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_watchers_converge_under_churn() {
+    let mut srv = start(10_000).await;
+    let cp = srv.cp.clone();
+    let mut hosts = Vec::new();
+    for i in 1..=3 {
+        let id = srv
+            .client
+            .register_host(pb::RegisterHostRequest {
+                name: format!("host-{i}"),
+                underlay_ip: format!("198.18.0.{}", 10 + i),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .host_id;
+        hosts.push(id);
+    }
+    // One watcher per host, each applying everything it receives, concurrently with the churn.
+    let mut tasks = Vec::new();
+    for h in &hosts {
+        let mut client = srv.client.clone();
+        let host_id = h.clone();
+        let (done_tx, mut done_rx) = tokio::sync::watch::channel(0u64);
+        let task = tokio::spawn(async move {
+            let mut s = client
+                .watch(pb::WatchRequest {
+                    host_id,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let mut view = View::default();
+            loop {
+                let target = *done_rx.borrow_and_update();
+                if target != 0 && view.revision >= target {
+                    return view;
+                }
+                tokio::select! {
+                    m = next(&mut s) => view.apply(&m),
+                    _ = done_rx.changed() => {}
+                }
+            }
+        });
+        tasks.push((h.clone(), task, done_tx));
+    }
+    // Churn: two VPCs, instances placed round-robin, some terminated, tags changed.
+    let cp2 = cp.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut subnets = Vec::new();
+        for _ in 0..2 {
+            let vpc = extract(&api(&cp2, "Action=CreateVpc&CidrBlock=10.0.0.0%2F16"), "vpcId");
+            subnets.push(extract(
+                &api(&cp2, &format!("Action=CreateSubnet&VpcId={vpc}&CidrBlock=10.0.0.0%2F24")),
+                "subnetId",
+            ));
+        }
+        let mut live = Vec::new();
+        for n in 0..60 {
+            let subnet = &subnets[n % 2];
+            let host = format!("host-{}", 1 + n % 3);
+            let id = extract(
+                &api(
+                    &cp2,
+                    &format!("Action=RunInstances&MinCount=1&MaxCount=1&SubnetId={subnet}&Placement.HostId={host}"),
+                ),
+                "instanceId",
+            );
+            live.push(id);
+            if n % 4 == 3 {
+                let victim = live.remove(n % live.len());
+                api(&cp2, &format!("Action=TerminateInstances&InstanceId.1={victim}"));
+            }
+            if n % 5 == 0 {
+                let who = &live[0];
+                api(&cp2, &format!("Action=CreateTags&ResourceId.1={who}&Tag.1.Key=Name&Tag.1.Value=n{n}"));
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let final_revision = cp.state().revision;
+    for (h, task, done_tx) in tasks {
+        done_tx.send(final_revision).unwrap();
+        let view = tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("watcher caught up")
+            .unwrap();
+        assert_eq!(view.revision, final_revision);
+        let want = fresh(&mut srv.client, &h).await;
+        assert!(view.same_content(&want), "host {h} diverged");
+        assert!(!view.enis.is_empty());
+    }
+}
