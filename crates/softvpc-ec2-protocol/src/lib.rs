@@ -17,8 +17,22 @@
 //! assert!(xml.contains("<vpc><vpcId>vpc-0123</vpcId><cidrBlock>10.0.0.0/16</cidrBlock></vpc>"));
 //! ```
 //!
-//! Modules: [`model`] (the parsed service model), [`value`] (the tree), [`form`] (form
-//! decoding), [`decode`] and [`encode`] (the two directions), [`error`] (protocol refusals).
+//! In a server, per request:
+//! 1. `decode_form(&[query_string, body])` gives `(action, input)` or a [`ProtocolError`]; answer
+//!    the error with HTTP [`ProtocolError::http_status`] and body
+//!    [`ProtocolError::to_xml`]`(request_id)`.
+//! 2. Dispatch on `action`; read the input by model member names (`input.get_str("VpcId")`,
+//!    `input.get_bool("DryRun")`, `input.get_list("Filters")` whose items have `Name` and
+//!    `Values`, `input.get_list("TagSpecifications")` with `ResourceType` and `Tags`).
+//!    Types, enums, list indices, integer ranges (`MaxResults` 5..=1000) and model-required
+//!    members are already checked; semantic checks stay with the action.
+//! 3. Build the output tree by member names ([`Value::with`], or `Value::from(&json!(..))`) and
+//!    answer with [`encode()`]`(action, &output, request_id)` (element names, order, `item`
+//!    wrappers and escaping come from the model); action errors with [`encode_error`].
+//!
+//! Modules: [`mod@model`] (the parsed service model), [`value`] (the tree), [`form`] (form
+//! decoding), [`mod@decode`] and [`mod@encode`] (the two directions), [`error`] (protocol
+//! refusals).
 
 pub mod decode;
 pub mod encode;

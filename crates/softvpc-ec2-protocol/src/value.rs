@@ -195,7 +195,8 @@ impl From<Vec<Value>> for Value {
     }
 }
 
-/// Untyped JSON into a tree: objects become structures (nulls dropped), numbers integers when
+/// Untyped JSON into a tree: objects become structures, nulls are dropped (in objects and
+/// arrays; a bare null becomes the empty string), numbers integers when
 /// they are whole, strings strings. The encoder writes a string given for a timestamp member as
 /// is, so `serde_json::json!` trees can be encoded directly.
 impl From<&serde_json::Value> for Value {
@@ -209,7 +210,9 @@ impl From<&serde_json::Value> for Value {
                 None => Value::Double(n.as_f64().unwrap_or(f64::NAN)),
             },
             J::String(s) => Value::String(s.clone()),
-            J::Array(a) => Value::List(a.iter().map(Value::from).collect()),
+            J::Array(a) => {
+                Value::List(a.iter().filter(|v| !v.is_null()).map(Value::from).collect())
+            }
             J::Object(o) => Value::Struct(
                 o.iter()
                     .filter(|(_, v)| !v.is_null())
