@@ -41,8 +41,8 @@ pub struct Eni {
     pub mac: Mac,
     pub host: Ipv4Addr,
     pub secondary: Option<Ipv4Addr>,
-    /// The port on host-1, for local ENIs.
-    pub port: Option<PortId>,
+    /// The ENI's port on its own host.
+    pub port: PortId,
 }
 
 pub const ENIS: [Eni; 5] = [
@@ -54,7 +54,7 @@ pub const ENIS: [Eni; 5] = [
         mac: [0x02, 0, 0, 0, 0x01, 0x01],
         host: HOST1,
         secondary: None,
-        port: Some(PortId(1)),
+        port: PortId(1),
     },
     Eni {
         id: "eni-00000000000000002",
@@ -64,7 +64,7 @@ pub const ENIS: [Eni; 5] = [
         mac: [0x02, 0, 0, 0, 0x01, 0x02],
         host: HOST2,
         secondary: Some(Ipv4Addr::new(10, 0, 0, 200)),
-        port: None,
+        port: PortId(2),
     },
     Eni {
         id: "eni-00000000000000003",
@@ -74,7 +74,7 @@ pub const ENIS: [Eni; 5] = [
         mac: [0x02, 0, 0, 0, 0x01, 0x03],
         host: HOST2,
         secondary: None,
-        port: None,
+        port: PortId(3),
     },
     Eni {
         id: "eni-00000000000000011",
@@ -84,7 +84,7 @@ pub const ENIS: [Eni; 5] = [
         mac: [0x02, 0, 0, 0, 0x02, 0x01],
         host: HOST1,
         secondary: None,
-        port: Some(PortId(11)),
+        port: PortId(11),
     },
     Eni {
         id: "eni-00000000000000012",
@@ -94,13 +94,18 @@ pub const ENIS: [Eni; 5] = [
         mac: [0x02, 0, 0, 0, 0x02, 0x02],
         host: HOST2,
         secondary: None,
-        port: None,
+        port: PortId(12),
     },
 ];
 
-/// The local ENIs (those with a port on host-1).
+/// The ENIs on `host`.
+pub fn enis_on(host: Ipv4Addr) -> impl Iterator<Item = &'static Eni> {
+    ENIS.iter().filter(move |e| e.host == host)
+}
+
+/// The local ENIs (those on host-1, where the targets run).
 pub fn local_enis() -> impl Iterator<Item = &'static Eni> {
-    ENIS.iter().filter(|e| e.port.is_some())
+    enis_on(HOST1)
 }
 
 /// The mapping records of the fixed topology.
@@ -174,17 +179,28 @@ pub fn records() -> MappingRecords {
     r
 }
 
-/// A fresh engine for host-1 with the fixed topology. The table is built once per process
-/// (it is immutable), so each fuzz input pays only for the engine itself.
+/// A fresh engine for host-1 with the fixed topology.
 pub fn engine() -> Engine {
-    static TABLE: OnceLock<Arc<MappingTable>> = OnceLock::new();
-    let table = TABLE.get_or_init(|| {
-        let ports: HashMap<String, PortId> = local_enis()
-            .filter_map(|e| Some((e.id.to_string(), e.port?)))
-            .collect();
-        Arc::new(MappingTable::build(&records(), HOST1, &ports))
+    engine_for(HOST1)
+}
+
+/// A fresh engine for `host` (host-1 or host-2) with the fixed topology. Tables are built once
+/// per process (they are immutable), so each fuzz input pays only for the engine itself.
+pub fn engine_for(host: Ipv4Addr) -> Engine {
+    static TABLES: OnceLock<[Arc<MappingTable>; 2]> = OnceLock::new();
+    let tables = TABLES.get_or_init(|| {
+        [HOST1, HOST2].map(|h| {
+            let ports: HashMap<String, PortId> =
+                enis_on(h).map(|e| (e.id.to_string(), e.port)).collect();
+            Arc::new(MappingTable::build(&records(), h, &ports))
+        })
     });
-    let mut engine = Engine::new(EngineConfig::new(HOST1));
+    let table = if host == HOST1 {
+        &tables[0]
+    } else {
+        &tables[1]
+    };
+    let mut engine = Engine::new(EngineConfig::new(host));
     engine.set_table(Arc::clone(table));
     engine
 }
@@ -239,7 +255,7 @@ pub fn check_output(inputs: usize, out: &Output) {
     );
     for (port, frame) in &out.to_ports {
         assert!(
-            local_enis().any(|e| e.port == Some(*port)),
+            local_enis().any(|e| e.port == *port),
             "frame to unknown port {port:?}"
         );
         assert!(
@@ -267,7 +283,7 @@ pub fn check_output(inputs: usize, out: &Output) {
 /// to ports of that VPC's ENIs, datagrams only with that VNI).
 pub fn check_isolation(vni: Vni, out: &Output) {
     for (port, _) in &out.to_ports {
-        let eni = local_enis().find(|e| e.port == Some(*port));
+        let eni = local_enis().find(|e| e.port == *port);
         assert_eq!(
             eni.map(|e| e.vni),
             Some(vni),
@@ -281,6 +297,30 @@ pub fn check_isolation(vni: Vni, out: &Output) {
             vni.0,
             "a frame from VNI {vni:?} left with another VNI"
         );
+    }
+}
+
+/// Checks the two ends agree: every datagram host-1 sends, host-2's engine delivers, to the
+/// port of the ENI whose MAC the inner frame is addressed to, byte for byte. (A datagram the
+/// receiver refuses is bandwidth spent on a packet that was always going to be dropped, or a
+/// frame mangled on the way: either is a bug of the sender or the receiver.)
+pub fn check_remote_accepts(out: &Output) {
+    let mut host2 = engine_for(HOST2);
+    for t in &out.to_underlay {
+        let mut got = Output::default();
+        host2.handle_underlay_datagrams(Instant::now(), [(HOST1, &t.payload[..])], &mut got);
+        let inner = &t.payload[VXLAN_HEADER_LEN..];
+        let dst_mac = &inner[..6];
+        let target = enis_on(HOST2).find(|e| e.mac == dst_mac);
+        let expected = target.map(|e| (e.port, inner.to_vec()));
+        assert_eq!(
+            got.to_ports.first().cloned(),
+            expected,
+            "host-2 did not deliver what host-1 sent: {:?} (counters {:?})",
+            softvpc_wire::dissect(inner, &softvpc_wire::ChecksumCapabilities::default()),
+            host2.counters()
+        );
+        assert!(got.to_underlay.is_empty());
     }
 }
 
@@ -300,7 +340,7 @@ pub fn port_frames(data: &[u8]) -> Output {
     let eni = locals
         .get(usize::from(*selector) % (locals.len() + 1))
         .copied();
-    let port = eni.and_then(|e| e.port).unwrap_or(PORT_UNKNOWN);
+    let port = eni.map(|e| e.port).unwrap_or(PORT_UNKNOWN);
 
     let frames: Vec<Vec<u8>> = split_frames(rest, 64)
         .into_iter()
@@ -348,6 +388,7 @@ pub fn port_frames(data: &[u8]) -> Output {
         single.to_underlay, out.to_underlay,
         "batch and one-by-one differ"
     );
+    check_remote_accepts(&out);
     out
 }
 
