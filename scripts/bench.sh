@@ -199,7 +199,8 @@ echo
 echo "softvpc benchmark, $(date -u +%Y-%m-%dT%H:%MZ)"
 echo "machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')), kernel $(uname -r)"
 echo "load average: $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end (other work on the machine skews both halves)"
-echo "command: scripts/bench.sh -t $T -n $PINGS -c $CHANGES   (softvpc $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?'))"
+echo "command: scripts/bench.sh -t $T -n $PINGS -c $CHANGES"
+echo "softvpc: $BIN built $(date -u -r "$BIN" +%Y-%m-%dT%H:%MZ 2>/dev/null || echo '?'), checkout at $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')"
 echo
 python3 "$BENCH_PY" report "$WORK/kernel.json" "$WORK/softvpc.json" "$WORK/prop.json"
 exit $softvpc_rc
