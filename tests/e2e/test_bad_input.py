@@ -10,7 +10,7 @@ A well-formed VXLAN frame from host-2 is the control: it is delivered, so the pa
 import sys
 
 import frames as fr
-from conftest import SENDPKT
+from e2e_harness import SENDPKT
 
 
 def _drops(lab, host, *reasons):

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from conftest import PingResult, wait_until
+from e2e_harness import PingResult, wait_until
 from frames import ETH_IPV4
 
 VPC_INSTANCES = ["zigi-vm1", "zigi-vm2", "zigi-vm3", "zigi-vm4", "other-vm1", "other-vm2"]

@@ -7,7 +7,7 @@ host-1's underlay IP and a neighbour entry so the kernel answers kvm1's ARP. kvm
 ping each other: softvpc's VXLAN is understood by the kernel and the kernel's by softvpc.
 """
 
-from conftest import ECHO_REQUEST_RE, PREFIX, run
+from e2e_harness import ECHO_REQUEST_RE, PREFIX, run
 
 
 def test_kernel_vxlan_vtep_exchanges_traffic_with_an_agent(lab, macs):

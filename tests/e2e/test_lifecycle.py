@@ -2,7 +2,7 @@
 bounded wait; terminate-instances makes it unreachable, removes its namespace, and its host's agent
 forgets it."""
 
-from conftest import PREFIX, netns_exists, wait_until
+from e2e_harness import PREFIX, netns_exists, wait_until
 
 
 def test_run_then_terminate_instance(lab):

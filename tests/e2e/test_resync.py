@@ -7,7 +7,7 @@ host-1 learns it at once, host-2 cannot. Traffic between the hosts keeps flowing
 is gone, host-2's agent reconnects, catches up, and zigi-vm2 reaches the new instance.
 """
 
-from conftest import run, wait_until
+from e2e_harness import run, wait_until
 
 NEW_IP = "10.0.0.88"
 

@@ -6,7 +6,7 @@ it never crosses the network: at zigi-vm2 the ICMP echo request is the first thi
 then zigi-vm2 asks ARP for 10.0.0.148 (answered by *its* router) and replies.
 """
 
-from conftest import ARP_REPLY_RE, ARP_REQUEST_RE, ECHO_REPLY_RE, ECHO_REQUEST_RE
+from e2e_harness import ARP_REPLY_RE, ARP_REQUEST_RE, ECHO_REPLY_RE, ECHO_REQUEST_RE
 
 
 def _relevant(lines):
