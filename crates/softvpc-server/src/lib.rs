@@ -131,7 +131,7 @@ pub async fn serve(
     let http =
         axum::serve(api, ec2::router(cp.clone())).with_graceful_shutdown(wait(stop_rx.clone()));
     let grpc = tonic::transport::Server::builder()
-        .add_service(MappingService::new(cp).into_server())
+        .add_service(MappingService::with_shutdown(cp, stop_rx.clone()).into_server())
         .serve_with_incoming_shutdown(TcpListenerStream::new(mapping), wait(stop_rx));
     tokio::spawn(async move {
         shutdown.await;

@@ -612,3 +612,47 @@ async fn concurrent_watchers_converge_under_churn() {
         assert!(!view.enis.is_empty());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_open_watches() {
+    let dir = TempDir::new();
+    let cp = Arc::new(ControlPlane::open(&dir.0).unwrap());
+    let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mapping = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = mapping.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(softvpc_server::serve(cp.clone(), api, mapping, async {
+        let _ = stopped.await;
+    }));
+    let mut client = MappingClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let host_id = client
+        .register_host(pb::RegisterHostRequest {
+            name: "host-1".into(),
+            underlay_ip: "198.18.0.11".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .host_id;
+    let mut w = client
+        .watch(pb::WatchRequest {
+            host_id,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    next(&mut w).await;
+    stop.send(()).unwrap();
+    // The server must not wait forever for the (endless) watch stream to finish.
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("server stopped within 5 s")
+        .unwrap()
+        .unwrap();
+    // The agent sees its stream end (cleanly or with an error), not a hang.
+    let end = tokio::time::timeout(Duration::from_secs(5), w.message()).await;
+    assert!(matches!(end, Ok(Ok(None)) | Ok(Err(_))), "{end:?}");
+}

@@ -26,11 +26,26 @@ const STREAM_BUFFER: usize = 16;
 #[derive(Clone)]
 pub struct MappingService {
     cp: Arc<ControlPlane>,
+    /// Becomes true when the server shuts down: open watch streams then end, so a graceful
+    /// shutdown does not wait forever for these endless streams.
+    closing: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl MappingService {
+    /// A service whose streams end only when their agent goes away.
     pub fn new(cp: Arc<ControlPlane>) -> Self {
-        MappingService { cp }
+        MappingService { cp, closing: None }
+    }
+
+    /// A service whose streams end once `closing` becomes true.
+    pub fn with_shutdown(
+        cp: Arc<ControlPlane>,
+        closing: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
+        MappingService {
+            cp,
+            closing: Some(closing),
+        }
     }
 
     /// The tonic server wrapper.
@@ -149,7 +164,18 @@ impl Mapping for MappingService {
             "watch opened"
         );
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let closing = self.closing.clone();
         tokio::spawn(async move {
+            let closed = async move {
+                match closing {
+                    // An error means the sender is gone: the server is going away too.
+                    Some(mut c) => {
+                        let _ = c.wait_for(|c| *c).await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::pin!(closed);
             if tx.send(Ok(first)).await.is_err() {
                 return;
             }
@@ -161,10 +187,13 @@ impl Mapping for MappingService {
                         }
                     }
                     _ = tx.closed() => break,
+                    _ = &mut closed => break,
                 }
                 if let Some(m) = cursor.next(&cp, false, false) {
-                    if tx.send(Ok(m)).await.is_err() {
-                        break;
+                    // A slow agent must not hold up a shutdown either.
+                    tokio::select! {
+                        sent = tx.send(Ok(m)) => if sent.is_err() { break },
+                        _ = &mut closed => break,
                     }
                 }
             }
