@@ -130,7 +130,11 @@ pub async fn serve(
     };
     let http =
         axum::serve(api, ec2::router(cp.clone())).with_graceful_shutdown(wait(stop_rx.clone()));
+    // HTTP/2 pings find agents that vanished without closing their connection (e.g. their
+    // namespace was deleted), so their watch streams end instead of lingering.
     let grpc = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
         .add_service(MappingService::with_shutdown(cp, stop_rx.clone()).into_server())
         .serve_with_incoming_shutdown(TcpListenerStream::new(mapping), wait(stop_rx));
     tokio::spawn(async move {
