@@ -3,7 +3,8 @@
 //! (`RequestID` with a capital ID: older botocore needs it).
 
 use super::xml::Xml;
-use crate::model::ApiError;
+/// The error type itself lives in the model (it carries no HTTP machinery).
+pub use crate::model::ApiError;
 
 /// The error document for `err` answered to request `request_id`.
 pub fn render(err: &ApiError, request_id: &str) -> String {
