@@ -21,8 +21,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
-PREFIX = "svt-"
-STATE_DIR = Path("/tmp/svt-e2e-lab")
+# Several suites may run at once on one machine (developers, CI): each run gets its own lab prefix
+# and API port unless told otherwise, so their namespaces never collide.
+PREFIX = os.environ.get("SOFTVPC_E2E_PREFIX") or f"e{os.getpid() % 100000}-"
+STATE_DIR = Path(f"/tmp/{PREFIX}e2e-lab")
 WORK_DIR = Path(f"/tmp/svt-e2e-{os.getpid()}")
 SOFTVPC_BIN = os.environ.get("SOFTVPC_BIN", str(REPO / "target" / "release" / "softvpc"))
 SENDPKT = str(HERE / "sendpkt.py")
@@ -283,7 +285,7 @@ class Lab:
         self.topology_path = topology_path
         # Own prefix, state dir and API port: another lab (svpc-, :8787) may run meanwhile.
         self.env = dict(os.environ, SOFTVPC_LAB_PREFIX=PREFIX, SOFTVPC_LAB_DIR=str(STATE_DIR),
-                        SOFTVPC_LAB_API_PORT=os.environ.get("SVT_API_PORT", "18787"))
+                        SOFTVPC_LAB_API_PORT=os.environ.get("SVT_API_PORT", str(20000 + os.getpid() % 20000)))
         self._status = None
         self._captures = 0
 
