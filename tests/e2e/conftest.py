@@ -1,9 +1,10 @@
 """pytest fixtures for the end-to-end tests: one softvpc lab for the whole session.
 
 The `lab` fixture writes the test topology (e2e_harness.TOPOLOGY: the seed topology plus an
-agent-less host `kvtep` with one instance `kvm1`), runs `softvpc lab up` with the lab prefix `svt-`,
-state under /tmp and its own API port, and always runs `softvpc lab down` at the end, then checks
-that no `svt-` namespace and none of the lab's processes is left.
+agent-less host `kvtep` with one instance `kvm1`), runs `softvpc lab up` with its own lab prefix
+(`svt<pid>-`), state under /tmp and a free API port, and always runs `softvpc lab down` at the
+end, then checks that none of its namespaces and none of the lab's processes is left. Labs of
+earlier runs that crashed (their pid is gone) are taken down first.
 
 Run one test: `sudo SOFTVPC_BIN=target/release/softvpc python3 -m pytest -v tests/e2e -k seed`.
 """
@@ -17,8 +18,18 @@ from pathlib import Path
 
 import pytest
 
-from e2e_harness import (_STARTED, AWS_KEY, PREFIX, SOFTVPC_BIN, STATE_DIR, TOPOLOGY, WORK_DIR, Lab,
-                         netns_list, pid_alive, run, wait_until)
+from e2e_harness import (_STARTED, AWS_KEY, PREFIX, RUN_PREFIX_RE, SOFTVPC_BIN, STATE_DIR,
+                         TOPOLOGY, WORK_DIR, Lab, netns_list, pid_alive, run, wait_until)
+
+
+def _dead_runs():
+    """Lab prefixes of earlier e2e runs whose process is gone."""
+    prefixes = set()
+    for ns in netns_list():
+        m = RUN_PREFIX_RE.match(ns)
+        if m and m.group(1) != PREFIX and not pid_alive(int(m.group(2))):
+            prefixes.add(m.group(1))
+    return prefixes
 
 
 def _leftovers():
@@ -46,7 +57,18 @@ def lab():
     topology.write_text(TOPOLOGY)
     lab = Lab(topology)
 
-    # A previous run that crashed may have left its lab behind: take it down first.
+    # Runs that crashed (their pid is gone) may have left their labs behind: take them down.
+    for prefix in _dead_runs():
+        env = dict(lab.env, SOFTVPC_LAB_PREFIX=prefix, SOFTVPC_LAB_DIR=f"/tmp/{prefix}e2e-lab")
+        run([SOFTVPC_BIN, "lab", "down"], timeout=120, env=env)
+        for ns in netns_list():
+            if ns.startswith(prefix):
+                run(["ip", "netns", "del", ns])
+        shutil.rmtree(f"/tmp/{prefix}e2e-lab", ignore_errors=True)
+    for old_work in Path("/tmp").glob("svt-e2e-*"):
+        pid = old_work.name.rsplit("-", 1)[1]
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
+            shutil.rmtree(old_work, ignore_errors=True)
     if _leftovers() or STATE_DIR.exists():
         lab.cli("down", timeout=120)
         for ns in _leftovers():

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -22,8 +23,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 # Several suites may run at once on one machine (developers, CI): each run gets its own lab prefix
-# and API port unless told otherwise, so their namespaces never collide.
-PREFIX = os.environ.get("SOFTVPC_E2E_PREFIX") or f"e{os.getpid() % 100000}-"
+# (svt<pid>-, so a crashed run's leftovers can be told from a live run's) and API port unless
+# told otherwise, so their namespaces never collide.
+PREFIX = os.environ.get("SOFTVPC_E2E_PREFIX") or f"svt{os.getpid()}-"
+RUN_PREFIX_RE = re.compile(r"^(svt(\d+)-)")
 STATE_DIR = Path(f"/tmp/{PREFIX}e2e-lab")
 WORK_DIR = Path(f"/tmp/svt-e2e-{os.getpid()}")
 SOFTVPC_BIN = os.environ.get("SOFTVPC_BIN", str(REPO / "target" / "release" / "softvpc"))
@@ -131,6 +134,13 @@ def run(cmd, timeout=30, check=False, env=None, input=None):
         raise AssertionError(f"exit {proc.returncode}: {' '.join(cmd)}\n"
                              f"stdout: {proc.stdout}\nstderr: {proc.stderr}")
     return proc
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return str(sock.getsockname()[1])
 
 
 def netns_list():
@@ -285,7 +295,7 @@ class Lab:
         self.topology_path = topology_path
         # Own prefix, state dir and API port: another lab (svpc-, :8787) may run meanwhile.
         self.env = dict(os.environ, SOFTVPC_LAB_PREFIX=PREFIX, SOFTVPC_LAB_DIR=str(STATE_DIR),
-                        SOFTVPC_LAB_API_PORT=os.environ.get("SVT_API_PORT", str(20000 + os.getpid() % 20000)))
+                        SOFTVPC_LAB_API_PORT=os.environ.get("SVT_API_PORT") or free_port())
         self._status = None
         self._captures = 0
 
