@@ -15,10 +15,10 @@
 # usage: sudo scripts/bench.sh [-t SECONDS] [-n PINGS] [-c CHANGES]
 #   -t  iperf3 duration per run (default 5)      -n  pings at 5 ms intervals (default 200)
 #   -c  mapping changes to time (default 100: RunInstances and TerminateInstances in turn)
-# env: SOFTVPC_BIN (default target/release/softvpc), BENCH_API_PORT (default 18797)
+# env: SOFTVPC_BIN (default target/release/softvpc), BENCH_API_PORT (default: a free port)
 #
-# Everything it creates (namespaces svbk-* and the lab svb-*, processes, /tmp files) is removed on
-# exit, also on failure or Ctrl-C.
+# Everything it creates (namespaces svbk<pid>-* and the lab svb<pid>-*, processes, /tmp files) is
+# removed on exit, also on failure or Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -34,10 +34,11 @@ done
 BIN=${SOFTVPC_BIN:-$REPO/target/release/softvpc}
 BENCH_PY="$REPO/scripts/bench.py"
 
-K=svbk-                       # kernel-VXLAN topology namespaces
-export SOFTVPC_LAB_PREFIX=svb- # the softvpc lab
-export SOFTVPC_LAB_DIR=/tmp/svb-bench-lab
-export SOFTVPC_LAB_API_PORT=${BENCH_API_PORT:-18797}
+# Names of this run only (several runs, or a test suite, may share the machine).
+K=svbk$$-                         # kernel-VXLAN topology namespaces
+export SOFTVPC_LAB_PREFIX=svb$$-  # the softvpc lab
+export SOFTVPC_LAB_DIR=/tmp/svb$$-bench-lab
+export SOFTVPC_LAB_API_PORT=${BENCH_API_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 VNI=257                       # 0x000101, the first VNI softvpc's server hands out
 WORK=$(mktemp -d /tmp/svb-bench.XXXXXX)
 MAC_A=02:00:00:00:01:48 MAC_B=02:00:00:00:00:20
