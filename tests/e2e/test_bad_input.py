@@ -5,6 +5,7 @@ From the underlay (UDP to host-1's 198.18.0.11:4789): truncated VXLAN, the I fla
 VNI, a frame for a MAC that is not an ENI of that VNI on host-1 (sent from host-2's namespace, a
 registered host); and well-formed VXLAN from the fabric namespace, which is not a registered host.
 A well-formed VXLAN frame from host-2 is the control: it is delivered, so the path is real.
+Last, bounded floods of random frames and datagrams (fixed seeds) from both sides.
 """
 
 import sys
