@@ -16,6 +16,10 @@ const SUBNETS: TableDefinition<&str, &[u8]> = TableDefinition::new("subnets");
 const HOSTS: TableDefinition<&str, &[u8]> = TableDefinition::new("hosts");
 const INSTANCES: TableDefinition<&str, &[u8]> = TableDefinition::new("instances");
 const ENIS: TableDefinition<&str, &[u8]> = TableDefinition::new("enis");
+const ROUTE_TABLES: TableDefinition<&str, &[u8]> = TableDefinition::new("route_tables");
+const INTERNET_GATEWAYS: TableDefinition<&str, &[u8]> = TableDefinition::new("internet_gateways");
+const ADDRESSES: TableDefinition<&str, &[u8]> = TableDefinition::new("addresses");
+const NAT_GATEWAYS: TableDefinition<&str, &[u8]> = TableDefinition::new("nat_gateways");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 const META_REVISION: &str = "revision";
@@ -28,6 +32,10 @@ fn definition(table: Table) -> TableDefinition<'static, &'static str, &'static [
         Table::Hosts => HOSTS,
         Table::Instances => INSTANCES,
         Table::Enis => ENIS,
+        Table::RouteTables => ROUTE_TABLES,
+        Table::InternetGateways => INTERNET_GATEWAYS,
+        Table::Addresses => ADDRESSES,
+        Table::NatGateways => NAT_GATEWAYS,
     }
 }
 
@@ -58,7 +66,17 @@ impl Store {
     fn init(db: Database) -> anyhow::Result<(Store, State)> {
         // Create every table up front so reads never meet a missing one.
         let txn = db.begin_write()?;
-        for t in [VPCS, SUBNETS, HOSTS, INSTANCES, ENIS] {
+        for t in [
+            VPCS,
+            SUBNETS,
+            HOSTS,
+            INSTANCES,
+            ENIS,
+            ROUTE_TABLES,
+            INTERNET_GATEWAYS,
+            ADDRESSES,
+            NAT_GATEWAYS,
+        ] {
             txn.open_table(t)?;
         }
         txn.open_table(META)?;
@@ -76,6 +94,10 @@ impl Store {
         state.hosts = load_table(&txn, HOSTS)?;
         state.instances = load_table(&txn, INSTANCES)?;
         state.enis = load_table(&txn, ENIS)?;
+        state.route_tables = load_table(&txn, ROUTE_TABLES)?;
+        state.internet_gateways = load_table(&txn, INTERNET_GATEWAYS)?;
+        state.addresses = load_table(&txn, ADDRESSES)?;
+        state.nat_gateways = load_table(&txn, NAT_GATEWAYS)?;
         let meta = txn.open_table(META)?;
         state.revision = meta.get(META_REVISION)?.map(|v| v.value()).unwrap_or(0);
         state.next_vni = meta

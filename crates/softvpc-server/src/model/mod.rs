@@ -5,11 +5,15 @@
 //! one write transaction and only then publishes the new state, so a refused or failed request
 //! changes nothing.
 
+pub mod address;
 pub mod error;
 pub mod filter;
+pub mod gateway;
 pub mod host;
 pub mod ids;
 pub mod instance;
+pub mod nat_gateway;
+pub mod route_table;
 pub mod subnet;
 pub mod tags;
 pub mod vpc;
@@ -165,6 +169,10 @@ pub struct State {
     pub hosts: Map<Host>,
     pub instances: Map<Instance>,
     pub enis: Map<Eni>,
+    pub route_tables: Map<route_table::RouteTable>,
+    pub internet_gateways: Map<gateway::InternetGateway>,
+    pub addresses: Map<address::Address>,
+    pub nat_gateways: Map<nat_gateway::NatGateway>,
     /// The VNI the next VPC gets.
     pub next_vni: u32,
     /// The mapping revision of the last committed change.
@@ -202,6 +210,10 @@ pub enum Table {
     Hosts,
     Instances,
     Enis,
+    RouteTables,
+    InternetGateways,
+    Addresses,
+    NatGateways,
 }
 
 /// One write to the store.
@@ -334,6 +346,7 @@ impl Txn {
     }
 
     pub fn delete_eni(&mut self, id: &str) {
+        self.release_addresses_of_eni(id);
         if let Some(e) = self.state.enis.remove(id) {
             self.changes.push(MapChange::DeleteEni {
                 id: id.to_string(),

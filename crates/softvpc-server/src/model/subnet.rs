@@ -86,6 +86,7 @@ pub fn delete_subnet(txn: &mut Txn, id: &str) -> Result<(), ApiError> {
             format!("The subnet '{id}' has dependencies and cannot be deleted."),
         ));
     }
+    super::route_table::on_subnet_deleted(txn, id);
     txn.delete_subnet(id);
     Ok(())
 }

@@ -144,10 +144,16 @@ pub fn create_tags(
                 txn.put_eni(e);
             }
             _ => {
+                if let Some(r) =
+                    super::route_table::edit_tags(txn, id, &mut |t: &mut Tags| merge(t, tags))
+                {
+                    r?;
+                    continue;
+                }
                 return Err(ApiError::new(
                     "InvalidID",
                     format!("The ID '{id}' is not valid"),
-                ))
+                ));
             }
         }
     }
@@ -236,10 +242,17 @@ pub fn delete_tags(
                 txn.put_eni(e);
             }
             _ => {
+                if let Some(r) = super::route_table::edit_tags(txn, id, &mut |t: &mut Tags| {
+                    strip(t);
+                    Ok(())
+                }) {
+                    r?;
+                    continue;
+                }
                 return Err(ApiError::new(
                     "InvalidID",
                     format!("The ID '{id}' is not valid"),
-                ))
+                ));
             }
         }
     }

@@ -59,6 +59,7 @@ pub fn create_vpc(
         tags,
     };
     txn.put_vpc(vpc.clone());
+    super::route_table::create_main_route_table(txn, &vpc.id, vpc.cidr);
     Ok(vpc)
 }
 
@@ -86,6 +87,13 @@ pub fn delete_vpc(txn: &mut Txn, id: &str) -> Result<(), ApiError> {
             format!("The vpc '{id}' has dependencies and cannot be deleted."),
         ));
     }
+    if super::gateway::igw_of_vpc(&txn.state, id).is_some() {
+        return Err(ApiError::new(
+            "DependencyViolation",
+            format!("The vpc '{id}' has dependencies and cannot be deleted."),
+        ));
+    }
+    super::route_table::on_vpc_delete(txn, id)?;
     txn.delete_vpc(id);
     Ok(())
 }

@@ -1,0 +1,892 @@
+//! Route tables: each VPC's main table with its `local` route (made with the VPC), custom tables,
+//! routes to gateways, NAT gateways, network interfaces and peering connections, subnet and
+//! main associations, and the `blackhole` state of routes whose target is gone. Stored and
+//! served here; the data plane follows them in a later issue.
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+use super::filter::Filterable;
+use super::ids::new_id;
+use super::nat_gateway::NatState;
+use super::vpc::parse_cidr;
+use super::{put, ApiError, State, Table, Tags, Txn, Write};
+
+/// Where a route sends traffic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "id")]
+pub enum Target {
+    /// The VPC itself (the `local` route).
+    Local,
+    /// An internet gateway (`igw-`).
+    Gateway(String),
+    NatGateway(String),
+    NetworkInterface(String),
+    VpcPeeringConnection(String),
+}
+
+/// How a route came to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Origin {
+    /// Made with the table (the `local` route).
+    CreateRouteTable,
+    /// Added by CreateRoute or ReplaceRoute.
+    CreateRoute,
+}
+
+impl Origin {
+    /// AWS's name for the origin.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::CreateRouteTable => "CreateRouteTable",
+            Origin::CreateRoute => "CreateRoute",
+        }
+    }
+}
+
+/// One route: an IPv4 destination and its target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    pub destination: Ipv4Net,
+    pub target: Target,
+    pub origin: Origin,
+}
+
+/// An association of a table with a subnet, or the VPC's main association (no subnet).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Association {
+    pub id: String,
+    pub main: bool,
+    pub subnet_id: Option<String>,
+}
+
+/// A route table of a VPC.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteTable {
+    pub id: String,
+    pub vpc_id: String,
+    pub routes: Vec<Route>,
+    pub associations: Vec<Association>,
+    pub tags: Tags,
+}
+
+impl RouteTable {
+    /// True when this is its VPC's main table.
+    pub fn is_main(&self) -> bool {
+        self.associations.iter().any(|a| a.main)
+    }
+}
+
+/// The state AWS reports for a route: `active`, or `blackhole` when its target is gone (a
+/// deleted or detached internet gateway, a deleted NAT gateway, interface or peering).
+pub fn route_state(state: &State, vpc_id: &str, route: &Route) -> &'static str {
+    let alive = match &route.target {
+        Target::Local => true,
+        Target::Gateway(id) => state
+            .internet_gateways
+            .get(id)
+            .is_some_and(|g| g.vpc_id.as_deref() == Some(vpc_id)),
+        Target::NatGateway(id) => state
+            .nat_gateways
+            .get(id)
+            .is_some_and(|n| matches!(n.state, NatState::Pending | NatState::Available)),
+        Target::NetworkInterface(id) => state.enis.contains_key(id),
+        Target::VpcPeeringConnection(id) => peering_exists(state, id),
+    };
+    if alive {
+        "active"
+    } else {
+        "blackhole"
+    }
+}
+
+/// True when a VPC peering connection with this id exists. Peering connections are not in the
+/// model yet, so none does: routes to them are refused with AWS's NotFound code.
+pub fn peering_exists(_state: &State, _id: &str) -> bool {
+    false
+}
+
+impl Txn {
+    pub fn put_route_table(&mut self, rtb: RouteTable) {
+        put(&mut self.writes, Table::RouteTables, &rtb.id, &rtb);
+        self.state
+            .route_tables
+            .insert(rtb.id.clone(), std::sync::Arc::new(rtb));
+    }
+
+    pub fn delete_route_table(&mut self, id: &str) {
+        self.state.route_tables.remove(id);
+        self.writes.push(Write::Delete {
+            table: Table::RouteTables,
+            key: id.to_string(),
+        });
+    }
+}
+
+fn rtb_not_found(id: &str) -> ApiError {
+    ApiError::not_found("InvalidRouteTableID.NotFound", "routeTable", &[id])
+}
+
+fn get_rtb(txn: &Txn, id: &str) -> Result<RouteTable, ApiError> {
+    txn.state
+        .route_tables
+        .get(id)
+        .map(|r| (**r).clone())
+        .ok_or_else(|| rtb_not_found(id))
+}
+
+/// The main route table of a VPC, made with it: the `local` route for the VPC CIDR and the main
+/// association. Called by `CreateVpc` in the same transaction.
+pub fn create_main_route_table(txn: &mut Txn, vpc_id: &str, cidr: Ipv4Net) -> RouteTable {
+    let rtb = RouteTable {
+        id: new_id("rtb"),
+        vpc_id: vpc_id.to_string(),
+        routes: vec![Route {
+            destination: cidr,
+            target: Target::Local,
+            origin: Origin::CreateRouteTable,
+        }],
+        associations: vec![Association {
+            id: new_id("rtbassoc"),
+            main: true,
+            subnet_id: None,
+        }],
+        tags: Tags::new(),
+    };
+    txn.put_route_table(rtb.clone());
+    rtb
+}
+
+/// `CreateRouteTable`: a table with only the `local` route, not associated.
+pub fn create_route_table(txn: &mut Txn, vpc_id: &str, tags: Tags) -> Result<RouteTable, ApiError> {
+    let vpc = txn
+        .state
+        .vpcs
+        .get(vpc_id)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found("InvalidVpcID.NotFound", "vpc", &[vpc_id]))?;
+    let rtb = RouteTable {
+        id: new_id("rtb"),
+        vpc_id: vpc_id.to_string(),
+        routes: vec![Route {
+            destination: vpc.cidr,
+            target: Target::Local,
+            origin: Origin::CreateRouteTable,
+        }],
+        associations: Vec::new(),
+        tags,
+    };
+    txn.put_route_table(rtb.clone());
+    Ok(rtb)
+}
+
+/// `DeleteRouteTable`: refused for the main table and while subnets are associated.
+pub fn delete_route_table(txn: &mut Txn, id: &str) -> Result<(), ApiError> {
+    let rtb = get_rtb(txn, id)?;
+    if !rtb.associations.is_empty() {
+        return Err(ApiError::new(
+            "DependencyViolation",
+            format!("The routeTable '{id}' has dependencies and cannot be deleted."),
+        ));
+    }
+    txn.delete_route_table(id);
+    Ok(())
+}
+
+/// The parameters naming a route's target: exactly one must be given.
+#[derive(Debug, Clone, Default)]
+pub struct TargetSpec {
+    pub gateway_id: Option<String>,
+    pub nat_gateway_id: Option<String>,
+    pub network_interface_id: Option<String>,
+    pub instance_id: Option<String>,
+    pub vpc_peering_connection_id: Option<String>,
+}
+
+/// Resolves and checks the target of a route in `rtb`: it must exist and belong to the table's
+/// VPC. An instance stands for its primary network interface.
+fn resolve_target(
+    state: &State,
+    rtb: &RouteTable,
+    spec: &TargetSpec,
+    allow_local: bool,
+) -> Result<Target, ApiError> {
+    let given = [
+        spec.gateway_id.is_some(),
+        spec.nat_gateway_id.is_some(),
+        spec.network_interface_id.is_some(),
+        spec.instance_id.is_some(),
+        spec.vpc_peering_connection_id.is_some(),
+    ]
+    .iter()
+    .filter(|g| **g)
+    .count();
+    if given == 0 {
+        return Err(ApiError::missing(
+            "gatewayId, natGatewayId, networkInterfaceId, instanceId or vpcPeeringConnectionId",
+        ));
+    }
+    if given > 1 {
+        return Err(ApiError::new(
+            "InvalidParameterCombination",
+            "The parameter gatewayId, natGatewayId, networkInterfaceId, instanceId and vpcPeeringConnectionId are mutually exclusive",
+        ));
+    }
+    let other_network = |what: &str, id: &str| {
+        ApiError::invalid_value(format!(
+            "route table {} and {what} {id} belong to different networks",
+            rtb.id
+        ))
+    };
+    if let Some(id) = &spec.gateway_id {
+        if id == "local" {
+            if !allow_local {
+                return Err(ApiError::invalid_value(
+                    "The gateway ID 'local' is only valid for the local route",
+                ));
+            }
+            return Ok(Target::Local);
+        }
+        let igw = state.internet_gateways.get(id).ok_or_else(|| {
+            ApiError::not_found(
+                "InvalidInternetGatewayID.NotFound",
+                "internetGateway",
+                &[id],
+            )
+        })?;
+        if igw.vpc_id.as_deref() != Some(rtb.vpc_id.as_str()) {
+            return Err(other_network("network gateway", id));
+        }
+        return Ok(Target::Gateway(id.clone()));
+    }
+    if let Some(id) = &spec.nat_gateway_id {
+        let nat = state
+            .nat_gateways
+            .get(id)
+            .filter(|n| n.state != NatState::Deleted)
+            .ok_or_else(|| {
+                ApiError::new(
+                    "InvalidNatGatewayID.NotFound",
+                    format!("The natGateway ID '{id}' does not exist"),
+                )
+            })?;
+        if nat.vpc_id != rtb.vpc_id {
+            return Err(other_network("NAT gateway", id));
+        }
+        return Ok(Target::NatGateway(id.clone()));
+    }
+    if let Some(id) = &spec.instance_id {
+        let inst = state
+            .instances
+            .get(id)
+            .filter(|i| i.state != super::InstanceState::Terminated)
+            .ok_or_else(|| ApiError::not_found("InvalidInstanceID.NotFound", "instance", &[id]))?;
+        if inst.vpc_id != rtb.vpc_id {
+            return Err(other_network("instance", id));
+        }
+        return Ok(Target::NetworkInterface(inst.eni_id.clone()));
+    }
+    if let Some(id) = &spec.network_interface_id {
+        let eni = state.enis.get(id).ok_or_else(|| {
+            ApiError::not_found(
+                "InvalidNetworkInterfaceID.NotFound",
+                "networkInterface",
+                &[id],
+            )
+        })?;
+        if eni.vpc_id != rtb.vpc_id {
+            return Err(other_network("interface", id));
+        }
+        return Ok(Target::NetworkInterface(id.clone()));
+    }
+    let id = spec.vpc_peering_connection_id.as_deref().unwrap_or("");
+    if !peering_exists(state, id) {
+        return Err(ApiError::not_found(
+            "InvalidVpcPeeringConnectionID.NotFound",
+            "vpcPeeringConnection",
+            &[id],
+        ));
+    }
+    Ok(Target::VpcPeeringConnection(id.to_string()))
+}
+
+/// `CreateRoute`: a new route; the destination must not have one yet (`RouteAlreadyExists`).
+pub fn create_route(
+    txn: &mut Txn,
+    rtb_id: &str,
+    destination: &str,
+    target: &TargetSpec,
+) -> Result<(), ApiError> {
+    let mut rtb = get_rtb(txn, rtb_id)?;
+    let dest = parse_cidr(destination, "destinationCidrBlock")?;
+    let target = resolve_target(&txn.state, &rtb, target, false)?;
+    if rtb.routes.iter().any(|r| r.destination == dest) {
+        return Err(ApiError::new(
+            "RouteAlreadyExists",
+            format!("The route identified by {dest} already exists."),
+        ));
+    }
+    rtb.routes.push(Route {
+        destination: dest,
+        target,
+        origin: Origin::CreateRoute,
+    });
+    txn.put_route_table(rtb);
+    Ok(())
+}
+
+/// `ReplaceRoute`: a new target for an existing route. The `local` route may only be pointed
+/// back at `local`.
+pub fn replace_route(
+    txn: &mut Txn,
+    rtb_id: &str,
+    destination: &str,
+    target: &TargetSpec,
+) -> Result<(), ApiError> {
+    let mut rtb = get_rtb(txn, rtb_id)?;
+    let dest = parse_cidr(destination, "destinationCidrBlock")?;
+    let target = resolve_target(&txn.state, &rtb, target, true)?;
+    let Some(pos) = rtb.routes.iter().position(|r| r.destination == dest) else {
+        return Err(ApiError::invalid_value(format!(
+            "There is no route defined for '{dest}' in the route table. Use CreateRoute instead."
+        )));
+    };
+    let is_local = rtb.routes[pos].origin == Origin::CreateRouteTable;
+    if is_local != (target == Target::Local) {
+        return Err(ApiError::invalid_value(format!(
+            "The route identified by {dest} is the local route of the VPC; only 'local' can be its target."
+        )));
+    }
+    rtb.routes[pos].target = target;
+    if !is_local {
+        rtb.routes[pos].origin = Origin::CreateRoute;
+    }
+    txn.put_route_table(rtb);
+    Ok(())
+}
+
+/// `DeleteRoute`: the `local` route cannot be deleted.
+pub fn delete_route(txn: &mut Txn, rtb_id: &str, destination: &str) -> Result<(), ApiError> {
+    let mut rtb = get_rtb(txn, rtb_id)?;
+    let dest = parse_cidr(destination, "destinationCidrBlock")?;
+    let Some(pos) = rtb.routes.iter().position(|r| r.destination == dest) else {
+        return Err(ApiError::new(
+            "InvalidRoute.NotFound",
+            format!("no route with destination-cidr-block {dest} in route table {rtb_id}"),
+        ));
+    };
+    if rtb.routes[pos].target == Target::Local {
+        return Err(ApiError::invalid_value(format!(
+            "cannot remove local route {dest} in route table {rtb_id}"
+        )));
+    }
+    rtb.routes.remove(pos);
+    txn.put_route_table(rtb);
+    Ok(())
+}
+
+/// The table (and association) a subnet is explicitly associated with, if any.
+pub fn subnet_association(state: &State, subnet_id: &str) -> Option<(String, String)> {
+    state.route_tables.values().find_map(|r| {
+        r.associations
+            .iter()
+            .find(|a| a.subnet_id.as_deref() == Some(subnet_id))
+            .map(|a| (r.id.clone(), a.id.clone()))
+    })
+}
+
+/// `AssociateRouteTable`: associates a subnet of the table's VPC; returns the association id.
+pub fn associate_route_table(
+    txn: &mut Txn,
+    rtb_id: &str,
+    subnet_id: &str,
+) -> Result<String, ApiError> {
+    let mut rtb = get_rtb(txn, rtb_id)?;
+    let subnet =
+        txn.state.subnets.get(subnet_id).cloned().ok_or_else(|| {
+            ApiError::not_found("InvalidSubnetID.NotFound", "subnet", &[subnet_id])
+        })?;
+    if subnet.vpc_id != rtb.vpc_id {
+        return Err(ApiError::invalid_value(format!(
+            "route table {rtb_id} and subnet {subnet_id} belong to different networks"
+        )));
+    }
+    if subnet_association(&txn.state, subnet_id).is_some() {
+        return Err(ApiError::new(
+            "Resource.AlreadyAssociated",
+            format!(
+                "the specified association for route table {rtb_id} conflicts with an existing association"
+            ),
+        ));
+    }
+    let id = new_id("rtbassoc");
+    rtb.associations.push(Association {
+        id: id.clone(),
+        main: false,
+        subnet_id: Some(subnet_id.to_string()),
+    });
+    txn.put_route_table(rtb);
+    Ok(id)
+}
+
+fn find_association(state: &State, association_id: &str) -> Result<RouteTable, ApiError> {
+    state
+        .route_tables
+        .values()
+        .find(|r| r.associations.iter().any(|a| a.id == association_id))
+        .map(|r| (**r).clone())
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "InvalidAssociationID.NotFound",
+                "association",
+                &[association_id],
+            )
+        })
+}
+
+/// `DisassociateRouteTable`: the subnet falls back to the main table. The main association
+/// cannot be removed (only replaced).
+pub fn disassociate_route_table(txn: &mut Txn, association_id: &str) -> Result<(), ApiError> {
+    let mut rtb = find_association(&txn.state, association_id)?;
+    if rtb
+        .associations
+        .iter()
+        .any(|a| a.id == association_id && a.main)
+    {
+        return Err(ApiError::invalid_value(format!(
+            "cannot disassociate the main route table association {association_id}"
+        )));
+    }
+    rtb.associations.retain(|a| a.id != association_id);
+    txn.put_route_table(rtb);
+    Ok(())
+}
+
+/// `ReplaceRouteTableAssociation`: moves an association (a subnet's, or the VPC's main one) to
+/// another table of the same VPC; returns the new association id.
+pub fn replace_route_table_association(
+    txn: &mut Txn,
+    association_id: &str,
+    rtb_id: &str,
+) -> Result<String, ApiError> {
+    let mut old = find_association(&txn.state, association_id)?;
+    let mut new = get_rtb(txn, rtb_id)?;
+    if old.vpc_id != new.vpc_id {
+        return Err(ApiError::invalid_value(format!(
+            "route table {rtb_id} and association {association_id} belong to different networks"
+        )));
+    }
+    let Some(pos) = old.associations.iter().position(|a| a.id == association_id) else {
+        return Err(ApiError::not_found(
+            "InvalidAssociationID.NotFound",
+            "association",
+            &[association_id],
+        ));
+    };
+    let assoc = old.associations.remove(pos);
+    let moved = Association {
+        id: new_id("rtbassoc"),
+        main: assoc.main,
+        subnet_id: assoc.subnet_id,
+    };
+    let new_id_ = moved.id.clone();
+    if old.id == new.id {
+        old.associations.push(moved);
+        txn.put_route_table(old);
+    } else {
+        new.associations.push(moved);
+        txn.put_route_table(old);
+        txn.put_route_table(new);
+    }
+    Ok(new_id_)
+}
+
+/// Drops a deleted subnet's association (AWS removes it with the subnet).
+pub fn on_subnet_deleted(txn: &mut Txn, subnet_id: &str) {
+    if let Some((rtb_id, assoc)) = subnet_association(&txn.state, subnet_id) {
+        if let Some(r) = txn.state.route_tables.get(&rtb_id) {
+            let mut r = (**r).clone();
+            r.associations.retain(|a| a.id != assoc);
+            txn.put_route_table(r);
+        }
+    }
+}
+
+/// What `DeleteVpc` needs from route tables: refused while tables other than the main one
+/// remain; otherwise the main table goes with the VPC.
+pub fn on_vpc_delete(txn: &mut Txn, vpc_id: &str) -> Result<(), ApiError> {
+    let tables: Vec<(String, bool)> = txn
+        .state
+        .route_tables
+        .values()
+        .filter(|r| r.vpc_id == vpc_id)
+        .map(|r| (r.id.clone(), r.is_main()))
+        .collect();
+    if tables.iter().any(|(_, main)| !main) {
+        return Err(ApiError::new(
+            "DependencyViolation",
+            format!("The vpc '{vpc_id}' has dependencies and cannot be deleted."),
+        ));
+    }
+    for (id, _) in tables {
+        txn.delete_route_table(&id);
+    }
+    Ok(())
+}
+
+/// Applies `edit` to the tags of a route table, internet gateway, Elastic IP or NAT gateway
+/// (CreateTags/DeleteTags). None: `id` is not of these kinds.
+pub fn edit_tags(
+    txn: &mut Txn,
+    id: &str,
+    edit: &mut dyn FnMut(&mut Tags) -> Result<(), ApiError>,
+) -> Option<Result<(), ApiError>> {
+    let prefix = id.split('-').next().unwrap_or("");
+    let r = match prefix {
+        "rtb" => get_rtb(txn, id).and_then(|mut r| {
+            edit(&mut r.tags)?;
+            txn.put_route_table(r);
+            Ok(())
+        }),
+        "igw" => txn
+            .state
+            .internet_gateways
+            .get(id)
+            .map(|g| (**g).clone())
+            .ok_or_else(|| super::gateway::igw_not_found(id))
+            .and_then(|mut g| {
+                edit(&mut g.tags)?;
+                txn.put_internet_gateway(g);
+                Ok(())
+            }),
+        "eipalloc" => txn
+            .state
+            .addresses
+            .get(id)
+            .map(|a| (**a).clone())
+            .ok_or_else(|| super::address::allocation_not_found(id))
+            .and_then(|mut a| {
+                edit(&mut a.tags)?;
+                txn.put_address(a);
+                Ok(())
+            }),
+        "nat" => txn
+            .state
+            .nat_gateways
+            .get(id)
+            .map(|n| (**n).clone())
+            .ok_or_else(|| super::nat_gateway::nat_not_found(id))
+            .and_then(|mut n| {
+                edit(&mut n.tags)?;
+                txn.put_nat_gateway(n);
+                Ok(())
+            }),
+        _ => return None,
+    };
+    Some(r)
+}
+
+/// AWS's name for a route target field, and its id (for describing and filtering).
+pub fn target_fields(target: &Target) -> (&'static str, &str) {
+    match target {
+        Target::Local => ("GatewayId", "local"),
+        Target::Gateway(id) => ("GatewayId", id),
+        Target::NatGateway(id) => ("NatGatewayId", id),
+        Target::NetworkInterface(id) => ("NetworkInterfaceId", id),
+        Target::VpcPeeringConnection(id) => ("VpcPeeringConnectionId", id),
+    }
+}
+
+impl Filterable for RouteTable {
+    const FILTERS: &'static [&'static str] = &[
+        "route-table-id",
+        "vpc-id",
+        "owner-id",
+        "association.main",
+        "association.subnet-id",
+        "association.route-table-association-id",
+        "association.route-table-id",
+        "route.destination-cidr-block",
+        "route.gateway-id",
+        "route.nat-gateway-id",
+        "route.network-interface-id",
+        "route.vpc-peering-connection-id",
+        "route.origin",
+        "route.state",
+    ];
+
+    fn field(&self, state: &State, name: &str) -> Vec<String> {
+        let routes = self.routes.iter();
+        let assocs = self.associations.iter();
+        let by_target = |field: &str| -> Vec<String> {
+            self.routes
+                .iter()
+                .map(|r| target_fields(&r.target))
+                .filter(|(f, _)| *f == field)
+                .map(|(_, id)| id.to_string())
+                .collect()
+        };
+        match name {
+            "route-table-id" => vec![self.id.clone()],
+            "vpc-id" => vec![self.vpc_id.clone()],
+            "owner-id" => vec![super::OWNER_ID.into()],
+            // AWS matches `association.main=false` on tables that are not main.
+            "association.main" => vec![self.is_main().to_string()],
+            "association.subnet-id" => assocs.filter_map(|a| a.subnet_id.clone()).collect(),
+            "association.route-table-association-id" => assocs.map(|a| a.id.clone()).collect(),
+            "association.route-table-id" if !self.associations.is_empty() => {
+                vec![self.id.clone()]
+            }
+            "route.destination-cidr-block" => routes.map(|r| r.destination.to_string()).collect(),
+            "route.gateway-id" => by_target("GatewayId"),
+            "route.nat-gateway-id" => by_target("NatGatewayId"),
+            "route.network-interface-id" => by_target("NetworkInterfaceId"),
+            "route.vpc-peering-connection-id" => by_target("VpcPeeringConnectionId"),
+            "route.origin" => routes.map(|r| r.origin.as_str().to_string()).collect(),
+            "route.state" => routes
+                .map(|r| route_state(state, &self.vpc_id, r).to_string())
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn tag_map(&self) -> Tags {
+        self.tags.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::filter::{matches, Filter};
+    use super::super::gateway::{
+        attach_internet_gateway, create_internet_gateway, delete_internet_gateway,
+        detach_internet_gateway,
+    };
+    use super::super::subnet::{create_subnet, delete_subnet};
+    use super::super::vpc::{create_vpc, delete_vpc};
+    use super::*;
+
+    fn setup() -> (Txn, String, String) {
+        let mut txn = Txn::new(State::new(), 1_700_000_000);
+        let vpc = create_vpc(&mut txn, "10.0.0.0/16", None, Tags::new()).unwrap();
+        let s = create_subnet(&mut txn, &vpc.id, "10.0.1.0/24", None, Tags::new()).unwrap();
+        (txn, vpc.id, s.id)
+    }
+
+    fn main_of(txn: &Txn, vpc: &str) -> RouteTable {
+        txn.state
+            .route_tables
+            .values()
+            .find(|r| r.vpc_id == vpc && r.is_main())
+            .map(|r| (**r).clone())
+            .unwrap()
+    }
+
+    fn gw(id: &str) -> TargetSpec {
+        TargetSpec {
+            gateway_id: Some(id.into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn vpc_gets_main_table_with_local_route_and_takes_it_along() {
+        let (mut txn, vpc, subnet) = setup();
+        let main = main_of(&txn, &vpc);
+        assert_eq!(main.routes.len(), 1);
+        assert_eq!(main.routes[0].destination.to_string(), "10.0.0.0/16");
+        assert_eq!(main.routes[0].target, Target::Local);
+        assert_eq!(route_state(&txn.state, &vpc, &main.routes[0]), "active");
+        assert_eq!(
+            delete_route_table(&mut txn, &main.id).unwrap_err().code,
+            "DependencyViolation"
+        );
+        let custom = create_route_table(&mut txn, &vpc, Tags::new()).unwrap();
+        delete_subnet(&mut txn, &subnet).unwrap();
+        assert_eq!(
+            delete_vpc(&mut txn, &vpc).unwrap_err().code,
+            "DependencyViolation"
+        );
+        delete_route_table(&mut txn, &custom.id).unwrap();
+        delete_vpc(&mut txn, &vpc).unwrap();
+        assert!(txn.state.route_tables.is_empty());
+        assert!(txn.writes.iter().any(
+            |w| matches!(w, Write::Delete { table: Table::RouteTables, key } if *key == main.id)
+        ));
+    }
+
+    #[test]
+    fn routes_create_replace_delete_and_blackhole() {
+        let (mut txn, vpc, _subnet) = setup();
+        let rtb = create_route_table(&mut txn, &vpc, Tags::new()).unwrap();
+        let igw = create_internet_gateway(&mut txn, Tags::new()).unwrap();
+        let code = |r: Result<(), ApiError>| r.unwrap_err().code;
+        // Not attached to this VPC yet.
+        assert_eq!(
+            code(create_route(&mut txn, &rtb.id, "0.0.0.0/0", &gw(&igw.id))),
+            "InvalidParameterValue"
+        );
+        attach_internet_gateway(&mut txn, &igw.id, &vpc).unwrap();
+        create_route(&mut txn, &rtb.id, "0.0.0.0/0", &gw(&igw.id)).unwrap();
+        assert_eq!(
+            code(create_route(&mut txn, &rtb.id, "0.0.0.0/0", &gw(&igw.id))),
+            "RouteAlreadyExists"
+        );
+        assert_eq!(
+            code(create_route(&mut txn, &rtb.id, "10.0.0.0/16", &gw(&igw.id))),
+            "RouteAlreadyExists"
+        );
+        assert_eq!(
+            code(create_route(
+                &mut txn,
+                &rtb.id,
+                "10.9.0.0/16",
+                &TargetSpec::default()
+            )),
+            "MissingParameter"
+        );
+        assert_eq!(
+            code(create_route(
+                &mut txn,
+                &rtb.id,
+                "10.9.0.0/16",
+                &TargetSpec {
+                    vpc_peering_connection_id: Some("pcx-0123456789abcdef0".into()),
+                    ..Default::default()
+                }
+            )),
+            "InvalidVpcPeeringConnectionID.NotFound"
+        );
+        assert_eq!(
+            code(create_route(
+                &mut txn,
+                &rtb.id,
+                "10.9.0.0/16",
+                &gw("igw-0123456789abcdef0")
+            )),
+            "InvalidInternetGatewayID.NotFound"
+        );
+        assert_eq!(
+            code(create_route(
+                &mut txn,
+                "rtb-0123456789abcdef0",
+                "10.9.0.0/16",
+                &gw(&igw.id)
+            )),
+            "InvalidRouteTableID.NotFound"
+        );
+        let e = replace_route(&mut txn, &rtb.id, "10.8.0.0/16", &gw(&igw.id)).unwrap_err();
+        assert_eq!(e.code, "InvalidParameterValue");
+        assert_eq!(
+            e.message,
+            "There is no route defined for '10.8.0.0/16' in the route table. Use CreateRoute instead."
+        );
+        // Replace the default route with itself; the local route only takes `local`.
+        replace_route(&mut txn, &rtb.id, "0.0.0.0/0", &gw(&igw.id)).unwrap();
+        assert_eq!(
+            code(replace_route(
+                &mut txn,
+                &rtb.id,
+                "10.0.0.0/16",
+                &gw(&igw.id)
+            )),
+            "InvalidParameterValue"
+        );
+        replace_route(&mut txn, &rtb.id, "10.0.0.0/16", &gw("local")).unwrap();
+        assert_eq!(
+            code(delete_route(&mut txn, &rtb.id, "10.0.0.0/16")),
+            "InvalidParameterValue"
+        );
+        // Detached gateway: blackhole.
+        let state = |txn: &Txn| {
+            let r = &txn.state.route_tables[&rtb.id];
+            route_state(&txn.state, &vpc, &r.routes[1])
+        };
+        assert_eq!(state(&txn), "active");
+        detach_internet_gateway(&mut txn, &igw.id, &vpc).unwrap();
+        assert_eq!(state(&txn), "blackhole");
+        delete_internet_gateway(&mut txn, &igw.id).unwrap();
+        assert_eq!(state(&txn), "blackhole");
+        let r = txn.state.route_tables[&rtb.id].clone();
+        let f = |name: &str, v: &str| Filter {
+            name: name.into(),
+            values: vec![v.into()],
+        };
+        assert!(matches(&*r, &txn.state, &[f("route.state", "blackhole")]));
+        assert!(matches(&*r, &txn.state, &[f("route.gateway-id", "igw-*")]));
+        assert!(matches(
+            &*r,
+            &txn.state,
+            &[f("route.destination-cidr-block", "0.0.0.0/0")]
+        ));
+        assert!(!matches(&*r, &txn.state, &[f("association.main", "true")]));
+        delete_route(&mut txn, &rtb.id, "0.0.0.0/0").unwrap();
+        assert_eq!(
+            code(delete_route(&mut txn, &rtb.id, "0.0.0.0/0")),
+            "InvalidRoute.NotFound"
+        );
+        assert_eq!(txn.state.route_tables[&rtb.id].routes.len(), 1);
+    }
+
+    #[test]
+    fn associations() {
+        let (mut txn, vpc, subnet) = setup();
+        let rtb = create_route_table(&mut txn, &vpc, Tags::new()).unwrap();
+        let a = associate_route_table(&mut txn, &rtb.id, &subnet).unwrap();
+        assert!(a.starts_with("rtbassoc-"));
+        let other = create_route_table(&mut txn, &vpc, Tags::new()).unwrap();
+        assert_eq!(
+            associate_route_table(&mut txn, &other.id, &subnet)
+                .unwrap_err()
+                .code,
+            "Resource.AlreadyAssociated"
+        );
+        let vpc2 = create_vpc(&mut txn, "10.1.0.0/16", None, Tags::new()).unwrap();
+        let rtb2 = create_route_table(&mut txn, &vpc2.id, Tags::new()).unwrap();
+        assert_eq!(
+            associate_route_table(&mut txn, &rtb2.id, &subnet)
+                .unwrap_err()
+                .code,
+            "InvalidParameterValue"
+        );
+        assert_eq!(
+            delete_route_table(&mut txn, &rtb.id).unwrap_err().code,
+            "DependencyViolation"
+        );
+        // Move the subnet to the other table.
+        let b = replace_route_table_association(&mut txn, &a, &other.id).unwrap();
+        assert_ne!(a, b);
+        assert!(txn.state.route_tables[&rtb.id].associations.is_empty());
+        assert_eq!(
+            subnet_association(&txn.state, &subnet),
+            Some((other.id.clone(), b.clone()))
+        );
+        assert_eq!(
+            disassociate_route_table(&mut txn, &a).unwrap_err().code,
+            "InvalidAssociationID.NotFound"
+        );
+        disassociate_route_table(&mut txn, &b).unwrap();
+        assert_eq!(subnet_association(&txn.state, &subnet), None);
+        // The main association can be moved but not removed.
+        let main = main_of(&txn, &vpc);
+        let main_assoc = main.associations[0].id.clone();
+        assert_eq!(
+            disassociate_route_table(&mut txn, &main_assoc)
+                .unwrap_err()
+                .code,
+            "InvalidParameterValue"
+        );
+        let m2 = replace_route_table_association(&mut txn, &main_assoc, &rtb.id).unwrap();
+        assert_eq!(main_of(&txn, &vpc).id, rtb.id);
+        assert!(main_of(&txn, &vpc)
+            .associations
+            .iter()
+            .any(|a| a.id == m2 && a.main));
+        // The old main table is now an ordinary one and can go.
+        delete_route_table(&mut txn, &main.id).unwrap();
+        // Deleting a subnet drops its association.
+        associate_route_table(&mut txn, &other.id, &subnet).unwrap();
+        delete_subnet(&mut txn, &subnet).unwrap();
+        assert!(txn.state.route_tables[&other.id].associations.is_empty());
+    }
+}
