@@ -1,13 +1,34 @@
-//! The EC2 Query API over HTTP (axum): decode the request ([`query`]), find the action in the
-//! [`ACTIONS`] table, run it against the control plane, answer with the response XML ([`xml`])
-//! or AWS's error XML ([`error`]).
+//! The EC2 Query API over HTTP (axum): decode the request, find the action in the [`ACTIONS`]
+//! table, run it against the control plane, answer with the response XML or AWS's error XML.
 //!
-//! Each action is one row of the table (wire name, read or write, handler), with the handlers
-//! grouped by resource family. Unauthenticated for now: Authorization headers are accepted and
-//! ignored, so the API must only listen on loopback or inside the lab.
+//! # How to write an action (model-driven style)
+//! Requests are decoded and responses encoded from botocore's EC2 model
+//! (`softvpc_ec2_protocol`), so a handler never sees wire names (`Filter.1.Value.2`, `vpcSet`):
+//! it reads the input tree and returns the output tree, both keyed by the model's member names
+//! (as in botocore / boto3: `VpcIds`, `Filters`, `TagSpecifications`; output `Vpcs`, `NextToken`).
+//! 1. Write `pub fn create_thing(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError>` in
+//!    `ec2/<family>.rs`. Unknown parameters, wrong types/enums/ranges and the model's required
+//!    members are already refused by the decoder; check the rest (helpers in [`input`]:
+//!    [`input::required`] for a string that must be present, [`input::id_list`],
+//!    [`input::filters`], [`input::creation_tags`] / [`input::tag_specs`] for
+//!    `TagSpecifications`, [`input::describe`] = ids + filters + `MaxResults`/`NextToken`).
+//! 2. Change state only inside `ctx.mutate(|txn| ...)`: all or nothing, and on `DryRun=true`
+//!    the mutation is checked and discarded, answering 412 `DryRunOperation` (the dispatcher
+//!    reads `DryRun`; read-only actions answer `DryRunOperation` without running).
+//! 3. Build the output: `Value::new_struct().with("Vpc", vpc_value)`; lists are
+//!    `Value::List`, tags [`input::tag_set`], timestamps `Timestamp::from_unix(secs)`,
+//!    optional members [`input::ValueExt::with_opt`]. Operations without an output shape (e.g.
+//!    DeleteVpc) return `Value::new_struct()` and answer `<return>true</return>`. Member names
+//!    must exist in the output shape: debug builds refuse a tree that does not fit (500, logged)
+//!    so tests catch it; release builds encode leniently.
+//! 4. Add one row `Action::model("CreateThing", Kind::Write, family::create_thing)` to
+//!    [`ACTIONS`] (append-only). Errors are [`ApiError`]s with AWS's code, message and status.
+//!
+//! Every request except `GET /healthz` must carry a valid SigV4 signature (see [`auth`]).
 
 pub mod error;
 pub mod host;
+pub mod input;
 pub mod instance;
 pub mod query;
 pub mod subnet;
@@ -28,6 +49,7 @@ use crate::control::ControlPlane;
 use crate::model::ids::new_request_id;
 use crate::model::{ApiError, Txn};
 use query::Params;
+use softvpc_ec2_protocol::Value;
 use xml::Xml;
 
 /// Whether an action only reads or changes the model.
@@ -53,8 +75,18 @@ impl Ctx<'_> {
     }
 }
 
-/// An action handler: reads its parameters, does the work, writes the response body elements.
-pub type Handler = fn(&Ctx<'_>, &Params, &mut Xml) -> Result<(), ApiError>;
+/// An old-style handler: reads hand-decoded parameters, writes the response body elements.
+pub type ParamsHandler = fn(&Ctx<'_>, &Params, &mut Xml) -> Result<(), ApiError>;
+
+/// A model-driven handler: the input tree (decoded by the EC2 model) in, the output tree out.
+pub type ModelHandler = fn(&Ctx<'_>, &Value) -> Result<Value, ApiError>;
+
+/// How an action is served.
+#[derive(Clone, Copy)]
+pub enum Handler {
+    Params(ParamsHandler),
+    Model(ModelHandler),
+}
 
 /// One EC2 action.
 pub struct Action {
@@ -65,20 +97,29 @@ pub struct Action {
 }
 
 impl Action {
-    const fn new(name: &'static str, kind: Kind, handler: Handler) -> Self {
+    const fn new(name: &'static str, kind: Kind, handler: ParamsHandler) -> Self {
         Action {
             name,
             kind,
-            handler,
+            handler: Handler::Params(handler),
+        }
+    }
+
+    /// A model-driven action (see the module docs).
+    pub const fn model(name: &'static str, kind: Kind, handler: ModelHandler) -> Self {
+        Action {
+            name,
+            kind,
+            handler: Handler::Model(handler),
         }
     }
 }
 
 /// Every action the API serves.
 pub static ACTIONS: &[Action] = &[
-    Action::new("CreateVpc", Kind::Write, vpc::create_vpc),
-    Action::new("DescribeVpcs", Kind::Read, vpc::describe_vpcs),
-    Action::new("DeleteVpc", Kind::Write, vpc::delete_vpc),
+    Action::model("CreateVpc", Kind::Write, vpc::create_vpc),
+    Action::model("DescribeVpcs", Kind::Read, vpc::describe_vpcs),
+    Action::model("DeleteVpc", Kind::Write, vpc::delete_vpc),
     Action::new("CreateSubnet", Kind::Write, subnet::create_subnet),
     Action::new("DescribeSubnets", Kind::Read, subnet::describe_subnets),
     Action::new("DeleteSubnet", Kind::Write, subnet::delete_subnet),
@@ -140,11 +181,15 @@ fn run(
     inputs: &[&[u8]],
     request_id: &str,
 ) -> Result<String, (String, ApiError)> {
-    let params = Params::parse_all(inputs).map_err(|e| (String::new(), e))?;
-    let name = params
-        .required("Action")
-        .map_err(|e| (String::new(), e))?
-        .to_string();
+    let pairs = softvpc_ec2_protocol::parse_forms(inputs)
+        .map_err(|e| (String::new(), protocol_error(e)))?;
+    let name = pairs
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "Action")
+        .map(|(_, v)| v.clone())
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| (String::new(), ApiError::missing("Action")))?;
     let fail = |e: ApiError| (name.clone(), e);
     let action = find_action(&name).ok_or_else(|| {
         fail(ApiError::new(
@@ -152,19 +197,61 @@ fn run(
             format!("The action {name} is not valid for this web service."),
         ))
     })?;
-    let dry_run = params.bool("DryRun").map_err(fail)?.unwrap_or(false);
-    if dry_run && action.kind == Kind::Read {
-        return Err(fail(ApiError::dry_run()));
+    match action.handler {
+        Handler::Model(handler) => {
+            let input =
+                softvpc_ec2_protocol::decode(&name, &pairs).map_err(|e| fail(protocol_error(e)))?;
+            let dry_run = input.get_bool("DryRun").unwrap_or(false);
+            if dry_run && action.kind == Kind::Read {
+                return Err(fail(ApiError::dry_run()));
+            }
+            let ctx = Ctx { cp, dry_run };
+            let output = handler(&ctx, &input).map_err(fail)?;
+            let body = encode_output(&name, &output, request_id).map_err(fail)?;
+            tracing::debug!(action = %name, "request served");
+            Ok(body)
+        }
+        Handler::Params(handler) => {
+            let params = Params::from_pairs(pairs.iter().cloned());
+            let dry_run = params.bool("DryRun").map_err(fail)?.unwrap_or(false);
+            if dry_run && action.kind == Kind::Read {
+                return Err(fail(ApiError::dry_run()));
+            }
+            let ctx = Ctx { cp, dry_run };
+            let mut x = Xml::new();
+            let root = format!("{name}Response");
+            x.open_root(&root);
+            x.elem("requestId", request_id);
+            handler(&ctx, &params, &mut x).map_err(fail)?;
+            x.close(&root);
+            tracing::debug!(action = %name, "request served");
+            Ok(x.finish())
+        }
     }
-    let ctx = Ctx { cp, dry_run };
-    let mut x = Xml::new();
-    let root = format!("{name}Response");
-    x.open_root(&root);
-    x.elem("requestId", request_id);
-    (action.handler)(&ctx, &params, &mut x).map_err(fail)?;
-    x.close(&root);
-    tracing::debug!(action = %name, "request served");
-    Ok(x.finish())
+}
+
+/// A protocol refusal as an API error (same code, message and status).
+fn protocol_error(e: softvpc_ec2_protocol::ProtocolError) -> ApiError {
+    ApiError::new(e.code(), e.message()).with_status(e.http_status())
+}
+
+/// The response document for `output`. A tree that does not fit the model's output shape is a
+/// server bug: logged, and refused with 500 in debug builds (so tests catch it), encoded
+/// leniently (unfit members left out) in release builds.
+fn encode_output(name: &str, output: &Value, request_id: &str) -> Result<String, ApiError> {
+    match softvpc_ec2_protocol::try_encode(name, output, request_id) {
+        Ok(body) => Ok(body),
+        Err(e) => {
+            tracing::error!(action = name, error = %e, "response does not fit the model");
+            if cfg!(debug_assertions) {
+                Err(ApiError::internal(format!(
+                    "response does not fit the model: {e}"
+                )))
+            } else {
+                Ok(softvpc_ec2_protocol::encode(name, output, request_id))
+            }
+        }
+    }
 }
 
 /// `MaxResults` / `NextToken` paging over an already filtered list. The token is the offset of
@@ -260,4 +347,66 @@ pub fn select<T: crate::model::filter::Filterable>(
         .into_iter()
         .filter(|i| crate::model::filter::matches(&**i, state, filters))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(cp: &ControlPlane, body: &str) -> Reply {
+        dispatch(cp, &[body.as_bytes()])
+    }
+
+    fn code(r: &Reply) -> &str {
+        let start = r.body.find("<Code>").map(|i| i + 6).unwrap_or(0);
+        let end = r.body.find("</Code>").unwrap_or(0);
+        r.body.get(start..end).unwrap_or("")
+    }
+
+    #[test]
+    fn model_actions_decode_encode_and_refuse() {
+        let cp = ControlPlane::ephemeral();
+        let r = call(
+            &cp,
+            "Action=CreateVpc&Version=2016-11-15&CidrBlock=10.0.0.0%2F16\
+             &TagSpecification.1.ResourceType=vpc&TagSpecification.1.Tag.1.Key=Name\
+             &TagSpecification.1.Tag.1.Value=blue",
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(r.body.contains("<CreateVpcResponse xmlns="), "{}", r.body);
+        assert!(
+            r.body
+                .contains("<tagSet><item><key>Name</key><value>blue</value></item></tagSet>"),
+            "{}",
+            r.body
+        );
+        assert_eq!(cp.state().vpcs.len(), 1);
+
+        let r = call(
+            &cp,
+            "Action=DescribeVpcs&Filter.1.Name=tag%3AName&Filter.1.Value.1=bl%3F*",
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.body.matches("<vpcId>").count(), 1, "{}", r.body);
+        let r = call(
+            &cp,
+            "Action=DescribeVpcs&Filter.1.Name=tag-value&Filter.1.Value.1=red",
+        );
+        assert_eq!(r.body.matches("<vpcId>").count(), 0, "{}", r.body);
+
+        let r = call(&cp, "Action=CreateVpc&CidrBlock=10.1.0.0%2F16&DryRun=true");
+        assert_eq!((r.status, code(&r)), (412, "DryRunOperation"));
+        assert_eq!(cp.state().vpcs.len(), 1);
+
+        let r = call(&cp, "Action=CreateVpc&CidrBlock=10.1.0.0%2F16&Bogus=1");
+        assert_eq!((r.status, code(&r)), (400, "UnknownParameter"));
+        let r = call(&cp, "Action=DeleteVpc");
+        assert_eq!((r.status, code(&r)), (400, "MissingParameter"));
+        let r = call(&cp, "Action=DescribeVpcs&MaxResults=abc");
+        assert_eq!((r.status, code(&r)), (400, "InvalidParameterValue"));
+        let r = call(&cp, "Action=NoSuchThing");
+        assert_eq!((r.status, code(&r)), (400, "InvalidAction"));
+        let r = call(&cp, "Version=2016-11-15");
+        assert_eq!((r.status, code(&r)), (400, "MissingParameter"));
+    }
 }

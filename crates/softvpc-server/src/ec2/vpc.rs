@@ -1,60 +1,60 @@
 //! CreateVpc, DescribeVpcs, DeleteVpc.
 
-use super::query::Params;
-use super::xml::Xml;
-use super::{paginate, select, Ctx};
-use crate::model::tags::{check_specs, tags_for};
+use softvpc_ec2_protocol::Value;
+
+use super::input::{self, tag_set, ValueExt};
+use super::Ctx;
 use crate::model::{self, ApiError, Vpc, OWNER_ID};
 
-/// The elements of one VPC.
-pub fn write_vpc(x: &mut Xml, v: &Vpc) {
-    x.elem("vpcId", &v.id);
-    x.elem("ownerId", OWNER_ID);
-    x.elem("state", "available");
-    x.elem("cidrBlock", v.cidr);
-    x.set("cidrBlockAssociationSet", [v], |x, v| {
-        x.elem("cidrBlock", v.cidr);
-        x.elem("associationId", &v.cidr_association_id);
-        x.nest("cidrBlockState", |x| x.elem("state", "associated"));
-    });
-    x.elem("dhcpOptionsId", "default");
-    x.elem("instanceTenancy", &v.instance_tenancy);
-    x.elem("isDefault", "false");
-    x.tags(&v.tags);
+/// The `Vpc` structure of one VPC.
+pub fn vpc_value(v: &Vpc) -> Value {
+    Value::new_struct()
+        .with("VpcId", v.id.as_str())
+        .with("OwnerId", OWNER_ID)
+        .with("State", "available")
+        .with("CidrBlock", v.cidr.to_string())
+        .with(
+            "CidrBlockAssociationSet",
+            vec![Value::new_struct()
+                .with("CidrBlock", v.cidr.to_string())
+                .with("AssociationId", v.cidr_association_id.as_str())
+                .with(
+                    "CidrBlockState",
+                    Value::new_struct().with("State", "associated"),
+                )],
+        )
+        .with("DhcpOptionsId", "default")
+        .with("InstanceTenancy", v.instance_tenancy.as_str())
+        .with("IsDefault", false)
+        .with("Tags", tag_set(&v.tags))
 }
 
-pub fn create_vpc(ctx: &Ctx<'_>, p: &Params, x: &mut Xml) -> Result<(), ApiError> {
-    let cidr = p.required("CidrBlock")?;
-    let specs = p.tag_specifications()?;
-    check_specs(&specs, &["vpc"])?;
-    let tags = tags_for(&specs, "vpc")?;
-    let vpc = ctx.mutate(|t| model::vpc::create_vpc(t, cidr, p.get("InstanceTenancy"), tags))?;
+pub fn create_vpc(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
+    let cidr = input::required(input, "CidrBlock")?;
+    let tags = input::creation_tags(input, "vpc")?;
+    let tenancy = input.get_str("InstanceTenancy");
+    let vpc = ctx.mutate(|t| model::vpc::create_vpc(t, cidr, tenancy, tags))?;
     tracing::info!(vpc = %vpc.id, cidr = %vpc.cidr, vni = vpc.vni, "VPC created");
-    x.nest("vpc", |x| write_vpc(x, &vpc));
-    Ok(())
+    Ok(Value::new_struct().with("Vpc", vpc_value(&vpc)))
 }
 
-pub fn describe_vpcs(ctx: &Ctx<'_>, p: &Params, x: &mut Xml) -> Result<(), ApiError> {
+pub fn describe_vpcs(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
     let state = ctx.cp.state();
-    let items = select(
+    let (items, next) = input::describe(
         &state,
         &state.vpcs,
-        &p.list("VpcId"),
+        input,
+        "VpcIds",
         ("InvalidVpcID.NotFound", "vpc"),
-        &p.filters()?,
     )?;
-    let (items, next) = paginate(items, p)?;
-    x.set("vpcSet", &items, |x, v| write_vpc(x, v));
-    if let Some(t) = next {
-        x.elem("nextToken", t);
-    }
-    Ok(())
+    Ok(Value::new_struct()
+        .with("Vpcs", input::list_of(&items, |v| vpc_value(v)))
+        .with_opt("NextToken", next))
 }
 
-pub fn delete_vpc(ctx: &Ctx<'_>, p: &Params, x: &mut Xml) -> Result<(), ApiError> {
-    let id = p.required("VpcId")?;
+pub fn delete_vpc(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
+    let id = input::required(input, "VpcId")?;
     ctx.mutate(|t| model::vpc::delete_vpc(t, id))?;
     tracing::info!(vpc = %id, "VPC deleted");
-    x.elem("return", "true");
-    Ok(())
+    Ok(Value::new_struct())
 }

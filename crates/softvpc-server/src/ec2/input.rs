@@ -1,0 +1,300 @@
+//! Shared helpers for model-driven action handlers (see the module docs of [`super`]): reading
+//! the decoded input tree (strings that must be present, id lists, `Filters`,
+//! `TagSpecifications`, `Tags`), `MaxResults`/`NextToken` paging, Describe selection, and
+//! building output pieces (`tagSet`, optional members).
+//!
+//! The decoder has already checked types, enums, ranges and the model's required members; what
+//! is left here is what the model does not say (an empty string where a value is needed, a
+//! filter without a name, a tag specification for the wrong resource type).
+
+use std::sync::Arc;
+
+use softvpc_ec2_protocol::Value;
+
+use crate::model::filter::{self, Filter, Filterable};
+use crate::model::tags::{check_specs, tags_for, TagSpec};
+use crate::model::{ApiError, Map, State, Tags};
+
+/// Member `name` as text, refused with `MissingParameter` when absent or empty (for members
+/// the action needs even where the model does not mark them required, e.g. CreateVpc's
+/// `CidrBlock`).
+pub fn required<'v>(input: &'v Value, name: &str) -> Result<&'v str, ApiError> {
+    match input.get_str(name) {
+        Some(s) if !s.is_empty() => Ok(s),
+        _ => Err(ApiError::missing(name)),
+    }
+}
+
+/// Member `name` as text when present and non-empty.
+pub fn optional<'v>(input: &'v Value, name: &str) -> Option<&'v str> {
+    input.get_str(name).filter(|s| !s.is_empty())
+}
+
+/// Member `name` as a boolean when present.
+pub fn flag(input: &Value, name: &str) -> Option<bool> {
+    input.get_bool(name)
+}
+
+/// A list of strings (e.g. `VpcIds`), owned, in request order; empty when absent.
+pub fn id_list(input: &Value, name: &str) -> Vec<String> {
+    input
+        .get_strings(name)
+        .into_iter()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The `Filters` member (`Filter.N.Name` / `Filter.N.Value.M` on the wire).
+pub fn filters(input: &Value) -> Result<Vec<Filter>, ApiError> {
+    input
+        .get_list("Filters")
+        .iter()
+        .map(|f| {
+            let name = optional(f, "Name").ok_or_else(|| ApiError::missing("Filter.N.Name"))?;
+            Ok(Filter {
+                name: name.to_string(),
+                values: id_list(f, "Values"),
+            })
+        })
+        .collect()
+}
+
+/// A list of `{Key, Value}` structures (member `name`, e.g. `Tags` of CreateTags); a missing
+/// value is "".
+pub fn tag_pairs(list: &[Value], wire_name: &str) -> Result<Vec<(String, String)>, ApiError> {
+    list.iter()
+        .map(|t| {
+            let key = t
+                .get_str("Key")
+                .ok_or_else(|| ApiError::missing(&format!("{wire_name}.N.Key")))?;
+            Ok((
+                key.to_string(),
+                t.get_str("Value").unwrap_or("").to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// The `TagSpecifications` member, each checked to name one of `allowed` resource types and to
+/// carry valid tags.
+pub fn tag_specs(input: &Value, allowed: &[&str]) -> Result<Vec<TagSpec>, ApiError> {
+    let specs = input
+        .get_list("TagSpecifications")
+        .iter()
+        .map(|s| {
+            let resource_type = optional(s, "ResourceType")
+                .ok_or_else(|| ApiError::missing("TagSpecification.N.ResourceType"))?;
+            Ok(TagSpec {
+                resource_type: resource_type.to_string(),
+                tags: tag_pairs(s.get_list("Tags"), "TagSpecification.N.Tag")?,
+            })
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    check_specs(&specs, allowed)?;
+    Ok(specs)
+}
+
+/// The tags a create call gives its one new resource of `resource_type` (every
+/// `TagSpecifications` entry must be for that type).
+pub fn creation_tags(input: &Value, resource_type: &str) -> Result<Tags, ApiError> {
+    tags_for(&tag_specs(input, &[resource_type])?, resource_type)
+}
+
+/// The `tagSet` output member: `[{Key, Value}]` in key order.
+pub fn tag_set(tags: &Tags) -> Value {
+    Value::List(
+        tags.iter()
+            .map(|(k, v)| {
+                Value::new_struct()
+                    .with("Key", k.as_str())
+                    .with("Value", v.as_str())
+            })
+            .collect(),
+    )
+}
+
+/// Extra builders on output trees.
+pub trait ValueExt {
+    /// [`Value::with`] when `value` is `Some`, else unchanged.
+    fn with_opt<V: Into<Value>>(self, name: &str, value: Option<V>) -> Value;
+}
+
+impl ValueExt for Value {
+    fn with_opt<V: Into<Value>>(self, name: &str, value: Option<V>) -> Value {
+        match value {
+            Some(v) => self.with(name, v),
+            None => self,
+        }
+    }
+}
+
+/// A list of items rendered by `f` (for output list members).
+pub fn list_of<T>(items: &[T], f: impl FnMut(&T) -> Value) -> Value {
+    Value::List(items.iter().map(f).collect())
+}
+
+/// `MaxResults` / `NextToken` paging over an already filtered list. The token is the offset of
+/// the next item; a token that is not one is `InvalidNextToken`. (The model already bounds
+/// `MaxResults` where AWS does.)
+pub fn paginate<T>(items: Vec<T>, input: &Value) -> Result<(Vec<T>, Option<String>), ApiError> {
+    let start = match input.get_str("NextToken") {
+        None | Some("") => 0usize,
+        Some(t) => t
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n <= items.len())
+            .ok_or_else(|| ApiError::new("InvalidNextToken", "The specified token is invalid."))?,
+    };
+    let Some(max) = input.get_i64("MaxResults") else {
+        return Ok((items.into_iter().skip(start).collect(), None));
+    };
+    let max = usize::try_from(max).unwrap_or(0).max(1);
+    let end = start.saturating_add(max).min(items.len());
+    let next = (end < items.len()).then(|| end.to_string());
+    Ok((
+        items.into_iter().skip(start).take(end - start).collect(),
+        next,
+    ))
+}
+
+/// The resources a Describe call returns: those named by `ids` (all must exist, else the
+/// `not_found` code with noun, e.g. `("InvalidVpcID.NotFound", "vpc")`), or all of them, that
+/// pass `filters` (unknown filter names refused first).
+pub fn select<T: Filterable>(
+    state: &State,
+    all: &Map<T>,
+    ids: &[String],
+    not_found: (&str, &str),
+    filters: &[Filter],
+) -> Result<Vec<Arc<T>>, ApiError> {
+    filter::check::<T>(filters)?;
+    let items: Vec<Arc<T>> = if ids.is_empty() {
+        all.values().cloned().collect()
+    } else {
+        let missing: Vec<&str> = ids
+            .iter()
+            .filter(|i| !all.contains_key(*i))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            return Err(ApiError::not_found(not_found.0, not_found.1, &missing));
+        }
+        let mut seen = std::collections::HashSet::new();
+        ids.iter()
+            .filter(|i| seen.insert(i.as_str()))
+            .filter_map(|i| all.get(i).cloned())
+            .collect()
+    };
+    Ok(items
+        .into_iter()
+        .filter(|i| filter::matches(&**i, state, filters))
+        .collect())
+}
+
+/// The whole Describe pattern: [`select`] by the id-list member `ids_member` and `Filters`,
+/// then [`paginate`]. Returns the page and the next token.
+pub fn describe<T: Filterable>(
+    state: &State,
+    all: &Map<T>,
+    input: &Value,
+    ids_member: &str,
+    not_found: (&str, &str),
+) -> Result<(Vec<Arc<T>>, Option<String>), ApiError> {
+    let items = select(
+        state,
+        all,
+        &id_list(input, ids_member),
+        not_found,
+        &filters(input)?,
+    )?;
+    paginate(items, input)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use softvpc_ec2_protocol::decode;
+
+    fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+        p.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn reads_filters_ids_and_tag_specs() {
+        let input = decode(
+            "DescribeVpcs",
+            &pairs(&[
+                ("VpcId.2", "vpc-b"),
+                ("VpcId.1", "vpc-a"),
+                ("Filter.1.Name", "tag:Name"),
+                ("Filter.1.Value.1", "a*"),
+                ("Filter.1.Value.2", "b"),
+                ("Filter.2.Name", "cidr"),
+                ("Filter.2.Value.1", "10.0.0.0/16"),
+                ("MaxResults", "5"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(id_list(&input, "VpcIds"), ["vpc-a", "vpc-b"]);
+        let f = filters(&input).unwrap();
+        assert_eq!(f.len(), 2);
+        assert_eq!(f[0].name, "tag:Name");
+        assert_eq!(f[0].values, ["a*", "b"]);
+        assert_eq!(f[1].values, ["10.0.0.0/16"]);
+
+        let input = decode(
+            "CreateVpc",
+            &pairs(&[
+                ("CidrBlock", "10.0.0.0/16"),
+                ("TagSpecification.1.ResourceType", "vpc"),
+                ("TagSpecification.1.Tag.1.Key", "Name"),
+                ("TagSpecification.1.Tag.1.Value", "x"),
+                ("TagSpecification.1.Tag.2.Key", "empty"),
+            ]),
+        )
+        .unwrap();
+        let tags = creation_tags(&input, "vpc").unwrap();
+        assert_eq!(tags.get("Name").map(String::as_str), Some("x"));
+        assert_eq!(tags.get("empty").map(String::as_str), Some(""));
+        assert_eq!(
+            creation_tags(&input, "subnet").unwrap_err().code,
+            "InvalidParameterValue"
+        );
+        assert_eq!(required(&input, "CidrBlock").unwrap(), "10.0.0.0/16");
+        assert_eq!(
+            required(&input, "InstanceTenancy").unwrap_err().code,
+            "MissingParameter"
+        );
+        let set = tag_set(&tags);
+        assert_eq!(set.as_list().map(<[Value]>::len), Some(2));
+        assert_eq!(set.as_list().unwrap()[0].get_str("Key"), Some("Name"));
+    }
+
+    #[test]
+    fn a_filter_without_a_name_is_refused() {
+        let input = decode("DescribeVpcs", &pairs(&[("Filter.1.Value.1", "x")])).unwrap();
+        assert_eq!(filters(&input).unwrap_err().code, "MissingParameter");
+    }
+
+    #[test]
+    fn pages_by_offset_tokens() {
+        let items: Vec<u32> = (0..12).collect();
+        let input = Value::new_struct().with("MaxResults", 5i64);
+        let (page, next) = paginate(items.clone(), &input).unwrap();
+        assert_eq!(page, [0, 1, 2, 3, 4]);
+        assert_eq!(next.as_deref(), Some("5"));
+        let input = input.with("NextToken", "10");
+        let (page, next) = paginate(items.clone(), &input).unwrap();
+        assert_eq!(page, [10, 11]);
+        assert_eq!(next, None);
+        let bad = Value::new_struct().with("NextToken", "13");
+        assert_eq!(
+            paginate(items.clone(), &bad).unwrap_err().code,
+            "InvalidNextToken"
+        );
+        let (all, next) = paginate(items, &Value::new_struct()).unwrap();
+        assert_eq!((all.len(), next), (12, None));
+    }
+}
