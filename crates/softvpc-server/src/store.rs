@@ -20,6 +20,8 @@ const ROUTE_TABLES: TableDefinition<&str, &[u8]> = TableDefinition::new("route_t
 const INTERNET_GATEWAYS: TableDefinition<&str, &[u8]> = TableDefinition::new("internet_gateways");
 const ADDRESSES: TableDefinition<&str, &[u8]> = TableDefinition::new("addresses");
 const NAT_GATEWAYS: TableDefinition<&str, &[u8]> = TableDefinition::new("nat_gateways");
+const SECURITY_GROUPS: TableDefinition<&str, &[u8]> = TableDefinition::new("security_groups");
+const NETWORK_ACLS: TableDefinition<&str, &[u8]> = TableDefinition::new("network_acls");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 const META_REVISION: &str = "revision";
@@ -36,6 +38,8 @@ fn definition(table: Table) -> TableDefinition<'static, &'static str, &'static [
         Table::InternetGateways => INTERNET_GATEWAYS,
         Table::Addresses => ADDRESSES,
         Table::NatGateways => NAT_GATEWAYS,
+        Table::SecurityGroups => SECURITY_GROUPS,
+        Table::NetworkAcls => NETWORK_ACLS,
     }
 }
 
@@ -76,6 +80,8 @@ impl Store {
             INTERNET_GATEWAYS,
             ADDRESSES,
             NAT_GATEWAYS,
+            SECURITY_GROUPS,
+            NETWORK_ACLS,
         ] {
             txn.open_table(t)?;
         }
@@ -98,6 +104,8 @@ impl Store {
         state.internet_gateways = load_table(&txn, INTERNET_GATEWAYS)?;
         state.addresses = load_table(&txn, ADDRESSES)?;
         state.nat_gateways = load_table(&txn, NAT_GATEWAYS)?;
+        state.security_groups = load_table(&txn, SECURITY_GROUPS)?;
+        state.network_acls = load_table(&txn, NETWORK_ACLS)?;
         let meta = txn.open_table(META)?;
         state.revision = meta.get(META_REVISION)?.map(|v| v.value()).unwrap_or(0);
         state.next_vni = meta

@@ -13,7 +13,9 @@ pub mod host;
 pub mod ids;
 pub mod instance;
 pub mod nat_gateway;
+pub mod network_acl;
 pub mod route_table;
+pub mod security_group;
 pub mod subnet;
 pub mod tags;
 pub mod vpc;
@@ -173,6 +175,8 @@ pub struct State {
     pub internet_gateways: Map<gateway::InternetGateway>,
     pub addresses: Map<address::Address>,
     pub nat_gateways: Map<nat_gateway::NatGateway>,
+    pub security_groups: Map<security_group::SecurityGroup>,
+    pub network_acls: Map<network_acl::NetworkAcl>,
     /// The VNI the next VPC gets.
     pub next_vni: u32,
     /// The mapping revision of the last committed change.
@@ -214,6 +218,8 @@ pub enum Table {
     InternetGateways,
     Addresses,
     NatGateways,
+    SecurityGroups,
+    NetworkAcls,
 }
 
 /// One write to the store.

@@ -63,6 +63,7 @@ pub fn create_subnet(
         tags,
     };
     txn.put_subnet(subnet.clone());
+    super::network_acl::associate_new_subnet(txn, vpc_id, &subnet.id);
     Ok(subnet)
 }
 
@@ -87,6 +88,7 @@ pub fn delete_subnet(txn: &mut Txn, id: &str) -> Result<(), ApiError> {
         ));
     }
     super::route_table::on_subnet_deleted(txn, id);
+    super::network_acl::disassociate_subnet(txn, id);
     txn.delete_subnet(id);
     Ok(())
 }

@@ -143,6 +143,37 @@ pub fn create_tags(
                 merge(&mut e.tags, tags)?;
                 txn.put_eni(e);
             }
+            "sg" => {
+                let mut g = txn
+                    .state
+                    .security_groups
+                    .get(id)
+                    .map(|g| (**g).clone())
+                    .ok_or_else(|| {
+                        ApiError::new(
+                            "InvalidGroup.NotFound",
+                            format!("The security group '{id}' does not exist"),
+                        )
+                    })?;
+                merge(&mut g.tags, tags)?;
+                txn.put_security_group(g);
+            }
+            "acl" => {
+                let mut a = txn
+                    .state
+                    .network_acls
+                    .get(id)
+                    .map(|a| (**a).clone())
+                    .ok_or_else(|| {
+                        ApiError::not_found(
+                            "InvalidNetworkAclID.NotFound",
+                            "network ACL",
+                            &[id.as_str()],
+                        )
+                    })?;
+                merge(&mut a.tags, tags)?;
+                txn.put_network_acl(a);
+            }
             _ => {
                 if let Some(r) =
                     super::route_table::edit_tags(txn, id, &mut |t: &mut Tags| merge(t, tags))
@@ -241,6 +272,37 @@ pub fn delete_tags(
                 strip(&mut e.tags);
                 txn.put_eni(e);
             }
+            "sg" => {
+                let mut g = txn
+                    .state
+                    .security_groups
+                    .get(id)
+                    .map(|g| (**g).clone())
+                    .ok_or_else(|| {
+                        ApiError::new(
+                            "InvalidGroup.NotFound",
+                            format!("The security group '{id}' does not exist"),
+                        )
+                    })?;
+                strip(&mut g.tags);
+                txn.put_security_group(g);
+            }
+            "acl" => {
+                let mut a = txn
+                    .state
+                    .network_acls
+                    .get(id)
+                    .map(|a| (**a).clone())
+                    .ok_or_else(|| {
+                        ApiError::not_found(
+                            "InvalidNetworkAclID.NotFound",
+                            "network ACL",
+                            &[id.as_str()],
+                        )
+                    })?;
+                strip(&mut a.tags);
+                txn.put_network_acl(a);
+            }
             _ => {
                 if let Some(r) = super::route_table::edit_tags(txn, id, &mut |t: &mut Tags| {
                     strip(t);
@@ -297,7 +359,7 @@ mod tests {
             "InvalidVpcID.NotFound"
         );
         assert_eq!(
-            create_tags(&mut txn, &["sg-1".into()], &[kv("a", "b")])
+            create_tags(&mut txn, &["foo-1".into()], &[kv("a", "b")])
                 .unwrap_err()
                 .code,
             "InvalidID"

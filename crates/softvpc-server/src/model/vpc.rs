@@ -60,6 +60,9 @@ pub fn create_vpc(
     };
     txn.put_vpc(vpc.clone());
     super::route_table::create_main_route_table(txn, &vpc.id, vpc.cidr);
+    // Every VPC comes with its default security group and network ACL, in the same transaction.
+    super::security_group::create_default_group(txn, &vpc.id);
+    super::network_acl::create_default_acl(txn, &vpc.id);
     Ok(vpc)
 }
 
@@ -87,6 +90,8 @@ pub fn delete_vpc(txn: &mut Txn, id: &str) -> Result<(), ApiError> {
             format!("The vpc '{id}' has dependencies and cannot be deleted."),
         ));
     }
+    super::security_group::check_vpc_deletable(&txn.state, id)?;
+    super::network_acl::check_vpc_deletable(&txn.state, id)?;
     if super::gateway::igw_of_vpc(&txn.state, id).is_some() {
         return Err(ApiError::new(
             "DependencyViolation",
@@ -94,6 +99,8 @@ pub fn delete_vpc(txn: &mut Txn, id: &str) -> Result<(), ApiError> {
         ));
     }
     super::route_table::on_vpc_delete(txn, id)?;
+    super::security_group::delete_groups_of_vpc(txn, id);
+    super::network_acl::delete_acls_of_vpc(txn, id);
     txn.delete_vpc(id);
     Ok(())
 }

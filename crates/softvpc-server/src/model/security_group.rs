@@ -1,0 +1,1190 @@
+//! Security groups (`sg-`) and their rules (`sgr-`): creation with AWS's defaults (no inbound
+//! rules, all egress), the `default` group of every VPC, rule validation (protocols, port ranges,
+//! ICMP type/code, CIDRs, referenced groups), duplicates, the per-direction rule limit,
+//! revocation by content or by rule id, rule modification, deletion rules, filters.
+//!
+//! Rules are stored flat, one per source (a CIDR or a group), as AWS's security-group-rule API
+//! sees them; `DescribeSecurityGroups` regroups them into `IpPermissions`. Enforcement belongs to
+//! the data plane (a later issue): this module stores, validates and serves.
+
+use std::sync::Arc;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+use super::filter::Filterable;
+use super::ids::new_id;
+use super::vpc::parse_cidr;
+use super::{ApiError, State, Table, Tags, Txn, Write};
+
+/// The most rules a group may have in each direction.
+pub const MAX_RULES_PER_DIRECTION: usize = 60;
+/// The name of every VPC's default group.
+pub const DEFAULT_GROUP_NAME: &str = "default";
+/// The description of every VPC's default group.
+pub const DEFAULT_GROUP_DESCRIPTION: &str = "default VPC security group";
+
+/// A security group of a VPC.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecurityGroup {
+    pub id: String,
+    pub vpc_id: String,
+    pub name: String,
+    pub description: String,
+    /// Ingress and egress rules, in creation order.
+    pub rules: Vec<SgRule>,
+    pub tags: Tags,
+}
+
+impl SecurityGroup {
+    /// True for the VPC's `default` group (it cannot be deleted).
+    pub fn is_default(&self) -> bool {
+        self.name == DEFAULT_GROUP_NAME
+    }
+
+    /// The rules of one direction.
+    pub fn rules_of(&self, egress: bool) -> impl Iterator<Item = &SgRule> {
+        self.rules.iter().filter(move |r| r.egress == egress)
+    }
+}
+
+/// Where a rule allows traffic from (ingress) or to (egress).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Peer {
+    Cidr(Ipv4Net),
+    Group(String),
+}
+
+/// One rule of a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SgRule {
+    /// `sgr-` id.
+    pub id: String,
+    /// The group the rule belongs to.
+    pub group_id: String,
+    pub egress: bool,
+    pub spec: RuleSpec,
+    pub tags: Tags,
+}
+
+/// What a rule matches: protocol, ports and peer (the identity used for duplicates), plus its
+/// description.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleSpec {
+    /// `tcp`, `udp`, `icmp`, `-1` (all) or another protocol number, as AWS reports it.
+    pub protocol: String,
+    /// First port (tcp/udp) or ICMP type (-1: all); None when the protocol has no ports.
+    pub from_port: Option<i32>,
+    /// Last port (tcp/udp) or ICMP code (-1: all); None when the protocol has no ports.
+    pub to_port: Option<i32>,
+    pub peer: Peer,
+    pub description: Option<String>,
+}
+
+impl RuleSpec {
+    /// True when both match the same traffic (the description does not count).
+    pub fn same_rule(&self, other: &RuleSpec) -> bool {
+        self.protocol == other.protocol
+            && self.from_port == other.from_port
+            && self.to_port == other.to_port
+            && self.peer == other.peer
+    }
+
+    /// The rule as AWS words it in `InvalidPermission.Duplicate`.
+    fn describe(&self) -> String {
+        let peer = match &self.peer {
+            Peer::Cidr(c) => c.to_string(),
+            Peer::Group(g) => g.clone(),
+        };
+        match (self.from_port, self.to_port) {
+            (Some(f), Some(t)) => format!(
+                "peer: {peer}, {}, from port: {f}, to port: {t}, ALLOW",
+                self.protocol.to_uppercase()
+            ),
+            _ if self.protocol == "-1" => format!("peer: {peer}, ALL, ALLOW"),
+            _ => format!("peer: {peer}, {}, ALLOW", self.protocol.to_uppercase()),
+        }
+    }
+}
+
+/// One `IpPermission` as a request gives it: protocol, ports and any number of peers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Permission {
+    pub protocol: String,
+    pub from_port: Option<i64>,
+    pub to_port: Option<i64>,
+    /// `IpRanges`: CIDR and optional description.
+    pub cidrs: Vec<(String, Option<String>)>,
+    /// `UserIdGroupPairs`: group id and optional description.
+    pub groups: Vec<(String, Option<String>)>,
+}
+
+/// A protocol as AWS reports it in security group rules: names for tcp/udp/icmp (also when
+/// given as numbers), `-1` for all, else the number.
+pub fn normalize_protocol(value: &str) -> Result<String, ApiError> {
+    let v = value.trim().to_ascii_lowercase();
+    let unknown = || {
+        ApiError::invalid_value(format!(
+            "Invalid value '{value}' for IP protocol. Unknown protocol."
+        ))
+    };
+    Ok(match v.as_str() {
+        "tcp" | "6" => "tcp".into(),
+        "udp" | "17" => "udp".into(),
+        "icmp" | "1" => "icmp".into(),
+        "-1" | "all" => "-1".into(),
+        n if !n.is_empty() && n.len() <= 3 && n.bytes().all(|b| b.is_ascii_digit()) => {
+            let num: u16 = n.parse().map_err(|_| unknown())?;
+            if num > 255 {
+                return Err(unknown());
+            }
+            num.to_string()
+        }
+        _ => return Err(unknown()),
+    })
+}
+
+/// Checks a protocol and its ports and gives the stored (from, to).
+pub fn check_ports(
+    protocol: &str,
+    from: Option<i64>,
+    to: Option<i64>,
+) -> Result<(Option<i32>, Option<i32>), ApiError> {
+    match protocol {
+        "tcp" | "udp" => {
+            let (Some(f), Some(t)) = (from, to) else {
+                return Err(ApiError::invalid_value(format!(
+                    "Invalid value 'null' for {}. It must be specified for protocol {protocol}.",
+                    if from.is_none() { "fromPort" } else { "toPort" }
+                )));
+            };
+            if !(0..=65535).contains(&f) || !(0..=65535).contains(&t) || f > t {
+                return Err(ApiError::invalid_value(format!(
+                    "Invalid TCP/UDP port range (from {f} to {t})."
+                )));
+            }
+            Ok((Some(f as i32), Some(t as i32)))
+        }
+        "icmp" => {
+            let f = from.unwrap_or(-1);
+            let t = to.unwrap_or(-1);
+            if !(-1..=255).contains(&f) {
+                return Err(ApiError::invalid_value(format!(
+                    "Invalid value '{f}' for ICMP type."
+                )));
+            }
+            if !(-1..=255).contains(&t) {
+                return Err(ApiError::invalid_value(format!(
+                    "Invalid value '{t}' for ICMP code."
+                )));
+            }
+            if f == -1 && t != -1 {
+                return Err(ApiError::invalid_value(
+                    "Invalid ICMP code: a specific code needs a specific ICMP type (type -1 means all types and all codes).",
+                ));
+            }
+            Ok((Some(f as i32), Some(t as i32)))
+        }
+        // All protocols, or one without ports: the rule covers every port whatever was given.
+        _ => Ok((None, None)),
+    }
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::new(
+        "InvalidGroup.NotFound",
+        format!("The security group '{id}' does not exist"),
+    )
+}
+
+fn check_description(d: &str, what: &str) -> Result<(), ApiError> {
+    let ok = d.chars().count() <= 255 && d.chars().all(|c| c.is_ascii() && !c.is_control());
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_value(format!(
+            "Invalid {what}. Valid descriptions are strings less than 256 characters from the following set:  a-zA-Z0-9. _-:/()#,@[]+=&;{{}}!$*"
+        )))
+    }
+}
+
+/// Turns the permissions of a request into rule specs, each peer one spec. `vpc_id` is the group's
+/// VPC: referenced groups must exist in it.
+pub fn specs_of(
+    state: &State,
+    vpc_id: &str,
+    perms: &[Permission],
+) -> Result<Vec<RuleSpec>, ApiError> {
+    let mut out = Vec::new();
+    for p in perms {
+        let protocol = normalize_protocol(&p.protocol)?;
+        let (from_port, to_port) = check_ports(&protocol, p.from_port, p.to_port)?;
+        if p.cidrs.is_empty() && p.groups.is_empty() {
+            return Err(ApiError::new(
+                "MissingParameter",
+                "The request must contain the parameter ipPermissions.ipRanges or ipPermissions.groups",
+            ));
+        }
+        for (cidr, desc) in &p.cidrs {
+            if let Some(d) = desc {
+                check_description(d, "rule description")?;
+            }
+            let net = parse_cidr(cidr, "cidrIp")
+                .map_err(|_| ApiError::invalid_value(format!("CIDR block {cidr} is malformed")))?;
+            out.push(RuleSpec {
+                protocol: protocol.clone(),
+                from_port,
+                to_port,
+                peer: Peer::Cidr(net),
+                description: desc.clone(),
+            });
+        }
+        for (gid, desc) in &p.groups {
+            if let Some(d) = desc {
+                check_description(d, "rule description")?;
+            }
+            match state.security_groups.get(gid) {
+                Some(g) if g.vpc_id == vpc_id => {}
+                Some(_) => {
+                    return Err(ApiError::new(
+                        "InvalidGroup.NotFound",
+                        format!("You have specified two resources that belong to different networks: the security group '{gid}' is in another VPC."),
+                    ))
+                }
+                None => return Err(not_found(gid)),
+            }
+            out.push(RuleSpec {
+                protocol: protocol.clone(),
+                from_port,
+                to_port,
+                peer: Peer::Group(gid.clone()),
+                description: desc.clone(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+impl Txn {
+    pub fn put_security_group(&mut self, group: SecurityGroup) {
+        let value = serde_json::to_vec(&group).unwrap_or_default();
+        self.writes.push(Write::Put {
+            table: Table::SecurityGroups,
+            key: group.id.clone(),
+            value,
+        });
+        self.state
+            .security_groups
+            .insert(group.id.clone(), Arc::new(group));
+    }
+
+    pub fn delete_security_group(&mut self, id: &str) {
+        self.state.security_groups.remove(id);
+        self.writes.push(Write::Delete {
+            table: Table::SecurityGroups,
+            key: id.to_string(),
+        });
+    }
+}
+
+fn all_egress_rule(group_id: &str) -> SgRule {
+    SgRule {
+        id: new_id("sgr"),
+        group_id: group_id.to_string(),
+        egress: true,
+        spec: RuleSpec {
+            protocol: "-1".into(),
+            from_port: None,
+            to_port: None,
+            peer: Peer::Cidr(Ipv4Net::default()),
+            description: None,
+        },
+        tags: Tags::new(),
+    }
+}
+
+/// Creates the `default` group of a new VPC: inbound all from itself, all egress.
+pub fn create_default_group(txn: &mut Txn, vpc_id: &str) -> SecurityGroup {
+    let id = new_id("sg");
+    let inbound = SgRule {
+        id: new_id("sgr"),
+        group_id: id.clone(),
+        egress: false,
+        spec: RuleSpec {
+            protocol: "-1".into(),
+            from_port: None,
+            to_port: None,
+            peer: Peer::Group(id.clone()),
+            description: None,
+        },
+        tags: Tags::new(),
+    };
+    let group = SecurityGroup {
+        id: id.clone(),
+        vpc_id: vpc_id.to_string(),
+        name: DEFAULT_GROUP_NAME.into(),
+        description: DEFAULT_GROUP_DESCRIPTION.into(),
+        rules: vec![inbound, all_egress_rule(&id)],
+        tags: Tags::new(),
+    };
+    txn.put_security_group(group.clone());
+    group
+}
+
+/// The id of the `default` group of `vpc_id`, if it has one.
+pub fn default_group_id(state: &State, vpc_id: &str) -> Option<String> {
+    state
+        .security_groups
+        .values()
+        .find(|g| g.vpc_id == vpc_id && g.is_default())
+        .map(|g| g.id.clone())
+}
+
+/// `CreateSecurityGroup`.
+pub fn create_security_group(
+    txn: &mut Txn,
+    name: &str,
+    description: &str,
+    vpc_id: Option<&str>,
+    tags: Tags,
+) -> Result<SecurityGroup, ApiError> {
+    let vpc_id = match vpc_id {
+        Some(v) => v,
+        None => {
+            return Err(ApiError::new(
+                "VPCIdNotSpecified",
+                "No default VPC for this user",
+            ))
+        }
+    };
+    if !txn.state.vpcs.contains_key(vpc_id) {
+        return Err(ApiError::not_found(
+            "InvalidVpcID.NotFound",
+            "vpc",
+            &[vpc_id],
+        ));
+    }
+    if name.is_empty() || name.chars().count() > 255 {
+        return Err(ApiError::invalid_value(
+            "Invalid value for parameter GroupName: it must be 1 to 255 characters long.",
+        ));
+    }
+    if name.to_ascii_lowercase().starts_with("sg-") {
+        return Err(ApiError::invalid_value(
+            "Group names may not be in the format sg-*.",
+        ));
+    }
+    check_description(name, "group name")?;
+    check_description(description, "group description")?;
+    if name == DEFAULT_GROUP_NAME {
+        return Err(ApiError::new(
+            "InvalidGroup.Reserved",
+            "The security group 'default' is reserved",
+        ));
+    }
+    if txn
+        .state
+        .security_groups
+        .values()
+        .any(|g| g.vpc_id == vpc_id && g.name == name)
+    {
+        return Err(ApiError::new(
+            "InvalidGroup.Duplicate",
+            format!("The security group '{name}' already exists for VPC '{vpc_id}'"),
+        ));
+    }
+    let id = new_id("sg");
+    let group = SecurityGroup {
+        id: id.clone(),
+        vpc_id: vpc_id.to_string(),
+        name: name.to_string(),
+        description: description.to_string(),
+        rules: vec![all_egress_rule(&id)],
+        tags,
+    };
+    txn.put_security_group(group.clone());
+    Ok(group)
+}
+
+/// Finds a group by id or by name (a name must be unique among the VPCs' groups, since there is
+/// no default VPC to scope it by).
+pub fn resolve(
+    state: &State,
+    group_id: Option<&str>,
+    group_name: Option<&str>,
+) -> Result<Arc<SecurityGroup>, ApiError> {
+    match (group_id, group_name) {
+        (Some(id), _) => state
+            .security_groups
+            .get(id)
+            .cloned()
+            .ok_or_else(|| not_found(id)),
+        (None, Some(name)) => {
+            let mut found = state.security_groups.values().filter(|g| g.name == name);
+            match (found.next(), found.next()) {
+                (Some(g), None) => Ok(g.clone()),
+                (None, _) => Err(ApiError::new(
+                    "InvalidGroup.NotFound",
+                    format!("The security group '{name}' does not exist"),
+                )),
+                (Some(_), Some(_)) => Err(ApiError::new(
+                    "InvalidParameterCombination",
+                    format!("More than one security group is named '{name}'; use GroupId."),
+                )),
+            }
+        }
+        (None, None) => Err(ApiError::missing("GroupId")),
+    }
+}
+
+/// `DeleteSecurityGroup`: refused for the default group, and while an ENI uses the group or
+/// another group's rule references it.
+pub fn delete_security_group(txn: &mut Txn, id: &str) -> Result<(), ApiError> {
+    let group = txn
+        .state
+        .security_groups
+        .get(id)
+        .cloned()
+        .ok_or_else(|| not_found(id))?;
+    if group.is_default() {
+        return Err(ApiError::new(
+            "CannotDelete",
+            format!(
+                "the specified group: \"{id}\" name: \"{}\" cannot be deleted by a user",
+                group.name
+            ),
+        ));
+    }
+    let referenced = txn.state.security_groups.values().any(|g| {
+        g.id != id
+            && g.rules
+                .iter()
+                .any(|r| r.spec.peer == Peer::Group(id.to_string()))
+    });
+    if referenced || group_in_use(&txn.state, id) {
+        return Err(ApiError::new(
+            "DependencyViolation",
+            format!("resource {id} has a dependent object"),
+        ));
+    }
+    txn.delete_security_group(id);
+    Ok(())
+}
+
+/// True when a network interface uses the group.
+pub fn group_in_use(state: &State, id: &str) -> bool {
+    let _ = (state, id);
+    false
+}
+
+/// Adds rules to a group in one direction (`AuthorizeSecurityGroupIngress`/`Egress`). All or
+/// nothing: a duplicate (of an existing rule or within the request) refuses the whole call.
+pub fn authorize(
+    txn: &mut Txn,
+    group_id: &str,
+    egress: bool,
+    perms: &[Permission],
+    tags: Tags,
+) -> Result<Vec<SgRule>, ApiError> {
+    let group = txn
+        .state
+        .security_groups
+        .get(group_id)
+        .cloned()
+        .ok_or_else(|| not_found(group_id))?;
+    let specs = specs_of(&txn.state, &group.vpc_id, perms)?;
+    if specs.is_empty() {
+        return Err(ApiError::missing("IpPermissions"));
+    }
+    let mut group = (*group).clone();
+    let mut added = Vec::with_capacity(specs.len());
+    for spec in specs {
+        if let Some(dup) = group
+            .rules_of(egress)
+            .chain(added.iter())
+            .find(|r| r.spec.same_rule(&spec))
+        {
+            return Err(ApiError::new(
+                "InvalidPermission.Duplicate",
+                format!(
+                    "the specified rule \"{}\" already exists",
+                    dup.spec.describe()
+                ),
+            ));
+        }
+        added.push(SgRule {
+            id: new_id("sgr"),
+            group_id: group_id.to_string(),
+            egress,
+            spec,
+            tags: tags.clone(),
+        });
+    }
+    if group.rules_of(egress).count() + added.len() > MAX_RULES_PER_DIRECTION {
+        return Err(ApiError::new(
+            "RulesPerSecurityGroupLimitExceeded",
+            "The maximum number of rules per security group has been reached.",
+        ));
+    }
+    group.rules.extend(added.iter().cloned());
+    txn.put_security_group(group);
+    Ok(added)
+}
+
+/// Removes rules from a group in one direction (`RevokeSecurityGroupIngress`/`Egress`), named by
+/// content or by rule id. All must exist, else nothing changes.
+pub fn revoke(
+    txn: &mut Txn,
+    group_id: &str,
+    egress: bool,
+    perms: &[Permission],
+    rule_ids: &[String],
+) -> Result<Vec<SgRule>, ApiError> {
+    let group = txn
+        .state
+        .security_groups
+        .get(group_id)
+        .cloned()
+        .ok_or_else(|| not_found(group_id))?;
+    if perms.is_empty() && rule_ids.is_empty() {
+        return Err(ApiError::missing("IpPermissions"));
+    }
+    let specs = specs_of(&txn.state, &group.vpc_id, perms)?;
+    let mut remove: Vec<String> = Vec::new();
+    for spec in &specs {
+        let found = group.rules_of(egress).find(|r| r.spec.same_rule(spec));
+        match found {
+            Some(r) if !remove.contains(&r.id) => remove.push(r.id.clone()),
+            Some(_) => {}
+            None => {
+                return Err(ApiError::new(
+                    "InvalidPermission.NotFound",
+                    "The specified rule does not exist in this security group.",
+                ))
+            }
+        }
+    }
+    for id in rule_ids {
+        if !group.rules_of(egress).any(|r| &r.id == id) {
+            return Err(ApiError::new(
+                "InvalidSecurityGroupRuleId.NotFound",
+                format!("The security group rule ID '{id}' does not exist"),
+            ));
+        }
+        if !remove.contains(id) {
+            remove.push(id.clone());
+        }
+    }
+    let mut group = (*group).clone();
+    let revoked: Vec<SgRule> = group
+        .rules
+        .iter()
+        .filter(|r| remove.contains(&r.id))
+        .cloned()
+        .collect();
+    group.rules.retain(|r| !remove.contains(&r.id));
+    txn.put_security_group(group);
+    Ok(revoked)
+}
+
+/// One `SecurityGroupRule` update of `ModifySecurityGroupRules`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuleUpdate {
+    pub rule_id: String,
+    pub protocol: Option<String>,
+    pub from_port: Option<i64>,
+    pub to_port: Option<i64>,
+    pub cidr: Option<String>,
+    pub referenced_group: Option<String>,
+    pub description: Option<String>,
+}
+
+/// `ModifySecurityGroupRules`: replaces rules of `group_id` in place (ids kept). All or nothing.
+pub fn modify_rules(txn: &mut Txn, group_id: &str, updates: &[RuleUpdate]) -> Result<(), ApiError> {
+    let group = txn
+        .state
+        .security_groups
+        .get(group_id)
+        .cloned()
+        .ok_or_else(|| not_found(group_id))?;
+    if updates.is_empty() {
+        return Err(ApiError::missing("SecurityGroupRule"));
+    }
+    let mut group = (*group).clone();
+    for u in updates {
+        let Some(pos) = group.rules.iter().position(|r| r.id == u.rule_id) else {
+            return Err(ApiError::new(
+                "InvalidSecurityGroupRuleId.NotFound",
+                format!("The security group rule ID '{}' does not exist", u.rule_id),
+            ));
+        };
+        let protocol = u
+            .protocol
+            .clone()
+            .ok_or_else(|| ApiError::missing("SecurityGroupRule.IpProtocol"))?;
+        let (cidrs, groups) = match (&u.cidr, &u.referenced_group) {
+            (Some(c), None) => (vec![(c.clone(), u.description.clone())], vec![]),
+            (None, Some(g)) => (vec![], vec![(g.clone(), u.description.clone())]),
+            _ => {
+                return Err(ApiError::new(
+                    "InvalidParameterCombination",
+                    "Exactly one of CidrIpv4 and ReferencedGroupId must be given.",
+                ))
+            }
+        };
+        let perm = Permission {
+            protocol,
+            from_port: u.from_port,
+            to_port: u.to_port,
+            cidrs,
+            groups,
+        };
+        let spec = specs_of(&txn.state, &group.vpc_id, &[perm])?
+            .pop()
+            .ok_or_else(|| ApiError::missing("SecurityGroupRule"))?;
+        let egress = group.rules[pos].egress;
+        let clash = group
+            .rules
+            .iter()
+            .enumerate()
+            .any(|(i, r)| i != pos && r.egress == egress && r.spec.same_rule(&spec));
+        if clash {
+            return Err(ApiError::new(
+                "InvalidPermission.Duplicate",
+                format!("the specified rule \"{}\" already exists", spec.describe()),
+            ));
+        }
+        group.rules[pos].spec = spec;
+    }
+    txn.put_security_group(group);
+    Ok(())
+}
+
+/// For `DeleteVpc`: refuses while groups other than `default` remain in the VPC.
+pub fn check_vpc_deletable(state: &State, vpc_id: &str) -> Result<(), ApiError> {
+    if state
+        .security_groups
+        .values()
+        .any(|g| g.vpc_id == vpc_id && !g.is_default())
+    {
+        return Err(ApiError::new(
+            "DependencyViolation",
+            format!("The vpc '{vpc_id}' has dependencies and cannot be deleted."),
+        ));
+    }
+    Ok(())
+}
+
+/// For `DeleteVpc`: removes the VPC's default group.
+pub fn delete_groups_of_vpc(txn: &mut Txn, vpc_id: &str) {
+    let ids: Vec<String> = txn
+        .state
+        .security_groups
+        .values()
+        .filter(|g| g.vpc_id == vpc_id)
+        .map(|g| g.id.clone())
+        .collect();
+    for id in ids {
+        txn.delete_security_group(&id);
+    }
+}
+
+/// Values of `ip-permission.*` filters for one rule.
+fn permission_field(r: &SgRule, state: &State, name: &str) -> Option<String> {
+    let s = &r.spec;
+    Some(match name {
+        "protocol" => s.protocol.clone(),
+        "from-port" => s.from_port.unwrap_or(-1).to_string(),
+        "to-port" => s.to_port.unwrap_or(-1).to_string(),
+        "cidr" => match &s.peer {
+            Peer::Cidr(c) => c.to_string(),
+            Peer::Group(_) => return None,
+        },
+        "group-id" => match &s.peer {
+            Peer::Group(g) => g.clone(),
+            Peer::Cidr(_) => return None,
+        },
+        "group-name" => match &s.peer {
+            Peer::Group(g) => state.security_groups.get(g)?.name.clone(),
+            Peer::Cidr(_) => return None,
+        },
+        "user-id" => match &s.peer {
+            Peer::Group(_) => super::OWNER_ID.into(),
+            Peer::Cidr(_) => return None,
+        },
+        _ => return None,
+    })
+}
+
+impl Filterable for SecurityGroup {
+    const FILTERS: &'static [&'static str] = &[
+        "group-id",
+        "group-name",
+        "vpc-id",
+        "description",
+        "owner-id",
+        "ip-permission.protocol",
+        "ip-permission.from-port",
+        "ip-permission.to-port",
+        "ip-permission.cidr",
+        "ip-permission.group-id",
+        "ip-permission.group-name",
+        "ip-permission.user-id",
+        "egress.ip-permission.protocol",
+        "egress.ip-permission.from-port",
+        "egress.ip-permission.to-port",
+        "egress.ip-permission.cidr",
+        "egress.ip-permission.group-id",
+        "egress.ip-permission.group-name",
+        "egress.ip-permission.user-id",
+    ];
+
+    fn field(&self, state: &State, name: &str) -> Vec<String> {
+        if let Some(f) = name.strip_prefix("egress.ip-permission.") {
+            return self
+                .rules_of(true)
+                .filter_map(|r| permission_field(r, state, f))
+                .collect();
+        }
+        if let Some(f) = name.strip_prefix("ip-permission.") {
+            return self
+                .rules_of(false)
+                .filter_map(|r| permission_field(r, state, f))
+                .collect();
+        }
+        let v = match name {
+            "group-id" => self.id.clone(),
+            "group-name" => self.name.clone(),
+            "vpc-id" => self.vpc_id.clone(),
+            "description" => self.description.clone(),
+            "owner-id" => super::OWNER_ID.into(),
+            _ => return Vec::new(),
+        };
+        vec![v]
+    }
+
+    fn tag_map(&self) -> Tags {
+        self.tags.clone()
+    }
+}
+
+impl Filterable for SgRule {
+    const FILTERS: &'static [&'static str] = &["group-id", "security-group-rule-id"];
+
+    fn field(&self, _state: &State, name: &str) -> Vec<String> {
+        match name {
+            "group-id" => vec![self.group_id.clone()],
+            "security-group-rule-id" => vec![self.id.clone()],
+            _ => Vec::new(),
+        }
+    }
+
+    fn tag_map(&self) -> Tags {
+        self.tags.clone()
+    }
+}
+
+/// Every rule of every group, by rule id (for `DescribeSecurityGroupRules`).
+pub fn all_rules(state: &State) -> super::Map<SgRule> {
+    state
+        .security_groups
+        .values()
+        .flat_map(|g| g.rules.iter())
+        .map(|r| (r.id.clone(), Arc::new(r.clone())))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::vpc::create_vpc;
+    use super::*;
+
+    fn setup() -> (Txn, String) {
+        let mut txn = Txn::new(State::new(), 0);
+        let vpc = create_vpc(&mut txn, "10.0.0.0/16", None, Tags::new()).unwrap();
+        (txn, vpc.id)
+    }
+
+    fn tcp(from: i64, to: i64, cidr: &str) -> Permission {
+        Permission {
+            protocol: "tcp".into(),
+            from_port: Some(from),
+            to_port: Some(to),
+            cidrs: vec![(cidr.into(), None)],
+            groups: vec![],
+        }
+    }
+
+    #[test]
+    fn protocols_are_normalised() {
+        assert_eq!(normalize_protocol("TCP").unwrap(), "tcp");
+        assert_eq!(normalize_protocol("6").unwrap(), "tcp");
+        assert_eq!(normalize_protocol("17").unwrap(), "udp");
+        assert_eq!(normalize_protocol("1").unwrap(), "icmp");
+        assert_eq!(normalize_protocol("-1").unwrap(), "-1");
+        assert_eq!(normalize_protocol("50").unwrap(), "50");
+        for bad in ["256", "foo", "", "-2", "1000"] {
+            assert_eq!(
+                normalize_protocol(bad).unwrap_err().code,
+                "InvalidParameterValue",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn ports_are_checked_per_protocol() {
+        assert_eq!(
+            check_ports("tcp", Some(22), Some(22)).unwrap(),
+            (Some(22), Some(22))
+        );
+        assert!(check_ports("tcp", Some(80), Some(22)).is_err());
+        assert!(check_ports("udp", Some(0), Some(65536)).is_err());
+        assert!(check_ports("tcp", None, Some(22)).is_err());
+        assert_eq!(
+            check_ports("icmp", Some(8), Some(-1)).unwrap(),
+            (Some(8), Some(-1))
+        );
+        assert!(check_ports("icmp", Some(-1), Some(0)).is_err());
+        assert!(check_ports("icmp", Some(256), Some(0)).is_err());
+        assert_eq!(check_ports("-1", Some(5), Some(9)).unwrap(), (None, None));
+        assert_eq!(check_ports("50", None, None).unwrap(), (None, None));
+    }
+
+    #[test]
+    fn every_vpc_gets_a_default_group() {
+        let (txn, vpc) = setup();
+        let id = default_group_id(&txn.state, &vpc).expect("default group");
+        let g = &txn.state.security_groups[&id];
+        assert_eq!(g.name, "default");
+        let inbound: Vec<_> = g.rules_of(false).collect();
+        assert_eq!(inbound.len(), 1);
+        assert_eq!(inbound[0].spec.peer, Peer::Group(id.clone()));
+        assert_eq!(inbound[0].spec.protocol, "-1");
+        let out: Vec<_> = g.rules_of(true).collect();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].spec.peer, Peer::Cidr("0.0.0.0/0".parse().unwrap()));
+    }
+
+    #[test]
+    fn create_rules_and_refusals() {
+        let (mut txn, vpc) = setup();
+        let g =
+            create_security_group(&mut txn, "web", "web tier", Some(&vpc), Tags::new()).unwrap();
+        assert!(g.id.starts_with("sg-"));
+        assert_eq!(g.rules_of(false).count(), 0);
+        assert_eq!(g.rules_of(true).count(), 1);
+        let code = |r: Result<SecurityGroup, ApiError>| r.unwrap_err().code;
+        assert_eq!(
+            code(create_security_group(
+                &mut txn,
+                "web",
+                "x",
+                Some(&vpc),
+                Tags::new()
+            )),
+            "InvalidGroup.Duplicate"
+        );
+        assert_eq!(
+            code(create_security_group(
+                &mut txn,
+                "default",
+                "x",
+                Some(&vpc),
+                Tags::new()
+            )),
+            "InvalidGroup.Reserved"
+        );
+        assert_eq!(
+            code(create_security_group(
+                &mut txn,
+                "a",
+                "x",
+                Some("vpc-nope"),
+                Tags::new()
+            )),
+            "InvalidVpcID.NotFound"
+        );
+        assert_eq!(
+            code(create_security_group(&mut txn, "a", "x", None, Tags::new())),
+            "VPCIdNotSpecified"
+        );
+        assert_eq!(
+            code(create_security_group(
+                &mut txn,
+                "sg-1",
+                "x",
+                Some(&vpc),
+                Tags::new()
+            )),
+            "InvalidParameterValue"
+        );
+
+        let added = authorize(
+            &mut txn,
+            &g.id,
+            false,
+            &[tcp(22, 22, "10.0.0.0/8")],
+            Tags::new(),
+        )
+        .unwrap();
+        assert_eq!(added.len(), 1);
+        assert!(added[0].id.starts_with("sgr-"));
+        let e = authorize(
+            &mut txn,
+            &g.id,
+            false,
+            &[tcp(22, 22, "10.0.0.0/8")],
+            Tags::new(),
+        )
+        .unwrap_err();
+        assert_eq!(e.code, "InvalidPermission.Duplicate");
+        assert!(e
+            .message
+            .contains("peer: 10.0.0.0/8, TCP, from port: 22, to port: 22"));
+        // The same rule egress is not a duplicate; the default egress rule is.
+        authorize(
+            &mut txn,
+            &g.id,
+            true,
+            &[tcp(22, 22, "10.0.0.0/8")],
+            Tags::new(),
+        )
+        .unwrap();
+        let all = Permission {
+            protocol: "-1".into(),
+            cidrs: vec![("0.0.0.0/0".into(), None)],
+            ..Default::default()
+        };
+        assert_eq!(
+            authorize(&mut txn, &g.id, true, &[all], Tags::new())
+                .unwrap_err()
+                .code,
+            "InvalidPermission.Duplicate"
+        );
+        // A duplicate inside one request refuses it whole.
+        let before = txn.state.security_groups[&g.id].clone();
+        let r = authorize(
+            &mut txn,
+            &g.id,
+            false,
+            &[tcp(80, 80, "0.0.0.0/0"), tcp(80, 80, "0.0.0.0/0")],
+            Tags::new(),
+        );
+        assert_eq!(r.unwrap_err().code, "InvalidPermission.Duplicate");
+        assert_eq!(txn.state.security_groups[&g.id], before);
+
+        // Referenced groups must exist.
+        let by_group = Permission {
+            protocol: "tcp".into(),
+            from_port: Some(443),
+            to_port: Some(443),
+            groups: vec![("sg-0000000000000000f".into(), None)],
+            ..Default::default()
+        };
+        assert_eq!(
+            authorize(&mut txn, &g.id, false, &[by_group], Tags::new())
+                .unwrap_err()
+                .code,
+            "InvalidGroup.NotFound"
+        );
+        assert_eq!(
+            authorize(
+                &mut txn,
+                &g.id,
+                false,
+                &[tcp(1, 2, "10.0.0.0/33")],
+                Tags::new()
+            )
+            .unwrap_err()
+            .code,
+            "InvalidParameterValue"
+        );
+
+        // Revoke by content, then the same again is NotFound.
+        let revoked = revoke(&mut txn, &g.id, false, &[tcp(22, 22, "10.0.0.0/8")], &[]).unwrap();
+        assert_eq!(revoked[0].id, added[0].id);
+        assert_eq!(
+            revoke(&mut txn, &g.id, false, &[tcp(22, 22, "10.0.0.0/8")], &[])
+                .unwrap_err()
+                .code,
+            "InvalidPermission.NotFound"
+        );
+        // Revoke by id.
+        let egress_id = txn.state.security_groups[&g.id]
+            .rules_of(true)
+            .next()
+            .unwrap()
+            .id
+            .clone();
+        revoke(&mut txn, &g.id, true, &[], &[egress_id]).unwrap();
+        assert_eq!(txn.state.security_groups[&g.id].rules_of(true).count(), 1);
+    }
+
+    #[test]
+    fn rule_limit_per_direction() {
+        let (mut txn, vpc) = setup();
+        let g = create_security_group(&mut txn, "many", "x", Some(&vpc), Tags::new()).unwrap();
+        let perms: Vec<Permission> = (0..60)
+            .map(|p| tcp(1000 + p, 1000 + p, "10.0.0.0/8"))
+            .collect();
+        authorize(&mut txn, &g.id, false, &perms, Tags::new()).unwrap();
+        assert_eq!(
+            authorize(
+                &mut txn,
+                &g.id,
+                false,
+                &[tcp(1, 1, "10.0.0.0/8")],
+                Tags::new()
+            )
+            .unwrap_err()
+            .code,
+            "RulesPerSecurityGroupLimitExceeded"
+        );
+        // Egress has its own 60 (one used by the default rule).
+        let perms: Vec<Permission> = (0..59)
+            .map(|p| tcp(1000 + p, 1000 + p, "10.0.0.0/8"))
+            .collect();
+        authorize(&mut txn, &g.id, true, &perms, Tags::new()).unwrap();
+        assert_eq!(
+            authorize(
+                &mut txn,
+                &g.id,
+                true,
+                &[tcp(1, 1, "10.0.0.0/8")],
+                Tags::new()
+            )
+            .unwrap_err()
+            .code,
+            "RulesPerSecurityGroupLimitExceeded"
+        );
+    }
+
+    #[test]
+    fn delete_rules() {
+        let (mut txn, vpc) = setup();
+        let def = default_group_id(&txn.state, &vpc).unwrap();
+        assert_eq!(
+            delete_security_group(&mut txn, &def).unwrap_err().code,
+            "CannotDelete"
+        );
+        assert_eq!(
+            delete_security_group(&mut txn, "sg-0000000000000000f")
+                .unwrap_err()
+                .code,
+            "InvalidGroup.NotFound"
+        );
+        let a = create_security_group(&mut txn, "a", "x", Some(&vpc), Tags::new()).unwrap();
+        let b = create_security_group(&mut txn, "b", "x", Some(&vpc), Tags::new()).unwrap();
+        let from_a = Permission {
+            protocol: "-1".into(),
+            groups: vec![(a.id.clone(), Some("from a".into()))],
+            ..Default::default()
+        };
+        authorize(
+            &mut txn,
+            &b.id,
+            false,
+            std::slice::from_ref(&from_a),
+            Tags::new(),
+        )
+        .unwrap();
+        assert_eq!(
+            delete_security_group(&mut txn, &a.id).unwrap_err().code,
+            "DependencyViolation"
+        );
+        assert_eq!(
+            super::super::vpc::delete_vpc(&mut txn, &vpc)
+                .unwrap_err()
+                .code,
+            "DependencyViolation"
+        );
+        revoke(&mut txn, &b.id, false, &[from_a], &[]).unwrap();
+        delete_security_group(&mut txn, &a.id).unwrap();
+        assert_eq!(resolve(&txn.state, None, Some("b")).unwrap().id, b.id);
+        delete_security_group(&mut txn, &b.id).unwrap();
+        super::super::vpc::delete_vpc(&mut txn, &vpc).unwrap();
+        assert!(
+            txn.state.security_groups.is_empty(),
+            "default group went with the VPC"
+        );
+    }
+
+    #[test]
+    fn modify_rules_in_place() {
+        let (mut txn, vpc) = setup();
+        let g = create_security_group(&mut txn, "m", "x", Some(&vpc), Tags::new()).unwrap();
+        let added = authorize(
+            &mut txn,
+            &g.id,
+            false,
+            &[tcp(22, 22, "10.0.0.0/8"), tcp(80, 80, "10.0.0.0/8")],
+            Tags::new(),
+        )
+        .unwrap();
+        let update = RuleUpdate {
+            rule_id: added[0].id.clone(),
+            protocol: Some("tcp".into()),
+            from_port: Some(2222),
+            to_port: Some(2222),
+            cidr: Some("192.168.0.0/16".into()),
+            description: Some("ssh".into()),
+            ..Default::default()
+        };
+        modify_rules(&mut txn, &g.id, std::slice::from_ref(&update)).unwrap();
+        let r = &txn.state.security_groups[&g.id].rules;
+        let r0 = r.iter().find(|r| r.id == added[0].id).unwrap();
+        assert_eq!(r0.spec.from_port, Some(2222));
+        assert_eq!(r0.spec.description.as_deref(), Some("ssh"));
+        // Making it equal to the other rule is a duplicate.
+        let clash = RuleUpdate {
+            from_port: Some(80),
+            to_port: Some(80),
+            cidr: Some("10.0.0.0/8".into()),
+            ..update.clone()
+        };
+        assert_eq!(
+            modify_rules(&mut txn, &g.id, &[clash]).unwrap_err().code,
+            "InvalidPermission.Duplicate"
+        );
+        let unknown = RuleUpdate {
+            rule_id: "sgr-00000000000000000".into(),
+            ..update
+        };
+        assert_eq!(
+            modify_rules(&mut txn, &g.id, &[unknown]).unwrap_err().code,
+            "InvalidSecurityGroupRuleId.NotFound"
+        );
+    }
+
+    #[test]
+    fn filters_see_rules() {
+        let (mut txn, vpc) = setup();
+        let g = create_security_group(&mut txn, "f", "x", Some(&vpc), Tags::new()).unwrap();
+        authorize(
+            &mut txn,
+            &g.id,
+            false,
+            &[tcp(22, 22, "10.1.0.0/16")],
+            Tags::new(),
+        )
+        .unwrap();
+        let g = txn.state.security_groups[&g.id].clone();
+        assert_eq!(g.field(&txn.state, "ip-permission.from-port"), vec!["22"]);
+        assert_eq!(
+            g.field(&txn.state, "ip-permission.cidr"),
+            vec!["10.1.0.0/16"]
+        );
+        assert_eq!(
+            g.field(&txn.state, "egress.ip-permission.cidr"),
+            vec!["0.0.0.0/0"]
+        );
+        assert_eq!(
+            g.field(&txn.state, "egress.ip-permission.protocol"),
+            vec!["-1"]
+        );
+        // The default group (2 rules) and this one (egress + one ingress).
+        assert_eq!(all_rules(&txn.state).len(), 2 + 2);
+    }
+}
