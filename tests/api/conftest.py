@@ -37,9 +37,11 @@ def free_port():
 class Server:
     """One `softvpc server` process with its own data directory and ports."""
 
-    def __init__(self, data_dir, hosts=HOSTS):
+    def __init__(self, data_dir, hosts=HOSTS, default_vpc=False):
         self.data_dir = data_dir
         self.hosts = hosts
+        # Tests start without the default VPC (so VPC counts and CIDRs are theirs) unless asked.
+        self.default_vpc = default_vpc
         self.port = free_port()
         self.mapping_port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
@@ -55,6 +57,8 @@ class Server:
         ]
         for name, ip in self.hosts.items():
             args += ["--register-host", f"{name}={ip}"]
+        if not self.default_vpc:
+            args.append("--no-default-vpc")
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30

@@ -138,6 +138,7 @@ fn eni(n: u8, host: &str) -> pb::Eni {
         .into(),
         instance_id: format!("i-000000000000000{n:02}"),
         instance_name: format!("vm{n}"),
+        device_index: 0,
     }
 }
 

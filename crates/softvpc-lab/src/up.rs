@@ -423,6 +423,8 @@ fn start_server(
         names::fabric_netns(&state.prefix),
         "--mapping-listen".to_string(),
         format!("{}:{}", names::FABRIC_IP, names::MAPPING_PORT),
+        // The lab's VPCs come from its topology; no default VPC.
+        "--no-default-vpc".to_string(),
     ];
     for h in topo.hosts.iter().filter(|h| !h.agent) {
         server_args.push("--register-host".to_string());

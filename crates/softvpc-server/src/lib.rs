@@ -44,6 +44,10 @@ pub struct ServerArgs {
     /// Repeatable. Idempotent: an existing host of that name keeps its id.
     #[arg(long = "register-host", value_name = "NAME=IP")]
     pub register_host: Vec<String>,
+    /// Do not create the default VPC (172.31.0.0/16 with a default subnet) that a new store
+    /// otherwise gets on first start, like a new AWS account.
+    #[arg(long)]
+    pub no_default_vpc: bool,
 }
 
 /// Splits `NAME=IP`.
@@ -79,6 +83,13 @@ fn bind_in_netns(name: &str, addr: SocketAddr) -> anyhow::Result<std::net::TcpLi
 /// Runs the server until interrupted (SIGINT or SIGTERM).
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {
     let cp = Arc::new(ControlPlane::open(&args.data_dir)?);
+    // First start: nothing was ever committed to this store.
+    if cp.state().revision == 0 && !args.no_default_vpc {
+        let (vpc, subnet) = cp
+            .mutate(false, model::attributes::create_default_vpc)
+            .map_err(|e| anyhow::anyhow!("creating the default VPC: {e}"))?;
+        tracing::info!(vpc_id = %vpc, subnet_id = %subnet, "default VPC created");
+    }
     for arg in &args.register_host {
         let (name, ip) = parse_host_arg(arg)?;
         let id = cp

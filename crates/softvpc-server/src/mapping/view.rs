@@ -9,6 +9,7 @@ use std::sync::Arc;
 use softvpc_proto::pb;
 
 use super::log::LogEntry;
+use crate::model::instance::placed_host;
 use crate::model::{Eni, Host, State, Subnet, Vpc};
 
 pub fn pb_host(h: &Host) -> pb::Host {
@@ -36,23 +37,20 @@ pub fn pb_subnet(s: &Subnet) -> pb::Subnet {
 }
 
 /// The mapping record of an ENI: with its VPC's VNI, its host's underlay address and its
-/// instance's Name tag resolved from `state`.
+/// instance's Name tag resolved from `state`. An ENI of a stopped instance keeps its instance
+/// but has no host: it is not on any host's data plane until the instance starts again.
 pub fn pb_eni(state: &State, e: &Eni) -> pb::Eni {
     let vni = state.vpcs.get(&e.vpc_id).map(|v| v.vni).unwrap_or(0);
-    let (host_id, host_underlay_ip, instance_id, instance_name) = match &e.attachment {
+    let host = placed_host(state, e);
+    let (instance_id, instance_name, device_index) = match &e.attachment {
         Some(a) => (
-            a.host_id.clone(),
-            state
-                .hosts
-                .get(&a.host_id)
-                .map(|h| h.underlay_ip.to_string())
-                .unwrap_or_default(),
             a.instance_id.clone(),
             state
                 .instances
                 .get(&a.instance_id)
                 .map(|i| i.name().to_string())
                 .unwrap_or_default(),
+            a.device_index,
         ),
         None => Default::default(),
     };
@@ -62,12 +60,16 @@ pub fn pb_eni(state: &State, e: &Eni) -> pb::Eni {
         vni,
         subnet_id: e.subnet_id.clone(),
         ip: e.private_ip.to_string(),
-        secondary_ips: Vec::new(),
+        secondary_ips: e.secondary_ips.iter().map(ToString::to_string).collect(),
         mac: e.mac.clone(),
-        host_id,
-        host_underlay_ip,
+        host_id: host.map(str::to_string).unwrap_or_default(),
+        host_underlay_ip: host
+            .and_then(|h| state.hosts.get(h))
+            .map(|h| h.underlay_ip.to_string())
+            .unwrap_or_default(),
         instance_id,
         instance_name,
+        device_index,
     }
 }
 
@@ -76,7 +78,7 @@ pub fn needed_vpcs(state: &State, host_id: &str) -> BTreeSet<String> {
     state
         .enis
         .values()
-        .filter(|e| e.attachment.as_ref().is_some_and(|a| a.host_id == host_id))
+        .filter(|e| placed_host(state, e) == Some(host_id))
         .map(|e| e.vpc_id.clone())
         .collect()
 }
@@ -164,4 +166,69 @@ pub fn delta(
         });
     }
     (out, needed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::instance::{run_instances, start_instances, stop_instances, RunRequest};
+    use crate::model::{eni, host, subnet, vpc, Tags, Txn};
+
+    #[test]
+    fn eni_records_follow_secondary_ips_attachments_and_instance_state() {
+        let mut txn = Txn::new(State::new(), 0);
+        let v = vpc::create_vpc(&mut txn, "10.0.0.0/16", None, Tags::new()).unwrap();
+        let s = subnet::create_subnet(&mut txn, &v.id, "10.0.0.0/24", None, Tags::new()).unwrap();
+        let h1 = host::register_host(&mut txn, "host-1", "198.18.0.11").unwrap();
+        let h2 = host::register_host(&mut txn, "host-2", "198.18.0.12").unwrap();
+        let launch = |txn: &mut Txn, h: &str| {
+            run_instances(
+                txn,
+                &RunRequest {
+                    min_count: 1,
+                    max_count: 1,
+                    subnet_id: s.id.clone(),
+                    host: Some(h.into()),
+                    ..Default::default()
+                },
+            )
+            .unwrap()
+            .instances[0]
+                .clone()
+        };
+        let i1 = launch(&mut txn, "host-1");
+        let i2 = launch(&mut txn, "host-2");
+        eni::assign_private_ips(&mut txn, &i1.eni_id, &["10.0.0.77".into()], None, false).unwrap();
+        let rec = pb_eni(&txn.state, &txn.state.enis[&i1.eni_id]);
+        assert_eq!(rec.secondary_ips, vec!["10.0.0.77".to_string()]);
+        assert_eq!(rec.host_id, h1);
+        assert_eq!(rec.host_underlay_ip, "198.18.0.11");
+        assert_eq!(rec.device_index, 0);
+
+        // An extra ENI attached to the instance on host-2 lives on host-2.
+        let extra = eni::create_network_interface(
+            &mut txn,
+            &eni::CreateRequest {
+                subnet_id: s.id.clone(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let rec = pb_eni(&txn.state, &txn.state.enis[&extra.id]);
+        assert!(rec.host_id.is_empty() && rec.instance_id.is_empty());
+        eni::attach_network_interface(&mut txn, &extra.id, &i2.id, 1).unwrap();
+        let rec = pb_eni(&txn.state, &txn.state.enis[&extra.id]);
+        assert_eq!((rec.host_id.as_str(), rec.device_index), (h2.as_str(), 1));
+
+        // Stopped: the instance's ENIs have no host, and host-1 no longer needs the VPC.
+        assert!(needed_vpcs(&txn.state, &h1).contains(&v.id));
+        stop_instances(&mut txn, std::slice::from_ref(&i1.id)).unwrap();
+        let rec = pb_eni(&txn.state, &txn.state.enis[&i1.eni_id]);
+        assert!(rec.host_id.is_empty() && rec.host_underlay_ip.is_empty());
+        assert_eq!(rec.instance_id, i1.id);
+        assert!(needed_vpcs(&txn.state, &h1).is_empty());
+        start_instances(&mut txn, std::slice::from_ref(&i1.id)).unwrap();
+        assert_eq!(pb_eni(&txn.state, &txn.state.enis[&i1.eni_id]).host_id, h1);
+        assert!(needed_vpcs(&txn.state, &h1).contains(&v.id));
+    }
 }

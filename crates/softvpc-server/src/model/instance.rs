@@ -25,6 +25,7 @@ pub struct RunRequest {
     pub instance_type: Option<String>,
     pub min_count: u32,
     pub max_count: u32,
+    /// Empty: the default subnet.
     pub subnet_id: String,
     pub private_ip: Option<String>,
     /// `Placement.HostId`: a host id or a host name.
@@ -53,18 +54,15 @@ pub fn run_instances(txn: &mut Txn, req: &RunRequest) -> Result<Reservation, Api
             format!("You may launch at most {MAX_LAUNCH} instances in one request."),
         ));
     }
-    let subnet = txn
-        .state
-        .subnets
-        .get(&req.subnet_id)
-        .cloned()
-        .ok_or_else(|| {
-            ApiError::not_found(
-                "InvalidSubnetID.NotFound",
-                "subnet",
-                &[req.subnet_id.as_str()],
-            )
-        })?;
+    // No subnet: the default VPC's default subnet, as on AWS.
+    let subnet_id = if req.subnet_id.is_empty() {
+        super::attributes::default_subnet(txn)?
+    } else {
+        req.subnet_id.clone()
+    };
+    let subnet = txn.state.subnets.get(&subnet_id).cloned().ok_or_else(|| {
+        ApiError::not_found("InvalidSubnetID.NotFound", "subnet", &[subnet_id.as_str()])
+    })?;
     let vpc_id = subnet.vpc_id.clone();
     check_specs(&req.tag_specs, &["instance", "network-interface"])?;
     let instance_tags = tags_for(&req.tag_specs, "instance")?;
@@ -171,6 +169,8 @@ pub fn run_instances(txn: &mut Txn, req: &RunRequest) -> Result<Reservation, Api
                 delete_on_termination: true,
             }),
             tags: eni_tags.clone(),
+            secondary_ips: Vec::new(),
+            security_groups: Vec::new(),
         };
         txn.put_instance(instance.clone());
         txn.put_eni(eni);
@@ -183,7 +183,7 @@ pub fn run_instances(txn: &mut Txn, req: &RunRequest) -> Result<Reservation, Api
 }
 
 /// A MAC no ENI has yet (40 random bits: a clash is rare, but cheap to rule out).
-fn unique_mac(state: &State) -> String {
+pub fn unique_mac(state: &State) -> String {
     loop {
         let mac = new_mac();
         if !state.enis.values().any(|e| e.mac == mac) {
@@ -233,15 +233,25 @@ pub fn terminate_instances(txn: &mut Txn, ids: &[String]) -> Result<Vec<StateCha
             });
             continue;
         }
-        let enis: Vec<String> = txn
+        let enis: Vec<Eni> = txn
             .state
             .enis
             .values()
             .filter(|e| e.attachment.as_ref().is_some_and(|a| &a.instance_id == id))
-            .map(|e| e.id.clone())
+            .map(|e| (**e).clone())
             .collect();
-        for eni in enis {
-            txn.delete_eni(&eni);
+        for mut eni in enis {
+            if eni
+                .attachment
+                .as_ref()
+                .is_some_and(|a| a.delete_on_termination)
+            {
+                txn.delete_eni(&eni.id);
+            } else {
+                // Attached later by hand: detached and kept, as on AWS.
+                eni.attachment = None;
+                txn.put_eni(eni);
+            }
         }
         let mut inst = (*current).clone();
         inst.state = InstanceState::Terminated;
@@ -253,6 +263,100 @@ pub fn terminate_instances(txn: &mut Txn, ids: &[String]) -> Result<Vec<StateCha
         });
     }
     Ok(out)
+}
+
+/// `StopInstances`: every id must exist and be running or stopped (else `IncorrectInstanceState`),
+/// else nothing changes. A stopped instance keeps its ENIs and addresses, but its ENIs leave the
+/// data plane (their mapping records lose their host) until it starts again. Answers `stopping`
+/// (the model goes straight to `stopped`).
+pub fn stop_instances(txn: &mut Txn, ids: &[String]) -> Result<Vec<StateChange>, ApiError> {
+    change_states(
+        txn,
+        ids,
+        InstanceState::Stopped,
+        InstanceState::Stopping,
+        "stopped",
+    )
+}
+
+/// `StartInstances`: the reverse of [`stop_instances`]; answers `pending` (the model goes
+/// straight to `running`), on the same host.
+pub fn start_instances(txn: &mut Txn, ids: &[String]) -> Result<Vec<StateChange>, ApiError> {
+    change_states(
+        txn,
+        ids,
+        InstanceState::Running,
+        InstanceState::Pending,
+        "started",
+    )
+}
+
+fn change_states(
+    txn: &mut Txn,
+    ids: &[String],
+    target: InstanceState,
+    shown: InstanceState,
+    verb: &str,
+) -> Result<Vec<StateChange>, ApiError> {
+    if ids.is_empty() {
+        return Err(ApiError::missing("InstanceId"));
+    }
+    let missing: Vec<&str> = ids
+        .iter()
+        .filter(|id| !txn.state.instances.contains_key(*id))
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() {
+        return Err(ApiError::not_found(
+            "InvalidInstanceID.NotFound",
+            "instance",
+            &missing,
+        ));
+    }
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let Some(current) = txn.state.instances.get(id).cloned() else {
+            continue;
+        };
+        let previous = current.state;
+        if previous == target {
+            // Already there: AWS answers with the state unchanged.
+            out.push(StateChange {
+                instance_id: id.clone(),
+                previous,
+                current: previous,
+            });
+            continue;
+        }
+        if !matches!(previous, InstanceState::Running | InstanceState::Stopped) {
+            return Err(ApiError::new(
+                "IncorrectInstanceState",
+                format!("The instance '{id}' is not in a state from which it can be {verb}."),
+            ));
+        }
+        let mut inst = (*current).clone();
+        inst.state = target;
+        txn.put_instance(inst);
+        // The ENIs' mapping records follow the state (host present only while running).
+        txn.touch_enis_of_instance(id);
+        out.push(StateChange {
+            instance_id: id.clone(),
+            previous,
+            current: shown,
+        });
+    }
+    Ok(out)
+}
+
+/// The host an ENI's traffic is delivered to: its instance's host while the instance runs (or is
+/// starting); None when detached or the instance is stopped or gone.
+pub fn placed_host<'a>(state: &State, eni: &'a Eni) -> Option<&'a str> {
+    let a = eni.attachment.as_ref()?;
+    let running = state
+        .instances
+        .get(&a.instance_id)
+        .is_none_or(|i| matches!(i.state, InstanceState::Running | InstanceState::Pending));
+    running.then_some(a.host_id.as_str())
 }
 
 /// The EC2 private DNS name of an address: `ip-10-0-0-148.ec2.internal`.
@@ -325,6 +429,8 @@ impl Filterable for Eni {
         "availability-zone",
         "private-ip-address",
         "addresses.private-ip-address",
+        "addresses.primary",
+        "group-id",
         "private-dns-name",
         "mac-address",
         "status",
@@ -347,7 +453,15 @@ impl Filterable for Eni {
             "subnet-id" => self.subnet_id.clone(),
             "vpc-id" => self.vpc_id.clone(),
             "availability-zone" => self.availability_zone.clone(),
-            "private-ip-address" | "addresses.private-ip-address" => self.private_ip.to_string(),
+            "private-ip-address" | "addresses.private-ip-address" => {
+                return self.addresses().map(|a| a.to_string()).collect()
+            }
+            "addresses.primary" => {
+                return std::iter::once("true".to_string())
+                    .chain(self.secondary_ips.iter().map(|_| "false".to_string()))
+                    .collect()
+            }
+            "group-id" => return self.security_groups.clone(),
             "private-dns-name" => private_dns_name(self.private_ip),
             "mac-address" => self.mac.clone(),
             "status" => if att.is_some() { "in-use" } else { "available" }.into(),
@@ -557,5 +671,80 @@ mod tests {
             run_instances(&mut txn, &r).unwrap_err().code,
             "InvalidParameterValue"
         );
+    }
+
+    #[test]
+    fn stop_and_start_keep_addresses_and_leave_the_data_plane() {
+        let (mut txn, _vpc, subnet) = setup("10.0.0.0/24");
+        let r = run_instances(&mut txn, &req(&subnet, 2, 2)).unwrap();
+        let (a, b) = (r.instances[0].id.clone(), r.instances[1].id.clone());
+        let eni = r.instances[0].eni_id.clone();
+        let host = txn.state.instances[&a].host_id.clone();
+        txn.changes.clear();
+        let ch = stop_instances(&mut txn, std::slice::from_ref(&a)).unwrap();
+        assert_eq!(ch[0].previous, InstanceState::Running);
+        assert_eq!(ch[0].current, InstanceState::Stopping);
+        assert_eq!(txn.state.instances[&a].state, InstanceState::Stopped);
+        assert_eq!(
+            txn.changes,
+            vec![super::super::MapChange::UpsertEni(eni.clone())]
+        );
+        // Keeps its ENI and address; the ENI is nowhere on the data plane.
+        let e = txn.state.enis[&eni].clone();
+        assert_eq!(e.private_ip, r.instances[0].private_ip);
+        assert_eq!(placed_host(&txn.state, &e), None);
+        let s = txn.state.subnets[&subnet].clone();
+        assert_eq!(available_count(&txn.state, &s), 249);
+        // Stopping again is a no-op; starting an already running one too.
+        let again = stop_instances(&mut txn, std::slice::from_ref(&a)).unwrap();
+        assert_eq!(again[0].current, InstanceState::Stopped);
+        let run = start_instances(&mut txn, std::slice::from_ref(&b)).unwrap();
+        assert_eq!(run[0].current, InstanceState::Running);
+        // Unknown ids: nothing changes.
+        assert_eq!(
+            start_instances(&mut txn, &[a.clone(), "i-0123456789abcdef0".into()])
+                .unwrap_err()
+                .code,
+            "InvalidInstanceID.NotFound"
+        );
+        assert_eq!(txn.state.instances[&a].state, InstanceState::Stopped);
+        let ch = start_instances(&mut txn, std::slice::from_ref(&a)).unwrap();
+        assert_eq!(ch[0].previous, InstanceState::Stopped);
+        assert_eq!(ch[0].current, InstanceState::Pending);
+        assert_eq!(txn.state.instances[&a].state, InstanceState::Running);
+        assert_eq!(
+            placed_host(&txn.state, &txn.state.enis[&eni]),
+            Some(host.as_str())
+        );
+        // A stopped instance can be terminated; a terminated one neither started nor stopped.
+        stop_instances(&mut txn, std::slice::from_ref(&a)).unwrap();
+        let t = terminate_instances(&mut txn, std::slice::from_ref(&a)).unwrap();
+        assert_eq!(t[0].previous, InstanceState::Stopped);
+        assert!(!txn.state.enis.contains_key(&eni));
+        for f in [start_instances, stop_instances] {
+            assert_eq!(
+                f(&mut txn, std::slice::from_ref(&a)).unwrap_err().code,
+                "IncorrectInstanceState"
+            );
+        }
+        assert_eq!(
+            start_instances(&mut txn, &[]).unwrap_err().code,
+            "MissingParameter"
+        );
+    }
+
+    #[test]
+    fn no_subnet_means_the_default_subnet() {
+        let mut txn = Txn::new(State::new(), 0);
+        host::register_host(&mut txn, "host-1", "198.18.0.11").unwrap();
+        assert_eq!(
+            run_instances(&mut txn, &req("", 1, 1)).unwrap_err().code,
+            "VPCIdNotSpecified"
+        );
+        let (vpc, subnet) = super::super::attributes::create_default_vpc(&mut txn).unwrap();
+        let r = run_instances(&mut txn, &req("", 1, 1)).unwrap();
+        assert_eq!(r.instances[0].subnet_id, subnet);
+        assert_eq!(r.instances[0].vpc_id, vpc);
+        assert_eq!(r.instances[0].private_ip.to_string(), "172.31.0.4");
     }
 }

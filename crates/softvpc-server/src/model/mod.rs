@@ -6,6 +6,8 @@
 //! changes nothing.
 
 pub mod address;
+pub mod attributes;
+pub mod eni;
 pub mod error;
 pub mod filter;
 pub mod gateway;
@@ -50,6 +52,19 @@ pub struct Vpc {
     pub vni: u32,
     pub instance_tenancy: String,
     pub tags: Tags,
+    /// The account's default VPC (172.31.0.0/16), created at first start.
+    #[serde(default)]
+    pub is_default: bool,
+    /// `enableDnsSupport` (AWS default: true).
+    #[serde(default = "default_true")]
+    pub enable_dns_support: bool,
+    /// `enableDnsHostnames` (AWS default: false, true for the default VPC).
+    #[serde(default)]
+    pub enable_dns_hostnames: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// A subnet of a VPC.
@@ -60,6 +75,12 @@ pub struct Subnet {
     pub cidr: Ipv4Net,
     pub availability_zone: String,
     pub tags: Tags,
+    /// `MapPublicIpOnLaunch` (true for the default subnet).
+    #[serde(default)]
+    pub map_public_ip_on_launch: bool,
+    /// The default subnet of its availability zone (in the default VPC).
+    #[serde(default)]
+    pub default_for_az: bool,
 }
 
 /// A host that runs (or stands in for) an agent: instances are placed on it.
@@ -81,6 +102,8 @@ pub enum InstanceState {
     Running,
     ShuttingDown,
     Terminated,
+    Stopping,
+    Stopped,
 }
 
 impl InstanceState {
@@ -91,6 +114,8 @@ impl InstanceState {
             InstanceState::Running => 16,
             InstanceState::ShuttingDown => 32,
             InstanceState::Terminated => 48,
+            InstanceState::Stopping => 64,
+            InstanceState::Stopped => 80,
         }
     }
 
@@ -101,6 +126,8 @@ impl InstanceState {
             InstanceState::Running => "running",
             InstanceState::ShuttingDown => "shutting-down",
             InstanceState::Terminated => "terminated",
+            InstanceState::Stopping => "stopping",
+            InstanceState::Stopped => "stopped",
         }
     }
 }
@@ -134,7 +161,8 @@ impl Instance {
     }
 }
 
-/// An elastic network interface: one primary private IPv4 address and a MAC in one subnet.
+/// An elastic network interface: one primary private IPv4 address (plus secondary ones) and a
+/// MAC in one subnet.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Eni {
     pub id: String,
@@ -147,6 +175,19 @@ pub struct Eni {
     pub source_dest_check: bool,
     pub attachment: Option<Attachment>,
     pub tags: Tags,
+    /// Secondary private IPv4 addresses, in assignment order.
+    #[serde(default)]
+    pub secondary_ips: Vec<Ipv4Addr>,
+    /// Security group ids (at most 5).
+    #[serde(default)]
+    pub security_groups: Vec<String>,
+}
+
+impl Eni {
+    /// Every private address of the ENI: the primary first, then the secondary ones.
+    pub fn addresses(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
+        std::iter::once(self.private_ip).chain(self.secondary_ips.iter().copied())
+    }
 }
 
 /// An ENI's attachment to an instance on a host.

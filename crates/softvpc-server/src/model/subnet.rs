@@ -61,6 +61,8 @@ pub fn create_subnet(
         cidr: net,
         availability_zone: az,
         tags,
+        map_public_ip_on_launch: false,
+        default_for_az: false,
     };
     txn.put_subnet(subnet.clone());
     super::network_acl::associate_new_subnet(txn, vpc_id, &subnet.id);
@@ -93,13 +95,13 @@ pub fn delete_subnet(txn: &mut Txn, id: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The addresses of `subnet_id` held by ENIs.
+/// The addresses of `subnet_id` held by ENIs (primary and secondary).
 pub fn used_addresses(state: &State, subnet_id: &str) -> HashSet<Ipv4Addr> {
     state
         .enis
         .values()
         .filter(|e| e.subnet_id == subnet_id)
-        .map(|e| e.private_ip)
+        .flat_map(|e| e.addresses())
         .collect()
 }
 
@@ -129,6 +131,7 @@ impl Filterable for Subnet {
         "available-ip-address-count",
         "default-for-az",
         "defaultForAz",
+        "map-public-ip-on-launch",
         "owner-id",
     ];
 
@@ -140,7 +143,8 @@ impl Filterable for Subnet {
             "state" => "available".into(),
             "availability-zone" | "availabilityZone" => self.availability_zone.clone(),
             "available-ip-address-count" => available_count(state, self).to_string(),
-            "default-for-az" | "defaultForAz" => "false".into(),
+            "default-for-az" | "defaultForAz" => self.default_for_az.to_string(),
+            "map-public-ip-on-launch" => self.map_public_ip_on_launch.to_string(),
             "owner-id" => super::OWNER_ID.into(),
             _ => return Vec::new(),
         };

@@ -57,6 +57,9 @@ pub fn create_vpc(
         vni,
         instance_tenancy: tenancy.to_string(),
         tags,
+        is_default: false,
+        enable_dns_support: true,
+        enable_dns_hostnames: false,
     };
     txn.put_vpc(vpc.clone());
     super::route_table::create_main_route_table(txn, &vpc.id, vpc.cidr);
@@ -127,7 +130,7 @@ impl Filterable for Vpc {
             "cidr-block-association.association-id" => self.cidr_association_id.clone(),
             "state" => "available".into(),
             "cidr-block-association.state" => "associated".into(),
-            "is-default" => "false".into(),
+            "is-default" => self.is_default.to_string(),
             "dhcp-options-id" => "default".into(),
             "owner-id" => super::OWNER_ID.into(),
             "instance-tenancy" => self.instance_tenancy.clone(),

@@ -1,0 +1,247 @@
+//! VPC and subnet attributes (`enableDnsSupport`, `enableDnsHostnames`, `MapPublicIpOnLaunch`)
+//! and the account's default VPC: 172.31.0.0/16 with DNS hostnames on and one default subnet
+//! 172.31.0.0/20 (default for its AZ, public IPs on launch), as in a new AWS account.
+
+use super::subnet::create_subnet;
+use super::vpc::create_vpc;
+use super::{ApiError, Subnet, Tags, Txn, Vpc, DEFAULT_AZ};
+
+/// The default VPC's CIDR.
+pub const DEFAULT_VPC_CIDR: &str = "172.31.0.0/16";
+/// The default subnet's CIDR.
+pub const DEFAULT_SUBNET_CIDR: &str = "172.31.0.0/20";
+
+/// A VPC attribute of `DescribeVpcAttribute` / `ModifyVpcAttribute`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VpcAttribute {
+    EnableDnsSupport,
+    EnableDnsHostnames,
+}
+
+impl VpcAttribute {
+    /// Parses the `Attribute` parameter of `DescribeVpcAttribute`.
+    pub fn parse(name: &str) -> Result<Self, ApiError> {
+        match name {
+            "enableDnsSupport" => Ok(VpcAttribute::EnableDnsSupport),
+            "enableDnsHostnames" => Ok(VpcAttribute::EnableDnsHostnames),
+            _ => Err(ApiError::invalid_value(format!(
+                "Value ({name}) for parameter attribute is invalid. Unknown attribute."
+            ))),
+        }
+    }
+
+    /// The wire name.
+    pub fn name(self) -> &'static str {
+        match self {
+            VpcAttribute::EnableDnsSupport => "enableDnsSupport",
+            VpcAttribute::EnableDnsHostnames => "enableDnsHostnames",
+        }
+    }
+
+    /// The attribute's value on `vpc`.
+    pub fn get(self, vpc: &Vpc) -> bool {
+        match self {
+            VpcAttribute::EnableDnsSupport => vpc.enable_dns_support,
+            VpcAttribute::EnableDnsHostnames => vpc.enable_dns_hostnames,
+        }
+    }
+}
+
+/// The VPC `id`, or `InvalidVpcID.NotFound`.
+pub fn vpc(txn: &Txn, id: &str) -> Result<Vpc, ApiError> {
+    txn.state
+        .vpcs
+        .get(id)
+        .map(|v| (**v).clone())
+        .ok_or_else(|| ApiError::not_found("InvalidVpcID.NotFound", "vpc", &[id]))
+}
+
+/// `ModifyVpcAttribute`: exactly one attribute per call; DNS hostnames need DNS support.
+pub fn modify_vpc_attribute(
+    txn: &mut Txn,
+    id: &str,
+    dns_support: Option<bool>,
+    dns_hostnames: Option<bool>,
+) -> Result<(), ApiError> {
+    let mut v = vpc(txn, id)?;
+    match (dns_support, dns_hostnames) {
+        (Some(_), Some(_)) => return Err(ApiError::new(
+            "InvalidParameterCombination",
+            "Fields for multiple attribute types specified: enableDnsSupport, enableDnsHostnames",
+        )),
+        (None, None) => {
+            return Err(ApiError::new(
+                "MissingParameter",
+                "The request must contain exactly one attribute to modify.",
+            ))
+        }
+        (Some(s), None) => {
+            if !s && v.enable_dns_hostnames {
+                return Err(ApiError::new(
+                    "InvalidParameterValue",
+                    "enableDnsSupport cannot be disabled while enableDnsHostnames is enabled.",
+                ));
+            }
+            v.enable_dns_support = s;
+        }
+        (None, Some(h)) => {
+            if h && !v.enable_dns_support {
+                return Err(ApiError::new(
+                    "InvalidParameterValue",
+                    "enableDnsHostnames cannot be enabled while enableDnsSupport is disabled.",
+                ));
+            }
+            v.enable_dns_hostnames = h;
+        }
+    }
+    txn.put_vpc(v);
+    Ok(())
+}
+
+/// `ModifySubnetAttribute` (`MapPublicIpOnLaunch`).
+pub fn modify_subnet_attribute(
+    txn: &mut Txn,
+    id: &str,
+    map_public_ip_on_launch: Option<bool>,
+) -> Result<(), ApiError> {
+    let mut s: Subnet = txn
+        .state
+        .subnets
+        .get(id)
+        .map(|s| (**s).clone())
+        .ok_or_else(|| ApiError::not_found("InvalidSubnetID.NotFound", "subnet", &[id]))?;
+    let Some(v) = map_public_ip_on_launch else {
+        return Err(ApiError::new(
+            "MissingParameter",
+            "The request must contain exactly one attribute to modify.",
+        ));
+    };
+    s.map_public_ip_on_launch = v;
+    txn.put_subnet(s);
+    Ok(())
+}
+
+/// The default subnet for launches without a subnet: the default VPC's subnet that is default for
+/// its AZ (the first by id), or `MissingInput`/`VPCIdNotSpecified` when there is no default VPC.
+pub fn default_subnet(txn: &Txn) -> Result<String, ApiError> {
+    let default_vpc = txn.state.vpcs.values().find(|v| v.is_default);
+    let Some(v) = default_vpc else {
+        return Err(ApiError::new(
+            "VPCIdNotSpecified",
+            "No default VPC for this user. GroupName is only supported for EC2-Classic and default VPC.",
+        ));
+    };
+    txn.state
+        .subnets
+        .values()
+        .filter(|s| s.vpc_id == v.id && s.default_for_az)
+        .min_by(|a, b| {
+            (a.availability_zone.as_str(), a.id.as_str())
+                .cmp(&(b.availability_zone.as_str(), b.id.as_str()))
+        })
+        .map(|s| s.id.clone())
+        .ok_or_else(|| {
+            ApiError::new(
+                "MissingInput",
+                "No subnets found for the default VPC. Please specify a subnet.",
+            )
+        })
+}
+
+/// Creates the default VPC and its default subnet (through the ordinary create operations, so it
+/// gets everything any VPC gets). Returns the VPC and subnet ids.
+pub fn create_default_vpc(txn: &mut Txn) -> Result<(String, String), ApiError> {
+    let mut v = create_vpc(txn, DEFAULT_VPC_CIDR, None, Tags::new())?;
+    v.is_default = true;
+    v.enable_dns_hostnames = true;
+    let vpc_id = v.id.clone();
+    txn.put_vpc(v);
+    let mut s = create_subnet(
+        txn,
+        &vpc_id,
+        DEFAULT_SUBNET_CIDR,
+        Some(DEFAULT_AZ),
+        Tags::new(),
+    )?;
+    s.default_for_az = true;
+    s.map_public_ip_on_launch = true;
+    let subnet_id = s.id.clone();
+    txn.put_subnet(s);
+    Ok((vpc_id, subnet_id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::State;
+
+    #[test]
+    fn vpc_attributes_default_and_change() {
+        let mut txn = Txn::new(State::new(), 0);
+        let v = create_vpc(&mut txn, "10.0.0.0/16", None, Tags::new()).unwrap();
+        assert!(VpcAttribute::EnableDnsSupport.get(&v));
+        assert!(!VpcAttribute::EnableDnsHostnames.get(&v));
+        modify_vpc_attribute(&mut txn, &v.id, None, Some(true)).unwrap();
+        assert!(txn.state.vpcs[&v.id].enable_dns_hostnames);
+        let code = |txn: &mut Txn, s, h| modify_vpc_attribute(txn, &v.id, s, h).unwrap_err().code;
+        assert_eq!(code(&mut txn, Some(false), None), "InvalidParameterValue");
+        assert_eq!(
+            code(&mut txn, Some(true), Some(true)),
+            "InvalidParameterCombination"
+        );
+        assert_eq!(code(&mut txn, None, None), "MissingParameter");
+        modify_vpc_attribute(&mut txn, &v.id, None, Some(false)).unwrap();
+        modify_vpc_attribute(&mut txn, &v.id, Some(false), None).unwrap();
+        assert!(!txn.state.vpcs[&v.id].enable_dns_support);
+        assert_eq!(code(&mut txn, None, Some(true)), "InvalidParameterValue");
+        assert_eq!(
+            modify_vpc_attribute(&mut txn, "vpc-0123456789abcdef0", Some(true), None)
+                .unwrap_err()
+                .code,
+            "InvalidVpcID.NotFound"
+        );
+        assert_eq!(
+            VpcAttribute::parse("bogus").unwrap_err().code,
+            "InvalidParameterValue"
+        );
+    }
+
+    #[test]
+    fn subnet_attribute() {
+        let mut txn = Txn::new(State::new(), 0);
+        let v = create_vpc(&mut txn, "10.0.0.0/16", None, Tags::new()).unwrap();
+        let s = create_subnet(&mut txn, &v.id, "10.0.0.0/24", None, Tags::new()).unwrap();
+        assert!(!s.map_public_ip_on_launch);
+        modify_subnet_attribute(&mut txn, &s.id, Some(true)).unwrap();
+        assert!(txn.state.subnets[&s.id].map_public_ip_on_launch);
+        assert_eq!(
+            modify_subnet_attribute(&mut txn, &s.id, None)
+                .unwrap_err()
+                .code,
+            "MissingParameter"
+        );
+        assert_eq!(
+            modify_subnet_attribute(&mut txn, "subnet-0123456789abcdef0", Some(true))
+                .unwrap_err()
+                .code,
+            "InvalidSubnetID.NotFound"
+        );
+    }
+
+    #[test]
+    fn default_vpc_shape() {
+        let mut txn = Txn::new(State::new(), 0);
+        assert_eq!(default_subnet(&txn).unwrap_err().code, "VPCIdNotSpecified");
+        let (vpc_id, subnet_id) = create_default_vpc(&mut txn).unwrap();
+        let v = &txn.state.vpcs[&vpc_id];
+        assert!(v.is_default && v.enable_dns_hostnames && v.enable_dns_support);
+        assert_eq!(v.cidr.to_string(), DEFAULT_VPC_CIDR);
+        let s = &txn.state.subnets[&subnet_id];
+        assert!(s.default_for_az && s.map_public_ip_on_launch);
+        assert_eq!(s.cidr.to_string(), DEFAULT_SUBNET_CIDR);
+        assert_eq!(default_subnet(&txn).unwrap(), subnet_id);
+        // An ordinary VPC is not default.
+        let other = create_vpc(&mut txn, "10.0.0.0/16", None, Tags::new()).unwrap();
+        assert!(!other.is_default);
+    }
+}

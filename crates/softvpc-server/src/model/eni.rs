@@ -1,0 +1,866 @@
+//! Elastic network interfaces on their own: Create/Delete, Attach/Detach to instances,
+//! secondary private addresses (Assign/Unassign), attributes (SourceDestCheck, Groups,
+//! Description). Every address an ENI holds is counted against its subnet, so
+//! `AvailableIpAddressCount` stays exact; every change to where an ENI lives or what addresses it
+//! has is an `UpsertEni` for the mapping service.
+
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+
+use super::ids::new_id;
+use super::instance::unique_mac;
+use super::subnet::{free_addresses, used_addresses};
+use super::tags::{check_specs, tags_for, TagSpec};
+use super::{is_reserved, ApiError, Attachment, Eni, InstanceState, State, Subnet, Txn};
+
+/// Most security groups one ENI may have (AWS's default quota).
+pub const MAX_GROUPS: usize = 5;
+/// Most private addresses (primary + secondary) one ENI may hold.
+pub const MAX_ADDRESSES: usize = 50;
+/// Highest device index an attachment may use.
+pub const MAX_DEVICE_INDEX: u32 = 15;
+
+/// The parameters of `CreateNetworkInterface`.
+#[derive(Debug, Clone, Default)]
+pub struct CreateRequest {
+    pub subnet_id: String,
+    /// `PrivateIpAddress`.
+    pub private_ip: Option<String>,
+    /// `PrivateIpAddresses.N`: (address, primary).
+    pub private_ips: Vec<(String, bool)>,
+    /// `SecondaryPrivateIpAddressCount`.
+    pub secondary_count: Option<u32>,
+    /// `SecurityGroupId.N`.
+    pub groups: Vec<String>,
+    pub description: Option<String>,
+    pub tag_specs: Vec<TagSpec>,
+}
+
+fn eni_not_found(id: &str) -> ApiError {
+    ApiError::not_found(
+        "InvalidNetworkInterfaceID.NotFound",
+        "networkInterface",
+        &[id],
+    )
+}
+
+/// The ENI `id`, or `InvalidNetworkInterfaceID.NotFound`.
+pub fn get(state: &State, id: &str) -> Result<Eni, ApiError> {
+    state
+        .enis
+        .get(id)
+        .map(|e| (**e).clone())
+        .ok_or_else(|| eni_not_found(id))
+}
+
+/// Parses `ip` as an address the ENI may take in `subnet`: inside it, not reserved.
+fn parse_address(subnet: &Subnet, ip: &str) -> Result<Ipv4Addr, ApiError> {
+    let addr: Ipv4Addr = ip.parse().map_err(|_| {
+        ApiError::invalid_value(format!(
+            "Value ({ip}) for parameter privateIpAddress is invalid."
+        ))
+    })?;
+    if !subnet.cidr.contains(&addr) {
+        return Err(ApiError::invalid_value(format!(
+            "Address {addr} does not fall within the subnet's address range"
+        )));
+    }
+    if is_reserved(&subnet.cidr, addr) {
+        return Err(ApiError::invalid_value(format!(
+            "Address {addr} is in subnet's reserved address range"
+        )));
+    }
+    Ok(addr)
+}
+
+fn in_use(addr: Ipv4Addr) -> ApiError {
+    ApiError::new(
+        "InvalidIPAddress.InUse",
+        format!("Address {addr} is in use."),
+    )
+}
+
+fn insufficient(subnet_id: &str) -> ApiError {
+    ApiError::new(
+        "InsufficientFreeAddressesInSubnet",
+        format!("There are not enough free addresses in subnet '{subnet_id}' to satisfy the requested number of addresses."),
+    )
+}
+
+/// Checks `addresses` are distinct, valid in `subnet` and free; then takes `count` more free
+/// ones. Returns them in order (given first).
+fn pick_addresses(
+    state: &State,
+    subnet: &Subnet,
+    given: &[String],
+    count: u32,
+) -> Result<Vec<Ipv4Addr>, ApiError> {
+    let mut used = used_addresses(state, &subnet.id);
+    let mut out = Vec::new();
+    for ip in given {
+        let addr = parse_address(subnet, ip)?;
+        if !used.insert(addr) {
+            return Err(in_use(addr));
+        }
+        out.push(addr);
+    }
+    let count = count as usize;
+    if count > 0 {
+        let more = free_addresses(&subnet.cidr, &used, count);
+        if more.len() < count {
+            return Err(insufficient(&subnet.id));
+        }
+        out.extend(more);
+    }
+    if out.len() > MAX_ADDRESSES {
+        return Err(ApiError::new(
+            "PrivateIpAddressLimitExceeded",
+            format!("Number of private addresses will exceed limit ({MAX_ADDRESSES}) for this interface."),
+        ));
+    }
+    Ok(out)
+}
+
+/// Checks a list of security group ids for an ENI in `vpc_id`: at most [`MAX_GROUPS`], each
+/// well-formed. Duplicates collapse. (The group model validates membership when present.)
+pub fn check_groups(
+    _state: &State,
+    _vpc_id: &str,
+    ids: &[String],
+) -> Result<Vec<String>, ApiError> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for id in ids {
+        if !id.starts_with("sg-") {
+            return Err(ApiError::new(
+                "InvalidGroupId.Malformed",
+                format!("Invalid id: \"{id}\""),
+            ));
+        }
+        if seen.insert(id.as_str()) {
+            out.push(id.clone());
+        }
+    }
+    if out.len() > MAX_GROUPS {
+        return Err(ApiError::new(
+            "SecurityGroupsPerInterfaceLimitExceeded",
+            "The maximum number of security groups per interface has been reached.",
+        ));
+    }
+    Ok(out)
+}
+
+/// `CreateNetworkInterface`: an available (unattached) ENI in a subnet.
+pub fn create_network_interface(txn: &mut Txn, req: &CreateRequest) -> Result<Eni, ApiError> {
+    let subnet = txn
+        .state
+        .subnets
+        .get(&req.subnet_id)
+        .cloned()
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "InvalidSubnetID.NotFound",
+                "subnet",
+                &[req.subnet_id.as_str()],
+            )
+        })?;
+    check_specs(&req.tag_specs, &["network-interface"])?;
+    let tags = tags_for(&req.tag_specs, "network-interface")?;
+    // The primary address: PrivateIpAddress, or the one marked primary in the list.
+    let primaries: Vec<&String> = req
+        .private_ips
+        .iter()
+        .filter(|(_, p)| *p)
+        .map(|(a, _)| a)
+        .collect();
+    if primaries.len() > 1 {
+        return Err(ApiError::new(
+            "InvalidParameterValue",
+            "Only one primary private IP address can be specified.",
+        ));
+    }
+    let mut given: Vec<String> = Vec::new();
+    match (&req.private_ip, primaries.first()) {
+        (Some(a), Some(b)) if a != *b => return Err(ApiError::new(
+            "InvalidParameterCombination",
+            "The primary IP address specified in PrivateIpAddress and PrivateIpAddresses differ.",
+        )),
+        (Some(a), _) => given.push(a.clone()),
+        (None, Some(b)) => given.push((*b).clone()),
+        (None, None) => {}
+    }
+    let explicit_primary = !given.is_empty();
+    for (a, primary) in &req.private_ips {
+        if !primary {
+            given.push(a.clone());
+        }
+    }
+    if !explicit_primary && !given.is_empty() {
+        // Secondary addresses listed but no primary: AWS picks the primary from the subnet.
+        let used = used_addresses(&txn.state, &subnet.id);
+        let mut taken: HashSet<Ipv4Addr> = used;
+        for a in &given {
+            if let Ok(a) = a.parse() {
+                taken.insert(a);
+            }
+        }
+        let first = free_addresses(&subnet.cidr, &taken, 1);
+        let Some(p) = first.first() else {
+            return Err(insufficient(&subnet.id));
+        };
+        given.insert(0, p.to_string());
+    }
+    let extra = req.secondary_count.unwrap_or(0);
+    let primary_auto = u32::from(given.is_empty());
+    let addrs = pick_addresses(&txn.state, &subnet, &given, extra + primary_auto)?;
+    let Some((&primary, secondary)) = addrs.split_first() else {
+        return Err(insufficient(&subnet.id));
+    };
+    let groups = check_groups(&txn.state, &subnet.vpc_id, &req.groups)?;
+    let eni = Eni {
+        id: new_id("eni"),
+        subnet_id: subnet.id.clone(),
+        vpc_id: subnet.vpc_id.clone(),
+        availability_zone: subnet.availability_zone.clone(),
+        private_ip: primary,
+        mac: unique_mac(&txn.state),
+        description: req.description.clone().unwrap_or_default(),
+        source_dest_check: true,
+        attachment: None,
+        tags,
+        secondary_ips: secondary.to_vec(),
+        security_groups: groups,
+    };
+    txn.put_eni(eni.clone());
+    Ok(eni)
+}
+
+/// `DeleteNetworkInterface`: only an unattached ENI.
+pub fn delete_network_interface(txn: &mut Txn, id: &str) -> Result<(), ApiError> {
+    let eni = get(&txn.state, id)?;
+    if eni.attachment.is_some() {
+        return Err(ApiError::new(
+            "InvalidNetworkInterface.InUse",
+            format!("Network interface '{id}' is currently in use."),
+        ));
+    }
+    txn.delete_eni(id);
+    Ok(())
+}
+
+/// `AttachNetworkInterface`: returns the new attachment id.
+pub fn attach_network_interface(
+    txn: &mut Txn,
+    eni_id: &str,
+    instance_id: &str,
+    device_index: u32,
+) -> Result<String, ApiError> {
+    let mut eni = get(&txn.state, eni_id)?;
+    let instance = txn
+        .state
+        .instances
+        .get(instance_id)
+        .cloned()
+        .ok_or_else(|| {
+            ApiError::not_found("InvalidInstanceID.NotFound", "instance", &[instance_id])
+        })?;
+    if !matches!(
+        instance.state,
+        InstanceState::Running | InstanceState::Stopped | InstanceState::Pending
+    ) {
+        return Err(ApiError::new(
+            "IncorrectInstanceState",
+            format!(
+                "The instance '{instance_id}' is not in a state from which a network interface can be attached."
+            ),
+        ));
+    }
+    if eni.attachment.is_some() {
+        return Err(ApiError::new(
+            "InvalidNetworkInterface.InUse",
+            format!("Interface: [{eni_id}] in use."),
+        ));
+    }
+    if eni.vpc_id != instance.vpc_id {
+        return Err(ApiError::invalid_value(format!(
+            "The network interface '{eni_id}' and the instance '{instance_id}' belong to different networks."
+        )));
+    }
+    if eni.availability_zone != instance.availability_zone {
+        return Err(ApiError::new(
+            "InvalidParameterCombination",
+            "You may not attach a network interface to an instance if they are not in the same availability zone",
+        ));
+    }
+    if device_index > MAX_DEVICE_INDEX {
+        return Err(ApiError::invalid_value(format!(
+            "Value ({device_index}) for parameter deviceIndex is invalid. The device index must be between 0 and {MAX_DEVICE_INDEX}."
+        )));
+    }
+    let taken = txn.state.enis.values().any(|e| {
+        e.attachment
+            .as_ref()
+            .is_some_and(|a| a.instance_id == instance_id && a.device_index == device_index)
+    });
+    if taken {
+        return Err(ApiError::invalid_value(format!(
+            "Instance '{instance_id}' already has an interface attached at device index '{device_index}'."
+        )));
+    }
+    let attachment_id = new_id("eni-attach");
+    eni.attachment = Some(Attachment {
+        attachment_id: attachment_id.clone(),
+        instance_id: instance_id.to_string(),
+        host_id: instance.host_id.clone(),
+        device_index,
+        attach_time: txn.now,
+        delete_on_termination: false,
+    });
+    txn.put_eni(eni);
+    Ok(attachment_id)
+}
+
+/// The ENI holding attachment `attachment_id`, or `InvalidAttachmentID.NotFound`.
+pub fn by_attachment(state: &State, attachment_id: &str) -> Result<Eni, ApiError> {
+    state
+        .enis
+        .values()
+        .find(|e| {
+            e.attachment
+                .as_ref()
+                .is_some_and(|a| a.attachment_id == attachment_id)
+        })
+        .map(|e| (**e).clone())
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "InvalidAttachmentID.NotFound",
+                "attachment",
+                &[attachment_id],
+            )
+        })
+}
+
+/// `DetachNetworkInterface`: the primary ENI (device index 0) cannot be detached.
+pub fn detach_network_interface(txn: &mut Txn, attachment_id: &str) -> Result<(), ApiError> {
+    let mut eni = by_attachment(&txn.state, attachment_id)?;
+    if eni.attachment.as_ref().is_some_and(|a| a.device_index == 0) {
+        return Err(ApiError::new(
+            "OperationNotPermitted",
+            "The network interface at device index 0 cannot be detached.",
+        ));
+    }
+    eni.attachment = None;
+    txn.put_eni(eni);
+    Ok(())
+}
+
+/// `AssignPrivateIpAddresses`: the given addresses and/or `count` free ones become secondary
+/// addresses of the ENI. Returns the addresses assigned. With `allow_reassignment`, a given
+/// address held as a secondary address by another ENI of the subnet moves here.
+pub fn assign_private_ips(
+    txn: &mut Txn,
+    eni_id: &str,
+    ips: &[String],
+    count: Option<u32>,
+    allow_reassignment: bool,
+) -> Result<Vec<Ipv4Addr>, ApiError> {
+    let mut eni = get(&txn.state, eni_id)?;
+    if ips.is_empty() && count.is_none() {
+        return Err(ApiError::new(
+            "MissingParameter",
+            "Either 'secondaryPrivateIpAddressCount' or 'privateIpAddress' must be specified.",
+        ));
+    }
+    if !ips.is_empty() && count.is_some() {
+        return Err(ApiError::new(
+            "InvalidParameterCombination",
+            "Only one of 'secondaryPrivateIpAddressCount' or 'privateIpAddress' may be specified.",
+        ));
+    }
+    if count == Some(0) {
+        return Err(ApiError::invalid_value(
+            "Value (0) for parameter secondaryPrivateIpAddressCount is invalid. Expected a positive number.",
+        ));
+    }
+    let subnet = txn
+        .state
+        .subnets
+        .get(&eni.subnet_id)
+        .cloned()
+        .ok_or_else(|| ApiError::internal("ENI without subnet"))?;
+    if allow_reassignment {
+        // Free the given addresses where another ENI holds them as secondary addresses.
+        for ip in ips {
+            let Ok(addr) = ip.parse::<Ipv4Addr>() else {
+                continue;
+            };
+            let holder = txn
+                .state
+                .enis
+                .values()
+                .find(|e| {
+                    e.id != eni.id
+                        && e.subnet_id == eni.subnet_id
+                        && e.secondary_ips.contains(&addr)
+                })
+                .map(|e| (**e).clone());
+            if let Some(mut other) = holder {
+                other.secondary_ips.retain(|a| *a != addr);
+                txn.put_eni(other);
+            }
+        }
+    }
+    let given: Vec<String> = ips
+        .iter()
+        .filter(|ip| {
+            // Re-assigning an address the ENI already has is a no-op, as on AWS.
+            ip.parse::<Ipv4Addr>()
+                .map(|a| !eni.addresses().any(|b| b == a))
+                .unwrap_or(true)
+        })
+        .cloned()
+        .collect();
+    let new = pick_addresses(&txn.state, &subnet, &given, count.unwrap_or(0))?;
+    if eni.secondary_ips.len() + 1 + new.len() > MAX_ADDRESSES {
+        return Err(ApiError::new(
+            "PrivateIpAddressLimitExceeded",
+            format!("Number of private addresses will exceed limit ({MAX_ADDRESSES}) for this interface."),
+        ));
+    }
+    if new.is_empty() {
+        return Ok(new);
+    }
+    eni.secondary_ips.extend(new.iter().copied());
+    txn.put_eni(eni);
+    Ok(new)
+}
+
+/// `UnassignPrivateIpAddresses`: every address must be a secondary address of the ENI.
+pub fn unassign_private_ips(txn: &mut Txn, eni_id: &str, ips: &[String]) -> Result<(), ApiError> {
+    let mut eni = get(&txn.state, eni_id)?;
+    if ips.is_empty() {
+        return Err(ApiError::missing("PrivateIpAddress"));
+    }
+    let mut remove = HashSet::new();
+    for ip in ips {
+        let addr = ip.parse::<Ipv4Addr>().map_err(|_| {
+            ApiError::invalid_value(format!(
+                "Value ({ip}) for parameter privateIpAddress is invalid."
+            ))
+        })?;
+        if addr == eni.private_ip {
+            return Err(ApiError::new(
+                "InvalidParameterValue",
+                format!("The primary private IP address {addr} of interface {eni_id} cannot be unassigned."),
+            ));
+        }
+        if !eni.secondary_ips.contains(&addr) {
+            return Err(ApiError::invalid_value(format!(
+                "Some of the specified addresses are not assigned to interface {eni_id}"
+            )));
+        }
+        remove.insert(addr);
+    }
+    eni.secondary_ips.retain(|a| !remove.contains(a));
+    txn.put_eni(eni);
+    Ok(())
+}
+
+/// One change of `ModifyNetworkInterfaceAttribute` (AWS takes exactly one per call).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Modify {
+    SourceDestCheck(bool),
+    Description(String),
+    Groups(Vec<String>),
+}
+
+/// `ModifyNetworkInterfaceAttribute`.
+pub fn modify_attribute(txn: &mut Txn, eni_id: &str, change: Modify) -> Result<(), ApiError> {
+    let mut eni = get(&txn.state, eni_id)?;
+    match change {
+        Modify::SourceDestCheck(v) => eni.source_dest_check = v,
+        Modify::Description(d) => eni.description = d,
+        Modify::Groups(g) => {
+            if g.is_empty() {
+                return Err(ApiError::missing("SecurityGroupId"));
+            }
+            eni.security_groups = check_groups(&txn.state, &eni.vpc_id, &g)?;
+        }
+    }
+    txn.put_eni(eni);
+    Ok(())
+}
+
+/// The attributes `DescribeNetworkInterfaceAttribute` accepts.
+pub const ATTRIBUTES: &[&str] = &["description", "groupSet", "sourceDestCheck", "attachment"];
+
+/// Checks an attribute name for `DescribeNetworkInterfaceAttribute`.
+pub fn check_attribute(name: &str) -> Result<(), ApiError> {
+    if ATTRIBUTES.contains(&name) {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_value(format!(
+            "Value ({name}) for parameter attribute is invalid. Unknown attribute."
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::instance::{run_instances, terminate_instances, RunRequest};
+    use super::super::subnet::{available_count, create_subnet};
+    use super::super::vpc::create_vpc;
+    use super::super::{host, MapChange, Tags};
+    use super::*;
+
+    struct Env {
+        txn: Txn,
+        vpc: String,
+        subnet: String,
+    }
+
+    fn env(cidr: &str) -> Env {
+        let mut txn = Txn::new(State::new(), 1_700_000_000);
+        let vpc = create_vpc(&mut txn, "10.0.0.0/16", None, Tags::new()).unwrap();
+        let s = create_subnet(&mut txn, &vpc.id, cidr, None, Tags::new()).unwrap();
+        host::register_host(&mut txn, "host-1", "198.18.0.11").unwrap();
+        host::register_host(&mut txn, "host-2", "198.18.0.12").unwrap();
+        Env {
+            txn,
+            vpc: vpc.id,
+            subnet: s.id,
+        }
+    }
+
+    fn create(e: &mut Env) -> Eni {
+        create_network_interface(
+            &mut e.txn,
+            &CreateRequest {
+                subnet_id: e.subnet.clone(),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    }
+
+    fn launch(e: &mut Env, host: &str) -> String {
+        let r = run_instances(
+            &mut e.txn,
+            &RunRequest {
+                min_count: 1,
+                max_count: 1,
+                subnet_id: e.subnet.clone(),
+                host: Some(host.into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        r.instances[0].id.clone()
+    }
+
+    fn avail(e: &Env) -> u64 {
+        available_count(&e.txn.state, &e.txn.state.subnets[&e.subnet])
+    }
+
+    #[test]
+    fn create_picks_addresses_and_counts_them() {
+        let mut e = env("10.0.0.0/24");
+        let a = create(&mut e);
+        assert_eq!(a.private_ip, Ipv4Addr::new(10, 0, 0, 4));
+        assert!(a.attachment.is_none());
+        assert!(a.mac.starts_with("02:"));
+        assert_eq!(avail(&e), 250);
+        let b = create_network_interface(
+            &mut e.txn,
+            &CreateRequest {
+                subnet_id: e.subnet.clone(),
+                private_ip: Some("10.0.0.50".into()),
+                secondary_count: Some(2),
+                description: Some("db".into()),
+                groups: vec!["sg-1".into(), "sg-1".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(b.private_ip, Ipv4Addr::new(10, 0, 0, 50));
+        assert_eq!(
+            b.secondary_ips,
+            vec![Ipv4Addr::new(10, 0, 0, 5), Ipv4Addr::new(10, 0, 0, 6)]
+        );
+        assert_eq!(b.description, "db");
+        assert_eq!(b.security_groups, vec!["sg-1".to_string()]);
+        assert_eq!(avail(&e), 247);
+        // Listed addresses with an explicit primary.
+        let c = create_network_interface(
+            &mut e.txn,
+            &CreateRequest {
+                subnet_id: e.subnet.clone(),
+                private_ips: vec![("10.0.0.61".into(), false), ("10.0.0.60".into(), true)],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.private_ip, Ipv4Addr::new(10, 0, 0, 60));
+        assert_eq!(c.secondary_ips, vec![Ipv4Addr::new(10, 0, 0, 61)]);
+        assert_eq!(avail(&e), 245);
+    }
+
+    #[test]
+    fn create_refusals() {
+        let mut e = env("10.0.0.0/28");
+        let code = |e: &mut Env, r: CreateRequest| {
+            create_network_interface(&mut e.txn, &r).unwrap_err().code
+        };
+        let base = CreateRequest {
+            subnet_id: e.subnet.clone(),
+            ..Default::default()
+        };
+        let with_ip = |ip: &str| CreateRequest {
+            private_ip: Some(ip.into()),
+            ..base.clone()
+        };
+        assert_eq!(code(&mut e, with_ip("10.0.0.1")), "InvalidParameterValue");
+        assert_eq!(code(&mut e, with_ip("10.0.1.5")), "InvalidParameterValue");
+        assert_eq!(code(&mut e, with_ip("bogus")), "InvalidParameterValue");
+        create_network_interface(&mut e.txn, &with_ip("10.0.0.5")).unwrap();
+        assert_eq!(code(&mut e, with_ip("10.0.0.5")), "InvalidIPAddress.InUse");
+        let mut too_many = base.clone();
+        too_many.groups = (0..6).map(|i| format!("sg-{i}")).collect();
+        assert_eq!(
+            code(&mut e, too_many),
+            "SecurityGroupsPerInterfaceLimitExceeded"
+        );
+        // A /28 has 11 addresses; one is used.
+        let mut big = base.clone();
+        big.secondary_count = Some(10);
+        assert_eq!(code(&mut e, big), "InsufficientFreeAddressesInSubnet");
+        let mut missing = base.clone();
+        missing.subnet_id = "subnet-0123456789abcdef0".into();
+        assert_eq!(code(&mut e, missing), "InvalidSubnetID.NotFound");
+        assert_eq!(avail(&e), 10, "refusals took nothing");
+    }
+
+    #[test]
+    fn attach_detach_and_delete() {
+        let mut e = env("10.0.0.0/24");
+        let i1 = launch(&mut e, "host-1");
+        let eni = create(&mut e);
+        e.txn.changes.clear();
+        let att = attach_network_interface(&mut e.txn, &eni.id, &i1, 1).unwrap();
+        assert!(att.starts_with("eni-attach-"));
+        assert_eq!(e.txn.changes, vec![MapChange::UpsertEni(eni.id.clone())]);
+        let stored = &e.txn.state.enis[&eni.id];
+        let a = stored.attachment.as_ref().unwrap();
+        assert_eq!(a.instance_id, i1);
+        assert_eq!(a.device_index, 1);
+        assert_eq!(
+            e.txn.state.hosts[&a.host_id].name, "host-1",
+            "the ENI lives where its instance is"
+        );
+        assert_eq!(
+            delete_network_interface(&mut e.txn, &eni.id)
+                .unwrap_err()
+                .code,
+            "InvalidNetworkInterface.InUse"
+        );
+        let other = create(&mut e);
+        let code = |e: &mut Env, eni: &str, i: &str, d: u32| {
+            attach_network_interface(&mut e.txn, eni, i, d)
+                .unwrap_err()
+                .code
+        };
+        assert_eq!(code(&mut e, &other.id, &i1, 1), "InvalidParameterValue");
+        assert_eq!(
+            code(&mut e, &eni.id, &i1, 2),
+            "InvalidNetworkInterface.InUse"
+        );
+        assert_eq!(
+            code(&mut e, &other.id, "i-0123456789abcdef0", 2),
+            "InvalidInstanceID.NotFound"
+        );
+        assert_eq!(
+            code(&mut e, "eni-0123456789abcdef0", &i1, 2),
+            "InvalidNetworkInterfaceID.NotFound"
+        );
+        // Another VPC, another AZ.
+        let vpc2 = create_vpc(&mut e.txn, "10.1.0.0/16", None, Tags::new()).unwrap();
+        let s2 = create_subnet(&mut e.txn, &vpc2.id, "10.1.0.0/24", None, Tags::new()).unwrap();
+        let foreign = create_network_interface(
+            &mut e.txn,
+            &CreateRequest {
+                subnet_id: s2.id,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(code(&mut e, &foreign.id, &i1, 2), "InvalidParameterValue");
+        let s3 = create_subnet(
+            &mut e.txn,
+            &e.vpc,
+            "10.0.9.0/24",
+            Some("us-east-1b"),
+            Tags::new(),
+        )
+        .unwrap();
+        let far = create_network_interface(
+            &mut e.txn,
+            &CreateRequest {
+                subnet_id: s3.id,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(code(&mut e, &far.id, &i1, 2), "InvalidParameterCombination");
+
+        // The primary ENI cannot be detached; the extra one can, then deleted.
+        let primary = e.txn.state.instances[&i1].eni_id.clone();
+        let primary_att = e.txn.state.enis[&primary]
+            .attachment
+            .as_ref()
+            .unwrap()
+            .attachment_id
+            .clone();
+        assert_eq!(
+            detach_network_interface(&mut e.txn, &primary_att)
+                .unwrap_err()
+                .code,
+            "OperationNotPermitted"
+        );
+        assert_eq!(
+            detach_network_interface(&mut e.txn, "eni-attach-0123456789abcdef0")
+                .unwrap_err()
+                .code,
+            "InvalidAttachmentID.NotFound"
+        );
+        detach_network_interface(&mut e.txn, &att).unwrap();
+        assert!(e.txn.state.enis[&eni.id].attachment.is_none());
+        delete_network_interface(&mut e.txn, &eni.id).unwrap();
+        assert!(!e.txn.state.enis.contains_key(&eni.id));
+    }
+
+    #[test]
+    fn terminate_detaches_extra_enis_and_deletes_the_primary() {
+        let mut e = env("10.0.0.0/24");
+        let i1 = launch(&mut e, "host-1");
+        let eni = create(&mut e);
+        attach_network_interface(&mut e.txn, &eni.id, &i1, 1).unwrap();
+        let primary = e.txn.state.instances[&i1].eni_id.clone();
+        terminate_instances(&mut e.txn, std::slice::from_ref(&i1)).unwrap();
+        assert!(!e.txn.state.enis.contains_key(&primary));
+        assert!(e.txn.state.enis[&eni.id].attachment.is_none());
+    }
+
+    #[test]
+    fn secondary_addresses() {
+        let mut e = env("10.0.0.0/24");
+        let i1 = launch(&mut e, "host-1");
+        let eni_id = e.txn.state.instances[&i1].eni_id.clone();
+        assert_eq!(avail(&e), 250);
+        e.txn.changes.clear();
+        let got =
+            assign_private_ips(&mut e.txn, &eni_id, &["10.0.0.77".into()], None, false).unwrap();
+        assert_eq!(got, vec![Ipv4Addr::new(10, 0, 0, 77)]);
+        assert_eq!(e.txn.changes, vec![MapChange::UpsertEni(eni_id.clone())]);
+        let got = assign_private_ips(&mut e.txn, &eni_id, &[], Some(2), false).unwrap();
+        assert_eq!(
+            got,
+            vec![Ipv4Addr::new(10, 0, 0, 5), Ipv4Addr::new(10, 0, 0, 6)]
+        );
+        assert_eq!(avail(&e), 247);
+        // Assigning an address the ENI already has changes nothing.
+        assert!(
+            assign_private_ips(&mut e.txn, &eni_id, &["10.0.0.77".into()], None, false)
+                .unwrap()
+                .is_empty()
+        );
+
+        let other = create(&mut e);
+        let code = |e: &mut Env, ips: &[&str], n: Option<u32>| {
+            let ips: Vec<String> = ips.iter().map(|s| s.to_string()).collect();
+            assign_private_ips(&mut e.txn, &other.id, &ips, n, false)
+                .unwrap_err()
+                .code
+        };
+        assert_eq!(code(&mut e, &["10.0.0.77"], None), "InvalidIPAddress.InUse");
+        assert_eq!(code(&mut e, &["10.0.0.4"], None), "InvalidIPAddress.InUse");
+        assert_eq!(code(&mut e, &["10.0.0.255"], None), "InvalidParameterValue");
+        assert_eq!(code(&mut e, &[], None), "MissingParameter");
+        assert_eq!(
+            code(&mut e, &["10.0.0.90"], Some(1)),
+            "InvalidParameterCombination"
+        );
+        assert_eq!(
+            code(&mut e, &[], Some(300)),
+            "InsufficientFreeAddressesInSubnet"
+        );
+        // With reassignment the address moves.
+        assign_private_ips(&mut e.txn, &other.id, &["10.0.0.77".into()], None, true).unwrap();
+        assert!(!e.txn.state.enis[&eni_id]
+            .secondary_ips
+            .contains(&Ipv4Addr::new(10, 0, 0, 77)));
+        assert_eq!(
+            e.txn.state.enis[&other.id].secondary_ips,
+            vec![Ipv4Addr::new(10, 0, 0, 77)]
+        );
+
+        // Unassign.
+        let un = |e: &mut Env, ips: &[&str]| {
+            let ips: Vec<String> = ips.iter().map(|s| s.to_string()).collect();
+            unassign_private_ips(&mut e.txn, &eni_id, &ips)
+        };
+        let primary = e.txn.state.enis[&eni_id].private_ip.to_string();
+        assert_eq!(
+            un(&mut e, &[&primary]).unwrap_err().code,
+            "InvalidParameterValue"
+        );
+        assert_eq!(
+            un(&mut e, &["10.0.0.77"]).unwrap_err().code,
+            "InvalidParameterValue"
+        );
+        assert_eq!(un(&mut e, &[]).unwrap_err().code, "MissingParameter");
+        un(&mut e, &["10.0.0.5", "10.0.0.6"]).unwrap();
+        assert!(e.txn.state.enis[&eni_id].secondary_ips.is_empty());
+        assert_eq!(avail(&e), 248);
+    }
+
+    #[test]
+    fn attributes() {
+        let mut e = env("10.0.0.0/24");
+        let eni = create(&mut e);
+        modify_attribute(&mut e.txn, &eni.id, Modify::SourceDestCheck(false)).unwrap();
+        modify_attribute(&mut e.txn, &eni.id, Modify::Description("x".into())).unwrap();
+        modify_attribute(
+            &mut e.txn,
+            &eni.id,
+            Modify::Groups(vec!["sg-a".into(), "sg-b".into()]),
+        )
+        .unwrap();
+        let s = &e.txn.state.enis[&eni.id];
+        assert!(!s.source_dest_check);
+        assert_eq!(s.description, "x");
+        assert_eq!(
+            s.security_groups,
+            vec!["sg-a".to_string(), "sg-b".to_string()]
+        );
+        let six = Modify::Groups((0..6).map(|i| format!("sg-{i}")).collect());
+        assert_eq!(
+            modify_attribute(&mut e.txn, &eni.id, six).unwrap_err().code,
+            "SecurityGroupsPerInterfaceLimitExceeded"
+        );
+        assert_eq!(
+            modify_attribute(
+                &mut e.txn,
+                "eni-0123456789abcdef0",
+                Modify::SourceDestCheck(true)
+            )
+            .unwrap_err()
+            .code,
+            "InvalidNetworkInterfaceID.NotFound"
+        );
+        assert!(check_attribute("sourceDestCheck").is_ok());
+        assert_eq!(
+            check_attribute("bogus").unwrap_err().code,
+            "InvalidParameterValue"
+        );
+    }
+}
