@@ -214,6 +214,8 @@ pub fn create_nat_gateway(txn: &mut Txn, req: &CreateRequest) -> Result<NatGatew
         source_dest_check: false,
         attachment: None,
         tags: Tags::new(),
+        secondary_ips: Vec::new(),
+        security_groups: Vec::new(),
     };
     let mut association_id = None;
     if let Some(mut a) = address.as_deref().cloned() {
