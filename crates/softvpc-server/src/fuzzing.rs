@@ -9,7 +9,7 @@
 //! API uses, and a refused request leaves the model exactly as it was.
 
 use crate::control::ControlPlane;
-use crate::ec2::{dispatch, query::Params};
+use crate::ec2::dispatch;
 use crate::model::host::register_host;
 
 /// Most requests one input may send.
@@ -71,14 +71,9 @@ fn assert_well_formed(body: &str) {
 
 /// The `ec2_query` fuzz body.
 pub fn ec2_query(data: &[u8]) {
-    if let Ok(p) = Params::parse(data) {
-        let _ = p.filters();
-        let _ = p.tag_specifications();
-        let _ = p.tags("Tag");
-        let _ = p.list("InstanceId");
-        let _ = p.member("Placement");
-        let _ = p.u32("MaxCount");
-        let _ = p.bool("DryRun");
+    // The model decoder alone on the whole input: refusals are fine, panics are not.
+    if let Ok(pairs) = softvpc_ec2_protocol::parse_form(data) {
+        let _ = softvpc_ec2_protocol::decode_request(&pairs);
     }
     let cp = ControlPlane::ephemeral();
     for (name, ip) in [("host-1", "198.18.0.11"), ("host-2", "198.18.0.12")] {

@@ -2,23 +2,12 @@
 //! `<Response><Errors><Error><Code/><Message/></Error></Errors><RequestID/></Response>`
 //! (`RequestID` with a capital ID: older botocore needs it).
 
-use super::xml::Xml;
 /// The error type itself lives in the model (it carries no HTTP machinery).
 pub use crate::model::ApiError;
 
 /// The error document for `err` answered to request `request_id`.
 pub fn render(err: &ApiError, request_id: &str) -> String {
-    let mut x = Xml::new();
-    x.nest("Response", |x| {
-        x.nest("Errors", |x| {
-            x.nest("Error", |x| {
-                x.elem("Code", &err.code);
-                x.elem("Message", &err.message);
-            })
-        });
-        x.elem("RequestID", request_id);
-    });
-    x.finish()
+    softvpc_ec2_protocol::encode_error(&err.code, &err.message, request_id)
 }
 
 #[cfg(test)]

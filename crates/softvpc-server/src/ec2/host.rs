@@ -1,54 +1,57 @@
 //! DescribeHosts: the registered hosts, shaped as EC2 Dedicated Hosts (tag Name = host name).
 
-use super::query::Params;
-use super::xml::{iso8601, Xml};
-use super::{paginate, select, Ctx};
+use softvpc_ec2_protocol::Value;
+
+use super::input::{self, tag_set, timestamp, ValueExt};
+use super::Ctx;
 use crate::model::filter::Filterable;
 use crate::model::instance::DEFAULT_INSTANCE_TYPE;
 use crate::model::{ApiError, Host, InstanceState, State, OWNER_ID};
 
-fn write_host(x: &mut Xml, state: &State, h: &Host) {
-    x.elem("hostId", &h.id);
-    x.elem("autoPlacement", "on");
-    x.elem("hostRecovery", "off");
-    x.elem("availabilityZone", &h.availability_zone);
-    x.nest("hostProperties", |x| {
-        x.elem("instanceType", DEFAULT_INSTANCE_TYPE);
-        x.elem("instanceFamily", "t3");
-        x.elem("sockets", 1);
-        x.elem("cores", 2);
-        x.elem("totalVCpus", 2);
-    });
-    let instances: Vec<_> = state
+fn host_value(state: &State, h: &Host) -> Value {
+    let instances: Vec<Value> = state
         .instances
         .values()
         .filter(|i| i.host_id == h.id && i.state != InstanceState::Terminated)
+        .map(|i| {
+            Value::new_struct()
+                .with("InstanceId", i.id.as_str())
+                .with("InstanceType", i.instance_type.as_str())
+                .with("OwnerId", OWNER_ID)
+        })
         .collect();
-    x.set("instances", &instances, |x, i| {
-        x.elem("instanceId", &i.id);
-        x.elem("instanceType", &i.instance_type);
-        x.elem("ownerId", OWNER_ID);
-    });
-    x.elem("state", "available");
-    x.elem("allocationTime", iso8601(h.allocation_time));
-    x.elem("ownerId", OWNER_ID);
-    x.elem("memberOfServiceLinkedResourceGroup", "false");
-    x.tags(&h.tag_map());
+    Value::new_struct()
+        .with("HostId", h.id.as_str())
+        .with("AutoPlacement", "on")
+        .with("HostRecovery", "off")
+        .with("AvailabilityZone", h.availability_zone.as_str())
+        .with(
+            "HostProperties",
+            Value::new_struct()
+                .with("InstanceType", DEFAULT_INSTANCE_TYPE)
+                .with("InstanceFamily", "t3")
+                .with("Sockets", 1i64)
+                .with("Cores", 2i64)
+                .with("TotalVCpus", 2i64),
+        )
+        .with("Instances", instances)
+        .with("State", "available")
+        .with("AllocationTime", timestamp(h.allocation_time))
+        .with("OwnerId", OWNER_ID)
+        .with("MemberOfServiceLinkedResourceGroup", false)
+        .with("Tags", tag_set(&h.tag_map()))
 }
 
-pub fn describe_hosts(ctx: &Ctx<'_>, p: &Params, x: &mut Xml) -> Result<(), ApiError> {
+pub fn describe_hosts(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
     let state = ctx.cp.state();
-    let items = select(
+    let (items, next) = input::describe(
         &state,
         &state.hosts,
-        &p.list("HostId"),
+        input,
+        "HostIds",
         ("InvalidHostID.NotFound", "host"),
-        &p.filters()?,
     )?;
-    let (items, next) = paginate(items, p)?;
-    x.set("hostSet", &items, |x, h| write_host(x, &state, h));
-    if let Some(t) = next {
-        x.elem("nextToken", t);
-    }
-    Ok(())
+    Ok(Value::new_struct()
+        .with("Hosts", input::list_of(&items, |h| host_value(&state, h)))
+        .with_opt("NextToken", next))
 }

@@ -44,11 +44,14 @@ pub fn id_list(input: &Value, name: &str) -> Vec<String> {
         .collect()
 }
 
-/// The `Filters` member (`Filter.N.Name` / `Filter.N.Value.M` on the wire).
+/// The `Filters` member (`Filter.N.Name` / `Filter.N.Value.M` on the wire; a few operations
+/// such as DescribeHosts call the member `Filter`).
 pub fn filters(input: &Value) -> Result<Vec<Filter>, ApiError> {
-    input
-        .get_list("Filters")
-        .iter()
+    let list = match input.get("Filters") {
+        Some(_) => input.get_list("Filters"),
+        None => input.get_list("Filter"),
+    };
+    list.iter()
         .map(|f| {
             let name = optional(f, "Name").ok_or_else(|| ApiError::missing("Filter.N.Name"))?;
             Ok(Filter {
@@ -78,7 +81,14 @@ pub fn tag_pairs(list: &[Value], wire_name: &str) -> Result<Vec<(String, String)
 /// The `TagSpecifications` member, each checked to name one of `allowed` resource types and to
 /// carry valid tags.
 pub fn tag_specs(input: &Value, allowed: &[&str]) -> Result<Vec<TagSpec>, ApiError> {
-    let specs = input
+    let specs = parse_tag_specs(input)?;
+    check_specs(&specs, allowed)?;
+    Ok(specs)
+}
+
+/// The `TagSpecifications` member as given (resource types and tags not checked yet).
+pub fn parse_tag_specs(input: &Value) -> Result<Vec<TagSpec>, ApiError> {
+    input
         .get_list("TagSpecifications")
         .iter()
         .map(|s| {
@@ -89,9 +99,7 @@ pub fn tag_specs(input: &Value, allowed: &[&str]) -> Result<Vec<TagSpec>, ApiErr
                 tags: tag_pairs(s.get_list("Tags"), "TagSpecification.N.Tag")?,
             })
         })
-        .collect::<Result<Vec<_>, ApiError>>()?;
-    check_specs(&specs, allowed)?;
-    Ok(specs)
+        .collect()
 }
 
 /// The tags a create call gives its one new resource of `resource_type` (every
@@ -126,6 +134,13 @@ impl ValueExt for Value {
             None => self,
         }
     }
+}
+
+/// An instant in seconds since the epoch as an output timestamp.
+pub fn timestamp(secs: u64) -> Value {
+    Value::Timestamp(softvpc_ec2_protocol::Timestamp::from_unix(
+        i64::try_from(secs).unwrap_or(i64::MAX),
+    ))
 }
 
 /// A list of items rendered by `f` (for output list members).
@@ -296,5 +311,39 @@ mod tests {
         );
         let (all, next) = paginate(items, &Value::new_struct()).unwrap();
         assert_eq!((all.len(), next), (12, None));
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Arbitrary bytes through the form parser, the model decoder and the helpers: a
+        /// refusal or a value, never a panic.
+        #[test]
+        fn never_panics(input in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let mut data = b"Action=DescribeInstances&".to_vec();
+            data.extend_from_slice(&input);
+            if let Ok(pairs) = softvpc_ec2_protocol::parse_form(&data) {
+                if let Ok((_, v)) = softvpc_ec2_protocol::decode_request(&pairs) {
+                    let _ = filters(&v);
+                    let _ = tag_specs(&v, &["instance"]);
+                    let _ = paginate(vec![1, 2, 3], &v);
+                    let _ = id_list(&v, "InstanceIds");
+                }
+            }
+        }
+
+        /// `Name.N` lists come back in index order whatever order they were sent in, and
+        /// filters keep their values' order.
+        #[test]
+        fn lists_come_back_in_index_order(values in proptest::collection::vec("[a-z0-9-]{1,10}", 1..20)) {
+            let mut p: Vec<(String, String)> = values.iter().enumerate().rev()
+                .map(|(i, v)| (format!("InstanceId.{}", i + 1), v.clone())).collect();
+            p.push(("Filter.1.Name".into(), "instance-id".into()));
+            p.extend(values.iter().enumerate().rev()
+                .map(|(i, v)| (format!("Filter.1.Value.{}", i + 1), v.clone())));
+            let v = decode("DescribeInstances", &p).unwrap();
+            prop_assert_eq!(&id_list(&v, "InstanceIds"), &values);
+            prop_assert_eq!(&filters(&v).unwrap()[0].values, &values);
+        }
     }
 }

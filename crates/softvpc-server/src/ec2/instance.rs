@@ -2,157 +2,164 @@
 
 use std::sync::Arc;
 
-use super::query::Params;
-use super::xml::{iso8601, Xml};
-use super::{paginate, select, Ctx};
+use softvpc_ec2_protocol::Value;
+
+use super::input::{self, tag_set, timestamp, ValueExt};
+use super::Ctx;
 use crate::model::instance::{private_dns_name, RunRequest};
 use crate::model::{self, ApiError, Eni, Instance, InstanceState, State, OWNER_ID};
 
-fn write_state(x: &mut Xml, name: &str, s: InstanceState) {
-    x.nest(name, |x| {
-        x.elem("code", s.code());
-        x.elem("name", s.name());
-    });
+fn state_value(s: InstanceState) -> Value {
+    Value::new_struct()
+        .with("Code", s.code())
+        .with("Name", s.name())
 }
 
-/// The elements of one instance; `shown_state` overrides the stored state (RunInstances answers
+fn empty() -> Value {
+    Value::List(Vec::new())
+}
+
+/// The primary private address of an ENI (`PrivateIpAddresses` item).
+fn primary_ip(e: &Eni) -> Value {
+    Value::List(vec![Value::new_struct()
+        .with("PrivateIpAddress", e.private_ip.to_string())
+        .with("PrivateDnsName", private_dns_name(e.private_ip))
+        .with("Primary", true)])
+}
+
+/// The `Instance` structure; `shown_state` overrides the stored state (RunInstances answers
 /// `pending`, as AWS does).
-fn write_instance(x: &mut Xml, state: &State, i: &Instance, shown_state: InstanceState) {
+fn instance_value(state: &State, i: &Instance, shown_state: InstanceState) -> Value {
     let live = i.state != InstanceState::Terminated;
-    x.elem("instanceId", &i.id);
-    x.elem("imageId", &i.image_id);
-    write_state(x, "instanceState", shown_state);
-    x.elem(
-        "privateDnsName",
-        if live {
-            private_dns_name(i.private_ip)
-        } else {
-            String::new()
-        },
-    );
-    x.elem("dnsName", "");
-    x.elem("reason", "");
-    x.elem("amiLaunchIndex", i.ami_launch_index);
-    x.open("productCodes");
-    x.close("productCodes");
-    x.elem("instanceType", &i.instance_type);
-    x.elem("launchTime", iso8601(i.launch_time));
-    x.nest("placement", |x| {
-        x.elem("availabilityZone", &i.availability_zone);
-        x.elem("groupName", "");
-        x.elem("tenancy", "default");
-        x.elem("hostId", &i.host_id);
-    });
-    x.nest("monitoring", |x| x.elem("state", "disabled"));
-    x.elem("subnetId", &i.subnet_id);
-    x.elem("vpcId", &i.vpc_id);
-    if live {
-        x.elem("privateIpAddress", i.private_ip);
-    }
-    x.elem("sourceDestCheck", "true");
-    x.open("groupSet");
-    x.close("groupSet");
-    x.elem("architecture", "x86_64");
-    x.elem("rootDeviceType", "ebs");
-    x.elem("rootDeviceName", "/dev/xvda");
-    x.open("blockDeviceMapping");
-    x.close("blockDeviceMapping");
-    x.elem("virtualizationType", "hvm");
-    x.elem("hypervisor", "xen");
-    let enis: Vec<&Arc<Eni>> = if live {
-        state.enis.get(&i.eni_id).into_iter().collect()
+    let enis: Vec<Value> = if live {
+        state
+            .enis
+            .get(&i.eni_id)
+            .into_iter()
+            .map(|e| instance_eni_value(e))
+            .collect()
     } else {
         Vec::new()
     };
-    x.set("networkInterfaceSet", enis, |x, e| {
-        x.elem("networkInterfaceId", &e.id);
-        x.elem("subnetId", &e.subnet_id);
-        x.elem("vpcId", &e.vpc_id);
-        x.elem("description", &e.description);
-        x.elem("ownerId", OWNER_ID);
-        x.elem("status", "in-use");
-        x.elem("macAddress", &e.mac);
-        x.elem("privateIpAddress", e.private_ip);
-        x.elem("privateDnsName", private_dns_name(e.private_ip));
-        x.elem("sourceDestCheck", e.source_dest_check);
-        x.open("groupSet");
-        x.close("groupSet");
-        if let Some(a) = &e.attachment {
-            x.nest("attachment", |x| {
-                x.elem("attachmentId", &a.attachment_id);
-                x.elem("deviceIndex", a.device_index);
-                x.elem("status", "attached");
-                x.elem("attachTime", iso8601(a.attach_time));
-                x.elem("deleteOnTermination", a.delete_on_termination);
-                x.elem("networkCardIndex", 0);
-            });
-        }
-        x.set("privateIpAddressesSet", [e], |x, e| {
-            x.elem("privateIpAddress", e.private_ip);
-            x.elem("privateDnsName", private_dns_name(e.private_ip));
-            x.elem("primary", "true");
-        });
-        x.elem("interfaceType", "interface");
-    });
-    x.tags(&i.tags);
+    Value::new_struct()
+        .with("InstanceId", i.id.as_str())
+        .with("ImageId", i.image_id.as_str())
+        .with("State", state_value(shown_state))
+        .with(
+            "PrivateDnsName",
+            if live {
+                private_dns_name(i.private_ip)
+            } else {
+                String::new()
+            },
+        )
+        .with("PublicDnsName", "")
+        .with("StateTransitionReason", "")
+        .with("AmiLaunchIndex", i.ami_launch_index)
+        .with("ProductCodes", empty())
+        .with("InstanceType", i.instance_type.as_str())
+        .with("LaunchTime", timestamp(i.launch_time))
+        .with(
+            "Placement",
+            Value::new_struct()
+                .with("AvailabilityZone", i.availability_zone.as_str())
+                .with("GroupName", "")
+                .with("Tenancy", "default")
+                .with("HostId", i.host_id.as_str()),
+        )
+        .with("Monitoring", Value::new_struct().with("State", "disabled"))
+        .with("SubnetId", i.subnet_id.as_str())
+        .with("VpcId", i.vpc_id.as_str())
+        .with_opt("PrivateIpAddress", live.then(|| i.private_ip.to_string()))
+        .with("SourceDestCheck", true)
+        .with("SecurityGroups", empty())
+        .with("Architecture", "x86_64")
+        .with("RootDeviceType", "ebs")
+        .with("RootDeviceName", "/dev/xvda")
+        .with("BlockDeviceMappings", empty())
+        .with("VirtualizationType", "hvm")
+        .with("Hypervisor", "xen")
+        .with("NetworkInterfaces", enis)
+        .with("Tags", tag_set(&i.tags))
 }
 
-pub fn run_instances(ctx: &Ctx<'_>, p: &Params, x: &mut Xml) -> Result<(), ApiError> {
-    let subnet_id = p.required("SubnetId")?.to_string();
-    let min_count = p.u32("MinCount")?;
-    let max_count = p.u32("MaxCount")?;
-    // AWS requires both counts; the CLI always sends them. Accept one alone as both.
-    let (min_count, max_count) = match (min_count, max_count) {
-        (Some(a), Some(b)) => (a, b),
-        (Some(a), None) | (None, Some(a)) => (a, a),
-        (None, None) => (1, 1),
+/// An ENI as listed inside its instance (`InstanceNetworkInterface`).
+fn instance_eni_value(e: &Eni) -> Value {
+    Value::new_struct()
+        .with("NetworkInterfaceId", e.id.as_str())
+        .with("SubnetId", e.subnet_id.as_str())
+        .with("VpcId", e.vpc_id.as_str())
+        .with("Description", e.description.as_str())
+        .with("OwnerId", OWNER_ID)
+        .with("Status", "in-use")
+        .with("MacAddress", e.mac.as_str())
+        .with("PrivateIpAddress", e.private_ip.to_string())
+        .with("PrivateDnsName", private_dns_name(e.private_ip))
+        .with("SourceDestCheck", e.source_dest_check)
+        .with("Groups", empty())
+        .with_opt(
+            "Attachment",
+            e.attachment.as_ref().map(|a| {
+                Value::new_struct()
+                    .with("AttachmentId", a.attachment_id.as_str())
+                    .with("DeviceIndex", a.device_index)
+                    .with("Status", "attached")
+                    .with("AttachTime", timestamp(a.attach_time))
+                    .with("DeleteOnTermination", a.delete_on_termination)
+                    .with("NetworkCardIndex", 0i64)
+            }),
+        )
+        .with("PrivateIpAddresses", primary_ip(e))
+        .with("InterfaceType", "interface")
+}
+
+pub fn run_instances(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
+    let subnet_id = input::required(input, "SubnetId")?.to_string();
+    let count = |name: &str| -> Result<u32, ApiError> {
+        let n = input.get_i64(name).ok_or_else(|| ApiError::missing(name))?;
+        u32::try_from(n)
+            .map_err(|_| ApiError::invalid_value(format!("Invalid value '{n}' for {name}")))
     };
-    let placement = p.member("Placement");
+    let placement = input
+        .get("Placement")
+        .cloned()
+        .unwrap_or(Value::new_struct());
+    let opt = |v: &Value, name: &str| input::optional(v, name).map(str::to_string);
     let req = RunRequest {
-        image_id: p
-            .get("ImageId")
-            .filter(|s| !s.is_empty())
-            .map(str::to_string),
-        instance_type: p
-            .get("InstanceType")
-            .filter(|s| !s.is_empty())
-            .map(str::to_string),
-        min_count,
-        max_count,
+        image_id: opt(input, "ImageId"),
+        instance_type: opt(input, "InstanceType"),
+        min_count: count("MinCount")?,
+        max_count: count("MaxCount")?,
         subnet_id,
-        private_ip: p
-            .get("PrivateIpAddress")
-            .filter(|s| !s.is_empty())
-            .map(str::to_string),
-        host: placement
-            .get("HostId")
-            .filter(|s| !s.is_empty())
-            .map(str::to_string),
-        tag_specs: p.tag_specifications()?,
+        private_ip: opt(input, "PrivateIpAddress"),
+        host: opt(&placement, "HostId"),
+        tag_specs: input::parse_tag_specs(input)?,
     };
     let res = ctx.mutate(|t| model::instance::run_instances(t, &req))?;
     for i in &res.instances {
         tracing::info!(instance = %i.id, ip = %i.private_ip, host = %i.host_id, name = i.name(), "instance launched");
     }
     let state = ctx.cp.state();
-    x.elem("reservationId", &res.reservation_id);
-    x.elem("ownerId", OWNER_ID);
-    x.open("groupSet");
-    x.close("groupSet");
-    x.set("instancesSet", &res.instances, |x, i| {
-        write_instance(x, &state, i, InstanceState::Pending)
-    });
-    Ok(())
+    Ok(Value::new_struct()
+        .with("ReservationId", res.reservation_id.as_str())
+        .with("OwnerId", OWNER_ID)
+        .with("Groups", empty())
+        .with(
+            "Instances",
+            input::list_of(&res.instances, |i| {
+                instance_value(&state, i, InstanceState::Pending)
+            }),
+        ))
 }
 
-pub fn describe_instances(ctx: &Ctx<'_>, p: &Params, x: &mut Xml) -> Result<(), ApiError> {
+pub fn describe_instances(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
     let state = ctx.cp.state();
-    let mut items = select(
+    let mut items = input::select(
         &state,
         &state.instances,
-        &p.list("InstanceId"),
+        &input::id_list(input, "InstanceIds"),
         ("InvalidInstanceID.NotFound", "instance"),
-        &p.filters()?,
+        &input::filters(input)?,
     )?;
     // Oldest launches first, then by launch index: reservations group naturally.
     items.sort_by(|a, b| {
@@ -162,7 +169,7 @@ pub fn describe_instances(ctx: &Ctx<'_>, p: &Params, x: &mut Xml) -> Result<(), 
             b.ami_launch_index,
         ))
     });
-    let (items, next) = paginate(items, p)?;
+    let (items, next) = input::paginate(items, input)?;
     let mut reservations: Vec<(String, Vec<Arc<Instance>>)> = Vec::new();
     for i in items {
         match reservations.last_mut() {
@@ -170,93 +177,94 @@ pub fn describe_instances(ctx: &Ctx<'_>, p: &Params, x: &mut Xml) -> Result<(), 
             _ => reservations.push((i.reservation_id.clone(), vec![i])),
         }
     }
-    x.set("reservationSet", &reservations, |x, (rid, list)| {
-        x.elem("reservationId", rid);
-        x.elem("ownerId", OWNER_ID);
-        x.open("groupSet");
-        x.close("groupSet");
-        x.set("instancesSet", list, |x, i| {
-            write_instance(x, &state, i, i.state)
-        });
+    let reservations = input::list_of(&reservations, |(rid, list)| {
+        Value::new_struct()
+            .with("ReservationId", rid.as_str())
+            .with("OwnerId", OWNER_ID)
+            .with("Groups", empty())
+            .with(
+                "Instances",
+                input::list_of(list, |i| instance_value(&state, i, i.state)),
+            )
     });
-    if let Some(t) = next {
-        x.elem("nextToken", t);
-    }
-    Ok(())
+    Ok(Value::new_struct()
+        .with("Reservations", reservations)
+        .with_opt("NextToken", next))
 }
 
-pub fn terminate_instances(ctx: &Ctx<'_>, p: &Params, x: &mut Xml) -> Result<(), ApiError> {
-    let ids = p.list("InstanceId");
+pub fn terminate_instances(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
+    let ids = input::id_list(input, "InstanceIds");
     let changes = ctx.mutate(|t| model::instance::terminate_instances(t, &ids))?;
     for c in &changes {
         tracing::info!(instance = %c.instance_id, "instance terminated");
     }
-    x.set("instancesSet", &changes, |x, c| {
-        x.elem("instanceId", &c.instance_id);
-        write_state(x, "currentState", c.current);
-        write_state(x, "previousState", c.previous);
-    });
-    Ok(())
+    Ok(Value::new_struct().with(
+        "TerminatingInstances",
+        input::list_of(&changes, |c| {
+            Value::new_struct()
+                .with("InstanceId", c.instance_id.as_str())
+                .with("CurrentState", state_value(c.current))
+                .with("PreviousState", state_value(c.previous))
+        }),
+    ))
 }
 
-fn write_eni(x: &mut Xml, e: &Eni) {
-    x.elem("networkInterfaceId", &e.id);
-    x.elem("subnetId", &e.subnet_id);
-    x.elem("vpcId", &e.vpc_id);
-    x.elem("availabilityZone", &e.availability_zone);
-    x.elem("description", &e.description);
-    x.elem("ownerId", OWNER_ID);
-    x.elem("requesterManaged", "false");
-    x.elem(
-        "status",
-        if e.attachment.is_some() {
-            "in-use"
-        } else {
-            "available"
-        },
-    );
-    x.elem("macAddress", &e.mac);
-    x.elem("privateIpAddress", e.private_ip);
-    x.elem("privateDnsName", private_dns_name(e.private_ip));
-    x.elem("sourceDestCheck", e.source_dest_check);
-    x.open("groupSet");
-    x.close("groupSet");
-    if let Some(a) = &e.attachment {
-        x.nest("attachment", |x| {
-            x.elem("attachmentId", &a.attachment_id);
-            x.elem("instanceId", &a.instance_id);
-            x.elem("instanceOwnerId", OWNER_ID);
-            x.elem("deviceIndex", a.device_index);
-            x.elem("status", "attached");
-            x.elem("attachTime", iso8601(a.attach_time));
-            x.elem("deleteOnTermination", a.delete_on_termination);
-            x.elem("networkCardIndex", 0);
-        });
-    }
-    x.tags(&e.tags);
-    x.set("privateIpAddressesSet", [e], |x, e| {
-        x.elem("privateIpAddress", e.private_ip);
-        x.elem("privateDnsName", private_dns_name(e.private_ip));
-        x.elem("primary", "true");
-    });
-    x.open("ipv6AddressesSet");
-    x.close("ipv6AddressesSet");
-    x.elem("interfaceType", "interface");
+/// The `NetworkInterface` structure of one ENI.
+pub fn eni_value(e: &Eni) -> Value {
+    Value::new_struct()
+        .with("NetworkInterfaceId", e.id.as_str())
+        .with("SubnetId", e.subnet_id.as_str())
+        .with("VpcId", e.vpc_id.as_str())
+        .with("AvailabilityZone", e.availability_zone.as_str())
+        .with("Description", e.description.as_str())
+        .with("OwnerId", OWNER_ID)
+        .with("RequesterManaged", false)
+        .with(
+            "Status",
+            if e.attachment.is_some() {
+                "in-use"
+            } else {
+                "available"
+            },
+        )
+        .with("MacAddress", e.mac.as_str())
+        .with("PrivateIpAddress", e.private_ip.to_string())
+        .with("PrivateDnsName", private_dns_name(e.private_ip))
+        .with("SourceDestCheck", e.source_dest_check)
+        .with("Groups", empty())
+        .with_opt(
+            "Attachment",
+            e.attachment.as_ref().map(|a| {
+                Value::new_struct()
+                    .with("AttachmentId", a.attachment_id.as_str())
+                    .with("InstanceId", a.instance_id.as_str())
+                    .with("InstanceOwnerId", OWNER_ID)
+                    .with("DeviceIndex", a.device_index)
+                    .with("Status", "attached")
+                    .with("AttachTime", timestamp(a.attach_time))
+                    .with("DeleteOnTermination", a.delete_on_termination)
+                    .with("NetworkCardIndex", 0i64)
+            }),
+        )
+        .with("TagSet", tag_set(&e.tags))
+        .with("PrivateIpAddresses", primary_ip(e))
+        .with("Ipv6Addresses", empty())
+        .with("InterfaceType", "interface")
 }
 
-pub fn describe_network_interfaces(ctx: &Ctx<'_>, p: &Params, x: &mut Xml) -> Result<(), ApiError> {
+pub fn describe_network_interfaces(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
     let state = ctx.cp.state();
-    let items = select(
+    let (items, next) = input::describe(
         &state,
         &state.enis,
-        &p.list("NetworkInterfaceId"),
+        input,
+        "NetworkInterfaceIds",
         ("InvalidNetworkInterfaceID.NotFound", "networkInterface"),
-        &p.filters()?,
     )?;
-    let (items, next) = paginate(items, p)?;
-    x.set("networkInterfaceSet", &items, |x, e| write_eni(x, e));
-    if let Some(t) = next {
-        x.elem("nextToken", t);
-    }
-    Ok(())
+    Ok(Value::new_struct()
+        .with(
+            "NetworkInterfaces",
+            input::list_of(&items, |e| eni_value(e)),
+        )
+        .with_opt("NextToken", next))
 }

@@ -30,11 +30,9 @@ pub mod error;
 pub mod host;
 pub mod input;
 pub mod instance;
-pub mod query;
 pub mod subnet;
 pub mod tags;
 pub mod vpc;
-pub mod xml;
 
 use std::sync::Arc;
 
@@ -48,9 +46,7 @@ use axum::Router;
 use crate::control::ControlPlane;
 use crate::model::ids::new_request_id;
 use crate::model::{ApiError, Txn};
-use query::Params;
 use softvpc_ec2_protocol::Value;
-use xml::Xml;
 
 /// Whether an action only reads or changes the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,18 +71,8 @@ impl Ctx<'_> {
     }
 }
 
-/// An old-style handler: reads hand-decoded parameters, writes the response body elements.
-pub type ParamsHandler = fn(&Ctx<'_>, &Params, &mut Xml) -> Result<(), ApiError>;
-
-/// A model-driven handler: the input tree (decoded by the EC2 model) in, the output tree out.
-pub type ModelHandler = fn(&Ctx<'_>, &Value) -> Result<Value, ApiError>;
-
-/// How an action is served.
-#[derive(Clone, Copy)]
-pub enum Handler {
-    Params(ParamsHandler),
-    Model(ModelHandler),
-}
+/// An action handler: the input tree (decoded by the EC2 model) in, the output tree out.
+pub type Handler = fn(&Ctx<'_>, &Value) -> Result<Value, ApiError>;
 
 /// One EC2 action.
 pub struct Action {
@@ -97,20 +83,12 @@ pub struct Action {
 }
 
 impl Action {
-    const fn new(name: &'static str, kind: Kind, handler: ParamsHandler) -> Self {
-        Action {
-            name,
-            kind,
-            handler: Handler::Params(handler),
-        }
-    }
-
     /// A model-driven action (see the module docs).
-    pub const fn model(name: &'static str, kind: Kind, handler: ModelHandler) -> Self {
+    pub const fn model(name: &'static str, kind: Kind, handler: Handler) -> Self {
         Action {
             name,
             kind,
-            handler: Handler::Model(handler),
+            handler,
         }
     }
 }
@@ -120,28 +98,28 @@ pub static ACTIONS: &[Action] = &[
     Action::model("CreateVpc", Kind::Write, vpc::create_vpc),
     Action::model("DescribeVpcs", Kind::Read, vpc::describe_vpcs),
     Action::model("DeleteVpc", Kind::Write, vpc::delete_vpc),
-    Action::new("CreateSubnet", Kind::Write, subnet::create_subnet),
-    Action::new("DescribeSubnets", Kind::Read, subnet::describe_subnets),
-    Action::new("DeleteSubnet", Kind::Write, subnet::delete_subnet),
-    Action::new("RunInstances", Kind::Write, instance::run_instances),
-    Action::new(
+    Action::model("CreateSubnet", Kind::Write, subnet::create_subnet),
+    Action::model("DescribeSubnets", Kind::Read, subnet::describe_subnets),
+    Action::model("DeleteSubnet", Kind::Write, subnet::delete_subnet),
+    Action::model("RunInstances", Kind::Write, instance::run_instances),
+    Action::model(
         "DescribeInstances",
         Kind::Read,
         instance::describe_instances,
     ),
-    Action::new(
+    Action::model(
         "TerminateInstances",
         Kind::Write,
         instance::terminate_instances,
     ),
-    Action::new(
+    Action::model(
         "DescribeNetworkInterfaces",
         Kind::Read,
         instance::describe_network_interfaces,
     ),
-    Action::new("DescribeHosts", Kind::Read, host::describe_hosts),
-    Action::new("CreateTags", Kind::Write, tags::create_tags),
-    Action::new("DeleteTags", Kind::Write, tags::delete_tags),
+    Action::model("DescribeHosts", Kind::Read, host::describe_hosts),
+    Action::model("CreateTags", Kind::Write, tags::create_tags),
+    Action::model("DeleteTags", Kind::Write, tags::delete_tags),
 ];
 
 /// The action named `name`, if served.
@@ -197,37 +175,16 @@ fn run(
             format!("The action {name} is not valid for this web service."),
         ))
     })?;
-    match action.handler {
-        Handler::Model(handler) => {
-            let input =
-                softvpc_ec2_protocol::decode(&name, &pairs).map_err(|e| fail(protocol_error(e)))?;
-            let dry_run = input.get_bool("DryRun").unwrap_or(false);
-            if dry_run && action.kind == Kind::Read {
-                return Err(fail(ApiError::dry_run()));
-            }
-            let ctx = Ctx { cp, dry_run };
-            let output = handler(&ctx, &input).map_err(fail)?;
-            let body = encode_output(&name, &output, request_id).map_err(fail)?;
-            tracing::debug!(action = %name, "request served");
-            Ok(body)
-        }
-        Handler::Params(handler) => {
-            let params = Params::from_pairs(pairs.iter().cloned());
-            let dry_run = params.bool("DryRun").map_err(fail)?.unwrap_or(false);
-            if dry_run && action.kind == Kind::Read {
-                return Err(fail(ApiError::dry_run()));
-            }
-            let ctx = Ctx { cp, dry_run };
-            let mut x = Xml::new();
-            let root = format!("{name}Response");
-            x.open_root(&root);
-            x.elem("requestId", request_id);
-            handler(&ctx, &params, &mut x).map_err(fail)?;
-            x.close(&root);
-            tracing::debug!(action = %name, "request served");
-            Ok(x.finish())
-        }
+    let input = softvpc_ec2_protocol::decode(&name, &pairs).map_err(|e| fail(protocol_error(e)))?;
+    let dry_run = input.get_bool("DryRun").unwrap_or(false);
+    if dry_run && action.kind == Kind::Read {
+        return Err(fail(ApiError::dry_run()));
     }
+    let ctx = Ctx { cp, dry_run };
+    let output = (action.handler)(&ctx, &input).map_err(fail)?;
+    let body = encode_output(&name, &output, request_id).map_err(fail)?;
+    tracing::debug!(action = %name, "request served");
+    Ok(body)
 }
 
 /// A protocol refusal as an API error (same code, message and status).
@@ -252,29 +209,6 @@ fn encode_output(name: &str, output: &Value, request_id: &str) -> Result<String,
             }
         }
     }
-}
-
-/// `MaxResults` / `NextToken` paging over an already filtered list. The token is the offset of
-/// the next item.
-pub fn paginate<T>(items: Vec<T>, p: &Params) -> Result<(Vec<T>, Option<String>), ApiError> {
-    let start = match p.get("NextToken") {
-        None | Some("") => 0usize,
-        Some(t) => t
-            .parse::<usize>()
-            .ok()
-            .filter(|n| *n <= items.len())
-            .ok_or_else(|| ApiError::new("InvalidNextToken", "The specified token is invalid."))?,
-    };
-    let Some(max) = p.u32("MaxResults")? else {
-        return Ok((items.into_iter().skip(start).collect(), None));
-    };
-    let max = (max as usize).max(1);
-    let end = start.saturating_add(max).min(items.len());
-    let next = (end < items.len()).then(|| end.to_string());
-    Ok((
-        items.into_iter().skip(start).take(end - start).collect(),
-        next,
-    ))
 }
 
 /// The axum router: `POST /` and `GET /` for the Query API, `GET /healthz` for readiness.
@@ -314,39 +248,6 @@ async fn handle(
         reply.body,
     )
         .into_response()
-}
-
-/// The resources a Describe call returns: those named by `ids` (all must exist, else the
-/// `not_found` code with noun), or all of them, that pass `filters`.
-pub fn select<T: crate::model::filter::Filterable>(
-    state: &crate::model::State,
-    all: &crate::model::Map<T>,
-    ids: &[String],
-    not_found: (&str, &str),
-    filters: &[crate::model::filter::Filter],
-) -> Result<Vec<Arc<T>>, ApiError> {
-    crate::model::filter::check::<T>(filters)?;
-    let items: Vec<Arc<T>> = if ids.is_empty() {
-        all.values().cloned().collect()
-    } else {
-        let missing: Vec<&str> = ids
-            .iter()
-            .filter(|i| !all.contains_key(*i))
-            .map(String::as_str)
-            .collect();
-        if !missing.is_empty() {
-            return Err(ApiError::not_found(not_found.0, not_found.1, &missing));
-        }
-        let mut seen = std::collections::HashSet::new();
-        ids.iter()
-            .filter(|i| seen.insert(i.as_str()))
-            .filter_map(|i| all.get(i).cloned())
-            .collect()
-    };
-    Ok(items
-        .into_iter()
-        .filter(|i| crate::model::filter::matches(&**i, state, filters))
-        .collect())
 }
 
 #[cfg(test)]

@@ -1,66 +1,66 @@
 //! CreateSubnet, DescribeSubnets, DeleteSubnet.
 
-use super::query::Params;
-use super::xml::Xml;
-use super::{paginate, select, Ctx};
+use softvpc_ec2_protocol::Value;
+
+use super::input::{self, tag_set, ValueExt};
+use super::Ctx;
 use crate::model::subnet::available_count;
-use crate::model::tags::{check_specs, tags_for};
 use crate::model::{self, ApiError, State, Subnet, OWNER_ID};
 
-/// The elements of one subnet.
-pub fn write_subnet(x: &mut Xml, state: &State, s: &Subnet) {
-    x.elem("subnetId", &s.id);
-    x.elem(
-        "subnetArn",
-        format!("arn:aws:ec2:us-east-1:{OWNER_ID}:subnet/{}", s.id),
-    );
-    x.elem("state", "available");
-    x.elem("ownerId", OWNER_ID);
-    x.elem("vpcId", &s.vpc_id);
-    x.elem("cidrBlock", s.cidr);
-    x.elem("availableIpAddressCount", available_count(state, s));
-    x.elem("availabilityZone", &s.availability_zone);
-    x.elem("defaultForAz", "false");
-    x.elem("mapPublicIpOnLaunch", "false");
-    x.elem("assignIpv6AddressOnCreation", "false");
-    x.tags(&s.tags);
+/// The `Subnet` structure of one subnet.
+pub fn subnet_value(state: &State, s: &Subnet) -> Value {
+    Value::new_struct()
+        .with("SubnetId", s.id.as_str())
+        .with(
+            "SubnetArn",
+            format!("arn:aws:ec2:us-east-1:{OWNER_ID}:subnet/{}", s.id),
+        )
+        .with("State", "available")
+        .with("OwnerId", OWNER_ID)
+        .with("VpcId", s.vpc_id.as_str())
+        .with("CidrBlock", s.cidr.to_string())
+        .with(
+            "AvailableIpAddressCount",
+            i64::try_from(available_count(state, s)).unwrap_or(i64::MAX),
+        )
+        .with("AvailabilityZone", s.availability_zone.as_str())
+        .with("DefaultForAz", false)
+        .with("MapPublicIpOnLaunch", false)
+        .with("AssignIpv6AddressOnCreation", false)
+        .with("Tags", tag_set(&s.tags))
 }
 
-pub fn create_subnet(ctx: &Ctx<'_>, p: &Params, x: &mut Xml) -> Result<(), ApiError> {
-    let vpc_id = p.required("VpcId")?;
-    let cidr = p.required("CidrBlock")?;
-    let specs = p.tag_specifications()?;
-    check_specs(&specs, &["subnet"])?;
-    let tags = tags_for(&specs, "subnet")?;
-    let az = p.get("AvailabilityZone").filter(|a| !a.is_empty());
+pub fn create_subnet(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
+    let vpc_id = input::required(input, "VpcId")?;
+    let cidr = input::required(input, "CidrBlock")?;
+    let tags = input::creation_tags(input, "subnet")?;
+    let az = input::optional(input, "AvailabilityZone");
     let subnet = ctx.mutate(|t| model::subnet::create_subnet(t, vpc_id, cidr, az, tags))?;
     tracing::info!(subnet = %subnet.id, vpc = %vpc_id, cidr = %subnet.cidr, "subnet created");
     let state = ctx.cp.state();
-    x.nest("subnet", |x| write_subnet(x, &state, &subnet));
-    Ok(())
+    Ok(Value::new_struct().with("Subnet", subnet_value(&state, &subnet)))
 }
 
-pub fn describe_subnets(ctx: &Ctx<'_>, p: &Params, x: &mut Xml) -> Result<(), ApiError> {
+pub fn describe_subnets(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
     let state = ctx.cp.state();
-    let items = select(
+    let (items, next) = input::describe(
         &state,
         &state.subnets,
-        &p.list("SubnetId"),
+        input,
+        "SubnetIds",
         ("InvalidSubnetID.NotFound", "subnet"),
-        &p.filters()?,
     )?;
-    let (items, next) = paginate(items, p)?;
-    x.set("subnetSet", &items, |x, s| write_subnet(x, &state, s));
-    if let Some(t) = next {
-        x.elem("nextToken", t);
-    }
-    Ok(())
+    Ok(Value::new_struct()
+        .with(
+            "Subnets",
+            input::list_of(&items, |s| subnet_value(&state, s)),
+        )
+        .with_opt("NextToken", next))
 }
 
-pub fn delete_subnet(ctx: &Ctx<'_>, p: &Params, x: &mut Xml) -> Result<(), ApiError> {
-    let id = p.required("SubnetId")?;
+pub fn delete_subnet(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
+    let id = input::required(input, "SubnetId")?;
     ctx.mutate(|t| model::subnet::delete_subnet(t, id))?;
     tracing::info!(subnet = %id, "subnet deleted");
-    x.elem("return", "true");
-    Ok(())
+    Ok(Value::new_struct())
 }
