@@ -30,6 +30,8 @@ pub mod error;
 pub mod host;
 pub mod input;
 pub mod instance;
+pub mod network_acl;
+pub mod security_group;
 pub mod subnet;
 pub mod tags;
 pub mod vpc;
@@ -120,6 +122,86 @@ pub static ACTIONS: &[Action] = &[
     Action::model("DescribeHosts", Kind::Read, host::describe_hosts),
     Action::model("CreateTags", Kind::Write, tags::create_tags),
     Action::model("DeleteTags", Kind::Write, tags::delete_tags),
+    Action::model(
+        "CreateSecurityGroup",
+        Kind::Write,
+        security_group::create_security_group,
+    ),
+    Action::model(
+        "DeleteSecurityGroup",
+        Kind::Write,
+        security_group::delete_security_group,
+    ),
+    Action::model(
+        "DescribeSecurityGroups",
+        Kind::Read,
+        security_group::describe_security_groups,
+    ),
+    Action::model(
+        "AuthorizeSecurityGroupIngress",
+        Kind::Write,
+        security_group::authorize_ingress,
+    ),
+    Action::model(
+        "AuthorizeSecurityGroupEgress",
+        Kind::Write,
+        security_group::authorize_egress,
+    ),
+    Action::model(
+        "RevokeSecurityGroupIngress",
+        Kind::Write,
+        security_group::revoke_ingress,
+    ),
+    Action::model(
+        "RevokeSecurityGroupEgress",
+        Kind::Write,
+        security_group::revoke_egress,
+    ),
+    Action::model(
+        "DescribeSecurityGroupRules",
+        Kind::Read,
+        security_group::describe_security_group_rules,
+    ),
+    Action::model(
+        "ModifySecurityGroupRules",
+        Kind::Write,
+        security_group::modify_security_group_rules,
+    ),
+    Action::model(
+        "CreateNetworkAcl",
+        Kind::Write,
+        network_acl::create_network_acl,
+    ),
+    Action::model(
+        "DeleteNetworkAcl",
+        Kind::Write,
+        network_acl::delete_network_acl,
+    ),
+    Action::model(
+        "DescribeNetworkAcls",
+        Kind::Read,
+        network_acl::describe_network_acls,
+    ),
+    Action::model(
+        "CreateNetworkAclEntry",
+        Kind::Write,
+        network_acl::create_network_acl_entry,
+    ),
+    Action::model(
+        "ReplaceNetworkAclEntry",
+        Kind::Write,
+        network_acl::replace_network_acl_entry,
+    ),
+    Action::model(
+        "DeleteNetworkAclEntry",
+        Kind::Write,
+        network_acl::delete_network_acl_entry,
+    ),
+    Action::model(
+        "ReplaceNetworkAclAssociation",
+        Kind::Write,
+        network_acl::replace_network_acl_association,
+    ),
 ];
 
 /// The action named `name`, if served.
