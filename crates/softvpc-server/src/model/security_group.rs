@@ -349,9 +349,16 @@ pub fn create_security_group(
     vpc_id: Option<&str>,
     tags: Tags,
 ) -> Result<SecurityGroup, ApiError> {
-    let vpc_id = match vpc_id {
-        Some(v) => v,
-        None => {
+    // Without a VpcId the group goes to the default VPC, as on AWS.
+    let default_vpc = txn
+        .state
+        .vpcs
+        .values()
+        .find(|v| v.is_default)
+        .map(|v| v.id.clone());
+    let vpc_id = match (vpc_id, default_vpc.as_deref()) {
+        (Some(v), _) | (None, Some(v)) => v,
+        (None, None) => {
             return Err(ApiError::new(
                 "VPCIdNotSpecified",
                 "No default VPC for this user",
@@ -421,6 +428,17 @@ pub fn resolve(
             .cloned()
             .ok_or_else(|| not_found(id)),
         (None, Some(name)) => {
+            // A name means the default VPC's group when there is one (as on AWS), else the
+            // one group of that name in any VPC.
+            let default_vpc = state.vpcs.values().find(|v| v.is_default);
+            if let Some(g) = default_vpc.and_then(|v| {
+                state
+                    .security_groups
+                    .values()
+                    .find(|g| g.vpc_id == v.id && g.name == name)
+            }) {
+                return Ok(g.clone());
+            }
             let mut found = state.security_groups.values().filter(|g| g.name == name);
             match (found.next(), found.next()) {
                 (Some(g), None) => Ok(g.clone()),
@@ -474,8 +492,10 @@ pub fn delete_security_group(txn: &mut Txn, id: &str) -> Result<(), ApiError> {
 
 /// True when a network interface uses the group.
 pub fn group_in_use(state: &State, id: &str) -> bool {
-    let _ = (state, id);
-    false
+    state
+        .enis
+        .values()
+        .any(|e| e.security_groups.iter().any(|g| g == id))
 }
 
 /// Adds rules to a group in one direction (`AuthorizeSecurityGroupIngress`/`Egress`). All or
@@ -1186,5 +1206,50 @@ mod tests {
         );
         // The default group (2 rules) and this one (egress + one ingress).
         assert_eq!(all_rules(&txn.state).len(), 2 + 2);
+    }
+
+    #[test]
+    fn groups_used_by_enis_cannot_be_deleted() {
+        let (mut txn, vpc) = setup();
+        let g = create_security_group(&mut txn, "used", "x", Some(&vpc), Tags::new()).unwrap();
+        assert!(!group_in_use(&txn.state, &g.id));
+        let subnet =
+            super::super::subnet::create_subnet(&mut txn, &vpc, "10.0.0.0/24", None, Tags::new())
+                .unwrap();
+        let eni = super::super::Eni {
+            id: "eni-0000000000000000a".into(),
+            subnet_id: subnet.id.clone(),
+            vpc_id: vpc.clone(),
+            availability_zone: subnet.availability_zone.clone(),
+            private_ip: "10.0.0.4".parse().unwrap(),
+            mac: "02:00:00:00:00:01".into(),
+            description: String::new(),
+            source_dest_check: true,
+            attachment: None,
+            tags: Tags::new(),
+            secondary_ips: Vec::new(),
+            security_groups: vec![g.id.clone()],
+        };
+        txn.put_eni(eni);
+        assert!(group_in_use(&txn.state, &g.id));
+        assert_eq!(
+            delete_security_group(&mut txn, &g.id).unwrap_err().code,
+            "DependencyViolation"
+        );
+        txn.delete_eni("eni-0000000000000000a");
+        delete_security_group(&mut txn, &g.id).unwrap();
+    }
+
+    #[test]
+    fn without_a_vpc_id_the_default_vpc_is_used() {
+        let (mut txn, _vpc) = setup();
+        let (default_vpc, _) = super::super::attributes::create_default_vpc(&mut txn).unwrap();
+        let g = create_security_group(&mut txn, "dv", "x", None, Tags::new()).unwrap();
+        assert_eq!(g.vpc_id, default_vpc);
+        let def = resolve(&txn.state, None, Some("default")).unwrap();
+        assert_eq!(
+            def.vpc_id, default_vpc,
+            "a name means the default VPC's group"
+        );
     }
 }
