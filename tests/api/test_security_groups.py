@@ -68,6 +68,9 @@ def test_create_describe_delete(ec2, vpc):
     assert ec2.delete_security_group(GroupId=gid)["Return"] is True
     expect_error("InvalidGroup.NotFound", 400, ec2.describe_security_groups, GroupIds=[gid])
     expect_error("InvalidGroup.NotFound", 400, ec2.delete_security_group, GroupId=gid)
+    expect_error("InvalidGroupId.Malformed", 400, ec2.describe_security_groups, GroupIds=["web"])
+    expect_error("InvalidGroupId.Malformed", 400, ec2.delete_security_group, GroupId="sg-xyz")
+    expect_error("InvalidGroup.NotFound", 400, ec2.delete_security_group, GroupName="no-such-group")
 
 
 def test_create_refusals(ec2, vpc):

@@ -162,6 +162,10 @@ pub fn delete_security_group(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiE
 
 pub fn describe_security_groups(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
     let state = ctx.cp.state();
+    let ids = input::id_list(input, "GroupIds");
+    for id in &ids {
+        sg::check_id(id)?;
+    }
     let names = input::id_list(input, "GroupNames");
     for n in &names {
         if !state.security_groups.values().any(|g| &g.name == n) {
@@ -174,7 +178,7 @@ pub fn describe_security_groups(ctx: &Ctx<'_>, input: &Value) -> Result<Value, A
     let items = input::select(
         &state,
         &state.security_groups,
-        &input::id_list(input, "GroupIds"),
+        &ids,
         ("InvalidGroup.NotFound", "security group"),
         &input::filters(input)?,
     )?;

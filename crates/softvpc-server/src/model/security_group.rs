@@ -414,6 +414,22 @@ pub fn create_security_group(
     Ok(group)
 }
 
+/// Refuses a group id that is not `sg-` + hex (`InvalidGroupId.Malformed`, as AWS does before
+/// looking it up).
+pub fn check_id(id: &str) -> Result<(), ApiError> {
+    let hex = id
+        .strip_prefix("sg-")
+        .is_some_and(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_hexdigit()));
+    if hex {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            "InvalidGroupId.Malformed",
+            format!("Invalid id: \"{id}\" (expecting \"sg-...\")"),
+        ))
+    }
+}
+
 /// Finds a group by id or by name (a name must be unique among the VPCs' groups, since there is
 /// no default VPC to scope it by).
 pub fn resolve(
@@ -422,11 +438,14 @@ pub fn resolve(
     group_name: Option<&str>,
 ) -> Result<Arc<SecurityGroup>, ApiError> {
     match (group_id, group_name) {
-        (Some(id), _) => state
-            .security_groups
-            .get(id)
-            .cloned()
-            .ok_or_else(|| not_found(id)),
+        (Some(id), _) => {
+            check_id(id)?;
+            state
+                .security_groups
+                .get(id)
+                .cloned()
+                .ok_or_else(|| not_found(id))
+        }
         (None, Some(name)) => {
             // A name means the default VPC's group when there is one (as on AWS), else the
             // one group of that name in any VPC.
@@ -1123,6 +1142,10 @@ mod tests {
         revoke(&mut txn, &b.id, false, &[from_a], &[]).unwrap();
         delete_security_group(&mut txn, &a.id).unwrap();
         assert_eq!(resolve(&txn.state, None, Some("b")).unwrap().id, b.id);
+        assert_eq!(
+            resolve(&txn.state, Some("web"), None).unwrap_err().code,
+            "InvalidGroupId.Malformed"
+        );
         delete_security_group(&mut txn, &b.id).unwrap();
         super::super::vpc::delete_vpc(&mut txn, &vpc).unwrap();
         assert!(
