@@ -112,7 +112,8 @@ def test_run_instances_refusals_change_nothing(ec2, vpc, subnet):
     expect_error("InvalidHostID.NotFound", 400, run, ec2, subnet, Placement={"HostId": "h-0123456789abcdef0"})
     expect_error("InvalidParameterValue", 400, run, ec2, subnet, Placement={"HostId": "no-such-host"})
     expect_error("InvalidSubnetID.NotFound", 400, ec2.run_instances, ImageId="ami-1", MinCount=1, MaxCount=1, SubnetId="subnet-0123456789abcdef0")
-    expect_error("MissingParameter", 400, ec2.run_instances, ImageId="ami-1", MinCount=1, MaxCount=1)
+    # No subnet and no default VPC (the test server runs with --no-default-vpc), as on AWS.
+    expect_error("VPCIdNotSpecified", 400, ec2.run_instances, ImageId="ami-1", MinCount=1, MaxCount=1)
     expect_error("InvalidParameterValue", 400, run, ec2, subnet, MinCount=3, MaxCount=2)
     expect_error("InvalidParameterValue", 400, run, ec2, subnet, TagSpecifications=name_tags("volcano", "x"))
     expect_error("InvalidParameterValue", 400, run, ec2, subnet,

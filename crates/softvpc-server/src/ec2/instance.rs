@@ -21,10 +21,17 @@ fn empty() -> Value {
 
 /// The primary private address of an ENI (`PrivateIpAddresses` item).
 fn primary_ip(e: &Eni) -> Value {
-    Value::List(vec![Value::new_struct()
-        .with("PrivateIpAddress", e.private_ip.to_string())
-        .with("PrivateDnsName", private_dns_name(e.private_ip))
-        .with("Primary", true)])
+    Value::List(
+        e.addresses()
+            .enumerate()
+            .map(|(n, a)| {
+                Value::new_struct()
+                    .with("PrivateIpAddress", a.to_string())
+                    .with("PrivateDnsName", private_dns_name(a))
+                    .with("Primary", n == 0)
+            })
+            .collect(),
+    )
 }
 
 /// The `Instance` structure; `shown_state` overrides the stored state (RunInstances answers
@@ -32,12 +39,15 @@ fn primary_ip(e: &Eni) -> Value {
 fn instance_value(state: &State, i: &Instance, shown_state: InstanceState) -> Value {
     let live = i.state != InstanceState::Terminated;
     let enis: Vec<Value> = if live {
-        state
+        // Every ENI attached to the instance, by device index.
+        let mut attached: Vec<&Eni> = state
             .enis
-            .get(&i.eni_id)
-            .into_iter()
-            .map(|e| instance_eni_value(e))
-            .collect()
+            .values()
+            .map(|e| &**e)
+            .filter(|e| e.attachment.as_ref().is_some_and(|a| a.instance_id == i.id))
+            .collect();
+        attached.sort_by_key(|e| e.attachment.as_ref().map(|a| a.device_index));
+        attached.into_iter().map(instance_eni_value).collect()
     } else {
         Vec::new()
     };
@@ -114,7 +124,10 @@ fn instance_eni_value(e: &Eni) -> Value {
 }
 
 pub fn run_instances(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
-    let subnet_id = input::required(input, "SubnetId")?.to_string();
+    // Absent: the default subnet (the model refuses when there is no default VPC).
+    let subnet_id = input::optional(input, "SubnetId")
+        .unwrap_or_default()
+        .to_string();
     let count = |name: &str| -> Result<u32, ApiError> {
         let n = input.get_i64(name).ok_or_else(|| ApiError::missing(name))?;
         u32::try_from(n)

@@ -26,10 +26,13 @@
 //!
 //! Every request except `GET /healthz` must carry a valid SigV4 signature (see [`auth`]).
 
+pub mod attributes;
+pub mod eni;
 pub mod error;
 pub mod host;
 pub mod input;
 pub mod instance;
+pub mod lifecycle;
 pub mod network_acl;
 pub mod security_group;
 pub mod subnet;
@@ -117,7 +120,7 @@ pub static ACTIONS: &[Action] = &[
     Action::model(
         "DescribeNetworkInterfaces",
         Kind::Read,
-        instance::describe_network_interfaces,
+        eni::describe_network_interfaces,
     ),
     Action::model("DescribeHosts", Kind::Read, host::describe_hosts),
     Action::model("CreateTags", Kind::Write, tags::create_tags),
@@ -201,6 +204,63 @@ pub static ACTIONS: &[Action] = &[
         "ReplaceNetworkAclAssociation",
         Kind::Write,
         network_acl::replace_network_acl_association,
+    ),
+    Action::model(
+        "CreateNetworkInterface",
+        Kind::Write,
+        eni::create_network_interface,
+    ),
+    Action::model(
+        "DeleteNetworkInterface",
+        Kind::Write,
+        eni::delete_network_interface,
+    ),
+    Action::model(
+        "AttachNetworkInterface",
+        Kind::Write,
+        eni::attach_network_interface,
+    ),
+    Action::model(
+        "DetachNetworkInterface",
+        Kind::Write,
+        eni::detach_network_interface,
+    ),
+    Action::model(
+        "AssignPrivateIpAddresses",
+        Kind::Write,
+        eni::assign_private_ip_addresses,
+    ),
+    Action::model(
+        "UnassignPrivateIpAddresses",
+        Kind::Write,
+        eni::unassign_private_ip_addresses,
+    ),
+    Action::model(
+        "ModifyNetworkInterfaceAttribute",
+        Kind::Write,
+        eni::modify_network_interface_attribute,
+    ),
+    Action::model(
+        "DescribeNetworkInterfaceAttribute",
+        Kind::Read,
+        eni::describe_network_interface_attribute,
+    ),
+    Action::model("StartInstances", Kind::Write, lifecycle::start_instances),
+    Action::model("StopInstances", Kind::Write, lifecycle::stop_instances),
+    Action::model(
+        "DescribeVpcAttribute",
+        Kind::Read,
+        attributes::describe_vpc_attribute,
+    ),
+    Action::model(
+        "ModifyVpcAttribute",
+        Kind::Write,
+        attributes::modify_vpc_attribute,
+    ),
+    Action::model(
+        "ModifySubnetAttribute",
+        Kind::Write,
+        attributes::modify_subnet_attribute,
     ),
 ];
 

@@ -24,8 +24,8 @@ pub fn subnet_value(state: &State, s: &Subnet) -> Value {
             i64::try_from(available_count(state, s)).unwrap_or(i64::MAX),
         )
         .with("AvailabilityZone", s.availability_zone.as_str())
-        .with("DefaultForAz", false)
-        .with("MapPublicIpOnLaunch", false)
+        .with("DefaultForAz", s.default_for_az)
+        .with("MapPublicIpOnLaunch", s.map_public_ip_on_launch)
         .with("AssignIpv6AddressOnCreation", false)
         .with("Tags", tag_set(&s.tags))
 }

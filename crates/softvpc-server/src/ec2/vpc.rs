@@ -25,7 +25,7 @@ pub fn vpc_value(v: &Vpc) -> Value {
         )
         .with("DhcpOptionsId", "default")
         .with("InstanceTenancy", v.instance_tenancy.as_str())
-        .with("IsDefault", false)
+        .with("IsDefault", v.is_default)
         .with("Tags", tag_set(&v.tags))
 }
 

@@ -9,6 +9,7 @@ use std::net::Ipv4Addr;
 
 use super::ids::new_id;
 use super::instance::unique_mac;
+use super::security_group::default_group_id;
 use super::subnet::{free_addresses, used_addresses};
 use super::tags::{check_specs, tags_for, TagSpec};
 use super::{is_reserved, ApiError, Attachment, Eni, InstanceState, State, Subnet, Txn};
@@ -121,13 +122,13 @@ fn pick_addresses(
     Ok(out)
 }
 
-/// Checks a list of security group ids for an ENI in `vpc_id`: at most [`MAX_GROUPS`], each
-/// well-formed. Duplicates collapse. (The group model validates membership when present.)
-pub fn check_groups(
-    _state: &State,
-    _vpc_id: &str,
-    ids: &[String],
-) -> Result<Vec<String>, ApiError> {
+/// Checks a list of security group ids for an ENI in `vpc_id`: at most [`MAX_GROUPS`], each an
+/// existing group of that VPC. Duplicates collapse. An empty list means the VPC's `default`
+/// group.
+pub fn check_groups(state: &State, vpc_id: &str, ids: &[String]) -> Result<Vec<String>, ApiError> {
+    if ids.is_empty() {
+        return Ok(default_group_id(state, vpc_id).into_iter().collect());
+    }
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     for id in ids {
@@ -136,6 +137,23 @@ pub fn check_groups(
                 "InvalidGroupId.Malformed",
                 format!("Invalid id: \"{id}\""),
             ));
+        }
+        match state.security_groups.get(id) {
+            None => {
+                return Err(ApiError::new(
+                    "InvalidGroup.NotFound",
+                    format!("The security group '{id}' does not exist"),
+                ))
+            }
+            Some(g) if g.vpc_id != vpc_id => {
+                return Err(ApiError::new(
+                    "InvalidParameter",
+                    format!(
+                    "Security group {id} and the network interface belong to different networks."
+                ),
+                ))
+            }
+            Some(_) => {}
         }
         if seen.insert(id.as_str()) {
             out.push(id.clone());
@@ -508,10 +526,21 @@ pub fn check_attribute(name: &str) -> Result<(), ApiError> {
 #[cfg(test)]
 mod tests {
     use super::super::instance::{run_instances, terminate_instances, RunRequest};
+    use super::super::security_group::create_security_group;
     use super::super::subnet::{available_count, create_subnet};
     use super::super::vpc::create_vpc;
     use super::super::{host, MapChange, Tags};
     use super::*;
+
+    fn groups(e: &mut Env, n: usize) -> Vec<String> {
+        (0..n)
+            .map(|i| {
+                create_security_group(&mut e.txn, &format!("g{i}"), "d", Some(&e.vpc), Tags::new())
+                    .unwrap()
+                    .id
+            })
+            .collect()
+    }
 
     struct Env {
         txn: Txn,
@@ -569,7 +598,10 @@ mod tests {
         assert_eq!(a.private_ip, Ipv4Addr::new(10, 0, 0, 4));
         assert!(a.attachment.is_none());
         assert!(a.mac.starts_with("02:"));
+        let default = default_group_id(&e.txn.state, &e.vpc).unwrap();
+        assert_eq!(a.security_groups, vec![default], "the VPC's default group");
         assert_eq!(avail(&e), 250);
+        let g = groups(&mut e, 1);
         let b = create_network_interface(
             &mut e.txn,
             &CreateRequest {
@@ -577,7 +609,7 @@ mod tests {
                 private_ip: Some("10.0.0.50".into()),
                 secondary_count: Some(2),
                 description: Some("db".into()),
-                groups: vec!["sg-1".into(), "sg-1".into()],
+                groups: vec![g[0].clone(), g[0].clone()],
                 ..Default::default()
             },
         )
@@ -588,7 +620,7 @@ mod tests {
             vec![Ipv4Addr::new(10, 0, 0, 5), Ipv4Addr::new(10, 0, 0, 6)]
         );
         assert_eq!(b.description, "db");
-        assert_eq!(b.security_groups, vec!["sg-1".to_string()]);
+        assert_eq!(b.security_groups, g);
         assert_eq!(avail(&e), 247);
         // Listed addresses with an explicit primary.
         let c = create_network_interface(
@@ -625,11 +657,17 @@ mod tests {
         create_network_interface(&mut e.txn, &with_ip("10.0.0.5")).unwrap();
         assert_eq!(code(&mut e, with_ip("10.0.0.5")), "InvalidIPAddress.InUse");
         let mut too_many = base.clone();
-        too_many.groups = (0..6).map(|i| format!("sg-{i}")).collect();
+        too_many.groups = groups(&mut e, 6);
         assert_eq!(
             code(&mut e, too_many),
             "SecurityGroupsPerInterfaceLimitExceeded"
         );
+        let mut unknown = base.clone();
+        unknown.groups = vec!["sg-0123456789abcdef0".into()];
+        assert_eq!(code(&mut e, unknown), "InvalidGroup.NotFound");
+        let mut malformed = base.clone();
+        malformed.groups = vec!["web".into()];
+        assert_eq!(code(&mut e, malformed), "InvalidGroupId.Malformed");
         // A /28 has 11 addresses; one is used.
         let mut big = base.clone();
         big.secondary_count = Some(10);
@@ -829,20 +867,13 @@ mod tests {
         let eni = create(&mut e);
         modify_attribute(&mut e.txn, &eni.id, Modify::SourceDestCheck(false)).unwrap();
         modify_attribute(&mut e.txn, &eni.id, Modify::Description("x".into())).unwrap();
-        modify_attribute(
-            &mut e.txn,
-            &eni.id,
-            Modify::Groups(vec!["sg-a".into(), "sg-b".into()]),
-        )
-        .unwrap();
+        let g = groups(&mut e, 6);
+        modify_attribute(&mut e.txn, &eni.id, Modify::Groups(g[..2].to_vec())).unwrap();
         let s = &e.txn.state.enis[&eni.id];
         assert!(!s.source_dest_check);
         assert_eq!(s.description, "x");
-        assert_eq!(
-            s.security_groups,
-            vec!["sg-a".to_string(), "sg-b".to_string()]
-        );
-        let six = Modify::Groups((0..6).map(|i| format!("sg-{i}")).collect());
+        assert_eq!(s.security_groups, g[..2].to_vec());
+        let six = Modify::Groups(g.clone());
         assert_eq!(
             modify_attribute(&mut e.txn, &eni.id, six).unwrap_err().code,
             "SecurityGroupsPerInterfaceLimitExceeded"

@@ -170,7 +170,9 @@ pub fn run_instances(txn: &mut Txn, req: &RunRequest) -> Result<Reservation, Api
             }),
             tags: eni_tags.clone(),
             secondary_ips: Vec::new(),
-            security_groups: Vec::new(),
+            security_groups: super::security_group::default_group_id(&txn.state, &vpc_id)
+                .into_iter()
+                .collect(),
         };
         txn.put_instance(instance.clone());
         txn.put_eni(eni);

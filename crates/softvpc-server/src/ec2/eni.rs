@@ -1,0 +1,243 @@
+//! Network interface actions: Create/Delete/Describe, Attach/Detach,
+//! Assign/UnassignPrivateIpAddresses, Modify/DescribeNetworkInterfaceAttribute.
+
+use softvpc_ec2_protocol::{Timestamp, Value};
+
+use super::input::{self, tag_set, ValueExt};
+use super::Ctx;
+use crate::model::eni::{self as m, CreateRequest, Modify};
+use crate::model::instance::private_dns_name;
+use crate::model::{ApiError, Eni, State, OWNER_ID};
+
+/// `[{GroupId, GroupName}]` of an ENI's groups.
+fn groups_value(state: &State, e: &Eni) -> Value {
+    Value::List(
+        e.security_groups
+            .iter()
+            .map(|g| {
+                let name = state
+                    .security_groups
+                    .get(g)
+                    .map(|g| g.name.clone())
+                    .unwrap_or_default();
+                Value::new_struct()
+                    .with("GroupId", g.as_str())
+                    .with("GroupName", name)
+            })
+            .collect(),
+    )
+}
+
+/// The `NetworkInterfaceAttachment` structure, if attached.
+fn attachment_value(e: &Eni) -> Option<Value> {
+    e.attachment.as_ref().map(|a| {
+        Value::new_struct()
+            .with("AttachTime", Timestamp::from_unix(a.attach_time as i64))
+            .with("AttachmentId", a.attachment_id.as_str())
+            .with("DeleteOnTermination", a.delete_on_termination)
+            .with("DeviceIndex", a.device_index)
+            .with("NetworkCardIndex", 0u32)
+            .with("InstanceId", a.instance_id.as_str())
+            .with("InstanceOwnerId", OWNER_ID)
+            .with("Status", "attached")
+    })
+}
+
+/// The `NetworkInterface` structure of one ENI.
+pub fn eni_value(state: &State, e: &Eni) -> Value {
+    let status = if e.attachment.is_some() {
+        "in-use"
+    } else {
+        "available"
+    };
+    let addresses: Vec<Value> = e
+        .addresses()
+        .enumerate()
+        .map(|(i, a)| {
+            Value::new_struct()
+                .with("Primary", i == 0)
+                .with("PrivateDnsName", private_dns_name(a))
+                .with("PrivateIpAddress", a.to_string())
+        })
+        .collect();
+    Value::new_struct()
+        .with_opt("Attachment", attachment_value(e))
+        .with("AvailabilityZone", e.availability_zone.as_str())
+        .with("Description", e.description.as_str())
+        .with("Groups", groups_value(state, e))
+        .with("InterfaceType", "interface")
+        .with("Ipv6Addresses", Value::List(Vec::new()))
+        .with("MacAddress", e.mac.as_str())
+        .with("NetworkInterfaceId", e.id.as_str())
+        .with("OwnerId", OWNER_ID)
+        .with("PrivateDnsName", private_dns_name(e.private_ip))
+        .with("PrivateIpAddress", e.private_ip.to_string())
+        .with("PrivateIpAddresses", Value::List(addresses))
+        .with("RequesterManaged", false)
+        .with("SourceDestCheck", e.source_dest_check)
+        .with("Status", status)
+        .with("SubnetId", e.subnet_id.as_str())
+        .with("TagSet", tag_set(&e.tags))
+        .with("VpcId", e.vpc_id.as_str())
+}
+
+fn count(input: &Value, name: &str) -> Result<Option<u32>, ApiError> {
+    match input.get_i64(name) {
+        None => Ok(None),
+        Some(n) => u32::try_from(n).map(Some).map_err(|_| {
+            ApiError::invalid_value(format!("Value ({n}) for parameter {name} is invalid."))
+        }),
+    }
+}
+
+pub fn create_network_interface(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
+    let private_ips = input
+        .get_list("PrivateIpAddresses")
+        .iter()
+        .map(|s| {
+            let a = input::required(s, "PrivateIpAddress")?;
+            Ok((a.to_string(), s.get_bool("Primary").unwrap_or(false)))
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    let req = CreateRequest {
+        subnet_id: input::required(input, "SubnetId")?.to_string(),
+        private_ip: input::optional(input, "PrivateIpAddress").map(str::to_string),
+        private_ips,
+        secondary_count: count(input, "SecondaryPrivateIpAddressCount")?,
+        groups: input::id_list(input, "Groups"),
+        description: input.get_str("Description").map(str::to_string),
+        tag_specs: input::tag_specs(input, &["network-interface"])?,
+    };
+    let eni = ctx.mutate(|t| m::create_network_interface(t, &req))?;
+    tracing::info!(eni = %eni.id, ip = %eni.private_ip, subnet = %eni.subnet_id, "network interface created");
+    let state = ctx.cp.state();
+    Ok(Value::new_struct().with("NetworkInterface", eni_value(&state, &eni)))
+}
+
+pub fn delete_network_interface(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
+    let id = input::required(input, "NetworkInterfaceId")?;
+    ctx.mutate(|t| m::delete_network_interface(t, id))?;
+    tracing::info!(eni = %id, "network interface deleted");
+    Ok(Value::new_struct())
+}
+
+pub fn describe_network_interfaces(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
+    let state = ctx.cp.state();
+    let (items, next) = input::describe(
+        &state,
+        &state.enis,
+        input,
+        "NetworkInterfaceIds",
+        ("InvalidNetworkInterfaceID.NotFound", "networkInterface"),
+    )?;
+    Ok(Value::new_struct()
+        .with(
+            "NetworkInterfaces",
+            input::list_of(&items, |e| eni_value(&state, e)),
+        )
+        .with_opt("NextToken", next))
+}
+
+pub fn attach_network_interface(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
+    let eni = input::required(input, "NetworkInterfaceId")?;
+    let instance = input::required(input, "InstanceId")?;
+    let index = count(input, "DeviceIndex")?.ok_or_else(|| ApiError::missing("DeviceIndex"))?;
+    let id = ctx.mutate(|t| m::attach_network_interface(t, eni, instance, index))?;
+    tracing::info!(eni, instance, device_index = index, attachment = %id, "network interface attached");
+    Ok(Value::new_struct()
+        .with("AttachmentId", id)
+        .with("NetworkCardIndex", 0u32))
+}
+
+pub fn detach_network_interface(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
+    let id = input::required(input, "AttachmentId")?;
+    ctx.mutate(|t| m::detach_network_interface(t, id))?;
+    tracing::info!(attachment = %id, "network interface detached");
+    Ok(Value::new_struct())
+}
+
+pub fn assign_private_ip_addresses(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
+    let eni = input::required(input, "NetworkInterfaceId")?;
+    let ips = input::id_list(input, "PrivateIpAddresses");
+    let n = count(input, "SecondaryPrivateIpAddressCount")?;
+    let reassign = input.get_bool("AllowReassignment").unwrap_or(false);
+    let got = ctx.mutate(|t| m::assign_private_ips(t, eni, &ips, n, reassign))?;
+    tracing::info!(eni, addresses = ?got, "secondary addresses assigned");
+    Ok(Value::new_struct().with("NetworkInterfaceId", eni).with(
+        "AssignedPrivateIpAddresses",
+        input::list_of(&got, |a| {
+            Value::new_struct().with("PrivateIpAddress", a.to_string())
+        }),
+    ))
+}
+
+pub fn unassign_private_ip_addresses(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
+    let eni = input::required(input, "NetworkInterfaceId")?;
+    let ips = input::id_list(input, "PrivateIpAddresses");
+    ctx.mutate(|t| m::unassign_private_ips(t, eni, &ips))?;
+    tracing::info!(eni, addresses = ?ips, "secondary addresses unassigned");
+    Ok(Value::new_struct())
+}
+
+pub fn modify_network_interface_attribute(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
+    let eni = input::required(input, "NetworkInterfaceId")?;
+    let mut changes = Vec::new();
+    if let Some(v) = input.get("SourceDestCheck") {
+        let b = v
+            .get_bool("Value")
+            .ok_or_else(|| ApiError::missing("SourceDestCheck.Value"))?;
+        changes.push(Modify::SourceDestCheck(b));
+    }
+    if let Some(v) = input.get("Description") {
+        changes.push(Modify::Description(
+            v.get_str("Value").unwrap_or_default().to_string(),
+        ));
+    }
+    if input.get("Groups").is_some() {
+        changes.push(Modify::Groups(input::id_list(input, "Groups")));
+    }
+    if input.get("Attachment").is_some() {
+        return Err(ApiError::new(
+            "UnsupportedOperation",
+            "Modifying the attachment of a network interface is not supported.",
+        ));
+    }
+    if changes.len() > 1 {
+        return Err(ApiError::new(
+            "InvalidParameterCombination",
+            "Fields for multiple attribute types specified",
+        ));
+    }
+    let Some(change) = changes.pop() else {
+        return Err(ApiError::new(
+            "MissingParameter",
+            "The request must contain exactly one attribute to modify.",
+        ));
+    };
+    ctx.mutate(|t| m::modify_attribute(t, eni, change))?;
+    Ok(Value::new_struct())
+}
+
+pub fn describe_network_interface_attribute(
+    ctx: &Ctx<'_>,
+    input: &Value,
+) -> Result<Value, ApiError> {
+    let id = input::required(input, "NetworkInterfaceId")?;
+    let attr = input::required(input, "Attribute")?;
+    m::check_attribute(attr)?;
+    let state = ctx.cp.state();
+    let e = m::get(&state, id)?;
+    let out = Value::new_struct().with("NetworkInterfaceId", e.id.as_str());
+    Ok(match attr {
+        "description" => out.with(
+            "Description",
+            Value::new_struct().with("Value", e.description.as_str()),
+        ),
+        "groupSet" => out.with("Groups", groups_value(&state, &e)),
+        "sourceDestCheck" => out.with(
+            "SourceDestCheck",
+            Value::new_struct().with("Value", e.source_dest_check),
+        ),
+        _ => out.with_opt("Attachment", attachment_value(&e)),
+    })
+}
