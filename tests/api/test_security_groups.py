@@ -312,3 +312,49 @@ def test_cli_security_group_workflow(aws):
     assert rc == 0, err
     rc, out, err = aws("delete-vpc", "--vpc-id", vpc)
     assert rc == 0, err
+
+
+def test_groups_and_acls_survive_a_restart(workdir):
+    from conftest import Server
+
+    srv = Server(workdir / "sgacl-restart").start()
+    try:
+        c = srv.client()
+        v = c.create_vpc(CidrBlock="10.5.0.0/16")["Vpc"]["VpcId"]
+        gid = c.create_security_group(GroupName="keep", Description="d", VpcId=v)["GroupId"]
+        c.authorize_security_group_ingress(GroupId=gid, IpPermissions=[ssh("10.5.0.0/16", desc="kept")])
+        aid = c.create_network_acl(VpcId=v)["NetworkAcl"]["NetworkAclId"]
+        c.create_network_acl_entry(NetworkAclId=aid, RuleNumber=10, Protocol="-1", RuleAction="deny",
+                                   Egress=False, CidrBlock="10.6.0.0/16")
+        s = c.create_subnet(VpcId=v, CidrBlock="10.5.1.0/24")["Subnet"]["SubnetId"]
+        groups = c.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [v]}])["SecurityGroups"]
+        acls = c.describe_network_acls(Filters=[{"Name": "vpc-id", "Values": [v]}])["NetworkAcls"]
+        srv.stop()
+        srv.start()
+        c = srv.client()
+        assert c.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [v]}])["SecurityGroups"] == groups
+        assert c.describe_network_acls(Filters=[{"Name": "vpc-id", "Values": [v]}])["NetworkAcls"] == acls
+        assoc = c.describe_network_acls(Filters=[{"Name": "association.subnet-id", "Values": [s]}])["NetworkAcls"]
+        assert len(assoc) == 1 and assoc[0]["IsDefault"] is True
+    finally:
+        srv.stop()
+
+
+def test_default_vpc_groups(workdir):
+    from conftest import Server
+
+    srv = Server(workdir / "sgacl-default-vpc", default_vpc=True).start()
+    try:
+        c = srv.client()
+        dv = c.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
+        default_group(c, dv)
+        acl = c.describe_network_acls(Filters=[{"Name": "vpc-id", "Values": [dv]}])["NetworkAcls"]
+        assert len(acl) == 1 and len(acl[0]["Associations"]) == 1, "the default subnet uses the default ACL"
+        gid = c.create_security_group(GroupName="no-vpc-given", Description="d")["GroupId"]
+        assert group(c, gid)["VpcId"] == dv
+        c.authorize_security_group_ingress(GroupName="no-vpc-given", IpProtocol="tcp", FromPort=80, ToPort=80,
+                                           CidrIp="0.0.0.0/0")
+        c.delete_security_group(GroupName="no-vpc-given")
+        expect_error("InvalidGroup.NotFound", 400, c.describe_security_groups, GroupIds=[gid])
+    finally:
+        srv.stop()
