@@ -29,11 +29,13 @@
 pub mod attributes;
 pub mod eni;
 pub mod error;
+pub mod gateway;
 pub mod host;
 pub mod input;
 pub mod instance;
 pub mod lifecycle;
 pub mod network_acl;
+pub mod route_table;
 pub mod security_group;
 pub mod subnet;
 pub mod tags;
@@ -261,6 +263,80 @@ pub static ACTIONS: &[Action] = &[
         "ModifySubnetAttribute",
         Kind::Write,
         attributes::modify_subnet_attribute,
+    ),
+    Action::model(
+        "CreateRouteTable",
+        Kind::Write,
+        route_table::create_route_table,
+    ),
+    Action::model(
+        "DeleteRouteTable",
+        Kind::Write,
+        route_table::delete_route_table,
+    ),
+    Action::model(
+        "DescribeRouteTables",
+        Kind::Read,
+        route_table::describe_route_tables,
+    ),
+    Action::model("CreateRoute", Kind::Write, route_table::create_route),
+    Action::model("ReplaceRoute", Kind::Write, route_table::replace_route),
+    Action::model("DeleteRoute", Kind::Write, route_table::delete_route),
+    Action::model(
+        "AssociateRouteTable",
+        Kind::Write,
+        route_table::associate_route_table,
+    ),
+    Action::model(
+        "DisassociateRouteTable",
+        Kind::Write,
+        route_table::disassociate_route_table,
+    ),
+    Action::model(
+        "ReplaceRouteTableAssociation",
+        Kind::Write,
+        route_table::replace_route_table_association,
+    ),
+    Action::model(
+        "CreateInternetGateway",
+        Kind::Write,
+        gateway::create_internet_gateway,
+    ),
+    Action::model(
+        "DeleteInternetGateway",
+        Kind::Write,
+        gateway::delete_internet_gateway,
+    ),
+    Action::model(
+        "AttachInternetGateway",
+        Kind::Write,
+        gateway::attach_internet_gateway,
+    ),
+    Action::model(
+        "DetachInternetGateway",
+        Kind::Write,
+        gateway::detach_internet_gateway,
+    ),
+    Action::model(
+        "DescribeInternetGateways",
+        Kind::Read,
+        gateway::describe_internet_gateways,
+    ),
+    Action::model("AllocateAddress", Kind::Write, gateway::allocate_address),
+    Action::model("ReleaseAddress", Kind::Write, gateway::release_address),
+    Action::model("AssociateAddress", Kind::Write, gateway::associate_address),
+    Action::model(
+        "DisassociateAddress",
+        Kind::Write,
+        gateway::disassociate_address,
+    ),
+    Action::model("DescribeAddresses", Kind::Read, gateway::describe_addresses),
+    Action::model("CreateNatGateway", Kind::Write, gateway::create_nat_gateway),
+    Action::model("DeleteNatGateway", Kind::Write, gateway::delete_nat_gateway),
+    Action::model(
+        "DescribeNatGateways",
+        Kind::Read,
+        gateway::describe_nat_gateways,
     ),
 ];
 

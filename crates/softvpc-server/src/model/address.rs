@@ -241,7 +241,7 @@ pub fn associate_address(txn: &mut Txn, req: &AssociateRequest) -> Result<String
                     "Value ({p}) for parameter privateIpAddress is invalid."
                 ))
             })?;
-            if ip != eni.private_ip {
+            if !eni.addresses().any(|a| a == ip) {
                 return Err(ApiError::invalid_value(format!(
                     "The private IP address {ip} is not assigned to network interface {eni_id}"
                 )));
