@@ -372,6 +372,28 @@ impl Control {
                 }
             }
         }
+        for spec in plan.update {
+            let Some(local) = self.local.get_mut(&spec.eni_id) else {
+                continue;
+            };
+            match self.plumber.update_secondary(&local.spec, &spec) {
+                Ok(()) => {
+                    info!(
+                        instance = %spec.instance_id,
+                        eni = %spec.eni_id,
+                        secondary_ips = ?spec.secondary_ips,
+                        "instance addresses updated"
+                    );
+                    local.spec = spec;
+                }
+                Err(e) => {
+                    // The spec stays old, so the next reconcile tries again.
+                    self.state.instance_errors.fetch_add(1, Ordering::Relaxed);
+                    self.needs_retry = true;
+                    error!(eni = %spec.eni_id, error = %format!("{e:#}"), "updating secondary addresses; will retry");
+                }
+            }
+        }
         for spec in plan.create {
             match self.plumber.create(&spec) {
                 Ok(tap) => {

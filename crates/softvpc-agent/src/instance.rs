@@ -4,7 +4,8 @@
 //! instance never emits router solicitations or MLD reports), create the TAP in the agent's own
 //! namespace (the agent keeps the fd), move it into the instance namespace, rename it `eth0`, set
 //! the ENI's MAC, MTU 1450 (1500-byte underlay minus 50 bytes of VXLAN), the address with the
-//! subnet prefix, bring it and `lo` up and add the default route via the subnet router.
+//! subnet prefix (and the ENI's secondary addresses, so the instance answers on them), bring it
+//! and `lo` up and add the default route via the subnet router.
 //!
 //! This uses the `ip` command from iproute2 rather than netlink from Rust: it is one-off setup
 //! per instance, not the data path, it reads exactly like the contract, and errors come with the
@@ -33,6 +34,11 @@ pub const INSTANCE_MTU: u32 = 1450;
 /// The namespace name of an instance.
 pub fn netns_name(prefix: &str, instance_id: &str) -> String {
     format!("{prefix}{instance_id}")
+}
+
+/// A secondary address as `ip addr` takes it: with the subnet's prefix length.
+fn secondary(spec: &InstanceSpec, a: std::net::Ipv4Addr) -> String {
+    format!("{a}/{}", spec.subnet.prefix_len())
 }
 
 /// Runs `ip ARGS...`, failing with its stderr.
@@ -116,12 +122,36 @@ impl Plumber {
             "-n", ns, "link", "set", "dev", "eth0", "address", &mac, "mtu", &mtu,
         ])?;
         ip(&["-n", ns, "addr", "add", &addr, "dev", "eth0"])?;
+        for a in &spec.secondary_ips {
+            ip(&["-n", ns, "addr", "add", &secondary(spec, *a), "dev", "eth0"])?;
+        }
         ip(&["-n", ns, "link", "set", "dev", "eth0", "up"])?;
         ip(&["-n", ns, "link", "set", "dev", "lo", "up"])?;
         ip(&[
             "-n", ns, "route", "add", "default", "via", &gw, "dev", "eth0",
         ])?;
         Ok(tap)
+    }
+
+    /// Brings the secondary addresses on the instance's `eth0` from `old` to `new` (its
+    /// primary address, MAC and routes stay).
+    pub fn update_secondary(&self, old: &InstanceSpec, new: &InstanceSpec) -> anyhow::Result<()> {
+        let ns = self.netns_of(new);
+        for a in old
+            .secondary_ips
+            .iter()
+            .filter(|a| !new.secondary_ips.contains(a))
+        {
+            ip(&["-n", &ns, "addr", "del", &secondary(new, *a), "dev", "eth0"])?;
+        }
+        for a in new
+            .secondary_ips
+            .iter()
+            .filter(|a| !old.secondary_ips.contains(a))
+        {
+            ip(&["-n", &ns, "addr", "add", &secondary(new, *a), "dev", "eth0"])?;
+        }
+        Ok(())
     }
 
     /// Deletes a namespace this process created (others are left alone, with a warning).

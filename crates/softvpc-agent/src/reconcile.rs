@@ -27,6 +27,20 @@ pub struct InstanceSpec {
     pub subnet: Ipv4Net,
     /// The subnet router: network address + 1 (the default route).
     pub gateway: Ipv4Addr,
+    /// Secondary private addresses, added to `eth0` next to the primary one. A change of only
+    /// these is applied in place (no re-creation).
+    pub secondary_ips: Vec<Ipv4Addr>,
+}
+
+impl InstanceSpec {
+    /// True when `self` and `other` differ at most in their secondary addresses.
+    pub fn same_but_secondary(&self, other: &InstanceSpec) -> bool {
+        let strip = |s: &InstanceSpec| InstanceSpec {
+            secondary_ips: Vec::new(),
+            ..s.clone()
+        };
+        strip(self) == strip(other)
+    }
 }
 
 /// Why an ENI placed on this host gets no instance.
@@ -81,6 +95,7 @@ pub fn desired(
                 ip: eni.ip,
                 subnet: subnet.cidr,
                 gateway: gateway_of(subnet.cidr),
+                secondary_ips: eni.secondary_ips.clone(),
             },
         );
     }
@@ -95,16 +110,19 @@ pub struct Plan {
     pub delete: Vec<String>,
     /// Instances to create.
     pub create: Vec<InstanceSpec>,
+    /// Instances whose secondary addresses changed (and nothing else): the new spec.
+    pub update: Vec<InstanceSpec>,
 }
 
 impl Plan {
     pub fn is_empty(&self) -> bool {
-        self.delete.is_empty() && self.create.is_empty()
+        self.delete.is_empty() && self.create.is_empty() && self.update.is_empty()
     }
 }
 
 /// Compares desired and current instances (both by ENI id). An instance whose spec changed (new
-/// IP, MAC, subnet or instance) is deleted and created again.
+/// IP, MAC, subnet or instance) is deleted and created again; one whose secondary addresses
+/// alone changed is updated in place.
 pub fn plan(
     desired: &BTreeMap<String, InstanceSpec>,
     current: &BTreeMap<String, InstanceSpec>,
@@ -113,12 +131,14 @@ pub fn plan(
     for (eni, spec) in current {
         match desired.get(eni) {
             Some(want) if want == spec => {}
+            Some(want) if want.same_but_secondary(spec) => plan.update.push(want.clone()),
             _ => plan.delete.push(eni.clone()),
         }
     }
     for (eni, want) in desired {
-        if current.get(eni) != Some(want) {
-            plan.create.push(want.clone());
+        match current.get(eni) {
+            Some(have) if have.same_but_secondary(want) => {}
+            _ => plan.create.push(want.clone()),
         }
     }
     plan
@@ -250,5 +270,30 @@ mod tests {
         assert_eq!(gateway_of(net), Ipv4Addr::new(10, 0, 1, 1));
         let net: Ipv4Net = "172.31.255.240/28".parse().expect("net");
         assert_eq!(gateway_of(net), Ipv4Addr::new(172, 31, 255, 241));
+    }
+
+    #[test]
+    fn secondary_address_changes_update_in_place() {
+        let recs = records();
+        let (want, _) = desired(&recs, "h-1");
+        assert!(want["eni-1"].secondary_ips.is_empty());
+        let mut recs2 = recs.clone();
+        let extra = Ipv4Addr::new(10, 0, 0, 77);
+        recs2.enis.get_mut("eni-1").expect("eni-1").secondary_ips = vec![extra];
+        let (want2, _) = desired(&recs2, "h-1");
+        assert_eq!(want2["eni-1"].secondary_ips, vec![extra]);
+        let p = plan(&want2, &want);
+        assert!(p.delete.is_empty() && p.create.is_empty());
+        assert_eq!(p.update, vec![want2["eni-1"].clone()]);
+        // And back.
+        let back = plan(&want, &want2);
+        assert_eq!(back.update, vec![want["eni-1"].clone()]);
+        // A new primary address still re-creates, whatever the secondary ones do.
+        recs2.enis.get_mut("eni-1").expect("eni-1").ip = Ipv4Addr::new(10, 0, 0, 149);
+        let (want3, _) = desired(&recs2, "h-1");
+        let p = plan(&want3, &want);
+        assert_eq!(p.delete, vec!["eni-1".to_string()]);
+        assert_eq!(p.create.len(), 1);
+        assert!(p.update.is_empty());
     }
 }

@@ -103,6 +103,7 @@ fn spec(n: u8, instance: &str) -> InstanceSpec {
         ip: Ipv4Addr::new(10, 9, 0, n),
         subnet,
         gateway: gateway_of(subnet),
+        secondary_ips: Vec::new(),
     }
 }
 
@@ -194,6 +195,26 @@ fn tap_moves_into_an_instance_namespace_and_carries_frames() {
         assert_eq!(&reply[22..28], &s.mac, "sender MAC is the ENI's");
         assert_eq!(&reply[28..32], &s.ip.octets(), "sender IP is the ENI's");
         assert_eq!(&reply[38..42], &s.gateway.octets());
+
+        // Secondary addresses are added and removed in place on eth0.
+        let mut s2 = s.clone();
+        s2.secondary_ips = vec![Ipv4Addr::new(10, 9, 0, 77), Ipv4Addr::new(10, 9, 0, 78)];
+        plumber.update_secondary(&s, &s2).expect("add secondary");
+        let addr = ip_output(&["-n", &ns, "-o", "-4", "addr", "show", "dev", "eth0"]);
+        assert!(
+            addr.contains("10.9.0.77/24") && addr.contains("10.9.0.78/24"),
+            "{addr}"
+        );
+        let mut s3 = s.clone();
+        s3.secondary_ips = vec![Ipv4Addr::new(10, 9, 0, 78)];
+        plumber.update_secondary(&s2, &s3).expect("remove one");
+        let addr = ip_output(&["-n", &ns, "-o", "-4", "addr", "show", "dev", "eth0"]);
+        assert!(
+            !addr.contains("10.9.0.77/") && addr.contains("10.9.0.78/24"),
+            "{addr}"
+        );
+        assert!(addr.contains("10.9.0.5/24"), "primary kept: {addr}");
+        plumber.update_secondary(&s3, &s).expect("remove all");
 
         // Never deletes a namespace it did not create.
         plumber.destroy(&foreign_name).expect("destroy foreign");
