@@ -358,3 +358,16 @@ def test_default_vpc_groups(workdir):
         expect_error("InvalidGroup.NotFound", 400, c.describe_security_groups, GroupIds=[gid])
     finally:
         srv.stop()
+
+
+def test_group_in_use_by_an_eni(ec2, vpc):
+    subnet = ec2.create_subnet(VpcId=vpc["VpcId"], CidrBlock="10.0.7.0/24")["Subnet"]["SubnetId"]
+    gid = ec2.create_security_group(GroupName="eni-sg", Description="d", VpcId=vpc["VpcId"])["GroupId"]
+    eni = ec2.create_network_interface(SubnetId=subnet, Groups=[gid])["NetworkInterface"]
+    assert [g["GroupId"] for g in eni["Groups"]] == [gid]
+    expect_error("DependencyViolation", 400, ec2.delete_security_group, GroupId=gid)
+    plain = ec2.create_network_interface(SubnetId=subnet)["NetworkInterface"]
+    assert [g["GroupId"] for g in plain["Groups"]] == [default_group(ec2, vpc["VpcId"])["GroupId"]]
+    ec2.delete_network_interface(NetworkInterfaceId=eni["NetworkInterfaceId"])
+    ec2.delete_network_interface(NetworkInterfaceId=plain["NetworkInterfaceId"])
+    ec2.delete_security_group(GroupId=gid)

@@ -90,6 +90,18 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("creating the default VPC: {e}"))?;
         tracing::info!(vpc_id = %vpc, subnet_id = %subnet, "default VPC created");
     }
+    // Stores written before security groups and network ACLs existed: complete their VPCs.
+    if !cp.state().vpcs.is_empty() {
+        let n = cp
+            .mutate(false, model::security_group::ensure_vpc_defaults)
+            .map_err(|e| anyhow::anyhow!("completing VPC defaults: {e}"))?;
+        if n > 0 {
+            tracing::info!(
+                vpcs = n,
+                "default security groups and network ACLs added to older VPCs"
+            );
+        }
+    }
     for arg in &args.register_host {
         let (name, ip) = parse_host_arg(arg)?;
         let id = cp

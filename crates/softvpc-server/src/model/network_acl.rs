@@ -461,6 +461,8 @@ impl Filterable for NetworkAcl {
         "association.network-acl-id",
         "association.subnet-id",
         "entry.cidr",
+        // IPv6 is not supported: a known name that matches nothing.
+        "entry.ipv6-cidr-block",
         "entry.egress",
         "entry.icmp.code",
         "entry.icmp.type",

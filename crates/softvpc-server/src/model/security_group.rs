@@ -729,6 +729,44 @@ pub fn delete_groups_of_vpc(txn: &mut Txn, vpc_id: &str) {
     }
 }
 
+/// Gives every VPC that lacks them its default group and default network ACL, and associates
+/// subnets that have no ACL with the default one (stores written before groups and ACLs
+/// existed). Returns how many VPCs were completed; nothing changes when none needed it.
+pub fn ensure_vpc_defaults(txn: &mut Txn) -> Result<usize, ApiError> {
+    let vpcs: Vec<String> = txn.state.vpcs.keys().cloned().collect();
+    let mut completed = 0;
+    for vpc_id in vpcs {
+        let mut changed = false;
+        if default_group_id(&txn.state, &vpc_id).is_none() {
+            create_default_group(txn, &vpc_id);
+            changed = true;
+        }
+        if super::network_acl::default_acl(&txn.state, &vpc_id).is_none() {
+            super::network_acl::create_default_acl(txn, &vpc_id);
+            changed = true;
+        }
+        let orphans: Vec<String> = txn
+            .state
+            .subnets
+            .values()
+            .filter(|s| s.vpc_id == vpc_id)
+            .filter(|s| {
+                !txn.state
+                    .network_acls
+                    .values()
+                    .any(|a| a.associations.iter().any(|x| x.subnet_id == s.id))
+            })
+            .map(|s| s.id.clone())
+            .collect();
+        for subnet_id in orphans {
+            super::network_acl::associate_new_subnet(txn, &vpc_id, &subnet_id);
+            changed = true;
+        }
+        completed += usize::from(changed);
+    }
+    Ok(completed)
+}
+
 /// Values of `ip-permission.*` filters for one rule.
 fn permission_field(r: &SgRule, state: &State, name: &str) -> Option<String> {
     let s = &r.spec;
@@ -770,6 +808,11 @@ impl Filterable for SecurityGroup {
         "ip-permission.group-id",
         "ip-permission.group-name",
         "ip-permission.user-id",
+        // IPv6 and prefix lists are not supported: known names that match nothing.
+        "ip-permission.ipv6-cidr",
+        "ip-permission.prefix-list-id",
+        "egress.ip-permission.ipv6-cidr",
+        "egress.ip-permission.prefix-list-id",
         "egress.ip-permission.protocol",
         "egress.ip-permission.from-port",
         "egress.ip-permission.to-port",
@@ -1274,5 +1317,24 @@ mod tests {
             def.vpc_id, default_vpc,
             "a name means the default VPC's group"
         );
+    }
+
+    #[test]
+    fn old_stores_get_their_defaults() {
+        let (mut txn, vpc) = setup();
+        let subnet =
+            super::super::subnet::create_subnet(&mut txn, &vpc, "10.0.0.0/24", None, Tags::new())
+                .unwrap();
+        // As a store from before groups and ACLs: none of them.
+        txn.state.security_groups.clear();
+        txn.state.network_acls.clear();
+        assert_eq!(ensure_vpc_defaults(&mut txn).unwrap(), 1);
+        assert!(default_group_id(&txn.state, &vpc).is_some());
+        let acl = super::super::network_acl::default_acl(&txn.state, &vpc).unwrap();
+        assert_eq!(acl.associations.len(), 1);
+        assert_eq!(acl.associations[0].subnet_id, subnet.id);
+        let mut again = Txn::new(txn.state.clone(), 0);
+        assert_eq!(ensure_vpc_defaults(&mut again).unwrap(), 0);
+        assert!(again.is_empty(), "a complete store is left alone");
     }
 }
