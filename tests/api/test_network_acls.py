@@ -198,3 +198,13 @@ def test_cli_network_acl_workflow(aws):
     assert rc == 0, err
     rc, out, err = aws("delete-vpc", "--vpc-id", vpc)
     assert rc == 0, err
+
+
+def test_client_token_idempotency(ec2, vpc):
+    a = ec2.create_network_acl(VpcId=vpc["VpcId"], ClientToken="acl-token-1")
+    b = ec2.create_network_acl(VpcId=vpc["VpcId"], ClientToken="acl-token-1")
+    assert a["NetworkAcl"]["NetworkAclId"] == b["NetworkAcl"]["NetworkAclId"]
+    assert b["ClientToken"] == "acl-token-1"
+    other = ec2.create_vpc(CidrBlock="10.8.0.0/16")["Vpc"]["VpcId"]
+    expect_error("IdempotentParameterMismatch", 400, ec2.create_network_acl, VpcId=other, ClientToken="acl-token-1")
+    ec2.delete_network_acl(NetworkAclId=a["NetworkAcl"]["NetworkAclId"])

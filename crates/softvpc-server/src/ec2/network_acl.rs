@@ -59,11 +59,12 @@ pub fn acl_value(a: &NetworkAcl) -> Value {
 pub fn create_network_acl(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
     let vpc_id = input::required(input, "VpcId")?;
     let tags = input::creation_tags(input, "network-acl")?;
-    let a = ctx.mutate(|t| acl::create_network_acl(t, vpc_id, tags))?;
+    let token = input::optional(input, "ClientToken");
+    let a = ctx.mutate(|t| acl::create_network_acl(t, vpc_id, tags, token))?;
     tracing::info!(acl = %a.id, vpc = %a.vpc_id, "network ACL created");
     Ok(Value::new_struct()
         .with("NetworkAcl", acl_value(&a))
-        .with_opt("ClientToken", input::optional(input, "ClientToken")))
+        .with_opt("ClientToken", token))
 }
 
 pub fn delete_network_acl(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {

@@ -31,6 +31,9 @@ pub struct NetworkAcl {
     pub entries: Vec<AclEntry>,
     pub associations: Vec<AclAssociation>,
     pub tags: Tags,
+    /// The `ClientToken` of the `CreateNetworkAcl` that made it (idempotent retries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_token: Option<String>,
 }
 
 impl NetworkAcl {
@@ -132,6 +135,7 @@ fn new_acl(vpc_id: &str, is_default: bool, tags: Tags) -> NetworkAcl {
         entries,
         associations: Vec::new(),
         tags,
+        client_token: None,
     }
 }
 
@@ -151,8 +155,33 @@ pub fn default_acl(state: &State, vpc_id: &str) -> Option<Arc<NetworkAcl>> {
         .cloned()
 }
 
-/// `CreateNetworkAcl`: only the deny rules.
-pub fn create_network_acl(txn: &mut Txn, vpc_id: &str, tags: Tags) -> Result<NetworkAcl, ApiError> {
+/// `CreateNetworkAcl`: only the deny rules. A retry with the same `ClientToken` and VPC returns
+/// the ACL the first call made; the same token with another VPC is
+/// `IdempotentParameterMismatch`.
+pub fn create_network_acl(
+    txn: &mut Txn,
+    vpc_id: &str,
+    tags: Tags,
+    client_token: Option<&str>,
+) -> Result<NetworkAcl, ApiError> {
+    if let Some(token) = client_token {
+        let earlier = txn
+            .state
+            .network_acls
+            .values()
+            .find(|a| a.client_token.as_deref() == Some(token));
+        if let Some(a) = earlier {
+            if a.vpc_id != vpc_id {
+                return Err(ApiError::new(
+                    "IdempotentParameterMismatch",
+                    format!(
+                        "The client token '{token}' was already used with different parameters."
+                    ),
+                ));
+            }
+            return Ok((**a).clone());
+        }
+    }
     if !txn.state.vpcs.contains_key(vpc_id) {
         return Err(ApiError::not_found(
             "InvalidVpcID.NotFound",
@@ -160,7 +189,8 @@ pub fn create_network_acl(txn: &mut Txn, vpc_id: &str, tags: Tags) -> Result<Net
             &[vpc_id],
         ));
     }
-    let acl = new_acl(vpc_id, false, tags);
+    let mut acl = new_acl(vpc_id, false, tags);
+    acl.client_token = client_token.map(str::to_string);
     txn.put_network_acl(acl.clone());
     Ok(acl)
 }
@@ -569,7 +599,7 @@ mod tests {
     #[test]
     fn custom_acls_entries_and_refusals() {
         let (mut txn, vpc) = setup();
-        let acl = create_network_acl(&mut txn, &vpc, Tags::new()).unwrap();
+        let acl = create_network_acl(&mut txn, &vpc, Tags::new(), None).unwrap();
         assert_eq!(acl.entries.len(), 2);
         assert!(acl
             .entries
@@ -659,7 +689,7 @@ mod tests {
     fn associations_move_and_block_deletion() {
         let (mut txn, vpc) = setup();
         let s = create_subnet(&mut txn, &vpc, "10.0.1.0/24", None, Tags::new()).unwrap();
-        let custom = create_network_acl(&mut txn, &vpc, Tags::new()).unwrap();
+        let custom = create_network_acl(&mut txn, &vpc, Tags::new(), None).unwrap();
         let def = default_acl(&txn.state, &vpc).unwrap();
         assert_eq!(
             delete_network_acl(&mut txn, &def.id).unwrap_err().code,
@@ -709,5 +739,22 @@ mod tests {
 
     fn custom_field(txn: &Txn, id: &str, name: &str) -> Vec<String> {
         txn.state.network_acls[id].field(&txn.state, name)
+    }
+
+    #[test]
+    fn client_token_makes_create_idempotent() {
+        let (mut txn, vpc) = setup();
+        let a = create_network_acl(&mut txn, &vpc, Tags::new(), Some("tok-1")).unwrap();
+        let b = create_network_acl(&mut txn, &vpc, Tags::new(), Some("tok-1")).unwrap();
+        assert_eq!(a.id, b.id);
+        let other = create_vpc(&mut txn, "10.1.0.0/16", None, Tags::new()).unwrap();
+        assert_eq!(
+            create_network_acl(&mut txn, &other.id, Tags::new(), Some("tok-1"))
+                .unwrap_err()
+                .code,
+            "IdempotentParameterMismatch"
+        );
+        let c = create_network_acl(&mut txn, &vpc, Tags::new(), Some("tok-2")).unwrap();
+        assert_ne!(a.id, c.id);
     }
 }
