@@ -3,7 +3,9 @@ codes and HTTP status, DryRun, filters, paginators, the nat_gateway_available wa
 CLI smoke test of a VPC with a public and a private subnet."""
 
 import ipaddress
+import time
 
+from conftest import Server
 from helpers import expect_error, tags
 
 MISSING_IGW = "igw-0123456789abcdef0"
@@ -226,6 +228,7 @@ def test_cli_public_and_private_subnets(aws):
     ok("associate-route-table", "--route-table-id", public_rt, "--subnet-id", public)
     alloc = ok("allocate-address", "--domain", "vpc")["AllocationId"]
     nat = ok("create-nat-gateway", "--subnet-id", public, "--allocation-id", alloc)["NatGateway"]["NatGatewayId"]
+    time.sleep(1.1)  # the server settles a NAT gateway after a second; the CLI waiter polls every 15 s
     rc, _, err = aws("wait", "nat-gateway-available", "--nat-gateway-ids", nat)
     assert rc == 0, err
     private_rt = ok("create-route-table", "--vpc-id", vpc)["RouteTable"]["RouteTableId"]
@@ -247,6 +250,7 @@ def test_cli_public_and_private_subnets(aws):
 
     # Tear down in dependency order.
     ok("delete-nat-gateway", "--nat-gateway-id", nat)
+    time.sleep(1.1)
     rc, _, err = aws("wait", "nat-gateway-deleted", "--nat-gateway-ids", nat)
     assert rc == 0, err
     tables = ok("describe-route-tables", "--route-table-ids", private_rt)["RouteTables"]
@@ -261,3 +265,35 @@ def test_cli_public_and_private_subnets(aws):
     ok("delete-subnet", "--subnet-id", public)
     ok("delete-subnet", "--subnet-id", private)
     ok("delete-vpc", "--vpc-id", vpc)
+
+
+def test_gateways_and_routes_survive_restart(workdir):
+    srv = Server(workdir / "routes-restart").start()
+    try:
+        ec2 = srv.client()
+        vid = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+        sid = ec2.create_subnet(VpcId=vid, CidrBlock="10.0.0.0/24")["Subnet"]["SubnetId"]
+        igw = igw_with_vpc(ec2, vid)
+        rtb = ec2.create_route_table(VpcId=vid)["RouteTable"]["RouteTableId"]
+        ec2.create_route(RouteTableId=rtb, DestinationCidrBlock="0.0.0.0/0", GatewayId=igw)
+        assoc = ec2.associate_route_table(RouteTableId=rtb, SubnetId=sid)["AssociationId"]
+        alloc = ec2.allocate_address(Domain="vpc")
+        nat = ec2.create_nat_gateway(SubnetId=sid, AllocationId=alloc["AllocationId"])["NatGateway"]["NatGatewayId"]
+        before = ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [vid]}])["RouteTables"]
+        srv.stop()
+        srv.start()
+        ec2 = srv.client()
+        after = ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [vid]}])["RouteTables"]
+        assert sorted(before, key=lambda t: t["RouteTableId"]) == sorted(after, key=lambda t: t["RouteTableId"])
+        (t,) = ec2.describe_route_tables(Filters=[{"Name": "association.subnet-id", "Values": [sid]}])["RouteTables"]
+        assert t["RouteTableId"] == rtb and t["Associations"][0]["RouteTableAssociationId"] == assoc
+        assert ec2.describe_internet_gateways(InternetGatewayIds=[igw])["InternetGateways"][0]["Attachments"] == [
+            {"State": "available", "VpcId": vid}]
+        d = ec2.describe_addresses(AllocationIds=[alloc["AllocationId"]])["Addresses"][0]
+        assert d["PublicIp"] == alloc["PublicIp"] and "AssociationId" in d
+        n = ec2.describe_nat_gateways(NatGatewayIds=[nat])["NatGateways"][0]
+        assert n["State"] in ("pending", "available")
+        # The pool continues after the restart: a new address is a different one.
+        assert ec2.allocate_address(Domain="vpc")["PublicIp"] != alloc["PublicIp"]
+    finally:
+        srv.stop()

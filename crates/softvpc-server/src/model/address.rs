@@ -65,6 +65,29 @@ impl Txn {
         });
     }
 
+    /// Disassociates the Elastic IPs on private addresses an interface gives up.
+    pub fn release_addresses_of_ips(
+        &mut self,
+        eni_id: &str,
+        ips: &std::collections::HashSet<Ipv4Addr>,
+    ) {
+        let held: Vec<Address> = self
+            .state
+            .addresses
+            .values()
+            .filter(|a| {
+                a.association.as_ref().is_some_and(|s| {
+                    s.network_interface_id == eni_id && ips.contains(&s.private_ip)
+                })
+            })
+            .map(|a| (**a).clone())
+            .collect();
+        for mut a in held {
+            a.association = None;
+            self.put_address(a);
+        }
+    }
+
     /// Disassociates every Elastic IP of a network interface that is going away (AWS does the
     /// same when an interface or its instance is deleted).
     pub fn release_addresses_of_eni(&mut self, eni_id: &str) {
@@ -508,6 +531,70 @@ mod tests {
         // The released address is handed out again first.
         let c = allocate_address(&mut txn, None, Tags::new()).unwrap();
         assert_eq!(c.public_ip, POOL_FIRST);
+    }
+
+    #[test]
+    fn secondary_addresses_and_nat_interfaces() {
+        use super::super::eni::{
+            assign_private_ips, create_network_interface, delete_network_interface,
+            unassign_private_ips, CreateRequest,
+        };
+        let mut txn = Txn::new(State::new(), 0);
+        let vpc = create_vpc(&mut txn, "10.0.0.0/16", None, Tags::new()).unwrap();
+        let s = create_subnet(&mut txn, &vpc.id, "10.0.1.0/24", None, Tags::new()).unwrap();
+        let igw = create_internet_gateway(&mut txn, Tags::new()).unwrap();
+        attach_internet_gateway(&mut txn, &igw.id, &vpc.id).unwrap();
+        let eni = create_network_interface(
+            &mut txn,
+            &CreateRequest {
+                subnet_id: s.id.clone(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let ips = assign_private_ips(&mut txn, &eni.id, &[], Some(1), false).unwrap();
+        let a = allocate_address(&mut txn, None, Tags::new()).unwrap();
+        let req = AssociateRequest {
+            allocation_id: Some(a.allocation_id.clone()),
+            network_interface_id: Some(eni.id.clone()),
+            private_ip: Some(ips[0].to_string()),
+            ..Default::default()
+        };
+        associate_address(&mut txn, &req).unwrap();
+        assert_eq!(
+            txn.state.addresses[&a.allocation_id]
+                .association
+                .as_ref()
+                .unwrap()
+                .private_ip,
+            ips[0]
+        );
+        // Giving the secondary address up frees its Elastic IP.
+        unassign_private_ips(&mut txn, &eni.id, &[ips[0].to_string()]).unwrap();
+        assert!(txn.state.addresses[&a.allocation_id].association.is_none());
+        // A NAT gateway's interface cannot be deleted on its own, nor its address taken away.
+        let nat = super::super::nat_gateway::create_nat_gateway(
+            &mut txn,
+            &super::super::nat_gateway::CreateRequest {
+                subnet_id: s.id.clone(),
+                allocation_id: Some(a.allocation_id.clone()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            delete_network_interface(&mut txn, &nat.eni_id)
+                .unwrap_err()
+                .code,
+            "InvalidNetworkInterface.InUse"
+        );
+        assert_eq!(
+            disassociate_address(&mut txn, nat.association_id.as_deref(), None)
+                .unwrap_err()
+                .code,
+            "OperationNotPermitted"
+        );
+        delete_network_interface(&mut txn, &eni.id).unwrap();
     }
 
     #[test]

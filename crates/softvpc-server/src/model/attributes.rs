@@ -167,6 +167,25 @@ pub fn create_default_vpc(txn: &mut Txn) -> Result<(String, String), ApiError> {
     s.map_public_ip_on_launch = true;
     let subnet_id = s.id.clone();
     txn.put_subnet(s);
+    // As in a new AWS account: an internet gateway, and the main table's default route to it.
+    let igw = super::gateway::create_internet_gateway(txn, Tags::new())?;
+    super::gateway::attach_internet_gateway(txn, &igw.id, &vpc_id)?;
+    let main = txn
+        .state
+        .route_tables
+        .values()
+        .find(|r| r.vpc_id == vpc_id && r.is_main())
+        .map(|r| r.id.clone())
+        .ok_or_else(|| ApiError::internal("the default VPC has no main route table"))?;
+    super::route_table::create_route(
+        txn,
+        &main,
+        "0.0.0.0/0",
+        &super::route_table::TargetSpec {
+            gateway_id: Some(igw.id),
+            ..Default::default()
+        },
+    )?;
     Ok((vpc_id, subnet_id))
 }
 

@@ -256,7 +256,8 @@ pub fn create_network_interface(txn: &mut Txn, req: &CreateRequest) -> Result<En
 /// `DeleteNetworkInterface`: only an unattached ENI.
 pub fn delete_network_interface(txn: &mut Txn, id: &str) -> Result<(), ApiError> {
     let eni = get(&txn.state, id)?;
-    if eni.attachment.is_some() {
+    // A NAT gateway's interface goes only with its gateway.
+    if eni.attachment.is_some() || super::nat_gateway::nat_of_eni(&txn.state, id).is_some() {
         return Err(ApiError::new(
             "InvalidNetworkInterface.InUse",
             format!("Network interface '{id}' is currently in use."),
@@ -480,6 +481,7 @@ pub fn unassign_private_ips(txn: &mut Txn, eni_id: &str, ips: &[String]) -> Resu
         remove.insert(addr);
     }
     eni.secondary_ips.retain(|a| !remove.contains(a));
+    txn.release_addresses_of_ips(eni_id, &remove);
     txn.put_eni(eni);
     Ok(())
 }

@@ -172,6 +172,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn default_vpc_has_an_internet_gateway_and_default_route() {
+        let mut txn = Txn::new(State::new(), 0);
+        let (vpc, _subnet) = super::super::attributes::create_default_vpc(&mut txn).unwrap();
+        let igw = igw_of_vpc(&txn.state, &vpc).unwrap().id.clone();
+        let main = txn
+            .state
+            .route_tables
+            .values()
+            .find(|r| r.vpc_id == vpc && r.is_main())
+            .unwrap()
+            .clone();
+        let default = main
+            .routes
+            .iter()
+            .find(|r| r.destination.to_string() == "0.0.0.0/0")
+            .unwrap();
+        assert_eq!(
+            default.target,
+            super::super::route_table::Target::Gateway(igw)
+        );
+        assert_eq!(
+            super::super::route_table::route_state(&txn.state, &vpc, default),
+            "active"
+        );
+    }
+
+    #[test]
     fn attach_detach_delete_rules() {
         let mut txn = Txn::new(State::new(), 0);
         let a = create_vpc(&mut txn, "10.0.0.0/16", None, Tags::new()).unwrap();
