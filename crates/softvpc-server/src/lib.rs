@@ -102,6 +102,15 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
             );
         }
     }
+    // Stores written before route tables existed: give their VPCs a main route table.
+    if !cp.state().vpcs.is_empty() {
+        let n = cp
+            .mutate(false, model::route_table::ensure_main_tables)
+            .map_err(|e| anyhow::anyhow!("adding main route tables: {e}"))?;
+        if n > 0 {
+            tracing::info!(vpcs = n, "main route tables added to older VPCs");
+        }
+    }
     for arg in &args.register_host {
         let (name, ip) = parse_host_arg(arg)?;
         let id = cp

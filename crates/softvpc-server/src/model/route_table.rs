@@ -157,6 +157,27 @@ pub fn create_main_route_table(txn: &mut Txn, vpc_id: &str, cidr: Ipv4Net) -> Ro
     rtb
 }
 
+/// Gives every VPC without a main route table one (stores written before route tables
+/// existed). Returns how many were added.
+pub fn ensure_main_tables(txn: &mut Txn) -> Result<usize, ApiError> {
+    let missing: Vec<(String, Ipv4Net)> = txn
+        .state
+        .vpcs
+        .values()
+        .filter(|v| {
+            !txn.state
+                .route_tables
+                .values()
+                .any(|r| r.vpc_id == v.id && r.is_main())
+        })
+        .map(|v| (v.id.clone(), v.cidr))
+        .collect();
+    for (id, cidr) in &missing {
+        create_main_route_table(txn, id, *cidr);
+    }
+    Ok(missing.len())
+}
+
 /// `CreateRouteTable`: a table with only the `local` route, not associated.
 pub fn create_route_table(txn: &mut Txn, vpc_id: &str, tags: Tags) -> Result<RouteTable, ApiError> {
     let vpc = txn
@@ -713,6 +734,17 @@ mod tests {
         assert!(txn.writes.iter().any(
             |w| matches!(w, Write::Delete { table: Table::RouteTables, key } if *key == main.id)
         ));
+    }
+
+    #[test]
+    fn older_vpcs_get_a_main_table_once() {
+        let (mut txn, vpc, _subnet) = setup();
+        let main = main_of(&txn, &vpc);
+        txn.delete_route_table(&main.id);
+        assert_eq!(ensure_main_tables(&mut txn).unwrap(), 1);
+        let again = main_of(&txn, &vpc);
+        assert_eq!(again.routes[0].destination.to_string(), "10.0.0.0/16");
+        assert_eq!(ensure_main_tables(&mut txn).unwrap(), 0);
     }
 
     #[test]
