@@ -208,6 +208,19 @@ def test_nat_gateway_paginator(ec2, vpc, subnet):
         ec2.delete_nat_gateway(NatGatewayId=n)
 
 
+def test_nat_gateway_client_token(ec2, vpc, subnet):
+    first = ec2.create_nat_gateway(SubnetId=subnet["SubnetId"], ConnectivityType="private",
+                                   ClientToken="routes-token-1")
+    again = ec2.create_nat_gateway(SubnetId=subnet["SubnetId"], ConnectivityType="private",
+                                   ClientToken="routes-token-1")
+    assert first["NatGateway"]["NatGatewayId"] == again["NatGateway"]["NatGatewayId"]
+    assert first["ClientToken"] == "routes-token-1"
+    other = ec2.create_subnet(VpcId=vpc["VpcId"], CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+    expect_error("IdempotentParameterMismatch", 400, ec2.create_nat_gateway, SubnetId=other,
+                 ConnectivityType="private", ClientToken="routes-token-1")
+    ec2.delete_nat_gateway(NatGatewayId=first["NatGateway"]["NatGatewayId"])
+
+
 def test_cli_public_and_private_subnets(aws):
     """A VPC with a public subnet (0.0.0.0/0 -> internet gateway) and a private one
     (0.0.0.0/0 -> NAT gateway in the public subnet), built with the AWS CLI."""

@@ -230,6 +230,7 @@ pub fn create_nat_gateway(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiErro
         connectivity_type: opt("ConnectivityType"),
         private_ip: opt("PrivateIpAddress"),
         tags: input::creation_tags(input, "natgateway")?,
+        client_token: opt("ClientToken"),
     };
     let nat = ctx.mutate(|t| nat_gateway::create_nat_gateway(t, &req))?;
     tracing::info!(nat_gateway = %nat.id, subnet = %subnet, "NAT gateway created");

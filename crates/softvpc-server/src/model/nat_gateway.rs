@@ -61,6 +61,9 @@ pub struct NatGateway {
     pub create_time: u64,
     pub delete_time: Option<u64>,
     pub tags: Tags,
+    /// The `ClientToken` of the `CreateNatGateway` that made it (idempotent retries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_token: Option<String>,
 }
 
 impl NatGateway {
@@ -111,11 +114,31 @@ pub struct CreateRequest {
     pub connectivity_type: Option<String>,
     pub private_ip: Option<String>,
     pub tags: Tags,
+    pub client_token: Option<String>,
 }
 
 /// `CreateNatGateway`: the gateway (pending), its interface in the subnet and, for a public
 /// gateway, the Elastic IP associated with that interface; the VPC needs an internet gateway.
 pub fn create_nat_gateway(txn: &mut Txn, req: &CreateRequest) -> Result<NatGateway, ApiError> {
+    // A retry with the same ClientToken returns what the first call made.
+    if let Some(token) = &req.client_token {
+        let earlier = txn
+            .state
+            .nat_gateways
+            .values()
+            .find(|n| n.client_token.as_ref() == Some(token));
+        if let Some(n) = earlier {
+            if n.subnet_id != req.subnet_id {
+                return Err(ApiError::new(
+                    "IdempotentParameterMismatch",
+                    format!(
+                        "The client token '{token}' was already used with different parameters."
+                    ),
+                ));
+            }
+            return Ok((**n).clone());
+        }
+    }
     let subnet = txn
         .state
         .subnets
@@ -242,6 +265,7 @@ pub fn create_nat_gateway(txn: &mut Txn, req: &CreateRequest) -> Result<NatGatew
         create_time: txn.now,
         delete_time: None,
         tags: req.tags.clone(),
+        client_token: req.client_token.clone(),
     };
     txn.put_eni(eni);
     txn.put_nat_gateway(nat.clone());
@@ -360,6 +384,30 @@ mod tests {
             create_nat_gateway(&mut txn, &req).unwrap_err().code,
             "InvalidSubnetID.NotFound"
         );
+        // ClientToken: a retry gets the same gateway, another subnet is a mismatch.
+        let token_req = CreateRequest {
+            subnet_id: s.id.clone(),
+            connectivity_type: Some("private".into()),
+            client_token: Some("tok-1".into()),
+            ..Default::default()
+        };
+        let first = create_nat_gateway(&mut txn, &token_req).unwrap();
+        let again = create_nat_gateway(&mut txn, &token_req).unwrap();
+        assert_eq!(first.id, again.id);
+        let other = create_subnet(&mut txn, &vpc.id, "10.0.2.0/24", None, Tags::new()).unwrap();
+        assert_eq!(
+            create_nat_gateway(
+                &mut txn,
+                &CreateRequest {
+                    subnet_id: other.id.clone(),
+                    ..token_req.clone()
+                }
+            )
+            .unwrap_err()
+            .code,
+            "IdempotentParameterMismatch"
+        );
+        delete_nat_gateway(&mut txn, &first.id).unwrap();
         // A route to it is active until it is deleted.
         let rtb = create_route_table(&mut txn, &vpc.id, Tags::new()).unwrap();
         let to_nat = TargetSpec {
