@@ -371,3 +371,20 @@ def test_group_in_use_by_an_eni(ec2, vpc):
     ec2.delete_network_interface(NetworkInterfaceId=eni["NetworkInterfaceId"])
     ec2.delete_network_interface(NetworkInterfaceId=plain["NetworkInterfaceId"])
     ec2.delete_security_group(GroupId=gid)
+
+
+def test_run_instances_with_security_groups(ec2, vpc):
+    subnet = ec2.create_subnet(VpcId=vpc["VpcId"], CidrBlock="10.0.8.0/24")["Subnet"]["SubnetId"]
+    gid = ec2.create_security_group(GroupName="run-sg", Description="d", VpcId=vpc["VpcId"])["GroupId"]
+    inst = ec2.run_instances(ImageId="ami-1", MinCount=1, MaxCount=1, SubnetId=subnet,
+                             SecurityGroupIds=[gid])["Instances"][0]
+    assert [g["GroupId"] for g in inst["SecurityGroups"]] == [gid]
+    assert inst["SecurityGroups"][0]["GroupName"] == "run-sg"
+    assert [g["GroupId"] for g in inst["NetworkInterfaces"][0]["Groups"]] == [gid]
+    expect_error("DependencyViolation", 400, ec2.delete_security_group, GroupId=gid)
+    plain = ec2.run_instances(ImageId="ami-1", MinCount=1, MaxCount=1, SubnetId=subnet)["Instances"][0]
+    assert [g["GroupName"] for g in plain["SecurityGroups"]] == ["default"]
+    expect_error("InvalidGroup.NotFound", 400, ec2.run_instances, ImageId="ami-1", MinCount=1, MaxCount=1,
+                 SubnetId=subnet, SecurityGroupIds=["sg-0123456789abcdef0"])
+    ec2.terminate_instances(InstanceIds=[inst["InstanceId"], plain["InstanceId"]])
+    ec2.delete_security_group(GroupId=gid)

@@ -15,6 +15,24 @@ fn state_value(s: InstanceState) -> Value {
         .with("Name", s.name())
 }
 
+/// `GroupIdentifier`s (id and name) of security groups.
+fn group_identifiers(state: &State, ids: &[String]) -> Value {
+    Value::List(
+        ids.iter()
+            .map(|id| {
+                let name = state
+                    .security_groups
+                    .get(id)
+                    .map(|g| g.name.as_str())
+                    .unwrap_or("");
+                Value::new_struct()
+                    .with("GroupId", id.as_str())
+                    .with("GroupName", name)
+            })
+            .collect(),
+    )
+}
+
 fn empty() -> Value {
     Value::List(Vec::new())
 }
@@ -47,7 +65,10 @@ fn instance_value(state: &State, i: &Instance, shown_state: InstanceState) -> Va
             .filter(|e| e.attachment.as_ref().is_some_and(|a| a.instance_id == i.id))
             .collect();
         attached.sort_by_key(|e| e.attachment.as_ref().map(|a| a.device_index));
-        attached.into_iter().map(instance_eni_value).collect()
+        attached
+            .into_iter()
+            .map(|e| instance_eni_value(state, e))
+            .collect()
     } else {
         Vec::new()
     };
@@ -82,7 +103,17 @@ fn instance_value(state: &State, i: &Instance, shown_state: InstanceState) -> Va
         .with("VpcId", i.vpc_id.as_str())
         .with_opt("PrivateIpAddress", live.then(|| i.private_ip.to_string()))
         .with("SourceDestCheck", true)
-        .with("SecurityGroups", empty())
+        .with(
+            "SecurityGroups",
+            group_identifiers(
+                state,
+                state
+                    .enis
+                    .get(&i.eni_id)
+                    .map(|e| e.security_groups.as_slice())
+                    .unwrap_or_default(),
+            ),
+        )
         .with("Architecture", "x86_64")
         .with("RootDeviceType", "ebs")
         .with("RootDeviceName", "/dev/xvda")
@@ -94,7 +125,7 @@ fn instance_value(state: &State, i: &Instance, shown_state: InstanceState) -> Va
 }
 
 /// An ENI as listed inside its instance (`InstanceNetworkInterface`).
-fn instance_eni_value(e: &Eni) -> Value {
+fn instance_eni_value(state: &State, e: &Eni) -> Value {
     Value::new_struct()
         .with("NetworkInterfaceId", e.id.as_str())
         .with("SubnetId", e.subnet_id.as_str())
@@ -106,7 +137,7 @@ fn instance_eni_value(e: &Eni) -> Value {
         .with("PrivateIpAddress", e.private_ip.to_string())
         .with("PrivateDnsName", private_dns_name(e.private_ip))
         .with("SourceDestCheck", e.source_dest_check)
-        .with("Groups", empty())
+        .with("Groups", group_identifiers(state, &e.security_groups))
         .with_opt(
             "Attachment",
             e.attachment.as_ref().map(|a| {
@@ -147,6 +178,7 @@ pub fn run_instances(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
         private_ip: opt(input, "PrivateIpAddress"),
         host: opt(&placement, "HostId"),
         tag_specs: input::parse_tag_specs(input)?,
+        security_group_ids: input::id_list(input, "SecurityGroupIds"),
     };
     let res = ctx.mutate(|t| model::instance::run_instances(t, &req))?;
     for i in &res.instances {

@@ -31,6 +31,8 @@ pub struct RunRequest {
     /// `Placement.HostId`: a host id or a host name.
     pub host: Option<String>,
     pub tag_specs: Vec<TagSpec>,
+    /// `SecurityGroupId.N` for the primary ENIs; empty: the VPC's default group.
+    pub security_group_ids: Vec<String>,
 }
 
 /// The result of a launch: one reservation holding the instances.
@@ -124,6 +126,7 @@ pub fn run_instances(txn: &mut Txn, req: &RunRequest) -> Result<Reservation, Api
         None => None,
     };
 
+    let groups = super::eni::check_groups(&txn.state, &vpc_id, &req.security_group_ids)?;
     let reservation_id = new_id("r");
     let mut instances = Vec::with_capacity(addresses.len());
     for (index, addr) in addresses.into_iter().enumerate() {
@@ -170,9 +173,7 @@ pub fn run_instances(txn: &mut Txn, req: &RunRequest) -> Result<Reservation, Api
             }),
             tags: eni_tags.clone(),
             secondary_ips: Vec::new(),
-            security_groups: super::security_group::default_group_id(&txn.state, &vpc_id)
-                .into_iter()
-                .collect(),
+            security_groups: groups.clone(),
         };
         txn.put_instance(instance.clone());
         txn.put_eni(eni);
