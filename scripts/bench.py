@@ -13,6 +13,7 @@ Every figure is printed as one JSON object on stdout, so the shell can keep them
 
 import ctypes
 import http.client
+import configparser
 import json
 import math
 import os
@@ -111,8 +112,12 @@ def propagation(status_path, changes):
     from botocore.config import Config
 
     status = json.load(open(status_path))
+    # Every API call is SigV4-signed with the key pair the lab's server generated.
+    creds = configparser.ConfigParser()
+    creds.read(status["credentials_file"])
+    ak, sk = creds["default"]["aws_access_key_id"], creds["default"]["aws_secret_access_key"]
     ec2 = boto3.client("ec2", endpoint_url=status["api_url"], region_name="us-east-1",
-                       aws_access_key_id="softvpc", aws_secret_access_key="softvpc",
+                       aws_access_key_id=ak, aws_secret_access_key=sk,
                        config=Config(retries={"total_max_attempts": 1}))
     agents = [h for h in status["hosts"] if h.get("agent", True)]
     subnet_id = status["instances"][0]["subnet_id"]

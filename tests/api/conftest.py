@@ -1,9 +1,11 @@
 """Fixtures for the EC2 API tests: a real `softvpc server` on loopback (no root needed), a boto3
-client and an AWS CLI runner pointed at it.
+client and an AWS CLI runner pointed at it, both using the key pair the server generated in
+`<data-dir>/credentials` on first start (every API request is SigV4-verified).
 
 SOFTVPC_BIN names the softvpc binary (default: target/release/softvpc in the checkout).
 """
 
+import configparser
 import json
 import os
 import shutil
@@ -16,16 +18,31 @@ from pathlib import Path
 
 import boto3
 import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
 from botocore.config import Config
+from botocore.credentials import Credentials
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = os.environ.get("SOFTVPC_BIN", str(ROOT / "target" / "release" / "softvpc"))
 HOSTS = {"host-1": "198.18.0.11", "host-2": "198.18.0.12"}
-CREDS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
+REGION = "us-east-1"
+
+
+def read_credentials(path):
+    """(access key id, secret) of profile `default` in a shared-credentials file."""
+    cp = configparser.ConfigParser()
+    cp.read(path)
+    return cp["default"]["aws_access_key_id"], cp["default"]["aws_secret_access_key"]
+
+
+def aws_env(credentials_file):
+    """Environment for the AWS CLI: the server's credentials file, nothing else."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE")}
+    env.update(AWS_SHARED_CREDENTIALS_FILE=str(credentials_file), AWS_DEFAULT_REGION=REGION,
+               AWS_CONFIG_FILE="/dev/null")
+    return env
 
 
 def free_port():
@@ -87,23 +104,38 @@ class Server:
             self.log.close()
             self.log = None
 
-    def client(self):
+    @property
+    def credentials_file(self):
+        return Path(self.data_dir) / "credentials"
+
+    def credentials(self):
+        """(access key id, secret) the server generated on first start."""
+        return read_credentials(self.credentials_file)
+
+    def client(self, access_key=None, secret=None):
+        ak, sk = self.credentials()
         return boto3.client(
             "ec2",
             endpoint_url=self.endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
+            region_name=REGION,
+            aws_access_key_id=access_key or ak,
+            aws_secret_access_key=secret or sk,
             config=Config(retries={"max_attempts": 1, "mode": "standard"}),
         )
 
-    def post(self, body, method="POST"):
-        """A raw request; returns (HTTP status, body text)."""
+    def post(self, body, method="POST", sign=True):
+        """A raw request, SigV4-signed with the server's key (botocore's signer) unless
+        `sign=False`; returns (HTTP status, body text)."""
         data = body.encode() if method == "POST" else None
         url = self.endpoint + "/" + ("" if method == "POST" else "?" + body)
-        req = urllib.request.Request(url, data=data, method=method)
+        headers = {}
         if data is not None:
-            req.add_header("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")
+            headers["Content-Type"] = "application/x-www-form-urlencoded; charset=utf-8"
+        if sign:
+            areq = AWSRequest(method=method, url=url, data=data, headers=headers)
+            SigV4Auth(Credentials(*self.credentials()), "ec2", REGION).add_auth(areq)
+            headers = dict(areq.headers.items())
+        req = urllib.request.Request(url, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=10) as r:
                 return r.status, r.read().decode()
@@ -136,7 +168,7 @@ def aws(server):
     None, stderr)."""
 
     def run(*args):
-        env = dict(os.environ, **CREDS)
+        env = aws_env(server.credentials_file)
         p = subprocess.run(
             ["aws", "ec2", "--endpoint-url", server.endpoint, "--output", "json", *args],
             capture_output=True, text=True, env=env, timeout=60,

@@ -125,7 +125,8 @@ def ec2(lab):
     import boto3
     from botocore.config import Config
     return boto3.client("ec2", endpoint_url=lab.api_url, region_name="us-east-1",
-                        aws_access_key_id=AWS_KEY, aws_secret_access_key=AWS_KEY,
+                        aws_access_key_id=lab.credentials()[0],
+                        aws_secret_access_key=lab.credentials()[1],
                         config=Config(retries={"total_max_attempts": 1}))
 
 

@@ -313,6 +313,13 @@ class Lab:
     def api_url(self):
         return self.status()["api_url"]
 
+    def credentials(self):
+        """(access key id, secret) of the server's generated key pair (every API call is signed)."""
+        import configparser
+        cp = configparser.ConfigParser()
+        cp.read(self.status()["credentials_file"])
+        return cp["default"]["aws_access_key_id"], cp["default"]["aws_secret_access_key"]
+
     def instance(self, name):
         for inst in self.status()["instances"]:
             if inst["name"] == name:
@@ -420,7 +427,8 @@ class Lab:
 
     # ---- the EC2 API
     def aws_env(self):
-        return dict(os.environ, AWS_ACCESS_KEY_ID=AWS_KEY, AWS_SECRET_ACCESS_KEY=AWS_KEY,
+        ak, sk = self.credentials()
+        return dict(os.environ, AWS_ACCESS_KEY_ID=ak, AWS_SECRET_ACCESS_KEY=sk,
                     AWS_DEFAULT_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true",
                     AWS_CONFIG_FILE=str(WORK_DIR / "aws-config-none"),
                     AWS_SHARED_CREDENTIALS_FILE=str(WORK_DIR / "aws-credentials-none"),

@@ -57,8 +57,13 @@ def test_failed_requests_change_nothing(lab, ec2):
 
     # An unknown action through the raw Query API gets InvalidAction in AWS's XML error format.
     body = urllib.parse.urlencode({"Action": "FrobnicateVpc", "Version": "2016-11-15"}).encode()
-    request = urllib.request.Request(lab.api_url, data=body, headers={
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+    signed = AWSRequest(method="POST", url=lab.api_url, data=body, headers={
         "Content-Type": "application/x-www-form-urlencoded; charset=utf-8"})
+    SigV4Auth(Credentials(*lab.credentials()), "ec2", "us-east-1").add_auth(signed)
+    request = urllib.request.Request(lab.api_url, data=body, headers=dict(signed.headers.items()))
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(request, timeout=10)
     assert info.value.code == 400

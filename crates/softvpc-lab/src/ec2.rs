@@ -2,11 +2,12 @@
 //! public API, exactly as the AWS CLI would, never through the store.
 //!
 //! Requests are `POST /` with a form body (`Action=..&Version=2016-11-15&..`), answers are parsed
-//! with [`crate::xml`]. The API is unauthenticated for now; when SigV4 verification arrives,
-//! [`Ec2Client::call`] is the one place that signs.
+//! with [`crate::xml`]. Every call is SigV4-signed ([`softvpc_sigv4::sign`]) with the key pair the
+//! server generated in `<data-dir>/credentials`; [`Ec2Client::call`] is the one place that signs.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context};
 
@@ -21,7 +22,13 @@ const API_VERSION: &str = "2016-11-15";
 pub struct Ec2Client {
     pub addr: SocketAddr,
     pub timeout: Duration,
+    /// The server's shared-credentials file (read at each call: the server writes it on its
+    /// first start, after this client exists).
+    pub credentials_file: PathBuf,
 }
+
+/// The region the lab signs for (the server accepts any).
+pub const REGION: &str = "us-east-1";
 
 /// An error answer from the API.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,10 +187,25 @@ pub fn parse_vpcs(root: &Element) -> Vec<VpcInfo> {
 }
 
 impl Ec2Client {
-    pub fn new(addr: SocketAddr) -> Ec2Client {
+    pub fn new(addr: SocketAddr, credentials_file: PathBuf) -> Ec2Client {
         Ec2Client {
             addr,
             timeout: Duration::from_secs(15),
+            credentials_file,
+        }
+    }
+
+    /// The `default` profile (else the first) of the server's credentials file.
+    fn credentials(&self) -> anyhow::Result<softvpc_sigv4::Credentials> {
+        let profiles = softvpc_sigv4::read_credentials_file(&self.credentials_file)
+            .with_context(|| format!("reading {}", self.credentials_file.display()))?;
+        let pick = profiles
+            .iter()
+            .find(|p| p.name == "default")
+            .or(profiles.first());
+        match pick {
+            Some(p) => Ok(p.credentials.clone()),
+            None => bail!("{} holds no credentials", self.credentials_file.display()),
         }
     }
 
@@ -195,11 +217,30 @@ impl Ec2Client {
     /// Calls an action and returns the answer's root element, or an [`ApiError`].
     pub fn call(&self, action: &str, params: &[(String, String)]) -> anyhow::Result<Element> {
         let body = form_body(action, params);
+        let creds = self.credentials()?;
+        let content_type = "application/x-www-form-urlencoded; charset=utf-8";
+        let host = self.addr.to_string();
+        let signing = softvpc_sigv4::SigningParams {
+            credentials: &creds,
+            region: REGION,
+            service: "ec2",
+            time: SystemTime::now(),
+        };
+        let signed = softvpc_sigv4::sign(
+            &signing,
+            "POST",
+            "/",
+            "",
+            &[("Host", &host), ("Content-Type", content_type)],
+            body.as_bytes(),
+        )
+        .context("signing the request (is the clock sane?)")?;
         let resp = http::request(
             self.addr,
             "POST",
             "/",
-            Some("application/x-www-form-urlencoded; charset=utf-8"),
+            Some(content_type),
+            &signed,
             body.as_bytes(),
             self.timeout,
         )
@@ -214,7 +255,7 @@ impl Ec2Client {
     /// `GET /healthz` answers 200.
     pub fn healthy(&self) -> bool {
         matches!(
-            http::request(self.addr, "GET", "/healthz", None, b"", Duration::from_secs(2)),
+            http::request(self.addr, "GET", "/healthz", None, &[], b"", Duration::from_secs(2)),
             Ok(r) if r.status == 200
         )
     }

@@ -20,12 +20,14 @@ pub struct Response {
     pub body: Vec<u8>,
 }
 
-/// Sends one request and reads the whole response, within `timeout`.
+/// Sends one request (with `extra` headers, e.g. a signature) and reads the whole response,
+/// within `timeout`. The `Host` header is `addr`, as signed.
 pub fn request(
     addr: SocketAddr,
     method: &str,
     path: &str,
     content_type: Option<&str>,
+    extra: &[(String, String)],
     body: &[u8],
     timeout: Duration,
 ) -> anyhow::Result<Response> {
@@ -36,6 +38,9 @@ pub fn request(
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nUser-Agent: softvpc-lab\r\n");
     if let Some(ct) = content_type {
         head.push_str(&format!("Content-Type: {ct}\r\n"));
+    }
+    for (name, value) in extra {
+        head.push_str(&format!("{name}: {value}\r\n"));
     }
     if method != "GET" || !body.is_empty() {
         head.push_str(&format!("Content-Length: {}\r\n", body.len()));
@@ -261,6 +266,7 @@ mod tests {
             "POST",
             "/",
             Some("application/x-www-form-urlencoded"),
+            &[("X-Amz-Date".to_string(), "20261122T000000Z".to_string())],
             b"a=1",
             Duration::from_secs(5),
         )

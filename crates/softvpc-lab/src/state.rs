@@ -16,6 +16,9 @@ pub struct LabState {
     pub prefix: String,
     pub api_url: String,
     pub api_port: u16,
+    /// The server's shared-credentials file (its API key pair), written on its first start.
+    #[serde(default)]
+    pub credentials_file: PathBuf,
     /// The binary the lab started its processes from.
     pub bin: PathBuf,
     /// Unix time (seconds) when `up` started.

@@ -17,6 +17,8 @@ use crate::LabArgs;
 pub struct Status {
     pub prefix: String,
     pub api_url: Option<String>,
+    /// The server's shared-credentials file (sign API requests with its `default` profile).
+    pub credentials_file: Option<std::path::PathBuf>,
     pub server: ProcessStatus,
     pub hosts: Vec<HostStatus>,
     pub instances: Vec<InstanceStatus>,
@@ -67,7 +69,7 @@ pub fn instances(state: &LabState) -> (Vec<InstanceStatus>, Option<anyhow::Error
             )
         }
     };
-    let api = Ec2Client::new(addr);
+    let api = Ec2Client::new(addr, state.credentials_file.clone());
     match api.describe_instances() {
         Ok(list) => {
             // Names are best effort: a failing DescribeHosts/DescribeVpcs falls back to the
@@ -159,6 +161,7 @@ pub fn status(args: &LabArgs, json: bool) -> anyhow::Result<()> {
             let empty = Status {
                 prefix: args.prefix.clone(),
                 api_url: None,
+                credentials_file: None,
                 server: ProcessStatus {
                     pid: None,
                     running: false,
@@ -206,6 +209,7 @@ pub fn status(args: &LabArgs, json: bool) -> anyhow::Result<()> {
     let status = Status {
         prefix: state.prefix.clone(),
         api_url: Some(state.api_url.clone()),
+        credentials_file: Some(state.credentials_file.clone()),
         server,
         hosts,
         instances,

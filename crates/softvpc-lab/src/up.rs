@@ -149,7 +149,10 @@ pub fn up(args: &LabArgs, opts: &UpOptions) -> anyhow::Result<()> {
         Some(b) => b.clone(),
         None => std::env::current_exe().context("finding the softvpc binary")?,
     };
-    let api = Ec2Client::new(SocketAddr::from((Ipv4Addr::LOCALHOST, opts.api_port)));
+    let api = Ec2Client::new(
+        SocketAddr::from((Ipv4Addr::LOCALHOST, opts.api_port)),
+        server_data_dir(&args.state_dir).join("credentials"),
+    );
     let source = match &opts.file {
         None => "the built-in seed topology".to_string(),
         Some(p) => p.display().to_string(),
@@ -216,6 +219,7 @@ fn build(
         prefix: prefix.to_string(),
         api_url: api.url(),
         api_port: opts.api_port,
+        credentials_file: api.credentials_file.clone(),
         bin: bin.to_path_buf(),
         created_at: SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -400,6 +404,11 @@ fn add_netns(ns: &str, state: &mut LabState, state_dir: &Path) -> anyhow::Result
     Ok(())
 }
 
+/// The server's data directory (store and `credentials`).
+pub fn server_data_dir(state_dir: &Path) -> std::path::PathBuf {
+    state_dir.join("server")
+}
+
 /// Step 3: the server in the root netns, until `GET /healthz` answers.
 fn start_server(
     bin: &Path,
@@ -412,7 +421,7 @@ fn start_server(
     if TcpStream::connect_timeout(&api.addr, Duration::from_millis(300)).is_ok() {
         bail!("something already listens on {} (another lab or server?); pick another port with --api-port", api.addr);
     }
-    let data_dir = state_dir.join("server");
+    let data_dir = server_data_dir(state_dir);
     let mut server_args = vec![
         "server".to_string(),
         "--data-dir".to_string(),
@@ -769,8 +778,9 @@ fn print_usage(args: &LabArgs, topo: &Topology, state: &LabState, took: Duration
     let url = &state.api_url;
     outln!();
     outln!(
-        "The lab is up ({:.1} s). EC2 API: {url}  (unauthenticated: it listens on loopback only)",
-        took.as_secs_f64()
+        "The lab is up ({:.1} s). EC2 API: {url}  (SigV4: key pair in {})",
+        took.as_secs_f64(),
+        state.credentials_file.display()
     );
     outln!();
     outln!("Instances:");
@@ -786,9 +796,12 @@ fn print_usage(args: &LabArgs, topo: &Topology, state: &LabState, took: Duration
         );
     }
     outln!();
-    outln!("Use it:");
-    outln!("  export AWS_ACCESS_KEY_ID=softvpc AWS_SECRET_ACCESS_KEY=softvpc AWS_DEFAULT_REGION=us-east-1");
-    outln!("  aws ec2 --endpoint-url {url} describe-instances");
+    outln!("Use it (the AWS CLI and SDKs, signed with the lab server's key pair):");
+    for line in export_lines(state) {
+        outln!("  {line}");
+    }
+    outln!("  aws ec2 describe-instances");
+    outln!("  aws ec2 --endpoint-url {url} describe-vpcs   # for old AWS CLI releases that ignore AWS_ENDPOINT_URL");
     if let Some((a, b)) = example_pair(topo, state) {
         let target = b.ip.clone().unwrap_or_default();
         outln!("  {env}{me} lab exec {} -- ping -c1 {target}", a.name);
@@ -805,6 +818,18 @@ fn print_usage(args: &LabArgs, topo: &Topology, state: &LabState, took: Duration
     );
     outln!("  {env}{me} lab status");
     outln!("  {env}{me} lab down");
+}
+
+/// The shell `export` lines that point the AWS CLI and SDKs at the lab's server.
+pub fn export_lines(state: &LabState) -> Vec<String> {
+    vec![
+        format!(
+            "export AWS_SHARED_CREDENTIALS_FILE={}",
+            state.credentials_file.display()
+        ),
+        "export AWS_DEFAULT_REGION=us-east-1".to_string(),
+        format!("export AWS_ENDPOINT_URL={}", state.api_url),
+    ]
 }
 
 /// Two instances of one VPC for the printed examples, preferring different hosts (the seed's

@@ -30,7 +30,8 @@ pub struct ServerArgs {
     /// Directory of the persistent store (created if missing).
     #[arg(long, env = "SOFTVPC_DATA_DIR")]
     pub data_dir: PathBuf,
-    /// Address of the EC2 Query API (HTTP). Unauthenticated for now: keep it on loopback.
+    /// Address of the EC2 Query API (HTTP; requests must be SigV4-signed with the key pair in
+    /// `<data-dir>/credentials`, generated on first start).
     #[arg(long, default_value = "127.0.0.1:8787")]
     pub listen: SocketAddr,
     /// Address of the mapping service (gRPC) that agents connect to.
@@ -83,6 +84,7 @@ fn bind_in_netns(name: &str, addr: SocketAddr) -> anyhow::Result<std::net::TcpLi
 /// Runs the server until interrupted (SIGINT or SIGTERM).
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {
     let cp = Arc::new(ControlPlane::open(&args.data_dir)?);
+    let keys = Arc::new(ec2::auth::load_or_create(&args.data_dir)?);
     // First start: nothing was ever committed to this store.
     if cp.state().revision == 0 && !args.no_default_vpc {
         let (vpc, subnet) = cp
@@ -145,13 +147,14 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
                 .unwrap_or_default()
         );
         tracing::info!(epoch = cp.epoch(), revision = cp.state().revision, data_dir = %args.data_dir.display(), "server ready");
-        serve(cp, api, mapping, shutdown_signal()).await
+        serve(cp, keys, api, mapping, shutdown_signal()).await
     })
 }
 
 /// Serves the EC2 API on `api` and the mapping service on `mapping` until `shutdown` resolves.
 pub async fn serve(
     cp: Arc<ControlPlane>,
+    keys: Arc<ec2::auth::Keys>,
     api: tokio::net::TcpListener,
     mapping: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -160,8 +163,8 @@ pub async fn serve(
     let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let http =
-        axum::serve(api, ec2::router(cp.clone())).with_graceful_shutdown(wait(stop_rx.clone()));
+    let http = axum::serve(api, ec2::router(cp.clone(), keys))
+        .with_graceful_shutdown(wait(stop_rx.clone()));
     // HTTP/2 pings find agents that vanished without closing their connection (e.g. their
     // namespace was deleted), so their watch streams end instead of lingering.
     let grpc = tonic::transport::Server::builder()

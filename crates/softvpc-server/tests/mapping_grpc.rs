@@ -56,9 +56,15 @@ async fn start(ring: usize) -> Server {
     let mapping = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = mapping.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(softvpc_server::serve(cp.clone(), api, mapping, async {
-        let _ = stopped.await;
-    }));
+    tokio::spawn(softvpc_server::serve(
+        cp.clone(),
+        Default::default(),
+        api,
+        mapping,
+        async {
+            let _ = stopped.await;
+        },
+    ));
     let client = MappingClient::connect(format!("http://{addr}"))
         .await
         .unwrap();
@@ -621,9 +627,15 @@ async fn shutdown_ends_open_watches() {
     let mapping = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = mapping.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(softvpc_server::serve(cp.clone(), api, mapping, async {
-        let _ = stopped.await;
-    }));
+    let server = tokio::spawn(softvpc_server::serve(
+        cp.clone(),
+        Default::default(),
+        api,
+        mapping,
+        async {
+            let _ = stopped.await;
+        },
+    ));
     let mut client = MappingClient::connect(format!("http://{addr}"))
         .await
         .unwrap();

@@ -49,6 +49,7 @@
 //!
 //! - [`canonical`]: canonical request, string to sign, signing key (service-independent).
 //! - [`verify`](mod@verify): the two signature forms and their checks.
+//! - [`sign`](mod@sign): client-side signing (header form) for softvpc's own clients.
 //! - [`credentials`]: key generation and the AWS shared-credentials file (mode 0600).
 //! - [`error`]: refusals and their EC2 wire form.
 //! - [`time`]: the SigV4 and HTTP timestamp formats.
@@ -59,6 +60,7 @@ pub mod credentials;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod sign;
 pub mod time;
 pub mod verify;
 
@@ -66,4 +68,5 @@ pub use credentials::{
     generate_credentials, read_credentials_file, write_credentials_file, Credentials, Profile,
 };
 pub use error::{AuthError, FailureReason};
+pub use sign::{sign, SigningParams};
 pub use verify::{verify, verify_with, Policy, Request, Secret, Verified};

@@ -27,6 +27,7 @@
 //! Every request except `GET /healthz` must carry a valid SigV4 signature (see [`auth`]).
 
 pub mod attributes;
+pub mod auth;
 pub mod eni;
 pub mod error;
 pub mod gateway;
@@ -43,8 +44,7 @@ pub mod vpc;
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -429,21 +429,79 @@ fn encode_output(name: &str, output: &Value, request_id: &str) -> Result<String,
     }
 }
 
-/// The axum router: `POST /` and `GET /` for the Query API, `GET /healthz` for readiness.
-pub fn router(cp: Arc<ControlPlane>) -> Router {
+/// Largest request body accepted (EC2 requests are small; a CreateTags with 1000 ids is ~60 KiB).
+pub const MAX_BODY: usize = 1 << 20;
+
+/// What every API request needs: the control plane and the accepted keys.
+#[derive(Clone)]
+struct Api {
+    cp: Arc<ControlPlane>,
+    keys: Arc<auth::Keys>,
+}
+
+/// The axum router: `POST /` and `GET /` for the Query API (SigV4-authenticated), `GET /healthz`
+/// for readiness (not authenticated).
+pub fn router(cp: Arc<ControlPlane>, keys: Arc<auth::Keys>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/", get(handle).post(handle))
-        .with_state(cp)
+        .with_state(Api { cp, keys })
 }
 
-async fn handle(
-    State(cp): State<Arc<ControlPlane>>,
-    method: Method,
-    RawQuery(query): RawQuery,
-    body: Bytes,
-) -> Response {
-    let query = query.unwrap_or_default();
+fn xml_response(reply: Reply) -> Response {
+    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/xml;charset=UTF-8")],
+        reply.body,
+    )
+        .into_response()
+}
+
+fn refusal(code: &str, message: &str, status: u16) -> Response {
+    xml_response(Reply {
+        status,
+        body: softvpc_ec2_protocol::encode_error(code, message, &new_request_id()),
+    })
+}
+
+async fn handle(State(api): State<Api>, req: axum::extract::Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
+        return refusal(
+            "InvalidParameterValue",
+            &format!("The request body is larger than {MAX_BODY} bytes."),
+            413,
+        );
+    };
+    let query = parts.uri.query().unwrap_or("").to_string();
+    // Verify the signature over the request exactly as received. HTTP/2 has no Host header:
+    // sign against the authority then.
+    let mut headers: Vec<(&str, &[u8])> = parts
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_bytes()))
+        .collect();
+    let authority = parts.uri.authority().map(|a| a.as_str().to_string());
+    if !parts.headers.contains_key(header::HOST) {
+        if let Some(a) = &authority {
+            headers.push(("host", a.as_bytes()));
+        }
+    }
+    let view = softvpc_sigv4::Request {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: &query,
+        headers: &headers,
+        body: &body,
+    };
+    if let Err(e) = api.keys.verify(&view, std::time::SystemTime::now()) {
+        let (code, message, status) = e.aws_error();
+        tracing::info!(reason = %e, code, "request refused: authentication");
+        return refusal(code, &message, status);
+    }
+    let method = parts.method.clone();
+    let cp = api.cp.clone();
     let reply = tokio::task::spawn_blocking(move || {
         let body: &[u8] = if method == Method::POST { &body } else { &[] };
         dispatch(&cp, &[query.as_bytes(), body])
@@ -459,13 +517,7 @@ async fn handle(
             ),
         }
     });
-    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (
-        status,
-        [(header::CONTENT_TYPE, "text/xml;charset=UTF-8")],
-        reply.body,
-    )
-        .into_response()
+    xml_response(reply)
 }
 
 #[cfg(test)]
