@@ -173,6 +173,7 @@ pub fn records() -> MappingRecords {
                 host_underlay_ip: Some(e.host),
                 instance_id: format!("i-{}", &e.id[4..]),
                 instance_name: String::new(),
+                device_index: 0,
             },
         );
     }

@@ -343,7 +343,7 @@ impl Control {
                     eni_id,
                     instance_id,
                 } => {
-                    warn!(eni = %eni_id, instance = %instance_id, "second ENI of an instance; only one per instance is supported")
+                    warn!(eni = %eni_id, instance = %instance_id, "ENI not at device index 0 (or a second one there); only eth0 is plumbed")
                 }
             }
         }

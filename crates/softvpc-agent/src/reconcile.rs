@@ -5,9 +5,9 @@
 //! side effects (TAPs, namespaces) are in `instance.rs`; the control loop calls [`desired`] and
 //! [`plan`] after each watch message and carries out the [`Plan`].
 //!
-//! One ENI per instance for now (its `eth0`): the protocol does not carry a device index yet.
-//! If several ENIs of one instance are placed here, the lowest ENI id wins and the others are
-//! reported as conflicts (a later issue adds `eth1..`).
+//! One ENI per instance for now: the one at device index 0 becomes its `eth0`. ENIs attached at
+//! other device indexes are reported as skipped (not plumbed yet), as is a second ENI claiming
+//! device index 0 (the lowest ENI id wins).
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -48,7 +48,8 @@ impl InstanceSpec {
 pub enum Skip {
     /// Its subnet is not in the view, so prefix and gateway are unknown.
     UnknownSubnet { eni_id: String, subnet_id: String },
-    /// Its instance already has another (lower-id) ENI here.
+    /// Not its instance's `eth0`: attached at another device index, or its instance already has
+    /// another (lower-id) ENI at device index 0.
     SecondEni { eni_id: String, instance_id: String },
 }
 
@@ -79,7 +80,7 @@ pub fn desired(
             });
             continue;
         };
-        if instances.insert(&eni.instance_id, &eni.eni_id).is_some() {
+        if eni.device_index != 0 || instances.insert(&eni.instance_id, &eni.eni_id).is_some() {
             skips.push(Skip::SecondEni {
                 eni_id: eni.eni_id.clone(),
                 instance_id: eni.instance_id.clone(),
@@ -295,5 +296,24 @@ mod tests {
         assert_eq!(p.delete, vec!["eni-1".to_string()]);
         assert_eq!(p.create.len(), 1);
         assert!(p.update.is_empty());
+    }
+
+    #[test]
+    fn only_device_index_zero_becomes_eth0() {
+        let mut recs = records();
+        // An extra ENI with a lower id than the instance's primary, at device index 1.
+        let mut extra = recs.enis["eni-4"].clone();
+        extra.eni_id = "eni-0".into();
+        extra.device_index = 1;
+        recs.enis.insert("eni-0".into(), extra);
+        let (want, skips) = desired(&recs, "h-1");
+        assert_eq!(want.keys().collect::<Vec<_>>(), vec!["eni-1", "eni-4"]);
+        assert_eq!(
+            skips,
+            vec![Skip::SecondEni {
+                eni_id: "eni-0".into(),
+                instance_id: "i-eni-4".into()
+            }]
+        );
     }
 }

@@ -162,6 +162,7 @@ pub fn eni_from_pb(e: &pb::Eni) -> Result<EniInfo, RecordError> {
         host_underlay_ip,
         instance_id: e.instance_id.clone(),
         instance_name: e.instance_name.clone(),
+        device_index: e.device_index,
     })
 }
 

@@ -310,6 +310,7 @@ fn records(enis: &[&InstanceSpec], underlay: Ipv4Addr) -> MappingRecords {
                 host_underlay_ip: Some(underlay),
                 instance_id: s.instance_id.clone(),
                 instance_name: String::new(),
+                device_index: 0,
             },
         );
     }

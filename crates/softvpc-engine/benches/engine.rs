@@ -90,6 +90,7 @@ fn records(n: u32) -> (MappingRecords, HashMap<String, PortId>) {
                 host_underlay_ip: Some(if local { LOCAL } else { REMOTE }),
                 instance_id: format!("i-{k:017x}"),
                 instance_name: String::new(),
+                device_index: 0,
             },
         );
     }

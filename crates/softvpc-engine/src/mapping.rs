@@ -76,6 +76,8 @@ pub struct EniInfo {
     pub host_underlay_ip: Option<Ipv4Addr>,
     pub instance_id: String,
     pub instance_name: String,
+    /// The attachment's device index (0: the instance's `eth0`).
+    pub device_index: u32,
 }
 
 /// The agent's mutable copy of the mapping view (what the mapping service sent).

@@ -165,6 +165,7 @@ pub fn eni_info(vm: &Vm) -> EniInfo {
         host_underlay_ip: Some(vm.host),
         instance_id: format!("i-{}", &vm.eni[4..]),
         instance_name: vm.name.into(),
+        device_index: 0,
     }
 }
 

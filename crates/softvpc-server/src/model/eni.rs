@@ -253,11 +253,15 @@ pub fn create_network_interface(txn: &mut Txn, req: &CreateRequest) -> Result<En
     Ok(eni)
 }
 
-/// `DeleteNetworkInterface`: only an unattached ENI.
+/// True when a service resource (a NAT gateway) owns the ENI: users cannot delete or attach it.
+pub fn is_managed(state: &State, id: &str) -> bool {
+    state.nat_gateways.values().any(|n| n.eni_id == id)
+}
+
+/// `DeleteNetworkInterface`: only an unattached ENI that no service resource owns.
 pub fn delete_network_interface(txn: &mut Txn, id: &str) -> Result<(), ApiError> {
     let eni = get(&txn.state, id)?;
-    // A NAT gateway's interface goes only with its gateway.
-    if eni.attachment.is_some() || super::nat_gateway::nat_of_eni(&txn.state, id).is_some() {
+    if eni.attachment.is_some() || is_managed(&txn.state, id) {
         return Err(ApiError::new(
             "InvalidNetworkInterface.InUse",
             format!("Network interface '{id}' is currently in use."),
@@ -294,7 +298,7 @@ pub fn attach_network_interface(
             ),
         ));
     }
-    if eni.attachment.is_some() {
+    if eni.attachment.is_some() || is_managed(&txn.state, eni_id) {
         return Err(ApiError::new(
             "InvalidNetworkInterface.InUse",
             format!("Interface: [{eni_id}] in use."),
@@ -894,6 +898,34 @@ mod tests {
         assert_eq!(
             check_attribute("bogus").unwrap_err().code,
             "InvalidParameterValue"
+        );
+    }
+
+    #[test]
+    fn a_nat_gateways_interface_is_not_the_users() {
+        let mut e = env("10.0.0.0/24");
+        let i1 = launch(&mut e, "host-1");
+        let nat = super::super::nat_gateway::create_nat_gateway(
+            &mut e.txn,
+            &super::super::nat_gateway::CreateRequest {
+                subnet_id: e.subnet.clone(),
+                connectivity_type: Some("private".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert!(is_managed(&e.txn.state, &nat.eni_id));
+        assert_eq!(
+            delete_network_interface(&mut e.txn, &nat.eni_id)
+                .unwrap_err()
+                .code,
+            "InvalidNetworkInterface.InUse"
+        );
+        assert_eq!(
+            attach_network_interface(&mut e.txn, &nat.eni_id, &i1, 1)
+                .unwrap_err()
+                .code,
+            "InvalidNetworkInterface.InUse"
         );
     }
 }
