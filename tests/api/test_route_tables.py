@@ -185,3 +185,15 @@ def test_paginator(ec2):
     for rtb in made:
         ec2.delete_route_table(RouteTableId=rtb)
     ec2.delete_vpc(VpcId=vid)
+
+
+def test_create_route_table_client_token(ec2, vpc):
+    a = ec2.create_route_table(VpcId=vpc["VpcId"], ClientToken="routes-rtb-token")
+    b = ec2.create_route_table(VpcId=vpc["VpcId"], ClientToken="routes-rtb-token")
+    assert a["RouteTable"]["RouteTableId"] == b["RouteTable"]["RouteTableId"]
+    assert a["ClientToken"] == "routes-rtb-token"
+    other = ec2.create_vpc(CidrBlock="10.1.0.0/16")["Vpc"]["VpcId"]
+    expect_error("IdempotentParameterMismatch", 400, ec2.create_route_table, VpcId=other,
+                 ClientToken="routes-rtb-token")
+    ec2.delete_route_table(RouteTableId=a["RouteTable"]["RouteTableId"])
+    ec2.delete_vpc(VpcId=other)

@@ -76,10 +76,13 @@ fn target_spec(input: &Value) -> TargetSpec {
 pub fn create_route_table(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
     let vpc_id = required(input, "VpcId")?;
     let tags = input::creation_tags(input, "route-table")?;
-    let rtb = ctx.mutate(|t| rt::create_route_table(t, vpc_id, tags))?;
+    let token = input::optional(input, "ClientToken");
+    let rtb = ctx.mutate(|t| rt::create_route_table_with_token(t, vpc_id, tags, token))?;
     tracing::info!(route_table = %rtb.id, vpc = %vpc_id, "route table created");
     let state = ctx.cp.state();
-    Ok(Value::new_struct().with("RouteTable", route_table_value(&state, &rtb)))
+    Ok(Value::new_struct()
+        .with("RouteTable", route_table_value(&state, &rtb))
+        .with_opt("ClientToken", token))
 }
 
 pub fn delete_route_table(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {

@@ -68,6 +68,9 @@ pub struct RouteTable {
     pub routes: Vec<Route>,
     pub associations: Vec<Association>,
     pub tags: Tags,
+    /// The `ClientToken` of the `CreateRouteTable` that made it (idempotent retries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_token: Option<String>,
 }
 
 impl RouteTable {
@@ -152,6 +155,7 @@ pub fn create_main_route_table(txn: &mut Txn, vpc_id: &str, cidr: Ipv4Net) -> Ro
             subnet_id: None,
         }],
         tags: Tags::new(),
+        client_token: None,
     };
     txn.put_route_table(rtb.clone());
     rtb
@@ -180,6 +184,35 @@ pub fn ensure_main_tables(txn: &mut Txn) -> Result<usize, ApiError> {
 
 /// `CreateRouteTable`: a table with only the `local` route, not associated.
 pub fn create_route_table(txn: &mut Txn, vpc_id: &str, tags: Tags) -> Result<RouteTable, ApiError> {
+    create_route_table_with_token(txn, vpc_id, tags, None)
+}
+
+/// `CreateRouteTable` with a `ClientToken`: a retry with the same token and VPC returns the
+/// table the first call made; the same token with another VPC is `IdempotentParameterMismatch`.
+pub fn create_route_table_with_token(
+    txn: &mut Txn,
+    vpc_id: &str,
+    tags: Tags,
+    client_token: Option<&str>,
+) -> Result<RouteTable, ApiError> {
+    if let Some(token) = client_token {
+        let earlier = txn
+            .state
+            .route_tables
+            .values()
+            .find(|r| r.client_token.as_deref() == Some(token));
+        if let Some(r) = earlier {
+            if r.vpc_id != vpc_id {
+                return Err(ApiError::new(
+                    "IdempotentParameterMismatch",
+                    format!(
+                        "The client token '{token}' was already used with different parameters."
+                    ),
+                ));
+            }
+            return Ok((**r).clone());
+        }
+    }
     let vpc = txn
         .state
         .vpcs
@@ -196,6 +229,7 @@ pub fn create_route_table(txn: &mut Txn, vpc_id: &str, tags: Tags) -> Result<Rou
         }],
         associations: Vec::new(),
         tags,
+        client_token: client_token.map(str::to_string),
     };
     txn.put_route_table(rtb.clone());
     Ok(rtb)
@@ -734,6 +768,26 @@ mod tests {
         assert!(txn.writes.iter().any(
             |w| matches!(w, Write::Delete { table: Table::RouteTables, key } if *key == main.id)
         ));
+    }
+
+    #[test]
+    fn client_token_makes_create_idempotent() {
+        let (mut txn, vpc, _subnet) = setup();
+        let a = create_route_table_with_token(&mut txn, &vpc, Tags::new(), Some("t")).unwrap();
+        let b = create_route_table_with_token(&mut txn, &vpc, Tags::new(), Some("t")).unwrap();
+        assert_eq!(a.id, b.id);
+        assert_eq!(
+            txn.state.route_tables.len(),
+            2,
+            "the main table and one more"
+        );
+        let other = create_vpc(&mut txn, "10.1.0.0/16", None, Tags::new()).unwrap();
+        assert_eq!(
+            create_route_table_with_token(&mut txn, &other.id, Tags::new(), Some("t"))
+                .unwrap_err()
+                .code,
+            "IdempotentParameterMismatch"
+        );
     }
 
     #[test]
