@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e_harness import (_STARTED, AWS_KEY, PREFIX, RUN_PREFIX_RE, SOFTVPC_BIN, STATE_DIR,
+from e2e_harness import (_STARTED, PREFIX, RUN_PREFIX_RE, SOFTVPC_BIN, STATE_DIR,
                          TOPOLOGY, WORK_DIR, Lab, netns_list, pid_alive, run, wait_until)
 
 

@@ -31,8 +31,6 @@ STATE_DIR = Path(f"/tmp/{PREFIX}e2e-lab")
 WORK_DIR = Path(f"/tmp/svt-e2e-{os.getpid()}")
 SOFTVPC_BIN = os.environ.get("SOFTVPC_BIN", str(REPO / "target" / "release" / "softvpc"))
 SENDPKT = str(HERE / "sendpkt.py")
-# The credentials `lab up` tells users to export (the API does not verify signatures yet).
-AWS_KEY = "softvpc"
 
 # The seed topology (issue 2, section 4) plus `kvtep`: a registered host that runs no agent, where
 # a kernel VXLAN device plays the virtual router for `kvm1` (tests/e2e/test_interop.py).
