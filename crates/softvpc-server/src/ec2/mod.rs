@@ -127,6 +127,7 @@ pub static ACTIONS: &[Action] = &[
     Action::model("DescribeHosts", Kind::Read, host::describe_hosts),
     Action::model("CreateTags", Kind::Write, tags::create_tags),
     Action::model("DeleteTags", Kind::Write, tags::delete_tags),
+    Action::model("DescribeTags", Kind::Read, tags::describe_tags),
     Action::model(
         "CreateSecurityGroup",
         Kind::Write,

@@ -1,4 +1,4 @@
-//! CreateTags, DeleteTags.
+//! CreateTags, DeleteTags, DescribeTags.
 
 use softvpc_ec2_protocol::Value;
 
@@ -31,4 +31,32 @@ pub fn delete_tags(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
         .collect::<Result<Vec<_>, ApiError>>()?;
     ctx.mutate(|t| model::tags::delete_tags(t, &ids, &tags))?;
     Ok(Value::new_struct())
+}
+
+/// `DescribeTags`: every tag of every resource, filtered by `resource-id`, `resource-type`,
+/// `key`, `value` (and `tag:<key>`), paged by `MaxResults`/`NextToken`.
+pub fn describe_tags(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
+    let filters = super::input::filters(input)?;
+    crate::model::filter::check::<model::tags::TagItem>(&filters)?;
+    let state = ctx.cp.state();
+    let items: Vec<_> = model::tags::all_tags(&state)
+        .into_iter()
+        .filter(|t| crate::model::filter::matches(t, &state, &filters))
+        .collect();
+    let (page, next) = super::input::paginate(items, input)?;
+    let list = page
+        .iter()
+        .map(|t| {
+            Value::new_struct()
+                .with("Key", t.key.as_str())
+                .with("ResourceId", t.resource_id.as_str())
+                .with("ResourceType", t.resource_type)
+                .with("Value", t.value.as_str())
+        })
+        .collect();
+    Ok(super::input::ValueExt::with_opt(
+        Value::new_struct().with("Tags", Value::List(list)),
+        "NextToken",
+        next,
+    ))
 }

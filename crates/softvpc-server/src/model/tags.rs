@@ -321,6 +321,85 @@ pub fn delete_tags(
     Ok(())
 }
 
+/// One row of `DescribeTags`: a tag and the resource carrying it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagItem {
+    pub resource_id: String,
+    pub resource_type: &'static str,
+    pub key: String,
+    pub value: String,
+}
+
+impl super::filter::Filterable for TagItem {
+    const FILTERS: &'static [&'static str] = &["resource-id", "resource-type", "key", "value"];
+
+    fn field(&self, _state: &super::State, name: &str) -> Vec<String> {
+        let v = match name {
+            "resource-id" => self.resource_id.clone(),
+            "resource-type" => self.resource_type.to_string(),
+            "key" => self.key.clone(),
+            "value" => self.value.clone(),
+            _ => return Vec::new(),
+        };
+        vec![v]
+    }
+
+    fn tag_map(&self) -> Tags {
+        // `tag:<key>` on DescribeTags matches this tag itself.
+        Tags::from([(self.key.clone(), self.value.clone())])
+    }
+}
+
+/// Every tag of every resource, ordered by resource type, resource id, then key (a stable
+/// order so `NextToken` offsets stay meaningful between pages).
+pub fn all_tags(state: &super::State) -> Vec<TagItem> {
+    let mut out = Vec::new();
+    let mut add = |rtype: &'static str, id: &str, tags: &Tags| {
+        for (k, v) in tags {
+            out.push(TagItem {
+                resource_id: id.to_string(),
+                resource_type: rtype,
+                key: k.clone(),
+                value: v.clone(),
+            });
+        }
+    };
+    for (id, r) in &state.vpcs {
+        add("vpc", id, &r.tags);
+    }
+    for (id, r) in &state.subnets {
+        add("subnet", id, &r.tags);
+    }
+    for (id, r) in &state.instances {
+        add("instance", id, &r.tags);
+    }
+    for (id, r) in &state.enis {
+        add("network-interface", id, &r.tags);
+    }
+    for (id, r) in &state.security_groups {
+        add("security-group", id, &r.tags);
+    }
+    for (id, r) in &state.network_acls {
+        add("network-acl", id, &r.tags);
+    }
+    for (id, r) in &state.route_tables {
+        add("route-table", id, &r.tags);
+    }
+    for (id, r) in &state.internet_gateways {
+        add("internet-gateway", id, &r.tags);
+    }
+    for (id, r) in &state.addresses {
+        add("elastic-ip", id, &r.tags);
+    }
+    for (id, r) in &state.nat_gateways {
+        add("natgateway", id, &r.tags);
+    }
+    out.sort_by(|a, b| {
+        (a.resource_type, &a.resource_id, &a.key).cmp(&(b.resource_type, &b.resource_id, &b.key))
+    });
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -364,5 +443,47 @@ mod tests {
                 .code,
             "InvalidID"
         );
+    }
+
+    #[test]
+    fn all_tags_lists_and_filters() {
+        use crate::model::filter::{matches, Filter};
+        let mut txn = Txn::new(State::new(), 0);
+        let kv = |k: &str, v: &str| (k.to_string(), v.to_string());
+        let a = create_vpc(&mut txn, "10.0.0.0/16", None, Tags::new()).unwrap();
+        let b = create_vpc(&mut txn, "10.1.0.0/16", None, Tags::new()).unwrap();
+        let sg = crate::model::gateway::create_internet_gateway(&mut txn, Tags::new()).unwrap();
+        create_tags(
+            &mut txn,
+            std::slice::from_ref(&a.id),
+            &[kv("Name", "web"), kv("env", "prod")],
+        )
+        .unwrap();
+        create_tags(&mut txn, std::slice::from_ref(&b.id), &[kv("Name", "db")]).unwrap();
+        create_tags(&mut txn, std::slice::from_ref(&sg.id), &[kv("Name", "gw")]).unwrap();
+        let all = all_tags(&txn.state);
+        let mine: Vec<_> = all
+            .iter()
+            .filter(|t| [&a.id, &b.id, &sg.id].contains(&&t.resource_id))
+            .collect();
+        assert_eq!(mine.len(), 4);
+        assert!(mine
+            .iter()
+            .any(|t| t.resource_type == "internet-gateway" && t.value == "gw"));
+        let f = |n: &str, v: &str| Filter {
+            name: n.into(),
+            values: vec![v.into()],
+        };
+        let count = |fs: &[Filter]| {
+            all.iter()
+                .filter(|t| matches(*t, &txn.state, fs))
+                .filter(|t| [&a.id, &b.id, &sg.id].contains(&&t.resource_id))
+                .count()
+        };
+        assert_eq!(count(&[f("key", "Name")]), 3);
+        assert_eq!(count(&[f("key", "Name"), f("resource-type", "vpc")]), 2);
+        assert_eq!(count(&[f("value", "d?")]), 1);
+        assert_eq!(count(&[f("resource-id", &a.id)]), 2);
+        assert_eq!(count(&[f("tag:env", "prod")]), 1);
     }
 }
