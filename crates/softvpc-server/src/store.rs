@@ -22,6 +22,8 @@ const ADDRESSES: TableDefinition<&str, &[u8]> = TableDefinition::new("addresses"
 const NAT_GATEWAYS: TableDefinition<&str, &[u8]> = TableDefinition::new("nat_gateways");
 const SECURITY_GROUPS: TableDefinition<&str, &[u8]> = TableDefinition::new("security_groups");
 const NETWORK_ACLS: TableDefinition<&str, &[u8]> = TableDefinition::new("network_acls");
+const PEERING_CONNECTIONS: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("peering_connections");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 const META_REVISION: &str = "revision";
@@ -40,6 +42,7 @@ fn definition(table: Table) -> TableDefinition<'static, &'static str, &'static [
         Table::NatGateways => NAT_GATEWAYS,
         Table::SecurityGroups => SECURITY_GROUPS,
         Table::NetworkAcls => NETWORK_ACLS,
+        Table::PeeringConnections => PEERING_CONNECTIONS,
     }
 }
 
@@ -82,6 +85,7 @@ impl Store {
             NAT_GATEWAYS,
             SECURITY_GROUPS,
             NETWORK_ACLS,
+            PEERING_CONNECTIONS,
         ] {
             txn.open_table(t)?;
         }
@@ -106,6 +110,7 @@ impl Store {
         state.nat_gateways = load_table(&txn, NAT_GATEWAYS)?;
         state.security_groups = load_table(&txn, SECURITY_GROUPS)?;
         state.network_acls = load_table(&txn, NETWORK_ACLS)?;
+        state.peering_connections = load_table(&txn, PEERING_CONNECTIONS)?;
         let meta = txn.open_table(META)?;
         state.revision = meta.get(META_REVISION)?.map(|v| v.value()).unwrap_or(0);
         state.next_vni = meta

@@ -36,6 +36,7 @@ pub mod input;
 pub mod instance;
 pub mod lifecycle;
 pub mod network_acl;
+pub mod peering;
 pub mod route_table;
 pub mod security_group;
 pub mod subnet;
@@ -338,6 +339,31 @@ pub static ACTIONS: &[Action] = &[
         "DescribeNatGateways",
         Kind::Read,
         gateway::describe_nat_gateways,
+    ),
+    Action::model(
+        "CreateVpcPeeringConnection",
+        Kind::Write,
+        peering::create_vpc_peering_connection,
+    ),
+    Action::model(
+        "AcceptVpcPeeringConnection",
+        Kind::Write,
+        peering::accept_vpc_peering_connection,
+    ),
+    Action::model(
+        "RejectVpcPeeringConnection",
+        Kind::Write,
+        peering::reject_vpc_peering_connection,
+    ),
+    Action::model(
+        "DeleteVpcPeeringConnection",
+        Kind::Write,
+        peering::delete_vpc_peering_connection,
+    ),
+    Action::model(
+        "DescribeVpcPeeringConnections",
+        Kind::Read,
+        peering::describe_vpc_peering_connections,
     ),
 ];
 

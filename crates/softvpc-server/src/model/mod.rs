@@ -16,6 +16,7 @@ pub mod ids;
 pub mod instance;
 pub mod nat_gateway;
 pub mod network_acl;
+pub mod peering;
 pub mod route_table;
 pub mod security_group;
 pub mod subnet;
@@ -218,6 +219,7 @@ pub struct State {
     pub nat_gateways: Map<nat_gateway::NatGateway>,
     pub security_groups: Map<security_group::SecurityGroup>,
     pub network_acls: Map<network_acl::NetworkAcl>,
+    pub peering_connections: Map<peering::PeeringConnection>,
     /// The VNI the next VPC gets.
     pub next_vni: u32,
     /// The mapping revision of the last committed change.
@@ -261,6 +263,7 @@ pub enum Table {
     NatGateways,
     SecurityGroups,
     NetworkAcls,
+    PeeringConnections,
 }
 
 /// One write to the store.

@@ -94,7 +94,7 @@ pub fn route_state(state: &State, vpc_id: &str, route: &Route) -> &'static str {
             .get(id)
             .is_some_and(|n| matches!(n.state, NatState::Pending | NatState::Available)),
         Target::NetworkInterface(id) => state.enis.contains_key(id),
-        Target::VpcPeeringConnection(id) => peering_exists(state, id),
+        Target::VpcPeeringConnection(id) => peering_exists(state, id, vpc_id),
     };
     if alive {
         "active"
@@ -103,10 +103,10 @@ pub fn route_state(state: &State, vpc_id: &str, route: &Route) -> &'static str {
     }
 }
 
-/// True when a VPC peering connection with this id exists. Peering connections are not in the
-/// model yet, so none does: routes to them are refused with AWS's NotFound code.
-pub fn peering_exists(_state: &State, _id: &str) -> bool {
-    false
+/// True when `id` is an active VPC peering connection with `vpc_id` on one side (a pending,
+/// rejected, failed or deleted one, or one between other VPCs, carries no traffic).
+pub fn peering_exists(state: &State, id: &str, vpc_id: &str) -> bool {
+    super::peering::is_active_for(state, id, vpc_id)
 }
 
 impl Txn {
@@ -355,7 +355,7 @@ fn resolve_target(
         return Ok(Target::NetworkInterface(id.clone()));
     }
     let id = spec.vpc_peering_connection_id.as_deref().unwrap_or("");
-    if !peering_exists(state, id) {
+    if !peering_exists(state, id, &rtb.vpc_id) {
         return Err(ApiError::not_found(
             "InvalidVpcPeeringConnectionID.NotFound",
             "vpcPeeringConnection",
@@ -614,6 +614,11 @@ pub fn edit_tags(
                 txn.put_internet_gateway(g);
                 Ok(())
             }),
+        "pcx" => super::peering::get_peering(txn, id).and_then(|mut p| {
+            edit(&mut p.tags)?;
+            txn.put_peering(p);
+            Ok(())
+        }),
         "eipalloc" => txn
             .state
             .addresses

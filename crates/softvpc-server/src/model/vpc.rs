@@ -102,6 +102,7 @@ pub fn delete_vpc(txn: &mut Txn, id: &str) -> Result<(), ApiError> {
         ));
     }
     super::route_table::on_vpc_delete(txn, id)?;
+    super::peering::on_vpc_delete(txn, id);
     super::security_group::delete_groups_of_vpc(txn, id);
     super::network_acl::delete_acls_of_vpc(txn, id);
     txn.delete_vpc(id);

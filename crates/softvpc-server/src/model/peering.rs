@@ -1,0 +1,436 @@
+//! VPC peering connections (`pcx-`) within our one account and region: requested
+//! (`pending-acceptance`, or `failed` when the CIDRs overlap), then accepted (`active`),
+//! rejected or deleted. Routes may target an active peering of their VPC; a route to a peering
+//! that is no longer active is a blackhole (see [`super::route_table::route_state`]).
+
+use std::sync::Arc;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+use super::filter::Filterable;
+use super::ids::new_id;
+use super::{put, ApiError, State, Table, Tags, Txn, Write, OWNER_ID};
+
+/// The only region we serve.
+pub const REGION: &str = "us-east-1";
+
+/// A peering connection's status code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PeeringStatus {
+    PendingAcceptance,
+    Failed,
+    Active,
+    Rejected,
+    Deleted,
+}
+
+impl PeeringStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PeeringStatus::PendingAcceptance => "pending-acceptance",
+            PeeringStatus::Failed => "failed",
+            PeeringStatus::Active => "active",
+            PeeringStatus::Rejected => "rejected",
+            PeeringStatus::Deleted => "deleted",
+        }
+    }
+
+    /// AWS's status message.
+    pub fn message(self) -> String {
+        match self {
+            PeeringStatus::PendingAcceptance => format!("Pending Acceptance by {OWNER_ID}"),
+            PeeringStatus::Failed => "Overlapping CIDR range".to_string(),
+            PeeringStatus::Active => "Active".to_string(),
+            PeeringStatus::Rejected => format!("Rejected by {OWNER_ID}"),
+            PeeringStatus::Deleted => format!("Deleted by {OWNER_ID}"),
+        }
+    }
+}
+
+/// One side of a peering connection. The CIDR is kept so a connection whose VPC is gone still
+/// describes as it was.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeeringSide {
+    pub vpc_id: String,
+    pub cidr: Ipv4Net,
+}
+
+/// A VPC peering connection (`pcx-`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeeringConnection {
+    pub id: String,
+    pub requester: PeeringSide,
+    pub accepter: PeeringSide,
+    pub status: PeeringStatus,
+    pub tags: Tags,
+}
+
+impl PeeringConnection {
+    /// True when `vpc_id` is one of its two sides.
+    pub fn involves(&self, vpc_id: &str) -> bool {
+        self.requester.vpc_id == vpc_id || self.accepter.vpc_id == vpc_id
+    }
+}
+
+impl Txn {
+    pub fn put_peering(&mut self, p: PeeringConnection) {
+        put(&mut self.writes, Table::PeeringConnections, &p.id, &p);
+        self.state
+            .peering_connections
+            .insert(p.id.clone(), Arc::new(p));
+    }
+
+    pub fn delete_peering_record(&mut self, id: &str) {
+        self.state.peering_connections.remove(id);
+        self.writes.push(Write::Delete {
+            table: Table::PeeringConnections,
+            key: id.to_string(),
+        });
+    }
+}
+
+/// `InvalidVpcPeeringConnectionID.NotFound` for `id`.
+pub fn pcx_not_found(id: &str) -> ApiError {
+    ApiError::not_found(
+        "InvalidVpcPeeringConnectionID.NotFound",
+        "vpcPeeringConnection",
+        &[id],
+    )
+}
+
+/// The connection `id`, if it exists.
+pub fn get_peering(txn: &Txn, id: &str) -> Result<PeeringConnection, ApiError> {
+    txn.state
+        .peering_connections
+        .get(id)
+        .map(|p| (**p).clone())
+        .ok_or_else(|| pcx_not_found(id))
+}
+
+/// True when `id` is an active peering connection with `vpc_id` on one side: only then can a
+/// route of that VPC use it.
+pub fn is_active_for(state: &State, id: &str, vpc_id: &str) -> bool {
+    state
+        .peering_connections
+        .get(id)
+        .is_some_and(|p| p.status == PeeringStatus::Active && p.involves(vpc_id))
+}
+
+/// What `CreateVpcPeeringConnection` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct CreateRequest {
+    pub vpc_id: String,
+    pub peer_vpc_id: String,
+    pub peer_owner_id: Option<String>,
+    pub peer_region: Option<String>,
+    pub tags: Tags,
+}
+
+fn vpc_side(txn: &Txn, id: &str) -> Result<PeeringSide, ApiError> {
+    let vpc = txn
+        .state
+        .vpcs
+        .get(id)
+        .ok_or_else(|| ApiError::not_found("InvalidVpcID.NotFound", "vpc", &[id]))?;
+    Ok(PeeringSide {
+        vpc_id: vpc.id.clone(),
+        cidr: vpc.cidr,
+    })
+}
+
+/// `CreateVpcPeeringConnection`: `pending-acceptance`, or `failed` when the two VPCs' CIDRs
+/// overlap (AWS records the failed connection rather than refusing the call).
+pub fn create_peering(txn: &mut Txn, req: &CreateRequest) -> Result<PeeringConnection, ApiError> {
+    if let Some(owner) = &req.peer_owner_id {
+        if owner != OWNER_ID {
+            return Err(ApiError::invalid_value(format!(
+                "Peering with another account ({owner}) is not supported; the only account is {OWNER_ID}."
+            )));
+        }
+    }
+    if let Some(region) = &req.peer_region {
+        if region != REGION {
+            return Err(ApiError::invalid_value(format!(
+                "Inter-region peering ({region}) is not supported; the only region is {REGION}."
+            )));
+        }
+    }
+    let requester = vpc_side(txn, &req.vpc_id)?;
+    let accepter = vpc_side(txn, &req.peer_vpc_id)?;
+    if requester.vpc_id == accepter.vpc_id {
+        return Err(ApiError::new(
+            "InvalidVpcPeeringConnection.Duplicate",
+            format!(
+                "A VPC peering connection cannot be created between a VPC and itself ({}).",
+                requester.vpc_id
+            ),
+        ));
+    }
+    let overlap = requester.cidr.contains(&accepter.cidr.network())
+        || accepter.cidr.contains(&requester.cidr.network());
+    let p = PeeringConnection {
+        id: new_id("pcx"),
+        requester,
+        accepter,
+        status: if overlap {
+            PeeringStatus::Failed
+        } else {
+            PeeringStatus::PendingAcceptance
+        },
+        tags: req.tags.clone(),
+    };
+    txn.put_peering(p.clone());
+    Ok(p)
+}
+
+fn invalid_transition(p: &PeeringConnection, action: &str) -> ApiError {
+    ApiError::new(
+        "InvalidStateTransition",
+        format!(
+            "Invalid state transition for pcx {}, attempted to transition from {} to {action}",
+            p.id,
+            p.status.as_str()
+        ),
+    )
+}
+
+/// Moves `id` from one of `from` to `to`, else `InvalidStateTransition`.
+fn transition(
+    txn: &mut Txn,
+    id: &str,
+    from: &[PeeringStatus],
+    to: PeeringStatus,
+) -> Result<PeeringConnection, ApiError> {
+    let mut p = get_peering(txn, id)?;
+    if !from.contains(&p.status) {
+        return Err(invalid_transition(&p, to.as_str()));
+    }
+    p.status = to;
+    txn.put_peering(p.clone());
+    Ok(p)
+}
+
+/// `AcceptVpcPeeringConnection`: only a `pending-acceptance` request.
+pub fn accept_peering(txn: &mut Txn, id: &str) -> Result<PeeringConnection, ApiError> {
+    transition(
+        txn,
+        id,
+        &[PeeringStatus::PendingAcceptance],
+        PeeringStatus::Active,
+    )
+}
+
+/// `RejectVpcPeeringConnection`: only a `pending-acceptance` request.
+pub fn reject_peering(txn: &mut Txn, id: &str) -> Result<(), ApiError> {
+    transition(
+        txn,
+        id,
+        &[PeeringStatus::PendingAcceptance],
+        PeeringStatus::Rejected,
+    )
+    .map(|_| ())
+}
+
+/// `DeleteVpcPeeringConnection`: an `active` or `pending-acceptance` connection (AWS refuses
+/// `failed`, `rejected` and `deleted` ones). The record stays, `deleted`, as AWS shows it.
+pub fn delete_peering(txn: &mut Txn, id: &str) -> Result<(), ApiError> {
+    transition(
+        txn,
+        id,
+        &[PeeringStatus::PendingAcceptance, PeeringStatus::Active],
+        PeeringStatus::Deleted,
+    )
+    .map(|_| ())
+}
+
+/// Deleting a VPC deletes its active and pending peering connections too (as AWS does when
+/// both sides are in one account).
+pub fn on_vpc_delete(txn: &mut Txn, vpc_id: &str) {
+    let ids: Vec<String> = txn
+        .state
+        .peering_connections
+        .values()
+        .filter(|p| {
+            p.involves(vpc_id)
+                && matches!(
+                    p.status,
+                    PeeringStatus::Active | PeeringStatus::PendingAcceptance
+                )
+        })
+        .map(|p| p.id.clone())
+        .collect();
+    for id in ids {
+        if let Some(p) = txn.state.peering_connections.get(&id) {
+            let mut p = (**p).clone();
+            p.status = PeeringStatus::Deleted;
+            txn.put_peering(p);
+        }
+    }
+}
+
+impl Filterable for PeeringConnection {
+    const FILTERS: &'static [&'static str] = &[
+        "vpc-peering-connection-id",
+        "status-code",
+        "status-message",
+        "requester-vpc-info.vpc-id",
+        "requester-vpc-info.cidr-block",
+        "requester-vpc-info.owner-id",
+        "accepter-vpc-info.vpc-id",
+        "accepter-vpc-info.cidr-block",
+        "accepter-vpc-info.owner-id",
+        "expiration-time",
+    ];
+
+    fn field(&self, _state: &State, name: &str) -> Vec<String> {
+        match name {
+            "vpc-peering-connection-id" => vec![self.id.clone()],
+            "status-code" => vec![self.status.as_str().into()],
+            "status-message" => vec![self.status.message()],
+            "requester-vpc-info.vpc-id" => vec![self.requester.vpc_id.clone()],
+            "requester-vpc-info.cidr-block" => vec![self.requester.cidr.to_string()],
+            "accepter-vpc-info.vpc-id" => vec![self.accepter.vpc_id.clone()],
+            "accepter-vpc-info.cidr-block" => vec![self.accepter.cidr.to_string()],
+            "requester-vpc-info.owner-id" | "accepter-vpc-info.owner-id" => {
+                vec![OWNER_ID.into()]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn tag_map(&self) -> Tags {
+        self.tags.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::route_table::{route_state, Route, Target};
+    use super::super::vpc::{create_vpc, delete_vpc};
+    use super::*;
+
+    fn req(a: &str, b: &str) -> CreateRequest {
+        CreateRequest {
+            vpc_id: a.into(),
+            peer_vpc_id: b.into(),
+            ..Default::default()
+        }
+    }
+
+    fn code<T: std::fmt::Debug>(r: Result<T, ApiError>) -> String {
+        r.unwrap_err().code
+    }
+
+    #[test]
+    fn lifecycle_and_refusals() {
+        let mut txn = Txn::new(State::new(), 0);
+        let a = create_vpc(&mut txn, "10.0.0.0/16", None, Tags::new()).unwrap();
+        let b = create_vpc(&mut txn, "10.1.0.0/16", None, Tags::new()).unwrap();
+        let p = create_peering(&mut txn, &req(&a.id, &b.id)).unwrap();
+        assert!(p.id.starts_with("pcx-"));
+        assert_eq!(p.status, PeeringStatus::PendingAcceptance);
+        assert_eq!(p.accepter.cidr.to_string(), "10.1.0.0/16");
+        assert!(!is_active_for(&txn.state, &p.id, &a.id));
+        assert_eq!(
+            code(delete_vpc(&mut txn, "vpc-0123456789abcdef0")),
+            "InvalidVpcID.NotFound"
+        );
+        accept_peering(&mut txn, &p.id).unwrap();
+        assert!(is_active_for(&txn.state, &p.id, &a.id));
+        assert!(is_active_for(&txn.state, &p.id, &b.id));
+        assert_eq!(
+            code(accept_peering(&mut txn, &p.id)),
+            "InvalidStateTransition"
+        );
+        assert_eq!(
+            code(reject_peering(&mut txn, &p.id)),
+            "InvalidStateTransition"
+        );
+        delete_peering(&mut txn, &p.id).unwrap();
+        assert_eq!(
+            txn.state.peering_connections[&p.id].status,
+            PeeringStatus::Deleted
+        );
+        assert_eq!(
+            code(delete_peering(&mut txn, &p.id)),
+            "InvalidStateTransition"
+        );
+        assert_eq!(
+            code(accept_peering(&mut txn, "pcx-0123456789abcdef0")),
+            "InvalidVpcPeeringConnectionID.NotFound"
+        );
+        // Rejected is final.
+        let q = create_peering(&mut txn, &req(&b.id, &a.id)).unwrap();
+        reject_peering(&mut txn, &q.id).unwrap();
+        assert_eq!(
+            code(delete_peering(&mut txn, &q.id)),
+            "InvalidStateTransition"
+        );
+        assert_eq!(
+            code(accept_peering(&mut txn, &q.id)),
+            "InvalidStateTransition"
+        );
+    }
+
+    #[test]
+    fn create_checks() {
+        let mut txn = Txn::new(State::new(), 0);
+        let a = create_vpc(&mut txn, "10.0.0.0/16", None, Tags::new()).unwrap();
+        let inner = create_vpc(&mut txn, "10.0.128.0/17", None, Tags::new()).unwrap();
+        let far = create_vpc(&mut txn, "10.9.0.0/16", None, Tags::new()).unwrap();
+        let f = create_peering(&mut txn, &req(&inner.id, &a.id)).unwrap();
+        assert_eq!(f.status, PeeringStatus::Failed);
+        assert_eq!(
+            code(delete_peering(&mut txn, &f.id)),
+            "InvalidStateTransition"
+        );
+        assert_eq!(
+            code(create_peering(
+                &mut txn,
+                &req(&a.id, "vpc-0123456789abcdef0")
+            )),
+            "InvalidVpcID.NotFound"
+        );
+        assert_eq!(
+            code(create_peering(&mut txn, &req(&a.id, &a.id))),
+            "InvalidVpcPeeringConnection.Duplicate"
+        );
+        let mut r = req(&a.id, &far.id);
+        r.peer_region = Some("eu-west-1".into());
+        assert_eq!(code(create_peering(&mut txn, &r)), "InvalidParameterValue");
+        r.peer_region = Some(REGION.into());
+        r.peer_owner_id = Some("999999999999".into());
+        assert_eq!(code(create_peering(&mut txn, &r)), "InvalidParameterValue");
+        r.peer_owner_id = Some(OWNER_ID.into());
+        assert_eq!(
+            create_peering(&mut txn, &r).unwrap().status,
+            PeeringStatus::PendingAcceptance
+        );
+    }
+
+    #[test]
+    fn routes_follow_the_peering_and_vpc_delete_deletes_it() {
+        let mut txn = Txn::new(State::new(), 0);
+        let a = create_vpc(&mut txn, "10.0.0.0/16", None, Tags::new()).unwrap();
+        let b = create_vpc(&mut txn, "10.1.0.0/16", None, Tags::new()).unwrap();
+        let c = create_vpc(&mut txn, "10.2.0.0/16", None, Tags::new()).unwrap();
+        let p = create_peering(&mut txn, &req(&a.id, &b.id)).unwrap();
+        accept_peering(&mut txn, &p.id).unwrap();
+        let route = Route {
+            destination: "10.1.0.0/16".parse().unwrap(),
+            target: Target::VpcPeeringConnection(p.id.clone()),
+            origin: super::super::route_table::Origin::CreateRoute,
+        };
+        assert_eq!(route_state(&txn.state, &a.id, &route), "active");
+        // Not transitive: a third VPC cannot use it.
+        assert_eq!(route_state(&txn.state, &c.id, &route), "blackhole");
+        delete_vpc(&mut txn, &b.id).unwrap();
+        assert_eq!(
+            txn.state.peering_connections[&p.id].status,
+            PeeringStatus::Deleted
+        );
+        assert_eq!(route_state(&txn.state, &a.id, &route), "blackhole");
+    }
+}

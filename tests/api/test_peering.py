@@ -1,0 +1,165 @@
+"""VPC peering connections through boto3 (lifecycle, overlap failure, refusals with AWS's codes
+and HTTP status, DryRun, filters, pagination, the vpc_peering_connection_exists waiter, routes to
+a peering) and an AWS CLI smoke test of peering two VPCs."""
+
+from helpers import expect_error, tags
+
+MISSING_PCX = "pcx-0123456789abcdef0"
+MISSING_VPC = "vpc-0123456789abcdef0"
+
+
+def two_vpcs(ec2, a="10.40.0.0/16", b="10.41.0.0/16"):
+    return (ec2.create_vpc(CidrBlock=a)["Vpc"]["VpcId"], ec2.create_vpc(CidrBlock=b)["Vpc"]["VpcId"])
+
+
+def status(ec2, pcx):
+    got = ec2.describe_vpc_peering_connections(VpcPeeringConnectionIds=[pcx])["VpcPeeringConnections"]
+    return got[0]["Status"]["Code"]
+
+
+def main_table(ec2, vpc_id):
+    return ec2.describe_route_tables(Filters=[
+        {"Name": "vpc-id", "Values": [vpc_id]},
+        {"Name": "association.main", "Values": ["true"]}])["RouteTables"][0]
+
+
+def test_peering_lifecycle(ec2):
+    a, b = two_vpcs(ec2)
+    expect_error("DryRunOperation", 412, ec2.create_vpc_peering_connection, VpcId=a, PeerVpcId=b, DryRun=True)
+    p = ec2.create_vpc_peering_connection(VpcId=a, PeerVpcId=b, PeerOwnerId="123456789012", PeerRegion="us-east-1",
+                                          TagSpecifications=[{"ResourceType": "vpc-peering-connection",
+                                                              "Tags": [{"Key": "Name", "Value": "a-b"}]}],
+                                          )["VpcPeeringConnection"]
+    pcx = p["VpcPeeringConnectionId"]
+    assert pcx.startswith("pcx-") and tags(p) == {"Name": "a-b"}
+    assert p["Status"]["Code"] == "initiating-request"
+    assert p["RequesterVpcInfo"]["VpcId"] == a and p["RequesterVpcInfo"]["CidrBlock"] == "10.40.0.0/16"
+    assert p["AccepterVpcInfo"]["VpcId"] == b and p["AccepterVpcInfo"]["CidrBlock"] == "10.41.0.0/16"
+    assert p["AccepterVpcInfo"]["OwnerId"] == "123456789012" and p["AccepterVpcInfo"]["Region"] == "us-east-1"
+    ec2.get_waiter("vpc_peering_connection_exists").wait(VpcPeeringConnectionIds=[pcx],
+                                                         WaiterConfig={"Delay": 1, "MaxAttempts": 5})
+    assert status(ec2, pcx) == "pending-acceptance"
+    # No route through a peering that is not active yet.
+    rtb = main_table(ec2, a)["RouteTableId"]
+    expect_error("InvalidVpcPeeringConnectionID.NotFound", 400, ec2.create_route, RouteTableId=rtb,
+                 DestinationCidrBlock="10.41.0.0/16", VpcPeeringConnectionId=pcx)
+    expect_error("DryRunOperation", 412, ec2.accept_vpc_peering_connection, VpcPeeringConnectionId=pcx, DryRun=True)
+    assert status(ec2, pcx) == "pending-acceptance"
+    got = ec2.accept_vpc_peering_connection(VpcPeeringConnectionId=pcx)["VpcPeeringConnection"]
+    assert got["Status"]["Code"] == "active"
+    expect_error("InvalidStateTransition", 400, ec2.accept_vpc_peering_connection, VpcPeeringConnectionId=pcx)
+    expect_error("InvalidStateTransition", 400, ec2.reject_vpc_peering_connection, VpcPeeringConnectionId=pcx)
+    # A route to the active peering is active; after the peering is deleted it is a blackhole.
+    ec2.create_route(RouteTableId=rtb, DestinationCidrBlock="10.41.0.0/16", VpcPeeringConnectionId=pcx)
+
+    def route_state():
+        routes = ec2.describe_route_tables(RouteTableIds=[rtb])["RouteTables"][0]["Routes"]
+        r = [r for r in routes if r.get("VpcPeeringConnectionId") == pcx]
+        return r[0]["State"]
+    assert route_state() == "active"
+    # Not transitive: a third VPC's table cannot route through it.
+    c = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
+    expect_error("InvalidVpcPeeringConnectionID.NotFound", 400, ec2.create_route,
+                 RouteTableId=main_table(ec2, c)["RouteTableId"], DestinationCidrBlock="10.41.0.0/16",
+                 VpcPeeringConnectionId=pcx)
+    assert ec2.delete_vpc_peering_connection(VpcPeeringConnectionId=pcx)["Return"] is True
+    assert status(ec2, pcx) == "deleted"
+    assert route_state() == "blackhole"
+    expect_error("InvalidStateTransition", 400, ec2.delete_vpc_peering_connection, VpcPeeringConnectionId=pcx)
+    ec2.delete_route(RouteTableId=rtb, DestinationCidrBlock="10.41.0.0/16")
+    for v in (a, b, c):
+        ec2.delete_vpc(VpcId=v)
+
+
+def test_peering_reject_overlap_and_refusals(ec2):
+    a, b = two_vpcs(ec2, "10.50.0.0/16", "10.51.0.0/16")
+    overlap = ec2.create_vpc(CidrBlock="10.50.128.0/17")["Vpc"]["VpcId"]
+    f = ec2.create_vpc_peering_connection(VpcId=a, PeerVpcId=overlap)["VpcPeeringConnection"]
+    assert f["Status"]["Code"] == "failed" and f["Status"]["Message"]
+    expect_error("InvalidStateTransition", 400, ec2.accept_vpc_peering_connection,
+                 VpcPeeringConnectionId=f["VpcPeeringConnectionId"])
+    expect_error("InvalidStateTransition", 400, ec2.delete_vpc_peering_connection,
+                 VpcPeeringConnectionId=f["VpcPeeringConnectionId"])
+    pcx = ec2.create_vpc_peering_connection(VpcId=a, PeerVpcId=b)["VpcPeeringConnection"]["VpcPeeringConnectionId"]
+    assert ec2.reject_vpc_peering_connection(VpcPeeringConnectionId=pcx)["Return"] is True
+    assert status(ec2, pcx) == "rejected"
+    expect_error("InvalidStateTransition", 400, ec2.accept_vpc_peering_connection, VpcPeeringConnectionId=pcx)
+    expect_error("InvalidVpcID.NotFound", 400, ec2.create_vpc_peering_connection, VpcId=a, PeerVpcId=MISSING_VPC)
+    expect_error("InvalidVpcID.NotFound", 400, ec2.create_vpc_peering_connection, VpcId=MISSING_VPC, PeerVpcId=a)
+    expect_error("InvalidParameterValue", 400, ec2.create_vpc_peering_connection, VpcId=a, PeerVpcId=b,
+                 PeerRegion="eu-west-1")
+    expect_error("InvalidParameterValue", 400, ec2.create_vpc_peering_connection, VpcId=a, PeerVpcId=b,
+                 PeerOwnerId="999999999999")
+    for fn in (ec2.accept_vpc_peering_connection, ec2.reject_vpc_peering_connection,
+               ec2.delete_vpc_peering_connection):
+        expect_error("InvalidVpcPeeringConnectionID.NotFound", 400, fn, VpcPeeringConnectionId=MISSING_PCX)
+    expect_error("InvalidVpcPeeringConnectionID.NotFound", 400, ec2.describe_vpc_peering_connections,
+                 VpcPeeringConnectionIds=[MISSING_PCX])
+    expect_error("DryRunOperation", 412, ec2.describe_vpc_peering_connections, DryRun=True)
+    # Deleting a VPC deletes its active peering.
+    live = ec2.create_vpc_peering_connection(VpcId=a, PeerVpcId=b)["VpcPeeringConnection"]["VpcPeeringConnectionId"]
+    ec2.accept_vpc_peering_connection(VpcPeeringConnectionId=live)
+    ec2.delete_vpc(VpcId=b)
+    assert status(ec2, live) == "deleted"
+    for v in (a, overlap):
+        ec2.delete_vpc(VpcId=v)
+
+
+def test_peering_filters_and_pagination(ec2):
+    a, b = two_vpcs(ec2, "10.60.0.0/16", "10.61.0.0/16")
+    c = ec2.create_vpc(CidrBlock="10.62.0.0/16")["Vpc"]["VpcId"]
+    ab = ec2.create_vpc_peering_connection(VpcId=a, PeerVpcId=b, TagSpecifications=[
+        {"ResourceType": "vpc-peering-connection", "Tags": [{"Key": "pair", "Value": "ab"}]}]
+    )["VpcPeeringConnection"]["VpcPeeringConnectionId"]
+    ac = ec2.create_vpc_peering_connection(VpcId=a, PeerVpcId=c)["VpcPeeringConnection"]["VpcPeeringConnectionId"]
+    ec2.accept_vpc_peering_connection(VpcPeeringConnectionId=ac)
+
+    def ids(*filters):
+        got = ec2.describe_vpc_peering_connections(Filters=[{"Name": n, "Values": [v]} for n, v in filters])
+        return sorted(p["VpcPeeringConnectionId"] for p in got["VpcPeeringConnections"])
+    assert ids(("requester-vpc-info.vpc-id", a)) == sorted([ab, ac])
+    assert ids(("accepter-vpc-info.vpc-id", c)) == [ac]
+    assert ids(("requester-vpc-info.vpc-id", a), ("status-code", "active")) == [ac]
+    assert ids(("requester-vpc-info.vpc-id", a), ("status-code", "pending-acceptance")) == [ab]
+    assert ids(("requester-vpc-info.cidr-block", "10.60.0.0/16"), ("accepter-vpc-info.cidr-block", "10.61.0.0/16")) \
+        == [ab]
+    assert ids(("vpc-peering-connection-id", ab)) == [ab]
+    assert ids(("tag:pair", "ab")) == [ab]
+    expect_error("InvalidParameterValue", 400, ec2.describe_vpc_peering_connections,
+                 Filters=[{"Name": "no-such-filter", "Values": ["x"]}])
+    pages = ec2.get_paginator("describe_vpc_peering_connections").paginate(
+        Filters=[{"Name": "requester-vpc-info.vpc-id", "Values": [a]}], PaginationConfig={"PageSize": 5})
+    seen = [p["VpcPeeringConnectionId"] for page in pages for p in page["VpcPeeringConnections"]]
+    assert sorted(seen) == sorted([ab, ac])
+    ec2.create_tags(Resources=[ac], Tags=[{"Key": "pair", "Value": "ac"}])
+    assert ids(("tag:pair", "ac")) == [ac]
+    for pcx in (ab, ac):
+        ec2.delete_vpc_peering_connection(VpcPeeringConnectionId=pcx)
+    for v in (a, b, c):
+        ec2.delete_vpc(VpcId=v)
+
+
+def test_cli_peering_smoke(aws):
+    vpcs = []
+    for cidr in ("10.70.0.0/16", "10.71.0.0/16"):
+        rc, out, err = aws("create-vpc", "--cidr-block", cidr)
+        assert rc == 0, err
+        vpcs.append(out["Vpc"]["VpcId"])
+    rc, out, err = aws("create-vpc-peering-connection", "--vpc-id", vpcs[0], "--peer-vpc-id", vpcs[1])
+    assert rc == 0, err
+    pcx = out["VpcPeeringConnection"]["VpcPeeringConnectionId"]
+    rc, _, err = aws("wait", "vpc-peering-connection-exists", "--vpc-peering-connection-ids", pcx)
+    assert rc == 0, err
+    rc, out, err = aws("accept-vpc-peering-connection", "--vpc-peering-connection-id", pcx)
+    assert rc == 0 and out["VpcPeeringConnection"]["Status"]["Code"] == "active", err
+    rc, out, err = aws("describe-vpc-peering-connections", "--filters", "Name=status-code,Values=active",
+                       f"Name=accepter-vpc-info.vpc-id,Values={vpcs[1]}")
+    assert rc == 0, err
+    assert [p["VpcPeeringConnectionId"] for p in out["VpcPeeringConnections"]] == [pcx]
+    rc, _, err = aws("accept-vpc-peering-connection", "--vpc-peering-connection-id", pcx)
+    assert rc != 0 and "InvalidStateTransition" in err
+    rc, _, err = aws("delete-vpc-peering-connection", "--vpc-peering-connection-id", pcx)
+    assert rc == 0, err
+    for v in vpcs:
+        rc, _, err = aws("delete-vpc", "--vpc-id", v)
+        assert rc == 0, err
