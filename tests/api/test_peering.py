@@ -133,6 +133,11 @@ def test_peering_filters_and_pagination(ec2):
     assert sorted(seen) == sorted([ab, ac])
     ec2.create_tags(Resources=[ac], Tags=[{"Key": "pair", "Value": "ac"}])
     assert ids(("tag:pair", "ac")) == [ac]
+    got = ec2.describe_tags(Filters=[{"Name": "resource-id", "Values": [ab, ac]}])["Tags"]
+    assert sorted((t["ResourceId"], t["ResourceType"], t["Value"]) for t in got) == sorted(
+        [(ab, "vpc-peering-connection", "ab"), (ac, "vpc-peering-connection", "ac")])
+    ec2.delete_tags(Resources=[ac], Tags=[{"Key": "pair"}])
+    assert ids(("tag:pair", "ac")) == []
     for pcx in (ab, ac):
         ec2.delete_vpc_peering_connection(VpcPeeringConnectionId=pcx)
     for v in (a, b, c):

@@ -394,6 +394,9 @@ pub fn all_tags(state: &super::State) -> Vec<TagItem> {
     for (id, r) in &state.nat_gateways {
         add("natgateway", id, &r.tags);
     }
+    for (id, r) in &state.peering_connections {
+        add("vpc-peering-connection", id, &r.tags);
+    }
     out.sort_by(|a, b| {
         (a.resource_type, &a.resource_id, &a.key).cmp(&(b.resource_type, &b.resource_id, &b.key))
     });
