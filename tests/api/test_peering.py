@@ -2,6 +2,7 @@
 and HTTP status, DryRun, filters, pagination, the vpc_peering_connection_exists waiter, routes to
 a peering) and an AWS CLI smoke test of peering two VPCs."""
 
+from conftest import Server
 from helpers import expect_error, tags
 
 MISSING_PCX = "pcx-0123456789abcdef0"
@@ -168,3 +169,27 @@ def test_cli_peering_smoke(aws):
     for v in vpcs:
         rc, _, err = aws("delete-vpc", "--vpc-id", v)
         assert rc == 0, err
+
+
+def test_peerings_survive_restart(workdir):
+    srv = Server(workdir / "peering-restart").start()
+    try:
+        ec2 = srv.client()
+        a, b = two_vpcs(ec2, "10.80.0.0/16", "10.81.0.0/16")
+        live = ec2.create_vpc_peering_connection(VpcId=a, PeerVpcId=b)["VpcPeeringConnection"]["VpcPeeringConnectionId"]
+        ec2.accept_vpc_peering_connection(VpcPeeringConnectionId=live)
+        pending = ec2.create_vpc_peering_connection(VpcId=b, PeerVpcId=a)["VpcPeeringConnection"]["VpcPeeringConnectionId"]
+        rtb = main_table(ec2, a)["RouteTableId"]
+        ec2.create_route(RouteTableId=rtb, DestinationCidrBlock="10.81.0.0/16", VpcPeeringConnectionId=live)
+        before = ec2.describe_vpc_peering_connections()["VpcPeeringConnections"]
+        srv.stop()
+        srv.start()
+        ec2 = srv.client()
+        after = ec2.describe_vpc_peering_connections()["VpcPeeringConnections"]
+        key = lambda p: p["VpcPeeringConnectionId"]  # noqa: E731
+        assert sorted(before, key=key) == sorted(after, key=key) and len(after) == 2
+        assert status(ec2, live) == "active" and status(ec2, pending) == "pending-acceptance"
+        routes = ec2.describe_route_tables(RouteTableIds=[rtb])["RouteTables"][0]["Routes"]
+        assert [r["State"] for r in routes if r.get("VpcPeeringConnectionId") == live] == ["active"]
+    finally:
+        srv.stop()
