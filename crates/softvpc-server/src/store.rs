@@ -24,6 +24,7 @@ const SECURITY_GROUPS: TableDefinition<&str, &[u8]> = TableDefinition::new("secu
 const NETWORK_ACLS: TableDefinition<&str, &[u8]> = TableDefinition::new("network_acls");
 const PEERING_CONNECTIONS: TableDefinition<&str, &[u8]> =
     TableDefinition::new("peering_connections");
+const DHCP_OPTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("dhcp_options");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 const META_REVISION: &str = "revision";
@@ -43,6 +44,7 @@ fn definition(table: Table) -> TableDefinition<'static, &'static str, &'static [
         Table::SecurityGroups => SECURITY_GROUPS,
         Table::NetworkAcls => NETWORK_ACLS,
         Table::PeeringConnections => PEERING_CONNECTIONS,
+        Table::DhcpOptions => DHCP_OPTIONS,
     }
 }
 
@@ -86,6 +88,7 @@ impl Store {
             SECURITY_GROUPS,
             NETWORK_ACLS,
             PEERING_CONNECTIONS,
+            DHCP_OPTIONS,
         ] {
             txn.open_table(t)?;
         }
@@ -111,6 +114,7 @@ impl Store {
         state.security_groups = load_table(&txn, SECURITY_GROUPS)?;
         state.network_acls = load_table(&txn, NETWORK_ACLS)?;
         state.peering_connections = load_table(&txn, PEERING_CONNECTIONS)?;
+        state.dhcp_options = load_table(&txn, DHCP_OPTIONS)?;
         let meta = txn.open_table(META)?;
         state.revision = meta.get(META_REVISION)?.map(|v| v.value()).unwrap_or(0);
         state.next_vni = meta

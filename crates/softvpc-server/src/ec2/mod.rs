@@ -28,6 +28,7 @@
 
 pub mod attributes;
 pub mod auth;
+pub mod dhcp_options;
 pub mod eni;
 pub mod error;
 pub mod gateway;
@@ -129,6 +130,26 @@ pub static ACTIONS: &[Action] = &[
     Action::model("CreateTags", Kind::Write, tags::create_tags),
     Action::model("DeleteTags", Kind::Write, tags::delete_tags),
     Action::model("DescribeTags", Kind::Read, tags::describe_tags),
+    Action::model(
+        "CreateDhcpOptions",
+        Kind::Write,
+        dhcp_options::create_dhcp_options,
+    ),
+    Action::model(
+        "DeleteDhcpOptions",
+        Kind::Write,
+        dhcp_options::delete_dhcp_options,
+    ),
+    Action::model(
+        "AssociateDhcpOptions",
+        Kind::Write,
+        dhcp_options::associate_dhcp_options,
+    ),
+    Action::model(
+        "DescribeDhcpOptions",
+        Kind::Read,
+        dhcp_options::describe_dhcp_options,
+    ),
     Action::model(
         "CreateSecurityGroup",
         Kind::Write,

@@ -23,7 +23,10 @@ pub fn vpc_value(v: &Vpc) -> Value {
                     Value::new_struct().with("State", "associated"),
                 )],
         )
-        .with("DhcpOptionsId", "default")
+        .with(
+            "DhcpOptionsId",
+            v.dhcp_options_id.as_deref().unwrap_or("default"),
+        )
         .with("InstanceTenancy", v.instance_tenancy.as_str())
         .with("IsDefault", v.is_default)
         .with("Tags", tag_set(&v.tags))

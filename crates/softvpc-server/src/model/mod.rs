@@ -7,6 +7,7 @@
 
 pub mod address;
 pub mod attributes;
+pub mod dhcp_options;
 pub mod eni;
 pub mod error;
 pub mod filter;
@@ -62,6 +63,9 @@ pub struct Vpc {
     /// `enableDnsHostnames` (AWS default: false, true for the default VPC).
     #[serde(default)]
     pub enable_dns_hostnames: bool,
+    /// The associated DHCP option set (`None`: `default`).
+    #[serde(default)]
+    pub dhcp_options_id: Option<String>,
 }
 
 fn default_true() -> bool {
@@ -220,6 +224,7 @@ pub struct State {
     pub security_groups: Map<security_group::SecurityGroup>,
     pub network_acls: Map<network_acl::NetworkAcl>,
     pub peering_connections: Map<peering::PeeringConnection>,
+    pub dhcp_options: Map<dhcp_options::DhcpOptions>,
     /// The VNI the next VPC gets.
     pub next_vni: u32,
     /// The mapping revision of the last committed change.
@@ -264,6 +269,7 @@ pub enum Table {
     SecurityGroups,
     NetworkAcls,
     PeeringConnections,
+    DhcpOptions,
 }
 
 /// One write to the store.

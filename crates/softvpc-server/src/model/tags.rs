@@ -175,6 +175,10 @@ pub fn create_tags(
                 txn.put_network_acl(a);
             }
             _ => {
+                if prefix == "dopt" {
+                    super::dhcp_options::edit_tags(txn, id, &mut |t: &mut Tags| merge(t, tags))?;
+                    continue;
+                }
                 if let Some(r) =
                     super::route_table::edit_tags(txn, id, &mut |t: &mut Tags| merge(t, tags))
                 {
@@ -304,6 +308,13 @@ pub fn delete_tags(
                 txn.put_network_acl(a);
             }
             _ => {
+                if prefix == "dopt" {
+                    super::dhcp_options::edit_tags(txn, id, &mut |t: &mut Tags| {
+                        strip(t);
+                        Ok(())
+                    })?;
+                    continue;
+                }
                 if let Some(r) = super::route_table::edit_tags(txn, id, &mut |t: &mut Tags| {
                     strip(t);
                     Ok(())
@@ -396,6 +407,9 @@ pub fn all_tags(state: &super::State) -> Vec<TagItem> {
     }
     for (id, r) in &state.peering_connections {
         add("vpc-peering-connection", id, &r.tags);
+    }
+    for (id, r) in &state.dhcp_options {
+        add("dhcp-options", id, &r.tags);
     }
     out.sort_by(|a, b| {
         (a.resource_type, &a.resource_id, &a.key).cmp(&(b.resource_type, &b.resource_id, &b.key))

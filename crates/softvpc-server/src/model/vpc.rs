@@ -60,6 +60,7 @@ pub fn create_vpc(
         is_default: false,
         enable_dns_support: true,
         enable_dns_hostnames: false,
+        dhcp_options_id: None,
     };
     txn.put_vpc(vpc.clone());
     super::route_table::create_main_route_table(txn, &vpc.id, vpc.cidr);
@@ -132,7 +133,10 @@ impl Filterable for Vpc {
             "state" => "available".into(),
             "cidr-block-association.state" => "associated".into(),
             "is-default" => self.is_default.to_string(),
-            "dhcp-options-id" => "default".into(),
+            "dhcp-options-id" => self
+                .dhcp_options_id
+                .clone()
+                .unwrap_or_else(|| "default".into()),
             "owner-id" => super::OWNER_ID.into(),
             "instance-tenancy" => self.instance_tenancy.clone(),
             _ => return Vec::new(),
