@@ -83,114 +83,7 @@ pub fn create_tags(
     }
     validate(tags)?;
     for id in resource_ids {
-        let prefix = id.split('-').next().unwrap_or("");
-        match prefix {
-            "vpc" => {
-                let mut v = txn
-                    .state
-                    .vpcs
-                    .get(id)
-                    .map(|v| (**v).clone())
-                    .ok_or_else(|| {
-                        ApiError::not_found("InvalidVpcID.NotFound", "vpc", &[id.as_str()])
-                    })?;
-                merge(&mut v.tags, tags)?;
-                txn.put_vpc(v);
-            }
-            "subnet" => {
-                let mut s = txn
-                    .state
-                    .subnets
-                    .get(id)
-                    .map(|s| (**s).clone())
-                    .ok_or_else(|| {
-                        ApiError::not_found("InvalidSubnetID.NotFound", "subnet", &[id.as_str()])
-                    })?;
-                merge(&mut s.tags, tags)?;
-                txn.put_subnet(s);
-            }
-            "i" => {
-                let mut i = txn
-                    .state
-                    .instances
-                    .get(id)
-                    .map(|i| (**i).clone())
-                    .ok_or_else(|| {
-                        ApiError::not_found(
-                            "InvalidInstanceID.NotFound",
-                            "instance",
-                            &[id.as_str()],
-                        )
-                    })?;
-                merge(&mut i.tags, tags)?;
-                txn.put_instance(i);
-                // The mapping records of its ENIs carry the Name tag.
-                txn.touch_enis_of_instance(id);
-            }
-            "eni" => {
-                let mut e = txn
-                    .state
-                    .enis
-                    .get(id)
-                    .map(|e| (**e).clone())
-                    .ok_or_else(|| {
-                        ApiError::not_found(
-                            "InvalidNetworkInterfaceID.NotFound",
-                            "networkInterface",
-                            &[id.as_str()],
-                        )
-                    })?;
-                merge(&mut e.tags, tags)?;
-                txn.put_eni(e);
-            }
-            "sg" => {
-                let mut g = txn
-                    .state
-                    .security_groups
-                    .get(id)
-                    .map(|g| (**g).clone())
-                    .ok_or_else(|| {
-                        ApiError::new(
-                            "InvalidGroup.NotFound",
-                            format!("The security group '{id}' does not exist"),
-                        )
-                    })?;
-                merge(&mut g.tags, tags)?;
-                txn.put_security_group(g);
-            }
-            "acl" => {
-                let mut a = txn
-                    .state
-                    .network_acls
-                    .get(id)
-                    .map(|a| (**a).clone())
-                    .ok_or_else(|| {
-                        ApiError::not_found(
-                            "InvalidNetworkAclID.NotFound",
-                            "network ACL",
-                            &[id.as_str()],
-                        )
-                    })?;
-                merge(&mut a.tags, tags)?;
-                txn.put_network_acl(a);
-            }
-            _ => {
-                if prefix == "dopt" {
-                    super::dhcp_options::edit_tags(txn, id, &mut |t: &mut Tags| merge(t, tags))?;
-                    continue;
-                }
-                if let Some(r) =
-                    super::route_table::edit_tags(txn, id, &mut |t: &mut Tags| merge(t, tags))
-                {
-                    r?;
-                    continue;
-                }
-                return Err(ApiError::new(
-                    "InvalidID",
-                    format!("The ID '{id}' is not valid"),
-                ));
-            }
-        }
+        edit_tags(txn, id, &mut |t: &mut Tags| merge(t, tags))?;
     }
     Ok(())
 }
@@ -206,7 +99,7 @@ pub fn delete_tags(
     if resource_ids.is_empty() {
         return Err(ApiError::missing("ResourceId"));
     }
-    let strip = |existing: &mut Tags| {
+    let mut strip = |existing: &mut Tags| {
         if tags.is_empty() {
             existing.clear();
         }
@@ -215,119 +108,110 @@ pub fn delete_tags(
                 existing.remove(k);
             }
         }
+        Ok(())
     };
     for id in resource_ids {
-        let prefix = id.split('-').next().unwrap_or("");
-        match prefix {
-            "vpc" => {
-                let mut v = txn
-                    .state
-                    .vpcs
-                    .get(id)
-                    .map(|v| (**v).clone())
-                    .ok_or_else(|| {
-                        ApiError::not_found("InvalidVpcID.NotFound", "vpc", &[id.as_str()])
-                    })?;
-                strip(&mut v.tags);
-                txn.put_vpc(v);
-            }
-            "subnet" => {
-                let mut s = txn
-                    .state
-                    .subnets
-                    .get(id)
-                    .map(|s| (**s).clone())
-                    .ok_or_else(|| {
-                        ApiError::not_found("InvalidSubnetID.NotFound", "subnet", &[id.as_str()])
-                    })?;
-                strip(&mut s.tags);
-                txn.put_subnet(s);
-            }
-            "i" => {
-                let mut i = txn
-                    .state
-                    .instances
-                    .get(id)
-                    .map(|i| (**i).clone())
-                    .ok_or_else(|| {
-                        ApiError::not_found(
-                            "InvalidInstanceID.NotFound",
-                            "instance",
-                            &[id.as_str()],
-                        )
-                    })?;
-                strip(&mut i.tags);
-                txn.put_instance(i);
-                txn.touch_enis_of_instance(id);
-            }
-            "eni" => {
-                let mut e = txn
-                    .state
-                    .enis
-                    .get(id)
-                    .map(|e| (**e).clone())
-                    .ok_or_else(|| {
-                        ApiError::not_found(
-                            "InvalidNetworkInterfaceID.NotFound",
-                            "networkInterface",
-                            &[id.as_str()],
-                        )
-                    })?;
-                strip(&mut e.tags);
-                txn.put_eni(e);
-            }
-            "sg" => {
-                let mut g = txn
-                    .state
-                    .security_groups
-                    .get(id)
-                    .map(|g| (**g).clone())
-                    .ok_or_else(|| {
-                        ApiError::new(
-                            "InvalidGroup.NotFound",
-                            format!("The security group '{id}' does not exist"),
-                        )
-                    })?;
-                strip(&mut g.tags);
-                txn.put_security_group(g);
-            }
-            "acl" => {
-                let mut a = txn
-                    .state
-                    .network_acls
-                    .get(id)
-                    .map(|a| (**a).clone())
-                    .ok_or_else(|| {
-                        ApiError::not_found(
-                            "InvalidNetworkAclID.NotFound",
-                            "network ACL",
-                            &[id.as_str()],
-                        )
-                    })?;
-                strip(&mut a.tags);
-                txn.put_network_acl(a);
-            }
-            _ => {
-                if prefix == "dopt" {
-                    super::dhcp_options::edit_tags(txn, id, &mut |t: &mut Tags| {
-                        strip(t);
-                        Ok(())
-                    })?;
-                    continue;
-                }
-                if let Some(r) = super::route_table::edit_tags(txn, id, &mut |t: &mut Tags| {
-                    strip(t);
-                    Ok(())
-                }) {
-                    r?;
-                    continue;
-                }
+        edit_tags(txn, id, &mut strip)?;
+    }
+    Ok(())
+}
+
+/// Applies `edit` to the tags of the resource `id` names (found by its id prefix) and stores the
+/// resource again; an unknown resource is refused with its type's NotFound code.
+fn edit_tags(
+    txn: &mut Txn,
+    id: &str,
+    edit: &mut dyn FnMut(&mut Tags) -> Result<(), ApiError>,
+) -> Result<(), ApiError> {
+    let prefix = id.split('-').next().unwrap_or("");
+    match prefix {
+        "vpc" => {
+            let mut v = txn
+                .state
+                .vpcs
+                .get(id)
+                .map(|v| (**v).clone())
+                .ok_or_else(|| ApiError::not_found("InvalidVpcID.NotFound", "vpc", &[id]))?;
+            edit(&mut v.tags)?;
+            txn.put_vpc(v);
+        }
+        "subnet" => {
+            let mut s = txn
+                .state
+                .subnets
+                .get(id)
+                .map(|s| (**s).clone())
+                .ok_or_else(|| ApiError::not_found("InvalidSubnetID.NotFound", "subnet", &[id]))?;
+            edit(&mut s.tags)?;
+            txn.put_subnet(s);
+        }
+        "i" => {
+            let mut i = txn
+                .state
+                .instances
+                .get(id)
+                .map(|i| (**i).clone())
+                .ok_or_else(|| {
+                    ApiError::not_found("InvalidInstanceID.NotFound", "instance", &[id])
+                })?;
+            edit(&mut i.tags)?;
+            txn.put_instance(i);
+            // The mapping records of its ENIs carry the Name tag.
+            txn.touch_enis_of_instance(id);
+        }
+        "eni" => {
+            let mut e = txn
+                .state
+                .enis
+                .get(id)
+                .map(|e| (**e).clone())
+                .ok_or_else(|| {
+                    ApiError::not_found(
+                        "InvalidNetworkInterfaceID.NotFound",
+                        "networkInterface",
+                        &[id],
+                    )
+                })?;
+            edit(&mut e.tags)?;
+            txn.put_eni(e);
+        }
+        "sg" => {
+            let mut g = txn
+                .state
+                .security_groups
+                .get(id)
+                .map(|g| (**g).clone())
+                .ok_or_else(|| {
+                    ApiError::new(
+                        "InvalidGroup.NotFound",
+                        format!("The security group '{id}' does not exist"),
+                    )
+                })?;
+            edit(&mut g.tags)?;
+            txn.put_security_group(g);
+        }
+        "acl" => {
+            let mut a = txn
+                .state
+                .network_acls
+                .get(id)
+                .map(|a| (**a).clone())
+                .ok_or_else(|| {
+                    ApiError::not_found("InvalidNetworkAclID.NotFound", "network ACL", &[id])
+                })?;
+            edit(&mut a.tags)?;
+            txn.put_network_acl(a);
+        }
+        "dopt" => super::dhcp_options::edit_tags(txn, id, edit)?,
+        _ => match super::route_table::edit_tags(txn, id, edit) {
+            Some(r) => r?,
+            None => {
                 return Err(ApiError::new(
                     "InvalidID",
                     format!("The ID '{id}' is not valid"),
-                ));
+                ))
             }
-        }
+        },
     }
     Ok(())
 }
