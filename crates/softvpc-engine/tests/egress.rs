@@ -16,6 +16,15 @@ fn assert_dropped(engine: &softvpc_engine::Engine, out: &Output, reason: DropRea
     assert_eq!(engine.counters().total_drops(), 1, "other drops counted");
 }
 
+/// Sends each frame from zigi-vm1 to a fresh host-1 engine; asserts each is dropped for `reason`.
+fn assert_each_dropped(frames: impl IntoIterator<Item = Vec<u8>>, reason: DropReason) {
+    for frame in frames {
+        let mut e = seed_engine(HOST1);
+        let out = egress(&mut e, VM1.port, &frame);
+        assert_dropped(&e, &out, reason);
+    }
+}
+
 /// Asserts exactly one frame went to `port`, and returns it.
 fn only_to_port(out: &Output, port: PortId) -> Vec<u8> {
     assert!(out.to_underlay.is_empty(), "unexpected transmit {out:?}");
@@ -99,25 +108,11 @@ fn arp_for_subnet_router_is_answered_with_router_mac() {
 }
 
 #[test]
-fn arp_for_another_subnets_router_is_unanswered() {
-    let mut e = seed_engine(HOST1);
-    let out = egress(
-        &mut e,
-        VM1.port,
-        &arp_request(&VM1, Ipv4Addr::new(10, 0, 1, 1)),
+fn arp_for_another_subnets_router_or_an_unassigned_address_is_unanswered() {
+    assert_each_dropped(
+        [Ipv4Addr::new(10, 0, 1, 1), Ipv4Addr::new(10, 0, 0, 99)].map(|ip| arp_request(&VM1, ip)),
+        DropReason::ArpUnanswered,
     );
-    assert_dropped(&e, &out, DropReason::ArpUnanswered);
-}
-
-#[test]
-fn arp_for_unassigned_address_is_unanswered() {
-    let mut e = seed_engine(HOST1);
-    let out = egress(
-        &mut e,
-        VM1.port,
-        &arp_request(&VM1, Ipv4Addr::new(10, 0, 0, 99)),
-    );
-    assert_dropped(&e, &out, DropReason::ArpUnanswered);
 }
 
 #[test]
@@ -267,11 +262,7 @@ fn arp_with_spoofed_sender_is_dropped() {
             VM2.ip,
         ),
     ];
-    for frame in cases {
-        let mut e = seed_engine(HOST1);
-        let out = egress(&mut e, VM1.port, &frame);
-        assert_dropped(&e, &out, DropReason::SpoofedSource);
-    }
+    assert_each_dropped(cases, DropReason::SpoofedSource);
 }
 
 #[test]
@@ -336,11 +327,7 @@ fn other_traffic_to_router_has_no_route() {
         // Echo to the router address, but to some other MAC.
         echo_request(VM1.mac, VM4.mac, VM1.ip, router, 64, 1, 1, b""),
     ];
-    for frame in cases {
-        let mut e = seed_engine(HOST1);
-        let out = egress(&mut e, VM1.port, &frame);
-        assert_dropped(&e, &out, DropReason::NoRoute);
-    }
+    assert_each_dropped(cases, DropReason::NoRoute);
 }
 
 #[test]
@@ -511,11 +498,7 @@ fn no_route_cases() {
         // To oneself.
         udp(VM1.mac, VM1.mac, VM1.ip, VM1.ip, 1, 2, b""),
     ];
-    for frame in cases {
-        let mut e = seed_engine(HOST1);
-        let out = egress(&mut e, VM1.port, &frame);
-        assert_dropped(&e, &out, DropReason::NoRoute);
-    }
+    assert_each_dropped(cases, DropReason::NoRoute);
 }
 
 #[test]
@@ -559,11 +542,7 @@ fn spoofed_ipv4_sources_are_dropped() {
         // Unspecified source to a unicast address.
         udp(VM1.mac, VM4.mac, Ipv4Addr::UNSPECIFIED, VM4.ip, 1, 2, b""),
     ];
-    for frame in cases {
-        let mut e = seed_engine(HOST1);
-        let out = egress(&mut e, VM1.port, &frame);
-        assert_dropped(&e, &out, DropReason::SpoofedSource);
-    }
+    assert_each_dropped(cases, DropReason::SpoofedSource);
 }
 
 #[test]
@@ -604,11 +583,7 @@ fn broadcast_and_multicast_are_not_forwarded() {
         // A unicast IP in a broadcast Ethernet frame.
         udp(VM1.mac, BROADCAST, VM1.ip, VM4.ip, 1, 2, b""),
     ];
-    for frame in cases {
-        let mut e = seed_engine(HOST1);
-        let out = egress(&mut e, VM1.port, &frame);
-        assert_dropped(&e, &out, DropReason::BroadcastNotForwarded);
-    }
+    assert_each_dropped(cases, DropReason::BroadcastNotForwarded);
 }
 
 #[test]
@@ -637,11 +612,7 @@ fn malformed_frames_are_dropped() {
     let mut short_ihl = good.clone();
     short_ihl[14] = 0x44; // header length 16 bytes
     cases.push(short_ihl);
-    for frame in cases {
-        let mut e = seed_engine(HOST1);
-        let out = egress(&mut e, VM1.port, &frame);
-        assert_dropped(&e, &out, DropReason::Malformed);
-    }
+    assert_each_dropped(cases, DropReason::Malformed);
 }
 
 #[test]
