@@ -3,13 +3,12 @@
 //! primary interface) in a VPC that has an internet gateway, released only when not associated.
 
 use std::net::Ipv4Addr;
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::filter::Filterable;
 use super::ids::new_id;
-use super::{put, ApiError, InstanceState, State, Table, Tags, Txn, Write};
+use super::{ApiError, InstanceState, State, Tags, Txn};
 
 /// The first address handed out (the low addresses of 203.0.113.0/24 are left to the lab's
 /// internet stand-ins).
@@ -45,26 +44,6 @@ impl Address {
 }
 
 impl Txn {
-    pub fn put_address(&mut self, address: Address) {
-        put(
-            &mut self.writes,
-            Table::Addresses,
-            &address.allocation_id,
-            &address,
-        );
-        self.state
-            .addresses
-            .insert(address.allocation_id.clone(), Arc::new(address));
-    }
-
-    pub fn delete_address(&mut self, allocation_id: &str) {
-        self.state.addresses.remove(allocation_id);
-        self.writes.push(Write::Delete {
-            table: Table::Addresses,
-            key: allocation_id.to_string(),
-        });
-    }
-
     /// Disassociates the Elastic IPs on private addresses an interface gives up.
     pub fn release_addresses_of_ips(
         &mut self,
@@ -84,7 +63,7 @@ impl Txn {
             .collect();
         for mut a in held {
             a.association = None;
-            self.put_address(a);
+            self.put(a);
         }
     }
 
@@ -104,7 +83,7 @@ impl Txn {
             .collect();
         for mut a in held {
             a.association = None;
-            self.put_address(a);
+            self.put(a);
         }
     }
 }
@@ -156,7 +135,7 @@ pub fn allocate_address(
         association: None,
         tags,
     };
-    txn.put_address(address.clone());
+    txn.put(address.clone());
     Ok(address)
 }
 
@@ -202,7 +181,7 @@ pub fn release_address(
             format!("Address {} is in use.", a.public_ip),
         ));
     }
-    txn.delete_address(&a.allocation_id);
+    txn.delete::<Address>(&a.allocation_id);
     Ok(())
 }
 
@@ -308,7 +287,7 @@ pub fn associate_address(txn: &mut Txn, req: &AssociateRequest) -> Result<String
         .collect();
     for mut d in displaced {
         d.association = None;
-        txn.put_address(d);
+        txn.put(d);
     }
     let id = new_id("eipassoc");
     address.association = Some(AddressAssociation {
@@ -316,7 +295,7 @@ pub fn associate_address(txn: &mut Txn, req: &AssociateRequest) -> Result<String
         network_interface_id: eni_id,
         private_ip,
     });
-    txn.put_address(address);
+    txn.put(address);
     Ok(id)
 }
 
@@ -367,7 +346,7 @@ pub fn disassociate_address(
         }
     }
     address.association = None;
-    txn.put_address(address);
+    txn.put(address);
     Ok(())
 }
 

@@ -2,13 +2,12 @@
 //! servers), associated with any number of VPCs; a VPC without one reports `default`.
 
 use std::net::Ipv4Addr;
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::filter::Filterable;
 use super::ids::new_id;
-use super::{put, ApiError, State, Table, Tags, Txn, Write};
+use super::{ApiError, State, Tags, Txn};
 
 /// The option keys AWS accepts.
 pub const KEYS: &[&str] = &[
@@ -25,13 +24,6 @@ pub struct DhcpOptions {
     pub id: String,
     pub options: Vec<(String, Vec<String>)>,
     pub tags: Tags,
-}
-
-impl Txn {
-    pub fn put_dhcp_options(&mut self, d: DhcpOptions) {
-        put(&mut self.writes, Table::DhcpOptions, &d.id, &d);
-        self.state.dhcp_options.insert(d.id.clone(), Arc::new(d));
-    }
 }
 
 /// `InvalidDhcpOptionID.NotFound` for `ids`.
@@ -125,7 +117,7 @@ pub fn create_dhcp_options(
         options,
         tags,
     };
-    txn.put_dhcp_options(d.clone());
+    txn.put(d.clone());
     Ok(d)
 }
 
@@ -145,11 +137,7 @@ pub fn delete_dhcp_options(txn: &mut Txn, id: &str) -> Result<(), ApiError> {
             format!("The dhcpOptions '{id}' has dependencies and cannot be deleted."),
         ));
     }
-    txn.state.dhcp_options.remove(id);
-    txn.writes.push(Write::Delete {
-        table: Table::DhcpOptions,
-        key: id.to_string(),
-    });
+    txn.delete::<DhcpOptions>(id);
     Ok(())
 }
 
@@ -182,7 +170,7 @@ pub fn edit_tags(
         .map(|d| (**d).clone())
         .ok_or_else(|| dopt_not_found(&[id]))?;
     edit(&mut d.tags)?;
-    txn.put_dhcp_options(d);
+    txn.put(d);
     Ok(())
 }
 

@@ -100,7 +100,7 @@ fn pick_addresses(
     let mut out = Vec::new();
     for ip in given {
         let addr = parse_address(subnet, ip)?;
-        if !used.insert(addr) {
+        if used.insert(addr).is_some() {
             return Err(in_use(addr));
         }
         out.push(addr);
@@ -216,7 +216,7 @@ pub fn create_network_interface(txn: &mut Txn, req: &CreateRequest) -> Result<En
     if !explicit_primary && !given.is_empty() {
         // Secondary addresses listed but no primary: AWS picks the primary from the subnet.
         let used = used_addresses(&txn.state, &subnet.id);
-        let mut taken: HashSet<Ipv4Addr> = used;
+        let mut taken = used;
         for a in &given {
             if let Ok(a) = a.parse() {
                 taken.insert(a);
@@ -576,6 +576,40 @@ mod tests {
             },
         )
         .unwrap()
+    }
+
+    /// The incrementally kept index equals one rebuilt from scratch.
+    fn assert_index_exact(state: &State) {
+        let mut rebuilt = state.clone();
+        rebuilt.rebuild_index();
+        assert_eq!(state.index, rebuilt.index);
+    }
+
+    #[test]
+    fn index_follows_every_address_change() {
+        let mut e = env("10.0.0.0/24");
+        let a = create(&mut e);
+        let b = create(&mut e);
+        assert_eq!(a.private_ip.to_string(), "10.0.0.4");
+        assert_eq!(b.private_ip.to_string(), "10.0.0.5");
+        let extra = assign_private_ips(&mut e.txn, &a.id, &[], Some(3), false).unwrap();
+        assert_eq!(extra.len(), 3);
+        assert_index_exact(&e.txn.state);
+        unassign_private_ips(&mut e.txn, &a.id, &[extra[1].to_string()]).unwrap();
+        assert_index_exact(&e.txn.state);
+        delete_network_interface(&mut e.txn, &b.id).unwrap();
+        assert_index_exact(&e.txn.state);
+        // Freed addresses are handed out again, lowest first.
+        let c = create(&mut e);
+        assert_eq!(c.private_ip.to_string(), "10.0.0.5");
+        let inst = launch(&mut e, "host-1");
+        assert_index_exact(&e.txn.state);
+        terminate_instances(&mut e.txn, &[inst]).unwrap();
+        assert_index_exact(&e.txn.state);
+        let used = &e.txn.state.index.used_ips[&e.subnet];
+        assert_eq!(used.len(), 1 + 2 + 1, "a (primary + 2 secondary) and c");
+        assert!(e.txn.state.index.macs.contains(&a.mac));
+        assert!(!e.txn.state.index.macs.contains(&b.mac));
     }
 
     fn launch(e: &mut Env, host: &str) -> String {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::filter::Filterable;
 use super::ids::new_id;
-use super::{put, ApiError, State, Table, Tags, Txn, Write};
+use super::{ApiError, State, Tags, Txn};
 
 /// An internet gateway (`igw-`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -16,23 +16,6 @@ pub struct InternetGateway {
     /// The VPC it is attached to (attachment state `available`).
     pub vpc_id: Option<String>,
     pub tags: Tags,
-}
-
-impl Txn {
-    pub fn put_internet_gateway(&mut self, igw: InternetGateway) {
-        put(&mut self.writes, Table::InternetGateways, &igw.id, &igw);
-        self.state
-            .internet_gateways
-            .insert(igw.id.clone(), Arc::new(igw));
-    }
-
-    pub fn delete_internet_gateway_record(&mut self, id: &str) {
-        self.state.internet_gateways.remove(id);
-        self.writes.push(Write::Delete {
-            table: Table::InternetGateways,
-            key: id.to_string(),
-        });
-    }
 }
 
 /// `InvalidInternetGatewayID.NotFound` for `id`.
@@ -67,7 +50,7 @@ pub fn create_internet_gateway(txn: &mut Txn, tags: Tags) -> Result<InternetGate
         vpc_id: None,
         tags,
     };
-    txn.put_internet_gateway(igw.clone());
+    txn.put(igw.clone());
     Ok(igw)
 }
 
@@ -80,7 +63,7 @@ pub fn delete_internet_gateway(txn: &mut Txn, id: &str) -> Result<(), ApiError> 
             format!("The internetGateway '{id}' has dependencies and cannot be deleted."),
         ));
     }
-    txn.delete_internet_gateway_record(id);
+    txn.delete::<InternetGateway>(id);
     Ok(())
 }
 
@@ -110,7 +93,7 @@ pub fn attach_internet_gateway(txn: &mut Txn, id: &str, vpc_id: &str) -> Result<
         ));
     }
     igw.vpc_id = Some(vpc_id.to_string());
-    txn.put_internet_gateway(igw);
+    txn.put(igw);
     Ok(())
 }
 
@@ -139,7 +122,7 @@ pub fn detach_internet_gateway(txn: &mut Txn, id: &str, vpc_id: &str) -> Result<
         ));
     }
     igw.vpc_id = None;
-    txn.put_internet_gateway(igw);
+    txn.put(igw);
     Ok(())
 }
 

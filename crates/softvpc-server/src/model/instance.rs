@@ -189,7 +189,7 @@ pub fn run_instances(txn: &mut Txn, req: &RunRequest) -> Result<Reservation, Api
 pub fn unique_mac(state: &State) -> String {
     loop {
         let mac = new_mac();
-        if !state.enis.values().any(|e| e.mac == mac) {
+        if !state.index.macs.contains(&mac) {
             return mac;
         }
     }

@@ -29,6 +29,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use ipnet::Ipv4Net;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 pub use error::ApiError;
@@ -206,8 +207,9 @@ pub struct Attachment {
     pub delete_on_termination: bool,
 }
 
-/// Resources by id. Values are shared so that copying the state for a transaction is cheap.
-pub type Map<T> = BTreeMap<String, Arc<T>>;
+/// Resources by id: a persistent (structurally shared) B-tree, so copying the state for a
+/// transaction is O(1) and each insert or remove O(log n), however many resources there are.
+pub type Map<T> = imbl::OrdMap<String, Arc<T>>;
 
 /// The whole resource model at one revision.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -225,6 +227,8 @@ pub struct State {
     pub network_acls: Map<network_acl::NetworkAcl>,
     pub peering_connections: Map<peering::PeeringConnection>,
     pub dhcp_options: Map<dhcp_options::DhcpOptions>,
+    /// Derived lookups (see [`Index`]).
+    pub index: Index,
     /// The VNI the next VPC gets.
     pub next_vni: u32,
     /// The mapping revision of the last committed change.
@@ -237,6 +241,15 @@ impl State {
         State {
             next_vni: FIRST_VNI,
             ..Default::default()
+        }
+    }
+
+    /// Rebuilds [`Index`] from the maps.
+    pub fn rebuild_index(&mut self) {
+        self.index = Index::default();
+        let enis: Vec<Arc<Eni>> = self.enis.values().cloned().collect();
+        for e in &enis {
+            Index::eni_changed(self, None, Some(e));
         }
     }
 
@@ -254,22 +267,132 @@ impl State {
     }
 }
 
-/// The store tables; each holds one kind of resource as JSON keyed by id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Table {
-    Vpcs,
-    Subnets,
-    Hosts,
-    Instances,
-    Enis,
-    RouteTables,
-    InternetGateways,
-    Addresses,
-    NatGateways,
-    SecurityGroups,
-    NetworkAcls,
-    PeeringConnections,
-    DhcpOptions,
+/// A kind of stored resource: its table, its key, and its map in the [`State`]. Implemented by
+/// the one line per kind in the `resources!` list below; [`Txn::put`] and [`Txn::delete`] do
+/// the rest.
+pub trait Resource: Serialize + DeserializeOwned + Sized {
+    /// The store table that holds this kind.
+    const TABLE: Table;
+    /// The key (id) of this resource in its table and map.
+    fn key(&self) -> &str;
+    /// This kind's map in `state`.
+    fn map(state: &State) -> &Map<Self>;
+    /// This kind's map in `state`, to change.
+    fn map_mut(state: &mut State) -> &mut Map<Self>;
+    /// Keeps the derived indexes of `state` in step when `old` is replaced by `new` (either may
+    /// be absent: an insert or a removal).
+    fn reindex(state: &mut State, old: Option<&Self>, new: Option<&Self>);
+}
+
+/// Reads one table of the store into a map (the store implements it; see [`State::load_maps`]).
+pub trait LoadTable {
+    fn load<T: Resource>(&mut self) -> anyhow::Result<Map<T>>;
+}
+
+/// Declares every stored kind: `Table variant => type, State field, table name, key field`, and
+/// optionally the function that keeps [`Index`] in step. A new kind is one line here plus its
+/// field in [`State`].
+macro_rules! resources {
+    ($($variant:ident => $ty:ty, $field:ident, $name:literal, $key:ident $(, index $hook:path)?;)*) => {
+        /// The store tables; each holds one kind of resource as JSON keyed by id.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Table {
+            $($variant,)*
+        }
+
+        impl Table {
+            /// Every table.
+            pub const ALL: &'static [Table] = &[$(Table::$variant,)*];
+
+            /// The table's name in the store.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Table::$variant => $name,)*
+                }
+            }
+        }
+
+        $(
+            impl Resource for $ty {
+                const TABLE: Table = Table::$variant;
+                fn key(&self) -> &str {
+                    &self.$key
+                }
+                fn map(state: &State) -> &Map<Self> {
+                    &state.$field
+                }
+                fn map_mut(state: &mut State) -> &mut Map<Self> {
+                    &mut state.$field
+                }
+                #[allow(unused_variables)]
+                fn reindex(state: &mut State, old: Option<&Self>, new: Option<&Self>) {
+                    $($hook(state, old, new);)?
+                }
+            }
+        )*
+
+        impl State {
+            /// Fills every map from `loader` and rebuilds the indexes.
+            pub fn load_maps(&mut self, loader: &mut impl LoadTable) -> anyhow::Result<()> {
+                $(self.$field = loader.load::<$ty>()?;)*
+                self.rebuild_index();
+                Ok(())
+            }
+        }
+    };
+}
+
+resources! {
+    Vpcs => Vpc, vpcs, "vpcs", id;
+    Subnets => Subnet, subnets, "subnets", id;
+    Hosts => Host, hosts, "hosts", id;
+    Instances => Instance, instances, "instances", id;
+    Enis => Eni, enis, "enis", id, index Index::eni_changed;
+    RouteTables => route_table::RouteTable, route_tables, "route_tables", id;
+    InternetGateways => gateway::InternetGateway, internet_gateways, "internet_gateways", id;
+    Addresses => address::Address, addresses, "addresses", allocation_id;
+    NatGateways => nat_gateway::NatGateway, nat_gateways, "nat_gateways", id;
+    SecurityGroups => security_group::SecurityGroup, security_groups, "security_groups", id;
+    NetworkAcls => network_acl::NetworkAcl, network_acls, "network_acls", id;
+    PeeringConnections => peering::PeeringConnection, peering_connections, "peering_connections", id;
+    DhcpOptions => dhcp_options::DhcpOptions, dhcp_options, "dhcp_options", id;
+}
+
+/// A set of addresses, ordered, with O(1) copies.
+pub type AddrSet = imbl::OrdSet<Ipv4Addr>;
+
+/// Lookups derived from the maps, kept in step by [`Txn::put`] and [`Txn::delete`] (never
+/// stored; rebuilt at load) so the write path needs no scan of all resources.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Index {
+    /// The private addresses in use, per subnet id.
+    pub used_ips: imbl::OrdMap<String, AddrSet>,
+    /// Every ENI MAC address in use.
+    pub macs: imbl::OrdSet<String>,
+}
+
+impl Index {
+    fn eni_changed(state: &mut State, old: Option<&Eni>, new: Option<&Eni>) {
+        let index = &mut state.index;
+        if let Some(old) = old {
+            if let Some(used) = index.used_ips.get_mut(&old.subnet_id) {
+                for a in old.addresses() {
+                    used.remove(&a);
+                }
+                if used.is_empty() {
+                    index.used_ips.remove(&old.subnet_id);
+                }
+            }
+            index.macs.remove(&old.mac);
+        }
+        if let Some(new) = new {
+            let used = index.used_ips.entry(new.subnet_id.clone()).or_default();
+            for a in new.addresses() {
+                used.insert(a);
+            }
+            index.macs.insert(new.mac.clone());
+        }
+    }
 }
 
 /// One write to the store.
@@ -309,16 +432,6 @@ pub struct Txn {
     pub now: u64,
 }
 
-fn put<T: Serialize>(writes: &mut Vec<Write>, table: Table, key: &str, value: &T) {
-    // Serialising plain structs of strings and numbers to JSON cannot fail.
-    let value = serde_json::to_vec(value).unwrap_or_default();
-    writes.push(Write::Put {
-        table,
-        key: key.to_string(),
-        value,
-    });
-}
-
 impl Txn {
     /// Starts a transaction on a copy of `state`.
     pub fn new(state: State, now: u64) -> Self {
@@ -335,47 +448,62 @@ impl Txn {
         self.writes.is_empty() && self.changes.is_empty()
     }
 
+    /// Stores `value` (replacing the resource with its key): records the store write and
+    /// updates the state and its indexes.
+    pub fn put<T: Resource>(&mut self, value: T) {
+        let key = value.key().to_string();
+        // Serialising plain structs of strings and numbers to JSON cannot fail.
+        let bytes = serde_json::to_vec(&value).unwrap_or_default();
+        self.writes.push(Write::Put {
+            table: T::TABLE,
+            key: key.clone(),
+            value: bytes,
+        });
+        let value = Arc::new(value);
+        let old = T::map_mut(&mut self.state).insert(key, value.clone());
+        T::reindex(&mut self.state, old.as_deref(), Some(&value));
+    }
+
+    /// Deletes the resource `key` of kind `T` (a no-op in the state if there is none) and
+    /// returns it.
+    pub fn delete<T: Resource>(&mut self, key: &str) -> Option<Arc<T>> {
+        self.writes.push(Write::Delete {
+            table: T::TABLE,
+            key: key.to_string(),
+        });
+        let old = T::map_mut(&mut self.state).remove(key);
+        T::reindex(&mut self.state, old.as_deref(), None);
+        old
+    }
+
     pub fn put_vpc(&mut self, vpc: Vpc) {
-        put(&mut self.writes, Table::Vpcs, &vpc.id, &vpc);
         self.changes.push(MapChange::UpsertVpc(vpc.id.clone()));
-        self.state.vpcs.insert(vpc.id.clone(), Arc::new(vpc));
+        self.put(vpc);
     }
 
     pub fn delete_vpc(&mut self, id: &str) {
-        self.state.vpcs.remove(id);
-        self.writes.push(Write::Delete {
-            table: Table::Vpcs,
-            key: id.to_string(),
-        });
+        self.delete::<Vpc>(id);
         self.changes.push(MapChange::DeleteVpc(id.to_string()));
     }
 
     pub fn put_subnet(&mut self, subnet: Subnet) {
-        put(&mut self.writes, Table::Subnets, &subnet.id, &subnet);
         self.changes
             .push(MapChange::UpsertSubnet(subnet.id.clone()));
-        self.state
-            .subnets
-            .insert(subnet.id.clone(), Arc::new(subnet));
+        self.put(subnet);
     }
 
     pub fn delete_subnet(&mut self, id: &str) {
-        if let Some(s) = self.state.subnets.remove(id) {
+        if let Some(s) = self.delete::<Subnet>(id) {
             self.changes.push(MapChange::DeleteSubnet {
                 id: id.to_string(),
                 vpc_id: s.vpc_id.clone(),
             });
         }
-        self.writes.push(Write::Delete {
-            table: Table::Subnets,
-            key: id.to_string(),
-        });
     }
 
     pub fn put_host(&mut self, host: Host) {
-        put(&mut self.writes, Table::Hosts, &host.id, &host);
         self.changes.push(MapChange::UpsertHost(host.id.clone()));
-        self.state.hosts.insert(host.id.clone(), Arc::new(host));
+        self.put(host);
     }
 
     /// Stores an instance. A terminated instance is removed from the store but stays in the
@@ -387,32 +515,27 @@ impl Txn {
                 table: Table::Instances,
                 key: instance.id.clone(),
             });
+            self.state
+                .instances
+                .insert(instance.id.clone(), Arc::new(instance));
         } else {
-            put(&mut self.writes, Table::Instances, &instance.id, &instance);
+            self.put(instance);
         }
-        self.state
-            .instances
-            .insert(instance.id.clone(), Arc::new(instance));
     }
 
     pub fn put_eni(&mut self, eni: Eni) {
-        put(&mut self.writes, Table::Enis, &eni.id, &eni);
         self.changes.push(MapChange::UpsertEni(eni.id.clone()));
-        self.state.enis.insert(eni.id.clone(), Arc::new(eni));
+        self.put(eni);
     }
 
     pub fn delete_eni(&mut self, id: &str) {
         self.release_addresses_of_eni(id);
-        if let Some(e) = self.state.enis.remove(id) {
+        if let Some(e) = self.delete::<Eni>(id) {
             self.changes.push(MapChange::DeleteEni {
                 id: id.to_string(),
                 vpc_id: e.vpc_id.clone(),
             });
         }
-        self.writes.push(Write::Delete {
-            table: Table::Enis,
-            key: id.to_string(),
-        });
     }
 
     /// Marks the ENIs of `instance_id` as changed (their mapping records carry the instance's

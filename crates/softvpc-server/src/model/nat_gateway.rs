@@ -13,7 +13,7 @@ use super::address::{allocation_not_found, AddressAssociation};
 use super::filter::Filterable;
 use super::ids::{new_id, new_mac};
 use super::subnet::{free_addresses, used_addresses};
-use super::{is_reserved, put, ApiError, Eni, State, Table, Tags, Txn};
+use super::{is_reserved, ApiError, Eni, State, Tags, Txn};
 
 /// Seconds after which a pending gateway is available and a deleting one deleted.
 pub const SETTLE_SECS: u64 = 1;
@@ -86,15 +86,6 @@ impl NatGateway {
     pub fn visible(&self, now: u64) -> bool {
         self.delete_time
             .is_none_or(|t| now < t.saturating_add(DELETED_VISIBLE_SECS))
-    }
-}
-
-impl Txn {
-    pub fn put_nat_gateway(&mut self, nat: NatGateway) {
-        put(&mut self.writes, Table::NatGateways, &nat.id, &nat);
-        self.state
-            .nat_gateways
-            .insert(nat.id.clone(), Arc::new(nat));
     }
 }
 
@@ -249,7 +240,7 @@ pub fn create_nat_gateway(txn: &mut Txn, req: &CreateRequest) -> Result<NatGatew
             private_ip,
         });
         association_id = Some(assoc);
-        txn.put_address(a);
+        txn.put(a);
     }
     let nat = NatGateway {
         id,
@@ -268,7 +259,7 @@ pub fn create_nat_gateway(txn: &mut Txn, req: &CreateRequest) -> Result<NatGatew
         client_token: req.client_token.clone(),
     };
     txn.put_eni(eni);
-    txn.put_nat_gateway(nat.clone());
+    txn.put(nat.clone());
     Ok(nat)
 }
 
@@ -289,7 +280,7 @@ pub fn delete_nat_gateway(txn: &mut Txn, id: &str) -> Result<NatGateway, ApiErro
     txn.delete_eni(&nat.eni_id.clone());
     nat.state = NatState::Deleting;
     nat.delete_time = Some(txn.now);
-    txn.put_nat_gateway(nat.clone());
+    txn.put(nat.clone());
     Ok(nat)
 }
 

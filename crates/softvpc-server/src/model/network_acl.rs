@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::filter::Filterable;
 use super::ids::new_id;
 use super::vpc::parse_cidr;
-use super::{ApiError, State, Table, Tags, Txn, Write};
+use super::{ApiError, State, Tags, Txn};
 
 /// The rule number the final `*` deny rule is reported with.
 pub const DENY_ALL_RULE: u16 = 32767;
@@ -82,28 +82,6 @@ pub struct EntryRequest {
     pub icmp_code: Option<i64>,
 }
 
-impl Txn {
-    pub fn put_network_acl(&mut self, acl: NetworkAcl) {
-        let value = serde_json::to_vec(&acl).unwrap_or_default();
-        self.writes.push(Write::Put {
-            table: Table::NetworkAcls,
-            key: acl.id.clone(),
-            value,
-        });
-        self.state
-            .network_acls
-            .insert(acl.id.clone(), Arc::new(acl));
-    }
-
-    pub fn delete_network_acl(&mut self, id: &str) {
-        self.state.network_acls.remove(id);
-        self.writes.push(Write::Delete {
-            table: Table::NetworkAcls,
-            key: id.to_string(),
-        });
-    }
-}
-
 fn not_found(id: &str) -> ApiError {
     ApiError::not_found("InvalidNetworkAclID.NotFound", "network ACL", &[id])
 }
@@ -142,7 +120,7 @@ fn new_acl(vpc_id: &str, is_default: bool, tags: Tags) -> NetworkAcl {
 /// Creates the default ACL of a new VPC.
 pub fn create_default_acl(txn: &mut Txn, vpc_id: &str) -> NetworkAcl {
     let acl = new_acl(vpc_id, true, Tags::new());
-    txn.put_network_acl(acl.clone());
+    txn.put(acl.clone());
     acl
 }
 
@@ -191,7 +169,7 @@ pub fn create_network_acl(
     }
     let mut acl = new_acl(vpc_id, false, tags);
     acl.client_token = client_token.map(str::to_string);
-    txn.put_network_acl(acl.clone());
+    txn.put(acl.clone());
     Ok(acl)
 }
 
@@ -214,7 +192,7 @@ pub fn delete_network_acl(txn: &mut Txn, id: &str) -> Result<(), ApiError> {
             format!("The networkAcl '{id}' has dependencies and cannot be deleted."),
         ));
     }
-    txn.delete_network_acl(id);
+    txn.delete::<NetworkAcl>(id);
     Ok(())
 }
 
@@ -337,7 +315,7 @@ pub fn create_entry(txn: &mut Txn, acl_id: &str, req: &EntryRequest) -> Result<(
         ));
     }
     acl.entries.push(e);
-    txn.put_network_acl(acl);
+    txn.put(acl);
     Ok(())
 }
 
@@ -353,7 +331,7 @@ pub fn replace_entry(txn: &mut Txn, acl_id: &str, req: &EntryRequest) -> Result<
         return Err(entry_not_found(acl_id, req.rule_number, req.egress));
     };
     *slot = e;
-    txn.put_network_acl(acl);
+    txn.put(acl);
     Ok(())
 }
 
@@ -376,7 +354,7 @@ pub fn delete_entry(
     if acl.entries.len() == before {
         return Err(entry_not_found(acl_id, rule_number, egress));
     }
-    txn.put_network_acl(acl);
+    txn.put(acl);
     Ok(())
 }
 
@@ -417,11 +395,11 @@ pub fn replace_association(
     };
     let mut from = (*from).clone();
     from.associations.retain(|s| s.id != association_id);
-    txn.put_network_acl(from);
+    txn.put(from);
     // Re-read the target: it may be the same ACL the association came from.
     let mut target = acl_mut(txn, acl_id)?;
     target.associations.push(new.clone());
-    txn.put_network_acl(target);
+    txn.put(target);
     Ok(new.id)
 }
 
@@ -433,7 +411,7 @@ pub fn associate_new_subnet(txn: &mut Txn, vpc_id: &str, subnet_id: &str) {
             id: new_id("aclassoc"),
             subnet_id: subnet_id.to_string(),
         });
-        txn.put_network_acl(acl);
+        txn.put(acl);
     }
 }
 
@@ -448,7 +426,7 @@ pub fn disassociate_subnet(txn: &mut Txn, subnet_id: &str) {
     if let Some(acl) = holder {
         let mut acl = (*acl).clone();
         acl.associations.retain(|s| s.subnet_id != subnet_id);
-        txn.put_network_acl(acl);
+        txn.put(acl);
     }
 }
 
@@ -477,7 +455,7 @@ pub fn delete_acls_of_vpc(txn: &mut Txn, vpc_id: &str) {
         .map(|a| a.id.clone())
         .collect();
     for id in ids {
-        txn.delete_network_acl(&id);
+        txn.delete::<NetworkAcl>(&id);
     }
 }
 

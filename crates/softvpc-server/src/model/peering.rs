@@ -3,14 +3,12 @@
 //! rejected or deleted. Routes may target an active peering of their VPC; a route to a peering
 //! that is no longer active is a blackhole (see [`super::route_table::route_state`]).
 
-use std::sync::Arc;
-
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
 use super::filter::Filterable;
 use super::ids::new_id;
-use super::{put, ApiError, State, Table, Tags, Txn, Write, OWNER_ID};
+use super::{ApiError, State, Tags, Txn, OWNER_ID};
 
 /// The only region we serve.
 pub const REGION: &str = "us-east-1";
@@ -71,23 +69,6 @@ impl PeeringConnection {
     /// True when `vpc_id` is one of its two sides.
     pub fn involves(&self, vpc_id: &str) -> bool {
         self.requester.vpc_id == vpc_id || self.accepter.vpc_id == vpc_id
-    }
-}
-
-impl Txn {
-    pub fn put_peering(&mut self, p: PeeringConnection) {
-        put(&mut self.writes, Table::PeeringConnections, &p.id, &p);
-        self.state
-            .peering_connections
-            .insert(p.id.clone(), Arc::new(p));
-    }
-
-    pub fn delete_peering_record(&mut self, id: &str) {
-        self.state.peering_connections.remove(id);
-        self.writes.push(Write::Delete {
-            table: Table::PeeringConnections,
-            key: id.to_string(),
-        });
     }
 }
 
@@ -181,7 +162,7 @@ pub fn create_peering(txn: &mut Txn, req: &CreateRequest) -> Result<PeeringConne
         },
         tags: req.tags.clone(),
     };
-    txn.put_peering(p.clone());
+    txn.put(p.clone());
     Ok(p)
 }
 
@@ -208,7 +189,7 @@ fn transition(
         return Err(invalid_transition(&p, to.as_str()));
     }
     p.status = to;
-    txn.put_peering(p.clone());
+    txn.put(p.clone());
     Ok(p)
 }
 
@@ -265,7 +246,7 @@ pub fn on_vpc_delete(txn: &mut Txn, vpc_id: &str) {
         if let Some(p) = txn.state.peering_connections.get(&id) {
             let mut p = (**p).clone();
             p.status = PeeringStatus::Deleted;
-            txn.put_peering(p);
+            txn.put(p);
         }
     }
 }

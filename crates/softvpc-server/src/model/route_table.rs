@@ -10,7 +10,7 @@ use super::filter::Filterable;
 use super::ids::new_id;
 use super::nat_gateway::NatState;
 use super::vpc::parse_cidr;
-use super::{put, ApiError, State, Table, Tags, Txn, Write};
+use super::{ApiError, State, Tags, Txn};
 
 /// Where a route sends traffic.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,23 +109,6 @@ pub fn peering_exists(state: &State, id: &str, vpc_id: &str) -> bool {
     super::peering::is_active_for(state, id, vpc_id)
 }
 
-impl Txn {
-    pub fn put_route_table(&mut self, rtb: RouteTable) {
-        put(&mut self.writes, Table::RouteTables, &rtb.id, &rtb);
-        self.state
-            .route_tables
-            .insert(rtb.id.clone(), std::sync::Arc::new(rtb));
-    }
-
-    pub fn delete_route_table(&mut self, id: &str) {
-        self.state.route_tables.remove(id);
-        self.writes.push(Write::Delete {
-            table: Table::RouteTables,
-            key: id.to_string(),
-        });
-    }
-}
-
 fn rtb_not_found(id: &str) -> ApiError {
     ApiError::not_found("InvalidRouteTableID.NotFound", "routeTable", &[id])
 }
@@ -157,7 +140,7 @@ pub fn create_main_route_table(txn: &mut Txn, vpc_id: &str, cidr: Ipv4Net) -> Ro
         tags: Tags::new(),
         client_token: None,
     };
-    txn.put_route_table(rtb.clone());
+    txn.put(rtb.clone());
     rtb
 }
 
@@ -231,7 +214,7 @@ pub fn create_route_table_with_token(
         tags,
         client_token: client_token.map(str::to_string),
     };
-    txn.put_route_table(rtb.clone());
+    txn.put(rtb.clone());
     Ok(rtb)
 }
 
@@ -244,7 +227,7 @@ pub fn delete_route_table(txn: &mut Txn, id: &str) -> Result<(), ApiError> {
             format!("The routeTable '{id}' has dependencies and cannot be deleted."),
         ));
     }
-    txn.delete_route_table(id);
+    txn.delete::<RouteTable>(id);
     Ok(())
 }
 
@@ -386,7 +369,7 @@ pub fn create_route(
         target,
         origin: Origin::CreateRoute,
     });
-    txn.put_route_table(rtb);
+    txn.put(rtb);
     Ok(())
 }
 
@@ -416,7 +399,7 @@ pub fn replace_route(
     if !is_local {
         rtb.routes[pos].origin = Origin::CreateRoute;
     }
-    txn.put_route_table(rtb);
+    txn.put(rtb);
     Ok(())
 }
 
@@ -436,7 +419,7 @@ pub fn delete_route(txn: &mut Txn, rtb_id: &str, destination: &str) -> Result<()
         )));
     }
     rtb.routes.remove(pos);
-    txn.put_route_table(rtb);
+    txn.put(rtb);
     Ok(())
 }
 
@@ -480,7 +463,7 @@ pub fn associate_route_table(
         main: false,
         subnet_id: Some(subnet_id.to_string()),
     });
-    txn.put_route_table(rtb);
+    txn.put(rtb);
     Ok(id)
 }
 
@@ -513,7 +496,7 @@ pub fn disassociate_route_table(txn: &mut Txn, association_id: &str) -> Result<(
         )));
     }
     rtb.associations.retain(|a| a.id != association_id);
-    txn.put_route_table(rtb);
+    txn.put(rtb);
     Ok(())
 }
 
@@ -547,11 +530,11 @@ pub fn replace_route_table_association(
     let new_id_ = moved.id.clone();
     if old.id == new.id {
         old.associations.push(moved);
-        txn.put_route_table(old);
+        txn.put(old);
     } else {
         new.associations.push(moved);
-        txn.put_route_table(old);
-        txn.put_route_table(new);
+        txn.put(old);
+        txn.put(new);
     }
     Ok(new_id_)
 }
@@ -562,7 +545,7 @@ pub fn on_subnet_deleted(txn: &mut Txn, subnet_id: &str) {
         if let Some(r) = txn.state.route_tables.get(&rtb_id) {
             let mut r = (**r).clone();
             r.associations.retain(|a| a.id != assoc);
-            txn.put_route_table(r);
+            txn.put(r);
         }
     }
 }
@@ -584,7 +567,7 @@ pub fn on_vpc_delete(txn: &mut Txn, vpc_id: &str) -> Result<(), ApiError> {
         ));
     }
     for (id, _) in tables {
-        txn.delete_route_table(&id);
+        txn.delete::<RouteTable>(&id);
     }
     Ok(())
 }
@@ -600,7 +583,7 @@ pub fn edit_tags(
     let r = match prefix {
         "rtb" => get_rtb(txn, id).and_then(|mut r| {
             edit(&mut r.tags)?;
-            txn.put_route_table(r);
+            txn.put(r);
             Ok(())
         }),
         "igw" => txn
@@ -611,12 +594,12 @@ pub fn edit_tags(
             .ok_or_else(|| super::gateway::igw_not_found(id))
             .and_then(|mut g| {
                 edit(&mut g.tags)?;
-                txn.put_internet_gateway(g);
+                txn.put(g);
                 Ok(())
             }),
         "pcx" => super::peering::get_peering(txn, id).and_then(|mut p| {
             edit(&mut p.tags)?;
-            txn.put_peering(p);
+            txn.put(p);
             Ok(())
         }),
         "eipalloc" => txn
@@ -627,7 +610,7 @@ pub fn edit_tags(
             .ok_or_else(|| super::address::allocation_not_found(id))
             .and_then(|mut a| {
                 edit(&mut a.tags)?;
-                txn.put_address(a);
+                txn.put(a);
                 Ok(())
             }),
         "nat" => txn
@@ -638,7 +621,7 @@ pub fn edit_tags(
             .ok_or_else(|| super::nat_gateway::nat_not_found(id))
             .and_then(|mut n| {
                 edit(&mut n.tags)?;
-                txn.put_nat_gateway(n);
+                txn.put(n);
                 Ok(())
             }),
         _ => return None,
@@ -771,7 +754,7 @@ mod tests {
         delete_vpc(&mut txn, &vpc).unwrap();
         assert!(txn.state.route_tables.is_empty());
         assert!(txn.writes.iter().any(
-            |w| matches!(w, Write::Delete { table: Table::RouteTables, key } if *key == main.id)
+            |w| matches!(w, super::super::Write::Delete { table: super::super::Table::RouteTables, key } if *key == main.id)
         ));
     }
 
@@ -799,7 +782,7 @@ mod tests {
     fn older_vpcs_get_a_main_table_once() {
         let (mut txn, vpc, _subnet) = setup();
         let main = main_of(&txn, &vpc);
-        txn.delete_route_table(&main.id);
+        txn.delete::<RouteTable>(&main.id);
         assert_eq!(ensure_main_tables(&mut txn).unwrap(), 1);
         let again = main_of(&txn, &vpc);
         assert_eq!(again.routes[0].destination.to_string(), "10.0.0.0/16");

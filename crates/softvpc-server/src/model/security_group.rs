@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::filter::Filterable;
 use super::ids::new_id;
 use super::vpc::parse_cidr;
-use super::{ApiError, State, Table, Tags, Txn, Write};
+use super::{ApiError, State, Tags, Txn};
 
 /// The most rules a group may have in each direction.
 pub const MAX_RULES_PER_DIRECTION: usize = 60;
@@ -266,28 +266,6 @@ pub fn specs_of(
     Ok(out)
 }
 
-impl Txn {
-    pub fn put_security_group(&mut self, group: SecurityGroup) {
-        let value = serde_json::to_vec(&group).unwrap_or_default();
-        self.writes.push(Write::Put {
-            table: Table::SecurityGroups,
-            key: group.id.clone(),
-            value,
-        });
-        self.state
-            .security_groups
-            .insert(group.id.clone(), Arc::new(group));
-    }
-
-    pub fn delete_security_group(&mut self, id: &str) {
-        self.state.security_groups.remove(id);
-        self.writes.push(Write::Delete {
-            table: Table::SecurityGroups,
-            key: id.to_string(),
-        });
-    }
-}
-
 fn all_egress_rule(group_id: &str) -> SgRule {
     SgRule {
         id: new_id("sgr"),
@@ -328,7 +306,7 @@ pub fn create_default_group(txn: &mut Txn, vpc_id: &str) -> SecurityGroup {
         rules: vec![inbound, all_egress_rule(&id)],
         tags: Tags::new(),
     };
-    txn.put_security_group(group.clone());
+    txn.put(group.clone());
     group
 }
 
@@ -410,7 +388,7 @@ pub fn create_security_group(
         rules: vec![all_egress_rule(&id)],
         tags,
     };
-    txn.put_security_group(group.clone());
+    txn.put(group.clone());
     Ok(group)
 }
 
@@ -505,7 +483,7 @@ pub fn delete_security_group(txn: &mut Txn, id: &str) -> Result<(), ApiError> {
             format!("resource {id} has a dependent object"),
         ));
     }
-    txn.delete_security_group(id);
+    txn.delete::<SecurityGroup>(id);
     Ok(())
 }
 
@@ -567,7 +545,7 @@ pub fn authorize(
         ));
     }
     group.rules.extend(added.iter().cloned());
-    txn.put_security_group(group);
+    txn.put(group);
     Ok(added)
 }
 
@@ -623,7 +601,7 @@ pub fn revoke(
         .cloned()
         .collect();
     group.rules.retain(|r| !remove.contains(&r.id));
-    txn.put_security_group(group);
+    txn.put(group);
     Ok(revoked)
 }
 
@@ -696,7 +674,7 @@ pub fn modify_rules(txn: &mut Txn, group_id: &str, updates: &[RuleUpdate]) -> Re
         }
         group.rules[pos].spec = spec;
     }
-    txn.put_security_group(group);
+    txn.put(group);
     Ok(())
 }
 
@@ -725,7 +703,7 @@ pub fn delete_groups_of_vpc(txn: &mut Txn, vpc_id: &str) {
         .map(|g| g.id.clone())
         .collect();
     for id in ids {
-        txn.delete_security_group(&id);
+        txn.delete::<SecurityGroup>(&id);
     }
 }
 

@@ -1,7 +1,6 @@
 //! Subnets: inside their VPC's CIDR, never overlapping, /16../28, AWS's five reserved addresses,
 //! the exact available-address count, deletion rules, filters.
 
-use std::collections::HashSet;
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
@@ -9,7 +8,9 @@ use ipnet::Ipv4Net;
 use super::filter::Filterable;
 use super::ids::new_id;
 use super::vpc::parse_cidr;
-use super::{assignable_count, is_reserved, ApiError, State, Subnet, Tags, Txn, DEFAULT_AZ};
+use super::{
+    assignable_count, is_reserved, AddrSet, ApiError, State, Subnet, Tags, Txn, DEFAULT_AZ,
+};
 
 /// `CreateSubnet`.
 pub fn create_subnet(
@@ -96,26 +97,42 @@ pub fn delete_subnet(txn: &mut Txn, id: &str) -> Result<(), ApiError> {
 }
 
 /// The addresses of `subnet_id` held by ENIs (primary and secondary).
-pub fn used_addresses(state: &State, subnet_id: &str) -> HashSet<Ipv4Addr> {
+pub fn used_addresses(state: &State, subnet_id: &str) -> AddrSet {
+    // From the index (O(log n), a shared copy), not a scan of every ENI.
     state
-        .enis
-        .values()
-        .filter(|e| e.subnet_id == subnet_id)
-        .flat_map(|e| e.addresses())
-        .collect()
+        .index
+        .used_ips
+        .get(subnet_id)
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// `AvailableIpAddressCount`: 2^(32-prefix) - 5 - addresses in use.
 pub fn available_count(state: &State, subnet: &Subnet) -> u64 {
-    assignable_count(&subnet.cidr).saturating_sub(used_addresses(state, &subnet.id).len() as u64)
+    let used = state.index.used_ips.get(&subnet.id).map_or(0, |u| u.len());
+    assignable_count(&subnet.cidr).saturating_sub(used as u64)
 }
 
-/// Up to `count` free, unreserved addresses of `cidr`, lowest first.
-pub fn free_addresses(cidr: &Ipv4Net, used: &HashSet<Ipv4Addr>, count: usize) -> Vec<Ipv4Addr> {
-    cidr.hosts()
-        .filter(|a| !is_reserved(cidr, *a) && !used.contains(a))
-        .take(count)
-        .collect()
+/// Up to `count` free, unreserved addresses of `cidr`, lowest first. Walks the addresses and
+/// the (ordered) used set together, so the cost is the number of used addresses below the
+/// last one returned, with no lookups.
+pub fn free_addresses(cidr: &Ipv4Net, used: &AddrSet, count: usize) -> Vec<Ipv4Addr> {
+    let mut out = Vec::new();
+    let mut taken = used
+        .range(cidr.network()..=cidr.broadcast())
+        .copied()
+        .peekable();
+    for a in cidr.hosts() {
+        if out.len() == count {
+            break;
+        }
+        while taken.next_if(|t| *t < a).is_some() {}
+        if taken.next_if_eq(&a).is_some() || is_reserved(cidr, a) {
+            continue;
+        }
+        out.push(a);
+    }
+    out
 }
 
 impl Filterable for Subnet {
@@ -216,7 +233,7 @@ mod tests {
     #[test]
     fn free_addresses_skip_reserved_and_used() {
         let net: Ipv4Net = "10.0.0.0/28".parse().unwrap();
-        let mut used = HashSet::new();
+        let mut used = AddrSet::new();
         used.insert("10.0.0.5".parse().unwrap());
         let free = free_addresses(&net, &used, 100);
         assert_eq!(free.len(), 10);
@@ -225,6 +242,20 @@ mod tests {
         assert_eq!(
             *free.last().unwrap(),
             "10.0.0.14".parse::<Ipv4Addr>().unwrap()
+        );
+        // Used addresses outside the subnet, in a run at the bottom, and at the top.
+        for a in ["10.0.0.4", "10.0.0.6", "10.0.0.14", "10.0.1.7", "9.9.9.9"] {
+            used.insert(a.parse().unwrap());
+        }
+        let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        assert_eq!(
+            free_addresses(&net, &used, 2),
+            vec![ip("10.0.0.7"), ip("10.0.0.8")]
+        );
+        assert_eq!(free_addresses(&net, &used, 100).len(), 7);
+        assert_eq!(
+            free_addresses(&net, &used, 100).last(),
+            Some(&ip("10.0.0.13"))
         );
     }
 

@@ -188,7 +188,7 @@ fn edit_tags(
                     )
                 })?;
             edit(&mut g.tags)?;
-            txn.put_security_group(g);
+            txn.put(g);
         }
         "acl" => {
             let mut a = txn
@@ -200,7 +200,7 @@ fn edit_tags(
                     ApiError::not_found("InvalidNetworkAclID.NotFound", "network ACL", &[id])
                 })?;
             edit(&mut a.tags)?;
-            txn.put_network_acl(a);
+            txn.put(a);
         }
         "dopt" => super::dhcp_options::edit_tags(txn, id, edit)?,
         _ => match super::route_table::edit_tags(txn, id, edit) {
