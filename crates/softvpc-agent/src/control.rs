@@ -4,7 +4,8 @@
 //! RegisterHost is retried with exponential backoff until the server answers. The watch resumes
 //! from the view's epoch and revision (and held VPCs) after any disconnect; the server answers
 //! with the missing Deltas or a full Snapshot. After each message that changed the records, the
-//! loop reconciles local instances (`reconcile.rs` decides, `instance.rs` does it), then builds a
+//! loop reconciles local instances (`reconcile.rs` plans the steps, `instance.rs` carries them
+//! out: namespaces, and one interface per local ENI), then builds a
 //! new `MappingTable` with the current ports and publishes it: the data path picks it up before
 //! its next batch. A stream that breaks the protocol makes the agent drop its resume point and
 //! resync.
@@ -23,7 +24,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::datapath::{Command, DataPath};
 use crate::instance::Plumber;
-use crate::reconcile::{self, Skip};
+use crate::reconcile::{self, Skip, Step};
 use crate::records::{Applied, MappingView};
 use crate::state::{AgentState, LocalPort, ViewSnapshot};
 
@@ -89,7 +90,12 @@ pub struct Control {
     view: MappingView,
     /// The records as last published (shared with `/mappings`, replaced on each refresh).
     published: Arc<MappingRecords>,
+    /// Local ports (interfaces) by ENI id.
     local: BTreeMap<String, LocalPort>,
+    /// Instance namespaces we hold: instance id -> namespace name.
+    namespaces: BTreeMap<String, String>,
+    /// The last reconcile's skipped ENIs (logged when they change).
+    skipped: Vec<Skip>,
     next_port: u32,
     /// Some instance failed to come up (or go down): try again soon.
     needs_retry: bool,
@@ -111,6 +117,8 @@ impl Control {
             view: MappingView::default(),
             published: Arc::default(),
             local: BTreeMap::new(),
+            namespaces: BTreeMap::new(),
+            skipped: Vec::new(),
             next_port: 1,
             needs_retry: false,
         }
@@ -327,125 +335,174 @@ impl Control {
                 .iter()
                 .map(|(eni, l)| (eni.clone(), l.clone()))
                 .collect(),
+            instances: self.namespaces.clone(),
+            skipped: self.skipped.clone(),
         };
         self.state.view.store(Arc::new(snapshot));
     }
 
-    /// Brings local instances in line with the view.
+    /// Brings local instances in line with the view: carries out [`reconcile::plan`]'s steps.
+    /// A step that fails is counted and retried on the next reconcile (soon); the ones after it
+    /// still run.
     fn reconcile(&mut self) {
         let (desired, skips) = reconcile::desired(&self.view.records, &self.host_id);
-        for skip in &skips {
-            match skip {
-                Skip::UnknownSubnet { eni_id, subnet_id } => {
-                    warn!(eni = %eni_id, subnet = %subnet_id, "ENI placed here but its subnet is unknown; not plumbed")
-                }
-                Skip::SecondEni {
-                    eni_id,
-                    instance_id,
-                } => {
-                    warn!(eni = %eni_id, instance = %instance_id, "ENI not at device index 0 (or a second one there); only eth0 is plumbed")
-                }
+        if skips != self.skipped {
+            for skip in &skips {
+                log_skip(skip);
             }
         }
-        let current: BTreeMap<String, reconcile::InstanceSpec> = self
-            .local
-            .iter()
-            .map(|(eni, l)| (eni.clone(), l.spec.clone()))
-            .collect();
-        let plan = reconcile::plan(&desired, &current);
+        self.skipped = skips;
+        let plan = reconcile::plan(&desired, &self.current());
         self.needs_retry = false;
-        for eni in &plan.delete {
-            let Some(local) = self.local.remove(eni) else {
-                continue;
-            };
-            let _ = self.datapath.send(Command::RemovePort { port: local.port });
-            match self.plumber.destroy(&local.netns) {
-                Ok(()) => info!(
-                    instance = %local.spec.instance_id,
-                    eni = %eni,
-                    netns = %local.netns,
-                    "instance down"
-                ),
-                Err(e) => {
-                    self.state.instance_errors.fetch_add(1, Ordering::Relaxed);
-                    error!(netns = %local.netns, error = %format!("{e:#}"), "deleting instance namespace")
-                }
-            }
-        }
-        for spec in plan.update {
-            let Some(local) = self.local.get_mut(&spec.eni_id) else {
-                continue;
-            };
-            match self.plumber.update_secondary(&local.spec, &spec) {
-                Ok(()) => {
-                    info!(
-                        instance = %spec.instance_id,
-                        eni = %spec.eni_id,
-                        secondary_ips = ?spec.secondary_ips,
-                        "instance addresses updated"
-                    );
-                    local.spec = spec;
-                }
-                Err(e) => {
-                    // The spec stays old, so the next reconcile tries again.
-                    self.state.instance_errors.fetch_add(1, Ordering::Relaxed);
-                    self.needs_retry = true;
-                    error!(eni = %spec.eni_id, error = %format!("{e:#}"), "updating secondary addresses; will retry");
-                }
-            }
-        }
-        for spec in plan.create {
-            match self.plumber.create(&spec) {
-                Ok(tap) => {
-                    let port = PortId(self.next_port);
-                    self.next_port += 1;
-                    let tap_name = tap.name().to_string();
-                    let netns = self.plumber.netns_of(&spec);
-                    if let Err(e) = self.datapath.send(Command::AddPort { port, tap }) {
-                        error!(error = %e, "handing the TAP to the data path");
-                        let _ = self.plumber.destroy(&netns);
-                        self.needs_retry = true;
-                        continue;
-                    }
-                    info!(
-                        instance = %spec.instance_id,
-                        eni = %spec.eni_id,
-                        ip = %spec.ip,
-                        netns = %netns,
-                        port = port.0,
-                        "instance up"
-                    );
-                    self.local.insert(
-                        spec.eni_id.clone(),
-                        LocalPort {
-                            port,
-                            tap: tap_name,
-                            netns,
-                            spec,
-                        },
-                    );
-                }
-                Err(e) => {
-                    self.state.instance_errors.fetch_add(1, Ordering::Relaxed);
-                    self.needs_retry = true;
-                    error!(
-                        instance = %spec.instance_id,
-                        eni = %spec.eni_id,
-                        error = %format!("{e:#}"),
-                        "instance setup failed; will retry"
-                    );
-                }
+        for step in plan {
+            if let Err(e) = self.carry_out(&step) {
+                self.state.instance_errors.fetch_add(1, Ordering::Relaxed);
+                self.needs_retry = true;
+                error!(step = ?step, error = %format!("{e:#}"), "instance step failed; will retry");
             }
         }
     }
 
+    /// What exists now, in the shape [`reconcile::plan`] compares: every namespace we hold, with
+    /// the interfaces in it.
+    fn current(&self) -> reconcile::Instances {
+        let mut current: reconcile::Instances = self
+            .namespaces
+            .keys()
+            .map(|iid| (iid.clone(), BTreeMap::new()))
+            .collect();
+        for l in self.local.values() {
+            current
+                .entry(l.spec.instance_id.clone())
+                .or_default()
+                .insert(l.spec.device_index, l.spec.clone());
+        }
+        current
+    }
+
+    /// Takes an ENI's port out of the data path (closing its TAP there).
+    fn remove_port(&mut self, eni_id: &str) -> Option<LocalPort> {
+        let local = self.local.remove(eni_id)?;
+        let _ = self.datapath.send(Command::RemovePort { port: local.port });
+        Some(local)
+    }
+
+    fn carry_out(&mut self, step: &Step) -> anyhow::Result<()> {
+        match step {
+            Step::DeleteNamespace { instance_id } => {
+                let enis: Vec<String> = self
+                    .local
+                    .values()
+                    .filter(|l| &l.spec.instance_id == instance_id)
+                    .map(|l| l.spec.eni_id.clone())
+                    .collect();
+                for eni in &enis {
+                    self.remove_port(eni);
+                }
+                let netns = self.plumber.netns_of(instance_id);
+                self.plumber
+                    .delete_namespace(instance_id)
+                    .with_context(|| format!("deleting namespace {netns}"))?;
+                self.namespaces.remove(instance_id);
+                info!(instance = %instance_id, netns = %netns, enis = ?enis, "instance down");
+            }
+            Step::RemoveInterface(spec) => {
+                self.remove_port(&spec.eni_id);
+                self.plumber.remove_interface(spec)?;
+                info!(
+                    instance = %spec.instance_id,
+                    eni = %spec.eni_id,
+                    dev = %spec.ifname(),
+                    "interface removed"
+                );
+            }
+            Step::CreateNamespace { instance_id } => {
+                let netns = self.plumber.create_namespace(instance_id)?;
+                info!(instance = %instance_id, netns = %netns, "instance namespace created");
+                self.namespaces.insert(instance_id.clone(), netns);
+            }
+            Step::AddInterface(spec) => {
+                let Some(netns) = self.namespaces.get(&spec.instance_id).cloned() else {
+                    // Its namespace failed to come up (already counted): next time.
+                    self.needs_retry = true;
+                    return Ok(());
+                };
+                let tap = self.plumber.add_interface(spec)?;
+                let port = PortId(self.next_port);
+                self.next_port += 1;
+                let tap_name = tap.name().to_string();
+                if let Err(e) = self.datapath.send(Command::AddPort { port, tap }) {
+                    // The TAP went down with the failed send; tidy its routes.
+                    let _ = self.plumber.remove_interface(spec);
+                    return Err(e.context("handing the TAP to the data path"));
+                }
+                info!(
+                    instance = %spec.instance_id,
+                    eni = %spec.eni_id,
+                    dev = %spec.ifname(),
+                    ip = %spec.ip,
+                    netns = %netns,
+                    port = port.0,
+                    "interface up"
+                );
+                self.local.insert(
+                    spec.eni_id.clone(),
+                    LocalPort {
+                        port,
+                        tap: tap_name,
+                        netns,
+                        spec: spec.clone(),
+                    },
+                );
+            }
+            Step::UpdateSecondary { old, new } => {
+                // On failure the spec stays old, so the next reconcile tries again.
+                self.plumber.update_secondary(old, new)?;
+                if let Some(local) = self.local.get_mut(&new.eni_id) {
+                    local.spec = new.clone();
+                }
+                info!(
+                    instance = %new.instance_id,
+                    eni = %new.eni_id,
+                    dev = %new.ifname(),
+                    secondary_ips = ?new.secondary_ips,
+                    "interface addresses updated"
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Stops the data path (closing every TAP) and deletes the namespaces this agent created.
     pub fn shutdown(mut self) -> anyhow::Result<()> {
-        let ports = self.local.len();
+        let (instances, ports) = (self.namespaces.len(), self.local.len());
         let r = self.datapath.shutdown();
         self.plumber.destroy_all();
-        info!(instances = ports, "instances removed");
+        info!(instances, ports, "instances removed");
         r
+    }
+}
+
+fn log_skip(skip: &Skip) {
+    match skip {
+        Skip::UnknownSubnet { eni_id, subnet_id } => {
+            warn!(eni = %eni_id, subnet = %subnet_id, "ENI placed here but its subnet is unknown; not plumbed")
+        }
+        Skip::SameDeviceIndex {
+            eni_id,
+            instance_id,
+            device_index,
+            kept,
+        } => {
+            warn!(eni = %eni_id, instance = %instance_id, device_index, kept = %kept, "another ENI (lower id) holds this device index; not plumbed")
+        }
+        Skip::DeviceIndexOutOfRange {
+            eni_id,
+            instance_id,
+            device_index,
+        } => {
+            warn!(eni = %eni_id, instance = %instance_id, device_index, "device index out of range; not plumbed")
+        }
     }
 }
 

@@ -19,6 +19,7 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use crate::datapath::{Command, Stats};
+use crate::reconcile::{Skip, SKIP_REASONS};
 use crate::records::format_mac;
 use crate::state::{AgentState, ViewSnapshot};
 
@@ -77,7 +78,16 @@ pub fn render(state: &AgentState, view: &ViewSnapshot, stats: &Stats) -> String 
         let _ = writeln!(out, "softvpc_io_errors_total{{op=\"{op}\"}} {n}");
     }
     let (v, records) = (view, &view.records);
-    let gauges: [(&str, &str, &str, u64); 9] = [
+    let _ = writeln!(
+        out,
+        "# HELP softvpc_enis_skipped ENIs placed on this host that get no interface, by reason.\n\
+         # TYPE softvpc_enis_skipped gauge"
+    );
+    for reason in SKIP_REASONS {
+        let n = v.skipped.iter().filter(|s| s.reason() == reason).count();
+        let _ = writeln!(out, "softvpc_enis_skipped{{reason=\"{reason}\"}} {n}");
+    }
+    let gauges: [(&str, &str, &str, u64); 10] = [
         (
             "softvpc_io_batches_total",
             "counter",
@@ -107,6 +117,12 @@ pub fn render(state: &AgentState, view: &ViewSnapshot, stats: &Stats) -> String 
             "gauge",
             "Local ports (TAPs) served by the data path.",
             stats.ports as u64,
+        ),
+        (
+            "softvpc_instances",
+            "gauge",
+            "Local instance namespaces held by this agent.",
+            v.instances.len() as u64,
         ),
         (
             "softvpc_vpcs_held",
@@ -186,15 +202,50 @@ pub fn mappings_json(state: &AgentState, snap: &ViewSnapshot) -> Value {
         "ports": snap.ports.values().map(|p| json!({
             "eni_id": p.spec.eni_id,
             "instance_id": p.spec.instance_id,
+            "device_index": p.spec.device_index,
+            "dev": p.spec.ifname(),
             "port": p.port.0,
             "tap": p.tap,
             "netns": p.netns,
             "ip": p.spec.ip.to_string(),
+            "secondary_ips": p.spec.secondary_ips.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "mac": format_mac(&p.spec.mac),
             "subnet": p.spec.subnet.to_string(),
             "gateway": p.spec.gateway.to_string(),
+            "route_table": p.spec.route_table(),
         })).collect::<Vec<_>>(),
+        "instances": snap.instances.iter().map(|(iid, ns)| json!({
+            "instance_id": iid,
+            "netns": ns,
+        })).collect::<Vec<_>>(),
+        "skipped": snap.skipped.iter().map(skip_json).collect::<Vec<_>>(),
     })
+}
+
+fn skip_json(skip: &Skip) -> Value {
+    let mut v = json!({ "eni_id": skip.eni_id(), "reason": skip.reason() });
+    match skip {
+        Skip::UnknownSubnet { subnet_id, .. } => v["subnet_id"] = json!(subnet_id),
+        Skip::SameDeviceIndex {
+            instance_id,
+            device_index,
+            kept,
+            ..
+        } => {
+            v["instance_id"] = json!(instance_id);
+            v["device_index"] = json!(device_index);
+            v["kept"] = json!(kept);
+        }
+        Skip::DeviceIndexOutOfRange {
+            instance_id,
+            device_index,
+            ..
+        } => {
+            v["instance_id"] = json!(instance_id);
+            v["device_index"] = json!(device_index);
+        }
+    }
+    v
 }
 
 async fn healthz(State(state): State<Arc<AgentState>>) -> impl IntoResponse {

@@ -10,16 +10,16 @@ use arc_swap::ArcSwap;
 use softvpc_engine::{MappingRecords, PortId};
 
 use crate::datapath::{Commander, Shared};
-use crate::reconcile::InstanceSpec;
+use crate::reconcile::{EniSpec, Skip};
 
-/// A local instance's port, as published.
+/// A local ENI's port (one interface of a local instance), as published.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalPort {
     pub port: PortId,
-    /// The TAP's name in the agent's namespace before it became `eth0`.
+    /// The TAP's name in the agent's namespace before it became `eth<device index>`.
     pub tap: String,
     pub netns: String,
-    pub spec: InstanceSpec,
+    pub spec: EniSpec,
 }
 
 /// One consistent picture of the control-plane state.
@@ -35,6 +35,10 @@ pub struct ViewSnapshot {
     pub records: Arc<MappingRecords>,
     /// Local ports by ENI id.
     pub ports: BTreeMap<String, LocalPort>,
+    /// Instance namespaces this agent holds (instance id -> namespace), with or without ports.
+    pub instances: BTreeMap<String, String>,
+    /// ENIs placed on this host that get no interface, and why (as of the last reconcile).
+    pub skipped: Vec<Skip>,
 }
 
 /// Shared by the control loop (writer), the metrics endpoint (reader) and the data path.

@@ -17,7 +17,7 @@ use softvpc_agent::batch::Batch;
 use softvpc_agent::datapath::{self, DataPath, Shared};
 use softvpc_agent::instance::{ip, Plumber};
 use softvpc_agent::netns;
-use softvpc_agent::reconcile::{gateway_of, InstanceSpec};
+use softvpc_agent::reconcile::{gateway_of, EniSpec};
 use softvpc_agent::tap::Tap;
 use softvpc_agent::underlay::{UnderlayRx, UnderlayTx};
 use softvpc_engine::{
@@ -94,11 +94,12 @@ fn ip_output(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn spec(n: u8, instance: &str) -> InstanceSpec {
+fn spec(n: u8, instance: &str) -> EniSpec {
     let subnet = "10.9.0.0/24".parse().expect("net");
-    InstanceSpec {
+    EniSpec {
         eni_id: format!("eni-00000000000000{n:03}"),
         instance_id: instance.to_string(),
+        device_index: 0,
         mac: [0x02, 0, 0, 0, 0x09, n],
         ip: Ipv4Addr::new(10, 9, 0, n),
         subnet,
@@ -152,8 +153,11 @@ fn tap_moves_into_an_instance_namespace_and_carries_frames() {
     in_netns(&host.0, move || {
         let mut plumber = Plumber::new(&p2);
         let s = spec(5, instance_id);
-        let tap = plumber.create(&s).expect("create instance");
-        let ns = format!("{p2}{instance_id}");
+        let ns = plumber
+            .create_namespace(instance_id)
+            .expect("create namespace");
+        let tap = plumber.add_interface(&s).expect("add eth0");
+        assert_eq!(ns, format!("{p2}{instance_id}"));
         assert!(netns::exists(&ns));
         assert!(plumber.created().contains(&ns));
 
@@ -223,7 +227,10 @@ fn tap_moves_into_an_instance_namespace_and_carries_frames() {
         // Re-creating an instance whose namespace is stale replaces it.
         let mut second = Plumber::new(&p2);
         drop(tap);
-        let tap2 = second.create(&s).expect("re-create over a stale namespace");
+        second
+            .create_namespace(instance_id)
+            .expect("re-create over a stale namespace");
+        let tap2 = second.add_interface(&s).expect("eth0 again");
         assert!(second.created().contains(&ns));
         drop(tap2);
 
@@ -269,7 +276,7 @@ fn raw_underlay_sends_udp_with_our_ports() {
     });
 }
 
-fn records(enis: &[&InstanceSpec], underlay: Ipv4Addr) -> MappingRecords {
+fn records(enis: &[&EniSpec], underlay: Ipv4Addr) -> MappingRecords {
     let mut r = MappingRecords::default();
     r.hosts.insert(
         "h-1".into(),
@@ -342,8 +349,10 @@ fn data_path_serves_the_router_and_forwards_between_local_ports() {
         let underlay = Ipv4Addr::LOCALHOST;
         let mut plumber = Plumber::new(&p2);
         let (s1, s2) = (spec(11, i1), spec(12, i2));
-        let tap1 = plumber.create(&s1).expect("instance 1");
-        let tap2 = plumber.create(&s2).expect("instance 2");
+        plumber.create_namespace(i1).expect("namespace 1");
+        plumber.create_namespace(i2).expect("namespace 2");
+        let tap1 = plumber.add_interface(&s1).expect("instance 1");
+        let tap2 = plumber.add_interface(&s2).expect("instance 2");
 
         let shared = Arc::new(Shared::default());
         let dp = DataPath::spawn(
@@ -421,5 +430,119 @@ fn data_path_serves_the_router_and_forwards_between_local_ports() {
         dp.shutdown().expect("data path shutdown");
         plumber.destroy_all();
         assert!(!netns::exists(&ns1) && !netns::exists(&ns2));
+    });
+}
+
+/// The inode of a named namespace (it changes only if the namespace is re-created).
+fn netns_inode(ns: &str) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(netns::path(ns)).expect("netns").ino()
+}
+
+#[test]
+fn secondary_interfaces_come_and_go_with_policy_routing() {
+    if skip_unless_root("secondary_interfaces_come_and_go_with_policy_routing") {
+        return;
+    }
+    let p = prefix("ethn");
+    let host = NetnsGuard::add(format!("{p}host"));
+    let instance_id = "i-00000000000000021";
+    let _inst = NetnsGuard::watch(format!("{p}{instance_id}"));
+    let p2 = p.clone();
+    in_netns(&host.0, move || {
+        let mut plumber = Plumber::new(&p2);
+        // eth1 arrives first (in another subnet), then eth0: the namespace is made once.
+        let mut eth1 = spec(6, instance_id);
+        eth1.device_index = 1;
+        eth1.subnet = "10.9.1.0/24".parse().expect("net");
+        eth1.gateway = gateway_of(eth1.subnet);
+        eth1.ip = Ipv4Addr::new(10, 9, 1, 6);
+        let ns = plumber.create_namespace(instance_id).expect("namespace");
+        let inode = netns_inode(&ns);
+        let tap1 = plumber.add_interface(&eth1).expect("add eth1");
+        let eth0 = spec(5, instance_id);
+        let tap0 = plumber.add_interface(&eth0).expect("add eth0");
+
+        let link = ip_output(&["-n", &ns, "-o", "link", "show", "dev", "eth1"]);
+        assert!(
+            link.contains("02:00:00:00:09:06") && link.contains("mtu 1450"),
+            "{link}"
+        );
+        let addr = ip_output(&["-n", &ns, "-o", "-4", "addr", "show", "dev", "eth1"]);
+        assert!(addr.contains("10.9.1.6/24"), "{addr}");
+        // eth0 owns main's default route; eth1's subnet is in main at a low priority.
+        let main = ip_output(&["-n", &ns, "route", "show", "table", "main"]);
+        assert!(main.contains("default via 10.9.0.1 dev eth0"), "{main}");
+        assert!(!main.contains("default via 10.9.1.1"), "{main}");
+        assert!(main.contains("10.9.1.0/24 dev eth1"), "{main}");
+        assert!(main.contains("metric 10001"), "{main}");
+        let t = ip_output(&["-n", &ns, "route", "show", "table", "10001"]);
+        assert!(t.contains("default via 10.9.1.1 dev eth1"), "{t}");
+        assert!(t.contains("10.9.1.0/24 dev eth1"), "{t}");
+        let rules = ip_output(&["-n", &ns, "rule", "show"]);
+        assert!(rules.contains("from 10.9.1.6 lookup 10001"), "{rules}");
+        // Replies from eth1's address leave by eth1 via its router, others by eth0.
+        let via1 = ip_output(&["-n", &ns, "route", "get", "10.9.0.99", "from", "10.9.1.6"]);
+        assert!(via1.contains("via 10.9.1.1 dev eth1"), "{via1}");
+        let via0 = ip_output(&["-n", &ns, "route", "get", "10.8.0.1"]);
+        assert!(via0.contains("via 10.9.0.1 dev eth0"), "{via0}");
+
+        // A secondary address on eth1 gets its own rule, and loses it again.
+        let mut eth1b = eth1.clone();
+        eth1b.secondary_ips = vec![Ipv4Addr::new(10, 9, 1, 66)];
+        plumber
+            .update_secondary(&eth1, &eth1b)
+            .expect("add secondary");
+        let addr = ip_output(&["-n", &ns, "-o", "-4", "addr", "show", "dev", "eth1"]);
+        assert!(addr.contains("10.9.1.66/24"), "{addr}");
+        let via = ip_output(&["-n", &ns, "route", "get", "10.8.0.1", "from", "10.9.1.66"]);
+        assert!(via.contains("via 10.9.1.1 dev eth1"), "{via}");
+        plumber
+            .update_secondary(&eth1b, &eth1)
+            .expect("remove secondary");
+        let rules = ip_output(&["-n", &ns, "rule", "show"]);
+        assert!(!rules.contains("10.9.1.66"), "{rules}");
+
+        // Removing eth1 (its TAP still open, as when the data path has not closed it yet)
+        // leaves the namespace and eth0 alone and takes its rules and table.
+        let mut eth1c = eth1.clone();
+        eth1c.secondary_ips = vec![Ipv4Addr::new(10, 9, 1, 67)];
+        plumber
+            .update_secondary(&eth1, &eth1c)
+            .expect("secondary again");
+        plumber.remove_interface(&eth1c).expect("remove eth1");
+        drop(tap1);
+        let links = ip_output(&["-n", &ns, "-o", "link", "show"]);
+        assert!(!links.contains("eth1"), "{links}");
+        assert!(links.contains("eth0"), "{links}");
+        let rules = ip_output(&["-n", &ns, "rule", "show"]);
+        assert!(!rules.contains("10001"), "{rules}");
+        assert!(ip_output(&["-n", &ns, "route", "show", "table", "10001"])
+            .trim()
+            .is_empty());
+        let main = ip_output(&["-n", &ns, "route", "show", "table", "main"]);
+        assert!(main.contains("default via 10.9.0.1 dev eth0"), "{main}");
+        assert_eq!(netns_inode(&ns), inode, "the namespace was re-created");
+
+        // The same index comes back for another ENI (in eth0's subnet this time): eth0's
+        // connected route still wins for unbound traffic.
+        let mut eth1d = spec(7, instance_id);
+        eth1d.device_index = 1;
+        let tap1d = plumber.add_interface(&eth1d).expect("add eth1 again");
+        let to_subnet = ip_output(&["-n", &ns, "route", "get", "10.9.0.99"]);
+        assert!(to_subnet.contains("dev eth0"), "{to_subnet}");
+        let from1 = ip_output(&["-n", &ns, "route", "get", "10.9.0.99", "from", "10.9.0.7"]);
+        assert!(from1.contains("dev eth1"), "{from1}");
+        // A TAP closed by the data path takes the device with it; removal still tidies up.
+        drop(tap1d);
+        plumber
+            .remove_interface(&eth1d)
+            .expect("remove closed eth1");
+        assert!(!ip_output(&["-n", &ns, "rule", "show"]).contains("10001"));
+        assert_eq!(netns_inode(&ns), inode);
+
+        drop(tap0);
+        plumber.delete_namespace(instance_id).expect("delete");
+        assert!(!netns::exists(&ns));
     });
 }
