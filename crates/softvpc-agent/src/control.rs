@@ -5,9 +5,9 @@
 //! from the view's epoch and revision (and held VPCs) after any disconnect; the server answers
 //! with the missing Deltas or a full Snapshot. After each message that changed the records, the
 //! loop reconciles local instances (`reconcile.rs` plans the steps, `instance.rs` carries them
-//! out: namespaces, and one interface per local ENI), then builds a
-//! new `MappingTable` with the current ports and publishes it: the data path picks it up before
-//! its next batch. A stream that breaks the protocol makes the agent drop its resume point and
+//! out: namespaces, and one interface and data-path port per local ENI), then builds a new
+//! `MappingTable` with the current ports and publishes it: the data path picks it up before its
+//! next batch. A stream that breaks the protocol makes the agent drop its resume point and
 //! resync.
 
 use std::collections::{BTreeMap, HashMap};

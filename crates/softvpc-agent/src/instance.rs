@@ -14,8 +14,9 @@
 //!   default route via its own subnet router, plus one rule `from <address> lookup 10000+N` per
 //!   address (primary and secondary). Replies from an `eth<N>` address so leave by `eth<N>`,
 //!   where the virtual router's anti-spoofing accepts them (it would drop them on `eth0`). Its
-//!   addresses carry `noprefixroute`; its connected route goes into the main table with metric
-//!   `10000 + N`, so `eth0`'s route for a shared subnet always wins for unbound traffic.
+//!   addresses carry `noprefixroute`: its connected route is in its table only. Were it in main,
+//!   traffic from `eth0`'s addresses to `eth<N>`'s subnet (replies included) would leave by
+//!   `eth<N>` with `eth0`'s source, and be dropped; this way it goes by `eth0` via the router.
 //!
 //! Adding or removing an interface leaves the namespace and every other interface alone.
 //!
@@ -205,10 +206,6 @@ impl Plumber {
             ])?;
         }
         ip(&["-n", ns, "link", "set", "dev", &dev, "up"])?;
-        ip(&[
-            "-n", ns, "route", "add", &subnet, "dev", &dev, "proto", "kernel", "scope", "link",
-            "src", &src, "metric", &table,
-        ])?;
         ip(&[
             "-n", ns, "route", "add", &subnet, "dev", &dev, "proto", "kernel", "scope", "link",
             "src", &src, "table", &table,

@@ -7,7 +7,8 @@
 //! SIGINT close the TAPs, delete the namespaces this agent created, and exit 0.
 //!
 //! Module map: `records` (proto -> engine types, the watch state machine), `reconcile` (which
-//! instances should exist: pure), `instance` (namespaces and TAP plumbing with `ip`), `tap`
+//! instances and interfaces should exist, and the steps to get there: pure), `instance`
+//! (namespaces, one TAP per ENI as `eth<device index>`, policy routing; with `ip`), `tap`
 //! (TAP devices), `underlay` (VXLAN sockets), `batch` (receive buffers), `datapath`, `control`,
 //! `state`, `metrics`, `netns`.
 
@@ -55,8 +56,8 @@ pub struct AgentArgs {
     /// Enter this named network namespace (`ip netns`) before doing anything else.
     #[arg(long)]
     pub netns: Option<String>,
-    /// Each local instance gets a network namespace named PREFIX + instance id, with its ENI's
-    /// TAP device inside as `eth0`.
+    /// Each local instance gets a network namespace named PREFIX + instance id, with the TAP
+    /// device of each of its ENIs inside as `eth<device index>`.
     #[arg(long, default_value = "svpc-")]
     pub instance_netns_prefix: String,
     /// Prometheus metrics endpoint (inside the agent's network namespace).

@@ -152,8 +152,9 @@ fn validate_name(name: &str) -> Result<(), TapError> {
 }
 
 /// The agent-side TAP name for an ENI: `t` + the last 14 characters of its id (`eni-` + 17 hex
-/// gives `t` + 14 hex = 15 bytes, the kernel's limit). Inside the instance it is renamed `eth0`;
-/// the short name only has to be unique among this host's ENIs while it is being set up.
+/// gives `t` + 14 hex = 15 bytes, the kernel's limit). Inside the instance it is renamed
+/// `eth<device index>`; the short name only has to be unique among this host's ENIs while it is
+/// being set up.
 pub fn tap_name_for_eni(eni_id: &str) -> String {
     let tail: String = eni_id
         .strip_prefix("eni-")

@@ -470,12 +470,10 @@ fn secondary_interfaces_come_and_go_with_policy_routing() {
         );
         let addr = ip_output(&["-n", &ns, "-o", "-4", "addr", "show", "dev", "eth1"]);
         assert!(addr.contains("10.9.1.6/24"), "{addr}");
-        // eth0 owns main's default route; eth1's subnet is in main at a low priority.
+        // eth0 owns the main table; eth1's routes are in its own table only.
         let main = ip_output(&["-n", &ns, "route", "show", "table", "main"]);
         assert!(main.contains("default via 10.9.0.1 dev eth0"), "{main}");
-        assert!(!main.contains("default via 10.9.1.1"), "{main}");
-        assert!(main.contains("10.9.1.0/24 dev eth1"), "{main}");
-        assert!(main.contains("metric 10001"), "{main}");
+        assert!(!main.contains("eth1"), "{main}");
         let t = ip_output(&["-n", &ns, "route", "show", "table", "10001"]);
         assert!(t.contains("default via 10.9.1.1 dev eth1"), "{t}");
         assert!(t.contains("10.9.1.0/24 dev eth1"), "{t}");
@@ -486,6 +484,9 @@ fn secondary_interfaces_come_and_go_with_policy_routing() {
         assert!(via1.contains("via 10.9.1.1 dev eth1"), "{via1}");
         let via0 = ip_output(&["-n", &ns, "route", "get", "10.8.0.1"]);
         assert!(via0.contains("via 10.9.0.1 dev eth0"), "{via0}");
+        // Even to eth1's subnet: eth0's address must never leave by eth1.
+        let to1 = ip_output(&["-n", &ns, "route", "get", "10.9.1.20", "from", "10.9.0.5"]);
+        assert!(to1.contains("via 10.9.0.1 dev eth0"), "{to1}");
 
         // A secondary address on eth1 gets its own rule, and loses it again.
         let mut eth1b = eth1.clone();
