@@ -137,19 +137,16 @@ def check_consistent(ec2, workers):
             assert sid in subnets, f"acknowledged subnet {sid} lost"
             assert (subnets[sid]["VpcId"], subnets[sid]["CidrBlock"]) == (vid, cidr)
         for iid, (sid, eni, ip) in w.instances.items():
-            if iid in w.terminated or (iid in w.maybe_terminated and iid not in insts):
-                # By design the store forgets terminated instances, so after a restart one is
-                # either gone or still terminated; never back alive, and its ENI never back.
-                if iid in insts:
-                    assert insts[iid]["State"]["Name"] in ("shutting-down", "terminated"), insts[iid]
-                assert eni not in enis, f"terminated {iid} kept its ENI {eni}"
-                continue
+            # Terminated instances are stored too (kept for an hour), so every acknowledged
+            # launch is there: terminated ones never back alive, and their ENI never back.
             assert iid in insts, f"acknowledged instance {iid} lost"
             i = insts[iid]
-            assert (i["SubnetId"], i["PrivateIpAddress"]) == (sid, ip)
-            if i["State"]["Name"] != "running":
-                assert iid in w.maybe_terminated, (iid, i["State"])
+            if iid in w.terminated or i["State"]["Name"] != "running":
+                assert iid in w.terminated or iid in w.maybe_terminated, (iid, i["State"])
+                assert i["State"]["Name"] == "terminated", i
+                assert eni not in enis, f"terminated {iid} kept its ENI {eni}"
                 continue
+            assert (i["SubnetId"], i["PrivateIpAddress"]) == (sid, ip)
             assert eni in enis, f"acknowledged instance {iid} lost its ENI {eni}"
         for gid, (vid, name) in w.groups.items():
             assert gid in groups, f"acknowledged security group {gid} lost"

@@ -241,3 +241,68 @@ def test_delete_tags(ec2, vpc):
     ec2.delete_tags(Resources=[vid])
     (v,) = ec2.describe_vpcs(VpcIds=[vid])["Vpcs"]
     assert tags(v) == {}
+
+
+MISMATCH = "Arguments on this idempotent request are inconsistent with arguments used in previous request(s)."
+
+
+def test_run_instances_client_token(ec2, vpc, subnet):
+    def launch(**kw):
+        return run(ec2, subnet, MinCount=2, MaxCount=2, ClientToken="run-token-1",
+                   TagSpecifications=name_tags("instance", "idem"), **kw)
+
+    first = launch()
+    ids = [i["InstanceId"] for i in first["Instances"]]
+    assert len(ids) == 2
+    # The token is echoed per instance (the reservation has none), as on AWS.
+    assert "ClientToken" not in first
+    assert [i["ClientToken"] for i in first["Instances"]] == ["run-token-1"] * 2
+    assert [i["State"]["Name"] for i in first["Instances"]] == ["pending"] * 2
+
+    # A retry launches nothing and answers with the first launch.
+    again = launch()
+    assert again["ReservationId"] == first["ReservationId"]
+    assert [i["InstanceId"] for i in again["Instances"]] == ids
+    assert [i["PrivateIpAddress"] for i in again["Instances"]] == ["10.0.0.4", "10.0.0.5"]
+    in_vpc = instances(ec2.describe_instances(Filters=[{"Name": "vpc-id", "Values": [vpc["VpcId"]]}]))
+    assert sorted(i["InstanceId"] for i in in_vpc) == sorted(ids)
+    assert {i["ClientToken"] for i in in_vpc} == {"run-token-1"}
+
+    # The same token with another parameter is refused and launches nothing.
+    err = expect_error("IdempotentParameterMismatch", 400, launch, InstanceType="t3.large")
+    assert err["Error"]["Message"] == MISMATCH
+    err = expect_error("IdempotentParameterMismatch", 400, run, ec2, subnet, ClientToken="run-token-1")
+    s = ec2.describe_subnets(SubnetIds=[subnet["SubnetId"]])["Subnets"][0]
+    assert s["AvailableIpAddressCount"] == 249
+
+    # Without a token botocore sends a fresh one each time: two calls, two launches.
+    a = run(ec2, subnet)["Instances"][0]
+    b = run(ec2, subnet)["Instances"][0]
+    assert a["InstanceId"] != b["InstanceId"]
+    assert a["ClientToken"] and a["ClientToken"] != b["ClientToken"]
+
+    # A retry after termination still answers with the (now terminated) instances.
+    ec2.terminate_instances(InstanceIds=ids)
+    late = launch()
+    assert [(i["InstanceId"], i["State"]["Name"]) for i in late["Instances"]] == [(i, "terminated") for i in ids]
+    ec2.terminate_instances(InstanceIds=[a["InstanceId"], b["InstanceId"]])
+
+
+def test_terminated_instance_stays_visible(ec2, vpc, subnet):
+    inst = run(ec2, subnet)["Instances"][0]
+    iid = inst["InstanceId"]
+    assert inst["StateTransitionReason"] == "" and "StateReason" not in inst
+    ec2.terminate_instances(InstanceIds=[iid])
+    ec2.get_waiter("instance_terminated").wait(InstanceIds=[iid], WaiterConfig={"Delay": 1, "MaxAttempts": 5})
+    (gone,) = instances(ec2.describe_instances(InstanceIds=[iid]))
+    assert gone["State"] == {"Code": 48, "Name": "terminated"}
+    assert re.fullmatch(r"User initiated \(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d GMT\)", gone["StateTransitionReason"]), gone
+    assert gone["StateReason"] == {"Code": "Client.UserInitiatedShutdown",
+                                   "Message": "Client.UserInitiatedShutdown: User initiated shutdown"}
+    # As AWS shows a terminated instance: no private address or DNS name, no interfaces.
+    assert "PrivateIpAddress" not in gone and gone["PrivateDnsName"] == ""
+    assert gone.get("NetworkInterfaces", []) == []
+    assert (gone["SubnetId"], gone["VpcId"]) == (subnet["SubnetId"], vpc["VpcId"])
+    by_state = instances(ec2.describe_instances(Filters=[
+        {"Name": "instance-state-code", "Values": ["48"]}, {"Name": "vpc-id", "Values": [vpc["VpcId"]]}]))
+    assert [i["InstanceId"] for i in by_state] == [iid]

@@ -212,3 +212,30 @@ def test_paginator(ec2, vpc, subnet):
         Filters=[{"Name": "subnet-id", "Values": [subnet["SubnetId"]]}], PaginationConfig={"PageSize": 5})
     seen = [e["NetworkInterfaceId"] for p in pages for e in p["NetworkInterfaces"]]
     assert len(seen) == 7 and set(seen) == ids
+
+
+def test_create_client_token(ec2, vpc, subnet):
+    before = avail(ec2, subnet)
+    first = ec2.create_network_interface(SubnetId=subnet["SubnetId"], Description="idem",
+                                         ClientToken="eni-token-1")
+    eni = first["NetworkInterface"]
+    assert first["ClientToken"] == "eni-token-1"
+    again = ec2.create_network_interface(SubnetId=subnet["SubnetId"], Description="idem",
+                                         ClientToken="eni-token-1")
+    assert again["ClientToken"] == "eni-token-1"
+    assert again["NetworkInterface"]["NetworkInterfaceId"] == eni["NetworkInterfaceId"]
+    assert again["NetworkInterface"]["PrivateIpAddress"] == eni["PrivateIpAddress"]
+    assert avail(ec2, subnet) == before - 1, "the retry took no address"
+    err = expect_error("IdempotentParameterMismatch", 400, ec2.create_network_interface,
+                       SubnetId=subnet["SubnetId"], Description="other", ClientToken="eni-token-1")
+    assert err["Error"]["Message"] == ("Arguments on this idempotent request are inconsistent with "
+                                       "arguments used in previous request(s).")
+    found = ec2.describe_network_interfaces(Filters=[{"Name": "subnet-id", "Values": [subnet["SubnetId"]]}])
+    assert [n["NetworkInterfaceId"] for n in found["NetworkInterfaces"]] == [eni["NetworkInterfaceId"]]
+    # botocore sends a fresh token when none is given: two calls, two interfaces.
+    a = ec2.create_network_interface(SubnetId=subnet["SubnetId"])
+    b = ec2.create_network_interface(SubnetId=subnet["SubnetId"])
+    assert a["ClientToken"] != b["ClientToken"]
+    assert a["NetworkInterface"]["NetworkInterfaceId"] != b["NetworkInterface"]["NetworkInterfaceId"]
+    for n in (eni, a["NetworkInterface"], b["NetworkInterface"]):
+        ec2.delete_network_interface(NetworkInterfaceId=n["NetworkInterfaceId"])

@@ -119,6 +119,8 @@ impl ControlPlane {
             (inner.state.clone(), inner.log.last_revision())
         };
         let mut txn = Txn::new((*base).clone(), now_secs());
+        // Lazy housekeeping, committed with this change: terminated instances past retention.
+        crate::model::instance::purge_terminated(&mut txn);
         let result = op(&mut txn)?;
         if dry_run {
             return Err(ApiError::dry_run());
@@ -285,15 +287,17 @@ pub(crate) mod tests {
             .unwrap();
         assert_eq!(v2.vni, crate::model::FIRST_VNI + 1);
         assert_eq!(cp.state().revision, rev + 1);
-        // Terminated instances are forgotten after a restart.
+        // Terminated instances stay stored (terminated, with the time) across a restart.
         cp.mutate(false, |t| {
             instance::terminate_instances(t, std::slice::from_ref(&inst_id))
         })
         .unwrap();
-        assert!(cp.state().instances.contains_key(&inst_id));
+        let terminated = cp.state().instances[&inst_id].clone();
+        assert_eq!(terminated.state, crate::model::InstanceState::Terminated);
+        assert!(terminated.state_transition_time.is_some());
         drop(cp);
         let cp = ControlPlane::open(&dir.0).unwrap();
-        assert!(!cp.state().instances.contains_key(&inst_id));
+        assert_eq!(cp.state().instances[&inst_id], terminated);
         assert!(cp.state().enis.is_empty());
     }
 }

@@ -107,11 +107,16 @@ pub fn create_network_interface(ctx: &Ctx<'_>, input: &Value) -> Result<Value, A
         groups: input::id_list(input, "Groups"),
         description: input.get_str("Description").map(str::to_string),
         tag_specs: input::tag_specs(input, &["network-interface"])?,
+        client_token: input::optional(input, "ClientToken").map(str::to_string),
     };
     let eni = ctx.mutate(|t| m::create_network_interface(t, &req))?;
     tracing::info!(eni = %eni.id, ip = %eni.private_ip, subnet = %eni.subnet_id, "network interface created");
     let state = ctx.cp.state();
-    Ok(Value::new_struct().with("NetworkInterface", eni_value(&state, &eni)))
+    // A retry shows the ENI as it is now (it may have been attached or tagged since).
+    let current = state.enis.get(&eni.id).map_or(&eni, |e| &**e);
+    Ok(Value::new_struct()
+        .with("NetworkInterface", eni_value(&state, current))
+        .with_opt("ClientToken", req.client_token.as_deref()))
 }
 
 pub fn delete_network_interface(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {

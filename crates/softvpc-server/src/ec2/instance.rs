@@ -1,4 +1,4 @@
-//! RunInstances, DescribeInstances, TerminateInstances, DescribeNetworkInterfaces.
+//! RunInstances, DescribeInstances, TerminateInstances.
 
 use std::sync::Arc;
 
@@ -6,7 +6,8 @@ use softvpc_ec2_protocol::Value;
 
 use super::input::{self, tag_set, timestamp, ValueExt};
 use super::Ctx;
-use crate::model::instance::{private_dns_name, RunRequest};
+use crate::control::now_secs;
+use crate::model::instance::{expired, private_dns_name, RunRequest};
 use crate::model::{self, ApiError, Eni, Instance, InstanceState, State, OWNER_ID};
 
 fn state_value(s: InstanceState) -> Value {
@@ -35,6 +36,28 @@ fn group_identifiers(state: &State, ids: &[String]) -> Value {
 
 fn empty() -> Value {
     Value::List(Vec::new())
+}
+
+/// `StateTransitionReason` and `StateReason` of a stopped or terminated instance, as AWS words
+/// them for a user-initiated stop or termination: `User initiated (2026-11-22 02:45:18 GMT)`.
+fn transition_reason(i: &Instance) -> (String, Option<Value>) {
+    let user_initiated = matches!(i.state, InstanceState::Stopped | InstanceState::Terminated);
+    match i.state_transition_time {
+        Some(t) if user_initiated => {
+            let iso = softvpc_ec2_protocol::Timestamp::from_unix(i64::try_from(t).unwrap_or(0))
+                .to_iso8601();
+            // "2026-11-22T02:45:18.000Z" -> "2026-11-22 02:45:18".
+            let when = iso.get(..19).unwrap_or_default().replacen('T', " ", 1);
+            let reason = Value::new_struct()
+                .with("Code", "Client.UserInitiatedShutdown")
+                .with(
+                    "Message",
+                    "Client.UserInitiatedShutdown: User initiated shutdown",
+                );
+            (format!("User initiated ({when} GMT)"), Some(reason))
+        }
+        _ => (String::new(), None),
+    }
 }
 
 /// The primary private address of an ENI (`PrivateIpAddresses` item).
@@ -72,6 +95,7 @@ fn instance_value(state: &State, i: &Instance, shown_state: InstanceState) -> Va
     } else {
         Vec::new()
     };
+    let (reason, state_reason) = transition_reason(i);
     Value::new_struct()
         .with("InstanceId", i.id.as_str())
         .with("ImageId", i.image_id.as_str())
@@ -85,7 +109,8 @@ fn instance_value(state: &State, i: &Instance, shown_state: InstanceState) -> Va
             },
         )
         .with("PublicDnsName", "")
-        .with("StateTransitionReason", "")
+        .with("StateTransitionReason", reason)
+        .with_opt("StateReason", state_reason)
         .with("AmiLaunchIndex", i.ami_launch_index)
         .with("ProductCodes", empty())
         .with("InstanceType", i.instance_type.as_str())
@@ -121,6 +146,10 @@ fn instance_value(state: &State, i: &Instance, shown_state: InstanceState) -> Va
         .with("VirtualizationType", "hvm")
         .with("Hypervisor", "xen")
         .with("NetworkInterfaces", enis)
+        .with_opt(
+            "ClientToken",
+            i.client_token.as_ref().map(|t| t.token.as_str()),
+        )
         .with("Tags", tag_set(&i.tags))
 }
 
@@ -179,9 +208,13 @@ pub fn run_instances(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
         host: opt(&placement, "HostId"),
         tag_specs: input::parse_tag_specs(input)?,
         security_group_ids: input::id_list(input, "SecurityGroupIds"),
+        client_token: opt(input, "ClientToken"),
     };
     let res = ctx.mutate(|t| model::instance::run_instances(t, &req))?;
-    for i in &res.instances {
+    if res.replayed {
+        tracing::info!(reservation = %res.reservation_id, token = ?req.client_token, "RunInstances retried: earlier launch returned");
+    }
+    for i in res.instances.iter().filter(|_| !res.replayed) {
         tracing::info!(instance = %i.id, ip = %i.private_ip, host = %i.host_id, name = i.name(), "instance launched");
     }
     let state = ctx.cp.state();
@@ -191,17 +224,32 @@ pub fn run_instances(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
         .with("Groups", empty())
         .with(
             "Instances",
+            // A fresh launch answers `pending`, as AWS does; a retry shows the current state.
             input::list_of(&res.instances, |i| {
-                instance_value(&state, i, InstanceState::Pending)
+                let current = state.instances.get(&i.id).map_or(i, |c| &**c);
+                let shown = if res.replayed {
+                    current.state
+                } else {
+                    InstanceState::Pending
+                };
+                instance_value(&state, current, shown)
             }),
         ))
 }
 
 pub fn describe_instances(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
     let state = ctx.cp.state();
+    // Terminated instances past their retention are gone even before a mutation purges them.
+    let now = now_secs();
+    let visible: model::Map<Instance> = state
+        .instances
+        .iter()
+        .filter(|(_, i)| !expired(i, now))
+        .map(|(k, i)| (k.clone(), i.clone()))
+        .collect();
     let mut items = input::select(
         &state,
-        &state.instances,
+        &visible,
         &input::id_list(input, "InstanceIds"),
         ("InvalidInstanceID.NotFound", "instance"),
         &input::filters(input)?,

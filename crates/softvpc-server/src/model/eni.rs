@@ -7,6 +7,7 @@
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
 
+use super::idempotency::{replay, ClientToken, Digest};
 use super::ids::new_id;
 use super::instance::unique_mac;
 use super::security_group::default_group_id;
@@ -35,6 +36,32 @@ pub struct CreateRequest {
     pub groups: Vec<String>,
     pub description: Option<String>,
     pub tag_specs: Vec<TagSpec>,
+    /// `ClientToken` (botocore sends a fresh one with every call that has none).
+    pub client_token: Option<String>,
+}
+
+impl CreateRequest {
+    /// The digest of every parameter but the token, to tell a retry from a reuse.
+    pub fn digest(&self) -> String {
+        let mut d = Digest::new("CreateNetworkInterface")
+            .str(&self.subnet_id)
+            .opt(self.private_ip.as_deref())
+            .num(self.private_ips.len() as u64);
+        for (a, primary) in &self.private_ips {
+            d = d.str(a).num(u64::from(*primary));
+        }
+        d = d
+            .num(self.secondary_count.map_or(u64::MAX, u64::from))
+            .list(self.groups.iter().map(String::as_str))
+            .opt(self.description.as_deref())
+            .num(self.tag_specs.len() as u64);
+        for s in &self.tag_specs {
+            d = d
+                .str(&s.resource_type)
+                .list(s.tags.iter().flat_map(|(k, v)| [k.as_str(), v.as_str()]));
+        }
+        d.finish()
+    }
 }
 
 fn eni_not_found(id: &str) -> ApiError {
@@ -168,8 +195,19 @@ pub fn check_groups(state: &State, vpc_id: &str, ids: &[String]) -> Result<Vec<S
     Ok(out)
 }
 
-/// `CreateNetworkInterface`: an available (unattached) ENI in a subnet.
+/// `CreateNetworkInterface`: an available (unattached) ENI in a subnet. A retry with the
+/// `ClientToken` of an earlier call answers with the ENI that call made (as it is now); with
+/// other parameters it is `IdempotentParameterMismatch`.
 pub fn create_network_interface(txn: &mut Txn, req: &CreateRequest) -> Result<Eni, ApiError> {
+    let digest = req.digest();
+    if let Some(earlier) = replay(
+        req.client_token.as_deref(),
+        txn.state.enis.values(),
+        |e| ClientToken::of(&e.client_token),
+        |e| e.client_token.as_ref().is_some_and(|t| t.digest == digest),
+    )? {
+        return Ok((**earlier).clone());
+    }
     let subnet = txn
         .state
         .subnets
@@ -248,6 +286,10 @@ pub fn create_network_interface(txn: &mut Txn, req: &CreateRequest) -> Result<En
         tags,
         secondary_ips: secondary.to_vec(),
         security_groups: groups,
+        client_token: req.client_token.as_ref().map(|t| ClientToken {
+            token: t.clone(),
+            digest,
+        }),
     };
     txn.put_eni(eni.clone());
     Ok(eni)
@@ -675,6 +717,57 @@ mod tests {
         assert_eq!(c.private_ip, Ipv4Addr::new(10, 0, 0, 60));
         assert_eq!(c.secondary_ips, vec![Ipv4Addr::new(10, 0, 0, 61)]);
         assert_eq!(avail(&e), 245);
+    }
+
+    #[test]
+    fn client_token_makes_create_idempotent() {
+        let mut e = env("10.0.0.0/24");
+        let req = CreateRequest {
+            subnet_id: e.subnet.clone(),
+            secondary_count: Some(1),
+            description: Some("db".into()),
+            client_token: Some("eni-tok-1".into()),
+            ..Default::default()
+        };
+        let first = create_network_interface(&mut e.txn, &req).unwrap();
+        assert_eq!(first.client_token.as_ref().unwrap().token, "eni-tok-1");
+        e.txn.writes.clear();
+        let again = create_network_interface(&mut e.txn, &req).unwrap();
+        assert_eq!(again, first);
+        assert!(e.txn.writes.is_empty(), "a retry writes nothing");
+        assert_eq!(avail(&e), 249, "and takes no address");
+        // A retry after a change of attributes still answers with the ENI.
+        modify_attribute(&mut e.txn, &first.id, Modify::Description("x".into())).unwrap();
+        assert_eq!(
+            create_network_interface(&mut e.txn, &req).unwrap().id,
+            first.id
+        );
+        for other in [
+            CreateRequest {
+                description: Some("web".into()),
+                ..req.clone()
+            },
+            CreateRequest {
+                secondary_count: None,
+                ..req.clone()
+            },
+            CreateRequest {
+                private_ip: Some("10.0.0.99".into()),
+                ..req.clone()
+            },
+        ] {
+            assert_eq!(
+                create_network_interface(&mut e.txn, &other)
+                    .unwrap_err()
+                    .code,
+                "IdempotentParameterMismatch"
+            );
+        }
+        assert_eq!(e.txn.state.enis.len(), 1);
+        // Once the ENI is deleted its token is free again.
+        delete_network_interface(&mut e.txn, &first.id).unwrap();
+        let fresh = create_network_interface(&mut e.txn, &req).unwrap();
+        assert_ne!(fresh.id, first.id);
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! Instances and their primary ENIs: `RunInstances` (address allocation, placement on hosts,
-//! tags), `TerminateInstances` (the ENI is deleted and its address freed), filters.
+//! tags, `ClientToken` idempotency), `TerminateInstances` (the ENI is deleted and its address
+//! freed; the instance stays stored, terminated, for [`TERMINATED_RETENTION_SECS`], then is
+//! purged), Stop/Start, filters.
 
 use std::net::Ipv4Addr;
 
 use super::filter::Filterable;
+use super::idempotency::{replay, ClientToken, Digest};
 use super::ids::{new_id, new_mac};
 use super::subnet::{free_addresses, used_addresses};
 use super::tags::{check_specs, tags_for, TagSpec};
@@ -17,6 +20,8 @@ pub const DEFAULT_INSTANCE_TYPE: &str = "t3.micro";
 pub const DEFAULT_IMAGE_ID: &str = "ami-00000000000000000";
 /// Most instances one `RunInstances` call may launch.
 pub const MAX_LAUNCH: u32 = 1000;
+/// How long a terminated instance stays visible (AWS: "about an hour"), in seconds.
+pub const TERMINATED_RETENTION_SECS: u64 = 3600;
 
 /// The parameters of `RunInstances` that matter here.
 #[derive(Debug, Clone, Default)]
@@ -33,6 +38,30 @@ pub struct RunRequest {
     pub tag_specs: Vec<TagSpec>,
     /// `SecurityGroupId.N` for the primary ENIs; empty: the VPC's default group.
     pub security_group_ids: Vec<String>,
+    /// `ClientToken` (botocore sends a fresh one with every call that has none).
+    pub client_token: Option<String>,
+}
+
+impl RunRequest {
+    /// The digest of every parameter but the token, to tell a retry from a reuse.
+    pub fn digest(&self) -> String {
+        let mut d = Digest::new("RunInstances")
+            .opt(self.image_id.as_deref())
+            .opt(self.instance_type.as_deref())
+            .num(self.min_count.into())
+            .num(self.max_count.into())
+            .str(&self.subnet_id)
+            .opt(self.private_ip.as_deref())
+            .opt(self.host.as_deref())
+            .list(self.security_group_ids.iter().map(String::as_str))
+            .num(self.tag_specs.len() as u64);
+        for s in &self.tag_specs {
+            d = d
+                .str(&s.resource_type)
+                .list(s.tags.iter().flat_map(|(k, v)| [k.as_str(), v.as_str()]));
+        }
+        d.finish()
+    }
 }
 
 /// The result of a launch: one reservation holding the instances.
@@ -40,10 +69,43 @@ pub struct RunRequest {
 pub struct Reservation {
     pub reservation_id: String,
     pub instances: Vec<Instance>,
+    /// A retry with a known `ClientToken`: these are the instances the first call launched, in
+    /// their current state; nothing new was launched.
+    pub replayed: bool,
 }
 
-/// `RunInstances`.
+/// `RunInstances`. A retry with the `ClientToken` of an earlier launch answers with that
+/// launch's reservation (before any other check: the retry must not fail where the first call
+/// succeeded, e.g. on its own private address); with other parameters it is
+/// `IdempotentParameterMismatch`.
 pub fn run_instances(txn: &mut Txn, req: &RunRequest) -> Result<Reservation, ApiError> {
+    let digest = req.digest();
+    let token = req.client_token.as_deref();
+    if let Some(first) = replay(
+        token,
+        txn.state.instances.values(),
+        |i| ClientToken::of(&i.client_token),
+        |i| i.client_token.as_ref().is_some_and(|t| t.digest == digest),
+    )? {
+        let reservation_id = first.reservation_id.clone();
+        let mut instances: Vec<Instance> = txn
+            .state
+            .instances
+            .values()
+            .filter(|i| i.reservation_id == reservation_id)
+            .map(|i| (**i).clone())
+            .collect();
+        instances.sort_by_key(|i| i.ami_launch_index);
+        return Ok(Reservation {
+            reservation_id,
+            instances,
+            replayed: true,
+        });
+    }
+    let client_token = token.map(|t| ClientToken {
+        token: t.to_string(),
+        digest,
+    });
     if req.min_count < 1 || req.max_count < req.min_count {
         return Err(ApiError::invalid_value(format!(
             "Invalid counts: MinCount ({}) must be at least 1 and at most MaxCount ({})",
@@ -153,6 +215,8 @@ pub fn run_instances(txn: &mut Txn, req: &RunRequest) -> Result<Reservation, Api
             launch_time: txn.now,
             state: InstanceState::Running,
             tags: instance_tags.clone(),
+            client_token: client_token.clone(),
+            state_transition_time: None,
         };
         let eni = Eni {
             id: eni_id,
@@ -174,6 +238,7 @@ pub fn run_instances(txn: &mut Txn, req: &RunRequest) -> Result<Reservation, Api
             tags: eni_tags.clone(),
             secondary_ips: Vec::new(),
             security_groups: groups.clone(),
+            client_token: None,
         };
         txn.put_instance(instance.clone());
         txn.put_eni(eni);
@@ -182,6 +247,7 @@ pub fn run_instances(txn: &mut Txn, req: &RunRequest) -> Result<Reservation, Api
     Ok(Reservation {
         reservation_id,
         instances,
+        replayed: false,
     })
 }
 
@@ -258,6 +324,7 @@ pub fn terminate_instances(txn: &mut Txn, ids: &[String]) -> Result<Vec<StateCha
         }
         let mut inst = (*current).clone();
         inst.state = InstanceState::Terminated;
+        inst.state_transition_time = Some(txn.now);
         txn.put_instance(inst);
         out.push(StateChange {
             instance_id: id.clone(),
@@ -339,6 +406,8 @@ fn change_states(
         }
         let mut inst = (*current).clone();
         inst.state = target;
+        // Stopping is user initiated (shown in StateTransitionReason); starting clears it.
+        inst.state_transition_time = (target == InstanceState::Stopped).then_some(txn.now);
         txn.put_instance(inst);
         // The ENIs' mapping records follow the state (host present only while running).
         txn.touch_enis_of_instance(id);
@@ -349,6 +418,31 @@ fn change_states(
         });
     }
     Ok(out)
+}
+
+/// True when `i` was terminated more than [`TERMINATED_RETENTION_SECS`] before `now`: it is no
+/// longer shown, and the next mutation purges it.
+pub fn expired(i: &Instance, now: u64) -> bool {
+    i.state == InstanceState::Terminated
+        && i.state_transition_time
+            .is_none_or(|t| now.saturating_sub(t) >= TERMINATED_RETENTION_SECS)
+}
+
+/// Forgets the terminated instances whose retention is over (run at the start of every
+/// mutation, with the transaction's `now`, so the purge is part of a committed change).
+pub fn purge_terminated(txn: &mut Txn) {
+    let now = txn.now;
+    let gone: Vec<String> = txn
+        .state
+        .instances
+        .values()
+        .filter(|i| expired(i, now))
+        .map(|i| i.id.clone())
+        .collect();
+    for id in gone {
+        tracing::debug!(instance = %id, "terminated instance purged");
+        txn.delete_instance(&id);
+    }
 }
 
 /// The host an ENI's traffic is delivered to: its instance's host while the instance runs (or is
@@ -734,6 +828,147 @@ mod tests {
             start_instances(&mut txn, &[]).unwrap_err().code,
             "MissingParameter"
         );
+    }
+
+    #[test]
+    fn client_token_makes_run_instances_idempotent() {
+        let (mut txn, _vpc, subnet) = setup("10.0.0.0/24");
+        let mut r = req(&subnet, 2, 2);
+        r.private_ip = None;
+        r.client_token = Some("launch-1".into());
+        r.tag_specs = vec![TagSpec {
+            resource_type: "instance".into(),
+            tags: vec![("Name".into(), "web".into())],
+        }];
+        let first = run_instances(&mut txn, &r).unwrap();
+        assert!(!first.replayed);
+        assert_eq!(first.instances.len(), 2);
+        assert_eq!(
+            first.instances[0].client_token.as_ref().unwrap().token,
+            "launch-1"
+        );
+        // A retry launches nothing and answers with the same reservation and instances.
+        txn.writes.clear();
+        let again = run_instances(&mut txn, &r).unwrap();
+        assert!(again.replayed);
+        assert!(txn.writes.is_empty(), "a retry writes nothing");
+        assert_eq!(again.reservation_id, first.reservation_id);
+        let ids = |res: &Reservation| {
+            res.instances
+                .iter()
+                .map(|i| i.id.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&again), ids(&first));
+        assert_eq!(txn.state.instances.len(), 2);
+        // Even once terminated, the token still finds them (the state is all that differs).
+        terminate_instances(&mut txn, &ids(&first)).unwrap();
+        let later = run_instances(&mut txn, &r).unwrap();
+        assert_eq!(ids(&later), ids(&first));
+        assert!(later
+            .instances
+            .iter()
+            .all(|i| i.state == InstanceState::Terminated));
+        // The same token with any other parameter is refused, and launches nothing.
+        for change in [
+            |r: &mut RunRequest| r.max_count = 3,
+            |r: &mut RunRequest| r.instance_type = Some("t3.large".into()),
+            |r: &mut RunRequest| r.tag_specs[0].tags[0].1 = "db".into(),
+            |r: &mut RunRequest| r.host = Some("host-2".into()),
+        ] {
+            let mut other = r.clone();
+            change(&mut other);
+            let err = run_instances(&mut txn, &other).unwrap_err();
+            assert_eq!(err.code, "IdempotentParameterMismatch");
+            assert_eq!(
+                err.message,
+                "Arguments on this idempotent request are inconsistent with arguments used in previous request(s)."
+            );
+        }
+        assert_eq!(txn.state.instances.len(), 2);
+        // Another token launches anew; no token always does.
+        r.client_token = Some("launch-2".into());
+        assert!(!run_instances(&mut txn, &r).unwrap().replayed);
+        r.client_token = None;
+        let a = run_instances(&mut txn, &r).unwrap();
+        let b = run_instances(&mut txn, &r).unwrap();
+        assert_ne!(a.reservation_id, b.reservation_id);
+        assert_eq!(txn.state.instances.len(), 8);
+    }
+
+    #[test]
+    fn terminated_instances_are_kept_for_the_retention_then_purged() {
+        let (mut txn, _vpc, subnet) = setup("10.0.0.0/24");
+        let r = run_instances(&mut txn, &req(&subnet, 2, 2)).unwrap();
+        let (a, b) = (r.instances[0].id.clone(), r.instances[1].id.clone());
+        let t0 = txn.now;
+        terminate_instances(&mut txn, std::slice::from_ref(&a)).unwrap();
+        let stored = txn.state.instances[&a].clone();
+        assert_eq!(stored.state, InstanceState::Terminated);
+        assert_eq!(stored.state_transition_time, Some(t0));
+        // Stored (not deleted) so that it survives a restart.
+        assert!(txn.writes.iter().any(|w| matches!(w,
+            super::super::Write::Put { table: super::super::Table::Instances, key, .. } if *key == a)));
+        // Its ENI is gone: the mapping service places nothing for it on any host.
+        assert!(!txn.state.enis.contains_key(&stored.eni_id));
+        assert!(!txn
+            .state
+            .enis
+            .values()
+            .any(|e| e.attachment.as_ref().is_some_and(|x| x.instance_id == a)));
+        // (`b` went to the other host, so `a`'s host now needs no VPC at all.)
+        assert_ne!(txn.state.instances[&b].host_id, stored.host_id);
+        assert!(crate::mapping::view::needed_vpcs(&txn.state, &stored.host_id).is_empty());
+        // Within the hour: kept.
+        let state = txn.state.clone();
+        let mut later = Txn::new(state.clone(), t0 + TERMINATED_RETENTION_SECS - 1);
+        assert!(!expired(&stored, later.now));
+        purge_terminated(&mut later);
+        assert!(later.is_empty());
+        assert!(later.state.instances.contains_key(&a));
+        // An hour on: purged (a delete in the store), the running one untouched.
+        let mut after = Txn::new(state, t0 + TERMINATED_RETENTION_SECS);
+        assert!(expired(&stored, after.now));
+        purge_terminated(&mut after);
+        assert!(!after.state.instances.contains_key(&a));
+        assert!(after.state.instances.contains_key(&b));
+        assert_eq!(
+            after.writes,
+            vec![super::super::Write::Delete {
+                table: super::super::Table::Instances,
+                key: a.clone()
+            }]
+        );
+        assert_eq!(
+            terminate_instances(&mut after, std::slice::from_ref(&a))
+                .unwrap_err()
+                .code,
+            "InvalidInstanceID.NotFound"
+        );
+    }
+
+    #[test]
+    fn stop_records_the_transition_time_and_start_clears_it() {
+        let (mut txn, _vpc, subnet) = setup("10.0.0.0/24");
+        let id = run_instances(&mut txn, &req(&subnet, 1, 1))
+            .unwrap()
+            .instances[0]
+            .id
+            .clone();
+        assert_eq!(txn.state.instances[&id].state_transition_time, None);
+        txn.now += 10;
+        stop_instances(&mut txn, std::slice::from_ref(&id)).unwrap();
+        assert_eq!(
+            txn.state.instances[&id].state_transition_time,
+            Some(txn.now)
+        );
+        // A stopped instance is never purged.
+        assert!(!expired(
+            &txn.state.instances[&id],
+            txn.now + 10 * TERMINATED_RETENTION_SECS
+        ));
+        start_instances(&mut txn, std::slice::from_ref(&id)).unwrap();
+        assert_eq!(txn.state.instances[&id].state_transition_time, None);
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod error;
 pub mod filter;
 pub mod gateway;
 pub mod host;
+pub mod idempotency;
 pub mod ids;
 pub mod instance;
 pub mod nat_gateway;
@@ -158,6 +159,13 @@ pub struct Instance {
     pub launch_time: u64,
     pub state: InstanceState,
     pub tags: Tags,
+    /// The `ClientToken` of the `RunInstances` that launched it (shared by its reservation).
+    #[serde(default)]
+    pub client_token: Option<idempotency::ClientToken>,
+    /// When the user last stopped or terminated it (seconds since the Unix epoch): the time in
+    /// `StateTransitionReason`, and for a terminated instance the start of its retention.
+    #[serde(default)]
+    pub state_transition_time: Option<u64>,
 }
 
 impl Instance {
@@ -187,6 +195,9 @@ pub struct Eni {
     /// Security group ids (at most 5).
     #[serde(default)]
     pub security_groups: Vec<String>,
+    /// The `ClientToken` of the `CreateNetworkInterface` that made it.
+    #[serde(default)]
+    pub client_token: Option<idempotency::ClientToken>,
 }
 
 impl Eni {
@@ -506,21 +517,15 @@ impl Txn {
         self.put(host);
     }
 
-    /// Stores an instance. A terminated instance is removed from the store but stays in the
-    /// in-memory state, so it remains describable until the server restarts (as on AWS, where
-    /// terminated instances linger for a while).
+    /// Stores an instance (a terminated one too: it stays describable for
+    /// [`instance::TERMINATED_RETENTION_SECS`], across restarts, as on AWS).
     pub fn put_instance(&mut self, instance: Instance) {
-        if instance.state == InstanceState::Terminated {
-            self.writes.push(Write::Delete {
-                table: Table::Instances,
-                key: instance.id.clone(),
-            });
-            self.state
-                .instances
-                .insert(instance.id.clone(), Arc::new(instance));
-        } else {
-            self.put(instance);
-        }
+        self.put(instance);
+    }
+
+    /// Forgets an instance (a terminated one whose retention is over).
+    pub fn delete_instance(&mut self, id: &str) {
+        self.delete::<Instance>(id);
     }
 
     pub fn put_eni(&mut self, eni: Eni) {

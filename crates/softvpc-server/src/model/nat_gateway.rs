@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::address::{allocation_not_found, AddressAssociation};
 use super::filter::Filterable;
+use super::idempotency::replay;
 use super::ids::{new_id, new_mac};
 use super::subnet::{free_addresses, used_addresses};
 use super::{is_reserved, ApiError, Eni, State, Tags, Txn};
@@ -112,23 +113,13 @@ pub struct CreateRequest {
 /// gateway, the Elastic IP associated with that interface; the VPC needs an internet gateway.
 pub fn create_nat_gateway(txn: &mut Txn, req: &CreateRequest) -> Result<NatGateway, ApiError> {
     // A retry with the same ClientToken returns what the first call made.
-    if let Some(token) = &req.client_token {
-        let earlier = txn
-            .state
-            .nat_gateways
-            .values()
-            .find(|n| n.client_token.as_ref() == Some(token));
-        if let Some(n) = earlier {
-            if n.subnet_id != req.subnet_id {
-                return Err(ApiError::new(
-                    "IdempotentParameterMismatch",
-                    format!(
-                        "The client token '{token}' was already used with different parameters."
-                    ),
-                ));
-            }
-            return Ok((**n).clone());
-        }
+    if let Some(n) = replay(
+        req.client_token.as_deref(),
+        txn.state.nat_gateways.values(),
+        |n| n.client_token.as_deref(),
+        |n| n.subnet_id == req.subnet_id,
+    )? {
+        return Ok((**n).clone());
     }
     let subnet = txn
         .state
@@ -230,6 +221,7 @@ pub fn create_nat_gateway(txn: &mut Txn, req: &CreateRequest) -> Result<NatGatew
         tags: Tags::new(),
         secondary_ips: Vec::new(),
         security_groups: Vec::new(),
+        client_token: None,
     };
     let mut association_id = None;
     if let Some(mut a) = address.as_deref().cloned() {

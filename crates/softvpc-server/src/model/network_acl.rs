@@ -12,6 +12,7 @@ use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
 use super::filter::Filterable;
+use super::idempotency::replay;
 use super::ids::new_id;
 use super::vpc::parse_cidr;
 use super::{ApiError, State, Tags, Txn};
@@ -142,23 +143,13 @@ pub fn create_network_acl(
     tags: Tags,
     client_token: Option<&str>,
 ) -> Result<NetworkAcl, ApiError> {
-    if let Some(token) = client_token {
-        let earlier = txn
-            .state
-            .network_acls
-            .values()
-            .find(|a| a.client_token.as_deref() == Some(token));
-        if let Some(a) = earlier {
-            if a.vpc_id != vpc_id {
-                return Err(ApiError::new(
-                    "IdempotentParameterMismatch",
-                    format!(
-                        "The client token '{token}' was already used with different parameters."
-                    ),
-                ));
-            }
-            return Ok((**a).clone());
-        }
+    if let Some(a) = replay(
+        client_token,
+        txn.state.network_acls.values(),
+        |a| a.client_token.as_deref(),
+        |a| a.vpc_id == vpc_id,
+    )? {
+        return Ok((**a).clone());
     }
     if !txn.state.vpcs.contains_key(vpc_id) {
         return Err(ApiError::not_found(

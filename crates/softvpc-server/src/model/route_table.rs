@@ -7,6 +7,7 @@ use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
 use super::filter::Filterable;
+use super::idempotency::replay;
 use super::ids::new_id;
 use super::nat_gateway::NatState;
 use super::vpc::parse_cidr;
@@ -178,23 +179,13 @@ pub fn create_route_table_with_token(
     tags: Tags,
     client_token: Option<&str>,
 ) -> Result<RouteTable, ApiError> {
-    if let Some(token) = client_token {
-        let earlier = txn
-            .state
-            .route_tables
-            .values()
-            .find(|r| r.client_token.as_deref() == Some(token));
-        if let Some(r) = earlier {
-            if r.vpc_id != vpc_id {
-                return Err(ApiError::new(
-                    "IdempotentParameterMismatch",
-                    format!(
-                        "The client token '{token}' was already used with different parameters."
-                    ),
-                ));
-            }
-            return Ok((**r).clone());
-        }
+    if let Some(r) = replay(
+        client_token,
+        txn.state.route_tables.values(),
+        |r| r.client_token.as_deref(),
+        |r| r.vpc_id == vpc_id,
+    )? {
+        return Ok((**r).clone());
     }
     let vpc = txn
         .state

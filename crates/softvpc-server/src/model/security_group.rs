@@ -1273,6 +1273,7 @@ mod tests {
             tags: Tags::new(),
             secondary_ips: Vec::new(),
             security_groups: vec![g.id.clone()],
+            client_token: None,
         };
         txn.put_eni(eni);
         assert!(group_in_use(&txn.state, &g.id));
