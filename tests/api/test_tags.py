@@ -34,11 +34,12 @@ def test_describe_tags_filters(ec2, vpc):
 
 def test_describe_tags_paginator(ec2, vpc):
     vid = vpc["VpcId"]
-    ec2.create_tags(Resources=[vid], Tags=[{"Key": f"pg{i}", "Value": str(i)} for i in range(7)])
+    ec2.create_tags(Resources=[vid], Tags=[{"Key": f"pg{i}", "Value": str(i)} for i in range(12)])
+    # MaxResults is 5..1000 for DescribeTags, as on AWS.
     pages = list(ec2.get_paginator("describe_tags").paginate(
-        Filters=[{"Name": "resource-id", "Values": [vid]}], PaginationConfig={"PageSize": 3}))
-    assert [len(p["Tags"]) for p in pages] == [3, 3, 1]
-    assert sorted(t["Key"] for p in pages for t in p["Tags"]) == sorted(f"pg{i}" for i in range(7))
+        Filters=[{"Name": "resource-id", "Values": [vid]}], PaginationConfig={"PageSize": 5}))
+    assert [len(p["Tags"]) for p in pages] == [5, 5, 2]
+    assert sorted(t["Key"] for p in pages for t in p["Tags"]) == sorted(f"pg{i}" for i in range(12))
     expect_error("InvalidNextToken", 400, ec2.describe_tags, MaxResults=5, NextToken="garbage")
 
 

@@ -148,9 +148,150 @@ pub fn list_of<T>(items: &[T], f: impl FnMut(&T) -> Value) -> Value {
     Value::List(items.iter().map(f).collect())
 }
 
+/// AWS's `MaxResults` bounds for one Describe action, and the id-list member it cannot be
+/// combined with (wire prefix such as `InstanceId`, and AWS's name for it in the message).
+struct PagingRule {
+    action: &'static str,
+    min: i64,
+    max: i64,
+    ids: Option<(&'static str, &'static str)>,
+}
+
+/// Every Describe action softvpc serves that takes `MaxResults` (bounds from AWS's API
+/// reference; `docs/ec2-api-coverage.md` lists them).
+const PAGING: &[PagingRule] = &[
+    PagingRule {
+        action: "DescribeVpcs",
+        min: 5,
+        max: 1000,
+        ids: None,
+    },
+    PagingRule {
+        action: "DescribeSubnets",
+        min: 5,
+        max: 1000,
+        ids: None,
+    },
+    PagingRule {
+        action: "DescribeInstances",
+        min: 5,
+        max: 1000,
+        ids: Some(("InstanceId.", "instancesSet")),
+    },
+    PagingRule {
+        action: "DescribeInstanceStatus",
+        min: 5,
+        max: 1000,
+        ids: Some(("InstanceId.", "instancesSet")),
+    },
+    PagingRule {
+        action: "DescribeNetworkInterfaces",
+        min: 5,
+        max: 1000,
+        ids: Some(("NetworkInterfaceId.", "networkInterfaceIdSet")),
+    },
+    PagingRule {
+        action: "DescribeSecurityGroups",
+        min: 5,
+        max: 1000,
+        ids: None,
+    },
+    PagingRule {
+        action: "DescribeSecurityGroupRules",
+        min: 5,
+        max: 1000,
+        ids: None,
+    },
+    PagingRule {
+        action: "DescribeNetworkAcls",
+        min: 5,
+        max: 1000,
+        ids: None,
+    },
+    PagingRule {
+        action: "DescribeRouteTables",
+        min: 5,
+        max: 100,
+        ids: None,
+    },
+    PagingRule {
+        action: "DescribeInternetGateways",
+        min: 5,
+        max: 1000,
+        ids: None,
+    },
+    PagingRule {
+        action: "DescribeNatGateways",
+        min: 5,
+        max: 1000,
+        ids: None,
+    },
+    PagingRule {
+        action: "DescribeVpcPeeringConnections",
+        min: 5,
+        max: 1000,
+        ids: None,
+    },
+    PagingRule {
+        action: "DescribeDhcpOptions",
+        min: 5,
+        max: 1000,
+        ids: None,
+    },
+    PagingRule {
+        action: "DescribeTags",
+        min: 5,
+        max: 1000,
+        ids: None,
+    },
+    PagingRule {
+        action: "DescribeHosts",
+        min: 5,
+        max: 500,
+        ids: Some(("HostId.", "hostSet")),
+    },
+];
+
+/// Checks `MaxResults` of `action` against AWS's bounds, and that it is not combined with the
+/// id list AWS forbids it with, on the raw request pairs: before the model decoder, whose
+/// generic range message is not the one AWS gives for `MaxResults`. A value that is not a
+/// number is left to the decoder.
+pub fn check_paging(action: &str, pairs: &[(String, String)]) -> Result<(), ApiError> {
+    let Some(rule) = PAGING.iter().find(|r| r.action == action) else {
+        return Ok(());
+    };
+    let Some((_, raw)) = pairs.iter().rev().find(|(k, _)| k == "MaxResults") else {
+        return Ok(());
+    };
+    if let Some((prefix, aws_name)) = rule.ids {
+        if pairs.iter().any(|(k, _)| k.starts_with(prefix)) {
+            return Err(ApiError::new(
+                "InvalidParameterCombination",
+                format!("The parameter {aws_name} cannot be used with the parameter maxResults"),
+            ));
+        }
+    }
+    let Ok(n) = raw.trim().parse::<i64>() else {
+        return Ok(());
+    };
+    if n < rule.min {
+        return Err(ApiError::invalid_value(format!(
+            "Value ( {n} ) for parameter maxResults is invalid. Expecting a value greater than {}.",
+            rule.min
+        )));
+    }
+    if n > rule.max {
+        return Err(ApiError::invalid_value(format!(
+            "Value ( {n} ) for parameter maxResults is invalid. Expecting a value smaller than or equal to {}.",
+            rule.max
+        )));
+    }
+    Ok(())
+}
+
 /// `MaxResults` / `NextToken` paging over an already filtered list. The token is the offset of
-/// the next item; a token that is not one is `InvalidNextToken`. (The model already bounds
-/// `MaxResults` where AWS does.)
+/// the next item; a token that is not one is `InvalidNextToken`. (`MaxResults` was checked against AWS's
+/// bounds by [`check_paging`].)
 pub fn paginate<T>(items: Vec<T>, input: &Value) -> Result<(Vec<T>, Option<String>), ApiError> {
     let start = match input.get_str("NextToken") {
         None | Some("") => 0usize,
@@ -311,6 +452,36 @@ mod tests {
         );
         let (all, next) = paginate(items, &Value::new_struct()).unwrap();
         assert_eq!((all.len(), next), (12, None));
+    }
+
+    #[test]
+    fn max_results_bounds_and_id_combinations() {
+        let check = |action: &str, p: &[(&str, &str)]| check_paging(action, &pairs(p));
+        let err = check("DescribeVpcs", &[("MaxResults", "4")]).unwrap_err();
+        assert_eq!(err.code, "InvalidParameterValue");
+        assert_eq!(
+            err.message,
+            "Value ( 4 ) for parameter maxResults is invalid. Expecting a value greater than 5."
+        );
+        assert!(check("DescribeVpcs", &[("MaxResults", "5")]).is_ok());
+        assert!(check("DescribeVpcs", &[("MaxResults", "1000")]).is_ok());
+        assert!(check("DescribeVpcs", &[("MaxResults", "1001")]).is_err());
+        assert!(check("DescribeRouteTables", &[("MaxResults", "100")]).is_ok());
+        let err = check("DescribeRouteTables", &[("MaxResults", "101")]).unwrap_err();
+        assert!(err.message.ends_with("smaller than or equal to 100."));
+        assert!(check("DescribeHosts", &[("MaxResults", "501")]).is_err());
+        // With the instance ids: refused whatever the value.
+        let err = check(
+            "DescribeInstances",
+            &[("InstanceId.1", "i-1"), ("MaxResults", "10")],
+        )
+        .unwrap_err();
+        assert_eq!(err.code, "InvalidParameterCombination");
+        // Ids alone, a non-number (left to the decoder), other actions: not this check's business.
+        assert!(check("DescribeInstances", &[("InstanceId.1", "i-1")]).is_ok());
+        assert!(check("DescribeVpcs", &[("MaxResults", "many")]).is_ok());
+        assert!(check("DescribeAddresses", &[("MaxResults", "1")]).is_ok());
+        assert!(check("DescribeVpcs", &[("VpcId.1", "vpc-1"), ("MaxResults", "5")]).is_ok());
     }
 
     use proptest::prelude::*;

@@ -35,6 +35,7 @@ pub mod gateway;
 pub mod host;
 pub mod input;
 pub mod instance;
+pub mod instance_status;
 pub mod lifecycle;
 pub mod network_acl;
 pub mod peering;
@@ -386,6 +387,11 @@ pub static ACTIONS: &[Action] = &[
         Kind::Read,
         peering::describe_vpc_peering_connections,
     ),
+    Action::model(
+        "DescribeInstanceStatus",
+        Kind::Read,
+        instance_status::describe_instance_status,
+    ),
 ];
 
 /// The action named `name`, if served.
@@ -441,6 +447,7 @@ fn run(
             format!("The action {name} is not valid for this web service."),
         ))
     })?;
+    input::check_paging(&name, &pairs).map_err(fail)?;
     let input = softvpc_ec2_protocol::decode(&name, &pairs).map_err(|e| fail(protocol_error(e)))?;
     let dry_run = input.get_bool("DryRun").unwrap_or(false);
     if dry_run && action.kind == Kind::Read {

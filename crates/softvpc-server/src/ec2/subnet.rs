@@ -27,6 +27,16 @@ pub fn subnet_value(state: &State, s: &Subnet) -> Value {
         .with("DefaultForAz", s.default_for_az)
         .with("MapPublicIpOnLaunch", s.map_public_ip_on_launch)
         .with("AssignIpv6AddressOnCreation", false)
+        .with("MapCustomerOwnedIpOnLaunch", false)
+        .with("EnableDns64", false)
+        .with("Ipv6Native", false)
+        .with(
+            "PrivateDnsNameOptionsOnLaunch",
+            Value::new_struct()
+                .with("HostnameType", "ip-name")
+                .with("EnableResourceNameDnsARecord", false)
+                .with("EnableResourceNameDnsAAAARecord", false),
+        )
         .with("Tags", tag_set(&s.tags))
 }
 

@@ -1,6 +1,8 @@
 //! Describe filters with AWS semantics: values inside one filter are ORed, separate filters are
 //! ANDed, `*` and `?` are wildcards; `tag:<key>`, `tag-key` and `tag-value` work on every
-//! resource; an unknown filter name is refused.
+//! resource; an unknown filter name is refused with AWS's `InvalidParameterValue` "The filter
+//! 'x' is invalid". Which names each Describe action accepts, compared with AWS's documentation,
+//! is tabulated in `docs/ec2-api-coverage.md`.
 
 use super::{ApiError, State, Tags};
 
@@ -16,6 +18,11 @@ pub trait Filterable {
     /// The filter names this resource understands, besides the tag filters.
     const FILTERS: &'static [&'static str];
 
+    /// Filter names AWS documents for this resource's Describe action about data softvpc never
+    /// holds (IPv6, Outposts, carrier IPs, ...): accepted as AWS accepts them, and since no
+    /// resource has such a value ([`Self::field`] gives none), a filter on one matches nothing.
+    const UNHELD: &'static [&'static str] = &[];
+
     /// The values of field `name` (one of [`Self::FILTERS`]) for this resource.
     fn field(&self, state: &State, name: &str) -> Vec<String>;
 
@@ -30,7 +37,8 @@ pub fn check<T: Filterable>(filters: &[Filter]) -> Result<(), ApiError> {
         let known = f.name.starts_with("tag:")
             || f.name == "tag-key"
             || f.name == "tag-value"
-            || T::FILTERS.contains(&f.name.as_str());
+            || T::FILTERS.contains(&f.name.as_str())
+            || T::UNHELD.contains(&f.name.as_str());
         if !known {
             return Err(ApiError::invalid_value(format!(
                 "The filter '{}' is invalid",
@@ -57,6 +65,12 @@ pub fn matches<T: Filterable>(item: &T, state: &State, filters: &[Filter]) -> bo
             .iter()
             .any(|pattern| candidates.iter().any(|c| glob(pattern, c)))
     })
+}
+
+/// A time (seconds since the epoch) as time filters compare it: ISO 8601 in UTC with
+/// milliseconds (`2021-09-29T11:04:43.000Z`), so `2021-09-29T*` matches a day.
+pub fn iso_time(secs: u64) -> String {
+    softvpc_ec2_protocol::Timestamp::from_unix(i64::try_from(secs).unwrap_or(i64::MAX)).to_iso8601()
 }
 
 /// Matches `text` against `pattern` where `*` is any run of characters and `?` one character.

@@ -107,6 +107,7 @@ impl Filterable for Host {
         "auto-placement",
         "instance-type",
     ];
+    const UNHELD: &'static [&'static str] = &["client-token", "host-reservation-id"];
 
     fn field(&self, _state: &State, name: &str) -> Vec<String> {
         let v = match name {

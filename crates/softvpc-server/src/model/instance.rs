@@ -483,10 +483,57 @@ impl Filterable for Instance {
         "network-interface.mac-address",
         "network-interface.subnet-id",
         "network-interface.vpc-id",
+        "network-interface.addresses.primary",
+        "network-interface.addresses.association.allocation-id",
+        "network-interface.addresses.association.association-id",
+        "network-interface.addresses.association.ip-owner-id",
+        "network-interface.addresses.association.public-ip",
+        "network-interface.association.allocation-id",
+        "network-interface.association.association-id",
+        "network-interface.association.ip-owner-id",
+        "network-interface.association.public-ip",
+        "network-interface.attachment.attach-time",
+        "network-interface.attachment.attachment-id",
+        "network-interface.attachment.delete-on-termination",
+        "network-interface.attachment.device-index",
+        "network-interface.attachment.instance-id",
+        "network-interface.attachment.instance-owner-id",
+        "network-interface.attachment.network-card-index",
+        "network-interface.attachment.status",
+        "network-interface.availability-zone",
+        "network-interface.description",
+        "network-interface.group-id",
+        "network-interface.group-name",
+        "network-interface.owner-id",
+        "network-interface.private-dns-name",
+        "network-interface.private-ip-address",
+        "network-interface.requester-managed",
+        "network-interface.source-dest-check",
+        "network-interface.status",
+        "network-interface.tag-key",
+        "network-interface.tag-value",
+        "instance.group-id",
+        "instance.group-name",
+        "launch-index",
+        "launch-time",
+        "architecture",
+        "hypervisor",
+        "root-device-name",
+        "root-device-type",
+        "virtualization-type",
+        "tenancy",
+        "monitoring-state",
+        "source-dest-check",
     ];
+    const UNHELD: &'static [&'static str] = &INSTANCE_UNHELD;
 
-    fn field(&self, _state: &State, name: &str) -> Vec<String> {
+    fn field(&self, state: &State, name: &str) -> Vec<String> {
         let live = self.state != InstanceState::Terminated;
+        if let Some(rest) = name.strip_prefix("network-interface.") {
+            if name != "network-interface.addresses.private-ip-address" {
+                return instance_eni_field(self, state, rest);
+            }
+        }
         let v = match name {
             "instance-id" => self.id.clone(),
             "instance-state-name" => self.state.name().into(),
@@ -500,14 +547,32 @@ impl Filterable for Instance {
             // Terminated instances keep their subnet and VPC (filters by VPC still find them).
             "subnet-id" => self.subnet_id.clone(),
             "vpc-id" => self.vpc_id.clone(),
-            "network-interface.subnet-id" if live => self.subnet_id.clone(),
-            "network-interface.vpc-id" if live => self.vpc_id.clone(),
             "availability-zone" => self.availability_zone.clone(),
             "placement-host-id" | "host-id" => self.host_id.clone(),
             "reservation-id" => self.reservation_id.clone(),
             "owner-id" => super::OWNER_ID.into(),
-            "network-interface.network-interface-id" if live => self.eni_id.clone(),
-            "network-interface.mac-address" if live => self.eni_mac.clone(),
+            "instance.group-id" | "instance.group-name" if live => {
+                let groups = state.enis.get(&self.eni_id).map(|e| &e.security_groups);
+                return groups
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|g| match name {
+                        "instance.group-id" => Some(g.clone()),
+                        _ => state.security_groups.get(g).map(|g| g.name.clone()),
+                    })
+                    .collect();
+            }
+            "launch-index" => self.ami_launch_index.to_string(),
+            "launch-time" => super::filter::iso_time(self.launch_time),
+            // Constant fields, as DescribeInstances shows them.
+            "architecture" => "x86_64".into(),
+            "hypervisor" => "xen".into(),
+            "root-device-name" => "/dev/xvda".into(),
+            "root-device-type" => "ebs".into(),
+            "virtualization-type" => "hvm".into(),
+            "tenancy" => "default".into(),
+            "monitoring-state" => "disabled".into(),
+            "source-dest-check" => "true".into(),
             _ => return Vec::new(),
         };
         vec![v]
@@ -516,6 +581,108 @@ impl Filterable for Instance {
     fn tag_map(&self) -> Tags {
         self.tags.clone()
     }
+}
+
+/// DescribeInstances filters AWS documents about data softvpc does not hold (block devices,
+/// IAM profiles, key pairs, IPv6, public DNS, metadata options, ...).
+const INSTANCE_UNHELD: [&str; 75] = [
+    "affinity",
+    "availability-zone-id",
+    "block-device-mapping.attach-time",
+    "block-device-mapping.delete-on-termination",
+    "block-device-mapping.device-name",
+    "block-device-mapping.status",
+    "block-device-mapping.volume-id",
+    "boot-mode",
+    "capacity-reservation-id",
+    "capacity-reservation-specification.capacity-reservation-preference",
+    "capacity-reservation-specification.capacity-reservation-target.capacity-reservation-id",
+    "capacity-reservation-specification.capacity-reservation-target.capacity-reservation-resource-group-arn",
+    "client-token",
+    "current-instance-boot-mode",
+    "dns-name",
+    "ebs-optimized",
+    "ena-support",
+    "enclave-options.enabled",
+    "hibernation-options.configured",
+    "iam-instance-profile.arn",
+    "iam-instance-profile.id",
+    "instance-lifecycle",
+    "ip-address",
+    "ipv6-address",
+    "kernel-id",
+    "key-name",
+    "maintenance-options.auto-recovery",
+    "metadata-options.http-endpoint",
+    "metadata-options.http-protocol-ipv4",
+    "metadata-options.http-protocol-ipv6",
+    "metadata-options.http-put-response-hop-limit",
+    "metadata-options.http-tokens",
+    "metadata-options.instance-metadata-tags",
+    "metadata-options.state",
+    "network-interface.addresses.association.carrier-ip",
+    "network-interface.addresses.association.customer-owned-ip",
+    "network-interface.addresses.association.public-dns-name",
+    "network-interface.addresses.private-dns-name",
+    "network-interface.association.carrier-ip",
+    "network-interface.association.customer-owned-ip",
+    "network-interface.association.public-dns-name",
+    "network-interface.deny-all-igw-traffic",
+    "network-interface.ipv4-prefixes.ipv4-prefix",
+    "network-interface.ipv6-address",
+    "network-interface.ipv6-addresses.ipv6-address",
+    "network-interface.ipv6-addresses.is-primary-ipv6",
+    "network-interface.ipv6-native",
+    "network-interface.ipv6-prefixes.ipv6-prefix",
+    "network-interface.operator.managed",
+    "network-interface.operator.principal",
+    "network-interface.outpost-arn",
+    "network-interface.public-dns-name",
+    "network-interface.requester-id",
+    "network-performance-options.bandwidth-weighting",
+    "operator.managed",
+    "operator.principal",
+    "outpost-arn",
+    "placement-group-name",
+    "placement-partition-number",
+    "platform",
+    "platform-details",
+    "private-dns-name-options.enable-resource-name-dns-a-record",
+    "private-dns-name-options.enable-resource-name-dns-aaaa-record",
+    "private-dns-name-options.hostname-type",
+    "product-code",
+    "product-code.type",
+    "ramdisk-id",
+    "reason",
+    "requester-id",
+    "spot-instance-request-id",
+    "state-reason-code",
+    "state-reason-message",
+    "tpm-support",
+    "usage-operation",
+    "usage-operation-update-time",
+];
+
+/// An instance's `network-interface.<rest>` filter: the values of the ENI filter `<rest>` over
+/// every ENI attached to the instance (none once it is terminated).
+fn instance_eni_field(i: &Instance, state: &State, rest: &str) -> Vec<String> {
+    let attached = state
+        .enis
+        .values()
+        .filter(|e| e.attachment.as_ref().is_some_and(|a| a.instance_id == i.id));
+    attached
+        .flat_map(|e| match rest {
+            "group-name" => e
+                .security_groups
+                .iter()
+                .filter_map(|g| state.security_groups.get(g).map(|g| g.name.clone()))
+                .collect(),
+            "attachment.network-card-index" => vec!["0".to_string()],
+            "tag-key" => e.tags.keys().cloned().collect(),
+            "tag-value" => e.tags.values().cloned().collect(),
+            _ => e.field(state, rest),
+        })
+        .collect()
 }
 
 impl Filterable for Eni {
@@ -541,10 +708,50 @@ impl Filterable for Eni {
         "owner-id",
         "interface-type",
         "requester-managed",
+        "association.allocation-id",
+        "association.association-id",
+        "association.ip-owner-id",
+        "association.public-ip",
+        "addresses.association.owner-id",
+        "addresses.association.public-ip",
+        "attachment.attach-time",
+        "attachment.instance-owner-id",
+    ];
+    const UNHELD: &'static [&'static str] = &[
+        "association.public-dns-name",
+        "availability-zone-id",
+        "ipv6-addresses.ipv6-address",
+        "operator.managed",
+        "operator.principal",
+        "requester-id",
     ];
 
-    fn field(&self, _state: &State, name: &str) -> Vec<String> {
+    fn field(&self, state: &State, name: &str) -> Vec<String> {
         let att = self.attachment.as_ref();
+        let association = match name {
+            "association.allocation-id" => Some("allocation-id"),
+            "association.association-id" => Some("association-id"),
+            "association.public-ip" | "addresses.association.public-ip" => Some("public-ip"),
+            "association.ip-owner-id" | "addresses.association.owner-id" => Some("owner-id"),
+            _ => None,
+        };
+        if let Some(what) = association {
+            // Elastic IPs associated with any address of this interface.
+            return state
+                .addresses
+                .values()
+                .filter_map(|a| {
+                    let s = a.association.as_ref()?;
+                    (s.network_interface_id == self.id).then_some((a, s))
+                })
+                .map(|(a, s)| match what {
+                    "allocation-id" => a.allocation_id.clone(),
+                    "association-id" => s.id.clone(),
+                    "public-ip" => a.public_ip.to_string(),
+                    _ => super::OWNER_ID.to_string(),
+                })
+                .collect();
+        }
         let v = match name {
             "network-interface-id" => self.id.clone(),
             "subnet-id" => self.subnet_id.clone(),
@@ -585,6 +792,18 @@ impl Filterable for Eni {
             "attachment.delete-on-termination" => {
                 return att
                     .map(|a| a.delete_on_termination.to_string())
+                    .into_iter()
+                    .collect()
+            }
+            "attachment.attach-time" => {
+                return att
+                    .map(|a| super::filter::iso_time(a.attach_time))
+                    .into_iter()
+                    .collect()
+            }
+            "attachment.instance-owner-id" => {
+                return att
+                    .map(|_| super::OWNER_ID.to_string())
                     .into_iter()
                     .collect()
             }

@@ -460,8 +460,6 @@ impl Filterable for NetworkAcl {
         "association.network-acl-id",
         "association.subnet-id",
         "entry.cidr",
-        // IPv6 is not supported: a known name that matches nothing.
-        "entry.ipv6-cidr-block",
         "entry.egress",
         "entry.icmp.code",
         "entry.icmp.type",
@@ -471,6 +469,7 @@ impl Filterable for NetworkAcl {
         "entry.rule-action",
         "entry.rule-number",
     ];
+    const UNHELD: &'static [&'static str] = &["entry.ipv6-cidr"];
 
     fn field(&self, _state: &State, name: &str) -> Vec<String> {
         let entries = |f: &dyn Fn(&AclEntry) -> Option<String>| -> Vec<String> {

@@ -647,6 +647,14 @@ impl Filterable for RouteTable {
         "route.vpc-peering-connection-id",
         "route.origin",
         "route.state",
+        "route.instance-id",
+    ];
+    const UNHELD: &'static [&'static str] = &[
+        "association.gateway-id",
+        "route.destination-ipv6-cidr-block",
+        "route.destination-prefix-list-id",
+        "route.egress-only-internet-gateway-id",
+        "route.transit-gateway-id",
     ];
 
     fn field(&self, state: &State, name: &str) -> Vec<String> {
@@ -676,6 +684,12 @@ impl Filterable for RouteTable {
             "route.nat-gateway-id" => by_target("NatGatewayId"),
             "route.network-interface-id" => by_target("NetworkInterfaceId"),
             "route.vpc-peering-connection-id" => by_target("VpcPeeringConnectionId"),
+            // A route to an interface attached to an instance names that instance too.
+            "route.instance-id" => by_target("NetworkInterfaceId")
+                .iter()
+                .filter_map(|eni| state.enis.get(eni)?.attachment.as_ref())
+                .map(|a| a.instance_id.clone())
+                .collect(),
             "route.origin" => routes.map(|r| r.origin.as_str().to_string()).collect(),
             "route.state" => routes
                 .map(|r| route_state(state, &self.vpc_id, r).to_string())

@@ -150,6 +150,22 @@ impl Filterable for Subnet {
         "defaultForAz",
         "map-public-ip-on-launch",
         "owner-id",
+        "subnet-arn",
+        "enable-dns64",
+        "ipv6-native",
+        "map-customer-owned-ip-on-launch",
+        "private-dns-name-options-on-launch.hostname-type",
+        "private-dns-name-options-on-launch.enable-resource-name-dns-a-record",
+        "private-dns-name-options-on-launch.enable-resource-name-dns-aaaa-record",
+    ];
+    const UNHELD: &'static [&'static str] = &[
+        "availability-zone-id",
+        "customer-owned-ipv4-pool",
+        "ipv6-cidr-block-association.ipv6-cidr-block",
+        "ipv6-cidr-block-association.association-id",
+        "ipv6-cidr-block-association.state",
+        "enable-lni-at-device-index",
+        "outpost-arn",
     ];
 
     fn field(&self, state: &State, name: &str) -> Vec<String> {
@@ -163,6 +179,21 @@ impl Filterable for Subnet {
             "default-for-az" | "defaultForAz" => self.default_for_az.to_string(),
             "map-public-ip-on-launch" => self.map_public_ip_on_launch.to_string(),
             "owner-id" => super::OWNER_ID.into(),
+            "subnet-arn" => format!(
+                "arn:aws:ec2:us-east-1:{}:subnet/{}",
+                super::OWNER_ID,
+                self.id
+            ),
+            // IPv4-only subnets without customer-owned pools: these flags are all false.
+            // (as DescribeSubnets shows them).
+            "enable-dns64"
+            | "ipv6-native"
+            | "map-customer-owned-ip-on-launch"
+            | "private-dns-name-options-on-launch.enable-resource-name-dns-a-record"
+            | "private-dns-name-options-on-launch.enable-resource-name-dns-aaaa-record" => {
+                "false".into()
+            }
+            "private-dns-name-options-on-launch.hostname-type" => "ip-name".into(),
             _ => return Vec::new(),
         };
         vec![v]

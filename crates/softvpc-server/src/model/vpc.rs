@@ -124,6 +124,12 @@ impl Filterable for Vpc {
         "owner-id",
         "instance-tenancy",
     ];
+    const UNHELD: &'static [&'static str] = &[
+        "ipv6-cidr-block-association.ipv6-cidr-block",
+        "ipv6-cidr-block-association.ipv6-pool",
+        "ipv6-cidr-block-association.association-id",
+        "ipv6-cidr-block-association.state",
+    ];
 
     fn field(&self, _state: &State, name: &str) -> Vec<String> {
         let v = match name {
