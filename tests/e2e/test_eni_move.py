@@ -7,6 +7,10 @@ zigi-vm4 (host-1, 10.0.0.30: another subnet, so replies from the ENI's address a
 the instance's policy rule out of eth1, not eth0). On A the ENI is reached across hosts from vm3
 and locally from vm4; on B the other way round. Throughout, A's namespace is never re-created
 (same inode, a process in it survives) and a ping to A's primary address loses nothing.
+
+A second test puts an ENI of the primary's own subnet at device index 2 (no eth1) of a fresh
+instance: replies from its address leave by eth2 even to that subnet, and terminating the
+instance takes the namespace with both interfaces while the extra ENI survives, detached.
 """
 
 import os
@@ -14,7 +18,8 @@ import re
 import signal
 import subprocess
 
-from e2e_harness import _STARTED, ECHO_REPLY_RE, ECHO_REQUEST_RE, wait_until
+from e2e_harness import (_STARTED, ECHO_REPLY_RE, ECHO_REQUEST_RE, PREFIX, metric_sum,
+                         netns_exists, wait_until)
 
 A, B = "zigi-vm1", "zigi-vm2"
 CLIENTS = ("zigi-vm3", "zigi-vm4")
@@ -45,22 +50,27 @@ def echo_pairs(cap):
     return set(ECHO_REQUEST_RE.findall(text)), set(ECHO_REPLY_RE.findall(text))
 
 
-def assert_served_on_eth1(lab, owner, ip):
-    """Both clients ping `ip`; a capture on the owner's eth1 sees each request arrive there and
+def assert_served_on(lab, owner, ip, dev="eth1", clients=CLIENTS):
+    """Each client pings `ip`; a capture on the owner's `dev` sees each request arrive there and
     each reply leave there."""
-    for client in CLIENTS:
+    for client in clients:
         lab.wait_ping(client, ip, timeout=30)
-    with lab.capture(owner, iface="eth1") as caps:
-        for client in CLIENTS:
+    with lab.capture(owner, iface=dev) as caps:
+        for client in clients:
             got = lab.ping(client, ip, count=2)
-            assert got.ok and got.received == 2, f"{client} -> {ip} via {owner}'s eth1: {got}"
+            assert got.ok and got.received == 2, f"{client} -> {ip} via {owner}'s {dev}: {got}"
     requests, replies = echo_pairs(caps[owner])
-    for client in CLIENTS:
+    for client in clients:
         src = lab.instance(client)["ip"]
         assert (src, ip) in requests, \
-            f"no echo request {src} > {ip} on {owner}'s eth1:\n{caps[owner].text()}"
+            f"no echo request {src} > {ip} on {owner}'s {dev}:\n{caps[owner].text()}"
         assert (ip, src) in replies, \
-            f"no echo reply {ip} > {src} left {owner}'s eth1 (policy routing?):\n{caps[owner].text()}"
+            f"no echo reply {ip} > {src} left {owner}'s {dev} (policy routing?):\n" \
+            f"{caps[owner].text()}"
+
+
+def instances_gauge(lab, host):
+    return metric_sum(lab.metrics(host), "softvpc_instances")
 
 
 def test_eni_moves_between_hosts_and_traffic_follows(lab):
@@ -69,6 +79,8 @@ def test_eni_moves_between_hosts_and_traffic_follows(lab):
     a_ns = lab.netns(A)
     assert lab.instance(A)["host"] == "host-1" and lab.instance(B)["host"] == "host-2"
     inode = netns_inode(a_ns)
+    held = {h: instances_gauge(lab, h) for h in ("host-1", "host-2")}
+    assert held["host-1"] >= 2 and held["host-2"] >= 2, held
     assert not dev_exists(lab, A, "eth1") and not dev_exists(lab, B, "eth1")
     before = lab.ping("zigi-vm3", ENI_IP, count=1, wait=1)
     assert not before.ok, f"{ENI_IP} answers before the ENI exists: {before}"
@@ -101,7 +113,7 @@ def test_eni_moves_between_hosts_and_traffic_follows(lab):
         assert f"from {ENI_IP} lookup 10001" in rules, rules
         default = lab.exec(A, "ip", "route", "show", "default", check=True).stdout
         assert default.strip().startswith("default via 10.0.0.1 dev eth0"), default
-        assert_served_on_eth1(lab, A, ENI_IP)
+        assert_served_on(lab, A, ENI_IP)
 
         # 2. A secondary address: added in place on eth1, with its own rule, and served.
         lab.aws("assign-private-ip-addresses", "--network-interface-id", eni_id,
@@ -110,7 +122,7 @@ def test_eni_moves_between_hosts_and_traffic_follows(lab):
                    what=f"{SECOND_IP}/24 on {A}'s eth1")
         rules = lab.exec(A, "ip", "rule", "show", check=True).stdout
         assert f"from {SECOND_IP} lookup 10001" in rules, rules
-        assert_served_on_eth1(lab, A, SECOND_IP)
+        assert_served_on(lab, A, SECOND_IP)
 
         # 3. Detached: eth1 leaves A (and its rules), nothing answers the addresses.
         lab.aws("detach-network-interface", "--attachment-id", attachment)
@@ -133,10 +145,15 @@ def test_eni_moves_between_hosts_and_traffic_follows(lab):
         assert port and port["dev"] == "eth1" and port["instance_id"] == b_id, port
         assert port_of(lab, "host-1", eni_id) is None
         assert not dev_exists(lab, A, "eth1"), f"{A} still has an eth1"
-        assert_served_on_eth1(lab, B, ENI_IP)
-        assert_served_on_eth1(lab, B, SECOND_IP)
+        assert_served_on(lab, B, ENI_IP)
+        assert_served_on(lab, B, SECOND_IP)
         b_default = lab.exec(B, "ip", "route", "show", "default", check=True).stdout
         assert b_default.strip().startswith("default via 10.0.0.1 dev eth0"), b_default
+
+        # Interfaces came and went; no namespace did, and nothing was skipped.
+        assert {h: instances_gauge(lab, h) for h in held} == held
+        for h in held:
+            assert metric_sum(lab.metrics(h), "softvpc_enis_skipped") == 0, lab.metrics(h)
 
         # A's eth0 and namespace were never disturbed.
         assert lab.ping("zigi-vm4", A_PRIMARY, count=2).ok
@@ -169,3 +186,55 @@ def test_eni_moves_between_hosts_and_traffic_follows(lab):
     assert sent >= 20 and sent - received <= 1, \
         f"ping to A's primary address lost {sent - received} of {sent} (icmp_seq {lost}) " \
         f"during the moves:\n{out[-1500:]}"
+
+
+def test_eni_in_the_primary_subnet_at_index_2_and_terminate(lab):
+    subnet_a = lab.instance("zigi-vm1")["subnet_id"]
+    host1 = lab.host_id("host-1")
+    ip, extra_ip = "10.0.0.91", "10.0.0.92"
+    before = instances_gauge(lab, "host-1")
+    out = lab.aws("run-instances", "--image-id", "ami-1", "--count", "1", "--subnet-id", subnet_a,
+                  "--private-ip-address", ip, "--placement", f"HostId={host1}",
+                  "--tag-specifications",
+                  "ResourceType=instance,Tags=[{Key=Name,Value=eni-move-d}]")
+    iid = out["Instances"][0]["InstanceId"]
+    netns = f"{PREFIX}{iid}"
+    eni_id = None
+    try:
+        wait_until(lambda: netns_exists(netns), 30, what=f"namespace {netns}")
+        eni = lab.aws("create-network-interface", "--subnet-id", subnet_a,
+                      "--private-ip-address", extra_ip)["NetworkInterface"]
+        eni_id = eni["NetworkInterfaceId"]
+        lab.aws("attach-network-interface", "--network-interface-id", eni_id,
+                "--instance-id", iid, "--device-index", "2")
+        wait_until(lambda: f"{extra_ip}/24" in dev_addrs(lab, "eni-move-d", "eth2"), 30,
+                   what=f"{extra_ip}/24 on eth2")
+        assert not dev_exists(lab, "eni-move-d", "eth1")
+        assert instances_gauge(lab, "host-1") == before + 1
+        # vm2 (host-2) is in this subnet: the reply to it from eth2's address still leaves by
+        # eth2 (table 10002), though eth0 is on the same subnet; vm3 is in the other one.
+        assert_served_on(lab, "eni-move-d", extra_ip, dev="eth2",
+                         clients=("zigi-vm2", "zigi-vm3"))
+        # eth0's own traffic stays on eth0.
+        assert_served_on(lab, "eni-move-d", ip, dev="eth0", clients=("zigi-vm2",))
+
+        lab.aws("terminate-instances", "--instance-ids", iid)
+        wait_until(lambda: not netns_exists(netns), 30,
+                   what=f"namespace {netns} (eth0 and eth2) to go with the instance")
+        wait_until(lambda: port_of(lab, "host-1", eni_id) is None, 30,
+                   what="host-1's agent to drop eth2's port")
+        assert instances_gauge(lab, "host-1") == before
+        described = lab.aws("describe-network-interfaces", "--network-interface-ids",
+                            eni_id)["NetworkInterfaces"][0]
+        assert described["Status"] == "available" and "Attachment" not in described, described
+        gone = lab.ping("zigi-vm2", extra_ip, count=2, wait=1)
+        assert not gone.ok and gone.received == 0, gone
+    finally:
+        lab.aws("terminate-instances", "--instance-ids", iid, check=False)
+        if eni_id:
+            def deleted():
+                return lab.aws("delete-network-interface", "--network-interface-id", eni_id,
+                               check=False).returncode == 0
+
+            wait_until(deleted, 30, interval=1, what=f"{eni_id} to be deleted")
+    wait_until(lambda: not netns_exists(netns), 30, what=f"namespace {netns} to go")
