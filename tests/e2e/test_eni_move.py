@@ -124,7 +124,9 @@ def test_eni_moves_between_hosts_and_traffic_follows(lab):
         assert f"from {SECOND_IP} lookup 10001" in rules, rules
         assert_served_on(lab, A, SECOND_IP)
 
-        # 3. Detached: eth1 leaves A (and its rules), nothing answers the addresses.
+        # 3. Detached: eth1 leaves A (and its rules), nothing answers the addresses. The data
+        # path closed the TAP itself (no read error from a device deleted under it).
+        read_errors = metric_sum(lab.metrics("host-1"), "softvpc_io_errors_total", op="tap_read")
         lab.aws("detach-network-interface", "--attachment-id", attachment)
         attachment = None
         wait_until(lambda: not dev_exists(lab, A, "eth1"), 30, what=f"{A}'s eth1 to go")
@@ -132,6 +134,8 @@ def test_eni_moves_between_hosts_and_traffic_follows(lab):
                    what="host-1's agent to drop the ENI's port")
         rules = lab.exec(A, "ip", "rule", "show", check=True).stdout
         assert "10001" not in rules, rules
+        assert metric_sum(lab.metrics("host-1"), "softvpc_io_errors_total",
+                          op="tap_read") == read_errors
         gone = lab.ping("zigi-vm4", ENI_IP, count=2, wait=1)
         assert not gone.ok and gone.received == 0, gone
 

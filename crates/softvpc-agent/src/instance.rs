@@ -32,6 +32,7 @@
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use tracing::{debug, warn};
@@ -44,6 +45,10 @@ use crate::tap::{tap_name_for_eni, Tap};
 /// Instance MTU: a 1500-byte underlay minus outer IPv4 (20) + UDP (8) + VXLAN (8) + inner
 /// Ethernet (14).
 pub const INSTANCE_MTU: u32 = 1450;
+
+/// How long [`Plumber::remove_interface`] waits for the data path to close a TAP before deleting
+/// the device itself.
+const REMOVE_GRACE: Duration = Duration::from_millis(500);
 
 /// The namespace name of an instance.
 pub fn netns_name(prefix: &str, instance_id: &str) -> String {
@@ -229,10 +234,18 @@ impl Plumber {
             return Ok(());
         }
         let dev = spec.ifname();
-        if let Err(e) = ip(&["-n", &ns, "link", "del", "dev", &dev]) {
-            // Already gone (the TAP was closed meanwhile) is what we want.
-            if link_exists(&ns, &dev) {
-                return Err(e);
+        // Give the data path a moment to close the TAP itself (deleting the device under an open
+        // fd makes its next read fail, which it counts and logs as an I/O error).
+        let deadline = Instant::now() + REMOVE_GRACE;
+        while link_exists(&ns, &dev) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if link_exists(&ns, &dev) {
+            if let Err(e) = ip(&["-n", &ns, "link", "del", "dev", &dev]) {
+                // Gone meanwhile is what we want.
+                if link_exists(&ns, &dev) {
+                    return Err(e);
+                }
             }
         }
         self.clear_policy_routes(spec, &ns)
