@@ -174,6 +174,10 @@ def test_filters_on_held_data(c, world):
     # Instance status.
     st = c.describe_instance_status(Filters=f("instance-status.status", "ok"))["InstanceStatuses"]
     assert ids(st, "InstanceId") == sorted(w["inst"])
+    # The ClientToken an instance was launched with (boto3 fills in one when none is given).
+    tok = c.run_instances(ImageId="ami-12345678", SubnetId=w["subnets"][1], MinCount=1, MaxCount=1,
+                          ClientToken="audit-token-1")["Instances"][0]["InstanceId"]
+    assert di(f("client-token", "audit-token-*")) == [tok]
 
 
 def test_max_results_bounds_and_combinations(srv, c, world):
@@ -279,3 +283,37 @@ def test_paging_with_filters(c, world):
         Filters=[{"Name": "tag:Name", "Values": ["audit"]}], PaginationConfig={"PageSize": 5}))
     assert len(pages) == 2
     assert sorted(i["InstanceId"] for p in pages for i in instances(p)) == sorted(world["inst"])
+
+
+def test_not_found_messages_are_aws_wording(c):
+    """A missing id named in a Describe call: AWS's code and its exact sentence."""
+    cases = [
+        (c.describe_vpcs, "VpcIds", "vpc-0123456789abcdef0", "InvalidVpcID.NotFound", "The vpc ID '{}' does not exist"),
+        (c.describe_subnets, "SubnetIds", "subnet-0123456789abcdef0", "InvalidSubnetID.NotFound",
+         "The subnet ID '{}' does not exist"),
+        (c.describe_instances, "InstanceIds", "i-0123456789abcdef0", "InvalidInstanceID.NotFound",
+         "The instance ID '{}' does not exist"),
+        (c.describe_network_interfaces, "NetworkInterfaceIds", "eni-0123456789abcdef0",
+         "InvalidNetworkInterfaceID.NotFound", "The networkInterface ID '{}' does not exist"),
+        (c.describe_security_groups, "GroupIds", "sg-0123456789abcdef0", "InvalidGroup.NotFound",
+         "The security group '{}' does not exist"),
+        (c.describe_network_acls, "NetworkAclIds", "acl-0123456789abcdef0", "InvalidNetworkAclID.NotFound",
+         "The networkAcl ID '{}' does not exist"),
+        (c.describe_route_tables, "RouteTableIds", "rtb-0123456789abcdef0", "InvalidRouteTableID.NotFound",
+         "The routeTable ID '{}' does not exist"),
+        (c.describe_internet_gateways, "InternetGatewayIds", "igw-0123456789abcdef0",
+         "InvalidInternetGatewayID.NotFound", "The internetGateway ID '{}' does not exist"),
+        (c.describe_vpc_peering_connections, "VpcPeeringConnectionIds", "pcx-0123456789abcdef0",
+         "InvalidVpcPeeringConnectionID.NotFound", "The vpcPeeringConnection ID '{}' does not exist"),
+        (c.describe_dhcp_options, "DhcpOptionsIds", "dopt-0123456789abcdef0", "InvalidDhcpOptionID.NotFound",
+         "The dhcpOption ID '{}' does not exist"),
+        (c.describe_addresses, "AllocationIds", "eipalloc-0123456789abcdef0", "InvalidAllocationID.NotFound",
+         "The allocation ID '{}' does not exist"),
+    ]
+    for fn, member, missing, code, message in cases:
+        err = expect_error(code, 400, fn, **{member: [missing]})
+        assert err["Error"]["Message"] == message.format(missing), err["Error"]
+    # Several missing: AWS lists them all.
+    a, b = "vpc-0123456789abcdef0", "vpc-0123456789abcdef1"
+    err = expect_error("InvalidVpcID.NotFound", 400, c.describe_vpcs, VpcIds=[a, b])
+    assert err["Error"]["Message"] == f"The vpc IDs '{a}, {b}' do not exist"

@@ -81,7 +81,7 @@ pub fn describe_network_acls(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiE
         &state.network_acls,
         input,
         "NetworkAclIds",
-        ("InvalidNetworkAclID.NotFound", "network ACL"),
+        ("InvalidNetworkAclID.NotFound", "networkAcl"),
     )?;
     Ok(Value::new_struct()
         .with("NetworkAcls", input::list_of(&items, |a| acl_value(a)))

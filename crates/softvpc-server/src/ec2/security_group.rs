@@ -166,6 +166,13 @@ pub fn describe_security_groups(ctx: &Ctx<'_>, input: &Value) -> Result<Value, A
     for id in &ids {
         sg::check_id(id)?;
     }
+    // AWS names a missing group without the word "ID": "The security group 'sg-1' does not exist".
+    if let Some(missing) = ids.iter().find(|i| !state.security_groups.contains_key(*i)) {
+        return Err(ApiError::new(
+            "InvalidGroup.NotFound",
+            format!("The security group '{missing}' does not exist"),
+        ));
+    }
     let names = input::id_list(input, "GroupNames");
     for n in &names {
         if !state.security_groups.values().any(|g| &g.name == n) {

@@ -516,6 +516,7 @@ impl Filterable for Instance {
         "instance.group-name",
         "launch-index",
         "launch-time",
+        "client-token",
         "architecture",
         "hypervisor",
         "root-device-name",
@@ -563,6 +564,7 @@ impl Filterable for Instance {
                     .collect();
             }
             "launch-index" => self.ami_launch_index.to_string(),
+            "client-token" => return self.client_token.iter().map(|t| t.token.clone()).collect(),
             "launch-time" => super::filter::iso_time(self.launch_time),
             // Constant fields, as DescribeInstances shows them.
             "architecture" => "x86_64".into(),
@@ -585,7 +587,7 @@ impl Filterable for Instance {
 
 /// DescribeInstances filters AWS documents about data softvpc does not hold (block devices,
 /// IAM profiles, key pairs, IPv6, public DNS, metadata options, ...).
-const INSTANCE_UNHELD: [&str; 75] = [
+const INSTANCE_UNHELD: [&str; 74] = [
     "affinity",
     "availability-zone-id",
     "block-device-mapping.attach-time",
@@ -598,7 +600,6 @@ const INSTANCE_UNHELD: [&str; 75] = [
     "capacity-reservation-specification.capacity-reservation-preference",
     "capacity-reservation-specification.capacity-reservation-target.capacity-reservation-id",
     "capacity-reservation-specification.capacity-reservation-target.capacity-reservation-resource-group-arn",
-    "client-token",
     "current-instance-boot-mode",
     "dns-name",
     "ebs-optimized",

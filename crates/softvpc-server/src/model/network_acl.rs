@@ -84,7 +84,7 @@ pub struct EntryRequest {
 }
 
 fn not_found(id: &str) -> ApiError {
-    ApiError::not_found("InvalidNetworkAclID.NotFound", "network ACL", &[id])
+    ApiError::not_found("InvalidNetworkAclID.NotFound", "networkAcl", &[id])
 }
 
 fn entry(rule_number: u16, egress: bool, action: &str) -> AclEntry {

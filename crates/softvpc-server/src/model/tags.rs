@@ -197,7 +197,7 @@ fn edit_tags(
                 .get(id)
                 .map(|a| (**a).clone())
                 .ok_or_else(|| {
-                    ApiError::not_found("InvalidNetworkAclID.NotFound", "network ACL", &[id])
+                    ApiError::not_found("InvalidNetworkAclID.NotFound", "networkAcl", &[id])
                 })?;
             edit(&mut a.tags)?;
             txn.put(a);
