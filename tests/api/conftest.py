@@ -54,9 +54,11 @@ def free_port():
 class Server:
     """One `softvpc server` process with its own data directory and ports."""
 
-    def __init__(self, data_dir, hosts=HOSTS, default_vpc=False):
+    def __init__(self, data_dir, hosts=HOSTS, default_vpc=False, extra_args=()):
         self.data_dir = data_dir
         self.hosts = hosts
+        # More `softvpc server` flags (e.g. `--flow-log-dir DIR`).
+        self.extra_args = list(extra_args)
         # Tests start without the default VPC (so VPC counts and CIDRs are theirs) unless asked.
         self.default_vpc = default_vpc
         self.port = free_port()
@@ -76,6 +78,7 @@ class Server:
             args += ["--register-host", f"{name}={ip}"]
         if not self.default_vpc:
             args.append("--no-default-vpc")
+        args += self.extra_args
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30

@@ -3,7 +3,7 @@
 //! of the state, commit its writes and the next revision in one store transaction, then publish
 //! the new state and log entry together.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -27,6 +27,8 @@ pub struct ControlPlane {
     writer: Mutex<()>,
     revision_tx: watch::Sender<u64>,
     epoch: String,
+    /// Where flow log destinations live (None: flow logs get no directories, e.g. in tests).
+    flow_log_dir: Option<PathBuf>,
 }
 
 /// Seconds since the Unix epoch.
@@ -73,7 +75,19 @@ impl ControlPlane {
             writer: Mutex::new(()),
             revision_tx,
             epoch: crate::model::ids::new_id("epoch"),
+            flow_log_dir: None,
         }
+    }
+
+    /// The same control plane with flow log destinations under `dir`.
+    pub fn with_flow_log_dir(mut self, dir: PathBuf) -> Self {
+        self.flow_log_dir = Some(dir);
+        self
+    }
+
+    /// The directory flow log destinations live in, if any.
+    pub fn flow_log_dir(&self) -> Option<&Path> {
+        self.flow_log_dir.as_deref()
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {

@@ -49,6 +49,11 @@ pub struct ServerArgs {
     /// otherwise gets on first start, like a new AWS account.
     #[arg(long)]
     pub no_default_vpc: bool,
+    /// Directory of the flow log destinations (default `<data-dir>/flow-logs`): a flow log to
+    /// log group G writes under DIR/G, to `arn:aws:s3:::B/P` under DIR/B/P, to a Firehose
+    /// delivery stream S under DIR/S. (Records are written by the data plane, a later issue.)
+    #[arg(long, value_name = "DIR")]
+    pub flow_log_dir: Option<PathBuf>,
 }
 
 /// Splits `NAME=IP`.
@@ -83,7 +88,11 @@ fn bind_in_netns(name: &str, addr: SocketAddr) -> anyhow::Result<std::net::TcpLi
 
 /// Runs the server until interrupted (SIGINT or SIGTERM).
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {
-    let cp = Arc::new(ControlPlane::open(&args.data_dir)?);
+    let flow_log_dir = args
+        .flow_log_dir
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("flow-logs"));
+    let cp = Arc::new(ControlPlane::open(&args.data_dir)?.with_flow_log_dir(flow_log_dir));
     let keys = Arc::new(ec2::auth::load_or_create(&args.data_dir)?);
     // First start: nothing was ever committed to this store.
     if cp.state().revision == 0 && !args.no_default_vpc {
@@ -113,6 +122,9 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
             tracing::info!(vpcs = n, "main route tables added to older VPCs");
         }
     }
+    // Flow log destinations removed or unwritable while the server was down: make them again
+    // (or report them FAILED).
+    ec2::flow_log::prepare_destinations(&cp, None);
     for arg in &args.register_host {
         let (name, ip) = parse_host_arg(arg)?;
         let id = cp

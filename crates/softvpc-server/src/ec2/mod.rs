@@ -31,6 +31,7 @@ pub mod auth;
 pub mod dhcp_options;
 pub mod eni;
 pub mod error;
+pub mod flow_log;
 pub mod gateway;
 pub mod host;
 pub mod input;
@@ -392,6 +393,9 @@ pub static ACTIONS: &[Action] = &[
         Kind::Read,
         instance_status::describe_instance_status,
     ),
+    Action::model("CreateFlowLogs", Kind::Write, flow_log::create_flow_logs),
+    Action::model("DeleteFlowLogs", Kind::Write, flow_log::delete_flow_logs),
+    Action::model("DescribeFlowLogs", Kind::Read, flow_log::describe_flow_logs),
 ];
 
 /// The action named `name`, if served.

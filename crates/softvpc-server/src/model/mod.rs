@@ -11,6 +11,7 @@ pub mod dhcp_options;
 pub mod eni;
 pub mod error;
 pub mod filter;
+pub mod flow_log;
 pub mod gateway;
 pub mod host;
 pub mod idempotency;
@@ -238,6 +239,7 @@ pub struct State {
     pub network_acls: Map<network_acl::NetworkAcl>,
     pub peering_connections: Map<peering::PeeringConnection>,
     pub dhcp_options: Map<dhcp_options::DhcpOptions>,
+    pub flow_logs: Map<flow_log::FlowLog>,
     /// Derived lookups (see [`Index`]).
     pub index: Index,
     /// The VNI the next VPC gets.
@@ -367,6 +369,7 @@ resources! {
     NetworkAcls => network_acl::NetworkAcl, network_acls, "network_acls", id;
     PeeringConnections => peering::PeeringConnection, peering_connections, "peering_connections", id;
     DhcpOptions => dhcp_options::DhcpOptions, dhcp_options, "dhcp_options", id;
+    FlowLogs => flow_log::FlowLog, flow_logs, "flow_logs", id;
 }
 
 /// A set of addresses, ordered, with O(1) copies.
@@ -493,6 +496,7 @@ impl Txn {
     }
 
     pub fn delete_vpc(&mut self, id: &str) {
+        self.delete_flow_logs_of(id);
         self.delete::<Vpc>(id);
         self.changes.push(MapChange::DeleteVpc(id.to_string()));
     }
@@ -504,6 +508,7 @@ impl Txn {
     }
 
     pub fn delete_subnet(&mut self, id: &str) {
+        self.delete_flow_logs_of(id);
         if let Some(s) = self.delete::<Subnet>(id) {
             self.changes.push(MapChange::DeleteSubnet {
                 id: id.to_string(),
@@ -534,6 +539,7 @@ impl Txn {
     }
 
     pub fn delete_eni(&mut self, id: &str) {
+        self.delete_flow_logs_of(id);
         self.release_addresses_of_eni(id);
         if let Some(e) = self.delete::<Eni>(id) {
             self.changes.push(MapChange::DeleteEni {

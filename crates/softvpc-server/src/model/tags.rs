@@ -203,6 +203,7 @@ fn edit_tags(
             txn.put(a);
         }
         "dopt" => super::dhcp_options::edit_tags(txn, id, edit)?,
+        "fl" => super::flow_log::edit_tags(txn, id, edit)?,
         _ => match super::route_table::edit_tags(txn, id, edit) {
             Some(r) => r?,
             None => {
@@ -294,6 +295,9 @@ pub fn all_tags(state: &super::State) -> Vec<TagItem> {
     }
     for (id, r) in &state.dhcp_options {
         add("dhcp-options", id, &r.tags);
+    }
+    for (id, r) in &state.flow_logs {
+        add("vpc-flow-log", id, &r.tags);
     }
     out.sort_by(|a, b| {
         (a.resource_type, &a.resource_id, &a.key).cmp(&(b.resource_type, &b.resource_id, &b.key))
