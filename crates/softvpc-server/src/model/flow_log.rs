@@ -455,15 +455,15 @@ fn settings(req: &CreateRequest) -> Result<Settings, ApiError> {
                     "DeliverLogsPermissionArn can't be empty if LogDestinationType is cloud-watch-logs.",
                 ));
             }
+            // (Neither given was refused above.)
             let group = match (&req.log_group_name, &req.log_destination) {
-                (Some(_), Some(_)) => {
+                (Some(g), None) => g.clone(),
+                (None, Some(arn)) => log_group_from_arn(arn)?,
+                _ => {
                     return Err(invalid_parameter(
                         "Please only provide LogGroupName or only provide LogDestination.",
                     ))
                 }
-                (Some(g), None) => g.clone(),
-                (None, Some(arn)) => log_group_from_arn(arn)?,
-                (None, None) => unreachable!("checked above"),
             };
             let dir = check_log_group(&group)?;
             let arn = format!("arn:aws:logs:{REGION}:{OWNER_ID}:log-group:{group}");
