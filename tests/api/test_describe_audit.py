@@ -20,7 +20,7 @@ from helpers import expect_error, instances
 
 HOSTS = {f"host-{n}": f"198.18.0.{10 + n}" for n in range(1, 8)}
 
-# Describe action -> (boto3 method, name of its filter member, whether softvpc serves it here).
+# Describe action -> (boto3 method, name of its filter member).
 DESCRIBES = {
     "DescribeVpcs": ("describe_vpcs", "Filters"),
     "DescribeSubnets": ("describe_subnets", "Filters"),
@@ -38,6 +38,8 @@ DESCRIBES = {
     "DescribeDhcpOptions": ("describe_dhcp_options", "Filters"),
     "DescribeTags": ("describe_tags", "Filters"),
     "DescribeHosts": ("describe_hosts", "Filter"),
+    "DescribeAvailabilityZones": ("describe_availability_zones", "Filters"),
+    "DescribeRegions": ("describe_regions", "Filters"),
 }
 
 
@@ -317,3 +319,46 @@ def test_not_found_messages_are_aws_wording(c):
     a, b = "vpc-0123456789abcdef0", "vpc-0123456789abcdef1"
     err = expect_error("InvalidVpcID.NotFound", 400, c.describe_vpcs, VpcIds=[a, b])
     assert err["Error"]["Message"] == f"The vpc IDs '{a}, {b}' do not exist"
+
+
+def test_discovery_calls(c, srv):
+    zones = c.describe_availability_zones()["AvailabilityZones"]
+    assert [z["ZoneName"] for z in zones] == [f"us-east-1{x}" for x in "abcdef"]
+    assert all(z["State"] == "available" and z["RegionName"] == "us-east-1" for z in zones)
+    assert len({z["ZoneId"] for z in zones}) == 6
+    # Every zone listed is one CreateSubnet accepts.
+    vid = c.create_vpc(CidrBlock="10.50.0.0/16")["Vpc"]["VpcId"]
+    for n, z in enumerate(zones):
+        s = c.create_subnet(VpcId=vid, CidrBlock=f"10.50.{n}.0/24", AvailabilityZone=z["ZoneName"])["Subnet"]
+        assert s["AvailabilityZone"] == z["ZoneName"]
+    by_id = c.describe_availability_zones(ZoneIds=[zones[2]["ZoneId"]])["AvailabilityZones"]
+    assert [z["ZoneName"] for z in by_id] == ["us-east-1c"]
+    got = c.describe_availability_zones(Filters=[{"Name": "zone-name", "Values": ["us-east-1[ab]", "*f"]}])
+    assert [z["ZoneName"] for z in got["AvailabilityZones"]] == ["us-east-1f"]
+    err = expect_error("InvalidParameterValue", 400, c.describe_availability_zones, ZoneNames=["us-east-1z"])
+    assert err["Error"]["Message"] == "Invalid availability zone: [us-east-1z]"
+
+    (r,) = c.describe_regions()["Regions"]
+    assert r["RegionName"] == "us-east-1" and r["Endpoint"] == "ec2.us-east-1.amazonaws.com"
+    assert c.describe_regions(Filters=[{"Name": "region-name", "Values": ["eu-*"]}])["Regions"] == []
+    expect_error("InvalidParameterValue", 400, c.describe_regions, RegionNames=["mars-1"])
+
+    attrs = {a["AttributeName"]: [v["AttributeValue"] for v in a["AttributeValues"]]
+             for a in c.describe_account_attributes()["AccountAttributes"]}
+    assert attrs["supported-platforms"] == ["VPC"]
+    # This module's server runs without a default VPC.
+    assert attrs["default-vpc"] == ["none"]
+    one = c.describe_account_attributes(AttributeNames=["default-vpc"])["AccountAttributes"]
+    assert [a["AttributeName"] for a in one] == ["default-vpc"]
+
+
+def test_account_attributes_name_the_default_vpc(workdir):
+    """A server with its default VPC names it in default-vpc."""
+    s = Server(workdir / "describe-audit-default-vpc", default_vpc=True).start()
+    try:
+        c = s.client()
+        (default,) = c.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"]
+        (attr,) = c.describe_account_attributes(AttributeNames=["default-vpc"])["AccountAttributes"]
+        assert [v["AttributeValue"] for v in attr["AttributeValues"]] == [default["VpcId"]]
+    finally:
+        s.stop()

@@ -29,6 +29,7 @@
 pub mod attributes;
 pub mod auth;
 pub mod dhcp_options;
+pub mod discovery;
 pub mod eni;
 pub mod error;
 pub mod flow_log;
@@ -396,6 +397,17 @@ pub static ACTIONS: &[Action] = &[
     Action::model("CreateFlowLogs", Kind::Write, flow_log::create_flow_logs),
     Action::model("DeleteFlowLogs", Kind::Write, flow_log::delete_flow_logs),
     Action::model("DescribeFlowLogs", Kind::Read, flow_log::describe_flow_logs),
+    Action::model(
+        "DescribeAvailabilityZones",
+        Kind::Read,
+        discovery::describe_availability_zones,
+    ),
+    Action::model("DescribeRegions", Kind::Read, discovery::describe_regions),
+    Action::model(
+        "DescribeAccountAttributes",
+        Kind::Read,
+        discovery::describe_account_attributes,
+    ),
 ];
 
 /// The action named `name`, if served.

@@ -78,7 +78,13 @@ fn allocate_vni(state: &State) -> Result<u32, ApiError> {
     (0..span)
         .map(|k| FIRST_VNI + (start - FIRST_VNI + k) % span)
         .find(|v| !used.contains(v))
-        .ok_or_else(|| ApiError::new("VpcLimitExceeded", "No VNI is left for a new VPC."))
+        // AWS's wording; the limit here is the VNI space (every VPC has its own VNI).
+        .ok_or_else(|| {
+            ApiError::new(
+                "VpcLimitExceeded",
+                "The maximum number of VPCs has been reached.",
+            )
+        })
 }
 
 /// `DeleteVpc`: refused while subnets (or anything in them) remain.
