@@ -1,0 +1,737 @@
+//! `softvpc-bench-api`: the EC2 API under load, end to end.
+//!
+//! Starts a real `softvpc server` (the release binary) on a temporary data directory and free
+//! loopback ports, then, through the signed EC2 Query API exactly as a client sees it:
+//!
+//! 1. creates `--enis` network interfaces (CreateNetworkInterface) spread over `--subnets` /18
+//!    subnets of one VPC, with each of the `--clients` concurrency levels in turn;
+//! 2. describes them (DescribeNetworkInterfaces): one ENI by id, a `subnet-id` filter paged with
+//!    `MaxResults=1000`, and the full unpaginated list;
+//! 3. reports requests per second and p50/p99/max latency of each, the store's size per ENI
+//!    and the server's resident memory before and after, and what one fsync costs on the data
+//!    directory's disk (every committed request waits for one).
+//!
+//! Every answer is checked (ids, counts, paging totals), so a fast wrong answer fails the run.
+//! Clients keep their connection open (like boto3's pool) and sign every request; latency is
+//! measured from writing the request to reading the whole answer. Bounded by `--time-limit`;
+//! the server and the temporary directory are removed on exit (the server also dies with this
+//! process: parent-death signal).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{bail, ensure, Context};
+use clap::Parser;
+use softvpc_lab::ec2::form_body;
+use softvpc_lab::http::parse_response;
+
+#[derive(Parser, Debug)]
+#[command(about = "EC2 API benchmark: CreateNetworkInterface and DescribeNetworkInterfaces")]
+struct Args {
+    /// The softvpc binary (default: $SOFTVPC_BIN, else `softvpc` next to this program).
+    #[arg(long)]
+    bin: Option<PathBuf>,
+    /// How many ENIs to create in total.
+    #[arg(long, default_value_t = 10_000)]
+    enis: usize,
+    /// Concurrency levels; the creations are split evenly between them, in this order.
+    #[arg(long, value_delimiter = ',', default_value = "1,8")]
+    clients: Vec<usize>,
+    /// Number of /18 subnets the ENIs are spread over (1-4).
+    #[arg(long, default_value_t = 4)]
+    subnets: usize,
+    /// DescribeNetworkInterfaces by id: requests per concurrency level.
+    #[arg(long, default_value_t = 2000)]
+    by_id: usize,
+    /// Paged walks through one subnet (filter subnet-id, MaxResults 1000), per client.
+    #[arg(long, default_value_t = 2)]
+    walks: usize,
+    /// Full unpaginated listings, per client.
+    #[arg(long, default_value_t = 4)]
+    full: usize,
+    /// Stop every phase when this many seconds have passed since the start.
+    #[arg(long, default_value_t = 900)]
+    time_limit: u64,
+    /// Directory for the store (default: a new temporary one, removed at the end).
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+}
+
+fn main() {
+    let args = Args::parse();
+    if let Err(e) = run(&args) {
+        eprintln!("softvpc-bench-api: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+/// The server process and its data directory; both go away on drop.
+struct Server {
+    child: Child,
+    dir: PathBuf,
+    remove_dir: bool,
+    addr: SocketAddr,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+        if self.remove_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+impl Server {
+    /// Stops the server (SIGTERM, then SIGKILL after 5 s); idempotent.
+    fn stop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn start_server(bin: &Path, dir: PathBuf, remove_dir: bool) -> anyhow::Result<Server> {
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+    let mapping = format!("127.0.0.1:{}", free_port()?);
+    let log = std::fs::File::create(dir.join("server.log"))?;
+    let mut cmd = Command::new(bin);
+    cmd.arg("server")
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .args(["--listen", &addr.to_string(), "--mapping-listen", &mapping])
+        .arg("--no-default-vpc")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    // SAFETY: the closure only calls prctl(2), which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                .map_err(std::io::Error::from)
+        });
+    }
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let mut server = Server {
+        child,
+        dir,
+        remove_dir,
+        addr,
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = server.child.try_wait()? {
+            bail!(
+                "the server exited ({status}); see {}",
+                server.dir.join("server.log").display()
+            );
+        }
+        let up = softvpc_lab::http::request(
+            addr,
+            "GET",
+            "/healthz",
+            None,
+            &[],
+            b"",
+            Duration::from_secs(1),
+        );
+        if matches!(up, Ok(r) if r.status == 200) && server.credentials_file().exists() {
+            return Ok(server);
+        }
+        if Instant::now() > deadline {
+            bail!("the server did not answer /healthz within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl Server {
+    fn credentials_file(&self) -> PathBuf {
+        self.dir.join("data").join("credentials")
+    }
+
+    fn store_file(&self) -> PathBuf {
+        self.dir.join("data").join("softvpc.redb")
+    }
+
+    fn proc_status(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    }
+}
+
+/// One client: a kept-alive connection, signing every request.
+struct Client {
+    addr: SocketAddr,
+    creds: softvpc_sigv4::Credentials,
+    stream: Option<TcpStream>,
+    buf: Vec<u8>,
+}
+
+/// One answer: status, body, and the time from sending to the last byte.
+struct Answer {
+    status: u16,
+    body: String,
+    took: Duration,
+}
+
+impl Client {
+    fn new(server: &Server) -> anyhow::Result<Client> {
+        let profiles = softvpc_sigv4::read_credentials_file(&server.credentials_file())?;
+        let creds = profiles
+            .into_iter()
+            .next()
+            .context("no credentials in the server's file")?
+            .credentials;
+        Ok(Client {
+            addr: server.addr,
+            creds,
+            stream: None,
+            buf: Vec::with_capacity(64 * 1024),
+        })
+    }
+
+    fn call(&mut self, action: &str, params: &[(String, String)]) -> anyhow::Result<Answer> {
+        let body = form_body(action, params);
+        let host = self.addr.to_string();
+        let content_type = "application/x-www-form-urlencoded; charset=utf-8";
+        let signing = softvpc_sigv4::SigningParams {
+            credentials: &self.creds,
+            region: "us-east-1",
+            service: "ec2",
+            time: SystemTime::now(),
+        };
+        let signed = softvpc_sigv4::sign(
+            &signing,
+            "POST",
+            "/",
+            "",
+            &[("Host", &host), ("Content-Type", content_type)],
+            body.as_bytes(),
+        )
+        .context("signing")?;
+        let mut req = format!(
+            "POST / HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        for (k, v) in &signed {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        req.push_str(&body);
+        let result = self.exchange(req.as_bytes());
+        if result.is_err() {
+            // A broken connection is not reused.
+            self.stream = None;
+        }
+        result
+    }
+
+    fn exchange(&mut self, req: &[u8]) -> anyhow::Result<Answer> {
+        let start = Instant::now();
+        let stream = match &mut self.stream {
+            Some(s) => s,
+            None => {
+                let s = TcpStream::connect(self.addr)?;
+                s.set_nodelay(true)?;
+                s.set_read_timeout(Some(Duration::from_secs(60)))?;
+                self.stream.insert(s)
+            }
+        };
+        stream.write_all(req)?;
+        self.buf.clear();
+        let mut chunk = [0u8; 64 * 1024];
+        loop {
+            let n = stream.read(&mut chunk)?;
+            if n == 0 {
+                bail!("the server closed the connection mid-answer");
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+            if let Some(resp) = parse_response(&self.buf, false)? {
+                return Ok(Answer {
+                    status: resp.status,
+                    body: String::from_utf8(resp.body).context("answer is not UTF-8")?,
+                    took: start.elapsed(),
+                });
+            }
+        }
+    }
+}
+
+/// The text of the first `<tag>` element of `xml`.
+fn first<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
+    let open = format!("<{tag}>");
+    let start = xml.find(&open)? + open.len();
+    let end = xml[start..].find(&format!("</{tag}>"))? + start;
+    Some(&xml[start..end])
+}
+
+/// How many `<tag>` elements `xml` has.
+fn count(xml: &str, tag: &str) -> usize {
+    xml.matches(&format!("<{tag}>")).count()
+}
+
+fn ok(a: &Answer, action: &str) -> anyhow::Result<()> {
+    ensure!(
+        a.status == 200,
+        "{action}: HTTP {}: {}",
+        a.status,
+        a.body.chars().take(300).collect::<String>()
+    );
+    Ok(())
+}
+
+/// Latencies of one phase and its wall-clock time.
+struct Phase {
+    name: String,
+    clients: usize,
+    lat: Vec<Duration>,
+    wall: Duration,
+    bytes: usize,
+    cut_short: bool,
+}
+
+impl Phase {
+    fn print(&self) {
+        let mut l = self.lat.clone();
+        l.sort();
+        let pct = |p: f64| -> f64 {
+            if l.is_empty() {
+                return 0.0;
+            }
+            let i = ((l.len() as f64 * p).ceil() as usize).clamp(1, l.len()) - 1;
+            l[i].as_secs_f64() * 1e3
+        };
+        let rps = l.len() as f64 / self.wall.as_secs_f64().max(1e-9);
+        let avg_kb = if l.is_empty() {
+            0.0
+        } else {
+            self.bytes as f64 / l.len() as f64 / 1024.0
+        };
+        println!(
+            "| {:<52} | {:>2} | {:>6} | {:>8.1} | {:>8.2} | {:>8.2} | {:>8.2} | {:>9.1} |{}",
+            self.name,
+            self.clients,
+            l.len(),
+            rps,
+            pct(0.50),
+            pct(0.99),
+            l.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
+            avg_kb,
+            if self.cut_short { " (time limit)" } else { "" }
+        );
+    }
+}
+
+/// One item of a phase: the latency and answer size of each call it made.
+type Work<'a> = dyn Fn(&mut Client, usize) -> anyhow::Result<Vec<(Duration, usize)>> + Sync + 'a;
+
+/// Runs `work(client, item)` for items `0..n` on `clients` threads; each returns the answer's
+/// latency and size. Stops early at `deadline`.
+fn run_phase(
+    name: &str,
+    server: &Server,
+    clients: usize,
+    n: usize,
+    deadline: Instant,
+    work: &Work<'_>,
+) -> anyhow::Result<Phase> {
+    let next = AtomicUsize::new(0);
+    let out = Mutex::new((Vec::new(), 0usize));
+    let err: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+    let cut = AtomicUsize::new(0);
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..clients {
+            s.spawn(|| {
+                let mut client = match Client::new(server) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        *err.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                        return;
+                    }
+                };
+                let mut lat = Vec::new();
+                let mut bytes = 0;
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        break;
+                    }
+                    if Instant::now() > deadline {
+                        cut.store(1, Ordering::Relaxed);
+                        break;
+                    }
+                    match work(&mut client, i) {
+                        Ok(v) => {
+                            for (d, b) in v {
+                                lat.push(d);
+                                bytes += b;
+                            }
+                        }
+                        Err(e) => {
+                            *err.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                            next.store(n, Ordering::Relaxed);
+                            break;
+                        }
+                    }
+                }
+                let mut o = out.lock().unwrap_or_else(|p| p.into_inner());
+                o.0.extend(lat);
+                o.1 += bytes;
+            });
+        }
+    });
+    let wall = start.elapsed();
+    if let Some(e) = err.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(e.context(name.to_string()));
+    }
+    let (lat, bytes) = out.into_inner().unwrap_or_else(|p| p.into_inner());
+    Ok(Phase {
+        name: name.to_string(),
+        clients,
+        lat,
+        wall,
+        bytes,
+        cut_short: cut.load(Ordering::Relaxed) != 0,
+    })
+}
+
+/// A small deterministic generator (xorshift), so runs pick the same ids.
+fn pick(i: usize, len: usize) -> usize {
+    let mut x = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    (x % len as u64) as usize
+}
+
+/// fsync latency on `dir`'s file system: what each durable commit waits for at least.
+fn fsync_probe(dir: &Path, n: usize) -> anyhow::Result<(f64, f64)> {
+    let path = dir.join("fsync-probe");
+    let mut f = std::fs::File::create(&path)?;
+    let block = vec![0xa5u8; 4096];
+    let mut lat = Vec::with_capacity(n);
+    for i in 0..n {
+        use std::io::Seek;
+        f.seek(std::io::SeekFrom::Start(((i % 16) * 4096) as u64))?;
+        f.write_all(&block)?;
+        let t = Instant::now();
+        f.sync_data()?;
+        lat.push(t.elapsed());
+    }
+    drop(f);
+    std::fs::remove_file(&path)?;
+    lat.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    Ok((
+        ms(lat[lat.len() / 2]),
+        ms(lat[(lat.len() * 99 / 100).min(lat.len() - 1)]),
+    ))
+}
+
+/// The `enis` table's row count and (stored bytes, stored + metadata + fragmented bytes).
+fn enis_table(path: &Path) -> anyhow::Result<(u64, (u64, u64))> {
+    use redb::{ReadableTableMetadata, TableDefinition};
+    let db = redb::Database::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let txn = db.begin_read()?;
+    let table = txn.open_table(TableDefinition::<&str, &[u8]>::new("enis"))?;
+    let stats = table.stats()?;
+    Ok((
+        table.len()?,
+        (
+            stats.stored_bytes(),
+            stats.stored_bytes() + stats.metadata_bytes() + stats.fragmented_bytes(),
+        ),
+    ))
+}
+
+fn mib(b: u64) -> f64 {
+    b as f64 / (1024.0 * 1024.0)
+}
+
+fn run(args: &Args) -> anyhow::Result<()> {
+    ensure!(
+        (1..=4).contains(&args.subnets),
+        "--subnets must be 1-4 (/18s of one /16)"
+    );
+    ensure!(
+        !args.clients.is_empty() && args.clients.iter().all(|c| (1..=64).contains(c)),
+        "--clients: 1-64 each"
+    );
+    ensure!(
+        args.enis >= args.clients.len() && args.enis <= 4 * 16_000,
+        "--enis: at least one per concurrency level, at most 64000"
+    );
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(args.time_limit);
+    let bin = match (&args.bin, std::env::var_os("SOFTVPC_BIN")) {
+        (Some(b), _) => b.clone(),
+        (None, Some(b)) => PathBuf::from(b),
+        (None, None) => std::env::current_exe()?
+            .parent()
+            .context("no directory for this program")?
+            .join("softvpc"),
+    };
+    let (dir, remove) = match &args.work_dir {
+        Some(d) => (d.clone(), false),
+        None => (
+            std::env::temp_dir().join(format!("softvpc-bench-api-{}", std::process::id())),
+            true,
+        ),
+    };
+    let server = start_server(&bin, dir, remove)?;
+    let rss_start = server.proc_status("VmRSS:");
+    let store_start = std::fs::metadata(server.store_file())?.len();
+
+    // One VPC, /18 subnets.
+    let mut admin = Client::new(&server)?;
+    let a = admin.call("CreateVpc", &[("CidrBlock".into(), "10.0.0.0/16".into())])?;
+    ok(&a, "CreateVpc")?;
+    let vpc = first(&a.body, "vpcId")
+        .context("CreateVpc: no vpcId")?
+        .to_string();
+    let mut subnets = Vec::new();
+    for i in 0..args.subnets {
+        let a = admin.call(
+            "CreateSubnet",
+            &[
+                ("VpcId".into(), vpc.clone()),
+                ("CidrBlock".into(), format!("10.0.{}.0/18", i * 64)),
+            ],
+        )?;
+        ok(&a, "CreateSubnet")?;
+        subnets.push(
+            first(&a.body, "subnetId")
+                .context("CreateSubnet: no subnetId")?
+                .to_string(),
+        );
+    }
+    let store_empty = std::fs::metadata(server.store_file())?.len();
+    let rss_empty = server.proc_status("VmRSS:");
+
+    println!(
+        "softvpc API benchmark: {} ENIs in {} /18 subnets, clients {:?}",
+        args.enis, args.subnets, args.clients
+    );
+    println!("server: {} (pid {})", bin.display(), server.child.id());
+    println!();
+    println!(
+        "| {:<52} | {:>2} | {:>6} | {:>8} | {:>8} | {:>8} | {:>8} | {:>9} |",
+        "phase", "c", "calls", "req/s", "p50 ms", "p99 ms", "max ms", "answer KB"
+    );
+    println!(
+        "|{:-<54}|{:-<4}:|{:-<7}:|{:-<9}:|{:-<9}:|{:-<9}:|{:-<9}:|{:-<10}:|",
+        "", "", "", "", "", "", "", ""
+    );
+
+    // 1. CreateNetworkInterface.
+    let ids: Mutex<Vec<(usize, String)>> = Mutex::new(Vec::new());
+    let created = AtomicUsize::new(0);
+    let per_level = args.enis / args.clients.len();
+    for (k, &c) in args.clients.iter().enumerate() {
+        let n = if k + 1 == args.clients.len() {
+            args.enis - per_level * k
+        } else {
+            per_level
+        };
+        let base = created.load(Ordering::Relaxed);
+        let phase = run_phase(
+            &format!("CreateNetworkInterface (ENIs {base}..{})", base + n),
+            &server,
+            c,
+            n,
+            deadline,
+            &|client, i| {
+                let s = (base + i) % subnets.len();
+                let a = client.call(
+                    "CreateNetworkInterface",
+                    &[("SubnetId".into(), subnets[s].clone())],
+                )?;
+                ok(&a, "CreateNetworkInterface")?;
+                let id = first(&a.body, "networkInterfaceId")
+                    .context("CreateNetworkInterface: no networkInterfaceId")?;
+                ids.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((s, id.to_string()));
+                Ok(vec![(a.took, a.body.len())])
+            },
+        )?;
+        created.fetch_add(phase.lat.len(), Ordering::Relaxed);
+        phase.print();
+    }
+    let ids = ids.into_inner().unwrap_or_else(|p| p.into_inner());
+    let total = ids.len();
+    ensure!(total > 0, "no ENI was created");
+    let rss_created = server.proc_status("VmRSS:");
+    let store_created = std::fs::metadata(server.store_file())?.len();
+
+    // 2a. One ENI by id.
+    for &c in &args.clients {
+        run_phase(
+            "DescribeNetworkInterfaces, 1 by id",
+            &server,
+            c,
+            args.by_id,
+            deadline,
+            &|client, i| {
+                let id = &ids[pick(i, total)].1;
+                let a = client.call(
+                    "DescribeNetworkInterfaces",
+                    &[("NetworkInterfaceId.1".into(), id.clone())],
+                )?;
+                ok(&a, "DescribeNetworkInterfaces")?;
+                ensure!(
+                    count(&a.body, "networkInterfaceId") == 1
+                        && first(&a.body, "networkInterfaceId") == Some(id.as_str()),
+                    "DescribeNetworkInterfaces {id}: not exactly that ENI"
+                );
+                Ok(vec![(a.took, a.body.len())])
+            },
+        )?
+        .print();
+    }
+
+    // 2b. Filter subnet-id, MaxResults 1000, every page (latency per page).
+    let per_subnet: Vec<usize> = (0..subnets.len())
+        .map(|s| ids.iter().filter(|(x, _)| *x == s).count())
+        .collect();
+    for &c in &args.clients {
+        run_phase(
+            "DescribeNetworkInterfaces, subnet-id, pages of 1000",
+            &server,
+            c,
+            c * args.walks,
+            deadline,
+            &|client, i| {
+                let s = i % subnets.len();
+                let mut token: Option<String> = None;
+                let mut seen = 0;
+                let mut pages = Vec::new();
+                loop {
+                    let mut p = vec![
+                        ("Filter.1.Name".into(), "subnet-id".into()),
+                        ("Filter.1.Value.1".into(), subnets[s].clone()),
+                        ("MaxResults".into(), "1000".into()),
+                    ];
+                    if let Some(t) = &token {
+                        p.push(("NextToken".into(), t.clone()));
+                    }
+                    let a = client.call("DescribeNetworkInterfaces", &p)?;
+                    ok(&a, "DescribeNetworkInterfaces")?;
+                    let n = count(&a.body, "networkInterfaceId");
+                    ensure!(n <= 1000, "a page of {n} > MaxResults");
+                    seen += n;
+                    pages.push((a.took, a.body.len()));
+                    token = first(&a.body, "nextToken").map(str::to_string);
+                    if token.is_none() {
+                        break;
+                    }
+                    ensure!(pages.len() <= 100, "paging does not end");
+                }
+                ensure!(
+                    seen == per_subnet[s],
+                    "paging through subnet {s} gave {seen} ENIs, created {}",
+                    per_subnet[s]
+                );
+                Ok(pages)
+            },
+        )?
+        .print();
+    }
+
+    // 2c. The full list, unpaginated (AWS answers with everything when MaxResults is absent).
+    for &c in &args.clients {
+        run_phase(
+            "DescribeNetworkInterfaces, all, unpaginated",
+            &server,
+            c,
+            c * args.full,
+            deadline,
+            &|client, _| {
+                let a = client.call("DescribeNetworkInterfaces", &[])?;
+                ok(&a, "DescribeNetworkInterfaces")?;
+                let n = count(&a.body, "networkInterfaceId");
+                ensure!(n == total, "the full list has {n} ENIs, created {total}");
+                ensure!(
+                    first(&a.body, "nextToken").is_none(),
+                    "unpaginated answer has a nextToken"
+                );
+                Ok(vec![(a.took, a.body.len())])
+            },
+        )?
+        .print();
+    }
+
+    let rss_end = server.proc_status("VmRSS:");
+    let hwm = server.proc_status("VmHWM:");
+    let store_end = std::fs::metadata(server.store_file())?.len();
+    let (fs50, fs99) = fsync_probe(&server.dir, 200)?;
+    // The store's own account of the ENI table, read once the server has let go of it.
+    let mut server = server;
+    server.stop();
+    let (rows, table_bytes) = enis_table(&server.store_file())?;
+    ensure!(
+        rows == total as u64,
+        "the store holds {rows} ENIs, created {total}"
+    );
+    println!();
+    println!("ENIs created: {total}");
+    println!(
+        "store (redb file): {:.2} MiB empty, {:.2} MiB with the VPC and subnets, {:.2} MiB after the creates, {:.2} MiB at the end",
+        mib(store_start),
+        mib(store_empty),
+        mib(store_created),
+        mib(store_end)
+    );
+    println!(
+        "store per ENI: {:.0} bytes of file growth; the enis table: {} rows, {:.0} bytes/ENI stored (JSON value + key), {:.0} bytes/ENI with B-tree pages and fragmentation",
+        store_created.saturating_sub(store_empty) as f64 / total as f64,
+        rows,
+        table_bytes.0 as f64 / total as f64,
+        table_bytes.1 as f64 / total as f64
+    );
+    println!(
+        "server RSS: {:.1} MiB at start, {:.1} MiB with the VPC, {:.1} MiB after the creates ({:.0} bytes/ENI), {:.1} MiB at the end, peak {:.1} MiB",
+        mib(rss_start),
+        mib(rss_empty),
+        mib(rss_created),
+        rss_created.saturating_sub(rss_empty) as f64 / total as f64,
+        mib(rss_end),
+        mib(hwm)
+    );
+    println!(
+        "durability: every mutation is one redb write transaction committed with Durability::Immediate (fsync before the answer); fsync of 4 KiB on the data directory: p50 {fs50:.2} ms, p99 {fs99:.2} ms"
+    );
+    println!("total time: {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
