@@ -6,7 +6,7 @@
 //! ISO 8601 with milliseconds; operations without an output shape answer `<return>true</return>`
 //! as EC2 does. And the EC2 error document.
 
-use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
+use quick_xml::events::{BytesDecl, BytesStart, Event};
 use quick_xml::Writer;
 
 use crate::model::{model, Model, ShapeId, ShapeKind};
@@ -36,6 +36,20 @@ pub enum EncodeError {
 /// controls, U+FFFE, U+FFFF) become U+FFFD.
 pub fn escape_text(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
+    escape_into(&mut out, text);
+    out
+}
+
+/// [`escape_text`] appended to `out`.
+fn escape_into(out: &mut String, text: &str) {
+    // Most text needs no escaping at all: copy it whole.
+    if !text
+        .bytes()
+        .any(|b| b < 0x20 || matches!(b, b'&' | b'<' | b'>' | 0xef))
+    {
+        out.push_str(text);
+        return;
+    }
     for c in text.chars() {
         match c {
             '&' => out.push_str("&amp;"),
@@ -47,7 +61,26 @@ pub fn escape_text(text: &str) -> String {
             c => out.push(c),
         }
     }
-    out
+}
+
+/// Where in the tree an element is, for error messages only: built on the stack as the
+/// encoder descends and rendered as text (`Op.Member[2].Member`) only when there is an error,
+/// so a large answer costs no string per element.
+#[derive(Clone, Copy)]
+enum Path<'a> {
+    Root(&'a str),
+    Member(&'a Path<'a>, &'a str),
+    Index(&'a Path<'a>, usize),
+}
+
+impl std::fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Path::Root(op) => f.write_str(op),
+            Path::Member(parent, name) => write!(f, "{parent}.{name}"),
+            Path::Index(parent, i) => write!(f, "{parent}[{i}]"),
+        }
+    }
 }
 
 fn kind_name(v: &Value) -> &'static str {
@@ -72,41 +105,54 @@ fn format_double(d: f64) -> String {
     }
 }
 
-/// Writes into a `Vec`, which cannot fail: quick-xml's I/O results are ignored.
+/// Writes into a `String`, which cannot fail. Element markup is written directly (names are
+/// the model's ASCII identifiers), text through [`escape_into`]; the same bytes quick-xml would
+/// write, without an allocation per element.
 struct Out {
-    w: Writer<Vec<u8>>,
+    w: String,
     strict: bool,
 }
 
 impl Out {
     fn new() -> Out {
-        let mut w = Writer::new(Vec::with_capacity(1024));
+        let mut w = Writer::new(Vec::with_capacity(128));
         let _ = w.write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)));
+        // Only ASCII markup was written.
+        let mut w = String::from_utf8(w.into_inner()).unwrap_or_default();
+        w.reserve(1024);
         // AWS puts a newline after the declaration.
-        w.get_mut().push(b'\n');
+        w.push('\n');
         Out { w, strict: true }
     }
 
+    /// A start tag with attributes (escaped by quick-xml).
+    fn open_with(&mut self, start: BytesStart<'_>) {
+        let mut w = Writer::new(Vec::new());
+        let _ = w.write_event(Event::Start(start));
+        self.w
+            .push_str(std::str::from_utf8(&w.into_inner()).unwrap_or_default());
+    }
+
     fn open(&mut self, name: &str) {
-        let _ = self.w.write_event(Event::Start(BytesStart::new(name)));
+        self.w.push('<');
+        self.w.push_str(name);
+        self.w.push('>');
     }
 
     fn close(&mut self, name: &str) {
-        let _ = self.w.write_event(Event::End(BytesEnd::new(name)));
+        self.w.push_str("</");
+        self.w.push_str(name);
+        self.w.push('>');
     }
 
     fn text_elem(&mut self, name: &str, text: &str) {
         self.open(name);
-        let escaped = escape_text(text);
-        let _ = self
-            .w
-            .write_event(Event::Text(BytesText::from_escaped(escaped.as_str())));
+        escape_into(&mut self.w, text);
         self.close(name);
     }
 
     fn finish(self) -> String {
-        // Only `&str` text and ASCII markup were written.
-        String::from_utf8(self.w.into_inner()).unwrap_or_default()
+        self.w
     }
 
     /// A mismatch: an error when strict, else logged and the member skipped.
@@ -124,7 +170,7 @@ impl Out {
         m: &Model,
         shape: ShapeId,
         value: &Value,
-        path: &str,
+        path: &Path<'_>,
     ) -> Result<(), EncodeError> {
         let s = m.shape(shape);
         let (ShapeKind::Structure(st), Value::Struct(map)) = (&s.kind, value) else {
@@ -145,7 +191,7 @@ impl Out {
         }
         for member in &st.members {
             if let Some(v) = map.get(&member.name) {
-                let child = format!("{path}.{}", member.name);
+                let child = Path::Member(path, &member.name);
                 self.element(m, member.shape, member.element_name(), v, &child)?;
             }
         }
@@ -158,7 +204,7 @@ impl Out {
         shape: ShapeId,
         name: &str,
         value: &Value,
-        path: &str,
+        path: &Path<'_>,
     ) -> Result<(), EncodeError> {
         let s = m.shape(shape);
         let mismatch = || EncodeError::TypeMismatch {
@@ -177,12 +223,15 @@ impl Out {
                 let item_name = l.member_location_name.as_deref().unwrap_or("item");
                 self.open(name);
                 for (i, item) in items.iter().enumerate() {
-                    self.element(m, l.member, item_name, item, &format!("{path}[{i}]"))?;
+                    self.element(m, l.member, item_name, item, &Path::Index(path, i))?;
                 }
                 self.close(name);
                 return Ok(());
             }
-            (ShapeKind::String { .. } | ShapeKind::Blob, Value::String(t)) => t.clone(),
+            (ShapeKind::String { .. } | ShapeKind::Blob, Value::String(t)) => {
+                self.text_elem(name, t);
+                return Ok(());
+            }
             (ShapeKind::Integer | ShapeKind::Long, Value::Integer(i)) => i.to_string(),
             (ShapeKind::Double | ShapeKind::Float, Value::Double(d)) => format_double(*d),
             (ShapeKind::Double | ShapeKind::Float, Value::Integer(i)) => i.to_string(),
@@ -232,10 +281,10 @@ fn encode_inner(
     let root = format!("{operation}Response");
     let start =
         BytesStart::new(root.as_str()).with_attributes([("xmlns", m.xml_namespace.as_str())]);
-    let _ = out.w.write_event(Event::Start(start));
+    out.open_with(start);
     out.text_elem("requestId", request_id);
     match op.and_then(|o| o.output) {
-        Some(shape) => out.members(m, shape, output, operation)?,
+        Some(shape) => out.members(m, shape, output, &Path::Root(operation))?,
         None => {
             let empty = output.as_struct().is_none_or(|s| s.is_empty());
             if !empty {

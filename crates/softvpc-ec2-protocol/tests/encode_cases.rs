@@ -103,7 +103,8 @@ fn strict_refuses_and_lenient_skips_what_does_not_fit() {
     );
     assert!(matches!(
         try_encode("CreateVpc", &out, "r"),
-        Err(EncodeError::UnknownMember { ref member, .. }) if member == "Bogus"
+        Err(EncodeError::UnknownMember { ref member, ref path, .. })
+            if member == "Bogus" && path == "CreateVpc.Vpc"
     ));
     let xml = encode("CreateVpc", &out, "r");
     assert!(xml.contains("<vpc><vpcId>vpc-1</vpcId></vpc>"), "{xml}");
@@ -113,7 +114,13 @@ fn strict_refuses_and_lenient_skips_what_does_not_fit() {
     let out = Value::new_struct().with("Vpc", Value::new_struct().with("OwnerId", 42));
     assert!(matches!(
         try_encode("CreateVpc", &out, "r"),
-        Err(EncodeError::TypeMismatch { .. })
+        Err(EncodeError::TypeMismatch { ref path, .. }) if path == "CreateVpc.Vpc.OwnerId"
+    ));
+    // Paths name list positions too.
+    let list = Value::from(&json!({"Vpcs": [{"VpcId": "a"}, {"VpcId": "b", "IsDefault": "x"}]}));
+    assert!(matches!(
+        try_encode("DescribeVpcs", &list, "r"),
+        Err(EncodeError::TypeMismatch { ref path, .. }) if path == "DescribeVpcs.Vpcs[1].IsDefault"
     ));
     assert!(encode("CreateVpc", &out, "r").contains("<ownerId>42</ownerId>"));
     // A string for a boolean: skipped.
