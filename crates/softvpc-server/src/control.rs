@@ -1,10 +1,18 @@
 //! The control plane's shared core: the store, the current model state, the mapping log and the
-//! revision signal streams wait on. Mutations are serialised: run the operation on a private copy
-//! of the state, commit its writes and the next revision in one store transaction, then publish
-//! the new state and log entry together.
+//! revision signal streams wait on. Mutations are serialised: each runs on a private copy of the
+//! newest state (O(1): the maps are persistent), its writes are committed to the store durably,
+//! and only then are the new state and log entries published and the request answered.
+//!
+//! Group commit: mutations that arrive while a commit is in flight are run one after another on
+//! the newest (not yet durable) state and staged; the next commit writes all of them in one
+//! store transaction, so concurrent writers share one fsync instead of queueing for one each.
+//! Nobody sees a staged change before it is durable (readers get the published state; a
+//! mutation's answer waits for its commit). If a commit fails, every mutation staged at that
+//! point fails with it and the newest state falls back to the published one.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
@@ -18,13 +26,49 @@ struct Inner {
     log: MappingLog,
 }
 
+/// A mutation that has run but is not yet durable.
+struct Staged {
+    seq: u64,
+    writes: Vec<crate::model::Write>,
+    changes: Vec<crate::model::MapChange>,
+    /// The state right after it (its log entry is resolved against it; the last one of a batch
+    /// is published).
+    state: State,
+}
+
+/// The newest state, including staged mutations (guarded by [`ControlPlane::writer`]).
+struct Tip {
+    /// None: the published state is the newest.
+    state: Option<State>,
+    /// The sequence number the next staged mutation gets.
+    next_seq: u64,
+}
+
+/// What is waiting for a commit, and how far commits got.
+#[derive(Default)]
+struct Commits {
+    staged: Vec<Staged>,
+    /// A thread is committing a batch now.
+    committing: bool,
+    /// Every mutation with a sequence number up to this one is finished (durable or failed).
+    done: u64,
+    /// Finished mutations whose commit failed, until their caller has seen it.
+    failed: HashSet<u64>,
+}
+
 /// The store, the model, and the mapping log.
 pub struct ControlPlane {
     /// None: memory only (see [`ControlPlane::ephemeral`]).
     store: Option<Store>,
     inner: Mutex<Inner>,
-    /// Serialises mutations.
-    writer: Mutex<()>,
+    /// Serialises mutations; holds the newest (possibly not yet durable) state.
+    writer: Mutex<Tip>,
+    commits: Mutex<Commits>,
+    /// Signalled whenever a commit finishes.
+    committed: Condvar,
+    /// Tests: make store commits fail.
+    #[cfg(test)]
+    fail_commits: std::sync::atomic::AtomicBool,
     revision_tx: watch::Sender<u64>,
     epoch: String,
     /// Where flow log destinations live (None: flow logs get no directories, e.g. in tests).
@@ -72,7 +116,14 @@ impl ControlPlane {
                 state: Arc::new(state),
                 log: MappingLog::new(revision, capacity),
             }),
-            writer: Mutex::new(()),
+            writer: Mutex::new(Tip {
+                state: None,
+                next_seq: 1,
+            }),
+            commits: Mutex::new(Commits::default()),
+            committed: Condvar::new(),
+            #[cfg(test)]
+            fail_commits: Default::default(),
             revision_tx,
             epoch: crate::model::ids::new_id("epoch"),
             flow_log_dir: None,
@@ -119,49 +170,157 @@ impl ControlPlane {
     }
 
     /// Runs `op` as one all-or-nothing mutation. On error nothing changes; with `dry_run` a
-    /// successful `op` is discarded and `DryRunOperation` returned.
+    /// successful `op` is discarded and `DryRunOperation` returned. Returns once the change is
+    /// durable and published.
     pub fn mutate<R>(
         &self,
         dry_run: bool,
         op: impl FnOnce(&mut Txn) -> Result<R, ApiError>,
     ) -> Result<R, ApiError> {
-        // One writer at a time; readers (Describe calls, watch streams) only take the state
-        // lock briefly, never across the store commit.
-        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        let (base, last_revision) = {
-            let inner = self.lock();
-            (inner.state.clone(), inner.log.last_revision())
+        // One mutation runs at a time, on the newest state; readers (Describe calls, watch
+        // streams) only take the published-state lock briefly, never across a store commit.
+        let (seq, result) = {
+            let mut tip = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+            let base = match &tip.state {
+                Some(s) => s.clone(),
+                None => (*self.lock().state).clone(),
+            };
+            let mut txn = Txn::new(base, now_secs());
+            // Lazy housekeeping, committed with this change: terminated instances past retention.
+            crate::model::instance::purge_terminated(&mut txn);
+            let result = op(&mut txn)?;
+            if dry_run {
+                return Err(ApiError::dry_run());
+            }
+            if txn.is_empty() {
+                // Nothing to store, but the answer may rest on staged changes: it waits for
+                // the last of them.
+                let last = tip.next_seq - 1;
+                drop(tip);
+                self.wait_durable(last, false)?;
+                return Ok(result);
+            } else {
+                let seq = tip.next_seq;
+                tip.next_seq += 1;
+                txn.state.revision += 1;
+                tip.state = Some(txn.state.clone());
+                self.lock_commits().staged.push(Staged {
+                    seq,
+                    writes: txn.writes,
+                    changes: txn.changes,
+                    state: txn.state,
+                });
+                (seq, result)
+            }
         };
-        let mut txn = Txn::new((*base).clone(), now_secs());
-        // Lazy housekeeping, committed with this change: terminated instances past retention.
-        crate::model::instance::purge_terminated(&mut txn);
-        let result = op(&mut txn)?;
-        if dry_run {
-            return Err(ApiError::dry_run());
+        self.wait_durable(seq, true)?;
+        Ok(result)
+    }
+
+    fn lock_commits(&self) -> MutexGuard<'_, Commits> {
+        self.commits.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Returns once mutation `seq` is durable and published (committing batches while nobody
+    /// else does), or an error if its commit failed. `owner`: the caller staged `seq` (and
+    /// clears its failure mark), rather than only depending on it.
+    fn wait_durable(&self, seq: u64, owner: bool) -> Result<(), ApiError> {
+        let mut commits = self.lock_commits();
+        loop {
+            if commits.done >= seq {
+                let failed = if owner {
+                    commits.failed.remove(&seq)
+                } else {
+                    commits.failed.contains(&seq)
+                };
+                if failed {
+                    return Err(ApiError::internal(
+                        "An internal error has occurred: the change could not be stored.",
+                    ));
+                }
+                return Ok(());
+            }
+            if !commits.committing && !commits.staged.is_empty() {
+                commits.committing = true;
+                let batch = std::mem::take(&mut commits.staged);
+                drop(commits);
+                if !self.commit_batch(batch) {
+                    // Still the committer, so nobody commits what was built on the failure.
+                    self.fail_staged();
+                }
+                commits = self.lock_commits();
+                commits.committing = false;
+                self.committed.notify_all();
+                continue;
+            }
+            commits = self
+                .committed
+                .wait(commits)
+                .unwrap_or_else(|e| e.into_inner());
         }
-        if txn.is_empty() {
-            return Ok(result);
-        }
-        let revision = last_revision + 1;
-        txn.state.revision = revision;
+    }
+
+    /// Commits `batch` in one store transaction, then publishes its states and log entries.
+    /// False when the store refused it (the batch is then marked failed).
+    fn commit_batch(&self, batch: Vec<Staged>) -> bool {
+        let Some(last) = batch.last() else {
+            return true;
+        };
+        let (last_seq, revision, next_vni) = (last.seq, last.state.revision, last.state.next_vni);
+        #[cfg(test)]
+        let injected = self.fail_commits.load(std::sync::atomic::Ordering::SeqCst);
+        #[cfg(not(test))]
+        let injected = false;
         let committed = match &self.store {
-            Some(store) => store.commit(&txn.writes, revision, txn.state.next_vni),
+            _ if injected => Err(anyhow::anyhow!("injected store failure")),
+            Some(store) => {
+                let writes: Vec<&crate::model::Write> =
+                    batch.iter().flat_map(|s| s.writes.iter()).collect();
+                store.commit(writes, revision, next_vni)
+            }
             None => Ok(()),
         };
         if let Err(e) = committed {
-            tracing::error!(error = %e, "store commit failed; request refused");
-            return Err(ApiError::internal(
-                "An internal error has occurred: the change could not be stored.",
-            ));
+            tracing::error!(error = %e, mutations = batch.len(), "store commit failed; requests refused");
+            let mut commits = self.lock_commits();
+            commits.failed.extend(batch.iter().map(|s| s.seq));
+            commits.done = commits.done.max(last_seq);
+            return false;
         }
-        let changes = log::resolve(&txn.state, &txn.changes);
+        let entries: Vec<LogEntry> = batch
+            .iter()
+            .map(|s| LogEntry {
+                revision: s.state.revision,
+                changes: log::resolve(&s.state, &s.changes),
+            })
+            .collect();
+        let published = batch.into_iter().last().map(|s| s.state);
         {
             let mut inner = self.lock();
-            inner.state = Arc::new(txn.state);
-            inner.log.push(LogEntry { revision, changes });
+            for e in entries {
+                inner.log.push(e);
+            }
+            if let Some(state) = published {
+                inner.state = Arc::new(state);
+            }
         }
         self.revision_tx.send_replace(revision);
-        Ok(result)
+        let mut commits = self.lock_commits();
+        commits.done = commits.done.max(last_seq);
+        true
+    }
+
+    /// After a failed commit: every mutation staged since was built on it, so it fails too, and
+    /// the newest state falls back to the published one.
+    fn fail_staged(&self) {
+        let mut tip = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut commits = self.lock_commits();
+        let staged = std::mem::take(&mut commits.staged);
+        for s in &staged {
+            commits.failed.insert(s.seq);
+        }
+        commits.done = commits.done.max(tip.next_seq - 1);
+        tip.state = None;
     }
 }
 
@@ -249,6 +408,99 @@ pub(crate) mod tests {
             *before,
             "the store holds exactly the same"
         );
+    }
+
+    #[test]
+    fn concurrent_mutations_share_commits_and_all_land() {
+        let dir = TempDir::new("group");
+        let cp = Arc::new(ControlPlane::open(&dir.0).unwrap());
+        let vpc = cp
+            .mutate(false, |t| {
+                vpc::create_vpc(t, "10.0.0.0/16", None, Tags::new())
+            })
+            .unwrap();
+        let s = cp
+            .mutate(false, |t| {
+                subnet::create_subnet(t, &vpc.id, "10.0.0.0/20", None, Tags::new())
+            })
+            .unwrap();
+        let start = cp.state().revision;
+        let mut rx = cp.subscribe();
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let cp = cp.clone();
+                let subnet = s.id.clone();
+                std::thread::spawn(move || {
+                    (0..25)
+                        .map(|_| {
+                            let req = crate::model::eni::CreateRequest {
+                                subnet_id: subnet.clone(),
+                                ..Default::default()
+                            };
+                            let eni = cp
+                                .mutate(false, |t| {
+                                    crate::model::eni::create_network_interface(t, &req)
+                                })
+                                .unwrap();
+                            // Answered only once durable and published.
+                            assert!(cp.state().enis.contains_key(&eni.id));
+                            eni.private_ip
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut ips: Vec<_> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        ips.sort();
+        ips.dedup();
+        assert_eq!(ips.len(), 200, "every ENI got its own address");
+        let state = cp.state();
+        assert_eq!(state.revision, start + 200, "one revision per mutation");
+        assert_eq!(*rx.borrow_and_update(), start + 200);
+        let (_, entries) = cp.since(start);
+        let revs: Vec<u64> = entries.unwrap().iter().map(|e| e.revision).collect();
+        assert_eq!(revs, (start + 1..=start + 200).collect::<Vec<_>>());
+        drop(cp);
+        let reopened = ControlPlane::open(&dir.0).unwrap();
+        assert_eq!(*reopened.state(), *state, "the store holds every one");
+    }
+
+    #[test]
+    fn a_failed_commit_refuses_the_request_and_changes_nothing() {
+        let dir = TempDir::new("fail");
+        let cp = ControlPlane::open(&dir.0).unwrap();
+        let v1 = cp
+            .mutate(false, |t| {
+                vpc::create_vpc(t, "10.0.0.0/16", None, Tags::new())
+            })
+            .unwrap();
+        let before = cp.state();
+        cp.fail_commits
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let err = cp
+            .mutate(false, |t| {
+                vpc::create_vpc(t, "10.1.0.0/16", None, Tags::new())
+            })
+            .unwrap_err();
+        assert_eq!(err.code, "InternalError");
+        assert_eq!(*cp.state(), *before);
+        cp.fail_commits
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        // The next mutation builds on the published state, not on the failed one.
+        let v3 = cp
+            .mutate(false, |t| {
+                vpc::create_vpc(t, "10.2.0.0/16", None, Tags::new())
+            })
+            .unwrap();
+        let state = cp.state();
+        assert_eq!(state.vpcs.len(), 2);
+        assert!(state.vpcs.contains_key(&v1.id) && state.vpcs.contains_key(&v3.id));
+        assert_eq!(state.revision, before.revision + 1);
+        drop(cp);
+        assert_eq!(*ControlPlane::open(&dir.0).unwrap().state(), *state);
     }
 
     #[test]

@@ -69,8 +69,14 @@ impl Store {
         Ok(state)
     }
 
-    /// Commits `writes` with the new `revision` and `next_vni`, in one write transaction.
-    pub fn commit(&self, writes: &[Write], revision: u64, next_vni: u32) -> anyhow::Result<()> {
+    /// Commits `writes` (in order) with the new `revision` and `next_vni`, in one durable write
+    /// transaction (redb's default `Durability::Immediate`: fsync before it returns).
+    pub fn commit<'w>(
+        &self,
+        writes: impl IntoIterator<Item = &'w Write>,
+        revision: u64,
+        next_vni: u32,
+    ) -> anyhow::Result<()> {
         let txn = self.db.begin_write()?;
         for w in writes {
             match w {

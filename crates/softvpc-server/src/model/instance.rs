@@ -432,12 +432,16 @@ pub fn expired(i: &Instance, now: u64) -> bool {
 /// mutation, with the transaction's `now`, so the purge is part of a committed change).
 pub fn purge_terminated(txn: &mut Txn) {
     let now = txn.now;
+    // The index holds terminated instances oldest first: stop at the first one still kept,
+    // so a mutation costs nothing per instance.
     let gone: Vec<String> = txn
         .state
-        .instances
-        .values()
-        .filter(|i| expired(i, now))
-        .map(|i| i.id.clone())
+        .index
+        .terminated
+        .iter()
+        .take_while(|(t, _)| now.saturating_sub(*t) >= TERMINATED_RETENTION_SECS)
+        .map(|(_, id)| id.clone())
+        .filter(|id| txn.state.instances.get(id).is_some_and(|i| expired(i, now)))
         .collect();
     for id in gone {
         tracing::debug!(instance = %id, "terminated instance purged");

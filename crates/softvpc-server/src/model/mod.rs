@@ -264,6 +264,10 @@ impl State {
         for e in &enis {
             Index::eni_changed(self, None, Some(e));
         }
+        let instances: Vec<Arc<Instance>> = self.instances.values().cloned().collect();
+        for i in &instances {
+            Index::instance_changed(self, None, Some(i));
+        }
     }
 
     /// The host named `name`, if any.
@@ -359,7 +363,7 @@ resources! {
     Vpcs => Vpc, vpcs, "vpcs", id;
     Subnets => Subnet, subnets, "subnets", id;
     Hosts => Host, hosts, "hosts", id;
-    Instances => Instance, instances, "instances", id;
+    Instances => Instance, instances, "instances", id, index Index::instance_changed;
     Enis => Eni, enis, "enis", id, index Index::eni_changed;
     RouteTables => route_table::RouteTable, route_tables, "route_tables", id;
     InternetGateways => gateway::InternetGateway, internet_gateways, "internet_gateways", id;
@@ -383,9 +387,25 @@ pub struct Index {
     pub used_ips: imbl::OrdMap<String, AddrSet>,
     /// Every ENI MAC address in use.
     pub macs: imbl::OrdSet<String>,
+    /// Terminated instances by (termination time, id), oldest first, for the purge.
+    pub terminated: imbl::OrdSet<(u64, String)>,
 }
 
 impl Index {
+    fn terminated_key(i: &Instance) -> Option<(u64, String)> {
+        (i.state == InstanceState::Terminated)
+            .then(|| (i.state_transition_time.unwrap_or(0), i.id.clone()))
+    }
+
+    fn instance_changed(state: &mut State, old: Option<&Instance>, new: Option<&Instance>) {
+        if let Some(k) = old.and_then(Self::terminated_key) {
+            state.index.terminated.remove(&k);
+        }
+        if let Some(k) = new.and_then(Self::terminated_key) {
+            state.index.terminated.insert(k);
+        }
+    }
+
     fn eni_changed(state: &mut State, old: Option<&Eni>, new: Option<&Eni>) {
         let index = &mut state.index;
         if let Some(old) = old {
