@@ -573,7 +573,9 @@ pub fn check_attribute(name: &str) -> Result<(), ApiError> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::instance::{run_instances, terminate_instances, RunRequest};
+    use super::super::instance::{
+        purge_terminated, run_instances, terminate_instances, RunRequest, TERMINATED_RETENTION_SECS,
+    };
     use super::super::security_group::create_security_group;
     use super::super::subnet::{available_count, create_subnet};
     use super::super::vpc::create_vpc;
@@ -646,8 +648,19 @@ mod tests {
         assert_eq!(c.private_ip.to_string(), "10.0.0.5");
         let inst = launch(&mut e, "host-1");
         assert_index_exact(&e.txn.state);
-        terminate_instances(&mut e.txn, &[inst]).unwrap();
+        terminate_instances(&mut e.txn, std::slice::from_ref(&inst)).unwrap();
         assert_index_exact(&e.txn.state);
+        assert_eq!(e.txn.state.index.terminated.len(), 1);
+        // The purge finds it through the index once its retention is over, not before.
+        let t = e.txn.now;
+        let mut later = Txn::new(e.txn.state.clone(), t + TERMINATED_RETENTION_SECS - 1);
+        purge_terminated(&mut later);
+        assert!(later.state.instances.contains_key(&inst));
+        let mut later = Txn::new(e.txn.state.clone(), t + TERMINATED_RETENTION_SECS);
+        purge_terminated(&mut later);
+        assert!(!later.state.instances.contains_key(&inst));
+        assert!(later.state.index.terminated.is_empty());
+        assert_index_exact(&later.state);
         let used = &e.txn.state.index.used_ips[&e.subnet];
         assert_eq!(used.len(), 1 + 2 + 1, "a (primary + 2 secondary) and c");
         assert!(e.txn.state.index.macs.contains(&a.mac));
