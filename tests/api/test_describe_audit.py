@@ -10,12 +10,13 @@ import html
 import json
 import os
 import re
+import subprocess
 import urllib.parse
 
 import botocore
 import pytest
 
-from conftest import Server
+from conftest import Server, aws_env
 from helpers import expect_error, instances
 
 HOSTS = {f"host-{n}": f"198.18.0.{10 + n}" for n in range(1, 8)}
@@ -362,3 +363,31 @@ def test_account_attributes_name_the_default_vpc(workdir):
         assert [v["AttributeValue"] for v in attr["AttributeValues"]] == [default["VpcId"]]
     finally:
         s.stop()
+
+
+def test_aws_cli_pages_and_waits(srv, world):
+    """The AWS CLI's own paging (--page-size, --max-items) and `aws ec2 wait` against the server."""
+    env = aws_env(srv.credentials_file)
+
+    def cli(*args):
+        p = subprocess.run(["aws", "ec2", "--endpoint-url", srv.endpoint, "--output", "json", *args],
+                           capture_output=True, text=True, env=env, timeout=60)
+        return p.returncode, (json.loads(p.stdout) if p.stdout.strip() else None), p.stderr
+
+    rc, out, err = cli("describe-vpcs", "--page-size", "5", "--filters", "Name=tag:audit,Values=yes")
+    assert rc == 0, err
+    assert sorted(v["VpcId"] for v in out["Vpcs"]) == sorted(world["vpcs"])
+    rc, out, err = cli("describe-vpcs", "--max-items", "3", "--page-size", "5",
+                       "--filters", "Name=tag:audit,Values=yes")
+    assert rc == 0, err
+    assert len(out["Vpcs"]) == 3 and out.get("NextToken")
+    rc, out, err = cli("describe-vpcs", "--max-items", "5", "--starting-token", out["NextToken"],
+                       "--filters", "Name=tag:audit,Values=yes")
+    assert rc == 0, err
+    assert len(out["Vpcs"]) == 4
+    rc, _, err = cli("describe-vpcs", "--filters", "Name=no-such-filter,Values=x")
+    assert rc != 0 and "The filter 'no-such-filter' is invalid" in err
+    rc, _, err = cli("wait", "instance-running", "--instance-ids", *world["inst"])
+    assert rc == 0, err
+    rc, _, err = cli("wait", "vpc-exists", "--vpc-ids", "vpc-0123456789abcdef0")
+    assert rc != 0 and "Max attempts exceeded" in err, err

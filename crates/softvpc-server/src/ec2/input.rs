@@ -260,9 +260,15 @@ pub fn check_paging(action: &str, pairs: &[(String, String)]) -> Result<(), ApiE
     let Some(rule) = PAGING.iter().find(|r| r.action == action) else {
         return Ok(());
     };
-    let Some((_, raw)) = pairs.iter().rev().find(|(k, _)| k == "MaxResults") else {
+    // Every occurrence is checked (a repeated parameter is refused whichever copy is bad).
+    let values: Vec<&str> = pairs
+        .iter()
+        .filter(|(k, _)| k == "MaxResults")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    if values.is_empty() {
         return Ok(());
-    };
+    }
     if let Some((prefix, aws_name)) = rule.ids {
         if pairs.iter().any(|(k, _)| k.starts_with(prefix)) {
             return Err(ApiError::new(
@@ -271,20 +277,22 @@ pub fn check_paging(action: &str, pairs: &[(String, String)]) -> Result<(), ApiE
             ));
         }
     }
-    let Ok(n) = raw.trim().parse::<i64>() else {
-        return Ok(());
-    };
-    if n < rule.min {
-        return Err(ApiError::invalid_value(format!(
-            "Value ( {n} ) for parameter maxResults is invalid. Expecting a value greater than {}.",
-            rule.min
-        )));
-    }
-    if n > rule.max {
-        return Err(ApiError::invalid_value(format!(
-            "Value ( {n} ) for parameter maxResults is invalid. Expecting a value smaller than or equal to {}.",
-            rule.max
-        )));
+    for raw in values {
+        let Ok(n) = raw.trim().parse::<i64>() else {
+            continue;
+        };
+        if n < rule.min {
+            return Err(ApiError::invalid_value(format!(
+                "Value ( {n} ) for parameter maxResults is invalid. Expecting a value greater than {}.",
+                rule.min
+            )));
+        }
+        if n > rule.max {
+            return Err(ApiError::invalid_value(format!(
+                "Value ( {n} ) for parameter maxResults is invalid. Expecting a value smaller than or equal to {}.",
+                rule.max
+            )));
+        }
     }
     Ok(())
 }
@@ -482,6 +490,11 @@ mod tests {
         assert!(check("DescribeVpcs", &[("MaxResults", "many")]).is_ok());
         assert!(check("DescribeAddresses", &[("MaxResults", "1")]).is_ok());
         assert!(check("DescribeVpcs", &[("VpcId.1", "vpc-1"), ("MaxResults", "5")]).is_ok());
+        let repeated = [("MaxResults", "3"), ("MaxResults", "5")];
+        assert_eq!(
+            check("DescribeVpcs", &repeated).unwrap_err().code,
+            "InvalidParameterValue"
+        );
     }
 
     use proptest::prelude::*;
