@@ -72,3 +72,31 @@ def test_cli_wait_instance_running(aws):
     rc, out, err = aws("describe-instances", "--instance-ids", *ids, "--query",
                        "Reservations[].Instances[].PrivateIpAddress")
     assert rc == 0 and sorted(out) == ["10.0.0.4", "10.0.0.5"], err
+
+
+def test_cli_client_token(aws):
+    rc, out, err = aws("create-vpc", "--cidr-block", "10.0.0.0/16")
+    vpc = out["Vpc"]["VpcId"]
+    rc, out, err = aws("create-subnet", "--vpc-id", vpc, "--cidr-block", "10.0.0.0/24")
+    subnet = out["Subnet"]["SubnetId"]
+    launch = ("run-instances", "--image-id", "ami-1", "--count", "1", "--subnet-id", subnet,
+              "--client-token", "cli-run-token")
+    rc, first, err = aws(*launch)
+    assert rc == 0, err
+    rc, again, err = aws(*launch)
+    assert rc == 0, err
+    assert again["ReservationId"] == first["ReservationId"]
+    assert [i["InstanceId"] for i in again["Instances"]] == [i["InstanceId"] for i in first["Instances"]]
+    rc, out, err = aws(*launch, "--instance-type", "t3.large")
+    assert rc != 0 and "An error occurred (IdempotentParameterMismatch) when calling the RunInstances operation" in err
+    eni = ("create-network-interface", "--subnet-id", subnet, "--client-token", "cli-eni-token")
+    rc, a, err = aws(*eni)
+    assert rc == 0 and a["ClientToken"] == "cli-eni-token", err
+    rc, b, err = aws(*eni)
+    assert rc == 0 and b["NetworkInterface"]["NetworkInterfaceId"] == a["NetworkInterface"]["NetworkInterfaceId"], err
+    rc, out, err = aws("describe-instances", "--filters", f"Name=vpc-id,Values={vpc}",
+                       "--query", "Reservations[].Instances[].ClientToken")
+    assert rc == 0 and out == ["cli-run-token"], (out, err)
+    iid = first["Instances"][0]["InstanceId"]
+    assert aws("terminate-instances", "--instance-ids", iid)[0] == 0
+    assert aws("delete-network-interface", "--network-interface-id", a["NetworkInterface"]["NetworkInterfaceId"])[0] == 0
