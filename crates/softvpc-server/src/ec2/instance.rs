@@ -7,7 +7,7 @@ use softvpc_ec2_protocol::Value;
 use super::input::{self, tag_set, timestamp, ValueExt};
 use super::Ctx;
 use crate::control::now_secs;
-use crate::model::instance::{expired, private_dns_name, RunRequest};
+use crate::model::instance::{private_dns_name, visible, RunRequest};
 use crate::model::{self, ApiError, Eni, Instance, InstanceState, State, OWNER_ID};
 
 fn state_value(s: InstanceState) -> Value {
@@ -240,13 +240,7 @@ pub fn run_instances(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
 pub fn describe_instances(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
     let state = ctx.cp.state();
     // Terminated instances past their retention are gone even before a mutation purges them.
-    let now = now_secs();
-    let visible: model::Map<Instance> = state
-        .instances
-        .iter()
-        .filter(|(_, i)| !expired(i, now))
-        .map(|(k, i)| (k.clone(), i.clone()))
-        .collect();
+    let visible = visible(&state, now_secs());
     let mut items = input::select(
         &state,
         &visible,

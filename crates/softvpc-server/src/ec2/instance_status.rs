@@ -113,8 +113,8 @@ fn status_value(item: &StatusItem) -> Value {
 
 pub fn describe_instance_status(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
     let state = ctx.cp.state();
-    let all: Map<StatusItem> = state
-        .instances
+    // Terminated instances past their retention are gone, as in DescribeInstances.
+    let all: Map<StatusItem> = crate::model::instance::visible(&state, crate::control::now_secs())
         .iter()
         .map(|(id, i)| (id.clone(), Arc::new(StatusItem(i.clone()))))
         .collect();

@@ -428,6 +428,17 @@ pub fn expired(i: &Instance, now: u64) -> bool {
             .is_none_or(|t| now.saturating_sub(t) >= TERMINATED_RETENTION_SECS)
 }
 
+/// The instances Describe calls show at `now`: all but the [`expired`] ones (which the next
+/// mutation purges).
+pub fn visible(state: &State, now: u64) -> super::Map<Instance> {
+    state
+        .instances
+        .iter()
+        .filter(|(_, i)| !expired(i, now))
+        .map(|(k, i)| (k.clone(), i.clone()))
+        .collect()
+}
+
 /// Forgets the terminated instances whose retention is over (run at the start of every
 /// mutation, with the transaction's `now`, so the purge is part of a committed change).
 pub fn purge_terminated(txn: &mut Txn) {
