@@ -391,3 +391,25 @@ def test_aws_cli_pages_and_waits(srv, world):
     assert rc == 0, err
     rc, _, err = cli("wait", "vpc-exists", "--vpc-ids", "vpc-0123456789abcdef0")
     assert rc != 0 and "Max attempts exceeded" in err, err
+
+
+def test_paging_survives_changes_between_pages(c):
+    """A page resumes after the last item handed out: deleting or adding resources between
+    the calls neither repeats nor skips one of the others (offsets would)."""
+    flt = [{"Name": "tag:churn", "Values": ["yes"]}]
+    spec = [{"ResourceType": "vpc", "Tags": [{"Key": "churn", "Value": "yes"}]}]
+    made = [c.create_vpc(CidrBlock="10.60.0.0/16", TagSpecifications=spec)["Vpc"]["VpcId"] for _ in range(8)]
+    first = c.describe_vpcs(Filters=flt, MaxResults=5)
+    page1 = [v["VpcId"] for v in first["Vpcs"]]
+    assert page1 == sorted(made)[:5]
+    c.delete_vpc(VpcId=page1[0])
+    c.delete_vpc(VpcId=page1[1])
+    added = c.create_vpc(CidrBlock="10.61.0.0/16", TagSpecifications=spec)["Vpc"]["VpcId"]
+    rest = []
+    token = first["NextToken"]
+    while token:
+        r = c.describe_vpcs(Filters=flt, MaxResults=5, NextToken=token)
+        rest += [v["VpcId"] for v in r["Vpcs"]]
+        token = r.get("NextToken")
+    expected = sorted(made)[5:] + ([added] if added > page1[-1] else [])
+    assert rest == sorted(expected)

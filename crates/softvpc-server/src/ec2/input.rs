@@ -356,7 +356,12 @@ pub fn select<T: Filterable>(
 }
 
 /// The whole Describe pattern: [`select`] by the id-list member `ids_member` and `Filters`,
-/// then [`paginate`]. Returns the page and the next token.
+/// then a page. Returns the page and the next token.
+///
+/// Without ids, the resources are walked in id order and the token names the last id handed
+/// out ([`after_token`]), so a page starts right after it even when resources were created or
+/// deleted between the calls (an offset would then skip or repeat one). With ids, the list is
+/// fixed by the request and [`paginate`] pages it by offset.
 pub fn describe<T: Filterable>(
     state: &State,
     all: &Map<T>,
@@ -364,14 +369,65 @@ pub fn describe<T: Filterable>(
     ids_member: &str,
     not_found: (&str, &str),
 ) -> Result<(Vec<Arc<T>>, Option<String>), ApiError> {
-    let items = select(
-        state,
-        all,
-        &id_list(input, ids_member),
-        not_found,
-        &filters(input)?,
-    )?;
-    paginate(items, input)
+    let ids = id_list(input, ids_member);
+    let filters = filters(input)?;
+    if !ids.is_empty() {
+        return paginate(select(state, all, &ids, not_found, &filters)?, input);
+    }
+    filter::check::<T>(&filters)?;
+    let after = match input.get_str("NextToken") {
+        None | Some("") => None,
+        Some(t) => Some(parse_after_token(t)?),
+    };
+    let max = input
+        .get_i64("MaxResults")
+        .map(|m| usize::try_from(m).unwrap_or(0).max(1));
+    let rest = match &after {
+        Some(id) => all.range::<_, String>((
+            std::ops::Bound::Excluded(id.clone()),
+            std::ops::Bound::Unbounded,
+        )),
+        None => all.range::<_, String>(..),
+    };
+    let mut page: Vec<(&String, &Arc<T>)> = Vec::new();
+    let mut more = false;
+    for (id, item) in rest.filter(|(_, i)| filter::matches(&***i, state, &filters)) {
+        if max.is_some_and(|m| page.len() == m) {
+            more = true;
+            break;
+        }
+        page.push((id, item));
+    }
+    let next = match page.last() {
+        Some((id, _)) if more => Some(after_token(id)),
+        _ => None,
+    };
+    Ok((page.into_iter().map(|(_, i)| i.clone()).collect(), next))
+}
+
+/// The `NextToken` that resumes a walk in id order after `id`: `a1.` and the id in hex (opaque
+/// to clients, as AWS's tokens are).
+pub fn after_token(id: &str) -> String {
+    let hex: String = id.bytes().map(|b| format!("{b:02x}")).collect();
+    format!("a1.{hex}")
+}
+
+/// The id an [`after_token`] names; anything else is `InvalidNextToken`.
+fn parse_after_token(token: &str) -> Result<String, ApiError> {
+    let invalid = || ApiError::new("InvalidNextToken", "The specified token is invalid.");
+    let hex = token.strip_prefix("a1.").ok_or_else(invalid)?;
+    if hex.is_empty() || hex.len() % 2 != 0 || hex.len() > 512 {
+        return Err(invalid());
+    }
+    let bytes = (0..hex.len())
+        .step_by(2)
+        .map(|i| {
+            hex.get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        })
+        .collect::<Option<Vec<u8>>>()
+        .ok_or_else(invalid)?;
+    String::from_utf8(bytes).map_err(|_| invalid())
 }
 
 #[cfg(test)]
@@ -460,6 +516,20 @@ mod tests {
         );
         let (all, next) = paginate(items, &Value::new_struct()).unwrap();
         assert_eq!((all.len(), next), (12, None));
+    }
+
+    #[test]
+    fn after_tokens_round_trip_and_refuse_anything_else() {
+        for id in ["vpc-0123456789abcdef0", "sgr-1", "a"] {
+            assert_eq!(parse_after_token(&after_token(id)).unwrap(), id);
+        }
+        for bad in ["", "5", "garbage", "a1.", "a1.0", "a1.zz", "a1.ff", "b1.61"] {
+            assert_eq!(
+                parse_after_token(bad).unwrap_err().code,
+                "InvalidNextToken",
+                "{bad}"
+            );
+        }
     }
 
     #[test]
