@@ -41,6 +41,7 @@ DESCRIBES = {
     "DescribeHosts": ("describe_hosts", "Filter"),
     "DescribeAvailabilityZones": ("describe_availability_zones", "Filters"),
     "DescribeRegions": ("describe_regions", "Filters"),
+    "DescribeFlowLogs": ("describe_flow_logs", "Filter"),
 }
 
 
@@ -106,6 +107,9 @@ def world(c):
     eni0 = primary["NetworkInterfaces"][0]["NetworkInterfaceId"]
     c.create_route(RouteTableId=rt, DestinationCidrBlock="192.168.0.0/16", NetworkInterfaceId=eni0)
     c.create_tags(Resources=vpcs, Tags=[{"Key": "audit", "Value": "yes"}])
+    flow = c.create_flow_logs(ResourceType="VPC", ResourceIds=vpcs, TrafficType="ALL", LogGroupName="audit",
+                              DeliverLogsPermissionArn="arn:aws:iam::123456789012:role/flow-logs")
+    assert len(flow["FlowLogIds"]) == 7, flow
     return dict(vpcs=vpcs, subnets=subnets, igws=igws, inst=inst, sg=sg, dhcp=dhcp, peerings=peerings,
                 nats=nats, eip=eip, rt=rt, eni0=eni0, primary=primary)
 
@@ -233,6 +237,7 @@ PAGED = {
     "describe_dhcp_options": ({}, "DhcpOptionsId"),
     "describe_tags": ({}, None),
     "describe_hosts": ({}, "HostId"),
+    "describe_flow_logs": ({}, "FlowLogId"),
 }
 
 
