@@ -306,3 +306,55 @@ def test_terminated_instance_stays_visible(ec2, vpc, subnet):
     by_state = instances(ec2.describe_instances(Filters=[
         {"Name": "instance-state-code", "Values": ["48"]}, {"Name": "vpc-id", "Values": [vpc["VpcId"]]}]))
     assert [i["InstanceId"] for i in by_state] == [iid]
+
+
+def test_elastic_ip_shows_as_the_public_address(ec2, vpc, subnet):
+    igw = ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
+    ec2.attach_internet_gateway(InternetGatewayId=igw, VpcId=vpc["VpcId"])
+    inst = run(ec2, subnet)["Instances"][0]
+    iid, eni = inst["InstanceId"], inst["NetworkInterfaces"][0]["NetworkInterfaceId"]
+    assert "PublicIpAddress" not in inst and inst["PublicDnsName"] == ""
+    eip = ec2.allocate_address(Domain="vpc")
+    assoc = ec2.associate_address(AllocationId=eip["AllocationId"], InstanceId=iid)["AssociationId"]
+
+    (i,) = instances(ec2.describe_instances(InstanceIds=[iid]))
+    assert i["PublicIpAddress"] == eip["PublicIp"]
+    # No public DNS name while the VPC has DNS hostnames disabled (the default), as on AWS.
+    assert i["PublicDnsName"] == ""
+    (n,) = i["NetworkInterfaces"]
+    assert n["Association"] == {"IpOwnerId": "123456789012", "PublicDnsName": "", "PublicIp": eip["PublicIp"]}
+    assert n["PrivateIpAddresses"][0]["Association"]["PublicIp"] == eip["PublicIp"]
+    got = ec2.describe_network_interfaces(NetworkInterfaceIds=[eni])["NetworkInterfaces"][0]
+    assert got["Association"] == {"AllocationId": eip["AllocationId"], "AssociationId": assoc,
+                                  "IpOwnerId": "123456789012", "PublicDnsName": "", "PublicIp": eip["PublicIp"]}
+    found = instances(ec2.describe_instances(Filters=[{"Name": "ip-address", "Values": [eip["PublicIp"]]}]))
+    assert [x["InstanceId"] for x in found] == [iid]
+
+    ec2.modify_vpc_attribute(VpcId=vpc["VpcId"], EnableDnsHostnames={"Value": True})
+    dns = "ec2-" + eip["PublicIp"].replace(".", "-") + ".compute-1.amazonaws.com"
+    (i,) = instances(ec2.describe_instances(InstanceIds=[iid]))
+    assert i["PublicDnsName"] == dns
+    assert i["NetworkInterfaces"][0]["Association"]["PublicDnsName"] == dns
+    found = instances(ec2.describe_instances(Filters=[{"Name": "dns-name", "Values": [dns]}]))
+    assert [x["InstanceId"] for x in found] == [iid]
+
+    # An Elastic IP on a secondary address shows on that address only.
+    ec2.disassociate_address(AssociationId=assoc)
+    ec2.assign_private_ip_addresses(NetworkInterfaceId=eni, PrivateIpAddresses=["10.0.0.200"])
+    ec2.associate_address(AllocationId=eip["AllocationId"], NetworkInterfaceId=eni, PrivateIpAddress="10.0.0.200")
+    (i,) = instances(ec2.describe_instances(InstanceIds=[iid]))
+    assert "PublicIpAddress" not in i and i["PublicDnsName"] == ""
+    (n,) = i["NetworkInterfaces"]
+    assert "Association" not in n
+    assoc_of = {a["PrivateIpAddress"]: a.get("Association", {}).get("PublicIp") for a in n["PrivateIpAddresses"]}
+    assert assoc_of == {inst["PrivateIpAddress"]: None, "10.0.0.200": eip["PublicIp"]}
+
+    # Terminated: no public address; the Elastic IP is free again.
+    ec2.terminate_instances(InstanceIds=[iid])
+    (i,) = instances(ec2.describe_instances(InstanceIds=[iid]))
+    assert "PublicIpAddress" not in i
+    addr = ec2.describe_addresses(AllocationIds=[eip["AllocationId"]])["Addresses"][0]
+    assert "AssociationId" not in addr
+    ec2.release_address(AllocationId=eip["AllocationId"])
+    ec2.detach_internet_gateway(InternetGatewayId=igw, VpcId=vpc["VpcId"])
+    ec2.delete_internet_gateway(InternetGatewayId=igw)

@@ -6,7 +6,7 @@ use softvpc_ec2_protocol::{Timestamp, Value};
 use super::input::{self, tag_set, ValueExt};
 use super::Ctx;
 use crate::model::eni::{self as m, CreateRequest, Modify};
-use crate::model::instance::private_dns_name;
+use crate::model::instance::{elastic_ip_of, private_dns_name, public_dns_name};
 use crate::model::{ApiError, Eni, State, OWNER_ID};
 
 /// `[{GroupId, GroupName}]` of an ENI's groups.
@@ -43,6 +43,24 @@ fn attachment_value(e: &Eni) -> Option<Value> {
     })
 }
 
+/// The `NetworkInterfaceAssociation` of private address `ip` of `e`: its Elastic IP.
+fn association(state: &State, e: &Eni, ip: std::net::Ipv4Addr) -> Option<Value> {
+    elastic_ip_of(state, &e.id, ip).map(|a| {
+        Value::new_struct()
+            .with("AllocationId", a.allocation_id.as_str())
+            .with_opt(
+                "AssociationId",
+                a.association.as_ref().map(|s| s.id.as_str()),
+            )
+            .with("IpOwnerId", OWNER_ID)
+            .with(
+                "PublicDnsName",
+                public_dns_name(state, &e.vpc_id, a.public_ip),
+            )
+            .with("PublicIp", a.public_ip.to_string())
+    })
+}
+
 /// The `NetworkInterface` structure of one ENI.
 pub fn eni_value(state: &State, e: &Eni) -> Value {
     let status = if e.attachment.is_some() {
@@ -55,12 +73,14 @@ pub fn eni_value(state: &State, e: &Eni) -> Value {
         .enumerate()
         .map(|(i, a)| {
             Value::new_struct()
+                .with_opt("Association", association(state, e, a))
                 .with("Primary", i == 0)
                 .with("PrivateDnsName", private_dns_name(a))
                 .with("PrivateIpAddress", a.to_string())
         })
         .collect();
     Value::new_struct()
+        .with_opt("Association", association(state, e, e.private_ip))
         .with_opt("Attachment", attachment_value(e))
         .with("AvailabilityZone", e.availability_zone.as_str())
         .with("Description", e.description.as_str())

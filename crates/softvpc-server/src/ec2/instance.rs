@@ -7,7 +7,9 @@ use softvpc_ec2_protocol::Value;
 use super::input::{self, tag_set, timestamp, ValueExt};
 use super::Ctx;
 use crate::control::now_secs;
-use crate::model::instance::{private_dns_name, visible, RunRequest};
+use crate::model::instance::{
+    elastic_ip_of, private_dns_name, public_dns_name, public_ip, visible, RunRequest,
+};
 use crate::model::{self, ApiError, Eni, Instance, InstanceState, State, OWNER_ID};
 
 fn state_value(s: InstanceState) -> Value {
@@ -60,13 +62,27 @@ fn transition_reason(i: &Instance) -> (String, Option<Value>) {
     }
 }
 
-/// The primary private address of an ENI (`PrivateIpAddresses` item).
-fn primary_ip(e: &Eni) -> Value {
+/// The `InstanceNetworkInterfaceAssociation` of private address `ip` of `e`: its Elastic IP.
+fn association(state: &State, e: &Eni, ip: std::net::Ipv4Addr) -> Option<Value> {
+    elastic_ip_of(state, &e.id, ip).map(|a| {
+        Value::new_struct()
+            .with("IpOwnerId", OWNER_ID)
+            .with(
+                "PublicDnsName",
+                public_dns_name(state, &e.vpc_id, a.public_ip),
+            )
+            .with("PublicIp", a.public_ip.to_string())
+    })
+}
+
+/// The private addresses of an ENI (`PrivateIpAddresses` items), with their Elastic IPs.
+fn primary_ip(state: &State, e: &Eni) -> Value {
     Value::List(
         e.addresses()
             .enumerate()
             .map(|(n, a)| {
                 Value::new_struct()
+                    .with_opt("Association", association(state, e, a))
                     .with("PrivateIpAddress", a.to_string())
                     .with("PrivateDnsName", private_dns_name(a))
                     .with("Primary", n == 0)
@@ -96,6 +112,7 @@ fn instance_value(state: &State, i: &Instance, shown_state: InstanceState) -> Va
         Vec::new()
     };
     let (reason, state_reason) = transition_reason(i);
+    let public = public_ip(state, i);
     Value::new_struct()
         .with("InstanceId", i.id.as_str())
         .with("ImageId", i.image_id.as_str())
@@ -108,7 +125,12 @@ fn instance_value(state: &State, i: &Instance, shown_state: InstanceState) -> Va
                 String::new()
             },
         )
-        .with("PublicDnsName", "")
+        .with(
+            "PublicDnsName",
+            public
+                .map(|a| public_dns_name(state, &i.vpc_id, a))
+                .unwrap_or_default(),
+        )
         .with("StateTransitionReason", reason)
         .with_opt("StateReason", state_reason)
         .with("AmiLaunchIndex", i.ami_launch_index)
@@ -127,6 +149,7 @@ fn instance_value(state: &State, i: &Instance, shown_state: InstanceState) -> Va
         .with("SubnetId", i.subnet_id.as_str())
         .with("VpcId", i.vpc_id.as_str())
         .with_opt("PrivateIpAddress", live.then(|| i.private_ip.to_string()))
+        .with_opt("PublicIpAddress", public.map(|a| a.to_string()))
         .with("SourceDestCheck", true)
         .with(
             "SecurityGroups",
@@ -156,6 +179,7 @@ fn instance_value(state: &State, i: &Instance, shown_state: InstanceState) -> Va
 /// An ENI as listed inside its instance (`InstanceNetworkInterface`).
 fn instance_eni_value(state: &State, e: &Eni) -> Value {
     Value::new_struct()
+        .with_opt("Association", association(state, e, e.private_ip))
         .with("NetworkInterfaceId", e.id.as_str())
         .with("SubnetId", e.subnet_id.as_str())
         .with("VpcId", e.vpc_id.as_str())
@@ -179,7 +203,7 @@ fn instance_eni_value(state: &State, e: &Eni) -> Value {
                     .with("NetworkCardIndex", 0i64)
             }),
         )
-        .with("PrivateIpAddresses", primary_ip(e))
+        .with("PrivateIpAddresses", primary_ip(state, e))
         .with("InterfaceType", "interface")
 }
 

@@ -5,6 +5,7 @@
 
 use std::net::Ipv4Addr;
 
+use super::address::Address;
 use super::filter::Filterable;
 use super::idempotency::{replay, ClientToken, Digest};
 use super::ids::{new_id, new_mac};
@@ -477,6 +478,45 @@ pub fn private_dns_name(ip: Ipv4Addr) -> String {
     format!("ip-{}-{}-{}-{}.ec2.internal", o[0], o[1], o[2], o[3])
 }
 
+/// The public DNS name of a public address in `vpc_id` (us-east-1's form,
+/// `ec2-203-0-113-16.compute-1.amazonaws.com`), or "" when the VPC does not have DNS hostnames
+/// enabled (AWS then shows none).
+pub fn public_dns_name(state: &State, vpc_id: &str, ip: Ipv4Addr) -> String {
+    if !state
+        .vpcs
+        .get(vpc_id)
+        .is_some_and(|v| v.enable_dns_hostnames)
+    {
+        return String::new();
+    }
+    let o = ip.octets();
+    format!(
+        "ec2-{}-{}-{}-{}.compute-1.amazonaws.com",
+        o[0], o[1], o[2], o[3]
+    )
+}
+
+/// The Elastic IP associated with private address `ip` of ENI `eni_id`, if any.
+pub fn elastic_ip_of<'a>(state: &'a State, eni_id: &str, ip: Ipv4Addr) -> Option<&'a Address> {
+    state
+        .addresses
+        .values()
+        .find(|a| {
+            a.association
+                .as_ref()
+                .is_some_and(|s| s.network_interface_id == eni_id && s.private_ip == ip)
+        })
+        .map(|a| &**a)
+}
+
+/// The public address of a live instance: the Elastic IP on its primary ENI's primary address.
+pub fn public_ip(state: &State, i: &Instance) -> Option<Ipv4Addr> {
+    if i.state == InstanceState::Terminated {
+        return None;
+    }
+    elastic_ip_of(state, &i.eni_id, i.private_ip).map(|a| a.public_ip)
+}
+
 impl Filterable for Instance {
     const FILTERS: &'static [&'static str] = &[
         "instance-id",
@@ -540,6 +580,8 @@ impl Filterable for Instance {
         "tenancy",
         "monitoring-state",
         "source-dest-check",
+        "ip-address",
+        "dns-name",
     ];
     const UNHELD: &'static [&'static str] = &INSTANCE_UNHELD;
 
@@ -578,6 +620,20 @@ impl Filterable for Instance {
                     })
                     .collect();
             }
+            // The public address (an Elastic IP on the primary address) and its DNS name.
+            "ip-address" => {
+                return public_ip(state, self)
+                    .map(|a| a.to_string())
+                    .into_iter()
+                    .collect()
+            }
+            "dns-name" => {
+                return public_ip(state, self)
+                    .map(|a| public_dns_name(state, &self.vpc_id, a))
+                    .filter(|n| !n.is_empty())
+                    .into_iter()
+                    .collect()
+            }
             "launch-index" => self.ami_launch_index.to_string(),
             "client-token" => return self.client_token.iter().map(|t| t.token.clone()).collect(),
             "launch-time" => super::filter::iso_time(self.launch_time),
@@ -602,7 +658,7 @@ impl Filterable for Instance {
 
 /// DescribeInstances filters AWS documents about data softvpc does not hold (block devices,
 /// IAM profiles, key pairs, IPv6, public DNS, metadata options, ...).
-const INSTANCE_UNHELD: [&str; 74] = [
+const INSTANCE_UNHELD: [&str; 72] = [
     "affinity",
     "availability-zone-id",
     "block-device-mapping.attach-time",
@@ -616,7 +672,6 @@ const INSTANCE_UNHELD: [&str; 74] = [
     "capacity-reservation-specification.capacity-reservation-target.capacity-reservation-id",
     "capacity-reservation-specification.capacity-reservation-target.capacity-reservation-resource-group-arn",
     "current-instance-boot-mode",
-    "dns-name",
     "ebs-optimized",
     "ena-support",
     "enclave-options.enabled",
@@ -624,7 +679,6 @@ const INSTANCE_UNHELD: [&str; 74] = [
     "iam-instance-profile.arn",
     "iam-instance-profile.id",
     "instance-lifecycle",
-    "ip-address",
     "ipv6-address",
     "kernel-id",
     "key-name",
