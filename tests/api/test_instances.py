@@ -306,6 +306,11 @@ def test_terminated_instance_stays_visible(ec2, vpc, subnet):
     by_state = instances(ec2.describe_instances(Filters=[
         {"Name": "instance-state-code", "Values": ["48"]}, {"Name": "vpc-id", "Values": [vpc["VpcId"]]}]))
     assert [i["InstanceId"] for i in by_state] == [iid]
+    for name, value in (("reason", "User initiated (*"), ("state-reason-code", "Client.UserInitiatedShutdown"),
+                        ("state-reason-message", "Client.UserInitiatedShutdown: User initiated shutdown")):
+        found = instances(ec2.describe_instances(Filters=[
+            {"Name": name, "Values": [value]}, {"Name": "vpc-id", "Values": [vpc["VpcId"]]}]))
+        assert [i["InstanceId"] for i in found] == [iid], name
 
 
 def test_elastic_ip_shows_as_the_public_address(ec2, vpc, subnet):

@@ -43,22 +43,14 @@ fn empty() -> Value {
 /// `StateTransitionReason` and `StateReason` of a stopped or terminated instance, as AWS words
 /// them for a user-initiated stop or termination: `User initiated (2026-11-22 02:45:18 GMT)`.
 fn transition_reason(i: &Instance) -> (String, Option<Value>) {
-    let user_initiated = matches!(i.state, InstanceState::Stopped | InstanceState::Terminated);
-    match i.state_transition_time {
-        Some(t) if user_initiated => {
-            let iso = softvpc_ec2_protocol::Timestamp::from_unix(i64::try_from(t).unwrap_or(0))
-                .to_iso8601();
-            // "2026-11-22T02:45:18.000Z" -> "2026-11-22 02:45:18".
-            let when = iso.get(..19).unwrap_or_default().replacen('T', " ", 1);
+    match i.transition() {
+        Some(t) => {
             let reason = Value::new_struct()
-                .with("Code", "Client.UserInitiatedShutdown")
-                .with(
-                    "Message",
-                    "Client.UserInitiatedShutdown: User initiated shutdown",
-                );
-            (format!("User initiated ({when} GMT)"), Some(reason))
+                .with("Code", t.code)
+                .with("Message", t.message);
+            (t.reason, Some(reason))
         }
-        _ => (String::new(), None),
+        None => (String::new(), None),
     }
 }
 

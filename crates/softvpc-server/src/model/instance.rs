@@ -421,6 +421,38 @@ fn change_states(
     Ok(out)
 }
 
+/// Why an instance is stopped or terminated, as AWS shows a user-initiated stop or termination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    /// `StateTransitionReason`: `User initiated (2026-11-22 02:45:18 GMT)`.
+    pub reason: String,
+    /// `StateReason.Code`.
+    pub code: &'static str,
+    /// `StateReason.Message`.
+    pub message: &'static str,
+}
+
+impl Instance {
+    /// The reason of its last stop or termination, while it is stopped or terminated.
+    pub fn transition(&self) -> Option<Transition> {
+        if !matches!(
+            self.state,
+            InstanceState::Stopped | InstanceState::Terminated
+        ) {
+            return None;
+        }
+        let t = self.state_transition_time?;
+        // "2026-11-22T02:45:18.000Z" -> "2026-11-22 02:45:18".
+        let iso = super::filter::iso_time(t);
+        let when = iso.get(..19).unwrap_or_default().replacen('T', " ", 1);
+        Some(Transition {
+            reason: format!("User initiated ({when} GMT)"),
+            code: "Client.UserInitiatedShutdown",
+            message: "Client.UserInitiatedShutdown: User initiated shutdown",
+        })
+    }
+}
+
 /// True when `i` was terminated more than [`TERMINATED_RETENTION_SECS`] before `now`: it is no
 /// longer shown, and the next mutation purges it.
 pub fn expired(i: &Instance, now: u64) -> bool {
@@ -582,6 +614,9 @@ impl Filterable for Instance {
         "source-dest-check",
         "ip-address",
         "dns-name",
+        "reason",
+        "state-reason-code",
+        "state-reason-message",
     ];
     const UNHELD: &'static [&'static str] = &INSTANCE_UNHELD;
 
@@ -634,6 +669,17 @@ impl Filterable for Instance {
                     .into_iter()
                     .collect()
             }
+            "reason" | "state-reason-code" | "state-reason-message" => {
+                return self
+                    .transition()
+                    .map(|t| match name {
+                        "reason" => t.reason,
+                        "state-reason-code" => t.code.to_string(),
+                        _ => t.message.to_string(),
+                    })
+                    .into_iter()
+                    .collect()
+            }
             "launch-index" => self.ami_launch_index.to_string(),
             "client-token" => return self.client_token.iter().map(|t| t.token.clone()).collect(),
             "launch-time" => super::filter::iso_time(self.launch_time),
@@ -658,7 +704,7 @@ impl Filterable for Instance {
 
 /// DescribeInstances filters AWS documents about data softvpc does not hold (block devices,
 /// IAM profiles, key pairs, IPv6, public DNS, metadata options, ...).
-const INSTANCE_UNHELD: [&str; 72] = [
+const INSTANCE_UNHELD: [&str; 69] = [
     "affinity",
     "availability-zone-id",
     "block-device-mapping.attach-time",
@@ -723,11 +769,8 @@ const INSTANCE_UNHELD: [&str; 72] = [
     "product-code",
     "product-code.type",
     "ramdisk-id",
-    "reason",
     "requester-id",
     "spot-instance-request-id",
-    "state-reason-code",
-    "state-reason-message",
     "tpm-support",
     "usage-operation",
     "usage-operation-update-time",
@@ -1251,6 +1294,14 @@ mod tests {
             txn.state.instances[&id].state_transition_time,
             Some(txn.now)
         );
+        let t = txn.state.instances[&id].transition().unwrap();
+        // 1_700_000_010 s after the epoch is 2023-11-14 22:13:30 UTC.
+        assert_eq!(t.reason, "User initiated (2023-11-14 22:13:30 GMT)");
+        assert_eq!(t.code, "Client.UserInitiatedShutdown");
+        assert_eq!(
+            txn.state.instances[&id].field(&txn.state, "state-reason-code"),
+            ["Client.UserInitiatedShutdown"]
+        );
         // A stopped instance is never purged.
         assert!(!expired(
             &txn.state.instances[&id],
@@ -1258,6 +1309,10 @@ mod tests {
         ));
         start_instances(&mut txn, std::slice::from_ref(&id)).unwrap();
         assert_eq!(txn.state.instances[&id].state_transition_time, None);
+        assert_eq!(txn.state.instances[&id].transition(), None);
+        assert!(txn.state.instances[&id]
+            .field(&txn.state, "reason")
+            .is_empty());
     }
 
     #[test]
