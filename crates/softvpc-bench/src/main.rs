@@ -3,8 +3,9 @@
 //! Starts a real `softvpc server` (the release binary) on a temporary data directory and free
 //! loopback ports, then, through the signed EC2 Query API exactly as a client sees it:
 //!
-//! 1. creates `--enis` network interfaces (CreateNetworkInterface) spread over `--subnets` /18
-//!    subnets of one VPC, with each of the `--clients` concurrency levels in turn;
+//! 1. creates `--enis` network interfaces (CreateNetworkInterface, each with its own
+//!    `ClientToken` as SDKs send) spread over `--subnets` /18 subnets of one VPC, with each of
+//!    the `--clients` concurrency levels in turn;
 //! 2. describes them (DescribeNetworkInterfaces): one ENI by id, a `subnet-id` filter paged with
 //!    `MaxResults=1000`, and the full unpaginated list;
 //! 3. reports requests per second and p50/p99/max latency of each, the store's size per ENI
@@ -579,9 +580,13 @@ fn run(args: &Args) -> anyhow::Result<()> {
             deadline,
             &|client, i| {
                 let s = (base + i) % subnets.len();
+                // A unique ClientToken on every call, as boto3 and the AWS CLI send.
                 let a = client.call(
                     "CreateNetworkInterface",
-                    &[("SubnetId".into(), subnets[s].clone())],
+                    &[
+                        ("SubnetId".into(), subnets[s].clone()),
+                        ("ClientToken".into(), format!("bench-{}", base + i)),
+                    ],
                 )?;
                 ok(&a, "CreateNetworkInterface")?;
                 let id = first(&a.body, "networkInterfaceId")

@@ -200,9 +200,15 @@ pub fn check_groups(state: &State, vpc_id: &str, ids: &[String]) -> Result<Vec<S
 /// other parameters it is `IdempotentParameterMismatch`.
 pub fn create_network_interface(txn: &mut Txn, req: &CreateRequest) -> Result<Eni, ApiError> {
     let digest = req.digest();
+    // The one ENI made with this token, from the index (not a scan of every ENI).
+    let by_token = req
+        .client_token
+        .as_deref()
+        .and_then(|t| txn.state.index.eni_tokens.get(t))
+        .and_then(|id| txn.state.enis.get(id));
     if let Some(earlier) = replay(
         req.client_token.as_deref(),
-        txn.state.enis.values(),
+        by_token,
         |e| ClientToken::of(&e.client_token),
         |e| e.client_token.as_ref().is_some_and(|t| t.digest == digest),
     )? {
@@ -643,14 +649,41 @@ mod tests {
         assert_index_exact(&e.txn.state);
         delete_network_interface(&mut e.txn, &b.id).unwrap();
         assert_index_exact(&e.txn.state);
+        // A token'd create: found again through the index; gone from it when deleted.
+        let req = CreateRequest {
+            subnet_id: e.subnet.clone(),
+            client_token: Some("tok-1".into()),
+            ..Default::default()
+        };
+        let t = create_network_interface(&mut e.txn, &req).unwrap();
+        assert_eq!(create_network_interface(&mut e.txn, &req).unwrap().id, t.id);
+        assert_eq!(e.txn.state.index.eni_tokens.get("tok-1"), Some(&t.id));
+        assert_index_exact(&e.txn.state);
+        delete_network_interface(&mut e.txn, &t.id).unwrap();
+        assert!(e.txn.state.index.eni_tokens.is_empty());
+        assert_index_exact(&e.txn.state);
         // Freed addresses are handed out again, lowest first.
         let c = create(&mut e);
         assert_eq!(c.private_ip.to_string(), "10.0.0.5");
+        let run = RunRequest {
+            min_count: 2,
+            max_count: 2,
+            subnet_id: e.subnet.clone(),
+            client_token: Some("tok-2".into()),
+            ..Default::default()
+        };
+        let r = run_instances(&mut e.txn, &run).unwrap();
+        let again = run_instances(&mut e.txn, &run).unwrap();
+        assert_eq!(again.reservation_id, r.reservation_id);
+        assert_eq!(e.txn.state.index.instance_tokens["tok-2"].len(), 2);
+        let ids: Vec<String> = r.instances.iter().map(|i| i.id.clone()).collect();
+        terminate_instances(&mut e.txn, &ids).unwrap();
+        assert_index_exact(&e.txn.state);
         let inst = launch(&mut e, "host-1");
         assert_index_exact(&e.txn.state);
         terminate_instances(&mut e.txn, std::slice::from_ref(&inst)).unwrap();
         assert_index_exact(&e.txn.state);
-        assert_eq!(e.txn.state.index.terminated.len(), 1);
+        assert_eq!(e.txn.state.index.terminated.len(), 3);
         // The purge finds it through the index once its retention is over, not before.
         let t = e.txn.now;
         let mut later = Txn::new(e.txn.state.clone(), t + TERMINATED_RETENTION_SECS - 1);
@@ -660,6 +693,7 @@ mod tests {
         purge_terminated(&mut later);
         assert!(!later.state.instances.contains_key(&inst));
         assert!(later.state.index.terminated.is_empty());
+        assert!(later.state.index.instance_tokens.is_empty());
         assert_index_exact(&later.state);
         let used = &e.txn.state.index.used_ips[&e.subnet];
         assert_eq!(used.len(), 1 + 2 + 1, "a (primary + 2 secondary) and c");

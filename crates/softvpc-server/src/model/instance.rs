@@ -82,9 +82,15 @@ pub struct Reservation {
 pub fn run_instances(txn: &mut Txn, req: &RunRequest) -> Result<Reservation, ApiError> {
     let digest = req.digest();
     let token = req.client_token.as_deref();
+    // The instances launched with this token, from the index (not a scan of every instance).
+    let by_token = token
+        .and_then(|t| txn.state.index.instance_tokens.get(t))
+        .into_iter()
+        .flatten()
+        .filter_map(|id| txn.state.instances.get(id));
     if let Some(first) = replay(
         token,
-        txn.state.instances.values(),
+        by_token,
         |i| ClientToken::of(&i.client_token),
         |i| i.client_token.as_ref().is_some_and(|t| t.digest == digest),
     )? {

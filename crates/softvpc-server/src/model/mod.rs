@@ -389,6 +389,11 @@ pub struct Index {
     pub macs: imbl::OrdSet<String>,
     /// Terminated instances by (termination time, id), oldest first, for the purge.
     pub terminated: imbl::OrdSet<(u64, String)>,
+    /// ENIs by the `ClientToken` they were created with (SDKs send one with every
+    /// CreateNetworkInterface), for the retry check.
+    pub eni_tokens: imbl::OrdMap<String, String>,
+    /// Instances by the `ClientToken` of their RunInstances (one launch may make several).
+    pub instance_tokens: imbl::OrdMap<String, imbl::OrdSet<String>>,
 }
 
 impl Index {
@@ -398,11 +403,31 @@ impl Index {
     }
 
     fn instance_changed(state: &mut State, old: Option<&Instance>, new: Option<&Instance>) {
-        if let Some(k) = old.and_then(Self::terminated_key) {
-            state.index.terminated.remove(&k);
+        let index = &mut state.index;
+        if let Some(old) = old {
+            if let Some(k) = Self::terminated_key(old) {
+                index.terminated.remove(&k);
+            }
+            if let Some(t) = &old.client_token {
+                if let Some(ids) = index.instance_tokens.get_mut(&t.token) {
+                    ids.remove(&old.id);
+                    if ids.is_empty() {
+                        index.instance_tokens.remove(&t.token);
+                    }
+                }
+            }
         }
-        if let Some(k) = new.and_then(Self::terminated_key) {
-            state.index.terminated.insert(k);
+        if let Some(new) = new {
+            if let Some(k) = Self::terminated_key(new) {
+                index.terminated.insert(k);
+            }
+            if let Some(t) = &new.client_token {
+                index
+                    .instance_tokens
+                    .entry(t.token.clone())
+                    .or_default()
+                    .insert(new.id.clone());
+            }
         }
     }
 
@@ -418,6 +443,11 @@ impl Index {
                 }
             }
             index.macs.remove(&old.mac);
+            if let Some(t) = &old.client_token {
+                if index.eni_tokens.get(&t.token) == Some(&old.id) {
+                    index.eni_tokens.remove(&t.token);
+                }
+            }
         }
         if let Some(new) = new {
             let used = index.used_ips.entry(new.subnet_id.clone()).or_default();
@@ -425,6 +455,9 @@ impl Index {
                 used.insert(a);
             }
             index.macs.insert(new.mac.clone());
+            if let Some(t) = &new.client_token {
+                index.eni_tokens.insert(t.token.clone(), new.id.clone());
+            }
         }
     }
 }
