@@ -418,3 +418,24 @@ def test_paging_survives_changes_between_pages(c):
         token = r.get("NextToken")
     expected = sorted(made)[5:] + ([added] if added > page1[-1] else [])
     assert rest == sorted(expected)
+
+
+def test_tag_and_instance_paging_survive_changes(c, world):
+    vid = world["vpcs"][6]
+    c.create_tags(Resources=[vid], Tags=[{"Key": f"k{n:02}", "Value": "v"} for n in range(12)])
+    flt = [{"Name": "resource-id", "Values": [vid]}, {"Name": "key", "Values": ["k*"]}]
+    first = c.describe_tags(Filters=flt, MaxResults=5)
+    assert [t["Key"] for t in first["Tags"]] == [f"k{n:02}" for n in range(5)]
+    c.delete_tags(Resources=[vid], Tags=[{"Key": "k00"}, {"Key": "k01"}])
+    second = c.describe_tags(Filters=flt, MaxResults=5, NextToken=first["NextToken"])
+    assert [t["Key"] for t in second["Tags"]] == [f"k{n:02}" for n in range(5, 10)]
+    # Instances page in launch order; terminating one already listed shifts nothing.
+    flt = [{"Name": "tag:Name", "Values": ["audit"]}]
+    first = c.describe_instances(Filters=flt, MaxResults=5)
+    listed = [i["InstanceId"] for i in instances(first)]
+    c.create_tags(Resources=[listed[0]], Tags=[{"Key": "Name", "Value": "audit-renamed"}])
+    try:
+        rest = instances(c.describe_instances(Filters=flt, MaxResults=5, NextToken=first["NextToken"]))
+        assert sorted(listed + [i["InstanceId"] for i in rest]) == sorted(world["inst"])
+    finally:
+        c.create_tags(Resources=[listed[0]], Tags=[{"Key": "Name", "Value": "audit"}])

@@ -141,7 +141,7 @@ pub fn describe_flow_logs(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiErro
         .filter(|f| filter::matches(&***f, &state, &filters))
         .cloned()
         .collect();
-    let (page, next) = input::paginate(items, input)?;
+    let (page, next) = input::paginate_sorted(items, input, false, |f| f.id.clone())?;
     Ok(Value::new_struct()
         .with("FlowLogs", input::list_of(&page, |f| flow_log_value(f)))
         .with_opt("NextToken", next))

@@ -276,7 +276,7 @@ pub fn describe_nat_gateways(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiE
         &filters,
     )?;
     let items: Vec<_> = items.into_iter().filter(|n| n.visible(now)).collect();
-    let (items, next) = input::paginate(items, input)?;
+    let (items, next) = input::paginate_sorted(items, input, !ids.is_empty(), |n| n.id.clone())?;
     let list = items.iter().map(|n| nat_value(n, now)).collect();
     Ok(Value::new_struct()
         .with("NatGateways", Value::List(list))

@@ -321,6 +321,39 @@ pub fn paginate<T>(items: Vec<T>, input: &Value) -> Result<(Vec<T>, Option<Strin
     ))
 }
 
+/// Paging over a list sorted by `key` (ascending, one key per item): the token names the key of
+/// the last item handed out ([`after_token`]) and the next page starts after it, so items
+/// created or deleted between the calls are neither repeated nor skipped. When `by_offset` (the
+/// list follows the request's own id order instead), [`paginate`] pages it.
+pub fn paginate_sorted<T>(
+    items: Vec<T>,
+    input: &Value,
+    by_offset: bool,
+    key: impl Fn(&T) -> String,
+) -> Result<(Vec<T>, Option<String>), ApiError> {
+    if by_offset {
+        return paginate(items, input);
+    }
+    let start = match input.get_str("NextToken") {
+        None | Some("") => 0,
+        Some(t) => {
+            let after = parse_after_token(t)?;
+            items.partition_point(|i| key(i) <= after)
+        }
+    };
+    let max = input
+        .get_i64("MaxResults")
+        .map_or(usize::MAX, |m| usize::try_from(m).unwrap_or(0).max(1));
+    let mut page: Vec<T> = items.into_iter().skip(start).collect();
+    let next = if page.len() > max {
+        page.truncate(max);
+        page.last().map(|last| after_token(&key(last)))
+    } else {
+        None
+    };
+    Ok((page, next))
+}
+
 /// The resources a Describe call returns: those named by `ids` (all must exist, else the
 /// `not_found` code with noun, e.g. `("InvalidVpcID.NotFound", "vpc")`), or all of them, that
 /// pass `filters` (unknown filter names refused first).
@@ -530,6 +563,28 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn sorted_paging_resumes_after_the_last_key() {
+        let key = |n: &u32| format!("{n:03}");
+        let items: Vec<u32> = (0..12).map(|n| n * 2).collect();
+        let input = Value::new_struct().with("MaxResults", 5i64);
+        let (page, next) = paginate_sorted(items.clone(), &input, false, key).unwrap();
+        assert_eq!(page, [0, 2, 4, 6, 8]);
+        let next = next.unwrap();
+        // 8 was handed out; 9 appeared and 2 went away since: the next page starts at 9.
+        let changed: Vec<u32> = [0, 4, 6, 8, 9, 10, 12].into();
+        let input = Value::new_struct()
+            .with("MaxResults", 5i64)
+            .with("NextToken", next.as_str());
+        let (page, next) = paginate_sorted(changed, &input, false, key).unwrap();
+        assert_eq!((page, next), (vec![9, 10, 12], None));
+        let bad = Value::new_struct().with("NextToken", "5");
+        assert_eq!(
+            paginate_sorted(items, &bad, false, key).unwrap_err().code,
+            "InvalidNextToken"
+        );
     }
 
     #[test]

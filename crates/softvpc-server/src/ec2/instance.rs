@@ -272,7 +272,13 @@ pub fn describe_instances(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiErro
             b.ami_launch_index,
         ))
     });
-    let (items, next) = input::paginate(items, input)?;
+    // Zero-padded, so the text order is the sort order above.
+    let (items, next) = input::paginate_sorted(items, input, false, |i| {
+        format!(
+            "{:020}.{}.{:010}",
+            i.launch_time, i.reservation_id, i.ami_launch_index
+        )
+    })?;
     let mut reservations: Vec<(String, Vec<Arc<Instance>>)> = Vec::new();
     for i in items {
         match reservations.last_mut() {

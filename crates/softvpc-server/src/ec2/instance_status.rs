@@ -119,17 +119,18 @@ pub fn describe_instance_status(ctx: &Ctx<'_>, input: &Value) -> Result<Value, A
         .map(|(id, i)| (id.clone(), Arc::new(StatusItem(i.clone()))))
         .collect();
     let include_all = input::flag(input, "IncludeAllInstances").unwrap_or(false);
+    let ids = input::id_list(input, "InstanceIds");
     let items: Vec<Arc<StatusItem>> = input::select(
         &state,
         &all,
-        &input::id_list(input, "InstanceIds"),
+        &ids,
         ("InvalidInstanceID.NotFound", "instance"),
         &input::filters(input)?,
     )?
     .into_iter()
     .filter(|s| include_all || s.0.state == InstanceState::Running)
     .collect();
-    let (page, next) = input::paginate(items, input)?;
+    let (page, next) = input::paginate_sorted(items, input, !ids.is_empty(), |s| s.0.id.clone())?;
     Ok(Value::new_struct()
         .with(
             "InstanceStatuses",

@@ -193,7 +193,7 @@ pub fn describe_security_groups(ctx: &Ctx<'_>, input: &Value) -> Result<Value, A
         .into_iter()
         .filter(|g| names.is_empty() || names.contains(&g.name))
         .collect();
-    let (items, next) = input::paginate(items, input)?;
+    let (items, next) = input::paginate_sorted(items, input, !ids.is_empty(), |g| g.id.clone())?;
     Ok(Value::new_struct()
         .with("SecurityGroups", input::list_of(&items, |g| group_value(g)))
         .with_opt("NextToken", next))

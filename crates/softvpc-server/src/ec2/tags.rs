@@ -43,7 +43,10 @@ pub fn describe_tags(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
         .into_iter()
         .filter(|t| crate::model::filter::matches(t, &state, &filters))
         .collect();
-    let (page, next) = super::input::paginate(items, input)?;
+    // NUL sorts before every other character: the joined text sorts as the (type, id, key) tuple.
+    let (page, next) = super::input::paginate_sorted(items, input, false, |t| {
+        format!("{}\u{0}{}\u{0}{}", t.resource_type, t.resource_id, t.key)
+    })?;
     let list = page
         .iter()
         .map(|t| {
