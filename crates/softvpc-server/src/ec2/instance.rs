@@ -89,12 +89,7 @@ fn instance_value(state: &State, i: &Instance, shown_state: InstanceState) -> Va
     let live = i.state != InstanceState::Terminated;
     let enis: Vec<Value> = if live {
         // Every ENI attached to the instance, by device index.
-        let mut attached: Vec<&Eni> = state
-            .enis
-            .values()
-            .map(|e| &**e)
-            .filter(|e| e.attachment.as_ref().is_some_and(|a| a.instance_id == i.id))
-            .collect();
+        let mut attached: Vec<&Eni> = state.enis_of_instance(&i.id).map(|e| &**e).collect();
         attached.sort_by_key(|e| e.attachment.as_ref().map(|a| a.device_index));
         attached
             .into_iter()

@@ -368,7 +368,7 @@ pub fn attach_network_interface(
             "Value ({device_index}) for parameter deviceIndex is invalid. The device index must be between 0 and {MAX_DEVICE_INDEX}."
         )));
     }
-    let taken = txn.state.enis.values().any(|e| {
+    let taken = txn.state.enis_of_instance(instance_id).any(|e| {
         e.attachment
             .as_ref()
             .is_some_and(|a| a.instance_id == instance_id && a.device_index == device_index)
@@ -680,6 +680,13 @@ mod tests {
         terminate_instances(&mut e.txn, &ids).unwrap();
         assert_index_exact(&e.txn.state);
         let inst = launch(&mut e, "host-1");
+        assert_index_exact(&e.txn.state);
+        assert_eq!(e.txn.state.enis_of_instance(&inst).count(), 1);
+        let att = attach_network_interface(&mut e.txn, &c.id, &inst, 1).unwrap();
+        assert_eq!(e.txn.state.enis_of_instance(&inst).count(), 2);
+        assert_index_exact(&e.txn.state);
+        detach_network_interface(&mut e.txn, &att).unwrap();
+        assert_eq!(e.txn.state.enis_of_instance(&inst).count(), 1);
         assert_index_exact(&e.txn.state);
         terminate_instances(&mut e.txn, std::slice::from_ref(&inst)).unwrap();
         assert_index_exact(&e.txn.state);

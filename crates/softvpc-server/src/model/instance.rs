@@ -311,9 +311,7 @@ pub fn terminate_instances(txn: &mut Txn, ids: &[String]) -> Result<Vec<StateCha
         }
         let enis: Vec<Eni> = txn
             .state
-            .enis
-            .values()
-            .filter(|e| e.attachment.as_ref().is_some_and(|a| &a.instance_id == id))
+            .enis_of_instance(id)
             .map(|e| (**e).clone())
             .collect();
         for mut eni in enis {
@@ -785,10 +783,7 @@ const INSTANCE_UNHELD: [&str; 69] = [
 /// An instance's `network-interface.<rest>` filter: the values of the ENI filter `<rest>` over
 /// every ENI attached to the instance (none once it is terminated).
 fn instance_eni_field(i: &Instance, state: &State, rest: &str) -> Vec<String> {
-    let attached = state
-        .enis
-        .values()
-        .filter(|e| e.attachment.as_ref().is_some_and(|a| a.instance_id == i.id));
+    let attached = state.enis_of_instance(&i.id);
     attached
         .flat_map(|e| match rest {
             "group-name" => e

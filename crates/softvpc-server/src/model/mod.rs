@@ -270,6 +270,16 @@ impl State {
         }
     }
 
+    /// The ENIs attached to `instance_id`, in id order (from the index, not a scan).
+    pub fn enis_of_instance<'a>(&'a self, instance_id: &str) -> impl Iterator<Item = &'a Arc<Eni>> {
+        self.index
+            .enis_by_instance
+            .get(instance_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.enis.get(id))
+    }
+
     /// The host named `name`, if any.
     pub fn host_by_name(&self, name: &str) -> Option<&Arc<Host>> {
         self.hosts.values().find(|h| h.name == name)
@@ -394,6 +404,8 @@ pub struct Index {
     pub eni_tokens: imbl::OrdMap<String, String>,
     /// Instances by the `ClientToken` of their RunInstances (one launch may make several).
     pub instance_tokens: imbl::OrdMap<String, imbl::OrdSet<String>>,
+    /// The ENIs attached to each instance (by instance id; ENI ids in order).
+    pub enis_by_instance: imbl::OrdMap<String, imbl::OrdSet<String>>,
 }
 
 impl Index {
@@ -448,6 +460,14 @@ impl Index {
                     index.eni_tokens.remove(&t.token);
                 }
             }
+            if let Some(a) = &old.attachment {
+                if let Some(ids) = index.enis_by_instance.get_mut(&a.instance_id) {
+                    ids.remove(&old.id);
+                    if ids.is_empty() {
+                        index.enis_by_instance.remove(&a.instance_id);
+                    }
+                }
+            }
         }
         if let Some(new) = new {
             let used = index.used_ips.entry(new.subnet_id.clone()).or_default();
@@ -457,6 +477,13 @@ impl Index {
             index.macs.insert(new.mac.clone());
             if let Some(t) = &new.client_token {
                 index.eni_tokens.insert(t.token.clone(), new.id.clone());
+            }
+            if let Some(a) = &new.attachment {
+                index
+                    .enis_by_instance
+                    .entry(a.instance_id.clone())
+                    .or_default()
+                    .insert(new.id.clone());
             }
         }
     }
@@ -607,13 +634,7 @@ impl Txn {
     pub fn touch_enis_of_instance(&mut self, instance_id: &str) {
         let ids: Vec<String> = self
             .state
-            .enis
-            .values()
-            .filter(|e| {
-                e.attachment
-                    .as_ref()
-                    .is_some_and(|a| a.instance_id == instance_id)
-            })
+            .enis_of_instance(instance_id)
             .map(|e| e.id.clone())
             .collect();
         self.changes

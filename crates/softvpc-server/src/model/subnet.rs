@@ -84,7 +84,8 @@ pub fn delete_subnet(txn: &mut Txn, id: &str) -> Result<(), ApiError> {
             &[id],
         ));
     }
-    if txn.state.enis.values().any(|e| e.subnet_id == id) {
+    // Every ENI holds at least its primary address in its subnet (index, not a scan).
+    if txn.state.index.used_ips.contains_key(id) {
         return Err(ApiError::new(
             "DependencyViolation",
             format!("The subnet '{id}' has dependencies and cannot be deleted."),
