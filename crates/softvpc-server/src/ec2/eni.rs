@@ -6,7 +6,7 @@ use softvpc_ec2_protocol::{Timestamp, Value};
 use super::input::{self, tag_set, ValueExt};
 use super::Ctx;
 use crate::model::eni::{self as m, CreateRequest, Modify};
-use crate::model::instance::{elastic_ip_of, private_dns_name, public_dns_name};
+use crate::model::instance::{private_dns_name, public_address_of, public_dns_name};
 use crate::model::{ApiError, Eni, State, OWNER_ID};
 
 /// `[{GroupId, GroupName}]` of an ENI's groups.
@@ -43,21 +43,21 @@ fn attachment_value(e: &Eni) -> Option<Value> {
     })
 }
 
-/// The `NetworkInterfaceAssociation` of private address `ip` of `e`: its Elastic IP.
+/// The `NetworkInterfaceAssociation` of private address `ip` of `e`: its Elastic IP, or its
+/// automatic public IP (owner `amazon`, no allocation or association id).
 fn association(state: &State, e: &Eni, ip: std::net::Ipv4Addr) -> Option<Value> {
-    elastic_ip_of(state, &e.id, ip).map(|a| {
+    public_address_of(state, e, ip).map(|p| {
+        let eip = p.elastic();
         Value::new_struct()
-            .with("AllocationId", a.allocation_id.as_str())
+            .with_opt("AllocationId", eip.map(|a| a.allocation_id.as_str()))
             .with_opt(
                 "AssociationId",
-                a.association.as_ref().map(|s| s.id.as_str()),
+                eip.and_then(|a| a.association.as_ref())
+                    .map(|s| s.id.as_str()),
             )
-            .with("IpOwnerId", OWNER_ID)
-            .with(
-                "PublicDnsName",
-                public_dns_name(state, &e.vpc_id, a.public_ip),
-            )
-            .with("PublicIp", a.public_ip.to_string())
+            .with("IpOwnerId", p.owner())
+            .with("PublicDnsName", public_dns_name(state, &e.vpc_id, p.ip()))
+            .with("PublicIp", p.ip().to_string())
     })
 }
 

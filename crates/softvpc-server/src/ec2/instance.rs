@@ -8,7 +8,7 @@ use super::input::{self, tag_set, timestamp, ValueExt};
 use super::Ctx;
 use crate::control::now_secs;
 use crate::model::instance::{
-    elastic_ip_of, private_dns_name, public_dns_name, public_ip, visible, RunRequest,
+    private_dns_name, public_address_of, public_dns_name, public_ip, visible, RunRequest,
 };
 use crate::model::{self, ApiError, Eni, Instance, InstanceState, State, OWNER_ID};
 
@@ -54,17 +54,61 @@ fn transition_reason(i: &Instance) -> (String, Option<Value>) {
     }
 }
 
-/// The `InstanceNetworkInterfaceAssociation` of private address `ip` of `e`: its Elastic IP.
+/// The `InstanceNetworkInterfaceAssociation` of private address `ip` of `e`: its Elastic IP
+/// (owned by the account) or automatic public IP (owned by `amazon`).
 fn association(state: &State, e: &Eni, ip: std::net::Ipv4Addr) -> Option<Value> {
-    elastic_ip_of(state, &e.id, ip).map(|a| {
+    public_address_of(state, e, ip).map(|p| {
         Value::new_struct()
-            .with("IpOwnerId", OWNER_ID)
-            .with(
-                "PublicDnsName",
-                public_dns_name(state, &e.vpc_id, a.public_ip),
-            )
-            .with("PublicIp", a.public_ip.to_string())
+            .with("IpOwnerId", p.owner())
+            .with("PublicDnsName", public_dns_name(state, &e.vpc_id, p.ip()))
+            .with("PublicIp", p.ip().to_string())
     })
+}
+
+/// The launch's interface settings: `NetworkInterfaces.1` (the primary ENI) in place of the
+/// instance-level `SubnetId`, `SecurityGroupIds` and `PrivateIpAddress`, which AWS refuses
+/// alongside it, and its `AssociatePublicIpAddress` (refused with several interfaces).
+struct LaunchInterface {
+    subnet_id: Option<String>,
+    groups: Vec<String>,
+    private_ip: Option<String>,
+    associate_public_ip: Option<bool>,
+}
+
+fn launch_interface(input: &Value) -> Result<Option<LaunchInterface>, ApiError> {
+    let specs = input.get_list("NetworkInterfaces");
+    let Some(first) = specs.first() else {
+        return Ok(None);
+    };
+    let combination = |m: &str| Err(ApiError::new("InvalidParameterCombination", m));
+    if specs.len() > 1
+        && specs
+            .iter()
+            .any(|n| n.get_bool("AssociatePublicIpAddress").is_some())
+    {
+        return combination("The associatePublicIPAddress parameter cannot be specified when launching with multiple network interfaces");
+    }
+    let associate_public_ip = first.get_bool("AssociatePublicIpAddress");
+    if associate_public_ip.is_some() && first.get_i64("DeviceIndex").unwrap_or(0) != 0 {
+        return combination("The associatePublicIPAddress parameter can only be specified for the network interface with DeviceIndex 0.");
+    }
+    if input::optional(input, "SubnetId").is_some() {
+        return combination(
+            "Network interfaces and an instance-level subnet ID may not be specified on the same request",
+        );
+    }
+    if !input.get_strings("SecurityGroupIds").is_empty() {
+        return combination("Network interfaces and an instance-level security groups may not be specified on the same request");
+    }
+    if input::optional(input, "PrivateIpAddress").is_some() {
+        return combination("Network interfaces and an instance-level private IP address may not be specified on the same request");
+    }
+    Ok(Some(LaunchInterface {
+        subnet_id: input::optional(first, "SubnetId").map(str::to_string),
+        groups: input::id_list(first, "Groups"),
+        private_ip: input::optional(first, "PrivateIpAddress").map(str::to_string),
+        associate_public_ip,
+    }))
 }
 
 /// The private addresses of an ENI (`PrivateIpAddresses` items), with their Elastic IPs.
@@ -195,10 +239,13 @@ fn instance_eni_value(state: &State, e: &Eni) -> Value {
 }
 
 pub fn run_instances(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
+    let nic = launch_interface(input)?;
     // Absent: the default subnet (the model refuses when there is no default VPC).
-    let subnet_id = input::optional(input, "SubnetId")
-        .unwrap_or_default()
-        .to_string();
+    let subnet_id = match &nic {
+        Some(n) => n.subnet_id.clone(),
+        None => input::optional(input, "SubnetId").map(str::to_string),
+    }
+    .unwrap_or_default();
     let count = |name: &str| -> Result<u32, ApiError> {
         let n = input.get_i64(name).ok_or_else(|| ApiError::missing(name))?;
         u32::try_from(n)
@@ -215,11 +262,22 @@ pub fn run_instances(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
         min_count: count("MinCount")?,
         max_count: count("MaxCount")?,
         subnet_id,
-        private_ip: opt(input, "PrivateIpAddress"),
         host: opt(&placement, "HostId"),
         tag_specs: input::parse_tag_specs(input)?,
-        security_group_ids: input::id_list(input, "SecurityGroupIds"),
         client_token: opt(input, "ClientToken"),
+        ..match nic {
+            Some(n) => RunRequest {
+                private_ip: n.private_ip,
+                security_group_ids: n.groups,
+                associate_public_ip: n.associate_public_ip,
+                ..Default::default()
+            },
+            None => RunRequest {
+                private_ip: opt(input, "PrivateIpAddress"),
+                security_group_ids: input::id_list(input, "SecurityGroupIds"),
+                ..Default::default()
+            },
+        }
     };
     let res = ctx.mutate(|t| model::instance::run_instances(t, &req))?;
     if res.replayed {

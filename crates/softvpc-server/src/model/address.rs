@@ -1,6 +1,12 @@
 //! Elastic IPs: addresses allocated from the documentation range 203.0.113.0/24 (the lab's
 //! "internet"), associated with a private address of a network interface (an instance means its
 //! primary interface) in a VPC that has an internet gateway, released only when not associated.
+//!
+//! The same pool also feeds the public IPv4 addresses AWS assigns automatically to instances
+//! (`MapPublicIpOnLaunch`, `AssociatePublicIpAddress`; stored on the primary ENI, see
+//! [`super::instance::assign_public_ip`]): [`in_use`] counts both kinds, so an Elastic IP and an
+//! automatic address never share an address. These addresses are shown only: the data plane
+//! does not translate public addresses yet (internet gateway / NAT enforcement comes later).
 
 use std::net::Ipv4Addr;
 
@@ -105,6 +111,35 @@ pub fn vpc_has_mapped_addresses(state: &State, vpc_id: &str) -> bool {
     })
 }
 
+/// Every address of the pool taken: Elastic IPs and automatically assigned public IPs.
+pub fn in_use(state: &State) -> std::collections::HashSet<Ipv4Addr> {
+    state
+        .addresses
+        .values()
+        .map(|a| a.public_ip)
+        .chain(state.enis.values().filter_map(|e| e.public_ip))
+        .collect()
+}
+
+/// The lowest free address of the pool, if any.
+fn lowest_free(state: &State) -> Option<Ipv4Addr> {
+    let used = in_use(state);
+    (u32::from(POOL_FIRST)..=u32::from(POOL_LAST))
+        .map(Ipv4Addr::from)
+        .find(|ip| !used.contains(ip))
+}
+
+/// An address for an automatically assigned public IP: the lowest free one of the pool, or
+/// AWS's `InsufficientAddressCapacity` when the pool is exhausted.
+pub fn take_public_ip(state: &State) -> Result<Ipv4Addr, ApiError> {
+    lowest_free(state).ok_or_else(|| {
+        ApiError::new(
+            "InsufficientAddressCapacity",
+            "Not enough available addresses to satisfy your minimum request. Reduce the number of addresses you are requesting or wait for additional capacity to become available.",
+        )
+    })
+}
+
 /// `AllocateAddress` (domain `vpc`): the lowest free address of the pool.
 pub fn allocate_address(
     txn: &mut Txn,
@@ -118,17 +153,12 @@ pub fn allocate_address(
             )));
         }
     }
-    let used: std::collections::HashSet<Ipv4Addr> =
-        txn.state.addresses.values().map(|a| a.public_ip).collect();
-    let ip = (u32::from(POOL_FIRST)..=u32::from(POOL_LAST))
-        .map(Ipv4Addr::from)
-        .find(|ip| !used.contains(ip))
-        .ok_or_else(|| {
-            ApiError::new(
-                "AddressLimitExceeded",
-                "The maximum number of addresses has been reached.",
-            )
-        })?;
+    let ip = lowest_free(&txn.state).ok_or_else(|| {
+        ApiError::new(
+            "AddressLimitExceeded",
+            "The maximum number of addresses has been reached.",
+        )
+    })?;
     let address = Address {
         allocation_id: new_id("eipalloc"),
         public_ip: ip,
@@ -289,13 +319,24 @@ pub fn associate_address(txn: &mut Txn, req: &AssociateRequest) -> Result<String
         d.association = None;
         txn.put(d);
     }
+    let moved_from = address
+        .association
+        .as_ref()
+        .map(|c| c.network_interface_id.clone())
+        .filter(|e| *e != eni_id);
     let id = new_id("eipassoc");
     address.association = Some(AddressAssociation {
         id: id.clone(),
-        network_interface_id: eni_id,
+        network_interface_id: eni_id.clone(),
         private_ip,
     });
     txn.put(address);
+    // The Elastic IP replaces an automatic public IP on the same private address.
+    super::instance::release_public_ip(txn, &eni_id, Some(private_ip));
+    // An address taken from another interface may leave that instance a new public IP.
+    if let Some(old) = moved_from {
+        super::instance::refill_public_ip(txn, &old)?;
+    }
     Ok(id)
 }
 
@@ -345,8 +386,14 @@ pub fn disassociate_address(
             ));
         }
     }
-    address.association = None;
+    let left = address
+        .association
+        .take()
+        .map(|s| s.network_interface_id.clone());
     txn.put(address);
+    if let Some(eni_id) = left {
+        super::instance::refill_public_ip(txn, &eni_id)?;
+    }
     Ok(())
 }
 

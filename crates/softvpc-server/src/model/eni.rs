@@ -296,6 +296,7 @@ pub fn create_network_interface(txn: &mut Txn, req: &CreateRequest) -> Result<En
             token: t.clone(),
             digest,
         }),
+        public_ip: None,
     };
     txn.put_eni(eni.clone());
     Ok(eni)

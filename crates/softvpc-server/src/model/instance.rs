@@ -2,6 +2,16 @@
 //! tags, `ClientToken` idempotency), `TerminateInstances` (the ENI is deleted and its address
 //! freed; the instance stays stored, terminated, for [`TERMINATED_RETENTION_SECS`], then is
 //! purged), Stop/Start, filters.
+//!
+//! Public IPv4 addresses, as AWS assigns them: an instance launched into a subnet with
+//! `MapPublicIpOnLaunch` (or with `AssociatePublicIpAddress` on its primary interface, which
+//! overrides the subnet either way) gets an address from the Elastic IP pool
+//! ([`super::address::take_public_ip`]) on its primary ENI's primary address. It is released
+//! when the instance stops (a new one comes at start), terminates, or an Elastic IP takes its
+//! place; when that Elastic IP leaves, a new one comes only if the instance has a single ENI and
+//! no other Elastic IP ([`refill_public_ip`]). The addresses are shown (DescribeInstances,
+//! DescribeNetworkInterfaces, filters) but the data plane does not use them yet: no internet
+//! gateway translation happens (a later issue).
 
 use std::net::Ipv4Addr;
 
@@ -41,6 +51,9 @@ pub struct RunRequest {
     pub security_group_ids: Vec<String>,
     /// `ClientToken` (botocore sends a fresh one with every call that has none).
     pub client_token: Option<String>,
+    /// `NetworkInterfaces.1.AssociatePublicIpAddress`: overrides the subnet's
+    /// `MapPublicIpOnLaunch` either way.
+    pub associate_public_ip: Option<bool>,
 }
 
 impl RunRequest {
@@ -55,6 +68,10 @@ impl RunRequest {
             .opt(self.private_ip.as_deref())
             .opt(self.host.as_deref())
             .list(self.security_group_ids.iter().map(String::as_str))
+            .opt(
+                self.associate_public_ip
+                    .map(|b| if b { "true" } else { "false" }),
+            )
             .num(self.tag_specs.len() as u64);
         for s in &self.tag_specs {
             d = d
@@ -196,6 +213,9 @@ pub fn run_instances(txn: &mut Txn, req: &RunRequest) -> Result<Reservation, Api
     };
 
     let groups = super::eni::check_groups(&txn.state, &vpc_id, &req.security_group_ids)?;
+    let auto_public_ip = req
+        .associate_public_ip
+        .unwrap_or(subnet.map_public_ip_on_launch);
     let reservation_id = new_id("r");
     let mut instances = Vec::with_capacity(addresses.len());
     for (index, addr) in addresses.into_iter().enumerate() {
@@ -224,6 +244,13 @@ pub fn run_instances(txn: &mut Txn, req: &RunRequest) -> Result<Reservation, Api
             tags: instance_tags.clone(),
             client_token: client_token.clone(),
             state_transition_time: None,
+            auto_public_ip,
+        };
+        // Taken after the previous instance's ENI is stored, so each gets its own.
+        let public_ip = if auto_public_ip {
+            Some(super::address::take_public_ip(&txn.state)?)
+        } else {
+            None
         };
         let eni = Eni {
             id: eni_id,
@@ -246,6 +273,7 @@ pub fn run_instances(txn: &mut Txn, req: &RunRequest) -> Result<Reservation, Api
             secondary_ips: Vec::new(),
             security_groups: groups.clone(),
             client_token: None,
+            public_ip,
         };
         txn.put_instance(instance.clone());
         txn.put_eni(eni);
@@ -322,8 +350,10 @@ pub fn terminate_instances(txn: &mut Txn, ids: &[String]) -> Result<Vec<StateCha
             {
                 txn.delete_eni(&eni.id);
             } else {
-                // Attached later by hand: detached and kept, as on AWS.
+                // Attached later by hand: detached and kept, as on AWS (an automatic public
+                // IP goes with the instance).
                 eni.attachment = None;
+                eni.public_ip = None;
                 txn.put_eni(eni);
             }
         }
@@ -416,6 +446,12 @@ fn change_states(
         txn.put_instance(inst);
         // The ENIs' mapping records follow the state (host present only while running).
         txn.touch_enis_of_instance(id);
+        // The automatic public IP is released at stop; a new one comes at start.
+        if target == InstanceState::Stopped {
+            release_public_ip(txn, &current.eni_id, None);
+        } else {
+            refill_instance(txn, id)?;
+        }
         out.push(StateChange {
             instance_id: id.clone(),
             previous,
@@ -545,12 +581,142 @@ pub fn elastic_ip_of<'a>(state: &'a State, eni_id: &str, ip: Ipv4Addr) -> Option
         .map(|a| &**a)
 }
 
-/// The public address of a live instance: the Elastic IP on its primary ENI's primary address.
+/// The public address on a private address of an ENI.
+#[derive(Debug, Clone, Copy)]
+pub enum PublicAddress<'a> {
+    /// An Elastic IP associated with it.
+    Elastic(&'a Address),
+    /// The automatically assigned public IP (primary address only), owned by `amazon`.
+    Auto(Ipv4Addr),
+}
+
+impl PublicAddress<'_> {
+    pub fn ip(&self) -> Ipv4Addr {
+        match self {
+            PublicAddress::Elastic(a) => a.public_ip,
+            PublicAddress::Auto(ip) => *ip,
+        }
+    }
+
+    /// `IpOwnerId`: the account for an Elastic IP, `amazon` for an automatic address.
+    pub fn owner(&self) -> &'static str {
+        match self {
+            PublicAddress::Elastic(_) => super::OWNER_ID,
+            PublicAddress::Auto(_) => "amazon",
+        }
+    }
+
+    /// The Elastic IP, if it is one (only they have allocation and association ids).
+    pub fn elastic(&self) -> Option<&Address> {
+        match self {
+            PublicAddress::Elastic(a) => Some(a),
+            PublicAddress::Auto(_) => None,
+        }
+    }
+}
+
+/// The public address on private address `ip` of `eni`: an Elastic IP, else (on the primary
+/// address) the automatically assigned one.
+pub fn public_address_of<'a>(
+    state: &'a State,
+    eni: &Eni,
+    ip: Ipv4Addr,
+) -> Option<PublicAddress<'a>> {
+    if let Some(a) = elastic_ip_of(state, &eni.id, ip) {
+        return Some(PublicAddress::Elastic(a));
+    }
+    eni.public_ip
+        .filter(|_| ip == eni.private_ip)
+        .map(PublicAddress::Auto)
+}
+
+/// The public address of a live instance: the Elastic IP or automatic public IP on its primary
+/// ENI's primary address.
 pub fn public_ip(state: &State, i: &Instance) -> Option<Ipv4Addr> {
     if i.state == InstanceState::Terminated {
         return None;
     }
-    elastic_ip_of(state, &i.eni_id, i.private_ip).map(|a| a.public_ip)
+    let eni = state.enis.get(&i.eni_id)?;
+    public_address_of(state, eni, i.private_ip).map(|p| p.ip())
+}
+
+/// Releases the automatic public IP of ENI `eni_id` (with `ip`: only when `ip` is the address
+/// it is on, i.e. the primary one). It goes back to the pool.
+pub fn release_public_ip(txn: &mut Txn, eni_id: &str, ip: Option<Ipv4Addr>) {
+    let Some(eni) = txn.state.enis.get(eni_id) else {
+        return;
+    };
+    if eni.public_ip.is_none() || ip.is_some_and(|ip| ip != eni.private_ip) {
+        return;
+    }
+    let mut eni = (**eni).clone();
+    tracing::debug!(eni = %eni.id, public_ip = ?eni.public_ip, "automatic public IP released");
+    eni.public_ip = None;
+    // Not `put_eni`: the mapping service does not carry public addresses.
+    txn.put(eni);
+}
+
+/// After an Elastic IP left ENI `eni_id`: when it is an instance's primary ENI, see
+/// [`refill_instance`].
+pub fn refill_public_ip(txn: &mut Txn, eni_id: &str) -> Result<(), ApiError> {
+    let instance = txn.state.enis.get(eni_id).and_then(|e| {
+        e.attachment
+            .as_ref()
+            .filter(|a| a.device_index == 0)
+            .map(|a| a.instance_id.clone())
+    });
+    match instance {
+        Some(id) => refill_instance(txn, &id),
+        None => Ok(()),
+    }
+}
+
+/// Gives a running instance that should have an automatic public IP (`auto_public_ip`) and has
+/// no public address on its primary ENI's primary address a new one, as AWS does at start and
+/// when an Elastic IP leaves it: only if the instance has a single ENI and no Elastic IP on
+/// any of its addresses. Otherwise it loses the automatic address for good.
+pub fn refill_instance(txn: &mut Txn, instance_id: &str) -> Result<(), ApiError> {
+    let Some(inst) = txn.state.instances.get(instance_id).cloned() else {
+        return Ok(());
+    };
+    if !inst.auto_public_ip || inst.state != InstanceState::Running {
+        return Ok(());
+    }
+    let Some(primary) = txn.state.enis.get(&inst.eni_id).cloned() else {
+        return Ok(());
+    };
+    if public_address_of(&txn.state, &primary, primary.private_ip).is_some() {
+        return Ok(());
+    }
+    let attached: Vec<String> = txn
+        .state
+        .enis
+        .values()
+        .filter(|e| {
+            e.attachment
+                .as_ref()
+                .is_some_and(|a| a.instance_id == inst.id)
+        })
+        .map(|e| e.id.clone())
+        .collect();
+    let has_eip = txn.state.addresses.values().any(|a| {
+        a.association
+            .as_ref()
+            .is_some_and(|s| attached.contains(&s.network_interface_id))
+    });
+    if attached.len() != 1 || has_eip {
+        tracing::debug!(instance = %inst.id, "automatic public IP not reassigned (several ENIs or an Elastic IP)");
+        let mut inst = (*inst).clone();
+        inst.auto_public_ip = false;
+        txn.put_instance(inst);
+        return Ok(());
+    }
+    let ip = super::address::take_public_ip(&txn.state)?;
+    tracing::debug!(instance = %inst.id, public_ip = %ip, "automatic public IP assigned");
+    let mut eni = (*primary).clone();
+    eni.public_ip = Some(ip);
+    txn.put(eni);
+    Ok(())
 }
 
 impl Filterable for Instance {
@@ -851,7 +1017,7 @@ impl Filterable for Eni {
         };
         if let Some(what) = association {
             // Elastic IPs associated with any address of this interface.
-            return state
+            let elastic = state
                 .addresses
                 .values()
                 .filter_map(|a| {
@@ -859,12 +1025,18 @@ impl Filterable for Eni {
                     (s.network_interface_id == self.id).then_some((a, s))
                 })
                 .map(|(a, s)| match what {
-                    "allocation-id" => a.allocation_id.clone(),
-                    "association-id" => s.id.clone(),
-                    "public-ip" => a.public_ip.to_string(),
-                    _ => super::OWNER_ID.to_string(),
-                })
-                .collect();
+                    "allocation-id" => Some(a.allocation_id.clone()),
+                    "association-id" => Some(s.id.clone()),
+                    "public-ip" => Some(a.public_ip.to_string()),
+                    _ => Some(super::OWNER_ID.to_string()),
+                });
+            // The automatic public IP has neither allocation nor association id.
+            let auto = self.public_ip.map(|ip| match what {
+                "public-ip" => Some(ip.to_string()),
+                "owner-id" => Some("amazon".to_string()),
+                _ => None,
+            });
+            return elastic.chain(auto).flatten().collect();
         }
         let v = match name {
             "network-interface-id" => self.id.clone(),
@@ -1329,5 +1501,225 @@ mod tests {
         assert_eq!(r.instances[0].subnet_id, subnet);
         assert_eq!(r.instances[0].vpc_id, vpc);
         assert_eq!(r.instances[0].private_ip.to_string(), "172.31.0.4");
+    }
+
+    /// A subnet with `MapPublicIpOnLaunch`, a VPC with an internet gateway (for Elastic IPs).
+    fn public_setup() -> (Txn, String, String) {
+        let (mut txn, vpc, subnet) = setup("10.0.0.0/24");
+        super::super::attributes::modify_subnet_attribute(&mut txn, &subnet, Some(true)).unwrap();
+        let igw = super::super::gateway::create_internet_gateway(&mut txn, Tags::new()).unwrap();
+        super::super::gateway::attach_internet_gateway(&mut txn, &igw.id, &vpc).unwrap();
+        (txn, vpc, subnet)
+    }
+
+    fn pub_of(txn: &Txn, id: &str) -> Option<Ipv4Addr> {
+        public_ip(&txn.state, &txn.state.instances[id])
+    }
+
+    fn pool(n: u32) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(super::super::address::POOL_FIRST) + n)
+    }
+
+    #[test]
+    fn public_ips_follow_the_subnet_or_the_launch_override() {
+        let (mut txn, _vpc, subnet) = public_setup();
+        let r = run_instances(&mut txn, &req(&subnet, 2, 2)).unwrap();
+        let (a, b) = (&r.instances[0], &r.instances[1]);
+        assert!(a.auto_public_ip);
+        // Distinct addresses from the pool, on the primary ENIs.
+        assert_eq!(txn.state.enis[&a.eni_id].public_ip, Some(pool(0)));
+        assert_eq!(txn.state.enis[&b.eni_id].public_ip, Some(pool(1)));
+        assert_eq!(pub_of(&txn, &a.id), Some(pool(0)));
+        // An Elastic IP never takes an address an instance holds.
+        let eip = super::super::address::allocate_address(&mut txn, None, Tags::new()).unwrap();
+        assert_eq!(eip.public_ip, pool(2));
+        // The override wins either way.
+        let mut no = req(&subnet, 1, 1);
+        no.associate_public_ip = Some(false);
+        let off = run_instances(&mut txn, &no).unwrap().instances[0].clone();
+        assert!(!off.auto_public_ip);
+        assert_eq!(pub_of(&txn, &off.id), None);
+        super::super::attributes::modify_subnet_attribute(&mut txn, &subnet, Some(false)).unwrap();
+        let plain = run_instances(&mut txn, &req(&subnet, 1, 1))
+            .unwrap()
+            .instances[0]
+            .clone();
+        assert_eq!(pub_of(&txn, &plain.id), None);
+        let mut yes = req(&subnet, 1, 1);
+        yes.associate_public_ip = Some(true);
+        let on = run_instances(&mut txn, &yes).unwrap().instances[0].clone();
+        assert_eq!(pub_of(&txn, &on.id), Some(pool(3)));
+        // The automatic address shows in the filters, owned by amazon, with no ids.
+        let e = txn.state.enis[&on.eni_id].clone();
+        assert_eq!(
+            e.field(&txn.state, "association.public-ip"),
+            [pool(3).to_string()]
+        );
+        assert_eq!(e.field(&txn.state, "association.ip-owner-id"), ["amazon"]);
+        assert!(e.field(&txn.state, "association.allocation-id").is_empty());
+        let i = txn.state.instances[&on.id].clone();
+        assert_eq!(i.field(&txn.state, "ip-address"), [pool(3).to_string()]);
+        assert_eq!(
+            i.field(&txn.state, "network-interface.association.ip-owner-id"),
+            ["amazon"]
+        );
+        // Terminating releases it: the next address handed out is that one.
+        terminate_instances(&mut txn, std::slice::from_ref(&on.id)).unwrap();
+        assert_eq!(pub_of(&txn, &on.id), None);
+        let again = super::super::address::allocate_address(&mut txn, None, Tags::new()).unwrap();
+        assert_eq!(again.public_ip, pool(3));
+    }
+
+    #[test]
+    fn exhausted_pool_refuses_the_launch() {
+        let (mut txn, _vpc, subnet) = public_setup();
+        let n = u32::from(super::super::address::POOL_LAST)
+            - u32::from(super::super::address::POOL_FIRST);
+        for _ in 0..n {
+            super::super::address::allocate_address(&mut txn, None, Tags::new()).unwrap();
+        }
+        // One address left: two instances at once cannot both have one (on a copy: the
+        // control plane drops a failed mutation's transaction).
+        let mut trial = Txn::new(txn.state.clone(), txn.now);
+        let err = run_instances(&mut trial, &req(&subnet, 2, 2)).unwrap_err();
+        assert_eq!(err.code, "InsufficientAddressCapacity");
+        let one = run_instances(&mut txn, &req(&subnet, 1, 1))
+            .unwrap()
+            .instances[0]
+            .clone();
+        assert_eq!(
+            pub_of(&txn, &one.id),
+            Some(super::super::address::POOL_LAST)
+        );
+        assert_eq!(
+            super::super::address::allocate_address(&mut txn, None, Tags::new())
+                .unwrap_err()
+                .code,
+            "AddressLimitExceeded"
+        );
+        // Stopped, its address goes back; another launch takes it, so the start fails.
+        stop_instances(&mut txn, std::slice::from_ref(&one.id)).unwrap();
+        let other = run_instances(&mut txn, &req(&subnet, 1, 1))
+            .unwrap()
+            .instances[0]
+            .clone();
+        assert_eq!(
+            pub_of(&txn, &other.id),
+            Some(super::super::address::POOL_LAST)
+        );
+        assert_eq!(
+            start_instances(&mut txn, std::slice::from_ref(&one.id))
+                .unwrap_err()
+                .code,
+            "InsufficientAddressCapacity"
+        );
+    }
+
+    #[test]
+    fn stop_releases_and_start_assigns_a_new_public_ip() {
+        let (mut txn, _vpc, subnet) = public_setup();
+        let r = run_instances(&mut txn, &req(&subnet, 1, 1)).unwrap();
+        let id = r.instances[0].id.clone();
+        let first = pub_of(&txn, &id).unwrap();
+        stop_instances(&mut txn, std::slice::from_ref(&id)).unwrap();
+        assert_eq!(pub_of(&txn, &id), None);
+        assert_eq!(txn.state.enis[&r.instances[0].eni_id].public_ip, None);
+        // Someone else takes the freed address meanwhile: the restart gets another one.
+        let eip = super::super::address::allocate_address(&mut txn, None, Tags::new()).unwrap();
+        assert_eq!(eip.public_ip, first);
+        start_instances(&mut txn, std::slice::from_ref(&id)).unwrap();
+        let second = pub_of(&txn, &id).unwrap();
+        assert_ne!(second, first);
+        assert!(txn.state.instances[&id].auto_public_ip);
+    }
+
+    #[test]
+    fn an_elastic_ip_replaces_the_public_ip_and_gives_it_back() {
+        use super::super::address::{
+            allocate_address, associate_address, disassociate_address, AssociateRequest,
+        };
+        let (mut txn, _vpc, subnet) = public_setup();
+        let inst = run_instances(&mut txn, &req(&subnet, 1, 1))
+            .unwrap()
+            .instances[0]
+            .clone();
+        let auto = pub_of(&txn, &inst.id).unwrap();
+        let eip = allocate_address(&mut txn, None, Tags::new()).unwrap();
+        let assoc = associate_address(
+            &mut txn,
+            &AssociateRequest {
+                allocation_id: Some(eip.allocation_id.clone()),
+                instance_id: Some(inst.id.clone()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(pub_of(&txn, &inst.id), Some(eip.public_ip));
+        assert_eq!(txn.state.enis[&inst.eni_id].public_ip, None);
+        let e = txn.state.enis[&inst.eni_id].clone();
+        assert_eq!(
+            e.field(&txn.state, "association.ip-owner-id"),
+            [super::super::OWNER_ID]
+        );
+        // Stop/start keeps the Elastic IP and assigns nothing else.
+        stop_instances(&mut txn, std::slice::from_ref(&inst.id)).unwrap();
+        start_instances(&mut txn, std::slice::from_ref(&inst.id)).unwrap();
+        assert_eq!(pub_of(&txn, &inst.id), Some(eip.public_ip));
+        assert_eq!(txn.state.enis[&inst.eni_id].public_ip, None);
+        // Disassociated: a single ENI and no other Elastic IP, so a new public IP comes.
+        disassociate_address(&mut txn, Some(&assoc), None).unwrap();
+        let back = pub_of(&txn, &inst.id).unwrap();
+        assert!(
+            back != eip.public_ip,
+            "the Elastic IP stays allocated, not reused"
+        );
+        assert_eq!(back, auto, "the lowest free address: the one it gave up");
+
+        // With a second ENI attached, losing the Elastic IP leaves no public IP, for good.
+        let assoc = associate_address(
+            &mut txn,
+            &AssociateRequest {
+                allocation_id: Some(eip.allocation_id.clone()),
+                instance_id: Some(inst.id.clone()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let extra = super::super::eni::create_network_interface(
+            &mut txn,
+            &super::super::eni::CreateRequest {
+                subnet_id: subnet.clone(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        super::super::eni::attach_network_interface(&mut txn, &extra.id, &inst.id, 1).unwrap();
+        disassociate_address(&mut txn, Some(&assoc), None).unwrap();
+        assert_eq!(pub_of(&txn, &inst.id), None);
+        assert!(!txn.state.instances[&inst.id].auto_public_ip);
+        stop_instances(&mut txn, std::slice::from_ref(&inst.id)).unwrap();
+        start_instances(&mut txn, std::slice::from_ref(&inst.id)).unwrap();
+        assert_eq!(pub_of(&txn, &inst.id), None);
+    }
+
+    #[test]
+    fn a_moved_elastic_ip_leaves_its_old_instance_a_new_public_ip() {
+        use super::super::address::{allocate_address, associate_address, AssociateRequest};
+        let (mut txn, _vpc, subnet) = public_setup();
+        let r = run_instances(&mut txn, &req(&subnet, 2, 2)).unwrap();
+        let (a, b) = (r.instances[0].id.clone(), r.instances[1].id.clone());
+        let eip = allocate_address(&mut txn, None, Tags::new()).unwrap();
+        let to = |i: &str| AssociateRequest {
+            allocation_id: Some(eip.allocation_id.clone()),
+            instance_id: Some(i.to_string()),
+            allow_reassociation: true,
+            ..Default::default()
+        };
+        associate_address(&mut txn, &to(&a)).unwrap();
+        associate_address(&mut txn, &to(&b)).unwrap();
+        assert_eq!(pub_of(&txn, &b), Some(eip.public_ip));
+        let a_ip = pub_of(&txn, &a).unwrap();
+        assert_ne!(a_ip, eip.public_ip);
+        assert_ne!(Some(a_ip), txn.state.enis[&r.instances[1].eni_id].public_ip);
     }
 }

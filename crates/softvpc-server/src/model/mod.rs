@@ -167,6 +167,12 @@ pub struct Instance {
     /// `StateTransitionReason`, and for a terminated instance the start of its retention.
     #[serde(default)]
     pub state_transition_time: Option<u64>,
+    /// Whether it gets an automatically assigned public IPv4 address (at launch, at every
+    /// start, and when an Elastic IP leaves it): the subnet's `MapPublicIpOnLaunch` or the
+    /// launch's `AssociatePublicIpAddress`. Cleared when AWS's rules take the address away for
+    /// good (see [`instance::refill_public_ip`]).
+    #[serde(default)]
+    pub auto_public_ip: bool,
 }
 
 impl Instance {
@@ -199,6 +205,11 @@ pub struct Eni {
     /// The `ClientToken` of the `CreateNetworkInterface` that made it.
     #[serde(default)]
     pub client_token: Option<idempotency::ClientToken>,
+    /// The automatically assigned public IPv4 address of the primary private address (only an
+    /// instance's primary ENI has one, while the instance runs and no Elastic IP is there).
+    /// Shown only: the data plane does not translate public addresses yet.
+    #[serde(default)]
+    pub public_ip: Option<Ipv4Addr>,
 }
 
 impl Eni {

@@ -222,6 +222,7 @@ pub fn create_nat_gateway(txn: &mut Txn, req: &CreateRequest) -> Result<NatGatew
         secondary_ips: Vec::new(),
         security_groups: Vec::new(),
         client_token: None,
+        public_ip: None,
     };
     let mut association_id = None;
     if let Some(mut a) = address.as_deref().cloned() {

@@ -1274,6 +1274,7 @@ mod tests {
             secondary_ips: Vec::new(),
             security_groups: vec![g.id.clone()],
             client_token: None,
+            public_ip: None,
         };
         txn.put_eni(eni);
         assert!(group_in_use(&txn.state, &g.id));
