@@ -690,13 +690,7 @@ pub fn refill_instance(txn: &mut Txn, instance_id: &str) -> Result<(), ApiError>
     }
     let attached: Vec<String> = txn
         .state
-        .enis
-        .values()
-        .filter(|e| {
-            e.attachment
-                .as_ref()
-                .is_some_and(|a| a.instance_id == inst.id)
-        })
+        .enis_of_instance(&inst.id)
         .map(|e| e.id.clone())
         .collect();
     let has_eip = txn.state.addresses.values().any(|a| {
