@@ -144,6 +144,8 @@ def test_filters(ec2, net):
     assert ids("ip-address", ip) == {inst["InstanceId"]}
     assert ids("network-interface.association.public-ip", ip) == {inst["InstanceId"]}
     assert ids("network-interface.association.ip-owner-id", "amazon") == {inst["InstanceId"]}
+    assert ids("network-interface.addresses.association.ip-owner-id", "amazon") == {inst["InstanceId"]}
+    assert ids("network-interface.addresses.association.public-ip", ip) == {inst["InstanceId"]}
     assert ids("ip-address", "203.0.113.253") == set()
 
     def enis(name, value):
@@ -242,3 +244,35 @@ def test_restart_keeps_the_public_ip(workdir):
         assert ec2.allocate_address(Domain="vpc")["PublicIp"] != ip
     finally:
         s.stop()
+
+
+def test_awscli_associate_public_ip_address(aws, server):
+    """The CLI's --[no-]associate-public-ip-address moves --subnet-id, --private-ip-address and
+    --security-group-ids into NetworkInterfaces.1 (the shared session server)."""
+    c = server.client()
+    vpc = c.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    sub = c.create_subnet(VpcId=vpc, CidrBlock="10.0.0.0/24")["Subnet"]["SubnetId"]
+    sg = c.create_security_group(VpcId=vpc, GroupName="pub", Description="pub")["GroupId"]
+    ids = []
+    try:
+        rc, out, err = aws("run-instances", "--image-id", "ami-1", "--count", "1",
+                           "--subnet-id", sub, "--private-ip-address", "10.0.0.50",
+                           "--security-group-ids", sg, "--associate-public-ip-address")
+        assert rc == 0, err
+        i = out["Instances"][0]
+        ids.append(i["InstanceId"])
+        assert ipaddress.ip_address(i["PublicIpAddress"]) in POOL
+        assert i["PrivateIpAddress"] == "10.0.0.50"
+        assert [g["GroupId"] for g in i["SecurityGroups"]] == [sg]
+        map_public(c, sub, True)
+        rc, out, err = aws("run-instances", "--image-id", "ami-1", "--count", "1",
+                           "--subnet-id", sub, "--no-associate-public-ip-address")
+        assert rc == 0, err
+        ids.append(out["Instances"][0]["InstanceId"])
+        assert "PublicIpAddress" not in out["Instances"][0]
+    finally:
+        if ids:
+            c.terminate_instances(InstanceIds=ids)
+        c.delete_security_group(GroupId=sg)
+        c.delete_subnet(SubnetId=sub)
+        c.delete_vpc(VpcId=vpc)

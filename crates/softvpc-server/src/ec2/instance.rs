@@ -106,7 +106,17 @@ fn launch_interface(input: &Value) -> Result<Option<LaunchInterface>, ApiError> 
     Ok(Some(LaunchInterface {
         subnet_id: input::optional(first, "SubnetId").map(str::to_string),
         groups: input::id_list(first, "Groups"),
-        private_ip: input::optional(first, "PrivateIpAddress").map(str::to_string),
+        // `PrivateIpAddress`, or the entry of `PrivateIpAddresses` marked primary (the CLI's
+        // --private-ip-address with --associate-public-ip-address).
+        private_ip: input::optional(first, "PrivateIpAddress")
+            .or_else(|| {
+                first
+                    .get_list("PrivateIpAddresses")
+                    .iter()
+                    .find(|a| a.get_bool("Primary") == Some(true))
+                    .and_then(|a| input::optional(a, "PrivateIpAddress"))
+            })
+            .map(str::to_string),
         associate_public_ip,
     }))
 }

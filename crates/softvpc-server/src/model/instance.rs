@@ -1003,10 +1003,18 @@ impl Filterable for Eni {
     fn field(&self, state: &State, name: &str) -> Vec<String> {
         let att = self.attachment.as_ref();
         let association = match name {
-            "association.allocation-id" => Some("allocation-id"),
-            "association.association-id" => Some("association-id"),
+            // (`addresses.association.{allocation-id,association-id,ip-owner-id}` are the
+            // names DescribeInstances' `network-interface.` filters pass down.)
+            "association.allocation-id" | "addresses.association.allocation-id" => {
+                Some("allocation-id")
+            }
+            "association.association-id" | "addresses.association.association-id" => {
+                Some("association-id")
+            }
             "association.public-ip" | "addresses.association.public-ip" => Some("public-ip"),
-            "association.ip-owner-id" | "addresses.association.owner-id" => Some("owner-id"),
+            "association.ip-owner-id"
+            | "addresses.association.owner-id"
+            | "addresses.association.ip-owner-id" => Some("owner-id"),
             _ => None,
         };
         if let Some(what) = association {
