@@ -8,7 +8,8 @@ use super::input::{self, tag_set, timestamp, ValueExt};
 use super::Ctx;
 use crate::control::now_secs;
 use crate::model::instance::{
-    private_dns_name, public_address_of, public_dns_name, public_ip, visible, RunRequest,
+    private_dns_name, public_address_of, public_dns_name, public_ip, visible, InterfaceSpec,
+    RunRequest,
 };
 use crate::model::{self, ApiError, Eni, Instance, InstanceState, State, OWNER_ID};
 
@@ -65,31 +66,126 @@ fn association(state: &State, e: &Eni, ip: std::net::Ipv4Addr) -> Option<Value> 
     })
 }
 
-/// The launch's interface settings: `NetworkInterfaces.1` (the primary ENI) in place of the
-/// instance-level `SubnetId`, `SecurityGroupIds` and `PrivateIpAddress`, which AWS refuses
-/// alongside it, and its `AssociatePublicIpAddress` (refused with several interfaces).
-struct LaunchInterface {
-    subnet_id: Option<String>,
-    groups: Vec<String>,
-    private_ip: Option<String>,
+/// The launch's interface settings: `NetworkInterfaces.N` in place of the instance-level
+/// `SubnetId`, `SecurityGroupIds` and `PrivateIpAddress`, which AWS refuses alongside them,
+/// and the primary interface's `AssociatePublicIpAddress` (refused with several interfaces).
+struct LaunchInterfaces {
+    specs: Vec<InterfaceSpec>,
     associate_public_ip: Option<bool>,
 }
 
-fn launch_interface(input: &Value) -> Result<Option<LaunchInterface>, ApiError> {
-    let specs = input.get_list("NetworkInterfaces");
-    let Some(first) = specs.first() else {
-        return Ok(None);
+/// Members of `InstanceNetworkInterfaceSpecification` softvpc does not model (IPv6, prefixes,
+/// EFA, ENA Express, connection tracking, carrier addresses): refused, never ignored.
+/// `InterfaceType`, `NetworkCardIndex`, `Ipv6AddressCount` and `PrimaryIpv6` pass with their
+/// default values (`interface`, 0, 0, false).
+const UNSUPPORTED_INTERFACE_MEMBERS: &[&str] = &[
+    "Ipv6Addresses",
+    "Ipv4Prefixes",
+    "Ipv4PrefixCount",
+    "Ipv6Prefixes",
+    "Ipv6PrefixCount",
+    "AssociateCarrierIpAddress",
+    "EnaSrdSpecification",
+    "ConnectionTrackingSpecification",
+    "EnaQueueCount",
+];
+
+fn unsupported(n: usize, member: &str, why: &str) -> ApiError {
+    ApiError::invalid_value(format!(
+        "The parameter NetworkInterfaces.{n}.{member} is not supported: {why}."
+    ))
+}
+
+/// One `NetworkInterfaces.N` entry (`n` counts from 1, as on the wire).
+fn interface_spec(n: usize, v: &Value) -> Result<InterfaceSpec, ApiError> {
+    for m in UNSUPPORTED_INTERFACE_MEMBERS {
+        let present = match v.get(m) {
+            None => false,
+            Some(Value::List(l)) => !l.is_empty(),
+            Some(_) => true,
+        };
+        if present {
+            return Err(unsupported(
+                n,
+                m,
+                "softvpc has IPv4 addresses without prefixes, on standard interfaces",
+            ));
+        }
+    }
+    if let Some(t) = v.get_str("InterfaceType").filter(|t| *t != "interface") {
+        return Err(unsupported(
+            n,
+            "InterfaceType",
+            &format!("only standard interfaces exist, not '{t}'"),
+        ));
+    }
+    if v.get_i64("NetworkCardIndex").is_some_and(|c| c != 0) {
+        return Err(unsupported(
+            n,
+            "NetworkCardIndex",
+            "every instance has one network card (index 0)",
+        ));
+    }
+    if v.get_i64("Ipv6AddressCount").is_some_and(|c| c != 0) {
+        return Err(unsupported(n, "Ipv6AddressCount", "there is no IPv6"));
+    }
+    if v.get_bool("PrimaryIpv6") == Some(true) {
+        return Err(unsupported(n, "PrimaryIpv6", "there is no IPv6"));
+    }
+    let device_index = v.get_i64("DeviceIndex").ok_or_else(|| {
+        ApiError::invalid_value("Each network interface requires a device index.")
+    })?;
+    let device_index = u32::try_from(device_index).map_err(|_| {
+        ApiError::invalid_value(format!(
+            "Value ({device_index}) for parameter deviceIndex is invalid."
+        ))
+    })?;
+    let secondary_count = match v.get_i64("SecondaryPrivateIpAddressCount") {
+        None => None,
+        Some(c) => Some(u32::try_from(c).map_err(|_| {
+            ApiError::invalid_value(format!(
+                "Value ({c}) for parameter secondaryPrivateIpAddressCount is invalid."
+            ))
+        })?),
     };
-    let combination = |m: &str| Err(ApiError::new("InvalidParameterCombination", m));
-    if specs.len() > 1
-        && specs
+    let opt = |name: &str| input::optional(v, name).map(str::to_string);
+    Ok(InterfaceSpec {
+        device_index,
+        network_interface_id: opt("NetworkInterfaceId"),
+        subnet_id: opt("SubnetId"),
+        groups: input::id_list(v, "Groups"),
+        description: opt("Description"),
+        private_ip: opt("PrivateIpAddress"),
+        private_ips: v
+            .get_list("PrivateIpAddresses")
             .iter()
-            .any(|n| n.get_bool("AssociatePublicIpAddress").is_some())
-    {
+            .filter_map(|a| {
+                input::optional(a, "PrivateIpAddress")
+                    .map(|ip| (ip.to_string(), a.get_bool("Primary") == Some(true)))
+            })
+            .collect(),
+        secondary_count,
+        delete_on_termination: v.get_bool("DeleteOnTermination"),
+    })
+}
+
+fn launch_interfaces(input: &Value) -> Result<Option<LaunchInterfaces>, ApiError> {
+    let list = input.get_list("NetworkInterfaces");
+    if list.is_empty() {
+        return Ok(None);
+    }
+    let combination = |m: &str| Err(ApiError::new("InvalidParameterCombination", m));
+    let associating: Vec<&Value> = list
+        .iter()
+        .filter(|n| n.get_bool("AssociatePublicIpAddress").is_some())
+        .collect();
+    if list.len() > 1 && !associating.is_empty() {
         return combination("The associatePublicIPAddress parameter cannot be specified when launching with multiple network interfaces");
     }
-    let associate_public_ip = first.get_bool("AssociatePublicIpAddress");
-    if associate_public_ip.is_some() && first.get_i64("DeviceIndex").unwrap_or(0) != 0 {
+    if associating
+        .iter()
+        .any(|n| n.get_i64("DeviceIndex").unwrap_or(0) != 0)
+    {
         return combination("The associatePublicIPAddress parameter can only be specified for the network interface with DeviceIndex 0.");
     }
     if input::optional(input, "SubnetId").is_some() {
@@ -103,21 +199,16 @@ fn launch_interface(input: &Value) -> Result<Option<LaunchInterface>, ApiError> 
     if input::optional(input, "PrivateIpAddress").is_some() {
         return combination("Network interfaces and an instance-level private IP address may not be specified on the same request");
     }
-    Ok(Some(LaunchInterface {
-        subnet_id: input::optional(first, "SubnetId").map(str::to_string),
-        groups: input::id_list(first, "Groups"),
-        // `PrivateIpAddress`, or the entry of `PrivateIpAddresses` marked primary (the CLI's
-        // --private-ip-address with --associate-public-ip-address).
-        private_ip: input::optional(first, "PrivateIpAddress")
-            .or_else(|| {
-                first
-                    .get_list("PrivateIpAddresses")
-                    .iter()
-                    .find(|a| a.get_bool("Primary") == Some(true))
-                    .and_then(|a| input::optional(a, "PrivateIpAddress"))
-            })
-            .map(str::to_string),
-        associate_public_ip,
+    let specs = list
+        .iter()
+        .enumerate()
+        .map(|(i, v)| interface_spec(i + 1, v))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(LaunchInterfaces {
+        specs,
+        associate_public_ip: associating
+            .first()
+            .and_then(|n| n.get_bool("AssociatePublicIpAddress")),
     }))
 }
 
@@ -249,13 +340,14 @@ fn instance_eni_value(state: &State, e: &Eni) -> Value {
 }
 
 pub fn run_instances(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
-    let nic = launch_interface(input)?;
+    let nics = launch_interfaces(input)?;
     // Absent: the default subnet (the model refuses when there is no default VPC).
-    let subnet_id = match &nic {
-        Some(n) => n.subnet_id.clone(),
-        None => input::optional(input, "SubnetId").map(str::to_string),
-    }
-    .unwrap_or_default();
+    let subnet_id = match &nics {
+        Some(_) => String::new(),
+        None => input::optional(input, "SubnetId")
+            .unwrap_or_default()
+            .to_string(),
+    };
     let count = |name: &str| -> Result<u32, ApiError> {
         let n = input.get_i64(name).ok_or_else(|| ApiError::missing(name))?;
         u32::try_from(n)
@@ -275,10 +367,9 @@ pub fn run_instances(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
         host: opt(&placement, "HostId"),
         tag_specs: input::parse_tag_specs(input)?,
         client_token: opt(input, "ClientToken"),
-        ..match nic {
+        ..match nics {
             Some(n) => RunRequest {
-                private_ip: n.private_ip,
-                security_group_ids: n.groups,
+                interfaces: n.specs,
                 associate_public_ip: n.associate_public_ip,
                 ..Default::default()
             },

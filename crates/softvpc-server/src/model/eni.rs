@@ -122,8 +122,12 @@ fn pick_addresses(
     subnet: &Subnet,
     given: &[String],
     count: u32,
+    pending: &[Ipv4Addr],
 ) -> Result<Vec<Ipv4Addr>, ApiError> {
     let mut used = used_addresses(state, &subnet.id);
+    for a in pending {
+        used.insert(*a);
+    }
     let mut out = Vec::new();
     for ip in given {
         let addr = parse_address(subnet, ip)?;
@@ -147,6 +151,76 @@ fn pick_addresses(
         ));
     }
     Ok(out)
+}
+
+/// The primary address an ENI asks for: `PrivateIpAddress`, or the entry of
+/// `PrivateIpAddresses` marked primary (they must agree; at most one is marked).
+pub fn primary_address<'a>(
+    private_ip: Option<&'a str>,
+    private_ips: &'a [(String, bool)],
+) -> Result<Option<&'a str>, ApiError> {
+    let primaries: Vec<&str> = private_ips
+        .iter()
+        .filter(|(_, p)| *p)
+        .map(|(a, _)| a.as_str())
+        .collect();
+    if primaries.len() > 1 {
+        return Err(ApiError::new(
+            "InvalidParameterValue",
+            "Only one primary private IP address can be specified.",
+        ));
+    }
+    match (private_ip, primaries.first()) {
+        (Some(a), Some(b)) if a != *b => Err(ApiError::new(
+            "InvalidParameterCombination",
+            "The primary IP address specified in PrivateIpAddress and PrivateIpAddresses differ.",
+        )),
+        (Some(a), _) => Ok(Some(a)),
+        (None, b) => Ok(b.copied()),
+    }
+}
+
+/// The private addresses of a new ENI in `subnet`, primary first: the given primary
+/// ([`primary_address`]) or a free one, the listed secondary addresses, then
+/// `secondary_count` more free ones. `pending` are addresses promised to ENIs not stored yet
+/// (the rest of a RunInstances launch): never picked, and refused when asked for.
+pub fn choose_addresses(
+    state: &State,
+    subnet: &Subnet,
+    private_ip: Option<&str>,
+    private_ips: &[(String, bool)],
+    secondary_count: Option<u32>,
+    pending: &[Ipv4Addr],
+) -> Result<Vec<Ipv4Addr>, ApiError> {
+    let mut given: Vec<String> = Vec::new();
+    if let Some(p) = primary_address(private_ip, private_ips)? {
+        given.push(p.to_string());
+    }
+    let explicit_primary = !given.is_empty();
+    for (a, primary) in private_ips {
+        if !primary {
+            given.push(a.clone());
+        }
+    }
+    if !explicit_primary && !given.is_empty() {
+        // Secondary addresses listed but no primary: AWS picks the primary from the subnet.
+        let mut taken = used_addresses(state, &subnet.id);
+        for a in given
+            .iter()
+            .filter_map(|a| a.parse().ok())
+            .chain(pending.iter().copied())
+        {
+            taken.insert(a);
+        }
+        let first = free_addresses(&subnet.cidr, &taken, 1);
+        let Some(p) = first.first() else {
+            return Err(insufficient(&subnet.id));
+        };
+        given.insert(0, p.to_string());
+    }
+    let extra = secondary_count.unwrap_or(0);
+    let primary_auto = u32::from(given.is_empty());
+    pick_addresses(state, subnet, &given, extra + primary_auto, pending)
 }
 
 /// Checks a list of security group ids for an ENI in `vpc_id`: at most [`MAX_GROUPS`], each an
@@ -228,53 +302,14 @@ pub fn create_network_interface(txn: &mut Txn, req: &CreateRequest) -> Result<En
         })?;
     check_specs(&req.tag_specs, &["network-interface"])?;
     let tags = tags_for(&req.tag_specs, "network-interface")?;
-    // The primary address: PrivateIpAddress, or the one marked primary in the list.
-    let primaries: Vec<&String> = req
-        .private_ips
-        .iter()
-        .filter(|(_, p)| *p)
-        .map(|(a, _)| a)
-        .collect();
-    if primaries.len() > 1 {
-        return Err(ApiError::new(
-            "InvalidParameterValue",
-            "Only one primary private IP address can be specified.",
-        ));
-    }
-    let mut given: Vec<String> = Vec::new();
-    match (&req.private_ip, primaries.first()) {
-        (Some(a), Some(b)) if a != *b => return Err(ApiError::new(
-            "InvalidParameterCombination",
-            "The primary IP address specified in PrivateIpAddress and PrivateIpAddresses differ.",
-        )),
-        (Some(a), _) => given.push(a.clone()),
-        (None, Some(b)) => given.push((*b).clone()),
-        (None, None) => {}
-    }
-    let explicit_primary = !given.is_empty();
-    for (a, primary) in &req.private_ips {
-        if !primary {
-            given.push(a.clone());
-        }
-    }
-    if !explicit_primary && !given.is_empty() {
-        // Secondary addresses listed but no primary: AWS picks the primary from the subnet.
-        let used = used_addresses(&txn.state, &subnet.id);
-        let mut taken = used;
-        for a in &given {
-            if let Ok(a) = a.parse() {
-                taken.insert(a);
-            }
-        }
-        let first = free_addresses(&subnet.cidr, &taken, 1);
-        let Some(p) = first.first() else {
-            return Err(insufficient(&subnet.id));
-        };
-        given.insert(0, p.to_string());
-    }
-    let extra = req.secondary_count.unwrap_or(0);
-    let primary_auto = u32::from(given.is_empty());
-    let addrs = pick_addresses(&txn.state, &subnet, &given, extra + primary_auto)?;
+    let addrs = choose_addresses(
+        &txn.state,
+        &subnet,
+        req.private_ip.as_deref(),
+        &req.private_ips,
+        req.secondary_count,
+        &[],
+    )?;
     let Some((&primary, secondary)) = addrs.split_first() else {
         return Err(insufficient(&subnet.id));
     };
@@ -492,7 +527,7 @@ pub fn assign_private_ips(
         })
         .cloned()
         .collect();
-    let new = pick_addresses(&txn.state, &subnet, &given, count.unwrap_or(0))?;
+    let new = pick_addresses(&txn.state, &subnet, &given, count.unwrap_or(0), &[])?;
     if eni.secondary_ips.len() + 1 + new.len() > MAX_ADDRESSES {
         return Err(ApiError::new(
             "PrivateIpAddressLimitExceeded",

@@ -22,7 +22,7 @@ use super::ids::{new_id, new_mac};
 use super::subnet::{free_addresses, used_addresses};
 use super::tags::{check_specs, tags_for, TagSpec};
 use super::{
-    host, is_reserved, ApiError, Attachment, Eni, Instance, InstanceState, State, Tags, Txn,
+    host, is_reserved, ApiError, Attachment, Eni, Instance, InstanceState, State, Subnet, Tags, Txn,
 };
 
 /// The instance type reported when none is given.
@@ -54,6 +54,59 @@ pub struct RunRequest {
     /// `NetworkInterfaces.1.AssociatePublicIpAddress`: overrides the subnet's
     /// `MapPublicIpOnLaunch` either way.
     pub associate_public_ip: Option<bool>,
+    /// `NetworkInterfaces.N`. When given, `subnet_id`, `private_ip` and `security_group_ids`
+    /// are empty (AWS refuses them together) and the entry at device index 0 says what they
+    /// would.
+    pub interfaces: Vec<InterfaceSpec>,
+}
+
+/// One `NetworkInterfaces.N` entry of `RunInstances` (`InstanceNetworkInterfaceSpecification`):
+/// an existing available ENI to attach, or a new ENI to create for each instance.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InterfaceSpec {
+    pub device_index: u32,
+    /// `NetworkInterfaceId`: attach this available ENI instead of creating one.
+    pub network_interface_id: Option<String>,
+    /// None: the default subnet (device index 0 only).
+    pub subnet_id: Option<String>,
+    /// `Groups`; empty: the VPC's default group.
+    pub groups: Vec<String>,
+    pub description: Option<String>,
+    pub private_ip: Option<String>,
+    /// `PrivateIpAddresses.N`: (address, primary).
+    pub private_ips: Vec<(String, bool)>,
+    pub secondary_count: Option<u32>,
+    /// None: true for a created ENI, false for an attached one.
+    pub delete_on_termination: Option<bool>,
+}
+
+impl InterfaceSpec {
+    /// True when it asks for specific addresses (only one instance can have them).
+    fn fixed_addresses(&self) -> bool {
+        self.private_ip.is_some() || !self.private_ips.is_empty()
+    }
+
+    /// True when it sets something that only applies to an ENI created at launch.
+    fn creation_settings(&self) -> bool {
+        self.subnet_id.is_some()
+            || !self.groups.is_empty()
+            || self.description.is_some()
+            || self.fixed_addresses()
+            || self.secondary_count.is_some()
+    }
+}
+
+/// Most network interfaces an instance of `instance_type` takes. AWS's limit depends on the
+/// type; this follows its published table by size (nano/micro 2; small to large 3;
+/// xlarge/2xlarge 4; larger 8), which matches the t2/t3/t3a/t4g/m5/c5 families.
+pub fn max_interfaces(instance_type: &str) -> usize {
+    let size = instance_type.rsplit('.').next().unwrap_or_default();
+    match size {
+        "nano" | "micro" => 2,
+        "small" | "medium" | "large" => 3,
+        "xlarge" | "2xlarge" => 4,
+        _ => 8,
+    }
 }
 
 impl RunRequest {
@@ -77,6 +130,24 @@ impl RunRequest {
             d = d
                 .str(&s.resource_type)
                 .list(s.tags.iter().flat_map(|(k, v)| [k.as_str(), v.as_str()]));
+        }
+        d = d.num(self.interfaces.len() as u64);
+        for n in &self.interfaces {
+            d = d
+                .num(n.device_index.into())
+                .opt(n.network_interface_id.as_deref())
+                .opt(n.subnet_id.as_deref())
+                .list(n.groups.iter().map(String::as_str))
+                .opt(n.description.as_deref())
+                .opt(n.private_ip.as_deref())
+                .num(n.private_ips.len() as u64);
+            for (a, primary) in &n.private_ips {
+                d = d.str(a).num(u64::from(*primary));
+            }
+            d = d.num(n.secondary_count.map_or(u64::MAX, u64::from)).opt(
+                n.delete_on_termination
+                    .map(|b| if b { "true" } else { "false" }),
+            );
         }
         d.finish()
     }
@@ -142,16 +213,6 @@ pub fn run_instances(txn: &mut Txn, req: &RunRequest) -> Result<Reservation, Api
             format!("You may launch at most {MAX_LAUNCH} instances in one request."),
         ));
     }
-    // No subnet: the default VPC's default subnet, as on AWS.
-    let subnet_id = if req.subnet_id.is_empty() {
-        super::attributes::default_subnet(txn)?
-    } else {
-        req.subnet_id.clone()
-    };
-    let subnet = txn.state.subnets.get(&subnet_id).cloned().ok_or_else(|| {
-        ApiError::not_found("InvalidSubnetID.NotFound", "subnet", &[subnet_id.as_str()])
-    })?;
-    let vpc_id = subnet.vpc_id.clone();
     check_specs(&req.tag_specs, &["instance", "network-interface"])?;
     let instance_tags = tags_for(&req.tag_specs, "instance")?;
     let eni_tags = tags_for(&req.tag_specs, "network-interface")?;
@@ -164,46 +225,80 @@ pub fn run_instances(txn: &mut Txn, req: &RunRequest) -> Result<Reservation, Api
         .clone()
         .unwrap_or_else(|| DEFAULT_IMAGE_ID.to_string());
 
-    let used = used_addresses(&txn.state, &subnet.id);
-    let addresses: Vec<Ipv4Addr> = if let Some(ip) = &req.private_ip {
-        if req.min_count > 1 {
-            return Err(ApiError::new(
-                "InvalidParameterCombination",
-                "A private IP address can only be specified when launching one instance.",
-            ));
-        }
-        let addr: Ipv4Addr = ip.parse().map_err(|_| {
-            ApiError::invalid_value(format!(
-                "Value ({ip}) for parameter privateIpAddress is invalid."
-            ))
-        })?;
-        if !subnet.cidr.contains(&addr) {
-            return Err(ApiError::invalid_value(format!(
-                "Address {addr} does not fall within the subnet's address range"
-            )));
-        }
-        if is_reserved(&subnet.cidr, addr) {
-            return Err(ApiError::invalid_value(format!(
-                "Address {addr} is in subnet's reserved address range"
-            )));
-        }
-        if used.contains(&addr) {
-            return Err(ApiError::new(
-                "InvalidIPAddress.InUse",
-                format!("Address {addr} is in use."),
-            ));
-        }
-        vec![addr]
+    // The interfaces: `NetworkInterfaces`, or the instance-level parameters as device index 0.
+    let mut specs = if req.interfaces.is_empty() {
+        vec![InterfaceSpec {
+            device_index: 0,
+            subnet_id: (!req.subnet_id.is_empty()).then(|| req.subnet_id.clone()),
+            groups: req.security_group_ids.clone(),
+            private_ip: req.private_ip.clone(),
+            ..Default::default()
+        }]
     } else {
-        let want = req.max_count.min(MAX_LAUNCH) as usize;
-        free_addresses(&subnet.cidr, &used, want)
+        req.interfaces.clone()
+    };
+    specs.sort_by_key(|n| n.device_index);
+    check_interfaces(&specs, &instance_type, req)?;
+    let plan = plan_interfaces(txn, &specs)?;
+    let primary = &specs[0];
+    let primary_subnet = plan[0].subnet.clone();
+    let vpc_id = primary_subnet.vpc_id.clone();
+
+    // The primary address of each instance, taken up front (the count launched is how many
+    // the subnet can give, between MinCount and MaxCount).
+    let addresses: Vec<Ipv4Addr> = if let Some(e) = &plan[0].existing {
+        vec![e.private_ip]
+    } else {
+        let mut used = used_addresses(&txn.state, &primary_subnet.id);
+        // Listed secondary addresses are not for the primary.
+        for (a, _) in primary.private_ips.iter().filter(|(_, p)| !p) {
+            if let Ok(a) = a.parse() {
+                used.insert(a);
+            }
+        }
+        match super::eni::primary_address(primary.private_ip.as_deref(), &primary.private_ips)? {
+            Some(ip) => {
+                if req.min_count > 1 {
+                    return Err(ApiError::new(
+                        "InvalidParameterCombination",
+                        "A private IP address can only be specified when launching one instance.",
+                    ));
+                }
+                let addr: Ipv4Addr = ip.parse().map_err(|_| {
+                    ApiError::invalid_value(format!(
+                        "Value ({ip}) for parameter privateIpAddress is invalid."
+                    ))
+                })?;
+                if !primary_subnet.cidr.contains(&addr) {
+                    return Err(ApiError::invalid_value(format!(
+                        "Address {addr} does not fall within the subnet's address range"
+                    )));
+                }
+                if is_reserved(&primary_subnet.cidr, addr) {
+                    return Err(ApiError::invalid_value(format!(
+                        "Address {addr} is in subnet's reserved address range"
+                    )));
+                }
+                if used.contains(&addr) {
+                    return Err(ApiError::new(
+                        "InvalidIPAddress.InUse",
+                        format!("Address {addr} is in use."),
+                    ));
+                }
+                vec![addr]
+            }
+            None => {
+                let want = req.max_count.min(MAX_LAUNCH) as usize;
+                free_addresses(&primary_subnet.cidr, &used, want)
+            }
+        }
     };
     if addresses.len() < req.min_count as usize {
         return Err(ApiError::new(
             "InsufficientFreeAddressesInSubnet",
             format!(
                 "There are not enough free addresses in subnet '{}' to satisfy the requested number of instances.",
-                subnet.id
+                primary_subnet.id
             ),
         ));
     }
@@ -212,29 +307,35 @@ pub fn run_instances(txn: &mut Txn, req: &RunRequest) -> Result<Reservation, Api
         None => None,
     };
 
-    let groups = super::eni::check_groups(&txn.state, &vpc_id, &req.security_group_ids)?;
-    let auto_public_ip = req
-        .associate_public_ip
-        .unwrap_or(subnet.map_public_ip_on_launch);
+    // AWS assigns an automatic public IP only to a new primary ENI of a single-ENI instance.
+    let auto_public_ip = plan[0].existing.is_none()
+        && specs.len() == 1
+        && req
+            .associate_public_ip
+            .unwrap_or(primary_subnet.map_public_ip_on_launch);
     let reservation_id = new_id("r");
     let mut instances = Vec::with_capacity(addresses.len());
-    for (index, addr) in addresses.into_iter().enumerate() {
+    for (index, &addr) in addresses.iter().enumerate() {
+        // Addresses promised to the instances still to come.
+        let pending = &addresses[index + 1..];
         let host_id = match &fixed_host {
             Some(h) => h.clone(),
             None => host::least_loaded(&txn.state)?,
         };
         let instance_id = new_id("i");
-        let eni_id = new_id("eni");
-        let mac = unique_mac(&txn.state);
+        let (eni_id, mac) = match &plan[0].existing {
+            Some(e) => (e.id.clone(), e.mac.clone()),
+            None => (new_id("eni"), unique_mac(&txn.state)),
+        };
         let instance = Instance {
             id: instance_id.clone(),
             reservation_id: reservation_id.clone(),
             image_id: image_id.clone(),
             instance_type: instance_type.clone(),
-            subnet_id: subnet.id.clone(),
+            subnet_id: primary_subnet.id.clone(),
             vpc_id: vpc_id.clone(),
             host_id: host_id.clone(),
-            availability_zone: subnet.availability_zone.clone(),
+            availability_zone: primary_subnet.availability_zone.clone(),
             private_ip: addr,
             eni_id: eni_id.clone(),
             eni_mac: mac.clone(),
@@ -246,37 +347,77 @@ pub fn run_instances(txn: &mut Txn, req: &RunRequest) -> Result<Reservation, Api
             state_transition_time: None,
             auto_public_ip,
         };
-        // Taken after the previous instance's ENI is stored, so each gets its own.
-        let public_ip = if auto_public_ip {
-            Some(super::address::take_public_ip(&txn.state)?)
-        } else {
-            None
-        };
-        let eni = Eni {
-            id: eni_id,
-            subnet_id: subnet.id.clone(),
-            vpc_id: vpc_id.clone(),
-            availability_zone: subnet.availability_zone.clone(),
-            private_ip: addr,
-            mac,
-            description: String::new(),
-            source_dest_check: true,
-            attachment: Some(Attachment {
-                attachment_id: new_id("eni-attach"),
-                instance_id,
-                host_id,
-                device_index: 0,
-                attach_time: txn.now,
-                delete_on_termination: true,
-            }),
-            tags: eni_tags.clone(),
-            secondary_ips: Vec::new(),
-            security_groups: groups.clone(),
-            client_token: None,
-            public_ip,
-        };
         txn.put_instance(instance.clone());
-        txn.put_eni(eni);
+        for (n, p) in specs.iter().zip(&plan) {
+            let attachment = Attachment {
+                attachment_id: new_id("eni-attach"),
+                instance_id: instance_id.clone(),
+                host_id: host_id.clone(),
+                device_index: n.device_index,
+                attach_time: txn.now,
+                // Created ENIs go with the instance by default; attached ones stay.
+                delete_on_termination: n.delete_on_termination.unwrap_or(p.existing.is_none()),
+            };
+            let eni = match &p.existing {
+                Some(e) => Eni {
+                    attachment: Some(attachment),
+                    ..e.clone()
+                },
+                None => {
+                    let is_primary = n.device_index == 0;
+                    let addrs = if is_primary
+                        && n.private_ips.is_empty()
+                        && n.secondary_count.unwrap_or(0) == 0
+                    {
+                        vec![addr]
+                    } else {
+                        let primary_ip = is_primary.then(|| addr.to_string());
+                        super::eni::choose_addresses(
+                            &txn.state,
+                            &p.subnet,
+                            primary_ip.as_deref().or(n.private_ip.as_deref()),
+                            &n.private_ips,
+                            n.secondary_count,
+                            pending,
+                        )?
+                    };
+                    let Some((&private_ip, secondary)) = addrs.split_first() else {
+                        return Err(ApiError::new(
+                            "InsufficientFreeAddressesInSubnet",
+                            format!("There are not enough free addresses in subnet '{}' to satisfy the requested number of addresses.", p.subnet.id),
+                        ));
+                    };
+                    // Taken after the previous instance's ENI is stored, so each gets its own.
+                    let public_ip = if is_primary && auto_public_ip {
+                        Some(super::address::take_public_ip(&txn.state)?)
+                    } else {
+                        None
+                    };
+                    let (id, mac) = if is_primary {
+                        (eni_id.clone(), mac.clone())
+                    } else {
+                        (new_id("eni"), unique_mac(&txn.state))
+                    };
+                    Eni {
+                        id,
+                        subnet_id: p.subnet.id.clone(),
+                        vpc_id: vpc_id.clone(),
+                        availability_zone: p.subnet.availability_zone.clone(),
+                        private_ip,
+                        mac,
+                        description: n.description.clone().unwrap_or_default(),
+                        source_dest_check: true,
+                        attachment: Some(attachment),
+                        tags: eni_tags.clone(),
+                        secondary_ips: secondary.to_vec(),
+                        security_groups: p.groups.clone(),
+                        client_token: None,
+                        public_ip,
+                    }
+                }
+            };
+            txn.put_eni(eni);
+        }
         instances.push(instance);
     }
     Ok(Reservation {
@@ -284,6 +425,167 @@ pub fn run_instances(txn: &mut Txn, req: &RunRequest) -> Result<Reservation, Api
         instances,
         replayed: false,
     })
+}
+
+/// What one interface of a launch resolves to, checked against the state.
+struct PlannedInterface {
+    subnet: Subnet,
+    /// `NetworkInterfaceId`: the available ENI to attach.
+    existing: Option<Eni>,
+    /// The security groups of a created ENI.
+    groups: Vec<String>,
+}
+
+/// The checks of `NetworkInterfaces` that need no state: device indexes (unique, one at 0,
+/// within range), the instance type's interface limit, and which settings go with an existing
+/// ENI or with several instances. `specs` are sorted by device index.
+fn check_interfaces(
+    specs: &[InterfaceSpec],
+    instance_type: &str,
+    req: &RunRequest,
+) -> Result<(), ApiError> {
+    if specs
+        .windows(2)
+        .any(|w| w[0].device_index == w[1].device_index)
+    {
+        return Err(ApiError::invalid_value(
+            "Each network interface requires a unique device index.",
+        ));
+    }
+    if specs.first().is_none_or(|n| n.device_index != 0) {
+        return Err(ApiError::invalid_value(
+            "When specifying network interfaces, you must include a device at index 0.",
+        ));
+    }
+    if let Some(n) = specs
+        .iter()
+        .find(|n| n.device_index > super::eni::MAX_DEVICE_INDEX)
+    {
+        return Err(ApiError::invalid_value(format!(
+            "Value ({}) for parameter deviceIndex is invalid. The device index must be between 0 and {}.",
+            n.device_index,
+            super::eni::MAX_DEVICE_INDEX
+        )));
+    }
+    let limit = max_interfaces(instance_type);
+    if specs.len() > limit {
+        return Err(ApiError::new(
+            "AttachmentLimitExceeded",
+            format!(
+                "Interface count {} exceeds the limit for {instance_type}",
+                specs.len()
+            ),
+        ));
+    }
+    let combination = |m: String| Err(ApiError::new("InvalidParameterCombination", m));
+    let mut ids = std::collections::HashSet::new();
+    for n in specs {
+        if let Some(id) = &n.network_interface_id {
+            if !ids.insert(id.as_str()) {
+                return Err(ApiError::invalid_value(format!(
+                    "Network interface '{id}' is specified more than once."
+                )));
+            }
+            if req.max_count > 1 {
+                return combination(format!(
+                    "Network interface '{id}' can only be attached when launching one instance (MaxCount 1)."
+                ));
+            }
+            if n.creation_settings() {
+                return combination(format!(
+                    "SubnetId, Groups, Description and private IP addresses apply only to a network interface created at launch, not to '{id}'."
+                ));
+            }
+            if n.delete_on_termination == Some(true) {
+                return combination(format!(
+                    "DeleteOnTermination can be true only for a network interface created at launch, not for '{id}'."
+                ));
+            }
+            if n.device_index == 0 && req.associate_public_ip.is_some() {
+                return combination(
+                    "The associatePublicIPAddress parameter can only be specified for a new network interface.".to_string(),
+                );
+            }
+        } else if n.device_index != 0
+            && req.max_count > 1
+            && (n.private_ip.is_some() || !n.private_ips.is_empty())
+        {
+            return combination(
+                "A private IP address can only be specified when launching one instance."
+                    .to_string(),
+            );
+        }
+    }
+    // Listed secondary addresses of the primary ENI, likewise, only for one instance.
+    if specs[0].private_ips.iter().any(|(_, p)| !p) && req.max_count > 1 {
+        return combination(
+            "A private IP address can only be specified when launching one instance.".to_string(),
+        );
+    }
+    Ok(())
+}
+
+/// Resolves each interface against the state: the ENI to attach (it must exist and be
+/// available) or the subnet to create it in (device index 0 without one: the default subnet)
+/// and its security groups. Every interface must be in the primary's VPC and availability zone.
+fn plan_interfaces(txn: &Txn, specs: &[InterfaceSpec]) -> Result<Vec<PlannedInterface>, ApiError> {
+    let mut out: Vec<PlannedInterface> = Vec::with_capacity(specs.len());
+    for n in specs {
+        let existing = match &n.network_interface_id {
+            Some(id) => {
+                let eni = super::eni::get(&txn.state, id)?;
+                if eni.attachment.is_some() || super::eni::is_managed(&txn.state, id) {
+                    return Err(ApiError::new(
+                        "InvalidNetworkInterface.InUse",
+                        format!("Interface: [{id}] in use."),
+                    ));
+                }
+                Some(eni)
+            }
+            None => None,
+        };
+        let subnet_id = match (&existing, &n.subnet_id) {
+            (Some(e), _) => e.subnet_id.clone(),
+            (None, Some(s)) => s.clone(),
+            (None, None) if n.device_index == 0 => super::attributes::default_subnet(txn)?,
+            (None, None) => {
+                return Err(ApiError::new(
+                    "MissingParameter",
+                    format!(
+                        "The network interface at device index {} requires a SubnetId or a NetworkInterfaceId.",
+                        n.device_index
+                    ),
+                ))
+            }
+        };
+        let subnet = txn.state.subnets.get(&subnet_id).cloned().ok_or_else(|| {
+            ApiError::not_found("InvalidSubnetID.NotFound", "subnet", &[subnet_id.as_str()])
+        })?;
+        if let Some(first) = out.first() {
+            if subnet.vpc_id != first.subnet.vpc_id {
+                return Err(ApiError::invalid_value(format!(
+                    "The network interface at device index {} and the primary network interface belong to different networks.",
+                    n.device_index
+                )));
+            }
+            if subnet.availability_zone != first.subnet.availability_zone {
+                return Err(ApiError::new(
+                    "InvalidParameterCombination",
+                    "You may not attach a network interface to an instance if they are not in the same availability zone",
+                ));
+            }
+        }
+        let groups = match &existing {
+            Some(_) => Vec::new(),
+            None => super::eni::check_groups(&txn.state, &subnet.vpc_id, &n.groups)?,
+        };
+        out.push(PlannedInterface {
+            subnet: (*subnet).clone(),
+            existing,
+            groups,
+        });
+    }
+    Ok(out)
 }
 
 /// A MAC no ENI has yet (40 random bits: a clash is rare, but cheap to rule out).
