@@ -103,6 +103,9 @@ def test_new_and_existing_interfaces_then_terminate(ec2, net):
     ec2.terminate_instances(InstanceIds=[i2["InstanceId"]])
     left = ec2.describe_network_interfaces(NetworkInterfaceIds=[eid])["NetworkInterfaces"][0]
     assert left["Status"] == "available"
+    gone = instances(ec2.describe_instances(InstanceIds=[i2["InstanceId"]]))[0]
+    assert gone["State"]["Name"] == "terminated"
+    assert gone["NetworkInterfaces"] == [] and gone["SecurityGroups"] == []
 
 
 def test_delete_on_termination_override_and_several_instances(ec2, net):

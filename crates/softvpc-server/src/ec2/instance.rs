@@ -287,9 +287,12 @@ fn instance_value(state: &State, i: &Instance, shown_state: InstanceState) -> Va
             "SecurityGroups",
             group_identifiers(
                 state,
+                // A terminated instance's primary ENI is gone, or (attached at launch from an
+                // existing ENI) kept and no longer its own.
                 state
                     .enis
                     .get(&i.eni_id)
+                    .filter(|_| live)
                     .map(|e| e.security_groups.as_slice())
                     .unwrap_or_default(),
             ),

@@ -1,7 +1,8 @@
-//! Instances and their primary ENIs: `RunInstances` (address allocation, placement on hosts,
-//! tags, `ClientToken` idempotency), `TerminateInstances` (the ENI is deleted and its address
-//! freed; the instance stays stored, terminated, for [`TERMINATED_RETENTION_SECS`], then is
-//! purged), Stop/Start, filters.
+//! Instances and their ENIs: `RunInstances` (address allocation, placement on hosts, tags,
+//! `ClientToken` idempotency; `NetworkInterfaces` creates ENIs or attaches available ones at
+//! any device index, see [`InterfaceSpec`]), `TerminateInstances` (delete-on-termination ENIs
+//! are deleted and their addresses freed, the others detached; the instance stays stored,
+//! terminated, for [`TERMINATED_RETENTION_SECS`], then is purged), Stop/Start, filters.
 //!
 //! Public IPv4 addresses, as AWS assigns them: an instance launched into a subnet with
 //! `MapPublicIpOnLaunch` (or with `AssociatePublicIpAddress` on its primary interface, which
@@ -606,9 +607,9 @@ pub struct StateChange {
     pub current: InstanceState,
 }
 
-/// `TerminateInstances`: every id must exist, else nothing changes. The ENIs are deleted (they
-/// are delete-on-termination) and their addresses freed; the instances stay describable as
-/// terminated.
+/// `TerminateInstances`: every id must exist, else nothing changes. The delete-on-termination
+/// ENIs are deleted and their addresses freed, the others detached and kept; the instances stay
+/// describable as terminated.
 pub fn terminate_instances(txn: &mut Txn, ids: &[String]) -> Result<Vec<StateChange>, ApiError> {
     if ids.is_empty() {
         return Err(ApiError::missing("InstanceId"));
@@ -652,8 +653,8 @@ pub fn terminate_instances(txn: &mut Txn, ids: &[String]) -> Result<Vec<StateCha
             {
                 txn.delete_eni(&eni.id);
             } else {
-                // Attached later by hand: detached and kept, as on AWS (an automatic public
-                // IP goes with the instance).
+                // Attached by hand or at launch from an existing ENI: detached and kept, as on
+                // AWS (an automatic public IP goes with the instance).
                 eni.attachment = None;
                 eni.public_ip = None;
                 txn.put_eni(eni);
@@ -2025,5 +2026,111 @@ mod tests {
         let a_ip = pub_of(&txn, &a).unwrap();
         assert_ne!(a_ip, eip.public_ip);
         assert_ne!(Some(a_ip), txn.state.enis[&r.instances[1].eni_id].public_ip);
+    }
+
+    fn nic(device_index: u32, subnet: Option<&str>, eni: Option<&str>) -> InterfaceSpec {
+        InterfaceSpec {
+            device_index,
+            subnet_id: subnet.map(str::to_string),
+            network_interface_id: eni.map(str::to_string),
+            ..Default::default()
+        }
+    }
+
+    fn with_nics(nics: Vec<InterfaceSpec>, max: u32) -> RunRequest {
+        RunRequest {
+            min_count: 1,
+            max_count: max,
+            interfaces: nics,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn interfaces_new_and_existing_then_terminate() {
+        let (mut txn, _vpc, subnet) = setup("10.0.0.0/24");
+        let kept = super::super::eni::create_network_interface(
+            &mut txn,
+            &super::super::eni::CreateRequest {
+                subnet_id: subnet.clone(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let mut second = nic(0, Some(&subnet), None);
+        second.secondary_count = Some(2);
+        let r = run_instances(
+            &mut txn,
+            &with_nics(vec![nic(1, None, Some(&kept.id)), second], 1),
+        )
+        .unwrap();
+        let i = &r.instances[0];
+        let mut enis: Vec<Eni> = txn
+            .state
+            .enis_of_instance(&i.id)
+            .map(|e| (**e).clone())
+            .collect();
+        enis.sort_by_key(|e| e.attachment.as_ref().map(|a| a.device_index));
+        assert_eq!(enis.len(), 2);
+        assert_eq!(enis[0].id, i.eni_id);
+        assert_eq!(enis[0].secondary_ips.len(), 2);
+        assert!(enis[0].attachment.as_ref().unwrap().delete_on_termination);
+        assert_eq!(enis[1].id, kept.id);
+        assert!(!enis[1].attachment.as_ref().unwrap().delete_on_termination);
+        // Every address distinct (the kept ENI's too).
+        let mut all: Vec<Ipv4Addr> = enis.iter().flat_map(|e| e.addresses()).collect();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 4);
+        terminate_instances(&mut txn, std::slice::from_ref(&i.id)).unwrap();
+        assert!(!txn.state.enis.contains_key(&i.eni_id));
+        assert!(txn.state.enis[&kept.id].attachment.is_none());
+    }
+
+    #[test]
+    fn interface_refusals() {
+        let (mut txn, _vpc, subnet) = setup("10.0.0.0/24");
+        let s = Some(subnet.as_str());
+        let code = |txn: &mut Txn, r: RunRequest| run_instances(txn, &r).unwrap_err().code;
+        assert_eq!(
+            code(
+                &mut txn,
+                with_nics(vec![nic(0, s, None), nic(0, s, None)], 1)
+            ),
+            "InvalidParameterValue"
+        );
+        assert_eq!(
+            code(&mut txn, with_nics(vec![nic(1, s, None)], 1)),
+            "InvalidParameterValue"
+        );
+        assert_eq!(
+            code(
+                &mut txn,
+                with_nics(vec![nic(0, s, None), nic(1, s, None), nic(2, s, None)], 1)
+            ),
+            "AttachmentLimitExceeded"
+        );
+        assert_eq!(
+            code(
+                &mut txn,
+                with_nics(vec![nic(0, s, None), nic(1, None, Some("eni-404"))], 1)
+            ),
+            "InvalidNetworkInterfaceID.NotFound"
+        );
+        assert_eq!(max_interfaces("t3.micro"), 2);
+        assert_eq!(max_interfaces("m5.large"), 3);
+        assert_eq!(max_interfaces("c5.4xlarge"), 8);
+    }
+
+    #[test]
+    fn interfaces_change_the_digest() {
+        let a = with_nics(vec![nic(0, Some("subnet-1"), None)], 1);
+        let mut b = a.clone();
+        b.interfaces[0].delete_on_termination = Some(false);
+        let mut c = a.clone();
+        c.interfaces.push(nic(1, None, Some("eni-1")));
+        assert_ne!(a.digest(), b.digest());
+        assert_ne!(a.digest(), c.digest());
+        assert_ne!(b.digest(), c.digest());
     }
 }
