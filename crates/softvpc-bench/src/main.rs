@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
 use clap::Parser;
@@ -224,22 +224,10 @@ impl Client {
     fn call(&mut self, action: &str, params: &[(String, String)]) -> anyhow::Result<Answer> {
         let body = form_body(action, params);
         let host = self.addr.to_string();
-        let content_type = "application/x-www-form-urlencoded; charset=utf-8";
-        let signing = softvpc_sigv4::SigningParams {
-            credentials: &self.creds,
-            region: "us-east-1",
-            service: "ec2",
-            time: SystemTime::now(),
-        };
-        let signed = softvpc_sigv4::sign(
-            &signing,
-            "POST",
-            "/",
-            "",
-            &[("Host", &host), ("Content-Type", content_type)],
-            body.as_bytes(),
-        )
-        .context("signing")?;
+        let content_type = softvpc_sigv4::QUERY_CONTENT_TYPE;
+        let signed =
+            softvpc_sigv4::sign_ec2_query(&self.creds, "us-east-1", &host, body.as_bytes())
+                .context("signing")?;
         let mut req = format!(
             "POST / HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n",
             body.len()

@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 
@@ -218,23 +218,10 @@ impl Ec2Client {
     pub fn call(&self, action: &str, params: &[(String, String)]) -> anyhow::Result<Element> {
         let body = form_body(action, params);
         let creds = self.credentials()?;
-        let content_type = "application/x-www-form-urlencoded; charset=utf-8";
+        let content_type = softvpc_sigv4::QUERY_CONTENT_TYPE;
         let host = self.addr.to_string();
-        let signing = softvpc_sigv4::SigningParams {
-            credentials: &creds,
-            region: REGION,
-            service: "ec2",
-            time: SystemTime::now(),
-        };
-        let signed = softvpc_sigv4::sign(
-            &signing,
-            "POST",
-            "/",
-            "",
-            &[("Host", &host), ("Content-Type", content_type)],
-            body.as_bytes(),
-        )
-        .context("signing the request (is the clock sane?)")?;
+        let signed = softvpc_sigv4::sign_ec2_query(&creds, REGION, &host, body.as_bytes())
+            .context("signing the request (is the clock sane?)")?;
         let resp = http::request(
             self.addr,
             "POST",

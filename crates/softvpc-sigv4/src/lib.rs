@@ -68,5 +68,5 @@ pub use credentials::{
     generate_credentials, read_credentials_file, write_credentials_file, Credentials, Profile,
 };
 pub use error::{AuthError, FailureReason};
-pub use sign::{sign, SigningParams};
+pub use sign::{sign, sign_ec2_query, SigningParams, QUERY_CONTENT_TYPE};
 pub use verify::{verify, verify_with, Policy, Request, Secret, Verified};
