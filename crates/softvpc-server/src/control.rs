@@ -350,20 +350,29 @@ pub(crate) mod tests {
         }
     }
 
-    #[test]
-    fn refused_requests_leave_the_store_unchanged() {
-        let dir = TempDir::new("atomic");
-        let cp = ControlPlane::open(&dir.0).unwrap();
-        let vpc = cp
+    /// A VPC 10.0.0.0/16 with one subnet `subnet_cidr` in it, committed.
+    fn vpc_and_subnet(
+        cp: &ControlPlane,
+        subnet_cidr: &str,
+    ) -> (crate::model::Vpc, crate::model::Subnet) {
+        let v = cp
             .mutate(false, |t| {
                 vpc::create_vpc(t, "10.0.0.0/16", None, Tags::new())
             })
             .unwrap();
         let s = cp
             .mutate(false, |t| {
-                subnet::create_subnet(t, &vpc.id, "10.0.0.0/24", None, Tags::new())
+                subnet::create_subnet(t, &v.id, subnet_cidr, None, Tags::new())
             })
             .unwrap();
+        (v, s)
+    }
+
+    #[test]
+    fn refused_requests_leave_the_store_unchanged() {
+        let dir = TempDir::new("atomic");
+        let cp = ControlPlane::open(&dir.0).unwrap();
+        let (_, s) = vpc_and_subnet(&cp, "10.0.0.0/24");
         cp.mutate(false, |t| {
             crate::model::host::register_host(t, "host-1", "198.18.0.11")
         })
@@ -414,16 +423,7 @@ pub(crate) mod tests {
     fn concurrent_mutations_share_commits_and_all_land() {
         let dir = TempDir::new("group");
         let cp = Arc::new(ControlPlane::open(&dir.0).unwrap());
-        let vpc = cp
-            .mutate(false, |t| {
-                vpc::create_vpc(t, "10.0.0.0/16", None, Tags::new())
-            })
-            .unwrap();
-        let s = cp
-            .mutate(false, |t| {
-                subnet::create_subnet(t, &vpc.id, "10.0.0.0/20", None, Tags::new())
-            })
-            .unwrap();
+        let (_, s) = vpc_and_subnet(&cp, "10.0.0.0/20");
         let start = cp.state().revision;
         let mut rx = cp.subscribe();
         let threads: Vec<_> = (0..8)
@@ -509,16 +509,7 @@ pub(crate) mod tests {
         let (vpc_id, rev, inst_id) = {
             let cp = ControlPlane::open(&dir.0).unwrap();
             let epoch = cp.epoch().to_string();
-            let vpc = cp
-                .mutate(false, |t| {
-                    vpc::create_vpc(t, "10.0.0.0/16", None, Tags::new())
-                })
-                .unwrap();
-            let s = cp
-                .mutate(false, |t| {
-                    subnet::create_subnet(t, &vpc.id, "10.0.0.0/24", None, Tags::new())
-                })
-                .unwrap();
+            let (vpc, s) = vpc_and_subnet(&cp, "10.0.0.0/24");
             cp.mutate(false, |t| {
                 crate::model::host::register_host(t, "host-1", "198.18.0.11")
             })
