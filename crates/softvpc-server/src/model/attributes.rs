@@ -49,11 +49,7 @@ impl VpcAttribute {
 
 /// The VPC `id`, or `InvalidVpcID.NotFound`.
 pub fn vpc(txn: &Txn, id: &str) -> Result<Vpc, ApiError> {
-    txn.state
-        .vpcs
-        .get(id)
-        .map(|v| (**v).clone())
-        .ok_or_else(|| ApiError::not_found("InvalidVpcID.NotFound", "vpc", &[id]))
+    super::vpc::get_vpc(&txn.state, id).map(|v| (**v).clone())
 }
 
 /// `ModifyVpcAttribute`: exactly one attribute per call; DNS hostnames need DNS support.
@@ -104,12 +100,7 @@ pub fn modify_subnet_attribute(
     id: &str,
     map_public_ip_on_launch: Option<bool>,
 ) -> Result<(), ApiError> {
-    let mut s: Subnet = txn
-        .state
-        .subnets
-        .get(id)
-        .map(|s| (**s).clone())
-        .ok_or_else(|| ApiError::not_found("InvalidSubnetID.NotFound", "subnet", &[id]))?;
+    let mut s: Subnet = super::subnet::get_subnet(&txn.state, id).map(|v| (**v).clone())?;
     let Some(v) = map_public_ip_on_launch else {
         return Err(ApiError::new(
             "MissingParameter",

@@ -132,10 +132,7 @@ pub fn delete_dhcp_options(txn: &mut Txn, id: &str) -> Result<(), ApiError> {
         .values()
         .any(|v| v.dhcp_options_id.as_deref() == Some(id))
     {
-        return Err(ApiError::new(
-            "DependencyViolation",
-            format!("The dhcpOptions '{id}' has dependencies and cannot be deleted."),
-        ));
+        return Err(ApiError::has_dependencies("dhcpOptions", id));
     }
     txn.delete::<DhcpOptions>(id);
     Ok(())
@@ -143,12 +140,7 @@ pub fn delete_dhcp_options(txn: &mut Txn, id: &str) -> Result<(), ApiError> {
 
 /// `AssociateDhcpOptions`: `default` means no option set.
 pub fn associate_dhcp_options(txn: &mut Txn, id: &str, vpc_id: &str) -> Result<(), ApiError> {
-    let mut vpc = txn
-        .state
-        .vpcs
-        .get(vpc_id)
-        .map(|v| (**v).clone())
-        .ok_or_else(|| ApiError::not_found("InvalidVpcID.NotFound", "vpc", &[vpc_id]))?;
+    let mut vpc = super::vpc::get_vpc(&txn.state, vpc_id).map(|v| (**v).clone())?;
     if id != "default" && !txn.state.dhcp_options.contains_key(id) {
         return Err(dopt_not_found(&[id]));
     }

@@ -288,18 +288,7 @@ pub fn create_network_interface(txn: &mut Txn, req: &CreateRequest) -> Result<En
     )? {
         return Ok((**earlier).clone());
     }
-    let subnet = txn
-        .state
-        .subnets
-        .get(&req.subnet_id)
-        .cloned()
-        .ok_or_else(|| {
-            ApiError::not_found(
-                "InvalidSubnetID.NotFound",
-                "subnet",
-                &[req.subnet_id.as_str()],
-            )
-        })?;
+    let subnet = super::subnet::get_subnet(&txn.state, &req.subnet_id).cloned()?;
     check_specs(&req.tag_specs, &["network-interface"])?;
     let tags = tags_for(&req.tag_specs, "network-interface")?;
     let addrs = choose_addresses(

@@ -30,6 +30,15 @@ impl ApiError {
         self
     }
 
+    /// `DependencyViolation`: the `noun` (AWS's camelCase name, e.g. `routeTable`) `id` is still
+    /// in use and cannot be deleted.
+    pub fn has_dependencies(noun: &str, id: &str) -> Self {
+        Self::new(
+            "DependencyViolation",
+            format!("The {noun} '{id}' has dependencies and cannot be deleted."),
+        )
+    }
+
     /// `MissingParameter`: a required parameter is absent.
     pub fn missing(name: &str) -> Self {
         Self::new(

@@ -58,10 +58,7 @@ pub fn create_internet_gateway(txn: &mut Txn, tags: Tags) -> Result<InternetGate
 pub fn delete_internet_gateway(txn: &mut Txn, id: &str) -> Result<(), ApiError> {
     let igw = get_igw(txn, id)?;
     if igw.vpc_id.is_some() {
-        return Err(ApiError::new(
-            "DependencyViolation",
-            format!("The internetGateway '{id}' has dependencies and cannot be deleted."),
-        ));
+        return Err(ApiError::has_dependencies("internetGateway", id));
     }
     txn.delete::<InternetGateway>(id);
     Ok(())
@@ -70,13 +67,7 @@ pub fn delete_internet_gateway(txn: &mut Txn, id: &str) -> Result<(), ApiError> 
 /// `AttachInternetGateway`.
 pub fn attach_internet_gateway(txn: &mut Txn, id: &str, vpc_id: &str) -> Result<(), ApiError> {
     let mut igw = get_igw(txn, id)?;
-    if !txn.state.vpcs.contains_key(vpc_id) {
-        return Err(ApiError::not_found(
-            "InvalidVpcID.NotFound",
-            "vpc",
-            &[vpc_id],
-        ));
-    }
+    super::vpc::get_vpc(&txn.state, vpc_id)?;
     if let Some(current) = &igw.vpc_id {
         return Err(ApiError::new(
             "Resource.AlreadyAssociated",
@@ -100,13 +91,7 @@ pub fn attach_internet_gateway(txn: &mut Txn, id: &str, vpc_id: &str) -> Result<
 /// `DetachInternetGateway`: refused while an Elastic IP is associated inside the VPC.
 pub fn detach_internet_gateway(txn: &mut Txn, id: &str, vpc_id: &str) -> Result<(), ApiError> {
     let mut igw = get_igw(txn, id)?;
-    if !txn.state.vpcs.contains_key(vpc_id) {
-        return Err(ApiError::not_found(
-            "InvalidVpcID.NotFound",
-            "vpc",
-            &[vpc_id],
-        ));
-    }
+    super::vpc::get_vpc(&txn.state, vpc_id)?;
     if igw.vpc_id.as_deref() != Some(vpc_id) {
         return Err(ApiError::new(
             "Gateway.NotAttached",

@@ -559,9 +559,7 @@ fn plan_interfaces(txn: &Txn, specs: &[InterfaceSpec]) -> Result<Vec<PlannedInte
                 ))
             }
         };
-        let subnet = txn.state.subnets.get(&subnet_id).cloned().ok_or_else(|| {
-            ApiError::not_found("InvalidSubnetID.NotFound", "subnet", &[subnet_id.as_str()])
-        })?;
+        let subnet = super::subnet::get_subnet(&txn.state, &subnet_id).cloned()?;
         if let Some(first) = out.first() {
             if subnet.vpc_id != first.subnet.vpc_id {
                 return Err(ApiError::invalid_value(format!(
@@ -599,18 +597,9 @@ pub fn unique_mac(state: &State) -> String {
     }
 }
 
-/// One line of `TerminateInstances`' answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StateChange {
-    pub instance_id: String,
-    pub previous: InstanceState,
-    pub current: InstanceState,
-}
-
-/// `TerminateInstances`: every id must exist, else nothing changes. The delete-on-termination
-/// ENIs are deleted and their addresses freed, the others detached and kept; the instances stay
-/// describable as terminated.
-pub fn terminate_instances(txn: &mut Txn, ids: &[String]) -> Result<Vec<StateChange>, ApiError> {
+/// Refuses an empty id list, or one naming an instance that does not exist (all missing ids in
+/// one error, as AWS does).
+fn check_instance_ids(txn: &Txn, ids: &[String]) -> Result<(), ApiError> {
     if ids.is_empty() {
         return Err(ApiError::missing("InstanceId"));
     }
@@ -626,6 +615,22 @@ pub fn terminate_instances(txn: &mut Txn, ids: &[String]) -> Result<Vec<StateCha
             &missing,
         ));
     }
+    Ok(())
+}
+
+/// One line of `TerminateInstances`' answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateChange {
+    pub instance_id: String,
+    pub previous: InstanceState,
+    pub current: InstanceState,
+}
+
+/// `TerminateInstances`: every id must exist, else nothing changes. The delete-on-termination
+/// ENIs are deleted and their addresses freed, the others detached and kept; the instances stay
+/// describable as terminated.
+pub fn terminate_instances(txn: &mut Txn, ids: &[String]) -> Result<Vec<StateChange>, ApiError> {
+    check_instance_ids(txn, ids)?;
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
         let Some(current) = txn.state.instances.get(id).cloned() else {
@@ -706,21 +711,7 @@ fn change_states(
     shown: InstanceState,
     verb: &str,
 ) -> Result<Vec<StateChange>, ApiError> {
-    if ids.is_empty() {
-        return Err(ApiError::missing("InstanceId"));
-    }
-    let missing: Vec<&str> = ids
-        .iter()
-        .filter(|id| !txn.state.instances.contains_key(*id))
-        .map(String::as_str)
-        .collect();
-    if !missing.is_empty() {
-        return Err(ApiError::not_found(
-            "InvalidInstanceID.NotFound",
-            "instance",
-            &missing,
-        ));
-    }
+    check_instance_ids(txn, ids)?;
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
         let Some(current) = txn.state.instances.get(id).cloned() else {

@@ -581,6 +581,35 @@ impl Txn {
         old
     }
 
+    /// Deletes every `T` for which `pred` holds.
+    pub fn delete_where<T: Resource>(&mut self, pred: impl Fn(&T) -> bool) {
+        let ids: Vec<String> = T::map(&self.state)
+            .values()
+            .filter(|v| pred(v))
+            .map(|v| v.key().to_string())
+            .collect();
+        for id in ids {
+            self.delete::<T>(&id);
+        }
+    }
+
+    /// Changes the `T` with id `key` through `change` and stores it; `not_found` when there is
+    /// none. Nothing is stored when `change` refuses.
+    pub fn update<T: Resource + Clone>(
+        &mut self,
+        key: &str,
+        not_found: impl FnOnce() -> ApiError,
+        change: impl FnOnce(&mut T) -> Result<(), ApiError>,
+    ) -> Result<(), ApiError> {
+        let mut value = T::map(&self.state)
+            .get(key)
+            .map(|v| (**v).clone())
+            .ok_or_else(not_found)?;
+        change(&mut value)?;
+        self.put(value);
+        Ok(())
+    }
+
     pub fn put_vpc(&mut self, vpc: Vpc) {
         self.changes.push(MapChange::UpsertVpc(vpc.id.clone()));
         self.put(vpc);

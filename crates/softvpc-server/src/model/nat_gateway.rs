@@ -121,18 +121,7 @@ pub fn create_nat_gateway(txn: &mut Txn, req: &CreateRequest) -> Result<NatGatew
     )? {
         return Ok((**n).clone());
     }
-    let subnet = txn
-        .state
-        .subnets
-        .get(&req.subnet_id)
-        .cloned()
-        .ok_or_else(|| {
-            ApiError::not_found(
-                "InvalidSubnetID.NotFound",
-                "subnet",
-                &[req.subnet_id.as_str()],
-            )
-        })?;
+    let subnet = super::subnet::get_subnet(&txn.state, &req.subnet_id).cloned()?;
     let connectivity = req.connectivity_type.as_deref().unwrap_or("public");
     if connectivity != "public" && connectivity != "private" {
         return Err(ApiError::invalid_value(format!(

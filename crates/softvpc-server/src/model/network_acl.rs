@@ -151,13 +151,7 @@ pub fn create_network_acl(
     )? {
         return Ok((**a).clone());
     }
-    if !txn.state.vpcs.contains_key(vpc_id) {
-        return Err(ApiError::not_found(
-            "InvalidVpcID.NotFound",
-            "vpc",
-            &[vpc_id],
-        ));
-    }
+    super::vpc::get_vpc(&txn.state, vpc_id)?;
     let mut acl = new_acl(vpc_id, false, tags);
     acl.client_token = client_token.map(str::to_string);
     txn.put(acl.clone());
@@ -178,10 +172,7 @@ pub fn delete_network_acl(txn: &mut Txn, id: &str) -> Result<(), ApiError> {
         )));
     }
     if !acl.associations.is_empty() {
-        return Err(ApiError::new(
-            "DependencyViolation",
-            format!("The networkAcl '{id}' has dependencies and cannot be deleted."),
-        ));
+        return Err(ApiError::has_dependencies("networkAcl", id));
     }
     txn.delete::<NetworkAcl>(id);
     Ok(())
@@ -428,26 +419,14 @@ pub fn check_vpc_deletable(state: &State, vpc_id: &str) -> Result<(), ApiError> 
         .values()
         .any(|a| a.vpc_id == vpc_id && !a.is_default)
     {
-        return Err(ApiError::new(
-            "DependencyViolation",
-            format!("The vpc '{vpc_id}' has dependencies and cannot be deleted."),
-        ));
+        return Err(ApiError::has_dependencies("vpc", vpc_id));
     }
     Ok(())
 }
 
 /// For `DeleteVpc`: removes the VPC's ACLs (only the default one is left by then).
 pub fn delete_acls_of_vpc(txn: &mut Txn, vpc_id: &str) {
-    let ids: Vec<String> = txn
-        .state
-        .network_acls
-        .values()
-        .filter(|a| a.vpc_id == vpc_id)
-        .map(|a| a.id.clone())
-        .collect();
-    for id in ids {
-        txn.delete::<NetworkAcl>(&id);
-    }
+    txn.delete_where::<NetworkAcl>(|a| a.vpc_id == vpc_id);
 }
 
 impl Filterable for NetworkAcl {

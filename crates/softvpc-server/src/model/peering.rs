@@ -110,11 +110,7 @@ pub struct CreateRequest {
 }
 
 fn vpc_side(txn: &Txn, id: &str) -> Result<PeeringSide, ApiError> {
-    let vpc = txn
-        .state
-        .vpcs
-        .get(id)
-        .ok_or_else(|| ApiError::not_found("InvalidVpcID.NotFound", "vpc", &[id]))?;
+    let vpc = super::vpc::get_vpc(&txn.state, id)?;
     Ok(PeeringSide {
         vpc_id: vpc.id.clone(),
         cidr: vpc.cidr,

@@ -187,12 +187,7 @@ pub fn create_route_table_with_token(
     )? {
         return Ok((**r).clone());
     }
-    let vpc = txn
-        .state
-        .vpcs
-        .get(vpc_id)
-        .cloned()
-        .ok_or_else(|| ApiError::not_found("InvalidVpcID.NotFound", "vpc", &[vpc_id]))?;
+    let vpc = super::vpc::get_vpc(&txn.state, vpc_id).cloned()?;
     let rtb = RouteTable {
         id: new_id("rtb"),
         vpc_id: vpc_id.to_string(),
@@ -213,10 +208,7 @@ pub fn create_route_table_with_token(
 pub fn delete_route_table(txn: &mut Txn, id: &str) -> Result<(), ApiError> {
     let rtb = get_rtb(txn, id)?;
     if !rtb.associations.is_empty() {
-        return Err(ApiError::new(
-            "DependencyViolation",
-            format!("The routeTable '{id}' has dependencies and cannot be deleted."),
-        ));
+        return Err(ApiError::has_dependencies("routeTable", id));
     }
     txn.delete::<RouteTable>(id);
     Ok(())
@@ -431,10 +423,7 @@ pub fn associate_route_table(
     subnet_id: &str,
 ) -> Result<String, ApiError> {
     let mut rtb = get_rtb(txn, rtb_id)?;
-    let subnet =
-        txn.state.subnets.get(subnet_id).cloned().ok_or_else(|| {
-            ApiError::not_found("InvalidSubnetID.NotFound", "subnet", &[subnet_id])
-        })?;
+    let subnet = super::subnet::get_subnet(&txn.state, subnet_id).cloned()?;
     if subnet.vpc_id != rtb.vpc_id {
         return Err(ApiError::invalid_value(format!(
             "route table {rtb_id} and subnet {subnet_id} belong to different networks"
@@ -552,10 +541,7 @@ pub fn on_vpc_delete(txn: &mut Txn, vpc_id: &str) -> Result<(), ApiError> {
         .map(|r| (r.id.clone(), r.is_main()))
         .collect();
     if tables.iter().any(|(_, main)| !main) {
-        return Err(ApiError::new(
-            "DependencyViolation",
-            format!("The vpc '{vpc_id}' has dependencies and cannot be deleted."),
-        ));
+        return Err(ApiError::has_dependencies("vpc", vpc_id));
     }
     for (id, _) in tables {
         txn.delete::<RouteTable>(&id);
@@ -577,44 +563,26 @@ pub fn edit_tags(
             txn.put(r);
             Ok(())
         }),
-        "igw" => txn
-            .state
-            .internet_gateways
-            .get(id)
-            .map(|g| (**g).clone())
-            .ok_or_else(|| super::gateway::igw_not_found(id))
-            .and_then(|mut g| {
-                edit(&mut g.tags)?;
-                txn.put(g);
-                Ok(())
-            }),
+        "igw" => txn.update::<super::gateway::InternetGateway>(
+            id,
+            || super::gateway::igw_not_found(id),
+            |x| edit(&mut x.tags),
+        ),
         "pcx" => super::peering::get_peering(txn, id).and_then(|mut p| {
             edit(&mut p.tags)?;
             txn.put(p);
             Ok(())
         }),
-        "eipalloc" => txn
-            .state
-            .addresses
-            .get(id)
-            .map(|a| (**a).clone())
-            .ok_or_else(|| super::address::allocation_not_found(id))
-            .and_then(|mut a| {
-                edit(&mut a.tags)?;
-                txn.put(a);
-                Ok(())
-            }),
-        "nat" => txn
-            .state
-            .nat_gateways
-            .get(id)
-            .map(|n| (**n).clone())
-            .ok_or_else(|| super::nat_gateway::nat_not_found(id))
-            .and_then(|mut n| {
-                edit(&mut n.tags)?;
-                txn.put(n);
-                Ok(())
-            }),
+        "eipalloc" => txn.update::<super::address::Address>(
+            id,
+            || super::address::allocation_not_found(id),
+            |x| edit(&mut x.tags),
+        ),
+        "nat" => txn.update::<super::nat_gateway::NatGateway>(
+            id,
+            || super::nat_gateway::nat_not_found(id),
+            |x| edit(&mut x.tags),
+        ),
         _ => return None,
     };
     Some(r)

@@ -343,13 +343,7 @@ pub fn create_security_group(
             ))
         }
     };
-    if !txn.state.vpcs.contains_key(vpc_id) {
-        return Err(ApiError::not_found(
-            "InvalidVpcID.NotFound",
-            "vpc",
-            &[vpc_id],
-        ));
-    }
+    super::vpc::get_vpc(&txn.state, vpc_id)?;
     if name.is_empty() || name.chars().count() > 255 {
         return Err(ApiError::invalid_value(
             "Invalid value for parameter GroupName: it must be 1 to 255 characters long.",
@@ -685,26 +679,14 @@ pub fn check_vpc_deletable(state: &State, vpc_id: &str) -> Result<(), ApiError> 
         .values()
         .any(|g| g.vpc_id == vpc_id && !g.is_default())
     {
-        return Err(ApiError::new(
-            "DependencyViolation",
-            format!("The vpc '{vpc_id}' has dependencies and cannot be deleted."),
-        ));
+        return Err(ApiError::has_dependencies("vpc", vpc_id));
     }
     Ok(())
 }
 
 /// For `DeleteVpc`: removes the VPC's default group.
 pub fn delete_groups_of_vpc(txn: &mut Txn, vpc_id: &str) {
-    let ids: Vec<String> = txn
-        .state
-        .security_groups
-        .values()
-        .filter(|g| g.vpc_id == vpc_id)
-        .map(|g| g.id.clone())
-        .collect();
-    for id in ids {
-        txn.delete::<SecurityGroup>(&id);
-    }
+    txn.delete_where::<SecurityGroup>(|g| g.vpc_id == vpc_id);
 }
 
 /// Gives every VPC that lacks them its default group and default network ACL, and associates

@@ -12,6 +12,14 @@ use super::{
     assignable_count, is_reserved, AddrSet, ApiError, State, Subnet, Tags, Txn, DEFAULT_AZ,
 };
 
+/// The subnet `id`, or AWS's `InvalidSubnetID.NotFound`.
+pub fn get_subnet<'a>(state: &'a State, id: &str) -> Result<&'a std::sync::Arc<Subnet>, ApiError> {
+    state
+        .subnets
+        .get(id)
+        .ok_or_else(|| ApiError::not_found("InvalidSubnetID.NotFound", "subnet", &[id]))
+}
+
 /// `CreateSubnet`.
 pub fn create_subnet(
     txn: &mut Txn,
@@ -20,12 +28,7 @@ pub fn create_subnet(
     availability_zone: Option<&str>,
     tags: Tags,
 ) -> Result<Subnet, ApiError> {
-    let vpc = txn
-        .state
-        .vpcs
-        .get(vpc_id)
-        .cloned()
-        .ok_or_else(|| ApiError::not_found("InvalidVpcID.NotFound", "vpc", &[vpc_id]))?;
+    let vpc = super::vpc::get_vpc(&txn.state, vpc_id).cloned()?;
     let net = parse_cidr(cidr, "cidrBlock")?;
     let range_error = || {
         ApiError::new(
@@ -77,19 +80,10 @@ fn valid_az(az: &str) -> bool {
 
 /// `DeleteSubnet`: refused while ENIs remain in it.
 pub fn delete_subnet(txn: &mut Txn, id: &str) -> Result<(), ApiError> {
-    if !txn.state.subnets.contains_key(id) {
-        return Err(ApiError::not_found(
-            "InvalidSubnetID.NotFound",
-            "subnet",
-            &[id],
-        ));
-    }
+    get_subnet(&txn.state, id)?;
     // Every ENI holds at least its primary address in its subnet (index, not a scan).
     if txn.state.index.used_ips.contains_key(id) {
-        return Err(ApiError::new(
-            "DependencyViolation",
-            format!("The subnet '{id}' has dependencies and cannot be deleted."),
-        ));
+        return Err(ApiError::has_dependencies("subnet", id));
     }
     super::route_table::on_subnet_deleted(txn, id);
     super::network_acl::disassociate_subnet(txn, id);

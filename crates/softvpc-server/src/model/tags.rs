@@ -126,22 +126,12 @@ fn edit_tags(
     let prefix = id.split('-').next().unwrap_or("");
     match prefix {
         "vpc" => {
-            let mut v = txn
-                .state
-                .vpcs
-                .get(id)
-                .map(|v| (**v).clone())
-                .ok_or_else(|| ApiError::not_found("InvalidVpcID.NotFound", "vpc", &[id]))?;
+            let mut v = super::vpc::get_vpc(&txn.state, id).map(|v| (**v).clone())?;
             edit(&mut v.tags)?;
             txn.put_vpc(v);
         }
         "subnet" => {
-            let mut s = txn
-                .state
-                .subnets
-                .get(id)
-                .map(|s| (**s).clone())
-                .ok_or_else(|| ApiError::not_found("InvalidSubnetID.NotFound", "subnet", &[id]))?;
+            let mut s = super::subnet::get_subnet(&txn.state, id).map(|v| (**v).clone())?;
             edit(&mut s.tags)?;
             txn.put_subnet(s);
         }

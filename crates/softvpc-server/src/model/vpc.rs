@@ -28,6 +28,14 @@ pub fn parse_cidr(value: &str, param: &str) -> Result<Ipv4Net, ApiError> {
         .map_err(|_| invalid())
 }
 
+/// The VPC `id`, or AWS's `InvalidVpcID.NotFound`.
+pub fn get_vpc<'a>(state: &'a State, id: &str) -> Result<&'a std::sync::Arc<Vpc>, ApiError> {
+    state
+        .vpcs
+        .get(id)
+        .ok_or_else(|| ApiError::not_found("InvalidVpcID.NotFound", "vpc", &[id]))
+}
+
 /// `CreateVpc`.
 pub fn create_vpc(
     txn: &mut Txn,
@@ -89,24 +97,16 @@ fn allocate_vni(state: &State) -> Result<u32, ApiError> {
 
 /// `DeleteVpc`: refused while subnets (or anything in them) remain.
 pub fn delete_vpc(txn: &mut Txn, id: &str) -> Result<(), ApiError> {
-    if !txn.state.vpcs.contains_key(id) {
-        return Err(ApiError::not_found("InvalidVpcID.NotFound", "vpc", &[id]));
-    }
+    get_vpc(&txn.state, id)?;
     let busy = txn.state.subnets.values().any(|s| s.vpc_id == id)
         || txn.state.enis.values().any(|e| e.vpc_id == id);
     if busy {
-        return Err(ApiError::new(
-            "DependencyViolation",
-            format!("The vpc '{id}' has dependencies and cannot be deleted."),
-        ));
+        return Err(ApiError::has_dependencies("vpc", id));
     }
     super::security_group::check_vpc_deletable(&txn.state, id)?;
     super::network_acl::check_vpc_deletable(&txn.state, id)?;
     if super::gateway::igw_of_vpc(&txn.state, id).is_some() {
-        return Err(ApiError::new(
-            "DependencyViolation",
-            format!("The vpc '{id}' has dependencies and cannot be deleted."),
-        ));
+        return Err(ApiError::has_dependencies("vpc", id));
     }
     super::route_table::on_vpc_delete(txn, id)?;
     super::peering::on_vpc_delete(txn, id);
