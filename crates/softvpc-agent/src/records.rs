@@ -423,6 +423,7 @@ pub(crate) mod tests {
             instance_id: format!("i-{id}"),
             instance_name: String::new(),
             device_index: 0,
+            ..Default::default()
         }
     }
 

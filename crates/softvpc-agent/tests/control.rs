@@ -139,6 +139,7 @@ fn eni(n: u8, host: &str) -> pb::Eni {
         instance_id: format!("i-000000000000000{n:02}"),
         instance_name: format!("vm{n}"),
         device_index: 0,
+        ..Default::default()
     }
 }
 

@@ -30,9 +30,10 @@ struct Inner {
 struct Staged {
     seq: u64,
     writes: Vec<crate::model::Write>,
-    changes: Vec<crate::model::MapChange>,
-    /// The state right after it (its log entry is resolved against it; the last one of a batch
-    /// is published).
+    /// Its mapping changes, derived before it was staged (nothing of the mapping is computed
+    /// in the commit path).
+    changes: Vec<log::Change>,
+    /// The state right after it (the last one of a batch is published).
     state: State,
 }
 
@@ -185,7 +186,7 @@ impl ControlPlane {
                 Some(s) => s.clone(),
                 None => (*self.lock().state).clone(),
             };
-            let mut txn = Txn::new(base, now_secs());
+            let mut txn = Txn::new(base.clone(), now_secs());
             // Lazy housekeeping, committed with this change: terminated instances past retention.
             crate::model::instance::purge_terminated(&mut txn);
             let result = op(&mut txn)?;
@@ -203,11 +204,14 @@ impl ControlPlane {
                 let seq = tip.next_seq;
                 tip.next_seq += 1;
                 txn.state.revision += 1;
+                let changes = crate::mapping::project::derive(&base, &txn.state);
+                #[cfg(test)]
+                crate::mapping::project::check(&base, &txn.state, &changes);
                 tip.state = Some(txn.state.clone());
                 self.lock_commits().staged.push(Staged {
                     seq,
                     writes: txn.writes,
-                    changes: txn.changes,
+                    changes,
                     state: txn.state,
                 });
                 (seq, result)
@@ -287,18 +291,15 @@ impl ControlPlane {
             commits.done = commits.done.max(last_seq);
             return false;
         }
-        let entries: Vec<LogEntry> = batch
-            .iter()
-            .map(|s| LogEntry {
-                revision: s.state.revision,
-                changes: log::resolve(&s.state, &s.changes),
-            })
-            .collect();
-        let published = batch.into_iter().last().map(|s| s.state);
         {
             let mut inner = self.lock();
-            for e in entries {
-                inner.log.push(e);
+            let mut published = None;
+            for s in batch {
+                inner.log.push(LogEntry {
+                    revision: s.state.revision,
+                    changes: s.changes,
+                });
+                published = Some(s.state);
             }
             if let Some(state) = published {
                 inner.state = Arc::new(state);

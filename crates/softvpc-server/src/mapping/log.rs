@@ -3,23 +3,23 @@
 //! epoch, chosen at random when the server starts, tells agents whether their revision refers to
 //! this log at all.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use softvpc_proto::pb;
 
-use super::view;
-use crate::model::{MapChange, State};
-
 /// How many revisions the ring keeps by default.
 pub const DEFAULT_CAPACITY: usize = 10_000;
 
-/// The changes of one committed mutation, resolved against the state it produced. Each change
-/// carries the VPC it belongs to (None for hosts), so a host's stream can filter it.
+/// One mapping change, with the VPC it belongs to (None for hosts), so a host's stream can
+/// filter it.
+pub type Change = (Option<String>, pb::Change);
+
+/// The mapping changes of one committed mutation (see [`super::project::derive`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogEntry {
     pub revision: u64,
-    pub changes: Vec<(Option<String>, pb::Change)>,
+    pub changes: Vec<Change>,
 }
 
 /// The ring of recent log entries.
@@ -72,53 +72,6 @@ impl MappingLog {
         let skip = (revision + 1 - first) as usize;
         Some(self.entries.iter().skip(skip).cloned().collect())
     }
-}
-
-/// Resolves the model's change notes into mapping records against the committed `state`.
-/// Upserts of the same resource collapse into one (they all read the final state); an upsert of
-/// something the same mutation deleted is dropped.
-pub fn resolve(state: &State, changes: &[MapChange]) -> Vec<(Option<String>, pb::Change)> {
-    use pb::change::Kind;
-    let mut seen: HashSet<&MapChange> = HashSet::new();
-    let mut out = Vec::new();
-    for c in changes {
-        if !seen.insert(c) {
-            continue;
-        }
-        let item = match c {
-            MapChange::UpsertHost(id) => state
-                .hosts
-                .get(id)
-                .map(|h| (None, Kind::UpsertHost(view::pb_host(h)))),
-            MapChange::UpsertVpc(id) => state
-                .vpcs
-                .get(id)
-                .map(|v| (Some(id.clone()), Kind::UpsertVpc(view::pb_vpc(v)))),
-            MapChange::DeleteVpc(id) => Some((Some(id.clone()), Kind::DeleteVpcId(id.clone()))),
-            MapChange::UpsertSubnet(id) => state.subnets.get(id).map(|s| {
-                (
-                    Some(s.vpc_id.clone()),
-                    Kind::UpsertSubnet(view::pb_subnet(s)),
-                )
-            }),
-            MapChange::DeleteSubnet { id, vpc_id } => {
-                Some((Some(vpc_id.clone()), Kind::DeleteSubnetId(id.clone())))
-            }
-            MapChange::UpsertEni(id) => state.enis.get(id).map(|e| {
-                (
-                    Some(e.vpc_id.clone()),
-                    Kind::UpsertEni(view::pb_eni(state, e)),
-                )
-            }),
-            MapChange::DeleteEni { id, vpc_id } => {
-                Some((Some(vpc_id.clone()), Kind::DeleteEniId(id.clone())))
-            }
-        };
-        if let Some((vpc, kind)) = item {
-            out.push((vpc, pb::Change { kind: Some(kind) }));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use softvpc_proto::pb;
 
 use super::log::LogEntry;
-use crate::model::instance::placed_host;
+use crate::model::instance::{placed_host, public_address_of};
 use crate::model::{Eni, Host, State, Subnet, Vpc};
 
 pub fn pb_host(h: &Host) -> pb::Host {
@@ -70,6 +70,16 @@ pub fn pb_eni(state: &State, e: &Eni) -> pb::Eni {
         instance_id,
         instance_name,
         device_index,
+        security_group_ids: e.security_groups.clone(),
+        public_addresses: e
+            .addresses()
+            .filter_map(|ip| {
+                public_address_of(state, e, ip).map(|p| pb::PublicAddress {
+                    public_ip: p.ip().to_string(),
+                    private_ip: ip.to_string(),
+                })
+            })
+            .collect(),
     }
 }
 

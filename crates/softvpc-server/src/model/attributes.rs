@@ -90,7 +90,7 @@ pub fn modify_vpc_attribute(
             v.enable_dns_hostnames = h;
         }
     }
-    txn.put_vpc(v);
+    txn.put(v);
     Ok(())
 }
 
@@ -108,7 +108,7 @@ pub fn modify_subnet_attribute(
         ));
     };
     s.map_public_ip_on_launch = v;
-    txn.put_subnet(s);
+    txn.put(s);
     Ok(())
 }
 
@@ -146,7 +146,7 @@ pub fn create_default_vpc(txn: &mut Txn) -> Result<(String, String), ApiError> {
     v.is_default = true;
     v.enable_dns_hostnames = true;
     let vpc_id = v.id.clone();
-    txn.put_vpc(v);
+    txn.put(v);
     let mut s = create_subnet(
         txn,
         &vpc_id,
@@ -157,7 +157,7 @@ pub fn create_default_vpc(txn: &mut Txn) -> Result<(String, String), ApiError> {
     s.default_for_az = true;
     s.map_public_ip_on_launch = true;
     let subnet_id = s.id.clone();
-    txn.put_subnet(s);
+    txn.put(s);
     // As in a new AWS account: an internet gateway, and the main table's default route to it.
     let igw = super::gateway::create_internet_gateway(txn, Tags::new())?;
     super::gateway::attach_internet_gateway(txn, &igw.id, &vpc_id)?;

@@ -145,7 +145,7 @@ pub fn associate_dhcp_options(txn: &mut Txn, id: &str, vpc_id: &str) -> Result<(
         return Err(dopt_not_found(&[id]));
     }
     vpc.dhcp_options_id = (id != "default").then(|| id.to_string());
-    txn.put_vpc(vpc);
+    txn.put(vpc);
     Ok(())
 }
 

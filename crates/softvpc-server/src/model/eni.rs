@@ -322,7 +322,7 @@ pub fn create_network_interface(txn: &mut Txn, req: &CreateRequest) -> Result<En
         }),
         public_ip: None,
     };
-    txn.put_eni(eni.clone());
+    txn.put(eni.clone());
     Ok(eni)
 }
 
@@ -412,7 +412,7 @@ pub fn attach_network_interface(
         attach_time: txn.now,
         delete_on_termination: false,
     });
-    txn.put_eni(eni);
+    txn.put(eni);
     Ok(attachment_id)
 }
 
@@ -446,7 +446,7 @@ pub fn detach_network_interface(txn: &mut Txn, attachment_id: &str) -> Result<()
         ));
     }
     eni.attachment = None;
-    txn.put_eni(eni);
+    txn.put(eni);
     Ok(())
 }
 
@@ -502,7 +502,7 @@ pub fn assign_private_ips(
                 .map(|e| (**e).clone());
             if let Some(mut other) = holder {
                 other.secondary_ips.retain(|a| *a != addr);
-                txn.put_eni(other);
+                txn.put(other);
             }
         }
     }
@@ -527,7 +527,7 @@ pub fn assign_private_ips(
         return Ok(new);
     }
     eni.secondary_ips.extend(new.iter().copied());
-    txn.put_eni(eni);
+    txn.put(eni);
     Ok(new)
 }
 
@@ -559,7 +559,7 @@ pub fn unassign_private_ips(txn: &mut Txn, eni_id: &str, ips: &[String]) -> Resu
     }
     eni.secondary_ips.retain(|a| !remove.contains(a));
     txn.release_addresses_of_ips(eni_id, &remove);
-    txn.put_eni(eni);
+    txn.put(eni);
     Ok(())
 }
 
@@ -584,7 +584,7 @@ pub fn modify_attribute(txn: &mut Txn, eni_id: &str, change: Modify) -> Result<(
             eni.security_groups = check_groups(&txn.state, &eni.vpc_id, &g)?;
         }
     }
-    txn.put_eni(eni);
+    txn.put(eni);
     Ok(())
 }
 
@@ -610,7 +610,7 @@ mod tests {
     use super::super::security_group::create_security_group;
     use super::super::subnet::{available_count, create_subnet};
     use super::super::vpc::create_vpc;
-    use super::super::{host, MapChange, Tags};
+    use super::super::{host, Tags};
     use super::*;
 
     fn groups(e: &mut Env, n: usize) -> Vec<String> {
@@ -895,10 +895,8 @@ mod tests {
         let mut e = env("10.0.0.0/24");
         let i1 = launch(&mut e, "host-1");
         let eni = create(&mut e);
-        e.txn.changes.clear();
         let att = attach_network_interface(&mut e.txn, &eni.id, &i1, 1).unwrap();
         assert!(att.starts_with("eni-attach-"));
-        assert_eq!(e.txn.changes, vec![MapChange::UpsertEni(eni.id.clone())]);
         let stored = &e.txn.state.enis[&eni.id];
         let a = stored.attachment.as_ref().unwrap();
         assert_eq!(a.instance_id, i1);
@@ -1006,11 +1004,9 @@ mod tests {
         let i1 = launch(&mut e, "host-1");
         let eni_id = e.txn.state.instances[&i1].eni_id.clone();
         assert_eq!(avail(&e), 250);
-        e.txn.changes.clear();
         let got =
             assign_private_ips(&mut e.txn, &eni_id, &["10.0.0.77".into()], None, false).unwrap();
         assert_eq!(got, vec![Ipv4Addr::new(10, 0, 0, 77)]);
-        assert_eq!(e.txn.changes, vec![MapChange::UpsertEni(eni_id.clone())]);
         let got = assign_private_ips(&mut e.txn, &eni_id, &[], Some(2), false).unwrap();
         assert_eq!(
             got,

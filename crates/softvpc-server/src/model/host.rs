@@ -42,9 +42,7 @@ pub fn register_host(txn: &mut Txn, name: &str, underlay_ip: &str) -> Result<Str
         if existing.underlay_ip != ip {
             let mut h = (*existing).clone();
             h.underlay_ip = ip;
-            txn.put_host(h);
-            // The mapping records of ENIs on this host carry its underlay address.
-            txn.touch_enis_on_host(&existing.id);
+            txn.put(h);
         }
         return Ok(existing.id.clone());
     }
@@ -56,7 +54,7 @@ pub fn register_host(txn: &mut Txn, name: &str, underlay_ip: &str) -> Result<Str
         allocation_time: txn.now,
     };
     let id = host.id.clone();
-    txn.put_host(host);
+    txn.put(host);
     Ok(id)
 }
 

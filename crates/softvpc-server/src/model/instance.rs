@@ -348,7 +348,7 @@ pub fn run_instances(txn: &mut Txn, req: &RunRequest) -> Result<Reservation, Api
             state_transition_time: None,
             auto_public_ip,
         };
-        txn.put_instance(instance.clone());
+        txn.put(instance.clone());
         for (n, p) in specs.iter().zip(&plan) {
             let attachment = Attachment {
                 attachment_id: new_id("eni-attach"),
@@ -417,7 +417,7 @@ pub fn run_instances(txn: &mut Txn, req: &RunRequest) -> Result<Reservation, Api
                     }
                 }
             };
-            txn.put_eni(eni);
+            txn.put(eni);
         }
         instances.push(instance);
     }
@@ -662,13 +662,13 @@ pub fn terminate_instances(txn: &mut Txn, ids: &[String]) -> Result<Vec<StateCha
                 // AWS (an automatic public IP goes with the instance).
                 eni.attachment = None;
                 eni.public_ip = None;
-                txn.put_eni(eni);
+                txn.put(eni);
             }
         }
         let mut inst = (*current).clone();
         inst.state = InstanceState::Terminated;
         inst.state_transition_time = Some(txn.now);
-        txn.put_instance(inst);
+        txn.put(inst);
         out.push(StateChange {
             instance_id: id.clone(),
             previous,
@@ -737,9 +737,7 @@ fn change_states(
         inst.state = target;
         // Stopping is user initiated (shown in StateTransitionReason); starting clears it.
         inst.state_transition_time = (target == InstanceState::Stopped).then_some(txn.now);
-        txn.put_instance(inst);
-        // The ENIs' mapping records follow the state (host present only while running).
-        txn.touch_enis_of_instance(id);
+        txn.put(inst);
         // The automatic public IP is released at stop; a new one comes at start.
         if target == InstanceState::Stopped {
             release_public_ip(txn, &current.eni_id, None);
@@ -823,7 +821,7 @@ pub fn purge_terminated(txn: &mut Txn) {
         .collect();
     for id in gone {
         tracing::debug!(instance = %id, "terminated instance purged");
-        txn.delete_instance(&id);
+        txn.delete::<Instance>(&id);
     }
 }
 
@@ -946,7 +944,6 @@ pub fn release_public_ip(txn: &mut Txn, eni_id: &str, ip: Option<Ipv4Addr>) {
     let mut eni = (**eni).clone();
     tracing::debug!(eni = %eni.id, public_ip = ?eni.public_ip, "automatic public IP released");
     eni.public_ip = None;
-    // Not `put_eni`: the mapping service does not carry public addresses.
     txn.put(eni);
 }
 
@@ -996,7 +993,7 @@ pub fn refill_instance(txn: &mut Txn, instance_id: &str) -> Result<(), ApiError>
         tracing::debug!(instance = %inst.id, "automatic public IP not reassigned (several ENIs or an Elastic IP)");
         let mut inst = (*inst).clone();
         inst.auto_public_ip = false;
-        txn.put_instance(inst);
+        txn.put(inst);
         return Ok(());
     }
     let ip = super::address::take_public_ip(&txn.state)?;
@@ -1578,15 +1575,10 @@ mod tests {
         let (a, b) = (r.instances[0].id.clone(), r.instances[1].id.clone());
         let eni = r.instances[0].eni_id.clone();
         let host = txn.state.instances[&a].host_id.clone();
-        txn.changes.clear();
         let ch = stop_instances(&mut txn, std::slice::from_ref(&a)).unwrap();
         assert_eq!(ch[0].previous, InstanceState::Running);
         assert_eq!(ch[0].current, InstanceState::Stopping);
         assert_eq!(txn.state.instances[&a].state, InstanceState::Stopped);
-        assert_eq!(
-            txn.changes,
-            vec![super::super::MapChange::UpsertEni(eni.clone())]
-        );
         // Keeps its ENI and address; the ENI is nowhere on the data plane.
         let e = txn.state.enis[&eni].clone();
         assert_eq!(e.private_ip, r.instances[0].private_ip);

@@ -514,25 +514,13 @@ pub enum Write {
     },
 }
 
-/// What changed, as far as the mapping service cares (resolved against the committed state).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum MapChange {
-    UpsertHost(String),
-    UpsertVpc(String),
-    DeleteVpc(String),
-    UpsertSubnet(String),
-    DeleteSubnet { id: String, vpc_id: String },
-    UpsertEni(String),
-    DeleteEni { id: String, vpc_id: String },
-}
-
-/// A transaction in progress: a private copy of the state, the store writes and the mapping
-/// changes made so far. Dropping it discards everything.
+/// A transaction in progress: a private copy of the state and the store writes made so far.
+/// Dropping it discards everything. (The mapping changes are not recorded here: the control
+/// plane derives them from the state before and after.)
 #[derive(Debug)]
 pub struct Txn {
     pub state: State,
     pub writes: Vec<Write>,
-    pub changes: Vec<MapChange>,
     /// "Now", seconds since the Unix epoch (given, so tests are deterministic).
     pub now: u64,
 }
@@ -543,14 +531,13 @@ impl Txn {
         Txn {
             state,
             writes: Vec::new(),
-            changes: Vec::new(),
             now,
         }
     }
 
     /// True when the transaction changed nothing.
     pub fn is_empty(&self) -> bool {
-        self.writes.is_empty() && self.changes.is_empty()
+        self.writes.is_empty()
     }
 
     /// Stores `value` (replacing the resource with its key): records the store write and
@@ -610,88 +597,20 @@ impl Txn {
         Ok(())
     }
 
-    pub fn put_vpc(&mut self, vpc: Vpc) {
-        self.changes.push(MapChange::UpsertVpc(vpc.id.clone()));
-        self.put(vpc);
-    }
-
     pub fn delete_vpc(&mut self, id: &str) {
         self.delete_flow_logs_of(id);
         self.delete::<Vpc>(id);
-        self.changes.push(MapChange::DeleteVpc(id.to_string()));
-    }
-
-    pub fn put_subnet(&mut self, subnet: Subnet) {
-        self.changes
-            .push(MapChange::UpsertSubnet(subnet.id.clone()));
-        self.put(subnet);
     }
 
     pub fn delete_subnet(&mut self, id: &str) {
         self.delete_flow_logs_of(id);
-        if let Some(s) = self.delete::<Subnet>(id) {
-            self.changes.push(MapChange::DeleteSubnet {
-                id: id.to_string(),
-                vpc_id: s.vpc_id.clone(),
-            });
-        }
-    }
-
-    pub fn put_host(&mut self, host: Host) {
-        self.changes.push(MapChange::UpsertHost(host.id.clone()));
-        self.put(host);
-    }
-
-    /// Stores an instance (a terminated one too: it stays describable for
-    /// [`instance::TERMINATED_RETENTION_SECS`], across restarts, as on AWS).
-    pub fn put_instance(&mut self, instance: Instance) {
-        self.put(instance);
-    }
-
-    /// Forgets an instance (a terminated one whose retention is over).
-    pub fn delete_instance(&mut self, id: &str) {
-        self.delete::<Instance>(id);
-    }
-
-    pub fn put_eni(&mut self, eni: Eni) {
-        self.changes.push(MapChange::UpsertEni(eni.id.clone()));
-        self.put(eni);
+        self.delete::<Subnet>(id);
     }
 
     pub fn delete_eni(&mut self, id: &str) {
         self.delete_flow_logs_of(id);
         self.release_addresses_of_eni(id);
-        if let Some(e) = self.delete::<Eni>(id) {
-            self.changes.push(MapChange::DeleteEni {
-                id: id.to_string(),
-                vpc_id: e.vpc_id.clone(),
-            });
-        }
-    }
-
-    /// Marks the ENIs of `instance_id` as changed (their mapping records carry the instance's
-    /// Name tag).
-    pub fn touch_enis_of_instance(&mut self, instance_id: &str) {
-        let ids: Vec<String> = self
-            .state
-            .enis_of_instance(instance_id)
-            .map(|e| e.id.clone())
-            .collect();
-        self.changes
-            .extend(ids.into_iter().map(MapChange::UpsertEni));
-    }
-
-    /// Marks the ENIs on `host_id` as changed (their mapping records carry the host's address).
-    pub fn touch_enis_on_host(&mut self, host_id: &str) {
-        let ids: Vec<String> = self
-            .state
-            .enis
-            .values()
-            .filter(|e| e.attachment.as_ref().is_some_and(|a| a.host_id == host_id))
-            .map(|e| e.id.clone())
-            .collect();
-        self.changes
-            .extend(ids.into_iter().map(MapChange::UpsertEni));
+        self.delete::<Eni>(id);
     }
 }
 

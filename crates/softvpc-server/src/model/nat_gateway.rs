@@ -240,7 +240,7 @@ pub fn create_nat_gateway(txn: &mut Txn, req: &CreateRequest) -> Result<NatGatew
         tags: req.tags.clone(),
         client_token: req.client_token.clone(),
     };
-    txn.put_eni(eni);
+    txn.put(eni);
     txn.put(nat.clone());
     Ok(nat)
 }

@@ -1258,7 +1258,7 @@ mod tests {
             client_token: None,
             public_ip: None,
         };
-        txn.put_eni(eni);
+        txn.put(eni);
         assert!(group_in_use(&txn.state, &g.id));
         assert_eq!(
             delete_security_group(&mut txn, &g.id).unwrap_err().code,

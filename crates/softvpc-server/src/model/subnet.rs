@@ -68,7 +68,7 @@ pub fn create_subnet(
         map_public_ip_on_launch: false,
         default_for_az: false,
     };
-    txn.put_subnet(subnet.clone());
+    txn.put(subnet.clone());
     super::network_acl::associate_new_subnet(txn, vpc_id, &subnet.id);
     Ok(subnet)
 }

@@ -128,12 +128,12 @@ fn edit_tags(
         "vpc" => {
             let mut v = super::vpc::get_vpc(&txn.state, id).map(|v| (**v).clone())?;
             edit(&mut v.tags)?;
-            txn.put_vpc(v);
+            txn.put(v);
         }
         "subnet" => {
             let mut s = super::subnet::get_subnet(&txn.state, id).map(|v| (**v).clone())?;
             edit(&mut s.tags)?;
-            txn.put_subnet(s);
+            txn.put(s);
         }
         "i" => {
             let mut i = txn
@@ -145,9 +145,7 @@ fn edit_tags(
                     ApiError::not_found("InvalidInstanceID.NotFound", "instance", &[id])
                 })?;
             edit(&mut i.tags)?;
-            txn.put_instance(i);
-            // The mapping records of its ENIs carry the Name tag.
-            txn.touch_enis_of_instance(id);
+            txn.put(i);
         }
         "eni" => {
             let mut e = txn
@@ -163,7 +161,7 @@ fn edit_tags(
                     )
                 })?;
             edit(&mut e.tags)?;
-            txn.put_eni(e);
+            txn.put(e);
         }
         "sg" => {
             let mut g = txn

@@ -70,7 +70,7 @@ pub fn create_vpc(
         enable_dns_hostnames: false,
         dhcp_options_id: None,
     };
-    txn.put_vpc(vpc.clone());
+    txn.put(vpc.clone());
     super::route_table::create_main_route_table(txn, &vpc.id, vpc.cidr);
     // Every VPC comes with its default security group and network ACL, in the same transaction.
     super::security_group::create_default_group(txn, &vpc.id);
