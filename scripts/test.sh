@@ -1,24 +1,51 @@
 #!/usr/bin/env bash
-# Runs the whole softvpc test suite: unit and property tests (cargo), then the end-to-end tests
-# (network namespaces, real ping/tcpdump/aws/boto3), which need root. Without root the end-to-end
-# part is skipped, and this script says so loudly.
+# Runs the whole softvpc test suite on a fresh machine (Rust and Python present):
+#   1. the dependency step (scripts/test-deps.sh): installs the Debian packages (as root) and the
+#      Python packages the tests need, saying what it installs;
+#   2. unit and property tests (cargo test --workspace);
+#   3. API tests (pytest tests/api: boto3 and the AWS CLI against a real server on loopback);
+#   4. end-to-end tests (pytest tests/e2e: network namespaces, real ping/tcpdump/aws/boto3), which
+#      need root.
+# Without root, it runs what it can and ends by naming exactly what it could not run and why.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python3}"
+export PYTHON
 
-echo "==> cargo build (release binary used by the end-to-end tests)"
+skipped=()
+echo "==> dependencies (scripts/test-deps.sh)"
+deps_ok=1
+bash scripts/test-deps.sh || deps_ok=0
+if [ $deps_ok -eq 0 ] && [ "$(id -u)" -eq 0 ]; then
+  echo "!! the dependency step failed as root (see above); nothing else runs" >&2
+  exit 1
+fi
+
+echo "==> cargo build (release binary used by the Python tests)"
 cargo build --release --locked -p softvpc
 echo "==> cargo test --workspace"
 cargo test --workspace --locked
 
-echo "==> API tests (pytest tests/api: boto3 and the AWS CLI against a real server on loopback)"
-SOFTVPC_BIN="$PWD/target/release/softvpc" python3 -m pytest -v tests/api
+have_py() { "$PYTHON" -c "import pytest, boto3" >/dev/null 2>&1; }
+if have_py; then
+  echo "==> API tests (pytest tests/api)"
+  SOFTVPC_BIN="$PWD/target/release/softvpc" "$PYTHON" -m pytest -v tests/api
+else
+  skipped+=("tests/api (API tests): the Python packages pytest and boto3 are missing and could not be installed (see the dependency step)")
+fi
 
 if [ "$(id -u)" -ne 0 ]; then
-  echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"
-  echo "!! SKIPPED: end-to-end tests (tests/e2e) need root for network namespaces.  !!"
-  echo "!! Run this script as root to run them.                                     !!"
-  echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"
-  exit 0
+  skipped+=("tests/e2e (end-to-end tests): they need root for network namespaces, TAP devices and raw sockets")
+  skipped+=("the root-only cargo tests (softvpc-agent tests/root.rs, the lab's probe test) printed SKIPPED above: they need root")
+elif [ $deps_ok -eq 1 ]; then
+  echo "==> end-to-end tests (pytest tests/e2e)"
+  SOFTVPC_BIN="$PWD/target/release/softvpc" "$PYTHON" -m pytest -v tests/e2e
 fi
-echo "==> end-to-end tests (pytest tests/e2e)"
-SOFTVPC_BIN="$PWD/target/release/softvpc" python3 -m pytest -v tests/e2e
+
+if [ ${#skipped[@]} -gt 0 ]; then
+  echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"
+  echo "!! NOT RUN:"
+  for s in "${skipped[@]}"; do echo "!!   - $s"; done
+  echo "!! Run this script as root to run everything."
+  echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"
+fi

@@ -7,7 +7,8 @@
 //! command inside an instance's netns.
 //!
 //! Modules: [`topology`] (the file format), [`names`] (every derived name and address),
-//! [`state`] (what a lab created), [`sys`] (iproute2 and processes), [`ec2`] with [`http`] and
+//! [`state`] (what a lab created), [`sys`] (iproute2 and processes), [`probe`] (the ICMP
+//! readiness probe, so the lab needs no `ping`), [`ec2`] with [`http`] and
 //! [`xml`] (the API client), and one module per subcommand.
 
 use std::path::PathBuf;
@@ -35,6 +36,7 @@ pub mod ec2;
 pub mod exec;
 pub mod http;
 pub mod names;
+pub mod probe;
 pub mod state;
 pub mod status;
 pub mod sys;

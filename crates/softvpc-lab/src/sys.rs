@@ -31,18 +31,6 @@ pub fn ip(args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs `ip netns exec NS ARGS...` quietly; true when it exits 0.
-pub fn netns_exec_ok(ns: &str, args: &[&str]) -> bool {
-    Command::new("ip")
-        .args(["netns", "exec", ns])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// Sets a sysctl inside a netns.
 pub fn sysctl_in(ns: &str, key: &str, value: &str) -> anyhow::Result<()> {
     let path = format!("/proc/sys/{}", key.replace('.', "/"));

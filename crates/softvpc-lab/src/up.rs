@@ -6,14 +6,15 @@
 //! 4. one agent per host, until DescribeHosts lists every host;
 //! 5. VPCs and subnets, and
 //! 6. instances, through the EC2 API;
-//! 7. until every instance (on a host with an agent) pings its subnet router.
+//! 7. until every instance (on a host with an agent) gets an ICMP echo reply from its subnet
+//!    router (an in-process probe: the lab needs no `ping`).
 //!
 //! The state file is saved after every change, so `down` can always clean up.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context};
@@ -21,6 +22,7 @@ use anyhow::{anyhow, bail, Context};
 use crate::down;
 use crate::ec2::Ec2Client;
 use crate::names;
+use crate::probe;
 use crate::state::{HostRecord, InstanceRecord, LabState, ProcessRecord, SubnetRecord, VpcRecord};
 use crate::sys;
 use crate::topology::{self, Topology};
@@ -140,10 +142,21 @@ pub fn up(args: &LabArgs, opts: &UpOptions) -> anyhow::Result<()> {
     if !sys::is_root() {
         bail!("`softvpc lab up` needs root (network namespaces, TAP devices)");
     }
-    for tool in ["ip", "ping"] {
-        if !on_path(tool) {
-            bail!("`{tool}` is not installed (the lab needs iproute2 and iputils-ping)");
+    // A lab that is up and running is the user's: replacing it silently would lose their
+    // instances. Leftovers of a failed or crashed lab are removed by step 1 instead.
+    if let Some(old) = LabState::load(&args.state_dir)? {
+        if old.complete && old.server.as_ref().is_some_and(ProcessRecord::is_running) {
+            bail!(
+                "a lab with prefix {:?} is already up (state in {}); take it down first with `{}{} lab down`",
+                old.prefix,
+                args.state_dir.display(),
+                crate::env_hint(args),
+                crate::invoked_as()
+            );
         }
+    }
+    if !on_path("ip") {
+        bail!("`ip` is not installed: the lab needs iproute2 (apt-get install iproute2)");
     }
     let bin = match &opts.bin {
         Some(b) => b.clone(),
@@ -382,7 +395,7 @@ fn build_fabric(
     let fabric_ip = names::FABRIC_IP.to_string();
     for host in &state.hosts {
         let deadline = Instant::now() + FABRIC_READY;
-        while !sys::netns_exec_ok(&host.netns, &["ping", "-c1", "-W1", "-q", &fabric_ip]) {
+        while !probe::ping_in_netns(&host.netns, names::FABRIC_IP, Duration::from_secs(1))? {
             if Instant::now() >= deadline {
                 bail!("host {} ({}) cannot ping the fabric bridge {fabric_ip} within {FABRIC_READY:?}", host.name, host.netns);
             }
@@ -695,39 +708,29 @@ fn wait_for_instances(
         for a in agents.iter_mut() {
             a.check()?;
         }
-        // Ping every candidate in parallel: each ping waits up to a second for its answer.
-        let probes: Vec<(usize, std::io::Result<Child>)> = pending
-            .iter()
-            .enumerate()
-            .filter(|(_, (rec, _, _))| sys::netns_exists(&rec.netns))
-            .map(|(i, (rec, router, _))| {
-                let child = Command::new("ip")
-                    .args([
-                        "netns",
-                        "exec",
-                        &rec.netns,
-                        "ping",
-                        "-c1",
-                        "-W1",
-                        "-q",
-                        &router.to_string(),
-                    ])
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn();
-                (i, child)
-            })
-            .collect();
-        let mut reached = Vec::new();
-        for (i, child) in probes {
-            if child
-                .and_then(|mut c| c.wait())
-                .is_ok_and(|st| st.success())
-            {
-                reached.push(i);
-            }
-        }
+        // Probe every candidate in parallel: each probe waits up to a second for its answer.
+        let reached: Vec<usize> = std::thread::scope(|scope| {
+            let probes: Vec<_> = pending
+                .iter()
+                .enumerate()
+                .filter(|(_, (rec, _, _))| sys::netns_exists(&rec.netns))
+                .map(|(i, (rec, router, _))| {
+                    let ns = rec.netns.as_str();
+                    let router = *router;
+                    (
+                        i,
+                        scope.spawn(move || {
+                            probe::ping_in_netns(ns, router, Duration::from_secs(1))
+                        }),
+                    )
+                })
+                .collect();
+            probes
+                .into_iter()
+                // A probe error (the netns vanished mid-probe) counts as not reached yet.
+                .filter_map(|(i, p)| matches!(p.join(), Ok(Ok(true))).then_some(i))
+                .collect()
+        });
         for i in reached.into_iter().rev() {
             pending.remove(i);
         }
@@ -748,7 +751,7 @@ fn wait_for_instances(
                 .iter()
                 .map(|(rec, router, log)| {
                     let what = if sys::netns_exists(&rec.netns) {
-                        format!("ping {router} fails inside {}", rec.netns)
+                        format!("no ICMP echo reply from {router} inside {}", rec.netns)
                     } else {
                         format!("netns {} was never created", rec.netns)
                     };

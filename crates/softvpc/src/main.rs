@@ -1,5 +1,7 @@
 //! `softvpc`: one binary for every role (control-plane server, host agent, lab).
 
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
 
 /// Software-defined VPCs for Linux hosts: isolated virtual networks spanning many hosts, VXLAN
@@ -21,13 +23,26 @@ enum Command {
     Lab(softvpc_lab::LabArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+/// A command that fails returns an error: the user gets its message chain on one line and exit
+/// status 1, never a backtrace (not even with `RUST_BACKTRACE` set), because a failing command is
+/// a user's problem to fix (a missing prerequisite, a bad argument, a lab already up). Bugs panic,
+/// and panics keep their backtraces.
+fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    match cli.command {
+    let result = match cli.command {
         Command::Server(args) => softvpc_server::run(args),
         Command::Agent(args) => softvpc_agent::run(args),
         Command::Lab(args) => softvpc_lab::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            use std::io::Write as _;
+            // `{:#}` prints the context chain ("a: b: c") and no backtrace.
+            let _ = writeln!(std::io::stderr(), "softvpc: error: {err:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# The test suite's dependency step: installs what the tests need on a fresh machine (Rust and
+# Python present, nothing else), saying what it installs. scripts/test.sh runs it first; run it
+# alone to prepare a machine. Debian packages need root (apt-get); Python packages go to the
+# interpreter named by $PYTHON (default python3), so a virtualenv works too.
+#
+# Exit status: 0 when everything the tests need is present afterwards; 1 otherwise, after naming
+# each missing piece, what needs it and why it could not be installed.
+set -uo pipefail
+
+PYTHON="${PYTHON:-python3}"
+
+# command -> Debian package, and what needs it.
+apt_needs=(
+  "ip:iproute2:the lab and the end-to-end tests (namespaces, links)"
+  "ping:iputils-ping:end-to-end tests (reachability through the virtual router)"
+  "arping:iputils-arping:end-to-end tests (ARP answered by the virtual router)"
+  "tcpdump:tcpdump:end-to-end tests (what instances and the underlay see)"
+  "iperf3:iperf3:end-to-end and benchmark tests (throughput)"
+  "curl:curl:API and end-to-end tests (raw HTTP requests)"
+  "unshare:util-linux:the fresh-machine test (hides tools in a private mount namespace)"
+)
+# Python module -> pip package, and what needs it.
+py_needs=(
+  "pytest:pytest:every Python test (tests/api, tests/e2e)"
+  "boto3:boto3:API and end-to-end tests (the AWS SDK as a client)"
+  "awscli:awscli:API tests (the AWS CLI as a client)"
+)
+
+missing_apt=()
+for entry in "${apt_needs[@]}"; do
+  IFS=: read -r cmd pkg _ <<<"$entry"
+  command -v "$cmd" >/dev/null 2>&1 || missing_apt+=("$pkg")
+done
+missing_py=()
+for entry in "${py_needs[@]}"; do
+  IFS=: read -r mod pkg _ <<<"$entry"
+  "$PYTHON" -c "import $mod" >/dev/null 2>&1 || missing_py+=("$pkg")
+done
+
+if [ ${#missing_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "==> installing Debian packages the tests need: ${missing_apt[*]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing_apt[@]}" >/dev/null \
+      || echo "!! apt-get install ${missing_apt[*]} failed"
+  fi
+fi
+if [ ${#missing_py[@]} -gt 0 ]; then
+  echo "==> installing Python packages the tests need into $("$PYTHON" -c 'import sys; print(sys.prefix)'): ${missing_py[*]}"
+  "$PYTHON" -m pip install -q --disable-pip-version-check --root-user-action=ignore "${missing_py[@]}" \
+    || echo "!! pip install ${missing_py[*]} failed"
+fi
+
+# What is still missing, with what needs it and why.
+status=0
+for entry in "${apt_needs[@]}"; do
+  IFS=: read -r cmd pkg why <<<"$entry"
+  if ! command -v "$cmd" >/dev/null 2>&1; then
+    status=1
+    if [ "$(id -u)" -ne 0 ]; then
+      echo "!! missing \`$cmd\` (Debian package $pkg), needed by $why: not root, so apt-get cannot install it; run as root or: sudo apt-get install $pkg"
+    else
+      echo "!! missing \`$cmd\` (Debian package $pkg), needed by $why: apt-get install $pkg did not provide it"
+    fi
+  fi
+done
+for entry in "${py_needs[@]}"; do
+  IFS=: read -r mod pkg why <<<"$entry"
+  if ! "$PYTHON" -c "import $mod" >/dev/null 2>&1; then
+    status=1
+    echo "!! missing Python module $mod (pip package $pkg), needed by $why: $PYTHON -m pip install $pkg failed"
+  fi
+done
+# The AWS CLI's entry point must run, not only import.
+if "$PYTHON" -c "import awscli" >/dev/null 2>&1 && ! command -v aws >/dev/null 2>&1; then
+  echo "!! the awscli package is installed but no \`aws\` command is on PATH ($PATH)"
+  status=1
+fi
+[ $status -eq 0 ] && echo "==> test dependencies present"
+exit $status
