@@ -4,16 +4,17 @@
 //! RegisterHost is retried with exponential backoff until the server answers. The watch resumes
 //! from the view's epoch and revision (and held VPCs) after any disconnect; the server answers
 //! with the missing Deltas or a full Snapshot. After each message that changed the records, the
-//! loop reconciles local instances (`reconcile.rs` plans the steps, `instance.rs` carries them
-//! out: namespaces, and one interface and data-path port per local ENI), then builds a new
-//! `MappingTable` with the current ports and publishes it: the data path picks it up before its
-//! next batch. A stream that breaks the protocol makes the agent drop its resume point and
-//! resync.
+//! loop first builds a new `MappingTable` from them with the current ports and publishes it (the
+//! data path picks it up before its next batch), so a change elsewhere (a remote ENI's move) is
+//! live without waiting for local plumbing; then it reconciles local instances (`reconcile.rs`
+//! plans the steps, `instance.rs` carries them out: namespaces, and one interface and data-path
+//! port per local ENI) and, if that changed the ports, publishes again. A stream that breaks the
+//! protocol makes the agent drop its resume point and resync.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use softvpc_engine::{MappingRecords, MappingTable, PortId};
@@ -210,7 +211,7 @@ impl Control {
                     msg = stream.message() => msg,
                     _ = tokio::time::sleep(RECONCILE_RETRY) => {
                         info!("retrying instances that failed");
-                        self.refresh();
+                        self.refresh(None).await;
                         continue;
                     }
                 }
@@ -220,6 +221,7 @@ impl Control {
             let Some(msg) = msg.context("watch stream")? else {
                 return Ok(got);
             };
+            let received = Instant::now();
             got = true;
 
             // Apply this message and whatever is already queued behind it, then reconcile and
@@ -259,7 +261,7 @@ impl Control {
                 }
             }
             if changed {
-                self.refresh();
+                self.refresh(Some(received)).await;
             } else {
                 self.publish_view();
             }
@@ -309,19 +311,39 @@ impl Control {
         }
     }
 
-    /// Reconciles instances, then publishes a new table and view.
-    fn refresh(&mut self) {
-        // `ip` commands block; keep the other runtime worker free for the metrics endpoint.
-        tokio::task::block_in_place(|| self.reconcile());
-        let ports: HashMap<String, PortId> = self
-            .local
+    /// Publishes a table of the new records (with the ports as they are), then reconciles
+    /// instances, then publishes again if that changed the ports. `received`: when the message
+    /// that brought the change arrived (for `softvpc_table_publish_seconds`).
+    async fn refresh(&mut self, received: Option<Instant>) {
+        let ports = self.ports();
+        self.publish_table(&ports);
+        if let Some(t) = received {
+            self.state.table_lag.record(t.elapsed());
+        }
+        let started = Instant::now();
+        if self.reconcile().await > 0 {
+            self.state.plumbing.record(started.elapsed());
+        }
+        let after = self.ports();
+        if after != ports {
+            self.publish_table(&after);
+        }
+        self.publish_view();
+    }
+
+    /// The data-path port of every local ENI.
+    fn ports(&self) -> HashMap<String, PortId> {
+        self.local
             .iter()
             .map(|(eni, l)| (eni.clone(), l.port))
-            .collect();
-        let table = MappingTable::build(&self.view.records, self.state.underlay_ip, &ports);
+            .collect()
+    }
+
+    /// Builds the table of the current records and `ports` and swaps it in.
+    fn publish_table(&mut self, ports: &HashMap<String, PortId>) {
+        let table = MappingTable::build(&self.view.records, self.state.underlay_ip, ports);
         self.state.datapath.table.store(Arc::new(table));
         self.published = Arc::new(self.view.records.clone());
-        self.publish_view();
     }
 
     fn publish_view(&self) {
@@ -343,8 +365,8 @@ impl Control {
 
     /// Brings local instances in line with the view: carries out [`reconcile::plan`]'s steps.
     /// A step that fails is counted and retried on the next reconcile (soon); the ones after it
-    /// still run.
-    fn reconcile(&mut self) {
+    /// still run. Returns how many steps there were.
+    async fn reconcile(&mut self) -> usize {
         let (desired, skips) = reconcile::desired(&self.view.records, &self.host_id);
         if skips != self.skipped {
             for skip in &skips {
@@ -354,13 +376,15 @@ impl Control {
         self.skipped = skips;
         let plan = reconcile::plan(&desired, &self.current());
         self.needs_retry = false;
+        let steps = plan.len();
         for step in plan {
-            if let Err(e) = self.carry_out(&step) {
+            if let Err(e) = self.carry_out(&step).await {
                 self.state.instance_errors.fetch_add(1, Ordering::Relaxed);
                 self.needs_retry = true;
                 error!(step = ?step, error = %format!("{e:#}"), "instance step failed; will retry");
             }
         }
+        steps
     }
 
     /// What exists now, in the shape [`reconcile::plan`] compares: every namespace we hold, with
@@ -387,7 +411,7 @@ impl Control {
         Some(local)
     }
 
-    fn carry_out(&mut self, step: &Step) -> anyhow::Result<()> {
+    async fn carry_out(&mut self, step: &Step) -> anyhow::Result<()> {
         match step {
             Step::DeleteNamespace { instance_id } => {
                 let enis: Vec<String> = self
@@ -408,7 +432,7 @@ impl Control {
             }
             Step::RemoveInterface(spec) => {
                 self.remove_port(&spec.eni_id);
-                self.plumber.remove_interface(spec)?;
+                self.plumber.remove_interface(spec).await?;
                 info!(
                     instance = %spec.instance_id,
                     eni = %spec.eni_id,
@@ -417,7 +441,7 @@ impl Control {
                 );
             }
             Step::CreateNamespace { instance_id } => {
-                let netns = self.plumber.create_namespace(instance_id)?;
+                let netns = self.plumber.create_namespace(instance_id).await?;
                 info!(instance = %instance_id, netns = %netns, "instance namespace created");
                 self.namespaces.insert(instance_id.clone(), netns);
             }
@@ -427,13 +451,13 @@ impl Control {
                     self.needs_retry = true;
                     return Ok(());
                 };
-                let tap = self.plumber.add_interface(spec)?;
+                let tap = self.plumber.add_interface(spec).await?;
                 let port = PortId(self.next_port);
                 self.next_port += 1;
                 let tap_name = tap.name().to_string();
                 if let Err(e) = self.datapath.send(Command::AddPort { port, tap }) {
                     // The TAP went down with the failed send; tidy its routes.
-                    let _ = self.plumber.remove_interface(spec);
+                    let _ = self.plumber.remove_interface(spec).await;
                     return Err(e.context("handing the TAP to the data path"));
                 }
                 info!(
@@ -457,7 +481,7 @@ impl Control {
             }
             Step::UpdateSecondary { old, new } => {
                 // On failure the spec stays old, so the next reconcile tries again.
-                self.plumber.update_secondary(old, new)?;
+                self.plumber.update_secondary(old, new).await?;
                 if let Some(local) = self.local.get_mut(&new.eni_id) {
                     local.spec = new.clone();
                 }

@@ -20,26 +20,23 @@
 //!
 //! Adding or removing an interface leaves the namespace and every other interface alone.
 //!
-//! This uses the `ip` command from iproute2 rather than netlink from Rust: it is one-off setup
-//! per interface, not the data path, it reads exactly like the contract, and errors come with the
-//! kernel's message. `rtnetlink` can replace it later behind the same functions.
+//! All of it goes through netlink (`softvpc-netlink`): one rtnetlink socket in the agent's own
+//! namespace (where TAPs are created, and moved out of) and one per instance namespace, opened
+//! when the namespace is made. No `ip` process is forked.
 //!
 //! Namespaces are deleted only if this process created them ([`Plumber::created`]), with one
 //! exception: a stale namespace with the exact name of an instance this agent is creating (left by
 //! a previous run of this agent) is replaced. Two agents may share a prefix on one machine; they
 //! never touch each other's instances because instance ids are unique.
 
-use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
-use std::process::Command;
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context as _};
-use tracing::{debug, warn};
+use anyhow::bail;
+use softvpc_netlink::{netns, LinkChange, Netlink, Route};
+use tracing::warn;
 
-use crate::netns;
 use crate::reconcile::{EniSpec, MAX_DEVICE_INDEX};
-use crate::records::format_mac;
 use crate::tap::{tap_name_for_eni, Tap};
 
 /// Instance MTU: a 1500-byte underlay minus outer IPv4 (20) + UDP (8) + VXLAN (8) + inner
@@ -55,51 +52,28 @@ pub fn netns_name(prefix: &str, instance_id: &str) -> String {
     format!("{prefix}{instance_id}")
 }
 
-/// An address as `ip addr` takes it: with the subnet's prefix length.
-fn with_prefix(spec: &EniSpec, a: Ipv4Addr) -> String {
-    format!("{a}/{}", spec.subnet.prefix_len())
-}
-
-/// Runs `ip ARGS...`, failing with its stderr.
-pub fn ip(args: &[&str]) -> anyhow::Result<()> {
-    debug!(?args, "ip");
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .context("running `ip` (is iproute2 installed?)")?;
-    if !out.status.success() {
-        bail!(
-            "`ip {}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
-}
-
-/// Whether `dev` exists in namespace `ns`.
-fn link_exists(ns: &str, dev: &str) -> bool {
-    Command::new("ip")
-        .args(["-n", ns, "link", "show", "dev", dev])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
-
 /// Creates and deletes instance namespaces and their interfaces, remembering which namespaces
 /// it created.
 #[derive(Debug)]
 pub struct Plumber {
     prefix: String,
     created: BTreeSet<String>,
+    /// The agent's own namespace.
+    host: Netlink,
+    /// A socket per instance namespace we plumb, by namespace name.
+    sockets: HashMap<String, Netlink>,
 }
 
 impl Plumber {
-    pub fn new(prefix: &str) -> Plumber {
-        Plumber {
+    /// A plumber for instance namespaces named `prefix` + instance id. Needs a tokio runtime
+    /// (its netlink sockets run on it); TAPs are created in the caller's namespace.
+    pub fn new(prefix: &str) -> anyhow::Result<Plumber> {
+        Ok(Plumber {
             prefix: prefix.to_string(),
             created: BTreeSet::new(),
-        }
+            host: Netlink::connect()?,
+            sockets: HashMap::new(),
+        })
     }
 
     /// The namespaces this process created and has not deleted yet.
@@ -112,28 +86,38 @@ impl Plumber {
         netns_name(&self.prefix, instance_id)
     }
 
+    /// The socket in namespace `ns` (opened on first use, e.g. after an agent restart).
+    fn socket(&mut self, ns: &str) -> anyhow::Result<Netlink> {
+        if let Some(nl) = self.sockets.get(ns) {
+            return Ok(nl.clone());
+        }
+        let nl = Netlink::connect_in(ns)?;
+        self.sockets.insert(ns.to_string(), nl.clone());
+        Ok(nl)
+    }
+
     /// Creates the instance's namespace (IPv6 off, `lo` up, no other interface) and returns its
     /// name. On failure nothing is left behind.
-    pub fn create_namespace(&mut self, instance_id: &str) -> anyhow::Result<String> {
+    pub async fn create_namespace(&mut self, instance_id: &str) -> anyhow::Result<String> {
         let ns = self.netns_of(instance_id);
         if netns::exists(&ns) {
             // Left by an earlier run (our fds died with it): this instance is in our view, so
             // the stale namespace is ours to replace.
             warn!(netns = %ns, "replacing a stale instance namespace");
-            ip(&["netns", "del", &ns])?;
+            self.sockets.remove(&ns);
+            netns::delete(&ns)?;
         }
-        ip(&["netns", "add", &ns])?;
+        netns::create(&ns)?;
         self.created.insert(ns.clone());
-        let setup = || -> anyhow::Result<()> {
+        let setup = async {
             // Before any interface arrives, so none gets an IPv6 link-local address or sends
             // MLD/RS (moved-in devices take the namespace's defaults).
-            netns::run_in(&ns, || {
-                netns::write_sysctl("net.ipv6.conf.all.disable_ipv6", "1")?;
-                netns::write_sysctl("net.ipv6.conf.default.disable_ipv6", "1")
-            })?;
-            ip(&["-n", &ns, "link", "set", "dev", "lo", "up"])
+            netns::set_sysctl(&ns, "net.ipv6.conf.all.disable_ipv6", "1")?;
+            netns::set_sysctl(&ns, "net.ipv6.conf.default.disable_ipv6", "1")?;
+            self.socket(&ns)?.set_up("lo").await?;
+            anyhow::Ok(())
         };
-        if let Err(e) = setup() {
+        if let Err(e) = setup.await {
             if let Err(e2) = self.destroy(&ns) {
                 warn!(netns = %ns, error = %e2, "cleanup after a failed namespace setup");
             }
@@ -145,7 +129,7 @@ impl Plumber {
     /// Adds the ENI's interface `eth<N>` to its instance's (existing) namespace; returns the TAP
     /// (its fd is the agent's side of the interface). On failure the interface is gone again
     /// (the TAP closes) and its policy routes are removed.
-    pub fn add_interface(&self, spec: &EniSpec) -> anyhow::Result<Tap> {
+    pub async fn add_interface(&mut self, spec: &EniSpec) -> anyhow::Result<Tap> {
         let ns = self.netns_of(&spec.instance_id);
         if spec.device_index > MAX_DEVICE_INDEX {
             bail!("device index {} out of range", spec.device_index);
@@ -153,12 +137,13 @@ impl Plumber {
         if !netns::exists(&ns) {
             bail!("namespace {ns} does not exist");
         }
+        let nl = self.socket(&ns)?;
         let tap = Tap::open(&tap_name_for_eni(&spec.eni_id))?;
-        match self.plumb(spec, &ns, &tap) {
+        match self.plumb(spec, &ns, &nl, &tap).await {
             Ok(()) => Ok(tap),
             Err(e) => {
                 drop(tap);
-                if let Err(e2) = self.clear_policy_routes(spec, &ns) {
+                if let Err(e2) = clear_policy_routes(spec, &ns, &nl).await {
                     warn!(netns = %ns, error = %format!("{e2:#}"), "cleanup after a failed interface setup");
                 }
                 Err(e.context(format!(
@@ -170,56 +155,46 @@ impl Plumber {
         }
     }
 
-    fn plumb(&self, spec: &EniSpec, ns: &str, tap: &Tap) -> anyhow::Result<()> {
+    async fn plumb(&self, spec: &EniSpec, ns: &str, nl: &Netlink, tap: &Tap) -> anyhow::Result<()> {
         let dev = spec.ifname();
-        let mac = format_mac(&spec.mac);
-        let mtu = INSTANCE_MTU.to_string();
-        let gw = spec.gateway.to_string();
-        let subnet = spec.subnet.to_string();
-        let src = spec.ip.to_string();
-        if link_exists(ns, &dev) {
+        let len = spec.subnet.prefix_len();
+        if nl.link_exists(&dev).await? {
             // Left by a removal that failed half-way: the device index is this ENI's now.
             warn!(netns = %ns, dev = %dev, "replacing a stale interface");
-            ip(&["-n", ns, "link", "del", "dev", &dev])?;
+            nl.del_link(&dev).await?;
         }
-        ip(&["link", "set", "dev", tap.name(), "netns", ns])?;
-        ip(&["-n", ns, "link", "set", "dev", tap.name(), "name", &dev])?;
-        ip(&[
-            "-n", ns, "link", "set", "dev", &dev, "address", &mac, "mtu", &mtu,
-        ])?;
+        self.host.move_to_netns(tap.name(), ns).await?;
+        let change = LinkChange {
+            name: Some(dev.clone()),
+            mac: Some(spec.mac),
+            mtu: Some(INSTANCE_MTU),
+            up: None,
+        };
+        nl.set_link(tap.name(), &change).await?;
         let Some(table) = spec.route_table() else {
             // eth0: the kernel's connected route and the default route, both in main.
             for a in spec.addresses() {
-                ip(&["-n", ns, "addr", "add", &with_prefix(spec, a), "dev", &dev])?;
+                nl.add_address(&dev, a, len, false).await?;
             }
-            ip(&["-n", ns, "link", "set", "dev", &dev, "up"])?;
-            return ip(&["-n", ns, "route", "add", "default", "via", &gw, "dev", &dev]);
+            nl.set_up(&dev).await?;
+            nl.add_route(&Route::default_via(spec.gateway, &dev))
+                .await?;
+            return Ok(());
         };
-        let table = table.to_string();
         // Leftovers of an earlier eth<N> whose removal failed half-way.
-        self.clear_policy_routes(spec, ns)?;
+        clear_policy_routes(spec, ns, nl).await?;
         for a in spec.addresses() {
-            ip(&[
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &with_prefix(spec, a),
-                "dev",
-                &dev,
-                "noprefixroute",
-            ])?;
+            nl.add_address(&dev, a, len, true).await?;
         }
-        ip(&["-n", ns, "link", "set", "dev", &dev, "up"])?;
-        ip(&[
-            "-n", ns, "route", "add", &subnet, "dev", &dev, "proto", "kernel", "scope", "link",
-            "src", &src, "table", &table,
-        ])?;
-        ip(&[
-            "-n", ns, "route", "add", "default", "via", &gw, "dev", &dev, "table", &table,
-        ])?;
+        nl.set_up(&dev).await?;
+        let subnet = spec.subnet.trunc();
+        nl.add_route(&Route::connected(subnet.network(), len, &dev, spec.ip).in_table(table))
+            .await?;
+        nl.add_route(&Route::default_via(spec.gateway, &dev).in_table(table))
+            .await?;
         for a in spec.addresses() {
-            add_rule(ns, a, &table)?;
+            // One rule per address at priority `table`, as ec2-net-utils.
+            nl.add_rule(a, table, table).await?;
         }
         Ok(())
     }
@@ -228,95 +203,54 @@ impl Plumber {
     /// rules and table). The caller has taken the TAP from the data path already; closing it
     /// deletes the device too, but the data path may not have done so yet, and the index may be
     /// reused right away.
-    pub fn remove_interface(&self, spec: &EniSpec) -> anyhow::Result<()> {
+    pub async fn remove_interface(&mut self, spec: &EniSpec) -> anyhow::Result<()> {
         let ns = self.netns_of(&spec.instance_id);
         if !netns::exists(&ns) {
             return Ok(());
         }
+        let nl = self.socket(&ns)?;
         let dev = spec.ifname();
         // Give the data path a moment to close the TAP itself (deleting the device under an open
         // fd makes its next read fail, which it counts and logs as an I/O error).
         let deadline = Instant::now() + REMOVE_GRACE;
-        while link_exists(&ns, &dev) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
+        while nl.link_exists(&dev).await? && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        if link_exists(&ns, &dev) {
-            if let Err(e) = ip(&["-n", &ns, "link", "del", "dev", &dev]) {
-                // Gone meanwhile is what we want.
-                if link_exists(&ns, &dev) {
-                    return Err(e);
-                }
+        if let Err(e) = nl.del_link(&dev).await {
+            // Gone meanwhile is what we want.
+            if !e.is_not_found() {
+                return Err(e.into());
             }
         }
-        self.clear_policy_routes(spec, &ns)
-    }
-
-    /// Deletes every rule pointing at the interface's table and flushes the table (nothing to do
-    /// for `eth0`).
-    fn clear_policy_routes(&self, spec: &EniSpec, ns: &str) -> anyhow::Result<()> {
-        let Some(table) = spec.route_table() else {
-            return Ok(());
-        };
-        let table = table.to_string();
-        // `ip rule del table T` removes one matching rule per call; an instance has at most one
-        // per address of the ENI, which the server caps far below this bound.
-        for _ in 0..1024 {
-            if ip(&["-n", ns, "rule", "del", "table", &table]).is_err() {
-                break;
-            }
-        }
-        // Fails only when the table is empty already (or the namespace is gone).
-        let _ = ip(&["-n", ns, "route", "flush", "table", &table]);
-        let leftover = Command::new("ip")
-            .args(["-n", ns, "rule", "show", "table", &table])
-            .output()
-            .context("running `ip rule show`")?;
-        if !leftover.stdout.is_empty() {
-            bail!(
-                "rules of table {table} left in {ns}: {}",
-                String::from_utf8_lossy(&leftover.stdout).trim()
-            );
-        }
-        Ok(())
+        clear_policy_routes(spec, &ns, &nl).await
     }
 
     /// Brings the secondary addresses on the ENI's interface from `old` to `new` (its primary
     /// address, MAC and routes stay); on `eth<N>` their policy rules follow.
-    pub fn update_secondary(&self, old: &EniSpec, new: &EniSpec) -> anyhow::Result<()> {
+    pub async fn update_secondary(&mut self, old: &EniSpec, new: &EniSpec) -> anyhow::Result<()> {
         let ns = self.netns_of(&new.instance_id);
+        let nl = self.socket(&ns)?;
         let dev = new.ifname();
-        let table = new.route_table().map(|t| t.to_string());
+        let len = new.subnet.prefix_len();
+        let table = new.route_table();
         for a in old
             .secondary_ips
             .iter()
             .filter(|a| !new.secondary_ips.contains(a))
         {
-            if let Some(table) = &table {
-                del_rule(&ns, *a, table)?;
+            if let Some(table) = table {
+                nl.del_rule(*a, table, table).await?;
             }
-            ip(&["-n", &ns, "addr", "del", &with_prefix(new, *a), "dev", &dev])?;
+            nl.del_address(&dev, *a, len).await?;
         }
         for a in new
             .secondary_ips
             .iter()
             .filter(|a| !old.secondary_ips.contains(a))
         {
-            let addr = with_prefix(new, *a);
-            match &table {
-                None => ip(&["-n", &ns, "addr", "add", &addr, "dev", &dev])?,
-                Some(table) => {
-                    ip(&[
-                        "-n",
-                        &ns,
-                        "addr",
-                        "add",
-                        &addr,
-                        "dev",
-                        &dev,
-                        "noprefixroute",
-                    ])?;
-                    add_rule(&ns, *a, table)?;
-                }
+            nl.add_address(&dev, *a, len, table.is_some()).await?;
+            if let Some(table) = table {
+                nl.add_rule(*a, table, table).await?;
             }
         }
         Ok(())
@@ -334,8 +268,9 @@ impl Plumber {
             warn!(netns = %ns, "not deleting a namespace this agent did not create");
             return Ok(());
         }
+        self.sockets.remove(ns);
         if netns::exists(ns) {
-            ip(&["netns", "del", ns])?;
+            netns::delete(ns)?;
         }
         self.created.remove(ns);
         Ok(())
@@ -352,17 +287,17 @@ impl Plumber {
     }
 }
 
-/// `from <a> lookup <table>`, at priority `<table>` (one rule per address, as ec2-net-utils).
-fn add_rule(ns: &str, a: Ipv4Addr, table: &str) -> anyhow::Result<()> {
-    let from = a.to_string();
-    ip(&[
-        "-n", ns, "rule", "add", "from", &from, "lookup", table, "priority", table,
-    ])
-}
-
-fn del_rule(ns: &str, a: Ipv4Addr, table: &str) -> anyhow::Result<()> {
-    let from = a.to_string();
-    ip(&[
-        "-n", ns, "rule", "del", "from", &from, "lookup", table, "priority", table,
-    ])
+/// Deletes every rule pointing at the interface's table and flushes the table (nothing to do
+/// for `eth0`).
+async fn clear_policy_routes(spec: &EniSpec, ns: &str, nl: &Netlink) -> anyhow::Result<()> {
+    let Some(table) = spec.route_table() else {
+        return Ok(());
+    };
+    nl.del_rules_of_table(table).await?;
+    nl.flush_table(table).await?;
+    let left = nl.rules_of_table(table).await?;
+    if !left.is_empty() {
+        bail!("rules of table {table} left in {ns}: {left:?}");
+    }
+    Ok(())
 }

@@ -8,9 +8,9 @@
 //!
 //! Module map: `records` (proto -> engine types, the watch state machine), `reconcile` (which
 //! instances and interfaces should exist, and the steps to get there: pure), `instance`
-//! (namespaces, one TAP per ENI as `eth<device index>`, policy routing; with `ip`), `tap`
-//! (TAP devices), `underlay` (VXLAN sockets), `batch` (receive buffers), `datapath`, `control`,
-//! `state`, `metrics`, `netns`.
+//! (namespaces, one TAP per ENI as `eth<device index>`, policy routing; over netlink with
+//! `softvpc-netlink`), `tap` (TAP devices), `underlay` (VXLAN sockets), `batch` (receive
+//! buffers), `datapath`, `control`, `state`, `metrics`; `netns` is `softvpc_netlink::netns`.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64};
@@ -28,12 +28,13 @@ pub mod control;
 pub mod datapath;
 pub mod instance;
 pub mod metrics;
-pub mod netns;
 pub mod reconcile;
 pub mod records;
 pub mod state;
 pub mod tap;
 pub mod underlay;
+
+pub use softvpc_netlink::netns;
 
 use crate::control::Control;
 use crate::datapath::{DataPath, Shared};
@@ -116,6 +117,8 @@ pub async fn serve(
         watching: AtomicBool::new(false),
         datapath: Arc::clone(&shared),
         commander: datapath.commander().clone(),
+        table_lag: Default::default(),
+        plumbing: Default::default(),
     });
 
     let listener = tokio::net::TcpListener::bind(args.metrics_listen)
@@ -141,7 +144,7 @@ pub async fn serve(
         client,
         state,
         datapath,
-        Plumber::new(&args.instance_netns_prefix),
+        Plumber::new(&args.instance_netns_prefix)?,
     );
 
     let outcome = tokio::select! {

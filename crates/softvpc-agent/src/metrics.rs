@@ -155,6 +155,28 @@ pub fn render(state: &AgentState, view: &ViewSnapshot, stats: &Stats) -> String 
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
         );
     }
+    let timings = [
+        (
+            "softvpc_table_publish_seconds",
+            "From a watch message that changed the mappings to the new table being live.",
+            &state.table_lag,
+        ),
+        (
+            "softvpc_instance_plumbing_seconds",
+            "Carrying out one reconcile's steps (namespaces, interfaces, addresses, routes).",
+            &state.plumbing,
+        ),
+    ];
+    for (name, help, timing) in timings {
+        let (count, sum, max) = timing.read();
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} summary\n{name}_sum {}\n{name}_count {count}\n\
+             # HELP {name}_max The longest.\n# TYPE {name}_max gauge\n{name}_max {}",
+            sum.as_secs_f64(),
+            max.as_secs_f64()
+        );
+    }
     out
 }
 

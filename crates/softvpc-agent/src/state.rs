@@ -3,8 +3,9 @@
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use softvpc_engine::{MappingRecords, PortId};
@@ -55,4 +56,35 @@ pub struct AgentState {
     pub watching: AtomicBool,
     pub datapath: Arc<Shared>,
     pub commander: Commander,
+    /// From a watch message that changed the records to the table built from them being live.
+    pub table_lag: Timing,
+    /// How long carrying out a reconcile's steps (local plumbing) took, when there were any.
+    pub plumbing: Timing,
+}
+
+/// Durations of one kind of event: how many, their sum and the longest (for `/metrics`).
+#[derive(Debug, Default)]
+pub struct Timing {
+    count: AtomicU64,
+    sum_ns: AtomicU64,
+    max_ns: AtomicU64,
+}
+
+impl Timing {
+    /// Counts one event that took `d`.
+    pub fn record(&self, d: Duration) {
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
+        self.max_ns.fetch_max(ns, Ordering::Relaxed);
+    }
+
+    /// (count, sum, max).
+    pub fn read(&self) -> (u64, Duration, Duration) {
+        (
+            self.count.load(Ordering::Relaxed),
+            Duration::from_nanos(self.sum_ns.load(Ordering::Relaxed)),
+            Duration::from_nanos(self.max_ns.load(Ordering::Relaxed)),
+        )
+    }
 }

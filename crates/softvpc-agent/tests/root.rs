@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use softvpc_agent::batch::Batch;
 use softvpc_agent::datapath::{self, DataPath, Shared};
-use softvpc_agent::instance::{ip, Plumber};
+use softvpc_agent::instance::Plumber;
 use softvpc_agent::netns;
 use softvpc_agent::reconcile::{gateway_of, EniSpec};
 use softvpc_agent::tap::Tap;
@@ -38,6 +38,19 @@ fn skip_unless_root(test: &str) -> bool {
     println!("SKIPPED (needs root): {test}");
     eprintln!("!! SKIPPED (needs root): {test}");
     true
+}
+
+/// Runs `ip ARGS...` (iproute2, the real client), failing with its stderr.
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
 }
 
 /// Deletes a namespace (if it exists) when dropped.
@@ -77,6 +90,28 @@ fn in_netns(ns: &str, f: impl FnOnce() + Send + 'static) {
     let r = std::thread::spawn(move || {
         netns::enter(&ns).expect("enter scratch namespace");
         f();
+    })
+    .join();
+    if let Err(panic) = r {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// Runs the future `f` makes on a fresh thread inside namespace `ns`, on a single-threaded
+/// runtime of its own (the plumber's netlink sockets run on it), propagating panics.
+fn in_netns_rt<F, Fut>(ns: &str, f: F)
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let ns = ns.to_string();
+    let r = std::thread::spawn(move || {
+        netns::enter(&ns).expect("enter scratch namespace");
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(f());
     })
     .join();
     if let Err(panic) = r {
@@ -150,13 +185,14 @@ fn tap_moves_into_an_instance_namespace_and_carries_frames() {
     let _inst = NetnsGuard::watch(format!("{p}{instance_id}"));
     let foreign = NetnsGuard::add(format!("{p}foreign"));
     let (p2, foreign_name) = (p.clone(), foreign.0.clone());
-    in_netns(&host.0, move || {
-        let mut plumber = Plumber::new(&p2);
+    in_netns_rt(&host.0, move || async move {
+        let mut plumber = Plumber::new(&p2).expect("plumber");
         let s = spec(5, instance_id);
         let ns = plumber
             .create_namespace(instance_id)
+            .await
             .expect("create namespace");
-        let tap = plumber.add_interface(&s).expect("add eth0");
+        let tap = plumber.add_interface(&s).await.expect("add eth0");
         assert_eq!(ns, format!("{p2}{instance_id}"));
         assert!(netns::exists(&ns));
         assert!(plumber.created().contains(&ns));
@@ -174,7 +210,7 @@ fn tap_moves_into_an_instance_namespace_and_carries_frames() {
         let route = ip_output(&["-n", &ns, "route", "show", "default"]);
         assert!(route.contains("via 10.9.0.1 dev eth0"), "{route}");
         let v6 = netns::run_in(&ns, || {
-            Ok(std::fs::read_to_string(
+            Ok::<_, anyhow::Error>(std::fs::read_to_string(
                 "/proc/sys/net/ipv6/conf/eth0/disable_ipv6",
             )?)
         })
@@ -203,7 +239,10 @@ fn tap_moves_into_an_instance_namespace_and_carries_frames() {
         // Secondary addresses are added and removed in place on eth0.
         let mut s2 = s.clone();
         s2.secondary_ips = vec![Ipv4Addr::new(10, 9, 0, 77), Ipv4Addr::new(10, 9, 0, 78)];
-        plumber.update_secondary(&s, &s2).expect("add secondary");
+        plumber
+            .update_secondary(&s, &s2)
+            .await
+            .expect("add secondary");
         let addr = ip_output(&["-n", &ns, "-o", "-4", "addr", "show", "dev", "eth0"]);
         assert!(
             addr.contains("10.9.0.77/24") && addr.contains("10.9.0.78/24"),
@@ -211,26 +250,30 @@ fn tap_moves_into_an_instance_namespace_and_carries_frames() {
         );
         let mut s3 = s.clone();
         s3.secondary_ips = vec![Ipv4Addr::new(10, 9, 0, 78)];
-        plumber.update_secondary(&s2, &s3).expect("remove one");
+        plumber
+            .update_secondary(&s2, &s3)
+            .await
+            .expect("remove one");
         let addr = ip_output(&["-n", &ns, "-o", "-4", "addr", "show", "dev", "eth0"]);
         assert!(
             !addr.contains("10.9.0.77/") && addr.contains("10.9.0.78/24"),
             "{addr}"
         );
         assert!(addr.contains("10.9.0.5/24"), "primary kept: {addr}");
-        plumber.update_secondary(&s3, &s).expect("remove all");
+        plumber.update_secondary(&s3, &s).await.expect("remove all");
 
         // Never deletes a namespace it did not create.
         plumber.destroy(&foreign_name).expect("destroy foreign");
         assert!(netns::exists(&foreign_name));
 
         // Re-creating an instance whose namespace is stale replaces it.
-        let mut second = Plumber::new(&p2);
+        let mut second = Plumber::new(&p2).expect("plumber");
         drop(tap);
         second
             .create_namespace(instance_id)
+            .await
             .expect("re-create over a stale namespace");
-        let tap2 = second.add_interface(&s).expect("eth0 again");
+        let tap2 = second.add_interface(&s).await.expect("eth0 again");
         assert!(second.created().contains(&ns));
         drop(tap2);
 
@@ -345,14 +388,14 @@ fn data_path_serves_the_router_and_forwards_between_local_ports() {
     let _g1 = NetnsGuard::watch(format!("{p}{i1}"));
     let _g2 = NetnsGuard::watch(format!("{p}{i2}"));
     let p2 = p.clone();
-    in_netns(&host.0, move || {
+    in_netns_rt(&host.0, move || async move {
         let underlay = Ipv4Addr::LOCALHOST;
-        let mut plumber = Plumber::new(&p2);
+        let mut plumber = Plumber::new(&p2).expect("plumber");
         let (s1, s2) = (spec(11, i1), spec(12, i2));
-        plumber.create_namespace(i1).expect("namespace 1");
-        plumber.create_namespace(i2).expect("namespace 2");
-        let tap1 = plumber.add_interface(&s1).expect("instance 1");
-        let tap2 = plumber.add_interface(&s2).expect("instance 2");
+        plumber.create_namespace(i1).await.expect("namespace 1");
+        plumber.create_namespace(i2).await.expect("namespace 2");
+        let tap1 = plumber.add_interface(&s1).await.expect("instance 1");
+        let tap2 = plumber.add_interface(&s2).await.expect("instance 2");
 
         let shared = Arc::new(Shared::default());
         let dp = DataPath::spawn(
@@ -394,7 +437,7 @@ fn data_path_serves_the_router_and_forwards_between_local_ports() {
 
         let (tx, rx) = tokio::sync::oneshot::channel();
         dp.send(datapath::Command::Stats(tx)).expect("stats");
-        let stats = rx.blocking_recv().expect("stats reply");
+        let stats = rx.await.expect("stats reply");
         use softvpc_engine::counters::Path;
         assert!(stats.engine.frames(Path::ArpReplies) >= 2, "{stats:?}");
         assert!(stats.engine.frames(Path::IcmpReplies) >= 2, "{stats:?}");
@@ -449,19 +492,22 @@ fn secondary_interfaces_come_and_go_with_policy_routing() {
     let instance_id = "i-00000000000000021";
     let _inst = NetnsGuard::watch(format!("{p}{instance_id}"));
     let p2 = p.clone();
-    in_netns(&host.0, move || {
-        let mut plumber = Plumber::new(&p2);
+    in_netns_rt(&host.0, move || async move {
+        let mut plumber = Plumber::new(&p2).expect("plumber");
         // eth1 arrives first (in another subnet), then eth0: the namespace is made once.
         let mut eth1 = spec(6, instance_id);
         eth1.device_index = 1;
         eth1.subnet = "10.9.1.0/24".parse().expect("net");
         eth1.gateway = gateway_of(eth1.subnet);
         eth1.ip = Ipv4Addr::new(10, 9, 1, 6);
-        let ns = plumber.create_namespace(instance_id).expect("namespace");
+        let ns = plumber
+            .create_namespace(instance_id)
+            .await
+            .expect("namespace");
         let inode = netns_inode(&ns);
-        let tap1 = plumber.add_interface(&eth1).expect("add eth1");
+        let tap1 = plumber.add_interface(&eth1).await.expect("add eth1");
         let eth0 = spec(5, instance_id);
-        let tap0 = plumber.add_interface(&eth0).expect("add eth0");
+        let tap0 = plumber.add_interface(&eth0).await.expect("add eth0");
 
         let link = ip_output(&["-n", &ns, "-o", "link", "show", "dev", "eth1"]);
         assert!(
@@ -493,6 +539,7 @@ fn secondary_interfaces_come_and_go_with_policy_routing() {
         eth1b.secondary_ips = vec![Ipv4Addr::new(10, 9, 1, 66)];
         plumber
             .update_secondary(&eth1, &eth1b)
+            .await
             .expect("add secondary");
         let addr = ip_output(&["-n", &ns, "-o", "-4", "addr", "show", "dev", "eth1"]);
         assert!(addr.contains("10.9.1.66/24"), "{addr}");
@@ -500,6 +547,7 @@ fn secondary_interfaces_come_and_go_with_policy_routing() {
         assert!(via.contains("via 10.9.1.1 dev eth1"), "{via}");
         plumber
             .update_secondary(&eth1b, &eth1)
+            .await
             .expect("remove secondary");
         let rules = ip_output(&["-n", &ns, "rule", "show"]);
         assert!(!rules.contains("10.9.1.66"), "{rules}");
@@ -510,8 +558,9 @@ fn secondary_interfaces_come_and_go_with_policy_routing() {
         eth1c.secondary_ips = vec![Ipv4Addr::new(10, 9, 1, 67)];
         plumber
             .update_secondary(&eth1, &eth1c)
+            .await
             .expect("secondary again");
-        plumber.remove_interface(&eth1c).expect("remove eth1");
+        plumber.remove_interface(&eth1c).await.expect("remove eth1");
         drop(tap1);
         let links = ip_output(&["-n", &ns, "-o", "link", "show"]);
         assert!(!links.contains("eth1"), "{links}");
@@ -529,7 +578,7 @@ fn secondary_interfaces_come_and_go_with_policy_routing() {
         // connected route still wins for unbound traffic.
         let mut eth1d = spec(7, instance_id);
         eth1d.device_index = 1;
-        let tap1d = plumber.add_interface(&eth1d).expect("add eth1 again");
+        let tap1d = plumber.add_interface(&eth1d).await.expect("add eth1 again");
         let to_subnet = ip_output(&["-n", &ns, "route", "get", "10.9.0.99"]);
         assert!(to_subnet.contains("dev eth0"), "{to_subnet}");
         let from1 = ip_output(&["-n", &ns, "route", "get", "10.9.0.99", "from", "10.9.0.7"]);
@@ -538,6 +587,7 @@ fn secondary_interfaces_come_and_go_with_policy_routing() {
         drop(tap1d);
         plumber
             .remove_interface(&eth1d)
+            .await
             .expect("remove closed eth1");
         assert!(!ip_output(&["-n", &ns, "rule", "show"]).contains("10001"));
         assert_eq!(netns_inode(&ns), inode);
