@@ -1,0 +1,40 @@
+//! The VPC policy decisions of softvpc, sans-IO: connection tracking, security groups, network
+//! ACLs and route lookup.
+//!
+//! This crate decides; it never touches a packet buffer, a socket or a clock. It is the
+//! `oxide-vpc` to the engine's `opte`: `softvpc-engine` parses each frame once into a flow key,
+//! walks its layers, and asks this crate what the VPC's rules say. Each decision names what
+//! decided it (the `sgr-` rule, the ACL rule number, the route and its table) so flow logs and
+//! `softvpc trace` can show it, and each compiled input carries the [`Generation`] it was built
+//! under so a cached decision can be recomputed when the policy moves on.
+//!
+//! | module | decides | the engine's layer |
+//! | --- | --- | --- |
+//! | [`packet`] | the fields a decision needs ([`Packet`]), and the ICMP error quote parser | every layer |
+//! | [`conntrack`] | is this packet part of a tracked connection (AWS's idle timeouts, a per-ENI bound) | security group |
+//!
+//! How the engine's layers use it: per ENI the engine holds a [`conntrack::ConnTrack`] whose
+//! entries cache the security-group layer's decision for the connection; the security-group,
+//! network-ACL and route decisions follow in the next modules.
+//!
+//! IPv4 only, as the rest of softvpc.
+//!
+//! # Panics
+//!
+//! Nothing in this crate panics on any input: not on packet fields, not on rules (any protocol
+//! number, port range or CIDR, in any order), not on time going backwards (an earlier `now` is
+//! treated as no time passing). The only exception is a bug, which the tests hunt with
+//! proptests and the fuzz target `policy_icmp_quote`.
+
+#![warn(missing_docs)]
+
+pub mod conntrack;
+pub mod packet;
+
+pub use packet::{Direction, Packet, L4};
+
+/// The version of the policy inputs (groups, members, ACLs, routes) a decision was made under.
+/// The engine bumps it whenever an input changes; a cached decision with an older generation is
+/// recomputed before use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Generation(pub u64);
