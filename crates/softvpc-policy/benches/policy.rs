@@ -56,7 +56,12 @@ fn conntrack(c: &mut Criterion) {
             if fresh.len() >= n as usize {
                 fresh.clear();
             }
-            let p = Packet::udp(VM, (k % 60000) as u16, peer(k % n), u16::from(k % 3 == 0));
+            let p = Packet::udp(
+                VM,
+                (k % 60000) as u16,
+                peer(k % n),
+                u16::from(k.is_multiple_of(3)),
+            );
             black_box(
                 fresh
                     .insert(&p, Direction::Egress, t0, Generation(0), k)
