@@ -18,8 +18,8 @@
 //! the server and the temporary directory are removed on exit (the server also dies with this
 //! process: parent-death signal).
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -29,8 +29,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
 use clap::Parser;
-use softvpc_lab::ec2::form_body;
-use softvpc_lab::http::parse_response;
+use softvpc_ec2_client::read::str_at;
+use softvpc_ec2_client::{BlockingClient, Config, Credentials, Value};
+use softvpc_server::model::Table;
+use softvpc_server::store::Store;
 
 #[derive(Parser, Debug)]
 #[command(about = "EC2 API benchmark: CreateNetworkInterface and DescribeNetworkInterfaces")]
@@ -143,6 +145,13 @@ fn start_server(bin: &Path, dir: PathBuf, remove_dir: bool) -> anyhow::Result<Se
         remove_dir,
         addr,
     };
+    // Unsigned `GET /healthz` only: the key pair does not matter.
+    let mut probe = Config::http(
+        addr,
+        Credentials::Static(softvpc_sigv4::generate_credentials()),
+    );
+    probe.timeout = Duration::from_secs(1);
+    let probe = BlockingClient::new(probe)?;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(status) = server.child.try_wait()? {
@@ -151,16 +160,7 @@ fn start_server(bin: &Path, dir: PathBuf, remove_dir: bool) -> anyhow::Result<Se
                 server.dir.join("server.log").display()
             );
         }
-        let up = softvpc_lab::http::request(
-            addr,
-            "GET",
-            "/healthz",
-            None,
-            &[],
-            b"",
-            Duration::from_secs(1),
-        );
-        if matches!(up, Ok(r) if r.status == 200) && server.credentials_file().exists() {
+        if probe.healthy() && server.credentials_file().exists() {
             return Ok(server);
         }
         if Instant::now() > deadline {
@@ -190,19 +190,16 @@ impl Server {
     }
 }
 
-/// One client: a kept-alive connection, signing every request.
+/// One client: `softvpc-ec2-client` with its kept-alive connection, signing every request.
 struct Client {
-    addr: SocketAddr,
-    creds: softvpc_sigv4::Credentials,
-    stream: Option<TcpStream>,
-    buf: Vec<u8>,
+    api: BlockingClient,
 }
 
-/// One answer: status, body, and the time from sending to the last byte.
+/// One answer: its size, the time from sending to the last byte, and the output tree.
 struct Answer {
-    status: u16,
-    body: String,
+    bytes: usize,
     took: Duration,
+    out: Value,
 }
 
 impl Client {
@@ -213,90 +210,37 @@ impl Client {
             .next()
             .context("no credentials in the server's file")?
             .credentials;
+        let mut config = Config::http(server.addr, Credentials::Static(creds));
+        config.timeout = Duration::from_secs(60);
         Ok(Client {
-            addr: server.addr,
-            creds,
-            stream: None,
-            buf: Vec::with_capacity(64 * 1024),
+            api: BlockingClient::new(config)?,
         })
     }
 
-    fn call(&mut self, action: &str, params: &[(String, String)]) -> anyhow::Result<Answer> {
-        let body = form_body(action, params);
-        let host = self.addr.to_string();
-        let content_type = softvpc_sigv4::QUERY_CONTENT_TYPE;
-        let signed =
-            softvpc_sigv4::sign_ec2_query(&self.creds, "us-east-1", &host, body.as_bytes())
-                .context("signing")?;
-        let mut req = format!(
-            "POST / HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n",
-            body.len()
+    /// Calls `action`; a refusal is an error. The answer is read through the EC2 model after
+    /// the clock stops.
+    fn call(&mut self, action: &str, input: Value) -> anyhow::Result<Answer> {
+        let reply = self.api.send(action, &input)?;
+        ensure!(
+            reply.status == 200,
+            "{action}: HTTP {}: {}",
+            reply.status,
+            reply.body.chars().take(300).collect::<String>()
         );
-        for (k, v) in &signed {
-            req.push_str(&format!("{k}: {v}\r\n"));
-        }
-        req.push_str("\r\n");
-        req.push_str(&body);
-        let result = self.exchange(req.as_bytes());
-        if result.is_err() {
-            // A broken connection is not reused.
-            self.stream = None;
-        }
-        result
-    }
-
-    fn exchange(&mut self, req: &[u8]) -> anyhow::Result<Answer> {
-        let start = Instant::now();
-        let stream = match &mut self.stream {
-            Some(s) => s,
-            None => {
-                let s = TcpStream::connect(self.addr)?;
-                s.set_nodelay(true)?;
-                s.set_read_timeout(Some(Duration::from_secs(60)))?;
-                self.stream.insert(s)
-            }
-        };
-        stream.write_all(req)?;
-        self.buf.clear();
-        let mut chunk = [0u8; 64 * 1024];
-        loop {
-            let n = stream.read(&mut chunk)?;
-            if n == 0 {
-                bail!("the server closed the connection mid-answer");
-            }
-            self.buf.extend_from_slice(&chunk[..n]);
-            if let Some(resp) = parse_response(&self.buf, false)? {
-                return Ok(Answer {
-                    status: resp.status,
-                    body: String::from_utf8(resp.body).context("answer is not UTF-8")?,
-                    took: start.elapsed(),
-                });
-            }
-        }
+        Ok(Answer {
+            bytes: reply.body.len(),
+            took: reply.took,
+            out: reply.decode(action)?,
+        })
     }
 }
 
-/// The text of the first `<tag>` element of `xml`.
-fn first<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
-    let open = format!("<{tag}>");
-    let start = xml.find(&open)? + open.len();
-    let end = xml[start..].find(&format!("</{tag}>"))? + start;
-    Some(&xml[start..end])
-}
-
-/// How many `<tag>` elements `xml` has.
-fn count(xml: &str, tag: &str) -> usize {
-    xml.matches(&format!("<{tag}>")).count()
-}
-
-fn ok(a: &Answer, action: &str) -> anyhow::Result<()> {
-    ensure!(
-        a.status == 200,
-        "{action}: HTTP {}: {}",
-        a.status,
-        a.body.chars().take(300).collect::<String>()
-    );
-    Ok(())
+/// The ids of a DescribeNetworkInterfaces answer.
+fn eni_ids(out: &Value) -> Vec<&str> {
+    out.get_list("NetworkInterfaces")
+        .iter()
+        .filter_map(|e| e.get_str("NetworkInterfaceId"))
+        .collect()
 }
 
 /// Latencies of one phase and its wall-clock time.
@@ -454,20 +398,13 @@ fn fsync_probe(dir: &Path, n: usize) -> anyhow::Result<(f64, f64)> {
     ))
 }
 
-/// The `enis` table's row count and (stored bytes, stored + metadata + fragmented bytes).
-fn enis_table(path: &Path) -> anyhow::Result<(u64, (u64, u64))> {
-    use redb::{ReadableTableMetadata, TableDefinition};
-    let db = redb::Database::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let txn = db.begin_read()?;
-    let table = txn.open_table(TableDefinition::<&str, &[u8]>::new("enis"))?;
-    let stats = table.stats()?;
-    Ok((
-        table.len()?,
-        (
-            stats.stored_bytes(),
-            stats.stored_bytes() + stats.metadata_bytes() + stats.fragmented_bytes(),
-        ),
-    ))
+/// The `enis` table's row count and (stored bytes, stored + metadata + fragmented bytes),
+/// through the store's own API.
+fn enis_table(data_dir: &Path) -> anyhow::Result<(u64, (u64, u64))> {
+    let (store, _) = Store::open(data_dir)
+        .with_context(|| format!("opening the store in {}", data_dir.display()))?;
+    let stats = store.table_stats(Table::Enis)?;
+    Ok((stats.rows, (stats.stored_bytes, stats.total_bytes)))
 }
 
 fn mib(b: u64) -> f64 {
@@ -510,23 +447,23 @@ fn run(args: &Args) -> anyhow::Result<()> {
 
     // One VPC, /18 subnets.
     let mut admin = Client::new(&server)?;
-    let a = admin.call("CreateVpc", &[("CidrBlock".into(), "10.0.0.0/16".into())])?;
-    ok(&a, "CreateVpc")?;
-    let vpc = first(&a.body, "vpcId")
+    let a = admin.call(
+        "CreateVpc",
+        Value::new_struct().with("CidrBlock", "10.0.0.0/16"),
+    )?;
+    let vpc = str_at(&a.out, &["Vpc", "VpcId"])
         .context("CreateVpc: no vpcId")?
         .to_string();
     let mut subnets = Vec::new();
     for i in 0..args.subnets {
         let a = admin.call(
             "CreateSubnet",
-            &[
-                ("VpcId".into(), vpc.clone()),
-                ("CidrBlock".into(), format!("10.0.{}.0/18", i * 64)),
-            ],
+            Value::new_struct()
+                .with("VpcId", vpc.as_str())
+                .with("CidrBlock", format!("10.0.{}.0/18", i * 64)),
         )?;
-        ok(&a, "CreateSubnet")?;
         subnets.push(
-            first(&a.body, "subnetId")
+            str_at(&a.out, &["Subnet", "SubnetId"])
                 .context("CreateSubnet: no subnetId")?
                 .to_string(),
         );
@@ -571,18 +508,16 @@ fn run(args: &Args) -> anyhow::Result<()> {
                 // A unique ClientToken on every call, as boto3 and the AWS CLI send.
                 let a = client.call(
                     "CreateNetworkInterface",
-                    &[
-                        ("SubnetId".into(), subnets[s].clone()),
-                        ("ClientToken".into(), format!("bench-{}", base + i)),
-                    ],
+                    Value::new_struct()
+                        .with("SubnetId", subnets[s].as_str())
+                        .with("ClientToken", format!("bench-{}", base + i)),
                 )?;
-                ok(&a, "CreateNetworkInterface")?;
-                let id = first(&a.body, "networkInterfaceId")
+                let id = str_at(&a.out, &["NetworkInterface", "NetworkInterfaceId"])
                     .context("CreateNetworkInterface: no networkInterfaceId")?;
                 ids.lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .push((s, id.to_string()));
-                Ok(vec![(a.took, a.body.len())])
+                Ok(vec![(a.took, a.bytes)])
             },
         )?;
         created.fetch_add(phase.lat.len(), Ordering::Relaxed);
@@ -606,15 +541,13 @@ fn run(args: &Args) -> anyhow::Result<()> {
                 let id = &ids[pick(i, total)].1;
                 let a = client.call(
                     "DescribeNetworkInterfaces",
-                    &[("NetworkInterfaceId.1".into(), id.clone())],
+                    Value::new_struct().with("NetworkInterfaceIds", vec![Value::from(id.as_str())]),
                 )?;
-                ok(&a, "DescribeNetworkInterfaces")?;
                 ensure!(
-                    count(&a.body, "networkInterfaceId") == 1
-                        && first(&a.body, "networkInterfaceId") == Some(id.as_str()),
+                    eni_ids(&a.out) == [id.as_str()],
                     "DescribeNetworkInterfaces {id}: not exactly that ENI"
                 );
-                Ok(vec![(a.took, a.body.len())])
+                Ok(vec![(a.took, a.bytes)])
             },
         )?
         .print();
@@ -637,21 +570,23 @@ fn run(args: &Args) -> anyhow::Result<()> {
                 let mut seen = 0;
                 let mut pages = Vec::new();
                 loop {
-                    let mut p = vec![
-                        ("Filter.1.Name".into(), "subnet-id".into()),
-                        ("Filter.1.Value.1".into(), subnets[s].clone()),
-                        ("MaxResults".into(), "1000".into()),
-                    ];
+                    let mut input = Value::new_struct()
+                        .with(
+                            "Filters",
+                            vec![Value::new_struct()
+                                .with("Name", "subnet-id")
+                                .with("Values", vec![Value::from(subnets[s].as_str())])],
+                        )
+                        .with("MaxResults", 1000i64);
                     if let Some(t) = &token {
-                        p.push(("NextToken".into(), t.clone()));
+                        input = input.with("NextToken", t.as_str());
                     }
-                    let a = client.call("DescribeNetworkInterfaces", &p)?;
-                    ok(&a, "DescribeNetworkInterfaces")?;
-                    let n = count(&a.body, "networkInterfaceId");
+                    let a = client.call("DescribeNetworkInterfaces", input)?;
+                    let n = eni_ids(&a.out).len();
                     ensure!(n <= 1000, "a page of {n} > MaxResults");
                     seen += n;
-                    pages.push((a.took, a.body.len()));
-                    token = first(&a.body, "nextToken").map(str::to_string);
+                    pages.push((a.took, a.bytes));
+                    token = a.out.get_str("NextToken").map(str::to_string);
                     if token.is_none() {
                         break;
                     }
@@ -677,15 +612,14 @@ fn run(args: &Args) -> anyhow::Result<()> {
             c * args.full,
             deadline,
             &|client, _| {
-                let a = client.call("DescribeNetworkInterfaces", &[])?;
-                ok(&a, "DescribeNetworkInterfaces")?;
-                let n = count(&a.body, "networkInterfaceId");
+                let a = client.call("DescribeNetworkInterfaces", Value::new_struct())?;
+                let n = eni_ids(&a.out).len();
                 ensure!(n == total, "the full list has {n} ENIs, created {total}");
                 ensure!(
-                    first(&a.body, "nextToken").is_none(),
+                    a.out.get("NextToken").is_none(),
                     "unpaginated answer has a nextToken"
                 );
-                Ok(vec![(a.took, a.body.len())])
+                Ok(vec![(a.took, a.bytes)])
             },
         )?
         .print();
@@ -698,7 +632,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     // The store's own account of the ENI table, read once the server has let go of it.
     let mut server = server;
     server.stop();
-    let (rows, table_bytes) = enis_table(&server.store_file())?;
+    let (rows, table_bytes) = enis_table(&server.dir.join("data"))?;
     ensure!(
         rows == total as u64,
         "the store holds {rows} ENIs, created {total}"

@@ -30,15 +30,22 @@
 //!    answer with [`encode()`]`(action, &output, request_id)` (element names, order, `item`
 //!    wrappers and escaping come from the model); action errors with [`encode_error`].
 //!
+//! A client uses the other two directions: [`serialize_request`] (a tree into the request's
+//! parameters, as botocore's `EC2Serializer`) and [`parse_response`] / [`parse_error`] (the
+//! answer back into a tree, as botocore's `EC2QueryParser`); `softvpc-ec2-client` wraps them
+//! with signing and HTTP.
+//!
 //! Modules: [`mod@model`] (the parsed service model), [`value`] (the tree), [`form`] (form
-//! decoding), [`mod@decode`] and [`mod@encode`] (the two directions), [`error`] (protocol
-//! refusals).
+//! decoding), [`mod@decode`] and [`mod@encode`] (the server's two directions),
+//! [`mod@serialize`] and [`mod@parse`] (the client's), [`error`] (protocol refusals).
 
 pub mod decode;
 pub mod encode;
 pub mod error;
 pub mod form;
 pub mod model;
+pub mod parse;
+pub mod serialize;
 pub mod value;
 
 pub use decode::{decode, decode_form, decode_request, decode_with, is_protocol_param};
@@ -46,6 +53,8 @@ pub use encode::{encode, encode_error, try_encode, EncodeError};
 pub use error::ProtocolError;
 pub use form::{parse_form, parse_forms};
 pub use model::{model, Model};
+pub use parse::{parse_error, parse_response, ErrorResponse, ParseError, Response};
+pub use serialize::{form_encode, serialize_request, SerializeError};
 pub use value::{Timestamp, Value};
 
 /// The API version every request and response uses.

@@ -61,6 +61,9 @@ pub struct Structure {
     pub by_wire_name: HashMap<String, usize>,
     /// Model name -> index in `members`.
     pub by_name: HashMap<String, usize>,
+    /// Response element name (see [`Member::element_name`]) -> index in `members`, for reading
+    /// responses; the first member wins if two share one.
+    pub by_element_name: HashMap<String, usize>,
 }
 
 /// A structure member.
@@ -236,7 +239,11 @@ impl Model {
                     }
                     let mut by_wire_name = HashMap::new();
                     let mut by_name = HashMap::new();
+                    let mut by_element_name = HashMap::new();
                     for (i, m) in members.iter().enumerate() {
+                        by_element_name
+                            .entry(m.element_name().to_string())
+                            .or_insert(i);
                         if by_wire_name.insert(m.wire_name(), i).is_some() {
                             return Err(bad(&format!(
                                 "two members share wire name {}",
@@ -249,6 +256,7 @@ impl Model {
                         members,
                         by_wire_name,
                         by_name,
+                        by_element_name,
                     })
                 }
                 "list" => {

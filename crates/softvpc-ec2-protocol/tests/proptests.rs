@@ -1,12 +1,17 @@
 //! Property tests: arbitrary parameter lists never panic the decoder (and every refusal is one
-//! of the protocol codes), and `decode(flatten(tree)) == tree` for generated trees of every
-//! operation's input shape, through the form encoding too.
+//! of the protocol codes), `decode(serialize_request(tree)) == tree` for generated trees of
+//! every operation's input shape, through the form encoding too, and
+//! `parse_response(encode(tree)) == tree` for every output shape; arbitrary answers never panic
+//! the response parser.
 
 mod common;
 
-use common::{flatten, form_encode, gen_tree, Rng};
+use common::{gen_tree, Rng};
 use proptest::prelude::*;
-use softvpc_ec2_protocol::{decode, decode_request, model, parse_form, try_encode};
+use softvpc_ec2_protocol::{
+    decode, decode_request, form_encode, model, parse_error, parse_form, parse_response,
+    serialize_request, try_encode,
+};
 
 /// Names built from real wire-name pieces, indices (good and bad) and junk, so the walk gets
 /// deep before failing.
@@ -78,22 +83,20 @@ proptest! {
     }
 
     #[test]
-    fn decode_inverts_flatten(op_index in 0usize..1000, seed in any::<u64>()) {
+    fn decode_inverts_serialize(op_index in 0usize..1000, seed in any::<u64>()) {
         let m = model();
         let names = m.operation_names();
         let op = names[op_index % names.len()];
         let input = m.operation(op).and_then(|o| o.input).expect("every operation has input");
         let mut rng = Rng::new(seed);
         let tree = gen_tree(m, input, &mut rng, 0).expect("top level always generated");
-        let mut pairs = Vec::new();
-        flatten(m, input, &tree, "", &mut pairs);
-        prop_assert_eq!(&decode(op, &pairs).expect("decodes"), &tree);
-        // The same through the form encoding, with the protocol parameters a client adds.
-        let mut wire = vec![
+        let wire = serialize_request(op, &tree).expect("a generated tree fits its shape");
+        prop_assert_eq!(&wire[..2], &[
             ("Action".to_string(), op.to_string()),
             ("Version".to_string(), "2016-11-15".to_string()),
-        ];
-        wire.extend(pairs);
+        ]);
+        prop_assert_eq!(&decode(op, &wire[2..]).expect("decodes"), &tree);
+        // The same through the form encoding.
         let body = form_encode(&wire);
         let (action, decoded) = decode_request(&parse_form(body.as_bytes()).expect("form")).expect("decodes");
         prop_assert_eq!(action.as_str(), op);
@@ -111,5 +114,55 @@ proptest! {
             let root = format!("<{op}Response xmlns=\"{}\">", m.xml_namespace);
             prop_assert!(xml.contains(&root));
         }
+    }
+
+    #[test]
+    fn parse_inverts_encode(op_index in 0usize..1000, seed in any::<u64>()) {
+        let m = model();
+        let names = m.operation_names();
+        let op = names[op_index % names.len()];
+        let tree = match m.operation(op).and_then(|o| o.output) {
+            Some(out) => gen_tree(m, out, &mut Rng::new(seed), 0).expect("top level"),
+            None => softvpc_ec2_protocol::Value::new_struct(),
+        };
+        let xml = try_encode(op, &tree, "req-7").expect("fits its own shape");
+        let back = parse_response(op, &xml).expect("parses");
+        prop_assert_eq!(back.request_id.as_deref(), Some("req-7"));
+        prop_assert_eq!(back.output, tree);
+    }
+
+    #[test]
+    fn arbitrary_answers_never_panic(
+        op_index in 0usize..200,
+        doc in prop_oneof![
+            ".{0,64}",
+            proptest::collection::vec(
+                prop_oneof![
+                    Just("<DescribeVpcsResponse>".to_string()),
+                    Just("</DescribeVpcsResponse>".to_string()),
+                    Just("<vpcSet>".to_string()),
+                    Just("</vpcSet>".to_string()),
+                    Just("<item>".to_string()),
+                    Just("</item>".to_string()),
+                    Just("<isDefault>".to_string()),
+                    Just("</isDefault>".to_string()),
+                    Just("<tagSet/>".to_string()),
+                    Just("<Response><Errors><Error><Code>".to_string()),
+                    Just("</Code></Error></Errors></Response>".to_string()),
+                    "[a-z&;<>/ ]{0,6}",
+                ],
+                0..16,
+            ).prop_map(|v| v.concat()),
+        ],
+    ) {
+        let names = model().operation_names();
+        let op = names.get(op_index).copied().unwrap_or("DescribeVpcs");
+        for op in [op, "DescribeVpcs"] {
+            if let Ok(r) = parse_response(op, &doc) {
+                // Whatever parses fits the output shape.
+                prop_assert!(try_encode(op, &r.output, "r").is_ok());
+            }
+        }
+        let _ = parse_error(&doc);
     }
 }

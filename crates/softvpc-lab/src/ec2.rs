@@ -1,293 +1,204 @@
-//! The lab's EC2 Query API client: the lab builds its VPCs and instances through the server's
-//! public API, exactly as the AWS CLI would, never through the store.
+//! The lab's view of its server's EC2 API: the lab builds its VPCs and instances through the
+//! server's public API, exactly as the AWS CLI would, never through the store.
 //!
-//! Requests are `POST /` with a form body (`Action=..&Version=2016-11-15&..`), answers are parsed
-//! with [`crate::xml`]. Every call is SigV4-signed ([`softvpc_sigv4::sign`]) with the key pair the
-//! server generated in `<data-dir>/credentials`; [`Ec2Client::call`] is the one place that signs.
+//! The calls go through `softvpc-ec2-client` (signed with the key pair the server generated in
+//! `<data-dir>/credentials`, requests and answers through the EC2 model); this module only says
+//! which calls the lab makes and reads the few fields it needs from the answers.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
-use anyhow::{bail, Context};
-
-use crate::http;
-use crate::xml::Element;
-
-/// EC2 API version the lab speaks.
-const API_VERSION: &str = "2016-11-15";
+use anyhow::bail;
+use softvpc_ec2_client::read::{name_tag_spec, str_at, tag};
+use softvpc_ec2_client::{BlockingClient, Config, Credentials, Value};
 
 /// A client for one server.
 #[derive(Debug, Clone)]
 pub struct Ec2Client {
+    /// The server's API address.
     pub addr: SocketAddr,
-    pub timeout: Duration,
     /// The server's shared-credentials file (read at each call: the server writes it on its
     /// first start, after this client exists).
     pub credentials_file: PathBuf,
+    api: BlockingClient,
 }
-
-/// The region the lab signs for (the server accepts any).
-pub const REGION: &str = "us-east-1";
-
-/// An error answer from the API.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiError {
-    pub action: String,
-    pub status: u16,
-    pub code: String,
-    pub message: String,
-}
-
-impl std::fmt::Display for ApiError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} failed (HTTP {}): {}: {}",
-            self.action, self.status, self.code, self.message
-        )
-    }
-}
-
-impl std::error::Error for ApiError {}
 
 /// A registered host as DescribeHosts lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostInfo {
+    /// `h-...`.
     pub host_id: String,
-    /// The host's name: its `Name` tag, or a `hostName`/`name` element.
+    /// The host's name: its `Name` tag.
     pub name: Option<String>,
 }
 
 /// An instance as DescribeInstances lists it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InstanceInfo {
+    /// `i-...`.
     pub instance_id: String,
+    /// Its `Name` tag.
     pub name: Option<String>,
+    /// Its primary private address.
     pub ip: Option<String>,
+    /// The MAC of its first network interface.
     pub mac: Option<String>,
+    /// The host it is placed on.
     pub host_id: Option<String>,
+    /// Its VPC.
     pub vpc_id: Option<String>,
+    /// Its subnet.
     pub subnet_id: Option<String>,
+    /// `pending`, `running`, ...
     pub state: Option<String>,
 }
 
 /// A VPC as DescribeVpcs lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VpcInfo {
+    /// `vpc-...`.
     pub vpc_id: String,
+    /// Its `Name` tag.
     pub name: Option<String>,
 }
 
-/// Parameters of a request, in order.
-pub type Params = Vec<(String, String)>;
-
-/// Builds the form body of a request.
-pub fn form_body(action: &str, params: &[(String, String)]) -> String {
-    let mut body = format!("Action={}&Version={API_VERSION}", http::form_encode(action));
-    for (k, v) in params {
-        body.push('&');
-        body.push_str(&http::form_encode(k));
-        body.push('=');
-        body.push_str(&http::form_encode(v));
-    }
-    body
-}
-
-/// Reads an EC2 error document (`Response/Errors/Error/{Code,Message}`).
-pub fn parse_error(action: &str, status: u16, body: &str) -> ApiError {
-    let (code, message) = match Element::parse(body) {
-        Ok(root) => match root.find("Error") {
-            Some(e) => (
-                e.text_at("Code").unwrap_or("Unknown").to_string(),
-                e.text_at("Message").unwrap_or_default().to_string(),
-            ),
-            None => ("Unknown".to_string(), body.chars().take(300).collect()),
-        },
-        Err(_) => ("Unknown".to_string(), body.chars().take(300).collect()),
-    };
-    ApiError {
-        action: action.to_string(),
-        status,
-        code,
-        message,
-    }
-}
-
-/// The `TagSpecification.1` parameters that give a new resource a Name tag.
-pub fn name_tag_spec(resource_type: &str, name: &str) -> Params {
-    vec![
-        (
-            "TagSpecification.1.ResourceType".into(),
-            resource_type.into(),
-        ),
-        ("TagSpecification.1.Tag.1.Key".into(), "Name".into()),
-        ("TagSpecification.1.Tag.1.Value".into(), name.into()),
-    ]
-}
-
-/// Reads the hosts of a DescribeHosts answer.
-pub fn parse_hosts(root: &Element) -> Vec<HostInfo> {
-    root.items("hostSet")
-        .filter_map(|item| {
-            let host_id = item.text_at("hostId")?.to_string();
-            let name = item
-                .tag("Name")
-                .or_else(|| item.text_at("hostName"))
-                .or_else(|| item.text_at("name"))
-                .map(str::to_string);
-            Some(HostInfo { host_id, name })
+/// Reads the hosts of a DescribeHosts output.
+pub fn parse_hosts(out: &Value) -> Vec<HostInfo> {
+    out.get_list("Hosts")
+        .iter()
+        .filter_map(|h| {
+            Some(HostInfo {
+                host_id: h.get_str("HostId")?.to_string(),
+                name: tag(h, "Name").map(str::to_string),
+            })
         })
         .collect()
 }
 
-/// Reads the instances of a DescribeInstances answer (`reservationSet/item/instancesSet/item`).
-pub fn parse_instances(root: &Element) -> Vec<InstanceInfo> {
-    let mut out = Vec::new();
-    for reservation in root.items("reservationSet") {
-        for item in reservation.items("instancesSet") {
-            out.push(parse_instance(item));
-        }
-    }
-    out
+/// Reads the instances of a DescribeInstances output (every reservation's instances).
+pub fn parse_instances(out: &Value) -> Vec<InstanceInfo> {
+    out.get_list("Reservations")
+        .iter()
+        .flat_map(|r| r.get_list("Instances"))
+        .map(parse_instance)
+        .collect()
 }
 
-/// Reads one `instancesSet/item` (DescribeInstances and RunInstances share it).
-pub fn parse_instance(item: &Element) -> InstanceInfo {
-    let s = |path: &str| {
-        item.text_at(path)
+/// Reads one instance (DescribeInstances and RunInstances share the shape).
+pub fn parse_instance(item: &Value) -> InstanceInfo {
+    let s = |path: &[&str]| {
+        str_at(item, path)
             .filter(|t| !t.is_empty())
             .map(str::to_string)
     };
-    let eni = item.items("networkInterfaceSet").next();
     InstanceInfo {
-        instance_id: s("instanceId").unwrap_or_default(),
-        name: item.tag("Name").map(str::to_string),
-        ip: s("privateIpAddress"),
-        mac: eni
-            .and_then(|e| e.text_at("macAddress"))
+        instance_id: s(&["InstanceId"]).unwrap_or_default(),
+        name: tag(item, "Name").map(str::to_string),
+        ip: s(&["PrivateIpAddress"]),
+        mac: item
+            .get_list("NetworkInterfaces")
+            .first()
+            .and_then(|e| e.get_str("MacAddress"))
             .map(str::to_string),
-        host_id: s("placement/hostId"),
-        vpc_id: s("vpcId"),
-        subnet_id: s("subnetId"),
-        state: s("instanceState/name"),
+        host_id: s(&["Placement", "HostId"]),
+        vpc_id: s(&["VpcId"]),
+        subnet_id: s(&["SubnetId"]),
+        state: s(&["State", "Name"]),
     }
 }
 
-/// Reads the VPCs of a DescribeVpcs answer.
-pub fn parse_vpcs(root: &Element) -> Vec<VpcInfo> {
-    root.items("vpcSet")
-        .filter_map(|item| {
+/// Reads the VPCs of a DescribeVpcs output.
+pub fn parse_vpcs(out: &Value) -> Vec<VpcInfo> {
+    out.get_list("Vpcs")
+        .iter()
+        .filter_map(|v| {
             Some(VpcInfo {
-                vpc_id: item.text_at("vpcId")?.to_string(),
-                name: item.tag("Name").map(str::to_string),
+                vpc_id: v.get_str("VpcId")?.to_string(),
+                name: tag(v, "Name").map(str::to_string),
             })
         })
         .collect()
 }
 
 impl Ec2Client {
-    pub fn new(addr: SocketAddr, credentials_file: PathBuf) -> Ec2Client {
-        Ec2Client {
+    /// A client of the server at `addr` whose key pair is in `credentials_file`.
+    pub fn new(addr: SocketAddr, credentials_file: PathBuf) -> anyhow::Result<Ec2Client> {
+        let api = BlockingClient::new(Config::http(
             addr,
-            timeout: Duration::from_secs(15),
+            Credentials::File(credentials_file.clone()),
+        ))?;
+        Ok(Ec2Client {
+            addr,
             credentials_file,
-        }
-    }
-
-    /// The `default` profile (else the first) of the server's credentials file.
-    fn credentials(&self) -> anyhow::Result<softvpc_sigv4::Credentials> {
-        let profiles = softvpc_sigv4::read_credentials_file(&self.credentials_file)
-            .with_context(|| format!("reading {}", self.credentials_file.display()))?;
-        let pick = profiles
-            .iter()
-            .find(|p| p.name == "default")
-            .or(profiles.first());
-        match pick {
-            Some(p) => Ok(p.credentials.clone()),
-            None => bail!("{} holds no credentials", self.credentials_file.display()),
-        }
+            api,
+        })
     }
 
     /// The endpoint URL (for the AWS CLI's `--endpoint-url`).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.api.config().url()
     }
 
-    /// Calls an action and returns the answer's root element, or an [`ApiError`].
-    pub fn call(&self, action: &str, params: &[(String, String)]) -> anyhow::Result<Element> {
-        let body = form_body(action, params);
-        let creds = self.credentials()?;
-        let content_type = softvpc_sigv4::QUERY_CONTENT_TYPE;
-        let host = self.addr.to_string();
-        let signed = softvpc_sigv4::sign_ec2_query(&creds, REGION, &host, body.as_bytes())
-            .context("signing the request (is the clock sane?)")?;
-        let resp = http::request(
-            self.addr,
-            "POST",
-            "/",
-            Some(content_type),
-            &signed,
-            body.as_bytes(),
-            self.timeout,
-        )
-        .with_context(|| format!("{action}: calling the EC2 API at {}", self.url()))?;
-        let text = String::from_utf8_lossy(&resp.body);
-        if resp.status != 200 {
-            return Err(parse_error(action, resp.status, &text).into());
-        }
-        Element::parse(&text).with_context(|| format!("{action}: unreadable answer"))
+    /// Calls an action and returns its output, or the server's refusal.
+    pub fn call(&self, action: &str, input: &Value) -> anyhow::Result<Value> {
+        Ok(self.api.call(action, input)?)
     }
 
     /// `GET /healthz` answers 200.
     pub fn healthy(&self) -> bool {
-        matches!(
-            http::request(self.addr, "GET", "/healthz", None, &[], b"", Duration::from_secs(2)),
-            Ok(r) if r.status == 200
-        )
+        self.api.healthy()
     }
 
+    /// Every registered host.
     pub fn describe_hosts(&self) -> anyhow::Result<Vec<HostInfo>> {
-        Ok(parse_hosts(&self.call("DescribeHosts", &[])?))
+        Ok(parse_hosts(
+            &self.call("DescribeHosts", &Value::new_struct())?,
+        ))
     }
 
+    /// Every instance.
     pub fn describe_instances(&self) -> anyhow::Result<Vec<InstanceInfo>> {
-        Ok(parse_instances(&self.call("DescribeInstances", &[])?))
+        Ok(parse_instances(
+            &self.call("DescribeInstances", &Value::new_struct())?,
+        ))
     }
 
+    /// Every VPC.
     pub fn describe_vpcs(&self) -> anyhow::Result<Vec<VpcInfo>> {
-        Ok(parse_vpcs(&self.call("DescribeVpcs", &[])?))
+        Ok(parse_vpcs(
+            &self.call("DescribeVpcs", &Value::new_struct())?,
+        ))
     }
 
     /// Tags a resource with `Name`.
     pub fn name_resource(&self, id: &str, name: &str) -> anyhow::Result<()> {
-        let params = vec![
-            ("ResourceId.1".into(), id.into()),
-            ("Tag.1.Key".into(), "Name".into()),
-            ("Tag.1.Value".into(), name.into()),
-        ];
-        self.call("CreateTags", &params)?;
+        let input = Value::new_struct()
+            .with("Resources", vec![Value::from(id)])
+            .with(
+                "Tags",
+                vec![Value::new_struct().with("Key", "Name").with("Value", name)],
+            );
+        self.call("CreateTags", &input)?;
         Ok(())
     }
 
     /// Creates a VPC and returns its id.
     pub fn create_vpc(&self, cidr: &str) -> anyhow::Result<String> {
-        let root = self.call("CreateVpc", &[("CidrBlock".into(), cidr.into())])?;
-        match root.find("vpcId") {
-            Some(e) if !e.text.is_empty() => Ok(e.text.clone()),
+        let out = self.call("CreateVpc", &Value::new_struct().with("CidrBlock", cidr))?;
+        match str_at(&out, &["Vpc", "VpcId"]) {
+            Some(id) if !id.is_empty() => Ok(id.to_string()),
             _ => bail!("CreateVpc: the answer has no vpcId"),
         }
     }
 
     /// Creates a subnet and returns its id.
     pub fn create_subnet(&self, vpc_id: &str, cidr: &str) -> anyhow::Result<String> {
-        let params = vec![
-            ("VpcId".into(), vpc_id.into()),
-            ("CidrBlock".into(), cidr.into()),
-        ];
-        let root = self.call("CreateSubnet", &params)?;
-        match root.find("subnetId") {
-            Some(e) if !e.text.is_empty() => Ok(e.text.clone()),
+        let input = Value::new_struct()
+            .with("VpcId", vpc_id)
+            .with("CidrBlock", cidr);
+        let out = self.call("CreateSubnet", &input)?;
+        match str_at(&out, &["Subnet", "SubnetId"]) {
+            Some(id) if !id.is_empty() => Ok(id.to_string()),
             _ => bail!("CreateSubnet: the answer has no subnetId"),
         }
     }
@@ -301,20 +212,12 @@ impl Ec2Client {
         ip: Option<&str>,
         host_id: &str,
     ) -> anyhow::Result<InstanceInfo> {
-        let mut params: Params = vec![
-            ("ImageId".into(), "ami-00000000000000000".into()),
-            ("InstanceType".into(), "t3.micro".into()),
-            ("MinCount".into(), "1".into()),
-            ("MaxCount".into(), "1".into()),
-            ("SubnetId".into(), subnet_id.into()),
-            ("Placement.HostId".into(), host_id.into()),
-        ];
+        let mut input = run_instance_input(name, subnet_id, host_id);
         if let Some(ip) = ip {
-            params.push(("PrivateIpAddress".into(), ip.into()));
+            input = input.with("PrivateIpAddress", ip);
         }
-        params.extend(name_tag_spec("instance", name));
-        let root = self.call("RunInstances", &params)?;
-        let Some(item) = root.items("instancesSet").next() else {
+        let out = self.call("RunInstances", &input)?;
+        let Some(item) = out.get_list("Instances").first() else {
             bail!("RunInstances: the answer has no instancesSet/item");
         };
         let info = parse_instance(item);
@@ -325,42 +228,31 @@ impl Ec2Client {
     }
 }
 
+/// The RunInstances input of one named instance in a subnet, on a host.
+fn run_instance_input(name: &str, subnet_id: &str, host_id: &str) -> Value {
+    Value::new_struct()
+        .with("ImageId", "ami-00000000000000000")
+        .with("InstanceType", "t3.micro")
+        .with("MinCount", 1i64)
+        .with("MaxCount", 1i64)
+        .with("SubnetId", subnet_id)
+        .with("Placement", Value::new_struct().with("HostId", host_id))
+        .with("TagSpecifications", name_tag_spec("instance", name))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use softvpc_ec2_client::codec::{decode_reply, request_body};
 
     #[test]
-    fn form_bodies_carry_action_version_and_encoded_params() {
-        let body = form_body("CreateVpc", &[("CidrBlock".into(), "10.0.0.0/16".into())]);
-        assert_eq!(
-            body,
-            "Action=CreateVpc&Version=2016-11-15&CidrBlock=10.0.0.0%2F16"
-        );
-    }
-
-    #[test]
-    fn errors_are_read_from_the_aws_error_document() {
-        let doc = r#"<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>InvalidSubnet.Range</Code><Message>The CIDR '10.1.0.0/24' is invalid.</Message></Error></Errors><RequestID>x</RequestID></Response>"#;
-        let e = parse_error("CreateSubnet", 400, doc);
-        assert_eq!(e.code, "InvalidSubnet.Range");
-        assert_eq!(e.message, "The CIDR '10.1.0.0/24' is invalid.");
-        assert_eq!(e.to_string(), "CreateSubnet failed (HTTP 400): InvalidSubnet.Range: The CIDR '10.1.0.0/24' is invalid.");
-        let e = parse_error("X", 502, "bad gateway");
-        assert_eq!(
-            (e.code.as_str(), e.message.as_str()),
-            ("Unknown", "bad gateway")
-        );
-    }
-
-    #[test]
-    fn hosts_are_named_by_tag_or_element() {
+    fn hosts_are_named_by_tag() {
         let doc = r#"<DescribeHostsResponse><hostSet>
             <item><hostId>h-00000000000000001</hostId><tagSet><item><key>Name</key><value>host-1</value></item></tagSet></item>
-            <item><hostId>h-00000000000000002</hostId><hostName>host-2</hostName></item>
             <item><hostId>h-00000000000000003</hostId></item>
-            <item><name>no-id</name></item>
+            <item><availabilityZone>no-id</availabilityZone></item>
         </hostSet></DescribeHostsResponse>"#;
-        let hosts = parse_hosts(&Element::parse(doc).unwrap());
+        let hosts = parse_hosts(&decode_reply("DescribeHosts", 200, doc).unwrap());
         let got: Vec<_> = hosts
             .iter()
             .map(|h| (h.host_id.as_str(), h.name.as_deref()))
@@ -369,7 +261,6 @@ mod tests {
             got,
             [
                 ("h-00000000000000001", Some("host-1")),
-                ("h-00000000000000002", Some("host-2")),
                 ("h-00000000000000003", None)
             ]
         );
@@ -387,7 +278,7 @@ mod tests {
             </item></instancesSet></item>
             <item><instancesSet><item><instanceId>i-2</instanceId><privateIpAddress></privateIpAddress></item></instancesSet></item>
             </reservationSet></DescribeInstancesResponse>"#;
-        let got = parse_instances(&Element::parse(doc).unwrap());
+        let got = parse_instances(&decode_reply("DescribeInstances", 200, doc).unwrap());
         assert_eq!(
             got[0],
             InstanceInfo {
@@ -411,12 +302,18 @@ mod tests {
     }
 
     #[test]
-    fn name_tags_use_the_tag_specification_wire_names() {
-        let p = name_tag_spec("instance", "zigi-vm1");
-        let body = form_body("RunInstances", &p);
+    fn run_instances_uses_the_wire_names_the_cli_sends() {
+        let body = request_body(
+            "RunInstances",
+            &run_instance_input("zigi-vm1", "subnet-1", "h-1").with("PrivateIpAddress", "10.0.0.5"),
+        )
+        .unwrap();
         assert_eq!(
             body,
-            "Action=RunInstances&Version=2016-11-15&TagSpecification.1.ResourceType=instance&TagSpecification.1.Tag.1.Key=Name&TagSpecification.1.Tag.1.Value=zigi-vm1"
+            "Action=RunInstances&Version=2016-11-15&ImageId=ami-00000000000000000&InstanceType=t3.micro\
+             &MaxCount=1&MinCount=1&Placement.HostId=h-1&SubnetId=subnet-1\
+             &TagSpecification.1.ResourceType=instance&TagSpecification.1.Tag.1.Key=Name\
+             &TagSpecification.1.Tag.1.Value=zigi-vm1&PrivateIpAddress=10.0.0.5"
         );
     }
 }

@@ -8,8 +8,8 @@
 //!
 //! Modules: [`topology`] (the file format), [`names`] (every derived name and address),
 //! [`state`] (what a lab created), [`sys`] (iproute2 and processes), [`probe`] (the ICMP
-//! readiness probe, so the lab needs no `ping`), [`ec2`] with [`http`] and
-//! [`xml`] (the API client), and one module per subcommand.
+//! readiness probe, so the lab needs no `ping`), [`ec2`] (the calls the lab makes, through
+//! `softvpc-ec2-client`), and one module per subcommand.
 
 use std::path::PathBuf;
 
@@ -34,7 +34,6 @@ macro_rules! out {
 pub mod down;
 pub mod ec2;
 pub mod exec;
-pub mod http;
 pub mod names;
 pub mod probe;
 pub mod state;
@@ -42,7 +41,6 @@ pub mod status;
 pub mod sys;
 pub mod topology;
 pub mod up;
-pub mod xml;
 
 /// `softvpc lab`: build, inspect and tear down a lab.
 #[derive(clap::Args, Debug, Clone)]

@@ -69,7 +69,10 @@ pub fn instances(state: &LabState) -> (Vec<InstanceStatus>, Option<anyhow::Error
             )
         }
     };
-    let api = Ec2Client::new(addr, state.credentials_file.clone());
+    let api = match Ec2Client::new(addr, state.credentials_file.clone()) {
+        Ok(api) => api,
+        Err(e) => return (from_state(state), Some(e)),
+    };
     match api.describe_instances() {
         Ok(list) => {
             // Names are best effort: a failing DescribeHosts/DescribeVpcs falls back to the

@@ -165,7 +165,7 @@ pub fn up(args: &LabArgs, opts: &UpOptions) -> anyhow::Result<()> {
     let api = Ec2Client::new(
         SocketAddr::from((Ipv4Addr::LOCALHOST, opts.api_port)),
         server_data_dir(&args.state_dir).join("credentials"),
-    );
+    )?;
     let source = match &opts.file {
         None => "the built-in seed topology".to_string(),
         Some(p) => p.display().to_string(),

@@ -8,6 +8,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use softvpc_ec2_client::codec;
+use softvpc_ec2_client::read::{name_tag_spec, str_at};
+use softvpc_ec2_client::Value;
 use softvpc_proto::pb;
 use softvpc_proto::pb::mapping_client::MappingClient;
 use softvpc_server::control::ControlPlane;
@@ -76,19 +79,70 @@ async fn start(ring: usize) -> Server {
     }
 }
 
-/// Runs an EC2 action through the real dispatcher; returns the response XML.
-fn api(cp: &ControlPlane, body: &str) -> String {
+/// Runs `action` through the real dispatcher; the request is built and the answer read by
+/// softvpc's EC2 client (`softvpc-ec2-client`), as the lab and the benchmark do over HTTP.
+fn api(cp: &ControlPlane, action: &str, input: Value) -> Value {
+    let body = codec::request_body(action, &input).unwrap();
     let reply = ec2::dispatch(cp, &[body.as_bytes()]);
-    assert_eq!(reply.status, 200, "{body}: {}", reply.body);
-    reply.body
+    codec::decode_reply(action, reply.status, &reply.body).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// The text of the first `<tag>` in `xml`.
-fn extract(xml: &str, tag: &str) -> String {
-    let open = format!("<{tag}>");
-    let start = xml.find(&open).unwrap() + open.len();
-    let end = xml[start..].find('<').unwrap() + start;
-    xml[start..end].to_string()
+fn create_vpc(cp: &ControlPlane, cidr: &str) -> String {
+    let out = api(cp, "CreateVpc", Value::new_struct().with("CidrBlock", cidr));
+    str_at(&out, &["Vpc", "VpcId"]).unwrap().to_string()
+}
+
+fn create_subnet(cp: &ControlPlane, vpc: &str, cidr: &str) -> String {
+    let input = Value::new_struct()
+        .with("VpcId", vpc)
+        .with("CidrBlock", cidr);
+    let out = api(cp, "CreateSubnet", input);
+    str_at(&out, &["Subnet", "SubnetId"]).unwrap().to_string()
+}
+
+/// Launches one instance on `host` (a host id or name); returns its id.
+fn run_instance(
+    cp: &ControlPlane,
+    subnet: &str,
+    host: &str,
+    ip: Option<&str>,
+    name: Option<&str>,
+) -> String {
+    let mut input = Value::new_struct()
+        .with("MinCount", 1i64)
+        .with("MaxCount", 1i64)
+        .with("SubnetId", subnet)
+        .with("Placement", Value::new_struct().with("HostId", host));
+    if let Some(ip) = ip {
+        input = input.with("PrivateIpAddress", ip);
+    }
+    if let Some(name) = name {
+        input = input.with("TagSpecifications", name_tag_spec("instance", name));
+    }
+    let out = api(cp, "RunInstances", input);
+    out.get_list("Instances")[0]
+        .get_str("InstanceId")
+        .unwrap()
+        .to_string()
+}
+
+fn terminate(cp: &ControlPlane, instance: &str) {
+    let ids = vec![Value::from(instance)];
+    api(
+        cp,
+        "TerminateInstances",
+        Value::new_struct().with("InstanceIds", ids),
+    );
+}
+
+fn name_tag(cp: &ControlPlane, resource: &str, name: &str) {
+    let input = Value::new_struct()
+        .with("Resources", vec![Value::from(resource)])
+        .with(
+            "Tags",
+            vec![Value::new_struct().with("Key", "Name").with("Value", name)],
+        );
+    api(cp, "CreateTags", input);
 }
 
 async fn next(stream: &mut Streaming<pb::WatchResponse>) -> pb::WatchResponse {
@@ -306,17 +360,8 @@ async fn watch_follows_the_model() {
     assert!(view1.vpcs.is_empty());
 
     // A VPC and subnet without ENIs on host-1: only heartbeats for it.
-    let vpc = extract(
-        &api(&cp, "Action=CreateVpc&CidrBlock=10.0.0.0%2F16"),
-        "vpcId",
-    );
-    let subnet = extract(
-        &api(
-            &cp,
-            &format!("Action=CreateSubnet&VpcId={vpc}&CidrBlock=10.0.0.0%2F24"),
-        ),
-        "subnetId",
-    );
+    let vpc = create_vpc(&cp, "10.0.0.0/16");
+    let subnet = create_subnet(&cp, &vpc, "10.0.0.0/24");
     let seen = catch_up(&mut w1, &mut view1, cp.state().revision).await;
     assert!(
         kinds(&seen).iter().all(|k| *k == "heartbeat"),
@@ -327,16 +372,7 @@ async fn watch_follows_the_model() {
 
     // First ENI on host-1: the whole VPC arrives in a Delta.
     let rev_before_vm1 = cp.state().revision;
-    let vm1 = extract(
-        &api(
-            &cp,
-            &format!(
-                "Action=RunInstances&MinCount=1&MaxCount=1&SubnetId={subnet}&PrivateIpAddress=10.0.0.148&Placement.HostId=host-1\
-                 &TagSpecification.1.ResourceType=instance&TagSpecification.1.Tag.1.Key=Name&TagSpecification.1.Tag.1.Value=zigi-vm1"
-            ),
-        ),
-        "instanceId",
-    );
+    let vm1 = run_instance(&cp, &subnet, "host-1", Some("10.0.0.148"), Some("zigi-vm1"));
     let seen = catch_up(&mut w1, &mut view1, cp.state().revision).await;
     assert_eq!(kinds(&seen), ["delta"]);
     assert!(view1.vpcs.contains_key(&vpc));
@@ -354,13 +390,7 @@ async fn watch_follows_the_model() {
     let view_after_vm1 = view1.clone();
 
     // A second ENI in the VPC, on host-2: host-1 hears of it.
-    let vm2 = extract(
-        &api(
-            &cp,
-            &format!("Action=RunInstances&MinCount=1&MaxCount=1&SubnetId={subnet}&PrivateIpAddress=10.0.0.185&Placement.HostId={h2}"),
-        ),
-        "instanceId",
-    );
+    let vm2 = run_instance(&cp, &subnet, &h2, Some("10.0.0.185"), None);
     catch_up(&mut w1, &mut view1, cp.state().revision).await;
     assert_eq!(view1.enis.len(), 2);
     assert!(view1
@@ -369,30 +399,15 @@ async fn watch_follows_the_model() {
         .any(|e| e.instance_id == vm2 && e.host_underlay_ip == "198.18.0.12"));
 
     // A rename reaches the mapping records.
-    api(
-        &cp,
-        &format!("Action=CreateTags&ResourceId.1={vm1}&Tag.1.Key=Name&Tag.1.Value=renamed"),
-    );
+    name_tag(&cp, &vm1, "renamed");
     catch_up(&mut w1, &mut view1, cp.state().revision).await;
     assert!(view1.enis.values().any(|e| e.instance_name == "renamed"));
     assert!(view1.same_content(&fresh(&mut srv.client, &h1).await));
 
     // A second VPC with the same CIDR on host-2 only: host-1 never sees it.
-    let vpc2 = extract(
-        &api(&cp, "Action=CreateVpc&CidrBlock=10.0.0.0%2F16"),
-        "vpcId",
-    );
-    let subnet2 = extract(
-        &api(
-            &cp,
-            &format!("Action=CreateSubnet&VpcId={vpc2}&CidrBlock=10.0.0.0%2F24"),
-        ),
-        "subnetId",
-    );
-    api(
-        &cp,
-        &format!("Action=RunInstances&MinCount=1&MaxCount=1&SubnetId={subnet2}&PrivateIpAddress=10.0.0.148&Placement.HostId=host-2"),
-    );
+    let vpc2 = create_vpc(&cp, "10.0.0.0/16");
+    let subnet2 = create_subnet(&cp, &vpc2, "10.0.0.0/24");
+    run_instance(&cp, &subnet2, "host-2", Some("10.0.0.148"), None);
     catch_up(&mut w1, &mut view1, cp.state().revision).await;
     assert!(!view1.vpcs.contains_key(&vpc2));
     let fresh2 = fresh(&mut srv.client, &h2).await;
@@ -436,10 +451,7 @@ async fn watch_follows_the_model() {
     assert_eq!([kind(&m)], ["snapshot"]);
 
     // Last ENI of the VPC on host-1 goes: the VPC is dropped from host-1's view.
-    api(
-        &cp,
-        &format!("Action=TerminateInstances&InstanceId.1={vm1}"),
-    );
+    terminate(&cp, &vm1);
     let seen = catch_up(&mut w1, &mut view1, cp.state().revision).await;
     let deleted = seen.iter().any(|m| match &m.kind {
         Some(pb::watch_response::Kind::Delta(d)) => d
@@ -491,7 +503,7 @@ async fn a_reader_behind_the_ring_gets_a_snapshot() {
         .host_id;
     let view = fresh(&mut srv.client, &h1).await;
     for i in 0..5 {
-        api(&cp, &format!("Action=CreateVpc&CidrBlock=10.{i}.0.0%2F16"));
+        create_vpc(&cp, &format!("10.{i}.0.0/16"));
     }
     // The ring holds 3 revisions; the agent's is 5 behind.
     let mut w = srv
@@ -575,31 +587,22 @@ async fn concurrent_watchers_converge_under_churn() {
     tokio::task::spawn_blocking(move || {
         let mut subnets = Vec::new();
         for _ in 0..2 {
-            let vpc = extract(&api(&cp2, "Action=CreateVpc&CidrBlock=10.0.0.0%2F16"), "vpcId");
-            subnets.push(extract(
-                &api(&cp2, &format!("Action=CreateSubnet&VpcId={vpc}&CidrBlock=10.0.0.0%2F24")),
-                "subnetId",
-            ));
+            let vpc = create_vpc(&cp2, "10.0.0.0/16");
+            subnets.push(create_subnet(&cp2, &vpc, "10.0.0.0/24"));
         }
         let mut live = Vec::new();
         for n in 0..60 {
             let subnet = &subnets[n % 2];
             let host = format!("host-{}", 1 + n % 3);
-            let id = extract(
-                &api(
-                    &cp2,
-                    &format!("Action=RunInstances&MinCount=1&MaxCount=1&SubnetId={subnet}&Placement.HostId={host}"),
-                ),
-                "instanceId",
-            );
+            let id = run_instance(&cp2, subnet, &host, None, None);
             live.push(id);
             if n % 4 == 3 {
                 let victim = live.remove(n % live.len());
-                api(&cp2, &format!("Action=TerminateInstances&InstanceId.1={victim}"));
+                terminate(&cp2, &victim);
             }
             if n % 5 == 0 {
                 let who = &live[0];
-                api(&cp2, &format!("Action=CreateTags&ResourceId.1={who}&Tag.1.Key=Name&Tag.1.Value=n{n}"));
+                name_tag(&cp2, who, &format!("n{n}"));
             }
         }
     })

@@ -1,5 +1,5 @@
-//! Test helpers: a seeded generator of trees that fit a shape, and `flatten`, an EC2 Query
-//! serializer written from botocore's `EC2Serializer` (the inverse the decoder must match).
+//! Test helpers: a seeded generator of trees that fit a shape. (Serializing requests is the
+//! crate's own `serialize_request`, checked against botocore's bodies in `client_directions.rs`.)
 
 #![allow(dead_code)]
 
@@ -112,64 +112,4 @@ fn gen(m: &Model, shape: ShapeId, rng: &mut Rng, depth: usize, force: bool) -> O
             nanos: (rng.below(1000) * 1_000_000) as u32,
         })),
     }
-}
-
-/// Serializes `value` (of `shape`) into EC2 Query pairs as botocore's `EC2Serializer` does.
-pub fn flatten(
-    m: &Model,
-    shape: ShapeId,
-    value: &Value,
-    prefix: &str,
-    out: &mut Vec<(String, String)>,
-) {
-    let join = |seg: &str| {
-        if prefix.is_empty() {
-            seg.to_string()
-        } else {
-            format!("{prefix}.{seg}")
-        }
-    };
-    match (&m.shape(shape).kind, value) {
-        (ShapeKind::Structure(st), Value::Struct(map)) => {
-            for member in &st.members {
-                if let Some(v) = map.get(&member.name) {
-                    flatten(m, member.shape, v, &join(&member.wire_name()), out);
-                }
-            }
-        }
-        (ShapeKind::List(l), Value::List(items)) => {
-            for (i, item) in items.iter().enumerate() {
-                flatten(m, l.member, item, &join(&(i + 1).to_string()), out);
-            }
-        }
-        (_, Value::String(s)) => out.push((prefix.to_string(), s.clone())),
-        (_, Value::Integer(i)) => out.push((prefix.to_string(), i.to_string())),
-        (_, Value::Double(d)) => out.push((prefix.to_string(), d.to_string())),
-        (_, Value::Boolean(b)) => out.push((prefix.to_string(), b.to_string())),
-        (_, Value::Timestamp(t)) => out.push((prefix.to_string(), t.to_iso8601())),
-        _ => panic!("test tree does not fit shape {}", m.shape(shape).name),
-    }
-}
-
-/// Form-encodes pairs (percent-encoding everything but unreserved characters).
-pub fn form_encode(pairs: &[(String, String)]) -> String {
-    fn enc(s: &str, out: &mut String) {
-        for b in s.bytes() {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                out.push(b as char);
-            } else {
-                out.push_str(&format!("%{b:02X}"));
-            }
-        }
-    }
-    let mut out = String::new();
-    for (i, (k, v)) in pairs.iter().enumerate() {
-        if i > 0 {
-            out.push('&');
-        }
-        enc(k, &mut out);
-        out.push('=');
-        enc(v, &mut out);
-    }
-    out
 }

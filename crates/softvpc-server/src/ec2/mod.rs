@@ -599,10 +599,9 @@ mod tests {
         dispatch(cp, &[body.as_bytes()])
     }
 
-    fn code(r: &Reply) -> &str {
-        let start = r.body.find("<Code>").map(|i| i + 6).unwrap_or(0);
-        let end = r.body.find("</Code>").unwrap_or(0);
-        r.body.get(start..end).unwrap_or("")
+    /// The error code of a refusal, read as softvpc's EC2 client reads it.
+    fn code(r: &Reply) -> String {
+        softvpc_ec2_client::codec::api_error("test", r.status, &r.body).code
     }
 
     #[test]
@@ -637,18 +636,21 @@ mod tests {
         assert_eq!(r.body.matches("<vpcId>").count(), 0, "{}", r.body);
 
         let r = call(&cp, "Action=CreateVpc&CidrBlock=10.1.0.0%2F16&DryRun=true");
-        assert_eq!((r.status, code(&r)), (412, "DryRunOperation"));
+        assert_eq!((r.status, code(&r).as_str()), (412, "DryRunOperation"));
         assert_eq!(cp.state().vpcs.len(), 1);
 
         let r = call(&cp, "Action=CreateVpc&CidrBlock=10.1.0.0%2F16&Bogus=1");
-        assert_eq!((r.status, code(&r)), (400, "UnknownParameter"));
+        assert_eq!((r.status, code(&r).as_str()), (400, "UnknownParameter"));
         let r = call(&cp, "Action=DeleteVpc");
-        assert_eq!((r.status, code(&r)), (400, "MissingParameter"));
+        assert_eq!((r.status, code(&r).as_str()), (400, "MissingParameter"));
         let r = call(&cp, "Action=DescribeVpcs&MaxResults=abc");
-        assert_eq!((r.status, code(&r)), (400, "InvalidParameterValue"));
+        assert_eq!(
+            (r.status, code(&r).as_str()),
+            (400, "InvalidParameterValue")
+        );
         let r = call(&cp, "Action=NoSuchThing");
-        assert_eq!((r.status, code(&r)), (400, "InvalidAction"));
+        assert_eq!((r.status, code(&r).as_str()), (400, "InvalidAction"));
         let r = call(&cp, "Version=2016-11-15");
-        assert_eq!((r.status, code(&r)), (400, "MissingParameter"));
+        assert_eq!((r.status, code(&r).as_str()), (400, "MissingParameter"));
     }
 }
