@@ -12,10 +12,17 @@
 //! | --- | --- | --- |
 //! | [`packet`] | the fields a decision needs ([`Packet`]), and the ICMP error quote parser | every layer |
 //! | [`conntrack`] | is this packet part of a tracked connection (AWS's idle timeouts, a per-ENI bound) | security group |
+//! | [`secgroup`] | which `sgr-` rule of the ENI's groups allows a new flow, and whether it is tracked | security group |
+//! | [`firewall`] | the security-group layer's verdict: conntrack first, then the rules | security group |
 //!
-//! How the engine's layers use it: per ENI the engine holds a [`conntrack::ConnTrack`] whose
-//! entries cache the security-group layer's decision for the connection; the security-group,
-//! network-ACL and route decisions follow in the next modules.
+//! How the engine's layers use it: per ENI the engine holds a [`firewall::Firewall`] (the ENI's
+//! compiled groups, shared through an `Arc`, plus its [`conntrack::ConnTrack`]) and calls
+//! [`firewall::Firewall::check`] in the security-group layer of both pipelines, with the member
+//! addresses of referenced groups ([`secgroup::Members`]) from its mapping table, and
+//! [`conntrack::ConnTrack::expire`] from its timer entry point. The rule inputs are plain types
+//! ([`secgroup::SgRule`]) that the mapping service can carry to the host; the engine compiles
+//! them ([`secgroup::CompiledGroups::compile`]) when a mapping change arrives and bumps the
+//! [`Generation`].
 //!
 //! IPv4 only, as the rest of softvpc.
 //!
@@ -29,7 +36,9 @@
 #![warn(missing_docs)]
 
 pub mod conntrack;
+pub mod firewall;
 pub mod packet;
+pub mod secgroup;
 
 pub use packet::{Direction, Packet, L4};
 
