@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e_harness import REPO, SOFTVPC_BIN, free_port, netns_list, run
+from e2e_harness import REPO, SOFTVPC_BIN, free_port, netns_list, run, wait_until
 
 HIDDEN_TOOLS = ["ping", "arping", "tcpdump", "iperf3"]
 
@@ -67,7 +67,9 @@ def tool_paths():
 
 # Hide / unhide each tool in the mount namespace this runs in: /dev/null (not executable) over it.
 def hide_script():
-    return "set -e\n" + "\n".join(f"mount --bind /dev/null {p}" for p in tool_paths())
+    # Refuses to run in init's mount namespace: the mounts must never leak to the machine.
+    guard = '[ "$(readlink /proc/self/ns/mnt)" != "$(readlink /proc/1/ns/mnt)" ] || exit 99\n'
+    return "set -e\n" + guard + "\n".join(f"mount --bind /dev/null {p}" for p in tool_paths())
 
 
 def unhide_script():
@@ -95,6 +97,17 @@ class SmallLab:
                         RUST_BACKTRACE="1")
         self.holder = subprocess.Popen(
             ["unshare", "--mount", "--propagation", "private", "--", "sleep", "900"])
+        # Until unshare(2) has run, the holder is still in our mount namespace: entering it then
+        # would hide the tools from the whole machine.
+        ours = os.readlink("/proc/self/ns/mnt")
+        wait_until(lambda: self._holder_ns() not in (None, ours), 10,
+                   what="the private mount namespace")
+
+    def _holder_ns(self):
+        try:
+            return os.readlink(f"/proc/{self.holder.pid}/ns/mnt")
+        except OSError:
+            return None
 
     def inside(self, *cmd, timeout=120):
         return run(["nsenter", "-t", str(self.holder.pid), "-m", "--", *cmd], timeout=timeout,
