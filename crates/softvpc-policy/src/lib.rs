@@ -14,6 +14,8 @@
 //! | [`conntrack`] | is this packet part of a tracked connection (AWS's idle timeouts, a per-ENI bound) | security group |
 //! | [`secgroup`] | which `sgr-` rule of the ENI's groups allows a new flow, and whether it is tracked | security group |
 //! | [`firewall`] | the security-group layer's verdict: conntrack first, then the rules | security group |
+//! | [`nacl`] | the subnet's network ACL: allow or deny and the rule number (or `*`) | network ACL |
+//! | [`route`] | the route and table for a destination: local, ENI, peering, blackhole, gateway | route |
 //!
 //! How the engine's layers use it: per ENI the engine holds a [`firewall::Firewall`] (the ENI's
 //! compiled groups, shared through an `Arc`, plus its [`conntrack::ConnTrack`]) and calls
@@ -22,7 +24,13 @@
 //! [`conntrack::ConnTrack::expire`] from its timer entry point. The rule inputs are plain types
 //! ([`secgroup::SgRule`]) that the mapping service can carry to the host; the engine compiles
 //! them ([`secgroup::CompiledGroups::compile`]) when a mapping change arrives and bumps the
-//! [`Generation`].
+//! [`Generation`]. Per subnet it holds a compiled [`nacl::NetworkAcl`], asked only when a packet
+//! leaves or enters the subnet, and per VPC the [`route::VpcRoutes`] (the subnet's table, else
+//! the main one), asked for packets sent to the subnet router. Egress: network ACL (leaving the
+//! subnet) -> security group -> route; ingress the reverse. The NACL and route decisions are
+//! cheap and stateless, so a flow-table entry caching them is simply recomputed when the
+//! generation moves; a conntrack entry keeps its connection across generations (AWS semantics)
+//! and only re-looks-up the rule it names.
 //!
 //! IPv4 only, as the rest of softvpc.
 //!
@@ -37,7 +45,9 @@
 
 pub mod conntrack;
 pub mod firewall;
+pub mod nacl;
 pub mod packet;
+pub mod route;
 pub mod secgroup;
 
 pub use packet::{Direction, Packet, L4};

@@ -190,22 +190,28 @@ impl SgRule {
         if self.direction != dir {
             return false;
         }
-        let ports_ok = match self.protocol {
-            Protocol::All => true,
-            Protocol::Number(p) if p != pkt.proto => false,
-            Protocol::Number(_) => {
-                let (lo, hi) = self.ports.span();
-                match pkt.match_port() {
-                    Some(v) => (lo..=hi).contains(&v),
-                    None => (lo, hi) == (0, u16::MAX),
-                }
-            }
-        };
-        ports_ok
+        protocol_matches(self.protocol, self.ports, pkt)
             && match &self.peer {
                 Peer::Cidr(c) => c.contains(&pkt.remote(dir)),
                 Peer::Group(g) => members.contains(g, pkt.remote(dir)),
             }
+    }
+}
+
+/// True when `pkt` is of `protocol` and within `ports` (AWS's matching, shared with network
+/// ACL entries): all traffic ignores ports; a packet without readable ports matches only a
+/// rule for every port.
+pub(crate) fn protocol_matches(protocol: Protocol, ports: Ports, pkt: &Packet) -> bool {
+    match protocol {
+        Protocol::All => true,
+        Protocol::Number(p) if p != pkt.proto => false,
+        Protocol::Number(_) => {
+            let (lo, hi) = ports.span();
+            match pkt.match_port() {
+                Some(v) => (lo..=hi).contains(&v),
+                None => (lo, hi) == (0, u16::MAX),
+            }
+        }
     }
 }
 
