@@ -33,11 +33,11 @@ pub mod discovery;
 pub mod eni;
 pub mod error;
 pub mod flow_log;
-pub mod gateway;
 pub mod host;
 pub mod input;
 pub mod instance;
 pub mod instance_status;
+pub mod internet_access;
 pub mod lifecycle;
 pub mod network_acl;
 pub mod peering;
@@ -326,43 +326,67 @@ pub static ACTIONS: &[Action] = &[
     Action::model(
         "CreateInternetGateway",
         Kind::Write,
-        gateway::create_internet_gateway,
+        internet_access::create_internet_gateway,
     ),
     Action::model(
         "DeleteInternetGateway",
         Kind::Write,
-        gateway::delete_internet_gateway,
+        internet_access::delete_internet_gateway,
     ),
     Action::model(
         "AttachInternetGateway",
         Kind::Write,
-        gateway::attach_internet_gateway,
+        internet_access::attach_internet_gateway,
     ),
     Action::model(
         "DetachInternetGateway",
         Kind::Write,
-        gateway::detach_internet_gateway,
+        internet_access::detach_internet_gateway,
     ),
     Action::model(
         "DescribeInternetGateways",
         Kind::Read,
-        gateway::describe_internet_gateways,
+        internet_access::describe_internet_gateways,
     ),
-    Action::model("AllocateAddress", Kind::Write, gateway::allocate_address),
-    Action::model("ReleaseAddress", Kind::Write, gateway::release_address),
-    Action::model("AssociateAddress", Kind::Write, gateway::associate_address),
+    Action::model(
+        "AllocateAddress",
+        Kind::Write,
+        internet_access::allocate_address,
+    ),
+    Action::model(
+        "ReleaseAddress",
+        Kind::Write,
+        internet_access::release_address,
+    ),
+    Action::model(
+        "AssociateAddress",
+        Kind::Write,
+        internet_access::associate_address,
+    ),
     Action::model(
         "DisassociateAddress",
         Kind::Write,
-        gateway::disassociate_address,
+        internet_access::disassociate_address,
     ),
-    Action::model("DescribeAddresses", Kind::Read, gateway::describe_addresses),
-    Action::model("CreateNatGateway", Kind::Write, gateway::create_nat_gateway),
-    Action::model("DeleteNatGateway", Kind::Write, gateway::delete_nat_gateway),
+    Action::model(
+        "DescribeAddresses",
+        Kind::Read,
+        internet_access::describe_addresses,
+    ),
+    Action::model(
+        "CreateNatGateway",
+        Kind::Write,
+        internet_access::create_nat_gateway,
+    ),
+    Action::model(
+        "DeleteNatGateway",
+        Kind::Write,
+        internet_access::delete_nat_gateway,
+    ),
     Action::model(
         "DescribeNatGateways",
         Kind::Read,
-        gateway::describe_nat_gateways,
+        internet_access::describe_nat_gateways,
     ),
     Action::model(
         "CreateVpcPeeringConnection",

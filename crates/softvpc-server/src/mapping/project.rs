@@ -252,7 +252,9 @@ mod tests {
     use crate::model::instance::{
         run_instances, start_instances, stop_instances, terminate_instances, RunRequest,
     };
-    use crate::model::{attributes, eni, gateway, host, security_group, subnet, tags, vpc};
+    use crate::model::{
+        attributes, eni, host, internet_gateway, security_group, subnet, tags, vpc,
+    };
     use crate::model::{ApiError, Tags, Txn};
 
     /// Runs `op` on the current state as one mutation and returns the mapping changes derived
@@ -317,9 +319,11 @@ mod tests {
             attributes::modify_subnet_attribute(t, &sn.id, Some(true))
         });
         assert!(c.is_empty(), "MapPublicIpOnLaunch is not on the wire");
-        let (igw, _) = step(&mut s, |t| gateway::create_internet_gateway(t, Tags::new()));
+        let (igw, _) = step(&mut s, |t| {
+            internet_gateway::create_internet_gateway(t, Tags::new())
+        });
         step(&mut s, |t| {
-            gateway::attach_internet_gateway(t, &igw.id, &v.id)
+            internet_gateway::attach_internet_gateway(t, &igw.id, &v.id)
         });
 
         // Launch: the ENI with its host, instance and automatic public IP.
@@ -473,7 +477,7 @@ mod tests {
         let (_, c) = step(&mut s, |t| subnet::delete_subnet(t, &sn.id));
         assert_eq!(kinds(&c), [format!("-subnet {}", sn.id)]);
         step(&mut s, |t| {
-            gateway::detach_internet_gateway(t, &igw.id, &v.id)
+            internet_gateway::detach_internet_gateway(t, &igw.id, &v.id)
         });
         step(&mut s, |t| security_group::delete_security_group(t, &sg.id));
         step(&mut s, |t| {

@@ -281,7 +281,7 @@ pub fn associate_address(txn: &mut Txn, req: &AssociateRequest) -> Result<String
             ip
         }
     };
-    if super::gateway::igw_of_vpc(&txn.state, &eni.vpc_id).is_none() {
+    if super::internet_gateway::igw_of_vpc(&txn.state, &eni.vpc_id).is_none() {
         return Err(ApiError::new(
             "Gateway.NotAttached",
             format!(
@@ -443,11 +443,11 @@ impl Filterable for Address {
 #[cfg(test)]
 mod tests {
     use super::super::filter::{matches, Filter};
-    use super::super::gateway::{
-        attach_internet_gateway, create_internet_gateway, detach_internet_gateway,
-    };
     use super::super::host::register_host;
     use super::super::instance::{run_instances, terminate_instances, RunRequest};
+    use super::super::internet_gateway::{
+        attach_internet_gateway, create_internet_gateway, detach_internet_gateway,
+    };
     use super::super::subnet::create_subnet;
     use super::super::vpc::create_vpc;
     use super::*;

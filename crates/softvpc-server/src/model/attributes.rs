@@ -159,8 +159,8 @@ pub fn create_default_vpc(txn: &mut Txn) -> Result<(String, String), ApiError> {
     let subnet_id = s.id.clone();
     txn.put(s);
     // As in a new AWS account: an internet gateway, and the main table's default route to it.
-    let igw = super::gateway::create_internet_gateway(txn, Tags::new())?;
-    super::gateway::attach_internet_gateway(txn, &igw.id, &vpc_id)?;
+    let igw = super::internet_gateway::create_internet_gateway(txn, Tags::new())?;
+    super::internet_gateway::attach_internet_gateway(txn, &igw.id, &vpc_id)?;
     let main = txn
         .state
         .route_tables

@@ -1795,8 +1795,9 @@ mod tests {
     fn public_setup() -> (Txn, String, String) {
         let (mut txn, vpc, subnet) = setup("10.0.0.0/24");
         super::super::attributes::modify_subnet_attribute(&mut txn, &subnet, Some(true)).unwrap();
-        let igw = super::super::gateway::create_internet_gateway(&mut txn, Tags::new()).unwrap();
-        super::super::gateway::attach_internet_gateway(&mut txn, &igw.id, &vpc).unwrap();
+        let igw =
+            super::super::internet_gateway::create_internet_gateway(&mut txn, Tags::new()).unwrap();
+        super::super::internet_gateway::attach_internet_gateway(&mut txn, &igw.id, &vpc).unwrap();
         (txn, vpc, subnet)
     }
 

@@ -12,11 +12,11 @@ pub mod eni;
 pub mod error;
 pub mod filter;
 pub mod flow_log;
-pub mod gateway;
 pub mod host;
 pub mod idempotency;
 pub mod ids;
 pub mod instance;
+pub mod internet_gateway;
 pub mod nat_gateway;
 pub mod network_acl;
 pub mod peering;
@@ -243,7 +243,7 @@ pub struct State {
     pub instances: Map<Instance>,
     pub enis: Map<Eni>,
     pub route_tables: Map<route_table::RouteTable>,
-    pub internet_gateways: Map<gateway::InternetGateway>,
+    pub internet_gateways: Map<internet_gateway::InternetGateway>,
     pub addresses: Map<address::Address>,
     pub nat_gateways: Map<nat_gateway::NatGateway>,
     pub security_groups: Map<security_group::SecurityGroup>,
@@ -387,7 +387,7 @@ resources! {
     Instances => Instance, instances, "instances", id, index Index::instance_changed;
     Enis => Eni, enis, "enis", id, index Index::eni_changed;
     RouteTables => route_table::RouteTable, route_tables, "route_tables", id;
-    InternetGateways => gateway::InternetGateway, internet_gateways, "internet_gateways", id;
+    InternetGateways => internet_gateway::InternetGateway, internet_gateways, "internet_gateways", id;
     Addresses => address::Address, addresses, "addresses", allocation_id;
     NatGateways => nat_gateway::NatGateway, nat_gateways, "nat_gateways", id;
     SecurityGroups => security_group::SecurityGroup, security_groups, "security_groups", id;

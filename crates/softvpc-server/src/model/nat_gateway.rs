@@ -154,7 +154,7 @@ pub fn create_nat_gateway(txn: &mut Txn, req: &CreateRequest) -> Result<NatGatew
         }
         (None, false) => None,
     };
-    if public && super::gateway::igw_of_vpc(&txn.state, &subnet.vpc_id).is_none() {
+    if public && super::internet_gateway::igw_of_vpc(&txn.state, &subnet.vpc_id).is_none() {
         return Err(ApiError::new(
             "Gateway.NotAttached",
             format!("Network {} has no Internet gateway attached", subnet.vpc_id),
@@ -297,7 +297,7 @@ impl Filterable for NatGateway {
 #[cfg(test)]
 mod tests {
     use super::super::address::allocate_address;
-    use super::super::gateway::{attach_internet_gateway, create_internet_gateway};
+    use super::super::internet_gateway::{attach_internet_gateway, create_internet_gateway};
     use super::super::route_table::{create_route, create_route_table, route_state, TargetSpec};
     use super::super::subnet::{create_subnet, delete_subnet};
     use super::super::vpc::create_vpc;

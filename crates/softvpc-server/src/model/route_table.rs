@@ -563,9 +563,9 @@ pub fn edit_tags(
             txn.put(r);
             Ok(())
         }),
-        "igw" => txn.update::<super::gateway::InternetGateway>(
+        "igw" => txn.update::<super::internet_gateway::InternetGateway>(
             id,
-            || super::gateway::igw_not_found(id),
+            || super::internet_gateway::igw_not_found(id),
             |x| edit(&mut x.tags),
         ),
         "pcx" => super::peering::get_peering(txn, id).and_then(|mut p| {
@@ -674,7 +674,7 @@ impl Filterable for RouteTable {
 #[cfg(test)]
 mod tests {
     use super::super::filter::{matches, Filter};
-    use super::super::gateway::{
+    use super::super::internet_gateway::{
         attach_internet_gateway, create_internet_gateway, delete_internet_gateway,
         detach_internet_gateway,
     };

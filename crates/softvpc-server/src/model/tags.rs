@@ -345,7 +345,8 @@ mod tests {
         let kv = |k: &str, v: &str| (k.to_string(), v.to_string());
         let a = create_vpc(&mut txn, "10.0.0.0/16", None, Tags::new()).unwrap();
         let b = create_vpc(&mut txn, "10.1.0.0/16", None, Tags::new()).unwrap();
-        let sg = crate::model::gateway::create_internet_gateway(&mut txn, Tags::new()).unwrap();
+        let sg =
+            crate::model::internet_gateway::create_internet_gateway(&mut txn, Tags::new()).unwrap();
         create_tags(
             &mut txn,
             std::slice::from_ref(&a.id),

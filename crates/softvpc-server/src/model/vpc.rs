@@ -105,7 +105,7 @@ pub fn delete_vpc(txn: &mut Txn, id: &str) -> Result<(), ApiError> {
     }
     super::security_group::check_vpc_deletable(&txn.state, id)?;
     super::network_acl::check_vpc_deletable(&txn.state, id)?;
-    if super::gateway::igw_of_vpc(&txn.state, id).is_some() {
+    if super::internet_gateway::igw_of_vpc(&txn.state, id).is_some() {
         return Err(ApiError::has_dependencies("vpc", id));
     }
     super::route_table::on_vpc_delete(txn, id)?;

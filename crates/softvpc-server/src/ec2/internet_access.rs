@@ -1,7 +1,7 @@
-//! Internet gateways (Create/Delete/Describe/Attach/DetachInternetGateway), Elastic IPs
-//! (Allocate/Release/Associate/DisassociateAddress, DescribeAddresses) and NAT gateways
-//! (Create/Delete/DescribeNatGateways); model-driven handlers over
-//! [`crate::model::gateway`], [`crate::model::address`] and [`crate::model::nat_gateway`].
+//! Internet access: internet gateways (Create/Delete/Describe/Attach/DetachInternetGateway),
+//! Elastic IPs (Allocate/Release/Associate/DisassociateAddress, DescribeAddresses) and NAT
+//! gateways (Create/Delete/DescribeNatGateways); model-driven handlers over
+//! [`crate::model::internet_gateway`], [`crate::model::address`] and [`crate::model::nat_gateway`].
 
 use softvpc_ec2_protocol::{Timestamp, Value};
 
@@ -10,7 +10,7 @@ use super::Ctx;
 use crate::control::now_secs;
 use crate::model::address::{self, Address, AssociateRequest};
 use crate::model::filter::Filter;
-use crate::model::gateway::{self, InternetGateway};
+use crate::model::internet_gateway::{self, InternetGateway};
 use crate::model::nat_gateway::{self, NatGateway};
 use crate::model::{ApiError, State, OWNER_ID};
 
@@ -37,14 +37,14 @@ pub fn igw_value(g: &InternetGateway) -> Value {
 
 pub fn create_internet_gateway(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
     let tags = input::creation_tags(input, "internet-gateway")?;
-    let igw = ctx.mutate(|t| gateway::create_internet_gateway(t, tags))?;
+    let igw = ctx.mutate(|t| internet_gateway::create_internet_gateway(t, tags))?;
     tracing::info!(internet_gateway = %igw.id, "internet gateway created");
     Ok(Value::new_struct().with("InternetGateway", igw_value(&igw)))
 }
 
 pub fn delete_internet_gateway(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
     let id = required(input, "InternetGatewayId")?;
-    ctx.mutate(|t| gateway::delete_internet_gateway(t, id))?;
+    ctx.mutate(|t| internet_gateway::delete_internet_gateway(t, id))?;
     tracing::info!(internet_gateway = %id, "internet gateway deleted");
     Ok(Value::new_struct())
 }
@@ -52,7 +52,7 @@ pub fn delete_internet_gateway(ctx: &Ctx<'_>, input: &Value) -> Result<Value, Ap
 pub fn attach_internet_gateway(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
     let id = required(input, "InternetGatewayId")?;
     let vpc = required(input, "VpcId")?;
-    ctx.mutate(|t| gateway::attach_internet_gateway(t, id, vpc))?;
+    ctx.mutate(|t| internet_gateway::attach_internet_gateway(t, id, vpc))?;
     tracing::info!(internet_gateway = %id, vpc = %vpc, "internet gateway attached");
     Ok(Value::new_struct())
 }
@@ -60,7 +60,7 @@ pub fn attach_internet_gateway(ctx: &Ctx<'_>, input: &Value) -> Result<Value, Ap
 pub fn detach_internet_gateway(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
     let id = required(input, "InternetGatewayId")?;
     let vpc = required(input, "VpcId")?;
-    ctx.mutate(|t| gateway::detach_internet_gateway(t, id, vpc))?;
+    ctx.mutate(|t| internet_gateway::detach_internet_gateway(t, id, vpc))?;
     tracing::info!(internet_gateway = %id, vpc = %vpc, "internet gateway detached");
     Ok(Value::new_struct())
 }
