@@ -5,8 +5,15 @@
 //! channel. Each wake-up reads up to [`BATCH_SIZE`] frames from each ready source (level
 //! triggered, so a busy source is served again on the next wait, after the others), hands them to
 //! the engine in one call, and performs the [`Output`]: frames written to TAPs, datagrams sent on
-//! the underlay. Before each batch, if the control plane published a new mapping table (an
-//! `ArcSwap` pointer change), the engine gets it (`set_table`): one atomic load per batch.
+//! the underlay. The `Output` is the thread's own and reused: the engine writes every frame into
+//! its arena, so the packet path allocates nothing once it has grown. Before each batch, if the
+//! control plane published a new mapping table (an `ArcSwap` pointer change), the engine gets it
+//! (`set_table`): one atomic load per batch.
+//!
+//! Time: the thread reads the clock once per wake-up and hands that `now` to every engine call.
+//! The `epoll_wait` timeout is the engine's [`Engine::poll_timeout`] (capped at
+//! [`MAX_WAIT`]); when it is due the thread calls [`Engine::handle_timeout`] and logs the
+//! engine's events (drop reports).
 //!
 //! The engine is sans-IO; this module is the only place that does packet I/O, and all of it goes
 //! through [`Tap`], [`UnderlayRx`] and [`UnderlayTx`], so io_uring, AF_XDP or UDP GSO/GRO can
@@ -24,7 +31,7 @@ use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
-use softvpc_engine::{Counters, Engine, MappingTable, Output, PortId};
+use softvpc_engine::{Counters, Engine, Event, MappingTable, Output, PortId};
 use tracing::{debug, error, info, warn};
 
 use crate::batch::{Batch, BATCH_SIZE, SLOT_SIZE};
@@ -33,6 +40,8 @@ use crate::underlay::{UnderlayRx, UnderlayTx};
 
 /// How often at most the thread publishes its counters after batches.
 const PUBLISH_INTERVAL: Duration = Duration::from_millis(100);
+/// The longest `epoll_wait`, so counters are published even when the engine has no timer.
+const MAX_WAIT: Duration = Duration::from_millis(100);
 
 // epoll tokens: ports use their PortId (u32), the two fixed sources sit above that range.
 const TOKEN_WAKE: u64 = 1 << 40;
@@ -244,7 +253,7 @@ impl Worker {
             commands,
             epoll,
             ports: HashMap::new(),
-            out: Output::default(),
+            out: Output::with_capacity(BATCH_SIZE * 2048),
             tap_batch: Batch::new(BATCH_SIZE, SLOT_SIZE),
             udp_batch: Batch::new(BATCH_SIZE, SLOT_SIZE),
             io: IoCounters::default(),
@@ -257,11 +266,15 @@ impl Worker {
         let mut events = vec![EpollEvent::empty(); 256];
         info!("data path running");
         loop {
-            let n = match self.epoll.wait(&mut events, EpollTimeout::from(100u16)) {
+            let n = match self
+                .epoll
+                .wait(&mut events, self.wait_timeout(Instant::now()))
+            {
                 Ok(n) => n,
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(e).context("epoll_wait"),
             };
+            let now = Instant::now();
             for ev in &events[..n] {
                 match ev.data() {
                     TOKEN_WAKE => {
@@ -271,12 +284,51 @@ impl Worker {
                             return Ok(());
                         }
                     }
-                    TOKEN_UNDERLAY => self.underlay_ready(),
-                    token => self.port_ready(PortId(token as u32)),
+                    TOKEN_UNDERLAY => self.underlay_ready(now),
+                    token => self.port_ready(now, PortId(token as u32)),
                 }
+            }
+            if self.engine.poll_timeout().is_some_and(|t| t <= now) {
+                self.engine.handle_timeout(now);
+                self.log_events();
             }
             if self.dirty && self.last_publish.elapsed() >= PUBLISH_INTERVAL {
                 self.publish();
+            }
+        }
+    }
+
+    /// How long `epoll_wait` may sleep: until the engine's next timer, at most [`MAX_WAIT`].
+    fn wait_timeout(&self, now: Instant) -> EpollTimeout {
+        let wait = match self.engine.poll_timeout() {
+            Some(t) => t.saturating_duration_since(now).min(MAX_WAIT),
+            None => MAX_WAIT,
+        };
+        // Round up, so a timer due in 0.3 ms is not polled in a busy loop of 0 ms waits.
+        let ms = wait.as_micros().div_ceil(1000) as u16;
+        EpollTimeout::from(ms)
+    }
+
+    /// Logs what the engine reported.
+    fn log_events(&mut self) {
+        while let Some(event) = self.engine.poll_event() {
+            match event {
+                Event::Drops(r) => {
+                    let drops: Vec<String> = r
+                        .drops
+                        .iter()
+                        .map(|(reason, n)| format!("{reason}={n}"))
+                        .collect();
+                    warn!(
+                        seconds = format!("{:.1}", r.until.duration_since(r.since).as_secs_f64()),
+                        drops = drops.join(" "),
+                        first = %r.sample.reason,
+                        port = r.sample.port.map(|p| p.0),
+                        len = r.sample.len,
+                        packet = %r.sample.packet,
+                        "the data path dropped packets"
+                    );
+                }
             }
         }
     }
@@ -322,19 +374,19 @@ impl Worker {
         }
     }
 
-    fn underlay_ready(&mut self) {
+    fn underlay_ready(&mut self, now: Instant) {
         self.io.underlay_recv_errors += self.rx.recv_batch(&mut self.udp_batch);
         if self.udp_batch.is_empty() {
             return;
         }
         self.refresh_table();
         self.engine
-            .handle_underlay_datagrams(Instant::now(), self.udp_batch.iter(), &mut self.out);
+            .handle_underlay_datagrams(now, self.udp_batch.iter(), &mut self.out);
         self.io.batches += 1;
         self.flush();
     }
 
-    fn port_ready(&mut self, port: PortId) {
+    fn port_ready(&mut self, now: Instant, port: PortId) {
         let Some(tap) = self.ports.get(&port) else {
             // Removed earlier in this same wake-up.
             return;
@@ -364,37 +416,34 @@ impl Worker {
             return;
         }
         self.refresh_table();
-        self.engine.handle_port_frames(
-            Instant::now(),
-            port,
-            self.tap_batch.frames(),
-            &mut self.out,
-        );
+        self.engine
+            .handle_port_frames(now, port, self.tap_batch.frames(), &mut self.out);
         self.io.batches += 1;
         self.flush();
     }
 
-    /// Performs the engine's output.
+    /// Performs the engine's output, then clears it for the next batch (keeping its buffers).
     fn flush(&mut self) {
-        for (port, frame) in self.out.to_ports.drain(..) {
+        for (port, frame) in self.out.to_ports() {
             match self.ports.get(&port) {
                 Some(tap) => {
-                    if tap.write_frame(&frame).is_err() {
+                    if tap.write_frame(frame).is_err() {
                         self.io.tap_write_errors += 1;
                     }
                 }
                 None => self.io.output_unknown_port += 1,
             }
         }
-        for t in self.out.to_underlay.drain(..) {
+        for t in self.out.transmits() {
             if self
                 .tx
-                .send(t.dst_ip, t.src_port, t.dst_port, &t.payload)
+                .send(t.dst_ip, t.src_port, t.dst_port, t.payload)
                 .is_err()
             {
                 self.io.underlay_send_errors += 1;
             }
         }
+        self.out.clear();
         self.dirty = true;
     }
 

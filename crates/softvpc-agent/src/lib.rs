@@ -102,8 +102,8 @@ pub async fn serve(
     let rx = UnderlayRx::bind(args.underlay_ip, VXLAN_PORT)?;
     let tx = UnderlayTx::open(args.underlay_ip)?;
     let engine = Engine::new(EngineConfig {
-        underlay_ip: args.underlay_ip,
         vxlan_port: VXLAN_PORT,
+        ..EngineConfig::new(args.underlay_ip)
     });
     let shared = Arc::new(Shared::default());
     let datapath = DataPath::spawn(engine, rx, tx, Arc::clone(&shared))?;

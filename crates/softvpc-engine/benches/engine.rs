@@ -174,7 +174,7 @@ fn benches(c: &mut Criterion) {
         g.bench_function(format!("{len}B"), |b| {
             b.iter(|| {
                 engine.handle_port_frames(now, port, [black_box(&f[..])], &mut out);
-                assert_eq!(out.to_underlay.len(), 1);
+                assert_eq!(out.transmits().len(), 1);
                 out.clear();
             })
         });
@@ -192,7 +192,7 @@ fn benches(c: &mut Criterion) {
         g.bench_function(format!("{len}B"), |b| {
             b.iter(|| {
                 engine.handle_underlay_datagrams(now, [(REMOTE, black_box(&dgram[..]))], &mut out);
-                assert_eq!(out.to_ports.len(), 1);
+                assert_eq!(out.to_ports().len(), 1);
                 out.clear();
             })
         });

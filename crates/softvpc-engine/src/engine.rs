@@ -1,22 +1,23 @@
-//! The engine: per-batch entry points, the pipeline that walks each frame through the layers
-//! (see [`crate::layers`]), and the output the shell performs.
+//! The engine: the entry points (batches of frames and datagrams, the timer), and the last step
+//! of the pipeline, which writes each outcome into the shell's [`Output`] and counts it.
 //!
-//! Every input ends in exactly one `Verdict`: one output, one drop (counted by reason) or
-//! one absorption (counted by path). The engine keeps no per-packet state yet; `now` is taken
-//! so that flow tables (security groups, NAT) can expire entries without a clock of their own.
+//! Every input ends in exactly one way: one output, one drop (counted by reason) or one
+//! absorption (counted by path). Time is the caller's: every entry point takes `now`, the engine
+//! keeps the latest (never going back) and asks to be woken at [`Engine::poll_timeout`].
 
+use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use softvpc_wire::{EthernetFrame, EthernetProtocol};
+use softvpc_wire::{VxlanPacket, VxlanRepr, VXLAN_HEADER_LEN};
 
 use crate::counters::Path;
 use crate::layers::gateway::{arp, icmp};
-use crate::layers::route::{self, Hop};
-use crate::layers::{antispoof, checked_ipv4, overlay, Verdict};
-use crate::mapping::{router_mac, EniEntry};
-use crate::{Counters, DropReason, MappingTable};
+use crate::layers::{route, Ctx, Direction, Reply};
+use crate::pipeline::{self, Destination, Outcome, Trace, TraceVerdict};
+use crate::report::{DropReporter, Event};
+use crate::{Counters, DropReason, MappingTable, Output};
 
 /// A local port: one TAP device, carrying one ENI. Assigned by the shell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -29,60 +30,34 @@ pub struct EngineConfig {
     pub underlay_ip: Ipv4Addr,
     /// UDP destination port for VXLAN (4789, RFC 7348).
     pub vxlan_port: u16,
+    /// How long drops are aggregated before one [`Event::Drops`] report; `None`: no reports.
+    pub drop_report_interval: Option<Duration>,
 }
 
 impl EngineConfig {
-    /// The configuration for a host with underlay address `underlay_ip`, VXLAN on 4789.
+    /// The default drop-report interval.
+    pub const DROP_REPORT_INTERVAL: Duration = Duration::from_secs(10);
+
+    /// The configuration for a host with underlay address `underlay_ip`, VXLAN on 4789, drops
+    /// reported every 10 s.
     pub fn new(underlay_ip: Ipv4Addr) -> Self {
         EngineConfig {
             underlay_ip,
             vxlan_port: softvpc_wire::VXLAN_UDP_PORT,
+            drop_report_interval: Some(Self::DROP_REPORT_INTERVAL),
         }
     }
 }
 
-/// One UDP datagram to send on the underlay. `payload` starts with the VXLAN header.
-///
-/// Checksum: the outer UDP checksum is 0 (RFC 7348 allows it over IPv4); the shell sends it
-/// with a raw socket from `EngineConfig::underlay_ip`. For GSO super-frames a `segment_size`
-/// field will be added (as in quinn's `Transmit`): the payload is then several datagrams'
-/// worth sent in one call.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Transmit {
-    pub dst_ip: Ipv4Addr,
-    pub dst_port: u16,
-    /// Outer UDP source port: a hash of the inner flow (RFC 7348 5.), in 49152..=65535.
-    pub src_port: u16,
-    pub payload: Vec<u8>,
-}
-
-/// What the engine wants done after a batch: frames to write to local ports, datagrams to send.
-/// The shell drains both vectors and reuses the `Output` for the next batch (the vectors keep
-/// their capacity).
-#[derive(Debug, Default)]
-pub struct Output {
-    pub to_ports: Vec<(PortId, Vec<u8>)>,
-    pub to_underlay: Vec<Transmit>,
-}
-
-impl Output {
-    /// Whether there is nothing to do.
-    pub fn is_empty(&self) -> bool {
-        self.to_ports.is_empty() && self.to_underlay.is_empty()
-    }
-
-    /// Forgets everything (keeping the capacity).
-    pub fn clear(&mut self) {
-        self.to_ports.clear();
-        self.to_underlay.clear();
-    }
-}
-
-/// The virtual router of one host.
+/// The virtual router of one host. See the [crate docs](crate) for the contract.
 pub struct Engine {
     config: EngineConfig,
     table: Arc<MappingTable>,
     counters: Counters,
+    /// The latest `now` any entry point was given.
+    now: Option<Instant>,
+    drops: DropReporter,
+    events: VecDeque<Event>,
 }
 
 impl Engine {
@@ -90,30 +65,43 @@ impl Engine {
     /// [`set_table`](Self::set_table)).
     pub fn new(config: EngineConfig) -> Self {
         Engine {
+            drops: DropReporter::new(config.drop_report_interval),
             config,
             table: Arc::new(MappingTable::default()),
             counters: Counters::default(),
+            now: None,
+            events: VecDeque::new(),
         }
     }
 
     /// Swaps in a new mapping snapshot (the shell calls this when the mapping view changed).
+    /// The very next packet sees it.
     pub fn set_table(&mut self, table: Arc<MappingTable>) {
         self.table = table;
     }
 
+    /// The current mapping snapshot.
     pub fn table(&self) -> &Arc<MappingTable> {
         &self.table
     }
 
+    /// The configuration.
     pub fn config(&self) -> &EngineConfig {
         &self.config
     }
 
+    /// What the engine did so far.
     pub fn counters(&self) -> &Counters {
         &self.counters
     }
 
-    /// Frames read from a local port (an instance sent them), in order.
+    /// The latest time any entry point was given (`None` before the first call).
+    pub fn now(&self) -> Option<Instant> {
+        self.now
+    }
+
+    /// Frames read from a local port (an instance sent them), in order. Outputs are appended to
+    /// `out`.
     pub fn handle_port_frames<'a>(
         &mut self,
         now: Instant,
@@ -121,111 +109,236 @@ impl Engine {
         frames: impl IntoIterator<Item = &'a [u8]>,
         out: &mut Output,
     ) {
-        let _ = now;
-        let table = &*self.table;
+        let now = self.advance(now);
+        let cx = Ctx {
+            table: &self.table,
+            config: &self.config,
+        };
         for frame in frames {
             self.counters.count(Path::PortRx, frame.len());
-            let verdict = egress(table, &self.config, port, frame).unwrap_or_else(Verdict::Drop);
-            apply(&mut self.counters, out, verdict, frame.len());
+            let outcome = pipeline::egress(cx, port, frame, &mut ());
+            match outcome.and_then(|o| write(cx, out, o)) {
+                Ok((path, len)) => self.counters.count(path, len.unwrap_or(frame.len())),
+                Err(reason) => {
+                    self.counters.drop(reason);
+                    self.drops.on_drop(
+                        now,
+                        &self.counters,
+                        reason,
+                        Direction::Egress,
+                        Some(port),
+                        frame,
+                    );
+                    tracing::trace!(reason = reason.as_str(), len = frame.len(), "dropped");
+                }
+            }
         }
     }
 
     /// UDP payloads received on the VXLAN port, each with its outer IPv4 source address.
+    /// Outputs are appended to `out`.
     pub fn handle_underlay_datagrams<'a>(
         &mut self,
         now: Instant,
         datagrams: impl IntoIterator<Item = (Ipv4Addr, &'a [u8])>,
         out: &mut Output,
     ) {
-        let _ = now;
-        let table = &*self.table;
+        let now = self.advance(now);
+        let cx = Ctx {
+            table: &self.table,
+            config: &self.config,
+        };
         for (src, datagram) in datagrams {
             self.counters.count(Path::UnderlayRx, datagram.len());
-            let verdict = overlay::decap(table, src, datagram);
-            apply(&mut self.counters, out, verdict, datagram.len());
+            let outcome = pipeline::ingress(cx, src, datagram, &mut ());
+            match outcome.and_then(|o| write(cx, out, o)) {
+                Ok((path, len)) => self.counters.count(path, len.unwrap_or(datagram.len())),
+                Err(reason) => {
+                    self.counters.drop(reason);
+                    self.drops.on_drop(
+                        now,
+                        &self.counters,
+                        reason,
+                        Direction::Ingress,
+                        None,
+                        datagram,
+                    );
+                    tracing::trace!(reason = reason.as_str(), len = datagram.len(), "dropped");
+                }
+            }
         }
     }
-}
 
-/// Counts a verdict and queues its output.
-#[inline]
-fn apply(counters: &mut Counters, out: &mut Output, verdict: Verdict, input_len: usize) {
-    match verdict {
-        Verdict::ToPort { port, frame, path } => {
-            counters.count(path, frame.len());
-            out.to_ports.push((port, frame));
-        }
-        Verdict::ToUnderlay(transmit) => {
-            counters.count(Path::ToUnderlay, transmit.payload.len());
-            out.to_underlay.push(transmit);
-        }
-        Verdict::Absorb(path) => counters.count(path, input_len),
-        Verdict::Drop(reason) => {
-            tracing::trace!(reason = reason.as_str(), len = input_len, "dropped");
-            counters.drop(reason);
-        }
-    }
-}
-
-/// The egress pipeline for one frame an instance sent on `port`.
-fn egress(
-    table: &MappingTable,
-    config: &EngineConfig,
-    port: PortId,
-    frame: &[u8],
-) -> Result<Verdict, DropReason> {
-    let eth = EthernetFrame::new_checked(frame).map_err(|_| DropReason::Malformed)?;
-    let eni = table.eni_on_port(port).ok_or(DropReason::UnknownPort)?;
-    antispoof::check_src_mac(eni, eth.src_addr().0)?;
-    match eth.ethertype() {
-        EthernetProtocol::Arp => Ok(arp::handle(table, port, eni, eth.payload())),
-        EthernetProtocol::Ipv4 => egress_ipv4(table, config, port, eni, frame, &eth),
-        _ => Err(DropReason::UnsupportedEthertype),
-    }
-}
-
-/// The IPv4 part of the egress pipeline.
-fn egress_ipv4(
-    table: &MappingTable,
-    config: &EngineConfig,
-    port: PortId,
-    eni: &EniEntry,
-    frame: &[u8],
-    eth: &EthernetFrame<&[u8]>,
-) -> Result<Verdict, DropReason> {
-    let ip = checked_ipv4(eth.payload())?;
-    let (src, dst) = (ip.src_addr(), ip.dst_addr());
-    antispoof::check_ipv4_src(eni, src, dst)?;
-
-    let dst_mac = eth.dst_addr();
-    let subnet = eni.subnet.and_then(|s| table.subnet(s));
-    let directed_broadcast = subnet.is_some_and(|s| s.cidr.broadcast() == dst);
-    if !dst_mac.is_unicast() || dst.is_broadcast() || dst.is_multicast() || directed_broadcast {
-        // Insertion point: the DHCP server (gateway::dhcp) answers here, before this refusal.
-        return Err(DropReason::BroadcastNotForwarded);
+    /// When the engine next wants [`handle_timeout`](Self::handle_timeout) called, if ever.
+    /// May change after any entry point (as quinn-proto's `Connection::poll_timeout`).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.drops.deadline()
     }
 
-    let vni = eni.vni;
-    let rmac = router_mac(vni);
-    if let Some(router_subnet) = table.router_subnet(vni, dst) {
-        // The router address of the sender's own subnet answers pings; nothing else is served.
-        return match subnet {
-            Some(own) if own.subnet_id == router_subnet.subnet_id && dst_mac.0 == rmac => Ok(
-                icmp::to_router(port, eni, rmac, router_subnet.router_ip, &ip),
-            ),
-            _ => Err(DropReason::NoRoute),
+    /// Runs the timers due at `now` (the shell calls it at or after
+    /// [`poll_timeout`](Self::poll_timeout); calling it early or often is harmless). Then
+    /// [`poll_event`](Self::poll_event) hands out what they produced.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let now = self.advance(now);
+        if let Some(report) = self.drops.on_timeout(now, &self.counters) {
+            self.events.push_back(Event::Drops(report));
+        }
+    }
+
+    /// The next event for the shell (drop reports), oldest first.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Runs one frame from `port` through the egress pipeline as the data path would, and says
+    /// what each layer decided. Counters, timers and events are left alone; the frame the data
+    /// path would have sent is appended to `out`.
+    pub fn trace_port_frame(&self, port: PortId, frame: &[u8], out: &mut Output) -> Trace {
+        let cx = Ctx {
+            table: &self.table,
+            config: &self.config,
         };
+        let mut layers = Vec::new();
+        let outcome = pipeline::egress(cx, port, frame, &mut layers);
+        let verdict = trace_verdict(cx, out, outcome);
+        Trace {
+            direction: Direction::Egress,
+            layers,
+            verdict,
+        }
     }
 
-    // Insertion point: network ACL (egress, the sender's subnet), then security group (egress,
-    // stateful, the sender's ENI), then NAT, each `?`-ing its own DropReason here.
+    /// [`trace_port_frame`](Self::trace_port_frame) for a VXLAN datagram from `src`.
+    pub fn trace_underlay_datagram(
+        &self,
+        src: Ipv4Addr,
+        datagram: &[u8],
+        out: &mut Output,
+    ) -> Trace {
+        let cx = Ctx {
+            table: &self.table,
+            config: &self.config,
+        };
+        let mut layers = Vec::new();
+        let outcome = pipeline::ingress(cx, src, datagram, &mut layers);
+        let verdict = trace_verdict(cx, out, outcome);
+        Trace {
+            direction: Direction::Ingress,
+            layers,
+            verdict,
+        }
+    }
 
-    let decision = route::resolve(table, eni, dst_mac.0, dst, ip.hop_limit())?;
-    let target = decision.target;
-    Ok(match decision.hop {
-        Hop::Bridged => overlay::deliver(config.vxlan_port, vni, target, frame, |_| {}),
-        Hop::Routed => overlay::deliver(config.vxlan_port, vni, target, frame, |f| {
-            route::rewrite_routed(f, rmac, target.mac)
-        }),
-    })
+    /// Keeps the latest `now`; time never goes back, whatever the caller passes.
+    #[inline]
+    fn advance(&mut self, now: Instant) -> Instant {
+        let now = match self.now {
+            Some(prev) if prev > now => prev,
+            _ => now,
+        };
+        self.now = Some(now);
+        now
+    }
+}
+
+fn trace_verdict(
+    cx: Ctx<'_>,
+    out: &mut Output,
+    outcome: Result<Outcome<'_>, DropReason>,
+) -> TraceVerdict {
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(reason) => return TraceVerdict::Drop(reason),
+    };
+    let verdict = match &outcome {
+        Outcome::Absorb(path) => TraceVerdict::Absorb(*path),
+        Outcome::Reply(port, _) => TraceVerdict::Reply(*port),
+        Outcome::Forward(fwd) => match fwd.to {
+            Destination::Underlay(encap) => TraceVerdict::ToUnderlay(encap.dst_ip),
+            Destination::LocalPort(port) | Destination::DecapPort(port) => {
+                TraceVerdict::ToPort(port)
+            }
+        },
+    };
+    match write(cx, out, outcome) {
+        Ok(_) => verdict,
+        Err(reason) => TraceVerdict::Drop(reason),
+    }
+}
+
+/// The last step: writes an outcome into `out`. Returns the path to count and the bytes to
+/// count (`None`: the input's length, for absorptions).
+#[inline]
+fn write(
+    cx: Ctx<'_>,
+    out: &mut Output,
+    outcome: Outcome<'_>,
+) -> Result<(Path, Option<usize>), DropReason> {
+    match outcome {
+        Outcome::Absorb(path) => Ok((path, None)),
+        Outcome::Reply(port, reply) => Ok(write_reply(out, port, reply)),
+        Outcome::Forward(fwd) => {
+            let rewrite = fwd.rewrite;
+            let edit = |f: &mut [u8]| {
+                if let Some(r) = rewrite {
+                    route::rewrite_routed(f, r.router_mac, r.target_mac);
+                }
+            };
+            Ok(match fwd.to {
+                Destination::Underlay(encap) => {
+                    let mut header = [0u8; VXLAN_HEADER_LEN];
+                    VxlanRepr { vni: fwd.vni.0 }.emit(&mut VxlanPacket::new_unchecked(&mut header));
+                    let len = out.push_datagram(
+                        encap.dst_ip,
+                        cx.config.vxlan_port,
+                        encap.src_port,
+                        &header,
+                        fwd.frame,
+                        edit,
+                    );
+                    (Path::ToUnderlay, Some(len))
+                }
+                Destination::LocalPort(port) => (
+                    Path::ToPortLocal,
+                    Some(out.push_port_copy(port, fwd.frame, edit)),
+                ),
+                Destination::DecapPort(port) => (
+                    Path::ToPortDecap,
+                    Some(out.push_port_copy(port, fwd.frame, edit)),
+                ),
+            })
+        }
+    }
+}
+
+fn write_reply(out: &mut Output, port: PortId, reply: Reply<'_>) -> (Path, Option<usize>) {
+    match reply {
+        Reply::Arp {
+            owner_mac,
+            owner_ip,
+            asker_mac,
+            asker_ip,
+        } => {
+            let len = out.push_port_frame(port, arp::REPLY_LEN, |buf| {
+                arp::emit_reply(buf, owner_mac, owner_ip, asker_mac, asker_ip)
+            });
+            (Path::ArpReplies, Some(len))
+        }
+        Reply::IcmpEcho {
+            router_mac,
+            router_ip,
+            dst_mac,
+            dst_ip,
+            ident,
+            seq_no,
+            data,
+        } => {
+            let len = out.push_port_frame(port, icmp::echo_reply_len(data), |buf| {
+                icmp::emit_echo_reply(
+                    buf, router_mac, dst_mac, router_ip, dst_ip, ident, seq_no, data,
+                )
+            });
+            (Path::IcmpReplies, Some(len))
+        }
+    }
 }

@@ -1,27 +1,50 @@
 //! The softvpc virtual router as a sans-IO engine.
 //!
-//! Frames and time go in, frames and actions come out: no sockets, no threads, no clock of its
-//! own (the caller passes `now`). The I/O shell (`softvpc-agent`) reads frames from TAP devices
-//! and datagrams from the underlay UDP socket, hands them to [`Engine`] in batches, and performs
-//! the [`Output`] it gets back. Every behaviour is therefore unit-testable without root.
+//! Frames and time go in, frames and events come out: no sockets, no threads, no clock of its
+//! own. The I/O shell (`softvpc-agent`) reads frames from TAP devices and datagrams from the
+//! underlay UDP socket, hands them to [`Engine`] in batches with the current time, and performs
+//! the [`Output`] it gets back; it calls [`Engine::handle_timeout`] when
+//! [`Engine::poll_timeout`] says, and logs what [`Engine::poll_event`] hands out. Every
+//! behaviour is therefore testable without root, in virtual time.
 //!
-//! Per ENI, a frame walks an ordered pipeline of layers ([`layers`], see `ARCHITECTURE.md`):
-//! anti-spoofing -> gateway services (ARP proxy, ICMP for the router address) -> route ->
-//! overlay (local delivery or VXLAN encapsulation) on the way out, and decapsulation ->
-//! delivery checks on the way in. Network ACLs, security groups and NAT will slot in between,
-//! each as its own module.
+//! Each frame is parsed once ([`softvpc_wire::FrameMeta`]: the flow key and every field a layer
+//! decides on) and walks the ENI's pipeline of [`layers`]: gateway services -> network ACL ->
+//! security group -> route -> NAT -> overlay on the way out, the reverse on the way in
+//! ([`layers::EGRESS`], [`layers::INGRESS`]). [`Engine::trace_port_frame`] runs the same code
+//! and reports each layer's decision.
 //!
 //! The mapping state the engine consults is a [`MappingTable`]: an immutable snapshot that the
 //! shell rebuilds and swaps in whole whenever the mapping service reports a change.
+//!
+//! # Panics
+//!
+//! Like smoltcp's interfaces, the engine treats every packet as untrusted and never panics on
+//! one: a frame or datagram of any length and content ends as an output, an absorption or a
+//! counted drop (the fuzz targets `engine_port_frames` and `engine_underlay` and the property
+//! tests hold it to that). The engine does not panic on a mapping table either: inconsistent
+//! records are left out when the table is built. Time may be passed in any order: a `now` older
+//! than one seen before is taken as the latest seen, never as time going back. What the engine
+//! does not promise: its behaviour when the shell itself breaks Rust's rules, and its
+//! allocations past the steady state (an [`Output`] grows to the largest batch it was given,
+//! and a drop report formats one string per interval).
+
+#![warn(missing_docs)]
 
 pub mod counters;
 pub mod engine;
 pub mod layers;
 pub mod mapping;
+pub mod output;
+pub mod pipeline;
+pub mod report;
 
 pub use counters::{Counters, DropReason, Path};
-pub use engine::{Engine, EngineConfig, Output, PortId, Transmit};
+pub use engine::{Engine, EngineConfig, PortId};
+pub use layers::{Direction, LayerId};
 pub use mapping::{
     router_mac, EniEntry, EniInfo, HostInfo, Location, Mac, MappingRecords, MappingTable,
     SubnetEntry, SubnetIdx, SubnetInfo, Vni, VpcEntry, VpcInfo,
 };
+pub use output::{Output, Transmit};
+pub use pipeline::{LayerDecision, Trace, TraceVerdict};
+pub use report::{DropReport, DropSample, Event};

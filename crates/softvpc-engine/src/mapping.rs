@@ -40,41 +40,60 @@ pub const fn router_mac(vni: Vni) -> Mac {
 /// A registered host (where agents run).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostInfo {
+    /// The host id (`h-...`).
     pub host_id: String,
+    /// The host name the agent registered with.
     pub name: String,
+    /// Its underlay address (VXLAN endpoint).
     pub underlay_ip: Ipv4Addr,
 }
 
 /// A VPC: its VNI and CIDR blocks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VpcInfo {
+    /// The VPC id.
     pub vpc_id: String,
+    /// Its VNI.
     pub vni: Vni,
+    /// Its IPv4 CIDR blocks.
     pub cidrs: Vec<Ipv4Net>,
 }
 
 /// A subnet of a VPC. Its router address is the network address + 1.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubnetInfo {
+    /// The subnet id.
     pub subnet_id: String,
+    /// Its VPC.
     pub vpc_id: String,
+    /// Its CIDR block.
     pub cidr: Ipv4Net,
 }
 
 /// An ENI and where it lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EniInfo {
+    /// The ENI id.
     pub eni_id: String,
+    /// Its VPC.
     pub vpc_id: String,
+    /// Its VPC's VNI.
     pub vni: Vni,
+    /// Its subnet.
     pub subnet_id: String,
+    /// Primary private address.
     pub ip: Ipv4Addr,
+    /// Secondary private addresses.
     pub secondary_ips: Vec<Ipv4Addr>,
+    /// Its MAC.
     pub mac: Mac,
     /// Empty when the ENI is not placed on any host.
     pub host_id: String,
+    /// The underlay address of the host it is placed on.
     pub host_underlay_ip: Option<Ipv4Addr>,
+    /// The instance it is attached to (empty: none).
     pub instance_id: String,
+    /// That instance's Name tag (empty: none).
     pub instance_name: String,
     /// The attachment's device index (0: the instance's `eth0`).
     pub device_index: u32,
@@ -83,9 +102,13 @@ pub struct EniInfo {
 /// The agent's mutable copy of the mapping view (what the mapping service sent).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MappingRecords {
+    /// Registered hosts by id.
     pub hosts: BTreeMap<String, HostInfo>,
+    /// VPCs by id.
     pub vpcs: BTreeMap<String, VpcInfo>,
+    /// Subnets by id.
     pub subnets: BTreeMap<String, SubnetInfo>,
+    /// ENIs by id.
     pub enis: BTreeMap<String, EniInfo>,
 }
 
@@ -105,14 +128,19 @@ pub struct SubnetIdx(u32);
 /// A placed ENI, as the data path needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EniEntry {
+    /// The ENI id.
     pub eni_id: Box<str>,
+    /// Its VPC's VNI.
     pub vni: Vni,
+    /// Its MAC.
     pub mac: Mac,
     /// Primary private address.
     pub ip: Ipv4Addr,
+    /// Secondary private addresses.
     pub secondary_ips: Box<[Ipv4Addr]>,
     /// The ENI's subnet, when the table knows it (routing through the subnet's router needs it).
     pub subnet: Option<SubnetIdx>,
+    /// Where its frames go.
     pub location: Location,
 }
 
@@ -127,8 +155,11 @@ impl EniEntry {
 /// A subnet as the data path needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubnetEntry {
+    /// The subnet id.
     pub subnet_id: Box<str>,
+    /// Its VPC's VNI.
     pub vni: Vni,
+    /// Its CIDR block.
     pub cidr: Ipv4Net,
     /// Network address + 1: the VPC router's address in this subnet.
     pub router_ip: Ipv4Addr,
@@ -137,9 +168,13 @@ pub struct SubnetEntry {
 /// A VPC as the data path needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VpcEntry {
+    /// The VPC id.
     pub vpc_id: Box<str>,
+    /// Its VNI.
     pub vni: Vni,
+    /// Its IPv4 CIDR blocks.
     pub cidrs: Box<[Ipv4Net]>,
+    /// Its router's MAC ([`router_mac`]).
     pub router_mac: Mac,
 }
 

@@ -10,7 +10,7 @@ use softvpc_engine::{DropReason, Output, Path, PortId};
 use softvpc_wire::{ArpOperation, EthernetProtocol, IpProtocol, VXLAN_FLAG_I};
 
 /// Asserts the output is empty and exactly `reason` was counted (once).
-fn assert_dropped(engine: &softvpc_engine::Engine, out: &Output, reason: DropReason) {
+fn assert_dropped(engine: &softvpc_engine::Engine, out: &Sent, reason: DropReason) {
     assert!(out.is_empty(), "expected a drop ({reason}), got {out:?}");
     assert_eq!(engine.counters().drops(reason), 1, "{reason} not counted");
     assert_eq!(engine.counters().total_drops(), 1, "other drops counted");
@@ -26,7 +26,7 @@ fn assert_each_dropped(frames: impl IntoIterator<Item = Vec<u8>>, reason: DropRe
 }
 
 /// Asserts exactly one frame went to `port`, and returns it.
-fn only_to_port(out: &Output, port: PortId) -> Vec<u8> {
+fn only_to_port(out: &Sent, port: PortId) -> Vec<u8> {
     assert!(out.to_underlay.is_empty(), "unexpected transmit {out:?}");
     assert_eq!(out.to_ports.len(), 1, "expected one frame, got {out:?}");
     assert_eq!(out.to_ports[0].0, port);
@@ -638,11 +638,12 @@ fn a_batch_is_processed_in_order_and_counted() {
     let f4 = vec![0u8; 5];
     let mut out = Output::default();
     e.handle_port_frames(
-        std::time::Instant::now(),
+        t0(),
         VM1.port,
         [&f1[..], &f2[..], &f3[..], &f4[..]],
         &mut out,
     );
+    let out = Sent::from(&out);
     assert_eq!(out.to_ports.len(), 2);
     assert_eq!(out.to_ports[0], (VM4.port, f1.clone()));
     assert_eq!(out.to_ports[1].0, VM1.port);

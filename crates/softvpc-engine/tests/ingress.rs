@@ -9,11 +9,7 @@ use common::*;
 use softvpc_engine::{DropReason, Path};
 use softvpc_wire::{ArpOperation, EthernetProtocol};
 
-fn assert_dropped(
-    engine: &softvpc_engine::Engine,
-    out: &softvpc_engine::Output,
-    reason: DropReason,
-) {
+fn assert_dropped(engine: &softvpc_engine::Engine, out: &Sent, reason: DropReason) {
     assert!(out.is_empty(), "expected a drop ({reason}), got {out:?}");
     assert_eq!(engine.counters().drops(reason), 1, "{reason} not counted");
     assert_eq!(engine.counters().total_drops(), 1, "other drops counted");
@@ -174,11 +170,14 @@ fn a_batch_of_datagrams_is_handled_in_order() {
     let bad = [0u8; 3];
     let mut out = softvpc_engine::Output::default();
     e.handle_underlay_datagrams(
-        std::time::Instant::now(),
+        t0(),
         [(HOST1, &da[..]), (HOST1, &bad[..]), (HOST1, &db[..])],
         &mut out,
     );
-    assert_eq!(out.to_ports, vec![(VM2.port, a), (VM3.port, b)]);
+    assert_eq!(
+        Sent::from(&out).to_ports,
+        vec![(VM2.port, a), (VM3.port, b)]
+    );
     assert_eq!(e.counters().drops(DropReason::Malformed), 1);
     out.clear();
     assert!(out.is_empty());

@@ -198,7 +198,7 @@ fn counters_export_as_prometheus_text() {
     let mut bad = vxlan(VNI1.0, &[0u8; 60]);
     bad[6] = 0x77; // unknown VNI
     let mut out = Output::default();
-    e.handle_underlay_datagrams(std::time::Instant::now(), [(HOST1, &bad[..])], &mut out);
+    e.handle_underlay_datagrams(t0(), [(HOST1, &bad[..])], &mut out);
     let mut text = String::new();
     e.counters().write_prometheus(&mut text);
     assert!(

@@ -5,11 +5,10 @@
 mod common;
 
 use std::net::Ipv4Addr;
-use std::time::Instant;
 
 use common::*;
 use proptest::prelude::*;
-use softvpc_engine::{Engine, Output, Path, PortId};
+use softvpc_engine::{Engine, LayerDecision, Output, Path, PortId, TraceVerdict};
 use softvpc_wire::{EthernetFrame, EthernetProtocol, VXLAN_FLAG_I};
 
 const PORTS: [PortId; 4] = [VM1.port, VM4.port, OTHER1.port, PortId(99)];
@@ -17,6 +16,7 @@ const SOURCES: [Ipv4Addr; 3] = [HOST1, HOST2, Ipv4Addr::new(198, 18, 0, 99)];
 
 /// inputs == outputs + drops + absorbed, and the input counter saw them all.
 fn assert_balanced(e: &Engine, input_path: Path, inputs: usize, out: &Output) {
+    let out = Sent::from(out);
     let c = e.counters();
     assert_eq!(c.frames(input_path), inputs as u64);
     let outputs = (out.to_ports.len() + out.to_underlay.len()) as u64;
@@ -30,6 +30,7 @@ fn assert_balanced(e: &Engine, input_path: Path, inputs: usize, out: &Output) {
 /// Egress outputs from `sender` respect the rules: frames only to local ports of the sender's
 /// VPC, datagrams only to host-2 in the sender's VNI, never ARP or broadcast on the underlay.
 fn assert_egress_rules(sender: &Vm, out: &Output) {
+    let out = Sent::from(out);
     for (port, frame) in &out.to_ports {
         let vm = ALL_VMS
             .iter()
@@ -131,7 +132,7 @@ proptest! {
     ) {
         let mut e = seed_engine(HOST1);
         let mut out = Output::default();
-        e.handle_port_frames(Instant::now(), port, frames.iter().map(|f| &f[..]), &mut out);
+        e.handle_port_frames(t0(), port, frames.iter().map(|f| &f[..]), &mut out);
         assert_balanced(&e, Path::PortRx, frames.len(), &out);
     }
 
@@ -145,7 +146,7 @@ proptest! {
         let mut e = seed_engine(HOST2);
         let mut out = Output::default();
         e.handle_underlay_datagrams(
-            Instant::now(),
+            t0(),
             datagrams.iter().map(|(src, d)| (*src, &d[..])),
             &mut out,
         );
@@ -162,7 +163,7 @@ proptest! {
             let frame = mutate(frame.clone(), m);
             let mut e = seed_engine(HOST1);
             let mut out = Output::default();
-            e.handle_port_frames(Instant::now(), vm.port, [&frame[..]], &mut out);
+            e.handle_port_frames(t0(), vm.port, [&frame[..]], &mut out);
             assert_balanced(&e, Path::PortRx, 1, &out);
             assert_egress_rules(vm, &out);
         }
@@ -177,8 +178,9 @@ proptest! {
             let dgram = mutate(valid[pick % valid.len()].clone(), m);
             let mut e = seed_engine(HOST2);
             let mut out = Output::default();
-            e.handle_underlay_datagrams(Instant::now(), [(HOST1, &dgram[..])], &mut out);
+            e.handle_underlay_datagrams(t0(), [(HOST1, &dgram[..])], &mut out);
             assert_balanced(&e, Path::UnderlayRx, 1, &out);
+            let out = Sent::from(&out);
             assert!(out.to_underlay.is_empty());
             for (port, frame) in &out.to_ports {
                 let vm = ALL_VMS
@@ -190,6 +192,60 @@ proptest! {
                 prop_assert_eq!(&frame[..6], &vm.mac[..]);
                 prop_assert_eq!(&frame[..], &dgram[8..]);
             }
+        }
+    }
+
+    /// A trace runs the same code as the data path: for mutated valid frames and datagrams, the
+    /// trace's verdict and output are what handling the input does, and its last layer decided
+    /// the drop the counters show.
+    #[test]
+    fn traces_agree_with_the_data_path(
+        picks in prop::collection::vec((0usize..11, mutation()), 1..8),
+    ) {
+        let egress_inputs = valid_egress();
+        let ingress_inputs = valid_ingress();
+        for (pick, m) in &picks {
+            let mut e;
+            let mut handled = Output::default();
+            let mut traced = Output::default();
+            let trace = if *pick < egress_inputs.len() {
+                let (vm, frame) = &egress_inputs[*pick];
+                let frame = mutate(frame.clone(), m);
+                e = seed_engine(HOST1);
+                let trace = e.trace_port_frame(vm.port, &frame, &mut traced);
+                prop_assert_eq!(e.counters().frames(Path::PortRx), 0, "a trace counted");
+                e.handle_port_frames(t0(), vm.port, [&frame[..]], &mut handled);
+                trace
+            } else {
+                let dgram = mutate(ingress_inputs[pick % ingress_inputs.len()].clone(), m);
+                e = seed_engine(HOST2);
+                let trace = e.trace_underlay_datagram(HOST1, &dgram, &mut traced);
+                e.handle_underlay_datagrams(t0(), [(HOST1, &dgram[..])], &mut handled);
+                trace
+            };
+            prop_assert_eq!(&traced, &handled);
+            let c = e.counters();
+            match trace.verdict {
+                TraceVerdict::Drop(reason) => {
+                    prop_assert_eq!(c.drops(reason), 1);
+                    prop_assert!(handled.is_empty());
+                    if let Some((_, decision)) = trace.layers.last() {
+                        // A drop before any layer (unparsable frame, unknown port) has none.
+                        prop_assert_eq!(*decision, LayerDecision::Drop(reason));
+                    }
+                }
+                TraceVerdict::Absorb(path) => {
+                    prop_assert_eq!(c.frames(path), 1);
+                    prop_assert!(handled.is_empty());
+                }
+                TraceVerdict::ToUnderlay(host) => {
+                    prop_assert_eq!(handled.transmits().next().map(|t| t.dst_ip), Some(host));
+                }
+                TraceVerdict::ToPort(port) | TraceVerdict::Reply(port) => {
+                    prop_assert_eq!(handled.to_ports().next().map(|(p, _)| p), Some(port));
+                }
+            }
+            prop_assert_eq!(c.total_drops() > 0, matches!(trace.verdict, TraceVerdict::Drop(_)));
         }
     }
 }

@@ -7,16 +7,22 @@
 //! frame zigi-vm2 ever sees; zigi-vm2's ARP for 10.0.0.148 is answered on host-2; the reply
 //! returns; no ARP ever crosses the underlay; VPC 2, with the same addresses on the same
 //! hosts, never sees a frame of VPC 1 (and the other way round).
+//!
+//! Time is virtual, as in quinn-proto's test `Pair`: the simulation keeps its own `now`, every
+//! frame takes [`TAP_LATENCY`] to or from a port and [`UNDERLAY_LATENCY`] across the underlay,
+//! events run in time order, and the engines' timers fire when the simulation moves its clock
+//! past their `poll_timeout`. No test here reads or waits for the wall clock.
 
 mod common;
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::net::Ipv4Addr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use common::*;
 use smoltcp::phy::ChecksumCapabilities;
-use softvpc_engine::{DropReason, Engine, Mac, Output, Path, Transmit};
+use softvpc_engine::{DropReason, Engine, Event, Mac, Output, Path};
 use softvpc_wire::{
     ArpOperation, ArpPacket, ArpRepr, EthernetFrame, EthernetProtocol, Icmpv4Packet, Icmpv4Repr,
     IpProtocol, Ipv4Packet, Ipv4Repr,
@@ -174,20 +180,35 @@ impl Instance {
     }
 }
 
-enum Event {
+/// A frame's trip between an instance and its host's engine.
+const TAP_LATENCY: Duration = Duration::from_micros(10);
+/// A datagram's trip across the underlay.
+const UNDERLAY_LATENCY: Duration = Duration::from_micros(50);
+
+#[derive(Debug)]
+enum Input {
     /// An instance sent a frame on its port.
     FromInstance(usize, Vec<u8>),
     /// A datagram on the underlay, from a host's address.
-    Underlay(Ipv4Addr, Transmit),
+    Underlay(Ipv4Addr, SentTransmit),
 }
 
 /// Two hosts, their instances, and the underlay between them.
 struct Sim {
     hosts: [(Ipv4Addr, Engine); 2],
     instances: Vec<Instance>,
-    queue: VecDeque<Event>,
+    /// The virtual clock.
+    now: Instant,
+    /// Pending inputs by (arrival time, sequence number).
+    queue: BinaryHeap<Reverse<(Instant, u64, usize)>>,
+    inputs: HashMap<usize, Input>,
+    seq: u64,
     /// Every datagram that crossed the underlay, with its source host.
-    underlay_log: Vec<(Ipv4Addr, Transmit)>,
+    underlay_log: Vec<(Ipv4Addr, SentTransmit)>,
+    /// Events the engines reported, with their host and virtual time.
+    events: Vec<(Ipv4Addr, Instant, Event)>,
+    /// One output per engine, reused for every call (as the agent does).
+    out: Output,
 }
 
 impl Sim {
@@ -200,8 +221,13 @@ impl Sim {
         Sim {
             hosts: [(HOST1, seed_engine(HOST1)), (HOST2, seed_engine(HOST2))],
             instances,
-            queue: VecDeque::new(),
+            now: t0(),
+            queue: BinaryHeap::new(),
+            inputs: HashMap::new(),
+            seq: 0,
             underlay_log: Vec::new(),
+            events: Vec::new(),
+            out: Output::default(),
         }
     }
 
@@ -220,62 +246,99 @@ impl Sim {
         &self.hosts.iter().find(|(ip, _)| *ip == host).unwrap().1
     }
 
+    /// Queues `input` to arrive `after` from now.
+    fn schedule(&mut self, after: Duration, input: Input) {
+        let id = self.seq as usize;
+        self.inputs.insert(id, input);
+        self.queue.push(Reverse((self.now + after, self.seq, id)));
+        self.seq += 1;
+    }
+
+    /// An instance sends a frame: its host's engine sees it one TAP latency later.
+    fn send(&mut self, i: usize, frame: Vec<u8>) {
+        self.schedule(TAP_LATENCY, Input::FromInstance(i, frame));
+    }
+
     fn ping(&mut self, from: &Vm, to: Ipv4Addr, seq: u16) {
         let i = self.idx(from);
         for frame in self.instances[i].ping(to, 0x5eed, seq) {
-            self.queue.push_back(Event::FromInstance(i, frame));
+            self.send(i, frame);
         }
         self.run();
     }
 
-    /// Delivers frames an engine put out to the instances on its ports.
-    fn deliver(&mut self, host: Ipv4Addr, out: Output) {
-        for (port, frame) in out.to_ports {
+    /// Delivers what an engine put out: frames to the instances on its ports (which answer at
+    /// once), datagrams onto the underlay.
+    fn deliver(&mut self, host: Ipv4Addr, sent: Sent) {
+        for (port, frame) in sent.to_ports {
             let i = self
                 .instances
                 .iter()
                 .position(|i| i.vm.host == host && i.vm.port == port)
                 .expect("frame to a port no instance is on");
             for reply in self.instances[i].receive(frame) {
-                self.queue.push_back(Event::FromInstance(i, reply));
+                // The frame reached the instance one TAP latency after the engine sent it.
+                self.schedule(TAP_LATENCY * 2, Input::FromInstance(i, reply));
             }
         }
-        for t in out.to_underlay {
+        for t in sent.to_underlay {
             assert_eq!(t.dst_port, 4789);
             self.underlay_log.push((host, t.clone()));
-            self.queue.push_back(Event::Underlay(host, t));
+            self.schedule(UNDERLAY_LATENCY, Input::Underlay(host, t));
         }
     }
 
+    /// Runs every pending input in time order, and the engines' timers as the clock passes
+    /// them, until nothing is pending.
     fn run(&mut self) {
         let mut steps = 0;
-        while let Some(event) = self.queue.pop_front() {
+        while let Some(Reverse((at, _, id))) = self.queue.pop() {
             steps += 1;
             assert!(steps < 1000, "simulation does not settle");
-            let mut out = Output::default();
-            let host = match event {
-                Event::FromInstance(i, frame) => {
+            self.advance_to(at);
+            let input = self.inputs.remove(&id).expect("queued input");
+            self.out.clear();
+            let now = self.now;
+            let host = match input {
+                Input::FromInstance(i, frame) => {
                     let vm = self.instances[i].vm;
                     let engine = &mut self.hosts.iter_mut().find(|h| h.0 == vm.host).unwrap().1;
-                    engine.handle_port_frames(Instant::now(), vm.port, [&frame[..]], &mut out);
+                    engine.handle_port_frames(now, vm.port, [&frame[..]], &mut self.out);
                     vm.host
                 }
-                Event::Underlay(src, t) => {
+                Input::Underlay(src, t) => {
                     let (host, engine) = self
                         .hosts
                         .iter_mut()
                         .find(|h| h.0 == t.dst_ip)
                         .expect("transmit to an unknown host");
-                    engine.handle_underlay_datagrams(
-                        Instant::now(),
-                        [(src, &t.payload[..])],
-                        &mut out,
-                    );
+                    engine.handle_underlay_datagrams(now, [(src, &t.payload[..])], &mut self.out);
                     *host
                 }
             };
-            self.deliver(host, out);
+            let sent = Sent::from(&self.out);
+            self.deliver(host, sent);
         }
+    }
+
+    /// Moves the clock to `t`, firing every engine timer due on the way, at its deadline.
+    fn advance_to(&mut self, t: Instant) {
+        loop {
+            let due = self
+                .hosts
+                .iter()
+                .filter_map(|(ip, e)| e.poll_timeout().map(|d| (d, *ip)))
+                .filter(|(d, _)| *d <= t)
+                .min();
+            let Some((deadline, host)) = due else { break };
+            self.now = self.now.max(deadline);
+            let engine = &mut self.hosts.iter_mut().find(|h| h.0 == host).unwrap().1;
+            engine.handle_timeout(self.now);
+            while let Some(event) = engine.poll_event() {
+                self.events.push((host, self.now, event));
+            }
+        }
+        self.now = self.now.max(t);
     }
 }
 
@@ -428,8 +491,8 @@ fn a_spoofing_instance_reaches_nobody() {
     let i4 = sim.idx(&VM4);
     let forged_ip = echo_request(VM4.mac, VM2.mac, VM1.ip, VM2.ip, 64, 1, 1, b"x");
     let forged_mac = echo_request(OTHER1.mac, VM2.mac, VM4.ip, VM2.ip, 64, 1, 1, b"x");
-    sim.queue.push_back(Event::FromInstance(i4, forged_ip));
-    sim.queue.push_back(Event::FromInstance(i4, forged_mac));
+    sim.send(i4, forged_ip);
+    sim.send(i4, forged_mac);
     sim.run();
     assert!(sim.underlay_log.is_empty());
     assert!(sim.instances.iter().all(|i| i.rx.is_empty()));
@@ -439,4 +502,91 @@ fn a_spoofing_instance_reaches_nobody() {
             .drops(DropReason::SpoofedSource),
         2
     );
+}
+
+/// zigi-vm4 forges zigi-vm1's address.
+fn forged() -> Vec<u8> {
+    echo_request(VM4.mac, VM2.mac, VM1.ip, VM2.ip, 64, 1, 1, b"x")
+}
+
+/// A simulation in which zigi-vm4 sent two forged frames at the start, then the clock moved
+/// to `until`.
+fn sim_after_drops(until: Instant) -> Sim {
+    let mut sim = Sim::new();
+    let i4 = sim.idx(&VM4);
+    sim.send(i4, forged());
+    sim.send(i4, forged());
+    sim.run();
+    sim.advance_to(until);
+    sim
+}
+
+#[test]
+fn drops_are_reported_once_per_interval_in_virtual_time() {
+    let mut sim = sim_after_drops(t0());
+    let i4 = sim.idx(&VM4);
+    let forged = forged();
+    let first_drop = t0() + TAP_LATENCY;
+    let deadline = first_drop + Duration::from_secs(10);
+    assert_eq!(sim.engine(HOST1).poll_timeout(), Some(deadline));
+    assert_eq!(
+        sim.engine(HOST2).poll_timeout(),
+        None,
+        "host-2 dropped nothing"
+    );
+
+    // Nothing before the deadline, however close.
+    sim.advance_to(deadline - Duration::from_nanos(1));
+    assert!(sim.events.is_empty());
+    assert_eq!(sim.now, deadline - Duration::from_nanos(1));
+    // Traffic in between is not affected, and a third drop joins the open interval (the ping
+    // takes virtual time: start it well before the deadline).
+    let mut sim = sim_after_drops(deadline - Duration::from_secs(1));
+    sim.ping(&VM1, VM2.ip, 1);
+    assert_eq!(sim.instance(&VM1).echo_replies.len(), 1);
+    sim.send(i4, forged);
+    sim.run();
+    assert!(sim.events.is_empty());
+    assert!(sim.now < deadline);
+
+    // At the deadline: one report, made at exactly that virtual time.
+    sim.advance_to(deadline + Duration::from_secs(5));
+    assert_eq!(sim.events.len(), 1, "{:?}", sim.events);
+    let (host, when, Event::Drops(report)) = &sim.events[0];
+    assert_eq!((*host, *when), (HOST1, deadline));
+    assert_eq!((report.since, report.until), (first_drop, deadline));
+    assert_eq!(report.drops, vec![(DropReason::SpoofedSource, 3)]);
+    assert_eq!(report.sample.reason, DropReason::SpoofedSource);
+    assert_eq!(report.sample.port, Some(VM4.port));
+    assert!(
+        report.sample.packet.contains("src=10.0.0.148"),
+        "{}",
+        report.sample.packet
+    );
+    // The interval is closed: no timer until the next drop.
+    assert_eq!(sim.engine(HOST1).poll_timeout(), None);
+    // The engine knows only the times it was given: the last was the timer's.
+    assert_eq!(sim.engine(HOST1).now(), Some(deadline));
+}
+
+#[test]
+fn the_engine_keeps_the_latest_now_and_time_never_goes_back() {
+    let mut e = seed_engine(HOST1);
+    assert_eq!(e.now(), None);
+    let mut out = Output::default();
+    e.handle_port_frames(at_ms(500), VM1.port, [&[0u8; 3][..]], &mut out);
+    assert_eq!(e.now(), Some(at_ms(500)));
+    // An older `now` (a shell that read its clock before another thread's batch) is not a
+    // step back: the drop interval it opened stays where it was.
+    e.handle_port_frames(at_ms(100), VM1.port, [&[0u8; 3][..]], &mut out);
+    assert_eq!(e.now(), Some(at_ms(500)));
+    assert_eq!(e.poll_timeout(), Some(at_ms(10_500)));
+    e.handle_timeout(at_ms(10_499));
+    assert!(e.poll_event().is_none());
+    e.handle_timeout(at_ms(10_500));
+    match e.poll_event() {
+        Some(Event::Drops(r)) => assert_eq!(r.drops, vec![(DropReason::Malformed, 2)]),
+        other => panic!("{other:?}"),
+    }
+    assert!(e.poll_event().is_none());
 }

@@ -12,10 +12,11 @@ use core::fmt;
 
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
-    ArpPacket, ArpRepr, EthernetFrame, EthernetProtocol, EthernetRepr, Icmpv4Packet, Icmpv4Repr,
-    IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr, TcpPacket, TcpRepr, UdpPacket, UdpRepr,
+    ArpRepr, EthernetProtocol, EthernetRepr, Icmpv4Packet, Icmpv4Repr, IpAddress, IpProtocol,
+    Ipv4Packet, Ipv4Repr, TcpPacket, TcpRepr, UdpPacket, UdpRepr,
 };
 
+use crate::meta::{FrameMeta, L3Meta};
 use crate::vxlan;
 
 /// A layer of the walk, to say where it stopped.
@@ -70,24 +71,45 @@ impl<'a> Dissection<'a> {
 /// Walks `frame` through every layer it parses as. `checksums` says which checksums to verify
 /// (`ChecksumCapabilities::ignored()` to look past bad ones). Never panics.
 pub fn dissect<'a>(frame: &'a [u8], checksums: &ChecksumCapabilities) -> Dissection<'a> {
-    let mut d = Dissection::default();
-    let Ok(eth) = EthernetFrame::new_checked(frame) else {
-        return d.fail(Layer::Ethernet);
+    match FrameMeta::parse(frame) {
+        Ok(meta) => dissect_meta(&meta, checksums),
+        Err(_) => Dissection::default().fail(Layer::Ethernet),
+    }
+}
+
+/// [`dissect`] for a frame already parsed into its [`FrameMeta`] (the engine logs a dropped
+/// frame this way, from the parse it decided on): the Ethernet header and the layer-3 kind and
+/// offset come from that parse; each layer from there is validated with smoltcp's `Repr::parse`
+/// for display. A frame with an 802.1Q tag is shown as Ethernet only.
+pub fn dissect_meta<'a>(meta: &FrameMeta<'a>, checksums: &ChecksumCapabilities) -> Dissection<'a> {
+    let mut d = Dissection {
+        ethernet: Some(EthernetRepr {
+            src_addr: meta.src_mac,
+            dst_addr: meta.dst_mac,
+            ethertype: match meta.vlan {
+                Some(_) => EthernetProtocol::Unknown(0x8100),
+                None => meta.ethertype.unwrap_or(EthernetProtocol::Unknown(0x8100)),
+            },
+        }),
+        ..Dissection::default()
     };
-    let Ok(eth_repr) = EthernetRepr::parse(&eth) else {
-        return d.fail(Layer::Ethernet);
-    };
-    d.ethernet = Some(eth_repr);
-    match eth_repr.ethertype {
-        EthernetProtocol::Arp => {
-            match ArpPacket::new_checked(eth.payload()).and_then(|p| ArpRepr::parse(&p)) {
-                Ok(arp) => d.arp = Some(arp),
-                Err(_) => return d.fail(Layer::Arp),
-            }
+    if meta.vlan.is_some() {
+        return d;
+    }
+    match meta.l3 {
+        L3Meta::Arp(Some(arp)) => {
+            d.arp = Some(ArpRepr::EthernetIpv4 {
+                operation: arp.operation,
+                source_hardware_addr: arp.sender_mac,
+                source_protocol_addr: arp.sender_ip,
+                target_hardware_addr: arp.target_mac,
+                target_protocol_addr: arp.target_ip,
+            });
             d
         }
-        EthernetProtocol::Ipv4 => dissect_ipv4(d, eth.payload(), checksums),
-        _ => d,
+        L3Meta::Arp(None) => d.fail(Layer::Arp),
+        L3Meta::Ipv4(_) | L3Meta::Ipv4Unreadable => dissect_ipv4(d, meta.l3_bytes(), checksums),
+        L3Meta::Other => d,
     }
 }
 
@@ -188,7 +210,7 @@ impl fmt::Display for Dissection<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use smoltcp::wire::{EthernetAddress, Ipv4Address};
+    use smoltcp::wire::{EthernetAddress, EthernetFrame, Ipv4Address};
 
     const MAC_A: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x0a]);
     const MAC_B: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x0b]);

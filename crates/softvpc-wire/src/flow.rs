@@ -14,10 +14,9 @@
 //! them on the first fragment only would split one datagram across paths). A frame too short
 //! for a layer is hashed on the layers it has.
 
-const ETHERTYPE_IPV4: u16 = 0x0800;
-const ETHERTYPE_VLAN: u16 = 0x8100;
-const IPPROTO_TCP: u8 = 6;
-const IPPROTO_UDP: u8 = 17;
+use smoltcp::wire::EthernetAddress;
+
+use crate::meta::FrameMeta;
 
 /// The first port of the dynamic range RFC 7348 recommends for the outer UDP source port.
 pub const VXLAN_SOURCE_PORT_MIN: u16 = 49152;
@@ -28,19 +27,32 @@ pub const VXLAN_SOURCE_PORT_MAX: u16 = 65535;
 const K: u64 = 0x9e37_79b9_7f4a_7c15;
 
 /// A small multiply-xorshift hasher: fast, no allocation, fixed seed.
-struct Mixer(u64);
+pub(crate) struct Mixer(u64);
 
 impl Mixer {
     #[inline]
-    fn add(&mut self, word: u64) {
+    pub(crate) fn new() -> Mixer {
+        Mixer(K)
+    }
+
+    #[inline]
+    pub(crate) fn add(&mut self, word: u64) {
         self.0 = (self.0 ^ word).wrapping_mul(K);
         self.0 ^= self.0 >> 29;
+    }
+
+    /// The two MACs, the first word tagged so that a truncated frame cannot collide with a
+    /// longer one by construction.
+    #[inline]
+    pub(crate) fn add_macs(&mut self, dst: EthernetAddress, src: EthernetAddress) {
+        self.add(mac_word(&dst.0) << 8 | 1);
+        self.add(mac_word(&src.0));
     }
 
     /// murmur3's 64-bit finalizer, so every input bit reaches the high bits of the result
     /// (which [`vxlan_source_port`] uses).
     #[inline]
-    fn finish(self) -> u32 {
+    pub(crate) fn finish(self) -> u32 {
         let mut h = self.0;
         h ^= h >> 33;
         h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
@@ -52,84 +64,37 @@ impl Mixer {
 }
 
 #[inline]
-fn be16(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
-}
-
-#[inline]
-fn be32(b: &[u8], at: usize) -> Option<u32> {
-    let s = b.get(at..at + 4)?;
-    Some(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
-}
-
-#[inline]
-fn mac(b: &[u8], at: usize) -> Option<u64> {
-    let s = b.get(at..at + 6)?;
-    Some(u64::from_be_bytes([
-        0, 0, s[0], s[1], s[2], s[3], s[4], s[5],
-    ]))
+fn mac_word(s: &[u8; 6]) -> u64 {
+    u64::from_be_bytes([0, 0, s[0], s[1], s[2], s[3], s[4], s[5]])
 }
 
 /// Hashes the flow an Ethernet frame belongs to. Never panics; any input, even empty, gets a
 /// hash. The same header fields always give the same hash (no seed); payload bytes and IPv4
 /// fields that vary per packet (id, TTL, length, checksum) are not hashed.
+///
+/// This is [`FrameMeta::flow_hash`] of the frame's one parse; only frames shorter than an
+/// Ethernet header are hashed here directly (on their MACs, or their raw bytes).
 pub fn flow_hash(frame: &[u8]) -> u32 {
-    let mut m = Mixer(K);
-    // Tag each layer so that, e.g., a truncated frame cannot collide with a longer one by
-    // construction.
-    match (mac(frame, 0), mac(frame, 6)) {
-        (Some(dst), Some(src)) => {
-            m.add(dst << 8 | 1);
-            m.add(src);
-        }
-        _ => {
-            // Shorter than two MACs: hash what there is.
-            m.add(frame.len() as u64);
-            for chunk in frame.chunks(8) {
-                let mut w = [0u8; 8];
-                w[..chunk.len()].copy_from_slice(chunk);
-                m.add(u64::from_le_bytes(w));
-            }
-            return m.finish();
-        }
+    if let Ok(meta) = FrameMeta::parse(frame) {
+        return meta.flow_hash();
     }
-
-    // One 802.1Q tag is skipped so tagged frames hash on their IP flow as well.
-    let (mut ethertype, mut l3) = (be16(frame, 12), 14);
-    if ethertype == Some(ETHERTYPE_VLAN) {
-        ethertype = be16(frame, 16);
-        l3 = 18;
-    }
-    let Some(ethertype) = ethertype else {
-        return m.finish();
-    };
-    m.add(u64::from(ethertype) << 8 | 2);
-    if ethertype != ETHERTYPE_IPV4 {
+    let mut m = Mixer::new();
+    if let (Some(dst), Some(src)) = (frame.get(0..6), frame.get(6..12)) {
+        // Two MACs but no ethertype.
+        let mac = |b: &[u8]| {
+            let mut a = [0u8; 6];
+            a.copy_from_slice(b);
+            EthernetAddress(a)
+        };
+        m.add_macs(mac(dst), mac(src));
         return m.finish();
     }
-
-    let Some(ip) = frame.get(l3..) else {
-        return m.finish();
-    };
-    let (Some(&ver_ihl), Some(src), Some(dst), Some(&proto)) =
-        (ip.first(), be32(ip, 12), be32(ip, 16), ip.get(9))
-    else {
-        return m.finish();
-    };
-    let ihl = usize::from(ver_ihl & 0x0f) * 4;
-    if ver_ihl >> 4 != 4 || ihl < 20 {
-        return m.finish();
-    }
-    m.add(u64::from(src) << 32 | u64::from(dst));
-    m.add(u64::from(proto) << 8 | 3);
-
-    // Flags and fragment offset: MF set or a non-zero offset means a fragment.
-    let fragmented = be16(ip, 6).is_some_and(|f| f & 0x3fff != 0);
-    if fragmented || (proto != IPPROTO_TCP && proto != IPPROTO_UDP) {
-        return m.finish();
-    }
-    if let (Some(sport), Some(dport)) = (be16(ip, ihl), be16(ip, ihl + 2)) {
-        m.add(u64::from(sport) << 16 | u64::from(dport));
+    // Shorter than two MACs: hash what there is.
+    m.add(frame.len() as u64);
+    for chunk in frame.chunks(8) {
+        let mut w = [0u8; 8];
+        w[..chunk.len()].copy_from_slice(chunk);
+        m.add(u64::from_le_bytes(w));
     }
     m.finish()
 }

@@ -105,6 +105,7 @@ pub fn frame(data: &[u8]) {
             let port = flow::vxlan_source_port(hash);
             assert!(port >= flow::VXLAN_SOURCE_PORT_MIN);
             accessors(bytes);
+            meta(bytes, hash);
             let d = dissect::dissect(bytes, &caps);
             let _ = write!(Sink, "{d}");
             match d.vxlan_inner {
@@ -113,6 +114,23 @@ pub fn frame(data: &[u8]) {
             }
         }
     }
+}
+
+/// The one parse ([`FrameMeta`](crate::FrameMeta), the flow key extraction): it agrees with
+/// the flow hash, a key reversed twice is itself, and the views it hands out are safe to read.
+fn meta(data: &[u8], hash: u32) {
+    let Ok(m) = crate::FrameMeta::parse(data) else {
+        assert!(data.len() < crate::ETHERNET_HEADER_LEN);
+        return;
+    };
+    assert_eq!(m.flow_hash(), hash, "the parse and the flow hash disagree");
+    if let Some(key) = m.flow_key() {
+        assert_eq!(key.reversed().reversed(), key);
+    }
+    if let Some(ip) = m.ipv4_packet() {
+        let _ = (ip.payload().len(), ip.total_len(), ip.next_header());
+    }
+    let _ = m.l3_bytes().len();
 }
 
 /// Calls the accessors `Repr::parse` may skip (it stops at the first bad field), on whatever

@@ -5,6 +5,8 @@
 //!
 //! - [`vxlan`]: the RFC 7348 header that carries a VPC's frames between hosts;
 //! - [`virtio_net`]: the `virtio_net_hdr` a TAP with `IFF_VNET_HDR` prepends (offloads);
+//! - [`meta`]: the one parse of a frame ([`FrameMeta`]: flow key, the fields the router decides
+//!   on, layer offsets), which the engine, the flow hash and the dissector share;
 //! - [`flow`]: a flow hash of an inner frame, used for the VXLAN UDP source port;
 //! - [`dissect`](mod@dissect): a checked walk of a frame through all of the above, for logs, tests and fuzzing;
 //! - [`fuzzing`]: the bodies of the wire fuzz targets, shared with the regression tests.
@@ -15,6 +17,8 @@
 //! live in each module (`vxlan::Packet`) and are re-exported here with a protocol prefix
 //! (`VxlanPacket`).
 
+#![warn(missing_docs)]
+
 pub use smoltcp::wire::*;
 // `Repr::parse`/`emit` take checksum capabilities; re-exported so users need not name smoltcp.
 pub use smoltcp::phy::{Checksum as ChecksumMode, ChecksumCapabilities};
@@ -22,11 +26,15 @@ pub use smoltcp::phy::{Checksum as ChecksumMode, ChecksumCapabilities};
 pub mod dissect;
 pub mod flow;
 pub mod fuzzing;
+pub mod meta;
 pub mod virtio_net;
 pub mod vxlan;
 
-pub use dissect::{dissect, Dissection, Layer as DissectLayer};
+pub use dissect::{dissect, dissect_meta, Dissection, Layer as DissectLayer};
 pub use flow::{flow_hash, vxlan_source_port, VXLAN_SOURCE_PORT_MAX, VXLAN_SOURCE_PORT_MIN};
+pub use meta::{
+    ArpMeta, FlowKey, FrameMeta, Ipv4Meta, L3Meta, L4Key, Truncated, ETHERNET_HEADER_LEN,
+};
 pub use virtio_net::{
     Checksum as VirtioNetHdrChecksum, Error as VirtioNetHdrError, Gso as VirtioNetHdrGso,
     GsoKind as VirtioNetHdrGsoKind, Packet as VirtioNetHdrPacket, Repr as VirtioNetHdrRepr,

@@ -1,67 +1,216 @@
-//! The layers a frame walks through, one module each (in the spirit of OPTE's VPC layers).
+//! The layers a packet walks through, one module each, in the spirit of OPTE's per-port layers.
 //!
-//! Egress (a frame an instance sent on its port), in order:
+//! Every ENI has the same pipeline. Egress (a frame the instance sent on its port) walks
+//! [`EGRESS`] in order; ingress (a VXLAN datagram from the underlay) walks [`INGRESS`], the same
+//! layers reversed:
 //!
-//! 1. [`antispoof`]: the source MAC (and, per protocol, source IPv4 / ARP sender) must be the
-//!    ENI's own.
-//! 2. [`gateway`]: services the VPC provides on the host itself, so that nothing broadcast ever
-//!    leaves it: proxy ARP ([`gateway::arp`]) and ICMP echo for the subnet router address
-//!    ([`gateway::icmp`]). DHCP will be a sibling module here (it must see the
-//!    `0.0.0.0 -> 255.255.255.255` discover that anti-spoofing lets through for it).
-//! 3. *(insertion point)* network ACLs (stateless, per subnet), then security groups (stateful,
-//!    per ENI, with a flow table), then NAT (for gateways): each a module of its own, called
-//!    from `engine::egress_ipv4` between the gateway and the route lookup, returning
-//!    `Result<_, DropReason>` with a new reason of its own.
-//! 4. [`route`]: which ENI the destination is, whether the frame is bridged (same subnet, MACs
-//!    kept) or routed (through the router MAC: MACs rewritten, TTL decremented).
-//! 5. [`overlay`]: same host, straight to the target's port; other host, VXLAN-encapsulated to
-//!    the owner's underlay address.
+//! | layer | egress | ingress |
+//! | --- | --- | --- |
+//! | [`gateway`] | anti-spoofing, proxy ARP, ICMP echo for the router address, no broadcast | nothing to answer (ARP and broadcast never cross the underlay) |
+//! | [`nacl`] | network ACL of the sender's subnet (no rules enforced yet: passes) | of the receiver's subnet (passes) |
+//! | [`security_group`] | the sender ENI's groups (no rules enforced yet: passes) | the receiver ENI's groups (passes) |
+//! | [`route`] | which ENI the destination is, bridged or routed (MAC rewrite, TTL) | the inner destination must be an ENI of the VNI on this host |
+//! | [`nat`] | address translation (none yet: passes) | (passes) |
+//! | [`overlay`] | VXLAN encapsulation to the target's host, or local delivery | decapsulation: VXLAN header, known VNI, registered source host |
 //!
-//! Ingress (a VXLAN datagram from the underlay): [`overlay`] decapsulates it and checks that
-//! the inner frame is for an ENI of that VNI on this host; security groups (ingress rules) will
-//! slot in after that check.
+//! Each layer reads the one parse of the frame ([`softvpc_wire::FrameMeta`], in
+//! `Packet::meta`), may record a decision in the `Packet` (the target, a rewrite, the
+//! encapsulation), and then either passes it on (`Step::Next`), answers it (`Step::Reply`,
+//! `Step::Absorb`) or drops it (`Err(DropReason)`). The network ACL, security group and NAT
+//! layers are in place so that their rules (issue 10) slot into both directions without
+//! reshaping the pipeline; today they pass every packet, and the pipeline-order tests check
+//! that each is visited where it belongs.
 //!
-//! Each layer either passes the frame on or ends it with a `Verdict`.
+//! On ingress the overlay is where a packet comes from: `overlay::decapsulate` checks the
+//! outer datagram, parses the inner frame once, and builds the `Packet` the other layers see.
 
-pub mod antispoof;
 pub mod gateway;
+pub mod nacl;
+pub mod nat;
 pub mod overlay;
 pub mod route;
+pub mod security_group;
+
+use std::net::Ipv4Addr;
+
+use softvpc_wire::FrameMeta;
 
 use crate::counters::Path;
-use crate::{DropReason, PortId, Transmit};
+use crate::mapping::{EniEntry, Mac, MappingTable, Vni};
+use crate::{DropReason, EngineConfig, PortId};
 
-/// How one input frame or datagram ended. Exactly one per input: the engine counts it.
+/// A layer of the pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LayerId {
+    /// [`gateway`]: services of the VPC router on the host.
+    Gateway,
+    /// [`nacl`]: the subnet's network ACL.
+    Nacl,
+    /// [`security_group`]: the ENI's security groups.
+    SecurityGroup,
+    /// [`route`]: where the packet goes.
+    Route,
+    /// [`nat`]: address translation.
+    Nat,
+    /// [`overlay`]: VXLAN between hosts.
+    Overlay,
+}
+
+impl LayerId {
+    /// The layer's name (for traces and logs).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            LayerId::Gateway => "gateway",
+            LayerId::Nacl => "nacl",
+            LayerId::SecurityGroup => "security_group",
+            LayerId::Route => "route",
+            LayerId::Nat => "nat",
+            LayerId::Overlay => "overlay",
+        }
+    }
+}
+
+/// The egress order: what an instance sends walks these, first to last.
+pub const EGRESS: [LayerId; 6] = [
+    LayerId::Gateway,
+    LayerId::Nacl,
+    LayerId::SecurityGroup,
+    LayerId::Route,
+    LayerId::Nat,
+    LayerId::Overlay,
+];
+
+/// The ingress order: [`EGRESS`] reversed.
+pub const INGRESS: [LayerId; 6] = [
+    LayerId::Overlay,
+    LayerId::Nat,
+    LayerId::Route,
+    LayerId::SecurityGroup,
+    LayerId::Nacl,
+    LayerId::Gateway,
+];
+
+/// Which way a packet goes through the pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// From a local instance (its port).
+    Egress,
+    /// From the underlay (a VXLAN datagram).
+    Ingress,
+}
+
+/// What the layers read besides the packet: the mapping table and the host's configuration.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ctx<'t> {
+    pub table: &'t MappingTable,
+    pub config: &'t EngineConfig,
+}
+
+/// A routed frame's MAC rewrite (the TTL is decremented with it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Rewrite {
+    pub router_mac: Mac,
+    pub target_mac: Mac,
+}
+
+/// Where an encapsulated frame goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Encap {
+    pub dst_ip: Ipv4Addr,
+    pub src_port: u16,
+}
+
+/// One packet on its way through the pipeline: the one parse of its (inner) frame, and what the
+/// layers decided so far.
 #[derive(Debug)]
-pub(crate) enum Verdict {
-    /// Write `frame` to local `port`; `path` says why (forwarded, decapsulated, ARP or ICMP
-    /// reply).
-    ToPort {
-        port: PortId,
-        frame: Vec<u8>,
-        path: Path,
+pub(crate) struct Packet<'a, 't> {
+    pub direction: Direction,
+    /// The frame (on ingress, the inner frame), parsed once.
+    pub meta: FrameMeta<'a>,
+    /// The VPC the packet is in.
+    pub vni: Vni,
+    /// Egress: the port the frame came from and its ENI.
+    pub sender: Option<(PortId, &'t EniEntry)>,
+    /// Ingress: the outer source (a registered host).
+    #[allow(dead_code)] // Read by the receive-side source check of issue 10.
+    pub underlay_src: Option<Ipv4Addr>,
+    /// Where the packet goes (set by [`route`]).
+    pub target: Option<&'t EniEntry>,
+    /// A routed frame's rewrite (set by [`route`]).
+    pub rewrite: Option<Rewrite>,
+    /// Egress to another host: the encapsulation (set by [`overlay`]).
+    pub encap: Option<Encap>,
+    /// The answer of a layer that returned [`Step::Reply`], for this port.
+    pub reply: Option<(PortId, Reply<'a>)>,
+}
+
+impl<'a, 't> Packet<'a, 't> {
+    /// The sending ENI of an egress packet.
+    #[inline]
+    pub fn sender_eni(&self) -> Option<&'t EniEntry> {
+        self.sender.map(|(_, eni)| eni)
+    }
+}
+
+/// A frame the gateway answers with, written to the asking port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reply<'a> {
+    /// "`owner_ip` is at `owner_mac`", to the asker.
+    Arp {
+        owner_mac: Mac,
+        owner_ip: Ipv4Addr,
+        asker_mac: Mac,
+        asker_ip: Ipv4Addr,
     },
-    /// Send a datagram on the underlay.
-    ToUnderlay(Transmit),
-    /// Consumed on purpose (not an error): counted under `path`.
+    /// An echo reply from the router address.
+    IcmpEcho {
+        router_mac: Mac,
+        router_ip: Ipv4Addr,
+        dst_mac: Mac,
+        dst_ip: Ipv4Addr,
+        ident: u16,
+        seq_no: u16,
+        data: &'a [u8],
+    },
+}
+
+/// What a layer did with a packet (a drop is the `Err` beside it). Two bytes, so that each
+/// layer's answer travels in a register; a reply itself is left in [`Packet::reply`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// On to the next layer.
+    Next,
+    /// Answered ([`Packet::reply`] holds the answer): the packet goes no further.
+    Reply,
+    /// Consumed on purpose (not an error): counted under the path.
     Absorb(Path),
-    /// Dropped and counted under the reason.
-    Drop(DropReason),
 }
 
-impl From<DropReason> for Verdict {
-    fn from(reason: DropReason) -> Self {
-        Verdict::Drop(reason)
+/// A layer's result.
+pub(crate) type LayerResult = Result<Step, DropReason>;
+
+/// Runs layer `id` on an egress packet.
+#[inline(always)]
+pub(crate) fn egress<'a, 't>(id: LayerId, cx: Ctx<'t>, pkt: &mut Packet<'a, 't>) -> LayerResult {
+    match id {
+        LayerId::Gateway => gateway::egress(cx, pkt),
+        LayerId::Nacl => nacl::egress(cx, pkt),
+        LayerId::SecurityGroup => security_group::egress(cx, pkt),
+        LayerId::Route => route::egress(cx, pkt),
+        LayerId::Nat => nat::egress(cx, pkt),
+        LayerId::Overlay => overlay::egress(cx, pkt),
     }
 }
 
-/// Checks an IPv4 packet from untrusted input: whole (smoltcp's length checks), version 4, a
-/// header of at least 20 bytes, a valid header checksum. Anything else is `malformed`.
-#[inline]
-pub(crate) fn checked_ipv4(payload: &[u8]) -> Result<softvpc_wire::Ipv4Packet<&[u8]>, DropReason> {
-    let ip = softvpc_wire::Ipv4Packet::new_checked(payload).map_err(|_| DropReason::Malformed)?;
-    if ip.version() != 4 || ip.header_len() < 20 || !ip.verify_checksum() {
-        return Err(DropReason::Malformed);
+/// Runs layer `id` on an ingress packet (after [`overlay::decapsulate`] made it).
+#[inline(always)]
+pub(crate) fn ingress<'a, 't>(id: LayerId, cx: Ctx<'t>, pkt: &mut Packet<'a, 't>) -> LayerResult {
+    match id {
+        LayerId::Gateway => gateway::ingress(cx, pkt),
+        LayerId::Nacl => nacl::ingress(cx, pkt),
+        LayerId::SecurityGroup => security_group::ingress(cx, pkt),
+        LayerId::Route => route::ingress(cx, pkt),
+        LayerId::Nat => nat::ingress(cx, pkt),
+        LayerId::Overlay => overlay::ingress(cx, pkt),
     }
-    Ok(ip)
 }

@@ -8,11 +8,51 @@
 //!   the router's, the destination the target's, the TTL is decremented and the IPv4 header
 //!   checksum fixed incrementally (RFC 1624). A TTL that would reach zero is `ttl_exceeded`.
 //! - anything else (unknown address, MAC mismatch, a packet to oneself): `no_route`.
+//!
+//! Ingress: the inner destination must be an address of an ENI of the datagram's VNI that is
+//! placed on this host, and the inner destination MAC that ENI's; anything else is
+//! `vxlan_not_local`.
 
 use std::net::Ipv4Addr;
 
-use crate::mapping::{router_mac, EniEntry, MappingTable};
+use super::{Ctx, LayerResult, Packet, Rewrite, Step};
+use crate::mapping::{router_mac, EniEntry, Location, MappingTable};
 use crate::DropReason;
+
+/// Egress: finds the target and, for a routed packet, the rewrite.
+#[inline]
+pub(crate) fn egress<'a, 't>(cx: Ctx<'t>, pkt: &mut Packet<'a, 't>) -> LayerResult {
+    let (Some(src), Some(ip)) = (pkt.sender_eni(), pkt.meta.ipv4()) else {
+        return Err(DropReason::NoRoute);
+    };
+    let decision = resolve(cx.table, src, pkt.meta.dst_mac.0, ip.dst, ip.ttl)?;
+    pkt.target = Some(decision.target);
+    pkt.rewrite = match decision.hop {
+        Hop::Bridged => None,
+        Hop::Routed => Some(Rewrite {
+            router_mac: router_mac(src.vni),
+            target_mac: decision.target.mac,
+        }),
+    };
+    Ok(Step::Next)
+}
+
+/// Ingress: the inner frame must be for a local ENI of the VNI, by address and MAC.
+#[inline]
+pub(crate) fn ingress<'a, 't>(cx: Ctx<'t>, pkt: &mut Packet<'a, 't>) -> LayerResult {
+    let ip = pkt.meta.ipv4().ok_or(DropReason::VxlanNotLocal)?;
+    let target = cx
+        .table
+        .eni_by_ip(pkt.vni, ip.dst)
+        .ok_or(DropReason::VxlanNotLocal)?;
+    match target.location {
+        Location::Local(_) if target.mac == pkt.meta.dst_mac.0 => {
+            pkt.target = Some(target);
+            Ok(Step::Next)
+        }
+        _ => Err(DropReason::VxlanNotLocal),
+    }
+}
 
 /// How a packet crosses the router.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

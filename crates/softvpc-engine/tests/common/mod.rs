@@ -4,13 +4,13 @@
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use smoltcp::phy::ChecksumCapabilities;
 use softvpc_engine::{
     Engine, EngineConfig, EniInfo, HostInfo, Mac, MappingRecords, MappingTable, Output, PortId,
-    SubnetInfo, Vni, VpcInfo,
+    SubnetInfo, Transmit, Vni, VpcInfo,
 };
 use softvpc_wire::{
     ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
@@ -193,18 +193,78 @@ pub fn engine_with(host: Ipv4Addr, records: &MappingRecords) -> Engine {
     engine
 }
 
-/// Runs one frame from `port` through the engine.
-pub fn egress(engine: &mut Engine, port: PortId, frame: &[u8]) -> Output {
-    let mut out = Output::default();
-    engine.handle_port_frames(Instant::now(), port, [frame], &mut out);
-    out
+// ---- virtual time ------------------------------------------------------------------------
+
+/// The origin of virtual time: the one wall-clock reading of a test process (an `Instant` can
+/// only be had from the clock). Tests then move time themselves, as quinn-proto's `Pair` does:
+/// the engine never sees the wall clock.
+pub fn t0() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
 }
 
-/// Runs one datagram from `src` through the engine.
-pub fn ingress(engine: &mut Engine, src: Ipv4Addr, datagram: &[u8]) -> Output {
+/// `t0() + ms` milliseconds.
+pub fn at_ms(ms: u64) -> Instant {
+    t0() + Duration::from_millis(ms)
+}
+
+// ---- what an engine sent -----------------------------------------------------------------
+
+/// An owned copy of one datagram of an [`Output`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentTransmit {
+    pub dst_ip: Ipv4Addr,
+    pub dst_port: u16,
+    pub src_port: u16,
+    pub payload: Vec<u8>,
+}
+
+impl From<Transmit<'_>> for SentTransmit {
+    fn from(t: Transmit<'_>) -> Self {
+        SentTransmit {
+            dst_ip: t.dst_ip,
+            dst_port: t.dst_port,
+            src_port: t.src_port,
+            payload: t.payload.to_vec(),
+        }
+    }
+}
+
+/// An owned copy of an [`Output`] (tests keep outputs around; the engine writes into the
+/// shell's buffers).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sent {
+    pub to_ports: Vec<(PortId, Vec<u8>)>,
+    pub to_underlay: Vec<SentTransmit>,
+}
+
+impl Sent {
+    pub fn is_empty(&self) -> bool {
+        self.to_ports.is_empty() && self.to_underlay.is_empty()
+    }
+}
+
+impl From<&Output> for Sent {
+    fn from(out: &Output) -> Self {
+        Sent {
+            to_ports: out.to_ports().map(|(p, f)| (p, f.to_vec())).collect(),
+            to_underlay: out.transmits().map(SentTransmit::from).collect(),
+        }
+    }
+}
+
+/// Runs one frame from `port` through the engine, at virtual time [`t0`].
+pub fn egress(engine: &mut Engine, port: PortId, frame: &[u8]) -> Sent {
     let mut out = Output::default();
-    engine.handle_underlay_datagrams(Instant::now(), [(src, datagram)], &mut out);
-    out
+    engine.handle_port_frames(t0(), port, [frame], &mut out);
+    Sent::from(&out)
+}
+
+/// Runs one datagram from `src` through the engine, at virtual time [`t0`].
+pub fn ingress(engine: &mut Engine, src: Ipv4Addr, datagram: &[u8]) -> Sent {
+    let mut out = Output::default();
+    engine.handle_underlay_datagrams(t0(), [(src, datagram)], &mut out);
+    Sent::from(&out)
 }
 
 // ---- frame builders ----------------------------------------------------------------------

@@ -15,64 +15,55 @@
 use std::net::Ipv4Addr;
 
 use softvpc_wire::{
-    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
+    ArpMeta, ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
     EthernetRepr,
 };
 
+use super::antispoof;
 use crate::counters::Path;
-use crate::layers::{antispoof, Verdict};
+use crate::layers::Reply;
 use crate::mapping::{EniEntry, MappingTable};
-use crate::{DropReason, PortId};
+use crate::DropReason;
 
-/// Length of an Ethernet + ARP (Ethernet/IPv4) reply frame.
-const REPLY_LEN: usize = 14 + 28;
+/// What the proxy does with a valid ARP packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Answer {
+    /// Answers with this reply.
+    Reply(Reply<'static>),
+    /// Consumes it (counted under the path).
+    Absorb(Path),
+}
 
-/// Handles an ARP frame sent by `eni` on `port`. The Ethernet source MAC is already checked.
+/// Handles an Ethernet/IPv4 ARP packet sent by `eni`. The Ethernet source MAC is already
+/// checked.
 pub(crate) fn handle(
     table: &MappingTable,
-    port: PortId,
     eni: &EniEntry,
-    payload: &[u8],
-) -> Verdict {
-    let Ok(packet) = ArpPacket::new_checked(payload) else {
-        return Verdict::Drop(DropReason::Malformed);
-    };
-    // Anything but Ethernet/IPv4 ARP fails to parse.
-    let Ok(ArpRepr::EthernetIpv4 {
-        operation,
-        source_hardware_addr: sha,
-        source_protocol_addr: spa,
-        target_protocol_addr: tpa,
-        ..
-    }) = ArpRepr::parse(&packet)
-    else {
-        return Verdict::Drop(DropReason::Malformed);
-    };
-    if let Err(reason) = antispoof::check_arp_sender(eni, sha.0, spa) {
-        return Verdict::Drop(reason);
-    }
-    match operation {
+    arp: &ArpMeta,
+) -> Result<Answer, DropReason> {
+    let (spa, tpa) = (arp.sender_ip, arp.target_ip);
+    antispoof::check_arp_sender(eni, arp.sender_mac.0, spa)?;
+    match arp.operation {
         ArpOperation::Request => {}
         // Unsolicited (gratuitous) replies: the proxy never asks, so nothing is waiting.
-        ArpOperation::Reply => return Verdict::Absorb(Path::ArpAbsorbed),
-        ArpOperation::Unknown(_) => return Verdict::Drop(DropReason::Malformed),
+        ArpOperation::Reply => return Ok(Answer::Absorb(Path::ArpAbsorbed)),
+        ArpOperation::Unknown(_) => return Err(DropReason::Malformed),
     }
     if spa == tpa {
         // Gratuitous announcement of the sender's own address.
-        return Verdict::Absorb(Path::ArpAbsorbed);
+        return Ok(Answer::Absorb(Path::ArpAbsorbed));
     }
     if spa.is_unspecified() && eni.owns_ip(tpa) {
         // RFC 5227 probe for the asker's own address: silence means "no conflict".
-        return Verdict::Absorb(Path::ArpAbsorbed);
+        return Ok(Answer::Absorb(Path::ArpAbsorbed));
     }
-    let Some(owner_mac) = resolve(table, eni, tpa) else {
-        return Verdict::Drop(DropReason::ArpUnanswered);
-    };
-    Verdict::ToPort {
-        port,
-        frame: reply(owner_mac, tpa, eni.mac, spa),
-        path: Path::ArpReplies,
-    }
+    let owner_mac = resolve(table, eni, tpa).ok_or(DropReason::ArpUnanswered)?;
+    Ok(Answer::Reply(Reply::Arp {
+        owner_mac,
+        owner_ip: tpa,
+        asker_mac: eni.mac,
+        asker_ip: spa,
+    }))
 }
 
 /// The MAC that answers for `ip` in the asker's VPC: the router's for the asker's subnet
@@ -86,16 +77,20 @@ fn resolve(table: &MappingTable, asker: &EniEntry, ip: Ipv4Addr) -> Option<[u8; 
     table.eni_by_ip(asker.vni, ip).map(|owner| owner.mac)
 }
 
-/// An ARP reply "`owner_ip` is at `owner_mac`", unicast to the asker. For a probe the asker's
-/// address is 0.0.0.0 and stays so in the reply's target (as Linux answers probes).
-fn reply(
+/// Length of an Ethernet + ARP (Ethernet/IPv4) reply frame.
+pub(crate) const REPLY_LEN: usize = 14 + 28;
+
+/// Writes an ARP reply "`owner_ip` is at `owner_mac`", unicast to the asker, into `buf`
+/// ([`REPLY_LEN`] bytes). For a probe the asker's address is 0.0.0.0 and stays so in the
+/// reply's target (as Linux answers probes).
+pub(crate) fn emit_reply(
+    buf: &mut [u8],
     owner_mac: [u8; 6],
     owner_ip: Ipv4Addr,
     asker_mac: [u8; 6],
     asker_ip: Ipv4Addr,
-) -> Vec<u8> {
-    let mut buf = vec![0u8; REPLY_LEN];
-    let mut frame = EthernetFrame::new_unchecked(&mut buf[..]);
+) {
+    let mut frame = EthernetFrame::new_unchecked(buf);
     EthernetRepr {
         src_addr: EthernetAddress(owner_mac),
         dst_addr: EthernetAddress(asker_mac),
@@ -111,5 +106,4 @@ fn reply(
         target_protocol_addr: asker_ip,
     }
     .emit(&mut arp);
-    buf
 }
