@@ -190,16 +190,16 @@ pub fn teardown(prefix: &str, state_dir: &Path) -> anyhow::Result<Removed> {
         .into_iter()
         .filter(|ns| ns.starts_with(prefix))
     {
-        match sys::ip(&["netns", "del", &ns]) {
+        match softvpc_netlink::netns::delete(&ns) {
             Ok(()) => removed.netns.push(ns),
-            Err(e) => removed.failures.push(format!("{e:#}")),
+            Err(e) => removed.failures.push(e.to_string()),
         }
     }
 
     match sys::root_links() {
         Ok(links) => {
             for link in links.into_iter().filter(|l| l.starts_with(prefix)) {
-                match sys::ip(&["link", "del", &link]) {
+                match sys::delete_root_link(&link) {
                     Ok(()) => removed.links.push(link),
                     // Deleting one end of a veth removes its peer too.
                     Err(_) if !sys::root_links().unwrap_or_default().contains(&link) => {}

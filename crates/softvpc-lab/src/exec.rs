@@ -1,8 +1,5 @@
 //! `softvpc lab exec NAME -- CMD...`: run a command inside an instance's netns, replacing this
-//! process (so exit code, stdin and signals pass straight through).
-
-use std::os::unix::process::CommandExt;
-use std::process::Command;
+//! process (so exit code, stdin and signals pass straight through), as `ip netns exec` does.
 
 use anyhow::bail;
 
@@ -107,11 +104,13 @@ pub fn exec(args: &LabArgs, name: &str, cmd: &[String]) -> anyhow::Result<()> {
             .unwrap_or_else(|| "unknown".into());
         bail!("instance {name} ({instance_id}, state {st}) has no netns {ns} (not yet created by its agent, terminated, or on an agent-less host)");
     }
-    let err = Command::new("ip")
-        .args(["netns", "exec", &ns])
-        .args(cmd)
-        .exec();
-    bail!("running `ip netns exec {ns} {}`: {err}", cmd.join(" "))
+    let Some((program, rest)) = cmd.split_first() else {
+        bail!("no command given: softvpc lab exec {name} -- COMMAND [ARGS...]");
+    };
+    let args: Vec<std::ffi::OsString> = rest.iter().map(Into::into).collect();
+    // Returns only if the command could not be started.
+    let err = sys::exec_in_netns(&ns, &program.into(), &args);
+    bail!("{err}")
 }
 
 #[cfg(test)]

@@ -3,10 +3,9 @@
 //! The lab must work on a fresh machine, where `ping` (iputils) is not installed, so it sends its
 //! own echo request from a raw ICMP socket opened inside the namespace. Packets are built and
 //! parsed with smoltcp's ICMPv4 representation (checksums included); only the socket is ours.
-//! A probe thread enters the namespace with `setns`, which changes only that thread, so the
+//! The probe runs on a thread inside the namespace (`softvpc_netlink::netns::run_in`), so the
 //! caller's namespace is never touched; the socket stays bound to the namespace it was made in.
 
-use std::fs::File;
 use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
@@ -16,24 +15,11 @@ use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{Icmpv4Packet, Icmpv4Repr, Ipv4Packet};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::sys::NETNS_DIR;
-
 /// Sends one ICMP echo request to `dst` from inside the named netns and waits up to `timeout`
 /// for its reply. `Ok(false)` means no reply in time (or the network is unreachable from there);
 /// `Err` means the probe itself could not run (no such netns, no privilege).
 pub fn ping_in_netns(netns: &str, dst: Ipv4Addr, timeout: Duration) -> anyhow::Result<bool> {
-    let path = std::path::Path::new(NETNS_DIR).join(netns);
-    let ns = File::open(&path).with_context(|| format!("opening netns {}", path.display()))?;
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
-                    .with_context(|| format!("entering netns {netns}"))?;
-                ping(dst, timeout)
-            })
-            .join()
-            .map_err(|_| anyhow::anyhow!("the probe thread for netns {netns} panicked"))?
-    })
+    softvpc_netlink::netns::run_in(netns, move || ping(dst, timeout))
 }
 
 /// Echo identifiers differ per probe so concurrent probes in one namespace do not take each
@@ -184,9 +170,13 @@ mod tests {
             return;
         }
         let name = format!("svpc-probe-test-{}", std::process::id());
-        crate::sys::ip(&["netns", "add", &name]).expect("ip netns add");
+        softvpc_netlink::netns::create(&name).expect("create netns");
         let result = (|| {
-            crate::sys::ip(&["-n", &name, "link", "set", "lo", "up"])?;
+            softvpc_netlink::block_on(async {
+                softvpc_netlink::Netlink::connect_in(&name)?
+                    .set_up("lo")
+                    .await
+            })?;
             let up = ping_in_netns(&name, Ipv4Addr::LOCALHOST, Duration::from_secs(2))?;
             // An address nothing in the namespace holds or routes: unreachable, not an error.
             let nowhere = ping_in_netns(
@@ -196,7 +186,7 @@ mod tests {
             )?;
             anyhow::Ok((up, nowhere))
         })();
-        let _ = crate::sys::ip(&["netns", "del", &name]);
+        let _ = softvpc_netlink::netns::delete(&name);
         let (up, nowhere) = result.expect("probe");
         assert!(up, "loopback answers inside the namespace");
         assert!(!nowhere, "no route means no answer");

@@ -1,5 +1,5 @@
-//! The lab's system plumbing: `ip` (iproute2) for namespaces and links, and processes (spawn
-//! detached, find, terminate) through `/proc` and signals.
+//! The lab's system plumbing: named namespaces and links through `softvpc-netlink` (netlink, no
+//! `ip` process), and processes (spawn detached, find, terminate) through `/proc` and signals.
 
 use std::fs::File;
 use std::os::unix::process::CommandExt;
@@ -7,96 +7,34 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-/// Where iproute2 keeps named network namespaces.
-pub const NETNS_DIR: &str = "/run/netns";
-
-/// Runs `ip ARGS...`; an error carries ip's own message.
-pub fn ip(args: &[&str]) -> anyhow::Result<()> {
-    let out = Command::new("ip")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .context("running `ip` (is iproute2 installed?)")?;
-    if !out.status.success() {
-        bail!(
-            "`ip {}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
-}
-
-/// Sets a sysctl inside a netns.
-pub fn sysctl_in(ns: &str, key: &str, value: &str) -> anyhow::Result<()> {
-    let path = format!("/proc/sys/{}", key.replace('.', "/"));
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            ns,
-            "sh",
-            "-c",
-            &format!("echo {value} > {path}"),
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .context("running `ip netns exec`")?;
-    if !out.status.success() {
-        bail!(
-            "setting {key}={value} in netns {ns} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
-}
-
-/// Named network namespaces (`ip netns list`).
-pub fn netns_list() -> Vec<String> {
-    let Ok(dir) = std::fs::read_dir(NETNS_DIR) else {
-        return Vec::new();
-    };
-    let mut names: Vec<String> = dir
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .collect();
-    names.sort();
-    names
-}
-
-/// Whether a named netns exists.
-pub fn netns_exists(name: &str) -> bool {
-    Path::new(NETNS_DIR).join(name).exists()
-}
+pub use softvpc_netlink::netns::{exists as netns_exists, list as netns_list, NETNS_DIR};
 
 /// Link names in the current (root) netns.
 pub fn root_links() -> anyhow::Result<Vec<String>> {
-    let out = Command::new("ip")
-        .args(["-o", "link", "show"])
-        .stdin(Stdio::null())
-        .output()
-        .context("running `ip`")?;
-    if !out.status.success() {
-        bail!(
-            "`ip -o link show` failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(parse_link_names(&String::from_utf8_lossy(&out.stdout)))
+    Ok(softvpc_netlink::block_on(async {
+        softvpc_netlink::Netlink::connect()?.link_names().await
+    })?)
 }
 
-/// Parses `ip -o link show` lines (`2: name@peer: <FLAGS> ...`) into link names.
-pub fn parse_link_names(text: &str) -> Vec<String> {
-    text.lines()
-        .filter_map(|line| {
-            let rest = line.split_once(": ")?.1;
-            let name = rest.split_once(':')?.0;
-            Some(name.split('@').next().unwrap_or(name).to_string())
-        })
-        .collect()
+/// Deletes a link of the current (root) netns.
+pub fn delete_root_link(name: &str) -> anyhow::Result<()> {
+    Ok(softvpc_netlink::block_on(async {
+        softvpc_netlink::Netlink::connect()?.del_link(name).await
+    })?)
+}
+
+/// Replaces this process with `program args...` inside the named netns (`ip netns exec`);
+/// returns only on failure.
+pub fn exec_in_netns(
+    ns: &str,
+    program: &std::ffi::OsString,
+    args: &[std::ffi::OsString],
+) -> softvpc_netlink::Error {
+    softvpc_netlink::netns::exec(ns, program, args)
 }
 
 /// Starts a long-running child detached from the lab command: its own session (no terminal
@@ -245,15 +183,6 @@ pub fn is_root() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn link_names_are_parsed_from_ip_output() {
-        let text = "1: lo: <LOOPBACK,UP,LOWER_UP> mtu 65536 qdisc noqueue state UNKNOWN\\    link/loopback 00:00:00:00:00:00\n\
-                    7: lbt-vh1@if6: <BROADCAST,MULTICAST> mtu 1500 qdisc noop\\    link/ether 1a:2b:3c:4d:5e:6f\n\
-                    9: br0: <NO-CARRIER> mtu 1500\n";
-        assert_eq!(parse_link_names(text), ["lo", "lbt-vh1", "br0"]);
-        assert!(parse_link_names("garbage\n").is_empty());
-    }
 
     #[test]
     fn processes_are_found_watched_and_terminated() {

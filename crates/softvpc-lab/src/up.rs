@@ -314,82 +314,7 @@ fn build_fabric(
     state_dir: &Path,
     s: &Step,
 ) -> anyhow::Result<()> {
-    let fabric = names::fabric_netns(prefix);
-    let bridge_addr = format!("{}/{}", names::FABRIC_IP, names::UNDERLAY_PREFIX_LEN);
-    add_netns(&fabric, state, state_dir)?;
-    state.fabric_netns = Some(fabric.clone());
-    state.save(state_dir)?;
-    sys::ip(&[
-        "-n",
-        &fabric,
-        "link",
-        "add",
-        names::FABRIC_BRIDGE,
-        "type",
-        "bridge",
-    ])?;
-    sys::ip(&[
-        "-n",
-        &fabric,
-        "addr",
-        "add",
-        &bridge_addr,
-        "dev",
-        names::FABRIC_BRIDGE,
-    ])?;
-    sys::ip(&["-n", &fabric, "link", "set", names::FABRIC_BRIDGE, "up"])?;
-
-    for (i, host) in topo.hosts.iter().enumerate() {
-        let ns = names::host_netns(prefix, &host.name);
-        let port = names::fabric_port(i + 1);
-        add_netns(&ns, state, state_dir)?;
-        state.hosts.push(HostRecord {
-            name: host.name.clone(),
-            netns: ns.clone(),
-            underlay_ip: host.underlay_ip.to_string(),
-            agent: host.agent,
-            process: None,
-            host_id: None,
-        });
-        state.save(state_dir)?;
-        // Created inside the fabric netns with one end moved straight into the host's, so no
-        // link ever appears in the root netns.
-        sys::ip(&[
-            "-n",
-            &fabric,
-            "link",
-            "add",
-            &port,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            names::HOST_UNDERLAY_IF,
-            "netns",
-            &ns,
-        ])?;
-        sys::ip(&[
-            "-n",
-            &fabric,
-            "link",
-            "set",
-            &port,
-            "master",
-            names::FABRIC_BRIDGE,
-            "up",
-        ])?;
-        let addr = format!("{}/{}", host.underlay_ip, names::UNDERLAY_PREFIX_LEN);
-        sys::ip(&[
-            "-n",
-            &ns,
-            "addr",
-            "add",
-            &addr,
-            "dev",
-            names::HOST_UNDERLAY_IF,
-        ])?;
-        sys::ip(&["-n", &ns, "link", "set", names::HOST_UNDERLAY_IF, "up"])?;
-    }
+    softvpc_netlink::block_on(plumb_fabric(prefix, topo, state, state_dir))?;
 
     // Every host must reach the fabric before anything runs on it.
     let fabric_ip = names::FABRIC_IP.to_string();
@@ -406,15 +331,74 @@ fn build_fabric(
     Ok(())
 }
 
-/// Creates a netns with lo up and IPv6 off (no router solicitations or MLD in captures).
-fn add_netns(ns: &str, state: &mut LabState, state_dir: &Path) -> anyhow::Result<()> {
-    sys::ip(&["netns", "add", ns])?;
+/// Step 2's plumbing (netlink): the fabric netns with its bridge, and per host a netns joined
+/// to it by a veth.
+async fn plumb_fabric(
+    prefix: &str,
+    topo: &Topology,
+    state: &mut LabState,
+    state_dir: &Path,
+) -> anyhow::Result<()> {
+    let fabric = names::fabric_netns(prefix);
+    let nf = add_netns(&fabric, state, state_dir).await?;
+    state.fabric_netns = Some(fabric.clone());
+    state.save(state_dir)?;
+    nf.add_bridge(names::FABRIC_BRIDGE).await?;
+    nf.add_address(
+        names::FABRIC_BRIDGE,
+        names::FABRIC_IP,
+        names::UNDERLAY_PREFIX_LEN,
+        false,
+    )
+    .await?;
+    nf.set_up(names::FABRIC_BRIDGE).await?;
+
+    for (i, host) in topo.hosts.iter().enumerate() {
+        let ns = names::host_netns(prefix, &host.name);
+        let port = names::fabric_port(i + 1);
+        let nh = add_netns(&ns, state, state_dir).await?;
+        state.hosts.push(HostRecord {
+            name: host.name.clone(),
+            netns: ns.clone(),
+            underlay_ip: host.underlay_ip.to_string(),
+            agent: host.agent,
+            process: None,
+            host_id: None,
+        });
+        state.save(state_dir)?;
+        // Created inside the fabric netns with one end straight in the host's, so no link ever
+        // appears in the root netns.
+        nf.add_veth(&port, names::HOST_UNDERLAY_IF, Some(&ns))
+            .await?;
+        nf.set_master(&port, names::FABRIC_BRIDGE).await?;
+        nf.set_up(&port).await?;
+        nh.add_address(
+            names::HOST_UNDERLAY_IF,
+            host.underlay_ip,
+            names::UNDERLAY_PREFIX_LEN,
+            false,
+        )
+        .await?;
+        nh.set_up(names::HOST_UNDERLAY_IF).await?;
+    }
+    Ok(())
+}
+
+/// Creates a netns with lo up and IPv6 off (no router solicitations or MLD in captures); returns
+/// a netlink socket in it.
+async fn add_netns(
+    ns: &str,
+    state: &mut LabState,
+    state_dir: &Path,
+) -> anyhow::Result<softvpc_netlink::Netlink> {
+    softvpc_netlink::netns::create(ns)?;
     state.netns.push(ns.to_string());
     state.save(state_dir)?;
-    sys::sysctl_in(ns, "net.ipv6.conf.all.disable_ipv6", "1")?;
-    sys::sysctl_in(ns, "net.ipv6.conf.default.disable_ipv6", "1")?;
-    sys::ip(&["-n", ns, "link", "set", "lo", "up"])?;
-    Ok(())
+    softvpc_netlink::netns::set_sysctl(ns, "net.ipv6.conf.all.disable_ipv6", "1")?;
+    softvpc_netlink::netns::set_sysctl(ns, "net.ipv6.conf.default.disable_ipv6", "1")?;
+    let nl = softvpc_netlink::Netlink::connect_in(ns)?;
+    nl.set_up("lo").await?;
+    Ok(nl)
 }
 
 /// The server's data directory (store and `credentials`).

@@ -14,7 +14,6 @@ pub mod model;
 pub mod store;
 
 use std::net::SocketAddr;
-use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -63,27 +62,14 @@ fn parse_host_arg(arg: &str) -> anyhow::Result<(&str, &str)> {
         .with_context(|| format!("--register-host expects NAME=IP, got '{arg}'"))
 }
 
-/// Binds a TCP listener inside the named network namespace, then returns this thread to the
-/// namespace it was in. Must run before any other thread exists that could observe the switch
-/// (setns affects only the calling thread).
+/// Binds a TCP listener inside the named network namespace (on a short-lived thread there; the
+/// socket stays in that namespace, and no thread of ours changes namespace).
 fn bind_in_netns(name: &str, addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
-    use nix::sched::{setns, CloneFlags};
-    let original = std::fs::File::open("/proc/thread-self/ns/net")
-        .context("opening this thread's network namespace")?;
-    let target_path = ["/run/netns", "/var/run/netns"]
-        .iter()
-        .map(|d| PathBuf::from(d).join(name))
-        .find(|p| p.exists())
-        .with_context(|| format!("network namespace '{name}' not found under /run/netns"))?;
-    let target = std::fs::File::open(&target_path)
-        .with_context(|| format!("opening {}", target_path.display()))?;
-    setns(target.as_fd(), CloneFlags::CLONE_NEWNET)
-        .with_context(|| format!("entering network namespace '{name}'"))?;
-    let bound = std::net::TcpListener::bind(addr);
-    // Always go back, whatever the bind did.
-    setns(original.as_fd(), CloneFlags::CLONE_NEWNET)
-        .context("returning to the original network namespace")?;
-    bound.with_context(|| format!("binding mapping service {addr} in netns '{name}'"))
+    let ns = name.to_string();
+    softvpc_netlink::netns::run_in(name, move || {
+        std::net::TcpListener::bind(addr)
+            .with_context(|| format!("binding mapping service {addr} in netns '{ns}'"))
+    })
 }
 
 /// Runs the server until interrupted (SIGINT or SIGTERM).
