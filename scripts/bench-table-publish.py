@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """How soon a mapping change is live in the agents' data path (prints figures; not a test).
 
-Needs root. Brings up a small lab of its own (prefix `svb<pid>-`, state under /tmp, a free API
+Needs root. Brings up a small lab of its own (prefix `svp<pid>-`, state under /tmp, a free API
 port; always taken down at the end): host-1 and host-2, one VPC, one instance on each. Then, for
 ROUNDS rounds, launches an instance on host-1 and terminates it again through the EC2 API (the
 AWS CLI), waiting each time until host-1's agent has plumbed (or removed) it. Every one of those
@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("SOFTVPC_E2E_PREFIX", f"svb{os.getpid()}-")
+os.environ.setdefault("SOFTVPC_E2E_PREFIX", f"svp{os.getpid()}-")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "e2e"))
 
 from e2e_harness import WORK_DIR, Lab, metric_sum, netns_list, run, wait_until  # noqa: E402
@@ -76,7 +76,7 @@ def main():
         sys.exit("bench-table-publish needs root (network namespaces)")
     rounds = min(int(sys.argv[1]) if len(sys.argv) > 1 else 10, MAX_ROUNDS)
     WORK_DIR.mkdir(parents=True, exist_ok=True)
-    topo = Path(tempfile.mkdtemp(prefix="svb-topo-")) / "lab.toml"
+    topo = Path(tempfile.mkdtemp(prefix="svp-topo-")) / "lab.toml"
     topo.write_text(TOPOLOGY)
     lab = Lab(topo)
     print(f"load average at the start: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
