@@ -15,18 +15,27 @@ use crate::value::{Timestamp, Value};
 /// Why a tree does not fit an operation's output shape ([`try_encode`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EncodeError {
+    /// The operation is not in the model.
     #[error("unknown operation {0}")]
     UnknownOperation(String),
+    /// A member the structure does not have.
     #[error("{path}: no member {member} in shape {shape}")]
     UnknownMember {
+        /// Where, as member names (`DescribeVpcs.Vpcs[0]`).
         path: String,
+        /// The member given.
         member: String,
+        /// The structure's shape name.
         shape: String,
     },
+    /// A value of another kind than the shape holds.
     #[error("{path}: shape {shape} cannot hold {found}")]
     TypeMismatch {
+        /// Where, as member names.
         path: String,
+        /// The shape name.
         shape: String,
+        /// What was given (`a list`, `a string`, ...).
         found: &'static str,
     },
 }

@@ -5,19 +5,34 @@
 pub enum ProtocolError {
     /// The `Action` names no operation of the model.
     #[error("InvalidAction: {}", self.message())]
-    InvalidAction { action: String },
+    InvalidAction {
+        /// The `Action` given.
+        action: String,
+    },
     /// A parameter name the operation's input does not have.
     #[error("UnknownParameter: {}", self.message())]
-    UnknownParameter { name: String },
+    UnknownParameter {
+        /// The whole parameter name.
+        name: String,
+    },
     /// A value the member's shape does not accept (type, enum, range, list index).
     #[error("InvalidParameterValue: {message}")]
-    InvalidParameterValue { message: String },
+    InvalidParameterValue {
+        /// AWS's message.
+        message: String,
+    },
     /// A member the model marks required is absent.
     #[error("MissingParameter: {}", self.message())]
-    MissingParameter { name: String },
+    MissingParameter {
+        /// The wire path of the missing member.
+        name: String,
+    },
     /// The form encoding itself is broken (not UTF-8 after percent-decoding).
     #[error("MalformedQueryString: {message}")]
-    MalformedQueryString { message: String },
+    MalformedQueryString {
+        /// AWS's message.
+        message: String,
+    },
 }
 
 impl ProtocolError {

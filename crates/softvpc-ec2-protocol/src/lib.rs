@@ -38,6 +38,7 @@
 //! Modules: [`mod@model`] (the parsed service model), [`value`] (the tree), [`form`] (form
 //! decoding), [`mod@decode`] and [`mod@encode`] (the server's two directions),
 //! [`mod@serialize`] and [`mod@parse`] (the client's), [`error`] (protocol refusals).
+#![warn(missing_docs)]
 
 pub mod decode;
 pub mod encode;

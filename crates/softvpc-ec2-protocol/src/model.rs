@@ -27,25 +27,37 @@ pub fn model() -> &'static Model {
 /// What a shape is.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ShapeKind {
+    /// Named members.
     Structure(Structure),
+    /// A list of one member shape.
     List(List),
     /// A string; `enum_values` non-empty for an enum.
     String {
+        /// The values an enum allows (empty: any string).
         enum_values: Vec<String>,
     },
+    /// A 32-bit integer.
     Integer,
+    /// A 64-bit integer.
     Long,
+    /// `true` or `false`.
     Boolean,
+    /// An instant (ISO 8601 on the wire).
     Timestamp,
+    /// A double-precision number.
     Double,
+    /// A single-precision number.
     Float,
+    /// Bytes, carried as base64 text.
     Blob,
 }
 
 /// One shape of the model.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Shape {
+    /// The model's shape name (`CreateVpcRequest`).
     pub name: String,
+    /// What it is.
     pub kind: ShapeKind,
     /// Lower bound: value for numbers, length for strings and lists.
     pub min: Option<i64>,
@@ -56,6 +68,7 @@ pub struct Shape {
 /// A structure's members in model order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Structure {
+    /// The members, in model order (the order responses are written in).
     pub members: Vec<Member>,
     /// Input wire name (see [`Member::wire_name`]) -> index in `members`.
     pub by_wire_name: HashMap<String, usize>,
@@ -71,11 +84,13 @@ pub struct Structure {
 pub struct Member {
     /// The model name (`VpcId`): the key in decoded trees.
     pub name: String,
+    /// The member's shape.
     pub shape: ShapeId,
     /// `locationName`: the response element name (`vpcId`, `vpcSet`).
     pub location_name: Option<String>,
     /// `ec2QueryName`/`queryName`: the request wire name when present.
     pub query_name: Option<String>,
+    /// The model marks it required.
     pub required: bool,
     /// Filled by clients with a fresh token when absent (`ClientToken`).
     pub idempotency_token: bool,
@@ -107,6 +122,7 @@ impl Member {
 /// A list shape.
 #[derive(Debug, Clone, PartialEq)]
 pub struct List {
+    /// The shape of each entry.
     pub member: ShapeId,
     /// The element name of each entry in responses (`item`).
     pub member_location_name: Option<String>,
@@ -115,19 +131,26 @@ pub struct List {
 /// An operation: input and output structure shapes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Operation {
+    /// The operation name (the `Action` value).
     pub name: String,
+    /// Its input structure, if it takes any.
     pub input: Option<ShapeId>,
+    /// Its output structure, if it answers with any.
     pub output: Option<ShapeId>,
 }
 
 /// The whole model.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Model {
+    /// The botocore release the model was trimmed from.
     pub botocore_version: String,
+    /// The EC2 API version (`2016-11-15`).
     pub api_version: String,
     /// The response namespace, with its trailing slash as AWS writes it.
     pub xml_namespace: String,
+    /// Every shape, addressed by [`ShapeId`].
     pub shapes: Vec<Shape>,
+    /// Operations by name.
     pub operations: HashMap<String, Operation>,
     shape_ids: HashMap<String, ShapeId>,
 }
@@ -185,12 +208,20 @@ struct RawListMember {
 /// Why a model file was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
+    /// Not the JSON the generator writes.
     #[error("model JSON: {0}")]
     Json(#[from] serde_json::Error),
+    /// A shape referenced but not defined.
     #[error("shape {0} referenced but not defined")]
     UnknownShape(String),
+    /// A shape that makes no sense (a list without member, ...).
     #[error("shape {shape}: {problem}")]
-    BadShape { shape: String, problem: String },
+    BadShape {
+        /// The shape name.
+        shape: String,
+        /// What is wrong.
+        problem: String,
+    },
 }
 
 impl Model {

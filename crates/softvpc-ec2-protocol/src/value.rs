@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub enum Value {
     /// A structure: member name -> value; absent members are simply not there.
     Struct(BTreeMap<String, Value>),
+    /// `list` shapes, in order.
     List(Vec<Value>),
     /// `string` shapes (enums included) and `blob`s (kept as their base64 text).
     String(String),
@@ -18,7 +19,9 @@ pub enum Value {
     Integer(i64),
     /// `double` and `float` shapes.
     Double(f64),
+    /// `boolean` shapes.
     Boolean(bool),
+    /// `timestamp` shapes.
     Timestamp(Timestamp),
 }
 
@@ -58,6 +61,7 @@ impl Value {
         }
     }
 
+    /// The number of an integer value.
     pub fn as_i64(&self) -> Option<i64> {
         match self {
             Value::Integer(i) => Some(*i),
@@ -65,6 +69,7 @@ impl Value {
         }
     }
 
+    /// A number (integers too) as `f64`.
     pub fn as_f64(&self) -> Option<f64> {
         match self {
             Value::Double(d) => Some(*d),
@@ -73,6 +78,7 @@ impl Value {
         }
     }
 
+    /// A boolean value.
     pub fn as_bool(&self) -> Option<bool> {
         match self {
             Value::Boolean(b) => Some(*b),
@@ -80,6 +86,7 @@ impl Value {
         }
     }
 
+    /// A timestamp value.
     pub fn as_timestamp(&self) -> Option<Timestamp> {
         match self {
             Value::Timestamp(t) => Some(*t),
@@ -87,6 +94,7 @@ impl Value {
         }
     }
 
+    /// The items of a list.
     pub fn as_list(&self) -> Option<&[Value]> {
         match self {
             Value::List(l) => Some(l),
@@ -94,6 +102,7 @@ impl Value {
         }
     }
 
+    /// The members of a structure.
     pub fn as_struct(&self) -> Option<&BTreeMap<String, Value>> {
         match self {
             Value::Struct(m) => Some(m),
@@ -277,6 +286,7 @@ impl Timestamp {
         Self::from_system_time(SystemTime::now())
     }
 
+    /// `t` as a timestamp (instants before 1970 count back from it).
     pub fn from_system_time(t: SystemTime) -> Timestamp {
         match t.duration_since(UNIX_EPOCH) {
             Ok(d) => Timestamp {

@@ -54,6 +54,7 @@
 //! - [`error`]: refusals and their EC2 wire form.
 //! - [`time`]: the SigV4 and HTTP timestamp formats.
 //! - `fuzzing` (hidden): the body of the `sigv4_verify` fuzz target.
+#![warn(missing_docs)]
 
 pub mod canonical;
 pub mod credentials;

@@ -14,11 +14,13 @@ use crate::time::Timestamp;
 /// Who signs, for which region and service, and when.
 #[derive(Debug, Clone)]
 pub struct SigningParams<'a> {
+    /// The key pair.
     pub credentials: &'a Credentials,
     /// e.g. `us-east-1`.
     pub region: &'a str,
     /// e.g. `ec2`.
     pub service: &'a str,
+    /// The signing time (`X-Amz-Date`).
     pub time: SystemTime,
 }
 
