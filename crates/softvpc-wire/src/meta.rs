@@ -128,6 +128,9 @@ pub struct Ipv4Meta {
     pub valid: bool,
     /// The transport fields.
     pub l4: L4Key,
+    /// TCP flags (FIN, SYN, RST, ACK, ...) of an unfragmented TCP segment whose flags byte is
+    /// present; 0 otherwise. What connection tracking follows.
+    pub tcp_flags: u8,
 }
 
 /// What follows the Ethernet header.
@@ -277,7 +280,7 @@ impl<'a> FrameMeta<'a> {
 
     /// The flow hash the frame will have once its MACs are rewritten to `dst` and `src` (a
     /// routed frame is hashed as it leaves, without parsing it again).
-    #[inline]
+    #[inline(always)]
     pub fn flow_hash_with_macs(&self, dst: EthernetAddress, src: EthernetAddress) -> u32 {
         let mut m = Mixer::new();
         m.add_macs(dst, src);
@@ -365,6 +368,10 @@ fn parse_ipv4(ip: &[u8]) -> L3Meta {
         },
         _ => L4Key::None,
     };
+    let tcp_flags = match proto {
+        IPPROTO_TCP if !fragment => ip.get(header_len + 13).copied().unwrap_or(0),
+        _ => 0,
+    };
     L3Meta::Ipv4(Ipv4Meta {
         src: ip_at(ip, 12),
         dst: ip_at(ip, 16),
@@ -374,6 +381,7 @@ fn parse_ipv4(ip: &[u8]) -> L3Meta {
         fragment,
         valid,
         l4,
+        tcp_flags,
     })
 }
 
@@ -467,6 +475,25 @@ mod tests {
                 code: 0,
                 ident: 0x1234
             }
+        );
+    }
+
+    #[test]
+    fn tcp_flags_are_read() {
+        let mut f = udp_frame();
+        f[14 + 9] = 6; // TCP
+        f.resize(14 + 20 + 20, 0);
+        f[14 + 20 + 13] = 0x12; // SYN + ACK
+        let m = FrameMeta::parse(&f).unwrap();
+        assert_eq!(m.ipv4().unwrap().tcp_flags, 0x12);
+        // Cut before the flags byte: none.
+        assert_eq!(
+            FrameMeta::parse(&f[..14 + 20 + 13])
+                .unwrap()
+                .ipv4()
+                .unwrap()
+                .tcp_flags,
+            0
         );
     }
 

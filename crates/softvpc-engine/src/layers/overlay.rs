@@ -23,7 +23,7 @@ use crate::mapping::{Location, MappingTable, Vni};
 use crate::DropReason;
 
 /// Egress: decides the encapsulation of a frame for a remote target.
-#[inline]
+#[inline(always)]
 pub(crate) fn egress<'a>(_cx: Ctx<'_>, pkt: &mut Packet<'a, '_>) -> LayerResult {
     let target = pkt.target.ok_or(DropReason::NoRoute)?;
     pkt.encap = match target.location {

@@ -20,7 +20,7 @@ use crate::mapping::{router_mac, EniEntry, Location, MappingTable};
 use crate::DropReason;
 
 /// Egress: finds the target and, for a routed packet, the rewrite.
-#[inline]
+#[inline(always)]
 pub(crate) fn egress<'a, 't>(cx: Ctx<'t>, pkt: &mut Packet<'a, 't>) -> LayerResult {
     let (Some(src), Some(ip)) = (pkt.sender_eni(), pkt.meta.ipv4()) else {
         return Err(DropReason::NoRoute);
