@@ -21,18 +21,24 @@ const GRACE: Duration = Duration::from_secs(4);
 /// What a teardown removed.
 #[derive(Debug, Default)]
 pub struct Removed {
+    /// The lab's own processes (server, agents) that were stopped.
     pub processes: Vec<i32>,
+    /// Of those, the ones that needed SIGKILL after the grace period.
     pub killed: Vec<i32>,
     /// Other processes that ran inside the lab's namespaces (e.g. started by `lab exec`).
     pub inside: Vec<i32>,
+    /// Network namespaces removed.
     pub netns: Vec<String>,
+    /// Links removed.
     pub links: Vec<String>,
+    /// Whether the state directory was removed.
     pub state_dir: bool,
     /// Things that could not be removed.
     pub failures: Vec<String>,
 }
 
 impl Removed {
+    /// Whether nothing was left to remove.
     pub fn is_empty(&self) -> bool {
         self.processes.is_empty()
             && self.netns.is_empty()

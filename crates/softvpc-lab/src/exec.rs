@@ -11,8 +11,11 @@ use crate::LabArgs;
 /// An instance that NAME may designate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
+    /// Its `Name` tag.
     pub name: Option<String>,
+    /// `i-...`.
     pub instance_id: String,
+    /// Its instance state, when the API answered.
     pub state: Option<String>,
 }
 

@@ -10,6 +10,7 @@
 //! [`state`] (what a lab created), [`sys`] (iproute2 and processes), [`probe`] (the ICMP
 //! readiness probe, so the lab needs no `ping`), [`ec2`] (the calls the lab makes, through
 //! `softvpc-ec2-client`), and one module per subcommand.
+#![warn(missing_docs)]
 
 use std::path::PathBuf;
 
@@ -62,9 +63,11 @@ pub struct LabArgs {
     )]
     pub prefix: String,
     #[command(subcommand)]
+    /// What to do.
     pub command: LabCommand,
 }
 
+/// The `softvpc lab` subcommands.
 #[derive(clap::Subcommand, Debug, Clone)]
 pub enum LabCommand {
     /// Build the lab from a topology file (default: the built-in seed topology).
@@ -91,8 +94,10 @@ pub enum LabCommand {
     },
     /// Run a command in an instance's namespace (NAME: Name tag or instance id).
     Exec {
+        /// Name tag or instance id of the instance.
         name: String,
         #[arg(last = true, required = true)]
+        /// The command and its arguments (after `--`).
         cmd: Vec<String>,
     },
 }

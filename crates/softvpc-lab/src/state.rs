@@ -13,8 +13,11 @@ pub const STATE_FILE: &str = "state.json";
 /// Everything the lab recorded.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LabState {
+    /// Prefix of every namespace and link of this lab.
     pub prefix: String,
+    /// The EC2 API endpoint (`http://127.0.0.1:PORT`).
     pub api_url: String,
+    /// The EC2 API port.
     pub api_port: u16,
     /// The server's shared-credentials file (its API key pair), written on its first start.
     #[serde(default)]
@@ -25,10 +28,15 @@ pub struct LabState {
     pub created_at: u64,
     /// True once `up` finished successfully.
     pub complete: bool,
+    /// The server process.
     pub server: Option<ProcessRecord>,
+    /// The fabric namespace (the underlay bridge), once created.
     pub fabric_netns: Option<String>,
+    /// The hosts, in topology order.
     pub hosts: Vec<HostRecord>,
+    /// The VPCs and their subnets as created through the API.
     pub vpcs: Vec<VpcRecord>,
+    /// The instances as launched through the API.
     pub instances: Vec<InstanceRecord>,
     /// Every netns the lab itself created (instance namespaces are the agents').
     pub netns: Vec<String>,
@@ -37,7 +45,9 @@ pub struct LabState {
 /// A process the lab started.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessRecord {
+    /// Its process id.
     pub pid: i32,
+    /// Where its output goes.
     pub log: PathBuf,
     /// Its start time (see [`crate::sys::start_time`]), to tell it from a later process that
     /// got the same pid.
@@ -67,45 +77,70 @@ impl ProcessRecord {
     }
 }
 
+/// A host of the lab.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostRecord {
+    /// Its name in the topology.
     pub name: String,
+    /// Its network namespace.
     pub netns: String,
+    /// Its underlay address.
     pub underlay_ip: String,
     /// Whether an agent runs for it.
     pub agent: bool,
+    /// Its agent process (none for agent-less hosts).
     pub process: Option<ProcessRecord>,
+    /// Its id once registered (`h-...`).
     pub host_id: Option<String>,
 }
 
+/// A VPC the lab created.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VpcRecord {
+    /// Its name in the topology (and Name tag).
     pub name: String,
+    /// Its CIDR block.
     pub cidr: String,
+    /// `vpc-...`.
     pub vpc_id: String,
+    /// Its subnets.
     pub subnets: Vec<SubnetRecord>,
 }
 
+/// A subnet the lab created.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubnetRecord {
+    /// Its Name tag, if the topology gives one.
     pub name: Option<String>,
+    /// Its CIDR block.
     pub cidr: String,
+    /// `subnet-...`.
     pub subnet_id: String,
 }
 
+/// An instance the lab launched.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstanceRecord {
+    /// Its name in the topology (and Name tag).
     pub name: String,
+    /// `i-...`.
     pub instance_id: String,
+    /// Its network namespace (the agent creates it).
     pub netns: String,
+    /// Its primary private address.
     pub ip: Option<String>,
+    /// The host it is placed on (topology name).
     pub host: String,
+    /// Its VPC (topology name).
     pub vpc: String,
+    /// `vpc-...`.
     pub vpc_id: String,
+    /// `subnet-...`.
     pub subnet_id: String,
 }
 
 impl LabState {
+    /// The state file of the lab in `state_dir`.
     pub fn path(state_dir: &Path) -> PathBuf {
         state_dir.join(STATE_FILE)
     }

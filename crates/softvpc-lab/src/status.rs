@@ -13,44 +13,71 @@ use crate::state::{LabState, ProcessRecord};
 use crate::sys;
 use crate::LabArgs;
 
+/// What `lab status` reports.
 #[derive(Debug, Serialize)]
 pub struct Status {
+    /// The lab's namespace and link prefix.
     pub prefix: String,
+    /// The EC2 API endpoint, if the lab got that far.
     pub api_url: Option<String>,
     /// The server's shared-credentials file (sign API requests with its `default` profile).
     pub credentials_file: Option<std::path::PathBuf>,
+    /// The server process.
     pub server: ProcessStatus,
+    /// The hosts and their agents.
     pub hosts: Vec<HostStatus>,
+    /// The instances.
     pub instances: Vec<InstanceStatus>,
 }
 
+/// Whether a process the lab started still runs.
 #[derive(Debug, Serialize)]
 pub struct ProcessStatus {
+    /// Its process id, if it was started.
     pub pid: Option<i32>,
+    /// Whether it is still running (the same process, not a reused pid).
     pub running: bool,
 }
 
+/// A host and its agent.
 #[derive(Debug, Serialize)]
 pub struct HostStatus {
+    /// Its name in the topology.
     pub name: String,
+    /// Its network namespace.
     pub netns: String,
+    /// Its underlay address.
     pub underlay_ip: String,
+    /// Whether the lab runs an agent for it.
     pub agent: bool,
+    /// The agent's process id.
     pub pid: Option<i32>,
+    /// Whether the agent still runs.
     pub running: bool,
 }
 
+/// An instance, from the API when it answers, else from the state file.
 #[derive(Debug, Serialize)]
 pub struct InstanceStatus {
+    /// Its `Name` tag.
     pub name: Option<String>,
+    /// `i-...`.
     pub instance_id: String,
+    /// Its network namespace.
     pub netns: String,
+    /// Its primary private address.
     pub ip: Option<String>,
+    /// The MAC of its first interface.
     pub mac: Option<String>,
+    /// The host it is placed on (name when known, else id).
     pub host: Option<String>,
+    /// `vpc-...`.
     pub vpc_id: Option<String>,
+    /// Its VPC's Name tag.
     pub vpc_name: Option<String>,
+    /// `subnet-...`.
     pub subnet_id: Option<String>,
+    /// `pending`, `running`, ... (`unknown` when the API does not answer).
     pub state: Option<String>,
 }
 

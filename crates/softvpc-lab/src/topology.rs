@@ -24,14 +24,18 @@ pub const MAX_HOSTS: usize = 240;
 /// A validated topology.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topology {
+    /// The hosts (at most [`MAX_HOSTS`]).
     pub hosts: Vec<Host>,
+    /// The VPCs.
     pub vpcs: Vec<Vpc>,
+    /// The instances.
     pub instances: Vec<Instance>,
 }
 
 /// A host: a network namespace on the fabric, normally running `softvpc agent`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Host {
+    /// Its name (unique).
     pub name: String,
     /// Whether the lab runs an agent for it (false: only registered with the server).
     pub agent: bool,
@@ -42,8 +46,11 @@ pub struct Host {
 /// A VPC and its subnets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Vpc {
+    /// Its name (unique; its Name tag).
     pub name: String,
+    /// Its CIDR block.
     pub cidr: Ipv4Net,
+    /// Its subnets.
     pub subnets: Vec<Subnet>,
 }
 
@@ -52,12 +59,14 @@ pub struct Vpc {
 pub struct Subnet {
     /// Optional Name tag.
     pub name: Option<String>,
+    /// Its CIDR block, inside the VPC's.
     pub cidr: Ipv4Net,
 }
 
 /// An instance: one ENI in a subnet, placed on a host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Instance {
+    /// Its name (unique; its Name tag).
     pub name: String,
     /// Index into [`Topology::vpcs`].
     pub vpc: usize,

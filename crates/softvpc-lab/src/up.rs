@@ -39,8 +39,11 @@ const FABRIC_READY: Duration = Duration::from_secs(5);
 /// Options of `lab up`.
 #[derive(Debug, Clone)]
 pub struct UpOptions {
+    /// Topology file (default: the built-in seed topology).
     pub file: Option<PathBuf>,
+    /// Port of the EC2 API on 127.0.0.1.
     pub api_port: u16,
+    /// The softvpc binary to run the server and agents from.
     pub bin: Option<PathBuf>,
     /// Time for the instances to reach their routers.
     pub wait: Duration,
