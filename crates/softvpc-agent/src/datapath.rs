@@ -209,6 +209,17 @@ impl DataPath {
     }
 }
 
+/// Milliseconds until `deadline` (the engine's next timer), at most [`MAX_WAIT`], rounded up so
+/// that a timer due in 0.3 ms is not polled in a busy loop of 0 ms waits; 0 when it is due.
+fn wait_ms(deadline: Option<Instant>, now: Instant) -> u16 {
+    let wait = match deadline {
+        Some(t) => t.saturating_duration_since(now).min(MAX_WAIT),
+        None => MAX_WAIT,
+    };
+    // At most MAX_WAIT (100 ms), so it fits.
+    wait.as_micros().div_ceil(1000) as u16
+}
+
 struct Worker {
     engine: Engine,
     rx: UnderlayRx,
@@ -300,13 +311,7 @@ impl Worker {
 
     /// How long `epoll_wait` may sleep: until the engine's next timer, at most [`MAX_WAIT`].
     fn wait_timeout(&self, now: Instant) -> EpollTimeout {
-        let wait = match self.engine.poll_timeout() {
-            Some(t) => t.saturating_duration_since(now).min(MAX_WAIT),
-            None => MAX_WAIT,
-        };
-        // Round up, so a timer due in 0.3 ms is not polled in a busy loop of 0 ms waits.
-        let ms = wait.as_micros().div_ceil(1000) as u16;
-        EpollTimeout::from(ms)
+        EpollTimeout::from(wait_ms(self.engine.poll_timeout(), now))
     }
 
     /// Logs what the engine reported.
@@ -462,5 +467,22 @@ impl Worker {
         }
         self.last_publish = Instant::now();
         self.dirty = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoll_waits_until_the_engines_timer_at_most_max_wait() {
+        let now = Instant::now();
+        assert_eq!(wait_ms(None, now), 100);
+        assert_eq!(wait_ms(Some(now + Duration::from_secs(5)), now), 100);
+        assert_eq!(wait_ms(Some(now + Duration::from_millis(42)), now), 42);
+        assert_eq!(wait_ms(Some(now + Duration::from_micros(300)), now), 1);
+        // Due or overdue: do not sleep.
+        assert_eq!(wait_ms(Some(now), now), 0);
+        assert_eq!(wait_ms(Some(now), now + Duration::from_secs(1)), 0);
     }
 }
