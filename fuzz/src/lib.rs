@@ -9,7 +9,6 @@
 //! IP as vm1, port 11). Remote ENIs: vm2 (VPC 1, with a secondary IP), vm3 (VPC 1, other
 //! subnet), other2 (VPC 2).
 
-use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -33,8 +32,7 @@ pub fn transmits_of(out: &Output) -> Vec<(Ipv4Addr, u16, Vec<u8>)> {
 }
 
 use softvpc_engine::{
-    router_mac, Engine, EngineConfig, EniInfo, HostInfo, Mac, MappingRecords, MappingTable, Output,
-    PortId, SubnetInfo, Vni, VpcInfo,
+    router_mac, Engine, EngineConfig, Location, Mac, MappingTable, Output, PlacedEni, PortId, Vni,
 };
 use softvpc_wire::{VxlanPacket, VxlanRepr, VXLAN_HEADER_LEN};
 
@@ -126,29 +124,14 @@ pub fn local_enis() -> impl Iterator<Item = &'static Eni> {
     enis_on(HOST1)
 }
 
-/// The mapping records of the fixed topology.
-pub fn records() -> MappingRecords {
-    let mut r = MappingRecords::default();
-    for (id, name, ip) in [("h-1", "host-1", HOST1), ("h-2", "host-2", HOST2)] {
-        r.hosts.insert(
-            id.into(),
-            HostInfo {
-                host_id: id.into(),
-                name: name.into(),
-                underlay_ip: ip,
-            },
-        );
-    }
+/// The mapping table of the fixed topology as `host` sees it (its ENIs local on their ports,
+/// the others remote).
+pub fn table(host: Ipv4Addr) -> MappingTable {
+    let mut b = MappingTable::builder(host);
+    b.host(HOST1).host(HOST2);
     let vpc16 = ipnet::Ipv4Net::new(Ipv4Addr::new(10, 0, 0, 0), 16).expect("valid prefix");
     for (id, vni) in [("vpc-1", VNI1), ("vpc-2", VNI2)] {
-        r.vpcs.insert(
-            id.into(),
-            VpcInfo {
-                vpc_id: id.into(),
-                vni,
-                cidrs: vec![vpc16],
-            },
-        );
+        b.vpc(id, vni, &[vpc16]);
     }
     for (id, vpc, net) in [
         (
@@ -167,35 +150,27 @@ pub fn records() -> MappingRecords {
             Ipv4Addr::new(10, 0, 0, 0),
         ),
     ] {
-        r.subnets.insert(
-            id.into(),
-            SubnetInfo {
-                subnet_id: id.into(),
-                vpc_id: vpc.into(),
-                cidr: ipnet::Ipv4Net::new(net, 24).expect("valid prefix"),
-            },
-        );
+        b.subnet(id, vpc, ipnet::Ipv4Net::new(net, 24).expect("valid prefix"));
     }
     for e in ENIS {
-        r.enis.insert(
-            e.id.into(),
-            EniInfo {
-                eni_id: e.id.into(),
+        b.eni(
+            e.id,
+            PlacedEni {
                 vpc_id: if e.vni == VNI1 { "vpc-1" } else { "vpc-2" }.into(),
                 vni: e.vni,
                 subnet_id: e.subnet.into(),
                 ip: e.ip,
                 secondary_ips: e.secondary.into_iter().collect(),
                 mac: e.mac,
-                host_id: if e.host == HOST1 { "h-1" } else { "h-2" }.into(),
-                host_underlay_ip: Some(e.host),
-                instance_id: format!("i-{}", &e.id[4..]),
-                instance_name: String::new(),
-                device_index: 0,
+                location: if e.host == host {
+                    Location::Local(e.port)
+                } else {
+                    Location::Remote(e.host)
+                },
             },
         );
     }
-    r
+    b.build()
 }
 
 /// A fresh engine for host-1 with the fixed topology.
@@ -209,9 +184,7 @@ pub fn engine_for(host: Ipv4Addr) -> Engine {
     static TABLES: OnceLock<[Arc<MappingTable>; 2]> = OnceLock::new();
     let tables = TABLES.get_or_init(|| {
         [HOST1, HOST2].map(|h| {
-            let ports: HashMap<String, PortId> =
-                enis_on(h).map(|e| (e.id.to_string(), e.port)).collect();
-            Arc::new(MappingTable::build(&records(), h, &ports))
+            Arc::new(table(h))
         })
     });
     let table = if host == HOST1 {

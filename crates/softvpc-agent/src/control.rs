@@ -17,7 +17,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use softvpc_engine::{MappingRecords, MappingTable, PortId};
+use softvpc_engine::PortId;
+use softvpc_mapping::{Applied, Records, Replica};
 use softvpc_proto::pb;
 use softvpc_proto::pb::mapping_client::MappingClient;
 use tonic::transport::{Channel, Endpoint};
@@ -26,8 +27,7 @@ use tracing::{debug, error, info, warn};
 use crate::datapath::{Command, DataPath};
 use crate::instance::Plumber;
 use crate::reconcile::{self, Skip, Step};
-use crate::records::{Applied, MappingView};
-use crate::state::{AgentState, LocalPort, ViewSnapshot};
+use crate::state::{AgentState, AgentStatus, LocalPort};
 
 /// Retry delays: start, cap.
 const BACKOFF_START: Duration = Duration::from_millis(200);
@@ -88,9 +88,10 @@ pub struct Control {
     datapath: DataPath,
     plumber: Plumber,
     host_id: String,
-    view: MappingView,
+    /// The agent's copy of its host's mapping view, and where the watch resumes.
+    replica: Replica,
     /// The records as last published (shared with `/mappings`, replaced on each refresh).
-    published: Arc<MappingRecords>,
+    published: Arc<Records>,
     /// Local ports (interfaces) by ENI id.
     local: BTreeMap<String, LocalPort>,
     /// Instance namespaces we hold: instance id -> namespace name.
@@ -115,7 +116,7 @@ impl Control {
             datapath,
             plumber,
             host_id: String::new(),
-            view: MappingView::default(),
+            replica: Replica::default(),
             published: Arc::default(),
             local: BTreeMap::new(),
             namespaces: BTreeMap::new(),
@@ -169,7 +170,7 @@ impl Control {
                                 // A different id: the server's state is not the one our view
                                 // came from. Start over from a snapshot.
                                 warn!(old = %self.host_id, new = %host_id, "host id changed; resyncing");
-                                self.view.reset_resume_point();
+                                self.replica.reset_resume_point();
                             }
                             info!(host_id = %host_id, name = %req.name, underlay_ip = %req.underlay_ip, "registered");
                             self.host_id = host_id;
@@ -190,7 +191,7 @@ impl Control {
 
     /// One watch stream, until it ends or fails. Returns whether any message arrived.
     async fn watch(&mut self) -> anyhow::Result<bool> {
-        let req = self.view.watch_request(&self.host_id);
+        let req = self.replica.watch_request(&self.host_id);
         info!(
             epoch = %req.epoch,
             revision = req.revision,
@@ -231,7 +232,7 @@ impl Control {
             let mut applied_count = 0;
             let mut end: Option<anyhow::Result<bool>> = None;
             while let Some(msg) = next.take() {
-                match self.view.apply(&msg) {
+                match self.replica.apply(&msg) {
                     Ok(applied) => {
                         self.log_applied(&applied);
                         if let Applied::Snapshot { resync: true, .. } = applied {
@@ -241,7 +242,7 @@ impl Control {
                     }
                     Err(e) => {
                         warn!(error = %e, "watch protocol error; resyncing from a snapshot");
-                        self.view.reset_resume_point();
+                        self.replica.reset_resume_point();
                         end = Some(Ok(got));
                         break;
                     }
@@ -272,12 +273,12 @@ impl Control {
     }
 
     fn log_applied(&self, applied: &Applied) {
-        let r = &self.view.records;
+        let r = &self.replica.records;
         let skipped = match applied {
             Applied::Snapshot { resync, skipped } => {
                 info!(
-                    revision = self.view.revision,
-                    epoch = %self.view.epoch,
+                    revision = self.replica.revision,
+                    epoch = %self.replica.epoch,
                     resync,
                     hosts = r.hosts.len(),
                     vpcs = r.vpcs.len(),
@@ -289,7 +290,7 @@ impl Control {
             }
             Applied::Delta { changes, skipped } => {
                 info!(
-                    revision = self.view.revision,
+                    revision = self.replica.revision,
                     changes,
                     vpcs = r.vpcs.len(),
                     enis = r.enis.len(),
@@ -298,11 +299,11 @@ impl Control {
                 skipped.as_slice()
             }
             Applied::Heartbeat => {
-                debug!(revision = self.view.revision, "heartbeat");
+                debug!(revision = self.replica.revision, "heartbeat");
                 &[]
             }
             Applied::Stale => {
-                debug!(revision = self.view.revision, "stale message ignored");
+                debug!(revision = self.replica.revision, "stale message ignored");
                 &[]
             }
         };
@@ -341,16 +342,16 @@ impl Control {
 
     /// Builds the table of the current records and `ports` and swaps it in.
     fn publish_table(&mut self, ports: &HashMap<String, PortId>) {
-        let table = MappingTable::build(&self.view.records, self.state.underlay_ip, ports);
+        let table = crate::table::build(&self.replica.records, self.state.underlay_ip, ports);
         self.state.datapath.table.store(Arc::new(table));
-        self.published = Arc::new(self.view.records.clone());
+        self.published = Arc::new(self.replica.records.clone());
     }
 
     fn publish_view(&self) {
-        let snapshot = ViewSnapshot {
+        let status = AgentStatus {
             host_id: self.host_id.clone(),
-            epoch: self.view.epoch.clone(),
-            revision: self.view.revision,
+            epoch: self.replica.epoch.clone(),
+            revision: self.replica.revision,
             records: Arc::clone(&self.published),
             ports: self
                 .local
@@ -360,14 +361,14 @@ impl Control {
             instances: self.namespaces.clone(),
             skipped: self.skipped.clone(),
         };
-        self.state.view.store(Arc::new(snapshot));
+        self.state.status.store(Arc::new(status));
     }
 
     /// Brings local instances in line with the view: carries out [`reconcile::plan`]'s steps.
     /// A step that fails is counted and retried on the next reconcile (soon); the ones after it
     /// still run. Returns how many steps there were.
     async fn reconcile(&mut self) -> usize {
-        let (desired, skips) = reconcile::desired(&self.view.records, &self.host_id);
+        let (desired, skips) = reconcile::desired(&self.replica.records, &self.host_id);
         if skips != self.skipped {
             for skip in &skips {
                 log_skip(skip);

@@ -6,7 +6,9 @@
 //! reconcile instances, publish mapping tables) and the HTTP endpoint (`metrics`). SIGTERM or
 //! SIGINT close the TAPs, delete the namespaces this agent created, and exit 0.
 //!
-//! Module map: `records` (proto -> engine types, the watch state machine), `reconcile` (which
+//! The watch protocol's state machine (the agent's `Replica`) is `softvpc-mapping`'s.
+//!
+//! Module map: `table` (the replica's records -> the engine's table), `reconcile` (which
 //! instances and interfaces should exist, and the steps to get there: pure), `instance`
 //! (namespaces, one TAP per ENI as `eth<device index>`, policy routing; over netlink with
 //! `softvpc-netlink`), `tap` (TAP devices), `underlay` (VXLAN sockets), `batch` (receive
@@ -29,8 +31,8 @@ pub mod datapath;
 pub mod instance;
 pub mod metrics;
 pub mod reconcile;
-pub mod records;
 pub mod state;
+pub mod table;
 pub mod tap;
 pub mod underlay;
 
@@ -39,7 +41,7 @@ pub use softvpc_netlink::netns;
 use crate::control::Control;
 use crate::datapath::{DataPath, Shared};
 use crate::instance::Plumber;
-use crate::state::{AgentState, ViewSnapshot};
+use crate::state::{AgentState, AgentStatus};
 use crate::underlay::{UnderlayRx, UnderlayTx, VXLAN_PORT};
 
 /// `softvpc agent`: the virtual router for the ENIs placed on this host.
@@ -111,7 +113,7 @@ pub async fn serve(
     let state = Arc::new(AgentState {
         host_name: args.host_name.clone(),
         underlay_ip: args.underlay_ip,
-        view: ArcSwap::from_pointee(ViewSnapshot::default()),
+        status: ArcSwap::from_pointee(AgentStatus::default()),
         resyncs: AtomicU64::new(0),
         instance_errors: AtomicU64::new(0),
         watching: AtomicBool::new(false),

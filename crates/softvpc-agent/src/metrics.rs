@@ -20,8 +20,8 @@ use serde_json::{json, Value};
 
 use crate::datapath::{Command, Stats};
 use crate::reconcile::{Skip, SKIP_REASONS};
-use crate::records::format_mac;
-use crate::state::{AgentState, ViewSnapshot};
+use crate::state::{AgentState, AgentStatus};
+use softvpc_mapping::record::format_mac;
 
 /// How long `/metrics` waits for the data path's fresh counters.
 pub const STATS_TIMEOUT: Duration = Duration::from_millis(200);
@@ -52,7 +52,7 @@ async fn fresh_stats(state: &AgentState) -> Stats {
 
 async fn metrics(State(state): State<Arc<AgentState>>) -> impl IntoResponse {
     let stats = fresh_stats(&state).await;
-    let view = state.view.load();
+    let view = state.status.load();
     let body = render(&state, &view, &stats);
     (
         [(
@@ -64,7 +64,7 @@ async fn metrics(State(state): State<Arc<AgentState>>) -> impl IntoResponse {
 }
 
 /// Renders the Prometheus text for `stats` and `view`.
-pub fn render(state: &AgentState, view: &ViewSnapshot, stats: &Stats) -> String {
+pub fn render(state: &AgentState, view: &AgentStatus, stats: &Stats) -> String {
     let mut out = String::with_capacity(4096);
     stats.engine.write_prometheus(&mut out);
 
@@ -181,11 +181,11 @@ pub fn render(state: &AgentState, view: &ViewSnapshot, stats: &Stats) -> String 
 }
 
 async fn mappings(State(state): State<Arc<AgentState>>) -> Json<Value> {
-    Json(mappings_json(&state, &state.view.load()))
+    Json(mappings_json(&state, &state.status.load()))
 }
 
 /// The `/mappings` document.
-pub fn mappings_json(state: &AgentState, snap: &ViewSnapshot) -> Value {
+pub fn mappings_json(state: &AgentState, snap: &AgentStatus) -> Value {
     let r = &snap.records;
     json!({
         "host_id": snap.host_id,
@@ -200,7 +200,7 @@ pub fn mappings_json(state: &AgentState, snap: &ViewSnapshot) -> Value {
         })).collect::<Vec<_>>(),
         "vpcs": r.vpcs.values().map(|v| json!({
             "vpc_id": v.vpc_id,
-            "vni": v.vni.0,
+            "vni": v.vni,
             "cidrs": v.cidrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
         "subnets": r.subnets.values().map(|s| json!({
@@ -211,7 +211,7 @@ pub fn mappings_json(state: &AgentState, snap: &ViewSnapshot) -> Value {
         "enis": r.enis.values().map(|e| json!({
             "eni_id": e.eni_id,
             "vpc_id": e.vpc_id,
-            "vni": e.vni.0,
+            "vni": e.vni,
             "subnet_id": e.subnet_id,
             "ip": e.ip.to_string(),
             "secondary_ips": e.secondary_ips.iter().map(ToString::to_string).collect::<Vec<_>>(),

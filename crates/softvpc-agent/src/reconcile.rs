@@ -18,7 +18,8 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
-use softvpc_engine::{Mac, MappingRecords};
+use softvpc_engine::Mac;
+use softvpc_mapping::Records;
 
 /// Device indexes above this are refused (the server allows 0..=15; the bound keeps interface
 /// names and policy-routing table numbers sane whatever a record says).
@@ -133,7 +134,7 @@ pub fn gateway_of(subnet: Ipv4Net) -> Ipv4Addr {
 
 /// The instances that should run on the host `host_id`: every ENI placed on this host and
 /// attached to an instance, whose subnet is known, as that instance's `eth<device index>`.
-pub fn desired(records: &MappingRecords, host_id: &str) -> (Instances, Vec<Skip>) {
+pub fn desired(records: &Records, host_id: &str) -> (Instances, Vec<Skip>) {
     let mut out = Instances::new();
     let mut skips = Vec::new();
     if host_id.is_empty() {
@@ -254,10 +255,10 @@ pub fn plan(desired: &Instances, current: &Instances) -> Vec<Step> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::records::{records_from_snapshot, tests as r};
+    use crate::table::tests as r;
     use softvpc_proto::pb;
 
-    fn records() -> MappingRecords {
+    fn records() -> Records {
         let mut vm4 = r::pb_eni("eni-4", "vpc-a", 0x101, "subnet-a", "10.0.0.30", "h-1");
         vm4.mac = "02:00:00:00:00:04".into();
         let snapshot = pb::Snapshot {
@@ -277,13 +278,13 @@ mod tests {
                 vm4,
             ],
         };
-        let (records, errors) = records_from_snapshot(&snapshot);
+        let (records, errors) = Records::from_snapshot(&snapshot);
         assert!(errors.is_empty());
         records
     }
 
     /// Adds ENI `id` (subnet-b, `ip`) to `recs`, attached to `instance` at `index` on `host`.
-    fn attach(recs: &mut MappingRecords, id: &str, ip: [u8; 4], instance: &str, index: u32) {
+    fn attach(recs: &mut Records, id: &str, ip: [u8; 4], instance: &str, index: u32) {
         let host = recs
             .enis
             .values()

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use softvpc_engine::{MappingRecords, PortId};
+use softvpc_engine::PortId;
+use softvpc_mapping::Records;
 
 use crate::datapath::{Commander, Shared};
 use crate::reconcile::{EniSpec, Skip};
@@ -23,17 +24,18 @@ pub struct LocalPort {
     pub spec: EniSpec,
 }
 
-/// One consistent picture of the control-plane state.
+/// What the agent shows about itself (`/mappings`, `/metrics`): one consistent picture of its
+/// replica's records and its local plumbing, swapped in whole.
 #[derive(Debug, Clone, Default)]
-pub struct ViewSnapshot {
+pub struct AgentStatus {
     /// Empty until registered.
     pub host_id: String,
     pub epoch: String,
     /// The last revision applied.
     pub revision: u64,
-    /// The records as of the last change (shared, not copied, between snapshots that differ
+    /// The records as of the last change (shared, not copied, between statuses that differ
     /// only in revision).
-    pub records: Arc<MappingRecords>,
+    pub records: Arc<Records>,
     /// Local ports by ENI id.
     pub ports: BTreeMap<String, LocalPort>,
     /// Instance namespaces this agent holds (instance id -> namespace), with or without ports.
@@ -47,7 +49,7 @@ pub struct ViewSnapshot {
 pub struct AgentState {
     pub host_name: String,
     pub underlay_ip: Ipv4Addr,
-    pub view: ArcSwap<ViewSnapshot>,
+    pub status: ArcSwap<AgentStatus>,
     /// Snapshots received after the first (the server could not resume the agent's watch).
     pub resyncs: AtomicU64,
     /// Instances that could not be created or deleted.

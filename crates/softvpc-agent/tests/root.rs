@@ -20,10 +20,8 @@ use softvpc_agent::netns;
 use softvpc_agent::reconcile::{gateway_of, EniSpec};
 use softvpc_agent::tap::Tap;
 use softvpc_agent::underlay::{UnderlayRx, UnderlayTx};
-use softvpc_engine::{
-    Engine, EngineConfig, EniInfo, HostInfo, MappingRecords, MappingTable, PortId, SubnetInfo, Vni,
-    VpcInfo,
-};
+use softvpc_engine::{Engine, EngineConfig, PortId};
+use softvpc_mapping::{EniRecord, HostRecord, Records, SubnetRecord, VpcRecord};
 
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
@@ -319,11 +317,11 @@ fn raw_underlay_sends_udp_with_our_ports() {
     });
 }
 
-fn records(enis: &[&EniSpec], underlay: Ipv4Addr) -> MappingRecords {
-    let mut r = MappingRecords::default();
+fn records(enis: &[&EniSpec], underlay: Ipv4Addr) -> Records {
+    let mut r = Records::default();
     r.hosts.insert(
         "h-1".into(),
-        HostInfo {
+        HostRecord {
             host_id: "h-1".into(),
             name: "host-1".into(),
             underlay_ip: underlay,
@@ -331,15 +329,15 @@ fn records(enis: &[&EniSpec], underlay: Ipv4Addr) -> MappingRecords {
     );
     r.vpcs.insert(
         "vpc-1".into(),
-        VpcInfo {
+        VpcRecord {
             vpc_id: "vpc-1".into(),
-            vni: Vni(0x101),
+            vni: 0x101,
             cidrs: vec!["10.9.0.0/16".parse().expect("net")],
         },
     );
     r.subnets.insert(
         "subnet-1".into(),
-        SubnetInfo {
+        SubnetRecord {
             subnet_id: "subnet-1".into(),
             vpc_id: "vpc-1".into(),
             cidr: "10.9.0.0/24".parse().expect("net"),
@@ -348,10 +346,10 @@ fn records(enis: &[&EniSpec], underlay: Ipv4Addr) -> MappingRecords {
     for s in enis {
         r.enis.insert(
             s.eni_id.clone(),
-            EniInfo {
+            EniRecord {
                 eni_id: s.eni_id.clone(),
                 vpc_id: "vpc-1".into(),
-                vni: Vni(0x101),
+                vni: 0x101,
                 subnet_id: "subnet-1".into(),
                 ip: s.ip,
                 secondary_ips: vec![],
@@ -361,6 +359,8 @@ fn records(enis: &[&EniSpec], underlay: Ipv4Addr) -> MappingRecords {
                 instance_id: s.instance_id.clone(),
                 instance_name: String::new(),
                 device_index: 0,
+                security_group_ids: vec![],
+                public_addresses: vec![],
             },
         );
     }
@@ -420,7 +420,7 @@ fn data_path_serves_the_router_and_forwards_between_local_ports() {
             tap: tap2,
         })
         .expect("add 2");
-        let table = MappingTable::build(&records(&[&s1, &s2], underlay), underlay, &ports);
+        let table = softvpc_agent::table::build(&records(&[&s1, &s2], underlay), underlay, &ports);
         shared.table.store(Arc::new(table));
 
         let ns1 = format!("{p2}{i1}");

@@ -4,7 +4,6 @@
 //! `cargo bench -p softvpc-engine --bench engine`. The table is 100 VPCs x 100 ENIs that all
 //! reuse the same addresses (10.0.0.10..), half on this host, half on another.
 
-use std::collections::HashMap;
 use std::hint::black_box;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -13,8 +12,7 @@ use std::time::Instant;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use smoltcp::phy::ChecksumCapabilities;
 use softvpc_engine::{
-    Engine, EngineConfig, EniInfo, HostInfo, MappingRecords, MappingTable, Output, PortId,
-    SubnetInfo, Vni, VpcInfo,
+    Engine, EngineConfig, Location, MappingTable, Output, PlacedEni, PortId, Vni,
 };
 use softvpc_wire::{
     EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpAddress, IpProtocol,
@@ -35,66 +33,63 @@ fn mac_of(vpc: u32, i: u32) -> [u8; 6] {
     [2, 0, a, b, c, d]
 }
 
+/// What the agent feeds the table builder.
+struct Input {
+    vpcs: Vec<(String, Vni)>,
+    subnets: Vec<(String, String)>,
+    enis: Vec<(String, PlacedEni)>,
+}
+
 /// `n` ENIs over 100 VPCs; even-numbered ENIs of each VPC are local (port = ENI number).
-fn records(n: u32) -> (MappingRecords, HashMap<String, PortId>) {
-    let mut r = MappingRecords::default();
-    let mut ports = HashMap::new();
-    for (id, ip) in [("h-1", LOCAL), ("h-2", REMOTE)] {
-        r.hosts.insert(
-            id.into(),
-            HostInfo {
-                host_id: id.into(),
-                name: id.into(),
-                underlay_ip: ip,
-            },
-        );
-    }
+fn records(n: u32) -> Input {
+    let mut r = Input {
+        vpcs: Vec::new(),
+        subnets: Vec::new(),
+        enis: Vec::new(),
+    };
     for v in 0..VPCS {
         let vpc_id = format!("vpc-{v:017x}");
-        r.vpcs.insert(
-            vpc_id.clone(),
-            VpcInfo {
-                vpc_id: vpc_id.clone(),
-                vni: Vni(0x101 + v),
-                cidrs: vec!["10.0.0.0/16".parse().unwrap()],
-            },
-        );
-        let subnet_id = format!("subnet-{v:017x}");
-        r.subnets.insert(
-            subnet_id.clone(),
-            SubnetInfo {
-                subnet_id,
-                vpc_id,
-                cidr: "10.0.0.0/16".parse().unwrap(),
-            },
-        );
+        r.vpcs.push((vpc_id.clone(), Vni(0x101 + v)));
+        r.subnets.push((format!("subnet-{v:017x}"), vpc_id));
     }
     for k in 0..n {
         let (v, i) = (k % VPCS, k / VPCS);
         let local = i % 2 == 0;
-        let eni_id = format!("eni-{k:017x}");
-        if local {
-            ports.insert(eni_id.clone(), PortId(k));
-        }
-        r.enis.insert(
-            eni_id.clone(),
-            EniInfo {
-                eni_id,
+        r.enis.push((
+            format!("eni-{k:017x}"),
+            PlacedEni {
                 vpc_id: format!("vpc-{v:017x}"),
                 vni: Vni(0x101 + v),
                 subnet_id: format!("subnet-{v:017x}"),
                 ip: ip_of(i),
                 secondary_ips: vec![],
                 mac: mac_of(v, i),
-                host_id: if local { "h-1" } else { "h-2" }.into(),
-                host_underlay_ip: Some(if local { LOCAL } else { REMOTE }),
-                instance_id: format!("i-{k:017x}"),
-                instance_name: String::new(),
-                device_index: 0,
+                location: if local {
+                    Location::Local(PortId(k))
+                } else {
+                    Location::Remote(REMOTE)
+                },
             },
-        );
+        ));
     }
-    (r, ports)
+    r
+}
+
+/// Builds the table as the agent does: every record through the builder.
+fn build(r: &Input) -> MappingTable {
+    let cidr: ipnet::Ipv4Net = "10.0.0.0/16".parse().unwrap();
+    let mut b = MappingTable::builder(LOCAL);
+    b.host(LOCAL).host(REMOTE);
+    for (id, vni) in &r.vpcs {
+        b.vpc(id, *vni, &[cidr]);
+    }
+    for (id, vpc) in &r.subnets {
+        b.subnet(id, vpc, cidr);
+    }
+    for (id, e) in &r.enis {
+        b.eni(id, e.clone());
+    }
+    b.build()
 }
 
 /// A UDP frame of `len` bytes in total from ENI (vpc, i) to ENI (vpc, j), bridged.
@@ -134,13 +129,11 @@ fn frame(len: usize, vpc: u32, i: u32, j: u32) -> Vec<u8> {
 }
 
 fn benches(c: &mut Criterion) {
-    let (recs, ports) = records(10_000);
-    let table = Arc::new(MappingTable::build(&recs, LOCAL, &ports));
+    let recs = records(10_000);
+    let table = Arc::new(build(&recs));
 
     let mut g = c.benchmark_group("table");
-    g.bench_function("build_10k_enis", |b| {
-        b.iter(|| MappingTable::build(black_box(&recs), LOCAL, black_box(&ports)))
-    });
+    g.bench_function("build_10k_enis", |b| b.iter(|| build(black_box(&recs))));
     let keys: Vec<(Vni, Ipv4Addr)> = (0..1024u32)
         .map(|k| (Vni(0x101 + k % VPCS), ip_of(k % 100)))
         .collect();

@@ -42,8 +42,8 @@ pub use counters::{Counters, DropReason, Path};
 pub use engine::{Engine, EngineConfig, PortId};
 pub use layers::{Direction, LayerId};
 pub use mapping::{
-    router_mac, EniEntry, EniInfo, HostInfo, Location, Mac, MappingRecords, MappingTable,
-    SubnetEntry, SubnetIdx, SubnetInfo, Vni, VpcEntry, VpcInfo,
+    router_mac, EniEntry, Location, Mac, MappingTable, PlacedEni, SubnetEntry, SubnetIdx,
+    TableBuilder, Vni, VpcEntry,
 };
 pub use output::{Output, Transmit};
 pub use pipeline::{LayerDecision, Trace, TraceVerdict};

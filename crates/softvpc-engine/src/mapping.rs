@@ -1,17 +1,18 @@
-//! The mapping model as the engine sees it.
+//! The mapping table: the immutable, lookup-optimised view of the mapping the data path uses.
 //!
-//! [`MappingRecords`] is the agent's mutable copy of what the mapping service sent (hosts, VPCs,
-//! subnets, ENIs, keyed by id). [`MappingTable`] is the immutable, lookup-optimised snapshot built
-//! from it for the data path: `(vni, ip) -> ENI`, `port -> ENI`, `vni -> VPC`, `(vni, ip) ->
-//! subnet` for router addresses, and the set of registered underlay IPs. The shell rebuilds the
-//! table after each batch of changes and swaps it in whole (an `Arc`), so a packet always sees
-//! one consistent view.
+//! The shell (the agent) builds a [`MappingTable`] with a [`TableBuilder`] from what the
+//! mapping service sent, after each batch of changes, and swaps it in whole (an `Arc`), so a
+//! packet always sees one consistent view. The table holds only what forwarding needs:
+//! `(vni, ip) -> ENI`, `port -> ENI`, `vni -> VPC`, `(vni, ip) -> subnet` for router addresses,
+//! and the set of registered underlay IPs; where an ENI is (local port or remote host) is
+//! resolved by the shell.
 //!
 //! Every lookup is keyed by VNI first: VPCs may reuse each other's addresses and never mix.
 //! Lookups are one hash-map probe with a fixed-seed `foldhash` hasher on integer keys (no
 //! allocation, no string hashing on the data path).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
@@ -35,81 +36,6 @@ impl Vni {
 pub const fn router_mac(vni: Vni) -> Mac {
     let v = vni.0;
     [0x0a, 0x56, 0x50, (v >> 16) as u8, (v >> 8) as u8, v as u8]
-}
-
-/// A registered host (where agents run).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostInfo {
-    /// The host id (`h-...`).
-    pub host_id: String,
-    /// The host name the agent registered with.
-    pub name: String,
-    /// Its underlay address (VXLAN endpoint).
-    pub underlay_ip: Ipv4Addr,
-}
-
-/// A VPC: its VNI and CIDR blocks.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VpcInfo {
-    /// The VPC id.
-    pub vpc_id: String,
-    /// Its VNI.
-    pub vni: Vni,
-    /// Its IPv4 CIDR blocks.
-    pub cidrs: Vec<Ipv4Net>,
-}
-
-/// A subnet of a VPC. Its router address is the network address + 1.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SubnetInfo {
-    /// The subnet id.
-    pub subnet_id: String,
-    /// Its VPC.
-    pub vpc_id: String,
-    /// Its CIDR block.
-    pub cidr: Ipv4Net,
-}
-
-/// An ENI and where it lives.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EniInfo {
-    /// The ENI id.
-    pub eni_id: String,
-    /// Its VPC.
-    pub vpc_id: String,
-    /// Its VPC's VNI.
-    pub vni: Vni,
-    /// Its subnet.
-    pub subnet_id: String,
-    /// Primary private address.
-    pub ip: Ipv4Addr,
-    /// Secondary private addresses.
-    pub secondary_ips: Vec<Ipv4Addr>,
-    /// Its MAC.
-    pub mac: Mac,
-    /// Empty when the ENI is not placed on any host.
-    pub host_id: String,
-    /// The underlay address of the host it is placed on.
-    pub host_underlay_ip: Option<Ipv4Addr>,
-    /// The instance it is attached to (empty: none).
-    pub instance_id: String,
-    /// That instance's Name tag (empty: none).
-    pub instance_name: String,
-    /// The attachment's device index (0: the instance's `eth0`).
-    pub device_index: u32,
-}
-
-/// The agent's mutable copy of the mapping view (what the mapping service sent).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct MappingRecords {
-    /// Registered hosts by id.
-    pub hosts: BTreeMap<String, HostInfo>,
-    /// VPCs by id.
-    pub vpcs: BTreeMap<String, VpcInfo>,
-    /// Subnets by id.
-    pub subnets: BTreeMap<String, SubnetInfo>,
-    /// ENIs by id.
-    pub enis: BTreeMap<String, EniInfo>,
 }
 
 /// Where an ENI's frames go.
@@ -193,9 +119,8 @@ fn vni_ip_key(vni: Vni, ip: Ipv4Addr) -> u64 {
 
 /// The immutable, lookup-optimised snapshot the data path uses.
 ///
-/// Built by [`MappingTable::build`]; `ports` names the local port (TAP) of each local ENI, by
-/// ENI id. ENIs placed on this host but without a port yet are treated as absent, as are ENIs
-/// placed on no host.
+/// Built with [`MappingTable::builder`]; an ENI the shell left out (placed on no host, or local
+/// without a port yet) is absent.
 #[derive(Debug, Default)]
 pub struct MappingTable {
     local_underlay_ip: Option<Ipv4Addr>,
@@ -212,94 +137,129 @@ pub struct MappingTable {
     hosts: FastSet<u32>,
 }
 
-impl MappingTable {
-    /// Builds the lookup snapshot for the host whose underlay address is `local_underlay_ip`,
-    /// in time linear in the number of records.
+/// An ENI to put in the table, with its location resolved by the shell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlacedEni {
+    /// The VPC it belongs to.
+    pub vpc_id: String,
+    /// Its own copy of the VPC's VNI (used when the VPC itself is not in the table).
+    pub vni: Vni,
+    /// Its subnet.
+    pub subnet_id: String,
+    /// Primary private address.
+    pub ip: Ipv4Addr,
+    /// Secondary private addresses.
+    pub secondary_ips: Vec<Ipv4Addr>,
+    /// Its MAC address.
+    pub mac: Mac,
+    /// Behind which local port, or on which remote host.
+    pub location: Location,
+}
+
+/// Collects hosts, VPCs, subnets and placed ENIs, then builds the [`MappingTable`].
+#[derive(Debug)]
+pub struct TableBuilder {
+    local_underlay_ip: Ipv4Addr,
+    hosts: FastSet<u32>,
+    vpcs: BTreeMap<String, (Vni, Vec<Ipv4Net>)>,
+    subnets: BTreeMap<String, (String, Ipv4Net)>,
+    enis: BTreeMap<String, PlacedEni>,
+}
+
+impl TableBuilder {
+    /// A registered host's underlay address (an accepted VXLAN source).
+    pub fn host(&mut self, underlay_ip: Ipv4Addr) -> &mut Self {
+        self.hosts.insert(u32::from(underlay_ip));
+        self
+    }
+
+    /// A VPC.
+    pub fn vpc(&mut self, vpc_id: &str, vni: Vni, cidrs: &[Ipv4Net]) -> &mut Self {
+        self.vpcs.insert(vpc_id.to_string(), (vni, cidrs.to_vec()));
+        self
+    }
+
+    /// A subnet of a VPC (its router address is the network address + 1).
+    pub fn subnet(&mut self, subnet_id: &str, vpc_id: &str, cidr: Ipv4Net) -> &mut Self {
+        self.subnets
+            .insert(subnet_id.to_string(), (vpc_id.to_string(), cidr));
+        self
+    }
+
+    /// A placed ENI (an ENI placed nowhere, or local without a port yet, is left out).
+    pub fn eni(&mut self, eni_id: &str, eni: PlacedEni) -> &mut Self {
+        self.enis.insert(eni_id.to_string(), eni);
+        self
+    }
+
+    /// Builds the table, in time linear in what was added.
     ///
-    /// Inconsistent records are tolerated (the table must always be buildable): an ENI whose
-    /// VNI does not fit 24 bits or whose host is unknown is left out; when two ENIs of one VPC
-    /// claim the same address the first (by ENI id) keeps it. Each case is logged.
-    pub fn build(
-        records: &MappingRecords,
-        local_underlay_ip: Ipv4Addr,
-        ports: &HashMap<String, PortId>,
-    ) -> MappingTable {
+    /// Inconsistent input is tolerated (the table must always be buildable): a VPC or ENI
+    /// whose VNI does not fit 24 bits and a subnet of an unknown VPC are left out; when two
+    /// ENIs of one VPC claim the same address the first (by ENI id) keeps it. Each case is
+    /// logged.
+    pub fn build(self) -> MappingTable {
         let mut t = MappingTable {
-            local_underlay_ip: Some(local_underlay_ip),
-            enis: Vec::with_capacity(records.enis.len()),
-            subnets: Vec::with_capacity(records.subnets.len()),
-            by_ip: FastMap::with_capacity_and_hasher(records.enis.len(), FastState::default()),
-            by_port: FastMap::with_capacity_and_hasher(ports.len(), FastState::default()),
-            vpcs: FastMap::with_capacity_and_hasher(records.vpcs.len(), FastState::default()),
-            routers: FastMap::with_capacity_and_hasher(records.subnets.len(), FastState::default()),
-            hosts: records
-                .hosts
-                .values()
-                .map(|h| u32::from(h.underlay_ip))
-                .collect(),
+            local_underlay_ip: Some(self.local_underlay_ip),
+            enis: Vec::with_capacity(self.enis.len()),
+            subnets: Vec::with_capacity(self.subnets.len()),
+            by_ip: FastMap::with_capacity_and_hasher(self.enis.len(), FastState::default()),
+            by_port: FastMap::with_capacity_and_hasher(self.enis.len(), FastState::default()),
+            vpcs: FastMap::with_capacity_and_hasher(self.vpcs.len(), FastState::default()),
+            routers: FastMap::with_capacity_and_hasher(self.subnets.len(), FastState::default()),
+            hosts: self.hosts,
         };
 
-        for vpc in records.vpcs.values() {
-            if vpc.vni.0 > Vni::MAX {
-                tracing::warn!(vpc = %vpc.vpc_id, vni = vpc.vni.0, "VNI wider than 24 bits; VPC ignored");
+        for (vpc_id, (vni, cidrs)) in &self.vpcs {
+            if vni.0 > Vni::MAX {
+                tracing::warn!(vpc = %vpc_id, vni = vni.0, "VNI wider than 24 bits; VPC ignored");
                 continue;
             }
             t.vpcs.insert(
-                vpc.vni.0,
+                vni.0,
                 VpcEntry {
-                    vpc_id: vpc.vpc_id.as_str().into(),
-                    vni: vpc.vni,
-                    cidrs: vpc.cidrs.clone().into_boxed_slice(),
-                    router_mac: router_mac(vpc.vni),
+                    vpc_id: vpc_id.as_str().into(),
+                    vni: *vni,
+                    cidrs: cidrs.clone().into_boxed_slice(),
+                    router_mac: router_mac(*vni),
                 },
             );
         }
-        // Id -> VNI and id -> subnet index, hashed once (the records are keyed by strings).
-        let vnis: FastMap<&str, Vni> = records
+        // Id -> VNI and id -> subnet index, hashed once (the input is keyed by strings).
+        let vnis: FastMap<&str, Vni> = self
             .vpcs
             .iter()
-            .map(|(id, v)| (id.as_str(), v.vni))
+            .map(|(id, (vni, _))| (id.as_str(), *vni))
             .collect();
         let vni_of_vpc = |vpc_id: &str| vnis.get(vpc_id).copied();
 
         let mut subnet_idx: FastMap<&str, SubnetIdx> =
-            FastMap::with_capacity_and_hasher(records.subnets.len(), FastState::default());
-        for s in records.subnets.values() {
-            let Some(vni) = vni_of_vpc(&s.vpc_id).filter(|v| t.vpcs.contains_key(&v.0)) else {
-                tracing::warn!(subnet = %s.subnet_id, vpc = %s.vpc_id, "subnet of an unknown VPC; ignored");
+            FastMap::with_capacity_and_hasher(self.subnets.len(), FastState::default());
+        for (subnet_id, (vpc_id, cidr)) in &self.subnets {
+            let Some(vni) = vni_of_vpc(vpc_id).filter(|v| t.vpcs.contains_key(&v.0)) else {
+                tracing::warn!(subnet = %subnet_id, vpc = %vpc_id, "subnet of an unknown VPC; ignored");
                 continue;
             };
-            let cidr = s.cidr.trunc();
+            let cidr = cidr.trunc();
             let router_ip = Ipv4Addr::from(u32::from(cidr.network()).wrapping_add(1));
             let idx = SubnetIdx(t.subnets.len() as u32);
             t.subnets.push(SubnetEntry {
-                subnet_id: s.subnet_id.as_str().into(),
+                subnet_id: subnet_id.as_str().into(),
                 vni,
                 cidr,
                 router_ip,
             });
             t.routers.insert(vni_ip_key(vni, router_ip), idx.0);
-            subnet_idx.insert(s.subnet_id.as_str(), idx);
+            subnet_idx.insert(subnet_id.as_str(), idx);
         }
 
-        for eni in records.enis.values() {
+        for (eni_id, eni) in &self.enis {
             // The VPC's VNI is authoritative; the ENI's own copy covers a VPC not (yet) sent.
             let vni = vni_of_vpc(&eni.vpc_id).unwrap_or(eni.vni);
             if vni.0 > Vni::MAX {
-                tracing::warn!(eni = %eni.eni_id, vni = vni.0, "VNI wider than 24 bits; ENI ignored");
+                tracing::warn!(eni = %eni_id, vni = vni.0, "VNI wider than 24 bits; ENI ignored");
                 continue;
             }
-            let underlay = eni
-                .host_underlay_ip
-                .or_else(|| records.hosts.get(&eni.host_id).map(|h| h.underlay_ip));
-            let location = match underlay {
-                None => continue, // not placed anywhere: absent
-                Some(ip) if ip == local_underlay_ip => match ports.get(&eni.eni_id) {
-                    Some(&port) => Location::Local(port),
-                    None => continue, // local but no TAP yet: absent until the shell has one
-                },
-                Some(ip) => Location::Remote(ip),
-            };
             let subnet = subnet_idx.get(eni.subnet_id.as_str()).copied().or_else(|| {
                 // Fall back to the subnet of the VPC that contains the address.
                 t.subnets
@@ -315,7 +275,7 @@ impl MappingTable {
                     }
                     std::collections::hash_map::Entry::Occupied(o) => {
                         tracing::warn!(
-                            eni = %eni.eni_id,
+                            eni = %eni_id,
                             holder = %t.enis[*o.get() as usize].eni_id,
                             %ip,
                             vni = vni.0,
@@ -324,10 +284,10 @@ impl MappingTable {
                     }
                 }
             }
-            if let Location::Local(port) = location {
+            if let Location::Local(port) = eni.location {
                 if let Some(prev) = t.by_port.insert(port, idx) {
                     tracing::warn!(
-                        eni = %eni.eni_id,
+                        eni = %eni_id,
                         other = %t.enis[prev as usize].eni_id,
                         port = port.0,
                         "two ENIs on one port; the last one wins"
@@ -335,13 +295,13 @@ impl MappingTable {
                 }
             }
             t.enis.push(EniEntry {
-                eni_id: eni.eni_id.as_str().into(),
+                eni_id: eni_id.as_str().into(),
                 vni,
                 mac: eni.mac,
                 ip: eni.ip,
                 secondary_ips: eni.secondary_ips.clone().into_boxed_slice(),
                 subnet,
-                location,
+                location: eni.location,
             });
         }
         tracing::debug!(
@@ -353,6 +313,19 @@ impl MappingTable {
             "mapping table built"
         );
         t
+    }
+}
+
+impl MappingTable {
+    /// A builder for the table of the host whose underlay address is `local_underlay_ip`.
+    pub fn builder(local_underlay_ip: Ipv4Addr) -> TableBuilder {
+        TableBuilder {
+            local_underlay_ip,
+            hosts: FastSet::default(),
+            vpcs: BTreeMap::new(),
+            subnets: BTreeMap::new(),
+            enis: BTreeMap::new(),
+        }
     }
 
     /// This host's underlay address (None only for the empty default table).

@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use common::*;
-use softvpc_engine::{router_mac, DropReason, Location, MappingTable, Output, Path, PortId, Vni};
+use softvpc_engine::{router_mac, DropReason, Location, Output, Path, PortId, Vni};
 
 #[test]
 fn router_mac_is_prefix_plus_vni() {
@@ -24,7 +24,7 @@ fn router_mac_is_prefix_plus_vni() {
 
 #[test]
 fn build_places_enis_local_or_remote_per_vni() {
-    let t = MappingTable::build(&seed_records(), HOST1, &ports_of(HOST1));
+    let t = table(&seed_records(), HOST1, &ports_of(HOST1));
     assert_eq!(t.local_underlay_ip(), Some(HOST1));
     assert_eq!(t.len(), 6);
     let vm1 = t.eni_by_ip(VNI1, VM1.ip).unwrap();
@@ -68,28 +68,16 @@ fn enis_without_port_or_host_are_absent() {
     unplaced.eni_id = "eni-0000000000000000f".into();
     unplaced.ip = Ipv4Addr::new(10, 0, 0, 40);
     unplaced.mac = [2, 0, 0, 0, 0xff, 0xff];
-    unplaced.host_id.clear();
     unplaced.host_underlay_ip = None;
     records.enis.insert(unplaced.eni_id.clone(), unplaced);
     // zigi-vm4 has no TAP yet on host-1.
     let mut ports = ports_of(HOST1);
     ports.remove(VM4.eni);
-    let t = MappingTable::build(&records, HOST1, &ports);
+    let t = table(&records, HOST1, &ports);
     assert!(t.eni_by_ip(VNI1, VM4.ip).is_none());
     assert!(t.eni_by_ip(VNI1, Ipv4Addr::new(10, 0, 0, 40)).is_none());
     assert!(t.eni_on_port(VM4.port).is_none());
     assert_eq!(t.len(), 5);
-}
-
-#[test]
-fn host_address_comes_from_the_host_record_when_the_eni_lacks_it() {
-    let mut records = seed_records();
-    records.enis.get_mut(VM2.eni).unwrap().host_underlay_ip = None;
-    let t = MappingTable::build(&records, HOST1, &ports_of(HOST1));
-    assert_eq!(
-        t.eni_by_ip(VNI1, VM2.ip).unwrap().location,
-        Location::Remote(HOST2)
-    );
 }
 
 #[test]
@@ -99,7 +87,7 @@ fn duplicate_address_in_a_vpc_keeps_the_first_owner() {
     dup.eni_id = "eni-00000000000000099".into(); // sorts after zigi-vm2's id
     dup.mac = [2, 0, 0, 0, 9, 9];
     records.enis.insert(dup.eni_id.clone(), dup);
-    let t = MappingTable::build(&records, HOST1, &ports_of(HOST1));
+    let t = table(&records, HOST1, &ports_of(HOST1));
     assert_eq!(t.eni_by_ip(VNI1, VM2.ip).unwrap().mac, VM2.mac);
 }
 
@@ -111,11 +99,7 @@ fn swapping_the_table_changes_behaviour_at_once() {
     assert_eq!(egress(&mut e, VM1.port, &frame).to_underlay.len(), 1);
     let mut records = seed_records();
     records.enis.remove(VM2.eni);
-    e.set_table(Arc::new(MappingTable::build(
-        &records,
-        HOST1,
-        &ports_of(HOST1),
-    )));
+    e.set_table(Arc::new(table(&records, HOST1, &ports_of(HOST1))));
     assert!(egress(&mut e, VM1.port, &frame).is_empty());
     assert!(egress(&mut e, VM1.port, &arp_request(&VM1, VM2.ip)).is_empty());
     assert_eq!(e.counters().drops(DropReason::NoRoute), 1);
@@ -130,7 +114,7 @@ fn swapping_the_table_changes_behaviour_at_once() {
     new.mac = [2, 0, 0, 0, 0xaa, 0xaa];
     records.enis.insert(new.eni_id.clone(), new.clone());
     let ports: HashMap<String, PortId> = [(new.eni_id.clone(), VM2.port)].into();
-    e2.set_table(Arc::new(MappingTable::build(&records, HOST2, &ports)));
+    e2.set_table(Arc::new(table(&records, HOST2, &ports)));
     let old_mac_frame = udp(VM2.mac, VM3.mac, VM2.ip, VM3.ip, 1, 2, b"x");
     assert!(egress(&mut e2, VM2.port, &old_mac_frame).is_empty());
     assert_eq!(e2.counters().drops(DropReason::SpoofedSource), 1);
@@ -140,7 +124,7 @@ fn swapping_the_table_changes_behaviour_at_once() {
 fn build_is_linear_and_handles_many_enis() {
     // 10k ENIs over 100 VPCs reusing the same addresses: every one found in its own VPC.
     let records = softvpc_engine_bench_like_records(10_000, 100);
-    let t = MappingTable::build(&records, HOST1, &HashMap::new());
+    let t = table(&records, HOST1, &HashMap::new());
     assert_eq!(t.len(), 10_000);
     for vpc in 0..100u32 {
         for i in 0..100u32 {
@@ -151,7 +135,7 @@ fn build_is_linear_and_handles_many_enis() {
     }
 }
 
-fn softvpc_engine_bench_like_records(n: u32, vpcs: u32) -> softvpc_engine::MappingRecords {
+fn softvpc_engine_bench_like_records(n: u32, vpcs: u32) -> SeedRecords {
     let mut r = seed_records();
     r.enis.clear();
     r.vpcs.clear();
@@ -160,21 +144,11 @@ fn softvpc_engine_bench_like_records(n: u32, vpcs: u32) -> softvpc_engine::Mappi
         let vpc_id = format!("vpc-{v:017x}");
         r.vpcs.insert(
             vpc_id.clone(),
-            softvpc_engine::VpcInfo {
-                vpc_id: vpc_id.clone(),
-                vni: Vni(0x101 + v),
-                cidrs: vec!["10.0.0.0/16".parse().unwrap()],
-            },
+            (Vni(0x101 + v), "10.0.0.0/16".parse().unwrap()),
         );
         let subnet_id = format!("subnet-{v:017x}");
-        r.subnets.insert(
-            subnet_id.clone(),
-            softvpc_engine::SubnetInfo {
-                subnet_id,
-                vpc_id,
-                cidr: "10.0.0.0/16".parse().unwrap(),
-            },
-        );
+        r.subnets
+            .insert(subnet_id, (vpc_id, "10.0.0.0/16".parse().unwrap()));
     }
     for k in 0..n {
         let (v, i) = (k % vpcs, k / vpcs);

@@ -17,7 +17,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 
-use crate::mapping::log::{self, LogEntry, MappingLog};
+use softvpc_mapping::{log::DEFAULT_CAPACITY, Change, LogRead, MappingLog};
+
 use crate::model::{ApiError, State, Txn};
 use crate::store::Store;
 
@@ -32,7 +33,7 @@ struct Staged {
     writes: Vec<crate::model::Write>,
     /// Its mapping changes, derived before it was staged (nothing of the mapping is computed
     /// in the commit path).
-    changes: Vec<log::Change>,
+    changes: Vec<Change>,
     /// The state right after it (the last one of a batch is published).
     state: State,
 }
@@ -87,7 +88,7 @@ pub fn now_secs() -> u64 {
 impl ControlPlane {
     /// Opens the store in `data_dir`; the mapping log starts empty with a new random epoch.
     pub fn open(data_dir: &Path) -> anyhow::Result<Self> {
-        Self::open_with_capacity(data_dir, log::DEFAULT_CAPACITY)
+        Self::open_with_capacity(data_dir, DEFAULT_CAPACITY)
     }
 
     /// Like [`ControlPlane::open`], with a ring of `capacity` revisions.
@@ -99,23 +100,30 @@ impl ControlPlane {
     /// A control plane whose redb store lives in memory (nothing survives the process).
     pub fn open_in_memory() -> anyhow::Result<Self> {
         let (store, state) = Store::open_in_memory()?;
-        Ok(Self::with_store(Some(store), state, log::DEFAULT_CAPACITY))
+        Ok(Self::with_store(Some(store), state, DEFAULT_CAPACITY))
     }
 
     /// A control plane with no store at all: mutations are only applied in memory. Cheap to
     /// create (no redb), for fuzzing and property tests of the API logic.
     pub fn ephemeral() -> Self {
-        Self::with_store(None, State::new(), log::DEFAULT_CAPACITY)
+        Self::with_store(None, State::new(), DEFAULT_CAPACITY)
     }
 
     fn with_store(store: Option<Store>, state: State, capacity: usize) -> Self {
         let revision = state.revision;
+        let epoch = crate::model::ids::new_id("epoch");
+        let log = MappingLog::new(
+            epoch.as_str(),
+            revision,
+            capacity,
+            crate::mapping::project::all_records(&state),
+        );
         let (revision_tx, _) = watch::channel(revision);
         ControlPlane {
             store,
             inner: Mutex::new(Inner {
                 state: Arc::new(state),
-                log: MappingLog::new(revision, capacity),
+                log,
             }),
             writer: Mutex::new(Tip {
                 state: None,
@@ -126,7 +134,7 @@ impl ControlPlane {
             #[cfg(test)]
             fail_commits: Default::default(),
             revision_tx,
-            epoch: crate::model::ids::new_id("epoch"),
+            epoch,
             flow_log_dir: None,
         }
     }
@@ -163,11 +171,10 @@ impl ControlPlane {
         self.revision_tx.subscribe()
     }
 
-    /// The current state and the log entries after `revision` (None: not in the ring), read
-    /// together so they agree.
-    pub fn since(&self, revision: u64) -> (Arc<State>, Option<Vec<Arc<LogEntry>>>) {
-        let inner = self.lock();
-        (inner.state.clone(), inner.log.since(revision))
+    /// The mapping log's records and its entries after `revision` (a cheap copy: the
+    /// catalog's maps are persistent).
+    pub fn mapping_since(&self, revision: u64) -> LogRead {
+        self.lock().log.read(revision)
     }
 
     /// Runs `op` as one all-or-nothing mutation. On error nothing changes; with `dry_run` a
@@ -295,10 +302,7 @@ impl ControlPlane {
             let mut inner = self.lock();
             let mut published = None;
             for s in batch {
-                inner.log.push(LogEntry {
-                    revision: s.state.revision,
-                    changes: s.changes,
-                });
+                inner.log.commit(s.state.revision, s.changes);
                 published = Some(s.state);
             }
             if let Some(state) = published {
@@ -461,8 +465,8 @@ pub(crate) mod tests {
         let state = cp.state();
         assert_eq!(state.revision, start + 200, "one revision per mutation");
         assert_eq!(*rx.borrow_and_update(), start + 200);
-        let (_, entries) = cp.since(start);
-        let revs: Vec<u64> = entries.unwrap().iter().map(|e| e.revision).collect();
+        let read = cp.mapping_since(start);
+        let revs: Vec<u64> = read.entries.unwrap().iter().map(|e| e.revision).collect();
         assert_eq!(revs, (start + 1..=start + 200).collect::<Vec<_>>());
         drop(cp);
         let reopened = ControlPlane::open(&dir.0).unwrap();

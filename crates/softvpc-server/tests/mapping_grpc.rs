@@ -1,9 +1,9 @@
 //! The mapping service over real gRPC on loopback: registration, Snapshot then Deltas, resume
 //! from a revision, a foreign epoch, a lagging reader, and VPCs appearing and disappearing for a
-//! host as its first and last ENI come and go. An agent-like applier replays every message and
-//! must always end up equal to a fresh Snapshot.
+//! host as its first and last ENI come and go. The agent's applier (`softvpc_mapping::Replica`)
+//! replays every message and must always end up equal to a fresh Snapshot.
 
-use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +11,7 @@ use std::time::Duration;
 use softvpc_ec2_client::codec;
 use softvpc_ec2_client::read::{name_tag_spec, str_at};
 use softvpc_ec2_client::Value;
+use softvpc_mapping::Replica;
 use softvpc_proto::pb;
 use softvpc_proto::pb::mapping_client::MappingClient;
 use softvpc_server::control::ControlPlane;
@@ -153,89 +154,38 @@ async fn next(stream: &mut Streaming<pb::WatchResponse>) -> pb::WatchResponse {
         .expect("stream open")
 }
 
-/// What an agent holds, applied from watch messages exactly as the protocol says.
+/// What an agent holds: the agent's own applier ([`Replica`]), which must accept every
+/// message.
 #[derive(Debug, Default, Clone, PartialEq)]
-struct View {
-    hosts: BTreeMap<String, pb::Host>,
-    vpcs: BTreeMap<String, pb::Vpc>,
-    subnets: BTreeMap<String, pb::Subnet>,
-    enis: BTreeMap<String, pb::Eni>,
-    revision: u64,
-    epoch: String,
+struct View(Replica);
+
+impl std::ops::Deref for View {
+    type Target = Replica;
+    fn deref(&self) -> &Replica {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for View {
+    fn deref_mut(&mut self) -> &mut Replica {
+        &mut self.0
+    }
 }
 
 impl View {
     fn apply(&mut self, m: &pb::WatchResponse) {
-        use pb::change::Kind as C;
-        use pb::watch_response::Kind as W;
-        self.revision = m.revision;
-        self.epoch = m.epoch.clone();
-        match m.kind.as_ref().unwrap() {
-            W::Snapshot(s) => {
-                *self = View {
-                    revision: m.revision,
-                    epoch: m.epoch.clone(),
-                    ..Default::default()
-                };
-                for h in &s.hosts {
-                    self.hosts.insert(h.host_id.clone(), h.clone());
-                }
-                for v in &s.vpcs {
-                    self.vpcs.insert(v.vpc_id.clone(), v.clone());
-                }
-                for x in &s.subnets {
-                    self.subnets.insert(x.subnet_id.clone(), x.clone());
-                }
-                for e in &s.enis {
-                    self.enis.insert(e.eni_id.clone(), e.clone());
-                }
-            }
-            W::Delta(d) => {
-                for c in &d.changes {
-                    match c.kind.as_ref().unwrap() {
-                        C::UpsertHost(h) => {
-                            self.hosts.insert(h.host_id.clone(), h.clone());
-                        }
-                        C::DeleteHostId(id) => {
-                            self.hosts.remove(id);
-                        }
-                        C::UpsertVpc(v) => {
-                            self.vpcs.insert(v.vpc_id.clone(), v.clone());
-                        }
-                        C::DeleteVpcId(id) => {
-                            self.vpcs.remove(id);
-                            self.subnets.retain(|_, s| &s.vpc_id != id);
-                            self.enis.retain(|_, e| &e.vpc_id != id);
-                        }
-                        C::UpsertSubnet(s) => {
-                            self.subnets.insert(s.subnet_id.clone(), s.clone());
-                        }
-                        C::DeleteSubnetId(id) => {
-                            self.subnets.remove(id);
-                        }
-                        C::UpsertEni(e) => {
-                            self.enis.insert(e.eni_id.clone(), e.clone());
-                        }
-                        C::DeleteEniId(id) => {
-                            self.enis.remove(id);
-                        }
-                    }
-                }
-            }
-            W::Heartbeat(_) => {}
-        }
+        self.0
+            .apply(m)
+            .expect("the agent's applier accepts the message");
     }
 
     fn held(&self) -> Vec<String> {
-        self.vpcs.keys().cloned().collect()
+        self.0.records.vpcs.keys().cloned().collect()
     }
 
     /// Equality of content (not of revision bookkeeping).
     fn same_content(&self, other: &View) -> bool {
-        self.hosts == other.hosts
-            && self.vpcs == other.vpcs
-            && self.subnets == other.subnets
-            && self.enis == other.enis
+        self.0.records == other.0.records
     }
 }
 
@@ -356,8 +306,8 @@ async fn watch_follows_the_model() {
     view1.apply(&first);
     assert_eq!([kind(&first)], ["snapshot"]);
     assert_eq!(first.epoch, cp.epoch());
-    assert_eq!(view1.hosts.len(), 2);
-    assert!(view1.vpcs.is_empty());
+    assert_eq!(view1.records.hosts.len(), 2);
+    assert!(view1.records.vpcs.is_empty());
 
     // A VPC and subnet without ENIs on host-1: only heartbeats for it.
     let vpc = create_vpc(&cp, "10.0.0.0/16");
@@ -368,40 +318,48 @@ async fn watch_follows_the_model() {
         "{:?}",
         kinds(&seen)
     );
-    assert!(view1.vpcs.is_empty());
+    assert!(view1.records.vpcs.is_empty());
 
     // First ENI on host-1: the whole VPC arrives in a Delta.
     let rev_before_vm1 = cp.state().revision;
     let vm1 = run_instance(&cp, &subnet, "host-1", Some("10.0.0.148"), Some("zigi-vm1"));
     let seen = catch_up(&mut w1, &mut view1, cp.state().revision).await;
     assert_eq!(kinds(&seen), ["delta"]);
-    assert!(view1.vpcs.contains_key(&vpc));
-    assert_eq!(view1.vpcs[&vpc].vni, 0x000101);
-    assert_eq!(view1.vpcs[&vpc].cidrs, ["10.0.0.0/16"]);
-    assert!(view1.subnets.contains_key(&subnet));
-    let eni1 = view1.enis.values().next().unwrap().clone();
-    assert_eq!(eni1.ip, "10.0.0.148");
+    assert!(view1.records.vpcs.contains_key(&vpc));
+    assert_eq!(view1.records.vpcs[&vpc].vni, 0x000101);
+    assert_eq!(view1.records.vpcs[&vpc].cidrs[0].to_string(), "10.0.0.0/16");
+    assert!(view1.records.subnets.contains_key(&subnet));
+    let eni1 = view1.records.enis.values().next().unwrap().clone();
+    assert_eq!(eni1.ip, Ipv4Addr::new(10, 0, 0, 148));
     assert_eq!(eni1.instance_id, vm1);
     assert_eq!(eni1.instance_name, "zigi-vm1");
     assert_eq!(eni1.host_id, h1);
-    assert_eq!(eni1.host_underlay_ip, "198.18.0.11");
+    assert_eq!(eni1.host_underlay_ip, Some(Ipv4Addr::new(198, 18, 0, 11)));
     assert_eq!(eni1.vni, 0x000101);
-    assert!(eni1.mac.starts_with("02:"));
+    assert_eq!(eni1.mac[0], 0x02);
     let view_after_vm1 = view1.clone();
 
     // A second ENI in the VPC, on host-2: host-1 hears of it.
     let vm2 = run_instance(&cp, &subnet, &h2, Some("10.0.0.185"), None);
     catch_up(&mut w1, &mut view1, cp.state().revision).await;
-    assert_eq!(view1.enis.len(), 2);
-    assert!(view1
-        .enis
-        .values()
-        .any(|e| e.instance_id == vm2 && e.host_underlay_ip == "198.18.0.12"));
+    assert_eq!(view1.records.enis.len(), 2);
+    assert!(
+        view1
+            .records
+            .enis
+            .values()
+            .any(|e| e.instance_id == vm2
+                && e.host_underlay_ip == Some(Ipv4Addr::new(198, 18, 0, 12)))
+    );
 
     // A rename reaches the mapping records.
     name_tag(&cp, &vm1, "renamed");
     catch_up(&mut w1, &mut view1, cp.state().revision).await;
-    assert!(view1.enis.values().any(|e| e.instance_name == "renamed"));
+    assert!(view1
+        .records
+        .enis
+        .values()
+        .any(|e| e.instance_name == "renamed"));
     assert!(view1.same_content(&fresh(&mut srv.client, &h1).await));
 
     // A second VPC with the same CIDR on host-2 only: host-1 never sees it.
@@ -409,10 +367,10 @@ async fn watch_follows_the_model() {
     let subnet2 = create_subnet(&cp, &vpc2, "10.0.0.0/24");
     run_instance(&cp, &subnet2, "host-2", Some("10.0.0.148"), None);
     catch_up(&mut w1, &mut view1, cp.state().revision).await;
-    assert!(!view1.vpcs.contains_key(&vpc2));
+    assert!(!view1.records.vpcs.contains_key(&vpc2));
     let fresh2 = fresh(&mut srv.client, &h2).await;
-    assert!(fresh2.vpcs.contains_key(&vpc2) && fresh2.vpcs.contains_key(&vpc));
-    assert_eq!(fresh2.vpcs[&vpc2].vni, 0x000102);
+    assert!(fresh2.records.vpcs.contains_key(&vpc2) && fresh2.records.vpcs.contains_key(&vpc));
+    assert_eq!(fresh2.records.vpcs[&vpc2].vni, 0x000102);
 
     // Resume from the revision right after vm1: Deltas, not a Snapshot, and the result equals
     // the live view.
@@ -461,16 +419,18 @@ async fn watch_follows_the_model() {
         _ => false,
     });
     assert!(deleted, "delete_vpc_id sent");
-    assert!(view1.vpcs.is_empty() && view1.enis.is_empty() && view1.subnets.is_empty());
+    assert!(
+        view1.records.vpcs.is_empty()
+            && view1.records.enis.is_empty()
+            && view1.records.subnets.is_empty()
+    );
     assert!(view1.same_content(&fresh(&mut srv.client, &h1).await));
 
     // Resuming from before vm1 was placed, holding nothing: still converges.
-    let mut old = View {
-        revision: rev_before_vm1,
-        epoch: cp.epoch().to_string(),
-        ..view1.clone()
-    };
-    old.vpcs.clear();
+    let mut old = view1.clone();
+    old.revision = rev_before_vm1;
+    old.epoch = cp.epoch().to_string();
+    old.records.vpcs.clear();
     let mut wo = srv
         .client
         .watch(pb::WatchRequest {
@@ -618,7 +578,7 @@ async fn concurrent_watchers_converge_under_churn() {
         assert_eq!(view.revision, final_revision);
         let want = fresh(&mut srv.client, &h).await;
         assert!(view.same_content(&want), "host {h} diverged");
-        assert!(!view.enis.is_empty());
+        assert!(!view.records.enis.is_empty());
     }
 }
 

@@ -2,15 +2,15 @@
 //! written with smoltcp's `Repr::emit` / `parse` (never with the engine's own code).
 #![allow(dead_code)]
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use ipnet::Ipv4Net;
 use smoltcp::phy::ChecksumCapabilities;
 use softvpc_engine::{
-    Engine, EngineConfig, EniInfo, HostInfo, Mac, MappingRecords, MappingTable, Output, PortId,
-    SubnetInfo, Transmit, Vni, VpcInfo,
+    Engine, EngineConfig, Location, Mac, MappingTable, Output, PlacedEni, PortId, Transmit, Vni,
 };
 use softvpc_wire::{
     ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
@@ -104,42 +104,45 @@ pub const ALL_VMS: [Vm; 6] = [VM1, VM2, VM3, VM4, OTHER1, OTHER2];
 /// A secondary address of zigi-vm2.
 pub const VM2_SECONDARY: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 200);
 
+/// What the agent hands the table builder, as a plain set the tests can edit.
+#[derive(Debug, Clone, Default)]
+pub struct SeedRecords {
+    pub hosts: Vec<Ipv4Addr>,
+    pub vpcs: BTreeMap<String, (Vni, Ipv4Net)>,
+    pub subnets: BTreeMap<String, (String, Ipv4Net)>,
+    pub enis: BTreeMap<String, SeedEni>,
+}
+
+/// One ENI of [`SeedRecords`]: `host_underlay_ip` None means placed nowhere.
+#[derive(Debug, Clone)]
+pub struct SeedEni {
+    pub eni_id: String,
+    pub vpc_id: String,
+    pub vni: Vni,
+    pub subnet_id: String,
+    pub ip: Ipv4Addr,
+    pub secondary_ips: Vec<Ipv4Addr>,
+    pub mac: Mac,
+    pub host_underlay_ip: Option<Ipv4Addr>,
+}
+
 /// The seed topology of issue 2 (plus one secondary address on zigi-vm2).
-pub fn seed_records() -> MappingRecords {
-    let mut r = MappingRecords::default();
-    for (id, name, ip) in [("h-1", "host-1", HOST1), ("h-2", "host-2", HOST2)] {
-        r.hosts.insert(
-            id.into(),
-            HostInfo {
-                host_id: id.into(),
-                name: name.into(),
-                underlay_ip: ip,
-            },
-        );
-    }
+pub fn seed_records() -> SeedRecords {
+    let mut r = SeedRecords {
+        hosts: vec![HOST1, HOST2],
+        ..Default::default()
+    };
     for (id, vni) in [("vpc-1", VNI1), ("vpc-2", VNI2)] {
-        r.vpcs.insert(
-            id.into(),
-            VpcInfo {
-                vpc_id: id.into(),
-                vni,
-                cidrs: vec!["10.0.0.0/16".parse().unwrap()],
-            },
-        );
+        r.vpcs
+            .insert(id.into(), (vni, "10.0.0.0/16".parse().unwrap()));
     }
     for (id, vpc, cidr) in [
         ("subnet-0000000000000000a", "vpc-1", "10.0.0.0/24"),
         ("subnet-0000000000000000b", "vpc-1", "10.0.1.0/24"),
         ("subnet-0000000000000000c", "vpc-2", "10.0.0.0/24"),
     ] {
-        r.subnets.insert(
-            id.into(),
-            SubnetInfo {
-                subnet_id: id.into(),
-                vpc_id: vpc.into(),
-                cidr: cidr.parse().unwrap(),
-            },
-        );
+        r.subnets
+            .insert(id.into(), (vpc.into(), cidr.parse().unwrap()));
     }
     for vm in ALL_VMS {
         r.enis.insert(vm.eni.into(), eni_info(&vm));
@@ -152,8 +155,8 @@ pub fn seed_records() -> MappingRecords {
     r
 }
 
-pub fn eni_info(vm: &Vm) -> EniInfo {
-    EniInfo {
+pub fn eni_info(vm: &Vm) -> SeedEni {
+    SeedEni {
         eni_id: vm.eni.into(),
         vpc_id: if vm.vni == VNI1 { "vpc-1" } else { "vpc-2" }.into(),
         vni: vm.vni,
@@ -161,12 +164,46 @@ pub fn eni_info(vm: &Vm) -> EniInfo {
         ip: vm.ip,
         secondary_ips: vec![],
         mac: vm.mac,
-        host_id: if vm.host == HOST1 { "h-1" } else { "h-2" }.into(),
         host_underlay_ip: Some(vm.host),
-        instance_id: format!("i-{}", &vm.eni[4..]),
-        instance_name: vm.name.into(),
-        device_index: 0,
     }
+}
+
+/// The table of `host` (as the agent builds it): an ENI is local behind its port, remote on
+/// its host, or absent (placed nowhere, or local without a port yet).
+pub fn table(r: &SeedRecords, host: Ipv4Addr, ports: &HashMap<String, PortId>) -> MappingTable {
+    let mut b = MappingTable::builder(host);
+    for h in &r.hosts {
+        b.host(*h);
+    }
+    for (id, (vni, cidr)) in &r.vpcs {
+        b.vpc(id, *vni, &[*cidr]);
+    }
+    for (id, (vpc, cidr)) in &r.subnets {
+        b.subnet(id, vpc, *cidr);
+    }
+    for e in r.enis.values() {
+        let location = match e.host_underlay_ip {
+            None => continue,
+            Some(ip) if ip == host => match ports.get(&e.eni_id) {
+                Some(&p) => Location::Local(p),
+                None => continue,
+            },
+            Some(ip) => Location::Remote(ip),
+        };
+        b.eni(
+            &e.eni_id,
+            PlacedEni {
+                vpc_id: e.vpc_id.clone(),
+                vni: e.vni,
+                subnet_id: e.subnet_id.clone(),
+                ip: e.ip,
+                secondary_ips: e.secondary_ips.clone(),
+                mac: e.mac,
+                location,
+            },
+        );
+    }
+    b.build()
 }
 
 /// The ports map of a host: every seed ENI placed there, on its port.
@@ -183,13 +220,9 @@ pub fn seed_engine(host: Ipv4Addr) -> Engine {
     engine_with(host, &seed_records())
 }
 
-pub fn engine_with(host: Ipv4Addr, records: &MappingRecords) -> Engine {
+pub fn engine_with(host: Ipv4Addr, records: &SeedRecords) -> Engine {
     let mut engine = Engine::new(EngineConfig::new(host));
-    engine.set_table(Arc::new(MappingTable::build(
-        records,
-        host,
-        &ports_of(host),
-    )));
+    engine.set_table(Arc::new(table(records, host, &ports_of(host))));
     engine
 }
 

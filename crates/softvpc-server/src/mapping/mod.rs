@@ -1,11 +1,10 @@
-//! The mapping service: how agents learn where every ENI lives.
+//! The server's side of the mapping service: how agents learn where every ENI lives.
 //!
-//! Every committed mutation appends its changes ([`project::derive`]: the difference of the
-//! wire records before and after it) to a revisioned [`log::MappingLog`]; [`view`]
-//! computes what one host needs (all hosts, plus every VPC with an ENI on that host) as a
-//! Snapshot or as Deltas; [`service`] serves it over gRPC (`RegisterHost`, `Watch`).
+//! [`project`] turns the resource model into mapping records and derives each committed
+//! mutation's changes (the difference of the records before and after it); the control plane
+//! commits them to its `softvpc_mapping::MappingLog`, and [`service`] serves each host's
+//! `softvpc_mapping::Feed` over gRPC (`RegisterHost`, `Watch`). The protocol's state machine
+//! (log, per-host projection, resume, resync) is the `softvpc-mapping` crate's.
 
-pub mod log;
 pub mod project;
 pub mod service;
-pub mod view;

@@ -6,7 +6,6 @@
 //! or a fresh Snapshot if it fell so far behind that the ring no longer holds its revision: never
 //! silently stale.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use softvpc_proto::pb;
@@ -15,7 +14,8 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::view;
+use softvpc_mapping::Feed;
+
 use crate::control::ControlPlane;
 use crate::model::host::register_host;
 
@@ -51,57 +51,6 @@ impl MappingService {
     /// The tonic server wrapper.
     pub fn into_server(self) -> MappingServer<Self> {
         MappingServer::new(self)
-    }
-}
-
-fn message(epoch: &str, revision: u64, kind: pb::watch_response::Kind) -> pb::WatchResponse {
-    pb::WatchResponse {
-        epoch: epoch.to_string(),
-        revision,
-        kind: Some(kind),
-    }
-}
-
-/// Where a watch stands: the revision it has sent and the VPCs the agent then holds.
-struct Cursor {
-    host_id: String,
-    revision: u64,
-    held: BTreeSet<String>,
-}
-
-impl Cursor {
-    /// The next message: a Snapshot when `snapshot` is asked for or the log cannot serve the
-    /// cursor's revision, else a Delta (a Heartbeat when nothing concerns this host). Returns
-    /// None when the revision has not advanced, unless this is the stream's `first` message.
-    fn next(
-        &mut self,
-        cp: &ControlPlane,
-        snapshot: bool,
-        first: bool,
-    ) -> Option<pb::WatchResponse> {
-        let (state, entries) = cp.since(self.revision);
-        let kind = match entries {
-            Some(entries) if !snapshot => {
-                if entries.is_empty() && !first {
-                    return None;
-                }
-                let (changes, held) = view::delta(&state, &self.host_id, &entries, &self.held);
-                self.held = held;
-                if changes.is_empty() {
-                    pb::watch_response::Kind::Heartbeat(pb::Heartbeat {})
-                } else {
-                    pb::watch_response::Kind::Delta(pb::Delta { changes })
-                }
-            }
-            _ => {
-                let (snap, held) = view::snapshot(&state, &self.host_id);
-                tracing::debug!(host = %self.host_id, revision = state.revision, "watch: snapshot");
-                self.held = held;
-                pb::watch_response::Kind::Snapshot(snap)
-            }
-        };
-        self.revision = state.revision;
-        Some(message(cp.epoch(), state.revision, kind))
     }
 }
 
@@ -147,19 +96,10 @@ impl Mapping for MappingService {
         let cp = self.cp.clone();
         // Subscribe before computing the first message so no advance is missed in between.
         let mut wake = cp.subscribe();
-        let resume = req.epoch == cp.epoch() && req.revision > 0;
-        let mut cursor = Cursor {
-            host_id: req.host_id.clone(),
-            revision: req.revision,
-            held: req.held_vpc_ids.into_iter().collect(),
-        };
-        let first = match cursor.next(&cp, !resume, true) {
-            Some(m) => m,
-            None => return Err(Status::internal("watch: no first message")),
-        };
+        let (mut feed, first) = Feed::open(&req, &cp.mapping_since(req.revision));
         tracing::info!(
             host = %req.host_id,
-            resumed = resume && first_is_delta(&first),
+            resumed = first_is_delta(&first),
             revision = first.revision,
             "watch opened"
         );
@@ -189,7 +129,12 @@ impl Mapping for MappingService {
                     _ = tx.closed() => break,
                     _ = &mut closed => break,
                 }
-                if let Some(m) = cursor.next(&cp, false, false) {
+                // The log read is a cheap copy; the message is built without any lock held.
+                let read = cp.mapping_since(feed.revision());
+                if let Some(m) = feed.next(&read) {
+                    if !first_is_delta(&m) {
+                        tracing::debug!(host = %feed.host_id(), revision = m.revision, "watch: snapshot");
+                    }
                     // A slow agent must not hold up a shutdown either.
                     tokio::select! {
                         sent = tx.send(Ok(m)) => if sent.is_err() { break },
@@ -197,7 +142,7 @@ impl Mapping for MappingService {
                     }
                 }
             }
-            tracing::info!(host = %cursor.host_id, "watch closed");
+            tracing::info!(host = %feed.host_id(), "watch closed");
         });
         Ok(Response::new(ReceiverStream::new(rx)))
     }

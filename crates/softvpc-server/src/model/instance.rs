@@ -1711,7 +1711,11 @@ mod tests {
             .any(|e| e.attachment.as_ref().is_some_and(|x| x.instance_id == a)));
         // (`b` went to the other host, so `a`'s host now needs no VPC at all.)
         assert_ne!(txn.state.instances[&b].host_id, stored.host_id);
-        assert!(crate::mapping::view::needed_vpcs(&txn.state, &stored.host_id).is_empty());
+        assert!(!txn
+            .state
+            .enis
+            .values()
+            .any(|e| placed_host(&txn.state, e) == Some(stored.host_id.as_str())));
         // Within the hour: kept.
         let state = txn.state.clone();
         let mut later = Txn::new(state.clone(), t0 + TERMINATED_RETENTION_SECS - 1);

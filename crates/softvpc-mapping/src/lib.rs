@@ -1,0 +1,30 @@
+//! The mapping protocol between the softvpc server and its agents, as a sans-IO state machine
+//! for both ends: no sockets, threads or clocks, so both ends are tested together in memory
+//! (`tests/pair.rs`), the way quinn-proto tests its connections.
+//!
+//! - [`record`]: what the protocol carries (hosts, VPCs, subnets, ENIs as typed records), the
+//!   [`Change`]s between two sets of them, and the checked conversion from and to protobuf.
+//! - [`log`]: the server end's store: every record ([`Catalog`], indexed by VPC and by host) and
+//!   a revisioned ring of recent changes, under a per-start epoch.
+//! - [`feed`]: one watch on the server: what its host needs (every host, plus each VPC with an
+//!   ENI placed on it) as a Snapshot, then Deltas; never silently stale.
+//! - [`replica`]: the agent end: the agent's copy of its host's view and its resume point.
+//!
+//! The gRPC transport (tonic) and the server's resource model stay outside: the server turns
+//! its model into records and commits their changes to the [`MappingLog`]; the agent feeds each
+//! received message to its [`Replica`].
+
+#![warn(missing_docs)]
+
+pub mod feed;
+pub mod log;
+pub mod record;
+pub mod replica;
+
+pub use feed::Feed;
+pub use log::{Catalog, LogEntry, LogRead, MappingLog};
+pub use record::{
+    Change, EniRecord, HostRecord, Mac, PublicAddress, RecordError, Records, SubnetRecord,
+    VpcRecord,
+};
+pub use replica::{Applied, ProtocolError, Replica};

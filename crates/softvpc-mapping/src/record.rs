@@ -1,0 +1,497 @@
+//! The records the mapping protocol carries, typed, and their protobuf form.
+//!
+//! Converting untrusted protobuf into records is checked field by field ([`RecordError`]);
+//! converting records into protobuf cannot fail. `from_pb(to_pb(r)) == r` for every valid
+//! record (a property test says so).
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use softvpc_proto::pb;
+
+/// An Ethernet MAC address.
+pub type Mac = [u8; 6];
+
+/// The largest VNI (24 bits).
+pub const MAX_VNI: u32 = 0x00ff_ffff;
+
+/// A registered host (where an agent runs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostRecord {
+    /// `h-...`.
+    pub host_id: String,
+    /// The name it registered with.
+    pub name: String,
+    /// Where it receives VXLAN.
+    pub underlay_ip: Ipv4Addr,
+}
+
+/// A VPC: its VNI and CIDR blocks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VpcRecord {
+    /// `vpc-...`.
+    pub vpc_id: String,
+    /// Its VXLAN network identifier (24 bits).
+    pub vni: u32,
+    /// Its CIDR blocks (network addresses).
+    pub cidrs: Vec<Ipv4Net>,
+}
+
+/// A subnet of a VPC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubnetRecord {
+    /// `subnet-...`.
+    pub subnet_id: String,
+    /// The VPC it belongs to.
+    pub vpc_id: String,
+    /// Its CIDR block (network address).
+    pub cidr: Ipv4Net,
+}
+
+/// A public address mapped to a private address of an ENI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublicAddress {
+    /// The public (Elastic or automatic) address.
+    pub public_ip: Ipv4Addr,
+    /// The ENI's private address it maps to.
+    pub private_ip: Ipv4Addr,
+}
+
+/// An ENI and where it lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EniRecord {
+    /// `eni-...`.
+    pub eni_id: String,
+    /// The VPC it belongs to.
+    pub vpc_id: String,
+    /// Its VPC's VNI.
+    pub vni: u32,
+    /// The subnet it belongs to.
+    pub subnet_id: String,
+    /// Primary private address.
+    pub ip: Ipv4Addr,
+    /// Secondary private addresses, in assignment order.
+    pub secondary_ips: Vec<Ipv4Addr>,
+    /// Its MAC address.
+    pub mac: Mac,
+    /// The host it is placed on (empty: none, e.g. detached or its instance stopped).
+    pub host_id: String,
+    /// That host's underlay address (None: not placed).
+    pub host_underlay_ip: Option<Ipv4Addr>,
+    /// The instance it is attached to (empty: detached).
+    pub instance_id: String,
+    /// The instance's Name tag (may be empty).
+    pub instance_name: String,
+    /// The attachment's device index (0: the instance's `eth0`).
+    pub device_index: u32,
+    /// The security groups it is a member of.
+    pub security_group_ids: Vec<String>,
+    /// The public addresses mapped to its private ones: primary address first.
+    pub public_addresses: Vec<PublicAddress>,
+}
+
+/// One change of the records. Deleting a VPC also deletes its subnets and ENIs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Adds or replaces a host.
+    UpsertHost(HostRecord),
+    /// Removes a host.
+    DeleteHost(String),
+    /// Adds or replaces a VPC.
+    UpsertVpc(VpcRecord),
+    /// Removes a VPC with its subnets and ENIs.
+    DeleteVpc(String),
+    /// Adds or replaces a subnet.
+    UpsertSubnet(SubnetRecord),
+    /// Removes a subnet.
+    DeleteSubnet {
+        /// The subnet.
+        subnet_id: String,
+        /// Its VPC (so a host's feed can filter it; not sent).
+        vpc_id: String,
+    },
+    /// Adds or replaces an ENI.
+    UpsertEni(EniRecord),
+    /// Removes an ENI.
+    DeleteEni {
+        /// The ENI.
+        eni_id: String,
+        /// Its VPC (so a host's feed can filter it; not sent).
+        vpc_id: String,
+    },
+}
+
+impl Change {
+    /// The VPC the change belongs to (None for hosts, which every agent gets).
+    pub fn vpc_id(&self) -> Option<&str> {
+        match self {
+            Change::UpsertHost(_) | Change::DeleteHost(_) => None,
+            Change::UpsertVpc(v) => Some(&v.vpc_id),
+            Change::DeleteVpc(id) => Some(id),
+            Change::UpsertSubnet(s) => Some(&s.vpc_id),
+            Change::DeleteSubnet { vpc_id, .. } | Change::DeleteEni { vpc_id, .. } => Some(vpc_id),
+            Change::UpsertEni(e) => Some(&e.vpc_id),
+        }
+    }
+
+    /// The protobuf form.
+    pub fn to_pb(&self) -> pb::Change {
+        use pb::change::Kind;
+        let kind = match self {
+            Change::UpsertHost(h) => Kind::UpsertHost(h.to_pb()),
+            Change::DeleteHost(id) => Kind::DeleteHostId(id.clone()),
+            Change::UpsertVpc(v) => Kind::UpsertVpc(v.to_pb()),
+            Change::DeleteVpc(id) => Kind::DeleteVpcId(id.clone()),
+            Change::UpsertSubnet(s) => Kind::UpsertSubnet(s.to_pb()),
+            Change::DeleteSubnet { subnet_id, .. } => Kind::DeleteSubnetId(subnet_id.clone()),
+            Change::UpsertEni(e) => Kind::UpsertEni(e.to_pb()),
+            Change::DeleteEni { eni_id, .. } => Kind::DeleteEniId(eni_id.clone()),
+        };
+        pb::Change { kind: Some(kind) }
+    }
+
+    /// The change a protobuf change says (None: an empty change, or a kind from a newer
+    /// protocol). Deletes come without their VPC (the agent does not need it).
+    pub fn from_pb(c: &pb::Change) -> Result<Option<Change>, RecordError> {
+        use pb::change::Kind;
+        let Some(kind) = &c.kind else {
+            return Ok(None);
+        };
+        Ok(Some(match kind {
+            Kind::UpsertHost(h) => Change::UpsertHost(HostRecord::from_pb(h)?),
+            Kind::DeleteHostId(id) => Change::DeleteHost(id.clone()),
+            Kind::UpsertVpc(v) => Change::UpsertVpc(VpcRecord::from_pb(v)?),
+            Kind::DeleteVpcId(id) => Change::DeleteVpc(id.clone()),
+            Kind::UpsertSubnet(s) => Change::UpsertSubnet(SubnetRecord::from_pb(s)?),
+            Kind::DeleteSubnetId(id) => Change::DeleteSubnet {
+                subnet_id: id.clone(),
+                vpc_id: String::new(),
+            },
+            Kind::UpsertEni(e) => Change::UpsertEni(EniRecord::from_pb(e)?),
+            Kind::DeleteEniId(id) => Change::DeleteEni {
+                eni_id: id.clone(),
+                vpc_id: String::new(),
+            },
+        }))
+    }
+}
+
+/// A set of records by id: what one agent holds, or (in tests) everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Records {
+    /// Hosts by id.
+    pub hosts: BTreeMap<String, HostRecord>,
+    /// VPCs by id.
+    pub vpcs: BTreeMap<String, VpcRecord>,
+    /// Subnets by id.
+    pub subnets: BTreeMap<String, SubnetRecord>,
+    /// ENIs by id.
+    pub enis: BTreeMap<String, EniRecord>,
+}
+
+impl Records {
+    /// Applies one change. Deleting a VPC also drops its subnets and ENIs (the protocol says
+    /// so); deleting something not held is a no-op.
+    pub fn apply(&mut self, change: &Change) {
+        match change {
+            Change::UpsertHost(h) => {
+                self.hosts.insert(h.host_id.clone(), h.clone());
+            }
+            Change::DeleteHost(id) => {
+                self.hosts.remove(id);
+            }
+            Change::UpsertVpc(v) => {
+                self.vpcs.insert(v.vpc_id.clone(), v.clone());
+            }
+            Change::DeleteVpc(id) => {
+                self.vpcs.remove(id);
+                self.subnets.retain(|_, s| &s.vpc_id != id);
+                self.enis.retain(|_, e| &e.vpc_id != id);
+            }
+            Change::UpsertSubnet(s) => {
+                self.subnets.insert(s.subnet_id.clone(), s.clone());
+            }
+            Change::DeleteSubnet { subnet_id, .. } => {
+                self.subnets.remove(subnet_id);
+            }
+            Change::UpsertEni(e) => {
+                self.enis.insert(e.eni_id.clone(), e.clone());
+            }
+            Change::DeleteEni { eni_id, .. } => {
+                self.enis.remove(eni_id);
+            }
+        }
+    }
+
+    /// The records of a snapshot, skipping (and returning) the bad ones.
+    pub fn from_snapshot(s: &pb::Snapshot) -> (Records, Vec<RecordError>) {
+        let mut r = Records::default();
+        let mut errors = Vec::new();
+        let mut keep = |c: Result<Change, RecordError>| match c {
+            Ok(c) => r.apply(&c),
+            Err(e) => errors.push(e),
+        };
+        for h in &s.hosts {
+            keep(HostRecord::from_pb(h).map(Change::UpsertHost));
+        }
+        for v in &s.vpcs {
+            keep(VpcRecord::from_pb(v).map(Change::UpsertVpc));
+        }
+        for sn in &s.subnets {
+            keep(SubnetRecord::from_pb(sn).map(Change::UpsertSubnet));
+        }
+        for e in &s.enis {
+            keep(EniRecord::from_pb(e).map(Change::UpsertEni));
+        }
+        (r, errors)
+    }
+
+    /// The records of the hosts and of VPCs `vpcs` only: what a host needing those VPCs holds.
+    pub fn restricted_to(&self, vpcs: &std::collections::BTreeSet<String>) -> Records {
+        Records {
+            hosts: self.hosts.clone(),
+            vpcs: self
+                .vpcs
+                .iter()
+                .filter(|(id, _)| vpcs.contains(*id))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            subnets: self
+                .subnets
+                .iter()
+                .filter(|(_, s)| vpcs.contains(&s.vpc_id))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            enis: self
+                .enis
+                .iter()
+                .filter(|(_, e)| vpcs.contains(&e.vpc_id))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        }
+    }
+}
+
+/// A record the agent could not use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    /// The record's id is empty: it cannot be stored or deleted by id.
+    #[error("{kind} record with an empty id")]
+    MissingId {
+        /// host, vpc, subnet or eni.
+        kind: &'static str,
+    },
+    /// A field does not parse (bad address, CIDR, MAC or a VNI wider than 24 bits).
+    #[error("{kind} {id}: bad {field} {value:?}")]
+    BadField {
+        /// host, vpc, subnet or eni.
+        kind: &'static str,
+        /// The record's id.
+        id: String,
+        /// The field.
+        field: &'static str,
+        /// What it held.
+        value: String,
+    },
+}
+
+fn bad(kind: &'static str, id: &str, field: &'static str, value: impl ToString) -> RecordError {
+    RecordError::BadField {
+        kind,
+        id: id.to_string(),
+        field,
+        value: value.to_string(),
+    }
+}
+
+fn require_id(kind: &'static str, id: &str) -> Result<(), RecordError> {
+    if id.is_empty() {
+        Err(RecordError::MissingId { kind })
+    } else {
+        Ok(())
+    }
+}
+
+fn parse_vni(kind: &'static str, id: &str, vni: u32) -> Result<u32, RecordError> {
+    if vni > MAX_VNI {
+        return Err(bad(kind, id, "vni", vni));
+    }
+    Ok(vni)
+}
+
+fn parse_ip(
+    kind: &'static str,
+    id: &str,
+    field: &'static str,
+    s: &str,
+) -> Result<Ipv4Addr, RecordError> {
+    s.parse::<Ipv4Addr>().map_err(|_| bad(kind, id, field, s))
+}
+
+fn parse_net(kind: &'static str, id: &str, s: &str) -> Result<Ipv4Net, RecordError> {
+    s.parse::<Ipv4Net>()
+        .map(|n| n.trunc())
+        .map_err(|_| bad(kind, id, "cidr", s))
+}
+
+/// Parses `aa:bb:cc:dd:ee:ff` (case-insensitive).
+pub fn parse_mac(s: &str) -> Option<Mac> {
+    let mut mac = [0u8; 6];
+    let mut parts = s.split(':');
+    for byte in mac.iter_mut() {
+        let part = parts.next()?;
+        // from_str_radix alone would accept a sign ("+f").
+        if part.len() != 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        *byte = u8::from_str_radix(part, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
+}
+
+/// Formats a MAC as `aa:bb:cc:dd:ee:ff`.
+pub fn format_mac(mac: &Mac) -> String {
+    let [a, b, c, d, e, f] = mac;
+    format!("{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}")
+}
+
+impl HostRecord {
+    /// The protobuf form.
+    pub fn to_pb(&self) -> pb::Host {
+        pb::Host {
+            host_id: self.host_id.clone(),
+            name: self.name.clone(),
+            underlay_ip: self.underlay_ip.to_string(),
+        }
+    }
+
+    /// Checks and converts a protobuf host.
+    pub fn from_pb(h: &pb::Host) -> Result<Self, RecordError> {
+        require_id("host", &h.host_id)?;
+        Ok(HostRecord {
+            host_id: h.host_id.clone(),
+            name: h.name.clone(),
+            underlay_ip: parse_ip("host", &h.host_id, "underlay_ip", &h.underlay_ip)?,
+        })
+    }
+}
+
+impl VpcRecord {
+    /// The protobuf form.
+    pub fn to_pb(&self) -> pb::Vpc {
+        pb::Vpc {
+            vpc_id: self.vpc_id.clone(),
+            vni: self.vni,
+            cidrs: self.cidrs.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    /// Checks and converts a protobuf VPC (CIDRs are normalised to their network address).
+    pub fn from_pb(v: &pb::Vpc) -> Result<Self, RecordError> {
+        require_id("vpc", &v.vpc_id)?;
+        Ok(VpcRecord {
+            vpc_id: v.vpc_id.clone(),
+            vni: parse_vni("vpc", &v.vpc_id, v.vni)?,
+            cidrs: v
+                .cidrs
+                .iter()
+                .map(|c| parse_net("vpc", &v.vpc_id, c))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}
+
+impl SubnetRecord {
+    /// The protobuf form.
+    pub fn to_pb(&self) -> pb::Subnet {
+        pb::Subnet {
+            subnet_id: self.subnet_id.clone(),
+            vpc_id: self.vpc_id.clone(),
+            cidr: self.cidr.to_string(),
+        }
+    }
+
+    /// Checks and converts a protobuf subnet.
+    pub fn from_pb(s: &pb::Subnet) -> Result<Self, RecordError> {
+        require_id("subnet", &s.subnet_id)?;
+        Ok(SubnetRecord {
+            subnet_id: s.subnet_id.clone(),
+            vpc_id: s.vpc_id.clone(),
+            cidr: parse_net("subnet", &s.subnet_id, &s.cidr)?,
+        })
+    }
+}
+
+impl EniRecord {
+    /// The protobuf form.
+    pub fn to_pb(&self) -> pb::Eni {
+        pb::Eni {
+            eni_id: self.eni_id.clone(),
+            vpc_id: self.vpc_id.clone(),
+            vni: self.vni,
+            subnet_id: self.subnet_id.clone(),
+            ip: self.ip.to_string(),
+            secondary_ips: self.secondary_ips.iter().map(ToString::to_string).collect(),
+            mac: format_mac(&self.mac),
+            host_id: self.host_id.clone(),
+            host_underlay_ip: self
+                .host_underlay_ip
+                .map(|ip| ip.to_string())
+                .unwrap_or_default(),
+            instance_id: self.instance_id.clone(),
+            instance_name: self.instance_name.clone(),
+            device_index: self.device_index,
+            security_group_ids: self.security_group_ids.clone(),
+            public_addresses: self
+                .public_addresses
+                .iter()
+                .map(|p| pb::PublicAddress {
+                    public_ip: p.public_ip.to_string(),
+                    private_ip: p.private_ip.to_string(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Checks and converts a protobuf ENI. An empty `host_underlay_ip` means "not placed".
+    pub fn from_pb(e: &pb::Eni) -> Result<Self, RecordError> {
+        const K: &str = "eni";
+        require_id(K, &e.eni_id)?;
+        let id = &e.eni_id;
+        let host_underlay_ip = if e.host_underlay_ip.is_empty() {
+            None
+        } else {
+            Some(parse_ip(K, id, "host_underlay_ip", &e.host_underlay_ip)?)
+        };
+        Ok(EniRecord {
+            eni_id: e.eni_id.clone(),
+            vpc_id: e.vpc_id.clone(),
+            vni: parse_vni(K, id, e.vni)?,
+            subnet_id: e.subnet_id.clone(),
+            ip: parse_ip(K, id, "ip", &e.ip)?,
+            secondary_ips: e
+                .secondary_ips
+                .iter()
+                .map(|s| parse_ip(K, id, "secondary_ip", s))
+                .collect::<Result<_, _>>()?,
+            mac: parse_mac(&e.mac).ok_or_else(|| bad(K, id, "mac", &e.mac))?,
+            host_id: e.host_id.clone(),
+            host_underlay_ip,
+            instance_id: e.instance_id.clone(),
+            instance_name: e.instance_name.clone(),
+            device_index: e.device_index,
+            security_group_ids: e.security_group_ids.clone(),
+            public_addresses: e
+                .public_addresses
+                .iter()
+                .map(|p| {
+                    Ok(PublicAddress {
+                        public_ip: parse_ip(K, id, "public_ip", &p.public_ip)?,
+                        private_ip: parse_ip(K, id, "private_ip", &p.private_ip)?,
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}

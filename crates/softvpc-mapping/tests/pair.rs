@@ -1,0 +1,466 @@
+//! Both ends of the mapping protocol together, in memory and in virtual time, the way
+//! quinn-proto tests its connections (`tests/util.rs`'s `Pair`): the server's log and one feed
+//! per open watch, agents with their replicas, and links that deliver each message after a
+//! latency or lose what is in flight when they break. After every run to quiescence each
+//! connected agent must hold exactly what its host needs, at the server's revision.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::net::Ipv4Addr;
+
+use proptest::prelude::*;
+use softvpc_mapping::{
+    Applied, Change, EniRecord, Feed, HostRecord, MappingLog, Records, Replica, SubnetRecord,
+    VpcRecord,
+};
+use softvpc_proto::pb;
+
+/// A watch in progress: the server's feed and the messages on their way to the agent.
+struct Link {
+    feed: Feed,
+    in_flight: VecDeque<(u64, pb::WatchResponse)>,
+}
+
+struct Agent {
+    host_id: String,
+    replica: Replica,
+    link: Option<Link>,
+    /// Every message delivered, for checks on what the host was sent.
+    received: Vec<pb::WatchResponse>,
+}
+
+struct Pair {
+    log: MappingLog,
+    agents: Vec<Agent>,
+    /// Virtual time (ms).
+    time: u64,
+    /// One-way latency (ms).
+    latency: u64,
+}
+
+impl Pair {
+    fn new(capacity: usize, hosts: &[&str]) -> Self {
+        Pair {
+            log: MappingLog::new("epoch-1", 0, capacity, []),
+            agents: hosts
+                .iter()
+                .map(|h| Agent {
+                    host_id: h.to_string(),
+                    replica: Replica::default(),
+                    link: None,
+                    received: Vec::new(),
+                })
+                .collect(),
+            time: 0,
+            latency: 5,
+        }
+    }
+
+    /// Commits one revision.
+    fn commit(&mut self, changes: Vec<Change>) {
+        let next = self.log.revision() + 1;
+        self.log.commit(next, changes);
+    }
+
+    /// The server restarts: a new epoch, the same records and revision, an empty ring.
+    fn restart_server(&mut self) {
+        let records = self.log.catalog().records();
+        let upserts = records
+            .hosts
+            .into_values()
+            .map(Change::UpsertHost)
+            .chain(records.vpcs.into_values().map(Change::UpsertVpc))
+            .chain(records.subnets.into_values().map(Change::UpsertSubnet))
+            .chain(records.enis.into_values().map(Change::UpsertEni));
+        let epoch = format!("{}+", self.log.epoch());
+        self.log = MappingLog::new(epoch, self.log.revision(), 16, upserts.collect::<Vec<_>>());
+        for a in &mut self.agents {
+            a.link = None; // every stream breaks
+        }
+    }
+
+    /// Agent `i` opens a watch from its resume point.
+    fn connect(&mut self, i: usize) {
+        let a = &mut self.agents[i];
+        let req = a.replica.watch_request(&a.host_id);
+        let (feed, first) = Feed::open(&req, &self.log.read(req.revision));
+        let mut in_flight = VecDeque::new();
+        // The request travels one way, the answer the other.
+        in_flight.push_back((self.time + 2 * self.latency, first));
+        a.link = Some(Link { feed, in_flight });
+    }
+
+    /// Agent `i`'s stream breaks; what is in flight is lost.
+    fn disconnect(&mut self, i: usize) {
+        self.agents[i].link = None;
+    }
+
+    /// One step: every feed that sees a new revision sends (as a woken watch does), then time
+    /// advances to the next delivery and it is applied. False when nothing is in flight.
+    fn step(&mut self) -> bool {
+        for a in &mut self.agents {
+            if let Some(link) = &mut a.link {
+                let read = self.log.read(link.feed.revision());
+                if let Some(m) = link.feed.next(&read) {
+                    link.in_flight.push_back((self.time + self.latency, m));
+                }
+            }
+        }
+        let next = self
+            .agents
+            .iter()
+            .filter_map(|a| a.link.as_ref()?.in_flight.front().map(|(t, _)| *t))
+            .min();
+        let Some(t) = next else {
+            return false;
+        };
+        self.time = self.time.max(t);
+        for a in &mut self.agents {
+            let Some(link) = &mut a.link else { continue };
+            while link.in_flight.front().is_some_and(|(t, _)| *t <= self.time) {
+                let (_, m) = link.in_flight.pop_front().expect("front");
+                match a.replica.apply(&m) {
+                    Ok(_) => a.received.push(m),
+                    Err(e) => panic!("{}: {e}", a.host_id),
+                }
+            }
+        }
+        true
+    }
+
+    /// Steps until nothing is in flight (bounded).
+    fn drive(&mut self) {
+        for _ in 0..1000 {
+            if !self.step() {
+                return;
+            }
+        }
+        panic!("the pair never went idle");
+    }
+
+    /// What host `host_id` needs, worked out from all records by a scan (not through the
+    /// catalog's indexes, which are under test too).
+    fn needed(&self, host_id: &str) -> Records {
+        let all = self.log.catalog().records();
+        let vpcs: BTreeSet<String> = all
+            .enis
+            .values()
+            .filter(|e| e.host_id == host_id && all.vpcs.contains_key(&e.vpc_id))
+            .map(|e| e.vpc_id.clone())
+            .collect();
+        all.restricted_to(&vpcs)
+    }
+
+    /// Every connected agent holds exactly what its host needs, at the server's revision.
+    fn check(&self) {
+        for a in &self.agents {
+            if a.link.is_none() {
+                continue;
+            }
+            assert_eq!(a.replica.revision, self.log.revision(), "{}", a.host_id);
+            assert_eq!(a.replica.epoch, self.log.epoch(), "{}", a.host_id);
+            assert_eq!(a.replica.records, self.needed(&a.host_id), "{}", a.host_id);
+        }
+    }
+}
+
+fn kind(m: &pb::WatchResponse) -> &'static str {
+    use pb::watch_response::Kind;
+    match m.kind {
+        Some(Kind::Snapshot(_)) => "snapshot",
+        Some(Kind::Delta(_)) => "delta",
+        Some(Kind::Heartbeat(_)) => "heartbeat",
+        None => "none",
+    }
+}
+
+fn host(n: u8) -> HostRecord {
+    HostRecord {
+        host_id: format!("h-{n}"),
+        name: format!("host-{n}"),
+        underlay_ip: Ipv4Addr::new(198, 18, 0, 10 + n),
+    }
+}
+
+fn vpc(n: u8) -> VpcRecord {
+    VpcRecord {
+        vpc_id: format!("vpc-{n}"),
+        vni: 0x100 + u32::from(n),
+        cidrs: vec!["10.0.0.0/16".parse().expect("net")],
+    }
+}
+
+fn subnet(n: u8) -> SubnetRecord {
+    SubnetRecord {
+        subnet_id: format!("subnet-{n}"),
+        vpc_id: format!("vpc-{n}"),
+        cidr: "10.0.0.0/24".parse().expect("net"),
+    }
+}
+
+/// ENI `n` of VPC `v`, placed on host `h` (None: nowhere).
+fn eni(n: u8, v: u8, h: Option<u8>) -> EniRecord {
+    EniRecord {
+        eni_id: format!("eni-{n}"),
+        vpc_id: format!("vpc-{v}"),
+        vni: 0x100 + u32::from(v),
+        subnet_id: format!("subnet-{v}"),
+        ip: Ipv4Addr::new(10, 0, 0, 4 + n),
+        secondary_ips: vec![],
+        mac: [2, 0, 0, 0, v, n],
+        host_id: h.map(|h| format!("h-{h}")).unwrap_or_default(),
+        host_underlay_ip: h.map(|h| Ipv4Addr::new(198, 18, 0, 10 + h)),
+        instance_id: format!("i-{n}"),
+        instance_name: String::new(),
+        device_index: 0,
+        security_group_ids: vec![format!("sg-{v}")],
+        public_addresses: vec![],
+    }
+}
+
+/// Two hosts, VPC 1 with an ENI on host 1, VPC 2 with an ENI on no host.
+fn base(p: &mut Pair) {
+    p.commit(vec![
+        Change::UpsertHost(host(1)),
+        Change::UpsertHost(host(2)),
+    ]);
+    for v in [1, 2] {
+        p.commit(vec![
+            Change::UpsertVpc(vpc(v)),
+            Change::UpsertSubnet(subnet(v)),
+        ]);
+    }
+    p.commit(vec![Change::UpsertEni(eni(1, 1, Some(1)))]);
+    p.commit(vec![Change::UpsertEni(eni(2, 2, None))]);
+}
+
+#[test]
+fn snapshot_then_watch_and_only_what_the_host_needs() {
+    let mut p = Pair::new(100, &["h-1", "h-2"]);
+    base(&mut p);
+    p.connect(0);
+    p.connect(1);
+    p.drive();
+    p.check();
+    assert_eq!(kind(&p.agents[0].received[0]), "snapshot");
+    let r1 = &p.agents[0].replica.records;
+    assert_eq!(r1.vpcs.keys().collect::<Vec<_>>(), ["vpc-1"]);
+    assert_eq!(r1.enis.keys().collect::<Vec<_>>(), ["eni-1"]);
+    assert_eq!(r1.hosts.len(), 2, "every host, for VXLAN source checks");
+    let r2 = &p.agents[1].replica.records;
+    assert!(r2.vpcs.is_empty() && r2.enis.is_empty() && r2.subnets.is_empty());
+
+    // A change host 2 does not need: a heartbeat for it, a delta for host 1.
+    let mut moved = eni(1, 1, Some(1));
+    moved.secondary_ips = vec![Ipv4Addr::new(10, 0, 0, 99)];
+    p.commit(vec![Change::UpsertEni(moved)]);
+    p.drive();
+    p.check();
+    assert_eq!(kind(p.agents[0].received.last().expect("msg")), "delta");
+    assert_eq!(kind(p.agents[1].received.last().expect("msg")), "heartbeat");
+
+    // An ENI of VPC 2 lands on host 2: VPC 2 arrives whole (its unplaced ENI too).
+    p.commit(vec![Change::UpsertEni(eni(3, 2, Some(2)))]);
+    p.drive();
+    p.check();
+    let r2 = &p.agents[1].replica.records;
+    assert_eq!(r2.enis.keys().collect::<Vec<_>>(), ["eni-2", "eni-3"]);
+    assert_eq!(r2.subnets.keys().collect::<Vec<_>>(), ["subnet-2"]);
+    // It leaves host 2: VPC 2 goes as a whole.
+    p.commit(vec![Change::UpsertEni(eni(3, 2, None))]);
+    p.drive();
+    p.check();
+    assert!(p.agents[1].replica.records.vpcs.is_empty());
+    // Host 2 was never sent anything of VPC 1.
+    for m in &p.agents[1].received {
+        let text = format!("{m:?}");
+        assert!(!text.contains("vpc-1") && !text.contains("eni-1"), "{text}");
+    }
+    assert_eq!(p.agents[0].replica.snapshots, 1);
+    assert_eq!(p.agents[1].replica.snapshots, 1);
+}
+
+#[test]
+fn a_reconnect_resumes_from_its_revision() {
+    let mut p = Pair::new(100, &["h-1"]);
+    base(&mut p);
+    p.connect(0);
+    p.drive();
+    // Changes in flight when the link breaks are lost; the resume point is what was applied.
+    p.commit(vec![Change::UpsertEni(eni(4, 1, Some(1)))]);
+    p.step();
+    p.disconnect(0);
+    p.commit(vec![Change::DeleteEni {
+        eni_id: "eni-1".into(),
+        vpc_id: "vpc-1".into(),
+    }]);
+    p.commit(vec![Change::UpsertHost(host(3))]);
+    p.connect(0);
+    p.drive();
+    p.check();
+    let a = &p.agents[0];
+    assert_eq!(kind(&a.received[1]), "delta", "resumed, not resynced");
+    assert_eq!(a.replica.snapshots, 1);
+    assert_eq!(a.replica.records.enis.keys().collect::<Vec<_>>(), ["eni-4"]);
+}
+
+#[test]
+fn a_compacted_log_or_a_new_epoch_means_a_full_resync() {
+    let mut p = Pair::new(3, &["h-1"]);
+    base(&mut p);
+    p.connect(0);
+    p.drive();
+    p.disconnect(0);
+    for n in 10..20 {
+        p.commit(vec![Change::UpsertEni(eni(n, 1, Some(1)))]);
+    }
+    p.connect(0);
+    p.drive();
+    p.check();
+    let a = &p.agents[0];
+    assert_eq!(kind(a.received.last().expect("msg")), "snapshot");
+    assert_eq!(a.replica.snapshots, 2);
+
+    // The server restarts: same revision numbers, new epoch: a Snapshot, never a replay.
+    p.restart_server();
+    p.commit(vec![Change::UpsertEni(eni(30, 1, Some(1)))]);
+    p.connect(0);
+    p.drive();
+    p.check();
+    assert_eq!(kind(p.agents[0].received.last().expect("msg")), "snapshot");
+    assert_eq!(p.agents[0].replica.snapshots, 3);
+}
+
+#[test]
+fn a_feed_that_falls_behind_the_ring_sends_a_snapshot() {
+    let mut p = Pair::new(2, &["h-1"]);
+    base(&mut p);
+    p.connect(0);
+    p.drive();
+    // The watch is not woken while five revisions pass (a slow agent, a busy server).
+    for n in 10..15 {
+        p.commit(vec![Change::UpsertEni(eni(n, 1, Some(1)))]);
+    }
+    p.drive();
+    p.check();
+    assert_eq!(kind(p.agents[0].received.last().expect("msg")), "snapshot");
+    assert_eq!(p.agents[0].replica.snapshots, 2);
+}
+
+#[test]
+fn a_replica_refuses_what_it_cannot_apply_and_resyncs() {
+    let mut p = Pair::new(100, &["h-1"]);
+    base(&mut p);
+    p.connect(0);
+    p.drive();
+    // A delta of another epoch changes nothing and is refused.
+    let before = p.agents[0].replica.clone();
+    let stray = pb::WatchResponse {
+        epoch: "other".into(),
+        revision: 99,
+        kind: Some(pb::watch_response::Kind::Delta(pb::Delta::default())),
+    };
+    assert!(p.agents[0].replica.apply(&stray).is_err());
+    assert_eq!(p.agents[0].replica, before);
+    // A replay of an applied delta is ignored.
+    p.commit(vec![Change::UpsertEni(eni(5, 1, Some(1)))]);
+    p.drive();
+    let replay = p.agents[0].received.last().expect("msg").clone();
+    assert_eq!(p.agents[0].replica.apply(&replay), Ok(Applied::Stale));
+    // After a reset the next watch is a Snapshot.
+    p.agents[0].replica.reset_resume_point();
+    p.disconnect(0);
+    p.connect(0);
+    p.drive();
+    p.check();
+    assert_eq!(p.agents[0].replica.snapshots, 2);
+}
+
+/// One step of a random run.
+#[derive(Debug, Clone)]
+enum Op {
+    /// ENI `n` (in VPC n % 3) upserted, placed on host `h` (None: nowhere).
+    Place(u8, Option<u8>),
+    DeleteEni(u8),
+    /// VPC `v` deleted with its subnet and ENIs, or re-created.
+    ToggleVpc(u8),
+    Host(u8, u8),
+    Disconnect(usize),
+    Connect(usize),
+    Step,
+    Restart,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (0u8..8, proptest::option::of(0u8..3)).prop_map(|(n, h)| Op::Place(n, h)),
+        2 => (0u8..8).prop_map(Op::DeleteEni),
+        1 => (0u8..3).prop_map(Op::ToggleVpc),
+        1 => (0u8..3, 0u8..4).prop_map(|(h, ip)| Op::Host(h, ip)),
+        2 => (0usize..3).prop_map(Op::Disconnect),
+        2 => (0usize..3).prop_map(Op::Connect),
+        4 => Just(Op::Step),
+        1 => Just(Op::Restart),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Whatever happens (changes, lost messages, reconnects, compaction, restarts), once the
+    /// links are quiet every connected agent holds exactly what its host needs.
+    #[test]
+    fn random_runs_converge(ops in proptest::collection::vec(op(), 1..60), capacity in 1usize..6) {
+        let hosts = ["h-0", "h-1", "h-2"];
+        let mut p = Pair::new(capacity, &hosts);
+        p.commit((0..3).map(|h| Change::UpsertHost(host(h))).collect());
+        for v in 0..3 {
+            p.commit(vec![Change::UpsertVpc(vpc(v)), Change::UpsertSubnet(subnet(v))]);
+        }
+        for i in 0..3 {
+            p.connect(i);
+        }
+        for op in ops {
+            let live: BTreeSet<String> = p.log.catalog().records().vpcs.into_keys().collect();
+            match op {
+                Op::Place(n, h) => {
+                    if live.contains(&format!("vpc-{}", n % 3)) {
+                        p.commit(vec![Change::UpsertEni(eni(n, n % 3, h))]);
+                    }
+                }
+                Op::DeleteEni(n) => p.commit(vec![Change::DeleteEni {
+                    eni_id: format!("eni-{n}"),
+                    vpc_id: format!("vpc-{}", n % 3),
+                }]),
+                Op::ToggleVpc(v) => {
+                    if live.contains(&format!("vpc-{v}")) {
+                        p.commit(vec![Change::DeleteVpc(format!("vpc-{v}"))]);
+                    } else {
+                        p.commit(vec![Change::UpsertVpc(vpc(v)), Change::UpsertSubnet(subnet(v))]);
+                    }
+                }
+                Op::Host(h, ip) => {
+                    let mut r = host(h);
+                    r.underlay_ip = Ipv4Addr::new(198, 18, 1, ip);
+                    p.commit(vec![Change::UpsertHost(r)]);
+                }
+                Op::Disconnect(i) => p.disconnect(i),
+                Op::Connect(i) => {
+                    if p.agents[i].link.is_none() {
+                        p.connect(i);
+                    }
+                }
+                Op::Step => {
+                    p.step();
+                }
+                Op::Restart => p.restart_server(),
+            }
+        }
+        for i in 0..3 {
+            if p.agents[i].link.is_none() {
+                p.connect(i);
+            }
+        }
+        p.drive();
+        p.check();
+    }
+}

@@ -1,0 +1,476 @@
+//! The agent end on its own: records checked field by field, Snapshots, Deltas, Heartbeats,
+//! resume points and protocol errors.
+
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use pb::change::Kind as C;
+use pb::watch_response::Kind as W;
+use softvpc_mapping::record::{format_mac, parse_mac};
+use softvpc_mapping::{
+    Applied, EniRecord, HostRecord, ProtocolError, RecordError, Records, Replica, SubnetRecord,
+    VpcRecord,
+};
+use softvpc_proto::pb;
+
+fn pb_host(id: &str, ip: &str) -> pb::Host {
+    pb::Host {
+        host_id: id.into(),
+        name: format!("name-{id}"),
+        underlay_ip: ip.into(),
+    }
+}
+
+fn pb_vpc(id: &str, vni: u32, cidr: &str) -> pb::Vpc {
+    pb::Vpc {
+        vpc_id: id.into(),
+        vni,
+        cidrs: vec![cidr.into()],
+    }
+}
+
+fn pb_subnet(id: &str, vpc: &str, cidr: &str) -> pb::Subnet {
+    pb::Subnet {
+        subnet_id: id.into(),
+        vpc_id: vpc.into(),
+        cidr: cidr.into(),
+    }
+}
+
+fn pb_eni(id: &str, vpc: &str, vni: u32, subnet: &str, ip: &str, host: &str) -> pb::Eni {
+    pb::Eni {
+        eni_id: id.into(),
+        vpc_id: vpc.into(),
+        vni,
+        subnet_id: subnet.into(),
+        ip: ip.into(),
+        secondary_ips: vec![],
+        mac: "02:00:00:00:00:01".into(),
+        host_id: host.into(),
+        host_underlay_ip: if host.is_empty() {
+            String::new()
+        } else {
+            "198.18.0.11".into()
+        },
+        instance_id: format!("i-{id}"),
+        instance_name: String::new(),
+        device_index: 0,
+        ..Default::default()
+    }
+}
+
+fn snapshot(epoch: &str, revision: u64, s: pb::Snapshot) -> pb::WatchResponse {
+    pb::WatchResponse {
+        epoch: epoch.into(),
+        revision,
+        kind: Some(W::Snapshot(s)),
+    }
+}
+
+fn delta(epoch: &str, revision: u64, changes: Vec<C>) -> pb::WatchResponse {
+    pb::WatchResponse {
+        epoch: epoch.into(),
+        revision,
+        kind: Some(W::Delta(pb::Delta {
+            changes: changes
+                .into_iter()
+                .map(|k| pb::Change { kind: Some(k) })
+                .collect(),
+        })),
+    }
+}
+
+fn base_snapshot() -> pb::Snapshot {
+    pb::Snapshot {
+        hosts: vec![pb_host("h-1", "198.18.0.11"), pb_host("h-2", "198.18.0.12")],
+        vpcs: vec![pb_vpc("vpc-a", 0x101, "10.0.0.0/16")],
+        subnets: vec![pb_subnet("subnet-a", "vpc-a", "10.0.0.0/24")],
+        enis: vec![pb_eni(
+            "eni-1",
+            "vpc-a",
+            0x101,
+            "subnet-a",
+            "10.0.0.148",
+            "h-1",
+        )],
+    }
+}
+
+#[test]
+fn macs_parse_and_format() {
+    let mac = parse_mac("02:Ab:cd:00:ff:10").expect("valid");
+    assert_eq!(mac, [0x02, 0xab, 0xcd, 0x00, 0xff, 0x10]);
+    assert_eq!(format_mac(&mac), "02:ab:cd:00:ff:10");
+    for bad in [
+        "",
+        "02:ab:cd:00:ff",
+        "02:ab:cd:00:ff:10:11",
+        "02:ab:cd:00:ff:1",
+        "zz:ab:cd:00:ff:10",
+        "02-ab-cd-00-ff-10",
+        "+2:ab:cd:00:ff:10",
+    ] {
+        assert_eq!(parse_mac(bad), None, "{bad:?}");
+    }
+}
+
+#[test]
+fn eni_converts_every_field() {
+    let mut e = pb_eni("eni-1", "vpc-a", 0x101, "subnet-a", "10.0.0.148", "h-1");
+    e.secondary_ips = vec!["10.0.0.149".into()];
+    e.instance_name = "zigi-vm1".into();
+    let info = EniRecord::from_pb(&e).expect("valid");
+    assert_eq!(info.vni, 0x101);
+    assert_eq!(info.ip, Ipv4Addr::new(10, 0, 0, 148));
+    assert_eq!(info.secondary_ips, vec![Ipv4Addr::new(10, 0, 0, 149)]);
+    assert_eq!(info.mac, [2, 0, 0, 0, 0, 1]);
+    assert_eq!(info.host_underlay_ip, Some(Ipv4Addr::new(198, 18, 0, 11)));
+    assert_eq!(info.instance_id, "i-eni-1");
+    assert_eq!(info.instance_name, "zigi-vm1");
+    // Unplaced ENI: no underlay address.
+    let unplaced = EniRecord::from_pb(&pb_eni("eni-2", "vpc-a", 0x101, "subnet-a", "10.0.0.5", ""))
+        .expect("valid");
+    assert_eq!(unplaced.host_underlay_ip, None);
+}
+
+#[test]
+fn bad_records_are_refused_with_the_field() {
+    let mut e = pb_eni("eni-1", "vpc-a", 0x101, "subnet-a", "10.0.0.300", "h-1");
+    assert!(matches!(
+        EniRecord::from_pb(&e),
+        Err(RecordError::BadField { field: "ip", .. })
+    ));
+    e.ip = "10.0.0.1".into();
+    e.mac = "02:00".into();
+    assert!(matches!(
+        EniRecord::from_pb(&e),
+        Err(RecordError::BadField { field: "mac", .. })
+    ));
+    e.mac = "02:00:00:00:00:01".into();
+    e.vni = 0x0100_0000;
+    assert!(matches!(
+        EniRecord::from_pb(&e),
+        Err(RecordError::BadField { field: "vni", .. })
+    ));
+    e.vni = 1;
+    e.host_underlay_ip = "host-1".into();
+    assert!(matches!(
+        EniRecord::from_pb(&e),
+        Err(RecordError::BadField {
+            field: "host_underlay_ip",
+            ..
+        })
+    ));
+    e.eni_id.clear();
+    assert_eq!(
+        EniRecord::from_pb(&e),
+        Err(RecordError::MissingId { kind: "eni" })
+    );
+    assert!(matches!(
+        VpcRecord::from_pb(&pb_vpc("vpc-a", 1, "10.0.0.0/33")),
+        Err(RecordError::BadField { field: "cidr", .. })
+    ));
+    assert!(matches!(
+        SubnetRecord::from_pb(&pb_subnet("subnet-a", "vpc-a", "nonsense")),
+        Err(RecordError::BadField { field: "cidr", .. })
+    ));
+    assert!(HostRecord::from_pb(&pb_host("h-1", "::1")).is_err());
+    // CIDRs with host bits are normalised, not refused.
+    let v = VpcRecord::from_pb(&pb_vpc("vpc-a", 1, "10.0.3.7/16")).expect("valid");
+    assert_eq!(
+        v.cidrs,
+        vec!["10.0.0.0/16".parse::<Ipv4Net>().expect("net")]
+    );
+}
+
+#[test]
+fn snapshot_skips_bad_records_and_keeps_the_rest() {
+    let mut s = base_snapshot();
+    s.enis.push(pb_eni(
+        "eni-bad",
+        "vpc-a",
+        0x101,
+        "subnet-a",
+        "not-an-ip",
+        "h-1",
+    ));
+    s.hosts.push(pb_host("", "198.18.0.13"));
+    let (records, errors) = Records::from_snapshot(&s);
+    assert_eq!(errors.len(), 2);
+    assert_eq!(records.hosts.len(), 2);
+    assert_eq!(records.enis.keys().collect::<Vec<_>>(), vec!["eni-1"]);
+    assert_eq!(records.vpcs["vpc-a"].vni, 0x101);
+}
+
+#[test]
+fn snapshot_replaces_everything() {
+    let mut view = Replica::default();
+    let first = view
+        .apply(&snapshot("e1", 5, base_snapshot()))
+        .expect("apply");
+    assert_eq!(
+        first,
+        Applied::Snapshot {
+            resync: false,
+            skipped: vec![]
+        }
+    );
+    assert_eq!(view.records.enis.len(), 1);
+
+    let other = pb::Snapshot {
+        hosts: vec![pb_host("h-9", "198.18.0.19")],
+        vpcs: vec![pb_vpc("vpc-b", 0x102, "10.0.0.0/16")],
+        subnets: vec![],
+        enis: vec![],
+    };
+    let second = view.apply(&snapshot("e2", 3, other)).expect("apply");
+    assert_eq!(
+        second,
+        Applied::Snapshot {
+            resync: true,
+            skipped: vec![]
+        }
+    );
+    assert_eq!(view.epoch, "e2");
+    // A new epoch may restart revisions lower: the snapshot's revision is taken as is.
+    assert_eq!(view.revision, 3);
+    assert!(view.records.enis.is_empty());
+    assert!(view.records.subnets.is_empty());
+    assert_eq!(view.records.hosts.keys().collect::<Vec<_>>(), vec!["h-9"]);
+    assert_eq!(view.records.vpcs.keys().collect::<Vec<_>>(), vec!["vpc-b"]);
+}
+
+#[test]
+fn deltas_apply_in_order() {
+    let mut view = Replica::default();
+    view.apply(&snapshot("e1", 5, base_snapshot()))
+        .expect("apply");
+    let moved = pb_eni("eni-1", "vpc-a", 0x101, "subnet-a", "10.0.0.148", "h-2");
+    let changes = vec![
+        C::UpsertEni(pb_eni(
+            "eni-2",
+            "vpc-a",
+            0x101,
+            "subnet-a",
+            "10.0.0.185",
+            "h-2",
+        )),
+        C::UpsertEni(moved),
+        C::DeleteEniId("eni-2".into()),
+        C::UpsertHost(pb_host("h-3", "198.18.0.13")),
+        C::DeleteHostId("h-2".into()),
+        C::UpsertSubnet(pb_subnet("subnet-b", "vpc-a", "10.0.1.0/24")),
+        C::DeleteEniId("eni-never-held".into()),
+    ];
+    let applied = view.apply(&delta("e1", 6, changes)).expect("apply");
+    assert_eq!(
+        applied,
+        Applied::Delta {
+            changes: 7,
+            skipped: vec![]
+        }
+    );
+    assert_eq!(view.revision, 6);
+    // Upsert then delete of eni-2 leaves nothing; eni-1's second upsert wins.
+    assert_eq!(view.records.enis.keys().collect::<Vec<_>>(), vec!["eni-1"]);
+    assert_eq!(view.records.enis["eni-1"].host_id, "h-2");
+    assert_eq!(
+        view.records.hosts.keys().collect::<Vec<_>>(),
+        vec!["h-1", "h-3"]
+    );
+    assert_eq!(view.records.subnets.len(), 2);
+}
+
+#[test]
+fn deleting_a_vpc_drops_its_subnets_and_enis() {
+    let mut s = base_snapshot();
+    s.vpcs.push(pb_vpc("vpc-b", 0x102, "10.0.0.0/16"));
+    s.subnets
+        .push(pb_subnet("subnet-b", "vpc-b", "10.0.0.0/24"));
+    s.enis.push(pb_eni(
+        "eni-b",
+        "vpc-b",
+        0x102,
+        "subnet-b",
+        "10.0.0.148",
+        "h-1",
+    ));
+    let mut view = Replica::default();
+    view.apply(&snapshot("e1", 1, s)).expect("apply");
+    view.apply(&delta("e1", 2, vec![C::DeleteVpcId("vpc-a".into())]))
+        .expect("apply");
+    assert_eq!(view.records.vpcs.keys().collect::<Vec<_>>(), vec!["vpc-b"]);
+    assert_eq!(
+        view.records.subnets.keys().collect::<Vec<_>>(),
+        vec!["subnet-b"]
+    );
+    assert_eq!(view.records.enis.keys().collect::<Vec<_>>(), vec!["eni-b"]);
+}
+
+#[test]
+fn a_bad_change_is_skipped_and_the_rest_applied() {
+    let mut view = Replica::default();
+    view.apply(&snapshot("e1", 1, base_snapshot()))
+        .expect("apply");
+    let changes = vec![
+        C::UpsertEni(pb_eni("eni-x", "vpc-a", 0x101, "subnet-a", "bogus", "h-1")),
+        C::UpsertEni(pb_eni(
+            "eni-2",
+            "vpc-a",
+            0x101,
+            "subnet-a",
+            "10.0.0.185",
+            "h-2",
+        )),
+    ];
+    let Applied::Delta { changes, skipped } = view.apply(&delta("e1", 2, changes)).expect("ok")
+    else {
+        panic!("not a delta");
+    };
+    assert_eq!(changes, 2);
+    assert_eq!(skipped.len(), 1);
+    assert!(view.records.enis.contains_key("eni-2"));
+    assert!(!view.records.enis.contains_key("eni-x"));
+}
+
+#[test]
+fn resume_state_and_protocol_checks() {
+    let mut view = Replica::default();
+    // Nothing held: ask for a snapshot.
+    let req = view.watch_request("h-1");
+    assert_eq!((req.epoch.as_str(), req.revision), ("", 0));
+    assert!(req.held_vpc_ids.is_empty());
+    // A delta before any snapshot cannot be applied.
+    assert!(matches!(
+        view.apply(&delta("e1", 1, vec![])),
+        Err(ProtocolError::EpochMismatch { .. })
+    ));
+
+    view.apply(&snapshot("e1", 10, base_snapshot()))
+        .expect("apply");
+    view.apply(&pb::WatchResponse {
+        epoch: "e1".into(),
+        revision: 12,
+        kind: Some(W::Heartbeat(pb::Heartbeat {})),
+    })
+    .expect("heartbeat");
+    let req = view.watch_request("h-1");
+    assert_eq!(req.host_id, "h-1");
+    assert_eq!((req.epoch.as_str(), req.revision), ("e1", 12));
+    assert_eq!(req.held_vpc_ids, vec!["vpc-a".to_string()]);
+
+    // Replays of applied revisions are ignored.
+    let before = view.clone();
+    let replay = delta("e1", 12, vec![C::DeleteVpcId("vpc-a".into())]);
+    assert_eq!(view.apply(&replay), Ok(Applied::Stale));
+    assert_eq!(view, before);
+    // A delta from another epoch is refused and changes nothing.
+    assert!(view.apply(&delta("e0", 13, vec![])).is_err());
+    assert!(view
+        .apply(&pb::WatchResponse {
+            epoch: "e1".into(),
+            revision: 13,
+            kind: None
+        })
+        .is_err());
+    assert_eq!(view, before);
+
+    view.reset_resume_point();
+    let req = view.watch_request("h-1");
+    assert_eq!((req.epoch.as_str(), req.revision), ("", 0));
+    // The snapshot that follows a reset is a resync, not a first sync.
+    let again = view
+        .apply(&snapshot("e2", 1, base_snapshot()))
+        .expect("apply");
+    assert_eq!(
+        again,
+        Applied::Snapshot {
+            resync: true,
+            skipped: vec![]
+        }
+    );
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use softvpc_mapping::{Change, PublicAddress};
+
+    fn addr() -> impl Strategy<Value = Ipv4Addr> {
+        any::<u32>().prop_map(Ipv4Addr::from)
+    }
+
+    fn eni() -> impl Strategy<Value = EniRecord> {
+        (
+            "eni-[0-9a-f]{1,17}",
+            0u32..=0xff_ffff,
+            addr(),
+            proptest::collection::vec(addr(), 0..3),
+            any::<[u8; 6]>(),
+            proptest::option::of(addr()),
+            proptest::collection::vec("sg-[0-9a-f]{1,8}", 0..3),
+            proptest::collection::vec((addr(), addr()), 0..2),
+            any::<u32>(),
+        )
+            .prop_map(
+                |(id, vni, ip, secondary_ips, mac, underlay, sgs, pubs, index)| EniRecord {
+                    eni_id: id,
+                    vpc_id: "vpc-1".into(),
+                    vni,
+                    subnet_id: "subnet-1".into(),
+                    ip,
+                    secondary_ips,
+                    mac,
+                    host_id: if underlay.is_some() {
+                        "h-1".into()
+                    } else {
+                        String::new()
+                    },
+                    host_underlay_ip: underlay,
+                    instance_id: "i-1".into(),
+                    instance_name: "vm".into(),
+                    device_index: index,
+                    security_group_ids: sgs,
+                    public_addresses: pubs
+                        .into_iter()
+                        .map(|(public_ip, private_ip)| PublicAddress {
+                            public_ip,
+                            private_ip,
+                        })
+                        .collect(),
+                },
+            )
+    }
+
+    proptest! {
+        /// What the server sends, the agent reads back unchanged.
+        #[test]
+        fn records_survive_the_wire(e in eni(), prefix in 0u8..=32, net in addr()) {
+            let change = Change::UpsertEni(e.clone());
+            prop_assert_eq!(Change::from_pb(&change.to_pb()), Ok(Some(change)));
+            let cidr = Ipv4Net::new(net, prefix).expect("prefix").trunc();
+            let v = VpcRecord { vpc_id: "vpc-1".into(), vni: e.vni, cidrs: vec![cidr] };
+            prop_assert_eq!(VpcRecord::from_pb(&v.to_pb()), Ok(v));
+        }
+
+        /// Whatever strings arrive, conversion answers (a record or an error), never panics.
+        #[test]
+        fn any_eni_message_is_checked(
+            ip in ".{0,20}", mac in ".{0,20}", underlay in ".{0,20}", vni in any::<u32>(),
+            public in ".{0,20}",
+        ) {
+            let m = pb::Eni {
+                eni_id: "eni-1".into(),
+                ip,
+                mac,
+                host_underlay_ip: underlay,
+                vni,
+                public_addresses: vec![pb::PublicAddress { public_ip: public, private_ip: "10.0.0.1".into() }],
+                ..Default::default()
+            };
+            if let Ok(e) = EniRecord::from_pb(&m) {
+                prop_assert!(e.vni <= 0xff_ffff);
+            }
+        }
+    }
+}
