@@ -29,7 +29,7 @@ OPERATIONS = [
     "CreateSubnet", "DeleteSubnet", "DescribeSubnets", "ModifySubnetAttribute",
     # Instances
     "RunInstances", "TerminateInstances", "DescribeInstances", "StartInstances",
-    "StopInstances", "DescribeInstanceStatus",
+    "StopInstances", "DescribeInstanceStatus", "ModifyInstanceAttribute",
     # Network interfaces
     "CreateNetworkInterface", "DeleteNetworkInterface", "DescribeNetworkInterfaces",
     "AttachNetworkInterface", "DetachNetworkInterface", "AssignPrivateIpAddresses",

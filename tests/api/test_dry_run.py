@@ -198,6 +198,7 @@ def calls(w):
         "DetachNetworkInterface": {"AttachmentId": w["eni_attachment"]},
         "DisassociateAddress": {"AssociationId": w["eip_association"]},
         "DisassociateRouteTable": {"AssociationId": w["rtb_assoc"]},
+        "ModifyInstanceAttribute": {"InstanceId": w["i_stopped"], "SourceDestCheck": {"Value": False}},
         "ModifyNetworkInterfaceAttribute": {"NetworkInterfaceId": w["eni"],
                                             "Description": {"Value": "changed"}},
         "ModifySecurityGroupRules": {"GroupId": w["sg"], "SecurityGroupRules": [{

@@ -474,3 +474,63 @@ pub fn terminate_instances(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiErr
         }),
     ))
 }
+
+/// The members of `ModifyInstanceAttribute` other than `Groups` and `SourceDestCheck`: softvpc
+/// has no block devices, kernels, user data or instance types to change, so they are refused.
+const UNSUPPORTED_INSTANCE_ATTRIBUTES: &[&str] = &[
+    "Attribute",
+    "Value",
+    "BlockDeviceMappings",
+    "DisableApiStop",
+    "DisableApiTermination",
+    "EbsOptimized",
+    "EnaSupport",
+    "InstanceInitiatedShutdownBehavior",
+    "InstanceType",
+    "Kernel",
+    "Ramdisk",
+    "SriovNetSupport",
+    "UserData",
+];
+
+/// `ModifyInstanceAttribute`: `Groups` (replaces the groups of the instance's network
+/// interface) or `SourceDestCheck`, exactly one per call.
+pub fn modify_instance_attribute(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
+    use crate::model::eni::Modify;
+    let id = input::required(input, "InstanceId")?;
+    if let Some(name) = UNSUPPORTED_INSTANCE_ATTRIBUTES
+        .iter()
+        .find(|n| input.get(n).is_some())
+    {
+        return Err(ApiError::new(
+            "UnsupportedOperation",
+            format!("Modifying the instance attribute {name} is not supported."),
+        ));
+    }
+    let mut changes = Vec::new();
+    if input.get("Groups").is_some() {
+        changes.push(Modify::Groups(input::id_list(input, "Groups")));
+    }
+    if let Some(v) = input.get("SourceDestCheck") {
+        let b = v
+            .get_bool("Value")
+            .ok_or_else(|| ApiError::missing("SourceDestCheck.Value"))?;
+        changes.push(Modify::SourceDestCheck(b));
+    }
+    if changes.len() > 1 {
+        return Err(ApiError::new(
+            "InvalidParameterCombination",
+            "Fields for multiple attribute types specified",
+        ));
+    }
+    let Some(change) = changes.pop() else {
+        return Err(ApiError::new(
+            "MissingParameter",
+            "The request must contain exactly one attribute to modify.",
+        ));
+    };
+    let what = format!("{change:?}");
+    ctx.mutate(|t| model::instance::modify_attribute(t, id, change))?;
+    tracing::info!(instance = id, change = %what, "instance attribute modified");
+    Ok(Value::new_struct())
+}

@@ -125,6 +125,11 @@ pub static ACTIONS: &[Action] = &[
         instance::terminate_instances,
     ),
     Action::model(
+        "ModifyInstanceAttribute",
+        Kind::Write,
+        instance::modify_instance_attribute,
+    ),
+    Action::model(
         "DescribeNetworkInterfaces",
         Kind::Read,
         eni::describe_network_interfaces,

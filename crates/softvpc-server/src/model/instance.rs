@@ -618,6 +618,36 @@ fn check_instance_ids(txn: &Txn, ids: &[String]) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// `ModifyInstanceAttribute` for the attributes that live on the instance's network interface
+/// (`Groups`, `SourceDestCheck`): AWS applies them to its primary ENI and refuses an instance
+/// with several interfaces (they must be changed per ENI).
+pub fn modify_attribute(
+    txn: &mut Txn,
+    instance_id: &str,
+    change: super::eni::Modify,
+) -> Result<(), ApiError> {
+    check_instance_ids(txn, &[instance_id.to_string()])?;
+    let enis: Vec<String> = txn
+        .state
+        .enis_of_instance(instance_id)
+        .map(|e| e.id.clone())
+        .collect();
+    match enis.as_slice() {
+        [one] => super::eni::modify_attribute(txn, one, change),
+        [] => Err(ApiError::new(
+            "IncorrectInstanceState",
+            format!("The instance '{instance_id}' has no network interface to modify."),
+        )),
+        _ => Err(ApiError::new(
+            "InvalidInstanceID",
+            format!(
+                "There are multiple interfaces attached to instance '{instance_id}'. \
+                 Please specify an interface ID for the operation instead."
+            ),
+        )),
+    }
+}
+
 /// One line of `TerminateInstances`' answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateChange {
