@@ -1,9 +1,9 @@
 """The README's two commands on a fresh machine (issue 8), checked so that they cannot drift.
 
-- `softvpc lab up` needs none of the test tools: it runs here with `ping`, `arping`, `tcpdump`
-  and `iperf3` hidden (/dev/null bind-mounted over each in a private mount namespace), and its
-  instances then reach each other across hosts.
-- User errors (missing prerequisite, bad flag, not root, a lab already up, a missing topology
+- `softvpc lab up` needs none of the test tools, nor any other program: it runs here with `ping`,
+  `arping`, `tcpdump` and `iperf3` hidden (/dev/null bind-mounted over each in a private mount
+  namespace) and an empty PATH, and its instances then reach each other across hosts.
+- User errors (missing prerequisite: the TUN/TAP device; bad flag, not root, a lab already up, a missing topology
   file) print one clear message and exit non-zero, without a backtrace although RUST_BACKTRACE
   is set.
 - The test script's dependency step installs the Python test packages into an interpreter that
@@ -55,6 +55,10 @@ host = "host-2"
 
 
 
+# Refuses to run in init's mount namespace: test mounts must never leak to the machine.
+MOUNT_GUARD = 'set -e\n[ "$(readlink /proc/self/ns/mnt)" != "$(readlink /proc/1/ns/mnt)" ] || exit 99\n'
+
+
 def tool_paths():
     """The real files of the hidden tools (all must be installed here, or hiding proves nothing)."""
     paths = []
@@ -67,9 +71,7 @@ def tool_paths():
 
 # Hide / unhide each tool in the mount namespace this runs in: /dev/null (not executable) over it.
 def hide_script():
-    # Refuses to run in init's mount namespace: the mounts must never leak to the machine.
-    guard = '[ "$(readlink /proc/self/ns/mnt)" != "$(readlink /proc/1/ns/mnt)" ] || exit 99\n'
-    return "set -e\n" + guard + "\n".join(f"mount --bind /dev/null {p}" for p in tool_paths())
+    return MOUNT_GUARD + "\n".join(f"mount --bind /dev/null {p}" for p in tool_paths())
 
 
 def unhide_script():
@@ -148,7 +150,11 @@ def test_lab_up_needs_no_test_tools_and_refuses_a_second_up(small_lab):
     # Hiding works, so this test can fail: ping cannot run any more.
     probe = small_lab.inside("ping", "-c1", "-W1", "127.0.0.1")
     assert probe.returncode != 0, "ping still runs: hiding failed"
-    up = small_lab.cli("up", str(small_lab.topology), timeout=300)
+    # And with an empty PATH: the lab (its server and agents too) runs no external program.
+    empty = small_lab.state_dir.parent / "empty-path"
+    empty.mkdir()
+    up = small_lab.inside("env", f"PATH={empty}", SOFTVPC_BIN, "lab", "up",
+                          str(small_lab.topology), timeout=300)
     assert up.returncode == 0, f"lab up with {HIDDEN_TOOLS} hidden failed:\n{up.stdout}\n{up.stderr}"
     assert "2/2 instances reach their router" in up.stdout, up.stdout
 
@@ -172,12 +178,14 @@ def test_lab_up_needs_no_test_tools_and_refuses_a_second_up(small_lab):
 def test_user_errors_are_one_clear_message(small_lab, tmp_path):
     run_ = small_lab.inside
 
-    # A missing prerequisite: no `ip` on PATH.
-    empty = tmp_path / "empty-path"
-    empty.mkdir()
-    proc = run_("env", f"PATH={empty}", SOFTVPC_BIN, "lab", "up", str(small_lab.topology))
+    # A missing prerequisite: the TUN/TAP device (here /dev/null in its place).
+    masked = small_lab.sh(MOUNT_GUARD + "mount --bind /dev/null /dev/net/tun")
+    assert masked.returncode == 0, masked.stderr
+    proc = run_(SOFTVPC_BIN, "lab", "up", str(small_lab.topology))
+    small_lab.sh("umount /dev/net/tun")
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "iproute2" in proc.stderr and "apt-get install iproute2" in proc.stderr, proc.stderr
+    assert "/dev/net/tun" in proc.stderr and "modprobe tun" in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     no_backtrace(proc)
 
     # A bad flag: clap's usage error.

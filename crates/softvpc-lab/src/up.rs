@@ -158,9 +158,7 @@ pub fn up(args: &LabArgs, opts: &UpOptions) -> anyhow::Result<()> {
             );
         }
     }
-    if !on_path("ip") {
-        bail!("`ip` is not installed: the lab needs iproute2 (apt-get install iproute2)");
-    }
+    check_tun()?;
     let bin = match &opts.bin {
         Some(b) => b.clone(),
         None => std::env::current_exe().context("finding the softvpc binary")?,
@@ -304,9 +302,22 @@ fn build(
     Ok(())
 }
 
-fn on_path(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()))
+/// The lab runs no external program (netlink, its own probe), so its one prerequisite beyond
+/// root is the kernel's TUN/TAP device, which every instance's ENI is made from.
+fn check_tun() -> anyhow::Result<()> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    const TUN: &str = "/dev/net/tun";
+    let meta = std::fs::metadata(TUN).map_err(|e| {
+        anyhow!("{TUN} is missing ({e}): the lab needs the kernel's TUN/TAP driver (modprobe tun)")
+    })?;
+    let dev = meta.rdev();
+    let (major, minor) = (nix::sys::stat::major(dev), nix::sys::stat::minor(dev));
+    if !meta.file_type().is_char_device() || (major, minor) != (10, 200) {
+        bail!(
+            "{TUN} is not the TUN/TAP device (it is {major}:{minor}, not the character device 10:200): the lab needs the kernel's TUN/TAP driver (modprobe tun)"
+        );
+    }
+    Ok(())
 }
 
 /// Step 2: the fabric netns with its bridge, and per host a netns joined to it by a veth.
