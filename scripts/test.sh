@@ -11,6 +11,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
 export PYTHON
+# The release binary the Python tests run, wherever cargo puts it.
+SOFTVPC_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/softvpc"
+export SOFTVPC_BIN
 
 skipped=()
 echo "==> dependencies (scripts/test-deps.sh)"
@@ -29,7 +32,7 @@ cargo test --workspace --locked
 have_py() { "$PYTHON" -c "import pytest, boto3" >/dev/null 2>&1; }
 if have_py; then
   echo "==> API tests (pytest tests/api)"
-  SOFTVPC_BIN="$PWD/target/release/softvpc" "$PYTHON" -m pytest -v tests/api
+  "$PYTHON" -m pytest -v tests/api
 else
   skipped+=("tests/api (API tests): the Python packages pytest and boto3 are missing and could not be installed (see the dependency step)")
 fi
@@ -39,7 +42,7 @@ if [ "$(id -u)" -ne 0 ]; then
   skipped+=("the root-only cargo tests (softvpc-agent tests/root.rs, the lab's probe test) printed SKIPPED above: they need root")
 elif [ $deps_ok -eq 1 ]; then
   echo "==> end-to-end tests (pytest tests/e2e)"
-  SOFTVPC_BIN="$PWD/target/release/softvpc" "$PYTHON" -m pytest -v tests/e2e
+  "$PYTHON" -m pytest -v tests/e2e
 fi
 
 if [ ${#skipped[@]} -gt 0 ]; then
