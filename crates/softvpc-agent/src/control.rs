@@ -21,13 +21,14 @@ use softvpc_engine::PortId;
 use softvpc_mapping::{Applied, Records, Replica};
 use softvpc_proto::pb;
 use softvpc_proto::pb::mapping_client::MappingClient;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tracing::{debug, error, info, warn};
 
 use crate::datapath::{Command, DataPath};
 use crate::instance::Plumber;
 use crate::reconcile::{self, Skip, Step};
 use crate::state::{AgentState, AgentStatus, LocalPort};
+use crate::trust::Connector;
 
 /// Retry delays: start, cap.
 const BACKOFF_START: Duration = Duration::from_millis(200);
@@ -67,22 +68,11 @@ impl Backoff {
     }
 }
 
-/// Builds the mapping-service channel (connects lazily, and again after every failure). HTTP/2
-/// keep-alives notice a dead server even when the stream is idle.
-pub fn channel(url: &str) -> anyhow::Result<Channel> {
-    let endpoint = Endpoint::from_shared(url.to_string())
-        .with_context(|| format!("bad mapping service URL {url:?}"))?
-        .connect_timeout(Duration::from_secs(3))
-        .tcp_keepalive(Some(Duration::from_secs(10)))
-        .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_timeout(Duration::from_secs(5))
-        .keep_alive_while_idle(true);
-    Ok(endpoint.connect_lazy())
-}
-
 /// The control loop's state. [`Control::run`] runs until cancelled; [`Control::shutdown`] then
 /// closes the data path and deletes the namespaces this agent created.
 pub struct Control {
+    /// Makes a mutual-TLS client with the host's current certificate (renewed meanwhile).
+    connector: Arc<Connector>,
     client: MappingClient<Channel>,
     state: Arc<AgentState>,
     datapath: DataPath,
@@ -105,13 +95,14 @@ pub struct Control {
 
 impl Control {
     pub fn new(
-        client: MappingClient<Channel>,
+        connector: Arc<Connector>,
         state: Arc<AgentState>,
         datapath: DataPath,
         plumber: Plumber,
-    ) -> Control {
-        Control {
-            client,
+    ) -> anyhow::Result<Control> {
+        Ok(Control {
+            client: connector.client()?,
+            connector,
             state,
             datapath,
             plumber,
@@ -123,13 +114,23 @@ impl Control {
             skipped: Vec::new(),
             next_port: 1,
             needs_retry: false,
-        }
+        })
     }
 
     /// Registers and watches forever, reconnecting with backoff.
     pub async fn run(&mut self) {
         let mut backoff = Backoff::default();
+        let mut first = true;
         loop {
+            // A new connection for every attempt after the first, with the current (possibly
+            // renewed) certificate.
+            if !first {
+                match self.connector.client() {
+                    Ok(c) => self.client = c,
+                    Err(e) => error!(error = %format!("{e:#}"), "mapping client"),
+                }
+            }
+            first = false;
             if let Err(e) = self.register(&mut backoff).await {
                 // Only a non-retryable failure gets here (none today); keep trying regardless.
                 error!(error = %format!("{e:#}"), "registration failed");
@@ -548,10 +549,5 @@ mod tests {
         assert!(last >= BACKOFF_MAX.mul_f64(0.75));
         b.reset();
         assert!(b.next_delay() <= BACKOFF_START.mul_f64(1.25));
-    }
-
-    #[test]
-    fn bad_urls_are_refused() {
-        assert!(channel("not a url").is_err());
     }
 }

@@ -22,7 +22,6 @@ use std::time::Duration;
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use softvpc_engine::{Engine, EngineConfig};
-use softvpc_proto::pb::mapping_client::MappingClient;
 use tracing::{error, info};
 
 pub mod batch;
@@ -34,6 +33,7 @@ pub mod reconcile;
 pub mod state;
 pub mod table;
 pub mod tap;
+pub mod trust;
 pub mod underlay;
 
 pub use softvpc_netlink::netns;
@@ -47,9 +47,17 @@ use crate::underlay::{UnderlayRx, UnderlayTx, VXLAN_PORT};
 /// `softvpc agent`: the virtual router for the ENIs placed on this host.
 #[derive(clap::Args, Debug, Clone)]
 pub struct AgentArgs {
-    /// Mapping service URL, e.g. http://198.18.0.1:8788.
+    /// Mapping service URL, e.g. https://198.18.0.1:8788 (mutual TLS only).
     #[arg(long)]
     pub server: String,
+    /// A join token from `softvpc server join-token --host NAME`: trades it for this host's
+    /// certificate at start (not needed once the state dir holds a valid one; the same token
+    /// again reuses the certificate it gave).
+    #[arg(long, env = "SOFTVPC_JOIN_TOKEN", hide_env_values = true)]
+    pub join_token: Option<softvpc_trust::token::JoinToken>,
+    /// Where the host's key (mode 0600), certificate and the server's CA are kept.
+    #[arg(long, default_value = "/var/lib/softvpc-agent")]
+    pub state_dir: std::path::PathBuf,
     /// This host's name (registered with the server; instances are placed by it).
     #[arg(long)]
     pub host_name: String,
@@ -63,7 +71,8 @@ pub struct AgentArgs {
     /// device of each of its ENIs inside as `eth<device index>`.
     #[arg(long, default_value = "svpc-")]
     pub instance_netns_prefix: String,
-    /// Prometheus metrics endpoint (inside the agent's network namespace).
+    /// Prometheus metrics and `/mappings` endpoint, in the agent's network namespace; loopback
+    /// by default (the mapping view is not for the underlay).
     #[arg(long, default_value = "127.0.0.1:9469")]
     pub metrics_listen: SocketAddr,
 }
@@ -101,6 +110,8 @@ pub async fn serve(
     args: AgentArgs,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let shutdown = shutdown;
+    tokio::pin!(shutdown);
     let rx = UnderlayRx::bind(args.underlay_ip, VXLAN_PORT)?;
     let tx = UnderlayTx::open(args.underlay_ip)?;
     let engine = Engine::new(EngineConfig {
@@ -141,17 +152,29 @@ pub async fn serve(
         "agent started"
     );
 
-    let client = MappingClient::new(control::channel(&args.server)?);
+    let connector = tokio::select! {
+        c = trust::Connector::start(
+            &args.server,
+            args.state_dir.clone(),
+            &args.host_name,
+            args.join_token.as_ref(),
+        ) => c?,
+        _ = &mut shutdown => {
+            datapath.shutdown()?;
+            return Ok(());
+        }
+    };
+    tokio::spawn(Arc::clone(&connector).renew_forever());
     let mut control = Control::new(
-        client,
+        connector,
         state,
         datapath,
         Plumber::new(&args.instance_netns_prefix)?,
-    );
+    )?;
 
     let outcome = tokio::select! {
         _ = control.run() => Ok(()),
-        _ = shutdown => Ok(()),
+        _ = &mut shutdown => Ok(()),
         _ = watch_datapath(&shared) => Err(anyhow::anyhow!("the data-path thread stopped")),
     };
     let closed = control.shutdown();

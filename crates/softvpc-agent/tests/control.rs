@@ -2,7 +2,9 @@
 //! scratch namespace: registration retries, snapshot -> instances come up and reach their router,
 //! delta -> instances added and removed, stream end -> resume with epoch/revision/held VPCs,
 //! protocol error -> full resync, shutdown -> namespaces deleted. `/mappings` and `/metrics` are
-//! read over HTTP like a person or the lab would.
+//! read over HTTP like a person or the lab would. The scripted service speaks TLS with its own
+//! CA: the agent joins with a token (verifying the server by the token's CA hash) and every
+//! later call carries its host certificate.
 //!
 //! Prints "SKIPPED (needs root)" and returns when not root. Namespaces are `avt-<pid>-ctl-...`.
 
@@ -15,8 +17,11 @@ use std::time::{Duration, Instant};
 use softvpc_agent::{netns, AgentArgs};
 use softvpc_proto::pb;
 use softvpc_proto::pb::mapping_server::{Mapping, MappingServer};
+use softvpc_trust::ca::Ca;
+use softvpc_trust::token::JoinToken;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::{TcpListenerStream, UnboundedReceiverStream};
+use tokio_stream::wrappers::{ReceiverStream, UnboundedReceiverStream};
+use tokio_stream::StreamExt;
 
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
@@ -27,6 +32,9 @@ const HOST_ID: &str = "h-0000000000000test";
 
 #[derive(Default)]
 struct FakeState {
+    /// Join calls, and the token the fake accepts.
+    joins: u32,
+    token: String,
     /// RegisterHost calls to refuse before answering.
     refuse_registers: u32,
     registers: u32,
@@ -35,15 +43,56 @@ struct FakeState {
     stream: Option<mpsc::UnboundedSender<Result<pb::WatchResponse, tonic::Status>>>,
 }
 
-#[derive(Clone, Default)]
-struct Fake(Arc<Mutex<FakeState>>);
+#[derive(Clone)]
+struct Fake(Arc<Mutex<FakeState>>, Arc<Ca>);
+
+/// The host name in the client certificate of `request`, if any.
+fn peer_host<T>(request: &tonic::Request<T>) -> Option<String> {
+    let certs = request.peer_certs()?;
+    softvpc_trust::identity::parse(certs.first()?)
+        .ok()
+        .map(|p| p.host)
+}
 
 #[tonic::async_trait]
 impl Mapping for Fake {
+    async fn join(
+        &self,
+        request: tonic::Request<pb::JoinRequest>,
+    ) -> Result<tonic::Response<pb::CertificateResponse>, tonic::Status> {
+        let mut s = self.0.lock().expect("lock");
+        s.joins += 1;
+        let req = request.into_inner();
+        if req.token != s.token || req.host_name != "host-t" {
+            return Err(tonic::Status::unauthenticated("bad token"));
+        }
+        let issued = self
+            .1
+            .issue_host(&req.csr_pem, "host-t", Duration::from_secs(3600))
+            .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
+        Ok(tonic::Response::new(pb::CertificateResponse {
+            certificate_pem: issued.cert_pem,
+            ca_pem: self.1.cert_pem().into(),
+            not_after: issued.not_after,
+        }))
+    }
+
+    async fn renew(
+        &self,
+        _request: tonic::Request<pb::RenewRequest>,
+    ) -> Result<tonic::Response<pb::CertificateResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("not in this test"))
+    }
+
     async fn register_host(
         &self,
         request: tonic::Request<pb::RegisterHostRequest>,
     ) -> Result<tonic::Response<pb::RegisterHostResponse>, tonic::Status> {
+        assert_eq!(
+            peer_host(&request).as_deref(),
+            Some("host-t"),
+            "no host certificate"
+        );
         let mut s = self.0.lock().expect("lock");
         s.registers += 1;
         if s.refuse_registers > 0 {
@@ -63,6 +112,11 @@ impl Mapping for Fake {
         &self,
         request: tonic::Request<pb::WatchRequest>,
     ) -> Result<tonic::Response<Self::WatchStream>, tonic::Status> {
+        assert_eq!(
+            peer_host(&request).as_deref(),
+            Some("host-t"),
+            "no host certificate"
+        );
         let (tx, rx) = mpsc::unbounded_channel();
         let mut s = self.0.lock().expect("lock");
         s.watches.push(request.into_inner());
@@ -248,14 +302,21 @@ fn scenario(prefix: &str, ns11: &str, ns12: &str) {
         .enable_all()
         .build()
         .expect("runtime");
-    let fake = Fake::default();
+    let ca = Arc::new(Ca::generate().expect("CA"));
+    let token = JoinToken::generate(ca.hash());
+    let fake = Fake(Arc::default(), ca.clone());
     fake.0.lock().expect("lock").refuse_registers = 2;
+    fake.0.lock().expect("lock").token = token.to_string();
+    let state_dir = std::env::temp_dir().join(format!("{prefix}state"));
+    let _ = std::fs::remove_dir_all(&state_dir);
 
     // The agent starts before the server: registration must be retried.
     let grpc_addr: SocketAddr = "127.0.0.1:18788".parse().expect("addr");
     let metrics: SocketAddr = "127.0.0.1:19469".parse().expect("addr");
     let args = AgentArgs {
-        server: format!("http://{grpc_addr}"),
+        server: format!("https://{grpc_addr}"),
+        join_token: Some(token.clone()),
+        state_dir: state_dir.clone(),
         host_name: "host-t".into(),
         underlay_ip: Ipv4Addr::LOCALHOST,
         netns: None,
@@ -272,9 +333,14 @@ fn scenario(prefix: &str, ns11: &str, ns12: &str) {
         let listener = tokio::net::TcpListener::bind(grpc_addr)
             .await
             .expect("bind");
+        let (chain, key) = ca.issue_server(&[]).expect("server certificate");
+        let tls =
+            softvpc_trust::tls::mapping_server_config(ca.cert_der(), chain, key).expect("tls");
+        let incoming = ReceiverStream::new(softvpc_trust::tls::accept(listener, tls, "fake"))
+            .map(Ok::<_, std::io::Error>);
         tonic::transport::Server::builder()
             .add_service(MappingServer::new(server_fake))
-            .serve_with_incoming(TcpListenerStream::new(listener))
+            .serve_with_incoming(incoming)
             .await
             .expect("serve");
     });
@@ -286,6 +352,14 @@ fn scenario(prefix: &str, ns11: &str, ns12: &str) {
         3,
         "two refusals, then success"
     );
+    assert_eq!(fake.0.lock().expect("lock").joins, 1, "joined once");
+    // The key stays on the host, readable by root only.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(state_dir.join("host.key"))
+        .expect("host.key")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
     let first = &fake.watches()[0];
     assert_eq!(
         (first.host_id.as_str(), first.epoch.as_str(), first.revision),
@@ -408,4 +482,5 @@ fn scenario(prefix: &str, ns11: &str, ns12: &str) {
     assert!(!netns::exists(ns11), "namespace left behind at shutdown");
     assert!(!netns::exists(&ns14), "namespace left behind at shutdown");
     rt.shutdown_timeout(Duration::from_secs(1));
+    let _ = std::fs::remove_dir_all(&state_dir);
 }

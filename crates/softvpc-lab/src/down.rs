@@ -227,7 +227,7 @@ fn remove_state_dir(state_dir: &Path, failures: &mut Vec<String>) -> bool {
         return false;
     }
     let mut any = false;
-    for entry in ["state.json", "state.json.tmp", "logs", "server"] {
+    for entry in ["state.json", "state.json.tmp", "logs", "server", "agents"] {
         let path = state_dir.join(entry);
         let result = if path.is_dir() {
             std::fs::remove_dir_all(&path)

@@ -90,7 +90,7 @@ pub fn underlay_ip(index: usize) -> Ipv4Addr {
 
 /// URL of the mapping service as agents see it.
 pub fn mapping_url() -> String {
-    format!("http://{FABRIC_IP}:{MAPPING_PORT}")
+    format!("https://{FABRIC_IP}:{MAPPING_PORT}")
 }
 
 /// Whether a process command line belongs to this prefix's lab: a softvpc server whose mapping
@@ -148,7 +148,7 @@ mod tests {
             underlay_ip(crate::topology::MAX_HOSTS),
             Ipv4Addr::new(198, 18, 0, 250)
         );
-        assert_eq!(mapping_url(), "http://198.18.0.1:8788");
+        assert_eq!(mapping_url(), "https://198.18.0.1:8788");
         assert!(fabric_port(crate::topology::MAX_HOSTS).len() <= 15);
     }
 

@@ -475,6 +475,31 @@ fn start_server(
     Ok(server)
 }
 
+/// A join token for `host` from the lab's running server (`softvpc server join-token`).
+fn join_token(bin: &Path, state_dir: &Path, host: &str) -> anyhow::Result<String> {
+    let out = std::process::Command::new(bin)
+        .args([
+            "server",
+            "join-token",
+            "--host",
+            host,
+            "--ttl",
+            "10m",
+            "--data-dir",
+        ])
+        .arg(server_data_dir(state_dir))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .context("running `softvpc server join-token`")?;
+    if !out.status.success() {
+        bail!(
+            "`softvpc server join-token --host {host}` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
 /// Step 4: one agent per host that has one; returns host name -> host id once DescribeHosts
 /// lists every host of the topology.
 #[allow(clippy::too_many_arguments)]
@@ -494,8 +519,19 @@ fn start_agents(
             continue;
         }
         let ns = names::host_netns(prefix, &host.name);
+        // Every lab agent joins as a real host would: a single-use token from the running
+        // server, traded for a certificate over the mapping service, mutual TLS from then on.
+        let token = join_token(bin, state_dir, &host.name)?;
         let agent_args = vec![
             "agent".to_string(),
+            "--join-token".to_string(),
+            token,
+            "--state-dir".to_string(),
+            state_dir
+                .join("agents")
+                .join(&host.name)
+                .display()
+                .to_string(),
             "--netns".to_string(),
             ns,
             "--server".to_string(),

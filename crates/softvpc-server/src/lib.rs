@@ -5,6 +5,7 @@
 //! - [`control`]: the shared core (store + current state + mapping log), all-or-nothing mutations.
 //! - [`ec2`]: the EC2 Query API (axum): decoding, the action table, XML responses and errors.
 //! - [`mapping`]: the revisioned mapping log and the gRPC service agents watch.
+//! - [`trust`]: the CA, join tokens, host certificates, the admin socket, HTTPS for the API.
 
 pub mod control;
 pub mod ec2;
@@ -12,16 +13,58 @@ pub mod fuzzing;
 pub mod mapping;
 pub mod model;
 pub mod store;
+pub mod trust;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use control::ControlPlane;
 use mapping::service::MappingService;
+use trust::Trust;
+
+/// `softvpc server [COMMAND]`: runs the server, or (with a command) asks the running one.
+#[derive(clap::Args, Debug, Clone)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct ServerCli {
+    #[command(subcommand)]
+    pub command: Option<AdminCommand>,
+    #[command(flatten)]
+    pub run: Option<ServerArgs>,
+}
+
+/// Commands for a running server, through its admin socket (`<data-dir>/admin/admin.sock`).
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum AdminCommand {
+    /// Print a single-use join token for host NAME; its agent joins with
+    /// `softvpc agent --join-token TOKEN --host-name NAME ...`.
+    JoinToken {
+        /// The data directory of the running server.
+        #[arg(long, env = "SOFTVPC_DATA_DIR")]
+        data_dir: PathBuf,
+        /// The host the token is for (only an agent with this --host-name can use it).
+        #[arg(long)]
+        host: String,
+        /// How long the token stays usable (e.g. 90s, 15m, 2h; at most 7d).
+        #[arg(long, default_value = "15m", value_parser = trust::parse_duration)]
+        ttl: Duration,
+    },
+    /// Remove host NAME: revoke its certificates at once (its watch ends, it cannot reconnect,
+    /// other hosts stop accepting its VXLAN) and forget it. Refused while instances live there.
+    RemoveHost {
+        /// The data directory of the running server.
+        #[arg(long, env = "SOFTVPC_DATA_DIR")]
+        data_dir: PathBuf,
+        /// The host's name.
+        name: String,
+        /// Terminate the host's instances instead of refusing.
+        #[arg(long)]
+        force: bool,
+    },
+}
 
 /// `softvpc server`: the EC2-compatible API and the mapping service agents watch.
 #[derive(clap::Args, Debug, Clone)]
@@ -29,13 +72,31 @@ pub struct ServerArgs {
     /// Directory of the persistent store (created if missing).
     #[arg(long, env = "SOFTVPC_DATA_DIR")]
     pub data_dir: PathBuf,
-    /// Address of the EC2 Query API (HTTP; requests must be SigV4-signed with the key pair in
-    /// `<data-dir>/credentials`, generated on first start).
+    /// Address of the EC2 Query API (HTTP, or HTTPS with --https; requests must be
+    /// SigV4-signed with the key pair in `<data-dir>/credentials`, generated on first start).
     #[arg(long, default_value = "127.0.0.1:8787")]
     pub listen: SocketAddr,
-    /// Address of the mapping service (gRPC) that agents connect to.
+    /// Serve the EC2 API over HTTPS with a certificate of the server's CA (clients trust
+    /// `<data-dir>/ca/ca.crt`, e.g. `aws --ca-bundle`), unless --tls-cert/--tls-key give one.
+    #[arg(long)]
+    pub https: bool,
+    /// The EC2 API's certificate chain (PEM), e.g. from your own CA; implies --https.
+    #[arg(long, requires = "tls_key", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, requires = "tls_cert", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// More names (DNS names or IP addresses) for the server's certificate, besides
+    /// `softvpc-server` (what agents check), localhost, 127.0.0.1 and the listen addresses.
+    #[arg(long = "tls-san", value_name = "NAME")]
+    pub tls_san: Vec<String>,
+    /// Address of the mapping service (gRPC over mutual TLS) that agents connect to: on a real
+    /// deployment, the server's underlay address.
     #[arg(long, default_value = "127.0.0.1:8788")]
     pub mapping_listen: SocketAddr,
+    /// Lifetime of the host certificates this server issues (agents renew at two thirds).
+    #[arg(long, default_value = "24h", value_parser = trust::parse_duration)]
+    pub host_cert_ttl: Duration,
     /// Open the mapping-service listener inside this named network namespace (`ip netns`),
     /// while the API stays in the current one. Used by the lab.
     #[arg(long)]
@@ -72,6 +133,82 @@ fn bind_in_netns(name: &str, addr: SocketAddr) -> anyhow::Result<std::net::TcpLi
     })
 }
 
+/// `softvpc server`: runs the server, or carries out an admin command.
+pub fn main(cli: ServerCli) -> anyhow::Result<()> {
+    match (cli.command, cli.run) {
+        (Some(cmd), _) => admin_command(cmd),
+        (None, Some(args)) => run(args),
+        (None, None) => anyhow::bail!("softvpc server needs --data-dir (see --help)"),
+    }
+}
+
+fn admin_command(cmd: AdminCommand) -> anyhow::Result<()> {
+    use trust::admin::{self, RemoveRequest, RemoveResponse, TokenRequest, TokenResponse};
+    match cmd {
+        AdminCommand::JoinToken {
+            data_dir,
+            host,
+            ttl,
+        } => {
+            let r: TokenResponse = admin::call(
+                &data_dir,
+                "/join-tokens",
+                &TokenRequest {
+                    host,
+                    ttl_secs: ttl.as_secs(),
+                },
+            )?;
+            println!("{}", r.token);
+        }
+        AdminCommand::RemoveHost {
+            data_dir,
+            name,
+            force,
+        } => {
+            let r: RemoveResponse = admin::call(
+                &data_dir,
+                "/hosts/remove",
+                &RemoveRequest {
+                    host: name.clone(),
+                    force,
+                },
+            )?;
+            println!(
+                "host {name} removed{}; its certificates are revoked",
+                if r.terminated.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (terminated: {})", r.terminated.join(", "))
+                }
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The names for the server's certificate: the given ones and the specific listen addresses.
+fn server_names(args: &ServerArgs) -> Vec<String> {
+    let mut names = args.tls_san.clone();
+    for a in [args.listen, args.mapping_listen] {
+        if !a.ip().is_unspecified() {
+            names.push(a.ip().to_string());
+        }
+    }
+    names
+}
+
+/// The EC2 API's TLS config, if it serves HTTPS.
+fn api_tls(args: &ServerArgs, trust: &Trust) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        let (chain, key) = softvpc_trust::tls::load_pem_files(cert, key)?;
+        return Ok(Some(softvpc_trust::tls::https_server_config(chain, key)?));
+    }
+    if args.https {
+        return Ok(Some(trust.https_tls(&server_names(args))?));
+    }
+    Ok(None)
+}
+
 /// Runs the server until interrupted (SIGINT or SIGTERM).
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {
     let flow_log_dir = args
@@ -80,6 +217,9 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| args.data_dir.join("flow-logs"));
     let cp = Arc::new(ControlPlane::open(&args.data_dir)?.with_flow_log_dir(flow_log_dir));
     let keys = Arc::new(ec2::auth::load_or_create(&args.data_dir)?);
+    let trust = Arc::new(Trust::open(&args.data_dir, args.host_cert_ttl)?);
+    let mapping_tls = trust.mapping_tls(&server_names(&args))?;
+    let api_tls = api_tls(&args, &trust)?;
     // First start: nothing was ever committed to this store.
     if cp.state().revision == 0 && !args.no_default_vpc {
         let (vpc, subnet) = cp
@@ -128,6 +268,8 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
     };
     api.set_nonblocking(true)?;
     mapping.set_nonblocking(true)?;
+    let data_dir: PathBuf = args.data_dir.clone();
+    let data_dir: &Path = &data_dir;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("softvpc-server")
@@ -135,41 +277,111 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let api = tokio::net::TcpListener::from_std(api)?;
         let mapping = tokio::net::TcpListener::from_std(mapping)?;
-        println!("softvpc server: EC2 API listening on http://{}", api.local_addr()?);
+        let admin = trust::admin::bind(data_dir)?;
         println!(
-            "softvpc server: mapping service listening on {}{}",
+            "softvpc server: EC2 API listening on {}://{}",
+            if api_tls.is_some() { "https" } else { "http" },
+            api.local_addr()?
+        );
+        println!(
+            "softvpc server: mapping service (mutual TLS) listening on {}{}",
             mapping.local_addr()?,
             args.mapping_netns
                 .as_deref()
                 .map(|n| format!(" (netns {n})"))
                 .unwrap_or_default()
         );
+        println!("softvpc server: admin socket {}", trust::admin::socket_path(data_dir).display());
+        println!(
+            "softvpc server: CA {} (sha256 {})",
+            data_dir.join("ca").join("ca.crt").display(),
+            hex::encode(trust.ca().hash())
+        );
         tracing::info!(epoch = cp.epoch(), revision = cp.state().revision, data_dir = %args.data_dir.display(), "server ready");
-        serve(cp, keys, api, mapping, shutdown_signal()).await
+        let r = serve(
+            Listeners {
+                cp,
+                keys,
+                trust,
+                api,
+                api_tls,
+                mapping,
+                mapping_tls,
+                admin: Some(admin),
+            },
+            shutdown_signal(),
+        )
+        .await;
+        let _ = std::fs::remove_file(trust::admin::socket_path(data_dir));
+        r
     })
 }
 
-/// Serves the EC2 API on `api` and the mapping service on `mapping` until `shutdown` resolves.
+/// What [`serve`] serves.
+pub struct Listeners {
+    pub cp: Arc<ControlPlane>,
+    pub keys: Arc<ec2::auth::Keys>,
+    pub trust: Arc<Trust>,
+    /// The EC2 API, over HTTPS when `api_tls` is given.
+    pub api: tokio::net::TcpListener,
+    pub api_tls: Option<Arc<rustls::ServerConfig>>,
+    /// The mapping service (always TLS; see [`Trust::mapping_tls`]).
+    pub mapping: tokio::net::TcpListener,
+    pub mapping_tls: Arc<rustls::ServerConfig>,
+    /// The admin socket, if any.
+    pub admin: Option<tokio::net::UnixListener>,
+}
+
+/// Serves the EC2 API, the mapping service and the admin socket until `shutdown` resolves.
 pub async fn serve(
-    cp: Arc<ControlPlane>,
-    keys: Arc<ec2::auth::Keys>,
-    api: tokio::net::TcpListener,
-    mapping: tokio::net::TcpListener,
+    l: Listeners,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let http = axum::serve(api, ec2::router(cp.clone(), keys))
-        .with_graceful_shutdown(wait(stop_rx.clone()));
+    let router = ec2::router(l.cp.clone(), l.keys);
+    let (api, api_tls, api_stop) = (l.api, l.api_tls, stop_rx.clone());
+    let http = async move {
+        match api_tls {
+            Some(tls) => {
+                let listener = trust::listener::TlsListener::new(api, tls, "EC2 API (HTTPS)")?;
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(wait(api_stop))
+                    .await
+            }
+            None => {
+                axum::serve(api, router)
+                    .with_graceful_shutdown(wait(api_stop))
+                    .await
+            }
+        }
+    };
+    if let Some(admin) = l.admin {
+        let app = trust::admin::router(l.cp.clone(), l.trust.clone());
+        let stop = wait(stop_rx.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(admin, app).with_graceful_shutdown(stop).await {
+                tracing::error!(error = %e, "admin socket stopped");
+            }
+        });
+    }
+    // Every connection is TLS; handshakes that fail (plain text, a bad certificate) are logged
+    // by the accept loop and never reach the service.
+    let incoming = tokio_stream::wrappers::ReceiverStream::new(softvpc_trust::tls::accept(
+        l.mapping,
+        l.mapping_tls,
+        "mapping service",
+    ));
+    let incoming = tokio_stream::StreamExt::map(incoming, Ok::<_, std::io::Error>);
     // HTTP/2 pings find agents that vanished without closing their connection (e.g. their
     // namespace was deleted), so their watch streams end instead of lingering.
     let grpc = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
-        .add_service(MappingService::with_shutdown(cp, stop_rx.clone()).into_server())
-        .serve_with_incoming_shutdown(TcpListenerStream::new(mapping), wait(stop_rx));
+        .add_service(MappingService::with_shutdown(l.cp, l.trust, stop_rx.clone()).into_server())
+        .serve_with_incoming_shutdown(incoming, wait(stop_rx));
     tokio::spawn(async move {
         shutdown.await;
         tracing::info!("shutting down");

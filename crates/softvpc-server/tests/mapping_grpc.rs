@@ -1,7 +1,8 @@
 //! The mapping service over real gRPC on loopback: registration, Snapshot then Deltas, resume
 //! from a revision, a foreign epoch, a lagging reader, and VPCs appearing and disappearing for a
 //! host as its first and last ENI come and go. The agent's applier (`softvpc_mapping::Replica`)
-//! replays every message and must always end up equal to a fresh Snapshot.
+//! replays every message and must always end up equal to a fresh Snapshot. Every host talks over mutual TLS with its
+//! own certificate (the trust checks themselves: `trust_grpc.rs`).
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -16,6 +17,8 @@ use softvpc_proto::pb;
 use softvpc_proto::pb::mapping_client::MappingClient;
 use softvpc_server::control::ControlPlane;
 use softvpc_server::ec2;
+use softvpc_server::trust::Trust;
+use softvpc_trust::client::Credentials;
 use tonic::transport::Channel;
 use tonic::Streaming;
 
@@ -40,9 +43,69 @@ impl Drop for TempDir {
 
 struct Server {
     cp: Arc<ControlPlane>,
-    client: MappingClient<Channel>,
+    trust: Arc<Trust>,
+    addr: std::net::SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     _dir: TempDir,
+}
+
+/// A mutual-TLS client of the mapping service at `addr` as host `name` (enrolled in `trust`).
+fn client_as(trust: &Trust, addr: std::net::SocketAddr, name: &str) -> MappingClient<Channel> {
+    let (issued, key) = trust.enroll_for_tests(name, -60, Duration::from_secs(3600));
+    let creds = Credentials {
+        host: name.into(),
+        cert_pem: issued.cert_pem,
+        key_pem: key,
+        ca_pem: trust.ca().cert_pem().into(),
+        not_before: 0,
+        not_after: issued.not_after,
+    };
+    MappingClient::new(softvpc_trust::client::channel(&format!("https://{addr}"), &creds).unwrap())
+}
+
+impl Server {
+    /// A client with host `name`'s certificate.
+    fn as_host(&self, name: &str) -> MappingClient<Channel> {
+        client_as(&self.trust, self.addr, name)
+    }
+
+    /// A client with the certificate of the host with id `host_id`.
+    fn as_id(&self, host_id: &str) -> MappingClient<Channel> {
+        let name = self.cp.state().hosts[host_id].name.clone();
+        self.as_host(&name)
+    }
+}
+
+/// Serves `cp` on loopback with a fresh CA: (trust, API listener, mapping listener address, stop).
+async fn serve(
+    cp: Arc<ControlPlane>,
+) -> (
+    Arc<Trust>,
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
+    let trust = Arc::new(Trust::ephemeral(Duration::from_secs(3600)).unwrap());
+    let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mapping = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = mapping.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(softvpc_server::serve(
+        softvpc_server::Listeners {
+            cp,
+            keys: Default::default(),
+            mapping_tls: trust.mapping_tls(&[]).unwrap(),
+            trust: trust.clone(),
+            api,
+            api_tls: None,
+            mapping,
+            admin: None,
+        },
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    (trust, addr, stop, server)
 }
 
 impl Drop for Server {
@@ -56,25 +119,11 @@ impl Drop for Server {
 async fn start(ring: usize) -> Server {
     let dir = TempDir::new();
     let cp = Arc::new(ControlPlane::open_with_capacity(&dir.0, ring).unwrap());
-    let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let mapping = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = mapping.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(softvpc_server::serve(
-        cp.clone(),
-        Default::default(),
-        api,
-        mapping,
-        async {
-            let _ = stopped.await;
-        },
-    ));
-    let client = MappingClient::connect(format!("http://{addr}"))
-        .await
-        .unwrap();
+    let (trust, addr, stop, _) = serve(cp.clone()).await;
     Server {
         cp,
-        client,
+        trust,
+        addr,
         stop: Some(stop),
         _dir: dir,
     }
@@ -190,8 +239,9 @@ impl View {
 }
 
 /// A fresh snapshot of what `host_id` needs, as a View.
-async fn fresh(client: &mut MappingClient<Channel>, host_id: &str) -> View {
-    let mut s = client
+async fn fresh(srv: &Server, host_id: &str) -> View {
+    let mut s = srv
+        .as_id(host_id)
         .watch(pb::WatchRequest {
             host_id: host_id.into(),
             ..Default::default()
@@ -239,10 +289,10 @@ fn kinds(ms: &[pb::WatchResponse]) -> Vec<&'static str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_follows_the_model() {
-    let mut srv = start(10_000).await;
+    let srv = start(10_000).await;
     let cp = srv.cp.clone();
     let h1 = srv
-        .client
+        .as_host("host-1")
         .register_host(pb::RegisterHostRequest {
             name: "host-1".into(),
             underlay_ip: "198.18.0.11".into(),
@@ -252,7 +302,7 @@ async fn watch_follows_the_model() {
         .into_inner()
         .host_id;
     let again = srv
-        .client
+        .as_host("host-1")
         .register_host(pb::RegisterHostRequest {
             name: "host-1".into(),
             underlay_ip: "198.18.0.11".into(),
@@ -263,7 +313,7 @@ async fn watch_follows_the_model() {
         .host_id;
     assert_eq!(h1, again, "registration is idempotent by name");
     assert!(srv
-        .client
+        .as_host("host-x")
         .register_host(pb::RegisterHostRequest {
             name: "host-x".into(),
             underlay_ip: "not-an-ip".into(),
@@ -271,7 +321,7 @@ async fn watch_follows_the_model() {
         .await
         .is_err());
     let h2 = srv
-        .client
+        .as_host("host-2")
         .register_host(pb::RegisterHostRequest {
             name: "host-2".into(),
             underlay_ip: "198.18.0.12".into(),
@@ -281,7 +331,7 @@ async fn watch_follows_the_model() {
         .into_inner()
         .host_id;
     assert!(
-        srv.client
+        srv.as_host("host-1")
             .watch(pb::WatchRequest {
                 host_id: "h-00000000000000000".into(),
                 ..Default::default()
@@ -293,7 +343,7 @@ async fn watch_follows_the_model() {
 
     // First message: a Snapshot with both hosts and no VPC (nothing placed yet).
     let mut w1 = srv
-        .client
+        .as_id(&h1)
         .watch(pb::WatchRequest {
             host_id: h1.clone(),
             ..Default::default()
@@ -360,7 +410,7 @@ async fn watch_follows_the_model() {
         .enis
         .values()
         .any(|e| e.instance_name == "renamed"));
-    assert!(view1.same_content(&fresh(&mut srv.client, &h1).await));
+    assert!(view1.same_content(&fresh(&srv, &h1).await));
 
     // A second VPC with the same CIDR on host-2 only: host-1 never sees it.
     let vpc2 = create_vpc(&cp, "10.0.0.0/16");
@@ -368,7 +418,7 @@ async fn watch_follows_the_model() {
     run_instance(&cp, &subnet2, "host-2", Some("10.0.0.148"), None);
     catch_up(&mut w1, &mut view1, cp.state().revision).await;
     assert!(!view1.records.vpcs.contains_key(&vpc2));
-    let fresh2 = fresh(&mut srv.client, &h2).await;
+    let fresh2 = fresh(&srv, &h2).await;
     assert!(fresh2.records.vpcs.contains_key(&vpc2) && fresh2.records.vpcs.contains_key(&vpc));
     assert_eq!(fresh2.records.vpcs[&vpc2].vni, 0x000102);
 
@@ -376,7 +426,7 @@ async fn watch_follows_the_model() {
     // the live view.
     let mut resumed = view_after_vm1.clone();
     let mut wr = srv
-        .client
+        .as_id(&h1)
         .watch(pb::WatchRequest {
             host_id: h1.clone(),
             epoch: cp.epoch().to_string(),
@@ -395,7 +445,7 @@ async fn watch_follows_the_model() {
 
     // A foreign epoch gets a Snapshot.
     let mut wf = srv
-        .client
+        .as_id(&h1)
         .watch(pb::WatchRequest {
             host_id: h1.clone(),
             epoch: "epoch-from-another-life".into(),
@@ -424,7 +474,7 @@ async fn watch_follows_the_model() {
             && view1.records.enis.is_empty()
             && view1.records.subnets.is_empty()
     );
-    assert!(view1.same_content(&fresh(&mut srv.client, &h1).await));
+    assert!(view1.same_content(&fresh(&srv, &h1).await));
 
     // Resuming from before vm1 was placed, holding nothing: still converges.
     let mut old = view1.clone();
@@ -432,7 +482,7 @@ async fn watch_follows_the_model() {
     old.epoch = cp.epoch().to_string();
     old.records.vpcs.clear();
     let mut wo = srv
-        .client
+        .as_id(&h1)
         .watch(pb::WatchRequest {
             host_id: h1.clone(),
             epoch: cp.epoch().to_string(),
@@ -449,10 +499,10 @@ async fn watch_follows_the_model() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reader_behind_the_ring_gets_a_snapshot() {
-    let mut srv = start(3).await;
+    let srv = start(3).await;
     let cp = srv.cp.clone();
     let h1 = srv
-        .client
+        .as_host("host-1")
         .register_host(pb::RegisterHostRequest {
             name: "host-1".into(),
             underlay_ip: "198.18.0.11".into(),
@@ -461,13 +511,13 @@ async fn a_reader_behind_the_ring_gets_a_snapshot() {
         .unwrap()
         .into_inner()
         .host_id;
-    let view = fresh(&mut srv.client, &h1).await;
+    let view = fresh(&srv, &h1).await;
     for i in 0..5 {
         create_vpc(&cp, &format!("10.{i}.0.0/16"));
     }
     // The ring holds 3 revisions; the agent's is 5 behind.
     let mut w = srv
-        .client
+        .as_id(&h1)
         .watch(pb::WatchRequest {
             host_id: h1.clone(),
             epoch: cp.epoch().to_string(),
@@ -482,7 +532,7 @@ async fn a_reader_behind_the_ring_gets_a_snapshot() {
     assert_eq!(m.revision, cp.state().revision);
     // A revision from the future (e.g. a wiped server with the same epoch string) too.
     let mut w = srv
-        .client
+        .as_id(&h1)
         .watch(pb::WatchRequest {
             host_id: h1,
             epoch: cp.epoch().to_string(),
@@ -497,12 +547,12 @@ async fn a_reader_behind_the_ring_gets_a_snapshot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_watchers_converge_under_churn() {
-    let mut srv = start(10_000).await;
+    let srv = start(10_000).await;
     let cp = srv.cp.clone();
     let mut hosts = Vec::new();
     for i in 1..=3 {
         let id = srv
-            .client
+            .as_host(&format!("host-{i}"))
             .register_host(pb::RegisterHostRequest {
                 name: format!("host-{i}"),
                 underlay_ip: format!("198.18.0.{}", 10 + i),
@@ -516,7 +566,7 @@ async fn concurrent_watchers_converge_under_churn() {
     // One watcher per host, each applying everything it receives, concurrently with the churn.
     let mut tasks = Vec::new();
     for h in &hosts {
-        let mut client = srv.client.clone();
+        let mut client = srv.as_id(h);
         let host_id = h.clone();
         let (done_tx, mut done_rx) = tokio::sync::watch::channel(0u64);
         let task = tokio::spawn(async move {
@@ -576,7 +626,7 @@ async fn concurrent_watchers_converge_under_churn() {
             .expect("watcher caught up")
             .unwrap();
         assert_eq!(view.revision, final_revision);
-        let want = fresh(&mut srv.client, &h).await;
+        let want = fresh(&srv, &h).await;
         assert!(view.same_content(&want), "host {h} diverged");
         assert!(!view.records.enis.is_empty());
     }
@@ -586,22 +636,8 @@ async fn concurrent_watchers_converge_under_churn() {
 async fn shutdown_ends_open_watches() {
     let dir = TempDir::new();
     let cp = Arc::new(ControlPlane::open(&dir.0).unwrap());
-    let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let mapping = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = mapping.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(softvpc_server::serve(
-        cp.clone(),
-        Default::default(),
-        api,
-        mapping,
-        async {
-            let _ = stopped.await;
-        },
-    ));
-    let mut client = MappingClient::connect(format!("http://{addr}"))
-        .await
-        .unwrap();
+    let (trust, addr, stop, server) = serve(cp.clone()).await;
+    let mut client = client_as(&trust, addr, "host-1");
     let host_id = client
         .register_host(pb::RegisterHostRequest {
             name: "host-1".into(),

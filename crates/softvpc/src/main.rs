@@ -16,7 +16,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the control plane: the EC2 Query API and the mapping service.
-    Server(softvpc_server::ServerArgs),
+    Server(softvpc_server::ServerCli),
     /// Run the host agent: the virtual router for the ENIs placed on this host.
     Agent(softvpc_agent::AgentArgs),
     /// Build, inspect and tear down a multi-host lab on this machine (network namespaces).
@@ -31,7 +31,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
     let result = match cli.command {
-        Command::Server(args) => softvpc_server::run(args),
+        Command::Server(args) => softvpc_server::main(args),
         Command::Agent(args) => softvpc_agent::run(args),
         Command::Lab(args) => softvpc_lab::run(args),
     };

@@ -1,4 +1,8 @@
-//! The gRPC mapping service: `RegisterHost` and `Watch`.
+//! The gRPC mapping service: `Join`, `Renew`, `RegisterHost` and `Watch`.
+//!
+//! Every RPC but Join authenticates the host by its client certificate ([`Trust`]): a host
+//! registers and watches only as itself, and a refusal is logged with its reason and changes
+//! nothing. A watch ends when its host is revoked or its certificate expires.
 //!
 //! A watch first sends a Snapshot, or Deltas when the agent resumes with this server's epoch and
 //! a revision still in the log ring. It then follows the revision signal: on each advance it
@@ -18,6 +22,8 @@ use softvpc_mapping::Feed;
 
 use crate::control::ControlPlane;
 use crate::model::host::register_host;
+use crate::trust::{Refusal, Trust};
+use softvpc_trust::identity::PeerIdentity;
 
 /// Messages buffered per watch before the stream task waits for the agent.
 const STREAM_BUFFER: usize = 16;
@@ -26,6 +32,7 @@ const STREAM_BUFFER: usize = 16;
 #[derive(Clone)]
 pub struct MappingService {
     cp: Arc<ControlPlane>,
+    trust: Arc<Trust>,
     /// Becomes true when the server shuts down: open watch streams then end, so a graceful
     /// shutdown does not wait forever for these endless streams.
     closing: Option<tokio::sync::watch::Receiver<bool>>,
@@ -33,19 +40,33 @@ pub struct MappingService {
 
 impl MappingService {
     /// A service whose streams end only when their agent goes away.
-    pub fn new(cp: Arc<ControlPlane>) -> Self {
-        MappingService { cp, closing: None }
+    pub fn new(cp: Arc<ControlPlane>, trust: Arc<Trust>) -> Self {
+        MappingService {
+            cp,
+            trust,
+            closing: None,
+        }
     }
 
     /// A service whose streams end once `closing` becomes true.
     pub fn with_shutdown(
         cp: Arc<ControlPlane>,
+        trust: Arc<Trust>,
         closing: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         MappingService {
             cp,
+            trust,
             closing: Some(closing),
         }
+    }
+
+    /// The host behind `request`'s client certificate, or the refusal (logged).
+    fn authenticate<T>(&self, rpc: &str, request: &Request<T>) -> Result<PeerIdentity, Status> {
+        let certs = request.peer_certs();
+        self.trust
+            .authenticate(certs.as_deref().map(|c| c.as_slice()))
+            .map_err(|r| refuse(rpc, request, None, r))
     }
 
     /// The tonic server wrapper.
@@ -54,12 +75,90 @@ impl MappingService {
     }
 }
 
+/// Logs a refusal with its reason and turns it into the status the client gets.
+fn refuse<T>(rpc: &str, request: &Request<T>, host: Option<&str>, r: Refusal) -> Status {
+    let peer = request
+        .remote_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    tracing::warn!(rpc, %peer, host, code = ?r.code, reason = %r.reason, "mapping service: refused");
+    r.status()
+}
+
+fn certificate_response(
+    trust: &Trust,
+    issued: softvpc_trust::ca::Issued,
+) -> pb::CertificateResponse {
+    pb::CertificateResponse {
+        certificate_pem: issued.cert_pem,
+        ca_pem: trust.ca().cert_pem().to_string(),
+        not_after: issued.not_after,
+    }
+}
+
 #[tonic::async_trait]
 impl Mapping for MappingService {
+    async fn join(
+        &self,
+        request: Request<pb::JoinRequest>,
+    ) -> Result<Response<pb::CertificateResponse>, Status> {
+        let req = request.get_ref().clone();
+        let trust = self.trust.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            trust.join(&req.token, &req.host_name, &req.csr_pem)
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?;
+        let host = request.get_ref().host_name.as_str();
+        match result {
+            Ok(issued) => {
+                tracing::info!(host, serial = %issued.serial, not_after = issued.not_after, "host joined: certificate issued");
+                Ok(Response::new(certificate_response(&self.trust, issued)))
+            }
+            Err(r) => Err(refuse("Join", &request, Some(host), r)),
+        }
+    }
+
+    async fn renew(
+        &self,
+        request: Request<pb::RenewRequest>,
+    ) -> Result<Response<pb::CertificateResponse>, Status> {
+        let peer = self.authenticate("Renew", &request)?;
+        let csr = request.get_ref().csr_pem.clone();
+        let (trust, p) = (self.trust.clone(), peer.clone());
+        let result = tokio::task::spawn_blocking(move || trust.renew(&p, &csr))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        match result {
+            Ok(issued) => {
+                tracing::info!(host = %peer.host, serial = %issued.serial, not_after = issued.not_after, "host certificate renewed");
+                Ok(Response::new(certificate_response(&self.trust, issued)))
+            }
+            Err(r) => Err(refuse("Renew", &request, Some(&peer.host), r)),
+        }
+    }
+
     async fn register_host(
         &self,
         request: Request<pb::RegisterHostRequest>,
     ) -> Result<Response<pb::RegisterHostResponse>, Status> {
+        let peer = self.authenticate("RegisterHost", &request)?;
+        if request.get_ref().name != peer.host {
+            let reason = format!(
+                "the certificate is for host {:?}, not {:?}",
+                peer.host,
+                request.get_ref().name
+            );
+            return Err(refuse(
+                "RegisterHost",
+                &request,
+                Some(&peer.host),
+                Refusal {
+                    code: tonic::Code::PermissionDenied,
+                    reason,
+                },
+            ));
+        }
         let req = request.into_inner();
         let cp = self.cp.clone();
         let result = tokio::task::spawn_blocking(move || {
@@ -86,13 +185,40 @@ impl Mapping for MappingService {
         &self,
         request: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        let req = request.into_inner();
-        if !self.cp.state().hosts.contains_key(&req.host_id) {
-            return Err(Status::not_found(format!(
-                "unknown host id '{}': call RegisterHost first",
-                req.host_id
-            )));
+        let peer = self.authenticate("Watch", &request)?;
+        let name = self
+            .cp
+            .state()
+            .hosts
+            .get(&request.get_ref().host_id)
+            .map(|h| h.name.clone());
+        match name {
+            None => {
+                return Err(Status::not_found(format!(
+                    "unknown host id '{}': call RegisterHost first",
+                    request.get_ref().host_id
+                )))
+            }
+            Some(n) if n != peer.host => {
+                let reason = format!(
+                    "the certificate is for host {:?}, not {:?} ({})",
+                    peer.host,
+                    n,
+                    request.get_ref().host_id
+                );
+                return Err(refuse(
+                    "Watch",
+                    &request,
+                    Some(&peer.host),
+                    Refusal {
+                        code: tonic::Code::PermissionDenied,
+                        reason,
+                    },
+                ));
+            }
+            Some(_) => {}
         }
+        let req = request.into_inner();
         let cp = self.cp.clone();
         // Subscribe before computing the first message so no advance is missed in between.
         let mut wake = cp.subscribe();
@@ -105,6 +231,14 @@ impl Mapping for MappingService {
         );
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let closing = self.closing.clone();
+        let trust = self.trust.clone();
+        let mut revocations = trust.revocations();
+        // The stream ends when the certificate it was opened with expires (the agent has renewed
+        // by then and reconnects with the new one).
+        let expiry = tokio::time::Instant::now()
+            + std::time::Duration::from_secs(
+                peer.not_after.saturating_sub(softvpc_trust::now_secs()),
+            );
         tokio::spawn(async move {
             let closed = async move {
                 match closing {
@@ -128,6 +262,21 @@ impl Mapping for MappingService {
                     }
                     _ = tx.closed() => break,
                     _ = &mut closed => break,
+                    _ = tokio::time::sleep_until(expiry) => {
+                        let r = Refusal { code: tonic::Code::Unauthenticated, reason: "the host certificate expired".into() };
+                        tracing::info!(host = %peer.host, "watch ended: certificate expired");
+                        let _ = tx.send(Err(r.status())).await;
+                        break;
+                    }
+                    changed = revocations.changed() => {
+                        if changed.is_err() { break; }
+                        if let Err(r) = trust.check(&peer) {
+                            tracing::warn!(host = %peer.host, reason = %r.reason, "watch ended: host revoked");
+                            let _ = tx.send(Err(r.status())).await;
+                            break;
+                        }
+                        continue;
+                    }
                 }
                 // The log read is a cheap copy; the message is built without any lock held.
                 let read = cp.mapping_since(feed.revision());

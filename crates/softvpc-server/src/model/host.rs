@@ -58,6 +58,42 @@ pub fn register_host(txn: &mut Txn, name: &str, underlay_ip: &str) -> Result<Str
     Ok(id)
 }
 
+/// Removes host `name` (`softvpc server remove-host`). While instances (running or stopped)
+/// live there it is refused with `IncorrectState`, unless `force`: then they are terminated
+/// first. Returns the host id and the terminated instances; None if no such host is registered.
+pub fn remove_host(
+    txn: &mut Txn,
+    name: &str,
+    force: bool,
+) -> Result<Option<(String, Vec<String>)>, ApiError> {
+    let Some(host) = txn.state.host_by_name(name).cloned() else {
+        return Ok(None);
+    };
+    let mut live: Vec<String> = txn
+        .state
+        .instances
+        .values()
+        .filter(|i| i.host_id == host.id && i.state != super::InstanceState::Terminated)
+        .map(|i| i.id.clone())
+        .collect();
+    live.sort();
+    if !live.is_empty() && !force {
+        return Err(ApiError::new(
+            "IncorrectState",
+            format!(
+                "Host '{name}' still has {} instance(s) ({}): terminate them first, or remove it with --force (which terminates them)",
+                live.len(),
+                live.join(", ")
+            ),
+        ));
+    }
+    if !live.is_empty() {
+        super::instance::terminate_instances(txn, &live)?;
+    }
+    txn.delete::<super::Host>(&host.id);
+    Ok(Some((host.id.clone(), live)))
+}
+
 /// Finds a host by id (`h-...`) or by name. Unknown: `InvalidHostID.NotFound` for something
 /// shaped like a host id, `InvalidParameterValue` otherwise.
 pub fn resolve(state: &State, id_or_name: &str) -> Result<String, ApiError> {
@@ -162,5 +198,11 @@ mod tests {
             resolve(&txn.state, "host-9").unwrap_err().code,
             "InvalidParameterValue"
         );
+        assert_eq!(
+            remove_host(&mut txn, "host-2", false).unwrap(),
+            Some((b.clone(), vec![]))
+        );
+        assert!(txn.state.hosts.get(&b).is_none());
+        assert_eq!(remove_host(&mut txn, "host-2", false).unwrap(), None);
     }
 }
