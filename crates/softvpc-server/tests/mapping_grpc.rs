@@ -5,41 +5,22 @@
 //! own certificate (the trust checks themselves: `trust_grpc.rs`).
 
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use softvpc_ec2_client::codec;
-use softvpc_ec2_client::read::{name_tag_spec, str_at};
+use softvpc_ec2_client::read::name_tag_spec;
 use softvpc_ec2_client::Value;
 use softvpc_mapping::Replica;
 use softvpc_proto::pb;
 use softvpc_proto::pb::mapping_client::MappingClient;
 use softvpc_server::control::ControlPlane;
-use softvpc_server::ec2;
 use softvpc_server::trust::Trust;
 use softvpc_trust::client::Credentials;
 use tonic::transport::Channel;
 use tonic::Streaming;
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        let p = std::env::temp_dir().join(format!(
-            "softvpc-grpc-test-{}",
-            softvpc_server::model::ids::new_id("t")
-        ));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+mod common;
+use common::{api, create_subnet, create_vpc, TempDir};
 
 struct Server {
     cp: Arc<ControlPlane>,
@@ -131,25 +112,6 @@ async fn start(ring: usize) -> Server {
 
 /// Runs `action` through the real dispatcher; the request is built and the answer read by
 /// softvpc's EC2 client (`softvpc-ec2-client`), as the lab and the benchmark do over HTTP.
-fn api(cp: &ControlPlane, action: &str, input: Value) -> Value {
-    let body = codec::request_body(action, &input).unwrap();
-    let reply = ec2::dispatch(cp, &[body.as_bytes()]);
-    codec::decode_reply(action, reply.status, &reply.body).unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn create_vpc(cp: &ControlPlane, cidr: &str) -> String {
-    let out = api(cp, "CreateVpc", Value::new_struct().with("CidrBlock", cidr));
-    str_at(&out, &["Vpc", "VpcId"]).unwrap().to_string()
-}
-
-fn create_subnet(cp: &ControlPlane, vpc: &str, cidr: &str) -> String {
-    let input = Value::new_struct()
-        .with("VpcId", vpc)
-        .with("CidrBlock", cidr);
-    let out = api(cp, "CreateSubnet", input);
-    str_at(&out, &["Subnet", "SubnetId"]).unwrap().to_string()
-}
-
 /// Launches one instance on `host` (a host id or name); returns its id.
 fn run_instance(
     cp: &ControlPlane,

@@ -5,7 +5,6 @@
 //! the admin socket (the watch ends, reconnecting is refused, other hosts drop the host).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,28 +12,13 @@ use softvpc_proto::pb;
 use softvpc_proto::pb::mapping_client::MappingClient;
 use softvpc_server::control::ControlPlane;
 use softvpc_server::trust::{admin, Trust};
-use softvpc_server::{ec2, Listeners};
+use softvpc_server::Listeners;
 use softvpc_trust::client::{self, Credentials};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        let p = std::env::temp_dir().join(format!(
-            "softvpc-trust-test-{}",
-            softvpc_server::model::ids::new_id("t")
-        ));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+mod common;
+use common::{api, create_subnet, create_vpc, TempDir};
+use softvpc_ec2_client::Value;
 
 struct Server {
     cp: Arc<ControlPlane>,
@@ -135,19 +119,6 @@ async fn start(host_cert_ttl: Duration) -> Server {
     }
 }
 
-fn api(cp: &ControlPlane, body: &str) -> String {
-    let reply = ec2::dispatch(cp, &[body.as_bytes()]);
-    assert_eq!(reply.status, 200, "{body}: {}", reply.body);
-    reply.body
-}
-
-fn extract(xml: &str, tag: &str) -> String {
-    let open = format!("<{tag}>");
-    let start = xml.find(&open).unwrap() + open.len();
-    let end = xml[start..].find('<').unwrap() + start;
-    xml[start..end].to_string()
-}
-
 async fn register(
     c: &mut MappingClient<Channel>,
     name: &str,
@@ -197,20 +168,17 @@ async fn two_hosts(srv: &Server) -> (Credentials, Credentials, String, String) {
         .await
         .unwrap();
     for (cidr, host) in [("10.1.0.0", "host-1"), ("10.2.0.0", "host-2")] {
-        let vpc = extract(
-            &api(&srv.cp, &format!("Action=CreateVpc&CidrBlock={cidr}%2F16")),
-            "vpcId",
-        );
-        let subnet = extract(
-            &api(
-                &srv.cp,
-                &format!("Action=CreateSubnet&VpcId={vpc}&CidrBlock={cidr}%2F24"),
-            ),
-            "subnetId",
-        );
+        let vpc = create_vpc(&srv.cp, &format!("{cidr}/16"));
+        let subnet = create_subnet(&srv.cp, &vpc, &format!("{cidr}/24"));
+        let placement = Value::new_struct().with("HostId", host);
         api(
             &srv.cp,
-            &format!("Action=RunInstances&MinCount=1&MaxCount=1&SubnetId={subnet}&Placement.HostId={host}"),
+            "RunInstances",
+            Value::new_struct()
+                .with("MinCount", 1i64)
+                .with("MaxCount", 1i64)
+                .with("SubnetId", subnet.as_str())
+                .with("Placement", placement),
         );
     }
     (c1, c2, h1, h2)
