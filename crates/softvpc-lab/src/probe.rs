@@ -100,18 +100,13 @@ fn is_reply(datagram: &[u8], dst: Ipv4Addr, ident: u16, payload: &[u8]) -> bool 
     )
 }
 
+/// The errors `send_to` reports for a destination with no route (yet).
 fn is_unreachable(e: &std::io::Error) -> bool {
+    use nix::errno::Errno;
     matches!(
-        e.raw_os_error(),
-        Some(libc_errno::ENETUNREACH | libc_errno::EHOSTUNREACH | libc_errno::EADDRNOTAVAIL)
+        e.raw_os_error().map(Errno::from_raw),
+        Some(Errno::ENETUNREACH | Errno::EHOSTUNREACH | Errno::EADDRNOTAVAIL)
     )
-}
-
-/// The errno values `send_to` reports for a destination with no route.
-mod libc_errno {
-    pub const ENETUNREACH: i32 = nix::errno::Errno::ENETUNREACH as i32;
-    pub const EHOSTUNREACH: i32 = nix::errno::Errno::EHOSTUNREACH as i32;
-    pub const EADDRNOTAVAIL: i32 = nix::errno::Errno::EADDRNOTAVAIL as i32;
 }
 
 #[cfg(test)]
