@@ -17,7 +17,7 @@ use crate::layers::gateway::{arp, icmp};
 use crate::layers::{route, Ctx, Direction, Reply};
 use crate::pipeline::{self, Destination, Outcome, Trace, TraceVerdict};
 use crate::report::{DropReporter, Event};
-use crate::{Counters, DropReason, MappingTable, Output};
+use crate::{Counters, DropReason, LayerDecision, LayerId, MappingTable, Output};
 
 /// A local port: one TAP device, carrying one ENI. Assigned by the shell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -194,18 +194,9 @@ impl Engine {
     /// what each layer decided. Counters, timers and events are left alone; the frame the data
     /// path would have sent is appended to `out`.
     pub fn trace_port_frame(&self, port: PortId, frame: &[u8], out: &mut Output) -> Trace {
-        let cx = Ctx {
-            table: &self.table,
-            config: &self.config,
-        };
-        let mut layers = Vec::new();
-        let outcome = pipeline::egress(cx, port, frame, &mut layers);
-        let verdict = trace_verdict(cx, out, outcome);
-        Trace {
-            direction: Direction::Egress,
-            layers,
-            verdict,
-        }
+        self.trace(Direction::Egress, out, |cx, layers| {
+            pipeline::egress(cx, port, frame, layers)
+        })
     }
 
     /// [`trace_port_frame`](Self::trace_port_frame) for a VXLAN datagram from `src`.
@@ -215,15 +206,27 @@ impl Engine {
         datagram: &[u8],
         out: &mut Output,
     ) -> Trace {
+        self.trace(Direction::Ingress, out, |cx, layers| {
+            pipeline::ingress(cx, src, datagram, layers)
+        })
+    }
+
+    /// Runs one direction's pipeline with a recorder of each layer's decision.
+    fn trace<'f>(
+        &self,
+        direction: Direction,
+        out: &mut Output,
+        run: impl FnOnce(Ctx<'_>, &mut Vec<(LayerId, LayerDecision)>) -> Result<Outcome<'f>, DropReason>,
+    ) -> Trace {
         let cx = Ctx {
             table: &self.table,
             config: &self.config,
         };
         let mut layers = Vec::new();
-        let outcome = pipeline::ingress(cx, src, datagram, &mut layers);
+        let outcome = run(cx, &mut layers);
         let verdict = trace_verdict(cx, out, outcome);
         Trace {
-            direction: Direction::Ingress,
+            direction,
             layers,
             verdict,
         }
