@@ -31,8 +31,8 @@ use anyhow::{bail, ensure, Context};
 use clap::Parser;
 use softvpc_ec2_client::read::str_at;
 use softvpc_ec2_client::{BlockingClient, Config, Credentials, Value};
-use softvpc_server::model::Table;
-use softvpc_server::store::Store;
+use softvpc_model::Table;
+use softvpc_store::Store;
 
 #[derive(Parser, Debug)]
 #[command(about = "EC2 API benchmark: CreateNetworkInterface and DescribeNetworkInterfaces")]

@@ -11,8 +11,8 @@ pub mod control;
 pub mod ec2;
 pub mod fuzzing;
 pub mod mapping;
-pub mod model;
-pub mod store;
+pub use softvpc_model as model;
+pub use softvpc_store as store;
 pub mod trust;
 
 use std::net::SocketAddr;

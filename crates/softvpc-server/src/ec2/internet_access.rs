@@ -268,9 +268,15 @@ pub fn describe_nat_gateways(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiE
     {
         return Err(nat_gateway::nat_not_found(missing));
     }
+    // Filters and answers see each gateway's state moved on by the clock.
+    let observed: crate::model::Map<NatGateway> = state
+        .nat_gateways
+        .iter()
+        .map(|(id, n)| (id.clone(), std::sync::Arc::new(n.observed(now))))
+        .collect();
     let items = input::select(
         &state,
-        &state.nat_gateways,
+        &observed,
         &ids,
         ("NatGatewayNotFound", "natGateway"),
         &filters,

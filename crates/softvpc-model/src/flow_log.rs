@@ -19,7 +19,7 @@ use super::filter::Filterable;
 use super::idempotency::{self, ClientToken, Digest};
 use super::ids::new_id;
 use super::{ApiError, State, Tags, Txn, OWNER_ID};
-use crate::model::peering::REGION;
+use crate::peering::REGION;
 
 /// The default record format (all version 2 fields, in AWS's order).
 pub const DEFAULT_FORMAT: &str = "${version} ${account-id} ${interface-id} ${srcaddr} ${dstaddr} \
@@ -784,8 +784,8 @@ impl Filterable for FlowLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::vpc::{create_vpc, delete_vpc};
-    use crate::model::{Table, Write};
+    use crate::vpc::{create_vpc, delete_vpc};
+    use crate::{Table, Write};
 
     fn cwl(ids: &[&str], group: &str) -> CreateRequest {
         CreateRequest {

@@ -83,6 +83,15 @@ impl NatGateway {
         }
     }
 
+    /// The gateway as a client sees it at `now` (its state moved on, see
+    /// [`Self::observed_state`]): what describe calls filter and show.
+    pub fn observed(&self, now: u64) -> NatGateway {
+        NatGateway {
+            state: self.observed_state(now),
+            ..self.clone()
+        }
+    }
+
     /// True when a describe at `now` still shows it.
     pub fn visible(&self, now: u64) -> bool {
         self.delete_time
@@ -277,12 +286,9 @@ impl Filterable for NatGateway {
     fn field(&self, _state: &State, name: &str) -> Vec<String> {
         match name {
             "nat-gateway-id" => vec![self.id.clone()],
-            // Filters see the stored state moved on by the clock (see `observed_state`); the
-            // describe handler passes the same `now`.
-            "state" => vec![self
-                .observed_state(crate::control::now_secs())
-                .as_str()
-                .to_string()],
+            // The describe handler filters the gateways as observed at its `now` (see
+            // `observed`), so this is the state moved on by the clock.
+            "state" => vec![self.state.as_str().to_string()],
             "subnet-id" => vec![self.subnet_id.clone()],
             "vpc-id" => vec![self.vpc_id.clone()],
             _ => Vec::new(),

@@ -187,7 +187,7 @@ impl Filterable for DhcpOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::vpc::{create_vpc, delete_vpc};
+    use crate::vpc::{create_vpc, delete_vpc};
 
     fn opt(k: &str, v: &[&str]) -> (String, Vec<String>) {
         (k.into(), v.iter().map(|s| s.to_string()).collect())

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle};
 
-use crate::model::{LoadTable, Map, Resource, State, Table, Write, FIRST_VNI};
+use softvpc_model::{LoadTable, Map, Resource, State, Table, Write, FIRST_VNI};
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 

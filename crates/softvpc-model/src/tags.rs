@@ -296,7 +296,7 @@ pub fn all_tags(state: &super::State) -> Vec<TagItem> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{vpc::create_vpc, State};
+    use crate::{vpc::create_vpc, State};
 
     #[test]
     fn create_and_delete_tags() {
@@ -340,13 +340,12 @@ mod tests {
 
     #[test]
     fn all_tags_lists_and_filters() {
-        use crate::model::filter::{matches, Filter};
+        use crate::filter::{matches, Filter};
         let mut txn = Txn::new(State::new(), 0);
         let kv = |k: &str, v: &str| (k.to_string(), v.to_string());
         let a = create_vpc(&mut txn, "10.0.0.0/16", None, Tags::new()).unwrap();
         let b = create_vpc(&mut txn, "10.1.0.0/16", None, Tags::new()).unwrap();
-        let sg =
-            crate::model::internet_gateway::create_internet_gateway(&mut txn, Tags::new()).unwrap();
+        let sg = crate::internet_gateway::create_internet_gateway(&mut txn, Tags::new()).unwrap();
         create_tags(
             &mut txn,
             std::slice::from_ref(&a.id),

@@ -183,7 +183,7 @@ pub fn create_default_vpc(txn: &mut Txn) -> Result<(String, String), ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::State;
+    use crate::State;
 
     #[test]
     fn vpc_attributes_default_and_change() {
