@@ -167,6 +167,9 @@ pub fn table(host: Ipv4Addr) -> MappingTable {
                 } else {
                     Location::Remote(e.host)
                 },
+                security_group_ids: Vec::new(),
+                source_dest_check: true,
+                conntrack: Default::default(),
             },
         );
     }

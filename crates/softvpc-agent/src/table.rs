@@ -44,6 +44,11 @@ pub fn build(records: &Records, local: Ipv4Addr, ports: &HashMap<String, PortId>
                 secondary_ips: e.secondary_ips.clone(),
                 mac: e.mac,
                 location,
+                // Groups, the check and the timeouts arrive with the policy records (issue 10);
+                // until then no filtering, as before.
+                security_group_ids: Vec::new(),
+                source_dest_check: true,
+                conntrack: Default::default(),
             },
         );
     }

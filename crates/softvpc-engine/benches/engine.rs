@@ -69,6 +69,9 @@ fn records(n: u32) -> Input {
                 } else {
                     Location::Remote(REMOTE)
                 },
+                security_group_ids: Vec::new(),
+                source_dest_check: true,
+                conntrack: Default::default(),
             },
         ));
     }

@@ -42,9 +42,11 @@ pub use counters::{Counters, DropReason, Path};
 pub use engine::{Engine, EngineConfig, PortId};
 pub use layers::{Direction, LayerId};
 pub use mapping::{
-    router_mac, EniEntry, Location, Mac, MappingTable, PlacedEni, SubnetEntry, SubnetIdx,
-    TableBuilder, Vni, VpcEntry,
+    router_mac, EniEntry, GroupMembers, Location, Mac, MappingTable, PeeringEntry, PlacedEni,
+    SubnetEntry, SubnetIdx, TableBuilder, Vni, VpcEntry,
 };
 pub use output::{Output, Transmit};
 pub use pipeline::{LayerDecision, Trace, TraceVerdict};
 pub use report::{DropReport, DropSample, Event};
+/// The policy crate whose input types the [`TableBuilder`] takes.
+pub use softvpc_policy as policy;

@@ -7,6 +7,14 @@
 //! and the set of registered underlay IPs; where an ENI is (local port or remote host) is
 //! resolved by the shell.
 //!
+//! The table also carries the policy inputs of the VPCs the host holds (security groups and the
+//! member addresses of referenced groups, network ACLs, route tables, peering connections),
+//! compiled by `softvpc-policy` when the table is built, and a [`Generation`] unique to this
+//! build: whatever the engine cached under another table is recomputed before use. An input
+//! that was not given keeps the behaviour of a table without policy: an ENI without groups
+//! passes everything, a subnet without an ACL too, a VPC without route tables has its local
+//! routes only.
+//!
 //! Every lookup is keyed by VNI first: VPCs may reuse each other's addresses and never mix.
 //! Lookups are one hash-map probe with a fixed-seed `foldhash` hasher on integer keys (no
 //! allocation, no string hashing on the data path).
@@ -14,8 +22,15 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use ipnet::Ipv4Net;
+use softvpc_policy::conntrack::{ConnectionTrackingSpec, Timeouts};
+use softvpc_policy::nacl::{AclEntry, NetworkAcl};
+use softvpc_policy::route::{Route, RouteTable, VpcRoutes};
+use softvpc_policy::secgroup::{CompiledGroups, Members, SgRule};
+use softvpc_policy::Generation;
 
 use crate::PortId;
 
@@ -52,7 +67,7 @@ pub enum Location {
 pub struct SubnetIdx(u32);
 
 /// A placed ENI, as the data path needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct EniEntry {
     /// The ENI id.
     pub eni_id: Box<str>,
@@ -68,6 +83,15 @@ pub struct EniEntry {
     pub subnet: Option<SubnetIdx>,
     /// Where its frames go.
     pub location: Location,
+    /// Its security groups' ids.
+    pub security_group_ids: Box<[Box<str>]>,
+    /// The rules of its groups, compiled; `None` when it has no group (everything passes).
+    pub groups: Option<Arc<CompiledGroups>>,
+    /// Source/destination check (on: it sends only from its own addresses and receives only
+    /// for them).
+    pub source_dest_check: bool,
+    /// Its connection-tracking idle timeouts.
+    pub timeouts: Timeouts,
 }
 
 impl EniEntry {
@@ -79,7 +103,7 @@ impl EniEntry {
 }
 
 /// A subnet as the data path needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct SubnetEntry {
     /// The subnet id.
     pub subnet_id: Box<str>,
@@ -89,10 +113,12 @@ pub struct SubnetEntry {
     pub cidr: Ipv4Net,
     /// Network address + 1: the VPC router's address in this subnet.
     pub router_ip: Ipv4Addr,
+    /// Its network ACL, compiled; `None` when none was given (everything passes).
+    pub acl: Option<Arc<NetworkAcl>>,
 }
 
 /// A VPC as the data path needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct VpcEntry {
     /// The VPC id.
     pub vpc_id: Box<str>,
@@ -102,7 +128,70 @@ pub struct VpcEntry {
     pub cidrs: Box<[Ipv4Net]>,
     /// Its router's MAC ([`router_mac`]).
     pub router_mac: Mac,
+    /// Its route tables and their subnet associations; `None` when none was given (the local
+    /// routes only).
+    pub routes: Option<Arc<VpcRoutes>>,
 }
+
+/// A VPC peering connection as the data path needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeeringEntry {
+    /// The `pcx-` id.
+    pub pcx_id: Box<str>,
+    /// The requester VPC's VNI (`None`: that VPC is not in the table).
+    pub requester: Option<Vni>,
+    /// The accepter VPC's VNI.
+    pub accepter: Option<Vni>,
+    /// Only an active connection carries traffic.
+    pub active: bool,
+}
+
+impl PeeringEntry {
+    /// The VPC on the other side of the connection from `vni`, if the connection joins `vni`
+    /// to a VPC in the table and is active.
+    pub fn peer_of(&self, vni: Vni) -> Option<Vni> {
+        if !self.active {
+            return None;
+        }
+        match (self.requester, self.accepter) {
+            (Some(r), Some(a)) if r == vni => Some(a),
+            (Some(r), Some(a)) if a == vni => Some(r),
+            _ => None,
+        }
+    }
+}
+
+/// The member addresses of security groups: every address of every ENI in the table that has
+/// the group, and the addresses given with [`TableBuilder::group_member`] (ENIs of groups the
+/// rules reference that the host does not otherwise hold, as in peered VPCs).
+#[derive(Debug, Default)]
+pub struct GroupMembers {
+    by_group: HashMap<Box<str>, FastSet<u32>, FastState>,
+}
+
+impl Members for GroupMembers {
+    #[inline]
+    fn contains(&self, group_id: &str, addr: Ipv4Addr) -> bool {
+        self.by_group
+            .get(group_id)
+            .is_some_and(|s| s.contains(&u32::from(addr)))
+    }
+}
+
+impl GroupMembers {
+    fn add(&mut self, group_id: &str, addr: Ipv4Addr) {
+        if let Some(set) = self.by_group.get_mut(group_id) {
+            set.insert(u32::from(addr));
+        } else {
+            let mut set = FastSet::default();
+            set.insert(u32::from(addr));
+            self.by_group.insert(group_id.into(), set);
+        }
+    }
+}
+
+/// Every table built gets the next generation, so the engine can tell tables apart.
+static GENERATIONS: AtomicU64 = AtomicU64::new(1);
 
 /// The fixed-seed hasher of the table's maps: fast on small integer keys, and deterministic
 /// (the engine must behave the same on every run). Keys come from the control plane, never
@@ -135,6 +224,14 @@ pub struct MappingTable {
     routers: FastMap<u64, u32>,
     /// Underlay addresses of registered hosts (accepted VXLAN sources).
     hosts: FastSet<u32>,
+    /// ENI id -> index into `enis`.
+    by_id: HashMap<Box<str>, u32, FastState>,
+    /// Peering connections by id.
+    peerings: HashMap<Box<str>, PeeringEntry, FastState>,
+    /// Member addresses of security groups.
+    members: GroupMembers,
+    /// This build's generation (0 for the empty default table).
+    generation: Generation,
 }
 
 /// An ENI to put in the table, with its location resolved by the shell.
@@ -154,6 +251,39 @@ pub struct PlacedEni {
     pub mac: Mac,
     /// Behind which local port, or on which remote host.
     pub location: Location,
+    /// Its security groups (`sg-` ids; their rules come with [`TableBuilder::security_group`]).
+    /// None: no security-group filtering for this ENI.
+    pub security_group_ids: Vec<String>,
+    /// Source/destination check (AWS's default: on).
+    pub source_dest_check: bool,
+    /// Its connection-tracking timeouts (AWS's `ConnectionTrackingSpecification`); out of
+    /// bounds values are ignored (the defaults apply) and logged.
+    pub conntrack: ConnectionTrackingSpec,
+}
+
+/// A security group as given to the builder.
+#[derive(Debug)]
+struct GroupInput {
+    #[allow(dead_code)] // Kept for traces and diagnostics; rules carry the group id.
+    vpc_id: String,
+    rules: Vec<SgRule>,
+}
+
+/// A network ACL as given to the builder.
+#[derive(Debug)]
+struct AclInput {
+    vpc_id: String,
+    entries: Vec<AclEntry>,
+    subnet_ids: Vec<String>,
+}
+
+/// A route table as given to the builder.
+#[derive(Debug)]
+struct RouteTableInput {
+    vpc_id: String,
+    main: bool,
+    routes: Vec<Route>,
+    subnet_ids: Vec<String>,
 }
 
 /// Collects hosts, VPCs, subnets and placed ENIs, then builds the [`MappingTable`].
@@ -164,6 +294,11 @@ pub struct TableBuilder {
     vpcs: BTreeMap<String, (Vni, Vec<Ipv4Net>)>,
     subnets: BTreeMap<String, (String, Ipv4Net)>,
     enis: BTreeMap<String, PlacedEni>,
+    groups: BTreeMap<String, GroupInput>,
+    members: Vec<(String, Ipv4Addr)>,
+    acls: BTreeMap<String, AclInput>,
+    route_tables: BTreeMap<String, RouteTableInput>,
+    peerings: BTreeMap<String, (String, String, bool)>,
 }
 
 impl TableBuilder {
@@ -192,6 +327,92 @@ impl TableBuilder {
         self
     }
 
+    /// A security group of VPC `vpc_id` with all its rules (both directions).
+    pub fn security_group(
+        &mut self,
+        group_id: &str,
+        vpc_id: &str,
+        rules: Vec<SgRule>,
+    ) -> &mut Self {
+        self.groups.insert(
+            group_id.to_string(),
+            GroupInput {
+                vpc_id: vpc_id.to_string(),
+                rules,
+            },
+        );
+        self
+    }
+
+    /// An address of an ENI that has group `group_id`, for rules that reference the group
+    /// (ENIs in the table count without this; use it for the others, e.g. in peered VPCs).
+    pub fn group_member(&mut self, group_id: &str, ip: Ipv4Addr) -> &mut Self {
+        self.members.push((group_id.to_string(), ip));
+        self
+    }
+
+    /// A network ACL of VPC `vpc_id`, its entries (both directions) and the subnets associated
+    /// with it.
+    pub fn network_acl(
+        &mut self,
+        acl_id: &str,
+        vpc_id: &str,
+        entries: Vec<AclEntry>,
+        subnet_ids: &[&str],
+    ) -> &mut Self {
+        self.acls.insert(
+            acl_id.to_string(),
+            AclInput {
+                vpc_id: vpc_id.to_string(),
+                entries,
+                subnet_ids: subnet_ids.iter().map(|s| s.to_string()).collect(),
+            },
+        );
+        self
+    }
+
+    /// A route table of VPC `vpc_id` (`main`: the VPC's main table), its routes (the local
+    /// routes of the VPC's CIDRs are added unless a route replaces them) and the subnets
+    /// explicitly associated with it.
+    pub fn route_table(
+        &mut self,
+        table_id: &str,
+        vpc_id: &str,
+        main: bool,
+        routes: Vec<Route>,
+        subnet_ids: &[&str],
+    ) -> &mut Self {
+        self.route_tables.insert(
+            table_id.to_string(),
+            RouteTableInput {
+                vpc_id: vpc_id.to_string(),
+                main,
+                routes,
+                subnet_ids: subnet_ids.iter().map(|s| s.to_string()).collect(),
+            },
+        );
+        self
+    }
+
+    /// A VPC peering connection; only an `active` one carries traffic.
+    pub fn peering(
+        &mut self,
+        pcx_id: &str,
+        requester_vpc_id: &str,
+        accepter_vpc_id: &str,
+        active: bool,
+    ) -> &mut Self {
+        self.peerings.insert(
+            pcx_id.to_string(),
+            (
+                requester_vpc_id.to_string(),
+                accepter_vpc_id.to_string(),
+                active,
+            ),
+        );
+        self
+    }
+
     /// Builds the table, in time linear in what was added.
     ///
     /// Inconsistent input is tolerated (the table must always be buildable): a VPC or ENI
@@ -208,7 +429,12 @@ impl TableBuilder {
             vpcs: FastMap::with_capacity_and_hasher(self.vpcs.len(), FastState::default()),
             routers: FastMap::with_capacity_and_hasher(self.subnets.len(), FastState::default()),
             hosts: self.hosts,
+            by_id: HashMap::default(),
+            peerings: HashMap::default(),
+            members: GroupMembers::default(),
+            generation: Generation(GENERATIONS.fetch_add(1, Ordering::Relaxed)),
         };
+        let generation = t.generation;
 
         for (vpc_id, (vni, cidrs)) in &self.vpcs {
             if vni.0 > Vni::MAX {
@@ -222,6 +448,55 @@ impl TableBuilder {
                     vni: *vni,
                     cidrs: cidrs.clone().into_boxed_slice(),
                     router_mac: router_mac(*vni),
+                    routes: None,
+                },
+            );
+        }
+        // Route tables, per VPC.
+        let mut tables_of: BTreeMap<&str, Vec<(&str, &RouteTableInput)>> = BTreeMap::new();
+        for (id, rt) in &self.route_tables {
+            tables_of
+                .entry(rt.vpc_id.as_str())
+                .or_default()
+                .push((id.as_str(), rt));
+        }
+        for (vpc_id, tables) in tables_of {
+            let Some(vpc) = self
+                .vpcs
+                .get(vpc_id)
+                .and_then(|(vni, _)| t.vpcs.get_mut(&vni.0))
+            else {
+                tracing::warn!(vpc = %vpc_id, "route tables of an unknown VPC; ignored");
+                continue;
+            };
+            let main = tables.iter().find(|(_, rt)| rt.main).map(|(id, _)| *id);
+            let compiled = tables
+                .iter()
+                .map(|(id, rt)| RouteTable::compile(id, &vpc.cidrs, rt.routes.clone(), generation))
+                .collect();
+            let associations = tables
+                .iter()
+                .flat_map(|(id, rt)| rt.subnet_ids.iter().map(move |s| (s.as_str(), *id)));
+            vpc.routes = Some(Arc::new(VpcRoutes::new(
+                compiled,
+                main.unwrap_or(""),
+                associations,
+            )));
+        }
+        for (pcx_id, (requester, accepter, active)) in &self.peerings {
+            let known = |id: &str| {
+                self.vpcs
+                    .get(id)
+                    .map(|(vni, _)| *vni)
+                    .filter(|v| t.vpcs.contains_key(&v.0))
+            };
+            t.peerings.insert(
+                pcx_id.as_str().into(),
+                PeeringEntry {
+                    pcx_id: pcx_id.as_str().into(),
+                    requester: known(requester),
+                    accepter: known(accepter),
+                    active: *active,
                 },
             );
         }
@@ -233,6 +508,18 @@ impl TableBuilder {
             .collect();
         let vni_of_vpc = |vpc_id: &str| vnis.get(vpc_id).copied();
 
+        // Network ACLs, compiled once each, by associated subnet.
+        let mut acl_of: FastMap<&str, (&str, Arc<NetworkAcl>)> = FastMap::default();
+        for (acl_id, acl) in &self.acls {
+            let compiled = Arc::new(NetworkAcl::compile(
+                acl_id,
+                acl.entries.iter().cloned(),
+                generation,
+            ));
+            for subnet in &acl.subnet_ids {
+                acl_of.insert(subnet.as_str(), (acl.vpc_id.as_str(), compiled.clone()));
+            }
+        }
         let mut subnet_idx: FastMap<&str, SubnetIdx> =
             FastMap::with_capacity_and_hasher(self.subnets.len(), FastState::default());
         for (subnet_id, (vpc_id, cidr)) in &self.subnets {
@@ -248,11 +535,20 @@ impl TableBuilder {
                 vni,
                 cidr,
                 router_ip,
+                acl: match acl_of.get(subnet_id.as_str()) {
+                    Some((acl_vpc, acl)) if *acl_vpc == vpc_id.as_str() => Some(acl.clone()),
+                    Some(_) => {
+                        tracing::warn!(subnet = %subnet_id, "network ACL of another VPC; ignored");
+                        None
+                    }
+                    None => None,
+                },
             });
             t.routers.insert(vni_ip_key(vni, router_ip), idx.0);
             subnet_idx.insert(subnet_id.as_str(), idx);
         }
 
+        let mut compiled_groups: BTreeMap<Vec<String>, Arc<CompiledGroups>> = BTreeMap::new();
         for (eni_id, eni) in &self.enis {
             // The VPC's VNI is authoritative; the ENI's own copy covers a VPC not (yet) sent.
             let vni = vni_of_vpc(&eni.vpc_id).unwrap_or(eni.vni);
@@ -294,6 +590,32 @@ impl TableBuilder {
                     );
                 }
             }
+            let groups = if eni.security_group_ids.is_empty() {
+                None
+            } else {
+                let mut ids = eni.security_group_ids.clone();
+                ids.sort();
+                ids.dedup();
+                for g in &ids {
+                    for ip in std::iter::once(eni.ip).chain(eni.secondary_ips.iter().copied()) {
+                        t.members.add(g, ip);
+                    }
+                }
+                // ENIs with the same set of groups share one compiled structure.
+                let compiled = compiled_groups.entry(ids).or_insert_with_key(|ids| {
+                    let rules = ids
+                        .iter()
+                        .filter_map(|g| self.groups.get(g))
+                        .flat_map(|g| g.rules.iter().cloned());
+                    Arc::new(CompiledGroups::compile(rules, generation))
+                });
+                Some(compiled.clone())
+            };
+            let timeouts = Timeouts::from_spec(&eni.conntrack).unwrap_or_else(|e| {
+                tracing::warn!(eni = %eni_id, error = %e, "connection tracking timeouts ignored");
+                Timeouts::default()
+            });
+            t.by_id.insert(eni_id.as_str().into(), idx);
             t.enis.push(EniEntry {
                 eni_id: eni_id.as_str().into(),
                 vni,
@@ -302,7 +624,18 @@ impl TableBuilder {
                 secondary_ips: eni.secondary_ips.clone().into_boxed_slice(),
                 subnet,
                 location: eni.location,
+                security_group_ids: eni
+                    .security_group_ids
+                    .iter()
+                    .map(|g| g.as_str().into())
+                    .collect(),
+                groups,
+                source_dest_check: eni.source_dest_check,
+                timeouts,
             });
+        }
+        for (group, ip) in &self.members {
+            t.members.add(group, *ip);
         }
         tracing::debug!(
             enis = t.enis.len(),
@@ -325,7 +658,34 @@ impl MappingTable {
             vpcs: BTreeMap::new(),
             subnets: BTreeMap::new(),
             enis: BTreeMap::new(),
+            groups: BTreeMap::new(),
+            members: Vec::new(),
+            acls: BTreeMap::new(),
+            route_tables: BTreeMap::new(),
+            peerings: BTreeMap::new(),
         }
+    }
+
+    /// This build's generation: unique per [`TableBuilder::build`] (0 for the empty default
+    /// table). What the engine caches under one table is recomputed under another.
+    pub fn generation(&self) -> Generation {
+        self.generation
+    }
+
+    /// The member addresses of security groups (for rules that reference groups).
+    pub fn members(&self) -> &GroupMembers {
+        &self.members
+    }
+
+    /// A peering connection by id.
+    pub fn peering(&self, pcx_id: &str) -> Option<&PeeringEntry> {
+        self.peerings.get(pcx_id)
+    }
+
+    /// The ENI with id `eni_id`.
+    pub fn eni_by_id(&self, eni_id: &str) -> Option<&EniEntry> {
+        let &idx = self.by_id.get(eni_id)?;
+        self.enis.get(idx as usize)
     }
 
     /// This host's underlay address (None only for the empty default table).

@@ -220,3 +220,103 @@ fn drop_reason_names_match_the_contract() {
         ]
     );
 }
+
+#[test]
+fn policy_inputs_are_compiled_into_the_table() {
+    use softvpc_engine::policy::nacl::AclEntry;
+    use softvpc_engine::policy::route::{Route, RouteState, Target};
+    use softvpc_engine::policy::secgroup::{Members, Peer, SgRule};
+    use softvpc_engine::policy::Direction as Dir;
+    use softvpc_engine::{Location, MappingTable, PlacedEni};
+
+    let cidr: ipnet::Ipv4Net = "10.0.0.0/16".parse().unwrap();
+    let peer_cidr: ipnet::Ipv4Net = "10.1.0.0/16".parse().unwrap();
+    let mut b = MappingTable::builder(HOST1);
+    b.host(HOST1).host(HOST2);
+    b.vpc("vpc-1", VNI1, &[cidr])
+        .vpc("vpc-p", VNI2, &[peer_cidr]);
+    b.subnet("subnet-a", "vpc-1", "10.0.0.0/24".parse().unwrap());
+    b.subnet("subnet-b", "vpc-1", "10.0.1.0/24".parse().unwrap());
+    let eni = |ip: [u8; 4], groups: &[&str], location| PlacedEni {
+        vpc_id: "vpc-1".into(),
+        vni: VNI1,
+        subnet_id: "subnet-a".into(),
+        ip: Ipv4Addr::from(ip),
+        secondary_ips: vec![],
+        mac: [2, 0, ip[1], ip[2], ip[3], 1],
+        location,
+        security_group_ids: groups.iter().map(|g| g.to_string()).collect(),
+        source_dest_check: groups.is_empty(),
+        conntrack: Default::default(),
+    };
+    b.eni(
+        "eni-a",
+        eni([10, 0, 0, 5], &["sg-web"], Location::Local(PortId(1))),
+    );
+    b.eni("eni-b", eni([10, 0, 0, 6], &[], Location::Remote(HOST2)));
+    let ssh = SgRule::from_aws(
+        "sgr-ssh",
+        "sg-web",
+        Dir::Ingress,
+        "tcp",
+        Some(22),
+        Some(22),
+        Peer::Group("sg-admin".into()),
+    )
+    .unwrap();
+    b.security_group("sg-web", "vpc-1", vec![ssh]);
+    b.group_member("sg-admin", Ipv4Addr::new(10, 1, 0, 9));
+    let deny = AclEntry::from_aws(100, false, "-1", "deny", cidr, None, None).unwrap();
+    b.network_acl("acl-1", "vpc-1", vec![deny], &["subnet-b"]);
+    let to_peer = Route {
+        destination: peer_cidr,
+        target: Target::VpcPeeringConnection("pcx-1".into()),
+        state: RouteState::Active,
+    };
+    b.route_table("rtb-main", "vpc-1", true, vec![], &[]);
+    b.route_table("rtb-b", "vpc-1", false, vec![to_peer], &["subnet-b"]);
+    b.peering("pcx-1", "vpc-1", "vpc-p", true);
+    b.peering("pcx-2", "vpc-1", "vpc-gone", true);
+    let t = b.build();
+
+    let a = t.eni_by_ip(VNI1, Ipv4Addr::new(10, 0, 0, 5)).unwrap();
+    let groups = a.groups.as_ref().expect("groups compiled");
+    assert_eq!(groups.rules().len(), 1);
+    assert_eq!(groups.generation(), t.generation());
+    assert!(!a.source_dest_check, "given as off");
+    assert!(t
+        .eni_by_ip(VNI1, Ipv4Addr::new(10, 0, 0, 6))
+        .unwrap()
+        .groups
+        .is_none());
+    // Members: the ENIs in the table that have the group, and the ones given.
+    assert!(t.members().contains("sg-web", Ipv4Addr::new(10, 0, 0, 5)));
+    assert!(t.members().contains("sg-admin", Ipv4Addr::new(10, 1, 0, 9)));
+    assert!(!t.members().contains("sg-web", Ipv4Addr::new(10, 0, 0, 6)));
+    // The ACL sits on its subnet only.
+    let subnet_of = |ip: [u8; 4]| {
+        let e = t.eni_by_ip(VNI1, Ipv4Addr::from(ip)).unwrap();
+        t.subnet(e.subnet.unwrap()).unwrap()
+    };
+    assert!(subnet_of([10, 0, 0, 5]).acl.is_none());
+    let routes = t
+        .vpc(VNI1)
+        .unwrap()
+        .routes
+        .as_ref()
+        .expect("routes compiled");
+    assert_eq!(routes.table_for("subnet-a").unwrap().id(), "rtb-main");
+    assert_eq!(routes.table_for("subnet-b").unwrap().id(), "rtb-b");
+    assert!(
+        t.vpc(VNI2).unwrap().routes.is_none(),
+        "no table: local routes only"
+    );
+    assert_eq!(t.peering("pcx-1").unwrap().peer_of(VNI1), Some(VNI2));
+    assert_eq!(
+        t.peering("pcx-2").unwrap().peer_of(VNI1),
+        None,
+        "other side unknown"
+    );
+    // Every build is a new generation.
+    assert_ne!(t.generation(), seed_engine(HOST1).table().generation());
+}

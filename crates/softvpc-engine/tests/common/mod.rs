@@ -200,6 +200,9 @@ pub fn table(r: &SeedRecords, host: Ipv4Addr, ports: &HashMap<String, PortId>) -
                 secondary_ips: e.secondary_ips.clone(),
                 mac: e.mac,
                 location,
+                security_group_ids: Vec::new(),
+                source_dest_check: true,
+                conntrack: Default::default(),
             },
         );
     }
