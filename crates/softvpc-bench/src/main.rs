@@ -32,7 +32,7 @@ use clap::Parser;
 use softvpc_ec2_client::read::str_at;
 use softvpc_ec2_client::{BlockingClient, Config, Credentials, Value};
 use softvpc_model::Table;
-use softvpc_store::Store;
+use softvpc_store::RedbBackend;
 
 #[derive(Parser, Debug)]
 #[command(about = "EC2 API benchmark: CreateNetworkInterface and DescribeNetworkInterfaces")]
@@ -401,7 +401,7 @@ fn fsync_probe(dir: &Path, n: usize) -> anyhow::Result<(f64, f64)> {
 /// The `enis` table's row count and (stored bytes, stored + metadata + fragmented bytes),
 /// through the store's own API.
 fn enis_table(data_dir: &Path) -> anyhow::Result<(u64, (u64, u64))> {
-    let (store, _) = Store::open(data_dir)
+    let (store, _) = RedbBackend::open(data_dir)
         .with_context(|| format!("opening the store in {}", data_dir.display()))?;
     let stats = store.table_stats(Table::Enis)?;
     Ok((stats.rows, (stats.stored_bytes, stats.total_bytes)))

@@ -2,15 +2,22 @@
 //! inputs from `tests/regressions/<target>/`.
 //!
 //! `ec2_query`: the input is first decoded as one form-encoded request; then each line of it is
-//! sent, in order, through the full action dispatch against a fresh memory-only control plane with
-//! two hosts registered. Placeholders `$vpc`, `$subnet`, `$i`, `$eni` and `$h` in a line are
+//! sent, in order, through the full action dispatch against a fresh memory-only store with two
+//! hosts registered and the mapping projection attached. Placeholders `$vpc`, `$subnet`, `$i`, `$eni` and `$h` in a line are
 //! replaced by the latest such id seen in an earlier response, so short inputs reach deep
 //! states. Checked on every request: no panic, a well-formed XML answer, only the statuses the
-//! API uses, and a refused request leaves the model exactly as it was.
+//! API uses, a refused request leaves the model exactly as it was, and every mutation's derived
+//! mapping changes reproduce the mapping records exactly (`MappingProjection::checked`).
 
-use crate::control::ControlPlane;
 use crate::ec2::dispatch;
+use crate::mapping::MappingProjection;
 use crate::model::host::register_host;
+use softvpc_store::Store;
+
+/// A memory-only store with a checked mapping projection attached.
+fn checked_store() -> Store {
+    MappingProjection::attach_checked(Store::ephemeral(), 64).0
+}
 
 /// Most requests one input may send.
 pub const MAX_REQUESTS: usize = 24;
@@ -75,7 +82,7 @@ pub fn ec2_query(data: &[u8]) {
     if let Ok(pairs) = softvpc_ec2_protocol::parse_form(data) {
         let _ = softvpc_ec2_protocol::decode_request(&pairs);
     }
-    let cp = ControlPlane::ephemeral();
+    let cp = checked_store();
     for (name, ip) in [("host-1", "198.18.0.11"), ("host-2", "198.18.0.12")] {
         cp.mutate(false, |t| register_host(t, name, ip))
             .expect("registering a fixed host");
@@ -212,7 +219,7 @@ mod tests {
     fn placeholders_reach_deep_states() {
         // Build a VPC, subnet and instance through placeholders, then check the instance is
         // really there (a refused step would leave DescribeInstances empty).
-        let cp = ControlPlane::ephemeral();
+        let cp = checked_store();
         cp.mutate(false, |t| register_host(t, "host-1", "198.18.0.11"))
             .unwrap();
         let mut ids = Ids::default();

@@ -1,13 +1,13 @@
 //! The softvpc control plane: the resource model in redb, the EC2 Query API, the mapping service.
 //!
-//! - [`model`]: resources, validation and operations with AWS semantics (no HTTP, no store).
-//! - [`store`]: redb persistence, one write transaction per mutation.
-//! - [`control`]: the shared core (store + current state + mapping log), all-or-nothing mutations.
+//! - [`model`]: resources, validation and operations with AWS semantics (no HTTP, no store):
+//!   the `softvpc-model` crate.
+//! - [`store`]: the resource store, group commit, redb: the `softvpc-store` crate.
 //! - [`ec2`]: the EC2 Query API (axum): decoding, the action table, XML responses and errors.
-//! - [`mapping`]: the revisioned mapping log and the gRPC service agents watch.
+//! - [`mapping`]: the model's mapping projection, its revisioned log and the gRPC service agents
+//!   watch.
 //! - [`trust`]: the CA, join tokens, host certificates, the admin socket, HTTPS for the API.
 
-pub mod control;
 pub mod ec2;
 pub mod fuzzing;
 pub mod mapping;
@@ -22,8 +22,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use control::ControlPlane;
 use mapping::service::MappingService;
+use mapping::MappingProjection;
+use softvpc_store::Store;
 use trust::Trust;
 
 /// `softvpc server [COMMAND]`: runs the server, or (with a command) asks the running one.
@@ -215,7 +216,9 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         .flow_log_dir
         .clone()
         .unwrap_or_else(|| args.data_dir.join("flow-logs"));
-    let cp = Arc::new(ControlPlane::open(&args.data_dir)?.with_flow_log_dir(flow_log_dir));
+    let (cp, projection) =
+        MappingProjection::attach(Store::open(&args.data_dir)?, mapping::DEFAULT_CAPACITY);
+    let cp = Arc::new(cp.with_flow_log_dir(flow_log_dir));
     let keys = Arc::new(ec2::auth::load_or_create(&args.data_dir)?);
     let trust = Arc::new(Trust::open(&args.data_dir, args.host_cert_ttl)?);
     let mapping_tls = trust.mapping_tls(&server_names(&args))?;
@@ -297,10 +300,11 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
             data_dir.join("ca").join("ca.crt").display(),
             hex::encode(trust.ca().hash())
         );
-        tracing::info!(epoch = cp.epoch(), revision = cp.state().revision, data_dir = %args.data_dir.display(), "server ready");
+        tracing::info!(epoch = projection.epoch(), revision = cp.state().revision, data_dir = %args.data_dir.display(), "server ready");
         let r = serve(
             Listeners {
                 cp,
+                projection,
                 keys,
                 trust,
                 api,
@@ -319,7 +323,9 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
 
 /// What [`serve`] serves.
 pub struct Listeners {
-    pub cp: Arc<ControlPlane>,
+    pub cp: Arc<Store>,
+    /// The mapping log the mapping service serves, attached to `cp`.
+    pub projection: Arc<MappingProjection>,
     pub keys: Arc<ec2::auth::Keys>,
     pub trust: Arc<Trust>,
     /// The EC2 API, over HTTPS when `api_tls` is given.
@@ -380,7 +386,10 @@ pub async fn serve(
     let grpc = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
-        .add_service(MappingService::with_shutdown(l.cp, l.trust, stop_rx.clone()).into_server())
+        .add_service(
+            MappingService::with_shutdown(l.cp, l.projection, l.trust, stop_rx.clone())
+                .into_server(),
+        )
         .serve_with_incoming_shutdown(incoming, wait(stop_rx));
     tokio::spawn(async move {
         shutdown.await;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use softvpc_ec2_client::read::{name_tag_spec, tag};
 use softvpc_ec2_client::{BlockingClient, Client, Config, Credentials, Error, Value};
-use softvpc_server::control::ControlPlane;
+use softvpc_store::Store;
 
 struct TempDir(std::path::PathBuf);
 
@@ -24,7 +24,7 @@ impl Drop for TempDir {
 /// to look at; the accepted key pair, also written to a credentials file.
 struct Api {
     addr: SocketAddr,
-    cp: Arc<ControlPlane>,
+    cp: Arc<Store>,
     creds: softvpc_sigv4::Credentials,
     file: std::path::PathBuf,
     _dir: TempDir,
@@ -40,7 +40,7 @@ fn start() -> Api {
     let creds = softvpc_sigv4::generate_credentials();
     let file = dir.0.join("credentials");
     softvpc_sigv4::write_credentials_file(&file, "default", &creds).unwrap();
-    let cp = Arc::new(ControlPlane::ephemeral());
+    let cp = Arc::new(Store::ephemeral());
     let keys = Arc::new(softvpc_server::ec2::auth::Keys::from_credentials([&creds]));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

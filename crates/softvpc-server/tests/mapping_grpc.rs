@@ -5,7 +5,6 @@
 //! own certificate (the trust checks themselves: `trust_grpc.rs`).
 
 use std::net::Ipv4Addr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use softvpc_ec2_client::read::name_tag_spec;
@@ -13,22 +12,16 @@ use softvpc_ec2_client::Value;
 use softvpc_mapping::Replica;
 use softvpc_proto::pb;
 use softvpc_proto::pb::mapping_client::MappingClient;
-use softvpc_server::control::ControlPlane;
 use softvpc_server::trust::Trust;
+use softvpc_store::Store;
 use softvpc_trust::client::Credentials;
 use tonic::transport::Channel;
 use tonic::Streaming;
 
 mod common;
-use common::{api, create_subnet, create_vpc, TempDir};
+use common::{api, create_subnet, create_vpc};
 
-struct Server {
-    cp: Arc<ControlPlane>,
-    trust: Arc<Trust>,
-    addr: std::net::SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    _dir: TempDir,
-}
+type Server = common::Running;
 
 /// A mutual-TLS client of the mapping service at `addr` as host `name` (enrolled in `trust`).
 fn client_as(trust: &Trust, addr: std::net::SocketAddr, name: &str) -> MappingClient<Channel> {
@@ -52,69 +45,20 @@ impl Server {
 
     /// A client with the certificate of the host with id `host_id`.
     fn as_id(&self, host_id: &str) -> MappingClient<Channel> {
-        let name = self.cp.state().hosts[host_id].name.clone();
+        let name = self.store.state().hosts[host_id].name.clone();
         self.as_host(&name)
     }
 }
 
-/// Serves `cp` on loopback with a fresh CA: (trust, API listener, mapping listener address, stop).
-async fn serve(
-    cp: Arc<ControlPlane>,
-) -> (
-    Arc<Trust>,
-    std::net::SocketAddr,
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<anyhow::Result<()>>,
-) {
-    let trust = Arc::new(Trust::ephemeral(Duration::from_secs(3600)).unwrap());
-    let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let mapping = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = mapping.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(softvpc_server::serve(
-        softvpc_server::Listeners {
-            cp,
-            keys: Default::default(),
-            mapping_tls: trust.mapping_tls(&[]).unwrap(),
-            trust: trust.clone(),
-            api,
-            api_tls: None,
-            mapping,
-            admin: None,
-        },
-        async {
-            let _ = stopped.await;
-        },
-    ));
-    (trust, addr, stop, server)
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-    }
-}
-
 async fn start(ring: usize) -> Server {
-    let dir = TempDir::new();
-    let cp = Arc::new(ControlPlane::open_with_capacity(&dir.0, ring).unwrap());
-    let (trust, addr, stop, _) = serve(cp.clone()).await;
-    Server {
-        cp,
-        trust,
-        addr,
-        stop: Some(stop),
-        _dir: dir,
-    }
+    common::start(ring, Duration::from_secs(3600)).await
 }
 
 /// Runs `action` through the real dispatcher; the request is built and the answer read by
 /// softvpc's EC2 client (`softvpc-ec2-client`), as the lab and the benchmark do over HTTP.
 /// Launches one instance on `host` (a host id or name); returns its id.
 fn run_instance(
-    cp: &ControlPlane,
+    cp: &Store,
     subnet: &str,
     host: &str,
     ip: Option<&str>,
@@ -138,7 +82,7 @@ fn run_instance(
         .to_string()
 }
 
-fn terminate(cp: &ControlPlane, instance: &str) {
+fn terminate(cp: &Store, instance: &str) {
     let ids = vec![Value::from(instance)];
     api(
         cp,
@@ -147,7 +91,7 @@ fn terminate(cp: &ControlPlane, instance: &str) {
     );
 }
 
-fn name_tag(cp: &ControlPlane, resource: &str, name: &str) {
+fn name_tag(cp: &Store, resource: &str, name: &str) {
     let input = Value::new_struct()
         .with("Resources", vec![Value::from(resource)])
         .with(
@@ -252,7 +196,7 @@ fn kinds(ms: &[pb::WatchResponse]) -> Vec<&'static str> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_follows_the_model() {
     let srv = start(10_000).await;
-    let cp = srv.cp.clone();
+    let cp = srv.store.clone();
     let h1 = srv
         .as_host("host-1")
         .register_host(pb::RegisterHostRequest {
@@ -317,7 +261,7 @@ async fn watch_follows_the_model() {
     let mut view1 = View::default();
     view1.apply(&first);
     assert_eq!([kind(&first)], ["snapshot"]);
-    assert_eq!(first.epoch, cp.epoch());
+    assert_eq!(first.epoch, srv.projection.epoch());
     assert_eq!(view1.records.hosts.len(), 2);
     assert!(view1.records.vpcs.is_empty());
 
@@ -391,7 +335,7 @@ async fn watch_follows_the_model() {
         .as_id(&h1)
         .watch(pb::WatchRequest {
             host_id: h1.clone(),
-            epoch: cp.epoch().to_string(),
+            epoch: srv.projection.epoch().to_string(),
             revision: resumed.revision,
             held_vpc_ids: resumed.held(),
         })
@@ -441,13 +385,13 @@ async fn watch_follows_the_model() {
     // Resuming from before vm1 was placed, holding nothing: still converges.
     let mut old = view1.clone();
     old.revision = rev_before_vm1;
-    old.epoch = cp.epoch().to_string();
+    old.epoch = srv.projection.epoch().to_string();
     old.records.vpcs.clear();
     let mut wo = srv
         .as_id(&h1)
         .watch(pb::WatchRequest {
             host_id: h1.clone(),
-            epoch: cp.epoch().to_string(),
+            epoch: srv.projection.epoch().to_string(),
             revision: rev_before_vm1,
             held_vpc_ids: vec![],
         })
@@ -462,7 +406,7 @@ async fn watch_follows_the_model() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reader_behind_the_ring_gets_a_snapshot() {
     let srv = start(3).await;
-    let cp = srv.cp.clone();
+    let cp = srv.store.clone();
     let h1 = srv
         .as_host("host-1")
         .register_host(pb::RegisterHostRequest {
@@ -482,7 +426,7 @@ async fn a_reader_behind_the_ring_gets_a_snapshot() {
         .as_id(&h1)
         .watch(pb::WatchRequest {
             host_id: h1.clone(),
-            epoch: cp.epoch().to_string(),
+            epoch: srv.projection.epoch().to_string(),
             revision: view.revision,
             held_vpc_ids: vec![],
         })
@@ -497,7 +441,7 @@ async fn a_reader_behind_the_ring_gets_a_snapshot() {
         .as_id(&h1)
         .watch(pb::WatchRequest {
             host_id: h1,
-            epoch: cp.epoch().to_string(),
+            epoch: srv.projection.epoch().to_string(),
             revision: cp.state().revision + 100,
             held_vpc_ids: vec![],
         })
@@ -510,7 +454,7 @@ async fn a_reader_behind_the_ring_gets_a_snapshot() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_watchers_converge_under_churn() {
     let srv = start(10_000).await;
-    let cp = srv.cp.clone();
+    let cp = srv.store.clone();
     let mut hosts = Vec::new();
     for i in 1..=3 {
         let id = srv
@@ -596,10 +540,8 @@ async fn concurrent_watchers_converge_under_churn() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_ends_open_watches() {
-    let dir = TempDir::new();
-    let cp = Arc::new(ControlPlane::open(&dir.0).unwrap());
-    let (trust, addr, stop, server) = serve(cp.clone()).await;
-    let mut client = client_as(&trust, addr, "host-1");
+    let mut srv = start(10_000).await;
+    let mut client = srv.as_host("host-1");
     let host_id = client
         .register_host(pb::RegisterHostRequest {
             name: "host-1".into(),
@@ -618,7 +560,7 @@ async fn shutdown_ends_open_watches() {
         .unwrap()
         .into_inner();
     next(&mut w).await;
-    stop.send(()).unwrap();
+    let server = srv.stop();
     // The server must not wait forever for the (endless) watch stream to finish.
     tokio::time::timeout(Duration::from_secs(5), server)
         .await

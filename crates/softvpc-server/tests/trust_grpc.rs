@@ -4,29 +4,20 @@
 //! changes), watches only as oneself, renewal, expired certificates, and `remove-host` through
 //! the admin socket (the watch ends, reconnecting is refused, other hosts drop the host).
 
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use softvpc_proto::pb;
 use softvpc_proto::pb::mapping_client::MappingClient;
-use softvpc_server::control::ControlPlane;
+use softvpc_server::mapping;
 use softvpc_server::trust::{admin, Trust};
-use softvpc_server::Listeners;
 use softvpc_trust::client::{self, Credentials};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 mod common;
-use common::{api, create_subnet, create_vpc, TempDir};
+use common::{api, create_subnet, create_vpc};
 use softvpc_ec2_client::Value;
 
-struct Server {
-    cp: Arc<ControlPlane>,
-    trust: Arc<Trust>,
-    addr: SocketAddr,
-    dir: TempDir,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
+type Server = common::Running;
 
 impl Server {
     fn url(&self) -> String {
@@ -84,39 +75,13 @@ impl Server {
     }
 
     fn host_ip(&self, name: &str) -> String {
-        let s = self.cp.state();
+        let s = self.store.state();
         s.host_by_name(name).unwrap().underlay_ip.to_string()
     }
 }
 
 async fn start(host_cert_ttl: Duration) -> Server {
-    let dir = TempDir::new();
-    let cp = Arc::new(ControlPlane::open(&dir.0).unwrap());
-    let trust = Arc::new(Trust::open(&dir.0, host_cert_ttl).unwrap());
-    let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let mapping = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = mapping.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let l = Listeners {
-        cp: cp.clone(),
-        keys: Default::default(),
-        mapping_tls: trust.mapping_tls(&[]).unwrap(),
-        trust: trust.clone(),
-        api,
-        api_tls: None,
-        mapping,
-        admin: Some(admin::bind(&dir.0).unwrap()),
-    };
-    tokio::spawn(softvpc_server::serve(l, async {
-        let _ = stopped.await;
-    }));
-    Server {
-        cp,
-        trust,
-        addr,
-        dir,
-        _stop: stop,
-    }
+    common::start(mapping::DEFAULT_CAPACITY, host_cert_ttl).await
 }
 
 async fn register(
@@ -168,11 +133,11 @@ async fn two_hosts(srv: &Server) -> (Credentials, Credentials, String, String) {
         .await
         .unwrap();
     for (cidr, host) in [("10.1.0.0", "host-1"), ("10.2.0.0", "host-2")] {
-        let vpc = create_vpc(&srv.cp, &format!("{cidr}/16"));
-        let subnet = create_subnet(&srv.cp, &vpc, &format!("{cidr}/24"));
+        let vpc = create_vpc(&srv.store, &format!("{cidr}/16"));
+        let subnet = create_subnet(&srv.store, &vpc, &format!("{cidr}/24"));
         let placement = Value::new_struct().with("HostId", host);
         api(
-            &srv.cp,
+            &srv.store,
             "RunInstances",
             Value::new_struct()
                 .with("MinCount", 1i64)
@@ -188,7 +153,7 @@ async fn two_hosts(srv: &Server) -> (Credentials, Credentials, String, String) {
 async fn the_impostor_is_refused_and_nothing_changes() {
     let srv = start(Duration::from_secs(3600)).await;
     let (_c1, c2, h1, _h2) = two_hosts(&srv).await;
-    let before = srv.cp.state().revision;
+    let before = srv.store.state().revision;
 
     // Plain text (what curl did in the issue): no TLS, no answer.
     let mut plain = MappingClient::new(
@@ -247,14 +212,14 @@ async fn the_impostor_is_refused_and_nothing_changes() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::Unauthenticated);
-    assert!(srv.cp.state().host_by_name("host-9").is_none());
+    assert!(srv.store.state().host_by_name("host-9").is_none());
 
     // Nothing changed: host-1 keeps its address, and so do its ENIs in host-2's view.
-    assert_eq!(srv.cp.state().revision, before);
+    assert_eq!(srv.store.state().revision, before);
     assert_eq!(srv.host_ip("host-1"), "198.18.0.11");
     let m = first_message(
         &mut srv.client(&c2),
-        &srv.cp.state().host_by_name("host-2").unwrap().id,
+        &srv.store.state().host_by_name("host-2").unwrap().id,
     )
     .await
     .unwrap();
@@ -276,7 +241,7 @@ async fn a_host_watches_only_as_itself() {
 
     // Each host's own view holds its own VPC only.
     let vpc_of = |host: &str| {
-        let s = srv.cp.state();
+        let s = srv.store.state();
         let id = s.host_by_name(host).unwrap().id.clone();
         s.instances
             .values()
@@ -418,7 +383,7 @@ async fn remove_host_revokes_at_once() {
     // Refused while an instance runs there; nothing changes.
     let e = srv.remove("host-1", false).await.unwrap_err();
     assert!(e.to_string().contains("instance"), "{e}");
-    assert!(srv.cp.state().hosts.contains_key(&h1));
+    assert!(srv.store.state().hosts.contains_key(&h1));
     assert!(srv.remove("host-nope", false).await.is_err());
 
     // --force: the instance is terminated, the host forgotten, its watch ends.
@@ -441,7 +406,7 @@ async fn remove_host_revokes_at_once() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::PermissionDenied);
-    assert!(srv.cp.state().host_by_name("host-1").is_none());
+    assert!(srv.store.state().host_by_name("host-1").is_none());
     // host-2 is told host-1 is gone (so its data plane drops host-1's VXLAN).
     let gone = tokio::time::timeout(Duration::from_secs(5), async {
         loop {

@@ -1,5 +1,12 @@
-//! softvpc's persistence: the resource model ([`softvpc_model::State`]) in redb.
+//! softvpc's persistence: the resource store ([`Store`]: the current [`softvpc_model::State`],
+//! one all-or-nothing mutation at a time, group commit) over a [`Backend`] that keeps committed
+//! mutations durably ([`RedbBackend`]). [`CommitFollower`]s learn of each mutation (the server's
+//! mapping log is one), so the store itself knows nothing of who reads its changes.
 
+#![warn(missing_docs)]
+
+pub mod group_commit;
 pub mod redb_backend;
 
-pub use redb_backend::{Store, TableStats};
+pub use group_commit::{now_secs, Backend, CommitFollower, Store};
+pub use redb_backend::{RedbBackend, TableStats};

@@ -1,6 +1,6 @@
-//! The persistent store: redb at `<data-dir>/softvpc.redb`, one table per resource kind
-//! (id -> JSON), plus a `meta` table for the mapping revision and the next VNI. Every API
-//! mutation is committed as ONE write transaction, so it lands whole or not at all.
+//! The redb backend: the model at `<data-dir>/softvpc.redb`, one table per resource kind
+//! (id -> JSON), plus a `meta` table for the mapping revision and the next VNI. Every commit
+//! (one mutation, or a group of them) is ONE write transaction, so it lands whole or not at all.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle};
 
+use crate::Backend;
 use softvpc_model::{LoadTable, Map, Resource, State, Table, Write, FIRST_VNI};
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -20,13 +21,13 @@ fn definition(table: Table) -> TableDefinition<'static, &'static str, &'static [
 }
 
 /// The redb database.
-pub struct Store {
+pub struct RedbBackend {
     db: Database,
 }
 
-impl Store {
+impl RedbBackend {
     /// Opens (or creates) the store in `dir` and loads the model from it.
-    pub fn open(dir: &Path) -> anyhow::Result<(Store, State)> {
+    pub fn open(dir: &Path) -> anyhow::Result<(RedbBackend, State)> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("creating data directory {}", dir.display()))?;
         let path = dir.join("softvpc.redb");
@@ -36,14 +37,14 @@ impl Store {
     }
 
     /// A store that lives in memory only (fuzzing and tests; nothing survives the process).
-    pub fn open_in_memory() -> anyhow::Result<(Store, State)> {
+    pub fn open_in_memory() -> anyhow::Result<(RedbBackend, State)> {
         let db = redb::Builder::new()
             .create_with_backend(redb::backends::InMemoryBackend::new())
             .context("creating in-memory store")?;
         Self::init(db)
     }
 
-    fn init(db: Database) -> anyhow::Result<(Store, State)> {
+    fn init(db: Database) -> anyhow::Result<(RedbBackend, State)> {
         // Create every table up front so reads never meet a missing one.
         let txn = db.begin_write()?;
         for t in Table::ALL {
@@ -51,7 +52,7 @@ impl Store {
         }
         txn.open_table(META)?;
         txn.commit()?;
-        let store = Store { db };
+        let store = RedbBackend { db };
         let state = store.load()?;
         Ok((store, state))
     }
@@ -69,14 +70,22 @@ impl Store {
         Ok(state)
     }
 
-    /// Commits `writes` (in order) with the new `revision` and `next_vni`, in one durable write
-    /// transaction (redb's default `Durability::Immediate`: fsync before it returns).
-    pub fn commit<'w>(
-        &self,
-        writes: impl IntoIterator<Item = &'w Write>,
-        revision: u64,
-        next_vni: u32,
-    ) -> anyhow::Result<()> {
+    /// How much one table holds, as redb accounts for it (the API benchmark reports it).
+    pub fn table_stats(&self, table: Table) -> anyhow::Result<TableStats> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(definition(table))?;
+        let stats = t.stats()?;
+        Ok(TableStats {
+            rows: t.len()?,
+            stored_bytes: stats.stored_bytes(),
+            total_bytes: stats.stored_bytes() + stats.metadata_bytes() + stats.fragmented_bytes(),
+        })
+    }
+}
+
+impl Backend for RedbBackend {
+    /// redb's default `Durability::Immediate`: fsync before it returns.
+    fn commit(&self, writes: &[&Write], revision: u64, next_vni: u32) -> anyhow::Result<()> {
         let txn = self.db.begin_write()?;
         for w in writes {
             match w {
@@ -96,18 +105,6 @@ impl Store {
         }
         txn.commit()?;
         Ok(())
-    }
-
-    /// How much one table holds, as redb accounts for it (the API benchmark reports it).
-    pub fn table_stats(&self, table: Table) -> anyhow::Result<TableStats> {
-        let txn = self.db.begin_read()?;
-        let t = txn.open_table(definition(table))?;
-        let stats = t.stats()?;
-        Ok(TableStats {
-            rows: t.len()?,
-            stored_bytes: stats.stored_bytes(),
-            total_bytes: stats.stored_bytes() + stats.metadata_bytes() + stats.fragmented_bytes(),
-        })
     }
 }
 
@@ -147,7 +144,7 @@ mod tests {
 
     #[test]
     fn table_stats_count_what_was_committed() {
-        let (store, _) = Store::open_in_memory().unwrap();
+        let (store, _) = RedbBackend::open_in_memory().unwrap();
         assert_eq!(store.table_stats(Table::Enis).unwrap().rows, 0);
         let writes: Vec<Write> = (0..3)
             .map(|i| Write::Put {
@@ -156,6 +153,7 @@ mod tests {
                 value: vec![b'x'; 100],
             })
             .collect();
+        let writes: Vec<&Write> = writes.iter().collect();
         store.commit(&writes, 1, FIRST_VNI).unwrap();
         let stats = store.table_stats(Table::Enis).unwrap();
         assert_eq!(stats.rows, 3);

@@ -11,10 +11,10 @@ use softvpc_ec2_protocol::Value;
 
 use super::input::{self, optional, tag_set, timestamp, ValueExt};
 use super::Ctx;
-use crate::control::ControlPlane;
 use crate::model::filter;
 use crate::model::flow_log::{self, CreateRequest, FlowLog, Unsuccessful};
 use crate::model::ApiError;
+use softvpc_store::Store;
 
 /// The `FlowLog` output structure.
 pub fn flow_log_value(f: &FlowLog) -> Value {
@@ -151,7 +151,7 @@ pub fn describe_flow_logs(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiErro
 /// at startup) and records the outcome on the flow log: a directory that cannot be made turns
 /// its `DeliverLogsStatus` to FAILED, one that can (again) back to SUCCESS. Never fails: problems
 /// are logged.
-pub fn prepare_destinations(cp: &ControlPlane, ids: Option<&[String]>) {
+pub fn prepare_destinations(cp: &Store, ids: Option<&[String]>) {
     let Some(base) = cp.flow_log_dir() else {
         return;
     };

@@ -6,12 +6,12 @@ use softvpc_ec2_protocol::Value;
 
 use super::input::{self, tag_set, timestamp, ValueExt};
 use super::Ctx;
-use crate::control::now_secs;
 use crate::model::instance::{
     private_dns_name, public_address_of, public_dns_name, public_ip, visible, InterfaceSpec,
     RunRequest,
 };
 use crate::model::{self, ApiError, Eni, Instance, InstanceState, State, OWNER_ID};
+use softvpc_store::now_secs;
 
 fn state_value(s: InstanceState) -> Value {
     Value::new_struct()

@@ -114,7 +114,7 @@ fn status_value(item: &StatusItem) -> Value {
 pub fn describe_instance_status(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
     let state = ctx.cp.state();
     // Terminated instances past their retention are gone, as in DescribeInstances.
-    let all: Map<StatusItem> = crate::model::instance::visible(&state, crate::control::now_secs())
+    let all: Map<StatusItem> = crate::model::instance::visible(&state, softvpc_store::now_secs())
         .iter()
         .map(|(id, i)| (id.clone(), Arc::new(StatusItem(i.clone()))))
         .collect();

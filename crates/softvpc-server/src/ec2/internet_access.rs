@@ -7,12 +7,12 @@ use softvpc_ec2_protocol::{Timestamp, Value};
 
 use super::input::{self, optional, required, tag_set, ValueExt};
 use super::Ctx;
-use crate::control::now_secs;
 use crate::model::address::{self, Address, AssociateRequest};
 use crate::model::filter::Filter;
 use crate::model::internet_gateway::{self, InternetGateway};
 use crate::model::nat_gateway::{self, NatGateway};
 use crate::model::{ApiError, State, OWNER_ID};
+use softvpc_store::now_secs;
 
 // ----- internet gateways -----
 

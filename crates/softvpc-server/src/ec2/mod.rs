@@ -55,10 +55,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
-use crate::control::ControlPlane;
 use crate::model::ids::new_request_id;
 use crate::model::{ApiError, Txn};
 use softvpc_ec2_protocol::Value;
+use softvpc_store::Store;
 
 /// Whether an action only reads or changes the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +69,7 @@ pub enum Kind {
 
 /// What a handler gets: the control plane and whether this is a dry run.
 pub struct Ctx<'a> {
-    pub cp: &'a ControlPlane,
+    pub cp: &'a Store,
     pub dry_run: bool,
 }
 
@@ -453,7 +453,7 @@ pub struct Reply {
 
 /// Handles one request given its raw form-encoded inputs (query string and body). Blocking (it
 /// may commit to the store): call it off the async runtime.
-pub fn dispatch(cp: &ControlPlane, inputs: &[&[u8]]) -> Reply {
+pub fn dispatch(cp: &Store, inputs: &[&[u8]]) -> Reply {
     let request_id = new_request_id();
     match run(cp, inputs, &request_id) {
         Ok(body) => Reply { status: 200, body },
@@ -471,11 +471,7 @@ pub fn dispatch(cp: &ControlPlane, inputs: &[&[u8]]) -> Reply {
     }
 }
 
-fn run(
-    cp: &ControlPlane,
-    inputs: &[&[u8]],
-    request_id: &str,
-) -> Result<String, (String, ApiError)> {
+fn run(cp: &Store, inputs: &[&[u8]], request_id: &str) -> Result<String, (String, ApiError)> {
     let pairs = softvpc_ec2_protocol::parse_forms(inputs)
         .map_err(|e| (String::new(), protocol_error(e)))?;
     let name = pairs
@@ -535,13 +531,13 @@ pub const MAX_BODY: usize = 1 << 20;
 /// What every API request needs: the control plane and the accepted keys.
 #[derive(Clone)]
 struct Api {
-    cp: Arc<ControlPlane>,
+    cp: Arc<Store>,
     keys: Arc<auth::Keys>,
 }
 
 /// The axum router: `POST /` and `GET /` for the Query API (SigV4-authenticated), `GET /healthz`
 /// for readiness (not authenticated).
-pub fn router(cp: Arc<ControlPlane>, keys: Arc<auth::Keys>) -> Router {
+pub fn router(cp: Arc<Store>, keys: Arc<auth::Keys>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/", get(handle).post(handle))
@@ -624,7 +620,7 @@ async fn handle(State(api): State<Api>, req: axum::extract::Request) -> Response
 mod tests {
     use super::*;
 
-    fn call(cp: &ControlPlane, body: &str) -> Reply {
+    fn call(cp: &Store, body: &str) -> Reply {
         dispatch(cp, &[body.as_bytes()])
     }
 
@@ -635,7 +631,7 @@ mod tests {
 
     #[test]
     fn model_actions_decode_encode_and_refuse() {
-        let cp = ControlPlane::ephemeral();
+        let cp = Store::ephemeral();
         let r = call(
             &cp,
             "Action=CreateVpc&Version=2016-11-15&CidrBlock=10.0.0.0%2F16\

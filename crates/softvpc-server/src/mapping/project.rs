@@ -259,9 +259,8 @@ pub fn derive(before: &State, after: &State) -> Vec<Change> {
     upserts
 }
 
-/// Checks that `changes` take the records of `before` exactly to those of `after` (tests run
-/// it after every mutation, see `ControlPlane::mutate`).
-#[cfg(test)]
+/// Checks that `changes` take the records of `before` exactly to those of `after`, and panics
+/// if not (tests and fuzzing run it after every mutation, see `MappingProjection::checked`).
 pub fn check(before: &State, after: &State, changes: &[Change]) {
     let mut held = records_of(before);
     for c in changes {

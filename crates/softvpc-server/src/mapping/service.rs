@@ -20,18 +20,20 @@ use tonic::{Request, Response, Status};
 
 use softvpc_mapping::Feed;
 
-use crate::control::ControlPlane;
+use super::MappingProjection;
 use crate::model::host::register_host;
 use crate::trust::{Refusal, Trust};
+use softvpc_store::Store;
 use softvpc_trust::identity::PeerIdentity;
 
 /// Messages buffered per watch before the stream task waits for the agent.
 const STREAM_BUFFER: usize = 16;
 
-/// The service implementation over the shared control plane.
+/// The service implementation over the shared store and its mapping log.
 #[derive(Clone)]
 pub struct MappingService {
-    cp: Arc<ControlPlane>,
+    store: Arc<Store>,
+    projection: Arc<MappingProjection>,
     trust: Arc<Trust>,
     /// Becomes true when the server shuts down: open watch streams then end, so a graceful
     /// shutdown does not wait forever for these endless streams.
@@ -40,9 +42,10 @@ pub struct MappingService {
 
 impl MappingService {
     /// A service whose streams end only when their agent goes away.
-    pub fn new(cp: Arc<ControlPlane>, trust: Arc<Trust>) -> Self {
+    pub fn new(store: Arc<Store>, projection: Arc<MappingProjection>, trust: Arc<Trust>) -> Self {
         MappingService {
-            cp,
+            store,
+            projection,
             trust,
             closing: None,
         }
@@ -50,12 +53,14 @@ impl MappingService {
 
     /// A service whose streams end once `closing` becomes true.
     pub fn with_shutdown(
-        cp: Arc<ControlPlane>,
+        store: Arc<Store>,
+        projection: Arc<MappingProjection>,
         trust: Arc<Trust>,
         closing: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         MappingService {
-            cp,
+            store,
+            projection,
             trust,
             closing: Some(closing),
         }
@@ -160,9 +165,9 @@ impl Mapping for MappingService {
             ));
         }
         let req = request.into_inner();
-        let cp = self.cp.clone();
+        let store = self.store.clone();
         let result = tokio::task::spawn_blocking(move || {
-            cp.mutate(false, |txn| register_host(txn, &req.name, &req.underlay_ip))
+            store.mutate(false, |txn| register_host(txn, &req.name, &req.underlay_ip))
         })
         .await
         .map_err(|e| Status::internal(e.to_string()))?;
@@ -187,7 +192,7 @@ impl Mapping for MappingService {
     ) -> Result<Response<Self::WatchStream>, Status> {
         let peer = self.authenticate("Watch", &request)?;
         let name = self
-            .cp
+            .store
             .state()
             .hosts
             .get(&request.get_ref().host_id)
@@ -219,10 +224,10 @@ impl Mapping for MappingService {
             Some(_) => {}
         }
         let req = request.into_inner();
-        let cp = self.cp.clone();
+        let projection = self.projection.clone();
         // Subscribe before computing the first message so no advance is missed in between.
-        let mut wake = cp.subscribe();
-        let (mut feed, first) = Feed::open(&req, &cp.mapping_since(req.revision));
+        let mut wake = self.store.subscribe();
+        let (mut feed, first) = Feed::open(&req, &projection.read(req.revision));
         tracing::info!(
             host = %req.host_id,
             resumed = first_is_delta(&first),
@@ -279,7 +284,7 @@ impl Mapping for MappingService {
                     }
                 }
                 // The log read is a cheap copy; the message is built without any lock held.
-                let read = cp.mapping_since(feed.revision());
+                let read = projection.read(feed.revision());
                 if let Some(m) = feed.next(&read) {
                     if !first_is_delta(&m) {
                         tracing::debug!(host = %feed.host_id(), revision = m.revision, "watch: snapshot");

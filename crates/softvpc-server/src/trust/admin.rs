@@ -18,7 +18,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::Trust;
-use crate::control::ControlPlane;
+use softvpc_store::Store;
 
 /// Where the admin socket of the server with `data_dir` lives.
 pub fn socket_path(data_dir: &Path) -> PathBuf {
@@ -55,7 +55,7 @@ pub fn bind(data_dir: &Path) -> anyhow::Result<tokio::net::UnixListener> {
 
 #[derive(Clone)]
 struct Admin {
-    cp: Arc<ControlPlane>,
+    cp: Arc<Store>,
     trust: Arc<Trust>,
 }
 
@@ -86,7 +86,7 @@ pub struct RemoveResponse {
 type Reply<T> = Result<Json<T>, (StatusCode, String)>;
 
 /// The admin router.
-pub fn router(cp: Arc<ControlPlane>, trust: Arc<Trust>) -> Router {
+pub fn router(cp: Arc<Store>, trust: Arc<Trust>) -> Router {
     Router::new()
         .route("/join-tokens", post(join_token))
         .route("/hosts/remove", post(remove_host))

@@ -1,11 +1,11 @@
-//! The control plane's shared core: the store, the current model state, the mapping log and the
-//! revision signal streams wait on. Mutations are serialised: each runs on a private copy of the
-//! newest state (O(1): the maps are persistent), its writes are committed to the store durably,
-//! and only then are the new state and log entries published and the request answered.
+//! The resource store: the current model state, and one all-or-nothing mutation at a time,
+//! committed to a [`Backend`] before it is published. Each mutation runs on a private copy of the
+//! newest state (O(1): the maps are persistent), its writes are committed durably, and only then
+//! is the new state published (and each [`CommitFollower`] told) and the request answered.
 //!
 //! Group commit: mutations that arrive while a commit is in flight are run one after another on
 //! the newest (not yet durable) state and staged; the next commit writes all of them in one
-//! store transaction, so concurrent writers share one fsync instead of queueing for one each.
+//! backend transaction, so concurrent writers share one fsync instead of queueing for one each.
 //! Nobody sees a staged change before it is durable (readers get the published state; a
 //! mutation's answer waits for its commit). If a commit fails, every mutation staged at that
 //! point fails with it and the newest state falls back to the published one.
@@ -17,28 +17,46 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 
-use softvpc_mapping::{log::DEFAULT_CAPACITY, Change, LogRead, MappingLog};
+use softvpc_model::{ApiError, State, Txn, Write};
 
-use crate::model::{ApiError, State, Txn};
-use crate::store::Store;
+use crate::redb_backend::RedbBackend;
+
+/// Where committed mutations are kept durably. [`RedbBackend`] is the one softvpc has; a second
+/// one (e.g. a replicated log) implements this and [`Store::with_backend`] takes it.
+pub trait Backend: Send + Sync {
+    /// Commits `writes` (in order) with the new `revision` and `next_vni` in one transaction,
+    /// durable when it returns; on error nothing of it is kept.
+    fn commit(&self, writes: &[&Write], revision: u64, next_vni: u32) -> anyhow::Result<()>;
+}
+
+/// Follows the store's mutations, e.g. to derive and publish what they change for someone
+/// else (the server's mapping log). Called with the store's locks held: keep it short.
+pub trait CommitFollower: Send + Sync {
+    /// A mutation from `before` to `after` (whose `revision` is its own) was staged. Called in
+    /// revision order, before the commit that makes it durable, so work done here stays out of
+    /// the commit path.
+    fn staged(&self, before: &State, after: &State);
+    /// Every staged mutation up to `revision` is durable. Called in order, before the new state
+    /// is published and the revision signalled.
+    fn committed(&self, revision: u64);
+    /// The staged mutations not yet committed are abandoned (a commit failed); the next one is
+    /// staged on the published state again.
+    fn abandoned(&self);
+}
 
 struct Inner {
     state: Arc<State>,
-    log: MappingLog,
 }
 
 /// A mutation that has run but is not yet durable.
 struct Staged {
     seq: u64,
-    writes: Vec<crate::model::Write>,
-    /// Its mapping changes, derived before it was staged (nothing of the mapping is computed
-    /// in the commit path).
-    changes: Vec<Change>,
+    writes: Vec<Write>,
     /// The state right after it (the last one of a batch is published).
     state: State,
 }
 
-/// The newest state, including staged mutations (guarded by [`ControlPlane::writer`]).
+/// The newest state, including staged mutations (guarded by [`Store::writer`]).
 struct Tip {
     /// None: the published state is the newest.
     state: Option<State>,
@@ -58,10 +76,11 @@ struct Commits {
     failed: HashSet<u64>,
 }
 
-/// The store, the model, and the mapping log.
-pub struct ControlPlane {
-    /// None: memory only (see [`ControlPlane::ephemeral`]).
-    store: Option<Store>,
+/// The resource store: the published state, the mutation in progress, the commits.
+pub struct Store {
+    /// None: memory only (see [`Store::ephemeral`]).
+    backend: Option<Box<dyn Backend>>,
+    followers: Vec<Arc<dyn CommitFollower>>,
     inner: Mutex<Inner>,
     /// Serialises mutations; holds the newest (possibly not yet durable) state.
     writer: Mutex<Tip>,
@@ -72,7 +91,6 @@ pub struct ControlPlane {
     #[cfg(test)]
     fail_commits: std::sync::atomic::AtomicBool,
     revision_tx: watch::Sender<u64>,
-    epoch: String,
     /// Where flow log destinations live (None: flow logs get no directories, e.g. in tests).
     flow_log_dir: Option<PathBuf>,
 }
@@ -85,45 +103,35 @@ pub fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
-impl ControlPlane {
-    /// Opens the store in `data_dir`; the mapping log starts empty with a new random epoch.
+impl Store {
+    /// Opens the redb store in `data_dir` (see [`RedbBackend`]).
     pub fn open(data_dir: &Path) -> anyhow::Result<Self> {
-        Self::open_with_capacity(data_dir, DEFAULT_CAPACITY)
+        let (backend, state) = RedbBackend::open(data_dir)?;
+        Ok(Self::with_backend(Some(Box::new(backend)), state))
     }
 
-    /// Like [`ControlPlane::open`], with a ring of `capacity` revisions.
-    pub fn open_with_capacity(data_dir: &Path, capacity: usize) -> anyhow::Result<Self> {
-        let (store, state) = Store::open(data_dir)?;
-        Ok(Self::with_store(Some(store), state, capacity))
-    }
-
-    /// A control plane whose redb store lives in memory (nothing survives the process).
+    /// A store whose redb database lives in memory (nothing survives the process).
     pub fn open_in_memory() -> anyhow::Result<Self> {
-        let (store, state) = Store::open_in_memory()?;
-        Ok(Self::with_store(Some(store), state, DEFAULT_CAPACITY))
+        let (backend, state) = RedbBackend::open_in_memory()?;
+        Ok(Self::with_backend(Some(Box::new(backend)), state))
     }
 
-    /// A control plane with no store at all: mutations are only applied in memory. Cheap to
-    /// create (no redb), for fuzzing and property tests of the API logic.
+    /// A store with no backend at all: mutations are only applied in memory. Cheap to create
+    /// (no redb), for fuzzing and property tests of the API logic.
     pub fn ephemeral() -> Self {
-        Self::with_store(None, State::new(), DEFAULT_CAPACITY)
+        Self::with_backend(None, State::new())
     }
 
-    fn with_store(store: Option<Store>, state: State, capacity: usize) -> Self {
+    /// A store over `backend` (None: memory only) whose state is `state`, as the backend
+    /// loaded it.
+    pub fn with_backend(backend: Option<Box<dyn Backend>>, state: State) -> Self {
         let revision = state.revision;
-        let epoch = crate::model::ids::new_id("epoch");
-        let log = MappingLog::new(
-            epoch.as_str(),
-            revision,
-            capacity,
-            crate::mapping::project::all_records(&state),
-        );
         let (revision_tx, _) = watch::channel(revision);
-        ControlPlane {
-            store,
+        Store {
+            backend,
+            followers: Vec::new(),
             inner: Mutex::new(Inner {
                 state: Arc::new(state),
-                log,
             }),
             writer: Mutex::new(Tip {
                 state: None,
@@ -134,12 +142,18 @@ impl ControlPlane {
             #[cfg(test)]
             fail_commits: Default::default(),
             revision_tx,
-            epoch,
             flow_log_dir: None,
         }
     }
 
-    /// The same control plane with flow log destinations under `dir`.
+    /// The same store with `follower` told of every mutation from now on (before the store is
+    /// shared: it starts from [`Store::state`]).
+    pub fn with_follower(mut self, follower: Arc<dyn CommitFollower>) -> Self {
+        self.followers.push(follower);
+        self
+    }
+
+    /// The same store with flow log destinations under `dir`.
     pub fn with_flow_log_dir(mut self, dir: PathBuf) -> Self {
         self.flow_log_dir = Some(dir);
         self
@@ -161,20 +175,9 @@ impl ControlPlane {
         self.lock().state.clone()
     }
 
-    /// The epoch of this server's mapping log.
-    pub fn epoch(&self) -> &str {
-        &self.epoch
-    }
-
     /// A receiver that is woken whenever the revision advances.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.revision_tx.subscribe()
-    }
-
-    /// The mapping log's records and its entries after `revision` (a cheap copy: the
-    /// catalog's maps are persistent).
-    pub fn mapping_since(&self, revision: u64) -> LogRead {
-        self.lock().log.read(revision)
     }
 
     /// Runs `op` as one all-or-nothing mutation. On error nothing changes; with `dry_run` a
@@ -195,7 +198,7 @@ impl ControlPlane {
             };
             let mut txn = Txn::new(base.clone(), now_secs());
             // Lazy housekeeping, committed with this change: terminated instances past retention.
-            crate::model::instance::purge_terminated(&mut txn);
+            softvpc_model::instance::purge_terminated(&mut txn);
             let result = op(&mut txn)?;
             if dry_run {
                 return Err(ApiError::dry_run());
@@ -211,14 +214,13 @@ impl ControlPlane {
                 let seq = tip.next_seq;
                 tip.next_seq += 1;
                 txn.state.revision += 1;
-                let changes = crate::mapping::project::derive(&base, &txn.state);
-                #[cfg(test)]
-                crate::mapping::project::check(&base, &txn.state, &changes);
+                for f in &self.followers {
+                    f.staged(&base, &txn.state);
+                }
                 tip.state = Some(txn.state.clone());
                 self.lock_commits().staged.push(Staged {
                     seq,
                     writes: txn.writes,
-                    changes,
                     state: txn.state,
                 });
                 (seq, result)
@@ -271,8 +273,8 @@ impl ControlPlane {
         }
     }
 
-    /// Commits `batch` in one store transaction, then publishes its states and log entries.
-    /// False when the store refused it (the batch is then marked failed).
+    /// Commits `batch` in one backend transaction, then publishes its last state (followers
+    /// first). False when the backend refused it (the batch is then marked failed).
     fn commit_batch(&self, batch: Vec<Staged>) -> bool {
         let Some(last) = batch.last() else {
             return true;
@@ -282,12 +284,11 @@ impl ControlPlane {
         let injected = self.fail_commits.load(std::sync::atomic::Ordering::SeqCst);
         #[cfg(not(test))]
         let injected = false;
-        let committed = match &self.store {
+        let committed = match &self.backend {
             _ if injected => Err(anyhow::anyhow!("injected store failure")),
-            Some(store) => {
-                let writes: Vec<&crate::model::Write> =
-                    batch.iter().flat_map(|s| s.writes.iter()).collect();
-                store.commit(writes, revision, next_vni)
+            Some(backend) => {
+                let writes: Vec<&Write> = batch.iter().flat_map(|s| s.writes.iter()).collect();
+                backend.commit(&writes, revision, next_vni)
             }
             None => Ok(()),
         };
@@ -300,13 +301,11 @@ impl ControlPlane {
         }
         {
             let mut inner = self.lock();
-            let mut published = None;
-            for s in batch {
-                inner.log.commit(s.state.revision, s.changes);
-                published = Some(s.state);
+            for f in &self.followers {
+                f.committed(revision);
             }
-            if let Some(state) = published {
-                inner.state = Arc::new(state);
+            if let Some(s) = batch.into_iter().next_back() {
+                inner.state = Arc::new(s.state);
             }
         }
         self.revision_tx.send_replace(revision);
@@ -326,13 +325,16 @@ impl ControlPlane {
         }
         commits.done = commits.done.max(tip.next_seq - 1);
         tip.state = None;
+        for f in &self.followers {
+            f.abandoned();
+        }
     }
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::model::{instance, subnet, tags::TagSpec, vpc, Tags};
+    use softvpc_model::{instance, subnet, tags::TagSpec, vpc, Tags};
     use std::path::PathBuf;
 
     /// A fresh temporary directory, removed on drop.
@@ -341,8 +343,8 @@ pub(crate) mod tests {
     impl TempDir {
         pub fn new(tag: &str) -> Self {
             let p = std::env::temp_dir().join(format!(
-                "softvpc-server-test-{tag}-{}",
-                crate::model::ids::new_id("t")
+                "softvpc-store-test-{tag}-{}",
+                softvpc_model::ids::new_id("t")
             ));
             std::fs::create_dir_all(&p).unwrap();
             TempDir(p)
@@ -355,11 +357,35 @@ pub(crate) mod tests {
         }
     }
 
+    /// What a follower was told, in order.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<String>>);
+
+    impl CommitFollower for Recorder {
+        fn staged(&self, before: &State, after: &State) {
+            assert_eq!(
+                after.revision,
+                before.revision + 1,
+                "one revision per mutation"
+            );
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("staged {}", after.revision));
+        }
+        fn committed(&self, revision: u64) {
+            self.0.lock().unwrap().push(format!("committed {revision}"));
+        }
+        fn abandoned(&self) {
+            self.0.lock().unwrap().push("abandoned".into());
+        }
+    }
+
     /// A VPC 10.0.0.0/16 with one subnet `subnet_cidr` in it, committed.
     fn vpc_and_subnet(
-        cp: &ControlPlane,
+        cp: &Store,
         subnet_cidr: &str,
-    ) -> (crate::model::Vpc, crate::model::Subnet) {
+    ) -> (softvpc_model::Vpc, softvpc_model::Subnet) {
         let v = cp
             .mutate(false, |t| {
                 vpc::create_vpc(t, "10.0.0.0/16", None, Tags::new())
@@ -376,10 +402,10 @@ pub(crate) mod tests {
     #[test]
     fn refused_requests_leave_the_store_unchanged() {
         let dir = TempDir::new("atomic");
-        let cp = ControlPlane::open(&dir.0).unwrap();
+        let cp = Store::open(&dir.0).unwrap();
         let (_, s) = vpc_and_subnet(&cp, "10.0.0.0/24");
         cp.mutate(false, |t| {
-            crate::model::host::register_host(t, "host-1", "198.18.0.11")
+            softvpc_model::host::register_host(t, "host-1", "198.18.0.11")
         })
         .unwrap();
         let before = cp.state();
@@ -416,7 +442,7 @@ pub(crate) mod tests {
         assert_eq!(err.status, 412);
         assert_eq!(*cp.state(), *before);
         drop(cp);
-        let reopened = ControlPlane::open(&dir.0).unwrap();
+        let reopened = Store::open(&dir.0).unwrap();
         assert_eq!(
             *reopened.state(),
             *before,
@@ -427,7 +453,8 @@ pub(crate) mod tests {
     #[test]
     fn concurrent_mutations_share_commits_and_all_land() {
         let dir = TempDir::new("group");
-        let cp = Arc::new(ControlPlane::open(&dir.0).unwrap());
+        let recorder = Arc::new(Recorder::default());
+        let cp = Arc::new(Store::open(&dir.0).unwrap().with_follower(recorder.clone()));
         let (_, s) = vpc_and_subnet(&cp, "10.0.0.0/20");
         let start = cp.state().revision;
         let mut rx = cp.subscribe();
@@ -438,13 +465,13 @@ pub(crate) mod tests {
                 std::thread::spawn(move || {
                     (0..25)
                         .map(|_| {
-                            let req = crate::model::eni::CreateRequest {
+                            let req = softvpc_model::eni::CreateRequest {
                                 subnet_id: subnet.clone(),
                                 ..Default::default()
                             };
                             let eni = cp
                                 .mutate(false, |t| {
-                                    crate::model::eni::create_network_interface(t, &req)
+                                    softvpc_model::eni::create_network_interface(t, &req)
                                 })
                                 .unwrap();
                             // Answered only once durable and published.
@@ -465,18 +492,28 @@ pub(crate) mod tests {
         let state = cp.state();
         assert_eq!(state.revision, start + 200, "one revision per mutation");
         assert_eq!(*rx.borrow_and_update(), start + 200);
-        let read = cp.mapping_since(start);
-        let revs: Vec<u64> = read.entries.unwrap().iter().map(|e| e.revision).collect();
-        assert_eq!(revs, (start + 1..=start + 200).collect::<Vec<_>>());
+        // The follower saw every mutation staged once, in revision order, and every one
+        // committed (several per commit when they shared one).
+        let told = recorder.0.lock().unwrap().clone();
+        let staged: Vec<&String> = told.iter().filter(|t| t.starts_with("staged")).collect();
+        let want: Vec<String> = (1..=start + 200).map(|r| format!("staged {r}")).collect();
+        assert_eq!(staged, want.iter().collect::<Vec<_>>());
+        let committed: Vec<u64> = told
+            .iter()
+            .filter_map(|t| t.strip_prefix("committed ")?.parse().ok())
+            .collect();
+        assert!(committed.windows(2).all(|w| w[0] < w[1]), "{committed:?}");
+        assert_eq!(committed.last(), Some(&(start + 200)));
         drop(cp);
-        let reopened = ControlPlane::open(&dir.0).unwrap();
+        let reopened = Store::open(&dir.0).unwrap();
         assert_eq!(*reopened.state(), *state, "the store holds every one");
     }
 
     #[test]
     fn a_failed_commit_refuses_the_request_and_changes_nothing() {
         let dir = TempDir::new("fail");
-        let cp = ControlPlane::open(&dir.0).unwrap();
+        let recorder = Arc::new(Recorder::default());
+        let cp = Store::open(&dir.0).unwrap().with_follower(recorder.clone());
         let v1 = cp
             .mutate(false, |t| {
                 vpc::create_vpc(t, "10.0.0.0/16", None, Tags::new())
@@ -504,19 +541,30 @@ pub(crate) mod tests {
         assert_eq!(state.vpcs.len(), 2);
         assert!(state.vpcs.contains_key(&v1.id) && state.vpcs.contains_key(&v3.id));
         assert_eq!(state.revision, before.revision + 1);
+        // The follower dropped the failed mutation and saw its revision staged again.
+        assert_eq!(
+            *recorder.0.lock().unwrap(),
+            [
+                "staged 1",
+                "committed 1",
+                "staged 2",
+                "abandoned",
+                "staged 2",
+                "committed 2"
+            ]
+        );
         drop(cp);
-        assert_eq!(*ControlPlane::open(&dir.0).unwrap().state(), *state);
+        assert_eq!(*Store::open(&dir.0).unwrap().state(), *state);
     }
 
     #[test]
     fn state_persists_across_reopen_with_revision_and_vnis() {
         let dir = TempDir::new("persist");
         let (vpc_id, rev, inst_id) = {
-            let cp = ControlPlane::open(&dir.0).unwrap();
-            let epoch = cp.epoch().to_string();
+            let cp = Store::open(&dir.0).unwrap();
             let (vpc, s) = vpc_and_subnet(&cp, "10.0.0.0/24");
             cp.mutate(false, |t| {
-                crate::model::host::register_host(t, "host-1", "198.18.0.11")
+                softvpc_model::host::register_host(t, "host-1", "198.18.0.11")
             })
             .unwrap();
             let req = instance::RunRequest {
@@ -530,15 +578,14 @@ pub(crate) mod tests {
                 .unwrap();
             let state = cp.state();
             assert_eq!(state.revision, 4);
-            let again = ControlPlane::open(&dir.0);
+            let again = Store::open(&dir.0);
             assert!(again.is_err(), "the store is locked while open");
-            assert!(!epoch.is_empty());
             (vpc.id, state.revision, r.instances[0].id.clone())
         };
-        let cp = ControlPlane::open(&dir.0).unwrap();
+        let cp = Store::open(&dir.0).unwrap();
         let state = cp.state();
         assert_eq!(state.revision, rev);
-        assert_eq!(state.vpcs[&vpc_id].vni, crate::model::FIRST_VNI);
+        assert_eq!(state.vpcs[&vpc_id].vni, softvpc_model::FIRST_VNI);
         assert_eq!(state.instances[&inst_id].private_ip.to_string(), "10.0.0.4");
         assert_eq!(state.enis.len(), 1);
         // VNIs keep counting after a restart.
@@ -547,7 +594,7 @@ pub(crate) mod tests {
                 vpc::create_vpc(t, "10.0.0.0/16", None, Tags::new())
             })
             .unwrap();
-        assert_eq!(v2.vni, crate::model::FIRST_VNI + 1);
+        assert_eq!(v2.vni, softvpc_model::FIRST_VNI + 1);
         assert_eq!(cp.state().revision, rev + 1);
         // Terminated instances stay stored (terminated, with the time) across a restart.
         cp.mutate(false, |t| {
@@ -555,10 +602,10 @@ pub(crate) mod tests {
         })
         .unwrap();
         let terminated = cp.state().instances[&inst_id].clone();
-        assert_eq!(terminated.state, crate::model::InstanceState::Terminated);
+        assert_eq!(terminated.state, softvpc_model::InstanceState::Terminated);
         assert!(terminated.state_transition_time.is_some());
         drop(cp);
-        let cp = ControlPlane::open(&dir.0).unwrap();
+        let cp = Store::open(&dir.0).unwrap();
         assert_eq!(cp.state().instances[&inst_id], terminated);
         assert!(cp.state().enis.is_empty());
     }
