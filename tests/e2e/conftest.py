@@ -43,6 +43,8 @@ def _lab_processes(status):
         if server.get("pid"):
             pids.append(server["pid"])
         pids += [h["pid"] for h in status.get("hosts", []) if h.get("pid")]
+        if (status.get("internet") or {}).get("pid"):
+            pids.append(status["internet"]["pid"])
     return pids
 
 

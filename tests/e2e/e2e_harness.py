@@ -32,7 +32,7 @@ WORK_DIR = Path(f"/tmp/svt-e2e-{os.getpid()}")
 SOFTVPC_BIN = os.environ.get("SOFTVPC_BIN", str(REPO / "target" / "release" / "softvpc"))
 SENDPKT = str(HERE / "sendpkt.py")
 
-# The seed topology (issue 2, section 4) plus `kvtep`: a registered host that runs no agent, where
+# The seed topology (issue 2, section 4, and its internet) plus `kvtep`: a registered host that runs no agent, where
 # a kernel VXLAN device plays the virtual router for `kvm1` (tests/e2e/test_interop.py).
 TOPOLOGY = """\
 [[host]]
@@ -44,6 +44,11 @@ name = "host-2"
 [[host]]
 name = "kvtep"
 agent = false
+
+[internet]
+hosts = ["203.0.113.10", "203.0.113.11"]
+http = "203.0.113.10:80"
+udp_echo = "203.0.113.10:7"
 
 [[vpc]]
 name = "zigi-vpc1"
@@ -334,9 +339,10 @@ class Lab:
         raise KeyError(f"no host {name} in lab status")
 
     def netns(self, name):
-        """The namespace of an instance (by Name tag) or of a host (host name) or `fabric`."""
-        if name == "fabric":
-            return f"{PREFIX}fabric"
+        """The namespace of an instance (by Name tag) or of a host (host name), `fabric` or
+        `internet`."""
+        if name in ("fabric", "internet"):
+            return f"{PREFIX}{name}"
         try:
             return self.instance(name)["netns"]
         except KeyError:

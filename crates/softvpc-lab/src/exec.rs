@@ -1,4 +1,5 @@
-//! `softvpc lab exec NAME -- CMD...`: run a command inside an instance's netns, replacing this
+//! `softvpc lab exec NAME -- CMD...`: run a command inside an instance's netns (or, for NAME
+//! `internet`, the lab's internet), replacing this
 //! process (so exit code, stdin and signals pass straight through), as `ip netns exec` does.
 
 use anyhow::bail;
@@ -88,6 +89,12 @@ pub fn exec(args: &LabArgs, name: &str, cmd: &[String]) -> anyhow::Result<()> {
             args.prefix
         );
     }
+    if name == "internet" {
+        let Some(internet) = &state.internet else {
+            bail!("the lab has no internet (its topology has no [internet])");
+        };
+        return exec_in(&internet.netns, name, cmd);
+    }
     let (instances, _) = status::instances(&state);
     let candidates: Vec<Candidate> = instances
         .into_iter()
@@ -107,12 +114,17 @@ pub fn exec(args: &LabArgs, name: &str, cmd: &[String]) -> anyhow::Result<()> {
             .unwrap_or_else(|| "unknown".into());
         bail!("instance {name} ({instance_id}, state {st}) has no netns {ns} (not yet created by its agent, terminated, or on an agent-less host)");
     }
+    exec_in(&ns, name, cmd)
+}
+
+/// Replaces this process with CMD inside `ns`.
+fn exec_in(ns: &str, name: &str, cmd: &[String]) -> anyhow::Result<()> {
     let Some((program, rest)) = cmd.split_first() else {
         bail!("no command given: softvpc lab exec {name} -- COMMAND [ARGS...]");
     };
     let args: Vec<std::ffi::OsString> = rest.iter().map(Into::into).collect();
     // Returns only if the command could not be started.
-    let err = sys::exec_in_netns(&ns, &program.into(), &args);
+    let err = sys::exec_in_netns(ns, &program.into(), &args);
     bail!("{err}")
 }
 

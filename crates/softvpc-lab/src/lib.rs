@@ -3,8 +3,9 @@
 //! `lab up` builds an underlay fabric (a bridge in its own netns), one netns per host running
 //! `softvpc agent`, the server in the root netns, and then the topology's VPCs, subnets and
 //! instances through the server's own EC2 API; it returns once every instance reaches its subnet
-//! router. `down` removes everything (also after a crash), `status` says what runs, `exec` runs a
-//! command inside an instance's netns.
+//! router. With `[internet]` in the topology it also builds the lab's internet ([`internet`]).
+//! `down` removes everything (also after a crash), `status` says what runs, `exec` runs a
+//! command inside an instance's netns (or the internet's).
 //!
 //! Modules: [`topology`] (the file format), [`names`] (every derived name and address),
 //! [`state`] (what a lab created), [`sys`] (iproute2 and processes), [`probe`] (the ICMP
@@ -35,6 +36,7 @@ macro_rules! out {
 pub mod down;
 pub mod ec2;
 pub mod exec;
+pub mod internet;
 pub mod names;
 pub mod probe;
 pub mod state;
@@ -92,14 +94,18 @@ pub enum LabCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Run a command in an instance's namespace (NAME: Name tag or instance id).
+    /// Run a command in an instance's namespace (NAME: Name tag or instance id; `internet`: the
+    /// lab's internet).
     Exec {
-        /// Name tag or instance id of the instance.
+        /// Name tag or instance id of the instance, or `internet`.
         name: String,
         #[arg(last = true, required = true)]
         /// The command and its arguments (after `--`).
         cmd: Vec<String>,
     },
+    /// Serve the lab internet's HTTP and UDP echo (run by `lab up`, stopped by `lab down`).
+    #[command(name = "internet-serve", hide = true)]
+    InternetServe(internet::ServeArgs),
 }
 
 /// Runs a lab subcommand.
@@ -123,6 +129,7 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
         LabCommand::Down => down::down(&args),
         LabCommand::Status { json } => status::status(&args, *json),
         LabCommand::Exec { name, cmd } => exec::exec(&args, name, cmd),
+        LabCommand::InternetServe(serve) => internet::serve(serve),
     }
 }
 

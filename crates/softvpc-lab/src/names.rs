@@ -14,6 +14,11 @@ pub const UNDERLAY_PREFIX_LEN: u8 = 16;
 pub const FABRIC_BRIDGE: &str = "br0";
 /// A host's underlay interface, inside its netns.
 pub const HOST_UNDERLAY_IF: &str = "u0";
+/// The bridge inside the internet netns that its hosts' addresses live on (and where gateways
+/// will attach).
+pub const INTERNET_BRIDGE: &str = "inet0";
+/// The lab subcommand that serves the internet's HTTP and UDP echo (hidden; the lab runs it).
+pub const INTERNET_SERVE: &str = "internet-serve";
 /// Port of the mapping service (gRPC), on [`FABRIC_IP`].
 pub const MAPPING_PORT: u16 = 8788;
 /// Longest prefix accepted: instance netns names are prefix + 19 characters, and leftover links
@@ -52,9 +57,9 @@ pub fn check_host_name(name: &str) -> Result<(), String> {
     {
         return Err("a host name may only hold letters, digits, '_', '.', '-' and must start with a letter or digit".to_string());
     }
-    if name == "fabric" || name.starts_with("i-") {
+    if name == "fabric" || name == "internet" || name.starts_with("i-") {
         return Err(
-            "\"fabric\" and names starting with \"i-\" are reserved for the lab's own namespaces"
+            "\"fabric\", \"internet\" and names starting with \"i-\" are reserved for the lab's own namespaces"
                 .to_string(),
         );
     }
@@ -64,6 +69,11 @@ pub fn check_host_name(name: &str) -> Result<(), String> {
 /// The fabric's netns.
 pub fn fabric_netns(prefix: &str) -> String {
     format!("{prefix}fabric")
+}
+
+/// The internet's netns.
+pub fn internet_netns(prefix: &str) -> String {
+    format!("{prefix}internet")
 }
 
 /// A host's netns.
@@ -94,7 +104,8 @@ pub fn mapping_url() -> String {
 }
 
 /// Whether a process command line belongs to this prefix's lab: a softvpc server whose mapping
-/// listener lives in `${P}fabric`, or a softvpc agent whose instance netns prefix is `P`.
+/// listener lives in `${P}fabric`, a softvpc agent whose instance netns prefix is `P`, or the
+/// internet's servers in `${P}internet`.
 /// Used by `lab down` to find processes when the state file is gone.
 pub fn cmdline_belongs_to_lab(argv: &[String], prefix: &str) -> bool {
     let Some(arg0) = argv.first() else {
@@ -102,8 +113,9 @@ pub fn cmdline_belongs_to_lab(argv: &[String], prefix: &str) -> bool {
     };
     let exe = arg0.rsplit('/').next().unwrap_or(arg0);
     let sub = argv.get(1).map(String::as_str);
+    let internet = sub == Some("lab") && argv.get(2).map(String::as_str) == Some(INTERNET_SERVE);
     exe.starts_with("softvpc")
-        && matches!(sub, Some("server" | "agent"))
+        && (matches!(sub, Some("server" | "agent")) || internet)
         && cmdline_has_lab_flags(argv, prefix)
 }
 
@@ -123,7 +135,9 @@ pub fn cmdline_has_lab_flags(argv: &[String], prefix: &str) -> bool {
     let server = value("--mapping-netns") == Some(fabric_netns(prefix).as_str());
     let agent = value("--instance-netns-prefix") == Some(prefix)
         && value("--netns").is_some_and(|ns| ns.starts_with(prefix));
-    server || agent
+    let internet = argv.iter().any(|a| a == INTERNET_SERVE)
+        && value("--netns") == Some(internet_netns(prefix).as_str());
+    server || agent || internet
 }
 
 #[cfg(test)]
@@ -165,7 +179,15 @@ mod tests {
     #[test]
     fn host_names_are_checked() {
         assert!(check_host_name("host-1").is_ok());
-        for bad in ["", "fabric", "i-123", "-x", "a/b", &"x".repeat(41)] {
+        for bad in [
+            "",
+            "fabric",
+            "internet",
+            "i-123",
+            "-x",
+            "a/b",
+            &"x".repeat(41),
+        ] {
             assert!(check_host_name(bad).is_err(), "{bad}");
         }
     }
@@ -211,5 +233,18 @@ mod tests {
         assert!(cmdline_has_lab_flags(&wrapper, p));
         assert!(!cmdline_has_lab_flags(&wrapper, "lbt-x-"));
         assert!(!cmdline_has_lab_flags(&argv("sleep 10"), p));
+        // The internet's servers.
+        assert!(cmdline_belongs_to_lab(
+            &argv("/x/softvpc lab internet-serve --netns lbt-internet --http 203.0.113.10:80"),
+            p
+        ));
+        assert!(!cmdline_belongs_to_lab(
+            &argv("/x/softvpc lab internet-serve --netns lbt-x-internet"),
+            p
+        ));
+        assert!(!cmdline_belongs_to_lab(
+            &argv("/x/softvpc lab exec --netns lbt-internet"),
+            p
+        ));
     }
 }

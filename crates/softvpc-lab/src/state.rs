@@ -40,6 +40,24 @@ pub struct LabState {
     pub instances: Vec<InstanceRecord>,
     /// Every netns the lab itself created (instance namespaces are the agents').
     pub netns: Vec<String>,
+    /// The lab's internet, once created.
+    #[serde(default)]
+    pub internet: Option<InternetRecord>,
+}
+
+/// The lab's internet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InternetRecord {
+    /// Its network namespace.
+    pub netns: String,
+    /// Its hosts' addresses.
+    pub hosts: Vec<String>,
+    /// Where its HTTP server listens, if it has one.
+    pub http: Option<String>,
+    /// Where its UDP echo listens, if it has one.
+    pub udp_echo: Option<String>,
+    /// The process serving both (none without servers).
+    pub process: Option<ProcessRecord>,
 }
 
 /// A process the lab started.
@@ -173,6 +191,7 @@ impl LabState {
         self.server
             .iter()
             .chain(self.hosts.iter().filter_map(|h| h.process.as_ref()))
+            .chain(self.internet.iter().filter_map(|i| i.process.as_ref()))
     }
 
     /// Pids of every process the lab recorded.

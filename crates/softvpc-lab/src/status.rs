@@ -28,6 +28,25 @@ pub struct Status {
     pub hosts: Vec<HostStatus>,
     /// The instances.
     pub instances: Vec<InstanceStatus>,
+    /// The lab's internet, if it has one.
+    pub internet: Option<InternetStatus>,
+}
+
+/// The lab's internet and its servers.
+#[derive(Debug, Serialize)]
+pub struct InternetStatus {
+    /// Its network namespace.
+    pub netns: String,
+    /// Its hosts' addresses.
+    pub hosts: Vec<String>,
+    /// The HTTP server's address.
+    pub http: Option<String>,
+    /// The UDP echo's address.
+    pub udp_echo: Option<String>,
+    /// The servers' process id.
+    pub pid: Option<i32>,
+    /// Whether the servers still run.
+    pub running: bool,
 }
 
 /// Whether a process the lab started still runs.
@@ -198,6 +217,7 @@ pub fn status(args: &LabArgs, json: bool) -> anyhow::Result<()> {
                 },
                 hosts: Vec::new(),
                 instances: Vec::new(),
+                internet: None,
             };
             outln!("{}", serde_json::to_string_pretty(&empty)?);
         }
@@ -243,6 +263,14 @@ pub fn status(args: &LabArgs, json: bool) -> anyhow::Result<()> {
         server,
         hosts,
         instances,
+        internet: state.internet.as_ref().map(|i| InternetStatus {
+            netns: i.netns.clone(),
+            hosts: i.hosts.clone(),
+            http: i.http.clone(),
+            udp_echo: i.udp_echo.clone(),
+            pid: i.process.as_ref().map(|p| p.pid),
+            running: i.process.as_ref().is_some_and(ProcessRecord::is_running),
+        }),
     };
 
     let mut problems = Vec::new();
@@ -254,6 +282,16 @@ pub fn status(args: &LabArgs, json: bool) -> anyhow::Result<()> {
     }
     for h in status.hosts.iter().filter(|h| h.agent && !h.running) {
         problems.push(format!("the agent of {} is not running", h.name));
+    }
+    if let Some(i) = status
+        .internet
+        .as_ref()
+        .filter(|i| i.pid.is_some() && !i.running)
+    {
+        problems.push(format!(
+            "the internet's servers ({}) are not running",
+            i.netns
+        ));
     }
     if let Some(e) = &api_error {
         problems.push(format!("the API does not answer: {e:#}"));
@@ -296,6 +334,19 @@ fn print_human(s: &Status, state_dir: &std::path::Path) {
             h.netns,
             h.underlay_ip
         );
+    }
+    if let Some(i) = &s.internet {
+        let mut servers = Vec::new();
+        if let Some(a) = &i.http {
+            servers.push(format!("http {a}"));
+        }
+        if let Some(a) = &i.udp_echo {
+            servers.push(format!("udp echo {a}"));
+        }
+        outln!("internet: netns {}, hosts {}", i.netns, i.hosts.join(", "));
+        if !servers.is_empty() {
+            outln!("  {} ({})", servers.join(", "), running(i.pid, i.running));
+        }
     }
     outln!("instances:");
     outln!(

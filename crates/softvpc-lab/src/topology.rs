@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 
 use ipnet::Ipv4Net;
 use serde::Deserialize;
@@ -30,7 +30,31 @@ pub struct Topology {
     pub vpcs: Vec<Vpc>,
     /// The instances.
     pub instances: Vec<Instance>,
+    /// The lab's internet, if the file describes one (`[internet]`).
+    pub internet: Option<Internet>,
 }
+
+/// The lab's "internet": hosts of 203.0.113.0/24 that belong to no VPC, in one namespace, with
+/// softvpc's own HTTP and UDP echo servers (see [`crate::internet`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Internet {
+    /// Its hosts' addresses, each in [`INTERNET_HOSTS_FIRST`]..=[`INTERNET_HOSTS_LAST`].
+    pub hosts: Vec<Ipv4Addr>,
+    /// Where the HTTP server listens (one of `hosts`): it answers with the client's address.
+    pub http: Option<SocketAddrV4>,
+    /// Where the UDP echo server listens (one of `hosts`).
+    pub udp_echo: Option<SocketAddrV4>,
+}
+
+/// The internet's network: the documentation range 203.0.113.0/24.
+pub const INTERNET_NET: Ipv4Net = match Ipv4Net::new(Ipv4Addr::new(203, 0, 113, 0), 24) {
+    Ok(net) => net,
+    Err(_) => panic!("a /24 is a valid prefix"),
+};
+/// The lowest address an internet host may have (.0 is the network's).
+pub const INTERNET_HOSTS_FIRST: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+/// The highest: the server hands out public and Elastic IPs from 203.0.113.16 on.
+pub const INTERNET_HOSTS_LAST: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 15);
 
 /// A host: a network namespace on the fabric, normally running `softvpc agent`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,6 +128,15 @@ struct RawTopology {
     vpc: Vec<RawVpc>,
     #[serde(default)]
     instance: Vec<RawInstance>,
+    internet: Option<RawInternet>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInternet {
+    hosts: Vec<String>,
+    http: Option<String>,
+    udp_echo: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -343,10 +376,12 @@ impl Topology {
             });
         }
 
+        let internet = raw.internet.as_ref().map(parse_internet).transpose()?;
         Ok(Topology {
             hosts,
             vpcs,
             instances,
+            internet,
         })
     }
 
@@ -354,6 +389,51 @@ impl Topology {
     pub fn subnet_of(&self, inst: &Instance) -> &Subnet {
         &self.vpcs[inst.vpc].subnets[inst.subnet]
     }
+}
+
+/// Checks `[internet]`: hosts in 203.0.113.1-15, unique; servers on one of them.
+fn parse_internet(raw: &RawInternet) -> Result<Internet, TopologyError> {
+    if raw.hosts.is_empty() {
+        bail!("internet: `hosts` lists no address");
+    }
+    let mut hosts = Vec::with_capacity(raw.hosts.len());
+    for text in &raw.hosts {
+        let Ok(ip) = text.parse::<Ipv4Addr>() else {
+            bail!("internet: host {text:?} is not an IPv4 address");
+        };
+        if !(INTERNET_HOSTS_FIRST..=INTERNET_HOSTS_LAST).contains(&ip) {
+            bail!(
+                "internet: host {ip} must be in {INTERNET_HOSTS_FIRST}-{INTERNET_HOSTS_LAST} \
+                 (the rest of {INTERNET_NET} is the server's pool of public and Elastic IPs)"
+            );
+        }
+        if hosts.contains(&ip) {
+            bail!("internet: host {ip} is listed twice");
+        }
+        hosts.push(ip);
+    }
+    let server = |what: &str,
+                  text: &Option<String>|
+     -> Result<Option<SocketAddrV4>, TopologyError> {
+        let Some(text) = text else { return Ok(None) };
+        let Ok(addr) = text.parse::<SocketAddrV4>() else {
+            bail!(
+                "internet: {what} {text:?} is not an IPv4 address and port (like 203.0.113.10:80)"
+            );
+        };
+        if !hosts.contains(addr.ip()) || addr.port() == 0 {
+            bail!(
+                "internet: {what} {addr} must be on one of its hosts ({}), port 1-65535",
+                list(hosts.iter().map(ToString::to_string))
+            );
+        }
+        Ok(Some(addr))
+    };
+    Ok(Internet {
+        http: server("http", &raw.http)?,
+        udp_echo: server("udp_echo", &raw.udp_echo)?,
+        hosts,
+    })
 }
 
 fn list<I, S>(items: I) -> String
@@ -625,6 +705,55 @@ mod tests {
         let e = err("[[host]]\nname = \"a\"\nagnet = false\n");
         assert!(e.contains("unknown field"), "{e}");
         assert!(err("").contains("no [[host]]"));
+    }
+
+    #[test]
+    fn the_internet_is_checked() {
+        let t = Topology::seed();
+        let net = t.internet.expect("the seed topology has an internet");
+        assert_eq!(
+            net.hosts,
+            [
+                Ipv4Addr::new(203, 0, 113, 10),
+                Ipv4Addr::new(203, 0, 113, 11)
+            ]
+        );
+        assert_eq!(net.http, Some("203.0.113.10:80".parse().unwrap()));
+        assert_eq!(net.udp_echo, Some("203.0.113.10:7".parse().unwrap()));
+        assert_eq!(Topology::parse(HOSTS).unwrap().internet, None);
+        let with = |body: &str| format!("{HOSTS}[internet]\n{body}");
+        for (body, want) in [
+            ("hosts = []\n", "lists no address"),
+            (
+                "hosts = [\"203.0.113.16\"]\n",
+                "must be in 203.0.113.1-203.0.113.15",
+            ),
+            ("hosts = [\"10.0.0.1\"]\n", "must be in"),
+            ("hosts = [\"x\"]\n", "not an IPv4 address"),
+            (
+                "hosts = [\"203.0.113.5\", \"203.0.113.5\"]\n",
+                "listed twice",
+            ),
+            (
+                "hosts = [\"203.0.113.5\"]\nhttp = \"203.0.113.6:80\"\n",
+                "must be on one of its hosts",
+            ),
+            (
+                "hosts = [\"203.0.113.5\"]\nudp_echo = \"203.0.113.5\"\n",
+                "not an IPv4 address and port",
+            ),
+            (
+                "hosts = [\"203.0.113.5\"]\nudp_echo = \"203.0.113.5:0\"\n",
+                "port 1-65535",
+            ),
+            (
+                "hosts = [\"203.0.113.5\"]\nftp = \"203.0.113.5:21\"\n",
+                "unknown field",
+            ),
+        ] {
+            let e = err(&with(body));
+            assert!(e.contains(want), "{body}: {e}");
+        }
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! `softvpc lab up`: build a lab from a topology, step by step, each step bounded in time.
 //!
 //! 1. remove leftovers of a lab with the same prefix;
-//! 2. the fabric and host namespaces;
+//! 2. the fabric and host namespaces, and the internet (its namespace and servers) if the
+//!    topology has one;
 //! 3. the server (root netns; its mapping listener inside the fabric);
 //! 4. one agent per host, until DescribeHosts lists every host;
 //! 5. VPCs and subnets, and
@@ -23,7 +24,9 @@ use crate::down;
 use crate::ec2::Ec2Client;
 use crate::names;
 use crate::probe;
-use crate::state::{HostRecord, InstanceRecord, LabState, ProcessRecord, SubnetRecord, VpcRecord};
+use crate::state::{
+    HostRecord, InstanceRecord, InternetRecord, LabState, ProcessRecord, SubnetRecord, VpcRecord,
+};
 use crate::sys;
 use crate::topology::{self, Topology};
 use crate::LabArgs;
@@ -35,6 +38,8 @@ const SERVER_START: Duration = Duration::from_secs(20);
 const AGENTS_REGISTER: Duration = Duration::from_secs(20);
 /// Time for the underlay to carry a ping from each host to the fabric.
 const FABRIC_READY: Duration = Duration::from_secs(5);
+/// Time for the internet's servers to answer.
+const INTERNET_READY: Duration = Duration::from_secs(10);
 
 /// Options of `lab up`.
 #[derive(Debug, Clone)]
@@ -242,11 +247,21 @@ fn build(
     };
     state.save(state_dir)?;
 
+    let mut internet = None;
     step(2, "creating the fabric and host namespaces", |s| {
         build_fabric(prefix, topo, &mut state, state_dir, s)?;
         let fabric = names::fabric_netns(prefix);
         let hosts = plural(topo.hosts.len(), "host");
-        Ok(((), format!("{fabric} on 198.18.0.0/16, {hosts}")))
+        let mut detail = format!("{fabric} on 198.18.0.0/16, {hosts}");
+        if let Some(net) = &topo.internet {
+            internet = build_internet(bin, prefix, net, &mut state, state_dir)?;
+            detail.push_str(&format!(
+                ", internet {} with {}",
+                names::internet_netns(prefix),
+                plural(net.hosts.len(), "host")
+            ));
+        }
+        Ok(((), detail))
     })?;
 
     let mut server = step(3, "starting the server", |_| {
@@ -293,6 +308,9 @@ fn build(
 
     step(7, "waiting for instances to reach their routers", |s| {
         let detail = wait_for_instances(topo, &state, opts.wait, &mut server, &mut agents, s)?;
+        if let Some(internet) = internet.as_mut() {
+            internet.check()?;
+        }
         Ok(((), detail))
     })?;
 
@@ -396,6 +414,90 @@ async fn plumb_fabric(
         nh.set_up(names::HOST_UNDERLAY_IF).await?;
     }
     Ok(())
+}
+
+/// Step 2, with `[internet]`: the internet's netns, its hosts' addresses on its bridge, and its
+/// servers (until they answer).
+fn build_internet(
+    bin: &Path,
+    prefix: &str,
+    net: &topology::Internet,
+    state: &mut LabState,
+    state_dir: &Path,
+) -> anyhow::Result<Option<Started>> {
+    let ns = names::internet_netns(prefix);
+    softvpc_netlink::block_on(async {
+        let nl = add_netns(&ns, state, state_dir).await?;
+        state.internet = Some(InternetRecord {
+            netns: ns.clone(),
+            hosts: net.hosts.iter().map(ToString::to_string).collect(),
+            http: net.http.map(|a| a.to_string()),
+            udp_echo: net.udp_echo.map(|a| a.to_string()),
+            process: None,
+        });
+        state.save(state_dir)?;
+        nl.add_bridge(names::INTERNET_BRIDGE).await?;
+        for ip in &net.hosts {
+            nl.add_address(
+                names::INTERNET_BRIDGE,
+                *ip,
+                topology::INTERNET_NET.prefix_len(),
+                false,
+            )
+            .await?;
+        }
+        nl.set_up(names::INTERNET_BRIDGE).await?;
+        anyhow::Ok(())
+    })?;
+    if net.http.is_none() && net.udp_echo.is_none() {
+        return Ok(None);
+    }
+    let log = state_dir.join("logs").join("internet.log");
+    let args = crate::internet::serve_command(&ns, net.http, net.udp_echo);
+    let child = sys::spawn_detached(bin, &args, &log)?;
+    if let Some(rec) = state.internet.as_mut() {
+        rec.process = Some(ProcessRecord::new(child.id() as i32, log.clone()));
+    }
+    state.save(state_dir)?;
+    let mut started = Started {
+        child,
+        log,
+        what: "the internet's servers".to_string(),
+    };
+    let deadline = Instant::now() + INTERNET_READY;
+    loop {
+        started.check()?;
+        let (http, udp_echo) = (net.http, net.udp_echo);
+        let ready = softvpc_netlink::netns::run_in(&ns, move || {
+            anyhow::Ok(
+                http.is_none_or(|a| {
+                    TcpStream::connect_timeout(&a.into(), Duration::from_millis(300)).is_ok()
+                }) && udp_echo.is_none_or(|a| udp_echoes(a).unwrap_or(false)),
+            )
+        })?;
+        if ready {
+            return Ok(Some(started));
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "the internet's servers did not answer within {INTERNET_READY:?}; read {}{}",
+                started.log.display(),
+                log_tail(&started.log)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Whether a datagram sent to `to` comes back (run inside the internet's netns).
+fn udp_echoes(to: std::net::SocketAddrV4) -> std::io::Result<bool> {
+    let sock = std::net::UdpSocket::bind((*to.ip(), 0))?;
+    sock.set_read_timeout(Some(Duration::from_millis(300)))?;
+    sock.send_to(b"softvpc lab probe", to)?;
+    let mut buf = [0u8; 64];
+    Ok(
+        matches!(sock.recv_from(&mut buf), Ok((n, from)) if &buf[..n] == b"softvpc lab probe" && from == to.into()),
+    )
 }
 
 /// Creates a netns with lo up and IPv6 off (no router solicitations or MLD in captures); returns
@@ -847,6 +949,11 @@ fn print_usage(args: &LabArgs, topo: &Topology, state: &LabState, took: Duration
             b.name,
             b.name
         );
+    }
+    if let Some(net) = &state.internet {
+        if let Some(http) = &net.http {
+            outln!("  {env}{me} lab exec internet -- curl -s http://{http}/   # the lab's internet ({})", net.hosts.join(", "));
+        }
     }
     outln!(
         "  ip netns exec {} tcpdump -eni {} udp port 4789   # VXLAN on the underlay",
