@@ -3,14 +3,15 @@
 //! - [`model`]: resources, validation and operations with AWS semantics (no HTTP, no store):
 //!   the `softvpc-model` crate.
 //! - [`store`]: the resource store, group commit, redb: the `softvpc-store` crate.
-//! - [`ec2`]: the EC2 Query API (axum): decoding, the action table, XML responses and errors.
+//! - [`ec2`]: the EC2 Query API (axum): decoding, the action table, XML responses and errors:
+//!   the `softvpc-ec2-api` crate.
 //! - [`mapping`]: the model's mapping projection, its revisioned log and the gRPC service agents
 //!   watch.
 //! - [`trust`]: the CA, join tokens, host certificates, the admin socket, HTTPS for the API.
 
-pub mod ec2;
 pub mod fuzzing;
 pub mod mapping;
+pub use softvpc_ec2_api as ec2;
 pub use softvpc_model as model;
 pub use softvpc_store as store;
 pub mod trust;

@@ -11,9 +11,9 @@ use std::sync::Arc;
 
 use softvpc_ec2_protocol::Value;
 
-use crate::model::filter::{self, Filter, Filterable};
-use crate::model::tags::{check_specs, tags_for, TagSpec};
-use crate::model::{ApiError, Map, State, Tags};
+use softvpc_model::filter::{self, Filter, Filterable};
+use softvpc_model::tags::{check_specs, tags_for, TagSpec};
+use softvpc_model::{ApiError, Map, State, Tags};
 
 /// Member `name` as text, refused with `MissingParameter` when absent or empty (for members
 /// the action needs even where the model does not mark them required, e.g. CreateVpc's

@@ -1,12 +1,12 @@
 //! VPC peering connections (Create/Accept/Reject/Delete/DescribeVpcPeeringConnections);
-//! model-driven handlers over [`crate::model::peering`].
+//! model-driven handlers over [`softvpc_model::peering`].
 
 use softvpc_ec2_protocol::Value;
 
 use super::input::{self, optional, required, tag_set, ValueExt};
 use super::Ctx;
-use crate::model::peering::{self, PeeringConnection, PeeringSide, PeeringStatus, REGION};
-use crate::model::{ApiError, OWNER_ID};
+use softvpc_model::peering::{self, PeeringConnection, PeeringSide, PeeringStatus, REGION};
+use softvpc_model::{ApiError, OWNER_ID};
 
 fn side_value(s: &PeeringSide) -> Value {
     let cidr = s.cidr.to_string();

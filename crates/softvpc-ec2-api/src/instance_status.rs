@@ -13,8 +13,8 @@ use softvpc_ec2_protocol::Value;
 
 use super::input::{self, ValueExt};
 use super::Ctx;
-use crate::model::filter::Filterable;
-use crate::model::{ApiError, Instance, InstanceState, Map, State, Tags};
+use softvpc_model::filter::Filterable;
+use softvpc_model::{ApiError, Instance, InstanceState, Map, State, Tags};
 
 /// One instance as DescribeInstanceStatus sees it.
 pub struct StatusItem(Arc<Instance>);
@@ -114,7 +114,7 @@ fn status_value(item: &StatusItem) -> Value {
 pub fn describe_instance_status(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
     let state = ctx.cp.state();
     // Terminated instances past their retention are gone, as in DescribeInstances.
-    let all: Map<StatusItem> = crate::model::instance::visible(&state, softvpc_store::now_secs())
+    let all: Map<StatusItem> = softvpc_model::instance::visible(&state, softvpc_store::now_secs())
         .iter()
         .map(|(id, i)| (id.clone(), Arc::new(StatusItem(i.clone()))))
         .collect();

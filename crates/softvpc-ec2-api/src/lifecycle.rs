@@ -4,8 +4,8 @@ use softvpc_ec2_protocol::Value;
 
 use super::input;
 use super::Ctx;
-use crate::model::instance::{self, StateChange};
-use crate::model::{ApiError, InstanceState};
+use softvpc_model::instance::{self, StateChange};
+use softvpc_model::{ApiError, InstanceState};
 
 fn state_value(s: InstanceState) -> Value {
     Value::new_struct()

@@ -4,8 +4,8 @@ use softvpc_ec2_protocol::Value;
 
 use super::input::{self, tag_set, ValueExt};
 use super::Ctx;
-use crate::model::subnet::available_count;
-use crate::model::{self, ApiError, State, Subnet, OWNER_ID};
+use softvpc_model::subnet::available_count;
+use softvpc_model::{self as model, ApiError, State, Subnet, OWNER_ID};
 
 /// The `Subnet` structure of one subnet.
 pub fn subnet_value(state: &State, s: &Subnet) -> Value {

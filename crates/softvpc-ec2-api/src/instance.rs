@@ -6,11 +6,11 @@ use softvpc_ec2_protocol::Value;
 
 use super::input::{self, tag_set, timestamp, ValueExt};
 use super::Ctx;
-use crate::model::instance::{
+use softvpc_model::instance::{
     private_dns_name, public_address_of, public_dns_name, public_ip, visible, InterfaceSpec,
     RunRequest,
 };
-use crate::model::{self, ApiError, Eni, Instance, InstanceState, State, OWNER_ID};
+use softvpc_model::{self as model, ApiError, Eni, Instance, InstanceState, State, OWNER_ID};
 use softvpc_store::now_secs;
 
 fn state_value(s: InstanceState) -> Value {
@@ -496,7 +496,7 @@ const UNSUPPORTED_INSTANCE_ATTRIBUTES: &[&str] = &[
 /// `ModifyInstanceAttribute`: `Groups` (replaces the groups of the instance's network
 /// interface) or `SourceDestCheck`, exactly one per call.
 pub fn modify_instance_attribute(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
-    use crate::model::eni::Modify;
+    use softvpc_model::eni::Modify;
     let id = input::required(input, "InstanceId")?;
     if let Some(name) = UNSUPPORTED_INSTANCE_ATTRIBUTES
         .iter()

@@ -5,9 +5,9 @@ use softvpc_ec2_protocol::{Timestamp, Value};
 
 use super::input::{self, tag_set, ValueExt};
 use super::Ctx;
-use crate::model::eni::{self as m, CreateRequest, Modify};
-use crate::model::instance::{private_dns_name, public_address_of, public_dns_name};
-use crate::model::{ApiError, Eni, State, OWNER_ID};
+use softvpc_model::eni::{self as m, CreateRequest, Modify};
+use softvpc_model::instance::{private_dns_name, public_address_of, public_dns_name};
+use softvpc_model::{ApiError, Eni, State, OWNER_ID};
 
 /// `[{GroupId, GroupName}]` of an ENI's groups.
 fn groups_value(state: &State, e: &Eni) -> Value {

@@ -1,12 +1,12 @@
 //! Create/Delete/Associate/DescribeDhcpOptions: model-driven handlers over
-//! [`crate::model::dhcp_options`].
+//! [`softvpc_model::dhcp_options`].
 
 use softvpc_ec2_protocol::Value;
 
 use super::input::{self, required, tag_set, ValueExt};
 use super::Ctx;
-use crate::model::dhcp_options::{self, DhcpOptions};
-use crate::model::{ApiError, OWNER_ID};
+use softvpc_model::dhcp_options::{self, DhcpOptions};
+use softvpc_model::{ApiError, OWNER_ID};
 
 /// The `DhcpOptions` output structure.
 pub fn dopt_value(d: &DhcpOptions) -> Value {

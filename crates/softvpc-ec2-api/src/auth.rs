@@ -100,7 +100,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!(
             "softvpc-auth-test-{}-{}",
             std::process::id(),
-            crate::model::ids::new_request_id()
+            softvpc_model::ids::new_request_id()
         ));
         let first = load_or_create(&dir).unwrap();
         let path = credentials_path(&dir);

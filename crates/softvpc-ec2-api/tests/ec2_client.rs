@@ -34,14 +34,14 @@ struct Api {
 fn start() -> Api {
     let dir = TempDir(std::env::temp_dir().join(format!(
         "softvpc-ec2-client-test-{}",
-        softvpc_server::model::ids::new_id("t")
+        softvpc_model::ids::new_id("t")
     )));
     std::fs::create_dir_all(&dir.0).unwrap();
     let creds = softvpc_sigv4::generate_credentials();
     let file = dir.0.join("credentials");
     softvpc_sigv4::write_credentials_file(&file, "default", &creds).unwrap();
     let cp = Arc::new(Store::ephemeral());
-    let keys = Arc::new(softvpc_server::ec2::auth::Keys::from_credentials([&creds]));
+    let keys = Arc::new(softvpc_ec2_api::auth::Keys::from_credentials([&creds]));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -51,7 +51,7 @@ fn start() -> Api {
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
     let addr = listener.local_addr().unwrap();
-    let router = softvpc_server::ec2::router(cp.clone(), keys);
+    let router = softvpc_ec2_api::router(cp.clone(), keys);
     runtime.spawn(async move { axum::serve(listener, router).await });
     Api {
         addr,

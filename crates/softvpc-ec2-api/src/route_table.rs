@@ -1,14 +1,14 @@
 //! Route tables: CreateRouteTable, DeleteRouteTable, DescribeRouteTables, CreateRoute,
 //! ReplaceRoute, DeleteRoute, AssociateRouteTable, DisassociateRouteTable,
 //! ReplaceRouteTableAssociation (model-driven handlers; the rules live in
-//! [`crate::model::route_table`]).
+//! [`softvpc_model::route_table`]).
 
 use softvpc_ec2_protocol::Value;
 
 use super::input::{self, required, tag_set, ValueExt};
 use super::Ctx;
-use crate::model::route_table::{self as rt, RouteTable, Target, TargetSpec};
-use crate::model::{ApiError, State, OWNER_ID};
+use softvpc_model::route_table::{self as rt, RouteTable, Target, TargetSpec};
+use softvpc_model::{ApiError, State, OWNER_ID};
 
 /// The `RouteTable` output structure.
 pub fn route_table_value(state: &State, r: &RouteTable) -> Value {

@@ -4,7 +4,7 @@ use softvpc_ec2_protocol::Value;
 
 use super::input::{id_list, tag_pairs};
 use super::Ctx;
-use crate::model::{self, ApiError};
+use softvpc_model::{self as model, ApiError};
 
 pub fn create_tags(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
     let ids = id_list(input, "Resources");
@@ -37,11 +37,11 @@ pub fn delete_tags(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
 /// `key`, `value` (and `tag:<key>`), paged by `MaxResults`/`NextToken`.
 pub fn describe_tags(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
     let filters = super::input::filters(input)?;
-    crate::model::filter::check::<model::tags::TagItem>(&filters)?;
+    softvpc_model::filter::check::<model::tags::TagItem>(&filters)?;
     let state = ctx.cp.state();
     let items: Vec<_> = model::tags::all_tags(&state)
         .into_iter()
-        .filter(|t| crate::model::filter::matches(t, &state, &filters))
+        .filter(|t| softvpc_model::filter::matches(t, &state, &filters))
         .collect();
     // NUL sorts before every other character: the joined text sorts as the (type, id, key) tuple.
     let (page, next) = super::input::paginate_sorted(items, input, false, |t| {

@@ -4,9 +4,9 @@ use softvpc_ec2_protocol::Value;
 
 use super::input::{self, tag_set, timestamp, ValueExt};
 use super::Ctx;
-use crate::model::filter::Filterable;
-use crate::model::instance::DEFAULT_INSTANCE_TYPE;
-use crate::model::{ApiError, Host, InstanceState, State, OWNER_ID};
+use softvpc_model::filter::Filterable;
+use softvpc_model::instance::DEFAULT_INSTANCE_TYPE;
+use softvpc_model::{ApiError, Host, InstanceState, State, OWNER_ID};
 
 fn host_value(state: &State, h: &Host) -> Value {
     let instances: Vec<Value> = state

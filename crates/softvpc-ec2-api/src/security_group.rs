@@ -1,16 +1,16 @@
 //! Security group actions: CreateSecurityGroup, DeleteSecurityGroup, DescribeSecurityGroups,
 //! Authorize/RevokeSecurityGroupIngress/Egress, DescribeSecurityGroupRules,
 //! ModifySecurityGroupRules (model-driven handlers; the rules live in
-//! [`crate::model::security_group`]).
+//! [`softvpc_model::security_group`]).
 
 use softvpc_ec2_protocol::Value;
 
 use super::input::{self, tag_set, ValueExt};
 use super::Ctx;
-use crate::model::security_group::{
+use softvpc_model::security_group::{
     self as sg, Peer, Permission, RuleUpdate, SecurityGroup, SgRule,
 };
-use crate::model::{ApiError, State, Tags, Txn, OWNER_ID};
+use softvpc_model::{ApiError, State, Tags, Txn, OWNER_ID};
 
 fn group_arn(id: &str) -> String {
     format!("arn:aws:ec2:us-east-1:{OWNER_ID}:security-group/{id}")
@@ -302,7 +302,7 @@ fn target_group(t: &Txn, input: &Value) -> Result<std::sync::Arc<SecurityGroup>,
 
 fn authorize(ctx: &Ctx<'_>, input: &Value, egress: bool) -> Result<Value, ApiError> {
     let specs = input::tag_specs(input, &["security-group-rule"])?;
-    let tags: Tags = crate::model::tags::tags_for(&specs, "security-group-rule")?;
+    let tags: Tags = softvpc_model::tags::tags_for(&specs, "security-group-rule")?;
     let added = ctx.mutate(|t| {
         let g = target_group(t, input)?;
         let perms = read_permissions(&t.state, &g.vpc_id, input)?;

@@ -4,7 +4,7 @@ use softvpc_ec2_protocol::Value;
 
 use super::input::{self, tag_set, ValueExt};
 use super::Ctx;
-use crate::model::{self, ApiError, Vpc, OWNER_ID};
+use softvpc_model::{self as model, ApiError, Vpc, OWNER_ID};
 
 /// The `Vpc` structure of one VPC.
 pub fn vpc_value(v: &Vpc) -> Value {

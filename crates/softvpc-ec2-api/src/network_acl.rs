@@ -1,13 +1,13 @@
 //! Network ACL actions: CreateNetworkAcl, DeleteNetworkAcl, DescribeNetworkAcls,
 //! Create/Replace/DeleteNetworkAclEntry, ReplaceNetworkAclAssociation (model-driven handlers;
-//! the rules live in [`crate::model::network_acl`]).
+//! the rules live in [`softvpc_model::network_acl`]).
 
 use softvpc_ec2_protocol::Value;
 
 use super::input::{self, tag_set, ValueExt};
 use super::Ctx;
-use crate::model::network_acl::{self as acl, EntryRequest, NetworkAcl};
-use crate::model::{ApiError, OWNER_ID};
+use softvpc_model::network_acl::{self as acl, EntryRequest, NetworkAcl};
+use softvpc_model::{ApiError, OWNER_ID};
 
 /// The `NetworkAcl` structure of one ACL.
 pub fn acl_value(a: &NetworkAcl) -> Value {

@@ -6,9 +6,9 @@ use softvpc_ec2_protocol::Value;
 
 use super::input;
 use super::Ctx;
-use crate::model::filter::{self, Filterable};
-use crate::model::peering::REGION;
-use crate::model::{ApiError, State, Tags};
+use softvpc_model::filter::{self, Filterable};
+use softvpc_model::peering::REGION;
+use softvpc_model::{ApiError, State, Tags};
 /// The zones of [`REGION`] (the ones CreateSubnet accepts) and their zone ids.
 pub const ZONES: [(&str, &str); 6] = [
     ("us-east-1a", "use1-az1"),
@@ -162,11 +162,11 @@ pub fn describe_account_attributes(ctx: &Ctx<'_>, input: &Value) -> Result<Value
         ("default-vpc", vec![default_vpc]),
         (
             "vpc-max-security-groups-per-interface",
-            vec![crate::model::eni::MAX_GROUPS.to_string()],
+            vec![softvpc_model::eni::MAX_GROUPS.to_string()],
         ),
         (
             "max-instances",
-            vec![crate::model::instance::MAX_LAUNCH.to_string()],
+            vec![softvpc_model::instance::MAX_LAUNCH.to_string()],
         ),
     ];
     let wanted = input::id_list(input, "AttributeNames");

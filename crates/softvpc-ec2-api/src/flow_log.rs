@@ -1,4 +1,4 @@
-//! Create/Delete/DescribeFlowLogs: model-driven handlers over [`crate::model::flow_log`], and
+//! Create/Delete/DescribeFlowLogs: model-driven handlers over [`softvpc_model::flow_log`], and
 //! the local destinations: after a commit that created flow logs, each one's directory is made
 //! under the server's flow-log directory (`--flow-log-dir`). A directory that cannot be made is
 //! logged and recorded on the flow log (`DeliverLogsStatus` FAILED with
@@ -11,9 +11,9 @@ use softvpc_ec2_protocol::Value;
 
 use super::input::{self, optional, tag_set, timestamp, ValueExt};
 use super::Ctx;
-use crate::model::filter;
-use crate::model::flow_log::{self, CreateRequest, FlowLog, Unsuccessful};
-use crate::model::ApiError;
+use softvpc_model::filter;
+use softvpc_model::flow_log::{self, CreateRequest, FlowLog, Unsuccessful};
+use softvpc_model::ApiError;
 use softvpc_store::Store;
 
 /// The `FlowLog` output structure.

@@ -3,7 +3,7 @@
 //! (`RequestID` with a capital ID: older botocore needs it).
 
 /// The error type itself lives in the model (it carries no HTTP machinery).
-pub use crate::model::ApiError;
+pub use softvpc_model::ApiError;
 
 /// The error document for `err` answered to request `request_id`.
 pub fn render(err: &ApiError, request_id: &str) -> String {

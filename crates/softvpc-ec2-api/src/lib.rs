@@ -55,9 +55,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
-use crate::model::ids::new_request_id;
-use crate::model::{ApiError, Txn};
 use softvpc_ec2_protocol::Value;
+use softvpc_model::ids::new_request_id;
+use softvpc_model::{ApiError, Txn};
 use softvpc_store::Store;
 
 /// Whether an action only reads or changes the model.

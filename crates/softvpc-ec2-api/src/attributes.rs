@@ -4,8 +4,8 @@ use softvpc_ec2_protocol::Value;
 
 use super::input;
 use super::Ctx;
-use crate::model::attributes::{self as m, VpcAttribute};
-use crate::model::ApiError;
+use softvpc_model::attributes::{self as m, VpcAttribute};
+use softvpc_model::ApiError;
 
 /// `X.Value` of an `AttributeBooleanValue` member, if the member is present.
 fn boolean(input: &Value, name: &str) -> Result<Option<bool>, ApiError> {

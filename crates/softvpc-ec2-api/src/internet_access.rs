@@ -1,17 +1,17 @@
 //! Internet access: internet gateways (Create/Delete/Describe/Attach/DetachInternetGateway),
 //! Elastic IPs (Allocate/Release/Associate/DisassociateAddress, DescribeAddresses) and NAT
 //! gateways (Create/Delete/DescribeNatGateways); model-driven handlers over
-//! [`crate::model::internet_gateway`], [`crate::model::address`] and [`crate::model::nat_gateway`].
+//! [`softvpc_model::internet_gateway`], [`softvpc_model::address`] and [`softvpc_model::nat_gateway`].
 
 use softvpc_ec2_protocol::{Timestamp, Value};
 
 use super::input::{self, optional, required, tag_set, ValueExt};
 use super::Ctx;
-use crate::model::address::{self, Address, AssociateRequest};
-use crate::model::filter::Filter;
-use crate::model::internet_gateway::{self, InternetGateway};
-use crate::model::nat_gateway::{self, NatGateway};
-use crate::model::{ApiError, State, OWNER_ID};
+use softvpc_model::address::{self, Address, AssociateRequest};
+use softvpc_model::filter::Filter;
+use softvpc_model::internet_gateway::{self, InternetGateway};
+use softvpc_model::nat_gateway::{self, NatGateway};
+use softvpc_model::{ApiError, State, OWNER_ID};
 use softvpc_store::now_secs;
 
 // ----- internet gateways -----
@@ -269,7 +269,7 @@ pub fn describe_nat_gateways(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiE
         return Err(nat_gateway::nat_not_found(missing));
     }
     // Filters and answers see each gateway's state moved on by the clock.
-    let observed: crate::model::Map<NatGateway> = state
+    let observed: softvpc_model::Map<NatGateway> = state
         .nat_gateways
         .iter()
         .map(|(id, n)| (id.clone(), std::sync::Arc::new(n.observed(now))))
