@@ -6,6 +6,8 @@
   bench.py propagation STATUS N  mapping propagation: N API changes (RunInstances and
                                  TerminateInstances in turn), each timed from the API call until
                                  every agent's /mappings reflects it; STATUS is `lab status --json`
+  bench.py drops STATUS          the agents' counters of drops outside and inside the engine
+                                 (TAP queues, VXLAN socket buffer, engine), summed over agents
   bench.py report KERNEL SOFTVPC PROP   the final table (the three are JSON files of the above)
 
 Every figure is printed as one JSON object on stdout, so the shell can keep them in files.
@@ -53,6 +55,32 @@ def iperf_stats(path):
             "sender_gbps": end["sum_sent"]["bits_per_second"] / 1e9,
             "retransmits": end["sum_sent"].get("retransmits"),
             "seconds": end["sum_received"]["seconds"]}
+
+
+DROP_SERIES = {"tap_tx_dropped": "softvpc_port_tx_dropped_total",
+               "underlay_socket_drops": "softvpc_underlay_socket_drops_total",
+               "engine_drops": "softvpc_drops_total"}
+
+
+def agent_drops(status_path):
+    """Sums, over the lab's agents, the drop counters of their /metrics (cumulative)."""
+    status = json.load(open(status_path))
+    totals = dict.fromkeys(DROP_SERIES, 0)
+    for host in status["hosts"]:
+        if not host.get("agent", True):
+            continue
+        text = subprocess.run(
+            ["ip", "netns", "exec", host["netns"], "curl", "-s", "-f", "--max-time", "5",
+             "http://127.0.0.1:9469/metrics"], capture_output=True, text=True, check=True,
+            timeout=10).stdout
+        for line in text.splitlines():
+            if line.startswith("#") or not line.strip():
+                continue
+            name = re.split(r"[{ ]", line, maxsplit=1)[0]
+            for key, series in DROP_SERIES.items():
+                if name == series:
+                    totals[key] += int(float(line.rsplit(None, 1)[1]))
+    return totals
 
 
 class AgentPoller(threading.Thread):
@@ -213,7 +241,15 @@ def report(kernel_path, softvpc_path, prop_path):
              row("ping RTT p50, ms", kernel["ping"]["p50_ms"], get(soft, "ping", "p50_ms"),
                  "{:.3f}"),
              row("ping RTT p99, ms", kernel["ping"]["p99_ms"], get(soft, "ping", "p99_ms"),
-                 "{:.3f}")]
+                 "{:.3f}"),
+             row("TCP retransmits (sender)", kernel["iperf"]["retransmits"] or 0,
+                 get(soft, "iperf", "retransmits"), "{:d}")]
+    before, after = soft.get("drops_before"), soft.get("drops_after")
+    if before and after:
+        d = {k: after[k] - before[k] for k in DROP_SERIES}
+        lines.append(f"\nsoftvpc drops during its measurements (both agents): TAP queues "
+                     f"{d['tap_tx_dropped']}, VXLAN socket buffer {d['underlay_socket_drops']}, "
+                     f"engine {d['engine_drops']}.")
     if "underlay_iperf" in kernel:
         lines.append(f"\nUnderlay alone (host to host over the fabric bridge, no encapsulation): "
                      f"{kernel['underlay_iperf']['gbps']:.2f} Gbit/s.")
@@ -242,6 +278,8 @@ def main(argv):
         print(json.dumps(iperf_stats(argv[1])))
     elif len(argv) >= 3 and argv[0] == "propagation":
         print(json.dumps(propagation(argv[1], int(argv[2]))))
+    elif len(argv) >= 2 and argv[0] == "drops":
+        print(json.dumps(agent_drops(argv[1])))
     elif len(argv) >= 4 and argv[0] == "report":
         print(report(argv[1], argv[2], argv[3]))
     else:

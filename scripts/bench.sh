@@ -9,8 +9,9 @@
 #       10.0.0.0/24, MTU 1450);
 #   (b) a softvpc lab: the same fabric and hosts, a softvpc agent per host, one VPC with those
 #       two instances;
-# and prints iperf3 TCP throughput and ping RTT p50/p99 for both and as ratios softvpc/kernel,
-# plus the mapping propagation time (API change -> applied by every agent) p50/p99.
+# and prints iperf3 TCP throughput, ping RTT p50/p99 and the TCP retransmits for both and as
+# ratios softvpc/kernel, the drops outside the engine during softvpc's measurements (TAP queues,
+# VXLAN socket buffer, from the agents' metrics), plus the mapping propagation time (API change -> applied by every agent) p50/p99.
 #
 # usage: sudo scripts/bench.sh [-t SECONDS] [-n PINGS] [-c CHANGES]
 #   -t  iperf3 duration per run (default 5)      -n  pings at 5 ms intervals (default 200)
@@ -172,9 +173,12 @@ EOF
   local nsa nsb
   nsa=$(python3 -c 'import json,sys; print(next(i["netns"] for i in json.load(open(sys.argv[1]))["instances"] if i["name"]=="bench-a"))' "$WORK/status.json")
   nsb=$(python3 -c 'import json,sys; print(next(i["netns"] for i in json.load(open(sys.argv[1]))["instances"] if i["name"]=="bench-b"))' "$WORK/status.json")
+  python3 "$BENCH_PY" drops "$WORK/status.json" >"$WORK/drops-before.json"
   measure softvpc "$nsa" "$nsb" 10.0.0.20
-  printf '{"iperf": %s, "ping": %s}\n' "$(cat "$WORK/softvpc-iperf.json")" \
-    "$(cat "$WORK/softvpc-ping.json")" >"$WORK/softvpc.json"
+  python3 "$BENCH_PY" drops "$WORK/status.json" >"$WORK/drops-after.json"
+  printf '{"iperf": %s, "ping": %s, "drops_before": %s, "drops_after": %s}\n' \
+    "$(cat "$WORK/softvpc-iperf.json")" "$(cat "$WORK/softvpc-ping.json")" \
+    "$(cat "$WORK/drops-before.json")" "$(cat "$WORK/drops-after.json")" >"$WORK/softvpc.json"
   log "mapping propagation: $CHANGES changes"
   timeout 900 python3 "$BENCH_PY" propagation "$WORK/status.json" "$CHANGES" >"$WORK/prop.json"
 }

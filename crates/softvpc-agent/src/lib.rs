@@ -114,6 +114,9 @@ pub async fn serve(
     tokio::pin!(shutdown);
     let rx = UnderlayRx::bind(args.underlay_ip, VXLAN_PORT)?;
     let tx = UnderlayTx::open(args.underlay_ip)?;
+    let underlay_drops = rx
+        .drop_counter()
+        .context("duplicating the VXLAN socket for its drop counter")?;
     let engine = Engine::new(EngineConfig {
         vxlan_port: VXLAN_PORT,
         ..EngineConfig::new(args.underlay_ip)
@@ -132,6 +135,7 @@ pub async fn serve(
         commander: datapath.commander().clone(),
         table_lag: Default::default(),
         plumbing: Default::default(),
+        underlay_drops,
     });
 
     let listener = tokio::net::TcpListener::bind(args.metrics_listen)

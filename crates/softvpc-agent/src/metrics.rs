@@ -4,6 +4,10 @@
 //! `softvpc_frames_total{path}`, `softvpc_bytes_total{path}`), the I/O shell's error counters and
 //! the agent's gauges. The data path is asked for fresh counters (answering within
 //! [`STATS_TIMEOUT`]), falling back to the copy it publishes after batches.
+//! The drops outside the engine come from the kernel at each scrape: every port's interface
+//! counters over netlink in its instance's namespace (`softvpc_port_tx_dropped_total`: the
+//! TAP's queue was full) and the VXLAN socket's drop counter
+//! (`softvpc_underlay_socket_drops_total`: its receive buffer was full).
 //! `/mappings` is the agent's current view as JSON, for debugging and tests.
 
 use std::fmt::Write as _;
@@ -22,6 +26,9 @@ use crate::datapath::{Command, Stats};
 use crate::reconcile::{Skip, SKIP_REASONS};
 use crate::state::{AgentState, AgentStatus};
 use softvpc_mapping::record::format_mac;
+use softvpc_netlink::{LinkStats, Netlink};
+use std::collections::BTreeMap;
+use tracing::debug;
 
 /// How long `/metrics` waits for the data path's fresh counters.
 pub const STATS_TIMEOUT: Duration = Duration::from_millis(200);
@@ -50,10 +57,55 @@ async fn fresh_stats(state: &AgentState) -> Stats {
         .unwrap_or_default()
 }
 
+/// The kernel's counters of one local port's interface (the instance's `eth<N>`, the TAP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortLinkStats {
+    pub eni_id: String,
+    pub instance_id: String,
+    pub dev: String,
+    pub link: LinkStats,
+}
+
+/// Reads every local port's interface counters over netlink in its instance's namespace. A
+/// port whose namespace or interface is gone (being removed) is left out.
+async fn port_link_stats(view: &AgentStatus) -> Vec<PortLinkStats> {
+    let mut out = Vec::with_capacity(view.ports.len());
+    let mut sockets: BTreeMap<&str, Netlink> = BTreeMap::new();
+    for p in view.ports.values() {
+        let nl = match sockets.get(p.netns.as_str()) {
+            Some(nl) => nl.clone(),
+            None => match Netlink::connect_in(&p.netns) {
+                Ok(nl) => {
+                    sockets.insert(&p.netns, nl.clone());
+                    nl
+                }
+                Err(e) => {
+                    debug!(netns = %p.netns, error = %e, "no port counters");
+                    continue;
+                }
+            },
+        };
+        let dev = p.spec.ifname();
+        match nl.link_stats(&dev).await {
+            Ok(Some(link)) => out.push(PortLinkStats {
+                eni_id: p.spec.eni_id.clone(),
+                instance_id: p.spec.instance_id.clone(),
+                dev,
+                link,
+            }),
+            Ok(None) => {}
+            Err(e) => debug!(netns = %p.netns, dev, error = %e, "no port counters"),
+        }
+    }
+    out
+}
+
 async fn metrics(State(state): State<Arc<AgentState>>) -> impl IntoResponse {
     let stats = fresh_stats(&state).await;
     let view = state.status.load();
-    let body = render(&state, &view, &stats);
+    let ports = port_link_stats(&view).await;
+    let underlay_drops = state.underlay_drops.read().ok();
+    let body = render(&state, &view, &stats, &ports, underlay_drops);
     (
         [(
             header::CONTENT_TYPE,
@@ -63,10 +115,18 @@ async fn metrics(State(state): State<Arc<AgentState>>) -> impl IntoResponse {
     )
 }
 
-/// Renders the Prometheus text for `stats` and `view`.
-pub fn render(state: &AgentState, view: &AgentStatus, stats: &Stats) -> String {
+/// Renders the Prometheus text for `stats` and `view`, with the kernel's drop counters outside
+/// the engine: each port's interface and the VXLAN socket (`None` if it could not be read).
+pub fn render(
+    state: &AgentState,
+    view: &AgentStatus,
+    stats: &Stats,
+    ports: &[PortLinkStats],
+    underlay_drops: Option<u64>,
+) -> String {
     let mut out = String::with_capacity(4096);
     stats.engine.write_prometheus(&mut out);
+    write_kernel_drops(&mut out, ports, underlay_drops);
 
     // Writing to a String cannot fail.
     let _ = writeln!(
@@ -178,6 +238,47 @@ pub fn render(state: &AgentState, view: &AgentStatus, stats: &Stats) -> String {
         );
     }
     out
+}
+
+/// The drops the engine cannot see: in the TAP queues and the VXLAN socket's receive buffer.
+fn write_kernel_drops(out: &mut String, ports: &[PortLinkStats], underlay_drops: Option<u64>) {
+    type Family = (&'static str, &'static str, fn(&LinkStats) -> u64);
+    let families: [Family; 2] = [
+        (
+            "softvpc_port_tx_dropped_total",
+            "Frames an instance sent that its TAP dropped because the agent had not read the \
+             queue in time (the interface's tx_dropped, as `ip -s link` shows inside the instance).",
+            |l| l.tx_dropped,
+        ),
+        (
+            "softvpc_port_rx_dropped_total",
+            "Frames the agent wrote to a TAP that the instance's stack dropped (the interface's \
+             rx_dropped).",
+            |l| l.rx_dropped,
+        ),
+    ];
+    for (name, help, get) in families {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for p in ports {
+            let _ = writeln!(
+                out,
+                "{name}{{eni=\"{}\",instance=\"{}\",dev=\"{}\"}} {}",
+                p.eni_id,
+                p.instance_id,
+                p.dev,
+                get(&p.link)
+            );
+        }
+    }
+    if let Some(n) = underlay_drops {
+        let _ = writeln!(
+            out,
+            "# HELP softvpc_underlay_socket_drops_total Datagrams the kernel dropped at the VXLAN \
+             socket, mostly because its receive buffer was full (the socket's drops in \
+             /proc/net/udp).\n# TYPE softvpc_underlay_socket_drops_total counter\n\
+             softvpc_underlay_socket_drops_total {n}"
+        );
+    }
 }
 
 async fn mappings(State(state): State<Arc<AgentState>>) -> Json<Value> {

@@ -13,6 +13,7 @@ use softvpc_mapping::Records;
 
 use crate::datapath::{Commander, Shared};
 use crate::reconcile::{EniSpec, Skip};
+use crate::underlay::SocketDrops;
 
 /// A local ENI's port (one interface of a local instance), as published.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +63,8 @@ pub struct AgentState {
     pub table_lag: Timing,
     /// How long carrying out a reconcile's steps (local plumbing) took, when there were any.
     pub plumbing: Timing,
+    /// The VXLAN socket's kernel drop counter (receive buffer full).
+    pub underlay_drops: SocketDrops,
 }
 
 /// Durations of one kind of event: how many, their sum and the longest (for `/metrics`).

@@ -74,6 +74,53 @@ impl UnderlayRx {
     }
 }
 
+impl UnderlayRx {
+    /// A second handle on the socket for reading its drop counter from another thread (the
+    /// metrics endpoint) while the data path owns this one.
+    pub fn drop_counter(&self) -> io::Result<SocketDrops> {
+        Ok(SocketDrops {
+            fd: self.sock.as_fd().try_clone_to_owned()?,
+        })
+    }
+}
+
+/// Reads the kernel's drop counter of the VXLAN socket: datagrams that arrived while its
+/// receive buffer was full (or that failed the socket's checks), i.e. dropped before the data
+/// path could read them, which no engine counter can see.
+#[derive(Debug)]
+pub struct SocketDrops {
+    fd: OwnedFd,
+}
+
+impl SocketDrops {
+    /// The socket's `sk_drops` (`SO_MEMINFO`'s `SK_MEMINFO_DROPS`; the `drops` column of
+    /// `/proc/net/udp`).
+    pub fn read(&self) -> io::Result<u64> {
+        // SK_MEMINFO_VARS is 9 on current kernels; an older kernel fills fewer and says so.
+        let mut info = [0u32; 9];
+        let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
+        // SAFETY: `fd` is an open socket; SO_MEMINFO writes at most `len` bytes into `info`,
+        // which is valid, exclusively borrowed and `len` bytes long, and updates `len`.
+        let rc = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_MEMINFO,
+                info.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let i = libc::SK_MEMINFO_DROPS as usize;
+        if (len as usize) < (i + 1) * 4 {
+            return Err(io::Error::from(io::ErrorKind::Unsupported));
+        }
+        Ok(u64::from(info[i]))
+    }
+}
+
 impl AsFd for UnderlayRx {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.sock.as_fd()
@@ -215,5 +262,21 @@ mod tests {
         // Nothing left: an empty batch, no error.
         assert_eq!(rx.recv_batch(&mut batch), 0);
         assert!(batch.is_empty());
+    }
+
+    #[test]
+    fn receive_buffer_overflow_is_counted() {
+        let rx = UnderlayRx::bind(Ipv4Addr::LOCALHOST, 0).expect("bind");
+        let drops = rx.drop_counter().expect("dup");
+        assert_eq!(drops.read().expect("SO_MEMINFO"), 0);
+        // Shrink the buffer (the kernel doubles it and keeps a floor) and overfill it unread.
+        setsockopt(&rx.sock, sockopt::RcvBuf, &1024).expect("SO_RCVBUF");
+        let to = rx.local_addr().expect("addr");
+        let tx = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        for _ in 0..200 {
+            tx.send_to(&[0u8; 1400], to).expect("send");
+        }
+        let n = drops.read().expect("SO_MEMINFO");
+        assert!(n > 0 && n <= 200, "drops {n}");
     }
 }

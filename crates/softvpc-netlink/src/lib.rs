@@ -85,6 +85,35 @@ pub fn format_mac(m: &[u8; 6]) -> String {
     )
 }
 
+/// A link's packet counters, from its `IFLA_STATS64` (what `ip -s link` shows).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LinkStats {
+    /// Packets received.
+    pub rx_packets: u64,
+    /// Packets transmitted.
+    pub tx_packets: u64,
+    /// Packets dropped on receive.
+    pub rx_dropped: u64,
+    /// Packets dropped on transmit (for a TAP: frames the interface's owner sent while the
+    /// queue towards the fd's reader was full).
+    pub tx_dropped: u64,
+}
+
+fn link_stats_of(l: &LinkMessage) -> LinkStats {
+    l.attributes
+        .iter()
+        .find_map(|a| match a {
+            LinkAttribute::Stats64(s) => Some(LinkStats {
+                rx_packets: s.rx_packets,
+                tx_packets: s.tx_packets,
+                rx_dropped: s.rx_dropped,
+                tx_dropped: s.tx_dropped,
+            }),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
 /// An IPv4 route (`ip route add ...`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
@@ -216,6 +245,29 @@ impl Netlink {
             Ok(None) => Ok(None),
             Err(e) => {
                 let e = Error::netlink(format!("ip link show dev {dev}"), e);
+                if e.is_not_found() {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    /// The kernel's counters of link `dev` (`ip -s link show dev DEV`), or none if there is no
+    /// such link.
+    pub async fn link_stats(&self, dev: &str) -> Result<Option<LinkStats>> {
+        let mut links = self
+            .handle
+            .link()
+            .get()
+            .match_name(dev.to_string())
+            .execute();
+        match links.try_next().await {
+            Ok(Some(l)) => Ok(Some(link_stats_of(&l))),
+            Ok(None) => Ok(None),
+            Err(e) => {
+                let e = Error::netlink(format!("ip -s link show dev {dev}"), e);
                 if e.is_not_found() {
                     Ok(None)
                 } else {
