@@ -3,6 +3,7 @@
 
   bench.py ping FILE             p50/p99/mean RTT (ms) from `ping` output (per-packet time=)
   bench.py iperf FILE            receiver throughput (Gbit/s) and retransmits from `iperf3 -J`
+                                 (UDP: the packets the receiver got per second, in thousands)
   bench.py propagation STATUS N  mapping propagation: N API changes (RunInstances and
                                  TerminateInstances in turn), each timed from the API call until
                                  every agent's /mappings reflects it; STATUS is `lab status --json`
@@ -51,6 +52,12 @@ def iperf_stats(path):
     if "error" in data:
         raise SystemExit(f"iperf3 failed: {data['error']}")
     end = data["end"]
+    if data.get("start", {}).get("test_start", {}).get("protocol") == "UDP":
+        # Packets the receiver got per second (the sender's count minus the receiver's losses).
+        total = end["sum"]
+        got = total["packets"] - total["lost_packets"]
+        return {"kpps": got / total["seconds"] / 1e3, "sent_packets": total["packets"],
+                "lost_packets": total["lost_packets"], "seconds": total["seconds"]}
     return {"gbps": end["sum_received"]["bits_per_second"] / 1e9,
             "sender_gbps": end["sum_sent"]["bits_per_second"] / 1e9,
             "retransmits": end["sum_sent"].get("retransmits"),
@@ -238,12 +245,18 @@ def report(kernel_path, softvpc_path, prop_path):
              "|------------------------------|-------------:|-------------:|---------------:|",
              row("iperf3 TCP, Gbit/s", kernel["iperf"]["gbps"], get(soft, "iperf", "gbps"),
                  "{:.2f}"),
+             row("iperf3 TCP 8 streams, Gbit/s", get(kernel, "iperf8", "gbps"),
+                 get(soft, "iperf8", "gbps"), "{:.2f}"),
+             row("UDP 64 B received, kpps", get(kernel, "udp64", "kpps"),
+                 get(soft, "udp64", "kpps"), "{:.1f}"),
              row("ping RTT p50, ms", kernel["ping"]["p50_ms"], get(soft, "ping", "p50_ms"),
                  "{:.3f}"),
              row("ping RTT p99, ms", kernel["ping"]["p99_ms"], get(soft, "ping", "p99_ms"),
                  "{:.3f}"),
-             row("TCP retransmits (sender)", kernel["iperf"]["retransmits"] or 0,
-                 get(soft, "iperf", "retransmits"), "{:d}")]
+             row("TCP retransmits, 1 stream", kernel["iperf"]["retransmits"] or 0,
+                 get(soft, "iperf", "retransmits"), "{:d}"),
+             row("TCP retransmits, 8 streams", get(kernel, "iperf8", "retransmits") or 0,
+                 get(soft, "iperf8", "retransmits"), "{:d}")]
     before, after = soft.get("drops_before"), soft.get("drops_after")
     if before and after:
         d = {k: after[k] - before[k] for k in DROP_SERIES}

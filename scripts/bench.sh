@@ -9,7 +9,8 @@
 #       10.0.0.0/24, MTU 1450);
 #   (b) a softvpc lab: the same fabric and hosts, a softvpc agent per host, one VPC with those
 #       two instances;
-# and prints iperf3 TCP throughput, ping RTT p50/p99 and the TCP retransmits for both and as
+# and prints iperf3 TCP throughput (one stream and 8), the 64-byte UDP packet rate, ping RTT
+# p50/p99 and the TCP retransmits for both and as
 # ratios softvpc/kernel, the drops outside the engine during softvpc's measurements (TAP queues,
 # VXLAN socket buffer, from the agents' metrics), plus the mapping propagation time (API change -> applied by every agent) p50/p99.
 #
@@ -75,23 +76,45 @@ trap on_signal INT TERM
 
 log() { echo "==> $*" >&2; }
 
-# measure LABEL CLIENT_NS SERVER_NS SERVER_IP: iperf3 and ping, figures to $WORK/LABEL-*.json
-measure() {
-  local label=$1 cli=$2 srv=$3 ip=$4
-  timeout 30 ip netns exec "$cli" ping -n -c 3 -i 0.2 -W 2 "$ip" >/dev/null  # warm ARP, check
+# iperf LABEL CLIENT_NS SERVER_NS SERVER_IP KIND IPERF_ARGS...: one iperf3 run (its own one-shot
+# server), figures to $WORK/LABEL-KIND.json.
+iperf() {
+  local label=$1 cli=$2 srv=$3 ip=$4 kind=$5
+  shift 5
   ip netns exec "$srv" iperf3 -s -1 -B "$ip" >/dev/null 2>&1 &
   echo $! >>"$WORK/pids"
   for _ in $(seq 50); do
     ip netns exec "$srv" ss -ltn | grep -q ":5201 " && break
     sleep 0.1
   done
-  log "$label: iperf3 TCP for ${T}s"
-  timeout $((T + 30)) ip netns exec "$cli" iperf3 -c "$ip" -t "$T" -J >"$WORK/$label-iperf.raw"
-  python3 "$BENCH_PY" iperf "$WORK/$label-iperf.raw" >"$WORK/$label-iperf.json"
+  log "$label: iperf3 $kind for ${T}s ($*)"
+  timeout $((T + 30)) ip netns exec "$cli" iperf3 -c "$ip" -t "$T" -J "$@" >"$WORK/$label-$kind.raw"
+  python3 "$BENCH_PY" iperf "$WORK/$label-$kind.raw" >"$WORK/$label-$kind.json"
+  sleep 0.5  # the one-shot server exits after its test
+}
+
+# measure LABEL CLIENT_NS SERVER_NS SERVER_IP [all]: iperf3 and ping, figures to $WORK/LABEL-*.json
+# (one TCP stream; with `all` also 8 TCP streams and 64-byte UDP at full rate)
+measure() {
+  local label=$1 cli=$2 srv=$3 ip=$4 what=${5:-}
+  timeout 30 ip netns exec "$cli" ping -n -c 3 -i 0.2 -W 2 "$ip" >/dev/null  # warm ARP, check
+  iperf "$label" "$cli" "$srv" "$ip" iperf
+  if [ "$what" = all ]; then
+    iperf "$label" "$cli" "$srv" "$ip" iperf8 -P 8
+    iperf "$label" "$cli" "$srv" "$ip" udp64 -u -l 64 -b 0
+  fi
   log "$label: $PINGS pings at 5 ms"
   timeout $((PINGS / 50 + 30)) ip netns exec "$cli" ping -n -c "$PINGS" -i 0.005 -W 2 "$ip" \
     >"$WORK/$label-ping.raw"
   python3 "$BENCH_PY" ping "$WORK/$label-ping.raw" >"$WORK/$label-ping.json"
+}
+
+# The JSON of LABEL's measurements, as one object's members.
+figures() {
+  local label=$1
+  printf '"iperf": %s, "iperf8": %s, "udp64": %s, "ping": %s' "$(cat "$WORK/$label-iperf.json")" \
+    "$(cat "$WORK/$label-iperf8.json")" "$(cat "$WORK/$label-udp64.json")" \
+    "$(cat "$WORK/$label-ping.json")"
 }
 
 # ---- (a) kernel VXLAN
@@ -128,9 +151,9 @@ kernel_half() {
   setup_host host-2 vm-b 198.18.0.12 198.18.0.11 10.0.0.20 $MAC_B 10.0.0.148 $MAC_A
 
   measure underlay "${K}host-1" "${K}host-2" 198.18.0.12
-  measure kernel "${K}vm-a" "${K}vm-b" 10.0.0.20
-  printf '{"iperf": %s, "ping": %s, "underlay_iperf": %s}\n' "$(cat "$WORK/kernel-iperf.json")" \
-    "$(cat "$WORK/kernel-ping.json")" "$(cat "$WORK/underlay-iperf.json")" >"$WORK/kernel.json"
+  measure kernel "${K}vm-a" "${K}vm-b" 10.0.0.20 all
+  printf '{%s, "underlay_iperf": %s}\n' "$(figures kernel)" "$(cat "$WORK/underlay-iperf.json")" \
+    >"$WORK/kernel.json"
   for n in fabric host-1 host-2 vm-a vm-b; do ip netns del "$K$n"; done
 }
 
@@ -174,10 +197,9 @@ EOF
   nsa=$(python3 -c 'import json,sys; print(next(i["netns"] for i in json.load(open(sys.argv[1]))["instances"] if i["name"]=="bench-a"))' "$WORK/status.json")
   nsb=$(python3 -c 'import json,sys; print(next(i["netns"] for i in json.load(open(sys.argv[1]))["instances"] if i["name"]=="bench-b"))' "$WORK/status.json")
   python3 "$BENCH_PY" drops "$WORK/status.json" >"$WORK/drops-before.json"
-  measure softvpc "$nsa" "$nsb" 10.0.0.20
+  measure softvpc "$nsa" "$nsb" 10.0.0.20 all
   python3 "$BENCH_PY" drops "$WORK/status.json" >"$WORK/drops-after.json"
-  printf '{"iperf": %s, "ping": %s, "drops_before": %s, "drops_after": %s}\n' \
-    "$(cat "$WORK/softvpc-iperf.json")" "$(cat "$WORK/softvpc-ping.json")" \
+  printf '{%s, "drops_before": %s, "drops_after": %s}\n' "$(figures softvpc)" \
     "$(cat "$WORK/drops-before.json")" "$(cat "$WORK/drops-after.json")" >"$WORK/softvpc.json"
   log "mapping propagation: $CHANGES changes"
   timeout 900 python3 "$BENCH_PY" propagation "$WORK/status.json" "$CHANGES" >"$WORK/prop.json"
