@@ -412,23 +412,22 @@ fn parse_internet(raw: &RawInternet) -> Result<Internet, TopologyError> {
         }
         hosts.push(ip);
     }
-    let server = |what: &str,
-                  text: &Option<String>|
-     -> Result<Option<SocketAddrV4>, TopologyError> {
-        let Some(text) = text else { return Ok(None) };
-        let Ok(addr) = text.parse::<SocketAddrV4>() else {
-            bail!(
+    let server =
+        |what: &str, text: &Option<String>| -> Result<Option<SocketAddrV4>, TopologyError> {
+            let Some(text) = text else { return Ok(None) };
+            let Ok(addr) = text.parse::<SocketAddrV4>() else {
+                bail!(
                 "internet: {what} {text:?} is not an IPv4 address and port (like 203.0.113.10:80)"
             );
+            };
+            if !hosts.contains(addr.ip()) || addr.port() == 0 {
+                bail!(
+                    "internet: {what} {addr} must be on one of its hosts ({}), port 1-65535",
+                    list(hosts.iter().map(ToString::to_string))
+                );
+            }
+            Ok(Some(addr))
         };
-        if !hosts.contains(addr.ip()) || addr.port() == 0 {
-            bail!(
-                "internet: {what} {addr} must be on one of its hosts ({}), port 1-65535",
-                list(hosts.iter().map(ToString::to_string))
-            );
-        }
-        Ok(Some(addr))
-    };
     Ok(Internet {
         http: server("http", &raw.http)?,
         udp_echo: server("udp_echo", &raw.udp_echo)?,

@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 mod error;
+mod fastpath;
 pub mod netns;
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -31,6 +32,7 @@ use rtnetlink::{
 };
 
 pub use error::{Error, Result};
+pub use fastpath::{Hook, Redirect, U32Match};
 
 /// Runs `fut` to completion on a new single-threaded runtime: for synchronous callers (the lab).
 /// Must not be called from inside a tokio runtime.

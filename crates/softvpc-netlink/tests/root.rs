@@ -347,3 +347,131 @@ fn block_on_runs_operations_for_synchronous_callers() {
     let e = Netlink::connect_in(&ns.0).expect_err("no runtime");
     assert!(e.to_string().contains("opening an rtnetlink socket"), "{e}");
 }
+
+/// The fast path's kernel primitives (docs/fast-path.md), end to end between two scratch hosts:
+/// each "instance" namespace's eth0 (a veth here; a TAP in the agent) sends through a VXLAN
+/// device created in its host's namespace and moved in (its socket stays with the host, on its
+/// own UDP port), by a u32 filter on eth0's egress with a mirred redirect; frames decapsulated
+/// on that device go to eth0's ingress by a second redirect. Removing the egress filter stops the
+/// traffic (the frames then go to eth0's peer, as they would go to the agent).
+#[tokio::test]
+async fn vxlan_moved_into_the_instance_with_mirred_redirects() {
+    use softvpc_netlink::{Hook, Redirect, U32Match};
+    if skip_unless_root("vxlan_moved_into_the_instance_with_mirred_redirects") {
+        return;
+    }
+    let t = "fast";
+    let (h1, h2, i1, i2) = (
+        NsGuard::create(t, "h1"),
+        NsGuard::create(t, "h2"),
+        NsGuard::create(t, "i1"),
+        NsGuard::create(t, "i2"),
+    );
+    let nh1 = Netlink::connect_in(&h1.0).expect("h1");
+    let nh2 = Netlink::connect_in(&h2.0).expect("h2");
+    let ni1 = Netlink::connect_in(&i1.0).expect("i1");
+    let ni2 = Netlink::connect_in(&i2.0).expect("i2");
+    nh1.add_veth("u0", "u0", Some(&h2.0))
+        .await
+        .expect("underlay");
+    let under = [
+        Ipv4Addr::new(198, 19, 251, 1),
+        Ipv4Addr::new(198, 19, 251, 2),
+    ];
+    let macs = [[2, 0, 0, 0, 0x51, 1], [2, 0, 0, 0, 0x51, 2]];
+    let ips = [Ipv4Addr::new(10, 77, 0, 1), Ipv4Addr::new(10, 77, 0, 2)];
+    let ports = [20001u16, 20002];
+    let hosts = [(&h1, &nh1), (&h2, &nh2)];
+    let insts = [(&i1, &ni1), (&i2, &ni2)];
+    for k in 0..2 {
+        let (_, nh) = hosts[k];
+        let (inst, ni) = insts[k];
+        nh.add_address("u0", under[k], 24, false)
+            .await
+            .expect("underlay address");
+        nh.set_up("u0").await.expect("u0 up");
+        ni.set_up("lo").await.expect("lo");
+        // eth0: a veth whose peer stays in the host (where the agent's TAP reader would be).
+        nh.add_veth("s0", "eth0", Some(&inst.0))
+            .await
+            .expect("eth0");
+        nh.set_up("s0").await.expect("s0 up");
+        let change = LinkChange {
+            mac: Some(macs[k]),
+            mtu: Some(1450),
+            up: Some(true),
+            ..Default::default()
+        };
+        ni.set_link("eth0", &change).await.expect("eth0 set");
+        ni.add_address("eth0", ips[k], 24, false)
+            .await
+            .expect("eth0 address");
+        ip(&[
+            "-n",
+            &inst.0,
+            "neigh",
+            "add",
+            &ips[1 - k].to_string(),
+            "lladdr",
+            &softvpc_netlink::format_mac(&macs[1 - k]),
+            "dev",
+            "eth0",
+            "nud",
+            "permanent",
+        ]);
+        // The VXLAN device: made by the host, moved into the instance, with eth0's MAC (a
+        // mirred ingress redirect keeps the packet type computed on it).
+        nh.add_vxlan("vx0", 257, under[k], ports[k])
+            .await
+            .expect("vxlan");
+        nh.move_to_netns("vx0", &inst.0).await.expect("move vxlan");
+        let vx = LinkChange {
+            mac: Some(macs[k]),
+            up: Some(true),
+            ..Default::default()
+        };
+        ni.set_link("vx0", &vx).await.expect("vx0 set");
+        ni.fdb_add("vx0", &macs[1 - k], under[1 - k], ports[1 - k])
+            .await
+            .expect("fdb");
+        ni.add_clsact("eth0").await.expect("clsact eth0");
+        ni.add_clsact("vx0").await.expect("clsact vx0");
+        let [d0, d1] = U32Match::ether_dst(&macs[1 - k]);
+        let keys = [
+            d0,
+            d1,
+            U32Match::ipv4_src(ips[k]),
+            U32Match::ipv4_dst(ips[1 - k]),
+        ];
+        ni.add_redirect("eth0", Hook::Egress, 10, &keys, "vx0", Redirect::Egress)
+            .await
+            .expect("egress filter");
+        ni.add_redirect("vx0", Hook::Ingress, 10, &[], "eth0", Redirect::Ingress)
+            .await
+            .expect("ingress filter");
+        // The device's socket is the host's: bound there to its own port.
+        let sockets = ip(&["netns", "exec", &hosts[k].0 .0, "ss", "-uln"]);
+        assert!(
+            sockets.contains(&format!("0.0.0.0:{}", ports[k])),
+            "{sockets}"
+        );
+    }
+    assert!(ping(&i1.0, "10.77.0.2"), "no reply through the redirects");
+    assert!(ping(&i2.0, "10.77.0.1"), "no reply the other way");
+    let stats = ip(&[
+        "netns", "exec", &i1.0, "tc", "-s", "filter", "show", "dev", "eth0", "egress",
+    ]);
+    assert!(stats.contains("Egress Redirect to device vx0"), "{stats}");
+
+    // Without the egress filter, i1's frames go to eth0's peer (the slow path): no more replies.
+    ni1.del_filters("eth0", Hook::Egress, 10)
+        .await
+        .expect("del");
+    ni1.del_filters("eth0", Hook::Egress, 10)
+        .await
+        .expect("del again: nothing to do");
+    assert!(
+        !ping(&i1.0, "10.77.0.2"),
+        "reply without the fast path's filter"
+    );
+}
