@@ -9,36 +9,12 @@
 use quick_xml::events::{BytesDecl, BytesStart, Event};
 use quick_xml::Writer;
 
+use crate::error::ShapeError;
 use crate::model::{model, Model, ShapeId, ShapeKind};
 use crate::value::{Timestamp, Value};
 
 /// Why a tree does not fit an operation's output shape ([`try_encode`]).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum EncodeError {
-    /// The operation is not in the model.
-    #[error("unknown operation {0}")]
-    UnknownOperation(String),
-    /// A member the structure does not have.
-    #[error("{path}: no member {member} in shape {shape}")]
-    UnknownMember {
-        /// Where, as member names (`DescribeVpcs.Vpcs[0]`).
-        path: String,
-        /// The member given.
-        member: String,
-        /// The structure's shape name.
-        shape: String,
-    },
-    /// A value of another kind than the shape holds.
-    #[error("{path}: shape {shape} cannot hold {found}")]
-    TypeMismatch {
-        /// Where, as member names.
-        path: String,
-        /// The shape name.
-        shape: String,
-        /// What was given (`a list`, `a string`, ...).
-        found: &'static str,
-    },
-}
+pub type EncodeError = ShapeError;
 
 /// Escapes element text so an XML 1.0 parser gives back exactly `text`: `&`, `<`, `>`, and
 /// `\r` (parsers turn a raw CR into LF); characters XML 1.0 cannot carry at all (most C0
@@ -89,18 +65,6 @@ impl std::fmt::Display for Path<'_> {
             Path::Member(parent, name) => write!(f, "{parent}.{name}"),
             Path::Index(parent, i) => write!(f, "{parent}[{i}]"),
         }
-    }
-}
-
-fn kind_name(v: &Value) -> &'static str {
-    match v {
-        Value::Struct(_) => "a structure",
-        Value::List(_) => "a list",
-        Value::String(_) => "a string",
-        Value::Integer(_) => "an integer",
-        Value::Double(_) => "a number",
-        Value::Boolean(_) => "a boolean",
-        Value::Timestamp(_) => "a timestamp",
     }
 }
 
@@ -186,7 +150,7 @@ impl Out {
             return self.mismatch(EncodeError::TypeMismatch {
                 path: path.to_string(),
                 shape: s.name.clone(),
-                found: kind_name(value),
+                found: value.kind_name(),
             });
         };
         for name in map.keys() {
@@ -219,7 +183,7 @@ impl Out {
         let mismatch = || EncodeError::TypeMismatch {
             path: path.to_string(),
             shape: s.name.clone(),
-            found: kind_name(value),
+            found: value.kind_name(),
         };
         let text = match (&s.kind, value) {
             (ShapeKind::Structure(_), Value::Struct(_)) => {

@@ -80,3 +80,33 @@ impl ProtocolError {
         }
     }
 }
+
+/// Why a tree does not fit an operation's shape: its output shape when a server encodes an
+/// answer ([`crate::EncodeError`]), its input shape when a client serializes a request
+/// ([`crate::SerializeError`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShapeError {
+    /// The operation is not in the model.
+    #[error("unknown operation {0}")]
+    UnknownOperation(String),
+    /// A member the structure does not have.
+    #[error("{path}: no member {member} in shape {shape}")]
+    UnknownMember {
+        /// Where, as member names (`RunInstances.NetworkInterfaces[1]`).
+        path: String,
+        /// The member given.
+        member: String,
+        /// The structure's shape name.
+        shape: String,
+    },
+    /// A value of another kind than the shape holds.
+    #[error("{path}: shape {shape} cannot hold {found}")]
+    TypeMismatch {
+        /// Where, as member names.
+        path: String,
+        /// The shape name.
+        shape: String,
+        /// What was given (`a list`, `a string`, ...), see [`crate::Value::kind_name`].
+        found: &'static str,
+    },
+}

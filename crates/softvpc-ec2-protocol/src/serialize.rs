@@ -8,49 +8,13 @@
 //! structure belongs, text for a number) is refused: a client finds its mistake before the
 //! server does. Clients send the result with [`form_encode`].
 
+use crate::error::ShapeError;
 use crate::model::{model, Model, ShapeId, ShapeKind};
 use crate::value::{Timestamp, Value};
 use crate::API_VERSION;
 
 /// Why a tree does not fit an operation's input shape.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SerializeError {
-    /// The operation is not in the model.
-    #[error("unknown operation {0}")]
-    UnknownOperation(String),
-    /// A member the structure does not have.
-    #[error("{path}: no member {member} in shape {shape}")]
-    UnknownMember {
-        /// Where, as member names (`RunInstances.NetworkInterfaces[1]`).
-        path: String,
-        /// The member given.
-        member: String,
-        /// The structure's shape name.
-        shape: String,
-    },
-    /// A value of another kind than the shape holds.
-    #[error("{path}: shape {shape} cannot hold {found}")]
-    TypeMismatch {
-        /// Where, as member names.
-        path: String,
-        /// The shape name.
-        shape: String,
-        /// What was given (`a list`, `a string`, ...).
-        found: &'static str,
-    },
-}
-
-fn kind_name(v: &Value) -> &'static str {
-    match v {
-        Value::Struct(_) => "a structure",
-        Value::List(_) => "a list",
-        Value::String(_) => "a string",
-        Value::Integer(_) => "an integer",
-        Value::Double(_) => "a number",
-        Value::Boolean(_) => "a boolean",
-        Value::Timestamp(_) => "a timestamp",
-    }
-}
+pub type SerializeError = ShapeError;
 
 /// The parameters of an `operation` request with `input` (a structure of the input shape keyed
 /// by member names), `Action` and `Version` first.
@@ -108,7 +72,7 @@ fn flatten(
     let mismatch = || SerializeError::TypeMismatch {
         path: path.to_string(),
         shape: s.name.clone(),
-        found: kind_name(value),
+        found: value.kind_name(),
     };
     let text = match (&s.kind, value) {
         (ShapeKind::Structure(st), Value::Struct(map)) => {

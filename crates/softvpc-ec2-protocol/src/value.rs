@@ -26,6 +26,19 @@ pub enum Value {
 }
 
 impl Value {
+    /// What kind of value this is, as error messages say it (`a list`, `a string`, ...).
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Value::Struct(_) => "a structure",
+            Value::List(_) => "a list",
+            Value::String(_) => "a string",
+            Value::Integer(_) => "an integer",
+            Value::Double(_) => "a number",
+            Value::Boolean(_) => "a boolean",
+            Value::Timestamp(_) => "a timestamp",
+        }
+    }
+
     /// An empty structure.
     pub fn new_struct() -> Value {
         Value::Struct(BTreeMap::new())
