@@ -5,6 +5,7 @@
 //! `DeliverLogsErrorMessage`); the request itself has already succeeded, as on AWS where
 //! delivery problems surface in DescribeFlowLogs, not in CreateFlowLogs.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use softvpc_ec2_protocol::Value;
@@ -97,7 +98,9 @@ pub fn create_flow_logs(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError>
     for id in &result.flow_log_ids {
         tracing::info!(flow_log = %id, "flow log created");
     }
-    prepare_destinations(ctx.cp, Some(&result.flow_log_ids));
+    if let Some(dir) = ctx.flow_log_dir {
+        prepare_destinations(ctx.cp, dir, Some(&result.flow_log_ids));
+    }
     let ids: Vec<Value> = result
         .flow_log_ids
         .iter()
@@ -147,14 +150,11 @@ pub fn describe_flow_logs(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiErro
         .with_opt("NextToken", next))
 }
 
-/// Makes the destination directory of each flow log in `ids` (every flow log when `None`, e.g.
-/// at startup) and records the outcome on the flow log: a directory that cannot be made turns
+/// Makes the destination directory (under `base`) of each flow log in `ids` (every flow log
+/// when `None`, e.g. at startup) and records the outcome on the flow log: a directory that cannot be made turns
 /// its `DeliverLogsStatus` to FAILED, one that can (again) back to SUCCESS. Never fails: problems
 /// are logged.
-pub fn prepare_destinations(cp: &Store, ids: Option<&[String]>) {
-    let Some(base) = cp.flow_log_dir() else {
-        return;
-    };
+pub fn prepare_destinations(cp: &Store, base: &Path, ids: Option<&[String]>) {
     let state = cp.state();
     let mut outcomes: Vec<(String, Option<String>)> = Vec::new();
     for f in state.flow_logs.values() {

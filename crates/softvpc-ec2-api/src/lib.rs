@@ -47,6 +47,7 @@ pub mod subnet;
 pub mod tags;
 pub mod vpc;
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -67,10 +68,14 @@ pub enum Kind {
     Write,
 }
 
-/// What a handler gets: the control plane and whether this is a dry run.
+/// What a handler gets: the store, whether this is a dry run, and where flow log destinations
+/// live.
 pub struct Ctx<'a> {
     pub cp: &'a Store,
     pub dry_run: bool,
+    /// The directory flow log destinations live in (None: flow logs get no directories, e.g.
+    /// in tests).
+    pub flow_log_dir: Option<&'a Path>,
 }
 
 impl Ctx<'_> {
@@ -454,8 +459,13 @@ pub struct Reply {
 /// Handles one request given its raw form-encoded inputs (query string and body). Blocking (it
 /// may commit to the store): call it off the async runtime.
 pub fn dispatch(cp: &Store, inputs: &[&[u8]]) -> Reply {
+    dispatch_with(cp, None, inputs)
+}
+
+/// [`dispatch`] with flow log destinations under `flow_log_dir`.
+pub fn dispatch_with(cp: &Store, flow_log_dir: Option<&Path>, inputs: &[&[u8]]) -> Reply {
     let request_id = new_request_id();
-    match run(cp, inputs, &request_id) {
+    match run(cp, flow_log_dir, inputs, &request_id) {
         Ok(body) => Reply { status: 200, body },
         Err((action, e)) => {
             if e.status >= 500 {
@@ -471,7 +481,12 @@ pub fn dispatch(cp: &Store, inputs: &[&[u8]]) -> Reply {
     }
 }
 
-fn run(cp: &Store, inputs: &[&[u8]], request_id: &str) -> Result<String, (String, ApiError)> {
+fn run(
+    cp: &Store,
+    flow_log_dir: Option<&Path>,
+    inputs: &[&[u8]],
+    request_id: &str,
+) -> Result<String, (String, ApiError)> {
     let pairs = softvpc_ec2_protocol::parse_forms(inputs)
         .map_err(|e| (String::new(), protocol_error(e)))?;
     let name = pairs
@@ -494,7 +509,11 @@ fn run(cp: &Store, inputs: &[&[u8]], request_id: &str) -> Result<String, (String
     if dry_run && action.kind == Kind::Read {
         return Err(fail(ApiError::dry_run()));
     }
-    let ctx = Ctx { cp, dry_run };
+    let ctx = Ctx {
+        cp,
+        dry_run,
+        flow_log_dir,
+    };
     let output = (action.handler)(&ctx, &input).map_err(fail)?;
     let body = encode_output(&name, &output, request_id).map_err(fail)?;
     tracing::debug!(action = %name, "request served");
@@ -528,20 +547,25 @@ fn encode_output(name: &str, output: &Value, request_id: &str) -> Result<String,
 /// Largest request body accepted (EC2 requests are small; a CreateTags with 1000 ids is ~60 KiB).
 pub const MAX_BODY: usize = 1 << 20;
 
-/// What every API request needs: the control plane and the accepted keys.
+/// What every API request needs: the store, the accepted keys, the flow log directory.
 #[derive(Clone)]
 struct Api {
     cp: Arc<Store>,
     keys: Arc<auth::Keys>,
+    flow_log_dir: Option<Arc<PathBuf>>,
 }
 
 /// The axum router: `POST /` and `GET /` for the Query API (SigV4-authenticated), `GET /healthz`
-/// for readiness (not authenticated).
-pub fn router(cp: Arc<Store>, keys: Arc<auth::Keys>) -> Router {
+/// for readiness (not authenticated). Flow log destinations live under `flow_log_dir`.
+pub fn router(cp: Arc<Store>, keys: Arc<auth::Keys>, flow_log_dir: Option<PathBuf>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/", get(handle).post(handle))
-        .with_state(Api { cp, keys })
+        .with_state(Api {
+            cp,
+            keys,
+            flow_log_dir: flow_log_dir.map(Arc::new),
+        })
 }
 
 fn xml_response(reply: Reply) -> Response {
@@ -597,10 +621,14 @@ async fn handle(State(api): State<Api>, req: axum::extract::Request) -> Response
         return refusal(code, &message, status);
     }
     let method = parts.method.clone();
-    let cp = api.cp.clone();
+    let (cp, flow_log_dir) = (api.cp.clone(), api.flow_log_dir.clone());
     let reply = tokio::task::spawn_blocking(move || {
         let body: &[u8] = if method == Method::POST { &body } else { &[] };
-        dispatch(&cp, &[query.as_bytes(), body])
+        dispatch_with(
+            &cp,
+            flow_log_dir.as_deref().map(PathBuf::as_path),
+            &[query.as_bytes(), body],
+        )
     })
     .await
     .unwrap_or_else(|e| {

@@ -51,7 +51,7 @@ fn start() -> Api {
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
     let addr = listener.local_addr().unwrap();
-    let router = softvpc_ec2_api::router(cp.clone(), keys);
+    let router = softvpc_ec2_api::router(cp.clone(), keys, None);
     runtime.spawn(async move { axum::serve(listener, router).await });
     Api {
         addr,

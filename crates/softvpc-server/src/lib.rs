@@ -219,7 +219,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| args.data_dir.join("flow-logs"));
     let (cp, projection) =
         MappingProjection::attach(Store::open(&args.data_dir)?, mapping::DEFAULT_CAPACITY);
-    let cp = Arc::new(cp.with_flow_log_dir(flow_log_dir));
+    let cp = Arc::new(cp);
     let keys = Arc::new(ec2::auth::load_or_create(&args.data_dir)?);
     let trust = Arc::new(Trust::open(&args.data_dir, args.host_cert_ttl)?);
     let mapping_tls = trust.mapping_tls(&server_names(&args))?;
@@ -254,7 +254,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     // Flow log destinations removed or unwritable while the server was down: make them again
     // (or report them FAILED).
-    ec2::flow_log::prepare_destinations(&cp, None);
+    ec2::flow_log::prepare_destinations(&cp, &flow_log_dir, None);
     for arg in &args.register_host {
         let (name, ip) = parse_host_arg(arg)?;
         let id = cp
@@ -310,6 +310,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
                 trust,
                 api,
                 api_tls,
+                flow_log_dir: Some(flow_log_dir),
                 mapping,
                 mapping_tls,
                 admin: Some(admin),
@@ -332,6 +333,8 @@ pub struct Listeners {
     /// The EC2 API, over HTTPS when `api_tls` is given.
     pub api: tokio::net::TcpListener,
     pub api_tls: Option<Arc<rustls::ServerConfig>>,
+    /// Where flow log destinations live (None: flow logs get no directories).
+    pub flow_log_dir: Option<PathBuf>,
     /// The mapping service (always TLS; see [`Trust::mapping_tls`]).
     pub mapping: tokio::net::TcpListener,
     pub mapping_tls: Arc<rustls::ServerConfig>,
@@ -348,7 +351,7 @@ pub async fn serve(
     let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let router = ec2::router(l.cp.clone(), l.keys);
+    let router = ec2::router(l.cp.clone(), l.keys, l.flow_log_dir);
     let (api, api_tls, api_stop) = (l.api, l.api_tls, stop_rx.clone());
     let http = async move {
         match api_tls {

@@ -11,7 +11,7 @@
 //! point fails with it and the newest state falls back to the published one.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -91,8 +91,6 @@ pub struct Store {
     #[cfg(test)]
     fail_commits: std::sync::atomic::AtomicBool,
     revision_tx: watch::Sender<u64>,
-    /// Where flow log destinations live (None: flow logs get no directories, e.g. in tests).
-    flow_log_dir: Option<PathBuf>,
 }
 
 /// Seconds since the Unix epoch.
@@ -142,7 +140,6 @@ impl Store {
             #[cfg(test)]
             fail_commits: Default::default(),
             revision_tx,
-            flow_log_dir: None,
         }
     }
 
@@ -151,17 +148,6 @@ impl Store {
     pub fn with_follower(mut self, follower: Arc<dyn CommitFollower>) -> Self {
         self.followers.push(follower);
         self
-    }
-
-    /// The same store with flow log destinations under `dir`.
-    pub fn with_flow_log_dir(mut self, dir: PathBuf) -> Self {
-        self.flow_log_dir = Some(dir);
-        self
-    }
-
-    /// The directory flow log destinations live in, if any.
-    pub fn flow_log_dir(&self) -> Option<&Path> {
-        self.flow_log_dir.as_deref()
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {

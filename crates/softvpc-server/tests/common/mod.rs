@@ -92,6 +92,7 @@ pub async fn start(ring: usize, host_cert_ttl: Duration) -> Running {
         trust: trust.clone(),
         api,
         api_tls: None,
+        flow_log_dir: None,
         mapping,
         admin: Some(admin::bind(&dir.0).unwrap()),
     };
