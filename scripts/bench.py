@@ -57,10 +57,12 @@ def iperf_stats(path):
         total = end["sum"]
         got = total["packets"] - total["lost_packets"]
         return {"kpps": got / total["seconds"] / 1e3, "sent_packets": total["packets"],
+                "bytes": total["bytes"],
                 "lost_packets": total["lost_packets"], "seconds": total["seconds"]}
     return {"gbps": end["sum_received"]["bits_per_second"] / 1e9,
             "sender_gbps": end["sum_sent"]["bits_per_second"] / 1e9,
             "retransmits": end["sum_sent"].get("retransmits"),
+            "bytes": end["sum_received"]["bytes"],
             "seconds": end["sum_received"]["seconds"]}
 
 
@@ -73,9 +75,13 @@ def agent_drops(status_path):
     """Sums, over the lab's agents, the drop counters of their /metrics (cumulative)."""
     status = json.load(open(status_path))
     totals = dict.fromkeys(DROP_SERIES, 0)
+    totals["agent_cpu_s"] = 0.0
     for host in status["hosts"]:
         if not host.get("agent", True):
             continue
+        # The agent's user + system CPU time so far (fields 14 and 15 of /proc/PID/stat).
+        fields = open(f"/proc/{host['pid']}/stat").read().rsplit(")", 1)[1].split()
+        totals["agent_cpu_s"] += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
         text = subprocess.run(
             ["ip", "netns", "exec", host["netns"], "curl", "-s", "-f", "--max-time", "5",
              "http://127.0.0.1:9469/metrics"], capture_output=True, text=True, check=True,
@@ -263,6 +269,13 @@ def report(kernel_path, softvpc_path, prop_path):
         lines.append(f"\nsoftvpc drops during its measurements (both agents): TAP queues "
                      f"{d['tap_tx_dropped']}, VXLAN socket buffer {d['underlay_socket_drops']}, "
                      f"engine {d['engine_drops']}.")
+        moved = sum(get(soft, k, "bytes") or 0 for k in ("iperf", "iperf8", "udp64")) / 1e9
+        if "agent_cpu_s" in before and moved:
+            cpu = after["agent_cpu_s"] - before["agent_cpu_s"]
+            lines.append(f"softvpc agents' CPU time: {cpu:.1f} s for the {moved:.2f} GB their "
+                         f"iperf3 runs moved, {cpu / moved:.2f} s per GB (the kernel path's CPU "
+                         f"is softirq time, not separable from the other work on a shared "
+                         f"machine).")
     if "underlay_iperf" in kernel:
         lines.append(f"\nUnderlay alone (host to host over the fabric bridge, no encapsulation): "
                      f"{kernel['underlay_iperf']['gbps']:.2f} Gbit/s.")

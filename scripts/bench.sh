@@ -12,7 +12,8 @@
 # and prints iperf3 TCP throughput (one stream and 8), the 64-byte UDP packet rate, ping RTT
 # p50/p99 and the TCP retransmits for both and as
 # ratios softvpc/kernel, the drops outside the engine during softvpc's measurements (TAP queues,
-# VXLAN socket buffer, from the agents' metrics), plus the mapping propagation time (API change -> applied by every agent) p50/p99.
+# VXLAN socket buffer, from the agents' metrics), the agents' CPU seconds per GB moved, plus the
+# mapping propagation time (API change -> applied by every agent) p50/p99.
 #
 # usage: sudo scripts/bench.sh [-t SECONDS] [-n PINGS] [-c CHANGES]
 #   -t  iperf3 duration per run (default 5)      -n  pings at 5 ms intervals (default 200)
