@@ -277,6 +277,7 @@ mod tests {
                 r::pb_eni("eni-3", "vpc-a", 0x101, "subnet-b", "10.0.1.20", "h-2"),
                 vm4,
             ],
+            ..Default::default()
         };
         let (records, errors) = Records::from_snapshot(&snapshot);
         assert!(errors.is_empty());

@@ -116,6 +116,7 @@ pub(crate) mod tests {
                 pb_eni("eni-2", "vpc-a", 0x101, "subnet-a", "10.0.0.185", "h-2"),
                 pb_eni("eni-3", "vpc-a", 0x101, "subnet-a", "10.0.0.20", ""),
             ],
+            ..Default::default()
         };
         let (records, errors) = Records::from_snapshot(&snapshot);
         assert!(errors.is_empty());

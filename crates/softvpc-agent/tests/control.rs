@@ -225,6 +225,7 @@ fn snapshot(epoch: &str, revision: u64, enis: Vec<pb::Eni>) -> pb::WatchResponse
                 cidr: "10.9.0.0/24".into(),
             }],
             enis,
+            ..Default::default()
         })),
     }
 }

@@ -361,6 +361,8 @@ fn records(enis: &[&EniSpec], underlay: Ipv4Addr) -> Records {
                 device_index: 0,
                 security_group_ids: vec![],
                 public_addresses: vec![],
+                source_dest_check: true,
+                connection_tracking: Default::default(),
             },
         );
     }

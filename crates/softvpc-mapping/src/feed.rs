@@ -1,8 +1,12 @@
 //! One watch on the server end: what its host needs, as a first message and then one message
 //! per revision advance.
 //!
-//! A host needs every registered host (to check VXLAN sources) and the whole of every VPC
-//! (VPC, subnets, ENIs) with at least one ENI placed on it. The first message is a Snapshot,
+//! A host needs every registered host (to check VXLAN sources); the whole of every VPC (VPC,
+//! subnets, ENIs, network ACLs, route tables, peering connections) with at least one ENI placed
+//! on it or actively peered with such a VPC; and the security groups of the ENIs placed on it
+//! (the members of groups their rules reference are ENIs of those VPCs, already held). A group
+//! that becomes needed is sent whole, one no longer needed is deleted, like a VPC. The first
+//! message is a Snapshot,
 //! or, when the agent resumes with this log's epoch and a revision the ring still holds, the
 //! Delta since then. Later messages are Deltas: changes of VPCs the agent holds and still needs
 //! are replayed in order; a VPC that became needed is sent whole (as of now); a VPC no longer
@@ -13,14 +17,15 @@ use std::collections::BTreeSet;
 
 use softvpc_proto::pb;
 
-use crate::log::LogRead;
+use crate::log::{LogRead, Needed};
+use crate::record::Scope;
 
-/// One watch's position: the revision it has sent and the VPCs its agent then holds.
+/// One watch's position: the revision it has sent and the VPCs and groups its agent then holds.
 #[derive(Debug, Clone)]
 pub struct Feed {
     host_id: String,
     revision: u64,
-    held: BTreeSet<String>,
+    held: Needed,
 }
 
 impl Feed {
@@ -30,7 +35,10 @@ impl Feed {
         let mut feed = Feed {
             host_id: req.host_id.clone(),
             revision: req.revision,
-            held: req.held_vpc_ids.iter().cloned().collect(),
+            held: Needed {
+                vpcs: req.held_vpc_ids.iter().cloned().collect(),
+                groups: req.held_security_group_ids.iter().cloned().collect(),
+            },
         };
         let resume = *req.epoch == *read.epoch && req.revision > 0;
         let first = feed.message(read, !resume);
@@ -49,7 +57,12 @@ impl Feed {
 
     /// The VPCs the agent holds after the messages sent so far.
     pub fn held(&self) -> &BTreeSet<String> {
-        &self.held
+        &self.held.vpcs
+    }
+
+    /// The security groups the agent holds after the messages sent so far.
+    pub fn held_groups(&self) -> &BTreeSet<String> {
+        &self.held.groups
     }
 
     /// The next message, given the log read at [`Feed::revision`]; None when the revision has
@@ -65,23 +78,36 @@ impl Feed {
         use pb::watch_response::Kind;
         let kind = match &read.entries {
             Some(entries) if !snapshot => {
-                let needed = read.catalog.needed_vpcs(&self.host_id);
+                let needed = read.catalog.needed(&self.host_id);
+                let kept = |v: &str| self.held.vpcs.contains(v) && needed.vpcs.contains(v);
                 let mut changes = Vec::new();
                 for entry in entries {
                     for c in &entry.changes {
-                        let forward = match c.vpc_id() {
-                            None => true,
-                            Some(v) => self.held.contains(v) && needed.contains(v),
+                        let forward = match c.scope() {
+                            Scope::All => true,
+                            Scope::Vpc(v) => kept(v),
+                            Scope::Vpcs(a, b) => kept(a) || kept(b),
+                            Scope::Group(g) => {
+                                self.held.groups.contains(g) && needed.groups.contains(g)
+                            }
                         };
                         if forward {
                             changes.push(c.to_pb());
                         }
                     }
                 }
-                for v in needed.difference(&self.held) {
+                for v in needed.vpcs.difference(&self.held.vpcs) {
                     changes.extend(read.catalog.whole_vpc(v));
                 }
-                for v in self.held.difference(&needed) {
+                for g in needed.groups.difference(&self.held.groups) {
+                    changes.extend(read.catalog.whole_group(g));
+                }
+                for g in self.held.groups.difference(&needed.groups) {
+                    changes.push(pb::Change {
+                        kind: Some(pb::change::Kind::DeleteSecurityGroupId(g.clone())),
+                    });
+                }
+                for v in self.held.vpcs.difference(&needed.vpcs) {
                     changes.push(pb::Change {
                         kind: Some(pb::change::Kind::DeleteVpcId(v.clone())),
                     });

@@ -4,10 +4,13 @@
 //!
 //! - [`record`]: what the protocol carries (hosts, VPCs, subnets, ENIs as typed records), the
 //!   [`Change`]s between two sets of them, and the checked conversion from and to protobuf.
+//! - [`policy`]: the policy records (security groups, network ACLs, route tables, peering
+//!   connections) in `softvpc-policy`'s input types, and their protobuf form.
 //! - [`log`]: the server end's store: every record ([`Catalog`], indexed by VPC and by host) and
 //!   a revisioned ring of recent changes, under a per-start epoch.
-//! - [`feed`]: one watch on the server: what its host needs (every host, plus each VPC with an
-//!   ENI placed on it) as a Snapshot, then Deltas; never silently stale.
+//! - [`feed`]: one watch on the server: what its host needs (every host; each VPC with an ENI
+//!   placed on it and each VPC actively peered with one of those; the security groups of its
+//!   ENIs) as a Snapshot, then Deltas; never silently stale.
 //! - [`replica`]: the agent end: the agent's copy of its host's view and its resume point.
 //!
 //! The gRPC transport (tonic) and the server's resource model stay outside: the server turns
@@ -18,13 +21,15 @@
 
 pub mod feed;
 pub mod log;
+pub mod policy;
 pub mod record;
 pub mod replica;
 
 pub use feed::Feed;
-pub use log::{Catalog, LogEntry, LogRead, MappingLog};
+pub use log::{Catalog, LogEntry, LogRead, MappingLog, Needed};
+pub use policy::{NetworkAclRecord, PeeringRecord, RouteTableRecord, SecurityGroupRecord};
 pub use record::{
-    Change, EniRecord, HostRecord, Mac, PublicAddress, RecordError, Records, SubnetRecord,
+    Change, EniRecord, HostRecord, Mac, PublicAddress, RecordError, Records, Scope, SubnetRecord,
     VpcRecord,
 };
 pub use replica::{Applied, ProtocolError, Replica};

@@ -4,8 +4,9 @@
 //! agents whether their revision refers to this log at all.
 //!
 //! The catalog keeps, beside the records, what the per-host feeds ask on every wake-up: the
-//! subnets and ENIs of each VPC, and for each host the VPCs with an ENI placed on it. So
-//! a feed's work is proportional to what its host needs, never to every ENI.
+//! records of each VPC, for each host the VPCs and the security groups of the ENIs placed on
+//! it, and for each VPC its actively peered VPCs. So a feed's work is proportional to what its
+//! host needs, never to every ENI.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use imbl::{OrdMap, OrdSet};
 use softvpc_proto::pb;
 
+use crate::policy::{NetworkAclRecord, PeeringRecord, RouteTableRecord, SecurityGroupRecord};
 use crate::record::{Change, EniRecord, HostRecord, Records, SubnetRecord, VpcRecord};
 
 /// How many revisions the ring keeps by default.
@@ -26,10 +28,61 @@ pub struct Catalog {
     vpcs: OrdMap<String, Arc<VpcRecord>>,
     subnets: OrdMap<String, Arc<SubnetRecord>>,
     enis: OrdMap<String, Arc<EniRecord>>,
+    groups: OrdMap<String, Arc<SecurityGroupRecord>>,
+    acls: OrdMap<String, Arc<NetworkAclRecord>>,
+    tables: OrdMap<String, Arc<RouteTableRecord>>,
+    peerings: OrdMap<String, Arc<PeeringRecord>>,
     subnets_by_vpc: OrdMap<String, OrdSet<String>>,
     enis_by_vpc: OrdMap<String, OrdSet<String>>,
+    groups_by_vpc: OrdMap<String, OrdSet<String>>,
+    acls_by_vpc: OrdMap<String, OrdSet<String>>,
+    tables_by_vpc: OrdMap<String, OrdSet<String>>,
+    /// VPC id -> the peering connections with it on one side.
+    peerings_by_vpc: OrdMap<String, OrdSet<String>>,
+    /// VPC id -> VPC id -> how many active peering connections join them.
+    peers: OrdMap<String, OrdMap<String, u32>>,
     /// Host id -> VPC id -> how many of the VPC's ENIs are placed on the host.
     placed: OrdMap<String, OrdMap<String, u32>>,
+    /// Host id -> group id -> how many ENIs placed on the host are in the group.
+    placed_groups: OrdMap<String, OrdMap<String, u32>>,
+}
+
+/// What one host needs besides every host record.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Needed {
+    /// The VPCs with an ENI placed on the host, and those an active peering joins to them.
+    pub vpcs: BTreeSet<String>,
+    /// The security groups of the ENIs placed on the host.
+    pub groups: BTreeSet<String>,
+}
+
+fn index(index: &mut OrdMap<String, OrdSet<String>>, key: &str, id: &str) {
+    index
+        .entry(key.to_string())
+        .or_default()
+        .insert(id.to_string());
+}
+
+fn count(counts: &mut OrdMap<String, OrdMap<String, u32>>, a: &str, b: &str, up: bool) {
+    if up {
+        *counts
+            .entry(a.to_string())
+            .or_default()
+            .entry(b.to_string())
+            .or_default() += 1;
+        return;
+    }
+    if let Some(inner) = counts.get_mut(a) {
+        if let Some(n) = inner.get_mut(b) {
+            *n -= 1;
+            if *n == 0 {
+                inner.remove(b);
+            }
+        }
+        if inner.is_empty() {
+            counts.remove(a);
+        }
+    }
 }
 
 fn unindex(index: &mut OrdMap<String, OrdSet<String>>, key: &str, id: &str) {
@@ -62,6 +115,17 @@ impl Catalog {
                 for e in self.enis_by_vpc.get(id).cloned().unwrap_or_default() {
                     self.remove_eni(&e);
                 }
+                for a in self.acls_by_vpc.remove(id).unwrap_or_default() {
+                    self.acls.remove(&a);
+                }
+                for t in self.tables_by_vpc.remove(id).unwrap_or_default() {
+                    self.tables.remove(&t);
+                }
+                for g in self.groups_by_vpc.remove(id).unwrap_or_default() {
+                    self.groups.remove(&g);
+                }
+                // The catalog holds every VPC's peerings; a VPC's deletion leaves them to their
+                // own changes (the server sends them).
             }
             Change::UpsertSubnet(s) => {
                 if let Some(old) = self
@@ -87,16 +151,91 @@ impl Catalog {
                     .or_default()
                     .insert(e.eni_id.clone());
                 if !e.host_id.is_empty() {
-                    *self
-                        .placed
-                        .entry(e.host_id.clone())
-                        .or_default()
-                        .entry(e.vpc_id.clone())
-                        .or_default() += 1;
+                    count(&mut self.placed, &e.host_id, &e.vpc_id, true);
+                    for g in &e.security_group_ids {
+                        count(&mut self.placed_groups, &e.host_id, g, true);
+                    }
                 }
                 self.enis.insert(e.eni_id.clone(), Arc::new(e.clone()));
             }
             Change::DeleteEni { eni_id, .. } => self.remove_eni(eni_id),
+            Change::UpsertSecurityGroup(g) => {
+                self.remove_group(&g.group_id);
+                index(&mut self.groups_by_vpc, &g.vpc_id, &g.group_id);
+                self.groups.insert(g.group_id.clone(), Arc::new(g.clone()));
+            }
+            Change::DeleteSecurityGroup(id) => self.remove_group(id),
+            Change::UpsertNetworkAcl(a) => {
+                if let Some(old) = self.acls.insert(a.acl_id.clone(), Arc::new(a.clone())) {
+                    unindex(&mut self.acls_by_vpc, &old.vpc_id, &old.acl_id);
+                }
+                index(&mut self.acls_by_vpc, &a.vpc_id, &a.acl_id);
+            }
+            Change::DeleteNetworkAcl { acl_id, .. } => {
+                if let Some(old) = self.acls.remove(acl_id) {
+                    unindex(&mut self.acls_by_vpc, &old.vpc_id, acl_id);
+                }
+            }
+            Change::UpsertRouteTable(t) => {
+                if let Some(old) = self.tables.insert(t.table_id.clone(), Arc::new(t.clone())) {
+                    unindex(&mut self.tables_by_vpc, &old.vpc_id, &old.table_id);
+                }
+                index(&mut self.tables_by_vpc, &t.vpc_id, &t.table_id);
+            }
+            Change::DeleteRouteTable { table_id, .. } => {
+                if let Some(old) = self.tables.remove(table_id) {
+                    unindex(&mut self.tables_by_vpc, &old.vpc_id, table_id);
+                }
+            }
+            Change::UpsertPeering(p) => {
+                self.remove_peering(&p.pcx_id);
+                index(&mut self.peerings_by_vpc, &p.requester_vpc_id, &p.pcx_id);
+                index(&mut self.peerings_by_vpc, &p.accepter_vpc_id, &p.pcx_id);
+                if p.is_active() {
+                    count(
+                        &mut self.peers,
+                        &p.requester_vpc_id,
+                        &p.accepter_vpc_id,
+                        true,
+                    );
+                    count(
+                        &mut self.peers,
+                        &p.accepter_vpc_id,
+                        &p.requester_vpc_id,
+                        true,
+                    );
+                }
+                self.peerings.insert(p.pcx_id.clone(), Arc::new(p.clone()));
+            }
+            Change::DeletePeering { pcx_id, .. } => self.remove_peering(pcx_id),
+        }
+    }
+
+    fn remove_group(&mut self, id: &str) {
+        if let Some(old) = self.groups.remove(id) {
+            unindex(&mut self.groups_by_vpc, &old.vpc_id, id);
+        }
+    }
+
+    fn remove_peering(&mut self, id: &str) {
+        let Some(old) = self.peerings.remove(id) else {
+            return;
+        };
+        unindex(&mut self.peerings_by_vpc, &old.requester_vpc_id, id);
+        unindex(&mut self.peerings_by_vpc, &old.accepter_vpc_id, id);
+        if old.is_active() {
+            count(
+                &mut self.peers,
+                &old.requester_vpc_id,
+                &old.accepter_vpc_id,
+                false,
+            );
+            count(
+                &mut self.peers,
+                &old.accepter_vpc_id,
+                &old.requester_vpc_id,
+                false,
+            );
         }
     }
 
@@ -108,45 +247,83 @@ impl Catalog {
         if old.host_id.is_empty() {
             return;
         }
-        if let Some(vpcs) = self.placed.get_mut(&old.host_id) {
-            if let Some(n) = vpcs.get_mut(&old.vpc_id) {
-                *n -= 1;
-                if *n == 0 {
-                    vpcs.remove(&old.vpc_id);
-                }
-            }
-            if vpcs.is_empty() {
-                self.placed.remove(&old.host_id);
-            }
+        count(&mut self.placed, &old.host_id, &old.vpc_id, false);
+        for g in &old.security_group_ids {
+            count(&mut self.placed_groups, &old.host_id, g, false);
         }
     }
 
-    /// The VPCs host `host_id` needs: those with at least one ENI placed on it.
+    /// The VPCs host `host_id` needs: those with at least one ENI placed on it, and those an
+    /// active peering connection joins to one of them (not transitively). Only VPCs that exist.
     pub fn needed_vpcs(&self, host_id: &str) -> BTreeSet<String> {
-        self.placed
-            .get(host_id)
-            .map(|v| v.keys().cloned().collect())
-            .unwrap_or_default()
+        let mut needed = BTreeSet::new();
+        for v in self.placed.get(host_id).into_iter().flat_map(|m| m.keys()) {
+            needed.insert(v.clone());
+            needed.extend(
+                self.peers
+                    .get(v)
+                    .into_iter()
+                    .flat_map(|p| p.keys())
+                    .cloned(),
+            );
+        }
+        needed.retain(|v| self.vpcs.contains_key(v));
+        needed
     }
 
-    /// Everything host `host_id` needs, and the set of VPCs in it.
-    pub fn snapshot(&self, host_id: &str) -> (pb::Snapshot, BTreeSet<String>) {
-        let needed = self.needed_vpcs(host_id);
+    /// The security groups host `host_id` needs: those of the ENIs placed on it (that exist).
+    pub fn needed_groups(&self, host_id: &str) -> BTreeSet<String> {
+        self.placed_groups
+            .get(host_id)
+            .into_iter()
+            .flat_map(|m| m.keys())
+            .filter(|g| self.groups.contains_key(*g))
+            .cloned()
+            .collect()
+    }
+
+    /// Everything host `host_id` needs besides the hosts.
+    pub fn needed(&self, host_id: &str) -> Needed {
+        Needed {
+            vpcs: self.needed_vpcs(host_id),
+            groups: self.needed_groups(host_id),
+        }
+    }
+
+    /// Everything host `host_id` needs, and what that is.
+    pub fn snapshot(&self, host_id: &str) -> (pb::Snapshot, Needed) {
+        let needed = self.needed(host_id);
         let mut snap = pb::Snapshot {
             hosts: self.hosts.values().map(|h| h.to_pb()).collect(),
             ..Default::default()
         };
-        for id in &needed {
+        let mut peerings = BTreeSet::new();
+        for id in &needed.vpcs {
             if let Some(v) = self.vpcs.get(id) {
                 snap.vpcs.push(v.to_pb());
             }
             snap.subnets.extend(self.subnets_of(id).map(|s| s.to_pb()));
             snap.enis.extend(self.enis_of(id).map(|e| e.to_pb()));
+            snap.network_acls
+                .extend(self.acls_of(id).map(|a| a.to_pb()));
+            snap.route_tables
+                .extend(self.tables_of(id).map(|t| t.to_pb()));
+            for p in self.peerings_of(id) {
+                if peerings.insert(p.pcx_id.as_str()) {
+                    snap.peering_connections.push(p.to_pb());
+                }
+            }
+        }
+        for g in &needed.groups {
+            if let Some(g) = self.groups.get(g) {
+                snap.security_groups.push(g.to_pb());
+            }
         }
         (snap, needed)
     }
 
-    /// The whole of VPC `vpc_id` as upserts: the VPC, its subnets, its ENIs.
+    /// The whole of VPC `vpc_id` as upserts: the VPC, its subnets, ENIs, network ACLs, route
+    /// tables and peering connections.
     pub fn whole_vpc(&self, vpc_id: &str) -> Vec<pb::Change> {
         let Some(v) = self.vpcs.get(vpc_id) else {
             return Vec::new();
@@ -157,24 +334,59 @@ impl Catalog {
                     .map(|s| Change::UpsertSubnet(s.clone())),
             )
             .chain(self.enis_of(vpc_id).map(|e| Change::UpsertEni(e.clone())))
+            .chain(
+                self.acls_of(vpc_id)
+                    .map(|a| Change::UpsertNetworkAcl(a.clone())),
+            )
+            .chain(
+                self.tables_of(vpc_id)
+                    .map(|t| Change::UpsertRouteTable(t.clone())),
+            )
+            .chain(
+                self.peerings_of(vpc_id)
+                    .map(|p| Change::UpsertPeering(p.clone())),
+            )
             .map(|c| c.to_pb())
             .collect()
     }
 
-    fn subnets_of<'a>(&'a self, vpc_id: &str) -> impl Iterator<Item = &'a SubnetRecord> + 'a {
-        self.subnets_by_vpc
+    /// Security group `group_id` as an upsert (None if there is no such group).
+    pub fn whole_group(&self, group_id: &str) -> Option<pb::Change> {
+        self.groups
+            .get(group_id)
+            .map(|g| Change::UpsertSecurityGroup((**g).clone()).to_pb())
+    }
+
+    fn of<'a, T>(
+        index: &'a OrdMap<String, OrdSet<String>>,
+        records: &'a OrdMap<String, Arc<T>>,
+        vpc_id: &str,
+    ) -> impl Iterator<Item = &'a T> + 'a {
+        index
             .get(vpc_id)
             .into_iter()
             .flat_map(|ids| ids.iter())
-            .filter_map(|id| self.subnets.get(id).map(|s| &**s))
+            .filter_map(|id| records.get(id).map(|r| &**r))
+    }
+
+    fn subnets_of<'a>(&'a self, vpc_id: &str) -> impl Iterator<Item = &'a SubnetRecord> + 'a {
+        Self::of(&self.subnets_by_vpc, &self.subnets, vpc_id)
     }
 
     fn enis_of<'a>(&'a self, vpc_id: &str) -> impl Iterator<Item = &'a EniRecord> + 'a {
-        self.enis_by_vpc
-            .get(vpc_id)
-            .into_iter()
-            .flat_map(|ids| ids.iter())
-            .filter_map(|id| self.enis.get(id).map(|e| &**e))
+        Self::of(&self.enis_by_vpc, &self.enis, vpc_id)
+    }
+
+    fn acls_of<'a>(&'a self, vpc_id: &str) -> impl Iterator<Item = &'a NetworkAclRecord> + 'a {
+        Self::of(&self.acls_by_vpc, &self.acls, vpc_id)
+    }
+
+    fn tables_of<'a>(&'a self, vpc_id: &str) -> impl Iterator<Item = &'a RouteTableRecord> + 'a {
+        Self::of(&self.tables_by_vpc, &self.tables, vpc_id)
+    }
+
+    fn peerings_of<'a>(&'a self, vpc_id: &str) -> impl Iterator<Item = &'a PeeringRecord> + 'a {
+        Self::of(&self.peerings_by_vpc, &self.peerings, vpc_id)
     }
 
     /// Every record, as a plain set (for tests and diagnostics).
@@ -195,11 +407,11 @@ impl Catalog {
                 .iter()
                 .map(|(k, v)| (k.clone(), (**v).clone()))
                 .collect(),
-            enis: self
-                .enis
-                .iter()
-                .map(|(k, v)| (k.clone(), (**v).clone()))
-                .collect(),
+            enis: plain(&self.enis),
+            security_groups: plain(&self.groups),
+            network_acls: plain(&self.acls),
+            route_tables: plain(&self.tables),
+            peerings: plain(&self.peerings),
         }
     }
 
@@ -207,6 +419,10 @@ impl Catalog {
     pub fn has_host(&self, host_id: &str) -> bool {
         self.hosts.contains_key(host_id)
     }
+}
+
+fn plain<T: Clone>(m: &OrdMap<String, Arc<T>>) -> std::collections::BTreeMap<String, T> {
+    m.iter().map(|(k, v)| (k.clone(), (**v).clone())).collect()
 }
 
 /// The changes of one committed mutation.

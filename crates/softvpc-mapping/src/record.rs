@@ -8,7 +8,10 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
+use softvpc_policy::conntrack::ConnectionTrackingSpec;
 use softvpc_proto::pb;
+
+use crate::policy::{NetworkAclRecord, PeeringRecord, RouteTableRecord, SecurityGroupRecord};
 
 /// An Ethernet MAC address.
 pub type Mac = [u8; 6];
@@ -89,9 +92,14 @@ pub struct EniRecord {
     pub security_group_ids: Vec<String>,
     /// The public addresses mapped to its private ones: primary address first.
     pub public_addresses: Vec<PublicAddress>,
+    /// AWS's `SourceDestCheck` (on unless turned off for a NAT instance or a firewall).
+    pub source_dest_check: bool,
+    /// Its connection tracking idle timeouts (`None`: AWS's default).
+    pub connection_tracking: ConnectionTrackingSpec,
 }
 
-/// One change of the records. Deleting a VPC also deletes its subnets and ENIs.
+/// One change of the records. Deleting a VPC also deletes its subnets, ENIs, network ACLs, route
+/// tables and security groups, and the peering connections that no longer involve a held VPC.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     /// Adds or replaces a host.
@@ -120,18 +128,71 @@ pub enum Change {
         /// Its VPC (so a host's feed can filter it; not sent).
         vpc_id: String,
     },
+    /// Adds or replaces a security group (with all its rules).
+    UpsertSecurityGroup(SecurityGroupRecord),
+    /// Removes a security group.
+    DeleteSecurityGroup(String),
+    /// Adds or replaces a network ACL.
+    UpsertNetworkAcl(NetworkAclRecord),
+    /// Removes a network ACL.
+    DeleteNetworkAcl {
+        /// The ACL.
+        acl_id: String,
+        /// Its VPC (so a host's feed can filter it; not sent).
+        vpc_id: String,
+    },
+    /// Adds or replaces a route table.
+    UpsertRouteTable(RouteTableRecord),
+    /// Removes a route table.
+    DeleteRouteTable {
+        /// The table.
+        table_id: String,
+        /// Its VPC (so a host's feed can filter it; not sent).
+        vpc_id: String,
+    },
+    /// Adds or replaces a peering connection.
+    UpsertPeering(PeeringRecord),
+    /// Removes a peering connection.
+    DeletePeering {
+        /// The connection.
+        pcx_id: String,
+        /// Its two VPCs (so a host's feed can filter it; not sent).
+        vpc_ids: [String; 2],
+    },
+}
+
+/// Which hosts a change concerns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope<'a> {
+    /// Every host (hosts themselves).
+    All,
+    /// Hosts holding this VPC.
+    Vpc(&'a str),
+    /// Hosts holding either VPC (a peering connection).
+    Vpcs(&'a str, &'a str),
+    /// Hosts with an ENI in this security group.
+    Group(&'a str),
 }
 
 impl Change {
-    /// The VPC the change belongs to (None for hosts, which every agent gets).
-    pub fn vpc_id(&self) -> Option<&str> {
+    /// Which hosts the change concerns.
+    pub fn scope(&self) -> Scope<'_> {
         match self {
-            Change::UpsertHost(_) | Change::DeleteHost(_) => None,
-            Change::UpsertVpc(v) => Some(&v.vpc_id),
-            Change::DeleteVpc(id) => Some(id),
-            Change::UpsertSubnet(s) => Some(&s.vpc_id),
-            Change::DeleteSubnet { vpc_id, .. } | Change::DeleteEni { vpc_id, .. } => Some(vpc_id),
-            Change::UpsertEni(e) => Some(&e.vpc_id),
+            Change::UpsertHost(_) | Change::DeleteHost(_) => Scope::All,
+            Change::UpsertVpc(v) => Scope::Vpc(&v.vpc_id),
+            Change::DeleteVpc(id) => Scope::Vpc(id),
+            Change::UpsertSubnet(s) => Scope::Vpc(&s.vpc_id),
+            Change::DeleteSubnet { vpc_id, .. }
+            | Change::DeleteEni { vpc_id, .. }
+            | Change::DeleteNetworkAcl { vpc_id, .. }
+            | Change::DeleteRouteTable { vpc_id, .. } => Scope::Vpc(vpc_id),
+            Change::UpsertEni(e) => Scope::Vpc(&e.vpc_id),
+            Change::UpsertNetworkAcl(a) => Scope::Vpc(&a.vpc_id),
+            Change::UpsertRouteTable(t) => Scope::Vpc(&t.vpc_id),
+            Change::UpsertSecurityGroup(g) => Scope::Group(&g.group_id),
+            Change::DeleteSecurityGroup(id) => Scope::Group(id),
+            Change::UpsertPeering(p) => Scope::Vpcs(&p.requester_vpc_id, &p.accepter_vpc_id),
+            Change::DeletePeering { vpc_ids, .. } => Scope::Vpcs(&vpc_ids[0], &vpc_ids[1]),
         }
     }
 
@@ -147,6 +208,14 @@ impl Change {
             Change::DeleteSubnet { subnet_id, .. } => Kind::DeleteSubnetId(subnet_id.clone()),
             Change::UpsertEni(e) => Kind::UpsertEni(e.to_pb()),
             Change::DeleteEni { eni_id, .. } => Kind::DeleteEniId(eni_id.clone()),
+            Change::UpsertSecurityGroup(g) => Kind::UpsertSecurityGroup(g.to_pb()),
+            Change::DeleteSecurityGroup(id) => Kind::DeleteSecurityGroupId(id.clone()),
+            Change::UpsertNetworkAcl(a) => Kind::UpsertNetworkAcl(a.to_pb()),
+            Change::DeleteNetworkAcl { acl_id, .. } => Kind::DeleteNetworkAclId(acl_id.clone()),
+            Change::UpsertRouteTable(t) => Kind::UpsertRouteTable(t.to_pb()),
+            Change::DeleteRouteTable { table_id, .. } => Kind::DeleteRouteTableId(table_id.clone()),
+            Change::UpsertPeering(p) => Kind::UpsertPeeringConnection(p.to_pb()),
+            Change::DeletePeering { pcx_id, .. } => Kind::DeletePeeringConnectionId(pcx_id.clone()),
         };
         pb::Change { kind: Some(kind) }
     }
@@ -173,6 +242,25 @@ impl Change {
                 eni_id: id.clone(),
                 vpc_id: String::new(),
             },
+            Kind::UpsertSecurityGroup(g) => {
+                Change::UpsertSecurityGroup(SecurityGroupRecord::from_pb(g)?)
+            }
+            Kind::DeleteSecurityGroupId(id) => Change::DeleteSecurityGroup(id.clone()),
+            Kind::UpsertNetworkAcl(a) => Change::UpsertNetworkAcl(NetworkAclRecord::from_pb(a)?),
+            Kind::DeleteNetworkAclId(id) => Change::DeleteNetworkAcl {
+                acl_id: id.clone(),
+                vpc_id: String::new(),
+            },
+            Kind::UpsertRouteTable(t) => Change::UpsertRouteTable(RouteTableRecord::from_pb(t)?),
+            Kind::DeleteRouteTableId(id) => Change::DeleteRouteTable {
+                table_id: id.clone(),
+                vpc_id: String::new(),
+            },
+            Kind::UpsertPeeringConnection(p) => Change::UpsertPeering(PeeringRecord::from_pb(p)?),
+            Kind::DeletePeeringConnectionId(id) => Change::DeletePeering {
+                pcx_id: id.clone(),
+                vpc_ids: Default::default(),
+            },
         }))
     }
 }
@@ -188,11 +276,20 @@ pub struct Records {
     pub subnets: BTreeMap<String, SubnetRecord>,
     /// ENIs by id.
     pub enis: BTreeMap<String, EniRecord>,
+    /// Security groups by id.
+    pub security_groups: BTreeMap<String, SecurityGroupRecord>,
+    /// Network ACLs by id.
+    pub network_acls: BTreeMap<String, NetworkAclRecord>,
+    /// Route tables by id.
+    pub route_tables: BTreeMap<String, RouteTableRecord>,
+    /// Peering connections by id.
+    pub peerings: BTreeMap<String, PeeringRecord>,
 }
 
 impl Records {
-    /// Applies one change. Deleting a VPC also drops its subnets and ENIs (the protocol says
-    /// so); deleting something not held is a no-op.
+    /// Applies one change. Deleting a VPC also drops its subnets, ENIs, ACLs, route tables and
+    /// groups, and the peering connections left without a held VPC (the protocol says so);
+    /// deleting something not held is a no-op.
     pub fn apply(&mut self, change: &Change) {
         match change {
             Change::UpsertHost(h) => {
@@ -208,6 +305,13 @@ impl Records {
                 self.vpcs.remove(id);
                 self.subnets.retain(|_, s| &s.vpc_id != id);
                 self.enis.retain(|_, e| &e.vpc_id != id);
+                self.network_acls.retain(|_, a| &a.vpc_id != id);
+                self.route_tables.retain(|_, t| &t.vpc_id != id);
+                self.security_groups.retain(|_, g| &g.vpc_id != id);
+                let vpcs = &self.vpcs;
+                self.peerings.retain(|_, p| {
+                    vpcs.contains_key(&p.requester_vpc_id) || vpcs.contains_key(&p.accepter_vpc_id)
+                });
             }
             Change::UpsertSubnet(s) => {
                 self.subnets.insert(s.subnet_id.clone(), s.clone());
@@ -220,6 +324,30 @@ impl Records {
             }
             Change::DeleteEni { eni_id, .. } => {
                 self.enis.remove(eni_id);
+            }
+            Change::UpsertSecurityGroup(g) => {
+                self.security_groups.insert(g.group_id.clone(), g.clone());
+            }
+            Change::DeleteSecurityGroup(id) => {
+                self.security_groups.remove(id);
+            }
+            Change::UpsertNetworkAcl(a) => {
+                self.network_acls.insert(a.acl_id.clone(), a.clone());
+            }
+            Change::DeleteNetworkAcl { acl_id, .. } => {
+                self.network_acls.remove(acl_id);
+            }
+            Change::UpsertRouteTable(t) => {
+                self.route_tables.insert(t.table_id.clone(), t.clone());
+            }
+            Change::DeleteRouteTable { table_id, .. } => {
+                self.route_tables.remove(table_id);
+            }
+            Change::UpsertPeering(p) => {
+                self.peerings.insert(p.pcx_id.clone(), p.clone());
+            }
+            Change::DeletePeering { pcx_id, .. } => {
+                self.peerings.remove(pcx_id);
             }
         }
     }
@@ -244,31 +372,51 @@ impl Records {
         for e in &s.enis {
             keep(EniRecord::from_pb(e).map(Change::UpsertEni));
         }
+        for g in &s.security_groups {
+            keep(SecurityGroupRecord::from_pb(g).map(Change::UpsertSecurityGroup));
+        }
+        for a in &s.network_acls {
+            keep(NetworkAclRecord::from_pb(a).map(Change::UpsertNetworkAcl));
+        }
+        for t in &s.route_tables {
+            keep(RouteTableRecord::from_pb(t).map(Change::UpsertRouteTable));
+        }
+        for p in &s.peering_connections {
+            keep(PeeringRecord::from_pb(p).map(Change::UpsertPeering));
+        }
         (r, errors)
     }
 
-    /// The records of the hosts and of VPCs `vpcs` only: what a host needing those VPCs holds.
-    pub fn restricted_to(&self, vpcs: &std::collections::BTreeSet<String>) -> Records {
+    /// What a host needing VPCs `vpcs` and security groups `groups` holds: every host; the
+    /// VPCs of `vpcs` (that exist) with their subnets, ENIs, ACLs and route tables; the peering
+    /// connections involving one of those VPCs; and the groups of `groups`.
+    pub fn restricted_to(
+        &self,
+        vpcs: &std::collections::BTreeSet<String>,
+        groups: &std::collections::BTreeSet<String>,
+    ) -> Records {
+        fn pick<T: Clone>(
+            m: &BTreeMap<String, T>,
+            keep: impl Fn(&T) -> bool,
+        ) -> BTreeMap<String, T> {
+            m.iter()
+                .filter(|(_, v)| keep(v))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        }
+        let held = pick(&self.vpcs, |v| vpcs.contains(&v.vpc_id));
+        let in_held = |id: &str| held.contains_key(id);
         Records {
             hosts: self.hosts.clone(),
-            vpcs: self
-                .vpcs
-                .iter()
-                .filter(|(id, _)| vpcs.contains(*id))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            subnets: self
-                .subnets
-                .iter()
-                .filter(|(_, s)| vpcs.contains(&s.vpc_id))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            enis: self
-                .enis
-                .iter()
-                .filter(|(_, e)| vpcs.contains(&e.vpc_id))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+            subnets: pick(&self.subnets, |s| in_held(&s.vpc_id)),
+            enis: pick(&self.enis, |e| in_held(&e.vpc_id)),
+            network_acls: pick(&self.network_acls, |a| in_held(&a.vpc_id)),
+            route_tables: pick(&self.route_tables, |t| in_held(&t.vpc_id)),
+            peerings: pick(&self.peerings, |p| {
+                in_held(&p.requester_vpc_id) || in_held(&p.accepter_vpc_id)
+            }),
+            security_groups: pick(&self.security_groups, |g| groups.contains(&g.group_id)),
+            vpcs: held,
         }
     }
 }
@@ -305,7 +453,7 @@ fn bad(kind: &'static str, id: &str, field: &'static str, value: impl ToString) 
     }
 }
 
-fn require_id(kind: &'static str, id: &str) -> Result<(), RecordError> {
+pub(crate) fn require_id(kind: &'static str, id: &str) -> Result<(), RecordError> {
     if id.is_empty() {
         Err(RecordError::MissingId { kind })
     } else {
@@ -443,6 +591,15 @@ impl EniRecord {
             instance_name: self.instance_name.clone(),
             device_index: self.device_index,
             security_group_ids: self.security_group_ids.clone(),
+            source_dest_check_disabled: !self.source_dest_check,
+            connection_tracking: Some(pb::ConnectionTracking {
+                tcp_established_timeout: self
+                    .connection_tracking
+                    .tcp_established_timeout
+                    .unwrap_or(0),
+                udp_stream_timeout: self.connection_tracking.udp_stream_timeout.unwrap_or(0),
+                udp_timeout: self.connection_tracking.udp_timeout.unwrap_or(0),
+            }),
             public_addresses: self
                 .public_addresses
                 .iter()
@@ -482,6 +639,19 @@ impl EniRecord {
             instance_name: e.instance_name.clone(),
             device_index: e.device_index,
             security_group_ids: e.security_group_ids.clone(),
+            source_dest_check: !e.source_dest_check_disabled,
+            connection_tracking: {
+                let c = e.connection_tracking.unwrap_or_default();
+                let some = |v: u32| (v != 0).then_some(v);
+                let spec = ConnectionTrackingSpec {
+                    tcp_established_timeout: some(c.tcp_established_timeout),
+                    udp_stream_timeout: some(c.udp_stream_timeout),
+                    udp_timeout: some(c.udp_timeout),
+                };
+                softvpc_policy::conntrack::Timeouts::from_spec(&spec)
+                    .map_err(|err| bad(K, id, "connection_tracking", err))?;
+                spec
+            },
             public_addresses: e
                 .public_addresses
                 .iter()

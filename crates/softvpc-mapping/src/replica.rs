@@ -78,6 +78,7 @@ impl Replica {
             epoch: self.epoch.clone(),
             revision: self.revision,
             held_vpc_ids: self.records.vpcs.keys().cloned().collect(),
+            held_security_group_ids: self.records.security_groups.keys().cloned().collect(),
         }
     }
 

@@ -9,8 +9,8 @@ use std::net::Ipv4Addr;
 
 use proptest::prelude::*;
 use softvpc_mapping::{
-    Applied, Change, EniRecord, Feed, HostRecord, MappingLog, Records, Replica, SubnetRecord,
-    VpcRecord,
+    Applied, Change, EniRecord, Feed, HostRecord, MappingLog, NetworkAclRecord, PeeringRecord,
+    Records, Replica, RouteTableRecord, SecurityGroupRecord, SubnetRecord, VpcRecord,
 };
 use softvpc_proto::pb;
 
@@ -70,7 +70,26 @@ impl Pair {
             .map(Change::UpsertHost)
             .chain(records.vpcs.into_values().map(Change::UpsertVpc))
             .chain(records.subnets.into_values().map(Change::UpsertSubnet))
-            .chain(records.enis.into_values().map(Change::UpsertEni));
+            .chain(records.enis.into_values().map(Change::UpsertEni))
+            .chain(
+                records
+                    .security_groups
+                    .into_values()
+                    .map(Change::UpsertSecurityGroup),
+            )
+            .chain(
+                records
+                    .network_acls
+                    .into_values()
+                    .map(Change::UpsertNetworkAcl),
+            )
+            .chain(
+                records
+                    .route_tables
+                    .into_values()
+                    .map(Change::UpsertRouteTable),
+            )
+            .chain(records.peerings.into_values().map(Change::UpsertPeering));
         let epoch = format!("{}+", self.log.epoch());
         self.log = MappingLog::new(epoch, self.log.revision(), 16, upserts.collect::<Vec<_>>());
         for a in &mut self.agents {
@@ -141,13 +160,24 @@ impl Pair {
     /// catalog's indexes, which are under test too).
     fn needed(&self, host_id: &str) -> Records {
         let all = self.log.catalog().records();
-        let vpcs: BTreeSet<String> = all
-            .enis
-            .values()
-            .filter(|e| e.host_id == host_id && all.vpcs.contains_key(&e.vpc_id))
-            .map(|e| e.vpc_id.clone())
+        let local: Vec<&EniRecord> = all.enis.values().filter(|e| e.host_id == host_id).collect();
+        let placed: BTreeSet<String> = local.iter().map(|e| e.vpc_id.clone()).collect();
+        let mut vpcs = placed.clone();
+        for p in all.peerings.values().filter(|p| p.is_active()) {
+            for (a, b) in [
+                (&p.requester_vpc_id, &p.accepter_vpc_id),
+                (&p.accepter_vpc_id, &p.requester_vpc_id),
+            ] {
+                if placed.contains(a) {
+                    vpcs.insert(b.clone());
+                }
+            }
+        }
+        let groups: BTreeSet<String> = local
+            .iter()
+            .flat_map(|e| e.security_group_ids.iter().cloned())
             .collect();
-        all.restricted_to(&vpcs)
+        all.restricted_to(&vpcs, &groups)
     }
 
     /// Every connected agent holds exactly what its host needs, at the server's revision.
@@ -214,7 +244,82 @@ fn eni(n: u8, v: u8, h: Option<u8>) -> EniRecord {
         device_index: 0,
         security_group_ids: vec![format!("sg-{v}")],
         public_addresses: vec![],
+        source_dest_check: true,
+        connection_tracking: Default::default(),
     }
+}
+
+/// Group `g` of VPC `v`, with one rule referencing group `g + 1`.
+fn group(g: u8, v: u8) -> SecurityGroupRecord {
+    SecurityGroupRecord {
+        group_id: format!("sg-{g}"),
+        vpc_id: format!("vpc-{v}"),
+        rules: vec![softvpc_mapping::policy::sg_rule(
+            &format!("sgr-{g}"),
+            &format!("sg-{g}"),
+            false,
+            "tcp",
+            Some(22),
+            Some(22),
+            softvpc_policy::secgroup::Peer::Group(format!("sg-{}", g + 1)),
+        )
+        .expect("rule")],
+    }
+}
+
+fn acl(v: u8) -> NetworkAclRecord {
+    NetworkAclRecord {
+        acl_id: format!("acl-{v}"),
+        vpc_id: format!("vpc-{v}"),
+        entries: vec![],
+        subnet_ids: vec![format!("subnet-{v}")],
+    }
+}
+
+fn table(v: u8, pcx: Option<u8>) -> RouteTableRecord {
+    use softvpc_policy::route::{Route, RouteState, Target};
+    RouteTableRecord {
+        table_id: format!("rtb-{v}"),
+        vpc_id: format!("vpc-{v}"),
+        main: true,
+        routes: pcx
+            .map(|p| Route {
+                destination: "10.9.0.0/16".parse().expect("net"),
+                target: Target::VpcPeeringConnection(format!("pcx-{p}")),
+                state: RouteState::Active,
+            })
+            .into_iter()
+            .collect(),
+        subnet_ids: vec![],
+    }
+}
+
+/// Peering `n` between VPCs `a` and `b`, active or not.
+fn peering(n: u8, a: u8, b: u8, active: bool) -> PeeringRecord {
+    PeeringRecord {
+        pcx_id: format!("pcx-{n}"),
+        requester_vpc_id: format!("vpc-{a}"),
+        requester_cidrs: vec!["10.0.0.0/16".parse().expect("net")],
+        accepter_vpc_id: format!("vpc-{b}"),
+        accepter_cidrs: vec!["10.0.0.0/16".parse().expect("net")],
+        status: if active {
+            "active"
+        } else {
+            "pending-acceptance"
+        }
+        .into(),
+    }
+}
+
+/// VPC `v` with its subnet, ACL, main table and default group.
+fn whole_vpc(v: u8) -> Vec<Change> {
+    vec![
+        Change::UpsertVpc(vpc(v)),
+        Change::UpsertSubnet(subnet(v)),
+        Change::UpsertNetworkAcl(acl(v)),
+        Change::UpsertRouteTable(table(v, None)),
+        Change::UpsertSecurityGroup(group(v, v)),
+    ]
 }
 
 /// Two hosts, VPC 1 with an ENI on host 1, VPC 2 with an ENI on no host.
@@ -375,6 +480,94 @@ fn a_replica_refuses_what_it_cannot_apply_and_resyncs() {
     assert_eq!(p.agents[0].replica.snapshots, 2);
 }
 
+#[test]
+fn groups_follow_local_enis_and_peerings_bring_the_peer_vpc() {
+    let mut p = Pair::new(100, &["h-1", "h-2"]);
+    p.commit(vec![
+        Change::UpsertHost(host(1)),
+        Change::UpsertHost(host(2)),
+    ]);
+    for v in [1, 2, 3] {
+        p.commit(whole_vpc(v));
+    }
+    // sg-7 (VPC 1) is on no ENI yet.
+    p.commit(vec![Change::UpsertSecurityGroup(group(7, 1))]);
+    p.commit(vec![Change::UpsertEni(eni(1, 1, Some(1)))]);
+    p.commit(vec![Change::UpsertEni(eni(2, 2, Some(2)))]);
+    p.connect(0);
+    p.connect(1);
+    p.drive();
+    p.check();
+    let r1 = &p.agents[0].replica.records;
+    assert_eq!(r1.security_groups.keys().collect::<Vec<_>>(), ["sg-1"]);
+    assert_eq!(r1.network_acls.keys().collect::<Vec<_>>(), ["acl-1"]);
+    assert_eq!(r1.route_tables.keys().collect::<Vec<_>>(), ["rtb-1"]);
+
+    // ModifyNetworkInterfaceAttribute --groups: sg-7 arrives, sg-1 goes; a rule change of a
+    // group host 1 holds reaches it, one of a group it does not hold does not.
+    let mut e1 = eni(1, 1, Some(1));
+    e1.security_group_ids = vec!["sg-7".into()];
+    p.commit(vec![Change::UpsertEni(e1)]);
+    p.drive();
+    p.check();
+    assert_eq!(
+        p.agents[0]
+            .replica
+            .records
+            .security_groups
+            .keys()
+            .collect::<Vec<_>>(),
+        ["sg-7"]
+    );
+    let mut g7 = group(7, 1);
+    g7.rules.clear();
+    p.commit(vec![Change::UpsertSecurityGroup(g7.clone())]);
+    p.commit(vec![Change::UpsertSecurityGroup(group(1, 1))]);
+    p.drive();
+    p.check();
+    assert_eq!(p.agents[0].replica.records.security_groups["sg-7"], g7);
+
+    // A pending peering of VPCs 1 and 2: nothing new. Accepted: each host gets the other VPC
+    // (to deliver there and check what comes from there), but not its groups.
+    p.commit(vec![Change::UpsertPeering(peering(1, 1, 2, false))]);
+    p.drive();
+    p.check();
+    assert!(!p.agents[0].replica.records.vpcs.contains_key("vpc-2"));
+    p.commit(vec![
+        Change::UpsertPeering(peering(1, 1, 2, true)),
+        Change::UpsertRouteTable(table(1, Some(1))),
+    ]);
+    p.drive();
+    p.check();
+    let r1 = &p.agents[0].replica.records;
+    assert_eq!(r1.vpcs.keys().collect::<Vec<_>>(), ["vpc-1", "vpc-2"]);
+    assert!(r1.enis.contains_key("eni-2") && r1.peerings.contains_key("pcx-1"));
+    assert!(!r1.security_groups.contains_key("sg-2"));
+    // Not transitive: VPC 2 peered with VPC 3 brings VPC 3 to no host of VPC 1 only.
+    p.commit(vec![Change::UpsertPeering(peering(2, 2, 3, true))]);
+    p.drive();
+    p.check();
+    assert!(!p.agents[0].replica.records.vpcs.contains_key("vpc-3"));
+    assert!(p.agents[1].replica.records.vpcs.contains_key("vpc-3"));
+    // Deleted: the peer VPC leaves host 1, and so does the connection.
+    p.commit(vec![Change::DeletePeering {
+        pcx_id: "pcx-1".into(),
+        vpc_ids: ["vpc-1".into(), "vpc-2".into()],
+    }]);
+    p.drive();
+    p.check();
+    let r1 = &p.agents[0].replica.records;
+    assert_eq!(r1.vpcs.keys().collect::<Vec<_>>(), ["vpc-1"]);
+    assert!(r1.peerings.is_empty());
+    // Resuming keeps the groups held: a reconnect replays, it does not resync.
+    p.disconnect(0);
+    p.commit(vec![Change::UpsertSecurityGroup(group(7, 1))]);
+    p.connect(0);
+    p.drive();
+    p.check();
+    assert_eq!(p.agents[0].replica.snapshots, 1);
+}
+
 /// One step of a random run.
 #[derive(Debug, Clone)]
 enum Op {
@@ -384,6 +577,14 @@ enum Op {
     /// VPC `v` deleted with its subnet and ENIs, or re-created.
     ToggleVpc(u8),
     Host(u8, u8),
+    /// ENI `n` moves to group `g` (of its VPC).
+    Groups(u8, u8),
+    /// Group `g` of VPC `g % 3` gets a new rule version.
+    Rule(u8),
+    /// Peering `n` between VPCs `a` and `b`: active, pending, or deleted.
+    Peer(u8, u8, u8, Option<bool>),
+    /// A policy change of VPC `v` (its ACL or its table).
+    Policy(u8),
     Disconnect(usize),
     Connect(usize),
     Step,
@@ -396,6 +597,11 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0u8..8).prop_map(Op::DeleteEni),
         1 => (0u8..3).prop_map(Op::ToggleVpc),
         1 => (0u8..3, 0u8..4).prop_map(|(h, ip)| Op::Host(h, ip)),
+        2 => (0u8..8, 0u8..6).prop_map(|(n, g)| Op::Groups(n, g)),
+        1 => (0u8..6).prop_map(Op::Rule),
+        2 => (0u8..3, 0u8..3, 0u8..3, proptest::option::of(any::<bool>()))
+            .prop_map(|(n, a, b, s)| Op::Peer(n, a, b, s)),
+        1 => (0u8..3).prop_map(Op::Policy),
         2 => (0usize..3).prop_map(Op::Disconnect),
         2 => (0usize..3).prop_map(Op::Connect),
         4 => Just(Op::Step),
@@ -414,8 +620,10 @@ proptest! {
         let mut p = Pair::new(capacity, &hosts);
         p.commit((0..3).map(|h| Change::UpsertHost(host(h))).collect());
         for v in 0..3 {
-            p.commit(vec![Change::UpsertVpc(vpc(v)), Change::UpsertSubnet(subnet(v))]);
+            p.commit(whole_vpc(v));
         }
+        // Where each ENI is and which group it has (so a group change keeps its place).
+        let mut placed: std::collections::BTreeMap<u8, (Option<u8>, u8)> = Default::default();
         for i in 0..3 {
             p.connect(i);
         }
@@ -424,18 +632,97 @@ proptest! {
             match op {
                 Op::Place(n, h) => {
                     if live.contains(&format!("vpc-{}", n % 3)) {
-                        p.commit(vec![Change::UpsertEni(eni(n, n % 3, h))]);
+                        let g = placed.get(&n).map_or(n % 3, |(_, g)| *g);
+                        let mut e = eni(n, n % 3, h);
+                        e.security_group_ids = vec![format!("sg-{g}")];
+                        placed.insert(n, (h, g));
+                        p.commit(vec![Change::UpsertEni(e)]);
                     }
                 }
-                Op::DeleteEni(n) => p.commit(vec![Change::DeleteEni {
-                    eni_id: format!("eni-{n}"),
-                    vpc_id: format!("vpc-{}", n % 3),
-                }]),
-                Op::ToggleVpc(v) => {
+                Op::Groups(n, g) => {
+                    // Groups 0..3 belong to VPCs 0..3, 3..6 to VPCs 0..3 again.
+                    let v = n % 3;
+                    let g = if g % 3 == v { g } else { v };
+                    if let Some((h, _)) = placed.get(&n).copied() {
+                        if live.contains(&format!("vpc-{v}")) {
+                            let mut e = eni(n, v, h);
+                            e.security_group_ids = vec![format!("sg-{g}")];
+                            placed.insert(n, (h, g));
+                            p.commit(vec![Change::UpsertEni(e)]);
+                        }
+                    }
+                }
+                Op::Rule(g) => {
+                    if live.contains(&format!("vpc-{}", g % 3)) {
+                        let mut r = group(g, g % 3);
+                        r.rules.truncate(p.log.revision() as usize % 2);
+                        p.commit(vec![Change::UpsertSecurityGroup(r)]);
+                    }
+                }
+                Op::Peer(_, a, b, status) => {
+                    // One connection per pair of VPCs: its sides never change (as on the server).
+                    let (a, b) = (a.min(b), a.max(b));
+                    let n = a * 3 + b;
+                    let id = format!("pcx-{n}");
+                    match status {
+                        Some(active) if a != b
+                            && live.contains(&format!("vpc-{a}"))
+                            && live.contains(&format!("vpc-{b}")) =>
+                        {
+                            p.commit(vec![Change::UpsertPeering(peering(n, a, b, active))]);
+                        }
+                        Some(_) => {}
+                        None => {
+                            let vpc_ids = p
+                                .log
+                                .catalog()
+                                .records()
+                                .peerings
+                                .get(&id)
+                                .map(|r| [r.requester_vpc_id.clone(), r.accepter_vpc_id.clone()])
+                                .unwrap_or_default();
+                            p.commit(vec![Change::DeletePeering { pcx_id: id, vpc_ids }]);
+                        }
+                    }
+                }
+                Op::Policy(v) => {
                     if live.contains(&format!("vpc-{v}")) {
-                        p.commit(vec![Change::DeleteVpc(format!("vpc-{v}"))]);
+                        let mut a = acl(v);
+                        a.subnet_ids.truncate(p.log.revision() as usize % 2);
+                        p.commit(vec![
+                            Change::UpsertNetworkAcl(a),
+                            Change::UpsertRouteTable(table(v, Some(p.log.revision() as u8 % 3))),
+                        ]);
+                    }
+                }
+                Op::DeleteEni(n) => {
+                    placed.remove(&n);
+                    p.commit(vec![Change::DeleteEni {
+                        eni_id: format!("eni-{n}"),
+                        vpc_id: format!("vpc-{}", n % 3),
+                    }])
+                }
+                Op::ToggleVpc(v) => {
+                    let id = format!("vpc-{v}");
+                    if live.contains(&id) {
+                        // As the server does: the VPC's peerings go first.
+                        let mut changes: Vec<Change> = p
+                            .log
+                            .catalog()
+                            .records()
+                            .peerings
+                            .into_values()
+                            .filter(|r| r.involves(&id))
+                            .map(|r| Change::DeletePeering {
+                                pcx_id: r.pcx_id,
+                                vpc_ids: [r.requester_vpc_id, r.accepter_vpc_id],
+                            })
+                            .collect();
+                        changes.push(Change::DeleteVpc(id));
+                        placed.retain(|n, _| n % 3 != v);
+                        p.commit(changes);
                     } else {
-                        p.commit(vec![Change::UpsertVpc(vpc(v)), Change::UpsertSubnet(subnet(v))]);
+                        p.commit(whole_vpc(v));
                     }
                 }
                 Op::Host(h, ip) => {

@@ -93,6 +93,7 @@ fn base_snapshot() -> pb::Snapshot {
             "10.0.0.148",
             "h-1",
         )],
+        ..Default::default()
     }
 }
 
@@ -220,8 +221,7 @@ fn snapshot_replaces_everything() {
     let other = pb::Snapshot {
         hosts: vec![pb_host("h-9", "198.18.0.19")],
         vpcs: vec![pb_vpc("vpc-b", 0x102, "10.0.0.0/16")],
-        subnets: vec![],
-        enis: vec![],
+        ..Default::default()
     };
     let second = view.apply(&snapshot("e2", 3, other)).expect("apply");
     assert_eq!(
@@ -394,7 +394,14 @@ fn resume_state_and_protocol_checks() {
 mod properties {
     use super::*;
     use proptest::prelude::*;
-    use softvpc_mapping::{Change, PublicAddress};
+    use softvpc_mapping::{
+        policy, Change, NetworkAclRecord, PeeringRecord, PublicAddress, RouteTableRecord,
+        SecurityGroupRecord,
+    };
+    use softvpc_policy::conntrack::ConnectionTrackingSpec;
+    use softvpc_policy::nacl::AclEntry;
+    use softvpc_policy::route::{Route, RouteState, Target};
+    use softvpc_policy::secgroup::{Peer, SgRule};
 
     fn addr() -> impl Strategy<Value = Ipv4Addr> {
         any::<u32>().prop_map(Ipv4Addr::from)
@@ -411,9 +418,26 @@ mod properties {
             proptest::collection::vec("sg-[0-9a-f]{1,8}", 0..3),
             proptest::collection::vec((addr(), addr()), 0..2),
             any::<u32>(),
+            (
+                any::<bool>(),
+                proptest::option::of(60u32..=432_000),
+                proptest::option::of(60u32..=180),
+                proptest::option::of(30u32..=60),
+            ),
         )
             .prop_map(
-                |(id, vni, ip, secondary_ips, mac, underlay, sgs, pubs, index)| EniRecord {
+                |(
+                    id,
+                    vni,
+                    ip,
+                    secondary_ips,
+                    mac,
+                    underlay,
+                    sgs,
+                    pubs,
+                    index,
+                    (check, tcp, stream, udp),
+                )| EniRecord {
                     eni_id: id,
                     vpc_id: "vpc-1".into(),
                     vni,
@@ -438,8 +462,141 @@ mod properties {
                             private_ip,
                         })
                         .collect(),
+                    source_dest_check: check,
+                    connection_tracking: ConnectionTrackingSpec {
+                        tcp_established_timeout: tcp,
+                        udp_stream_timeout: stream,
+                        udp_timeout: udp,
+                    },
                 },
             )
+    }
+
+    fn net() -> impl Strategy<Value = Ipv4Net> {
+        (addr(), 0u8..=32).prop_map(|(a, p)| Ipv4Net::new(a, p).expect("prefix").trunc())
+    }
+
+    /// AWS's fields of a valid rule: protocol as the API reports it, and its ports.
+    fn aws_match() -> impl Strategy<Value = (String, Option<i32>, Option<i32>)> {
+        prop_oneof![
+            (
+                prop_oneof![Just("tcp"), Just("udp")],
+                0i32..=65535,
+                0i32..=65535
+            )
+                .prop_map(|(p, a, b)| (p.to_string(), Some(a.min(b)), Some(a.max(b)))),
+            (-1i32..=255, -1i32..=255).prop_map(|(t, c)| {
+                (
+                    "icmp".to_string(),
+                    Some(t),
+                    Some(if t == -1 { -1 } else { c }),
+                )
+            }),
+            Just(("-1".to_string(), None, None)),
+            (0u8..=255).prop_map(|n| (n.to_string(), None, None)),
+        ]
+    }
+
+    fn sg_rule() -> impl Strategy<Value = SgRule> {
+        (
+            "sgr-[0-9a-f]{1,17}",
+            any::<bool>(),
+            aws_match(),
+            prop_oneof![
+                net().prop_map(Peer::Cidr),
+                "sg-[0-9a-f]{1,8}".prop_map(Peer::Group)
+            ],
+        )
+            .prop_map(|(id, egress, (p, from, to), peer)| {
+                policy::sg_rule(&id, "sg-1", egress, &p, from, to, peer).expect("valid")
+            })
+    }
+
+    fn acl_entry() -> impl Strategy<Value = AclEntry> {
+        (
+            1u16..=32766,
+            any::<bool>(),
+            aws_match(),
+            any::<bool>(),
+            net(),
+        )
+            .prop_map(|(n, egress, (p, from, to), allow, cidr)| {
+                let proto = match p.as_str() {
+                    "tcp" => "6".to_string(),
+                    "udp" => "17".to_string(),
+                    "icmp" => "1".to_string(),
+                    _ => p,
+                };
+                let ports = match proto.as_str() {
+                    "6" | "17" => Some((from.unwrap_or(0) as u16, to.unwrap_or(0) as u16)),
+                    _ => None,
+                };
+                let icmp = (proto == "1").then(|| (from.unwrap_or(-1), to.unwrap_or(-1)));
+                policy::acl_entry(n, egress, &proto, allow, cidr, ports, icmp).expect("valid")
+            })
+    }
+
+    fn route() -> impl Strategy<Value = Route> {
+        (
+            net(),
+            prop_oneof![
+                Just(Target::Local),
+                "eni-[0-9a-f]{1,8}".prop_map(Target::NetworkInterface),
+                "pcx-[0-9a-f]{1,8}".prop_map(Target::VpcPeeringConnection),
+                "igw-[0-9a-f]{1,8}".prop_map(Target::InternetGateway),
+                "nat-[0-9a-f]{1,8}".prop_map(Target::NatGateway),
+            ],
+            any::<bool>(),
+        )
+            .prop_map(|(destination, target, blackhole)| Route {
+                destination,
+                target,
+                state: if blackhole {
+                    RouteState::Blackhole
+                } else {
+                    RouteState::Active
+                },
+            })
+    }
+
+    fn policy_changes() -> impl Strategy<Value = Vec<Change>> {
+        (
+            proptest::collection::vec(sg_rule(), 0..6),
+            proptest::collection::vec(acl_entry(), 0..6),
+            proptest::collection::vec(route(), 0..6),
+            any::<bool>(),
+            (net(), net(), "[a-z-]{0,20}"),
+        )
+            .prop_map(|(rules, entries, routes, main, (a, b, status))| {
+                vec![
+                    Change::UpsertSecurityGroup(SecurityGroupRecord {
+                        group_id: "sg-1".into(),
+                        vpc_id: "vpc-1".into(),
+                        rules,
+                    }),
+                    Change::UpsertNetworkAcl(NetworkAclRecord {
+                        acl_id: "acl-1".into(),
+                        vpc_id: "vpc-1".into(),
+                        entries,
+                        subnet_ids: vec!["subnet-1".into()],
+                    }),
+                    Change::UpsertRouteTable(RouteTableRecord {
+                        table_id: "rtb-1".into(),
+                        vpc_id: "vpc-1".into(),
+                        main,
+                        routes,
+                        subnet_ids: vec!["subnet-2".into()],
+                    }),
+                    Change::UpsertPeering(PeeringRecord {
+                        pcx_id: "pcx-1".into(),
+                        requester_vpc_id: "vpc-1".into(),
+                        requester_cidrs: vec![a],
+                        accepter_vpc_id: "vpc-2".into(),
+                        accepter_cidrs: vec![b],
+                        status,
+                    }),
+                ]
+            })
     }
 
     proptest! {
@@ -451,6 +608,63 @@ mod properties {
             let cidr = Ipv4Net::new(net, prefix).expect("prefix").trunc();
             let v = VpcRecord { vpc_id: "vpc-1".into(), vni: e.vni, cidrs: vec![cidr] };
             prop_assert_eq!(VpcRecord::from_pb(&v.to_pb()), Ok(v));
+        }
+
+        /// Security groups, ACLs, route tables and peering connections, likewise.
+        #[test]
+        fn policy_records_survive_the_wire(changes in policy_changes()) {
+            for c in changes {
+                prop_assert_eq!(Change::from_pb(&c.to_pb()), Ok(Some(c)));
+            }
+        }
+
+        /// Whatever numbers and strings a policy message holds, conversion answers, never panics.
+        #[test]
+        fn any_policy_message_is_checked(
+            protocol in any::<i32>(), from in any::<i32>(), to in any::<i32>(),
+            number in any::<u32>(), cidr in ".{0,20}", egress in any::<bool>(),
+            timeouts in any::<(u32, u32, u32)>(),
+        ) {
+            let m = Some(pb::PortMatch { protocol, from_port: from, to_port: to });
+            let g = pb::SecurityGroup {
+                group_id: "sg-1".into(),
+                rules: vec![pb::SecurityGroupRule {
+                    rule_id: "sgr-1".into(),
+                    egress,
+                    r#match: m,
+                    peer: Some(pb::security_group_rule::Peer::Cidr(cidr.clone())),
+                }],
+                ..Default::default()
+            };
+            let _ = SecurityGroupRecord::from_pb(&g);
+            let a = pb::NetworkAcl {
+                acl_id: "acl-1".into(),
+                entries: vec![pb::NetworkAclEntry {
+                    rule_number: number, egress, allow: true, cidr: cidr.clone(), r#match: m,
+                }],
+                ..Default::default()
+            };
+            let _ = NetworkAclRecord::from_pb(&a);
+            let t = pb::RouteTable {
+                table_id: "rtb-1".into(),
+                routes: vec![pb::Route { destination: cidr, target: None, blackhole: egress }],
+                ..Default::default()
+            };
+            prop_assert!(RouteTableRecord::from_pb(&t).is_err(), "a route without a target");
+            let e = pb::Eni {
+                eni_id: "eni-1".into(),
+                ip: "10.0.0.4".into(),
+                mac: "02:00:00:00:00:01".into(),
+                connection_tracking: Some(pb::ConnectionTracking {
+                    tcp_established_timeout: timeouts.0,
+                    udp_stream_timeout: timeouts.1,
+                    udp_timeout: timeouts.2,
+                }),
+                ..Default::default()
+            };
+            if let Ok(e) = EniRecord::from_pb(&e) {
+                prop_assert!(softvpc_policy::conntrack::Timeouts::from_spec(&e.connection_tracking).is_ok());
+            }
         }
 
         /// Whatever strings arrive, conversion answers (a record or an error), never panics.

@@ -279,6 +279,11 @@ impl State {
         for i in &instances {
             Index::instance_changed(self, None, Some(i));
         }
+        let tables: Vec<Arc<route_table::RouteTable>> =
+            self.route_tables.values().cloned().collect();
+        for t in &tables {
+            Index::route_table_changed(self, None, Some(t));
+        }
     }
 
     /// The ENIs attached to `instance_id`, in id order (from the index, not a scan).
@@ -386,7 +391,7 @@ resources! {
     Hosts => Host, hosts, "hosts", id;
     Instances => Instance, instances, "instances", id, index Index::instance_changed;
     Enis => Eni, enis, "enis", id, index Index::eni_changed;
-    RouteTables => route_table::RouteTable, route_tables, "route_tables", id;
+    RouteTables => route_table::RouteTable, route_tables, "route_tables", id, index Index::route_table_changed;
     InternetGateways => internet_gateway::InternetGateway, internet_gateways, "internet_gateways", id;
     Addresses => address::Address, addresses, "addresses", allocation_id;
     NatGateways => nat_gateway::NatGateway, nat_gateways, "nat_gateways", id;
@@ -417,6 +422,9 @@ pub struct Index {
     pub instance_tokens: imbl::OrdMap<String, imbl::OrdSet<String>>,
     /// The ENIs attached to each instance (by instance id; ENI ids in order).
     pub enis_by_instance: imbl::OrdMap<String, imbl::OrdSet<String>>,
+    /// The route tables with a route to each target (gateway, NAT gateway, ENI or peering
+    /// connection id): whose route state a change of that target may change.
+    pub route_tables_by_target: imbl::OrdMap<String, imbl::OrdSet<String>>,
 }
 
 impl Index {
@@ -448,6 +456,32 @@ impl Index {
                 index
                     .instance_tokens
                     .entry(t.token.clone())
+                    .or_default()
+                    .insert(new.id.clone());
+            }
+        }
+    }
+
+    fn route_table_changed(
+        state: &mut State,
+        old: Option<&route_table::RouteTable>,
+        new: Option<&route_table::RouteTable>,
+    ) {
+        let index = &mut state.index.route_tables_by_target;
+        if let Some(old) = old {
+            for id in old.routes.iter().filter_map(|r| r.target.id()) {
+                if let Some(ids) = index.get_mut(id) {
+                    ids.remove(&old.id);
+                    if ids.is_empty() {
+                        index.remove(id);
+                    }
+                }
+            }
+        }
+        if let Some(new) = new {
+            for id in new.routes.iter().filter_map(|r| r.target.id()) {
+                index
+                    .entry(id.to_string())
                     .or_default()
                     .insert(new.id.clone());
             }

@@ -26,6 +26,19 @@ pub enum Target {
     VpcPeeringConnection(String),
 }
 
+impl Target {
+    /// The id of the resource it names (None for `local`).
+    pub fn id(&self) -> Option<&str> {
+        match self {
+            Target::Local => None,
+            Target::Gateway(id)
+            | Target::NatGateway(id)
+            | Target::NetworkInterface(id)
+            | Target::VpcPeeringConnection(id) => Some(id),
+        }
+    }
+}
+
 /// How a route came to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Origin {

@@ -138,6 +138,10 @@ impl View {
         self.0.records.vpcs.keys().cloned().collect()
     }
 
+    fn held_groups(&self) -> Vec<String> {
+        self.0.records.security_groups.keys().cloned().collect()
+    }
+
     /// Equality of content (not of revision bookkeeping).
     fn same_content(&self, other: &View) -> bool {
         self.0.records == other.0.records
@@ -338,6 +342,7 @@ async fn watch_follows_the_model() {
             epoch: srv.projection.epoch().to_string(),
             revision: resumed.revision,
             held_vpc_ids: resumed.held(),
+            held_security_group_ids: resumed.held_groups(),
         })
         .await
         .unwrap()
@@ -357,6 +362,7 @@ async fn watch_follows_the_model() {
             epoch: "epoch-from-another-life".into(),
             revision: view1.revision,
             held_vpc_ids: view1.held(),
+            held_security_group_ids: view1.held_groups(),
         })
         .await
         .unwrap()
@@ -394,6 +400,7 @@ async fn watch_follows_the_model() {
             epoch: srv.projection.epoch().to_string(),
             revision: rev_before_vm1,
             held_vpc_ids: vec![],
+            held_security_group_ids: vec![],
         })
         .await
         .unwrap()
@@ -429,6 +436,7 @@ async fn a_reader_behind_the_ring_gets_a_snapshot() {
             epoch: srv.projection.epoch().to_string(),
             revision: view.revision,
             held_vpc_ids: vec![],
+            held_security_group_ids: vec![],
         })
         .await
         .unwrap()
@@ -444,6 +452,7 @@ async fn a_reader_behind_the_ring_gets_a_snapshot() {
             epoch: srv.projection.epoch().to_string(),
             revision: cp.state().revision + 100,
             held_vpc_ids: vec![],
+            held_security_group_ids: vec![],
         })
         .await
         .unwrap()

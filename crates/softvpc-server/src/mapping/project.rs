@@ -1,13 +1,17 @@
 //! The mapping records of the resource model, derived mechanically: [`derive`] diffs the
 //! persistent maps of the state before and after a mutation and turns every difference of a
-//! wire record (host, VPC, subnet, ENI) into a [`Change`]. No write path records changes by
-//! hand, so none can forget one.
+//! wire record (host, VPC, subnet, ENI, security group, network ACL, route table, active
+//! peering connection) into a [`Change`]. No write path records changes by hand, so none can
+//! forget one.
 //!
 //! An ENI's record reads more than the ENI (its VPC's VNI, its instance's state and Name tag,
 //! its host's underlay address, the Elastic IPs associated with it), so a changed instance,
 //! host, VNI or Elastic IP makes the records of the ENIs that depend on it candidates too; a
-//! candidate becomes a change only if its record differs. Diffing skips the subtrees both
-//! states share, so it costs O(changes · log n).
+//! route table's record reads the state of each route's target (gateway, NAT gateway, ENI,
+//! peering connection: `blackhole` when it is gone), so a changed target makes the tables that
+//! route to it candidates (`Index::route_tables_by_target`). A candidate becomes a change only if
+//! its record differs. Diffing skips the subtrees both states share, so it costs
+//! O(changes · log n).
 //!
 //! This is the one place that knows both the model and the mapping records; the protocol itself
 //! (log, per-host feeds, protobuf) is `softvpc-mapping`'s.
@@ -15,11 +19,19 @@
 use std::collections::BTreeSet;
 
 use imbl::ordmap::DiffItem;
+use softvpc_mapping::policy::{acl_entry, sg_rule};
 use softvpc_mapping::{
-    Change, EniRecord, HostRecord, PublicAddress, Records, SubnetRecord, VpcRecord,
+    Change, EniRecord, HostRecord, NetworkAclRecord, PeeringRecord, PublicAddress, Records,
+    RouteTableRecord, SecurityGroupRecord, SubnetRecord, VpcRecord,
 };
+use softvpc_policy::route as policy_route;
+use softvpc_policy::secgroup::Peer as PolicyPeer;
 
 use crate::model::instance::{placed_host, public_address_of};
+use crate::model::network_acl::{NetworkAcl, DENY_ALL_RULE};
+use crate::model::peering::{PeeringConnection, PeeringStatus};
+use crate::model::route_table::{route_state, RouteTable, Target};
+use crate::model::security_group::{Peer, SecurityGroup};
 use crate::model::{Eni, Host, State, Subnet, Vpc};
 
 /// The wire record of a host.
@@ -81,6 +93,8 @@ pub fn eni_record(state: &State, e: &Eni) -> EniRecord {
         instance_name,
         device_index,
         security_group_ids: e.security_groups.clone(),
+        source_dest_check: e.source_dest_check,
+        connection_tracking: Default::default(),
         public_addresses: e
             .addresses()
             .filter_map(|ip| {
@@ -91,6 +105,110 @@ pub fn eni_record(state: &State, e: &Eni) -> EniRecord {
             })
             .collect(),
     }
+}
+
+/// The wire record of a security group: every rule in the policy crate's form. The model
+/// validated each rule when it was made; one that still does not convert (a bug) is left out
+/// and logged, which can only allow less.
+pub fn security_group_record(g: &SecurityGroup) -> SecurityGroupRecord {
+    let rules = g
+        .rules
+        .iter()
+        .filter_map(|r| {
+            let peer = match &r.spec.peer {
+                Peer::Cidr(c) => PolicyPeer::Cidr(*c),
+                Peer::Group(id) => PolicyPeer::Group(id.clone()),
+            };
+            let s = &r.spec;
+            sg_rule(&r.id, &g.id, r.egress, &s.protocol, s.from_port, s.to_port, peer)
+                .map_err(|e| tracing::warn!(rule = %r.id, group = %g.id, error = %e, "rule not sent to agents"))
+                .ok()
+        })
+        .collect();
+    SecurityGroupRecord {
+        group_id: g.id.clone(),
+        vpc_id: g.vpc_id.clone(),
+        rules,
+    }
+}
+
+/// The wire record of a network ACL: its entries without the final `*` denies (implicit on the
+/// wire) and its subnets.
+pub fn network_acl_record(a: &NetworkAcl) -> NetworkAclRecord {
+    let entries = a
+        .entries
+        .iter()
+        .filter(|e| e.rule_number != DENY_ALL_RULE)
+        .filter_map(|e| {
+            acl_entry(
+                e.rule_number,
+                e.egress,
+                &e.protocol,
+                e.action == "allow",
+                e.cidr,
+                e.port_range,
+                e.icmp,
+            )
+            .map_err(|err| tracing::warn!(acl = %a.id, rule = e.rule_number, error = %err, "ACL entry not sent to agents"))
+            .ok()
+        })
+        .collect();
+    NetworkAclRecord {
+        acl_id: a.id.clone(),
+        vpc_id: a.vpc_id.clone(),
+        entries,
+        subnet_ids: a.associations.iter().map(|s| s.subnet_id.clone()).collect(),
+    }
+}
+
+/// The wire record of a route table, with each route's state (`blackhole` when its target is
+/// gone) resolved from `state`.
+pub fn route_table_record(state: &State, t: &RouteTable) -> RouteTableRecord {
+    let routes = t
+        .routes
+        .iter()
+        .map(|r| policy_route::Route {
+            destination: r.destination.trunc(),
+            target: match &r.target {
+                Target::Local => policy_route::Target::Local,
+                Target::Gateway(id) => policy_route::Target::InternetGateway(id.clone()),
+                Target::NatGateway(id) => policy_route::Target::NatGateway(id.clone()),
+                Target::NetworkInterface(id) => policy_route::Target::NetworkInterface(id.clone()),
+                Target::VpcPeeringConnection(id) => {
+                    policy_route::Target::VpcPeeringConnection(id.clone())
+                }
+            },
+            state: if route_state(state, &t.vpc_id, r) == "blackhole" {
+                policy_route::RouteState::Blackhole
+            } else {
+                policy_route::RouteState::Active
+            },
+        })
+        .collect();
+    RouteTableRecord {
+        table_id: t.id.clone(),
+        vpc_id: t.vpc_id.clone(),
+        main: t.is_main(),
+        routes,
+        subnet_ids: t
+            .associations
+            .iter()
+            .filter_map(|a| a.subnet_id.clone())
+            .collect(),
+    }
+}
+
+/// The wire record of a peering connection: only an active one is on the wire (no other
+/// status carries traffic), so a connection that stops being active is deleted from the agents.
+pub fn peering_record(p: &PeeringConnection) -> Option<PeeringRecord> {
+    (p.status == PeeringStatus::Active).then(|| PeeringRecord {
+        pcx_id: p.id.clone(),
+        requester_vpc_id: p.requester.vpc_id.clone(),
+        requester_cidrs: vec![p.requester.cidr.trunc()],
+        accepter_vpc_id: p.accepter.vpc_id.clone(),
+        accepter_cidrs: vec![p.accepter.cidr.trunc()],
+        status: p.status.as_str().to_string(),
+    })
 }
 
 /// Every record of `state` as upserts (what the mapping log starts from).
@@ -111,7 +229,31 @@ pub fn all_records(state: &State) -> Vec<Change> {
         .enis
         .values()
         .map(|e| Change::UpsertEni(eni_record(state, e)));
-    hosts.chain(vpcs).chain(subnets).chain(enis).collect()
+    let groups = state
+        .security_groups
+        .values()
+        .map(|g| Change::UpsertSecurityGroup(security_group_record(g)));
+    let acls = state
+        .network_acls
+        .values()
+        .map(|a| Change::UpsertNetworkAcl(network_acl_record(a)));
+    let tables = state
+        .route_tables
+        .values()
+        .map(|t| Change::UpsertRouteTable(route_table_record(state, t)));
+    let peerings = state
+        .peering_connections
+        .values()
+        .filter_map(|p| peering_record(p).map(Change::UpsertPeering));
+    hosts
+        .chain(vpcs)
+        .chain(subnets)
+        .chain(enis)
+        .chain(groups)
+        .chain(acls)
+        .chain(tables)
+        .chain(peerings)
+        .collect()
 }
 
 /// The records of `state`, computed from scratch.
@@ -124,10 +266,12 @@ pub fn records_of(state: &State) -> Records {
 }
 
 /// The mapping changes that take the wire records of `before` to those of `after`, in the
-/// order an agent applies them: upserts of hosts, VPCs, subnets, ENIs, then deletes of ENIs,
-/// subnets, VPCs and hosts.
+/// order an agent applies them: upserts of hosts, VPCs, subnets, ENIs, groups, ACLs, route
+/// tables and peering connections, then deletes of peering connections, route tables, ACLs,
+/// groups, ENIs, subnets, VPCs and hosts.
 pub fn derive(before: &State, after: &State) -> Vec<Change> {
     let mut upserts: Vec<Change> = Vec::new();
+    let mut policy_deletes = Vec::new();
     let mut eni_deletes = Vec::new();
     let mut subnet_deletes = Vec::new();
     let mut vpc_deletes = Vec::new();
@@ -252,11 +396,138 @@ pub fn derive(before: &State, after: &State) -> Vec<Change> {
         }
     }
 
+    derive_policy(before, after, &mut upserts, &mut policy_deletes);
+    upserts.extend(policy_deletes);
     upserts.extend(eni_deletes);
     upserts.extend(subnet_deletes);
     upserts.extend(vpc_deletes);
     upserts.extend(host_deletes);
     upserts
+}
+
+/// The policy part of [`derive`]: groups, ACLs and peering connections are records of
+/// themselves; a route table's record also reads its targets.
+fn derive_policy(
+    before: &State,
+    after: &State,
+    upserts: &mut Vec<Change>,
+    deletes: &mut Vec<Change>,
+) {
+    for d in before.security_groups.diff(&after.security_groups) {
+        match d {
+            DiffItem::Add(_, g) => {
+                upserts.push(Change::UpsertSecurityGroup(security_group_record(g)))
+            }
+            DiffItem::Update { old, new } => {
+                let rec = security_group_record(new.1);
+                if security_group_record(old.1) != rec {
+                    upserts.push(Change::UpsertSecurityGroup(rec));
+                }
+            }
+            DiffItem::Remove(id, _) => deletes.push(Change::DeleteSecurityGroup(id.clone())),
+        }
+    }
+    for d in before.network_acls.diff(&after.network_acls) {
+        match d {
+            DiffItem::Add(_, a) => upserts.push(Change::UpsertNetworkAcl(network_acl_record(a))),
+            DiffItem::Update { old, new } => {
+                let rec = network_acl_record(new.1);
+                if network_acl_record(old.1) != rec {
+                    upserts.push(Change::UpsertNetworkAcl(rec));
+                }
+            }
+            DiffItem::Remove(id, a) => deletes.push(Change::DeleteNetworkAcl {
+                acl_id: id.clone(),
+                vpc_id: a.vpc_id.clone(),
+            }),
+        }
+    }
+
+    // Route tables: the changed ones, and those routing to a changed target.
+    let mut tables: BTreeSet<&str> = BTreeSet::new();
+    for d in before.route_tables.diff(&after.route_tables) {
+        tables.insert(match d {
+            DiffItem::Add(id, _) | DiffItem::Remove(id, _) => id,
+            DiffItem::Update { new, .. } => new.0,
+        });
+    }
+    let mut targets: BTreeSet<&str> = BTreeSet::new();
+    fn changed<'a, T: Clone + PartialEq>(
+        out: &mut BTreeSet<&'a str>,
+        before: &'a crate::model::Map<T>,
+        after: &'a crate::model::Map<T>,
+    ) {
+        for d in before.diff(after) {
+            out.insert(match d {
+                DiffItem::Add(id, _) | DiffItem::Remove(id, _) => id,
+                DiffItem::Update { new, .. } => new.0,
+            });
+        }
+    }
+    changed(
+        &mut targets,
+        &before.internet_gateways,
+        &after.internet_gateways,
+    );
+    changed(&mut targets, &before.nat_gateways, &after.nat_gateways);
+    changed(
+        &mut targets,
+        &before.peering_connections,
+        &after.peering_connections,
+    );
+    for d in before.enis.diff(&after.enis) {
+        // Only an ENI's existence reaches a route's state.
+        if let DiffItem::Add(id, _) | DiffItem::Remove(id, _) = d {
+            targets.insert(id);
+        }
+    }
+    for t in &targets {
+        for state in [before, after] {
+            if let Some(ids) = state.index.route_tables_by_target.get(*t) {
+                tables.extend(ids.iter().map(String::as_str));
+            }
+        }
+    }
+    for id in tables {
+        let old = before
+            .route_tables
+            .get(id)
+            .map(|t| route_table_record(before, t));
+        match after.route_tables.get(id) {
+            Some(t) => {
+                let rec = route_table_record(after, t);
+                if old.as_ref() != Some(&rec) {
+                    upserts.push(Change::UpsertRouteTable(rec));
+                }
+            }
+            None => {
+                if let Some(old) = old {
+                    deletes.push(Change::DeleteRouteTable {
+                        table_id: id.to_string(),
+                        vpc_id: old.vpc_id,
+                    });
+                }
+            }
+        }
+    }
+
+    for d in before.peering_connections.diff(&after.peering_connections) {
+        let (old, new) = match d {
+            DiffItem::Add(_, p) => (None, peering_record(p)),
+            DiffItem::Update { old, new } => (peering_record(old.1), peering_record(new.1)),
+            DiffItem::Remove(_, p) => (peering_record(p), None),
+        };
+        match (old, new) {
+            (old, Some(new)) if old.as_ref() != Some(&new) => {
+                upserts.push(Change::UpsertPeering(new))
+            }
+            (Some(old), None) => deletes.push(Change::DeletePeering {
+                pcx_id: old.pcx_id,
+                vpc_ids: [old.requester_vpc_id, old.accepter_vpc_id],
+            }),
+            _ => {}
+        }
+    }
 }
 
 /// Checks that `changes` take the records of `before` exactly to those of `after`, and panics
@@ -317,6 +588,14 @@ mod tests {
                 Change::DeleteSubnet { subnet_id, .. } => format!("-subnet {subnet_id}"),
                 Change::UpsertEni(e) => format!("+eni {}", e.eni_id),
                 Change::DeleteEni { eni_id, .. } => format!("-eni {eni_id}"),
+                Change::UpsertSecurityGroup(g) => format!("+sg {}", g.group_id),
+                Change::DeleteSecurityGroup(id) => format!("-sg {id}"),
+                Change::UpsertNetworkAcl(a) => format!("+acl {}", a.acl_id),
+                Change::DeleteNetworkAcl { acl_id, .. } => format!("-acl {acl_id}"),
+                Change::UpsertRouteTable(t) => format!("+rtb {}", t.table_id),
+                Change::DeleteRouteTable { table_id, .. } => format!("-rtb {table_id}"),
+                Change::UpsertPeering(p) => format!("+pcx {}", p.pcx_id),
+                Change::DeletePeering { pcx_id, .. } => format!("-pcx {pcx_id}"),
             })
             .collect()
     }
@@ -347,7 +626,9 @@ mod tests {
         let (sn, c) = step(&mut s, |t| {
             subnet::create_subnet(t, &v.id, "10.0.0.0/24", None, Tags::new())
         });
-        assert_eq!(kinds(&c), [format!("+subnet {}", sn.id)]);
+        // The subnet joins the default ACL.
+        assert_eq!(kinds(&c)[0], format!("+subnet {}", sn.id));
+        assert!(kinds(&c)[1].starts_with("+acl"), "{:?}", kinds(&c));
         let (_, c) = step(&mut s, |t| {
             attributes::modify_subnet_attribute(t, &sn.id, Some(true))
         });
@@ -411,7 +692,7 @@ mod tests {
         let (sg, c) = step(&mut s, |t| {
             security_group::create_security_group(t, "web", "web", Some(&v.id), Tags::new())
         });
-        assert!(c.is_empty(), "a group alone is not on the wire");
+        assert_eq!(kinds(&c), [format!("+sg {}", sg.id)]);
         let (_, c) = step(&mut s, |t| {
             eni::modify_attribute(t, &primary, eni::Modify::Groups(vec![sg.id.clone()]))
         });
@@ -508,7 +789,7 @@ mod tests {
         let (_, c) = step(&mut s, |t| eni::delete_network_interface(t, &extra.id));
         assert_eq!(kinds(&c), [format!("-eni {}", extra.id)]);
         let (_, c) = step(&mut s, |t| subnet::delete_subnet(t, &sn.id));
-        assert_eq!(kinds(&c), [format!("-subnet {}", sn.id)]);
+        assert!(kinds(&c).contains(&format!("-subnet {}", sn.id)));
         step(&mut s, |t| {
             internet_gateway::detach_internet_gateway(t, &igw.id, &v.id)
         });
@@ -517,7 +798,371 @@ mod tests {
             crate::model::address::release_address(t, Some(&eip.allocation_id), None)
         });
         let (_, c) = step(&mut s, |t| vpc::delete_vpc(t, &v.id));
-        assert_eq!(kinds(&c), [format!("-vpc {}", v.id)]);
+        let k = kinds(&c);
+        assert_eq!(k.last(), Some(&format!("-vpc {}", v.id)));
+        for prefix in ["-sg", "-acl", "-rtb"] {
+            assert!(k.iter().any(|x| x.starts_with(prefix)), "{prefix} in {k:?}");
+        }
+    }
+
+    /// Every write that changes a policy input of the data plane (groups and their rules, an
+    /// ENI's groups and source/destination check, ACL entries and associations, routes, route
+    /// table associations, route states, peering status) produces the change that carries it,
+    /// and `step` checks that the changes reproduce the new records exactly.
+    #[test]
+    fn every_policy_change_is_derived() {
+        use crate::model::network_acl::{self as nacl, EntryRequest};
+        use crate::model::peering::{self, CreateRequest};
+        use crate::model::route_table::{self as rt, TargetSpec};
+        use crate::model::security_group::Permission;
+        use softvpc_policy::route::RouteState;
+
+        let mut s = State::new();
+        step(&mut s, |t| host::register_host(t, "host-1", "198.18.0.11"));
+        let (v, c) = step(&mut s, |t| {
+            vpc::create_vpc(t, "10.0.0.0/16", None, Tags::new())
+        });
+        // A new VPC brings its default group, default ACL and main table.
+        let k = kinds(&c);
+        for prefix in ["+vpc", "+sg", "+acl", "+rtb"] {
+            assert!(k.iter().any(|x| x.starts_with(prefix)), "{prefix} in {k:?}");
+        }
+        let (sn, _) = step(&mut s, |t| {
+            subnet::create_subnet(t, &v.id, "10.0.0.0/24", None, Tags::new())
+        });
+        let (r, _) = step(&mut s, |t| {
+            run_instances(
+                t,
+                &RunRequest {
+                    min_count: 1,
+                    max_count: 1,
+                    subnet_id: sn.id.clone(),
+                    host: Some("host-1".into()),
+                    ..Default::default()
+                },
+            )
+        });
+        let primary = r.instances[0].eni_id.clone();
+
+        // Rules: authorize, modify, revoke, each one upsert of the group.
+        let (web, _) = step(&mut s, |t| {
+            security_group::create_security_group(t, "web", "web", Some(&v.id), Tags::new())
+        });
+        let group_of = |c: &[Change]| -> SecurityGroupRecord {
+            c.iter()
+                .find_map(|c| match c {
+                    Change::UpsertSecurityGroup(g) => Some(g.clone()),
+                    _ => None,
+                })
+                .unwrap_or_else(|| panic!("no group upsert in {:?}", kinds(c)))
+        };
+        let perm = |proto: &str, port: i64, cidr: &str| Permission {
+            protocol: proto.into(),
+            from_port: Some(port),
+            to_port: Some(port),
+            cidrs: vec![(cidr.into(), None)],
+            groups: vec![],
+        };
+        let (rules, c) = step(&mut s, |t| {
+            security_group::authorize(
+                t,
+                &web.id,
+                false,
+                &[perm("tcp", 22, "10.0.1.0/24")],
+                Tags::new(),
+            )
+        });
+        let g = group_of(&c);
+        let rule = g
+            .rules
+            .iter()
+            .find(|r| r.id == rules[0].id)
+            .expect("rule on the wire");
+        assert_eq!(
+            rule.ports,
+            softvpc_policy::secgroup::Ports::Range { from: 22, to: 22 }
+        );
+        // A rule referencing a group.
+        let (_, c) = step(&mut s, |t| {
+            security_group::authorize(
+                t,
+                &web.id,
+                false,
+                &[Permission {
+                    protocol: "icmp".into(),
+                    from_port: Some(-1),
+                    to_port: Some(-1),
+                    cidrs: vec![],
+                    groups: vec![(web.id.clone(), None)],
+                }],
+                Tags::new(),
+            )
+        });
+        assert!(group_of(&c)
+            .rules
+            .iter()
+            .any(|r| r.peer == softvpc_policy::secgroup::Peer::Group(web.id.clone())));
+        let (_, c) = step(&mut s, |t| {
+            security_group::modify_rules(
+                t,
+                &web.id,
+                &[security_group::RuleUpdate {
+                    rule_id: rules[0].id.clone(),
+                    protocol: Some("tcp".into()),
+                    from_port: Some(80),
+                    to_port: Some(80),
+                    cidr: Some("10.0.1.0/24".into()),
+                    referenced_group: None,
+                    description: None,
+                }],
+            )
+        });
+        let g = group_of(&c);
+        assert!(g.rules.iter().any(|r| r.id == rules[0].id
+            && r.ports == softvpc_policy::secgroup::Ports::Range { from: 80, to: 80 }));
+        let (_, c) = step(&mut s, |t| {
+            security_group::revoke(t, &web.id, false, &[], std::slice::from_ref(&rules[0].id))
+        });
+        assert!(group_of(&c).rules.iter().all(|r| r.id != rules[0].id));
+        // Egress rules too.
+        let (_, c) = step(&mut s, |t| {
+            security_group::authorize(
+                t,
+                &web.id,
+                true,
+                &[perm("udp", 53, "10.0.0.0/16")],
+                Tags::new(),
+            )
+        });
+        assert!(group_of(&c)
+            .rules
+            .iter()
+            .any(|r| r.direction == softvpc_policy::Direction::Egress));
+
+        // The ENI's groups and its source/destination check.
+        let (_, c) = step(&mut s, |t| {
+            eni::modify_attribute(t, &primary, eni::Modify::Groups(vec![web.id.clone()]))
+        });
+        assert_eq!(upserted(&c, &primary).security_group_ids, std::slice::from_ref(&web.id));
+        let (_, c) = step(&mut s, |t| {
+            eni::modify_attribute(t, &primary, eni::Modify::SourceDestCheck(false))
+        });
+        assert!(!upserted(&c, &primary).source_dest_check);
+
+        // Network ACLs: a new one, its entries, the subnet's association moving to it.
+        let acl_of = |c: &[Change]| -> NetworkAclRecord {
+            c.iter()
+                .find_map(|c| match c {
+                    Change::UpsertNetworkAcl(a) => Some(a.clone()),
+                    _ => None,
+                })
+                .unwrap_or_else(|| panic!("no ACL upsert in {:?}", kinds(c)))
+        };
+        let (acl, c) = step(&mut s, |t| {
+            nacl::create_network_acl(t, &v.id, Tags::new(), None)
+        });
+        assert!(acl_of(&c).entries.is_empty(), "only the implicit * rules");
+        let entry = |n: i64, action: &str| EntryRequest {
+            rule_number: n,
+            egress: false,
+            protocol: "6".into(),
+            action: action.into(),
+            cidr: Some("10.0.1.0/24".into()),
+            port_from: Some(22),
+            port_to: Some(22),
+            ..Default::default()
+        };
+        let (_, c) = step(&mut s, |t| {
+            nacl::create_entry(t, &acl.id, &entry(100, "allow"))
+        });
+        assert_eq!(acl_of(&c).entries[0].rule_number, 100);
+        let (_, c) = step(&mut s, |t| {
+            nacl::replace_entry(t, &acl.id, &entry(100, "deny"))
+        });
+        assert_eq!(
+            acl_of(&c).entries[0].action,
+            softvpc_policy::nacl::Action::Deny
+        );
+        let assoc = s
+            .network_acls
+            .values()
+            .flat_map(|a| a.associations.iter())
+            .find(|a| a.subnet_id == sn.id)
+            .expect("the subnet's association")
+            .id
+            .clone();
+        let (_, c) = step(&mut s, |t| nacl::replace_association(t, &assoc, &acl.id));
+        assert_eq!(kinds(&c).len(), 2, "both ACLs: {:?}", kinds(&c));
+        assert!(c.iter().any(|c| matches!(c,
+            Change::UpsertNetworkAcl(a) if a.acl_id == acl.id && a.subnet_ids == [sn.id.clone()])));
+        let (_, c) = step(&mut s, |t| nacl::delete_entry(t, &acl.id, 100, false));
+        assert!(acl_of(&c).entries.is_empty());
+
+        // Route tables: a custom table, a route to an ENI, the subnet's association, the main
+        // association moving, and the route turning blackhole when its ENI goes.
+        let table_of = |c: &[Change], id: &str| -> RouteTableRecord {
+            c.iter()
+                .find_map(|c| match c {
+                    Change::UpsertRouteTable(t) if t.table_id == id => Some(t.clone()),
+                    _ => None,
+                })
+                .unwrap_or_else(|| panic!("no upsert of {id} in {:?}", kinds(c)))
+        };
+        let (rtb, _) = step(&mut s, |t| rt::create_route_table(t, &v.id, Tags::new()));
+        let (middlebox, _) = step(&mut s, |t| {
+            eni::create_network_interface(
+                t,
+                &eni::CreateRequest {
+                    subnet_id: sn.id.clone(),
+                    ..Default::default()
+                },
+            )
+        });
+        let (_, c) = step(&mut s, |t| {
+            rt::create_route(
+                t,
+                &rtb.id,
+                "10.0.128.0/17",
+                &TargetSpec {
+                    network_interface_id: Some(middlebox.id.clone()),
+                    ..Default::default()
+                },
+            )
+        });
+        assert!(table_of(&c, &rtb.id)
+            .routes
+            .iter()
+            .any(|r| r.target
+                == softvpc_policy::route::Target::NetworkInterface(middlebox.id.clone())));
+        let (sub_assoc, c) = step(&mut s, |t| rt::associate_route_table(t, &rtb.id, &sn.id));
+        assert_eq!(table_of(&c, &rtb.id).subnet_ids, std::slice::from_ref(&sn.id));
+        let main_assoc = s
+            .route_tables
+            .values()
+            .flat_map(|t| t.associations.iter())
+            .find(|a| a.main)
+            .expect("main association")
+            .id
+            .clone();
+        let (_, c) = step(&mut s, |t| {
+            rt::replace_route_table_association(t, &main_assoc, &rtb.id)
+        });
+        assert!(table_of(&c, &rtb.id).main);
+        let (_, c) = step(&mut s, |t| eni::delete_network_interface(t, &middlebox.id));
+        let routes = table_of(&c, &rtb.id).routes;
+        assert!(
+            routes.iter().any(|r| r.state == RouteState::Blackhole),
+            "{routes:?}"
+        );
+        let (_, c) = step(&mut s, |t| rt::delete_route(t, &rtb.id, "10.0.128.0/17"));
+        assert_eq!(table_of(&c, &rtb.id).routes.len(), 1, "local only");
+        let (_, c) = step(&mut s, |t| rt::disassociate_route_table(t, &sub_assoc));
+        assert!(table_of(&c, &rtb.id).subnet_ids.is_empty());
+
+        // Peering: pending is not on the wire; active is, and a route to it is active; deleted
+        // removes it and blackholes the route.
+        let (v2, _) = step(&mut s, |t| {
+            vpc::create_vpc(t, "10.1.0.0/16", None, Tags::new())
+        });
+        let (pcx, c) = step(&mut s, |t| {
+            peering::create_peering(
+                t,
+                &CreateRequest {
+                    vpc_id: v.id.clone(),
+                    peer_vpc_id: v2.id.clone(),
+                    ..Default::default()
+                },
+            )
+        });
+        assert!(c.is_empty(), "pending: {:?}", kinds(&c));
+        let (_, c) = step(&mut s, |t| peering::accept_peering(t, &pcx.id));
+        assert_eq!(kinds(&c), [format!("+pcx {}", pcx.id)]);
+        let (_, c) = step(&mut s, |t| {
+            rt::create_route(
+                t,
+                &rtb.id,
+                "10.1.0.0/16",
+                &TargetSpec {
+                    vpc_peering_connection_id: Some(pcx.id.clone()),
+                    ..Default::default()
+                },
+            )
+        });
+        assert!(table_of(&c, &rtb.id)
+            .routes
+            .iter()
+            .all(|r| r.state == RouteState::Active));
+        let (_, c) = step(&mut s, |t| peering::delete_peering(t, &pcx.id));
+        assert!(kinds(&c).contains(&format!("-pcx {}", pcx.id)));
+        assert!(table_of(&c, &rtb.id)
+            .routes
+            .iter()
+            .any(|r| r.state == RouteState::Blackhole));
+
+        // Internet gateway detached: its route turns blackhole.
+        let (igw, _) = step(&mut s, |t| {
+            internet_gateway::create_internet_gateway(t, Tags::new())
+        });
+        step(&mut s, |t| {
+            internet_gateway::attach_internet_gateway(t, &igw.id, &v.id)
+        });
+        let (_, c) = step(&mut s, |t| {
+            rt::create_route(
+                t,
+                &rtb.id,
+                "0.0.0.0/0",
+                &TargetSpec {
+                    gateway_id: Some(igw.id.clone()),
+                    ..Default::default()
+                },
+            )
+        });
+        assert!(table_of(&c, &rtb.id).routes.iter().all(|r| r.target
+            != softvpc_policy::route::Target::InternetGateway(igw.id.clone())
+            || r.state == RouteState::Active));
+        let (_, c) = step(&mut s, |t| {
+            internet_gateway::detach_internet_gateway(t, &igw.id, &v.id)
+        });
+        assert!(table_of(&c, &rtb.id)
+            .routes
+            .iter()
+            .any(|r| r.state == RouteState::Blackhole));
+
+        // Deleting a group and an ACL.
+        step(&mut s, |t| {
+            eni::modify_attribute(
+                t,
+                &primary,
+                eni::Modify::Groups(vec![
+                    security_group::default_group_id(&t.state, &v.id).expect("default")
+                ]),
+            )
+        });
+        let (_, c) = step(&mut s, |t| {
+            security_group::delete_security_group(t, &web.id)
+        });
+        assert_eq!(kinds(&c), [format!("-sg {}", web.id)]);
+        step(&mut s, |t| {
+            let back = s_assoc(&t.state, &sn.id);
+            let default = nacl::default_acl(&t.state, &v.id)
+                .expect("default")
+                .id
+                .clone();
+            nacl::replace_association(t, &back, &default)
+        });
+        let (_, c) = step(&mut s, |t| nacl::delete_network_acl(t, &acl.id));
+        assert_eq!(kinds(&c), [format!("-acl {}", acl.id)]);
+    }
+
+    fn s_assoc(state: &State, subnet_id: &str) -> String {
+        state
+            .network_acls
+            .values()
+            .flat_map(|a| a.associations.iter())
+            .find(|a| a.subnet_id == subnet_id)
+            .expect("association")
+            .id
+            .clone()
     }
 
     /// A write that bypasses every helper (a bare `Txn::put`) is still seen.
