@@ -581,8 +581,8 @@ enum Op {
     Groups(u8, u8),
     /// Group `g` of VPC `g % 3` gets a new rule version.
     Rule(u8),
-    /// Peering `n` between VPCs `a` and `b`: active, pending, or deleted.
-    Peer(u8, u8, u8, Option<bool>),
+    /// The peering between VPCs `a` and `b`: active, pending, or deleted.
+    Peer(u8, u8, Option<bool>),
     /// A policy change of VPC `v` (its ACL or its table).
     Policy(u8),
     Disconnect(usize),
@@ -599,8 +599,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0u8..3, 0u8..4).prop_map(|(h, ip)| Op::Host(h, ip)),
         2 => (0u8..8, 0u8..6).prop_map(|(n, g)| Op::Groups(n, g)),
         1 => (0u8..6).prop_map(Op::Rule),
-        2 => (0u8..3, 0u8..3, 0u8..3, proptest::option::of(any::<bool>()))
-            .prop_map(|(n, a, b, s)| Op::Peer(n, a, b, s)),
+        2 => (0u8..3, 0u8..3, proptest::option::of(any::<bool>()))
+            .prop_map(|(a, b, s)| Op::Peer(a, b, s)),
         1 => (0u8..3).prop_map(Op::Policy),
         2 => (0usize..3).prop_map(Op::Disconnect),
         2 => (0usize..3).prop_map(Op::Connect),
@@ -659,7 +659,7 @@ proptest! {
                         p.commit(vec![Change::UpsertSecurityGroup(r)]);
                     }
                 }
-                Op::Peer(_, a, b, status) => {
+                Op::Peer(a, b, status) => {
                     // One connection per pair of VPCs: its sides never change (as on the server).
                     let (a, b) = (a.min(b), a.max(b));
                     let n = a * 3 + b;

@@ -943,7 +943,10 @@ mod tests {
         let (_, c) = step(&mut s, |t| {
             eni::modify_attribute(t, &primary, eni::Modify::Groups(vec![web.id.clone()]))
         });
-        assert_eq!(upserted(&c, &primary).security_group_ids, std::slice::from_ref(&web.id));
+        assert_eq!(
+            upserted(&c, &primary).security_group_ids,
+            std::slice::from_ref(&web.id)
+        );
         let (_, c) = step(&mut s, |t| {
             eni::modify_attribute(t, &primary, eni::Modify::SourceDestCheck(false))
         });
@@ -1035,7 +1038,10 @@ mod tests {
             .any(|r| r.target
                 == softvpc_policy::route::Target::NetworkInterface(middlebox.id.clone())));
         let (sub_assoc, c) = step(&mut s, |t| rt::associate_route_table(t, &rtb.id, &sn.id));
-        assert_eq!(table_of(&c, &rtb.id).subnet_ids, std::slice::from_ref(&sn.id));
+        assert_eq!(
+            table_of(&c, &rtb.id).subnet_ids,
+            std::slice::from_ref(&sn.id)
+        );
         let main_assoc = s
             .route_tables
             .values()
