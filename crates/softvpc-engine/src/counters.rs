@@ -47,11 +47,29 @@ pub enum DropReason {
     VxlanNotLocal,
     /// A routed packet whose TTL would reach zero.
     TtlExceeded,
+    /// No rule of the ENI's security groups allows a new flow (either direction).
+    SgDenied,
+    /// The subnet's network ACL denies the packet where it leaves or enters the subnet.
+    NaclDenied,
+    /// The route that matched is a blackhole (its target is gone, or a peering connection
+    /// that is not active).
+    Blackhole,
+    /// The route that matched targets an internet or NAT gateway, not on the wire yet.
+    GatewayNotOnWire,
+    /// A packet routed to an ENI for an address it does not hold while its
+    /// source/destination check is on.
+    SrcDstCheck,
+    /// A new tracked flow while the ENI's connection-tracking table is full (ENA's
+    /// `conntrack_allowance_exceeded`).
+    ConntrackFull,
+    /// A decapsulated frame whose inner source the mapping does not place on the host it came
+    /// from (nor on a path that host forwards for: peering, a middlebox).
+    ForgedSource,
 }
 
 impl DropReason {
     /// Every reason, in declaration order (the order of [`Counters::samples`]).
-    pub const ALL: [DropReason; 12] = [
+    pub const ALL: [DropReason; 19] = [
         DropReason::Malformed,
         DropReason::UnsupportedEthertype,
         DropReason::SpoofedSource,
@@ -64,6 +82,13 @@ impl DropReason {
         DropReason::VxlanUnknownSource,
         DropReason::VxlanNotLocal,
         DropReason::TtlExceeded,
+        DropReason::SgDenied,
+        DropReason::NaclDenied,
+        DropReason::Blackhole,
+        DropReason::GatewayNotOnWire,
+        DropReason::SrcDstCheck,
+        DropReason::ConntrackFull,
+        DropReason::ForgedSource,
     ];
 
     /// The metric label value (snake_case; part of the agent's metrics contract).
@@ -81,6 +106,13 @@ impl DropReason {
             DropReason::VxlanUnknownSource => "vxlan_unknown_source",
             DropReason::VxlanNotLocal => "vxlan_not_local",
             DropReason::TtlExceeded => "ttl_exceeded",
+            DropReason::SgDenied => "sg_denied",
+            DropReason::NaclDenied => "nacl_denied",
+            DropReason::Blackhole => "blackhole",
+            DropReason::GatewayNotOnWire => "gateway_not_on_wire",
+            DropReason::SrcDstCheck => "src_dst_check",
+            DropReason::ConntrackFull => "conntrack_full",
+            DropReason::ForgedSource => "forged_source",
         }
     }
 }
@@ -142,6 +174,19 @@ impl Path {
     }
 }
 
+/// Metric name of the per-ENI, per-reason drop counter (labels `eni`, `reason`).
+pub const METRIC_ENI_DROPS: &str = "softvpc_eni_drops_total";
+/// Metric name of the per-ENI tracked-flow gauge (label `eni`).
+pub const METRIC_ENI_TRACKED: &str = "softvpc_eni_tracked_flows";
+/// Metric name of the per-ENI count of connections refused at the tracking limit (label `eni`).
+pub const METRIC_ENI_ALLOWANCE: &str = "softvpc_eni_conntrack_allowance_exceeded_total";
+/// Metric name of the flow-table lookups that found a current entry.
+pub const METRIC_FLOW_HITS: &str = "softvpc_flow_table_hits_total";
+/// Metric name of the flow-table lookups that walked the layers.
+pub const METRIC_FLOW_MISSES: &str = "softvpc_flow_table_misses_total";
+/// Metric name of the flow-table size gauge.
+pub const METRIC_FLOW_ENTRIES: &str = "softvpc_flow_table_entries";
+
 /// Metric name of the per-reason drop counter (label `reason`).
 pub const METRIC_DROPS: &str = "softvpc_drops_total";
 /// Metric name of the per-path frame counter (label `path`).
@@ -159,6 +204,43 @@ pub struct Counters {
     drops: [u64; DropReason::ALL.len()],
     frames: [u64; Path::ALL.len()],
     bytes: [u64; Path::ALL.len()],
+    /// Per local ENI (kept across table swaps while the ENI stays local).
+    pub(crate) enis: Vec<EniCounters>,
+    pub(crate) flow_hits: u64,
+    pub(crate) flow_misses: u64,
+    pub(crate) flow_entries: u64,
+}
+
+/// What happened at one local ENI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EniCounters {
+    /// The ENI id.
+    pub eni_id: Box<str>,
+    drops: [u64; DropReason::ALL.len()],
+    /// Connections its tracking table holds now.
+    pub tracked: u64,
+    /// New connections refused because its table was full.
+    pub conntrack_allowance_exceeded: u64,
+}
+
+impl EniCounters {
+    pub(crate) fn new(eni_id: Box<str>) -> EniCounters {
+        EniCounters {
+            eni_id,
+            drops: [0; DropReason::ALL.len()],
+            tracked: 0,
+            conntrack_allowance_exceeded: 0,
+        }
+    }
+
+    /// Drops attributed to the ENI (its own packets, or packets for it) for `reason`.
+    pub fn drops(&self, reason: DropReason) -> u64 {
+        self.drops[reason as usize]
+    }
+
+    pub(crate) fn drop(&mut self, reason: DropReason) {
+        self.drops[reason as usize] += 1;
+    }
 }
 
 impl Counters {
@@ -184,6 +266,31 @@ impl Counters {
 
     pub(crate) fn drop(&mut self, reason: DropReason) {
         self.drops[reason as usize] += 1;
+    }
+
+    /// The local ENIs' counters.
+    pub fn enis(&self) -> &[EniCounters] {
+        &self.enis
+    }
+
+    /// The counters of local ENI `eni_id`.
+    pub fn eni(&self, eni_id: &str) -> Option<&EniCounters> {
+        self.enis.iter().find(|e| &*e.eni_id == eni_id)
+    }
+
+    /// Flow-table lookups that found a current entry (the layers were skipped).
+    pub fn flow_hits(&self) -> u64 {
+        self.flow_hits
+    }
+
+    /// Flow-table lookups that walked the layers (no entry, or one of an older generation).
+    pub fn flow_misses(&self) -> u64 {
+        self.flow_misses
+    }
+
+    /// Entries in the flow table (at the last batch or timer).
+    pub fn flow_entries(&self) -> u64 {
+        self.flow_entries
     }
 
     pub(crate) fn count(&mut self, path: Path, bytes: usize) {
@@ -224,6 +331,50 @@ impl Counters {
             for (m, (key, value), n) in self.samples().filter(|s| s.0 == metric) {
                 let _ = writeln!(out, "{m}{{{key}=\"{value}\"}} {n}");
             }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP {METRIC_ENI_DROPS} Drops at each local ENI (its packets or packets for it), by reason.\n# TYPE {METRIC_ENI_DROPS} counter"
+        );
+        for e in &self.enis {
+            for r in DropReason::ALL {
+                let _ = writeln!(
+                    out,
+                    "{METRIC_ENI_DROPS}{{eni=\"{}\",reason=\"{}\"}} {}",
+                    e.eni_id,
+                    r.as_str(),
+                    e.drops(r)
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP {METRIC_ENI_TRACKED} Connections each local ENI's tracking table holds.\n# TYPE {METRIC_ENI_TRACKED} gauge"
+        );
+        for e in &self.enis {
+            let _ = writeln!(
+                out,
+                "{METRIC_ENI_TRACKED}{{eni=\"{}\"}} {}",
+                e.eni_id, e.tracked
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP {METRIC_ENI_ALLOWANCE} New connections each local ENI refused because its tracking table was full (ENA's conntrack_allowance_exceeded).\n# TYPE {METRIC_ENI_ALLOWANCE} counter"
+        );
+        for e in &self.enis {
+            let _ = writeln!(
+                out,
+                "{METRIC_ENI_ALLOWANCE}{{eni=\"{}\"}} {}",
+                e.eni_id, e.conntrack_allowance_exceeded
+            );
+        }
+        for (metric, kind, text, n) in [
+            (METRIC_FLOW_HITS, "counter", "Packets decided by one flow-table lookup.", self.flow_hits),
+            (METRIC_FLOW_MISSES, "counter", "Packets that walked the layers (first of a flow, or after a policy or mapping change).", self.flow_misses),
+            (METRIC_FLOW_ENTRIES, "gauge", "Entries in the flow table.", self.flow_entries),
+        ] {
+            let _ = writeln!(out, "# HELP {metric} {text}\n# TYPE {metric} {kind}\n{metric} {n}");
         }
     }
 }

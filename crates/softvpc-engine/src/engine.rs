@@ -12,12 +12,17 @@ use std::time::{Duration, Instant};
 
 use softvpc_wire::{VxlanPacket, VxlanRepr, VXLAN_HEADER_LEN};
 
-use crate::counters::Path;
+use softvpc_policy::firewall::Firewall;
+
+use crate::counters::{EniCounters, Path};
+use crate::flow::{self, FlowTable};
 use crate::layers::gateway::{arp, icmp};
-use crate::layers::{route, Ctx, Direction, Reply};
-use crate::pipeline::{self, Destination, Outcome, Trace, TraceVerdict};
+use crate::layers::{route, Ctx, Direction, EniState, PortMap, Ports, Reply, St};
+use crate::pipeline::{
+    self, Destination, Lookup, Outcome, Run, Trace, TraceRecorder, TraceVerdict,
+};
 use crate::report::{DropReporter, Event};
-use crate::{Counters, DropReason, LayerDecision, LayerId, MappingTable, Output};
+use crate::{Counters, DropReason, MappingTable, Output};
 
 /// A local port: one TAP device, carrying one ENI. Assigned by the shell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -32,11 +37,20 @@ pub struct EngineConfig {
     pub vxlan_port: u16,
     /// How long drops are aggregated before one [`Event::Drops`] report; `None`: no reports.
     pub drop_report_interval: Option<Duration>,
+    /// Connections each local ENI may track; past it new flows are refused (`conntrack_full`).
+    pub conntrack_limit: usize,
+    /// Entries the flow table may hold; past it (after sweeping idle entries) new flows are
+    /// decided by the layers every packet.
+    pub flow_table_limit: usize,
+    /// How often the timer expires idle connections and flow-table entries.
+    pub expiry_interval: Duration,
 }
 
 impl EngineConfig {
     /// The default drop-report interval.
     pub const DROP_REPORT_INTERVAL: Duration = Duration::from_secs(10);
+    /// The default expiry interval.
+    pub const EXPIRY_INTERVAL: Duration = Duration::from_secs(10);
 
     /// The configuration for a host with underlay address `underlay_ip`, VXLAN on 4789, drops
     /// reported every 10 s.
@@ -45,6 +59,9 @@ impl EngineConfig {
             underlay_ip,
             vxlan_port: softvpc_wire::VXLAN_UDP_PORT,
             drop_report_interval: Some(Self::DROP_REPORT_INTERVAL),
+            conntrack_limit: softvpc_policy::conntrack::DEFAULT_LIMIT,
+            flow_table_limit: flow::DEFAULT_LIMIT,
+            expiry_interval: Self::EXPIRY_INTERVAL,
         }
     }
 }
@@ -58,6 +75,11 @@ pub struct Engine {
     now: Option<Instant>,
     drops: DropReporter,
     events: VecDeque<Event>,
+    /// The local ENIs' state (connection tracking), by port.
+    ports: PortMap,
+    flows: FlowTable,
+    /// When the timer next expires connections and flow-table entries.
+    next_expiry: Option<Instant>,
 }
 
 impl Engine {
@@ -66,18 +88,65 @@ impl Engine {
     pub fn new(config: EngineConfig) -> Self {
         Engine {
             drops: DropReporter::new(config.drop_report_interval),
-            config,
             table: Arc::new(MappingTable::default()),
             counters: Counters::default(),
             now: None,
             events: VecDeque::new(),
+            ports: PortMap::default(),
+            flows: FlowTable::new(config.flow_table_limit),
+            next_expiry: None,
+            config,
         }
     }
 
     /// Swaps in a new mapping snapshot (the shell calls this when the mapping view changed).
-    /// The very next packet sees it.
+    /// The very next packet sees it: the table's generation differs, so every cached flow is
+    /// decided again. Connection tracking of ENIs that stay local is kept (with their new
+    /// groups and timeouts); an ENI that leaves the host forgets its connections.
     pub fn set_table(&mut self, table: Arc<MappingTable>) {
         self.table = table;
+        let mut old = std::mem::take(&mut self.ports);
+        let old_counters = std::mem::take(&mut self.counters.enis);
+        for (port, eni) in self.table.local_enis() {
+            let mut state = match old.remove(&port) {
+                Some(s) if s.eni_id == eni.eni_id => s,
+                _ => EniState {
+                    eni_id: eni.eni_id.clone(),
+                    fw: None,
+                    counters: 0,
+                },
+            };
+            match (&mut state.fw, &eni.groups) {
+                (Some(fw), Some(groups)) => {
+                    if !std::ptr::eq(fw.groups(), &**groups) {
+                        fw.set_groups(groups.clone());
+                    }
+                    fw.conntrack().set_timeouts(eni.timeouts);
+                    fw.conntrack().set_limit(self.config.conntrack_limit);
+                }
+                (None, Some(groups)) => {
+                    // Without a time yet there is nothing to track; the first packet makes it.
+                    state.fw = self.now.map(|now| {
+                        Firewall::new(
+                            groups.clone(),
+                            self.config.conntrack_limit,
+                            eni.timeouts,
+                            now,
+                        )
+                    });
+                }
+                (_, None) => state.fw = None,
+            }
+            let counters = old_counters
+                .iter()
+                .find(|c| c.eni_id == eni.eni_id)
+                .cloned()
+                .unwrap_or_else(|| EniCounters::new(eni.eni_id.clone()));
+            state.counters = self.counters.enis.len();
+            self.counters.enis.push(counters);
+            self.ports.insert(port, state);
+        }
+        self.refresh_gauges();
     }
 
     /// The current mapping snapshot.
@@ -110,29 +179,33 @@ impl Engine {
         out: &mut Output,
     ) {
         let now = self.advance(now);
+        self.ensure_firewalls(now);
         let cx = Ctx {
             table: &self.table,
             config: &self.config,
         };
+        let mut st = St {
+            ports: Ports::Live(&mut self.ports),
+            now: Some(now),
+            limit: self.config.conntrack_limit,
+        };
         for frame in frames {
             self.counters.count(Path::PortRx, frame.len());
-            let outcome = pipeline::egress(cx, port, frame, &mut ());
-            match outcome.and_then(|o| write(cx, out, o)) {
-                Ok((path, len)) => self.counters.count(path, len.unwrap_or(frame.len())),
-                Err(reason) => {
-                    self.counters.drop(reason);
-                    self.drops.on_drop(
-                        now,
-                        &self.counters,
-                        reason,
-                        Direction::Egress,
-                        Some(port),
-                        frame,
-                    );
-                    tracing::trace!(reason = reason.as_str(), len = frame.len(), "dropped");
-                }
-            }
+            let run = pipeline::egress(cx, &mut st, Some(&mut self.flows), port, frame, &mut ());
+            finish(
+                cx,
+                out,
+                &mut self.counters,
+                &mut self.drops,
+                &st,
+                run,
+                now,
+                Direction::Egress,
+                Some(port),
+                frame,
+            );
         }
+        self.refresh_gauges();
     }
 
     /// UDP payloads received on the VXLAN port, each with its outer IPv4 source address.
@@ -144,35 +217,92 @@ impl Engine {
         out: &mut Output,
     ) {
         let now = self.advance(now);
+        self.ensure_firewalls(now);
         let cx = Ctx {
             table: &self.table,
             config: &self.config,
         };
+        let mut st = St {
+            ports: Ports::Live(&mut self.ports),
+            now: Some(now),
+            limit: self.config.conntrack_limit,
+        };
         for (src, datagram) in datagrams {
             self.counters.count(Path::UnderlayRx, datagram.len());
-            let outcome = pipeline::ingress(cx, src, datagram, &mut ());
-            match outcome.and_then(|o| write(cx, out, o)) {
-                Ok((path, len)) => self.counters.count(path, len.unwrap_or(datagram.len())),
-                Err(reason) => {
-                    self.counters.drop(reason);
-                    self.drops.on_drop(
+            let run = pipeline::ingress(cx, &mut st, Some(&mut self.flows), src, datagram, &mut ());
+            finish(
+                cx,
+                out,
+                &mut self.counters,
+                &mut self.drops,
+                &st,
+                run,
+                now,
+                Direction::Ingress,
+                None,
+                datagram,
+            );
+        }
+        self.refresh_gauges();
+    }
+
+    /// Makes the connection-tracking tables of local ENIs that got groups before the engine
+    /// had a time (cheap when there is none to make).
+    #[inline]
+    fn ensure_firewalls(&mut self, now: Instant) {
+        for (port, state) in self.ports.iter_mut() {
+            if state.fw.is_some() {
+                continue;
+            }
+            if let Some(eni) = self.table.eni_on_port(*port) {
+                if let Some(groups) = &eni.groups {
+                    state.fw = Some(Firewall::new(
+                        groups.clone(),
+                        self.config.conntrack_limit,
+                        eni.timeouts,
                         now,
-                        &self.counters,
-                        reason,
-                        Direction::Ingress,
-                        None,
-                        datagram,
-                    );
-                    tracing::trace!(reason = reason.as_str(), len = datagram.len(), "dropped");
+                    ));
                 }
             }
         }
     }
 
+    /// The per-ENI tracked-flow gauges and the flow table's size, for the metrics.
+    fn refresh_gauges(&mut self) {
+        for state in self.ports.values_mut() {
+            let tracked = state.fw.as_ref().map_or(0, |fw| fw.stats().tracked as u64);
+            if let Some(c) = self.counters.enis.get_mut(state.counters) {
+                c.tracked = tracked;
+                c.conntrack_allowance_exceeded = state
+                    .fw
+                    .as_ref()
+                    .map_or(c.conntrack_allowance_exceeded, |fw| {
+                        fw.stats().allowance_exceeded
+                    });
+            }
+        }
+        self.counters.flow_entries = self.flows.len() as u64;
+    }
+
+    /// The flow table (for diagnostics and benchmarks).
+    pub fn flow_table(&self) -> &FlowTable {
+        &self.flows
+    }
+
     /// When the engine next wants [`handle_timeout`](Self::handle_timeout) called, if ever.
     /// May change after any entry point (as quinn-proto's `Connection::poll_timeout`).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.drops.deadline()
+        let expiry = self.next_expiry.filter(|_| {
+            !self.flows.is_empty()
+                || self
+                    .ports
+                    .values()
+                    .any(|s| s.fw.as_ref().is_some_and(|fw| fw.stats().tracked > 0))
+        });
+        match (self.drops.deadline(), expiry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Runs the timers due at `now` (the shell calls it at or after
@@ -183,6 +313,16 @@ impl Engine {
         if let Some(report) = self.drops.on_timeout(now, &self.counters) {
             self.events.push_back(Event::Drops(report));
         }
+        if self.next_expiry.is_some_and(|t| now >= t) {
+            for state in self.ports.values_mut() {
+                if let Some(fw) = state.fw.as_mut() {
+                    fw.conntrack().expire(now);
+                }
+            }
+            self.flows.expire(now, self.table.generation());
+            self.next_expiry = Some(now + self.config.expiry_interval);
+            self.refresh_gauges();
+        }
     }
 
     /// The next event for the shell (drop reports), oldest first.
@@ -191,11 +331,12 @@ impl Engine {
     }
 
     /// Runs one frame from `port` through the egress pipeline as the data path would, and says
-    /// what each layer decided. Counters, timers and events are left alone; the frame the data
-    /// path would have sent is appended to `out`.
+    /// what each layer decided and which rule decided it. Counters, timers, events, connection
+    /// tracking and the flow table are left alone (the layers are walked even for a cached
+    /// flow: the same decision); the frame the data path would have sent is appended to `out`.
     pub fn trace_port_frame(&self, port: PortId, frame: &[u8], out: &mut Output) -> Trace {
-        self.trace(Direction::Egress, out, |cx, layers| {
-            pipeline::egress(cx, port, frame, layers)
+        self.trace(Direction::Egress, out, |cx, st, rec| {
+            pipeline::egress(cx, st, None, port, frame, rec)
         })
     }
 
@@ -206,8 +347,8 @@ impl Engine {
         datagram: &[u8],
         out: &mut Output,
     ) -> Trace {
-        self.trace(Direction::Ingress, out, |cx, layers| {
-            pipeline::ingress(cx, src, datagram, layers)
+        self.trace(Direction::Ingress, out, |cx, st, rec| {
+            pipeline::ingress(cx, st, None, src, datagram, rec)
         })
     }
 
@@ -216,18 +357,24 @@ impl Engine {
         &self,
         direction: Direction,
         out: &mut Output,
-        run: impl FnOnce(Ctx<'_>, &mut Vec<(LayerId, LayerDecision)>) -> Result<Outcome<'f>, DropReason>,
+        run: impl FnOnce(Ctx<'_>, &mut St<'_>, &mut TraceRecorder) -> Run<'f>,
     ) -> Trace {
         let cx = Ctx {
             table: &self.table,
             config: &self.config,
         };
-        let mut layers = Vec::new();
-        let outcome = run(cx, &mut layers);
-        let verdict = trace_verdict(cx, out, outcome);
+        let mut st = St {
+            ports: Ports::Trace(&self.ports),
+            now: self.now,
+            limit: self.config.conntrack_limit,
+        };
+        let mut rec = TraceRecorder::default();
+        let run = run(cx, &mut st, &mut rec);
+        let verdict = trace_verdict(cx, out, run.outcome);
         Trace {
             direction,
-            layers,
+            layers: rec.layers,
+            why: rec.why,
             verdict,
         }
     }
@@ -240,7 +387,48 @@ impl Engine {
             _ => now,
         };
         self.now = Some(now);
+        if self.next_expiry.is_none() {
+            self.next_expiry = Some(now + self.config.expiry_interval);
+        }
         now
+    }
+}
+
+/// The last step of one packet: writes its outcome and counts it (a drop also at the local ENI
+/// it concerns, and in the drop report).
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn finish(
+    cx: Ctx<'_>,
+    out: &mut Output,
+    counters: &mut Counters,
+    drops: &mut DropReporter,
+    st: &St<'_>,
+    run: Run<'_>,
+    now: Instant,
+    direction: Direction,
+    port: Option<PortId>,
+    input: &[u8],
+) {
+    match run.lookup {
+        Lookup::Hit => counters.flow_hits += 1,
+        Lookup::Miss => counters.flow_misses += 1,
+        Lookup::None => {}
+    }
+    match run.outcome.and_then(|o| write(cx, out, o)) {
+        Ok((path, len)) => counters.count(path, len.unwrap_or(input.len())),
+        Err(reason) => {
+            counters.drop(reason);
+            let at = run.attrib.and_then(|p| match &st.ports {
+                Ports::Live(m) => m.get(&p).map(|s| s.counters),
+                Ports::Trace(m) => m.get(&p).map(|s| s.counters),
+            });
+            if let Some(c) = at.and_then(|i| counters.enis.get_mut(i)) {
+                c.drop(reason);
+            }
+            drops.on_drop(now, counters, reason, direction, port, input);
+            tracing::trace!(reason = reason.as_str(), len = input.len(), "dropped");
+        }
     }
 }
 

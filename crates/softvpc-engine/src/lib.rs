@@ -32,21 +32,23 @@
 
 pub mod counters;
 pub mod engine;
+pub mod flow;
 pub mod layers;
 pub mod mapping;
 pub mod output;
 pub mod pipeline;
 pub mod report;
 
-pub use counters::{Counters, DropReason, Path};
+pub use counters::{Counters, DropReason, EniCounters, Path};
 pub use engine::{Engine, EngineConfig, PortId};
+pub use flow::{Destination, FlowEntry, FlowId, FlowSide, FlowTable};
 pub use layers::{Direction, LayerId};
 pub use mapping::{
     router_mac, EniEntry, GroupMembers, Location, Mac, MappingTable, PeeringEntry, PlacedEni,
     SubnetEntry, SubnetIdx, TableBuilder, Vni, VpcEntry,
 };
 pub use output::{Output, Transmit};
-pub use pipeline::{LayerDecision, Trace, TraceVerdict};
+pub use pipeline::{LayerDecision, SgHow, Trace, TraceVerdict, Why};
 pub use report::{DropReport, DropSample, Event};
 /// The policy crate whose input types the [`TableBuilder`] takes.
 pub use softvpc_policy as policy;

@@ -226,6 +226,11 @@ pub struct MappingTable {
     hosts: FastSet<u32>,
     /// ENI id -> index into `enis`.
     by_id: HashMap<Box<str>, u32, FastState>,
+    /// `(vni, mac)` -> index into `enis` (a frame routed to a middlebox ENI names it by MAC).
+    by_mac: FastMap<(u32, Mac), u32>,
+    /// `(vni, host underlay ip)` of every remote ENI with its source/destination check off:
+    /// hosts that may send frames of that VPC from addresses they do not hold.
+    forwarders: FastSet<u64>,
     /// Peering connections by id.
     peerings: HashMap<Box<str>, PeeringEntry, FastState>,
     /// Member addresses of security groups.
@@ -430,6 +435,8 @@ impl TableBuilder {
             routers: FastMap::with_capacity_and_hasher(self.subnets.len(), FastState::default()),
             hosts: self.hosts,
             by_id: HashMap::default(),
+            by_mac: FastMap::default(),
+            forwarders: FastSet::default(),
             peerings: HashMap::default(),
             members: GroupMembers::default(),
             generation: Generation(GENERATIONS.fetch_add(1, Ordering::Relaxed)),
@@ -616,6 +623,10 @@ impl TableBuilder {
                 Timeouts::default()
             });
             t.by_id.insert(eni_id.as_str().into(), idx);
+            t.by_mac.entry((vni.0, eni.mac)).or_insert(idx);
+            if let (false, Location::Remote(host)) = (eni.source_dest_check, eni.location) {
+                t.forwarders.insert(vni_ip_key(vni, host));
+            }
             t.enis.push(EniEntry {
                 eni_id: eni_id.as_str().into(),
                 vni,
@@ -680,6 +691,28 @@ impl MappingTable {
     /// A peering connection by id.
     pub fn peering(&self, pcx_id: &str) -> Option<&PeeringEntry> {
         self.peerings.get(pcx_id)
+    }
+
+    /// The ENI of VPC `vni` whose MAC is `mac`.
+    #[inline]
+    pub fn eni_by_mac(&self, vni: Vni, mac: Mac) -> Option<&EniEntry> {
+        let &idx = self.by_mac.get(&(vni.0, mac))?;
+        self.enis.get(idx as usize)
+    }
+
+    /// Whether the host at `underlay_ip` holds an ENI of VPC `vni` with its source/destination
+    /// check off (a NAT instance, a firewall): it may forward that VPC's traffic for others.
+    #[inline]
+    pub fn forwards_for(&self, vni: Vni, underlay_ip: Ipv4Addr) -> bool {
+        self.forwarders.contains(&vni_ip_key(vni, underlay_ip))
+    }
+
+    /// The active peering connections of VPC `vni` whose other side is in the table, with that
+    /// side's VNI.
+    pub fn peerings_of(&self, vni: Vni) -> impl Iterator<Item = (&PeeringEntry, Vni)> {
+        self.peerings
+            .values()
+            .filter_map(move |p| p.peer_of(vni).map(|peer| (p, peer)))
     }
 
     /// The ENI with id `eni_id`.

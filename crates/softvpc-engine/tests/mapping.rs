@@ -217,6 +217,13 @@ fn drop_reason_names_match_the_contract() {
             "vxlan_unknown_source",
             "vxlan_not_local",
             "ttl_exceeded",
+            "sg_denied",
+            "nacl_denied",
+            "blackhole",
+            "gateway_not_on_wire",
+            "src_dst_check",
+            "conntrack_full",
+            "forged_source",
         ]
     );
 }
@@ -246,7 +253,7 @@ fn policy_inputs_are_compiled_into_the_table() {
         mac: [2, 0, ip[1], ip[2], ip[3], 1],
         location,
         security_group_ids: groups.iter().map(|g| g.to_string()).collect(),
-        source_dest_check: groups.is_empty(),
+        source_dest_check: !groups.is_empty(),
         conntrack: Default::default(),
     };
     b.eni(
@@ -283,7 +290,7 @@ fn policy_inputs_are_compiled_into_the_table() {
     let groups = a.groups.as_ref().expect("groups compiled");
     assert_eq!(groups.rules().len(), 1);
     assert_eq!(groups.generation(), t.generation());
-    assert!(!a.source_dest_check, "given as off");
+    assert!(a.source_dest_check);
     assert!(t
         .eni_by_ip(VNI1, Ipv4Addr::new(10, 0, 0, 6))
         .unwrap()
@@ -293,6 +300,7 @@ fn policy_inputs_are_compiled_into_the_table() {
     assert!(t.members().contains("sg-web", Ipv4Addr::new(10, 0, 0, 5)));
     assert!(t.members().contains("sg-admin", Ipv4Addr::new(10, 1, 0, 9)));
     assert!(!t.members().contains("sg-web", Ipv4Addr::new(10, 0, 0, 6)));
+    assert!(t.forwards_for(VNI1, HOST2), "eni-b has its check off");
     // The ACL sits on its subnet only.
     let subnet_of = |ip: [u8; 4]| {
         let e = t.eni_by_ip(VNI1, Ipv4Addr::from(ip)).unwrap();

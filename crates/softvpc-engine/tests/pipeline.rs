@@ -15,7 +15,8 @@ use LayerId::*;
 
 #[test]
 fn ingress_is_egress_reversed_and_both_hold_every_layer_once() {
-    assert_eq!(EGRESS, [Gateway, Nacl, SecurityGroup, Route, Nat, Overlay]);
+    // The security group sits at the ENI, the ACL at the subnet's edge.
+    assert_eq!(EGRESS, [Gateway, SecurityGroup, Nacl, Route, Nat, Overlay]);
     let mut reversed = EGRESS;
     reversed.reverse();
     assert_eq!(INGRESS, reversed);
@@ -46,7 +47,10 @@ fn a_local_frame_ends_at_the_overlay_without_encapsulation() {
     let e = seed_engine(HOST1);
     let frame = udp(VM1.mac, VM4.mac, VM1.ip, VM4.ip, 1, 2, b"local");
     let trace = e.trace_port_frame(VM1.port, &frame, &mut Output::default());
-    assert_eq!(trace.layers, EGRESS.map(|l| (l, Pass)).to_vec());
+    // The egress layers, then the receiver's side in the same pass: its ACL and its groups.
+    let mut expected = EGRESS.map(|l| (l, Pass)).to_vec();
+    expected.extend([(Nacl, Pass), (SecurityGroup, Pass)]);
+    assert_eq!(trace.layers, expected);
     assert_eq!(trace.verdict, TraceVerdict::ToPort(VM4.port));
 }
 
@@ -91,8 +95,8 @@ fn a_drop_ends_the_walk_at_the_layer_that_dropped() {
         trace.layers,
         vec![
             (Gateway, Pass),
-            (Nacl, Pass),
             (SecurityGroup, Pass),
+            (Nacl, Pass),
             (Route, Drop(DropReason::NoRoute)),
         ]
     );

@@ -169,6 +169,57 @@ impl Firewall {
     }
 }
 
+impl Firewall {
+    /// What [`check`](Self::check) would decide for `pkt` at `now`, changing nothing: no entry
+    /// is made, advanced or expired (for `softvpc trace`). A new tracked flow is
+    /// [`Denied::ConntrackFull`] when the table has no allowance left.
+    pub fn peek(
+        &self,
+        pkt: &Packet,
+        quoted: Option<&Packet>,
+        dir: Direction,
+        now: Instant,
+        members: &impl Members,
+    ) -> Verdict {
+        if let (true, Some(q)) = (pkt.is_icmp_error(), quoted) {
+            if self.conntrack.lookup_icmp_error(q, dir, now).is_some() {
+                return Ok(Allowed::Related);
+            }
+        }
+        let groups = &self.groups;
+        if let Some(entry) = self.conntrack.peek(pkt, dir, now) {
+            let origin = entry.origin();
+            let rule = if entry.generation() == groups.generation() {
+                entry.value().rule
+            } else if origin == dir {
+                match groups.evaluate(pkt, dir, members) {
+                    SgVerdict::Allow { rule, .. } => Some(rule),
+                    SgVerdict::Deny => None,
+                }
+            } else {
+                match groups.evaluate(&reversed(pkt), origin, members) {
+                    SgVerdict::Allow { rule, .. } => Some(rule),
+                    SgVerdict::Deny => None,
+                }
+            };
+            return Ok(Allowed::Tracked {
+                reply: origin != dir,
+                rule,
+            });
+        }
+        match groups.evaluate(pkt, dir, members) {
+            SgVerdict::Deny => Err(Denied::NoRule),
+            SgVerdict::Allow { rule, tracked } => {
+                if tracked && self.conntrack.stats().allowance_available == 0 {
+                    Err(Denied::ConntrackFull)
+                } else {
+                    Ok(Allowed::Rule { rule, tracked })
+                }
+            }
+        }
+    }
+}
+
 /// The same flow the other way (a reply's view of its opener).
 fn reversed(pkt: &Packet) -> Packet {
     use crate::packet::L4;

@@ -1,9 +1,9 @@
 //! What a policy decision reads of a packet, and the one parser of untrusted bytes in this
 //! crate: the IPv4 header an ICMP error quotes ([`parse_icmp_quote`]).
 //!
-//! The engine fills a [`Packet`] from its own one-pass parse of the frame; the fields mirror its
-//! flow key (addresses, protocol, ports or ICMP type/code/identifier) plus the TCP flags that
-//! connection tracking follows.
+//! The engine fills a [`Packet`] from its own one-pass parse of the frame
+//! ([`Packet::from_ipv4`]): its flow key (addresses, protocol, and the transport part [`L4`],
+//! which is the flow key's own type) plus the TCP flags that connection tracking follows.
 
 use core::net::Ipv4Addr;
 
@@ -46,28 +46,10 @@ impl Direction {
     }
 }
 
-/// The transport part of a packet, as far as it carries one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum L4 {
-    /// TCP or UDP with both ports readable.
-    Ports {
-        /// Source port.
-        src: u16,
-        /// Destination port.
-        dst: u16,
-    },
-    /// ICMP: type, code, and the identifier of an echo request or reply (0 otherwise).
-    Icmp {
-        /// ICMP type.
-        ty: u8,
-        /// ICMP code.
-        code: u8,
-        /// Echo identifier (types 0 and 8), else 0.
-        ident: u16,
-    },
-    /// Any other protocol, a non-first fragment, or a transport header cut short.
-    None,
-}
+/// The transport part of a packet: the engine's flow-key type itself (`softvpc_wire::L4Key`),
+/// so a packet is parsed once, by `softvpc_wire::FrameMeta`, and never converted field by field.
+/// Fragments carry no transport part (`L4::None`) except a first ICMP fragment.
+pub use softvpc_wire::L4Key as L4;
 
 /// The fields of an IPv4 packet that policy decides on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -85,6 +67,30 @@ pub struct Packet {
 }
 
 impl Packet {
+    /// The packet of an IPv4 header from the one parse of a frame (its flow key and TCP
+    /// flags).
+    #[inline]
+    pub fn from_ipv4(ip: &softvpc_wire::Ipv4Meta) -> Packet {
+        Packet {
+            src: ip.src,
+            dst: ip.dst,
+            proto: u8::from(ip.proto),
+            l4: ip.l4,
+            tcp_flags: ip.tcp_flags,
+        }
+    }
+
+    /// The packet's flow key (what flow tables key on).
+    #[inline]
+    pub fn flow_key(&self) -> softvpc_wire::FlowKey {
+        softvpc_wire::FlowKey {
+            src: self.src,
+            dst: self.dst,
+            proto: self.proto,
+            l4: self.l4,
+        }
+    }
+
     /// A TCP packet.
     pub fn tcp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, flags: u8) -> Packet {
         Packet {

@@ -6,20 +6,21 @@
 //!
 //! | layer | egress | ingress |
 //! | --- | --- | --- |
-//! | [`gateway`] | anti-spoofing, proxy ARP, ICMP echo for the router address, no broadcast | nothing to answer (ARP and broadcast never cross the underlay) |
-//! | [`nacl`] | network ACL of the sender's subnet (no rules enforced yet: passes) | of the receiver's subnet (passes) |
-//! | [`security_group`] | the sender ENI's groups (no rules enforced yet: passes) | the receiver ENI's groups (passes) |
-//! | [`route`] | which ENI the destination is, bridged or routed (MAC rewrite, TTL) | the inner destination must be an ENI of the VNI on this host |
+//! | [`gateway`] | anti-spoofing (the source address unless the source/destination check is off), proxy ARP, ICMP echo for the router address, no broadcast | nothing to answer (ARP and broadcast never cross the underlay) |
+//! | [`security_group`] | the sender ENI's groups (outbound rules, conntrack) | the receiver ENI's groups (inbound rules, conntrack) |
+//! | [`nacl`] | the sender's subnet's ACL, when the destination is outside the subnet | the receiver's subnet's ACL, when the source is outside it |
+//! | [`route`] | the subnet's route table: bridged or routed (MAC rewrite, TTL), local, middlebox ENI, peering, blackhole, gateways | the inner destination must be a local ENI of the VNI (its check, if the address is not its own); the inner source must be placed on the sending host |
 //! | [`nat`] | address translation (none yet: passes) | (passes) |
 //! | [`overlay`] | VXLAN encapsulation to the target's host, or local delivery | decapsulation: VXLAN header, known VNI, registered source host |
 //!
-//! Each layer reads the one parse of the frame ([`softvpc_wire::FrameMeta`], in
-//! `Packet::meta`), may record a decision in the `Packet` (the target, a rewrite, the
-//! encapsulation), and then either passes it on (`Step::Next`), answers it (`Step::Reply`,
-//! `Step::Absorb`) or drops it (`Err(DropReason)`). The network ACL, security group and NAT
-//! layers are in place so that their rules (issue 10) slot into both directions without
-//! reshaping the pipeline; today they pass every packet, and the pipeline-order tests check
-//! that each is visited where it belongs.
+//! A frame delivered to another ENI on the same host also meets the receiver's side (its
+//! subnet's ACL, its groups) in the same pass. Each layer reads the one parse of the frame
+//! ([`softvpc_wire::FrameMeta`], in `Packet::meta`; the policy layers its
+//! `softvpc_policy::Packet`, built from the same parse), may record a decision in the `Packet`
+//! (the target, a rewrite, the encapsulation, the conntrack tables that hold the flow, and
+//! notes for traces), and then either passes it on (`Step::Next`), answers it (`Step::Reply`,
+//! `Step::Absorb`) or drops it (`Err(DropReason)`). The composed result of a forwarded packet
+//! is cached in the flow table ([`crate::flow`]).
 //!
 //! On ingress the overlay is where a packet comes from: `overlay::decapsulate` checks the
 //! outer datagram, parses the inner frame once, and builds the `Packet` the other layers see.
@@ -32,11 +33,17 @@ pub mod route;
 pub mod security_group;
 
 use std::net::Ipv4Addr;
+use std::time::Instant;
 
+use softvpc_policy::firewall::Firewall;
+use softvpc_policy::nacl::{AclRule, Action};
+use softvpc_policy::route::Route;
+use softvpc_policy::secgroup::RuleIdx;
+use softvpc_policy::Direction as PolicyDirection;
 use softvpc_wire::FrameMeta;
 
 use crate::counters::Path;
-use crate::mapping::{EniEntry, Mac, MappingTable, Vni};
+use crate::mapping::{EniEntry, FastState, Mac, MappingTable, Vni};
 use crate::{DropReason, EngineConfig, PortId};
 
 /// A layer of the pipeline.
@@ -70,11 +77,13 @@ impl LayerId {
     }
 }
 
-/// The egress order: what an instance sends walks these, first to last.
+/// The egress order: what an instance sends walks these, first to last. The security group sits
+/// at the ENI and the network ACL at the subnet's edge, so on the way out the group comes first
+/// and on the way in the ACL (as AWS evaluates them).
 pub const EGRESS: [LayerId; 6] = [
     LayerId::Gateway,
-    LayerId::Nacl,
     LayerId::SecurityGroup,
+    LayerId::Nacl,
     LayerId::Route,
     LayerId::Nat,
     LayerId::Overlay,
@@ -85,8 +94,8 @@ pub const INGRESS: [LayerId; 6] = [
     LayerId::Overlay,
     LayerId::Nat,
     LayerId::Route,
-    LayerId::SecurityGroup,
     LayerId::Nacl,
+    LayerId::SecurityGroup,
     LayerId::Gateway,
 ];
 
@@ -107,17 +116,119 @@ pub(crate) struct Ctx<'t> {
 }
 
 /// A routed frame's MAC rewrite (the TTL is decremented with it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Rewrite {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Rewrite {
+    /// The new source MAC: the router's of the receiving VPC.
     pub router_mac: Mac,
+    /// The new destination MAC: the target ENI's.
     pub target_mac: Mac,
 }
 
 /// Where an encapsulated frame goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Encap {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Encap {
+    /// The target host's underlay address.
     pub dst_ip: Ipv4Addr,
+    /// The outer UDP source port (from the inner flow's hash).
     pub src_port: u16,
+}
+
+/// The state of one local ENI the layers keep between packets: its security groups' connection
+/// tracking.
+#[derive(Debug)]
+pub(crate) struct EniState {
+    /// The ENI it belongs to (a port that gets another ENI gets a fresh state).
+    pub eni_id: Box<str>,
+    /// Its groups and connection tracking; `None` while it has no group.
+    pub fw: Option<Firewall>,
+    /// Its index in the engine's per-ENI counters.
+    pub counters: usize,
+}
+
+/// The local ENIs' state, by port.
+pub(crate) type PortMap = std::collections::HashMap<PortId, EniState, FastState>;
+
+/// The layers' access to the ENIs' state: the data path changes it, a trace only reads it.
+#[derive(Debug)]
+pub(crate) enum Ports<'s> {
+    Live(&'s mut PortMap),
+    Trace(&'s PortMap),
+}
+
+/// What the stateful layers need besides the packet: the ENIs' state and the time (`None`
+/// only for a trace before the engine saw any time: nothing is tracked then).
+#[derive(Debug)]
+pub(crate) struct St<'s> {
+    pub ports: Ports<'s>,
+    pub now: Option<Instant>,
+    /// The per-ENI connection limit.
+    #[allow(dead_code)] // Read when a table is made lazily.
+    pub limit: usize,
+}
+
+/// Which security-group decision let a packet through, or refused it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SgWhy {
+    /// The ENI has no group: nothing filtered.
+    NoGroups,
+    /// DNS at the VPC's +2 address or DHCP: never filtered.
+    AlwaysAllowed,
+    /// A rule allows a new flow.
+    Rule { rule: RuleIdx, tracked: bool },
+    /// A tracked connection (the rule that opened it, if one still does).
+    Tracked { reply: bool, rule: Option<RuleIdx> },
+    /// An ICMP error about a tracked connection.
+    Related,
+    /// No rule allows it.
+    Denied,
+    /// Allowed but the tracking table is full.
+    Full,
+}
+
+/// What decided at the network ACL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NaclWhy<'t> {
+    /// The packet stays inside the subnet: no ACL applies.
+    InsideSubnet,
+    /// The subnet has no ACL.
+    NoAcl,
+    /// The ACL's entry (or `*`).
+    Entry {
+        acl: &'t str,
+        rule: AclRule,
+        action: Action,
+    },
+}
+
+/// What decided at the route layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RouteWhy<'t> {
+    /// Same subnet, to the target's MAC: switched, no route table.
+    Bridged,
+    /// The VPC has no route table: its local routes.
+    LocalOnly,
+    /// A route of a table (`None`: no route matched).
+    Route {
+        table: &'t str,
+        route: Option<&'t Route>,
+    },
+    /// Received: the inner source is an ENI on the sending host.
+    SourcePlaced,
+    /// Received over a peering connection the receiver's routes point back to.
+    SourcePeered { pcx: &'t str },
+    /// Received from a host that forwards for the VPC (an ENI with its check off).
+    SourceForwarded,
+}
+
+/// What each policy layer decided, for traces (the data path writes these few words and never
+/// reads them). Index 0: the sender's side (egress), 1: the receiver's (ingress).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Notes<'t> {
+    pub sg: [Option<(&'t EniEntry, SgWhy)>; 2],
+    pub nacl: [Option<(&'t str, NaclWhy<'t>)>; 2],
+    pub route: Option<RouteWhy<'t>>,
+    pub source: Option<RouteWhy<'t>>,
+    pub pcx: Option<&'t str>,
 }
 
 /// One packet on its way through the pipeline: the one parse of its (inner) frame, and what the
@@ -132,7 +243,6 @@ pub(crate) struct Packet<'a, 't> {
     /// Egress: the port the frame came from and its ENI.
     pub sender: Option<(PortId, &'t EniEntry)>,
     /// Ingress: the outer source (a registered host).
-    #[allow(dead_code)] // Read by the receive-side source check of issue 10.
     pub underlay_src: Option<Ipv4Addr>,
     /// Where the packet goes (set by [`route`]).
     pub target: Option<&'t EniEntry>,
@@ -142,9 +252,52 @@ pub(crate) struct Packet<'a, 't> {
     pub encap: Option<Encap>,
     /// The answer of a layer that returned [`Step::Reply`], for this port.
     pub reply: Option<(PortId, Reply<'a>)>,
+    /// The fields policy decides on (a valid IPv4 header), from the one parse.
+    pub pol: Option<softvpc_policy::Packet>,
+    /// The conntrack tables a later packet of the flow must find its connection in (the
+    /// sender's and the receiver's side), for the flow table.
+    pub tracked: [Option<(PortId, PolicyDirection)>; 2],
+    /// False when the decision holds for this packet only (an ICMP error let through for the
+    /// connection it quotes): not cached.
+    pub cacheable: bool,
+    /// The local ENI a drop is counted at (the sender's on egress, the target's once known).
+    pub attrib: Option<PortId>,
+    /// Why the policy layers decided as they did.
+    pub notes: Notes<'t>,
 }
 
 impl<'a, 't> Packet<'a, 't> {
+    /// A packet at the start of a pipeline.
+    #[inline]
+    pub fn new(
+        direction: Direction,
+        meta: FrameMeta<'a>,
+        vni: Vni,
+        sender: Option<(PortId, &'t EniEntry)>,
+        underlay_src: Option<Ipv4Addr>,
+    ) -> Packet<'a, 't> {
+        let pol = match meta.ipv4() {
+            Some(ip) if ip.valid => Some(softvpc_policy::Packet::from_ipv4(ip)),
+            _ => None,
+        };
+        Packet {
+            direction,
+            meta,
+            vni,
+            attrib: sender.map(|(port, _)| port),
+            sender,
+            underlay_src,
+            target: None,
+            rewrite: None,
+            encap: None,
+            reply: None,
+            pol,
+            tracked: [None; 2],
+            cacheable: true,
+            notes: Notes::default(),
+        }
+    }
+
     /// The sending ENI of an egress packet.
     #[inline]
     pub fn sender_eni(&self) -> Option<&'t EniEntry> {
@@ -191,11 +344,16 @@ pub(crate) type LayerResult = Result<Step, DropReason>;
 
 /// Runs layer `id` on an egress packet.
 #[inline(always)]
-pub(crate) fn egress<'a, 't>(id: LayerId, cx: Ctx<'t>, pkt: &mut Packet<'a, 't>) -> LayerResult {
+pub(crate) fn egress<'a, 't>(
+    id: LayerId,
+    cx: Ctx<'t>,
+    st: &mut St<'_>,
+    pkt: &mut Packet<'a, 't>,
+) -> LayerResult {
     match id {
         LayerId::Gateway => gateway::egress(cx, pkt),
         LayerId::Nacl => nacl::egress(cx, pkt),
-        LayerId::SecurityGroup => security_group::egress(cx, pkt),
+        LayerId::SecurityGroup => security_group::egress(cx, st, pkt),
         LayerId::Route => route::egress(cx, pkt),
         LayerId::Nat => nat::egress(cx, pkt),
         LayerId::Overlay => overlay::egress(cx, pkt),
@@ -204,11 +362,16 @@ pub(crate) fn egress<'a, 't>(id: LayerId, cx: Ctx<'t>, pkt: &mut Packet<'a, 't>)
 
 /// Runs layer `id` on an ingress packet (after [`overlay::decapsulate`] made it).
 #[inline(always)]
-pub(crate) fn ingress<'a, 't>(id: LayerId, cx: Ctx<'t>, pkt: &mut Packet<'a, 't>) -> LayerResult {
+pub(crate) fn ingress<'a, 't>(
+    id: LayerId,
+    cx: Ctx<'t>,
+    st: &mut St<'_>,
+    pkt: &mut Packet<'a, 't>,
+) -> LayerResult {
     match id {
         LayerId::Gateway => gateway::ingress(cx, pkt),
         LayerId::Nacl => nacl::ingress(cx, pkt),
-        LayerId::SecurityGroup => security_group::ingress(cx, pkt),
+        LayerId::SecurityGroup => security_group::ingress(cx, st, pkt),
         LayerId::Route => route::ingress(cx, pkt),
         LayerId::Nat => nat::ingress(cx, pkt),
         LayerId::Overlay => overlay::ingress(cx, pkt),

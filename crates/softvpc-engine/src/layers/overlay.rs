@@ -68,17 +68,7 @@ pub(crate) fn decapsulate<'a, 't>(
     }
     let inner: &'a [u8] = packet.payload();
     let meta = FrameMeta::parse(inner).map_err(|_| DropReason::Malformed)?;
-    Ok(Packet {
-        direction: Direction::Ingress,
-        meta,
-        vni,
-        sender: None,
-        underlay_src: Some(src),
-        target: None,
-        rewrite: None,
-        encap: None,
-        reply: None,
-    })
+    Ok(Packet::new(Direction::Ingress, meta, vni, None, Some(src)))
 }
 
 /// Ingress: the inner frame must be an IPv4 unicast with a valid header.

@@ -9,6 +9,14 @@ use std::time::{Duration, Instant};
 
 use ipnet::Ipv4Net;
 use smoltcp::phy::ChecksumCapabilities;
+#[allow(unused_imports)]
+pub use softvpc_engine::policy::conntrack::ConnectionTrackingSpec;
+#[allow(unused_imports)]
+pub use softvpc_engine::policy::nacl::AclEntry;
+#[allow(unused_imports)]
+pub use softvpc_engine::policy::route::{Route, RouteState, Target};
+#[allow(unused_imports)]
+pub use softvpc_engine::policy::secgroup::{Peer, SgRule};
 use softvpc_engine::{
     Engine, EngineConfig, Location, Mac, MappingTable, Output, PlacedEni, PortId, Transmit, Vni,
 };
@@ -111,6 +119,16 @@ pub struct SeedRecords {
     pub vpcs: BTreeMap<String, (Vni, Ipv4Net)>,
     pub subnets: BTreeMap<String, (String, Ipv4Net)>,
     pub enis: BTreeMap<String, SeedEni>,
+    /// Security groups: id -> (VPC, rules).
+    pub groups: BTreeMap<String, (String, Vec<SgRule>)>,
+    /// Extra group members (group, address).
+    pub members: Vec<(String, Ipv4Addr)>,
+    /// Network ACLs: id -> (VPC, entries, subnets).
+    pub acls: BTreeMap<String, (String, Vec<AclEntry>, Vec<String>)>,
+    /// Route tables: id -> (VPC, main, routes, subnets).
+    pub route_tables: BTreeMap<String, (String, bool, Vec<Route>, Vec<String>)>,
+    /// Peering connections: id -> (requester VPC, accepter VPC, active).
+    pub peerings: BTreeMap<String, (String, String, bool)>,
 }
 
 /// One ENI of [`SeedRecords`]: `host_underlay_ip` None means placed nowhere.
@@ -124,6 +142,9 @@ pub struct SeedEni {
     pub secondary_ips: Vec<Ipv4Addr>,
     pub mac: Mac,
     pub host_underlay_ip: Option<Ipv4Addr>,
+    pub security_group_ids: Vec<String>,
+    pub source_dest_check: bool,
+    pub conntrack: ConnectionTrackingSpec,
 }
 
 /// The seed topology of issue 2 (plus one secondary address on zigi-vm2).
@@ -165,6 +186,9 @@ pub fn eni_info(vm: &Vm) -> SeedEni {
         secondary_ips: vec![],
         mac: vm.mac,
         host_underlay_ip: Some(vm.host),
+        security_group_ids: vec![],
+        source_dest_check: true,
+        conntrack: Default::default(),
     }
 }
 
@@ -200,11 +224,28 @@ pub fn table(r: &SeedRecords, host: Ipv4Addr, ports: &HashMap<String, PortId>) -
                 secondary_ips: e.secondary_ips.clone(),
                 mac: e.mac,
                 location,
-                security_group_ids: Vec::new(),
-                source_dest_check: true,
-                conntrack: Default::default(),
+                security_group_ids: e.security_group_ids.clone(),
+                source_dest_check: e.source_dest_check,
+                conntrack: e.conntrack,
             },
         );
+    }
+    for (id, (vpc, rules)) in &r.groups {
+        b.security_group(id, vpc, rules.clone());
+    }
+    for (g, ip) in &r.members {
+        b.group_member(g, *ip);
+    }
+    for (id, (vpc, entries, subnets)) in &r.acls {
+        let subnets: Vec<&str> = subnets.iter().map(String::as_str).collect();
+        b.network_acl(id, vpc, entries.clone(), &subnets);
+    }
+    for (id, (vpc, main, routes, subnets)) in &r.route_tables {
+        let subnets: Vec<&str> = subnets.iter().map(String::as_str).collect();
+        b.route_table(id, vpc, *main, routes.clone(), &subnets);
+    }
+    for (id, (req, acc, active)) in &r.peerings {
+        b.peering(id, req, acc, *active);
     }
     b.build()
 }

@@ -1,7 +1,8 @@
 //! Anti-spoofing: an instance may only send as itself.
 //!
 //! The source MAC of every frame must be the ENI's MAC; the source IPv4 of every packet must be
-//! the ENI's primary or one of its secondary addresses; an ARP packet's sender MAC and IP
+//! the ENI's primary or one of its secondary addresses (any address when the ENI's
+//! source/destination check is off); an ARP packet's sender MAC and IP
 //! likewise, where the sender IP may also be 0.0.0.0 (an RFC 5227 probe). One exception for the
 //! DHCP layer to come: a packet from 0.0.0.0 to 255.255.255.255 (a DHCP discover) passes here
 //! and is refused later as a broadcast.
@@ -22,14 +23,16 @@ pub(crate) fn check_src_mac(eni: &EniEntry, src: [u8; 6]) -> Result<(), DropReas
 }
 
 /// The packet's source IPv4 must be one of the ENI's addresses (or 0.0.0.0 to the limited
-/// broadcast address, as DHCP sends before it has an address).
+/// broadcast address, as DHCP sends before it has an address), unless the ENI's
+/// source/destination check is off (a NAT instance or firewall forwards others' packets): the
+/// sending half of AWS's check, counted as `spoofed_source`.
 #[inline]
 pub(crate) fn check_ipv4_src(
     eni: &EniEntry,
     src: Ipv4Addr,
     dst: Ipv4Addr,
 ) -> Result<(), DropReason> {
-    if eni.owns_ip(src) || (src.is_unspecified() && dst.is_broadcast()) {
+    if eni.owns_ip(src) || (src.is_unspecified() && dst.is_broadcast()) || !eni.source_dest_check {
         Ok(())
     } else {
         Err(DropReason::SpoofedSource)

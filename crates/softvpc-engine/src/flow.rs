@@ -1,0 +1,187 @@
+//! The unified flow table: the composed result of the layers, cached per flow.
+//!
+//! As OPTE's unified flow table (UFT) or an OVS megaflow, the first packet of a flow walks the
+//! layers; when it is forwarded, what the layers decided together (the VPC, the MAC rewrite,
+//! where it goes, and which connection-tracking tables hold its connection) is kept as one
+//! [`FlowEntry`], a plain value: later packets of the flow cost one hash lookup (plus one
+//! lookup per tracked side, to keep the connection's idle timer and TCP state, as OPTE keeps
+//! its TCP flow state alongside the UFT entry).
+//!
+//! **Generations.** Each entry records the [`Generation`] of the mapping table it was decided
+//! under; every table the shell swaps in has a new one (mappings, groups, members, ACLs,
+//! routes and peerings all arrive that way), and an entry of another generation is recomputed
+//! before use. So any change applies to the very next packet, also of established flows, like
+//! OPTE's port epoch. A tracked connection survives the change in its conntrack table (AWS:
+//! removing a rule does not cut it); the walk then finds it there.
+//!
+//! **What is cached.** Forwarded flows only: drops, replies of the gateway and ICMP errors let
+//! through for the connection they quote walk the layers every time. The key
+//! ([`FlowId`]) holds everything the layers decide on besides the per-packet checks the hit path
+//! repeats (a valid IPv4 header, a TTL left for a routed packet, the conntrack entry): where
+//! the frame came from (port, or VNI and sending host), both MACs, and the flow key.
+//!
+//! **Bounded.** At most `limit` entries; a full table sweeps entries idle for [`IDLE`] (at most
+//! once a second) and otherwise stops caching (the layers still decide every packet). The
+//! engine's timer sweeps idle and stale entries. The key hashes with a random seed (keys come
+//! from packets).
+//!
+//! **Later.** One lookup per flow is what a 64 KB super-frame needs (all its segments share the
+//! key), and an entry is a value a kernel fast path could hold: the key, the rewrite, the
+//! encapsulation or the port.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use softvpc_policy::{Direction as PolicyDirection, Generation};
+use softvpc_wire::FlowKey;
+
+use crate::layers::{Encap, Rewrite};
+use crate::mapping::{Mac, Vni};
+use crate::PortId;
+
+/// An entry idle this long may be swept.
+pub const IDLE: Duration = Duration::from_secs(60);
+
+/// The default bound on entries (about 10 MB).
+pub const DEFAULT_LIMIT: usize = 131_072;
+
+/// Where a flow's packets come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FlowSide {
+    /// Sent by the instance on a local port.
+    Port(PortId),
+    /// Decapsulated: the VPC and the sending host.
+    Underlay {
+        /// The VXLAN VNI.
+        vni: Vni,
+        /// The outer source address.
+        host: Ipv4Addr,
+    },
+}
+
+/// The key of a flow-table entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FlowId {
+    /// Where it came from.
+    pub side: FlowSide,
+    /// The (inner) frame's source MAC.
+    pub src_mac: Mac,
+    /// The (inner) frame's destination MAC.
+    pub dst_mac: Mac,
+    /// Addresses, protocol and ports or ICMP fields.
+    pub key: FlowKey,
+}
+
+/// Where a forwarded frame goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Destination {
+    /// A local instance sent it to another local port.
+    LocalPort(PortId),
+    /// Decapsulated for a local port.
+    DecapPort(PortId),
+    /// Encapsulated to another host.
+    Underlay(Encap),
+}
+
+/// What to do with every packet of a flow: a plain value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowEntry {
+    /// The table generation it was decided under.
+    pub generation: Generation,
+    /// The VPC the frame goes on in (the peer's over a peering connection).
+    pub vni: Vni,
+    /// A routed frame's MAC rewrite (and TTL decrement).
+    pub rewrite: Option<Rewrite>,
+    /// Where it goes.
+    pub to: Destination,
+    /// The conntrack tables holding the flow's connection (the sender's and the receiver's
+    /// local ENI, by port, and the direction it crosses them): each packet must find it there.
+    pub tracked: [Option<(PortId, PolicyDirection)>; 2],
+    /// When a packet last used it.
+    pub last_used: Instant,
+}
+
+/// The flow table. See the [module docs](self).
+#[derive(Debug)]
+pub struct FlowTable {
+    map: HashMap<FlowId, FlowEntry, foldhash::fast::RandomState>,
+    limit: usize,
+    last_full_sweep: Option<Instant>,
+}
+
+impl FlowTable {
+    /// An empty table of at most `limit` entries.
+    pub fn new(limit: usize) -> FlowTable {
+        FlowTable {
+            map: HashMap::default(),
+            limit,
+            last_full_sweep: None,
+        }
+    }
+
+    /// The entry of `id`, whatever its generation.
+    #[inline]
+    pub fn get_mut(&mut self, id: &FlowId) -> Option<&mut FlowEntry> {
+        self.map.get_mut(id)
+    }
+
+    /// Forgets one entry.
+    #[inline]
+    pub fn remove(&mut self, id: &FlowId) {
+        self.map.remove(id);
+    }
+
+    /// Caches `entry` for `id`; false when the table is full (after sweeping idle entries, at
+    /// most once a second).
+    pub fn insert(&mut self, id: FlowId, entry: FlowEntry) -> bool {
+        if self.map.len() >= self.limit && !self.map.contains_key(&id) {
+            let now = entry.last_used;
+            let may_sweep = self
+                .last_full_sweep
+                .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1));
+            if !may_sweep {
+                return false;
+            }
+            self.last_full_sweep = Some(now);
+            self.map
+                .retain(|_, e| now.saturating_duration_since(e.last_used) < IDLE);
+            if self.map.len() >= self.limit {
+                return false;
+            }
+        }
+        self.map.insert(id, entry);
+        true
+    }
+
+    /// Removes entries idle for [`IDLE`] and entries of another generation than `current`;
+    /// returns how many.
+    pub fn expire(&mut self, now: Instant, current: Generation) -> usize {
+        let before = self.map.len();
+        self.map.retain(|_, e| {
+            e.generation == current && now.saturating_duration_since(e.last_used) < IDLE
+        });
+        before - self.map.len()
+    }
+
+    /// Entries now.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Every entry (for `softvpc trace` and diagnostics).
+    pub fn iter(&self) -> impl Iterator<Item = (&FlowId, &FlowEntry)> {
+        self.map.iter()
+    }
+}
+
+/// Bytes one flow-table entry costs, key and value (the hash table adds a control byte per slot
+/// and keeps up to 1/8 free).
+pub const fn bytes_per_entry() -> usize {
+    std::mem::size_of::<(FlowId, FlowEntry)>()
+}
