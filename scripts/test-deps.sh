@@ -18,7 +18,8 @@ apt_needs=(
   "tcpdump:tcpdump:end-to-end tests (what instances and the underlay see)"
   "iperf3:iperf3:end-to-end and benchmark tests (throughput)"
   "curl:curl:API and end-to-end tests (raw HTTP requests)"
-  "socat:socat:end-to-end tests (UDP to the lab's internet)"
+  "socat:socat:end-to-end tests (UDP to the lab's internet, malformed DHCP)"
+  "udhcpc:udhcpc:end-to-end tests (a real DHCP client in an instance)"
   "unshare:util-linux:the fresh-machine test (hides tools in a private mount namespace)"
 )
 # Python module -> pip package, and what needs it.

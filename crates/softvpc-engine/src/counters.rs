@@ -65,11 +65,14 @@ pub enum DropReason {
     /// A decapsulated frame whose inner source the mapping does not place on the host it came
     /// from (nor on a path that host forwards for: peering, a middlebox).
     ForgedSource,
+    /// A DHCP message to the router that it does not answer: undecodable, not a client's
+    /// request, or for another MAC than the sending ENI's.
+    DhcpInvalid,
 }
 
 impl DropReason {
     /// Every reason, in declaration order (the order of [`Counters::samples`]).
-    pub const ALL: [DropReason; 19] = [
+    pub const ALL: [DropReason; 20] = [
         DropReason::Malformed,
         DropReason::UnsupportedEthertype,
         DropReason::SpoofedSource,
@@ -89,6 +92,7 @@ impl DropReason {
         DropReason::SrcDstCheck,
         DropReason::ConntrackFull,
         DropReason::ForgedSource,
+        DropReason::DhcpInvalid,
     ];
 
     /// The metric label value (snake_case; part of the agent's metrics contract).
@@ -113,6 +117,7 @@ impl DropReason {
             DropReason::SrcDstCheck => "src_dst_check",
             DropReason::ConntrackFull => "conntrack_full",
             DropReason::ForgedSource => "forged_source",
+            DropReason::DhcpInvalid => "dhcp_invalid",
         }
     }
 }
@@ -144,11 +149,15 @@ pub enum Path {
     /// ARP frames consumed on purpose (gratuitous ARP, unsolicited replies, probes for the
     /// asker's own address): not an error, not forwarded.
     ArpAbsorbed,
+    /// DHCP answers (OFFER, ACK, NAK) of the router.
+    DhcpReplies,
+    /// DHCP messages that need no answer (RELEASE, DECLINE, a REQUEST for another server).
+    DhcpAbsorbed,
 }
 
 impl Path {
     /// Every path, in declaration order.
-    pub const ALL: [Path; 8] = [
+    pub const ALL: [Path; 10] = [
         Path::PortRx,
         Path::UnderlayRx,
         Path::ToPortLocal,
@@ -157,6 +166,8 @@ impl Path {
         Path::ArpReplies,
         Path::IcmpReplies,
         Path::ArpAbsorbed,
+        Path::DhcpReplies,
+        Path::DhcpAbsorbed,
     ];
 
     /// The metric label value.
@@ -170,6 +181,8 @@ impl Path {
             Path::ArpReplies => "arp_replies",
             Path::IcmpReplies => "icmp_replies",
             Path::ArpAbsorbed => "arp_absorbed",
+            Path::DhcpReplies => "dhcp_replies",
+            Path::DhcpAbsorbed => "dhcp_absorbed",
         }
     }
 }

@@ -16,6 +16,7 @@ use softvpc_policy::firewall::Firewall;
 
 use crate::counters::{EniCounters, Path};
 use crate::flow::{self, FlowTable};
+use crate::layers::gateway::dhcp::{self, DhcpConfig};
 use crate::layers::gateway::{arp, icmp};
 use crate::layers::{route, Ctx, Direction, EniState, PortMap, Ports, Reply, St};
 use crate::pipeline::{
@@ -44,6 +45,8 @@ pub struct EngineConfig {
     pub flow_table_limit: usize,
     /// How often the timer expires idle connections and flow-table entries.
     pub expiry_interval: Duration,
+    /// What the router's DHCP server hands out besides each ENI's addresses.
+    pub dhcp: DhcpConfig,
 }
 
 impl EngineConfig {
@@ -52,8 +55,11 @@ impl EngineConfig {
     /// The default expiry interval.
     pub const EXPIRY_INTERVAL: Duration = Duration::from_secs(10);
 
+    /// The MTU of instances' interfaces (what DHCP option 26 says).
+    pub const INSTANCE_MTU: u16 = 1450;
+
     /// The configuration for a host with underlay address `underlay_ip`, VXLAN on 4789, drops
-    /// reported every 10 s.
+    /// reported every 10 s, DHCP as in us-east-1.
     pub fn new(underlay_ip: Ipv4Addr) -> Self {
         EngineConfig {
             underlay_ip,
@@ -62,6 +68,7 @@ impl EngineConfig {
             conntrack_limit: softvpc_policy::conntrack::DEFAULT_LIMIT,
             flow_table_limit: flow::DEFAULT_LIMIT,
             expiry_interval: Self::EXPIRY_INTERVAL,
+            dhcp: DhcpConfig::for_region("us-east-1", Self::INSTANCE_MTU),
         }
     }
 }
@@ -530,6 +537,12 @@ fn write_reply(out: &mut Output, port: PortId, reply: Reply<'_>) -> (Path, Optio
                 )
             });
             (Path::IcmpReplies, Some(len))
+        }
+        Reply::Dhcp(r) => {
+            let len = out.push_port_frame(port, dhcp::frame_len(&r.answer), |buf| {
+                dhcp::emit(buf, r.router_mac, &r.lease, &r.answer)
+            });
+            (Path::DhcpReplies, Some(len))
         }
     }
 }

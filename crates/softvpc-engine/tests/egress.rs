@@ -550,14 +550,14 @@ fn broadcast_and_multicast_are_not_forwarded() {
     let cases = [
         // Limited broadcast.
         udp(VM1.mac, BROADCAST, VM1.ip, Ipv4Addr::BROADCAST, 1, 2, b""),
-        // DHCP discover (0.0.0.0 -> 255.255.255.255): not spoofed, but not served yet.
+        // Broadcast from 0.0.0.0 that is not DHCP (DHCP is answered: tests/dhcp.rs).
         udp(
             VM1.mac,
             BROADCAST,
             Ipv4Addr::UNSPECIFIED,
             Ipv4Addr::BROADCAST,
             68,
-            67,
+            69,
             b"",
         ),
         // Subnet-directed broadcast.

@@ -224,6 +224,7 @@ fn drop_reason_names_match_the_contract() {
             "src_dst_check",
             "conntrack_full",
             "forged_source",
+            "dhcp_invalid",
         ]
     );
 }

@@ -22,7 +22,7 @@ fn assert_balanced(e: &Engine, input_path: Path, inputs: usize, out: &Output) {
     let outputs = (out.to_ports.len() + out.to_underlay.len()) as u64;
     assert_eq!(
         inputs as u64,
-        outputs + c.total_drops() + c.frames(Path::ArpAbsorbed),
+        outputs + c.total_drops() + c.frames(Path::ArpAbsorbed) + c.frames(Path::DhcpAbsorbed),
         "unbalanced: {c:?}"
     );
 }
@@ -38,9 +38,9 @@ fn assert_egress_rules(sender: &Vm, out: &Output) {
             .expect("frame to a port that is not a local ENI");
         assert_eq!(vm.vni, sender.vni, "frame crossed VPCs");
         let eth = EthernetFrame::new_checked(&frame[..]).expect("valid Ethernet out");
-        assert_eq!(
-            eth.dst_addr().0,
-            vm.mac,
+        // A broadcast frame only as the router's DHCP answer to the sender itself.
+        assert!(
+            eth.dst_addr().0 == vm.mac || (eth.dst_addr().is_broadcast() && vm.port == sender.port),
             "delivered to a MAC not the port's"
         );
     }
@@ -54,6 +54,26 @@ fn assert_egress_rules(sender: &Vm, out: &Output) {
         let src = eth.src_addr().0;
         assert!(src == sender.mac || src == softvpc_engine::router_mac(sender.vni));
     }
+}
+
+/// A DHCP DISCOVER frame from `vm` (broadcast bit set, so the answer is broadcast too).
+fn dhcp_discover(vm: &Vm) -> Vec<u8> {
+    use dhcproto::v4::{DhcpOption, Flags, Message, MessageType};
+    use dhcproto::Encodable;
+    let mut m = Message::default();
+    m.set_chaddr(&vm.mac)
+        .set_flags(Flags::default().set_broadcast());
+    m.opts_mut()
+        .insert(DhcpOption::MessageType(MessageType::Discover));
+    udp(
+        vm.mac,
+        BROADCAST,
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::BROADCAST,
+        68,
+        67,
+        &m.to_vec().unwrap(),
+    )
 }
 
 /// Valid frames from the local ENIs of host-1, to be mutated.
@@ -71,6 +91,7 @@ fn valid_egress() -> Vec<(Vm, Vec<u8>)> {
             echo_request(VM1.mac, VM2.mac, VM1.ip, VM2.ip, 64, 1, 1, b"ping"),
         ),
         (VM1, udp(VM1.mac, ROUTER1, VM1.ip, VM3.ip, 1, 2, b"routed")),
+        (VM1, dhcp_discover(&VM1)),
         (VM4, udp(VM4.mac, VM1.mac, VM4.ip, VM1.ip, 1, 2, b"local")),
         (
             OTHER1,

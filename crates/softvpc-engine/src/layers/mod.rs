@@ -6,7 +6,7 @@
 //!
 //! | layer | egress | ingress |
 //! | --- | --- | --- |
-//! | [`gateway`] | anti-spoofing (the source address unless the source/destination check is off), proxy ARP, ICMP echo for the router address, no broadcast | nothing to answer (ARP and broadcast never cross the underlay) |
+//! | [`gateway`] | anti-spoofing (the source address unless the source/destination check is off), proxy ARP, DHCP, ICMP echo for the router address, no other broadcast | nothing to answer (ARP and broadcast never cross the underlay) |
 //! | [`security_group`] | the sender ENI's groups (outbound rules, conntrack) | the receiver ENI's groups (inbound rules, conntrack) |
 //! | [`nacl`] | the sender's subnet's ACL, when the destination is outside the subnet | the receiver's subnet's ACL, when the source is outside it |
 //! | [`route`] | the subnet's route table: bridged or routed (MAC rewrite, TTL), local, middlebox ENI, peering, blackhole, gateways | the inner destination must be a local ENI of the VNI (its check, if the address is not its own); the inner source must be placed on the sending host |
@@ -306,7 +306,7 @@ impl<'a, 't> Packet<'a, 't> {
 }
 
 /// A frame the gateway answers with, written to the asking port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Reply<'a> {
     /// "`owner_ip` is at `owner_mac`", to the asker.
     Arp {
@@ -325,6 +325,8 @@ pub(crate) enum Reply<'a> {
         seq_no: u16,
         data: &'a [u8],
     },
+    /// A DHCP answer from the router (boxed: rare, and larger than the others).
+    Dhcp(Box<gateway::DhcpReply>),
 }
 
 /// What a layer did with a packet (a drop is the `Err` beside it). Two bytes, so that each

@@ -3,9 +3,9 @@
 //! The source MAC of every frame must be the ENI's MAC; the source IPv4 of every packet must be
 //! the ENI's primary or one of its secondary addresses (any address when the ENI's
 //! source/destination check is off); an ARP packet's sender MAC and IP
-//! likewise, where the sender IP may also be 0.0.0.0 (an RFC 5227 probe). One exception for the
-//! DHCP layer to come: a packet from 0.0.0.0 to 255.255.255.255 (a DHCP discover) passes here
-//! and is refused later as a broadcast.
+//! likewise, where the sender IP may also be 0.0.0.0 (an RFC 5227 probe). One exception for
+//! DHCP: a packet from 0.0.0.0 to 255.255.255.255 (a DHCP discover) passes here; the gateway
+//! answers it if it is DHCP and refuses it as a broadcast otherwise.
 
 use std::net::Ipv4Addr;
 

@@ -26,7 +26,7 @@ use crate::mapping::{EniEntry, MappingTable};
 use crate::DropReason;
 
 /// What the proxy does with a valid ARP packet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Answer {
     /// Answers with this reply.
     Reply(Reply<'static>),

@@ -7,21 +7,39 @@
 //!   IPv4 source);
 //! - [`arp`]: proxy ARP for every ENI address of the VPC and for the subnet router (.1): every
 //!   ARP frame ends here;
-//! - IPv4: the header must be valid; broadcast and multicast are refused (DHCP will be answered
-//!   here, before that refusal); [`icmp`] answers echo requests to the subnet router address.
+//! - IPv4: the header must be valid; [`dhcp`] answers the client's DHCP messages (to the
+//!   limited broadcast or the subnet router); other broadcast and multicast are refused;
+//!   [`icmp`] answers echo requests to the subnet router address.
 //!
 //! Ingress: nothing to answer (ARP and broadcasts never cross the underlay; the overlay refuses
 //! them), so the layer passes.
 
 pub mod antispoof;
 pub mod arp;
+pub mod dhcp;
 pub mod icmp;
 
-use softvpc_wire::{EthernetProtocol, L3Meta};
+use softvpc_wire::{EthernetProtocol, IpProtocol, Ipv4Meta, L3Meta, L4Key, UdpPacket, UdpRepr};
 
-use super::{Ctx, LayerResult, Packet, Step};
-use crate::mapping::router_mac;
+use std::net::Ipv4Addr;
+
+use softvpc_wire::Ipv4Packet;
+
+use super::{Ctx, LayerResult, Packet, Reply, Step};
+use crate::counters::Path;
+use crate::mapping::{router_mac, EniEntry, SubnetEntry};
 use crate::DropReason;
+
+/// A DHCP answer on its way to the port: the frame is written from it by the engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DhcpReply {
+    /// The VPC router's MAC (the answer's source).
+    pub router_mac: [u8; 6],
+    /// The asking ENI as DHCP sees it.
+    pub lease: dhcp::Lease,
+    /// The answer.
+    pub answer: dhcp::Answer,
+}
 
 /// Egress: anti-spoofing, ARP, the router address, no broadcast.
 #[inline]
@@ -55,9 +73,18 @@ pub(crate) fn egress<'a>(cx: Ctx<'_>, pkt: &mut Packet<'a, '_>) -> LayerResult {
 
     let dst_mac = meta.dst_mac;
     let subnet = eni.subnet.and_then(|s| cx.table.subnet(s));
+    if ip.proto == IpProtocol::Udp
+        && ip.l4
+            == (L4Key::Ports {
+                src: dhcp::CLIENT_PORT,
+                dst: dhcp::SERVER_PORT,
+            })
+        && (dst.is_broadcast() || subnet.is_some_and(|s| s.router_ip == dst))
+    {
+        return dhcp_request(cx, pkt, port, eni, subnet, ip);
+    }
     let directed_broadcast = subnet.is_some_and(|s| s.cidr.broadcast() == dst);
     if !dst_mac.is_unicast() || dst.is_broadcast() || dst.is_multicast() || directed_broadcast {
-        // Insertion point: the DHCP server (gateway::dhcp) answers here, before this refusal.
         return Err(DropReason::BroadcastNotForwarded);
     }
 
@@ -74,6 +101,62 @@ pub(crate) fn egress<'a>(cx: Ctx<'_>, pkt: &mut Packet<'a, '_>) -> LayerResult {
         };
     }
     Ok(Step::Next)
+}
+
+/// A DHCP client message from `eni`: answered on its port, absorbed, or dropped as
+/// `dhcp_invalid` (also when its UDP header or checksum is bad).
+#[cold]
+fn dhcp_request<'a>(
+    cx: Ctx<'_>,
+    pkt: &mut Packet<'a, '_>,
+    port: crate::PortId,
+    eni: &EniEntry,
+    subnet: Option<&SubnetEntry>,
+    ip: Ipv4Meta,
+) -> LayerResult {
+    let (Some(subnet), Some(vpc), Some(packet)) =
+        (subnet, cx.table.vpc(pkt.vni), pkt.meta.ipv4_packet())
+    else {
+        return Err(DropReason::DhcpInvalid);
+    };
+    let Some(base) = vpc.cidrs.first() else {
+        return Err(DropReason::DhcpInvalid);
+    };
+    let bytes: &[u8] = packet.into_inner();
+    let total = usize::from(Ipv4Packet::new_unchecked(bytes).total_len());
+    let udp_bytes = bytes
+        .get(usize::from(ip.header_len)..total)
+        .ok_or(DropReason::DhcpInvalid)?;
+    let udp = UdpPacket::new_checked(udp_bytes).map_err(|_| DropReason::DhcpInvalid)?;
+    UdpRepr::parse(
+        &udp,
+        &ip.src.into(),
+        &ip.dst.into(),
+        &softvpc_wire::ChecksumCapabilities::default(),
+    )
+    .map_err(|_| DropReason::DhcpInvalid)?;
+    let lease = dhcp::Lease {
+        mac: eni.mac,
+        ip: eni.ip,
+        prefix_len: subnet.cidr.prefix_len(),
+        router: subnet.router_ip,
+        dns: Ipv4Addr::from(u32::from(base.network()).wrapping_add(2)),
+    };
+    match dhcp::answer(udp.payload(), &lease, &cx.config.dhcp) {
+        Ok(answer) => {
+            pkt.reply = Some((
+                port,
+                Reply::Dhcp(Box::new(DhcpReply {
+                    router_mac: router_mac(pkt.vni),
+                    lease,
+                    answer,
+                })),
+            ));
+            Ok(Step::Reply)
+        }
+        Err(dhcp::Ignored::NoAnswer) => Ok(Step::Absorb(Path::DhcpAbsorbed)),
+        Err(dhcp::Ignored::Invalid) => Err(DropReason::DhcpInvalid),
+    }
 }
 
 /// Ingress: nothing to answer; passes.
