@@ -27,7 +27,7 @@ use tracing::{debug, error, info, warn};
 use crate::datapath::{Command, DataPath};
 use crate::instance::Plumber;
 use crate::reconcile::{self, Skip, Step};
-use crate::state::{AgentState, AgentStatus, LocalPort};
+use crate::status::{AgentState, AgentStatus, LocalPort};
 use crate::trust::Connector;
 
 /// Retry delays: start, cap.

@@ -30,7 +30,7 @@ pub mod datapath;
 pub mod instance;
 pub mod metrics;
 pub mod reconcile;
-pub mod state;
+pub mod status;
 pub mod table;
 pub mod tap;
 pub mod trust;
@@ -41,7 +41,7 @@ pub use softvpc_netlink::netns;
 use crate::control::Control;
 use crate::datapath::{DataPath, Shared};
 use crate::instance::Plumber;
-use crate::state::{AgentState, AgentStatus};
+use crate::status::{AgentState, AgentStatus};
 use crate::underlay::{UnderlayRx, UnderlayTx, VXLAN_PORT};
 
 /// `softvpc agent`: the virtual router for the ENIs placed on this host.

@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 
 use crate::datapath::{Command, Stats};
 use crate::reconcile::{Skip, SKIP_REASONS};
-use crate::state::{AgentState, AgentStatus};
+use crate::status::{AgentState, AgentStatus};
 use softvpc_mapping::record::format_mac;
 use softvpc_netlink::{LinkStats, Netlink};
 use std::collections::BTreeMap;
