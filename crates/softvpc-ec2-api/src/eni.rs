@@ -227,18 +227,7 @@ pub fn modify_network_interface_attribute(ctx: &Ctx<'_>, input: &Value) -> Resul
             "Modifying the attachment of a network interface is not supported.",
         ));
     }
-    if changes.len() > 1 {
-        return Err(ApiError::new(
-            "InvalidParameterCombination",
-            "Fields for multiple attribute types specified",
-        ));
-    }
-    let Some(change) = changes.pop() else {
-        return Err(ApiError::new(
-            "MissingParameter",
-            "The request must contain exactly one attribute to modify.",
-        ));
-    };
+    let change = input::one_change(changes)?;
     ctx.mutate(|t| m::modify_attribute(t, eni, change))?;
     Ok(Value::new_struct())
 }

@@ -463,6 +463,23 @@ fn parse_after_token(token: &str) -> Result<String, ApiError> {
     String::from_utf8(bytes).map_err(|_| invalid())
 }
 
+/// The one attribute change of a `Modify*Attribute` request: AWS refuses several
+/// (`InvalidParameterCombination`) and none (`MissingParameter`).
+pub fn one_change<T>(mut changes: Vec<T>) -> Result<T, ApiError> {
+    if changes.len() > 1 {
+        return Err(ApiError::new(
+            "InvalidParameterCombination",
+            "Fields for multiple attribute types specified",
+        ));
+    }
+    changes.pop().ok_or_else(|| {
+        ApiError::new(
+            "MissingParameter",
+            "The request must contain exactly one attribute to modify.",
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

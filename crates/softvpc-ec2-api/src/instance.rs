@@ -517,18 +517,7 @@ pub fn modify_instance_attribute(ctx: &Ctx<'_>, input: &Value) -> Result<Value, 
             .ok_or_else(|| ApiError::missing("SourceDestCheck.Value"))?;
         changes.push(Modify::SourceDestCheck(b));
     }
-    if changes.len() > 1 {
-        return Err(ApiError::new(
-            "InvalidParameterCombination",
-            "Fields for multiple attribute types specified",
-        ));
-    }
-    let Some(change) = changes.pop() else {
-        return Err(ApiError::new(
-            "MissingParameter",
-            "The request must contain exactly one attribute to modify.",
-        ));
-    };
+    let change = input::one_change(changes)?;
     let what = format!("{change:?}");
     ctx.mutate(|t| model::instance::modify_attribute(t, id, change))?;
     tracing::info!(instance = id, change = %what, "instance attribute modified");
