@@ -1,5 +1,6 @@
 //! The EC2 Query API over HTTP (axum): decode the request, find the action in the [`ACTIONS`]
-//! table, run it against the control plane, answer with the response XML or AWS's error XML.
+//! table, run it against the store (`softvpc-store`), answer with the response XML or AWS's
+//! error XML.
 //!
 //! # How to write an action (model-driven style)
 //! Requests are decoded and responses encoded from botocore's EC2 model
@@ -26,26 +27,30 @@
 //!
 //! Every request except `GET /healthz` must carry a valid SigV4 signature (see [`auth`]).
 
-pub mod attributes;
+#![warn(missing_docs)]
+
+mod attributes;
 pub mod auth;
-pub mod dhcp_options;
-pub mod discovery;
-pub mod eni;
+mod dhcp_options;
+mod discovery;
+mod eni;
 pub mod error;
-pub mod flow_log;
-pub mod host;
+mod flow_log;
+mod host;
 pub mod input;
-pub mod instance;
-pub mod instance_status;
-pub mod internet_access;
-pub mod lifecycle;
-pub mod network_acl;
-pub mod peering;
-pub mod route_table;
-pub mod security_group;
-pub mod subnet;
-pub mod tags;
-pub mod vpc;
+mod instance;
+mod instance_status;
+mod internet_access;
+mod lifecycle;
+mod network_acl;
+mod peering;
+mod route_table;
+mod security_group;
+mod subnet;
+mod tags;
+mod vpc;
+
+pub use flow_log::prepare_destinations;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -64,14 +69,18 @@ use softvpc_store::Store;
 /// Whether an action only reads or changes the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// Reads the published state (a dry run answers `DryRunOperation` without running it).
     Read,
+    /// Runs as one mutation of the store.
     Write,
 }
 
 /// What a handler gets: the store, whether this is a dry run, and where flow log destinations
 /// live.
 pub struct Ctx<'a> {
+    /// The store the action runs against.
     pub cp: &'a Store,
+    /// `DryRun=true`: check the mutation, then discard it.
     pub dry_run: bool,
     /// The directory flow log destinations live in (None: flow logs get no directories, e.g.
     /// in tests).
@@ -95,7 +104,9 @@ pub type Handler = fn(&Ctx<'_>, &Value) -> Result<Value, ApiError>;
 pub struct Action {
     /// The wire name (`Action=` value).
     pub name: &'static str,
+    /// Read-only or changing the model.
     pub kind: Kind,
+    /// Its handler.
     pub handler: Handler,
 }
 
@@ -452,7 +463,9 @@ pub fn find_action(name: &str) -> Option<&'static Action> {
 /// An HTTP answer: status and XML body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
+    /// The HTTP status.
     pub status: u16,
+    /// The XML document.
     pub body: String,
 }
 

@@ -25,9 +25,13 @@ pub const POOL_LAST: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 254);
 /// An Elastic IP (`eipalloc-`), domain `vpc`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Address {
+    /// `eipalloc-...`.
     pub allocation_id: String,
+    /// The public address, from the pool.
     pub public_ip: Ipv4Addr,
+    /// Where it points, if associated.
     pub association: Option<AddressAssociation>,
+    /// Its tags.
     pub tags: Tags,
 }
 
@@ -36,7 +40,9 @@ pub struct Address {
 pub struct AddressAssociation {
     /// `eipassoc-`.
     pub id: String,
+    /// The ENI it is associated with.
     pub network_interface_id: String,
+    /// The private address of that ENI it maps to.
     pub private_ip: Ipv4Addr,
 }
 
@@ -218,11 +224,17 @@ pub fn release_address(
 /// The parameters of `AssociateAddress`.
 #[derive(Debug, Clone, Default)]
 pub struct AssociateRequest {
+    /// `AllocationId`.
     pub allocation_id: Option<String>,
+    /// `PublicIp`.
     pub public_ip: Option<String>,
+    /// `InstanceId`.
     pub instance_id: Option<String>,
+    /// `NetworkInterfaceId`.
     pub network_interface_id: Option<String>,
+    /// `PrivateIpAddress`.
     pub private_ip: Option<String>,
+    /// `AllowReassociation`.
     pub allow_reassociation: bool,
 }
 

@@ -14,7 +14,9 @@ pub const DEFAULT_SUBNET_CIDR: &str = "172.31.0.0/20";
 /// A VPC attribute of `DescribeVpcAttribute` / `ModifyVpcAttribute`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VpcAttribute {
+    /// `enableDnsSupport`.
     EnableDnsSupport,
+    /// `enableDnsHostnames`.
     EnableDnsHostnames,
 }
 

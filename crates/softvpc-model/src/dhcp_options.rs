@@ -21,8 +21,11 @@ pub const KEYS: &[&str] = &[
 /// A DHCP option set: key -> values, in the order given.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DhcpOptions {
+    /// `dopt-...`.
     pub id: String,
+    /// Its options: key and values, in order.
     pub options: Vec<(String, Vec<String>)>,
+    /// Its tags.
     pub tags: Tags,
 }
 

@@ -25,6 +25,7 @@ pub const MAX_DEVICE_INDEX: u32 = 15;
 /// The parameters of `CreateNetworkInterface`.
 #[derive(Debug, Clone, Default)]
 pub struct CreateRequest {
+    /// `SubnetId`.
     pub subnet_id: String,
     /// `PrivateIpAddress`.
     pub private_ip: Option<String>,
@@ -34,7 +35,9 @@ pub struct CreateRequest {
     pub secondary_count: Option<u32>,
     /// `SecurityGroupId.N`.
     pub groups: Vec<String>,
+    /// `Description`.
     pub description: Option<String>,
+    /// `TagSpecifications`.
     pub tag_specs: Vec<TagSpec>,
     /// `ClientToken` (botocore sends a fresh one with every call that has none).
     pub client_token: Option<String>,
@@ -566,8 +569,11 @@ pub fn unassign_private_ips(txn: &mut Txn, eni_id: &str, ips: &[String]) -> Resu
 /// One change of `ModifyNetworkInterfaceAttribute` (AWS takes exactly one per call).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Modify {
+    /// `SourceDestCheck`.
     SourceDestCheck(bool),
+    /// `Description`.
     Description(String),
+    /// `Groups`: replaces the security groups.
     Groups(Vec<String>),
 }
 

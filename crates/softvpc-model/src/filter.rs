@@ -9,7 +9,9 @@ use super::{ApiError, State, Tags};
 /// One `Filter.N`: a name and its values.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Filter {
+    /// The filter name (`vpc-id`, `tag:Name`, ...).
     pub name: String,
+    /// Its values: any may match (`*` and `?` are wildcards).
     pub values: Vec<String>,
 }
 

@@ -78,9 +78,12 @@ pub const MAX_RESOURCES: usize = 1000;
 /// does not).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ResourceType {
+    /// A VPC.
     #[serde(rename = "VPC")]
     Vpc,
+    /// A subnet.
     Subnet,
+    /// A network interface.
     NetworkInterface,
 }
 
@@ -112,12 +115,16 @@ impl ResourceType {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DestinationType {
+    /// `cloud-watch-logs`: a log group.
     CloudWatchLogs,
+    /// `s3`: a bucket and prefix.
     S3,
+    /// `kinesis-data-firehose`: a delivery stream.
     KinesisDataFirehose,
 }
 
 impl DestinationType {
+    /// AWS's name for the type.
     pub fn as_str(self) -> &'static str {
         match self {
             DestinationType::CloudWatchLogs => "cloud-watch-logs",
@@ -144,7 +151,9 @@ impl DestinationType {
 pub struct S3Options {
     /// `plain-text` or `parquet`.
     pub file_format: String,
+    /// `HiveCompatiblePartitions`.
     pub hive_compatible_partitions: bool,
+    /// `PerHourPartition`.
     pub per_hour_partition: bool,
 }
 
@@ -161,11 +170,15 @@ impl Default for S3Options {
 /// A flow log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FlowLog {
+    /// `fl-...`.
     pub id: String,
+    /// The VPC, subnet or ENI whose traffic it records.
     pub resource_id: String,
+    /// What kind of resource that is.
     pub resource_type: ResourceType,
     /// `ACCEPT`, `REJECT` or `ALL`.
     pub traffic_type: String,
+    /// Where records go.
     pub destination_type: DestinationType,
     /// The destination's ARN (`LogDestination`).
     pub log_destination: String,
@@ -174,10 +187,13 @@ pub struct FlowLog {
     /// The destination directory relative to the flow-log directory (`/`-separated, validated:
     /// never absolute, no `.` or `..` components).
     pub dir: String,
+    /// The record format (AWS's `${field}` list).
     pub log_format: String,
     /// Seconds: 60 or 600.
     pub max_aggregation_interval: u32,
+    /// `DeliverLogsPermissionArn` (kept, shown).
     pub deliver_logs_permission_arn: Option<String>,
+    /// `DeliverCrossAccountRole` (kept, shown).
     pub deliver_cross_account_role: Option<String>,
     /// S3 destinations only.
     pub destination_options: Option<S3Options>,
@@ -187,6 +203,7 @@ pub struct FlowLog {
     pub deliver_logs_error: Option<String>,
     /// The `ClientToken` of the CreateFlowLogs call that made it, with that request's digest.
     pub client_token: Option<ClientToken>,
+    /// Its tags.
     pub tags: Tags,
 }
 
@@ -222,34 +239,51 @@ impl Txn {
 /// The parameters of CreateFlowLogs, as given.
 #[derive(Debug, Clone, Default)]
 pub struct CreateRequest {
+    /// `ResourceType`.
     pub resource_type: String,
+    /// `ResourceIds`.
     pub resource_ids: Vec<String>,
+    /// `TrafficType`.
     pub traffic_type: Option<String>,
+    /// `LogDestinationType`.
     pub log_destination_type: Option<String>,
+    /// `LogDestination`.
     pub log_destination: Option<String>,
+    /// `LogGroupName`.
     pub log_group_name: Option<String>,
+    /// `LogFormat`.
     pub log_format: Option<String>,
+    /// `MaxAggregationInterval`.
     pub max_aggregation_interval: Option<i64>,
+    /// `DeliverLogsPermissionArn`.
     pub deliver_logs_permission_arn: Option<String>,
+    /// `DeliverCrossAccountRole`.
     pub deliver_cross_account_role: Option<String>,
     /// `DestinationOptions` as (FileFormat, HiveCompatiblePartitions, PerHourPartition).
     pub destination_options: Option<(Option<String>, Option<bool>, Option<bool>)>,
+    /// `ClientToken`.
     pub client_token: Option<String>,
+    /// From `TagSpecifications`.
     pub tags: Tags,
 }
 
 /// One per-resource failure (`UnsuccessfulItem`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unsuccessful {
+    /// The resource no flow log was made for.
     pub resource_id: String,
+    /// AWS's error code.
     pub code: String,
+    /// AWS's error message.
     pub message: String,
 }
 
 /// What CreateFlowLogs made and what it could not.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CreateResult {
+    /// The flow logs made.
     pub flow_log_ids: Vec<String>,
+    /// The resources refused, with why.
     pub unsuccessful: Vec<Unsuccessful>,
 }
 

@@ -42,7 +42,9 @@ pub fn replay<'a, T: 'a>(
 /// and attributes may have changed since).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientToken {
+    /// The token the client sent.
     pub token: String,
+    /// A digest of every parameter of the request it came with.
     pub digest: String,
 }
 

@@ -38,15 +38,21 @@ pub const TERMINATED_RETENTION_SECS: u64 = 3600;
 /// The parameters of `RunInstances` that matter here.
 #[derive(Debug, Clone, Default)]
 pub struct RunRequest {
+    /// `ImageId`.
     pub image_id: Option<String>,
+    /// `InstanceType`.
     pub instance_type: Option<String>,
+    /// `MinCount`.
     pub min_count: u32,
+    /// `MaxCount`.
     pub max_count: u32,
     /// Empty: the default subnet.
     pub subnet_id: String,
+    /// `PrivateIpAddress`.
     pub private_ip: Option<String>,
     /// `Placement.HostId`: a host id or a host name.
     pub host: Option<String>,
+    /// `TagSpecifications`.
     pub tag_specs: Vec<TagSpec>,
     /// `SecurityGroupId.N` for the primary ENIs; empty: the VPC's default group.
     pub security_group_ids: Vec<String>,
@@ -65,6 +71,7 @@ pub struct RunRequest {
 /// an existing available ENI to attach, or a new ENI to create for each instance.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InterfaceSpec {
+    /// `DeviceIndex`.
     pub device_index: u32,
     /// `NetworkInterfaceId`: attach this available ENI instead of creating one.
     pub network_interface_id: Option<String>,
@@ -72,10 +79,13 @@ pub struct InterfaceSpec {
     pub subnet_id: Option<String>,
     /// `Groups`; empty: the VPC's default group.
     pub groups: Vec<String>,
+    /// `Description`.
     pub description: Option<String>,
+    /// `PrivateIpAddress`.
     pub private_ip: Option<String>,
     /// `PrivateIpAddresses.N`: (address, primary).
     pub private_ips: Vec<(String, bool)>,
+    /// `SecondaryPrivateIpAddressCount`.
     pub secondary_count: Option<u32>,
     /// None: true for a created ENI, false for an attached one.
     pub delete_on_termination: Option<bool>,
@@ -157,7 +167,9 @@ impl RunRequest {
 /// The result of a launch: one reservation holding the instances.
 #[derive(Debug, Clone)]
 pub struct Reservation {
+    /// `r-...`.
     pub reservation_id: String,
+    /// The instances launched.
     pub instances: Vec<Instance>,
     /// A retry with a known `ClientToken`: these are the instances the first call launched, in
     /// their current state; nothing new was launched.
@@ -651,8 +663,11 @@ pub fn modify_attribute(
 /// One line of `TerminateInstances`' answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateChange {
+    /// The instance.
     pub instance_id: String,
+    /// Its state before.
     pub previous: InstanceState,
+    /// Its state after.
     pub current: InstanceState,
 }
 
@@ -913,6 +928,7 @@ pub enum PublicAddress<'a> {
 }
 
 impl PublicAddress<'_> {
+    /// The public address.
     pub fn ip(&self) -> Ipv4Addr {
         match self {
             PublicAddress::Elastic(a) => a.public_ip,

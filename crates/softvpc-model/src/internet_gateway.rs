@@ -12,9 +12,11 @@ use super::{ApiError, State, Tags, Txn};
 /// An internet gateway (`igw-`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InternetGateway {
+    /// `igw-...`.
     pub id: String,
     /// The VPC it is attached to (attachment state `available`).
     pub vpc_id: Option<String>,
+    /// Its tags.
     pub tags: Tags,
 }
 

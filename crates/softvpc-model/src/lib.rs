@@ -5,6 +5,8 @@
 //! one write transaction and only then publishes the new state, so a refused or failed request
 //! changes nothing.
 
+#![warn(missing_docs)]
+
 pub mod address;
 pub mod attributes;
 pub mod dhcp_options;
@@ -51,11 +53,17 @@ pub type Tags = BTreeMap<String, String>;
 /// A VPC: an isolated virtual network with one IPv4 CIDR and its own VXLAN VNI.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Vpc {
+    /// `vpc-...`.
     pub id: String,
+    /// Its IPv4 CIDR block.
     pub cidr: Ipv4Net,
+    /// The id of the CIDR block's association (`vpc-cidr-assoc-...`).
     pub cidr_association_id: String,
+    /// The VXLAN network identifier its traffic carries on the underlay.
     pub vni: u32,
+    /// `default` or `dedicated` (shown only).
     pub instance_tenancy: String,
+    /// Its tags.
     pub tags: Tags,
     /// The account's default VPC (172.31.0.0/16), created at first start.
     #[serde(default)]
@@ -78,10 +86,15 @@ fn default_true() -> bool {
 /// A subnet of a VPC.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Subnet {
+    /// `subnet-...`.
     pub id: String,
+    /// The VPC it is part of.
     pub vpc_id: String,
+    /// Its IPv4 CIDR block, inside the VPC's.
     pub cidr: Ipv4Net,
+    /// Its availability zone.
     pub availability_zone: String,
+    /// Its tags.
     pub tags: Tags,
     /// `MapPublicIpOnLaunch` (true for the default subnet).
     #[serde(default)]
@@ -94,9 +107,13 @@ pub struct Subnet {
 /// A host that runs (or stands in for) an agent: instances are placed on it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Host {
+    /// `h-...`.
     pub id: String,
+    /// Its unique name (what its certificate and `RegisterHost` name).
     pub name: String,
+    /// Its address on the underlay, where its VXLAN traffic goes.
     pub underlay_ip: Ipv4Addr,
+    /// Its availability zone.
     pub availability_zone: String,
     /// Registration time, seconds since the Unix epoch.
     pub allocation_time: u64,
@@ -106,11 +123,17 @@ pub struct Host {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum InstanceState {
+    /// Launched, not yet running (code 0).
     Pending,
+    /// Running (code 16).
     Running,
+    /// Being terminated (code 32).
     ShuttingDown,
+    /// Terminated (code 48): describable for an hour, then purged.
     Terminated,
+    /// Being stopped (code 64).
     Stopping,
+    /// Stopped (code 80): its ENIs stay, on no host.
     Stopped,
 }
 
@@ -143,22 +166,35 @@ impl InstanceState {
 /// An instance: a network namespace (in the lab) behind one ENI on one host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Instance {
+    /// `i-...`.
     pub id: String,
+    /// The reservation (`r-...`) of the `RunInstances` call that launched it.
     pub reservation_id: String,
+    /// The AMI id given at launch (shown only).
     pub image_id: String,
+    /// The instance type given at launch (shown only).
     pub instance_type: String,
+    /// The subnet of its primary ENI.
     pub subnet_id: String,
+    /// The VPC of its primary ENI.
     pub vpc_id: String,
+    /// The host it is placed on.
     pub host_id: String,
+    /// Its availability zone (its subnet's).
     pub availability_zone: String,
+    /// The primary private address of its primary ENI.
     pub private_ip: Ipv4Addr,
     /// The primary ENI (device index 0); kept after termination for describing.
     pub eni_id: String,
+    /// The primary ENI's MAC address.
     pub eni_mac: String,
+    /// Its index among the instances its `RunInstances` call launched.
     pub ami_launch_index: u32,
     /// Seconds since the Unix epoch.
     pub launch_time: u64,
+    /// Its lifecycle state.
     pub state: InstanceState,
+    /// Its tags.
     pub tags: Tags,
     /// The `ClientToken` of the `RunInstances` that launched it (shared by its reservation).
     #[serde(default)]
@@ -186,15 +222,25 @@ impl Instance {
 /// MAC in one subnet.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Eni {
+    /// `eni-...`.
     pub id: String,
+    /// Its subnet.
     pub subnet_id: String,
+    /// Its subnet's VPC.
     pub vpc_id: String,
+    /// Its subnet's availability zone.
     pub availability_zone: String,
+    /// Its primary private IPv4 address, in the subnet.
     pub private_ip: Ipv4Addr,
+    /// Its MAC address (`02:..`), unique across the model.
     pub mac: String,
+    /// Its description.
     pub description: String,
+    /// Whether traffic not addressed from or to it is dropped (AWS's default: true).
     pub source_dest_check: bool,
+    /// The instance it is attached to, if any.
     pub attachment: Option<Attachment>,
+    /// Its tags.
     pub tags: Tags,
     /// Secondary private IPv4 addresses, in assignment order.
     #[serde(default)]
@@ -222,11 +268,17 @@ impl Eni {
 /// An ENI's attachment to an instance on a host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attachment {
+    /// `eni-attach-...`.
     pub attachment_id: String,
+    /// The instance.
     pub instance_id: String,
+    /// The instance's host at attach time.
     pub host_id: String,
+    /// The instance's interface number (`eth<device index>`); 0 is the primary ENI.
     pub device_index: u32,
+    /// Seconds since the Unix epoch.
     pub attach_time: u64,
+    /// Whether terminating the instance deletes the ENI.
     pub delete_on_termination: bool,
 }
 
@@ -237,19 +289,33 @@ pub type Map<T> = imbl::OrdMap<String, Arc<T>>;
 /// The whole resource model at one revision.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct State {
+    /// VPCs by id.
     pub vpcs: Map<Vpc>,
+    /// Subnets by id.
     pub subnets: Map<Subnet>,
+    /// Hosts by id.
     pub hosts: Map<Host>,
+    /// Instances by id (terminated ones until purged).
     pub instances: Map<Instance>,
+    /// ENIs by id.
     pub enis: Map<Eni>,
+    /// Route tables by id.
     pub route_tables: Map<route_table::RouteTable>,
+    /// Internet gateways by id.
     pub internet_gateways: Map<internet_gateway::InternetGateway>,
+    /// Elastic IPs by allocation id.
     pub addresses: Map<address::Address>,
+    /// NAT gateways by id.
     pub nat_gateways: Map<nat_gateway::NatGateway>,
+    /// Security groups by id.
     pub security_groups: Map<security_group::SecurityGroup>,
+    /// Network ACLs by id.
     pub network_acls: Map<network_acl::NetworkAcl>,
+    /// VPC peering connections by id.
     pub peering_connections: Map<peering::PeeringConnection>,
+    /// DHCP option sets by id.
     pub dhcp_options: Map<dhcp_options::DhcpOptions>,
+    /// Flow logs by id.
     pub flow_logs: Map<flow_log::FlowLog>,
     /// Derived lookups (see [`Index`]).
     pub index: Index,
@@ -329,6 +395,7 @@ pub trait Resource: Serialize + DeserializeOwned + Sized {
 
 /// Reads one table of the store into a map (the store implements it; see [`State::load_maps`]).
 pub trait LoadTable {
+    /// The map of kind `T`, read from its table.
     fn load<T: Resource>(&mut self) -> anyhow::Result<Map<T>>;
 }
 
@@ -340,7 +407,10 @@ macro_rules! resources {
         /// The store tables; each holds one kind of resource as JSON keyed by id.
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
         pub enum Table {
-            $($variant,)*
+            $(
+                #[doc = concat!("The `", $name, "` table (`", stringify!($ty), "`).")]
+                $variant,
+            )*
         }
 
         impl Table {
@@ -537,23 +607,32 @@ impl Index {
 /// One write to the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Write {
+    /// Store `value` (the resource as JSON) under `key` in `table`.
     Put {
+        /// The resource's table.
         table: Table,
+        /// The resource's id.
         key: String,
+        /// The resource as JSON.
         value: Vec<u8>,
     },
+    /// Remove `key` from `table`.
     Delete {
+        /// The resource's table.
         table: Table,
+        /// The resource's id.
         key: String,
     },
 }
 
 /// A transaction in progress: a private copy of the state and the store writes made so far.
-/// Dropping it discards everything. (The mapping changes are not recorded here: the control
-/// plane derives them from the state before and after.)
+/// Dropping it discards everything. (The mapping changes are not recorded here: the server's
+/// mapping projection derives them from the state before and after.)
 #[derive(Debug)]
 pub struct Txn {
+    /// The state as this transaction has changed it so far.
     pub state: State,
+    /// The store writes it made, in order.
     pub writes: Vec<Write>,
     /// "Now", seconds since the Unix epoch (given, so tests are deterministic).
     pub now: u64,
@@ -631,16 +710,19 @@ impl Txn {
         Ok(())
     }
 
+    /// Deletes VPC `id` and its flow logs.
     pub fn delete_vpc(&mut self, id: &str) {
         self.delete_flow_logs_of(id);
         self.delete::<Vpc>(id);
     }
 
+    /// Deletes subnet `id` and its flow logs.
     pub fn delete_subnet(&mut self, id: &str) {
         self.delete_flow_logs_of(id);
         self.delete::<Subnet>(id);
     }
 
+    /// Deletes ENI `id` and its flow logs.
     pub fn delete_eni(&mut self, id: &str) {
         self.delete_flow_logs_of(id);
         self.release_addresses_of_eni(id);

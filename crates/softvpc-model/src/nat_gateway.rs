@@ -25,9 +25,13 @@ pub const DELETED_VISIBLE_SECS: u64 = 3600;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum NatState {
+    /// Being created.
     Pending,
+    /// Ready.
     Available,
+    /// Being deleted.
     Deleting,
+    /// Deleted (describable for a while).
     Deleted,
 }
 
@@ -46,21 +50,32 @@ impl NatState {
 /// A NAT gateway (`nat-`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NatGateway {
+    /// `nat-...`.
     pub id: String,
+    /// Its subnet's VPC.
     pub vpc_id: String,
+    /// The subnet it lives in.
     pub subnet_id: String,
     /// `public` or `private`.
     pub connectivity_type: String,
+    /// Its own network interface (requester-managed) in the subnet.
     pub eni_id: String,
+    /// Its private address (the ENI's).
     pub private_ip: Ipv4Addr,
     /// The Elastic IP of a public gateway, with its address and association ids (kept after
     /// deletion for describing).
     pub allocation_id: Option<String>,
+    /// The Elastic IP's address.
     pub public_ip: Option<Ipv4Addr>,
+    /// The Elastic IP's association id.
     pub association_id: Option<String>,
+    /// Its stored state (see [`NatGateway::observed_state`]).
     pub state: NatState,
+    /// Seconds since the Unix epoch.
     pub create_time: u64,
+    /// When deletion started (seconds since the Unix epoch).
     pub delete_time: Option<u64>,
+    /// Its tags.
     pub tags: Tags,
     /// The `ClientToken` of the `CreateNatGateway` that made it (idempotent retries).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -110,11 +125,17 @@ pub fn nat_not_found(id: &str) -> ApiError {
 /// The parameters of `CreateNatGateway`.
 #[derive(Debug, Clone, Default)]
 pub struct CreateRequest {
+    /// `SubnetId`.
     pub subnet_id: String,
+    /// `AllocationId`: the Elastic IP of a public gateway.
     pub allocation_id: Option<String>,
+    /// `ConnectivityType` (`public` when absent).
     pub connectivity_type: Option<String>,
+    /// `PrivateIpAddress`.
     pub private_ip: Option<String>,
+    /// From `TagSpecifications`.
     pub tags: Tags,
+    /// `ClientToken`.
     pub client_token: Option<String>,
 }
 

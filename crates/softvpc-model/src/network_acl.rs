@@ -25,12 +25,17 @@ pub const MAX_RULE_NUMBER: i64 = 32766;
 /// A network ACL of a VPC.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetworkAcl {
+    /// `acl-...`.
     pub id: String,
+    /// Its VPC.
     pub vpc_id: String,
+    /// The VPC's default ACL (subnets without another get it).
     pub is_default: bool,
     /// Entries of both directions, the `*` rules included.
     pub entries: Vec<AclEntry>,
+    /// The subnets it applies to.
     pub associations: Vec<AclAssociation>,
+    /// Its tags.
     pub tags: Tags,
     /// The `ClientToken` of the `CreateNetworkAcl` that made it (idempotent retries).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -49,12 +54,15 @@ impl NetworkAcl {
 /// One entry (rule) of a network ACL.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AclEntry {
+    /// Lower numbers are evaluated first (1 to 32766; 32767 is `*`).
     pub rule_number: u16,
+    /// Outbound (true) or inbound.
     pub egress: bool,
     /// A protocol number as a string, `-1` for all (AWS reports numbers).
     pub protocol: String,
     /// `allow` or `deny`.
     pub action: String,
+    /// The peer CIDR it matches.
     pub cidr: Ipv4Net,
     /// tcp/udp only.
     pub port_range: Option<(u16, u16)>,
@@ -65,21 +73,32 @@ pub struct AclEntry {
 /// A subnet's association with an ACL.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AclAssociation {
+    /// `aclassoc-...`.
     pub id: String,
+    /// The subnet.
     pub subnet_id: String,
 }
 
 /// An entry as `CreateNetworkAclEntry`/`ReplaceNetworkAclEntry` give it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EntryRequest {
+    /// `RuleNumber`.
     pub rule_number: i64,
+    /// `Egress`.
     pub egress: bool,
+    /// `Protocol`.
     pub protocol: String,
+    /// `RuleAction`.
     pub action: String,
+    /// `CidrBlock`.
     pub cidr: Option<String>,
+    /// `PortRange.From`.
     pub port_from: Option<i64>,
+    /// `PortRange.To`.
     pub port_to: Option<i64>,
+    /// `IcmpTypeCode.Type`.
     pub icmp_type: Option<i64>,
+    /// `IcmpTypeCode.Code`.
     pub icmp_code: Option<i64>,
 }
 

@@ -17,14 +17,20 @@ pub const REGION: &str = "us-east-1";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PeeringStatus {
+    /// Waiting for the accepter.
     PendingAcceptance,
+    /// Could not be made (e.g. overlapping CIDRs).
     Failed,
+    /// Accepted: routes may use it.
     Active,
+    /// Refused by the accepter.
     Rejected,
+    /// Deleted (describable for a while).
     Deleted,
 }
 
 impl PeeringStatus {
+    /// AWS's status code.
     pub fn as_str(self) -> &'static str {
         match self {
             PeeringStatus::PendingAcceptance => "pending-acceptance",
@@ -51,17 +57,24 @@ impl PeeringStatus {
 /// describes as it was.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeeringSide {
+    /// The VPC.
     pub vpc_id: String,
+    /// Its CIDR block (when the connection was made).
     pub cidr: Ipv4Net,
 }
 
 /// A VPC peering connection (`pcx-`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeeringConnection {
+    /// `pcx-...`.
     pub id: String,
+    /// The VPC that asked.
     pub requester: PeeringSide,
+    /// The VPC that accepts.
     pub accepter: PeeringSide,
+    /// Its status.
     pub status: PeeringStatus,
+    /// Its tags.
     pub tags: Tags,
 }
 
@@ -102,10 +115,15 @@ pub fn is_active_for(state: &State, id: &str, vpc_id: &str) -> bool {
 /// What `CreateVpcPeeringConnection` asks for.
 #[derive(Debug, Clone, Default)]
 pub struct CreateRequest {
+    /// `VpcId` (the requester).
     pub vpc_id: String,
+    /// `PeerVpcId` (the accepter).
     pub peer_vpc_id: String,
+    /// `PeerOwnerId` (must be this account's).
     pub peer_owner_id: Option<String>,
+    /// `PeerRegion` (must be this region).
     pub peer_region: Option<String>,
+    /// From `TagSpecifications`.
     pub tags: Tags,
 }
 

@@ -21,8 +21,11 @@ pub enum Target {
     Local,
     /// An internet gateway (`igw-`).
     Gateway(String),
+    /// A NAT gateway (`nat-`).
     NatGateway(String),
+    /// A network interface (`eni-`), e.g. a middlebox.
     NetworkInterface(String),
+    /// A VPC peering connection (`pcx-`).
     VpcPeeringConnection(String),
 }
 
@@ -61,26 +64,37 @@ impl Origin {
 /// One route: an IPv4 destination and its target.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Route {
+    /// The destination CIDR.
     pub destination: Ipv4Net,
+    /// Where matching traffic goes.
     pub target: Target,
+    /// How the route came to be.
     pub origin: Origin,
 }
 
 /// An association of a table with a subnet, or the VPC's main association (no subnet).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Association {
+    /// `rtbassoc-...`.
     pub id: String,
+    /// The VPC's main route table (no subnet).
     pub main: bool,
+    /// The subnet, for an explicit association.
     pub subnet_id: Option<String>,
 }
 
 /// A route table of a VPC.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RouteTable {
+    /// `rtb-...`.
     pub id: String,
+    /// Its VPC.
     pub vpc_id: String,
+    /// Its routes.
     pub routes: Vec<Route>,
+    /// Its associations.
     pub associations: Vec<Association>,
+    /// Its tags.
     pub tags: Tags,
     /// The `ClientToken` of the `CreateRouteTable` that made it (idempotent retries).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -230,10 +244,15 @@ pub fn delete_route_table(txn: &mut Txn, id: &str) -> Result<(), ApiError> {
 /// The parameters naming a route's target: exactly one must be given.
 #[derive(Debug, Clone, Default)]
 pub struct TargetSpec {
+    /// `GatewayId`.
     pub gateway_id: Option<String>,
+    /// `NatGatewayId`.
     pub nat_gateway_id: Option<String>,
+    /// `NetworkInterfaceId`.
     pub network_interface_id: Option<String>,
+    /// `InstanceId`.
     pub instance_id: Option<String>,
+    /// `VpcPeeringConnectionId`.
     pub vpc_peering_connection_id: Option<String>,
 }
 

@@ -27,12 +27,17 @@ pub const DEFAULT_GROUP_DESCRIPTION: &str = "default VPC security group";
 /// A security group of a VPC.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SecurityGroup {
+    /// `sg-...`.
     pub id: String,
+    /// Its VPC.
     pub vpc_id: String,
+    /// Its name, unique in the VPC.
     pub name: String,
+    /// Its description.
     pub description: String,
     /// Ingress and egress rules, in creation order.
     pub rules: Vec<SgRule>,
+    /// Its tags.
     pub tags: Tags,
 }
 
@@ -52,7 +57,9 @@ impl SecurityGroup {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Peer {
+    /// Addresses in this CIDR.
     Cidr(Ipv4Net),
+    /// The ENIs in this security group (`sg-`).
     Group(String),
 }
 
@@ -63,8 +70,11 @@ pub struct SgRule {
     pub id: String,
     /// The group the rule belongs to.
     pub group_id: String,
+    /// Outbound (true) or inbound.
     pub egress: bool,
+    /// What it allows.
     pub spec: RuleSpec,
+    /// Its tags.
     pub tags: Tags,
 }
 
@@ -78,7 +88,9 @@ pub struct RuleSpec {
     pub from_port: Option<i32>,
     /// Last port (tcp/udp) or ICMP code (-1: all); None when the protocol has no ports.
     pub to_port: Option<i32>,
+    /// Whom it allows: a CIDR or a group.
     pub peer: Peer,
+    /// Its description.
     pub description: Option<String>,
 }
 
@@ -111,8 +123,11 @@ impl RuleSpec {
 /// One `IpPermission` as a request gives it: protocol, ports and any number of peers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Permission {
+    /// `IpProtocol`: a name or number, `-1` for all.
     pub protocol: String,
+    /// `FromPort` (ICMP: the type).
     pub from_port: Option<i64>,
+    /// `ToPort` (ICMP: the code).
     pub to_port: Option<i64>,
     /// `IpRanges`: CIDR and optional description.
     pub cidrs: Vec<(String, Option<String>)>,
@@ -602,12 +617,19 @@ pub fn revoke(
 /// One `SecurityGroupRule` update of `ModifySecurityGroupRules`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RuleUpdate {
+    /// `SecurityGroupRuleId`.
     pub rule_id: String,
+    /// `IpProtocol`.
     pub protocol: Option<String>,
+    /// `FromPort`.
     pub from_port: Option<i64>,
+    /// `ToPort`.
     pub to_port: Option<i64>,
+    /// `CidrIpv4`.
     pub cidr: Option<String>,
+    /// `ReferencedGroupId`.
     pub referenced_group: Option<String>,
+    /// `Description`.
     pub description: Option<String>,
 }
 

@@ -8,7 +8,9 @@ pub const MAX_TAGS: usize = 50;
 /// One `TagSpecification.N`: the resource type it applies to and its tags.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TagSpec {
+    /// The resource type it applies to (`vpc`, `instance`, ...).
     pub resource_type: String,
+    /// The tags, in order.
     pub tags: Vec<(String, String)>,
 }
 
@@ -208,9 +210,13 @@ fn edit_tags(
 /// One row of `DescribeTags`: a tag and the resource carrying it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TagItem {
+    /// The tagged resource's id.
     pub resource_id: String,
+    /// Its resource type (`vpc`, `instance`, ...).
     pub resource_type: &'static str,
+    /// The tag key.
     pub key: String,
+    /// The tag value.
     pub value: String,
 }
 

@@ -9,6 +9,8 @@
 //!   watch.
 //! - [`trust`]: the CA, join tokens, host certificates, the admin socket, HTTPS for the API.
 
+#![warn(missing_docs)]
+
 pub mod fuzzing;
 pub mod mapping;
 pub use softvpc_ec2_api as ec2;
@@ -32,8 +34,10 @@ use trust::Trust;
 #[derive(clap::Args, Debug, Clone)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct ServerCli {
+    /// An admin command for the running server.
     #[command(subcommand)]
     pub command: Option<AdminCommand>,
+    /// Or: run the server.
     #[command(flatten)]
     pub run: Option<ServerArgs>,
 }
@@ -254,7 +258,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     // Flow log destinations removed or unwritable while the server was down: make them again
     // (or report them FAILED).
-    ec2::flow_log::prepare_destinations(&cp, &flow_log_dir, None);
+    ec2::prepare_destinations(&cp, &flow_log_dir, None);
     for arg in &args.register_host {
         let (name, ip) = parse_host_arg(arg)?;
         let id = cp
@@ -325,18 +329,23 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
 
 /// What [`serve`] serves.
 pub struct Listeners {
+    /// The resource store.
     pub cp: Arc<Store>,
     /// The mapping log the mapping service serves, attached to `cp`.
     pub projection: Arc<MappingProjection>,
+    /// The key pairs EC2 API requests are signed with.
     pub keys: Arc<ec2::auth::Keys>,
+    /// The CA, tokens and host certificates.
     pub trust: Arc<Trust>,
     /// The EC2 API, over HTTPS when `api_tls` is given.
     pub api: tokio::net::TcpListener,
+    /// HTTPS for the EC2 API (None: plain HTTP).
     pub api_tls: Option<Arc<rustls::ServerConfig>>,
     /// Where flow log destinations live (None: flow logs get no directories).
     pub flow_log_dir: Option<PathBuf>,
     /// The mapping service (always TLS; see [`Trust::mapping_tls`]).
     pub mapping: tokio::net::TcpListener,
+    /// The mapping service's TLS config (mutual TLS).
     pub mapping_tls: Arc<rustls::ServerConfig>,
     /// The admin socket, if any.
     pub admin: Option<tokio::net::UnixListener>,

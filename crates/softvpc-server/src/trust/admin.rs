@@ -59,27 +59,39 @@ struct Admin {
     trust: Arc<Trust>,
 }
 
+/// `POST /join-tokens`: a token for `host`.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct TokenRequest {
+    /// The host the token is for.
     pub host: String,
+    /// How long it stays usable.
     pub ttl_secs: u64,
 }
 
+/// The answer to a [`TokenRequest`].
 #[derive(Debug, Serialize, Deserialize)]
 pub struct TokenResponse {
+    /// The token (`svpc1.<id>.<secret>.<CA hash>`).
     pub token: String,
+    /// When it expires (seconds since the Unix epoch).
     pub expires: u64,
 }
 
+/// `POST /hosts/remove`: remove `host` and revoke its certificates.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct RemoveRequest {
+    /// The host's name.
     pub host: String,
+    /// Terminate the host's instances instead of refusing.
     pub force: bool,
 }
 
+/// The answer to a [`RemoveRequest`].
 #[derive(Debug, Serialize, Deserialize)]
 pub struct RemoveResponse {
+    /// The removed host's id (None: it was not registered).
     pub host_id: Option<String>,
+    /// The instances terminated with it.
     pub terminated: Vec<String>,
 }
 

@@ -15,6 +15,7 @@ pub struct TlsListener {
 }
 
 impl TlsListener {
+    /// Accepts TLS connections on `listener` with `config`; `what` names the listener in logs.
     pub fn new(
         listener: TcpListener,
         config: Arc<rustls::ServerConfig>,

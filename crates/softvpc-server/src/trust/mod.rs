@@ -29,6 +29,7 @@ use tokio::sync::watch;
 pub const DEFAULT_HOST_CERT_TTL: Duration = Duration::from_secs(24 * 3600);
 /// Default and longest lifetime of a join token.
 pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(15 * 60);
+/// The longest lifetime of a join token.
 pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Used and expired tokens are kept this long (so a reuse is logged as such), then forgotten.
 const TOKEN_MEMORY: u64 = 24 * 3600;
@@ -58,7 +59,9 @@ struct TrustFile {
 /// Why a request was refused: the gRPC code and the reason (logged, and told to the client).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
+    /// The gRPC status code the client gets.
     pub code: tonic::Code,
+    /// Why (logged, and told to the client).
     pub reason: String,
 }
 
@@ -77,6 +80,7 @@ impl Refusal {
         }
     }
 
+    /// The gRPC status the client gets.
     pub fn status(&self) -> tonic::Status {
         tonic::Status::new(self.code, self.reason.clone())
     }
@@ -128,6 +132,7 @@ impl Trust {
         }
     }
 
+    /// The server's CA.
     pub fn ca(&self) -> &Ca {
         &self.ca
     }
