@@ -195,14 +195,18 @@ class _NewHost:
             run(["ip", "netns", "del", self.ns])
 
 
-def test_add_then_remove_a_host(lab, macs):
+def test_add_then_remove_a_host(lab):
     subnet = lab.instance("zigi-vm1")["subnet_id"]
     vm1 = lab.instance("zigi-vm1")
     vni = lab.vni(vm1["vpc_id"])
     h1_ip = lab.host("host-1")["underlay_ip"]
-    control = lambda marker: fr.vxlan(vni, fr.udp_frame(
-        macs["zigi-vm2"], vm1["mac"], "10.0.0.185", "10.0.0.148", marker))
-    iid = None
+    iid = x3_mac = None
+
+    def control(marker):
+        # From the new host's own instance: a source that host holds (a frame claiming another
+        # host's instance is dropped as forged_source whether or not the sender is registered).
+        return fr.vxlan(vni, fr.udp_frame(x3_mac, vm1["mac"], X3_VM_IP, vm1["ip"], marker))
+
     with _NewHost(lab) as x3:
         def registered():
             hosts = lab.aws("describe-hosts")["Hosts"]
@@ -212,6 +216,7 @@ def test_add_then_remove_a_host(lab, macs):
                       "--subnet-id", subnet, "--private-ip-address", X3_VM_IP,
                       "--placement", f"HostId={lab.host_id(X3)}")
         iid = out["Instances"][0]["InstanceId"]
+        x3_mac = out["Instances"][0]["NetworkInterfaces"][0]["MacAddress"]
         vm_ns = f"{PREFIX}{iid}"
         wait_until(lambda: netns_exists(vm_ns), 30, what="the new host's instance namespace")
         assert lab.wait_ping("zigi-vm1", X3_VM_IP, timeout=30).ok
