@@ -34,7 +34,7 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use softvpc_policy::{Direction as PolicyDirection, Generation};
-use softvpc_wire::FlowKey;
+use softvpc_wire::{FlowKey, FrameMeta, L3Meta};
 
 use crate::layers::{Encap, Rewrite};
 use crate::mapping::{Mac, Vni};
@@ -71,6 +71,28 @@ pub struct FlowId {
     pub dst_mac: Mac,
     /// Addresses, protocol and ports or ICMP fields.
     pub key: FlowKey,
+}
+
+impl FlowId {
+    /// The key of a frame the table may serve (a valid IPv4 header, no VLAN tag), from its one
+    /// parse; `None` for anything else.
+    #[inline]
+    pub fn of(meta: &FrameMeta<'_>, side: FlowSide) -> Option<FlowId> {
+        match meta.l3 {
+            L3Meta::Ipv4(ip) if ip.valid && meta.vlan.is_none() => Some(FlowId {
+                side,
+                src_mac: meta.src_mac.0,
+                dst_mac: meta.dst_mac.0,
+                key: FlowKey {
+                    src: ip.src,
+                    dst: ip.dst,
+                    proto: u8::from(ip.proto),
+                    l4: ip.l4,
+                },
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// Where a forwarded frame goes.
@@ -184,4 +206,51 @@ impl FlowTable {
 /// and keeps up to 1/8 free).
 pub const fn bytes_per_entry() -> usize {
     std::mem::size_of::<(FlowId, FlowEntry)>()
+}
+
+/// The flow-key extraction's invariants on any bytes, for the fuzz target `engine_flow_key` and
+/// the property tests: parsing never panics; the flow-table key, the policy packet and the
+/// frame's flow key agree; a reply's key reversed is the flow's; both directions of a flow meet
+/// the same conntrack key; an ICMP error's quote parses or is refused without panicking.
+#[doc(hidden)]
+pub fn check_flow_key(data: &[u8]) {
+    use softvpc_policy::conntrack::ConnKey;
+    use softvpc_policy::packet::parse_icmp_quote;
+    let Ok(meta) = FrameMeta::parse(data) else {
+        return;
+    };
+    let id = FlowId::of(&meta, FlowSide::Port(PortId(0)));
+    let Some(ip) = meta.ipv4() else {
+        assert!(id.is_none());
+        return;
+    };
+    let key = meta.flow_key().expect("an IPv4 frame has a flow key");
+    if let Some(id) = id {
+        assert!(ip.valid);
+        assert_eq!(id.key, key);
+    }
+    assert_eq!(key.reversed().reversed(), key);
+    let pkt = softvpc_policy::Packet::from_ipv4(ip);
+    assert_eq!(pkt.flow_key(), key);
+    if ip.fragment && matches!(pkt.proto, 6 | 17) {
+        assert_eq!(pkt.l4, softvpc_wire::L4Key::None, "a fragment has no ports");
+    }
+    let r = key.reversed();
+    let reply = softvpc_policy::Packet {
+        src: r.src,
+        dst: r.dst,
+        proto: r.proto,
+        l4: r.l4,
+        tcp_flags: 0,
+    };
+    assert_eq!(
+        ConnKey::new(&pkt, PolicyDirection::Egress),
+        ConnKey::new(&reply, PolicyDirection::Ingress)
+    );
+    if pkt.is_icmp_error() {
+        let at = usize::from(ip.header_len) + 8;
+        if let Some(q) = meta.l3_bytes().get(at..) {
+            let _ = parse_icmp_quote(q);
+        }
+    }
 }

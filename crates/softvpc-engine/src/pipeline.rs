@@ -12,7 +12,7 @@ use ipnet::Ipv4Net;
 use softvpc_policy::nacl::{AclRule, Action};
 use softvpc_policy::route::Target;
 use softvpc_policy::Direction as PolicyDirection;
-use softvpc_wire::{FrameMeta, L3Meta};
+use softvpc_wire::FrameMeta;
 
 use crate::counters::Path;
 pub use crate::flow::Destination;
@@ -445,23 +445,9 @@ macro_rules! walk {
 // `walk!` covers exactly six layers.
 const _: () = assert!(EGRESS.len() == 6 && INGRESS.len() == 6);
 
-/// The flow-table key of a packet the table may serve: a valid IPv4 header, no VLAN tag.
 #[inline]
 fn flow_id(meta: &FrameMeta<'_>, side: FlowSide) -> Option<FlowId> {
-    match meta.l3 {
-        L3Meta::Ipv4(ip) if ip.valid && meta.vlan.is_none() => Some(FlowId {
-            side,
-            src_mac: meta.src_mac.0,
-            dst_mac: meta.dst_mac.0,
-            key: softvpc_wire::FlowKey {
-                src: ip.src,
-                dst: ip.dst,
-                proto: u8::from(ip.proto),
-                l4: ip.l4,
-            },
-        }),
-        _ => None,
-    }
+    FlowId::of(meta, side)
 }
 
 /// A current entry's decision for this packet, after the per-packet checks: a TTL left for a

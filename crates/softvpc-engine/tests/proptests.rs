@@ -146,6 +146,28 @@ fn mutate(mut frame: Vec<u8>, (flips, cut): &(Vec<(usize, u8)>, Option<usize>)) 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
+    /// The flow-key extraction's invariants (the fuzz target `engine_flow_key`'s body) on
+    /// random bytes and on mutated valid frames (fragments, ICMP errors and cut headers among
+    /// them).
+    #[test]
+    fn flow_keys_are_consistent(
+        bytes in prop::collection::vec(any::<u8>(), 0..96),
+        pick in 0usize..8,
+        m in mutation(),
+        frag in any::<u16>(),
+    ) {
+        softvpc_engine::flow::check_flow_key(&bytes);
+        let (_, frame) = valid_egress()[pick].clone();
+        softvpc_engine::flow::check_flow_key(&mutate(frame.clone(), &m));
+        // The same frame as a fragment: flags/offset set, header checksum made right again.
+        let mut f = frame;
+        if f.len() >= 34 && f[12..14] == [8, 0] {
+            f[20..22].copy_from_slice(&frag.to_be_bytes());
+            softvpc_wire::Ipv4Packet::new_unchecked(&mut f[14..]).fill_checksum();
+            softvpc_engine::flow::check_flow_key(&f);
+        }
+    }
+
     #[test]
     fn arbitrary_port_frames_are_accounted(
         port in prop::sample::select(&PORTS[..]),
