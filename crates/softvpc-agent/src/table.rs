@@ -1,5 +1,8 @@
 //! From the replica's records to the engine's table: where each ENI is (behind a local port,
-//! on a remote host, or nowhere yet) is decided here, and only what forwarding needs goes in.
+//! on a remote host, or nowhere yet) is decided here, and only what forwarding and policy need
+//! goes in: the security groups of the local ENIs (the members of referenced groups are the
+//! table's ENIs that name them, the engine's own index), the network ACLs and route tables of
+//! the held VPCs, and the peering connections.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -44,12 +47,29 @@ pub fn build(records: &Records, local: Ipv4Addr, ports: &HashMap<String, PortId>
                 secondary_ips: e.secondary_ips.clone(),
                 mac: e.mac,
                 location,
-                // Groups, the check and the timeouts arrive with the policy records (issue 10);
-                // until then no filtering, as before.
-                security_group_ids: Vec::new(),
-                source_dest_check: true,
-                conntrack: Default::default(),
+                security_group_ids: e.security_group_ids.clone(),
+                source_dest_check: e.source_dest_check,
+                conntrack: e.connection_tracking,
             },
+        );
+    }
+    for g in records.security_groups.values() {
+        b.security_group(&g.group_id, &g.vpc_id, g.rules.clone());
+    }
+    for a in records.network_acls.values() {
+        let subnets: Vec<&str> = a.subnet_ids.iter().map(String::as_str).collect();
+        b.network_acl(&a.acl_id, &a.vpc_id, a.entries.clone(), &subnets);
+    }
+    for t in records.route_tables.values() {
+        let subnets: Vec<&str> = t.subnet_ids.iter().map(String::as_str).collect();
+        b.route_table(&t.table_id, &t.vpc_id, t.main, t.routes.clone(), &subnets);
+    }
+    for p in records.peerings.values() {
+        b.peering(
+            &p.pcx_id,
+            &p.requester_vpc_id,
+            &p.accepter_vpc_id,
+            p.is_active(),
         );
     }
     b.build()
@@ -147,5 +167,124 @@ pub(crate) mod tests {
             .eni_by_ip(Vni(0x101), Ipv4Addr::new(10, 0, 0, 148))
             .is_none());
         assert!(t.is_registered_host(Ipv4Addr::new(198, 18, 0, 12)));
+    }
+
+    /// What the feed carries for policy reaches the engine's table: the local ENI's groups
+    /// compiled, its attributes, the subnet's ACL, the VPC's route tables, the peering.
+    #[test]
+    fn policy_records_reach_the_table() {
+        use softvpc_policy::packet::{Direction, Packet, TCP_SYN};
+        use softvpc_policy::secgroup::Members;
+        let mut s = pb::Snapshot {
+            hosts: vec![pb_host("h-1", "198.18.0.11"), pb_host("h-2", "198.18.0.12")],
+            vpcs: vec![
+                pb_vpc("vpc-a", 0x101, "10.0.0.0/16"),
+                pb_vpc("vpc-b", 0x102, "10.1.0.0/16"),
+            ],
+            subnets: vec![pb_subnet("subnet-a", "vpc-a", "10.0.0.0/24")],
+            enis: vec![
+                pb_eni("eni-1", "vpc-a", 0x101, "subnet-a", "10.0.0.148", "h-1"),
+                pb_eni("eni-2", "vpc-a", 0x101, "subnet-a", "10.0.0.185", "h-2"),
+            ],
+            ..Default::default()
+        };
+        s.enis[0].security_group_ids = vec!["sg-web".into()];
+        s.enis[0].source_dest_check_disabled = true;
+        s.enis[0].connection_tracking = Some(pb::ConnectionTracking {
+            udp_timeout: 45,
+            ..Default::default()
+        });
+        s.enis[1].security_group_ids = vec!["sg-admin".into()];
+        s.enis[1].host_underlay_ip = "198.18.0.12".into();
+        let port = |from, to| {
+            Some(pb::PortMatch {
+                protocol: 6,
+                from_port: from,
+                to_port: to,
+            })
+        };
+        s.security_groups = vec![pb::SecurityGroup {
+            group_id: "sg-web".into(),
+            vpc_id: "vpc-a".into(),
+            rules: vec![pb::SecurityGroupRule {
+                rule_id: "sgr-ssh".into(),
+                egress: false,
+                r#match: port(22, 22),
+                peer: Some(pb::security_group_rule::Peer::GroupId("sg-admin".into())),
+            }],
+        }];
+        s.network_acls = vec![pb::NetworkAcl {
+            acl_id: "acl-a".into(),
+            vpc_id: "vpc-a".into(),
+            entries: vec![pb::NetworkAclEntry {
+                rule_number: 100,
+                egress: false,
+                allow: true,
+                cidr: "0.0.0.0/0".into(),
+                r#match: port(-1, -1),
+            }],
+            subnet_ids: vec!["subnet-a".into()],
+        }];
+        s.route_tables = vec![pb::RouteTable {
+            table_id: "rtb-a".into(),
+            vpc_id: "vpc-a".into(),
+            main: true,
+            routes: vec![pb::Route {
+                destination: "10.1.0.0/16".into(),
+                target: Some(pb::route::Target::VpcPeeringConnectionId("pcx-1".into())),
+                blackhole: false,
+            }],
+            subnet_ids: vec![],
+        }];
+        s.peering_connections = vec![pb::PeeringConnection {
+            pcx_id: "pcx-1".into(),
+            requester_vpc_id: "vpc-a".into(),
+            requester_cidrs: vec!["10.0.0.0/16".into()],
+            accepter_vpc_id: "vpc-b".into(),
+            accepter_cidrs: vec!["10.1.0.0/16".into()],
+            status: "active".into(),
+        }];
+        let (r, errors) = Records::from_snapshot(&s);
+        assert!(errors.is_empty(), "{errors:?}");
+        let ports: HashMap<String, PortId> = [("eni-1".to_string(), PortId(1))].into();
+        let t = build(&r, Ipv4Addr::new(198, 18, 0, 11), &ports);
+
+        let e1 = t.eni_by_id("eni-1").expect("eni-1");
+        assert!(!e1.source_dest_check);
+        assert_eq!(e1.timeouts.udp, 45);
+        let groups = e1.groups.as_ref().expect("compiled groups");
+        // The rule admits members of sg-admin (eni-2, on the other host) on port 22 only.
+        let ssh =
+            |src: [u8; 4], port| Packet::tcp(Ipv4Addr::from(src), 40000, e1.ip, port, TCP_SYN);
+        assert!(t
+            .members()
+            .contains("sg-admin", Ipv4Addr::new(10, 0, 0, 185)));
+        let allowed = |p: &Packet| {
+            matches!(
+                groups.evaluate(p, Direction::Ingress, t.members()),
+                softvpc_policy::secgroup::SgVerdict::Allow { .. }
+            )
+        };
+        assert!(allowed(&ssh([10, 0, 0, 185], 22)));
+        assert!(!allowed(&ssh([10, 0, 0, 185], 80)));
+        assert!(!allowed(&ssh([10, 0, 0, 99], 22)), "not a member");
+
+        let subnet = t.subnet(e1.subnet.expect("subnet")).expect("subnet entry");
+        assert_eq!(subnet.acl.as_ref().map(|a| a.id()), Some("acl-a"));
+        let routes = t
+            .vpc(Vni(0x101))
+            .and_then(|v| v.routes.clone())
+            .expect("routes");
+        let d = routes
+            .lookup("subnet-a", Ipv4Addr::new(10, 1, 2, 3))
+            .expect("main table");
+        assert_eq!(d.table, "rtb-a");
+        assert_eq!(
+            d.verdict,
+            softvpc_policy::route::RouteVerdict::Peering("pcx-1")
+        );
+        let pcx = t.peering("pcx-1").expect("peering");
+        assert!(pcx.active);
+        assert_eq!(pcx.peer_of(Vni(0x101)), Some(Vni(0x102)));
     }
 }
