@@ -20,6 +20,7 @@ apt_needs=(
   "curl:curl:API and end-to-end tests (raw HTTP requests)"
   "socat:socat:end-to-end tests (UDP to the lab's internet, malformed DHCP)"
   "udhcpc:udhcpc:end-to-end tests (a real DHCP client in an instance)"
+  "nc:netcat-openbsd:end-to-end tests (softvpc trace against real TCP connections)"
   "unshare:util-linux:the fresh-machine test (hides tools in a private mount namespace)"
 )
 # Python module -> pip package, and what needs it.

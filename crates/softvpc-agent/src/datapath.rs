@@ -56,6 +56,11 @@ pub enum Command {
     RemovePort { port: PortId },
     /// Publish the counters now and send a copy back.
     Stats(tokio::sync::oneshot::Sender<Stats>),
+    /// Run a packet through the engine's trace (`softvpc trace`) and send what it found back.
+    Trace(
+        Box<crate::trace::TraceInput>,
+        tokio::sync::oneshot::Sender<crate::trace::TraceOutput>,
+    ),
     /// Close everything and exit the thread.
     Shutdown,
 }
@@ -365,6 +370,11 @@ impl Worker {
                 Ok(Command::Stats(reply)) => {
                     self.publish();
                     let _ = reply.send(self.stats());
+                }
+                Ok(Command::Trace(input, reply)) => {
+                    // The table the next batch would use.
+                    self.refresh_table();
+                    let _ = reply.send(crate::trace::run(&self.engine, &input));
                 }
                 Ok(Command::Shutdown) | Err(mpsc::TryRecvError::Disconnected) => return false,
                 Err(mpsc::TryRecvError::Empty) => return true,

@@ -33,6 +33,7 @@ pub mod reconcile;
 pub mod status;
 pub mod table;
 pub mod tap;
+pub mod trace;
 pub mod trust;
 pub mod underlay;
 

@@ -1,4 +1,5 @@
-//! The agent's HTTP endpoint (inside its network namespace): `/metrics`, `/mappings`, `/healthz`.
+//! The agent's HTTP endpoint (inside its network namespace): `/metrics`, `/mappings`, `/healthz`,
+//! and `softvpc trace`'s `POST /trace` and `POST /trace/underlay` (see [`crate::trace`]).
 //!
 //! `/metrics` is Prometheus text: the engine's counters (`softvpc_drops_total{reason}`,
 //! `softvpc_frames_total{path}`, `softvpc_bytes_total{path}`), the I/O shell's error counters and
@@ -39,6 +40,11 @@ pub fn router(state: Arc<AgentState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/mappings", get(mappings))
         .route("/healthz", get(healthz))
+        .route("/trace", axum::routing::post(crate::trace::trace))
+        .route(
+            "/trace/underlay",
+            axum::routing::post(crate::trace::trace_underlay),
+        )
         .with_state(state)
 }
 

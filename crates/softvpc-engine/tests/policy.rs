@@ -802,3 +802,115 @@ fn forged_sources_from_a_registered_host_are_dropped_and_counted() {
     assert!(out.is_empty());
     assert_eq!(e.counters().drops(DropReason::ForgedSource), 3);
 }
+
+// `softvpc trace`'s promise, in the simulation: for random policies (groups on zigi-vm2 and
+// zigi-vm3, an ACL on subnet b) and random packets between the VPC's instances, the trace
+// (the sender's host, then the receiving host's trace of the datagram it would send) ends where
+// the real packet ends, packet after packet, while the real ones change connection tracking.
+mod trace_agrees {
+    use super::*;
+    use proptest::prelude::*;
+    use softvpc_engine::TraceVerdict;
+
+    const VMS: [Vm; 4] = [VM1, VM2, VM3, VM4];
+
+    fn rule(i: usize, (ingress, proto, port): (bool, u8, u16), cidr_pick: u8) -> SgRule {
+        let dir = if ingress { Dir::Ingress } else { Dir::Egress };
+        let proto = ["tcp", "udp", "icmp", "-1"][usize::from(proto % 4)];
+        let ports = match proto {
+            "tcp" | "udp" => Some((i32::from(port), i32::from(port) + 5)),
+            _ => None,
+        };
+        let peer = ["10.0.0.0/16", "10.0.0.0/24", "10.0.1.0/24", "10.0.0.148/32"]
+            [usize::from(cidr_pick % 4)];
+        sg_rule(
+            &format!("sgr-{i}"),
+            "sg-rand",
+            dir,
+            proto,
+            ports,
+            cidr(peer),
+        )
+    }
+
+    fn acl_entry((n, egress, allow, proto, port): (u16, bool, bool, u8, u16)) -> AclEntry {
+        let proto = ["tcp", "udp", "1", "-1"][usize::from(proto % 4)];
+        let ports = matches!(proto, "tcp" | "udp").then_some((port, port.saturating_add(10)));
+        acl(
+            n,
+            egress,
+            proto,
+            if allow { "allow" } else { "deny" },
+            "10.0.0.0/24",
+            ports,
+        )
+    }
+
+    /// Where a trace says the packet ends: (host, port) of the receiving ENI, or nowhere.
+    fn traced(net: &Net, from: &Vm, frame: &[u8]) -> Option<(Ipv4Addr, PortId)> {
+        let e = &net.hosts.iter().find(|(h, _)| *h == from.host).unwrap().1;
+        let mut out = Output::default();
+        match e.trace_port_frame(from.port, frame, &mut out).verdict {
+            TraceVerdict::ToPort(p) => Some((from.host, p)),
+            TraceVerdict::ToUnderlay(host) => {
+                let dgram = out.transmits().next().unwrap().payload.to_vec();
+                let e2 = &net.hosts.iter().find(|(h, _)| *h == host).unwrap().1;
+                match e2
+                    .trace_underlay_datagram(from.host, &dgram, &mut Output::default())
+                    .verdict
+                {
+                    TraceVerdict::ToPort(p) => Some((host, p)),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn trace_verdicts_equal_the_real_packets_fate(
+            rules in prop::collection::vec(((any::<bool>(), 0u8..4, 20u16..30), 0u8..4), 0..4),
+            on_vm3 in any::<bool>(),
+            acl_entries in prop::collection::vec(
+                (1u16..300, any::<bool>(), any::<bool>(), 0u8..4, 20u16..40), 0..4),
+            packets in prop::collection::vec(
+                (0usize..4, 0usize..4, 0u8..3, 20u16..30, 20u16..30), 1..12),
+        ) {
+            let mut r = seed_records();
+            let sg_rules: Vec<SgRule> =
+                rules.iter().enumerate().map(|(i, (k, c))| rule(i, *k, *c)).collect();
+            r.groups.insert("sg-rand".into(), ("vpc-1".into(), sg_rules));
+            r.enis.get_mut(VM2.eni).unwrap().security_group_ids = vec!["sg-rand".into()];
+            if on_vm3 {
+                r.enis.get_mut(VM3.eni).unwrap().security_group_ids = vec!["sg-rand".into()];
+            }
+            if !acl_entries.is_empty() {
+                let entries = acl_entries.iter().copied().map(acl_entry).collect();
+                r.acls.insert(
+                    "acl-b".into(),
+                    ("vpc-1".into(), entries, vec!["subnet-0000000000000000b".into()]),
+                );
+            }
+            let mut net = Net::new(r);
+            for (a, b, kind, sport, dport) in packets {
+                let (from, to) = (VMS[a], VMS[b]);
+                if a == b {
+                    continue;
+                }
+                let dst_mac = if from.subnet == to.subnet { to.mac } else { ROUTER1 };
+                let frame = match kind {
+                    0 => tcp(&from, dst_mac, to.ip, sport, dport, SYN),
+                    1 => udp(from.mac, dst_mac, from.ip, to.ip, sport, dport, b"x"),
+                    _ => echo_request(from.mac, dst_mac, from.ip, to.ip, 64, sport, 1, b"x"),
+                };
+                let want = traced(&net, &from, &frame);
+                let got: Vec<(Ipv4Addr, PortId)> =
+                    net.send(&from, &frame).into_iter().map(|(h, p, _)| (h, p)).collect();
+                prop_assert_eq!(got.first().copied(), want, "{} -> {} kind {}", from.name, to.name, kind);
+                prop_assert!(got.len() <= 1);
+            }
+        }
+    }
+}

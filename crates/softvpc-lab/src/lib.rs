@@ -43,6 +43,7 @@ pub mod state;
 pub mod status;
 pub mod sys;
 pub mod topology;
+pub mod trace;
 pub mod up;
 
 /// `softvpc lab`: build, inspect and tear down a lab.

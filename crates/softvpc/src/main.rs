@@ -21,6 +21,10 @@ enum Command {
     Agent(softvpc_agent::AgentArgs),
     /// Build, inspect and tear down a multi-host lab on this machine (network namespaces).
     Lab(softvpc_lab::LabArgs),
+    /// Where one packet would go and why: each host's live engine decides, layer by layer
+    /// (in the lab; see `softvpc trace --help`).
+    #[command(long_about = softvpc_lab::trace::LONG_ABOUT)]
+    Trace(softvpc_lab::trace::TraceArgs),
 }
 
 /// A command that fails returns an error: the user gets its message chain on one line and exit
@@ -34,6 +38,7 @@ fn main() -> ExitCode {
         Command::Server(args) => softvpc_server::main(args),
         Command::Agent(args) => softvpc_agent::run(args),
         Command::Lab(args) => softvpc_lab::run(args),
+        Command::Trace(args) => softvpc_lab::trace::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
