@@ -515,6 +515,30 @@ fn remember(
     );
 }
 
+/// The run of a frame that walked the layers (a flow-table miss, or no flow id): a forwarded
+/// outcome is remembered in the flow table when the frame has a flow id and the walk allows it.
+fn walked<'a>(
+    cx: Ctx<'_>,
+    st: &St<'_>,
+    flows: Option<&mut FlowTable>,
+    id: Option<FlowId>,
+    pkt: &Packet<'a, '_>,
+    outcome: Result<Outcome<'a>, DropReason>,
+) -> Run<'a> {
+    if let (Ok(Outcome::Forward(fwd)), Some(id), Some(table)) = (&outcome, id, flows) {
+        remember(cx, st, table, id, pkt, fwd);
+    }
+    Run {
+        outcome,
+        attrib: pkt.attrib,
+        lookup: if id.is_some() {
+            Lookup::Miss
+        } else {
+            Lookup::None
+        },
+    }
+}
+
 /// The egress pipeline for one frame an instance sent on `port`: the flow table first (when
 /// given: the data path), else the layers.
 #[inline]
@@ -556,18 +580,7 @@ pub(crate) fn egress<'a, 't, R: Recorder>(
     }
     let mut pkt = Packet::new(Direction::Egress, meta, eni.vni, Some((port, eni)), None);
     let outcome = egress_walk(cx, st, &mut pkt, rec);
-    if let (Ok(Outcome::Forward(fwd)), Some(id), Some(table)) = (&outcome, id, flows) {
-        remember(cx, st, table, id, &pkt, fwd);
-    }
-    Run {
-        outcome,
-        attrib: pkt.attrib,
-        lookup: if id.is_some() {
-            Lookup::Miss
-        } else {
-            Lookup::None
-        },
-    }
+    walked(cx, st, flows, id, &pkt, outcome)
 }
 
 #[inline]
@@ -649,18 +662,7 @@ pub(crate) fn ingress<'a, 't, R: Recorder>(
         }
     }
     let outcome = ingress_walk(cx, st, &mut pkt, rec);
-    if let (Ok(Outcome::Forward(fwd)), Some(id), Some(table)) = (&outcome, id, flows) {
-        remember(cx, st, table, id, &pkt, fwd);
-    }
-    Run {
-        outcome,
-        attrib: pkt.attrib,
-        lookup: if id.is_some() {
-            Lookup::Miss
-        } else {
-            Lookup::None
-        },
-    }
+    walked(cx, st, flows, id, &pkt, outcome)
 }
 
 #[inline]
