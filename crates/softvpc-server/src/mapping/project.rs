@@ -316,21 +316,18 @@ pub fn derive(before: &State, after: &State) -> Vec<Change> {
             DiffItem::Remove(id, _) => vpc_deletes.push(Change::DeleteVpc(id.clone())),
         }
     }
-    for d in before.subnets.diff(&after.subnets) {
-        match d {
-            DiffItem::Add(_, s) => upserts.push(Change::UpsertSubnet(subnet_record(s))),
-            DiffItem::Update { old, new } => {
-                let rec = subnet_record(new.1);
-                if subnet_record(old.1) != rec {
-                    upserts.push(Change::UpsertSubnet(rec));
-                }
-            }
-            DiffItem::Remove(id, s) => subnet_deletes.push(Change::DeleteSubnet {
-                subnet_id: id.clone(),
-                vpc_id: s.vpc_id.clone(),
-            }),
-        }
-    }
+    diff_records(
+        &before.subnets,
+        &after.subnets,
+        subnet_record,
+        Change::UpsertSubnet,
+        |id, s| Change::DeleteSubnet {
+            subnet_id: id.clone(),
+            vpc_id: s.vpc_id.clone(),
+        },
+        &mut upserts,
+        &mut subnet_deletes,
+    );
 
     for d in before.enis.diff(&after.enis) {
         let id = match d {
@@ -405,6 +402,31 @@ pub fn derive(before: &State, after: &State) -> Vec<Change> {
     upserts
 }
 
+/// Upserts the records of added entries and of updated entries whose record changed, and
+/// deletes removed entries: the diff of a kind whose record reads only the entry itself.
+fn diff_records<T: Clone + PartialEq, R: PartialEq>(
+    before: &crate::model::Map<T>,
+    after: &crate::model::Map<T>,
+    record: impl Fn(&T) -> R,
+    upsert: impl Fn(R) -> Change,
+    delete: impl Fn(&String, &T) -> Change,
+    upserts: &mut Vec<Change>,
+    deletes: &mut Vec<Change>,
+) {
+    for d in before.diff(after) {
+        match d {
+            DiffItem::Add(_, v) => upserts.push(upsert(record(v))),
+            DiffItem::Update { old, new } => {
+                let rec = record(new.1);
+                if record(old.1) != rec {
+                    upserts.push(upsert(rec));
+                }
+            }
+            DiffItem::Remove(id, v) => deletes.push(delete(id, v)),
+        }
+    }
+}
+
 /// The policy part of [`derive`]: groups, ACLs and peering connections are records of
 /// themselves; a route table's record also reads its targets.
 fn derive_policy(
@@ -413,35 +435,27 @@ fn derive_policy(
     upserts: &mut Vec<Change>,
     deletes: &mut Vec<Change>,
 ) {
-    for d in before.security_groups.diff(&after.security_groups) {
-        match d {
-            DiffItem::Add(_, g) => {
-                upserts.push(Change::UpsertSecurityGroup(security_group_record(g)))
-            }
-            DiffItem::Update { old, new } => {
-                let rec = security_group_record(new.1);
-                if security_group_record(old.1) != rec {
-                    upserts.push(Change::UpsertSecurityGroup(rec));
-                }
-            }
-            DiffItem::Remove(id, _) => deletes.push(Change::DeleteSecurityGroup(id.clone())),
-        }
-    }
-    for d in before.network_acls.diff(&after.network_acls) {
-        match d {
-            DiffItem::Add(_, a) => upserts.push(Change::UpsertNetworkAcl(network_acl_record(a))),
-            DiffItem::Update { old, new } => {
-                let rec = network_acl_record(new.1);
-                if network_acl_record(old.1) != rec {
-                    upserts.push(Change::UpsertNetworkAcl(rec));
-                }
-            }
-            DiffItem::Remove(id, a) => deletes.push(Change::DeleteNetworkAcl {
-                acl_id: id.clone(),
-                vpc_id: a.vpc_id.clone(),
-            }),
-        }
-    }
+    diff_records(
+        &before.security_groups,
+        &after.security_groups,
+        security_group_record,
+        Change::UpsertSecurityGroup,
+        |id, _| Change::DeleteSecurityGroup(id.clone()),
+        upserts,
+        deletes,
+    );
+    diff_records(
+        &before.network_acls,
+        &after.network_acls,
+        network_acl_record,
+        Change::UpsertNetworkAcl,
+        |id, a| Change::DeleteNetworkAcl {
+            acl_id: id.clone(),
+            vpc_id: a.vpc_id.clone(),
+        },
+        upserts,
+        deletes,
+    );
 
     // Route tables: the changed ones, and those routing to a changed target.
     let mut tables: BTreeSet<&str> = BTreeSet::new();
