@@ -5,7 +5,7 @@
 //! absorption (counted by path). Time is the caller's: every entry point takes `now`, the engine
 //! keeps the latest (never going back) and asks to be woken at [`Engine::poll_timeout`].
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,6 +16,7 @@ use softvpc_policy::firewall::Firewall;
 
 use crate::counters::{EniCounters, Path};
 use crate::flow::{self, FlowTable};
+use crate::flowlog::{FlowLogConfig, FlowLogStats, FlowLogger, FlowWindow};
 use crate::layers::gateway::dhcp::{self, DhcpConfig};
 use crate::layers::gateway::{arp, icmp};
 use crate::layers::{route, Ctx, Direction, EniState, PortMap, Ports, Reply, St};
@@ -87,6 +88,8 @@ pub struct Engine {
     flows: FlowTable,
     /// When the timer next expires connections and flow-table entries.
     next_expiry: Option<Instant>,
+    /// Flow log capture (issue 10).
+    flowlog: FlowLogger,
 }
 
 impl Engine {
@@ -102,6 +105,7 @@ impl Engine {
             ports: PortMap::default(),
             flows: FlowTable::new(config.flow_table_limit),
             next_expiry: None,
+            flowlog: FlowLogger::default(),
             config,
         }
     }
@@ -153,6 +157,7 @@ impl Engine {
             self.counters.enis.push(counters);
             self.ports.insert(port, state);
         }
+        self.flowlog.resolve(&self.table, self.now);
         self.refresh_gauges();
     }
 
@@ -199,6 +204,11 @@ impl Engine {
         for frame in frames {
             self.counters.count(Path::PortRx, frame.len());
             let run = pipeline::egress(cx, &mut st, Some(&mut self.flows), port, frame, &mut ());
+            if !self.flowlog.is_idle() {
+                let table = &self.table;
+                self.flowlog
+                    .observe(now, table, Direction::Egress, Some(port), &run, frame);
+            }
             finish(
                 cx,
                 out,
@@ -237,6 +247,11 @@ impl Engine {
         for (src, datagram) in datagrams {
             self.counters.count(Path::UnderlayRx, datagram.len());
             let run = pipeline::ingress(cx, &mut st, Some(&mut self.flows), src, datagram, &mut ());
+            if !self.flowlog.is_idle() {
+                let table = &self.table;
+                self.flowlog
+                    .observe(now, table, Direction::Ingress, None, &run, datagram);
+            }
             finish(
                 cx,
                 out,
@@ -306,10 +321,10 @@ impl Engine {
                     .values()
                     .any(|s| s.fw.as_ref().is_some_and(|fw| fw.stats().tracked > 0))
         });
-        match (self.drops.deadline(), expiry) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.drops.deadline(), expiry, self.flowlog.deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Runs the timers due at `now` (the shell calls it at or after
@@ -330,6 +345,32 @@ impl Engine {
             self.next_expiry = Some(now + self.config.expiry_interval);
             self.refresh_gauges();
         }
+        if self.flowlog.deadline().is_some_and(|t| now >= t) {
+            self.flowlog.on_timeout(now);
+        }
+    }
+
+    /// Which local ENIs are flow-logged, by ENI id, with the aggregation intervals of the
+    /// flow logs covering each (see [`crate::flowlog`]). Replaces what was said before; an ENI
+    /// no longer named has its open windows closed now and queued.
+    pub fn set_flow_logs(&mut self, enis: HashMap<Box<str>, Vec<Duration>>) {
+        self.flowlog.set_wanted(enis);
+        self.flowlog.resolve(&self.table, self.now);
+    }
+
+    /// Changes how flow log records are captured (the record bound, a shorter window for tests).
+    pub fn set_flow_log_config(&mut self, config: FlowLogConfig) {
+        self.flowlog.set_config(config);
+    }
+
+    /// The next closed flow log window, oldest first (after [`handle_timeout`](Self::handle_timeout)).
+    pub fn poll_flow_window(&mut self) -> Option<FlowWindow> {
+        self.flowlog.poll_window()
+    }
+
+    /// What the flow log capture did so far.
+    pub fn flow_log_stats(&self) -> FlowLogStats {
+        self.flowlog.stats()
     }
 
     /// The next event for the shell (drop reports), oldest first.

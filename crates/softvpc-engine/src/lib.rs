@@ -33,6 +33,7 @@
 pub mod counters;
 pub mod engine;
 pub mod flow;
+pub mod flowlog;
 pub mod layers;
 pub mod mapping;
 pub mod output;
@@ -42,6 +43,10 @@ pub mod report;
 pub use counters::{Counters, DropReason, EniCounters, Path};
 pub use engine::{Engine, EngineConfig, PortId};
 pub use flow::{Destination, FlowEntry, FlowId, FlowSide, FlowTable};
+pub use flowlog::{
+    FlowAction, FlowCounts, FlowDirection, FlowLogConfig, FlowLogStats, FlowRecord, FlowWindow,
+    RecordKey,
+};
 pub use layers::{Direction, LayerId};
 pub use mapping::{
     router_mac, EniEntry, GroupMembers, Location, Mac, MappingTable, PeeringEntry, PlacedEni,
