@@ -306,6 +306,12 @@ impl Counters {
         self.flow_entries
     }
 
+    /// Counts `frames` frames of `bytes` bytes in all (the kernel fast path's fold).
+    pub(crate) fn add(&mut self, path: Path, frames: u64, bytes: u64) {
+        self.frames[path as usize] = self.frames[path as usize].saturating_add(frames);
+        self.bytes[path as usize] = self.bytes[path as usize].saturating_add(bytes);
+    }
+
     pub(crate) fn count(&mut self, path: Path, bytes: usize) {
         self.frames[path as usize] += 1;
         self.bytes[path as usize] += bytes as u64;

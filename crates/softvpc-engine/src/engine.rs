@@ -587,3 +587,101 @@ fn write_reply(out: &mut Output, port: PortId, reply: Reply<'_>) -> (Path, Optio
         }
     }
 }
+
+/// The kernel fast path's hook (`crate::offload`): what the kernel may hold, and its use folded
+/// back.
+impl Engine {
+    /// The cached flows the kernel may execute now (each current entry of the flow table that
+    /// [`offload::offer`](crate::offload::offer) accepts and whose tracked TCP connection is
+    /// established), under the current generation. The shell installs these and removes what
+    /// it installed that is no longer offered (or of another generation).
+    pub fn kernel_flows(&self) -> impl Iterator<Item = crate::offload::KernelFlow> + '_ {
+        let current = self.table.generation();
+        let now = self.now;
+        self.flows.iter().filter_map(move |(id, entry)| {
+            let k = crate::offload::offer(id, entry, current).ok()?;
+            if k.proto == 6 {
+                let pkt = softvpc_policy::Packet {
+                    src: k.src,
+                    dst: k.dst,
+                    proto: k.proto,
+                    l4: k.l4,
+                    tcp_flags: 0,
+                };
+                for (port, dir) in entry.tracked.iter().flatten() {
+                    let fw = self.ports.get(port)?.fw.as_ref()?;
+                    let e = fw.conntrack_ref().peek(&pkt, *dir, now?)?;
+                    if e.state()
+                        != softvpc_policy::conntrack::ProtoState::Tcp(
+                            softvpc_policy::conntrack::TcpState::Established,
+                        )
+                    {
+                        return None;
+                    }
+                }
+            }
+            Some(k)
+        })
+    }
+
+    /// Folds what the kernel did for `flow` since the last fold (`packets` frames of `bytes`
+    /// bytes, the last at `last_used`) into the engine: counted as forwarded frames of their
+    /// path, the flow's entry and its tracked connections kept alive (their idle timers run
+    /// from `last_used`, as if the engine had seen the last packet). A flow the table no
+    /// longer holds is only counted.
+    pub fn fold_kernel_use(
+        &mut self,
+        flow: &crate::offload::KernelFlow,
+        packets: u64,
+        bytes: u64,
+        last_used: Instant,
+    ) {
+        use crate::offload::KernelHook;
+        if packets == 0 {
+            return;
+        }
+        // Underlay bytes are UDP payloads (VXLAN header included), as the engine counts them.
+        let vxlan = bytes.saturating_add(packets.saturating_mul(VXLAN_HEADER_LEN as u64));
+        let (rx, tx, rx_bytes, tx_bytes) = match flow.hook {
+            KernelHook::PortEgress(_) => (Path::PortRx, Path::ToUnderlay, bytes, vxlan),
+            KernelHook::UnderlayIngress { .. } => {
+                (Path::UnderlayRx, Path::ToPortDecap, vxlan, bytes)
+            }
+        };
+        self.counters.add(rx, packets, rx_bytes);
+        self.counters.add(tx, packets, tx_bytes);
+        let side = match flow.hook {
+            KernelHook::PortEgress(p) => flow::FlowSide::Port(p),
+            KernelHook::UnderlayIngress { vni, host, .. } => flow::FlowSide::Underlay { vni, host },
+        };
+        let id = flow::FlowId {
+            side,
+            src_mac: flow.src_mac,
+            dst_mac: flow.dst_mac,
+            key: softvpc_wire::FlowKey {
+                src: flow.src,
+                dst: flow.dst,
+                proto: flow.proto,
+                l4: flow.l4,
+            },
+        };
+        let Some(entry) = self.flows.get_mut(&id) else {
+            return;
+        };
+        entry.last_used = entry.last_used.max(last_used);
+        // The kernel carried segments without SYN, FIN or RST: an ACK keeps the connection's
+        // state and idle timer as the engine's own hit would.
+        let pkt = softvpc_policy::Packet {
+            src: flow.src,
+            dst: flow.dst,
+            proto: flow.proto,
+            l4: flow.l4,
+            tcp_flags: if flow.proto == 6 { 0x10 } else { 0 },
+        };
+        for (port, dir) in entry.tracked.iter().flatten() {
+            if let Some(fw) = self.ports.get_mut(port).and_then(|s| s.fw.as_mut()) {
+                let _ = fw.conntrack().lookup(&pkt, *dir, last_used);
+            }
+        }
+    }
+}

@@ -36,6 +36,7 @@ pub mod flow;
 pub mod flowlog;
 pub mod layers;
 pub mod mapping;
+pub mod offload;
 pub mod output;
 pub mod pipeline;
 pub mod report;
@@ -52,6 +53,7 @@ pub use mapping::{
     router_mac, EniEntry, GroupMembers, Location, Mac, MappingTable, PeeringEntry, PlacedEni,
     SubnetEntry, SubnetIdx, TableBuilder, Vni, VpcEntry,
 };
+pub use offload::{KernelAction, KernelFlow, KernelHook, Slow};
 pub use output::{Output, Transmit};
 pub use pipeline::{LayerDecision, SgHow, Trace, TraceVerdict, Why};
 pub use report::{DropReport, DropSample, Event};

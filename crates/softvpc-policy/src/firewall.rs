@@ -99,6 +99,11 @@ impl Firewall {
         &mut self.conntrack
     }
 
+    /// The connection-tracking table, read only (to peek at a connection's state).
+    pub fn conntrack_ref(&self) -> &ConnTrack<Opened> {
+        &self.conntrack
+    }
+
     /// The table's counters.
     pub fn stats(&self) -> Stats {
         self.conntrack.stats()

@@ -1,0 +1,756 @@
+//! The kernel fast path's decision model against the engine alone (issue 14), in virtual time.
+//!
+//! Two simulations of the seed's two hosts run the same traffic: one forwards everything
+//! through the engines; the other is what the agent builds with `--fast-path on`: after every
+//! frame each host "installs" what [`Engine::kernel_flows`] offers (flushing everything first
+//! when the table's generation changed, folding the installed flows' counters back with
+//! [`Engine::fold_kernel_use`]), and a frame matching an installed flow's u32 keys
+//! ([`KernelFlow::matches`], the classifier's semantics) is carried by the "kernel" without the
+//! engine: encapsulated unchanged to its host and VNI, or delivered unchanged to its port. The
+//! delivered frames and the drops by reason must be the same. One difference is by design and
+//! accounted for exactly: the kernel does not check an IPv4 header checksum or total length, so
+//! an invalid frame of an installed flow reaches the receiving instance (whose own stack drops
+//! it) where the engine drops it as malformed.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use proptest::prelude::*;
+use softvpc_engine::offload::{KernelAction, KernelFlow, KernelHook};
+use softvpc_engine::policy::Direction as Dir;
+use softvpc_engine::policy::Generation;
+use softvpc_engine::{DropReason, Engine, EngineConfig, Mac, Output, PortId, TraceVerdict};
+use softvpc_wire::IpProtocol;
+
+const SYN: u8 = 0x02;
+const ACK: u8 = 0x10;
+const SYNACK: u8 = 0x12;
+const FIN: u8 = 0x11;
+const RST: u8 = 0x04;
+const PSHACK: u8 = 0x18;
+
+fn tcp(from: &Vm, to: &Vm, sport: u16, dport: u16, flags: u8) -> Vec<u8> {
+    let mut h = [0u8; 20];
+    h[0..2].copy_from_slice(&sport.to_be_bytes());
+    h[2..4].copy_from_slice(&dport.to_be_bytes());
+    h[12] = 0x50;
+    h[13] = flags;
+    ipv4(from.mac, to.mac, from.ip, to.ip, 64, IpProtocol::Tcp, &h)
+}
+
+fn ip_checksum(h: &[u8]) -> u16 {
+    let mut sum = 0u32;
+    for c in h.chunks(2) {
+        sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+fn fix_checksum(f: &mut [u8]) {
+    let ihl = usize::from(f[14] & 0x0f) * 4;
+    f[24..26].copy_from_slice(&[0, 0]);
+    let c = ip_checksum(&f[14..14 + ihl]);
+    f[24..26].copy_from_slice(&c.to_be_bytes());
+}
+
+/// What to do to a well-formed frame.
+#[derive(Debug, Clone, Copy)]
+enum Mangle {
+    None,
+    /// More fragments follow.
+    FirstFragment,
+    /// IPv4 options (four NOPs).
+    Options,
+    /// A broken header checksum.
+    BadChecksum,
+    /// Cut inside the payload (total length says more).
+    Truncated,
+}
+
+fn mangle(mut f: Vec<u8>, m: Mangle) -> Vec<u8> {
+    match m {
+        Mangle::None => {}
+        Mangle::FirstFragment => {
+            f[20] |= 0x20;
+            fix_checksum(&mut f);
+        }
+        Mangle::Options => {
+            let mut g = f[..34].to_vec();
+            g.extend_from_slice(&[1, 1, 1, 1]);
+            g.extend_from_slice(&f[34..]);
+            g[14] = 0x46;
+            let len = u16::from_be_bytes([g[16], g[17]]) + 4;
+            g[16..18].copy_from_slice(&len.to_be_bytes());
+            fix_checksum(&mut g);
+            f = g;
+        }
+        Mangle::BadChecksum => f[25] ^= 0x5a,
+        Mangle::Truncated => f.truncate(f.len() - 4),
+    }
+    f
+}
+
+/// The installed flows of one host's "kernel", with what they carried since the last fold.
+#[derive(Default)]
+struct Kernel {
+    generation: Option<Generation>,
+    flows: BTreeMap<KernelFlow, (u64, u64, Option<Instant>)>,
+    /// Frames carried in all.
+    carried: u64,
+}
+
+struct Host {
+    ip: Ipv4Addr,
+    engine: Engine,
+    kernel: Kernel,
+}
+
+/// A frame delivered to an instance: (host, port, frame).
+type Delivered = (Ipv4Addr, PortId, Vec<u8>);
+
+struct Sim {
+    records: SeedRecords,
+    hosts: Vec<Host>,
+    fast: bool,
+    now: Instant,
+    out: Output,
+    /// Invalid frames the kernel carried, by the drop reason the engine would have given.
+    invalid_carried: BTreeMap<&'static str, u64>,
+}
+
+fn is_valid_ipv4(frame: &[u8]) -> bool {
+    softvpc_wire::FrameMeta::parse(frame)
+        .ok()
+        .and_then(|m| m.ipv4().map(|ip| ip.valid))
+        .unwrap_or(true)
+}
+
+impl Sim {
+    fn new(records: SeedRecords, fast: bool) -> Sim {
+        let hosts = [HOST1, HOST2]
+            .into_iter()
+            .map(|h| {
+                let mut engine = Engine::new(EngineConfig::new(h));
+                engine.set_table(Arc::new(table(&records, h, &ports_of(h))));
+                Host {
+                    ip: h,
+                    engine,
+                    kernel: Kernel::default(),
+                }
+            })
+            .collect();
+        Sim {
+            records,
+            hosts,
+            fast,
+            now: t0(),
+            out: Output::default(),
+            invalid_carried: BTreeMap::new(),
+        }
+    }
+
+    /// A mapping or policy change. The agent removes its kernel flows before the engine gets
+    /// the new table, so no packet uses a stale one.
+    fn update(&mut self, f: impl FnOnce(&mut SeedRecords)) {
+        f(&mut self.records);
+        for h in &mut self.hosts {
+            flush(h);
+            h.engine
+                .set_table(Arc::new(table(&self.records, h.ip, &ports_of(h.ip))));
+        }
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.now += d;
+        let now = self.now;
+        for h in &mut self.hosts {
+            if h.engine.poll_timeout().is_some_and(|t| t <= now) {
+                h.engine.handle_timeout(now);
+            }
+        }
+        self.sync();
+    }
+
+    /// The agent's loop after a batch: fold, flush a stale generation, install what is
+    /// offered, remove what is not.
+    fn sync(&mut self) {
+        if !self.fast {
+            return;
+        }
+        for h in &mut self.hosts {
+            let current = h.engine.table().generation();
+            if h.kernel.generation != Some(current) {
+                flush(h);
+                h.kernel.generation = Some(current);
+            }
+            fold(h);
+            let offered: Vec<KernelFlow> = h.engine.kernel_flows().collect();
+            h.kernel.flows.retain(|k, _| offered.contains(k));
+            for k in offered {
+                assert_eq!(k.generation, current);
+                h.kernel.flows.entry(k).or_insert((0, 0, None));
+            }
+        }
+    }
+
+    /// `vm` sends `frame`; the frames instances got.
+    fn send(&mut self, vm: &Vm, frame: &[u8]) -> Vec<Delivered> {
+        self.now += Duration::from_micros(10);
+        let now = self.now;
+        let mut delivered = Vec::new();
+        // (destination host, VXLAN payload)
+        let mut datagrams: Vec<(Ipv4Addr, Vec<u8>)> = Vec::new();
+        let fast = self.fast;
+        // The drop reason of an invalid frame the sender's kernel carried.
+        let mut invalid = None;
+        let h = self.hosts.iter_mut().find(|h| h.ip == vm.host).unwrap();
+        let carried = fast
+            .then(|| {
+                h.kernel
+                    .flows
+                    .iter_mut()
+                    .find(|(k, _)| k.hook == KernelHook::PortEgress(vm.port) && k.matches(frame))
+            })
+            .flatten();
+        if let Some((k, use_)) = carried {
+            let KernelAction::Encap { host, vni, port } = k.action else {
+                panic!("an egress flow encapsulates");
+            };
+            assert_eq!(port, 4789);
+            use_.0 += 1;
+            use_.1 += frame.len() as u64;
+            use_.2 = Some(now);
+            h.kernel.carried += 1;
+            if !is_valid_ipv4(frame) {
+                let mut out = Output::default();
+                let t = h.engine.trace_port_frame(vm.port, frame, &mut out);
+                let TraceVerdict::Drop(r) = t.verdict else {
+                    panic!("an invalid frame the engine forwards: {:?}", t.verdict);
+                };
+                invalid = Some(r.as_str());
+            }
+            datagrams.push((host, vxlan(vni.0, frame)));
+        } else {
+            self.out.clear();
+            h.engine
+                .handle_port_frames(now, vm.port, [frame], &mut self.out);
+            let sent = Sent::from(&self.out);
+            for (p, f) in sent.to_ports {
+                delivered.push((vm.host, p, f));
+            }
+            for t in sent.to_underlay {
+                assert_eq!(t.dst_port, 4789);
+                datagrams.push((t.dst_ip, t.payload));
+            }
+        }
+        for (dst, payload) in datagrams {
+            let src = vm.host;
+            let vni = u32::from_be_bytes([0, payload[4], payload[5], payload[6]]);
+            let inner = &payload[8..];
+            let h = self.hosts.iter_mut().find(|h| h.ip == dst).unwrap();
+            let carried = fast
+                .then(|| {
+                    h.kernel.flows.iter_mut().find(|(k, _)| {
+                        matches!(k.hook, KernelHook::UnderlayIngress { vni: v, host, .. }
+                            if v.0 == vni && host == src)
+                            && k.matches(inner)
+                    })
+                })
+                .flatten();
+            if let Some((k, use_)) = carried {
+                let KernelAction::Deliver(port) = k.action else {
+                    panic!("an ingress flow delivers");
+                };
+                use_.0 += 1;
+                use_.1 += inner.len() as u64;
+                use_.2 = Some(now);
+                h.kernel.carried += 1;
+                delivered.push((dst, port, inner.to_vec()));
+            } else {
+                self.out.clear();
+                h.engine
+                    .handle_underlay_datagrams(now, [(src, &payload[..])], &mut self.out);
+                for (p, f) in Sent::from(&self.out).to_ports {
+                    delivered.push((dst, p, f));
+                }
+            }
+        }
+        // Carried on by the receiver's kernel too, it reaches the instance instead of being
+        // dropped (by the sender's engine alone, or by the receiver's engine here).
+        if let Some(r) = invalid {
+            if delivered.iter().any(|d| d.2 == frame) {
+                *self.invalid_carried.entry(r).or_default() += 1;
+            }
+        }
+        self.sync();
+        delivered
+    }
+
+    fn drops(&self, reason: DropReason) -> u64 {
+        self.hosts
+            .iter()
+            .map(|h| h.engine.counters().drops(reason))
+            .sum()
+    }
+
+    fn carried(&self) -> u64 {
+        self.hosts.iter().map(|h| h.kernel.carried).sum()
+    }
+
+    fn installed(&self, host: Ipv4Addr) -> usize {
+        self.hosts
+            .iter()
+            .find(|h| h.ip == host)
+            .unwrap()
+            .kernel
+            .flows
+            .len()
+    }
+}
+
+fn fold(h: &mut Host) {
+    for (k, (packets, bytes, last)) in h.kernel.flows.iter_mut() {
+        if let Some(t) = last.take() {
+            h.engine.fold_kernel_use(k, *packets, *bytes, t);
+            *packets = 0;
+            *bytes = 0;
+        }
+    }
+}
+
+fn flush(h: &mut Host) {
+    fold(h);
+    h.kernel.flows.clear();
+    h.kernel.generation = None;
+}
+
+fn sg_rule(id: &str, dir: Dir, proto: &str, ports: Option<(i32, i32)>, cidr: &str) -> SgRule {
+    SgRule::from_aws(
+        id,
+        "sg-web",
+        dir,
+        proto,
+        ports.map(|p| p.0),
+        ports.map(|p| p.1),
+        Peer::Cidr(cidr.parse().unwrap()),
+    )
+    .unwrap()
+}
+
+/// zigi-vm2 in `sg-web`: inbound TCP 22 and UDP 53 and ICMP from the VPC; no outbound rule.
+fn records() -> SeedRecords {
+    let mut r = seed_records();
+    r.groups.insert(
+        "sg-web".into(),
+        (
+            "vpc-1".into(),
+            vec![
+                sg_rule(
+                    "sgr-ssh",
+                    Dir::Ingress,
+                    "tcp",
+                    Some((22, 22)),
+                    "10.0.0.0/16",
+                ),
+                sg_rule(
+                    "sgr-dns",
+                    Dir::Ingress,
+                    "udp",
+                    Some((53, 53)),
+                    "10.0.0.0/16",
+                ),
+                sg_rule("sgr-icmp", Dir::Ingress, "icmp", None, "10.0.0.0/16"),
+            ],
+        ),
+    );
+    r.enis.get_mut(VM2.eni).unwrap().security_group_ids = vec!["sg-web".into()];
+    r
+}
+
+/// One step of random traffic or change.
+#[derive(Debug, Clone)]
+enum Step {
+    Tcp(usize, u16, u16, u8, Mangle),
+    Udp(usize, u16, u16, Mangle),
+    Echo(usize, u16, Mangle),
+    Arp(usize),
+    Advance(u64),
+    RemoveSsh,
+    RestoreSsh,
+}
+
+/// (from, to) pairs: across hosts bridged (both ways), routed, local, another VPC.
+const PAIRS: [(Vm, Vm); 6] = [
+    (VM1, VM2),
+    (VM2, VM1),
+    (VM4, VM3),
+    (VM3, VM4),
+    (VM1, VM4),
+    (OTHER1, OTHER2),
+];
+
+fn dst_mac(from: &Vm, to: &Vm) -> Mac {
+    if from.subnet == to.subnet {
+        to.mac
+    } else if from.vni == VNI1 {
+        ROUTER1
+    } else {
+        ROUTER2
+    }
+}
+
+fn frame_of(step: &Step) -> Option<(Vm, Vec<u8>)> {
+    Some(match *step {
+        Step::Tcp(p, s, d, flags, m) => {
+            let (a, b) = PAIRS[p];
+            let mut f = tcp(&a, &b, s, d, flags);
+            f[0..6].copy_from_slice(&dst_mac(&a, &b));
+            (a, mangle(f, m))
+        }
+        Step::Udp(p, s, d, m) => {
+            let (a, b) = PAIRS[p];
+            (
+                a,
+                mangle(udp(a.mac, dst_mac(&a, &b), a.ip, b.ip, s, d, b"x"), m),
+            )
+        }
+        Step::Echo(p, id, m) => {
+            let (a, b) = PAIRS[p];
+            let f = echo_request(a.mac, dst_mac(&a, &b), a.ip, b.ip, 64, id, 1, b"ping");
+            (a, mangle(f, m))
+        }
+        Step::Arp(p) => {
+            let (a, b) = PAIRS[p];
+            (a, arp_request(&a, b.ip))
+        }
+        _ => return None,
+    })
+}
+
+fn mangle_strategy() -> impl Strategy<Value = Mangle> {
+    prop_oneof![
+        6 => Just(Mangle::None),
+        1 => Just(Mangle::FirstFragment),
+        1 => Just(Mangle::Options),
+        1 => Just(Mangle::BadChecksum),
+        1 => Just(Mangle::Truncated),
+    ]
+}
+
+fn step_strategy() -> impl Strategy<Value = Step> {
+    let pair = 0..PAIRS.len();
+    let sport = prop_oneof![Just(40000u16), Just(40001), Just(22), Just(53)];
+    let dport = prop_oneof![Just(22u16), Just(80), Just(53), Just(40000)];
+    let flags = prop_oneof![
+        1 => Just(SYN),
+        1 => Just(SYNACK),
+        4 => Just(ACK),
+        4 => Just(PSHACK),
+        1 => Just(FIN),
+        1 => Just(RST)
+    ];
+    prop_oneof![
+        12 => (pair.clone(), sport.clone(), dport.clone(), flags, mangle_strategy())
+            .prop_map(|(p, s, d, f, m)| Step::Tcp(p, s, d, f, m)),
+        4 => (pair.clone(), sport, dport, mangle_strategy()).prop_map(|(p, s, d, m)| Step::Udp(p, s, d, m)),
+        3 => (pair.clone(), 1u16..3, mangle_strategy()).prop_map(|(p, i, m)| Step::Echo(p, i, m)),
+        1 => pair.prop_map(Step::Arp),
+        2 => prop_oneof![Just(1u64), Just(1_000), Just(31_000), Just(70_000), Just(200_000)]
+            .prop_map(Step::Advance),
+        1 => Just(Step::RemoveSsh),
+        1 => Just(Step::RestoreSsh),
+    ]
+}
+
+fn apply(sim: &mut Sim, step: &Step) -> Vec<Delivered> {
+    if let Some((vm, f)) = frame_of(step) {
+        return sim.send(&vm, &f);
+    }
+    match step {
+        Step::Advance(ms) => sim.advance(Duration::from_millis(*ms)),
+        Step::RemoveSsh => sim.update(|r| {
+            r.groups
+                .get_mut("sg-web")
+                .unwrap()
+                .1
+                .retain(|x| x.id != "sgr-ssh")
+        }),
+        Step::RestoreSsh => sim.update(|r| {
+            let rules = &mut r.groups.get_mut("sg-web").unwrap().1;
+            if !rules.iter().any(|x| x.id == "sgr-ssh") {
+                rules.push(sg_rule(
+                    "sgr-ssh",
+                    Dir::Ingress,
+                    "tcp",
+                    Some((22, 22)),
+                    "10.0.0.0/16",
+                ));
+            }
+        }),
+        _ => unreachable!(),
+    }
+    Vec::new()
+}
+
+/// Runs `steps` through both simulations, comparing at every step; returns the frames the
+/// kernel carried.
+fn differential(steps: &[Step]) -> u64 {
+    let mut alone = Sim::new(records(), false);
+    let mut fast = Sim::new(records(), true);
+    for (i, step) in steps.iter().enumerate() {
+        let a = apply(&mut alone, step);
+        let b = apply(&mut fast, step);
+        // What the receiving instances accept (their stack drops an invalid IPv4 header).
+        let a: Vec<_> = a.into_iter().filter(|d| is_valid_ipv4(&d.2)).collect();
+        let b: Vec<_> = b.into_iter().filter(|d| is_valid_ipv4(&d.2)).collect();
+        assert_eq!(a, b, "step {i}: {step:?}");
+    }
+    for reason in DropReason::ALL {
+        let extra = fast
+            .invalid_carried
+            .get(reason.as_str())
+            .copied()
+            .unwrap_or(0);
+        assert_eq!(
+            alone.drops(reason),
+            fast.drops(reason) + extra,
+            "drops {}",
+            reason.as_str()
+        );
+    }
+    fast.carried()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+    #[test]
+    fn the_kernel_model_delivers_and_drops_as_the_engine_alone(
+        steps in proptest::collection::vec(step_strategy(), 1..120)
+    ) {
+        differential(&steps);
+    }
+}
+
+/// A TCP connection zigi-vm1 -> zigi-vm2:22, established; the steps of its handshake.
+fn handshake() -> Vec<Step> {
+    vec![
+        Step::Tcp(0, 40000, 22, SYN, Mangle::None),
+        Step::Tcp(1, 22, 40000, SYNACK, Mangle::None),
+        Step::Tcp(0, 40000, 22, ACK, Mangle::None),
+    ]
+}
+
+#[test]
+fn an_established_flow_runs_in_the_kernel_both_ways_and_agrees_with_the_engine() {
+    let mut steps = handshake();
+    for _ in 0..20 {
+        steps.push(Step::Tcp(0, 40000, 22, PSHACK, Mangle::None));
+        steps.push(Step::Tcp(1, 22, 40000, ACK, Mangle::None));
+    }
+    // Its control segments, options, fragments and broken frames, and a routed flow.
+    for m in [
+        Mangle::FirstFragment,
+        Mangle::Options,
+        Mangle::BadChecksum,
+        Mangle::Truncated,
+    ] {
+        steps.push(Step::Tcp(0, 40000, 22, PSHACK, m));
+    }
+    steps.push(Step::Tcp(2, 40000, 80, SYN, Mangle::None));
+    steps.push(Step::Tcp(0, 40000, 22, FIN, Mangle::None));
+    steps.push(Step::Tcp(1, 22, 40000, FIN, Mangle::None));
+    let carried = differential(&steps);
+    // 40 data segments, each through two kernel hooks (the sender's egress and the receiver's
+    // ingress), less the first of each direction (installed after the handshake's ACK), plus
+    // the two invalid frames the kernel cannot tell apart.
+    assert!(carried >= 70, "carried {carried}");
+}
+
+#[test]
+fn what_the_kernel_holds_and_for_how_long() {
+    let mut sim = Sim::new(records(), true);
+    for s in handshake() {
+        apply(&mut sim, &s);
+    }
+    // Both hosts hold the flow's direction they see: host-1 the egress of zigi-vm1's segments
+    // and the ingress of zigi-vm2's replies, host-2 the mirror.
+    let k1: Vec<KernelFlow> = sim.hosts[0].kernel.flows.keys().copied().collect();
+    assert!(k1
+        .iter()
+        .any(|k| k.hook == KernelHook::PortEgress(VM1.port)));
+    assert!(k1.iter().any(|k| matches!(k.hook,
+        KernelHook::UnderlayIngress { port, host, .. } if port == VM1.port && host == HOST2)));
+    // Routed and local flows stay in the engine.
+    apply(&mut sim, &Step::Tcp(2, 40000, 80, SYN, Mangle::None));
+    apply(&mut sim, &Step::Tcp(4, 40000, 80, SYN, Mangle::None));
+    assert!(sim.hosts[0]
+        .kernel
+        .flows
+        .keys()
+        .all(|k| k.port() == VM1.port));
+    // Kernel use keeps the flow alive in the engine past its idle time: 100 minutes of
+    // segments every 50 s, all carried by the kernel.
+    let before = sim.carried();
+    for _ in 0..120 {
+        sim.advance(Duration::from_secs(50));
+        let got = sim.send(&VM1, &tcp(&VM1, &VM2, 40000, 22, PSHACK));
+        assert_eq!(got.len(), 1);
+    }
+    assert_eq!(sim.carried() - before, 240);
+    // The engine counted them as forwarded (folded), and still tracks the connection.
+    let c = sim.hosts[1].engine.counters().eni(VM2.eni).unwrap().tracked;
+    assert_eq!(c, 1);
+    // Idle, the kernel flow is removed with the engine's entry.
+    sim.advance(Duration::from_secs(61));
+    sim.advance(Duration::from_secs(10));
+    assert_eq!(sim.installed(HOST1), 0);
+}
+
+#[test]
+fn a_removed_rule_keeps_a_tracked_kernel_flow_and_refuses_new_ones() {
+    let mut sim = Sim::new(records(), true);
+    for s in handshake() {
+        apply(&mut sim, &s);
+    }
+    assert!(sim.installed(HOST2) > 0);
+    let seg = tcp(&VM1, &VM2, 40000, 22, PSHACK);
+    sim.send(&VM1, &seg);
+    let carried = sim.carried();
+    sim.update(|r| r.groups.get_mut("sg-web").unwrap().1.clear());
+    // The change flushed every kernel flow before the next packet.
+    assert_eq!((sim.installed(HOST1), sim.installed(HOST2)), (0, 0));
+    // The next segment goes through the engines, which find the tracked connection: delivered,
+    // and the flow is offered again.
+    assert_eq!(sim.send(&VM1, &seg).len(), 1);
+    assert_eq!(sim.carried(), carried);
+    assert!(sim.installed(HOST2) > 0);
+    assert_eq!(sim.send(&VM1, &seg).len(), 1);
+    assert_eq!(sim.carried(), carried + 2);
+    // A new connection is refused.
+    assert!(sim.send(&VM1, &tcp(&VM1, &VM2, 40009, 22, SYN)).is_empty());
+    assert_eq!(sim.drops(DropReason::SgDenied), 1);
+}
+
+#[test]
+fn a_revoked_untracked_rule_stops_a_kernel_flow_at_once() {
+    // AWS's untracked case on zigi-vm2: TCP from anywhere in, everything out: no conntrack.
+    let mut r = records();
+    r.groups.get_mut("sg-web").unwrap().1 = vec![
+        sg_rule("sgr-in", Dir::Ingress, "tcp", Some((0, 65535)), "0.0.0.0/0"),
+        sg_rule("sgr-out", Dir::Egress, "-1", None, "0.0.0.0/0"),
+    ];
+    let mut sim = Sim::new(r, true);
+    let seg = tcp(&VM1, &VM2, 40000, 22, PSHACK);
+    assert_eq!(sim.send(&VM1, &seg).len(), 1);
+    assert_eq!(sim.send(&VM1, &seg).len(), 1);
+    assert!(
+        sim.carried() >= 2,
+        "untracked flows go to the kernel at once"
+    );
+    sim.update(|r| {
+        r.groups
+            .get_mut("sg-web")
+            .unwrap()
+            .1
+            .retain(|x| x.id != "sgr-in")
+    });
+    assert!(sim.send(&VM1, &seg).is_empty());
+    assert_eq!(sim.drops(DropReason::SgDenied), 1);
+}
+
+#[test]
+fn a_revoked_route_or_acl_stops_the_flows_at_once() {
+    // No groups: the bridged flow goes to the kernel with its first packet; the routed flow
+    // (zigi-vm4 -> zigi-vm3, subnet a -> b) stays in the engine (a MAC rewrite).
+    let mut r = records();
+    r.enis.get_mut(VM2.eni).unwrap().security_group_ids.clear();
+    let mut sim = Sim::new(r, true);
+    let routed = tcp_via_router(&VM4, &VM3, 40000, 80);
+    assert_eq!(sim.send(&VM4, &routed).len(), 1);
+    assert_eq!(sim.send(&VM4, &routed).len(), 1);
+    let seg = tcp(&VM1, &VM2, 40000, 22, PSHACK);
+    sim.send(&VM1, &seg);
+    sim.send(&VM1, &seg);
+    let carried = sim.carried();
+    assert!(carried >= 2);
+    // Subnet b's ACL denies subnet a: the routed flow stops with its next packet, and the
+    // change flushed the kernel's flows (the bridged one is decided again, and allowed).
+    sim.update(|r| {
+        r.acls.insert(
+            "acl-b".into(),
+            (
+                "vpc-1".into(),
+                vec![AclEntry::from_aws(
+                    100,
+                    false,
+                    "-1",
+                    "deny",
+                    "10.0.0.0/24".parse().unwrap(),
+                    None,
+                    None,
+                )
+                .unwrap()],
+                vec!["subnet-0000000000000000b".into()],
+            ),
+        );
+    });
+    assert_eq!((sim.installed(HOST1), sim.installed(HOST2)), (0, 0));
+    assert!(sim.send(&VM4, &routed).is_empty(), "ACL");
+    assert_eq!(sim.drops(DropReason::NaclDenied), 1);
+    assert_eq!(sim.send(&VM1, &seg).len(), 1);
+    assert_eq!(sim.carried(), carried, "decided again by the engine first");
+    // A blackhole route for subnet b: the routed flow stops at once.
+    sim.update(|r| {
+        r.acls.clear();
+        r.route_tables.insert(
+            "rtb-main".into(),
+            (
+                "vpc-1".into(),
+                true,
+                vec![Route {
+                    destination: "10.0.1.0/24".parse().unwrap(),
+                    target: Target::NetworkInterface("eni-gone".into()),
+                    state: RouteState::Blackhole,
+                }],
+                vec![],
+            ),
+        );
+    });
+    assert!(sim.send(&VM4, &routed).is_empty(), "blackhole");
+    assert_eq!(sim.drops(DropReason::Blackhole), 1);
+}
+
+fn tcp_via_router(from: &Vm, to: &Vm, sport: u16, dport: u16) -> Vec<u8> {
+    let mut f = tcp(from, to, sport, dport, PSHACK);
+    f[0..6].copy_from_slice(&ROUTER1);
+    f
+}
+
+#[test]
+fn a_moved_eni_gets_no_more_packets_at_its_old_host() {
+    let mut r = records();
+    r.enis.get_mut(VM2.eni).unwrap().security_group_ids.clear();
+    let mut sim = Sim::new(r, true);
+    let seg = tcp(&VM1, &VM2, 40000, 22, PSHACK);
+    sim.send(&VM1, &seg);
+    let got = sim.send(&VM1, &seg);
+    assert_eq!(got, vec![(HOST2, VM2.port, seg.clone())]);
+    assert!(sim.carried() >= 2);
+    // zigi-vm2 moves to host-1 (its port there: 2 as well).
+    sim.update(|r| r.enis.get_mut(VM2.eni).unwrap().host_underlay_ip = Some(HOST1));
+    for _ in 0..5 {
+        let got = sim.send(&VM1, &seg);
+        assert!(
+            got.iter().all(|(h, _, _)| *h != HOST2),
+            "a packet at the old host: {got:?}"
+        );
+    }
+}
