@@ -8,67 +8,9 @@ ModifyInstanceAttribute, and checks what connects and what times out. Every grou
 deleted at the end, whatever happens.
 """
 
-import subprocess
-import sys
-from pathlib import Path
+from probes import Server, Session, connects, eni_of, wait_connects
 
-from e2e_harness import wait_until
-
-PROBE = str(Path(__file__).resolve().parent / "tcpprobe.py")
 VM1, VM2, VM4 = "10.0.0.148", "10.0.0.185", "10.0.0.30"
-
-
-def eni_of(lab, vpc, ip):
-    out = lab.aws("describe-network-interfaces", "--filters", f"Name=vpc-id,Values={vpc}",
-                  f"Name=addresses.private-ip-address,Values={ip}")
-    (eni,) = out["NetworkInterfaces"]
-    return eni
-
-
-def connects(lab, src, ip, port, secs=2.0):
-    proc = lab.netns_exec(lab.netns(src), sys.executable, PROBE, "connect", ip, str(port),
-                          str(secs), timeout=secs + 10)
-    return proc.returncode == 0
-
-
-def wait_connects(lab, src, ip, port, want, timeout=15):
-    """Polls until connecting from `src` to ip:port succeeds (want=True) or times out (False):
-    the change has to reach the agents first."""
-    return wait_until(lambda: connects(lab, src, ip, port, 1.0) == want, timeout,
-                      interval=0.3, what=f"{src} -> {ip}:{port} {'open' if want else 'closed'}")
-
-
-class Server:
-    """tcpprobe's echo server on `ports` inside instance `name`."""
-
-    def __init__(self, lab, name, *ports):
-        self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", lab.netns(name), sys.executable, PROBE, "serve",
-             *map(str, ports)], stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout.readline().strip() == "ready"
-
-    def stop(self):
-        self.proc.kill()
-        self.proc.wait(timeout=5)
-
-
-class Session:
-    """One open TCP connection from instance `name`, driven line by line."""
-
-    def __init__(self, lab, name, ip, port):
-        self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", lab.netns(name), sys.executable, "-u", PROBE, "session",
-             ip, str(port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self.first = self.proc.stdout.readline().strip()
-
-    def say(self, line):
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
-        return self.proc.stdout.readline().strip()
-
-    def close(self):
-        self.proc.kill()
-        self.proc.wait(timeout=5)
 
 
 def test_groups_rules_and_membership_on_the_wire(lab):

@@ -1,0 +1,96 @@
+"""Route tables on the wire (issue 10): a middlebox instance routing between two subnets, a
+blackhole, and longest-prefix match between overlapping routes, with ping, TCP and tcpdump.
+
+A scratch VPC 10.70.0.0/16:
+  subnet X 10.70.1.0/24: x1 10.70.1.10 (host-1)
+  subnet Y 10.70.2.0/24: y1 10.70.2.10 (host-1), y2 10.70.2.200 (host-2)
+  subnet R 10.70.3.0/24: r1 10.70.3.10 (host-2), the router: ip_forward on in its namespace
+X's table sends 10.70.2.0/24 to r1's ENI (and 10.70.2.200/32 to an interface that is then
+deleted: a blackhole), Y's table sends 10.70.1.0/24 to r1's ENI. r1 is on the other host, so
+what it forwards to y1 arrives at host-1 from host-2 with x1's address as its source: the
+receive side accepts it because host-2 holds an ENI of the VPC with its check off.
+"""
+
+from e2e_harness import PREFIX, wait_until
+from probes import Server, connects
+from scratch import Scratch, capture
+
+X1, Y1, Y2, R1 = "10.70.1.10", "10.70.2.10", "10.70.2.200", "10.70.3.10"
+
+
+def ping(lab, iid, ip, count=1, wait=1):
+    return lab.ping(iid, ip, count=count, wait=wait, interval=0.2)
+
+
+def echo_requests(cap, src, dst):
+    return [line for line in cap.lines if f"{src} > {dst}: ICMP echo request" in line]
+
+
+def test_middlebox_blackhole_and_longest_prefix(lab):
+    with Scratch(lab) as s:
+        vpc = s.vpc("10.70.0.0/16")
+        sx, sy, sr = (s.subnet(vpc, f"10.70.{n}.0/24") for n in (1, 2, 3))
+        x1 = s.launch(sx, X1, "host-1")
+        y1 = s.launch(sy, Y1, "host-1")
+        y2 = s.launch(sy, Y2, "host-2")
+        r1 = s.launch(sr, R1, "host-2")
+        r1_eni = s.eni_of(r1)
+        for key in ("net.ipv4.ip_forward=1", "net.ipv4.conf.all.send_redirects=0",
+                    "net.ipv4.conf.eth0.send_redirects=0"):
+            lab.netns_exec(f"{PREFIX}{r1}", "sysctl", "-w", key, check=True)
+
+        # Only the local route: x1 reaches y1 directly (one routed hop: TTL 63).
+        direct = wait_until(lambda: (r := ping(lab, x1, Y1)).ok and r, 30,
+                            what="x1 -> y1 directly")
+        assert direct.ttls == [63], direct
+
+        rtb_x = s.route_table(vpc, sx)
+        rtb_y = s.route_table(vpc, sy)
+        s.route(rtb_x, "10.70.2.0/24", NetworkInterfaceId=r1_eni)
+        s.route(rtb_y, "10.70.1.0/24", NetworkInterfaceId=r1_eni)
+
+        # r1's source/destination check is on: what is routed to it for y1 is dropped at its
+        # host and counted.
+        before = lab.drops("host-2", "src_dst_check")
+        wait_until(lambda: not ping(lab, x1, Y1).ok, 15, what="x1 -> y1 to stop (check on)")
+        assert lab.drops("host-2", "src_dst_check") > before
+
+        # Check off: x1 <-> y1 through r1. tcpdump in r1 sees the request come in and go out
+        # again; the TTL says three hops (router, r1, router).
+        s.ec2.modify_network_interface_attribute(NetworkInterfaceId=r1_eni,
+                                                 SourceDestCheck={"Value": False})
+        wait_until(lambda: ping(lab, x1, Y1).ok, 15, what="x1 -> y1 through r1")
+        with capture(lab, r1) as cap:
+            through = ping(lab, x1, Y1, count=3)
+        assert through.ok and set(through.ttls) == {61}, through
+        assert len(echo_requests(cap, X1, Y1)) >= 6, f"r1 did not forward:\n{cap.text()}"
+        replies = [line for line in cap.lines if f"{Y1} > {X1}: ICMP echo reply" in line]
+        assert len(replies) >= 6, f"replies did not come back through r1:\n{cap.text()}"
+        server = Server(lab, y1, 8080)
+        try:
+            assert connects(lab, x1, Y1, 8080), "TCP through the middlebox"
+        finally:
+            server.stop()
+
+        # Longest prefix: 10.70.2.200/32 beats 10.70.2.0/24. Its target, an interface, is
+        # deleted: the route is a blackhole, y2 is unreachable (counted), y1 still goes via r1.
+        z = s.eni(sy, "10.70.2.250")
+        s.route(rtb_x, f"{Y2}/32", NetworkInterfaceId=z)
+        s.ec2.delete_network_interface(NetworkInterfaceId=z)
+        s.enis.remove(z)
+        assert s.route_states(rtb_x)[f"{Y2}/32"] == "blackhole"
+        before = lab.drops("host-1", "blackhole")
+        wait_until(lambda: not ping(lab, x1, Y2).ok, 15, what="x1 -> y2 to be blackholed")
+        assert lab.drops("host-1", "blackhole") > before
+        assert ping(lab, x1, Y1).ttls == [61], "10.70.2.0/24 still goes through r1"
+        # y2 itself is fine: y1 reaches it (Y's table has no such route).
+        assert ping(lab, y1, Y2).ok
+
+        # Without the /24s the local /16 is the longest match again: direct, r1 sees nothing.
+        for rtb, cidr in ((rtb_x, "10.70.2.0/24"), (rtb_y, "10.70.1.0/24")):
+            s.ec2.delete_route(RouteTableId=rtb, DestinationCidrBlock=cidr)
+        wait_until(lambda: ping(lab, x1, Y1).ttls == [63], 15, what="x1 -> y1 direct again")
+        with capture(lab, r1) as cap:
+            assert ping(lab, x1, Y1, count=2).ok
+        assert not echo_requests(cap, X1, Y1), f"r1 still sees x1's pings:\n{cap.text()}"
+        assert not ping(lab, x1, Y2).ok, "the /32 blackhole is more specific than local"
