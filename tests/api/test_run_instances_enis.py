@@ -199,9 +199,14 @@ def refusals(net, existing, busy):
          "InvalidParameterValue"),
         ({**base, "NetworkInterfaces": [{"DeviceIndex": 0, "SubnetId": net["a"], "NetworkCardIndex": 1}]},
          "InvalidParameterValue"),
+        # A connection tracking timeout outside AWS's bounds.
         ({**base, "NetworkInterfaces": [{"DeviceIndex": 0, "SubnetId": net["a"],
-                                         "ConnectionTrackingSpecification": {"TcpEstablishedTimeout": 60}}]},
+                                         "ConnectionTrackingSpecification": {"TcpEstablishedTimeout": 59}}]},
          "InvalidParameterValue"),
+        # Connection tracking is for an interface created at launch, not one attached.
+        ({**base, "NetworkInterfaces": [{"DeviceIndex": 0, "NetworkInterfaceId": existing,
+                                         "ConnectionTrackingSpecification": {"UdpTimeout": 30}}]},
+         "InvalidParameterCombination"),
         ({**base, "NetworkInterfaces": [{"DeviceIndex": 0, "SubnetId": net["a"], "Ipv4PrefixCount": 1}]},
          "InvalidParameterValue"),
     ]

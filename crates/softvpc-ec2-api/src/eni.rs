@@ -5,7 +5,7 @@ use softvpc_ec2_protocol::{Timestamp, Value};
 
 use super::input::{self, tag_set, ValueExt};
 use super::Ctx;
-use softvpc_model::eni::{self as m, CreateRequest, Modify};
+use softvpc_model::eni::{self as m, ConnectionTracking, CreateRequest, Modify};
 use softvpc_model::instance::{private_dns_name, public_address_of, public_dns_name};
 use softvpc_model::{ApiError, Eni, State, OWNER_ID};
 
@@ -61,6 +61,31 @@ fn association(state: &State, e: &Eni, ip: std::net::Ipv4Addr) -> Option<Value> 
     })
 }
 
+/// The `ConnectionTrackingSpecification` member of a request (`ConnectionTrackingSpecificationRequest`),
+/// each timeout checked against AWS's bounds; absent: nothing set.
+pub(crate) fn connection_tracking(input: &Value) -> Result<ConnectionTracking, ApiError> {
+    match input.get("ConnectionTrackingSpecification") {
+        None => Ok(ConnectionTracking::default()),
+        Some(c) => ConnectionTracking::from_request(
+            c.get_i64("TcpEstablishedTimeout"),
+            c.get_i64("UdpStreamTimeout"),
+            c.get_i64("UdpTimeout"),
+        ),
+    }
+}
+
+/// The `ConnectionTrackingConfiguration` of an ENI whose timeouts were set: all three in force
+/// (AWS's default for one never set).
+pub(crate) fn connection_tracking_value(e: &Eni) -> Option<Value> {
+    (!e.connection_tracking.is_default()).then(|| {
+        let (tcp, stream, udp) = e.connection_tracking.effective();
+        Value::new_struct()
+            .with("TcpEstablishedTimeout", tcp)
+            .with("UdpStreamTimeout", stream)
+            .with("UdpTimeout", udp)
+    })
+}
+
 /// The `NetworkInterface` structure of one ENI.
 pub fn eni_value(state: &State, e: &Eni) -> Value {
     let status = if e.attachment.is_some() {
@@ -83,6 +108,10 @@ pub fn eni_value(state: &State, e: &Eni) -> Value {
         .with_opt("Association", association(state, e, e.private_ip))
         .with_opt("Attachment", attachment_value(e))
         .with("AvailabilityZone", e.availability_zone.as_str())
+        .with_opt(
+            "ConnectionTrackingConfiguration",
+            connection_tracking_value(e),
+        )
         .with("Description", e.description.as_str())
         .with("Groups", groups_value(state, e))
         .with("InterfaceType", "interface")
@@ -128,6 +157,7 @@ pub fn create_network_interface(ctx: &Ctx<'_>, input: &Value) -> Result<Value, A
         description: input.get_str("Description").map(str::to_string),
         tag_specs: input::tag_specs(input, &["network-interface"])?,
         client_token: input::optional(input, "ClientToken").map(str::to_string),
+        connection_tracking: connection_tracking(input)?,
     };
     let eni = ctx.mutate(|t| m::create_network_interface(t, &req))?;
     tracing::info!(eni = %eni.id, ip = %eni.private_ip, subnet = %eni.subnet_id, "network interface created");
@@ -220,6 +250,9 @@ pub fn modify_network_interface_attribute(ctx: &Ctx<'_>, input: &Value) -> Resul
     }
     if input.get("Groups").is_some() {
         changes.push(Modify::Groups(input::id_list(input, "Groups")));
+    }
+    if input.get("ConnectionTrackingSpecification").is_some() {
+        changes.push(Modify::ConnectionTracking(connection_tracking(input)?));
     }
     if input.get("Attachment").is_some() {
         return Err(ApiError::new(

@@ -75,7 +75,7 @@ struct LaunchInterfaces {
 }
 
 /// Members of `InstanceNetworkInterfaceSpecification` softvpc does not model (IPv6, prefixes,
-/// EFA, ENA Express, connection tracking, carrier addresses): refused, never ignored.
+/// EFA, ENA Express, carrier addresses): refused, never ignored.
 /// `InterfaceType`, `NetworkCardIndex`, `Ipv6AddressCount` and `PrimaryIpv6` pass with their
 /// default values (`interface`, 0, 0, false).
 const UNSUPPORTED_INTERFACE_MEMBERS: &[&str] = &[
@@ -86,7 +86,6 @@ const UNSUPPORTED_INTERFACE_MEMBERS: &[&str] = &[
     "Ipv6PrefixCount",
     "AssociateCarrierIpAddress",
     "EnaSrdSpecification",
-    "ConnectionTrackingSpecification",
     "EnaQueueCount",
 ];
 
@@ -166,6 +165,7 @@ fn interface_spec(n: usize, v: &Value) -> Result<InterfaceSpec, ApiError> {
             .collect(),
         secondary_count,
         delete_on_termination: v.get_bool("DeleteOnTermination"),
+        connection_tracking: super::eni::connection_tracking(v)?,
     })
 }
 
@@ -325,6 +325,10 @@ fn instance_eni_value(state: &State, e: &Eni) -> Value {
         .with("PrivateIpAddress", e.private_ip.to_string())
         .with("PrivateDnsName", private_dns_name(e.private_ip))
         .with("SourceDestCheck", e.source_dest_check)
+        .with_opt(
+            "ConnectionTrackingConfiguration",
+            super::eni::connection_tracking_value(e),
+        )
         .with("Groups", group_identifiers(state, &e.security_groups))
         .with_opt(
             "Attachment",

@@ -914,3 +914,57 @@ mod trace_agrees {
         }
     }
 }
+
+/// An ENI's `UdpTimeout` (ConnectionTrackingSpecification through the mapping) decides when an
+/// idle UDP flow expires: zigi-vm2 may only send (no inbound rule), so an answer passes only
+/// while zigi-vm2's request is still tracked. At the default 30 s an answer after 35 s is
+/// refused; with the ENI's timeout changed to 60 s (on the live table, the connection tracking
+/// of the ENI kept) it passes after 35 s and is refused after 65 s.
+#[test]
+fn an_enis_udp_timeout_decides_when_its_flows_expire() {
+    let mut r = seed_records();
+    r.groups.insert(
+        "sg-out".into(),
+        (
+            "vpc-1".into(),
+            vec![sg_rule(
+                "sgr-udp",
+                "sg-out",
+                Dir::Egress,
+                "udp",
+                None,
+                cidr("10.0.0.0/16"),
+            )],
+        ),
+    );
+    r.enis.get_mut(VM2.eni).unwrap().security_group_ids = vec!["sg-out".into()];
+    let mut net = Net::new(r);
+    let request = |port| udp(VM2.mac, VM1.mac, VM2.ip, VM1.ip, port, 9, b"q");
+    let answer = |port| udp(VM1.mac, VM2.mac, VM1.ip, VM2.ip, 9, port, b"a");
+
+    // Default UdpTimeout, 30 s.
+    assert!(net.reaches(&VM2, &VM1, &request(1000)));
+    net.advance(Duration::from_secs(35));
+    assert!(
+        !net.reaches(&VM1, &VM2, &answer(1000)),
+        "expired after 30 s"
+    );
+    assert_eq!(net.drops_at(&VM2, DropReason::SgDenied), 1);
+
+    net.update(|r| {
+        r.enis.get_mut(VM2.eni).unwrap().conntrack.udp_timeout = Some(60);
+    });
+    assert!(net.reaches(&VM2, &VM1, &request(1001)));
+    assert!(net.reaches(&VM2, &VM1, &request(1002)));
+    net.advance(Duration::from_secs(35));
+    assert!(
+        net.reaches(&VM1, &VM2, &answer(1001)),
+        "tracked for 60 s now"
+    );
+    net.advance(Duration::from_secs(30));
+    assert!(
+        !net.reaches(&VM1, &VM2, &answer(1002)),
+        "idle 65 s: expired"
+    );
+    assert_eq!(net.drops_at(&VM2, DropReason::SgDenied), 2);
+}

@@ -1,11 +1,14 @@
 //! Elastic network interfaces on their own: Create/Delete, Attach/Detach to instances,
 //! secondary private addresses (Assign/Unassign), attributes (SourceDestCheck, Groups,
-//! Description). Every address an ENI holds is counted against its subnet, so
+//! Description, ConnectionTrackingSpecification). Every address an ENI holds is counted against its subnet, so
 //! `AvailableIpAddressCount` stays exact; every change to where an ENI lives or what addresses it
 //! has is an `UpsertEni` for the mapping service.
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
+use std::ops::RangeInclusive;
+
+use serde::{Deserialize, Serialize};
 
 use super::idempotency::{replay, ClientToken, Digest};
 use super::ids::new_id;
@@ -21,6 +24,96 @@ pub const MAX_GROUPS: usize = 5;
 pub const MAX_ADDRESSES: usize = 50;
 /// Highest device index an attachment may use.
 pub const MAX_DEVICE_INDEX: u32 = 15;
+
+/// AWS's `ConnectionTrackingSpecification` of an ENI: its connection tracking idle timeouts in
+/// seconds, each `None` until set (AWS's default applies: TCP established 432000, UDP stream
+/// 180, UDP 30). The data plane's per-ENI connection tracking uses them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionTracking {
+    /// `TcpEstablishedTimeout`.
+    pub tcp_established_timeout: Option<u32>,
+    /// `UdpStreamTimeout`.
+    pub udp_stream_timeout: Option<u32>,
+    /// `UdpTimeout`.
+    pub udp_timeout: Option<u32>,
+}
+
+impl ConnectionTracking {
+    /// AWS's bounds of `TcpEstablishedTimeout`.
+    pub const TCP_ESTABLISHED: RangeInclusive<u32> = 60..=432_000;
+    /// AWS's bounds of `UdpStreamTimeout`.
+    pub const UDP_STREAM: RangeInclusive<u32> = 60..=180;
+    /// AWS's bounds of `UdpTimeout`.
+    pub const UDP: RangeInclusive<u32> = 30..=60;
+    /// AWS's defaults (TCP established, UDP stream, UDP), shown for a timeout never set.
+    pub const DEFAULTS: (u32, u32, u32) = (432_000, 180, 30);
+
+    /// A specification from the request's integers, each checked against AWS's bounds
+    /// (`InvalidParameterValue` naming the parameter and its range).
+    pub fn from_request(
+        tcp_established: Option<i64>,
+        udp_stream: Option<i64>,
+        udp: Option<i64>,
+    ) -> Result<Self, ApiError> {
+        fn check(
+            v: Option<i64>,
+            name: &str,
+            range: RangeInclusive<u32>,
+        ) -> Result<Option<u32>, ApiError> {
+            match v {
+                None => Ok(None),
+                Some(n) => u32::try_from(n)
+                    .ok()
+                    .filter(|n| range.contains(n))
+                    .map(Some)
+                    .ok_or_else(|| {
+                        ApiError::invalid_value(format!(
+                            "The value {n} for parameter ConnectionTrackingSpecification.{name} \
+                             is invalid. It must be between {} and {} seconds.",
+                            range.start(),
+                            range.end()
+                        ))
+                    }),
+            }
+        }
+        Ok(ConnectionTracking {
+            tcp_established_timeout: check(
+                tcp_established,
+                "TcpEstablishedTimeout",
+                Self::TCP_ESTABLISHED,
+            )?,
+            udp_stream_timeout: check(udp_stream, "UdpStreamTimeout", Self::UDP_STREAM)?,
+            udp_timeout: check(udp, "UdpTimeout", Self::UDP)?,
+        })
+    }
+
+    /// True when no timeout was ever set.
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// `self` with the timeouts `update` sets replaced; the others kept (a modification names
+    /// only what it changes).
+    pub fn updated(self, update: ConnectionTracking) -> Self {
+        ConnectionTracking {
+            tcp_established_timeout: update
+                .tcp_established_timeout
+                .or(self.tcp_established_timeout),
+            udp_stream_timeout: update.udp_stream_timeout.or(self.udp_stream_timeout),
+            udp_timeout: update.udp_timeout.or(self.udp_timeout),
+        }
+    }
+
+    /// The timeouts in force: (TCP established, UDP stream, UDP), defaults filled in.
+    pub fn effective(&self) -> (u32, u32, u32) {
+        let (t, s, u) = Self::DEFAULTS;
+        (
+            self.tcp_established_timeout.unwrap_or(t),
+            self.udp_stream_timeout.unwrap_or(s),
+            self.udp_timeout.unwrap_or(u),
+        )
+    }
+}
 
 /// The parameters of `CreateNetworkInterface`.
 #[derive(Debug, Clone, Default)]
@@ -41,6 +134,8 @@ pub struct CreateRequest {
     pub tag_specs: Vec<TagSpec>,
     /// `ClientToken` (botocore sends a fresh one with every call that has none).
     pub client_token: Option<String>,
+    /// `ConnectionTrackingSpecification` (checked by [`ConnectionTracking::from_request`]).
+    pub connection_tracking: ConnectionTracking,
 }
 
 impl CreateRequest {
@@ -58,6 +153,14 @@ impl CreateRequest {
             .list(self.groups.iter().map(String::as_str))
             .opt(self.description.as_deref())
             .num(self.tag_specs.len() as u64);
+        let c = &self.connection_tracking;
+        for t in [
+            c.tcp_established_timeout,
+            c.udp_stream_timeout,
+            c.udp_timeout,
+        ] {
+            d = d.num(t.map_or(u64::MAX, u64::from));
+        }
         for s in &self.tag_specs {
             d = d
                 .str(&s.resource_type)
@@ -315,6 +418,7 @@ pub fn create_network_interface(txn: &mut Txn, req: &CreateRequest) -> Result<En
         mac: unique_mac(&txn.state),
         description: req.description.clone().unwrap_or_default(),
         source_dest_check: true,
+        connection_tracking: req.connection_tracking,
         attachment: None,
         tags,
         secondary_ips: secondary.to_vec(),
@@ -575,6 +679,8 @@ pub enum Modify {
     Description(String),
     /// `Groups`: replaces the security groups.
     Groups(Vec<String>),
+    /// `ConnectionTrackingSpecification`: the timeouts it sets replace the ENI's.
+    ConnectionTracking(ConnectionTracking),
 }
 
 /// `ModifyNetworkInterfaceAttribute`.
@@ -583,6 +689,9 @@ pub fn modify_attribute(txn: &mut Txn, eni_id: &str, change: Modify) -> Result<(
     match change {
         Modify::SourceDestCheck(v) => eni.source_dest_check = v,
         Modify::Description(d) => eni.description = d,
+        Modify::ConnectionTracking(c) => {
+            eni.connection_tracking = eni.connection_tracking.updated(c)
+        }
         Modify::Groups(g) => {
             if g.is_empty() {
                 return Err(ApiError::missing("SecurityGroupId"));
@@ -1073,6 +1182,49 @@ mod tests {
         un(&mut e, &["10.0.0.5", "10.0.0.6"]).unwrap();
         assert!(e.txn.state.enis[&eni_id].secondary_ips.is_empty());
         assert_eq!(avail(&e), 248);
+    }
+
+    #[test]
+    fn connection_tracking_bounds_and_modification() {
+        let ok = ConnectionTracking::from_request(Some(60), Some(180), Some(30)).unwrap();
+        assert_eq!(ok.effective(), (60, 180, 30));
+        assert_eq!(
+            ConnectionTracking::from_request(Some(432_000), None, Some(60))
+                .unwrap()
+                .effective(),
+            (432_000, 180, 60)
+        );
+        for (t, s, u, name) in [
+            (Some(59), None, None, "TcpEstablishedTimeout"),
+            (Some(432_001), None, None, "TcpEstablishedTimeout"),
+            (Some(-1), None, None, "TcpEstablishedTimeout"),
+            (None, Some(59), None, "UdpStreamTimeout"),
+            (None, Some(181), None, "UdpStreamTimeout"),
+            (None, None, Some(29), "UdpTimeout"),
+            (None, None, Some(61), "UdpTimeout"),
+            (None, None, Some(i64::MAX), "UdpTimeout"),
+        ] {
+            let err = ConnectionTracking::from_request(t, s, u).unwrap_err();
+            assert_eq!(err.code, "InvalidParameterValue");
+            assert!(err.message.contains(name), "{name}: {}", err.message);
+        }
+
+        let mut e = env("10.0.0.0/24");
+        let eni = create(&mut e);
+        assert!(e.txn.state.enis[&eni.id].connection_tracking.is_default());
+        let set = |t, s, u| {
+            Modify::ConnectionTracking(ConnectionTracking {
+                tcp_established_timeout: t,
+                udp_stream_timeout: s,
+                udp_timeout: u,
+            })
+        };
+        modify_attribute(&mut e.txn, &eni.id, set(Some(3600), None, Some(45))).unwrap();
+        // A later modification changes only what it names.
+        modify_attribute(&mut e.txn, &eni.id, set(None, Some(90), Some(40))).unwrap();
+        let c = e.txn.state.enis[&eni.id].connection_tracking;
+        assert_eq!(c.effective(), (3600, 90, 40));
+        assert_eq!(c.tcp_established_timeout, Some(3600));
     }
 
     #[test]

@@ -89,6 +89,8 @@ pub struct InterfaceSpec {
     pub secondary_count: Option<u32>,
     /// None: true for a created ENI, false for an attached one.
     pub delete_on_termination: Option<bool>,
+    /// `ConnectionTrackingSpecification` of an ENI created at launch.
+    pub connection_tracking: super::eni::ConnectionTracking,
 }
 
 impl InterfaceSpec {
@@ -104,6 +106,7 @@ impl InterfaceSpec {
             || self.description.is_some()
             || self.fixed_addresses()
             || self.secondary_count.is_some()
+            || !self.connection_tracking.is_default()
     }
 }
 
@@ -159,6 +162,14 @@ impl RunRequest {
                 n.delete_on_termination
                     .map(|b| if b { "true" } else { "false" }),
             );
+            let c = &n.connection_tracking;
+            for t in [
+                c.tcp_established_timeout,
+                c.udp_stream_timeout,
+                c.udp_timeout,
+            ] {
+                d = d.num(t.map_or(u64::MAX, u64::from));
+            }
         }
         d.finish()
     }
@@ -420,6 +431,7 @@ pub fn run_instances(txn: &mut Txn, req: &RunRequest) -> Result<Reservation, Api
                         mac,
                         description: n.description.clone().unwrap_or_default(),
                         source_dest_check: true,
+                        connection_tracking: n.connection_tracking,
                         attachment: Some(attachment),
                         tags: eni_tags.clone(),
                         secondary_ips: secondary.to_vec(),
@@ -506,7 +518,7 @@ fn check_interfaces(
             }
             if n.creation_settings() {
                 return combination(format!(
-                    "SubnetId, Groups, Description and private IP addresses apply only to a network interface created at launch, not to '{id}'."
+                    "SubnetId, Groups, Description, private IP addresses and ConnectionTrackingSpecification apply only to a network interface created at launch, not to '{id}'."
                 ));
             }
             if n.delete_on_termination == Some(true) {

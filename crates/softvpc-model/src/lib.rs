@@ -238,6 +238,9 @@ pub struct Eni {
     pub description: String,
     /// Whether traffic not addressed from or to it is dropped (AWS's default: true).
     pub source_dest_check: bool,
+    /// Its connection tracking idle timeouts (`ConnectionTrackingSpecification`).
+    #[serde(default)]
+    pub connection_tracking: eni::ConnectionTracking,
     /// The instance it is attached to, if any.
     pub attachment: Option<Attachment>,
     /// Its tags.

@@ -236,6 +236,7 @@ pub fn create_nat_gateway(txn: &mut Txn, req: &CreateRequest) -> Result<NatGatew
         description: format!("Interface for NAT Gateway {id}"),
         // A NAT forwards for others: no source/destination check.
         source_dest_check: false,
+        connection_tracking: Default::default(),
         attachment: None,
         tags: Tags::new(),
         secondary_ips: Vec::new(),

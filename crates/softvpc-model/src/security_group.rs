@@ -1273,6 +1273,7 @@ mod tests {
             mac: "02:00:00:00:00:01".into(),
             description: String::new(),
             source_dest_check: true,
+            connection_tracking: Default::default(),
             attachment: None,
             tags: Tags::new(),
             secondary_ips: Vec::new(),

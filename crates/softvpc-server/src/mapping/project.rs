@@ -94,7 +94,11 @@ pub fn eni_record(state: &State, e: &Eni) -> EniRecord {
         device_index,
         security_group_ids: e.security_groups.clone(),
         source_dest_check: e.source_dest_check,
-        connection_tracking: Default::default(),
+        connection_tracking: softvpc_policy::conntrack::ConnectionTrackingSpec {
+            tcp_established_timeout: e.connection_tracking.tcp_established_timeout,
+            udp_stream_timeout: e.connection_tracking.udp_stream_timeout,
+            udp_timeout: e.connection_tracking.udp_timeout,
+        },
         public_addresses: e
             .addresses()
             .filter_map(|ip| {
@@ -965,6 +969,20 @@ mod tests {
             eni::modify_attribute(t, &primary, eni::Modify::SourceDestCheck(false))
         });
         assert!(!upserted(&c, &primary).source_dest_check);
+        // Its connection tracking timeouts: the one set changes, the others stay unset.
+        let (_, c) = step(&mut s, |t| {
+            eni::modify_attribute(
+                t,
+                &primary,
+                eni::Modify::ConnectionTracking(eni::ConnectionTracking {
+                    udp_timeout: Some(45),
+                    ..Default::default()
+                }),
+            )
+        });
+        let spec = upserted(&c, &primary).connection_tracking;
+        assert_eq!(spec.udp_timeout, Some(45));
+        assert_eq!(spec.tcp_established_timeout, None);
 
         // Network ACLs: a new one, its entries, the subnet's association moving to it.
         let acl_of = |c: &[Change]| -> NetworkAclRecord {
