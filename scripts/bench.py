@@ -9,7 +9,19 @@
                                  every agent's /mappings reflects it; STATUS is `lab status --json`
   bench.py drops STATUS          the agents' counters of drops outside and inside the engine
                                  (TAP queues, VXLAN socket buffer, engine), summed over agents
-  bench.py report KERNEL SOFTVPC PROP   the final table (the three are JSON files of the above)
+  bench.py rules STATUS N        puts N security-group rules on bench-b's ENI (N=0: back to the
+                                 default group), half inbound, half outbound, in groups of at
+                                 most 60 per direction; one inbound rule (all from 10.0.0.0/16)
+                                 and one outbound (all to 0.0.0.0/0) match, the rest never do
+  bench.py serve PORT            (in bench-b) TCP server that accepts and closes, and a UDP
+                                 socket on the same port that is never read; prints "ready"
+  bench.py connect IP PORT N C   (in bench-a) N new TCP connections, C at a time, each closed by
+                                 RST once made: connect time p50/p99 (SYN to SYN-ACK, the first
+                                 packets of a flow) and new connections per second
+  bench.py udp-flows IP PORT N   (in bench-a) one UDP datagram from each of N source ports
+  bench.py flowmem STATUS        the agents' resident memory and tracked flows / flow-table
+                                 entries (summed over agents), to take before and after udp-flows
+  bench.py report KERNEL SOFTVPC PROP [RULES]   the final table (JSON files of the above)
 
 Every figure is printed as one JSON object on stdout, so the shell can keep them in files.
 """
@@ -236,7 +248,202 @@ def propagation(status_path, changes):
             "max_ms": ms(max(both))}
 
 
-def report(kernel_path, softvpc_path, prop_path):
+def ec2_client(status):
+    import boto3
+    from botocore.config import Config
+
+    creds = configparser.ConfigParser()
+    creds.read(status["credentials_file"])
+    ak, sk = creds["default"]["aws_access_key_id"], creds["default"]["aws_secret_access_key"]
+    return boto3.client("ec2", endpoint_url=status["api_url"], region_name="us-east-1",
+                        aws_access_key_id=ak, aws_secret_access_key=sk,
+                        config=Config(retries={"total_max_attempts": 1}))
+
+
+RULES_PER_DIRECTION = 60  # AWS's default quota, which the model enforces
+
+
+def set_rules(status_path, n):
+    """bench-b's ENI gets n rules (see the module doc); returns what it has now."""
+    status = json.load(open(status_path))
+    ec2 = ec2_client(status)
+    b = next(i for i in status["instances"] if i["name"] == "bench-b")
+    (eni,) = ec2.describe_network_interfaces(Filters=[
+        {"Name": "vpc-id", "Values": [b["vpc_id"]]},
+        {"Name": "addresses.private-ip-address", "Values": [b["ip"]]}])["NetworkInterfaces"]
+    groups = ec2.describe_security_groups(Filters=[
+        {"Name": "vpc-id", "Values": [b["vpc_id"]]}])["SecurityGroups"]
+    default = next(g["GroupId"] for g in groups if g["GroupName"] == "default")
+    ec2.modify_network_interface_attribute(NetworkInterfaceId=eni["NetworkInterfaceId"],
+                                           Groups=[default])
+    for g in groups:
+        if g["GroupName"].startswith("bench-rules-"):
+            ec2.delete_security_group(GroupId=g["GroupId"])
+    if n == 0:
+        return {"rules": 0, "groups": 1}
+    inbound, outbound = n - n // 2, n // 2
+    count = max(math.ceil(inbound / RULES_PER_DIRECTION), math.ceil(outbound / RULES_PER_DIRECTION))
+    made, serial = [], 0
+
+    def filler(k):
+        # Rules that never match the bench's traffic: one port each from a /32 in 172.31/16.
+        nonlocal serial
+        perms = []
+        for _ in range(k):
+            serial += 1
+            perms.append({"IpProtocol": "tcp", "FromPort": 1000 + serial % 60000,
+                          "ToPort": 1000 + serial % 60000,
+                          "IpRanges": [{"CidrIp": f"172.31.{serial // 250}.{serial % 250 + 1}/32"}]})
+        return perms
+
+    for i in range(count):
+        gid = ec2.create_security_group(GroupName=f"bench-rules-{i}", Description="bench",
+                                        VpcId=b["vpc_id"])["GroupId"]
+        made.append(gid)
+        last = i == count - 1
+        k_in = min(RULES_PER_DIRECTION, inbound - i * RULES_PER_DIRECTION)
+        k_out = min(RULES_PER_DIRECTION, outbound - i * RULES_PER_DIRECTION)
+        perms = filler(max(0, k_in - (1 if last else 0)))
+        if last:
+            perms.append({"IpProtocol": "-1", "IpRanges": [{"CidrIp": "10.0.0.0/16"}]})
+        if perms:
+            ec2.authorize_security_group_ingress(GroupId=gid, IpPermissions=perms)
+        # A new group comes with "all to 0.0.0.0/0" outbound: kept in the last group only.
+        if not last:
+            ec2.revoke_security_group_egress(GroupId=gid, IpPermissions=[
+                {"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+        perms = filler(max(0, k_out - (1 if last else 0)))
+        if perms:
+            ec2.authorize_security_group_egress(GroupId=gid, IpPermissions=perms)
+    ec2.modify_network_interface_attribute(NetworkInterfaceId=eni["NetworkInterfaceId"],
+                                           Groups=made)
+    total = sum(len(ec2.describe_security_group_rules(Filters=[
+        {"Name": "group-id", "Values": [g]}])["SecurityGroupRules"]) for g in made)
+    time.sleep(1.0)  # propagation takes ~15 ms (see BENCHMARKS.md); leave ample margin
+    return {"rules": total, "groups": len(made)}
+
+
+def serve(port):
+    import socket
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", port))
+    s.listen(4096)
+    # The UDP flows of udp-flows land here, unread: no ICMP port unreachable for each.
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.bind(("0.0.0.0", port))
+    print("ready", flush=True)
+    while True:
+        conn, _ = s.accept()
+        conn.close()
+
+
+def connect_bench(ip, port, total, concurrency):
+    """New TCP connections as fast as `concurrency` outstanding ones allow."""
+    import selectors
+    import socket
+    import struct
+    sel = selectors.DefaultSelector()
+    times, failed, started, pending = [], 0, 0, 0
+    linger = struct.pack("ii", 1, 0)  # close sends RST: no TIME_WAIT on either side
+    t_start = time.monotonic()
+    deadline = t_start + 60
+    while (started < total or pending) and time.monotonic() < deadline:
+        while started < total and pending < concurrency:
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+            s.setblocking(False)
+            t0 = time.monotonic()
+            s.connect_ex((ip, port))
+            sel.register(s, selectors.EVENT_WRITE, t0)
+            started += 1
+            pending += 1
+        for key, _ in sel.select(timeout=1.0):
+            s = key.fileobj
+            sel.unregister(s)
+            pending -= 1
+            if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
+                times.append(time.monotonic() - key.data)
+            else:
+                failed += 1
+            s.close()
+    elapsed = time.monotonic() - t_start
+    if not times:
+        raise SystemExit("no connection succeeded")
+    return {"connections": len(times), "failed": failed + pending, "seconds": elapsed,
+            "per_s": len(times) / elapsed, "p50_ms": percentile(times, 50) * 1000,
+            "p99_ms": percentile(times, 99) * 1000}
+
+
+def udp_flows(ip, port, n):
+    import socket
+    sent = 0
+    for i in range(n):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            s.bind(("0.0.0.0", 20000 + i))
+            s.sendto(b"f", (ip, port))
+            sent += 1
+        except OSError:
+            pass
+        finally:
+            s.close()
+    return {"flows": sent}
+
+
+def flowmem(status_path):
+    status = json.load(open(status_path))
+    out = {"rss_kb": 0, "tracked": 0, "flow_entries": 0}
+    for host in status["hosts"]:
+        if not host.get("agent", True):
+            continue
+        for line in open(f"/proc/{host['pid']}/status"):
+            if line.startswith("VmRSS:"):
+                out["rss_kb"] += int(line.split()[1])
+        text = subprocess.run(
+            ["ip", "netns", "exec", host["netns"], "curl", "-s", "-f", "--max-time", "5",
+             "http://127.0.0.1:9469/metrics"], capture_output=True, text=True, check=True,
+            timeout=10).stdout
+        for line in text.splitlines():
+            name = re.split(r"[{ ]", line, maxsplit=1)[0]
+            if name == "softvpc_eni_tracked_flows":
+                out["tracked"] += int(float(line.rsplit(None, 1)[1]))
+            elif name == "softvpc_flow_table_entries":
+                out["flow_entries"] += int(float(line.rsplit(None, 1)[1]))
+    return out
+
+
+def rules_report(rules):
+    lines = ["\nSecurity-group rules on the receiving ENI (bench-b), softvpc only: established "
+             "flows go through the flow table, the first packets of a flow (the TCP connect) "
+             "walk the layers on both hosts.",
+             "| rules on the ENI | iperf3 TCP, Gbit/s | ping p50, ms | ping p99, ms | "
+             "connect p50, ms | connect p99, ms | new connections/s |",
+             "|-----------------:|-------------------:|-------------:|-------------:|"
+             "----------------:|----------------:|------------------:|"]
+    for r in rules["runs"]:
+        c = r["connect"]
+        n = r["rules"]["rules"] or "default group"
+        lines.append(f"| {n:>16} | {r['iperf']['gbps']:>18.2f} | "
+                     f"{r['ping']['p50_ms']:>12.3f} | {r['ping']['p99_ms']:>12.3f} | "
+                     f"{c['p50_ms']:>15.3f} | {c['p99_ms']:>15.3f} | {c['per_s']:>17.0f} |")
+    m = rules.get("flowmem")
+    if m:
+        before, after, n = m["before"], m["after"], m["flows"]["flows"]
+        tracked = after["tracked"] - before["tracked"]
+        entries = after["flow_entries"] - before["flow_entries"]
+        rss = (after["rss_kb"] - before["rss_kb"]) * 1024
+        per = f"{rss / tracked:.0f} B" if tracked > 0 else "-"
+        lines.append(f"\nMemory per tracked flow: {n} new UDP flows from bench-a made "
+                     f"{tracked} tracked connections and {entries} flow-table entries on the "
+                     f"two agents; their resident memory grew by {rss / 1e6:.2f} MB: {per} per "
+                     f"tracked connection, flow-table entry included (the engine's own measure, "
+                     f"without allocator slack, is in cargo bench -p softvpc-engine --bench "
+                     f"policy_flows).")
+    return "\n".join(lines)
+
+
+def report(kernel_path, softvpc_path, prop_path, rules_path=None):
     kernel = json.load(open(kernel_path))
     soft = json.load(open(softvpc_path)) if os.path.exists(softvpc_path) else {}
     prop = json.load(open(prop_path)) if os.path.exists(prop_path) else {}
@@ -294,6 +501,8 @@ def report(kernel_path, softvpc_path, prop_path):
                      f"{prop.get('run_placement_host_p50_ms')} ms.")
     else:
         lines.append("\nMapping propagation: not measured (the softvpc half failed).")
+    if rules_path and os.path.exists(rules_path):
+        lines.append(rules_report(json.load(open(rules_path))))
     return "\n".join(lines)
 
 
@@ -306,8 +515,18 @@ def main(argv):
         print(json.dumps(propagation(argv[1], int(argv[2]))))
     elif len(argv) >= 2 and argv[0] == "drops":
         print(json.dumps(agent_drops(argv[1])))
+    elif len(argv) >= 3 and argv[0] == "rules":
+        print(json.dumps(set_rules(argv[1], int(argv[2]))))
+    elif len(argv) >= 2 and argv[0] == "serve":
+        serve(int(argv[1]))
+    elif len(argv) >= 5 and argv[0] == "connect":
+        print(json.dumps(connect_bench(argv[1], int(argv[2]), int(argv[3]), int(argv[4]))))
+    elif len(argv) >= 4 and argv[0] == "udp-flows":
+        print(json.dumps(udp_flows(argv[1], int(argv[2]), int(argv[3]))))
+    elif len(argv) >= 2 and argv[0] == "flowmem":
+        print(json.dumps(flowmem(argv[1])))
     elif len(argv) >= 4 and argv[0] == "report":
-        print(report(argv[1], argv[2], argv[3]))
+        print(report(argv[1], argv[2], argv[3], argv[4] if len(argv) > 4 else None))
     else:
         print(__doc__, file=sys.stderr)
         return 2

@@ -14,10 +14,17 @@
 # ratios softvpc/kernel, the drops outside the engine during softvpc's measurements (TAP queues,
 # VXLAN socket buffer, from the agents' metrics), the agents' CPU seconds per GB moved, plus the
 # mapping propagation time (API change -> applied by every agent) p50/p99.
+# Then, softvpc only, security-group rules on the receiving ENI (issue 10): with the default
+# group, 100 rules and 600 (the most the API's quotas allow on one ENI: 5 groups of 60 inbound
+# and 60 outbound rules), one iperf3 stream, ping p50/p99, the TCP connect time (a new flow's
+# first packets, which walk the layers) p50/p99 and new connections per second; and the memory
+# per tracked flow (the agents' resident memory before and after N new UDP flows).
 #
-# usage: sudo scripts/bench.sh [-t SECONDS] [-n PINGS] [-c CHANGES]
+# usage: sudo scripts/bench.sh [-t SECONDS] [-n PINGS] [-c CHANGES] [-f FLOWS] [-k CONNECTS]
 #   -t  iperf3 duration per run (default 5)      -n  pings at 5 ms intervals (default 200)
 #   -c  mapping changes to time (default 100: RunInstances and TerminateInstances in turn)
+#   -f  UDP flows for the memory measure (default 20000)
+#   -k  TCP connections per rule count (default 3000, 16 at a time)
 # env: SOFTVPC_BIN (default target/release/softvpc), BENCH_API_PORT (default: a free port)
 #
 # Everything it creates (namespaces svbk<pid>-* and the lab svb<pid>-*, processes, /tmp files) is
@@ -26,11 +33,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
 
-T=5 PINGS=200 CHANGES=100
-while getopts "t:n:c:h" opt; do
+T=5 PINGS=200 CHANGES=100 FLOWS=20000 CONNECTS=3000
+RULE_COUNTS="0 100 600"
+while getopts "t:n:c:f:k:h" opt; do
   case $opt in
     t) T=$OPTARG ;; n) PINGS=$OPTARG ;; c) CHANGES=$OPTARG ;;
-    *) sed -n '2,22p' "$0"; exit 2 ;;
+    f) FLOWS=$OPTARG ;; k) CONNECTS=$OPTARG ;;
+    *) sed -n '2,30p' "$0"; exit 2 ;;
   esac
 done
 [ "$(id -u)" -eq 0 ] || { echo "bench.sh needs root (network namespaces)" >&2; exit 1; }
@@ -48,10 +57,13 @@ MAC_A=02:00:00:00:01:48 MAC_B=02:00:00:00:00:20
 
 cleanup() {
   set +e
-  # Processes this script started (iperf3 servers), by pid, if they are still what we started.
+  # Processes this script started (iperf3 servers, the connect server), by pid, if they are
+  # still what we started.
   if [ -f "$WORK/pids" ]; then
     while read -r pid; do
-      [ "$(cat /proc/"$pid"/comm 2>/dev/null)" = iperf3 ] && kill "$pid" 2>/dev/null
+      case "$(cat /proc/"$pid"/comm 2>/dev/null)" in
+        iperf3|python3) kill "$pid" 2>/dev/null ;;
+      esac
     done <"$WORK/pids"
   fi
   [ -x "$BIN" ] && timeout 120 "$BIN" lab down >/dev/null 2>&1
@@ -158,6 +170,38 @@ kernel_half() {
   for n in fabric host-1 host-2 vm-a vm-b; do ip netns del "$K$n"; done
 }
 
+# rules_phase NSA NSB: memory per tracked flow first (the agents' tables never shrink, so before
+# other flows fill them), then per rule count on bench-b's ENI: iperf3, ping and new TCP
+# connections. Figures to $WORK/rules.json.
+rules_phase() {
+  local nsa=$1 nsb=$2 runs="" n
+  ip netns exec "$nsb" python3 "$BENCH_PY" serve 5301 >"$WORK/serve.out" 2>&1 &
+  echo $! >>"$WORK/pids"
+  for _ in $(seq 50); do
+    grep -q ready "$WORK/serve.out" && break
+    sleep 0.1
+  done
+  log "memory per tracked flow: $FLOWS new UDP flows"
+  python3 "$BENCH_PY" flowmem "$WORK/status.json" >"$WORK/flowmem-before.json"
+  timeout 300 ip netns exec "$nsa" python3 "$BENCH_PY" udp-flows 10.0.0.20 5301 "$FLOWS" \
+    >"$WORK/udp-flows.json"
+  sleep 1  # the last datagrams reach bench-b's host
+  python3 "$BENCH_PY" flowmem "$WORK/status.json" >"$WORK/flowmem-after.json"
+  for n in $RULE_COUNTS; do
+    log "$n security-group rules on bench-b's ENI"
+    python3 "$BENCH_PY" rules "$WORK/status.json" "$n" >"$WORK/rules-$n.json"
+    measure "rules$n" "$nsa" "$nsb" 10.0.0.20
+    log "rules$n: $CONNECTS new TCP connections"
+    timeout 120 ip netns exec "$nsa" python3 "$BENCH_PY" connect 10.0.0.20 5301 "$CONNECTS" 16 \
+      >"$WORK/rules$n-connect.json"
+    runs+="${runs:+, }{\"rules\": $(cat "$WORK/rules-$n.json"), \"iperf\": $(cat "$WORK/rules$n-iperf.json"), \"ping\": $(cat "$WORK/rules$n-ping.json"), \"connect\": $(cat "$WORK/rules$n-connect.json")}"
+  done
+  python3 "$BENCH_PY" rules "$WORK/status.json" 0 >/dev/null
+  printf '{"runs": [%s], "flowmem": {"before": %s, "after": %s, "flows": %s}}\n' "$runs" \
+    "$(cat "$WORK/flowmem-before.json")" "$(cat "$WORK/flowmem-after.json")" \
+    "$(cat "$WORK/udp-flows.json")" >"$WORK/rules.json"
+}
+
 # ---- (b) softvpc
 softvpc_half() {
   [ -x "$BIN" ] || { echo "no softvpc binary at $BIN (cargo build --release -p softvpc)" >&2; return 1; }
@@ -202,6 +246,7 @@ EOF
   python3 "$BENCH_PY" drops "$WORK/status.json" >"$WORK/drops-after.json"
   printf '{%s, "drops_before": %s, "drops_after": %s}\n' "$(figures softvpc)" \
     "$(cat "$WORK/drops-before.json")" "$(cat "$WORK/drops-after.json")" >"$WORK/softvpc.json"
+  rules_phase "$nsa" "$nsb"
   log "mapping propagation: $CHANGES changes"
   timeout 900 python3 "$BENCH_PY" propagation "$WORK/status.json" "$CHANGES" >"$WORK/prop.json"
 }
@@ -227,8 +272,9 @@ echo
 echo "softvpc benchmark, $(date -u +%Y-%m-%dT%H:%MZ)"
 echo "machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')), kernel $(uname -r)"
 echo "load average: $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end (other work on the machine skews both halves)"
-echo "command: scripts/bench.sh -t $T -n $PINGS -c $CHANGES"
+echo "command: scripts/bench.sh -t $T -n $PINGS -c $CHANGES -f $FLOWS -k $CONNECTS"
 echo "softvpc: $BIN built $(date -u -r "$BIN" +%Y-%m-%dT%H:%MZ 2>/dev/null || echo '?'), checkout at $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')"
 echo
-python3 "$BENCH_PY" report "$WORK/kernel.json" "$WORK/softvpc.json" "$WORK/prop.json"
+python3 "$BENCH_PY" report "$WORK/kernel.json" "$WORK/softvpc.json" "$WORK/prop.json" \
+  "$WORK/rules.json"
 exit $softvpc_rc
