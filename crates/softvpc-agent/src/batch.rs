@@ -23,6 +23,7 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// `capacity` slots of `slot` bytes each, allocated once.
     pub fn new(capacity: usize, slot: usize) -> Batch {
         Batch {
             buf: vec![0; capacity * slot],
@@ -31,18 +32,22 @@ impl Batch {
         }
     }
 
+    /// How many slots the batch has.
     pub fn capacity(&self) -> usize {
         self.buf.len() / self.slot.max(1)
     }
 
+    /// How many slots hold a received datagram.
     pub fn len(&self) -> usize {
         self.filled.len()
     }
 
+    /// Whether no slot holds a datagram.
     pub fn is_empty(&self) -> bool {
         self.filled.is_empty()
     }
 
+    /// Forget the received datagrams (the buffers are kept).
     pub fn clear(&mut self) {
         self.filled.clear();
     }

@@ -63,6 +63,7 @@ impl Backoff {
         base.mul_f64(jitter)
     }
 
+    /// Back to the shortest delay, after a success.
     pub fn reset(&mut self) {
         self.next = BACKOFF_START;
     }
@@ -94,6 +95,7 @@ pub struct Control {
 }
 
 impl Control {
+    /// The control loop of one agent, before it runs.
     pub fn new(
         connector: Arc<Connector>,
         state: Arc<AgentState>,

@@ -51,9 +51,17 @@ const TOKEN_UNDERLAY: u64 = (1 << 40) + 1;
 #[derive(Debug)]
 pub enum Command {
     /// Start serving a TAP as `port` (the table naming it may come right after).
-    AddPort { port: PortId, tap: Tap },
+    AddPort {
+        /// The engine's port id.
+        port: PortId,
+        /// The open TAP device.
+        tap: Tap,
+    },
     /// Stop serving `port` and close its TAP (which deletes the device).
-    RemovePort { port: PortId },
+    RemovePort {
+        /// The engine's port id.
+        port: PortId,
+    },
     /// Publish the counters now and send a copy back.
     Stats(tokio::sync::oneshot::Sender<Stats>),
     /// Run a packet through the engine's trace (`softvpc trace`) and send what it found back.
@@ -68,9 +76,13 @@ pub enum Command {
 /// Errors of the I/O shell itself (not the engine's drops), counted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IoCounters {
+    /// Failed reads from TAPs (other than would-block).
     pub tap_read_errors: u64,
+    /// Failed writes to TAPs (the frame is lost).
     pub tap_write_errors: u64,
+    /// Failed receives on the underlay socket.
     pub underlay_recv_errors: u64,
+    /// Failed sends on the underlay socket (the datagram is lost).
     pub underlay_send_errors: u64,
     /// Engine output for a port the data path does not serve (removed in between).
     pub output_unknown_port: u64,
@@ -94,7 +106,9 @@ impl IoCounters {
 /// A copy of the data path's counters, published for the metrics endpoint.
 #[derive(Debug, Clone, Default)]
 pub struct Stats {
+    /// The engine's counters.
     pub engine: Counters,
+    /// The I/O shell's counters.
     pub io: IoCounters,
     /// Ports (TAPs) being served.
     pub ports: usize,
@@ -194,6 +208,7 @@ impl DataPath {
         })
     }
 
+    /// The channel that sends commands to this data path.
     pub fn commander(&self) -> &Commander {
         &self.commander
     }

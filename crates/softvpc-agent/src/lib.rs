@@ -12,7 +12,9 @@
 //! instances and interfaces should exist, and the steps to get there: pure), `instance`
 //! (namespaces, one TAP per ENI as `eth<device index>`, policy routing; over netlink with
 //! `softvpc-netlink`), `tap` (TAP devices), `underlay` (VXLAN sockets), `batch` (receive
-//! buffers), `datapath`, `control`, `state`, `metrics`; `netns` is `softvpc_netlink::netns`.
+//! buffers), `datapath`, `control`, `status`, `metrics`; `netns` is `softvpc_netlink::netns`.
+
+#![warn(missing_docs)]
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64};

@@ -66,9 +66,13 @@ async fn fresh_stats(state: &AgentState) -> Stats {
 /// The kernel's counters of one local port's interface (the instance's `eth<N>`, the TAP).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortLinkStats {
+    /// The ENI the TAP serves.
     pub eni_id: String,
+    /// The instance holding the ENI.
     pub instance_id: String,
+    /// The TAP's name inside the instance's namespace.
     pub dev: String,
+    /// The kernel's counters of the TAP.
     pub link: LinkStats,
 }
 

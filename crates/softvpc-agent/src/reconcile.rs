@@ -33,11 +33,15 @@ pub const ROUTE_TABLE_BASE: u32 = 10000;
 /// differ in anything but their secondary addresses mean "remove the interface and add it again".
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct EniSpec {
+    /// The ENI's id.
     pub eni_id: String,
+    /// The instance it is attached to.
     pub instance_id: String,
     /// The attachment's device index: the interface is `eth<device_index>`.
     pub device_index: u32,
+    /// The ENI's MAC, given to the interface.
     pub mac: Mac,
+    /// The ENI's primary private address.
     pub ip: Ipv4Addr,
     /// The ENI's subnet (its prefix length goes on the interface).
     pub subnet: Ipv4Net,
@@ -83,18 +87,30 @@ pub type Instances = BTreeMap<String, BTreeMap<u32, EniSpec>>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Skip {
     /// Its subnet is not in the view, so prefix and gateway are unknown.
-    UnknownSubnet { eni_id: String, subnet_id: String },
+    UnknownSubnet {
+        /// The skipped ENI.
+        eni_id: String,
+        /// Its subnet, missing from the view.
+        subnet_id: String,
+    },
     /// Its instance already has another ENI at this device index, with a lower id (`kept`).
     SameDeviceIndex {
+        /// The skipped ENI.
         eni_id: String,
+        /// Its instance.
         instance_id: String,
+        /// The device index both ENIs claim.
         device_index: u32,
+        /// The ENI that keeps the device index.
         kept: String,
     },
     /// The device index is above [`MAX_DEVICE_INDEX`].
     DeviceIndexOutOfRange {
+        /// The skipped ENI.
         eni_id: String,
+        /// Its instance.
         instance_id: String,
+        /// The device index asked for.
         device_index: u32,
     },
 }
@@ -192,15 +208,26 @@ pub fn desired(records: &Records, host_id: &str) -> (Instances, Vec<Skip>) {
 pub enum Step {
     /// The instance has no ENI on this host any more: remove all its interfaces and delete its
     /// namespace.
-    DeleteNamespace { instance_id: String },
+    DeleteNamespace {
+        /// The instance whose namespace goes.
+        instance_id: String,
+    },
     /// Remove one interface (its ENI left the instance or this host, or changed).
     RemoveInterface(EniSpec),
     /// Create the instance's namespace (no interface yet).
-    CreateNamespace { instance_id: String },
+    CreateNamespace {
+        /// The instance whose namespace is made.
+        instance_id: String,
+    },
     /// Add an interface to an existing namespace.
     AddInterface(EniSpec),
     /// Only the secondary addresses of an interface changed.
-    UpdateSecondary { old: EniSpec, new: EniSpec },
+    UpdateSecondary {
+        /// The interface as it is.
+        old: EniSpec,
+        /// The interface as it should be.
+        new: EniSpec,
+    },
 }
 
 /// The steps from `current` to `desired`, in the order to carry them out: first everything

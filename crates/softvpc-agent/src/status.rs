@@ -18,10 +18,13 @@ use crate::underlay::SocketDrops;
 /// A local ENI's port (one interface of a local instance), as published.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalPort {
+    /// The engine's port for the TAP.
     pub port: PortId,
     /// The TAP's name in the agent's namespace before it became `eth<device index>`.
     pub tap: String,
+    /// The instance's namespace holding the TAP.
     pub netns: String,
+    /// The ENI the TAP serves.
     pub spec: EniSpec,
 }
 
@@ -31,6 +34,7 @@ pub struct LocalPort {
 pub struct AgentStatus {
     /// Empty until registered.
     pub host_id: String,
+    /// The server's epoch of the mapping log this agent follows.
     pub epoch: String,
     /// The last revision applied.
     pub revision: u64,
@@ -48,8 +52,11 @@ pub struct AgentStatus {
 /// Shared by the control loop (writer), the metrics endpoint (reader) and the data path.
 #[derive(Debug)]
 pub struct AgentState {
+    /// This host's name (its certificate's).
     pub host_name: String,
+    /// This host's underlay address.
     pub underlay_ip: Ipv4Addr,
+    /// The picture shown by `/mappings` and `/metrics`, swapped in whole.
     pub status: ArcSwap<AgentStatus>,
     /// Snapshots received after the first (the server could not resume the agent's watch).
     pub resyncs: AtomicU64,
@@ -57,7 +64,9 @@ pub struct AgentState {
     pub instance_errors: AtomicU64,
     /// Whether a watch stream is open right now.
     pub watching: AtomicBool,
+    /// The data path's shared counters and table.
     pub datapath: Arc<Shared>,
+    /// The channel to the data path's thread.
     pub commander: Commander,
     /// From a watch message that changed the records to the table built from them being live.
     pub table_lag: Timing,

@@ -48,8 +48,10 @@ pub enum TapError {
     /// `TUNSETIFF` failed: no CAP_NET_ADMIN, or a device of that name exists and is busy.
     #[error("TUNSETIFF {name}: {source}")]
     CreateTap {
+        /// The device name asked for.
         name: String,
         #[source]
+        /// The kernel's error.
         source: io::Error,
     },
 }

@@ -54,7 +54,9 @@ pub enum TraceInput {
 /// What it found: the trace, the table it ran with, and what the data path would have sent.
 #[derive(Debug)]
 pub struct TraceOutput {
+    /// What the engine decided, layer by layer.
     pub trace: Trace,
+    /// The mapping table the trace ran on.
     pub table: Arc<MappingTable>,
     /// Frames for local ports.
     pub frames: Vec<(PortId, Vec<u8>)>,
@@ -97,9 +99,13 @@ async fn on_datapath(state: &AgentState, input: TraceInput) -> Result<TraceOutpu
 /// A protocol as the CLI names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Proto {
+    /// TCP (a SYN).
     Tcp,
+    /// UDP.
     Udp,
+    /// ICMP (an echo request).
     Icmp,
+    /// Any other IP protocol, by number.
     Other(u8),
 }
 
@@ -134,13 +140,16 @@ pub struct TraceRequest {
     pub from: String,
     /// `tcp`, `udp`, `icmp` or a number.
     pub protocol: String,
+    /// The destination address.
     pub dst: Ipv4Addr,
     #[serde(default)]
+    /// The destination port (tcp and udp).
     pub dst_port: Option<u16>,
     /// The source address (default: the ENI's primary address).
     #[serde(default)]
     pub src: Option<Ipv4Addr>,
     #[serde(default)]
+    /// The source port (tcp and udp; default: an ephemeral one).
     pub src_port: Option<u16>,
 }
 

@@ -73,6 +73,7 @@ impl Connector {
         )?))
     }
 
+    /// The credentials in use now (renewal swaps them).
     pub fn credentials(&self) -> Arc<Credentials> {
         self.creds.load_full()
     }

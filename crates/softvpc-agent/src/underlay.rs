@@ -38,6 +38,7 @@ pub struct UnderlayRx {
 }
 
 impl UnderlayRx {
+    /// Bind the VXLAN receive socket on `ip:port` in the current namespace.
     pub fn bind(ip: Ipv4Addr, port: u16) -> anyhow::Result<UnderlayRx> {
         let sock = UdpSocket::bind(SocketAddrV4::new(ip, port))
             .with_context(|| format!("binding the VXLAN socket to {ip}:{port}"))?;

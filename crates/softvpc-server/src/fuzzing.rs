@@ -9,9 +9,9 @@
 //! API uses, a refused request leaves the model exactly as it was, and every mutation's derived
 //! mapping changes reproduce the mapping records exactly (`MappingProjection::checked`).
 
-use crate::ec2::dispatch;
 use crate::mapping::MappingProjection;
-use crate::model::host::register_host;
+use softvpc_ec2_api::dispatch;
+use softvpc_model::host::register_host;
 use softvpc_store::Store;
 
 /// A memory-only store with a checked mapping projection attached.

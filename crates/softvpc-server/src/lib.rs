@@ -1,21 +1,19 @@
-//! The softvpc control plane: the resource model in redb, the EC2 Query API, the mapping service.
+//! The softvpc control plane: wires the resource model, the store, the EC2 Query API and the
+//! mapping service into one server process.
 //!
-//! - [`model`]: resources, validation and operations with AWS semantics (no HTTP, no store):
-//!   the `softvpc-model` crate.
-//! - [`store`]: the resource store, group commit, redb: the `softvpc-store` crate.
-//! - [`ec2`]: the EC2 Query API (axum): decoding, the action table, XML responses and errors:
-//!   the `softvpc-ec2-api` crate.
+//! The jobs live in their own crates, used here directly: `softvpc-model` (resources,
+//! validation and operations with AWS semantics; no HTTP, no store), `softvpc-store` (group
+//! commit over a backend; redb), `softvpc-ec2-api` (axum: decoding, the action table, XML
+//! responses and errors). This crate adds:
 //! - [`mapping`]: the model's mapping projection, its revisioned log and the gRPC service agents
 //!   watch.
 //! - [`trust`]: the CA, join tokens, host certificates, the admin socket, HTTPS for the API.
+//! - [`fuzzing`]: entry points for the fuzz targets.
 
 #![warn(missing_docs)]
 
 pub mod fuzzing;
 pub mod mapping;
-pub use softvpc_ec2_api as ec2;
-pub use softvpc_model as model;
-pub use softvpc_store as store;
 pub mod trust;
 
 use std::net::SocketAddr;
@@ -224,21 +222,21 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
     let (cp, projection) =
         MappingProjection::attach(Store::open(&args.data_dir)?, mapping::DEFAULT_CAPACITY);
     let cp = Arc::new(cp);
-    let keys = Arc::new(ec2::auth::load_or_create(&args.data_dir)?);
+    let keys = Arc::new(softvpc_ec2_api::auth::load_or_create(&args.data_dir)?);
     let trust = Arc::new(Trust::open(&args.data_dir, args.host_cert_ttl)?);
     let mapping_tls = trust.mapping_tls(&server_names(&args))?;
     let api_tls = api_tls(&args, &trust)?;
     // First start: nothing was ever committed to this store.
     if cp.state().revision == 0 && !args.no_default_vpc {
         let (vpc, subnet) = cp
-            .mutate(false, model::attributes::create_default_vpc)
+            .mutate(false, softvpc_model::attributes::create_default_vpc)
             .map_err(|e| anyhow::anyhow!("creating the default VPC: {e}"))?;
         tracing::info!(vpc_id = %vpc, subnet_id = %subnet, "default VPC created");
     }
     // Stores written before security groups and network ACLs existed: complete their VPCs.
     if !cp.state().vpcs.is_empty() {
         let n = cp
-            .mutate(false, model::security_group::ensure_vpc_defaults)
+            .mutate(false, softvpc_model::security_group::ensure_vpc_defaults)
             .map_err(|e| anyhow::anyhow!("completing VPC defaults: {e}"))?;
         if n > 0 {
             tracing::info!(
@@ -250,7 +248,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
     // Stores written before route tables existed: give their VPCs a main route table.
     if !cp.state().vpcs.is_empty() {
         let n = cp
-            .mutate(false, model::route_table::ensure_main_tables)
+            .mutate(false, softvpc_model::route_table::ensure_main_tables)
             .map_err(|e| anyhow::anyhow!("adding main route tables: {e}"))?;
         if n > 0 {
             tracing::info!(vpcs = n, "main route tables added to older VPCs");
@@ -258,11 +256,11 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     // Flow log destinations removed or unwritable while the server was down: make them again
     // (or report them FAILED).
-    ec2::prepare_destinations(&cp, &flow_log_dir, None);
+    softvpc_ec2_api::prepare_destinations(&cp, &flow_log_dir, None);
     for arg in &args.register_host {
         let (name, ip) = parse_host_arg(arg)?;
         let id = cp
-            .mutate(false, |t| model::host::register_host(t, name, ip))
+            .mutate(false, |t| softvpc_model::host::register_host(t, name, ip))
             .map_err(|e| anyhow::anyhow!("--register-host {arg}: {e}"))?;
         tracing::info!(host = name, host_id = %id, underlay_ip = ip, "host registered from the command line");
     }
@@ -334,7 +332,7 @@ pub struct Listeners {
     /// The mapping log the mapping service serves, attached to `cp`.
     pub projection: Arc<MappingProjection>,
     /// The key pairs EC2 API requests are signed with.
-    pub keys: Arc<ec2::auth::Keys>,
+    pub keys: Arc<softvpc_ec2_api::auth::Keys>,
     /// The CA, tokens and host certificates.
     pub trust: Arc<Trust>,
     /// The EC2 API, over HTTPS when `api_tls` is given.
@@ -360,7 +358,7 @@ pub async fn serve(
     let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let router = ec2::router(l.cp.clone(), l.keys, l.flow_log_dir);
+    let router = softvpc_ec2_api::router(l.cp.clone(), l.keys, l.flow_log_dir);
     let (api, api_tls, api_stop) = (l.api, l.api_tls, stop_rx.clone());
     let http = async move {
         match api_tls {

@@ -24,6 +24,7 @@ const SERVER_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
 /// A certificate the CA issued.
 #[derive(Debug, Clone)]
 pub struct Issued {
+    /// The issued certificate, PEM.
     pub cert_pem: String,
     /// Lowercase hex, as [`crate::identity::PeerIdentity::serial`].
     pub serial: String,
@@ -117,10 +118,12 @@ impl Ca {
         })
     }
 
+    /// The CA's certificate, PEM.
     pub fn cert_pem(&self) -> &str {
         &self.cert_pem
     }
 
+    /// The CA's certificate, DER.
     pub fn cert_der(&self) -> &CertificateDer<'static> {
         &self.cert_der
     }

@@ -18,12 +18,17 @@ use crate::token::JoinToken;
 /// A host's certificate, key and CA.
 #[derive(Clone)]
 pub struct Credentials {
+    /// The host name the certificate is bound to.
     pub host: String,
+    /// The host's certificate, PEM.
     pub cert_pem: String,
+    /// The host's private key, PEM.
     pub key_pem: String,
+    /// The CA's certificate, PEM (trusted for the server).
     pub ca_pem: String,
     /// Seconds since the Unix epoch.
     pub not_before: u64,
+    /// Seconds since the Unix epoch.
     pub not_after: u64,
 }
 
@@ -104,6 +109,7 @@ impl Credentials {
         issued + (self.not_after - issued) * 2 / 3
     }
 
+    /// Whether the certificate's validity has ended (by the system clock).
     pub fn expired(&self) -> bool {
         crate::now_secs() >= self.not_after
     }

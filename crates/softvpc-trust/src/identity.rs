@@ -10,11 +10,13 @@ pub const HOST_OU: &str = "softvpc hosts";
 /// A host's identity, read from its certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerIdentity {
+    /// The host name the certificate is bound to.
     pub host: String,
     /// Lowercase hex.
     pub serial: String,
     /// Seconds since the Unix epoch.
     pub not_before: u64,
+    /// Seconds since the Unix epoch.
     pub not_after: u64,
 }
 

@@ -6,6 +6,8 @@
 //! name. From then on the agent talks to the mapping service over mutual TLS only ([`tls`],
 //! [`client`]), and the server reads the host's identity from its certificate ([`identity`]).
 
+#![warn(missing_docs)]
+
 pub mod ca;
 pub mod client;
 pub mod identity;

@@ -148,6 +148,7 @@ pub struct PinnedCaVerifier {
 }
 
 impl PinnedCaVerifier {
+    /// A verifier that accepts only a CA whose certificate hashes (SHA-256) to `hash`.
     pub fn new(hash: [u8; 32]) -> Arc<Self> {
         Arc::new(PinnedCaVerifier {
             hash,

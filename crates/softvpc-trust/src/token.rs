@@ -18,8 +18,11 @@ pub const PREFIX: &str = "svpc1";
 /// A parsed join token.
 #[derive(Clone, PartialEq, Eq)]
 pub struct JoinToken {
+    /// Names the token on the server (not secret).
     pub id: [u8; 8],
+    /// Proves the holder was given the token.
     pub secret: [u8; 16],
+    /// SHA-256 of the CA certificate's DER: the agent pins the server's CA with it.
     pub ca_hash: [u8; 32],
 }
 
@@ -27,10 +30,13 @@ pub struct JoinToken {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
     #[error("a join token has the form svpc1.<16 hex>.<32 hex>.<64 hex>")]
+    /// Not three dot-separated fields after the version.
     Shape,
     #[error("unknown join token version (expected svpc1)")]
+    /// A version other than `svpc1`.
     Version,
     #[error("the join token's {0} is not {1} lowercase hex digits")]
+    /// A field of the wrong length or not lowercase hex: (field, digits expected).
     Field(&'static str, usize),
 }
 

@@ -27,12 +27,12 @@ use softvpc_mapping::{
 use softvpc_policy::route as policy_route;
 use softvpc_policy::secgroup::Peer as PolicyPeer;
 
-use crate::model::instance::{placed_host, public_address_of};
-use crate::model::network_acl::{NetworkAcl, DENY_ALL_RULE};
-use crate::model::peering::{PeeringConnection, PeeringStatus};
-use crate::model::route_table::{route_state, RouteTable, Target};
-use crate::model::security_group::{Peer, SecurityGroup};
-use crate::model::{Eni, Host, State, Subnet, Vpc};
+use softvpc_model::instance::{placed_host, public_address_of};
+use softvpc_model::network_acl::{NetworkAcl, DENY_ALL_RULE};
+use softvpc_model::peering::{PeeringConnection, PeeringStatus};
+use softvpc_model::route_table::{route_state, RouteTable, Target};
+use softvpc_model::security_group::{Peer, SecurityGroup};
+use softvpc_model::{Eni, Host, State, Subnet, Vpc};
 
 /// The wire record of a host.
 pub fn host_record(h: &Host) -> HostRecord {
@@ -409,8 +409,8 @@ pub fn derive(before: &State, after: &State) -> Vec<Change> {
 /// Upserts the records of added entries and of updated entries whose record changed, and
 /// deletes removed entries: the diff of a kind whose record reads only the entry itself.
 fn diff_records<T: Clone + PartialEq, R: PartialEq>(
-    before: &crate::model::Map<T>,
-    after: &crate::model::Map<T>,
+    before: &softvpc_model::Map<T>,
+    after: &softvpc_model::Map<T>,
     record: impl Fn(&T) -> R,
     upsert: impl Fn(R) -> Change,
     delete: impl Fn(&String, &T) -> Change,
@@ -472,8 +472,8 @@ fn derive_policy(
     let mut targets: BTreeSet<&str> = BTreeSet::new();
     fn changed<'a, T: Clone + PartialEq>(
         out: &mut BTreeSet<&'a str>,
-        before: &'a crate::model::Map<T>,
-        after: &'a crate::model::Map<T>,
+        before: &'a softvpc_model::Map<T>,
+        after: &'a softvpc_model::Map<T>,
     ) {
         for d in before.diff(after) {
             out.insert(match d {
@@ -565,16 +565,16 @@ pub fn check(before: &State, after: &State, changes: &[Change]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::address::{
+    use softvpc_model::address::{
         allocate_address, associate_address, disassociate_address, AssociateRequest,
     };
-    use crate::model::instance::{
+    use softvpc_model::instance::{
         run_instances, start_instances, stop_instances, terminate_instances, RunRequest,
     };
-    use crate::model::{
+    use softvpc_model::{
         attributes, eni, host, internet_gateway, security_group, subnet, tags, vpc,
     };
-    use crate::model::{ApiError, Tags, Txn};
+    use softvpc_model::{ApiError, Tags, Txn};
 
     fn ip(s: &str) -> std::net::Ipv4Addr {
         s.parse().expect("address")
@@ -813,7 +813,7 @@ mod tests {
         });
         step(&mut s, |t| security_group::delete_security_group(t, &sg.id));
         step(&mut s, |t| {
-            crate::model::address::release_address(t, Some(&eip.allocation_id), None)
+            softvpc_model::address::release_address(t, Some(&eip.allocation_id), None)
         });
         let (_, c) = step(&mut s, |t| vpc::delete_vpc(t, &v.id));
         let k = kinds(&c);
@@ -829,10 +829,10 @@ mod tests {
     /// and `step` checks that the changes reproduce the new records exactly.
     #[test]
     fn every_policy_change_is_derived() {
-        use crate::model::network_acl::{self as nacl, EntryRequest};
-        use crate::model::peering::{self, CreateRequest};
-        use crate::model::route_table::{self as rt, TargetSpec};
-        use crate::model::security_group::Permission;
+        use softvpc_model::network_acl::{self as nacl, EntryRequest};
+        use softvpc_model::peering::{self, CreateRequest};
+        use softvpc_model::route_table::{self as rt, TargetSpec};
+        use softvpc_model::security_group::Permission;
         use softvpc_policy::route::RouteState;
 
         let mut s = State::new();
@@ -1239,8 +1239,8 @@ mod tests {
 #[cfg(test)]
 mod record_tests {
     use super::*;
-    use crate::model::instance::{run_instances, start_instances, stop_instances, RunRequest};
-    use crate::model::{eni, host, subnet, vpc, Tags, Txn};
+    use softvpc_model::instance::{run_instances, start_instances, stop_instances, RunRequest};
+    use softvpc_model::{eni, host, subnet, vpc, Tags, Txn};
 
     /// The VPCs with an ENI placed on `host_id`.
     fn needed_vpcs(state: &State, host_id: &str) -> std::collections::BTreeSet<String> {

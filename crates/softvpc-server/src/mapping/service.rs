@@ -21,8 +21,8 @@ use tonic::{Request, Response, Status};
 use softvpc_mapping::Feed;
 
 use super::MappingProjection;
-use crate::model::host::register_host;
 use crate::trust::{Refusal, Trust};
+use softvpc_model::host::register_host;
 use softvpc_store::Store;
 use softvpc_trust::identity::PeerIdentity;
 

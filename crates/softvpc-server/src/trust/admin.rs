@@ -126,7 +126,7 @@ async fn remove_host(
     // known only to the trust state (joined, never registered) is just revoked.
     let removed = tokio::task::spawn_blocking(move || {
         cp.mutate(false, |t| {
-            crate::model::host::remove_host(t, &host, req.force)
+            softvpc_model::host::remove_host(t, &host, req.force)
         })
     })
     .await

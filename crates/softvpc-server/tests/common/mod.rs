@@ -10,10 +10,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use softvpc_ec2_api as ec2;
 use softvpc_ec2_client::codec;
 use softvpc_ec2_client::read::str_at;
 use softvpc_ec2_client::Value;
-use softvpc_server::ec2;
 use softvpc_server::mapping::MappingProjection;
 use softvpc_server::trust::{admin, Trust};
 use softvpc_store::Store;
@@ -25,7 +25,7 @@ impl TempDir {
     pub fn new() -> Self {
         let p = std::env::temp_dir().join(format!(
             "softvpc-server-test-{}",
-            softvpc_server::model::ids::new_id("t")
+            softvpc_model::ids::new_id("t")
         ));
         std::fs::create_dir_all(&p).unwrap();
         TempDir(p)
