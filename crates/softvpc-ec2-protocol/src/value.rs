@@ -254,38 +254,31 @@ pub struct Timestamp {
     pub nanos: u32,
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (i64::from(m) + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+/// Days since 1970-01-01 of a calendar date; `None` if there is no such date.
+fn days_from_civil(y: i64, m: u32, d: u32) -> Option<i64> {
+    let month = time::Month::try_from(u8::try_from(m).ok()?).ok()?;
+    let date = time::Date::from_calendar_date(i32::try_from(y).ok()?, month, u8::try_from(d).ok()?)
+        .ok()?;
+    Some(i64::from(
+        date.to_julian_day() - time::OffsetDateTime::UNIX_EPOCH.date().to_julian_day(),
+    ))
 }
 
-/// The date of a day count since 1970-01-01.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-fn days_in_month(y: i64, m: u32) -> u32 {
-    match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        _ if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
-        _ => 28,
-    }
+/// The calendar date of a day count since 1970-01-01, clamped to the `time` crate's range
+/// (years -9999..=9999).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let julian = i64::from(time::OffsetDateTime::UNIX_EPOCH.date().to_julian_day()) + days;
+    let julian = julian.clamp(
+        i64::from(time::Date::MIN.to_julian_day()),
+        i64::from(time::Date::MAX.to_julian_day()),
+    ) as i32;
+    let date =
+        time::Date::from_julian_day(julian).unwrap_or(time::OffsetDateTime::UNIX_EPOCH.date());
+    (
+        i64::from(date.year()),
+        u32::from(u8::from(date.month())),
+        u32::from(date.day()),
+    )
 }
 
 impl Timestamp {
@@ -350,10 +343,7 @@ impl Timestamp {
         }
         let mo = u32::try_from(num(5, 2)?).ok()?;
         let d = u32::try_from(num(8, 2)?).ok()?;
-        if !(1..=12).contains(&mo) || d == 0 || d > days_in_month(y, mo) {
-            return None;
-        }
-        let days = days_from_civil(y, mo, d);
+        let days = days_from_civil(y, mo, d)?;
         if b.len() == 10 {
             return Some(Timestamp::from_unix(days * 86_400));
         }
@@ -462,7 +452,7 @@ mod tests {
     fn civil_days_agree_over_centuries() {
         for z in (-800_000..800_000).step_by(997) {
             let (y, m, d) = civil_from_days(z);
-            assert_eq!(days_from_civil(y, m, d), z);
+            assert_eq!(days_from_civil(y, m, d), Some(z));
         }
     }
 }

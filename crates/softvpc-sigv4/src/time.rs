@@ -1,47 +1,14 @@
-//! The two timestamp formats SigV4 meets, parsed strictly and without a date library.
+//! The two timestamp formats SigV4 meets, parsed strictly.
 //!
 //! `X-Amz-Date` / the presigned `X-Amz-Date` parameter use ISO 8601 basic format
 //! (`20150830T123600Z`); the `Date` header fallback uses the HTTP IMF-fixdate format
 //! (`Sun, 30 Aug 2015 12:36:00 GMT`). Both are converted to seconds since the Unix epoch with the
-//! proleptic Gregorian calendar (Howard Hinnant's `days_from_civil`), which is all the verifier
-//! needs: a skew comparison and the `YYYYMMDD` day of the credential scope.
+//! proleptic Gregorian calendar of the `time` crate, which is all the verifier needs: a skew
+//! comparison and the `YYYYMMDD` day of the credential scope. The two parsers are our own because
+//! SigV4 wants exactly these fixed shapes and nothing looser (a general ISO 8601 or HTTP-date
+//! parser would accept forms AWS refuses).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-/// Days since 1970-01-01 of a proleptic Gregorian date.
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400; // [0, 399]
-    let m = i64::from(month);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1; // [0, 365]
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy; // [0, 146096]
-    era * 146_097 + doe - 719_468
-}
-
-/// The inverse of [`days_from_civil`].
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-fn days_in_month(year: i64, month: u32) -> u32 {
-    match month {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
-        2 => 28,
-        _ => 0,
-    }
-}
 
 /// A validated UTC timestamp with one-second resolution (all SigV4 carries).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -51,22 +18,23 @@ pub struct Timestamp {
 }
 
 impl Timestamp {
-    fn from_parts(year: i64, month: u32, day: u32, h: u32, m: u32, s: u32) -> Option<Self> {
-        if !(1970..=9999).contains(&year)
-            || !(1..=12).contains(&month)
-            || day == 0
-            || day > days_in_month(year, month)
-            || h > 23
-            || m > 59
-            || s > 59
-        {
+    fn from_parts(year: u32, month: u32, day: u32, h: u32, m: u32, s: u32) -> Option<Self> {
+        let small = |v: u32| u8::try_from(v).ok();
+        if !(1970..=9999).contains(&year) {
             return None;
         }
-        let days = days_from_civil(year, month, day);
-        let secs = days * 86_400 + i64::from(h) * 3600 + i64::from(m) * 60 + i64::from(s);
+        let month = time::Month::try_from(small(month)?).ok()?;
+        let date = time::Date::from_calendar_date(year as i32, month, small(day)?).ok()?;
+        let at = date.with_hms(small(h)?, small(m)?, small(s)?).ok()?;
         Some(Self {
-            secs: u64::try_from(secs).ok()?,
+            secs: u64::try_from(at.assume_utc().unix_timestamp()).ok()?,
         })
+    }
+
+    /// The UTC date and time of this instant (always in range: years 1970-9999).
+    fn utc(self) -> time::OffsetDateTime {
+        time::OffsetDateTime::from_unix_timestamp(self.secs as i64)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
     }
 
     /// Parses ISO 8601 basic format exactly as SigV4 writes it: `YYYYMMDDTHHMMSSZ`.
@@ -81,7 +49,7 @@ impl Timestamp {
         let h = digits(&b[9..11])?;
         let m = digits(&b[11..13])?;
         let sec = digits(&b[13..15])?;
-        Self::from_parts(i64::from(year), month, day, h, m, sec)
+        Self::from_parts(year, month, day, h, m, sec)
     }
 
     /// Parses the HTTP `Date` header's IMF-fixdate form: `Sun, 30 Aug 2015 12:36:00 GMT`.
@@ -116,7 +84,7 @@ impl Timestamp {
         if !WEEKDAYS.contains(&weekday) {
             return None;
         }
-        Self::from_parts(i64::from(year), month, day, h, m, sec)
+        Self::from_parts(year, month, day, h, m, sec)
     }
 
     /// Seconds since the Unix epoch.
@@ -138,20 +106,20 @@ impl Timestamp {
 
     /// `YYYYMMDDTHHMMSSZ`, the form the string to sign carries.
     pub fn amz(self) -> String {
-        let (y, mo, d) = civil_from_days((self.secs / 86_400) as i64);
-        let rem = self.secs % 86_400;
+        let t = self.utc();
         format!(
-            "{y:04}{mo:02}{d:02}T{:02}{:02}{:02}Z",
-            rem / 3600,
-            (rem / 60) % 60,
-            rem % 60
+            "{}T{:02}{:02}{:02}Z",
+            self.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
         )
     }
 
     /// `YYYYMMDD`, the day the credential scope must name.
     pub fn day(self) -> String {
-        let (y, mo, d) = civil_from_days((self.secs / 86_400) as i64);
-        format!("{y:04}{mo:02}{d:02}")
+        let t = self.utc();
+        format!("{:04}{:02}{:02}", t.year(), u8::from(t.month()), t.day())
     }
 }
 
@@ -209,10 +177,12 @@ mod tests {
     }
 
     #[test]
-    fn civil_conversion_is_inverse_over_a_wide_range() {
-        for days in (0..2_932_896).step_by(997) {
-            let (y, m, d) = civil_from_days(days);
-            assert_eq!(days_from_civil(y, m, d), days);
+    fn day_boundaries_round_trip_over_a_wide_range() {
+        for days in (0..2_932_896u64).step_by(997) {
+            let t = Timestamp {
+                secs: days * 86_400 + 86_399,
+            };
+            assert_eq!(Timestamp::parse_amz(&t.amz()), Some(t));
         }
     }
 }
