@@ -63,6 +63,10 @@ OPERATIONS = [
     "CreateDhcpOptions", "DeleteDhcpOptions", "AssociateDhcpOptions", "DescribeDhcpOptions",
     # Flow logs
     "CreateFlowLogs", "DeleteFlowLogs", "DescribeFlowLogs",
+    # Managed prefix lists
+    "CreateManagedPrefixList", "DescribeManagedPrefixLists", "ModifyManagedPrefixList",
+    "DeleteManagedPrefixList", "GetManagedPrefixListEntries",
+    "GetManagedPrefixListAssociations",
     # Tags
     "CreateTags", "DeleteTags", "DescribeTags",
     # Discovery

@@ -42,6 +42,7 @@ DESCRIBES = {
     "DescribeAvailabilityZones": ("describe_availability_zones", "Filters"),
     "DescribeRegions": ("describe_regions", "Filters"),
     "DescribeFlowLogs": ("describe_flow_logs", "Filter"),
+    "DescribeManagedPrefixLists": ("describe_managed_prefix_lists", "Filters"),
 }
 
 
@@ -110,6 +111,9 @@ def world(c):
     flow = c.create_flow_logs(ResourceType="VPC", ResourceIds=vpcs, TrafficType="ALL", LogGroupName="audit",
                               DeliverLogsPermissionArn="arn:aws:iam::123456789012:role/flow-logs")
     assert len(flow["FlowLogIds"]) == 7, flow
+    for n in range(7):
+        c.create_managed_prefix_list(PrefixListName=f"audit-{n}", MaxEntries=2, AddressFamily="IPv4",
+                                     Entries=[{"Cidr": f"10.{n}.0.0/16"}])
     return dict(vpcs=vpcs, subnets=subnets, igws=igws, inst=inst, sg=sg, dhcp=dhcp, peerings=peerings,
                 nats=nats, eip=eip, rt=rt, eni0=eni0, primary=primary)
 
@@ -238,6 +242,7 @@ PAGED = {
     "describe_tags": ({}, None),
     "describe_hosts": ({}, "HostId"),
     "describe_flow_logs": ({}, "FlowLogId"),
+    "describe_managed_prefix_lists": ({}, "PrefixListId"),
 }
 
 

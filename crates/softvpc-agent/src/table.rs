@@ -63,6 +63,13 @@ pub fn build(records: &Records, local: Ipv4Addr, ports: &HashMap<String, PortId>
     for t in records.route_tables.values() {
         let subnets: Vec<&str> = t.subnet_ids.iter().map(String::as_str).collect();
         b.route_table(&t.table_id, &t.vpc_id, t.main, t.routes.clone(), &subnets);
+        for r in &t.prefix_list_routes {
+            b.prefix_list_route(&t.table_id, &r.prefix_list_id, r.target.clone(), r.state);
+        }
+    }
+    // The engine expands prefix list references with the entries held now.
+    for p in records.prefix_lists.values() {
+        b.prefix_list(&p.prefix_list_id, &p.cidrs);
     }
     for p in records.peerings.values() {
         b.peering(
@@ -233,6 +240,7 @@ pub(crate) mod tests {
                 destination: "10.1.0.0/16".into(),
                 target: Some(pb::route::Target::VpcPeeringConnectionId("pcx-1".into())),
                 blackhole: false,
+                ..Default::default()
             }],
             subnet_ids: vec![],
         }];

@@ -245,6 +245,24 @@ const PAGING: &[PagingRule] = &[
         ids: None,
     },
     PagingRule {
+        action: "DescribeManagedPrefixLists",
+        min: 1,
+        max: 100,
+        ids: None,
+    },
+    PagingRule {
+        action: "GetManagedPrefixListEntries",
+        min: 1,
+        max: 100,
+        ids: None,
+    },
+    PagingRule {
+        action: "GetManagedPrefixListAssociations",
+        min: 5,
+        max: 255,
+        ids: None,
+    },
+    PagingRule {
         action: "DescribeHosts",
         min: 5,
         max: 500,

@@ -44,6 +44,7 @@ mod internet_access;
 mod lifecycle;
 mod network_acl;
 mod peering;
+mod prefix_list;
 mod route_table;
 mod security_group;
 mod subnet;
@@ -452,6 +453,36 @@ pub static ACTIONS: &[Action] = &[
         "DescribeAccountAttributes",
         Kind::Read,
         discovery::describe_account_attributes,
+    ),
+    Action::model(
+        "CreateManagedPrefixList",
+        Kind::Write,
+        prefix_list::create_managed_prefix_list,
+    ),
+    Action::model(
+        "DescribeManagedPrefixLists",
+        Kind::Read,
+        prefix_list::describe_managed_prefix_lists,
+    ),
+    Action::model(
+        "ModifyManagedPrefixList",
+        Kind::Write,
+        prefix_list::modify_managed_prefix_list,
+    ),
+    Action::model(
+        "DeleteManagedPrefixList",
+        Kind::Write,
+        prefix_list::delete_managed_prefix_list,
+    ),
+    Action::model(
+        "GetManagedPrefixListEntries",
+        Kind::Read,
+        prefix_list::get_managed_prefix_list_entries,
+    ),
+    Action::model(
+        "GetManagedPrefixListAssociations",
+        Kind::Read,
+        prefix_list::get_managed_prefix_list_associations,
     ),
 ];
 

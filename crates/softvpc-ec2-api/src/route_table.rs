@@ -7,7 +7,7 @@ use softvpc_ec2_protocol::Value;
 
 use super::input::{self, required, tag_set, ValueExt};
 use super::Ctx;
-use softvpc_model::route_table::{self as rt, RouteTable, Target, TargetSpec};
+use softvpc_model::route_table::{self as rt, Destination, RouteTable, Target, TargetSpec};
 use softvpc_model::{ApiError, State, OWNER_ID};
 
 /// The `RouteTable` output structure.
@@ -17,8 +17,12 @@ pub fn route_table_value(state: &State, r: &RouteTable) -> Value {
         .iter()
         .map(|route| {
             let (field, id) = rt::target_fields(&route.target);
+            let dest = match &route.destination {
+                Destination::Cidr(c) => ("DestinationCidrBlock", c.to_string()),
+                Destination::PrefixList(p) => ("DestinationPrefixListId", p.clone()),
+            };
             let mut v = Value::new_struct()
-                .with("DestinationCidrBlock", route.destination.to_string())
+                .with(dest.0, dest.1)
                 .with(field, id)
                 .with("Origin", route.origin.as_str())
                 .with("State", rt::route_state(state, &r.vpc_id, route));
@@ -107,16 +111,33 @@ pub fn describe_route_tables(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiE
         .with_opt("NextToken", next))
 }
 
+/// The destination: `DestinationCidrBlock` or `DestinationPrefixListId` (a `pl-` id, which the
+/// model tells from a CIDR), exactly one.
 fn destination(input: &Value) -> Result<&str, ApiError> {
-    if input::optional(input, "DestinationIpv6CidrBlock").is_some()
-        || input::optional(input, "DestinationPrefixListId").is_some()
-    {
+    if input::optional(input, "DestinationIpv6CidrBlock").is_some() {
         return Err(ApiError::new(
             "InvalidParameterValue",
-            "Only IPv4 destinations (DestinationCidrBlock) are supported.",
+            "IPv6 destinations are not supported.",
         ));
     }
-    required(input, "DestinationCidrBlock")
+    match (
+        input::optional(input, "DestinationCidrBlock"),
+        input::optional(input, "DestinationPrefixListId"),
+    ) {
+        (Some(c), None) if c.starts_with("pl-") => Err(ApiError::invalid_value(format!(
+            "Value ({c}) for parameter destinationCidrBlock is invalid. This is not a valid CIDR block."
+        ))),
+        (Some(c), None) => Ok(c),
+        (None, Some(p)) => {
+            softvpc_model::prefix_list::check_id(p)?;
+            Ok(p)
+        }
+        (None, None) => Err(ApiError::missing("DestinationCidrBlock")),
+        (Some(_), Some(_)) => Err(ApiError::new(
+            "InvalidParameterCombination",
+            "The parameter destinationCidrBlock cannot be used with the parameter destinationPrefixListId",
+        )),
+    }
 }
 
 pub fn create_route(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {

@@ -46,7 +46,7 @@ fn permissions(g: &SecurityGroup, egress: bool) -> Value {
                                 .with("CidrIp", c.to_string())
                                 .with_opt("Description", r.spec.description.as_deref()),
                         ),
-                        Peer::Group(_) => None,
+                        _ => None,
                     })
                     .collect();
                 let pairs: Vec<Value> = members
@@ -58,7 +58,18 @@ fn permissions(g: &SecurityGroup, egress: bool) -> Value {
                                 .with("UserId", OWNER_ID)
                                 .with_opt("Description", r.spec.description.as_deref()),
                         ),
-                        Peer::Cidr(_) => None,
+                        _ => None,
+                    })
+                    .collect();
+                let lists: Vec<Value> = members
+                    .iter()
+                    .filter_map(|r| match &r.spec.peer {
+                        Peer::PrefixList(id) => Some(
+                            Value::new_struct()
+                                .with("PrefixListId", id.as_str())
+                                .with_opt("Description", r.spec.description.as_deref()),
+                        ),
+                        _ => None,
                     })
                     .collect();
                 Value::new_struct()
@@ -68,7 +79,7 @@ fn permissions(g: &SecurityGroup, egress: bool) -> Value {
                     .with("IpRanges", ranges)
                     .with("UserIdGroupPairs", pairs)
                     .with("Ipv6Ranges", Value::List(Vec::new()))
-                    .with("PrefixListIds", Value::List(Vec::new()))
+                    .with("PrefixListIds", lists)
             })
             .collect(),
     )
@@ -110,6 +121,7 @@ pub fn rule_value(r: &SgRule) -> Value {
                 .with("GroupId", g.as_str())
                 .with("UserId", OWNER_ID),
         ),
+        Peer::PrefixList(p) => v.with("PrefixListId", p.as_str()),
     }
 }
 
@@ -127,6 +139,7 @@ fn revoked_value(r: &SgRule) -> Value {
     match &s.peer {
         Peer::Cidr(c) => v.with("CidrIpv4", c.to_string()),
         Peer::Group(g) => v.with("ReferencedGroupId", g.as_str()),
+        Peer::PrefixList(p) => v.with("PrefixListId", p.as_str()),
     }
 }
 
@@ -237,9 +250,16 @@ fn read_permissions(
     };
     let mut out = Vec::new();
     for p in input.get_list("IpPermissions") {
-        if !p.get_list("Ipv6Ranges").is_empty() || !p.get_list("PrefixListIds").is_empty() {
-            return Err(ApiError::invalid_value(
-                "IPv6 ranges and prefix lists are not supported.",
+        if !p.get_list("Ipv6Ranges").is_empty() {
+            return Err(ApiError::invalid_value("IPv6 ranges are not supported."));
+        }
+        let mut prefix_lists = Vec::new();
+        for pl in p.get_list("PrefixListIds") {
+            let id = input::optional(pl, "PrefixListId")
+                .ok_or_else(|| ApiError::missing("IpPermissions.N.PrefixListIds.M.PrefixListId"))?;
+            prefix_lists.push((
+                id.to_string(),
+                pl.get_str("Description").map(str::to_string),
             ));
         }
         let protocol = input::optional(p, "IpProtocol")
@@ -262,6 +282,7 @@ fn read_permissions(
             to_port: p.get_i64("ToPort"),
             cidrs: ip_ranges(p)?,
             groups,
+            prefix_lists,
         });
     }
     let flat_cidr = input::optional(input, "CidrIp");
@@ -287,6 +308,7 @@ fn read_permissions(
                 .map(|c| vec![(c.to_string(), None)])
                 .unwrap_or_default(),
             groups,
+            prefix_lists: Vec::new(),
         });
     }
     Ok(out)
@@ -380,12 +402,8 @@ pub fn modify_security_group_rules(ctx: &Ctx<'_>, input: &Value) -> Result<Value
             let r = u
                 .get("SecurityGroupRule")
                 .ok_or_else(|| ApiError::missing("SecurityGroupRule.N.SecurityGroupRule"))?;
-            if input::optional(r, "CidrIpv6").is_some()
-                || input::optional(r, "PrefixListId").is_some()
-            {
-                return Err(ApiError::invalid_value(
-                    "IPv6 ranges and prefix lists are not supported.",
-                ));
+            if input::optional(r, "CidrIpv6").is_some() {
+                return Err(ApiError::invalid_value("IPv6 ranges are not supported."));
             }
             let s = |n: &str| input::optional(r, n).map(str::to_string);
             Ok(RuleUpdate {
@@ -395,6 +413,7 @@ pub fn modify_security_group_rules(ctx: &Ctx<'_>, input: &Value) -> Result<Value
                 to_port: r.get_i64("ToPort"),
                 cidr: s("CidrIpv4"),
                 referenced_group: s("ReferencedGroupId"),
+                prefix_list: s("PrefixListId"),
                 description: s("Description"),
             })
         })

@@ -28,8 +28,8 @@ use std::sync::Arc;
 use ipnet::Ipv4Net;
 use softvpc_policy::conntrack::{ConnectionTrackingSpec, Timeouts};
 use softvpc_policy::nacl::{AclEntry, NetworkAcl};
-use softvpc_policy::route::{Route, RouteTable, VpcRoutes};
-use softvpc_policy::secgroup::{CompiledGroups, Members, SgRule};
+use softvpc_policy::route::{Route, RouteState, RouteTable, Target, VpcRoutes};
+use softvpc_policy::secgroup::{CompiledGroups, Members, Peer, SgRule};
 use softvpc_policy::Generation;
 
 use crate::PortId;
@@ -289,6 +289,47 @@ struct RouteTableInput {
     main: bool,
     routes: Vec<Route>,
     subnet_ids: Vec<String>,
+    /// Routes to managed prefix lists: (list id, target, state).
+    list_routes: Vec<(String, Target, RouteState)>,
+}
+
+/// A group's rules with each prefix list reference replaced by one CIDR rule per entry of
+/// the list (same rule id, so decisions still name it). An unknown list gives no rule: it can
+/// only allow less.
+fn expand_rules(lists: &BTreeMap<String, Vec<Ipv4Net>>, rules: &[SgRule]) -> Vec<SgRule> {
+    let mut out = Vec::with_capacity(rules.len());
+    for r in rules {
+        match &r.peer {
+            Peer::PrefixList(id) => {
+                for cidr in lists.get(id).into_iter().flatten() {
+                    out.push(SgRule {
+                        peer: Peer::Cidr(*cidr),
+                        ..r.clone()
+                    });
+                }
+            }
+            _ => out.push(r.clone()),
+        }
+    }
+    out
+}
+
+/// A table's routes with its prefix list routes expanded, one route per entry (a CIDR route
+/// or an earlier list with the same destination wins).
+fn expand_routes(lists: &BTreeMap<String, Vec<Ipv4Net>>, t: &RouteTableInput) -> Vec<Route> {
+    let mut out = t.routes.clone();
+    for (id, target, state) in &t.list_routes {
+        for cidr in lists.get(id).into_iter().flatten() {
+            if out.iter().all(|x| x.destination != *cidr) {
+                out.push(Route {
+                    destination: *cidr,
+                    target: target.clone(),
+                    state: *state,
+                });
+            }
+        }
+    }
+    out
 }
 
 /// Collects hosts, VPCs, subnets and placed ENIs, then builds the [`MappingTable`].
@@ -304,9 +345,39 @@ pub struct TableBuilder {
     acls: BTreeMap<String, AclInput>,
     route_tables: BTreeMap<String, RouteTableInput>,
     peerings: BTreeMap<String, (String, String, bool)>,
+    prefix_lists: BTreeMap<String, Vec<Ipv4Net>>,
 }
 
 impl TableBuilder {
+    /// A managed prefix list and its current entries: security group rules with the peer
+    /// [`Peer::PrefixList`] and prefix list routes use them (one rule or route per entry, built
+    /// into this table, so a change of the list applies from the next table on).
+    pub fn prefix_list(&mut self, prefix_list_id: &str, cidrs: &[Ipv4Net]) -> &mut Self {
+        self.prefix_lists
+            .insert(prefix_list_id.to_string(), cidrs.to_vec());
+        self
+    }
+
+    /// A route of table `table_id` (added before with [`Self::route_table`]) to every entry of
+    /// a managed prefix list. A CIDR route for the same destination wins, as on AWS.
+    pub fn prefix_list_route(
+        &mut self,
+        table_id: &str,
+        prefix_list_id: &str,
+        target: Target,
+        state: RouteState,
+    ) -> &mut Self {
+        match self.route_tables.get_mut(table_id) {
+            Some(t) => t
+                .list_routes
+                .push((prefix_list_id.to_string(), target, state)),
+            None => {
+                tracing::warn!(table = %table_id, list = %prefix_list_id, "prefix list route of an unknown route table ignored")
+            }
+        }
+        self
+    }
+
     /// A registered host's underlay address (an accepted VXLAN source).
     pub fn host(&mut self, underlay_ip: Ipv4Addr) -> &mut Self {
         self.hosts.insert(u32::from(underlay_ip));
@@ -394,6 +465,7 @@ impl TableBuilder {
                 main,
                 routes,
                 subnet_ids: subnet_ids.iter().map(|s| s.to_string()).collect(),
+                list_routes: Vec::new(),
             },
         );
         self
@@ -479,7 +551,14 @@ impl TableBuilder {
             let main = tables.iter().find(|(_, rt)| rt.main).map(|(id, _)| *id);
             let compiled = tables
                 .iter()
-                .map(|(id, rt)| RouteTable::compile(id, &vpc.cidrs, rt.routes.clone(), generation))
+                .map(|(id, rt)| {
+                    RouteTable::compile(
+                        id,
+                        &vpc.cidrs,
+                        expand_routes(&self.prefix_lists, rt),
+                        generation,
+                    )
+                })
                 .collect();
             let associations = tables
                 .iter()
@@ -613,7 +692,7 @@ impl TableBuilder {
                     let rules = ids
                         .iter()
                         .filter_map(|g| self.groups.get(g))
-                        .flat_map(|g| g.rules.iter().cloned());
+                        .flat_map(|g| expand_rules(&self.prefix_lists, &g.rules));
                     Arc::new(CompiledGroups::compile(rules, generation))
                 });
                 Some(compiled.clone())
@@ -674,6 +753,7 @@ impl MappingTable {
             acls: BTreeMap::new(),
             route_tables: BTreeMap::new(),
             peerings: BTreeMap::new(),
+            prefix_lists: BTreeMap::new(),
         }
     }
 

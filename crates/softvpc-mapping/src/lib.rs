@@ -27,7 +27,10 @@ pub mod replica;
 
 pub use feed::Feed;
 pub use log::{Catalog, LogEntry, LogRead, MappingLog, Needed};
-pub use policy::{NetworkAclRecord, PeeringRecord, RouteTableRecord, SecurityGroupRecord};
+pub use policy::{
+    NetworkAclRecord, PeeringRecord, PrefixListRecord, PrefixListRoute, RouteTableRecord,
+    SecurityGroupRecord,
+};
 pub use record::{
     Change, EniRecord, HostRecord, Mac, PublicAddress, RecordError, Records, Scope, SubnetRecord,
     VpcRecord,

@@ -14,7 +14,9 @@ use std::sync::Arc;
 use imbl::{OrdMap, OrdSet};
 use softvpc_proto::pb;
 
-use crate::policy::{NetworkAclRecord, PeeringRecord, RouteTableRecord, SecurityGroupRecord};
+use crate::policy::{
+    NetworkAclRecord, PeeringRecord, PrefixListRecord, RouteTableRecord, SecurityGroupRecord,
+};
 use crate::record::{Change, EniRecord, HostRecord, Records, SubnetRecord, VpcRecord};
 
 /// How many revisions the ring keeps by default.
@@ -32,6 +34,7 @@ pub struct Catalog {
     acls: OrdMap<String, Arc<NetworkAclRecord>>,
     tables: OrdMap<String, Arc<RouteTableRecord>>,
     peerings: OrdMap<String, Arc<PeeringRecord>>,
+    prefix_lists: OrdMap<String, Arc<PrefixListRecord>>,
     subnets_by_vpc: OrdMap<String, OrdSet<String>>,
     enis_by_vpc: OrdMap<String, OrdSet<String>>,
     groups_by_vpc: OrdMap<String, OrdSet<String>>,
@@ -208,6 +211,13 @@ impl Catalog {
                 self.peerings.insert(p.pcx_id.clone(), Arc::new(p.clone()));
             }
             Change::DeletePeering { pcx_id, .. } => self.remove_peering(pcx_id),
+            Change::UpsertPrefixList(p) => {
+                self.prefix_lists
+                    .insert(p.prefix_list_id.clone(), Arc::new(p.clone()));
+            }
+            Change::DeletePrefixList(id) => {
+                self.prefix_lists.remove(id);
+            }
         }
     }
 
@@ -295,6 +305,7 @@ impl Catalog {
         let needed = self.needed(host_id);
         let mut snap = pb::Snapshot {
             hosts: self.hosts.values().map(|h| h.to_pb()).collect(),
+            prefix_lists: self.prefix_lists.values().map(|p| p.to_pb()).collect(),
             ..Default::default()
         };
         let mut peerings = BTreeSet::new();
@@ -412,6 +423,7 @@ impl Catalog {
             network_acls: plain(&self.acls),
             route_tables: plain(&self.tables),
             peerings: plain(&self.peerings),
+            prefix_lists: plain(&self.prefix_lists),
         }
     }
 

@@ -40,6 +40,54 @@ pub struct NetworkAclRecord {
     pub subnet_ids: Vec<String>,
 }
 
+/// A route to a managed prefix list: one route per entry of the list as the host holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrefixListRoute {
+    /// `pl-...`.
+    pub prefix_list_id: String,
+    /// Target.
+    pub target: Target,
+    /// Active or blackhole.
+    pub state: RouteState,
+}
+
+/// A customer-managed prefix list: its current entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrefixListRecord {
+    /// `pl-...`.
+    pub prefix_list_id: String,
+    /// Its CIDR blocks (network addresses), in the list's order.
+    pub cidrs: Vec<Ipv4Net>,
+    /// Its version.
+    pub version: u64,
+}
+
+impl PrefixListRecord {
+    /// The protobuf form.
+    pub fn to_pb(&self) -> pb::PrefixList {
+        pb::PrefixList {
+            prefix_list_id: self.prefix_list_id.clone(),
+            cidrs: self.cidrs.iter().map(ToString::to_string).collect(),
+            version: self.version,
+        }
+    }
+
+    /// Checks and converts a protobuf prefix list.
+    pub fn from_pb(p: &pb::PrefixList) -> Result<Self, RecordError> {
+        const K: &str = "prefix list";
+        require_id(K, &p.prefix_list_id)?;
+        Ok(PrefixListRecord {
+            prefix_list_id: p.prefix_list_id.clone(),
+            cidrs: p
+                .cidrs
+                .iter()
+                .map(|c| parse_net(K, &p.prefix_list_id, "cidr", c))
+                .collect::<Result<_, _>>()?,
+            version: p.version,
+        })
+    }
+}
+
 /// A route table: main or not, its routes (with their state) and its explicit subnets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteTableRecord {
@@ -51,6 +99,8 @@ pub struct RouteTableRecord {
     pub main: bool,
     /// Its routes, the `local` one included.
     pub routes: Vec<Route>,
+    /// Its routes to managed prefix lists.
+    pub prefix_list_routes: Vec<PrefixListRoute>,
     /// The subnets explicitly associated with it.
     pub subnet_ids: Vec<String>,
 }
@@ -210,6 +260,9 @@ impl SecurityGroupRecord {
                     peer: Some(match &r.peer {
                         Peer::Cidr(c) => pb::security_group_rule::Peer::Cidr(c.to_string()),
                         Peer::Group(g) => pb::security_group_rule::Peer::GroupId(g.clone()),
+                        Peer::PrefixList(p) => {
+                            pb::security_group_rule::Peer::PrefixListId(p.clone())
+                        }
                     }),
                 })
                 .collect(),
@@ -233,6 +286,9 @@ impl SecurityGroupRecord {
                     }
                     Some(pb::security_group_rule::Peer::GroupId(g)) if !g.is_empty() => {
                         Peer::Group(g.clone())
+                    }
+                    Some(pb::security_group_rule::Peer::PrefixListId(p)) if !p.is_empty() => {
+                        Peer::PrefixList(p.clone())
                     }
                     _ => {
                         return Err(bad_rule(
@@ -339,25 +395,30 @@ impl RouteTableRecord {
     /// The protobuf form.
     pub fn to_pb(&self) -> pb::RouteTable {
         use pb::route::Target as T;
+        let target = |t: &Target| match t {
+            Target::Local => T::Local(true),
+            Target::NetworkInterface(id) => T::NetworkInterfaceId(id.clone()),
+            Target::VpcPeeringConnection(id) => T::VpcPeeringConnectionId(id.clone()),
+            Target::InternetGateway(id) => T::GatewayId(id.clone()),
+            Target::NatGateway(id) => T::NatGatewayId(id.clone()),
+        };
+        let cidr_routes = self.routes.iter().map(|r| pb::Route {
+            destination: r.destination.to_string(),
+            target: Some(target(&r.target)),
+            blackhole: r.state == RouteState::Blackhole,
+            destination_prefix_list_id: String::new(),
+        });
+        let list_routes = self.prefix_list_routes.iter().map(|r| pb::Route {
+            destination: String::new(),
+            target: Some(target(&r.target)),
+            blackhole: r.state == RouteState::Blackhole,
+            destination_prefix_list_id: r.prefix_list_id.clone(),
+        });
         pb::RouteTable {
             table_id: self.table_id.clone(),
             vpc_id: self.vpc_id.clone(),
             main: self.main,
-            routes: self
-                .routes
-                .iter()
-                .map(|r| pb::Route {
-                    destination: r.destination.to_string(),
-                    target: Some(match &r.target {
-                        Target::Local => T::Local(true),
-                        Target::NetworkInterface(id) => T::NetworkInterfaceId(id.clone()),
-                        Target::VpcPeeringConnection(id) => T::VpcPeeringConnectionId(id.clone()),
-                        Target::InternetGateway(id) => T::GatewayId(id.clone()),
-                        Target::NatGateway(id) => T::NatGatewayId(id.clone()),
-                    }),
-                    blackhole: r.state == RouteState::Blackhole,
-                })
-                .collect(),
+            routes: cidr_routes.chain(list_routes).collect(),
             subnet_ids: self.subnet_ids.clone(),
         }
     }
@@ -369,10 +430,16 @@ impl RouteTableRecord {
         const K: &str = "route table";
         require_id(K, &t.table_id)?;
         let id = &t.table_id;
+        let mut prefix_list_routes = Vec::new();
         let routes = t
             .routes
             .iter()
-            .map(|r| {
+            .filter_map(|r| {
+                let state = if r.blackhole {
+                    RouteState::Blackhole
+                } else {
+                    RouteState::Active
+                };
                 let target = match &r.target {
                     Some(T::Local(_)) => Target::Local,
                     Some(T::NetworkInterfaceId(x)) => Target::NetworkInterface(x.clone()),
@@ -380,22 +447,39 @@ impl RouteTableRecord {
                     Some(T::GatewayId(x)) => Target::InternetGateway(x.clone()),
                     Some(T::NatGatewayId(x)) => Target::NatGateway(x.clone()),
                     None => {
-                        return Err(RecordError::BadField {
+                        return Some(Err(RecordError::BadField {
                             kind: K,
                             id: id.clone(),
                             field: "target",
                             value: r.destination.clone(),
-                        })
+                        }))
                     }
                 };
+                if !r.destination_prefix_list_id.is_empty() {
+                    if !r.destination.is_empty() {
+                        return Some(Err(RecordError::BadField {
+                            kind: K,
+                            id: id.clone(),
+                            field: "destination",
+                            value: r.destination.clone(),
+                        }));
+                    }
+                    prefix_list_routes.push(PrefixListRoute {
+                        prefix_list_id: r.destination_prefix_list_id.clone(),
+                        target,
+                        state,
+                    });
+                    return None;
+                }
+                Some(Ok((r, target, state)))
+            })
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .map(|(r, target, state)| {
                 Ok(Route {
                     destination: parse_net(K, id, "destination", &r.destination)?,
                     target,
-                    state: if r.blackhole {
-                        RouteState::Blackhole
-                    } else {
-                        RouteState::Active
-                    },
+                    state,
                 })
             })
             .collect::<Result<_, _>>()?;
@@ -404,6 +488,7 @@ impl RouteTableRecord {
             vpc_id: t.vpc_id.clone(),
             main: t.main,
             routes,
+            prefix_list_routes,
             subnet_ids: t.subnet_ids.clone(),
         })
     }

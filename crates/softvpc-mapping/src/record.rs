@@ -11,7 +11,9 @@ use ipnet::Ipv4Net;
 use softvpc_policy::conntrack::ConnectionTrackingSpec;
 use softvpc_proto::pb;
 
-use crate::policy::{NetworkAclRecord, PeeringRecord, RouteTableRecord, SecurityGroupRecord};
+use crate::policy::{
+    NetworkAclRecord, PeeringRecord, PrefixListRecord, RouteTableRecord, SecurityGroupRecord,
+};
 
 /// An Ethernet MAC address.
 pub type Mac = [u8; 6];
@@ -159,6 +161,10 @@ pub enum Change {
         /// Its two VPCs (so a host's feed can filter it; not sent).
         vpc_ids: [String; 2],
     },
+    /// Adds or replaces a managed prefix list (every host holds every list).
+    UpsertPrefixList(PrefixListRecord),
+    /// Removes a managed prefix list.
+    DeletePrefixList(String),
 }
 
 /// Which hosts a change concerns.
@@ -178,7 +184,10 @@ impl Change {
     /// Which hosts the change concerns.
     pub fn scope(&self) -> Scope<'_> {
         match self {
-            Change::UpsertHost(_) | Change::DeleteHost(_) => Scope::All,
+            Change::UpsertHost(_)
+            | Change::DeleteHost(_)
+            | Change::UpsertPrefixList(_)
+            | Change::DeletePrefixList(_) => Scope::All,
             Change::UpsertVpc(v) => Scope::Vpc(&v.vpc_id),
             Change::DeleteVpc(id) => Scope::Vpc(id),
             Change::UpsertSubnet(s) => Scope::Vpc(&s.vpc_id),
@@ -216,6 +225,8 @@ impl Change {
             Change::DeleteRouteTable { table_id, .. } => Kind::DeleteRouteTableId(table_id.clone()),
             Change::UpsertPeering(p) => Kind::UpsertPeeringConnection(p.to_pb()),
             Change::DeletePeering { pcx_id, .. } => Kind::DeletePeeringConnectionId(pcx_id.clone()),
+            Change::UpsertPrefixList(p) => Kind::UpsertPrefixList(p.to_pb()),
+            Change::DeletePrefixList(id) => Kind::DeletePrefixListId(id.clone()),
         };
         pb::Change { kind: Some(kind) }
     }
@@ -261,6 +272,8 @@ impl Change {
                 pcx_id: id.clone(),
                 vpc_ids: Default::default(),
             },
+            Kind::UpsertPrefixList(p) => Change::UpsertPrefixList(PrefixListRecord::from_pb(p)?),
+            Kind::DeletePrefixListId(id) => Change::DeletePrefixList(id.clone()),
         }))
     }
 }
@@ -284,6 +297,8 @@ pub struct Records {
     pub route_tables: BTreeMap<String, RouteTableRecord>,
     /// Peering connections by id.
     pub peerings: BTreeMap<String, PeeringRecord>,
+    /// Managed prefix lists by id.
+    pub prefix_lists: BTreeMap<String, PrefixListRecord>,
 }
 
 impl Records {
@@ -349,6 +364,13 @@ impl Records {
             Change::DeletePeering { pcx_id, .. } => {
                 self.peerings.remove(pcx_id);
             }
+            Change::UpsertPrefixList(p) => {
+                self.prefix_lists
+                    .insert(p.prefix_list_id.clone(), p.clone());
+            }
+            Change::DeletePrefixList(id) => {
+                self.prefix_lists.remove(id);
+            }
         }
     }
 
@@ -384,6 +406,9 @@ impl Records {
         for p in &s.peering_connections {
             keep(PeeringRecord::from_pb(p).map(Change::UpsertPeering));
         }
+        for p in &s.prefix_lists {
+            keep(PrefixListRecord::from_pb(p).map(Change::UpsertPrefixList));
+        }
         (r, errors)
     }
 
@@ -408,6 +433,7 @@ impl Records {
         let in_held = |id: &str| held.contains_key(id);
         Records {
             hosts: self.hosts.clone(),
+            prefix_lists: self.prefix_lists.clone(),
             subnets: pick(&self.subnets, |s| in_held(&s.vpc_id)),
             enis: pick(&self.enis, |e| in_held(&e.vpc_id)),
             network_acls: pick(&self.network_acls, |a| in_held(&a.vpc_id)),

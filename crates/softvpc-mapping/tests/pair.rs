@@ -290,6 +290,7 @@ fn table(v: u8, pcx: Option<u8>) -> RouteTableRecord {
             })
             .into_iter()
             .collect(),
+        prefix_list_routes: vec![],
         subnet_ids: vec![],
     }
 }

@@ -585,6 +585,7 @@ mod properties {
                         vpc_id: "vpc-1".into(),
                         main,
                         routes,
+                        prefix_list_routes: vec![],
                         subnet_ids: vec!["subnet-2".into()],
                     }),
                     Change::UpsertPeering(PeeringRecord {
@@ -647,7 +648,12 @@ mod properties {
             let _ = NetworkAclRecord::from_pb(&a);
             let t = pb::RouteTable {
                 table_id: "rtb-1".into(),
-                routes: vec![pb::Route { destination: cidr, target: None, blackhole: egress }],
+                routes: vec![pb::Route {
+                    destination: cidr,
+                    target: None,
+                    blackhole: egress,
+                    ..Default::default()
+                }],
                 ..Default::default()
             };
             prop_assert!(RouteTableRecord::from_pb(&t).is_err(), "a route without a target");

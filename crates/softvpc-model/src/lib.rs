@@ -22,6 +22,7 @@ pub mod internet_gateway;
 pub mod nat_gateway;
 pub mod network_acl;
 pub mod peering;
+pub mod prefix_list;
 pub mod route_table;
 pub mod security_group;
 pub mod subnet;
@@ -320,6 +321,8 @@ pub struct State {
     pub dhcp_options: Map<dhcp_options::DhcpOptions>,
     /// Flow logs by id.
     pub flow_logs: Map<flow_log::FlowLog>,
+    /// Customer-managed prefix lists by id.
+    pub prefix_lists: Map<prefix_list::PrefixList>,
     /// Derived lookups (see [`Index`]).
     pub index: Index,
     /// The VNI the next VPC gets.
@@ -473,6 +476,7 @@ resources! {
     PeeringConnections => peering::PeeringConnection, peering_connections, "peering_connections", id;
     DhcpOptions => dhcp_options::DhcpOptions, dhcp_options, "dhcp_options", id;
     FlowLogs => flow_log::FlowLog, flow_logs, "flow_logs", id;
+    PrefixLists => prefix_list::PrefixList, prefix_lists, "prefix_lists", id;
 }
 
 /// A set of addresses, ordered, with O(1) copies.

@@ -61,11 +61,67 @@ impl Origin {
     }
 }
 
+/// Where a route applies: an IPv4 CIDR or a managed prefix list (whatever its entries are).
+/// Stored as one string (the CIDR or the `pl-` id), so tables written before prefix lists
+/// existed read unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Destination {
+    /// `DestinationCidrBlock`.
+    Cidr(Ipv4Net),
+    /// `DestinationPrefixListId`.
+    PrefixList(String),
+}
+
+impl Destination {
+    /// The CIDR, for a CIDR destination.
+    pub fn cidr(&self) -> Option<Ipv4Net> {
+        match self {
+            Destination::Cidr(c) => Some(*c),
+            Destination::PrefixList(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Destination::Cidr(c) => c.fmt(f),
+            Destination::PrefixList(id) => f.write_str(id),
+        }
+    }
+}
+
+impl std::str::FromStr for Destination {
+    type Err = ipnet::AddrParseError;
+
+    /// A `pl-` id, or else a CIDR.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.starts_with("pl-") {
+            return Ok(Destination::PrefixList(s.to_string()));
+        }
+        s.parse().map(Destination::Cidr)
+    }
+}
+
+impl Serialize for Destination {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Destination {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 /// One route: an IPv4 destination and its target.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Route {
-    /// The destination CIDR.
-    pub destination: Ipv4Net,
+    /// The destination: a CIDR or a prefix list.
+    pub destination: Destination,
     /// Where matching traffic goes.
     pub target: Target,
     /// How the route came to be.
@@ -156,7 +212,7 @@ pub fn create_main_route_table(txn: &mut Txn, vpc_id: &str, cidr: Ipv4Net) -> Ro
         id: new_id("rtb"),
         vpc_id: vpc_id.to_string(),
         routes: vec![Route {
-            destination: cidr,
+            destination: Destination::Cidr(cidr),
             target: Target::Local,
             origin: Origin::CreateRouteTable,
         }],
@@ -219,7 +275,7 @@ pub fn create_route_table_with_token(
         id: new_id("rtb"),
         vpc_id: vpc_id.to_string(),
         routes: vec![Route {
-            destination: vpc.cidr,
+            destination: Destination::Cidr(vpc.cidr),
             target: Target::Local,
             origin: Origin::CreateRouteTable,
         }],
@@ -363,6 +419,16 @@ fn resolve_target(
     Ok(Target::VpcPeeringConnection(id.to_string()))
 }
 
+/// A route destination as the API gives it: a CIDR (`DestinationCidrBlock`) or a `pl-` id
+/// (`DestinationPrefixListId`, which must name an existing list).
+pub fn parse_destination(state: &State, value: &str) -> Result<Destination, ApiError> {
+    if value.starts_with("pl-") {
+        super::prefix_list::get(state, value)?;
+        return Ok(Destination::PrefixList(value.to_string()));
+    }
+    parse_cidr(value, "destinationCidrBlock").map(Destination::Cidr)
+}
+
 /// `CreateRoute`: a new route; the destination must not have one yet (`RouteAlreadyExists`).
 pub fn create_route(
     txn: &mut Txn,
@@ -371,7 +437,7 @@ pub fn create_route(
     target: &TargetSpec,
 ) -> Result<(), ApiError> {
     let mut rtb = get_rtb(txn, rtb_id)?;
-    let dest = parse_cidr(destination, "destinationCidrBlock")?;
+    let dest = parse_destination(&txn.state, destination)?;
     let target = resolve_target(&txn.state, &rtb, target, false)?;
     if rtb.routes.iter().any(|r| r.destination == dest) {
         return Err(ApiError::new(
@@ -384,6 +450,18 @@ pub fn create_route(
         target,
         origin: Origin::CreateRoute,
     });
+    // A prefix list route costs its list's MaxEntries against the table's limit (AWS's rule).
+    if super::prefix_list::route_cost(&txn.state, &rtb.routes)
+        > super::prefix_list::MAX_ROUTES_PER_TABLE
+    {
+        return Err(ApiError::new(
+            "RouteLimitExceeded",
+            format!(
+                "The maximum number of routes ({}) has been reached for route table {rtb_id}.",
+                super::prefix_list::MAX_ROUTES_PER_TABLE
+            ),
+        ));
+    }
     txn.put(rtb);
     Ok(())
 }
@@ -397,7 +475,7 @@ pub fn replace_route(
     target: &TargetSpec,
 ) -> Result<(), ApiError> {
     let mut rtb = get_rtb(txn, rtb_id)?;
-    let dest = parse_cidr(destination, "destinationCidrBlock")?;
+    let dest = parse_destination(&txn.state, destination)?;
     let target = resolve_target(&txn.state, &rtb, target, true)?;
     let Some(pos) = rtb.routes.iter().position(|r| r.destination == dest) else {
         return Err(ApiError::invalid_value(format!(
@@ -421,11 +499,15 @@ pub fn replace_route(
 /// `DeleteRoute`: the `local` route cannot be deleted.
 pub fn delete_route(txn: &mut Txn, rtb_id: &str, destination: &str) -> Result<(), ApiError> {
     let mut rtb = get_rtb(txn, rtb_id)?;
-    let dest = parse_cidr(destination, "destinationCidrBlock")?;
+    let dest = parse_destination(&txn.state, destination)?;
     let Some(pos) = rtb.routes.iter().position(|r| r.destination == dest) else {
+        let field = match dest {
+            Destination::Cidr(_) => "destination-cidr-block",
+            Destination::PrefixList(_) => "destination-prefix-list-id",
+        };
         return Err(ApiError::new(
             "InvalidRoute.NotFound",
-            format!("no route with destination-cidr-block {dest} in route table {rtb_id}"),
+            format!("no route with {field} {dest} in route table {rtb_id}"),
         ));
     };
     if rtb.routes[pos].target == Target::Local {
@@ -641,6 +723,7 @@ impl Filterable for RouteTable {
         "association.route-table-association-id",
         "association.route-table-id",
         "route.destination-cidr-block",
+        "route.destination-prefix-list-id",
         "route.gateway-id",
         "route.nat-gateway-id",
         "route.network-interface-id",
@@ -652,7 +735,6 @@ impl Filterable for RouteTable {
     const UNHELD: &'static [&'static str] = &[
         "association.gateway-id",
         "route.destination-ipv6-cidr-block",
-        "route.destination-prefix-list-id",
         "route.egress-only-internet-gateway-id",
         "route.transit-gateway-id",
     ];
@@ -679,7 +761,16 @@ impl Filterable for RouteTable {
             "association.route-table-id" if !self.associations.is_empty() => {
                 vec![self.id.clone()]
             }
-            "route.destination-cidr-block" => routes.map(|r| r.destination.to_string()).collect(),
+            "route.destination-cidr-block" => routes
+                .filter_map(|r| r.destination.cidr())
+                .map(|c| c.to_string())
+                .collect(),
+            "route.destination-prefix-list-id" => routes
+                .filter_map(|r| match &r.destination {
+                    Destination::PrefixList(id) => Some(id.clone()),
+                    Destination::Cidr(_) => None,
+                })
+                .collect(),
             "route.gateway-id" => by_target("GatewayId"),
             "route.nat-gateway-id" => by_target("NatGatewayId"),
             "route.network-interface-id" => by_target("NetworkInterfaceId"),

@@ -61,6 +61,8 @@ pub enum Peer {
     Cidr(Ipv4Net),
     /// The ENIs in this security group (`sg-`).
     Group(String),
+    /// The CIDR blocks of this managed prefix list (`pl-`), whatever they are at the time.
+    PrefixList(String),
 }
 
 /// One rule of a group.
@@ -107,7 +109,7 @@ impl RuleSpec {
     fn describe(&self) -> String {
         let peer = match &self.peer {
             Peer::Cidr(c) => c.to_string(),
-            Peer::Group(g) => g.clone(),
+            Peer::Group(g) | Peer::PrefixList(g) => g.clone(),
         };
         match (self.from_port, self.to_port) {
             (Some(f), Some(t)) => format!(
@@ -133,6 +135,8 @@ pub struct Permission {
     pub cidrs: Vec<(String, Option<String>)>,
     /// `UserIdGroupPairs`: group id and optional description.
     pub groups: Vec<(String, Option<String>)>,
+    /// `PrefixListIds`: prefix list id and optional description.
+    pub prefix_lists: Vec<(String, Option<String>)>,
 }
 
 /// A protocol as AWS reports it in security group rules: names for tcp/udp/icmp (also when
@@ -235,11 +239,24 @@ pub fn specs_of(
     for p in perms {
         let protocol = normalize_protocol(&p.protocol)?;
         let (from_port, to_port) = check_ports(&protocol, p.from_port, p.to_port)?;
-        if p.cidrs.is_empty() && p.groups.is_empty() {
+        if p.cidrs.is_empty() && p.groups.is_empty() && p.prefix_lists.is_empty() {
             return Err(ApiError::new(
                 "MissingParameter",
                 "The request must contain the parameter ipPermissions.ipRanges or ipPermissions.groups",
             ));
+        }
+        for (pl, desc) in &p.prefix_lists {
+            if let Some(d) = desc {
+                check_description(d, "rule description")?;
+            }
+            super::prefix_list::get(state, pl)?;
+            out.push(RuleSpec {
+                protocol: protocol.clone(),
+                from_port,
+                to_port,
+                peer: Peer::PrefixList(pl.clone()),
+                description: desc.clone(),
+            });
         }
         for (cidr, desc) in &p.cidrs {
             if let Some(d) = desc {
@@ -547,7 +564,10 @@ pub fn authorize(
             tags: tags.clone(),
         });
     }
-    if group.rules_of(egress).count() + added.len() > MAX_RULES_PER_DIRECTION {
+    // A prefix list reference costs its list's MaxEntries (AWS's rule).
+    let cost =
+        super::prefix_list::rule_cost(&txn.state, group.rules_of(egress).chain(added.iter()));
+    if cost > MAX_RULES_PER_DIRECTION {
         return Err(ApiError::new(
             "RulesPerSecurityGroupLimitExceeded",
             "The maximum number of rules per security group has been reached.",
@@ -629,6 +649,8 @@ pub struct RuleUpdate {
     pub cidr: Option<String>,
     /// `ReferencedGroupId`.
     pub referenced_group: Option<String>,
+    /// `PrefixListId`.
+    pub prefix_list: Option<String>,
     /// `Description`.
     pub description: Option<String>,
 }
@@ -656,22 +678,24 @@ pub fn modify_rules(txn: &mut Txn, group_id: &str, updates: &[RuleUpdate]) -> Re
             .protocol
             .clone()
             .ok_or_else(|| ApiError::missing("SecurityGroupRule.IpProtocol"))?;
-        let (cidrs, groups) = match (&u.cidr, &u.referenced_group) {
-            (Some(c), None) => (vec![(c.clone(), u.description.clone())], vec![]),
-            (None, Some(g)) => (vec![], vec![(g.clone(), u.description.clone())]),
-            _ => {
-                return Err(ApiError::new(
+        let with = |id: &String| vec![(id.clone(), u.description.clone())];
+        let (cidrs, groups, prefix_lists) =
+            match (&u.cidr, &u.referenced_group, &u.prefix_list) {
+                (Some(c), None, None) => (with(c), vec![], vec![]),
+                (None, Some(g), None) => (vec![], with(g), vec![]),
+                (None, None, Some(p)) => (vec![], vec![], with(p)),
+                _ => return Err(ApiError::new(
                     "InvalidParameterCombination",
-                    "Exactly one of CidrIpv4 and ReferencedGroupId must be given.",
-                ))
-            }
-        };
+                    "Exactly one of CidrIpv4, ReferencedGroupId and PrefixListId must be given.",
+                )),
+            };
         let perm = Permission {
             protocol,
             from_port: u.from_port,
             to_port: u.to_port,
             cidrs,
             groups,
+            prefix_lists,
         };
         let spec = specs_of(&txn.state, &group.vpc_id, &[perm])?
             .pop()
@@ -689,6 +713,15 @@ pub fn modify_rules(txn: &mut Txn, group_id: &str, updates: &[RuleUpdate]) -> Re
             ));
         }
         group.rules[pos].spec = spec;
+        let egress = group.rules[pos].egress;
+        if super::prefix_list::rule_cost(&txn.state, group.rules_of(egress))
+            > MAX_RULES_PER_DIRECTION
+        {
+            return Err(ApiError::new(
+                "RulesPerSecurityGroupLimitExceeded",
+                "The maximum number of rules per security group has been reached.",
+            ));
+        }
     }
     txn.put(group);
     Ok(())
@@ -758,19 +791,23 @@ fn permission_field(r: &SgRule, state: &State, name: &str) -> Option<String> {
         "to-port" => s.to_port.unwrap_or(-1).to_string(),
         "cidr" => match &s.peer {
             Peer::Cidr(c) => c.to_string(),
-            Peer::Group(_) => return None,
+            _ => return None,
         },
         "group-id" => match &s.peer {
             Peer::Group(g) => g.clone(),
-            Peer::Cidr(_) => return None,
+            _ => return None,
         },
         "group-name" => match &s.peer {
             Peer::Group(g) => state.security_groups.get(g)?.name.clone(),
-            Peer::Cidr(_) => return None,
+            _ => return None,
         },
         "user-id" => match &s.peer {
             Peer::Group(_) => super::OWNER_ID.into(),
-            Peer::Cidr(_) => return None,
+            _ => return None,
+        },
+        "prefix-list-id" => match &s.peer {
+            Peer::PrefixList(p) => p.clone(),
+            _ => return None,
         },
         _ => return None,
     })
@@ -790,11 +827,11 @@ impl Filterable for SecurityGroup {
         "ip-permission.group-id",
         "ip-permission.group-name",
         "ip-permission.user-id",
-        // IPv6 and prefix lists are not supported: known names that match nothing.
-        "ip-permission.ipv6-cidr",
         "ip-permission.prefix-list-id",
-        "egress.ip-permission.ipv6-cidr",
         "egress.ip-permission.prefix-list-id",
+        // IPv6 is not supported: known names that match nothing.
+        "ip-permission.ipv6-cidr",
+        "egress.ip-permission.ipv6-cidr",
         "egress.ip-permission.protocol",
         "egress.ip-permission.from-port",
         "egress.ip-permission.to-port",
@@ -877,6 +914,7 @@ mod tests {
             to_port: Some(to),
             cidrs: vec![(cidr.into(), None)],
             groups: vec![],
+            prefix_lists: vec![],
         }
     }
 
@@ -1144,6 +1182,7 @@ mod tests {
         let from_a = Permission {
             protocol: "-1".into(),
             groups: vec![(a.id.clone(), Some("from a".into()))],
+            prefix_lists: vec![],
             ..Default::default()
         };
         authorize(

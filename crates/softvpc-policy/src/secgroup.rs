@@ -104,6 +104,10 @@ pub enum Peer {
     Cidr(Ipv4Net),
     /// A referenced group (`sg-...`): the private addresses of the ENIs that have it.
     Group(String),
+    /// A managed prefix list (`pl-...`) as the mapping service carries it. The holder of the
+    /// list's entries expands it into one [`Peer::Cidr`] rule per entry (same rule id) before
+    /// compiling; unexpanded it matches nothing, so an unknown list can only allow less.
+    PrefixList(String),
 }
 
 /// One rule of one group, one peer: a plain input the mapping service can carry.
@@ -194,6 +198,7 @@ impl SgRule {
             && match &self.peer {
                 Peer::Cidr(c) => c.contains(&pkt.remote(dir)),
                 Peer::Group(g) => members.contains(g, pkt.remote(dir)),
+                Peer::PrefixList(_) => false,
             }
     }
 }
@@ -382,6 +387,8 @@ impl CompiledGroups {
                         bucket.groups.push((g.clone(), r));
                     }
                 },
+                // Unexpanded: matches nothing (see `Peer::PrefixList`).
+                Peer::PrefixList(_) => {}
             }
         }
         for d in &mut dirs {

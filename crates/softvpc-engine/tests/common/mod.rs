@@ -129,6 +129,10 @@ pub struct SeedRecords {
     pub route_tables: BTreeMap<String, (String, bool, Vec<Route>, Vec<String>)>,
     /// Peering connections: id -> (requester VPC, accepter VPC, active).
     pub peerings: BTreeMap<String, (String, String, bool)>,
+    /// Managed prefix lists: id -> entries.
+    pub prefix_lists: BTreeMap<String, Vec<Ipv4Net>>,
+    /// Prefix list routes: (route table, list, target, state).
+    pub list_routes: Vec<(String, String, Target, RouteState)>,
 }
 
 /// One ENI of [`SeedRecords`]: `host_underlay_ip` None means placed nowhere.
@@ -246,6 +250,12 @@ pub fn table(r: &SeedRecords, host: Ipv4Addr, ports: &HashMap<String, PortId>) -
     }
     for (id, (req, acc, active)) in &r.peerings {
         b.peering(id, req, acc, *active);
+    }
+    for (table, list, target, state) in &r.list_routes {
+        b.prefix_list_route(table, list, target.clone(), *state);
+    }
+    for (id, cidrs) in &r.prefix_lists {
+        b.prefix_list(id, cidrs);
     }
     b.build()
 }

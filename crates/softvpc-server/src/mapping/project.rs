@@ -21,8 +21,9 @@ use std::collections::BTreeSet;
 use imbl::ordmap::DiffItem;
 use softvpc_mapping::policy::{acl_entry, sg_rule};
 use softvpc_mapping::{
-    Change, EniRecord, HostRecord, NetworkAclRecord, PeeringRecord, PublicAddress, Records,
-    RouteTableRecord, SecurityGroupRecord, SubnetRecord, VpcRecord,
+    Change, EniRecord, HostRecord, NetworkAclRecord, PeeringRecord, PrefixListRecord,
+    PrefixListRoute, PublicAddress, Records, RouteTableRecord, SecurityGroupRecord, SubnetRecord,
+    VpcRecord,
 };
 use softvpc_policy::route as policy_route;
 use softvpc_policy::secgroup::Peer as PolicyPeer;
@@ -30,7 +31,8 @@ use softvpc_policy::secgroup::Peer as PolicyPeer;
 use softvpc_model::instance::{placed_host, public_address_of};
 use softvpc_model::network_acl::{NetworkAcl, DENY_ALL_RULE};
 use softvpc_model::peering::{PeeringConnection, PeeringStatus};
-use softvpc_model::route_table::{route_state, RouteTable, Target};
+use softvpc_model::prefix_list::PrefixList;
+use softvpc_model::route_table::{route_state, Destination, RouteTable, Target};
 use softvpc_model::security_group::{Peer, SecurityGroup};
 use softvpc_model::{Eni, Host, State, Subnet, Vpc};
 
@@ -122,6 +124,7 @@ pub fn security_group_record(g: &SecurityGroup) -> SecurityGroupRecord {
             let peer = match &r.spec.peer {
                 Peer::Cidr(c) => PolicyPeer::Cidr(*c),
                 Peer::Group(id) => PolicyPeer::Group(id.clone()),
+                Peer::PrefixList(id) => PolicyPeer::PrefixList(id.clone()),
             };
             let s = &r.spec;
             sg_rule(&r.id, &g.id, r.egress, &s.protocol, s.from_port, s.to_port, peer)
@@ -165,28 +168,62 @@ pub fn network_acl_record(a: &NetworkAcl) -> NetworkAclRecord {
     }
 }
 
+fn route_target(t: &Target) -> policy_route::Target {
+    match t {
+        Target::Local => policy_route::Target::Local,
+        Target::Gateway(id) => policy_route::Target::InternetGateway(id.clone()),
+        Target::NatGateway(id) => policy_route::Target::NatGateway(id.clone()),
+        Target::NetworkInterface(id) => policy_route::Target::NetworkInterface(id.clone()),
+        Target::VpcPeeringConnection(id) => policy_route::Target::VpcPeeringConnection(id.clone()),
+    }
+}
+
+fn route_state_of(
+    state: &State,
+    vpc_id: &str,
+    r: &softvpc_model::route_table::Route,
+) -> policy_route::RouteState {
+    if route_state(state, vpc_id, r) == "blackhole" {
+        policy_route::RouteState::Blackhole
+    } else {
+        policy_route::RouteState::Active
+    }
+}
+
+/// The wire record of a managed prefix list: its current entries.
+pub fn prefix_list_record(p: &PrefixList) -> PrefixListRecord {
+    PrefixListRecord {
+        prefix_list_id: p.id.clone(),
+        cidrs: p.cidrs().map(|c| c.trunc()).collect(),
+        version: p.version,
+    }
+}
+
 /// The wire record of a route table, with each route's state (`blackhole` when its target is
 /// gone) resolved from `state`.
 pub fn route_table_record(state: &State, t: &RouteTable) -> RouteTableRecord {
     let routes = t
         .routes
         .iter()
-        .map(|r| policy_route::Route {
-            destination: r.destination.trunc(),
-            target: match &r.target {
-                Target::Local => policy_route::Target::Local,
-                Target::Gateway(id) => policy_route::Target::InternetGateway(id.clone()),
-                Target::NatGateway(id) => policy_route::Target::NatGateway(id.clone()),
-                Target::NetworkInterface(id) => policy_route::Target::NetworkInterface(id.clone()),
-                Target::VpcPeeringConnection(id) => {
-                    policy_route::Target::VpcPeeringConnection(id.clone())
-                }
-            },
-            state: if route_state(state, &t.vpc_id, r) == "blackhole" {
-                policy_route::RouteState::Blackhole
-            } else {
-                policy_route::RouteState::Active
-            },
+        .filter_map(|r| Some((r, r.destination.cidr()?)))
+        .map(|(r, destination)| policy_route::Route {
+            destination: destination.trunc(),
+            target: route_target(&r.target),
+            state: route_state_of(state, &t.vpc_id, r),
+        })
+        .collect();
+    // Routes to prefix lists go as such: the agents hold the lists and expand them, so a change
+    // of a list's entries needs no change of the table.
+    let prefix_list_routes = t
+        .routes
+        .iter()
+        .filter_map(|r| match &r.destination {
+            Destination::PrefixList(id) => Some(PrefixListRoute {
+                prefix_list_id: id.clone(),
+                target: route_target(&r.target),
+                state: route_state_of(state, &t.vpc_id, r),
+            }),
+            Destination::Cidr(_) => None,
         })
         .collect();
     RouteTableRecord {
@@ -194,6 +231,7 @@ pub fn route_table_record(state: &State, t: &RouteTable) -> RouteTableRecord {
         vpc_id: t.vpc_id.clone(),
         main: t.is_main(),
         routes,
+        prefix_list_routes,
         subnet_ids: t
             .associations
             .iter()
@@ -249,7 +287,12 @@ pub fn all_records(state: &State) -> Vec<Change> {
         .peering_connections
         .values()
         .filter_map(|p| peering_record(p).map(Change::UpsertPeering));
+    let lists = state
+        .prefix_lists
+        .values()
+        .map(|p| Change::UpsertPrefixList(prefix_list_record(p)));
     hosts
+        .chain(lists)
         .chain(vpcs)
         .chain(subnets)
         .chain(enis)
@@ -280,6 +323,7 @@ pub fn derive(before: &State, after: &State) -> Vec<Change> {
     let mut subnet_deletes = Vec::new();
     let mut vpc_deletes = Vec::new();
     let mut host_deletes = Vec::new();
+    let mut list_deletes = Vec::new();
 
     // ENIs whose record may have changed.
     let mut enis: BTreeSet<String> = BTreeSet::new();
@@ -320,6 +364,16 @@ pub fn derive(before: &State, after: &State) -> Vec<Change> {
             DiffItem::Remove(id, _) => vpc_deletes.push(Change::DeleteVpc(id.clone())),
         }
     }
+    // Prefix lists read only themselves (the agents expand the references).
+    diff_records(
+        &before.prefix_lists,
+        &after.prefix_lists,
+        prefix_list_record,
+        Change::UpsertPrefixList,
+        |id, _| Change::DeletePrefixList(id.clone()),
+        &mut upserts,
+        &mut list_deletes,
+    );
     diff_records(
         &before.subnets,
         &after.subnets,
@@ -403,6 +457,7 @@ pub fn derive(before: &State, after: &State) -> Vec<Change> {
     upserts.extend(subnet_deletes);
     upserts.extend(vpc_deletes);
     upserts.extend(host_deletes);
+    upserts.extend(list_deletes);
     upserts
 }
 
@@ -614,6 +669,8 @@ mod tests {
                 Change::DeleteRouteTable { table_id, .. } => format!("-rtb {table_id}"),
                 Change::UpsertPeering(p) => format!("+pcx {}", p.pcx_id),
                 Change::DeletePeering { pcx_id, .. } => format!("-pcx {pcx_id}"),
+                Change::UpsertPrefixList(p) => format!("+pl {}", p.prefix_list_id),
+                Change::DeletePrefixList(id) => format!("-pl {id}"),
             })
             .collect()
     }
@@ -827,6 +884,109 @@ mod tests {
     /// ENI's groups and source/destination check, ACL entries and associations, routes, route
     /// table associations, route states, peering status) produces the change that carries it,
     /// and `step` checks that the changes reproduce the new records exactly.
+    /// A prefix list is its own record: rules and routes name it, and a change of its entries
+    /// is one upsert of the list (the groups and tables stay as they are).
+    #[test]
+    fn prefix_lists_are_records_of_their_own() {
+        use softvpc_model::prefix_list::{self as pl, CreateSpec, ModifySpec};
+        use softvpc_model::route_table;
+        let mut s = State::new();
+        let (v, _) = step(&mut s, |t| {
+            vpc::create_vpc(t, "10.0.0.0/16", None, Tags::new())
+        });
+        let (list, c) = step(&mut s, |t| {
+            pl::create(
+                t,
+                CreateSpec {
+                    name: "corp".into(),
+                    max_entries: 5,
+                    address_family: "IPv4".into(),
+                    entries: vec![("10.9.0.0/16".into(), None)],
+                    ..Default::default()
+                },
+            )
+        });
+        assert_eq!(kinds(&c), [format!("+pl {}", list.id)]);
+        let (g, _) = step(&mut s, |t| {
+            security_group::create_security_group(t, "web", "w", Some(&v.id), Tags::new())
+        });
+        let (_, c) = step(&mut s, |t| {
+            security_group::authorize(
+                t,
+                &g.id,
+                false,
+                &[security_group::Permission {
+                    protocol: "tcp".into(),
+                    from_port: Some(22),
+                    to_port: Some(22),
+                    prefix_lists: vec![(list.id.clone(), None)],
+                    ..Default::default()
+                }],
+                Tags::new(),
+            )
+        });
+        let rec = c
+            .iter()
+            .find_map(|c| match c {
+                Change::UpsertSecurityGroup(g) => Some(g.clone()),
+                _ => None,
+            })
+            .expect("group upsert");
+        assert!(rec
+            .rules
+            .iter()
+            .any(|r| r.peer == PolicyPeer::PrefixList(list.id.clone())));
+        let main = s
+            .route_tables
+            .values()
+            .find(|t| t.vpc_id == v.id && t.is_main())
+            .map(|t| t.id.clone())
+            .expect("main table");
+        let igw = step(&mut s, |t| {
+            internet_gateway::create_internet_gateway(t, Tags::new())
+        })
+        .0;
+        step(&mut s, |t| {
+            internet_gateway::attach_internet_gateway(t, &igw.id, &v.id)
+        });
+        let (_, c) = step(&mut s, |t| {
+            route_table::create_route(
+                t,
+                &main,
+                &list.id,
+                &route_table::TargetSpec {
+                    gateway_id: Some(igw.id.clone()),
+                    ..Default::default()
+                },
+            )
+        });
+        let table = c
+            .iter()
+            .find_map(|c| match c {
+                Change::UpsertRouteTable(t) => Some(t.clone()),
+                _ => None,
+            })
+            .expect("table upsert");
+        assert_eq!(table.prefix_list_routes.len(), 1);
+        assert_eq!(table.prefix_list_routes[0].prefix_list_id, list.id);
+        let (_, c) = step(&mut s, |t| {
+            pl::modify(
+                t,
+                &list.id,
+                ModifySpec {
+                    current_version: Some(1),
+                    add: vec![("10.8.0.0/16".into(), None)],
+                    ..Default::default()
+                },
+            )
+        });
+        assert_eq!(kinds(&c), [format!("+pl {}", list.id)]);
+        match &c[0] {
+            Change::UpsertPrefixList(p) => assert_eq!(p.cidrs.len(), 2),
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn every_policy_change_is_derived() {
         use softvpc_model::network_acl::{self as nacl, EntryRequest};
@@ -880,6 +1040,7 @@ mod tests {
             to_port: Some(port),
             cidrs: vec![(cidr.into(), None)],
             groups: vec![],
+            prefix_lists: vec![],
         };
         let (rules, c) = step(&mut s, |t| {
             security_group::authorize(
@@ -912,6 +1073,7 @@ mod tests {
                     to_port: Some(-1),
                     cidrs: vec![],
                     groups: vec![(web.id.clone(), None)],
+                    prefix_lists: vec![],
                 }],
                 Tags::new(),
             )
@@ -931,6 +1093,7 @@ mod tests {
                     to_port: Some(80),
                     cidr: Some("10.0.1.0/24".into()),
                     referenced_group: None,
+                    prefix_list: None,
                     description: None,
                 }],
             )
