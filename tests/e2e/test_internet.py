@@ -1,7 +1,7 @@
 """The lab's internet (issue 11): a namespace of 203.0.113.0/24 hosts that belong to no VPC, with
 softvpc's own HTTP server (answers with the client's address) and UDP echo, reached with real
-clients (curl, socat) from inside it. Nothing connects it to the VPCs yet (the gateways come
-later), so an instance cannot reach it."""
+clients (curl, socat) from inside it. The seed topology has no internet gateway, so an instance
+cannot reach it (test_igw.py attaches one)."""
 
 import re
 
@@ -45,7 +45,7 @@ def test_udp_echo_returns_each_datagram(lab):
 
 
 def test_instances_do_not_reach_the_internet_yet(lab):
-    # No internet gateway carries traffic yet: an instance's curl gets nowhere, and the internet
+    # No internet gateway in the seed topology: an instance's curl gets nowhere, and the internet
     # has no route to any VPC address.
     proc = lab.exec("zigi-vm1", "curl", "-sS", "--max-time", "2", f"http://{WEB}/")
     assert proc.returncode != 0 and proc.stdout == "", proc

@@ -323,6 +323,16 @@ impl Worker {
                 self.engine.handle_timeout(now);
                 self.log_events();
             }
+            if self.ports.contains_key(&PortId::EDGE) {
+                // The edge's next hop, until learned (rate-limited by the engine).
+                self.refresh_table();
+                if self.engine.edge_gateway_mac().is_none() {
+                    self.engine.announce(now, &mut self.out);
+                }
+                if !self.out.is_empty() {
+                    self.flush();
+                }
+            }
             if self.dirty && self.last_publish.elapsed() >= PUBLISH_INTERVAL {
                 self.publish();
             }
@@ -401,6 +411,9 @@ impl Worker {
         let current = self.shared.table.load();
         if !Arc::ptr_eq(&current, self.engine.table()) {
             self.engine.set_table(arc_swap::Guard::into_inner(current));
+            // Public addresses that arrived are announced on the edge (written by the
+            // caller's flush, or the next one).
+            self.engine.announce(Instant::now(), &mut self.out);
         }
     }
 
@@ -446,8 +459,13 @@ impl Worker {
             return;
         }
         self.refresh_table();
-        self.engine
-            .handle_port_frames(now, port, self.tap_batch.frames(), &mut self.out);
+        if port == PortId::EDGE {
+            self.engine
+                .handle_edge_frames(now, self.tap_batch.frames(), &mut self.out);
+        } else {
+            self.engine
+                .handle_port_frames(now, port, self.tap_batch.frames(), &mut self.out);
+        }
         self.io.batches += 1;
         self.flush();
     }

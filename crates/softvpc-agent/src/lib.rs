@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
-use softvpc_engine::{Engine, EngineConfig};
+use softvpc_engine::{EdgeConfig, Engine, EngineConfig, PortId};
 use tracing::{error, info};
 
 pub mod batch;
@@ -42,7 +42,7 @@ pub mod underlay;
 pub use softvpc_netlink::netns;
 
 use crate::control::Control;
-use crate::datapath::{DataPath, Shared};
+use crate::datapath::{Command, DataPath, Shared};
 use crate::instance::Plumber;
 use crate::status::{AgentState, AgentStatus};
 use crate::underlay::{UnderlayRx, UnderlayTx, VXLAN_PORT};
@@ -78,6 +78,50 @@ pub struct AgentArgs {
     /// by default (the mapping view is not for the underlay).
     #[arg(long, default_value = "127.0.0.1:9469")]
     pub metrics_listen: SocketAddr,
+    /// The host's link to the internet (the edge, where the internet gateway's 1:1 NAT for
+    /// this host's public addresses runs): a TAP moved into this network namespace and added
+    /// to `--edge-bridge` there. Without it, traffic routed to an internet gateway is dropped
+    /// as `gateway_not_on_wire`.
+    #[arg(long)]
+    pub edge_netns: Option<String>,
+    /// The bridge of `--edge-netns` the edge joins.
+    #[arg(long, default_value = "inet0", requires = "edge_netns")]
+    pub edge_bridge: String,
+    /// The next hop on the internet side: everything for the internet goes to its MAC
+    /// (learned by ARP).
+    #[arg(long, default_value = "203.0.113.1", requires = "edge_netns")]
+    pub edge_gateway: Ipv4Addr,
+}
+
+/// The edge's MAC: `0a:56:45:` + the low 24 bits of the underlay address (locally
+/// administered, unique per host, never an ENI's `02:` or a router's `0a:56:50:`).
+pub fn edge_mac(underlay_ip: Ipv4Addr) -> [u8; 6] {
+    let o = underlay_ip.octets();
+    [0x0a, 0x56, 0x45, o[1], o[2], o[3]]
+}
+
+/// The edge TAP's name (unique per host, as several hosts' edges share one namespace).
+pub fn edge_tap_name(underlay_ip: Ipv4Addr) -> String {
+    format!("sve{:08x}", u32::from(underlay_ip))
+}
+
+/// Opens the edge TAP and plugs it into `--edge-bridge` of `--edge-netns`.
+async fn open_edge(args: &AgentArgs, ns: &str) -> anyhow::Result<tap::Tap> {
+    let name = edge_tap_name(args.underlay_ip);
+    let host = softvpc_netlink::Netlink::connect()?;
+    if !netns::exists(ns) {
+        anyhow::bail!("the edge's namespace {ns} does not exist");
+    }
+    let there = softvpc_netlink::Netlink::connect_in(ns)?;
+    if there.link_exists(&name).await? {
+        // Left by an agent of this host that did not exit cleanly.
+        there.del_link(&name).await?;
+    }
+    let tap = tap::Tap::open(&name)?;
+    host.move_to_netns(&name, ns).await?;
+    there.set_master(&name, &args.edge_bridge).await?;
+    there.set_up(&name).await?;
+    Ok(tap)
 }
 
 /// Runs the agent until interrupted.
@@ -120,12 +164,32 @@ pub async fn serve(
     let underlay_drops = rx
         .drop_counter()
         .context("duplicating the VXLAN socket for its drop counter")?;
-    let engine = Engine::new(EngineConfig {
+    let mut engine = Engine::new(EngineConfig {
         vxlan_port: VXLAN_PORT,
         ..EngineConfig::new(args.underlay_ip)
     });
+    let edge = match &args.edge_netns {
+        Some(ns) => {
+            let tap = open_edge(&args, ns)
+                .await
+                .with_context(|| format!("opening the edge in {ns}"))?;
+            engine.set_edge(EdgeConfig {
+                mac: edge_mac(args.underlay_ip),
+                gateway_ip: args.edge_gateway,
+            });
+            info!(netns = %ns, tap = tap.name(), gateway = %args.edge_gateway, "edge to the internet");
+            Some(tap)
+        }
+        None => None,
+    };
     let shared = Arc::new(Shared::default());
     let datapath = DataPath::spawn(engine, rx, tx, Arc::clone(&shared))?;
+    if let Some(tap) = edge {
+        datapath.send(Command::AddPort {
+            port: PortId::EDGE,
+            tap,
+        })?;
+    }
 
     let state = Arc::new(AgentState {
         host_name: args.host_name.clone(),

@@ -53,6 +53,11 @@ pub fn build(records: &Records, local: Ipv4Addr, ports: &HashMap<String, PortId>
             },
         );
     }
+    for e in records.enis.values() {
+        for p in &e.public_addresses {
+            b.public_address(&e.eni_id, p.public_ip, p.private_ip);
+        }
+    }
     for g in records.security_groups.values() {
         b.security_group(&g.group_id, &g.vpc_id, g.rules.clone());
     }

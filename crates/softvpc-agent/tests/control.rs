@@ -323,6 +323,9 @@ fn scenario(prefix: &str, ns11: &str, ns12: &str) {
         netns: None,
         instance_netns_prefix: prefix.to_string(),
         metrics_listen: metrics,
+        edge_netns: None,
+        edge_bridge: "inet0".into(),
+        edge_gateway: Ipv4Addr::new(203, 0, 113, 1),
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let agent = rt.spawn(softvpc_agent::serve(args, async move {

@@ -68,11 +68,28 @@ pub enum DropReason {
     /// A DHCP message to the router that it does not answer: undecodable, not a client's
     /// request, or for another MAC than the sending ENI's.
     DhcpInvalid,
+    /// Routed to an internet gateway from an address without a public IP (no 1:1 NAT: AWS
+    /// passes nothing).
+    NoPublicIp,
+    /// The internet-side next hop's MAC is not known yet (the edge asked for it by ARP).
+    EdgeNoNeighbor,
+    /// A frame from the internet this host does not carry: not for a public address held
+    /// here, not to the edge's MAC, or neither IPv4 nor ARP.
+    EdgeNotHeld,
+    /// From the internet to a public address whose subnet has no route back to an internet
+    /// gateway (AWS: no route, no internet traffic).
+    NoIgwRoute,
+    /// A NAT gateway found no free source port for the destination (AWS's
+    /// `ErrorPortAllocation`): the connection is refused.
+    NatPortAllocation,
+    /// From the internet to a NAT gateway's public address, matching no translation
+    /// (unsolicited).
+    NatNoTranslation,
 }
 
 impl DropReason {
     /// Every reason, in declaration order (the order of [`Counters::samples`]).
-    pub const ALL: [DropReason; 20] = [
+    pub const ALL: [DropReason; 26] = [
         DropReason::Malformed,
         DropReason::UnsupportedEthertype,
         DropReason::SpoofedSource,
@@ -93,6 +110,12 @@ impl DropReason {
         DropReason::ConntrackFull,
         DropReason::ForgedSource,
         DropReason::DhcpInvalid,
+        DropReason::NoPublicIp,
+        DropReason::EdgeNoNeighbor,
+        DropReason::EdgeNotHeld,
+        DropReason::NoIgwRoute,
+        DropReason::NatPortAllocation,
+        DropReason::NatNoTranslation,
     ];
 
     /// The metric label value (snake_case; part of the agent's metrics contract).
@@ -118,6 +141,12 @@ impl DropReason {
             DropReason::ConntrackFull => "conntrack_full",
             DropReason::ForgedSource => "forged_source",
             DropReason::DhcpInvalid => "dhcp_invalid",
+            DropReason::NoPublicIp => "no_public_ip",
+            DropReason::EdgeNoNeighbor => "edge_no_neighbor",
+            DropReason::EdgeNotHeld => "edge_not_held",
+            DropReason::NoIgwRoute => "no_igw_route",
+            DropReason::NatPortAllocation => "nat_port_allocation",
+            DropReason::NatNoTranslation => "nat_no_translation",
         }
     }
 }
@@ -153,11 +182,22 @@ pub enum Path {
     DhcpReplies,
     /// DHCP messages that need no answer (RELEASE, DECLINE, a REQUEST for another server).
     DhcpAbsorbed,
+    /// Frames read from the edge (the host's link to the internet).
+    EdgeRx,
+    /// Frames sent to the internet on the edge, translated to a public source.
+    ToEdge,
+    /// Frames from the internet delivered to a local port, translated to a private address.
+    FromEdge,
+    /// ARP on the edge: answers for held public addresses, announcements, requests for the
+    /// next hop, and ARP frames consumed there.
+    EdgeArp,
+    /// ICMP "fragmentation needed" sent by the router for a DF packet too big for the edge.
+    IcmpFragNeeded,
 }
 
 impl Path {
     /// Every path, in declaration order.
-    pub const ALL: [Path; 10] = [
+    pub const ALL: [Path; 15] = [
         Path::PortRx,
         Path::UnderlayRx,
         Path::ToPortLocal,
@@ -168,6 +208,11 @@ impl Path {
         Path::ArpAbsorbed,
         Path::DhcpReplies,
         Path::DhcpAbsorbed,
+        Path::EdgeRx,
+        Path::ToEdge,
+        Path::FromEdge,
+        Path::EdgeArp,
+        Path::IcmpFragNeeded,
     ];
 
     /// The metric label value.
@@ -183,6 +228,11 @@ impl Path {
             Path::ArpAbsorbed => "arp_absorbed",
             Path::DhcpReplies => "dhcp_replies",
             Path::DhcpAbsorbed => "dhcp_absorbed",
+            Path::EdgeRx => "edge_rx",
+            Path::ToEdge => "to_edge",
+            Path::FromEdge => "to_port_edge",
+            Path::EdgeArp => "edge_arp",
+            Path::IcmpFragNeeded => "icmp_frag_needed",
         }
     }
 }

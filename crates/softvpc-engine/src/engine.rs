@@ -10,18 +10,20 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use softvpc_wire::{VxlanPacket, VxlanRepr, VXLAN_HEADER_LEN};
+use softvpc_wire::{ArpOperation, FrameMeta, L3Meta, VxlanPacket, VxlanRepr, VXLAN_HEADER_LEN};
 
 use softvpc_policy::firewall::Firewall;
 
 use crate::counters::{EniCounters, Path};
+use crate::edge::{self, Edge, EdgeConfig};
 use crate::flow::{self, FlowTable};
 use crate::flowlog::{FlowLogConfig, FlowLogStats, FlowLogger, FlowWindow};
 use crate::layers::gateway::dhcp::{self, DhcpConfig};
 use crate::layers::gateway::{arp, icmp};
-use crate::layers::{route, Ctx, Direction, EniState, PortMap, Ports, Reply, St};
+use crate::layers::{nat, route, Ctx, Direction, EniState, PortMap, Ports, Reply, St};
+use crate::mapping::Mac;
 use crate::pipeline::{
-    self, Destination, Lookup, Outcome, Run, Trace, TraceRecorder, TraceVerdict,
+    self, Destination, Forward, Lookup, Outcome, Run, Trace, TraceRecorder, TraceVerdict,
 };
 use crate::report::{DropReporter, Event};
 use crate::{Counters, DropReason, MappingTable, Output};
@@ -29,6 +31,12 @@ use crate::{Counters, DropReason, MappingTable, Output};
 /// A local port: one TAP device, carrying one ENI. Assigned by the shell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PortId(pub u32);
+
+impl PortId {
+    /// The edge: the host's link to the internet ([`Engine::set_edge`]). Frames for it come
+    /// out of [`Output::to_ports`] under this id; the shell writes them to its edge device.
+    pub const EDGE: PortId = PortId(u32::MAX);
+}
 
 /// Static configuration of the engine on one host.
 #[derive(Debug, Clone)]
@@ -90,6 +98,10 @@ pub struct Engine {
     next_expiry: Option<Instant>,
     /// Flow log capture (issue 10).
     flowlog: FlowLogger,
+    /// The link to the internet, when the host has one.
+    edge: Option<Edge>,
+    /// Where a frame from the internet is translated before the layers see it.
+    scratch: Vec<u8>,
 }
 
 impl Engine {
@@ -106,8 +118,141 @@ impl Engine {
             flows: FlowTable::new(config.flow_table_limit),
             next_expiry: None,
             flowlog: FlowLogger::default(),
+            edge: None,
+            scratch: Vec::with_capacity(2048),
             config,
         }
+    }
+
+    /// Gives the host its link to the internet (see [`crate::edge`]): from now on packets
+    /// routed to an internet gateway from an address with a public IP leave on
+    /// [`PortId::EDGE`], and [`handle_edge_frames`](Self::handle_edge_frames) takes what
+    /// arrives there. Without an edge such packets are dropped as `gateway_not_on_wire`.
+    pub fn set_edge(&mut self, config: EdgeConfig) {
+        self.edge = Some(Edge::new(config));
+    }
+
+    /// The edge's next hop's MAC, once learned.
+    pub fn edge_gateway_mac(&self) -> Option<Mac> {
+        self.edge.as_ref().and_then(|e| e.gateway_mac)
+    }
+
+    /// Writes the edge's announcements into `out`: a gratuitous ARP for each public address
+    /// that became local since the last call, and an ARP request for the next hop while its
+    /// MAC is unknown (at most once a second). The shell calls it after each table swap and
+    /// at each timer; nothing without an edge.
+    pub fn announce(&mut self, now: Instant, out: &mut Output) {
+        let now = self.advance(now);
+        let Some(edge) = self.edge.as_mut() else {
+            return;
+        };
+        let held: Vec<Ipv4Addr> = self.table.local_public_ips().map(|(ip, _)| ip).collect();
+        let mac = edge.config.mac;
+        for ip in edge.newly_held(&held) {
+            let len = out.push_port_frame(PortId::EDGE, edge::ARP_LEN, |buf| {
+                edge::emit_arp(
+                    buf,
+                    [0xff; 6],
+                    ArpOperation::Request,
+                    (mac, ip),
+                    ([0; 6], ip),
+                )
+            });
+            self.counters.count(Path::EdgeArp, len);
+        }
+        if edge.should_ask(now) {
+            let gw = edge.config.gateway_ip;
+            let src = held.first().copied().unwrap_or(Ipv4Addr::UNSPECIFIED);
+            let len = out.push_port_frame(PortId::EDGE, edge::ARP_LEN, |buf| {
+                edge::emit_arp(
+                    buf,
+                    [0xff; 6],
+                    ArpOperation::Request,
+                    (mac, src),
+                    ([0; 6], gw),
+                )
+            });
+            self.counters.count(Path::EdgeArp, len);
+        }
+    }
+
+    /// Frames read from the edge (the internet), in order. Outputs are appended to `out`.
+    /// Without an edge ([`set_edge`](Self::set_edge)) every frame is `edge_not_held`.
+    pub fn handle_edge_frames<'a>(
+        &mut self,
+        now: Instant,
+        frames: impl IntoIterator<Item = &'a [u8]>,
+        out: &mut Output,
+    ) {
+        let now = self.advance(now);
+        self.ensure_firewalls(now);
+        for frame in frames {
+            self.counters.count(Path::EdgeRx, frame.len());
+            let result = self.edge_frame(now, frame, out);
+            if let Err((reason, at)) = result {
+                self.counters.drop(reason);
+                let idx = at.and_then(|p| self.ports.get(&p).map(|s| s.counters));
+                if let Some(c) = idx.and_then(|i| self.counters.enis.get_mut(i)) {
+                    c.drop(reason);
+                }
+                self.drops
+                    .on_drop(now, &self.counters, reason, Direction::Ingress, None, frame);
+            }
+        }
+        self.refresh_gauges();
+    }
+
+    /// One frame from the edge: ARP, or IPv4 for a held public address.
+    fn edge_frame(
+        &mut self,
+        now: Instant,
+        frame: &[u8],
+        out: &mut Output,
+    ) -> Result<(), (DropReason, Option<PortId>)> {
+        let Some(edge) = self.edge.as_mut() else {
+            return Err((DropReason::EdgeNotHeld, None));
+        };
+        let meta = FrameMeta::parse(frame).map_err(|_| (DropReason::Malformed, None))?;
+        if let L3Meta::Arp(_) = meta.l3 {
+            let cx = Ctx {
+                table: &self.table,
+                config: &self.config,
+                edge: None,
+            };
+            let answer = edge::arp(cx, edge, &meta).map_err(|r| (r, None))?;
+            let mac = edge.config.mac;
+            let len = match answer {
+                Some((asker_mac, asker_ip, owner_ip)) => {
+                    out.push_port_frame(PortId::EDGE, edge::ARP_LEN, |buf| {
+                        edge::emit_arp(
+                            buf,
+                            asker_mac,
+                            ArpOperation::Reply,
+                            (mac, owner_ip),
+                            (asker_mac, asker_ip),
+                        )
+                    })
+                }
+                None => frame.len(),
+            };
+            self.counters.count(Path::EdgeArp, len);
+            return Ok(());
+        }
+        let mac = edge.config.mac;
+        let cx = Ctx {
+            table: &self.table,
+            config: &self.config,
+            edge: self.edge.as_ref(),
+        };
+        let mut st = St {
+            ports: Ports::Live(&mut self.ports),
+            now: Some(now),
+            limit: self.config.conntrack_limit,
+        };
+        let port = edge::inbound(cx, &mut st, mac, frame, &mut self.scratch)?;
+        let len = out.push_port_copy(port, &self.scratch, |_| {});
+        self.counters.count(Path::FromEdge, len);
+        Ok(())
     }
 
     /// Swaps in a new mapping snapshot (the shell calls this when the mapping view changed).
@@ -195,12 +340,14 @@ impl Engine {
         let cx = Ctx {
             table: &self.table,
             config: &self.config,
+            edge: self.edge.as_ref(),
         };
         let mut st = St {
             ports: Ports::Live(&mut self.ports),
             now: Some(now),
             limit: self.config.conntrack_limit,
         };
+        let unknown_neighbor = self.counters.drops(DropReason::EdgeNoNeighbor);
         for frame in frames {
             self.counters.count(Path::PortRx, frame.len());
             let run = pipeline::egress(cx, &mut st, Some(&mut self.flows), port, frame, &mut ());
@@ -222,6 +369,9 @@ impl Engine {
                 frame,
             );
         }
+        if self.counters.drops(DropReason::EdgeNoNeighbor) != unknown_neighbor {
+            self.announce(now, out);
+        }
         self.refresh_gauges();
     }
 
@@ -238,6 +388,7 @@ impl Engine {
         let cx = Ctx {
             table: &self.table,
             config: &self.config,
+            edge: self.edge.as_ref(),
         };
         let mut st = St {
             ports: Ports::Live(&mut self.ports),
@@ -410,6 +561,7 @@ impl Engine {
         let cx = Ctx {
             table: &self.table,
             config: &self.config,
+            edge: self.edge.as_ref(),
         };
         let mut st = St {
             ports: Ports::Trace(&self.ports),
@@ -516,6 +668,11 @@ fn write(
     match outcome {
         Outcome::Absorb(path) => Ok((path, None)),
         Outcome::Reply(port, reply) => Ok(write_reply(out, port, reply)),
+        Outcome::Forward(Forward {
+            frame,
+            snat: Some(public),
+            ..
+        }) => write_edge(cx, out, frame, public),
         Outcome::Forward(fwd) => {
             let rewrite = fwd.rewrite;
             let edit = |f: &mut [u8]| {
@@ -550,8 +707,61 @@ fn write(
     }
 }
 
+/// Writes a frame for the internet on the edge: the next hop's MAC, the edge's MAC, TTL - 1,
+/// the public source; fragmented when larger than the edge's MTU (the NAT layer answered one
+/// with DF already).
+fn write_edge(
+    cx: Ctx<'_>,
+    out: &mut Output,
+    frame: &[u8],
+    public: Ipv4Addr,
+) -> Result<(Path, Option<usize>), DropReason> {
+    let edge = cx.edge.ok_or(DropReason::GatewayNotOnWire)?;
+    let gw = edge.gateway_mac.ok_or(DropReason::EdgeNoNeighbor)?;
+    let mac = edge.config.mac;
+    let edit = |f: &mut [u8]| {
+        route::rewrite_routed(f, mac, gw);
+        nat::set_src(&mut f[14..], public);
+    };
+    let l3 = frame.get(14..).ok_or(DropReason::Malformed)?;
+    if nat::total_len(l3) <= nat::EDGE_MTU {
+        return Ok((
+            Path::ToEdge,
+            Some(out.push_port_copy(PortId::EDGE, frame, edit)),
+        ));
+    }
+    // Translate a copy once, then cut it.
+    let mut whole = frame.to_vec();
+    edit(&mut whole);
+    let mut sent = 0;
+    let ok = nat::fragment(&whole[14..], nat::EDGE_MTU, |header, data| {
+        sent += out.push_port_frame(PortId::EDGE, 14 + 20 + data.len(), |buf| {
+            buf[..14].copy_from_slice(&whole[..14]);
+            buf[14..34].copy_from_slice(header);
+            buf[34..].copy_from_slice(data);
+        });
+    });
+    if !ok {
+        return Err(DropReason::Malformed);
+    }
+    Ok((Path::ToEdge, Some(sent)))
+}
+
 fn write_reply(out: &mut Output, port: PortId, reply: Reply<'_>) -> (Path, Option<usize>) {
     match reply {
+        Reply::FragNeeded {
+            router_mac,
+            router_ip,
+            dst_mac,
+            dst_ip,
+            mtu,
+            quote,
+        } => {
+            let len = out.push_port_frame(port, nat::frag_needed_len(quote), |buf| {
+                nat::emit_frag_needed(buf, router_mac, dst_mac, router_ip, dst_ip, mtu, quote)
+            });
+            (Path::IcmpFragNeeded, Some(len))
+        }
         Reply::Arp {
             owner_mac,
             owner_ip,

@@ -117,6 +117,8 @@ pub struct FlowEntry {
     pub rewrite: Option<Rewrite>,
     /// Where it goes.
     pub to: Destination,
+    /// To the internet: the public source address it leaves with.
+    pub snat: Option<std::net::Ipv4Addr>,
     /// The conntrack tables holding the flow's connection (the sender's and the receiver's
     /// local ENI, by port, and the direction it crosses them): each packet must find it there.
     pub tracked: [Option<(PortId, PolicyDirection)>; 2],

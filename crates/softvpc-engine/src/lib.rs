@@ -31,6 +31,7 @@
 #![warn(missing_docs)]
 
 pub mod counters;
+pub mod edge;
 pub mod engine;
 pub mod flow;
 pub mod flowlog;
@@ -42,6 +43,7 @@ pub mod pipeline;
 pub mod report;
 
 pub use counters::{Counters, DropReason, EniCounters, Path};
+pub use edge::EdgeConfig;
 pub use engine::{Engine, EngineConfig, PortId};
 pub use flow::{Destination, FlowEntry, FlowId, FlowSide, FlowTable};
 pub use flowlog::{

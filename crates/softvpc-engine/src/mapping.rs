@@ -235,6 +235,11 @@ pub struct MappingTable {
     peerings: HashMap<Box<str>, PeeringEntry, FastState>,
     /// Member addresses of security groups.
     members: GroupMembers,
+    /// Public address -> (index into `enis`, the private address it maps to): what the edge
+    /// translates inbound (1:1, Elastic and automatic public IPs).
+    public_in: FastMap<u32, (u32, Ipv4Addr)>,
+    /// `(vni, private address)` -> its public address: what the edge translates outbound.
+    public_out: FastMap<u64, Ipv4Addr>,
     /// This build's generation (0 for the empty default table).
     generation: Generation,
 }
@@ -346,6 +351,7 @@ pub struct TableBuilder {
     route_tables: BTreeMap<String, RouteTableInput>,
     peerings: BTreeMap<String, (String, String, bool)>,
     prefix_lists: BTreeMap<String, Vec<Ipv4Net>>,
+    public: Vec<(String, Ipv4Addr, Ipv4Addr)>,
 }
 
 impl TableBuilder {
@@ -394,6 +400,20 @@ impl TableBuilder {
     pub fn subnet(&mut self, subnet_id: &str, vpc_id: &str, cidr: Ipv4Net) -> &mut Self {
         self.subnets
             .insert(subnet_id.to_string(), (vpc_id.to_string(), cidr));
+        self
+    }
+
+    /// A public address (Elastic or automatic) mapped 1:1 to `private_ip`, an address of ENI
+    /// `eni_id` (the internet gateway's translation). Ignored unless the ENI is in the table
+    /// and holds `private_ip`; a public address given twice keeps its first mapping.
+    pub fn public_address(
+        &mut self,
+        eni_id: &str,
+        public_ip: Ipv4Addr,
+        private_ip: Ipv4Addr,
+    ) -> &mut Self {
+        self.public
+            .push((eni_id.to_string(), public_ip, private_ip));
         self
     }
 
@@ -511,6 +531,8 @@ impl TableBuilder {
             forwarders: FastSet::default(),
             peerings: HashMap::default(),
             members: GroupMembers::default(),
+            public_in: FastMap::default(),
+            public_out: FastMap::default(),
             generation: Generation(GENERATIONS.fetch_add(1, Ordering::Relaxed)),
         };
         let generation = t.generation;
@@ -727,6 +749,23 @@ impl TableBuilder {
         for (group, ip) in &self.members {
             t.members.add(group, *ip);
         }
+        for (eni_id, public, private) in &self.public {
+            let Some(&idx) = t.by_id.get(eni_id.as_str()) else {
+                continue;
+            };
+            let eni = &t.enis[idx as usize];
+            if !eni.owns_ip(*private) {
+                tracing::warn!(eni = %eni_id, %public, %private, "public address of an address the ENI does not hold; ignored");
+                continue;
+            }
+            let vni = eni.vni;
+            if t.public_in.contains_key(&u32::from(*public)) {
+                tracing::warn!(eni = %eni_id, %public, "public address mapped twice; the first keeps it");
+                continue;
+            }
+            t.public_in.insert(u32::from(*public), (idx, *private));
+            t.public_out.insert(vni_ip_key(vni, *private), *public);
+        }
         tracing::debug!(
             enis = t.enis.len(),
             local = t.by_port.len(),
@@ -754,7 +793,29 @@ impl MappingTable {
             route_tables: BTreeMap::new(),
             peerings: BTreeMap::new(),
             prefix_lists: BTreeMap::new(),
+            public: Vec::new(),
         }
+    }
+
+    /// The ENI a public address maps to and the private address it stands for.
+    #[inline]
+    pub fn by_public_ip(&self, public_ip: Ipv4Addr) -> Option<(&EniEntry, Ipv4Addr)> {
+        let &(idx, private) = self.public_in.get(&u32::from(public_ip))?;
+        Some((self.enis.get(idx as usize)?, private))
+    }
+
+    /// The public address of private address `ip` of VPC `vni`, if it has one.
+    #[inline]
+    pub fn public_ip_of(&self, vni: Vni, ip: Ipv4Addr) -> Option<Ipv4Addr> {
+        self.public_out.get(&vni_ip_key(vni, ip)).copied()
+    }
+
+    /// Every public address of a local ENI, with that ENI (what the edge answers ARP for).
+    pub fn local_public_ips(&self) -> impl Iterator<Item = (Ipv4Addr, &EniEntry)> {
+        self.public_in.iter().filter_map(|(&p, &(idx, _))| {
+            let e = self.enis.get(idx as usize)?;
+            matches!(e.location, Location::Local(_)).then_some((Ipv4Addr::from(p), e))
+        })
     }
 
     /// This build's generation: unique per [`TableBuilder::build`] (0 for the empty default

@@ -133,7 +133,8 @@ pub fn offer(id: &FlowId, entry: &FlowEntry, current: Generation) -> Result<Kern
     if entry.generation != current {
         return Err(Slow::Stale);
     }
-    if entry.rewrite.is_some() {
+    if entry.rewrite.is_some() || entry.snat.is_some() {
+        // Routed or translated at the edge: no rewrite in mirred.
         return Err(Slow::Routed);
     }
     match (id.key.proto, id.key.l4) {
@@ -295,6 +296,7 @@ mod tests {
             vni: Vni(300),
             rewrite: None,
             to,
+            snat: None,
             tracked: [None, None],
             last_used: Instant::now(),
         }

@@ -47,12 +47,23 @@ pub(crate) struct Forward<'a> {
     pub rewrite: Option<Rewrite>,
     /// Where it goes.
     pub to: Destination,
+    /// To the internet (`to` is the edge's port): the public source address.
+    pub snat: Option<Ipv4Addr>,
 }
 
 impl<'a> Forward<'a> {
     /// The composed result of a packet that passed every layer.
     #[inline]
     fn of(pkt: &Packet<'a, '_>) -> Result<Forward<'a>, DropReason> {
+        if let Some(public) = pkt.snat {
+            return Ok(Forward {
+                frame: pkt.meta.frame(),
+                vni: pkt.vni,
+                rewrite: None,
+                to: Destination::LocalPort(PortId::EDGE),
+                snat: Some(public),
+            });
+        }
         let target = pkt.target.ok_or(DropReason::NoRoute)?;
         let to = match (pkt.direction, pkt.encap, target.location) {
             (Direction::Egress, Some(encap), _) => Destination::Underlay(encap),
@@ -66,6 +77,7 @@ impl<'a> Forward<'a> {
             vni: pkt.vni,
             rewrite: pkt.rewrite,
             to,
+            snat: None,
         })
     }
 }
@@ -466,7 +478,13 @@ fn hit<'a>(
         return None;
     }
     let ip = meta.ipv4()?;
-    if entry.rewrite.is_some() && ip.ttl <= 1 {
+    if (entry.rewrite.is_some() || entry.snat.is_some()) && ip.ttl <= 1 {
+        return None;
+    }
+    if entry.snat.is_some()
+        && crate::layers::nat::total_len(meta.l3_bytes()) > crate::layers::nat::EDGE_MTU
+    {
+        // Too big for the edge: the NAT layer decides (frag-needed or fragments).
         return None;
     }
     if entry.tracked.iter().any(Option::is_some) {
@@ -486,6 +504,7 @@ fn hit<'a>(
         vni: entry.vni,
         rewrite: entry.rewrite,
         to: entry.to,
+        snat: entry.snat,
     })
 }
 
@@ -509,6 +528,7 @@ fn remember(
             vni: fwd.vni,
             rewrite: fwd.rewrite,
             to: fwd.to,
+            snat: fwd.snat,
             tracked: pkt.tracked,
             last_used: now,
         },

@@ -225,6 +225,12 @@ fn drop_reason_names_match_the_contract() {
             "conntrack_full",
             "forged_source",
             "dhcp_invalid",
+            "no_public_ip",
+            "edge_no_neighbor",
+            "edge_not_held",
+            "no_igw_route",
+            "nat_port_allocation",
+            "nat_no_translation",
         ]
     );
 }

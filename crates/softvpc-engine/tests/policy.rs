@@ -563,9 +563,11 @@ fn routes_blackhole_gateways_longest_prefix_and_middleboxes() {
     );
     let mut net = Net::new(r);
     let to = |dst: [u8; 4]| udp(VM1.mac, ROUTER1, VM1.ip, Ipv4Addr::from(dst), 1, 2, b"x");
+    // To the internet gateway without a public address: nothing passes.
     assert!(net.send(&VM1, &to([8, 8, 8, 8])).is_empty());
+    assert_eq!(net.drops_at(&VM1, DropReason::NoPublicIp), 1);
     assert!(net.send(&VM1, &to([192, 168, 1, 1])).is_empty());
-    assert_eq!(net.drops_at(&VM1, DropReason::GatewayNotOnWire), 2);
+    assert_eq!(net.drops_at(&VM1, DropReason::GatewayNotOnWire), 1);
     assert!(net.send(&VM1, &to([172, 16, 0, 1])).is_empty());
     assert_eq!(net.drops_at(&VM1, DropReason::Blackhole), 1);
     // Longest prefix: zigi-vm3's address goes to zigi-vm4, whose check is on: refused there.

@@ -624,7 +624,7 @@ fn start_agents(
         // Every lab agent joins as a real host would: a single-use token from the running
         // server, traded for a certificate over the mapping service, mutual TLS from then on.
         let token = join_token(bin, state_dir, &host.name)?;
-        let agent_args = vec![
+        let mut agent_args = vec![
             "agent".to_string(),
             "--join-token".to_string(),
             token,
@@ -645,6 +645,21 @@ fn start_agents(
             "--instance-netns-prefix".to_string(),
             prefix.to_string(),
         ];
+        if let (Some(net), Some(gateway)) = (
+            &state.internet,
+            topo.internet.as_ref().and_then(|i| i.hosts.first()),
+        ) {
+            // Each host's edge joins the internet's bridge: the internet gateway's translation
+            // for its instances runs there (ARCHITECTURE.md, "The edge").
+            agent_args.extend([
+                "--edge-netns".to_string(),
+                net.netns.clone(),
+                "--edge-bridge".to_string(),
+                names::INTERNET_BRIDGE.to_string(),
+                "--edge-gateway".to_string(),
+                gateway.to_string(),
+            ]);
+        }
         let log = state_dir
             .join("logs")
             .join(format!("agent-{}.log", host.name));

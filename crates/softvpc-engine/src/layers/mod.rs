@@ -9,9 +9,9 @@
 //! | [`gateway`] | anti-spoofing (the source address unless the source/destination check is off), proxy ARP, DHCP, ICMP echo for the router address, no other broadcast | nothing to answer (ARP and broadcast never cross the underlay) |
 //! | [`security_group`] | the sender ENI's groups (outbound rules, conntrack) | the receiver ENI's groups (inbound rules, conntrack) |
 //! | [`nacl`] | the sender's subnet's ACL, when the destination is outside the subnet | the receiver's subnet's ACL, when the source is outside it |
-//! | [`route`] | the subnet's route table: bridged or routed (MAC rewrite, TTL), local, middlebox ENI, peering, blackhole, gateways | the inner destination must be a local ENI of the VNI (its check, if the address is not its own); the inner source must be placed on the sending host |
-//! | [`nat`] | address translation (none yet: passes) | (passes) |
-//! | [`overlay`] | VXLAN encapsulation to the target's host, or local delivery | decapsulation: VXLAN header, known VNI, registered source host |
+//! | [`route`] | the subnet's route table: bridged or routed (MAC rewrite, TTL), local, middlebox ENI, peering, blackhole, internet gateway (on to the edge), NAT gateway | the inner destination must be a local ENI of the VNI (its check, if the address is not its own); the inner source must be placed on the sending host |
+//! | [`nat`] | to an internet gateway: the source's public address (1:1), the edge's MTU (ICMP frag-needed for DF) | (passes: the edge translates what comes from the internet) |
+//! | [`overlay`] | VXLAN encapsulation to the target's host, local delivery, or the edge for the internet | decapsulation: VXLAN header, known VNI, registered source host |
 //!
 //! A frame delivered to another ENI on the same host also meets the receiver's side (its
 //! subnet's ACL, its groups) in the same pass. Each layer reads the one parse of the frame
@@ -113,6 +113,8 @@ pub enum Direction {
 pub(crate) struct Ctx<'t> {
     pub table: &'t MappingTable,
     pub config: &'t EngineConfig,
+    /// The host's link to the internet, if it has one.
+    pub edge: Option<&'t crate::edge::Edge>,
 }
 
 /// A routed frame's MAC rewrite (the TTL is decremented with it).
@@ -264,6 +266,11 @@ pub(crate) struct Packet<'a, 't> {
     pub attrib: Option<PortId>,
     /// Why the policy layers decided as they did.
     pub notes: Notes<'t>,
+    /// Egress to the internet: the internet gateway the route sends it to (set by [`route`];
+    /// no target ENI then).
+    pub igw: Option<&'t str>,
+    /// Egress to the internet: the public source address it leaves with (set by [`nat`]).
+    pub snat: Option<Ipv4Addr>,
 }
 
 impl<'a, 't> Packet<'a, 't> {
@@ -295,6 +302,8 @@ impl<'a, 't> Packet<'a, 't> {
             tracked: [None; 2],
             cacheable: true,
             notes: Notes::default(),
+            igw: None,
+            snat: None,
         }
     }
 
@@ -327,6 +336,15 @@ pub(crate) enum Reply<'a> {
     },
     /// A DHCP answer from the router (boxed: rare, and larger than the others).
     Dhcp(Box<gateway::DhcpReply>),
+    /// ICMP "fragmentation needed" from the router (a DF packet too big for the edge).
+    FragNeeded {
+        router_mac: Mac,
+        router_ip: Ipv4Addr,
+        dst_mac: Mac,
+        dst_ip: Ipv4Addr,
+        mtu: u16,
+        quote: &'a [u8],
+    },
 }
 
 /// What a layer did with a packet (a drop is the `Err` beside it). Two bytes, so that each

@@ -25,6 +25,10 @@ use crate::DropReason;
 /// Egress: decides the encapsulation of a frame for a remote target.
 #[inline(always)]
 pub(crate) fn egress<'a>(_cx: Ctx<'_>, pkt: &mut Packet<'a, '_>) -> LayerResult {
+    if pkt.snat.is_some() {
+        // For the internet: the host's edge, not the underlay.
+        return Ok(Step::Next);
+    }
     let target = pkt.target.ok_or(DropReason::NoRoute)?;
     pkt.encap = match target.location {
         Location::Local(_) => None,

@@ -10,7 +10,9 @@
 //!   interface (a middlebox: the frame goes to that ENI whatever the destination address), a
 //!   peering connection (active, and the address an ENI of the peer VPC: the frame enters the
 //!   peer's VNI), blackhole (`blackhole`, also a peering or ENI target that is gone), an
-//!   internet or NAT gateway (`gateway_not_on_wire`, issue 11), nothing (`no_route`). The
+//!   internet gateway (the packet goes on without a target ENI: the NAT layer translates it
+//!   and the host's edge sends it), a NAT gateway (`gateway_not_on_wire`), nothing
+//!   (`no_route`). The
 //!   source MAC becomes the receiving VPC's router's, the destination the target's, the TTL is
 //!   decremented and the IPv4 header checksum fixed incrementally (RFC 1624); a TTL that would
 //!   reach zero is `ttl_exceeded`.
@@ -24,7 +26,7 @@
 
 use std::net::Ipv4Addr;
 
-use softvpc_policy::route::RouteVerdict;
+use softvpc_policy::route::{RouteState, RouteVerdict, Target};
 
 use super::{Ctx, LayerResult, Packet, Rewrite, RouteWhy, Step};
 use crate::mapping::{router_mac, EniEntry, Location, MappingTable, Vni};
@@ -39,6 +41,14 @@ pub(crate) fn egress<'a, 't>(cx: Ctx<'t>, pkt: &mut Packet<'a, 't>) -> LayerResu
     let mut why = None;
     let result = resolve(cx.table, src, pkt.meta.dst_mac.0, ip.dst, ip.ttl, &mut why);
     pkt.notes.route = why;
+    if let (Err(DropReason::GatewayNotOnWire), Some(igw)) = (&result, internet_gateway(why)) {
+        // To the internet: the NAT layer translates, the edge sends it (no target ENI).
+        if ip.ttl <= 1 {
+            return Err(DropReason::TtlExceeded);
+        }
+        pkt.igw = Some(igw);
+        return Ok(Step::Next);
+    }
     let decision = result?;
     pkt.notes.pcx = decision.pcx;
     // Delivered on this host: the receiver's source/destination check here (a remote receiver
@@ -60,6 +70,35 @@ pub(crate) fn egress<'a, 't>(cx: Ctx<'t>, pkt: &mut Packet<'a, 't>) -> LayerResu
         }),
     };
     Ok(Step::Next)
+}
+
+/// The internet gateway of the route that decided, if that is what it targets.
+#[inline]
+pub(crate) fn internet_gateway(why: Option<RouteWhy<'_>>) -> Option<&str> {
+    match why? {
+        RouteWhy::Route { route: Some(r), .. } => match (&r.state, &r.target) {
+            (RouteState::Active, Target::InternetGateway(id)) => Some(id.as_str()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Whether the route table of `eni`'s subnet sends `addr` to an internet gateway (the way back
+/// for traffic from the internet: without it, AWS passes nothing).
+pub(crate) fn routes_to_internet(table: &MappingTable, eni: &EniEntry, addr: Ipv4Addr) -> bool {
+    let (Some(routes), Some(subnet)) = (
+        table.vpc(eni.vni).and_then(|v| v.routes.as_deref()),
+        eni.subnet.and_then(|s| table.subnet(s)),
+    ) else {
+        return false;
+    };
+    routes.lookup(&subnet.subnet_id, addr).is_some_and(|d| {
+        matches!(
+            d.verdict,
+            RouteVerdict::NotYetOnWire(softvpc_policy::route::Gateway::Internet, _)
+        )
+    })
 }
 
 /// Ingress: the inner frame must be for a local ENI of the VNI (by address and MAC, or by MAC

@@ -133,6 +133,8 @@ pub struct SeedRecords {
     pub prefix_lists: BTreeMap<String, Vec<Ipv4Net>>,
     /// Prefix list routes: (route table, list, target, state).
     pub list_routes: Vec<(String, String, Target, RouteState)>,
+    /// Public addresses: (ENI, public, private).
+    pub public: Vec<(String, Ipv4Addr, Ipv4Addr)>,
 }
 
 /// One ENI of [`SeedRecords`]: `host_underlay_ip` None means placed nowhere.
@@ -256,6 +258,9 @@ pub fn table(r: &SeedRecords, host: Ipv4Addr, ports: &HashMap<String, PortId>) -
     }
     for (id, cidrs) in &r.prefix_lists {
         b.prefix_list(id, cidrs);
+    }
+    for (eni, public, private) in &r.public {
+        b.public_address(eni, *public, *private);
     }
     b.build()
 }
