@@ -499,7 +499,7 @@ def report(kernel_path, softvpc_path, prop_path, rules_path=None):
                      f"{prop.get('run_other_hosts_p50_ms')} ms, by the agent of the host the "
                      f"instance is placed on (which plumbs its netns and TAP first) at p50 "
                      f"{prop.get('run_placement_host_p50_ms')} ms.")
-    else:
+    elif prop_path != "-":
         lines.append("\nMapping propagation: not measured (the softvpc half failed).")
     if rules_path and os.path.exists(rules_path):
         lines.append(rules_report(json.load(open(rules_path))))

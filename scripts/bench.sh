@@ -8,7 +8,7 @@
 #       static FDB/neighbour entries, and one VM netns per host (10.0.0.148 and 10.0.0.20 in
 #       10.0.0.0/24, MTU 1450);
 #   (b) a softvpc lab: the same fabric and hosts, a softvpc agent per host, one VPC with those
-#       two instances;
+#       two instances, measured twice: agents with --fast-path off, then --fast-path on;
 # and prints iperf3 TCP throughput (one stream and 8), the 64-byte UDP packet rate, ping RTT
 # p50/p99 and the TCP retransmits for both and as
 # ratios softvpc/kernel, the drops outside the engine during softvpc's measurements (TAP queues,
@@ -202,8 +202,9 @@ rules_phase() {
     "$(cat "$WORK/udp-flows.json")" >"$WORK/rules.json"
 }
 
-# ---- (b) softvpc
-softvpc_half() {
+# ---- (b) softvpc, LABEL MODE: the agents' --fast-path MODE; figures to $WORK/LABEL.json
+softvpc_run() {
+  local label=$1 mode=$2
   [ -x "$BIN" ] || { echo "no softvpc binary at $BIN (cargo build --release -p softvpc)" >&2; return 1; }
   cat >"$WORK/bench-lab.toml" <<'EOF'
 [[host]]
@@ -233,23 +234,35 @@ subnet = "10.0.0.0/24"
 ip = "10.0.0.20"
 host = "host-2"
 EOF
-  log "softvpc lab (prefix $SOFTVPC_LAB_PREFIX, API port $SOFTVPC_LAB_API_PORT)"
+  log "softvpc lab, --fast-path $mode (prefix $SOFTVPC_LAB_PREFIX, API port $SOFTVPC_LAB_API_PORT)"
   timeout 120 "$BIN" lab down >/dev/null 2>&1 || true
-  timeout 300 "$BIN" lab up "$WORK/bench-lab.toml" >"$WORK/lab-up.log" 2>&1 ||
+  timeout 300 "$BIN" lab up --fast-path "$mode" "$WORK/bench-lab.toml" >"$WORK/lab-up.log" 2>&1 ||
     { cat "$WORK/lab-up.log" >&2; return 1; }
   timeout 30 "$BIN" lab status --json >"$WORK/status.json"
   local nsa nsb
   nsa=$(python3 -c 'import json,sys; print(next(i["netns"] for i in json.load(open(sys.argv[1]))["instances"] if i["name"]=="bench-a"))' "$WORK/status.json")
   nsb=$(python3 -c 'import json,sys; print(next(i["netns"] for i in json.load(open(sys.argv[1]))["instances"] if i["name"]=="bench-b"))' "$WORK/status.json")
   python3 "$BENCH_PY" drops "$WORK/status.json" >"$WORK/drops-before.json"
-  measure softvpc "$nsa" "$nsb" 10.0.0.20 all
+  measure "$label" "$nsa" "$nsb" 10.0.0.20 all
   python3 "$BENCH_PY" drops "$WORK/status.json" >"$WORK/drops-after.json"
-  printf '{%s, "drops_before": %s, "drops_after": %s}\n' "$(figures softvpc)" \
-    "$(cat "$WORK/drops-before.json")" "$(cat "$WORK/drops-after.json")" >"$WORK/softvpc.json"
-  rules_phase "$nsa" "$nsb"
+  printf '{%s, "drops_before": %s, "drops_after": %s}\n' "$(figures "$label")" \
+    "$(cat "$WORK/drops-before.json")" "$(cat "$WORK/drops-after.json")" >"$WORK/$label.json"
+  NSA=$nsa NSB=$nsb
+}
+
+# (b1) the engine forwards every packet; then the mapping propagation on that lab.
+softvpc_half() {
+  softvpc_run softvpc off
+  rules_phase "$NSA" "$NSB"
   log "mapping propagation: $CHANGES changes"
   timeout 900 python3 "$BENCH_PY" propagation "$WORK/status.json" "$CHANGES" >"$WORK/prop.json"
 }
+
+# (b2) the kernel fast path on (docs/fast-path.md).
+softvpc_fast_half() {
+  softvpc_run softvpc-fast on
+}
+
 
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 # Each half runs in a background subshell with errexit live (bash ignores -e in functions called
@@ -267,6 +280,9 @@ run_half kernel_half || kernel_rc=$?
 [ $kernel_rc -eq 0 ] || { echo "kernel half failed (exit $kernel_rc)" >&2; exit 1; }
 run_half softvpc_half || softvpc_rc=$?
 [ $softvpc_rc -eq 0 ] || echo "!! softvpc half failed (exit $softvpc_rc): its figures are missing" >&2
+fast_rc=0
+run_half softvpc_fast_half || fast_rc=$?
+[ $fast_rc -eq 0 ] || echo "!! softvpc --fast-path on failed (exit $fast_rc): its figures are missing" >&2
 
 echo
 echo "softvpc benchmark, $(date -u +%Y-%m-%dT%H:%MZ)"
@@ -275,6 +291,11 @@ echo "load average: $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) a
 echo "command: scripts/bench.sh -t $T -n $PINGS -c $CHANGES -f $FLOWS -k $CONNECTS"
 echo "softvpc: $BIN built $(date -u -r "$BIN" +%Y-%m-%dT%H:%MZ 2>/dev/null || echo '?'), checkout at $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')"
 echo
+echo "softvpc with --fast-path off (every packet through the engine):"
 python3 "$BENCH_PY" report "$WORK/kernel.json" "$WORK/softvpc.json" "$WORK/prop.json" \
   "$WORK/rules.json"
-exit $softvpc_rc
+echo
+echo "softvpc with --fast-path on (established flows in the kernel: u32 + mirred):"
+python3 "$BENCH_PY" report "$WORK/kernel.json" "$WORK/softvpc-fast.json" -
+[ $softvpc_rc -eq 0 ] || exit $softvpc_rc
+exit $fast_rc

@@ -5,7 +5,7 @@
 #   2. unit and property tests (cargo test --workspace);
 #   3. API tests (pytest tests/api: boto3 and the AWS CLI against a real server on loopback);
 #   4. end-to-end tests (pytest tests/e2e: network namespaces, real ping/tcpdump/aws/boto3), which
-#      need root.
+#      need root: all with the agents' kernel fast path off, the fast path's own test with it on.
 # Without root, it runs what it can and ends by naming exactly what it could not run and why.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,8 +41,12 @@ if [ "$(id -u)" -ne 0 ]; then
   skipped+=("tests/e2e (end-to-end tests): they need root for network namespaces, TAP devices and raw sockets")
   skipped+=("the root-only cargo tests (softvpc-agent tests/root.rs, the lab's probe test) printed SKIPPED above: they need root")
 elif [ $deps_ok -eq 1 ]; then
-  echo "==> end-to-end tests (pytest tests/e2e)"
-  "$PYTHON" -m pytest -v tests/e2e
+  echo "==> end-to-end tests (pytest tests/e2e), agents with --fast-path off"
+  SOFTVPC_FAST_PATH=off "$PYTHON" -m pytest -v tests/e2e
+  # The kernel fast path on (issue 14): its own test; the rest of the suite with it on is not
+  # yet part of this command (docs/fast-path.md, "What is left").
+  echo "==> end-to-end tests with the kernel fast path on (SOFTVPC_FAST_PATH=on)"
+  SOFTVPC_FAST_PATH=on "$PYTHON" -m pytest -v tests/e2e/test_fast_path.py
 fi
 
 if [ ${#skipped[@]} -gt 0 ]; then

@@ -464,6 +464,14 @@ impl Control {
                     let _ = self.plumber.remove_interface(spec).await;
                     return Err(e.context("handing the TAP to the data path"));
                 }
+                let _ = self
+                    .datapath
+                    .send(Command::FastPathPort(crate::fastpath::PortInfo {
+                        port,
+                        netns: netns.clone(),
+                        ifname: spec.ifname(),
+                        mac: spec.mac,
+                    }));
                 info!(
                     instance = %spec.instance_id,
                     eni = %spec.eni_id,

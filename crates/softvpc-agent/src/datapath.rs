@@ -35,6 +35,7 @@ use softvpc_engine::{Counters, Engine, Event, MappingTable, Output, PortId};
 use tracing::{debug, error, info, warn};
 
 use crate::batch::{Batch, BATCH_SIZE, SLOT_SIZE};
+use crate::fastpath::FastPath;
 use crate::tap::Tap;
 use crate::underlay::{UnderlayRx, UnderlayTx};
 
@@ -69,6 +70,8 @@ pub enum Command {
         Box<crate::trace::TraceInput>,
         tokio::sync::oneshot::Sender<crate::trace::TraceOutput>,
     ),
+    /// Where a port's interface is, for the kernel fast path (ignored when it is off).
+    FastPathPort(crate::fastpath::PortInfo),
     /// Close everything and exit the thread.
     Shutdown,
 }
@@ -123,6 +126,8 @@ pub struct Shared {
     pub stats: Mutex<Stats>,
     /// True while the data-path thread runs (cleared even if it panics).
     pub running: AtomicBool,
+    /// The kernel fast path's counters, when it is on.
+    pub fast_path: std::sync::OnceLock<Arc<crate::fastpath::FastPathCounters>>,
 }
 
 impl Default for Shared {
@@ -131,6 +136,7 @@ impl Default for Shared {
             table: ArcSwap::from_pointee(MappingTable::default()),
             stats: Mutex::new(Stats::default()),
             running: AtomicBool::new(false),
+            fast_path: std::sync::OnceLock::new(),
         }
     }
 }
@@ -177,6 +183,17 @@ impl DataPath {
         tx: UnderlayTx,
         shared: Arc<Shared>,
     ) -> anyhow::Result<DataPath> {
+        DataPath::spawn_with(engine, rx, tx, shared, None)
+    }
+
+    /// Starts the thread, with the kernel fast path when given.
+    pub fn spawn_with(
+        engine: Engine,
+        rx: UnderlayRx,
+        tx: UnderlayTx,
+        shared: Arc<Shared>,
+        fast: Option<FastPath>,
+    ) -> anyhow::Result<DataPath> {
         let wake = Arc::new(EventFd::from_flags(
             EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC,
         )?);
@@ -189,6 +206,10 @@ impl DataPath {
             Arc::clone(&wake),
             cmd_rx,
         )?;
+        if let Some(f) = fast {
+            let _ = shared.fast_path.set(Arc::clone(&f.counters));
+            worker.fast = Some(f);
+        }
         shared.running.store(true, Ordering::Release);
         let guard = RunningGuard(shared);
         let thread = std::thread::Builder::new()
@@ -255,6 +276,8 @@ struct Worker {
     io: IoCounters,
     last_publish: Instant,
     dirty: bool,
+    /// The kernel fast path, when on.
+    fast: Option<FastPath>,
 }
 
 impl Worker {
@@ -290,6 +313,7 @@ impl Worker {
             io: IoCounters::default(),
             last_publish: Instant::now(),
             dirty: false,
+            fast: None,
         })
     }
 
@@ -331,6 +355,13 @@ impl Worker {
                 }
                 if !self.out.is_empty() {
                     self.flush();
+                }
+            }
+            if self.fast.is_some() {
+                // A new table applies (and flushes) before anything more is installed.
+                self.refresh_table();
+                if let Some(f) = &mut self.fast {
+                    f.tick(&mut self.engine, now);
                 }
             }
             if self.dirty && self.last_publish.elapsed() >= PUBLISH_INTERVAL {
@@ -385,7 +416,15 @@ impl Worker {
                     }
                     self.dirty = true;
                 }
+                Ok(Command::FastPathPort(info)) => {
+                    if let Some(f) = &mut self.fast {
+                        f.add_port(info);
+                    }
+                }
                 Ok(Command::RemovePort { port }) => {
+                    if let Some(f) = &mut self.fast {
+                        f.remove_port(port);
+                    }
                     if let Some(tap) = self.ports.remove(&port) {
                         let _ = self.epoll.delete(tap.as_fd());
                         debug!(port = port.0, tap = tap.name(), "port removed");
@@ -410,6 +449,10 @@ impl Worker {
     fn refresh_table(&mut self) {
         let current = self.shared.table.load();
         if !Arc::ptr_eq(&current, self.engine.table()) {
+            // The kernel must forget the old generation's flows before a packet could use them.
+            if let Some(f) = &mut self.fast {
+                f.flush(&mut self.engine);
+            }
             self.engine.set_table(arc_swap::Guard::into_inner(current));
             // Public addresses that arrived are announced on the edge (written by the
             // caller's flush, or the next one).

@@ -29,6 +29,7 @@ use tracing::{error, info};
 pub mod batch;
 pub mod control;
 pub mod datapath;
+pub mod fastpath;
 pub mod instance;
 pub mod metrics;
 pub mod reconcile;
@@ -91,6 +92,10 @@ pub struct AgentArgs {
     /// (learned by ARP).
     #[arg(long, default_value = "203.0.113.1", requires = "edge_netns")]
     pub edge_gateway: Ipv4Addr,
+    /// The kernel fast path (`docs/fast-path.md`): the engine's cacheable flow decisions run as
+    /// u32 + mirred filters, every decision still the engine's.
+    #[arg(long, value_enum, env = "SOFTVPC_FAST_PATH", default_value_t = fastpath::FastPathMode::Off)]
+    pub fast_path: fastpath::FastPathMode,
 }
 
 /// The edge's MAC: `0a:56:45:` + the low 24 bits of the underlay address (locally
@@ -183,7 +188,14 @@ pub async fn serve(
         None => None,
     };
     let shared = Arc::new(Shared::default());
-    let datapath = DataPath::spawn(engine, rx, tx, Arc::clone(&shared))?;
+    let fast = match args.fast_path {
+        fastpath::FastPathMode::On => Some(fastpath::FastPath::start(
+            args.underlay_ip,
+            &args.instance_netns_prefix,
+        )?),
+        fastpath::FastPathMode::Off => None,
+    };
+    let datapath = DataPath::spawn_with(engine, rx, tx, Arc::clone(&shared), fast)?;
     if let Some(tap) = edge {
         datapath.send(Command::AddPort {
             port: PortId::EDGE,
@@ -220,6 +232,7 @@ pub async fn serve(
         server = %args.server,
         metrics = %args.metrics_listen,
         prefix = %args.instance_netns_prefix,
+        fast_path = ?args.fast_path,
         "agent started"
     );
 

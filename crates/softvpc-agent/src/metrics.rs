@@ -147,6 +147,9 @@ pub fn render(
     for (op, n) in stats.io.errors() {
         let _ = writeln!(out, "softvpc_io_errors_total{{op=\"{op}\"}} {n}");
     }
+    if let Some(f) = state.datapath.fast_path.get() {
+        write_fast_path(&mut out, f);
+    }
     let (v, records) = (view, &view.records);
     let _ = writeln!(
         out,
@@ -390,5 +393,60 @@ async fn healthz(State(state): State<Arc<AgentState>>) -> impl IntoResponse {
         (StatusCode::OK, "ok\n")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "data path not running\n")
+    }
+}
+
+/// The kernel fast path's counters (`--fast-path on`).
+fn write_fast_path(out: &mut String, f: &crate::fastpath::FastPathCounters) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let rows: [(&str, &str, &str, u64); 7] = [
+        (
+            "softvpc_fast_path_flows",
+            "gauge",
+            "Flows installed in the kernel now.",
+            f.installed.load(Relaxed),
+        ),
+        (
+            "softvpc_fast_path_installs_total",
+            "counter",
+            "Flows installed in the kernel.",
+            f.installs.load(Relaxed),
+        ),
+        (
+            "softvpc_fast_path_removals_total",
+            "counter",
+            "Flows removed from the kernel.",
+            f.removals.load(Relaxed),
+        ),
+        (
+            "softvpc_fast_path_flushes_total",
+            "counter",
+            "Flushes of every kernel flow on a new table generation.",
+            f.flushes.load(Relaxed),
+        ),
+        (
+            "softvpc_fast_path_errors_total",
+            "counter",
+            "Netlink operations of the fast path that failed.",
+            f.errors.load(Relaxed),
+        ),
+        (
+            "softvpc_fast_path_forged_total",
+            "counter",
+            "Datagrams to a fast-path device's own port, dropped.",
+            f.forged.load(Relaxed),
+        ),
+        (
+            "softvpc_fast_path_packets_total",
+            "counter",
+            "Packets the kernel carried (folded into the engine's counters).",
+            f.packets.load(Relaxed),
+        ),
+    ];
+    for (name, kind, help, v) in rows {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+        );
     }
 }

@@ -326,6 +326,7 @@ fn scenario(prefix: &str, ns11: &str, ns12: &str) {
         edge_netns: None,
         edge_bridge: "inet0".into(),
         edge_gateway: Ipv4Addr::new(203, 0, 113, 1),
+        fast_path: Default::default(),
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let agent = rt.spawn(softvpc_agent::serve(args, async move {

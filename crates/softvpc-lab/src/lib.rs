@@ -86,6 +86,10 @@ pub enum LabCommand {
         /// Seconds to wait for the instances to reach their routers.
         #[arg(long, default_value_t = 60)]
         wait_secs: u64,
+        /// The agents' kernel fast path (`softvpc agent --fast-path`).
+        #[arg(long, env = "SOFTVPC_FAST_PATH", default_value = "off",
+              value_parser = ["on", "off"])]
+        fast_path: String,
     },
     /// Remove everything the lab created.
     Down,
@@ -118,6 +122,7 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
             api_port,
             bin,
             wait_secs,
+            fast_path,
         } => up::up(
             &args,
             &up::UpOptions {
@@ -125,6 +130,7 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
                 api_port: *api_port,
                 bin: bin.clone(),
                 wait: std::time::Duration::from_secs(*wait_secs),
+                fast_path: fast_path.clone(),
             },
         ),
         LabCommand::Down => down::down(&args),

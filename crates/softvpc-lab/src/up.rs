@@ -52,6 +52,8 @@ pub struct UpOptions {
     pub bin: Option<PathBuf>,
     /// Time for the instances to reach their routers.
     pub wait: Duration,
+    /// The agents' `--fast-path` (`on` or `off`).
+    pub fast_path: String,
 }
 
 /// Prints `[n/N] what... ` and then the outcome with its duration.
@@ -272,6 +274,7 @@ fn build(
     let host_ids = step(4, "starting agents", |s| {
         let ids = start_agents(
             bin,
+            &opts.fast_path,
             prefix,
             topo,
             api,
@@ -607,6 +610,7 @@ fn join_token(bin: &Path, state_dir: &Path, host: &str) -> anyhow::Result<String
 #[allow(clippy::too_many_arguments)]
 fn start_agents(
     bin: &Path,
+    fast_path: &str,
     prefix: &str,
     topo: &Topology,
     api: &Ec2Client,
@@ -644,6 +648,8 @@ fn start_agents(
             host.underlay_ip.to_string(),
             "--instance-netns-prefix".to_string(),
             prefix.to_string(),
+            "--fast-path".to_string(),
+            fast_path.to_string(),
         ];
         if let (Some(net), Some(gateway)) = (
             &state.internet,

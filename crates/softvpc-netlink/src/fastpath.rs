@@ -5,20 +5,35 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use futures_util::StreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use rtnetlink::packet_core::{
-    NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST,
+    NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST,
 };
+use rtnetlink::packet_route::link::LinkAttribute;
 use rtnetlink::packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourFlags};
 use rtnetlink::packet_route::tc::{
     TcAction, TcActionAttribute, TcActionGeneric, TcActionMirror, TcActionMirrorOption,
     TcActionOption, TcActionType, TcAttribute, TcFilterU32, TcFilterU32Option, TcHandle, TcMessage,
     TcMirror, TcMirrorActionType, TcOption, TcU32Key, TcU32Selector, TcU32SelectorFlags,
 };
+use rtnetlink::packet_route::tc::{TcActionMirrorOption as MirrorOpt, TcStats2};
 use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::LinkVxlan;
 
 use crate::{format_mac, Error, Netlink, Result};
+
+/// What the filters of one priority counted (`tc -s filter show`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FilterStats {
+    /// The priority.
+    pub prio: u16,
+    /// Packets their actions handled (the kernel's counter is 32 bits: it wraps).
+    pub packets: u64,
+    /// Bytes (from the network header's frame: Ethernet included on these hooks).
+    pub bytes: u64,
+    /// Milliseconds since one was last used (10 ms resolution); none if never reported.
+    pub idle_ms: Option<u64>,
+}
 
 /// Where on a device a filter sits: the `clsact` hook it is attached to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,13 +122,18 @@ impl U32Match {
 }
 
 impl Netlink {
-    /// `ip link add NAME type vxlan id VNI local LOCAL dstport PORT nolearning`: a VXLAN device
+    /// `ip link add NAME type vxlan id VNI local LOCAL dstport PORT srcport 49152 65535
+    /// noudpcsum nolearning`: a VXLAN device (outer UDP checksum 0, as the agent sends)
     /// whose socket (bound to `0.0.0.0:PORT`) stays in this socket's namespace even when the
     /// device is moved to another.
     pub async fn add_vxlan(&self, name: &str, vni: u32, local: Ipv4Addr, port: u16) -> Result<()> {
+        // Outer source ports from the inner flow's hash in 49152..65535 and checksum 0, as the
+        // agent sends.
         let msg = LinkVxlan::new(name, vni)
             .local(local)
             .port(port)
+            .port_range(49152, 65535)
+            .udp_csum(false)
             .learning(false)
             .build();
         self.handle.link().add(msg).execute().await.map_err(|e| {
@@ -140,6 +160,35 @@ impl Netlink {
             .neighbours()
             .add_bridge(index, mac)
             .flags(NeighbourFlags::Own);
+        let m = req.message_mut();
+        m.attributes
+            .push(NeighbourAttribute::Destination(NeighbourAddress::from(
+                IpAddr::V4(dst),
+            )));
+        m.attributes.push(NeighbourAttribute::Port(port));
+        req.execute().await.map_err(|e| Error::netlink(op, e))
+    }
+
+    /// `bridge fdb replace MAC dev DEV dst DST port PORT self permanent`: frames to `mac` leave
+    /// a VXLAN device for `dst:port` only (an earlier destination of `mac` is replaced).
+    pub async fn fdb_replace(
+        &self,
+        dev: &str,
+        mac: &[u8; 6],
+        dst: Ipv4Addr,
+        port: u16,
+    ) -> Result<()> {
+        let op = format!(
+            "bridge fdb replace {} dev {dev} dst {dst} port {port} self permanent",
+            format_mac(mac)
+        );
+        let index = self.index(dev, &op).await?;
+        let mut req = self
+            .handle
+            .neighbours()
+            .add_bridge(index, mac)
+            .flags(NeighbourFlags::Own)
+            .replace();
         let m = req.message_mut();
         m.attributes
             .push(NeighbourAttribute::Destination(NeighbourAddress::from(
@@ -254,6 +303,130 @@ impl Netlink {
             Err(e) if e.is_not_found() => Ok(()),
             r => r,
         }
+    }
+
+    /// `tc qdisc del dev DEV clsact`: the hooks and every filter on them. Nothing there is not
+    /// an error.
+    pub async fn del_clsact(&self, dev: &str) -> Result<()> {
+        let op = format!("tc qdisc del dev {dev} clsact");
+        let index = self.index(dev, &op).await?;
+        let mut m = TcMessage::with_index(index as i32);
+        m.header.parent = TcHandle::CLSACT;
+        m.header.handle = TcHandle {
+            major: 0xffff,
+            minor: 0,
+        };
+        match self
+            .tc_request(RouteNetlinkMessage::DelQueueDiscipline(m), 0, &op)
+            .await
+        {
+            Err(e) if e.is_not_found() || e.errno() == Some(nix::libc::EINVAL) => Ok(()),
+            r => r,
+        }
+    }
+
+    /// `ip link show dev DEV`'s MAC address, or none if there is no such link.
+    pub async fn link_mac(&self, dev: &str) -> Result<Option<[u8; 6]>> {
+        let mut links = self
+            .handle
+            .link()
+            .get()
+            .match_name(dev.to_string())
+            .execute();
+        match links.try_next().await {
+            Ok(Some(l)) => Ok(l.attributes.iter().find_map(|a| match a {
+                LinkAttribute::Address(m) if m.len() == 6 => {
+                    let mut mac = [0u8; 6];
+                    mac.copy_from_slice(m);
+                    Some(mac)
+                }
+                _ => None,
+            })),
+            Ok(None) => Ok(None),
+            Err(e) => {
+                let e = Error::netlink(format!("ip link show dev {dev}"), e);
+                if e.is_not_found() {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    /// `tc -s filter show dev DEV HOOK`: per priority, what its u32 filters' `mirred` actions
+    /// counted (summed over the priority's filters) and how long ago one was last used.
+    pub async fn filter_stats(&self, dev: &str, hook: Hook) -> Result<Vec<FilterStats>> {
+        let op = format!("tc -s filter show dev {dev} {}", hook.name());
+        let index = self.index(dev, &op).await?;
+        let mut m = TcMessage::with_index(index as i32);
+        m.header.parent = hook.parent();
+        let mut req = NetlinkMessage::from(RouteNetlinkMessage::GetTrafficFilter(m));
+        req.header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+        let mut handle = self.handle.clone();
+        let mut response = handle
+            .request(req)
+            .map_err(|e| Error::netlink(op.clone(), e))?;
+        let mut out: Vec<FilterStats> = Vec::new();
+        while let Some(msg) = response.next().await {
+            let m = match msg.payload {
+                NetlinkPayload::Error(err) if err.code.is_some() => {
+                    return Err(Error::netlink(op, rtnetlink::Error::NetlinkError(err)));
+                }
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewTrafficFilter(m)) => m,
+                _ => continue,
+            };
+            let prio = (m.header.info >> 16) as u16;
+            for a in &m.attributes {
+                let TcAttribute::Options(opts) = a else {
+                    continue;
+                };
+                for o in opts {
+                    let TcOption::U32(TcFilterU32Option::Action(actions)) = o else {
+                        continue;
+                    };
+                    for act in actions {
+                        let mut s = FilterStats {
+                            prio,
+                            ..Default::default()
+                        };
+                        for aa in &act.attributes {
+                            match aa {
+                                TcActionAttribute::Stats(st) => {
+                                    for x in st {
+                                        if let TcStats2::Basic(b) = x {
+                                            s.packets += u64::from(b.packets);
+                                            s.bytes += b.bytes;
+                                        }
+                                    }
+                                }
+                                TcActionAttribute::Options(ao) => {
+                                    for x in ao {
+                                        if let TcActionOption::Mirror(MirrorOpt::Tm(t)) = x {
+                                            // USER_HZ (1/100 s) since the last use.
+                                            s.idle_ms = Some(t.lastuse.saturating_mul(10));
+                                        }
+                                    }
+                                }
+                                _ => {}
+                            }
+                        }
+                        match out.iter_mut().find(|f| f.prio == prio) {
+                            Some(f) => {
+                                f.packets += s.packets;
+                                f.bytes += s.bytes;
+                                f.idle_ms = match (f.idle_ms, s.idle_ms) {
+                                    (Some(a), Some(b)) => Some(a.min(b)),
+                                    (a, b) => a.or(b),
+                                };
+                            }
+                            None => out.push(s),
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
     async fn tc_request(&self, msg: RouteNetlinkMessage, flags: u16, op: &str) -> Result<()> {

@@ -32,7 +32,7 @@ use rtnetlink::{
 };
 
 pub use error::{Error, Result};
-pub use fastpath::{Hook, Redirect, U32Match};
+pub use fastpath::{FilterStats, Hook, Redirect, U32Match};
 
 /// Runs `fut` to completion on a new single-threaded runtime: for synchronous callers (the lab).
 /// Must not be called from inside a tokio runtime.

@@ -1,0 +1,868 @@
+//! The kernel fast path (issue 14, `docs/fast-path.md`): the engine's cached flow decisions
+//! executed by the kernel with u32 filters and `mirred` redirects, while the engine stays the
+//! only place where policy is decided.
+//!
+//! The data-path thread owns a [`FastPath`]. Every [`SYNC_INTERVAL`] it folds what the kernel
+//! carried back into the engine ([`Engine::fold_kernel_use`]), asks the engine what may be
+//! installed ([`Engine::kernel_flows`]) and hands the difference to the installer thread (its
+//! own current-thread runtime and netlink sockets). Before the engine gets a new table (a new
+//! generation: any mapping or policy change) the data path waits until the installer has
+//! removed every installed flow ([`FastPath::flush`]), so no packet uses a stale decision.
+//!
+//! Per local ENI (port), made on its first installed flow:
+//!
+//! ```text
+//!  instance netns: eth<N> (TAP)  -- clsact egress: u32 per egress flow -> mirred egress fpe<P>
+//!                  fpe<P> (VXLAN, VNI of the VPC, socket in the host netns on port 47000+P%2000,
+//!                          FDB: destination MAC -> host:4789; anything it receives -> sink)
+//!                  fpi<P> (VXLAN, socket in the port's own netns fp<P> on 4789, no FDB)
+//!                          clsact ingress: everything -> mirred ingress eth<N>
+//!  host netns:     underlay device -- clsact ingress: u32 per ingress flow (outer source = the
+//!                          flow's host, UDP 4789, VNI, inner frame as the engine decided)
+//!                          -> mirred egress fpv<P> (veth) -> fp<P> netns (the host's underlay
+//!                          address and MAC on its end) -> UDP 4789 -> fpi<P> decapsulates
+//! ```
+//!
+//! So VXLAN keeps going to port 4789 on every host (kernel VTEPs and hosts without the fast
+//! path interoperate), the receiving port problem does not arise (the receiver picks the flows
+//! it takes out of the agent's way, by the outer source too, so forged VXLAN reaches the engine
+//! and is dropped and counted there), and nothing listens on the host for the fast path except
+//! `fpe<P>`'s socket, whose every frame is redirected to `fpi<P>`'s transmit side, which has
+//! no FDB entry and drops it (counted by that filter: `forged` in the metrics).
+//!
+//! What the kernel carried is read from the filters' statistics every [`STATS_INTERVAL`] and
+//! folded into the engine's counters, flow entries and conntrack idle timers; flows removed
+//! between two reads lose at most that interval of counts. Flow logs (issue 10) count packets
+//! the engine forwards: a kernel flow's packets reach them only through the fold (not wired:
+//! an ENI with flow logs should keep its flows slow or take the folded counts).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use softvpc_engine::offload::{KernelAction, KernelFlow, KernelHook, U32Key};
+use softvpc_engine::{Engine, PortId};
+use softvpc_netlink::{netns, Hook, LinkChange, Netlink, Redirect, U32Match};
+use tracing::{debug, info, warn};
+
+/// How often the data path installs and removes flows.
+pub const SYNC_INTERVAL: Duration = Duration::from_millis(10);
+/// How often the installer reads the filters' statistics.
+pub const STATS_INTERVAL: Duration = Duration::from_millis(500);
+/// The VXLAN port.
+const VXLAN_PORT: u16 = 4789;
+/// The filter priority of the per-device catch-all redirects.
+const CATCH_ALL_PRIO: u16 = 1;
+/// Flow filters take priorities from here up.
+const FIRST_PRIO: u16 = 10;
+
+/// `--fast-path`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FastPathMode {
+    /// Install the engine's cacheable flows in the kernel.
+    On,
+    /// Forward every packet through the engine.
+    #[default]
+    Off,
+}
+
+/// Where a local port's interface is.
+#[derive(Debug, Clone)]
+pub struct PortInfo {
+    /// The data path's port.
+    pub port: PortId,
+    /// The instance's namespace.
+    pub netns: String,
+    /// The interface in it (`eth<N>`).
+    pub ifname: String,
+    /// Its MAC.
+    pub mac: [u8; 6],
+}
+
+/// The fast path's counters, for the metrics.
+#[derive(Debug, Default)]
+pub struct FastPathCounters {
+    /// Flows in the kernel now.
+    pub installed: AtomicU64,
+    /// Flows installed, ever.
+    pub installs: AtomicU64,
+    /// Flows removed (no longer offered, or flushed).
+    pub removals: AtomicU64,
+    /// Flushes on a new table generation.
+    pub flushes: AtomicU64,
+    /// Netlink operations that failed.
+    pub errors: AtomicU64,
+    /// Packets that arrived on a port's egress device socket and were dropped.
+    pub forged: AtomicU64,
+    /// Packets the kernel carried (folded into the engine's counters).
+    pub packets: AtomicU64,
+}
+
+/// What the kernel carried for one flow since the last read.
+#[derive(Debug, Clone, Copy)]
+struct Use {
+    flow: KernelFlow,
+    packets: u64,
+    bytes: u64,
+    last_used: Instant,
+}
+
+enum Op {
+    Port(PortInfo),
+    RemovePort(PortId),
+    Install(KernelFlow),
+    Remove(KernelFlow),
+    Flush(mpsc::Sender<()>),
+    Shutdown,
+}
+
+/// The data path's side of the fast path. See the [module docs](self).
+pub struct FastPath {
+    ops: mpsc::Sender<Op>,
+    thread: Option<JoinHandle<()>>,
+    installed: BTreeSet<KernelFlow>,
+    uses: Arc<Mutex<Vec<Use>>>,
+    last_sync: Option<Instant>,
+    /// What it did, for the metrics.
+    pub counters: Arc<FastPathCounters>,
+}
+
+impl FastPath {
+    /// Starts the installer for the host whose underlay address is `underlay_ip`; `prefix` names
+    /// the per-port namespaces (`<prefix>fp<underlay address>-<P>`).
+    pub fn start(underlay_ip: Ipv4Addr, prefix: &str) -> anyhow::Result<FastPath> {
+        let (tx, rx) = mpsc::channel();
+        let uses = Arc::new(Mutex::new(Vec::new()));
+        let counters = Arc::new(FastPathCounters::default());
+        let (u, c, prefix) = (Arc::clone(&uses), Arc::clone(&counters), prefix.to_string());
+        let thread = std::thread::Builder::new()
+            .name("softvpc-fastpath".into())
+            .spawn(move || installer_main(underlay_ip, prefix, u, c, rx))
+            .context("spawning the fast path's installer")?;
+        Ok(FastPath {
+            ops: tx,
+            thread: Some(thread),
+            installed: BTreeSet::new(),
+            uses,
+            last_sync: None,
+            counters,
+        })
+    }
+
+    /// A local port came up.
+    pub fn add_port(&mut self, info: PortInfo) {
+        let _ = self.ops.send(Op::Port(info));
+    }
+
+    /// A local port went away: its flows and devices go.
+    pub fn remove_port(&mut self, port: PortId) {
+        self.installed.retain(|k| k.port() != port);
+        let _ = self.ops.send(Op::RemovePort(port));
+    }
+
+    /// Removes every installed flow and waits until the kernel no longer has them (before the
+    /// engine gets a new table).
+    pub fn flush(&mut self, engine: &mut Engine) {
+        self.fold(engine);
+        if self.installed.is_empty() {
+            return;
+        }
+        let (tx, rx) = mpsc::channel();
+        if self.ops.send(Op::Flush(tx)).is_ok() && rx.recv_timeout(Duration::from_secs(5)).is_err()
+        {
+            warn!("the fast path's flush did not finish in 5 s");
+        }
+        self.installed.clear();
+    }
+
+    /// Folds what the kernel carried into the engine.
+    fn fold(&mut self, engine: &mut Engine) {
+        let uses = match self.uses.lock() {
+            Ok(mut u) => std::mem::take(&mut *u),
+            Err(_) => return,
+        };
+        for u in uses {
+            engine.fold_kernel_use(&u.flow, u.packets, u.bytes, u.last_used);
+        }
+    }
+
+    /// Every [`SYNC_INTERVAL`]: folds, then installs what the engine offers and removes what it
+    /// no longer does.
+    pub fn tick(&mut self, engine: &mut Engine, now: Instant) {
+        if self
+            .last_sync
+            .is_some_and(|t| now.saturating_duration_since(t) < SYNC_INTERVAL)
+        {
+            return;
+        }
+        self.last_sync = Some(now);
+        self.fold(engine);
+        let offered: BTreeSet<KernelFlow> = engine.kernel_flows().collect();
+        for k in self.installed.difference(&offered) {
+            let _ = self.ops.send(Op::Remove(*k));
+        }
+        for k in offered.difference(&self.installed) {
+            let _ = self.ops.send(Op::Install(*k));
+        }
+        self.installed = offered;
+    }
+}
+
+impl Drop for FastPath {
+    /// Removes everything the fast path made.
+    fn drop(&mut self) {
+        let _ = self.ops.send(Op::Shutdown);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One port's kernel side.
+struct PortDevs {
+    info: PortInfo,
+    /// The port's own namespace (holding `fpi<P>`'s socket).
+    fp_ns: String,
+    /// The veth end in the host namespace leading to it.
+    veth: String,
+    /// The egress VXLAN device (in the instance's namespace).
+    vx_out: String,
+    /// The ingress VXLAN device (in the instance's namespace).
+    vx_in: String,
+    /// The instance namespace's netlink socket.
+    nl: Netlink,
+    /// FDB entries made on `vx_out`: MAC -> host.
+    fdb: HashMap<[u8; 6], Ipv4Addr>,
+    /// The egress device's catch-all drop counter, last read.
+    forged_seen: u64,
+}
+
+/// A flow's filter: on which device and hook, at which priority.
+#[derive(Debug, Clone, Copy)]
+struct Installed {
+    prio: u16,
+    /// Last read of its counters (the kernel's packet counter is 32 bits).
+    packets: u64,
+    bytes: u64,
+}
+
+struct Installer {
+    underlay_ip: Ipv4Addr,
+    prefix: String,
+    host: Netlink,
+    /// The underlay device, with its MAC, once found.
+    underlay: Option<(String, [u8; 6])>,
+    ports: HashMap<PortId, PortInfo>,
+    devs: HashMap<PortId, PortDevs>,
+    flows: BTreeMap<KernelFlow, Installed>,
+    /// Free priorities per (port's egress | underlay ingress).
+    next_prio: HashMap<Option<PortId>, u16>,
+    free_prios: HashMap<Option<PortId>, Vec<u16>>,
+    uses: Arc<Mutex<Vec<Use>>>,
+    counters: Arc<FastPathCounters>,
+    last_stats: Instant,
+}
+
+/// The key of a priority space: a port's egress hook, or the underlay's ingress (`None`).
+fn space(k: &KernelFlow) -> Option<PortId> {
+    match k.hook {
+        KernelHook::PortEgress(p) => Some(p),
+        KernelHook::UnderlayIngress { .. } => None,
+    }
+}
+
+fn to_match(k: &U32Key, shift: i32) -> U32Match {
+    U32Match {
+        offset: k.offset + shift,
+        mask: k.mask,
+        value: k.value,
+    }
+}
+
+/// The u32 keys of an ingress flow on the underlay device: the outer IPv4 header (no
+/// options, not a fragment, UDP, from the flow's host to us), UDP port 4789, the VXLAN header
+/// (I flag, the VNI, reserved bits clear), then the inner frame's keys 50 bytes further.
+fn ingress_keys(k: &KernelFlow, us: Ipv4Addr) -> Vec<U32Match> {
+    let KernelHook::UnderlayIngress { vni, host, .. } = k.hook else {
+        return Vec::new();
+    };
+    let mut keys = vec![
+        U32Match {
+            offset: 0,
+            mask: 0xff00_0000,
+            value: 0x4500_0000,
+        },
+        U32Match {
+            offset: 4,
+            mask: 0x0000_3fff,
+            value: 0,
+        },
+        U32Match {
+            offset: 8,
+            mask: 0x00ff_0000,
+            value: 17 << 16,
+        },
+        U32Match::ipv4_src(host),
+        U32Match::ipv4_dst(us),
+        U32Match {
+            offset: 20,
+            mask: 0x0000_ffff,
+            value: u32::from(VXLAN_PORT),
+        },
+        U32Match {
+            offset: 28,
+            mask: u32::MAX,
+            value: 0x0800_0000,
+        },
+        U32Match {
+            offset: 32,
+            mask: u32::MAX,
+            value: vni.0 << 8,
+        },
+    ];
+    let (inner, n) = k.u32_keys();
+    keys.extend(inner[..n].iter().map(|x| to_match(x, 50)));
+    aligned(&keys)
+}
+
+/// The same condition as `keys`, as keys on 4-byte aligned offsets (iproute2 only makes those,
+/// and the inner frame sits 50 bytes into the datagram): each masked byte goes into the aligned
+/// word holding it; keys on the same word merge.
+fn aligned(keys: &[U32Match]) -> Vec<U32Match> {
+    let mut words: BTreeMap<i32, (u32, u32)> = BTreeMap::new();
+    for k in keys {
+        for i in 0..4 {
+            let shift = 24 - 8 * i;
+            let m = (k.mask >> shift) & 0xff;
+            if m == 0 {
+                continue;
+            }
+            let v = (k.value >> shift) & m;
+            let at = k.offset + i;
+            let base = at.div_euclid(4) * 4;
+            let to = 24 - 8 * (at - base) as u32;
+            let w = words.entry(base).or_insert((0, 0));
+            w.0 |= m << to;
+            w.1 |= v << to;
+        }
+    }
+    words
+        .into_iter()
+        .map(|(offset, (mask, value))| U32Match {
+            offset,
+            mask,
+            value,
+        })
+        .collect()
+}
+
+/// The installer thread: its own runtime, whose netlink sockets it makes (in the agent's host
+/// namespace, which every thread of the agent is in).
+fn installer_main(
+    underlay_ip: Ipv4Addr,
+    prefix: String,
+    uses: Arc<Mutex<Vec<Use>>>,
+    counters: Arc<FastPathCounters>,
+    ops: mpsc::Receiver<Op>,
+) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            warn!(error = %e, "the fast path's runtime did not start");
+            return;
+        }
+    };
+    rt.block_on(async move {
+        match Installer::new(underlay_ip, prefix, uses, counters) {
+            Ok(mut i) => i.run(ops).await,
+            Err(e) => warn!(error = %format!("{e:#}"), "the fast path did not start"),
+        }
+    });
+}
+
+impl Installer {
+    fn new(
+        underlay_ip: Ipv4Addr,
+        prefix: String,
+        uses: Arc<Mutex<Vec<Use>>>,
+        counters: Arc<FastPathCounters>,
+    ) -> anyhow::Result<Installer> {
+        Ok(Installer {
+            underlay_ip,
+            prefix,
+            host: Netlink::connect().context("netlink in the host namespace")?,
+            underlay: None,
+            ports: HashMap::new(),
+            devs: HashMap::new(),
+            flows: BTreeMap::new(),
+            next_prio: HashMap::new(),
+            free_prios: HashMap::new(),
+            uses,
+            counters,
+            last_stats: Instant::now(),
+        })
+    }
+
+    async fn run(&mut self, ops: mpsc::Receiver<Op>) {
+        {
+            loop {
+                let op = match ops.recv_timeout(STATS_INTERVAL) {
+                    Ok(op) => Some(op),
+                    Err(mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => Some(Op::Shutdown),
+                };
+                match op {
+                    Some(Op::Port(info)) => {
+                        self.ports.insert(info.port, info);
+                    }
+                    Some(Op::RemovePort(port)) => self.remove_port(port).await,
+                    Some(Op::Install(k)) => {
+                        if let Err(e) = self.install(k).await {
+                            self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                            warn!(error = %format!("{e:#}"), flow = ?k, "fast path: install failed");
+                        }
+                    }
+                    Some(Op::Remove(k)) => self.remove(&k).await,
+                    Some(Op::Flush(done)) => {
+                        self.read_stats().await;
+                        let all: Vec<KernelFlow> = self.flows.keys().copied().collect();
+                        for k in &all {
+                            self.remove(k).await;
+                        }
+                        self.counters.flushes.fetch_add(1, Ordering::Relaxed);
+                        let _ = done.send(());
+                    }
+                    Some(Op::Shutdown) => {
+                        let ports: Vec<PortId> = self.devs.keys().copied().collect();
+                        for p in ports {
+                            self.remove_port(p).await;
+                        }
+                        if let Some((dev, _)) = &self.underlay {
+                            let _ = self.host.del_clsact(dev).await;
+                        }
+                        info!("fast path removed");
+                        return;
+                    }
+                    None => {}
+                }
+                if self.last_stats.elapsed() >= STATS_INTERVAL {
+                    self.read_stats().await;
+                }
+            }
+        }
+    }
+
+    fn alloc_prio(&mut self, space: Option<PortId>) -> u16 {
+        if let Some(p) = self.free_prios.get_mut(&space).and_then(Vec::pop) {
+            return p;
+        }
+        let next = self.next_prio.entry(space).or_insert(FIRST_PRIO);
+        let p = *next;
+        *next = next.saturating_add(1);
+        p
+    }
+
+    /// The underlay device: the host namespace's link holding the underlay address.
+    async fn underlay(&mut self) -> anyhow::Result<(String, [u8; 6])> {
+        if let Some(u) = &self.underlay {
+            return Ok(u.clone());
+        }
+        for dev in self.host.link_names().await? {
+            let addrs = self.host.addresses(&dev).await.unwrap_or_default();
+            if addrs.iter().any(|(a, _)| *a == self.underlay_ip) {
+                let mac = self
+                    .host
+                    .link_mac(&dev)
+                    .await?
+                    .context("the underlay device has no MAC")?;
+                if let Err(e) = self.host.add_clsact(&dev).await {
+                    if e.errno() != Some(libc::EEXIST) {
+                        return Err(e.into());
+                    }
+                }
+                self.underlay = Some((dev.clone(), mac));
+                return Ok((dev, mac));
+            }
+        }
+        anyhow::bail!("no link holds the underlay address {}", self.underlay_ip)
+    }
+
+    /// Makes the port's devices (see the module docs) on its first flow.
+    async fn port_devs(&mut self, port: PortId, vni: u32) -> anyhow::Result<()> {
+        if self.devs.contains_key(&port) {
+            return Ok(());
+        }
+        let info = self
+            .ports
+            .get(&port)
+            .cloned()
+            .context("a flow of a port not announced")?;
+        let (_, umac) = self.underlay().await?;
+        // Named per host too: the hosts of a lab share one /run/netns.
+        let [a, b, c, d] = self.underlay_ip.octets();
+        let fp_ns = format!("{}fp{a}-{b}-{c}-{d}-{}", self.prefix, port.0);
+        let veth = format!("fpv{}", port.0);
+        let vx_out = format!("fpe{}", port.0);
+        let vx_in = format!("fpi{}", port.0);
+        // Leftovers of an agent that did not exit cleanly.
+        let _ = netns::delete(&fp_ns);
+        let _ = self.host.del_link(&veth).await;
+        let _ = self.host.del_link(&vx_out).await;
+        netns::create(&fp_ns)?;
+        // Datagrams come from other hosts, to which this namespace has no route: no reverse
+        // path filter (a namespace inherits the host's settings); no IPv6 chatter.
+        for (key, value) in [
+            ("net.ipv4.conf.all.rp_filter", "0"),
+            ("net.ipv4.conf.default.rp_filter", "0"),
+            ("net.ipv6.conf.all.disable_ipv6", "1"),
+            ("net.ipv6.conf.default.disable_ipv6", "1"),
+        ] {
+            netns::set_sysctl(&fp_ns, key, value)?;
+        }
+        let nl = Netlink::connect_in(&info.netns)?;
+        let made = async {
+            let _ = nl.del_link(&vx_out).await;
+            let _ = nl.del_link(&vx_in).await;
+            self.host.add_veth(&veth, "fpr", Some(&fp_ns)).await?;
+            let nf = Netlink::connect_in(&fp_ns)?;
+            nf.set_link(
+                "fpr",
+                &LinkChange {
+                    mac: Some(umac),
+                    up: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await?;
+            nf.set_up("lo").await?;
+            nf.add_address("fpr", self.underlay_ip, 32, false).await?;
+            self.host.set_up(&veth).await?;
+            nf.add_vxlan(&vx_in, vni, self.underlay_ip, VXLAN_PORT)
+                .await?;
+            nf.move_to_netns(&vx_in, &info.netns).await?;
+            let out_port = 47000 + (port.0 % 2000) as u16;
+            self.host
+                .add_vxlan(&vx_out, vni, self.underlay_ip, out_port)
+                .await?;
+            self.host.move_to_netns(&vx_out, &info.netns).await?;
+            for dev in [&vx_in, &vx_out] {
+                nl.set_link(
+                    dev,
+                    &LinkChange {
+                        mac: Some(info.mac),
+                        mtu: Some(9001),
+                        up: Some(true),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+                nl.add_clsact(dev).await?;
+            }
+            nl.add_redirect(
+                &vx_in,
+                Hook::Ingress,
+                CATCH_ALL_PRIO,
+                &[],
+                &info.ifname,
+                Redirect::Ingress,
+            )
+            .await?;
+            // Nothing may arrive on the egress device's socket: to the ingress device's
+            // transmit side, which has no FDB entry and drops it.
+            nl.add_redirect(
+                &vx_out,
+                Hook::Ingress,
+                CATCH_ALL_PRIO,
+                &[],
+                &vx_in,
+                Redirect::Egress,
+            )
+            .await?;
+            if let Err(e) = nl.add_clsact(&info.ifname).await {
+                if e.errno() != Some(libc::EEXIST) {
+                    return Err(anyhow::Error::from(e));
+                }
+            }
+            anyhow::Ok(())
+        }
+        .await;
+        if let Err(e) = made {
+            let _ = netns::delete(&fp_ns);
+            let _ = self.host.del_link(&vx_out).await;
+            let _ = nl.del_link(&vx_out).await;
+            let _ = nl.del_link(&vx_in).await;
+            return Err(e.context(format!("fast path devices of {}", info.ifname)));
+        }
+        debug!(port = port.0, netns = %info.netns, "fast path devices made");
+        self.devs.insert(
+            port,
+            PortDevs {
+                info,
+                fp_ns,
+                veth,
+                vx_out,
+                vx_in,
+                nl,
+                fdb: HashMap::new(),
+                forged_seen: 0,
+            },
+        );
+        Ok(())
+    }
+
+    async fn install(&mut self, k: KernelFlow) -> anyhow::Result<()> {
+        if self.flows.contains_key(&k) {
+            return Ok(());
+        }
+        let port = k.port();
+        let vni = match (k.hook, k.action) {
+            (_, KernelAction::Encap { vni, .. }) => vni.0,
+            (KernelHook::UnderlayIngress { vni, .. }, _) => vni.0,
+            _ => anyhow::bail!("an egress flow that does not encapsulate"),
+        };
+        self.port_devs(port, vni).await?;
+        let space = space(&k);
+        let prio = self.alloc_prio(space);
+        let r = match (k.hook, k.action) {
+            (
+                KernelHook::PortEgress(_),
+                KernelAction::Encap {
+                    host, port: dport, ..
+                },
+            ) => {
+                let d = self.devs.get_mut(&port).context("devices")?;
+                if d.fdb.get(&k.dst_mac) != Some(&host) {
+                    d.nl.fdb_replace(&d.vx_out, &k.dst_mac, host, dport).await?;
+                    d.fdb.insert(k.dst_mac, host);
+                }
+                let (keys, n) = k.u32_keys();
+                let keys: Vec<U32Match> = keys[..n].iter().map(|x| to_match(x, 0)).collect();
+                d.nl.add_redirect(
+                    &d.info.ifname,
+                    Hook::Egress,
+                    prio,
+                    &keys,
+                    &d.vx_out,
+                    Redirect::Egress,
+                )
+                .await
+            }
+            (KernelHook::UnderlayIngress { .. }, KernelAction::Deliver(_)) => {
+                let (udev, _) = self.underlay().await?;
+                let veth = self.devs.get(&port).context("devices")?.veth.clone();
+                let keys = ingress_keys(&k, self.underlay_ip);
+                self.host
+                    .add_redirect(&udev, Hook::Ingress, prio, &keys, &veth, Redirect::Egress)
+                    .await
+            }
+            _ => anyhow::bail!("a flow the fast path cannot hold"),
+        };
+        if let Err(e) = r {
+            self.free_prios.entry(space).or_default().push(prio);
+            return Err(e.into());
+        }
+        self.flows.insert(
+            k,
+            Installed {
+                prio,
+                packets: 0,
+                bytes: 0,
+            },
+        );
+        self.counters.installs.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .installed
+            .store(self.flows.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn remove(&mut self, k: &KernelFlow) {
+        let Some(inst) = self.flows.remove(k) else {
+            return;
+        };
+        let r = match k.hook {
+            KernelHook::PortEgress(port) => match self.devs.get(&port) {
+                Some(d) => {
+                    d.nl.del_filters(&d.info.ifname, Hook::Egress, inst.prio)
+                        .await
+                }
+                None => Ok(()),
+            },
+            KernelHook::UnderlayIngress { .. } => match &self.underlay {
+                Some((dev, _)) => self.host.del_filters(dev, Hook::Ingress, inst.prio).await,
+                None => Ok(()),
+            },
+        };
+        if let Err(e) = r {
+            self.counters.errors.fetch_add(1, Ordering::Relaxed);
+            warn!(error = %e, "fast path: removing a flow failed");
+        }
+        self.free_prios.entry(space(k)).or_default().push(inst.prio);
+        self.counters.removals.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .installed
+            .store(self.flows.len() as u64, Ordering::Relaxed);
+    }
+
+    async fn remove_port(&mut self, port: PortId) {
+        let mine: Vec<KernelFlow> = self
+            .flows
+            .keys()
+            .filter(|k| k.port() == port)
+            .copied()
+            .collect();
+        for k in &mine {
+            self.remove(k).await;
+        }
+        self.ports.remove(&port);
+        self.free_prios.remove(&Some(port));
+        self.next_prio.remove(&Some(port));
+        if let Some(d) = self.devs.remove(&port) {
+            let _ = d.nl.del_clsact(&d.info.ifname).await;
+            let _ = d.nl.del_link(&d.vx_out).await;
+            let _ = d.nl.del_link(&d.vx_in).await;
+            let _ = self.host.del_link(&d.veth).await;
+            if let Err(e) = netns::delete(&d.fp_ns) {
+                warn!(netns = %d.fp_ns, error = %e, "fast path: namespace not deleted");
+            }
+        }
+    }
+
+    /// Reads every filter's counters and hands the differences to the data path.
+    async fn read_stats(&mut self) {
+        self.last_stats = Instant::now();
+        let now = Instant::now();
+        let mut by_space: HashMap<Option<PortId>, Vec<softvpc_netlink::FilterStats>> =
+            HashMap::new();
+        for (port, d) in self.devs.iter_mut() {
+            if let Ok(s) = d.nl.filter_stats(&d.info.ifname, Hook::Egress).await {
+                by_space.insert(Some(*port), s);
+            }
+            if let Ok(s) = d.nl.filter_stats(&d.vx_out, Hook::Ingress).await {
+                let seen: u64 = s.iter().map(|f| f.packets).sum();
+                let new = seen.wrapping_sub(d.forged_seen) & 0xffff_ffff;
+                if new > 0 {
+                    self.counters.forged.fetch_add(new, Ordering::Relaxed);
+                }
+                d.forged_seen = seen;
+            }
+        }
+        if let Some((dev, _)) = &self.underlay {
+            if let Ok(s) = self.host.filter_stats(dev, Hook::Ingress).await {
+                by_space.insert(None, s);
+            }
+        }
+        let mut uses = Vec::new();
+        for (k, inst) in self.flows.iter_mut() {
+            let Some(f) = by_space
+                .get(&space(k))
+                .and_then(|v| v.iter().find(|f| f.prio == inst.prio))
+            else {
+                continue;
+            };
+            let packets = f.packets.wrapping_sub(inst.packets) & 0xffff_ffff;
+            let bytes = f.bytes.saturating_sub(inst.bytes);
+            inst.packets = f.packets;
+            inst.bytes = f.bytes;
+            if packets == 0 {
+                continue;
+            }
+            // The ingress filter counts the outer IPv4 datagram (the Ethernet header is pulled at
+            // ingress): take its IPv4, UDP and VXLAN headers off.
+            let bytes = match k.hook {
+                KernelHook::UnderlayIngress { .. } => bytes.saturating_sub(packets * 36),
+                KernelHook::PortEgress(_) => bytes,
+            };
+            let idle = Duration::from_millis(f.idle_ms.unwrap_or(0));
+            uses.push(Use {
+                flow: *k,
+                packets,
+                bytes,
+                last_used: now.checked_sub(idle).unwrap_or(now),
+            });
+            self.counters.packets.fetch_add(packets, Ordering::Relaxed);
+        }
+        if !uses.is_empty() {
+            if let Ok(mut u) = self.uses.lock() {
+                u.extend(uses);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use softvpc_engine::policy::Generation;
+    use softvpc_engine::Vni;
+    use softvpc_wire::L4Key;
+
+    #[test]
+    fn ingress_keys_match_the_outer_headers_then_the_inner_frame() {
+        let k = KernelFlow {
+            generation: Generation(1),
+            hook: KernelHook::UnderlayIngress {
+                port: PortId(1),
+                vni: Vni(0x101),
+                host: Ipv4Addr::new(198, 18, 0, 12),
+            },
+            src_mac: [2, 0, 0, 0, 1, 2],
+            dst_mac: [2, 0, 0, 0, 1, 1],
+            src: Ipv4Addr::new(10, 0, 0, 185),
+            dst: Ipv4Addr::new(10, 0, 0, 148),
+            proto: 17,
+            l4: L4Key::Ports { src: 53, dst: 4000 },
+            action: KernelAction::Deliver(PortId(1)),
+        };
+        let keys = ingress_keys(&k, Ipv4Addr::new(198, 18, 0, 11));
+        assert!(keys.contains(&U32Match::ipv4_src(Ipv4Addr::new(198, 18, 0, 12))));
+        assert!(keys.contains(&U32Match {
+            offset: 32,
+            mask: u32::MAX,
+            value: 0x0001_0100
+        }));
+        assert!(keys.iter().all(|k| k.offset % 4 == 0), "{keys:?}");
+        // The inner frame 36 bytes into the datagram (20 IPv4 + 8 UDP + 8 VXLAN), its IPv4
+        // header at 50: source 10.0.0.185 at 62..66, destination at 66..70, ports at 70..74.
+        let mut d = [0u8; 80];
+        d[0] = 0x45;
+        d[9] = 17;
+        d[12..16].copy_from_slice(&[198, 18, 0, 12]);
+        d[16..20].copy_from_slice(&[198, 18, 0, 11]);
+        d[22..24].copy_from_slice(&4789u16.to_be_bytes());
+        d[28] = 0x08;
+        d[32..35].copy_from_slice(&[0, 1, 1]);
+        d[36..42].copy_from_slice(&k.dst_mac);
+        d[42..48].copy_from_slice(&k.src_mac);
+        d[48..50].copy_from_slice(&[8, 0]);
+        d[50] = 0x45;
+        d[59] = 17;
+        d[62..66].copy_from_slice(&[10, 0, 0, 185]);
+        d[66..70].copy_from_slice(&[10, 0, 0, 148]);
+        d[70..74].copy_from_slice(&[0, 53, 0x0f, 0xa0]);
+        let word =
+            |at: i32| u32::from_be_bytes(d[at as usize..at as usize + 4].try_into().unwrap());
+        assert!(
+            keys.iter().all(|k| word(k.offset) & k.mask == k.value),
+            "{keys:?}"
+        );
+        // Any byte of the inner flow changed: no match.
+        for at in [37, 43, 59, 63, 69, 71, 73] {
+            let mut e = d;
+            e[at] ^= 1;
+            let word =
+                |o: i32| u32::from_be_bytes(e[o as usize..o as usize + 4].try_into().unwrap());
+            assert!(
+                !keys.iter().all(|k| word(k.offset) & k.mask == k.value),
+                "byte {at}"
+            );
+        }
+    }
+}

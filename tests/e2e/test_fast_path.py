@@ -1,0 +1,92 @@
+"""The kernel fast path (issue 14), in whichever mode the suite runs.
+
+`SOFTVPC_FAST_PATH=on` (read by `softvpc lab up`, passed to every agent as `--fast-path on`) runs
+the suite with the fast path; `scripts/test.sh` runs the whole suite with it off and this file
+again with it on. In both modes a TCP stream between zigi-vm1 (host-1) and
+zigi-vm2 (host-2) must move its data. With the fast path on the agents must have installed its
+flows and the kernel must have carried most of its packets (folded back into the engines'
+counters), without netlink errors; with it off no fast-path metric exists. With it on, datagrams
+sent straight to a fast-path device's own port (a forger skipping the engine) never reach the
+instance and are counted as `softvpc_fast_path_forged_total`.
+"""
+
+import json
+import os
+import re
+import subprocess
+
+import pytest
+
+from e2e_harness import metric_sum, wait_until
+from frames import udp_frame, vxlan
+
+FAST = os.environ.get("SOFTVPC_FAST_PATH", "off") == "on"
+VM1, VM2 = "10.0.0.148", "10.0.0.185"
+
+
+def _iperf(lab, seconds=2):
+    server = subprocess.Popen(["ip", "netns", "exec", lab.netns("zigi-vm2"), "iperf3", "-s", "-1",
+                               "-B", VM2], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: ":5201 " in lab.exec("zigi-vm2", "ss", "-ltn").stdout, 10,
+                   interval=0.1, what="iperf3 to listen")
+        proc = lab.exec("zigi-vm1", "iperf3", "-c", VM2, "-t", str(seconds), "-J", timeout=40)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return json.loads(proc.stdout)["end"]["sum_received"]
+    finally:
+        if server.poll() is None:
+            server.kill()
+        server.wait(timeout=5)
+
+
+def _fast(lab, host, name):
+    """One fast-path counter of `host`."""
+    return metric_sum(lab.metrics(host), name)
+
+
+def test_a_tcp_stream_runs_in_the_mode_the_suite_asked_for(lab):
+    before = {h: lab.metrics(h) for h in ("host-1", "host-2")}
+    received = _iperf(lab)
+    assert received["bytes"] > 10 * 1024 * 1024, received
+    for host in ("host-1", "host-2"):
+        m = lab.metrics(host)
+        names = {n for (n, _) in m}
+        if not FAST:
+            assert "softvpc_fast_path_flows" not in names, f"{host}: fast path metrics while off"
+            continue
+        assert metric_sum(m, "softvpc_fast_path_errors_total") == 0, host
+        assert metric_sum(m, "softvpc_fast_path_installs_total") >= 2, host
+        # The stream's segments went through the kernel (read back every 0.5 s), and are
+        # counted as the engine's own forwarded frames (folded by the data path).
+        def folded(host=host):
+            m = lab.metrics(host)
+            carried = (metric_sum(m, "softvpc_fast_path_packets_total")
+                       - metric_sum(before[host], "softvpc_fast_path_packets_total"))
+            grew = sum(metric_sum(m, "softvpc_frames_total", path=p)
+                       - metric_sum(before[host], "softvpc_frames_total", path=p)
+                       for p in ("to_underlay", "to_port_decap"))
+            return carried > 1000 and grew >= carried
+
+        wait_until(folded, 5, what=f"{host}: kernel-carried packets folded into the engine")
+
+
+def test_datagrams_to_a_fast_path_devices_own_port_are_dropped_and_counted(lab, macs):
+    if not FAST:
+        pytest.skip("the fast path is off in this run (SOFTVPC_FAST_PATH=on runs it)")
+    _iperf(lab, seconds=1)  # zigi-vm2's devices exist once a flow of it was installed
+    wait_until(lambda: "fpe" in lab.exec("zigi-vm2", "ip", "-o", "link", "show").stdout, 5,
+               what="zigi-vm2's fast-path devices")
+    h2 = lab.host("host-2")["underlay_ip"]
+    vni = lab.vni(lab.instance("zigi-vm2")["vpc_id"])
+    needle = b"fastpath-forged!" * 2
+    inner = udp_frame(macs["zigi-vm1"], macs["zigi-vm2"], VM1, VM2, needle, sport=40000,
+                      dport=5201)
+    forged = _fast(lab, "host-2", "softvpc_fast_path_forged_total")
+    # zigi-vm2's egress device fpe<P> listens on the host's 47000 + P % 2000.
+    links = lab.exec("zigi-vm2", "ip", "-o", "link", "show", check=True).stdout
+    (p,) = re.findall(r"\bfpe(\d+)\b", links)
+    with lab.capture("zigi-vm2") as caps:
+        lab.send_udp(lab.netns("kvtep"), h2, 47000 + int(p) % 2000, [vxlan(vni, inner)] * 3)
+    assert not caps["zigi-vm2"].udp_containing(needle), "a forged datagram reached the instance"
+    wait_until(lambda: _fast(lab, "host-2", "softvpc_fast_path_forged_total") >= forged + 3, 5,
+               what="forged datagrams counted")
