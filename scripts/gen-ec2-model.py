@@ -72,6 +72,8 @@ OPERATIONS = [
     # Discovery
     "DescribeHosts", "DescribeAvailabilityZones", "DescribeRegions",
     "DescribeAccountAttributes",
+    # Key pairs
+    "CreateKeyPair", "ImportKeyPair", "DescribeKeyPairs", "DeleteKeyPair",
 ]
 
 SCALARS = {"string", "integer", "long", "boolean", "timestamp", "double", "float", "blob"}

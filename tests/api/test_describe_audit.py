@@ -43,6 +43,7 @@ DESCRIBES = {
     "DescribeRegions": ("describe_regions", "Filters"),
     "DescribeFlowLogs": ("describe_flow_logs", "Filter"),
     "DescribeManagedPrefixLists": ("describe_managed_prefix_lists", "Filters"),
+    "DescribeKeyPairs": ("describe_key_pairs", "Filters"),
 }
 
 

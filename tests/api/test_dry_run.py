@@ -119,6 +119,9 @@ def world(srv):
         ResourceIds=[w["vpc"]], ResourceType="VPC", TrafficType="ALL", LogGroupName="dry-run",
         DeliverLogsPermissionArn="arn:aws:iam::123456789012:role/flow-logs")["FlowLogIds"][0]
     ec2.create_tags(Resources=[w["vpc"]], Tags=[{"Key": "env", "Value": "test"}])
+    w["key"] = ec2.create_key_pair(KeyName="dry-key", KeyType="ed25519")["KeyName"]
+    w["key_pub"] = ec2.describe_key_pairs(KeyNames=["dry-key"], IncludePublicKey=True)[
+        "KeyPairs"][0]["PublicKey"]
     return w
 
 
@@ -144,6 +147,7 @@ def calls(w):
                            "TrafficType": "REJECT", "LogGroupName": "dry-run-2",
                            "DeliverLogsPermissionArn": "arn:aws:iam::123456789012:role/fl"},
         "CreateInternetGateway": {},
+        "CreateKeyPair": {"KeyName": "dry-new"},
         "CreateNatGateway": {"SubnetId": w["subnet2"], "AllocationId": w["eip_free"]},
         "CreateNetworkAcl": {"VpcId": w["vpc"]},
         "CreateNetworkAclEntry": {"NetworkAclId": w["acl"], "RuleNumber": 200, "Protocol": "6",
@@ -161,6 +165,7 @@ def calls(w):
         "DeleteDhcpOptions": {"DhcpOptionsId": w["dopt_free"]},
         "DeleteFlowLogs": {"FlowLogIds": [w["fl"]]},
         "DeleteInternetGateway": {"InternetGatewayId": w["igw_free"]},
+        "DeleteKeyPair": {"KeyName": w["key"]},
         "DeleteNatGateway": {"NatGatewayId": w["nat"]},
         "DeleteNetworkAcl": {"NetworkAclId": w["acl_free"]},
         "DeleteNetworkAclEntry": {"NetworkAclId": w["acl"], "RuleNumber": 100, "Egress": False},
@@ -180,6 +185,7 @@ def calls(w):
         "DescribeInstanceStatus": {},
         "DescribeInstances": {},
         "DescribeInternetGateways": {},
+        "DescribeKeyPairs": {},
         "DescribeNatGateways": {},
         "DescribeNetworkAcls": {},
         "DescribeNetworkInterfaceAttribute": {"NetworkInterfaceId": w["eni"],
@@ -198,6 +204,7 @@ def calls(w):
         "DetachNetworkInterface": {"AttachmentId": w["eni_attachment"]},
         "DisassociateAddress": {"AssociationId": w["eip_association"]},
         "DisassociateRouteTable": {"AssociationId": w["rtb_assoc"]},
+        "ImportKeyPair": {"KeyName": "dry-import", "PublicKeyMaterial": w["key_pub"].encode()},
         "ModifyInstanceAttribute": {"InstanceId": w["i_stopped"], "SourceDestCheck": {"Value": False}},
         "ModifyNetworkInterfaceAttribute": {"NetworkInterfaceId": w["eni"],
                                             "Description": {"Value": "changed"}},
@@ -233,6 +240,7 @@ DESCRIBES = [
     ("describe_route_tables", {}), ("describe_internet_gateways", {}), ("describe_addresses", {}),
     ("describe_nat_gateways", {}), ("describe_vpc_peering_connections", {}),
     ("describe_dhcp_options", {}), ("describe_flow_logs", {}), ("describe_tags", {}),
+    ("describe_key_pairs", {"IncludePublicKey": True}),
 ]
 
 

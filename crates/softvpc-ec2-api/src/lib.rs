@@ -41,6 +41,7 @@ pub mod input;
 mod instance;
 mod instance_status;
 mod internet_access;
+pub mod key_pair;
 mod lifecycle;
 mod network_acl;
 mod peering;
@@ -484,6 +485,10 @@ pub static ACTIONS: &[Action] = &[
         Kind::Read,
         prefix_list::get_managed_prefix_list_associations,
     ),
+    Action::model("CreateKeyPair", Kind::Write, key_pair::create_key_pair),
+    Action::model("ImportKeyPair", Kind::Write, key_pair::import_key_pair),
+    Action::model("DescribeKeyPairs", Kind::Read, key_pair::describe_key_pairs),
+    Action::model("DeleteKeyPair", Kind::Write, key_pair::delete_key_pair),
 ];
 
 /// The action named `name`, if served.

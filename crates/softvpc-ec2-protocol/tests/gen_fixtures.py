@@ -13,6 +13,7 @@ Timestamps are written in the JSON as ISO 8601 with milliseconds, the form Value
     python3 crates/softvpc-ec2-protocol/tests/gen_fixtures.py
 """
 
+import base64
 import datetime
 import json
 import os
@@ -273,6 +274,9 @@ def gen_value(rng, shape, depth):
         return T0 + datetime.timedelta(seconds=rng.randint(-10**8, 10**8))
     if t in ("double", "float"):
         return rng.randint(-1000, 1000) / 8
+    if t == "blob":
+        # botocore sends a blob base64-encoded; the decoder keeps that text.
+        return bytes(rng.randrange(256) for _ in range(rng.randint(1, 40)))
     raise ValueError(f"unhandled type {t}")
 
 
@@ -284,6 +288,8 @@ def to_json(v):
         return {k: to_json(x) for k, x in v.items()}
     if isinstance(v, list):
         return [to_json(x) for x in v]
+    if isinstance(v, bytes):
+        return base64.b64encode(v).decode()
     return v
 
 

@@ -19,6 +19,8 @@ pub mod idempotency;
 pub mod ids;
 pub mod instance;
 pub mod internet_gateway;
+pub mod key_pair;
+pub mod launch_template;
 pub mod nat_gateway;
 pub mod network_acl;
 pub mod peering;
@@ -28,6 +30,7 @@ pub mod security_group;
 pub mod subnet;
 pub mod tags;
 pub mod vpc;
+pub mod zone;
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -323,6 +326,10 @@ pub struct State {
     pub flow_logs: Map<flow_log::FlowLog>,
     /// Customer-managed prefix lists by id.
     pub prefix_lists: Map<prefix_list::PrefixList>,
+    /// Key pairs by id.
+    pub key_pairs: Map<key_pair::KeyPair>,
+    /// Launch templates by id.
+    pub launch_templates: Map<launch_template::LaunchTemplate>,
     /// Derived lookups (see [`Index`]).
     pub index: Index,
     /// The VNI the next VPC gets.
@@ -477,6 +484,8 @@ resources! {
     DhcpOptions => dhcp_options::DhcpOptions, dhcp_options, "dhcp_options", id;
     FlowLogs => flow_log::FlowLog, flow_logs, "flow_logs", id;
     PrefixLists => prefix_list::PrefixList, prefix_lists, "prefix_lists", id;
+    KeyPairs => key_pair::KeyPair, key_pairs, "key_pairs", id;
+    LaunchTemplates => launch_template::LaunchTemplate, launch_templates, "launch_templates", id;
 }
 
 /// A set of addresses, ordered, with O(1) copies.

@@ -195,6 +195,8 @@ fn edit_tags(
         "dopt" => super::dhcp_options::edit_tags(txn, id, edit)?,
         "fl" => super::flow_log::edit_tags(txn, id, edit)?,
         "pl" => super::prefix_list::edit_tags(txn, id, edit)?,
+        "key" => super::key_pair::edit_tags(txn, id, edit)?,
+        "lt" => super::launch_template::edit_tags(txn, id, edit)?,
         _ => match super::route_table::edit_tags(txn, id, edit) {
             Some(r) => r?,
             None => {
@@ -296,6 +298,12 @@ pub fn all_tags(state: &super::State) -> Vec<TagItem> {
     }
     for (id, r) in &state.prefix_lists {
         add("prefix-list", id, &r.tags);
+    }
+    for (id, r) in &state.key_pairs {
+        add("key-pair", id, &r.tags);
+    }
+    for (id, r) in &state.launch_templates {
+        add("launch-template", id, &r.tags);
     }
     out.sort_by(|a, b| {
         (a.resource_type, &a.resource_id, &a.key).cmp(&(b.resource_type, &b.resource_id, &b.key))

@@ -89,11 +89,19 @@ fn gen(m: &Model, shape: ShapeId, rng: &mut Rng, depth: usize, force: bool) -> O
             (!items.is_empty()).then_some(Value::List(items))
         }
         ShapeKind::String { enum_values } => Some(Value::String(if enum_values.is_empty() {
-            format!(
+            let mut t = format!(
                 "{}{}",
                 WORDS[rng.below(WORDS.len() as u64) as usize],
                 rng.below(1000)
-            )
+            );
+            // Within the shape's length bounds (e.g. LaunchTemplateName: 3 to 128).
+            while s.min.is_some_and(|lo| (t.chars().count() as i64) < lo) {
+                t.push('x');
+            }
+            if let Some(hi) = s.max {
+                t = t.chars().take(hi.max(0) as usize).collect();
+            }
+            t
         } else {
             enum_values[rng.below(enum_values.len() as u64) as usize].clone()
         })),
