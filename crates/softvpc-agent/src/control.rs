@@ -157,6 +157,7 @@ impl Control {
         let req = pb::RegisterHostRequest {
             name: self.state.host_name.clone(),
             underlay_ip: self.state.underlay_ip.to_string(),
+            availability_zone: self.state.availability_zone.clone(),
         };
         let mut attempt = 0u32;
         loop {

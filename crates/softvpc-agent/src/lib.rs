@@ -68,6 +68,10 @@ pub struct AgentArgs {
     /// This host's underlay IPv4 address (VXLAN is received on it, UDP 4789).
     #[arg(long)]
     pub underlay_ip: Ipv4Addr,
+    /// The availability zone this host is in (a zone name or zone id of the region): instances
+    /// of a subnet are placed only on hosts of the subnet's zone.
+    #[arg(long, default_value = "us-east-1a")]
+    pub availability_zone: String,
     /// Enter this named network namespace (`ip netns`) before doing anything else.
     #[arg(long)]
     pub netns: Option<String>,
@@ -206,6 +210,7 @@ pub async fn serve(
     let state = Arc::new(AgentState {
         host_name: args.host_name.clone(),
         underlay_ip: args.underlay_ip,
+        availability_zone: args.availability_zone.clone(),
         status: ArcSwap::from_pointee(AgentStatus::default()),
         resyncs: AtomicU64::new(0),
         instance_errors: AtomicU64::new(0),
@@ -229,6 +234,7 @@ pub async fn serve(
     info!(
         host_name = %args.host_name,
         underlay_ip = %args.underlay_ip,
+        availability_zone = %args.availability_zone,
         server = %args.server,
         metrics = %args.metrics_listen,
         prefix = %args.instance_netns_prefix,

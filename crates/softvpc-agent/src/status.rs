@@ -56,6 +56,8 @@ pub struct AgentState {
     pub host_name: String,
     /// This host's underlay address.
     pub underlay_ip: Ipv4Addr,
+    /// The availability zone the host registers in.
+    pub availability_zone: String,
     /// The picture shown by `/mappings` and `/metrics`, swapped in whole.
     pub status: ArcSwap<AgentStatus>,
     /// Snapshots received after the first (the server could not resume the agent's watch).

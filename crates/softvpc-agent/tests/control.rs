@@ -101,6 +101,7 @@ impl Mapping for Fake {
         }
         assert_eq!(request.get_ref().name, "host-t");
         assert_eq!(request.get_ref().underlay_ip, "127.0.0.1");
+        assert_eq!(request.get_ref().availability_zone, "us-east-1b");
         Ok(tonic::Response::new(pb::RegisterHostResponse {
             host_id: HOST_ID.into(),
         }))
@@ -320,6 +321,7 @@ fn scenario(prefix: &str, ns11: &str, ns12: &str) {
         state_dir: state_dir.clone(),
         host_name: "host-t".into(),
         underlay_ip: Ipv4Addr::LOCALHOST,
+        availability_zone: "us-east-1b".into(),
         netns: None,
         instance_netns_prefix: prefix.to_string(),
         metrics_listen: metrics,

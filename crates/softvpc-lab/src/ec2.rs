@@ -192,10 +192,11 @@ impl Ec2Client {
     }
 
     /// Creates a subnet and returns its id.
-    pub fn create_subnet(&self, vpc_id: &str, cidr: &str) -> anyhow::Result<String> {
+    pub fn create_subnet(&self, vpc_id: &str, cidr: &str, zone: &str) -> anyhow::Result<String> {
         let input = Value::new_struct()
             .with("VpcId", vpc_id)
-            .with("CidrBlock", cidr);
+            .with("CidrBlock", cidr)
+            .with("AvailabilityZone", zone);
         let out = self.call("CreateSubnet", &input)?;
         match str_at(&out, &["Subnet", "SubnetId"]) {
             Some(id) if !id.is_empty() => Ok(id.to_string()),

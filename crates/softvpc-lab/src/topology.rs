@@ -65,6 +65,8 @@ pub struct Host {
     pub agent: bool,
     /// Its address on the underlay fabric.
     pub underlay_ip: Ipv4Addr,
+    /// Its availability zone (default us-east-1a).
+    pub availability_zone: String,
 }
 
 /// A VPC and its subnets.
@@ -85,6 +87,8 @@ pub struct Subnet {
     pub name: Option<String>,
     /// Its CIDR block, inside the VPC's.
     pub cidr: Ipv4Net,
+    /// Its availability zone (default us-east-1a): its instances' hosts must be in it.
+    pub availability_zone: String,
 }
 
 /// An instance: one ENI in a subnet, placed on a host.
@@ -145,6 +149,28 @@ struct RawHost {
     name: String,
     #[serde(default = "yes")]
     agent: bool,
+    availability_zone: Option<String>,
+}
+
+/// The zones of the server's region a topology may name.
+const ZONES: [&str; 6] = [
+    "us-east-1a",
+    "us-east-1b",
+    "us-east-1c",
+    "us-east-1d",
+    "us-east-1e",
+    "us-east-1f",
+];
+
+fn zone(what: &str, z: Option<&String>) -> Result<String, TopologyError> {
+    match z {
+        None => Ok(ZONES[0].to_string()),
+        Some(z) if ZONES.contains(&z.as_str()) => Ok(z.clone()),
+        Some(z) => bail!(
+            "{what}: unknown availability zone {z:?} (zones: {})",
+            ZONES.join(", ")
+        ),
+    }
 }
 
 fn yes() -> bool {
@@ -165,6 +191,7 @@ struct RawVpc {
 struct RawSubnet {
     cidr: String,
     name: Option<String>,
+    availability_zone: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -246,6 +273,10 @@ impl Topology {
                 name: h.name.clone(),
                 agent: h.agent,
                 underlay_ip: names::underlay_ip(i + 1),
+                availability_zone: zone(
+                    &format!("host {:?}", h.name),
+                    h.availability_zone.as_ref(),
+                )?,
             });
         }
 
@@ -280,6 +311,7 @@ impl Topology {
                 subnets.push(Subnet {
                     name: s.name.clone(),
                     cidr: scidr,
+                    availability_zone: zone(&swhat, s.availability_zone.as_ref())?,
                 });
             }
             vpcs.push(Vpc {
@@ -366,6 +398,17 @@ impl Topology {
                         v.name
                     );
                 }
+            }
+            let (sz, hz) = (
+                &vpcs[vpc].subnets[subnet].availability_zone,
+                &hosts[host].availability_zone,
+            );
+            if sz != hz {
+                bail!(
+                    "{what}: its subnet is in {sz} but host {:?} is in {hz} (an instance runs on \
+                     a host of its subnet's zone)",
+                    hosts[host].name
+                );
             }
             instances.push(Instance {
                 name: r.name.clone(),
@@ -763,5 +806,53 @@ mod tests {
         assert!(!is_reserved(s, "10.0.1.254".parse().unwrap()));
         assert!(is_reserved(s, "10.0.1.255".parse().unwrap()));
         assert_eq!(router_ip(s), Ipv4Addr::new(10, 0, 1, 1));
+    }
+}
+
+#[cfg(test)]
+mod zone_tests {
+    use super::*;
+
+    const TWO_ZONES: &str =
+        "[[host]]\nname = \"h1\"\n[[host]]\nname = \"h2\"\navailability_zone = \"us-east-1b\"\n\
+        [[vpc]]\nname = \"v\"\ncidr = \"10.0.0.0/16\"\n\
+        [[vpc.subnet]]\ncidr = \"10.0.0.0/24\"\n\
+        [[vpc.subnet]]\ncidr = \"10.0.1.0/24\"\navailability_zone = \"us-east-1b\"\n\
+        [[instance]]\nname = \"a\"\nvpc = \"v\"\nsubnet = \"10.0.0.0/24\"\nhost = \"h1\"\n\
+        [[instance]]\nname = \"b\"\nvpc = \"v\"\nsubnet = \"10.0.1.0/24\"\nhost = \"h2\"\n";
+
+    #[test]
+    fn hosts_and_subnets_have_zones() {
+        let t = Topology::parse(TWO_ZONES).expect("valid");
+        let zones: Vec<&str> = t
+            .hosts
+            .iter()
+            .map(|h| h.availability_zone.as_str())
+            .collect();
+        assert_eq!(zones, ["us-east-1a", "us-east-1b"]);
+        assert_eq!(t.vpcs[0].subnets[1].availability_zone, "us-east-1b");
+        // The seed stays in one zone.
+        assert!(Topology::seed()
+            .hosts
+            .iter()
+            .all(|h| h.availability_zone == "us-east-1a"));
+    }
+
+    #[test]
+    fn an_instance_runs_in_its_subnets_zone() {
+        let crossed = TWO_ZONES.replace(
+            "subnet = \"10.0.1.0/24\"\nhost = \"h2\"",
+            "subnet = \"10.0.1.0/24\"\nhost = \"h1\"",
+        );
+        let e = Topology::parse(&crossed).expect_err("refused").0;
+        assert!(e.contains("us-east-1b") && e.contains("us-east-1a"), "{e}");
+        let bad = TWO_ZONES.replace(
+            "availability_zone = \"us-east-1b\"\n[[vpc]]",
+            "availability_zone = \"mars-1a\"\n[[vpc]]",
+        );
+        assert!(Topology::parse(&bad)
+            .expect_err("refused")
+            .0
+            .contains("mars-1a"));
     }
 }

@@ -553,7 +553,10 @@ fn start_server(
     ];
     for h in topo.hosts.iter().filter(|h| !h.agent) {
         server_args.push("--register-host".to_string());
-        server_args.push(format!("{}={}", h.name, h.underlay_ip));
+        server_args.push(format!(
+            "{}={}@{}",
+            h.name, h.underlay_ip, h.availability_zone
+        ));
     }
     let log = state_dir.join("logs").join("server.log");
     let child = sys::spawn_detached(bin, &server_args, &log)?;
@@ -646,6 +649,8 @@ fn start_agents(
             host.name.clone(),
             "--underlay-ip".to_string(),
             host.underlay_ip.to_string(),
+            "--availability-zone".to_string(),
+            host.availability_zone.clone(),
             "--instance-netns-prefix".to_string(),
             prefix.to_string(),
             "--fast-path".to_string(),
@@ -771,7 +776,7 @@ fn create_vpcs(
             .with_context(|| format!("naming vpc {}", vpc.name))?;
         for (si, subnet) in vpc.subnets.iter().enumerate() {
             let subnet_id = api
-                .create_subnet(&vpc_id, &subnet.cidr.to_string())
+                .create_subnet(&vpc_id, &subnet.cidr.to_string(), &subnet.availability_zone)
                 .with_context(|| format!("creating subnet {} of vpc {}", subnet.cidr, vpc.name))?;
             if let Some(name) = &subnet.name {
                 api.name_resource(&subnet_id, name)

@@ -7,8 +7,29 @@ use super::filter::Filterable;
 use super::ids::new_id;
 use super::{ApiError, Host, State, Tags, Txn, DEFAULT_AZ};
 
-/// Registers host `name` at `underlay_ip`; returns its id.
+/// Registers host `name` at `underlay_ip` in the default zone; returns its id.
 pub fn register_host(txn: &mut Txn, name: &str, underlay_ip: &str) -> Result<String, ApiError> {
+    register_host_in(txn, name, underlay_ip, None)
+}
+
+/// Registers host `name` at `underlay_ip` in availability zone `zone` (a zone name or id of the
+/// region; None or empty: [`DEFAULT_AZ`]); returns its id. A registered host may change zone only
+/// while no instance lives on it (an instance stays in its subnet's zone).
+pub fn register_host_in(
+    txn: &mut Txn,
+    name: &str,
+    underlay_ip: &str,
+    zone: Option<&str>,
+) -> Result<String, ApiError> {
+    let zone = match zone.filter(|z| !z.is_empty()) {
+        None => DEFAULT_AZ,
+        Some(z) => super::zone::resolve(z).ok_or_else(|| {
+            ApiError::invalid_value(format!(
+                "Invalid availability zone '{z}' for host '{name}': use one of {}",
+                super::zone::names()
+            ))
+        })?,
+    };
     let valid_name = !name.is_empty()
         && name.len() <= 64
         && name
@@ -39,9 +60,20 @@ pub fn register_host(txn: &mut Txn, name: &str, underlay_ip: &str) -> Result<Str
         )));
     }
     if let Some(existing) = txn.state.host_by_name(name).cloned() {
-        if existing.underlay_ip != ip {
+        if existing.availability_zone != zone && txn.state.live_instances_on(&existing.id) > 0 {
+            return Err(ApiError::new(
+                "IncorrectState",
+                format!(
+                    "Host '{name}' runs instances in {}; it cannot move to {zone} until they \
+                     are terminated.",
+                    existing.availability_zone
+                ),
+            ));
+        }
+        if existing.underlay_ip != ip || existing.availability_zone != zone {
             let mut h = (*existing).clone();
             h.underlay_ip = ip;
+            h.availability_zone = zone.to_string();
             txn.put(h);
         }
         return Ok(existing.id.clone());
@@ -50,7 +82,7 @@ pub fn register_host(txn: &mut Txn, name: &str, underlay_ip: &str) -> Result<Str
         id: new_id("h"),
         name: name.to_string(),
         underlay_ip: ip,
-        availability_zone: DEFAULT_AZ.to_string(),
+        availability_zone: zone.to_string(),
         allocation_time: txn.now,
     };
     let id = host.id.clone();
@@ -113,6 +145,58 @@ pub fn resolve(state: &State, id_or_name: &str) -> Result<String, ApiError> {
             "Invalid host '{id_or_name}': no registered host has that id or name"
         )))
     }
+}
+
+/// The host of zone `zone` with the fewest live instances (ties: by name), for placement
+/// without a HostId. No host there: AWS's `InsufficientInstanceCapacity` (a server error),
+/// naming the zones that have hosts.
+pub fn least_loaded_in(state: &State, zone: &str) -> Result<String, ApiError> {
+    if let Some(h) = state
+        .hosts
+        .values()
+        .filter(|h| h.availability_zone == zone)
+        .min_by(|a, b| {
+            (state.live_instances_on(&a.id), &a.name)
+                .cmp(&(state.live_instances_on(&b.id), &b.name))
+        })
+    {
+        return Ok(h.id.clone());
+    }
+    let mut others: Vec<&str> = state
+        .hosts
+        .values()
+        .map(|h| h.availability_zone.as_str())
+        .collect();
+    others.sort();
+    others.dedup();
+    let hint = if others.is_empty() {
+        "There is no registered host in any zone.".to_string()
+    } else {
+        format!(
+            "You can currently get capacity by not specifying an Availability Zone in your \
+             request or choosing {}.",
+            others.join(", ")
+        )
+    };
+    Err(ApiError::new(
+        "InsufficientInstanceCapacity",
+        format!(
+            "We currently do not have sufficient capacity in the Availability Zone you requested \
+             ({zone}). {hint}"
+        ),
+    )
+    .with_status(500))
+}
+
+/// The zone with hosts to place an instance in when the request names none (the first by name
+/// of the zones that have hosts; `DEFAULT_AZ` when there are none, so the capacity error names it).
+pub fn zone_with_hosts(state: &State) -> &str {
+    state
+        .hosts
+        .values()
+        .map(|h| h.availability_zone.as_str())
+        .min()
+        .unwrap_or(DEFAULT_AZ)
 }
 
 /// The host with the fewest live instances (ties: by name), for placement without a HostId.
@@ -204,5 +288,34 @@ mod tests {
         );
         assert!(txn.state.hosts.get(&b).is_none());
         assert_eq!(remove_host(&mut txn, "host-2", false).unwrap(), None);
+    }
+
+    #[test]
+    fn hosts_live_in_zones() {
+        let mut txn = Txn::new(State::new(), 0);
+        let a = register_host_in(&mut txn, "a", "198.18.0.11", None).unwrap();
+        let b = register_host_in(&mut txn, "b", "198.18.0.12", Some("use1-az2")).unwrap();
+        register_host_in(&mut txn, "c", "198.18.0.13", Some("us-east-1b")).unwrap();
+        assert_eq!(txn.state.hosts[&a].availability_zone, "us-east-1a");
+        assert_eq!(txn.state.hosts[&b].availability_zone, "us-east-1b");
+        assert_eq!(
+            register_host_in(&mut txn, "d", "198.18.0.14", Some("us-west-2a"))
+                .unwrap_err()
+                .code,
+            "InvalidParameterValue"
+        );
+        assert_eq!(least_loaded_in(&txn.state, "us-east-1a").unwrap(), a);
+        assert_eq!(least_loaded_in(&txn.state, "us-east-1b").unwrap(), b);
+        let e = least_loaded_in(&txn.state, "us-east-1c").unwrap_err();
+        assert_eq!(
+            (e.code.as_str(), e.status),
+            ("InsufficientInstanceCapacity", 500)
+        );
+        assert!(e.message.contains("(us-east-1c)") && e.message.contains("us-east-1a, us-east-1b"));
+        assert_eq!(zone_with_hosts(&txn.state), "us-east-1a");
+        // An idle host may move; the zone is rewritten.
+        register_host_in(&mut txn, "a", "198.18.0.11", Some("us-east-1c")).unwrap();
+        assert_eq!(txn.state.hosts[&a].availability_zone, "us-east-1c");
+        assert_eq!(zone_with_hosts(&txn.state), "us-east-1b");
     }
 }

@@ -278,16 +278,17 @@ pub fn set_default_version(
         .get(id)
         .map(|t| (**t).clone())
         .ok_or_else(|| id_not_found(id))?;
-    let n =
-        match version.parse::<u64>() {
-            Ok(n) if t.version(n).is_some() => n,
-            _ => return Err(ApiError::new(
+    let n = match version.parse::<u64>() {
+        Ok(n) if t.version(n).is_some() => n,
+        _ => {
+            return Err(ApiError::new(
                 "InvalidLaunchTemplateId.VersionNotFound",
                 format!(
                     "Could not find launch template version {version} for launch template {id}."
                 ),
-            )),
-        };
+            ))
+        }
+    };
     t.default_version = n;
     txn.put(t.clone());
     Ok(t)

@@ -105,9 +105,10 @@ pub struct ServerArgs {
     /// while the API stays in the current one. Used by the lab.
     #[arg(long)]
     pub mapping_netns: Option<String>,
-    /// Register a host that runs no agent (e.g. a kernel VXLAN VTEP), as NAME=UNDERLAY_IP.
-    /// Repeatable. Idempotent: an existing host of that name keeps its id.
-    #[arg(long = "register-host", value_name = "NAME=IP")]
+    /// Register a host that runs no agent (e.g. a kernel VXLAN VTEP), as NAME=UNDERLAY_IP, or
+    /// NAME=UNDERLAY_IP@ZONE to put it in an availability zone (name or zone id; default
+    /// us-east-1a). Repeatable. Idempotent: an existing host of that name keeps its id.
+    #[arg(long = "register-host", value_name = "NAME=IP[@ZONE]")]
     pub register_host: Vec<String>,
     /// Do not create the default VPC (172.31.0.0/16 with a default subnet) that a new store
     /// otherwise gets on first start, like a new AWS account.
@@ -259,8 +260,14 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
     softvpc_ec2_api::prepare_destinations(&cp, &flow_log_dir, None);
     for arg in &args.register_host {
         let (name, ip) = parse_host_arg(arg)?;
+        let (ip, zone) = match ip.split_once('@') {
+            Some((ip, zone)) => (ip, Some(zone)),
+            None => (ip, None),
+        };
         let id = cp
-            .mutate(false, |t| softvpc_model::host::register_host(t, name, ip))
+            .mutate(false, |t| {
+                softvpc_model::host::register_host_in(t, name, ip, zone)
+            })
             .map_err(|e| anyhow::anyhow!("--register-host {arg}: {e}"))?;
         tracing::info!(host = name, host_id = %id, underlay_ip = ip, "host registered from the command line");
     }

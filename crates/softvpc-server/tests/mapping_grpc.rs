@@ -206,6 +206,7 @@ async fn watch_follows_the_model() {
         .register_host(pb::RegisterHostRequest {
             name: "host-1".into(),
             underlay_ip: "198.18.0.11".into(),
+            availability_zone: String::new(),
         })
         .await
         .unwrap()
@@ -216,6 +217,7 @@ async fn watch_follows_the_model() {
         .register_host(pb::RegisterHostRequest {
             name: "host-1".into(),
             underlay_ip: "198.18.0.11".into(),
+            availability_zone: String::new(),
         })
         .await
         .unwrap()
@@ -227,6 +229,7 @@ async fn watch_follows_the_model() {
         .register_host(pb::RegisterHostRequest {
             name: "host-x".into(),
             underlay_ip: "not-an-ip".into(),
+            availability_zone: String::new(),
         })
         .await
         .is_err());
@@ -235,6 +238,7 @@ async fn watch_follows_the_model() {
         .register_host(pb::RegisterHostRequest {
             name: "host-2".into(),
             underlay_ip: "198.18.0.12".into(),
+            availability_zone: String::new(),
         })
         .await
         .unwrap()
@@ -419,6 +423,7 @@ async fn a_reader_behind_the_ring_gets_a_snapshot() {
         .register_host(pb::RegisterHostRequest {
             name: "host-1".into(),
             underlay_ip: "198.18.0.11".into(),
+            availability_zone: String::new(),
         })
         .await
         .unwrap()
@@ -471,6 +476,7 @@ async fn concurrent_watchers_converge_under_churn() {
             .register_host(pb::RegisterHostRequest {
                 name: format!("host-{i}"),
                 underlay_ip: format!("198.18.0.{}", 10 + i),
+                availability_zone: String::new(),
             })
             .await
             .unwrap()
@@ -555,6 +561,7 @@ async fn shutdown_ends_open_watches() {
         .register_host(pb::RegisterHostRequest {
             name: "host-1".into(),
             underlay_ip: "198.18.0.11".into(),
+            availability_zone: String::new(),
         })
         .await
         .unwrap()

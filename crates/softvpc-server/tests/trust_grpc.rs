@@ -92,6 +92,7 @@ async fn register(
     c.register_host(pb::RegisterHostRequest {
         name: name.into(),
         underlay_ip: ip.into(),
+        availability_zone: String::new(),
     })
     .await
     .map(|r| r.into_inner().host_id)

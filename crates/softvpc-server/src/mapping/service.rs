@@ -22,7 +22,7 @@ use softvpc_mapping::Feed;
 
 use super::MappingProjection;
 use crate::trust::{Refusal, Trust};
-use softvpc_model::host::register_host;
+use softvpc_model::host::register_host_in;
 use softvpc_store::Store;
 use softvpc_trust::identity::PeerIdentity;
 
@@ -167,7 +167,14 @@ impl Mapping for MappingService {
         let req = request.into_inner();
         let store = self.store.clone();
         let result = tokio::task::spawn_blocking(move || {
-            store.mutate(false, |txn| register_host(txn, &req.name, &req.underlay_ip))
+            store.mutate(false, |txn| {
+                register_host_in(
+                    txn,
+                    &req.name,
+                    &req.underlay_ip,
+                    Some(req.availability_zone.as_str()),
+                )
+            })
         })
         .await
         .map_err(|e| Status::internal(e.to_string()))?;
