@@ -297,7 +297,10 @@ class Lab:
     def __init__(self, topology_path):
         self.topology_path = topology_path
         # Own prefix, state dir and API port: another lab (svpc-, :8787) may run meanwhile.
+        # SOFTVPC_FLOW_LOG_MAX_WINDOW: the agents close flow log windows after 10 s, not the
+        # flow logs' 60 s, so test_flow_logs.py waits seconds (AWS's interval is a maximum).
         self.env = dict(os.environ, SOFTVPC_LAB_PREFIX=PREFIX, SOFTVPC_LAB_DIR=str(STATE_DIR),
+                        SOFTVPC_FLOW_LOG_MAX_WINDOW="10",
                         SOFTVPC_LAB_API_PORT=os.environ.get("SVT_API_PORT") or free_port())
         self._status = None
         self._captures = 0

@@ -348,6 +348,10 @@ impl Control {
     fn publish_table(&mut self, ports: &HashMap<String, PortId>) {
         let table = crate::table::build(&self.replica.records, self.state.underlay_ip, ports);
         self.state.datapath.table.store(Arc::new(table));
+        let flow = crate::flowlog::view_of(&self.replica.records, &self.host_id);
+        if **self.state.datapath.flow_logs.load() != flow {
+            self.state.datapath.flow_logs.store(Arc::new(flow));
+        }
         self.published = Arc::new(self.replica.records.clone());
     }
 

@@ -31,11 +31,14 @@ use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
-use softvpc_engine::{Counters, Engine, Event, MappingTable, Output, PortId};
+use softvpc_engine::{
+    Counters, Engine, Event, FlowLogStats, FlowWindow, MappingTable, Output, PortId,
+};
 use tracing::{debug, error, info, warn};
 
 use crate::batch::{Batch, BATCH_SIZE, SLOT_SIZE};
 use crate::fastpath::FastPath;
+use crate::flowlog::FlowLogView;
 use crate::tap::Tap;
 use crate::underlay::{UnderlayRx, UnderlayTx};
 
@@ -115,6 +118,8 @@ pub struct Stats {
     pub io: IoCounters,
     /// Ports (TAPs) being served.
     pub ports: usize,
+    /// The engine's flow log capture.
+    pub flow_logs: FlowLogStats,
 }
 
 /// State shared between the data path and the control plane.
@@ -128,6 +133,12 @@ pub struct Shared {
     pub running: AtomicBool,
     /// The kernel fast path's counters, when it is on.
     pub fast_path: std::sync::OnceLock<Arc<crate::fastpath::FastPathCounters>>,
+    /// The flow-logged local ENIs; the control plane stores, the data path loads.
+    pub flow_logs: Arc<ArcSwap<FlowLogView>>,
+    /// Where closed flow log windows go (the shipper); unset: nowhere (they are dropped).
+    pub flow_windows: std::sync::OnceLock<tokio::sync::mpsc::Sender<FlowWindow>>,
+    /// Flow log records lost because the shipper's queue was full.
+    pub flow_records_lost: std::sync::atomic::AtomicU64,
 }
 
 impl Default for Shared {
@@ -137,6 +148,9 @@ impl Default for Shared {
             stats: Mutex::new(Stats::default()),
             running: AtomicBool::new(false),
             fast_path: std::sync::OnceLock::new(),
+            flow_logs: Arc::default(),
+            flow_windows: std::sync::OnceLock::new(),
+            flow_records_lost: Default::default(),
         }
     }
 }
@@ -278,6 +292,8 @@ struct Worker {
     dirty: bool,
     /// The kernel fast path, when on.
     fast: Option<FastPath>,
+    /// The flow log view the engine was last told about.
+    flow_view: Arc<FlowLogView>,
 }
 
 impl Worker {
@@ -314,6 +330,7 @@ impl Worker {
             last_publish: Instant::now(),
             dirty: false,
             fast: None,
+            flow_view: Arc::default(),
         })
     }
 
@@ -343,6 +360,8 @@ impl Worker {
                     token => self.port_ready(now, PortId(token as u32)),
                 }
             }
+            // A flow log change applies without waiting for traffic.
+            self.refresh_table();
             if self.engine.poll_timeout().is_some_and(|t| t <= now) {
                 self.engine.handle_timeout(now);
                 self.log_events();
@@ -364,6 +383,7 @@ impl Worker {
                     f.tick(&mut self.engine, now);
                 }
             }
+            self.ship_flow_windows();
             if self.dirty && self.last_publish.elapsed() >= PUBLISH_INTERVAL {
                 self.publish();
             }
@@ -458,6 +478,31 @@ impl Worker {
             // caller's flush, or the next one).
             self.engine.announce(Instant::now(), &mut self.out);
         }
+        let flow = self.shared.flow_logs.load();
+        if !Arc::ptr_eq(&flow, &self.flow_view) {
+            self.flow_view = arc_swap::Guard::into_inner(flow);
+            // The engine may not have a time yet (no packet so far): windows start now.
+            self.engine.handle_timeout(Instant::now());
+            self.engine
+                .set_flow_logs(crate::flowlog::intervals(&self.flow_view));
+        }
+    }
+
+    /// Hands the engine's closed flow log windows to the shipper; a full queue loses them
+    /// (counted).
+    fn ship_flow_windows(&mut self) {
+        while let Some(w) = self.engine.poll_flow_window() {
+            let n = w.records.len().max(1) as u64;
+            let sent = match self.shared.flow_windows.get() {
+                Some(tx) => tx.try_send(w).is_ok(),
+                None => false,
+            };
+            if !sent {
+                self.shared
+                    .flow_records_lost
+                    .fetch_add(n, Ordering::Relaxed);
+            }
+        }
     }
 
     fn underlay_ready(&mut self, now: Instant) {
@@ -543,6 +588,7 @@ impl Worker {
             engine: self.engine.counters().clone(),
             io: self.io.clone(),
             ports: self.ports.len(),
+            flow_logs: self.engine.flow_log_stats(),
         }
     }
 

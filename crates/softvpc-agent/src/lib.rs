@@ -30,6 +30,7 @@ pub mod batch;
 pub mod control;
 pub mod datapath;
 pub mod fastpath;
+pub mod flowlog;
 pub mod instance;
 pub mod metrics;
 pub mod reconcile;
@@ -100,6 +101,11 @@ pub struct AgentArgs {
     /// u32 + mirred filters, every decision still the engine's.
     #[arg(long, value_enum, env = "SOFTVPC_FAST_PATH", default_value_t = fastpath::FastPathMode::Off)]
     pub fast_path: fastpath::FastPathMode,
+    /// For tests: close flow log aggregation windows after at most this many seconds instead of
+    /// each flow log's MaxAggregationInterval (AWS's interval is a maximum, so records stay
+    /// valid; there are just more of them).
+    #[arg(long, value_name = "SECONDS", env = "SOFTVPC_FLOW_LOG_MAX_WINDOW")]
+    pub flow_log_max_window: Option<u64>,
 }
 
 /// The edge's MAC: `0a:56:45:` + the low 24 bits of the underlay address (locally
@@ -191,7 +197,14 @@ pub async fn serve(
         }
         None => None,
     };
+    engine.set_flow_log_config(softvpc_engine::FlowLogConfig {
+        max_window: args.flow_log_max_window.map(Duration::from_secs),
+        ..Default::default()
+    });
     let shared = Arc::new(Shared::default());
+    let (flow_tx, flow_rx) = tokio::sync::mpsc::channel(flowlog::QUEUE);
+    let _ = shared.flow_windows.set(flow_tx);
+    let flow_counters = Arc::new(flowlog::FlowLogCounters::default());
     let fast = match args.fast_path {
         fastpath::FastPathMode::On => Some(fastpath::FastPath::start(
             args.underlay_ip,
@@ -220,6 +233,7 @@ pub async fn serve(
         table_lag: Default::default(),
         plumbing: Default::default(),
         underlay_drops,
+        flow_logs: Arc::clone(&flow_counters),
     });
 
     let listener = tokio::net::TcpListener::bind(args.metrics_listen)
@@ -255,6 +269,12 @@ pub async fn serve(
         }
     };
     tokio::spawn(Arc::clone(&connector).renew_forever());
+    tokio::spawn(flowlog::ship(
+        flow_rx,
+        Arc::clone(&shared.flow_logs),
+        Arc::clone(&connector),
+        flow_counters,
+    ));
     let mut control = Control::new(
         connector,
         state,

@@ -137,6 +137,7 @@ pub fn render(
     let mut out = String::with_capacity(4096);
     stats.engine.write_prometheus(&mut out);
     write_kernel_drops(&mut out, ports, underlay_drops);
+    write_flow_logs(&mut out, state, stats);
 
     // Writing to a String cannot fail.
     let _ = writeln!(
@@ -292,6 +293,44 @@ fn write_kernel_drops(out: &mut String, ports: &[PortLinkStats], underlay_drops:
              softvpc_underlay_socket_drops_total {n}"
         );
     }
+}
+
+/// The flow log counters: records made, written, refused, lost (by where), and held.
+fn write_flow_logs(out: &mut String, state: &AgentState, stats: &Stats) {
+    let c = &state.flow_logs;
+    let f = &stats.flow_logs;
+    let _ = writeln!(
+        out,
+        "# HELP softvpc_flow_log_records_total Flow log records the engine made (closed \
+         windows' records).\n# TYPE softvpc_flow_log_records_total counter\n\
+         softvpc_flow_log_records_total {}\n\
+         # HELP softvpc_flow_log_records_written_total Flow log lines the server appended to \
+         their destinations (records, NODATA and SKIPDATA lines).\n\
+         # TYPE softvpc_flow_log_records_written_total counter\n\
+         softvpc_flow_log_records_written_total {}\n\
+         # HELP softvpc_flow_log_records_refused_total Flow log lines the server refused.\n\
+         # TYPE softvpc_flow_log_records_refused_total counter\n\
+         softvpc_flow_log_records_refused_total {}\n\
+         # HELP softvpc_flow_log_records_lost_total Flow log records lost: the shipper's queue \
+         was full, or the server could not be reached.\n\
+         # TYPE softvpc_flow_log_records_lost_total counter\n\
+         softvpc_flow_log_records_lost_total{{reason=\"queue_full\"}} {}\n\
+         softvpc_flow_log_records_lost_total{{reason=\"undeliverable\"}} {}\n\
+         # HELP softvpc_flow_log_packets_lost_total Packets not recorded because the engine held \
+         as many flow log records as it may (their windows show SKIPDATA).\n\
+         # TYPE softvpc_flow_log_packets_lost_total counter\n\
+         softvpc_flow_log_packets_lost_total {}\n\
+         # HELP softvpc_flow_log_records_held Flow log records the engine holds now.\n\
+         # TYPE softvpc_flow_log_records_held gauge\n\
+         softvpc_flow_log_records_held {}",
+        f.records,
+        c.written.load(Ordering::Relaxed),
+        c.refused.load(Ordering::Relaxed),
+        state.datapath.flow_records_lost.load(Ordering::Relaxed),
+        c.lost.load(Ordering::Relaxed),
+        f.lost_packets,
+        f.held,
+    );
 }
 
 async fn mappings(State(state): State<Arc<AgentState>>) -> Json<Value> {

@@ -76,6 +76,8 @@ pub struct AgentState {
     pub plumbing: Timing,
     /// The VXLAN socket's kernel drop counter (receive buffer full).
     pub underlay_drops: SocketDrops,
+    /// Flow log records shipped, refused and lost.
+    pub flow_logs: Arc<crate::flowlog::FlowLogCounters>,
 }
 
 /// Durations of one kind of event: how many, their sum and the longest (for `/metrics`).

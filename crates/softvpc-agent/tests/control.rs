@@ -56,6 +56,13 @@ fn peer_host<T>(request: &tonic::Request<T>) -> Option<String> {
 
 #[tonic::async_trait]
 impl Mapping for Fake {
+    async fn put_flow_log_records(
+        &self,
+        _request: tonic::Request<pb::PutFlowLogRecordsRequest>,
+    ) -> Result<tonic::Response<pb::PutFlowLogRecordsResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("no flow logs in this test"))
+    }
+
     async fn join(
         &self,
         request: tonic::Request<pb::JoinRequest>,
@@ -329,6 +336,7 @@ fn scenario(prefix: &str, ns11: &str, ns12: &str) {
         edge_bridge: "inet0".into(),
         edge_gateway: Ipv4Addr::new(203, 0, 113, 1),
         fast_path: Default::default(),
+        flow_log_max_window: None,
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let agent = rt.spawn(softvpc_agent::serve(args, async move {

@@ -363,6 +363,7 @@ fn records(enis: &[&EniSpec], underlay: Ipv4Addr) -> Records {
                 public_addresses: vec![],
                 source_dest_check: true,
                 connection_tracking: Default::default(),
+                flow_logs: vec![],
             },
         );
     }

@@ -20,12 +20,14 @@
 #![warn(missing_docs)]
 
 pub mod feed;
+pub mod flowlog;
 pub mod log;
 pub mod policy;
 pub mod record;
 pub mod replica;
 
 pub use feed::Feed;
+pub use flowlog::{Field, FlowLogSpec, TrafficType};
 pub use log::{Catalog, LogEntry, LogRead, MappingLog, Needed};
 pub use policy::{
     NetworkAclRecord, PeeringRecord, PrefixListRecord, PrefixListRoute, RouteTableRecord,

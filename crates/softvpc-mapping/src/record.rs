@@ -11,6 +11,7 @@ use ipnet::Ipv4Net;
 use softvpc_policy::conntrack::ConnectionTrackingSpec;
 use softvpc_proto::pb;
 
+use crate::flowlog::FlowLogSpec;
 use crate::policy::{
     NetworkAclRecord, PeeringRecord, PrefixListRecord, RouteTableRecord, SecurityGroupRecord,
 };
@@ -98,6 +99,9 @@ pub struct EniRecord {
     pub source_dest_check: bool,
     /// Its connection tracking idle timeouts (`None`: AWS's default).
     pub connection_tracking: ConnectionTrackingSpec,
+    /// The flow logs recording its traffic (its own, its subnet's, its VPC's); empty unless it
+    /// is placed on a host.
+    pub flow_logs: Vec<FlowLogSpec>,
 }
 
 /// One change of the records. Deleting a VPC also deletes its subnets, ENIs, network ACLs, route
@@ -634,6 +638,7 @@ impl EniRecord {
                     private_ip: p.private_ip.to_string(),
                 })
                 .collect(),
+            flow_logs: self.flow_logs.iter().map(FlowLogSpec::to_pb).collect(),
         }
     }
 
@@ -687,6 +692,11 @@ impl EniRecord {
                         private_ip: parse_ip(K, id, "private_ip", &p.private_ip)?,
                     })
                 })
+                .collect::<Result<_, _>>()?,
+            flow_logs: e
+                .flow_logs
+                .iter()
+                .map(|s| FlowLogSpec::from_pb(id, s))
                 .collect::<Result<_, _>>()?,
         })
     }

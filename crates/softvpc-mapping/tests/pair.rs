@@ -246,6 +246,7 @@ fn eni(n: u8, v: u8, h: Option<u8>) -> EniRecord {
         public_addresses: vec![],
         source_dest_check: true,
         connection_tracking: Default::default(),
+        flow_logs: vec![],
     }
 }
 

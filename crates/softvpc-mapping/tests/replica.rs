@@ -468,6 +468,7 @@ mod properties {
                         udp_stream_timeout: stream,
                         udp_timeout: udp,
                     },
+                    flow_logs: vec![],
                 },
             )
     }

@@ -365,6 +365,7 @@ pub async fn serve(
     let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
+    let flow_log_dir = l.flow_log_dir.clone();
     let router = softvpc_ec2_api::router(l.cp.clone(), l.keys, l.flow_log_dir);
     let (api, api_tls, api_stop) = (l.api, l.api_tls, stop_rx.clone());
     let http = async move {
@@ -406,6 +407,7 @@ pub async fn serve(
         .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
         .add_service(
             MappingService::with_shutdown(l.cp, l.projection, l.trust, stop_rx.clone())
+                .with_flow_log_dir(flow_log_dir)
                 .into_server(),
         )
         .serve_with_incoming_shutdown(incoming, wait(stop_rx));

@@ -9,6 +9,7 @@
 //! `softvpc-mapping` crate's. This is the one place that knows both the model and the mapping
 //! protocol: the model and the store know nothing of protobuf or of who reads their changes.
 
+pub mod flow_records;
 pub mod project;
 pub mod service;
 

@@ -19,12 +19,14 @@
 use std::collections::BTreeSet;
 
 use imbl::ordmap::DiffItem;
+use softvpc_mapping::flowlog::parse_format;
 use softvpc_mapping::policy::{acl_entry, sg_rule};
 use softvpc_mapping::{
     Change, EniRecord, HostRecord, NetworkAclRecord, PeeringRecord, PrefixListRecord,
     PrefixListRoute, PublicAddress, Records, RouteTableRecord, SecurityGroupRecord, SubnetRecord,
     VpcRecord,
 };
+use softvpc_mapping::{FlowLogSpec, TrafficType};
 use softvpc_policy::route as policy_route;
 use softvpc_policy::secgroup::Peer as PolicyPeer;
 
@@ -101,6 +103,10 @@ pub fn eni_record(state: &State, e: &Eni) -> EniRecord {
             udp_stream_timeout: e.connection_tracking.udp_stream_timeout,
             udp_timeout: e.connection_tracking.udp_timeout,
         },
+        flow_logs: match host {
+            Some(_) => flow_log_specs(state, e),
+            None => Vec::new(),
+        },
         public_addresses: e
             .addresses()
             .filter_map(|ip| {
@@ -111,6 +117,39 @@ pub fn eni_record(state: &State, e: &Eni) -> EniRecord {
             })
             .collect(),
     }
+}
+
+/// The flow logs covering ENI `e` (its own, its subnet's, its VPC's), as its host's agent needs
+/// them. Flow logs are few: a scan.
+fn flow_log_specs(state: &State, e: &Eni) -> Vec<FlowLogSpec> {
+    let az_id = state
+        .subnets
+        .get(&e.subnet_id)
+        .and_then(|s| {
+            let letter = s
+                .availability_zone
+                .strip_prefix(softvpc_model::peering::REGION)?;
+            let n = letter.bytes().next()?.checked_sub(b'a')?;
+            Some(format!("use1-az{}", n + 1))
+        })
+        .unwrap_or_default();
+    state
+        .flow_logs
+        .values()
+        .filter(|f| [&e.id, &e.subnet_id, &e.vpc_id].contains(&&f.resource_id))
+        .filter_map(|f| {
+            Some(FlowLogSpec {
+                flow_log_id: f.id.clone(),
+                traffic_type: TrafficType::parse(&f.traffic_type)?,
+                interval: f.max_aggregation_interval,
+                // The model checked the format; one that does not parse is left out.
+                fields: parse_format(&f.log_format)?,
+                account_id: softvpc_model::OWNER_ID.to_string(),
+                region: softvpc_model::peering::REGION.to_string(),
+                az_id: az_id.clone(),
+            })
+        })
+        .collect()
 }
 
 /// The wire record of a security group: every rule in the policy crate's form. The model
@@ -414,6 +453,32 @@ pub fn derive(before: &State, after: &State) -> Vec<Change> {
         for a in old.into_iter().chain(new) {
             if let Some(assoc) = &a.association {
                 enis.insert(assoc.network_interface_id.clone());
+            }
+        }
+    }
+    // A flow log watching a VPC, subnet or ENI reaches the records of the ENIs it covers.
+    let mut watched: BTreeSet<String> = BTreeSet::new();
+    for d in before.flow_logs.diff(&after.flow_logs) {
+        match d {
+            DiffItem::Add(_, f) | DiffItem::Remove(_, f) => {
+                watched.insert(f.resource_id.clone());
+            }
+            DiffItem::Update { old, new } => {
+                watched.insert(old.1.resource_id.clone());
+                watched.insert(new.1.resource_id.clone());
+            }
+        }
+    }
+    if !watched.is_empty() {
+        // Rare (a flow log made or deleted): a scan is fine.
+        for state in [before, after] {
+            for e in state.enis.values() {
+                if [&e.id, &e.subnet_id, &e.vpc_id]
+                    .iter()
+                    .any(|r| watched.contains(*r))
+                {
+                    enis.insert(e.id.clone());
+                }
             }
         }
     }
@@ -1396,6 +1461,84 @@ mod tests {
             upserted(&c, &e.id).public_addresses[0].public_ip,
             ip("203.0.113.9")
         );
+    }
+
+    /// A flow log reaches the records of the ENIs it covers (VPC, subnet or ENI), placed ones
+    /// only, and leaves them when deleted; a flow log on another VPC changes nothing.
+    #[test]
+    fn flow_logs_ride_on_the_records_of_the_enis_they_cover() {
+        use softvpc_model::flow_log::{self, CreateRequest};
+        let mut s = State::new();
+        step(&mut s, |t| host::register_host(t, "host-1", "198.18.0.11"));
+        let (v, _) = step(&mut s, |t| {
+            vpc::create_vpc(t, "10.0.0.0/16", None, Tags::new())
+        });
+        let (v2, _) = step(&mut s, |t| {
+            vpc::create_vpc(t, "10.1.0.0/16", None, Tags::new())
+        });
+        let (sn, _) = step(&mut s, |t| {
+            subnet::create_subnet(t, &v.id, "10.0.0.0/24", Some("us-east-1b"), Tags::new())
+        });
+        let (r, _) = step(&mut s, |t| {
+            run_instances(
+                t,
+                &RunRequest {
+                    min_count: 1,
+                    max_count: 1,
+                    subnet_id: sn.id.clone(),
+                    host: Some("host-1".into()),
+                    ..Default::default()
+                },
+            )
+        });
+        let primary = r.instances[0].eni_id.clone();
+        let req = |kind: &str, id: &str, traffic: &str| CreateRequest {
+            resource_type: kind.into(),
+            resource_ids: vec![id.into()],
+            traffic_type: Some(traffic.into()),
+            log_destination_type: Some("s3".into()),
+            log_destination: Some(format!("arn:aws:s3:::bucket-{}", traffic.to_lowercase())),
+            max_aggregation_interval: Some(60),
+            log_format: Some("${version} ${interface-id} ${az-id}".into()),
+            ..Default::default()
+        };
+        let (made, c) = step(&mut s, |t| {
+            flow_log::create_flow_logs(t, &req("VPC", &v.id, "ALL"))
+        });
+        let rec = upserted(&c, &primary);
+        assert_eq!(rec.flow_logs.len(), 1);
+        let spec = &rec.flow_logs[0];
+        assert_eq!(spec.flow_log_id, made.flow_log_ids[0]);
+        assert_eq!(spec.traffic_type, TrafficType::All);
+        assert_eq!(spec.interval, 60);
+        assert_eq!(spec.fields.len(), 3);
+        assert_eq!(
+            (
+                spec.account_id.as_str(),
+                spec.region.as_str(),
+                spec.az_id.as_str()
+            ),
+            ("123456789012", "us-east-1", "use1-az2")
+        );
+        let (_, c) = step(&mut s, |t| {
+            flow_log::create_flow_logs(t, &req("Subnet", &sn.id, "REJECT"))
+        });
+        assert_eq!(upserted(&c, &primary).flow_logs.len(), 2);
+        let (eni_fl, c) = step(&mut s, |t| {
+            flow_log::create_flow_logs(t, &req("NetworkInterface", &primary, "ACCEPT"))
+        });
+        assert_eq!(upserted(&c, &primary).flow_logs.len(), 3);
+        let (_, c) = step(&mut s, |t| {
+            flow_log::create_flow_logs(t, &req("VPC", &v2.id, "ALL"))
+        });
+        assert!(c.is_empty(), "another VPC's flow log: {:?}", kinds(&c));
+        let (_, c) = step(&mut s, |t| {
+            flow_log::delete_flow_logs(t, &eni_fl.flow_log_ids)
+        });
+        assert_eq!(upserted(&c, &primary).flow_logs.len(), 2);
+        // A stopped instance's ENI is on no host: no flow logs on its record.
+        let (_, c) = step(&mut s, |t| stop_instances(t, &[r.instances[0].id.clone()]));
+        assert!(upserted(&c, &primary).flow_logs.is_empty());
     }
 }
 

@@ -1,4 +1,5 @@
-//! The gRPC mapping service: `Join`, `Renew`, `RegisterHost` and `Watch`.
+//! The gRPC mapping service: `Join`, `Renew`, `RegisterHost`, `Watch` and
+//! `PutFlowLogRecords` (the agents' flow log records, see [`super::flow_records`]).
 //!
 //! Every RPC but Join authenticates the host by its client certificate ([`Trust`]): a host
 //! registers and watches only as itself, and a refusal is logged with its reason and changes
@@ -38,6 +39,8 @@ pub struct MappingService {
     /// Becomes true when the server shuts down: open watch streams then end, so a graceful
     /// shutdown does not wait forever for these endless streams.
     closing: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Where flow log records are written (None: refused).
+    flow_log_dir: Option<std::path::PathBuf>,
 }
 
 impl MappingService {
@@ -48,6 +51,7 @@ impl MappingService {
             projection,
             trust,
             closing: None,
+            flow_log_dir: None,
         }
     }
 
@@ -63,7 +67,14 @@ impl MappingService {
             projection,
             trust,
             closing: Some(closing),
+            flow_log_dir: None,
         }
+    }
+
+    /// Writes the flow log records agents send under `dir` (the server's `--flow-log-dir`).
+    pub fn with_flow_log_dir(mut self, dir: Option<std::path::PathBuf>) -> Self {
+        self.flow_log_dir = dir;
+        self
     }
 
     /// The host behind `request`'s client certificate, or the refusal (logged).
@@ -189,6 +200,29 @@ impl Mapping for MappingService {
                 e.code, e.message
             ))),
         }
+    }
+
+    async fn put_flow_log_records(
+        &self,
+        request: Request<pb::PutFlowLogRecordsRequest>,
+    ) -> Result<Response<pb::PutFlowLogRecordsResponse>, Status> {
+        let peer = self.authenticate("PutFlowLogRecords", &request)?;
+        let Some(dir) = self.flow_log_dir.clone() else {
+            return Err(Status::failed_precondition(
+                "this server has no flow log directory",
+            ));
+        };
+        let req = request.into_inner();
+        let store = self.store.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            super::flow_records::append(&store.state(), &dir, &peer.host, &req)
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(pb::PutFlowLogRecordsResponse {
+            written: out.written,
+            refused: out.refused,
+        }))
     }
 
     type WatchStream = ReceiverStream<Result<pb::WatchResponse, Status>>;
