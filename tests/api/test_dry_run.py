@@ -122,6 +122,9 @@ def world(srv):
     w["key"] = ec2.create_key_pair(KeyName="dry-key", KeyType="ed25519")["KeyName"]
     w["key_pub"] = ec2.describe_key_pairs(KeyNames=["dry-key"], IncludePublicKey=True)[
         "KeyPairs"][0]["PublicKey"]
+    pl = ec2.create_managed_prefix_list(PrefixListName="dry-pl", MaxEntries=5, AddressFamily="IPv4",
+                                        Entries=[{"Cidr": "10.1.0.0/16"}])["PrefixList"]
+    w["pl"], w["pl_version"] = pl["PrefixListId"], pl["Version"]
     return w
 
 
@@ -147,6 +150,8 @@ def calls(w):
                            "TrafficType": "REJECT", "LogGroupName": "dry-run-2",
                            "DeliverLogsPermissionArn": "arn:aws:iam::123456789012:role/fl"},
         "CreateInternetGateway": {},
+        "CreateManagedPrefixList": {"PrefixListName": "dry-new-pl", "MaxEntries": 5,
+                                    "AddressFamily": "IPv4"},
         "CreateKeyPair": {"KeyName": "dry-new"},
         "CreateNatGateway": {"SubnetId": w["subnet2"], "AllocationId": w["eip_free"]},
         "CreateNetworkAcl": {"VpcId": w["vpc"]},
@@ -166,6 +171,7 @@ def calls(w):
         "DeleteFlowLogs": {"FlowLogIds": [w["fl"]]},
         "DeleteInternetGateway": {"InternetGatewayId": w["igw_free"]},
         "DeleteKeyPair": {"KeyName": w["key"]},
+        "DeleteManagedPrefixList": {"PrefixListId": w["pl"]},
         "DeleteNatGateway": {"NatGatewayId": w["nat"]},
         "DeleteNetworkAcl": {"NetworkAclId": w["acl_free"]},
         "DeleteNetworkAclEntry": {"NetworkAclId": w["acl"], "RuleNumber": 100, "Egress": False},
@@ -186,6 +192,7 @@ def calls(w):
         "DescribeInstances": {},
         "DescribeInternetGateways": {},
         "DescribeKeyPairs": {},
+        "DescribeManagedPrefixLists": {},
         "DescribeNatGateways": {},
         "DescribeNetworkAcls": {},
         "DescribeNetworkInterfaceAttribute": {"NetworkInterfaceId": w["eni"],
@@ -204,8 +211,12 @@ def calls(w):
         "DetachNetworkInterface": {"AttachmentId": w["eni_attachment"]},
         "DisassociateAddress": {"AssociationId": w["eip_association"]},
         "DisassociateRouteTable": {"AssociationId": w["rtb_assoc"]},
+        "GetManagedPrefixListAssociations": {"PrefixListId": w["pl"]},
+        "GetManagedPrefixListEntries": {"PrefixListId": w["pl"]},
         "ImportKeyPair": {"KeyName": "dry-import", "PublicKeyMaterial": w["key_pub"].encode()},
         "ModifyInstanceAttribute": {"InstanceId": w["i_stopped"], "SourceDestCheck": {"Value": False}},
+        "ModifyManagedPrefixList": {"PrefixListId": w["pl"], "CurrentVersion": w["pl_version"],
+                                    "AddEntries": [{"Cidr": "10.2.0.0/16"}]},
         "ModifyNetworkInterfaceAttribute": {"NetworkInterfaceId": w["eni"],
                                             "Description": {"Value": "changed"}},
         "ModifySecurityGroupRules": {"GroupId": w["sg"], "SecurityGroupRules": [{
@@ -241,6 +252,7 @@ DESCRIBES = [
     ("describe_nat_gateways", {}), ("describe_vpc_peering_connections", {}),
     ("describe_dhcp_options", {}), ("describe_flow_logs", {}), ("describe_tags", {}),
     ("describe_key_pairs", {"IncludePublicKey": True}),
+    ("describe_managed_prefix_lists", {}),
 ]
 
 
