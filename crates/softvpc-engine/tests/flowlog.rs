@@ -8,14 +8,12 @@ mod common;
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
 use softvpc_engine::policy::Direction as Dir;
 use softvpc_engine::{
-    Engine, EngineConfig, FlowAction, FlowDirection, FlowLogConfig, FlowRecord, FlowWindow, Mac,
-    Output,
+    Engine, FlowAction, FlowDirection, FlowLogConfig, FlowRecord, FlowWindow, Mac, Output,
 };
 use softvpc_wire::IpProtocol;
 
@@ -49,14 +47,7 @@ struct Net {
 
 impl Net {
     fn new(records: SeedRecords) -> Net {
-        let hosts = [HOST1, HOST2]
-            .into_iter()
-            .map(|h| {
-                let mut e = Engine::new(EngineConfig::new(h));
-                e.set_table(Arc::new(table(&records, h, &ports_of(h))));
-                (h, e)
-            })
-            .collect();
+        let hosts = seed_hosts(&records, |c| c);
         Net {
             records,
             hosts,
@@ -87,9 +78,7 @@ impl Net {
 
     fn update(&mut self, f: impl FnOnce(&mut SeedRecords)) {
         f(&mut self.records);
-        for (h, e) in &mut self.hosts {
-            e.set_table(Arc::new(table(&self.records, *h, &ports_of(*h))));
-        }
+        retable(&mut self.hosts, &self.records);
     }
 
     fn advance(&mut self, d: Duration) {

@@ -10,7 +10,6 @@
 mod common;
 
 use std::net::Ipv4Addr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -60,14 +59,7 @@ impl Net {
     }
 
     fn with_config(records: SeedRecords, f: impl Fn(EngineConfig) -> EngineConfig) -> Net {
-        let hosts = [HOST1, HOST2]
-            .into_iter()
-            .map(|h| {
-                let mut e = Engine::new(f(EngineConfig::new(h)));
-                e.set_table(Arc::new(table(&records, h, &ports_of(h))));
-                (h, e)
-            })
-            .collect();
+        let hosts = seed_hosts(&records, f);
         Net {
             records,
             hosts,
@@ -79,9 +71,7 @@ impl Net {
     /// A policy or mapping change: every host gets a new table.
     fn update(&mut self, f: impl FnOnce(&mut SeedRecords)) {
         f(&mut self.records);
-        for (h, e) in &mut self.hosts {
-            e.set_table(Arc::new(table(&self.records, *h, &ports_of(*h))));
-        }
+        retable(&mut self.hosts, &self.records);
     }
 
     fn engine(&mut self, host: Ipv4Addr) -> &mut Engine {

@@ -7,12 +7,11 @@
 mod common;
 
 use std::net::Ipv4Addr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
 use softvpc_engine::policy::Direction as Dir;
-use softvpc_engine::{DropReason, Engine, EngineConfig, Output, PortId};
+use softvpc_engine::{DropReason, Engine, Output, PortId};
 use softvpc_wire::IpProtocol;
 
 /// Both hosts' engines joined by an in-memory underlay.
@@ -25,14 +24,7 @@ struct Net {
 
 impl Net {
     fn new(records: SeedRecords) -> Net {
-        let hosts = [HOST1, HOST2]
-            .into_iter()
-            .map(|h| {
-                let mut e = Engine::new(EngineConfig::new(h));
-                e.set_table(Arc::new(table(&records, h, &ports_of(h))));
-                (h, e)
-            })
-            .collect();
+        let hosts = seed_hosts(&records, |c| c);
         Net {
             records,
             hosts,
@@ -44,9 +36,7 @@ impl Net {
     /// A change of the records: every host gets a new table.
     fn update(&mut self, f: impl FnOnce(&mut SeedRecords)) {
         f(&mut self.records);
-        for (h, e) in &mut self.hosts {
-            e.set_table(Arc::new(table(&self.records, *h, &ports_of(*h))));
-        }
+        retable(&mut self.hosts, &self.records);
     }
 
     fn engine(&mut self, host: Ipv4Addr) -> &mut Engine {

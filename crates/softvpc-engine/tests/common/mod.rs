@@ -274,6 +274,29 @@ pub fn ports_of(host: Ipv4Addr) -> HashMap<String, PortId> {
         .collect()
 }
 
+/// The seed's two hosts, each an engine made from `config` and holding its table of `records`:
+/// the start of every two-host simulation.
+pub fn seed_hosts(
+    records: &SeedRecords,
+    config: impl Fn(EngineConfig) -> EngineConfig,
+) -> Vec<(Ipv4Addr, Engine)> {
+    [HOST1, HOST2]
+        .into_iter()
+        .map(|h| {
+            let mut e = Engine::new(config(EngineConfig::new(h)));
+            e.set_table(Arc::new(table(records, h, &ports_of(h))));
+            (h, e)
+        })
+        .collect()
+}
+
+/// A policy or mapping change: every host gets the table of the new `records`.
+pub fn retable(hosts: &mut [(Ipv4Addr, Engine)], records: &SeedRecords) {
+    for (h, e) in hosts {
+        e.set_table(Arc::new(table(records, *h, &ports_of(*h))));
+    }
+}
+
 /// An engine for `host` with the seed table.
 pub fn seed_engine(host: Ipv4Addr) -> Engine {
     engine_with(host, &seed_records())
