@@ -714,6 +714,17 @@ mod tests {
         (r, changes)
     }
 
+    /// RunInstances of one instance in `subnet_id`, placed on host-1.
+    fn one_on_host1(subnet_id: &str) -> RunRequest {
+        RunRequest {
+            min_count: 1,
+            max_count: 1,
+            subnet_id: subnet_id.into(),
+            host: Some("host-1".into()),
+            ..Default::default()
+        }
+    }
+
     fn kinds(changes: &[Change]) -> Vec<String> {
         changes
             .iter()
@@ -781,18 +792,7 @@ mod tests {
         });
 
         // Launch: the ENI with its host, instance and automatic public IP.
-        let (r, c) = step(&mut s, |t| {
-            run_instances(
-                t,
-                &RunRequest {
-                    min_count: 1,
-                    max_count: 1,
-                    subnet_id: sn.id.clone(),
-                    host: Some("host-1".into()),
-                    ..Default::default()
-                },
-            )
-        });
+        let (r, c) = step(&mut s, |t| run_instances(t, &one_on_host1(&sn.id)));
         let (inst, primary) = (r.instances[0].id.clone(), r.instances[0].eni_id.clone());
         let rec = upserted(&c, &primary);
         assert_eq!(rec.host_id, h1);
@@ -1073,18 +1073,7 @@ mod tests {
         let (sn, _) = step(&mut s, |t| {
             subnet::create_subnet(t, &v.id, "10.0.0.0/24", None, Tags::new())
         });
-        let (r, _) = step(&mut s, |t| {
-            run_instances(
-                t,
-                &RunRequest {
-                    min_count: 1,
-                    max_count: 1,
-                    subnet_id: sn.id.clone(),
-                    host: Some("host-1".into()),
-                    ..Default::default()
-                },
-            )
-        });
+        let (r, _) = step(&mut s, |t| run_instances(t, &one_on_host1(&sn.id)));
         let primary = r.instances[0].eni_id.clone();
 
         // Rules: authorize, modify, revoke, each one upsert of the group.
@@ -1479,18 +1468,7 @@ mod tests {
         let (sn, _) = step(&mut s, |t| {
             subnet::create_subnet(t, &v.id, "10.0.0.0/24", Some("us-east-1b"), Tags::new())
         });
-        let (r, _) = step(&mut s, |t| {
-            run_instances(
-                t,
-                &RunRequest {
-                    min_count: 1,
-                    max_count: 1,
-                    subnet_id: sn.id.clone(),
-                    host: Some("host-1".into()),
-                    ..Default::default()
-                },
-            )
-        });
+        let (r, _) = step(&mut s, |t| run_instances(t, &one_on_host1(&sn.id)));
         let primary = r.instances[0].eni_id.clone();
         let req = |kind: &str, id: &str, traffic: &str| CreateRequest {
             resource_type: kind.into(),
