@@ -30,6 +30,9 @@ OPERATIONS = [
     # Instances
     "RunInstances", "TerminateInstances", "DescribeInstances", "StartInstances",
     "StopInstances", "DescribeInstanceStatus", "ModifyInstanceAttribute",
+    "DescribeInstanceAttribute",
+    # Volumes (each instance's root volume)
+    "DescribeVolumes",
     # Network interfaces
     "CreateNetworkInterface", "DeleteNetworkInterface", "DescribeNetworkInterfaces",
     "AttachNetworkInterface", "DetachNetworkInterface", "AssignPrivateIpAddresses",

@@ -91,10 +91,13 @@ def test_one_attribute_per_call_and_unsupported_ones(ec2, vpc, subnet):
     expect_error("InvalidParameterCombination", 400, ec2.modify_instance_attribute,
                  InstanceId=iid, Groups=[web], SourceDestCheck={"Value": False})
     expect_error("MissingParameter", 400, ec2.modify_instance_attribute, InstanceId=iid)
+    # The instance type changes only while stopped (test_instance_attributes.py).
+    expect_error("IncorrectInstanceState", 400, ec2.modify_instance_attribute,
+                 InstanceId=iid, InstanceType={"Value": "m5.large"})
     err = expect_error("UnsupportedOperation", 400, ec2.modify_instance_attribute,
-                       InstanceId=iid, InstanceType={"Value": "m5.large"})
-    assert "InstanceType" in err["Error"]["Message"]
-    expect_error("UnsupportedOperation", 400, ec2.modify_instance_attribute,
+                       InstanceId=iid, Kernel={"Value": "aki-12345678"})
+    assert "Kernel" in err["Error"]["Message"]
+    expect_error("InvalidParameterCombination", 400, ec2.modify_instance_attribute,
                  InstanceId=iid, Attribute="groupSet", Value=web)
 
 

@@ -40,18 +40,17 @@ def test_peering_lifecycle(ec2):
     ec2.get_waiter("vpc_peering_connection_exists").wait(VpcPeeringConnectionIds=[pcx],
                                                          WaiterConfig={"Delay": 1, "MaxAttempts": 5})
     assert status(ec2, pcx) == "pending-acceptance"
-    # No route through a peering that is not active yet.
+    # A route through a peering that is not active yet is accepted, as on AWS (a blackhole
+    # until the peering is active; test_aws_differences.py checks its state).
     rtb = main_table(ec2, a)["RouteTableId"]
-    expect_error("InvalidVpcPeeringConnectionID.NotFound", 400, ec2.create_route, RouteTableId=rtb,
-                 DestinationCidrBlock="10.41.0.0/16", VpcPeeringConnectionId=pcx)
+    ec2.create_route(RouteTableId=rtb, DestinationCidrBlock="10.41.0.0/16", VpcPeeringConnectionId=pcx)
     expect_error("DryRunOperation", 412, ec2.accept_vpc_peering_connection, VpcPeeringConnectionId=pcx, DryRun=True)
     assert status(ec2, pcx) == "pending-acceptance"
     got = ec2.accept_vpc_peering_connection(VpcPeeringConnectionId=pcx)["VpcPeeringConnection"]
     assert got["Status"]["Code"] == "active"
     expect_error("InvalidStateTransition", 400, ec2.accept_vpc_peering_connection, VpcPeeringConnectionId=pcx)
     expect_error("InvalidStateTransition", 400, ec2.reject_vpc_peering_connection, VpcPeeringConnectionId=pcx)
-    # A route to the active peering is active; after the peering is deleted it is a blackhole.
-    ec2.create_route(RouteTableId=rtb, DestinationCidrBlock="10.41.0.0/16", VpcPeeringConnectionId=pcx)
+    # The route to the peering is active now; after the peering is deleted it is a blackhole.
 
     def route_state():
         routes = ec2.describe_route_tables(RouteTableIds=[rtb])["RouteTables"][0]["Routes"]

@@ -5,7 +5,10 @@
 //! Both SigV4 forms are accepted (the `Authorization` header and presigned query parameters).
 //! Refusals: missing, unknown key or wrong signature -> 401 `AuthFailure` (one answer for all,
 //! so a caller cannot probe for keys); a timestamp more than 15 minutes off, or an expired
-//! presigned URL -> 400 `RequestExpired`.
+//! presigned URL -> 400 `RequestExpired`; a credential scoped to another region than the
+//! server's ([`REGION`]) -> 401 `AuthFailure` "Credential should be scoped to a valid region,
+//! not 'eu-west-1'." (STS-scoped requests: 403 `SignatureDoesNotMatch`, as the query services
+//! answer).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -13,9 +16,11 @@ use std::time::SystemTime;
 
 use anyhow::Context;
 use softvpc_sigv4::{
-    generate_credentials, read_credentials_file, verify, write_credentials_file, AuthError,
-    Credentials, Request, Secret, Verified,
+    generate_credentials, read_credentials_file, verify_with, write_credentials_file, AuthError,
+    Credentials, Policy, Request, Secret, Verified,
 };
+
+use softvpc_model::peering::REGION;
 
 /// The profile the generated key pair is written under.
 pub const PROFILE: &str = "default";
@@ -50,9 +55,15 @@ impl Keys {
         }
     }
 
-    /// Verifies one request (either SigV4 form) against these keys at time `now`.
+    /// Verifies one request (either SigV4 form) against these keys at time `now`: scoped to
+    /// `ec2` (or `sts`, for GetCallerIdentity) in the server's region.
     pub fn verify(&self, req: &Request<'_>, now: SystemTime) -> Result<Verified, AuthError> {
-        verify(req, now, |ak| self.secrets.get(ak).cloned())
+        let policy = Policy {
+            also_services: &["sts"],
+            region: Some(REGION),
+            ..Policy::EC2
+        };
+        verify_with(req, now, &policy, |ak| self.secrets.get(ak).cloned())
     }
 }
 

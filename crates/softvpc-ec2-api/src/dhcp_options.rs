@@ -3,7 +3,7 @@
 
 use softvpc_ec2_protocol::Value;
 
-use super::input::{self, required, tag_set, ValueExt};
+use super::input::{self, required, ValueExt};
 use super::Ctx;
 use softvpc_model::dhcp_options::{self, DhcpOptions};
 use softvpc_model::{ApiError, OWNER_ID};
@@ -27,7 +27,7 @@ pub fn dopt_value(d: &DhcpOptions) -> Value {
         .with("DhcpConfigurations", Value::List(configs))
         .with("DhcpOptionsId", d.id.as_str())
         .with("OwnerId", OWNER_ID)
-        .with("Tags", tag_set(&d.tags))
+        .with_opt("Tags", input::tags_opt(&d.tags))
 }
 
 pub fn create_dhcp_options(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {

@@ -3,7 +3,7 @@
 
 use softvpc_ec2_protocol::{Timestamp, Value};
 
-use super::input::{self, tag_set, ValueExt};
+use super::input::{self, ValueExt};
 use super::Ctx;
 use softvpc_model::eni::{self as m, ConnectionTracking, CreateRequest, Modify};
 use softvpc_model::instance::{private_dns_name, public_address_of, public_dns_name};
@@ -88,11 +88,28 @@ pub(crate) fn connection_tracking_value(e: &Eni) -> Option<Value> {
 
 /// The `NetworkInterface` structure of one ENI.
 pub fn eni_value(state: &State, e: &Eni) -> Value {
-    let status = if e.attachment.is_some() {
+    // A NAT gateway's interface: AWS shows it in use, of type nat_gateway, requester-managed,
+    // attached at device index 1 by `amazon-aws` (an `ela-attach-` attachment).
+    let managed = softvpc_model::eni::is_managed(state, &e.id);
+    let status = if e.attachment.is_some() || managed {
         "in-use"
     } else {
         "available"
     };
+    let attachment = attachment_value(e).or_else(|| {
+        managed.then(|| {
+            Value::new_struct()
+                .with(
+                    "AttachmentId",
+                    format!("ela-attach-{}", e.id.trim_start_matches("eni-")),
+                )
+                .with("DeleteOnTermination", false)
+                .with("DeviceIndex", 1u32)
+                .with("NetworkCardIndex", 0u32)
+                .with("InstanceOwnerId", "amazon-aws")
+                .with("Status", "attached")
+        })
+    });
     let addresses: Vec<Value> = e
         .addresses()
         .enumerate()
@@ -106,7 +123,7 @@ pub fn eni_value(state: &State, e: &Eni) -> Value {
         .collect();
     Value::new_struct()
         .with_opt("Association", association(state, e, e.private_ip))
-        .with_opt("Attachment", attachment_value(e))
+        .with_opt("Attachment", attachment)
         .with("AvailabilityZone", e.availability_zone.as_str())
         .with_opt(
             "ConnectionTrackingConfiguration",
@@ -114,7 +131,10 @@ pub fn eni_value(state: &State, e: &Eni) -> Value {
         )
         .with("Description", e.description.as_str())
         .with("Groups", groups_value(state, e))
-        .with("InterfaceType", "interface")
+        .with(
+            "InterfaceType",
+            if managed { "nat_gateway" } else { "interface" },
+        )
         .with("Ipv6Addresses", Value::List(Vec::new()))
         .with("MacAddress", e.mac.as_str())
         .with("NetworkInterfaceId", e.id.as_str())
@@ -122,11 +142,11 @@ pub fn eni_value(state: &State, e: &Eni) -> Value {
         .with("PrivateDnsName", private_dns_name(e.private_ip))
         .with("PrivateIpAddress", e.private_ip.to_string())
         .with("PrivateIpAddresses", Value::List(addresses))
-        .with("RequesterManaged", false)
+        .with("RequesterManaged", managed)
         .with("SourceDestCheck", e.source_dest_check)
         .with("Status", status)
         .with("SubnetId", e.subnet_id.as_str())
-        .with("TagSet", tag_set(&e.tags))
+        .with_opt("TagSet", input::tags_opt(&e.tags))
         .with("VpcId", e.vpc_id.as_str())
 }
 
@@ -139,7 +159,29 @@ fn count(input: &Value, name: &str) -> Result<Option<u32>, ApiError> {
     }
 }
 
+/// CreateNetworkInterface members softvpc does not model: refused by name.
+const UNSUPPORTED_CREATE_ENI: &[(&str, &str)] = &[
+    ("Ipv6Addresses", "there is no IPv6"),
+    ("Ipv6AddressCount", "there is no IPv6"),
+    ("EnablePrimaryIpv6", "there is no IPv6"),
+    ("Ipv6Prefixes", "there is no IPv6"),
+    ("Ipv6PrefixCount", "there is no IPv6"),
+    ("Ipv4Prefixes", "interfaces have addresses, not prefixes"),
+    ("Ipv4PrefixCount", "interfaces have addresses, not prefixes"),
+    (
+        "ConnectionTrackingSpecification",
+        "connection tracking has AWS's default timeouts",
+    ),
+    ("Operator", "there are no managed interfaces"),
+];
+
 pub fn create_network_interface(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
+    input::refuse_unsupported(input, UNSUPPORTED_CREATE_ENI)?;
+    if let Some(t) = input::optional(input, "InterfaceType").filter(|t| *t != "interface") {
+        return Err(ApiError::invalid_value(format!(
+            "The parameter InterfaceType is not supported: only standard interfaces exist, not '{t}'."
+        )));
+    }
     let private_ips = input
         .get_list("PrivateIpAddresses")
         .iter()

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use softvpc_ec2_protocol::Value;
 
-use super::input::{self, optional, tag_set, timestamp, ValueExt};
+use super::input::{self, optional, timestamp, ValueExt};
 use super::Ctx;
 use softvpc_model::filter;
 use softvpc_model::flow_log::{self, CreateRequest, FlowLog, Unsuccessful};
@@ -45,7 +45,7 @@ pub fn flow_log_value(f: &FlowLog) -> Value {
         .with("LogDestinationType", f.destination_type.as_str())
         .with("LogDestination", f.log_destination.as_str())
         .with("LogFormat", f.log_format.as_str())
-        .with("Tags", tag_set(&f.tags))
+        .with_opt("Tags", input::tags_opt(&f.tags))
         .with("MaxAggregationInterval", f.max_aggregation_interval)
         .with_opt("DestinationOptions", options)
 }

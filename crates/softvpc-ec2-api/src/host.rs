@@ -2,7 +2,7 @@
 
 use softvpc_ec2_protocol::Value;
 
-use super::input::{self, tag_set, timestamp, ValueExt};
+use super::input::{self, timestamp, ValueExt};
 use super::Ctx;
 use softvpc_model::filter::Filterable;
 use softvpc_model::instance::DEFAULT_INSTANCE_TYPE;
@@ -39,7 +39,7 @@ fn host_value(state: &State, h: &Host) -> Value {
         .with("AllocationTime", timestamp(h.allocation_time))
         .with("OwnerId", OWNER_ID)
         .with("MemberOfServiceLinkedResourceGroup", false)
-        .with("Tags", tag_set(&h.tag_map()))
+        .with_opt("Tags", input::tags_opt(&h.tag_map()))
 }
 
 pub fn describe_hosts(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {

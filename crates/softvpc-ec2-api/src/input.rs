@@ -121,6 +121,33 @@ pub fn tag_set(tags: &Tags) -> Value {
     )
 }
 
+/// The `tagSet` of a resource as AWS answers it: absent when the resource has no tags (AWS
+/// omits the element rather than sending an empty set).
+pub fn tags_opt(tags: &Tags) -> Option<Value> {
+    (!tags.is_empty()).then(|| tag_set(tags))
+}
+
+/// Refuses the first of `members` (name, why) that asks for something: a `true`, a non-zero
+/// number, a non-empty string, list or structure. `false`, 0 and empty values ask for AWS's
+/// default, which is what softvpc does, so they pass. The error names the member:
+/// `InvalidParameterValue` "The parameter X is not supported: why."
+pub fn refuse_unsupported(input: &Value, members: &[(&str, &str)]) -> Result<(), ApiError> {
+    for (member, why) in members {
+        let asks = match input.get(member) {
+            None | Some(Value::Boolean(false)) | Some(Value::Integer(0)) => false,
+            Some(Value::String(s)) => !s.is_empty(),
+            Some(Value::List(l)) => !l.is_empty(),
+            Some(_) => true,
+        };
+        if asks {
+            return Err(ApiError::invalid_value(format!(
+                "The parameter {member} is not supported: {why}."
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Extra builders on output trees.
 pub trait ValueExt {
     /// [`Value::with`] when `value` is `Some`, else unchanged.
@@ -243,6 +270,13 @@ const PAGING: &[PagingRule] = &[
         min: 5,
         max: 1000,
         ids: None,
+    },
+    // AWS: "if MaxResults is given a value larger than 500, only 500 items are returned".
+    PagingRule {
+        action: "DescribeVolumes",
+        min: 5,
+        max: i64::MAX,
+        ids: Some(("VolumeId.", "volumeIdSet")),
     },
     PagingRule {
         action: "DescribeManagedPrefixLists",

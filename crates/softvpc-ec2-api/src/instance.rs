@@ -4,12 +4,14 @@ use std::sync::Arc;
 
 use softvpc_ec2_protocol::Value;
 
-use super::input::{self, tag_set, timestamp, ValueExt};
+use super::input::{self, timestamp, ValueExt};
 use super::Ctx;
+use softvpc_model::instance::InstanceChange;
 use softvpc_model::instance::{
     private_dns_name, public_address_of, public_dns_name, public_ip, visible, InterfaceSpec,
-    RunRequest,
+    RootVolumeSpec, RunRequest,
 };
+use softvpc_model::volume::{self, ROOT_DEVICE};
 use softvpc_model::{self as model, ApiError, Eni, Instance, InstanceState, State, OWNER_ID};
 use softvpc_store::now_secs;
 
@@ -212,6 +214,326 @@ fn launch_interfaces(input: &Value) -> Result<Option<LaunchInterfaces>, ApiError
     }))
 }
 
+/// Members of `RunInstances` softvpc does not model: refused with an error naming them, never
+/// ignored (a value that asks for nothing, such as `Monitoring.Enabled=false`, passes).
+fn refuse_unsupported_launch_members(input: &Value) -> Result<(), ApiError> {
+    let refuse = |member: &str, why: &str| {
+        Err(ApiError::invalid_value(format!(
+            "The parameter {member} is not supported: {why}."
+        )))
+    };
+    let present = |m: &str| match input.get(m) {
+        None => false,
+        Some(Value::List(l)) => !l.is_empty(),
+        Some(_) => true,
+    };
+    if let Some(name) = input::optional(input, "KeyName") {
+        // There are no key pairs yet, so every name is unknown, as AWS says of an unknown one.
+        return Err(ApiError::new(
+            "InvalidKeyPair.NotFound",
+            format!("The key pair '{name}' does not exist"),
+        ));
+    }
+    if let Some(lt) = input.get("LaunchTemplate") {
+        // No launch templates exist yet: AWS's answers for an unknown one.
+        return Err(
+            match (
+                input::optional(lt, "LaunchTemplateId"),
+                input::optional(lt, "LaunchTemplateName"),
+            ) {
+                (Some(id), _) => ApiError::new(
+                    "InvalidLaunchTemplateId.NotFound",
+                    format!(
+                        "The specified launch template, with template ID {id}, does not exist."
+                    ),
+                ),
+                (None, Some(name)) => ApiError::new(
+                    "InvalidLaunchTemplateName.NotFoundException",
+                    format!(
+                        "The specified launch template, with template name {name}, does not exist."
+                    ),
+                ),
+                (None, None) => ApiError::missing("LaunchTemplate.LaunchTemplateId"),
+            },
+        );
+    }
+    if let Some(p) = input.get("IamInstanceProfile") {
+        let what = input::optional(p, "Name")
+            .map(|n| ("name", n))
+            .or_else(|| input::optional(p, "Arn").map(|a| ("arn", a)));
+        if let Some((kind, v)) = what {
+            return Err(ApiError::invalid_value(format!(
+                "Value ({v}) for parameter iamInstanceProfile.{kind} is invalid. Invalid IAM Instance Profile {kind}"
+            )));
+        }
+    }
+    if input.get("Monitoring").and_then(|m| m.get_bool("Enabled")) == Some(true) {
+        return refuse(
+            "Monitoring.Enabled",
+            "there is no detailed monitoring (CloudWatch)",
+        );
+    }
+    if input
+        .get("HibernationOptions")
+        .and_then(|h| h.get_bool("Configured"))
+        == Some(true)
+    {
+        return refuse(
+            "HibernationOptions.Configured",
+            "instances cannot hibernate",
+        );
+    }
+    if input
+        .get("EnclaveOptions")
+        .and_then(|h| h.get_bool("Enabled"))
+        == Some(true)
+    {
+        return refuse("EnclaveOptions.Enabled", "there are no Nitro Enclaves");
+    }
+    if input.get_i64("Ipv6AddressCount").is_some_and(|c| c != 0) {
+        return refuse("Ipv6AddressCount", "there is no IPv6");
+    }
+    if input.get_bool("EnablePrimaryIpv6") == Some(true) {
+        return refuse("EnablePrimaryIpv6", "there is no IPv6");
+    }
+    for (m, why) in [
+        ("Ipv6Addresses", "there is no IPv6"),
+        ("KernelId", "instances boot no kernel image"),
+        ("RamdiskId", "instances boot no RAM disk image"),
+        ("ElasticGpuSpecification", "there are no GPUs"),
+        ("ElasticInferenceAccelerators", "there are no accelerators"),
+        ("InstanceMarketOptions", "there are no Spot instances"),
+        ("CpuOptions", "instances have no CPU settings"),
+        (
+            "CapacityReservationSpecification",
+            "there are no capacity reservations",
+        ),
+        ("LicenseSpecifications", "there is no license manager"),
+        (
+            "MetadataOptions",
+            "there is no instance metadata service yet",
+        ),
+        (
+            "PrivateDnsNameOptions",
+            "instance host names follow the IP name only",
+        ),
+        ("MaintenanceOptions", "there is no automatic recovery"),
+        (
+            "NetworkPerformanceOptions",
+            "there is no bandwidth weighting",
+        ),
+        ("Operator", "there are no managed instances"),
+        (
+            "SecondaryInterfaces",
+            "there are no secondary network cards",
+        ),
+    ] {
+        if present(m) {
+            return refuse(m, why);
+        }
+    }
+    let placement = input.get("Placement");
+    for (m, why) in [
+        ("AvailabilityZoneId", "name the zone with AvailabilityZone"),
+        ("Affinity", "hosts are not Dedicated Hosts"),
+        ("PartitionNumber", "there are no placement groups"),
+        ("GroupId", "there are no placement groups"),
+        ("SpreadDomain", "there are no placement groups"),
+        ("HostResourceGroupArn", "there are no host resource groups"),
+    ] {
+        if placement.and_then(|p| input::optional(p, m)).is_some()
+            || placement.and_then(|p| p.get_i64(m)).is_some()
+        {
+            return refuse(&format!("Placement.{m}"), why);
+        }
+    }
+    if let Some(g) = placement.and_then(|p| input::optional(p, "GroupName")) {
+        return Err(ApiError::new(
+            "InvalidPlacementGroup.Unknown",
+            format!("The Placement Group '{g}' is unknown."),
+        ));
+    }
+    if let Some(t) = placement
+        .and_then(|p| input::optional(p, "Tenancy"))
+        .filter(|t| *t != "default")
+    {
+        return refuse(
+            "Placement.Tenancy",
+            &format!("instances share hosts ('default' tenancy), not '{t}'"),
+        );
+    }
+    Ok(())
+}
+
+/// `Placement.AvailabilityZone`, checked against the region's zones as AWS does.
+fn launch_zone(placement: &Value) -> Result<Option<String>, ApiError> {
+    let Some(z) = input::optional(placement, "AvailabilityZone") else {
+        return Ok(None);
+    };
+    if !super::discovery::ZONES.iter().any(|(name, _)| *name == z) {
+        return Err(ApiError::invalid_value(format!(
+            "Invalid availability zone: [{z}]"
+        )));
+    }
+    Ok(Some(z.to_string()))
+}
+
+/// Most bytes of user data (decoded), as on AWS.
+const MAX_USER_DATA: usize = 16 * 1024;
+
+/// `UserData` must be base64 (SDKs encode it) of at most 16 KiB; kept as given.
+fn check_user_data(d: &str) -> Result<String, ApiError> {
+    let clean: String = d.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    let body = clean.trim_end_matches('=');
+    let valid = clean.len().is_multiple_of(4)
+        && clean.len() - body.len() <= 2
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/');
+    if !valid {
+        return Err(ApiError::invalid_value(
+            "Invalid BASE64 encoding of user data.",
+        ));
+    }
+    if clean.len() / 4 * 3 - (clean.len() - body.len()) > MAX_USER_DATA {
+        return Err(ApiError::invalid_value(format!(
+            "User data is limited to {MAX_USER_DATA} bytes"
+        )));
+    }
+    Ok(clean)
+}
+
+/// `BlockDeviceMappings`: only the root device (`/dev/xvda`) exists; its EBS size, type and
+/// `DeleteOnTermination` are honoured, anything else refused with its name.
+fn root_volume_spec(input: &Value) -> Result<RootVolumeSpec, ApiError> {
+    let mut spec = RootVolumeSpec::default();
+    for (n, m) in input.get_list("BlockDeviceMappings").iter().enumerate() {
+        let n = n + 1;
+        let refuse = |member: &str, why: &str| {
+            Err(ApiError::invalid_value(format!(
+                "The parameter BlockDeviceMapping.{n}.{member} is not supported: {why}."
+            )))
+        };
+        let device = input::optional(m, "DeviceName")
+            .ok_or_else(|| ApiError::missing(&format!("BlockDeviceMapping.{n}.DeviceName")))?;
+        if device != ROOT_DEVICE {
+            return Err(ApiError::new(
+                "InvalidBlockDeviceMapping",
+                format!("The device '{device}' is not supported: instances have only their root volume ({ROOT_DEVICE})."),
+            ));
+        }
+        if input::optional(m, "NoDevice").is_some() {
+            return refuse("NoDevice", "the root device cannot be suppressed");
+        }
+        if input::optional(m, "VirtualName").is_some() {
+            return refuse("VirtualName", "there are no instance store volumes");
+        }
+        let Some(ebs) = m.get("Ebs") else { continue };
+        for (member, why) in [
+            ("SnapshotId", "volumes are not made from snapshots"),
+            ("KmsKeyId", "there is no KMS"),
+            ("OutpostArn", "there are no Outposts"),
+            (
+                "AvailabilityZone",
+                "the root volume is in the instance's zone",
+            ),
+            (
+                "AvailabilityZoneId",
+                "the root volume is in the instance's zone",
+            ),
+        ] {
+            if input::optional(ebs, member).is_some() {
+                return refuse(&format!("Ebs.{member}"), why);
+            }
+        }
+        for (member, why) in [
+            ("Iops", "volumes have gp3's baseline performance"),
+            ("Throughput", "volumes have gp3's baseline performance"),
+            (
+                "VolumeInitializationRate",
+                "volumes are not made from snapshots",
+            ),
+            ("EbsCardIndex", "there is one EBS card"),
+        ] {
+            if ebs.get_i64(member).is_some() {
+                return refuse(&format!("Ebs.{member}"), why);
+            }
+        }
+        if ebs.get_bool("Encrypted") == Some(true) {
+            return refuse("Ebs.Encrypted", "volumes are not encrypted");
+        }
+        spec.delete_on_termination = ebs.get_bool("DeleteOnTermination");
+        if let Some(size) = ebs.get_i64("VolumeSize") {
+            spec.size_gib = Some(
+                u32::try_from(size)
+                    .ok()
+                    .filter(|s| (1..=16384).contains(s))
+                    .ok_or_else(|| {
+                        ApiError::invalid_value(format!(
+                            "Volume size {size} is out of range: gp3 volumes are 1-16384 GiB."
+                        ))
+                    })?,
+            );
+        }
+        if let Some(t) = input::optional(ebs, "VolumeType") {
+            if !matches!(t, "gp2" | "gp3" | "standard") {
+                return refuse(
+                    "Ebs.VolumeType",
+                    &format!("'{t}' needs provisioned performance; gp2, gp3 and standard exist"),
+                );
+            }
+            spec.volume_type = Some(t.to_string());
+        }
+    }
+    Ok(spec)
+}
+
+/// `SecurityGroups` (group names) of a launch into the default VPC, as ids. AWS resolves names
+/// only there; with a subnet of another VPC it refuses the combination.
+fn groups_by_name(
+    txn: &model::Txn,
+    req: &RunRequest,
+    names: &[String],
+) -> Result<Vec<String>, ApiError> {
+    let state = &txn.state;
+    let vpc_id = if req.subnet_id.is_empty() {
+        let s = model::attributes::default_subnet(txn, req.availability_zone.as_deref())?;
+        state
+            .subnets
+            .get(&s)
+            .map(|s| s.vpc_id.clone())
+            .unwrap_or_default()
+    } else {
+        model::subnet::get_subnet(state, &req.subnet_id)?
+            .vpc_id
+            .clone()
+    };
+    if !state.vpcs.get(&vpc_id).is_some_and(|v| v.is_default) {
+        return Err(ApiError::new(
+            "InvalidParameterCombination",
+            "The parameter groupName cannot be used with the parameter subnet",
+        ));
+    }
+    names
+        .iter()
+        .map(|name| {
+            state
+                .security_groups
+                .values()
+                .find(|g| g.vpc_id == vpc_id && &g.name == name)
+                .map(|g| g.id.clone())
+                .ok_or_else(|| {
+                    ApiError::new(
+                        "InvalidGroup.NotFound",
+                        format!(
+                            "The security group '{name}' does not exist in default VPC '{vpc_id}'"
+                        ),
+                    )
+                })
+        })
+        .collect()
+}
+
 /// The private addresses of an ENI (`PrivateIpAddresses` items), with their Elastic IPs.
 fn primary_ip(state: &State, e: &Eni) -> Value {
     Value::List(
@@ -300,7 +622,7 @@ fn instance_value(state: &State, i: &Instance, shown_state: InstanceState) -> Va
         .with("Architecture", "x86_64")
         .with("RootDeviceType", "ebs")
         .with("RootDeviceName", "/dev/xvda")
-        .with("BlockDeviceMappings", empty())
+        .with("BlockDeviceMappings", block_device_mappings(state, &i.id))
         .with("VirtualizationType", "hvm")
         .with("Hypervisor", "xen")
         .with("NetworkInterfaces", enis)
@@ -308,7 +630,32 @@ fn instance_value(state: &State, i: &Instance, shown_state: InstanceState) -> Va
             "ClientToken",
             i.client_token.as_ref().map(|t| t.token.as_str()),
         )
-        .with("Tags", tag_set(&i.tags))
+        .with_opt("Tags", input::tags_opt(&i.tags))
+}
+
+/// The instance's volumes as `InstanceBlockDeviceMapping`s (also DescribeInstanceAttribute's
+/// `blockDeviceMapping`).
+fn block_device_mappings(state: &State, instance_id: &str) -> Value {
+    Value::List(
+        volume::of_instance(state, instance_id)
+            .iter()
+            .filter_map(|v| {
+                let a = v.attachment.as_ref()?;
+                Some(
+                    Value::new_struct()
+                        .with("DeviceName", a.device.as_str())
+                        .with(
+                            "Ebs",
+                            Value::new_struct()
+                                .with("AttachTime", timestamp(a.attach_time))
+                                .with("DeleteOnTermination", a.delete_on_termination)
+                                .with("Status", "attached")
+                                .with("VolumeId", v.id.as_str()),
+                        ),
+                )
+            })
+            .collect(),
+    )
 }
 
 /// An ENI as listed inside its instance (`InstanceNetworkInterface`).
@@ -347,6 +694,7 @@ fn instance_eni_value(state: &State, e: &Eni) -> Value {
 }
 
 pub fn run_instances(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
+    refuse_unsupported_launch_members(input)?;
     let nics = launch_interfaces(input)?;
     // Absent: the default subnet (the model refuses when there is no default VPC).
     let subnet_id = match &nics {
@@ -364,7 +712,19 @@ pub fn run_instances(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
         .get("Placement")
         .cloned()
         .unwrap_or(Value::new_struct());
+    let availability_zone = launch_zone(&placement)?;
     let opt = |v: &Value, name: &str| input::optional(v, name).map(str::to_string);
+    let group_names = input::id_list(input, "SecurityGroups");
+    if !group_names.is_empty() && nics.is_some() {
+        return Err(ApiError::new(
+            "InvalidParameterCombination",
+            "Network interfaces and an instance-level security groups may not be specified on the same request",
+        ));
+    }
+    let user_data = match input::optional(input, "UserData") {
+        Some(d) => Some(check_user_data(d)?),
+        None => None,
+    };
     let req = RunRequest {
         image_id: opt(input, "ImageId"),
         instance_type: opt(input, "InstanceType"),
@@ -374,6 +734,12 @@ pub fn run_instances(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
         host: opt(&placement, "HostId"),
         tag_specs: input::parse_tag_specs(input)?,
         client_token: opt(input, "ClientToken"),
+        user_data,
+        disable_api_termination: input.get_bool("DisableApiTermination").unwrap_or(false),
+        disable_api_stop: input.get_bool("DisableApiStop").unwrap_or(false),
+        shutdown_behavior: opt(input, "InstanceInitiatedShutdownBehavior"),
+        root_volume: root_volume_spec(input)?,
+        availability_zone,
         ..match nics {
             Some(n) => RunRequest {
                 interfaces: n.specs,
@@ -387,7 +753,14 @@ pub fn run_instances(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
             },
         }
     };
-    let res = ctx.mutate(|t| model::instance::run_instances(t, &req))?;
+    let res = ctx.mutate(|t| {
+        let mut req = req.clone();
+        if !group_names.is_empty() {
+            let ids = groups_by_name(t, &req, &group_names)?;
+            req.security_group_ids.extend(ids);
+        }
+        model::instance::run_instances(t, &req)
+    })?;
     if res.replayed {
         tracing::info!(reservation = %res.reservation_id, token = ?req.client_token, "RunInstances retried: earlier launch returned");
     }
@@ -479,51 +852,267 @@ pub fn terminate_instances(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiErr
     ))
 }
 
-/// The members of `ModifyInstanceAttribute` other than `Groups` and `SourceDestCheck`: softvpc
-/// has no block devices, kernels, user data or instance types to change, so they are refused.
-const UNSUPPORTED_INSTANCE_ATTRIBUTES: &[&str] = &[
-    "Attribute",
-    "Value",
-    "BlockDeviceMappings",
-    "DisableApiStop",
-    "DisableApiTermination",
-    "EbsOptimized",
-    "EnaSupport",
-    "InstanceInitiatedShutdownBehavior",
-    "InstanceType",
-    "Kernel",
-    "Ramdisk",
-    "SriovNetSupport",
-    "UserData",
+/// `ModifyInstanceAttribute` members softvpc has nothing behind: refused with their name.
+const UNSUPPORTED_INSTANCE_ATTRIBUTES: &[(&str, &str)] = &[
+    ("Kernel", "instances boot no kernel image"),
+    ("Ramdisk", "instances boot no RAM disk image"),
+    ("SriovNetSupport", "interfaces are TAP devices, not SR-IOV"),
+    ("EnaSupport", "interfaces are TAP devices, not ENA"),
+    ("EbsOptimized", "there is no EBS bandwidth to dedicate"),
 ];
 
-/// `ModifyInstanceAttribute`: `Groups` (replaces the groups of the instance's network
-/// interface) or `SourceDestCheck`, exactly one per call.
+/// The attribute an `Attribute`/`Value` pair (the older form the AWS CLI's `--attribute`
+/// sends) or a typed member names, as one change.
+enum Change {
+    Instance(InstanceChange),
+    Eni(softvpc_model::eni::Modify),
+}
+
+fn parse_bool(attribute: &str, v: &str) -> Result<bool, ApiError> {
+    match v {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(ApiError::invalid_value(format!(
+            "Value ({v}) for parameter {attribute} is invalid. Expected: 'true' or 'false'."
+        ))),
+    }
+}
+
+fn shutdown_behavior(v: &str) -> Result<String, ApiError> {
+    match v {
+        "stop" | "terminate" => Ok(v.to_string()),
+        _ => Err(ApiError::invalid_value(format!(
+            "Value ({v}) for parameter instanceInitiatedShutdownBehavior is invalid. Expected: 'stop' or 'terminate'."
+        ))),
+    }
+}
+
+/// `ModifyInstanceAttribute`: exactly one attribute per call, as a typed member or as
+/// `Attribute` + `Value`. `Groups` and `SourceDestCheck` change the instance's network
+/// interface; `InstanceType` and `UserData` need a stopped instance (as on AWS);
+/// `DisableApiTermination`, `DisableApiStop` and `InstanceInitiatedShutdownBehavior` are
+/// honoured by Terminate/StopInstances; `BlockDeviceMappings` sets the root volume's
+/// `DeleteOnTermination`.
 pub fn modify_instance_attribute(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
     use softvpc_model::eni::Modify;
     let id = input::required(input, "InstanceId")?;
-    if let Some(name) = UNSUPPORTED_INSTANCE_ATTRIBUTES
+    if let Some((name, why)) = UNSUPPORTED_INSTANCE_ATTRIBUTES
         .iter()
-        .find(|n| input.get(n).is_some())
+        .find(|(n, _)| input.get(n).is_some())
     {
         return Err(ApiError::new(
             "UnsupportedOperation",
-            format!("Modifying the instance attribute {name} is not supported."),
+            format!("Modifying the instance attribute {name} is not supported: {why}."),
         ));
     }
-    let mut changes = Vec::new();
+    let value_of = |name: &str| -> Result<Option<String>, ApiError> {
+        match input.get(name) {
+            None => Ok(None),
+            Some(v) => match v.get("Value") {
+                Some(Value::Boolean(b)) => Ok(Some(b.to_string())),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                _ => Err(ApiError::missing(&format!("{name}.Value"))),
+            },
+        }
+    };
+    let mut changes: Vec<Change> = Vec::new();
     if input.get("Groups").is_some() {
-        changes.push(Modify::Groups(input::id_list(input, "Groups")));
+        changes.push(Change::Eni(Modify::Groups(input::id_list(input, "Groups"))));
     }
-    if let Some(v) = input.get("SourceDestCheck") {
-        let b = v
-            .get_bool("Value")
-            .ok_or_else(|| ApiError::missing("SourceDestCheck.Value"))?;
-        changes.push(Modify::SourceDestCheck(b));
+    if let Some(v) = value_of("SourceDestCheck")? {
+        changes.push(Change::Eni(Modify::SourceDestCheck(parse_bool(
+            "sourceDestCheck",
+            &v,
+        )?)));
     }
-    let change = input::one_change(changes)?;
-    let what = format!("{change:?}");
-    ctx.mutate(|t| model::instance::modify_attribute(t, id, change))?;
-    tracing::info!(instance = id, change = %what, "instance attribute modified");
+    if let Some(v) = value_of("DisableApiTermination")? {
+        changes.push(Change::Instance(InstanceChange::DisableApiTermination(
+            parse_bool("disableApiTermination", &v)?,
+        )));
+    }
+    if let Some(v) = value_of("DisableApiStop")? {
+        changes.push(Change::Instance(InstanceChange::DisableApiStop(
+            parse_bool("disableApiStop", &v)?,
+        )));
+    }
+    if let Some(v) = value_of("InstanceType")? {
+        changes.push(Change::Instance(InstanceChange::InstanceType(
+            instance_type(&v)?,
+        )));
+    }
+    if let Some(v) = value_of("UserData")? {
+        changes.push(Change::Instance(InstanceChange::UserData(check_user_data(
+            &v,
+        )?)));
+    }
+    if let Some(v) = value_of("InstanceInitiatedShutdownBehavior")? {
+        changes.push(Change::Instance(InstanceChange::ShutdownBehavior(
+            shutdown_behavior(&v)?,
+        )));
+    }
+    for (n, m) in input.get_list("BlockDeviceMappings").iter().enumerate() {
+        let n = n + 1;
+        let device = input::optional(m, "DeviceName")
+            .ok_or_else(|| ApiError::missing(&format!("BlockDeviceMapping.{n}.DeviceName")))?;
+        for member in ["NoDevice", "VirtualName"] {
+            if input::optional(m, member).is_some() {
+                return Err(ApiError::invalid_value(format!(
+                    "The parameter BlockDeviceMapping.{n}.{member} is not supported: only the root volume exists."
+                )));
+            }
+        }
+        let ebs = m.get("Ebs");
+        let dot = ebs
+            .and_then(|e| e.get_bool("DeleteOnTermination"))
+            .ok_or_else(|| {
+                ApiError::missing(&format!("BlockDeviceMapping.{n}.Ebs.DeleteOnTermination"))
+            })?;
+        let volume = ebs
+            .and_then(|e| input::optional(e, "VolumeId"))
+            .map(str::to_string);
+        changes.push(Change::Instance(InstanceChange::DeleteOnTermination(
+            device.to_string(),
+            volume,
+            dot,
+        )));
+    }
+    if let Some(attribute) = input::optional(input, "Attribute") {
+        let value = input::optional(input, "Value");
+        let need = || {
+            value
+                .ok_or_else(|| ApiError::missing("Value"))
+                .map(str::to_string)
+        };
+        changes.push(match attribute {
+            "instanceType" => Change::Instance(InstanceChange::InstanceType(instance_type(&need()?)?)),
+            "userData" => Change::Instance(InstanceChange::UserData(check_user_data(&need()?)?)),
+            "disableApiTermination" => Change::Instance(InstanceChange::DisableApiTermination(
+                parse_bool(attribute, &need()?)?,
+            )),
+            "disableApiStop" => Change::Instance(InstanceChange::DisableApiStop(parse_bool(
+                attribute,
+                &need()?,
+            )?)),
+            "instanceInitiatedShutdownBehavior" => {
+                Change::Instance(InstanceChange::ShutdownBehavior(shutdown_behavior(&need()?)?))
+            }
+            "sourceDestCheck" => {
+                Change::Eni(Modify::SourceDestCheck(parse_bool(attribute, &need()?)?))
+            }
+            "groupSet" | "blockDeviceMapping" => {
+                return Err(ApiError::new(
+                    "InvalidParameterCombination",
+                    format!("The attribute {attribute} must be given with its own parameter (GroupId.N, BlockDeviceMapping.N), not Value."),
+                ))
+            }
+            other => {
+                return Err(ApiError::new(
+                    "UnsupportedOperation",
+                    format!("Modifying the instance attribute {other} is not supported."),
+                ))
+            }
+        });
+    } else if input.get("Value").is_some() {
+        return Err(ApiError::missing("Attribute"));
+    }
+    match input::one_change(changes)? {
+        Change::Eni(m) => {
+            let what = format!("{m:?}");
+            ctx.mutate(|t| model::instance::modify_attribute(t, id, m))?;
+            tracing::info!(instance = id, change = %what, "instance attribute modified");
+        }
+        Change::Instance(c) => {
+            let what = format!("{c:?}");
+            ctx.mutate(|t| model::instance::modify_instance(t, id, c))?;
+            tracing::info!(instance = id, change = %what, "instance attribute modified");
+        }
+    }
     Ok(Value::new_struct())
+}
+
+/// An instance type as the model's `InstanceType` enum names them.
+fn instance_type(t: &str) -> Result<String, ApiError> {
+    let model = softvpc_ec2_protocol::model();
+    let known = match model
+        .shape_id("InstanceType")
+        .map(|id| &model.shape(id).kind)
+    {
+        Some(softvpc_ec2_protocol::model::ShapeKind::String { enum_values }) => {
+            enum_values.is_empty() || enum_values.iter().any(|v| v == t)
+        }
+        _ => true,
+    };
+    if !known {
+        return Err(ApiError::invalid_value(format!(
+            "Value ({t}) for parameter instanceType is invalid."
+        )));
+    }
+    Ok(t.to_string())
+}
+
+/// `DescribeInstanceAttribute`: one attribute of an instance, in AWS's shape.
+pub fn describe_instance_attribute(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
+    let id = input::required(input, "InstanceId")?;
+    let attribute = input::required(input, "Attribute")?;
+    let state = ctx.cp.state();
+    let i = state
+        .instances
+        .get(id)
+        .ok_or_else(|| ApiError::not_found("InvalidInstanceID.NotFound", "instance", &[id]))?;
+    let text = |v: &str| Value::new_struct().with("Value", v);
+    let flag = |b: bool| Value::new_struct().with("Value", b);
+    let primary = state
+        .enis
+        .get(&i.eni_id)
+        .filter(|e| e.attachment.as_ref().is_some_and(|a| a.instance_id == i.id));
+    let out = Value::new_struct().with("InstanceId", i.id.as_str());
+    let out = match attribute {
+        "instanceType" => out.with("InstanceType", text(&i.instance_type)),
+        "userData" => out.with(
+            "UserData",
+            match &i.user_data {
+                Some(d) => text(d),
+                None => Value::new_struct(),
+            },
+        ),
+        "disableApiTermination" => {
+            out.with("DisableApiTermination", flag(i.disable_api_termination))
+        }
+        "disableApiStop" => out.with("DisableApiStop", flag(i.disable_api_stop)),
+        "instanceInitiatedShutdownBehavior" => out.with(
+            "InstanceInitiatedShutdownBehavior",
+            text(i.shutdown_behavior.as_deref().unwrap_or("stop")),
+        ),
+        "rootDeviceName" => out.with("RootDeviceName", text(ROOT_DEVICE)),
+        "blockDeviceMapping" => {
+            out.with("BlockDeviceMappings", block_device_mappings(&state, &i.id))
+        }
+        "sourceDestCheck" => out.with(
+            "SourceDestCheck",
+            flag(primary.is_none_or(|e| e.source_dest_check)),
+        ),
+        "groupSet" => out.with(
+            "Groups",
+            group_identifiers(
+                &state,
+                primary
+                    .map(|e| e.security_groups.as_slice())
+                    .unwrap_or_default(),
+            ),
+        ),
+        "productCodes" => out.with("ProductCodes", empty()),
+        "ebsOptimized" => out.with("EbsOptimized", flag(false)),
+        "enaSupport" => out.with("EnaSupport", flag(false)),
+        "sriovNetSupport" => out.with("SriovNetSupport", Value::new_struct()),
+        "kernel" => out.with("KernelId", Value::new_struct()),
+        "ramdisk" => out.with("RamdiskId", Value::new_struct()),
+        "enclaveOptions" => out.with("EnclaveOptions", Value::new_struct().with("Enabled", false)),
+        // The decoder already refused names outside the model's enum.
+        other => {
+            return Err(ApiError::invalid_value(format!(
+                "Value ({other}) for parameter attribute is invalid."
+            )))
+        }
+    };
+    Ok(out)
 }

@@ -5,7 +5,7 @@
 
 use softvpc_ec2_protocol::{Timestamp, Value};
 
-use super::input::{self, optional, required, tag_set, ValueExt};
+use super::input::{self, optional, required, ValueExt};
 use super::Ctx;
 use softvpc_model::address::{self, Address, AssociateRequest};
 use softvpc_model::filter::Filter;
@@ -32,7 +32,7 @@ pub fn igw_value(g: &InternetGateway) -> Value {
         .with("Attachments", Value::List(attachments))
         .with("InternetGatewayId", g.id.as_str())
         .with("OwnerId", OWNER_ID)
-        .with("Tags", tag_set(&g.tags))
+        .with_opt("Tags", input::tags_opt(&g.tags))
 }
 
 pub fn create_internet_gateway(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
@@ -98,7 +98,7 @@ pub fn address_value(state: &State, a: &Address) -> Value {
         )
         .with_opt("NetworkInterfaceOwnerId", assoc.map(|_| OWNER_ID))
         .with_opt("PrivateIpAddress", assoc.map(|s| s.private_ip.to_string()))
-        .with("Tags", tag_set(&a.tags))
+        .with_opt("Tags", input::tags_opt(&a.tags))
         .with("PublicIpv4Pool", "amazon")
         .with("NetworkBorderGroup", "us-east-1")
         .with_opt("SubnetId", subnet)
@@ -217,7 +217,7 @@ pub fn nat_value(n: &NatGateway, now: u64) -> Value {
         .with("State", state.as_str())
         .with("SubnetId", n.subnet_id.as_str())
         .with("VpcId", n.vpc_id.as_str())
-        .with("Tags", tag_set(&n.tags))
+        .with_opt("Tags", input::tags_opt(&n.tags))
         .with("ConnectivityType", n.connectivity_type.as_str())
 }
 

@@ -48,8 +48,10 @@ mod peering;
 mod prefix_list;
 mod route_table;
 mod security_group;
+mod sts;
 mod subnet;
 mod tags;
+mod volume;
 mod vpc;
 
 pub use flow_log::prepare_destinations;
@@ -489,6 +491,12 @@ pub static ACTIONS: &[Action] = &[
     Action::model("ImportKeyPair", Kind::Write, key_pair::import_key_pair),
     Action::model("DescribeKeyPairs", Kind::Read, key_pair::describe_key_pairs),
     Action::model("DeleteKeyPair", Kind::Write, key_pair::delete_key_pair),
+    Action::model(
+        "DescribeInstanceAttribute",
+        Kind::Read,
+        instance::describe_instance_attribute,
+    ),
+    Action::model("DescribeVolumes", Kind::Read, volume::describe_volumes),
 ];
 
 /// The action named `name`, if served.
@@ -503,6 +511,8 @@ pub struct Reply {
     pub status: u16,
     /// The XML document.
     pub body: String,
+    /// Also sent as the `x-amzn-RequestId` header (the AWS SDK for JavaScript reads only that).
+    pub request_id: String,
 }
 
 /// Handles one request given its raw form-encoded inputs (query string and body). Blocking (it
@@ -515,7 +525,11 @@ pub fn dispatch(cp: &Store, inputs: &[&[u8]]) -> Reply {
 pub fn dispatch_with(cp: &Store, flow_log_dir: Option<&Path>, inputs: &[&[u8]]) -> Reply {
     let request_id = new_request_id();
     match run(cp, flow_log_dir, inputs, &request_id) {
-        Ok(body) => Reply { status: 200, body },
+        Ok(body) => Reply {
+            status: 200,
+            body,
+            request_id,
+        },
         Err((action, e)) => {
             if e.status >= 500 {
                 tracing::error!(action, code = %e.code, message = %e.message, "request failed");
@@ -525,6 +539,7 @@ pub fn dispatch_with(cp: &Store, flow_log_dir: Option<&Path>, inputs: &[&[u8]]) 
             Reply {
                 status: e.status,
                 body: error::render(&e, &request_id),
+                request_id,
             }
         }
     }
@@ -621,23 +636,61 @@ fn xml_response(reply: Reply) -> Response {
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (
         status,
-        [(header::CONTENT_TYPE, "text/xml;charset=UTF-8")],
+        [
+            (header::CONTENT_TYPE, "text/xml;charset=UTF-8".to_string()),
+            (
+                header::HeaderName::from_static("x-amzn-requestid"),
+                reply.request_id,
+            ),
+        ],
         reply.body,
     )
         .into_response()
 }
 
-fn refusal(code: &str, message: &str, status: u16) -> Response {
+/// A refusal before dispatch, in the protocol of the service the request was meant for.
+fn refusal(service: Service, code: &str, message: &str, status: u16) -> Response {
+    let request_id = new_request_id();
+    let body = match service {
+        Service::Ec2 => softvpc_ec2_protocol::encode_error(code, message, &request_id),
+        Service::Sts => sts::render_error(code, message, &request_id),
+    };
     xml_response(Reply {
         status,
-        body: softvpc_ec2_protocol::encode_error(code, message, &new_request_id()),
+        body,
+        request_id,
     })
+}
+
+/// The service a request is for: its SigV4 credential scope says (`ec2` unless it names `sts`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Service {
+    Ec2,
+    Sts,
+}
+
+/// The service the credential scope names, read before verification only to choose the error
+/// format of a refusal (the verified scope decides where the request goes).
+fn claimed_service(headers: &[(&str, &[u8])], query: &str) -> Service {
+    let scoped_sts = |s: &str| s.contains("/sts/aws4_request");
+    let header = headers.iter().any(|(n, v)| {
+        n.eq_ignore_ascii_case("authorization") && scoped_sts(&String::from_utf8_lossy(v))
+    });
+    let presigned = query.split('&').any(|p| {
+        p.starts_with("X-Amz-Credential=") && scoped_sts(&p.replace("%2F", "/").replace("%2f", "/"))
+    });
+    if header || presigned {
+        Service::Sts
+    } else {
+        Service::Ec2
+    }
 }
 
 async fn handle(State(api): State<Api>, req: axum::extract::Request) -> Response {
     let (parts, body) = req.into_parts();
     let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
         return refusal(
+            Service::Ec2,
             "InvalidParameterValue",
             &format!("The request body is larger than {MAX_BODY} bytes."),
             413,
@@ -664,30 +717,45 @@ async fn handle(State(api): State<Api>, req: axum::extract::Request) -> Response
         headers: &headers,
         body: &body,
     };
-    if let Err(e) = api.keys.verify(&view, std::time::SystemTime::now()) {
-        let (code, message, status) = e.aws_error();
-        tracing::info!(reason = %e, code, "request refused: authentication");
-        return refusal(code, &message, status);
-    }
+    let verified = match api.keys.verify(&view, std::time::SystemTime::now()) {
+        Ok(v) => v,
+        Err(e) => {
+            let service = claimed_service(&headers, &query);
+            let (mut code, message, mut status) = e.aws_error();
+            // The query services answer a wrong-region scope as SignatureDoesNotMatch (403).
+            if service == Service::Sts && matches!(e, softvpc_sigv4::AuthError::WrongRegion { .. })
+            {
+                (code, status) = ("SignatureDoesNotMatch", 403);
+            }
+            tracing::info!(reason = %e, code, "request refused: authentication");
+            return refusal(service, code, &message, status);
+        }
+    };
     let method = parts.method.clone();
     let (cp, flow_log_dir) = (api.cp.clone(), api.flow_log_dir.clone());
     let reply = tokio::task::spawn_blocking(move || {
         let body: &[u8] = if method == Method::POST { &body } else { &[] };
-        dispatch_with(
-            &cp,
-            flow_log_dir.as_deref().map(PathBuf::as_path),
-            &[query.as_bytes(), body],
-        )
+        if verified.service == "sts" {
+            sts::dispatch(&[query.as_bytes(), body], &new_request_id())
+        } else {
+            dispatch_with(
+                &cp,
+                flow_log_dir.as_deref().map(PathBuf::as_path),
+                &[query.as_bytes(), body],
+            )
+        }
     })
     .await
     .unwrap_or_else(|e| {
         tracing::error!(error = %e, "request handler panicked");
+        let request_id = new_request_id();
         Reply {
             status: 500,
             body: error::render(
                 &ApiError::internal("An internal error has occurred."),
-                &new_request_id(),
+                &request_id,
             ),
+            request_id,
         }
     });
     xml_response(reply)

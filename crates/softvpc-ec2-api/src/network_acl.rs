@@ -4,7 +4,7 @@
 
 use softvpc_ec2_protocol::Value;
 
-use super::input::{self, tag_set, ValueExt};
+use super::input::{self, ValueExt};
 use super::Ctx;
 use softvpc_model::network_acl::{self as acl, EntryRequest, NetworkAcl};
 use softvpc_model::{ApiError, OWNER_ID};
@@ -53,7 +53,7 @@ pub fn acl_value(a: &NetworkAcl) -> Value {
         .with("OwnerId", OWNER_ID)
         .with("Entries", entries)
         .with("Associations", associations)
-        .with("Tags", tag_set(&a.tags))
+        .with_opt("Tags", input::tags_opt(&a.tags))
 }
 
 pub fn create_network_acl(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {

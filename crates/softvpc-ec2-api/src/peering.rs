@@ -3,7 +3,7 @@
 
 use softvpc_ec2_protocol::Value;
 
-use super::input::{self, optional, required, tag_set, ValueExt};
+use super::input::{self, optional, required, ValueExt};
 use super::Ctx;
 use softvpc_model::peering::{self, PeeringConnection, PeeringSide, PeeringStatus, REGION};
 use softvpc_model::{ApiError, OWNER_ID};
@@ -33,7 +33,7 @@ fn pcx_value(p: &PeeringConnection, status: &str, message: &str) -> Value {
                 .with("Code", status)
                 .with("Message", message),
         )
-        .with("Tags", tag_set(&p.tags))
+        .with_opt("Tags", input::tags_opt(&p.tags))
         .with("VpcPeeringConnectionId", p.id.as_str())
 }
 

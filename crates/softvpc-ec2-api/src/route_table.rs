@@ -5,7 +5,7 @@
 
 use softvpc_ec2_protocol::Value;
 
-use super::input::{self, required, tag_set, ValueExt};
+use super::input::{self, required, ValueExt};
 use super::Ctx;
 use softvpc_model::route_table::{self as rt, Destination, RouteTable, Target, TargetSpec};
 use softvpc_model::{ApiError, State, OWNER_ID};
@@ -57,7 +57,7 @@ pub fn route_table_value(state: &State, r: &RouteTable) -> Value {
         .with("PropagatingVgws", Value::List(Vec::new()))
         .with("RouteTableId", r.id.as_str())
         .with("Routes", Value::List(routes))
-        .with("Tags", tag_set(&r.tags))
+        .with_opt("Tags", input::tags_opt(&r.tags))
         .with("VpcId", r.vpc_id.as_str())
         .with("OwnerId", OWNER_ID)
 }

@@ -5,7 +5,7 @@
 
 use softvpc_ec2_protocol::Value;
 
-use super::input::{self, tag_set, ValueExt};
+use super::input::{self, ValueExt};
 use super::Ctx;
 use softvpc_model::security_group::{
     self as sg, Peer, Permission, RuleUpdate, SecurityGroup, SgRule,
@@ -96,7 +96,7 @@ pub fn group_value(g: &SecurityGroup) -> Value {
         .with("SecurityGroupArn", group_arn(&g.id))
         .with("IpPermissions", permissions(g, false))
         .with("IpPermissionsEgress", permissions(g, true))
-        .with("Tags", tag_set(&g.tags))
+        .with_opt("Tags", input::tags_opt(&g.tags))
 }
 
 /// The `SecurityGroupRule` structure of one rule.
@@ -111,7 +111,7 @@ pub fn rule_value(r: &SgRule) -> Value {
         .with("FromPort", s.from_port.unwrap_or(-1))
         .with("ToPort", s.to_port.unwrap_or(-1))
         .with_opt("Description", s.description.as_deref())
-        .with("Tags", tag_set(&r.tags))
+        .with_opt("Tags", input::tags_opt(&r.tags))
         .with("SecurityGroupRuleArn", rule_arn(&r.id));
     match &s.peer {
         Peer::Cidr(c) => v.with("CidrIpv4", c.to_string()),
@@ -156,7 +156,7 @@ pub fn create_security_group(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiE
     Ok(Value::new_struct()
         .with("GroupId", g.id.as_str())
         .with("SecurityGroupArn", group_arn(&g.id))
-        .with_opt("Tags", (!g.tags.is_empty()).then(|| tag_set(&g.tags))))
+        .with_opt("Tags", input::tags_opt(&g.tags)))
 }
 
 pub fn delete_security_group(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
@@ -375,6 +375,22 @@ pub fn revoke_egress(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
 }
 
 pub fn describe_security_group_rules(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
+    // AWS checks the ids a group-id filter names (a value with a wildcard is a pattern).
+    for f in input::filters(input)?
+        .iter()
+        .filter(|f| f.name == "group-id")
+    {
+        if let Some(v) = f
+            .values
+            .iter()
+            .find(|v| !v.contains(['*', '?']) && !v.starts_with("sg-"))
+        {
+            return Err(ApiError::new(
+                "InvalidGroupId.Malformed",
+                format!("Invalid id: \"{v}\" (expecting \"sg-...\")"),
+            ));
+        }
+    }
     let state = ctx.cp.state();
     let all = sg::all_rules(&state);
     let (items, next) = input::describe(

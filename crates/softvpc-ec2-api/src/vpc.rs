@@ -2,7 +2,7 @@
 
 use softvpc_ec2_protocol::Value;
 
-use super::input::{self, tag_set, ValueExt};
+use super::input::{self, ValueExt};
 use super::Ctx;
 use softvpc_model::{self as model, ApiError, Vpc, OWNER_ID};
 
@@ -29,10 +29,24 @@ pub fn vpc_value(v: &Vpc) -> Value {
         )
         .with("InstanceTenancy", v.instance_tenancy.as_str())
         .with("IsDefault", v.is_default)
-        .with("Tags", tag_set(&v.tags))
+        .with_opt("Tags", input::tags_opt(&v.tags))
 }
 
+/// CreateVpc members softvpc does not model (IPv6, IPAM, encryption control): refused by name.
+const UNSUPPORTED_CREATE_VPC: &[(&str, &str)] = &[
+    ("AmazonProvidedIpv6CidrBlock", "there is no IPv6"),
+    ("Ipv6CidrBlock", "there is no IPv6"),
+    ("Ipv6Pool", "there is no IPv6"),
+    ("Ipv6IpamPoolId", "there is no IPv6"),
+    ("Ipv6NetmaskLength", "there is no IPv6"),
+    ("Ipv6CidrBlockNetworkBorderGroup", "there is no IPv6"),
+    ("Ipv4IpamPoolId", "there is no IPAM: give CidrBlock"),
+    ("Ipv4NetmaskLength", "there is no IPAM: give CidrBlock"),
+    ("VpcEncryptionControl", "traffic is not encrypted"),
+];
+
 pub fn create_vpc(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
+    input::refuse_unsupported(input, UNSUPPORTED_CREATE_VPC)?;
     let cidr = input::required(input, "CidrBlock")?;
     let tags = input::creation_tags(input, "vpc")?;
     let tenancy = input.get_str("InstanceTenancy");

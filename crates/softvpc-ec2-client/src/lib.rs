@@ -44,7 +44,7 @@ pub use client::{Client, Reply};
 pub use error::{ApiError, Error};
 pub use softvpc_ec2_protocol::Value;
 
-/// The region requests are signed for (the server accepts any).
+/// The region requests are signed for (the server's; it refuses a signature for another).
 pub const DEFAULT_REGION: &str = "us-east-1";
 
 /// How long one call may take by default, from connecting to the last byte of the answer.

@@ -96,27 +96,51 @@ pub fn modify_vpc_attribute(
     Ok(())
 }
 
-/// `ModifySubnetAttribute` (`MapPublicIpOnLaunch`).
+/// One `ModifySubnetAttribute` change (one per call, as on AWS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubnetChange {
+    /// Public IPv4 addresses for instances launched here.
+    MapPublicIpOnLaunch(bool),
+    /// `ip-name` or `resource-name`.
+    HostnameType(String),
+    /// `EnableResourceNameDnsARecordOnLaunch`.
+    ResourceNameDnsARecord(bool),
+    /// An attribute set to the only value it can have here (`EnableDns64=false`, ...).
+    Unchanged,
+}
+
+/// `ModifySubnetAttribute` (`MapPublicIpOnLaunch`); None: nothing to modify.
 pub fn modify_subnet_attribute(
     txn: &mut Txn,
     id: &str,
     map_public_ip_on_launch: Option<bool>,
 ) -> Result<(), ApiError> {
-    let mut s: Subnet = super::subnet::get_subnet(&txn.state, id).map(|v| (**v).clone())?;
     let Some(v) = map_public_ip_on_launch else {
         return Err(ApiError::new(
             "MissingParameter",
             "The request must contain exactly one attribute to modify.",
         ));
     };
-    s.map_public_ip_on_launch = v;
+    modify_subnet(txn, id, SubnetChange::MapPublicIpOnLaunch(v))
+}
+
+/// `ModifySubnetAttribute`: one change.
+pub fn modify_subnet(txn: &mut Txn, id: &str, change: SubnetChange) -> Result<(), ApiError> {
+    let mut s: Subnet = super::subnet::get_subnet(&txn.state, id).map(|v| (**v).clone())?;
+    match change {
+        SubnetChange::Unchanged => return Ok(()),
+        SubnetChange::MapPublicIpOnLaunch(v) => s.map_public_ip_on_launch = v,
+        SubnetChange::HostnameType(t) => s.hostname_type = Some(t),
+        SubnetChange::ResourceNameDnsARecord(v) => s.resource_name_dns_a_record = v,
+    }
     txn.put(s);
     Ok(())
 }
 
 /// The default subnet for launches without a subnet: the default VPC's subnet that is default for
-/// its AZ (the first by id), or `MissingInput`/`VPCIdNotSpecified` when there is no default VPC.
-pub fn default_subnet(txn: &Txn) -> Result<String, ApiError> {
+/// its AZ (in `zone` when given; else the first zone's), or `MissingInput`/`VPCIdNotSpecified`
+/// when there is no default VPC.
+pub fn default_subnet(txn: &Txn, zone: Option<&str>) -> Result<String, ApiError> {
     let default_vpc = txn.state.vpcs.values().find(|v| v.is_default);
     let Some(v) = default_vpc else {
         return Err(ApiError::new(
@@ -128,16 +152,20 @@ pub fn default_subnet(txn: &Txn) -> Result<String, ApiError> {
         .subnets
         .values()
         .filter(|s| s.vpc_id == v.id && s.default_for_az)
+        .filter(|s| zone.is_none_or(|z| s.availability_zone == z))
         .min_by(|a, b| {
             (a.availability_zone.as_str(), a.id.as_str())
                 .cmp(&(b.availability_zone.as_str(), b.id.as_str()))
         })
         .map(|s| s.id.clone())
-        .ok_or_else(|| {
-            ApiError::new(
+        .ok_or_else(|| match zone {
+            Some(z) => {
+                ApiError::invalid_value(format!("No default subnet for availability zone: '{z}'."))
+            }
+            None => ApiError::new(
                 "MissingInput",
                 "No subnets found for the default VPC. Please specify a subnet.",
-            )
+            ),
         })
 }
 
@@ -243,7 +271,10 @@ mod tests {
     #[test]
     fn default_vpc_shape() {
         let mut txn = Txn::new(State::new(), 0);
-        assert_eq!(default_subnet(&txn).unwrap_err().code, "VPCIdNotSpecified");
+        assert_eq!(
+            default_subnet(&txn, None).unwrap_err().code,
+            "VPCIdNotSpecified"
+        );
         let (vpc_id, subnet_id) = create_default_vpc(&mut txn).unwrap();
         let v = &txn.state.vpcs[&vpc_id];
         assert!(v.is_default && v.enable_dns_hostnames && v.enable_dns_support);
@@ -251,7 +282,7 @@ mod tests {
         let s = &txn.state.subnets[&subnet_id];
         assert!(s.default_for_az && s.map_public_ip_on_launch);
         assert_eq!(s.cidr.to_string(), DEFAULT_SUBNET_CIDR);
-        assert_eq!(default_subnet(&txn).unwrap(), subnet_id);
+        assert_eq!(default_subnet(&txn, None).unwrap(), subnet_id);
         // An ordinary VPC is not default.
         let other = create_vpc(&mut txn, "10.0.0.0/16", None, Tags::new()).unwrap();
         assert!(!other.is_default);

@@ -78,18 +78,48 @@ pub fn iso_time(secs: u64) -> String {
 /// Matches `text` against `pattern` where `*` is any run of characters and `?` one character.
 /// Linear-time greedy matching with backtracking to the last `*` (no exponential blow-up).
 pub fn glob(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
+    /// One pattern element: `*`, `?`, or a literal (a backslash escapes the next character,
+    /// as AWS documents: `\*` is a literal star).
+    #[derive(Clone, Copy, PartialEq)]
+    enum Tok {
+        Star,
+        Any,
+        Lit(char),
+    }
+    let mut p: Vec<Tok> = Vec::new();
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        p.push(match c {
+            '*' => Tok::Star,
+            '?' => Tok::Any,
+            '\\' => Tok::Lit(chars.next().unwrap_or('\\')),
+            c => Tok::Lit(c),
+        });
+    }
     let t: Vec<char> = text.chars().collect();
     let (mut pi, mut ti) = (0usize, 0usize);
     let mut star: Option<(usize, usize)> = None;
     while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some((pi, ti));
-            pi += 1;
-        } else if let Some((sp, st)) = star {
+        // A star in the pattern is a wildcard even where the text has a '*' itself.
+        match p.get(pi) {
+            Some(Tok::Star) => {
+                star = Some((pi, ti));
+                pi += 1;
+                continue;
+            }
+            Some(Tok::Any) => {
+                pi += 1;
+                ti += 1;
+                continue;
+            }
+            Some(Tok::Lit(c)) if *c == t[ti] => {
+                pi += 1;
+                ti += 1;
+                continue;
+            }
+            _ => {}
+        }
+        if let Some((sp, st)) = star {
             pi = sp + 1;
             ti = st + 1;
             star = Some((sp, st + 1));
@@ -97,7 +127,7 @@ pub fn glob(pattern: &str, text: &str) -> bool {
             return false;
         }
     }
-    while pi < p.len() && p[pi] == '*' {
+    while p.get(pi) == Some(&Tok::Star) {
         pi += 1;
     }
     pi == p.len()
@@ -117,6 +147,15 @@ mod tests {
         assert!(!glob("a*b*c", "aXXbYY"));
         assert!(glob("10.0.0.148", "10.0.0.148"));
         assert!(!glob("10.0.0.14", "10.0.0.148"));
+        // Stars and question marks in the value itself (issue 13: `tag:star=x*` must find
+        // `x*y?z`), and AWS's backslash escapes for literal ones.
+        assert!(glob("x*", "x*y?z"));
+        assert!(glob("x*y?z", "x*y?z"));
+        assert!(glob("*y?z", "x*y?z"));
+        assert!(glob("x\\*y*", "x*y?z"));
+        assert!(!glob("x\\*y*", "xay?z"));
+        assert!(glob("x*y\\?z", "x*y?z"));
+        assert!(!glob("x*y\\?z", "x*yaz"));
         // Pathological patterns stay fast.
         let long = "a".repeat(5000);
         assert!(!glob(

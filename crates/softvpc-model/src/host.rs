@@ -120,7 +120,7 @@ pub fn remove_host(
         ));
     }
     if !live.is_empty() {
-        super::instance::terminate_instances(txn, &live)?;
+        super::instance::force_terminate_instances(txn, &live)?;
     }
     txn.delete::<super::Host>(&host.id);
     Ok(Some((host.id.clone(), live)))

@@ -65,6 +65,30 @@ pub struct RunRequest {
     /// are empty (AWS refuses them together) and the entry at device index 0 says what they
     /// would.
     pub interfaces: Vec<InterfaceSpec>,
+    /// `UserData` (base64, as given).
+    pub user_data: Option<String>,
+    /// `DisableApiTermination`: TerminateInstances refuses while set.
+    pub disable_api_termination: bool,
+    /// `DisableApiStop`: StopInstances refuses while set.
+    pub disable_api_stop: bool,
+    /// `InstanceInitiatedShutdownBehavior`; None: `stop`.
+    pub shutdown_behavior: Option<String>,
+    /// The root volume's `BlockDeviceMappings` entry (`/dev/xvda`), if given.
+    pub root_volume: RootVolumeSpec,
+    /// `Placement.AvailabilityZone` (a zone of the region, checked by the caller): the subnet
+    /// must be in it; without a subnet, the default VPC's default subnet for it.
+    pub availability_zone: Option<String>,
+}
+
+/// What `BlockDeviceMappings` may say about the root volume (the only block device).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RootVolumeSpec {
+    /// None: true (an AMI's root volume goes with the instance).
+    pub delete_on_termination: Option<bool>,
+    /// GiB; None: [`super::volume::ROOT_SIZE_GIB`].
+    pub size_gib: Option<u32>,
+    /// None: [`super::volume::ROOT_TYPE`].
+    pub volume_type: Option<String>,
 }
 
 /// One `NetworkInterfaces.N` entry of `RunInstances` (`InstanceNetworkInterfaceSpecification`):
@@ -171,7 +195,16 @@ impl RunRequest {
                 d = d.num(t.map_or(u64::MAX, u64::from));
             }
         }
-        d.finish()
+        let b = |v: bool| if v { "true" } else { "false" };
+        d.opt(self.user_data.as_deref())
+            .str(b(self.disable_api_termination))
+            .str(b(self.disable_api_stop))
+            .opt(self.shutdown_behavior.as_deref())
+            .opt(self.root_volume.delete_on_termination.map(b))
+            .num(self.root_volume.size_gib.map_or(u64::MAX, u64::from))
+            .opt(self.root_volume.volume_type.as_deref())
+            .opt(self.availability_zone.as_deref())
+            .finish()
     }
 }
 
@@ -237,9 +270,21 @@ pub fn run_instances(txn: &mut Txn, req: &RunRequest) -> Result<Reservation, Api
             format!("You may launch at most {MAX_LAUNCH} instances in one request."),
         ));
     }
-    check_specs(&req.tag_specs, &["instance", "network-interface"])?;
+    check_specs(&req.tag_specs, &["instance", "network-interface", "volume"])?;
     let instance_tags = tags_for(&req.tag_specs, "instance")?;
     let eni_tags = tags_for(&req.tag_specs, "network-interface")?;
+    let volume_tags = tags_for(&req.tag_specs, "volume")?;
+    if let Some(size) = req.root_volume.size_gib {
+        if size < super::volume::ROOT_SIZE_GIB {
+            return Err(ApiError::new(
+                "InvalidBlockDeviceMapping",
+                format!(
+                    "Volume of size {size}GB is smaller than snapshot 'snap-00000000000000000', expect size >= {}GB",
+                    super::volume::ROOT_SIZE_GIB
+                ),
+            ));
+        }
+    }
     let instance_type = req
         .instance_type
         .clone()
@@ -263,7 +308,16 @@ pub fn run_instances(txn: &mut Txn, req: &RunRequest) -> Result<Reservation, Api
     };
     specs.sort_by_key(|n| n.device_index);
     check_interfaces(&specs, &instance_type, req)?;
-    let plan = plan_interfaces(txn, &specs)?;
+    let plan = plan_interfaces(txn, &specs, req.availability_zone.as_deref())?;
+    if let Some(zone) = &req.availability_zone {
+        let s = &plan[0].subnet;
+        if &s.availability_zone != zone {
+            return Err(ApiError::invalid_value(format!(
+                "Value ({zone}) for parameter availabilityZone is invalid. Subnet '{}' is in the availability zone {}",
+                s.id, s.availability_zone
+            )));
+        }
+    }
     let primary = &specs[0];
     let primary_subnet = plan[0].subnet.clone();
     let vpc_id = primary_subnet.vpc_id.clone();
@@ -370,8 +424,34 @@ pub fn run_instances(txn: &mut Txn, req: &RunRequest) -> Result<Reservation, Api
             client_token: client_token.clone(),
             state_transition_time: None,
             auto_public_ip,
+            disable_api_termination: req.disable_api_termination,
+            disable_api_stop: req.disable_api_stop,
+            shutdown_behavior: req.shutdown_behavior.clone(),
+            user_data: req.user_data.clone(),
         };
         txn.put(instance.clone());
+        let root = super::volume::create_root(
+            txn,
+            &instance_id,
+            &primary_subnet.availability_zone,
+            req.root_volume.delete_on_termination.unwrap_or(true),
+            volume_tags.clone(),
+        );
+        if req.root_volume.size_gib.is_some() || req.root_volume.volume_type.is_some() {
+            txn.update::<super::volume::Volume>(
+                &root,
+                || super::volume::not_found(&[&root]),
+                |v| {
+                    if let Some(size) = req.root_volume.size_gib {
+                        v.size_gib = size;
+                    }
+                    if let Some(t) = &req.root_volume.volume_type {
+                        v.volume_type = t.clone();
+                    }
+                    Ok(())
+                },
+            )?;
+        }
         for (n, p) in specs.iter().zip(&plan) {
             let attachment = Attachment {
                 attachment_id: new_id("eni-attach"),
@@ -553,7 +633,11 @@ fn check_interfaces(
 /// Resolves each interface against the state: the ENI to attach (it must exist and be
 /// available) or the subnet to create it in (device index 0 without one: the default subnet)
 /// and its security groups. Every interface must be in the primary's VPC and availability zone.
-fn plan_interfaces(txn: &Txn, specs: &[InterfaceSpec]) -> Result<Vec<PlannedInterface>, ApiError> {
+fn plan_interfaces(
+    txn: &Txn,
+    specs: &[InterfaceSpec],
+    zone: Option<&str>,
+) -> Result<Vec<PlannedInterface>, ApiError> {
     let mut out: Vec<PlannedInterface> = Vec::with_capacity(specs.len());
     for n in specs {
         let existing = match &n.network_interface_id {
@@ -572,7 +656,7 @@ fn plan_interfaces(txn: &Txn, specs: &[InterfaceSpec]) -> Result<Vec<PlannedInte
         let subnet_id = match (&existing, &n.subnet_id) {
             (Some(e), _) => e.subnet_id.clone(),
             (None, Some(s)) => s.clone(),
-            (None, None) if n.device_index == 0 => super::attributes::default_subnet(txn)?,
+            (None, None) if n.device_index == 0 => super::attributes::default_subnet(txn, zone)?,
             (None, None) => {
                 return Err(ApiError::new(
                     "MissingParameter",
@@ -672,6 +756,93 @@ pub fn modify_attribute(
     }
 }
 
+/// One `ModifyInstanceAttribute` change that lives on the instance itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstanceChange {
+    /// Only while stopped, as on AWS; the new type must take the instance's interfaces.
+    InstanceType(String),
+    /// Base64, as given; only while stopped, as on AWS.
+    UserData(String),
+    /// Termination protection.
+    DisableApiTermination(bool),
+    /// Stop protection.
+    DisableApiStop(bool),
+    /// `stop` or `terminate`.
+    ShutdownBehavior(String),
+    /// `BlockDeviceMappings`: (device name, volume id if given, DeleteOnTermination).
+    DeleteOnTermination(String, Option<String>, bool),
+}
+
+/// `ModifyInstanceAttribute` for the attributes of the instance itself (see [`InstanceChange`]).
+pub fn modify_instance(
+    txn: &mut Txn,
+    instance_id: &str,
+    change: InstanceChange,
+) -> Result<(), ApiError> {
+    check_instance_ids(txn, &[instance_id.to_string()])?;
+    let mut inst = (*txn.state.instances[instance_id]).clone();
+    if inst.state == InstanceState::Terminated {
+        return Err(ApiError::new(
+            "IncorrectInstanceState",
+            format!(
+                "The instance '{instance_id}' is not in a state from which it can be modified."
+            ),
+        ));
+    }
+    let must_be_stopped = |inst: &Instance| {
+        if inst.state == InstanceState::Stopped {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                "IncorrectInstanceState",
+                format!("The instance '{instance_id}' is not in the 'stopped' state."),
+            ))
+        }
+    };
+    match change {
+        InstanceChange::InstanceType(t) => {
+            must_be_stopped(&inst)?;
+            let enis = txn.state.enis_of_instance(instance_id).count();
+            if enis > max_interfaces(&t) {
+                return Err(ApiError::invalid_value(format!(
+                    "The instance type {t} supports at most {} network interfaces; instance '{instance_id}' has {enis}.",
+                    max_interfaces(&t)
+                )));
+            }
+            inst.instance_type = t;
+        }
+        InstanceChange::UserData(d) => {
+            must_be_stopped(&inst)?;
+            inst.user_data = (!d.is_empty()).then_some(d);
+        }
+        InstanceChange::DisableApiTermination(b) => inst.disable_api_termination = b,
+        InstanceChange::DisableApiStop(b) => inst.disable_api_stop = b,
+        InstanceChange::ShutdownBehavior(b) => inst.shutdown_behavior = Some(b),
+        InstanceChange::DeleteOnTermination(device, volume, value) => {
+            return super::volume::set_delete_on_termination(
+                txn,
+                instance_id,
+                &device,
+                volume.as_deref(),
+                value,
+            );
+        }
+    }
+    txn.put(inst);
+    Ok(())
+}
+
+/// AWS's refusal of a protected instance: "The instance 'i-1' may not be terminated. Modify its
+/// 'disableApiTermination' instance attribute and try again."
+fn not_permitted(id: &str, verb: &str, attribute: &str) -> ApiError {
+    ApiError::new(
+        "OperationNotPermitted",
+        format!(
+            "The instance '{id}' may not be {verb}. Modify its '{attribute}' instance attribute and try again."
+        ),
+    )
+}
+
 /// One line of `TerminateInstances`' answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateChange {
@@ -686,7 +857,25 @@ pub struct StateChange {
 /// `TerminateInstances`: every id must exist, else nothing changes. The delete-on-termination
 /// ENIs are deleted and their addresses freed, the others detached and kept; the instances stay
 /// describable as terminated.
+/// Termination protection (`DisableApiTermination`) refuses the whole call with
+/// `OperationNotPermitted`.
 pub fn terminate_instances(txn: &mut Txn, ids: &[String]) -> Result<Vec<StateChange>, ApiError> {
+    check_instance_ids(txn, ids)?;
+    if let Some(i) = ids
+        .iter()
+        .filter_map(|id| txn.state.instances.get(id))
+        .find(|i| i.disable_api_termination && i.state != InstanceState::Terminated)
+    {
+        return Err(not_permitted(&i.id, "terminated", "disableApiTermination"));
+    }
+    force_terminate_instances(txn, ids)
+}
+
+/// [`terminate_instances`] past termination protection: the operator's `remove-host --force`.
+pub fn force_terminate_instances(
+    txn: &mut Txn,
+    ids: &[String],
+) -> Result<Vec<StateChange>, ApiError> {
     check_instance_ids(txn, ids)?;
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
@@ -722,6 +911,7 @@ pub fn terminate_instances(txn: &mut Txn, ids: &[String]) -> Result<Vec<StateCha
                 txn.put(eni);
             }
         }
+        super::volume::release_for_termination(txn, id);
         let mut inst = (*current).clone();
         inst.state = InstanceState::Terminated;
         inst.state_transition_time = Some(txn.now);
@@ -740,6 +930,14 @@ pub fn terminate_instances(txn: &mut Txn, ids: &[String]) -> Result<Vec<StateCha
 /// data plane (their mapping records lose their host) until it starts again. Answers `stopping`
 /// (the model goes straight to `stopped`).
 pub fn stop_instances(txn: &mut Txn, ids: &[String]) -> Result<Vec<StateChange>, ApiError> {
+    check_instance_ids(txn, ids)?;
+    if let Some(i) = ids
+        .iter()
+        .filter_map(|id| txn.state.instances.get(id))
+        .find(|i| i.disable_api_stop && i.state == InstanceState::Running)
+    {
+        return Err(not_permitted(&i.id, "stopped", "disableApiStop"));
+    }
     change_states(
         txn,
         ids,
@@ -1351,6 +1549,8 @@ impl Filterable for Eni {
 
     fn field(&self, state: &State, name: &str) -> Vec<String> {
         let att = self.attachment.as_ref();
+        // A NAT gateway's interface shows as AWS shows it: in use, nat_gateway, requester-managed.
+        let managed = super::eni::is_managed(state, &self.id);
         let association = match name {
             // (`addresses.association.{allocation-id,association-id,ip-owner-id}` are the
             // names DescribeInstances' `network-interface.` filters pass down.)
@@ -1405,12 +1605,17 @@ impl Filterable for Eni {
             "group-id" => return self.security_groups.clone(),
             "private-dns-name" => private_dns_name(self.private_ip),
             "mac-address" => self.mac.clone(),
-            "status" => if att.is_some() { "in-use" } else { "available" }.into(),
+            "status" => if att.is_some() || managed {
+                "in-use"
+            } else {
+                "available"
+            }
+            .into(),
             "source-dest-check" => self.source_dest_check.to_string(),
             "description" => self.description.clone(),
             "owner-id" => super::OWNER_ID.into(),
-            "interface-type" => "interface".into(),
-            "requester-managed" => "false".into(),
+            "interface-type" => if managed { "nat_gateway" } else { "interface" }.into(),
+            "requester-managed" => managed.to_string(),
             "attachment.instance-id" => {
                 return att.map(|a| a.instance_id.clone()).into_iter().collect()
             }
@@ -1476,6 +1681,86 @@ mod tests {
             subnet_id: subnet.to_string(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn root_volumes_protection_and_attributes() {
+        let (mut txn, _, subnet) = setup("10.0.0.0/24");
+        let r = RunRequest {
+            tag_specs: vec![TagSpec {
+                resource_type: "volume".into(),
+                tags: vec![("Name".into(), "root".into())],
+            }],
+            disable_api_termination: true,
+            user_data: Some("aGk=".into()),
+            ..req(&subnet, 2, 2)
+        };
+        let res = run_instances(&mut txn, &r).unwrap();
+        let (a, b) = (res.instances[0].id.clone(), res.instances[1].id.clone());
+        // One root volume each, tagged, attached at /dev/xvda, deleted with the instance.
+        let va = super::super::volume::of_instance(&txn.state, &a);
+        assert_eq!(va.len(), 1);
+        assert_eq!(va[0].tags["Name"], "root");
+        let att = va[0].attachment.clone().unwrap();
+        assert_eq!(
+            (att.device.as_str(), att.delete_on_termination),
+            ("/dev/xvda", true)
+        );
+        assert_eq!(txn.state.instances[&a].user_data.as_deref(), Some("aGk="));
+
+        // Protected: the whole call is refused, nothing changes.
+        let e = terminate_instances(&mut txn, &[a.clone(), b.clone()]).unwrap_err();
+        assert_eq!(e.code, "OperationNotPermitted");
+        assert!(e.message.contains("may not be terminated"), "{}", e.message);
+        assert_eq!(txn.state.instances[&b].state, InstanceState::Running);
+        modify_instance(&mut txn, &a, InstanceChange::DisableApiTermination(false)).unwrap();
+        modify_instance(&mut txn, &b, InstanceChange::DisableApiTermination(false)).unwrap();
+        // b keeps its volume at termination.
+        modify_instance(
+            &mut txn,
+            &b,
+            InstanceChange::DeleteOnTermination("/dev/xvda".into(), None, false),
+        )
+        .unwrap();
+        let vb = super::super::volume::of_instance(&txn.state, &b)[0]
+            .id
+            .clone();
+
+        // Stop protection; instance type and user data only while stopped.
+        modify_instance(&mut txn, &a, InstanceChange::DisableApiStop(true)).unwrap();
+        assert_eq!(
+            stop_instances(&mut txn, std::slice::from_ref(&a))
+                .unwrap_err()
+                .code,
+            "OperationNotPermitted"
+        );
+        assert_eq!(
+            modify_instance(
+                &mut txn,
+                &b,
+                InstanceChange::InstanceType("t3.large".into())
+            )
+            .unwrap_err()
+            .code,
+            "IncorrectInstanceState"
+        );
+        stop_instances(&mut txn, std::slice::from_ref(&b)).unwrap();
+        modify_instance(
+            &mut txn,
+            &b,
+            InstanceChange::InstanceType("t3.large".into()),
+        )
+        .unwrap();
+        modify_instance(&mut txn, &b, InstanceChange::UserData("eW8=".into())).unwrap();
+        assert_eq!(txn.state.instances[&b].instance_type, "t3.large");
+        assert_eq!(txn.state.instances[&b].user_data.as_deref(), Some("eW8="));
+
+        terminate_instances(&mut txn, &[a.clone(), b.clone()]).unwrap();
+        assert!(super::super::volume::of_instance(&txn.state, &a).is_empty());
+        assert_eq!(txn.state.volumes.len(), 1, "only b's kept volume is left");
+        let kept = &txn.state.volumes[&vb];
+        assert!(kept.attachment.is_none());
+        assert_eq!(kept.state(), "available");
     }
 
     #[test]

@@ -29,6 +29,7 @@ pub mod route_table;
 pub mod security_group;
 pub mod subnet;
 pub mod tags;
+pub mod volume;
 pub mod vpc;
 pub mod zone;
 
@@ -106,6 +107,12 @@ pub struct Subnet {
     /// The default subnet of its availability zone (in the default VPC).
     #[serde(default)]
     pub default_for_az: bool,
+    /// `PrivateDnsHostnameTypeOnLaunch`: `ip-name` (None, AWS's default) or `resource-name`.
+    #[serde(default)]
+    pub hostname_type: Option<String>,
+    /// `EnableResourceNameDnsARecordOnLaunch`.
+    #[serde(default)]
+    pub resource_name_dns_a_record: bool,
 }
 
 /// A host that runs (or stands in for) an agent: instances are placed on it.
@@ -213,6 +220,18 @@ pub struct Instance {
     /// good (see [`instance::refill_public_ip`]).
     #[serde(default)]
     pub auto_public_ip: bool,
+    /// `DisableApiTermination`: TerminateInstances refuses it (`OperationNotPermitted`).
+    #[serde(default)]
+    pub disable_api_termination: bool,
+    /// `DisableApiStop`: StopInstances refuses it (`OperationNotPermitted`).
+    #[serde(default)]
+    pub disable_api_stop: bool,
+    /// `InstanceInitiatedShutdownBehavior` (`stop` or `terminate`); None: `stop`.
+    #[serde(default)]
+    pub shutdown_behavior: Option<String>,
+    /// `UserData` as given (base64), kept for the instance metadata service.
+    #[serde(default)]
+    pub user_data: Option<String>,
 }
 
 impl Instance {
@@ -330,6 +349,8 @@ pub struct State {
     pub key_pairs: Map<key_pair::KeyPair>,
     /// Launch templates by id.
     pub launch_templates: Map<launch_template::LaunchTemplate>,
+    /// EBS volumes (instances' root volumes) by id.
+    pub volumes: Map<volume::Volume>,
     /// Derived lookups (see [`Index`]).
     pub index: Index,
     /// The VNI the next VPC gets.
@@ -486,6 +507,7 @@ resources! {
     PrefixLists => prefix_list::PrefixList, prefix_lists, "prefix_lists", id;
     KeyPairs => key_pair::KeyPair, key_pairs, "key_pairs", id;
     LaunchTemplates => launch_template::LaunchTemplate, launch_templates, "launch_templates", id;
+    Volumes => volume::Volume, volumes, "volumes", id;
 }
 
 /// A set of addresses, ordered, with O(1) copies.

@@ -409,7 +409,16 @@ fn resolve_target(
         return Ok(Target::NetworkInterface(id.clone()));
     }
     let id = spec.vpc_peering_connection_id.as_deref().unwrap_or("");
-    if !peering_exists(state, id, &rtb.vpc_id) {
+    // AWS takes a route to a peering still pending acceptance: a blackhole until it is active.
+    let usable = state.peering_connections.get(id).is_some_and(|p| {
+        p.involves(&rtb.vpc_id)
+            && matches!(
+                p.status,
+                super::peering::PeeringStatus::Active
+                    | super::peering::PeeringStatus::PendingAcceptance
+            )
+    });
+    if !usable {
         return Err(ApiError::not_found(
             "InvalidVpcPeeringConnectionID.NotFound",
             "vpcPeeringConnection",

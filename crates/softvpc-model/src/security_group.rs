@@ -674,10 +674,20 @@ pub fn modify_rules(txn: &mut Txn, group_id: &str, updates: &[RuleUpdate]) -> Re
                 format!("The security group rule ID '{}' does not exist", u.rule_id),
             ));
         };
-        let protocol = u
-            .protocol
-            .clone()
-            .ok_or_else(|| ApiError::missing("SecurityGroupRule.IpProtocol"))?;
+        // AWS's wording for a rule without a protocol, and for ports on an all-protocols rule.
+        let protocol = u.protocol.clone().ok_or_else(|| {
+            ApiError::invalid_value(
+                "Invalid value 'null' for protocol. VPC security group rules must specify protocols explicitly.",
+            )
+        })?;
+        let ports_given = [u.from_port, u.to_port]
+            .iter()
+            .any(|p| p.is_some_and(|p| p != -1));
+        if ports_given && normalize_protocol(&protocol)? == "-1" {
+            return Err(ApiError::invalid_value(
+                "You may not specify all protocols and specific ports. Please specify each protocol and port range combination individually, or all protocols and no port range.",
+            ));
+        }
         let with = |id: &String| vec![(id.clone(), u.description.clone())];
         let (cidrs, groups, prefix_lists) =
             match (&u.cidr, &u.referenced_group, &u.prefix_list) {

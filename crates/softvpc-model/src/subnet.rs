@@ -12,6 +12,21 @@ use super::{
     assignable_count, is_reserved, AddrSet, ApiError, State, Subnet, Tags, Txn, DEFAULT_AZ,
 };
 
+/// The zone id of a zone of the region (`us-east-1a` -> `use1-az1`, ... `us-east-1f` -> `use1-az6`,
+/// the ids DescribeAvailabilityZones shows).
+pub fn zone_id(zone: &str) -> Option<String> {
+    let n = match zone.strip_prefix("us-east-1")? {
+        "a" => 1,
+        "b" => 2,
+        "c" => 3,
+        "d" => 4,
+        "e" => 5,
+        "f" => 6,
+        _ => return None,
+    };
+    Some(format!("use1-az{n}"))
+}
+
 /// The subnet `id`, or AWS's `InvalidSubnetID.NotFound`.
 pub fn get_subnet<'a>(state: &'a State, id: &str) -> Result<&'a std::sync::Arc<Subnet>, ApiError> {
     state
@@ -66,6 +81,8 @@ pub fn create_subnet(
         availability_zone: az,
         tags,
         map_public_ip_on_launch: false,
+        hostname_type: None,
+        resource_name_dns_a_record: false,
         default_for_az: false,
     };
     txn.put(subnet.clone());
@@ -152,9 +169,9 @@ impl Filterable for Subnet {
         "private-dns-name-options-on-launch.hostname-type",
         "private-dns-name-options-on-launch.enable-resource-name-dns-a-record",
         "private-dns-name-options-on-launch.enable-resource-name-dns-aaaa-record",
+        "availability-zone-id",
     ];
     const UNHELD: &'static [&'static str] = &[
-        "availability-zone-id",
         "customer-owned-ipv4-pool",
         "ipv6-cidr-block-association.ipv6-cidr-block",
         "ipv6-cidr-block-association.association-id",
@@ -184,11 +201,18 @@ impl Filterable for Subnet {
             "enable-dns64"
             | "ipv6-native"
             | "map-customer-owned-ip-on-launch"
-            | "private-dns-name-options-on-launch.enable-resource-name-dns-a-record"
             | "private-dns-name-options-on-launch.enable-resource-name-dns-aaaa-record" => {
                 "false".into()
             }
-            "private-dns-name-options-on-launch.hostname-type" => "ip-name".into(),
+            "private-dns-name-options-on-launch.enable-resource-name-dns-a-record" => {
+                self.resource_name_dns_a_record.to_string()
+            }
+            "private-dns-name-options-on-launch.hostname-type" => {
+                self.hostname_type.as_deref().unwrap_or("ip-name").into()
+            }
+            "availability-zone-id" => {
+                return zone_id(&self.availability_zone).into_iter().collect()
+            }
             _ => return Vec::new(),
         };
         vec![v]

@@ -197,6 +197,25 @@ fn edit_tags(
         "pl" => super::prefix_list::edit_tags(txn, id, edit)?,
         "key" => super::key_pair::edit_tags(txn, id, edit)?,
         "lt" => super::launch_template::edit_tags(txn, id, edit)?,
+        "vol" => super::volume::edit_tags(txn, id, edit)?,
+        "sgr" => {
+            let mut g = txn
+                .state
+                .security_groups
+                .values()
+                .find(|g| g.rules.iter().any(|r| r.id == id))
+                .map(|g| (**g).clone())
+                .ok_or_else(|| {
+                    ApiError::new(
+                        "InvalidSecurityGroupRuleId.NotFound",
+                        format!("The security group rule ID '{id}' does not exist"),
+                    )
+                })?;
+            if let Some(r) = g.rules.iter_mut().find(|r| r.id == id) {
+                edit(&mut r.tags)?;
+            }
+            txn.put(g);
+        }
         _ => match super::route_table::edit_tags(txn, id, edit) {
             Some(r) => r?,
             None => {
@@ -304,6 +323,14 @@ pub fn all_tags(state: &super::State) -> Vec<TagItem> {
     }
     for (id, r) in &state.launch_templates {
         add("launch-template", id, &r.tags);
+    }
+    for (id, r) in &state.volumes {
+        add("volume", id, &r.tags);
+    }
+    for g in state.security_groups.values() {
+        for r in &g.rules {
+            add("security-group-rule", &r.id, &r.tags);
+        }
     }
     out.sort_by(|a, b| {
         (a.resource_type, &a.resource_id, &a.key).cmp(&(b.resource_type, &b.resource_id, &b.key))

@@ -48,6 +48,16 @@ pub enum AuthError {
     /// The request's timestamp is too far from the server's clock, or a presigned URL expired.
     #[error("{0}")]
     Expired(String),
+    /// The credential scope names another region than the one this endpoint serves. AWS's
+    /// wording: "Credential should be scoped to a valid region, not 'eu-west-1'."; EC2 answers
+    /// it as `AuthFailure` (401), the query services (STS) as `SignatureDoesNotMatch` (403).
+    #[error("credential scoped to region {region}, this endpoint serves {expected}")]
+    WrongRegion {
+        /// The region the scope names.
+        region: String,
+        /// The region this endpoint serves.
+        expected: String,
+    },
     /// Credentials could not be validated; the reason is for logs only.
     #[error("authentication failed: {0:?}")]
     Failure(FailureReason),
@@ -57,7 +67,9 @@ impl AuthError {
     /// The EC2 error code.
     pub fn code(&self) -> &'static str {
         match self {
-            AuthError::Missing | AuthError::Failure(_) => "AuthFailure",
+            AuthError::Missing | AuthError::Failure(_) | AuthError::WrongRegion { .. } => {
+                "AuthFailure"
+            }
             AuthError::MissingAccessKey => "MissingAuthenticationToken",
             AuthError::Incomplete(_) => "IncompleteSignature",
             AuthError::Expired(_) => "RequestExpired",
@@ -72,6 +84,9 @@ impl AuthError {
                 "The request must contain a valid (registered) AWS access key ID.".to_owned()
             }
             AuthError::Incomplete(m) | AuthError::Expired(m) => m.clone(),
+            AuthError::WrongRegion { region, .. } => {
+                format!("Credential should be scoped to a valid region, not '{region}'.")
+            }
         }
     }
 
@@ -79,7 +94,7 @@ impl AuthError {
     /// 400 `IncompleteSignature` and `RequestExpired`.
     pub fn http_status(&self) -> u16 {
         match self {
-            AuthError::Missing | AuthError::Failure(_) => 401,
+            AuthError::Missing | AuthError::Failure(_) | AuthError::WrongRegion { .. } => 401,
             AuthError::MissingAccessKey => 403,
             AuthError::Incomplete(_) | AuthError::Expired(_) => 400,
         }

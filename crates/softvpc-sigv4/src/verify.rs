@@ -7,7 +7,8 @@
 //!
 //! 1. exactly one auth mechanism, well formed (else `IncompleteSignature`);
 //! 2. credential scope `<access key>/<YYYYMMDD>/<region>/<service>/aws4_request`, with the day
-//!    equal to the request timestamp's day and the service the policy's (`ec2`);
+//!    equal to the request timestamp's day, the service one of the policy's (`ec2`) and, when
+//!    the policy pins one, the region the server's (else [`AuthError::WrongRegion`]);
 //! 3. time: header form within ±15 minutes of `now`; presigned form not in the future by more
 //!    than 15 minutes, not past `X-Amz-Date + X-Amz-Expires` (at most 7 days) (`RequestExpired`);
 //! 4. payload: a claimed `X-Amz-Content-Sha256` must be the body's hash; a presigned URL may
@@ -103,6 +104,9 @@ pub struct Verified {
 pub struct Policy<'a> {
     /// The service the credential scope must name (`ec2`).
     pub service: &'a str,
+    /// Other services the scope may name instead (softvpc's endpoint also answers STS's
+    /// `GetCallerIdentity`); [`Verified::service`] says which one signed.
+    pub also_services: &'a [&'a str],
     /// Largest accepted distance between the request timestamp and `now` (AWS: 15 minutes).
     pub max_skew: Duration,
     /// Largest accepted `X-Amz-Expires` (AWS: 7 days).
@@ -116,6 +120,7 @@ impl Policy<'static> {
     /// The EC2 policy: service `ec2`, 15 minutes of skew, presigned URLs up to 7 days.
     pub const EC2: Policy<'static> = Policy {
         service: "ec2",
+        also_services: &[],
         max_skew: Duration::from_secs(15 * 60),
         max_presign_expiry: Duration::from_secs(7 * 24 * 3600),
         region: None,
@@ -236,7 +241,8 @@ fn verify_inner(
     if parsed.access_key.is_empty() {
         return Err(AuthError::MissingAccessKey);
     }
-    if parsed.service != policy.service {
+    if parsed.service != policy.service && !policy.also_services.contains(&parsed.service.as_str())
+    {
         return Err(incomplete(format!(
             "Credential should be scoped to correct service: '{}'.",
             policy.service
@@ -246,11 +252,10 @@ fn verify_inner(
         return Err(incomplete("Credential should be scoped to a valid region."));
     }
     if let Some(region) = policy.region.filter(|r| *r != parsed.region) {
-        return Err(incomplete(format!(
-            "Credential should be scoped to a valid region, not '{}' (this endpoint serves \
-             '{region}').",
-            parsed.region
-        )));
+        return Err(AuthError::WrongRegion {
+            region: parsed.region.clone(),
+            expected: region.to_owned(),
+        });
     }
     if parsed.day != parsed.timestamp.day() {
         return Err(incomplete(format!(

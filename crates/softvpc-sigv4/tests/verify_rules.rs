@@ -398,11 +398,43 @@ fn policy_region_pins_the_scope() {
         Some(Secret::new(SK))
     })
     .expect_err("other region");
-    assert_eq!(e.code(), "IncompleteSignature");
+    assert_eq!(e.code(), "AuthFailure");
+    assert_eq!(e.http_status(), 401);
+    assert_eq!(
+        e.message(),
+        "Credential should be scoped to a valid region, not 'us-east-1'."
+    );
 }
 
 #[test]
 fn secret_debug_is_redacted() {
     let s = format!("{:?}", Secret::new(SK));
     assert!(!s.contains(SK), "{s}");
+}
+
+#[test]
+fn policy_also_services_admits_another_service() {
+    use softvpc_sigv4::{verify_with, Policy};
+    let mut r = base();
+    Signer {
+        service: "sts",
+        ..signer()
+    }
+    .sign_header(&mut r);
+    let h = r.header_refs();
+    let now = at().system_time();
+    let e = verify_with(&r.view(&h), now, &Policy::EC2, |_| Some(Secret::new(SK)))
+        .expect_err("sts scope on an ec2-only policy");
+    assert_eq!(e.code(), "IncompleteSignature");
+    let both = Policy {
+        also_services: &["sts"],
+        ..Policy::EC2
+    };
+    let v = verify_with(&r.view(&h), now, &both, |_| Some(Secret::new(SK))).expect("sts allowed");
+    assert_eq!(v.service, "sts");
+    let other = Policy {
+        also_services: &["iam"],
+        ..Policy::EC2
+    };
+    assert!(verify_with(&r.view(&h), now, &other, |_| Some(Secret::new(SK))).is_err());
 }
