@@ -168,10 +168,6 @@ const UNSUPPORTED_CREATE_ENI: &[(&str, &str)] = &[
     ("Ipv6PrefixCount", "there is no IPv6"),
     ("Ipv4Prefixes", "interfaces have addresses, not prefixes"),
     ("Ipv4PrefixCount", "interfaces have addresses, not prefixes"),
-    (
-        "ConnectionTrackingSpecification",
-        "connection tracking has AWS's default timeouts",
-    ),
     ("Operator", "there are no managed interfaces"),
 ];
 
