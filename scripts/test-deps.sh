@@ -24,6 +24,8 @@ apt_needs=(
   "ssh-keygen:openssh-client:API tests (key pair fingerprints and key material checked)"
   "openssl:openssl:API tests (key pair fingerprints checked from the key material)"
   "unshare:util-linux:the fresh-machine test (hides tools in a private mount namespace)"
+  "node:nodejs:API tests (the AWS SDK for JavaScript v3 as a second client, tests/js)"
+  "npm:npm:the dependency step (installs the JavaScript SDK into tests/js)"
 )
 # Python module -> pip package, and what needs it.
 py_needs=(
@@ -56,6 +58,14 @@ if [ ${#missing_py[@]} -gt 0 ]; then
     || echo "!! pip install ${missing_py[*]} failed"
 fi
 
+# The AWS SDK for JavaScript v3 (tests/js, pinned by its package-lock.json), from npm.
+js_dir="$(dirname "$0")/../tests/js"
+if command -v npm >/dev/null 2>&1 && [ ! -d "$js_dir/node_modules/@aws-sdk/client-ec2" ]; then
+  echo "==> installing the AWS SDK for JavaScript v3 into tests/js (npm ci)"
+  (cd "$js_dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) \
+    || echo "!! npm ci in tests/js failed"
+fi
+
 # What is still missing, with what needs it and why.
 status=0
 for entry in "${apt_needs[@]}"; do
@@ -76,6 +86,10 @@ for entry in "${py_needs[@]}"; do
     echo "!! missing Python module $mod (pip package $pkg), needed by $why: $PYTHON -m pip install $pkg failed"
   fi
 done
+if [ ! -d "$js_dir/node_modules/@aws-sdk/client-ec2" ]; then
+  echo "!! missing the npm package @aws-sdk/client-ec2 in tests/js, needed by the API tests (tests/api/test_js_sdk.py): npm ci in tests/js failed or npm is missing"
+  status=1
+fi
 # The AWS CLI's entry point must run, not only import.
 if "$PYTHON" -c "import awscli" >/dev/null 2>&1 && ! command -v aws >/dev/null 2>&1; then
   echo "!! the awscli package is installed but no \`aws\` command is on PATH ($PATH)"
