@@ -60,7 +60,9 @@ fi
 
 # The AWS SDK for JavaScript v3 (tests/js, pinned by its package-lock.json), from npm.
 js_dir="$(dirname "$0")/../tests/js"
-if command -v npm >/dev/null 2>&1 && [ ! -d "$js_dir/node_modules/@aws-sdk/client-ec2" ]; then
+# npm ci again when the lock file is newer than what it installed (node_modules/.package-lock.json).
+if command -v npm >/dev/null 2>&1 && { [ ! -d "$js_dir/node_modules/@aws-sdk/client-ec2" ] \
+    || [ "$js_dir/package-lock.json" -nt "$js_dir/node_modules/.package-lock.json" ]; }; then
   echo "==> installing the AWS SDK for JavaScript v3 into tests/js (npm ci)"
   (cd "$js_dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) \
     || echo "!! npm ci in tests/js failed"
