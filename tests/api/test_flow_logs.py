@@ -62,14 +62,14 @@ def test_flow_logs_lifecycle(ec2, server, vpc, subnet):
     r = ec2.create_flow_logs(ResourceType="Subnet", ResourceIds=[sid], TrafficType="REJECT",
                              LogDestinationType="s3", LogDestination="arn:aws:s3:::lifecycle-bucket/sub/rejects/",
                              LogFormat=fmt, MaxAggregationInterval=60,
-                             DestinationOptions={"FileFormat": "parquet", "PerHourPartition": True})
+                             DestinationOptions={"FileFormat": "plain-text", "PerHourPartition": False})
     assert r["Unsuccessful"] == []
     f = describe(ec2, r["FlowLogIds"][0])
     assert (f["ResourceId"], f["TrafficType"], f["LogDestinationType"]) == (sid, "REJECT", "s3")
     assert f["LogDestination"] == "arn:aws:s3:::lifecycle-bucket/sub/rejects/" and "LogGroupName" not in f
     assert f["LogFormat"] == fmt and f["MaxAggregationInterval"] == 60
-    assert f["DestinationOptions"] == {"FileFormat": "parquet", "HiveCompatiblePartitions": False,
-                                       "PerHourPartition": True}
+    assert f["DestinationOptions"] == {"FileFormat": "plain-text", "HiveCompatiblePartitions": False,
+                                       "PerHourPartition": False}
     assert (flow_dir(server) / "lifecycle-bucket" / "sub" / "rejects").is_dir()
 
     # Kinesis Data Firehose on an ENI.
@@ -149,6 +149,14 @@ def test_flow_log_refusals(ec2, server, vpc):
         ("InvalidParameter", dict(base, LogGroupName="g", DeliverLogsPermissionArn=ROLE, MaxAggregationInterval=300)),
         ("InvalidParameter", dict(base, LogGroupName="g", DeliverLogsPermissionArn=ROLE,
                                   DestinationOptions={"FileFormat": "parquet"})),
+        # S3 options asking for what softvpc does not write (Parquet files, partitioned keys):
+        # refused, never accepted and then written as plain text in one file.
+        ("InvalidParameterValue", dict(base, LogDestinationType="s3", LogDestination="arn:aws:s3:::bucket",
+                                       DestinationOptions={"FileFormat": "parquet"})),
+        ("InvalidParameterValue", dict(base, LogDestinationType="s3", LogDestination="arn:aws:s3:::bucket",
+                                       DestinationOptions={"HiveCompatiblePartitions": True})),
+        ("InvalidParameterValue", dict(base, LogDestinationType="s3", LogDestination="arn:aws:s3:::bucket",
+                                       DestinationOptions={"FileFormat": "plain-text", "PerHourPartition": True})),
         ("InvalidParameterValue", dict(base, LogGroupName="g", DeliverLogsPermissionArn=ROLE, LogFormat="${version} ${bogus}")),
         ("InvalidParameterValue", dict(base, LogGroupName="g", DeliverLogsPermissionArn=ROLE, LogFormat="${version} ")),
         ("InvalidParameterValue", dict(base, LogGroupName="g", DeliverLogsPermissionArn=ROLE, LogFormat="version")),

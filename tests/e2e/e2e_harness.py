@@ -299,8 +299,10 @@ class Lab:
         # Own prefix, state dir and API port: another lab (svpc-, :8787) may run meanwhile.
         # SOFTVPC_FLOW_LOG_MAX_WINDOW: the agents close flow log windows after 10 s, not the
         # flow logs' 60 s, so test_flow_logs.py waits seconds (AWS's interval is a maximum).
+        # SOFTVPC_SG_RULES_PER_GROUP: the server's quota raised as AWS allows (200 rules x 5
+        # groups = 1,000 per ENI) for test_sg_1000_rules.py.
         self.env = dict(os.environ, SOFTVPC_LAB_PREFIX=PREFIX, SOFTVPC_LAB_DIR=str(STATE_DIR),
-                        SOFTVPC_FLOW_LOG_MAX_WINDOW="10",
+                        SOFTVPC_FLOW_LOG_MAX_WINDOW="10", SOFTVPC_SG_RULES_PER_GROUP="200",
                         SOFTVPC_LAB_API_PORT=os.environ.get("SVT_API_PORT") or free_port())
         self._status = None
         self._captures = 0

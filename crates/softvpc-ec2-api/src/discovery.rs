@@ -162,7 +162,7 @@ pub fn describe_account_attributes(ctx: &Ctx<'_>, input: &Value) -> Result<Value
         ("default-vpc", vec![default_vpc]),
         (
             "vpc-max-security-groups-per-interface",
-            vec![softvpc_model::eni::MAX_GROUPS.to_string()],
+            vec![state.quotas.groups_per_interface.to_string()],
         ),
         (
             "max-instances",

@@ -558,6 +558,16 @@ fn start_server(
             h.name, h.underlay_ip, h.availability_zone
         ));
     }
+    // The account's quotas (`softvpc server --sg-rules-per-group`, `--sgs-per-interface`),
+    // when the environment of `lab up` sets them (the e2e tests raise the rules per group).
+    for (var, flag) in [
+        ("SOFTVPC_SG_RULES_PER_GROUP", "--sg-rules-per-group"),
+        ("SOFTVPC_SGS_PER_INTERFACE", "--sgs-per-interface"),
+    ] {
+        if let Ok(v) = std::env::var(var) {
+            server_args.extend([flag.to_string(), v]);
+        }
+    }
     let log = state_dir.join("logs").join("server.log");
     let child = sys::spawn_detached(bin, &server_args, &log)?;
     state.server = Some(ProcessRecord::new(child.id() as i32, log.clone()));

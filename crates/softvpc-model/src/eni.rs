@@ -18,7 +18,7 @@ use super::subnet::{free_addresses, used_addresses};
 use super::tags::{check_specs, tags_for, TagSpec};
 use super::{is_reserved, ApiError, Attachment, Eni, InstanceState, State, Subnet, Txn};
 
-/// Most security groups one ENI may have (AWS's default quota).
+/// Most security groups one ENI may have by default (AWS's quota; see [`crate::quota`]).
 pub const MAX_GROUPS: usize = 5;
 /// Most private addresses (primary + secondary) one ENI may hold.
 pub const MAX_ADDRESSES: usize = 50;
@@ -329,7 +329,8 @@ pub fn choose_addresses(
     pick_addresses(state, subnet, &given, extra + primary_auto, pending)
 }
 
-/// Checks a list of security group ids for an ENI in `vpc_id`: at most [`MAX_GROUPS`], each an
+/// Checks a list of security group ids for an ENI in `vpc_id`: at most the quota (AWS's
+/// default [`MAX_GROUPS`]), each an
 /// existing group of that VPC. Duplicates collapse. An empty list means the VPC's `default`
 /// group.
 pub fn check_groups(state: &State, vpc_id: &str, ids: &[String]) -> Result<Vec<String>, ApiError> {
@@ -366,7 +367,7 @@ pub fn check_groups(state: &State, vpc_id: &str, ids: &[String]) -> Result<Vec<S
             out.push(id.clone());
         }
     }
-    if out.len() > MAX_GROUPS {
+    if out.len() > state.quotas.groups_per_interface {
         return Err(ApiError::new(
             "SecurityGroupsPerInterfaceLimitExceeded",
             "The maximum number of security groups per interface has been reached.",
@@ -962,6 +963,37 @@ mod tests {
         delete_network_interface(&mut e.txn, &first.id).unwrap();
         let fresh = create_network_interface(&mut e.txn, &req).unwrap();
         assert_ne!(fresh.id, first.id);
+    }
+
+    #[test]
+    fn raised_group_quota() {
+        let mut e = env("10.0.0.0/24");
+        let code = |e: &mut Env, r: CreateRequest| {
+            create_network_interface(&mut e.txn, &r).unwrap_err().code
+        };
+        let base = CreateRequest {
+            subnet_id: e.subnet.clone(),
+            ..Default::default()
+        };
+        // A raised quota (the server's --sgs-per-interface) admits more.
+        e.txn.state.quotas = crate::quota::Quotas::new(60, 8).unwrap();
+        let nine: Vec<String> = (0..9)
+            .map(|i| {
+                let name = format!("quota{i}");
+                create_security_group(&mut e.txn, &name, "d", Some(&e.vpc), Tags::new())
+                    .unwrap()
+                    .id
+            })
+            .collect();
+        let mut eight = base.clone();
+        eight.groups = nine[..8].to_vec();
+        let made = create_network_interface(&mut e.txn, &eight).unwrap();
+        assert_eq!(made.security_groups.len(), 8);
+        eight.groups = nine;
+        assert_eq!(
+            code(&mut e, eight),
+            "SecurityGroupsPerInterfaceLimitExceeded"
+        );
     }
 
     #[test]

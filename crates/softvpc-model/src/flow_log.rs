@@ -530,6 +530,27 @@ fn settings(req: &CreateRequest) -> Result<Settings, ApiError> {
                     "Value ({file_format}) for parameter FileFormat is invalid."
                 )));
             }
+            // Records are written as plain-text lines in one file per flow log: options that
+            // ask for another file format or another layout are refused, never accepted and
+            // then written differently.
+            if file_format == "parquet" {
+                return Err(ApiError::invalid_value(
+                    "Value (parquet) for parameter FileFormat is not supported: softvpc writes \
+                     flow log records as plain-text lines.",
+                ));
+            }
+            for (name, on) in [
+                ("HiveCompatiblePartitions", hive),
+                ("PerHourPartition", hourly),
+            ] {
+                if *on == Some(true) {
+                    return Err(ApiError::invalid_value(format!(
+                        "Value (true) for parameter {name} is not supported: softvpc writes each \
+                         flow log's records to one file, <destination>/<flow-log-id>.log, \
+                         without partitions."
+                    )));
+                }
+            }
             Some(S3Options {
                 file_format,
                 hive_compatible_partitions: hive.unwrap_or(false),
@@ -982,6 +1003,28 @@ mod tests {
                     ..cwl(&[id], "g")
                 },
                 "InvalidParameter",
+            ),
+            // Options asking for a file format or layout softvpc does not write: refused.
+            (
+                CreateRequest {
+                    destination_options: Some((Some("parquet".into()), None, None)),
+                    ..s3(&[id], "arn:aws:s3:::bucket")
+                },
+                "InvalidParameterValue",
+            ),
+            (
+                CreateRequest {
+                    destination_options: Some((None, Some(true), None)),
+                    ..s3(&[id], "arn:aws:s3:::bucket")
+                },
+                "InvalidParameterValue",
+            ),
+            (
+                CreateRequest {
+                    destination_options: Some((Some("plain-text".into()), None, Some(true))),
+                    ..s3(&[id], "arn:aws:s3:::bucket")
+                },
+                "InvalidParameterValue",
             ),
             (
                 CreateRequest {

@@ -25,6 +25,7 @@ pub mod nat_gateway;
 pub mod network_acl;
 pub mod peering;
 pub mod prefix_list;
+pub mod quota;
 pub mod route_table;
 pub mod security_group;
 pub mod subnet;
@@ -357,6 +358,8 @@ pub struct State {
     pub next_vni: u32,
     /// The mapping revision of the last committed change.
     pub revision: u64,
+    /// The quotas the model enforces (server settings, never stored).
+    pub quotas: quota::Quotas,
 }
 
 impl State {

@@ -14,7 +14,7 @@ use super::filter::Filterable;
 use super::idempotency::replay;
 use super::ids::new_id;
 use super::route_table::Destination;
-use super::security_group::{Peer, MAX_RULES_PER_DIRECTION};
+use super::security_group::Peer;
 use super::vpc::parse_cidr;
 use super::{ApiError, State, Tags, Txn};
 
@@ -346,9 +346,9 @@ fn check_references_fit(state: &State, list: &PrefixList) -> Result<(), ApiError
     for (kind, id) in associations(state, &list.id) {
         let over = match kind {
             Association::SecurityGroup => state.security_groups.get(&id).is_some_and(|g| {
-                [false, true]
-                    .iter()
-                    .any(|&egress| rule_cost(&with, g.rules_of(egress)) > MAX_RULES_PER_DIRECTION)
+                [false, true].iter().any(|&egress| {
+                    rule_cost(&with, g.rules_of(egress)) > state.quotas.rules_per_group
+                })
             }),
             Association::RouteTable => state
                 .route_tables

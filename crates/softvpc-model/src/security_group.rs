@@ -17,7 +17,8 @@ use super::ids::new_id;
 use super::vpc::parse_cidr;
 use super::{ApiError, State, Tags, Txn};
 
-/// The most rules a group may have in each direction.
+/// The most rules a group may have in each direction by default (AWS's quota; the server may
+/// raise it: [`crate::quota`]).
 pub const MAX_RULES_PER_DIRECTION: usize = 60;
 /// The name of every VPC's default group.
 pub const DEFAULT_GROUP_NAME: &str = "default";
@@ -567,7 +568,7 @@ pub fn authorize(
     // A prefix list reference costs its list's MaxEntries (AWS's rule).
     let cost =
         super::prefix_list::rule_cost(&txn.state, group.rules_of(egress).chain(added.iter()));
-    if cost > MAX_RULES_PER_DIRECTION {
+    if cost > txn.state.quotas.rules_per_group {
         return Err(ApiError::new(
             "RulesPerSecurityGroupLimitExceeded",
             "The maximum number of rules per security group has been reached.",
@@ -725,7 +726,7 @@ pub fn modify_rules(txn: &mut Txn, group_id: &str, updates: &[RuleUpdate]) -> Re
         group.rules[pos].spec = spec;
         let egress = group.rules[pos].egress;
         if super::prefix_list::rule_cost(&txn.state, group.rules_of(egress))
-            > MAX_RULES_PER_DIRECTION
+            > txn.state.quotas.rules_per_group
         {
             return Err(ApiError::new(
                 "RulesPerSecurityGroupLimitExceeded",
@@ -1164,6 +1165,33 @@ mod tests {
                 &mut txn,
                 &g.id,
                 true,
+                &[tcp(1, 1, "10.0.0.0/8")],
+                Tags::new()
+            )
+            .unwrap_err()
+            .code,
+            "RulesPerSecurityGroupLimitExceeded"
+        );
+    }
+
+    #[test]
+    fn raised_rule_quota() {
+        let (mut txn, vpc) = setup();
+        txn.state.quotas = crate::quota::Quotas::new(1000, 1).unwrap();
+        let g = create_security_group(&mut txn, "many", "x", Some(&vpc), Tags::new()).unwrap();
+        let perms: Vec<Permission> = (0..1000)
+            .map(|p| tcp(1000 + p, 1000 + p, "10.0.0.0/8"))
+            .collect();
+        authorize(&mut txn, &g.id, false, &perms, Tags::new()).unwrap();
+        assert_eq!(
+            txn.state.security_groups[&g.id].rules_of(false).count(),
+            1000
+        );
+        assert_eq!(
+            authorize(
+                &mut txn,
+                &g.id,
+                false,
                 &[tcp(1, 1, "10.0.0.0/8")],
                 Tags::new()
             )

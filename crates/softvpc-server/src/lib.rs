@@ -119,6 +119,15 @@ pub struct ServerArgs {
     /// delivery stream S under DIR/S. (Records are written by the data plane, a later issue.)
     #[arg(long, value_name = "DIR")]
     pub flow_log_dir: Option<PathBuf>,
+    /// The account's quota of inbound (and, separately, outbound) rules per security group.
+    /// AWS's default is 60; as on AWS it may be raised up to 1,000, as long as it times
+    /// `--sgs-per-interface` stays at most 1,000 (e.g. 1000 x 1, 200 x 5).
+    #[arg(long, value_name = "N", default_value_t = softvpc_model::quota::DEFAULT_RULES_PER_GROUP)]
+    pub sg_rules_per_group: usize,
+    /// The account's quota of security groups per network interface (AWS's default 5, at
+    /// most 16; see `--sg-rules-per-group`).
+    #[arg(long, value_name = "N", default_value_t = softvpc_model::quota::DEFAULT_GROUPS_PER_INTERFACE)]
+    pub sgs_per_interface: usize,
 }
 
 /// Splits `NAME=IP`.
@@ -220,8 +229,13 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         .flow_log_dir
         .clone()
         .unwrap_or_else(|| args.data_dir.join("flow-logs"));
-    let (cp, projection) =
-        MappingProjection::attach(Store::open(&args.data_dir)?, mapping::DEFAULT_CAPACITY);
+    let quotas = softvpc_model::quota::Quotas::new(args.sg_rules_per_group, args.sgs_per_interface)
+        .map_err(|e| anyhow::anyhow!("--sg-rules-per-group / --sgs-per-interface: {e}"))?;
+    let (backend, mut state) = softvpc_store::RedbBackend::open(&args.data_dir)?;
+    // The quotas are settings, not stored: every mutation's copy of the state carries them.
+    state.quotas = quotas;
+    let store = Store::with_backend(Some(Box::new(backend)), state);
+    let (cp, projection) = MappingProjection::attach(store, mapping::DEFAULT_CAPACITY);
     let cp = Arc::new(cp);
     let keys = Arc::new(softvpc_ec2_api::auth::load_or_create(&args.data_dir)?);
     let trust = Arc::new(Trust::open(&args.data_dir, args.host_cert_ttl)?);
