@@ -106,6 +106,16 @@ pub struct AgentArgs {
     /// valid; there are just more of them).
     #[arg(long, value_name = "SECONDS", env = "SOFTVPC_FLOW_LOG_MAX_WINDOW")]
     pub flow_log_max_window: Option<u64>,
+    /// Connections each local ENI may track (security groups' connection tracking). Past it a
+    /// new flow is refused and counted (`softvpc_drops_total{reason="conntrack_full"}` and per
+    /// ENI `softvpc_eni_conntrack_allowance_exceeded_total`, like ENA's
+    /// conntrack_allowance_exceeded) while tracked ones go on. The default, 65,536, is about
+    /// 22 MB per ENI at its limit (346 B per tracked flow, BENCHMARKS.md), more new flows than a
+    /// 2-core host sets up within UDP's 30 s idle timeout.
+    #[arg(long, value_name = "N", env = "SOFTVPC_CONNTRACK_LIMIT",
+          default_value_t = softvpc_policy::conntrack::DEFAULT_LIMIT,
+          value_parser = clap::value_parser!(usize))]
+    pub conntrack_limit: usize,
 }
 
 /// The edge's MAC: `0a:56:45:` + the low 24 bits of the underlay address (locally
@@ -181,6 +191,7 @@ pub async fn serve(
         .context("duplicating the VXLAN socket for its drop counter")?;
     let mut engine = Engine::new(EngineConfig {
         vxlan_port: VXLAN_PORT,
+        conntrack_limit: args.conntrack_limit,
         ..EngineConfig::new(args.underlay_ip)
     });
     let edge = match &args.edge_netns {

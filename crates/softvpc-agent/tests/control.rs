@@ -337,6 +337,7 @@ fn scenario(prefix: &str, ns11: &str, ns12: &str) {
         edge_gateway: Ipv4Addr::new(203, 0, 113, 1),
         fast_path: Default::default(),
         flow_log_max_window: None,
+        conntrack_limit: softvpc_policy::conntrack::DEFAULT_LIMIT,
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let agent = rt.spawn(softvpc_agent::serve(args, async move {
