@@ -7,7 +7,9 @@ zigi-vm2 (host-2) must move its data. With the fast path on the agents must have
 flows and the kernel must have carried most of its packets (folded back into the engines'
 counters), without netlink errors; with it off no fast-path metric exists. With it on, datagrams
 sent straight to a fast-path device's own port (a forger skipping the engine) never reach the
-instance and are counted as `softvpc_fast_path_forged_total`.
+instance and are counted as `softvpc_fast_path_forged_total`. In both modes the VPC's flow log
+counts every packet of a ping flow exactly, whether the engine or the kernel carried it (the
+kernel's counts are folded into the flow log records).
 """
 
 import json
@@ -17,7 +19,8 @@ import subprocess
 
 import pytest
 
-from e2e_harness import metric_sum, wait_until
+from e2e_harness import STATE_DIR, metric_sum, wait_until
+from probes import eni_of
 from frames import udp_frame, vxlan
 
 FAST = os.environ.get("SOFTVPC_FAST_PATH", "off") == "on"
@@ -90,3 +93,49 @@ def test_datagrams_to_a_fast_path_devices_own_port_are_dropped_and_counted(lab, 
     assert not caps["zigi-vm2"].udp_containing(needle), "a forged datagram reached the instance"
     wait_until(lambda: _fast(lab, "host-2", "softvpc_fast_path_forged_total") >= forged + 3, 5,
                what="forged datagrams counted")
+
+
+def _icmp_records(path, eni):
+    """(pkt src, pkt dst) -> [packets, bytes] of `eni`'s ICMP ACCEPT records (default format)."""
+    out = {}
+    if not path.exists():
+        return out
+    for line in path.read_text().splitlines():
+        f = line.split(" ")
+        if f[2] != eni or f[13] != "OK" or f[7] != "1" or f[12] != "ACCEPT":
+            continue
+        e = out.setdefault((f[3], f[4]), [0, 0])
+        e[0] += int(f[8])
+        e[1] += int(f[9])
+    return out
+
+
+def test_flow_logs_count_the_packets_the_kernel_carried(lab):
+    count = 40
+    vpc_id = lab.instance("zigi-vm1")["vpc_id"]
+    eni1 = eni_of(lab, vpc_id, VM1)["NetworkInterfaceId"]
+    eni2 = eni_of(lab, vpc_id, VM2)["NetworkInterfaceId"]
+    bucket = "svt-fast-path-flow-logs"
+    fl = lab.aws("create-flow-logs", "--resource-type", "VPC", "--resource-ids", vpc_id,
+                 "--traffic-type", "ALL", "--log-destination-type", "s3",
+                 "--log-destination", f"arn:aws:s3:::{bucket}",
+                 "--max-aggregation-interval", "60")["FlowLogIds"][0]
+    try:
+        path = STATE_DIR / "server" / "flow-logs" / bucket / f"{fl}.log"
+        # The agents log both ENIs once their first (NODATA) lines are written.
+        wait_until(lambda: path.exists() and eni1 in path.read_text() and eni2 in path.read_text(),
+                   30, interval=0.5, what="the flow log's first records")
+        carried = _fast(lab, "host-1", "softvpc_fast_path_packets_total")
+        ping = lab.ping("zigi-vm1", VM2, count=count, interval=0.05, wait=2)
+        assert ping.received == count, ping
+        if FAST:
+            # Most echoes went through the kernel (its counters are read every 0.5 s).
+            wait_until(lambda: _fast(lab, "host-1", "softvpc_fast_path_packets_total")
+                       >= carried + count, 5, what="the kernel to carry the pings")
+        # 84 IPv4 bytes per packet (20 + 8 + 56); each ENI logs both directions.
+        want = {(VM1, VM2): [count, 84 * count], (VM2, VM1): [count, 84 * count]}
+        for eni in (eni1, eni2):
+            wait_until(lambda eni=eni: _icmp_records(path, eni) == want, 40, interval=1.0,
+                       what=f"{eni}'s records of the {count} pings")
+    finally:
+        lab.aws("delete-flow-logs", "--flow-log-ids", fl, check=False)

@@ -836,7 +836,8 @@ impl Engine {
 
     /// Folds what the kernel did for `flow` since the last fold (`packets` frames of `bytes`
     /// bytes, the last at `last_used`) into the engine: counted as forwarded frames of their
-    /// path, the flow's entry and its tracked connections kept alive (their idle timers run
+    /// path and, for a logged ENI, in its flow log records (ACCEPT), the flow's entry and its
+    /// tracked connections kept alive (their idle timers run
     /// from `last_used`, as if the engine had seen the last packet). A flow the table no
     /// longer holds is only counted.
     pub fn fold_kernel_use(
@@ -860,6 +861,30 @@ impl Engine {
         };
         self.counters.add(rx, packets, rx_bytes);
         self.counters.add(tx, packets, tx_bytes);
+        if !self.flowlog.is_idle() {
+            // The flow logs count IPv4 bytes: the frames' Ethernet headers off (the kernel
+            // carries no VLAN tags).
+            let ip_bytes = bytes.saturating_sub(packets.saturating_mul(14));
+            let (port, direction) = match flow.hook {
+                KernelHook::PortEgress(p) => (p, crate::flowlog::FlowDirection::Egress),
+                KernelHook::UnderlayIngress { port, .. } => {
+                    (port, crate::flowlog::FlowDirection::Ingress)
+                }
+            };
+            let (src_port, dst_port) = match (flow.proto, flow.l4) {
+                (6 | 17, softvpc_wire::L4Key::Ports { src, dst }) => (src, dst),
+                _ => (0, 0),
+            };
+            self.flowlog.observe_kernel(
+                &self.table,
+                port,
+                direction,
+                (flow.src, flow.dst, flow.proto, src_port, dst_port),
+                packets,
+                ip_bytes,
+                last_used,
+            );
+        }
         let side = match flow.hook {
             KernelHook::PortEgress(p) => flow::FlowSide::Port(p),
             KernelHook::UnderlayIngress { vni, host, .. } => flow::FlowSide::Underlay { vni, host },

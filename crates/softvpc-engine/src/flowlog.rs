@@ -19,6 +19,10 @@
 //! [`Engine::poll_flow_window`](crate::Engine::poll_flow_window), even when it saw nothing (the
 //! shell writes NODATA).
 //!
+//! Flows the kernel fast path carries (`crate::offload`) never reach the pipeline: the shell
+//! folds the kernel's counts back ([`Engine::fold_kernel_use`](crate::Engine::fold_kernel_use)),
+//! and the fold counts them here too, as ACCEPT records of the same keys.
+//!
 //! **Bounded.** At most [`FlowLogConfig::record_limit`] records are held, in open windows and
 //! queued ones together; a packet of a flow with no record while the bound is reached is not
 //! recorded: counted in [`FlowLogStats::lost_packets`] and in its window's
@@ -405,6 +409,78 @@ impl FlowLogger {
         let w = self.done.pop_front()?;
         self.held -= w.records.len();
         Some(w)
+    }
+
+    /// Counts what the kernel fast path carried for one installed flow since the last fold
+    /// (`packets` frames, `ip_bytes` IPv4 bytes, the last at `last`) on the logged ENI of
+    /// `port`, in `direction`, as ACCEPT (the kernel carries only flows the engine forwarded;
+    /// never a SYN, FIN or RST, so the TCP flags add nothing; never routed, so never peered).
+    /// The kernel's counts are totals per fold, so a record's first and last packet times are
+    /// those of the folds (the agent reads the counts every 500 ms).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn observe_kernel(
+        &mut self,
+        table: &MappingTable,
+        port: PortId,
+        direction: FlowDirection,
+        packet: (Ipv4Addr, Ipv4Addr, u8, u16, u16),
+        packets: u64,
+        ip_bytes: u64,
+        last: Instant,
+    ) {
+        let (src, dst, proto, src_port, dst_port) = packet;
+        let Some(log) = self.ports.get_mut(&port) else {
+            return;
+        };
+        let Some(eni) = table.eni_on_port(port) else {
+            return;
+        };
+        let (own, other) = match direction {
+            FlowDirection::Egress => (src, dst),
+            FlowDirection::Ingress => (dst, src),
+        };
+        if not_logged(table, eni.vni, own, other) {
+            return;
+        }
+        let key = RecordKey {
+            src,
+            dst,
+            proto,
+            src_port,
+            dst_port,
+            direction,
+            action: FlowAction::Accept,
+        };
+        for w in &mut log.windows {
+            if w.start.is_none() {
+                w.start = Some(last);
+            }
+            match w.flows.get_mut(&key) {
+                Some(c) => {
+                    c.packets += packets;
+                    c.bytes += ip_bytes;
+                    c.last = c.last.max(last);
+                }
+                None if self.held < self.config.record_limit => {
+                    self.held += 1;
+                    w.flows.insert(
+                        key,
+                        FlowCounts {
+                            packets,
+                            bytes: ip_bytes,
+                            first: last,
+                            last,
+                            tcp_flags: 0,
+                            peered: false,
+                        },
+                    );
+                }
+                None => {
+                    w.skipped += packets;
+                    self.stats.lost_packets += packets;
+                }
+            }
+        }
     }
 
     /// Counts one packet the pipeline finished (`run`) on the logged ENIs it concerns.

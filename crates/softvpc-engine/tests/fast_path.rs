@@ -754,3 +754,56 @@ fn a_moved_eni_gets_no_more_packets_at_its_old_host() {
         );
     }
 }
+
+/// Flow log records (issue 10) of the flows the kernel carried: the fold counts them as the
+/// engine counts what it forwards itself, so the same traffic gives the same records (packets,
+/// IPv4 bytes, TCP flags, direction and action) with and without the fast path.
+#[test]
+fn flow_logs_count_what_the_kernel_carried_as_the_engine_would() {
+    use softvpc_engine::flowlog::RecordKey;
+    use std::collections::HashMap;
+    type Records = BTreeMap<(Box<str>, RecordKey), (u64, u64, u8)>;
+    let run = |fast: bool| -> (Records, u64) {
+        let mut sim = Sim::new(records(), fast);
+        for h in &mut sim.hosts {
+            let logged: HashMap<Box<str>, Vec<Duration>> = [VM1.eni, VM2.eni]
+                .into_iter()
+                .map(|e| (e.into(), vec![Duration::from_secs(60)]))
+                .collect();
+            h.engine.set_flow_logs(logged);
+        }
+        let mut steps = handshake();
+        for _ in 0..20 {
+            steps.push(Step::Tcp(0, 40000, 22, PSHACK, Mangle::None));
+            steps.push(Step::Tcp(1, 22, 40000, ACK, Mangle::None));
+        }
+        for _ in 0..5 {
+            steps.push(Step::Echo(0, 7, Mangle::None));
+        }
+        steps.push(Step::Tcp(0, 40000, 22, FIN, Mangle::None));
+        steps.push(Step::Tcp(1, 22, 40000, FIN, Mangle::None));
+        for s in &steps {
+            apply(&mut sim, s);
+        }
+        sim.advance(Duration::from_secs(61));
+        let mut got = Records::new();
+        for h in &mut sim.hosts {
+            while let Some(w) = h.engine.poll_flow_window() {
+                assert_eq!(w.skipped, 0);
+                for r in w.records {
+                    let e = got.entry((w.eni_id.clone(), r.key)).or_default();
+                    e.0 += r.counts.packets;
+                    e.1 += r.counts.bytes;
+                    e.2 |= r.counts.tcp_flags;
+                }
+            }
+        }
+        (got, sim.carried())
+    };
+    let (slow, none) = run(false);
+    let (fast, carried) = run(true);
+    assert_eq!(none, 0);
+    assert!(carried >= 70, "the kernel carried {carried} frames");
+    assert!(!slow.is_empty());
+    assert_eq!(fast, slow);
+}
