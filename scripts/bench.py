@@ -11,7 +11,8 @@
                                  (TAP queues, VXLAN socket buffer, engine), summed over agents
   bench.py rules STATUS N        puts N security-group rules on bench-b's ENI (N=0: back to the
                                  default group), half inbound, half outbound, in groups of at
-                                 most 60 per direction; one inbound rule (all from 10.0.0.0/16)
+                                 most the server's quota per direction (SOFTVPC_SG_RULES_PER_GROUP,
+                                 default 60); one inbound rule (all from 10.0.0.0/16)
                                  and one outbound (all to 0.0.0.0/0) match, the rest never do
   bench.py serve PORT            (in bench-b) TCP server that accepts and closes, and a UDP
                                  socket on the same port that is never read; prints "ready"
@@ -260,7 +261,9 @@ def ec2_client(status):
                         config=Config(retries={"total_max_attempts": 1}))
 
 
-RULES_PER_DIRECTION = 60  # AWS's default quota, which the model enforces
+# The bench lab's server runs with --sg-rules-per-group 200 (scripts/bench.sh exports
+# SOFTVPC_SG_RULES_PER_GROUP; AWS allows raising it while rules x 5 groups stay <= 1,000).
+RULES_PER_DIRECTION = int(os.environ.get("SOFTVPC_SG_RULES_PER_GROUP", "60"))
 
 
 def set_rules(status_path, n):
