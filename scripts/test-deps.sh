@@ -21,6 +21,7 @@ apt_needs=(
   "socat:socat:end-to-end tests (UDP to the lab's internet, malformed DHCP)"
   "udhcpc:udhcpc:end-to-end tests (a real DHCP client in an instance)"
   "nc:netcat-openbsd:end-to-end tests (softvpc trace against real TCP connections)"
+  "tracepath:iputils-tracepath:end-to-end tests (path MTU through internet and NAT gateways)"
   "ssh-keygen:openssh-client:API tests (key pair fingerprints and key material checked)"
   "openssl:openssl:API tests (key pair fingerprints checked from the key material)"
   "unshare:util-linux:the fresh-machine test (hides tools in a private mount namespace)"

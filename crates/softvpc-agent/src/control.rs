@@ -40,6 +40,9 @@ const MAX_COALESCED: usize = 256;
 /// RegisterHost deadline.
 const RPC_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Where the ports of NAT gateways start (TAP ports count up from 1).
+const NAT_PORT_BASE: u32 = 0x4000_0000;
+
 /// Exponential backoff with jitter (so many agents do not reconnect in lock-step).
 #[derive(Debug)]
 pub struct Backoff {
@@ -90,6 +93,9 @@ pub struct Control {
     /// The last reconcile's skipped ENIs (logged when they change).
     skipped: Vec<Skip>,
     next_port: u32,
+    /// The ports of the NAT gateways placed on this host (no device: the engine translates
+    /// what reaches them), by ENI id.
+    nat_ports: BTreeMap<String, PortId>,
     /// Some instance failed to come up (or go down): try again soon.
     needs_retry: bool,
 }
@@ -115,6 +121,7 @@ impl Control {
             namespaces: BTreeMap::new(),
             skipped: Vec::new(),
             next_port: 1,
+            nat_ports: BTreeMap::new(),
             needs_retry: false,
         })
     }
@@ -320,6 +327,7 @@ impl Control {
     /// instances, then publishes again if that changed the ports. `received`: when the message
     /// that brought the change arrived (for `softvpc_table_publish_seconds`).
     async fn refresh(&mut self, received: Option<Instant>) {
+        self.sync_nat_ports();
         let ports = self.ports();
         self.publish_table(&ports);
         if let Some(t) = received {
@@ -336,12 +344,35 @@ impl Control {
         self.publish_view();
     }
 
-    /// The data-path port of every local ENI.
+    /// The data-path port of every local ENI (NAT gateways' included).
     fn ports(&self) -> HashMap<String, PortId> {
         self.local
             .iter()
             .map(|(eni, l)| (eni.clone(), l.port))
+            .chain(self.nat_ports.iter().map(|(e, p)| (e.clone(), *p)))
             .collect()
+    }
+
+    /// Gives each NAT gateway ENI placed on this host a port (kept while it stays), in a
+    /// range of its own (no TAP, no epoll token).
+    fn sync_nat_ports(&mut self) {
+        let here: Vec<&String> = self
+            .replica
+            .records
+            .enis
+            .values()
+            .filter(|e| !e.nat_gateway_id.is_empty() && e.host_id == self.host_id)
+            .map(|e| &e.eni_id)
+            .collect();
+        self.nat_ports.retain(|eni, _| here.contains(&eni));
+        for eni in here {
+            if !self.nat_ports.contains_key(eni) {
+                let port = PortId(NAT_PORT_BASE + self.next_port);
+                self.next_port += 1;
+                info!(eni = %eni, port = port.0, "NAT gateway placed here");
+                self.nat_ports.insert(eni.clone(), port);
+            }
+        }
     }
 
     /// Builds the table of the current records and `ports` and swaps it in.

@@ -54,6 +54,9 @@ pub fn build(records: &Records, local: Ipv4Addr, ports: &HashMap<String, PortId>
         );
     }
     for e in records.enis.values() {
+        if !e.nat_gateway_id.is_empty() {
+            b.nat_gateway(&e.nat_gateway_id, &e.eni_id);
+        }
         for p in &e.public_addresses {
             b.public_address(&e.eni_id, p.public_ip, p.private_ip);
         }

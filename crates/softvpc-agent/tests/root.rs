@@ -364,6 +364,7 @@ fn records(enis: &[&EniSpec], underlay: Ipv4Addr) -> Records {
                 source_dest_check: true,
                 connection_tracking: Default::default(),
                 flow_logs: vec![],
+                nat_gateway_id: String::new(),
             },
         );
     }

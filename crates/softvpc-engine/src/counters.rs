@@ -272,6 +272,8 @@ pub struct Counters {
     pub(crate) flow_hits: u64,
     pub(crate) flow_misses: u64,
     pub(crate) flow_entries: u64,
+    /// Per NAT gateway held on this host (refreshed after each batch and timer).
+    pub(crate) nat_gateways: Vec<(Box<str>, crate::natgw::NatStats)>,
 }
 
 /// What happened at one local ENI.
@@ -354,6 +356,11 @@ impl Counters {
     /// Entries in the flow table (at the last batch or timer).
     pub fn flow_entries(&self) -> u64 {
         self.flow_entries
+    }
+
+    /// The NAT gateways held on this host and what each did, by gateway id.
+    pub fn nat_gateways(&self) -> &[(Box<str>, crate::natgw::NatStats)] {
+        &self.nat_gateways
     }
 
     /// Counts `frames` frames of `bytes` bytes in all (the kernel fast path's fold).
@@ -444,6 +451,25 @@ impl Counters {
             (METRIC_FLOW_ENTRIES, "gauge", "Entries in the flow table.", self.flow_entries),
         ] {
             let _ = writeln!(out, "# HELP {metric} {text}\n# TYPE {metric} {kind}\n{metric} {n}");
+        }
+        // NAT gateways, named after AWS's CloudWatch metrics (AWS/NATGateway).
+        type Get = fn(&crate::natgw::NatStats) -> u64;
+        let nat: [(&str, &str, &str, Get); 9] = [
+            ("softvpc_nat_gateway_active_connection_count", "gauge", "ActiveConnectionCount: translations a NAT gateway holds (TCP, UDP, ICMP).", |s| s.active_connections),
+            ("softvpc_nat_gateway_connection_attempt_count_total", "counter", "ConnectionAttemptCount: new translations asked for.", |s| s.connection_attempts),
+            ("softvpc_nat_gateway_error_port_allocation_total", "counter", "ErrorPortAllocation: no source port free for the destination (connection refused).", |s| s.error_port_allocation),
+            ("softvpc_nat_gateway_idle_timeout_count_total", "counter", "IdleTimeoutCount: translations expired after 350 s idle.", |s| s.idle_timeouts),
+            ("softvpc_nat_gateway_packets_drop_count_total", "counter", "PacketsDropCount: packets the NAT gateway dropped.", |s| s.packets_drop),
+            ("softvpc_nat_gateway_packets_out_to_destination_total", "counter", "PacketsOutToDestination.", |s| s.packets_out_to_destination),
+            ("softvpc_nat_gateway_bytes_out_to_destination_total", "counter", "BytesOutToDestination (IPv4 bytes).", |s| s.bytes_out_to_destination),
+            ("softvpc_nat_gateway_packets_in_from_destination_total", "counter", "PacketsInFromDestination.", |s| s.packets_in_from_destination),
+            ("softvpc_nat_gateway_bytes_in_from_destination_total", "counter", "BytesInFromDestination (IPv4 bytes).", |s| s.bytes_in_from_destination),
+        ];
+        for (metric, kind, text, get) in nat {
+            let _ = writeln!(out, "# HELP {metric} {text}\n# TYPE {metric} {kind}");
+            for (id, stats) in &self.nat_gateways {
+                let _ = writeln!(out, "{metric}{{nat_gateway_id=\"{id}\"}} {}", get(stats));
+            }
         }
     }
 }

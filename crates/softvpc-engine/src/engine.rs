@@ -21,7 +21,8 @@ use crate::flowlog::{FlowLogConfig, FlowLogStats, FlowLogger, FlowWindow};
 use crate::layers::gateway::dhcp::{self, DhcpConfig};
 use crate::layers::gateway::{arp, icmp};
 use crate::layers::{nat, route, Ctx, Direction, EniState, PortMap, Ports, Reply, St};
-use crate::mapping::Mac;
+use crate::mapping::{router_mac, Mac};
+use crate::natgw::{NatConfig, NatGateway, NatStats, NatTable};
 use crate::pipeline::{
     self, Destination, Forward, Lookup, Outcome, Run, Trace, TraceRecorder, TraceVerdict,
 };
@@ -102,6 +103,12 @@ pub struct Engine {
     edge: Option<Edge>,
     /// Where a frame from the internet is translated before the layers see it.
     scratch: Vec<u8>,
+    /// The NAT gateways whose ENI is on this host, by their port (`crate::natgw`).
+    nats: HashMap<PortId, NatGateway>,
+    /// Their tables' limits.
+    nat_config: NatConfig,
+    /// Where a packet through a NAT gateway is translated.
+    nat_scratch: Vec<u8>,
 }
 
 impl Engine {
@@ -120,6 +127,9 @@ impl Engine {
             flowlog: FlowLogger::default(),
             edge: None,
             scratch: Vec::with_capacity(2048),
+            nats: HashMap::new(),
+            nat_config: NatConfig::default(),
+            nat_scratch: Vec::with_capacity(2048),
             config,
         }
     }
@@ -250,6 +260,43 @@ impl Engine {
             limit: self.config.conntrack_limit,
         };
         let port = edge::inbound(cx, &mut st, mac, frame, &mut self.scratch)?;
+        if let Some(gw) = self.nats.get_mut(&port) {
+            // For a NAT gateway: back to the instance's flow, sent on by the gateway's ENI.
+            let eni = cx
+                .table
+                .eni_on_port(port)
+                .ok_or((DropReason::NoRoute, None))?;
+            let l3 = &mut self.scratch[14..];
+            gw.table
+                .translate_in(now, l3)
+                .map_err(|r| (r, Some(port)))?;
+            self.scratch[0..6].copy_from_slice(&router_mac(eni.vni));
+            self.scratch[6..12].copy_from_slice(&eni.mac);
+            let run = pipeline::egress(
+                cx,
+                &mut st,
+                Some(&mut self.flows),
+                port,
+                &self.scratch,
+                &mut (),
+            );
+            if to_nat_gateway(&run, &self.nats).is_some() {
+                return Err((DropReason::NoRoute, Some(port)));
+            }
+            finish(
+                cx,
+                out,
+                &mut self.counters,
+                &mut self.drops,
+                &st,
+                run,
+                now,
+                Direction::Egress,
+                Some(port),
+                &self.scratch,
+            );
+            return Ok(());
+        }
         let len = out.push_port_copy(port, &self.scratch, |_| {});
         self.counters.count(Path::FromEdge, len);
         Ok(())
@@ -302,8 +349,35 @@ impl Engine {
             self.counters.enis.push(counters);
             self.ports.insert(port, state);
         }
+        // NAT gateways that stay on their port keep their translations.
+        let mut old_nats = std::mem::take(&mut self.nats);
+        for (port, nat_id, eni) in self.table.local_nat_gateways() {
+            let gw = match old_nats.remove(&port) {
+                Some(g) if *g.nat_id == *nat_id && g.eni_id == eni.eni_id => g,
+                _ => NatGateway {
+                    nat_id: nat_id.into(),
+                    eni_id: eni.eni_id.clone(),
+                    table: NatTable::new(self.nat_config),
+                },
+            };
+            self.nats.insert(port, gw);
+        }
         self.flowlog.resolve(&self.table, self.now);
         self.refresh_gauges();
+    }
+
+    /// Sets the limits of NAT gateways' translation tables made from now on (AWS's by
+    /// default; tests shorten them).
+    pub fn set_nat_config(&mut self, config: NatConfig) {
+        self.nat_config = config;
+    }
+
+    /// What NAT gateway `nat_id` held on this host did so far.
+    pub fn nat_gateway_stats(&self, nat_id: &str) -> Option<NatStats> {
+        self.nats
+            .values()
+            .find(|g| &*g.nat_id == nat_id)
+            .map(|g| g.table.stats())
     }
 
     /// The current mapping snapshot.
@@ -356,6 +430,17 @@ impl Engine {
                 self.flowlog
                     .observe(now, table, Direction::Egress, Some(port), &run, frame);
             }
+            if let Some((nat_port, fwd)) = to_nat_gateway(&run, &self.nats) {
+                let mut nx = NatCx {
+                    flows: &mut self.flows,
+                    nats: &mut self.nats,
+                    buf: &mut self.nat_scratch,
+                    counters: &mut self.counters,
+                    drops: &mut self.drops,
+                };
+                nat_gateway_out(cx, &mut st, &mut nx, out, now, nat_port, fwd);
+                continue;
+            }
             finish(
                 cx,
                 out,
@@ -402,6 +487,17 @@ impl Engine {
                 let table = &self.table;
                 self.flowlog
                     .observe(now, table, Direction::Ingress, None, &run, datagram);
+            }
+            if let Some((nat_port, fwd)) = to_nat_gateway(&run, &self.nats) {
+                let mut nx = NatCx {
+                    flows: &mut self.flows,
+                    nats: &mut self.nats,
+                    buf: &mut self.nat_scratch,
+                    counters: &mut self.counters,
+                    drops: &mut self.drops,
+                };
+                nat_gateway_out(cx, &mut st, &mut nx, out, now, nat_port, fwd);
+                continue;
             }
             finish(
                 cx,
@@ -455,6 +551,13 @@ impl Engine {
             }
         }
         self.counters.flow_entries = self.flows.len() as u64;
+        self.counters.nat_gateways.clear();
+        for g in self.nats.values() {
+            self.counters
+                .nat_gateways
+                .push((g.nat_id.clone(), g.table.stats()));
+        }
+        self.counters.nat_gateways.sort_by(|a, b| a.0.cmp(&b.0));
     }
 
     /// The flow table (for diagnostics and benchmarks).
@@ -467,6 +570,7 @@ impl Engine {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let expiry = self.next_expiry.filter(|_| {
             !self.flows.is_empty()
+                || self.nats.values().any(|g| !g.table.is_empty())
                 || self
                     .ports
                     .values()
@@ -493,6 +597,9 @@ impl Engine {
                 }
             }
             self.flows.expire(now, self.table.generation());
+            for gw in self.nats.values_mut() {
+                gw.table.expire(now);
+            }
             self.next_expiry = Some(now + self.config.expiry_interval);
             self.refresh_gauges();
         }
@@ -592,6 +699,129 @@ impl Engine {
         }
         now
     }
+}
+
+/// The forward of a packet delivered to a NAT gateway's port, if that is what `run` is.
+fn to_nat_gateway<'a>(
+    run: &Run<'a>,
+    nats: &HashMap<PortId, NatGateway>,
+) -> Option<(PortId, Forward<'a>)> {
+    match &run.outcome {
+        Ok(Outcome::Forward(f)) if f.snat.is_none() => match f.to {
+            Destination::LocalPort(p) | Destination::DecapPort(p) if nats.contains_key(&p) => {
+                Some((p, *f))
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The engine's state a NAT gateway's packet needs besides the layers'.
+struct NatCx<'e> {
+    flows: &'e mut FlowTable,
+    nats: &'e mut HashMap<PortId, NatGateway>,
+    buf: &'e mut Vec<u8>,
+    counters: &'e mut Counters,
+    drops: &'e mut DropReporter,
+}
+
+/// A packet an instance sent through NAT gateway `nat_port`: translated (or answered with
+/// ICMP "fragmentation needed" when too big for the internet gateway with DF set), then sent
+/// on as the gateway's ENI sends it (its subnet's ACL and route table).
+fn nat_gateway_out(
+    cx: Ctx<'_>,
+    st: &mut St<'_>,
+    nx: &mut NatCx<'_>,
+    out: &mut Output,
+    now: Instant,
+    nat_port: PortId,
+    fwd: Forward<'_>,
+) {
+    let result = nat_translate_out(cx, nx, now, nat_port, fwd);
+    if let Err(reason) = result {
+        let run = Run {
+            outcome: Err(reason),
+            attrib: Some(nat_port),
+            lookup: Lookup::None,
+        };
+        finish(
+            cx,
+            out,
+            nx.counters,
+            nx.drops,
+            st,
+            run,
+            now,
+            Direction::Egress,
+            Some(nat_port),
+            fwd.frame,
+        );
+        return;
+    }
+    let buf: &[u8] = nx.buf;
+    let mut run = pipeline::egress(cx, st, Some(nx.flows), nat_port, buf, &mut ());
+    if to_nat_gateway(&run, nx.nats).is_some() {
+        // One NAT gateway never sends to another.
+        run.outcome = Err(DropReason::NoRoute);
+    }
+    finish(
+        cx,
+        out,
+        nx.counters,
+        nx.drops,
+        st,
+        run,
+        now,
+        Direction::Egress,
+        Some(nat_port),
+        buf,
+    );
+}
+
+/// Writes into `nx.buf` what NAT gateway `nat_port` sends for `fwd`: the translated frame, or
+/// its ICMP "fragmentation needed" to the instance.
+fn nat_translate_out(
+    cx: Ctx<'_>,
+    nx: &mut NatCx<'_>,
+    now: Instant,
+    nat_port: PortId,
+    fwd: Forward<'_>,
+) -> Result<(), DropReason> {
+    let gw = nx.nats.get_mut(&nat_port).ok_or(DropReason::NoRoute)?;
+    let eni = cx.table.eni_on_port(nat_port).ok_or(DropReason::NoRoute)?;
+    let buf = &mut *nx.buf;
+    buf.clear();
+    buf.extend_from_slice(fwd.frame);
+    if buf.len() < 34 {
+        return Err(DropReason::Malformed);
+    }
+    if let Some(r) = fwd.rewrite {
+        route::rewrite_routed(buf, r.router_mac, r.target_mac);
+    }
+    let l3 = &buf[14..];
+    let total = usize::from(nat::total_len(l3)).min(l3.len());
+    if total > usize::from(nat::EDGE_MTU) && nat::dont_fragment(l3) {
+        // RFC 1812 4.3.2.3: as much of the packet as fits in 576 bytes.
+        let quote = l3[..total.min(576 - 28)].to_vec();
+        let instance = Ipv4Addr::new(l3[12], l3[13], l3[14], l3[15]);
+        buf.clear();
+        buf.resize(nat::frag_needed_len(&quote), 0);
+        nat::emit_frag_needed(
+            buf,
+            eni.mac,
+            router_mac(eni.vni),
+            eni.ip,
+            instance,
+            nat::EDGE_MTU,
+            &quote,
+        );
+        return Ok(());
+    }
+    gw.table.translate_out(now, &mut buf[14..], eni.ip)?;
+    buf[0..6].copy_from_slice(&router_mac(eni.vni));
+    buf[6..12].copy_from_slice(&eni.mac);
+    Ok(())
 }
 
 /// The last step of one packet: writes its outcome and counts it (a drop also at the local ENI
@@ -809,6 +1039,12 @@ impl Engine {
         let current = self.table.generation();
         let now = self.now;
         self.flows.iter().filter_map(move |(id, entry)| {
+            // A NAT gateway's port has no device: its packets are translated here.
+            if let Destination::LocalPort(p) | Destination::DecapPort(p) = entry.to {
+                if self.nats.contains_key(&p) {
+                    return None;
+                }
+            }
             let k = crate::offload::offer(id, entry, current).ok()?;
             if k.proto == 6 {
                 let pkt = softvpc_policy::Packet {

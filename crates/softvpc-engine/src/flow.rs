@@ -119,6 +119,9 @@ pub struct FlowEntry {
     pub to: Destination,
     /// To the internet: the public source address it leaves with.
     pub snat: Option<std::net::Ipv4Addr>,
+    /// Bound for an internet gateway (directly or through a NAT gateway): a packet larger than
+    /// its MTU is decided by the layers.
+    pub edge_mtu: bool,
     /// The conntrack tables holding the flow's connection (the sender's and the receiver's
     /// local ENI, by port, and the direction it crosses them): each packet must find it there.
     pub tracked: [Option<(PortId, PolicyDirection)>; 2],

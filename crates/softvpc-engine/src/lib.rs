@@ -37,6 +37,7 @@ pub mod flow;
 pub mod flowlog;
 pub mod layers;
 pub mod mapping;
+pub mod natgw;
 pub mod offload;
 pub mod output;
 pub mod pipeline;
@@ -55,6 +56,7 @@ pub use mapping::{
     router_mac, EniEntry, GroupMembers, Location, Mac, MappingTable, PeeringEntry, PlacedEni,
     SubnetEntry, SubnetIdx, TableBuilder, Vni, VpcEntry,
 };
+pub use natgw::{NatConfig, NatStats, NatTable};
 pub use offload::{KernelAction, KernelFlow, KernelHook, Slow};
 pub use output::{Output, Transmit};
 pub use pipeline::{LayerDecision, SgHow, Trace, TraceVerdict, Why};

@@ -240,6 +240,10 @@ pub struct MappingTable {
     public_in: FastMap<u32, (u32, Ipv4Addr)>,
     /// `(vni, private address)` -> its public address: what the edge translates outbound.
     public_out: FastMap<u64, Ipv4Addr>,
+    /// NAT gateway id -> index into `enis` of its ENI.
+    nat_enis: HashMap<Box<str>, u32, FastState>,
+    /// Index into `enis` of a NAT gateway's ENI -> the gateway's id.
+    nat_ids: FastMap<u32, Box<str>>,
     /// This build's generation (0 for the empty default table).
     generation: Generation,
 }
@@ -352,6 +356,7 @@ pub struct TableBuilder {
     peerings: BTreeMap<String, (String, String, bool)>,
     prefix_lists: BTreeMap<String, Vec<Ipv4Net>>,
     public: Vec<(String, Ipv4Addr, Ipv4Addr)>,
+    nat_gateways: Vec<(String, String)>,
 }
 
 impl TableBuilder {
@@ -414,6 +419,15 @@ impl TableBuilder {
     ) -> &mut Self {
         self.public
             .push((eni_id.to_string(), public_ip, private_ip));
+        self
+    }
+
+    /// NAT gateway `nat_id`'s ENI is `eni_id` (added with [`Self::eni`]): routes to the
+    /// gateway go to that ENI, and the host holding it translates (`crate::natgw`). Ignored
+    /// unless the ENI is in the table.
+    pub fn nat_gateway(&mut self, nat_id: &str, eni_id: &str) -> &mut Self {
+        self.nat_gateways
+            .push((nat_id.to_string(), eni_id.to_string()));
         self
     }
 
@@ -533,6 +547,8 @@ impl TableBuilder {
             members: GroupMembers::default(),
             public_in: FastMap::default(),
             public_out: FastMap::default(),
+            nat_enis: HashMap::default(),
+            nat_ids: FastMap::default(),
             generation: Generation(GENERATIONS.fetch_add(1, Ordering::Relaxed)),
         };
         let generation = t.generation;
@@ -766,6 +782,13 @@ impl TableBuilder {
             t.public_in.insert(u32::from(*public), (idx, *private));
             t.public_out.insert(vni_ip_key(vni, *private), *public);
         }
+        for (nat_id, eni_id) in &self.nat_gateways {
+            let Some(&idx) = t.by_id.get(eni_id.as_str()) else {
+                continue;
+            };
+            t.nat_enis.insert(nat_id.as_str().into(), idx);
+            t.nat_ids.insert(idx, nat_id.as_str().into());
+        }
         tracing::debug!(
             enis = t.enis.len(),
             local = t.by_port.len(),
@@ -794,7 +817,26 @@ impl MappingTable {
             peerings: BTreeMap::new(),
             prefix_lists: BTreeMap::new(),
             public: Vec::new(),
+            nat_gateways: Vec::new(),
         }
+    }
+
+    /// The ENI of NAT gateway `nat_id`, if it is placed.
+    #[inline]
+    pub fn nat_gateway_eni(&self, nat_id: &str) -> Option<&EniEntry> {
+        let &idx = self.nat_enis.get(nat_id)?;
+        self.enis.get(idx as usize)
+    }
+
+    /// The NAT gateways whose ENI is on this host: their port, id and ENI.
+    pub fn local_nat_gateways(&self) -> impl Iterator<Item = (PortId, &str, &EniEntry)> {
+        self.nat_ids.iter().filter_map(|(&idx, id)| {
+            let e = self.enis.get(idx as usize)?;
+            match e.location {
+                Location::Local(p) => Some((p, &**id, e)),
+                Location::Remote(_) => None,
+            }
+        })
     }
 
     /// The ENI a public address maps to and the private address it stands for.

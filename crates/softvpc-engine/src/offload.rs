@@ -292,6 +292,7 @@ mod tests {
 
     fn entry(to: Destination) -> FlowEntry {
         FlowEntry {
+            edge_mtu: false,
             generation: Generation(7),
             vni: Vni(300),
             rewrite: None,

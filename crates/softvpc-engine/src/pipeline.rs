@@ -49,6 +49,9 @@ pub(crate) struct Forward<'a> {
     pub to: Destination,
     /// To the internet (`to` is the edge's port): the public source address.
     pub snat: Option<Ipv4Addr>,
+    /// Bound for an internet gateway (directly or through a NAT gateway): a packet larger
+    /// than its 1500 bytes walks the layers (frag-needed or fragments).
+    pub edge_mtu: bool,
 }
 
 impl<'a> Forward<'a> {
@@ -62,6 +65,7 @@ impl<'a> Forward<'a> {
                 rewrite: None,
                 to: Destination::LocalPort(PortId::EDGE),
                 snat: Some(public),
+                edge_mtu: true,
             });
         }
         let target = pkt.target.ok_or(DropReason::NoRoute)?;
@@ -78,6 +82,7 @@ impl<'a> Forward<'a> {
             rewrite: pkt.rewrite,
             to,
             snat: None,
+            edge_mtu: pkt.natgw,
         })
     }
 }
@@ -481,7 +486,7 @@ fn hit<'a>(
     if (entry.rewrite.is_some() || entry.snat.is_some()) && ip.ttl <= 1 {
         return None;
     }
-    if entry.snat.is_some()
+    if entry.edge_mtu
         && crate::layers::nat::total_len(meta.l3_bytes()) > crate::layers::nat::EDGE_MTU
     {
         // Too big for the edge: the NAT layer decides (frag-needed or fragments).
@@ -505,6 +510,7 @@ fn hit<'a>(
         rewrite: entry.rewrite,
         to: entry.to,
         snat: entry.snat,
+        edge_mtu: entry.edge_mtu,
     })
 }
 
@@ -529,6 +535,7 @@ fn remember(
             rewrite: fwd.rewrite,
             to: fwd.to,
             snat: fwd.snat,
+            edge_mtu: fwd.edge_mtu,
             tracked: pkt.tracked,
             last_used: now,
         },

@@ -102,6 +102,8 @@ pub struct EniRecord {
     /// The flow logs recording its traffic (its own, its subnet's, its VPC's); empty unless it
     /// is placed on a host.
     pub flow_logs: Vec<FlowLogSpec>,
+    /// The NAT gateway whose ENI this is (empty for any other ENI): its host translates.
+    pub nat_gateway_id: String,
 }
 
 /// One change of the records. Deleting a VPC also deletes its subnets, ENIs, network ACLs, route
@@ -639,6 +641,7 @@ impl EniRecord {
                 })
                 .collect(),
             flow_logs: self.flow_logs.iter().map(FlowLogSpec::to_pb).collect(),
+            nat_gateway_id: self.nat_gateway_id.clone(),
         }
     }
 
@@ -698,6 +701,7 @@ impl EniRecord {
                 .iter()
                 .map(|s| FlowLogSpec::from_pb(id, s))
                 .collect::<Result<_, _>>()?,
+            nat_gateway_id: e.nat_gateway_id.clone(),
         })
     }
 }

@@ -247,6 +247,7 @@ fn eni(n: u8, v: u8, h: Option<u8>) -> EniRecord {
         source_dest_check: true,
         connection_tracking: Default::default(),
         flow_logs: vec![],
+        nat_gateway_id: String::new(),
     }
 }
 

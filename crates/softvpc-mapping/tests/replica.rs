@@ -469,6 +469,7 @@ mod properties {
                         udp_timeout: udp,
                     },
                     flow_logs: vec![],
+                    nat_gateway_id: String::new(),
                 },
             )
     }

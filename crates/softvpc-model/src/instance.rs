@@ -1081,9 +1081,13 @@ pub fn purge_terminated(txn: &mut Txn) {
 }
 
 /// The host an ENI's traffic is delivered to: its instance's host while the instance runs (or is
-/// starting); None when detached or the instance is stopped or gone.
-pub fn placed_host<'a>(state: &State, eni: &'a Eni) -> Option<&'a str> {
-    let a = eni.attachment.as_ref()?;
+/// starting); a NAT gateway's interface: the gateway's host; None when detached or the instance is
+/// stopped or gone.
+pub fn placed_host<'a>(state: &'a State, eni: &'a Eni) -> Option<&'a str> {
+    let Some(a) = eni.attachment.as_ref() else {
+        // A NAT gateway's interface lives on the gateway's host.
+        return super::nat_gateway::nat_host(state, &eni.id);
+    };
     let running = state
         .instances
         .get(&a.instance_id)

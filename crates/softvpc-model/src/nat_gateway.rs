@@ -80,6 +80,10 @@ pub struct NatGateway {
     /// The `ClientToken` of the `CreateNatGateway` that made it (idempotent retries).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_token: Option<String>,
+    /// The host its interface is placed on ([`nat_placement`] when it was created; `None`: no
+    /// host in its zone, the gateway carries nothing). That host translates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_id: Option<String>,
 }
 
 impl NatGateway {
@@ -270,6 +274,7 @@ pub fn create_nat_gateway(txn: &mut Txn, req: &CreateRequest) -> Result<NatGatew
         delete_time: None,
         tags: req.tags.clone(),
         client_token: req.client_token.clone(),
+        host_id: nat_placement(&txn.state, &subnet.availability_zone),
     };
     txn.put(eni);
     txn.put(nat.clone());
@@ -295,6 +300,33 @@ pub fn delete_nat_gateway(txn: &mut Txn, id: &str) -> Result<NatGateway, ApiErro
     nat.delete_time = Some(txn.now);
     txn.put(nat.clone());
     Ok(nat)
+}
+
+/// Where a new NAT gateway of zone `zone` goes: the host of the zone holding the fewest live
+/// NAT gateways (a gateway carries the internet traffic of many instances, so gateways are
+/// spread, not instances), ties by host name.
+pub fn nat_placement(state: &State, zone: &str) -> Option<String> {
+    let held = |host: &str| {
+        state
+            .nat_gateways
+            .values()
+            .filter(|n| n.host_id.as_deref() == Some(host))
+            .filter(|n| n.state != NatState::Deleting && n.state != NatState::Deleted)
+            .count()
+    };
+    state
+        .hosts
+        .values()
+        .filter(|h| h.availability_zone == zone)
+        .min_by(|a, b| (held(&a.id), &a.name).cmp(&(held(&b.id), &b.name)))
+        .map(|h| h.id.clone())
+}
+
+/// The host NAT gateway interface `eni_id` is placed on, if it is one and not being deleted.
+pub fn nat_host<'a>(state: &'a State, eni_id: &str) -> Option<&'a str> {
+    nat_of_eni(state, eni_id)
+        .filter(|n| n.state != NatState::Deleting && n.state != NatState::Deleted)
+        .and_then(|n| n.host_id.as_deref())
 }
 
 /// The NAT gateway owning interface `eni_id`, if any.
@@ -354,6 +386,8 @@ mod tests {
         assert_eq!(nat.observed_state(1_000 + SETTLE_SECS), NatState::Available);
         assert_eq!(nat.private_ip.to_string(), "10.0.1.4");
         assert_eq!(nat.public_ip, Some(eip.public_ip));
+        // No host registered: placed nowhere.
+        assert_eq!(nat.host_id, None);
         // Its own interface, holding an address of the subnet, with the Elastic IP on it.
         let eni = txn.state.enis[&nat.eni_id].clone();
         assert!(eni.attachment.is_none());
@@ -462,5 +496,33 @@ mod tests {
         );
         delete_nat_gateway(&mut txn, &private.id).unwrap();
         delete_subnet(&mut txn, &s.id).unwrap();
+    }
+
+    #[test]
+    fn gateways_are_spread_over_the_zones_hosts() {
+        use super::super::host::register_host;
+        let mut txn = Txn::new(State::new(), 1_000);
+        let b = register_host(&mut txn, "host-b", "198.18.0.12").unwrap();
+        let a = register_host(&mut txn, "host-a", "198.18.0.11").unwrap();
+        let vpc = create_vpc(&mut txn, "10.0.0.0/16", None, Tags::new()).unwrap();
+        let s = create_subnet(&mut txn, &vpc.id, "10.0.1.0/24", None, Tags::new()).unwrap();
+        let req = CreateRequest {
+            subnet_id: s.id.clone(),
+            connectivity_type: Some("private".into()),
+            ..Default::default()
+        };
+        let first = create_nat_gateway(&mut txn, &req).unwrap();
+        let second = create_nat_gateway(&mut txn, &req).unwrap();
+        assert_eq!(first.host_id.as_deref(), Some(a.as_str()), "ties by name");
+        assert_eq!(second.host_id.as_deref(), Some(b.as_str()));
+        let eni = txn.state.enis[&second.eni_id].clone();
+        assert_eq!(
+            super::super::instance::placed_host(&txn.state, &eni),
+            Some(b.as_str())
+        );
+        delete_nat_gateway(&mut txn, &first.id).unwrap();
+        let third = create_nat_gateway(&mut txn, &req).unwrap();
+        assert_eq!(third.host_id.as_deref(), Some(a.as_str()));
+        assert_eq!(nat_placement(&txn.state, "us-east-1b"), None);
     }
 }

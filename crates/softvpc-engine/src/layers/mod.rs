@@ -271,6 +271,8 @@ pub(crate) struct Packet<'a, 't> {
     pub igw: Option<&'t str>,
     /// Egress to the internet: the public source address it leaves with (set by [`nat`]).
     pub snat: Option<Ipv4Addr>,
+    /// Egress to a NAT gateway (set by [`route`]): on to the internet gateway's 1500 bytes.
+    pub natgw: bool,
 }
 
 impl<'a, 't> Packet<'a, 't> {
@@ -304,6 +306,7 @@ impl<'a, 't> Packet<'a, 't> {
             notes: Notes::default(),
             igw: None,
             snat: None,
+            natgw: false,
         }
     }
 

@@ -29,16 +29,22 @@ pub const EDGE_MTU: u16 = 1500;
 /// the edge's MTU.
 #[inline]
 pub(crate) fn egress<'a>(cx: Ctx<'_>, pkt: &mut Packet<'a, '_>) -> LayerResult {
-    if pkt.igw.is_none() {
+    if pkt.igw.is_none() && !pkt.natgw {
         return Ok(Step::Next);
     }
     let (Some((port, eni)), Some(ip)) = (pkt.sender, pkt.meta.ipv4()) else {
         return Err(DropReason::NoRoute);
     };
-    let public = cx
-        .table
-        .public_ip_of(pkt.vni, ip.src)
-        .ok_or(DropReason::NoPublicIp)?;
+    // Through a NAT gateway: only the MTU here (the gateway translates on its host), so a
+    // packet too big for the internet gateway never crosses the underlay.
+    let public = match pkt.igw {
+        Some(_) => Some(
+            cx.table
+                .public_ip_of(pkt.vni, ip.src)
+                .ok_or(DropReason::NoPublicIp)?,
+        ),
+        None => None,
+    };
     let l3 = pkt.meta.l3_bytes();
     let total = total_len(l3);
     if total > EDGE_MTU && dont_fragment(l3) {
@@ -61,7 +67,7 @@ pub(crate) fn egress<'a>(cx: Ctx<'_>, pkt: &mut Packet<'a, '_>) -> LayerResult {
         ));
         return Ok(Step::Reply);
     }
-    pkt.snat = Some(public);
+    pkt.snat = public;
     Ok(Step::Next)
 }
 

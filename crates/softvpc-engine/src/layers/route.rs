@@ -11,7 +11,8 @@
 //!   peering connection (active, and the address an ENI of the peer VPC: the frame enters the
 //!   peer's VNI), blackhole (`blackhole`, also a peering or ENI target that is gone), an
 //!   internet gateway (the packet goes on without a target ENI: the NAT layer translates it
-//!   and the host's edge sends it), a NAT gateway (`gateway_not_on_wire`), nothing
+//!   and the host's edge sends it), a NAT gateway (routed to the gateway's ENI, whose host
+//!   translates: `crate::natgw`; `gateway_not_on_wire` while it is placed nowhere), nothing
 //!   (`no_route`). The
 //!   source MAC becomes the receiving VPC's router's, the destination the target's, the TTL is
 //!   decremented and the IPv4 header checksum fixed incrementally (RFC 1624); a TTL that would
@@ -26,7 +27,7 @@
 
 use std::net::Ipv4Addr;
 
-use softvpc_policy::route::{RouteState, RouteVerdict, Target};
+use softvpc_policy::route::{Gateway, Route, RouteState, RouteVerdict, Target};
 
 use super::{Ctx, LayerResult, Packet, Rewrite, RouteWhy, Step};
 use crate::mapping::{router_mac, EniEntry, Location, MappingTable, Vni};
@@ -51,6 +52,16 @@ pub(crate) fn egress<'a, 't>(cx: Ctx<'t>, pkt: &mut Packet<'a, 't>) -> LayerResu
     }
     let decision = result?;
     pkt.notes.pcx = decision.pcx;
+    pkt.natgw = matches!(
+        why,
+        Some(RouteWhy::Route {
+            route: Some(Route {
+                target: Target::NatGateway(_),
+                ..
+            }),
+            ..
+        })
+    );
     // Delivered on this host: the receiver's source/destination check here (a remote receiver
     // checks on its host).
     if let Location::Local(port) = decision.target.location {
@@ -260,6 +271,14 @@ pub(crate) fn resolve<'t>(
                     (eni, Some(&*p.pcx_id))
                 }
                 RouteVerdict::Blackhole => return Err(DropReason::Blackhole),
+                RouteVerdict::NotYetOnWire(Gateway::Nat, id) => {
+                    // A NAT gateway: its ENI, wherever it is placed, translates (`natgw`).
+                    let eni = table
+                        .nat_gateway_eni(id)
+                        .filter(|e| e.vni == src.vni)
+                        .ok_or(DropReason::GatewayNotOnWire)?;
+                    (eni, None)
+                }
                 RouteVerdict::NotYetOnWire(..) => return Err(DropReason::GatewayNotOnWire),
                 RouteVerdict::NoRoute => return Err(DropReason::NoRoute),
             }

@@ -135,6 +135,8 @@ pub struct SeedRecords {
     pub list_routes: Vec<(String, String, Target, RouteState)>,
     /// Public addresses: (ENI, public, private).
     pub public: Vec<(String, Ipv4Addr, Ipv4Addr)>,
+    /// NAT gateways: (gateway, its ENI).
+    pub nat_gateways: Vec<(String, String)>,
 }
 
 /// One ENI of [`SeedRecords`]: `host_underlay_ip` None means placed nowhere.
@@ -261,6 +263,9 @@ pub fn table(r: &SeedRecords, host: Ipv4Addr, ports: &HashMap<String, PortId>) -
     }
     for (eni, public, private) in &r.public {
         b.public_address(eni, *public, *private);
+    }
+    for (nat, eni) in &r.nat_gateways {
+        b.nat_gateway(nat, eni);
     }
     b.build()
 }

@@ -107,6 +107,12 @@ pub fn eni_record(state: &State, e: &Eni) -> EniRecord {
             Some(_) => flow_log_specs(state, e),
             None => Vec::new(),
         },
+        nat_gateway_id: match &e.attachment {
+            Some(_) => String::new(),
+            None => softvpc_model::nat_gateway::nat_of_eni(state, &e.id)
+                .map(|n| n.id.clone())
+                .unwrap_or_default(),
+        },
         public_addresses: e
             .addresses()
             .filter_map(|ip| {
@@ -759,6 +765,57 @@ mod tests {
                 _ => None,
             })
             .unwrap_or_else(|| panic!("no upsert of {id} in {:?}", kinds(changes)))
+    }
+
+    /// A NAT gateway's ENI is placed on a host of its subnet's zone (the least loaded) and its
+    /// record names the gateway and carries the Elastic IP; deleting the gateway deletes it.
+    #[test]
+    fn nat_gateway_enis_are_placed_and_named() {
+        use softvpc_model::nat_gateway::{create_nat_gateway, delete_nat_gateway, CreateRequest};
+        let mut s = State::new();
+        let (h1, _) = step(&mut s, |t| host::register_host(t, "host-1", "198.18.0.11"));
+        let (v, _) = step(&mut s, |t| {
+            vpc::create_vpc(t, "10.0.0.0/16", None, Tags::new())
+        });
+        let (sn, _) = step(&mut s, |t| {
+            subnet::create_subnet(t, &v.id, "10.0.0.0/24", None, Tags::new())
+        });
+        let (igw, _) = step(&mut s, |t| {
+            internet_gateway::create_internet_gateway(t, Tags::new())
+        });
+        step(&mut s, |t| {
+            internet_gateway::attach_internet_gateway(t, &igw.id, &v.id)
+        });
+        let (eip, _) = step(&mut s, |t| allocate_address(t, None, Tags::new()));
+        let (nat, c) = step(&mut s, |t| {
+            create_nat_gateway(
+                t,
+                &CreateRequest {
+                    subnet_id: sn.id.clone(),
+                    allocation_id: Some(eip.allocation_id.clone()),
+                    ..Default::default()
+                },
+            )
+        });
+        assert_eq!(nat.host_id.as_deref(), Some(h1.as_str()));
+        let rec = upserted(&c, &nat.eni_id);
+        assert_eq!(rec.nat_gateway_id, nat.id);
+        assert_eq!(rec.host_id, h1);
+        assert_eq!(rec.host_underlay_ip, Some(ip("198.18.0.11")));
+        assert!(rec.instance_id.is_empty() && !rec.source_dest_check);
+        assert_eq!(
+            rec.public_addresses,
+            vec![PublicAddress {
+                public_ip: eip.public_ip,
+                private_ip: nat.private_ip,
+            }]
+        );
+        let (_, c) = step(&mut s, |t| delete_nat_gateway(t, &nat.id));
+        assert!(
+            kinds(&c).contains(&format!("-eni {}", nat.eni_id)),
+            "{:?}",
+            kinds(&c)
+        );
     }
 
     /// Every kind of write that changes what an agent sees produces exactly the mapping changes

@@ -1,0 +1,493 @@
+//! NAT gateways: port address translation for instances of private subnets, run on the host
+//! where the gateway's ENI is placed (see ARCHITECTURE.md, "NAT gateways").
+//!
+//! A NAT gateway is an ENI of its public subnet (its private address, source/destination check
+//! off, no security group) with an Elastic IP. A private subnet's route to `nat-...` sends the
+//! packet to that ENI like any routed packet (over VXLAN when the gateway is on another host);
+//! the engine of the gateway's host takes what is delivered to the gateway's port and:
+//!
+//! - **out**: translates the source to the gateway's private address and a port of its own
+//!   ([`NatTable`]: ports 1024-65535, chosen per destination, so one port serves many
+//!   destinations; at most [`DESTINATION_LIMIT`] translations to one destination address, port
+//!   and protocol, past it `ErrorPortAllocation` and the packet is dropped), then sends it on
+//!   as the gateway's ENI sends it: its subnet's ACL and route table (to the internet gateway,
+//!   whose 1:1 NAT gives the Elastic IP at the host's edge);
+//! - **in**: what the edge delivers to the gateway (the Elastic IP already translated to the
+//!   private address, the gateway subnet's ACL passed) must match a translation
+//!   (`nat_no_translation` otherwise: nothing unsolicited gets in); its destination goes back to
+//!   the instance's address and port (an ICMP error's quoted packet too), and the gateway's ENI
+//!   sends it into the VPC (its subnet's ACL and routes; the instance's subnet ACL and groups on
+//!   the instance's host, where the instance's tracked connection lets the reply in).
+//!
+//! TCP, UDP and ICMP echo (the identifier is translated as a port); an ICMP error from the
+//! internet about a translated flow is translated back. A packet larger than the internet
+//! gateway's 1500 bytes with DF set is answered by the gateway with ICMP "fragmentation
+//! needed" (next-hop MTU 1500), so path MTU discovery works through it. Translations idle for
+//! [`IDLE_TIMEOUT`] (AWS: 350 s) expire. Fragments are not translated (counted in
+//! `PacketsDropCount`).
+//!
+//! The table is sans-IO: every call takes `now`.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use crate::layers::nat;
+use crate::DropReason;
+
+/// The first source port a NAT gateway uses (AWS: 1024-65535).
+pub const PORT_FIRST: u16 = 1024;
+/// The last source port.
+pub const PORT_LAST: u16 = 65535;
+/// Simultaneous translations to one destination (address, port, protocol) per public address
+/// (AWS: 55,000).
+pub const DESTINATION_LIMIT: u32 = 55_000;
+/// A translation idle this long expires (AWS: 350 s).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(350);
+
+/// What the inside of a translation is: the instance's flow as it sent it. For ICMP echo the
+/// identifier stands in the source port and the destination port is 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Inside {
+    /// IP protocol (6, 17, 1).
+    pub proto: u8,
+    /// The instance's address.
+    pub src: Ipv4Addr,
+    /// Its source port (or ICMP echo identifier).
+    pub src_port: u16,
+    /// The destination on the internet.
+    pub dst: Ipv4Addr,
+    /// The destination port (0 for ICMP).
+    pub dst_port: u16,
+}
+
+/// The outside key of a translation: protocol, remote address and port, the gateway's port.
+type Outside = (u8, u32, u16, u16);
+/// One destination: protocol, address, port.
+type Dest = (u8, u32, u16);
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    inside: Inside,
+    last_used: Instant,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct DestState {
+    count: u32,
+    next: u16,
+}
+
+/// What a NAT gateway did, named after AWS's CloudWatch metrics (`AWS/NATGateway`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NatStats {
+    /// `ActiveConnectionCount`: translations held now (TCP, UDP and ICMP).
+    pub active_connections: u64,
+    /// `ConnectionAttemptCount`: new translations asked for.
+    pub connection_attempts: u64,
+    /// `ErrorPortAllocation`: no source port was free for the destination.
+    pub error_port_allocation: u64,
+    /// `IdleTimeoutCount`: translations that expired idle.
+    pub idle_timeouts: u64,
+    /// `PacketsDropCount`: packets the gateway dropped (no port, no translation, untranslatable).
+    pub packets_drop: u64,
+    /// `PacketsOutToDestination`.
+    pub packets_out_to_destination: u64,
+    /// `BytesOutToDestination`.
+    pub bytes_out_to_destination: u64,
+    /// `PacketsInFromDestination`.
+    pub packets_in_from_destination: u64,
+    /// `BytesInFromDestination`.
+    pub bytes_in_from_destination: u64,
+}
+
+/// The limits of a table (AWS's unless a test says otherwise).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NatConfig {
+    /// Translations per destination.
+    pub destination_limit: u32,
+    /// Idle time after which a translation expires.
+    pub idle_timeout: Duration,
+}
+
+impl Default for NatConfig {
+    fn default() -> Self {
+        NatConfig {
+            destination_limit: DESTINATION_LIMIT,
+            idle_timeout: IDLE_TIMEOUT,
+        }
+    }
+}
+
+/// One NAT gateway's translation table (for one public address).
+#[derive(Debug, Default)]
+pub struct NatTable {
+    config: NatConfig,
+    by_inside: HashMap<Inside, u16>,
+    by_outside: HashMap<Outside, Entry>,
+    dests: HashMap<Dest, DestState>,
+    stats: NatStats,
+}
+
+fn dest_of(i: &Inside) -> Dest {
+    (i.proto, u32::from(i.dst), i.dst_port)
+}
+
+fn outside_of(i: &Inside, port: u16) -> Outside {
+    (i.proto, u32::from(i.dst), i.dst_port, port)
+}
+
+impl NatTable {
+    /// An empty table with `config`'s limits.
+    pub fn new(config: NatConfig) -> NatTable {
+        NatTable {
+            config,
+            ..NatTable::default()
+        }
+    }
+
+    /// What the gateway did so far.
+    pub fn stats(&self) -> NatStats {
+        NatStats {
+            active_connections: self.by_outside.len() as u64,
+            ..self.stats
+        }
+    }
+
+    /// Translations held now.
+    pub fn len(&self) -> usize {
+        self.by_outside.len()
+    }
+
+    /// Whether it holds no translation.
+    pub fn is_empty(&self) -> bool {
+        self.by_outside.is_empty()
+    }
+
+    /// The gateway's port for the instance's flow `inside`: its translation, refreshed, or a
+    /// new one (the lowest free port after the last one given for that destination). `None`
+    /// when the destination has [`NatConfig::destination_limit`] translations already
+    /// (`ErrorPortAllocation`).
+    pub fn outbound(&mut self, now: Instant, inside: Inside) -> Option<u16> {
+        if let Some(&port) = self.by_inside.get(&inside) {
+            let key = outside_of(&inside, port);
+            let idle = self.config.idle_timeout;
+            match self.by_outside.get_mut(&key) {
+                Some(e) if now.saturating_duration_since(e.last_used) < idle => {
+                    e.last_used = now;
+                    return Some(port);
+                }
+                _ => self.remove(key, true),
+            }
+        }
+        self.stats.connection_attempts += 1;
+        let dest = dest_of(&inside);
+        let d = self.dests.entry(dest).or_default();
+        if d.count >= self.config.destination_limit {
+            // Idle translations to this destination make room before refusing.
+            self.expire_dest(now, dest);
+        }
+        let d = self.dests.entry(dest).or_default();
+        if d.count >= self.config.destination_limit {
+            self.stats.error_port_allocation += 1;
+            return None;
+        }
+        let span = u32::from(PORT_LAST - PORT_FIRST) + 1;
+        let start = d.next.max(PORT_FIRST);
+        let mut port = None;
+        for i in 0..span {
+            let p = PORT_FIRST + ((u32::from(start - PORT_FIRST) + i) % span) as u16;
+            if !self.by_outside.contains_key(&outside_of(&inside, p)) {
+                port = Some(p);
+                break;
+            }
+        }
+        let Some(port) = port else {
+            self.stats.error_port_allocation += 1;
+            return None;
+        };
+        d.count += 1;
+        d.next = if port == PORT_LAST {
+            PORT_FIRST
+        } else {
+            port + 1
+        };
+        self.by_inside.insert(inside, port);
+        self.by_outside.insert(
+            outside_of(&inside, port),
+            Entry {
+                inside,
+                last_used: now,
+            },
+        );
+        Some(port)
+    }
+
+    /// The instance's flow a packet from `remote`:`remote_port` to the gateway's port `port`
+    /// belongs to (refreshed), if a live translation has it.
+    pub fn inbound(
+        &mut self,
+        now: Instant,
+        proto: u8,
+        remote: Ipv4Addr,
+        remote_port: u16,
+        port: u16,
+    ) -> Option<Inside> {
+        let key = (proto, u32::from(remote), remote_port, port);
+        let idle = self.config.idle_timeout;
+        let e = self.by_outside.get_mut(&key)?;
+        if now.saturating_duration_since(e.last_used) >= idle {
+            self.remove(key, true);
+            return None;
+        }
+        e.last_used = now;
+        Some(e.inside)
+    }
+
+    /// The flow a quoted packet (in an ICMP error) belongs to, without refreshing it.
+    fn quoted(&self, now: Instant, key: Outside) -> Option<Inside> {
+        let e = self.by_outside.get(&key)?;
+        (now.saturating_duration_since(e.last_used) < self.config.idle_timeout).then_some(e.inside)
+    }
+
+    fn remove(&mut self, key: Outside, idle: bool) {
+        if let Some(e) = self.by_outside.remove(&key) {
+            self.by_inside.remove(&e.inside);
+            let dest = dest_of(&e.inside);
+            if let Some(d) = self.dests.get_mut(&dest) {
+                d.count = d.count.saturating_sub(1);
+                if d.count == 0 {
+                    self.dests.remove(&dest);
+                }
+            }
+            if idle {
+                self.stats.idle_timeouts += 1;
+            }
+        }
+    }
+
+    fn expire_dest(&mut self, now: Instant, dest: Dest) {
+        let idle = self.config.idle_timeout;
+        let gone: Vec<Outside> = self
+            .by_outside
+            .iter()
+            .filter(|(k, e)| {
+                (k.0, k.1, k.2) == dest && now.saturating_duration_since(e.last_used) >= idle
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for k in gone {
+            self.remove(k, true);
+        }
+    }
+
+    /// Drops every translation idle for the timeout (the engine's timer calls it).
+    pub fn expire(&mut self, now: Instant) {
+        let idle = self.config.idle_timeout;
+        let gone: Vec<Outside> = self
+            .by_outside
+            .iter()
+            .filter(|(_, e)| now.saturating_duration_since(e.last_used) >= idle)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in gone {
+            self.remove(k, true);
+        }
+    }
+
+    /// Translates an IPv4 packet `l3` an instance sent through the gateway: source address
+    /// `private` (the gateway's), source port or echo identifier the translation's. Counted.
+    pub fn translate_out(
+        &mut self,
+        now: Instant,
+        l3: &mut [u8],
+        private: Ipv4Addr,
+    ) -> Result<(), DropReason> {
+        let r = self.out_inner(now, l3, private);
+        match r {
+            Ok(()) => {
+                self.stats.packets_out_to_destination += 1;
+                self.stats.bytes_out_to_destination += l3.len() as u64;
+            }
+            Err(_) => self.stats.packets_drop += 1,
+        }
+        r
+    }
+
+    fn out_inner(
+        &mut self,
+        now: Instant,
+        l3: &mut [u8],
+        private: Ipv4Addr,
+    ) -> Result<(), DropReason> {
+        let h = Header::read(l3).ok_or(DropReason::Malformed)?;
+        if h.fragment {
+            return Err(DropReason::NatNoTranslation);
+        }
+        let (src_port, dst_port, at) = match (h.proto, h.l4) {
+            (6 | 17, Some([a, b, c, d, ..])) => {
+                (u16::from_be_bytes([a, b]), u16::from_be_bytes([c, d]), 0)
+            }
+            // An echo request: its identifier.
+            (1, Some([8, 0, _, _, a, b, ..])) => (u16::from_be_bytes([a, b]), 0, 4),
+            _ => return Err(DropReason::NatNoTranslation),
+        };
+        let inside = Inside {
+            proto: h.proto,
+            src: h.src,
+            src_port,
+            dst: h.dst,
+            dst_port,
+        };
+        let port = self
+            .outbound(now, inside)
+            .ok_or(DropReason::NatPortAllocation)?;
+        nat::set_src(l3, private);
+        nat::set_l4_u16(l3, at, port);
+        Ok(())
+    }
+
+    /// Translates an IPv4 packet `l3` from the internet to the gateway's address back to the
+    /// instance's flow (an ICMP error: its quoted packet too). `nat_no_translation` when no
+    /// live translation has it. Counted.
+    pub fn translate_in(&mut self, now: Instant, l3: &mut [u8]) -> Result<Inside, DropReason> {
+        let r = self.in_inner(now, l3);
+        match r {
+            Ok(_) => {
+                self.stats.packets_in_from_destination += 1;
+                self.stats.bytes_in_from_destination += l3.len() as u64;
+            }
+            Err(_) => self.stats.packets_drop += 1,
+        }
+        r
+    }
+
+    fn in_inner(&mut self, now: Instant, l3: &mut [u8]) -> Result<Inside, DropReason> {
+        let h = Header::read(l3).ok_or(DropReason::Malformed)?;
+        if h.fragment {
+            return Err(DropReason::NatNoTranslation);
+        }
+        match (h.proto, h.l4) {
+            (6 | 17, Some([a, b, c, d, ..])) => {
+                let (sport, dport) = (u16::from_be_bytes([a, b]), u16::from_be_bytes([c, d]));
+                let inside = self
+                    .inbound(now, h.proto, h.src, sport, dport)
+                    .ok_or(DropReason::NatNoTranslation)?;
+                nat::set_dst(l3, inside.src);
+                nat::set_l4_u16(l3, 2, inside.src_port);
+                Ok(inside)
+            }
+            (1, Some([0, 0, _, _, a, b, ..])) => {
+                let id = u16::from_be_bytes([a, b]);
+                let inside = self
+                    .inbound(now, 1, h.src, 0, id)
+                    .ok_or(DropReason::NatNoTranslation)?;
+                nat::set_dst(l3, inside.src);
+                nat::set_l4_u16(l3, 4, inside.src_port);
+                Ok(inside)
+            }
+            (1, _) if nat::is_icmp_error(l3) => {
+                // The quoted packet: what the gateway sent (its address and port as source).
+                let q = l3.get(h.ihl + 8..).ok_or(DropReason::Malformed)?;
+                let qh = Header::read_quoted(q).ok_or(DropReason::NatNoTranslation)?;
+                let key = match (qh.proto, qh.l4) {
+                    (6 | 17, Some([a, b, c, d, ..])) => (
+                        qh.proto,
+                        u32::from(qh.dst),
+                        u16::from_be_bytes([c, d]),
+                        u16::from_be_bytes([a, b]),
+                    ),
+                    (1, Some([8, 0, _, _, a, b, ..])) => {
+                        (1, u32::from(qh.dst), 0, u16::from_be_bytes([a, b]))
+                    }
+                    _ => return Err(DropReason::NatNoTranslation),
+                };
+                let inside = self.quoted(now, key).ok_or(DropReason::NatNoTranslation)?;
+                nat::set_dst(l3, inside.src);
+                nat::translate_icmp_quote(l3, inside.src, Some(inside.src_port));
+                Ok(inside)
+            }
+            _ => Err(DropReason::NatNoTranslation),
+        }
+    }
+}
+
+/// The few IPv4 fields translation reads.
+struct Header {
+    ihl: usize,
+    proto: u8,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    fragment: bool,
+    /// The first transport bytes (8 at most), when there.
+    l4: Option<[u8; 8]>,
+}
+
+impl Header {
+    /// A whole packet's header (the caller checked the header's validity).
+    fn read(l3: &[u8]) -> Option<Header> {
+        let h = Self::read_quoted(l3)?;
+        (usize::from(nat::total_len(l3)) <= l3.len()).then_some(h)
+    }
+
+    /// A header that may be cut short after its first 8 transport bytes (an ICMP quote).
+    fn read_quoted(l3: &[u8]) -> Option<Header> {
+        let first = *l3.first()?;
+        let ihl = usize::from(first & 0x0f) * 4;
+        if first >> 4 != 4 || ihl < 20 || l3.len() < ihl {
+            return None;
+        }
+        let frag = u16::from_be_bytes([l3[6], l3[7]]);
+        let l4 = l3.get(ihl..ihl + 8).map(|b| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(b);
+            a
+        });
+        Some(Header {
+            ihl,
+            proto: l3[9],
+            src: Ipv4Addr::new(l3[12], l3[13], l3[14], l3[15]),
+            dst: Ipv4Addr::new(l3[16], l3[17], l3[18], l3[19]),
+            fragment: frag & 0x3fff != 0,
+            l4,
+        })
+    }
+}
+
+/// A NAT gateway held by this host's engine: its id, its ENI, its table.
+#[derive(Debug)]
+pub(crate) struct NatGateway {
+    pub nat_id: Box<str>,
+    pub eni_id: Box<str>,
+    pub table: NatTable,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inside(port: u16, dst_port: u16) -> Inside {
+        Inside {
+            proto: 6,
+            src: Ipv4Addr::new(10, 0, 1, 5),
+            src_port: port,
+            dst: Ipv4Addr::new(203, 0, 113, 10),
+            dst_port,
+        }
+    }
+
+    #[test]
+    fn ports_are_per_destination_and_reused_by_a_flow() {
+        let now = Instant::now();
+        let mut t = NatTable::new(NatConfig::default());
+        let a = t.outbound(now, inside(40000, 80)).unwrap();
+        let b = t.outbound(now, inside(40001, 80)).unwrap();
+        assert_ne!(a, b);
+        assert!(a >= PORT_FIRST && b >= PORT_FIRST);
+        assert_eq!(t.outbound(now, inside(40000, 80)), Some(a));
+        // Another destination may use the same port.
+        assert_eq!(t.outbound(now, inside(40002, 443)), Some(a));
+        assert_eq!(t.len(), 3);
+        assert_eq!(t.stats().connection_attempts, 3);
+    }
+}
