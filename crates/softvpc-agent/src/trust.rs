@@ -67,7 +67,7 @@ impl Connector {
 
     /// A client on a new mutual-TLS channel with the current certificate.
     pub fn client(&self) -> anyhow::Result<MappingClient<Channel>> {
-        Ok(MappingClient::new(client::channel(
+        Ok(softvpc_proto::client(client::channel(
             &self.url,
             &self.creds.load(),
         )?))

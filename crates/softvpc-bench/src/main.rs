@@ -18,21 +18,22 @@
 //! the server and the temporary directory are removed on exit (the server also dies with this
 //! process: parent-death signal).
 
+mod server;
+
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context};
+use anyhow::{ensure, Context};
 use clap::Parser;
 use softvpc_ec2_client::read::str_at;
 use softvpc_ec2_client::{BlockingClient, Config, Credentials, Value};
 use softvpc_model::Table;
 use softvpc_store::RedbBackend;
+
+use server::{start_server, Server};
 
 #[derive(Parser, Debug)]
 #[command(about = "EC2 API benchmark: CreateNetworkInterface and DescribeNetworkInterfaces")]
@@ -71,122 +72,6 @@ fn main() {
     if let Err(e) = run(&args) {
         eprintln!("softvpc-bench-api: {e:#}");
         std::process::exit(1);
-    }
-}
-
-/// The server process and its data directory; both go away on drop.
-struct Server {
-    child: Child,
-    dir: PathBuf,
-    remove_dir: bool,
-    addr: SocketAddr,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop();
-        if self.remove_dir {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-}
-
-impl Server {
-    /// Stops the server (SIGTERM, then SIGKILL after 5 s); idempotent.
-    fn stop(&mut self) {
-        if let Ok(Some(_)) = self.child.try_wait() {
-            return;
-        }
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-fn start_server(bin: &Path, dir: PathBuf, remove_dir: bool) -> anyhow::Result<Server> {
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
-    let mapping = format!("127.0.0.1:{}", free_port()?);
-    let log = std::fs::File::create(dir.join("server.log"))?;
-    let mut cmd = Command::new(bin);
-    cmd.arg("server")
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .args(["--listen", &addr.to_string(), "--mapping-listen", &mapping])
-        .arg("--no-default-vpc")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log);
-    // SAFETY: the closure only calls prctl(2), which is async-signal-safe.
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-                .map_err(std::io::Error::from)
-        });
-    }
-    let child = cmd
-        .spawn()
-        .with_context(|| format!("starting {}", bin.display()))?;
-    let mut server = Server {
-        child,
-        dir,
-        remove_dir,
-        addr,
-    };
-    // Unsigned `GET /healthz` only: the key pair does not matter.
-    let mut probe = Config::http(
-        addr,
-        Credentials::Static(softvpc_sigv4::generate_credentials()),
-    );
-    probe.timeout = Duration::from_secs(1);
-    let probe = BlockingClient::new(probe)?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(status) = server.child.try_wait()? {
-            bail!(
-                "the server exited ({status}); see {}",
-                server.dir.join("server.log").display()
-            );
-        }
-        if probe.healthy() && server.credentials_file().exists() {
-            return Ok(server);
-        }
-        if Instant::now() > deadline {
-            bail!("the server did not answer /healthz within 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-impl Server {
-    fn credentials_file(&self) -> PathBuf {
-        self.dir.join("data").join("credentials")
-    }
-
-    fn store_file(&self) -> PathBuf {
-        self.dir.join("data").join("softvpc.redb")
-    }
-
-    fn proc_status(&self, field: &str) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(field))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .map_or(0, |kb| kb * 1024)
     }
 }
 
@@ -441,7 +326,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
             true,
         ),
     };
-    let server = start_server(&bin, dir, remove)?;
+    let server = start_server(&bin, dir, remove, &[])?;
     let rss_start = server.proc_status("VmRSS:");
     let store_start = std::fs::metadata(server.store_file())?.len();
 

@@ -28,7 +28,7 @@ pub mod replica;
 
 pub use feed::Feed;
 pub use flowlog::{Field, FlowLogSpec, TrafficType};
-pub use log::{Catalog, LogEntry, LogRead, MappingLog, Needed};
+pub use log::{Catalog, Concerned, LogEntry, LogRead, MappingLog, Needed};
 pub use policy::{
     NetworkAclRecord, PeeringRecord, PrefixListRecord, PrefixListRoute, RouteTableRecord,
     SecurityGroupRecord,

@@ -7,6 +7,11 @@
 //! records of each VPC, for each host the VPCs and the security groups of the ENIs placed on
 //! it, and for each VPC its actively peered VPCs. So a feed's work is proportional to what its
 //! host needs, never to every ENI.
+//!
+//! It also keeps the reverse: for each VPC and each security group, the hosts with ENIs placed
+//! in it. [`MappingLog::commit`] uses them to say which hosts a revision concerns
+//! ([`Concerned`]), so the server wakes only their watches: the fan-out of a change costs what
+//! the change and the hosts it concerns cost, not the fleet.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -48,6 +53,38 @@ pub struct Catalog {
     placed: OrdMap<String, OrdMap<String, u32>>,
     /// Host id -> group id -> how many ENIs placed on the host are in the group.
     placed_groups: OrdMap<String, OrdMap<String, u32>>,
+    /// The reverse of `placed`: VPC id -> host id -> count.
+    hosts_by_vpc: OrdMap<String, OrdMap<String, u32>>,
+    /// The reverse of `placed_groups`: group id -> host id -> count.
+    hosts_by_group: OrdMap<String, OrdMap<String, u32>>,
+}
+
+/// The hosts whose view a committed revision may have changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Concerned {
+    /// Every host (a host record or a prefix list changed: every host holds them).
+    All,
+    /// These hosts only (possibly none).
+    Hosts(BTreeSet<String>),
+}
+
+impl Concerned {
+    /// Whether host `host_id` is concerned.
+    pub fn contains(&self, host_id: &str) -> bool {
+        match self {
+            Concerned::All => true,
+            Concerned::Hosts(h) => h.contains(host_id),
+        }
+    }
+
+    /// Adds what `other` concerns.
+    pub fn extend(&mut self, other: Concerned) {
+        match (&mut *self, other) {
+            (Concerned::All, _) => {}
+            (_, Concerned::All) => *self = Concerned::All,
+            (Concerned::Hosts(a), Concerned::Hosts(b)) => a.extend(b),
+        }
+    }
 }
 
 /// What one host needs besides every host record.
@@ -155,8 +192,10 @@ impl Catalog {
                     .insert(e.eni_id.clone());
                 if !e.host_id.is_empty() {
                     count(&mut self.placed, &e.host_id, &e.vpc_id, true);
+                    count(&mut self.hosts_by_vpc, &e.vpc_id, &e.host_id, true);
                     for g in &e.security_group_ids {
                         count(&mut self.placed_groups, &e.host_id, g, true);
+                        count(&mut self.hosts_by_group, g, &e.host_id, true);
                     }
                 }
                 self.enis.insert(e.eni_id.clone(), Arc::new(e.clone()));
@@ -258,9 +297,49 @@ impl Catalog {
             return;
         }
         count(&mut self.placed, &old.host_id, &old.vpc_id, false);
+        count(&mut self.hosts_by_vpc, &old.vpc_id, &old.host_id, false);
         for g in &old.security_group_ids {
             count(&mut self.placed_groups, &old.host_id, g, false);
+            count(&mut self.hosts_by_group, g, &old.host_id, false);
         }
+    }
+
+    /// Adds to `hosts` every host that needs VPC `vpc_id`: those with an ENI placed in it and
+    /// those with an ENI placed in a VPC actively peered with it.
+    fn hosts_needing_vpc(&self, vpc_id: &str, hosts: &mut BTreeSet<String>) {
+        let peers = self.peers.get(vpc_id).into_iter().flat_map(|p| p.keys());
+        for v in std::iter::once(vpc_id).chain(peers.map(|p| p.as_str())) {
+            hosts.extend(
+                self.hosts_by_vpc
+                    .get(v)
+                    .into_iter()
+                    .flat_map(|h| h.keys())
+                    .cloned(),
+            );
+        }
+    }
+
+    /// The hosts `change` concerns as the catalog stands (call it before and after applying
+    /// the change: a host that stops or starts needing something is concerned too).
+    pub fn concerned_by(&self, change: &Change) -> Concerned {
+        use crate::record::Scope;
+        let mut hosts = BTreeSet::new();
+        match change.scope() {
+            Scope::All => return Concerned::All,
+            Scope::Vpc(v) => self.hosts_needing_vpc(v, &mut hosts),
+            Scope::Vpcs(a, b) => {
+                self.hosts_needing_vpc(a, &mut hosts);
+                self.hosts_needing_vpc(b, &mut hosts);
+            }
+            Scope::Group(g) => hosts.extend(
+                self.hosts_by_group
+                    .get(g)
+                    .into_iter()
+                    .flat_map(|h| h.keys())
+                    .cloned(),
+            ),
+        }
+        Concerned::Hosts(hosts)
     }
 
     /// The VPCs host `host_id` needs: those with at least one ENI placed on it, and those an
@@ -510,11 +589,15 @@ impl MappingLog {
     }
 
     /// Appends the changes of `revision` (the next one; an entry without changes still
-    /// advances the revision) and applies them to the catalog.
-    pub fn commit(&mut self, revision: u64, changes: Vec<Change>) {
+    /// advances the revision) and applies them to the catalog. Returns the hosts whose view
+    /// the revision may have changed: every other host's view is the same before and after.
+    pub fn commit(&mut self, revision: u64, changes: Vec<Change>) -> Concerned {
         debug_assert!(revision > self.last, "revisions only grow");
+        let mut concerned = Concerned::Hosts(BTreeSet::new());
         for c in &changes {
+            concerned.extend(self.catalog.concerned_by(c));
             self.catalog.apply(c);
+            concerned.extend(self.catalog.concerned_by(c));
         }
         self.last = revision;
         if self.entries.len() == self.capacity {
@@ -522,6 +605,7 @@ impl MappingLog {
         }
         self.entries
             .push_back(Arc::new(LogEntry { revision, changes }));
+        concerned
     }
 
     /// The catalog and the entries after `revision`.

@@ -3,6 +3,12 @@
 //! per open watch, agents with their replicas, and links that deliver each message after a
 //! latency or lose what is in flight when they break. After every run to quiescence each
 //! connected agent must hold exactly what its host needs, at the server's revision.
+//!
+//! As on the server, a commit wakes only the feeds of the hosts it concerns
+//! ([`softvpc_mapping::Concerned`]); the others catch up at their periodic heartbeat
+//! ([`Pair::tick`]). Every commit checks that the catalog's incremental per-host view equals the
+//! one worked out from all records by a scan, and that every host whose view changed was among
+//! the concerned.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::net::Ipv4Addr;
@@ -22,6 +28,8 @@ struct Link {
 
 struct Agent {
     host_id: String,
+    /// A commit concerned this host since its feed last ran.
+    woken: bool,
     replica: Replica,
     link: Option<Link>,
     /// Every message delivered, for checks on what the host was sent.
@@ -45,6 +53,7 @@ impl Pair {
                 .iter()
                 .map(|h| Agent {
                     host_id: h.to_string(),
+                    woken: false,
                     replica: Replica::default(),
                     link: None,
                     received: Vec::new(),
@@ -55,10 +64,46 @@ impl Pair {
         }
     }
 
-    /// Commits one revision.
+    /// Commits one revision and wakes the hosts it concerns, checking the incremental views.
     fn commit(&mut self, changes: Vec<Change>) {
         let next = self.log.revision() + 1;
-        self.log.commit(next, changes);
+        let hosts: Vec<String> = self.agents.iter().map(|a| a.host_id.clone()).collect();
+        let before: Vec<Records> = hosts.iter().map(|h| self.needed(h)).collect();
+        let concerned = self.log.commit(next, changes);
+        for (i, h) in hosts.iter().enumerate() {
+            let after = self.needed(h);
+            let view = self.log.catalog().needed(h);
+            assert_eq!(
+                view.vpcs,
+                after.vpcs.keys().cloned().collect::<BTreeSet<_>>(),
+                "{h}: the catalog's VPCs"
+            );
+            assert_eq!(
+                view.groups,
+                after
+                    .security_groups
+                    .keys()
+                    .cloned()
+                    .collect::<BTreeSet<_>>(),
+                "{h}: the catalog's groups"
+            );
+            if after != before[i] {
+                assert!(
+                    concerned.contains(h),
+                    "{h}'s view changed, yet it was not concerned"
+                );
+            }
+            if concerned.contains(h) {
+                self.agents[i].woken = true;
+            }
+        }
+    }
+
+    /// Every watch's periodic heartbeat: each feed runs at its next step, concerned or not.
+    fn tick(&mut self) {
+        for a in &mut self.agents {
+            a.woken = true;
+        }
     }
 
     /// The server restarts: a new epoch, the same records and revision, an empty ring.
@@ -113,10 +158,13 @@ impl Pair {
         self.agents[i].link = None;
     }
 
-    /// One step: every feed that sees a new revision sends (as a woken watch does), then time
-    /// advances to the next delivery and it is applied. False when nothing is in flight.
+    /// One step: every woken feed that sees a new revision sends, then time advances to the
+    /// next delivery and it is applied. False when nothing is in flight.
     fn step(&mut self) -> bool {
         for a in &mut self.agents {
+            if !std::mem::take(&mut a.woken) {
+                continue;
+            }
             if let Some(link) = &mut a.link {
                 let read = self.log.read(link.feed.revision());
                 if let Some(m) = link.feed.next(&read) {
@@ -180,8 +228,16 @@ impl Pair {
         all.restricted_to(&vpcs, &groups)
     }
 
-    /// Every connected agent holds exactly what its host needs, at the server's revision.
-    fn check(&self) {
+    /// Every connected agent holds exactly what its host needs (the unconcerned ones without
+    /// having been woken), and after a heartbeat it is at the server's revision.
+    fn check(&mut self) {
+        for a in &self.agents {
+            if a.link.is_some() {
+                assert_eq!(a.replica.records, self.needed(&a.host_id), "{}", a.host_id);
+            }
+        }
+        self.tick();
+        self.drive();
         for a in &self.agents {
             if a.link.is_none() {
                 continue;
@@ -357,7 +413,8 @@ fn snapshot_then_watch_and_only_what_the_host_needs() {
     let r2 = &p.agents[1].replica.records;
     assert!(r2.vpcs.is_empty() && r2.enis.is_empty() && r2.subnets.is_empty());
 
-    // A change host 2 does not need: a heartbeat for it, a delta for host 1.
+    // A change host 2 does not need: a delta for host 1, nothing for host 2 until its periodic
+    // heartbeat (in check).
     let mut moved = eni(1, 1, Some(1));
     moved.secondary_ips = vec![Ipv4Addr::new(10, 0, 0, 99)];
     p.commit(vec![Change::UpsertEni(moved)]);

@@ -406,25 +406,40 @@ pub async fn serve(
             }
         });
     }
-    // Every connection is TLS; handshakes that fail (plain text, a bad certificate) are logged
-    // by the accept loop and never reach the service.
-    let incoming = tokio_stream::wrappers::ReceiverStream::new(softvpc_trust::tls::accept(
-        l.mapping,
-        l.mapping_tls,
-        "mapping service",
+    // The mapping service runs on a runtime of its own: the fan-out of a change to many agents
+    // (encoding, TLS, writes) then never queues ahead of an EC2 API answer on the same worker
+    // threads, so an API call waits for its durable commit and not for the agents.
+    let mapping_rt = MappingRuntime(Some(
+        tokio::runtime::Builder::new_multi_thread()
+            .thread_name("softvpc-mapping")
+            .enable_all()
+            .build()
+            .context("starting the mapping service's runtime")?,
     ));
-    let incoming = tokio_stream::StreamExt::map(incoming, Ok::<_, std::io::Error>);
-    // HTTP/2 pings find agents that vanished without closing their connection (e.g. their
-    // namespace was deleted), so their watch streams end instead of lingering.
-    let grpc = tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
-        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
-        .add_service(
-            MappingService::with_shutdown(l.cp, l.projection, l.trust, stop_rx.clone())
-                .with_flow_log_dir(flow_log_dir)
-                .into_server(),
-        )
-        .serve_with_incoming_shutdown(incoming, wait(stop_rx));
+    let mapping = l.mapping.into_std()?;
+    let (mapping_tls, stop) = (l.mapping_tls, wait(stop_rx.clone()));
+    let service = MappingService::with_shutdown(l.cp, l.projection, l.trust, stop_rx)
+        .with_flow_log_dir(flow_log_dir);
+    let grpc = mapping_rt.handle().spawn(async move {
+        let mapping = tokio::net::TcpListener::from_std(mapping)?;
+        // Every connection is TLS; handshakes that fail (plain text, a bad certificate) are
+        // logged by the accept loop and never reach the service.
+        let incoming = tokio_stream::wrappers::ReceiverStream::new(softvpc_trust::tls::accept(
+            mapping,
+            mapping_tls,
+            "mapping service",
+        ));
+        let incoming = tokio_stream::StreamExt::map(incoming, Ok::<_, std::io::Error>);
+        // HTTP/2 pings find agents that vanished without closing their connection (e.g. their
+        // namespace was deleted), so their watch streams end instead of lingering.
+        tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
+            .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
+            .add_service(service.into_server())
+            .serve_with_incoming_shutdown(incoming, stop)
+            .await
+            .map_err(anyhow::Error::from)
+    });
     tokio::spawn(async move {
         shutdown.await;
         tracing::info!("shutting down");
@@ -432,8 +447,27 @@ pub async fn serve(
     });
     let (h, g) = tokio::join!(http, grpc);
     h.context("EC2 API server")?;
-    g.context("mapping service")?;
+    g.context("mapping service task")?
+        .context("mapping service")?;
     Ok(())
+}
+
+/// The mapping service's runtime, shut down without blocking when dropped (it is dropped inside
+/// the API's runtime, where a blocking shutdown is not allowed).
+struct MappingRuntime(Option<tokio::runtime::Runtime>);
+
+impl MappingRuntime {
+    fn handle(&self) -> &tokio::runtime::Handle {
+        self.0.as_ref().expect("present until dropped").handle()
+    }
+}
+
+impl Drop for MappingRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -129,6 +129,8 @@ pub fn endpoint(url: &str) -> anyhow::Result<Endpoint> {
     Ok(Endpoint::from_shared(url.clone())
         .with_context(|| format!("bad mapping service URL {url:?}"))?
         .connect_timeout(Duration::from_secs(3))
+        // Watch messages are small and latency-bound: no Nagle delay (tonic's default too).
+        .tcp_nodelay(true)
         .tcp_keepalive(Some(Duration::from_secs(10)))
         .http2_keep_alive_interval(Duration::from_secs(10))
         .keep_alive_timeout(Duration::from_secs(5))

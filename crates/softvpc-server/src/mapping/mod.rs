@@ -4,6 +4,9 @@
 //! changes (the difference of the records before and after it); [`MappingProjection`] follows
 //! the store ([`softvpc_store::CommitFollower`]): it derives the changes when a mutation is
 //! staged and commits them to its `softvpc_mapping::MappingLog` once the mutation is durable.
+//! The log says which hosts each revision concerns; a fan-out thread then wakes only those
+//! hosts' watches ([`MappingProjection::subscribe`]), off the committing request's path: an API
+//! call waits for its durable commit and the log append, never for the fan-out to agents.
 //! [`service`] serves each host's `softvpc_mapping::Feed` over gRPC (`RegisterHost`, `Watch`).
 //! The protocol's state machine (log, per-host projection, resume, resync) is the
 //! `softvpc-mapping` crate's. This is the one place that knows both the model and the mapping
@@ -13,10 +16,10 @@ pub mod flow_records;
 pub mod project;
 pub mod service;
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 
-use softvpc_mapping::{Change, LogRead, MappingLog};
+use softvpc_mapping::{Change, Concerned, LogRead, MappingLog};
 use softvpc_model::State;
 use softvpc_store::{CommitFollower, Store};
 
@@ -30,6 +33,53 @@ pub struct MappingProjection {
     pending: Mutex<VecDeque<(u64, Vec<Change>)>>,
     /// Check every derived change against records computed from scratch (tests, fuzzing).
     check: bool,
+    /// Each host's wake-up signal (the newest revision that concerned it).
+    wakers: Arc<Wakers>,
+    /// To the fan-out thread: the hosts each committed revision concerns.
+    fanout: Mutex<mpsc::Sender<(u64, Concerned)>>,
+}
+
+/// The per-host wake-up signals, raised by the fan-out thread.
+#[derive(Default)]
+struct Wakers {
+    hosts: Mutex<HashMap<String, tokio::sync::watch::Sender<u64>>>,
+}
+
+impl Wakers {
+    fn hosts(&self) -> MutexGuard<'_, HashMap<String, tokio::sync::watch::Sender<u64>>> {
+        self.hosts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wakes the watches of the hosts concerned (of every host for `Concerned::All`).
+    fn wake(&self, revision: u64, concerned: &Concerned) {
+        let hosts = self.hosts();
+        match concerned {
+            Concerned::All => {
+                for tx in hosts.values() {
+                    tx.send_replace(revision);
+                }
+            }
+            Concerned::Hosts(set) => {
+                for h in set {
+                    if let Some(tx) = hosts.get(h) {
+                        tx.send_replace(revision);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The fan-out thread: wakes the concerned hosts' watches, several revisions at once when
+/// commits come faster than it runs. Ends when the projection is dropped.
+fn fan_out(wakers: Arc<Wakers>, rx: mpsc::Receiver<(u64, Concerned)>) {
+    while let Ok((mut revision, mut concerned)) = rx.recv() {
+        while let Ok((r, c)) = rx.try_recv() {
+            revision = r;
+            concerned.extend(c);
+        }
+        wakers.wake(revision, &concerned);
+    }
 }
 
 impl MappingProjection {
@@ -43,11 +93,20 @@ impl MappingProjection {
             capacity,
             project::all_records(state),
         );
+        let wakers = Arc::new(Wakers::default());
+        let (tx, rx) = mpsc::channel();
+        let w = wakers.clone();
+        std::thread::Builder::new()
+            .name("mapping-fanout".into())
+            .spawn(move || fan_out(w, rx))
+            .expect("spawning the mapping fan-out thread");
         MappingProjection {
             epoch,
             log: Mutex::new(log),
             pending: Mutex::new(VecDeque::new()),
             check: false,
+            wakers,
+            fanout: Mutex::new(tx),
         }
     }
 
@@ -82,6 +141,26 @@ impl MappingProjection {
         self.log().read(revision)
     }
 
+    /// The newest revision of the log.
+    pub fn revision(&self) -> u64 {
+        self.log().revision()
+    }
+
+    /// A receiver woken whenever a committed revision concerns host `host_id` (its value: the
+    /// newest such revision). Revisions that do not concern the host do not wake it: a watch
+    /// catches up on them at its next wake-up or heartbeat.
+    pub fn subscribe(&self, host_id: &str) -> tokio::sync::watch::Receiver<u64> {
+        let mut hosts = self.wakers.hosts();
+        match hosts.get(host_id) {
+            Some(tx) => tx.subscribe(),
+            None => {
+                let (tx, rx) = tokio::sync::watch::channel(0);
+                hosts.insert(host_id.to_string(), tx);
+                rx
+            }
+        }
+    }
+
     fn log(&self) -> MutexGuard<'_, MappingLog> {
         // The log is changed by whole commits only, so a poisoned lock is still consistent.
         self.log.lock().unwrap_or_else(|e| e.into_inner())
@@ -104,11 +183,19 @@ impl CommitFollower for MappingProjection {
     fn committed(&self, revision: u64) {
         let mut pending = self.pending();
         let mut log = self.log();
+        let mut concerned = Concerned::Hosts(Default::default());
         while pending.front().is_some_and(|(r, _)| *r <= revision) {
             if let Some((r, changes)) = pending.pop_front() {
-                log.commit(r, changes);
+                concerned.extend(log.commit(r, changes));
             }
         }
+        drop(log);
+        // The thread lives as long as the projection; a send fails only if it panicked.
+        let _ = self
+            .fanout
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send((revision, concerned));
     }
 
     fn abandoned(&self) {

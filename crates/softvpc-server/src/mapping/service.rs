@@ -6,10 +6,12 @@
 //! nothing. A watch ends when its host is revoked or its certificate expires.
 //!
 //! A watch first sends a Snapshot, or Deltas when the agent resumes with this server's epoch and
-//! a revision still in the log ring. It then follows the revision signal: on each advance it
-//! sends the Delta since the last revision it sent (a Heartbeat when nothing concerns this host),
-//! or a fresh Snapshot if it fell so far behind that the ring no longer holds its revision: never
-//! silently stale.
+//! a revision still in the log ring. It then follows its host's wake-up signal, raised only by
+//! revisions that concern the host ([`MappingProjection::subscribe`]): it sends the Delta since
+//! the last revision it sent, or a fresh Snapshot if it fell so far behind that the ring no
+//! longer holds its revision: never silently stale. Every [`HEARTBEAT`] a watch whose revision
+//! lags (revisions that did not concern it) sends a Heartbeat, so its agent's resume point stays
+//! recent.
 
 use std::sync::Arc;
 
@@ -29,6 +31,9 @@ use softvpc_trust::identity::PeerIdentity;
 
 /// Messages buffered per watch before the stream task waits for the agent.
 const STREAM_BUFFER: usize = 16;
+
+/// How often a watch brings its agent up to the newest revision when no change concerned it.
+pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The service implementation over the shared store and its mapping log.
 #[derive(Clone)]
@@ -88,6 +93,8 @@ impl MappingService {
     /// The tonic server wrapper.
     pub fn into_server(self) -> MappingServer<Self> {
         MappingServer::new(self)
+            .max_decoding_message_size(softvpc_proto::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(softvpc_proto::MAX_MESSAGE_BYTES)
     }
 }
 
@@ -267,7 +274,7 @@ impl Mapping for MappingService {
         let req = request.into_inner();
         let projection = self.projection.clone();
         // Subscribe before computing the first message so no advance is missed in between.
-        let mut wake = self.store.subscribe();
+        let mut wake = projection.subscribe(&req.host_id);
         let (mut feed, first) = Feed::open(&req, &projection.read(req.revision));
         tracing::info!(
             host = %req.host_id,
@@ -299,11 +306,18 @@ impl Mapping for MappingService {
             if tx.send(Ok(first)).await.is_err() {
                 return;
             }
+            let mut heartbeat = tokio::time::interval(HEARTBEAT);
+            heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     changed = wake.changed() => {
                         if changed.is_err() {
                             break; // server shutting down
+                        }
+                    }
+                    _ = heartbeat.tick() => {
+                        if projection.revision() == feed.revision() {
+                            continue;
                         }
                     }
                     _ = tx.closed() => break,
