@@ -204,6 +204,144 @@ impl Ec2Client {
         }
     }
 
+    /// Calls `action` and returns the string at `path` of its answer (a new resource's id).
+    pub fn create(&self, action: &str, input: &Value, path: &[&str]) -> anyhow::Result<String> {
+        let out = self.call(action, input)?;
+        match str_at(&out, path) {
+            Some(id) if !id.is_empty() => Ok(id.to_string()),
+            _ => bail!("{action}: the answer has no {}", path.join(".")),
+        }
+    }
+
+    /// Creates an internet gateway and attaches it to `vpc_id`; returns its id.
+    pub fn internet_gateway(&self, vpc_id: &str) -> anyhow::Result<String> {
+        let igw = self.create(
+            "CreateInternetGateway",
+            &Value::new_struct(),
+            &["InternetGateway", "InternetGatewayId"],
+        )?;
+        let input = Value::new_struct()
+            .with("InternetGatewayId", igw.as_str())
+            .with("VpcId", vpc_id);
+        self.call("AttachInternetGateway", &input)?;
+        Ok(igw)
+    }
+
+    /// Allocates an Elastic IP; returns (allocation id, address).
+    pub fn allocate_address(&self) -> anyhow::Result<(String, String)> {
+        let out = self.call(
+            "AllocateAddress",
+            &Value::new_struct().with("Domain", "vpc"),
+        )?;
+        match (str_at(&out, &["AllocationId"]), str_at(&out, &["PublicIp"])) {
+            (Some(a), Some(ip)) if !a.is_empty() => Ok((a.to_string(), ip.to_string())),
+            _ => bail!("AllocateAddress: the answer has no allocationId"),
+        }
+    }
+
+    /// Creates a public NAT gateway in `subnet_id` with Elastic IP `allocation_id` and waits
+    /// until it is available; returns its id.
+    pub fn nat_gateway(&self, subnet_id: &str, allocation_id: &str) -> anyhow::Result<String> {
+        let input = Value::new_struct()
+            .with("SubnetId", subnet_id)
+            .with("AllocationId", allocation_id);
+        let id = self.create("CreateNatGateway", &input, &["NatGateway", "NatGatewayId"])?;
+        let ask = Value::new_struct().with("NatGatewayIds", vec![Value::from(id.as_str())]);
+        for _ in 0..100 {
+            let out = self.call("DescribeNatGateways", &ask)?;
+            let state = out
+                .get_list("NatGateways")
+                .first()
+                .and_then(|n| n.get_str("State"))
+                .map(str::to_string);
+            if state.as_deref() == Some("available") {
+                return Ok(id);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        bail!("NAT gateway {id} did not become available")
+    }
+
+    /// Creates a route table for `vpc_id` with `routes` (destination, `GatewayId` or
+    /// `NatGatewayId`, target id) and associates it with `subnet_id`; returns its id.
+    pub fn route_table(
+        &self,
+        vpc_id: &str,
+        subnet_id: &str,
+        routes: &[(String, &str, String)],
+    ) -> anyhow::Result<String> {
+        let rtb = self.create(
+            "CreateRouteTable",
+            &Value::new_struct().with("VpcId", vpc_id),
+            &["RouteTable", "RouteTableId"],
+        )?;
+        for (destination, kind, target) in routes {
+            let input = Value::new_struct()
+                .with("RouteTableId", rtb.as_str())
+                .with("DestinationCidrBlock", destination.as_str())
+                .with(*kind, target.as_str());
+            self.call("CreateRoute", &input)?;
+        }
+        let input = Value::new_struct()
+            .with("RouteTableId", rtb.as_str())
+            .with("SubnetId", subnet_id);
+        self.call("AssociateRouteTable", &input)?;
+        Ok(rtb)
+    }
+
+    /// Creates security group `name` in `vpc_id`; returns its id.
+    pub fn security_group(&self, vpc_id: &str, name: &str) -> anyhow::Result<String> {
+        let input = Value::new_struct()
+            .with("GroupName", name)
+            .with("Description", format!("lab group {name}").as_str())
+            .with("VpcId", vpc_id);
+        self.create("CreateSecurityGroup", &input, &["GroupId"])
+    }
+
+    /// Adds an inbound rule: `protocol`, `ports` (TCP/UDP), from a CIDR or a group id.
+    pub fn authorize_ingress(
+        &self,
+        group_id: &str,
+        protocol: &str,
+        ports: Option<(u16, u16)>,
+        cidr: Option<&str>,
+        group: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let mut perm = Value::new_struct().with("IpProtocol", protocol);
+        match (ports, protocol) {
+            (Some((from, to)), _) => {
+                perm = perm
+                    .with("FromPort", i64::from(from))
+                    .with("ToPort", i64::from(to));
+            }
+            (None, "icmp") => perm = perm.with("FromPort", -1i64).with("ToPort", -1i64),
+            (None, _) => {}
+        }
+        if let Some(c) = cidr {
+            perm = perm.with("IpRanges", vec![Value::new_struct().with("CidrIp", c)]);
+        }
+        if let Some(g) = group {
+            perm = perm.with(
+                "UserIdGroupPairs",
+                vec![Value::new_struct().with("GroupId", g)],
+            );
+        }
+        let input = Value::new_struct()
+            .with("GroupId", group_id)
+            .with("IpPermissions", vec![perm]);
+        self.call("AuthorizeSecurityGroupIngress", &input)?;
+        Ok(())
+    }
+
+    /// Associates Elastic IP `allocation_id` with `instance_id`.
+    pub fn associate_address(&self, allocation_id: &str, instance_id: &str) -> anyhow::Result<()> {
+        let input = Value::new_struct()
+            .with("AllocationId", allocation_id)
+            .with("InstanceId", instance_id);
+        self.call("AssociateAddress", &input)?;
+        Ok(())
+    }
+
     /// Launches one instance with a Name tag, in a subnet, on a host; returns what the answer
     /// says about it (id and address at least).
     pub fn run_instance(
@@ -213,9 +351,25 @@ impl Ec2Client {
         ip: Option<&str>,
         host_id: &str,
     ) -> anyhow::Result<InstanceInfo> {
+        self.run_instance_in(name, subnet_id, ip, host_id, &[])
+    }
+
+    /// [`Self::run_instance`] with security groups (ids; empty: the VPC's default group).
+    pub fn run_instance_in(
+        &self,
+        name: &str,
+        subnet_id: &str,
+        ip: Option<&str>,
+        host_id: &str,
+        groups: &[String],
+    ) -> anyhow::Result<InstanceInfo> {
         let mut input = run_instance_input(name, subnet_id, host_id);
         if let Some(ip) = ip {
             input = input.with("PrivateIpAddress", ip);
+        }
+        if !groups.is_empty() {
+            let ids: Vec<Value> = groups.iter().map(|g| Value::from(g.as_str())).collect();
+            input = input.with("SecurityGroupIds", ids);
         }
         let out = self.call("RunInstances", &input)?;
         let Some(item) = out.get_list("Instances").first() else {

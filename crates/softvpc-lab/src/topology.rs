@@ -78,6 +78,68 @@ pub struct Vpc {
     pub cidr: Ipv4Net,
     /// Its subnets.
     pub subnets: Vec<Subnet>,
+    /// Whether it gets an internet gateway (`internet_gateway = true`).
+    pub internet_gateway: bool,
+    /// Its NAT gateways (each with an Elastic IP).
+    pub nat_gateways: Vec<NatGateway>,
+    /// Its security groups (besides the default group).
+    pub security_groups: Vec<SecurityGroup>,
+}
+
+/// A public NAT gateway in a subnet of its VPC (the lab allocates its Elastic IP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatGateway {
+    /// Its name (unique in the VPC; its Name tag).
+    pub name: String,
+    /// Index into the VPC's subnets.
+    pub subnet: usize,
+}
+
+/// A route of a subnet's own route table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteSpec {
+    /// The destination CIDR.
+    pub destination: Ipv4Net,
+    /// Where it goes.
+    pub target: RouteTarget,
+}
+
+/// A route's target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteTarget {
+    /// The VPC's internet gateway (`internet-gateway`).
+    InternetGateway,
+    /// A NAT gateway of the VPC (`nat-gateway:NAME`), by index.
+    NatGateway(usize),
+}
+
+/// A security group of a VPC: egress open (AWS's default), the given ingress rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecurityGroup {
+    /// Its name (unique in the VPC; its GroupName).
+    pub name: String,
+    /// Its inbound rules.
+    pub ingress: Vec<IngressRule>,
+}
+
+/// One inbound rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngressRule {
+    /// `tcp`, `udp`, `icmp` or `-1`.
+    pub protocol: String,
+    /// Port range (TCP/UDP; `None`: all, or ICMP).
+    pub ports: Option<(u16, u16)>,
+    /// Who may connect.
+    pub peer: RulePeer,
+}
+
+/// The peer of a rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RulePeer {
+    /// An address range.
+    Cidr(Ipv4Net),
+    /// Members of another security group of the VPC, by index.
+    Group(usize),
 }
 
 /// A subnet of a VPC.
@@ -89,6 +151,8 @@ pub struct Subnet {
     pub cidr: Ipv4Net,
     /// Its availability zone (default us-east-1a): its instances' hosts must be in it.
     pub availability_zone: String,
+    /// Routes of its own route table (empty: it keeps the VPC's main table).
+    pub routes: Vec<RouteSpec>,
 }
 
 /// An instance: one ENI in a subnet, placed on a host.
@@ -104,6 +168,10 @@ pub struct Instance {
     pub ip: Option<Ipv4Addr>,
     /// Index into [`Topology::hosts`].
     pub host: usize,
+    /// Whether the lab gives it an Elastic IP.
+    pub elastic_ip: bool,
+    /// Its security groups (indices into its VPC's; empty: the default group).
+    pub security_groups: Vec<usize>,
 }
 
 /// Why a topology was refused.
@@ -184,6 +252,12 @@ struct RawVpc {
     cidr: String,
     #[serde(default)]
     subnet: Vec<RawSubnet>,
+    #[serde(default)]
+    internet_gateway: bool,
+    #[serde(default)]
+    nat_gateway: Vec<RawNatGateway>,
+    #[serde(default)]
+    security_group: Vec<RawSecurityGroup>,
 }
 
 #[derive(Deserialize)]
@@ -192,6 +266,40 @@ struct RawSubnet {
     cidr: String,
     name: Option<String>,
     availability_zone: Option<String>,
+    #[serde(default)]
+    routes: Vec<RawRoute>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    destination: String,
+    target: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNatGateway {
+    name: String,
+    subnet: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecurityGroup {
+    name: String,
+    #[serde(default)]
+    ingress: Vec<RawRule>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    protocol: String,
+    port: Option<u16>,
+    ports: Option<String>,
+    cidr: Option<String>,
+    group: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -202,6 +310,10 @@ struct RawInstance {
     subnet: Option<String>,
     ip: Option<String>,
     host: String,
+    #[serde(default)]
+    elastic_ip: bool,
+    #[serde(default)]
+    security_groups: Vec<String>,
 }
 
 /// Parses a CIDR that must be written in canonical form (no host bits), /16../28 like AWS.
@@ -312,12 +424,88 @@ impl Topology {
                     name: s.name.clone(),
                     cidr: scidr,
                     availability_zone: zone(&swhat, s.availability_zone.as_ref())?,
+                    routes: Vec::new(),
                 });
+            }
+            let find_subnet = |text: &str| {
+                let by_cidr = text.parse::<Ipv4Net>().ok();
+                subnets
+                    .iter()
+                    .position(|s| Some(s.cidr) == by_cidr || s.name.as_deref() == Some(text))
+            };
+            let mut nat_gateways: Vec<NatGateway> = Vec::new();
+            for n in &v.nat_gateway {
+                let nwhat = format!("{what}, nat_gateway {:?}", n.name);
+                check_name(&nwhat, &n.name)?;
+                if nat_gateways.iter().any(|o| o.name == n.name) {
+                    bail!("{nwhat}: defined twice");
+                }
+                let Some(subnet) = find_subnet(&n.subnet) else {
+                    bail!("{nwhat}: no subnet {:?} in the vpc", n.subnet);
+                };
+                if !v.internet_gateway {
+                    bail!("{nwhat}: a public NAT gateway needs `internet_gateway = true`");
+                }
+                nat_gateways.push(NatGateway {
+                    name: n.name.clone(),
+                    subnet,
+                });
+            }
+            for (si, s) in v.subnet.iter().enumerate() {
+                for r in &s.routes {
+                    let rwhat = format!("{what}, subnet {}, route {}", s.cidr, r.destination);
+                    let destination: Ipv4Net = match r.destination.parse() {
+                        Ok(d) => d,
+                        Err(_) => bail!("{rwhat}: not an IPv4 CIDR block"),
+                    };
+                    let target = match r.target.as_str() {
+                        "internet-gateway" if v.internet_gateway => RouteTarget::InternetGateway,
+                        "internet-gateway" => {
+                            bail!("{rwhat}: the vpc has no `internet_gateway = true`")
+                        }
+                        t => match t.strip_prefix("nat-gateway:") {
+                            Some(name) => match nat_gateways.iter().position(|n| n.name == name) {
+                                Some(i) => RouteTarget::NatGateway(i),
+                                None => bail!("{rwhat}: no nat_gateway {name:?} in the vpc"),
+                            },
+                            None => bail!(
+                                "{rwhat}: target {t:?} is neither internet-gateway nor \
+                                 nat-gateway:NAME"
+                            ),
+                        },
+                    };
+                    subnets[si].routes.push(RouteSpec {
+                        destination: destination.trunc(),
+                        target,
+                    });
+                }
+            }
+            let mut security_groups: Vec<SecurityGroup> = Vec::new();
+            for g in &v.security_group {
+                let gwhat = format!("{what}, security_group {:?}", g.name);
+                check_name(&gwhat, &g.name)?;
+                if g.name == "default" || security_groups.iter().any(|o| o.name == g.name) {
+                    bail!("{gwhat}: the name is taken");
+                }
+                security_groups.push(SecurityGroup {
+                    name: g.name.clone(),
+                    ingress: Vec::new(),
+                });
+            }
+            for (gi, g) in v.security_group.iter().enumerate() {
+                let gwhat = format!("{what}, security_group {:?}", g.name);
+                for r in &g.ingress {
+                    let rule = parse_rule(&gwhat, r, &security_groups)?;
+                    security_groups[gi].ingress.push(rule);
+                }
             }
             vpcs.push(Vpc {
                 name: v.name.clone(),
                 cidr,
                 subnets,
+                internet_gateway: v.internet_gateway,
+                nat_gateways,
+                security_groups,
             });
         }
 
@@ -410,12 +598,27 @@ impl Topology {
                     hosts[host].name
                 );
             }
+            let mut security_groups = Vec::new();
+            for g in &r.security_groups {
+                match vpcs[vpc].security_groups.iter().position(|x| &x.name == g) {
+                    Some(i) => security_groups.push(i),
+                    None => bail!(
+                        "{what}: vpc {:?} has no security_group {g:?}",
+                        vpcs[vpc].name
+                    ),
+                }
+            }
+            if r.elastic_ip && !vpcs[vpc].internet_gateway {
+                bail!("{what}: an Elastic IP needs the vpc's `internet_gateway = true`");
+            }
             instances.push(Instance {
                 name: r.name.clone(),
                 vpc,
                 subnet,
                 ip,
                 host,
+                elastic_ip: r.elastic_ip,
+                security_groups,
             });
         }
 
@@ -432,6 +635,52 @@ impl Topology {
     pub fn subnet_of(&self, inst: &Instance) -> &Subnet {
         &self.vpcs[inst.vpc].subnets[inst.subnet]
     }
+}
+
+/// Checks one ingress rule: a protocol, a port or port range for TCP/UDP, one peer.
+fn parse_rule(
+    what: &str,
+    r: &RawRule,
+    groups: &[SecurityGroup],
+) -> Result<IngressRule, TopologyError> {
+    let protocol = match r.protocol.as_str() {
+        p @ ("tcp" | "udp" | "icmp" | "-1") => p.to_string(),
+        "all" => "-1".to_string(),
+        p => bail!("{what}: protocol {p:?} is not tcp, udp, icmp or -1"),
+    };
+    let ports = match (&r.port, &r.ports) {
+        (Some(p), None) => Some((*p, *p)),
+        (None, Some(range)) => {
+            let parsed = range
+                .split_once('-')
+                .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)));
+            match parsed {
+                Some((a, b)) if a <= b => Some((a, b)),
+                _ => bail!("{what}: ports {range:?} is not FROM-TO"),
+            }
+        }
+        (None, None) => None,
+        (Some(_), Some(_)) => bail!("{what}: give port or ports, not both"),
+    };
+    if ports.is_some() != matches!(protocol.as_str(), "tcp" | "udp") {
+        bail!("{what}: tcp and udp rules need a port (or ports); icmp and -1 take none");
+    }
+    let peer = match (&r.cidr, &r.group) {
+        (Some(c), None) => match c.parse::<Ipv4Net>() {
+            Ok(net) => RulePeer::Cidr(net.trunc()),
+            Err(_) => bail!("{what}: cidr {c:?} is not an IPv4 CIDR block"),
+        },
+        (None, Some(g)) => match groups.iter().position(|x| &x.name == g) {
+            Some(i) => RulePeer::Group(i),
+            None => bail!("{what}: no security_group {g:?} in the vpc"),
+        },
+        _ => bail!("{what}: a rule needs one of cidr or group"),
+    };
+    Ok(IngressRule {
+        protocol,
+        ports,
+        peer,
+    })
 }
 
 /// Checks `[internet]`: hosts in 203.0.113.1-15, unique; servers on one of them.
@@ -633,6 +882,33 @@ mod tests {
             checked >= 2,
             "expected the seed and at least one more example"
         );
+    }
+
+    #[test]
+    fn the_public_private_example_has_gateways_routes_and_groups() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+        let text = std::fs::read_to_string(dir.join("public-private.toml")).unwrap();
+        let t = Topology::parse(&text).unwrap();
+        let v = &t.vpcs[0];
+        assert!(v.internet_gateway);
+        assert_eq!(v.nat_gateways[0].name, "nat");
+        assert_eq!(v.nat_gateways[0].subnet, 0);
+        assert_eq!(v.subnets[0].routes[0].target, RouteTarget::InternetGateway);
+        assert_eq!(v.subnets[1].routes[0].target, RouteTarget::NatGateway(0));
+        assert_eq!(v.security_groups[1].ingress[0].peer, RulePeer::Group(0));
+        assert_eq!(v.security_groups[1].ingress[0].ports, Some((8080, 8080)));
+        let web = t.instances.iter().find(|i| i.name == "web").unwrap();
+        assert!(web.elastic_ip);
+        assert_eq!(web.security_groups, [0]);
+        // Mistakes are named.
+        let broken = text.replace("nat-gateway:nat", "nat-gateway:gone");
+        assert!(err(&broken).contains("no nat_gateway \"gone\""));
+        let broken = text.replace("internet_gateway = true", "");
+        assert!(err(&broken).contains("internet_gateway = true"));
+        let broken = text.replace("port = 8080, group", "group");
+        assert!(err(&broken).contains("need a port"));
+        let broken = text.replace("security_groups = [\"app\"]", "security_groups = [\"db\"]");
+        assert!(err(&broken).contains("no security_group \"db\""));
     }
 
     #[test]

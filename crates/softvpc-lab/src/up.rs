@@ -289,24 +289,32 @@ fn build(
         Ok((ids, format!("{agents}, {n}/{n} hosts registered")))
     })?;
 
-    let subnet_ids = step(5, "creating VPCs and subnets", |_| {
+    let (subnet_ids, group_ids) = step(5, "creating VPCs and subnets", |_| {
         let ids = create_vpcs(topo, api, &mut state, state_dir)?;
         let subnets: usize = topo.vpcs.iter().map(|v| v.subnets.len()).sum();
         let vpcs = plural(topo.vpcs.len(), "VPC");
-        Ok((ids, format!("{vpcs}, {}", plural(subnets, "subnet"))))
+        let (groups, gateways) = create_gateways(topo, api, &state, &ids)?;
+        Ok((
+            (ids, groups),
+            format!("{vpcs}, {}{gateways}", plural(subnets, "subnet")),
+        ))
     })?;
 
     step(6, "launching instances", |_| {
-        launch_instances(
+        let eips = launch_instances(
             prefix,
             topo,
             api,
             &host_ids,
             &subnet_ids,
+            &group_ids,
             &mut state,
             state_dir,
         )?;
-        Ok(((), plural(topo.instances.len(), "instance")))
+        Ok((
+            (),
+            format!("{}{eips}", plural(topo.instances.len(), "instance")),
+        ))
     })?;
 
     step(7, "waiting for instances to reach their routers", |s| {
@@ -806,16 +814,109 @@ fn create_vpcs(
     Ok(ids)
 }
 
-/// Step 6: the instances, each placed on its host.
+/// Security group ids by (vpc index, group index).
+type GroupIds = HashMap<(usize, usize), String>;
+
+/// Step 5, continued: each VPC's internet gateway, security groups (with their inbound rules),
+/// NAT gateways (each with an Elastic IP) and the subnets' own route tables. Returns the group
+/// ids by (vpc, group index) and a summary for the step's line.
+fn create_gateways(
+    topo: &Topology,
+    api: &Ec2Client,
+    state: &LabState,
+    subnet_ids: &HashMap<(usize, usize), String>,
+) -> anyhow::Result<(GroupIds, String)> {
+    use crate::topology::{RouteTarget, RulePeer};
+    let mut groups = HashMap::new();
+    let mut summary = String::new();
+    for (vi, vpc) in topo.vpcs.iter().enumerate() {
+        let vpc_id = &state.vpcs[vi].vpc_id;
+        let igw = match vpc.internet_gateway {
+            true => {
+                let id = api
+                    .internet_gateway(vpc_id)
+                    .with_context(|| format!("internet gateway of vpc {}", vpc.name))?;
+                summary.push_str(&format!(", {id}"));
+                Some(id)
+            }
+            false => None,
+        };
+        for (gi, g) in vpc.security_groups.iter().enumerate() {
+            let id = api
+                .security_group(vpc_id, &g.name)
+                .with_context(|| format!("security group {} of vpc {}", g.name, vpc.name))?;
+            groups.insert((vi, gi), id);
+        }
+        for (gi, g) in vpc.security_groups.iter().enumerate() {
+            for r in &g.ingress {
+                let (cidr, peer) = match &r.peer {
+                    RulePeer::Cidr(c) => (Some(c.to_string()), None),
+                    RulePeer::Group(i) => (None, groups.get(&(vi, *i)).cloned()),
+                };
+                api.authorize_ingress(
+                    &groups[&(vi, gi)],
+                    &r.protocol,
+                    r.ports,
+                    cidr.as_deref(),
+                    peer.as_deref(),
+                )
+                .with_context(|| format!("a rule of security group {}", g.name))?;
+            }
+        }
+        let mut nats = Vec::new();
+        for n in &vpc.nat_gateways {
+            let subnet = subnet_ids
+                .get(&(vi, n.subnet))
+                .context("subnet was not created")?;
+            let (alloc, ip) = api.allocate_address()?;
+            let id = api
+                .nat_gateway(subnet, &alloc)
+                .with_context(|| format!("NAT gateway {} of vpc {}", n.name, vpc.name))?;
+            api.name_resource(&id, &n.name)?;
+            summary.push_str(&format!(", {id} ({}) at {ip}", n.name));
+            nats.push(id);
+        }
+        for (si, subnet) in vpc.subnets.iter().enumerate() {
+            if subnet.routes.is_empty() {
+                continue;
+            }
+            let routes: Vec<(String, &str, String)> = subnet
+                .routes
+                .iter()
+                .map(|r| match r.target {
+                    RouteTarget::InternetGateway => (
+                        r.destination.to_string(),
+                        "GatewayId",
+                        igw.clone().unwrap_or_default(),
+                    ),
+                    RouteTarget::NatGateway(i) => (
+                        r.destination.to_string(),
+                        "NatGatewayId",
+                        nats.get(i).cloned().unwrap_or_default(),
+                    ),
+                })
+                .collect();
+            api.route_table(vpc_id, &subnet_ids[&(vi, si)], &routes)
+                .with_context(|| format!("route table of subnet {}", subnet.cidr))?;
+        }
+    }
+    Ok((groups, summary))
+}
+
+/// Step 6: the instances, each placed on its host, in its groups, with its Elastic IP.
+/// Returns a summary of the Elastic IPs for the step's line.
+#[allow(clippy::too_many_arguments)]
 fn launch_instances(
     prefix: &str,
     topo: &Topology,
     api: &Ec2Client,
     host_ids: &HashMap<String, String>,
     subnet_ids: &HashMap<(usize, usize), String>,
+    group_ids: &HashMap<(usize, usize), String>,
     state: &mut LabState,
     state_dir: &Path,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<String> {
+    let mut eips = String::new();
     for inst in &topo.instances {
         let host = &topo.hosts[inst.host].name;
         let host_id = host_ids
@@ -825,9 +926,20 @@ fn launch_instances(
             .get(&(inst.vpc, inst.subnet))
             .context("subnet was not created")?;
         let ip = inst.ip.map(|ip| ip.to_string());
+        let groups: Vec<String> = inst
+            .security_groups
+            .iter()
+            .filter_map(|g| group_ids.get(&(inst.vpc, *g)).cloned())
+            .collect();
         let info = api
-            .run_instance(&inst.name, subnet_id, ip.as_deref(), host_id)
+            .run_instance_in(&inst.name, subnet_id, ip.as_deref(), host_id, &groups)
             .with_context(|| format!("launching instance {}", inst.name))?;
+        if inst.elastic_ip {
+            let (alloc, public) = api.allocate_address()?;
+            api.associate_address(&alloc, &info.instance_id)
+                .with_context(|| format!("the Elastic IP of {}", inst.name))?;
+            eips.push_str(&format!(", {} at {public}", inst.name));
+        }
         state.instances.push(InstanceRecord {
             name: inst.name.clone(),
             netns: names::instance_netns(prefix, &info.instance_id),
@@ -844,7 +956,7 @@ fn launch_instances(
         });
         state.save(state_dir)?;
     }
-    Ok(())
+    Ok(eips)
 }
 
 /// Step 7: until every instance on a host with an agent has its netns and pings its router.
