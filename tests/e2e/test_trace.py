@@ -157,3 +157,30 @@ def test_trace_prints_hosts_layers_and_verdict(lab):
     assert run([SOFTVPC_BIN, "trace", "--from", "zigi-vm1", "icmp"], env=lab.env).returncode == 2
     helped = run([SOFTVPC_BIN, "trace", "--help"], env=lab.env)
     assert helped.returncode == 0 and "DELIVERED" in helped.stdout and "--json" in helped.stdout
+
+
+def test_trace_outside_a_lab_asks_the_agents_given(lab, tmp_path):
+    """`--agent [NETNS/]ADDR:PORT`: no lab state is read (SOFTVPC_LAB_DIR points at an empty
+    directory); the agents named say who they are, and the verdicts are the lab mode's."""
+    agents = []
+    for h in ("host-1", "host-2"):
+        agents += ["--agent", f"{lab.host(h)['netns']}/127.0.0.1:9469"]
+    env = dict(lab.env, SOFTVPC_LAB_DIR=str(tmp_path))
+    for proto, dst in (("icmp", "10.0.0.185"), ("icmp", "10.0.1.20"), ("icmp", "10.0.0.99")):
+        in_lab = trace(lab, "zigi-vm1", proto, dst)
+        proc = run([SOFTVPC_BIN, "trace", *agents, "--from", "zigi-vm1", proto, dst, "--json"],
+                   timeout=30, env=env)
+        assert proc.returncode == 0, proc.stderr
+        out = json.loads(proc.stdout)
+        assert (out["verdict"], out["reason"]) == (in_lab["verdict"], in_lab["reason"]), out
+        assert [h["host"] for h in out["hops"]] == [h["host"] for h in in_lab["hops"]]
+    # Without --agent and without a lab: one clear error.
+    proc = run([SOFTVPC_BIN, "trace", "--from", "zigi-vm1", "icmp", "10.0.0.185"], timeout=30,
+               env=env)
+    assert proc.returncode != 0 and "--agent" in proc.stderr, proc.stderr
+    # Only host-1's agent: the datagram to host-2 is reported as not traced.
+    proc = run([SOFTVPC_BIN, "trace", *agents[:2], "--from", "zigi-vm1", "icmp", "10.0.0.185",
+                "--json"], timeout=30, env=env)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["hops"][-1]["verdict"]["kind"] == "unknown_host", out

@@ -3,10 +3,11 @@
 //! datagram the data path would send goes to) and prints each layer's decision and the rule
 //! behind it, per host, ending in DELIVERED or DROPPED with the reason.
 //!
-//! The hosts come from the lab's state file; each agent's endpoint (loopback in the host's
-//! namespace, `127.0.0.1:9469`) is reached from a thread inside that namespace. Which host holds
-//! the sender comes from the agents' own views (`/mappings`: their ports, and the instances'
-//! Name tags).
+//! The agents are the ones given with `--agent [NETNS/]ADDR:PORT` (any softvpc agents: each
+//! says its host name and underlay address in its `/mappings`), else the lab's, from its state
+//! file (each agent's endpoint is loopback in its host's namespace, `127.0.0.1:9469`). An
+//! endpoint in a namespace is reached from a thread inside it. Which host holds the sender comes
+//! from the agents' own views (`/mappings`: their ports, and the instances' Name tags).
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -16,7 +17,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use serde_json::{json, Value};
 
-use crate::state::{HostRecord, LabState};
+use crate::state::LabState;
 
 /// The agents' endpoint in their namespaces (the agent's `--metrics-listen` default).
 pub const AGENT_ENDPOINT: &str = "127.0.0.1:9469";
@@ -37,8 +38,15 @@ built as the instance would send it: TCP SYN, UDP datagram, ICMP echo request, o
 packet of another protocol, after ARP for the next hop (traced too: if nothing answers, the
 instance cannot send). --json prints every host's answer as one JSON document.
 
+It asks the lab's agents, or the agents given with --agent (softvpc agents anywhere, e.g.
+--agent 198.18.0.11:9469 for an agent run with --metrics-listen 198.18.0.11:9469, or
+--agent NETNS/127.0.0.1:9469 for one listening on loopback inside a network namespace); a
+datagram the trace sends to a host none of them runs on is reported as not traced.
+
 Examples:
   softvpc trace --from zigi-vm1 tcp 10.0.0.185:22
+  softvpc trace --agent svpc-host-1/127.0.0.1:9469 --agent svpc-host-2/127.0.0.1:9469 \\
+      --from zigi-vm1 tcp 10.0.0.185:22
   softvpc trace --from zigi-vm1 icmp 10.0.1.20
   softvpc trace --from eni-0abc udp 10.0.0.30:53 --src-port 5353 --json";
 
@@ -62,9 +70,83 @@ pub struct TraceArgs {
     /// Print the agents' answers as one JSON document.
     #[arg(long)]
     pub json: bool,
-    /// Directory holding the lab's state.
+    /// Directory holding the lab's state (read only without --agent).
     #[arg(long, env = "SOFTVPC_LAB_DIR", default_value = "/run/softvpc-lab")]
     pub state_dir: PathBuf,
+    /// An agent to ask instead of the lab's (repeat for every host the packet may cross): its
+    /// HTTP endpoint (`softvpc agent --metrics-listen`), ADDR:PORT, or NETNS/ADDR:PORT to reach
+    /// it inside network namespace NETNS.
+    #[arg(long = "agent", value_name = "[NETNS/]ADDR:PORT")]
+    pub agents: Vec<String>,
+}
+
+/// One agent a trace may ask.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Agent {
+    /// Its host's name.
+    pub name: String,
+    /// Its host's underlay address (where datagrams to it go).
+    pub underlay_ip: String,
+    /// The network namespace its endpoint is reached in (`None`: this one).
+    pub netns: Option<String>,
+    /// Its HTTP endpoint, ADDR:PORT.
+    pub endpoint: String,
+}
+
+/// Splits `--agent [NETNS/]ADDR:PORT` into (namespace, endpoint).
+pub fn parse_agent(s: &str) -> Result<(Option<String>, String), String> {
+    let (ns, endpoint) = match s.rsplit_once('/') {
+        Some((ns, e)) if !ns.is_empty() => (Some(ns.to_string()), e),
+        Some(_) => return Err(format!("bad --agent {s:?}: NETNS/ADDR:PORT or ADDR:PORT")),
+        None => (None, s),
+    };
+    endpoint
+        .parse::<std::net::SocketAddr>()
+        .map_err(|_| format!("bad --agent {s:?}: the endpoint must be ADDR:PORT"))?;
+    Ok((ns, endpoint.to_string()))
+}
+
+/// The agents to ask: the `--agent`s (named by their own `/mappings`), else the lab's.
+fn agents(args: &TraceArgs) -> anyhow::Result<Vec<Agent>> {
+    if !args.agents.is_empty() {
+        let mut out = Vec::new();
+        for a in &args.agents {
+            let (netns, endpoint) = parse_agent(a).map_err(anyhow::Error::msg)?;
+            let mut agent = Agent {
+                name: String::new(),
+                underlay_ip: String::new(),
+                netns,
+                endpoint,
+            };
+            let view = request(&agent, "GET", "/mappings", None)
+                .with_context(|| format!("asking the agent at {a} who it is"))?;
+            agent.name = view["host_name"].as_str().unwrap_or_default().to_string();
+            agent.underlay_ip = view["underlay_ip"].as_str().unwrap_or_default().to_string();
+            if agent.underlay_ip.is_empty() {
+                bail!("the agent at {a} did not say its underlay address");
+            }
+            out.push(agent);
+        }
+        return Ok(out);
+    }
+    let Some(state) = LabState::load(&args.state_dir)? else {
+        bail!(
+            "no lab is up (no state in {}); softvpc trace asks the lab's agents, or the ones \
+             given with --agent",
+            args.state_dir.display()
+        );
+    };
+    Ok(state
+        .hosts
+        .iter()
+        .filter(|h| h.agent)
+        .map(|h| Agent {
+            name: h.name.clone(),
+            underlay_ip: h.underlay_ip.clone(),
+            netns: Some(h.netns.clone()),
+            endpoint: AGENT_ENDPOINT.to_string(),
+        })
+        .collect())
 }
 
 /// Splits `ADDRESS[:PORT]`.
@@ -88,19 +170,13 @@ pub fn parse_destination(s: &str) -> Result<(Ipv4Addr, Option<u16>), String> {
 /// Runs `softvpc trace`.
 pub fn run(args: &TraceArgs) -> anyhow::Result<()> {
     let (dst, dst_port) = parse_destination(&args.destination).map_err(anyhow::Error::msg)?;
-    let Some(state) = LabState::load(&args.state_dir)? else {
-        bail!(
-            "no lab is up (no state in {}); softvpc trace asks the lab's agents",
-            args.state_dir.display()
-        );
-    };
-    let agents: Vec<&HostRecord> = state.hosts.iter().filter(|h| h.agent).collect();
+    let agents = agents(args)?;
     // Who holds the sender, from the agents' own views.
     let mut views = Vec::new();
     for h in &agents {
-        let v = request(&h.netns, "GET", "/mappings", None)
+        let v = request(h, "GET", "/mappings", None)
             .with_context(|| format!("asking the agent of {} for its view", h.name))?;
-        views.push((*h, v));
+        views.push((h, v));
     }
     let from = resolve_sender(&args.from, &views).map_err(anyhow::Error::msg)?;
     let (first, _) = views
@@ -115,7 +191,7 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<()> {
         "src": args.src.map(|s| s.to_string()),
         "src_port": args.src_port,
     });
-    let mut answer = request(&first.netns, "POST", "/trace", Some(body))?;
+    let mut answer = request(first, "POST", "/trace", Some(body))?;
     let mut hops: Vec<Value> = answer["hops"].as_array().cloned().unwrap_or_default();
     let mut from_ip = first.underlay_ip.clone();
     while let Some(last) = hops.last() {
@@ -128,12 +204,12 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<()> {
             hops.push(json!({
                 "host": null, "underlay_ip": host_ip, "stage": "ingress", "layers": [],
                 "verdict": {"kind": "unknown_host",
-                            "detail": format!("{host_ip} runs no agent of this lab: its fate is not traced")},
+                            "detail": format!("{host_ip} runs none of the agents asked: its fate is not traced")},
             }));
             break;
         };
         let a = request(
-            &next.netns,
+            next,
             "POST",
             "/trace/underlay",
             Some(json!({ "src": from_ip, "datagram": datagram })),
@@ -156,7 +232,7 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<()> {
 
 /// Resolves `--from` (Name tag, instance id or ENI id) to an instance or ENI id some agent
 /// holds a port for.
-pub fn resolve_sender(from: &str, views: &[(&HostRecord, Value)]) -> Result<String, String> {
+pub fn resolve_sender(from: &str, views: &[(&Agent, Value)]) -> Result<String, String> {
     if views.iter().any(|(_, v)| holds(v, from)) {
         return Ok(from.to_string());
     }
@@ -175,7 +251,7 @@ pub fn resolve_sender(from: &str, views: &[(&HostRecord, Value)]) -> Result<Stri
     match ids.as_slice() {
         [one] => Ok(one.clone()),
         [] => Err(format!(
-            "no instance or ENI {from:?} has a port on any agent of the lab"
+            "no instance or ENI {from:?} has a port on any agent asked"
         )),
         several => Err(format!(
             "several instances are named {from:?}: {}; use an instance id",
@@ -294,31 +370,35 @@ pub fn render(answer: &Value) -> String {
     o
 }
 
-/// One HTTP request to the agent in netns `ns`, its JSON answer (an agent's error answer
-/// becomes the error).
-fn request(ns: &str, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+/// One HTTP request to `agent` (from a thread in its namespace, if it has one), its JSON answer
+/// (an agent's error answer becomes the error).
+fn request(agent: &Agent, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
     let method = method.to_string();
     let path = path.to_string();
-    let ns_name = ns.to_string();
-    let (status, bytes) = softvpc_netlink::netns::run_in(ns, move || -> anyhow::Result<_> {
+    let ns_name = agent
+        .netns
+        .clone()
+        .unwrap_or_else(|| "this namespace".into());
+    let endpoint = agent.endpoint.clone();
+    let call = move || -> anyhow::Result<_> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
         rt.block_on(async move {
             let stream = tokio::time::timeout(
                 std::time::Duration::from_secs(3),
-                tokio::net::TcpStream::connect(AGENT_ENDPOINT),
+                tokio::net::TcpStream::connect(endpoint.as_str()),
             )
             .await
-            .map_err(|_| anyhow::anyhow!("connecting to {AGENT_ENDPOINT} timed out"))?
-            .with_context(|| format!("connecting to the agent at {AGENT_ENDPOINT} in {ns_name}"))?;
+            .map_err(|_| anyhow::anyhow!("connecting to {endpoint} timed out"))?
+            .with_context(|| format!("connecting to the agent at {endpoint} in {ns_name}"))?;
             let (mut send, conn) =
                 hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
             tokio::spawn(conn);
             let req = hyper::Request::builder()
                 .method(method.as_str())
                 .uri(path.as_str())
-                .header("host", AGENT_ENDPOINT)
+                .header("host", endpoint.as_str())
                 .header("content-type", "application/json")
                 .body(Full::new(Bytes::from(
                     body.map(|b| b.to_string()).unwrap_or_default(),
@@ -331,7 +411,14 @@ fn request(ns: &str, method: &str, path: &str, body: Option<Value>) -> anyhow::R
             let bytes = resp.into_body().collect().await?.to_bytes();
             Ok((status, bytes))
         })
-    })?;
+    };
+    let (status, bytes) = match &agent.netns {
+        Some(ns) => softvpc_netlink::netns::run_in(ns, call)?,
+        // A thread of its own all the same: the caller may run inside a runtime.
+        None => std::thread::spawn(call)
+            .join()
+            .map_err(|_| anyhow::anyhow!("the trace request thread panicked"))??,
+    };
     let value: Value = serde_json::from_slice(&bytes)
         .with_context(|| format!("the agent answered {status} with no JSON"))?;
     if !status.is_success() {
@@ -359,6 +446,24 @@ mod tests {
         );
         assert!(parse_destination("10.0.0.1:x").is_err());
         assert!(parse_destination("host:22").is_err());
+    }
+
+    #[test]
+    fn agents_parse() {
+        assert_eq!(
+            parse_agent("198.18.0.11:9469"),
+            Ok((None, "198.18.0.11:9469".to_string()))
+        );
+        assert_eq!(
+            parse_agent("svpc-host-1/127.0.0.1:9469"),
+            Ok((
+                Some("svpc-host-1".to_string()),
+                "127.0.0.1:9469".to_string()
+            ))
+        );
+        assert!(parse_agent("/127.0.0.1:9469").is_err());
+        assert!(parse_agent("host-1").is_err());
+        assert!(parse_agent("ns/127.0.0.1").is_err());
     }
 
     #[test]
