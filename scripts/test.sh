@@ -3,7 +3,8 @@
 #   1. the dependency step (scripts/test-deps.sh): installs the Debian packages (as root) and the
 #      Python packages the tests need, saying what it installs;
 #   2. unit and property tests (cargo test --workspace);
-#   3. API tests (pytest tests/api: boto3 and the AWS CLI against a real server on loopback);
+#   3. API tests (pytest tests/api: boto3 and the AWS CLI against a real server on loopback),
+#      on the redb store, then again on the etcd store (SOFTVPC_TEST_STORE=etcd);
 #   4. end-to-end tests (pytest tests/e2e: network namespaces, real ping/tcpdump/aws/boto3), which
 #      need root: all with the agents' kernel fast path off, the fast path's own test with it on.
 # Without root, it runs what it can and ends by naming exactly what it could not run and why.
@@ -33,6 +34,8 @@ have_py() { "$PYTHON" -c "import pytest, boto3" >/dev/null 2>&1; }
 if have_py; then
   echo "==> API tests (pytest tests/api)"
   "$PYTHON" -m pytest -v tests/api
+  echo "==> API tests on the etcd store (SOFTVPC_TEST_STORE=etcd: a local etcd, started and removed by the tests)"
+  SOFTVPC_TEST_STORE=etcd "$PYTHON" -m pytest -q tests/api
 else
   skipped+=("tests/api (API tests): the Python packages pytest and boto3 are missing and could not be installed (see the dependency step)")
 fi

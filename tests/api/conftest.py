@@ -3,9 +3,14 @@ client and an AWS CLI runner pointed at it, both using the key pair the server g
 `<data-dir>/credentials` on first start (every API request is SigV4-verified).
 
 SOFTVPC_BIN names the softvpc binary (default: target/release/softvpc in the checkout).
+SOFTVPC_TEST_STORE=etcd runs every server on the etcd store instead of redb: one local etcd
+(the Debian `etcd-server` package) is started for the session, on free loopback ports, and each
+server data directory gets its own key prefix (a restart on the same directory finds its state).
 """
 
+import atexit
 import configparser
+import hashlib
 import json
 import os
 import shutil
@@ -51,6 +56,122 @@ def free_port():
         return s.getsockname()[1]
 
 
+STORE = os.environ.get("SOFTVPC_TEST_STORE", "redb")
+assert STORE in ("redb", "etcd"), f"SOFTVPC_TEST_STORE must be redb or etcd, not {STORE!r}"
+
+# Flags every etcd the tests start needs: transactions as large as softvpc's commits, and a
+# bounded history.
+ETCD_FLAGS = ["--max-txn-ops", "10000", "--max-request-bytes", "16777216",
+              "--auto-compaction-mode", "revision", "--auto-compaction-retention", "10000"]
+
+
+class Etcd:
+    """One local etcd member (a single-member cluster) in its own data directory."""
+
+    def __init__(self, data_dir):
+        self.data_dir = Path(data_dir)
+        self.client_port = free_port()
+        self.peer_port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.client_port}"
+        self.proc = None
+
+    name = "t"
+
+    def start(self):
+        return self.start_member(f"t=http://127.0.0.1:{self.peer_port}")
+
+    def start_member(self, initial_cluster, wait=True):
+        """Starts this member of the cluster `initial_cluster` (NAME=PEER_URL,...); a restart
+        on the same data directory rejoins it."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        peer = f"http://127.0.0.1:{self.peer_port}"
+        args = ["etcd", "--name", self.name, "--data-dir", str(self.data_dir / "data"),
+                "--listen-client-urls", self.endpoint, "--advertise-client-urls", self.endpoint,
+                "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+                "--initial-cluster", initial_cluster, "--initial-cluster-token", "softvpc-test",
+                *ETCD_FLAGS]
+        self.log = open(self.data_dir / "etcd.log", "ab")
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
+        return self.wait_healthy() if wait else self
+
+    def wait_healthy(self):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("etcd exited: " + (self.data_dir / "etcd.log").read_text()[-2000:])
+            try:
+                with urllib.request.urlopen(self.endpoint + "/health", timeout=1) as r:
+                    if b"true" in r.read():
+                        return self
+            except OSError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("etcd did not become healthy within 30 s")
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self.proc = None
+
+
+class EtcdCluster:
+    """A cluster of `n` etcd members on loopback, each in its own data directory."""
+
+    def __init__(self, data_dir, n=3):
+        self.data_dir = Path(data_dir)
+        self.members = [Etcd(self.data_dir / f"m{i}") for i in range(n)]
+        for i, m in enumerate(self.members):
+            m.name = f"m{i}"
+        self.initial = ",".join(f"{m.name}=http://127.0.0.1:{m.peer_port}" for m in self.members)
+
+    @property
+    def endpoints(self):
+        return ",".join(m.endpoint for m in self.members)
+
+    def start(self):
+        for m in self.members:
+            m.start_member(self.initial, wait=False)
+        for m in self.members:
+            m.wait_healthy()
+        return self
+
+    def stop(self):
+        for m in self.members:
+            m.stop()
+
+
+_session_etcd = None
+
+
+def session_etcd():
+    """The etcd the servers of this test session share (started on first use, stopped at exit)."""
+    global _session_etcd
+    if _session_etcd is None:
+        _session_etcd = Etcd(tempfile.mkdtemp(prefix="softvpc-api-etcd-")).start()
+
+        def cleanup(e=_session_etcd):
+            e.stop()
+            shutil.rmtree(e.data_dir, ignore_errors=True)
+
+        atexit.register(cleanup)
+    return _session_etcd
+
+
+def store_args(data_dir):
+    """The server flags of the store under test for a server on `data_dir`."""
+    if STORE != "etcd":
+        return []
+    prefix = hashlib.sha256(str(Path(data_dir).resolve()).encode()).hexdigest()[:16]
+    return ["--store", "etcd", "--etcd-endpoints", session_etcd().endpoint,
+            "--etcd-prefix", f"/softvpc-test/{prefix}/"]
+
+
 class Server:
     """One `softvpc server` process with its own data directory and ports."""
 
@@ -78,6 +199,7 @@ class Server:
             args += ["--register-host", f"{name}={ip}"]
         if not self.default_vpc:
             args.append("--no-default-vpc")
+        args += store_args(self.data_dir)
         args += self.extra_args
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)

@@ -153,6 +153,8 @@ impl Control {
                 }
                 Err(e) => warn!(error = %format!("{e:#}"), "watch failed; reconnecting"),
             }
+            // Its server may be gone: the next replica (the same one if there is only one).
+            self.connector.fail_over();
             self.state.watching.store(false, Ordering::Relaxed);
             tokio::time::sleep(backoff.next_delay()).await;
         }
@@ -195,6 +197,11 @@ impl Control {
                     warn!(attempt, code = ?status.code(), message = status.message(), "RegisterHost failed; retrying")
                 }
                 Err(_) => warn!(attempt, "RegisterHost timed out; retrying"),
+            }
+            self.connector.fail_over();
+            match self.connector.client() {
+                Ok(c) => self.client = c,
+                Err(e) => error!(error = %format!("{e:#}"), "mapping client"),
             }
             tokio::time::sleep(backoff.next_delay()).await;
         }

@@ -52,9 +52,11 @@ use crate::underlay::{UnderlayRx, UnderlayTx, VXLAN_PORT};
 /// `softvpc agent`: the virtual router for the ENIs placed on this host.
 #[derive(clap::Args, Debug, Clone)]
 pub struct AgentArgs {
-    /// Mapping service URL, e.g. https://198.18.0.1:8788 (mutual TLS only).
-    #[arg(long)]
-    pub server: String,
+    /// Mapping service URL, e.g. https://198.18.0.1:8788 (mutual TLS only). Server replicas:
+    /// every one's URL (comma-separated or repeated); the agent moves to the next when its
+    /// replica fails and resumes its watch there.
+    #[arg(long, required = true, value_delimiter = ',', value_name = "URL")]
+    pub server: Vec<String>,
     /// A join token from `softvpc server join-token --host NAME`: trades it for this host's
     /// certificate at start (not needed once the state dir holds a valid one; the same token
     /// again reuses the certificate it gave).
@@ -260,7 +262,7 @@ pub async fn serve(
         host_name = %args.host_name,
         underlay_ip = %args.underlay_ip,
         availability_zone = %args.availability_zone,
-        server = %args.server,
+        server = %args.server.join(","),
         metrics = %args.metrics_listen,
         prefix = %args.instance_netns_prefix,
         fast_path = ?args.fast_path,

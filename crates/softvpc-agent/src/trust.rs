@@ -20,7 +20,9 @@ use crate::control::Backoff;
 
 /// The current credentials and where to use them.
 pub struct Connector {
-    url: String,
+    /// Every server replica's mapping service URL; calls go to `urls[at]` until it fails.
+    urls: Vec<String>,
+    at: std::sync::atomic::AtomicUsize,
     dir: PathBuf,
     creds: ArcSwap<Credentials>,
 }
@@ -40,35 +42,58 @@ fn retryable(e: &anyhow::Error) -> bool {
 impl Connector {
     /// Loads or obtains the host's credentials: retries while the server cannot be reached,
     /// fails on a refusal (a bad, used or expired token, another host's token).
+    /// `urls`: every server replica's mapping service, tried in turn.
     pub async fn start(
-        url: &str,
+        urls: &[String],
         dir: PathBuf,
         host: &str,
         token: Option<&JoinToken>,
     ) -> anyhow::Result<Arc<Connector>> {
-        client::endpoint(url)?;
+        anyhow::ensure!(!urls.is_empty(), "--server needs at least one URL");
+        for url in urls {
+            client::endpoint(url)?;
+        }
         let mut backoff = Backoff::default();
+        let mut at = 0;
         let creds = loop {
+            let url = &urls[at % urls.len()];
             match client::ensure(url, &dir, host, token).await {
                 Ok(c) => break c,
                 Err(e) if retryable(&e) => {
-                    warn!(error = %format!("{e:#}"), "joining: server not reachable; retrying");
+                    warn!(error = %format!("{e:#}"), server = %url, "joining: server not reachable; retrying");
+                    at += 1;
                     tokio::time::sleep(backoff.next_delay()).await;
                 }
                 Err(e) => return Err(e),
             }
         };
         Ok(Arc::new(Connector {
-            url: url.to_string(),
+            urls: urls.to_vec(),
+            at: (at % urls.len()).into(),
             dir,
             creds: ArcSwap::from_pointee(creds),
         }))
     }
 
-    /// A client on a new mutual-TLS channel with the current certificate.
+    /// The server replica calls go to now.
+    pub fn url(&self) -> &str {
+        let at = self.at.load(std::sync::atomic::Ordering::Relaxed);
+        &self.urls[at % self.urls.len()]
+    }
+
+    /// After a failure of the current server: the next replica (one URL: the same again).
+    pub fn fail_over(&self) {
+        if self.urls.len() > 1 {
+            let at = self.at.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            info!(server = %self.urls[at % self.urls.len()], "failing over to the next server replica");
+        }
+    }
+
+    /// A client on a new mutual-TLS channel to the current replica with the current
+    /// certificate.
     pub fn client(&self) -> anyhow::Result<MappingClient<Channel>> {
         Ok(softvpc_proto::client(client::channel(
-            &self.url,
+            self.url(),
             &self.creds.load(),
         )?))
     }
@@ -89,7 +114,8 @@ impl Connector {
                 .saturating_sub(softvpc_trust::now_secs())
                 .max(1);
             tokio::time::sleep(Duration::from_secs(wait)).await;
-            match client::renew(&self.url, &creds).await {
+            let url = self.url().to_string();
+            match client::renew(&url, &creds).await {
                 Ok(new) => {
                     if let Err(e) = new.save(&self.dir, None) {
                         error!(error = %format!("{e:#}"), "cannot save the renewed certificate; keeping it in memory");
@@ -99,6 +125,9 @@ impl Connector {
                     backoff.reset();
                 }
                 Err(e) => {
+                    if retryable(&e) {
+                        self.fail_over();
+                    }
                     if creds.expired() {
                         error!(error = %format!("{e:#}"), "host certificate expired without renewal: join again with a new token");
                     } else {

@@ -323,7 +323,7 @@ fn scenario(prefix: &str, ns11: &str, ns12: &str) {
     let grpc_addr: SocketAddr = "127.0.0.1:18788".parse().expect("addr");
     let metrics: SocketAddr = "127.0.0.1:19469".parse().expect("addr");
     let args = AgentArgs {
-        server: format!("https://{grpc_addr}"),
+        server: vec![format!("https://{grpc_addr}")],
         join_token: Some(token.clone()),
         state_dir: state_dir.clone(),
         host_name: "host-t".into(),

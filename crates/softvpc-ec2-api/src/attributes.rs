@@ -100,6 +100,6 @@ pub fn modify_subnet_attribute(ctx: &Ctx<'_>, input: &Value) -> Result<Value, Ap
             "The request must contain exactly one attribute to modify.",
         ));
     };
-    ctx.mutate(|t| m::modify_subnet(t, id, change))?;
+    ctx.mutate(|t| m::modify_subnet(t, id, change.clone()))?;
     Ok(Value::new_struct())
 }

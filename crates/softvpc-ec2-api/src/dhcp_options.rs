@@ -47,7 +47,7 @@ pub fn create_dhcp_options(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiErr
             Ok((key.to_string(), values))
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
-    let d = ctx.mutate(|t| dhcp_options::create_dhcp_options(t, options, tags))?;
+    let d = ctx.mutate(|t| dhcp_options::create_dhcp_options(t, options.clone(), tags.clone()))?;
     tracing::info!(dhcp_options = %d.id, "DHCP options created");
     Ok(Value::new_struct().with("DhcpOptions", dopt_value(&d)))
 }

@@ -299,7 +299,7 @@ pub fn modify_network_interface_attribute(ctx: &Ctx<'_>, input: &Value) -> Resul
         ));
     }
     let change = input::one_change(changes)?;
-    ctx.mutate(|t| m::modify_attribute(t, eni, change))?;
+    ctx.mutate(|t| m::modify_attribute(t, eni, change.clone()))?;
     Ok(Value::new_struct())
 }
 

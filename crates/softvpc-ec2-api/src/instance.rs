@@ -1018,12 +1018,12 @@ pub fn modify_instance_attribute(ctx: &Ctx<'_>, input: &Value) -> Result<Value, 
     match input::one_change(changes)? {
         Change::Eni(m) => {
             let what = format!("{m:?}");
-            ctx.mutate(|t| model::instance::modify_attribute(t, id, m))?;
+            ctx.mutate(|t| model::instance::modify_attribute(t, id, m.clone()))?;
             tracing::info!(instance = id, change = %what, "instance attribute modified");
         }
         Change::Instance(c) => {
             let what = format!("{c:?}");
-            ctx.mutate(|t| model::instance::modify_instance(t, id, c))?;
+            ctx.mutate(|t| model::instance::modify_instance(t, id, c.clone()))?;
             tracing::info!(instance = id, change = %what, "instance attribute modified");
         }
     }

@@ -37,7 +37,7 @@ pub fn igw_value(g: &InternetGateway) -> Value {
 
 pub fn create_internet_gateway(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
     let tags = input::creation_tags(input, "internet-gateway")?;
-    let igw = ctx.mutate(|t| internet_gateway::create_internet_gateway(t, tags))?;
+    let igw = ctx.mutate(|t| internet_gateway::create_internet_gateway(t, tags.clone()))?;
     tracing::info!(internet_gateway = %igw.id, "internet gateway created");
     Ok(Value::new_struct().with("InternetGateway", igw_value(&igw)))
 }
@@ -114,7 +114,7 @@ pub fn allocate_address(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError>
     }
     let tags = input::creation_tags(input, "elastic-ip")?;
     let domain = optional(input, "Domain");
-    let a = ctx.mutate(|t| address::allocate_address(t, domain, tags))?;
+    let a = ctx.mutate(|t| address::allocate_address(t, domain, tags.clone()))?;
     tracing::info!(allocation = %a.allocation_id, ip = %a.public_ip, "address allocated");
     Ok(Value::new_struct()
         .with("AllocationId", a.allocation_id.as_str())

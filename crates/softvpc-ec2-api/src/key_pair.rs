@@ -328,7 +328,7 @@ pub fn create_key_pair(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> 
             key_type,
             key.fingerprint.clone(),
             key.public_key.clone(),
-            tags,
+            tags.clone(),
         )
     })?;
     tracing::info!(key_pair = %k.id, name = %k.name, key_type, "key pair created");
@@ -356,7 +356,7 @@ pub fn import_key_pair(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> 
             key.key_type,
             key.fingerprint.clone(),
             key.public_key.clone(),
-            tags,
+            tags.clone(),
         )
     })?;
     tracing::info!(key_pair = %k.id, name = %k.name, key_type = key.key_type, "key pair imported");

@@ -92,10 +92,11 @@ pub struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    /// Runs `op` as one all-or-nothing mutation (discarded on a dry run).
+    /// Runs `op` as one all-or-nothing mutation (discarded on a dry run; run again if another
+    /// server replica committed first, see [`Store::mutate`]).
     pub fn mutate<R>(
         &self,
-        op: impl FnOnce(&mut Txn) -> Result<R, ApiError>,
+        op: impl FnMut(&mut Txn) -> Result<R, ApiError>,
     ) -> Result<R, ApiError> {
         self.cp.mutate(self.dry_run, op)
     }
@@ -572,6 +573,10 @@ fn run(
     let dry_run = input.get_bool("DryRun").unwrap_or(false);
     if dry_run && action.kind == Kind::Read {
         return Err(fail(ApiError::dry_run()));
+    }
+    if action.kind == Kind::Read {
+        // Over a replicated store: see every write any replica acknowledged before this call.
+        cp.barrier();
     }
     let ctx = Ctx {
         cp,

@@ -60,7 +60,7 @@ pub fn create_network_acl(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiErro
     let vpc_id = input::required(input, "VpcId")?;
     let tags = input::creation_tags(input, "network-acl")?;
     let token = input::optional(input, "ClientToken");
-    let a = ctx.mutate(|t| acl::create_network_acl(t, vpc_id, tags, token))?;
+    let a = ctx.mutate(|t| acl::create_network_acl(t, vpc_id, tags.clone(), token))?;
     tracing::info!(acl = %a.id, vpc = %a.vpc_id, "network ACL created");
     Ok(Value::new_struct()
         .with("NetworkAcl", acl_value(&a))

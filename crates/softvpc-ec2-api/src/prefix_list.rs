@@ -50,7 +50,7 @@ pub fn create_managed_prefix_list(ctx: &Ctx<'_>, input: &Value) -> Result<Value,
         tags: input::creation_tags(input, "prefix-list")?,
         client_token: input::optional(input, "ClientToken").map(str::to_string),
     };
-    let p = ctx.mutate(|t| pl::create(t, spec))?;
+    let p = ctx.mutate(|t| pl::create(t, spec.clone()))?;
     tracing::info!(prefix_list = %p.id, entries = p.entries.len(), "prefix list created");
     Ok(Value::new_struct().with("PrefixList", list_value(&p)))
 }
@@ -95,7 +95,7 @@ pub fn modify_managed_prefix_list(ctx: &Ctx<'_>, input: &Value) -> Result<Value,
         remove,
         max_entries: input.get_i64("MaxEntries"),
     };
-    let p = ctx.mutate(|t| pl::modify(t, id, spec))?;
+    let p = ctx.mutate(|t| pl::modify(t, id, spec.clone()))?;
     tracing::info!(prefix_list = %p.id, version = p.version, "prefix list modified");
     Ok(Value::new_struct().with("PrefixList", list_value(&p)))
 }

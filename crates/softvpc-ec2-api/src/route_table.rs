@@ -81,7 +81,7 @@ pub fn create_route_table(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiErro
     let vpc_id = required(input, "VpcId")?;
     let tags = input::creation_tags(input, "route-table")?;
     let token = input::optional(input, "ClientToken");
-    let rtb = ctx.mutate(|t| rt::create_route_table_with_token(t, vpc_id, tags, token))?;
+    let rtb = ctx.mutate(|t| rt::create_route_table_with_token(t, vpc_id, tags.clone(), token))?;
     tracing::info!(route_table = %rtb.id, vpc = %vpc_id, "route table created");
     let state = ctx.cp.state();
     Ok(Value::new_struct()

@@ -151,7 +151,8 @@ pub fn create_security_group(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiE
     }
     let tags = input::creation_tags(input, "security-group")?;
     let vpc_id = input::optional(input, "VpcId");
-    let g = ctx.mutate(|t| sg::create_security_group(t, name, description, vpc_id, tags))?;
+    let g =
+        ctx.mutate(|t| sg::create_security_group(t, name, description, vpc_id, tags.clone()))?;
     tracing::info!(group = %g.id, vpc = %g.vpc_id, name = %g.name, "security group created");
     Ok(Value::new_struct()
         .with("GroupId", g.id.as_str())
@@ -328,7 +329,7 @@ fn authorize(ctx: &Ctx<'_>, input: &Value, egress: bool) -> Result<Value, ApiErr
     let added = ctx.mutate(|t| {
         let g = target_group(t, input)?;
         let perms = read_permissions(&t.state, &g.vpc_id, input)?;
-        sg::authorize(t, &g.id, egress, &perms, tags)
+        sg::authorize(t, &g.id, egress, &perms, tags.clone())
     })?;
     tracing::info!(
         rules = added.len(),

@@ -92,7 +92,7 @@ pub fn create_subnet(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
     let tags = input::creation_tags(input, "subnet")?;
     let zone = subnet_zone(input)?;
     let az = zone.as_deref();
-    let subnet = ctx.mutate(|t| model::subnet::create_subnet(t, vpc_id, cidr, az, tags))?;
+    let subnet = ctx.mutate(|t| model::subnet::create_subnet(t, vpc_id, cidr, az, tags.clone()))?;
     tracing::info!(subnet = %subnet.id, vpc = %vpc_id, cidr = %subnet.cidr, "subnet created");
     let state = ctx.cp.state();
     Ok(Value::new_struct().with("Subnet", subnet_value(&state, &subnet)))

@@ -50,7 +50,7 @@ pub fn create_vpc(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
     let cidr = input::required(input, "CidrBlock")?;
     let tags = input::creation_tags(input, "vpc")?;
     let tenancy = input.get_str("InstanceTenancy");
-    let vpc = ctx.mutate(|t| model::vpc::create_vpc(t, cidr, tenancy, tags))?;
+    let vpc = ctx.mutate(|t| model::vpc::create_vpc(t, cidr, tenancy, tags.clone()))?;
     tracing::info!(vpc = %vpc.id, cidr = %vpc.cidr, vni = vpc.vni, "VPC created");
     Ok(Value::new_struct().with("Vpc", vpc_value(&vpc)))
 }

@@ -460,6 +460,14 @@ macro_rules! resources {
                     $(Table::$variant => $name,)*
                 }
             }
+
+            /// The table called `name` in the store.
+            pub fn from_name(name: &str) -> Option<Table> {
+                match name {
+                    $($name => Some(Table::$variant),)*
+                    _ => None,
+                }
+            }
         }
 
         $(
@@ -486,6 +494,29 @@ macro_rules! resources {
             pub fn load_maps(&mut self, loader: &mut impl LoadTable) -> anyhow::Result<()> {
                 $(self.$field = loader.load::<$ty>()?;)*
                 self.rebuild_index();
+                Ok(())
+            }
+
+            /// Applies one store write made elsewhere (another server replica's commit, read
+            /// back from a replicated store) as [`Txn::put`] / [`Txn::delete`] made it: the map
+            /// and its indexes. A value that does not decode is an error and changes nothing.
+            pub fn apply_write(&mut self, write: &Write) -> anyhow::Result<()> {
+                match write {
+                    $(
+                        Write::Put { table: Table::$variant, key, value } => {
+                            let v: $ty = serde_json::from_slice(value).map_err(|e| {
+                                anyhow::anyhow!("decoding {} {key}: {e}", $name)
+                            })?;
+                            let v = Arc::new(v);
+                            let old = self.$field.insert(key.clone(), v.clone());
+                            <$ty as Resource>::reindex(self, old.as_deref(), Some(&v));
+                        }
+                        Write::Delete { table: Table::$variant, key } => {
+                            let old = self.$field.remove(key.as_str());
+                            <$ty as Resource>::reindex(self, old.as_deref(), None);
+                        }
+                    )*
+                }
                 Ok(())
             }
         }

@@ -73,9 +73,26 @@ pub enum AdminCommand {
 /// `softvpc server`: the EC2-compatible API and the mapping service agents watch.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServerArgs {
-    /// Directory of the persistent store (created if missing).
+    /// Directory of the persistent store (created if missing), the CA, the trust state and
+    /// the API credentials. With --store etcd the resource model lives in etcd instead.
     #[arg(long, env = "SOFTVPC_DATA_DIR")]
     pub data_dir: PathBuf,
+    /// Where the resource model lives: `redb` (one file in --data-dir, one server) or `etcd`
+    /// (an etcd cluster, --etcd-endpoints, shared by several server replicas).
+    #[arg(long, value_enum, default_value = "redb", env = "SOFTVPC_STORE")]
+    pub store: StoreKind,
+    /// The etcd cluster's client URLs, comma-separated or repeated (--store etcd).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "URL,...",
+        env = "SOFTVPC_ETCD_ENDPOINTS"
+    )]
+    pub etcd_endpoints: Vec<String>,
+    /// The key prefix of this control plane in etcd (--store etcd; replicas of one control
+    /// plane use the same).
+    #[arg(long, default_value = "/softvpc/", env = "SOFTVPC_ETCD_PREFIX")]
+    pub etcd_prefix: String,
     /// Address of the EC2 Query API (HTTP, or HTTPS with --https; requests must be
     /// SigV4-signed with the key pair in `<data-dir>/credentials`, generated on first start).
     #[arg(long, default_value = "127.0.0.1:8787")]
@@ -128,6 +145,55 @@ pub struct ServerArgs {
     /// most 16; see `--sg-rules-per-group`).
     #[arg(long, value_name = "N", default_value_t = softvpc_model::quota::DEFAULT_GROUPS_PER_INTERFACE)]
     pub sgs_per_interface: usize,
+}
+
+/// Where `softvpc server` keeps the resource model.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// redb in --data-dir: one server.
+    Redb,
+    /// An etcd cluster: several server replicas.
+    Etcd,
+}
+
+/// Opens the store `args` ask for, with the mapping projection attached (and, for etcd, the
+/// thread that follows the other replicas' commits).
+#[allow(clippy::type_complexity)]
+fn open_store(
+    args: &ServerArgs,
+    quotas: softvpc_model::quota::Quotas,
+) -> anyhow::Result<(
+    Arc<Store>,
+    Arc<MappingProjection>,
+    Option<Box<dyn softvpc_store::SharedDoc>>,
+)> {
+    match args.store {
+        StoreKind::Redb => {
+            anyhow::ensure!(
+                args.etcd_endpoints.is_empty(),
+                "--etcd-endpoints needs --store etcd"
+            );
+            let (backend, mut state) = softvpc_store::RedbBackend::open(&args.data_dir)?;
+            // The quotas are settings, not stored: every mutation's copy of the state carries them.
+            state.quotas = quotas;
+            let store = Store::with_backend(Some(Box::new(backend)), state);
+            let (cp, projection) = MappingProjection::attach(store, mapping::DEFAULT_CAPACITY);
+            Ok((Arc::new(cp), projection, None))
+        }
+        StoreKind::Etcd => {
+            let (store, changes, mut docs) =
+                Store::open_etcd(&args.etcd_endpoints, &args.etcd_prefix, &["trust"], |s| {
+                    s.quotas = quotas
+                })?;
+            let trust = docs
+                .pop()
+                .map(|d| Box::new(d) as Box<dyn softvpc_store::SharedDoc>);
+            let (cp, projection) = MappingProjection::attach(store, mapping::DEFAULT_CAPACITY);
+            let cp = Arc::new(cp);
+            Store::follow(&cp, changes)?;
+            Ok((cp, projection, trust))
+        }
+    }
 }
 
 /// Splits `NAME=IP`.
@@ -231,14 +297,13 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| args.data_dir.join("flow-logs"));
     let quotas = softvpc_model::quota::Quotas::new(args.sg_rules_per_group, args.sgs_per_interface)
         .map_err(|e| anyhow::anyhow!("--sg-rules-per-group / --sgs-per-interface: {e}"))?;
-    let (backend, mut state) = softvpc_store::RedbBackend::open(&args.data_dir)?;
-    // The quotas are settings, not stored: every mutation's copy of the state carries them.
-    state.quotas = quotas;
-    let store = Store::with_backend(Some(Box::new(backend)), state);
-    let (cp, projection) = MappingProjection::attach(store, mapping::DEFAULT_CAPACITY);
-    let cp = Arc::new(cp);
+    let (cp, projection, shared_trust) = open_store(&args, quotas)?;
     let keys = Arc::new(softvpc_ec2_api::auth::load_or_create(&args.data_dir)?);
-    let trust = Arc::new(Trust::open(&args.data_dir, args.host_cert_ttl)?);
+    let trust = Trust::open(&args.data_dir, args.host_cert_ttl)?;
+    let trust = Arc::new(match shared_trust {
+        Some(doc) => trust.shared(doc)?,
+        None => trust,
+    });
     let mapping_tls = trust.mapping_tls(&server_names(&args))?;
     let api_tls = api_tls(&args, &trust)?;
     // First start: nothing was ever committed to this store.
@@ -305,6 +370,17 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         let api = tokio::net::TcpListener::from_std(api)?;
         let mapping = tokio::net::TcpListener::from_std(mapping)?;
         let admin = trust::admin::bind(data_dir)?;
+        if args.store == StoreKind::Etcd {
+            // Revocations made on another replica end this replica's watches too.
+            let trust = trust.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    let t = trust.clone();
+                    let _ = tokio::task::spawn_blocking(move || t.refresh()).await;
+                }
+            });
+        }
         println!(
             "softvpc server: EC2 API listening on {}://{}",
             if api_tls.is_some() { "https" } else { "http" },
@@ -324,7 +400,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
             data_dir.join("ca").join("ca.crt").display(),
             hex::encode(trust.ca().hash())
         );
-        tracing::info!(epoch = projection.epoch(), revision = cp.state().revision, data_dir = %args.data_dir.display(), "server ready");
+        tracing::info!(epoch = projection.epoch(), revision = cp.state().revision, data_dir = %args.data_dir.display(), store = ?args.store, "server ready");
         let r = serve(
             Listeners {
                 cp,

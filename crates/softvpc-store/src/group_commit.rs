@@ -9,11 +9,19 @@
 //! Nobody sees a staged change before it is durable (readers get the published state; a
 //! mutation's answer waits for its commit). If a commit fails, every mutation staged at that
 //! point fails with it and the newest state falls back to the published one.
+//!
+//! Replicated backends (etcd): several stores (server replicas) commit to one backend, each
+//! commit conditional on the revision it was built on (optimistic concurrency). A commit
+//! refused because another replica committed first is a *conflict*: the store catches up
+//! ([`Backend::read_since`]: the other replicas' mutations, applied in revision order and told
+//! to the followers as if made here) and each mutation of the refused batch runs again, on the
+//! new state, as its caller's own retry. [`Store::sync`] catches up the same way when the
+//! backend says others committed (a watch) or before a read that must see them.
 
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 
@@ -21,12 +29,75 @@ use softvpc_model::{ApiError, State, Txn, Write};
 
 use crate::redb_backend::RedbBackend;
 
-/// Where committed mutations are kept durably. [`RedbBackend`] is the one softvpc has; a second
-/// one (e.g. a replicated log) implements this and [`Store::with_backend`] takes it.
+/// One mutation as a backend commits it: the revision it produced, the next VNI after it, its
+/// writes in order.
+#[derive(Debug, Clone, Copy)]
+pub struct Mutation<'a> {
+    /// The revision the mutation produced (one more than the one before it).
+    pub revision: u64,
+    /// The model's next VNI after it.
+    pub next_vni: u32,
+    /// Its store writes, in order.
+    pub writes: &'a [Write],
+}
+
+/// A mutation committed by another store over the same (replicated) backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The revision it produced.
+    pub revision: u64,
+    /// The model's next VNI after it.
+    pub next_vni: u32,
+    /// Its writes, in order.
+    pub writes: Vec<Write>,
+}
+
+/// What changed in the backend since a revision.
+#[derive(Debug)]
+pub enum Since {
+    /// The mutations after it, in order (empty: nothing new).
+    Entries(Vec<Entry>),
+    /// The backend no longer holds them all: the whole state as it is now.
+    Reload(Box<State>),
+}
+
+/// Why a commit did not happen.
+#[derive(Debug)]
+pub enum CommitError {
+    /// Another store committed on the same revision first (replicated backends only): nothing
+    /// of this commit was kept; catch up and run the mutations again.
+    Conflict,
+    /// The backend failed (for a replicated one the outcome may be unknown: catching up tells).
+    Failed(anyhow::Error),
+}
+
+/// Where committed mutations are kept durably: [`RedbBackend`] (one machine) or
+/// [`crate::EtcdBackend`] (replicated, shared by several stores).
 pub trait Backend: Send + Sync {
-    /// Commits `writes` (in order) with the new `revision` and `next_vni` in one transaction,
-    /// durable when it returns; on error nothing of it is kept.
-    fn commit(&self, writes: &[&Write], revision: u64, next_vni: u32) -> anyhow::Result<()>;
+    /// Commits `batch` (consecutive mutations after revision `batch[0].revision - 1`, which the
+    /// backend must still be at for a replicated one) in one transaction, durable when it
+    /// returns; on error nothing of it is kept (or, [`CommitError::Failed`] on a replicated
+    /// backend, maybe all of it: [`Backend::read_since`] tells).
+    fn commit(&self, batch: &[Mutation<'_>]) -> Result<(), CommitError>;
+    /// What other stores committed after `revision`. A backend only this store writes has
+    /// nothing (the default).
+    fn read_since(&self, _revision: u64) -> anyhow::Result<Since> {
+        Ok(Since::Entries(Vec::new()))
+    }
+    /// The newest committed revision, read from the backend (None: only this store writes, so
+    /// the published state is always the newest).
+    fn latest_revision(&self) -> anyhow::Result<Option<u64>> {
+        Ok(None)
+    }
+    /// At most how many mutations one commit may hold.
+    fn max_batch(&self) -> usize {
+        usize::MAX
+    }
+    /// The mapping epoch shared by every store over this backend (None: each server start
+    /// makes its own).
+    fn epoch(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Follows the store's mutations, e.g. to derive and publish what they change for someone
@@ -34,14 +105,17 @@ pub trait Backend: Send + Sync {
 pub trait CommitFollower: Send + Sync {
     /// A mutation from `before` to `after` (whose `revision` is its own) was staged. Called in
     /// revision order, before the commit that makes it durable, so work done here stays out of
-    /// the commit path.
+    /// the commit path. Another replica's mutation is staged and committed the same way.
     fn staged(&self, before: &State, after: &State);
     /// Every staged mutation up to `revision` is durable. Called in order, before the new state
     /// is published and the revision signalled.
     fn committed(&self, revision: u64);
-    /// The staged mutations not yet committed are abandoned (a commit failed); the next one is
-    /// staged on the published state again.
+    /// The staged mutations not yet committed are abandoned (a commit failed or conflicted);
+    /// the next one is staged on the published state again.
     fn abandoned(&self);
+    /// The store jumped to `state` (a replica too far behind its replicated backend reloaded
+    /// everything): start over from it.
+    fn reset(&self, _state: &State) {}
 }
 
 struct Inner {
@@ -68,13 +142,26 @@ struct Tip {
 #[derive(Default)]
 struct Commits {
     staged: Vec<Staged>,
-    /// A thread is committing a batch now.
+    /// A thread is committing a batch (or catching up) now.
     committing: bool,
     /// Every mutation with a sequence number up to this one is finished (durable or failed).
     done: u64,
     /// Finished mutations whose commit failed, until their caller has seen it.
     failed: HashSet<u64>,
+    /// Finished mutations another replica's commit overtook, until their caller has seen it
+    /// (it runs them again).
+    conflicted: HashSet<u64>,
 }
+
+/// How a staged mutation ended.
+enum Outcome {
+    Durable,
+    Failed,
+    Conflicted,
+}
+
+/// How long a mutation keeps running again after conflicts before it gives up.
+const CONFLICT_RETRY_LIMIT: Duration = Duration::from_secs(10);
 
 /// The resource store: the published state, the mutation in progress, the commits.
 pub struct Store {
@@ -114,6 +201,57 @@ impl Store {
         Ok(Self::with_backend(Some(Box::new(backend)), state))
     }
 
+    /// Opens the store in the etcd cluster at `endpoints`, under `prefix` (see
+    /// [`crate::EtcdBackend`]). The receiver says the newest revision any replica committed:
+    /// give it to [`Store::follow`].
+    /// `docs`: the names of shared documents wanted (see [`crate::EtcdBackend::doc`]).
+    #[allow(clippy::type_complexity)]
+    pub fn open_etcd(
+        endpoints: &[String],
+        prefix: &str,
+        docs: &[&str],
+        prepare: impl FnOnce(&mut State),
+    ) -> anyhow::Result<(Self, watch::Receiver<u64>, Vec<crate::EtcdDoc>)> {
+        let (backend, mut state) = crate::EtcdBackend::connect(endpoints, prefix)?;
+        prepare(&mut state);
+        let changes = backend.changes();
+        let docs = docs
+            .iter()
+            .map(|d| backend.doc(d))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok((
+            Self::with_backend(Some(Box::new(backend)), state),
+            changes,
+            docs,
+        ))
+    }
+
+    /// Keeps `store` caught up with the other replicas: a thread that [`Store::sync`]s whenever
+    /// `changes` shows a revision newer than the published one (ends with the store).
+    pub fn follow(store: &Arc<Store>, mut changes: watch::Receiver<u64>) -> anyhow::Result<()> {
+        let weak = Arc::downgrade(store);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()?;
+        std::thread::Builder::new()
+            .name("softvpc-store-follow".into())
+            .spawn(move || loop {
+                let latest = *changes.borrow_and_update();
+                let Some(store) = weak.upgrade() else { return };
+                if latest > store.state().revision {
+                    store.sync();
+                }
+                drop(store);
+                let woke = rt.block_on(async {
+                    tokio::time::timeout(Duration::from_secs(1), changes.changed()).await
+                });
+                if matches!(woke, Ok(Err(_))) {
+                    return;
+                }
+            })?;
+        Ok(())
+    }
+
     /// A store with no backend at all: mutations are only applied in memory. Cheap to create
     /// (no redb), for fuzzing and property tests of the API logic.
     pub fn ephemeral() -> Self {
@@ -150,6 +288,11 @@ impl Store {
         self
     }
 
+    /// The mapping epoch the backend shares between replicas, if it does.
+    pub fn shared_epoch(&self) -> Option<String> {
+        self.backend.as_ref().and_then(|b| b.epoch())
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave it half-updated (the state is swapped
         // whole), so a poisoned lock is still consistent.
@@ -168,12 +311,41 @@ impl Store {
 
     /// Runs `op` as one all-or-nothing mutation. On error nothing changes; with `dry_run` a
     /// successful `op` is discarded and `DryRunOperation` returned. Returns once the change is
-    /// durable and published.
+    /// durable and published. Over a replicated backend `op` runs again when another replica
+    /// committed first (on the state that includes that commit).
     pub fn mutate<R>(
         &self,
         dry_run: bool,
-        op: impl FnOnce(&mut Txn) -> Result<R, ApiError>,
+        mut op: impl FnMut(&mut Txn) -> Result<R, ApiError>,
     ) -> Result<R, ApiError> {
+        let started = Instant::now();
+        // Decide on what every replica has committed, not on what reached this one yet.
+        self.barrier();
+        loop {
+            match self.mutate_once(dry_run, &mut op)? {
+                (Outcome::Durable, r) => return Ok(r),
+                (Outcome::Conflicted, _) if started.elapsed() < CONFLICT_RETRY_LIMIT => continue,
+                (Outcome::Conflicted, _) => {
+                    return Err(ApiError::new(
+                        "RequestLimitExceeded",
+                        "Request limit exceeded: other changes kept overtaking this one.",
+                    )
+                    .with_status(503))
+                }
+                _ => {
+                    return Err(ApiError::internal(
+                        "An internal error has occurred: the change could not be stored.",
+                    ))
+                }
+            }
+        }
+    }
+
+    fn mutate_once<R>(
+        &self,
+        dry_run: bool,
+        op: &mut impl FnMut(&mut Txn) -> Result<R, ApiError>,
+    ) -> Result<(Outcome, R), ApiError> {
         // One mutation runs at a time, on the newest state; readers (Describe calls, watch
         // streams) only take the published-state lock briefly, never across a store commit.
         let (seq, result) = {
@@ -191,29 +363,28 @@ impl Store {
             }
             if txn.is_empty() {
                 // Nothing to store, but the answer may rest on staged changes: it waits for
-                // the last of them.
+                // the last of them (and is decided again if they were overtaken).
                 let last = tip.next_seq - 1;
                 drop(tip);
-                self.wait_durable(last, false)?;
-                return Ok(result);
-            } else {
-                let seq = tip.next_seq;
-                tip.next_seq += 1;
-                txn.state.revision += 1;
-                for f in &self.followers {
-                    f.staged(&base, &txn.state);
-                }
-                tip.state = Some(txn.state.clone());
-                self.lock_commits().staged.push(Staged {
-                    seq,
-                    writes: txn.writes,
-                    state: txn.state,
-                });
-                (seq, result)
+                let outcome = self.wait_durable(last, false);
+                return Ok((outcome, result));
             }
+            let seq = tip.next_seq;
+            tip.next_seq += 1;
+            txn.state.revision += 1;
+            for f in &self.followers {
+                f.staged(&base, &txn.state);
+            }
+            tip.state = Some(txn.state.clone());
+            self.lock_commits().staged.push(Staged {
+                seq,
+                writes: txn.writes,
+                state: txn.state,
+            });
+            (seq, result)
         };
-        self.wait_durable(seq, true)?;
-        Ok(result)
+        let outcome = self.wait_durable(seq, true);
+        Ok((outcome, result))
     }
 
     fn lock_commits(&self) -> MutexGuard<'_, Commits> {
@@ -221,31 +392,39 @@ impl Store {
     }
 
     /// Returns once mutation `seq` is durable and published (committing batches while nobody
-    /// else does), or an error if its commit failed. `owner`: the caller staged `seq` (and
-    /// clears its failure mark), rather than only depending on it.
-    fn wait_durable(&self, seq: u64, owner: bool) -> Result<(), ApiError> {
+    /// else does), or how it ended otherwise. `owner`: the caller staged `seq` (and clears its
+    /// failure mark), rather than only depending on it.
+    fn wait_durable(&self, seq: u64, owner: bool) -> Outcome {
         let mut commits = self.lock_commits();
         loop {
             if commits.done >= seq {
-                let failed = if owner {
-                    commits.failed.remove(&seq)
+                let (failed, conflicted) = if owner {
+                    (commits.failed.remove(&seq), commits.conflicted.remove(&seq))
                 } else {
-                    commits.failed.contains(&seq)
+                    (
+                        commits.failed.contains(&seq),
+                        commits.conflicted.contains(&seq),
+                    )
                 };
-                if failed {
-                    return Err(ApiError::internal(
-                        "An internal error has occurred: the change could not be stored.",
-                    ));
-                }
-                return Ok(());
+                return match (failed, conflicted) {
+                    (true, _) => Outcome::Failed,
+                    (_, true) => Outcome::Conflicted,
+                    _ => Outcome::Durable,
+                };
             }
             if !commits.committing && !commits.staged.is_empty() {
                 commits.committing = true;
-                let batch = std::mem::take(&mut commits.staged);
+                let max = self.backend.as_ref().map_or(usize::MAX, |b| b.max_batch());
+                let n = commits.staged.len().min(max.max(1));
+                let batch: Vec<Staged> = commits.staged.drain(..n).collect();
                 drop(commits);
-                if !self.commit_batch(batch) {
-                    // Still the committer, so nobody commits what was built on the failure.
-                    self.fail_staged();
+                match self.commit_batch(batch) {
+                    Ok(()) => {}
+                    Err(conflict) => {
+                        // Still the committer, so nobody commits what was built on it.
+                        self.drop_staged(conflict);
+                        self.catch_up();
+                    }
                 }
                 commits = self.lock_commits();
                 commits.committing = false;
@@ -260,30 +439,49 @@ impl Store {
     }
 
     /// Commits `batch` in one backend transaction, then publishes its last state (followers
-    /// first). False when the backend refused it (the batch is then marked failed).
-    fn commit_batch(&self, batch: Vec<Staged>) -> bool {
+    /// first). An error (the batch is then marked failed or conflicted) says whether it was a
+    /// conflict.
+    fn commit_batch(&self, batch: Vec<Staged>) -> Result<(), bool> {
         let Some(last) = batch.last() else {
-            return true;
+            return Ok(());
         };
-        let (last_seq, revision, next_vni) = (last.seq, last.state.revision, last.state.next_vni);
+        let (last_seq, revision) = (last.seq, last.state.revision);
         #[cfg(test)]
         let injected = self.fail_commits.load(std::sync::atomic::Ordering::SeqCst);
         #[cfg(not(test))]
         let injected = false;
         let committed = match &self.backend {
-            _ if injected => Err(anyhow::anyhow!("injected store failure")),
+            _ if injected => Err(CommitError::Failed(anyhow::anyhow!(
+                "injected store failure"
+            ))),
             Some(backend) => {
-                let writes: Vec<&Write> = batch.iter().flat_map(|s| s.writes.iter()).collect();
-                backend.commit(&writes, revision, next_vni)
+                let muts: Vec<Mutation<'_>> = batch
+                    .iter()
+                    .map(|s| Mutation {
+                        revision: s.state.revision,
+                        next_vni: s.state.next_vni,
+                        writes: &s.writes,
+                    })
+                    .collect();
+                backend.commit(&muts)
             }
             None => Ok(()),
         };
         if let Err(e) = committed {
-            tracing::error!(error = %e, mutations = batch.len(), "store commit failed; requests refused");
+            let conflict = matches!(e, CommitError::Conflict);
             let mut commits = self.lock_commits();
-            commits.failed.extend(batch.iter().map(|s| s.seq));
+            if let CommitError::Failed(e) = e {
+                tracing::error!(error = %e, mutations = batch.len(), "store commit failed; requests refused");
+                commits.failed.extend(batch.iter().map(|s| s.seq));
+            } else {
+                tracing::debug!(
+                    mutations = batch.len(),
+                    "another replica committed first; catching up"
+                );
+                commits.conflicted.extend(batch.iter().map(|s| s.seq));
+            }
             commits.done = commits.done.max(last_seq);
-            return false;
+            return Err(conflict);
         }
         {
             let mut inner = self.lock();
@@ -297,23 +495,144 @@ impl Store {
         self.revision_tx.send_replace(revision);
         let mut commits = self.lock_commits();
         commits.done = commits.done.max(last_seq);
-        true
+        Ok(())
     }
 
-    /// After a failed commit: every mutation staged since was built on it, so it fails too, and
-    /// the newest state falls back to the published one.
-    fn fail_staged(&self) {
+    /// After a failed or overtaken commit: every mutation staged since was built on it, so it
+    /// ends the same way, and the newest state falls back to the published one.
+    fn drop_staged(&self, conflict: bool) {
         let mut tip = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let mut commits = self.lock_commits();
         let staged = std::mem::take(&mut commits.staged);
         for s in &staged {
-            commits.failed.insert(s.seq);
+            if conflict {
+                commits.conflicted.insert(s.seq);
+            } else {
+                commits.failed.insert(s.seq);
+            }
         }
         commits.done = commits.done.max(tip.next_seq - 1);
         tip.state = None;
         for f in &self.followers {
             f.abandoned();
         }
+    }
+
+    /// Applies what other stores committed to the backend since the published revision (the
+    /// caller is the committer, and nothing is staged). True when something was applied.
+    fn catch_up(&self) -> bool {
+        let Some(backend) = &self.backend else {
+            return false;
+        };
+        let published = self.state();
+        let since = match backend.read_since(published.revision) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, revision = published.revision, "catching up with the store failed");
+                return false;
+            }
+        };
+        let mut state = (*published).clone();
+        match since {
+            Since::Entries(entries) if entries.is_empty() => false,
+            Since::Entries(entries) => {
+                for e in entries {
+                    if e.revision != state.revision + 1 {
+                        tracing::warn!(
+                            have = state.revision,
+                            got = e.revision,
+                            "the store's entries skip a revision; catching up later"
+                        );
+                        break;
+                    }
+                    let before = state.clone();
+                    for w in &e.writes {
+                        if let Err(err) = state.apply_write(w) {
+                            // A write this server cannot read (a newer replica's?): keep the
+                            // state it has and say so; nothing half-applied is published.
+                            tracing::error!(error = %err, revision = e.revision, "cannot apply a replica's commit");
+                            return false;
+                        }
+                    }
+                    state.revision = e.revision;
+                    state.next_vni = e.next_vni;
+                    let mut inner = self.lock();
+                    for f in &self.followers {
+                        f.staged(&before, &state);
+                        f.committed(state.revision);
+                    }
+                    inner.state = Arc::new(state.clone());
+                    drop(inner);
+                    self.revision_tx.send_replace(state.revision);
+                }
+                true
+            }
+            Since::Reload(state) => {
+                tracing::warn!(
+                    from = published.revision,
+                    to = state.revision,
+                    "too far behind the store's log: reloaded the whole state"
+                );
+                let mut state = *state;
+                // Settings that are not stored (quotas) stay this server's.
+                state.quotas = published.quotas;
+                let mut inner = self.lock();
+                for f in &self.followers {
+                    f.reset(&state);
+                }
+                let revision = state.revision;
+                inner.state = Arc::new(state);
+                drop(inner);
+                self.revision_tx.send_replace(revision);
+                true
+            }
+        }
+    }
+
+    /// Makes the published state at least as new as the newest commit of any replica when
+    /// this is called (one read of the backend; nothing for a backend only this store
+    /// writes): a read or mutation after it sees every write acknowledged before it.
+    pub fn barrier(&self) {
+        let Some(backend) = &self.backend else { return };
+        match backend.latest_revision() {
+            Ok(Some(latest)) if latest > self.state().revision => {
+                self.sync();
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "store: reading the newest revision failed"),
+        }
+    }
+
+    /// Catches up with what other replicas committed to a replicated backend (as the
+    /// committer: mutations staged here on the older state run again). Returns the published
+    /// revision after it. A no-op for a backend only this store writes.
+    pub fn sync(&self) -> u64 {
+        if self.backend.is_none() {
+            return self.state().revision;
+        }
+        let mut commits = self.lock_commits();
+        while commits.committing {
+            commits = self
+                .committed
+                .wait(commits)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+        commits.committing = true;
+        drop(commits);
+        let behind = match self.backend.as_ref().map(|b| b.latest_revision()) {
+            Some(Ok(Some(latest))) => latest > self.state().revision,
+            _ => false,
+        };
+        if behind {
+            // Anything staged here was built on the older state: it cannot commit.
+            self.drop_staged(true);
+            self.catch_up();
+        }
+        let mut commits = self.lock_commits();
+        commits.committing = false;
+        self.committed.notify_all();
+        drop(commits);
+        self.state().revision
     }
 }
 
@@ -594,5 +913,107 @@ pub(crate) mod tests {
         let cp = Store::open(&dir.0).unwrap();
         assert_eq!(cp.state().instances[&inst_id], terminated);
         assert!(cp.state().enis.is_empty());
+    }
+
+    /// A replicated backend in memory: one log of mutations shared by several stores, each
+    /// commit conditional on the revision it was built on (what etcd's compare-and-swap does).
+    #[derive(Clone, Default)]
+    struct SharedLog(Arc<Mutex<Vec<Entry>>>);
+
+    impl Backend for SharedLog {
+        fn commit(&self, batch: &[Mutation<'_>]) -> Result<(), CommitError> {
+            let mut log = self.0.lock().unwrap();
+            if batch[0].revision != log.len() as u64 + 1 {
+                return Err(CommitError::Conflict);
+            }
+            for m in batch {
+                log.push(Entry {
+                    revision: m.revision,
+                    next_vni: m.next_vni,
+                    writes: m.writes.to_vec(),
+                });
+            }
+            Ok(())
+        }
+        fn read_since(&self, revision: u64) -> anyhow::Result<Since> {
+            let log = self.0.lock().unwrap();
+            Ok(Since::Entries(log[revision as usize..].to_vec()))
+        }
+        fn latest_revision(&self) -> anyhow::Result<Option<u64>> {
+            Ok(Some(self.0.lock().unwrap().len() as u64))
+        }
+        fn max_batch(&self) -> usize {
+            4
+        }
+    }
+
+    #[test]
+    fn replicas_over_one_log_linearize_writes_and_converge() {
+        let log = SharedLog::default();
+        let recorders: Vec<Arc<Recorder>> = (0..3).map(|_| Arc::default()).collect();
+        let replicas: Vec<Arc<Store>> = recorders
+            .iter()
+            .map(|r| {
+                Arc::new(
+                    Store::with_backend(Some(Box::new(log.clone())), State::new())
+                        .with_follower(r.clone()),
+                )
+            })
+            .collect();
+        let (_, s) = vpc_and_subnet(&replicas[0], "10.0.0.0/20");
+        // Writers on every replica at once: each ENI takes the next free address, so a
+        // mutation run on a stale state would collide with another replica's.
+        let threads: Vec<_> = (0..6)
+            .map(|i| {
+                let cp = replicas[i % 3].clone();
+                let subnet = s.id.clone();
+                std::thread::spawn(move || {
+                    (0..20)
+                        .map(|_| {
+                            let req = softvpc_model::eni::CreateRequest {
+                                subnet_id: subnet.clone(),
+                                ..Default::default()
+                            };
+                            cp.mutate(false, |t| {
+                                softvpc_model::eni::create_network_interface(t, &req)
+                            })
+                            .unwrap()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let acked: Vec<_> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        let mut ips: Vec<_> = acked.iter().map(|e| e.private_ip).collect();
+        ips.sort();
+        ips.dedup();
+        assert_eq!(ips.len(), 120, "no address given twice across replicas");
+        for r in &replicas {
+            r.sync();
+        }
+        let want = replicas[0].state();
+        assert_eq!(want.revision, log.0.lock().unwrap().len() as u64);
+        for (r, rec) in replicas.iter().zip(&recorders) {
+            assert_eq!(*r.state(), *want, "every replica holds the same state");
+            for e in &acked {
+                assert_eq!(
+                    r.state().enis.get(&e.id).map(|x| x.private_ip),
+                    Some(e.private_ip)
+                );
+            }
+            // Every replica's followers saw every revision committed, in order.
+            let committed: Vec<u64> = rec
+                .0
+                .lock()
+                .unwrap()
+                .iter()
+                .filter_map(|t| t.strip_prefix("committed ")?.parse().ok())
+                .collect();
+            assert!(committed.windows(2).all(|w| w[0] < w[1]), "{committed:?}");
+            assert_eq!(committed.last(), Some(&want.revision));
+        }
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle};
 
-use crate::Backend;
+use crate::{Backend, CommitError, Mutation};
 use softvpc_model::{LoadTable, Map, Resource, State, Table, Write, FIRST_VNI};
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -85,7 +85,24 @@ impl RedbBackend {
 
 impl Backend for RedbBackend {
     /// redb's default `Durability::Immediate`: fsync before it returns.
-    fn commit(&self, writes: &[&Write], revision: u64, next_vni: u32) -> anyhow::Result<()> {
+    fn commit(&self, batch: &[Mutation<'_>]) -> Result<(), CommitError> {
+        let Some(last) = batch.last() else {
+            return Ok(());
+        };
+        let writes = batch.iter().flat_map(|m| m.writes.iter());
+        self.write(writes, last.revision, last.next_vni)
+            .map_err(CommitError::Failed)
+    }
+}
+
+impl RedbBackend {
+    /// Writes `writes` with `revision` and `next_vni` in one write transaction.
+    fn write<'a>(
+        &self,
+        writes: impl Iterator<Item = &'a Write>,
+        revision: u64,
+        next_vni: u32,
+    ) -> anyhow::Result<()> {
         let txn = self.db.begin_write()?;
         for w in writes {
             match w {
@@ -153,8 +170,7 @@ mod tests {
                 value: vec![b'x'; 100],
             })
             .collect();
-        let writes: Vec<&Write> = writes.iter().collect();
-        store.commit(&writes, 1, FIRST_VNI).unwrap();
+        store.write(writes.iter(), 1, FIRST_VNI).unwrap();
         let stats = store.table_stats(Table::Enis).unwrap();
         assert_eq!(stats.rows, 3);
         assert!(stats.stored_bytes >= 300, "{stats:?}");

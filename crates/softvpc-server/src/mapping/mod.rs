@@ -28,6 +28,7 @@ pub use softvpc_mapping::log::DEFAULT_CAPACITY;
 /// The mapping log of this server, kept in step with the store.
 pub struct MappingProjection {
     epoch: String,
+    capacity: usize,
     log: Mutex<MappingLog>,
     /// Changes of staged mutations, by revision, until they are durable.
     pending: Mutex<VecDeque<(u64, Vec<Change>)>>,
@@ -86,7 +87,12 @@ impl MappingProjection {
     /// A log of `capacity` revisions, in a new random epoch, starting from the records of
     /// `state` (the store's state when it is attached).
     pub fn new(state: &State, capacity: usize) -> Self {
-        let epoch = softvpc_model::ids::new_id("epoch");
+        Self::in_epoch(softvpc_model::ids::new_id("epoch"), state, capacity)
+    }
+
+    /// Like [`Self::new`] in a given epoch (the one every replica of a replicated store
+    /// serves: a revision then means the same on each, and an agent resumes on any).
+    pub fn in_epoch(epoch: String, state: &State, capacity: usize) -> Self {
         let log = MappingLog::new(
             epoch.as_str(),
             state.revision,
@@ -102,6 +108,7 @@ impl MappingProjection {
             .expect("spawning the mapping fan-out thread");
         MappingProjection {
             epoch,
+            capacity,
             log: Mutex::new(log),
             pending: Mutex::new(VecDeque::new()),
             check: false,
@@ -120,7 +127,10 @@ impl MappingProjection {
 
     /// Attaches a projection of `capacity` revisions to `store`.
     pub fn attach(store: Store, capacity: usize) -> (Store, Arc<MappingProjection>) {
-        let projection = Arc::new(MappingProjection::new(&store.state(), capacity));
+        let projection = Arc::new(match store.shared_epoch() {
+            Some(epoch) => MappingProjection::in_epoch(epoch, &store.state(), capacity),
+            None => MappingProjection::new(&store.state(), capacity),
+        });
         (store.with_follower(projection.clone()), projection)
     }
 
@@ -200,5 +210,16 @@ impl CommitFollower for MappingProjection {
 
     fn abandoned(&self) {
         self.pending().clear();
+    }
+
+    fn reset(&self, state: &State) {
+        // Resume points before `state` cannot be replayed: agents there get a Snapshot.
+        self.pending().clear();
+        *self.log() = MappingLog::new(
+            self.epoch.as_str(),
+            state.revision,
+            self.capacity,
+            project::all_records(state),
+        );
     }
 }

@@ -273,6 +273,12 @@ impl Mapping for MappingService {
         }
         let req = request.into_inner();
         let projection = self.projection.clone();
+        // An agent coming from another replica may be ahead of this one (its commits reach
+        // here by a watch): catch up first, so it resumes instead of resyncing.
+        if req.revision > self.store.state().revision {
+            let store = self.store.clone();
+            let _ = tokio::task::spawn_blocking(move || store.sync()).await;
+        }
         // Subscribe before computing the first message so no advance is missed in between.
         let mut wake = projection.subscribe(&req.host_id);
         let (mut feed, first) = Feed::open(&req, &projection.read(req.revision));

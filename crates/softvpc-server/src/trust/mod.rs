@@ -91,6 +91,13 @@ pub struct Trust {
     ca: Ca,
     /// None: memory only (tests).
     path: Option<PathBuf>,
+    /// Server replicas: the trust state lives here (shared by all) instead of `path`, so a
+    /// token made on one replica joins on another, and a host enrolled or revoked on one is
+    /// so on all. The version of `file` it was read at.
+    shared: Option<(
+        Box<dyn softvpc_store::SharedDoc>,
+        std::sync::atomic::AtomicI64,
+    )>,
     file: Mutex<TrustFile>,
     /// Bumped at every revocation: open watches re-check their certificate.
     revocations: watch::Sender<u64>,
@@ -122,10 +129,58 @@ impl Trust {
         ))
     }
 
+    /// The same trust kept in `doc`, shared by every server replica (the first replica's
+    /// local state seeds it).
+    pub fn shared(mut self, doc: Box<dyn softvpc_store::SharedDoc>) -> anyhow::Result<Trust> {
+        let (bytes, version) = doc.read().context("reading the shared trust state")?;
+        let version = match bytes {
+            Some(b) => {
+                *self.file.get_mut().unwrap_or_else(|e| e.into_inner()) =
+                    serde_json::from_slice(&b).context("parsing the shared trust state")?;
+                version
+            }
+            None => {
+                let text = serde_json::to_vec_pretty(&*self.lock())?;
+                match doc.write_if(&text, 0)? {
+                    Some(v) => v,
+                    // Another replica seeded it meanwhile: take theirs.
+                    None => return self.shared(doc),
+                }
+            }
+        };
+        self.shared = Some((doc, version.into()));
+        Ok(self)
+    }
+
+    /// Re-reads the shared trust state (replicas) if another replica changed it; a change
+    /// wakes the open watches so they check their certificates again.
+    pub fn refresh(&self) {
+        let Some((doc, version)) = &self.shared else {
+            return;
+        };
+        let (bytes, v) = match doc.read() {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "reading the shared trust state failed");
+                return;
+            }
+        };
+        if v == version.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        let Some(parsed) = bytes.and_then(|b| serde_json::from_slice::<TrustFile>(&b).ok()) else {
+            return;
+        };
+        *self.file.lock().unwrap_or_else(|e| e.into_inner()) = parsed;
+        version.store(v, std::sync::atomic::Ordering::SeqCst);
+        self.revocations.send_modify(|n| *n += 1);
+    }
+
     fn with(ca: Ca, path: Option<PathBuf>, file: TrustFile, host_cert_ttl: Duration) -> Trust {
         Trust {
             ca,
             path,
+            shared: None,
             file: Mutex::new(file),
             revocations: watch::channel(0).0,
             host_cert_ttl,
@@ -138,18 +193,40 @@ impl Trust {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, TrustFile> {
+        // Replicas: decide on what every replica has written.
+        self.refresh();
         self.file.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Writes `file` (all or nothing) before a change is acted on.
     fn persist(&self, file: &TrustFile) -> Result<(), Refusal> {
-        let Some(path) = &self.path else {
-            return Ok(());
-        };
         let text = serde_json::to_vec_pretty(file).map_err(|e| Refusal {
             code: tonic::Code::Internal,
             reason: e.to_string(),
         })?;
+        if let Some((doc, version)) = &self.shared {
+            let v = version.load(std::sync::atomic::Ordering::SeqCst);
+            return match doc.write_if(&text, v) {
+                Ok(Some(new)) => {
+                    version.store(new, std::sync::atomic::Ordering::SeqCst);
+                    Ok(())
+                }
+                Ok(None) => Err(Refusal {
+                    code: tonic::Code::Unavailable,
+                    reason: "the trust state changed on another server replica; retry".into(),
+                }),
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "cannot write the shared trust state");
+                    Err(Refusal {
+                        code: tonic::Code::Unavailable,
+                        reason: "the trust state could not be stored".into(),
+                    })
+                }
+            };
+        }
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
         softvpc_trust::write_file(path, &text, 0o600).map_err(|e| {
             tracing::error!(error = %e, path = %path.display(), "cannot write the trust state");
             Refusal {
