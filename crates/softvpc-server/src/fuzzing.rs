@@ -1,5 +1,6 @@
 //! Fuzz bodies, shared by the cargo-fuzz targets in `fuzz/` and the tests that replay saved
-//! inputs from `tests/regressions/<target>/`.
+//! inputs from `tests/regressions/<target>/`: `ec2_query` (below) and `flow_log_records` (the
+//! record lines agents send with `PutFlowLogRecords`).
 //!
 //! `ec2_query`: the input is first decoded as one form-encoded request; then each line of it is
 //! sent, in order, through the full action dispatch against a fresh memory-only store with two
@@ -106,6 +107,102 @@ pub fn ec2_query(data: &[u8]) {
             s => panic!("unexpected status {s}: {}", reply.body),
         }
     }
+}
+
+/// The fixed world of the `flow_log_records` body: host-1 (the caller) with one instance,
+/// host-2, and a flow log on the instance's VPC; (state, flow log id, ENI id).
+fn flow_log_world() -> &'static (softvpc_model::State, String, String) {
+    use softvpc_model::{flow_log, instance, subnet, vpc, State, Tags, Txn};
+    static WORLD: std::sync::OnceLock<(State, String, String)> = std::sync::OnceLock::new();
+    WORLD.get_or_init(|| {
+        let mut t = Txn::new(State::new(), 1_000);
+        register_host(&mut t, "host-1", "198.18.0.11").expect("host-1");
+        register_host(&mut t, "host-2", "198.18.0.12").expect("host-2");
+        let v = vpc::create_vpc(&mut t, "10.0.0.0/16", None, Tags::new()).expect("vpc");
+        let sn =
+            subnet::create_subnet(&mut t, &v.id, "10.0.0.0/24", None, Tags::new()).expect("subnet");
+        let r = instance::run_instances(
+            &mut t,
+            &instance::RunRequest {
+                min_count: 1,
+                max_count: 1,
+                subnet_id: sn.id.clone(),
+                host: Some("host-1".into()),
+                ..Default::default()
+            },
+        )
+        .expect("instance");
+        let fl = flow_log::create_flow_logs(
+            &mut t,
+            &flow_log::CreateRequest {
+                resource_type: "VPC".into(),
+                resource_ids: vec![v.id.clone()],
+                traffic_type: Some("ALL".into()),
+                log_destination_type: Some("s3".into()),
+                log_destination: Some("arn:aws:s3:::fuzz-bucket".into()),
+                ..Default::default()
+            },
+        )
+        .expect("flow log");
+        let eni = r.instances[0].eni_id.clone();
+        (t.state, fl.flow_log_ids[0].clone(), eni)
+    })
+}
+
+/// The `flow_log_records` fuzz body: the server's check of the record lines agents send
+/// (`PutFlowLogRecords`, untrusted: any host may send anything). The first byte picks whose
+/// batch it is (the right host, flow log and ENI, or one of them wrong), the rest is split on
+/// NUL into lines (so lines may hold newlines, CR, non-ASCII, anything). Checked: a batch for
+/// another host's ENI or an unknown flow log writes nothing; every line is either written or
+/// refused; exactly the written lines reach the file, each as one line that passes
+/// `valid_line`, in order.
+pub fn flow_log_records(data: &[u8]) {
+    use crate::mapping::flow_records::{append, destination_file, valid_line};
+    use softvpc_proto::pb;
+    let Some((&pick, rest)) = data.split_first() else {
+        return;
+    };
+    let (state, fl, eni) = flow_log_world();
+    let (host, fl_id, eni_id) = match pick % 4 {
+        0 => ("host-1", fl.as_str(), eni.as_str()),
+        1 => ("host-2", fl.as_str(), eni.as_str()),
+        2 => ("host-1", "fl-0123456789abcdef0", eni.as_str()),
+        _ => ("host-1", fl.as_str(), "eni-0123456789abcdef0"),
+    };
+    let lines: Vec<String> = rest
+        .split(|b| *b == 0)
+        .map(|l| String::from_utf8_lossy(l).into_owned())
+        .collect();
+    let dir =
+        std::env::temp_dir().join(format!("softvpc-fuzz-flow-records-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let req = pb::PutFlowLogRecordsRequest {
+        batches: vec![pb::FlowLogBatch {
+            flow_log_id: fl_id.to_string(),
+            eni_id: eni_id.to_string(),
+            lines: lines.clone(),
+        }],
+    };
+    let out = append(state, &dir, host, &req);
+    assert_eq!(out.written + out.refused, lines.len() as u64);
+    let f = &state.flow_logs[fl];
+    let written =
+        std::fs::read_to_string(destination_file(&dir, &f.dir, &f.id)).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    if pick % 4 != 0 {
+        assert_eq!(out.written, 0, "a batch the host may not write was written");
+        assert!(written.is_empty());
+        return;
+    }
+    let expected: Vec<&str> = lines
+        .iter()
+        .map(String::as_str)
+        .filter(|l| valid_line(l))
+        .collect();
+    assert_eq!(out.written, expected.len() as u64);
+    let got: Vec<&str> = written.split_terminator('\n').collect();
+    assert_eq!(got, expected, "the file holds exactly the accepted lines");
+    assert!(got.iter().all(|l| valid_line(l)));
 }
 
 #[cfg(test)]
