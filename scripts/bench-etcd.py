@@ -42,7 +42,7 @@ def measure(srv, n, threads):
         mine = []
         for i in range(n // threads):
             t0 = time.perf_counter()
-            ec2.create_tags(Resources=[vpc], Tags=[{"Key": f"k{tid}-{i}", "Value": "v"}])
+            ec2.create_tags(Resources=[vpc], Tags=[{"Key": f"k{tid}", "Value": f"v{i}"}])
             mine.append((time.perf_counter() - t0) * 1000)
         with lock:
             lat.extend(mine)
@@ -86,7 +86,7 @@ def main():
         for round_ in range(3):
             ec2 = a.client()
             for i in range(20):
-                ec2.create_tags(Resources=[vpc], Tags=[{"Key": f"r{round_}-{i}", "Value": "v"}])
+                ec2.create_tags(Resources=[vpc], Tags=[{"Key": "r", "Value": f"{round_}-{i}"}])
             killed = time.perf_counter()
             a.proc.send_signal(signal.SIGKILL)
             a.proc.wait()
@@ -97,7 +97,7 @@ def main():
                 except Exception:
                     ec2 = ec2_b
                     try:
-                        ec2.create_tags(Resources=[vpc], Tags=[{"Key": f"after{round_}", "Value": "v"}])
+                        ec2.create_tags(Resources=[vpc], Tags=[{"Key": "after", "Value": f"{round_}"}])
                         break
                     except Exception:
                         time.sleep(0.01)
