@@ -27,7 +27,6 @@ apt_needs=(
   "unshare:util-linux:the fresh-machine test (hides tools in a private mount namespace)"
   "node:nodejs:API tests (the AWS SDK for JavaScript v3 as a second client, tests/js)"
   "npm:npm:the dependency step (installs the JavaScript SDK into tests/js)"
-  "protoc:protobuf-compiler:the build (etcd-client compiles etcd's API with protoc)"
   "etcd:etcd-server:the etcd store tests (SOFTVPC_TEST_STORE=etcd, test_etcd_replicas.py)"
   "etcdctl:etcd-client:the etcd store tests (inspecting the cluster)"
 )
