@@ -107,11 +107,13 @@ pub fn address_value(state: &State, a: &Address) -> Value {
 }
 
 pub fn allocate_address(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
-    if optional(input, "Address").is_some() || optional(input, "PublicIpv4Pool").is_some() {
-        return Err(ApiError::invalid_value(
-            "Choosing the address or the pool is not supported; addresses come from 203.0.113.0/24.",
-        ));
-    }
+    input::refuse_unsupported(
+        input,
+        &[
+            ("Address", "addresses come from softvpc's own pool"),
+            ("PublicIpv4Pool", "addresses come from softvpc's own pool"),
+        ],
+    )?;
     let tags = input::creation_tags(input, "elastic-ip")?;
     let domain = optional(input, "Domain");
     let a = ctx.mutate(|t| address::allocate_address(t, domain, tags.clone()))?;

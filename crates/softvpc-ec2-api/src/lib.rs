@@ -51,6 +51,7 @@ mod security_group;
 mod sts;
 mod subnet;
 mod tags;
+mod unsupported;
 mod volume;
 mod vpc;
 
@@ -570,6 +571,7 @@ fn run(
     })?;
     input::check_paging(&name, &pairs).map_err(fail)?;
     let input = softvpc_ec2_protocol::decode(&name, &pairs).map_err(|e| fail(protocol_error(e)))?;
+    unsupported::check(&name, &input).map_err(fail)?;
     let dry_run = input.get_bool("DryRun").unwrap_or(false);
     if dry_run && action.kind == Kind::Read {
         return Err(fail(ApiError::dry_run()));

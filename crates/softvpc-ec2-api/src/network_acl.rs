@@ -89,11 +89,7 @@ pub fn describe_network_acls(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiE
 }
 
 fn entry_request(input: &Value) -> Result<EntryRequest, ApiError> {
-    if input::optional(input, "Ipv6CidrBlock").is_some() {
-        return Err(ApiError::invalid_value(
-            "IPv6 CIDR blocks are not supported.",
-        ));
-    }
+    input::refuse_unsupported(input, &[("Ipv6CidrBlock", "there is no IPv6")])?;
     let rule_number = input
         .get_i64("RuleNumber")
         .ok_or_else(|| ApiError::missing("RuleNumber"))?;

@@ -114,12 +114,7 @@ pub fn describe_route_tables(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiE
 /// The destination: `DestinationCidrBlock` or `DestinationPrefixListId` (a `pl-` id, which the
 /// model tells from a CIDR), exactly one.
 fn destination(input: &Value) -> Result<&str, ApiError> {
-    if input::optional(input, "DestinationIpv6CidrBlock").is_some() {
-        return Err(ApiError::new(
-            "InvalidParameterValue",
-            "IPv6 destinations are not supported.",
-        ));
-    }
+    input::refuse_unsupported(input, &[("DestinationIpv6CidrBlock", "there is no IPv6")])?;
     match (
         input::optional(input, "DestinationCidrBlock"),
         input::optional(input, "DestinationPrefixListId"),
@@ -171,11 +166,13 @@ pub fn delete_route(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
 
 pub fn associate_route_table(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
     let id = required(input, "RouteTableId")?;
-    if input::optional(input, "GatewayId").is_some() {
-        return Err(ApiError::invalid_value(
-            "Gateway route table associations are not supported; give a SubnetId.",
-        ));
-    }
+    input::refuse_unsupported(
+        input,
+        &[(
+            "GatewayId",
+            "gateway route table associations do not exist; give a SubnetId",
+        )],
+    )?;
     let subnet = required(input, "SubnetId")?;
     let assoc = ctx.mutate(|t| rt::associate_route_table(t, id, subnet))?;
     tracing::info!(route_table = %id, subnet = %subnet, association = %assoc, "route table associated");
