@@ -43,6 +43,7 @@ OPERATIONS = [
     "AuthorizeSecurityGroupIngress", "AuthorizeSecurityGroupEgress",
     "RevokeSecurityGroupIngress", "RevokeSecurityGroupEgress",
     "DescribeSecurityGroupRules", "ModifySecurityGroupRules",
+    "UpdateSecurityGroupRuleDescriptionsIngress", "UpdateSecurityGroupRuleDescriptionsEgress",
     # Network ACLs
     "CreateNetworkAcl", "DeleteNetworkAcl", "DescribeNetworkAcls", "CreateNetworkAclEntry",
     "ReplaceNetworkAclEntry", "DeleteNetworkAclEntry", "ReplaceNetworkAclAssociation",

@@ -1,6 +1,7 @@
 """DHCP option sets through boto3: create (with tags), describe by id/filters/paginator,
 associate with a VPC (DescribeVpcs' DhcpOptionsId follows, `default` removes it), delete, and
-each refusal with AWS's code and HTTP status; DryRun."""
+each refusal with AWS's code and HTTP status; DryRun. New VPCs use the region's default set
+(`ec2.internal`, `AmazonProvidedDNS`), as on AWS."""
 
 from helpers import expect_error, tags
 
@@ -19,9 +20,32 @@ def make(ec2, **extra):
     ], **extra)["DhcpOptions"]
 
 
+def test_new_vpcs_use_the_regions_default_set(ec2, aws):
+    a = ec2.create_vpc(CidrBlock="10.90.0.0/16")["Vpc"]
+    code, out, err = aws("create-vpc", "--cidr-block", "10.91.0.0/16")
+    assert code == 0, err
+    b = out["Vpc"]
+    default = a["DhcpOptionsId"]
+    assert default.startswith("dopt-") and b["DhcpOptionsId"] == default
+    got = ec2.describe_dhcp_options(DhcpOptionsIds=[default])["DhcpOptions"][0]
+    assert conf(got) == {"domain-name": ["ec2.internal"], "domain-name-servers": ["AmazonProvidedDNS"]}
+    assert got["OwnerId"] == "123456789012"
+    vpcs = ec2.describe_vpcs(Filters=[{"Name": "dhcp-options-id", "Values": [default]}])["Vpcs"]
+    assert {a["VpcId"], b["VpcId"]} <= {v["VpcId"] for v in vpcs}
+    # In use: not deletable; `default` (no option set) can still be chosen.
+    expect_error("DependencyViolation", 400, ec2.delete_dhcp_options, DhcpOptionsId=default)
+    ec2.associate_dhcp_options(DhcpOptionsId="default", VpcId=b["VpcId"])
+    assert ec2.describe_vpcs(VpcIds=[b["VpcId"]])["Vpcs"][0]["DhcpOptionsId"] == "default"
+    ec2.associate_dhcp_options(DhcpOptionsId=default, VpcId=b["VpcId"])
+    assert ec2.describe_vpcs(VpcIds=[b["VpcId"]])["Vpcs"][0]["DhcpOptionsId"] == default
+    for v in (a, b):
+        ec2.delete_vpc(VpcId=v["VpcId"])
+
+
 def test_dhcp_options_lifecycle(ec2, vpc):
     vid = vpc["VpcId"]
-    assert vpc["DhcpOptionsId"] == "default"
+    region_default = vpc["DhcpOptionsId"]
+    assert region_default.startswith("dopt-")
     expect_error("DryRunOperation", 412, make, ec2, DryRun=True)
     d = make(ec2, TagSpecifications=[{"ResourceType": "dhcp-options", "Tags": [{"Key": "Name", "Value": "corp"}]}])
     did = d["DhcpOptionsId"]
@@ -32,7 +56,7 @@ def test_dhcp_options_lifecycle(ec2, vpc):
     assert len(got) == 1 and conf(got[0]) == conf(d)
     expect_error("InvalidDhcpOptionID.NotFound", 400, ec2.describe_dhcp_options, DhcpOptionsIds=[MISSING])
     expect_error("DryRunOperation", 412, ec2.associate_dhcp_options, DhcpOptionsId=did, VpcId=vid, DryRun=True)
-    assert ec2.describe_vpcs(VpcIds=[vid])["Vpcs"][0]["DhcpOptionsId"] == "default"
+    assert ec2.describe_vpcs(VpcIds=[vid])["Vpcs"][0]["DhcpOptionsId"] == region_default
     ec2.associate_dhcp_options(DhcpOptionsId=did, VpcId=vid)
     assert ec2.describe_vpcs(VpcIds=[vid])["Vpcs"][0]["DhcpOptionsId"] == did
     got = ec2.describe_vpcs(Filters=[{"Name": "dhcp-options-id", "Values": [did]}])["Vpcs"]

@@ -242,6 +242,12 @@ def calls(w):
         "StartInstances": {"InstanceIds": [w["i_stopped"]]},
         "StopInstances": {"InstanceIds": [w["i_running"]]},
         "TerminateInstances": {"InstanceIds": [w["i_running"]]},
+        "UpdateSecurityGroupRuleDescriptionsEgress": {
+            "GroupId": w["sg"], "IpPermissions": [dict(ssh("10.9.0.0/16"), IpRanges=[
+                {"CidrIp": "10.9.0.0/16", "Description": "dry"}])]},
+        "UpdateSecurityGroupRuleDescriptionsIngress": {
+            "GroupId": w["sg"], "IpPermissions": [dict(ssh(), IpRanges=[
+                {"CidrIp": "10.0.0.0/8", "Description": "dry"}])]},
     }
 
 

@@ -192,3 +192,35 @@ def test_peerings_survive_restart(workdir):
         assert [r["State"] for r in routes if r.get("VpcPeeringConnectionId") == live] == ["active"]
     finally:
         srv.stop()
+
+
+def test_pending_request_expires_in_seven_days(ec2):
+    """A request pending acceptance shows ExpirationTime, 7 days after it was made (as AWS);
+    an accepted, failed or rejected connection shows none."""
+    import datetime
+    a, b = two_vpcs(ec2, "10.44.0.0/16", "10.45.0.0/16")
+    made = datetime.datetime.now(datetime.timezone.utc)
+    p = ec2.create_vpc_peering_connection(VpcId=a, PeerVpcId=b)["VpcPeeringConnection"]
+    pcx = p["VpcPeeringConnectionId"]
+    week = datetime.timedelta(days=7)
+    assert abs(p["ExpirationTime"] - (made + week)) < datetime.timedelta(seconds=60), p
+    got = ec2.describe_vpc_peering_connections(VpcPeeringConnectionIds=[pcx])["VpcPeeringConnections"][0]
+    assert got["Status"]["Code"] == "pending-acceptance"
+    assert got["ExpirationTime"] == p["ExpirationTime"]
+    stamp = got["ExpirationTime"].strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    found = ec2.describe_vpc_peering_connections(Filters=[
+        {"Name": "expiration-time", "Values": [stamp]}])["VpcPeeringConnections"]
+    assert [x["VpcPeeringConnectionId"] for x in found] == [pcx]
+    accepted = ec2.accept_vpc_peering_connection(VpcPeeringConnectionId=pcx)["VpcPeeringConnection"]
+    assert "ExpirationTime" not in accepted
+    got = ec2.describe_vpc_peering_connections(VpcPeeringConnectionIds=[pcx])["VpcPeeringConnections"][0]
+    assert "ExpirationTime" not in got
+    assert ec2.describe_vpc_peering_connections(Filters=[
+        {"Name": "expiration-time", "Values": [stamp]}])["VpcPeeringConnections"] == []
+    # A request that fails (overlapping CIDRs) never waits, so it has no expiration time.
+    c = ec2.create_vpc(CidrBlock="10.44.0.0/16")["Vpc"]["VpcId"]
+    failed = ec2.create_vpc_peering_connection(VpcId=a, PeerVpcId=c)["VpcPeeringConnection"]
+    assert failed["Status"]["Code"] == "failed" and "ExpirationTime" not in failed
+    ec2.delete_vpc_peering_connection(VpcPeeringConnectionId=pcx)
+    for v in (a, b, c):
+        ec2.delete_vpc(VpcId=v)

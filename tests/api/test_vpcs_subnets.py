@@ -16,7 +16,7 @@ def test_create_vpc_fields_and_canonical_cidr(ec2):
     assert v["CidrBlock"] == "100.68.0.0/18"
     assert v["State"] == "available"
     assert v["IsDefault"] is False
-    assert v["DhcpOptionsId"] == "default"
+    assert v["DhcpOptionsId"].startswith("dopt-"), "the region's default DHCP option set"
     assert v["InstanceTenancy"] == "default"
     assert v["OwnerId"] == "123456789012"
     assoc = v["CidrBlockAssociationSet"]

@@ -127,16 +127,16 @@ test("VPC life cycle: waiters, paginators, DryRun, errors, tag filters with *", 
   await send(new AuthorizeSecurityGroupIngressCommand({ GroupId, IpPermissions: [
     { IpProtocol: "tcp", FromPort: 443, ToPort: 443, IpRanges: [{ CidrIp: "0.0.0.0/0" }] }] }));
 
-  // A pending peering connection: its expiration time, if shown, is a time in the future.
+  // A pending peering connection: its expiration time is 7 days after the request (as on AWS).
   const { VpcPeeringConnection: pcx } = await send(new CreateVpcPeeringConnectionCommand({
     VpcId: vpcs[0], PeerVpcId: vpcs[1] }));
   assert.equal(pcx.Status.Code, "initiating-request");
   await waitUntilVpcPeeringConnectionExists({ client: ec2, maxWaitTime: 30 },
     { VpcPeeringConnectionIds: [pcx.VpcPeeringConnectionId] });
-  if (pcx.ExpirationTime !== undefined) {
-    assert.ok(pcx.ExpirationTime instanceof Date);
-    assert.ok(pcx.ExpirationTime.getTime() > Date.now());
-  }
+  assert.ok(pcx.ExpirationTime instanceof Date, "a pending request has an ExpirationTime");
+  const week = 7 * 24 * 3600 * 1000;
+  assert.ok(Math.abs(pcx.ExpirationTime.getTime() - (Date.now() + week)) < 60_000,
+    `ExpirationTime ${pcx.ExpirationTime.toISOString()} is 7 days from now`);
   assert.equal(pcx.RequesterVpcInfo.VpcId, vpcs[0]);
   assert.equal(pcx.AccepterVpcInfo.VpcId, vpcs[1]);
   await send(new DeleteVpcPeeringConnectionCommand({ VpcPeeringConnectionId: pcx.VpcPeeringConnectionId }));

@@ -226,6 +226,16 @@ pub static ACTIONS: &[Action] = &[
         security_group::modify_security_group_rules,
     ),
     Action::model(
+        "UpdateSecurityGroupRuleDescriptionsIngress",
+        Kind::Write,
+        security_group::update_descriptions_ingress,
+    ),
+    Action::model(
+        "UpdateSecurityGroupRuleDescriptionsEgress",
+        Kind::Write,
+        security_group::update_descriptions_egress,
+    ),
+    Action::model(
         "CreateNetworkAcl",
         Kind::Write,
         network_acl::create_network_acl,

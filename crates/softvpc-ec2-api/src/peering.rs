@@ -34,6 +34,12 @@ fn pcx_value(p: &PeeringConnection, status: &str, message: &str) -> Value {
                 .with("Message", message),
         )
         .with_opt("Tags", input::tags_opt(&p.tags))
+        .with_opt(
+            "ExpirationTime",
+            p.expiration_time
+                .filter(|_| status == "pending-acceptance" || status == "initiating-request")
+                .map(input::timestamp),
+        )
         .with("VpcPeeringConnectionId", p.id.as_str())
 }
 

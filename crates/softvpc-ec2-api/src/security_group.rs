@@ -1,7 +1,7 @@
 //! Security group actions: CreateSecurityGroup, DeleteSecurityGroup, DescribeSecurityGroups,
 //! Authorize/RevokeSecurityGroupIngress/Egress, DescribeSecurityGroupRules,
-//! ModifySecurityGroupRules (model-driven handlers; the rules live in
-//! [`softvpc_model::security_group`]).
+//! ModifySecurityGroupRules, UpdateSecurityGroupRuleDescriptionsIngress/Egress (model-driven
+//! handlers; the rules live in [`softvpc_model::security_group`]).
 
 use softvpc_ec2_protocol::Value;
 
@@ -357,6 +357,36 @@ fn revoke(ctx: &Ctx<'_>, input: &Value, egress: bool) -> Result<Value, ApiError>
         "RevokedSecurityGroupRules",
         input::list_of(&revoked, revoked_value),
     ))
+}
+
+/// `UpdateSecurityGroupRuleDescriptionsIngress`/`Egress`: rules named by `IpPermissions` (the
+/// Authorize form, each peer with its new description) or by `SecurityGroupRuleDescriptions`.
+fn update_descriptions(ctx: &Ctx<'_>, input: &Value, egress: bool) -> Result<Value, ApiError> {
+    let by_id = input
+        .get_list("SecurityGroupRuleDescriptions")
+        .iter()
+        .map(|d| {
+            let id = input::optional(d, "SecurityGroupRuleId").ok_or_else(|| {
+                ApiError::missing("SecurityGroupRuleDescriptions.N.SecurityGroupRuleId")
+            })?;
+            Ok((id.to_string(), d.get_str("Description").map(str::to_string)))
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    ctx.mutate(|t| {
+        let g = target_group(t, input)?;
+        let perms = read_permissions(&t.state, &g.vpc_id, input)?;
+        sg::update_descriptions(t, &g.id, egress, &perms, &by_id)
+    })?;
+    tracing::info!(egress, "security group rule descriptions updated");
+    Ok(Value::new_struct().with("Return", true))
+}
+
+pub fn update_descriptions_ingress(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
+    update_descriptions(ctx, input, false)
+}
+
+pub fn update_descriptions_egress(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
+    update_descriptions(ctx, input, true)
 }
 
 pub fn authorize_ingress(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {

@@ -27,6 +27,37 @@ pub struct DhcpOptions {
     pub options: Vec<(String, Vec<String>)>,
     /// Its tags.
     pub tags: Tags,
+    /// The region's default set, which new VPCs are associated with (see [`region_default`]).
+    #[serde(default)]
+    pub region_default: bool,
+}
+
+/// The options of the region's default set, as AWS makes it in us-east-1.
+pub fn region_default_options() -> Vec<(String, Vec<String>)> {
+    vec![
+        ("domain-name".into(), vec!["ec2.internal".into()]),
+        (
+            "domain-name-servers".into(),
+            vec!["AmazonProvidedDNS".into()],
+        ),
+    ]
+}
+
+/// The id of the region's default option set, which AWS associates with every new VPC. Made on
+/// first use (a new VPC, or the default VPC at first start), and again if it was deleted, as
+/// AWS's account has one per region.
+pub fn region_default(txn: &mut Txn) -> String {
+    if let Some(d) = txn.state.dhcp_options.values().find(|d| d.region_default) {
+        return d.id.clone();
+    }
+    let d = DhcpOptions {
+        id: new_id("dopt"),
+        options: region_default_options(),
+        tags: Tags::new(),
+        region_default: true,
+    };
+    txn.put(d.clone());
+    d.id
 }
 
 /// `InvalidDhcpOptionID.NotFound` for `ids`.
@@ -119,6 +150,7 @@ pub fn create_dhcp_options(
         id: new_id("dopt"),
         options,
         tags,
+        region_default: false,
     };
     txn.put(d.clone());
     Ok(d)
@@ -194,6 +226,28 @@ mod tests {
 
     fn opt(k: &str, v: &[&str]) -> (String, Vec<String>) {
         (k.into(), v.iter().map(|s| s.to_string()).collect())
+    }
+
+    #[test]
+    fn new_vpcs_share_the_regions_default_set() {
+        let mut txn = Txn::new(State::new(), 0);
+        let a = create_vpc(&mut txn, "10.0.0.0/16", None, Tags::new()).unwrap();
+        let b = create_vpc(&mut txn, "10.1.0.0/16", None, Tags::new()).unwrap();
+        let id = a.dhcp_options_id.clone().expect("a default set");
+        assert_eq!(b.dhcp_options_id.as_deref(), Some(id.as_str()));
+        let d = &txn.state.dhcp_options[&id];
+        assert!(d.region_default);
+        assert_eq!(d.options, region_default_options());
+        assert_eq!(txn.state.dhcp_options.len(), 1);
+        // Deleted once no VPC uses it: the next VPC gets a new one.
+        for v in [&a, &b] {
+            associate_dhcp_options(&mut txn, "default", &v.id).unwrap();
+        }
+        delete_dhcp_options(&mut txn, &id).unwrap();
+        let c = create_vpc(&mut txn, "10.2.0.0/16", None, Tags::new()).unwrap();
+        let again = c.dhcp_options_id.expect("a new default set");
+        assert_ne!(again, id);
+        assert!(txn.state.dhcp_options[&again].region_default);
     }
 
     #[test]

@@ -76,9 +76,23 @@ pub struct PeeringConnection {
     pub status: PeeringStatus,
     /// Its tags.
     pub tags: Tags,
+    /// When a request still pending acceptance expires (seconds since the epoch): 7 days after
+    /// it was made, as on AWS. None for a connection created failed (and for records written
+    /// before this field existed).
+    #[serde(default)]
+    pub expiration_time: Option<u64>,
 }
 
+/// How long a request waits for acceptance on AWS (7 days).
+pub const PENDING_LIFETIME_SECS: u64 = 7 * 24 * 3600;
+
 impl PeeringConnection {
+    /// `ExpirationTime` as AWS shows it: only while the request is pending acceptance.
+    pub fn shown_expiration(&self) -> Option<u64> {
+        self.expiration_time
+            .filter(|_| self.status == PeeringStatus::PendingAcceptance)
+    }
+
     /// True when `vpc_id` is one of its two sides.
     pub fn involves(&self, vpc_id: &str) -> bool {
         self.requester.vpc_id == vpc_id || self.accepter.vpc_id == vpc_id
@@ -175,6 +189,7 @@ pub fn create_peering(txn: &mut Txn, req: &CreateRequest) -> Result<PeeringConne
             PeeringStatus::PendingAcceptance
         },
         tags: req.tags.clone(),
+        expiration_time: (!overlap).then(|| txn.now + PENDING_LIFETIME_SECS),
     };
     txn.put(p.clone());
     Ok(p)
@@ -291,6 +306,11 @@ impl Filterable for PeeringConnection {
             "requester-vpc-info.owner-id" | "accepter-vpc-info.owner-id" => {
                 vec![OWNER_ID.into()]
             }
+            "expiration-time" => self
+                .shown_expiration()
+                .map(super::filter::iso_time)
+                .into_iter()
+                .collect(),
             _ => Vec::new(),
         }
     }
@@ -427,5 +447,22 @@ mod tests {
             PeeringStatus::Deleted
         );
         assert_eq!(route_state(&txn.state, &a.id, &route), "blackhole");
+    }
+
+    #[test]
+    fn pending_requests_expire_seven_days_later() {
+        let mut txn = Txn::new(State::new(), 1_000);
+        let a = create_vpc(&mut txn, "10.0.0.0/16", None, Tags::new()).unwrap();
+        let b = create_vpc(&mut txn, "10.1.0.0/16", None, Tags::new()).unwrap();
+        let c = create_vpc(&mut txn, "10.0.0.0/16", None, Tags::new()).unwrap();
+        let p = create_peering(&mut txn, &req(&a.id, &b.id)).unwrap();
+        assert_eq!(p.shown_expiration(), Some(1_000 + 7 * 24 * 3600));
+        assert_eq!(p.field(&txn.state, "expiration-time").len(), 1);
+        let p = accept_peering(&mut txn, &p.id).unwrap();
+        assert_eq!(p.shown_expiration(), None, "active: no expiration shown");
+        assert!(p.field(&txn.state, "expiration-time").is_empty());
+        let f = create_peering(&mut txn, &req(&a.id, &c.id)).unwrap();
+        assert_eq!(f.status, PeeringStatus::Failed);
+        assert_eq!(f.expiration_time, None);
     }
 }

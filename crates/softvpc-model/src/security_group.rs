@@ -635,6 +635,65 @@ pub fn revoke(
     Ok(revoked)
 }
 
+/// `UpdateSecurityGroupRuleDescriptionsIngress`/`Egress`: sets the description of existing rules
+/// of one direction, named by content (`perms`: each peer's description replaces the rule's, an
+/// absent one removes it) or by id (`by_id`). Nothing but descriptions changes; all or nothing.
+pub fn update_descriptions(
+    txn: &mut Txn,
+    group_id: &str,
+    egress: bool,
+    perms: &[Permission],
+    by_id: &[(String, Option<String>)],
+) -> Result<(), ApiError> {
+    let group = txn
+        .state
+        .security_groups
+        .get(group_id)
+        .cloned()
+        .ok_or_else(|| not_found(group_id))?;
+    if perms.is_empty() && by_id.is_empty() {
+        return Err(ApiError::missing("IpPermissions"));
+    }
+    if !perms.is_empty() && !by_id.is_empty() {
+        return Err(ApiError::new(
+            "InvalidParameterCombination",
+            "The parameter IpPermissions cannot be used with SecurityGroupRuleDescriptions.",
+        ));
+    }
+    let mut group = (*group).clone();
+    for spec in specs_of(&txn.state, &group.vpc_id, perms)? {
+        let rule = group
+            .rules
+            .iter_mut()
+            .find(|r| r.egress == egress && r.spec.same_rule(&spec))
+            .ok_or_else(|| {
+                ApiError::new(
+                    "InvalidPermission.NotFound",
+                    "The specified rule does not exist in this security group.",
+                )
+            })?;
+        rule.spec.description = spec.description;
+    }
+    for (id, description) in by_id {
+        if let Some(d) = description {
+            check_description(d, "rule description")?;
+        }
+        let rule = group
+            .rules
+            .iter_mut()
+            .find(|r| r.egress == egress && &r.id == id)
+            .ok_or_else(|| {
+                ApiError::new(
+                    "InvalidSecurityGroupRuleId.NotFound",
+                    format!("The security group rule ID '{id}' does not exist"),
+                )
+            })?;
+        rule.spec.description = description.clone();
+    }
+    txn.put(group);
+    Ok(())
+}
+
 /// One `SecurityGroupRule` update of `ModifySecurityGroupRules`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RuleUpdate {
@@ -1398,5 +1457,63 @@ mod tests {
         let mut again = Txn::new(txn.state.clone(), 0);
         assert_eq!(ensure_vpc_defaults(&mut again).unwrap(), 0);
         assert!(again.is_empty(), "a complete store is left alone");
+    }
+
+    #[test]
+    fn descriptions_change_alone_and_all_or_nothing() {
+        let (mut txn, vpc) = setup();
+        let g = create_security_group(&mut txn, "d", "x", Some(&vpc), Tags::new()).unwrap();
+        let added = authorize(
+            &mut txn,
+            &g.id,
+            false,
+            &[tcp(22, 22, "10.0.0.0/8")],
+            Tags::new(),
+        )
+        .unwrap();
+        let with_desc = |p: Permission, d: &str| Permission {
+            cidrs: p
+                .cidrs
+                .into_iter()
+                .map(|(c, _)| (c, Some(d.into())))
+                .collect(),
+            ..p
+        };
+        let rule = |txn: &Txn| txn.state.security_groups[&g.id].rules[0].clone();
+        update_descriptions(
+            &mut txn,
+            &g.id,
+            false,
+            &[with_desc(tcp(22, 22, "10.0.0.0/8"), "ssh")],
+            &[],
+        )
+        .unwrap();
+        let r = rule(&txn);
+        assert_eq!(
+            (r.id.as_str(), r.spec.description.as_deref()),
+            (added[0].id.as_str(), Some("ssh"))
+        );
+        assert_eq!(r.spec.from_port, Some(22));
+        // A second, missing permission refuses the whole call; the egress side has no such id.
+        let mut t2 = Txn::new(txn.state.clone(), 0);
+        let e = update_descriptions(
+            &mut t2,
+            &g.id,
+            false,
+            &[
+                with_desc(tcp(22, 22, "10.0.0.0/8"), "new"),
+                tcp(23, 23, "10.0.0.0/8"),
+            ],
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(e.code, "InvalidPermission.NotFound");
+        assert!(t2.is_empty());
+        let e = update_descriptions(&mut t2, &g.id, true, &[], &[(added[0].id.clone(), None)])
+            .unwrap_err();
+        assert_eq!(e.code, "InvalidSecurityGroupRuleId.NotFound");
+        // By id, None removes the description.
+        update_descriptions(&mut txn, &g.id, false, &[], &[(added[0].id.clone(), None)]).unwrap();
+        assert_eq!(rule(&txn).spec.description, None);
     }
 }

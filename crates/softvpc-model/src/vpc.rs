@@ -58,6 +58,8 @@ pub fn create_vpc(
     }
     let vni = allocate_vni(&txn.state)?;
     txn.state.next_vni = if vni >= MAX_VNI { FIRST_VNI } else { vni + 1 };
+    // As on AWS, a new VPC uses the region's default DHCP option set.
+    let dhcp_options_id = Some(super::dhcp_options::region_default(txn));
     let vpc = Vpc {
         id: new_id("vpc"),
         cidr: net,
@@ -68,7 +70,7 @@ pub fn create_vpc(
         is_default: false,
         enable_dns_support: true,
         enable_dns_hostnames: false,
-        dhcp_options_id: None,
+        dhcp_options_id,
     };
     txn.put(vpc.clone());
     super::route_table::create_main_route_table(txn, &vpc.id, vpc.cidr);
