@@ -78,6 +78,10 @@ OPERATIONS = [
     "DescribeAccountAttributes",
     # Key pairs
     "CreateKeyPair", "ImportKeyPair", "DescribeKeyPairs", "DeleteKeyPair",
+    # Launch templates
+    "CreateLaunchTemplate", "DescribeLaunchTemplates", "ModifyLaunchTemplate",
+    "DeleteLaunchTemplate", "CreateLaunchTemplateVersion", "DescribeLaunchTemplateVersions",
+    "DeleteLaunchTemplateVersions",
 ]
 
 SCALARS = {"string", "integer", "long", "boolean", "timestamp", "double", "float", "blob"}

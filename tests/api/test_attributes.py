@@ -59,11 +59,14 @@ def test_default_vpc_exists_without_the_flag(default_server):
     assert vpc_attr(ec2, v["VpcId"], "enableDnsHostnames") is True
     assert vpc_attr(ec2, v["VpcId"], "enableDnsSupport") is True
     subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [v["VpcId"]]}])["Subnets"]
-    assert [(s["CidrBlock"], s["DefaultForAz"], s["MapPublicIpOnLaunch"]) for s in subnets] == [
-        ("172.31.0.0/20", True, True)]
+    subnets.sort(key=lambda s: s["AvailabilityZone"])
+    # One default subnet per zone, as in a new AWS account.
+    assert [(s["AvailabilityZone"], s["CidrBlock"], s["DefaultForAz"], s["MapPublicIpOnLaunch"])
+            for s in subnets] == [(f"us-east-1{z}", f"172.31.{16 * n}.0/20", True, True)
+                                  for n, z in enumerate("abcdef")]
     default_for_az = ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"]
-    assert [s["SubnetId"] for s in default_for_az] == [subnets[0]["SubnetId"]]
-    # No subnet: the default subnet.
+    assert sorted(s["SubnetId"] for s in default_for_az) == sorted(s["SubnetId"] for s in subnets)
+    # No subnet: the default subnet of the zone the hosts are in (us-east-1a).
     inst = ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1)["Instances"][0]
     assert inst["SubnetId"] == subnets[0]["SubnetId"]
     assert inst["PrivateIpAddress"].startswith("172.31.")

@@ -125,6 +125,10 @@ def world(srv):
     pl = ec2.create_managed_prefix_list(PrefixListName="dry-pl", MaxEntries=5, AddressFamily="IPv4",
                                         Entries=[{"Cidr": "10.1.0.0/16"}])["PrefixList"]
     w["pl"], w["pl_version"] = pl["PrefixListId"], pl["Version"]
+    lt = ec2.create_launch_template(LaunchTemplateName="dry-lt",
+                                    LaunchTemplateData={"ImageId": "ami-12345678"})["LaunchTemplate"]
+    w["lt"] = lt["LaunchTemplateId"]
+    ec2.create_launch_template_version(LaunchTemplateId=w["lt"], LaunchTemplateData={"ImageId": "ami-2"})
     return w
 
 
@@ -153,6 +157,10 @@ def calls(w):
         "CreateManagedPrefixList": {"PrefixListName": "dry-new-pl", "MaxEntries": 5,
                                     "AddressFamily": "IPv4"},
         "CreateKeyPair": {"KeyName": "dry-new"},
+        "CreateLaunchTemplate": {"LaunchTemplateName": "dry-new-lt",
+                                 "LaunchTemplateData": {"InstanceType": "t3.micro"}},
+        "CreateLaunchTemplateVersion": {"LaunchTemplateId": w["lt"],
+                                        "LaunchTemplateData": {"ImageId": "ami-3"}},
         "CreateNatGateway": {"SubnetId": w["subnet2"], "AllocationId": w["eip_free"]},
         "CreateNetworkAcl": {"VpcId": w["vpc"]},
         "CreateNetworkAclEntry": {"NetworkAclId": w["acl"], "RuleNumber": 200, "Protocol": "6",
@@ -171,6 +179,8 @@ def calls(w):
         "DeleteFlowLogs": {"FlowLogIds": [w["fl"]]},
         "DeleteInternetGateway": {"InternetGatewayId": w["igw_free"]},
         "DeleteKeyPair": {"KeyName": w["key"]},
+        "DeleteLaunchTemplate": {"LaunchTemplateId": w["lt"]},
+        "DeleteLaunchTemplateVersions": {"LaunchTemplateId": w["lt"], "Versions": ["2"]},
         "DeleteManagedPrefixList": {"PrefixListId": w["pl"]},
         "DeleteNatGateway": {"NatGatewayId": w["nat"]},
         "DeleteNetworkAcl": {"NetworkAclId": w["acl_free"]},
@@ -194,6 +204,8 @@ def calls(w):
         "DescribeInstances": {},
         "DescribeInternetGateways": {},
         "DescribeKeyPairs": {},
+        "DescribeLaunchTemplates": {},
+        "DescribeLaunchTemplateVersions": {"LaunchTemplateId": w["lt"]},
         "DescribeManagedPrefixLists": {},
         "DescribeNatGateways": {},
         "DescribeNetworkAcls": {},
@@ -217,6 +229,7 @@ def calls(w):
         "GetManagedPrefixListEntries": {"PrefixListId": w["pl"]},
         "ImportKeyPair": {"KeyName": "dry-import", "PublicKeyMaterial": w["key_pub"].encode()},
         "ModifyInstanceAttribute": {"InstanceId": w["i_stopped"], "SourceDestCheck": {"Value": False}},
+        "ModifyLaunchTemplate": {"LaunchTemplateId": w["lt"], "DefaultVersion": "2"},
         "ModifyManagedPrefixList": {"PrefixListId": w["pl"], "CurrentVersion": w["pl_version"],
                                     "AddEntries": [{"Cidr": "10.2.0.0/16"}]},
         "ModifyNetworkInterfaceAttribute": {"NetworkInterfaceId": w["eni"],
@@ -237,8 +250,8 @@ def calls(w):
                                          "RouteTableId": w["rtb_free"]},
         "RevokeSecurityGroupEgress": {"GroupId": w["sg"], "IpPermissions": [ssh("10.9.0.0/16")]},
         "RevokeSecurityGroupIngress": {"GroupId": w["sg"], "IpPermissions": [ssh()]},
-        "RunInstances": {"ImageId": "ami-12345678", "SubnetId": w["subnet"], "MinCount": 1,
-                         "MaxCount": 1},
+        "RunInstances": {"LaunchTemplate": {"LaunchTemplateId": w["lt"]}, "SubnetId": w["subnet"],
+                         "MinCount": 1, "MaxCount": 1},
         "StartInstances": {"InstanceIds": [w["i_stopped"]]},
         "StopInstances": {"InstanceIds": [w["i_running"]]},
         "TerminateInstances": {"InstanceIds": [w["i_running"]]},
@@ -261,6 +274,8 @@ DESCRIBES = [
     ("describe_dhcp_options", {}), ("describe_flow_logs", {}), ("describe_tags", {}),
     ("describe_key_pairs", {"IncludePublicKey": True}),
     ("describe_managed_prefix_lists", {}),
+    ("describe_launch_templates", {}),
+    ("describe_launch_template_versions", {"Versions": ["$Latest", "$Default"]}),
 ]
 
 

@@ -349,7 +349,7 @@ def test_default_vpc_groups(workdir):
         dv = c.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
         default_group(c, dv)
         acl = c.describe_network_acls(Filters=[{"Name": "vpc-id", "Values": [dv]}])["NetworkAcls"]
-        assert len(acl) == 1 and len(acl[0]["Associations"]) == 1, "the default subnet uses the default ACL"
+        assert len(acl) == 1 and len(acl[0]["Associations"]) == 6, "the default subnets use the default ACL"
         gid = c.create_security_group(GroupName="no-vpc-given", Description="d")["GroupId"]
         assert group(c, gid)["VpcId"] == dv
         c.authorize_security_group_ingress(GroupName="no-vpc-given", IpProtocol="tcp", FromPort=80, ToPort=80,

@@ -8,16 +8,10 @@ use super::input;
 use super::Ctx;
 use softvpc_model::filter::{self, Filterable};
 use softvpc_model::peering::REGION;
+/// The zones of [`REGION`] (the ones CreateSubnet accepts and hosts register in) and their
+/// zone ids: the model's list, the one source.
+pub use softvpc_model::zone::ZONES;
 use softvpc_model::{ApiError, State, Tags};
-/// The zones of [`REGION`] (the ones CreateSubnet accepts) and their zone ids.
-pub const ZONES: [(&str, &str); 6] = [
-    ("us-east-1a", "use1-az1"),
-    ("us-east-1b", "use1-az2"),
-    ("us-east-1c", "use1-az3"),
-    ("us-east-1d", "use1-az4"),
-    ("us-east-1e", "use1-az5"),
-    ("us-east-1f", "use1-az6"),
-];
 
 /// One availability zone.
 pub struct Zone {

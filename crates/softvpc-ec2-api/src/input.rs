@@ -297,6 +297,18 @@ const PAGING: &[PagingRule] = &[
         ids: None,
     },
     PagingRule {
+        action: "DescribeLaunchTemplates",
+        min: 1,
+        max: 200,
+        ids: None,
+    },
+    PagingRule {
+        action: "DescribeLaunchTemplateVersions",
+        min: 1,
+        max: 200,
+        ids: None,
+    },
+    PagingRule {
         action: "DescribeHosts",
         min: 5,
         max: 500,

@@ -227,36 +227,6 @@ fn refuse_unsupported_launch_members(input: &Value) -> Result<(), ApiError> {
         Some(Value::List(l)) => !l.is_empty(),
         Some(_) => true,
     };
-    if let Some(name) = input::optional(input, "KeyName") {
-        // There are no key pairs yet, so every name is unknown, as AWS says of an unknown one.
-        return Err(ApiError::new(
-            "InvalidKeyPair.NotFound",
-            format!("The key pair '{name}' does not exist"),
-        ));
-    }
-    if let Some(lt) = input.get("LaunchTemplate") {
-        // No launch templates exist yet: AWS's answers for an unknown one.
-        return Err(
-            match (
-                input::optional(lt, "LaunchTemplateId"),
-                input::optional(lt, "LaunchTemplateName"),
-            ) {
-                (Some(id), _) => ApiError::new(
-                    "InvalidLaunchTemplateId.NotFound",
-                    format!(
-                        "The specified launch template, with template ID {id}, does not exist."
-                    ),
-                ),
-                (None, Some(name)) => ApiError::new(
-                    "InvalidLaunchTemplateName.NotFoundException",
-                    format!(
-                        "The specified launch template, with template name {name}, does not exist."
-                    ),
-                ),
-                (None, None) => ApiError::missing("LaunchTemplate.LaunchTemplateId"),
-            },
-        );
-    }
     if let Some(p) = input.get("IamInstanceProfile") {
         let what = input::optional(p, "Name")
             .map(|n| ("name", n))
@@ -361,6 +331,21 @@ fn refuse_unsupported_launch_members(input: &Value) -> Result<(), ApiError> {
             "Placement.Tenancy",
             &format!("instances share hosts ('default' tenancy), not '{t}'"),
         );
+    }
+    Ok(())
+}
+
+/// Checks launch template data as RunInstances checks the same members (the template module
+/// has already limited it to members RunInstances honours).
+pub(crate) fn check_launch_members(data: &Value) -> Result<(), ApiError> {
+    refuse_unsupported_launch_members(data)?;
+    launch_interfaces(data)?;
+    root_volume_spec(data)?;
+    if let Some(d) = input::optional(data, "UserData") {
+        check_user_data(d)?;
+    }
+    if let Some(p) = data.get("Placement") {
+        launch_zone(p)?;
     }
     Ok(())
 }
@@ -599,6 +584,7 @@ fn instance_value(state: &State, i: &Instance, shown_state: InstanceState) -> Va
                 .with("Tenancy", "default")
                 .with("HostId", i.host_id.as_str()),
         )
+        .with_opt("KeyName", i.key_name.as_deref())
         .with("Monitoring", Value::new_struct().with("State", "disabled"))
         .with("SubnetId", i.subnet_id.as_str())
         .with("VpcId", i.vpc_id.as_str())
@@ -694,6 +680,9 @@ fn instance_eni_value(state: &State, e: &Eni) -> Value {
 }
 
 pub fn run_instances(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
+    // `LaunchTemplate`: the version's data under the request's own members.
+    let merged = super::launch_template::launch_input(ctx, input)?;
+    let input = &merged;
     refuse_unsupported_launch_members(input)?;
     let nics = launch_interfaces(input)?;
     // Absent: the default subnet (the model refuses when there is no default VPC).
@@ -740,6 +729,7 @@ pub fn run_instances(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
         shutdown_behavior: opt(input, "InstanceInitiatedShutdownBehavior"),
         root_volume: root_volume_spec(input)?,
         availability_zone,
+        key_name: opt(input, "KeyName"),
         ..match nics {
             Some(n) => RunRequest {
                 interfaces: n.specs,

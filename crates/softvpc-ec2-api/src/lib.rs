@@ -42,6 +42,7 @@ mod instance;
 mod instance_status;
 mod internet_access;
 pub mod key_pair;
+mod launch_template;
 mod lifecycle;
 mod network_acl;
 mod peering;
@@ -509,6 +510,41 @@ pub static ACTIONS: &[Action] = &[
         instance::describe_instance_attribute,
     ),
     Action::model("DescribeVolumes", Kind::Read, volume::describe_volumes),
+    Action::model(
+        "CreateLaunchTemplate",
+        Kind::Write,
+        launch_template::create_launch_template,
+    ),
+    Action::model(
+        "DescribeLaunchTemplates",
+        Kind::Read,
+        launch_template::describe_launch_templates,
+    ),
+    Action::model(
+        "ModifyLaunchTemplate",
+        Kind::Write,
+        launch_template::modify_launch_template,
+    ),
+    Action::model(
+        "DeleteLaunchTemplate",
+        Kind::Write,
+        launch_template::delete_launch_template,
+    ),
+    Action::model(
+        "CreateLaunchTemplateVersion",
+        Kind::Write,
+        launch_template::create_launch_template_version,
+    ),
+    Action::model(
+        "DescribeLaunchTemplateVersions",
+        Kind::Read,
+        launch_template::describe_launch_template_versions,
+    ),
+    Action::model(
+        "DeleteLaunchTemplateVersions",
+        Kind::Write,
+        launch_template::delete_launch_template_versions,
+    ),
 ];
 
 /// The action named `name`, if served.

@@ -4,11 +4,11 @@
 
 use super::subnet::create_subnet;
 use super::vpc::create_vpc;
-use super::{ApiError, Subnet, Tags, Txn, Vpc, DEFAULT_AZ};
+use super::{ApiError, Subnet, Tags, Txn, Vpc};
 
 /// The default VPC's CIDR.
 pub const DEFAULT_VPC_CIDR: &str = "172.31.0.0/16";
-/// The default subnet's CIDR.
+/// The CIDR of the default subnet of the region's first zone (the others follow, a /20 each).
 pub const DEFAULT_SUBNET_CIDR: &str = "172.31.0.0/20";
 
 /// A VPC attribute of `DescribeVpcAttribute` / `ModifyVpcAttribute`.
@@ -138,9 +138,10 @@ pub fn modify_subnet(txn: &mut Txn, id: &str, change: SubnetChange) -> Result<()
 }
 
 /// The default subnet for launches without a subnet: the default VPC's subnet that is default for
-/// its AZ (in `zone` when given; else the first zone's), or `MissingInput`/`VPCIdNotSpecified`
-/// when there is no default VPC.
+/// its AZ (in `zone` when given; else in the first zone that has hosts, so the launch can be
+/// placed), or `MissingInput`/`VPCIdNotSpecified` when there is no default VPC.
 pub fn default_subnet(txn: &Txn, zone: Option<&str>) -> Result<String, ApiError> {
+    let preferred = zone.unwrap_or_else(|| super::host::zone_with_hosts(&txn.state));
     let default_vpc = txn.state.vpcs.values().find(|v| v.is_default);
     let Some(v) = default_vpc else {
         return Err(ApiError::new(
@@ -153,9 +154,13 @@ pub fn default_subnet(txn: &Txn, zone: Option<&str>) -> Result<String, ApiError>
         .values()
         .filter(|s| s.vpc_id == v.id && s.default_for_az)
         .filter(|s| zone.is_none_or(|z| s.availability_zone == z))
-        .min_by(|a, b| {
-            (a.availability_zone.as_str(), a.id.as_str())
-                .cmp(&(b.availability_zone.as_str(), b.id.as_str()))
+        // The preferred zone's first, then the others by zone.
+        .min_by_key(|s| {
+            (
+                s.availability_zone != preferred,
+                s.availability_zone.as_str(),
+                s.id.as_str(),
+            )
         })
         .map(|s| s.id.clone())
         .ok_or_else(|| match zone {
@@ -177,17 +182,17 @@ pub fn create_default_vpc(txn: &mut Txn) -> Result<(String, String), ApiError> {
     v.enable_dns_hostnames = true;
     let vpc_id = v.id.clone();
     txn.put(v);
-    let mut s = create_subnet(
-        txn,
-        &vpc_id,
-        DEFAULT_SUBNET_CIDR,
-        Some(DEFAULT_AZ),
-        Tags::new(),
-    )?;
-    s.default_for_az = true;
-    s.map_public_ip_on_launch = true;
-    let subnet_id = s.id.clone();
-    txn.put(s);
+    // One default subnet per zone, AWS's layout: 172.31.0.0/20, 172.31.16.0/20, ... in zone order.
+    let mut first = None;
+    for (n, (zone, _)) in super::zone::ZONES.iter().enumerate() {
+        let cidr = format!("172.31.{}.0/20", 16 * n);
+        let mut s = create_subnet(txn, &vpc_id, &cidr, Some(zone), Tags::new())?;
+        s.default_for_az = true;
+        s.map_public_ip_on_launch = true;
+        first.get_or_insert_with(|| s.id.clone());
+        txn.put(s);
+    }
+    let subnet_id = first.ok_or_else(|| ApiError::internal("the region has no zones"))?;
     // As in a new AWS account: an internet gateway, and the main table's default route to it.
     let igw = super::internet_gateway::create_internet_gateway(txn, Tags::new())?;
     super::internet_gateway::attach_internet_gateway(txn, &igw.id, &vpc_id)?;
@@ -283,6 +288,29 @@ mod tests {
         assert!(s.default_for_az && s.map_public_ip_on_launch);
         assert_eq!(s.cidr.to_string(), DEFAULT_SUBNET_CIDR);
         assert_eq!(default_subnet(&txn, None).unwrap(), subnet_id);
+        // One default subnet per zone, AWS's /20s in zone order.
+        let mut layout: Vec<(String, String)> = txn
+            .state
+            .subnets
+            .values()
+            .filter(|s| s.vpc_id == vpc_id && s.default_for_az)
+            .map(|s| (s.availability_zone.clone(), s.cidr.to_string()))
+            .collect();
+        layout.sort();
+        assert_eq!(layout.len(), 6);
+        assert_eq!(
+            layout[1],
+            ("us-east-1b".to_string(), "172.31.16.0/20".to_string())
+        );
+        assert_eq!(
+            layout[5],
+            ("us-east-1f".to_string(), "172.31.80.0/20".to_string())
+        );
+        // Without a zone: the first zone with hosts.
+        super::super::host::register_host_in(&mut txn, "h", "198.18.0.9", Some("us-east-1c"))
+            .unwrap();
+        let c = default_subnet(&txn, None).unwrap();
+        assert_eq!(txn.state.subnets[&c].availability_zone, "us-east-1c");
         // An ordinary VPC is not default.
         let other = create_vpc(&mut txn, "10.0.0.0/16", None, Tags::new()).unwrap();
         assert!(!other.is_default);

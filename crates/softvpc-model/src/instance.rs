@@ -78,6 +78,8 @@ pub struct RunRequest {
     /// `Placement.AvailabilityZone` (a zone of the region, checked by the caller): the subnet
     /// must be in it; without a subnet, the default VPC's default subnet for it.
     pub availability_zone: Option<String>,
+    /// `KeyName`: a key pair that must exist; the instance keeps its name and public key.
+    pub key_name: Option<String>,
 }
 
 /// What `BlockDeviceMappings` may say about the root volume (the only block device).
@@ -204,6 +206,7 @@ impl RunRequest {
             .num(self.root_volume.size_gib.map_or(u64::MAX, u64::from))
             .opt(self.root_volume.volume_type.as_deref())
             .opt(self.availability_zone.as_deref())
+            .opt(self.key_name.as_deref())
             .finish()
     }
 }
@@ -274,6 +277,14 @@ pub fn run_instances(txn: &mut Txn, req: &RunRequest) -> Result<Reservation, Api
     let instance_tags = tags_for(&req.tag_specs, "instance")?;
     let eni_tags = tags_for(&req.tag_specs, "network-interface")?;
     let volume_tags = tags_for(&req.tag_specs, "volume")?;
+    let key = match &req.key_name {
+        Some(name) => Some(
+            super::key_pair::by_name(&txn.state, name)
+                .ok_or_else(|| super::key_pair::name_not_found(name))?
+                .clone(),
+        ),
+        None => None,
+    };
     if let Some(size) = req.root_volume.size_gib {
         if size < super::volume::ROOT_SIZE_GIB {
             return Err(ApiError::new(
@@ -381,7 +392,18 @@ pub fn run_instances(txn: &mut Txn, req: &RunRequest) -> Result<Reservation, Api
         ));
     }
     let fixed_host = match &req.host {
-        Some(h) => Some(host::resolve(&txn.state, h)?),
+        Some(h) => {
+            let id = host::resolve(&txn.state, h)?;
+            let zone = &txn.state.hosts[&id].availability_zone;
+            if zone != &primary_subnet.availability_zone {
+                return Err(ApiError::invalid_value(format!(
+                    "Host '{h}' is in {zone}, but subnet '{}' is in {}: an instance runs on a \
+                     host of its subnet's availability zone.",
+                    primary_subnet.id, primary_subnet.availability_zone
+                )));
+            }
+            Some(id)
+        }
         None => None,
     };
 
@@ -398,7 +420,8 @@ pub fn run_instances(txn: &mut Txn, req: &RunRequest) -> Result<Reservation, Api
         let pending = &addresses[index + 1..];
         let host_id = match &fixed_host {
             Some(h) => h.clone(),
-            None => host::least_loaded(&txn.state)?,
+            // Only hosts of the subnet's zone: a zone is a failure domain.
+            None => host::least_loaded_in(&txn.state, &primary_subnet.availability_zone)?,
         };
         let instance_id = new_id("i");
         let (eni_id, mac) = match &plan[0].existing {
@@ -428,6 +451,8 @@ pub fn run_instances(txn: &mut Txn, req: &RunRequest) -> Result<Reservation, Api
             disable_api_stop: req.disable_api_stop,
             shutdown_behavior: req.shutdown_behavior.clone(),
             user_data: req.user_data.clone(),
+            key_name: key.as_ref().map(|k| k.name.clone()),
+            key_public: key.as_ref().map(|k| k.openssh_line()),
         };
         txn.put(instance.clone());
         let root = super::volume::create_root(
@@ -1279,6 +1304,7 @@ impl Filterable for Instance {
         "availability-zone",
         "placement-host-id",
         "host-id",
+        "key-name",
         "reservation-id",
         "owner-id",
         "network-interface.network-interface-id",
@@ -1396,6 +1422,7 @@ impl Filterable for Instance {
                     .collect()
             }
             "launch-index" => self.ami_launch_index.to_string(),
+            "key-name" => return self.key_name.iter().cloned().collect(),
             "client-token" => return self.client_token.iter().map(|t| t.token.clone()).collect(),
             "launch-time" => super::filter::iso_time(self.launch_time),
             // Constant fields, as DescribeInstances shows them.
@@ -1419,7 +1446,7 @@ impl Filterable for Instance {
 
 /// DescribeInstances filters AWS documents about data softvpc does not hold (block devices,
 /// IAM profiles, key pairs, IPv6, public DNS, metadata options, ...).
-const INSTANCE_UNHELD: [&str; 69] = [
+const INSTANCE_UNHELD: [&str; 68] = [
     "affinity",
     "availability-zone-id",
     "block-device-mapping.attach-time",
@@ -1442,7 +1469,6 @@ const INSTANCE_UNHELD: [&str; 69] = [
     "instance-lifecycle",
     "ipv6-address",
     "kernel-id",
-    "key-name",
     "maintenance-options.auto-recovery",
     "metadata-options.http-endpoint",
     "metadata-options.http-protocol-ipv4",
@@ -1685,6 +1711,82 @@ mod tests {
             subnet_id: subnet.to_string(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn instances_go_to_hosts_of_their_subnets_zone() {
+        let (mut txn, vpc, subnet_a) = setup("10.0.0.0/24");
+        let b =
+            host::register_host_in(&mut txn, "host-b", "198.18.0.13", Some("us-east-1b")).unwrap();
+        let subnet_b = create_subnet(
+            &mut txn,
+            &vpc,
+            "10.0.1.0/24",
+            Some("us-east-1b"),
+            Tags::new(),
+        )
+        .unwrap()
+        .id;
+        let subnet_c = create_subnet(
+            &mut txn,
+            &vpc,
+            "10.0.2.0/24",
+            Some("us-east-1c"),
+            Tags::new(),
+        )
+        .unwrap()
+        .id;
+        let r = run_instances(&mut txn, &req(&subnet_b, 3, 3)).unwrap();
+        assert!(r.instances.iter().all(|i| i.host_id == b));
+        // Zone a's two hosts share its instances; b's host gets none of them.
+        let r = run_instances(&mut txn, &req(&subnet_a, 4, 4)).unwrap();
+        assert!(r.instances.iter().all(|i| i.host_id != b));
+        let e = run_instances(&mut txn, &req(&subnet_c, 1, 1)).unwrap_err();
+        assert_eq!(
+            (e.code.as_str(), e.status),
+            ("InsufficientInstanceCapacity", 500)
+        );
+        // A host of another zone, named.
+        let r = RunRequest {
+            host: Some("host-b".into()),
+            ..req(&subnet_a, 1, 1)
+        };
+        assert_eq!(
+            run_instances(&mut txn, &r).unwrap_err().code,
+            "InvalidParameterValue"
+        );
+    }
+
+    #[test]
+    fn key_name_must_exist_and_is_kept() {
+        let (mut txn, _, subnet) = setup("10.0.0.0/24");
+        let r = RunRequest {
+            key_name: Some("nope".into()),
+            ..req(&subnet, 1, 1)
+        };
+        assert_eq!(
+            run_instances(&mut txn, &r).unwrap_err().code,
+            "InvalidKeyPair.NotFound"
+        );
+        super::super::key_pair::create_key_pair(
+            &mut txn,
+            "k",
+            "ed25519",
+            "fp".into(),
+            "ssh-ed25519 AAAA".into(),
+            Tags::new(),
+        )
+        .unwrap();
+        let r = RunRequest {
+            key_name: Some("k".into()),
+            ..req(&subnet, 1, 1)
+        };
+        let i = run_instances(&mut txn, &r).unwrap().instances[0].clone();
+        assert_eq!(i.key_name.as_deref(), Some("k"));
+        assert_eq!(i.key_public.as_deref(), Some("ssh-ed25519 AAAA k"));
+        // The instance keeps both after the key pair is deleted, as on AWS.
+        super::super::key_pair::delete_key_pair(&mut txn, Some("k"), None).unwrap();
+        assert_eq!(txn.state.instances[&i.id].key_name.as_deref(), Some("k"));
     }
 
     #[test]

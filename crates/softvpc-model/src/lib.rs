@@ -233,6 +233,13 @@ pub struct Instance {
     /// `UserData` as given (base64), kept for the instance metadata service.
     #[serde(default)]
     pub user_data: Option<String>,
+    /// `KeyName` at launch (shown by DescribeInstances).
+    #[serde(default)]
+    pub key_name: Option<String>,
+    /// That key pair's public key (OpenSSH line), kept for the instance metadata service's
+    /// `public-keys/0/openssh-key` even if the key pair is deleted later, as on AWS.
+    #[serde(default)]
+    pub key_public: Option<String>,
 }
 
 impl Instance {
