@@ -35,6 +35,7 @@ py_needs=(
   "pytest:pytest:every Python test (tests/api, tests/e2e)"
   "boto3:boto3:API and end-to-end tests (the AWS SDK as a client)"
   "awscli:awscli:API tests (the AWS CLI as a client)"
+  "ansible_collections.amazon.aws:ansible:API tests (Ansible's amazon.aws collection as a client, tests/api/test_ansible.py)"
 )
 
 missing_apt=()
