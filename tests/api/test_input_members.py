@@ -157,6 +157,9 @@ SAMPLES = {
         "IamInstanceProfile": {"Name": "no-such-profile"},
     },
     "StopInstances": {"Hibernate": True},
+    "CreateLaunchTemplate": {"Operator": {"Principal": "x"}},
+    "CreateLaunchTemplateVersion": {"ResolveAlias": True},
+    "DescribeLaunchTemplateVersions": {"ResolveAlias": True},
 }
 ROUTE_TARGETS = {
     "VpcEndpointId": "vpce-1", "TransitGatewayId": "tgw-1", "LocalGatewayId": "lgw-1",
@@ -186,8 +189,10 @@ def world(ec2):
                                  Egress=False, CidrBlock="0.0.0.0/0")
     igw = ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
     alloc = ec2.allocate_address(Domain="vpc")["AllocationId"]
+    lt = ec2.create_launch_template(LaunchTemplateName="members",
+                                    LaunchTemplateData={"ImageId": "ami-1"})["LaunchTemplate"]
     return dict(vpc=vpc, subnet=subnet, sg=sg, eni=eni, instance=inst, rtb=rtb, acl=acl, igw=igw,
-                alloc=alloc)
+                alloc=alloc, lt=lt["LaunchTemplateId"])
 
 
 def base_request(action, w):
@@ -224,6 +229,11 @@ def base_request(action, w):
         "RunInstances": {"ImageId": "ami-1", "MinCount": 1, "MaxCount": 1,
                          "SubnetId": w["subnet"], "InstanceType": "t3.micro"},
         "StopInstances": {"InstanceIds": [w["instance"]]},
+        "CreateLaunchTemplate": {"LaunchTemplateName": "members-new",
+                                 "LaunchTemplateData": {"ImageId": "ami-1"}},
+        "CreateLaunchTemplateVersion": {"LaunchTemplateId": w["lt"],
+                                        "LaunchTemplateData": {"ImageId": "ami-2"}},
+        "DescribeLaunchTemplateVersions": {"LaunchTemplateId": w["lt"]},
     }[action]
 
 

@@ -258,13 +258,9 @@ pub fn delete_launch_template_versions(ctx: &Ctx<'_>, input: &Value) -> Result<V
         ))
 }
 
-/// `DescribeLaunchTemplates`: by ids or names, filters, pages of at most 200.
+/// `DescribeLaunchTemplates`: by ids or names, filters, pages of at most 200
+/// (`IncludeManagedResources` has nothing to add: there are no managed templates).
 pub fn describe_launch_templates(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
-    refuse_true(
-        input,
-        "IncludeManagedResources",
-        "there are no managed launch templates",
-    )?;
     let state = ctx.cp.state();
     let names = input::id_list(input, "LaunchTemplateNames");
     if !names.is_empty() {
@@ -322,11 +318,6 @@ pub fn describe_launch_template_versions(ctx: &Ctx<'_>, input: &Value) -> Result
         input,
         "ResolveAlias",
         "image ids are not resolved from parameters",
-    )?;
-    refuse_true(
-        input,
-        "IncludeManagedResources",
-        "there are no managed launch templates",
     )?;
     let state = ctx.cp.state();
     let versions = input::id_list(input, "Versions");
