@@ -134,7 +134,14 @@ pub fn create_launch_template(ctx: &Ctx<'_>, input: &Value) -> Result<Value, Api
     let description = input::optional(input, "VersionDescription");
     let token = input::optional(input, "ClientToken");
     let t = ctx.mutate(|t| {
-        launch_template::create_launch_template(t, name, description, data, tags, token)
+        launch_template::create_launch_template(
+            t,
+            name,
+            description,
+            data.clone(),
+            tags.clone(),
+            token,
+        )
     })?;
     tracing::info!(launch_template = %t.id, name = %t.name, "launch template created");
     Ok(Value::new_struct().with("LaunchTemplate", template_value(&t)))
@@ -167,8 +174,9 @@ pub fn create_launch_template_version(ctx: &Ctx<'_>, input: &Value) -> Result<Va
     let data = check_data(&data)?;
     let description = input::optional(input, "VersionDescription");
     let token = input::optional(input, "ClientToken");
-    let (t, n) =
-        ctx.mutate(|txn| launch_template::create_version(txn, &t.id, description, data, token))?;
+    let (t, n) = ctx.mutate(|txn| {
+        launch_template::create_version(txn, &t.id, description, data.clone(), token)
+    })?;
     tracing::info!(launch_template = %t.id, version = n, "launch template version created");
     let v = t.version(n).expect("just made");
     Ok(Value::new_struct().with("LaunchTemplateVersion", version_value(&t, v)))

@@ -1479,7 +1479,15 @@ mod tests {
                 .collect(),
             ..p
         };
-        let rule = |txn: &Txn| txn.state.security_groups[&g.id].rules[0].clone();
+        // By id: the group's default egress rule sorts before or after it by its random id.
+        let rule = |txn: &Txn| {
+            txn.state.security_groups[&g.id]
+                .rules
+                .iter()
+                .find(|r| r.id == added[0].id)
+                .expect("the authorized rule")
+                .clone()
+        };
         update_descriptions(
             &mut txn,
             &g.id,

@@ -1515,7 +1515,10 @@ mod tests {
     fn flow_logs_ride_on_the_records_of_the_enis_they_cover() {
         use softvpc_model::flow_log::{self, CreateRequest};
         let mut s = State::new();
-        step(&mut s, |t| host::register_host(t, "host-1", "198.18.0.11"));
+        // In the subnet's zone: instances run only on hosts of their subnet's zone.
+        step(&mut s, |t| {
+            host::register_host_in(t, "host-1", "198.18.0.11", Some("us-east-1b"))
+        });
         let (v, _) = step(&mut s, |t| {
             vpc::create_vpc(t, "10.0.0.0/16", None, Tags::new())
         });
