@@ -10,8 +10,7 @@ use common::*;
 use softvpc_engine::policy::Direction as Dir;
 use softvpc_engine::{DropReason, EdgeConfig, Engine, Mac, Output, Path, PortId};
 use softvpc_wire::{
-    ArpOperation, EthernetProtocol, IpProtocol, Ipv4Packet, TcpControl, TcpPacket, TcpRepr,
-    TcpSeqNumber, UdpPacket,
+    ArpOperation, EthernetProtocol, IpProtocol, Ipv4Packet, TcpControl, TcpPacket, UdpPacket,
 };
 
 const EDGE_MAC: Mac = [0x0a, 0x56, 0x45, 0, 0, 0x0b];
@@ -124,39 +123,6 @@ fn checked(frame: &[u8]) -> Ipv4Packet<&[u8]> {
         _ => {}
     }
     ip
-}
-
-fn tcp(
-    src_mac: Mac,
-    dst_mac: Mac,
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
-    ports: (u16, u16),
-    control: TcpControl,
-    ack: bool,
-) -> Vec<u8> {
-    let repr = TcpRepr {
-        src_port: ports.0,
-        dst_port: ports.1,
-        control,
-        seq_number: TcpSeqNumber(1000),
-        ack_number: ack.then_some(TcpSeqNumber(2000)),
-        window_len: 1000,
-        window_scale: None,
-        max_seg_size: None,
-        sack_permitted: false,
-        sack_ranges: [None; 3],
-        timestamp: None,
-        payload: b"",
-    };
-    let mut buf = vec![0u8; repr.buffer_len()];
-    repr.emit(
-        &mut TcpPacket::new_unchecked(&mut buf[..]),
-        &src.into(),
-        &dst.into(),
-        &smoltcp::phy::ChecksumCapabilities::default(),
-    );
-    ipv4(src_mac, dst_mac, src, dst, 64, IpProtocol::Tcp, &buf)
 }
 
 #[test]

@@ -22,8 +22,8 @@ use softvpc_engine::{
 };
 use softvpc_wire::{
     ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
-    EthernetRepr, Icmpv4Packet, Icmpv4Repr, IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket,
-    UdpRepr, VxlanPacket, VxlanRepr,
+    EthernetRepr, Icmpv4Packet, Icmpv4Repr, IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr,
+    TcpControl, TcpPacket, TcpRepr, TcpSeqNumber, UdpPacket, UdpRepr, VxlanPacket, VxlanRepr,
 };
 
 pub const HOST1: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 11);
@@ -511,6 +511,40 @@ pub fn udp(
         &ChecksumCapabilities::default(),
     );
     ipv4(src_mac, dst_mac, src, dst, 64, IpProtocol::Udp, &buf)
+}
+
+/// A TCP segment without payload (seq 1000, ack 2000 when `ack`) in an IPv4 frame.
+pub fn tcp(
+    src_mac: Mac,
+    dst_mac: Mac,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    ports: (u16, u16),
+    control: TcpControl,
+    ack: bool,
+) -> Vec<u8> {
+    let repr = TcpRepr {
+        src_port: ports.0,
+        dst_port: ports.1,
+        control,
+        seq_number: TcpSeqNumber(1000),
+        ack_number: ack.then_some(TcpSeqNumber(2000)),
+        window_len: 1000,
+        window_scale: None,
+        max_seg_size: None,
+        sack_permitted: false,
+        sack_ranges: [None; 3],
+        timestamp: None,
+        payload: b"",
+    };
+    let mut buf = vec![0u8; repr.buffer_len()];
+    repr.emit(
+        &mut TcpPacket::new_unchecked(&mut buf[..]),
+        &src.into(),
+        &dst.into(),
+        &ChecksumCapabilities::default(),
+    );
+    ipv4(src_mac, dst_mac, src, dst, 64, IpProtocol::Tcp, &buf)
 }
 
 /// A VXLAN datagram payload (header + inner frame).
