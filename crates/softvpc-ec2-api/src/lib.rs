@@ -624,7 +624,7 @@ fn run(
     }
     if action.kind == Kind::Read {
         // Over a replicated store: see every write any replica acknowledged before this call.
-        cp.barrier();
+        cp.barrier().map_err(fail)?;
     }
     let ctx = Ctx {
         cp,

@@ -163,6 +163,10 @@ enum Outcome {
 /// How long a mutation keeps running again after conflicts before it gives up.
 const CONFLICT_RETRY_LIMIT: Duration = Duration::from_secs(10);
 
+/// How long a read barrier keeps retrying a backend that does not answer (an etcd member down,
+/// an election) before the request is refused.
+const BARRIER_DEADLINE: Duration = Duration::from_secs(8);
+
 /// The resource store: the published state, the mutation in progress, the commits.
 pub struct Store {
     /// None: memory only (see [`Store::ephemeral`]).
@@ -320,7 +324,7 @@ impl Store {
     ) -> Result<R, ApiError> {
         let started = Instant::now();
         // Decide on what every replica has committed, not on what reached this one yet.
-        self.barrier();
+        self.barrier()?;
         loop {
             match self.mutate_once(dry_run, &mut op)? {
                 (Outcome::Durable, r) => return Ok(r),
@@ -423,7 +427,8 @@ impl Store {
                     Err(conflict) => {
                         // Still the committer, so nobody commits what was built on it.
                         self.drop_staged(conflict);
-                        self.catch_up();
+                        // A failure is logged; the retried mutation catches up again.
+                        let _ = self.catch_up();
                     }
                 }
                 commits = self.lock_commits();
@@ -519,22 +524,21 @@ impl Store {
     }
 
     /// Applies what other stores committed to the backend since the published revision (the
-    /// caller is the committer, and nothing is staged). True when something was applied.
-    fn catch_up(&self) -> bool {
+    /// caller is the committer, and nothing is staged). Ok(true) when something was applied;
+    /// an error when the backend could not be read or its entries could not be applied (what
+    /// was applied before the error stays published: each entry is whole).
+    fn catch_up(&self) -> anyhow::Result<bool> {
         let Some(backend) = &self.backend else {
-            return false;
+            return Ok(false);
         };
         let published = self.state();
-        let since = match backend.read_since(published.revision) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, revision = published.revision, "catching up with the store failed");
-                return false;
-            }
-        };
+        let since = backend.read_since(published.revision).map_err(|e| {
+            tracing::warn!(error = %e, revision = published.revision, "catching up with the store failed");
+            e
+        })?;
         let mut state = (*published).clone();
         match since {
-            Since::Entries(entries) if entries.is_empty() => false,
+            Since::Entries(entries) if entries.is_empty() => Ok(false),
             Since::Entries(entries) => {
                 for e in entries {
                     if e.revision != state.revision + 1 {
@@ -543,7 +547,11 @@ impl Store {
                             got = e.revision,
                             "the store's entries skip a revision; catching up later"
                         );
-                        break;
+                        anyhow::bail!(
+                            "the store's log skips from revision {} to {}",
+                            state.revision,
+                            e.revision
+                        );
                     }
                     let before = state.clone();
                     for w in &e.writes {
@@ -551,7 +559,7 @@ impl Store {
                             // A write this server cannot read (a newer replica's?): keep the
                             // state it has and say so; nothing half-applied is published.
                             tracing::error!(error = %err, revision = e.revision, "cannot apply a replica's commit");
-                            return false;
+                            return Err(err.context(format!("applying revision {}", e.revision)));
                         }
                     }
                     state.revision = e.revision;
@@ -565,7 +573,7 @@ impl Store {
                     drop(inner);
                     self.revision_tx.send_replace(state.revision);
                 }
-                true
+                Ok(true)
             }
             Since::Reload(state) => {
                 tracing::warn!(
@@ -584,31 +592,69 @@ impl Store {
                 inner.state = Arc::new(state);
                 drop(inner);
                 self.revision_tx.send_replace(revision);
-                true
+                Ok(true)
             }
         }
     }
 
     /// Makes the published state at least as new as the newest commit of any replica when
-    /// this is called (one read of the backend; nothing for a backend only this store
-    /// writes): a read or mutation after it sees every write acknowledged before it.
-    pub fn barrier(&self) {
-        let Some(backend) = &self.backend else { return };
-        match backend.latest_revision() {
-            Ok(Some(latest)) if latest > self.state().revision => {
-                self.sync();
+    /// this is called (nothing for a backend only this store writes): a read or mutation after
+    /// it sees every write acknowledged before it. An etcd member that does not answer is
+    /// retried for [`BARRIER_DEADLINE`]; after that the caller gets `ServiceUnavailable` (503,
+    /// which SDKs retry) rather than a possibly stale answer.
+    pub fn barrier(&self) -> Result<(), ApiError> {
+        let Some(backend) = &self.backend else {
+            return Ok(());
+        };
+        let started = Instant::now();
+        let mut last_error;
+        loop {
+            match backend.latest_revision() {
+                Ok(latest) => {
+                    let latest = latest.unwrap_or(0);
+                    if latest <= self.state().revision {
+                        return Ok(());
+                    }
+                    match self.try_sync() {
+                        Ok(now) if now >= latest => return Ok(()),
+                        Ok(now) => {
+                            last_error = format!("caught up to revision {now} of {latest}");
+                        }
+                        Err(e) => last_error = format!("{e:#}"),
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "store: reading the newest revision failed");
+                    last_error = format!("{e:#}");
+                }
             }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "store: reading the newest revision failed"),
+            if started.elapsed() >= BARRIER_DEADLINE {
+                tracing::error!(error = %last_error, "store: cannot see the replicas' newest commits; refusing");
+                return Err(ApiError::new(
+                    "ServiceUnavailable",
+                    "The request has failed due to a temporary failure of the server.",
+                )
+                .with_status(503));
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 
     /// Catches up with what other replicas committed to a replicated backend (as the
     /// committer: mutations staged here on the older state run again). Returns the published
-    /// revision after it. A no-op for a backend only this store writes.
+    /// revision after it. A no-op for a backend only this store writes. Failures are logged;
+    /// [`Store::barrier`] is the caller that must not go on without them.
     pub fn sync(&self) -> u64 {
+        match self.try_sync() {
+            Ok(r) => r,
+            Err(_) => self.state().revision,
+        }
+    }
+
+    /// [`Store::sync`], with the error when the backend could not be read or applied.
+    fn try_sync(&self) -> anyhow::Result<u64> {
         if self.backend.is_none() {
-            return self.state().revision;
+            return Ok(self.state().revision);
         }
         let mut commits = self.lock_commits();
         while commits.committing {
@@ -619,20 +665,20 @@ impl Store {
         }
         commits.committing = true;
         drop(commits);
-        let behind = match self.backend.as_ref().map(|b| b.latest_revision()) {
-            Some(Ok(Some(latest))) => latest > self.state().revision,
-            _ => false,
+        let result = match self.backend.as_ref().map(|b| b.latest_revision()) {
+            Some(Ok(Some(latest))) if latest > self.state().revision => {
+                // Anything staged here was built on the older state: it cannot commit.
+                self.drop_staged(true);
+                self.catch_up().map(|_| ())
+            }
+            Some(Ok(_)) | None => Ok(()),
+            Some(Err(e)) => Err(e),
         };
-        if behind {
-            // Anything staged here was built on the older state: it cannot commit.
-            self.drop_staged(true);
-            self.catch_up();
-        }
         let mut commits = self.lock_commits();
         commits.committing = false;
         self.committed.notify_all();
         drop(commits);
-        self.state().revision
+        result.map(|()| self.state().revision)
     }
 }
 
@@ -945,6 +991,81 @@ pub(crate) mod tests {
         fn max_batch(&self) -> usize {
             4
         }
+    }
+
+    /// A [`SharedLog`] whose reads fail while `failures` is above zero (each failed read
+    /// counts it down; `u32::MAX` fails for good): an etcd member that was just killed.
+    struct FlakyLog {
+        log: SharedLog,
+        failures: Arc<std::sync::atomic::AtomicU32>,
+    }
+
+    impl FlakyLog {
+        fn fail(&self) -> anyhow::Result<()> {
+            use std::sync::atomic::Ordering;
+            let n = self.failures.load(Ordering::SeqCst);
+            if n == 0 {
+                return Ok(());
+            }
+            if n != u32::MAX {
+                self.failures.store(n - 1, Ordering::SeqCst);
+            }
+            anyhow::bail!("etcd member unreachable")
+        }
+    }
+
+    impl Backend for FlakyLog {
+        fn commit(&self, batch: &[Mutation<'_>]) -> Result<(), CommitError> {
+            self.log.commit(batch)
+        }
+        fn read_since(&self, revision: u64) -> anyhow::Result<Since> {
+            self.fail()?;
+            self.log.read_since(revision)
+        }
+        fn latest_revision(&self) -> anyhow::Result<Option<u64>> {
+            self.fail()?;
+            self.log.latest_revision()
+        }
+        fn max_batch(&self) -> usize {
+            4
+        }
+    }
+
+    #[test]
+    fn a_read_barrier_never_answers_stale_when_the_backend_stumbles() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        let log = SharedLog::default();
+        let writer = Store::with_backend(Some(Box::new(log.clone())), State::new());
+        let failures = Arc::new(AtomicU32::new(0));
+        let reader = Store::with_backend(
+            Some(Box::new(FlakyLog {
+                log: log.clone(),
+                failures: failures.clone(),
+            })),
+            State::new(),
+        );
+        let (vpc, _) = vpc_and_subnet(&writer, "10.0.0.0/24");
+        // A few failed reads (a killed member, before the client moves on): retried, and the
+        // write acknowledged on the other replica is seen.
+        failures.store(3, Ordering::SeqCst);
+        reader.barrier().unwrap();
+        assert!(reader.state().vpcs.contains_key(&vpc.id));
+        assert_eq!(failures.load(Ordering::SeqCst), 0);
+        // The backend stays unreachable: refused with 503, never a stale answer.
+        writer
+            .mutate(false, |t| {
+                vpc::create_vpc(t, "10.1.0.0/16", None, Tags::new())
+            })
+            .unwrap();
+        failures.store(u32::MAX, Ordering::SeqCst);
+        let before = reader.state().revision;
+        let err = reader.barrier().unwrap_err();
+        assert_eq!(err.code, "ServiceUnavailable");
+        assert_eq!(err.status, 503);
+        assert_eq!(reader.state().revision, before);
+        failures.store(0, Ordering::SeqCst);
+        reader.barrier().unwrap();
+        assert_eq!(reader.state().revision, writer.state().revision);
     }
 
     #[test]
