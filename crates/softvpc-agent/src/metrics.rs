@@ -140,10 +140,10 @@ pub fn render(
     write_flow_logs(&mut out, state, stats);
 
     // Writing to a String cannot fail.
-    let _ = writeln!(
-        out,
-        "# HELP softvpc_io_errors_total I/O shell errors (not engine drops), by operation.\n\
-         # TYPE softvpc_io_errors_total counter"
+    write_header(
+        &mut out,
+        ("softvpc_io_errors_total", "counter"),
+        "I/O shell errors (not engine drops), by operation.",
     );
     for (op, n) in stats.io.errors() {
         let _ = writeln!(out, "softvpc_io_errors_total{{op=\"{op}\"}} {n}");
@@ -152,16 +152,16 @@ pub fn render(
         write_fast_path(&mut out, f);
     }
     let (v, records) = (view, &view.records);
-    let _ = writeln!(
-        out,
-        "# HELP softvpc_enis_skipped ENIs placed on this host that get no interface, by reason.\n\
-         # TYPE softvpc_enis_skipped gauge"
+    write_header(
+        &mut out,
+        ("softvpc_enis_skipped", "gauge"),
+        "ENIs placed on this host that get no interface, by reason.",
     );
     for reason in SKIP_REASONS {
         let n = v.skipped.iter().filter(|s| s.reason() == reason).count();
         let _ = writeln!(out, "softvpc_enis_skipped{{reason=\"{reason}\"}} {n}");
     }
-    let gauges: [(&str, &str, &str, u64); 10] = [
+    let gauges: [Row<'_>; 10] = [
         (
             "softvpc_io_batches_total",
             "counter",
@@ -223,12 +223,7 @@ pub fn render(
             u64::from(state.watching.load(Ordering::Relaxed)),
         ),
     ];
-    for (name, kind, help, value) in gauges {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-        );
-    }
+    write_rows(&mut out, &gauges);
     let timings = [
         (
             "softvpc_table_publish_seconds",
@@ -272,7 +267,7 @@ fn write_kernel_drops(out: &mut String, ports: &[PortLinkStats], underlay_drops:
         ),
     ];
     for (name, help, get) in families {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        write_header(out, (name, "counter"), help);
         for p in ports {
             let _ = writeln!(
                 out,
@@ -299,37 +294,60 @@ fn write_kernel_drops(out: &mut String, ports: &[PortLinkStats], underlay_drops:
 fn write_flow_logs(out: &mut String, state: &AgentState, stats: &Stats) {
     let c = &state.flow_logs;
     let f = &stats.flow_logs;
+    write_rows(
+        out,
+        &[
+            (
+                "softvpc_flow_log_records_total",
+                "counter",
+                "Flow log records the engine made (closed windows' records).",
+                f.records,
+            ),
+            (
+                "softvpc_flow_log_records_written_total",
+                "counter",
+                "Flow log lines the server appended to their destinations (records, NODATA and \
+                 SKIPDATA lines).",
+                c.written.load(Ordering::Relaxed),
+            ),
+            (
+                "softvpc_flow_log_records_refused_total",
+                "counter",
+                "Flow log lines the server refused.",
+                c.refused.load(Ordering::Relaxed),
+            ),
+        ],
+    );
+    let lost = "softvpc_flow_log_records_lost_total";
+    write_header(
+        out,
+        (lost, "counter"),
+        "Flow log records lost: the shipper's queue was full, or the server could not be \
+         reached.",
+    );
     let _ = writeln!(
         out,
-        "# HELP softvpc_flow_log_records_total Flow log records the engine made (closed \
-         windows' records).\n# TYPE softvpc_flow_log_records_total counter\n\
-         softvpc_flow_log_records_total {}\n\
-         # HELP softvpc_flow_log_records_written_total Flow log lines the server appended to \
-         their destinations (records, NODATA and SKIPDATA lines).\n\
-         # TYPE softvpc_flow_log_records_written_total counter\n\
-         softvpc_flow_log_records_written_total {}\n\
-         # HELP softvpc_flow_log_records_refused_total Flow log lines the server refused.\n\
-         # TYPE softvpc_flow_log_records_refused_total counter\n\
-         softvpc_flow_log_records_refused_total {}\n\
-         # HELP softvpc_flow_log_records_lost_total Flow log records lost: the shipper's queue \
-         was full, or the server could not be reached.\n\
-         # TYPE softvpc_flow_log_records_lost_total counter\n\
-         softvpc_flow_log_records_lost_total{{reason=\"queue_full\"}} {}\n\
-         softvpc_flow_log_records_lost_total{{reason=\"undeliverable\"}} {}\n\
-         # HELP softvpc_flow_log_packets_lost_total Packets not recorded because the engine held \
-         as many flow log records as it may (their windows show SKIPDATA).\n\
-         # TYPE softvpc_flow_log_packets_lost_total counter\n\
-         softvpc_flow_log_packets_lost_total {}\n\
-         # HELP softvpc_flow_log_records_held Flow log records the engine holds now.\n\
-         # TYPE softvpc_flow_log_records_held gauge\n\
-         softvpc_flow_log_records_held {}",
-        f.records,
-        c.written.load(Ordering::Relaxed),
-        c.refused.load(Ordering::Relaxed),
+        "{lost}{{reason=\"queue_full\"}} {}\n{lost}{{reason=\"undeliverable\"}} {}",
         state.datapath.flow_records_lost.load(Ordering::Relaxed),
         c.lost.load(Ordering::Relaxed),
-        f.lost_packets,
-        f.held,
+    );
+    write_rows(
+        out,
+        &[
+            (
+                "softvpc_flow_log_packets_lost_total",
+                "counter",
+                "Packets not recorded because the engine held as many flow log records as it may \
+                 (their windows show SKIPDATA).",
+                f.lost_packets,
+            ),
+            (
+                "softvpc_flow_log_records_held",
+                "gauge",
+                "Flow log records the engine holds now.",
+                f.held,
+            ),
+        ],
     );
 }
 
@@ -438,7 +456,7 @@ async fn healthz(State(state): State<Arc<AgentState>>) -> impl IntoResponse {
 /// The kernel fast path's counters (`--fast-path on`).
 fn write_fast_path(out: &mut String, f: &crate::fastpath::FastPathCounters) {
     use std::sync::atomic::Ordering::Relaxed;
-    let rows: [(&str, &str, &str, u64); 7] = [
+    let rows: [Row<'_>; 7] = [
         (
             "softvpc_fast_path_flows",
             "gauge",
@@ -482,10 +500,21 @@ fn write_fast_path(out: &mut String, f: &crate::fastpath::FastPathCounters) {
             f.packets.load(Relaxed),
         ),
     ];
-    for (name, kind, help, v) in rows {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
-        );
+    write_rows(out, &rows);
+}
+
+/// One metric without labels: name, type, help, value.
+type Row<'a> = (&'a str, &'a str, &'a str, u64);
+
+/// Metrics without labels, each with its HELP and TYPE lines.
+fn write_rows(out: &mut String, rows: &[Row<'_>]) {
+    for &(name, kind, help, value) in rows {
+        write_header(out, (name, kind), help);
+        let _ = writeln!(out, "{name} {value}");
     }
+}
+
+/// The HELP and TYPE lines of metric `name` of type `kind`.
+fn write_header(out: &mut String, (name, kind): (&str, &str), help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }

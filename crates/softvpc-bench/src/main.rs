@@ -311,14 +311,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     );
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.time_limit);
-    let bin = match (&args.bin, std::env::var_os("SOFTVPC_BIN")) {
-        (Some(b), _) => b.clone(),
-        (None, Some(b)) => PathBuf::from(b),
-        (None, None) => std::env::current_exe()?
-            .parent()
-            .context("no directory for this program")?
-            .join("softvpc"),
-    };
+    let bin = server::softvpc_bin(args.bin.as_ref())?;
     let (dir, remove) = match &args.work_dir {
         Some(d) => (d.clone(), false),
         None => (

@@ -240,6 +240,29 @@ fn call(api: &BlockingClient, action: &str, input: Value) -> anyhow::Result<(Val
     Ok((reply.decode(action)?, reply.took))
 }
 
+/// A new VPC 10.0.0.0/16 with one subnet of `cidr`: the subnet's id.
+fn subnet_in_new_vpc(api: &BlockingClient, cidr: &str) -> anyhow::Result<String> {
+    let (out, _) = call(
+        api,
+        "CreateVpc",
+        Value::new_struct().with("CidrBlock", "10.0.0.0/16"),
+    )?;
+    let vpc = str_at(&out, &["Vpc", "VpcId"])
+        .context("no VpcId")?
+        .to_string();
+    let (out, _) = call(
+        api,
+        "CreateSubnet",
+        Value::new_struct()
+            .with("VpcId", vpc.as_str())
+            .with("CidrBlock", cidr),
+    )?;
+    let subnet = str_at(&out, &["Subnet", "SubnetId"])
+        .context("no SubnetId")?
+        .to_string();
+    Ok(subnet)
+}
+
 /// Waits until `done()` or `deadline`; false on timeout.
 fn wait_until(deadline: Instant, mut done: impl FnMut() -> bool) -> bool {
     while !done() {
@@ -274,14 +297,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
         2 * most + 256
     );
     let deadline = Instant::now() + Duration::from_secs(args.time_limit);
-    let bin = match (&args.bin, std::env::var_os("SOFTVPC_BIN")) {
-        (Some(b), _) => b.clone(),
-        (None, Some(b)) => PathBuf::from(b),
-        (None, None) => std::env::current_exe()?
-            .parent()
-            .context("no directory for this program")?
-            .join("softvpc"),
-    };
+    let bin = server::softvpc_bin(args.bin.as_ref())?;
     println!(
         "| agents | changes | all applied p50 / p99 / max ms | per agent p50 / p99 ms | API p50 / p99 ms | server CPU ms/change | server RSS / peak MiB | KiB/change (msgs) | bench RSS MiB | load |"
     );
@@ -306,24 +322,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
 fn big_vpc(server: &Server, n: usize, deadline: Instant) -> anyhow::Result<()> {
     ensure!(n <= 65_000, "--big-vpc: at most 65,000 (one /16 subnet)");
     let api = server.api_client()?;
-    let (out, _) = call(
-        &api,
-        "CreateVpc",
-        Value::new_struct().with("CidrBlock", "10.0.0.0/16"),
-    )?;
-    let vpc = str_at(&out, &["Vpc", "VpcId"])
-        .context("no VpcId")?
-        .to_string();
-    let (out, _) = call(
-        &api,
-        "CreateSubnet",
-        Value::new_struct()
-            .with("VpcId", vpc.as_str())
-            .with("CidrBlock", "10.0.0.0/16"),
-    )?;
-    let subnet = str_at(&out, &["Subnet", "SubnetId"])
-        .context("no SubnetId")?
-        .to_string();
+    let subnet = subnet_in_new_vpc(&api, "10.0.0.0/16")?;
     let rss0 = server.proc_status("VmRSS:");
     let t = Instant::now();
     let next = AtomicUsize::new(0);
@@ -501,24 +500,7 @@ fn run_one(args: &Args, server: &Server, n: usize, deadline: Instant) -> anyhow:
 
     // One VPC with an instance on every host.
     let api = server.api_client()?;
-    let (out, _) = call(
-        &api,
-        "CreateVpc",
-        Value::new_struct().with("CidrBlock", "10.0.0.0/16"),
-    )?;
-    let vpc = str_at(&out, &["Vpc", "VpcId"])
-        .context("no VpcId")?
-        .to_string();
-    let (out, _) = call(
-        &api,
-        "CreateSubnet",
-        Value::new_struct()
-            .with("VpcId", vpc.as_str())
-            .with("CidrBlock", "10.0.0.0/17"),
-    )?;
-    let subnet = str_at(&out, &["Subnet", "SubnetId"])
-        .context("no SubnetId")?
-        .to_string();
+    let subnet = subnet_in_new_vpc(&api, "10.0.0.0/17")?;
     seen.want_enis.store(n, Ordering::Relaxed);
     let t_place = Instant::now();
     for h in &hosts {

@@ -55,6 +55,19 @@ impl Server {
     }
 }
 
+/// The softvpc binary to run: `given` (`--bin`), else `$SOFTVPC_BIN`, else `softvpc` next to
+/// this program.
+pub fn softvpc_bin(given: Option<&PathBuf>) -> anyhow::Result<PathBuf> {
+    Ok(match (given, std::env::var_os("SOFTVPC_BIN")) {
+        (Some(b), _) => b.clone(),
+        (None, Some(b)) => PathBuf::from(b),
+        (None, None) => std::env::current_exe()?
+            .parent()
+            .context("no directory for this program")?
+            .join("softvpc"),
+    })
+}
+
 pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }

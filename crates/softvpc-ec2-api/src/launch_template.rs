@@ -147,6 +147,19 @@ pub fn create_launch_template(ctx: &Ctx<'_>, input: &Value) -> Result<Value, Api
     Ok(Value::new_struct().with("LaunchTemplate", template_value(&t)))
 }
 
+/// The launch template `input` names by `LaunchTemplateId` or `LaunchTemplateName` (one of
+/// them): what every per-template action looks up first.
+fn named_template<'s>(
+    state: &'s softvpc_model::State,
+    input: &Value,
+) -> Result<&'s std::sync::Arc<LaunchTemplate>, ApiError> {
+    launch_template::find(
+        state,
+        input::optional(input, "LaunchTemplateId"),
+        input::optional(input, "LaunchTemplateName"),
+    )
+}
+
 /// `CreateLaunchTemplateVersion`: the data laid over `SourceVersion`'s, if given.
 pub fn create_launch_template_version(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
     refuse_true(
@@ -155,12 +168,7 @@ pub fn create_launch_template_version(ctx: &Ctx<'_>, input: &Value) -> Result<Va
         "image ids are not resolved from parameters",
     )?;
     let state = ctx.cp.state();
-    let t = launch_template::find(
-        &state,
-        input::optional(input, "LaunchTemplateId"),
-        input::optional(input, "LaunchTemplateName"),
-    )?
-    .clone();
+    let t = named_template(&state, input)?.clone();
     let given = input
         .get("LaunchTemplateData")
         .ok_or_else(|| ApiError::missing("LaunchTemplateData"))?;
@@ -186,12 +194,7 @@ pub fn create_launch_template_version(ctx: &Ctx<'_>, input: &Value) -> Result<Va
 /// client token needs no record).
 pub fn modify_launch_template(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
     let state = ctx.cp.state();
-    let t = launch_template::find(
-        &state,
-        input::optional(input, "LaunchTemplateId"),
-        input::optional(input, "LaunchTemplateName"),
-    )?
-    .clone();
+    let t = named_template(&state, input)?.clone();
     let t = match input::optional(input, "DefaultVersion") {
         Some(v) => ctx.mutate(|txn| launch_template::set_default_version(txn, &t.id, v))?,
         None => (*t).clone(),
@@ -203,13 +206,7 @@ pub fn modify_launch_template(ctx: &Ctx<'_>, input: &Value) -> Result<Value, Api
 /// `DeleteLaunchTemplate`.
 pub fn delete_launch_template(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
     let state = ctx.cp.state();
-    let id = launch_template::find(
-        &state,
-        input::optional(input, "LaunchTemplateId"),
-        input::optional(input, "LaunchTemplateName"),
-    )?
-    .id
-    .clone();
+    let id = named_template(&state, input)?.id.clone();
     let t = ctx.mutate(|txn| launch_template::delete_launch_template(txn, &id))?;
     tracing::info!(launch_template = %t.id, "launch template deleted");
     Ok(Value::new_struct().with("LaunchTemplate", template_value(&t)))
@@ -218,13 +215,7 @@ pub fn delete_launch_template(ctx: &Ctx<'_>, input: &Value) -> Result<Value, Api
 /// `DeleteLaunchTemplateVersions`: each version deleted or refused on its own.
 pub fn delete_launch_template_versions(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
     let state = ctx.cp.state();
-    let id = launch_template::find(
-        &state,
-        input::optional(input, "LaunchTemplateId"),
-        input::optional(input, "LaunchTemplateName"),
-    )?
-    .id
-    .clone();
+    let id = named_template(&state, input)?.id.clone();
     let versions = input::id_list(input, "Versions");
     if versions.is_empty() {
         return Err(ApiError::missing("LaunchTemplateVersion"));
@@ -466,11 +457,7 @@ pub fn launch_input(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
         return Ok(input.clone());
     };
     let state = ctx.cp.state();
-    let t = launch_template::find(
-        &state,
-        input::optional(spec, "LaunchTemplateId"),
-        input::optional(spec, "LaunchTemplateName"),
-    )?;
+    let t = named_template(&state, spec)?;
     let v = t.resolve(input::optional(spec, "Version"))?;
     let mut request = input.as_struct().cloned().unwrap_or_default();
     request.remove("LaunchTemplate");

@@ -579,6 +579,35 @@ pub fn authorize(
     Ok(added)
 }
 
+/// Where in `group.rules` the rule of direction `egress` is that `spec` names by content (its
+/// description aside): how revoke and the description update find a rule.
+fn rule_matching(group: &SecurityGroup, egress: bool, spec: &RuleSpec) -> Result<usize, ApiError> {
+    group
+        .rules
+        .iter()
+        .position(|r| r.egress == egress && r.spec.same_rule(spec))
+        .ok_or_else(|| {
+            ApiError::new(
+                "InvalidPermission.NotFound",
+                "The specified rule does not exist in this security group.",
+            )
+        })
+}
+
+/// Where in `group.rules` the rule of direction `egress` with id `id` is.
+fn rule_with_id(group: &SecurityGroup, egress: bool, id: &str) -> Result<usize, ApiError> {
+    group
+        .rules
+        .iter()
+        .position(|r| r.egress == egress && r.id == id)
+        .ok_or_else(|| {
+            ApiError::new(
+                "InvalidSecurityGroupRuleId.NotFound",
+                format!("The security group rule ID '{id}' does not exist"),
+            )
+        })
+}
+
 /// Removes rules from a group in one direction (`RevokeSecurityGroupIngress`/`Egress`), named by
 /// content or by rule id. All must exist, else nothing changes.
 pub fn revoke(
@@ -599,26 +628,10 @@ pub fn revoke(
     }
     let specs = specs_of(&txn.state, &group.vpc_id, perms)?;
     let mut remove: Vec<String> = Vec::new();
-    for spec in &specs {
-        let found = group.rules_of(egress).find(|r| r.spec.same_rule(spec));
-        match found {
-            Some(r) if !remove.contains(&r.id) => remove.push(r.id.clone()),
-            Some(_) => {}
-            None => {
-                return Err(ApiError::new(
-                    "InvalidPermission.NotFound",
-                    "The specified rule does not exist in this security group.",
-                ))
-            }
-        }
-    }
-    for id in rule_ids {
-        if !group.rules_of(egress).any(|r| &r.id == id) {
-            return Err(ApiError::new(
-                "InvalidSecurityGroupRuleId.NotFound",
-                format!("The security group rule ID '{id}' does not exist"),
-            ));
-        }
+    let by_spec = specs.iter().map(|spec| rule_matching(&group, egress, spec));
+    let by_id = rule_ids.iter().map(|id| rule_with_id(&group, egress, id));
+    for at in by_spec.chain(by_id) {
+        let id = &group.rules[at?].id;
         if !remove.contains(id) {
             remove.push(id.clone());
         }
@@ -662,33 +675,15 @@ pub fn update_descriptions(
     }
     let mut group = (*group).clone();
     for spec in specs_of(&txn.state, &group.vpc_id, perms)? {
-        let rule = group
-            .rules
-            .iter_mut()
-            .find(|r| r.egress == egress && r.spec.same_rule(&spec))
-            .ok_or_else(|| {
-                ApiError::new(
-                    "InvalidPermission.NotFound",
-                    "The specified rule does not exist in this security group.",
-                )
-            })?;
-        rule.spec.description = spec.description;
+        let at = rule_matching(&group, egress, &spec)?;
+        group.rules[at].spec.description = spec.description;
     }
     for (id, description) in by_id {
         if let Some(d) = description {
             check_description(d, "rule description")?;
         }
-        let rule = group
-            .rules
-            .iter_mut()
-            .find(|r| r.egress == egress && &r.id == id)
-            .ok_or_else(|| {
-                ApiError::new(
-                    "InvalidSecurityGroupRuleId.NotFound",
-                    format!("The security group rule ID '{id}' does not exist"),
-                )
-            })?;
-        rule.spec.description = description.clone();
+        let at = rule_with_id(&group, egress, id)?;
+        group.rules[at].spec.description = description.clone();
     }
     txn.put(group);
     Ok(())
