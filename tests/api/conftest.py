@@ -14,8 +14,8 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -27,6 +27,9 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from ports import free_port  # noqa: E402  (tests/ports.py, shared with tests/e2e)
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = os.environ.get("SOFTVPC_BIN", str(ROOT / "target" / "release" / "softvpc"))
@@ -48,12 +51,6 @@ def aws_env(credentials_file):
     env.update(AWS_SHARED_CREDENTIALS_FILE=str(credentials_file), AWS_DEFAULT_REGION=REGION,
                AWS_CONFIG_FILE="/dev/null")
     return env
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 STORE = os.environ.get("SOFTVPC_TEST_STORE", "redb")

@@ -14,7 +14,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
+
+sys.path.insert(0, str(HERE.parent))
+import ports  # noqa: E402  (tests/ports.py, shared with tests/api)
+
 # Several suites may run at once on one machine (developers, CI): each run gets its own lab prefix
 # (svt<pid>-, so a crashed run's leftovers can be told from a live run's) and API port unless
 # told otherwise, so their namespaces never collide.
@@ -140,10 +143,8 @@ def run(cmd, timeout=30, check=False, env=None, input=None):
 
 
 def free_port():
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return str(sock.getsockname()[1])
+    """A TCP port on 127.0.0.1 that nothing listens on (see tests/ports.py), as a string."""
+    return str(ports.free_port())
 
 
 def netns_list():
