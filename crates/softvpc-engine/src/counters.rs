@@ -85,11 +85,18 @@ pub enum DropReason {
     /// From the internet to a NAT gateway's public address, matching no translation
     /// (unsolicited).
     NatNoTranslation,
+    /// A fragment a NAT gateway does not forward: TCP or ICMP (AWS forwards fragmented UDP
+    /// only), a later fragment whose first fragment it did not see, or past its limit of
+    /// datagrams in flight.
+    NatFragment,
+    /// A TCP segment (not a SYN) of a connection a NAT gateway holds no translation for (it
+    /// expired idle): not forwarded; the gateway answers the instance with an RST.
+    NatConnectionReset,
 }
 
 impl DropReason {
     /// Every reason, in declaration order (the order of [`Counters::samples`]).
-    pub const ALL: [DropReason; 26] = [
+    pub const ALL: [DropReason; 28] = [
         DropReason::Malformed,
         DropReason::UnsupportedEthertype,
         DropReason::SpoofedSource,
@@ -116,6 +123,8 @@ impl DropReason {
         DropReason::NoIgwRoute,
         DropReason::NatPortAllocation,
         DropReason::NatNoTranslation,
+        DropReason::NatFragment,
+        DropReason::NatConnectionReset,
     ];
 
     /// The metric label value (snake_case; part of the agent's metrics contract).
@@ -147,6 +156,8 @@ impl DropReason {
             DropReason::NoIgwRoute => "no_igw_route",
             DropReason::NatPortAllocation => "nat_port_allocation",
             DropReason::NatNoTranslation => "nat_no_translation",
+            DropReason::NatFragment => "nat_fragment",
+            DropReason::NatConnectionReset => "nat_connection_reset",
         }
     }
 }
@@ -454,12 +465,13 @@ impl Counters {
         }
         // NAT gateways, named after AWS's CloudWatch metrics (AWS/NATGateway).
         type Get = fn(&crate::natgw::NatStats) -> u64;
-        let nat: [(&str, &str, &str, Get); 9] = [
+        let nat: [(&str, &str, &str, Get); 10] = [
             ("softvpc_nat_gateway_active_connection_count", "gauge", "ActiveConnectionCount: translations a NAT gateway holds (TCP, UDP, ICMP).", |s| s.active_connections),
             ("softvpc_nat_gateway_connection_attempt_count_total", "counter", "ConnectionAttemptCount: new translations asked for.", |s| s.connection_attempts),
             ("softvpc_nat_gateway_error_port_allocation_total", "counter", "ErrorPortAllocation: no source port free for the destination (connection refused).", |s| s.error_port_allocation),
             ("softvpc_nat_gateway_idle_timeout_count_total", "counter", "IdleTimeoutCount: translations expired after 350 s idle.", |s| s.idle_timeouts),
             ("softvpc_nat_gateway_packets_drop_count_total", "counter", "PacketsDropCount: packets the NAT gateway dropped.", |s| s.packets_drop),
+            ("softvpc_nat_gateway_idle_resets_total", "counter", "TCP segments of a connection without a translation (expired idle) answered with an RST.", |s| s.idle_resets),
             ("softvpc_nat_gateway_packets_out_to_destination_total", "counter", "PacketsOutToDestination.", |s| s.packets_out_to_destination),
             ("softvpc_nat_gateway_bytes_out_to_destination_total", "counter", "BytesOutToDestination (IPv4 bytes).", |s| s.bytes_out_to_destination),
             ("softvpc_nat_gateway_packets_in_from_destination_total", "counter", "PacketsInFromDestination.", |s| s.packets_in_from_destination),

@@ -22,7 +22,7 @@ use crate::layers::gateway::dhcp::{self, DhcpConfig};
 use crate::layers::gateway::{arp, icmp};
 use crate::layers::{nat, route, Ctx, Direction, EniState, PortMap, Ports, Reply, St};
 use crate::mapping::{router_mac, Mac};
-use crate::natgw::{NatConfig, NatGateway, NatStats, NatTable};
+use crate::natgw::{self, NatConfig, NatGateway, NatStats, NatTable};
 use crate::pipeline::{
     self, Destination, Forward, Lookup, Outcome, Run, Trace, TraceRecorder, TraceVerdict,
 };
@@ -818,7 +818,16 @@ fn nat_translate_out(
         );
         return Ok(());
     }
-    gw.table.translate_out(now, &mut buf[14..], eni.ip)?;
+    match gw.table.translate_out(now, &mut buf[14..], eni.ip) {
+        Err(DropReason::NatConnectionReset) => {
+            // Not forwarded (counted), answered: the RST from the far end to the instance.
+            let rst = natgw::reset_for(&buf[14..]).ok_or(DropReason::NatConnectionReset)?;
+            nx.counters.drop(DropReason::NatConnectionReset);
+            buf.truncate(14);
+            buf.extend_from_slice(&rst);
+        }
+        r => r?,
+    }
     buf[0..6].copy_from_slice(&router_mac(eni.vni));
     buf[6..12].copy_from_slice(&eni.mac);
     Ok(())

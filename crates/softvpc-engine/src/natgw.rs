@@ -23,8 +23,20 @@
 //! internet about a translated flow is translated back. A packet larger than the internet
 //! gateway's 1500 bytes with DF set is answered by the gateway with ICMP "fragmentation
 //! needed" (next-hop MTU 1500), so path MTU discovery works through it. Translations idle for
-//! [`IDLE_TIMEOUT`] (AWS: 350 s) expire. Fragments are not translated (counted in
-//! `PacketsDropCount`).
+//! [`IDLE_TIMEOUT`] (AWS: 350 s) expire; a TCP segment of a connection the gateway holds no
+//! translation for (it expired idle) is answered with an RST to the instance, never a FIN
+//! (AWS: "returns an RST packet to any resources behind the NAT gateway that attempt to
+//! continue the connection"); only a SYN opens a TCP translation.
+//!
+//! Fragmented UDP is forwarded, TCP and ICMP fragments are dropped (AWS's NAT gateway does the
+//! same). Only the first fragment carries the ports: it is translated like a whole datagram
+//! and remembered by its IP identification; the later fragments of that datagram (same
+//! protocol, addresses and identification) get the same addresses, out with the gateway's own
+//! identification (two instances may use one identification towards one destination). No
+//! fragment is held back or reassembled: the state per datagram is a few bytes, at most
+//! [`FRAGMENT_LIMIT`] datagrams each way, forgotten once every byte passed or after
+//! [`FRAGMENT_TIMEOUT`]. A later fragment whose first was not seen (reordered, or its datagram
+//! forgotten), and any fragment past the limit, is dropped as `nat_fragment`.
 //!
 //! The table is sans-IO: every call takes `now`.
 
@@ -44,6 +56,10 @@ pub const PORT_LAST: u16 = 65535;
 pub const DESTINATION_LIMIT: u32 = 55_000;
 /// A translation idle this long expires (AWS: 350 s).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(350);
+/// Fragmented datagrams followed at once, each way (the first fragment seen, the rest not yet).
+pub const FRAGMENT_LIMIT: usize = 1024;
+/// A fragmented datagram not complete after this long is forgotten (Linux's `ipfrag_time`).
+pub const FRAGMENT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the inside of a translation is: the instance's flow as it sent it. For ICMP echo the
 /// identifier stands in the source port and the destination port is 0.
@@ -65,6 +81,73 @@ pub struct Inside {
 type Outside = (u8, u32, u16, u16);
 /// One destination: protocol, address, port.
 type Dest = (u8, u32, u16);
+/// A fragmented datagram as its fragments arrive: protocol, source, destination, IP
+/// identification.
+type FragKey = (u8, u32, u32, u16);
+
+/// What the later fragments of a datagram get, and how much of it passed.
+#[derive(Debug, Clone, Copy)]
+struct Frag {
+    /// Out: the source address; in: the instance's address (the destination).
+    addr: Ipv4Addr,
+    /// The identification the fragments leave with.
+    id: u16,
+    /// The instance's flow the datagram belongs to.
+    inside: Inside,
+    /// Payload bytes passed, and the datagram's payload length once its last fragment passed.
+    seen: u32,
+    total: Option<u32>,
+    first_seen: Instant,
+}
+
+/// The datagrams fragmented one way, bounded by [`FRAGMENT_LIMIT`].
+#[derive(Debug, Default)]
+struct Frags(HashMap<FragKey, Frag>);
+
+impl Frags {
+    /// Starts following a datagram whose first fragment passes now.
+    fn first(&mut self, now: Instant, key: FragKey, frag: Frag) -> Result<(), DropReason> {
+        if self.0.len() >= FRAGMENT_LIMIT && !self.0.contains_key(&key) {
+            self.0
+                .retain(|_, f| now.saturating_duration_since(f.first_seen) < FRAGMENT_TIMEOUT);
+            if self.0.len() >= FRAGMENT_LIMIT {
+                return Err(DropReason::NatFragment);
+            }
+        }
+        let mut frag = frag;
+        frag.seen = 0;
+        frag.total = None;
+        frag.first_seen = now;
+        self.0.insert(key, frag);
+        Ok(())
+    }
+
+    /// Counts a fragment of `len` payload bytes at `offset` bytes into its datagram, `more`
+    /// when not its last; the datagram is forgotten once every byte passed.
+    fn passed(&mut self, key: FragKey, offset: u32, len: u32, more: bool) {
+        let Some(f) = self.0.get_mut(&key) else {
+            return;
+        };
+        f.seen = f.seen.saturating_add(len);
+        if !more {
+            f.total = Some(offset + len);
+        }
+        if f.total.is_some_and(|t| f.seen >= t) {
+            self.0.remove(&key);
+        }
+    }
+
+    /// A later fragment's datagram, if its first fragment passed and it is not forgotten.
+    fn later(&self, now: Instant, key: FragKey) -> Option<Frag> {
+        let f = self.0.get(&key)?;
+        (now.saturating_duration_since(f.first_seen) < FRAGMENT_TIMEOUT).then_some(*f)
+    }
+
+    fn expire(&mut self, now: Instant) {
+        self.0
+            .retain(|_, f| now.saturating_duration_since(f.first_seen) < FRAGMENT_TIMEOUT);
+    }
+}
 
 #[derive(Debug, Clone, Copy)]
 struct Entry {
@@ -91,6 +174,8 @@ pub struct NatStats {
     pub idle_timeouts: u64,
     /// `PacketsDropCount`: packets the gateway dropped (no port, no translation, untranslatable).
     pub packets_drop: u64,
+    /// TCP segments of a connection without a translation (expired idle) answered with an RST.
+    pub idle_resets: u64,
     /// `PacketsOutToDestination`.
     pub packets_out_to_destination: u64,
     /// `BytesOutToDestination`.
@@ -126,6 +211,9 @@ pub struct NatTable {
     by_inside: HashMap<Inside, u16>,
     by_outside: HashMap<Outside, Entry>,
     dests: HashMap<Dest, DestState>,
+    frags_out: Frags,
+    frags_in: Frags,
+    next_ip_id: u16,
     stats: NatStats,
 }
 
@@ -169,17 +257,29 @@ impl NatTable {
     /// when the destination has [`NatConfig::destination_limit`] translations already
     /// (`ErrorPortAllocation`).
     pub fn outbound(&mut self, now: Instant, inside: Inside) -> Option<u16> {
-        if let Some(&port) = self.by_inside.get(&inside) {
-            let key = outside_of(&inside, port);
-            let idle = self.config.idle_timeout;
-            match self.by_outside.get_mut(&key) {
-                Some(e) if now.saturating_duration_since(e.last_used) < idle => {
-                    e.last_used = now;
-                    return Some(port);
-                }
-                _ => self.remove(key, true),
+        self.live(now, inside)
+            .or_else(|| self.allocate(now, inside))
+    }
+
+    /// The gateway's port of `inside`'s live translation, refreshed (an idle one expires).
+    fn live(&mut self, now: Instant, inside: Inside) -> Option<u16> {
+        let &port = self.by_inside.get(&inside)?;
+        let key = outside_of(&inside, port);
+        let idle = self.config.idle_timeout;
+        match self.by_outside.get_mut(&key) {
+            Some(e) if now.saturating_duration_since(e.last_used) < idle => {
+                e.last_used = now;
+                Some(port)
+            }
+            _ => {
+                self.remove(key, true);
+                None
             }
         }
+    }
+
+    /// A new translation for `inside`.
+    fn allocate(&mut self, now: Instant, inside: Inside) -> Option<u16> {
         self.stats.connection_attempts += 1;
         let dest = dest_of(&inside);
         let d = self.dests.entry(dest).or_default();
@@ -281,8 +381,11 @@ impl NatTable {
         }
     }
 
-    /// Drops every translation idle for the timeout (the engine's timer calls it).
+    /// Drops every translation idle for the timeout, and fragmented datagrams not complete in
+    /// time (the engine's timer calls it).
     pub fn expire(&mut self, now: Instant) {
+        self.frags_out.expire(now);
+        self.frags_in.expire(now);
         let idle = self.config.idle_timeout;
         let gone: Vec<Outside> = self
             .by_outside
@@ -297,6 +400,8 @@ impl NatTable {
 
     /// Translates an IPv4 packet `l3` an instance sent through the gateway: source address
     /// `private` (the gateway's), source port or echo identifier the translation's. Counted.
+    /// `nat_connection_reset` for a TCP segment of a connection it holds no translation for:
+    /// the caller answers it with [`reset_for`]'s RST.
     pub fn translate_out(
         &mut self,
         now: Instant,
@@ -309,7 +414,12 @@ impl NatTable {
                 self.stats.packets_out_to_destination += 1;
                 self.stats.bytes_out_to_destination += l3.len() as u64;
             }
-            Err(_) => self.stats.packets_drop += 1,
+            Err(reason) => {
+                self.stats.packets_drop += 1;
+                if reason == DropReason::NatConnectionReset {
+                    self.stats.idle_resets += 1;
+                }
+            }
         }
         r
     }
@@ -321,8 +431,19 @@ impl NatTable {
         private: Ipv4Addr,
     ) -> Result<(), DropReason> {
         let h = Header::read(l3).ok_or(DropReason::Malformed)?;
-        if h.fragment {
-            return Err(DropReason::NatNoTranslation);
+        if h.fragment() && h.proto != 17 {
+            return Err(DropReason::NatFragment);
+        }
+        let key = (h.proto, u32::from(h.src), u32::from(h.dst), h.id);
+        if h.offset != 0 {
+            let f = self
+                .frags_out
+                .later(now, key)
+                .ok_or(DropReason::NatFragment)?;
+            nat::set_src(l3, f.addr);
+            nat::set_ip_id(l3, f.id);
+            self.frags_out.passed(key, h.offset, h.payload_len, h.more);
+            return Ok(());
         }
         let (src_port, dst_port, at) = match (h.proto, h.l4) {
             (6 | 17, Some([a, b, c, d, ..])) => {
@@ -339,9 +460,37 @@ impl NatTable {
             dst: h.dst,
             dst_port,
         };
-        let port = self
-            .outbound(now, inside)
-            .ok_or(DropReason::NatPortAllocation)?;
+        let syn = h.proto == 6 && h.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_SYN;
+        let port = match self.live(now, inside) {
+            Some(port) => port,
+            // Only a SYN opens a TCP connection; a segment continuing one the gateway does
+            // not hold (expired idle) gets an RST, an RST nothing.
+            None if h.proto == 6 && !syn => {
+                return Err(if h.tcp_flags & TCP_RST != 0 {
+                    DropReason::NatNoTranslation
+                } else {
+                    DropReason::NatConnectionReset
+                });
+            }
+            None => self
+                .allocate(now, inside)
+                .ok_or(DropReason::NatPortAllocation)?,
+        };
+        if h.more {
+            let id = self.next_ip_id;
+            let frag = Frag {
+                addr: private,
+                id,
+                inside,
+                seen: 0,
+                total: None,
+                first_seen: now,
+            };
+            self.frags_out.first(now, key, frag)?;
+            self.next_ip_id = id.wrapping_add(1);
+            nat::set_ip_id(l3, id);
+            self.frags_out.passed(key, 0, h.payload_len, true);
+        }
         nat::set_src(l3, private);
         nat::set_l4_u16(l3, at, port);
         Ok(())
@@ -364,8 +513,18 @@ impl NatTable {
 
     fn in_inner(&mut self, now: Instant, l3: &mut [u8]) -> Result<Inside, DropReason> {
         let h = Header::read(l3).ok_or(DropReason::Malformed)?;
-        if h.fragment {
-            return Err(DropReason::NatNoTranslation);
+        if h.fragment() && h.proto != 17 {
+            return Err(DropReason::NatFragment);
+        }
+        let key = (h.proto, u32::from(h.src), u32::from(h.dst), h.id);
+        if h.offset != 0 {
+            let f = self
+                .frags_in
+                .later(now, key)
+                .ok_or(DropReason::NatFragment)?;
+            nat::set_dst(l3, f.addr);
+            self.frags_in.passed(key, h.offset, h.payload_len, h.more);
+            return Ok(f.inside);
         }
         match (h.proto, h.l4) {
             (6 | 17, Some([a, b, c, d, ..])) => {
@@ -373,6 +532,18 @@ impl NatTable {
                 let inside = self
                     .inbound(now, h.proto, h.src, sport, dport)
                     .ok_or(DropReason::NatNoTranslation)?;
+                if h.more {
+                    let frag = Frag {
+                        addr: inside.src,
+                        id: h.id,
+                        inside,
+                        seen: 0,
+                        total: None,
+                        first_seen: now,
+                    };
+                    self.frags_in.first(now, key, frag)?;
+                    self.frags_in.passed(key, 0, h.payload_len, true);
+                }
                 nat::set_dst(l3, inside.src);
                 nat::set_l4_u16(l3, 2, inside.src_port);
                 Ok(inside)
@@ -418,10 +589,21 @@ struct Header {
     proto: u8,
     src: Ipv4Addr,
     dst: Ipv4Addr,
-    fragment: bool,
+    /// Identification, fragment offset (bytes), more fragments.
+    id: u16,
+    offset: u32,
+    more: bool,
+    /// The payload bytes this packet carries (total length less the header).
+    payload_len: u32,
     /// The first transport bytes (8 at most), when there.
     l4: Option<[u8; 8]>,
+    /// TCP's flags, when there (0 otherwise).
+    tcp_flags: u8,
 }
+
+const TCP_SYN: u8 = 0x02;
+const TCP_RST: u8 = 0x04;
+const TCP_ACK: u8 = 0x10;
 
 impl Header {
     /// A whole packet's header (the caller checked the header's validity).
@@ -448,10 +630,70 @@ impl Header {
             proto: l3[9],
             src: Ipv4Addr::new(l3[12], l3[13], l3[14], l3[15]),
             dst: Ipv4Addr::new(l3[16], l3[17], l3[18], l3[19]),
-            fragment: frag & 0x3fff != 0,
+            id: u16::from_be_bytes([l3[4], l3[5]]),
+            offset: u32::from(frag & 0x1fff) * 8,
+            more: frag & 0x2000 != 0,
+            payload_len: u32::from(nat::total_len(l3)).saturating_sub(ihl as u32),
             l4,
+            tcp_flags: l3.get(ihl + 13).copied().unwrap_or(0),
         })
     }
+
+    /// Whether it is a fragment (first, middle or last).
+    fn fragment(&self) -> bool {
+        self.more || self.offset != 0
+    }
+}
+
+/// The RST a NAT gateway answers a TCP segment (IPv4 packet `l3`) of a connection it holds no
+/// translation for with: from the segment's destination to its source, as RFC 793 resets (the
+/// segment's ACK as sequence number; without one, sequence 0 and an ACK of all it carried).
+/// `None` when `l3` is not a TCP segment with its header.
+pub fn reset_for(l3: &[u8]) -> Option<[u8; 40]> {
+    let h = Header::read(l3)?;
+    if h.proto != 6 || h.offset != 0 {
+        return None;
+    }
+    let tcp = l3.get(h.ihl..usize::from(nat::total_len(l3)))?;
+    let data_off = usize::from(*tcp.get(12)? >> 4) * 4;
+    if data_off < 20 || tcp.len() < data_off {
+        return None;
+    }
+    let seq = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
+    let ack = u32::from_be_bytes([tcp[8], tcp[9], tcp[10], tcp[11]]);
+    let (seq, ack, flags) = if h.tcp_flags & TCP_ACK != 0 {
+        (ack, 0, TCP_RST)
+    } else {
+        let len = (tcp.len() - data_off) as u32
+            + u32::from(h.tcp_flags & TCP_SYN != 0)
+            + u32::from(h.tcp_flags & 0x01 != 0);
+        (0, seq.wrapping_add(len), TCP_RST | TCP_ACK)
+    };
+    let mut p = [0u8; 40];
+    p[0] = 0x45;
+    p[2..4].copy_from_slice(&40u16.to_be_bytes());
+    p[6] = 0x40; // DF
+    p[8] = 64;
+    p[9] = 6;
+    p[12..16].copy_from_slice(&h.dst.octets());
+    p[16..20].copy_from_slice(&h.src.octets());
+    let c = nat::checksum(&p[..20]);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p[20..22].copy_from_slice(&tcp[2..4]);
+    p[22..24].copy_from_slice(&tcp[0..2]);
+    p[24..28].copy_from_slice(&seq.to_be_bytes());
+    p[28..32].copy_from_slice(&ack.to_be_bytes());
+    p[32] = 5 << 4;
+    p[33] = flags;
+    // The checksum over the pseudo-header (addresses, protocol, length) and the header.
+    let mut pseudo = [0u8; 32];
+    pseudo[0..8].copy_from_slice(&p[12..20]);
+    pseudo[9] = 6;
+    pseudo[11] = 20;
+    pseudo[12..32].copy_from_slice(&p[20..40]);
+    let c = nat::checksum(&pseudo);
+    p[36..38].copy_from_slice(&c.to_be_bytes());
+    Some(p)
 }
 
 /// A NAT gateway held by this host's engine: its id, its ENI, its table.

@@ -231,6 +231,8 @@ fn drop_reason_names_match_the_contract() {
             "no_igw_route",
             "nat_port_allocation",
             "nat_no_translation",
+            "nat_fragment",
+            "nat_connection_reset",
         ]
     );
 }

@@ -1,7 +1,8 @@
 //! NAT gateways in virtual time: a private instance on one host reaches the internet through a
 //! NAT gateway whose ENI is on the other host (or the same one); distinct translations, the
 //! way back, ICMP echo and errors, frag-needed, nothing unsolicited, the per-destination limit,
-//! the idle timeout, the gateway subnet's ACL, and the metrics.
+//! the idle timeout and the RST after it, fragmented UDP (and TCP fragments dropped), the
+//! gateway subnet's ACL, and the metrics.
 
 mod common;
 
@@ -11,7 +12,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use softvpc_engine::natgw::{Inside, DESTINATION_LIMIT, IDLE_TIMEOUT, PORT_FIRST, PORT_LAST};
+use softvpc_engine::natgw::{
+    Inside, DESTINATION_LIMIT, FRAGMENT_LIMIT, FRAGMENT_TIMEOUT, IDLE_TIMEOUT, PORT_FIRST,
+    PORT_LAST,
+};
 use softvpc_engine::{
     DropReason, EdgeConfig, Engine, EngineConfig, Mac, NatConfig, NatTable, Output, Path, PortId,
 };
@@ -697,7 +701,8 @@ proptest::proptest! {
         let mut j = junk;
         let _ = t.translate_in(t0, &mut j);
         let frame = if tcp_proto {
-            tcp(VM3.mac, ROUTER1, src, dst, (sport, dport), TcpControl::Psh, true)
+            // Only a SYN opens a TCP translation.
+            tcp(VM3.mac, ROUTER1, src, dst, (sport, dport), TcpControl::Syn, false)
         } else {
             udp(VM3.mac, ROUTER1, src, dst, sport, dport, &payload)
         };
@@ -735,4 +740,273 @@ proptest::proptest! {
             proptest::prop_assert_eq!(u.dst_port(), sport);
         }
     }
+}
+
+/// The frame `frame` (Ethernet + IPv4) cut into IPv4 fragments of at most `mtu` bytes, each
+/// with its own header checksum, in order.
+fn fragments(frame: &[u8], mtu: usize) -> Vec<Vec<u8>> {
+    let (eth, l3) = frame.split_at(14);
+    let payload = &l3[20..];
+    let step = (mtu - 20) / 8 * 8;
+    let chunks: Vec<&[u8]> = payload.chunks(step).collect();
+    chunks
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let mut h = l3[..20].to_vec();
+            h[2..4].copy_from_slice(&((20 + c.len()) as u16).to_be_bytes());
+            let more = if i + 1 < chunks.len() { 0x2000 } else { 0 };
+            h[6..8].copy_from_slice(&(more | (i * step / 8) as u16).to_be_bytes());
+            h[10..12].fill(0);
+            let sum = checksum(&h);
+            h[10..12].copy_from_slice(&sum.to_be_bytes());
+            [eth, &h, c].concat()
+        })
+        .collect()
+}
+
+/// The IPv4 fragments (frames) of one datagram put back together: (header of the whole,
+/// payload). Asserts they share addresses and identification, each header is valid, and they
+/// cover the payload exactly.
+fn reassembled(frames: &[Vec<u8>]) -> Vec<u8> {
+    let mut parts: Vec<(usize, bool, Vec<u8>)> = frames
+        .iter()
+        .map(|f| {
+            let ip = checked_header(f);
+            let frag = u16::from_be_bytes([f[20], f[21]]);
+            (
+                usize::from(frag & 0x1fff) * 8,
+                frag & 0x2000 != 0,
+                ip.payload().to_vec(),
+            )
+        })
+        .collect();
+    let first = &frames[0][14..34];
+    for f in frames {
+        assert_eq!(&f[14 + 4..14 + 6], &first[4..6], "one identification");
+        assert_eq!(
+            &f[14 + 12..14 + 20],
+            &first[12..20],
+            "one pair of addresses"
+        );
+    }
+    parts.sort_by_key(|p| p.0);
+    let mut payload = Vec::new();
+    for (i, (off, more, data)) in parts.iter().enumerate() {
+        assert_eq!(*off, payload.len(), "fragments cover the datagram");
+        assert_eq!(*more, i + 1 < parts.len());
+        payload.extend_from_slice(data);
+    }
+    let mut h = first.to_vec();
+    h[2..4].copy_from_slice(&((20 + payload.len()) as u16).to_be_bytes());
+    h[6..8].fill(0);
+    h[10..12].fill(0);
+    let sum = checksum(&h);
+    h[10..12].copy_from_slice(&sum.to_be_bytes());
+    [h, payload].concat()
+}
+
+/// A fragment's IPv4 header, its checksum verified (its transport part is incomplete).
+fn checked_header(frame: &[u8]) -> Ipv4Packet<&[u8]> {
+    let ip = Ipv4Packet::new_checked(&frame[14..]).expect("ipv4");
+    assert!(ip.verify_checksum(), "IPv4 header checksum");
+    ip
+}
+
+#[test]
+fn fragmented_udp_goes_out_and_comes_back() {
+    let mut lab = Lab::new(HOST1, NatConfig::default());
+    let data: Vec<u8> = (0..3000u32).map(|i| (i * 7) as u8).collect();
+    let whole = udp(VM3.mac, ROUTER1, VM3.ip, WEB, 5353, 9000, &data);
+    let frags = fragments(&whole, 1500);
+    assert_eq!(frags.len(), 3);
+    let mut edge = Vec::new();
+    for (i, f) in frags.iter().enumerate() {
+        let d = lab.sent_by_vm3(1 + i as u64, f);
+        assert!(d.ports.is_empty(), "{d:?}");
+        edge.extend(d.edge);
+    }
+    assert_eq!(edge.len(), 3, "every fragment goes out");
+    // Put back together at the far end: the gateway's address and port, every checksum right.
+    let l3 = reassembled(&edge);
+    let ip = Ipv4Packet::new_checked(&l3[..]).unwrap();
+    assert_eq!((ip.src_addr(), ip.dst_addr()), (NAT_EIP, WEB));
+    let u = UdpPacket::new_checked(ip.payload()).unwrap();
+    assert!(
+        u.verify_checksum(&NAT_EIP.into(), &WEB.into()),
+        "UDP checksum"
+    );
+    assert_eq!(u.dst_port(), 9000);
+    assert_eq!(u.payload(), &data[..]);
+    let port = u.src_port();
+    assert!(port >= PORT_FIRST);
+
+    // The answer, fragmented too and its last fragment first: back to zigi-vm3's port.
+    let reply = udp(GW_MAC, EDGE_MAC, WEB, NAT_EIP, 9000, port, &data);
+    let mut rfrags = fragments(&reply, 1400);
+    assert_eq!(rfrags.len(), 3);
+    rfrags.swap(1, 2);
+    let mut got = Vec::new();
+    for (i, f) in rfrags.iter().enumerate() {
+        let d = lab.sent_by_internet(10 + i as u64, f);
+        got.extend(d.ports.into_iter().map(|(h, p, f)| {
+            assert_eq!((h, p), (HOST2, VM3.port));
+            f
+        }));
+    }
+    assert_eq!(got.len(), 3, "every fragment comes back");
+    let l3 = reassembled(&got);
+    let ip = Ipv4Packet::new_checked(&l3[..]).unwrap();
+    assert_eq!((ip.src_addr(), ip.dst_addr()), (WEB, VM3.ip));
+    let u = UdpPacket::new_checked(ip.payload()).unwrap();
+    assert!(
+        u.verify_checksum(&WEB.into(), &VM3.ip.into()),
+        "UDP checksum"
+    );
+    assert_eq!((u.src_port(), u.dst_port()), (9000, 5353));
+    assert_eq!(u.payload(), &data[..]);
+    let s = lab.nat().nat_gateway_stats(NAT_ID).unwrap();
+    assert_eq!(
+        (s.packets_out_to_destination, s.packets_in_from_destination),
+        (3, 3)
+    );
+    assert_eq!(lab.nat().counters().drops(DropReason::NatFragment), 0);
+}
+
+#[test]
+fn fragments_the_gateway_cannot_place_are_dropped_and_counted() {
+    let mut lab = Lab::new(HOST1, NatConfig::default());
+    let data = vec![0x5a; 3000];
+    // A later fragment whose first never came.
+    let frags = fragments(&udp(VM3.mac, ROUTER1, VM3.ip, WEB, 5353, 9000, &data), 1500);
+    assert!(lab.sent_by_vm3(1, &frags[1]).edge.is_empty());
+    assert_eq!(lab.nat().counters().drops(DropReason::NatFragment), 1);
+    // TCP fragments, even a first one (AWS forwards fragmented UDP only).
+    let seg = ipv4(VM3.mac, ROUTER1, VM3.ip, WEB, 64, IpProtocol::Tcp, &data);
+    let tf = fragments(&seg, 1500);
+    assert!(lab.sent_by_vm3(2, &tf[0]).edge.is_empty());
+    assert_eq!(lab.nat().counters().drops(DropReason::NatFragment), 2);
+    // From the internet: a later fragment of nothing the gateway translated.
+    let reply = fragments(
+        &udp(GW_MAC, EDGE_MAC, WEB, NAT_EIP, 9000, 1024, &data),
+        1500,
+    );
+    assert!(lab.sent_by_internet(3, &reply[2]).ports.is_empty());
+    assert_eq!(lab.nat().counters().drops(DropReason::NatFragment), 3);
+    let s = lab.nat().nat_gateway_stats(NAT_ID).unwrap();
+    assert_eq!(s.packets_drop, 3);
+    let mut text = String::new();
+    lab.nat().counters().write_prometheus(&mut text);
+    assert!(text.contains("reason=\"nat_fragment\"} 3"), "{text}");
+}
+
+/// The fragment table in virtual time: two instances using one identification towards one
+/// destination leave with distinct ones; at most FRAGMENT_LIMIT datagrams in flight, room again
+/// once they are complete or FRAGMENT_TIMEOUT old.
+#[test]
+fn fragment_state_is_bounded_and_identifications_distinct() {
+    let t0 = Instant::now();
+    let mut t = NatTable::new(NatConfig::default());
+    let first = |src: Ipv4Addr, sport: u16, id: u16| {
+        let mut f = fragments(&udp(VM3.mac, ROUTER1, src, WEB, sport, 53, &[1; 100]), 68);
+        let mut l3 = f.swap_remove(0).split_off(14);
+        l3[4..6].copy_from_slice(&id.to_be_bytes());
+        l3[10..12].fill(0);
+        let sum = checksum(&l3[..20]);
+        l3[10..12].copy_from_slice(&sum.to_be_bytes());
+        l3
+    };
+    let mut a = first(Ipv4Addr::new(10, 0, 1, 20), 5000, 7);
+    let mut b = first(Ipv4Addr::new(10, 0, 1, 21), 5000, 7);
+    t.translate_out(t0, &mut a, NAT_IP).unwrap();
+    t.translate_out(t0, &mut b, NAT_IP).unwrap();
+    assert_ne!(&a[4..6], &b[4..6], "distinct identifications out");
+    assert!(Ipv4Packet::new_checked(&a[..]).unwrap().verify_checksum());
+    for i in 2..FRAGMENT_LIMIT as u16 {
+        let mut f = first(Ipv4Addr::new(10, 0, 1, 22), 6000 + i, i);
+        t.translate_out(t0, &mut f, NAT_IP).unwrap();
+    }
+    let mut over = first(Ipv4Addr::new(10, 0, 1, 23), 7000, 1);
+    assert_eq!(
+        t.translate_out(t0, &mut over, NAT_IP),
+        Err(DropReason::NatFragment)
+    );
+    let later = t0 + FRAGMENT_TIMEOUT;
+    let mut over = first(Ipv4Addr::new(10, 0, 1, 23), 7000, 1);
+    assert_eq!(t.translate_out(later, &mut over, NAT_IP), Ok(()));
+}
+
+#[test]
+fn after_the_idle_timeout_the_instance_gets_an_rst() {
+    let mut lab = Lab::new(HOST2, NatConfig::default());
+    let port = open(&mut lab, 1, 40000, WEB, 80);
+    let ack = tcp(
+        VM3.mac,
+        ROUTER1,
+        VM3.ip,
+        WEB,
+        (40000, 80),
+        TcpControl::Psh,
+        true,
+    );
+    // Within 350 s the connection goes on, through the same port.
+    let idle = IDLE_TIMEOUT.as_millis() as u64;
+    let d = lab.sent_by_vm3(idle, &ack);
+    assert_eq!(d.edge.len(), 1);
+    assert_eq!(ports_of_l4(&checked(&d.edge[0])).0, port);
+    // Idle for 350 s: the translation expires; the next segment gets an RST, nothing leaves.
+    let later = 2 * idle + 1;
+    lab.nat().handle_timeout(at_ms(later));
+    let d = lab.sent_by_vm3(later + 1, &ack);
+    assert!(d.edge.is_empty(), "{d:?}");
+    assert_eq!(d.ports.len(), 1, "{d:?}");
+    let (host, p, f) = &d.ports[0];
+    assert_eq!((*host, *p), (HOST2, VM3.port));
+    let ip = checked(f);
+    assert_eq!((ip.src_addr(), ip.dst_addr()), (WEB, VM3.ip));
+    let t = TcpPacket::new_checked(ip.payload()).unwrap();
+    assert_eq!((t.src_port(), t.dst_port()), (80, 40000));
+    assert!(t.rst() && !t.fin() && !t.syn() && !t.ack());
+    // RFC 793: the segment's acknowledgment number becomes the reset's sequence number.
+    assert_eq!(t.seq_number().0, 2000);
+    let s = lab.nat().nat_gateway_stats(NAT_ID).unwrap();
+    assert_eq!((s.idle_timeouts, s.idle_resets), (1, 1));
+    assert_eq!(
+        lab.nat().counters().drops(DropReason::NatConnectionReset),
+        1
+    );
+    // An RST from the instance is not answered; a SYN opens a new translation.
+    let rst = tcp(
+        VM3.mac,
+        ROUTER1,
+        VM3.ip,
+        WEB,
+        (40000, 80),
+        TcpControl::Rst,
+        false,
+    );
+    let d = lab.sent_by_vm3(later + 2, &rst);
+    assert!(d.edge.is_empty() && d.ports.is_empty(), "{d:?}");
+    open(&mut lab, later + 3, 40000, WEB, 80);
+}
+
+/// A segment without ACK gets an RST that acknowledges what it carried.
+#[test]
+fn a_reset_without_ack_acknowledges_the_segment() {
+    let seg = tcp(
+        VM3.mac,
+        ROUTER1,
+        VM3.ip,
+        WEB,
+        (40000, 80),
+        TcpControl::Fin,
+        false,
+    );
+    let rst = softvpc_engine::natgw::reset_for(&seg[14..]).unwrap();
+    let ip = Ipv4Packet::new_checked(&rst[..]).unwrap();
+    assert!(ip.verify_checksum());
+    let t = TcpPacket::new_checked(ip.payload()).unwrap();
+    assert!(t.verify_checksum(&WEB.into(), &VM3.ip.into()));
+    assert!(t.rst() && t.ack());
+    assert_eq!((t.seq_number().0, t.ack_number().0), (0, 1001));
 }

@@ -167,6 +167,17 @@ fn set_addr(l3: &mut [u8], at: usize, new: Ipv4Addr) {
     }
 }
 
+/// Rewrites the identification field of IPv4 packet `l3` (header checksum kept right).
+pub(crate) fn set_ip_id(l3: &mut [u8], new: u16) {
+    if l3.len() < 20 {
+        return;
+    }
+    let old = read16(l3, 4);
+    write16(l3, 4, new);
+    let hc = update16(read16(l3, 10), old, new);
+    write16(l3, 10, hc);
+}
+
 /// Rewrites the source address of IPv4 packet `l3` (checksums kept right).
 pub(crate) fn set_src(l3: &mut [u8], new: Ipv4Addr) {
     set_addr(l3, 12, new);
