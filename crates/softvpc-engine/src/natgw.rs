@@ -105,20 +105,32 @@ struct Frag {
 struct Frags(HashMap<FragKey, Frag>);
 
 impl Frags {
-    /// Starts following a datagram whose first fragment passes now.
-    fn first(&mut self, now: Instant, key: FragKey, frag: Frag) -> Result<(), DropReason> {
+    /// Starts following a datagram whose first fragment (`h`) passes now: its later
+    /// fragments get `addr` and identification `id`.
+    fn first(
+        &mut self,
+        now: Instant,
+        h: &Header,
+        (addr, id): (Ipv4Addr, u16),
+        inside: Inside,
+    ) -> Result<(), DropReason> {
+        let key = h.frag_key();
         if self.0.len() >= FRAGMENT_LIMIT && !self.0.contains_key(&key) {
-            self.0
-                .retain(|_, f| now.saturating_duration_since(f.first_seen) < FRAGMENT_TIMEOUT);
+            self.expire(now);
             if self.0.len() >= FRAGMENT_LIMIT {
                 return Err(DropReason::NatFragment);
             }
         }
-        let mut frag = frag;
-        frag.seen = 0;
-        frag.total = None;
-        frag.first_seen = now;
+        let frag = Frag {
+            addr,
+            id,
+            inside,
+            seen: 0,
+            total: None,
+            first_seen: now,
+        };
         self.0.insert(key, frag);
+        self.passed(key, 0, h.payload_len, true);
         Ok(())
     }
 
@@ -137,10 +149,24 @@ impl Frags {
         }
     }
 
-    /// A later fragment's datagram, if its first fragment passed and it is not forgotten.
-    fn later(&self, now: Instant, key: FragKey) -> Option<Frag> {
-        let f = self.0.get(&key)?;
-        (now.saturating_duration_since(f.first_seen) < FRAGMENT_TIMEOUT).then_some(*f)
+    /// The header of the packet `l3` to translate and, for a later fragment, its datagram
+    /// (counted as passed: the caller rewrites it and is done). Fragments other than UDP's,
+    /// and a later fragment whose first did not pass or is forgotten: `nat_fragment`.
+    fn read(&mut self, now: Instant, l3: &[u8]) -> Result<(Header, Option<Frag>), DropReason> {
+        let h = Header::read(l3).ok_or(DropReason::Malformed)?;
+        if h.fragment() && h.proto != 17 {
+            return Err(DropReason::NatFragment);
+        }
+        if h.offset == 0 {
+            return Ok((h, None));
+        }
+        let key = h.frag_key();
+        let f = *self.0.get(&key).ok_or(DropReason::NatFragment)?;
+        if now.saturating_duration_since(f.first_seen) >= FRAGMENT_TIMEOUT {
+            return Err(DropReason::NatFragment);
+        }
+        self.passed(key, h.offset, h.payload_len, h.more);
+        Ok((h, Some(f)))
     }
 
     fn expire(&mut self, now: Instant) {
@@ -430,19 +456,10 @@ impl NatTable {
         l3: &mut [u8],
         private: Ipv4Addr,
     ) -> Result<(), DropReason> {
-        let h = Header::read(l3).ok_or(DropReason::Malformed)?;
-        if h.fragment() && h.proto != 17 {
-            return Err(DropReason::NatFragment);
-        }
-        let key = (h.proto, u32::from(h.src), u32::from(h.dst), h.id);
-        if h.offset != 0 {
-            let f = self
-                .frags_out
-                .later(now, key)
-                .ok_or(DropReason::NatFragment)?;
+        let (h, later) = self.frags_out.read(now, l3)?;
+        if let Some(f) = later {
             nat::set_src(l3, f.addr);
             nat::set_ip_id(l3, f.id);
-            self.frags_out.passed(key, h.offset, h.payload_len, h.more);
             return Ok(());
         }
         let (src_port, dst_port, at) = match (h.proto, h.l4) {
@@ -478,18 +495,9 @@ impl NatTable {
         };
         if h.more {
             let id = self.next_ip_id;
-            let frag = Frag {
-                addr: private,
-                id,
-                inside,
-                seen: 0,
-                total: None,
-                first_seen: now,
-            };
-            self.frags_out.first(now, key, frag)?;
+            self.frags_out.first(now, &h, (private, id), inside)?;
             self.next_ip_id = id.wrapping_add(1);
             nat::set_ip_id(l3, id);
-            self.frags_out.passed(key, 0, h.payload_len, true);
         }
         nat::set_src(l3, private);
         nat::set_l4_u16(l3, at, port);
@@ -512,18 +520,9 @@ impl NatTable {
     }
 
     fn in_inner(&mut self, now: Instant, l3: &mut [u8]) -> Result<Inside, DropReason> {
-        let h = Header::read(l3).ok_or(DropReason::Malformed)?;
-        if h.fragment() && h.proto != 17 {
-            return Err(DropReason::NatFragment);
-        }
-        let key = (h.proto, u32::from(h.src), u32::from(h.dst), h.id);
-        if h.offset != 0 {
-            let f = self
-                .frags_in
-                .later(now, key)
-                .ok_or(DropReason::NatFragment)?;
+        let (h, later) = self.frags_in.read(now, l3)?;
+        if let Some(f) = later {
             nat::set_dst(l3, f.addr);
-            self.frags_in.passed(key, h.offset, h.payload_len, h.more);
             return Ok(f.inside);
         }
         match (h.proto, h.l4) {
@@ -533,16 +532,7 @@ impl NatTable {
                     .inbound(now, h.proto, h.src, sport, dport)
                     .ok_or(DropReason::NatNoTranslation)?;
                 if h.more {
-                    let frag = Frag {
-                        addr: inside.src,
-                        id: h.id,
-                        inside,
-                        seen: 0,
-                        total: None,
-                        first_seen: now,
-                    };
-                    self.frags_in.first(now, key, frag)?;
-                    self.frags_in.passed(key, 0, h.payload_len, true);
+                    self.frags_in.first(now, &h, (inside.src, h.id), inside)?;
                 }
                 nat::set_dst(l3, inside.src);
                 nat::set_l4_u16(l3, 2, inside.src_port);
@@ -637,6 +627,16 @@ impl Header {
             l4,
             tcp_flags: l3.get(ihl + 13).copied().unwrap_or(0),
         })
+    }
+
+    /// The datagram a fragment belongs to.
+    fn frag_key(&self) -> FragKey {
+        (
+            self.proto,
+            u32::from(self.src),
+            u32::from(self.dst),
+            self.id,
+        )
     }
 
     /// Whether it is a fragment (first, middle or last).
