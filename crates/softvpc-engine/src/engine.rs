@@ -422,35 +422,26 @@ impl Engine {
             limit: self.config.conntrack_limit,
         };
         let unknown_neighbor = self.counters.drops(DropReason::EdgeNoNeighbor);
+        let mut nx = NatCx {
+            flows: &mut self.flows,
+            nats: &mut self.nats,
+            buf: &mut self.nat_scratch,
+            counters: &mut self.counters,
+            drops: &mut self.drops,
+        };
         for frame in frames {
-            self.counters.count(Path::PortRx, frame.len());
-            let run = pipeline::egress(cx, &mut st, Some(&mut self.flows), port, frame, &mut ());
-            if !self.flowlog.is_idle() {
-                let table = &self.table;
-                self.flowlog
-                    .observe(now, table, Direction::Egress, Some(port), &run, frame);
-            }
-            if let Some((nat_port, fwd)) = to_nat_gateway(&run, &self.nats) {
-                let mut nx = NatCx {
-                    flows: &mut self.flows,
-                    nats: &mut self.nats,
-                    buf: &mut self.nat_scratch,
-                    counters: &mut self.counters,
-                    drops: &mut self.drops,
-                };
-                nat_gateway_out(cx, &mut st, &mut nx, out, now, nat_port, fwd);
-                continue;
-            }
-            finish(
+            nx.counters.count(Path::PortRx, frame.len());
+            let run = pipeline::egress(cx, &mut st, Some(&mut *nx.flows), port, frame, &mut ());
+            let at = (Direction::Egress, Some(port));
+            settle(
                 cx,
+                &mut st,
+                &mut nx,
+                &mut self.flowlog,
                 out,
-                &mut self.counters,
-                &mut self.drops,
-                &st,
-                run,
                 now,
-                Direction::Egress,
-                Some(port),
+                at,
+                run,
                 frame,
             );
         }
@@ -480,35 +471,26 @@ impl Engine {
             now: Some(now),
             limit: self.config.conntrack_limit,
         };
+        let mut nx = NatCx {
+            flows: &mut self.flows,
+            nats: &mut self.nats,
+            buf: &mut self.nat_scratch,
+            counters: &mut self.counters,
+            drops: &mut self.drops,
+        };
         for (src, datagram) in datagrams {
-            self.counters.count(Path::UnderlayRx, datagram.len());
-            let run = pipeline::ingress(cx, &mut st, Some(&mut self.flows), src, datagram, &mut ());
-            if !self.flowlog.is_idle() {
-                let table = &self.table;
-                self.flowlog
-                    .observe(now, table, Direction::Ingress, None, &run, datagram);
-            }
-            if let Some((nat_port, fwd)) = to_nat_gateway(&run, &self.nats) {
-                let mut nx = NatCx {
-                    flows: &mut self.flows,
-                    nats: &mut self.nats,
-                    buf: &mut self.nat_scratch,
-                    counters: &mut self.counters,
-                    drops: &mut self.drops,
-                };
-                nat_gateway_out(cx, &mut st, &mut nx, out, now, nat_port, fwd);
-                continue;
-            }
-            finish(
+            nx.counters.count(Path::UnderlayRx, datagram.len());
+            let run = pipeline::ingress(cx, &mut st, Some(&mut *nx.flows), src, datagram, &mut ());
+            let at = (Direction::Ingress, None);
+            settle(
                 cx,
+                &mut st,
+                &mut nx,
+                &mut self.flowlog,
                 out,
-                &mut self.counters,
-                &mut self.drops,
-                &st,
-                run,
                 now,
-                Direction::Ingress,
-                None,
+                at,
+                run,
                 datagram,
             );
         }
@@ -724,6 +706,44 @@ struct NatCx<'e> {
     buf: &'e mut Vec<u8>,
     counters: &'e mut Counters,
     drops: &'e mut DropReporter,
+}
+
+/// What follows the layers for one packet from a port or the underlay (`at`: its direction
+/// and port): the flow logs see it; one delivered to a NAT gateway of this host is translated
+/// and sent on; anything else is written out and counted.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn settle(
+    cx: Ctx<'_>,
+    st: &mut St<'_>,
+    nx: &mut NatCx<'_>,
+    flowlog: &mut FlowLogger,
+    out: &mut Output,
+    now: Instant,
+    at: (Direction, Option<PortId>),
+    run: Run<'_>,
+    input: &[u8],
+) {
+    let (direction, port) = at;
+    if !flowlog.is_idle() {
+        flowlog.observe(now, cx.table, direction, port, &run, input);
+    }
+    if let Some((nat_port, fwd)) = to_nat_gateway(&run, nx.nats) {
+        nat_gateway_out(cx, st, nx, out, now, nat_port, fwd);
+        return;
+    }
+    finish(
+        cx,
+        out,
+        nx.counters,
+        nx.drops,
+        st,
+        run,
+        now,
+        direction,
+        port,
+        input,
+    );
 }
 
 /// A packet an instance sent through NAT gateway `nat_port`: translated (or answered with
