@@ -9,7 +9,9 @@ counters), without netlink errors; with it off no fast-path metric exists. With 
 sent straight to a fast-path device's own port (a forger skipping the engine) never reach the
 instance and are counted as `softvpc_fast_path_forged_total`. In both modes the VPC's flow log
 counts every packet of a ping flow exactly, whether the engine or the kernel carried it (the
-kernel's counts are folded into the flow log records).
+kernel's counts are folded into the flow log records). No packet is lost while a flow moves from
+the engine to the kernel: every echo of a fast ping series that starts on a new flow (its first
+packets through the engine, the rest through the kernel once installed) is answered.
 """
 
 import json
@@ -93,6 +95,22 @@ def test_datagrams_to_a_fast_path_devices_own_port_are_dropped_and_counted(lab, 
     assert not caps["zigi-vm2"].udp_containing(needle), "a forged datagram reached the instance"
     wait_until(lambda: _fast(lab, "host-2", "softvpc_fast_path_forged_total") >= forged + 3, 5,
                what="forged datagrams counted")
+
+
+def test_no_ping_is_lost_while_its_flow_moves_to_the_kernel(lab):
+    """N echoes, N replies, across the installation of the flow (a new ICMP identifier per ping
+    run: a new flow each time, so each run crosses an installation with the fast path on)."""
+    count = 60
+    for attempt in range(3):
+        installs = _fast(lab, "host-1", "softvpc_fast_path_installs_total")
+        carried = _fast(lab, "host-1", "softvpc_fast_path_packets_total")
+        ping = lab.ping("zigi-vm1", VM2, count=count, interval=0.02, wait=2)
+        assert ping.received == count, f"run {attempt}: {ping}"
+        if FAST:
+            # The flow was installed during the run and the kernel carried part of it.
+            assert _fast(lab, "host-1", "softvpc_fast_path_installs_total") > installs, attempt
+            wait_until(lambda c=carried: _fast(lab, "host-1", "softvpc_fast_path_packets_total")
+                       > c, 5, what="the kernel to carry some of the echoes")
 
 
 def _icmp_records(path, eni):

@@ -411,6 +411,12 @@ impl Installer {
     }
 
     async fn run(&mut self, ops: mpsc::Receiver<Op>) {
+        // The underlay device's clsact now, before any flow: adding it later deactivates the
+        // device's transmit queues for an RCU grace period and drops what the host sends
+        // meanwhile (a reply the engine had just forwarded). Retried on the first flow.
+        if let Err(e) = self.underlay().await {
+            debug!(error = %format!("{e:#}"), "fast path: the underlay device is not there yet");
+        }
         {
             loop {
                 let op = match ops.recv_timeout(STATS_INTERVAL) {
@@ -700,9 +706,17 @@ impl Installer {
                 None => Ok(()),
             },
         };
-        if let Err(e) = r {
-            self.counters.errors.fetch_add(1, Ordering::Relaxed);
-            warn!(error = %e, "fast path: removing a flow failed");
+        match r {
+            // The port's interface went first (its instance or ENI is gone): its filters went
+            // with it.
+            Err(e) if e.errno() == Some(libc::ENODEV) => {
+                debug!(error = %e, "fast path: a flow's device is gone already");
+            }
+            Err(e) => {
+                self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                warn!(error = %e, "fast path: removing a flow failed");
+            }
+            Ok(()) => {}
         }
         self.free_prios.entry(space(k)).or_default().push(inst.prio);
         self.counters.removals.fetch_add(1, Ordering::Relaxed);

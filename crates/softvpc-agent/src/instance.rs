@@ -62,6 +62,8 @@ pub struct Plumber {
     host: Netlink,
     /// A socket per instance namespace we plumb, by namespace name.
     sockets: HashMap<String, Netlink>,
+    /// Give each interface a `clsact` qdisc before it comes up (the kernel fast path's hook).
+    clsact: bool,
 }
 
 impl Plumber {
@@ -73,7 +75,27 @@ impl Plumber {
             created: BTreeSet::new(),
             host: Netlink::connect()?,
             sockets: HashMap::new(),
+            clsact: false,
         })
+    }
+
+    /// With the kernel fast path on: each interface gets its `clsact` qdisc while still down.
+    /// Adding one to a device that is up deactivates the device's transmit queues for an RCU
+    /// grace period, and what the instance sends meanwhile is dropped (the first ping across a
+    /// new port's first installed flow was lost that way).
+    pub fn with_clsact(mut self, on: bool) -> Plumber {
+        self.clsact = on;
+        self
+    }
+
+    async fn add_clsact(&self, nl: &Netlink, dev: &str) -> anyhow::Result<()> {
+        if !self.clsact {
+            return Ok(());
+        }
+        match nl.add_clsact(dev).await {
+            Err(e) if e.errno() != Some(libc::EEXIST) => Err(e.into()),
+            _ => Ok(()),
+        }
     }
 
     /// The namespaces this process created and has not deleted yet.
@@ -176,6 +198,7 @@ impl Plumber {
             for a in spec.addresses() {
                 nl.add_address(&dev, a, len, false).await?;
             }
+            self.add_clsact(nl, &dev).await?;
             nl.set_up(&dev).await?;
             nl.add_route(&Route::default_via(spec.gateway, &dev))
                 .await?;
@@ -186,6 +209,7 @@ impl Plumber {
         for a in spec.addresses() {
             nl.add_address(&dev, a, len, true).await?;
         }
+        self.add_clsact(nl, &dev).await?;
         nl.set_up(&dev).await?;
         let subnet = spec.subnet.trunc();
         nl.add_route(&Route::connected(subnet.network(), len, &dev, spec.ip).in_table(table))

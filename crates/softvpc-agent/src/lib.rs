@@ -292,7 +292,8 @@ pub async fn serve(
         connector,
         state,
         datapath,
-        Plumber::new(&args.instance_netns_prefix)?,
+        Plumber::new(&args.instance_netns_prefix)?
+            .with_clsact(args.fast_path == fastpath::FastPathMode::On),
     )?;
 
     let outcome = tokio::select! {
