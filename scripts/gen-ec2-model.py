@@ -25,6 +25,7 @@ import botocore
 OPERATIONS = [
     # VPCs
     "CreateVpc", "DeleteVpc", "DescribeVpcs", "DescribeVpcAttribute", "ModifyVpcAttribute",
+    "AssociateVpcCidrBlock", "DisassociateVpcCidrBlock",
     # Subnets
     "CreateSubnet", "DeleteSubnet", "DescribeSubnets", "ModifySubnetAttribute",
     # Instances

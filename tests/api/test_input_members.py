@@ -128,7 +128,6 @@ SAMPLES = {
         "EnaSupport": {"Value": True},
     },
     "ModifyNetworkInterfaceAttribute": {
-        "Attachment": {"AttachmentId": "eni-attach-1", "DeleteOnTermination": True},
         "EnaSrdSpecification": {"EnaSrdEnabled": True}, "EnablePrimaryIpv6": True,
         "AssociatePublicIpAddress": True, "AssociatedSubnetIds": ["{subnet}"],
     },
@@ -139,6 +138,12 @@ SAMPLES = {
         "DisableLniAtDeviceIndex": {"Value": True},
     },
     "ModifyVpcAttribute": {"EnableNetworkAddressUsageMetrics": {"Value": True}},
+    "AssociateVpcCidrBlock": {
+        "AmazonProvidedIpv6CidrBlock": True, "Ipv6CidrBlock": "2001:db8::/56", "Ipv6Pool": "pool-1",
+        "Ipv6IpamPoolId": "ipam-pool-1", "Ipv6NetmaskLength": 56,
+        "Ipv6CidrBlockNetworkBorderGroup": "us-east-1", "Ipv4IpamPoolId": "ipam-pool-1",
+        "Ipv4NetmaskLength": 16,
+    },
     "RunInstances": {
         "Ipv6AddressCount": 1, "Ipv6Addresses": [{"Ipv6Address": "2001:db8::1"}],
         "KernelId": "aki-1", "RamdiskId": "ari-1", "Monitoring": {"Enabled": True},
@@ -222,6 +227,7 @@ def base_request(action, w):
         "DeleteRoute": {"RouteTableId": w["rtb"], "DestinationCidrBlock": "10.99.0.0/16"},
         "CreateSubnet": {"VpcId": w["vpc"], "CidrBlock": "10.9.200.0/24"},
         "CreateVpc": {"CidrBlock": "10.10.0.0/16"},
+        "AssociateVpcCidrBlock": {"VpcId": w["vpc"], "CidrBlock": "10.12.0.0/16"},
         "ModifyInstanceAttribute": {"InstanceId": w["instance"]},
         "ModifyNetworkInterfaceAttribute": {"NetworkInterfaceId": w["eni"]},
         "ModifySubnetAttribute": {"SubnetId": w["subnet"]},

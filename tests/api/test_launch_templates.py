@@ -141,6 +141,14 @@ def test_run_instances_from_a_template(ec2, subnet):
     assert (i["ImageId"], i["InstanceType"], i["SubnetId"]) == ("ami-11111111", "t3.small", sid)
     assert i["KeyName"] == key and [g["GroupId"] for g in i["SecurityGroups"]] == [sg]
     assert tags(i)["role"] == "web"
+    # AWS's own tags name the template and the version launched (users cannot set aws: tags).
+    assert tags(i)["aws:ec2launchtemplate:id"] == tid and tags(i)["aws:ec2launchtemplate:version"] == "1"
+    found = ec2.describe_instances(Filters=[{"Name": "tag:aws:ec2launchtemplate:id", "Values": [tid]}])
+    assert [x["InstanceId"] for res in found["Reservations"] for x in res["Instances"]] == [i["InstanceId"]]
+    expect_error("InvalidParameterValue", 400, ec2.create_tags, Resources=[i["InstanceId"]],
+                 Tags=[{"Key": "aws:ec2launchtemplate:version", "Value": "9"}])
+    expect_error("InvalidParameterValue", 400, ec2.delete_tags, Resources=[i["InstanceId"]],
+                 Tags=[{"Key": "aws:ec2launchtemplate:id"}])
     attr = ec2.describe_instance_attribute(InstanceId=i["InstanceId"], Attribute="disableApiTermination")
     assert attr["DisableApiTermination"]["Value"] is True
     expect_error("OperationNotPermitted", 400, ec2.terminate_instances, InstanceIds=[i["InstanceId"]])
@@ -152,10 +160,12 @@ def test_run_instances_from_a_template(ec2, subnet):
     (j,) = r["Instances"]
     assert (j["ImageId"], j["InstanceType"]) == ("ami-99999999", "t3.medium")
     assert {k: v for k, v in tags(j).items() if not k.startswith("aws:")} == {"role": "web", "env": "test"}
+    assert tags(j)["aws:ec2launchtemplate:version"] == "2", "$Latest"
     # Version 1 by number.
     r = ec2.run_instances(MinCount=1, MaxCount=1, DisableApiTermination=False,
                           LaunchTemplate={"LaunchTemplateId": tid, "Version": "1"})
     assert r["Instances"][0]["InstanceType"] == "t3.small"
+    assert tags(r["Instances"][0])["aws:ec2launchtemplate:version"] == "1"
     ec2.terminate_instances(InstanceIds=[i["InstanceId"], j["InstanceId"], r["Instances"][0]["InstanceId"]])
     # What AWS answers for templates and versions that do not exist.
     expect_error("InvalidLaunchTemplateId.NotFound", 400, ec2.run_instances, MinCount=1, MaxCount=1,
@@ -182,6 +192,8 @@ def test_launch_templates_with_the_aws_cli(aws, subnet):
     assert rc == 0, err
     inst = out["Instances"][0]
     assert inst["InstanceType"] == "t3.nano" and inst["SubnetId"] == subnet["SubnetId"]
+    assert {t["Key"]: t["Value"] for t in inst["Tags"]} == {"aws:ec2launchtemplate:id": tid,
+                                                            "aws:ec2launchtemplate:version": "1"}
     rc, out, err = aws("describe-launch-template-versions", "--launch-template-id", tid, "--versions", "$Latest")
     assert rc == 0 and out["LaunchTemplateVersions"][0]["LaunchTemplateData"]["ImageId"] == "ami-12345678", err
     rc, out, err = aws("terminate-instances", "--instance-ids", inst["InstanceId"])

@@ -239,3 +239,56 @@ def test_create_client_token(ec2, vpc, subnet):
     assert a["NetworkInterface"]["NetworkInterfaceId"] != b["NetworkInterface"]["NetworkInterfaceId"]
     for n in (eni, a["NetworkInterface"], b["NetworkInterface"]):
         ec2.delete_network_interface(NetworkInterfaceId=n["NetworkInterfaceId"])
+
+
+def test_attachment_delete_on_termination(ec2, vpc, subnet, aws):
+    """ModifyNetworkInterfaceAttribute Attachment (AttachmentId + DeleteOnTermination): shown by
+    DescribeNetworkInterfaces and the attachment attribute, honoured by TerminateInstances."""
+    inst = launch(ec2, subnet)
+    mk = lambda: ec2.create_network_interface(SubnetId=subnet["SubnetId"])["NetworkInterface"]["NetworkInterfaceId"]
+    gone, kept = mk(), mk()
+    att_gone = ec2.attach_network_interface(NetworkInterfaceId=gone, InstanceId=inst["InstanceId"],
+                                            DeviceIndex=1)["AttachmentId"]
+    att_kept = ec2.attach_network_interface(NetworkInterfaceId=kept, InstanceId=inst["InstanceId"],
+                                            DeviceIndex=2)["AttachmentId"]
+    shown = lambda eni: ec2.describe_network_interfaces(
+        NetworkInterfaceIds=[eni])["NetworkInterfaces"][0]["Attachment"]["DeleteOnTermination"]
+    assert shown(gone) is False, "attached by hand: kept by default"
+    expect_error("DryRunOperation", 412, ec2.modify_network_interface_attribute, NetworkInterfaceId=gone,
+                 Attachment={"AttachmentId": att_gone, "DeleteOnTermination": True}, DryRun=True)
+    assert shown(gone) is False
+    ec2.modify_network_interface_attribute(NetworkInterfaceId=gone,
+                                           Attachment={"AttachmentId": att_gone, "DeleteOnTermination": True})
+    assert shown(gone) is True
+    attr = ec2.describe_network_interface_attribute(NetworkInterfaceId=gone, Attribute="attachment")
+    assert attr["Attachment"]["DeleteOnTermination"] is True
+    filtered = ec2.describe_network_interfaces(Filters=[
+        {"Name": "attachment.delete-on-termination", "Values": ["true"]},
+        {"Name": "attachment.instance-id", "Values": [inst["InstanceId"]]}])["NetworkInterfaces"]
+    assert sorted(e["NetworkInterfaceId"] for e in filtered) == sorted(
+        [gone, inst["NetworkInterfaces"][0]["NetworkInterfaceId"]])
+    # Another interface's attachment, an unknown one, or half a change: refused.
+    expect_error("InvalidAttachmentID.NotFound", 400, ec2.modify_network_interface_attribute,
+                 NetworkInterfaceId=kept, Attachment={"AttachmentId": att_gone, "DeleteOnTermination": True})
+    expect_error("InvalidAttachmentID.NotFound", 400, ec2.modify_network_interface_attribute,
+                 NetworkInterfaceId=kept,
+                 Attachment={"AttachmentId": "eni-attach-0123456789abcdef0", "DeleteOnTermination": True})
+    expect_error("MissingParameter", 400, ec2.modify_network_interface_attribute,
+                 NetworkInterfaceId=kept, Attachment={"AttachmentId": att_kept})
+    err = expect_error("InvalidParameterValue", 400, ec2.modify_network_interface_attribute,
+                       NetworkInterfaceId=kept, Attachment={"AttachmentId": att_kept, "EnaQueueCount": 2})
+    assert "EnaQueueCount" in err["Error"]["Message"]
+    # The AWS CLI sets it back and forth the same way.
+    rc, _, err = aws("modify-network-interface-attribute", "--network-interface-id", kept,
+                     "--attachment", f"AttachmentId={att_kept},DeleteOnTermination=true")
+    assert rc == 0, err
+    rc, _, err = aws("modify-network-interface-attribute", "--network-interface-id", kept,
+                     "--attachment", f"AttachmentId={att_kept},DeleteOnTermination=false")
+    assert rc == 0, err
+    assert shown(kept) is False
+    ec2.terminate_instances(InstanceIds=[inst["InstanceId"]])
+    left = {e["NetworkInterfaceId"]: e for e in ec2.describe_network_interfaces(
+        Filters=[{"Name": "subnet-id", "Values": [subnet["SubnetId"]]}])["NetworkInterfaces"]}
+    assert gone not in left, "DeleteOnTermination: deleted with the instance"
+    assert left[kept]["Status"] == "available" and "Attachment" not in left[kept]
+    ec2.delete_network_interface(NetworkInterfaceId=kept)

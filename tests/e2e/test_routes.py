@@ -94,3 +94,19 @@ def test_middlebox_blackhole_and_longest_prefix(lab):
             assert ping(lab, x1, Y1, count=2).ok
         assert not echo_requests(cap, X1, Y1), f"r1 still sees x1's pings:\n{cap.text()}"
         assert not ping(lab, x1, Y2).ok, "the /32 blackhole is more specific than local"
+
+
+def test_secondary_cidr_block_is_routed_locally(lab):
+    """An instance in a subnet of a secondary VPC CIDR block (AssociateVpcCidrBlock) and one in
+    the primary block, on different hosts, ping each other through the VPC's local routes."""
+    with Scratch(lab) as s:
+        vpc = s.vpc("10.71.0.0/16")
+        s.ec2.associate_vpc_cidr_block(VpcId=vpc, CidrBlock="10.72.0.0/16")
+        primary = s.launch(s.subnet(vpc, "10.71.1.0/24"), "10.71.1.10", "host-1")
+        secondary = s.launch(s.subnet(vpc, "10.72.1.0/24"), "10.72.1.10", "host-2")
+        # One routed hop each way (TTL 63): the router's local route for each block.
+        there = wait_until(lambda: (r := ping(lab, primary, "10.72.1.10")).ok and r, 30,
+                           what="primary block -> secondary block")
+        assert there.ttls == [63], there
+        back = ping(lab, secondary, "10.71.1.10", count=2)
+        assert back.ok and set(back.ttls) == {63}, back

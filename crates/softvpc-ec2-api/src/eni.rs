@@ -292,11 +292,30 @@ pub fn modify_network_interface_attribute(ctx: &Ctx<'_>, input: &Value) -> Resul
     if input.get("ConnectionTrackingSpecification").is_some() {
         changes.push(Modify::ConnectionTracking(connection_tracking(input)?));
     }
-    if input.get("Attachment").is_some() {
-        return Err(ApiError::new(
-            "UnsupportedOperation",
-            "Modifying the attachment of a network interface is not supported.",
-        ));
+    if let Some(a) = input.get("Attachment") {
+        input::refuse_unsupported(
+            a,
+            &[
+                (
+                    "EnaQueueCount",
+                    "interfaces are virtual, with no ENA features",
+                ),
+                (
+                    "DefaultEnaQueueCount",
+                    "interfaces are virtual, with no ENA features",
+                ),
+            ],
+        )?;
+        let attachment_id = a
+            .get_str("AttachmentId")
+            .ok_or_else(|| ApiError::missing("Attachment.AttachmentId"))?;
+        let delete_on_termination = a
+            .get_bool("DeleteOnTermination")
+            .ok_or_else(|| ApiError::missing("Attachment.DeleteOnTermination"))?;
+        changes.push(Modify::Attachment {
+            attachment_id: attachment_id.to_string(),
+            delete_on_termination,
+        });
     }
     let change = input::one_change(changes)?;
     ctx.mutate(|t| m::modify_attribute(t, eni, change.clone()))?;

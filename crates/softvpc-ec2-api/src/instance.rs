@@ -681,7 +681,7 @@ fn instance_eni_value(state: &State, e: &Eni) -> Value {
 
 pub fn run_instances(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
     // `LaunchTemplate`: the version's data under the request's own members.
-    let merged = super::launch_template::launch_input(ctx, input)?;
+    let (merged, launch_template) = super::launch_template::launch_input(ctx, input)?;
     let input = &merged;
     refuse_unsupported_launch_members(input)?;
     let nics = launch_interfaces(input)?;
@@ -730,6 +730,7 @@ pub fn run_instances(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
         root_volume: root_volume_spec(input)?,
         availability_zone,
         key_name: opt(input, "KeyName"),
+        launch_template,
         ..match nics {
             Some(n) => RunRequest {
                 interfaces: n.specs,

@@ -450,18 +450,25 @@ fn merge_tag_specs(base: &Value, over: &Value) -> Value {
     )
 }
 
-/// RunInstances' `LaunchTemplate`: the request laid over the version it names. Without one,
+/// RunInstances' `LaunchTemplate`: the request laid over the version it names, and that
+/// template's id and version number (for AWS's `aws:ec2launchtemplate:` tags). Without one,
 /// the request as it is.
-pub fn launch_input(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
+pub fn launch_input(
+    ctx: &Ctx<'_>,
+    input: &Value,
+) -> Result<(Value, Option<(String, u64)>), ApiError> {
     let Some(spec) = input.get("LaunchTemplate") else {
-        return Ok(input.clone());
+        return Ok((input.clone(), None));
     };
     let state = ctx.cp.state();
     let t = named_template(&state, spec)?;
     let v = t.resolve(input::optional(spec, "Version"))?;
     let mut request = input.as_struct().cloned().unwrap_or_default();
     request.remove("LaunchTemplate");
-    Ok(overlay(&from_json(&v.data), &Value::Struct(request)))
+    Ok((
+        overlay(&from_json(&v.data), &Value::Struct(request)),
+        Some((t.id.clone(), v.number)),
+    ))
 }
 
 #[cfg(test)]

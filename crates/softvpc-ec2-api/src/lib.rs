@@ -545,6 +545,16 @@ pub static ACTIONS: &[Action] = &[
         Kind::Write,
         launch_template::delete_launch_template_versions,
     ),
+    Action::model(
+        "AssociateVpcCidrBlock",
+        Kind::Write,
+        vpc::associate_vpc_cidr_block,
+    ),
+    Action::model(
+        "DisassociateVpcCidrBlock",
+        Kind::Write,
+        vpc::disassociate_vpc_cidr_block,
+    ),
 ];
 
 /// The action named `name`, if served.

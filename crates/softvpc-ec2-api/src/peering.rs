@@ -14,7 +14,11 @@ fn side_value(s: &PeeringSide) -> Value {
         .with("CidrBlock", cidr.as_str())
         .with(
             "CidrBlockSet",
-            Value::List(vec![Value::new_struct().with("CidrBlock", cidr.as_str())]),
+            Value::List(
+                s.cidrs()
+                    .map(|c| Value::new_struct().with("CidrBlock", c.to_string()))
+                    .collect(),
+            ),
         )
         .with("OwnerId", OWNER_ID)
         .with("VpcId", s.vpc_id.as_str())
@@ -95,9 +99,17 @@ pub fn delete_vpc_peering_connection(ctx: &Ctx<'_>, input: &Value) -> Result<Val
 
 pub fn describe_vpc_peering_connections(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
     let state = ctx.cp.state();
+    // Filters and answers see each connection at the clock's time (a request past its
+    // ExpirationTime is `expired`).
+    let now = softvpc_store::now_secs();
+    let observed: softvpc_model::Map<PeeringConnection> = state
+        .peering_connections
+        .iter()
+        .map(|(id, p)| (id.clone(), std::sync::Arc::new(p.observed(now))))
+        .collect();
     let (items, next) = input::describe(
         &state,
-        &state.peering_connections,
+        &observed,
         input,
         "VpcPeeringConnectionIds",
         (

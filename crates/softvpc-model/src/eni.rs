@@ -682,6 +682,13 @@ pub enum Modify {
     Groups(Vec<String>),
     /// `ConnectionTrackingSpecification`: the timeouts it sets replace the ENI's.
     ConnectionTracking(ConnectionTracking),
+    /// `Attachment`: the `DeleteOnTermination` of the ENI's attachment `attachment_id`.
+    Attachment {
+        /// `AttachmentId`: must be the ENI's current attachment.
+        attachment_id: String,
+        /// `DeleteOnTermination`.
+        delete_on_termination: bool,
+    },
 }
 
 /// `ModifyNetworkInterfaceAttribute`.
@@ -699,6 +706,21 @@ pub fn modify_attribute(txn: &mut Txn, eni_id: &str, change: Modify) -> Result<(
             }
             eni.security_groups = check_groups(&txn.state, &eni.vpc_id, &g)?;
         }
+        Modify::Attachment {
+            attachment_id,
+            delete_on_termination,
+        } => match eni.attachment.as_mut() {
+            Some(a) if a.attachment_id == attachment_id => {
+                a.delete_on_termination = delete_on_termination
+            }
+            _ => {
+                return Err(ApiError::not_found(
+                    "InvalidAttachmentID.NotFound",
+                    "attachment",
+                    &[&attachment_id],
+                ))
+            }
+        },
     }
     txn.put(eni);
     Ok(())
@@ -862,6 +884,58 @@ mod tests {
         )
         .unwrap();
         r.instances[0].id.clone()
+    }
+
+    #[test]
+    fn attachment_delete_on_termination_is_modified_and_honoured() {
+        let mut e = env("10.0.0.0/24");
+        let host1 = e.txn.state.hosts.values().next().unwrap().id.clone();
+        let inst = launch(&mut e, &host1);
+        let kept = create(&mut e);
+        let gone = create(&mut e);
+        attach_network_interface(&mut e.txn, &kept.id, &inst, 1).unwrap();
+        let att_gone = attach_network_interface(&mut e.txn, &gone.id, &inst, 2).unwrap();
+        let set = |txn: &mut Txn, eni: &str, att: &str, v: bool| {
+            modify_attribute(
+                txn,
+                eni,
+                Modify::Attachment {
+                    attachment_id: att.to_string(),
+                    delete_on_termination: v,
+                },
+            )
+        };
+        // Another interface's attachment, or one that does not exist: not found.
+        for (eni, att) in [(&kept.id, att_gone.as_str()), (&gone.id, "eni-attach-0123")] {
+            let err = set(&mut e.txn, eni, att, true).unwrap_err();
+            assert_eq!(err.code, "InvalidAttachmentID.NotFound");
+        }
+        set(&mut e.txn, &gone.id, &att_gone, true).unwrap();
+        let a = e.txn.state.enis[&gone.id].attachment.clone().unwrap();
+        assert!(a.delete_on_termination);
+        // The primary interface may be kept too.
+        let primary = e
+            .txn
+            .state
+            .enis_of_instance(&inst)
+            .find(|x| x.attachment.as_ref().unwrap().device_index == 0)
+            .unwrap()
+            .clone();
+        let att0 = primary.attachment.as_ref().unwrap().attachment_id.clone();
+        set(&mut e.txn, &primary.id, &att0, false).unwrap();
+        terminate_instances(&mut e.txn, std::slice::from_ref(&inst)).unwrap();
+        assert!(
+            !e.txn.state.enis.contains_key(&gone.id),
+            "deleted with the instance"
+        );
+        assert!(
+            e.txn.state.enis[&kept.id].attachment.is_none(),
+            "detached and kept"
+        );
+        assert!(
+            e.txn.state.enis[&primary.id].attachment.is_none(),
+            "kept: DeleteOnTermination off"
+        );
     }
 
     fn avail(e: &Env) -> u64 {

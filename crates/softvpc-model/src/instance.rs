@@ -80,6 +80,9 @@ pub struct RunRequest {
     pub availability_zone: Option<String>,
     /// `KeyName`: a key pair that must exist; the instance keeps its name and public key.
     pub key_name: Option<String>,
+    /// `LaunchTemplate`: the id and version number of the template version launched from;
+    /// its instances carry AWS's `aws:ec2launchtemplate:id` and `:version` tags.
+    pub launch_template: Option<(String, u64)>,
 }
 
 /// What `BlockDeviceMappings` may say about the root volume (the only block device).
@@ -207,6 +210,12 @@ impl RunRequest {
             .opt(self.root_volume.volume_type.as_deref())
             .opt(self.availability_zone.as_deref())
             .opt(self.key_name.as_deref())
+            .opt(
+                self.launch_template
+                    .as_ref()
+                    .map(|(id, v)| format!("{id}:{v}"))
+                    .as_deref(),
+            )
             .finish()
     }
 }
@@ -274,7 +283,12 @@ pub fn run_instances(txn: &mut Txn, req: &RunRequest) -> Result<Reservation, Api
         ));
     }
     check_specs(&req.tag_specs, &["instance", "network-interface", "volume"])?;
-    let instance_tags = tags_for(&req.tag_specs, "instance")?;
+    let mut instance_tags = tags_for(&req.tag_specs, "instance")?;
+    if let Some((id, version)) = &req.launch_template {
+        // As AWS tags an instance launched from a template (users cannot set `aws:` tags).
+        instance_tags.insert("aws:ec2launchtemplate:id".into(), id.clone());
+        instance_tags.insert("aws:ec2launchtemplate:version".into(), version.to_string());
+    }
     let eni_tags = tags_for(&req.tag_specs, "network-interface")?;
     let volume_tags = tags_for(&req.tag_specs, "volume")?;
     let key = match &req.key_name {
@@ -1711,6 +1725,47 @@ mod tests {
             subnet_id: subnet.to_string(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_launch_template_tags_its_instances_as_aws_does() {
+        let (mut txn, _, subnet) = setup("10.0.0.0/24");
+        let mut r = req(&subnet, 2, 2);
+        r.launch_template = Some(("lt-0123456789abcdef0".into(), 3));
+        r.tag_specs = vec![TagSpec {
+            resource_type: "instance".into(),
+            tags: vec![("Name".into(), "web".into())],
+        }];
+        let got = run_instances(&mut txn, &r).unwrap();
+        for i in &got.instances {
+            let t = &txn.state.instances[&i.id].tags;
+            assert_eq!(t["aws:ec2launchtemplate:id"], "lt-0123456789abcdef0");
+            assert_eq!(t["aws:ec2launchtemplate:version"], "3");
+            assert_eq!(t["Name"], "web");
+        }
+        let id = got.instances[0].id.clone();
+        // Users can neither delete AWS's tags nor make their own; deleting all keeps them; they
+        // do not count against the 50-tag limit.
+        let e = super::super::tags::delete_tags(
+            &mut txn,
+            std::slice::from_ref(&id),
+            &[("aws:ec2launchtemplate:id".into(), None)],
+        )
+        .unwrap_err();
+        assert_eq!(e.code, "InvalidParameterValue");
+        super::super::tags::delete_tags(&mut txn, std::slice::from_ref(&id), &[]).unwrap();
+        let t = &txn.state.instances[&id].tags;
+        assert_eq!(t.len(), 2, "{t:?}");
+        let fifty: Vec<(String, String)> = (0..50).map(|n| (format!("k{n}"), "v".into())).collect();
+        super::super::tags::create_tags(&mut txn, std::slice::from_ref(&id), &fifty).unwrap();
+        // A retry of the same launch from another version is another request.
+        r.client_token = Some("tok".into());
+        run_instances(&mut txn, &r).unwrap();
+        r.launch_template = Some(("lt-0123456789abcdef0".into(), 4));
+        assert_eq!(
+            run_instances(&mut txn, &r).unwrap_err().code,
+            "IdempotentParameterMismatch"
+        );
     }
 
     #[test]

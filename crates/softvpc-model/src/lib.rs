@@ -83,6 +83,27 @@ pub struct Vpc {
     /// The associated DHCP option set (`None`: `default`).
     #[serde(default)]
     pub dhcp_options_id: Option<String>,
+    /// Secondary IPv4 CIDR blocks (`AssociateVpcCidrBlock`), in association order; a
+    /// disassociated block stays listed for a while, as AWS shows it (see [`vpc::CidrBlock`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secondary_cidrs: Vec<vpc::CidrBlock>,
+}
+
+impl Vpc {
+    /// Every IPv4 CIDR block associated with it: the primary first, then the secondary ones.
+    pub fn cidrs(&self) -> impl Iterator<Item = Ipv4Net> + '_ {
+        std::iter::once(self.cidr).chain(
+            self.secondary_cidrs
+                .iter()
+                .filter(|b| b.disassociated_at.is_none())
+                .map(|b| b.cidr),
+        )
+    }
+
+    /// True when one of its associated blocks holds `net`.
+    pub fn holds(&self, net: &Ipv4Net) -> bool {
+        self.cidrs().any(|c| c.contains(net))
+    }
 }
 
 fn default_true() -> bool {

@@ -1,6 +1,8 @@
 //! VPC peering connections (`pcx-`) within our one account and region: requested
 //! (`pending-acceptance`, or `failed` when the CIDRs overlap), then accepted (`active`),
-//! rejected or deleted. Routes may target an active peering of their VPC; a route to a peering
+//! rejected or deleted; a request not accepted within 7 days is `expired` (seen through
+//! [`PeeringConnection::observed`] at the caller's `now`, so no timer is needed and tests give
+//! the time). Routes may target an active peering of their VPC; a route to a peering
 //! that is no longer active is a blackhole (see [`super::route_table::route_state`]).
 
 use ipnet::Ipv4Net;
@@ -27,6 +29,8 @@ pub enum PeeringStatus {
     Rejected,
     /// Deleted (describable for a while).
     Deleted,
+    /// Not accepted before its `ExpirationTime`.
+    Expired,
 }
 
 impl PeeringStatus {
@@ -38,6 +42,7 @@ impl PeeringStatus {
             PeeringStatus::Active => "active",
             PeeringStatus::Rejected => "rejected",
             PeeringStatus::Deleted => "deleted",
+            PeeringStatus::Expired => "expired",
         }
     }
 
@@ -49,18 +54,37 @@ impl PeeringStatus {
             PeeringStatus::Active => "Active".to_string(),
             PeeringStatus::Rejected => format!("Rejected by {OWNER_ID}"),
             PeeringStatus::Deleted => format!("Deleted by {OWNER_ID}"),
+            PeeringStatus::Expired => "Expired".to_string(),
         }
     }
 }
 
-/// One side of a peering connection. The CIDR is kept so a connection whose VPC is gone still
+/// One side of a peering connection. The CIDRs are kept so a connection whose VPC is gone still
 /// describes as it was.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeeringSide {
     /// The VPC.
     pub vpc_id: String,
-    /// Its CIDR block (when the connection was made).
+    /// Its primary CIDR block.
     pub cidr: Ipv4Net,
+    /// Its secondary CIDR blocks, kept current while the connection is pending or active.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secondary_cidrs: Vec<Ipv4Net>,
+}
+
+impl PeeringSide {
+    /// Every CIDR block of the side, the primary first (AWS's `CidrBlockSet`).
+    pub fn cidrs(&self) -> impl Iterator<Item = Ipv4Net> + '_ {
+        std::iter::once(self.cidr).chain(self.secondary_cidrs.iter().copied())
+    }
+
+    fn of(vpc: &super::Vpc) -> Self {
+        PeeringSide {
+            vpc_id: vpc.id.clone(),
+            cidr: vpc.cidr,
+            secondary_cidrs: vpc.cidrs().skip(1).collect(),
+        }
+    }
 }
 
 /// A VPC peering connection (`pcx-`).
@@ -87,6 +111,24 @@ pub struct PeeringConnection {
 pub const PENDING_LIFETIME_SECS: u64 = 7 * 24 * 3600;
 
 impl PeeringConnection {
+    /// Its status at `now`: a request still pending acceptance at its `ExpirationTime` is
+    /// `expired`.
+    pub fn status_at(&self, now: u64) -> PeeringStatus {
+        match (self.status, self.expiration_time) {
+            (PeeringStatus::PendingAcceptance, Some(t)) if now >= t => PeeringStatus::Expired,
+            (s, _) => s,
+        }
+    }
+
+    /// The connection as a client sees it at `now` (its status moved on, see
+    /// [`Self::status_at`]): what describe calls filter and show, and what mutations start from.
+    pub fn observed(&self, now: u64) -> PeeringConnection {
+        PeeringConnection {
+            status: self.status_at(now),
+            ..self.clone()
+        }
+    }
+
     /// `ExpirationTime` as AWS shows it: only while the request is pending acceptance.
     pub fn shown_expiration(&self) -> Option<u64> {
         self.expiration_time
@@ -108,12 +150,12 @@ pub fn pcx_not_found(id: &str) -> ApiError {
     )
 }
 
-/// The connection `id`, if it exists.
+/// The connection `id` as it is at the transaction's `now`, if it exists.
 pub fn get_peering(txn: &Txn, id: &str) -> Result<PeeringConnection, ApiError> {
     txn.state
         .peering_connections
         .get(id)
-        .map(|p| (**p).clone())
+        .map(|p| p.observed(txn.now))
         .ok_or_else(|| pcx_not_found(id))
 }
 
@@ -143,10 +185,42 @@ pub struct CreateRequest {
 
 fn vpc_side(txn: &Txn, id: &str) -> Result<PeeringSide, ApiError> {
     let vpc = super::vpc::get_vpc(&txn.state, id)?;
-    Ok(PeeringSide {
-        vpc_id: vpc.id.clone(),
-        cidr: vpc.cidr,
-    })
+    Ok(PeeringSide::of(vpc))
+}
+
+/// After `vpc`'s CIDR blocks changed: its pending and active connections show its blocks as they
+/// are now; those in `failed` (a pending request whose requester overlaps a block the accepter
+/// added) fail, as on AWS.
+pub fn on_cidr_blocks(txn: &mut Txn, vpc: &super::Vpc, failed: &[String]) {
+    let ids: Vec<String> = txn
+        .state
+        .peering_connections
+        .values()
+        .filter(|p| {
+            p.involves(&vpc.id)
+                && matches!(
+                    p.status_at(txn.now),
+                    PeeringStatus::Active | PeeringStatus::PendingAcceptance
+                )
+        })
+        .map(|p| p.id.clone())
+        .collect();
+    for id in ids {
+        let Some(p) = txn.state.peering_connections.get(&id) else {
+            continue;
+        };
+        let mut p = (**p).clone();
+        let side = PeeringSide::of(vpc);
+        if p.requester.vpc_id == vpc.id {
+            p.requester = side;
+        } else {
+            p.accepter = side;
+        }
+        if failed.contains(&p.id) {
+            p.status = PeeringStatus::Failed;
+        }
+        txn.put(p);
+    }
 }
 
 /// `CreateVpcPeeringConnection`: `pending-acceptance`, or `failed` when the two VPCs' CIDRs
@@ -177,8 +251,11 @@ pub fn create_peering(txn: &mut Txn, req: &CreateRequest) -> Result<PeeringConne
             ),
         ));
     }
-    let overlap = requester.cidr.contains(&accepter.cidr.network())
-        || accepter.cidr.contains(&requester.cidr.network());
+    let overlap = requester.cidrs().any(|a| {
+        accepter
+            .cidrs()
+            .any(|b| a.contains(&b.network()) || b.contains(&a.network()))
+    });
     let p = PeeringConnection {
         id: new_id("pcx"),
         requester,
@@ -265,7 +342,7 @@ pub fn on_vpc_delete(txn: &mut Txn, vpc_id: &str) {
         .filter(|p| {
             p.involves(vpc_id)
                 && matches!(
-                    p.status,
+                    p.status_at(txn.now),
                     PeeringStatus::Active | PeeringStatus::PendingAcceptance
                 )
         })
@@ -300,9 +377,13 @@ impl Filterable for PeeringConnection {
             "status-code" => vec![self.status.as_str().into()],
             "status-message" => vec![self.status.message()],
             "requester-vpc-info.vpc-id" => vec![self.requester.vpc_id.clone()],
-            "requester-vpc-info.cidr-block" => vec![self.requester.cidr.to_string()],
+            "requester-vpc-info.cidr-block" => {
+                self.requester.cidrs().map(|c| c.to_string()).collect()
+            }
             "accepter-vpc-info.vpc-id" => vec![self.accepter.vpc_id.clone()],
-            "accepter-vpc-info.cidr-block" => vec![self.accepter.cidr.to_string()],
+            "accepter-vpc-info.cidr-block" => {
+                self.accepter.cidrs().map(|c| c.to_string()).collect()
+            }
             "requester-vpc-info.owner-id" | "accepter-vpc-info.owner-id" => {
                 vec![OWNER_ID.into()]
             }
@@ -336,6 +417,63 @@ mod tests {
 
     fn code<T: std::fmt::Debug>(r: Result<T, ApiError>) -> String {
         r.unwrap_err().code
+    }
+
+    #[test]
+    fn a_request_not_accepted_in_seven_days_expires() {
+        use super::super::route_table::{create_route, TargetSpec};
+        let t0 = 1_700_000_000;
+        let mut txn = Txn::new(State::new(), t0);
+        let a = create_vpc(&mut txn, "10.0.0.0/16", None, Tags::new()).unwrap();
+        let b = create_vpc(&mut txn, "10.1.0.0/16", None, Tags::new()).unwrap();
+        let p = create_peering(&mut txn, &req(&a.id, &b.id)).unwrap();
+        let q = create_peering(&mut txn, &req(&b.id, &a.id)).unwrap();
+        assert_eq!(p.expiration_time, Some(t0 + PENDING_LIFETIME_SECS));
+        let stored = txn.state.peering_connections[&p.id].clone();
+        let end = t0 + PENDING_LIFETIME_SECS;
+        assert_eq!(stored.status_at(end - 1), PeeringStatus::PendingAcceptance);
+        assert_eq!(stored.status_at(end), PeeringStatus::Expired);
+        assert_eq!(stored.observed(end).status.as_str(), "expired");
+        assert_eq!(stored.observed(end).shown_expiration(), None);
+        // Just in time: accepted, and an active connection never expires.
+        let mut before = Txn::new(txn.state.clone(), end - 1);
+        accept_peering(&mut before, &q.id).unwrap();
+        let accepted = before.state.peering_connections[&q.id].clone();
+        assert_eq!(
+            accepted.status_at(end + 10 * PENDING_LIFETIME_SECS),
+            PeeringStatus::Active
+        );
+        // Too late: neither accepted, rejected nor deleted, and no route may use it.
+        let mut after = Txn::new(txn.state.clone(), end);
+        for r in [
+            accept_peering(&mut after, &p.id).map(|_| ()),
+            reject_peering(&mut after, &p.id),
+            delete_peering(&mut after, &p.id),
+        ] {
+            assert_eq!(code(r), "InvalidStateTransition");
+        }
+        let main = after
+            .state
+            .route_tables
+            .values()
+            .find(|t| t.vpc_id == a.id)
+            .unwrap()
+            .id
+            .clone();
+        let spec = TargetSpec {
+            vpc_peering_connection_id: Some(p.id.clone()),
+            ..Default::default()
+        };
+        assert_eq!(
+            code(create_route(&mut after, &main, "10.1.0.0/16", &spec)),
+            "InvalidVpcPeeringConnectionID.NotFound"
+        );
+        // Deleting the VPC leaves an expired request expired.
+        delete_vpc(&mut after, &b.id).unwrap();
+        assert_eq!(
+            after.state.peering_connections[&p.id].status_at(end),
+            PeeringStatus::Expired
+        );
     }
 
     #[test]

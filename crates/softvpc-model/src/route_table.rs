@@ -228,6 +228,31 @@ pub fn create_main_route_table(txn: &mut Txn, vpc_id: &str, cidr: Ipv4Net) -> Ro
     rtb
 }
 
+/// After `AssociateVpcCidrBlock` (`added`) or `DisassociateVpcCidrBlock`: every route table of
+/// the VPC gains, or loses, the block's `local` route.
+pub fn on_cidr_block(txn: &mut Txn, vpc_id: &str, cidr: Ipv4Net, added: bool) {
+    let tables: Vec<RouteTable> = txn
+        .state
+        .route_tables
+        .values()
+        .filter(|t| t.vpc_id == vpc_id)
+        .map(|t| (**t).clone())
+        .collect();
+    let local = Route {
+        destination: Destination::Cidr(cidr),
+        target: Target::Local,
+        origin: Origin::CreateRouteTable,
+    };
+    for mut t in tables {
+        if added {
+            t.routes.push(local.clone());
+        } else {
+            t.routes.retain(|r| *r != local);
+        }
+        txn.put(t);
+    }
+}
+
 /// Gives every VPC without a main route table one (stores written before route tables
 /// existed). Returns how many were added.
 pub fn ensure_main_tables(txn: &mut Txn) -> Result<usize, ApiError> {
@@ -274,11 +299,15 @@ pub fn create_route_table_with_token(
     let rtb = RouteTable {
         id: new_id("rtb"),
         vpc_id: vpc_id.to_string(),
-        routes: vec![Route {
-            destination: Destination::Cidr(vpc.cidr),
-            target: Target::Local,
-            origin: Origin::CreateRouteTable,
-        }],
+        // A `local` route for every CIDR block of the VPC.
+        routes: vpc
+            .cidrs()
+            .map(|c| Route {
+                destination: Destination::Cidr(c),
+                target: Target::Local,
+                origin: Origin::CreateRouteTable,
+            })
+            .collect(),
         associations: Vec::new(),
         tags,
         client_token: client_token.map(str::to_string),
@@ -316,6 +345,7 @@ pub struct TargetSpec {
 /// VPC. An instance stands for its primary network interface.
 fn resolve_target(
     state: &State,
+    now: u64,
     rtb: &RouteTable,
     spec: &TargetSpec,
     allow_local: bool,
@@ -413,7 +443,7 @@ fn resolve_target(
     let usable = state.peering_connections.get(id).is_some_and(|p| {
         p.involves(&rtb.vpc_id)
             && matches!(
-                p.status,
+                p.status_at(now),
                 super::peering::PeeringStatus::Active
                     | super::peering::PeeringStatus::PendingAcceptance
             )
@@ -447,7 +477,7 @@ pub fn create_route(
 ) -> Result<(), ApiError> {
     let mut rtb = get_rtb(txn, rtb_id)?;
     let dest = parse_destination(&txn.state, destination)?;
-    let target = resolve_target(&txn.state, &rtb, target, false)?;
+    let target = resolve_target(&txn.state, txn.now, &rtb, target, false)?;
     if rtb.routes.iter().any(|r| r.destination == dest) {
         return Err(ApiError::new(
             "RouteAlreadyExists",
@@ -485,7 +515,7 @@ pub fn replace_route(
 ) -> Result<(), ApiError> {
     let mut rtb = get_rtb(txn, rtb_id)?;
     let dest = parse_destination(&txn.state, destination)?;
-    let target = resolve_target(&txn.state, &rtb, target, true)?;
+    let target = resolve_target(&txn.state, txn.now, &rtb, target, true)?;
     let Some(pos) = rtb.routes.iter().position(|r| r.destination == dest) else {
         return Err(ApiError::invalid_value(format!(
             "There is no route defined for '{dest}' in the route table. Use CreateRoute instead."

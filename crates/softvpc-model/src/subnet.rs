@@ -51,7 +51,7 @@ pub fn create_subnet(
             format!("The CIDR '{cidr}' is invalid."),
         )
     };
-    if !(16..=28).contains(&net.prefix_len()) || !vpc.cidr.contains(&net) {
+    if !(16..=28).contains(&net.prefix_len()) || !vpc.holds(&net) {
         return Err(range_error());
     }
     let conflict = txn

@@ -14,6 +14,11 @@ pub struct TagSpec {
     pub tags: Vec<(String, String)>,
 }
 
+/// True for a key with the `aws:` prefix, reserved for the tags AWS itself puts on resources.
+pub fn is_reserved(key: &str) -> bool {
+    key.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("aws:"))
+}
+
 /// Refuses malformed tags: empty or over-long keys, over-long values, the reserved `aws:` prefix.
 pub fn validate(tags: &[(String, String)]) -> Result<(), ApiError> {
     for (k, v) in tags {
@@ -41,7 +46,8 @@ pub fn merge(existing: &mut Tags, tags: &[(String, String)]) -> Result<(), ApiEr
     for (k, v) in tags {
         existing.insert(k.clone(), v.clone());
     }
-    if existing.len() > MAX_TAGS {
+    // AWS's own `aws:` tags (e.g. a launch template's) do not count against the limit.
+    if existing.keys().filter(|k| !is_reserved(k)).count() > MAX_TAGS {
         return Err(ApiError::new(
             "TagLimitExceeded",
             format!("The maximum number of tags per resource is {MAX_TAGS}"),
@@ -101,9 +107,15 @@ pub fn delete_tags(
     if resource_ids.is_empty() {
         return Err(ApiError::missing("ResourceId"));
     }
+    if tags.iter().any(|(k, _)| is_reserved(k)) {
+        return Err(ApiError::invalid_value(
+            "Tag keys starting with 'aws:' are reserved for internal use",
+        ));
+    }
     let mut strip = |existing: &mut Tags| {
         if tags.is_empty() {
-            existing.clear();
+            // All of the user's tags; AWS's own stay.
+            existing.retain(|k, _| is_reserved(k));
         }
         for (k, v) in tags {
             if v.as_ref().is_none_or(|v| existing.get(k) == Some(v)) {

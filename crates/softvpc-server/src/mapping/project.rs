@@ -52,7 +52,8 @@ pub fn vpc_record(v: &Vpc) -> VpcRecord {
     VpcRecord {
         vpc_id: v.id.clone(),
         vni: v.vni,
-        cidrs: vec![v.cidr.trunc()],
+        // Every associated block, the primary first (the engine's DNS address is the first's +2).
+        cidrs: v.cidrs().map(|c| c.trunc()).collect(),
     }
 }
 
@@ -291,9 +292,9 @@ pub fn peering_record(p: &PeeringConnection) -> Option<PeeringRecord> {
     (p.status == PeeringStatus::Active).then(|| PeeringRecord {
         pcx_id: p.id.clone(),
         requester_vpc_id: p.requester.vpc_id.clone(),
-        requester_cidrs: vec![p.requester.cidr.trunc()],
+        requester_cidrs: p.requester.cidrs().map(|c| c.trunc()).collect(),
         accepter_vpc_id: p.accepter.vpc_id.clone(),
-        accepter_cidrs: vec![p.accepter.cidr.trunc()],
+        accepter_cidrs: p.accepter.cidrs().map(|c| c.trunc()).collect(),
         status: p.status.as_str().to_string(),
     })
 }
