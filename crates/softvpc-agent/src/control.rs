@@ -211,6 +211,7 @@ impl Control {
     async fn watch(&mut self) -> anyhow::Result<bool> {
         let req = self.replica.watch_request(&self.host_id);
         info!(
+            server = %self.connector.url(),
             epoch = %req.epoch,
             revision = req.revision,
             held_vpcs = req.held_vpc_ids.len(),

@@ -227,7 +227,19 @@ fn remove_state_dir(state_dir: &Path, failures: &mut Vec<String>) -> bool {
         return false;
     }
     let mut any = false;
-    for entry in ["state.json", "state.json.tmp", "logs", "server", "agents"] {
+    let replicas = (2..=names::HA_MEMBERS).map(|i| format!("replica-{i}"));
+    let entries = [
+        "state.json",
+        "state.json.tmp",
+        "logs",
+        "server",
+        "agents",
+        "etcd",
+    ]
+    .map(String::from)
+    .into_iter()
+    .chain(replicas);
+    for entry in entries {
         let path = state_dir.join(entry);
         let result = if path.is_dir() {
             std::fs::remove_dir_all(&path)

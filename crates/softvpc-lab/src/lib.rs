@@ -4,6 +4,7 @@
 //! `softvpc agent`, the server in the root netns, and then the topology's VPCs, subnets and
 //! instances through the server's own EC2 API; it returns once every instance reaches its subnet
 //! router. With `[internet]` in the topology it also builds the lab's internet ([`internet`]).
+//! With `--ha`, the control plane is 3 server replicas on a 3-member etcd cluster ([`ha`]).
 //! `down` removes everything (also after a crash), `status` says what runs, `exec` runs a
 //! command inside an instance's netns (or the internet's).
 //!
@@ -36,6 +37,7 @@ macro_rules! out {
 pub mod down;
 pub mod ec2;
 pub mod exec;
+pub mod ha;
 pub mod internet;
 pub mod names;
 pub mod probe;
@@ -90,6 +92,14 @@ pub enum LabCommand {
         #[arg(long, env = "SOFTVPC_FAST_PATH", default_value = "off",
               value_parser = ["on", "off"])]
         fast_path: String,
+        /// A replicated control plane, as on several machines: a 3-member etcd cluster (the
+        /// `etcd` of Debian's etcd-server package; member N in netns PREFIXetcd-N at
+        /// 198.18.2.N, data in the state dir) and 3 `softvpc server --store etcd` replicas
+        /// (replica N in netns PREFIXreplica-N, its mapping service at 198.18.1.N:8788, its EC2
+        /// API at 127.0.0.N:API_PORT); every agent is given all three replicas and fails over
+        /// by itself. `lab status` lists them; `lab down` stops and removes them.
+        #[arg(long)]
+        ha: bool,
     },
     /// Remove everything the lab created.
     Down,
@@ -123,6 +133,7 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
             bin,
             wait_secs,
             fast_path,
+            ha,
         } => up::up(
             &args,
             &up::UpOptions {
@@ -131,6 +142,7 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
                 bin: bin.clone(),
                 wait: std::time::Duration::from_secs(*wait_secs),
                 fast_path: fast_path.clone(),
+                ha: *ha,
             },
         ),
         LabCommand::Down => down::down(&args),

@@ -57,9 +57,14 @@ pub fn check_host_name(name: &str) -> Result<(), String> {
     {
         return Err("a host name may only hold letters, digits, '_', '.', '-' and must start with a letter or digit".to_string());
     }
-    if name == "fabric" || name == "internet" || name.starts_with("i-") {
+    if name == "fabric"
+        || name == "internet"
+        || name.starts_with("i-")
+        || name.starts_with("replica-")
+        || name.starts_with("etcd-")
+    {
         return Err(
-            "\"fabric\", \"internet\" and names starting with \"i-\" are reserved for the lab's own namespaces"
+            "\"fabric\", \"internet\" and names starting with \"i-\", \"replica-\" or \"etcd-\" are reserved for the lab's own namespaces"
                 .to_string(),
         );
     }
@@ -103,6 +108,61 @@ pub fn mapping_url() -> String {
     format!("https://{FABRIC_IP}:{MAPPING_PORT}")
 }
 
+/// Server replicas and etcd members of `lab up --ha`.
+pub const HA_MEMBERS: usize = 3;
+/// Client port of the lab's etcd members.
+pub const ETCD_CLIENT_PORT: u16 = 2379;
+/// Peer port of the lab's etcd members.
+pub const ETCD_PEER_PORT: u16 = 2380;
+
+/// The netns of server replica `i` (1-based) of `lab up --ha`.
+pub fn replica_netns(prefix: &str, i: usize) -> String {
+    format!("{prefix}replica-{i}")
+}
+
+/// The netns of etcd member `i` (1-based) of `lab up --ha`.
+pub fn etcd_netns(prefix: &str, i: usize) -> String {
+    format!("{prefix}etcd-{i}")
+}
+
+/// Underlay address of server replica `i` (1-based): 198.18.1.i, where its mapping service
+/// listens.
+pub fn replica_ip(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(198, 18, 1, u8::try_from(i).expect("replica index is small"))
+}
+
+/// Underlay address of etcd member `i` (1-based): 198.18.2.i.
+pub fn etcd_ip(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(198, 18, 2, u8::try_from(i).expect("member index is small"))
+}
+
+/// Loopback address of replica `i`'s EC2 API (1-based): 127.0.0.i, so the replicas share the
+/// lab's API port.
+pub fn replica_api_ip(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(127, 0, 0, u8::try_from(i).expect("replica index is small"))
+}
+
+/// The fabric-side end of replica `i`'s veth.
+pub fn replica_port(i: usize) -> String {
+    format!("vr{i}")
+}
+
+/// The fabric-side end of etcd member `i`'s veth.
+pub fn etcd_port(i: usize) -> String {
+    format!("ve{i}")
+}
+
+/// The mapping service URLs agents are given: the one server's, or every replica's.
+pub fn mapping_urls(ha: bool) -> String {
+    if !ha {
+        return mapping_url();
+    }
+    (1..=HA_MEMBERS)
+        .map(|i| format!("https://{}:{MAPPING_PORT}", replica_ip(i)))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Whether a process command line belongs to this prefix's lab: a softvpc server whose mapping
 /// listener lives in `${P}fabric`, a softvpc agent whose instance netns prefix is `P`, or the
 /// internet's servers in `${P}internet`.
@@ -132,7 +192,13 @@ pub fn cmdline_has_lab_flags(argv: &[String], prefix: &str) -> bool {
             }
         })
     };
-    let server = value("--mapping-netns") == Some(fabric_netns(prefix).as_str());
+    let replica = |ns: &str| {
+        ns.strip_prefix(prefix)
+            .and_then(|n| n.strip_prefix("replica-"))
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    };
+    let server = value("--mapping-netns") == Some(fabric_netns(prefix).as_str())
+        || (argv.iter().any(|a| a == "server") && value("--netns").is_some_and(replica));
     let agent = value("--instance-netns-prefix") == Some(prefix)
         && value("--netns").is_some_and(|ns| ns.starts_with(prefix));
     let internet = argv.iter().any(|a| a == INTERNET_SERVE)
@@ -164,6 +230,16 @@ mod tests {
         );
         assert_eq!(mapping_url(), "https://198.18.0.1:8788");
         assert!(fabric_port(crate::topology::MAX_HOSTS).len() <= 15);
+        assert_eq!(replica_netns("svpc-", 2), "svpc-replica-2");
+        assert_eq!(etcd_netns("svpc-", 3), "svpc-etcd-3");
+        assert_eq!(replica_ip(1), Ipv4Addr::new(198, 18, 1, 1));
+        assert_eq!(etcd_ip(3), Ipv4Addr::new(198, 18, 2, 3));
+        assert_eq!(replica_api_ip(2), Ipv4Addr::new(127, 0, 0, 2));
+        assert_eq!(mapping_urls(false), mapping_url());
+        assert_eq!(
+            mapping_urls(true),
+            "https://198.18.1.1:8788,https://198.18.1.2:8788,https://198.18.1.3:8788"
+        );
     }
 
     #[test]
@@ -184,6 +260,8 @@ mod tests {
             "fabric",
             "internet",
             "i-123",
+            "replica-1",
+            "etcd-2",
             "-x",
             "a/b",
             &"x".repeat(41),
@@ -226,6 +304,19 @@ mod tests {
             p
         ));
         assert!(!cmdline_belongs_to_lab(&[], p));
+        // The replicas of `lab up --ha`, each in its own netns.
+        assert!(cmdline_belongs_to_lab(
+            &argv("softvpc server --netns lbt-replica-2 --store etcd"),
+            p
+        ));
+        assert!(!cmdline_belongs_to_lab(
+            &argv("softvpc server --netns lbt-x-replica-2"),
+            p
+        ));
+        assert!(!cmdline_belongs_to_lab(
+            &argv("softvpc server --netns lbt-replica-"),
+            p
+        ));
         // A --bin wrapper still running as a shell script: its flags say whose it is.
         let wrapper =
             argv("/bin/sh /tmp/wrap.sh agent --netns lbt-host-1 --instance-netns-prefix lbt-");

@@ -43,6 +43,44 @@ pub struct LabState {
     /// The lab's internet, once created.
     #[serde(default)]
     pub internet: Option<InternetRecord>,
+    /// `lab up --ha`: the server replicas (the first is also `server`).
+    #[serde(default)]
+    pub replicas: Vec<ReplicaRecord>,
+    /// `lab up --ha`: the etcd cluster's members.
+    #[serde(default)]
+    pub etcd: Vec<EtcdRecord>,
+}
+
+/// A server replica of `lab up --ha`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaRecord {
+    /// `replica-N`.
+    pub name: String,
+    /// Its network namespace (on the fabric).
+    pub netns: String,
+    /// Its EC2 API endpoint (`http://127.0.0.N:PORT`, root netns).
+    pub api_url: String,
+    /// Its mapping service (`https://198.18.1.N:8788`).
+    pub mapping_url: String,
+    /// Its data directory (CA and API key pair copied from the first replica's).
+    pub data_dir: PathBuf,
+    /// Its process, once started.
+    pub process: Option<ProcessRecord>,
+}
+
+/// An etcd member of `lab up --ha`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EtcdRecord {
+    /// `etcd-N` (its etcd member name).
+    pub name: String,
+    /// Its network namespace (on the fabric).
+    pub netns: String,
+    /// Its client URL (`http://198.18.2.N:2379`).
+    pub client_url: String,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+    /// Its process, once started.
+    pub process: Option<ProcessRecord>,
 }
 
 /// The lab's internet.
@@ -188,10 +226,23 @@ impl LabState {
 
     /// Every process the lab recorded.
     pub fn processes(&self) -> impl Iterator<Item = &ProcessRecord> {
+        let server = self.server.as_ref().map(|p| p.pid);
         self.server
             .iter()
+            .chain(
+                self.replicas
+                    .iter()
+                    .filter_map(|r| r.process.as_ref())
+                    .filter(move |p| Some(p.pid) != server),
+            )
             .chain(self.hosts.iter().filter_map(|h| h.process.as_ref()))
             .chain(self.internet.iter().filter_map(|i| i.process.as_ref()))
+            .chain(self.etcd.iter().filter_map(|e| e.process.as_ref()))
+    }
+
+    /// Whether this is a `lab up --ha` lab.
+    pub fn is_ha(&self) -> bool {
+        !self.etcd.is_empty() || !self.replicas.is_empty()
     }
 
     /// Pids of every process the lab recorded.

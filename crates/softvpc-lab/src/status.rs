@@ -30,6 +30,44 @@ pub struct Status {
     pub instances: Vec<InstanceStatus>,
     /// The lab's internet, if it has one.
     pub internet: Option<InternetStatus>,
+    /// `lab up --ha`: the server replicas (the first is `server`).
+    pub replicas: Vec<ReplicaStatus>,
+    /// `lab up --ha`: the etcd members.
+    pub etcd: Vec<EtcdStatus>,
+}
+
+/// A server replica of `lab up --ha`.
+#[derive(Debug, Serialize)]
+pub struct ReplicaStatus {
+    /// `replica-N`.
+    pub name: String,
+    /// Its network namespace.
+    pub netns: String,
+    /// Its EC2 API endpoint.
+    pub api_url: String,
+    /// Its mapping service, as agents are given it.
+    pub mapping_url: String,
+    /// Its data directory (`softvpc server join-token --data-dir` and `remove-host` use it).
+    pub data_dir: std::path::PathBuf,
+    /// Its process id.
+    pub pid: Option<i32>,
+    /// Whether it still runs.
+    pub running: bool,
+}
+
+/// An etcd member of `lab up --ha`.
+#[derive(Debug, Serialize)]
+pub struct EtcdStatus {
+    /// Its member name.
+    pub name: String,
+    /// Its network namespace.
+    pub netns: String,
+    /// Its client URL (reachable from the lab's namespaces on the fabric).
+    pub client_url: String,
+    /// Its process id.
+    pub pid: Option<i32>,
+    /// Whether it still runs.
+    pub running: bool,
 }
 
 /// The lab's internet and its servers.
@@ -102,15 +140,30 @@ pub struct InstanceStatus {
 
 /// The instances of a lab: from the API when it answers, else from the state file (state
 /// "unknown"). The error says why the API could not be used.
+/// With `--ha`, each replica is asked in turn until one answers.
 pub fn instances(state: &LabState) -> (Vec<InstanceStatus>, Option<anyhow::Error>) {
-    let addr: SocketAddr = match state.api_url.trim_start_matches("http://").parse() {
+    let mut answer = instances_from(state, &state.api_url);
+    for r in &state.replicas {
+        if answer.1.is_none() {
+            break;
+        }
+        if r.api_url != state.api_url {
+            answer = instances_from(state, &r.api_url);
+        }
+    }
+    answer
+}
+
+/// [`instances`], asking the API at `api_url` (a lab's replica).
+fn instances_from(state: &LabState, api_url: &str) -> (Vec<InstanceStatus>, Option<anyhow::Error>) {
+    let addr: SocketAddr = match api_url.trim_start_matches("http://").parse() {
         Ok(a) => a,
         Err(_) => {
             return (
                 from_state(state),
                 Some(anyhow::anyhow!(
                     "bad API URL {:?} in the state file",
-                    state.api_url
+                    api_url
                 )),
             )
         }
@@ -218,6 +271,8 @@ pub fn status(args: &LabArgs, json: bool) -> anyhow::Result<()> {
                 hosts: Vec::new(),
                 instances: Vec::new(),
                 internet: None,
+                replicas: Vec::new(),
+                etcd: Vec::new(),
             };
             outln!("{}", serde_json::to_string_pretty(&empty)?);
         }
@@ -251,10 +306,34 @@ pub fn status(args: &LabArgs, json: bool) -> anyhow::Result<()> {
             running: h.process.as_ref().is_some_and(ProcessRecord::is_running),
         })
         .collect();
-    let (instances, api_error) = if server.running {
-        instances(&state)
-    } else {
-        (from_state(&state), None)
+    let replicas: Vec<ReplicaStatus> = state
+        .replicas
+        .iter()
+        .map(|r| ReplicaStatus {
+            name: r.name.clone(),
+            netns: r.netns.clone(),
+            api_url: r.api_url.clone(),
+            mapping_url: r.mapping_url.clone(),
+            data_dir: r.data_dir.clone(),
+            pid: r.process.as_ref().map(|p| p.pid),
+            running: r.process.as_ref().is_some_and(ProcessRecord::is_running),
+        })
+        .collect();
+    let etcd: Vec<EtcdStatus> = state
+        .etcd
+        .iter()
+        .map(|e| EtcdStatus {
+            name: e.name.clone(),
+            netns: e.netns.clone(),
+            client_url: e.client_url.clone(),
+            pid: e.process.as_ref().map(|p| p.pid),
+            running: e.process.as_ref().is_some_and(ProcessRecord::is_running),
+        })
+        .collect();
+    // The instances from the server, or with --ha from a replica that runs.
+    let (instances, api_error) = match server.running || replicas.iter().any(|r| r.running) {
+        true => instances(&state),
+        false => (from_state(&state), None),
     };
     let status = Status {
         prefix: state.prefix.clone(),
@@ -271,14 +350,22 @@ pub fn status(args: &LabArgs, json: bool) -> anyhow::Result<()> {
             pid: i.process.as_ref().map(|p| p.pid),
             running: i.process.as_ref().is_some_and(ProcessRecord::is_running),
         }),
+        replicas,
+        etcd,
     };
 
     let mut problems = Vec::new();
     if !state.complete {
         problems.push("`lab up` did not finish".to_string());
     }
-    if !status.server.running {
+    if status.replicas.is_empty() && !status.server.running {
         problems.push("the server is not running".to_string());
+    }
+    for r in status.replicas.iter().filter(|r| !r.running) {
+        problems.push(format!("server {} is not running", r.name));
+    }
+    for e in status.etcd.iter().filter(|e| !e.running) {
+        problems.push(format!("etcd member {} is not running", e.name));
     }
     for h in status.hosts.iter().filter(|h| h.agent && !h.running) {
         problems.push(format!("the agent of {} is not running", h.name));
@@ -320,7 +407,31 @@ fn running(pid: Option<i32>, running: bool) -> String {
 fn print_human(s: &Status, state_dir: &std::path::Path) {
     outln!("lab {:?} (state {})", s.prefix, state_dir.display());
     outln!("  API     {}", s.api_url.as_deref().unwrap_or("-"));
-    outln!("  server  {}", running(s.server.pid, s.server.running));
+    if s.replicas.is_empty() {
+        outln!("  server  {}", running(s.server.pid, s.server.running));
+    } else {
+        outln!("server replicas (etcd store):");
+        for r in &s.replicas {
+            outln!(
+                "  {:<10} API {:<22} mapping {:<24} netns {:<18} {}",
+                r.name,
+                r.api_url,
+                r.mapping_url,
+                r.netns,
+                running(r.pid, r.running)
+            );
+        }
+        outln!("etcd members:");
+        for e in &s.etcd {
+            outln!(
+                "  {:<10} {:<24} netns {:<18} {}",
+                e.name,
+                e.client_url,
+                e.netns,
+                running(e.pid, e.running)
+            );
+        }
+    }
     outln!("hosts:");
     for h in &s.hosts {
         let agent = if h.agent {

@@ -60,6 +60,42 @@ pub fn spawn_detached(bin: &Path, args: &[String], log: &Path) -> anyhow::Result
         .with_context(|| format!("starting {}", bin.display()))
 }
 
+/// [`spawn_detached`], with the child inside the named netns (for programs that, unlike softvpc,
+/// have no `--netns` of their own: the lab's etcd members).
+pub fn spawn_detached_in(
+    netns: &str,
+    program: &Path,
+    args: &[String],
+    log: &Path,
+) -> anyhow::Result<Child> {
+    use std::os::fd::AsRawFd;
+    let ns = softvpc_netlink::netns::open(netns)?;
+    let out = File::options()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("opening {}", log.display()))?;
+    let err = out.try_clone()?;
+    let mut cmd = Command::new(program);
+    cmd.args(args).stdin(Stdio::null()).stdout(out).stderr(err);
+    let fd = ns.as_raw_fd();
+    // SAFETY: setsid() and setns() are async-signal-safe system calls; the namespace file stays
+    // open in the parent (`ns`) until spawn returns, so `fd` is valid in the child.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::unistd::setsid().map_err(std::io::Error::from)?;
+            let ns = std::os::fd::BorrowedFd::borrow_raw(fd);
+            nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(std::io::Error::from)
+        });
+    }
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("starting {} in netns {netns}", program.display()))?;
+    drop(ns);
+    Ok(child)
+}
+
 /// Whether a process exists and is not a zombie.
 pub fn pid_alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {

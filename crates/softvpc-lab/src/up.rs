@@ -54,6 +54,8 @@ pub struct UpOptions {
     pub wait: Duration,
     /// The agents' `--fast-path` (`on` or `off`).
     pub fast_path: String,
+    /// A replicated control plane: 3 etcd members and 3 server replicas ([`crate::ha`]).
+    pub ha: bool,
 }
 
 /// Prints `[n/N] what... ` and then the outcome with its duration.
@@ -103,15 +105,15 @@ fn step<T>(
 }
 
 /// A process the lab started in this run, kept to notice an early exit.
-struct Started {
-    child: Child,
-    log: PathBuf,
-    what: String,
+pub(crate) struct Started {
+    pub(crate) child: Child,
+    pub(crate) log: PathBuf,
+    pub(crate) what: String,
 }
 
 impl Started {
     /// An error if the process has exited.
-    fn check(&mut self) -> anyhow::Result<()> {
+    pub(crate) fn check(&mut self) -> anyhow::Result<()> {
         if let Some(status) = self.child.try_wait()? {
             bail!(
                 "{} exited early ({status}); read its log: {}{}",
@@ -125,7 +127,7 @@ impl Started {
 }
 
 /// The last lines of a log, indented, to quote in an error.
-fn log_tail(log: &Path) -> String {
+pub(crate) fn log_tail(log: &Path) -> String {
     const LINES: usize = 8;
     let Ok(text) = std::fs::read_to_string(log) else {
         return String::new();
@@ -251,10 +253,16 @@ fn build(
 
     let mut internet = None;
     step(2, "creating the fabric and host namespaces", |s| {
-        build_fabric(prefix, topo, &mut state, state_dir, s)?;
+        build_fabric(prefix, topo, opts, &mut state, state_dir, s)?;
         let fabric = names::fabric_netns(prefix);
         let hosts = plural(topo.hosts.len(), "host");
         let mut detail = format!("{fabric} on 198.18.0.0/16, {hosts}");
+        if opts.ha {
+            detail.push_str(&format!(
+                ", {n} etcd and {n} replica namespaces",
+                n = names::HA_MEMBERS
+            ));
+        }
         if let Some(net) = &topo.internet {
             internet = build_internet(bin, prefix, net, &mut state, state_dir)?;
             detail.push_str(&format!(
@@ -266,15 +274,33 @@ fn build(
         Ok(((), detail))
     })?;
 
-    let mut server = step(3, "starting the server", |_| {
-        start_server(bin, topo, api, &mut state, state_dir, opts.api_port).map(|p| (p, api.url()))
-    })?;
-
+    // With --ha, the etcd members and replicas 2.. are watched for an early exit with the agents.
     let mut agents = Vec::new();
+    let mut server = if opts.ha {
+        step(3, "starting etcd and the server replicas", |s| {
+            start_ha(bin, topo, api, &mut state, state_dir, opts, &mut agents, s)
+        })?
+    } else {
+        step(3, "starting the server", |_| {
+            let data_dir = server_data_dir(state_dir);
+            let placement = vec![
+                "--mapping-netns".to_string(),
+                names::fabric_netns(&state.prefix),
+                "--mapping-listen".to_string(),
+                format!("{}:{}", names::FABRIC_IP, names::MAPPING_PORT),
+            ];
+            start_server(
+                bin, topo, api, &data_dir, &placement, "server", &mut state, state_dir, None,
+            )
+            .map(|p| (p, api.url()))
+        })?
+    };
+
     let host_ids = step(4, "starting agents", |s| {
         let ids = start_agents(
             bin,
             &opts.fast_path,
+            opts.ha,
             prefix,
             topo,
             api,
@@ -353,11 +379,30 @@ fn check_tun() -> anyhow::Result<()> {
 fn build_fabric(
     prefix: &str,
     topo: &Topology,
+    opts: &UpOptions,
     state: &mut LabState,
     state_dir: &Path,
     s: &Step,
 ) -> anyhow::Result<()> {
-    softvpc_netlink::block_on(plumb_fabric(prefix, topo, state, state_dir))?;
+    softvpc_netlink::block_on(async {
+        plumb_fabric(prefix, topo, state, state_dir).await?;
+        if opts.ha {
+            crate::ha::plumb(prefix, opts.api_port, state, state_dir).await?;
+        }
+        anyhow::Ok(())
+    })?;
+    for ns in crate::ha::namespaces(state) {
+        let deadline = Instant::now() + FABRIC_READY;
+        while !probe::ping_in_netns(&ns, names::FABRIC_IP, Duration::from_secs(1))? {
+            if Instant::now() >= deadline {
+                bail!(
+                    "{ns} cannot ping the fabric bridge {} within {FABRIC_READY:?}",
+                    names::FABRIC_IP
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 
     // Every host must reach the fabric before anything runs on it.
     let fabric_ip = names::FABRIC_IP.to_string();
@@ -513,7 +558,7 @@ fn udp_echoes(to: std::net::SocketAddrV4) -> std::io::Result<bool> {
 
 /// Creates a netns with lo up and IPv6 off (no router solicitations or MLD in captures); returns
 /// a netlink socket in it.
-async fn add_netns(
+pub(crate) async fn add_netns(
     ns: &str,
     state: &mut LabState,
     state_dir: &Path,
@@ -533,32 +578,35 @@ pub fn server_data_dir(state_dir: &Path) -> std::path::PathBuf {
     state_dir.join("server")
 }
 
-/// Step 3: the server in the root netns, until `GET /healthz` answers.
+/// Step 3: a server process (the lab's one server in the root netns, or a replica of
+/// `--ha`), until `GET /healthz` answers on `api`. `placement`: where its mapping service and
+/// store are. `replica`: which replica it is (0-based), recorded in the state; `None` for the
+/// one server.
+#[allow(clippy::too_many_arguments)]
 fn start_server(
     bin: &Path,
     topo: &Topology,
     api: &Ec2Client,
+    data_dir: &Path,
+    placement: &[String],
+    name: &str,
     state: &mut LabState,
     state_dir: &Path,
-    api_port: u16,
+    replica: Option<usize>,
 ) -> anyhow::Result<Started> {
     if TcpStream::connect_timeout(&api.addr, Duration::from_millis(300)).is_ok() {
         bail!("something already listens on {} (another lab or server?); pick another port with --api-port", api.addr);
     }
-    let data_dir = server_data_dir(state_dir);
     let mut server_args = vec![
         "server".to_string(),
         "--data-dir".to_string(),
         data_dir.display().to_string(),
         "--listen".to_string(),
-        format!("127.0.0.1:{api_port}"),
-        "--mapping-netns".to_string(),
-        names::fabric_netns(&state.prefix),
-        "--mapping-listen".to_string(),
-        format!("{}:{}", names::FABRIC_IP, names::MAPPING_PORT),
-        // The lab's VPCs come from its topology; no default VPC.
-        "--no-default-vpc".to_string(),
+        api.addr.to_string(),
     ];
+    server_args.extend(placement.iter().cloned());
+    // The lab's VPCs come from its topology; no default VPC.
+    server_args.push("--no-default-vpc".to_string());
     for h in topo.hosts.iter().filter(|h| !h.agent) {
         server_args.push("--register-host".to_string());
         server_args.push(format!(
@@ -576,21 +624,30 @@ fn start_server(
             server_args.extend([flag.to_string(), v]);
         }
     }
-    let log = state_dir.join("logs").join("server.log");
+    let log = state_dir.join("logs").join(format!("{name}.log"));
     let child = sys::spawn_detached(bin, &server_args, &log)?;
-    state.server = Some(ProcessRecord::new(child.id() as i32, log.clone()));
+    let record = ProcessRecord::new(child.id() as i32, log.clone());
+    match replica {
+        None => state.server = Some(record),
+        Some(i) => {
+            if i == 0 {
+                state.server = Some(record.clone());
+            }
+            state.replicas[i].process = Some(record);
+        }
+    }
     state.save(state_dir)?;
     let mut server = Started {
         child,
         log,
-        what: "the server".to_string(),
+        what: format!("the {name}"),
     };
     let deadline = Instant::now() + SERVER_START;
     while !api.healthy() {
         server.check()?;
         if Instant::now() >= deadline {
             bail!(
-                "the server did not answer GET {}/healthz within {SERVER_START:?}; read its log: {}{}",
+                "the {name} did not answer GET {}/healthz within {SERVER_START:?}; read its log: {}{}",
                 api.url(),
                 server.log.display(),
                 log_tail(&server.log)
@@ -599,6 +656,77 @@ fn start_server(
         std::thread::sleep(Duration::from_millis(100));
     }
     Ok(server)
+}
+
+/// Step 3 with `--ha`: the etcd members, then the replicas one by one (the first makes the CA
+/// and API key pair the others get copies of). Returns the first replica (the lab's `server`);
+/// the other processes go to `others`.
+#[allow(clippy::too_many_arguments)]
+fn start_ha(
+    bin: &Path,
+    topo: &Topology,
+    api: &Ec2Client,
+    state: &mut LabState,
+    state_dir: &Path,
+    opts: &UpOptions,
+    others: &mut Vec<Started>,
+    s: &Step,
+) -> anyhow::Result<(Started, String)> {
+    let prefix = state.prefix.clone();
+    let members = crate::ha::start_etcd(&prefix, state, state_dir)?;
+    s.progress(&format!("{} etcd members healthy", members.len()));
+    others.extend(members);
+    let mut first = None;
+    for i in 1..=names::HA_MEMBERS {
+        let data_dir = crate::ha::replica_data_dir(state_dir, i);
+        let client = if i == 1 {
+            api.clone()
+        } else {
+            crate::ha::copy_identity(&crate::ha::replica_data_dir(state_dir, 1), &data_dir)?;
+            Ec2Client::new(
+                SocketAddr::from((names::replica_api_ip(i), opts.api_port)),
+                data_dir.join("credentials"),
+            )?
+        };
+        let placement = vec![
+            "--netns".to_string(),
+            names::replica_netns(&state.prefix, i),
+            "--mapping-listen".to_string(),
+            format!("{}:{}", names::replica_ip(i), names::MAPPING_PORT),
+            "--store".to_string(),
+            "etcd".to_string(),
+            "--etcd-endpoints".to_string(),
+            crate::ha::etcd_endpoints(),
+        ];
+        let name = format!("replica-{i}");
+        let started = start_server(
+            bin,
+            topo,
+            &client,
+            &data_dir,
+            &placement,
+            &name,
+            state,
+            state_dir,
+            Some(i - 1),
+        )?;
+        s.progress(&format!("{name} up"));
+        match first {
+            None => first = Some(started),
+            Some(_) => others.push(started),
+        }
+    }
+    let first = first.context("no replica started")?;
+    let apis: Vec<&str> = state.replicas.iter().map(|r| r.api_url.as_str()).collect();
+    Ok((
+        first,
+        format!(
+            "{} etcd members, {} replicas at {}",
+            names::HA_MEMBERS,
+            names::HA_MEMBERS,
+            apis.join(", ")
+        ),
+    ))
 }
 
 /// A join token for `host` from the lab's running server (`softvpc server join-token`).
@@ -632,6 +760,7 @@ fn join_token(bin: &Path, state_dir: &Path, host: &str) -> anyhow::Result<String
 fn start_agents(
     bin: &Path,
     fast_path: &str,
+    ha: bool,
     prefix: &str,
     topo: &Topology,
     api: &Ec2Client,
@@ -662,7 +791,7 @@ fn start_agents(
             "--netns".to_string(),
             ns,
             "--server".to_string(),
-            names::mapping_url(),
+            names::mapping_urls(ha),
             "--host-name".to_string(),
             host.name.clone(),
             "--underlay-ip".to_string(),
@@ -1081,6 +1210,22 @@ fn print_usage(args: &LabArgs, topo: &Topology, state: &LabState, took: Duration
             rec.vpc,
             rec.netns
         );
+    }
+    if !state.replicas.is_empty() {
+        outln!();
+        outln!("Control plane: {} server replicas on a {}-member etcd cluster (any replica takes any call):", state.replicas.len(), state.etcd.len());
+        for r in &state.replicas {
+            outln!(
+                "  {:<10} EC2 API {:<22} mapping {:<24} netns {}",
+                r.name,
+                r.api_url,
+                r.mapping_url,
+                r.netns
+            );
+        }
+        for e in &state.etcd {
+            outln!("  {:<10} {:<30} netns {}", e.name, e.client_url, e.netns);
+        }
     }
     outln!();
     outln!("Use it (the AWS CLI and SDKs, signed with the lab server's key pair):");

@@ -122,6 +122,12 @@ pub struct ServerArgs {
     /// while the API stays in the current one. Used by the lab.
     #[arg(long)]
     pub mapping_netns: Option<String>,
+    /// Run inside this named network namespace (`ip netns`): the mapping service, the etcd
+    /// connections and everything else, except the EC2 API listener (--listen), which is bound
+    /// first, in the namespace the server starts in. Used by `softvpc lab up --ha`, whose
+    /// replicas each live in a namespace on the lab's underlay.
+    #[arg(long, value_name = "NAME")]
+    pub netns: Option<String>,
     /// Register a host that runs no agent (e.g. a kernel VXLAN VTEP), as NAME=UNDERLAY_IP, or
     /// NAME=UNDERLAY_IP@ZONE to put it in an availability zone (name or zone id; default
     /// us-east-1a). Repeatable. Idempotent: an existing host of that name keeps its id.
@@ -297,6 +303,14 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| args.data_dir.join("flow-logs"));
     let quotas = softvpc_model::quota::Quotas::new(args.sg_rules_per_group, args.sgs_per_interface)
         .map_err(|e| anyhow::anyhow!("--sg-rules-per-group / --sgs-per-interface: {e}"))?;
+    // The API listener first, in the namespace the server was started in; then, with --netns,
+    // the whole process moves (this thread before any other exists: new threads inherit it).
+    let api = std::net::TcpListener::bind(args.listen)
+        .with_context(|| format!("binding EC2 API {}", args.listen))?;
+    if let Some(ns) = &args.netns {
+        softvpc_netlink::netns::enter(ns).with_context(|| format!("--netns {ns}"))?;
+        tracing::info!(netns = %ns, "entered network namespace");
+    }
     let (cp, projection, shared_trust) = open_store(&args, quotas)?;
     let keys = Arc::new(softvpc_ec2_api::auth::load_or_create(&args.data_dir)?);
     let trust = Trust::open(&args.data_dir, args.host_cert_ttl)?;
@@ -350,9 +364,6 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("--register-host {arg}: {e}"))?;
         tracing::info!(host = name, host_id = %id, underlay_ip = ip, "host registered from the command line");
     }
-    // Bind both listeners on this thread before the runtime starts any other thread.
-    let api = std::net::TcpListener::bind(args.listen)
-        .with_context(|| format!("binding EC2 API {}", args.listen))?;
     let mapping = match &args.mapping_netns {
         Some(ns) => bind_in_netns(ns, args.mapping_listen)?,
         None => std::net::TcpListener::bind(args.mapping_listen)
