@@ -20,6 +20,8 @@ apt_needs=(
   "curl:curl:API and end-to-end tests (raw HTTP requests)"
   "socat:socat:end-to-end tests (UDP to the lab's internet, malformed DHCP)"
   "udhcpc:udhcpc:end-to-end tests (a real DHCP client in an instance)"
+  "dig:dnsutils:end-to-end tests (DNS queries to the VPC resolver)"
+  "tracepath:iputils-tracepath:end-to-end tests (path MTU inside a VPC)"
   "nc:netcat-openbsd:end-to-end tests (softvpc trace against real TCP connections)"
   "tracepath:iputils-tracepath:end-to-end tests (path MTU through internet and NAT gateways)"
   "ssh-keygen:openssh-client:API tests (key pair fingerprints and key material checked)"

@@ -68,11 +68,11 @@ def test_every_instance_reaches_its_router(lab, name):
 
 
 def test_default_route_and_mtu_inside_instances(lab, macs):
-    """Each instance's eth0 carries its ENI's MAC, IP and MTU 1450, default route via .1."""
+    """Each instance's eth0 carries its ENI's MAC, IP and MTU 9001, default route via .1."""
     for name in VPC_INSTANCES:
         inst = lab.instance(name)
         link = lab.exec(name, "ip", "-o", "link", "show", "eth0", check=True).stdout
-        assert macs[name] in link and "mtu 1450" in link, link
+        assert macs[name] in link and "mtu 9001" in link, link
         addr = lab.exec(name, "ip", "-o", "-4", "addr", "show", "eth0", check=True).stdout
         assert f"inet {inst['ip']}/24" in addr, addr
         route = lab.exec(name, "ip", "route", "show", "default", check=True).stdout
@@ -80,16 +80,23 @@ def test_default_route_and_mtu_inside_instances(lab, macs):
 
 
 @pytest.mark.parametrize("src,dst_ip", [
-    ("zigi-vm1", "10.0.0.185"),  # VXLAN: 1450 + 50 bytes of encapsulation fill the 1500 underlay
+    ("zigi-vm1", "10.0.0.185"),  # VXLAN: 9001 + 50 bytes of encapsulation on the 9100 underlay
     ("zigi-vm1", "10.0.0.30"),   # same host
     ("zigi-vm1", "10.0.1.20"),   # routed, other host
 ])
 def test_full_size_frames_cross(lab, src, dst_ip):
-    """1450-byte IP packets (the instance MTU) with DF set get through, both ways."""
-    result = PingResult(lab.exec(src, "ping", "-n", "-M", "do", "-s", "1422", "-c", "3",
+    """9001-byte IP packets (the instance MTU, AWS's jumbo frames) with DF set get through,
+    both ways."""
+    result = PingResult(lab.exec(src, "ping", "-n", "-M", "do", "-s", "8973", "-c", "3",
                                  "-i", "0.2", "-W", "2", dst_ip, timeout=30))
     assert result.ok and result.received == 3, result
-    assert "1430 bytes from" in result.output, result
+    assert "8981 bytes from" in result.output, result
+
+
+def test_tracepath_within_the_vpc_reports_jumbo_frames(lab):
+    """tracepath (iputils) from zigi-vm1 to zigi-vm2 on the other host: pmtu 9001, one hop."""
+    proc = lab.exec("zigi-vm1", "tracepath", "-n", "-m", "3", "10.0.0.185", timeout=30)
+    assert "pmtu 9001" in proc.stdout, proc.stdout + proc.stderr
 
 
 def test_bulk_tcp_between_hosts(lab):

@@ -50,7 +50,7 @@ def test_udhcpc_gets_the_enis_address_and_aws_options(lab):
     assert env["domain"] == "ec2.internal"              # us-east-1
     assert env["hostname"] == "ip-10-0-1-20"
     assert env["broadcast"] == "10.0.1.255"
-    assert env["mtu"] == "1450"
+    assert env["mtu"] == "9001"              # AWS's jumbo frames
     assert env["lease"] == "3600"
     # DISCOVER -> OFFER, REQUEST -> ACK: two answers from host-2's router, none via the underlay.
     assert frames(lab, "host-2", "dhcp_replies") - before == 2

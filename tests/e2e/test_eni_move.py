@@ -105,7 +105,7 @@ def test_eni_moves_between_hosts_and_traffic_follows(lab):
         wait_until(lambda: f"{ENI_IP}/24" in dev_addrs(lab, A, "eth1"), 30,
                    what=f"{ENI_IP}/24 on {A}'s eth1")
         link = lab.exec(A, "ip", "-o", "link", "show", "dev", "eth1", check=True).stdout
-        assert mac in link and "mtu 1450" in link, link
+        assert mac in link and "mtu 9001" in link, link
         port = port_of(lab, "host-1", eni_id)
         assert port and port["dev"] == "eth1" and port["device_index"] == 1, port
         assert port["instance_id"] == a_id and port["route_table"] == 10001, port

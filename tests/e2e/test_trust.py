@@ -165,6 +165,8 @@ class _NewHost:
         run(["ip", "-n", self.ns, "link", "set", "lo", "up"], check=True)
         run(["ip", "-n", fabric, "link", "add", self.port, "type", "veth", "peer", "name",
              "u0", "netns", self.ns], check=True)
+        for ns, dev in ((fabric, self.port), (self.ns, "u0")):  # the lab's jumbo underlay
+            run(["ip", "-n", ns, "link", "set", dev, "mtu", "9100"], check=True)
         run(["ip", "-n", fabric, "link", "set", self.port, "master", "br0", "up"], check=True)
         run(["ip", "-n", self.ns, "addr", "add", f"{X3_IP}/16", "dev", "u0"], check=True)
         run(["ip", "-n", self.ns, "link", "set", "u0", "up"], check=True)

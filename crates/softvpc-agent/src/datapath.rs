@@ -50,6 +50,29 @@ const MAX_WAIT: Duration = Duration::from_millis(100);
 // epoll tokens: ports use their PortId (u32), the two fixed sources sit above that range.
 const TOKEN_WAKE: u64 = 1 << 40;
 const TOKEN_UNDERLAY: u64 = (1 << 40) + 1;
+const TOKEN_DNS: u64 = (1 << 40) + 2;
+
+/// The upstream resolver the VPC router forwards DNS queries to: one connected UDP socket, and
+/// the engine's [`Forwarder`](softvpc_engine::layers::gateway::dns::Forwarder) matching
+/// answers back to askers.
+#[derive(Debug)]
+pub struct DnsUpstream {
+    socket: std::net::UdpSocket,
+    fwd: softvpc_engine::layers::gateway::dns::Forwarder,
+}
+
+impl DnsUpstream {
+    /// A non-blocking socket connected to `addr`.
+    pub fn connect(addr: std::net::SocketAddr) -> anyhow::Result<DnsUpstream> {
+        let socket = std::net::UdpSocket::bind(("0.0.0.0", 0)).context("binding")?;
+        socket.connect(addr).context("connecting")?;
+        socket.set_nonblocking(true)?;
+        Ok(DnsUpstream {
+            socket,
+            fwd: Default::default(),
+        })
+    }
+}
 
 /// What the control plane asks of the data path.
 #[derive(Debug)]
@@ -208,6 +231,19 @@ impl DataPath {
         shared: Arc<Shared>,
         fast: Option<FastPath>,
     ) -> anyhow::Result<DataPath> {
+        DataPath::spawn_full(engine, rx, tx, shared, fast, None)
+    }
+
+    /// Starts the thread, with the kernel fast path and forwarding DNS queries to `dns` when
+    /// given.
+    pub fn spawn_full(
+        engine: Engine,
+        rx: UnderlayRx,
+        tx: UnderlayTx,
+        shared: Arc<Shared>,
+        fast: Option<FastPath>,
+        dns: Option<DnsUpstream>,
+    ) -> anyhow::Result<DataPath> {
         let wake = Arc::new(EventFd::from_flags(
             EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC,
         )?);
@@ -220,6 +256,13 @@ impl DataPath {
             Arc::clone(&wake),
             cmd_rx,
         )?;
+        if let Some(d) = dns {
+            worker.epoll.add(
+                d.socket.as_fd(),
+                EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_DNS),
+            )?;
+            worker.dns = Some(d);
+        }
         if let Some(f) = fast {
             let _ = shared.fast_path.set(Arc::clone(&f.counters));
             worker.fast = Some(f);
@@ -294,6 +337,8 @@ struct Worker {
     fast: Option<FastPath>,
     /// The flow log view the engine was last told about.
     flow_view: Arc<FlowLogView>,
+    /// The upstream resolver, when set.
+    dns: Option<DnsUpstream>,
 }
 
 impl Worker {
@@ -331,6 +376,7 @@ impl Worker {
             dirty: false,
             fast: None,
             flow_view: Arc::default(),
+            dns: None,
         })
     }
 
@@ -357,11 +403,13 @@ impl Worker {
                         }
                     }
                     TOKEN_UNDERLAY => self.underlay_ready(now),
+                    TOKEN_DNS => self.dns_ready(now),
                     token => self.port_ready(now, PortId(token as u32)),
                 }
             }
             // A flow log change applies without waiting for traffic.
             self.refresh_table();
+            self.dns_expire(now);
             if self.engine.poll_timeout().is_some_and(|t| t <= now) {
                 self.engine.handle_timeout(now);
                 self.log_events();
@@ -517,6 +565,51 @@ impl Worker {
         self.flush();
     }
 
+    /// Answers from the upstream resolver: matched to their askers and framed by the engine.
+    fn dns_ready(&mut self, now: Instant) {
+        let Some(dns) = self.dns.as_mut() else {
+            return;
+        };
+        let mut buf = [0u8; 9001];
+        let mut any = false;
+        for _ in 0..BATCH_SIZE {
+            match dns.socket.recv(&mut buf) {
+                Ok(n) => {
+                    if let Some((asker, answer)) = dns.fwd.receive(now, &buf[..n]) {
+                        self.engine
+                            .handle_dns_answer(now, asker, &answer, &mut self.out);
+                        any = true;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // WouldBlock, or an ICMP error of an earlier send (ECONNREFUSED).
+                Err(_) => break,
+            }
+        }
+        if any {
+            self.flush();
+        }
+    }
+
+    /// Forwarded queries the upstream did not answer in time get SERVFAIL.
+    fn dns_expire(&mut self, now: Instant) {
+        let Some(dns) = self.dns.as_mut() else {
+            return;
+        };
+        if dns.fwd.is_empty() {
+            return;
+        }
+        let expired = dns.fwd.expired(now);
+        if expired.is_empty() {
+            return;
+        }
+        for (asker, query) in expired {
+            self.engine
+                .handle_dns_timeout(now, asker, &query, &mut self.out);
+        }
+        self.flush();
+    }
+
     fn port_ready(&mut self, now: Instant, port: PortId) {
         let Some(tap) = self.ports.get(&port) else {
             // Removed earlier in this same wake-up.
@@ -568,6 +661,19 @@ impl Worker {
                     }
                 }
                 None => self.io.output_unknown_port += 1,
+            }
+        }
+        if let Some(dns) = self.dns.as_mut() {
+            let now = Instant::now();
+            for (asker, query) in self.out.dns_forwards() {
+                match dns.fwd.send(now, asker, query) {
+                    Some(q) => {
+                        if dns.socket.send(&q).is_err() {
+                            self.io.underlay_send_errors += 1;
+                        }
+                    }
+                    None => self.io.underlay_send_errors += 1,
+                }
             }
         }
         for t in self.out.transmits() {

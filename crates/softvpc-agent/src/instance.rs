@@ -5,7 +5,8 @@
 //! disabled (so the instance never emits router solicitations or MLD reports) and `lo` up. Each
 //! interface ([`Plumber::add_interface`]) is a TAP created in the agent's own namespace (the agent
 //! keeps the fd), moved into the instance namespace and renamed `eth<N>`, with the ENI's MAC, MTU
-//! 1450 (1500-byte underlay minus 50 bytes of VXLAN) and its addresses with the subnet prefix.
+//! 9001 (AWS's jumbo frames within a VPC; the underlay carries 9001 + 50 bytes of VXLAN) and its
+//! addresses with the subnet prefix.
 //!
 //! Routing inside the instance follows Amazon Linux's ec2-net-utils:
 //! - `eth0` owns the main table: its connected route and the default route via its subnet
@@ -39,9 +40,9 @@ use tracing::warn;
 use crate::reconcile::{EniSpec, MAX_DEVICE_INDEX};
 use crate::tap::{tap_name_for_eni, Tap};
 
-/// Instance MTU: a 1500-byte underlay minus outer IPv4 (20) + UDP (8) + VXLAN (8) + inner
-/// Ethernet (14).
-pub const INSTANCE_MTU: u32 = 1450;
+/// Instance MTU: AWS's 9001 within a VPC. The underlay must carry it plus outer IPv4 (20) +
+/// UDP (8) + VXLAN (8) + inner Ethernet (14): 9051 bytes (the lab's underlay is 9100).
+pub const INSTANCE_MTU: u32 = 9001;
 
 /// How long [`Plumber::remove_interface`] waits for the data path to close a TAP before deleting
 /// the device itself.

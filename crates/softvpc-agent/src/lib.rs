@@ -118,6 +118,10 @@ pub struct AgentArgs {
           default_value_t = softvpc_policy::conntrack::DEFAULT_LIMIT,
           value_parser = clap::value_parser!(usize))]
     pub conntrack_limit: usize,
+    /// The upstream resolver (`IP:PORT`, reached from the agent's namespace) to which the VPC
+    /// router forwards the DNS queries it cannot answer itself; without one they get SERVFAIL.
+    #[arg(long)]
+    pub dns_upstream: Option<SocketAddr>,
 }
 
 /// The edge's MAC: `0a:56:45:` + the low 24 bits of the underlay address (locally
@@ -194,6 +198,7 @@ pub async fn serve(
     let mut engine = Engine::new(EngineConfig {
         vxlan_port: VXLAN_PORT,
         conntrack_limit: args.conntrack_limit,
+        dns_upstream: args.dns_upstream.is_some(),
         ..EngineConfig::new(args.underlay_ip)
     });
     let edge = match &args.edge_netns {
@@ -225,7 +230,14 @@ pub async fn serve(
         )?),
         fastpath::FastPathMode::Off => None,
     };
-    let datapath = DataPath::spawn_with(engine, rx, tx, Arc::clone(&shared), fast)?;
+    let dns = match args.dns_upstream {
+        Some(addr) => Some(
+            crate::datapath::DnsUpstream::connect(addr)
+                .with_context(|| format!("DNS upstream {addr}"))?,
+        ),
+        None => None,
+    };
+    let datapath = DataPath::spawn_full(engine, rx, tx, Arc::clone(&shared), fast, dns)?;
     if let Some(tap) = edge {
         datapath.send(Command::AddPort {
             port: PortId::EDGE,

@@ -7,8 +7,9 @@
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
-use softvpc_engine::{Location, MappingTable, PlacedEni, PortId, Vni};
-use softvpc_mapping::Records;
+use softvpc_engine::layers::gateway::dhcp::OptionSet;
+use softvpc_engine::{Location, MappingTable, PlacedEni, PortId, Vni, VpcServices};
+use softvpc_mapping::{NameServer, Records};
 
 /// The table of the host whose underlay address is `local`, with `ports` naming the port of
 /// each local ENI. An ENI placed on no host is absent, and so is a local one without a port yet
@@ -21,6 +22,7 @@ pub fn build(records: &Records, local: Ipv4Addr, ports: &HashMap<String, PortId>
     }
     for v in records.vpcs.values() {
         b.vpc(&v.vpc_id, Vni(v.vni), &v.cidrs);
+        b.vpc_services(&v.vpc_id, vpc_services(v));
     }
     for s in records.subnets.values() {
         b.subnet(&s.subnet_id, &s.vpc_id, s.cidr);
@@ -90,6 +92,44 @@ pub fn build(records: &Records, local: Ipv4Addr, ports: &HashMap<String, PortId>
     b.build()
 }
 
+/// The engine's form of a VPC's services: `AmazonProvidedDNS` resolved to the VPC's (primary
+/// CIDR's) base + 2; without an option set, AWS's default set.
+fn vpc_services(v: &softvpc_mapping::VpcRecord) -> VpcServices {
+    let s = &v.services;
+    let amazon_dns = v
+        .cidrs
+        .first()
+        .map(|c| Ipv4Addr::from(u32::from(c.network()).wrapping_add(2)));
+    let dhcp = match &s.dhcp_options {
+        None => OptionSet {
+            domain_name: Some(s.private_domain.clone()),
+            name_servers: amazon_dns.into_iter().collect(),
+            ..OptionSet::default()
+        },
+        Some(d) => OptionSet {
+            domain_name: (!d.domain_name.is_empty()).then(|| d.domain_name.clone()),
+            name_servers: d
+                .name_servers
+                .iter()
+                .filter_map(|n| match n {
+                    NameServer::AmazonProvided => amazon_dns,
+                    NameServer::Ip(ip) => Some(*ip),
+                })
+                .collect(),
+            ntp_servers: d.ntp_servers.clone(),
+            netbios_name_servers: d.netbios_name_servers.clone(),
+            netbios_node_type: (d.netbios_node_type != 0).then_some(d.netbios_node_type),
+        },
+    };
+    VpcServices {
+        dns_support: s.dns_support,
+        dns_hostnames: s.dns_hostnames,
+        private_domain: s.private_domain.as_str().into(),
+        region: s.region.as_str().into(),
+        dhcp,
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -108,6 +148,7 @@ pub(crate) mod tests {
             vpc_id: id.into(),
             vni,
             cidrs: vec![cidr.into()],
+            services: None,
         }
     }
 

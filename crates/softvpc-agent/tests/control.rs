@@ -226,6 +226,7 @@ fn snapshot(epoch: &str, revision: u64, enis: Vec<pb::Eni>) -> pb::WatchResponse
                 vpc_id: "vpc-1".into(),
                 vni: 0x101,
                 cidrs: vec!["10.9.0.0/16".into()],
+                services: None,
             }],
             subnets: vec![pb::Subnet {
                 subnet_id: "subnet-1".into(),
@@ -331,6 +332,7 @@ fn scenario(prefix: &str, ns11: &str, ns12: &str) {
         availability_zone: "us-east-1b".into(),
         netns: None,
         instance_netns_prefix: prefix.to_string(),
+        dns_upstream: None,
         metrics_listen: metrics,
         edge_netns: None,
         edge_bridge: "inet0".into(),

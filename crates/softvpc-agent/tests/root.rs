@@ -195,11 +195,11 @@ fn tap_moves_into_an_instance_namespace_and_carries_frames() {
         assert!(netns::exists(&ns));
         assert!(plumber.created().contains(&ns));
 
-        // The contract: eth0 with the ENI's MAC, MTU 1450, address/prefix, up; lo up; default
+        // The contract: eth0 with the ENI's MAC, MTU 9001, address/prefix, up; lo up; default
         // route via the router; IPv6 off.
         let link = ip_output(&["-n", &ns, "-o", "link", "show", "dev", "eth0"]);
         assert!(link.contains("02:00:00:00:09:05"), "{link}");
-        assert!(link.contains("mtu 1450"), "{link}");
+        assert!(link.contains("mtu 9001"), "{link}");
         assert!(link.contains("UP"), "{link}");
         let addr = ip_output(&["-n", &ns, "-o", "-4", "addr", "show", "dev", "eth0"]);
         assert!(addr.contains("10.9.0.5/24"), "{addr}");
@@ -333,6 +333,8 @@ fn records(enis: &[&EniSpec], underlay: Ipv4Addr) -> Records {
             vpc_id: "vpc-1".into(),
             vni: 0x101,
             cidrs: vec!["10.9.0.0/16".parse().expect("net")],
+
+            services: Default::default(),
         },
     );
     r.subnets.insert(
@@ -515,7 +517,7 @@ fn secondary_interfaces_come_and_go_with_policy_routing() {
 
         let link = ip_output(&["-n", &ns, "-o", "link", "show", "dev", "eth1"]);
         assert!(
-            link.contains("02:00:00:00:09:06") && link.contains("mtu 1450"),
+            link.contains("02:00:00:00:09:06") && link.contains("mtu 9001"),
             "{link}"
         );
         let addr = ip_output(&["-n", &ns, "-o", "-4", "addr", "show", "dev", "eth1"]);

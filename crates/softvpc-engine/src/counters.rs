@@ -92,11 +92,19 @@ pub enum DropReason {
     /// A TCP segment (not a SYN) of a connection a NAT gateway holds no translation for (it
     /// expired idle): not forwarded; the gateway answers the instance with an RST.
     NatConnectionReset,
+    /// A DNS message to the router's resolver that it does not answer (shorter than a header,
+    /// a response, a bad UDP header), or a forwarded answer for an asker that is gone or that
+    /// does not decode.
+    DnsInvalid,
+    /// A DNS query to a VPC whose `enableDnsSupport` is off.
+    DnsDisabled,
+    /// A DNS query to forward while too many are in flight.
+    DnsForwardFull,
 }
 
 impl DropReason {
     /// Every reason, in declaration order (the order of [`Counters::samples`]).
-    pub const ALL: [DropReason; 28] = [
+    pub const ALL: [DropReason; 31] = [
         DropReason::Malformed,
         DropReason::UnsupportedEthertype,
         DropReason::SpoofedSource,
@@ -125,6 +133,9 @@ impl DropReason {
         DropReason::NatNoTranslation,
         DropReason::NatFragment,
         DropReason::NatConnectionReset,
+        DropReason::DnsInvalid,
+        DropReason::DnsDisabled,
+        DropReason::DnsForwardFull,
     ];
 
     /// The metric label value (snake_case; part of the agent's metrics contract).
@@ -158,6 +169,9 @@ impl DropReason {
             DropReason::NatNoTranslation => "nat_no_translation",
             DropReason::NatFragment => "nat_fragment",
             DropReason::NatConnectionReset => "nat_connection_reset",
+            DropReason::DnsInvalid => "dns_invalid",
+            DropReason::DnsDisabled => "dns_disabled",
+            DropReason::DnsForwardFull => "dns_forward_full",
         }
     }
 }
@@ -204,11 +218,16 @@ pub enum Path {
     EdgeArp,
     /// ICMP "fragmentation needed" sent by the router for a DF packet too big for the edge.
     IcmpFragNeeded,
+    /// DNS answers of the router's resolver (its own, FORMERR and the like, and forwarded
+    /// answers passed back).
+    DnsReplies,
+    /// DNS queries handed to the shell to forward upstream.
+    DnsForwarded,
 }
 
 impl Path {
     /// Every path, in declaration order.
-    pub const ALL: [Path; 15] = [
+    pub const ALL: [Path; 17] = [
         Path::PortRx,
         Path::UnderlayRx,
         Path::ToPortLocal,
@@ -224,6 +243,8 @@ impl Path {
         Path::FromEdge,
         Path::EdgeArp,
         Path::IcmpFragNeeded,
+        Path::DnsReplies,
+        Path::DnsForwarded,
     ];
 
     /// The metric label value.
@@ -244,6 +265,8 @@ impl Path {
             Path::FromEdge => "to_port_edge",
             Path::EdgeArp => "edge_arp",
             Path::IcmpFragNeeded => "icmp_frag_needed",
+            Path::DnsReplies => "dns_replies",
+            Path::DnsForwarded => "dns_forwarded",
         }
     }
 }

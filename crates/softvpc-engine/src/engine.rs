@@ -19,7 +19,7 @@ use crate::edge::{self, Edge, EdgeConfig};
 use crate::flow::{self, FlowTable};
 use crate::flowlog::{FlowLogConfig, FlowLogStats, FlowLogger, FlowWindow};
 use crate::layers::gateway::dhcp::{self, DhcpConfig};
-use crate::layers::gateway::{arp, icmp};
+use crate::layers::gateway::{arp, dns, icmp};
 use crate::layers::{nat, route, Ctx, Direction, EniState, PortMap, Ports, Reply, St};
 use crate::mapping::{router_mac, Mac};
 use crate::natgw::{self, NatConfig, NatGateway, NatStats, NatTable};
@@ -57,6 +57,9 @@ pub struct EngineConfig {
     pub expiry_interval: Duration,
     /// What the router's DHCP server hands out besides each ENI's addresses.
     pub dhcp: DhcpConfig,
+    /// Whether the shell forwards DNS queries the router cannot answer to an upstream
+    /// resolver ([`Output::dns_forwards`]); without one they get SERVFAIL.
+    pub dns_upstream: bool,
 }
 
 impl EngineConfig {
@@ -65,8 +68,8 @@ impl EngineConfig {
     /// The default expiry interval.
     pub const EXPIRY_INTERVAL: Duration = Duration::from_secs(10);
 
-    /// The MTU of instances' interfaces (what DHCP option 26 says).
-    pub const INSTANCE_MTU: u16 = 1450;
+    /// The MTU of instances' interfaces (what DHCP option 26 says): AWS's 9001 within a VPC.
+    pub const INSTANCE_MTU: u16 = 9001;
 
     /// The configuration for a host with underlay address `underlay_ip`, VXLAN on 4789, drops
     /// reported every 10 s, DHCP as in us-east-1.
@@ -79,6 +82,7 @@ impl EngineConfig {
             flow_table_limit: flow::DEFAULT_LIMIT,
             expiry_interval: Self::EXPIRY_INTERVAL,
             dhcp: DhcpConfig::for_region("us-east-1", Self::INSTANCE_MTU),
+            dns_upstream: false,
         }
     }
 }
@@ -495,6 +499,52 @@ impl Engine {
             );
         }
         self.refresh_gauges();
+    }
+
+    /// An answer of the upstream resolver to a query forwarded for `asker`
+    /// ([`Output::dns_forwards`], matched back by the shell, e.g. with
+    /// [`dns::Forwarder`](crate::layers::gateway::dns::Forwarder)): framed to the asker when it
+    /// is still the ENI on that port and the answer decodes, else dropped as `dns_invalid`.
+    pub fn handle_dns_answer(
+        &mut self,
+        now: Instant,
+        asker: dns::Asker,
+        answer: &[u8],
+        out: &mut Output,
+    ) {
+        self.advance(now);
+        let current = self
+            .table
+            .eni_on_port(asker.port)
+            .is_some_and(|e| e.mac == asker.mac && e.vni == asker.vni && e.ip == asker.ip);
+        if !current || !dns::is_answer(answer) {
+            self.counters.drop(DropReason::DnsInvalid);
+            return;
+        }
+        let reply = dns::DnsReply {
+            router_mac: crate::mapping::router_mac(asker.vni),
+            asker,
+            payload: answer.to_vec(),
+        };
+        let len = out.push_port_frame(asker.port, dns::frame_len(&reply), |buf| {
+            dns::emit(buf, &reply)
+        });
+        self.counters.count(Path::DnsReplies, len);
+    }
+
+    /// A query forwarded for `asker` that the upstream did not answer in time: answered
+    /// SERVFAIL (as [`handle_dns_answer`](Self::handle_dns_answer) frames answers).
+    pub fn handle_dns_timeout(
+        &mut self,
+        now: Instant,
+        asker: dns::Asker,
+        query: &[u8],
+        out: &mut Output,
+    ) {
+        match dns::servfail(query) {
+            Some(answer) => self.handle_dns_answer(now, asker, &answer, out),
+            None => self.counters.drop(DropReason::DnsInvalid),
+        }
     }
 
     /// Makes the connection-tracking tables of local ENIs that got groups before the engine
@@ -1053,6 +1103,14 @@ fn write_reply(out: &mut Output, port: PortId, reply: Reply<'_>) -> (Path, Optio
                 dhcp::emit(buf, r.router_mac, &r.lease, &r.answer)
             });
             (Path::DhcpReplies, Some(len))
+        }
+        Reply::Dns(r) => {
+            let len = out.push_port_frame(port, dns::frame_len(&r), |buf| dns::emit(buf, &r));
+            (Path::DnsReplies, Some(len))
+        }
+        Reply::DnsForward(asker, query) => {
+            let len = out.push_dns_forward(*asker, query);
+            (Path::DnsForwarded, Some(len))
         }
     }
 }

@@ -54,7 +54,7 @@ pub use flowlog::{
 pub use layers::{Direction, LayerId};
 pub use mapping::{
     router_mac, EniEntry, GroupMembers, Location, Mac, MappingTable, PeeringEntry, PlacedEni,
-    SubnetEntry, SubnetIdx, TableBuilder, Vni, VpcEntry,
+    SubnetEntry, SubnetIdx, TableBuilder, Vni, VpcEntry, VpcServices,
 };
 pub use natgw::{NatConfig, NatStats, NatTable};
 pub use offload::{KernelAction, KernelFlow, KernelHook, Slow};

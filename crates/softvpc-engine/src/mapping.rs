@@ -131,6 +131,25 @@ pub struct VpcEntry {
     /// Its route tables and their subnet associations; `None` when none was given (the local
     /// routes only).
     pub routes: Option<Arc<VpcRoutes>>,
+    /// Its instance services (DNS attributes, DHCP option set); `None` when none were given
+    /// (AWS's defaults: DNS on, hostnames off, the engine's domain, the default option set).
+    pub services: Option<Arc<VpcServices>>,
+}
+
+/// A VPC's instance services (issue 11): what its router's DHCP and DNS answer besides the
+/// ENIs' own addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VpcServices {
+    /// `enableDnsSupport`: the router answers DNS at base + 2 and 169.254.169.253.
+    pub dns_support: bool,
+    /// `enableDnsHostnames`: public DNS names of the VPC's instances.
+    pub dns_hostnames: bool,
+    /// The region's private DNS domain (`ec2.internal`, `<region>.compute.internal`).
+    pub private_domain: Box<str>,
+    /// The region.
+    pub region: Box<str>,
+    /// The DHCP option set, resolved (AmazonProvidedDNS is base + 2).
+    pub dhcp: crate::layers::gateway::dhcp::OptionSet,
 }
 
 /// A VPC peering connection as the data path needs it.
@@ -357,6 +376,7 @@ pub struct TableBuilder {
     prefix_lists: BTreeMap<String, Vec<Ipv4Net>>,
     public: Vec<(String, Ipv4Addr, Ipv4Addr)>,
     nat_gateways: Vec<(String, String)>,
+    services: BTreeMap<String, VpcServices>,
 }
 
 impl TableBuilder {
@@ -398,6 +418,12 @@ impl TableBuilder {
     /// A VPC.
     pub fn vpc(&mut self, vpc_id: &str, vni: Vni, cidrs: &[Ipv4Net]) -> &mut Self {
         self.vpcs.insert(vpc_id.to_string(), (vni, cidrs.to_vec()));
+        self
+    }
+
+    /// The instance services of VPC `vpc_id` (without: AWS's defaults).
+    pub fn vpc_services(&mut self, vpc_id: &str, services: VpcServices) -> &mut Self {
+        self.services.insert(vpc_id.to_string(), services);
         self
     }
 
@@ -566,6 +592,7 @@ impl TableBuilder {
                     cidrs: cidrs.clone().into_boxed_slice(),
                     router_mac: router_mac(*vni),
                     routes: None,
+                    services: self.services.get(vpc_id).cloned().map(Arc::new),
                 },
             );
         }
@@ -818,6 +845,7 @@ impl MappingTable {
             prefix_lists: BTreeMap::new(),
             public: Vec::new(),
             nat_gateways: Vec::new(),
+            services: BTreeMap::new(),
         }
     }
 
@@ -874,6 +902,14 @@ impl MappingTable {
     /// A peering connection by id.
     pub fn peering(&self, pcx_id: &str) -> Option<&PeeringEntry> {
         self.peerings.get(pcx_id)
+    }
+
+    /// The private address of VPC `vni`'s ENI that public address `public_ip` maps to, if the
+    /// table knows one (the DNS split horizon).
+    pub fn private_of_public(&self, vni: Vni, public_ip: Ipv4Addr) -> Option<Ipv4Addr> {
+        self.by_public_ip(public_ip)
+            .filter(|(eni, _)| eni.vni == vni)
+            .map(|(_, private)| private)
     }
 
     /// The ENI of VPC `vni` whose MAC is `mac`.

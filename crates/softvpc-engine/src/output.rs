@@ -45,6 +45,7 @@ pub struct Output {
     bytes: Vec<u8>,
     frames: Vec<(PortId, Range<usize>)>,
     datagrams: Vec<Datagram>,
+    dns_forwards: Vec<(crate::layers::gateway::dns::Asker, Range<usize>)>,
 }
 
 impl Output {
@@ -59,7 +60,7 @@ impl Output {
 
     /// Whether there is nothing to do.
     pub fn is_empty(&self) -> bool {
-        self.frames.is_empty() && self.datagrams.is_empty()
+        self.frames.is_empty() && self.datagrams.is_empty() && self.dns_forwards.is_empty()
     }
 
     /// Forgets everything, keeping the capacity.
@@ -67,6 +68,29 @@ impl Output {
         self.bytes.clear();
         self.frames.clear();
         self.datagrams.clear();
+        self.dns_forwards.clear();
+    }
+
+    /// The DNS queries to forward to the upstream resolver, each with who asked (hand it back
+    /// with the answer to [`Engine::handle_dns_answer`](crate::Engine::handle_dns_answer)).
+    pub fn dns_forwards(
+        &self,
+    ) -> impl ExactSizeIterator<Item = (crate::layers::gateway::dns::Asker, &[u8])> + '_ {
+        self.dns_forwards
+            .iter()
+            .map(|(a, r)| (*a, &self.bytes[r.clone()]))
+    }
+
+    /// Queues a copy of `query` to forward for `asker`.
+    pub(crate) fn push_dns_forward(
+        &mut self,
+        asker: crate::layers::gateway::dns::Asker,
+        query: &[u8],
+    ) -> usize {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(query);
+        self.dns_forwards.push((asker, start..self.bytes.len()));
+        query.len()
     }
 
     /// The frames for local ports, in order.

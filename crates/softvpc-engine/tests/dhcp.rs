@@ -94,7 +94,7 @@ fn assert_options(m: &Message, vm: &Vm, lease: bool) {
     );
     assert_eq!(
         opt(m, OptionCode::InterfaceMtu),
-        Some(DhcpOption::InterfaceMtu(1450))
+        Some(DhcpOption::InterfaceMtu(9001))
     );
     assert_eq!(
         opt(m, OptionCode::BroadcastAddr),
@@ -350,6 +350,105 @@ fn domain_names_follow_aws() {
     assert_eq!(
         dhcp::host_label(Ipv4Addr::new(10, 0, 0, 148)),
         "ip-10-0-0-148"
+    );
+}
+
+/// A VPC's option set (AssociateDhcpOptions) is what the router hands out, and a changed set is
+/// seen at the next renewal (a REQUEST from the leased address to the router).
+#[test]
+fn the_vpcs_option_set_is_handed_out_and_a_change_is_seen_at_renewal() {
+    let mut records = seed_records();
+    let services = |set: dhcp::OptionSet| softvpc_engine::VpcServices {
+        dns_support: true,
+        dns_hostnames: false,
+        private_domain: "ec2.internal".into(),
+        region: "us-east-1".into(),
+        dhcp: set,
+    };
+    let custom = dhcp::OptionSet {
+        domain_name: Some("corp.example".into()),
+        name_servers: vec![Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 53)],
+        ntp_servers: vec![Ipv4Addr::new(169, 254, 169, 123)],
+        netbios_name_servers: vec![Ipv4Addr::new(10, 0, 0, 54)],
+        netbios_node_type: Some(2),
+    };
+    records
+        .services
+        .insert("vpc-1".into(), services(custom.clone()));
+    let mut e = engine_with(HOST1, &records);
+    let d = request(MessageType::Discover, VM1.mac, Ipv4Addr::UNSPECIFIED, &[]);
+    let sent = egress(
+        &mut e,
+        VM1.port,
+        &frame(&VM1, Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST, &d),
+    );
+    let (_, _, _, m) = answer(&sent, &VM1);
+    assert_eq!(
+        opt(&m, OptionCode::DomainNameServer),
+        Some(DhcpOption::DomainNameServer(custom.name_servers.clone()))
+    );
+    assert_eq!(
+        opt(&m, OptionCode::DomainName),
+        Some(DhcpOption::DomainName("corp.example".into()))
+    );
+    assert_eq!(
+        opt(&m, OptionCode::NtpServers),
+        Some(DhcpOption::NtpServers(custom.ntp_servers.clone()))
+    );
+    assert_eq!(
+        opt(&m, OptionCode::NetBiosNameServers),
+        Some(DhcpOption::NetBiosNameServers(vec![Ipv4Addr::new(
+            10, 0, 0, 54
+        )]))
+    );
+    assert!(opt(&m, OptionCode::NetBiosNodeType).is_some());
+
+    // A set without domain name and servers: those options are left out; seen at renewal.
+    records
+        .services
+        .insert("vpc-1".into(), services(dhcp::OptionSet::default()));
+    e.set_table(std::sync::Arc::new(table(
+        &records,
+        HOST1,
+        &ports_of(HOST1),
+    )));
+    let renew = request(MessageType::Request, VM1.mac, VM1.ip, &[]);
+    let sent = egress(&mut e, VM1.port, &frame(&VM1, VM1.ip, R1, &renew));
+    let (_, _, dst, m) = answer(&sent, &VM1);
+    assert_eq!(m.opts().msg_type(), Some(MessageType::Ack));
+    assert_eq!(dst, VM1.ip);
+    assert_eq!(opt(&m, OptionCode::DomainNameServer), None);
+    assert_eq!(opt(&m, OptionCode::DomainName), None);
+    assert_eq!(opt(&m, OptionCode::NtpServers), None);
+    // The other VPC has no services: AWS's default set.
+    let d = request(
+        MessageType::Discover,
+        OTHER1.mac,
+        Ipv4Addr::UNSPECIFIED,
+        &[],
+    );
+    let sent = egress(
+        &mut e,
+        OTHER1.port,
+        &frame(&OTHER1, Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST, &d),
+    );
+    let m = Message::decode(&mut Decoder::new(
+        UdpPacket::new_checked(
+            Ipv4Packet::new_checked(
+                EthernetFrame::new_checked(&sent.to_ports[0].1[..])
+                    .unwrap()
+                    .payload(),
+            )
+            .unwrap()
+            .payload(),
+        )
+        .unwrap()
+        .payload(),
+    ))
+    .unwrap();
+    assert_eq!(
+        opt(&m, OptionCode::DomainName),
+        Some(DhcpOption::DomainName("ec2.internal".into()))
     );
 }
 

@@ -432,6 +432,15 @@ async fn plumb_fabric(
     state.fabric_netns = Some(fabric.clone());
     state.save(state_dir)?;
     nf.add_bridge(names::FABRIC_BRIDGE).await?;
+    // Set explicitly, so a port added later with a smaller MTU does not lower the bridge's.
+    nf.set_link(
+        names::FABRIC_BRIDGE,
+        &softvpc_netlink::LinkChange {
+            mtu: Some(names::UNDERLAY_MTU),
+            ..Default::default()
+        },
+    )
+    .await?;
     nf.add_address(
         names::FABRIC_BRIDGE,
         names::FABRIC_IP,
@@ -458,6 +467,13 @@ async fn plumb_fabric(
         // appears in the root netns.
         nf.add_veth(&port, names::HOST_UNDERLAY_IF, Some(&ns))
             .await?;
+        // Jumbo underlay: instances' 9001-byte frames plus VXLAN cross it whole.
+        let jumbo = softvpc_netlink::LinkChange {
+            mtu: Some(names::UNDERLAY_MTU),
+            ..Default::default()
+        };
+        nf.set_link(&port, &jumbo).await?;
+        nh.set_link(names::HOST_UNDERLAY_IF, &jumbo).await?;
         nf.set_master(&port, names::FABRIC_BRIDGE).await?;
         nf.set_up(&port).await?;
         nh.add_address(
@@ -802,6 +818,10 @@ fn start_agents(
             prefix.to_string(),
             "--fast-path".to_string(),
             fast_path.to_string(),
+            // The lab's upstream resolver: the fabric's address, port 53 (whatever listens
+            // there in the fabric's netns; when nothing does, forwarded queries get SERVFAIL).
+            "--dns-upstream".to_string(),
+            names::DNS_UPSTREAM.to_string(),
         ];
         if let (Some(net), Some(gateway)) = (
             &state.internet,

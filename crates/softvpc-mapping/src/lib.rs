@@ -25,6 +25,7 @@ pub mod log;
 pub mod policy;
 pub mod record;
 pub mod replica;
+pub mod services;
 
 pub use feed::Feed;
 pub use flowlog::{Field, FlowLogSpec, TrafficType};
@@ -38,3 +39,4 @@ pub use record::{
     VpcRecord,
 };
 pub use replica::{Applied, ProtocolError, Replica};
+pub use services::{DhcpOptionSet, NameServer, VpcServices};

@@ -42,6 +42,8 @@ pub struct VpcRecord {
     pub vni: u32,
     /// Its CIDR blocks (network addresses).
     pub cidrs: Vec<Ipv4Net>,
+    /// Its instance services (DNS attributes, DHCP option set).
+    pub services: crate::services::VpcServices,
 }
 
 /// A subnet of a VPC.
@@ -564,6 +566,7 @@ impl VpcRecord {
             vpc_id: self.vpc_id.clone(),
             vni: self.vni,
             cidrs: self.cidrs.iter().map(ToString::to_string).collect(),
+            services: Some(self.services.to_pb()),
         }
     }
 
@@ -578,6 +581,7 @@ impl VpcRecord {
                 .iter()
                 .map(|c| parse_net("vpc", &v.vpc_id, c))
                 .collect::<Result<_, _>>()?,
+            services: crate::services::VpcServices::from_pb(&v.vpc_id, v.services.as_ref())?,
         })
     }
 }

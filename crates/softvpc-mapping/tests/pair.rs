@@ -272,6 +272,7 @@ fn vpc(n: u8) -> VpcRecord {
         vpc_id: format!("vpc-{n}"),
         vni: 0x100 + u32::from(n),
         cidrs: vec!["10.0.0.0/16".parse().expect("net")],
+        services: Default::default(),
     }
 }
 

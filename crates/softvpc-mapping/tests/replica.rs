@@ -26,6 +26,7 @@ fn pb_vpc(id: &str, vni: u32, cidr: &str) -> pb::Vpc {
         vpc_id: id.into(),
         vni,
         cidrs: vec![cidr.into()],
+        services: None,
     }
 }
 
@@ -609,7 +610,7 @@ mod properties {
             let change = Change::UpsertEni(e.clone());
             prop_assert_eq!(Change::from_pb(&change.to_pb()), Ok(Some(change)));
             let cidr = Ipv4Net::new(net, prefix).expect("prefix").trunc();
-            let v = VpcRecord { vpc_id: "vpc-1".into(), vni: e.vni, cidrs: vec![cidr] };
+            let v = VpcRecord { vpc_id: "vpc-1".into(), vni: e.vni, cidrs: vec![cidr], services: Default::default() };
             prop_assert_eq!(VpcRecord::from_pb(&v.to_pb()), Ok(v));
         }
 

@@ -348,6 +348,10 @@ pub(crate) enum Reply<'a> {
         mtu: u16,
         quote: &'a [u8],
     },
+    /// A DNS answer from the router's resolver.
+    Dns(Box<gateway::dns::DnsReply>),
+    /// A DNS query for the shell to forward upstream.
+    DnsForward(Box<gateway::dns::Asker>, &'a [u8]),
 }
 
 /// What a layer did with a packet (a drop is the `Err` beside it). Two bytes, so that each

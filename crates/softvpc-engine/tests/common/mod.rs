@@ -137,6 +137,8 @@ pub struct SeedRecords {
     pub public: Vec<(String, Ipv4Addr, Ipv4Addr)>,
     /// NAT gateways: (gateway, its ENI).
     pub nat_gateways: Vec<(String, String)>,
+    /// VPC services (DNS attributes, DHCP option set): id -> services.
+    pub services: BTreeMap<String, softvpc_engine::VpcServices>,
 }
 
 /// One ENI of [`SeedRecords`]: `host_underlay_ip` None means placed nowhere.
@@ -266,6 +268,9 @@ pub fn table(r: &SeedRecords, host: Ipv4Addr, ports: &HashMap<String, PortId>) -
     }
     for (nat, eni) in &r.nat_gateways {
         b.nat_gateway(nat, eni);
+    }
+    for (id, services) in &r.services {
+        b.vpc_services(id, services.clone());
     }
     b.build()
 }

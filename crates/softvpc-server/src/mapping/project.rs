@@ -27,6 +27,7 @@ use softvpc_mapping::{
     VpcRecord,
 };
 use softvpc_mapping::{FlowLogSpec, TrafficType};
+use softvpc_mapping::{DhcpOptionSet, NameServer, VpcServices};
 use softvpc_policy::route as policy_route;
 use softvpc_policy::secgroup::Peer as PolicyPeer;
 
@@ -47,14 +48,63 @@ pub fn host_record(h: &Host) -> HostRecord {
     }
 }
 
-/// The wire record of a VPC.
-pub fn vpc_record(v: &Vpc) -> VpcRecord {
+/// The wire record of a VPC, with its instance services: its DNS attributes and its DHCP
+/// option set resolved from `state` (sets are immutable and cannot be deleted while a VPC
+/// uses them, so the record changes only when the VPC does).
+pub fn vpc_record(state: &State, v: &Vpc) -> VpcRecord {
+    let region = crate::model::peering::REGION;
+    let dhcp_options = v
+        .dhcp_options_id
+        .as_deref()
+        .and_then(|id| state.dhcp_options.get(id))
+        .map(|d| dhcp_option_set(d));
     VpcRecord {
         vpc_id: v.id.clone(),
         vni: v.vni,
         // Every associated block, the primary first (the engine's DNS address is the first's +2).
         cidrs: v.cidrs().map(|c| c.trunc()).collect(),
+        services: VpcServices {
+            dns_support: v.enable_dns_support,
+            dns_hostnames: v.enable_dns_hostnames,
+            private_domain: softvpc_mapping::services::private_domain(region),
+            region: region.to_string(),
+            dhcp_options,
+        },
     }
+}
+
+/// The wire form of a DHCP option set (the model checked every value when the set was made;
+/// one that does not parse is left out).
+fn dhcp_option_set(d: &crate::model::dhcp_options::DhcpOptions) -> DhcpOptionSet {
+    let mut set = DhcpOptionSet {
+        dhcp_options_id: d.id.clone(),
+        ..Default::default()
+    };
+    let ips = |values: &[String]| values.iter().filter_map(|v| v.parse().ok()).collect();
+    for (key, values) in &d.options {
+        match key.as_str() {
+            "domain-name" => set.domain_name = values.join(" "),
+            "domain-name-servers" => {
+                set.name_servers = values
+                    .iter()
+                    .filter_map(|v| {
+                        if v == "AmazonProvidedDNS" {
+                            Some(NameServer::AmazonProvided)
+                        } else {
+                            v.parse().ok().map(NameServer::Ip)
+                        }
+                    })
+                    .collect()
+            }
+            "ntp-servers" => set.ntp_servers = ips(values),
+            "netbios-name-servers" => set.netbios_name_servers = ips(values),
+            "netbios-node-type" => {
+                set.netbios_node_type = values.first().and_then(|v| v.parse().ok()).unwrap_or(0)
+            }
+            _ => {}
+        }
+    }
+    set
 }
 
 /// The wire record of a subnet.
@@ -308,7 +358,7 @@ pub fn all_records(state: &State) -> Vec<Change> {
     let vpcs = state
         .vpcs
         .values()
-        .map(|v| Change::UpsertVpc(vpc_record(v)));
+        .map(|v| Change::UpsertVpc(vpc_record(state, v)));
     let subnets = state
         .subnets
         .values()
@@ -397,10 +447,10 @@ pub fn derive(before: &State, after: &State) -> Vec<Change> {
     }
     for d in before.vpcs.diff(&after.vpcs) {
         match d {
-            DiffItem::Add(_, v) => upserts.push(Change::UpsertVpc(vpc_record(v))),
+            DiffItem::Add(_, v) => upserts.push(Change::UpsertVpc(vpc_record(after, v))),
             DiffItem::Update { old, new } => {
-                let rec = vpc_record(new.1);
-                if vpc_record(old.1) != rec {
+                let rec = vpc_record(after, new.1);
+                if vpc_record(before, old.1) != rec {
                     upserts.push(Change::UpsertVpc(rec));
                 }
                 if old.1.vni != new.1.vni {
@@ -902,6 +952,50 @@ mod tests {
             eni::modify_attribute(t, &primary, eni::Modify::Description("x".into()))
         });
         assert!(c.is_empty(), "a description is not on the wire");
+
+        // DHCP option sets and DNS attributes reach the VPC's record (issue 11).
+        let vrec = |c: &[Change]| {
+            c.iter()
+                .find_map(|c| match c {
+                    Change::UpsertVpc(r) if r.vpc_id == v.id => Some(r.clone()),
+                    _ => None,
+                })
+                .unwrap_or_else(|| panic!("no upsert of {} in {:?}", v.id, kinds(c)))
+        };
+        let (dopt, c) = step(&mut s, |t| {
+            crate::model::dhcp_options::create_dhcp_options(
+                t,
+                vec![
+                    ("domain-name".into(), vec!["corp.example".into()]),
+                    (
+                        "domain-name-servers".into(),
+                        vec!["AmazonProvidedDNS".into(), "10.0.0.53".into()],
+                    ),
+                    ("ntp-servers".into(), vec!["169.254.169.123".into()]),
+                ],
+                Tags::new(),
+            )
+        });
+        assert!(c.is_empty(), "an unused option set is not on the wire");
+        let (_, c) = step(&mut s, |t| {
+            crate::model::dhcp_options::associate_dhcp_options(t, &dopt.id, &v.id)
+        });
+        let set = vrec(&c).services.dhcp_options.expect("the set");
+        assert_eq!(set.dhcp_options_id, dopt.id);
+        assert_eq!(set.domain_name, "corp.example");
+        assert_eq!(
+            set.name_servers,
+            [NameServer::AmazonProvided, NameServer::Ip(ip("10.0.0.53"))]
+        );
+        assert_eq!(set.ntp_servers, [ip("169.254.169.123")]);
+        let (_, c) = step(&mut s, |t| {
+            crate::model::dhcp_options::associate_dhcp_options(t, "default", &v.id)
+        });
+        assert_eq!(vrec(&c).services.dhcp_options, None);
+        let (_, c) = step(&mut s, |t| {
+            attributes::modify_vpc_attribute(t, &v.id, None, Some(true))
+        });
+        assert!(vrec(&c).services.dns_hostnames);
 
         // Elastic IP: replaces the automatic address (released), then the refill brings a new one.
         let (eip, c) = step(&mut s, |t| allocate_address(t, None, Tags::new()));

@@ -3,8 +3,8 @@
 //! A request from an ENI is answered to its own port only:
 //! - for an address of an ENI of the same VPC (primary or secondary, on any host), with that
 //!   ENI's MAC;
-//! - for the router address of the asker's subnet (network + 1), with the router MAC
-//!   `0a:56:50:<vni>`;
+//! - for the router address of the asker's subnet (network + 1), and for the VPC's resolver
+//!   (base + 2) when it is in the asker's subnet, with the router MAC `0a:56:50:<vni>`;
 //! - for anything else (an unassigned address): no answer, counted `arp_unanswered`.
 //!
 //! RFC 5227: a probe (sender IP 0.0.0.0) for the asker's own address gets no answer (no false
@@ -70,11 +70,20 @@ pub(crate) fn handle(
 /// router address, else the owning ENI's.
 fn resolve(table: &MappingTable, asker: &EniEntry, ip: Ipv4Addr) -> Option<[u8; 6]> {
     if let Some(subnet) = asker.subnet.and_then(|s| table.subnet(s)) {
-        if subnet.router_ip == ip {
+        // The subnet router (.1), and the VPC's resolver (base + 2) when on the asker's link.
+        if subnet.router_ip == ip || (subnet.cidr.contains(&ip) && is_resolver(table, asker, ip)) {
             return Some(crate::mapping::router_mac(asker.vni));
         }
     }
     table.eni_by_ip(asker.vni, ip).map(|owner| owner.mac)
+}
+
+/// Whether `ip` is the resolver address (base + 2) of the asker's VPC.
+fn is_resolver(table: &MappingTable, asker: &EniEntry, ip: Ipv4Addr) -> bool {
+    table
+        .vpc(asker.vni)
+        .and_then(|v| v.cidrs.first())
+        .is_some_and(|c| u32::from(c.network()).wrapping_add(2) == u32::from(ip))
 }
 
 /// Length of an Ethernet + ARP (Ethernet/IPv4) reply frame.

@@ -14,8 +14,10 @@
 //! | RELEASE, DECLINE | nothing (the address is the ENI's for its life); absorbed |
 //!
 //! Every answer carries the server identifier (the subnet router, network + 1), the subnet
-//! mask, the router, the DNS server (the VPC's base + 2, AmazonProvidedDNS), the domain name
-//! (`ec2.internal` in us-east-1, `<region>.compute.internal` elsewhere), the host name
+//! mask, the router, the options of the VPC's DHCP option set ([`OptionSet`]: DNS servers,
+//! domain name, NTP and NetBIOS servers; without a set AWS's default: the VPC's base + 2,
+//! AmazonProvidedDNS, and `ec2.internal` in us-east-1, `<region>.compute.internal`
+//! elsewhere), the host name
 //! (`ip-10-0-0-148`), the broadcast address, the interface MTU (option 26) and, but for INFORM
 //! and NAK, the lease time with T1 = 1/2 and T2 = 7/8 of it. Anything else (undecodable, a
 //! server's message type, a `chaddr` that is not the ENI's MAC, a message without a type) is
@@ -168,9 +170,52 @@ pub fn sanitize(payload: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// The options of a VPC's DHCP option set, resolved (`AmazonProvidedDNS` is the VPC's base + 2):
+/// what the router hands out besides the ENI's own addresses. An empty list or `None` leaves
+/// its option out, as AWS does for a set without that key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OptionSet {
+    /// `domain-name` (option 15).
+    pub domain_name: Option<String>,
+    /// `domain-name-servers` (option 6).
+    pub name_servers: Vec<Ipv4Addr>,
+    /// `ntp-servers` (option 42).
+    pub ntp_servers: Vec<Ipv4Addr>,
+    /// `netbios-name-servers` (option 44).
+    pub netbios_name_servers: Vec<Ipv4Addr>,
+    /// `netbios-node-type` (option 46).
+    pub netbios_node_type: Option<u8>,
+}
+
+impl OptionSet {
+    /// AWS's default set: AmazonProvidedDNS (`dns`) and the region's domain.
+    pub fn amazon_default(dns: Ipv4Addr, domain_name: &str) -> OptionSet {
+        OptionSet {
+            domain_name: Some(domain_name.to_string()),
+            name_servers: vec![dns],
+            ..OptionSet::default()
+        }
+    }
+}
+
 /// Decides the answer to a DHCP message `payload` (the UDP payload) from the ENI described by
-/// `lease`.
+/// `lease`, with AWS's default option set (`lease.dns`, `cfg.domain_name`).
 pub fn answer(payload: &[u8], lease: &Lease, cfg: &DhcpConfig) -> Result<Answer, Ignored> {
+    answer_with(
+        payload,
+        lease,
+        cfg,
+        &OptionSet::amazon_default(lease.dns, &cfg.domain_name),
+    )
+}
+
+/// [`answer`] with the VPC's option set `set`.
+pub fn answer_with(
+    payload: &[u8],
+    lease: &Lease,
+    cfg: &DhcpConfig,
+    set: &OptionSet,
+) -> Result<Answer, Ignored> {
     let clean = sanitize(payload).ok_or(Ignored::Invalid)?;
     let msg = Message::decode(&mut Decoder::new(&clean)).map_err(|_| Ignored::Invalid)?;
     if msg.opcode() != Opcode::BootRequest
@@ -244,8 +289,23 @@ pub fn answer(payload: &[u8], lease: &Lease, cfg: &DhcpConfig) -> Result<Answer,
     let opts = reply.opts_mut();
     opts.insert(DhcpOption::SubnetMask(lease.mask()));
     opts.insert(DhcpOption::Router(vec![lease.router]));
-    opts.insert(DhcpOption::DomainNameServer(vec![lease.dns]));
-    opts.insert(DhcpOption::DomainName(cfg.domain_name.clone()));
+    if !set.name_servers.is_empty() {
+        opts.insert(DhcpOption::DomainNameServer(set.name_servers.clone()));
+    }
+    if let Some(domain) = &set.domain_name {
+        opts.insert(DhcpOption::DomainName(domain.clone()));
+    }
+    if !set.ntp_servers.is_empty() {
+        opts.insert(DhcpOption::NtpServers(set.ntp_servers.clone()));
+    }
+    if !set.netbios_name_servers.is_empty() {
+        opts.insert(DhcpOption::NetBiosNameServers(
+            set.netbios_name_servers.clone(),
+        ));
+    }
+    if let Some(t) = set.netbios_node_type {
+        opts.insert(DhcpOption::NetBiosNodeType(t.into()));
+    }
     opts.insert(DhcpOption::Hostname(host_label(lease.ip)));
     opts.insert(DhcpOption::BroadcastAddr(lease.broadcast()));
     opts.insert(DhcpOption::InterfaceMtu(cfg.mtu));

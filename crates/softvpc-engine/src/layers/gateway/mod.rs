@@ -8,7 +8,9 @@
 //! - [`arp`]: proxy ARP for every ENI address of the VPC and for the subnet router (.1): every
 //!   ARP frame ends here;
 //! - IPv4: the header must be valid; [`dhcp`] answers the client's DHCP messages (to the
-//!   limited broadcast or the subnet router); other broadcast and multicast are refused;
+//!   limited broadcast or the subnet router); [`dns`] answers UDP queries to the VPC's
+//!   resolver (base + 2, 169.254.169.253) or hands them to the shell to forward; other
+//!   broadcast and multicast are refused;
 //!   [`icmp`] answers echo requests to the subnet router address.
 //!
 //! Ingress: nothing to answer (ARP and broadcasts never cross the underlay; the overlay refuses
@@ -17,6 +19,7 @@
 pub mod antispoof;
 pub mod arp;
 pub mod dhcp;
+pub mod dns;
 pub mod icmp;
 
 use softvpc_wire::{EthernetProtocol, IpProtocol, Ipv4Meta, L3Meta, L4Key, UdpPacket, UdpRepr};
@@ -83,6 +86,12 @@ pub(crate) fn egress<'a>(cx: Ctx<'_>, pkt: &mut Packet<'a, '_>) -> LayerResult {
     {
         return dhcp_request(cx, pkt, port, eni, subnet, ip);
     }
+    if ip.proto == IpProtocol::Udp
+        && matches!(ip.l4, L4Key::Ports { dst: dns::PORT, .. })
+        && (dst == dns::LINK_LOCAL || resolver_ip(cx, pkt.vni) == Some(dst))
+    {
+        return dns_query(cx, pkt, port, eni, ip);
+    }
     let directed_broadcast = subnet.is_some_and(|s| s.cidr.broadcast() == dst);
     if !dst_mac.is_unicast() || dst.is_broadcast() || dst.is_multicast() || directed_broadcast {
         return Err(DropReason::BroadcastNotForwarded);
@@ -142,7 +151,15 @@ fn dhcp_request<'a>(
         router: subnet.router_ip,
         dns: Ipv4Addr::from(u32::from(base.network()).wrapping_add(2)),
     };
-    match dhcp::answer(udp.payload(), &lease, &cx.config.dhcp) {
+    let default_set;
+    let set = match &vpc.services {
+        Some(services) => &services.dhcp,
+        None => {
+            default_set = dhcp::OptionSet::amazon_default(lease.dns, &cx.config.dhcp.domain_name);
+            &default_set
+        }
+    };
+    match dhcp::answer_with(udp.payload(), &lease, &cx.config.dhcp, set) {
         Ok(answer) => {
             pkt.reply = Some((
                 port,
@@ -157,6 +174,81 @@ fn dhcp_request<'a>(
         Err(dhcp::Ignored::NoAnswer) => Ok(Step::Absorb(Path::DhcpAbsorbed)),
         Err(dhcp::Ignored::Invalid) => Err(DropReason::DhcpInvalid),
     }
+}
+
+/// The VPC's resolver address: its (primary) CIDR's base + 2.
+#[inline]
+pub(crate) fn resolver_ip(cx: Ctx<'_>, vni: crate::mapping::Vni) -> Option<Ipv4Addr> {
+    let base = cx.table.vpc(vni)?.cidrs.first()?.network();
+    Some(Ipv4Addr::from(u32::from(base).wrapping_add(2)))
+}
+
+/// A UDP query to the VPC's resolver from `eni`: answered on its port, handed to the shell to
+/// forward, or dropped (`dns_disabled`, `dns_invalid`, also for a bad UDP header or checksum).
+#[cold]
+fn dns_query<'a>(
+    cx: Ctx<'_>,
+    pkt: &mut Packet<'a, '_>,
+    port: crate::PortId,
+    eni: &EniEntry,
+    ip: Ipv4Meta,
+) -> LayerResult {
+    let (Some(vpc), Some(packet)) = (cx.table.vpc(pkt.vni), pkt.meta.ipv4_packet()) else {
+        return Err(DropReason::DnsInvalid);
+    };
+    let services = vpc.services.as_deref();
+    if services.is_some_and(|s| !s.dns_support) {
+        return Err(DropReason::DnsDisabled);
+    }
+    let bytes: &'a [u8] = packet.into_inner();
+    let total = usize::from(Ipv4Packet::new_unchecked(bytes).total_len());
+    let udp_bytes = bytes
+        .get(usize::from(ip.header_len)..total)
+        .ok_or(DropReason::DnsInvalid)?;
+    let udp = UdpPacket::new_checked(udp_bytes).map_err(|_| DropReason::DnsInvalid)?;
+    UdpRepr::parse(
+        &udp,
+        &ip.src.into(),
+        &ip.dst.into(),
+        &softvpc_wire::ChecksumCapabilities::default(),
+    )
+    .map_err(|_| DropReason::DnsInvalid)?;
+    let src_port = udp.src_port();
+    let payload: &'a [u8] = &udp_bytes[8..usize::from(udp.len()).max(8)];
+    let zone = dns::Zone {
+        private_domain: services.map_or(&cx.config.dhcp.domain_name[..], |s| &s.private_domain),
+        region: services.map_or("us-east-1", |s| &s.region),
+        cidrs: &vpc.cidrs,
+        hostnames: services.is_some_and(|s| s.dns_hostnames),
+        upstream: cx.config.dns_upstream,
+    };
+    let table = cx.table;
+    let vni = pkt.vni;
+    let public = |public_ip: Ipv4Addr| table.private_of_public(vni, public_ip);
+    let asker = dns::Asker {
+        port,
+        vni,
+        mac: eni.mac,
+        ip: ip.src,
+        src_port,
+        server: ip.dst,
+    };
+    match dns::resolve(payload, &zone, &public).map_err(|_| DropReason::DnsInvalid)? {
+        dns::Resolution::Answer(answer) => {
+            pkt.reply = Some((
+                port,
+                Reply::Dns(Box::new(dns::DnsReply {
+                    router_mac: router_mac(vni),
+                    asker,
+                    payload: answer,
+                })),
+            ));
+        }
+        dns::Resolution::Forward => {
+            pkt.reply = Some((port, Reply::DnsForward(Box::new(asker), payload)));
+        }
+    }
+    Ok(Step::Reply)
 }
 
 /// Ingress: nothing to answer; passes.

@@ -1,0 +1,148 @@
+"""DNS at the VPC's base + 2 and 169.254.169.253 (issue 11), answered by the VPC router on the
+instance's host, asked with dig (dnsutils) inside instances: private IP names, reverse names with
+enableDnsHostnames, enableDnsSupport=false, forwarding to the lab's upstream (a tiny resolver this
+test runs in the fabric's namespace on 198.18.0.1:53, where the lab's agents forward), SERVFAIL
+when the upstream does not answer, malformed queries answered FORMERR or dropped and counted."""
+
+import subprocess
+import sys
+
+from e2e_harness import WORK_DIR, metric_sum, wait_until
+
+# A resolver that knows one name (and NXDOMAIN for the rest), run with the fabric's python.
+UPSTREAM = r"""
+import socket, struct, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("198.18.0.1", 53))
+print("ready", flush=True)
+while True:
+    q, peer = s.recvfrom(4096)
+    if len(q) < 12:
+        continue
+    i = 12
+    labels = []
+    while q[i]:
+        labels.append(q[i + 1:i + 1 + q[i]].decode().lower())
+        i += 1 + q[i]
+    question = q[12:i + 5]
+    known = ".".join(labels) == "www.example.test"
+    flags = 0x8180 if known else 0x8183
+    # Type A, class IN answer after the copied question.
+    body = question + (struct.pack("!HHHIH", 0xC00C, 1, 1, 300, 4) + bytes([203, 0, 113, 10]) if known else b"")
+    s.sendto(q[:2] + struct.pack("!HHHHH", flags, 1, 1 if known else 0, 0, 0) + body, peer)
+"""
+
+
+def dig(lab, name, *args, server="10.0.0.2", vm="zigi-vm1"):
+    proc = lab.exec(vm, "dig", f"@{server}", "+time=4", "+tries=1", *args, name, timeout=30)
+    return proc.stdout + proc.stderr
+
+
+def status_of(out):
+    for line in out.splitlines():
+        if "status:" in line:
+            return line.split("status:")[1].split(",")[0].strip()
+    return None
+
+
+def answers(out):
+    return [line.split()[-1] for line in out.splitlines()
+            if line and not line.startswith(";") and "\tIN\t" in line.replace(" ", "\t")]
+
+
+def counter(lab, host, reason=None, path=None):
+    series = lab.metrics(host)
+    if reason:
+        return metric_sum(series, "softvpc_drops_total", reason=reason)
+    return metric_sum(series, "softvpc_frames_total", path=path)
+
+
+def test_private_names_at_base_plus_2_and_link_local(lab):
+    before = counter(lab, "host-1", path="dns_replies")
+    for server in ("10.0.0.2", "169.254.169.253"):
+        out = dig(lab, "ip-10-0-0-185.ec2.internal", server=server)
+        assert status_of(out) == "NOERROR", out
+        assert answers(out) == ["10.0.0.185"], out
+    out = dig(lab, "ip-10-0-1-20.ec2.internal", "+short")
+    assert out.split() == ["10.0.1.20"], out
+    out = dig(lab, "no-such-host.ec2.internal")
+    assert status_of(out) == "NXDOMAIN", out
+    assert counter(lab, "host-1", path="dns_replies") - before >= 4
+
+
+def test_reverse_names_follow_enable_dns_hostnames(lab):
+    vpc = lab.instance("zigi-vm1")["vpc_id"]
+    out = dig(lab, "10.0.0.185", "-x")
+    assert status_of(out) == "SERVFAIL", out    # not the router's without hostnames; no upstream
+    lab.aws("modify-vpc-attribute", "--vpc-id", vpc, "--enable-dns-hostnames", '{"Value":true}')
+    try:
+        wait_until(lambda: "ip-10-0-0-185.ec2.internal." in dig(lab, "10.0.0.185", "+short", "-x"),
+                   15, interval=0.5, what="the PTR record with enableDnsHostnames")
+    finally:
+        lab.aws("modify-vpc-attribute", "--vpc-id", vpc, "--enable-dns-hostnames", '{"Value":false}')
+
+
+def test_disabled_dns_support_answers_nothing(lab):
+    vpc = lab.instance("other-vm1")["vpc_id"]
+    lab.aws("modify-vpc-attribute", "--vpc-id", vpc, "--enable-dns-support", '{"Value":false}')
+    try:
+        before = counter(lab, "host-1", reason="dns_disabled")
+        wait_until(lambda: "timed out" in dig(lab, "ip-10-0-0-185.ec2.internal", vm="other-vm1")
+                   or "no servers could be reached" in dig(lab, "ip-10-0-0-185.ec2.internal",
+                                                           vm="other-vm1"),
+                   30, interval=0.5, what="no DNS answer with enableDnsSupport=false")
+        assert counter(lab, "host-1", reason="dns_disabled") > before
+        # The other VPC still resolves.
+        assert answers(dig(lab, "ip-10-0-0-185.ec2.internal")) == ["10.0.0.185"]
+    finally:
+        lab.aws("modify-vpc-attribute", "--vpc-id", vpc, "--enable-dns-support", '{"Value":true}')
+    wait_until(lambda: answers(dig(lab, "ip-10-0-0-185.ec2.internal", vm="other-vm1"))
+               == ["10.0.0.185"], 30, interval=0.5, what="DNS back on")
+
+
+def test_other_names_are_forwarded_and_servfail_without_an_answer(lab):
+    # Nothing listens on the upstream yet: SERVFAIL after the router's timeout.
+    out = dig(lab, "www.example.test")
+    assert status_of(out) == "SERVFAIL", out
+    script = WORK_DIR / "upstream-dns.py"
+    WORK_DIR.mkdir(parents=True, exist_ok=True)
+    script.write_text(UPSTREAM)
+    proc = subprocess.Popen(["ip", "netns", "exec", lab.netns("fabric"), sys.executable,
+                             str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
+        before = counter(lab, "host-2", path="dns_forwarded")
+        for vm, server in (("zigi-vm1", "10.0.0.2"), ("zigi-vm2", "169.254.169.253")):
+            out = dig(lab, "www.example.test", server=server, vm=vm)
+            assert status_of(out) == "NOERROR", out
+            assert answers(out) == ["203.0.113.10"], out
+        out = dig(lab, "nowhere.example.test")
+        assert status_of(out) == "NXDOMAIN", out
+        assert counter(lab, "host-2", path="dns_forwarded") > before
+    finally:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
+def test_malformed_queries_get_formerr_or_are_dropped_and_counted(lab):
+    probe = (
+        "import socket,sys\n"
+        "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.settimeout(2)\n"
+        "s.sendto(bytes.fromhex(sys.argv[1]),('10.0.0.2',53))\n"
+        "try:\n print(s.recv(4096).hex())\n"
+        "except socket.timeout:\n print('timeout')\n"
+    )
+    # A header promising one question, then garbage: FORMERR with the query's id.
+    garbage = "abcd01000001000000000000" + "3f" * 20
+    out = lab.exec("zigi-vm1", "python3", "-c", probe, garbage, timeout=15).stdout.strip()
+    assert out != "timeout", out
+    reply = bytes.fromhex(out)
+    assert reply[:2] == bytes.fromhex("abcd") and reply[2] & 0x80 and reply[3] & 0x0F == 1, out
+    # Shorter than a header: dropped, counted; the router keeps answering.
+    before = counter(lab, "host-1", reason="dns_invalid")
+    out = lab.exec("zigi-vm1", "python3", "-c", probe, "0102", timeout=15).stdout.strip()
+    assert out == "timeout", out
+    wait_until(lambda: counter(lab, "host-1", reason="dns_invalid") > before, 5,
+               what="dns_invalid counted")
+    assert answers(dig(lab, "ip-10-0-0-30.ec2.internal")) == ["10.0.0.30"]
