@@ -98,13 +98,11 @@ pub enum DropReason {
     DnsInvalid,
     /// A DNS query to a VPC whose `enableDnsSupport` is off.
     DnsDisabled,
-    /// A DNS query to forward while too many are in flight.
-    DnsForwardFull,
 }
 
 impl DropReason {
     /// Every reason, in declaration order (the order of [`Counters::samples`]).
-    pub const ALL: [DropReason; 31] = [
+    pub const ALL: [DropReason; 30] = [
         DropReason::Malformed,
         DropReason::UnsupportedEthertype,
         DropReason::SpoofedSource,
@@ -135,7 +133,6 @@ impl DropReason {
         DropReason::NatConnectionReset,
         DropReason::DnsInvalid,
         DropReason::DnsDisabled,
-        DropReason::DnsForwardFull,
     ];
 
     /// The metric label value (snake_case; part of the agent's metrics contract).
@@ -171,7 +168,6 @@ impl DropReason {
             DropReason::NatConnectionReset => "nat_connection_reset",
             DropReason::DnsInvalid => "dns_invalid",
             DropReason::DnsDisabled => "dns_disabled",
-            DropReason::DnsForwardFull => "dns_forward_full",
         }
     }
 }

@@ -233,6 +233,8 @@ fn drop_reason_names_match_the_contract() {
             "nat_no_translation",
             "nat_fragment",
             "nat_connection_reset",
+            "dns_invalid",
+            "dns_disabled",
         ]
     );
 }
