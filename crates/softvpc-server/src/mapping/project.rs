@@ -52,7 +52,7 @@ pub fn host_record(h: &Host) -> HostRecord {
 /// option set resolved from `state` (sets are immutable and cannot be deleted while a VPC
 /// uses them, so the record changes only when the VPC does).
 pub fn vpc_record(state: &State, v: &Vpc) -> VpcRecord {
-    let region = crate::model::peering::REGION;
+    let region = softvpc_model::peering::REGION;
     let dhcp_options = v
         .dhcp_options_id
         .as_deref()
@@ -75,7 +75,7 @@ pub fn vpc_record(state: &State, v: &Vpc) -> VpcRecord {
 
 /// The wire form of a DHCP option set (the model checked every value when the set was made;
 /// one that does not parse is left out).
-fn dhcp_option_set(d: &crate::model::dhcp_options::DhcpOptions) -> DhcpOptionSet {
+fn dhcp_option_set(d: &softvpc_model::dhcp_options::DhcpOptions) -> DhcpOptionSet {
     let mut set = DhcpOptionSet {
         dhcp_options_id: d.id.clone(),
         ..Default::default()
@@ -963,7 +963,7 @@ mod tests {
                 .unwrap_or_else(|| panic!("no upsert of {} in {:?}", v.id, kinds(c)))
         };
         let (dopt, c) = step(&mut s, |t| {
-            crate::model::dhcp_options::create_dhcp_options(
+            softvpc_model::dhcp_options::create_dhcp_options(
                 t,
                 vec![
                     ("domain-name".into(), vec!["corp.example".into()]),
@@ -978,7 +978,7 @@ mod tests {
         });
         assert!(c.is_empty(), "an unused option set is not on the wire");
         let (_, c) = step(&mut s, |t| {
-            crate::model::dhcp_options::associate_dhcp_options(t, &dopt.id, &v.id)
+            softvpc_model::dhcp_options::associate_dhcp_options(t, &dopt.id, &v.id)
         });
         let set = vrec(&c).services.dhcp_options.expect("the set");
         assert_eq!(set.dhcp_options_id, dopt.id);
@@ -989,7 +989,7 @@ mod tests {
         );
         assert_eq!(set.ntp_servers, [ip("169.254.169.123")]);
         let (_, c) = step(&mut s, |t| {
-            crate::model::dhcp_options::associate_dhcp_options(t, "default", &v.id)
+            softvpc_model::dhcp_options::associate_dhcp_options(t, "default", &v.id)
         });
         assert_eq!(vrec(&c).services.dhcp_options, None);
         let (_, c) = step(&mut s, |t| {
