@@ -26,8 +26,8 @@ use softvpc_mapping::{
     PrefixListRoute, PublicAddress, Records, RouteTableRecord, SecurityGroupRecord, SubnetRecord,
     VpcRecord,
 };
-use softvpc_mapping::{FlowLogSpec, TrafficType};
 use softvpc_mapping::{DhcpOptionSet, NameServer, VpcServices};
+use softvpc_mapping::{FlowLogSpec, TrafficType};
 use softvpc_policy::route as policy_route;
 use softvpc_policy::secgroup::Peer as PolicyPeer;
 
