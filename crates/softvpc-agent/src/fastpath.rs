@@ -55,6 +55,8 @@ pub const SYNC_INTERVAL: Duration = Duration::from_millis(10);
 pub const STATS_INTERVAL: Duration = Duration::from_millis(500);
 /// The VXLAN port.
 const VXLAN_PORT: u16 = 4789;
+/// The MTU of the veth into a port's fast-path namespace: a veth's largest.
+const VETH_MTU: u32 = 65535;
 /// The filter priority of the per-device catch-all redirects.
 const CATCH_ALL_PRIO: u16 = 1;
 /// Flow filters take priorities from here up.
@@ -537,11 +539,23 @@ impl Installer {
             let _ = nl.del_link(&vx_out).await;
             let _ = nl.del_link(&vx_in).await;
             self.host.add_veth(&veth, "fpr", Some(&fp_ns)).await?;
+            // The veth carries whole datagrams the underlay device received (9001-byte
+            // instance frames plus VXLAN): a veth drops what exceeds its MTU, so it takes any.
+            self.host
+                .set_link(
+                    &veth,
+                    &LinkChange {
+                        mtu: Some(VETH_MTU),
+                        ..Default::default()
+                    },
+                )
+                .await?;
             let nf = Netlink::connect_in(&fp_ns)?;
             nf.set_link(
                 "fpr",
                 &LinkChange {
                     mac: Some(umac),
+                    mtu: Some(VETH_MTU),
                     up: Some(true),
                     ..Default::default()
                 },
@@ -563,7 +577,7 @@ impl Installer {
                     dev,
                     &LinkChange {
                         mac: Some(info.mac),
-                        mtu: Some(9001),
+                        mtu: Some(crate::instance::INSTANCE_MTU),
                         up: Some(true),
                         ..Default::default()
                     },
