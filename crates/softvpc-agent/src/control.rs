@@ -73,7 +73,7 @@ impl Backoff {
 }
 
 /// The control loop's state. [`Control::run`] runs until cancelled; [`Control::shutdown`] then
-/// closes the data path and deletes the namespaces this agent created.
+/// closes the data path (the instances stay, for the next agent).
 pub struct Control {
     /// Makes a mutual-TLS client with the host's current certificate (renewed meanwhile).
     connector: Arc<Connector>,
@@ -98,6 +98,8 @@ pub struct Control {
     nat_ports: BTreeMap<String, PortId>,
     /// Some instance failed to come up (or go down): try again soon.
     needs_retry: bool,
+    /// Whether the first reconcile took over what an earlier run left ([`Plumber::adopt`]).
+    adopted: bool,
 }
 
 impl Control {
@@ -123,6 +125,7 @@ impl Control {
             next_port: 1,
             nat_ports: BTreeMap::new(),
             needs_retry: false,
+            adopted: false,
         })
     }
 
@@ -217,6 +220,8 @@ impl Control {
             held_vpcs = req.held_vpc_ids.len(),
             "opening watch"
         );
+        // Reopened from a resume point: the first answer says whether the server resumed it.
+        let mut resuming = !req.epoch.is_empty();
         let mut stream = self
             .client
             .watch(req)
@@ -253,6 +258,20 @@ impl Control {
             while let Some(msg) = next.take() {
                 match self.replica.apply(&msg) {
                     Ok(applied) => {
+                        // (A resumed watch with nothing to replay opens with a Heartbeat at
+                        // our revision: Stale, and still a resume.)
+                        if resuming {
+                            resuming = false;
+                            if let Applied::Snapshot { .. } = applied {
+                                info!("watch not resumable (the server's log no longer holds our revision): full resync");
+                            } else {
+                                self.state.resumes.fetch_add(1, Ordering::Relaxed);
+                                info!(
+                                    revision = self.replica.revision,
+                                    "watch resumed from our revision"
+                                );
+                            }
+                        }
                         self.log_applied(&applied);
                         if let Applied::Snapshot { resync: true, .. } = applied {
                             self.state.resyncs.fetch_add(1, Ordering::Relaxed);
@@ -422,6 +441,10 @@ impl Control {
             }
         }
         self.skipped = skips;
+        if !self.adopted {
+            self.adopted = true;
+            self.adopt(&desired).await;
+        }
         let plan = reconcile::plan(&desired, &self.current());
         self.needs_retry = false;
         let steps = plan.len();
@@ -433,6 +456,86 @@ impl Control {
             }
         }
         steps
+    }
+
+    /// At the first reconcile: takes over the instances an earlier run of this agent left (their
+    /// namespaces and persistent TAPs, see `instance.rs`), so the plan starts from what exists
+    /// and re-creates nothing; the namespaces it made for instances no longer placed here are
+    /// then deleted by the plan. Failures leave the plan to replace what could not be adopted.
+    async fn adopt(&mut self, desired: &reconcile::Instances) {
+        match self.plumber.remove_stray_taps().await {
+            Ok(gone) if !gone.is_empty() => {
+                info!(taps = ?gone, "removed TAPs an earlier run left half set up")
+            }
+            Ok(_) => {}
+            Err(e) => warn!(error = %format!("{e:#}"), "cannot list or remove stray TAPs"),
+        }
+        for (instance_id, wanted) in desired {
+            let adopted = match self.plumber.adopt(instance_id, wanted).await {
+                Ok(a) => a,
+                Err(e) => {
+                    warn!(instance = %instance_id, error = %format!("{e:#}"), "cannot take over the instance's namespace");
+                    continue;
+                }
+            };
+            let netns = self.plumber.netns_of(instance_id);
+            if !self.plumber.created().contains(&netns) {
+                continue; // nothing there: the plan creates it
+            }
+            self.namespaces.insert(instance_id.clone(), netns.clone());
+            let devs: Vec<String> = adopted.iter().map(|(s, _)| s.ifname()).collect();
+            for (spec, tap) in adopted {
+                if let Err(e) = self.add_port(&spec, tap, &netns) {
+                    warn!(instance = %instance_id, error = %format!("{e:#}"), "cannot hand an adopted TAP to the data path");
+                    continue;
+                }
+                self.state.adopted.fetch_add(1, Ordering::Relaxed);
+            }
+            info!(instance = %instance_id, netns = %netns, devs = ?devs, "instance taken over from an earlier run");
+        }
+        // Namespaces this agent made earlier for instances no longer placed here: the plan
+        // deletes them.
+        let prefix_len = self.plumber.netns_of("").len();
+        for ns in self.plumber.created().clone() {
+            let instance_id = ns[prefix_len..].to_string();
+            if !self.namespaces.contains_key(&instance_id) && !desired.contains_key(&instance_id) {
+                self.namespaces.insert(instance_id, ns);
+            }
+        }
+    }
+
+    /// Hands an interface's TAP to the data path as a new port (and to the fast path), and
+    /// records it.
+    fn add_port(
+        &mut self,
+        spec: &reconcile::EniSpec,
+        tap: crate::tap::Tap,
+        netns: &str,
+    ) -> anyhow::Result<PortId> {
+        let port = PortId(self.next_port);
+        self.next_port += 1;
+        let tap_name = tap.name().to_string();
+        self.datapath
+            .send(Command::AddPort { port, tap })
+            .context("handing the TAP to the data path")?;
+        let _ = self
+            .datapath
+            .send(Command::FastPathPort(crate::fastpath::PortInfo {
+                port,
+                netns: netns.to_string(),
+                ifname: spec.ifname(),
+                mac: spec.mac,
+            }));
+        self.local.insert(
+            spec.eni_id.clone(),
+            LocalPort {
+                port,
+                tap: tap_name,
+                netns: netns.to_string(),
+                spec: spec.clone(),
+            },
+        );
+        Ok(port)
     }
 
     /// What exists now, in the shape [`reconcile::plan`] compares: every namespace we hold, with
@@ -500,22 +603,15 @@ impl Control {
                     return Ok(());
                 };
                 let tap = self.plumber.add_interface(spec).await?;
-                let port = PortId(self.next_port);
-                self.next_port += 1;
-                let tap_name = tap.name().to_string();
-                if let Err(e) = self.datapath.send(Command::AddPort { port, tap }) {
-                    // The TAP went down with the failed send; tidy its routes.
-                    let _ = self.plumber.remove_interface(spec).await;
-                    return Err(e.context("handing the TAP to the data path"));
-                }
-                let _ = self
-                    .datapath
-                    .send(Command::FastPathPort(crate::fastpath::PortInfo {
-                        port,
-                        netns: netns.clone(),
-                        ifname: spec.ifname(),
-                        mac: spec.mac,
-                    }));
+                let port = match self.add_port(spec, tap, &netns) {
+                    Ok(port) => port,
+                    Err(e) => {
+                        // The TAP went with the failed send (still persistent): delete it and
+                        // tidy its routes.
+                        let _ = self.plumber.remove_interface(spec).await;
+                        return Err(e);
+                    }
+                };
                 info!(
                     instance = %spec.instance_id,
                     eni = %spec.eni_id,
@@ -524,15 +620,6 @@ impl Control {
                     netns = %netns,
                     port = port.0,
                     "interface up"
-                );
-                self.local.insert(
-                    spec.eni_id.clone(),
-                    LocalPort {
-                        port,
-                        tap: tap_name,
-                        netns,
-                        spec: spec.clone(),
-                    },
                 );
             }
             Step::UpdateSecondary { old, new } => {
@@ -553,12 +640,15 @@ impl Control {
         Ok(())
     }
 
-    /// Stops the data path (closing every TAP) and deletes the namespaces this agent created.
-    pub fn shutdown(mut self) -> anyhow::Result<()> {
+    /// Stops the data path (closing every TAP). The instances stay: their namespaces and
+    /// persistent TAPs wait for the next agent, which takes them over.
+    pub fn shutdown(self) -> anyhow::Result<()> {
         let (instances, ports) = (self.namespaces.len(), self.local.len());
         let r = self.datapath.shutdown();
-        self.plumber.destroy_all();
-        info!(instances, ports, "instances removed");
+        info!(
+            instances,
+            ports, "data path stopped; instances left for the next agent"
+        );
         r
     }
 }

@@ -84,7 +84,7 @@ pub enum Command {
         /// The open TAP device.
         tap: Tap,
     },
-    /// Stop serving `port` and close its TAP (which deletes the device).
+    /// Stop serving `port` and close its TAP (no longer persistent: closing deletes the device).
     RemovePort {
         /// The engine's port id.
         port: PortId,
@@ -495,6 +495,10 @@ impl Worker {
                     }
                     if let Some(tap) = self.ports.remove(&port) {
                         let _ = self.epoll.delete(tap.as_fd());
+                        // The interface goes with the port: closing the fd deletes it.
+                        if let Err(e) = tap.set_persistent(false) {
+                            warn!(port = port.0, error = %e, "TAP stays until the plumber deletes it");
+                        }
                         debug!(port = port.0, tap = tap.name(), "port removed");
                     }
                     self.dirty = true;

@@ -25,15 +25,26 @@
 //! namespace (where TAPs are created, and moved out of) and one per instance namespace, opened
 //! when the namespace is made. No `ip` process is forked.
 //!
-//! Namespaces are deleted only if this process created them ([`Plumber::created`]), with one
-//! exception: a stale namespace with the exact name of an instance this agent is creating (left by
-//! a previous run of this agent) is replaced. Two agents may share a prefix on one machine; they
-//! never touch each other's instances because instance ids are unique.
+//! Namespaces are deleted only if this agent created them ([`Plumber::created`]): the ones this
+//! process made, and those an earlier run of it made, listed in `<state-dir>/instances.json`
+//! ([`OWNED_FILE`], rewritten whenever the list changes). Two agents may share a prefix on one
+//! machine; they never touch each other's instances because instance ids are unique.
+//!
+//! **Agent restarts.** Instances outlive the agent: their TAPs are persistent (`tap.rs`), and the
+//! agent deletes no namespace when it exits (also not on SIGTERM). A new agent takes them over
+//! at its first reconcile ([`Plumber::adopt`]): each wanted interface whose device is still there
+//! (a TAP with the ENI's MAC and primary address) is attached again, as it is (same namespace,
+//! same interface index, addresses and routes untouched); other devices in the namespace belong
+//! to no port and are deleted; owned namespaces of instances no longer placed here are deleted
+//! by the ordinary plan. So no instance is re-created by a restart.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
+use std::net::Ipv4Addr;
+
 use softvpc_netlink::{netns, LinkChange, Netlink, Route};
 use tracing::warn;
 
@@ -47,6 +58,9 @@ pub const INSTANCE_MTU: u32 = 9001;
 /// How long [`Plumber::remove_interface`] waits for the data path to close a TAP before deleting
 /// the device itself.
 const REMOVE_GRACE: Duration = Duration::from_millis(500);
+
+/// The file in the agent's state dir that lists the instance namespaces it created.
+pub const OWNED_FILE: &str = "instances.json";
 
 /// The namespace name of an instance.
 pub fn netns_name(prefix: &str, instance_id: &str) -> String {
@@ -65,6 +79,8 @@ pub struct Plumber {
     sockets: HashMap<String, Netlink>,
     /// Give each interface a `clsact` qdisc before it comes up (the kernel fast path's hook).
     clsact: bool,
+    /// Where `created` is kept across restarts (none: not kept).
+    record: Option<PathBuf>,
 }
 
 impl Plumber {
@@ -77,6 +93,7 @@ impl Plumber {
             host: Netlink::connect()?,
             sockets: HashMap::new(),
             clsact: false,
+            record: None,
         })
     }
 
@@ -97,6 +114,149 @@ impl Plumber {
             Err(e) if e.errno() != Some(libc::EEXIST) => Err(e.into()),
             _ => Ok(()),
         }
+    }
+
+    /// The same plumber keeping the list of namespaces it created in `path` (across restarts):
+    /// those an earlier run listed that still exist are its own from the start.
+    pub fn with_record(mut self, path: PathBuf) -> Plumber {
+        match std::fs::read(&path) {
+            Ok(bytes) => match serde_json::from_slice::<Vec<String>>(&bytes) {
+                Ok(list) => {
+                    self.created.extend(
+                        list.into_iter()
+                            .filter(|ns| ns.starts_with(&self.prefix) && netns::exists(ns)),
+                    );
+                }
+                Err(e) => {
+                    warn!(path = %path.display(), error = %e, "ignoring an unreadable list of instance namespaces")
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                warn!(path = %path.display(), error = %e, "cannot read the list of instance namespaces")
+            }
+        }
+        self.record = Some(path);
+        self.save_record();
+        self
+    }
+
+    /// Writes `created` to the record (atomically: a temporary file renamed over it).
+    fn save_record(&self) {
+        let Some(path) = &self.record else {
+            return;
+        };
+        let tmp = path.with_extension("json.tmp");
+        let text = serde_json::to_vec(&self.created).unwrap_or_default();
+        if let Err(e) = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path)) {
+            warn!(path = %path.display(), error = %e, "cannot write the list of instance namespaces");
+        }
+    }
+
+    /// Deletes the instance TAPs left in the agent's own namespace (`t` + 14 hex digits: an
+    /// interface whose setup an earlier run did not finish); they belong to no port. Returns
+    /// their names.
+    pub async fn remove_stray_taps(&self) -> anyhow::Result<Vec<String>> {
+        let mut removed = Vec::new();
+        for name in self.host.link_names().await? {
+            let agent_made = name.len() == 15
+                && name.starts_with('t')
+                && name[1..].bytes().all(|b| b.is_ascii_hexdigit());
+            if agent_made {
+                self.host.del_link(&name).await?;
+                removed.push(name);
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Takes over what an earlier run of the agent left for `instance_id` (whose interfaces
+    /// should be `wanted`): if its namespace exists, it becomes this agent's, and each wanted
+    /// interface found there as a TAP with the ENI's MAC and primary address is attached again
+    /// and returned as it is (its secondary addresses as found, so the plan brings them in line).
+    /// Every other interface in the namespace is deleted with its policy routes. Nothing found:
+    /// an empty list (the plan creates what is missing).
+    pub async fn adopt(
+        &mut self,
+        instance_id: &str,
+        wanted: &BTreeMap<u32, EniSpec>,
+    ) -> anyhow::Result<Vec<(EniSpec, Tap)>> {
+        let ns = self.netns_of(instance_id);
+        if !netns::exists(&ns) {
+            return Ok(Vec::new());
+        }
+        if self.created.insert(ns.clone()) {
+            self.save_record();
+        }
+        let nl = self.socket(&ns)?;
+        let mut adopted = Vec::new();
+        for name in nl.link_names().await? {
+            if name == "lo" {
+                continue;
+            }
+            let index = name.strip_prefix("eth").and_then(|n| n.parse::<u32>().ok());
+            let spec = index.and_then(|i| wanted.get(&i));
+            if let Some(spec) = spec {
+                match self.take_over(spec, &ns, &nl).await {
+                    Ok(Some(found)) => {
+                        adopted.push(found);
+                        continue;
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        warn!(netns = %ns, dev = %name, error = %format!("{e:#}"), "cannot take over an interface; replacing it")
+                    }
+                }
+            }
+            // Belongs to no port: deleted (with its policy routes, for eth<N>).
+            warn!(netns = %ns, dev = %name, "removing an interface that belongs to no port");
+            if let Err(e) = nl.del_link(&name).await {
+                if !e.is_not_found() {
+                    return Err(e.into());
+                }
+            }
+            if let Some(i) = index.filter(|i| *i > 0 && *i <= MAX_DEVICE_INDEX) {
+                let table = crate::reconcile::ROUTE_TABLE_BASE + i;
+                nl.del_rules_of_table(table).await?;
+                nl.flush_table(table).await?;
+            }
+        }
+        Ok(adopted)
+    }
+
+    /// The interface of `spec` as found in `ns`, attached again, if it is the ENI's (a TAP with
+    /// its MAC and primary address).
+    async fn take_over(
+        &self,
+        spec: &EniSpec,
+        ns: &str,
+        nl: &Netlink,
+    ) -> anyhow::Result<Option<(EniSpec, Tap)>> {
+        let dev = spec.ifname();
+        let len = spec.subnet.prefix_len();
+        if nl.link_mac(&dev).await? != Some(spec.mac) {
+            return Ok(None);
+        }
+        let addrs = nl.addresses(&dev).await?;
+        if !addrs.contains(&(spec.ip, len)) {
+            return Ok(None);
+        }
+        let found_secondary: BTreeSet<Ipv4Addr> = addrs
+            .iter()
+            .filter(|(a, l)| *l == len && *a != spec.ip)
+            .map(|(a, _)| *a)
+            .collect();
+        let want: BTreeSet<Ipv4Addr> = spec.secondary_ips.iter().copied().collect();
+        let mut found = spec.clone();
+        if found_secondary != want {
+            found.secondary_ips = found_secondary.into_iter().collect();
+        }
+        let name = dev.clone();
+        // TUNSETIFF looks the name up in the namespace /dev/net/tun was opened in.
+        let tap = netns::run_in(ns, move || {
+            Tap::attach(&name).map_err(|e| anyhow::anyhow!(e))
+        })?;
+        Ok(Some((found, tap)))
     }
 
     /// The namespaces this process created and has not deleted yet.
@@ -132,6 +292,7 @@ impl Plumber {
         }
         netns::create(&ns)?;
         self.created.insert(ns.clone());
+        self.save_record();
         let setup = async {
             // Before any interface arrives, so none gets an IPv6 link-local address or sends
             // MLD/RS (moved-in devices take the namespace's defaults).
@@ -161,10 +322,12 @@ impl Plumber {
             bail!("namespace {ns} does not exist");
         }
         let nl = self.socket(&ns)?;
-        let tap = Tap::open(&tap_name_for_eni(&spec.eni_id))?;
+        let tap = Tap::create_persistent(&tap_name_for_eni(&spec.eni_id))?;
         match self.plumb(spec, &ns, &nl, &tap).await {
             Ok(()) => Ok(tap),
             Err(e) => {
+                // Closing deletes it again.
+                let _ = tap.set_persistent(false);
                 drop(tap);
                 if let Err(e2) = clear_policy_routes(spec, &ns, &nl).await {
                     warn!(netns = %ns, error = %format!("{e2:#}"), "cleanup after a failed interface setup");
@@ -298,10 +461,12 @@ impl Plumber {
             netns::delete(ns)?;
         }
         self.created.remove(ns);
+        self.save_record();
         Ok(())
     }
 
-    /// Deletes every namespace this process created (at shutdown). Errors are logged.
+    /// Deletes every namespace this agent created. Errors are logged. (The agent itself never
+    /// does at exit: instances outlive it.)
     pub fn destroy_all(&mut self) {
         let all: Vec<String> = self.created.iter().cloned().collect();
         for ns in all {

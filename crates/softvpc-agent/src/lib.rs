@@ -4,7 +4,8 @@
 //! underlay sockets, start the data-path thread (`datapath`: the [`Engine`] plus all packet
 //! I/O), then run on a small tokio runtime: the control loop (`control`: register, watch,
 //! reconcile instances, publish mapping tables) and the HTTP endpoint (`metrics`). SIGTERM or
-//! SIGINT close the TAPs, delete the namespaces this agent created, and exit 0.
+//! SIGINT close the TAPs and exit 0; the instances (namespaces, persistent TAPs) stay, and the
+//! next agent takes them over (`instance.rs`), as after a SIGKILL.
 //!
 //! The watch protocol's state machine (the agent's `Replica`) is `softvpc-mapping`'s.
 //!
@@ -251,6 +252,8 @@ pub async fn serve(
         availability_zone: args.availability_zone.clone(),
         status: ArcSwap::from_pointee(AgentStatus::default()),
         resyncs: AtomicU64::new(0),
+        resumes: AtomicU64::new(0),
+        adopted: AtomicU64::new(0),
         instance_errors: AtomicU64::new(0),
         watching: AtomicBool::new(false),
         datapath: Arc::clone(&shared),
@@ -305,7 +308,8 @@ pub async fn serve(
         state,
         datapath,
         Plumber::new(&args.instance_netns_prefix)?
-            .with_clsact(args.fast_path == fastpath::FastPathMode::On),
+            .with_clsact(args.fast_path == fastpath::FastPathMode::On)
+            .with_record(args.state_dir.join(instance::OWNED_FILE)),
     )?;
 
     let outcome = tokio::select! {

@@ -161,7 +161,7 @@ pub fn render(
         let n = v.skipped.iter().filter(|s| s.reason() == reason).count();
         let _ = writeln!(out, "softvpc_enis_skipped{{reason=\"{reason}\"}} {n}");
     }
-    let gauges: [Row<'_>; 10] = [
+    let gauges: [Row<'_>; 12] = [
         (
             "softvpc_io_batches_total",
             "counter",
@@ -209,6 +209,18 @@ pub fn render(
             "counter",
             "Full snapshots received after the first.",
             state.resyncs.load(Ordering::Relaxed),
+        ),
+        (
+            "softvpc_mapping_resumes_total",
+            "counter",
+            "Watches reopened from the agent's revision and answered with what it missed (no full snapshot).",
+            state.resumes.load(Ordering::Relaxed),
+        ),
+        (
+            "softvpc_interfaces_adopted_total",
+            "counter",
+            "Instance interfaces taken over from an earlier run of the agent (persistent TAPs attached again).",
+            state.adopted.load(Ordering::Relaxed),
         ),
         (
             "softvpc_instance_errors_total",

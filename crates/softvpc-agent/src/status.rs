@@ -62,6 +62,11 @@ pub struct AgentState {
     pub status: ArcSwap<AgentStatus>,
     /// Snapshots received after the first (the server could not resume the agent's watch).
     pub resyncs: AtomicU64,
+    /// Watches reopened from a resume point that the server answered with what was missed
+    /// (Deltas or a Heartbeat), not a full Snapshot.
+    pub resumes: AtomicU64,
+    /// Interfaces taken over from an earlier run of the agent (persistent TAPs attached again).
+    pub adopted: AtomicU64,
     /// Instances that could not be created or deleted.
     pub instance_errors: AtomicU64,
     /// Whether a watch stream is open right now.

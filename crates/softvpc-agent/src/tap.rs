@@ -2,9 +2,18 @@
 //!
 //! A small, careful wrapper in the style of Firecracker's `tap.rs`: open `/dev/net/tun`, attach
 //! it to a new TAP interface with `TUNSETIFF` (`IFF_TAP | IFF_NO_PI`, so every read and write is
-//! exactly one Ethernet frame), non-blocking. The device lives as long as the fd: it is not made
-//! persistent, so a crashed agent leaves no stale TAPs behind. The interface can be moved to
-//! another network namespace (and renamed) while the agent keeps reading and writing the fd.
+//! exactly one Ethernet frame), non-blocking. The interface can be moved to another network
+//! namespace (and renamed) while the agent keeps reading and writing the fd.
+//!
+//! An instance's TAP is **persistent** (`TUNSETPERSIST`, [`Tap::create_persistent`]): it outlives
+//! the agent's fd, so an agent that exits, crashes or is killed with SIGKILL leaves every
+//! instance its namespace, its `eth<N>` (same interface index), addresses and routes; only the
+//! carrier drops while no fd is attached. The next agent attaches to the existing device again
+//! ([`Tap::attach`], from inside the instance's namespace, by its name there) and forwards on.
+//! Stale devices are the agent's to remove: a port that goes away clears the flag before its fd
+//! closes ([`Tap::set_persistent`]), so the device goes with the fd as before; at start the agent
+//! deletes the instance TAPs that belong to no port (`instance::Plumber::adopt`). The edge TAP
+//! stays non-persistent (it is made again at every start).
 //!
 //! Next step (not done yet, the design allows it): `IFF_VNET_HDR` plus `TUNSETVNETHDRSZ` and
 //! `TUNSETOFFLOAD(TUN_F_CSUM | TUN_F_TSO4)`, so each read or write carries a 10-byte
@@ -22,6 +31,7 @@ pub const MAX_IFNAME_LEN: usize = libc::IFNAMSIZ - 1;
 
 // ioctl numbers from <linux/if_tun.h>: _IOW('T', n, int/unsigned int).
 const TUNSETIFF: u64 = 0x4004_54ca; // _IOW('T', 202, int)
+const TUNSETPERSIST: u64 = 0x4004_54cb; // _IOW('T', 203, int)
 #[allow(dead_code)] // The documented next step (offloads); kept next to its siblings.
 const TUNSETOFFLOAD: u64 = 0x4004_54d0; // _IOW('T', 208, unsigned int)
 #[allow(dead_code)]
@@ -45,7 +55,17 @@ pub enum TapError {
     /// `/dev/net/tun` could not be opened: the `tun` module is missing or we lack permission.
     #[error("opening /dev/net/tun: {0}")]
     OpenTun(#[source] io::Error),
-    /// `TUNSETIFF` failed: no CAP_NET_ADMIN, or a device of that name exists and is busy.
+    /// `TUNSETPERSIST` failed.
+    #[error("TUNSETPERSIST {name}: {source}")]
+    Persist {
+        /// The device.
+        name: String,
+        #[source]
+        /// The kernel's error.
+        source: io::Error,
+    },
+    /// `TUNSETIFF` failed: no CAP_NET_ADMIN, or a device of that name exists and is busy (or,
+    /// attaching, is not a TAP).
     #[error("TUNSETIFF {name}: {source}")]
     CreateTap {
         /// The device name asked for.
@@ -66,7 +86,8 @@ struct IfReqFlags {
 }
 
 /// An open TAP device. Reading yields one Ethernet frame; writing sends one to the interface.
-/// Dropping it closes the fd, which deletes the interface (wherever it has been moved to).
+/// Dropping it closes the fd, which deletes the interface (wherever it has been moved to) unless
+/// it is persistent.
 #[derive(Debug)]
 pub struct Tap {
     file: File,
@@ -74,7 +95,44 @@ pub struct Tap {
 }
 
 impl Tap {
-    /// Creates a TAP interface called `name` (in the caller's network namespace), non-blocking.
+    /// Creates a persistent TAP interface called `name` (in the caller's network namespace): it
+    /// stays when the fd closes, until [`Tap::set_persistent`]`(false)` or a netlink delete.
+    pub fn create_persistent(name: &str) -> Result<Tap, TapError> {
+        let tap = Tap::open(name)?;
+        tap.set_persistent(true)?;
+        Ok(tap)
+    }
+
+    /// Attaches to the existing TAP interface `name` of the calling thread's network namespace
+    /// (a persistent one an earlier agent left), non-blocking. Fails if it is not a TAP or
+    /// another fd holds it.
+    pub fn attach(name: &str) -> Result<Tap, TapError> {
+        // TUNSETIFF on an existing device's name attaches to it (the flags must match its kind).
+        Tap::open(name)
+    }
+
+    /// Makes the device outlive its fd (or not: then closing the fd deletes it).
+    pub fn set_persistent(&self, persistent: bool) -> Result<(), TapError> {
+        // SAFETY: `file` is an open /dev/net/tun fd attached to a device; TUNSETPERSIST takes
+        // its argument by value.
+        let rc = unsafe {
+            libc::ioctl(
+                self.file.as_raw_fd(),
+                TUNSETPERSIST as _,
+                libc::c_ulong::from(persistent),
+            )
+        };
+        if rc < 0 {
+            return Err(TapError::Persist {
+                name: self.name.clone(),
+                source: io::Error::last_os_error(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Opens `/dev/net/tun` and `TUNSETIFF`s `name` (in the caller's network namespace): a new
+    /// non-persistent TAP, or the existing TAP of that name. Non-blocking.
     pub fn open(name: &str) -> Result<Tap, TapError> {
         validate_name(name)?;
         let file = std::fs::OpenOptions::new()

@@ -1,7 +1,7 @@
 //! The whole agent (`softvpc_agent::serve`) against a scripted mapping service, as root in a
 //! scratch namespace: registration retries, snapshot -> instances come up and reach their router,
 //! delta -> instances added and removed, stream end -> resume with epoch/revision/held VPCs,
-//! protocol error -> full resync, shutdown -> namespaces deleted. `/mappings` and `/metrics` are
+//! protocol error -> full resync, shutdown -> instances (namespaces, persistent TAPs) kept. `/mappings` and `/metrics` are
 //! read over HTTP like a person or the lab would. The scripted service speaks TLS with its own
 //! CA: the agent joins with a token (verifying the server by the token's CA hash) and every
 //! later call carries its host certificate.
@@ -493,12 +493,18 @@ fn scenario(prefix: &str, ns11: &str, ns12: &str) {
         "instance 14 cannot reach instance 11"
     );
 
-    // Shutdown: the agent deletes what it created and returns Ok.
+    // Shutdown: the agent returns Ok; the instances outlive it (persistent TAPs), for the
+    // next agent to take over.
     stop_tx.send(()).expect("stop");
     let result = rt.block_on(agent).expect("join");
     assert!(result.is_ok(), "{result:?}");
-    assert!(!netns::exists(ns11), "namespace left behind at shutdown");
-    assert!(!netns::exists(&ns14), "namespace left behind at shutdown");
+    assert!(netns::exists(ns11), "an instance went with the agent");
+    assert!(netns::exists(&ns14), "an instance went with the agent");
+    let link = Command::new("ip")
+        .args(["-n", ns11, "-o", "link", "show", "dev", "eth0"])
+        .output()
+        .expect("ip");
+    assert!(link.status.success(), "eth0 went with the agent");
     rt.shutdown_timeout(Duration::from_secs(1));
     let _ = std::fs::remove_dir_all(&state_dir);
 }

@@ -6,7 +6,8 @@
 //! router. With `[internet]` in the topology it also builds the lab's internet ([`internet`]).
 //! With `--ha`, the control plane is 3 server replicas on a 3-member etcd cluster ([`ha`]).
 //! `down` removes everything (also after a crash), `status` says what runs, `exec` runs a
-//! command inside an instance's netns (or the internet's).
+//! command inside an instance's netns (or the internet's), `stop` and `start` stop and restart
+//! the server or an agent ([`process`], for fault drills).
 //!
 //! Modules: [`topology`] (the file format), [`names`] (every derived name and address),
 //! [`state`] (what a lab created), [`sys`] (iproute2 and processes), [`probe`] (the ICMP
@@ -41,6 +42,7 @@ pub mod ha;
 pub mod internet;
 pub mod names;
 pub mod probe;
+pub mod process;
 pub mod state;
 pub mod status;
 pub mod sys;
@@ -118,6 +120,20 @@ pub enum LabCommand {
         /// The command and its arguments (after `--`).
         cmd: Vec<String>,
     },
+    /// Stop the server or a host's agent (SIGTERM, or SIGKILL with --kill); `lab start` runs
+    /// it again.
+    Stop {
+        /// `server`, or a host name (its agent).
+        target: String,
+        /// SIGKILL instead of SIGTERM (a crash).
+        #[arg(long)]
+        kill: bool,
+    },
+    /// Start the server or a host's agent again, with the command line `lab up` gave it.
+    Start {
+        /// `server`, or a host name (its agent).
+        target: String,
+    },
     /// Serve the lab internet's HTTP and UDP echo (run by `lab up`, stopped by `lab down`).
     #[command(name = "internet-serve", hide = true)]
     InternetServe(internet::ServeArgs),
@@ -148,6 +164,8 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
         LabCommand::Down => down::down(&args),
         LabCommand::Status { json } => status::status(&args, *json),
         LabCommand::Exec { name, cmd } => exec::exec(&args, name, cmd),
+        LabCommand::Stop { target, kill } => process::stop(&args, target, *kill),
+        LabCommand::Start { target } => process::start(&args, target),
         LabCommand::InternetServe(serve) => internet::serve(serve),
     }
 }

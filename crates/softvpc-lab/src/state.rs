@@ -109,6 +109,9 @@ pub struct ProcessRecord {
     /// got the same pid.
     #[serde(default)]
     pub start_time: Option<u64>,
+    /// Its command line (program first), so `lab start` can run it again after `lab stop`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub argv: Vec<String>,
 }
 
 impl ProcessRecord {
@@ -118,7 +121,16 @@ impl ProcessRecord {
             pid,
             log,
             start_time: crate::sys::start_time(pid),
+            argv: Vec::new(),
         }
+    }
+
+    /// The same record with the command line it was started with.
+    pub fn with_argv(mut self, bin: &Path, args: &[String]) -> ProcessRecord {
+        self.argv = std::iter::once(bin.display().to_string())
+            .chain(args.iter().cloned())
+            .collect();
+        self
     }
 
     /// Whether this very process still runs (not just some process with its pid).
@@ -268,6 +280,7 @@ mod tests {
                 pid: 10,
                 log: dir.join("logs/server.log"),
                 start_time: None,
+                argv: Vec::new(),
             }),
             hosts: vec![HostRecord {
                 name: "host-1".into(),
@@ -278,6 +291,7 @@ mod tests {
                     pid: 11,
                     log: dir.join("logs/agent-host-1.log"),
                     start_time: None,
+                    argv: vec!["softvpc".into(), "agent".into()],
                 }),
                 host_id: None,
             }],

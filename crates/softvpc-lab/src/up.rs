@@ -642,7 +642,7 @@ fn start_server(
     }
     let log = state_dir.join("logs").join(format!("{name}.log"));
     let child = sys::spawn_detached(bin, &server_args, &log)?;
-    let record = ProcessRecord::new(child.id() as i32, log.clone());
+    let record = ProcessRecord::new(child.id() as i32, log.clone()).with_argv(bin, &server_args);
     match replica {
         None => state.server = Some(record),
         Some(i) => {
@@ -842,7 +842,8 @@ fn start_agents(
             .join("logs")
             .join(format!("agent-{}.log", host.name));
         let child = sys::spawn_detached(bin, &agent_args, &log)?;
-        state.hosts[i].process = Some(ProcessRecord::new(child.id() as i32, log.clone()));
+        state.hosts[i].process =
+            Some(ProcessRecord::new(child.id() as i32, log.clone()).with_argv(bin, &agent_args));
         state.save(state_dir)?;
         agents.push(Started {
             child,

@@ -1,7 +1,9 @@
 //! The server end's store: the [`Catalog`] of every record and the revisioned ring of recent
 //! changes. Revisions are the server's (one per committed mutation, persisted by it); the
-//! entries live in memory only, so a new **epoch** (chosen by the server at each start) tells
-//! agents whether their revision refers to this log at all.
+//! **epoch** (kept by the server's store, so the same across restarts and replicas) tells
+//! agents whether their revision refers to this log at all. The entries live in memory only: a
+//! restarted server's ring starts empty at its store's revision, so an agent at exactly that
+//! revision resumes and one behind it gets a snapshot.
 //!
 //! The catalog keeps, beside the records, what the per-host feeds ask on every wake-up: the
 //! records of each VPC, for each host the VPCs and the security groups of the ENIs placed on

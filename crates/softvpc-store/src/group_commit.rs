@@ -93,8 +93,8 @@ pub trait Backend: Send + Sync {
     fn max_batch(&self) -> usize {
         usize::MAX
     }
-    /// The mapping epoch shared by every store over this backend (None: each server start
-    /// makes its own).
+    /// The mapping epoch kept by this backend: shared by every store over it and across server
+    /// restarts (None: each server start makes its own).
     fn epoch(&self) -> Option<String> {
         None
     }
@@ -292,7 +292,7 @@ impl Store {
         self
     }
 
-    /// The mapping epoch the backend shares between replicas, if it does.
+    /// The mapping epoch the backend keeps (across restarts, and between replicas), if it does.
     pub fn shared_epoch(&self) -> Option<String> {
         self.backend.as_ref().and_then(|b| b.epoch())
     }

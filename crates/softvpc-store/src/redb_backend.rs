@@ -1,6 +1,14 @@
 //! The redb backend: the model at `<data-dir>/softvpc.redb`, one table per resource kind
-//! (id -> JSON), plus a `meta` table for the mapping revision and the next VNI. Every commit
-//! (one mutation, or a group of them) is ONE write transaction, so it lands whole or not at all.
+//! (id -> JSON), plus a `meta` table for the mapping revision and the next VNI, and `meta_text`
+//! for the mapping epoch. Every commit (one mutation, or a group of them) is ONE write
+//! transaction, so it lands whole or not at all.
+//!
+//! The mapping epoch is made once, at the store's creation, and kept: a revision then means the
+//! same records before and after a server restart (the projection is a pure function of the
+//! state), so an agent that reconnects to the restarted server at the store's revision resumes
+//! without a full resync. (A data directory restored from an older copy keeps its epoch too: an
+//! agent ahead of its revision asks for a revision the log does not have yet and gets a
+//! snapshot.)
 
 use std::path::Path;
 use std::sync::Arc;
@@ -16,6 +24,9 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const META_REVISION: &str = "revision";
 const META_NEXT_VNI: &str = "next_vni";
 
+const META_TEXT: TableDefinition<&str, &str> = TableDefinition::new("meta_text");
+const META_EPOCH: &str = "epoch";
+
 fn definition(table: Table) -> TableDefinition<'static, &'static str, &'static [u8]> {
     TableDefinition::new(table.name())
 }
@@ -23,6 +34,8 @@ fn definition(table: Table) -> TableDefinition<'static, &'static str, &'static [
 /// The redb database.
 pub struct RedbBackend {
     db: Database,
+    /// The mapping epoch kept in the store (None in memory: each store is its own epoch).
+    epoch: Option<String>,
 }
 
 impl RedbBackend {
@@ -41,7 +54,9 @@ impl RedbBackend {
         let db = redb::Builder::new()
             .create_with_backend(redb::backends::InMemoryBackend::new())
             .context("creating in-memory store")?;
-        Self::init(db)
+        let (mut store, state) = Self::init(db)?;
+        store.epoch = None;
+        Ok((store, state))
     }
 
     fn init(db: Database) -> anyhow::Result<(RedbBackend, State)> {
@@ -51,8 +66,23 @@ impl RedbBackend {
             txn.open_table(definition(*t))?;
         }
         txn.open_table(META)?;
+        let epoch = {
+            let mut text = txn.open_table(META_TEXT)?;
+            let kept = text.get(META_EPOCH)?.map(|v| v.value().to_string());
+            match kept {
+                Some(epoch) => epoch,
+                None => {
+                    let epoch = softvpc_model::ids::new_id("epoch");
+                    text.insert(META_EPOCH, epoch.as_str())?;
+                    epoch
+                }
+            }
+        };
         txn.commit()?;
-        let store = RedbBackend { db };
+        let store = RedbBackend {
+            db,
+            epoch: Some(epoch),
+        };
         let state = store.load()?;
         Ok((store, state))
     }
@@ -92,6 +122,11 @@ impl Backend for RedbBackend {
         let writes = batch.iter().flat_map(|m| m.writes.iter());
         self.write(writes, last.revision, last.next_vni)
             .map_err(CommitError::Failed)
+    }
+
+    /// The epoch kept in the store: the same across server restarts.
+    fn epoch(&self) -> Option<String> {
+        self.epoch.clone()
     }
 }
 
@@ -176,5 +211,20 @@ mod tests {
         assert!(stats.stored_bytes >= 300, "{stats:?}");
         assert!(stats.total_bytes >= stats.stored_bytes, "{stats:?}");
         assert_eq!(store.table_stats(Table::Vpcs).unwrap().rows, 0);
+    }
+
+    #[test]
+    fn the_mapping_epoch_outlives_the_process() {
+        let dir = std::env::temp_dir().join(format!("softvpc-epoch-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (store, _) = RedbBackend::open(&dir).unwrap();
+        let epoch = store.epoch().expect("a kept epoch");
+        assert!(epoch.starts_with("epoch-"), "{epoch}");
+        drop(store);
+        let (again, _) = RedbBackend::open(&dir).unwrap();
+        assert_eq!(again.epoch(), Some(epoch));
+        std::fs::remove_dir_all(&dir).unwrap();
+        // In memory, every store is its own epoch (the server makes one).
+        assert_eq!(RedbBackend::open_in_memory().unwrap().0.epoch(), None);
     }
 }

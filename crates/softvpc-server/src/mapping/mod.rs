@@ -140,7 +140,8 @@ impl MappingProjection {
         (store.with_follower(projection.clone()), projection)
     }
 
-    /// The epoch of this log (a random id per server start).
+    /// The epoch of this log (kept by the store: redb's data directory or etcd; random for an
+    /// in-memory store).
     pub fn epoch(&self) -> &str {
         &self.epoch
     }
