@@ -146,3 +146,38 @@ def ips(lab):
 def pytest_collection_modifyitems(session, config, items):
     """The seed experiment (the product's headline) runs first, on a fresh lab."""
     items.sort(key=lambda item: 0 if "test_seed_experiment" in item.nodeid else 1)
+
+
+def _diagnostics(lab):
+    """What a failed test's lab looked like: each agent's nonzero drop counters, the internet
+    namespace's neighbours and bridge, and the last lines of every log. CI's log is all anyone
+    sees of a failure there, so it has to say more than the assertion."""
+    out = []
+
+    def section(title, fn):
+        try:
+            out.append(f"--- {title}\n{fn()}")
+        except Exception as err:  # diagnostics must never hide the failure itself
+            out.append(f"--- {title}: unavailable ({err})")
+
+    for host in (lab.status(refresh=True).get("hosts") or []):
+        name = host["name"]
+        section(f"{name}: drops", lambda n=name: "\n".join(
+            line for line in lab.agent_get(n, "/metrics").splitlines()
+            if line.startswith("softvpc_drops_total") and not line.endswith(" 0")))
+    inet = lab.netns("internet")
+    section("internet: ip neigh", lambda: lab.netns_exec(inet, "ip", "neigh").stdout)
+    section("internet: bridge fdb", lambda: lab.netns_exec(inet, "bridge", "fdb").stdout)
+    section("internet: ip -s link", lambda: lab.netns_exec(inet, "ip", "-s", "link").stdout)
+    for log in sorted((STATE_DIR / "logs").glob("*.log")):
+        section(f"{log.name} (last 40 lines)",
+                lambda p=log: "\n".join(p.read_text(errors="replace").splitlines()[-40:]))
+    return "\n".join(out)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.when == "call" and rep.failed and "lab" in getattr(item, "funcargs", {}):
+        rep.sections.append(("lab diagnostics", _diagnostics(item.funcargs["lab"])))
