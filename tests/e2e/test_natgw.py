@@ -6,9 +6,10 @@ gateway) holding a NAT gateway with an Elastic IP; the main route table (zigi-vm
 zigi-vm2 on host-2 use it) sends 0.0.0.0/0 to the NAT gateway. Then: both instances' curl to
 203.0.113.10 shows the gateway's Elastic IP, whichever host holds the gateway; 50 parallel
 connections all work and the server saw 50 distinct address:port pairs; UDP echo and ping
-through it; nothing from the internet reaches the private instances (counted
-`nat_no_translation` on the gateway's host); `tracepath` reports pmtu 1500 through it, and
-through the internet gateway with an Elastic IP. Everything it made is removed at the end.
+through it, a fragmented 4,000-byte UDP datagram echoed whole; nothing from the internet
+reaches the private instances (counted `nat_no_translation` on the gateway's host);
+`tracepath` reports pmtu 1500 through it, and through the internet gateway with an Elastic IP.
+Everything it made is removed at the end.
 """
 
 import sys
@@ -27,6 +28,25 @@ s.settimeout(2)
 s.sendto(b"through the nat gateway", ("203.0.113.10", 7))
 data, peer = s.recvfrom(2048)
 print(data.decode(), peer[0])
+"""
+# 4,000 bytes without DF from an eth0 of MTU 1500: the instance's kernel sends three fragments,
+# the echo's answer comes back in fragments too (AWS's NAT gateway forwards fragmented UDP).
+UDP_FRAGMENTED = """
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+# IP_MTU_DISCOVER (10) = IP_PMTUDISC_DONT (0): no DF, so the kernel fragments (Python's
+# socket module does not name these Linux constants).
+s.setsockopt(socket.IPPROTO_IP, 10, 0)
+s.settimeout(2)
+data = bytes(i % 251 for i in range(4000))
+for attempt in range(5):
+    s.sendto(data, ("203.0.113.10", 7))
+    try:
+        got, peer = s.recvfrom(65535)
+    except socket.timeout:
+        continue
+    print(got == data, len(got), peer[0])
+    break
 """
 
 
@@ -111,6 +131,13 @@ def test_nat_gateway(lab):
         proc = lab.exec("zigi-vm1", sys.executable, "-c", UDP_ECHO, timeout=20)
         assert proc.stdout.split() == ["through", "the", "nat", "gateway", WEB], proc.stderr
         assert lab.ping("zigi-vm1", WEB, count=2, wait=2).ok, "ping through the NAT gateway"
+
+        # Fragmented UDP both ways through it, whole at each end; no fragment dropped.
+        frag_drops = lab.drops(held_by, "nat_fragment")
+        lab.exec("zigi-vm1", "ip", "link", "set", "eth0", "mtu", "1500", check=True)
+        proc = lab.exec("zigi-vm1", sys.executable, "-c", UDP_FRAGMENTED, timeout=30)
+        assert proc.stdout.split() == ["True", "4000", WEB], (proc.stdout, proc.stderr)
+        assert lab.drops(held_by, "nat_fragment") == frag_drops
 
         # Nothing from the internet reaches a private instance: not at the Elastic IP (no
         # translation: dropped and counted on the gateway's host), not at a private address.
