@@ -31,7 +31,7 @@ OPERATIONS = [
     # Instances
     "RunInstances", "TerminateInstances", "DescribeInstances", "StartInstances",
     "StopInstances", "DescribeInstanceStatus", "ModifyInstanceAttribute",
-    "DescribeInstanceAttribute",
+    "DescribeInstanceAttribute", "ModifyInstanceMetadataOptions",
     # Volumes (each instance's root volume)
     "DescribeVolumes",
     # Network interfaces

@@ -230,6 +230,7 @@ def calls(w):
         "ImportKeyPair": {"KeyName": "dry-import", "PublicKeyMaterial": w["key_pub"].encode()},
         "ModifyInstanceAttribute": {"InstanceId": w["i_stopped"], "SourceDestCheck": {"Value": False}},
         "ModifyLaunchTemplate": {"LaunchTemplateId": w["lt"], "DefaultVersion": "2"},
+        "ModifyInstanceMetadataOptions": {"InstanceId": w["i_running"], "HttpTokens": "required"},
         "ModifyManagedPrefixList": {"PrefixListId": w["pl"], "CurrentVersion": w["pl_version"],
                                     "AddEntries": [{"Cidr": "10.2.0.0/16"}]},
         "ModifyNetworkInterfaceAttribute": {"NetworkInterfaceId": w["eni"],

@@ -149,7 +149,9 @@ def test_launch_members_refused_by_name(ec2, subnet):
         ({"HibernationOptions": {"Configured": True}}, "HibernationOptions.Configured"),
         ({"Ipv6AddressCount": 1}, "Ipv6AddressCount"),
         ({"KernelId": "aki-12345678"}, "KernelId"),
-        ({"MetadataOptions": {"HttpTokens": "required"}}, "MetadataOptions"),
+        # The IPv6 metadata endpoint (the rest of MetadataOptions is honoured:
+        # test_metadata_options.py).
+        ({"MetadataOptions": {"HttpProtocolIpv6": "enabled"}}, "HttpProtocolIpv6"),
         ({"Placement": {"Tenancy": "dedicated"}}, "Placement.Tenancy"),
         ({"Placement": {"AvailabilityZoneId": "use1-az1"}}, "Placement.AvailabilityZoneId"),
     ]:

@@ -406,6 +406,10 @@ impl Control {
     fn publish_table(&mut self, ports: &HashMap<String, PortId>) {
         let table = crate::table::build(&self.replica.records, self.state.underlay_ip, ports);
         self.state.datapath.table.store(Arc::new(table));
+        let imds = crate::imds::view_of(&self.replica.records, &self.host_id);
+        if **self.state.datapath.imds.load() != imds {
+            self.state.datapath.imds.store(Arc::new(imds));
+        }
         let flow = crate::flowlog::view_of(&self.replica.records, &self.host_id);
         if **self.state.datapath.flow_logs.load() != flow {
             self.state.datapath.flow_logs.store(Arc::new(flow));

@@ -143,6 +143,8 @@ pub struct Stats {
     pub ports: usize,
     /// The engine's flow log capture.
     pub flow_logs: FlowLogStats,
+    /// The instance metadata service.
+    pub imds: crate::imds::ImdsCounters,
 }
 
 /// State shared between the data path and the control plane.
@@ -162,6 +164,9 @@ pub struct Shared {
     pub flow_windows: std::sync::OnceLock<tokio::sync::mpsc::Sender<FlowWindow>>,
     /// Flow log records lost because the shipper's queue was full.
     pub flow_records_lost: std::sync::atomic::AtomicU64,
+    /// The local instances' metadata (ENI id -> instance); the control plane stores, the
+    /// data path's metadata server reads.
+    pub imds: ArcSwap<crate::imds::ImdsView>,
 }
 
 impl Default for Shared {
@@ -174,6 +179,7 @@ impl Default for Shared {
             flow_logs: Arc::default(),
             flow_windows: std::sync::OnceLock::new(),
             flow_records_lost: Default::default(),
+            imds: ArcSwap::from_pointee(Default::default()),
         }
     }
 }
@@ -339,6 +345,10 @@ struct Worker {
     flow_view: Arc<FlowLogView>,
     /// The upstream resolver, when set.
     dns: Option<DnsUpstream>,
+    /// The instance metadata service's stacks.
+    imds: crate::imds::Server,
+    /// When its stacks want to be polled next.
+    imds_due: Option<Instant>,
 }
 
 impl Worker {
@@ -377,6 +387,8 @@ impl Worker {
             fast: None,
             flow_view: Arc::default(),
             dns: None,
+            imds: crate::imds::Server::new(crate::imds::TokenKey::random(), Instant::now()),
+            imds_due: None,
         })
     }
 
@@ -431,6 +443,9 @@ impl Worker {
                     f.tick(&mut self.engine, now);
                 }
             }
+            if self.imds_due.is_some_and(|t| t <= now) {
+                self.imds_poll(now);
+            }
             self.ship_flow_windows();
             if self.dirty && self.last_publish.elapsed() >= PUBLISH_INTERVAL {
                 self.publish();
@@ -440,7 +455,50 @@ impl Worker {
 
     /// How long `epoll_wait` may sleep: until the engine's next timer, at most [`MAX_WAIT`].
     fn wait_timeout(&self, now: Instant) -> EpollTimeout {
-        EpollTimeout::from(wait_ms(self.engine.poll_timeout(), now))
+        let deadline = match (self.engine.poll_timeout(), self.imds_due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        EpollTimeout::from(wait_ms(deadline, now))
+    }
+
+    /// Runs the metadata service's stacks and frames what they send through the engine.
+    fn imds_poll(&mut self, now: Instant) {
+        struct Cx<'a> {
+            table: &'a MappingTable,
+            view: &'a crate::imds::ImdsView,
+        }
+        impl crate::imds::Context for Cx<'_> {
+            fn instance(&self, port: PortId) -> Option<Arc<crate::imds::InstanceView>> {
+                let eni = self.table.eni_on_port(port)?;
+                self.view.get(&*eni.eni_id).cloned()
+            }
+            fn wall_secs(&self) -> u64 {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs())
+            }
+        }
+        self.refresh_table();
+        let view = self.shared.imds.load();
+        let table = Arc::clone(self.engine.table());
+        let mut replies: Vec<(PortId, Vec<u8>)> = Vec::new();
+        self.imds.poll(
+            now,
+            &Cx {
+                table: &table,
+                view: &view,
+            },
+            |port, packet| replies.push((port, packet.to_vec())),
+        );
+        for (port, packet) in &replies {
+            self.engine
+                .handle_imds_reply(now, *port, packet, &mut self.out);
+        }
+        self.imds_due = self.imds.poll_at(now);
+        if !self.out.is_empty() {
+            self.flush();
+        }
     }
 
     /// Logs what the engine reported.
@@ -493,6 +551,7 @@ impl Worker {
                     if let Some(f) = &mut self.fast {
                         f.remove_port(port);
                     }
+                    self.imds.remove_port(port);
                     if let Some(tap) = self.ports.remove(&port) {
                         let _ = self.epoll.delete(tap.as_fd());
                         // The interface goes with the port: closing the fd deletes it.
@@ -657,6 +716,11 @@ impl Worker {
 
     /// Performs the engine's output, then clears it for the next batch (keeping its buffers).
     fn flush(&mut self) {
+        let mut imds_in = false;
+        for (port, packet) in self.out.imds() {
+            self.imds.receive(Instant::now(), port, packet);
+            imds_in = true;
+        }
         for (port, frame) in self.out.to_ports() {
             match self.ports.get(&port) {
                 Some(tap) => {
@@ -691,6 +755,10 @@ impl Worker {
         }
         self.out.clear();
         self.dirty = true;
+        if imds_in {
+            // Answers now, not at the next wake-up (this flushes once more, without requests).
+            self.imds_poll(Instant::now());
+        }
     }
 
     fn stats(&self) -> Stats {
@@ -699,6 +767,7 @@ impl Worker {
             io: self.io.clone(),
             ports: self.ports.len(),
             flow_logs: self.engine.flow_log_stats(),
+            imds: self.imds.counters(),
         }
     }
 

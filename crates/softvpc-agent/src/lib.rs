@@ -32,6 +32,7 @@ pub mod control;
 pub mod datapath;
 pub mod fastpath;
 pub mod flowlog;
+pub mod imds;
 pub mod instance;
 pub mod metrics;
 pub mod reconcile;

@@ -138,6 +138,7 @@ pub fn render(
     stats.engine.write_prometheus(&mut out);
     write_kernel_drops(&mut out, ports, underlay_drops);
     write_flow_logs(&mut out, state, stats);
+    write_imds(&mut out, &stats.imds);
 
     // Writing to a String cannot fail.
     write_header(
@@ -300,6 +301,32 @@ fn write_kernel_drops(out: &mut String, ports: &[PortLinkStats], underlay_drops:
              softvpc_underlay_socket_drops_total {n}"
         );
     }
+}
+
+/// The instance metadata service: answers by status, dropped packets, stacks.
+fn write_imds(out: &mut String, c: &crate::imds::ImdsCounters) {
+    let _ = writeln!(
+        out,
+        "# HELP softvpc_imds_responses_total Answers of the instance metadata service, by HTTP \
+         status.\n# TYPE softvpc_imds_responses_total counter"
+    );
+    for status in [200u16, 400, 401, 403, 404, 405] {
+        let n = c.responses.get(&status).copied().unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "softvpc_imds_responses_total{{status=\"{status}\"}} {n}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP softvpc_imds_packets_dropped_total Packets to the metadata service dropped (too \
+         many ports with connections, or a port's queue full).\n\
+         # TYPE softvpc_imds_packets_dropped_total counter\n\
+         softvpc_imds_packets_dropped_total {}\n\
+         # HELP softvpc_imds_stacks Ports with a metadata TCP stack now.\n\
+         # TYPE softvpc_imds_stacks gauge\nsoftvpc_imds_stacks {}",
+        c.packets_dropped, c.stacks
+    );
 }
 
 /// The flow log counters: records made, written, refused, lost (by where), and held.

@@ -367,6 +367,7 @@ fn records(enis: &[&EniSpec], underlay: Ipv4Addr) -> Records {
                 connection_tracking: Default::default(),
                 flow_logs: vec![],
                 nat_gateway_id: String::new(),
+                instance_metadata: None,
             },
         );
     }

@@ -280,10 +280,6 @@ fn refuse_unsupported_launch_members(input: &Value) -> Result<(), ApiError> {
         ),
         ("LicenseSpecifications", "there is no license manager"),
         (
-            "MetadataOptions",
-            "there is no instance metadata service yet",
-        ),
-        (
             "PrivateDnsNameOptions",
             "instance host names follow the IP name only",
         ),
@@ -612,6 +608,17 @@ fn instance_value(state: &State, i: &Instance, shown_state: InstanceState) -> Va
         .with("VirtualizationType", "hvm")
         .with("Hypervisor", "xen")
         .with("NetworkInterfaces", enis)
+        .with(
+            "MetadataOptions",
+            metadata_options_value(
+                &i.metadata_options,
+                if shown_state == InstanceState::Pending {
+                    "pending"
+                } else {
+                    "applied"
+                },
+            ),
+        )
         .with_opt(
             "ClientToken",
             i.client_token.as_ref().map(|t| t.token.as_str()),
@@ -679,6 +686,46 @@ fn instance_eni_value(state: &State, e: &Eni) -> Value {
         .with("InterfaceType", "interface")
 }
 
+/// `MetadataOptions` of `RunInstances` or the members of `ModifyInstanceMetadataOptions`.
+fn metadata_options_request(v: &Value) -> model::instance_metadata::MetadataOptionsRequest {
+    let s = |name: &str| v.get_str(name).map(str::to_string);
+    model::instance_metadata::MetadataOptionsRequest {
+        http_tokens: s("HttpTokens"),
+        hop_limit: v.get_i64("HttpPutResponseHopLimit"),
+        http_endpoint: s("HttpEndpoint"),
+        http_protocol_ipv6: s("HttpProtocolIpv6"),
+        instance_metadata_tags: s("InstanceMetadataTags"),
+    }
+}
+
+/// `InstanceMetadataOptionsResponse`, with AWS's `State` (`pending` until the hosts apply it).
+fn metadata_options_value(o: &model::instance_metadata::MetadataOptions, state: &str) -> Value {
+    Value::new_struct()
+        .with("State", state)
+        .with("HttpTokens", o.http_tokens())
+        .with("HttpPutResponseHopLimit", i64::from(o.hop_limit))
+        .with("HttpEndpoint", o.http_endpoint())
+        .with("HttpProtocolIpv6", "disabled")
+        .with("InstanceMetadataTags", o.instance_metadata_tags())
+}
+
+/// `ModifyInstanceMetadataOptions`: absent members keep their value; the answer's `State` is
+/// `pending` (the instance's host applies it within the propagation time).
+pub fn modify_instance_metadata_options(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
+    let id = input::required(input, "InstanceId")?;
+    let req = metadata_options_request(input);
+    let options = ctx.mutate(|t| model::instance_metadata::modify(t, id, &req))?;
+    tracing::info!(
+        instance = id,
+        ?options,
+        "instance metadata options modified"
+    );
+    Ok(Value::new_struct().with("InstanceId", id).with(
+        "InstanceMetadataOptions",
+        metadata_options_value(&options, "pending"),
+    ))
+}
+
 pub fn run_instances(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
     // `LaunchTemplate`: the version's data under the request's own members.
     let (merged, launch_template) = super::launch_template::launch_input(ctx, input)?;
@@ -731,6 +778,7 @@ pub fn run_instances(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
         availability_zone,
         key_name: opt(input, "KeyName"),
         launch_template,
+        metadata_options: input.get("MetadataOptions").map(metadata_options_request),
         ..match nics {
             Some(n) => RunRequest {
                 interfaces: n.specs,

@@ -138,6 +138,11 @@ pub static ACTIONS: &[Action] = &[
     Action::model("DeleteSubnet", Kind::Write, subnet::delete_subnet),
     Action::model("RunInstances", Kind::Write, instance::run_instances),
     Action::model(
+        "ModifyInstanceMetadataOptions",
+        Kind::Write,
+        instance::modify_instance_metadata_options,
+    ),
+    Action::model(
         "DescribeInstances",
         Kind::Read,
         instance::describe_instances,

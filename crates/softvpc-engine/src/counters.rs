@@ -98,11 +98,14 @@ pub enum DropReason {
     DnsInvalid,
     /// A DNS query to a VPC whose `enableDnsSupport` is off.
     DnsDisabled,
+    /// A packet of the instance metadata server that is not a TCP answer from
+    /// 169.254.169.254:80 to an address of the port's ENI (or for a port without one).
+    ImdsInvalid,
 }
 
 impl DropReason {
     /// Every reason, in declaration order (the order of [`Counters::samples`]).
-    pub const ALL: [DropReason; 30] = [
+    pub const ALL: [DropReason; 31] = [
         DropReason::Malformed,
         DropReason::UnsupportedEthertype,
         DropReason::SpoofedSource,
@@ -133,6 +136,7 @@ impl DropReason {
         DropReason::NatConnectionReset,
         DropReason::DnsInvalid,
         DropReason::DnsDisabled,
+        DropReason::ImdsInvalid,
     ];
 
     /// The metric label value (snake_case; part of the agent's metrics contract).
@@ -168,6 +172,7 @@ impl DropReason {
             DropReason::NatConnectionReset => "nat_connection_reset",
             DropReason::DnsInvalid => "dns_invalid",
             DropReason::DnsDisabled => "dns_disabled",
+            DropReason::ImdsInvalid => "imds_invalid",
         }
     }
 }
@@ -219,11 +224,15 @@ pub enum Path {
     DnsReplies,
     /// DNS queries handed to the shell to forward upstream.
     DnsForwarded,
+    /// TCP packets to 169.254.169.254:80 handed to the shell's metadata server.
+    ImdsRequests,
+    /// Packets of the metadata server framed to their port.
+    ImdsReplies,
 }
 
 impl Path {
     /// Every path, in declaration order.
-    pub const ALL: [Path; 17] = [
+    pub const ALL: [Path; 19] = [
         Path::PortRx,
         Path::UnderlayRx,
         Path::ToPortLocal,
@@ -241,6 +250,8 @@ impl Path {
         Path::IcmpFragNeeded,
         Path::DnsReplies,
         Path::DnsForwarded,
+        Path::ImdsRequests,
+        Path::ImdsReplies,
     ];
 
     /// The metric label value.
@@ -263,6 +274,8 @@ impl Path {
             Path::IcmpFragNeeded => "icmp_frag_needed",
             Path::DnsReplies => "dns_replies",
             Path::DnsForwarded => "dns_forwarded",
+            Path::ImdsRequests => "imds_requests",
+            Path::ImdsReplies => "imds_replies",
         }
     }
 }

@@ -532,6 +532,34 @@ impl Engine {
         self.counters.count(Path::DnsReplies, len);
     }
 
+    /// A packet of the shell's instance metadata server for `port`: framed to that port when
+    /// it answers from 169.254.169.254:80 to one of the port's ENI's addresses
+    /// ([`imds::check_reply`](crate::layers::gateway::imds::check_reply)), else dropped and
+    /// counted (`imds_invalid`, also when the port has no ENI any more).
+    pub fn handle_imds_reply(
+        &mut self,
+        now: Instant,
+        port: PortId,
+        packet: &[u8],
+        out: &mut Output,
+    ) {
+        use crate::layers::gateway::imds;
+        self.advance(now);
+        let Some(eni) = self.table.eni_on_port(port) else {
+            self.counters.drop(DropReason::ImdsInvalid);
+            return;
+        };
+        if imds::check_reply(eni, packet).is_err() {
+            self.counters.drop(DropReason::ImdsInvalid);
+            return;
+        }
+        let (router, mac) = (crate::mapping::router_mac(eni.vni), eni.mac);
+        let len = out.push_port_frame(port, imds::frame_len(packet), |buf| {
+            imds::emit(buf, router, mac, packet)
+        });
+        self.counters.count(Path::ImdsReplies, len);
+    }
+
     /// A query forwarded for `asker` that the upstream did not answer in time: answered
     /// SERVFAIL (as [`handle_dns_answer`](Self::handle_dns_answer) frames answers).
     pub fn handle_dns_timeout(
@@ -1111,6 +1139,10 @@ fn write_reply(out: &mut Output, port: PortId, reply: Reply<'_>) -> (Path, Optio
         Reply::DnsForward(asker, query) => {
             let len = out.push_dns_forward(*asker, query);
             (Path::DnsForwarded, Some(len))
+        }
+        Reply::Imds(packet) => {
+            let len = out.push_imds(port, packet);
+            (Path::ImdsRequests, Some(len))
         }
     }
 }

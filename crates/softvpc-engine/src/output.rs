@@ -46,6 +46,7 @@ pub struct Output {
     frames: Vec<(PortId, Range<usize>)>,
     datagrams: Vec<Datagram>,
     dns_forwards: Vec<(crate::layers::gateway::dns::Asker, Range<usize>)>,
+    imds: Vec<(PortId, Range<usize>)>,
 }
 
 impl Output {
@@ -60,7 +61,10 @@ impl Output {
 
     /// Whether there is nothing to do.
     pub fn is_empty(&self) -> bool {
-        self.frames.is_empty() && self.datagrams.is_empty() && self.dns_forwards.is_empty()
+        self.frames.is_empty()
+            && self.datagrams.is_empty()
+            && self.dns_forwards.is_empty()
+            && self.imds.is_empty()
     }
 
     /// Forgets everything, keeping the capacity.
@@ -69,6 +73,22 @@ impl Output {
         self.frames.clear();
         self.datagrams.clear();
         self.dns_forwards.clear();
+        self.imds.clear();
+    }
+
+    /// The IPv4 packets for the instance metadata server, each with the port it came from
+    /// (hand the server's answers to
+    /// [`Engine::handle_imds_reply`](crate::Engine::handle_imds_reply) with that port).
+    pub fn imds(&self) -> impl ExactSizeIterator<Item = (PortId, &[u8])> + '_ {
+        self.imds.iter().map(|(p, r)| (*p, &self.bytes[r.clone()]))
+    }
+
+    /// Queues a copy of `packet` from `port` for the metadata server.
+    pub(crate) fn push_imds(&mut self, port: PortId, packet: &[u8]) -> usize {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(packet);
+        self.imds.push((port, start..self.bytes.len()));
+        packet.len()
     }
 
     /// The DNS queries to forward to the upstream resolver, each with who asked (hand it back

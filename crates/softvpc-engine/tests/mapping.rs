@@ -235,6 +235,7 @@ fn drop_reason_names_match_the_contract() {
             "nat_connection_reset",
             "dns_invalid",
             "dns_disabled",
+            "imds_invalid",
         ]
     );
 }

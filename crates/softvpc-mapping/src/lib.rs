@@ -22,6 +22,7 @@
 pub mod feed;
 pub mod flowlog;
 pub mod log;
+pub mod metadata;
 pub mod policy;
 pub mod record;
 pub mod replica;

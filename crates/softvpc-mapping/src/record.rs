@@ -106,6 +106,9 @@ pub struct EniRecord {
     pub flow_logs: Vec<FlowLogSpec>,
     /// The NAT gateway whose ENI this is (empty for any other ENI): its host translates.
     pub nat_gateway_id: String,
+    /// What its host's metadata service serves about its instance (`None` unless it is
+    /// attached to an instance placed on a host).
+    pub instance_metadata: Option<Box<crate::metadata::InstanceMetadata>>,
 }
 
 /// One change of the records. Deleting a VPC also deletes its subnets, ENIs, network ACLs, route
@@ -646,6 +649,7 @@ impl EniRecord {
                 .collect(),
             flow_logs: self.flow_logs.iter().map(FlowLogSpec::to_pb).collect(),
             nat_gateway_id: self.nat_gateway_id.clone(),
+            instance_metadata: self.instance_metadata.as_ref().map(|m| m.to_pb()),
         }
     }
 
@@ -706,6 +710,11 @@ impl EniRecord {
                 .map(|s| FlowLogSpec::from_pb(id, s))
                 .collect::<Result<_, _>>()?,
             nat_gateway_id: e.nat_gateway_id.clone(),
+            instance_metadata: e
+                .instance_metadata
+                .as_ref()
+                .map(|m| crate::metadata::InstanceMetadata::from_pb(id, m).map(Box::new))
+                .transpose()?,
         })
     }
 }

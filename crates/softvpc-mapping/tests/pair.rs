@@ -305,6 +305,7 @@ fn eni(n: u8, v: u8, h: Option<u8>) -> EniRecord {
         connection_tracking: Default::default(),
         flow_logs: vec![],
         nat_gateway_id: String::new(),
+        instance_metadata: None,
     }
 }
 

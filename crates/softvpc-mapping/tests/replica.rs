@@ -471,6 +471,7 @@ mod properties {
                     },
                     flow_logs: vec![],
                     nat_gateway_id: String::new(),
+                    instance_metadata: None,
                 },
             )
     }

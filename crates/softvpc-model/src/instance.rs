@@ -83,6 +83,8 @@ pub struct RunRequest {
     /// `LaunchTemplate`: the id and version number of the template version launched from;
     /// its instances carry AWS's `aws:ec2launchtemplate:id` and `:version` tags.
     pub launch_template: Option<(String, u64)>,
+    /// `MetadataOptions`.
+    pub metadata_options: Option<crate::instance_metadata::MetadataOptionsRequest>,
 }
 
 /// What `BlockDeviceMappings` may say about the root volume (the only block device).
@@ -169,6 +171,9 @@ impl RunRequest {
                     .map(|b| if b { "true" } else { "false" }),
             )
             .num(self.tag_specs.len() as u64);
+        if let Some(m) = &self.metadata_options {
+            d = d.list(m.digest_parts().iter().map(String::as_str));
+        }
         for s in &self.tag_specs {
             d = d
                 .str(&s.resource_type)
@@ -283,6 +288,10 @@ pub fn run_instances(txn: &mut Txn, req: &RunRequest) -> Result<Reservation, Api
         ));
     }
     check_specs(&req.tag_specs, &["instance", "network-interface", "volume"])?;
+    let metadata_options = match &req.metadata_options {
+        Some(m) => crate::instance_metadata::MetadataOptions::default().apply(m)?,
+        None => crate::instance_metadata::MetadataOptions::default(),
+    };
     let mut instance_tags = tags_for(&req.tag_specs, "instance")?;
     if let Some((id, version)) = &req.launch_template {
         // As AWS tags an instance launched from a template (users cannot set `aws:` tags).
@@ -467,6 +476,7 @@ pub fn run_instances(txn: &mut Txn, req: &RunRequest) -> Result<Reservation, Api
             user_data: req.user_data.clone(),
             key_name: key.as_ref().map(|k| k.name.clone()),
             key_public: key.as_ref().map(|k| k.openssh_line()),
+            metadata_options,
         };
         txn.put(instance.clone());
         let root = super::volume::create_root(

@@ -18,6 +18,7 @@ pub mod host;
 pub mod idempotency;
 pub mod ids;
 pub mod instance;
+pub mod instance_metadata;
 pub mod internet_gateway;
 pub mod key_pair;
 pub mod launch_template;
@@ -261,6 +262,9 @@ pub struct Instance {
     /// `public-keys/0/openssh-key` even if the key pair is deleted later, as on AWS.
     #[serde(default)]
     pub key_public: Option<String>,
+    /// Its instance metadata options (`MetadataOptions`).
+    #[serde(default)]
+    pub metadata_options: instance_metadata::MetadataOptions,
 }
 
 impl Instance {

@@ -352,6 +352,8 @@ pub(crate) enum Reply<'a> {
     Dns(Box<gateway::dns::DnsReply>),
     /// A DNS query for the shell to forward upstream.
     DnsForward(Box<gateway::dns::Asker>, &'a [u8]),
+    /// An IPv4 packet for the shell's instance metadata server.
+    Imds(&'a [u8]),
 }
 
 /// What a layer did with a packet (a drop is the `Err` beside it). Two bytes, so that each

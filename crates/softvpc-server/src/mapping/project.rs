@@ -31,6 +31,7 @@ use softvpc_mapping::{FlowLogSpec, TrafficType};
 use softvpc_policy::route as policy_route;
 use softvpc_policy::secgroup::Peer as PolicyPeer;
 
+use softvpc_mapping::metadata::InstanceMetadata;
 use softvpc_model::instance::{placed_host, public_address_of};
 use softvpc_model::network_acl::{NetworkAcl, DENY_ALL_RULE};
 use softvpc_model::peering::{PeeringConnection, PeeringStatus};
@@ -164,6 +165,7 @@ pub fn eni_record(state: &State, e: &Eni) -> EniRecord {
                 .map(|n| n.id.clone())
                 .unwrap_or_default(),
         },
+        instance_metadata: host.and_then(|_| instance_metadata(state, e).map(Box::new)),
         public_addresses: e
             .addresses()
             .filter_map(|ip| {
@@ -174,6 +176,49 @@ pub fn eni_record(state: &State, e: &Eni) -> EniRecord {
             })
             .collect(),
     }
+}
+
+/// What the metadata service of ENI `e`'s host serves about its instance (`e` is placed).
+fn instance_metadata(state: &State, e: &Eni) -> Option<InstanceMetadata> {
+    let i = state.instances.get(&e.attachment.as_ref()?.instance_id)?;
+    let o = i.metadata_options;
+    let region = softvpc_model::peering::REGION;
+    Some(InstanceMetadata {
+        instance_type: i.instance_type.clone(),
+        image_id: i.image_id.clone(),
+        availability_zone: i.availability_zone.clone(),
+        region: region.to_string(),
+        account_id: softvpc_model::OWNER_ID.to_string(),
+        reservation_id: i.reservation_id.clone(),
+        ami_launch_index: i.ami_launch_index,
+        launch_time: i.launch_time,
+        tokens_required: o.tokens_required,
+        hop_limit: o.hop_limit,
+        endpoint_enabled: o.endpoint_enabled,
+        tags_enabled: o.tags_enabled,
+        // Only when enabled, so tag changes do not reach the hosts otherwise.
+        tags: if o.tags_enabled {
+            i.tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        } else {
+            Default::default()
+        },
+        security_group_names: e
+            .security_groups
+            .iter()
+            .map(|g| {
+                state
+                    .security_groups
+                    .get(g)
+                    .map(|g| g.name.clone())
+                    .unwrap_or_default()
+            })
+            .collect(),
+        private_domain: if region == "us-east-1" {
+            "ec2.internal".to_string()
+        } else {
+            format!("{region}.compute.internal")
+        },
+    })
 }
 
 /// The flow logs covering ENI `e` (its own, its subnet's, its VPC's), as its host's agent needs
@@ -867,6 +912,65 @@ mod tests {
             "{:?}",
             kinds(&c)
         );
+    }
+
+    /// The instance's metadata rides on its placed ENIs' records: options changed by
+    /// ModifyInstanceMetadataOptions reach them; its tags only while tags are enabled.
+    #[test]
+    fn instance_metadata_follows_the_instance_and_its_options() {
+        use softvpc_model::instance_metadata::{modify, MetadataOptionsRequest};
+        let mut s = State::new();
+        step(&mut s, |t| host::register_host(t, "host-1", "198.18.0.11"));
+        let (v, _) = step(&mut s, |t| {
+            vpc::create_vpc(t, "10.0.0.0/16", None, Tags::new())
+        });
+        let (sn, _) = step(&mut s, |t| {
+            subnet::create_subnet(t, &v.id, "10.0.0.0/24", None, Tags::new())
+        });
+        let (r, c) = step(&mut s, |t| run_instances(t, &one_on_host1(&sn.id)));
+        let (inst, primary) = (r.instances[0].id.clone(), r.instances[0].eni_id.clone());
+        let m = upserted(&c, &primary)
+            .instance_metadata
+            .clone()
+            .expect("metadata");
+        assert_eq!(m.reservation_id, r.reservation_id);
+        assert_eq!(
+            (m.hop_limit, m.tokens_required, m.endpoint_enabled),
+            (1, false, true)
+        );
+        assert_eq!(m.security_group_names, ["default"]);
+        assert_eq!(m.region, "us-east-1");
+        // A tag while tags are off: nothing for the agents beyond the Name.
+        let (_, c) = step(&mut s, |t| {
+            tags::create_tags(
+                t,
+                std::slice::from_ref(&inst),
+                &[("Team".into(), "a".into())],
+            )
+        });
+        assert!(c.is_empty(), "{:?}", kinds(&c));
+        let req = MetadataOptionsRequest {
+            http_tokens: Some("required".into()),
+            hop_limit: Some(3),
+            instance_metadata_tags: Some("enabled".into()),
+            ..Default::default()
+        };
+        let (_, c) = step(&mut s, |t| modify(t, &inst, &req));
+        let m = upserted(&c, &primary)
+            .instance_metadata
+            .clone()
+            .expect("metadata");
+        assert_eq!(
+            (m.hop_limit, m.tokens_required, m.tags_enabled),
+            (3, true, true)
+        );
+        assert_eq!(m.tags.get("Team").map(String::as_str), Some("a"));
+        // The same options again change nothing.
+        let (_, c) = step(&mut s, |t| modify(t, &inst, &req));
+        assert!(c.is_empty(), "{:?}", kinds(&c));
+        // Stopped: not placed, no metadata.
+        let (_, c) = step(&mut s, |t| stop_instances(t, std::slice::from_ref(&inst)));
+        assert!(upserted(&c, &primary).instance_metadata.is_none());
     }
 
     /// Every kind of write that changes what an agent sees produces exactly the mapping changes

@@ -9,7 +9,8 @@
 //!   ARP frame ends here;
 //! - IPv4: the header must be valid; [`dhcp`] answers the client's DHCP messages (to the
 //!   limited broadcast or the subnet router); [`dns`] answers UDP queries to the VPC's
-//!   resolver (base + 2, 169.254.169.253) or hands them to the shell to forward; other
+//!   resolver (base + 2, 169.254.169.253) or hands them to the shell to forward; [`imds`]
+//!   hands TCP to 169.254.169.254:80 to the shell's metadata server; other
 //!   broadcast and multicast are refused;
 //!   [`icmp`] answers echo requests to the subnet router address.
 //!
@@ -21,6 +22,7 @@ pub mod arp;
 pub mod dhcp;
 pub mod dns;
 pub mod icmp;
+pub mod imds;
 
 use softvpc_wire::{EthernetProtocol, IpProtocol, Ipv4Meta, L3Meta, L4Key, UdpPacket, UdpRepr};
 
@@ -91,6 +93,18 @@ pub(crate) fn egress<'a>(cx: Ctx<'_>, pkt: &mut Packet<'a, '_>) -> LayerResult {
         && (dst == dns::LINK_LOCAL || resolver_ip(cx, pkt.vni) == Some(dst))
     {
         return dns_query(cx, pkt, port, eni, ip);
+    }
+    if dst == imds::ADDR
+        && ip.proto == IpProtocol::Tcp
+        && matches!(
+            ip.l4,
+            L4Key::Ports {
+                dst: imds::PORT,
+                ..
+            }
+        )
+    {
+        return imds_request(pkt, port, ip);
     }
     let directed_broadcast = subnet.is_some_and(|s| s.cidr.broadcast() == dst);
     if !dst_mac.is_unicast() || dst.is_broadcast() || dst.is_multicast() || directed_broadcast {
@@ -248,6 +262,21 @@ fn dns_query<'a>(
             pkt.reply = Some((port, Reply::DnsForward(Box::new(asker), payload)));
         }
     }
+    Ok(Step::Reply)
+}
+
+/// TCP to the metadata service from `port`: the whole IPv4 packet goes to the shell's metadata
+/// server (a fragment or a truncated packet is dropped as malformed).
+#[cold]
+fn imds_request<'a>(pkt: &mut Packet<'a, '_>, port: crate::PortId, ip: Ipv4Meta) -> LayerResult {
+    if ip.fragment {
+        return Err(DropReason::Malformed);
+    }
+    let packet = pkt.meta.ipv4_packet().ok_or(DropReason::Malformed)?;
+    let bytes: &'a [u8] = packet.into_inner();
+    let total = usize::from(Ipv4Packet::new_unchecked(bytes).total_len());
+    let whole = bytes.get(..total).ok_or(DropReason::Malformed)?;
+    pkt.reply = Some((port, Reply::Imds(whole)));
     Ok(Step::Reply)
 }
 
