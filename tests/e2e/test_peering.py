@@ -10,13 +10,22 @@ both sides route to the connection; A reaches C through nothing (not transitive,
 route for C's CIDR over A-B); D, peered with B but not routed to by B, gets no answer from b1,
 and b1's packets for a1's address never reach d1; deleting A-B cuts a1 and b1 at once and its
 routes become blackholes.
+
+With the kernel fast path on (`SOFTVPC_FAST_PATH=on`) the peered flows run in the kernel after
+their first packet, encapsulated with the peer VPC's VNI and rewritten as the engine decided:
+the agents' `softvpc_fast_path_routed_packets_total` shows it; deleting the peering still cuts
+them at once (the change removes every kernel flow before the next packet).
 """
 
-from e2e_harness import wait_until
+import os
+
+from e2e_harness import metric_sum, wait_until
 from probes import Server, connects
 from scratch import Scratch, capture
 
 A1, B1, C1 = "10.61.1.10", "10.62.1.10", "10.63.1.10"
+FAST = os.environ.get("SOFTVPC_FAST_PATH", "off") == "on"
+ROUTED = "softvpc_fast_path_routed_packets_total"
 
 
 def ping(lab, iid, ip, count=1):
@@ -53,6 +62,15 @@ def test_peering_routes_transitivity_overlap_and_deletion(lab):
         s.route(tables["b"], "10.61.0.0/16", VpcPeeringConnectionId=ab)
         wait_until(lambda: ping(lab, a1, B1).ok, 15, what="a1 -> b1 over A-B")
         assert ping(lab, b1, A1, count=2).ok
+        if FAST:
+            # a1 -> b1 leaves host-1 in the kernel, b1's answers leave host-2 in the kernel.
+            hosts = ("host-1", "host-2")
+            before = {h: metric_sum(lab.metrics(h), ROUTED) for h in hosts}
+            r = lab.ping(a1, B1, count=10, wait=1, interval=0.05)
+            assert r.ok and len(r.ttls) == 10, r
+            wait_until(lambda: all(metric_sum(lab.metrics(h), ROUTED) - before[h] >= 5
+                                   for h in hosts), 15,
+                       what="peered packets carried by the kernel on both hosts")
         srv_b = Server(lab, b1, 8080)
         srv_a = Server(lab, a1, 8080)
         try:

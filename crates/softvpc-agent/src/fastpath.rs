@@ -23,6 +23,12 @@
 //!                          address and MAC on its end) -> UDP 4789 -> fpi<P> decapsulates
 //! ```
 //!
+//! A routed flow (across subnets, to a middlebox, over a peering connection) has a rewrite the
+//! kernel must do first: its egress filter is a classic-mode `cls_bpf` filter whose program
+//! ([`bpf::program`], generated from the flow's value) matches the same keys and rewrites the
+//! MACs and TTL, with the same `mirred` action; over a peering connection it redirects to
+//! `fpe<P>v<n>`, an egress device with the peer VPC's VNI.
+//!
 //! So VXLAN keeps going to port 4789 on every host (kernel VTEPs and hosts without the fast
 //! path interoperate), the receiving port problem does not arise (the receiver picks the flows
 //! it takes out of the agent's way, by the outer source too, so forged VXLAN reaches the engine
@@ -35,6 +41,8 @@
 //! between two reads lose at most that interval of counts. Flow logs (issue 10) count packets
 //! the engine forwards: a kernel flow's packets reach them only through the fold (not wired:
 //! an ENI with flow logs should keep its flows slow or take the folded counts).
+
+pub mod bpf;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
@@ -102,6 +110,11 @@ pub struct FastPathCounters {
     pub forged: AtomicU64,
     /// Packets the kernel carried (folded into the engine's counters).
     pub packets: AtomicU64,
+    /// Routed flows (a MAC rewrite and TTL decrement: across subnets, through a middlebox,
+    /// over a peering connection) installed, ever.
+    pub routed_installs: AtomicU64,
+    /// Packets of routed flows the kernel carried (also in `packets`).
+    pub routed_packets: AtomicU64,
 }
 
 /// What the kernel carried for one flow since the last read.
@@ -116,7 +129,8 @@ struct Use {
 enum Op {
     Port(PortInfo),
     RemovePort(PortId),
-    Install(KernelFlow),
+    /// A flow, with its port's own VNI (the engine's; `None` if it has none now).
+    Install(KernelFlow, Option<u32>),
     Remove(KernelFlow),
     Flush(mpsc::Sender<()>),
     Shutdown,
@@ -208,7 +222,8 @@ impl FastPath {
             let _ = self.ops.send(Op::Remove(*k));
         }
         for k in offered.difference(&self.installed) {
-            let _ = self.ops.send(Op::Install(*k));
+            let own = engine.port_vni(k.port()).map(|v| v.0);
+            let _ = self.ops.send(Op::Install(*k, own));
         }
         self.installed = offered;
     }
@@ -231,16 +246,22 @@ struct PortDevs {
     fp_ns: String,
     /// The veth end in the host namespace leading to it.
     veth: String,
-    /// The egress VXLAN device (in the instance's namespace).
+    /// The port's own VNI (its VPC's).
+    vni: u32,
+    /// The egress VXLAN device (in the instance's namespace), for the port's own VNI.
     vx_out: String,
+    /// Egress VXLAN devices for other VNIs (peered VPCs), made on their first flow.
+    vx_peers: HashMap<u32, String>,
     /// The ingress VXLAN device (in the instance's namespace).
     vx_in: String,
     /// The instance namespace's netlink socket.
     nl: Netlink,
-    /// FDB entries made on `vx_out`: MAC -> host.
-    fdb: HashMap<[u8; 6], Ipv4Addr>,
+    /// FDB entries made on the egress devices: (VNI, MAC) -> host.
+    fdb: HashMap<(u32, [u8; 6]), Ipv4Addr>,
     /// The egress device's catch-all drop counter, last read.
     forged_seen: u64,
+    /// The same for the peered VNIs' egress devices.
+    forged_peers: HashMap<u32, u64>,
 }
 
 /// A flow's filter: on which device and hook, at which priority.
@@ -431,8 +452,8 @@ impl Installer {
                         self.ports.insert(info.port, info);
                     }
                     Some(Op::RemovePort(port)) => self.remove_port(port).await,
-                    Some(Op::Install(k)) => {
-                        if let Err(e) = self.install(k).await {
+                    Some(Op::Install(k, own)) => {
+                        if let Err(e) = self.install(k, own).await {
                             self.counters.errors.fetch_add(1, Ordering::Relaxed);
                             warn!(error = %format!("{e:#}"), flow = ?k, "fast path: install failed");
                         }
@@ -627,17 +648,74 @@ impl Installer {
                 info,
                 fp_ns,
                 veth,
+                vni,
                 vx_out,
+                vx_peers: HashMap::new(),
                 vx_in,
                 nl,
                 fdb: HashMap::new(),
                 forged_seen: 0,
+                forged_peers: HashMap::new(),
             },
         );
         Ok(())
     }
 
-    async fn install(&mut self, k: KernelFlow) -> anyhow::Result<()> {
+    /// The port's egress VXLAN device for `vni`: `fpe<P>` for its own VPC's, else one made on
+    /// the first flow into that (peered) VPC, `fpe<P>v<n>`, whose socket is `fpe<P>`'s (same
+    /// port, another VNI) and whose received frames go to the sink as `fpe<P>`'s do.
+    async fn egress_dev(&mut self, port: PortId, vni: u32) -> anyhow::Result<String> {
+        let d = self.devs.get(&port).context("devices")?;
+        if vni == d.vni {
+            return Ok(d.vx_out.clone());
+        }
+        if let Some(dev) = d.vx_peers.get(&vni) {
+            return Ok(dev.clone());
+        }
+        let dev = format!("fpe{}v{}", port.0, d.vx_peers.len());
+        let out_port = 47000 + (port.0 % 2000) as u16;
+        let _ = self.host.del_link(&dev).await;
+        let _ = d.nl.del_link(&dev).await;
+        let made = async {
+            self.host
+                .add_vxlan(&dev, vni, self.underlay_ip, out_port)
+                .await?;
+            self.host.move_to_netns(&dev, &d.info.netns).await?;
+            d.nl.set_link(
+                &dev,
+                &LinkChange {
+                    mac: Some(d.info.mac),
+                    mtu: Some(crate::instance::INSTANCE_MTU),
+                    up: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await?;
+            d.nl.add_clsact(&dev).await?;
+            d.nl.add_redirect(
+                &dev,
+                Hook::Ingress,
+                CATCH_ALL_PRIO,
+                &[],
+                &d.vx_in,
+                Redirect::Egress,
+            )
+            .await?;
+            anyhow::Ok(())
+        }
+        .await;
+        if let Err(e) = made {
+            let _ = self.host.del_link(&dev).await;
+            let _ = d.nl.del_link(&dev).await;
+            return Err(e.context(format!("fast path device {dev} for VNI {vni}")));
+        }
+        if let Some(d) = self.devs.get_mut(&port) {
+            d.vx_peers.insert(vni, dev.clone());
+        }
+        Ok(dev)
+    }
+
+    async fn install(&mut self, k: KernelFlow, own: Option<u32>) -> anyhow::Result<()> {
         if self.flows.contains_key(&k) {
             return Ok(());
         }
@@ -647,7 +725,8 @@ impl Installer {
             (KernelHook::UnderlayIngress { vni, .. }, _) => vni.0,
             _ => anyhow::bail!("an egress flow that does not encapsulate"),
         };
-        self.port_devs(port, vni).await?;
+        // The port's devices carry its own VPC's VNI (a peered flow's is the peer's).
+        self.port_devs(port, own.unwrap_or(vni)).await?;
         let space = space(&k);
         let prio = self.alloc_prio(space);
         let r = match (k.hook, k.action) {
@@ -657,22 +736,52 @@ impl Installer {
                     host, port: dport, ..
                 },
             ) => {
+                let dev = self.egress_dev(port, vni).await?;
                 let d = self.devs.get_mut(&port).context("devices")?;
-                if d.fdb.get(&k.dst_mac) != Some(&host) {
-                    d.nl.fdb_replace(&d.vx_out, &k.dst_mac, host, dport).await?;
-                    d.fdb.insert(k.dst_mac, host);
+                // The frame leaves with the rewritten destination MAC for a routed flow.
+                let mac = k.rewrite.map_or(k.dst_mac, |r| r.target_mac);
+                if d.fdb.get(&(vni, mac)) != Some(&host) {
+                    d.nl.fdb_replace(&dev, &mac, host, dport).await?;
+                    d.fdb.insert((vni, mac), host);
                 }
-                let (keys, n) = k.u32_keys();
-                let keys: Vec<U32Match> = keys[..n].iter().map(|x| to_match(x, 0)).collect();
-                d.nl.add_redirect(
-                    &d.info.ifname,
-                    Hook::Egress,
-                    prio,
-                    &keys,
-                    &d.vx_out,
-                    Redirect::Egress,
-                )
-                .await
+                if k.rewrite.is_some() {
+                    // mirred cannot rewrite: the flow's own cls_bpf program matches and rewrites,
+                    // its filter's mirred redirects.
+                    let insns = bpf::program(&k);
+                    let name = format!("svfp{}_{prio}", port.0);
+                    match softvpc_netlink::bpf::load_sched_cls(&insns, &name) {
+                        Ok(fd) => {
+                            d.nl.add_bpf_redirect(
+                                &d.info.ifname,
+                                Hook::Egress,
+                                prio,
+                                &fd,
+                                &name,
+                                &dev,
+                                Redirect::Egress,
+                            )
+                            .await
+                        }
+                        Err(e) => {
+                            self.free_prios.entry(space).or_default().push(prio);
+                            return Err(
+                                anyhow::Error::from(e).context("loading a routed flow's program")
+                            );
+                        }
+                    }
+                } else {
+                    let (keys, n) = k.u32_keys();
+                    let keys: Vec<U32Match> = keys[..n].iter().map(|x| to_match(x, 0)).collect();
+                    d.nl.add_redirect(
+                        &d.info.ifname,
+                        Hook::Egress,
+                        prio,
+                        &keys,
+                        &dev,
+                        Redirect::Egress,
+                    )
+                    .await
+                }
             }
             (KernelHook::UnderlayIngress { .. }, KernelAction::Deliver(_)) => {
                 let (udev, _) = self.underlay().await?;
@@ -697,6 +806,11 @@ impl Installer {
             },
         );
         self.counters.installs.fetch_add(1, Ordering::Relaxed);
+        if k.rewrite.is_some() {
+            self.counters
+                .routed_installs
+                .fetch_add(1, Ordering::Relaxed);
+        }
         self.counters
             .installed
             .store(self.flows.len() as u64, Ordering::Relaxed);
@@ -755,6 +869,9 @@ impl Installer {
         if let Some(d) = self.devs.remove(&port) {
             let _ = d.nl.del_clsact(&d.info.ifname).await;
             let _ = d.nl.del_link(&d.vx_out).await;
+            for dev in d.vx_peers.values() {
+                let _ = d.nl.del_link(dev).await;
+            }
             let _ = d.nl.del_link(&d.vx_in).await;
             let _ = self.host.del_link(&d.veth).await;
             if let Err(e) = netns::delete(&d.fp_ns) {
@@ -780,6 +897,17 @@ impl Installer {
                     self.counters.forged.fetch_add(new, Ordering::Relaxed);
                 }
                 d.forged_seen = seen;
+            }
+            for (vni, dev) in &d.vx_peers {
+                if let Ok(s) = d.nl.filter_stats(dev, Hook::Ingress).await {
+                    let seen: u64 = s.iter().map(|f| f.packets).sum();
+                    let last = d.forged_peers.entry(*vni).or_insert(0);
+                    let new = seen.wrapping_sub(*last) & 0xffff_ffff;
+                    if new > 0 {
+                        self.counters.forged.fetch_add(new, Ordering::Relaxed);
+                    }
+                    *last = seen;
+                }
             }
         }
         if let Some((dev, _)) = &self.underlay {
@@ -816,6 +944,11 @@ impl Installer {
                 last_used: now.checked_sub(idle).unwrap_or(now),
             });
             self.counters.packets.fetch_add(packets, Ordering::Relaxed);
+            if k.rewrite.is_some() {
+                self.counters
+                    .routed_packets
+                    .fetch_add(packets, Ordering::Relaxed);
+            }
         }
         if !uses.is_empty() {
             if let Ok(mut u) = self.uses.lock() {
@@ -848,6 +981,7 @@ mod tests {
             proto: 17,
             l4: L4Key::Ports { src: 53, dst: 4000 },
             action: KernelAction::Deliver(PortId(1)),
+            rewrite: None,
         };
         let keys = ingress_keys(&k, Ipv4Addr::new(198, 18, 0, 11));
         assert!(keys.contains(&U32Match::ipv4_src(Ipv4Addr::new(198, 18, 0, 12))));

@@ -495,7 +495,7 @@ async fn healthz(State(state): State<Arc<AgentState>>) -> impl IntoResponse {
 /// The kernel fast path's counters (`--fast-path on`).
 fn write_fast_path(out: &mut String, f: &crate::fastpath::FastPathCounters) {
     use std::sync::atomic::Ordering::Relaxed;
-    let rows: [Row<'_>; 7] = [
+    let rows: [Row<'_>; 9] = [
         (
             "softvpc_fast_path_flows",
             "gauge",
@@ -537,6 +537,18 @@ fn write_fast_path(out: &mut String, f: &crate::fastpath::FastPathCounters) {
             "counter",
             "Packets the kernel carried (folded into the engine's counters).",
             f.packets.load(Relaxed),
+        ),
+        (
+            "softvpc_fast_path_routed_installs_total",
+            "counter",
+            "Routed flows (MAC rewrite and TTL decrement: across subnets, middlebox, peering) installed in the kernel.",
+            f.routed_installs.load(Relaxed),
+        ),
+        (
+            "softvpc_fast_path_routed_packets_total",
+            "counter",
+            "Packets of routed flows the kernel carried (also in softvpc_fast_path_packets_total).",
+            f.routed_packets.load(Relaxed),
         ),
     ];
     write_rows(out, &rows);

@@ -1150,6 +1150,11 @@ fn write_reply(out: &mut Output, port: PortId, reply: Reply<'_>) -> (Path, Optio
 /// The kernel fast path's hook (`crate::offload`): what the kernel may hold, and its use folded
 /// back.
 impl Engine {
+    /// The VNI of the ENI behind local port `port` (the fast path's devices for its own VPC).
+    pub fn port_vni(&self, port: PortId) -> Option<crate::mapping::Vni> {
+        self.table.eni_on_port(port).map(|e| e.vni)
+    }
+
     /// The cached flows the kernel may execute now (each current entry of the flow table that
     /// [`offload::offer`](crate::offload::offer) accepts and whose tracked TCP connection is
     /// established), under the current generation. The shell installs these and removes what

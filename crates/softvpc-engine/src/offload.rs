@@ -7,16 +7,22 @@
 //! decapsulated frames for a local port), the exact frame fields matched (both MACs, both IPv4
 //! addresses, the protocol and the ports or ICMP echo fields), and the action (encapsulate to
 //! a host and VNI, or deliver to the port), with the table [`Generation`] it holds for. The
-//! kernel this runs on has only u32 and `mirred` (no rewrite, no drop action), so the value is
-//! also given as the u32 keys that match it ([`KernelFlow::u32_keys`]); [`KernelFlow::matches`]
-//! evaluates those keys on a frame exactly as the u32 classifier does, for the simulations.
+//! value is also given as the u32 keys that match it ([`KernelFlow::u32_keys`]);
+//! [`KernelFlow::matches`] evaluates those keys on a frame exactly as the u32 classifier does,
+//! for the simulations, and [`KernelFlow::apply`] does to a matched frame what the kernel does.
 //!
-//! **What stays slow** ([`Slow`]): a decision of an older generation; a routed flow (a MAC
-//! rewrite and TTL decrement: `mirred` cannot rewrite); delivery between two local ports
-//! (their TAPs live in different namespaces, out of `mirred`'s reach); protocols other than
-//! TCP, UDP and ICMP echo; a TCP connection not yet established. The u32 keys themselves leave
-//! IPv4 headers with options, fragments and TCP segments carrying SYN, FIN or RST to the engine,
-//! so connection tracking sees every TCP state change.
+//! **Routed flows** (across subnets, through a middlebox ENI, over a peering connection) are
+//! offered with their [`Rewrite`]: the kernel sets both MACs and decrements the TTL (the agent
+//! does that with a `cls_bpf` program, as `mirred` cannot rewrite), then encapsulates with the
+//! flow's VNI, which is the peer VPC's over a peering connection. A routed frame whose TTL is 1
+//! or less does not match: the engine answers it.
+//!
+//! **What stays slow** ([`Slow`]): a decision of an older generation; a flow translated at the
+//! edge (NAT); delivery between two local ports (their TAPs live in different namespaces, out
+//! of `mirred`'s reach); protocols other than TCP, UDP and ICMP echo; a TCP connection not yet
+//! established. The u32 keys themselves leave IPv4 headers with options, fragments and TCP
+//! segments carrying SYN, FIN or RST to the engine, so connection tracking sees every TCP state
+//! change.
 //!
 //! **Generations.** A table swap (any mapping or policy change) makes every offered value
 //! stale; the shell removes its installed flows before the next packet would use them (the agent
@@ -36,6 +42,7 @@ use softvpc_policy::Generation;
 use softvpc_wire::L4Key;
 
 use crate::flow::{Destination, FlowEntry, FlowId, FlowSide};
+pub use crate::layers::Rewrite;
 use crate::mapping::{Mac, Vni};
 use crate::PortId;
 
@@ -95,6 +102,9 @@ pub struct KernelFlow {
     pub l4: L4Key,
     /// What the kernel does.
     pub action: KernelAction,
+    /// A routed flow's rewrite, done before the action: destination MAC `target_mac`, source
+    /// MAC `router_mac`, TTL - 1 (only with [`KernelAction::Encap`]).
+    pub rewrite: Option<Rewrite>,
 }
 
 /// Why a cached decision stays in the engine.
@@ -102,7 +112,7 @@ pub struct KernelFlow {
 pub enum Slow {
     /// Decided under another table generation.
     Stale,
-    /// Routed: the MACs are rewritten and the TTL decremented.
+    /// Translated at the edge (NAT), or routed to a port on this host.
     Routed,
     /// From one local port to another.
     LocalPorts,
@@ -133,8 +143,8 @@ pub fn offer(id: &FlowId, entry: &FlowEntry, current: Generation) -> Result<Kern
     if entry.generation != current {
         return Err(Slow::Stale);
     }
-    if entry.rewrite.is_some() || entry.snat.is_some() {
-        // Routed or translated at the edge: no rewrite in mirred.
+    if entry.snat.is_some() || entry.edge_mtu {
+        // Translated at the edge: the NAT layer's, per packet.
         return Err(Slow::Routed);
     }
     match (id.key.proto, id.key.l4) {
@@ -156,10 +166,15 @@ pub fn offer(id: &FlowId, entry: &FlowEntry, current: Generation) -> Result<Kern
                 port: VXLAN_PORT,
             },
         ),
-        (FlowSide::Underlay { vni, host }, Destination::DecapPort(port)) => (
-            KernelHook::UnderlayIngress { port, vni, host },
-            KernelAction::Deliver(port),
-        ),
+        (FlowSide::Underlay { vni, host }, Destination::DecapPort(port))
+            if entry.rewrite.is_none() =>
+        {
+            (
+                KernelHook::UnderlayIngress { port, vni, host },
+                KernelAction::Deliver(port),
+            )
+        }
+        _ if entry.rewrite.is_some() => return Err(Slow::Routed),
         _ => return Err(Slow::LocalPorts),
     };
     Ok(KernelFlow {
@@ -172,6 +187,7 @@ pub fn offer(id: &FlowId, entry: &FlowEntry, current: Generation) -> Result<Kern
         proto: id.key.proto,
         l4: id.key.l4,
         action,
+        rewrite: entry.rewrite,
     })
 }
 
@@ -254,6 +270,22 @@ impl KernelFlow {
             }
             word & k.mask == k.value
         })
+    }
+
+    /// Whether the kernel executes this flow for `frame`: [`matches`](Self::matches), and for a
+    /// routed flow a TTL above 1 (the engine answers the others).
+    pub fn executes(&self, frame: &[u8]) -> bool {
+        self.matches(frame) && (self.rewrite.is_none() || frame.get(22).is_some_and(|t| *t > 1))
+    }
+
+    /// Does to a frame it [`executes`](Self::executes) what the kernel does before the action:
+    /// a routed flow's MAC rewrite and TTL decrement (header checksum updated), as the engine.
+    pub fn apply(&self, frame: &mut [u8]) {
+        if let Some(r) = self.rewrite {
+            if frame.len() >= 34 {
+                crate::layers::route::rewrite_routed(frame, r.router_mac, r.target_mac);
+            }
+        }
     }
 
     /// The local port the flow belongs to (its sender's or its receiver's).
@@ -393,13 +425,19 @@ mod tests {
             offer(&id(port, 6, PORTS), &e, Generation(8)),
             Err(Slow::Stale)
         );
-        let mut routed = e;
-        routed.rewrite = Some(Rewrite {
+        let mut routed_here = entry(Destination::LocalPort(PortId(4)));
+        routed_here.rewrite = Some(Rewrite {
             router_mac: [2, 0, 0, 0, 0, 0xfe],
             target_mac: B,
         });
         assert_eq!(
-            offer(&id(port, 6, PORTS), &routed, Generation(7)),
+            offer(&id(port, 6, PORTS), &routed_here, Generation(7)),
+            Err(Slow::Routed)
+        );
+        let mut translated = e;
+        translated.snat = Some(Ipv4Addr::new(203, 0, 113, 9));
+        assert_eq!(
+            offer(&id(port, 6, PORTS), &translated, Generation(7)),
             Err(Slow::Routed)
         );
         assert_eq!(
@@ -428,6 +466,61 @@ mod tests {
                 "{proto} {l4:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_routed_or_peered_flow_to_another_host_is_offered_with_its_rewrite() {
+        // Over a peering connection the entry's VNI is the peer VPC's (the route layer's).
+        let mut e = entry(encap());
+        e.vni = Vni(301);
+        let r = Rewrite {
+            router_mac: [0x0a, 0x56, 0x50, 0, 1, 0x2d],
+            target_mac: [2, 0, 0, 0, 9, 9],
+        };
+        e.rewrite = Some(r);
+        let k = offer(&id(FlowSide::Port(PortId(3)), 6, PORTS), &e, Generation(7)).unwrap();
+        assert_eq!(k.rewrite, Some(r));
+        assert_eq!(
+            k.action,
+            KernelAction::Encap {
+                host: Ipv4Addr::new(198, 18, 0, 2),
+                vni: Vni(301),
+                port: VXLAN_PORT
+            }
+        );
+        // It matches the frame as the instance sends it (to its router's MAC) ...
+        let mut f = tcp_frame(0x10, 0x45, 0);
+        assert!(k.executes(&f));
+        // ... and rewrites it as the engine does: both MACs, TTL 64 -> 63, checksum kept right.
+        let sum = |h: &[u8]| {
+            let mut s = 0u32;
+            for c in h.chunks(2) {
+                s += u32::from(u16::from_be_bytes([c[0], c[1]]));
+            }
+            while s > 0xffff {
+                s = (s & 0xffff) + (s >> 16);
+            }
+            s as u16
+        };
+        let c = !sum(&f[14..34]);
+        f[24..26].copy_from_slice(&c.to_be_bytes());
+        k.apply(&mut f);
+        assert_eq!(&f[0..6], &r.target_mac);
+        assert_eq!(&f[6..12], &r.router_mac);
+        assert_eq!(f[22], 63);
+        assert_eq!(sum(&f[14..34]), 0xffff, "header checksum");
+        // TTL 1: the engine answers it (time exceeded), the kernel does not carry it.
+        let mut last = tcp_frame(0x10, 0x45, 0);
+        last[22] = 1;
+        assert!(k.matches(&last) && !k.executes(&last));
+        // A bridged flow carries any TTL.
+        let b = offer(
+            &id(FlowSide::Port(PortId(3)), 6, PORTS),
+            &entry(encap()),
+            Generation(7),
+        )
+        .unwrap();
+        assert!(b.rewrite.is_none() && b.executes(&last));
     }
 
     #[test]

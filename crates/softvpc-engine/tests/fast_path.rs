@@ -5,8 +5,9 @@
 //! frame each host "installs" what [`Engine::kernel_flows`] offers (flushing everything first
 //! when the table's generation changed, folding the installed flows' counters back with
 //! [`Engine::fold_kernel_use`]), and a frame matching an installed flow's u32 keys
-//! ([`KernelFlow::matches`], the classifier's semantics) is carried by the "kernel" without the
-//! engine: encapsulated unchanged to its host and VNI, or delivered unchanged to its port. The
+//! ([`KernelFlow::executes`], the classifier's semantics) is carried by the "kernel" without the
+//! engine: encapsulated to its host and VNI (after a routed flow's rewrite,
+//! [`KernelFlow::apply`]), or delivered unchanged to its port. The
 //! delivered frames and the drops by reason must be the same. One difference is by design and
 //! accounted for exactly: the kernel does not check an IPv4 header checksum or total length, so
 //! an invalid frame of an installed flow reaches the receiving instance (whose own stack drops
@@ -139,7 +140,7 @@ impl Sim {
             .into_iter()
             .map(|h| {
                 let mut engine = Engine::new(EngineConfig::new(h));
-                engine.set_table(Arc::new(table(&records, h, &ports_of(h))));
+                engine.set_table(Arc::new(table(&records, h, &fp_ports(h))));
                 Host {
                     ip: h,
                     engine,
@@ -164,7 +165,7 @@ impl Sim {
         for h in &mut self.hosts {
             flush(h);
             h.engine
-                .set_table(Arc::new(table(&self.records, h.ip, &ports_of(h.ip))));
+                .set_table(Arc::new(table(&self.records, h.ip, &fp_ports(h.ip))));
         }
     }
 
@@ -217,7 +218,7 @@ impl Sim {
                 h.kernel
                     .flows
                     .iter_mut()
-                    .find(|(k, _)| k.hook == KernelHook::PortEgress(vm.port) && k.matches(frame))
+                    .find(|(k, _)| k.hook == KernelHook::PortEgress(vm.port) && k.executes(frame))
             })
             .flatten();
         if let Some((k, use_)) = carried {
@@ -229,15 +230,13 @@ impl Sim {
             use_.1 += frame.len() as u64;
             use_.2 = Some(now);
             h.kernel.carried += 1;
+            // A routed flow's rewrite (MACs, TTL), as the agent's cls_bpf program does.
+            let mut f = frame.to_vec();
+            k.apply(&mut f);
             if !is_valid_ipv4(frame) {
-                let mut out = Output::default();
-                let t = h.engine.trace_port_frame(vm.port, frame, &mut out);
-                let TraceVerdict::Drop(r) = t.verdict else {
-                    panic!("an invalid frame the engine forwards: {:?}", t.verdict);
-                };
-                invalid = Some(r.as_str());
+                invalid = Some((r_of_invalid(h, vm, frame), f.clone()));
             }
-            datagrams.push((host, vxlan(vni.0, frame)));
+            datagrams.push((host, vxlan(vni.0, &f)));
         } else {
             self.out.clear();
             h.engine
@@ -285,8 +284,8 @@ impl Sim {
         }
         // Carried on by the receiver's kernel too, it reaches the instance instead of being
         // dropped (by the sender's engine alone, or by the receiver's engine here).
-        if let Some(r) = invalid {
-            if delivered.iter().any(|d| d.2 == frame) {
+        if let Some((r, sent)) = invalid {
+            if delivered.iter().any(|d| d.2 == sent) {
                 *self.invalid_carried.entry(r).or_default() += 1;
             }
         }
@@ -314,6 +313,16 @@ impl Sim {
             .flows
             .len()
     }
+}
+
+/// The drop reason the engine gives an invalid frame the kernel carried.
+fn r_of_invalid(h: &mut Host, vm: &Vm, frame: &[u8]) -> &'static str {
+    let mut out = Output::default();
+    let t = h.engine.trace_port_frame(vm.port, frame, &mut out);
+    let TraceVerdict::Drop(r) = t.verdict else {
+        panic!("an invalid frame the engine forwards: {:?}", t.verdict);
+    };
+    r.as_str()
 }
 
 fn fold(h: &mut Host) {
@@ -346,8 +355,9 @@ fn sg_rule(id: &str, dir: Dir, proto: &str, ports: Option<(i32, i32)>, cidr: &st
 }
 
 /// zigi-vm2 in `sg-web`: inbound TCP 22 and UDP 53 and ICMP from the VPC; no outbound rule.
+/// VPC 3 peered with VPC 1 ([`with_peering`]).
 fn records() -> SeedRecords {
-    let mut r = seed_records();
+    let mut r = with_peering(seed_records());
     r.groups.insert(
         "sg-web".into(),
         (
@@ -375,6 +385,63 @@ fn records() -> SeedRecords {
     r
 }
 
+/// VPC 3 (10.3.0.0/16), peered with VPC 1 over `pcx-13` and routed both ways: its one
+/// instance, on host-2.
+const VNI3: softvpc_engine::Vni = softvpc_engine::Vni(0x000103);
+const ROUTER3: Mac = [0x0a, 0x56, 0x50, 0x00, 0x01, 0x03];
+const PEER3: Vm = Vm {
+    name: "peer-vm3",
+    eni: "eni-00000000000000013",
+    vni: VNI3,
+    subnet: "subnet-0000000000000000d",
+    ip: Ipv4Addr::new(10, 3, 0, 40),
+    mac: [0x02, 0, 0, 0, 0x03, 0x01],
+    host: HOST2,
+    port: PortId(13),
+};
+
+/// The seed's ports, and PEER3's on host-2.
+fn fp_ports(h: Ipv4Addr) -> std::collections::HashMap<String, PortId> {
+    let mut p = ports_of(h);
+    if h == PEER3.host {
+        p.insert(PEER3.eni.into(), PEER3.port);
+    }
+    p
+}
+
+fn with_peering(mut r: SeedRecords) -> SeedRecords {
+    r.vpcs
+        .insert("vpc-3".into(), (VNI3, "10.3.0.0/16".parse().unwrap()));
+    r.subnets.insert(
+        PEER3.subnet.into(),
+        ("vpc-3".into(), "10.3.0.0/24".parse().unwrap()),
+    );
+    let mut e = eni_info(&PEER3);
+    e.vpc_id = "vpc-3".into();
+    r.enis.insert(PEER3.eni.into(), e);
+    r.peerings
+        .insert("pcx-13".into(), ("vpc-1".into(), "vpc-3".into(), true));
+    for (rtb, vpc, cidr) in [
+        ("rtb-main", "vpc-1", "10.3.0.0/16"),
+        ("rtb-3", "vpc-3", "10.0.0.0/16"),
+    ] {
+        r.route_tables.insert(
+            rtb.into(),
+            (
+                vpc.into(),
+                true,
+                vec![Route {
+                    destination: cidr.parse().unwrap(),
+                    target: Target::VpcPeeringConnection("pcx-13".into()),
+                    state: RouteState::Active,
+                }],
+                vec![],
+            ),
+        );
+    }
+    r
+}
+
 /// One step of random traffic or change.
 #[derive(Debug, Clone)]
 enum Step {
@@ -387,14 +454,17 @@ enum Step {
     RestoreSsh,
 }
 
-/// (from, to) pairs: across hosts bridged (both ways), routed, local, another VPC.
-const PAIRS: [(Vm, Vm); 6] = [
+/// (from, to) pairs: across hosts bridged (both ways), routed (both ways), local, another
+/// VPC, over a peering connection (both ways).
+const PAIRS: [(Vm, Vm); 8] = [
     (VM1, VM2),
     (VM2, VM1),
     (VM4, VM3),
     (VM3, VM4),
     (VM1, VM4),
     (OTHER1, OTHER2),
+    (VM1, PEER3),
+    (PEER3, VM1),
 ];
 
 fn dst_mac(from: &Vm, to: &Vm) -> Mac {
@@ -402,6 +472,8 @@ fn dst_mac(from: &Vm, to: &Vm) -> Mac {
         to.mac
     } else if from.vni == VNI1 {
         ROUTER1
+    } else if from.vni == VNI3 {
+        ROUTER3
     } else {
         ROUTER2
     }
@@ -588,14 +660,26 @@ fn what_the_kernel_holds_and_for_how_long() {
         .any(|k| k.hook == KernelHook::PortEgress(VM1.port)));
     assert!(k1.iter().any(|k| matches!(k.hook,
         KernelHook::UnderlayIngress { port, host, .. } if port == VM1.port && host == HOST2)));
-    // Routed and local flows stay in the engine.
-    apply(&mut sim, &Step::Tcp(2, 40000, 80, SYN, Mangle::None));
+    // A local flow stays in the engine; a routed one across hosts (zigi-vm4 -> zigi-vm3,
+    // untracked: no groups) goes to the kernel with its rewrite.
     apply(&mut sim, &Step::Tcp(4, 40000, 80, SYN, Mangle::None));
     assert!(sim.hosts[0]
         .kernel
         .flows
         .keys()
         .all(|k| k.port() == VM1.port));
+    apply(&mut sim, &Step::Tcp(2, 40000, 80, SYN, Mangle::None));
+    assert!(sim.hosts[0]
+        .kernel
+        .flows
+        .keys()
+        .any(|k| k.port() == VM4.port
+            && k.rewrite
+                .is_some_and(|r| r.target_mac == VM3.mac && r.router_mac == ROUTER1)));
+    sim.hosts[0]
+        .kernel
+        .flows
+        .retain(|k, _| k.port() == VM1.port);
     // Kernel use keeps the flow alive in the engine past its idle time: 100 minutes of
     // segments every 50 s, all carried by the kernel.
     let before = sim.carried();
@@ -668,19 +752,27 @@ fn a_revoked_untracked_rule_stops_a_kernel_flow_at_once() {
 
 #[test]
 fn a_revoked_route_or_acl_stops_the_flows_at_once() {
-    // No groups: the bridged flow goes to the kernel with its first packet; the routed flow
-    // (zigi-vm4 -> zigi-vm3, subnet a -> b) stays in the engine (a MAC rewrite).
+    // No groups: the bridged flow and the routed flow (zigi-vm4 -> zigi-vm3, subnet a -> b,
+    // with its MAC rewrite) go to the kernel with their first packet.
     let mut r = records();
     r.enis.get_mut(VM2.eni).unwrap().security_group_ids.clear();
     let mut sim = Sim::new(r, true);
     let routed = tcp_via_router(&VM4, &VM3, 40000, 80);
     assert_eq!(sim.send(&VM4, &routed).len(), 1);
-    assert_eq!(sim.send(&VM4, &routed).len(), 1);
+    let before = sim.carried();
+    let got = sim.send(&VM4, &routed);
+    assert_eq!(got.len(), 1);
+    assert_eq!(sim.carried(), before + 2, "both hooks of the routed flow");
+    assert_eq!(
+        (&got[0].2[0..6], &got[0].2[6..12]),
+        (&VM3.mac[..], &ROUTER1[..])
+    );
+    assert_eq!(got[0].2[22], 63, "TTL");
     let seg = tcp(&VM1, &VM2, 40000, 22, PSHACK);
     sim.send(&VM1, &seg);
     sim.send(&VM1, &seg);
     let carried = sim.carried();
-    assert!(carried >= 2);
+    assert!(carried >= 4);
     // Subnet b's ACL denies subnet a: the routed flow stops with its next packet, and the
     // change flushed the kernel's flows (the bridged one is decided again, and allowed).
     sim.update(|r| {
@@ -806,4 +898,76 @@ fn flow_logs_count_what_the_kernel_carried_as_the_engine_would() {
     assert!(carried >= 70, "the kernel carried {carried} frames");
     assert!(!slow.is_empty());
     assert_eq!(fast, slow);
+}
+
+/// A flow over a peering connection (zigi-vm1 on host-1 -> peer-vm3 on host-2, VPC 1 -> 3) and
+/// its answers run in the kernel: encapsulated with the peer VPC's VNI, MACs rewritten to the
+/// peer's router and target, TTL decremented, as the engine does; deleting the peering's route
+/// stops it at once.
+#[test]
+fn a_peered_flow_runs_in_the_kernel_with_the_peer_vpcs_vni_and_its_rewrite() {
+    let mut sim = Sim::new(records(), true);
+    let there = echo_request(VM1.mac, ROUTER1, VM1.ip, PEER3.ip, 64, 9, 1, b"ping");
+    let first = sim.send(&VM1, &there);
+    assert_eq!(first.len(), 1, "the engine forwards the first echo");
+    let k = *sim.hosts[0]
+        .kernel
+        .flows
+        .keys()
+        .find(|k| k.hook == KernelHook::PortEgress(VM1.port))
+        .expect("the peered flow is offered");
+    assert_eq!(
+        k.action,
+        KernelAction::Encap {
+            host: HOST2,
+            vni: VNI3,
+            port: 4789
+        }
+    );
+    let r = k.rewrite.expect("a rewrite");
+    assert_eq!((r.router_mac, r.target_mac), (ROUTER3, PEER3.mac));
+    let before = sim.carried();
+    let got = sim.send(&VM1, &there);
+    assert_eq!(
+        sim.carried(),
+        before + 2,
+        "the sender's egress and the receiver's ingress"
+    );
+    assert_eq!(got, first, "the kernel delivers what the engine delivered");
+    assert_eq!(got[0].1, PEER3.port);
+    assert_eq!(got[0].2[22], 63);
+    // The answer, peer-vm3 -> zigi-vm1 over the same connection.
+    let back = echo_request(PEER3.mac, ROUTER3, PEER3.ip, VM1.ip, 64, 9, 1, b"pong");
+    assert_eq!(sim.send(&PEER3, &back).len(), 1);
+    let before = sim.carried();
+    let got = sim.send(&PEER3, &back);
+    assert_eq!(sim.carried(), before + 2);
+    assert_eq!((got[0].0, got[0].1), (HOST1, VM1.port));
+    assert_eq!(
+        (&got[0].2[0..6], &got[0].2[6..12]),
+        (&VM1.mac[..], &ROUTER1[..])
+    );
+    // The route to the peering removed: no more packets, from the next one on.
+    sim.update(|r| {
+        r.route_tables.get_mut("rtb-main").unwrap().2.clear();
+    });
+    assert!(sim.send(&VM1, &there).is_empty());
+    assert!(sim.drops(DropReason::NoRoute) + sim.drops(DropReason::Blackhole) >= 1);
+}
+
+/// A routed flow whose TTL runs out is the engine's (it answers or drops it), never carried.
+#[test]
+fn a_routed_frame_with_ttl_one_is_left_to_the_engine() {
+    let mut r = records();
+    r.enis.get_mut(VM2.eni).unwrap().security_group_ids.clear();
+    let mut sim = Sim::new(r, true);
+    let routed = tcp_via_router(&VM4, &VM3, 40000, 80);
+    sim.send(&VM4, &routed);
+    assert!(sim.installed(HOST1) > 0);
+    let mut last = routed.clone();
+    last[22] = 1;
+    fix_checksum(&mut last);
+    let before = sim.carried();
+    assert!(sim.send(&VM4, &last).is_empty());
+    assert_eq!(sim.carried(), before);
 }

@@ -6,6 +6,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use futures_util::{StreamExt, TryStreamExt};
+use rtnetlink::packet_core::{DefaultNla, Emitable, Nla, NlaBuffer, NlasIterator, Parseable};
 use rtnetlink::packet_core::{
     NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST,
 };
@@ -17,6 +18,7 @@ use rtnetlink::packet_route::tc::{
     TcMirror, TcMirrorActionType, TcOption, TcU32Key, TcU32Selector, TcU32SelectorFlags,
 };
 use rtnetlink::packet_route::tc::{TcActionMirrorOption as MirrorOpt, TcStats2};
+use rtnetlink::packet_route::tc::{TcFilterBpf, TcFilterBpfOption};
 use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::LinkVxlan;
 
@@ -239,6 +241,7 @@ impl Netlink {
         );
         let index = self.index(dev, &op).await?;
         let to_index = self.index(to, &op).await?;
+        let action = mirred(to_index, how);
         let mut sel = TcU32Selector::default();
         sel.flags = TcU32SelectorFlags::Terminal;
         sel.keys = if keys.is_empty() {
@@ -255,21 +258,6 @@ impl Netlink {
                 .collect()
         };
         sel.nkeys = sel.keys.len() as u8;
-        let mut mirror = TcMirror::default();
-        mirror.generic = TcActionGeneric::default();
-        mirror.generic.action = TcActionType::Stolen;
-        mirror.eaction = match how {
-            Redirect::Egress => TcMirrorActionType::EgressRedir,
-            Redirect::Ingress => TcMirrorActionType::IngressRedir,
-        };
-        mirror.ifindex = to_index;
-        let mut action = TcAction::default();
-        action.attributes = vec![
-            TcActionAttribute::Kind(TcActionMirror::KIND.to_string()),
-            TcActionAttribute::Options(vec![TcActionOption::Mirror(TcActionMirrorOption::Parms(
-                mirror,
-            ))]),
-        ];
         let mut m = TcMessage::with_index(index as i32);
         m.header.parent = hook.parent();
         // info: priority in the upper half, protocol (ETH_P_ALL, network order) in the lower.
@@ -279,6 +267,57 @@ impl Netlink {
         m.attributes.push(TcAttribute::Options(vec![
             TcOption::U32(TcFilterU32Option::Selector(sel)),
             TcOption::U32(TcFilterU32Option::Action(vec![action])),
+        ]));
+        self.tc_request(
+            RouteNetlinkMessage::NewTrafficFilter(m),
+            NLM_F_CREATE | NLM_F_EXCL,
+            &op,
+        )
+        .await
+    }
+
+    /// `tc filter add dev DEV HOOK prio PRIO protocol all bpf fd FD name NAME action mirred
+    /// {egress|ingress} redirect dev TO`: a classic-mode `cls_bpf` filter (the program returns
+    /// 0 for no match, so the next filter runs, or -1 for a match; it may rewrite the frame
+    /// first) whose match runs the redirect, counted as a u32 filter's is. The filter keeps its
+    /// own reference to the program: `prog` may be closed after.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn add_bpf_redirect(
+        &self,
+        dev: &str,
+        hook: Hook,
+        prio: u16,
+        prog: &std::os::fd::OwnedFd,
+        name: &str,
+        to: &str,
+        how: Redirect,
+    ) -> Result<()> {
+        use std::os::fd::AsRawFd;
+        let op = format!(
+            "tc filter add dev {dev} {} prio {prio} bpf name {name} action mirred {} redirect dev {to}",
+            hook.name(),
+            match how {
+                Redirect::Egress => "egress",
+                Redirect::Ingress => "ingress",
+            }
+        );
+        let index = self.index(dev, &op).await?;
+        let to_index = self.index(to, &op).await?;
+        let actions = [mirred(to_index, how)];
+        let mut nested = vec![0u8; actions.as_slice().buffer_len()];
+        actions.as_slice().emit(&mut nested);
+        let mut m = TcMessage::with_index(index as i32);
+        m.header.parent = hook.parent();
+        m.header.info = (u32::from(prio) << 16) | u32::from(0x0003u16.to_be());
+        m.attributes
+            .push(TcAttribute::Kind(TcFilterBpf::KIND.to_string()));
+        m.attributes.push(TcAttribute::Options(vec![
+            TcOption::Bpf(TcFilterBpfOption::ProgFd(prog.as_raw_fd() as u32)),
+            TcOption::Bpf(TcFilterBpfOption::ProgName(name.to_string())),
+            TcOption::Bpf(TcFilterBpfOption::Other(DefaultNla::new(
+                TCA_BPF_ACT,
+                nested,
+            ))),
         ]));
         self.tc_request(
             RouteNetlinkMessage::NewTrafficFilter(m),
@@ -382,10 +421,18 @@ impl Netlink {
                     continue;
                 };
                 for o in opts {
-                    let TcOption::U32(TcFilterU32Option::Action(actions)) = o else {
-                        continue;
+                    let actions = match o {
+                        TcOption::U32(TcFilterU32Option::Action(actions)) => actions.clone(),
+                        TcOption::Bpf(TcFilterBpfOption::Other(nla))
+                            if nla.kind() & 0x3fff == TCA_BPF_ACT =>
+                        {
+                            let mut value = vec![0u8; nla.value_len()];
+                            nla.emit_value(&mut value);
+                            parse_actions(&value)
+                        }
+                        _ => continue,
                     };
-                    for act in actions {
+                    for act in &actions {
                         let mut s = FilterStats {
                             prio,
                             ..Default::default()
@@ -448,4 +495,35 @@ impl Netlink {
         }
         Ok(())
     }
+}
+
+/// `TCA_BPF_ACT`: a `cls_bpf` filter's actions (not modelled by netlink-packet-route).
+const TCA_BPF_ACT: u16 = 1;
+
+/// A `mirred` redirect to `to_index` (its verdict: stolen).
+fn mirred(to_index: u32, how: Redirect) -> TcAction {
+    let mut mirror = TcMirror::default();
+    mirror.generic = TcActionGeneric::default();
+    mirror.generic.action = TcActionType::Stolen;
+    mirror.eaction = match how {
+        Redirect::Egress => TcMirrorActionType::EgressRedir,
+        Redirect::Ingress => TcMirrorActionType::IngressRedir,
+    };
+    mirror.ifindex = to_index;
+    let mut action = TcAction::default();
+    action.attributes = vec![
+        TcActionAttribute::Kind(TcActionMirror::KIND.to_string()),
+        TcActionAttribute::Options(vec![TcActionOption::Mirror(TcActionMirrorOption::Parms(
+            mirror,
+        ))]),
+    ];
+    action
+}
+
+/// The actions nested in a `TCA_BPF_ACT` attribute (those that parse).
+fn parse_actions(value: &[u8]) -> Vec<TcAction> {
+    NlasIterator::new(value)
+        .filter_map(|nla| nla.ok())
+        .filter_map(|nla: NlaBuffer<&[u8]>| TcAction::parse(&nla).ok())
+        .collect()
 }

@@ -11,6 +11,7 @@
 
 #![warn(missing_docs)]
 
+pub mod bpf;
 mod error;
 mod fastpath;
 pub mod netns;

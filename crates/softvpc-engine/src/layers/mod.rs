@@ -118,7 +118,7 @@ pub(crate) struct Ctx<'t> {
 }
 
 /// A routed frame's MAC rewrite (the TTL is decremented with it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Rewrite {
     /// The new source MAC: the router's of the receiving VPC.
     pub router_mac: Mac,

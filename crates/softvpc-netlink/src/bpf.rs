@@ -1,0 +1,183 @@
+//! Classic-mode `cls_bpf` programs for the fast path (`docs/fast-path.md`): eBPF instructions as
+//! plain values, loaded with `bpf(2)` as `BPF_PROG_TYPE_SCHED_CLS` (no compiler, no object
+//! file, nothing built at run time), and run on a test frame with `BPF_PROG_TEST_RUN` (root
+//! only) so a program can be checked without attaching it. Attaching is
+//! [`Netlink::add_bpf_redirect`](crate::Netlink::add_bpf_redirect).
+
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+use nix::libc;
+
+/// One eBPF instruction (`struct bpf_insn`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+pub struct Insn {
+    /// Opcode.
+    pub code: u8,
+    /// Destination register (low nibble) and source register (high nibble).
+    pub regs: u8,
+    /// Signed offset (jumps: in instructions; memory: in bytes).
+    pub off: i16,
+    /// Immediate.
+    pub imm: i32,
+}
+
+impl Insn {
+    /// An instruction from its fields.
+    pub const fn new(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
+        Insn {
+            code,
+            regs: (dst & 0x0f) | ((src & 0x0f) << 4),
+            off,
+            imm,
+        }
+    }
+}
+
+/// The opcodes and helper ids the fast path uses (`linux/bpf.h`, `linux/bpf_common.h`).
+pub mod op {
+    /// `r0 = ntohl(*(u32 *)(skb->data + imm))` (`BPF_LD | BPF_ABS | BPF_W`); a read past the
+    /// end ends the program with 0.
+    pub const LD_ABS_W: u8 = 0x20;
+    /// The same, 16 bits.
+    pub const LD_ABS_H: u8 = 0x28;
+    /// The same, 8 bits.
+    pub const LD_ABS_B: u8 = 0x30;
+    /// `dst = *(u32 *)(src + off)` (`BPF_LDX | BPF_MEM | BPF_W`).
+    pub const LDX_W: u8 = 0x61;
+    /// `*(u32 *)(dst + off) = imm`.
+    pub const ST_W: u8 = 0x62;
+    /// `*(u16 *)(dst + off) = imm`.
+    pub const ST_H: u8 = 0x6a;
+    /// `*(u16 *)(dst + off) = src`.
+    pub const STX_H: u8 = 0x6b;
+    /// `dst = src` (64 bits).
+    pub const MOV64_X: u8 = 0xbf;
+    /// `dst = imm` (64 bits, sign-extended).
+    pub const MOV64_K: u8 = 0xb7;
+    /// `dst += imm` (64 bits).
+    pub const ADD64_K: u8 = 0x07;
+    /// `dst &= imm` (32 bits).
+    pub const AND32_K: u8 = 0x54;
+    /// `dst = htobe<imm>(dst)` (`BPF_ALU | BPF_END | BPF_TO_BE`).
+    pub const TO_BE: u8 = 0xdc;
+    /// `if (u32)dst != imm goto +off`.
+    pub const JNE32_K: u8 = 0x56;
+    /// `if (u32)dst < imm goto +off`.
+    pub const JLT32_K: u8 = 0xa6;
+    /// `if (u32)dst <= imm goto +off`.
+    pub const JLE32_K: u8 = 0xb6;
+    /// `if dst != 0 goto +off` with imm 0 (64 bits).
+    pub const JNE64_K: u8 = 0x55;
+    /// Call helper `imm`.
+    pub const CALL: u8 = 0x85;
+    /// Return r0.
+    pub const EXIT: u8 = 0x95;
+    /// `bpf_skb_store_bytes(skb, offset, from, len, flags)`.
+    pub const SKB_STORE_BYTES: i32 = 9;
+    /// `bpf_l3_csum_replace(skb, offset, from, to, size)`.
+    pub const L3_CSUM_REPLACE: i32 = 10;
+}
+
+const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_PROG_TEST_RUN: libc::c_long = 10;
+const BPF_PROG_TYPE_SCHED_CLS: u32 = 3;
+
+fn sys_bpf(cmd: libc::c_long, attr: &mut [u8]) -> io::Result<libc::c_long> {
+    // SAFETY: `attr` is a zero-initialised `union bpf_attr` prefix of `attr.len()` bytes that
+    // outlives the call; every pointer in it points into live buffers of the caller.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr.as_mut_ptr(),
+            attr.len() as libc::c_uint,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+fn put_u32(a: &mut [u8], at: usize, v: u32) {
+    a[at..at + 4].copy_from_slice(&v.to_ne_bytes());
+}
+
+fn put_u64(a: &mut [u8], at: usize, v: u64) {
+    a[at..at + 8].copy_from_slice(&v.to_ne_bytes());
+}
+
+/// Loads `insns` as a `BPF_PROG_TYPE_SCHED_CLS` program named `name` (at most 15 bytes are
+/// kept). A verifier refusal comes back with the verifier's log in the error.
+pub fn load_sched_cls(insns: &[Insn], name: &str) -> io::Result<OwnedFd> {
+    let license = c"Apache-2.0";
+    let attempt = |log: &mut Vec<u8>| -> io::Result<OwnedFd> {
+        // `union bpf_attr` for BPF_PROG_LOAD up to `expected_attach_type` (72 bytes).
+        let mut attr = [0u8; 72];
+        put_u32(&mut attr, 0, BPF_PROG_TYPE_SCHED_CLS);
+        put_u32(&mut attr, 4, insns.len() as u32);
+        put_u64(&mut attr, 8, insns.as_ptr() as u64);
+        put_u64(&mut attr, 16, license.as_ptr() as u64);
+        if !log.is_empty() {
+            put_u32(&mut attr, 24, 1);
+            put_u32(&mut attr, 28, log.len() as u32);
+            put_u64(&mut attr, 32, log.as_mut_ptr() as u64);
+        }
+        let n = name.as_bytes();
+        let n = &n[..n.len().min(15)];
+        attr[48..48 + n.len()].copy_from_slice(n);
+        let fd = sys_bpf(BPF_PROG_LOAD, &mut attr)?;
+        // SAFETY: the kernel returned a new file descriptor that nothing else owns.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    };
+    match attempt(&mut Vec::new()) {
+        Ok(fd) => Ok(fd),
+        Err(e)
+            if e.raw_os_error() == Some(libc::EACCES) || e.raw_os_error() == Some(libc::EINVAL) =>
+        {
+            // Once more with the verifier's log, for the error.
+            let mut log = vec![0u8; 64 * 1024];
+            match attempt(&mut log) {
+                Ok(fd) => Ok(fd),
+                Err(e2) => {
+                    let end = log.iter().position(|b| *b == 0).unwrap_or(log.len());
+                    let text = String::from_utf8_lossy(&log[..end]);
+                    let tail: String = text
+                        .lines()
+                        .rev()
+                        .take(12)
+                        .collect::<Vec<_>>()
+                        .into_iter()
+                        .rev()
+                        .collect::<Vec<_>>()
+                        .join(" | ");
+                    Err(io::Error::new(e2.kind(), format!("{e2}: verifier: {tail}")))
+                }
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Runs program `fd` once on `frame` (an Ethernet frame, as at a tc hook) with
+/// `BPF_PROG_TEST_RUN`: its return value and the frame as it left it.
+pub fn test_run(fd: &OwnedFd, frame: &[u8]) -> io::Result<(u32, Vec<u8>)> {
+    use std::os::fd::AsRawFd;
+    let mut out = vec![0u8; frame.len() + 256];
+    // `union bpf_attr` for BPF_PROG_TEST_RUN up to `duration` (40 bytes).
+    let mut attr = [0u8; 40];
+    put_u32(&mut attr, 0, fd.as_raw_fd() as u32);
+    put_u32(&mut attr, 8, frame.len() as u32);
+    put_u32(&mut attr, 12, out.len() as u32);
+    put_u64(&mut attr, 16, frame.as_ptr() as u64);
+    put_u64(&mut attr, 24, out.as_mut_ptr() as u64);
+    put_u32(&mut attr, 32, 1);
+    sys_bpf(BPF_PROG_TEST_RUN, &mut attr)?;
+    let retval = u32::from_ne_bytes(attr[4..8].try_into().expect("4 bytes"));
+    let size = u32::from_ne_bytes(attr[12..16].try_into().expect("4 bytes")) as usize;
+    out.truncate(size.min(out.len()));
+    Ok((retval, out))
+}
