@@ -66,6 +66,38 @@ def test_modify_security_group_rules_errors_are_aws_s(ec2, vpc):
                        SecurityGroupRules=[{"SecurityGroupRuleId": rid, "SecurityGroupRule": {
                            "IpProtocol": "-1", "FromPort": 0, "ToPort": 0, "CidrIpv4": "10.0.0.0/8"}}])
     assert err["Error"]["Message"].startswith("You may not specify all protocols and specific ports.")
+    # A missing port, a missing source and two sources: AWS's codes and wording (as moto's
+    # AWS-verified test_modify_security_group_rules records them).
+    err = expect_error("InvalidParameterValue", 400, ec2.modify_security_group_rules, GroupId=gid,
+                       SecurityGroupRules=[{"SecurityGroupRuleId": rid, "SecurityGroupRule": {
+                           "IpProtocol": "udp", "ToPort": 27011, "CidrIpv4": "10.0.0.0/8"}}])
+    assert err["Error"]["Message"] == ("Invalid value for portRange. Must specify both from and to "
+                                       "ports with TCP/UDP.")
+    err = expect_error("MissingParameter", 400, ec2.modify_security_group_rules, GroupId=gid,
+                       SecurityGroupRules=[{"SecurityGroupRuleId": rid, "SecurityGroupRule": {
+                           "IpProtocol": "udp", "FromPort": 27010, "ToPort": 27011}}])
+    assert err["Error"]["Message"] == ("The request must contain exactly one of: cidrIp, cidrIpv6, "
+                                       "prefixListId, or referencedGroupId")
+    for second in [{"CidrIpv6": "2001:db8::/32"}, {"ReferencedGroupId": gid}]:
+        err = expect_error("InvalidParameterCombination", 400, ec2.modify_security_group_rules, GroupId=gid,
+                           SecurityGroupRules=[{"SecurityGroupRuleId": rid, "SecurityGroupRule": dict(
+                               {"IpProtocol": "udp", "FromPort": 27010, "ToPort": 27011,
+                                "CidrIpv4": "10.0.0.0/8"}, **second)}])
+        assert err["Error"]["Message"] == ("Only one of cidrIp, cidrIpv6, prefixListId, or "
+                                           "referencedGroupId can be specified"), second
+    err = expect_error("InvalidParameterValue", 400, ec2.modify_security_group_rules, GroupId=gid,
+                       SecurityGroupRules=[{"SecurityGroupRuleId": rid, "SecurityGroupRule": {
+                           "IpProtocol": "udp", "FromPort": 1, "ToPort": 2, "CidrIpv6": "2001:db8::/32"}}])
+    assert "IPv6" in err["Error"]["Message"]
+    # AuthorizeSecurityGroupIngress words a missing port the same way.
+    err = expect_error("InvalidParameterValue", 400, ec2.authorize_security_group_ingress, GroupId=gid,
+                       IpPermissions=[{"IpProtocol": "tcp", "FromPort": 22,
+                                       "IpRanges": [{"CidrIp": "10.9.0.0/16"}]}])
+    assert err["Error"]["Message"] == ("Invalid value for portRange. Must specify both from and to "
+                                       "ports with TCP/UDP.")
+    (rule,) = ec2.describe_security_group_rules(SecurityGroupRuleIds=[rid])["SecurityGroupRules"]
+    assert (rule["IpProtocol"], rule["FromPort"], rule["CidrIpv4"]) == ("tcp", 80, "10.0.0.0/8"), \
+        "a refused modification changed the rule"
     # All protocols with the -1 ports AWS itself reports is fine.
     ec2.modify_security_group_rules(GroupId=gid, SecurityGroupRules=[{
         "SecurityGroupRuleId": rid, "SecurityGroupRule": {

@@ -216,3 +216,25 @@ def test_key_pairs_with_the_aws_cli(aws, tmp_path):
         assert rc == 0 and out["Return"] is True, err
     rc, out, err = aws("describe-key-pairs", "--filters", f"Name=key-name,Values={n},{m}")
     assert rc == 0 and out["KeyPairs"] == [], err
+
+
+def test_run_instances_key_name(ec2, subnet):
+    """RunInstances `KeyName`: checked (`InvalidKeyPair.NotFound`), shown by DescribeInstances
+    and its `key-name` filter, and kept by the instance after the key pair is deleted."""
+    n = name("launch")
+    ec2.create_key_pair(KeyName=n, KeyType="ed25519")
+    err = expect_error("InvalidKeyPair.NotFound", 400, ec2.run_instances, ImageId="ami-12345678", MinCount=1,
+                       MaxCount=1, SubnetId=subnet["SubnetId"], KeyName=n + "-missing")
+    assert n + "-missing" in err["Error"]["Message"]
+    (i,) = ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1, SubnetId=subnet["SubnetId"],
+                             KeyName=n)["Instances"]
+    assert i["KeyName"] == n
+
+    def found():
+        r = ec2.describe_instances(Filters=[{"Name": "key-name", "Values": [n]}])["Reservations"]
+        return [(x["InstanceId"], x["KeyName"]) for res in r for x in res["Instances"]]
+
+    assert found() == [(i["InstanceId"], n)]
+    ec2.delete_key_pair(KeyName=n)
+    assert found() == [(i["InstanceId"], n)], "the instance keeps its key name after the key pair goes"
+    ec2.terminate_instances(InstanceIds=[i["InstanceId"]])

@@ -67,6 +67,7 @@ def run(ec2, sub=None, public=None, **kw):
     else:
         kw["NetworkInterfaces"] = [{"DeviceIndex": 0, "SubnetId": sub,
                                     "AssociatePublicIpAddress": public}]
+    kw.setdefault("ImageId", "ami-12345678")
     r = ec2.run_instances(MinCount=1, MaxCount=1, **kw)
     return r["Instances"][0]
 
@@ -121,12 +122,12 @@ def test_override_both_ways_and_refusals(ec2, net):
     refused = run(ec2, sub, public=False)
     assert "PublicIpAddress" not in refused
     assert "Association" not in eni_of(ec2, refused)
-    expect_error("InvalidParameterCombination", 400, ec2.run_instances, MinCount=1, MaxCount=1,
-                 NetworkInterfaces=[
+    expect_error("InvalidParameterCombination", 400, ec2.run_instances, ImageId="ami-12345678",
+                 MinCount=1, MaxCount=1, NetworkInterfaces=[
                      {"DeviceIndex": 0, "SubnetId": sub, "AssociatePublicIpAddress": True},
                      {"DeviceIndex": 1, "SubnetId": sub}])
     err = expect_error("InvalidParameterCombination", 400, ec2.run_instances, MinCount=1,
-                       MaxCount=1, SubnetId=sub,
+                       MaxCount=1, SubnetId=sub, ImageId="ami-12345678",
                        NetworkInterfaces=[{"DeviceIndex": 0, "AssociatePublicIpAddress": True}])
     assert "instance-level subnet ID" in err["Error"]["Message"]
 

@@ -81,11 +81,14 @@ def test_descriptions_by_permission_and_by_id(ec2):
                      {"SecurityGroupRuleId": rid, "Description": "bad\u00e9"}])
     expect_error("MissingParameter", 400, ec2.update_security_group_rule_descriptions_ingress,
                  GroupId=sg)
-    expect_error("InvalidParameterCombination", 400,
-                 ec2.update_security_group_rule_descriptions_ingress, GroupId=sg,
-                 SecurityGroupRuleDescriptions=[{"SecurityGroupRuleId": rid, "Description": "x"}],
-                 IpPermissions=[{"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
-                                 "IpRanges": [{"CidrIp": "10.0.0.0/8"}]}])
+    err = expect_error("InvalidParameterCombination", 400,
+                       ec2.update_security_group_rule_descriptions_ingress, GroupId=sg,
+                       SecurityGroupRuleDescriptions=[{"SecurityGroupRuleId": rid, "Description": "x"}],
+                       IpPermissions=[{"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
+                                       "IpRanges": [{"CidrIp": "10.0.0.0/8"}]}])
+    # AWS's wording (quoted in aws/aws-sdk-java-v2#5217).
+    assert err["Error"]["Message"] == ("The parameter 'ipPermissions' may not be used in combination "
+                                       "with 'securityGroupRuleDescriptions'.")
     expect_error("DryRunOperation", 412, ec2.update_security_group_rule_descriptions_ingress,
                  GroupId=sg, DryRun=True, SecurityGroupRuleDescriptions=[
                      {"SecurityGroupRuleId": rid, "Description": "dry"}])

@@ -391,6 +391,7 @@ fn big_vpc(server: &Server, n: usize, deadline: Instant) -> anyhow::Result<()> {
         &api,
         "RunInstances",
         Value::new_struct()
+            .with("ImageId", "ami-1")
             .with("MinCount", 1i64)
             .with("MaxCount", 1i64)
             .with("SubnetId", subnet.as_str())
@@ -508,6 +509,7 @@ fn run_one(args: &Args, server: &Server, n: usize, deadline: Instant) -> anyhow:
             &api,
             "RunInstances",
             Value::new_struct()
+                .with("ImageId", "ami-1")
                 .with("MinCount", 1i64)
                 .with("MaxCount", 1i64)
                 .with("SubnetId", subnet.as_str())

@@ -731,6 +731,12 @@ pub fn run_instances(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
     let (merged, launch_template) = super::launch_template::launch_input(ctx, input)?;
     let input = &merged;
     refuse_unsupported_launch_members(input)?;
+    // `ImageId`: required unless the launch template gave one; any well-formed id is an
+    // image here (there is no image catalog).
+    let image_id = input
+        .get_str("ImageId")
+        .ok_or_else(|| ApiError::missing("ImageId"))?;
+    model::instance::check_image_id(image_id)?;
     let nics = launch_interfaces(input)?;
     // Absent: the default subnet (the model refuses when there is no default VPC).
     let subnet_id = match &nics {
@@ -762,7 +768,7 @@ pub fn run_instances(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
         None => None,
     };
     let req = RunRequest {
-        image_id: opt(input, "ImageId"),
+        image_id: Some(image_id.to_string()),
         instance_type: opt(input, "InstanceType"),
         min_count: count("MinCount")?,
         max_count: count("MaxCount")?,

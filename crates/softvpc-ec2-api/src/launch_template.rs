@@ -83,6 +83,19 @@ fn check_data(data: &Value) -> Result<serde_json::Value, ApiError> {
     Ok(to_json(data))
 }
 
+/// AWS's `Warning` for template data it stores but could not launch with: a malformed
+/// `ImageId` (the launch then fails with `InvalidAMIID.Malformed`, as on AWS).
+fn validation_warning(data: &serde_json::Value) -> Option<Value> {
+    let id = data.get("ImageId")?.as_str()?;
+    let e = softvpc_model::instance::check_image_id(id).err()?;
+    Some(Value::new_struct().with(
+        "Errors",
+        Value::List(vec![Value::new_struct()
+                .with("Code", e.code.as_str())
+                .with("Message", e.message.as_str())]),
+    ))
+}
+
 fn template_value(t: &LaunchTemplate) -> Value {
     Value::new_struct()
         .with("LaunchTemplateId", t.id.as_str())
@@ -144,7 +157,9 @@ pub fn create_launch_template(ctx: &Ctx<'_>, input: &Value) -> Result<Value, Api
         )
     })?;
     tracing::info!(launch_template = %t.id, name = %t.name, "launch template created");
-    Ok(Value::new_struct().with("LaunchTemplate", template_value(&t)))
+    Ok(Value::new_struct()
+        .with("LaunchTemplate", template_value(&t))
+        .with_opt("Warning", validation_warning(&data)))
 }
 
 /// The launch template `input` names by `LaunchTemplateId` or `LaunchTemplateName` (one of
@@ -187,7 +202,9 @@ pub fn create_launch_template_version(ctx: &Ctx<'_>, input: &Value) -> Result<Va
     })?;
     tracing::info!(launch_template = %t.id, version = n, "launch template version created");
     let v = t.version(n).expect("just made");
-    Ok(Value::new_struct().with("LaunchTemplateVersion", version_value(&t, v)))
+    Ok(Value::new_struct()
+        .with("LaunchTemplateVersion", version_value(&t, v))
+        .with_opt("Warning", validation_warning(&v.data)))
 }
 
 /// `ModifyLaunchTemplate`: `SetDefaultVersion` (a retry sets the same default again, so the

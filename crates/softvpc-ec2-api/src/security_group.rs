@@ -449,9 +449,6 @@ pub fn modify_security_group_rules(ctx: &Ctx<'_>, input: &Value) -> Result<Value
             let r = u
                 .get("SecurityGroupRule")
                 .ok_or_else(|| ApiError::missing("SecurityGroupRule.N.SecurityGroupRule"))?;
-            if input::optional(r, "CidrIpv6").is_some() {
-                return Err(ApiError::invalid_value("IPv6 ranges are not supported."));
-            }
             let s = |n: &str| input::optional(r, n).map(str::to_string);
             Ok(RuleUpdate {
                 rule_id: rule_id.to_string(),
@@ -462,6 +459,7 @@ pub fn modify_security_group_rules(ctx: &Ctx<'_>, input: &Value) -> Result<Value
                 referenced_group: s("ReferencedGroupId"),
                 prefix_list: s("PrefixListId"),
                 description: s("Description"),
+                cidr_ipv6: s("CidrIpv6").is_some(),
             })
         })
         .collect::<Result<Vec<_>, ApiError>>()?;

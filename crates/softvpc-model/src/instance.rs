@@ -28,12 +28,29 @@ use super::{
 
 /// The instance type reported when none is given.
 pub const DEFAULT_INSTANCE_TYPE: &str = "t3.micro";
-/// The image id used when none is given (any image id is accepted as given).
+/// The image id of a [`RunRequest`] without one (the API refuses a launch without `ImageId`,
+/// see [`check_image_id`]; in-process callers may leave it out).
 pub const DEFAULT_IMAGE_ID: &str = "ami-00000000000000000";
 /// Most instances one `RunInstances` call may launch.
 pub const MAX_LAUNCH: u32 = 1000;
 /// How long a terminated instance stays visible (AWS: "about an hour"), in seconds.
 pub const TERMINATED_RETENTION_SECS: u64 = 3600;
+
+/// Refuses an image id that is not `ami-` + hex (`InvalidAMIID.Malformed`, AWS's message).
+/// There is no image catalog here: any well-formed id is an image, kept and shown as given.
+pub fn check_image_id(id: &str) -> Result<(), ApiError> {
+    let hex = id
+        .strip_prefix("ami-")
+        .is_some_and(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_hexdigit()));
+    if hex {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            "InvalidAMIID.Malformed",
+            format!("Invalid id: \"{id}\" (expecting \"ami-...\")"),
+        ))
+    }
+}
 
 /// The parameters of `RunInstances` that matter here.
 #[derive(Debug, Clone, Default)]
@@ -323,6 +340,9 @@ pub fn run_instances(txn: &mut Txn, req: &RunRequest) -> Result<Reservation, Api
         .instance_type
         .clone()
         .unwrap_or_else(|| DEFAULT_INSTANCE_TYPE.to_string());
+    if let Some(id) = &req.image_id {
+        check_image_id(id)?;
+    }
     let image_id = req
         .image_id
         .clone()
@@ -1715,6 +1735,34 @@ impl Filterable for Eni {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn image_ids_are_ami_and_hex() {
+        for ok in [
+            "ami-1",
+            "ami-12345678",
+            "ami-0123456789abcdef0",
+            "ami-ABCDEF01",
+        ] {
+            assert!(super::check_image_id(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "ami-",
+            "ami-xyz",
+            "ami-1234567g",
+            "AMI-12345678",
+            "img-12345678",
+            " ami-1",
+        ] {
+            let e = super::check_image_id(bad).unwrap_err();
+            assert_eq!(e.code, "InvalidAMIID.Malformed", "{bad}");
+            assert_eq!(
+                e.message,
+                format!("Invalid id: \"{bad}\" (expecting \"ami-...\")")
+            );
+        }
+    }
+
     use super::super::subnet::{available_count, create_subnet};
     use super::super::vpc::create_vpc;
     use super::*;

@@ -174,10 +174,10 @@ pub fn check_ports(
     match protocol {
         "tcp" | "udp" => {
             let (Some(f), Some(t)) = (from, to) else {
-                return Err(ApiError::invalid_value(format!(
-                    "Invalid value 'null' for {}. It must be specified for protocol {protocol}.",
-                    if from.is_none() { "fromPort" } else { "toPort" }
-                )));
+                // AWS's wording (moto's AWS-verified test_modify_security_group_rules).
+                return Err(ApiError::invalid_value(
+                    "Invalid value for portRange. Must specify both from and to ports with TCP/UDP.",
+                ));
             };
             if !(0..=65535).contains(&f) || !(0..=65535).contains(&t) || f > t {
                 return Err(ApiError::invalid_value(format!(
@@ -670,7 +670,8 @@ pub fn update_descriptions(
     if !perms.is_empty() && !by_id.is_empty() {
         return Err(ApiError::new(
             "InvalidParameterCombination",
-            "The parameter IpPermissions cannot be used with SecurityGroupRuleDescriptions.",
+            // AWS's wording, quoted in aws/aws-sdk-java-v2#5217.
+            "The parameter 'ipPermissions' may not be used in combination with 'securityGroupRuleDescriptions'.",
         ));
     }
     let mut group = (*group).clone();
@@ -708,6 +709,8 @@ pub struct RuleUpdate {
     pub prefix_list: Option<String>,
     /// `Description`.
     pub description: Option<String>,
+    /// `CidrIpv6` was given (refused: no IPv6 here; counted as a source first, as AWS does).
+    pub cidr_ipv6: bool,
 }
 
 /// `ModifySecurityGroupRules`: replaces rules of `group_id` in place (ids kept). All or nothing.
@@ -738,22 +741,47 @@ pub fn modify_rules(txn: &mut Txn, group_id: &str, updates: &[RuleUpdate]) -> Re
         let ports_given = [u.from_port, u.to_port]
             .iter()
             .any(|p| p.is_some_and(|p| p != -1));
-        if ports_given && normalize_protocol(&protocol)? == "-1" {
+        let normalized = normalize_protocol(&protocol)?;
+        if ports_given && normalized == "-1" {
             return Err(ApiError::invalid_value(
                 "You may not specify all protocols and specific ports. Please specify each protocol and port range combination individually, or all protocols and no port range.",
             ));
         }
+        // AWS's wording for a missing port and a missing or double source (from moto's
+        // AWS-verified test_modify_security_group_rules).
+        if matches!(normalized.as_str(), "tcp" | "udp")
+            && (u.from_port.is_none() || u.to_port.is_none())
+        {
+            return Err(ApiError::invalid_value(
+                "Invalid value for portRange. Must specify both from and to ports with TCP/UDP.",
+            ));
+        }
+        let sources = [&u.cidr, &u.referenced_group, &u.prefix_list]
+            .iter()
+            .filter(|s| s.is_some())
+            .count()
+            + usize::from(u.cidr_ipv6);
+        if sources == 0 {
+            return Err(ApiError::new(
+                "MissingParameter",
+                "The request must contain exactly one of: cidrIp, cidrIpv6, prefixListId, or referencedGroupId",
+            ));
+        }
+        if sources > 1 {
+            return Err(ApiError::new(
+                "InvalidParameterCombination",
+                "Only one of cidrIp, cidrIpv6, prefixListId, or referencedGroupId can be specified",
+            ));
+        }
+        if u.cidr_ipv6 {
+            return Err(ApiError::invalid_value("IPv6 ranges are not supported."));
+        }
         let with = |id: &String| vec![(id.clone(), u.description.clone())];
-        let (cidrs, groups, prefix_lists) =
-            match (&u.cidr, &u.referenced_group, &u.prefix_list) {
-                (Some(c), None, None) => (with(c), vec![], vec![]),
-                (None, Some(g), None) => (vec![], with(g), vec![]),
-                (None, None, Some(p)) => (vec![], vec![], with(p)),
-                _ => return Err(ApiError::new(
-                    "InvalidParameterCombination",
-                    "Exactly one of CidrIpv4, ReferencedGroupId and PrefixListId must be given.",
-                )),
-            };
+        let (cidrs, groups, prefix_lists) = match (&u.cidr, &u.referenced_group, &u.prefix_list) {
+            (Some(c), _, _) => (with(c), vec![], vec![]),
+            (None, Some(g), _) => (vec![], with(g), vec![]),
+            (None, None, p) => (vec![], vec![], p.iter().flat_map(with).collect()),
+        };
         let perm = Permission {
             protocol,
             from_port: u.from_port,

@@ -323,7 +323,7 @@ mod tests {
         for line in [
             "Action=CreateVpc&CidrBlock=10.0.0.0%2F16",
             "Action=CreateSubnet&VpcId=$vpc&CidrBlock=10.0.0.0%2F24",
-            "Action=RunInstances&SubnetId=$subnet&MinCount=1&MaxCount=1",
+            "Action=RunInstances&ImageId=ami-1&SubnetId=$subnet&MinCount=1&MaxCount=1",
         ] {
             let r = dispatch(&cp, &[&ids.substitute(line.as_bytes())]);
             assert_eq!(r.status, 200, "{}", r.body);

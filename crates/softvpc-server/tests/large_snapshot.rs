@@ -51,6 +51,7 @@ async fn a_vpc_of_100000_enis_reaches_an_agent() {
         &cp,
         "RunInstances",
         Value::new_struct()
+            .with("ImageId", "ami-1")
             .with("MinCount", 1i64)
             .with("MaxCount", 1i64)
             .with("SubnetId", subnet.as_str())

@@ -65,6 +65,7 @@ fn run_instance(
     name: Option<&str>,
 ) -> String {
     let mut input = Value::new_struct()
+        .with("ImageId", "ami-1")
         .with("MinCount", 1i64)
         .with("MaxCount", 1i64)
         .with("SubnetId", subnet)

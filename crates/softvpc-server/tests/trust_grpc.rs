@@ -141,6 +141,7 @@ async fn two_hosts(srv: &Server) -> (Credentials, Credentials, String, String) {
             &srv.store,
             "RunInstances",
             Value::new_struct()
+                .with("ImageId", "ami-1")
                 .with("MinCount", 1i64)
                 .with("MaxCount", 1i64)
                 .with("SubnetId", subnet.as_str())

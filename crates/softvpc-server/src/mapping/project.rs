@@ -1405,6 +1405,7 @@ mod tests {
                     referenced_group: None,
                     prefix_list: None,
                     description: None,
+                    cidr_ipv6: false,
                 }],
             )
         });
