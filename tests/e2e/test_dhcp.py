@@ -1,16 +1,24 @@
-"""DHCP for instances (issue 11): a real DHCP client (busybox's udhcpc) inside an instance
-namespace gets exactly its ENI's address and AWS's options from the VPC router on its host;
-malformed DHCP is dropped and counted; a RELEASE is absorbed. DHCP never crosses the underlay."""
+"""DHCP for instances (issue 11): every lab instance's eth0 is configured by its own running
+DHCP client (busybox's udhcpc, started by the agent: address, mask, router, MTU 9001 and the
+instance's /etc/resolv.conf); a change of the VPC's DHCP option set through the API reaches the
+instance at its next renewal. A second udhcpc run by hand gets exactly the ENI's address and
+AWS's options from the VPC router on its host; malformed DHCP is dropped and counted; a RELEASE
+is absorbed. DHCP never crosses the underlay."""
 
+import os
+import re
+import signal
 import stat
-
 import struct
+import time
+import uuid
+from pathlib import Path
 
-from e2e_harness import WORK_DIR, metric_sum, wait_until
+from e2e_harness import WORK_DIR, metric_sum, run, wait_until
 from frames import ip_bytes, mac_bytes, udp_frame
 
-# udhcpc runs this script with the lease in its environment; it only records it (the agent has
-# already configured eth0, with the same address).
+# udhcpc runs this script with the lease in its environment; it only records it (the instance's
+# own client has already configured eth0, with the same address).
 SCRIPT = """#!/bin/sh
 if [ "$1" = bound ] || [ "$1" = renew ]; then
   env > "$OUT"
@@ -113,3 +121,116 @@ def test_malformed_dhcp_is_dropped_and_counted(lab, macs):
     # The router still answers a real client afterwards.
     env, _ = udhcpc(lab, "zigi-vm1", WORK_DIR / "lease-vm1b.env")
     assert env["ip"] == "10.0.0.148"
+
+
+def instance_client(lab, name):
+    """The pid of the instance's own DHCP client (the one the agent started): exactly one udhcpc
+    on eth0 in the foreground, not a one-shot (-q) run of a test."""
+    pids = run(["ip", "netns", "pids", lab.netns(name)], check=True).stdout.split()
+    found = []
+    for pid in pids:
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(a.endswith(b"udhcpc") for a in argv) and b"-q" not in argv and b"-f" in argv:
+            found.append(int(pid))
+    assert len(found) == 1, f"DHCP clients in {name}: {found} (of {pids})"
+    return found[0]
+
+
+def resolv_conf(lab, name):
+    """/etc/resolv.conf as commands in the instance see it (the namespace's own file)."""
+    return lab.exec(name, "cat", "/etc/resolv.conf", check=True).stdout
+
+
+def resolver_of(text):
+    search = [line.split()[1:] for line in text.splitlines() if line.startswith("search ")]
+    servers = [line.split()[1] for line in text.splitlines() if line.startswith("nameserver ")]
+    return (search[0] if search else []), servers
+
+
+def test_every_instance_is_configured_by_its_own_running_dhcp_client(lab):
+    # zigi-vm3: 10.0.1.20 in 10.0.1.0/24 of zigi-vpc1 (10.0.0.0/16), on host-2.
+    pid = instance_client(lab, "zigi-vm3")
+    addr = lab.exec("zigi-vm3", "ip", "-o", "-4", "addr", "show", "dev", "eth0", check=True).stdout
+    assert re.search(r"inet 10\.0\.1\.20/24 brd 10\.0\.1\.255 ", addr), addr
+    route = lab.exec("zigi-vm3", "ip", "-4", "route", "show", "default", check=True).stdout
+    assert route.split() == ["default", "via", "10.0.1.1", "dev", "eth0", "src", "10.0.1.20"], route
+    link = lab.exec("zigi-vm3", "ip", "-o", "link", "show", "dev", "eth0", check=True).stdout
+    assert " mtu 9001 " in link, link            # option 26; the interface came up at 1500
+    text = resolv_conf(lab, "zigi-vm3")
+    assert "udhcpc bound" in text or "udhcpc renew" in text, text
+    assert resolver_of(text) == (["ec2.internal"], ["10.0.0.2"]), text
+    # The host's resolver file is not the instance's.
+    assert Path("/etc/resolv.conf").read_text() != text
+    # Every instance of the lab (agent hosts) has its client; the other VPC's gets its own +2.
+    for name in ("zigi-vm1", "zigi-vm2", "zigi-vm4", "other-vm1"):
+        instance_client(lab, name)
+    assert resolver_of(resolv_conf(lab, "other-vm1")) == (["ec2.internal"], ["10.0.0.2"])
+    # The resolver file is in effect: glibc's resolver (search domain + the VPC's +2) finds a
+    # private name by its short form.
+    hosts = lab.exec("zigi-vm3", "getent", "hosts", "ip-10-0-0-185", timeout=30)
+    assert hosts.returncode == 0 and hosts.stdout.split()[0] == "10.0.0.185", hosts
+    assert instance_client(lab, "zigi-vm3") == pid
+
+
+def renew(lab, name):
+    """A renewal by the instance's client (SIGUSR1: udhcpc sends its REQUEST now rather than at
+    T1, half the one-hour lease); returns once the client has applied the ACK (its script
+    rewrote the resolver file)."""
+    pid = instance_client(lab, name)
+    before = resolv_conf(lab, name)
+    replies = metric_sum(lab.metrics(lab.instance(name)["host"]), "softvpc_frames_total",
+                         path="dhcp_replies")
+    os.kill(pid, signal.SIGUSR1)
+
+    def applied():
+        return (metric_sum(lab.metrics(lab.instance(name)["host"]), "softvpc_frames_total",
+                           path="dhcp_replies") > replies
+                and "udhcpc renew" in resolv_conf(lab, name)
+                and resolv_conf(lab, name) != before)
+    wait_until(applied, 30, what=f"a DHCP renewal applied in {name}")
+    assert instance_client(lab, name) == pid
+    return resolv_conf(lab, name)
+
+
+def test_a_changed_dhcp_option_set_is_seen_at_the_next_renewal(lab):
+    name = "zigi-vm1"
+    vpc = lab.instance(name)["vpc_id"]
+    original = lab.aws("describe-vpcs", "--vpc-ids", vpc)["Vpcs"][0]["DhcpOptionsId"]
+    domain = f"svt-{uuid.uuid4().hex[:8]}.example"
+    # The renewal itself: same address and router, the lease applied again.
+    text = renew(lab, name)
+    assert resolver_of(text) == (["ec2.internal"], ["10.0.0.2"]), text
+    assert lab.ping(name, "10.0.0.185").ok
+    created = lab.aws("create-dhcp-options", "--dhcp-configurations",
+                      f"Key=domain-name,Values={domain}",
+                      "Key=domain-name-servers,Values=10.0.0.2,169.254.169.253")
+    dopt = created["DhcpOptions"]["DhcpOptionsId"]
+    associated = False
+    try:
+        lab.aws("associate-dhcp-options", "--dhcp-options-id", dopt, "--vpc-id", vpc)
+        associated = True
+        # The option set reaches the host's router within the propagation time: renew until
+        # the instance's resolver file shows it (each renewal is a real REQUEST/ACK).
+        deadline = time.monotonic() + 60
+        while True:
+            text = renew(lab, name)
+            if resolver_of(text) == ([domain], ["10.0.0.2", "169.254.169.253"]):
+                break
+            assert time.monotonic() < deadline, f"option set {dopt} not seen after renewals:\n{text}"
+        # Address and route are the ENI's still, and the new resolver works.
+        addr = lab.exec(name, "ip", "-o", "-4", "addr", "show", "dev", "eth0", check=True).stdout
+        assert "inet 10.0.0.148/24 " in addr, addr
+        hosts = lab.exec(name, "getent", "hosts", "ip-10-0-0-185.ec2.internal", timeout=30)
+        assert hosts.returncode == 0 and hosts.stdout.split()[0] == "10.0.0.185", hosts
+        # The other VPC's instances keep their set.
+        assert resolver_of(resolv_conf(lab, "other-vm1")) == (["ec2.internal"], ["10.0.0.2"])
+    finally:
+        if associated:
+            lab.aws("associate-dhcp-options", "--dhcp-options-id", original, "--vpc-id", vpc)
+    deadline = time.monotonic() + 60
+    while resolver_of(renew(lab, name)) != (["ec2.internal"], ["10.0.0.2"]):
+        assert time.monotonic() < deadline, "the default option set did not come back"
+    lab.aws("delete-dhcp-options", "--dhcp-options-id", dopt, check=False)

@@ -70,6 +70,20 @@ def test_private_names_at_base_plus_2_and_link_local(lab):
     assert counter(lab, "host-1", path="dns_replies") - before >= 4
 
 
+def test_instances_resolv_conf_points_at_base_plus_2(lab):
+    # Written by the instance's DHCP client from the VPC's option set; dig with no @server and
+    # getent (glibc) use it.
+    conf = lab.exec("zigi-vm2", "cat", "/etc/resolv.conf", check=True).stdout
+    assert [line for line in conf.splitlines() if not line.startswith("#")] == \
+        ["search ec2.internal", "nameserver 10.0.0.2"], conf
+    proc = lab.exec("zigi-vm2", "dig", "+time=4", "+tries=2", "ip-10-0-1-20.ec2.internal",
+                    timeout=30)
+    assert status_of(proc.stdout) == "NOERROR" and answers(proc.stdout) == ["10.0.1.20"], proc
+    assert "SERVER: 10.0.0.2#53" in proc.stdout, proc.stdout
+    hosts = lab.exec("zigi-vm2", "getent", "hosts", "ip-10-0-0-148", timeout=30)
+    assert hosts.returncode == 0 and hosts.stdout.split()[0] == "10.0.0.148", hosts
+
+
 def test_reverse_names_follow_enable_dns_hostnames(lab):
     vpc = lab.instance("zigi-vm1")["vpc_id"]
     out = dig(lab, "10.0.0.185", "-x")

@@ -1,8 +1,9 @@
 """The README's two commands on a fresh machine (issue 8), checked so that they cannot drift.
 
-- `softvpc lab up` needs none of the test tools, nor any other program: it runs here with `ping`,
-  `arping`, `tcpdump` and `iperf3` hidden (/dev/null bind-mounted over each in a private mount
-  namespace) and an empty PATH, and its instances then reach each other across hosts.
+- `softvpc lab up` needs none of the test tools, nor any other program but the instances' DHCP
+  client (udhcpc): it runs here with `ping`, `arping`, `tcpdump` and `iperf3` hidden
+  (/dev/null bind-mounted over each in a private mount namespace) and an empty PATH, and its
+  instances then get their addresses by DHCP and reach each other across hosts.
 - User errors (missing prerequisite: the TUN/TAP device; bad flag, not root, a lab already up, a missing topology
   file) print one clear message and exit non-zero, without a backtrace although RUST_BACKTRACE
   is set.
@@ -150,7 +151,8 @@ def test_lab_up_needs_no_test_tools_and_refuses_a_second_up(small_lab):
     # Hiding works, so this test can fail: ping cannot run any more.
     probe = small_lab.inside("ping", "-c1", "-W1", "127.0.0.1")
     assert probe.returncode != 0, "ping still runs: hiding failed"
-    # And with an empty PATH: the lab (its server and agents too) runs no external program.
+    # And with an empty PATH: the lab (its server and agents too) runs no external program but
+    # the instances' DHCP client, which the agents find in the system directories.
     empty = small_lab.state_dir.parent / "empty-path"
     empty.mkdir()
     up = small_lab.inside("env", f"PATH={empty}", SOFTVPC_BIN, "lab", "up",

@@ -21,6 +21,13 @@
 //!
 //! Adding or removing an interface leaves the namespace and every other interface alone.
 //!
+//! **DHCP addressing** (`--instance-addressing dhcp`, what the lab uses): `eth0` comes up with
+//! its MAC, MTU 1500 and no primary address or route; a DHCP client in the namespace
+//! (`guest.rs`) gets them, MTU 9001 and the resolver from the host's virtual router, as an EC2
+//! instance does. Its secondary addresses are still the agent's (on EC2 too they come from the
+//! instance's own scripts, not DHCP); `promote_secondaries` is on, as systemd sets it, so
+//! removing one never takes the others with it.
+//!
 //! All of it goes through netlink (`softvpc-netlink`): one rtnetlink socket in the agent's own
 //! namespace (where TAPs are created, and moved out of) and one per instance namespace, opened
 //! when the namespace is made. No `ip` process is forked.
@@ -48,12 +55,16 @@ use std::net::Ipv4Addr;
 use softvpc_netlink::{netns, LinkChange, Netlink, Route};
 use tracing::warn;
 
+use crate::guest::{self, DhcpClients};
 use crate::reconcile::{EniSpec, MAX_DEVICE_INDEX};
 use crate::tap::{tap_name_for_eni, Tap};
 
 /// Instance MTU: AWS's 9001 within a VPC. The underlay must carry it plus outer IPv4 (20) +
 /// UDP (8) + VXLAN (8) + inner Ethernet (14): 9051 bytes (the lab's underlay is 9100).
 pub const INSTANCE_MTU: u32 = 9001;
+
+/// `eth0`'s MTU until DHCP gives it 9001 (option 26), as an instance's interface comes up.
+const DHCP_INITIAL_MTU: u32 = 1500;
 
 /// How long [`Plumber::remove_interface`] waits for the data path to close a TAP before deleting
 /// the device itself.
@@ -81,6 +92,8 @@ pub struct Plumber {
     clsact: bool,
     /// Where `created` is kept across restarts (none: not kept).
     record: Option<PathBuf>,
+    /// DHCP addressing: the clients that configure `eth0` (none: static addressing).
+    dhcp: Option<DhcpClients>,
 }
 
 impl Plumber {
@@ -94,7 +107,23 @@ impl Plumber {
             sockets: HashMap::new(),
             clsact: false,
             record: None,
+            dhcp: None,
         })
+    }
+
+    /// DHCP addressing: `eth0` is configured by a DHCP client from `clients`, not by the agent.
+    pub fn with_dhcp(mut self, clients: DhcpClients) -> Plumber {
+        self.dhcp = Some(clients);
+        self
+    }
+
+    /// Starts the DHCP client of `ns` (DHCP addressing only).
+    fn start_client(&self, ns: &str) -> anyhow::Result<()> {
+        if let Some(clients) = &self.dhcp {
+            guest::prepare_etc(ns)?;
+            clients.start(ns)?;
+        }
+        Ok(())
     }
 
     /// With the kernel fast path on: each interface gets its `clsact` qdisc while still down.
@@ -238,7 +267,10 @@ impl Plumber {
             return Ok(None);
         }
         let addrs = nl.addresses(&dev).await?;
-        if !addrs.contains(&(spec.ip, len)) {
+        // Under DHCP, eth0's primary address is the client's to set (it may not have its lease
+        // yet); its client goes on, or a new one starts.
+        let by_dhcp = self.dhcp.is_some() && spec.device_index == 0;
+        if !by_dhcp && !addrs.contains(&(spec.ip, len)) {
             return Ok(None);
         }
         let found_secondary: BTreeSet<Ipv4Addr> = addrs
@@ -256,6 +288,12 @@ impl Plumber {
         let tap = netns::run_in(ns, move || {
             Tap::attach(&name).map_err(|e| anyhow::anyhow!(e))
         })?;
+        if by_dhcp {
+            match self.dhcp.as_ref().and_then(|c| c.running(ns)) {
+                Some(pid) => tracing::info!(netns = %ns, pid, "DHCP client still running"),
+                None => self.start_client(ns)?,
+            }
+        }
         Ok(Some((found, tap)))
     }
 
@@ -298,6 +336,12 @@ impl Plumber {
             // MLD/RS (moved-in devices take the namespace's defaults).
             netns::set_sysctl(&ns, "net.ipv6.conf.all.disable_ipv6", "1")?;
             netns::set_sysctl(&ns, "net.ipv6.conf.default.disable_ipv6", "1")?;
+            // Removing the first address of a subnet keeps the others (systemd's default).
+            netns::set_sysctl(&ns, "net.ipv4.conf.all.promote_secondaries", "1")?;
+            netns::set_sysctl(&ns, "net.ipv4.conf.default.promote_secondaries", "1")?;
+            if self.dhcp.is_some() {
+                guest::prepare_etc(&ns)?;
+            }
             self.socket(&ns)?.set_up("lo").await?;
             anyhow::Ok(())
         };
@@ -353,11 +397,25 @@ impl Plumber {
         let change = LinkChange {
             name: Some(dev.clone()),
             mac: Some(spec.mac),
-            mtu: Some(INSTANCE_MTU),
+            mtu: Some(if self.dhcp.is_some() && spec.device_index == 0 {
+                DHCP_INITIAL_MTU
+            } else {
+                INSTANCE_MTU
+            }),
             up: None,
         };
         nl.set_link(tap.name(), &change).await?;
         let Some(table) = spec.route_table() else {
+            if self.dhcp.is_some() {
+                // eth0 by DHCP: the client sets the address, MTU and routes; the secondary
+                // addresses are ours.
+                for a in &spec.secondary_ips {
+                    nl.add_address(&dev, *a, len, false).await?;
+                }
+                self.add_clsact(nl, &dev).await?;
+                nl.set_up(&dev).await?;
+                return self.start_client(ns);
+            }
             // eth0: the kernel's connected route and the default route, both in main.
             for a in spec.addresses() {
                 nl.add_address(&dev, a, len, false).await?;
@@ -398,6 +456,11 @@ impl Plumber {
         }
         let nl = self.socket(&ns)?;
         let dev = spec.ifname();
+        if spec.device_index == 0 {
+            if let Some(clients) = &self.dhcp {
+                clients.stop(&ns);
+            }
+        }
         // Give the data path a moment to close the TAP itself (deleting the device under an open
         // fd makes its next read fail, which it counts and logs as an I/O error).
         let deadline = Instant::now() + REMOVE_GRACE;
@@ -457,9 +520,14 @@ impl Plumber {
             return Ok(());
         }
         self.sockets.remove(ns);
+        // Its DHCP client first: a process in the namespace would keep it (and its TAPs) alive.
+        if let Some(clients) = &self.dhcp {
+            clients.stop(ns);
+        }
         if netns::exists(ns) {
             netns::delete(ns)?;
         }
+        guest::remove_etc(ns);
         self.created.remove(ns);
         self.save_record();
         Ok(())

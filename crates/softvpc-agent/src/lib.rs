@@ -32,6 +32,7 @@ pub mod control;
 pub mod datapath;
 pub mod fastpath;
 pub mod flowlog;
+pub mod guest;
 pub mod imds;
 pub mod instance;
 pub mod metrics;
@@ -124,6 +125,16 @@ pub struct AgentArgs {
     /// router forwards the DNS queries it cannot answer itself; without one they get SERVFAIL.
     #[arg(long)]
     pub dns_upstream: Option<SocketAddr>,
+    /// How instances' `eth0` gets its address: `static` (the agent sets address, MTU 9001 and
+    /// default route) or `dhcp` (a DHCP client in the instance asks this host's virtual router,
+    /// as on EC2, and also writes the instance's `/etc/netns/<ns>/resolv.conf`).
+    #[arg(long, value_enum, default_value_t = guest::Addressing::Static)]
+    pub instance_addressing: guest::Addressing,
+    /// The DHCP client for `--instance-addressing dhcp`: busybox's `udhcpc` (or `busybox`
+    /// itself). Default: `udhcpc`, else `busybox`, found on PATH or in /usr/sbin, /sbin, /usr/bin,
+    /// /bin.
+    #[arg(long, value_name = "PATH")]
+    pub dhcp_client: Option<std::path::PathBuf>,
 }
 
 /// The edge's MAC: `0a:56:45:` + the low 24 bits of the underlay address (locally
@@ -192,6 +203,21 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let shutdown = shutdown;
     tokio::pin!(shutdown);
+    // Checked first: a missing DHCP client is a start-up error, not an instance without address.
+    let dhcp = match args.instance_addressing {
+        guest::Addressing::Static => None,
+        guest::Addressing::Dhcp => {
+            let program = args.dhcp_client.clone().or_else(guest::find_client).context(
+                "--instance-addressing dhcp needs a DHCP client and none was found: install udhcpc \
+                 (Debian package udhcpc, or busybox), name it with --dhcp-client, or use \
+                 --instance-addressing static",
+            )?;
+            Some(guest::DhcpClients::new(
+                program,
+                args.state_dir.join("dhcp"),
+            )?)
+        }
+    };
     let rx = UnderlayRx::bind(args.underlay_ip, VXLAN_PORT)?;
     let tx = UnderlayTx::open(args.underlay_ip)?;
     let underlay_drops = rx
@@ -304,14 +330,13 @@ pub async fn serve(
         Arc::clone(&connector),
         flow_counters,
     ));
-    let mut control = Control::new(
-        connector,
-        state,
-        datapath,
-        Plumber::new(&args.instance_netns_prefix)?
-            .with_clsact(args.fast_path == fastpath::FastPathMode::On)
-            .with_record(args.state_dir.join(instance::OWNED_FILE)),
-    )?;
+    let mut plumber = Plumber::new(&args.instance_netns_prefix)?
+        .with_clsact(args.fast_path == fastpath::FastPathMode::On)
+        .with_record(args.state_dir.join(instance::OWNED_FILE));
+    if let Some(clients) = dhcp {
+        plumber = plumber.with_dhcp(clients);
+    }
+    let mut control = Control::new(connector, state, datapath, plumber)?;
 
     let outcome = tokio::select! {
         _ = control.run() => Ok(()),

@@ -340,6 +340,8 @@ fn scenario(prefix: &str, ns11: &str, ns12: &str) {
         fast_path: Default::default(),
         flow_log_max_window: None,
         conntrack_limit: softvpc_policy::conntrack::DEFAULT_LIMIT,
+        instance_addressing: Default::default(),
+        dhcp_client: None,
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let agent = rt.spawn(softvpc_agent::serve(args, async move {

@@ -1,9 +1,10 @@
 //! `softvpc lab down`: remove everything a lab with this prefix created, with or without its
 //! state file (after a crash or a half-finished `up`), idempotently.
 //!
-//! Order: processes first (so no agent recreates a namespace), then every netns whose name
-//! starts with the prefix, then leftover links with the prefix in the root netns, then the
-//! lab's files in the state dir.
+//! Order: processes first (so no agent recreates a namespace), then whatever else runs inside
+//! the lab's namespaces (instances' DHCP clients, `lab exec` commands), then every netns whose
+//! name starts with the prefix and its `/etc/netns/<ns>/`, then leftover links with the prefix in
+//! the root netns, then the lab's files in the state dir.
 
 use std::path::Path;
 use std::time::Duration;
@@ -31,6 +32,8 @@ pub struct Removed {
     pub netns: Vec<String>,
     /// Links removed.
     pub links: Vec<String>,
+    /// Namespaces whose `/etc/netns/<ns>/` was removed.
+    pub etc: Vec<String>,
     /// Whether the state directory was removed.
     pub state_dir: bool,
     /// Things that could not be removed.
@@ -43,6 +46,7 @@ impl Removed {
         self.processes.is_empty()
             && self.netns.is_empty()
             && self.links.is_empty()
+            && self.etc.is_empty()
             && !self.state_dir
     }
 
@@ -82,6 +86,9 @@ impl Removed {
                 self.links.len(),
                 self.links.join(", ")
             ));
+        }
+        if !self.etc.is_empty() {
+            lines.push(format!("{} /etc/netns dir(s)", self.etc.len()));
         }
         if self.state_dir {
             lines.push("the state dir".to_string());
@@ -199,6 +206,25 @@ pub fn teardown(prefix: &str, state_dir: &Path) -> anyhow::Result<Removed> {
         match softvpc_netlink::netns::delete(&ns) {
             Ok(()) => removed.netns.push(ns),
             Err(e) => removed.failures.push(e.to_string()),
+        }
+    }
+
+    // Instances' own /etc files (their resolv.conf, written by their DHCP client), also of
+    // namespaces already gone.
+    if let Ok(dir) = std::fs::read_dir(softvpc_netlink::netns::ETC_NETNS_DIR) {
+        for entry in dir.flatten() {
+            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            if !name.starts_with(prefix) {
+                continue;
+            }
+            match std::fs::remove_dir_all(entry.path()) {
+                Ok(()) => removed.etc.push(name),
+                Err(e) => removed
+                    .failures
+                    .push(format!("removing {}: {e}", entry.path().display())),
+            }
         }
     }
 

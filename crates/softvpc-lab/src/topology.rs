@@ -32,6 +32,30 @@ pub struct Topology {
     pub instances: Vec<Instance>,
     /// The lab's internet, if the file describes one (`[internet]`).
     pub internet: Option<Internet>,
+    /// How instances' `eth0` gets its address (`instance_addressing`, default DHCP).
+    pub addressing: Addressing,
+}
+
+/// How the lab's instances get their address (the agents' `--instance-addressing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Addressing {
+    /// A DHCP client (busybox's udhcpc) in each instance asks its host's virtual router, as on
+    /// EC2: address, mask, router, MTU 9001, DNS servers and domain.
+    #[default]
+    Dhcp,
+    /// The agent sets the address, MTU and default route itself; no DHCP client runs.
+    Static,
+}
+
+impl Addressing {
+    /// The agent's `--instance-addressing` value.
+    pub fn as_arg(self) -> &'static str {
+        match self {
+            Addressing::Dhcp => "dhcp",
+            Addressing::Static => "static",
+        }
+    }
 }
 
 /// The lab's "internet": hosts of 203.0.113.0/24 that belong to no VPC, in one namespace, with
@@ -201,6 +225,8 @@ struct RawTopology {
     #[serde(default)]
     instance: Vec<RawInstance>,
     internet: Option<RawInternet>,
+    #[serde(default)]
+    instance_addressing: Addressing,
 }
 
 #[derive(Deserialize)]
@@ -628,6 +654,7 @@ impl Topology {
             vpcs,
             instances,
             internet,
+            addressing: raw.instance_addressing,
         })
     }
 
@@ -743,6 +770,16 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn instance_addressing_defaults_to_dhcp_and_can_be_static() {
+        assert_eq!(Topology::seed().addressing, Addressing::Dhcp);
+        let one = "[[host]]\nname = \"host-1\"\n";
+        let t = Topology::parse(&format!("instance_addressing = \"static\"\n{one}")).unwrap();
+        assert_eq!(t.addressing, Addressing::Static);
+        let e = Topology::parse(&format!("instance_addressing = \"bootp\"\n{one}")).unwrap_err();
+        assert!(e.0.contains("bootp"), "{e}");
+    }
 
     fn err(text: &str) -> String {
         Topology::parse(text)

@@ -28,7 +28,7 @@ use crate::state::{
     HostRecord, InstanceRecord, InternetRecord, LabState, ProcessRecord, SubnetRecord, VpcRecord,
 };
 use crate::sys;
-use crate::topology::{self, Topology};
+use crate::topology::{self, Addressing, Topology};
 use crate::LabArgs;
 
 const STEPS: usize = 7;
@@ -168,6 +168,9 @@ pub fn up(args: &LabArgs, opts: &UpOptions) -> anyhow::Result<()> {
         }
     }
     check_tun()?;
+    if topo.addressing == Addressing::Dhcp {
+        check_dhcp_client()?;
+    }
     let bin = match &opts.bin {
         Some(b) => b.clone(),
         None => std::env::current_exe().context("finding the softvpc binary")?,
@@ -357,8 +360,9 @@ fn build(
     Ok(())
 }
 
-/// The lab runs no external program (netlink, its own probe), so its one prerequisite beyond
-/// root is the kernel's TUN/TAP device, which every instance's ENI is made from.
+/// The lab runs no external program (netlink, its own probe) but the instances' DHCP client
+/// ([`check_dhcp_client`]), so its other prerequisite beyond root is the kernel's TUN/TAP
+/// device, which every instance's ENI is made from.
 fn check_tun() -> anyhow::Result<()> {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     const TUN: &str = "/dev/net/tun";
@@ -370,6 +374,27 @@ fn check_tun() -> anyhow::Result<()> {
     if !meta.file_type().is_char_device() || (major, minor) != (10, 200) {
         bail!(
             "{TUN} is not the TUN/TAP device (it is {major}:{minor}, not the character device 10:200): the lab needs the kernel's TUN/TAP driver (modprobe tun)"
+        );
+    }
+    Ok(())
+}
+
+/// Where the agents look for the DHCP client besides their PATH (as `softvpc agent` does).
+const CLIENT_DIRS: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// With DHCP addressing (the default), each instance runs busybox's `udhcpc`: without it the
+/// lab says so before building anything, rather than building instances without addresses.
+/// There is no silent fallback to static addressing: the topology chooses
+/// (`instance_addressing = "static"`).
+fn check_dhcp_client() -> anyhow::Result<()> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path)
+        .chain(std::env::split_paths(CLIENT_DIRS))
+        .filter(|d| d.is_absolute())
+        .any(|d| d.join("udhcpc").is_file() || d.join("busybox").is_file());
+    if !found {
+        bail!(
+            "the lab's instances get their address by DHCP and no DHCP client is installed (udhcpc or busybox): install it (apt-get install udhcpc), or set instance_addressing = \"static\" at the top of the topology file"
         );
     }
     Ok(())
@@ -822,6 +847,8 @@ fn start_agents(
             // there in the fabric's netns; when nothing does, forwarded queries get SERVFAIL).
             "--dns-upstream".to_string(),
             names::DNS_UPSTREAM.to_string(),
+            "--instance-addressing".to_string(),
+            topo.addressing.as_arg().to_string(),
         ];
         if let (Some(net), Some(gateway)) = (
             &state.internet,

@@ -24,6 +24,15 @@ use crate::error::{Error, Result};
 /// Where iproute2 keeps named network namespaces.
 pub const NETNS_DIR: &str = "/run/netns";
 
+/// Where a namespace's own configuration files live (`/etc/netns/NAME/resolv.conf`...): `ip
+/// netns exec` (and [`exec`]) bind-mounts each over its `/etc` counterpart.
+pub const ETC_NETNS_DIR: &str = "/etc/netns";
+
+/// The directory of a namespace's own `/etc` files.
+pub fn etc_dir(name: &str) -> PathBuf {
+    Path::new(ETC_NETNS_DIR).join(name)
+}
+
 /// The path of a named namespace.
 pub fn path(name: &str) -> PathBuf {
     Path::new(NETNS_DIR).join(name)
@@ -187,7 +196,9 @@ pub fn set_sysctl(name: &str, key: &str, value: &str) -> Result<()> {
 
 /// Replaces this process with `program args...` inside the named namespace, as
 /// `ip netns exec NAME` does: the process enters the namespace, gets a private mount namespace
-/// with `/sys` remounted (so `/sys/class/net` lists the namespace's interfaces) and execs.
+/// with `/sys` remounted (so `/sys/class/net` lists the namespace's interfaces) and each file of
+/// `/etc/netns/NAME/` bind-mounted over its `/etc` counterpart (so the instance's
+/// `resolv.conf` is what resolvers read), and execs.
 /// Returns only on failure. Call it from a single-threaded process (a private mount namespace
 /// cannot be made while other threads share this one's filesystem context).
 pub fn exec(name: &str, program: &OsString, args: &[OsString]) -> Error {
@@ -218,6 +229,9 @@ pub fn exec(name: &str, program: &OsString, args: &[OsString]) -> Error {
     ) {
         return Error::new(op("mounting /sys"), e.into());
     }
+    if let Err(e) = bind_etc(name) {
+        return e;
+    }
     let e = std::process::Command::new(program).args(args).exec();
     Error::new(
         op(&format!(
@@ -226,4 +240,55 @@ pub fn exec(name: &str, program: &OsString, args: &[OsString]) -> Error {
         )),
         e,
     )
+}
+
+/// Bind-mounts each entry of `/etc/netns/NAME/` over `/etc/<entry>` in the calling process's
+/// (private) mount namespace, as iproute2's `bind_etc` does; an entry whose counterpart does not
+/// exist in `/etc` is skipped (as there). No directory: nothing to do.
+fn bind_etc(name: &str) -> Result<()> {
+    let dir = etc_dir(name);
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        if file_name == "." || file_name == ".." {
+            continue;
+        }
+        let target = Path::new("/etc").join(&file_name);
+        if !target.exists() {
+            continue;
+        }
+        let source = entry.path();
+        mount(
+            Some(&source),
+            &target,
+            Some("none"),
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| {
+            Error::new(
+                format!(
+                    "ip netns exec {name}: binding {} over {}",
+                    source.display(),
+                    target.display()
+                ),
+                e.into(),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Makes `cmd` start inside the named network namespace (its child enters it between fork and
+/// exec); the caller's namespace is untouched. Only the network namespace changes: files the
+/// command opens are the caller's.
+pub fn command_in(name: &str, cmd: &mut std::process::Command) -> Result<()> {
+    let f = open(name)?;
+    // SAFETY: setns(2) is async-signal-safe and the closure allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || setns(&f, CloneFlags::CLONE_NEWNET).map_err(io::Error::from));
+    }
+    Ok(())
 }
