@@ -259,7 +259,12 @@ pub fn parse_public(material: &[u8]) -> Result<ImportedKey, ApiError> {
     .map_err(|_| bad_format())?;
     match public.key_data() {
         KeyData::Rsa(k) => {
-            let key = RsaPublicKey::try_from(k).map_err(|_| bad_format())?;
+            // Not `RsaPublicKey::try_from(k)`: ssh-key refuses keys under 2048 bits there, and
+            // ImportKeyPair takes 1024 to 4096 (as the DER and PEM paths do; the fuzz target
+            // ec2_key_material found a 1024-bit DER key whose own OpenSSH line was refused).
+            let n = BigUint::try_from(&k.n).map_err(|_| bad_format())?;
+            let e = BigUint::try_from(&k.e).map_err(|_| bad_format())?;
+            let key = RsaPublicKey::new(n, e).map_err(|_| bad_format())?;
             rsa_imported(&key)
         }
         KeyData::Ed25519(_) => {
@@ -475,6 +480,35 @@ mod tests {
             assert_eq!(again, k.material);
             assert!(lines[5 + n + m].starts_with("Private-MAC: "));
         }
+    }
+
+    /// Regression (fuzz target ec2_key_material, seed rsa1024.der): a 1024-bit RSA key reads
+    /// the same as DER, PEM, its OpenSSH line and RFC 4716 (ssh-key alone refuses it under
+    /// 2048 bits); 1023 bits are refused in every form.
+    #[test]
+    fn rsa_1024_imports_in_every_form() {
+        let der = include_bytes!("../../../fuzz/seeds/ec2_key_material/rsa1024.der");
+        let from_der = parse_public(der).unwrap();
+        assert_eq!(from_der.key_type, "rsa");
+        let from_line = parse_public(from_der.public_key.as_bytes()).unwrap();
+        assert_eq!(from_line, from_der);
+        let key = RsaPublicKey::from_public_key_der(der).unwrap();
+        let pem = key.to_public_key_pem(Default::default()).unwrap();
+        assert_eq!(parse_public(pem.as_bytes()).unwrap(), from_der);
+        let (blob, _) = rsa_public(&key).unwrap();
+        let rfc4716 = format!(
+            "---- BEGIN SSH2 PUBLIC KEY ----\n{}\n---- END SSH2 PUBLIC KEY ----\n",
+            B64.encode(&blob)
+        );
+        assert_eq!(parse_public(rfc4716.as_bytes()).unwrap(), from_der);
+
+        let small = RsaPrivateKey::new(&mut OsRng, 1023)
+            .unwrap()
+            .to_public_key();
+        let (_, line) = rsa_public(&small).unwrap();
+        assert!(parse_public(line.as_bytes()).is_err());
+        let der = small.to_public_key_der().unwrap();
+        assert!(parse_public(der.as_bytes()).is_err());
     }
 
     #[test]

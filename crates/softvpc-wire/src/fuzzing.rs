@@ -62,7 +62,11 @@ pub fn vxlan(data: &[u8]) {
     }
 }
 
-/// virtio_net_hdr: checked view, every accessor, `Repr::parse`, and emit -> parse round trip.
+/// virtio_net_hdr as a TAP hands it over (the header, then the frame): checked view, every
+/// accessor, `Repr::parse`, emit -> parse round trip, `Repr::check_frame` against the frame
+/// (what it accepts can be segmented: headers within the frame), and `Repr::finish_checksum`
+/// (in bounds for any parsed header; the finished checksum verifies against the pseudo-header
+/// sum the field held).
 pub fn virtio_net(data: &[u8]) {
     let Ok(packet) = virtio_net::Packet::new_checked(data) else {
         assert!(data.len() < virtio_net::HEADER_LEN);
@@ -79,6 +83,45 @@ pub fn virtio_net(data: &[u8]) {
         assert!(packet.payload().get(at..at + 2).is_some());
     }
     let _ = write!(Sink, "{repr}");
+    let frame = packet.payload();
+    if repr.check_frame(frame).is_ok() {
+        assert!(usize::from(repr.hdr_len) <= frame.len());
+        if repr.gso.is_some() {
+            let virtio_net::Checksum::Partial { start, offset } = repr.checksum else {
+                panic!("a GSO frame passed check_frame without a partial checksum");
+            };
+            assert!(
+                usize::from(offset) == virtio_net::TCP_CHECKSUM_FIELD
+                    || usize::from(offset) == virtio_net::UDP_CHECKSUM_FIELD
+            );
+            assert!(usize::from(start) + usize::from(offset) + 2 <= frame.len());
+        }
+    }
+    let mut finished = frame.to_vec();
+    repr.finish_checksum(&mut finished)
+        .expect("parse checked the checksum's place");
+    if let virtio_net::Checksum::Partial { start, offset } = repr.checksum {
+        let (start, at) = (usize::from(start), usize::from(start) + usize::from(offset));
+        assert_eq!(
+            finished[..at],
+            frame[..at],
+            "finish touched bytes before the checksum"
+        );
+        assert_eq!(
+            finished[at + 2..],
+            frame[at + 2..],
+            "finish touched bytes after it"
+        );
+        if offset % 2 == 0 {
+            // The receiver's check: the pseudo-header sum (what the field held) plus the
+            // finished bytes sums to all ones.
+            let pseudo = u16::from_be_bytes([frame[at], frame[at + 1]]);
+            let sum = virtio_net::ones_complement_sum(&finished[start..]);
+            let total = u32::from(pseudo) + u32::from(sum);
+            let folded = (total & 0xffff) + (total >> 16);
+            assert_eq!(folded, 0xffff, "finished checksum does not verify");
+        }
+    }
     let mut buf = data.to_vec();
     repr.emit(&mut virtio_net::Packet::new_unchecked(&mut buf[..]));
     let again = virtio_net::Packet::new_checked(&buf[..]).expect("emitted header fits");

@@ -22,6 +22,13 @@
 //! with `TUNSETVNETLE`/`TUNSETVNETBE`, and the hosts we run on (x86_64, aarch64) are
 //! little-endian. With `TUNSETVNETHDRSZ` set to 12 a 2-byte `num_buffers` follows; that variant
 //! is not used here.
+//!
+//! Two levels of checks, as the kernel's `tun_get_user`/`virtio_net_hdr_to_skb` make them:
+//! [`Repr::parse`] validates the header alone (flags, GSO type and size, the checksum's place
+//! within the frame), [`Repr::check_frame`] validates it against the frame it came with (the
+//! header length, a GSO type that matches the frame's IP version and transport, the partial
+//! checksum at that transport's checksum field). [`Repr::finish_checksum`] completes a partial
+//! checksum in place, as a NIC or `skb_checksum_help` does.
 
 use core::fmt;
 
@@ -89,6 +96,17 @@ pub enum Error {
     /// `csum_start + csum_offset + 2` is past the end of the frame: writing the checksum there
     /// would be out of bounds.
     ChecksumOutOfBounds,
+    /// `hdr_len` is longer than the frame (the kernel's TAP refuses such a write too).
+    HeaderLenOutOfBounds,
+    /// The GSO type does not match the frame: TCPV4 on anything but an unfragmented IPv4 TCP
+    /// segment, TCPV6 on anything but IPv6 TCP, UDP/UDP_L4 on anything but UDP, or the
+    /// transport header is cut short. (A VLAN tag in front of a GSO frame is refused too: an
+    /// instance's TAP never sends one.)
+    GsoMismatch,
+    /// A GSO frame whose partial checksum is not its transport header's checksum field
+    /// (`csum_start` not at the TCP/UDP header, or `csum_offset` not 16 for TCP, 6 for UDP):
+    /// every segment would get a checksum in the wrong place.
+    ChecksumMisplaced,
 }
 
 impl fmt::Display for Error {
@@ -108,6 +126,16 @@ impl fmt::Display for Error {
                 write!(
                     f,
                     "virtio_net_hdr checksum location past the end of the frame"
+                )
+            }
+            Error::HeaderLenOutOfBounds => {
+                write!(f, "virtio_net_hdr hdr_len past the end of the frame")
+            }
+            Error::GsoMismatch => write!(f, "virtio_net_hdr gso_type does not match the frame"),
+            Error::ChecksumMisplaced => {
+                write!(
+                    f,
+                    "virtio_net_hdr GSO frame with its checksum outside the L4 checksum field"
                 )
             }
         }
@@ -384,6 +412,73 @@ impl Repr {
         })
     }
 
+    /// Checks the header against the frame it came with (the bytes after the header): `hdr_len`
+    /// within the frame, a partial checksum within the frame, and for a GSO frame a transport
+    /// that matches the GSO type with its whole header, the partial checksum at that header's
+    /// checksum field. A frame that passes can be segmented without reading out of bounds.
+    pub fn check_frame(&self, frame: &[u8]) -> Result<(), Error> {
+        if usize::from(self.hdr_len) > frame.len() {
+            return Err(Error::HeaderLenOutOfBounds);
+        }
+        if let Checksum::Partial { start, offset } = self.checksum {
+            if usize::from(start) + usize::from(offset) + 2 > frame.len() {
+                return Err(Error::ChecksumOutOfBounds);
+            }
+        }
+        let Some(gso) = self.gso else {
+            return Ok(());
+        };
+        let (l4, proto) = transport_of(frame, gso.kind).ok_or(Error::GsoMismatch)?;
+        let (want, csum_field) = match gso.kind {
+            GsoKind::TcpV4 | GsoKind::TcpV6 => (IP_PROTO_TCP, TCP_CHECKSUM_FIELD),
+            GsoKind::Udp | GsoKind::UdpL4 => (IP_PROTO_UDP, UDP_CHECKSUM_FIELD),
+        };
+        if proto != want {
+            return Err(Error::GsoMismatch);
+        }
+        let l4_len = if proto == IP_PROTO_TCP {
+            // The data offset, in 32-bit words; a TCP header is at least 20 bytes.
+            let words = frame.get(l4 + 12).ok_or(Error::GsoMismatch)? >> 4;
+            match usize::from(words) * 4 {
+                len if len < TCP_MIN_HEADER_LEN => return Err(Error::GsoMismatch),
+                len => len,
+            }
+        } else {
+            UDP_HEADER_LEN
+        };
+        if l4 + l4_len > frame.len() {
+            return Err(Error::GsoMismatch);
+        }
+        match self.checksum {
+            Checksum::Partial { start, offset }
+                if usize::from(start) == l4 && usize::from(offset) == csum_field =>
+            {
+                Ok(())
+            }
+            _ => Err(Error::ChecksumMisplaced),
+        }
+    }
+
+    /// Completes a partial checksum (`NEEDS_CSUM`) in the frame, as a NIC or the kernel's
+    /// `skb_checksum_help` does: the field at `csum_start + csum_offset` holds the
+    /// pseudo-header's sum; the one's complement sum from `csum_start` to the end of the frame
+    /// (that field included) is complemented and stored there. Frames without a partial
+    /// checksum are left alone. `ChecksumOutOfBounds` if the field is not within `frame`
+    /// (never for the frame a parsed header came with).
+    pub fn finish_checksum(&self, frame: &mut [u8]) -> Result<(), Error> {
+        let Checksum::Partial { start, offset } = self.checksum else {
+            return Ok(());
+        };
+        let start = usize::from(start);
+        let at = start + usize::from(offset);
+        if at + 2 > frame.len() {
+            return Err(Error::ChecksumOutOfBounds);
+        }
+        let sum = ones_complement_sum(&frame[start..]);
+        frame[at..at + 2].copy_from_slice(&(!sum).to_be_bytes());
+        Ok(())
+    }
+
     /// The header length this representation emits.
     pub const fn buffer_len(&self) -> usize {
         HEADER_LEN
@@ -407,6 +502,69 @@ impl Repr {
         packet.set_csum_start(start);
         packet.set_csum_offset(offset);
     }
+}
+
+const ETHERTYPE_IPV4: u16 = 0x0800;
+const ETHERTYPE_IPV6: u16 = 0x86dd;
+const ETHERNET_LEN: usize = 14;
+const IPV6_HEADER_LEN: usize = 40;
+const IP_PROTO_TCP: u8 = 6;
+const IP_PROTO_UDP: u8 = 17;
+const UDP_HEADER_LEN: usize = 8;
+const TCP_MIN_HEADER_LEN: usize = 20;
+/// Offset of the checksum field in a TCP header.
+pub const TCP_CHECKSUM_FIELD: usize = 16;
+/// Offset of the checksum field in a UDP header.
+pub const UDP_CHECKSUM_FIELD: usize = 6;
+
+/// Where the transport header of `frame` starts and its IP protocol, for the IP version the GSO
+/// kind allows (TCPV4: IPv4, TCPV6: IPv6, UDP kinds: either); `None` for anything else, an IPv4
+/// fragment, or a cut-short IP header. IPv6 extension headers are not followed (the next header
+/// must be the transport).
+fn transport_of(frame: &[u8], kind: GsoKind) -> Option<(usize, u8)> {
+    let ethertype = u16::from_be_bytes([*frame.get(12)?, *frame.get(13)?]);
+    let ip = frame.get(ETHERNET_LEN..)?;
+    let v4 = matches!(kind, GsoKind::TcpV4 | GsoKind::Udp | GsoKind::UdpL4);
+    let v6 = matches!(kind, GsoKind::TcpV6 | GsoKind::Udp | GsoKind::UdpL4);
+    match ethertype {
+        ETHERTYPE_IPV4 if v4 => {
+            let first = *ip.first()?;
+            let ihl = usize::from(first & 0x0f) * 4;
+            if first >> 4 != 4 || ihl < 20 || ip.len() < ihl {
+                return None;
+            }
+            // More fragments or a fragment offset: a fragment cannot be segmented.
+            if u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0 {
+                return None;
+            }
+            Some((ETHERNET_LEN + ihl, ip[9]))
+        }
+        ETHERTYPE_IPV6 if v6 => {
+            if ip.len() < IPV6_HEADER_LEN || ip[0] >> 4 != 6 {
+                return None;
+            }
+            Some((ETHERNET_LEN + IPV6_HEADER_LEN, ip[6]))
+        }
+        _ => None,
+    }
+}
+
+/// The folded 16-bit one's complement sum of `data` (big-endian words, an odd last byte padded
+/// with zero), as the Internet checksum adds.
+pub fn ones_complement_sum(data: &[u8]) -> u16 {
+    // u64: no overflow for any slice length that fits in memory.
+    let mut sum: u64 = 0;
+    let mut words = data.chunks_exact(2);
+    for w in &mut words {
+        sum += u64::from(u16::from_be_bytes([w[0], w[1]]));
+    }
+    if let [last] = words.remainder() {
+        sum += u64::from(*last) << 8;
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
 }
 
 impl fmt::Display for Repr {
