@@ -292,3 +292,28 @@ def test_attachment_delete_on_termination(ec2, vpc, subnet, aws):
     assert gone not in left, "DeleteOnTermination: deleted with the instance"
     assert left[kept]["Status"] == "available" and "Attachment" not in left[kept]
     ec2.delete_network_interface(NetworkInterfaceId=kept)
+def test_large_listing_is_streamed_and_parses_the_same(ec2, aws, vpc):
+    """More than 256 ENIs in one answer: the server encodes it item by item while sending it
+    (chunked framing); boto3 and the AWS CLI read every ENI, exactly as the paged answers have
+    them."""
+    sub = ec2.create_subnet(VpcId=vpc["VpcId"], CidrBlock="10.0.8.0/22")["Subnet"]
+    made = {ec2.create_network_interface(SubnetId=sub["SubnetId"], Description=f"s<{i}>&")
+            ["NetworkInterface"]["NetworkInterfaceId"] for i in range(300)}
+    flt = [{"Name": "subnet-id", "Values": [sub["SubnetId"]]}]
+    whole = ec2.describe_network_interfaces(Filters=flt)
+    assert "NextToken" not in whole
+    got = {e["NetworkInterfaceId"]: e for e in whole["NetworkInterfaces"]}
+    assert set(got) == made
+    paged = {}
+    for page in ec2.get_paginator("describe_network_interfaces").paginate(
+            Filters=flt, PaginationConfig={"PageSize": 100}):
+        assert len(page["NetworkInterfaces"]) <= 100
+        paged.update((e["NetworkInterfaceId"], e) for e in page["NetworkInterfaces"])
+    assert paged == got
+    assert all(re.fullmatch(r"s<\d+>&", e["Description"]) for e in got.values())
+    code, out, err = aws("describe-network-interfaces", "--no-paginate",
+                         "--filters", f"Name=subnet-id,Values={sub['SubnetId']}")
+    assert code == 0, err
+    assert {e["NetworkInterfaceId"] for e in out["NetworkInterfaces"]} == made
+    for eni in made:
+        ec2.delete_network_interface(NetworkInterfaceId=eni)

@@ -4,7 +4,7 @@
 use softvpc_ec2_protocol::{Timestamp, Value};
 
 use super::input::{self, ValueExt};
-use super::Ctx;
+use super::{Ctx, Listing};
 use softvpc_model::eni::{self as m, ConnectionTracking, CreateRequest, Modify};
 use softvpc_model::instance::{private_dns_name, public_address_of, public_dns_name};
 use softvpc_model::{ApiError, Eni, State, OWNER_ID};
@@ -215,6 +215,11 @@ pub fn delete_network_interface(ctx: &Ctx<'_>, input: &Value) -> Result<Value, A
 }
 
 pub fn describe_network_interfaces(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
+    network_interface_listing(ctx, input).map(Listing::into_value)
+}
+
+/// DescribeNetworkInterfaces as a [`Listing`]: selected from one snapshot, rendered per item.
+pub fn network_interface_listing(ctx: &Ctx<'_>, input: &Value) -> Result<Listing, ApiError> {
     let state = ctx.cp.state();
     let (items, next) = input::describe(
         &state,
@@ -223,12 +228,10 @@ pub fn describe_network_interfaces(ctx: &Ctx<'_>, input: &Value) -> Result<Value
         "NetworkInterfaceIds",
         ("InvalidNetworkInterfaceID.NotFound", "networkInterface"),
     )?;
-    Ok(Value::new_struct()
-        .with(
-            "NetworkInterfaces",
-            input::list_of(&items, |e| eni_value(&state, e)),
-        )
-        .with_opt("NextToken", next))
+    let head = Value::new_struct().with_opt("NextToken", next);
+    Ok(Listing::new(head, "NetworkInterfaces", items, move |e| {
+        eni_value(&state, e)
+    }))
 }
 
 pub fn attach_network_interface(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {

@@ -44,6 +44,7 @@ mod internet_access;
 pub mod key_pair;
 mod launch_template;
 mod lifecycle;
+pub mod listing;
 mod network_acl;
 mod peering;
 mod prefix_list;
@@ -71,6 +72,8 @@ use softvpc_ec2_protocol::Value;
 use softvpc_model::ids::new_request_id;
 use softvpc_model::{ApiError, Txn};
 use softvpc_store::Store;
+
+pub use listing::Listing;
 
 /// Whether an action only reads or changes the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,7 +118,13 @@ pub struct Action {
     pub kind: Kind,
     /// Its handler.
     pub handler: Handler,
+    /// For Describe actions whose answers can be large: the same answer as a [`Listing`], sent
+    /// while it is encoded (see [`listing`]); `handler` is then its whole form.
+    pub listing: Option<ListingHandler>,
 }
+
+/// A handler answering with a [`Listing`].
+pub type ListingHandler = fn(&Ctx<'_>, &Value) -> Result<Listing, ApiError>;
 
 impl Action {
     /// A model-driven action (see the module docs).
@@ -124,6 +133,17 @@ impl Action {
             name,
             kind,
             handler,
+            listing: None,
+        }
+    }
+
+    /// A read action whose answer is a [`Listing`] (its whole form through `handler`).
+    pub const fn listing(name: &'static str, handler: Handler, listing: ListingHandler) -> Self {
+        Action {
+            name,
+            kind: Kind::Read,
+            handler,
+            listing: Some(listing),
         }
     }
 }
@@ -157,10 +177,10 @@ pub static ACTIONS: &[Action] = &[
         Kind::Write,
         instance::modify_instance_attribute,
     ),
-    Action::model(
+    Action::listing(
         "DescribeNetworkInterfaces",
-        Kind::Read,
         eni::describe_network_interfaces,
+        eni::network_interface_listing,
     ),
     Action::model("DescribeHosts", Kind::Read, host::describe_hosts),
     Action::model("CreateTags", Kind::Write, tags::create_tags),
@@ -593,18 +613,54 @@ pub fn dispatch_with(cp: &Store, flow_log_dir: Option<&Path>, inputs: &[&[u8]]) 
             body,
             request_id,
         },
-        Err((action, e)) => {
-            if e.status >= 500 {
-                tracing::error!(action, code = %e.code, message = %e.message, "request failed");
-            } else {
-                tracing::debug!(action, code = %e.code, message = %e.message, "request refused");
-            }
-            Reply {
-                status: e.status,
-                body: error::render(&e, &request_id),
-                request_id,
-            }
-        }
+        Err((action, e)) => failed(&action, &e, request_id),
+    }
+}
+
+/// An answer of [`dispatch_streaming`].
+pub enum Answer {
+    /// A whole document.
+    Whole(Reply),
+    /// A large listing (status 200): encode it with [`Listing::write`] while sending it.
+    Streamed {
+        /// The action, for [`Listing::write`].
+        action: String,
+        /// The request's id (the `x-amzn-RequestId` header, and in the document).
+        request_id: String,
+        /// What to send.
+        listing: Listing,
+    },
+}
+
+/// [`dispatch_with`], except that a large listing comes back unencoded, to be streamed.
+pub fn dispatch_streaming(cp: &Store, flow_log_dir: Option<&Path>, inputs: &[&[u8]]) -> Answer {
+    let request_id = new_request_id();
+    match produce(cp, flow_log_dir, inputs, &request_id, true) {
+        Ok(Produced::Listing(action, listing)) => Answer::Streamed {
+            action,
+            request_id,
+            listing,
+        },
+        Ok(Produced::Whole(body)) => Answer::Whole(Reply {
+            status: 200,
+            body,
+            request_id,
+        }),
+        Err((action, e)) => Answer::Whole(failed(&action, &e, request_id)),
+    }
+}
+
+/// The reply refusing a request with `e`, logged.
+fn failed(action: &str, e: &ApiError, request_id: String) -> Reply {
+    if e.status >= 500 {
+        tracing::error!(action, code = %e.code, message = %e.message, "request failed");
+    } else {
+        tracing::debug!(action, code = %e.code, message = %e.message, "request refused");
+    }
+    Reply {
+        status: e.status,
+        body: error::render(e, &request_id),
+        request_id,
     }
 }
 
@@ -614,6 +670,29 @@ fn run(
     inputs: &[&[u8]],
     request_id: &str,
 ) -> Result<String, (String, ApiError)> {
+    match produce(cp, flow_log_dir, inputs, request_id, false)? {
+        Produced::Whole(body) => Ok(body),
+        Produced::Listing(name, listing) => {
+            encode_output(&name, &listing.into_value(), request_id).map_err(|e| (name, e))
+        }
+    }
+}
+
+/// What a request produced: a whole document, or (action name, listing) to stream.
+enum Produced {
+    Whole(String),
+    Listing(String, Listing),
+}
+
+/// Runs a request; with `stream`, an action with a [`Listing`] of more than
+/// [`listing::STREAM_MIN_ITEMS`] items answers with the listing, to be encoded while sent.
+fn produce(
+    cp: &Store,
+    flow_log_dir: Option<&Path>,
+    inputs: &[&[u8]],
+    request_id: &str,
+    stream: bool,
+) -> Result<Produced, (String, ApiError)> {
     let pairs = softvpc_ec2_protocol::parse_forms(inputs)
         .map_err(|e| (String::new(), protocol_error(e)))?;
     let name = pairs
@@ -646,10 +725,20 @@ fn run(
         dry_run,
         flow_log_dir,
     };
+    if let (true, Some(listing)) = (stream, action.listing) {
+        let listing = listing(&ctx, &input).map_err(fail)?;
+        if listing.len > listing::STREAM_MIN_ITEMS {
+            tracing::debug!(action = %name, items = listing.len, "request served (streamed)");
+            return Ok(Produced::Listing(name, listing));
+        }
+        let body = encode_output(&name, &listing.into_value(), request_id).map_err(fail)?;
+        tracing::debug!(action = %name, "request served");
+        return Ok(Produced::Whole(body));
+    }
     let output = (action.handler)(&ctx, &input).map_err(fail)?;
     let body = encode_output(&name, &output, request_id).map_err(fail)?;
     tracing::debug!(action = %name, "request served");
-    Ok(body)
+    Ok(Produced::Whole(body))
 }
 
 /// A protocol refusal as an API error (same code, message and status).
@@ -801,32 +890,72 @@ async fn handle(State(api): State<Api>, req: axum::extract::Request) -> Response
     };
     let method = parts.method.clone();
     let (cp, flow_log_dir) = (api.cp.clone(), api.flow_log_dir.clone());
-    let reply = tokio::task::spawn_blocking(move || {
+    // The blocking thread answers with a whole reply, or with the request id of a listing it
+    // then encodes into `chunks` while the client reads (see `listing`).
+    let (head_tx, head_rx) = tokio::sync::oneshot::channel::<Result<Reply, String>>();
+    let (chunk_tx, chunks) = tokio::sync::mpsc::channel::<String>(listing::CHUNKS_AHEAD);
+    tokio::task::spawn_blocking(move || {
         let body: &[u8] = if method == Method::POST { &body } else { &[] };
         if verified.service == "sts" {
-            sts::dispatch(&[query.as_bytes(), body], &new_request_id())
-        } else {
-            dispatch_with(
-                &cp,
-                flow_log_dir.as_deref().map(PathBuf::as_path),
+            let _ = head_tx.send(Ok(sts::dispatch(
                 &[query.as_bytes(), body],
-            )
+                &new_request_id(),
+            )));
+            return;
         }
-    })
-    .await
-    .unwrap_or_else(|e| {
-        tracing::error!(error = %e, "request handler panicked");
-        let request_id = new_request_id();
-        Reply {
-            status: 500,
-            body: error::render(
-                &ApiError::internal("An internal error has occurred."),
-                &request_id,
-            ),
-            request_id,
+        let flow_log_dir = flow_log_dir.as_deref().map(PathBuf::as_path);
+        match dispatch_streaming(&cp, flow_log_dir, &[query.as_bytes(), body]) {
+            Answer::Whole(reply) => {
+                let _ = head_tx.send(Ok(reply));
+            }
+            Answer::Streamed {
+                action,
+                request_id,
+                listing,
+            } => {
+                if head_tx.send(Err(request_id.clone())).is_ok() {
+                    listing.write(&action, &request_id, &mut |chunk| {
+                        chunk_tx.blocking_send(chunk).is_ok()
+                    });
+                }
+            }
         }
     });
-    xml_response(reply)
+    match head_rx.await {
+        Ok(Ok(reply)) => xml_response(reply),
+        Ok(Err(request_id)) => streamed_response(request_id, chunks),
+        Err(_) => {
+            tracing::error!("request handler panicked");
+            let request_id = new_request_id();
+            xml_response(Reply {
+                status: 500,
+                body: error::render(
+                    &ApiError::internal("An internal error has occurred."),
+                    &request_id,
+                ),
+                request_id,
+            })
+        }
+    }
+}
+
+/// A 200 answer whose XML body arrives in `chunks` (HTTP/1.1 chunked framing).
+fn streamed_response(request_id: String, chunks: tokio::sync::mpsc::Receiver<String>) -> Response {
+    use tokio_stream::StreamExt;
+    let body =
+        tokio_stream::wrappers::ReceiverStream::new(chunks).map(Ok::<_, std::convert::Infallible>);
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "text/xml;charset=UTF-8".to_string()),
+            (
+                header::HeaderName::from_static("x-amzn-requestid"),
+                request_id,
+            ),
+        ],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response()
 }
 
 #[cfg(test)]

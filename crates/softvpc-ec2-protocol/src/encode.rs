@@ -295,6 +295,94 @@ pub fn try_encode(
     encode_inner(model(), operation, output, request_id, true)
 }
 
+/// Where a streamed answer's bytes go ([`encode_streamed`]): called with each chunk in order;
+/// `false` means nobody reads any more (the client left), and encoding stops.
+pub type Sink<'a> = dyn FnMut(String) -> bool + 'a;
+
+/// The same document as [`encode`]`(operation, head.with(list_member, items), request_id)`, byte
+/// for byte, written in chunks of about `chunk_bytes` to `sink` while the items are produced one
+/// at a time: a listing of 100,000 items never exists whole, as a tree or as text. `head` holds
+/// every other output member (a `list_member` in it is ignored). `strict` as in [`try_encode`]:
+/// a mismatch ends the stream with the error (the chunks already sent stay sent), lenient
+/// leaves the member out.
+#[allow(clippy::too_many_arguments)]
+pub fn encode_streamed(
+    operation: &str,
+    head: &Value,
+    list_member: &str,
+    items: &mut dyn Iterator<Item = Value>,
+    request_id: &str,
+    strict: bool,
+    chunk_bytes: usize,
+    sink: &mut Sink<'_>,
+) -> Result<(), EncodeError> {
+    let m = model();
+    let unknown = |member: &str, shape: &str| EncodeError::UnknownMember {
+        path: operation.to_string(),
+        member: member.to_string(),
+        shape: shape.to_string(),
+    };
+    let op = m
+        .operation(operation)
+        .ok_or_else(|| EncodeError::UnknownOperation(operation.to_string()))?;
+    let shape = op
+        .output
+        .ok_or_else(|| unknown(list_member, "(no output)"))?;
+    let s = m.shape(shape);
+    let (ShapeKind::Structure(st), Value::Struct(map)) = (&s.kind, head) else {
+        return Err(EncodeError::TypeMismatch {
+            path: operation.to_string(),
+            shape: s.name.clone(),
+            found: head.kind_name(),
+        });
+    };
+    let list = st
+        .by_name
+        .get(list_member)
+        .map(|&i| &st.members[i])
+        .filter(|member| matches!(m.shape(member.shape).kind, ShapeKind::List(_)))
+        .ok_or_else(|| unknown(list_member, &s.name))?;
+    let ShapeKind::List(l) = &m.shape(list.shape).kind else {
+        return Err(unknown(list_member, &s.name));
+    };
+    let mut out = Out::new();
+    out.strict = strict;
+    let root = format!("{operation}Response");
+    let start =
+        BytesStart::new(root.as_str()).with_attributes([("xmlns", m.xml_namespace.as_str())]);
+    out.open_with(start);
+    out.text_elem("requestId", request_id);
+    for name in map.keys() {
+        if !st.by_name.contains_key(name) {
+            out.mismatch(unknown(name, &s.name))?;
+        }
+    }
+    let path = Path::Root(operation);
+    for member in &st.members {
+        if member.name == list_member {
+            let item_name = l.member_location_name.as_deref().unwrap_or("item");
+            let list_path = Path::Member(&path, &member.name);
+            out.open(member.element_name());
+            for (i, item) in items.enumerate() {
+                out.element(m, l.member, item_name, &item, &Path::Index(&list_path, i))?;
+                if out.w.len() >= chunk_bytes {
+                    let chunk = std::mem::replace(&mut out.w, String::with_capacity(chunk_bytes));
+                    if !sink(chunk) {
+                        return Ok(());
+                    }
+                }
+            }
+            out.close(member.element_name());
+        } else if let Some(v) = map.get(&member.name) {
+            let child = Path::Member(&path, &member.name);
+            out.element(m, member.shape, member.element_name(), v, &child)?;
+        }
+    }
+    out.close(&root);
+    sink(out.finish());
+    Ok(())
+}
+
 /// The EC2 error document:
 /// `<Response><Errors><Error><Code>..</Code><Message>..</Message></Error></Errors><RequestID>..</RequestID></Response>`
 /// (`RequestID` spelled as EC2 does; botocore's `EC2QueryParser` reads it).

@@ -50,7 +50,7 @@ pub mod serialize;
 pub mod value;
 
 pub use decode::{decode, decode_form, decode_request, decode_with, is_protocol_param};
-pub use encode::{encode, encode_error, try_encode, EncodeError};
+pub use encode::{encode, encode_error, encode_streamed, try_encode, EncodeError};
 pub use error::{ProtocolError, ShapeError};
 pub use form::{parse_form, parse_forms};
 pub use model::{model, Model};

@@ -133,3 +133,116 @@ fn strict_refuses_and_lenient_skips_what_does_not_fit() {
     assert!(try_encode("DescribeHosts", &bad_ts, "r").is_err());
     assert!(try_encode("NoSuchOperation", &Value::new_struct(), "r").is_err());
 }
+
+/// `encode_streamed` into a list of chunks.
+fn streamed(op: &str, head: &Value, member: &str, items: &[Value], chunk: usize) -> Vec<String> {
+    let mut chunks = Vec::new();
+    softvpc_ec2_protocol::encode_streamed(
+        op,
+        head,
+        member,
+        &mut items.iter().cloned(),
+        "rid-9",
+        true,
+        chunk,
+        &mut |c| {
+            chunks.push(c);
+            true
+        },
+    )
+    .unwrap();
+    chunks
+}
+
+#[test]
+fn streamed_listing_is_the_same_document_in_chunks() {
+    let items: Vec<Value> = (0..50)
+        .map(|i| {
+            Value::from(&json!({
+                "NetworkInterfaceId": format!("eni-{i:04}"), "PrivateIpAddress": format!("10.0.0.{i}"),
+                "SourceDestCheck": true, "Description": "a<b>&c\r",
+                "TagSet": [{"Key": "k", "Value": "v"}],
+                "PrivateIpAddresses": [{"PrivateIpAddress": format!("10.0.0.{i}"), "Primary": true}]
+            }))
+        })
+        .collect();
+    for (head, n) in [
+        (Value::new_struct(), 50),
+        (Value::new_struct().with("NextToken", "tok"), 50),
+        (Value::new_struct(), 0),
+    ] {
+        let whole = try_encode(
+            "DescribeNetworkInterfaces",
+            &head
+                .clone()
+                .with("NetworkInterfaces", Value::List(items[..n].to_vec())),
+            "rid-9",
+        )
+        .unwrap();
+        for chunk in [1, 300, 1 << 20] {
+            let chunks = streamed(
+                "DescribeNetworkInterfaces",
+                &head,
+                "NetworkInterfaces",
+                &items[..n],
+                chunk,
+            );
+            assert_eq!(chunks.concat(), whole, "chunk size {chunk}");
+            if chunk == 1 {
+                // One chunk per item, plus the rest.
+                assert_eq!(chunks.len(), n + 1);
+            }
+        }
+    }
+}
+
+#[test]
+fn streamed_listing_stops_when_nobody_reads_and_refuses_misfits() {
+    let items = vec![Value::new_struct().with("NetworkInterfaceId", "eni-1"); 10];
+    let mut calls = 0;
+    softvpc_ec2_protocol::encode_streamed(
+        "DescribeNetworkInterfaces",
+        &Value::new_struct(),
+        "NetworkInterfaces",
+        &mut items.iter().cloned(),
+        "r",
+        true,
+        1,
+        &mut |_| {
+            calls += 1;
+            false
+        },
+    )
+    .unwrap();
+    assert_eq!(calls, 1);
+    let mut sink = |_: String| true;
+    // Not a list member; an unknown head member; an item that does not fit, when strict.
+    for (member, head, item) in [
+        ("NextToken", Value::new_struct(), Value::new_struct()),
+        (
+            "NetworkInterfaces",
+            Value::new_struct().with("Bogus", 1i64),
+            Value::new_struct(),
+        ),
+        (
+            "NetworkInterfaces",
+            Value::new_struct(),
+            Value::new_struct().with("Bogus", 1i64),
+        ),
+    ] {
+        let r = softvpc_ec2_protocol::encode_streamed(
+            "DescribeNetworkInterfaces",
+            &head,
+            member,
+            &mut std::iter::once(item),
+            "r",
+            true,
+            1 << 16,
+            &mut sink,
+        );
+        assert!(
+            matches!(r, Err(EncodeError::UnknownMember { .. })),
+            "{member}: {r:?}"
+        );
+    }
+}
