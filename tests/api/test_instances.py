@@ -363,3 +363,34 @@ def test_elastic_ip_shows_as_the_public_address(ec2, vpc, subnet):
     ec2.release_address(AllocationId=eip["AllocationId"])
     ec2.detach_internet_gateway(InternetGatewayId=igw, VpcId=vpc["VpcId"])
     ec2.delete_internet_gateway(InternetGatewayId=igw)
+
+
+def test_large_describe_instances_is_streamed_and_parses_the_same(ec2, vpc, aws):
+    """More than 256 instances in one DescribeInstances answer: streamed (reservation by
+    reservation); boto3 and the AWS CLI read every instance, as the paged answers have them."""
+    s = ec2.create_subnet(VpcId=vpc["VpcId"], CidrBlock="10.0.12.0/22")["Subnet"]
+    made = set()
+    for _ in range(3):
+        r = run(ec2, s, MinCount=100, MaxCount=100)
+        made |= {i["InstanceId"] for i in r["Instances"]}
+    made |= {i["InstanceId"] for i in run(ec2, s, MinCount=7, MaxCount=7)["Instances"]}
+    flt = [{"Name": "subnet-id", "Values": [s["SubnetId"]]}]
+    whole = ec2.describe_instances(Filters=flt)
+    assert "NextToken" not in whole
+    def fixed(i):  # what does not move with the instance's lifecycle
+        return (i["PrivateIpAddress"], i["SubnetId"], i["ImageId"], i["AmiLaunchIndex"],
+                i["NetworkInterfaces"][0]["NetworkInterfaceId"])
+
+    got = {i["InstanceId"]: fixed(i) for r in whole["Reservations"] for i in r["Instances"]}
+    assert set(got) == made and len(whole["Reservations"]) == 4
+    paged = {}
+    for page in ec2.get_paginator("describe_instances").paginate(
+            Filters=flt, PaginationConfig={"PageSize": 50}):
+        paged.update((i["InstanceId"], fixed(i)) for r in page["Reservations"]
+                     for i in r["Instances"])
+    assert paged == got
+    code, out, err = aws("describe-instances", "--no-paginate",
+                         "--filters", f"Name=subnet-id,Values={s['SubnetId']}")
+    assert code == 0, err
+    assert {i["InstanceId"] for r in out["Reservations"] for i in r["Instances"]} == made
+    ec2.terminate_instances(InstanceIds=sorted(made))

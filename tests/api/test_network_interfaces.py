@@ -292,6 +292,8 @@ def test_attachment_delete_on_termination(ec2, vpc, subnet, aws):
     assert gone not in left, "DeleteOnTermination: deleted with the instance"
     assert left[kept]["Status"] == "available" and "Attachment" not in left[kept]
     ec2.delete_network_interface(NetworkInterfaceId=kept)
+
+
 def test_large_listing_is_streamed_and_parses_the_same(ec2, aws, vpc):
     """More than 256 ENIs in one answer: the server encodes it item by item while sending it
     (chunked framing); boto3 and the AWS CLI read every ENI, exactly as the paged answers have

@@ -9,8 +9,11 @@
 //! 2. describes them (DescribeNetworkInterfaces): one ENI by id, a `subnet-id` filter paged with
 //!    `MaxResults=1000`, and the full unpaginated list;
 //! 3. reports requests per second and p50/p99/max latency of each, the store's size per ENI
-//!    and the server's resident memory before and after, and what one fsync costs on the data
-//!    directory's disk (every committed request waits for one).
+//!    and the server's resident memory before and after, its peak during the full listings
+//!    alone (the kernel's high-water mark is reset before them), and what one fsync costs on
+//!    the data directory's disk (every committed request waits for one).
+//!
+//! More than 64,000 ENIs (four /18s of a /16) go into as many VPCs as they need.
 //!
 //! Every answer is checked (ids, counts, paging totals), so a fast wrong answer fails the run.
 //! Clients keep their connection open (like boto3's pool) and sign every request; latency is
@@ -59,9 +62,16 @@ struct Args {
     /// Full unpaginated listings, per client.
     #[arg(long, default_value_t = 4)]
     full: usize,
+    /// Concurrency levels of the full unpaginated listings (default: --clients).
+    #[arg(long, value_delimiter = ',')]
+    full_clients: Vec<usize>,
     /// Stop every phase when this many seconds have passed since the start.
     #[arg(long, default_value_t = 900)]
     time_limit: u64,
+    /// Make the server answer every listing as one whole document, as before streaming
+    /// (it sets SOFTVPC_API_STREAM_MIN_ITEMS for the server): the "before" of the memory figures.
+    #[arg(long)]
+    whole: bool,
     /// Directory for the store (default: a new temporary one, removed at the end).
     #[arg(long)]
     work_dir: Option<PathBuf>,
@@ -96,7 +106,8 @@ impl Client {
             .context("no credentials in the server's file")?
             .credentials;
         let mut config = Config::http(server.addr, Credentials::Static(creds));
-        config.timeout = Duration::from_secs(60);
+        // A full listing of 100,000 ENIs under 8 concurrent readers takes a while.
+        config.timeout = Duration::from_secs(600);
         Ok(Client {
             api: BlockingClient::new(config)?,
         })
@@ -105,6 +116,16 @@ impl Client {
     /// Calls `action`; a refusal is an error. The answer is read through the EC2 model after
     /// the clock stops.
     fn call(&mut self, action: &str, input: Value) -> anyhow::Result<Answer> {
+        let reply = self.raw(action, input)?;
+        Ok(Answer {
+            bytes: reply.body.len(),
+            took: reply.took,
+            out: reply.decode(action)?,
+        })
+    }
+
+    /// Calls `action` and keeps the answer as text (a refusal is an error).
+    fn raw(&mut self, action: &str, input: Value) -> anyhow::Result<softvpc_ec2_client::Reply> {
         let reply = self.api.send(action, &input)?;
         ensure!(
             reply.status == 200,
@@ -112,12 +133,25 @@ impl Client {
             reply.status,
             reply.body.chars().take(300).collect::<String>()
         );
-        Ok(Answer {
-            bytes: reply.body.len(),
-            took: reply.took,
-            out: reply.decode(action)?,
-        })
+        Ok(reply)
     }
+}
+
+/// The distinct ENI ids of a DescribeNetworkInterfaces document, read from its text (a full
+/// listing of 100,000 ENIs is about 90 MB: its tree would cost the benchmark several GB with 8
+/// readers, and its CPU, shared with the server's, would blur the figures).
+fn eni_ids_in_text(xml: &str) -> std::collections::HashSet<&str> {
+    const OPEN: &str = "<networkInterfaceId>";
+    let mut ids = std::collections::HashSet::new();
+    let mut rest = xml;
+    while let Some(at) = rest.find(OPEN) {
+        rest = &rest[at + OPEN.len()..];
+        if let Some(end) = rest.find('<') {
+            ids.insert(&rest[..end]);
+            rest = &rest[end..];
+        }
+    }
+    ids
 }
 
 /// The ids of a DescribeNetworkInterfaces answer.
@@ -306,9 +340,16 @@ fn run(args: &Args) -> anyhow::Result<()> {
         "--clients: 1-64 each"
     );
     ensure!(
-        args.enis >= args.clients.len() && args.enis <= 4 * 16_000,
-        "--enis: at least one per concurrency level, at most 64000"
+        args.enis >= args.clients.len() && args.enis <= 200_000,
+        "--enis: at least one per concurrency level, at most 200000"
     );
+    let full_clients = if args.full_clients.is_empty() {
+        args.clients.clone()
+    } else {
+        args.full_clients.clone()
+    };
+    // /18 subnets hold 16,379 ENIs each: 16,000 per subnet at most, as many /16 VPCs as needed.
+    let vpcs = args.enis.div_ceil(args.subnets * 16_000);
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.time_limit);
     let bin = server::softvpc_bin(args.bin.as_ref())?;
@@ -319,41 +360,58 @@ fn run(args: &Args) -> anyhow::Result<()> {
             true,
         ),
     };
+    if args.whole {
+        // Read by the server once; nothing else runs yet in this process.
+        std::env::set_var("SOFTVPC_API_STREAM_MIN_ITEMS", usize::MAX.to_string());
+    }
     let server = start_server(&bin, dir, remove, &[])?;
     let rss_start = server.proc_status("VmRSS:");
     let store_start = std::fs::metadata(server.store_file())?.len();
 
-    // One VPC, /18 subnets.
+    // VPCs of /18 subnets.
     let mut admin = Client::new(&server)?;
-    let a = admin.call(
-        "CreateVpc",
-        Value::new_struct().with("CidrBlock", "10.0.0.0/16"),
-    )?;
-    let vpc = str_at(&a.out, &["Vpc", "VpcId"])
-        .context("CreateVpc: no vpcId")?
-        .to_string();
     let mut subnets = Vec::new();
-    for i in 0..args.subnets {
+    for v in 0..vpcs {
         let a = admin.call(
-            "CreateSubnet",
-            Value::new_struct()
-                .with("VpcId", vpc.as_str())
-                .with("CidrBlock", format!("10.0.{}.0/18", i * 64)),
+            "CreateVpc",
+            Value::new_struct().with("CidrBlock", format!("10.{v}.0.0/16")),
         )?;
-        subnets.push(
-            str_at(&a.out, &["Subnet", "SubnetId"])
-                .context("CreateSubnet: no subnetId")?
-                .to_string(),
-        );
+        let vpc = str_at(&a.out, &["Vpc", "VpcId"])
+            .context("CreateVpc: no vpcId")?
+            .to_string();
+        for i in 0..args.subnets {
+            let a = admin.call(
+                "CreateSubnet",
+                Value::new_struct()
+                    .with("VpcId", vpc.as_str())
+                    .with("CidrBlock", format!("10.{v}.{}.0/18", i * 64)),
+            )?;
+            subnets.push(
+                str_at(&a.out, &["Subnet", "SubnetId"])
+                    .context("CreateSubnet: no subnetId")?
+                    .to_string(),
+            );
+        }
     }
     let store_empty = std::fs::metadata(server.store_file())?.len();
     let rss_empty = server.proc_status("VmRSS:");
 
     println!(
-        "softvpc API benchmark: {} ENIs in {} /18 subnets, clients {:?}",
-        args.enis, args.subnets, args.clients
+        "softvpc API benchmark: {} ENIs in {} /18 subnets of {vpcs} VPC(s), clients {:?}, full listings with {full_clients:?}",
+        args.enis,
+        subnets.len(),
+        args.clients
     );
-    println!("server: {} (pid {})", bin.display(), server.child.id());
+    println!(
+        "server: {} (pid {}), large listings {}",
+        bin.display(),
+        server.child.id(),
+        if args.whole {
+            "answered whole (--whole: as before streaming)"
+        } else {
+            "streamed"
+        }
+    );
     println!();
     println!(
         "| {:<52} | {:>2} | {:>6} | {:>8} | {:>8} | {:>8} | {:>8} | {:>9} |",
@@ -408,7 +466,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let store_created = std::fs::metadata(server.store_file())?.len();
 
     // 2a. One ENI by id.
-    for &c in &args.clients {
+    for &c in args.clients.iter().filter(|_| args.by_id > 0) {
         run_phase(
             "DescribeNetworkInterfaces, 1 by id",
             &server,
@@ -435,7 +493,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let per_subnet: Vec<usize> = (0..subnets.len())
         .map(|s| ids.iter().filter(|(x, _)| *x == s).count())
         .collect();
-    for &c in &args.clients {
+    for &c in args.clients.iter().filter(|_| args.walks > 0) {
         run_phase(
             "DescribeNetworkInterfaces, subnet-id, pages of 1000",
             &server,
@@ -482,7 +540,15 @@ fn run(args: &Args) -> anyhow::Result<()> {
     }
 
     // 2c. The full list, unpaginated (AWS answers with everything when MaxResults is absent).
-    for &c in &args.clients {
+    // The peak of these alone: the kernel's high-water mark starts again from the current RSS.
+    let hwm_before_full = server.proc_status("VmHWM:");
+    let hwm_reset = server.reset_peak_rss();
+    let mut full_peaks = Vec::new();
+    for &c in full_clients.iter().filter(|_| args.full > 0) {
+        if hwm_reset {
+            server.reset_peak_rss();
+        }
+        let rss_at = server.proc_status("VmRSS:");
         run_phase(
             "DescribeNetworkInterfaces, all, unpaginated",
             &server,
@@ -490,21 +556,22 @@ fn run(args: &Args) -> anyhow::Result<()> {
             c * args.full,
             deadline,
             &|client, _| {
-                let a = client.call("DescribeNetworkInterfaces", Value::new_struct())?;
-                let n = eni_ids(&a.out).len();
+                let a = client.raw("DescribeNetworkInterfaces", Value::new_struct())?;
+                let n = eni_ids_in_text(&a.body).len();
                 ensure!(n == total, "the full list has {n} ENIs, created {total}");
                 ensure!(
-                    a.out.get("NextToken").is_none(),
+                    !a.body.contains("<nextToken>"),
                     "unpaginated answer has a nextToken"
                 );
-                Ok(vec![(a.took, a.bytes)])
+                Ok(vec![(a.took, a.body.len())])
             },
         )?
         .print();
+        full_peaks.push((c, rss_at, server.proc_status("VmHWM:")));
     }
 
     let rss_end = server.proc_status("VmRSS:");
-    let hwm = server.proc_status("VmHWM:");
+    let hwm = server.proc_status("VmHWM:").max(hwm_before_full);
     let store_end = std::fs::metadata(server.store_file())?.len();
     let (fs50, fs99) = fsync_probe(&server.dir, 200)?;
     // The store's own account of the ENI table, read once the server has let go of it.
@@ -540,6 +607,18 @@ fn run(args: &Args) -> anyhow::Result<()> {
         mib(rss_end),
         mib(hwm)
     );
+    for (c, at, peak) in &full_peaks {
+        println!(
+            "server RSS during the full listings with {c} client(s): {:.1} MiB before, peak {:.1} MiB{}",
+            mib(*at),
+            mib(*peak),
+            if hwm_reset {
+                ""
+            } else {
+                " (peak since the start: /proc/PID/clear_refs not writable)"
+            }
+        );
+    }
     println!(
         "durability: every mutation is one redb write transaction committed with Durability::Immediate (one fdatasync before the answer); fdatasync of a 4 KiB overwrite on the data directory: p50 {fs50:.2} ms, p99 {fs99:.2} ms"
     );

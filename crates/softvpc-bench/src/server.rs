@@ -149,6 +149,12 @@ impl Server {
         self.dir.join("data").join("softvpc.redb")
     }
 
+    /// Starts the kernel's peak-RSS count (`VmHWM`) again from the current RSS (writes 5 to
+    /// `/proc/PID/clear_refs`); false when that is not allowed.
+    pub fn reset_peak_rss(&self) -> bool {
+        std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5").is_ok()
+    }
+
     /// A `/proc/PID/status` field in kB (VmRSS:, VmHWM:, ...), in bytes (0 if unreadable).
     pub fn proc_status(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))

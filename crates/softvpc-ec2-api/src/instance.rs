@@ -5,7 +5,7 @@ use std::sync::Arc;
 use softvpc_ec2_protocol::Value;
 
 use super::input::{self, timestamp, ValueExt};
-use super::Ctx;
+use super::{Ctx, Listing};
 use softvpc_model::instance::InstanceChange;
 use softvpc_model::instance::{
     private_dns_name, public_address_of, public_dns_name, public_ip, visible, InterfaceSpec,
@@ -833,6 +833,11 @@ pub fn run_instances(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
 }
 
 pub fn describe_instances(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
+    instance_listing(ctx, input).map(Listing::into_value)
+}
+
+/// DescribeInstances as a [`Listing`] of reservations (streamed past 256 instances).
+pub fn instance_listing(ctx: &Ctx<'_>, input: &Value) -> Result<Listing, ApiError> {
     let state = ctx.cp.state();
     // Terminated instances past their retention are gone even before a mutation purges them.
     let visible = visible(&state, now_secs());
@@ -865,7 +870,11 @@ pub fn describe_instances(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiErro
             _ => reservations.push((i.reservation_id.clone(), vec![i])),
         }
     }
-    let reservations = input::list_of(&reservations, |(rid, list)| {
+    let instances = reservations.iter().map(|(_, list)| list.len()).sum();
+    let reservations: Vec<Arc<(String, Vec<Arc<Instance>>)>> =
+        reservations.into_iter().map(Arc::new).collect();
+    let head = Value::new_struct().with_opt("NextToken", next);
+    let mut listing = Listing::new(head, "Reservations", reservations, move |(rid, list)| {
         Value::new_struct()
             .with("ReservationId", rid.as_str())
             .with("OwnerId", OWNER_ID)
@@ -875,9 +884,9 @@ pub fn describe_instances(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiErro
                 input::list_of(list, |i| instance_value(&state, i, i.state)),
             )
     });
-    Ok(Value::new_struct()
-        .with("Reservations", reservations)
-        .with_opt("NextToken", next))
+    // Streamed by the number of instances (a reservation holds up to 1,000).
+    listing.len = instances;
+    Ok(listing)
 }
 
 pub fn terminate_instances(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {

@@ -162,10 +162,10 @@ pub static ACTIONS: &[Action] = &[
         Kind::Write,
         instance::modify_instance_metadata_options,
     ),
-    Action::model(
+    Action::listing(
         "DescribeInstances",
-        Kind::Read,
         instance::describe_instances,
+        instance::instance_listing,
     ),
     Action::model(
         "TerminateInstances",
@@ -685,7 +685,7 @@ enum Produced {
 }
 
 /// Runs a request; with `stream`, an action with a [`Listing`] of more than
-/// [`listing::STREAM_MIN_ITEMS`] items answers with the listing, to be encoded while sent.
+/// [`listing::stream_min_items`] items answers with the listing, to be encoded while sent.
 fn produce(
     cp: &Store,
     flow_log_dir: Option<&Path>,
@@ -727,7 +727,7 @@ fn produce(
     };
     if let (true, Some(listing)) = (stream, action.listing) {
         let listing = listing(&ctx, &input).map_err(fail)?;
-        if listing.len > listing::STREAM_MIN_ITEMS {
+        if listing.len > listing::stream_min_items() {
             tracing::debug!(action = %name, items = listing.len, "request served (streamed)");
             return Ok(Produced::Listing(name, listing));
         }

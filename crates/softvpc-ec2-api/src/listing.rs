@@ -15,6 +15,22 @@ use softvpc_ec2_protocol::Value;
 /// their `Content-Length`).
 pub const STREAM_MIN_ITEMS: usize = 256;
 
+/// The environment variable that replaces [`STREAM_MIN_ITEMS`] (read once), so a benchmark can
+/// compare whole answers with streamed ones on the same binary (`softvpc-bench-api --whole`).
+pub const STREAM_MIN_ITEMS_ENV: &str = "SOFTVPC_API_STREAM_MIN_ITEMS";
+
+/// Listings with more items than this are streamed: [`STREAM_MIN_ITEMS`], or
+/// [`STREAM_MIN_ITEMS_ENV`] when set to a number.
+pub fn stream_min_items() -> usize {
+    static MIN: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *MIN.get_or_init(|| {
+        std::env::var(STREAM_MIN_ITEMS_ENV)
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(STREAM_MIN_ITEMS)
+    })
+}
+
 /// Bytes per chunk of a streamed answer.
 pub const CHUNK_BYTES: usize = 64 * 1024;
 
@@ -28,7 +44,8 @@ pub struct Listing {
     pub head: Value,
     /// The list member's model name (`NetworkInterfaces`).
     pub member: &'static str,
-    /// How many items the list holds.
+    /// How many items the list holds (what decides streaming; a listing of groups may count
+    /// their members instead, as DescribeInstances counts instances, not reservations).
     pub len: usize,
     /// The items' trees, produced on demand.
     pub items: Box<dyn Iterator<Item = Value> + Send>,

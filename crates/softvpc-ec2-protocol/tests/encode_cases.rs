@@ -246,3 +246,34 @@ fn streamed_listing_stops_when_nobody_reads_and_refuses_misfits() {
         );
     }
 }
+
+#[test]
+fn streamed_reservations_are_the_same_document() {
+    // DescribeInstances streams reservations, each a struct holding a list of instances.
+    let items: Vec<Value> = (0..5)
+        .map(|r| {
+            Value::from(&json!({
+                "ReservationId": format!("r-{r:04}"), "OwnerId": "000000000000", "Groups": [],
+                "Instances": (0..3).map(|i| json!({
+                    "InstanceId": format!("i-{r}{i}"), "AmiLaunchIndex": i,
+                    "PrivateIpAddress": format!("10.0.{r}.{i}"),
+                    "Tags": [{"Key": "Name", "Value": "x<&>"}]
+                })).collect::<Vec<_>>()
+            }))
+        })
+        .collect();
+    let head = Value::new_struct().with("NextToken", "t");
+    let whole = try_encode(
+        "DescribeInstances",
+        &head
+            .clone()
+            .with("Reservations", Value::List(items.clone())),
+        "rid-9",
+    )
+    .unwrap();
+    assert!(whole.contains("<instanceId>i-42</instanceId>"), "{whole}");
+    for chunk in [1, 200, 1 << 20] {
+        let chunks = streamed("DescribeInstances", &head, "Reservations", &items, chunk);
+        assert_eq!(chunks.concat(), whole, "chunk size {chunk}");
+    }
+}
