@@ -24,10 +24,11 @@ use softvpc_proto::pb::mapping_client::MappingClient;
 use tonic::transport::Channel;
 use tracing::{debug, error, info, warn};
 
+use crate::checkpoint::{self, Saved, Saver};
 use crate::datapath::{Command, DataPath};
 use crate::instance::Plumber;
 use crate::reconcile::{self, Skip, Step};
-use crate::status::{AgentState, AgentStatus, LocalPort};
+use crate::status::{AgentState, AgentStatus, LocalChange, LocalPort, LOCAL_CHANGES_KEPT};
 use crate::trust::Connector;
 
 /// Retry delays: start, cap.
@@ -100,6 +101,10 @@ pub struct Control {
     needs_retry: bool,
     /// Whether the first reconcile took over what an earlier run left ([`Plumber::adopt`]).
     adopted: bool,
+    /// Where the last applied view is kept on disk, and the task writing it.
+    checkpoint: Option<(std::path::PathBuf, Saver)>,
+    /// The ENIs the published table delivers to locally.
+    local_in_table: std::collections::BTreeSet<String>,
 }
 
 impl Control {
@@ -126,11 +131,64 @@ impl Control {
             nat_ports: BTreeMap::new(),
             needs_retry: false,
             adopted: false,
+            checkpoint: None,
+            local_in_table: Default::default(),
         })
+    }
+
+    /// Keeps the last applied view in `path` (see `checkpoint`), and starts from the view saved
+    /// there by an earlier run. Call on the runtime.
+    pub fn with_checkpoint(mut self, path: std::path::PathBuf) -> Control {
+        let saver = Saver::start(path.clone());
+        self.checkpoint = Some((path, saver));
+        self
+    }
+
+    /// Starts from the view an earlier run saved, if any: its instances are taken over and its
+    /// table published before any server answers, marked stale until one does.
+    async fn load_checkpoint(&mut self) {
+        let Some((path, _)) = &self.checkpoint else {
+            return;
+        };
+        let Some((host_id, msg)) = checkpoint::load(path) else {
+            return;
+        };
+        if let Err(e) = self.replica.apply(&msg) {
+            warn!(error = %e, "saved mapping view not applicable; waiting for a server");
+            self.replica = Replica::default();
+            return;
+        }
+        self.host_id = host_id;
+        self.state.stale.store(true, Ordering::Relaxed);
+        info!(
+            host_id = %self.host_id,
+            epoch = %self.replica.epoch,
+            revision = self.replica.revision,
+            enis = self.replica.records.enis.len(),
+            "forwarding from the mapping view saved by the last run (stale until a server answers)"
+        );
+        self.refresh(None).await;
+    }
+
+    /// Queues the current view (the published records at the replica's revision) for disk.
+    fn save_checkpoint(&self) {
+        let Some((_, saver)) = &self.checkpoint else {
+            return;
+        };
+        if self.replica.epoch.is_empty() || self.host_id.is_empty() {
+            return;
+        }
+        saver.save(Saved {
+            host_id: self.host_id.clone(),
+            epoch: self.replica.epoch.clone(),
+            revision: self.replica.revision,
+            records: Arc::clone(&self.published),
+        });
     }
 
     /// Registers and watches forever, reconnecting with backoff.
     pub async fn run(&mut self) {
+        self.load_checkpoint().await;
         let mut backoff = Backoff::default();
         let mut first = true;
         loop {
@@ -258,6 +316,12 @@ impl Control {
             while let Some(msg) = next.take() {
                 match self.replica.apply(&msg) {
                     Ok(applied) => {
+                        if self.state.stale.swap(false, Ordering::Relaxed) {
+                            info!(
+                                revision = self.replica.revision,
+                                "a server answered: the view is current again"
+                            );
+                        }
                         // (A resumed watch with nothing to replay opens with a Heartbeat at
                         // our revision: Stale, and still a resume.)
                         if resuming {
@@ -304,6 +368,7 @@ impl Control {
             } else {
                 self.publish_view();
             }
+            self.save_checkpoint();
             if let Some(end) = end {
                 return end;
             }
@@ -405,10 +470,33 @@ impl Control {
     /// Builds the table of the current records and `ports` and swaps it in.
     fn publish_table(&mut self, ports: &HashMap<String, PortId>) {
         let table = crate::table::build(&self.replica.records, self.state.underlay_ip, ports);
+        let local: std::collections::BTreeSet<String> = table
+            .local_enis()
+            .map(|(_, e)| e.eni_id.to_string())
+            .collect();
         self.state.datapath.table.store(Arc::new(table));
+        let stored_at = std::time::SystemTime::now();
         let imds = crate::imds::view_of(&self.replica.records, &self.host_id);
         if **self.state.datapath.imds.load() != imds {
             self.state.datapath.imds.store(Arc::new(imds));
+        }
+        if local != self.local_in_table {
+            let at_unix_ns = stored_at
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+            let change = LocalChange {
+                revision: self.replica.revision,
+                at_unix_ns,
+                added: local.difference(&self.local_in_table).cloned().collect(),
+                removed: self.local_in_table.difference(&local).cloned().collect(),
+            };
+            if let Ok(mut changes) = self.state.local_changes.lock() {
+                if changes.len() >= LOCAL_CHANGES_KEPT {
+                    changes.pop_front();
+                }
+                changes.push_back(change);
+            }
+            self.local_in_table = local;
         }
         let flow = crate::flowlog::view_of(&self.replica.records, &self.host_id);
         if **self.state.datapath.flow_logs.load() != flow {

@@ -9,7 +9,8 @@
 //!
 //! The watch protocol's state machine (the agent's `Replica`) is `softvpc-mapping`'s.
 //!
-//! Module map: `table` (the replica's records -> the engine's table), `reconcile` (which
+//! Module map: `checkpoint` (the last applied view on disk, loaded at start so a restart
+//! without a server keeps forwarding), `table` (the replica's records -> the engine's table), `reconcile` (which
 //! instances and interfaces should exist, and the steps to get there: pure), `instance`
 //! (namespaces, one TAP per ENI as `eth<device index>`, policy routing; over netlink with
 //! `softvpc-netlink`), `tap` (TAP devices), `underlay` (VXLAN sockets), `batch` (receive
@@ -28,6 +29,7 @@ use softvpc_engine::{EdgeConfig, Engine, EngineConfig, PortId};
 use tracing::{error, info};
 
 pub mod batch;
+pub mod checkpoint;
 pub mod control;
 pub mod datapath;
 pub mod fastpath;
@@ -283,6 +285,8 @@ pub async fn serve(
         adopted: AtomicU64::new(0),
         instance_errors: AtomicU64::new(0),
         watching: AtomicBool::new(false),
+        stale: AtomicBool::new(false),
+        local_changes: Default::default(),
         datapath: Arc::clone(&shared),
         commander: datapath.commander().clone(),
         table_lag: Default::default(),
@@ -336,7 +340,8 @@ pub async fn serve(
     if let Some(clients) = dhcp {
         plumber = plumber.with_dhcp(clients);
     }
-    let mut control = Control::new(connector, state, datapath, plumber)?;
+    let mut control = Control::new(connector, state, datapath, plumber)?
+        .with_checkpoint(args.state_dir.join(checkpoint::FILE));
 
     let outcome = tokio::select! {
         _ = control.run() => Ok(()),

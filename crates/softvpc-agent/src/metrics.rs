@@ -162,7 +162,7 @@ pub fn render(
         let n = v.skipped.iter().filter(|s| s.reason() == reason).count();
         let _ = writeln!(out, "softvpc_enis_skipped{{reason=\"{reason}\"}} {n}");
     }
-    let gauges: [Row<'_>; 12] = [
+    let gauges: [Row<'_>; 13] = [
         (
             "softvpc_io_batches_total",
             "counter",
@@ -234,6 +234,12 @@ pub fn render(
             "gauge",
             "1 while a watch stream is open.",
             u64::from(state.watching.load(Ordering::Relaxed)),
+        ),
+        (
+            "softvpc_mapping_stale",
+            "gauge",
+            "1 while the view is the one an earlier run saved on disk, not yet confirmed by a server.",
+            u64::from(state.stale.load(Ordering::Relaxed)),
         ),
     ];
     write_rows(&mut out, &gauges);
@@ -403,6 +409,17 @@ pub fn mappings_json(state: &AgentState, snap: &AgentStatus) -> Value {
         "underlay_ip": state.underlay_ip.to_string(),
         "epoch": snap.epoch,
         "revision": snap.revision,
+        "stale": state.stale.load(Ordering::Relaxed),
+        "local_changes": state
+            .local_changes
+            .lock()
+            .map(|c| c.iter().map(|c| json!({
+                "revision": c.revision,
+                "at_unix_ns": c.at_unix_ns,
+                "added": c.added,
+                "removed": c.removed,
+            })).collect::<Vec<_>>())
+            .unwrap_or_default(),
         "hosts": r.hosts.values().map(|h| json!({
             "host_id": h.host_id,
             "name": h.name,

@@ -423,6 +423,38 @@ impl Records {
         (r, errors)
     }
 
+    /// These records as one Snapshot: [`Records::from_snapshot`] gives them back (the agent
+    /// keeps its last view on disk in this form).
+    pub fn to_snapshot(&self) -> pb::Snapshot {
+        pb::Snapshot {
+            hosts: self.hosts.values().map(HostRecord::to_pb).collect(),
+            vpcs: self.vpcs.values().map(VpcRecord::to_pb).collect(),
+            subnets: self.subnets.values().map(SubnetRecord::to_pb).collect(),
+            enis: self.enis.values().map(EniRecord::to_pb).collect(),
+            security_groups: self
+                .security_groups
+                .values()
+                .map(SecurityGroupRecord::to_pb)
+                .collect(),
+            network_acls: self
+                .network_acls
+                .values()
+                .map(NetworkAclRecord::to_pb)
+                .collect(),
+            route_tables: self
+                .route_tables
+                .values()
+                .map(RouteTableRecord::to_pb)
+                .collect(),
+            peering_connections: self.peerings.values().map(PeeringRecord::to_pb).collect(),
+            prefix_lists: self
+                .prefix_lists
+                .values()
+                .map(PrefixListRecord::to_pb)
+                .collect(),
+        }
+    }
+
     /// What a host needing VPCs `vpcs` and security groups `groups` holds: every host; the
     /// VPCs of `vpcs` (that exist) with their subnets, ENIs, ACLs and route tables; the peering
     /// connections involving one of those VPCs; and the groups of `groups`.

@@ -235,6 +235,10 @@ impl Pair {
             if a.link.is_some() {
                 assert_eq!(a.replica.records, self.needed(&a.host_id), "{}", a.host_id);
             }
+            // What an agent keeps on disk gives back the same records.
+            let (back, bad) = Records::from_snapshot(&a.replica.records.to_snapshot());
+            assert!(bad.is_empty(), "{bad:?}");
+            assert_eq!(back, a.replica.records, "{}", a.host_id);
         }
         self.tick();
         self.drive();
