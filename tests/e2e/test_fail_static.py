@@ -6,7 +6,8 @@ The lab's only server is killed with SIGKILL (`softvpc lab stop server --kill`) 
 a continuous `ping -i 0.2` runs from zigi-vm4 (host-1) to zigi-vm3 (host-2) and an iperf3 TCP
 stream from zigi-vm1 (host-1) to zigi-vm2 (host-2); 30 s later it is started again with the same
 data directory (`softvpc lab start server`). Every echo is answered, every one-second interval of
-the TCP stream moves data, the stream ends with every byte sent received, and each agent's
+the TCP stream moves data, the stream ends with what was sent received (but for iperf3's last
+block in flight at its end), and each agent's
 `softvpc_mapping_resumes_total` grows while `softvpc_mapping_resyncs_total` does not: the
 server kept its mapping epoch (it is the store's) and its log starts at the revision the agents
 hold.
@@ -111,7 +112,11 @@ def test_data_plane_rides_out_a_control_plane_outage(lab):
         report = json.loads(out)
         sent = report["end"]["sum_sent"]["bytes"]
         received = report["end"]["sum_received"]["bytes"]
-        assert received == sent and received > 10 * 1024 * 1024, report["end"]
+        # TCP loses no byte; iperf3's final account may leave out the last block (128 KiB)
+        # still in flight when its time is up (seen on a loaded machine): the stall check
+        # below is what shows continuity.
+        assert sent - 128 * 1024 <= received <= sent and received > 10 * 1024 * 1024, \
+            report["end"]
         stalls = [i["sum"]["start"] for i in report["intervals"] if i["sum"]["bytes"] == 0]
         assert not stalls, f"the TCP stream stalled in the intervals starting at {stalls} s"
 
