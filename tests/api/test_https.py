@@ -58,9 +58,14 @@ class HttpsServer(Server):
                 raise RuntimeError(f"softvpc server exited: {self.log_path.read_text()[-2000:]}")
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return self
             except OSError:
                 time.sleep(0.1)
+                continue
+            # Listening, and (on a loaded machine, not always yet) its key pair written.
+            if "aws_secret_access_key" in (self.credentials_file.read_text()
+                                           if self.credentials_file.exists() else ""):
+                return self
+            time.sleep(0.1)
         self.stop()
         raise RuntimeError("softvpc server did not listen within 30 s")
 
