@@ -6,8 +6,9 @@
 //! With DHCP, `eth0` comes up with its MAC, MTU 1500 and no address; the agent starts
 //! `udhcpc -i eth0 -f` inside the instance's namespace with [`SCRIPT`] as its event script. The
 //! script applies each lease (`bound`, and every `renew` at T1 or on SIGUSR1): address and mask,
-//! interface MTU (option 26: 9001), default route via the router, and the resolver file (the
-//! DNS servers, the domain name as search domain). So a changed DHCP option set reaches the
+//! interface MTU (option 26: 9001), default route via the router (a renewal with the same ones
+//! leaves the interface as it is), and the resolver file (the DNS servers, the domain name as
+//! search domain), rewritten at every renewal. So a changed DHCP option set reaches the
 //! instance at its next renewal. `$LEASE_FILE` gets the last lease's variables and
 //! `$LEASE_FILE.log` one line per event.
 //!
@@ -48,12 +49,18 @@ deconfig)
   ip link set dev "$interface" up
   ;;
 bound|renew)
-  [ -n "$mtu" ] && ip link set dev "$interface" mtu "$mtu"
-  ip addr replace "$ip/${mask:-24}" ${broadcast:+broadcast "$broadcast"} dev "$interface"
-  for r in $router; do
-    ip route replace default via "$r" dev "$interface" src "$ip"
-    break
-  done
+  # A renewal that brings the same address, router and MTU leaves the interface alone (as a
+  # distribution's hooks do), so a hand-set MTU or route lasts until the lease changes.
+  applied="$ip/$mask router=$router mtu=$mtu"
+  if [ "$1" = bound ] || [ "$(cat "$LEASE_FILE.applied" 2>/dev/null)" != "$applied" ]; then
+    [ -n "$mtu" ] && ip link set dev "$interface" mtu "$mtu"
+    ip addr replace "$ip/${mask:-24}" ${broadcast:+broadcast "$broadcast"} dev "$interface"
+    for r in $router; do
+      ip route replace default via "$r" dev "$interface" src "$ip"
+      break
+    done
+    echo "$applied" > "$LEASE_FILE.applied"
+  fi
   {
     echo "# from DHCP (udhcpc $1 at $(date -u +%FT%TZ))"
     [ -n "$domain" ] && echo "search $domain"
