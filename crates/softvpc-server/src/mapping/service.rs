@@ -337,6 +337,13 @@ impl Mapping for MappingService {
                     changed = revocations.changed() => {
                         if changed.is_err() { break; }
                         if let Err(r) = trust.check(&peer) {
+                            // What was committed before the revocation still reaches the host
+                            // (remove-host --force terminates its instances first), so its agent
+                            // removes them instead of keeping them for a server that is gone.
+                            let read = projection.read(feed.revision());
+                            if let Some(m) = feed.next(&read) {
+                                let _ = tx.send(Ok(m)).await;
+                            }
                             tracing::warn!(host = %peer.host, reason = %r.reason, "watch ended: host revoked");
                             let _ = tx.send(Err(r.status())).await;
                             break;
