@@ -414,10 +414,14 @@ class Lab:
         return metric_sum(self.metrics(host), "softvpc_drops_total", reason=reason)
 
     def mappings_text(self, host):
-        return self.agent_get(host, "/mappings")
+        """What the agent holds now, as text: its `/mappings` without `local_changes` (the
+        history of ENIs it took in or out names ENIs it no longer holds)."""
+        view = self.mappings(host)
+        view.pop("local_changes", None)
+        return json.dumps(view)
 
     def mappings(self, host):
-        return json.loads(self.mappings_text(host))
+        return json.loads(self.agent_get(host, "/mappings"))
 
     def vni(self, vpc_id):
         """The VPC's VNI as the agents hold it (DescribeVpcs does not show it)."""
