@@ -30,32 +30,14 @@ if ! [[ "$parallel" =~ ^[1-9][0-9]*$ ]]; then
   echo "FUZZ_PARALLEL must be a positive whole number" >&2
   exit 2
 fi
-if ! cargo fuzz --version >/dev/null 2>&1; then
-  echo "cargo-fuzz is not installed: cargo install cargo-fuzz" >&2
-  exit 2
-fi
-# cargo-fuzz passes -Z flags (sanitizers); allow them on a stable compiler.
-if ! rustc --version | grep -q nightly; then
-  export RUSTC_BOOTSTRAP=1
-fi
 report="${FUZZ_REPORT:-}"
 if [ -n "$report" ]; then
   report="$(realpath -m "$report")"
 fi
 
-cd fuzz
-if [ "$#" -gt 0 ]; then
-  targets=("$@")
-else
-  mapfile -t targets < <(cargo fuzz list)
-fi
-if [ "${#targets[@]}" -eq 0 ]; then
-  echo "no fuzz targets found" >&2
-  exit 2
-fi
-
-echo "==> building ${#targets[@]} fuzz targets"
-cargo fuzz build
+# shellcheck source=scripts/fuzz-common.sh
+. scripts/fuzz-common.sh
+fuzz_prepare "$@"
 
 logs="$(mktemp -d)"
 trap 'rm -rf "$logs"' EXIT

@@ -7,7 +7,7 @@
 #   scripts/fuzz-smoke.sh 300        # 5 min per target
 #   scripts/fuzz-smoke.sh 10 wire_frame engine_underlay   # only these targets
 #
-# Each target's corpus (fuzz/corpus/<target>, git-ignored) is seeded from the saved inputs in
+# Each target's corpus (fuzz/corpus/<target>, committed) is seeded from the saved inputs in
 # crates/*/tests/regressions/<target>/ and fuzz/seeds/<target>/ when such directories exist.
 # A crash leaves its input in fuzz/artifacts/<target>/; for a wire target, copy it to
 # crates/softvpc-wire/tests/regressions/<target>/ once fixed so the test suite replays it.
@@ -20,29 +20,10 @@ if ! [[ "$secs" =~ ^[0-9]+$ ]] || [ "$secs" -eq 0 ]; then
   echo "usage: $0 [SECONDS>0] [TARGET...]" >&2
   exit 2
 fi
-if ! cargo fuzz --version >/dev/null 2>&1; then
-  echo "cargo-fuzz is not installed: cargo install cargo-fuzz" >&2
-  exit 2
-fi
-# cargo-fuzz passes -Z flags (sanitizers); allow them on a stable compiler.
-if ! rustc --version | grep -q nightly; then
-  export RUSTC_BOOTSTRAP=1
-fi
 
-cd fuzz
-if [ "$#" -gt 0 ]; then
-  targets=("$@")
-else
-  mapfile -t targets < <(cargo fuzz list)
-fi
-if [ "${#targets[@]}" -eq 0 ]; then
-  echo "no fuzz targets found" >&2
-  exit 2
-fi
-
-# Build everything first, so a compile error is reported as such and not as a crash.
-echo "==> building ${#targets[@]} fuzz targets"
-cargo fuzz build
+# shellcheck source=scripts/fuzz-common.sh
+. scripts/fuzz-common.sh
+fuzz_prepare "$@"
 
 failed=()
 for t in "${targets[@]}"; do
