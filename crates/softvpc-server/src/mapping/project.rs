@@ -816,6 +816,16 @@ mod tests {
         (r, changes)
     }
 
+    /// host-1, a VPC 10.0.0.0/16 and its subnet 10.0.0.0/24: the start of most tests here.
+    fn host1_vpc_subnet(s: &mut State) -> (String, softvpc_model::Vpc, softvpc_model::Subnet) {
+        let (h1, _) = step(s, |t| host::register_host(t, "host-1", "198.18.0.11"));
+        let (v, _) = step(s, |t| vpc::create_vpc(t, "10.0.0.0/16", None, Tags::new()));
+        let (sn, _) = step(s, |t| {
+            subnet::create_subnet(t, &v.id, "10.0.0.0/24", None, Tags::new())
+        });
+        (h1, v, sn)
+    }
+
     /// RunInstances of one instance in `subnet_id`, placed on host-1.
     fn one_on_host1(subnet_id: &str) -> RunRequest {
         RunRequest {
@@ -869,13 +879,7 @@ mod tests {
     fn nat_gateway_enis_are_placed_and_named() {
         use softvpc_model::nat_gateway::{create_nat_gateway, delete_nat_gateway, CreateRequest};
         let mut s = State::new();
-        let (h1, _) = step(&mut s, |t| host::register_host(t, "host-1", "198.18.0.11"));
-        let (v, _) = step(&mut s, |t| {
-            vpc::create_vpc(t, "10.0.0.0/16", None, Tags::new())
-        });
-        let (sn, _) = step(&mut s, |t| {
-            subnet::create_subnet(t, &v.id, "10.0.0.0/24", None, Tags::new())
-        });
+        let (h1, v, sn) = host1_vpc_subnet(&mut s);
         let (igw, _) = step(&mut s, |t| {
             internet_gateway::create_internet_gateway(t, Tags::new())
         });
@@ -920,13 +924,7 @@ mod tests {
     fn instance_metadata_follows_the_instance_and_its_options() {
         use softvpc_model::instance_metadata::{modify, MetadataOptionsRequest};
         let mut s = State::new();
-        step(&mut s, |t| host::register_host(t, "host-1", "198.18.0.11"));
-        let (v, _) = step(&mut s, |t| {
-            vpc::create_vpc(t, "10.0.0.0/16", None, Tags::new())
-        });
-        let (sn, _) = step(&mut s, |t| {
-            subnet::create_subnet(t, &v.id, "10.0.0.0/24", None, Tags::new())
-        });
+        let (_, _, sn) = host1_vpc_subnet(&mut s);
         let (r, c) = step(&mut s, |t| run_instances(t, &one_on_host1(&sn.id)));
         let (inst, primary) = (r.instances[0].id.clone(), r.instances[0].eni_id.clone());
         let m = upserted(&c, &primary)
@@ -1681,13 +1679,7 @@ mod tests {
     #[test]
     fn a_bare_put_is_derived() {
         let mut s = State::new();
-        step(&mut s, |t| host::register_host(t, "host-1", "198.18.0.11"));
-        let (v, _) = step(&mut s, |t| {
-            vpc::create_vpc(t, "10.0.0.0/16", None, Tags::new())
-        });
-        let (sn, _) = step(&mut s, |t| {
-            subnet::create_subnet(t, &v.id, "10.0.0.0/24", None, Tags::new())
-        });
+        let (_, _, sn) = host1_vpc_subnet(&mut s);
         let (e, _) = step(&mut s, |t| {
             eni::create_network_interface(
                 t,
