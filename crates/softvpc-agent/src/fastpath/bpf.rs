@@ -108,14 +108,8 @@ pub fn program(k: &KernelFlow) -> Vec<Insn> {
                 -8,
                 i32::from_le_bytes([s[2], s[3], s[4], s[5]]),
             ),
-            i(op::MOV64_X, R1, R6, 0, 0),
-            i(op::MOV64_K, R2, 0, 0, 0),
-            i(op::MOV64_X, R3, R10, 0, 0),
-            i(op::ADD64_K, R3, 0, 0, -16),
-            i(op::MOV64_K, R4, 0, 0, 12),
-            i(op::MOV64_K, R5, 0, 0, 0),
-            i(op::CALL, 0, 0, 0, op::SKB_STORE_BYTES),
         ]);
+        p.extend(store_bytes(0, -16, 12));
         to_miss.push(p.len());
         p.push(i(op::JNE64_K, R0, 0, 0, 0));
         p.extend([
@@ -128,14 +122,8 @@ pub fn program(k: &KernelFlow) -> Vec<Insn> {
             i(op::TO_BE, R7, 0, 0, 16),
             i(op::TO_BE, R8, 0, 0, 16),
             i(op::STX_H, R10, R8, -20, 0),
-            i(op::MOV64_X, R1, R6, 0, 0),
-            i(op::MOV64_K, R2, 0, 0, 22),
-            i(op::MOV64_X, R3, R10, 0, 0),
-            i(op::ADD64_K, R3, 0, 0, -20),
-            i(op::MOV64_K, R4, 0, 0, 2),
-            i(op::MOV64_K, R5, 0, 0, 0),
-            i(op::CALL, 0, 0, 0, op::SKB_STORE_BYTES),
         ]);
+        p.extend(store_bytes(22, -20, 2));
         to_miss.push(p.len());
         p.push(i(op::JNE64_K, R0, 0, 0, 0));
         p.extend([
@@ -159,6 +147,21 @@ pub fn program(k: &KernelFlow) -> Vec<Insn> {
         p[j].off = (miss - j - 1) as i16;
     }
     p
+}
+
+/// `bpf_skb_store_bytes(skb, offset, r10 + stack, len, 0)`: `len` bytes from the stack into the
+/// frame at `offset` (the context is kept in r6); r0 is the helper's result.
+fn store_bytes(offset: i32, stack: i32, len: i32) -> [Insn; 7] {
+    let i = Insn::new;
+    [
+        i(op::MOV64_X, R1, R6, 0, 0),
+        i(op::MOV64_K, R2, 0, 0, offset),
+        i(op::MOV64_X, R3, R10, 0, 0),
+        i(op::ADD64_K, R3, 0, 0, stack),
+        i(op::MOV64_K, R4, 0, 0, len),
+        i(op::MOV64_K, R5, 0, 0, 0),
+        i(op::CALL, 0, 0, 0, op::SKB_STORE_BYTES),
+    ]
 }
 
 #[cfg(test)]
