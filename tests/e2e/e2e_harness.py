@@ -292,6 +292,54 @@ class Capture:
         return [f for f in self.containing(needle) if f.ipv4() and f.ipv4()[2] == 17]
 
 
+
+class HandHost:
+    """A host added by hand to a lab's underlay: its own namespace `ns`, a veth from the
+    fabric's br0 (`port` there, `u0` inside at `ip`/16, MTU `mtu` on both ends when given), and
+    its own `softvpc agent` with state in `state` and output in `log`. `stop` undoes it all."""
+
+    def __init__(self, lab, name, ip, ns, port, state, log, instance_prefix, mtu=None):
+        self.lab, self.name, self.ip = lab, name, ip
+        self.ns, self.port, self.state, self.log = ns, port, state, log
+        self.instance_prefix, self.mtu = instance_prefix, mtu
+        self.proc = None
+
+    def plug(self):
+        fabric = self.lab.netns("fabric")
+        run(["ip", "netns", "add", self.ns], check=True)
+        run(["ip", "-n", self.ns, "link", "set", "lo", "up"], check=True)
+        run(["ip", "-n", fabric, "link", "add", self.port, "type", "veth", "peer", "name",
+             "u0", "netns", self.ns], check=True)
+        if self.mtu:
+            for ns, dev in ((fabric, self.port), (self.ns, "u0")):
+                run(["ip", "-n", ns, "link", "set", dev, "mtu", str(self.mtu)], check=True)
+        run(["ip", "-n", fabric, "link", "set", self.port, "master", "br0", "up"], check=True)
+        run(["ip", "-n", self.ns, "addr", "add", f"{self.ip}/16", "dev", "u0"], check=True)
+        run(["ip", "-n", self.ns, "link", "set", "u0", "up"], check=True)
+
+    def start_agent(self, server_url, token):
+        self.proc = subprocess.Popen(
+            [SOFTVPC_BIN, "agent", "--netns", self.ns, "--server", server_url,
+             "--host-name", self.name, "--underlay-ip", self.ip,
+             "--instance-netns-prefix", self.instance_prefix,
+             "--join-token", token, "--state-dir", str(self.state)],
+            stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
+
+    def agent_log(self):
+        return self.log.read_text(errors="replace")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        run(["ip", "-n", self.lab.netns("fabric"), "link", "del", self.port])
+        if netns_exists(self.ns):
+            run(["ip", "netns", "del", self.ns])
+
 class Lab:
     """A running lab: its CLI, its status, and helpers to act inside its namespaces."""
 

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import pytest
 
-from e2e_harness import (SOFTVPC_BIN, Lab, free_port, metric_sum, netns_exists, netns_list,
-                         pid_alive, run, wait_until)
+from e2e_harness import (SOFTVPC_BIN, HandHost, Lab, free_port, metric_sum, netns_exists,
+                         netns_list, pid_alive, run, wait_until)
 
 HA_PREFIX = f"sva{os.getpid()}-"
 HA_PREFIX_RE = re.compile(r"^(sva(\d+)-)")
@@ -249,48 +249,18 @@ def _register_with_cert(lab, netns, replica, cert, key, name, ip):
     return None
 
 
-class _NewHost:
+class _NewHost(HandHost):
     """A host added by hand to the lab's underlay whose agent knows only one replica."""
 
     def __init__(self, lab, replica_url):
-        self.lab = lab
-        self.ns = f"{HA_PREFIX}x3"
-        self.port = f"{HA_PREFIX}x3"[:15]
-        self.state = HA_WORK / "x3-agent"
-        self.log = HA_WORK / "x3-agent.log"
+        super().__init__(lab, X3, X3_IP, f"{HA_PREFIX}x3", f"{HA_PREFIX}x3"[:15],
+                         HA_WORK / "x3-agent", HA_WORK / "x3-agent.log", HA_PREFIX)
         self.replica_url = replica_url
-        self.proc = None
 
     def start(self, token):
-        fabric = self.lab.netns("fabric")
-        run(["ip", "netns", "add", self.ns], check=True)
-        run(["ip", "-n", self.ns, "link", "set", "lo", "up"], check=True)
-        run(["ip", "-n", fabric, "link", "add", self.port, "type", "veth", "peer", "name",
-             "u0", "netns", self.ns], check=True)
-        run(["ip", "-n", fabric, "link", "set", self.port, "master", "br0", "up"], check=True)
-        run(["ip", "-n", self.ns, "addr", "add", f"{X3_IP}/16", "dev", "u0"], check=True)
-        run(["ip", "-n", self.ns, "link", "set", "u0", "up"], check=True)
-        self.proc = subprocess.Popen(
-            [SOFTVPC_BIN, "agent", "--netns", self.ns, "--server", self.replica_url,
-             "--host-name", X3, "--underlay-ip", X3_IP, "--instance-netns-prefix", HA_PREFIX,
-             "--join-token", token, "--state-dir", str(self.state)],
-            stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
+        self.plug()
+        self.start_agent(self.replica_url, token)
         return self
-
-    def agent_log(self):
-        return self.log.read_text(errors="replace")
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-        run(["ip", "-n", self.lab.netns("fabric"), "link", "del", self.port])
-        if netns_exists(self.ns):
-            run(["ip", "netns", "del", self.ns])
 
 
 def _registered(client, name):

@@ -17,7 +17,7 @@ import struct
 import subprocess
 
 import frames as fr
-from e2e_harness import (PREFIX, SOFTVPC_BIN, STATE_DIR, WORK_DIR, netns_exists, run,
+from e2e_harness import (PREFIX, SOFTVPC_BIN, HandHost, STATE_DIR, WORK_DIR, netns_exists, run,
                          wait_until)
 
 SERVER_DIR = STATE_DIR / "server"
@@ -148,53 +148,25 @@ def test_the_impostor_is_refused(lab):
 X3, X3_IP, X3_VM_IP = "host-x3", "198.18.0.63", "10.0.0.63"
 
 
-class _NewHost:
+class _NewHost(HandHost):
     """A host added by hand to the lab's underlay, with its own agent."""
 
     def __init__(self, lab):
-        self.lab = lab
-        self.ns = f"{PREFIX}x3"
-        self.port = f"{PREFIX}x3p"[:15]
-        self.state = WORK_DIR / "x3-agent"
-        self.log = WORK_DIR / "x3-agent.log"
-        self.proc = None
+        super().__init__(lab, X3, X3_IP, f"{PREFIX}x3", f"{PREFIX}x3p"[:15],
+                         WORK_DIR / "x3-agent", WORK_DIR / "x3-agent.log", PREFIX,
+                         mtu=9100)  # the lab's jumbo underlay
 
     def __enter__(self):
-        fabric = self.lab.netns("fabric")
-        run(["ip", "netns", "add", self.ns], check=True)
-        run(["ip", "-n", self.ns, "link", "set", "lo", "up"], check=True)
-        run(["ip", "-n", fabric, "link", "add", self.port, "type", "veth", "peer", "name",
-             "u0", "netns", self.ns], check=True)
-        for ns, dev in ((fabric, self.port), (self.ns, "u0")):  # the lab's jumbo underlay
-            run(["ip", "-n", ns, "link", "set", dev, "mtu", "9100"], check=True)
-        run(["ip", "-n", fabric, "link", "set", self.port, "master", "br0", "up"], check=True)
-        run(["ip", "-n", self.ns, "addr", "add", f"{X3_IP}/16", "dev", "u0"], check=True)
-        run(["ip", "-n", self.ns, "link", "set", "u0", "up"], check=True)
+        self.plug()
         # How a real host joins: a token from the server, the agent trades it.
         token = run([SOFTVPC_BIN, "server", "join-token", "--data-dir", str(SERVER_DIR),
                      "--host", X3, "--ttl", "5m"], check=True).stdout.strip()
         assert token.startswith("svpc1."), token
-        self.proc = subprocess.Popen(
-            [SOFTVPC_BIN, "agent", "--netns", self.ns, "--server", f"https://{MAPPING}",
-             "--host-name", X3, "--underlay-ip", X3_IP, "--instance-netns-prefix", PREFIX,
-             "--join-token", token, "--state-dir", str(self.state)],
-            stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
+        self.start_agent(f"https://{MAPPING}", token)
         return self
 
-    def agent_log(self):
-        return self.log.read_text(errors="replace")
-
     def __exit__(self, *exc):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-        run(["ip", "-n", self.lab.netns("fabric"), "link", "del", self.port])
-        if netns_exists(self.ns):
-            run(["ip", "netns", "del", self.ns])
+        self.stop()
 
 
 def test_add_then_remove_a_host(lab):
