@@ -86,7 +86,12 @@ impl Feed {
                         let forward = match c.scope() {
                             Scope::All => true,
                             Scope::Vpc(v) => kept(v),
-                            Scope::Vpcs(a, b) => kept(a) || kept(b),
+                            // A peering also goes to an agent that held either side before
+                            // this message: when the side it held is dropped and the other side
+                            // arrives whole, only this delete removes a peering gone meanwhile.
+                            Scope::Vpcs(a, b) => {
+                                self.held.vpcs.contains(a) || self.held.vpcs.contains(b)
+                            }
                             Scope::Group(g) => {
                                 self.held.groups.contains(g) && needed.groups.contains(g)
                             }

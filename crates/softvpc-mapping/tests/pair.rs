@@ -682,138 +682,164 @@ proptest! {
     /// links are quiet every connected agent holds exactly what its host needs.
     #[test]
     fn random_runs_converge(ops in proptest::collection::vec(op(), 1..60), capacity in 1usize..6) {
-        let hosts = ["h-0", "h-1", "h-2"];
-        let mut p = Pair::new(capacity, &hosts);
-        p.commit((0..3).map(|h| Change::UpsertHost(host(h))).collect());
-        for v in 0..3 {
-            p.commit(whole_vpc(v));
-        }
-        // Where each ENI is and which group it has (so a group change keeps its place).
-        let mut placed: std::collections::BTreeMap<u8, (Option<u8>, u8)> = Default::default();
-        for i in 0..3 {
-            p.connect(i);
-        }
-        for op in ops {
-            let live: BTreeSet<String> = p.log.catalog().records().vpcs.into_keys().collect();
-            match op {
-                Op::Place(n, h) => {
-                    if live.contains(&format!("vpc-{}", n % 3)) {
-                        let g = placed.get(&n).map_or(n % 3, |(_, g)| *g);
-                        let mut e = eni(n, n % 3, h);
+        run_ops(ops, capacity);
+    }
+}
+
+/// Runs `ops` against three hosts and three VPCs, then checks every agent converged.
+fn run_ops(ops: Vec<Op>, capacity: usize) {
+    let hosts = ["h-0", "h-1", "h-2"];
+    let mut p = Pair::new(capacity, &hosts);
+    p.commit((0..3).map(|h| Change::UpsertHost(host(h))).collect());
+    for v in 0..3 {
+        p.commit(whole_vpc(v));
+    }
+    // Where each ENI is and which group it has (so a group change keeps its place).
+    let mut placed: std::collections::BTreeMap<u8, (Option<u8>, u8)> = Default::default();
+    for i in 0..3 {
+        p.connect(i);
+    }
+    for op in ops {
+        let live: BTreeSet<String> = p.log.catalog().records().vpcs.into_keys().collect();
+        match op {
+            Op::Place(n, h) => {
+                if live.contains(&format!("vpc-{}", n % 3)) {
+                    let g = placed.get(&n).map_or(n % 3, |(_, g)| *g);
+                    let mut e = eni(n, n % 3, h);
+                    e.security_group_ids = vec![format!("sg-{g}")];
+                    placed.insert(n, (h, g));
+                    p.commit(vec![Change::UpsertEni(e)]);
+                }
+            }
+            Op::Groups(n, g) => {
+                // Groups 0..3 belong to VPCs 0..3, 3..6 to VPCs 0..3 again.
+                let v = n % 3;
+                let g = if g % 3 == v { g } else { v };
+                if let Some((h, _)) = placed.get(&n).copied() {
+                    if live.contains(&format!("vpc-{v}")) {
+                        let mut e = eni(n, v, h);
                         e.security_group_ids = vec![format!("sg-{g}")];
                         placed.insert(n, (h, g));
                         p.commit(vec![Change::UpsertEni(e)]);
                     }
                 }
-                Op::Groups(n, g) => {
-                    // Groups 0..3 belong to VPCs 0..3, 3..6 to VPCs 0..3 again.
-                    let v = n % 3;
-                    let g = if g % 3 == v { g } else { v };
-                    if let Some((h, _)) = placed.get(&n).copied() {
-                        if live.contains(&format!("vpc-{v}")) {
-                            let mut e = eni(n, v, h);
-                            e.security_group_ids = vec![format!("sg-{g}")];
-                            placed.insert(n, (h, g));
-                            p.commit(vec![Change::UpsertEni(e)]);
-                        }
-                    }
+            }
+            Op::Rule(g) => {
+                if live.contains(&format!("vpc-{}", g % 3)) {
+                    let mut r = group(g, g % 3);
+                    r.rules.truncate(p.log.revision() as usize % 2);
+                    p.commit(vec![Change::UpsertSecurityGroup(r)]);
                 }
-                Op::Rule(g) => {
-                    if live.contains(&format!("vpc-{}", g % 3)) {
-                        let mut r = group(g, g % 3);
-                        r.rules.truncate(p.log.revision() as usize % 2);
-                        p.commit(vec![Change::UpsertSecurityGroup(r)]);
-                    }
-                }
-                Op::Peer(a, b, status) => {
-                    // One connection per pair of VPCs: its sides never change (as on the server).
-                    let (a, b) = (a.min(b), a.max(b));
-                    let n = a * 3 + b;
-                    let id = format!("pcx-{n}");
-                    match status {
-                        Some(active) if a != b
+            }
+            Op::Peer(a, b, status) => {
+                // One connection per pair of VPCs: its sides never change (as on the server).
+                let (a, b) = (a.min(b), a.max(b));
+                let n = a * 3 + b;
+                let id = format!("pcx-{n}");
+                match status {
+                    Some(active)
+                        if a != b
                             && live.contains(&format!("vpc-{a}"))
                             && live.contains(&format!("vpc-{b}")) =>
-                        {
-                            p.commit(vec![Change::UpsertPeering(peering(n, a, b, active))]);
-                        }
-                        Some(_) => {}
-                        None => {
-                            let vpc_ids = p
-                                .log
-                                .catalog()
-                                .records()
-                                .peerings
-                                .get(&id)
-                                .map(|r| [r.requester_vpc_id.clone(), r.accepter_vpc_id.clone()])
-                                .unwrap_or_default();
-                            p.commit(vec![Change::DeletePeering { pcx_id: id, vpc_ids }]);
-                        }
+                    {
+                        p.commit(vec![Change::UpsertPeering(peering(n, a, b, active))]);
                     }
-                }
-                Op::Policy(v) => {
-                    if live.contains(&format!("vpc-{v}")) {
-                        let mut a = acl(v);
-                        a.subnet_ids.truncate(p.log.revision() as usize % 2);
-                        p.commit(vec![
-                            Change::UpsertNetworkAcl(a),
-                            Change::UpsertRouteTable(table(v, Some(p.log.revision() as u8 % 3))),
-                        ]);
-                    }
-                }
-                Op::DeleteEni(n) => {
-                    placed.remove(&n);
-                    p.commit(vec![Change::DeleteEni {
-                        eni_id: format!("eni-{n}"),
-                        vpc_id: format!("vpc-{}", n % 3),
-                    }])
-                }
-                Op::ToggleVpc(v) => {
-                    let id = format!("vpc-{v}");
-                    if live.contains(&id) {
-                        // As the server does: the VPC's peerings go first.
-                        let mut changes: Vec<Change> = p
+                    Some(_) => {}
+                    None => {
+                        let vpc_ids = p
                             .log
                             .catalog()
                             .records()
                             .peerings
-                            .into_values()
-                            .filter(|r| r.involves(&id))
-                            .map(|r| Change::DeletePeering {
-                                pcx_id: r.pcx_id,
-                                vpc_ids: [r.requester_vpc_id, r.accepter_vpc_id],
-                            })
-                            .collect();
-                        changes.push(Change::DeleteVpc(id));
-                        placed.retain(|n, _| n % 3 != v);
-                        p.commit(changes);
-                    } else {
-                        p.commit(whole_vpc(v));
+                            .get(&id)
+                            .map(|r| [r.requester_vpc_id.clone(), r.accepter_vpc_id.clone()])
+                            .unwrap_or_default();
+                        p.commit(vec![Change::DeletePeering {
+                            pcx_id: id,
+                            vpc_ids,
+                        }]);
                     }
                 }
-                Op::Host(h, ip) => {
-                    let mut r = host(h);
-                    r.underlay_ip = Ipv4Addr::new(198, 18, 1, ip);
-                    p.commit(vec![Change::UpsertHost(r)]);
-                }
-                Op::Disconnect(i) => p.disconnect(i),
-                Op::Connect(i) => {
-                    if p.agents[i].link.is_none() {
-                        p.connect(i);
-                    }
-                }
-                Op::Step => {
-                    p.step();
-                }
-                Op::Restart => p.restart_server(),
             }
-        }
-        for i in 0..3 {
-            if p.agents[i].link.is_none() {
-                p.connect(i);
+            Op::Policy(v) => {
+                if live.contains(&format!("vpc-{v}")) {
+                    let mut a = acl(v);
+                    a.subnet_ids.truncate(p.log.revision() as usize % 2);
+                    p.commit(vec![
+                        Change::UpsertNetworkAcl(a),
+                        Change::UpsertRouteTable(table(v, Some(p.log.revision() as u8 % 3))),
+                    ]);
+                }
             }
+            Op::DeleteEni(n) => {
+                placed.remove(&n);
+                p.commit(vec![Change::DeleteEni {
+                    eni_id: format!("eni-{n}"),
+                    vpc_id: format!("vpc-{}", n % 3),
+                }])
+            }
+            Op::ToggleVpc(v) => {
+                let id = format!("vpc-{v}");
+                if live.contains(&id) {
+                    // As the server does: the VPC's peerings go first.
+                    let mut changes: Vec<Change> = p
+                        .log
+                        .catalog()
+                        .records()
+                        .peerings
+                        .into_values()
+                        .filter(|r| r.involves(&id))
+                        .map(|r| Change::DeletePeering {
+                            pcx_id: r.pcx_id,
+                            vpc_ids: [r.requester_vpc_id, r.accepter_vpc_id],
+                        })
+                        .collect();
+                    changes.push(Change::DeleteVpc(id));
+                    placed.retain(|n, _| n % 3 != v);
+                    p.commit(changes);
+                } else {
+                    p.commit(whole_vpc(v));
+                }
+            }
+            Op::Host(h, ip) => {
+                let mut r = host(h);
+                r.underlay_ip = Ipv4Addr::new(198, 18, 1, ip);
+                p.commit(vec![Change::UpsertHost(r)]);
+            }
+            Op::Disconnect(i) => p.disconnect(i),
+            Op::Connect(i) => {
+                if p.agents[i].link.is_none() {
+                    p.connect(i);
+                }
+            }
+            Op::Step => {
+                p.step();
+            }
+            Op::Restart => p.restart_server(),
         }
-        p.drive();
-        p.check();
     }
+    for i in 0..3 {
+        if p.agents[i].link.is_none() {
+            p.connect(i);
+        }
+    }
+    p.drive();
+    p.check();
+}
+
+/// Found by CI: a host that held VPC 0 (pending-peered with VPC 1) learns in one message that
+/// it now needs VPC 1 and that VPC 0 and the peering are gone. The peering's delete must reach
+/// it, or the replica keeps a peering the server no longer has.
+#[test]
+fn a_peering_deleted_while_its_peer_vpc_becomes_needed_is_deleted() {
+    run_ops(
+        vec![
+            Op::Place(3, Some(1)),
+            Op::Peer(0, 1, Some(false)),
+            Op::Step,
+            Op::Place(1, Some(1)),
+            Op::ToggleVpc(0),
+        ],
+        2,
+    );
 }
