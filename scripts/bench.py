@@ -16,13 +16,19 @@
                                  and one outbound (all to 0.0.0.0/0) match, the rest never do
   bench.py serve PORT            (in bench-b) TCP server that accepts and closes, and a UDP
                                  socket on the same port that is never read; prints "ready"
-  bench.py connect IP PORT N C   (in bench-a) N new TCP connections, C at a time, each closed by
-                                 RST once made: connect time p50/p99 (SYN to SYN-ACK, the first
-                                 packets of a flow) and new connections per second
+  bench.py connect IP PORT N C [SECONDS [PORT0]]   (in bench-a) N new TCP connections, C at a
+                                 time (the i-th from source port PORT0 + i if given),
+                                 each closed by RST once made, for 60 s at most: connect time
+                                 p50/p99 (SYN to SYN-ACK, the first packets of a flow) and new
+                                 connections per second
   bench.py udp-flows IP PORT N   (in bench-a) one UDP datagram from each of N source ports
   bench.py flowmem STATUS        the agents' resident memory and tracked flows / flow-table
                                  entries (summed over agents), to take before and after udp-flows
   bench.py report KERNEL SOFTVPC PROP [RULES]   the final table (JSON files of the above)
+  bench.py nat-addresses STATUS  (scripts/bench-nat.sh) web's Elastic IP and the NAT gateway's,
+                                 as DescribeAddresses and DescribeNatGateways report them
+  bench.py nat-report KERNEL MODE=SOFTVPC...    bench-nat.sh's table: the kernel's nftables
+                                 half against each softvpc fast-path mode's
 
 Every figure is printed as one JSON object on stdout, so the shell can keep them in files.
 """
@@ -341,8 +347,10 @@ def serve(port):
         conn.close()
 
 
-def connect_bench(ip, port, total, concurrency):
-    """New TCP connections as fast as `concurrency` outstanding ones allow."""
+def connect_bench(ip, port, total, concurrency, limit_s=60, first_port=0):
+    """New TCP connections as fast as `concurrency` outstanding ones allow, for `limit_s` at
+    most; with `first_port`, the i-th from source port first_port + i (else the kernel picks,
+    and Linux gives connect() only even ports: at most ~32,000 distinct to one destination)."""
     import selectors
     import socket
     import struct
@@ -350,12 +358,20 @@ def connect_bench(ip, port, total, concurrency):
     times, failed, started, pending = [], 0, 0, 0
     linger = struct.pack("ii", 1, 0)  # close sends RST: no TIME_WAIT on either side
     t_start = time.monotonic()
-    deadline = t_start + 60
+    deadline = t_start + limit_s
     while (started < total or pending) and time.monotonic() < deadline:
         while started < total and pending < concurrency:
             s = socket.socket()
             s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
             s.setblocking(False)
+            if first_port:
+                try:
+                    s.bind(("0.0.0.0", first_port + started))
+                except OSError:
+                    s.close()
+                    started += 1
+                    failed += 1
+                    continue
             t0 = time.monotonic()
             s.connect_ex((ip, port))
             sel.register(s, selectors.EVENT_WRITE, t0)
@@ -509,6 +525,81 @@ def report(kernel_path, softvpc_path, prop_path, rules_path=None):
     return "\n".join(lines)
 
 
+def nat_addresses(status_path):
+    status = json.load(open(status_path))
+    ec2 = ec2_client(status)
+    web = next(i["instance_id"] for i in status["instances"] if i["name"] == "web")
+    (eip,) = [a["PublicIp"] for a in ec2.describe_addresses()["Addresses"]
+              if a.get("InstanceId") == web]
+    (nat,) = ec2.describe_nat_gateways()["NatGateways"]
+    return f"{eip} {nat['NatGatewayAddresses'][0]['PublicIp']}"
+
+
+NAT_ROWS = [  # (label, measurement, field, format)
+    ("IGW (EIP) TCP up, Gbit/s", "igw-up", "gbps", "{:.2f}"),
+    ("IGW (EIP) TCP down, Gbit/s", "igw-down", "gbps", "{:.2f}"),
+    ("NAT gw TCP up, Gbit/s", "nat-up", "gbps", "{:.2f}"),
+    ("NAT gw TCP down, Gbit/s", "nat-down", "gbps", "{:.2f}"),
+    ("IGW (EIP) new conn/s out", "igw-conn", "per_s", "{:.0f}"),
+    ("NAT gw new conn/s", "nat-conn", "per_s", "{:.0f}"),
+    ("new conn/s in, to the EIP", "eip-conn", "per_s", "{:.0f}"),
+    ("IGW connect p50, ms", "igw-conn", "p50_ms", "{:.3f}"),
+    ("IGW connect p99, ms", "igw-conn", "p99_ms", "{:.3f}"),
+    ("NAT gw connect p50, ms", "nat-conn", "p50_ms", "{:.3f}"),
+    ("NAT gw connect p99, ms", "nat-conn", "p99_ms", "{:.3f}"),
+    ("EIP inbound connect p50, ms", "eip-conn", "p50_ms", "{:.3f}"),
+    ("EIP inbound connect p99, ms", "eip-conn", "p99_ms", "{:.3f}"),
+    ("TCP retransmits, IGW up", "igw-up", "retransmits", "{:d}"),
+    ("TCP retransmits, NAT gw up", "nat-up", "retransmits", "{:d}"),
+]
+
+
+def nat_report(kernel_path, modes):
+    """The table of scripts/bench-nat.sh: kernel nftables, then each softvpc mode and ratio."""
+    kernel = json.load(open(kernel_path))
+    runs = [(m, json.load(open(p))) for m, p in (a.split("=", 1) for a in modes)]
+    head = "| metric                       | kernel nftables |"
+    rule = "|------------------------------|----------------:|"
+    for m, _ in runs:
+        head += f" softvpc, fast path {m:<3} | {m}/kernel |"
+        rule += "------------------------:|" + "-" * (len(m) + 8) + ":|"
+    lines = [head, rule]
+    for label, key, field, fmt in NAT_ROWS:
+        k = kernel.get(key, {}).get(field)
+        line = f"| {label:<28} | {fmt.format(k or 0) if k is not None else '-':>15} |"
+        for m, fig in runs:
+            s = fig.get(key, {}).get(field)
+            ratio = f"{s / k:.3f}" if k and s is not None else "-"
+            line += f" {fmt.format(s or 0) if s is not None else '-':>23} | {ratio:>{len(m) + 7}} |"
+        lines.append(line)
+    failed = {name: {key: fig[key].get("failed", 0) for key in ("igw-conn", "nat-conn", "eip-conn")}
+              for name, fig in [("kernel", kernel)] + [(f"softvpc {m}", f) for m, f in runs]}
+    lines.append(f"\nConnections that failed or did not finish in 60 s (of each path's N): "
+                 f"{json.dumps(failed)}")
+    for name, fig in [("kernel nftables", kernel)] + [(f"softvpc, fast path {m}", f)
+                                                       for m, f in runs]:
+        s = fig.get("nat-sustained")
+        if s:
+            lines.append(f"Sustained through the NAT gateway ({name}): {s['connections']} "
+                         f"connections made, {s['failed']} failed, in {s['seconds']:.1f} s "
+                         f"({s['per_s']:.0f}/s).")
+    for m, fig in runs:
+        before, after = fig.get("drops_before"), fig.get("drops_after")
+        if not (before and after):
+            continue
+        d = {k: after[k] - before[k] for k in DROP_SERIES}
+        moved = sum(fig.get(k, {}).get("bytes") or 0
+                    for k in ("igw-up", "igw-down", "nat-up", "nat-down")) / 1e9
+        cpu = after["agent_cpu_s"] - before["agent_cpu_s"]
+        lines.append(f"softvpc, fast path {m}: drops during the measurements (both agents): TAP "
+                     f"queues {d['tap_tx_dropped']}, VXLAN socket buffer "
+                     f"{d['underlay_socket_drops']}, engine {d['engine_drops']}; agents' CPU "
+                     f"time {cpu:.1f} s (iperf3 moved {moved:.2f} GB"
+                     + (f", {cpu / moved:.2f} s per GB incl. the connections" if moved else "")
+                     + ").")
+    return "\n".join(lines)
+
+
 def main(argv):
     if len(argv) >= 2 and argv[0] == "ping":
         print(json.dumps(ping_stats(argv[1])))
@@ -523,11 +614,17 @@ def main(argv):
     elif len(argv) >= 2 and argv[0] == "serve":
         serve(int(argv[1]))
     elif len(argv) >= 5 and argv[0] == "connect":
-        print(json.dumps(connect_bench(argv[1], int(argv[2]), int(argv[3]), int(argv[4]))))
+        print(json.dumps(connect_bench(argv[1], int(argv[2]), int(argv[3]), int(argv[4]),
+                                       *(float(a) for a in argv[5:6]),
+                                       *(int(a) for a in argv[6:7]))))
     elif len(argv) >= 4 and argv[0] == "udp-flows":
         print(json.dumps(udp_flows(argv[1], int(argv[2]), int(argv[3]))))
     elif len(argv) >= 2 and argv[0] == "flowmem":
         print(json.dumps(flowmem(argv[1])))
+    elif len(argv) >= 2 and argv[0] == "nat-addresses":
+        print(nat_addresses(argv[1]))
+    elif len(argv) >= 2 and argv[0] == "nat-report":
+        print(nat_report(argv[1], argv[2:]))
     elif len(argv) >= 4 and argv[0] == "report":
         print(report(argv[1], argv[2], argv[3], argv[4] if len(argv) > 4 else None))
     else:
