@@ -16,6 +16,8 @@ fuzz_target!(|data: &[u8]| {
         meta: InstanceMetadata {
             tags_enabled: true,
             tags: [("Name".to_string(), "vm".to_string())].into(),
+            user_data: b"#!/bin/sh\n\xff".to_vec(),
+            public_key: Some(("k".into(), "ssh-ed25519 AAAA k".into())),
             ..Default::default()
         },
         enis: vec![EniView {

@@ -4,12 +4,16 @@ IMDSv1 and IMDSv2 (token PUT, TTL header, AWS's 400/401/403/404/405), the metada
 listings, an instance with the same address on the same host in another VPC seeing only its own
 data, `ModifyInstanceMetadataOptions` (HttpTokens required, HttpEndpoint disabled,
 InstanceMetadataTags) taking effect, and the token's PUT response leaving with the IP TTL of the
-hop limit (checked on the wire with tcpdump)."""
+hop limit (checked on the wire with tcpdump); an instance launched with RunInstances'
+`MetadataOptions`, user data, a key pair and a public IP: its user data byte for byte (and the
+new one after ModifyInstanceAttribute while stopped), `public-keys/`, `public-ipv4`, AWS's
+content types, and no other instance on the host seeing any of it."""
 
+import base64
 import json
 import sys
 
-from e2e_harness import metric_sum, wait_until
+from e2e_harness import PREFIX, WORK_DIR, metric_sum, netns_exists, wait_until
 
 IMDS = "http://169.254.169.254"
 VM = "zigi-vm1"        # 10.0.0.148 in zigi-vpc1 on host-1
@@ -262,3 +266,132 @@ def test_botocores_metadata_fetcher_inside_an_instance(lab):
         assert json.loads(proc.stdout.strip().splitlines()[-1])["instance_id"] == iid, proc
     finally:
         options(lab, VM, http_tokens="optional")
+
+
+def headers_and_body(lab, vm, path, *args):
+    """(status, {lower-case header: value}, body bytes) of one request from inside `vm`, the
+    body written to a file (it may be binary) in the lab's work directory."""
+    WORK_DIR.mkdir(parents=True, exist_ok=True)
+    out, head = WORK_DIR / f"imds-{vm}.body", WORK_DIR / f"imds-{vm}.head"
+    for f in (out, head):
+        f.unlink(missing_ok=True)
+    proc = lab.exec(vm, "curl", "-s", "--max-time", "5", "-o", str(out), "-D", str(head),
+                    *args, IMDS + path, timeout=20)
+    assert proc.returncode == 0, proc.stderr
+    lines = head.read_bytes().decode().split("\r\n")
+    status = int(lines[0].split()[1])
+    fields = dict((k.strip().lower(), v.strip()) for k, _, v in
+                  (line.partition(":") for line in lines[1:] if line))
+    return status, fields, out.read_bytes()
+
+
+def test_content_types_and_listings_are_awss(lab):
+    tok = token(lab, VM)
+    auth = ("-H", f"X-aws-ec2-metadata-token: {tok}")
+    status, h, body = headers_and_body(lab, VM, "/latest/meta-data/instance-id", *auth)
+    assert (status, h["content-type"], h["server"]) == (200, "text/plain", "EC2ws"), h
+    assert int(h["content-length"]) == len(body) and not body.endswith(b"\n"), body
+    status, h, body = headers_and_body(lab, VM, "/latest/meta-data/placement/", *auth)
+    assert (status, h["content-type"]) == (200, "text/plain")
+    assert body == b"availability-zone\navailability-zone-id\nregion", body
+    # Without the trailing slash a directory lists the same.
+    assert headers_and_body(lab, VM, "/latest/meta-data/placement", *auth)[2] == body
+    status, h, body = headers_and_body(lab, VM, "/latest/meta-data/nothing-here", *auth)
+    assert (status, h["content-type"]) == (404, "text/html"), h
+    assert b"<title>404 - Not Found</title>" in body, body
+    # No user data, no key: a 404 and not listed.
+    assert headers_and_body(lab, VM, "/latest/user-data", *auth)[0] == 404
+    assert headers_and_body(lab, VM, "/latest/", *auth)[2] == b"dynamic\nmeta-data"
+    assert get(lab, VM, "/latest/meta-data/public-keys/", tok)[0] == 404
+    # The versions, oldest first, `latest` last.
+    status, _, body = headers_and_body(lab, VM, "/")
+    versions = body.decode().split("\n")
+    assert status == 200 and versions[0] == "1.0" and versions[-1] == "latest", versions
+    assert "2009-04-04" in versions and "2021-03-23" in versions, versions
+
+
+USER_DATA = b"#!/bin/sh\necho hello from softvpc\n\x00\xff\xfe binary tail\n"
+NEW_USER_DATA = b"#cloud-config\nruncmd: [true]\n"
+
+
+def test_an_instance_launched_with_options_user_data_and_a_key(lab):
+    """RunInstances' MetadataOptions, UserData, KeyName and a public IP, seen inside the new
+    instance; its user data replaced while stopped; nobody else on the host sees any of it."""
+    subnet = lab.instance(VM)["subnet_id"]
+    host1 = lab.host_id("host-1")
+    key = f"{PREFIX}imds-key"
+    WORK_DIR.mkdir(parents=True, exist_ok=True)
+    ud = WORK_DIR / "imds-user-data.bin"
+    ud.write_bytes(USER_DATA)
+    lab.aws("create-key-pair", "--key-name", key, "--key-type", "ed25519")
+    iid = None
+    try:
+        out = lab.aws(
+            "run-instances", "--image-id", "ami-1", "--count", "1",
+            "--network-interfaces",
+            f"DeviceIndex=0,SubnetId={subnet},PrivateIpAddress=10.0.0.79,"
+            "AssociatePublicIpAddress=true",
+            "--placement", f"HostId={host1}", "--key-name", key,
+            "--user-data", f"fileb://{ud}",
+            "--metadata-options",
+            "HttpTokens=required,HttpPutResponseHopLimit=2,InstanceMetadataTags=enabled",
+            "--tag-specifications",
+            "ResourceType=instance,Tags=[{Key=Name,Value=svt-imds},{Key=Team,Value=blue}]")
+        iid = out["Instances"][0]["InstanceId"]
+        netns = f"{PREFIX}{iid}"
+        wait_until(lambda: netns_exists(netns), 30, what=f"namespace {netns}")
+        desc = lab.aws("describe-instances", "--instance-ids", iid)[
+            "Reservations"][0]["Instances"][0]
+        assert desc["MetadataOptions"]["HttpTokens"] == "required", desc["MetadataOptions"]
+        public_ip = desc["PublicIpAddress"]
+        mac = desc["NetworkInterfaces"][0]["MacAddress"]
+        # Tokens required from the start: IMDSv1 refused, IMDSv2 served.
+        wait_until(lambda: get(lab, iid, "/latest/meta-data/instance-id")[0] == 401, 30,
+                   interval=0.3, what="the new instance's metadata (IMDSv1 refused)")
+        tok = token(lab, iid)
+        assert get(lab, iid, "/latest/meta-data/instance-id", tok) == (200, iid)
+        assert get(lab, iid, "/latest/meta-data/local-ipv4", tok) == (200, "10.0.0.79")
+        assert get(lab, iid, "/latest/meta-data/public-ipv4", tok) == (200, public_ip)
+        macs = f"/latest/meta-data/network/interfaces/macs/{mac}/"
+        assert get(lab, iid, macs + "public-ipv4s", tok) == (200, public_ip)
+        assert get(lab, iid, macs + f"ipv4-associations/{public_ip}", tok) == (200, "10.0.0.79")
+        assert get(lab, iid, "/latest/meta-data/tags/instance", tok) == (200, "Name\nTeam")
+        assert get(lab, iid, "/latest/meta-data/tags/instance/Team", tok) == (200, "blue")
+        # The key pair, as AWS lists it.
+        assert get(lab, iid, "/latest/meta-data/public-keys/", tok) == (200, f"0={key}")
+        assert get(lab, iid, "/latest/meta-data/public-keys/0/", tok) == (200, "openssh-key")
+        described_key = lab.aws("describe-key-pairs", "--key-names", key,
+                                "--include-public-key")["KeyPairs"][0]["PublicKey"]
+        status, line = get(lab, iid, "/latest/meta-data/public-keys/0/openssh-key", tok)
+        assert status == 200 and line.split()[:2] == described_key.split()[:2], \
+            (line, described_key)
+        # The user data, byte for byte, as binary.
+        auth = ("-H", f"X-aws-ec2-metadata-token: {tok}")
+        status, h, body = headers_and_body(lab, iid, "/latest/user-data", *auth)
+        assert (status, h["content-type"], body) == (200, "application/octet-stream", USER_DATA)
+        assert headers_and_body(lab, iid, "/latest/", *auth)[2] == \
+            b"dynamic\nmeta-data\nuser-data"
+        # Nobody else on host-1 sees it: each sees only its own.
+        for other in (VM, "zigi-vm4", TWIN):
+            oid = lab.instance(other)["instance_id"]
+            assert get(lab, other, "/latest/meta-data/instance-id") == (200, oid), other
+            assert get(lab, other, "/latest/user-data")[0] == 404, other
+            assert get(lab, other, "/latest/meta-data/public-keys/")[0] == 404, other
+            assert get(lab, other, "/latest/meta-data/tags/instance")[0] == 404, other
+        # New user data while stopped (ModifyInstanceAttribute), served after the start.
+        lab.aws("stop-instances", "--instance-ids", iid)
+        wait_until(lambda: not netns_exists(netns), 30, what=f"{netns} gone while stopped")
+        lab.aws("modify-instance-attribute", "--instance-id", iid, "--attribute", "userData",
+                "--value", base64.b64encode(NEW_USER_DATA).decode())
+        lab.aws("start-instances", "--instance-ids", iid)
+        wait_until(lambda: netns_exists(netns), 30, what=f"{netns} back after the start")
+        wait_until(lambda: get(lab, iid, "/latest/meta-data/instance-id")[0] == 401, 30,
+                   interval=0.3, what="the metadata after the start (IMDSv1 still refused)")
+        status, h, body = headers_and_body(lab, iid, "/latest/user-data",
+                                           "-H", f"X-aws-ec2-metadata-token: {token(lab, iid)}")
+        assert (status, body) == (200, NEW_USER_DATA), (status, body)
+    finally:
+        if iid:
+            lab.aws("terminate-instances", "--instance-ids", iid, check=False)
+        lab.aws("delete-key-pair", "--key-name", key, check=False)
+    wait_until(lambda: not netns_exists(f"{PREFIX}{iid}"), 30, what="the instance gone")

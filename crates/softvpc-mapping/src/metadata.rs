@@ -42,6 +42,10 @@ pub struct InstanceMetadata {
     pub security_group_names: Vec<String>,
     /// The region's private DNS domain (`ec2.internal`, `<region>.compute.internal`).
     pub private_domain: String,
+    /// `user-data`: the instance's user data, decoded (empty: it has none).
+    pub user_data: Vec<u8>,
+    /// `public-keys/0`: the key pair named at launch and its OpenSSH public key line.
+    pub public_key: Option<(String, String)>,
 }
 
 impl Default for InstanceMetadata {
@@ -62,6 +66,8 @@ impl Default for InstanceMetadata {
             tags: BTreeMap::new(),
             security_group_names: Vec::new(),
             private_domain: "ec2.internal".to_string(),
+            user_data: Vec::new(),
+            public_key: None,
         }
     }
 }
@@ -92,6 +98,17 @@ impl InstanceMetadata {
                 .collect(),
             security_group_names: self.security_group_names.clone(),
             private_domain: self.private_domain.clone(),
+            user_data: self.user_data.clone(),
+            key_name: self
+                .public_key
+                .as_ref()
+                .map(|k| k.0.clone())
+                .unwrap_or_default(),
+            public_key: self
+                .public_key
+                .as_ref()
+                .map(|k| k.1.clone())
+                .unwrap_or_default(),
         }
     }
 
@@ -133,6 +150,9 @@ impl InstanceMetadata {
             } else {
                 m.private_domain.clone()
             },
+            user_data: m.user_data.clone(),
+            public_key: (!m.key_name.is_empty() || !m.public_key.is_empty())
+                .then(|| (m.key_name.clone(), m.public_key.clone())),
         })
     }
 }
@@ -151,6 +171,8 @@ mod tests {
             tags_enabled: true,
             tags: [("Name".to_string(), "web".to_string())].into(),
             security_group_names: vec!["default".into()],
+            user_data: b"#!/bin/sh\n\xff\x00".to_vec(),
+            public_key: Some(("k".into(), "ssh-ed25519 AAAA k".into())),
             ..Default::default()
         };
         assert_eq!(InstanceMetadata::from_pb("eni-1", &m.to_pb()).unwrap(), m);

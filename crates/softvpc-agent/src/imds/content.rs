@@ -1,7 +1,8 @@
 //! What the metadata service knows about each local instance ([`ImdsView`], built from the
 //! mapping records by [`view_of`]) and the metadata tree it serves from it ([`lookup`]): AWS's
 //! categories, listings one item per line with a trailing `/` on directories, leaves as plain
-//! text without a trailing newline, the identity document as AWS prints it.
+//! text without a trailing newline, the identity document as AWS prints it; the user data
+//! ([`user_data`]) as the bytes given.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
@@ -134,6 +135,9 @@ pub fn view_of(records: &Records, host_id: &str) -> ImdsView {
 enum Node {
     Leaf(String),
     Dir(BTreeMap<String, Node>),
+    /// A node its parent lists under another name than its path segment (`public-keys/` lists
+    /// `0=<key name>` for the path `public-keys/0/`).
+    Listed(String, Box<Node>),
 }
 
 fn leaf(s: impl Into<String>) -> Node {
@@ -294,6 +298,18 @@ fn meta_data(v: &InstanceView) -> Node {
         "network",
         dir([("interfaces", dir([("macs", Node::Dir(macs))]))]),
     );
+    if let Some((name, line)) = &m.public_key {
+        put(
+            "public-keys",
+            dir([(
+                "0",
+                Node::Listed(
+                    format!("0={name}"),
+                    Box::new(dir([("openssh-key", leaf(line.clone()))])),
+                ),
+            )]),
+        );
+    }
     if m.tags_enabled {
         put(
             "tags",
@@ -460,7 +476,10 @@ fn walk(mut node: &Node, segs: &[&str]) -> Option<String> {
     for s in segs {
         match node {
             Node::Dir(m) => node = m.get(*s)?,
-            Node::Leaf(_) => return None,
+            Node::Leaf(_) | Node::Listed(..) => return None,
+        }
+        if let Node::Listed(_, inner) = node {
+            node = inner;
         }
     }
     Some(match node {
@@ -470,9 +489,11 @@ fn walk(mut node: &Node, segs: &[&str]) -> Option<String> {
             .map(|(k, v)| match v {
                 Node::Dir(_) => format!("{k}/"),
                 Node::Leaf(_) => k.clone(),
+                Node::Listed(label, _) => label.clone(),
             })
             .collect::<Vec<_>>()
             .join("\n"),
+        Node::Listed(_, _) => return None,
     })
 }
 
@@ -481,8 +502,12 @@ fn walk(mut node: &Node, segs: &[&str]) -> Option<String> {
 pub fn lookup(v: &InstanceView, cat: &Category<'_>) -> Option<String> {
     match cat {
         Category::Versions => Some(VERSIONS.join("\n")),
-        // No user data is ever given, so it is not listed.
-        Category::Root => Some("dynamic\nmeta-data".to_string()),
+        // `user-data` is listed only when the instance has some, as on AWS.
+        Category::Root => Some(if v.meta.user_data.is_empty() {
+            "dynamic\nmeta-data".to_string()
+        } else {
+            "dynamic\nmeta-data\nuser-data".to_string()
+        }),
         Category::MetaData(segs) => walk(&meta_data(v), segs),
         Category::Dynamic(segs) => {
             let tree = dir([(
@@ -491,8 +516,15 @@ pub fn lookup(v: &InstanceView, cat: &Category<'_>) -> Option<String> {
             )]);
             walk(&tree, segs)
         }
+        // Bytes, not text: answered by the caller through [`user_data`].
         Category::UserData | Category::Token { .. } => None,
     }
+}
+
+/// `/<version>/user-data`: the instance's user data as given (decoded from the API's base64);
+/// `None` (a 404) when it has none.
+pub fn user_data(v: &InstanceView) -> Option<&[u8]> {
+    Some(v.meta.user_data.as_slice()).filter(|d| !d.is_empty())
 }
 
 /// A two-ENI instance for the tests of this module and of `http`.
@@ -628,6 +660,37 @@ mod tests {
         assert_eq!(get(&v, "/1999-01-01/meta-data/instance-id"), None);
         assert_eq!(get(&v, "/latest/").unwrap(), "dynamic\nmeta-data");
         assert!(get(&v, "/").unwrap().ends_with("\nlatest"));
+    }
+
+    #[test]
+    fn user_data_and_public_keys_as_aws_lists_them() {
+        let mut v = instance();
+        assert_eq!(user_data(&v), None);
+        assert_eq!(get(&v, "/latest/meta-data/public-keys/"), None);
+        assert!(!get(&v, "/latest/meta-data/")
+            .unwrap()
+            .contains("public-keys"));
+        v.meta.user_data = b"#!/bin/sh\n\xff".to_vec();
+        v.meta.public_key = Some(("ops".into(), "ssh-ed25519 AAAAC3Nz ops".into()));
+        assert_eq!(user_data(&v), Some(&b"#!/bin/sh\n\xff"[..]));
+        assert_eq!(
+            get(&v, "/latest/").unwrap(),
+            "dynamic\nmeta-data\nuser-data"
+        );
+        assert_eq!(get(&v, "/latest/meta-data/public-keys/").unwrap(), "0=ops");
+        assert_eq!(get(&v, "/latest/meta-data/public-keys").unwrap(), "0=ops");
+        assert_eq!(
+            get(&v, "/latest/meta-data/public-keys/0/").unwrap(),
+            "openssh-key"
+        );
+        assert_eq!(
+            get(&v, "/latest/meta-data/public-keys/0/openssh-key").unwrap(),
+            "ssh-ed25519 AAAAC3Nz ops"
+        );
+        assert_eq!(get(&v, "/latest/meta-data/public-keys/0=ops"), None);
+        assert_eq!(get(&v, "/latest/meta-data/public-keys/1/"), None);
+        let top = get(&v, "/latest/meta-data/").unwrap();
+        assert!(top.contains("\npublic-keys/\n"), "{top}");
     }
 
     #[test]

@@ -183,8 +183,9 @@ pub struct Response {
     /// The status code.
     pub status: u16,
     /// The body (sent unless the request was HEAD).
-    pub body: String,
-    /// `text/plain` for data, `text/html` for AWS's error pages.
+    pub body: Vec<u8>,
+    /// `text/plain` for data, `application/octet-stream` for the user data, `text/html` for
+    /// AWS's error pages.
     pub content_type: &'static str,
     /// The token's lifetime, echoed on a token PUT.
     pub ttl: Option<u64>,
@@ -219,7 +220,7 @@ pub fn error(status: u16) -> Response {
     );
     Response {
         status,
-        body,
+        body: body.into_bytes(),
         content_type: "text/html",
         ttl: None,
         hop_limited: false,
@@ -230,7 +231,7 @@ pub fn error(status: u16) -> Response {
 fn ok(body: String) -> Response {
     Response {
         status: 200,
-        body,
+        body: body.into_bytes(),
         content_type: "text/plain",
         ttl: None,
         hop_limited: false,
@@ -286,6 +287,16 @@ fn decide(req: &Request, v: &InstanceView, key: &TokenKey, now: u64) -> Response
                 None if v.meta.tokens_required => return error(401),
                 None => {}
             }
+            if matches!(cat, Some(Category::UserData)) {
+                return match content::user_data(v) {
+                    Some(data) => Response {
+                        body: data.to_vec(),
+                        content_type: "application/octet-stream",
+                        ..ok(String::new())
+                    },
+                    None => error(404),
+                };
+            }
             match cat.and_then(|c| content::lookup(v, &c)) {
                 Some(body) => ok(body),
                 None => error(404),
@@ -315,7 +326,7 @@ impl Response {
         ));
         let mut out = head.into_bytes();
         if self.with_body {
-            out.extend_from_slice(self.body.as_bytes());
+            out.extend_from_slice(&self.body);
         }
         out
     }
@@ -355,10 +366,13 @@ mod tests {
         put.ttl = Some("60".into());
         let r = answer(&put, &v, &key, now);
         assert_eq!((r.status, r.ttl, r.hop_limited), (200, Some(60), true));
-        let token = r.body.clone();
+        let token = String::from_utf8(r.body.clone()).unwrap();
         let mut get = req(Method::Get, "/latest/meta-data/instance-id");
         get.token = Some(token.clone());
-        assert_eq!(answer(&get, &v, &key, now + 59).body, "i-0123456789abcdef0");
+        assert_eq!(
+            answer(&get, &v, &key, now + 59).body,
+            b"i-0123456789abcdef0"
+        );
         assert_eq!(answer(&get, &v, &key, now + 60).status, 401, "expired");
         get.token = Some("garbage".into());
         assert_eq!(answer(&get, &v, &key, now).status, 401);
@@ -415,6 +429,33 @@ mod tests {
         assert!(text.contains("Content-Length: 3\r\n") && text.ends_with("\r\n\r\nabc"));
         assert!(text.contains("Server: EC2ws\r\n"));
         let e = error(404);
-        assert!(e.body.contains("<title>404 - Not Found</title>"));
+        let body = String::from_utf8(e.body).unwrap();
+        assert!(body.contains("<title>404 - Not Found</title>"));
+    }
+
+    #[test]
+    fn user_data_is_the_bytes_given_or_a_404() {
+        let key = TokenKey::from_bytes([7; 32]);
+        let mut v = view();
+        let get = req(Method::Get, "/latest/user-data");
+        let r = answer(&get, &v, &key, 1);
+        assert_eq!((r.status, r.content_type), (404, "text/html"));
+        v.meta.user_data = b"#!/bin/sh\n\x00\xff".to_vec();
+        let r = answer(&get, &v, &key, 1);
+        assert_eq!(r.status, 200);
+        assert_eq!(r.content_type, "application/octet-stream");
+        assert_eq!(r.body, b"#!/bin/sh\n\x00\xff");
+        let bytes = r.to_bytes(false, "Sun, 06 Dec 2026 11:00:00 GMT");
+        assert!(bytes.ends_with(b"\r\n\r\n#!/bin/sh\n\x00\xff"));
+        let head = String::from_utf8_lossy(&bytes);
+        assert!(head.contains("Content-Type: application/octet-stream\r\nAccept-Ranges: none\r\n"));
+        assert!(head.contains("Content-Length: 12\r\n"), "{head}");
+        // A dated version serves it too; HEAD without the body; tokens still apply.
+        let dated = req(Method::Get, "/2009-04-04/user-data");
+        assert_eq!(answer(&dated, &v, &key, 1).body, b"#!/bin/sh\n\x00\xff");
+        let head = answer(&req(Method::Head, "/latest/user-data"), &v, &key, 1);
+        assert!(!head.to_bytes(true, "x").ends_with(b"\xff"));
+        v.meta.tokens_required = true;
+        assert_eq!(answer(&get, &v, &key, 1).status, 401);
     }
 }

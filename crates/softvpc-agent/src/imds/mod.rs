@@ -46,6 +46,8 @@ const IDLE_STACK: Duration = Duration::from_secs(120);
 const MTU: usize = 9001;
 const RX_BUFFER: usize = 16 * 1024;
 const TX_BUFFER: usize = 64 * 1024;
+/// The largest answer: 16 KiB of user data and the head (every other item is smaller).
+const MAX_ANSWER: usize = 20 * 1024;
 
 /// The service's counters (`softvpc_imds_*` in `/metrics`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -347,6 +349,11 @@ fn serve(
             }
         }
         if conn.buf.is_empty() || !s.may_send() {
+            break;
+        }
+        // The next answer waits until any answer fits the send buffer: a client that pipelines
+        // requests without reading the answers is slowed down, not cut off.
+        if s.send_capacity() - s.send_queue() < MAX_ANSWER {
             break;
         }
         let (response, close) = match http::read_request(&conn.buf) {

@@ -218,7 +218,30 @@ fn instance_metadata(state: &State, e: &Eni) -> Option<InstanceMetadata> {
         } else {
             format!("{region}.compute.internal")
         },
+        user_data: i
+            .user_data
+            .as_deref()
+            .map(decode_user_data)
+            .unwrap_or_default(),
+        public_key: match (&i.key_name, &i.key_public) {
+            (Some(name), Some(key)) => Some((name.clone(), key.clone())),
+            _ => None,
+        },
     })
+}
+
+/// User data as the API kept it (base64, checked there) decoded for the metadata service;
+/// lenient about padding and trailing bits, as the API's check is.
+fn decode_user_data(b64: &str) -> Vec<u8> {
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    use base64::Engine as _;
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new()
+            .with_decode_allow_trailing_bits(true)
+            .with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+    LENIENT.decode(b64).unwrap_or_default()
 }
 
 /// The flow logs covering ENI `e` (its own, its subnet's, its VPC's), as its host's agent needs
@@ -969,6 +992,66 @@ mod tests {
         // Stopped: not placed, no metadata.
         let (_, c) = step(&mut s, |t| stop_instances(t, std::slice::from_ref(&inst)));
         assert!(upserted(&c, &primary).instance_metadata.is_none());
+    }
+
+    /// User data (decoded) and the launch key pair ride on the metadata; user data changed while
+    /// stopped (ModifyInstanceAttribute) is what the instance gets after its start.
+    #[test]
+    fn user_data_and_the_launch_key_reach_the_metadata() {
+        use softvpc_model::instance::{modify_instance, InstanceChange};
+        use softvpc_model::key_pair::create_key_pair;
+        let mut s = State::new();
+        step(&mut s, |t| host::register_host(t, "host-1", "198.18.0.11"));
+        let (v, _) = step(&mut s, |t| {
+            vpc::create_vpc(t, "10.0.0.0/16", None, Tags::new())
+        });
+        let (sn, _) = step(&mut s, |t| {
+            subnet::create_subnet(t, &v.id, "10.0.0.0/24", None, Tags::new())
+        });
+        step(&mut s, |t| {
+            create_key_pair(
+                t,
+                "ops",
+                "ed25519",
+                "fp".into(),
+                "ssh-ed25519 AAAAC3Nz".into(),
+                Tags::new(),
+            )
+        });
+        let req = RunRequest {
+            user_data: Some("IyEvYmluL3NoCv8A".into()),
+            key_name: Some("ops".into()),
+            ..one_on_host1(&sn.id)
+        };
+        let (r, c) = step(&mut s, |t| run_instances(t, &req));
+        let (inst, primary) = (r.instances[0].id.clone(), r.instances[0].eni_id.clone());
+        let m = upserted(&c, &primary)
+            .instance_metadata
+            .clone()
+            .expect("metadata");
+        assert_eq!(m.user_data, b"#!/bin/sh\n\xff\x00");
+        assert_eq!(
+            m.public_key,
+            Some(("ops".to_string(), "ssh-ed25519 AAAAC3Nz ops".to_string()))
+        );
+        step(&mut s, |t| stop_instances(t, std::slice::from_ref(&inst)));
+        // Unpadded and with trailing bits, as the API's check lets through.
+        step(&mut s, |t| {
+            modify_instance(t, &inst, InstanceChange::UserData("eW9".into()))
+        });
+        let (_, c) = step(&mut s, |t| start_instances(t, std::slice::from_ref(&inst)));
+        let m = upserted(&c, &primary)
+            .instance_metadata
+            .clone()
+            .expect("metadata");
+        assert_eq!(m.user_data, b"yo");
+        // Without user data or a key: nothing.
+        let (r, c) = step(&mut s, |t| run_instances(t, &one_on_host1(&sn.id)));
+        let m = upserted(&c, &r.instances[0].eni_id)
+            .instance_metadata
+            .clone()
+            .expect("metadata");
+        assert!(m.user_data.is_empty() && m.public_key.is_none());
     }
 
     /// Every kind of write that changes what an agent sees produces exactly the mapping changes
