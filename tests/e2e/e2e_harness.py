@@ -317,12 +317,13 @@ class HandHost:
         run(["ip", "-n", self.ns, "addr", "add", f"{self.ip}/16", "dev", "u0"], check=True)
         run(["ip", "-n", self.ns, "link", "set", "u0", "up"], check=True)
 
-    def start_agent(self, server_url, token):
+    def start_agent(self, server_url, token, *extra):
+        """Starts its agent; `extra` are more `softvpc agent` arguments."""
         self.proc = subprocess.Popen(
             [SOFTVPC_BIN, "agent", "--netns", self.ns, "--server", server_url,
              "--host-name", self.name, "--underlay-ip", self.ip,
              "--instance-netns-prefix", self.instance_prefix,
-             "--join-token", token, "--state-dir", str(self.state)],
+             "--join-token", token, "--state-dir", str(self.state), *extra],
             stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
 
     def agent_log(self):

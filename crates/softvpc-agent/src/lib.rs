@@ -137,6 +137,12 @@ pub struct AgentArgs {
     /// /bin.
     #[arg(long, value_name = "PATH")]
     pub dhcp_client: Option<std::path::PathBuf>,
+    /// The DHCP lease time the virtual router gives instances (option 51), in seconds; clients
+    /// renew at half of it (T1) and rebind at 7/8 (T2). AWS's lease is an hour, the default;
+    /// shorter leases are for tests that watch a client renew by itself.
+    #[arg(long, value_name = "SECONDS", env = "SOFTVPC_DHCP_LEASE_SECONDS", default_value_t = 3600,
+          value_parser = clap::value_parser!(u32).range(30..))]
+    pub dhcp_lease_seconds: u32,
 }
 
 /// The edge's MAC: `0a:56:45:` + the low 24 bits of the underlay address (locally
@@ -225,12 +231,14 @@ pub async fn serve(
     let underlay_drops = rx
         .drop_counter()
         .context("duplicating the VXLAN socket for its drop counter")?;
-    let mut engine = Engine::new(EngineConfig {
+    let mut config = EngineConfig {
         vxlan_port: VXLAN_PORT,
         conntrack_limit: args.conntrack_limit,
         dns_upstream: args.dns_upstream.is_some(),
         ..EngineConfig::new(args.underlay_ip)
-    });
+    };
+    config.dhcp.lease_secs = args.dhcp_lease_seconds;
+    let mut engine = Engine::new(config);
     let edge = match &args.edge_netns {
         Some(ns) => {
             let tap = open_edge(&args, ns)

@@ -342,6 +342,7 @@ fn scenario(prefix: &str, ns11: &str, ns12: &str) {
         conntrack_limit: softvpc_policy::conntrack::DEFAULT_LIMIT,
         instance_addressing: Default::default(),
         dhcp_client: None,
+        dhcp_lease_seconds: 3600,
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let agent = rt.spawn(softvpc_agent::serve(args, async move {
