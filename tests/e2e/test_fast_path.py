@@ -11,7 +11,9 @@ instance and are counted as `softvpc_fast_path_forged_total`. In both modes the 
 counts every packet of a ping flow exactly, whether the engine or the kernel carried it (the
 kernel's counts are folded into the flow log records). No packet is lost while a flow moves from
 the engine to the kernel: every echo of a fast ping series that starts on a new flow (its first
-packets through the engine, the rest through the kernel once installed) is answered.
+packets through the engine, the rest through the kernel once installed) is answered, and with
+the fast path on the kernel-carried replies are decapsulated by the flow's program on the
+underlay device, not by the port's VXLAN device.
 """
 
 import json
@@ -26,6 +28,8 @@ from probes import eni_of
 from frames import udp_frame, vxlan
 
 FAST = os.environ.get("SOFTVPC_FAST_PATH", "off") == "on"
+# The agents' decapsulating programs (on unless SOFTVPC_FAST_PATH_DECAP=off, for comparisons).
+DECAP = FAST and os.environ.get("SOFTVPC_FAST_PATH_DECAP", "on") != "off"
 VM1, VM2 = "10.0.0.148", "10.0.0.185"
 
 
@@ -97,10 +101,25 @@ def test_datagrams_to_a_fast_path_devices_own_port_are_dropped_and_counted(lab, 
                what="forged datagrams counted")
 
 
+def _rx_packets(lab, vm, prefix):
+    """Received packets of `vm`'s link named `prefix`<digits> (the port's fast-path devices)."""
+    links = json.loads(lab.exec(vm, "ip", "-j", "-s", "link", "show", check=True).stdout)
+    (link,) = [x for x in links if re.fullmatch(prefix + r"\d+", x["ifname"])]
+    return link["stats64"]["rx"]["packets"]
+
+
 def test_no_ping_is_lost_while_its_flow_moves_to_the_kernel(lab):
     """N echoes, N replies, across the installation of the flow (a new ICMP identifier per ping
-    run: a new flow each time, so each run crosses an installation with the fast path on)."""
+    run: a new flow each time, so each run crosses an installation with the fast path on). With
+    the fast path on, the replies the kernel carries to zigi-vm1 are decapsulated by the flow's
+    program on host-1's underlay device and arrive through the `fpdi<P>` veth, never through the
+    port's VXLAN device `fpi<P>` (which only GSO super-frames take)."""
     count = 100
+    if DECAP:
+        lab.ping("zigi-vm1", VM2, count=3, interval=0.02, wait=2)  # the devices exist
+        wait_until(lambda: "fpdi" in lab.exec("zigi-vm1", "ip", "-o", "link", "show").stdout, 10,
+                   what="zigi-vm1's fast-path devices")
+        decap0, vxlan0 = _rx_packets(lab, "zigi-vm1", "fpdi"), _rx_packets(lab, "zigi-vm1", "fpi")
     for attempt in range(3):
         installs = _fast(lab, "host-1", "softvpc_fast_path_installs_total")
         carried = _fast(lab, "host-1", "softvpc_fast_path_packets_total")
@@ -112,6 +131,11 @@ def test_no_ping_is_lost_while_its_flow_moves_to_the_kernel(lab):
                        > i, 10, what=f"run {attempt}: the echo flow installed")
             wait_until(lambda c=carried: _fast(lab, "host-1", "softvpc_fast_path_packets_total")
                        > c, 5, what="the kernel to carry some of the echoes")
+    if DECAP:
+        decap = _rx_packets(lab, "zigi-vm1", "fpdi") - decap0
+        vxlan = _rx_packets(lab, "zigi-vm1", "fpi") - vxlan0
+        assert decap >= count, f"replies decapsulated by the program: {decap}"
+        assert vxlan == 0, f"replies through the VXLAN device: {vxlan}"
 
 
 def _icmp_records(path, eni):

@@ -17,11 +17,21 @@
 //!                          FDB: destination MAC -> host:4789; anything it receives -> sink)
 //!                  fpi<P> (VXLAN, socket in the port's own netns fp<P> on 4789, no FDB)
 //!                          clsact ingress: everything -> mirred ingress eth<N>
-//!  host netns:     underlay device -- clsact ingress: u32 per ingress flow (outer source = the
-//!                          flow's host, UDP 4789, VNI, inner frame as the engine decided)
-//!                          -> mirred egress fpv<P> (veth) -> fp<P> netns (the host's underlay
-//!                          address and MAC on its end) -> UDP 4789 -> fpi<P> decapsulates
+//!                  fpdi<P> (veth end, the instance's MAC) clsact ingress: IPv4 -> mirred
+//!                          ingress eth<N>
+//!  host netns:     underlay device -- clsact ingress, per ingress flow: a cls_bpf filter
+//!                          ([`bpf::decap_program`]: outer source = the flow's host, UDP 4789,
+//!                          VNI, inner frame as the engine decided; not a GSO super-frame) that
+//!                          pops the outer headers and writes the inner MACs -> mirred egress
+//!                          fpd<P> (veth to fpdi<P>); then a u32 filter with the same keys, for
+//!                          the GSO super-frames the first leaves -> mirred egress fpv<P> (veth)
+//!                          -> fp<P> netns (the host's underlay address and MAC on its end) ->
+//!                          UDP 4789 -> fpi<P> decapsulates (and segments if it must)
 //! ```
+//!
+//! The decapsulating filter takes a received datagram's IPv4 and UDP receive in `fp<P>`, the
+//! VXLAN device and its GRO cell off the way of small packets (ping, 64-byte UDP:
+//! BENCHMARKS.md); `SOFTVPC_FAST_PATH_DECAP=off` leaves every ingress flow on the u32 path.
 //!
 //! A routed flow (across subnets, to a middlebox, over a peering connection) has a rewrite the
 //! kernel must do first: its egress filter is a classic-mode `cls_bpf` filter whose program
@@ -254,6 +264,9 @@ struct PortDevs {
     vx_peers: HashMap<u32, String>,
     /// The ingress VXLAN device (in the instance's namespace).
     vx_in: String,
+    /// The host end of the veth whose other end (`fpdi<P>`, the instance's MAC) is in the
+    /// instance's namespace: decapsulated frames go in here (`None`: decapsulation is off).
+    deliver: Option<String>,
     /// The instance namespace's netlink socket.
     nl: Netlink,
     /// FDB entries made on the egress devices: (VNI, MAC) -> host.
@@ -268,6 +281,9 @@ struct PortDevs {
 #[derive(Debug, Clone, Copy)]
 struct Installed {
     prio: u16,
+    /// An ingress flow's decapsulating `cls_bpf` filter, ahead of its u32 filter (which then
+    /// carries only the GSO super-frames).
+    decap_prio: Option<u16>,
     /// Last read of its counters (the kernel's packet counter is 32 bits).
     packets: u64,
     bytes: u64,
@@ -290,6 +306,13 @@ struct Installer {
     last_stats: Instant,
 }
 
+/// Whether ingress flows are decapsulated by a `cls_bpf` program on the underlay device (the
+/// default) rather than by a VXLAN device in the port's own namespace:
+/// `SOFTVPC_FAST_PATH_DECAP=off` keeps the latter, for comparing the two (BENCHMARKS.md).
+fn decap_enabled() -> bool {
+    std::env::var("SOFTVPC_FAST_PATH_DECAP").map_or(true, |v| v != "off")
+}
+
 /// The key of a priority space: a port's egress hook, or the underlay's ingress (`None`).
 fn space(k: &KernelFlow) -> Option<PortId> {
     match k.hook {
@@ -309,7 +332,7 @@ fn to_match(k: &U32Key, shift: i32) -> U32Match {
 /// The u32 keys of an ingress flow on the underlay device: the outer IPv4 header (no
 /// options, not a fragment, UDP, from the flow's host to us), UDP port 4789, the VXLAN header
 /// (I flag, the VNI, reserved bits clear), then the inner frame's keys 50 bytes further.
-fn ingress_keys(k: &KernelFlow, us: Ipv4Addr) -> Vec<U32Match> {
+pub(crate) fn ingress_keys(k: &KernelFlow, us: Ipv4Addr) -> Vec<U32Match> {
     let KernelHook::UnderlayIngress { vni, host, .. } = k.hook else {
         return Vec::new();
     };
@@ -540,9 +563,13 @@ impl Installer {
         let veth = format!("fpv{}", port.0);
         let vx_out = format!("fpe{}", port.0);
         let vx_in = format!("fpi{}", port.0);
+        let deliver = format!("fpd{}", port.0);
+        let deliver_in = format!("fpdi{}", port.0);
+        let decap = decap_enabled();
         // Leftovers of an agent that did not exit cleanly.
         let _ = netns::delete(&fp_ns);
         let _ = self.host.del_link(&veth).await;
+        let _ = self.host.del_link(&deliver).await;
         let _ = self.host.del_link(&vx_out).await;
         netns::create(&fp_ns)?;
         // Datagrams come from other hosts, to which this namespace has no route: no reverse
@@ -559,6 +586,7 @@ impl Installer {
         let made = async {
             let _ = nl.del_link(&vx_out).await;
             let _ = nl.del_link(&vx_in).await;
+            let _ = nl.del_link(&deliver_in).await;
             self.host.add_veth(&veth, "fpr", Some(&fp_ns)).await?;
             // The veth carries whole datagrams the underlay device received (9001-byte
             // instance frames plus VXLAN): a veth drops what exceeds its MTU, so it takes any.
@@ -631,11 +659,15 @@ impl Installer {
                     return Err(anyhow::Error::from(e));
                 }
             }
+            if decap {
+                self.deliver_veth(&nl, &info, &deliver, &deliver_in).await?;
+            }
             anyhow::Ok(())
         }
         .await;
         if let Err(e) = made {
             let _ = netns::delete(&fp_ns);
+            let _ = self.host.del_link(&deliver).await;
             let _ = self.host.del_link(&vx_out).await;
             let _ = nl.del_link(&vx_out).await;
             let _ = nl.del_link(&vx_in).await;
@@ -652,12 +684,99 @@ impl Installer {
                 vx_out,
                 vx_peers: HashMap::new(),
                 vx_in,
+                deliver: decap.then_some(deliver),
                 nl,
                 fdb: HashMap::new(),
                 forged_seen: 0,
                 forged_peers: HashMap::new(),
             },
         );
+        Ok(())
+    }
+
+    /// The veth a port's decapsulated frames take (see the module docs): `deliver` in the host
+    /// namespace, `deliver_in` in the instance's with the instance's MAC (so the frames it
+    /// receives are PACKET_HOST, which `mirred ingress` keeps), and a catch-all on its ingress
+    /// handing every IPv4 frame to the instance's interface. Neither end has an address, and
+    /// IPv6 is off on both, so nothing but the decapsulated frames crosses it.
+    async fn deliver_veth(
+        &self,
+        nl: &Netlink,
+        info: &PortInfo,
+        deliver: &str,
+        deliver_in: &str,
+    ) -> anyhow::Result<()> {
+        self.host
+            .add_veth(deliver, deliver_in, Some(&info.netns))
+            .await?;
+        netns::write_sysctl(&format!("net.ipv6.conf.{deliver}.disable_ipv6"), "1")?;
+        netns::set_sysctl(
+            &info.netns,
+            &format!("net.ipv6.conf.{deliver_in}.disable_ipv6"),
+            "1",
+        )?;
+        nl.set_link(
+            deliver_in,
+            &LinkChange {
+                mac: Some(info.mac),
+                mtu: Some(VETH_MTU),
+                ..Default::default()
+            },
+        )
+        .await?;
+        nl.add_clsact(deliver_in).await?;
+        // The EtherType (the two bytes before the IPv4 header): IPv4 only.
+        nl.add_redirect(
+            deliver_in,
+            Hook::Ingress,
+            CATCH_ALL_PRIO,
+            &[U32Match {
+                offset: -4,
+                mask: 0xffff,
+                value: 0x0800,
+            }],
+            &info.ifname,
+            Redirect::Ingress,
+        )
+        .await?;
+        nl.set_up(deliver_in).await?;
+        self.host
+            .set_link(
+                deliver,
+                &LinkChange {
+                    mtu: Some(VETH_MTU),
+                    up: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Ingress flow `k`'s decapsulating filter on the underlay device `udev`
+    /// ([`bpf::decap_program`]) at `prio`, redirecting to the port's `deliver` veth.
+    async fn install_decap(
+        &self,
+        k: &KernelFlow,
+        udev: &str,
+        prio: u16,
+        deliver: &str,
+    ) -> anyhow::Result<()> {
+        let name = format!("svfd{}_{prio}", k.port().0);
+        let fd =
+            softvpc_netlink::bpf::load_sched_cls(&bpf::decap_program(k, self.underlay_ip), &name)
+                .context("loading a flow's decapsulating program")?;
+        self.host
+            .add_bpf_redirect(
+                udev,
+                Hook::Ingress,
+                prio,
+                &fd,
+                &name,
+                deliver,
+                Redirect::Egress,
+            )
+            .await?;
         Ok(())
     }
 
@@ -728,7 +847,8 @@ impl Installer {
         // The port's devices carry its own VPC's VNI (a peered flow's is the peer's).
         self.port_devs(port, own.unwrap_or(vni)).await?;
         let space = space(&k);
-        let prio = self.alloc_prio(space);
+        let mut prio = self.alloc_prio(space);
+        let mut decap_prio = None;
         let r = match (k.hook, k.action) {
             (
                 KernelHook::PortEgress(_),
@@ -785,11 +905,35 @@ impl Installer {
             }
             (KernelHook::UnderlayIngress { .. }, KernelAction::Deliver(_)) => {
                 let (udev, _) = self.underlay().await?;
-                let veth = self.devs.get(&port).context("devices")?.veth.clone();
+                let d = self.devs.get(&port).context("devices")?;
+                let (veth, deliver) = (d.veth.clone(), d.deliver.clone());
+                if let Some(deliver) = deliver {
+                    // The decapsulating filter first (it takes the lower priority number),
+                    // the u32 filter after it for the GSO super-frames it leaves.
+                    let other = self.alloc_prio(space);
+                    let (first, second) = (prio.min(other), prio.max(other));
+                    prio = second;
+                    match self.install_decap(&k, &udev, first, &deliver).await {
+                        Ok(()) => decap_prio = Some(first),
+                        Err(e) => {
+                            self.free_prios.entry(space).or_default().push(first);
+                            self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                            warn!(error = %format!("{e:#}"), "fast path: no decapsulating filter, the flow takes the VXLAN device");
+                        }
+                    }
+                }
                 let keys = ingress_keys(&k, self.underlay_ip);
-                self.host
+                let r = self
+                    .host
                     .add_redirect(&udev, Hook::Ingress, prio, &keys, &veth, Redirect::Egress)
-                    .await
+                    .await;
+                if r.is_err() {
+                    if let Some(p) = decap_prio.take() {
+                        let _ = self.host.del_filters(&udev, Hook::Ingress, p).await;
+                        self.free_prios.entry(space).or_default().push(p);
+                    }
+                }
+                r
             }
             _ => anyhow::bail!("a flow the fast path cannot hold"),
         };
@@ -801,6 +945,7 @@ impl Installer {
             k,
             Installed {
                 prio,
+                decap_prio,
                 packets: 0,
                 bytes: 0,
             },
@@ -830,7 +975,14 @@ impl Installer {
                 None => Ok(()),
             },
             KernelHook::UnderlayIngress { .. } => match &self.underlay {
-                Some((dev, _)) => self.host.del_filters(dev, Hook::Ingress, inst.prio).await,
+                Some((dev, _)) => {
+                    let mut r = Ok(());
+                    if let Some(p) = inst.decap_prio {
+                        r = self.host.del_filters(dev, Hook::Ingress, p).await;
+                    }
+                    let r2 = self.host.del_filters(dev, Hook::Ingress, inst.prio).await;
+                    r.and(r2)
+                }
                 None => Ok(()),
             },
         };
@@ -847,6 +999,9 @@ impl Installer {
             Ok(()) => {}
         }
         self.free_prios.entry(space(k)).or_default().push(inst.prio);
+        if let Some(p) = inst.decap_prio {
+            self.free_prios.entry(space(k)).or_default().push(p);
+        }
         self.counters.removals.fetch_add(1, Ordering::Relaxed);
         self.counters
             .installed
@@ -874,6 +1029,9 @@ impl Installer {
             }
             let _ = d.nl.del_link(&d.vx_in).await;
             let _ = self.host.del_link(&d.veth).await;
+            if let Some(dev) = &d.deliver {
+                let _ = self.host.del_link(dev).await;
+            }
             if let Err(e) = netns::delete(&d.fp_ns) {
                 warn!(netns = %d.fp_ns, error = %e, "fast path: namespace not deleted");
             }
@@ -917,16 +1075,30 @@ impl Installer {
         }
         let mut uses = Vec::new();
         for (k, inst) in self.flows.iter_mut() {
-            let Some(f) = by_space
-                .get(&space(k))
-                .and_then(|v| v.iter().find(|f| f.prio == inst.prio))
-            else {
+            let Some(stats) = by_space.get(&space(k)) else {
                 continue;
             };
-            let packets = f.packets.wrapping_sub(inst.packets) & 0xffff_ffff;
-            let bytes = f.bytes.saturating_sub(inst.bytes);
-            inst.packets = f.packets;
-            inst.bytes = f.bytes;
+            // An ingress flow's two filters (decapsulating, u32) count as one: both count
+            // the outer datagram (the length taken as the frame reached the hook).
+            let mut seen = None;
+            for f in stats {
+                if f.prio == inst.prio || Some(f.prio) == inst.decap_prio {
+                    let (p, b, idle) = seen.unwrap_or((0u64, 0u64, None));
+                    // The flow was last used when either filter was.
+                    let idle = match (idle, f.idle_ms) {
+                        (Some(a), Some(b)) => Some(u64::min(a, b)),
+                        (a, b) => a.or(b),
+                    };
+                    seen = Some((p + f.packets, b + f.bytes, idle));
+                }
+            }
+            let Some((seen_packets, seen_bytes, idle_ms)) = seen else {
+                continue;
+            };
+            let packets = seen_packets.wrapping_sub(inst.packets) & 0xffff_ffff;
+            let bytes = seen_bytes.saturating_sub(inst.bytes);
+            inst.packets = seen_packets;
+            inst.bytes = seen_bytes;
             if packets == 0 {
                 continue;
             }
@@ -936,7 +1108,7 @@ impl Installer {
                 KernelHook::UnderlayIngress { .. } => bytes.saturating_sub(packets * 36),
                 KernelHook::PortEgress(_) => bytes,
             };
-            let idle = Duration::from_millis(f.idle_ms.unwrap_or(0));
+            let idle = Duration::from_millis(idle_ms.unwrap_or(0));
             uses.push(Use {
                 flow: *k,
                 packets,

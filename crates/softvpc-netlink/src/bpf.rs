@@ -78,6 +78,12 @@ pub mod op {
     pub const SKB_STORE_BYTES: i32 = 9;
     /// `bpf_l3_csum_replace(skb, offset, from, to, size)`.
     pub const L3_CSUM_REPLACE: i32 = 10;
+    /// `bpf_skb_adjust_room(skb, len_diff, mode, flags)`.
+    pub const SKB_ADJUST_ROOM: i32 = 50;
+    /// `BPF_ADJ_ROOM_MAC`: room added or taken right after the Ethernet header.
+    pub const ADJ_ROOM_MAC: i32 = 1;
+    /// `offsetof(struct __sk_buff, gso_size)`: nonzero for a GSO super-frame.
+    pub const SKB_GSO_SIZE: i16 = 176;
 }
 
 const BPF_PROG_LOAD: libc::c_long = 5;

@@ -149,6 +149,106 @@ pub fn program(k: &KernelFlow) -> Vec<Insn> {
     p
 }
 
+/// The outer headers a VXLAN datagram carries before its inner frame: IPv4 (20, no options:
+/// the keys require it), UDP (8), VXLAN (8), then the inner Ethernet header (14) that the decap
+/// takes too (the outer one stays in place and gets the inner MACs).
+pub const DECAP_LEN: i32 = 20 + 8 + 8 + 14;
+
+/// The underlay-ingress program of a bridged delivery `k` (hook `UnderlayIngress`), for host
+/// `us`: the same condition as the flow's u32 ingress filter ([`ingress_keys`](super::ingress_keys):
+/// outer IPv4 from the flow's host to us, UDP 4789, VXLAN I flag and VNI, the inner keys), read
+/// at frame offsets (a tc ingress program sees the Ethernet header), on an IPv4 frame that is
+/// not a GSO super-frame (those keep the u32 filter's path through a VXLAN device, which
+/// segments them if it must); then it decapsulates in place (`bpf_skb_adjust_room`: the 50
+/// bytes after the outer Ethernet header go), writes the inner frame's MACs (the flow's, which
+/// the keys matched) over the outer ones and returns -1, so the filter's redirect hands the
+/// inner frame on. Every other frame returns 0 unchanged: the next filter (or the host's
+/// stack, i.e. the agent's socket and the engine) gets it.
+pub fn decap_program(k: &KernelFlow, us: std::net::Ipv4Addr) -> Vec<Insn> {
+    let i = Insn::new;
+    let mut p = vec![
+        i(op::MOV64_X, R6, R1, 0, 0),
+        i(op::LDX_W, R0, R6, op::SKB_GSO_SIZE, 0),
+    ];
+    let mut to_miss = vec![p.len()];
+    p.push(i(op::JNE64_K, R0, 0, 0, 0));
+    let keys = super::ingress_keys(k, us);
+    let min_len = keys
+        .iter()
+        .map(|k| 14 + k.offset + 4)
+        .max()
+        .unwrap_or(0)
+        .max(14 + DECAP_LEN);
+    p.push(i(op::LDX_W, R0, R6, 0, 0));
+    to_miss.push(p.len());
+    p.push(i(op::JLT32_K, R0, 0, 0, min_len));
+    // The outer EtherType: IPv4.
+    p.push(i(op::LD_ABS_H, 0, 0, 0, 12));
+    to_miss.push(p.len());
+    p.push(i(op::JNE32_K, R0, 0, 0, 0x0800));
+    for key in &keys {
+        p.push(i(op::LD_ABS_W, 0, 0, 0, 14 + key.offset));
+        if key.mask != u32::MAX {
+            p.push(i(op::AND32_K, R0, 0, 0, key.mask as i32));
+        }
+        to_miss.push(p.len());
+        p.push(i(op::JNE32_K, R0, 0, 0, (key.value & key.mask) as i32));
+    }
+    p.extend([
+        i(op::MOV64_X, R1, R6, 0, 0),
+        i(op::MOV64_K, R2, 0, 0, -DECAP_LEN),
+        i(op::MOV64_K, R3, 0, 0, op::ADJ_ROOM_MAC),
+        i(op::MOV64_K, R4, 0, 0, 0),
+        i(op::CALL, 0, 0, 0, op::SKB_ADJUST_ROOM),
+    ]);
+    // A failed decap leaves the frame as it was: not ours.
+    to_miss.push(p.len());
+    p.push(i(op::JNE64_K, R0, 0, 0, 0));
+    let (d, s) = (k.dst_mac, k.src_mac);
+    p.extend([
+        i(
+            op::ST_W,
+            R10,
+            0,
+            -16,
+            i32::from_le_bytes([d[0], d[1], d[2], d[3]]),
+        ),
+        i(
+            op::ST_H,
+            R10,
+            0,
+            -12,
+            i32::from(u16::from_le_bytes([d[4], d[5]])),
+        ),
+        i(
+            op::ST_H,
+            R10,
+            0,
+            -10,
+            i32::from(u16::from_le_bytes([s[0], s[1]])),
+        ),
+        i(
+            op::ST_W,
+            R10,
+            0,
+            -8,
+            i32::from_le_bytes([s[2], s[3], s[4], s[5]]),
+        ),
+    ]);
+    p.extend(store_bytes(0, -16, 12));
+    // The frame is the inner one now whatever the store did: the redirect hands it on (the
+    // store into a linear header after a successful pull does not fail).
+    p.push(i(op::MOV64_K, R0, 0, 0, -1));
+    p.push(i(op::EXIT, 0, 0, 0, 0));
+    let miss = p.len();
+    p.push(i(op::MOV64_K, R0, 0, 0, 0));
+    p.push(i(op::EXIT, 0, 0, 0, 0));
+    for j in to_miss {
+        p[j].off = (miss - j - 1) as i16;
+    }
+    p
+}
+
 /// `bpf_skb_store_bytes(skb, offset, r10 + stack, len, 0)`: `len` bytes from the stack into the
 /// frame at `offset` (the context is kept in r6); r0 is the helper's result.
 fn store_bytes(offset: i32, stack: i32, len: i32) -> [Insn; 7] {
@@ -286,6 +386,104 @@ mod tests {
         println!("SKIPPED (needs root): loading a cls_bpf program");
         eprintln!("!! SKIPPED (needs root): loading a cls_bpf program");
         false
+    }
+
+    /// A VXLAN datagram as the underlay device receives it at tc ingress (outer Ethernet, IPv4
+    /// from `from` to `to`, UDP to `dport`, VXLAN with `vni`), carrying `inner`.
+    fn datagram(from: Ipv4Addr, to: Ipv4Addr, dport: u16, vni: u32, inner: &[u8]) -> Vec<u8> {
+        let mut f = vec![2, 0, 0, 0, 0xee, 2, 2, 0, 0, 0, 0xee, 1, 8, 0];
+        let mut ip = [0u8; 20];
+        ip[0] = 0x45;
+        ip[2..4].copy_from_slice(&((20 + 8 + 8 + inner.len()) as u16).to_be_bytes());
+        ip[8] = 64;
+        ip[9] = 17;
+        ip[12..16].copy_from_slice(&from.octets());
+        ip[16..20].copy_from_slice(&to.octets());
+        f.extend_from_slice(&ip);
+        f.extend_from_slice(&49152u16.to_be_bytes());
+        f.extend_from_slice(&dport.to_be_bytes());
+        f.extend_from_slice(&((8 + 8 + inner.len()) as u16).to_be_bytes());
+        f.extend_from_slice(&[0, 0, 8, 0, 0, 0]);
+        f.extend_from_slice(&(vni << 8).to_be_bytes());
+        f.extend_from_slice(inner);
+        f
+    }
+
+    /// The decapsulating program, through the kernel's verifier and `BPF_PROG_TEST_RUN`: a
+    /// datagram of the flow (from its host, to us, its VNI, an inner frame the engine's model
+    /// says the kernel executes) comes out as exactly the inner frame with a match; anything
+    /// else (another host, VNI or port, an outer fragment, an inner frame of another flow, a
+    /// TCP SYN, a short frame) is no match and untouched.
+    #[test]
+    fn the_kernel_decapsulates_what_the_engine_model_delivers() {
+        if !root() {
+            return;
+        }
+        let host = Ipv4Addr::new(198, 18, 0, 12);
+        let us = Ipv4Addr::new(198, 18, 0, 11);
+        for l in [
+            (
+                6,
+                L4Key::Ports {
+                    src: 40000,
+                    dst: 80,
+                },
+            ),
+            (17, L4Key::Ports { src: 53, dst: 5353 }),
+            (
+                1,
+                L4Key::Icmp {
+                    ty: 0,
+                    code: 0,
+                    ident: 0x1234,
+                },
+            ),
+        ] {
+            let mut k = flow(l.0, l.1);
+            k.hook = KernelHook::UnderlayIngress {
+                port: PortId(1),
+                vni: Vni(0x101),
+                host,
+            };
+            k.action = KernelAction::Deliver(PortId(1));
+            k.rewrite = None;
+            let fd = softvpc_netlink::bpf::load_sched_cls(&decap_program(&k, us), "svfd_test")
+                .expect("the verifier accepts the program");
+            let inner = frame(&k, 64, 0x10);
+            assert!(k.executes(&inner));
+            let d = datagram(host, us, 4789, 0x101, &inner);
+            let (ret, out) = softvpc_netlink::bpf::test_run(&fd, &d).unwrap();
+            assert_eq!(ret, u32::MAX, "a match");
+            assert_eq!(out, inner, "the inner frame, whole");
+            let mut others = vec![
+                datagram(Ipv4Addr::new(198, 18, 0, 13), us, 4789, 0x101, &inner),
+                datagram(host, Ipv4Addr::new(198, 18, 0, 14), 4789, 0x101, &inner),
+                datagram(host, us, 4790, 0x101, &inner),
+                datagram(host, us, 4789, 0x102, &inner),
+                d[..60].to_vec(),
+            ];
+            let mut g = d.clone();
+            g[20] = 0x20; // outer: more fragments
+            others.push(g);
+            let mut wrong = inner.clone();
+            wrong[29] ^= 1; // inner source address
+            assert!(!k.executes(&wrong));
+            others.push(datagram(host, us, 4789, 0x101, &wrong));
+            let mut wrong = inner.clone();
+            wrong[0] ^= 2; // inner destination MAC
+            assert!(!k.executes(&wrong));
+            others.push(datagram(host, us, 4789, 0x101, &wrong));
+            if k.proto == 6 {
+                let syn = frame(&k, 64, 0x02);
+                assert!(!k.executes(&syn));
+                others.push(datagram(host, us, 4789, 0x101, &syn));
+            }
+            for g in others {
+                let (ret, out) = softvpc_netlink::bpf::test_run(&fd, &g).unwrap();
+                assert_eq!(ret, 0, "{:?}", &g[..g.len().min(64)]);
+                assert_eq!(out, g);
+            }
+        }
     }
 
     /// The kernel's verifier takes the program, and it does to frames what the engine's model
