@@ -26,7 +26,13 @@
 //! [`IDLE_TIMEOUT`] (AWS: 350 s) expire; a TCP segment of a connection the gateway holds no
 //! translation for (it expired idle) is answered with an RST to the instance, never a FIN
 //! (AWS: "returns an RST packet to any resources behind the NAT gateway that attempt to
-//! continue the connection"); only a SYN opens a TCP translation.
+//! continue the connection"); only a SYN opens a TCP translation. A TCP connection that ends
+//! frees its port sooner, as Linux's conntrack does: [`RESET_TIMEOUT`] after an RST passed
+//! either way, [`CLOSED_TIMEOUT`] after a FIN passed each way (the limit is on *simultaneous*
+//! connections: without this a client opening and closing 160 connections a second to one
+//! destination would hold 55,000 ports within six minutes and be refused, though it never
+//! had more than a few open). A SYN on a closing translation (the same ports reused) makes it
+//! a live connection again.
 //!
 //! Fragmented UDP is forwarded, TCP and ICMP fragments are dropped (AWS's NAT gateway does the
 //! same). Only the first fragment carries the ports: it is translated like a whole datagram
@@ -56,6 +62,12 @@ pub const PORT_LAST: u16 = 65535;
 pub const DESTINATION_LIMIT: u32 = 55_000;
 /// A translation idle this long expires (AWS: 350 s).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(350);
+/// A TCP translation lives this long after an RST passed either way (Linux conntrack's
+/// `tcp_timeout_close`): stray segments still find it, then its port is free.
+pub const RESET_TIMEOUT: Duration = Duration::from_secs(10);
+/// A TCP translation lives this long after a FIN passed each way (conntrack's
+/// `tcp_timeout_time_wait`): the last ACK and retransmitted FINs still find it.
+pub const CLOSED_TIMEOUT: Duration = Duration::from_secs(120);
 /// Fragmented datagrams followed at once, each way (the first fragment seen, the rest not yet).
 pub const FRAGMENT_LIMIT: usize = 1024;
 /// A fragmented datagram not complete after this long is forgotten (Linux's `ipfrag_time`).
@@ -179,6 +191,26 @@ impl Frags {
 struct Entry {
     inside: Inside,
     last_used: Instant,
+    /// How long it may stay unused: the table's idle timeout, shorter once its TCP connection
+    /// ended.
+    timeout: Duration,
+    /// TCP: a FIN passed out (`FIN_OUT`), in (`FIN_IN`), an RST either way (`RESET`).
+    ends: u8,
+}
+
+const FIN_OUT: u8 = 1;
+const FIN_IN: u8 = 2;
+const RESET: u8 = 4;
+
+impl Entry {
+    fn expired(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.last_used) >= self.timeout
+    }
+
+    /// Whether its TCP connection ended (reset, or closed each way).
+    fn ended(&self) -> bool {
+        self.ends & RESET != 0 || self.ends & (FIN_OUT | FIN_IN) == FIN_OUT | FIN_IN
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -291,14 +323,13 @@ impl NatTable {
     fn live(&mut self, now: Instant, inside: Inside) -> Option<u16> {
         let &port = self.by_inside.get(&inside)?;
         let key = outside_of(&inside, port);
-        let idle = self.config.idle_timeout;
         match self.by_outside.get_mut(&key) {
-            Some(e) if now.saturating_duration_since(e.last_used) < idle => {
+            Some(e) if !e.expired(now) => {
                 e.last_used = now;
                 Some(port)
             }
             _ => {
-                self.remove(key, true);
+                self.remove(key);
                 None
             }
         }
@@ -344,6 +375,8 @@ impl NatTable {
             Entry {
                 inside,
                 last_used: now,
+                timeout: self.config.idle_timeout,
+                ends: 0,
             },
         );
         Some(port)
@@ -360,10 +393,9 @@ impl NatTable {
         port: u16,
     ) -> Option<Inside> {
         let key = (proto, u32::from(remote), remote_port, port);
-        let idle = self.config.idle_timeout;
         let e = self.by_outside.get_mut(&key)?;
-        if now.saturating_duration_since(e.last_used) >= idle {
-            self.remove(key, true);
+        if e.expired(now) {
+            self.remove(key);
             return None;
         }
         e.last_used = now;
@@ -373,11 +405,36 @@ impl NatTable {
     /// The flow a quoted packet (in an ICMP error) belongs to, without refreshing it.
     fn quoted(&self, now: Instant, key: Outside) -> Option<Inside> {
         let e = self.by_outside.get(&key)?;
-        (now.saturating_duration_since(e.last_used) < self.config.idle_timeout).then_some(e.inside)
+        (!e.expired(now)).then_some(e.inside)
     }
 
-    fn remove(&mut self, key: Outside, idle: bool) {
+    /// What a TCP segment with `flags` that passed translation `key` (`out`: from the
+    /// instance) says of its connection: an RST or a FIN each way ends it (the translation
+    /// then lives [`RESET_TIMEOUT`] or [`CLOSED_TIMEOUT`] unused), a SYN from the instance
+    /// starts it again (the same ports reused).
+    fn tcp_seen(&mut self, key: Outside, flags: u8, out: bool) {
+        let idle = self.config.idle_timeout;
+        let Some(e) = self.by_outside.get_mut(&key) else {
+            return;
+        };
+        if out && flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_SYN {
+            e.timeout = idle;
+            e.ends = 0;
+        } else if flags & TCP_RST != 0 {
+            e.ends |= RESET;
+            e.timeout = e.timeout.min(RESET_TIMEOUT);
+        } else if flags & TCP_FIN != 0 {
+            e.ends |= if out { FIN_OUT } else { FIN_IN };
+            if e.ended() {
+                e.timeout = e.timeout.min(CLOSED_TIMEOUT);
+            }
+        }
+    }
+
+    /// Frees translation `key`; counted as an idle timeout unless its connection had ended.
+    fn remove(&mut self, key: Outside) {
         if let Some(e) = self.by_outside.remove(&key) {
+            let idle = !e.ended();
             self.by_inside.remove(&e.inside);
             let dest = dest_of(&e.inside);
             if let Some(d) = self.dests.get_mut(&dest) {
@@ -393,17 +450,14 @@ impl NatTable {
     }
 
     fn expire_dest(&mut self, now: Instant, dest: Dest) {
-        let idle = self.config.idle_timeout;
         let gone: Vec<Outside> = self
             .by_outside
             .iter()
-            .filter(|(k, e)| {
-                (k.0, k.1, k.2) == dest && now.saturating_duration_since(e.last_used) >= idle
-            })
+            .filter(|(k, e)| (k.0, k.1, k.2) == dest && e.expired(now))
             .map(|(k, _)| *k)
             .collect();
         for k in gone {
-            self.remove(k, true);
+            self.remove(k);
         }
     }
 
@@ -412,15 +466,14 @@ impl NatTable {
     pub fn expire(&mut self, now: Instant) {
         self.frags_out.expire(now);
         self.frags_in.expire(now);
-        let idle = self.config.idle_timeout;
         let gone: Vec<Outside> = self
             .by_outside
             .iter()
-            .filter(|(_, e)| now.saturating_duration_since(e.last_used) >= idle)
+            .filter(|(_, e)| e.expired(now))
             .map(|(k, _)| *k)
             .collect();
         for k in gone {
-            self.remove(k, true);
+            self.remove(k);
         }
     }
 
@@ -493,6 +546,9 @@ impl NatTable {
                 .allocate(now, inside)
                 .ok_or(DropReason::NatPortAllocation)?,
         };
+        if h.proto == 6 {
+            self.tcp_seen(outside_of(&inside, port), h.tcp_flags, true);
+        }
         if h.more {
             let id = self.next_ip_id;
             self.frags_out.first(now, &h, (private, id), inside)?;
@@ -531,6 +587,9 @@ impl NatTable {
                 let inside = self
                     .inbound(now, h.proto, h.src, sport, dport)
                     .ok_or(DropReason::NatNoTranslation)?;
+                if h.proto == 6 {
+                    self.tcp_seen((6, u32::from(h.src), sport, dport), h.tcp_flags, false);
+                }
                 if h.more {
                     self.frags_in.first(now, &h, (inside.src, h.id), inside)?;
                 }
@@ -591,6 +650,7 @@ struct Header {
     tcp_flags: u8,
 }
 
+const TCP_FIN: u8 = 0x01;
 const TCP_SYN: u8 = 0x02;
 const TCP_RST: u8 = 0x04;
 const TCP_ACK: u8 = 0x10;

@@ -1,7 +1,7 @@
 //! NAT gateways in virtual time: a private instance on one host reaches the internet through a
 //! NAT gateway whose ENI is on the other host (or the same one); distinct translations, the
 //! way back, ICMP echo and errors, frag-needed, nothing unsolicited, the per-destination limit,
-//! the idle timeout and the RST after it, fragmented UDP (and TCP fragments dropped), the
+//! the idle timeout and the RST after it, ended connections freeing their ports, fragmented UDP (and TCP fragments dropped), the
 //! gateway subnet's ACL, and the metrics.
 
 mod common;
@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use softvpc_engine::natgw::{
-    Inside, DESTINATION_LIMIT, FRAGMENT_LIMIT, FRAGMENT_TIMEOUT, IDLE_TIMEOUT, PORT_FIRST,
-    PORT_LAST,
+    Inside, CLOSED_TIMEOUT, DESTINATION_LIMIT, FRAGMENT_LIMIT, FRAGMENT_TIMEOUT, IDLE_TIMEOUT,
+    PORT_FIRST, PORT_LAST, RESET_TIMEOUT,
 };
 use softvpc_engine::{
     DropReason, EdgeConfig, Engine, EngineConfig, Mac, NatConfig, NatTable, Output, Path, PortId,
@@ -615,6 +615,129 @@ fn translations_expire_after_350_seconds_idle() {
         .ports
         .is_empty());
     assert_eq!(lab.nat().counters().drops(DropReason::NatNoTranslation), 1);
+}
+
+/// zigi-vm3's segment with `control` on its connection from `sport` to WEB:80.
+fn vm3_segment(sport: u16, control: TcpControl) -> Vec<u8> {
+    tcp(VM3.mac, ROUTER1, VM3.ip, WEB, (sport, 80), control, true)
+}
+
+/// WEB's segment with `control` to the gateway's `port`.
+fn web_segment(port: u16, control: TcpControl) -> Vec<u8> {
+    tcp(GW_MAC, EDGE_MAC, WEB, NAT_EIP, (80, port), control, true)
+}
+
+/// Whether a new connection to WEB:80 gets a port at `ms` (the limit is 2 in these tests).
+fn room_at(lab: &mut Lab, ms: u64, sport: u16) -> bool {
+    let d = lab.sent_by_vm3(ms, &vm3_syn(sport, WEB, 80));
+    !d.edge.is_empty()
+}
+
+#[test]
+fn a_reset_connection_frees_its_port_after_10_seconds() {
+    let limit = NatConfig {
+        destination_limit: 2,
+        ..NatConfig::default()
+    };
+    let mut lab = Lab::new(HOST1, limit);
+    open(&mut lab, 1, 40000, WEB, 80);
+    let p2 = open(&mut lab, 1, 40001, WEB, 80);
+    // One reset by the instance, one by the server: both go through, translated.
+    let d = lab.sent_by_vm3(2, &vm3_segment(40000, TcpControl::Rst));
+    assert_eq!(d.edge.len(), 1, "{d:?}");
+    assert!(TcpPacket::new_checked(checked(&d.edge[0]).payload())
+        .unwrap()
+        .rst());
+    assert_eq!(
+        lab.sent_by_internet(2, &web_segment(p2, TcpControl::Rst))
+            .ports
+            .len(),
+        1
+    );
+    // Held for stray segments a while (still at the limit), then free.
+    let reset = RESET_TIMEOUT.as_millis() as u64;
+    assert!(!room_at(&mut lab, reset - 10, 41000));
+    assert!(room_at(&mut lab, reset + 10, 41001));
+    assert!(room_at(&mut lab, reset + 10, 41002));
+    assert!(!room_at(&mut lab, reset + 10, 41003));
+    // The timer frees them too; neither counts as an idle timeout.
+    lab.nat().handle_timeout(at_ms(3 * reset));
+    let s = lab.nat().nat_gateway_stats(NAT_ID).unwrap();
+    assert_eq!((s.active_connections, s.idle_timeouts), (2, 0));
+}
+
+#[test]
+fn a_connection_closed_each_way_frees_its_port_after_120_seconds() {
+    let limit = NatConfig {
+        destination_limit: 2,
+        ..NatConfig::default()
+    };
+    let mut lab = Lab::new(HOST1, limit);
+    let p1 = open(&mut lab, 1, 40000, WEB, 80);
+    let p2 = open(&mut lab, 1, 40001, WEB, 80);
+    // The first closed by both sides, the second only by the instance (half-closed: alive).
+    assert_eq!(
+        lab.sent_by_vm3(2, &vm3_segment(40000, TcpControl::Fin))
+            .edge
+            .len(),
+        1
+    );
+    assert_eq!(
+        lab.sent_by_internet(3, &web_segment(p1, TcpControl::Fin))
+            .ports
+            .len(),
+        1
+    );
+    assert_eq!(
+        lab.sent_by_vm3(2, &vm3_segment(40001, TcpControl::Fin))
+            .edge
+            .len(),
+        1
+    );
+    // The last ACK still finds its translation.
+    assert_eq!(
+        lab.sent_by_vm3(4, &vm3_segment(40000, TcpControl::None))
+            .edge
+            .len(),
+        1
+    );
+    let closed = CLOSED_TIMEOUT.as_millis() as u64;
+    assert!(!room_at(&mut lab, closed - 10, 41000));
+    assert!(room_at(&mut lab, closed + 10, 41001));
+    assert!(!room_at(&mut lab, closed + 10, 41002));
+    // The half-closed one is still there and translates.
+    assert_eq!(
+        lab.sent_by_internet(closed + 20, &web_segment(p2, TcpControl::None))
+            .ports
+            .len(),
+        1
+    );
+    assert_eq!(
+        lab.nat().nat_gateway_stats(NAT_ID).unwrap().idle_timeouts,
+        0
+    );
+}
+
+#[test]
+fn a_syn_reusing_a_reset_translation_makes_it_live_again() {
+    let mut lab = Lab::new(HOST1, NatConfig::default());
+    let port = open(&mut lab, 1, 40000, WEB, 80);
+    assert_eq!(
+        lab.sent_by_vm3(2, &vm3_segment(40000, TcpControl::Rst))
+            .edge
+            .len(),
+        1
+    );
+    // The same ports again within 10 s: the same translation, a connection again.
+    assert_eq!(open(&mut lab, 3_000, 40000, WEB, 80), port);
+    let later = 3_000 + 2 * RESET_TIMEOUT.as_millis() as u64;
+    lab.nat().handle_timeout(at_ms(later));
+    assert_eq!(
+        lab.sent_by_internet(later + 1, &web_segment(port, TcpControl::None))
+            .ports
+            .len(),
+        1
+    );
 }
 
 #[test]
