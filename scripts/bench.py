@@ -88,12 +88,15 @@ def iperf_stats(path):
 DROP_SERIES = {"tap_tx_dropped": "softvpc_port_tx_dropped_total",
                "underlay_socket_drops": "softvpc_underlay_socket_drops_total",
                "engine_drops": "softvpc_drops_total"}
+# Kernel fast path work, summed like the drops (bench-nat.sh reports it).
+FAST_SERIES = {"fast_installs": "softvpc_fast_path_installs_total",
+               "fast_removals": "softvpc_fast_path_removals_total"}
 
 
 def agent_drops(status_path):
     """Sums, over the lab's agents, the drop counters of their /metrics (cumulative)."""
     status = json.load(open(status_path))
-    totals = dict.fromkeys(DROP_SERIES, 0)
+    totals = dict.fromkeys({**DROP_SERIES, **FAST_SERIES}, 0)
     totals["agent_cpu_s"] = 0.0
     for host in status["hosts"]:
         if not host.get("agent", True):
@@ -109,7 +112,7 @@ def agent_drops(status_path):
             if line.startswith("#") or not line.strip():
                 continue
             name = re.split(r"[{ ]", line, maxsplit=1)[0]
-            for key, series in DROP_SERIES.items():
+            for key, series in {**DROP_SERIES, **FAST_SERIES}.items():
                 if name == series:
                     totals[key] += int(float(line.rsplit(None, 1)[1]))
     return totals
@@ -591,6 +594,9 @@ def nat_report(kernel_path, modes):
         moved = sum(fig.get(k, {}).get("bytes") or 0
                     for k in ("igw-up", "igw-down", "nat-up", "nat-down")) / 1e9
         cpu = after["agent_cpu_s"] - before["agent_cpu_s"]
+        fast = {k: after.get(k, 0) - before.get(k, 0) for k in FAST_SERIES}
+        lines.append(f"softvpc, fast path {m}: kernel flows installed {fast['fast_installs']}, "
+                     f"removed {fast['fast_removals']} during the measurements (both agents).")
         lines.append(f"softvpc, fast path {m}: drops during the measurements (both agents): TAP "
                      f"queues {d['tap_tx_dropped']}, VXLAN socket buffer "
                      f"{d['underlay_socket_drops']}, engine {d['engine_drops']}; agents' CPU "
