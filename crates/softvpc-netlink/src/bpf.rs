@@ -46,6 +46,14 @@ pub mod op {
     pub const LD_ABS_B: u8 = 0x30;
     /// `dst = *(u32 *)(src + off)` (`BPF_LDX | BPF_MEM | BPF_W`).
     pub const LDX_W: u8 = 0x61;
+    /// `dst = *(u16 *)(src + off)`.
+    pub const LDX_H: u8 = 0x69;
+    /// `if dst > src goto +off` (64 bits, unsigned).
+    pub const JGT64_X: u8 = 0x2d;
+    /// `offsetof(struct __sk_buff, data)`.
+    pub const SKB_DATA: i16 = 76;
+    /// `offsetof(struct __sk_buff, data_end)`.
+    pub const SKB_DATA_END: i16 = 80;
     /// `*(u32 *)(dst + off) = imm`.
     pub const ST_W: u8 = 0x62;
     /// `*(u16 *)(dst + off) = imm`.

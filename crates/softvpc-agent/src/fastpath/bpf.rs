@@ -179,21 +179,33 @@ pub fn decap_program(k: &KernelFlow, us: std::net::Ipv4Addr) -> Vec<Insn> {
         .max()
         .unwrap_or(0)
         .max(14 + DECAP_LEN);
-    p.push(i(op::LDX_W, R0, R6, 0, 0));
+    // Direct packet access, not LD_ABS: every LD_ABS is a helper call, and every datagram the
+    // host receives runs the program of every ingress flow installed before the one it belongs
+    // to (measured: 500 flows with LD_ABS programs added about 0.5 ms to a ping's round trip).
+    p.extend([
+        i(op::LDX_W, R2, R6, op::SKB_DATA, 0),
+        i(op::LDX_W, R3, R6, op::SKB_DATA_END, 0),
+        i(op::MOV64_X, R4, R2, 0, 0),
+        i(op::ADD64_K, R4, 0, 0, min_len),
+    ]);
     to_miss.push(p.len());
-    p.push(i(op::JLT32_K, R0, 0, 0, min_len));
-    // The outer EtherType: IPv4.
-    p.push(i(op::LD_ABS_H, 0, 0, 0, 12));
-    to_miss.push(p.len());
-    p.push(i(op::JNE32_K, R0, 0, 0, 0x0800));
-    for key in &keys {
-        p.push(i(op::LD_ABS_W, 0, 0, 0, 14 + key.offset));
+    p.push(i(op::JGT64_X, R4, R3, 0, 0));
+    // The most selective words first (the inner frame's ports, addresses, MACs; then the outer
+    // headers, which most datagrams from the flow's host share), so a miss ends early.
+    for key in keys.iter().rev() {
+        p.push(i(op::LDX_W, R0, R2, (14 + key.offset) as i16, 0));
+        p.push(i(op::TO_BE, R0, 0, 0, 32));
         if key.mask != u32::MAX {
             p.push(i(op::AND32_K, R0, 0, 0, key.mask as i32));
         }
         to_miss.push(p.len());
         p.push(i(op::JNE32_K, R0, 0, 0, (key.value & key.mask) as i32));
     }
+    // The outer EtherType: IPv4.
+    p.push(i(op::LDX_H, R0, R2, 12, 0));
+    p.push(i(op::TO_BE, R0, 0, 0, 16));
+    to_miss.push(p.len());
+    p.push(i(op::JNE32_K, R0, 0, 0, 0x0800));
     p.extend([
         i(op::MOV64_X, R1, R6, 0, 0),
         i(op::MOV64_K, R2, 0, 0, -DECAP_LEN),
