@@ -55,7 +55,8 @@ elif [ $deps_ok -eq 1 ]; then
     tests/e2e/test_fast_path.py tests/e2e/test_seed_experiment.py \
     tests/e2e/test_connectivity.py tests/e2e/test_underlay.py tests/e2e/test_isolation.py \
     tests/e2e/test_security_groups.py tests/e2e/test_nacl.py tests/e2e/test_routes.py \
-    tests/e2e/test_peering.py tests/e2e/test_eni_move.py tests/e2e/test_interop.py
+    tests/e2e/test_peering.py tests/e2e/test_eni_move.py tests/e2e/test_interop.py \
+    tests/e2e/test_agent_restart.py
 fi
 
 if [ ${#skipped[@]} -gt 0 ]; then

@@ -4,19 +4,32 @@ mapping view its last run saved on disk until the server is back). Its instances
 (same interface index, MAC and address), because the TAPs are persistent and the new agent
 takes them over (`softvpc_interfaces_adopted_total`). The pings resume; the forwarding gap (the
 longest time between two answered echoes) is printed.
+
+With the kernel fast path on (`SOFTVPC_FAST_PATH=on`, which `scripts/test.sh` runs this file
+with too) the ping's flow is in the kernel when the agent is killed: the filters, devices and
+namespaces the dead agent made outlive it. The new agent removes them (the underlay's flow
+filters and the per-port namespaces at start, `softvpc_fast_path_leftovers_removed_total`; each
+adopted `eth0`'s flow filters and the old `fpe`/`fpi` devices when it takes the instance over),
+then installs its own: afterwards every filter on host-2 is one the new agent counts
+(`softvpc_fast_path_flows`), one per priority, redirecting to a device that exists, and every
+fast-path namespace, veth and VXLAN device belongs to one port (none left, none twice). A
+routed flow's cls_bpf program lives only as long as its filter (it is not pinned), so no
+filter left means no program left.
 """
 
 import os
 import re
 import signal
 import subprocess
+from collections import Counter
 
-from e2e_harness import _STARTED, WORK_DIR, metric_sum, wait_until
+from e2e_harness import _STARTED, PREFIX, WORK_DIR, metric_sum, wait_until
 
 HOST = "host-2"
 INSTANCES = ("zigi-vm2", "zigi-vm3")  # host-2's instances in zigi-vpc1
 TARGET = "10.0.0.185"  # zigi-vm2, pinged from zigi-vm1 on host-1
 INTERVAL = 0.05
+FAST = os.environ.get("SOFTVPC_FAST_PATH", "off") == "on"
 
 
 def eth0(lab, name):
@@ -37,6 +50,76 @@ def adopted_count(lab):
         return 0
 
 
+def _redirects(lab, netns, dev, hook):
+    """[(pref, mirred target)] of the filters on `dev`'s `hook` in `netns` (`tc filter show`)."""
+    out = lab.netns_exec(netns, "tc", "filter", "show", "dev", dev, hook, check=True).stdout
+    found, pref = [], None
+    for line in out.splitlines():
+        m = re.match(r"filter .*\bpref (\d+)\b", line)
+        if m:
+            pref = int(m.group(1))
+        m = re.search(r"mirred \((?:Egress|Ingress) Redirect to device (\S+)\)", line)
+        if m:
+            found.append((pref, m.group(1)))
+    return found
+
+
+def _links(lab, netns):
+    out = lab.netns_exec(netns, "ip", "-o", "link", "show", check=True).stdout
+    return set(re.findall(r"^\d+: ([^:@]+)", out, re.M))
+
+
+def fast_path_objects(lab):
+    """host-2's fast-path kernel objects, checked for consistency: returns (flow filters, fp
+    namespaces) or a string saying what is wrong (duplicates, leftovers, dangling redirects)."""
+    host = lab.host(HOST)
+    host_ns = host["netns"]
+    fp_prefix = PREFIX + "fp" + host["underlay_ip"].replace(".", "-") + "-"
+    fp_ns = {int(n[len(fp_prefix):]) for n in os.listdir("/run/netns")
+             if n.startswith(fp_prefix) and n[len(fp_prefix):].isdigit()}
+    host_links = _links(lab, host_ns)
+    filters = 0
+    problems = []
+    # The underlay's ingress: each flow redirects to its port's veth into fp<P>.
+    under = _redirects(lab, host_ns, "u0", "ingress")
+    for pref, n in Counter(p for p, _ in under).items():
+        if n > 1:
+            problems.append(f"u0 ingress: {n} filters at pref {pref}")
+    for _, target in under:
+        if target not in host_links:
+            problems.append(f"u0 ingress redirects to {target}, which is gone")
+    filters += len(under)
+    veths = {int(v[3:]) for v in host_links if re.fullmatch(r"fpv\d+", v)}
+    if veths != fp_ns:
+        problems.append(f"veths fpv{sorted(veths)} vs namespaces fp..-{sorted(fp_ns)}")
+    ports = Counter()
+    on_host = {i["netns"] for i in lab.status(refresh=True)["instances"]
+               if i.get("host") == HOST and os.path.exists(f"/run/netns/{i['netns']}")}
+    assert set(lab.netns(n) for n in INSTANCES) <= set(on_host), on_host
+    for ns in on_host:
+        name = ns
+        links = _links(lab, ns)
+        for dev in links:
+            m = re.fullmatch(r"fp[ei](\d+)(?:v\d+)?", dev)
+            if m:
+                ports[int(m.group(1))] += dev.startswith("fpi")
+                if int(m.group(1)) not in fp_ns:
+                    problems.append(f"{name}: {dev} has no namespace fp..-{m.group(1)}")
+        for eth in sorted(d for d in links if re.fullmatch(r"eth\d+", d)):
+            egress = _redirects(lab, ns, eth, "egress")
+            for pref, n in Counter(p for p, _ in egress).items():
+                if n > 1:
+                    problems.append(f"{name} {eth} egress: {n} filters at pref {pref}")
+            for _, target in egress:
+                if target not in links:
+                    problems.append(f"{name} {eth} egress redirects to {target}, which is gone")
+            filters += len(egress)
+    for port in fp_ns:
+        if ports.get(port) != 1:
+            problems.append(f"namespace fp..-{port} has {ports.get(port, 0)} fpi devices")
+    return "; ".join(problems) if problems else (filters, fp_ns)
+
+
 def test_agent_kill9_restart_keeps_instances(lab):
     before = {n: (os.stat(f"/run/netns/{lab.netns(n)}").st_ino, eth0(lab, n))
               for n in INSTANCES}
@@ -55,6 +138,13 @@ def test_agent_kill9_restart_keeps_instances(lab):
     try:
         lab.wait_ping("zigi-vm4", "10.0.1.20", timeout=30)
         wait_until(lambda: replies() >= 20, 30, what="pings answered before the kill")
+        if FAST:
+            # The ping's flow is in the kernel on both hosts (echo and reply).
+            wait_until(lambda: metric_sum(lab.metrics(HOST), "softvpc_fast_path_flows") >= 2,
+                       30, interval=0.2, what=f"{HOST}'s fast path to carry the ping")
+            before_kill = fast_path_objects(lab)
+            assert not isinstance(before_kill, str), before_kill
+            assert before_kill[1], "no fast-path namespace on host-2 before the kill"
         lab.cli("stop", HOST, "--kill", check=True)
         stopped = True
         lab.cli("start", HOST, check=True)
@@ -72,6 +162,33 @@ def test_agent_kill9_restart_keeps_instances(lab):
         resumed_at = replies()
         wait_until(lambda: replies() >= resumed_at + 20, 30,
                    what="the continuous ping to zigi-vm2 to be answered again")
+        if FAST:
+            # The new agent removed what the old one left and carries the ping in the kernel
+            # again; every fast-path object on host-2 is its own, none twice.
+            m = lab.metrics(HOST)
+            assert metric_sum(m, "softvpc_fast_path_leftovers_removed_total") >= 1, \
+                "the new agent found nothing of the old one's fast path"
+            assert metric_sum(m, "softvpc_fast_path_errors_total") == 0
+
+            def consistent():
+                flows = metric_sum(lab.metrics(HOST), "softvpc_fast_path_flows")
+                objects = fast_path_objects(lab)
+                # (Read twice around the objects: a flow installed meanwhile is not a leak.)
+                again = metric_sum(lab.metrics(HOST), "softvpc_fast_path_flows")
+                if isinstance(objects, str) or flows < 2 or flows != again:
+                    return None
+                return objects[0] == flows and (flows, objects)
+
+            last = []
+            try:
+                flows, (filters, fp_ns) = wait_until(
+                    lambda: (r := consistent()) or last.append(fast_path_objects(lab)), 30,
+                    interval=0.5, what=f"{HOST}'s fast-path objects to be the new agent's only")
+            except AssertionError as e:
+                raise AssertionError(f"{e}: last seen {last[-1:]}") from None
+            print(f"\nfast path after the restart: {flows} flows, {filters} filters, "
+                  f"port namespaces {sorted(fp_ns)} (before the kill: {sorted(before_kill[1])})")
+
     finally:
         if stopped:
             lab.cli("start", HOST)

@@ -131,6 +131,9 @@ pub struct FastPathCounters {
     pub routed_installs: AtomicU64,
     /// Packets of routed flows the kernel carried (also in `packets`).
     pub routed_packets: AtomicU64,
+    /// Kernel objects an earlier run of the agent left (its flow filters on the underlay
+    /// device, its per-port namespaces) removed at start; see [`remove_leftovers`].
+    pub leftovers: AtomicU64,
 }
 
 /// What the kernel carried for one flow since the last read.
@@ -439,6 +442,75 @@ fn installer_main(
     });
 }
 
+/// The name prefix of this host's per-port fast-path namespaces (`<prefix>fp<a-b-c-d>-<P>`).
+fn port_netns_prefix(prefix: &str, underlay_ip: Ipv4Addr) -> String {
+    let [a, b, c, d] = underlay_ip.octets();
+    format!("{prefix}fp{a}-{b}-{c}-{d}-")
+}
+
+/// Removes what an earlier run of the fast path on this host left when it did not exit
+/// cleanly (`kill -9`, a crash): every flow filter on the underlay device's ingress (the whole
+/// `clsact` when `keep_clsact` is false, i.e. the fast path is now off) and this host's
+/// per-port namespaces (with them their veths, whose host ends go too). The instances' side,
+/// their `eth<N>` egress filters and the `fpe`/`fpi` devices in their namespaces, is removed
+/// when the new agent takes each instance over (`Plumber::adopt`). Returns how many objects
+/// went (filter priorities and namespaces). Called at start, before any flow is installed: a
+/// flow the old engine decided may be stale, and the old devices' names and ports are the
+/// new agent's to reuse.
+pub async fn remove_leftovers(
+    host: &Netlink,
+    underlay_ip: Ipv4Addr,
+    prefix: &str,
+    keep_clsact: bool,
+) -> u64 {
+    let mut gone = 0u64;
+    if let Ok(links) = host.link_names().await {
+        for dev in links {
+            let addrs = host.addresses(&dev).await.unwrap_or_default();
+            if !addrs.iter().any(|(a, _)| *a == underlay_ip) {
+                continue;
+            }
+            let Ok(filters) = host.filter_stats(&dev, Hook::Ingress).await else {
+                break; // no clsact there: nothing left
+            };
+            let removed = if keep_clsact {
+                // Priority 0: every filter of the hook; the clsact stays (adding it again to a
+                // device that is up would drop what the host sends meanwhile).
+                host.del_filters(&dev, Hook::Ingress, 0).await
+            } else {
+                host.del_clsact(&dev).await
+            };
+            match removed {
+                Ok(()) if !filters.is_empty() => {
+                    info!(dev = %dev, filters = filters.len(), "fast path: removed an earlier run's flow filters");
+                    gone += filters.len() as u64;
+                }
+                Ok(()) => {}
+                Err(e) => {
+                    warn!(dev = %dev, error = %e, "fast path: an earlier run's filters not removed")
+                }
+            }
+            break;
+        }
+    }
+    let mine = port_netns_prefix(prefix, underlay_ip);
+    for ns in netns::list() {
+        if ns
+            .strip_prefix(&mine)
+            .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        {
+            match netns::delete(&ns) {
+                Ok(()) => {
+                    info!(netns = %ns, "fast path: removed an earlier run's port namespace");
+                    gone += 1;
+                }
+                Err(e) => warn!(netns = %ns, error = %e, "fast path: namespace not deleted"),
+            }
+        }
+    }
+    gone
+}
+
 impl Installer {
     fn new(
         underlay_ip: Ipv4Addr,
@@ -463,6 +535,10 @@ impl Installer {
     }
 
     async fn run(&mut self, ops: mpsc::Receiver<Op>) {
+        // What an earlier run left (killed, or crashed) goes before anything new is made: its
+        // flows were decided by an engine that is gone, and its port numbers are not ours.
+        let gone = remove_leftovers(&self.host, self.underlay_ip, &self.prefix, true).await;
+        self.counters.leftovers.fetch_add(gone, Ordering::Relaxed);
         // The underlay device's clsact now, before any flow: adding it later deactivates the
         // device's transmit queues for an RCU grace period and drops what the host sends
         // meanwhile (a reply the engine had just forwarded). Retried on the first flow.
@@ -564,8 +640,11 @@ impl Installer {
             .context("a flow of a port not announced")?;
         let (_, umac) = self.underlay().await?;
         // Named per host too: the hosts of a lab share one /run/netns.
-        let [a, b, c, d] = self.underlay_ip.octets();
-        let fp_ns = format!("{}fp{a}-{b}-{c}-{d}-{}", self.prefix, port.0);
+        let fp_ns = format!(
+            "{}{}",
+            port_netns_prefix(&self.prefix, self.underlay_ip),
+            port.0
+        );
         let veth = format!("fpv{}", port.0);
         let vx_out = format!("fpe{}", port.0);
         let vx_in = format!("fpi{}", port.0);

@@ -283,6 +283,26 @@ impl Plumber {
         if found_secondary != want {
             found.secondary_ips = found_secondary.into_iter().collect();
         }
+        // An earlier run's kernel fast path left its flow filters on the interface, redirecting
+        // to devices that go below (they belong to no port): the filters go now, so nothing is
+        // sent to a device that is gone or was decided by the old engine. The clsact itself
+        // stays when the fast path is on (adding one to a device that is up drops what is sent
+        // meanwhile), and goes when it is off.
+        let cleared = if self.clsact {
+            nl.del_filters(&dev, softvpc_netlink::Hook::Egress, 0).await
+        } else {
+            nl.del_clsact(&dev).await
+        };
+        // (EINVAL: no clsact there, so no filter either.)
+        if let Err(e) = cleared.or_else(|e| {
+            if e.errno() == Some(libc::EINVAL) {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        }) {
+            warn!(netns = %ns, dev = %dev, error = %e, "cannot remove an earlier run's fast path filters");
+        }
         let name = dev.clone();
         // TUNSETIFF looks the name up in the namespace /dev/net/tun was opened in.
         let tap = netns::run_in(ns, move || {

@@ -266,7 +266,19 @@ pub async fn serve(
             args.underlay_ip,
             &args.instance_netns_prefix,
         )?),
-        fastpath::FastPathMode::Off => None,
+        fastpath::FastPathMode::Off => {
+            // An earlier run with the fast path on may have left its filters and namespaces.
+            if let Ok(host) = softvpc_netlink::Netlink::connect() {
+                fastpath::remove_leftovers(
+                    &host,
+                    args.underlay_ip,
+                    &args.instance_netns_prefix,
+                    false,
+                )
+                .await;
+            }
+            None
+        }
     };
     let dns = match args.dns_upstream {
         Some(addr) => Some(

@@ -512,7 +512,7 @@ async fn healthz(State(state): State<Arc<AgentState>>) -> impl IntoResponse {
 /// The kernel fast path's counters (`--fast-path on`).
 fn write_fast_path(out: &mut String, f: &crate::fastpath::FastPathCounters) {
     use std::sync::atomic::Ordering::Relaxed;
-    let rows: [Row<'_>; 9] = [
+    let rows: [Row<'_>; 10] = [
         (
             "softvpc_fast_path_flows",
             "gauge",
@@ -566,6 +566,12 @@ fn write_fast_path(out: &mut String, f: &crate::fastpath::FastPathCounters) {
             "counter",
             "Packets of routed flows the kernel carried (also in softvpc_fast_path_packets_total).",
             f.routed_packets.load(Relaxed),
+        ),
+        (
+            "softvpc_fast_path_leftovers_removed_total",
+            "counter",
+            "Kernel objects an earlier run of the agent left (flow filters on the underlay device, per-port namespaces) removed at start.",
+            f.leftovers.load(Relaxed),
         ),
     ];
     write_rows(out, &rows);
