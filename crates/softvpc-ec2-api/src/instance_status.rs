@@ -12,7 +12,7 @@ use std::sync::Arc;
 use softvpc_ec2_protocol::Value;
 
 use super::input::{self, ValueExt};
-use super::Ctx;
+use super::{Ctx, Listing};
 use softvpc_model::filter::Filterable;
 use softvpc_model::{ApiError, Instance, InstanceState, Map, State, Tags};
 
@@ -112,6 +112,11 @@ fn status_value(item: &StatusItem) -> Value {
 }
 
 pub fn describe_instance_status(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
+    instance_status_listing(ctx, input).map(Listing::into_value)
+}
+
+/// DescribeInstanceStatus as a [`Listing`] (streamed past 256 statuses).
+pub fn instance_status_listing(ctx: &Ctx<'_>, input: &Value) -> Result<Listing, ApiError> {
     let state = ctx.cp.state();
     // Terminated instances past their retention are gone, as in DescribeInstances.
     let all: Map<StatusItem> = softvpc_model::instance::visible(&state, softvpc_store::now_secs())
@@ -131,10 +136,6 @@ pub fn describe_instance_status(ctx: &Ctx<'_>, input: &Value) -> Result<Value, A
     .filter(|s| include_all || s.0.state == InstanceState::Running)
     .collect();
     let (page, next) = input::paginate_sorted(items, input, !ids.is_empty(), |s| s.0.id.clone())?;
-    Ok(Value::new_struct()
-        .with(
-            "InstanceStatuses",
-            input::list_of(&page, |s| status_value(s)),
-        )
-        .with_opt("NextToken", next))
+    let head = Value::new_struct().with_opt("NextToken", next);
+    Ok(Listing::new(head, "InstanceStatuses", page, status_value))
 }

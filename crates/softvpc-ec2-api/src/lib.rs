@@ -185,7 +185,7 @@ pub static ACTIONS: &[Action] = &[
     Action::model("DescribeHosts", Kind::Read, host::describe_hosts),
     Action::model("CreateTags", Kind::Write, tags::create_tags),
     Action::model("DeleteTags", Kind::Write, tags::delete_tags),
-    Action::model("DescribeTags", Kind::Read, tags::describe_tags),
+    Action::listing("DescribeTags", tags::describe_tags, tags::tag_listing),
     Action::model(
         "CreateDhcpOptions",
         Kind::Write,
@@ -476,10 +476,10 @@ pub static ACTIONS: &[Action] = &[
         Kind::Read,
         peering::describe_vpc_peering_connections,
     ),
-    Action::model(
+    Action::listing(
         "DescribeInstanceStatus",
-        Kind::Read,
         instance_status::describe_instance_status,
+        instance_status::instance_status_listing,
     ),
     Action::model("CreateFlowLogs", Kind::Write, flow_log::create_flow_logs),
     Action::model("DeleteFlowLogs", Kind::Write, flow_log::delete_flow_logs),
@@ -534,7 +534,11 @@ pub static ACTIONS: &[Action] = &[
         Kind::Read,
         instance::describe_instance_attribute,
     ),
-    Action::model("DescribeVolumes", Kind::Read, volume::describe_volumes),
+    Action::listing(
+        "DescribeVolumes",
+        volume::describe_volumes,
+        volume::volume_listing,
+    ),
     Action::model(
         "CreateLaunchTemplate",
         Kind::Write,
@@ -1019,5 +1023,84 @@ mod tests {
         assert_eq!((r.status, code(&r).as_str()), (400, "InvalidAction"));
         let r = call(&cp, "Version=2016-11-15");
         assert_eq!((r.status, code(&r).as_str()), (400, "MissingParameter"));
+    }
+
+    /// A streamed answer's bytes: the chunks `Listing::write` produces, joined.
+    fn streamed(cp: &Store, body: &str) -> (String, String) {
+        match dispatch_streaming(cp, None, &[body.as_bytes()]) {
+            Answer::Streamed {
+                action,
+                request_id,
+                listing,
+            } => {
+                let mut out = String::new();
+                listing.write(&action, &request_id, &mut |c| {
+                    out.push_str(&c);
+                    true
+                });
+                (out, request_id)
+            }
+            Answer::Whole(r) => panic!("not streamed: {} {}", r.status, r.body),
+        }
+    }
+
+    #[test]
+    fn volumes_instance_statuses_and_tags_are_streamed_with_the_whole_answers_bytes() {
+        let cp = Store::ephemeral();
+        let ok = |r: Reply| {
+            assert_eq!(r.status, 200, "{}", r.body);
+            r.body
+        };
+        let vpc = ok(call(
+            &cp,
+            "Action=CreateVpc&Version=2016-11-15&CidrBlock=10.0.0.0%2F16",
+        ));
+        let vpc = &vpc[vpc.find("<vpcId>").unwrap() + 7..];
+        let vpc = &vpc[..vpc.find('<').unwrap()];
+        let subnet = ok(call(
+            &cp,
+            &format!("Action=CreateSubnet&Version=2016-11-15&VpcId={vpc}&CidrBlock=10.0.0.0%2F22"),
+        ));
+        let subnet = &subnet[subnet.find("<subnetId>").unwrap() + 10..];
+        let subnet = &subnet[..subnet.find('<').unwrap()];
+        cp.mutate(false, |t| {
+            softvpc_model::host::register_host_in(t, "host-1", "198.18.0.1", None)
+        })
+        .unwrap();
+        // 300 instances (a root volume and a status each), tagged <a&b> with 2 tags each.
+        ok(call(
+            &cp,
+            &format!(
+                "Action=RunInstances&Version=2016-11-15&ImageId=ami-1&SubnetId={subnet}\
+                 &MinCount=300&MaxCount=300&TagSpecification.1.ResourceType=instance\
+                 &TagSpecification.1.Tag.1.Key=Name&TagSpecification.1.Tag.1.Value=%3Ca%26b%3E\
+                 &TagSpecification.1.Tag.2.Key=team&TagSpecification.1.Tag.2.Value=blue"
+            ),
+        ));
+        for (action, member, n) in [
+            ("DescribeVolumes", "<volumeSet>", 300),
+            ("DescribeInstanceStatus", "<instanceStatusSet>", 300),
+            ("DescribeTags", "<tagSet>", 600),
+        ] {
+            let body = format!("Action={action}&Version=2016-11-15");
+            let whole = ok(call(&cp, &body));
+            let (streamed, id) = streamed(&cp, &body);
+            // The same document but for the request id.
+            let whole_id = whole[whole.find("<requestId>").unwrap() + 11..]
+                .split('<')
+                .next()
+                .unwrap()
+                .to_string();
+            assert_eq!(streamed, whole.replace(&whole_id, &id), "{action}");
+            assert!(streamed.contains(member), "{action}");
+            assert!(streamed.matches("<item>").count() >= n, "{action}");
+        }
+        // A small answer stays whole.
+        let body =
+            "Action=DescribeTags&Version=2016-11-15&Filter.1.Name=value&Filter.1.Value.1=nothing";
+        assert!(matches!(
+            dispatch_streaming(&cp, None, &[body.as_bytes()]),
+            Answer::Whole(_)
+        ));
     }
 }

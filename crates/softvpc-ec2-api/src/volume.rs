@@ -3,7 +3,7 @@
 use softvpc_ec2_protocol::Value;
 
 use super::input::{self, timestamp, ValueExt};
-use super::Ctx;
+use super::{Ctx, Listing};
 use softvpc_model::volume::{Volume, ROOT_IOPS, ROOT_THROUGHPUT};
 use softvpc_model::ApiError;
 
@@ -50,6 +50,11 @@ fn volume_value(v: &Volume) -> Value {
 const MAX_PAGE: i64 = 500;
 
 pub fn describe_volumes(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError> {
+    volume_listing(ctx, input).map(Listing::into_value)
+}
+
+/// DescribeVolumes as a [`Listing`] (streamed past 256 volumes: one root volume per instance).
+pub fn volume_listing(ctx: &Ctx<'_>, input: &Value) -> Result<Listing, ApiError> {
     let state = ctx.cp.state();
     let mut input = input.clone();
     if input.get_i64("MaxResults").is_some_and(|m| m > MAX_PAGE) {
@@ -62,7 +67,6 @@ pub fn describe_volumes(ctx: &Ctx<'_>, input: &Value) -> Result<Value, ApiError>
         "VolumeIds",
         ("InvalidVolume.NotFound", "volume"),
     )?;
-    Ok(Value::new_struct()
-        .with("Volumes", input::list_of(&items, |v| volume_value(v)))
-        .with_opt("NextToken", next))
+    let head = Value::new_struct().with_opt("NextToken", next);
+    Ok(Listing::new(head, "Volumes", items, volume_value))
 }
