@@ -51,16 +51,19 @@ def adopted_count(lab):
 
 
 def _redirects(lab, netns, dev, hook):
-    """[(pref, mirred target)] of the filters on `dev`'s `hook` in `netns` (`tc filter show`)."""
+    """[(pref, mirred target, decap)] of the filters on `dev`'s `hook` in `netns` (`tc filter
+    show`); `decap`: an ingress flow's decapsulating cls_bpf filter (`svfd<P>_<prio>`), which
+    sits beside the flow's u32 filter."""
     out = lab.netns_exec(netns, "tc", "filter", "show", "dev", dev, hook, check=True).stdout
-    found, pref = [], None
+    found, pref, decap = [], None, False
     for line in out.splitlines():
         m = re.match(r"filter .*\bpref (\d+)\b", line)
         if m:
             pref = int(m.group(1))
+            decap = bool(re.search(r"\bsvfd\d+_\d+", line))
         m = re.search(r"mirred \((?:Egress|Ingress) Redirect to device (\S+)\)", line)
         if m:
-            found.append((pref, m.group(1)))
+            found.append((pref, m.group(1), decap))
     return found
 
 
@@ -82,16 +85,20 @@ def fast_path_objects(lab):
     problems = []
     # The underlay's ingress: each flow redirects to its port's veth into fp<P>.
     under = _redirects(lab, host_ns, "u0", "ingress")
-    for pref, n in Counter(p for p, _ in under).items():
+    for pref, n in Counter(p for p, _, _ in under).items():
         if n > 1:
             problems.append(f"u0 ingress: {n} filters at pref {pref}")
-    for _, target in under:
+    for _, target, _ in under:
         if target not in host_links:
             problems.append(f"u0 ingress redirects to {target}, which is gone")
-    filters += len(under)
+    # One u32 filter per ingress flow (its decapsulating filter, if any, is not a flow more).
+    filters += sum(1 for _, _, decap in under if not decap)
     veths = {int(v[3:]) for v in host_links if re.fullmatch(r"fpv\d+", v)}
     if veths != fp_ns:
         problems.append(f"veths fpv{sorted(veths)} vs namespaces fp..-{sorted(fp_ns)}")
+    delivers = {int(v[3:]) for v in host_links if re.fullmatch(r"fpd\d+", v)}
+    if not delivers <= fp_ns:
+        problems.append(f"veths fpd{sorted(delivers)} without namespaces fp..-{sorted(fp_ns)}")
     ports = Counter()
     on_host = {i["netns"] for i in lab.status(refresh=True)["instances"]
                if i.get("host") == HOST and os.path.exists(f"/run/netns/{i['netns']}")}
@@ -100,17 +107,17 @@ def fast_path_objects(lab):
         name = ns
         links = _links(lab, ns)
         for dev in links:
-            m = re.fullmatch(r"fp[ei](\d+)(?:v\d+)?", dev)
+            m = re.fullmatch(r"fp(?:[ei]|di)(\d+)(?:v\d+)?", dev)
             if m:
                 ports[int(m.group(1))] += dev.startswith("fpi")
                 if int(m.group(1)) not in fp_ns:
                     problems.append(f"{name}: {dev} has no namespace fp..-{m.group(1)}")
         for eth in sorted(d for d in links if re.fullmatch(r"eth\d+", d)):
             egress = _redirects(lab, ns, eth, "egress")
-            for pref, n in Counter(p for p, _ in egress).items():
+            for pref, n in Counter(p for p, _, _ in egress).items():
                 if n > 1:
                     problems.append(f"{name} {eth} egress: {n} filters at pref {pref}")
-            for _, target in egress:
+            for _, target, _ in egress:
                 if target not in links:
                     problems.append(f"{name} {eth} egress redirects to {target}, which is gone")
             filters += len(egress)
