@@ -462,6 +462,11 @@ fn run_one(args: &Args, server: &Server, n: usize, deadline: Instant) -> anyhow:
     let url = format!("https://{}", server.mapping);
     let data = server.dir.join("data");
 
+    // Every agent will hold one ENI per host. Set before any agent runs: an agent counts as
+    // in sync only once it holds them all (with 0 here, an agent whose first Snapshot came
+    // before the placement counted as in sync, and the measured changes began while the server
+    // was still sending whole VPCs).
+    seen.want_enis.store(n, Ordering::Relaxed);
     // The hosts: a token each, then Join, RegisterHost and Watch.
     let (reg_tx, mut reg_rx) = tokio::sync::mpsc::channel(n.max(1));
     let joining = Arc::new(tokio::sync::Semaphore::new(16));
@@ -502,7 +507,6 @@ fn run_one(args: &Args, server: &Server, n: usize, deadline: Instant) -> anyhow:
     // One VPC with an instance on every host.
     let api = server.api_client()?;
     let subnet = subnet_in_new_vpc(&api, "10.0.0.0/17")?;
-    seen.want_enis.store(n, Ordering::Relaxed);
     let t_place = Instant::now();
     for h in &hosts {
         call(

@@ -28,7 +28,7 @@ pub mod record;
 pub mod replica;
 pub mod services;
 
-pub use feed::Feed;
+pub use feed::{Feed, SharedMessages};
 pub use flowlog::{Field, FlowLogSpec, TrafficType};
 pub use log::{Catalog, Concerned, LogEntry, LogRead, MappingLog, Needed};
 pub use policy::{

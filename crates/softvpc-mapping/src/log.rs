@@ -90,7 +90,7 @@ impl Concerned {
 }
 
 /// What one host needs besides every host record.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Needed {
     /// The VPCs with an ENI placed on the host, and those an active peering joins to them.
     pub vpcs: BTreeSet<String>,
@@ -384,6 +384,11 @@ impl Catalog {
     /// Everything host `host_id` needs, and what that is.
     pub fn snapshot(&self, host_id: &str) -> (pb::Snapshot, Needed) {
         let needed = self.needed(host_id);
+        (self.snapshot_of(&needed), needed)
+    }
+
+    /// Every host record and prefix list, and the whole of what `needed` names.
+    pub fn snapshot_of(&self, needed: &Needed) -> pb::Snapshot {
         let mut snap = pb::Snapshot {
             hosts: self.hosts.values().map(|h| h.to_pb()).collect(),
             prefix_lists: self.prefix_lists.values().map(|p| p.to_pb()).collect(),
@@ -411,7 +416,7 @@ impl Catalog {
                 snap.security_groups.push(g.to_pb());
             }
         }
-        (snap, needed)
+        snap
     }
 
     /// The whole of VPC `vpc_id` as upserts: the VPC, its subnets, ENIs, network ACLs, route
@@ -531,7 +536,9 @@ pub struct LogEntry {
 #[derive(Debug)]
 pub struct MappingLog {
     epoch: Arc<str>,
-    catalog: Catalog,
+    /// Shared with the reads taken since the last commit (a read is one reference count; a
+    /// commit after reads copies the catalog's map roots first, which is O(1) too).
+    catalog: Arc<Catalog>,
     entries: VecDeque<Arc<LogEntry>>,
     capacity: usize,
     /// The revision of the newest entry (or the revision the log started at).
@@ -547,7 +554,7 @@ pub struct LogRead {
     /// The newest revision (that of the catalog).
     pub revision: u64,
     /// Every record as of `revision`.
-    pub catalog: Catalog,
+    pub catalog: Arc<Catalog>,
     /// The entries after the revision asked for, or None when the ring no longer holds them
     /// all (or the revision is in the future): the reader then needs a Snapshot.
     pub entries: Option<Vec<Arc<LogEntry>>>,
@@ -568,7 +575,7 @@ impl MappingLog {
         }
         MappingLog {
             epoch: epoch.into(),
-            catalog,
+            catalog: Arc::new(catalog),
             entries: VecDeque::new(),
             capacity: capacity.max(1),
             last: revision,
@@ -596,10 +603,11 @@ impl MappingLog {
     pub fn commit(&mut self, revision: u64, changes: Vec<Change>) -> Concerned {
         debug_assert!(revision > self.last, "revisions only grow");
         let mut concerned = Concerned::Hosts(BTreeSet::new());
+        let catalog = Arc::make_mut(&mut self.catalog);
         for c in &changes {
-            concerned.extend(self.catalog.concerned_by(c));
-            self.catalog.apply(c);
-            concerned.extend(self.catalog.concerned_by(c));
+            concerned.extend(catalog.concerned_by(c));
+            catalog.apply(c);
+            concerned.extend(catalog.concerned_by(c));
         }
         self.last = revision;
         if self.entries.len() == self.capacity {

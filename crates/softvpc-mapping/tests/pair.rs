@@ -16,7 +16,8 @@ use std::net::Ipv4Addr;
 use proptest::prelude::*;
 use softvpc_mapping::{
     Applied, Change, EniRecord, Feed, HostRecord, MappingLog, NetworkAclRecord, PeeringRecord,
-    Records, Replica, RouteTableRecord, SecurityGroupRecord, SubnetRecord, VpcRecord,
+    Records, Replica, RouteTableRecord, SecurityGroupRecord, SharedMessages, SubnetRecord,
+    VpcRecord,
 };
 use softvpc_proto::pb;
 
@@ -38,6 +39,9 @@ struct Agent {
 
 struct Pair {
     log: MappingLog,
+    /// Feeds send through it, as on the server; each message is checked against the one the
+    /// feed builds alone.
+    shared: SharedMessages<pb::WatchResponse>,
     agents: Vec<Agent>,
     /// Virtual time (ms).
     time: u64,
@@ -49,6 +53,7 @@ impl Pair {
     fn new(capacity: usize, hosts: &[&str]) -> Self {
         Pair {
             log: MappingLog::new("epoch-1", 0, capacity, []),
+            shared: SharedMessages::default(),
             agents: hosts
                 .iter()
                 .map(|h| Agent {
@@ -146,7 +151,10 @@ impl Pair {
     fn connect(&mut self, i: usize) {
         let a = &mut self.agents[i];
         let req = a.replica.watch_request(&a.host_id);
-        let (feed, first) = Feed::open(&req, &self.log.read(req.revision));
+        let read = self.log.read(req.revision);
+        let (feed, first) = Feed::open_shared(&req, &read, &self.shared, |m| m);
+        let (alone, built) = Feed::open(&req, &read);
+        assert_same(&feed, &alone, &first, &built);
         let mut in_flight = VecDeque::new();
         // The request travels one way, the answer the other.
         in_flight.push_back((self.time + 2 * self.latency, first));
@@ -167,7 +175,14 @@ impl Pair {
             }
             if let Some(link) = &mut a.link {
                 let read = self.log.read(link.feed.revision());
-                if let Some(m) = link.feed.next(&read) {
+                let mut alone = link.feed.clone();
+                let built = alone.next(&read);
+                let m = link.feed.next_shared(&read, &self.shared, |m| m);
+                assert_eq!(m, built, "{}: the shared message", a.host_id);
+                if let (Some(m), Some(built)) = (&m, &built) {
+                    assert_same(&link.feed, &alone, m, built);
+                }
+                if let Some(m) = m {
                     link.in_flight.push_back((self.time + self.latency, m));
                 }
             }
@@ -251,6 +266,14 @@ impl Pair {
             assert_eq!(a.replica.records, self.needed(&a.host_id), "{}", a.host_id);
         }
     }
+}
+
+/// A feed that took a shared message is where the same feed building it alone would be.
+fn assert_same(shared: &Feed, alone: &Feed, m: &pb::WatchResponse, built: &pb::WatchResponse) {
+    assert_eq!(m, built, "{}: the shared message", shared.host_id());
+    assert_eq!(shared.revision(), alone.revision());
+    assert_eq!(shared.held(), alone.held());
+    assert_eq!(shared.held_groups(), alone.held_groups());
 }
 
 fn kind(m: &pb::WatchResponse) -> &'static str {
@@ -842,4 +865,44 @@ fn a_peering_deleted_while_its_peer_vpc_becomes_needed_is_deleted() {
         ],
         2,
     );
+}
+
+/// Hosts with the same view get one message, built once; a host with another view gets its own.
+#[test]
+fn hosts_with_the_same_view_share_one_message() {
+    let mut p = Pair::new(16, &["h-0", "h-1", "h-2"]);
+    p.commit((0..3).map(|h| Change::UpsertHost(host(h))).collect());
+    p.commit(whole_vpc(0));
+    p.commit(whole_vpc(1));
+    for i in 0..3 {
+        p.connect(i);
+    }
+    p.drive();
+    // h-0 and h-1 both get an ENI of VPC 0; h-2 gets one of VPC 1.
+    p.commit(vec![
+        Change::UpsertEni(eni(10, 0, Some(0))),
+        Change::UpsertEni(eni(11, 0, Some(1))),
+        Change::UpsertEni(eni(12, 1, Some(2))),
+    ]);
+    p.drive();
+    p.commit(vec![Change::UpsertEni(eni(13, 0, None))]);
+    let shared = SharedMessages::default();
+    let built = std::cell::Cell::new(0);
+    let mut sent = Vec::new();
+    for a in &mut p.agents {
+        let link = a.link.as_mut().expect("connected");
+        let read = p.log.read(link.feed.revision());
+        let m = link.feed.next_shared(&read, &shared, |m| {
+            built.set(built.get() + 1);
+            std::sync::Arc::new(m)
+        });
+        sent.push(m.expect("a message"));
+    }
+    assert!(
+        std::sync::Arc::ptr_eq(&sent[0], &sent[1]),
+        "h-0 and h-1 share"
+    );
+    assert!(!std::sync::Arc::ptr_eq(&sent[0], &sent[2]));
+    assert_eq!(built.get(), 2, "one build per distinct view");
+    assert_eq!(kind(&sent[0]), "delta");
 }

@@ -19,8 +19,9 @@ pub mod service;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 
-use softvpc_mapping::{Change, Concerned, LogRead, MappingLog};
+use softvpc_mapping::{Change, Concerned, LogRead, MappingLog, SharedMessages};
 use softvpc_model::State;
+use softvpc_proto::pb;
 use softvpc_store::{CommitFollower, Store};
 
 pub use softvpc_mapping::log::DEFAULT_CAPACITY;
@@ -38,6 +39,8 @@ pub struct MappingProjection {
     wakers: Arc<Wakers>,
     /// To the fan-out thread: the hosts each committed revision concerns.
     fanout: Mutex<mpsc::Sender<(u64, Concerned)>>,
+    /// The watch messages of the newest revision, built once per distinct view.
+    shared: SharedMessages<pb::WatchResponse>,
 }
 
 /// The per-host wake-up signals, raised by the fan-out thread.
@@ -114,6 +117,7 @@ impl MappingProjection {
             check: false,
             wakers,
             fanout: Mutex::new(tx),
+            shared: SharedMessages::default(),
         }
     }
 
@@ -150,6 +154,12 @@ impl MappingProjection {
     /// are persistent).
     pub fn read(&self, revision: u64) -> LogRead {
         self.log().read(revision)
+    }
+
+    /// The watch messages of the newest revision, shared by the feeds that send the same one
+    /// ([`softvpc_mapping::Feed::next_shared`]).
+    pub fn shared(&self) -> &SharedMessages<pb::WatchResponse> {
+        &self.shared
     }
 
     /// The newest revision of the log.
@@ -216,6 +226,7 @@ impl CommitFollower for MappingProjection {
     fn reset(&self, state: &State) {
         // Resume points before `state` cannot be replayed: agents there get a Snapshot.
         self.pending().clear();
+        self.shared.clear();
         *self.log() = MappingLog::new(
             self.epoch.as_str(),
             state.revision,

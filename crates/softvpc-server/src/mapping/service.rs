@@ -281,7 +281,14 @@ impl Mapping for MappingService {
         }
         // Subscribe before computing the first message so no advance is missed in between.
         let mut wake = projection.subscribe(&req.host_id);
-        let (mut feed, first) = Feed::open(&req, &projection.read(req.revision));
+        // Feeds sending the same message (most hosts holding the same VPCs get the same
+        // Delta) share one built message.
+        let (mut feed, first) = Feed::open_shared(
+            &req,
+            &projection.read(req.revision),
+            projection.shared(),
+            |m| m,
+        );
         tracing::info!(
             host = %req.host_id,
             resumed = first_is_delta(&first),
@@ -341,7 +348,7 @@ impl Mapping for MappingService {
                             // (remove-host --force terminates its instances first), so its agent
                             // removes them instead of keeping them for a server that is gone.
                             let read = projection.read(feed.revision());
-                            if let Some(m) = feed.next(&read) {
+                            if let Some(m) = feed.next_shared(&read, projection.shared(), |m| m) {
                                 let _ = tx.send(Ok(m)).await;
                             }
                             tracing::warn!(host = %peer.host, reason = %r.reason, "watch ended: host revoked");
@@ -353,7 +360,7 @@ impl Mapping for MappingService {
                 }
                 // The log read is a cheap copy; the message is built without any lock held.
                 let read = projection.read(feed.revision());
-                if let Some(m) = feed.next(&read) {
+                if let Some(m) = feed.next_shared(&read, projection.shared(), |m| m) {
                     if !first_is_delta(&m) {
                         tracing::debug!(host = %feed.host_id(), revision = m.revision, "watch: snapshot");
                     }
