@@ -85,20 +85,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# A signal stops the running half (its whole process tree, by pid) before the cleanup runs.
-HALF_PID=
-kill_tree() {
-  local child
-  for child in $(ps -o pid= --ppid "$1" 2>/dev/null); do kill_tree "$child"; done
-  kill -TERM "$1" 2>/dev/null || true
-}
-on_signal() {
-  [ -n "$HALF_PID" ] && kill_tree "$HALF_PID"
-  exit 130
-}
-trap on_signal INT TERM
-
-log() { echo "==> $*" >&2; }
+# HALF_PID, kill_tree, on_signal (INT/TERM), log and run_half.
+source scripts/bench-lib.sh  # the cwd is the repository (cd above)
 
 # stop_started: stops the processes this script started so far (by pid, if they are still what
 # it started: iperf3 and connect servers, the kernel half's HTTP server).
@@ -347,16 +335,6 @@ EOF
 }
 
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
-# Each half runs in a background subshell with errexit live (bash ignores -e in functions called
-# under || or if), waited for so that a signal reaches on_signal at once.
-run_half() {
-  (set -e; "$@") &
-  HALF_PID=$!
-  local rc=0
-  wait "$HALF_PID" || rc=$?
-  HALF_PID=
-  return $rc
-}
 rc=0
 run_half kernel_half || { echo "kernel half failed" >&2; exit 1; }
 reports=()

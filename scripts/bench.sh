@@ -82,20 +82,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# A signal stops the running half (its whole process tree, by pid) before the cleanup runs.
-HALF_PID=
-kill_tree() {
-  local child
-  for child in $(ps -o pid= --ppid "$1" 2>/dev/null); do kill_tree "$child"; done
-  kill -TERM "$1" 2>/dev/null || true
-}
-on_signal() {
-  [ -n "$HALF_PID" ] && kill_tree "$HALF_PID"
-  exit 130
-}
-trap on_signal INT TERM
-
-log() { echo "==> $*" >&2; }
+# HALF_PID, kill_tree, on_signal (INT/TERM), log and run_half.
+source scripts/bench-lib.sh  # the cwd is the repository (cd above)
 
 # iperf LABEL CLIENT_NS SERVER_NS SERVER_IP KIND IPERF_ARGS...: one iperf3 run (its own one-shot
 # server), figures to $WORK/LABEL-KIND.json.
@@ -280,16 +268,6 @@ softvpc_fast_half() {
 
 
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
-# Each half runs in a background subshell with errexit live (bash ignores -e in functions called
-# under || or if), waited for so that a signal reaches on_signal at once.
-run_half() {
-  (set -e; "$1") &
-  HALF_PID=$!
-  local rc=0
-  wait "$HALF_PID" || rc=$?
-  HALF_PID=
-  return $rc
-}
 kernel_rc=0 softvpc_rc=0
 run_half kernel_half || kernel_rc=$?
 [ $kernel_rc -eq 0 ] || { echo "kernel half failed (exit $kernel_rc)" >&2; exit 1; }
