@@ -16,13 +16,15 @@ trap on_signal INT TERM
 
 log() { echo "==> $*" >&2; }
 
-# run_half CMD ARGS...: runs one half in a background subshell with errexit live (bash ignores -e
-# in functions called under || or if), waited for so that a signal reaches on_signal at once.
+# run_half CMD ARGS...: runs one half in a background subshell with errexit live, waited for so
+# that a signal reaches on_signal at once; its exit status goes to HALF_RC. It returns 0 and must
+# be called as a plain command: bash ignores -e in everything run under || or if, subshells
+# included, so `run_half X || ...` would let a failing step pass unnoticed.
+HALF_RC=0
 run_half() {
   (set -e; "$@") &
   HALF_PID=$!
-  local rc=0
-  wait "$HALF_PID" || rc=$?
+  HALF_RC=0
+  wait "$HALF_PID" || HALF_RC=$?
   HALF_PID=
-  return $rc
 }

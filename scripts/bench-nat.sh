@@ -336,10 +336,12 @@ EOF
 
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 rc=0
-run_half kernel_half || { echo "kernel half failed" >&2; exit 1; }
+run_half kernel_half
+[ "$HALF_RC" -eq 0 ] || { echo "kernel half failed (exit $HALF_RC)" >&2; exit 1; }
 reports=()
 for m in $MODES; do
-  if run_half softvpc_half "$m"; then
+  run_half softvpc_half "$m"
+  if [ "$HALF_RC" -eq 0 ]; then
     reports+=("$m=$WORK/softvpc-$m.json")
   else
     echo "!! softvpc --fast-path $m failed: its figures are missing" >&2

@@ -269,14 +269,14 @@ softvpc_fast_half() {
 
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 kernel_rc=0 softvpc_rc=0
-run_half kernel_half || kernel_rc=$?
+run_half kernel_half; kernel_rc=$HALF_RC
 [ $kernel_rc -eq 0 ] || { echo "kernel half failed (exit $kernel_rc)" >&2; exit 1; }
 if [ "$FAST_ONLY" -eq 0 ]; then
-  run_half softvpc_half || softvpc_rc=$?
+  run_half softvpc_half; softvpc_rc=$HALF_RC
   [ $softvpc_rc -eq 0 ] || echo "!! softvpc half failed (exit $softvpc_rc): its figures are missing" >&2
 fi
 fast_rc=0
-run_half softvpc_fast_half || fast_rc=$?
+run_half softvpc_fast_half; fast_rc=$HALF_RC
 [ $fast_rc -eq 0 ] || echo "!! softvpc --fast-path on failed (exit $fast_rc): its figures are missing" >&2
 
 echo
