@@ -3,7 +3,8 @@
 //! MAC inside a subnet, to the router's MAC across), and every decision checked at the
 //! receiving instance and in the counters: security groups (both directions, tracked replies,
 //! rule removal, untracked flows, group references, related ICMP errors, the conntrack limit and
-//! expiry), network ACLs (order, subnet boundary, stateless replies), routes (blackhole,
+//! expiry), the VPC's services never filtered (DHCP, DNS, the router), the flow table's bound,
+//! network ACLs (order, subnet boundary, stateless replies), routes (blackhole,
 //! gateways, longest prefix, middleboxes and the source/destination check), peering (both
 //! routes, activity, deletion, non-transitive) and forged sources.
 
@@ -430,6 +431,164 @@ fn the_conntrack_limit_refuses_and_counts_and_expiry_frees() {
         0
     );
     assert!(net.reaches(&VM2, &VM1, &flow(3)));
+}
+
+/// A DHCP DISCOVER frame from `vm` (broadcast bit set, so the answer is broadcast too).
+fn dhcp_discover(vm: &Vm) -> Vec<u8> {
+    use dhcproto::v4::{DhcpOption, Flags, Message, MessageType};
+    use dhcproto::Encodable;
+    let mut m = Message::default();
+    m.set_chaddr(&vm.mac)
+        .set_flags(Flags::default().set_broadcast());
+    m.opts_mut()
+        .insert(DhcpOption::MessageType(MessageType::Discover));
+    udp(
+        vm.mac,
+        BROADCAST,
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::BROADCAST,
+        68,
+        67,
+        &m.to_vec().unwrap(),
+    )
+}
+
+/// AWS never filters the VPC's services: zigi-vm1 in a group without any rule (nothing in,
+/// nothing out) and its subnet under an ACL without entries (`*` denies both ways) still gets
+/// its DHCP offer, its DNS answer from the VPC's resolver (base + 2) and the router's echo
+/// reply, uncounted; anything else it sends is refused (the controls).
+#[test]
+fn dhcp_dns_and_the_router_are_never_filtered_by_groups_or_acls() {
+    let mut r = seed_records();
+    r.groups
+        .insert("sg-closed".into(), ("vpc-1".into(), Vec::new()));
+    r.enis.get_mut(VM1.eni).unwrap().security_group_ids = vec!["sg-closed".into()];
+    r.acls.insert(
+        "acl-closed".into(),
+        (
+            "vpc-1".into(),
+            Vec::new(),
+            vec!["subnet-0000000000000000a".into()],
+        ),
+    );
+    let mut net = Net::new(r);
+    let answered = |got: &[(Ipv4Addr, PortId, Vec<u8>)]| {
+        got.len() == 1 && (got[0].0, got[0].1) == (HOST1, VM1.port)
+    };
+
+    // DHCP: an OFFER of zigi-vm1's own address comes back on its port.
+    let offer = net.send(&VM1, &dhcp_discover(&VM1));
+    assert!(answered(&offer), "no DHCP offer: {offer:?}");
+    let ip = parse_ipv4(&offer[0].2);
+    assert_eq!(
+        (ip.src_addr, ip.next_header),
+        (Ipv4Addr::new(10, 0, 0, 1), IpProtocol::Udp)
+    );
+    let msg = &offer[0].2[14 + 20 + 8..];
+    assert_eq!(
+        Ipv4Addr::new(msg[16], msg[17], msg[18], msg[19]),
+        VM1.ip,
+        "yiaddr"
+    );
+
+    // DNS with the VPC's resolver: answered by the router's gateway.
+    let query = [
+        0x00, 0x01, 0x01, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0, // header: one question
+        13, b'i', b'p', b'-', b'1', b'0', b'-', b'0', b'-', b'0', b'-', b'3', b'0', 3, b'e', b'c',
+        b'2', 8, b'i', b'n', b't', b'e', b'r', b'n', b'a', b'l', 0, 0, 1, 0, 1,
+    ];
+    let dns = udp(
+        VM1.mac,
+        ROUTER1,
+        VM1.ip,
+        Ipv4Addr::new(10, 0, 0, 2),
+        5353,
+        53,
+        &query,
+    );
+    let answer = net.send(&VM1, &dns);
+    assert!(answered(&answer), "no DNS answer: {answer:?}");
+    let a = &answer[0].2;
+    assert_eq!(parse_ipv4(a).src_addr, Ipv4Addr::new(10, 0, 0, 2));
+    let dns_answer = &a[14 + 20 + 8..];
+    assert_eq!(&dns_answer[..2], &[0x00, 0x01], "the query's id");
+    assert!(dns_answer[2] & 0x80 != 0, "a response");
+
+    // The subnet router's echo.
+    let ping = echo_request(
+        VM1.mac,
+        ROUTER1,
+        VM1.ip,
+        Ipv4Addr::new(10, 0, 0, 1),
+        64,
+        7,
+        1,
+        b"x",
+    );
+    let pong = net.send(&VM1, &ping);
+    assert!(answered(&pong), "no echo reply from the router: {pong:?}");
+    assert_eq!(parse_icmp_echo(&pong[0].2).0, "reply");
+
+    let c = net.engine(HOST1).counters();
+    assert_eq!(c.drops(DropReason::SgDenied), 0);
+    assert_eq!(c.drops(DropReason::NaclDenied), 0);
+    // The controls: zigi-vm1's group lets nothing else out, to zigi-vm4 (same subnet: its ACL
+    // does not apply) or to zigi-vm3 (another subnet).
+    assert!(!net.reaches(
+        &VM1,
+        &VM4,
+        &udp(VM1.mac, VM4.mac, VM1.ip, VM4.ip, 1, 2, b"x")
+    ));
+    assert!(!net.reaches(
+        &VM1,
+        &VM3,
+        &udp(VM1.mac, ROUTER1, VM1.ip, VM3.ip, 1, 2, b"x")
+    ));
+    assert_eq!(net.drops_at(&VM1, DropReason::SgDenied), 2);
+    // With the group gone, the ACL refuses what leaves the subnet.
+    net.update(|r| r.enis.get_mut(VM1.eni).unwrap().security_group_ids.clear());
+    assert!(!net.reaches(
+        &VM1,
+        &VM3,
+        &udp(VM1.mac, ROUTER1, VM1.ip, VM3.ip, 1, 2, b"x")
+    ));
+    assert_eq!(net.drops_at(&VM1, DropReason::NaclDenied), 1);
+    assert!(answered(&net.send(&VM1, &dhcp_discover(&VM1))));
+    assert!(answered(&net.send(&VM1, &dns)));
+}
+
+/// The flow table holds at most `flow_table_limit` entries: past it flows are still forwarded
+/// (decided packet by packet, uncached), and once entries are idle for a minute a full table
+/// sweeps them and caches again.
+#[test]
+fn the_flow_table_is_bounded_and_keeps_forwarding_when_full() {
+    let mut net = Net::with_config(seed_records(), |c| EngineConfig {
+        flow_table_limit: 4,
+        ..c
+    });
+    let flow = |port| udp(VM1.mac, VM2.mac, VM1.ip, VM2.ip, port, 9, b"x");
+    for port in 1..=10 {
+        assert!(net.reaches(&VM1, &VM2, &flow(port)), "flow {port}");
+    }
+    for host in [HOST1, HOST2] {
+        let n = net.engine(host).flow_table().len();
+        assert!((1..=4).contains(&n), "{host}: {n} entries");
+    }
+    // Flow 10 found no room: its next packet walks the layers again, and is delivered.
+    let (hits, misses) = {
+        let c = net.engine(HOST1).counters();
+        (c.flow_hits(), c.flow_misses())
+    };
+    assert!(net.reaches(&VM1, &VM2, &flow(10)));
+    let c = net.engine(HOST1).counters();
+    assert_eq!((c.flow_hits(), c.flow_misses()), (hits, misses + 1));
+    // A minute idle: the old entries go, a new flow is cached, its second packet is a hit.
+    net.advance(Duration::from_secs(61));
+    assert!(net.reaches(&VM1, &VM2, &flow(11)));
+    let hits = net.engine(HOST1).counters().flow_hits();
+    assert!(net.reaches(&VM1, &VM2, &flow(11)));
+    assert_eq!(net.engine(HOST1).counters().flow_hits(), hits + 1);
+    assert!(net.engine(HOST1).flow_table().len() <= 4);
 }
 
 fn acl(
