@@ -1,7 +1,7 @@
 """DHCP for instances (issue 11): every lab instance's eth0 is configured by its own running
 DHCP client (busybox's udhcpc, started by the agent: address, mask, router, MTU 9001 and the
-instance's /etc/resolv.conf); a change of the VPC's DHCP option set through the API reaches the
-instance at its next renewal. A second udhcpc run by hand gets exactly the ENI's address and
+instance's /etc/resolv.conf); a change of the VPC's DHCP option set through the API (domain
+name, DNS and NTP servers) reaches the instance at its next renewal. A second udhcpc run by hand gets exactly the ENI's address and
 AWS's options from the VPC router on its host; malformed DHCP is dropped and counted; a RELEASE
 is absorbed. DHCP never crosses the underlay."""
 
@@ -183,6 +183,13 @@ def lease_log(lab, name):
     return path.read_text().splitlines() if path.exists() else []
 
 
+def lease_vars(lab, name):
+    """The variables of the last lease the instance's client applied (its script's copy)."""
+    inst = lab.instance(name)
+    path = STATE_DIR / "agents" / inst["host"] / "dhcp" / f"{lab.netns(name)}.lease"
+    return dict(line.partition("=")[::2] for line in path.read_text().splitlines())
+
+
 def renew(lab, name):
     """A renewal by the instance's client (SIGUSR1: udhcpc sends its REQUEST now rather than at
     T1, half the one-hour lease); returns the resolver file once the client has applied the ACK
@@ -209,7 +216,8 @@ def test_a_changed_dhcp_option_set_is_seen_at_the_next_renewal(lab):
     assert lab.ping(name, "10.0.0.185").ok
     created = lab.aws("create-dhcp-options", "--dhcp-configurations",
                       f"Key=domain-name,Values={domain}",
-                      "Key=domain-name-servers,Values=10.0.0.2,169.254.169.253")
+                      "Key=domain-name-servers,Values=10.0.0.2,169.254.169.253",
+                      "Key=ntp-servers,Values=169.254.169.123,10.0.0.123")
     dopt = created["DhcpOptions"]["DhcpOptionsId"]
     associated = False
     try:
@@ -223,6 +231,9 @@ def test_a_changed_dhcp_option_set_is_seen_at_the_next_renewal(lab):
             if resolver_of(text) == ([domain], ["10.0.0.2", "169.254.169.253"]):
                 break
             assert time.monotonic() < deadline, f"option set {dopt} not seen after renewals:\n{text}"
+        # The NTP servers came with it (option 42, as the client's lease shows them).
+        assert lease_vars(lab, name).get("ntpsrv", "").split() == ["169.254.169.123",
+                                                                   "10.0.0.123"]
         # Address and route are the ENI's still, and the new resolver works.
         addr = lab.exec(name, "ip", "-o", "-4", "addr", "show", "dev", "eth0", check=True).stdout
         assert "inet 10.0.0.148/24 " in addr, addr
@@ -236,4 +247,5 @@ def test_a_changed_dhcp_option_set_is_seen_at_the_next_renewal(lab):
     deadline = time.monotonic() + 60
     while resolver_of(renew(lab, name)) != (["ec2.internal"], ["10.0.0.2"]):
         assert time.monotonic() < deadline, "the default option set did not come back"
+    assert "ntpsrv" not in lease_vars(lab, name)    # AWS's default set names none
     lab.aws("delete-dhcp-options", "--dhcp-options-id", dopt, check=False)

@@ -1,6 +1,7 @@
 """DNS at the VPC's base + 2 and 169.254.169.253 (issue 11), answered by the VPC router on the
 instance's host, asked with dig (dnsutils) inside instances: private IP names, reverse names with
-enableDnsHostnames, enableDnsSupport=false, forwarding to the lab's upstream (a tiny resolver this
+enableDnsHostnames, public names resolving to the private address (split horizon),
+enableDnsSupport=false, forwarding to the lab's upstream (a tiny resolver this
 test runs in the fabric's namespace on 198.18.0.1:53, where the lab's agents forward), SERVFAIL
 when the upstream does not answer, malformed queries answered FORMERR or dropped and counted."""
 
@@ -160,3 +161,52 @@ def test_malformed_queries_get_formerr_or_are_dropped_and_counted(lab):
     wait_until(lambda: counter(lab, "host-1", reason="dns_invalid") > before, 5,
                what="dns_invalid counted")
     assert answers(dig(lab, "ip-10-0-0-30.ec2.internal")) == ["10.0.0.30"]
+
+
+def test_public_names_resolve_to_the_private_address_inside_the_vpc(lab):
+    """Split horizon: with enableDnsHostnames, the public DNS name DescribeInstances shows for
+    zigi-vm1's Elastic IP resolves, inside its VPC, to its private address (from another host's
+    router too); without enableDnsHostnames the router does not answer it (it is forwarded)."""
+    vpc = lab.instance("zigi-vm1")["vpc_id"]
+    iid = lab.instance("zigi-vm1")["instance_id"]
+    igw = alloc = None
+    hostnames = False
+    try:
+        # AWS associates Elastic IPs only in VPCs with an internet gateway.
+        igw = lab.aws("create-internet-gateway")["InternetGateway"]["InternetGatewayId"]
+        lab.aws("attach-internet-gateway", "--internet-gateway-id", igw, "--vpc-id", vpc)
+        addr = lab.aws("allocate-address", "--domain", "vpc")
+        alloc, eip = addr["AllocationId"], addr["PublicIp"]
+        lab.aws("associate-address", "--instance-id", iid, "--allocation-id", alloc)
+        name = "ec2-" + eip.replace(".", "-") + ".compute-1.amazonaws.com"
+        out = dig(lab, name, vm="zigi-vm2")
+        # Not the router's without hostnames: forwarded (SERVFAIL with no upstream).
+        assert status_of(out) in ("SERVFAIL", "NXDOMAIN") and not answers(out), out
+        lab.aws("modify-vpc-attribute", "--vpc-id", vpc, "--enable-dns-hostnames",
+                '{"Value":true}')
+        hostnames = True
+        desc = lab.aws("describe-instances", "--instance-ids", iid)[
+            "Reservations"][0]["Instances"][0]
+        assert desc["PublicDnsName"] == name, desc["PublicDnsName"]
+        for vm, server in (("zigi-vm2", "10.0.0.2"), ("zigi-vm3", "169.254.169.253"),
+                           ("zigi-vm1", "10.0.0.2")):
+            wait_until(lambda v=vm, s=server: answers(dig(lab, name, server=s, vm=v))
+                       == ["10.0.0.148"], 15, interval=0.5,
+                       what=f"{name} -> 10.0.0.148 from {vm}")
+        # glibc's resolver in the instance (its resolv.conf) says the same.
+        hosts = lab.exec("zigi-vm2", "getent", "hosts", name, timeout=30)
+        assert hosts.returncode == 0 and hosts.stdout.split()[0] == "10.0.0.148", hosts
+    finally:
+        if hostnames:
+            lab.aws("modify-vpc-attribute", "--vpc-id", vpc, "--enable-dns-hostnames",
+                    '{"Value":false}')
+        if alloc:
+            for a in lab.aws("describe-addresses", "--allocation-ids", alloc)["Addresses"]:
+                if a.get("AssociationId"):
+                    lab.aws("disassociate-address", "--association-id", a["AssociationId"],
+                            check=False)
+            lab.aws("release-address", "--allocation-id", alloc, check=False)
+        if igw:
+            lab.aws("detach-internet-gateway", "--internet-gateway-id", igw, "--vpc-id", vpc,
+                    check=False)
+            lab.aws("delete-internet-gateway", "--internet-gateway-id", igw, check=False)

@@ -6,15 +6,17 @@ group. The test attaches an internet gateway to zigi-vpc1 and routes 0.0.0.0/0 t
 main route table, then: without a public IP nothing passes (counted `no_public_ip`); with an
 Elastic IP curl to 203.0.113.10 sees the Elastic IP; the internet reaches the instance at its
 Elastic IP exactly when a security group admits it; the Elastic IP moved to zigi-vm2 (another
-host) goes with it; without the route nothing passes either way. Everything it made is removed
-at the end, whatever happens.
+host) goes with it; without the route nothing passes either way. An automatic public IPv4
+(MapPublicIpOnLaunch) works the same way, until an Elastic IP replaces it. Everything the tests
+make is removed at the end, whatever happens.
 """
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-from e2e_harness import wait_until
+from e2e_harness import PREFIX, netns_exists, wait_until
 
 PROBE = str(Path(__file__).resolve().parent / "tcpprobe.py")
 WEB = "203.0.113.10"
@@ -134,6 +136,93 @@ def test_elastic_ip_through_the_internet_gateway(lab):
         if routed:
             lab.aws("delete-route", "--route-table-id", rtb, "--destination-cidr-block",
                     "0.0.0.0/0", check=False)
+        if igw:
+            lab.aws("detach-internet-gateway", "--internet-gateway-id", igw, "--vpc-id", vpc,
+                    check=False)
+            lab.aws("delete-internet-gateway", "--internet-gateway-id", igw, check=False)
+
+
+def test_automatic_public_ip_through_the_internet_gateway(lab):
+    """An instance launched in a subnet with MapPublicIpOnLaunch (its own route table:
+    0.0.0.0/0 -> an internet gateway) on host-2 gets an automatic public IPv4 that works on the
+    wire both ways: curl to 203.0.113.10 sees it, the internet pings it (its group admits ICMP);
+    an Elastic IP associated with it replaces it: the internet sees the Elastic IP and the old
+    automatic address reaches nothing any more."""
+    vpc = lab.instance("zigi-vm1")["vpc_id"]
+    host2 = lab.host_id("host-2")
+    igw = subnet = rtb = assoc = sg = iid = alloc = None
+    netns = None
+    try:
+        igw = lab.aws("create-internet-gateway")["InternetGateway"]["InternetGatewayId"]
+        lab.aws("attach-internet-gateway", "--internet-gateway-id", igw, "--vpc-id", vpc)
+        subnet = lab.aws("create-subnet", "--vpc-id", vpc, "--cidr-block",
+                         "10.0.8.0/24")["Subnet"]["SubnetId"]
+        lab.aws("modify-subnet-attribute", "--subnet-id", subnet, "--map-public-ip-on-launch")
+        rtb = lab.aws("create-route-table", "--vpc-id", vpc)["RouteTable"]["RouteTableId"]
+        lab.aws("create-route", "--route-table-id", rtb, "--destination-cidr-block",
+                "0.0.0.0/0", "--gateway-id", igw)
+        assoc = lab.aws("associate-route-table", "--route-table-id", rtb, "--subnet-id",
+                        subnet)["AssociationId"]
+        sg = lab.aws("create-security-group", "--group-name", "svt-auto-ip", "--description",
+                     "icmp from anywhere", "--vpc-id", vpc)["GroupId"]
+        lab.aws("authorize-security-group-ingress", "--group-id", sg, "--protocol", "icmp",
+                "--port", "-1", "--cidr", "0.0.0.0/0")
+        out = lab.aws("run-instances", "--image-id", "ami-1", "--count", "1", "--subnet-id",
+                      subnet, "--private-ip-address", "10.0.8.20", "--security-group-ids", sg,
+                      "--placement", f"HostId={host2}")
+        iid = out["Instances"][0]["InstanceId"]
+        netns = f"{PREFIX}{iid}"
+        desc = lab.aws("describe-instances", "--instance-ids", iid)[
+            "Reservations"][0]["Instances"][0]
+        auto = desc.get("PublicIpAddress")
+        assert auto and auto.startswith("203.0.113."), desc
+        wait_until(lambda: netns_exists(netns) and "10.0.8.20/" in lab.netns_exec(
+            netns, "ip", "-o", "-4", "addr").stdout, 60, what=f"{iid} configured")
+
+        # Out with the automatic address, and in at it.
+        wait_until(lambda: curl_web(lab, iid) == auto, 30, interval=0.3,
+                   what=f"{iid}'s curl from its automatic public IP {auto}")
+        inet = lab.netns("internet")
+        wait_until(lambda: lab.netns_exec(inet, "ping", "-c", "1", "-W", "1", auto)
+                   .returncode == 0, 20, interval=0.3, what=f"the internet pings {auto}")
+
+        # An Elastic IP replaces it: out and in at the Elastic IP, the old address is nobody's.
+        addr = lab.aws("allocate-address", "--domain", "vpc")
+        alloc, eip = addr["AllocationId"], addr["PublicIp"]
+        lab.aws("associate-address", "--instance-id", iid, "--allocation-id", alloc)
+        wait_until(lambda: curl_web(lab, iid) == eip, 30, interval=0.3,
+                   what=f"{iid}'s curl from its Elastic IP {eip}")
+        assert lab.netns_exec(inet, "ping", "-c", "2", "-W", "2", eip).returncode == 0
+        desc = lab.aws("describe-instances", "--instance-ids", iid)[
+            "Reservations"][0]["Instances"][0]
+        assert desc.get("PublicIpAddress") == eip, desc
+        # Allocated while the automatic address was held, so another one; that one is
+        # released (AWS's behaviour) and nothing answers at it any more.
+        assert eip != auto
+        wait_until(lambda: lab.netns_exec(inet, "ping", "-c", "1", "-W", "1", auto)
+                   .returncode != 0, 20, interval=0.3, what=f"{auto} answered by nobody")
+    finally:
+        if iid:
+            lab.aws("terminate-instances", "--instance-ids", iid, check=False)
+            wait_until(lambda: not netns_exists(netns), 60, what=f"{netns} gone")
+        if alloc:
+            for a in lab.aws("describe-addresses", "--allocation-ids", alloc)["Addresses"]:
+                if a.get("AssociationId"):
+                    lab.aws("disassociate-address", "--association-id", a["AssociationId"],
+                            check=False)
+            lab.aws("release-address", "--allocation-id", alloc, check=False)
+        if assoc:
+            lab.aws("disassociate-route-table", "--association-id", assoc, check=False)
+        if rtb:
+            lab.aws("delete-route-table", "--route-table-id", rtb, check=False)
+        # The terminated instance's ENI goes a moment after its namespace.
+        for what, args in (("security group", ["delete-security-group", "--group-id", sg]),
+                           ("subnet", ["delete-subnet", "--subnet-id", subnet])):
+            if args[-1]:
+                deadline = time.monotonic() + 30
+                while (lab.aws(*args, check=False).returncode != 0
+                       and time.monotonic() < deadline):
+                    time.sleep(0.5)
         if igw:
             lab.aws("detach-internet-gateway", "--internet-gateway-id", igw, "--vpc-id", vpc,
                     check=False)

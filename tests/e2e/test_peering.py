@@ -6,7 +6,7 @@
   D 10.61.0.0/16 (overlaps A): d1 10.61.1.10 (host-2), the same address as a1
 Each VPC's default group admits 10.0.0.0/8, so only routes and peerings decide.
 Peerings A-B, B-C and B-D are active; A-D fails (overlapping CIDRs). Traffic crosses only when
-both sides route to the connection; A reaches C through nothing (not transitive, even with a
+both sides route to the connection, at the VPCs' MTU of 9001 (DF pings of 9001 bytes); A reaches C through nothing (not transitive, even with a
 route for C's CIDR over A-B); D, peered with B but not routed to by B, gets no answer from b1,
 and b1's packets for a1's address never reach d1; deleting A-B cuts a1 and b1 at once and its
 routes become blackholes.
@@ -19,7 +19,7 @@ them at once (the change removes every kernel flow before the next packet).
 
 import os
 
-from e2e_harness import metric_sum, wait_until
+from e2e_harness import PingResult, metric_sum, wait_until
 from probes import Server, connects
 from scratch import Scratch, capture
 
@@ -62,6 +62,12 @@ def test_peering_routes_transitivity_overlap_and_deletion(lab):
         s.route(tables["b"], "10.61.0.0/16", VpcPeeringConnectionId=ab)
         wait_until(lambda: ping(lab, a1, B1).ok, 15, what="a1 -> b1 over A-B")
         assert ping(lab, b1, A1, count=2).ok
+        # At the VPC's MTU: 9001-byte IP packets with DF set cross the peering both ways
+        # (instances have 9001 by DHCP; VXLAN's 50 bytes fit the lab's 9100 underlay).
+        for src, dst in ((a1, B1), (b1, A1)):
+            r = PingResult(lab.exec(src, "ping", "-n", "-M", "do", "-s", "8973", "-c", "2",
+                                    "-i", "0.2", "-W", "2", dst, timeout=30))
+            assert r.ok and "8981 bytes from" in r.output, r
         if FAST:
             # a1 -> b1 leaves host-1 in the kernel, b1's answers leave host-2 in the kernel.
             hosts = ("host-1", "host-2")

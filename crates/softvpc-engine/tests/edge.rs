@@ -1,5 +1,5 @@
 //! The edge in virtual time: the internet gateway's 1:1 NAT for public addresses, ARP on the
-//! edge, inbound policy, the edge's MTU (frag-needed, fragmentation), and what never passes.
+//! edge, inbound policy (security groups, the subnet's ACL both ways), the edge's MTU (frag-needed, fragmentation), and what never passes.
 
 mod common;
 
@@ -382,6 +382,52 @@ fn security_groups_decide_inbound_and_replies_of_outbound_flows_pass() {
     let (_, ports) = from_internet(&mut e, 4, &synack);
     assert_eq!(ports.len(), 1, "tracked reply");
     checked(&ports[0].1);
+}
+
+/// The subnet's network ACL decides on internet traffic too, both ways, on the private address
+/// the instance sees (the edge translates before the ACL on the way in).
+#[test]
+fn the_subnets_acl_applies_both_ways() {
+    let mut r = records();
+    let entry = |n, egress, action, cidr: &str| {
+        AclEntry::from_aws(n, egress, "-1", action, cidr.parse().unwrap(), None, None).unwrap()
+    };
+    let other = Ipv4Addr::new(203, 0, 113, 11);
+    r.acls.insert(
+        "acl-1".into(),
+        (
+            "vpc-1".into(),
+            vec![
+                // In: not from 203.0.113.10; out: not to 203.0.113.11.
+                entry(100, false, "deny", "203.0.113.10/32"),
+                entry(200, false, "allow", "0.0.0.0/0"),
+                entry(100, true, "deny", "203.0.113.11/32"),
+                entry(200, true, "allow", "0.0.0.0/0"),
+            ],
+            vec![VM1.subnet.into()],
+        ),
+    );
+    let mut e = edge_engine(&r);
+    // In: from WEB denied, from the other internet host delivered to the private address.
+    let (_, ports) = from_internet(&mut e, 1, &udp(GW_MAC, EDGE_MAC, WEB, EIP, 7, 1, b"x"));
+    assert!(ports.is_empty());
+    assert_eq!(
+        e.counters()
+            .eni(VM1.eni)
+            .unwrap()
+            .drops(DropReason::NaclDenied),
+        1
+    );
+    let (_, ports) = from_internet(&mut e, 2, &udp(GW_MAC, EDGE_MAC, other, EIP, 7, 1, b"x"));
+    assert_eq!(ports.len(), 1);
+    assert_eq!(checked(&ports[0].1).dst_addr(), VM1.ip);
+    // Out: to 203.0.113.11 denied, to WEB leaves with the public address.
+    let (edge, _) = from_vm(&mut e, 3, &udp(VM1.mac, ROUTER1, VM1.ip, other, 2, 7, b"x"));
+    assert!(edge.is_empty());
+    assert_eq!(e.counters().drops(DropReason::NaclDenied), 2);
+    let (edge, _) = from_vm(&mut e, 4, &udp(VM1.mac, ROUTER1, VM1.ip, WEB, 3, 7, b"x"));
+    assert_eq!(edge.len(), 1);
+    assert_eq!(checked(&edge[0]).src_addr(), EIP);
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! NAT gateway whose ENI is on the other host (or the same one); distinct translations, the
 //! way back, ICMP echo and errors, frag-needed, nothing unsolicited, the per-destination limit,
 //! the idle timeout and the RST after it, ended connections freeing their ports, fragmented UDP (and TCP fragments dropped), the
-//! gateway subnet's ACL, and the metrics.
+//! gateway subnet's ACL and internet gateway route, and the metrics.
 
 mod common;
 
@@ -771,6 +771,19 @@ fn the_gateway_subnets_acl_applies() {
     );
     assert!(lab.sent_by_internet(2, &back).ports.is_empty());
     assert_eq!(lab.nat().counters().drops(DropReason::NaclDenied), 1);
+}
+
+/// The gateway forwards out through its own subnet's route to the internet gateway: without it
+/// nothing leaves (`no_route` on the gateway's host), though the private subnet routes to it.
+#[test]
+fn out_only_through_the_gateway_subnets_internet_gateway_route() {
+    let mut r = records(HOST1);
+    r.route_tables.get_mut("rtb-main").unwrap().2.clear();
+    let mut lab = Lab::with(r, HOST1, NatConfig::default());
+    let d = lab.sent_by_vm3(1, &vm3_syn(40000, WEB, 80));
+    assert!(d.edge.is_empty() && d.ports.is_empty(), "{d:?}");
+    assert_eq!(lab.nat().counters().drops(DropReason::NoRoute), 1);
+    assert_eq!(lab.nat().counters().frames(Path::ToEdge), 0);
 }
 
 #[test]
