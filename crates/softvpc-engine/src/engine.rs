@@ -1159,17 +1159,29 @@ impl Engine {
     /// [`offload::offer`](crate::offload::offer) accepts and whose tracked TCP connection is
     /// established), under the current generation. The shell installs these and removes what
     /// it installed that is no longer offered (or of another generation).
+    ///
+    /// Entries that cannot be offered until a packet uses or replaces them (another
+    /// generation's, not offerable by their kind, a TCP connection ended or gone) are parked
+    /// in the flow table and skipped by later calls, so a table full of ended connections costs
+    /// little: a packet of such a flow walks the engine (the kernel does not hold it), which
+    /// unparks it. A connection re-established by the other direction's packets alone is
+    /// offered after this direction's next packet.
     pub fn kernel_flows(&self) -> impl Iterator<Item = crate::offload::KernelFlow> + '_ {
+        use softvpc_policy::conntrack::{ProtoState, TcpState};
         let current = self.table.generation();
         let now = self.now;
-        self.flows.iter().filter_map(move |(id, entry)| {
+        self.flows.unparked().filter_map(move |(id, entry)| {
+            let Ok(k) = crate::offload::offer(id, entry, current) else {
+                // Decided by the entry and the generation alone: only a new entry changes it.
+                self.flows.park(id);
+                return None;
+            };
             // A NAT gateway's port has no device: its packets are translated here.
             if let Destination::LocalPort(p) | Destination::DecapPort(p) = entry.to {
                 if self.nats.contains_key(&p) {
                     return None;
                 }
             }
-            let k = crate::offload::offer(id, entry, current).ok()?;
             if k.proto == 6 {
                 let pkt = softvpc_policy::Packet {
                     src: k.src,
@@ -1180,13 +1192,19 @@ impl Engine {
                 };
                 for (port, dir) in entry.tracked.iter().flatten() {
                     let fw = self.ports.get(port)?.fw.as_ref()?;
-                    let e = fw.conntrack_ref().peek(&pkt, *dir, now?)?;
-                    if e.state()
-                        != softvpc_policy::conntrack::ProtoState::Tcp(
-                            softvpc_policy::conntrack::TcpState::Established,
-                        )
-                    {
-                        return None;
+                    let state = fw.conntrack_ref().peek(&pkt, *dir, now?).map(|e| e.state());
+                    match state {
+                        Some(ProtoState::Tcp(TcpState::Established)) => {}
+                        // Ended or gone: only a new SYN (or a mid-stream packet) through the
+                        // engine brings it back.
+                        None
+                        | Some(ProtoState::Tcp(
+                            TcpState::Closing | TcpState::TimeWait | TcpState::Closed,
+                        )) => {
+                            self.flows.park(id);
+                            return None;
+                        }
+                        Some(_) => return None,
                     }
                 }
             }

@@ -28,9 +28,16 @@
 //! **Later.** One lookup per flow is what a 64 KB super-frame needs (all its segments share the
 //! key), and an entry is a value a kernel fast path could hold: the key, the rewrite, the
 //! encapsulation or the port.
+//!
+//! **Parked entries.** The kernel fast path's offer ([`crate::Engine::kernel_flows`]) runs every
+//! few milliseconds over the table, which also holds ended connections until they idle out. An
+//! entry it found it cannot offer until a packet uses or replaces it (another generation's, an
+//! ended TCP connection) is parked: the offer skips it without looking its connection up, and
+//! any lookup or insert of the entry unparks it.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use softvpc_policy::{Direction as PolicyDirection, Generation};
@@ -129,10 +136,18 @@ pub struct FlowEntry {
     pub last_used: Instant,
 }
 
+/// One entry and whether the kernel offer skips it (see the [module docs](self)); atomic so
+/// the offer can park through `&self`.
+#[derive(Debug)]
+struct Slot {
+    entry: FlowEntry,
+    parked: AtomicBool,
+}
+
 /// The flow table. See the [module docs](self).
 #[derive(Debug)]
 pub struct FlowTable {
-    map: HashMap<FlowId, FlowEntry, foldhash::fast::RandomState>,
+    map: HashMap<FlowId, Slot, foldhash::fast::RandomState>,
     limit: usize,
     last_full_sweep: Option<Instant>,
 }
@@ -150,7 +165,10 @@ impl FlowTable {
     /// The entry of `id`, whatever its generation.
     #[inline]
     pub fn get_mut(&mut self, id: &FlowId) -> Option<&mut FlowEntry> {
-        self.map.get_mut(id)
+        self.map.get_mut(id).map(|s| {
+            *s.parked.get_mut() = false;
+            &mut s.entry
+        })
     }
 
     /// Forgets one entry.
@@ -172,12 +190,18 @@ impl FlowTable {
             }
             self.last_full_sweep = Some(now);
             self.map
-                .retain(|_, e| now.saturating_duration_since(e.last_used) < IDLE);
+                .retain(|_, s| now.saturating_duration_since(s.entry.last_used) < IDLE);
             if self.map.len() >= self.limit {
                 return false;
             }
         }
-        self.map.insert(id, entry);
+        self.map.insert(
+            id,
+            Slot {
+                entry,
+                parked: AtomicBool::new(false),
+            },
+        );
         true
     }
 
@@ -185,7 +209,7 @@ impl FlowTable {
     /// returns how many.
     pub fn expire(&mut self, now: Instant, current: Generation) -> usize {
         let before = self.map.len();
-        self.map.retain(|_, e| {
+        self.map.retain(|_, Slot { entry: e, .. }| {
             e.generation == current && now.saturating_duration_since(e.last_used) < IDLE
         });
         before - self.map.len()
@@ -203,7 +227,23 @@ impl FlowTable {
 
     /// Every entry (for `softvpc trace` and diagnostics).
     pub fn iter(&self) -> impl Iterator<Item = (&FlowId, &FlowEntry)> {
-        self.map.iter()
+        self.map.iter().map(|(id, s)| (id, &s.entry))
+    }
+
+    /// Every entry not parked (the kernel offer's candidates).
+    pub fn unparked(&self) -> impl Iterator<Item = (&FlowId, &FlowEntry)> {
+        self.map
+            .iter()
+            .filter(|(_, s)| !s.parked.load(Ordering::Relaxed))
+            .map(|(id, s)| (id, &s.entry))
+    }
+
+    /// Parks `id`'s entry until a lookup or insert of it (the kernel offer cannot take it
+    /// before).
+    pub fn park(&self, id: &FlowId) {
+        if let Some(s) = self.map.get(id) {
+            s.parked.store(true, Ordering::Relaxed);
+        }
     }
 }
 
