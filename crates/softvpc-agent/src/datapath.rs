@@ -343,6 +343,8 @@ struct Worker {
     fast: Option<FastPath>,
     /// The flow log view the engine was last told about.
     flow_view: Arc<FlowLogView>,
+    /// Flow log windows the shipping queue had no room for, to be shipped as SKIPDATA.
+    lost_windows: crate::flowlog::LostWindows,
     /// The upstream resolver, when set.
     dns: Option<DnsUpstream>,
     /// The instance metadata service's stacks.
@@ -386,6 +388,7 @@ impl Worker {
             dirty: false,
             fast: None,
             flow_view: Arc::default(),
+            lost_windows: Default::default(),
             dns: None,
             imds: crate::imds::Server::new(crate::imds::TokenKey::random(), Instant::now()),
             imds_due: None,
@@ -600,15 +603,24 @@ impl Worker {
     }
 
     /// Hands the engine's closed flow log windows to the shipper; a full queue loses them
-    /// (counted).
+    /// (counted), and their spans go later, as SKIPDATA windows, once the queue has room.
     fn ship_flow_windows(&mut self) {
+        let tx = self.shared.flow_windows.get();
+        if let Some(tx) = tx.filter(|_| !self.lost_windows.is_empty()) {
+            for w in self.lost_windows.take() {
+                if let Err(e) = tx.try_send(w) {
+                    self.lost_windows.add(&e.into_inner());
+                }
+            }
+        }
         while let Some(w) = self.engine.poll_flow_window() {
             let n = w.records.len().max(1) as u64;
-            let sent = match self.shared.flow_windows.get() {
-                Some(tx) => tx.try_send(w).is_ok(),
-                None => false,
+            let refused = match tx {
+                Some(tx) => tx.try_send(w).err().map(|e| e.into_inner()),
+                None => Some(w),
             };
-            if !sent {
+            if let Some(w) = refused {
+                self.lost_windows.add(&w);
                 self.shared
                     .flow_records_lost
                     .fetch_add(n, Ordering::Relaxed);

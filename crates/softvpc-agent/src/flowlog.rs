@@ -244,6 +244,55 @@ pub fn format_window(
     lines
 }
 
+/// Windows lost between the engine and the server (the shipping queue was full, or the server
+/// could not be reached after [`TRIES`]), kept as their span only, so that a later batch writes
+/// a SKIPDATA line over that span: lost records show in the file, as AWS's SKIPDATA says. One
+/// entry per ENI and interval (the spans of its lost windows merged), at most [`MAX_LOST`]
+/// entries; past that a loss is only counted.
+#[derive(Debug, Default)]
+pub struct LostWindows {
+    windows: Vec<FlowWindow>,
+}
+
+/// At most this many ENI and interval pairs with lost windows are remembered.
+pub const MAX_LOST: usize = 4096;
+
+impl LostWindows {
+    /// Remembers that window `w` was lost (its records are not kept).
+    pub fn add(&mut self, w: &FlowWindow) {
+        let lost = (w.records.len() as u64 + w.skipped).max(1);
+        if let Some(l) = self
+            .windows
+            .iter_mut()
+            .find(|l| l.eni_id == w.eni_id && l.interval == w.interval)
+        {
+            l.start = l.start.min(w.start);
+            l.end = l.end.max(w.end);
+            l.skipped += lost;
+        } else if self.windows.len() < MAX_LOST {
+            self.windows.push(FlowWindow {
+                eni_id: w.eni_id.clone(),
+                interval: w.interval,
+                start: w.start,
+                end: w.end,
+                records: Vec::new(),
+                skipped: lost,
+            });
+        }
+    }
+
+    /// The lost spans as windows without records (each formats as one SKIPDATA line), and
+    /// forgets them.
+    pub fn take(&mut self) -> Vec<FlowWindow> {
+        std::mem::take(&mut self.windows)
+    }
+
+    /// True when nothing was lost since the last [`take`](Self::take).
+    pub fn is_empty(&self) -> bool {
+        self.windows.is_empty()
+    }
+}
+
 /// The shipper's counters (for `/metrics`).
 #[derive(Debug, Default)]
 pub struct FlowLogCounters {
@@ -301,9 +350,13 @@ pub async fn ship(
 ) {
     let clock = Clock::now();
     let mut client = None;
+    let mut lost = LostWindows::default();
     while let Some(first) = rx.recv().await {
-        let mut windows = vec![first];
-        let mut lines = windows[0].records.len();
+        // What an earlier call could not deliver goes first, as SKIPDATA lines.
+        let mut windows = lost.take();
+        let carried = windows.len();
+        windows.push(first);
+        let mut lines = windows[carried].records.len();
         while lines < MAX_LINES_PER_CALL {
             match rx.try_recv() {
                 Ok(w) => {
@@ -347,6 +400,11 @@ pub async fn ship(
             }
         }
         if !delivered {
+            for w in &windows {
+                lost.add(w);
+            }
+            // Count the new windows' lines only: the carried spans were counted when lost.
+            let n = self::batches(&view.load(), &clock, &windows[carried..]).1;
             counters.lost.fetch_add(n, Ordering::Relaxed);
             warn!(
                 records = n,
@@ -496,6 +554,61 @@ ${traffic-path} ${pkt-dst-aws-service} ${ecs-task-id} ${action}",
         detached.instance_id.clear();
         let l = format_window(&detached, &s, &clock, &window(t0, vec![out], 0));
         assert!(l[0].starts_with("7 vpc-1 subnet-1 - "), "{}", l[0]);
+    }
+
+    /// Windows lost on the way to the server come back as one SKIPDATA line per ENI and
+    /// interval over their whole span, whatever their records were; other ENIs and intervals
+    /// stay apart; the bound holds.
+    #[test]
+    fn lost_windows_are_written_as_skipdata_over_their_span() {
+        let t0 = Instant::now();
+        let clock = Clock::at(t0, 1_700_000_000);
+        let s = spec(TrafficType::All, DEFAULT_FIELDS.to_vec());
+        let mut lost = LostWindows::default();
+        assert!(lost.is_empty());
+        let first = window(
+            t0,
+            vec![record(t0, FlowDirection::Egress, FlowAction::Accept, 6)],
+            0,
+        );
+        let mut second = window(t0 + Duration::from_secs(60), vec![], 0);
+        second.end = t0 + Duration::from_secs(120);
+        lost.add(&first);
+        lost.add(&second);
+        let mut other_eni = window(t0, vec![], 3);
+        other_eni.eni_id = "eni-2".into();
+        lost.add(&other_eni);
+        let mut other_interval = window(t0, vec![], 0);
+        other_interval.interval = Duration::from_secs(600);
+        lost.add(&other_interval);
+        let spans = lost.take();
+        assert!(lost.is_empty());
+        assert_eq!(spans.len(), 3);
+        assert!(spans.iter().all(|w| w.records.is_empty() && w.skipped > 0));
+        assert_eq!(
+            format_window(&log(vec![]), &s, &clock, &spans[0]),
+            ["2 123456789012 eni-1 - - - - - - - 1700000000 1700000120 - SKIPDATA"]
+        );
+        assert_eq!(spans[1].eni_id.as_ref(), "eni-2");
+        assert_eq!(spans[1].skipped, 3);
+        // A span lost again merges with what was lost since.
+        lost.add(&spans[0]);
+        let mut third = window(t0 + Duration::from_secs(120), vec![], 0);
+        third.end = t0 + Duration::from_secs(180);
+        lost.add(&third);
+        let again = lost.take();
+        assert_eq!(again.len(), 1);
+        assert_eq!(
+            (again[0].start, again[0].end),
+            (t0, t0 + Duration::from_secs(180))
+        );
+        // Bounded: past MAX_LOST pairs a loss is only counted.
+        for i in 0..MAX_LOST + 10 {
+            let mut w = window(t0, vec![], 0);
+            w.eni_id = format!("eni-{i}").into();
+            lost.add(&w);
+        }
+        assert_eq!(lost.take().len(), MAX_LOST);
     }
 
     #[test]

@@ -368,7 +368,7 @@ fn write_flow_logs(out: &mut String, state: &AgentState, stats: &Stats) {
         out,
         (lost, "counter"),
         "Flow log records lost: the shipper's queue was full, or the server could not be \
-         reached.",
+         reached (a later SKIPDATA line covers their windows).",
     );
     let _ = writeln!(
         out,

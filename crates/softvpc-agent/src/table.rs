@@ -226,7 +226,8 @@ pub(crate) mod tests {
     }
 
     /// What the feed carries for policy reaches the engine's table: the local ENI's groups
-    /// compiled, its attributes, the subnet's ACL, the VPC's route tables, the peering.
+    /// compiled, its attributes, the subnet's ACL, the VPC's route tables, the peering, and the
+    /// members of a referenced group of the peered VPC (its ENIs that have the group).
     #[test]
     fn policy_records_reach_the_table() {
         use softvpc_policy::packet::{Direction, Packet, TCP_SYN};
@@ -237,10 +238,14 @@ pub(crate) mod tests {
                 pb_vpc("vpc-a", 0x101, "10.0.0.0/16"),
                 pb_vpc("vpc-b", 0x102, "10.1.0.0/16"),
             ],
-            subnets: vec![pb_subnet("subnet-a", "vpc-a", "10.0.0.0/24")],
+            subnets: vec![
+                pb_subnet("subnet-a", "vpc-a", "10.0.0.0/24"),
+                pb_subnet("subnet-b", "vpc-b", "10.1.0.0/24"),
+            ],
             enis: vec![
                 pb_eni("eni-1", "vpc-a", 0x101, "subnet-a", "10.0.0.148", "h-1"),
                 pb_eni("eni-2", "vpc-a", 0x101, "subnet-a", "10.0.0.185", "h-2"),
+                pb_eni("eni-3", "vpc-b", 0x102, "subnet-b", "10.1.0.7", "h-2"),
             ],
             ..Default::default()
         };
@@ -252,6 +257,8 @@ pub(crate) mod tests {
         });
         s.enis[1].security_group_ids = vec!["sg-admin".into()];
         s.enis[1].host_underlay_ip = "198.18.0.12".into();
+        s.enis[2].security_group_ids = vec!["sg-b-app".into()];
+        s.enis[2].host_underlay_ip = "198.18.0.12".into();
         let port = |from, to| {
             Some(pb::PortMatch {
                 protocol: 6,
@@ -262,12 +269,20 @@ pub(crate) mod tests {
         s.security_groups = vec![pb::SecurityGroup {
             group_id: "sg-web".into(),
             vpc_id: "vpc-a".into(),
-            rules: vec![pb::SecurityGroupRule {
-                rule_id: "sgr-ssh".into(),
-                egress: false,
-                r#match: port(22, 22),
-                peer: Some(pb::security_group_rule::Peer::GroupId("sg-admin".into())),
-            }],
+            rules: vec![
+                pb::SecurityGroupRule {
+                    rule_id: "sgr-ssh".into(),
+                    egress: false,
+                    r#match: port(22, 22),
+                    peer: Some(pb::security_group_rule::Peer::GroupId("sg-admin".into())),
+                },
+                pb::SecurityGroupRule {
+                    rule_id: "sgr-pg".into(),
+                    egress: false,
+                    r#match: port(5432, 5432),
+                    peer: Some(pb::security_group_rule::Peer::GroupId("sg-b-app".into())),
+                },
+            ],
         }];
         s.network_acls = vec![pb::NetworkAcl {
             acl_id: "acl-a".into(),
@@ -325,6 +340,14 @@ pub(crate) mod tests {
         assert!(allowed(&ssh([10, 0, 0, 185], 22)));
         assert!(!allowed(&ssh([10, 0, 0, 185], 80)));
         assert!(!allowed(&ssh([10, 0, 0, 99], 22)), "not a member");
+        // A group of the peered VPC: its ENI there (eni-3) is a member, on 5432 only.
+        assert!(t.members().contains("sg-b-app", Ipv4Addr::new(10, 1, 0, 7)));
+        assert!(allowed(&ssh([10, 1, 0, 7], 5432)));
+        assert!(!allowed(&ssh([10, 1, 0, 7], 22)));
+        assert!(
+            !allowed(&ssh([10, 0, 0, 185], 5432)),
+            "sg-admin is not sg-b-app"
+        );
 
         let subnet = t.subnet(e1.subnet.expect("subnet")).expect("subnet entry");
         assert_eq!(subnet.acl.as_ref().map(|a| a.id()), Some("acl-a"));
