@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Number-crunching half of scripts/bench.sh (the shell half builds the topologies).
 
-  bench.py ping FILE             p50/p99/mean RTT (ms) from `ping` output (per-packet time=)
+  bench.py ping FILE             p50/p99/mean RTT (ms) from `ping` output (per-packet time=), and
+                                 the share of replies under 12 us (the kernel path's fast mode)
   bench.py iperf FILE            receiver throughput (Gbit/s) and retransmits from `iperf3 -J`
                                  (UDP: the packets the receiver got per second, in thousands)
   bench.py propagation STATUS N  mapping propagation: N API changes (RunInstances and
@@ -63,7 +64,11 @@ def ping_stats(path):
     sent = re.search(r"(\d+) packets transmitted", text)
     return {"n": len(times), "sent": int(sent.group(1)) if sent else None,
             "p50_ms": percentile(times, 50), "p99_ms": percentile(times, 99),
-            "mean_ms": sum(times) / len(times), "min_ms": min(times), "max_ms": max(times)}
+            "mean_ms": sum(times) / len(times), "min_ms": min(times), "max_ms": max(times),
+            # A round trip that stays on one CPU's softirq takes 5-12 us here; above that it
+            # waited (a cold cache, a descheduled vCPU): the share under 12 us moves less with
+            # the load than the p50 does (BENCHMARKS.md, the fast path's session 10).
+            "under_12us": sum(1 for t in times if t < 0.012) / len(times)}
 
 
 def iperf_stats(path):
@@ -488,6 +493,8 @@ def report(kernel_path, softvpc_path, prop_path, rules_path=None):
                  "{:.3f}"),
              row("ping RTT p99, ms", kernel["ping"]["p99_ms"], get(soft, "ping", "p99_ms"),
                  "{:.3f}"),
+             row("ping RTT under 12 us, share", kernel["ping"].get("under_12us", 0.0),
+                 get(soft, "ping", "under_12us"), "{:.2f}"),
              row("TCP retransmits, 1 stream", kernel["iperf"]["retransmits"] or 0,
                  get(soft, "iperf", "retransmits"), "{:d}"),
              row("TCP retransmits, 8 streams", get(kernel, "iperf8", "retransmits") or 0,
