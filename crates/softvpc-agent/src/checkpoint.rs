@@ -229,7 +229,7 @@ mod tests {
         let mut replica = Replica::default();
         let applied = replica.apply(&msg).unwrap();
         assert!(matches!(applied, Applied::Snapshot { resync: false, .. }));
-        assert_eq!(replica.records, *saved.records);
+        assert_eq!(replica.records, saved.records);
         assert_eq!((replica.epoch.as_str(), replica.revision), ("e-1", 42));
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -85,7 +85,8 @@ pub struct Control {
     host_id: String,
     /// The agent's copy of its host's mapping view, and where the watch resumes.
     replica: Replica,
-    /// The records as last published (shared with `/mappings`, replaced on each refresh).
+    /// The records as last published (shared with the replica, `/mappings` and the checkpoint;
+    /// replaced on each refresh).
     published: Arc<Records>,
     /// Local ports (interfaces) by ENI id.
     local: BTreeMap<String, LocalPort>,
@@ -502,7 +503,9 @@ impl Control {
         if **self.state.datapath.flow_logs.load() != flow {
             self.state.datapath.flow_logs.store(Arc::new(flow));
         }
-        self.published = Arc::new(self.replica.records.clone());
+        // Shared with the replica, not copied: the next Delta copies the records only if this
+        // view is still held then (by `/mappings` or the checkpoint writer).
+        self.published = Arc::clone(&self.replica.records);
     }
 
     fn publish_view(&self) {

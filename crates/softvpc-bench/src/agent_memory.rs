@@ -6,10 +6,12 @@
 //! in the VPC's default security group, as `RunInstances` makes them), encodes it, and then
 //! does what the agent does with it: decodes it, applies it to a `softvpc_mapping::Replica`,
 //! builds the engine's `MappingTable` (`softvpc_agent::table::build`, with a port per local
-//! ENI), and keeps the published copy of the records (`Control::publish_table` keeps one for
-//! `/mappings` and the checkpoint). It prints this process's resident memory before and after
-//! (glibc's free memory handed back first, `malloc_trim`), per ENI, split into the replica, the
-//! table and the published copy, and the time of each step (a full resync less the network).
+//! ENI), and publishes the records as `Control::publish_table` does for `/mappings` and the
+//! checkpoint (shared with the replica, not copied). It prints this process's resident memory
+//! before and after (glibc's free memory handed back first, `malloc_trim`), per ENI, split into
+//! the replica, the table and the published view, and the time of each step (a full resync
+//! less the network); then applies one Delta while the view is published, which copies the
+//! records once (the time, and the memory while both are held and after).
 //! No server is started: the records are what `softvpc-server`'s mapping projection sends
 //! (`crates/softvpc-server/tests/large_snapshot.rs` sends 100,000 ENIs the real way).
 
@@ -79,6 +81,30 @@ fn host_ip(h: u32) -> String {
     Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 0, 10)) + h).to_string()
 }
 
+/// ENI `i` of the VPC, attached to an instance on host `h`.
+fn eni(i: u32, h: u32) -> pb::Eni {
+    pb::Eni {
+        eni_id: format!("eni-{i:017x}"),
+        vpc_id: VPC.into(),
+        vni: VNI,
+        subnet_id: SUBNET.into(),
+        ip: Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 0, 0, 4)) + i).to_string(),
+        mac: format!(
+            "02:01:{:02x}:{:02x}:{:02x}:00",
+            i >> 16,
+            (i >> 8) & 0xff,
+            i & 0xff
+        ),
+        host_id: format!("h-{h:017x}"),
+        host_underlay_ip: host_ip(h),
+        instance_id: format!("i-{i:017x}"),
+        instance_name: format!("vm-{i}"),
+        device_index: 0,
+        security_group_ids: vec![SG.into()],
+        ..Default::default()
+    }
+}
+
 /// The Snapshot for host 0 of a VPC of `n` ENIs on `hosts` hosts: one instance per ENI.
 fn snapshot(n: u32, hosts: u32) -> pb::WatchResponse {
     let hosts_rec = (0..hosts)
@@ -88,31 +114,7 @@ fn snapshot(n: u32, hosts: u32) -> pb::WatchResponse {
             underlay_ip: host_ip(h),
         })
         .collect();
-    let enis = (0..n)
-        .map(|i| {
-            let h = i % hosts;
-            pb::Eni {
-                eni_id: format!("eni-{i:017x}"),
-                vpc_id: VPC.into(),
-                vni: VNI,
-                subnet_id: SUBNET.into(),
-                ip: Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 0, 0, 4)) + i).to_string(),
-                mac: format!(
-                    "02:01:{:02x}:{:02x}:{:02x}:00",
-                    i >> 16,
-                    (i >> 8) & 0xff,
-                    i & 0xff
-                ),
-                host_id: format!("h-{h:017x}"),
-                host_underlay_ip: host_ip(h),
-                instance_id: format!("i-{i:017x}"),
-                instance_name: format!("vm-{i}"),
-                device_index: 0,
-                security_group_ids: vec![SG.into()],
-                ..Default::default()
-            }
-        })
-        .collect();
+    let enis = (0..n).map(|i| eni(i, i % hosts)).collect();
     // The default group: all traffic from its members, all traffic out.
     let rules = vec![
         pb::SecurityGroupRule {
@@ -166,8 +168,8 @@ fn snapshot(n: u32, hosts: u32) -> pb::WatchResponse {
 fn run(args: &Args) -> anyhow::Result<()> {
     ensure!(args.hosts >= 1, "--hosts: at least 1");
     if args.enis.len() > 1 {
-        println!("| ENIs in the VPC | hosts | local ENIs | replica B/ENI | engine table B/ENI | published copy B/ENI | agent total B/ENI | total | decode / apply / build | load |");
-        println!("|---|---|---|---|---|---|---|---|---|---|");
+        println!("| ENIs in the VPC | hosts | local ENIs | replica B/ENI | engine table B/ENI | published view B/ENI | agent total B/ENI | total | decode / apply / build | a Delta while published: copy, extra B/ENI while both held, total after | load |");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|");
         // One process per count: what one run freed and glibc kept would blur the next.
         let me = std::env::current_exe()?;
         for n in &args.enis {
@@ -218,12 +220,39 @@ fn run(args: &Args) -> anyhow::Result<()> {
     );
     let with_table = rss();
 
-    let published = Arc::new(replica.records.clone());
+    // What `Control::publish_table` keeps for `/mappings` and the checkpoint: the replica's
+    // records, shared.
+    let mut published = Arc::clone(&replica.records);
     let with_published = rss();
+
+    // The next Delta (an ENI moved to another host) while that view is still published: the
+    // replica copies the records once (`Arc::make_mut`), and the agent's next publish lets the
+    // old view go. Timed, with the memory while both are held.
+    let moved = pb::WatchResponse {
+        epoch: "bench".into(),
+        revision: 2,
+        kind: Some(pb::watch_response::Kind::Delta(pb::Delta {
+            changes: vec![pb::Change {
+                kind: Some(pb::change::Kind::UpsertEni(eni(1, 2 % args.hosts))),
+            }],
+        })),
+    };
+    let t = Instant::now();
+    replica
+        .apply(&moved)
+        .map_err(|e| anyhow::anyhow!("applying the delta: {e}"))?;
+    let copied = t.elapsed();
+    ensure!(!Arc::ptr_eq(&published, &replica.records));
+    let with_both = rss();
+    drop(std::mem::replace(
+        &mut published,
+        Arc::clone(&replica.records),
+    ));
+    let after_delta = rss();
 
     let per = |b: u64| b as f64 / f64::from(n);
     println!(
-        "| {n} | {} | {} | {:.0} | {:.0} | {:.0} | **{:.0}** | {:.1} MiB | {:.0} / {:.0} / {:.0} ms | {} |",
+        "| {n} | {} | {} | {:.0} | {:.0} | {:.0} | **{:.0}** | {:.1} MiB | {:.0} / {:.0} / {:.0} ms | {:.0} ms, {:.0}, {:.0} B/ENI | {} |",
         args.hosts,
         ports.len(),
         per(with_replica.saturating_sub(base)),
@@ -234,6 +263,9 @@ fn run(args: &Args) -> anyhow::Result<()> {
         decoded.as_secs_f64() * 1e3,
         applied.as_secs_f64() * 1e3,
         built.as_secs_f64() * 1e3,
+        copied.as_secs_f64() * 1e3,
+        per(with_both.saturating_sub(with_published)),
+        per(after_delta.saturating_sub(base)),
         loadavg(),
     );
     drop((table, published, replica));

@@ -4,6 +4,8 @@
 //! skipped and reported in [`Applied`], never a panic; a message that cannot be applied on top
 //! of what the replica holds is a [`ProtocolError`], after which the agent asks for a Snapshot.
 
+use std::sync::Arc;
+
 use softvpc_proto::pb;
 
 use crate::record::{Change, RecordError, Records};
@@ -60,8 +62,10 @@ pub enum ProtocolError {
 /// The agent's copy of its host's mapping view and the watch resume point.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Replica {
-    /// What the server sent.
-    pub records: Records,
+    /// What the server sent. Shared (`Arc`) so the agent can publish it (for `/mappings` and its
+    /// checkpoint) without a copy; applying a Delta copies it only while a published view
+    /// still holds it (`Arc::make_mut`).
+    pub records: Arc<Records>,
     /// The server log's epoch the records came from (empty: none yet).
     pub epoch: String,
     /// The last revision applied (0: none yet).
@@ -98,7 +102,7 @@ impl Replica {
                 let resync = self.snapshots > 0;
                 self.snapshots += 1;
                 let (records, skipped) = Records::from_snapshot(s);
-                self.records = records;
+                self.records = Arc::new(records);
                 self.epoch = msg.epoch.clone();
                 self.revision = msg.revision;
                 Ok(Applied::Snapshot { resync, skipped })
@@ -111,7 +115,7 @@ impl Replica {
                 let mut skipped = Vec::new();
                 for change in &d.changes {
                     match Change::from_pb(change) {
-                        Ok(Some(c)) => self.records.apply(&c),
+                        Ok(Some(c)) => Arc::make_mut(&mut self.records).apply(&c),
                         // An empty change (or a kind from a newer protocol): nothing to do.
                         Ok(None) => {}
                         Err(e) => skipped.push(e),

@@ -248,12 +248,12 @@ impl Pair {
     fn check(&mut self) {
         for a in &self.agents {
             if a.link.is_some() {
-                assert_eq!(a.replica.records, self.needed(&a.host_id), "{}", a.host_id);
+                assert_eq!(*a.replica.records, self.needed(&a.host_id), "{}", a.host_id);
             }
             // What an agent keeps on disk gives back the same records.
             let (back, bad) = Records::from_snapshot(&a.replica.records.to_snapshot());
             assert!(bad.is_empty(), "{bad:?}");
-            assert_eq!(back, a.replica.records, "{}", a.host_id);
+            assert_eq!(back, *a.replica.records, "{}", a.host_id);
         }
         self.tick();
         self.drive();
@@ -263,7 +263,7 @@ impl Pair {
             }
             assert_eq!(a.replica.revision, self.log.revision(), "{}", a.host_id);
             assert_eq!(a.replica.epoch, self.log.epoch(), "{}", a.host_id);
-            assert_eq!(a.replica.records, self.needed(&a.host_id), "{}", a.host_id);
+            assert_eq!(*a.replica.records, self.needed(&a.host_id), "{}", a.host_id);
         }
     }
 }

@@ -698,3 +698,54 @@ mod properties {
         }
     }
 }
+
+/// The agent publishes its records by sharing them (`Arc`), not copying: what it published
+/// stays exactly as it was while later Deltas change the replica, and a message that changes
+/// nothing (Heartbeat, replay) keeps the records shared.
+#[test]
+fn published_records_are_shared_and_never_change_under_a_delta() {
+    use std::sync::Arc;
+    let mut view = Replica::default();
+    view.apply(&snapshot("e1", 10, base_snapshot()))
+        .expect("apply");
+    let published = Arc::clone(&view.records);
+    let as_published = (*published).clone();
+
+    view.apply(&pb::WatchResponse {
+        epoch: "e1".into(),
+        revision: 11,
+        kind: Some(W::Heartbeat(pb::Heartbeat {})),
+    })
+    .expect("heartbeat");
+    assert!(
+        Arc::ptr_eq(&published, &view.records),
+        "a heartbeat copied the records"
+    );
+    assert_eq!(
+        view.apply(&delta("e1", 11, vec![C::DeleteVpcId("vpc-a".into())])),
+        Ok(Applied::Stale)
+    );
+    assert!(
+        Arc::ptr_eq(&published, &view.records),
+        "a replay copied the records"
+    );
+
+    let moved = pb_eni("eni-1", "vpc-a", 0x101, "subnet-a", "10.0.0.148", "h-2");
+    view.apply(&delta("e1", 12, vec![C::UpsertEni(moved)]))
+        .expect("delta");
+    assert_eq!(view.records.enis["eni-1"].host_id, "h-2");
+    assert_eq!(*published, as_published, "the published view changed");
+    assert_eq!(published.enis["eni-1"].host_id, "h-1");
+
+    // Once nothing else holds them, a Delta changes the records in place.
+    drop(published);
+    let before = Arc::as_ptr(&view.records);
+    view.apply(&delta("e1", 13, vec![C::DeleteEniId("eni-1".into())]))
+        .expect("delta");
+    assert!(view.records.enis.is_empty());
+    assert_eq!(
+        Arc::as_ptr(&view.records),
+        before,
+        "unshared records were copied"
+    );
+}

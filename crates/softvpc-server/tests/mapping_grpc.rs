@@ -397,7 +397,7 @@ async fn watch_follows_the_model() {
     let mut old = view1.clone();
     old.revision = rev_before_vm1;
     old.epoch = srv.projection.epoch().to_string();
-    old.records.vpcs.clear();
+    std::sync::Arc::make_mut(&mut old.records).vpcs.clear();
     let mut wo = srv
         .as_id(&h1)
         .watch(pb::WatchRequest {
