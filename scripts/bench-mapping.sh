@@ -7,8 +7,9 @@
 # Builds the release binaries (softvpc, softvpc-bench-mapping), then runs softvpc-bench-mapping:
 # per agent count, one VPC with an instance on every host, then 100 changes through the signed EC2
 # API (CreateNetworkInterface, DeleteNetworkInterface, ...), each timed until every agent applied
-# it; prints p50/p99/max, each agent's delay, the API latency, the server's CPU per change and
-# memory, the watch bytes per change and the load average.
+# it; prints p50/p99/max, the server's share (commit -> the socket write of the change's last
+# watch message, p50/p99/max), each agent's delay, the API latency, the server's CPU per change
+# and memory, the watch bytes per change and the load average.
 #
 # usage: scripts/bench-mapping.sh [softvpc-bench-mapping options, e.g. --agents 10,100,1000]
 #   (--help lists them; default --agents 10,100; 1,000 agents need `ulimit -n` >= 2256)

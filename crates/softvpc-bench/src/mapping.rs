@@ -13,7 +13,9 @@
 //!    and so on; each change is timed from the API request until **every** agent has applied
 //!    it (the ENI appears in, or leaves, its replica);
 //! 3. prints, per agent count: the time until every agent applied a change (p50/p99/max over
-//!    changes), each agent's delay (p50/p99 over every agent and change), the API call's
+//!    changes); the server's share of it, from the change's commit to the socket write of its
+//!    last watch message (p50/p99/max, from the server's admin socket, `POST /mapping/fanout`);
+//!    each agent's delay (p50/p99 over every agent and change), the API call's
 //!    latency, the server's CPU per change, its resident memory (now and peak), the watch
 //!    bytes per change (the protobuf messages the agents received, without TLS/HTTP/2 framing)
 //!    and the load average.
@@ -81,13 +83,18 @@ fn main() {
     }
 }
 
+/// The instants at which agents applied one ENI's appearance or removal, and the revision of
+/// the message that carried it.
+type Applied = (Vec<Instant>, u64);
+
 /// When each agent applied what: the first time an ENI appeared in, or left, its replica.
 #[derive(Default)]
 struct Seen {
     /// Only while measuring (the setup's ENIs would fill it).
     recording: AtomicBool,
-    /// (ENI id, appeared) -> the instants at which agents applied it.
-    at: Mutex<HashMap<(String, bool), Vec<Instant>>>,
+    /// (ENI id, appeared) -> the instants at which agents applied it, and the revision of the
+    /// message that carried it.
+    at: Mutex<HashMap<(String, bool), Applied>>,
     /// Watch message bytes (protobuf) and messages received by all agents.
     bytes: AtomicU64,
     messages: AtomicU64,
@@ -187,7 +194,9 @@ async fn agent(
             if !moved.is_empty() {
                 let mut at = lock(&seen.at);
                 for k in moved {
-                    at.entry(k).or_default().push(now);
+                    let e = at.entry(k).or_default();
+                    e.0.push(now);
+                    e.1 = msg.revision;
                 }
             }
             if !ready && replica.records.enis.len() >= seen.want_enis.load(Ordering::Relaxed) {
@@ -299,9 +308,9 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(args.time_limit);
     let bin = server::softvpc_bin(args.bin.as_ref())?;
     println!(
-        "| agents | changes | all applied p50 / p99 / max ms | per agent p50 / p99 ms | API p50 / p99 ms | server CPU ms/change | server RSS / peak MiB | KiB/change (msgs) | bench RSS MiB | load |"
+        "| agents | changes | all applied p50 / p99 / max ms | server: commit -> last watch write p50 / p99 / max ms | per agent p50 / p99 ms | API p50 / p99 ms | server CPU ms/change | server RSS / peak MiB | KiB/change (msgs) | bench RSS MiB | load |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for &n in &args.agents {
         let dir =
             std::env::temp_dir().join(format!("softvpc-bench-mapping-{}-{n}", std::process::id()));
@@ -453,6 +462,34 @@ fn big_vpc(server: &Server, n: usize, deadline: Instant) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// From the server's admin socket (`POST /mapping/fanout`): for each of `revisions`, the time
+/// from its commit to the socket write of its last watch message, sorted; and how many had
+/// fewer than `n` messages written (a watch that coalesced it with a later revision, or none).
+fn server_fanout(
+    data: &std::path::Path,
+    revisions: &[u64],
+    n: usize,
+) -> anyhow::Result<(Vec<Duration>, usize)> {
+    use softvpc_server::mapping::fanout::{FanoutRequest, FanoutResponse};
+    let (Some(&from), Some(&to)) = (revisions.iter().min(), revisions.iter().max()) else {
+        return Ok((Vec::new(), 0));
+    };
+    let r: FanoutResponse = admin::call(data, "/mapping/fanout", &FanoutRequest { from, to })?;
+    let by_rev: HashMap<u64, _> = r.revisions.iter().map(|f| (f.revision, f)).collect();
+    let mut last = Vec::new();
+    let mut short = 0;
+    for rev in revisions {
+        match by_rev.get(rev) {
+            Some(f) if f.writes >= n as u64 => {
+                last.push(Duration::from_micros(f.last_write_us.unwrap_or(0)))
+            }
+            _ => short += 1,
+        }
+    }
+    last.sort();
+    Ok((last, short))
+}
+
 fn run_one(args: &Args, server: &Server, n: usize, deadline: Instant) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.threads.max(1))
@@ -548,6 +585,7 @@ fn run_one(args: &Args, server: &Server, n: usize, deadline: Instant) -> anyhow:
     let mut all_applied = Vec::new();
     let mut per_agent = Vec::new();
     let mut api_lat = Vec::new();
+    let mut revisions = Vec::new();
     let mut missed = 0;
     let mut eni = String::new();
     let mut done = 0;
@@ -577,9 +615,9 @@ fn run_one(args: &Args, server: &Server, n: usize, deadline: Instant) -> anyhow:
         }
         let key = (eni.clone(), appear);
         let all = wait_until(t0 + Duration::from_secs(args.change_timeout), || {
-            lock(&seen.at).get(&key).map_or(0, |v| v.len()) >= n
+            lock(&seen.at).get(&key).map_or(0, |v| v.0.len()) >= n
         });
-        let times = lock(&seen.at).remove(&key).unwrap_or_default();
+        let (times, revision) = lock(&seen.at).remove(&key).unwrap_or_default();
         if !all {
             missed += 1;
         }
@@ -589,6 +627,7 @@ fn run_one(args: &Args, server: &Server, n: usize, deadline: Instant) -> anyhow:
         if let Some(last) = times.iter().max() {
             if all {
                 all_applied.push(last.saturating_duration_since(t0));
+                revisions.push(revision);
             }
         }
         done += 1;
@@ -600,17 +639,23 @@ fn run_one(args: &Args, server: &Server, n: usize, deadline: Instant) -> anyhow:
     let bytes = seen.bytes.load(Ordering::Relaxed) - bytes0;
     let msgs = seen.messages.load(Ordering::Relaxed) - msgs0;
     let load_after = loadavg();
+    // The server's share: from each change's commit to its last watch message's socket write.
+    let (server_last, short) = server_fanout(&data, &revisions, n)?;
     all_applied.sort();
     per_agent.sort();
     api_lat.sort();
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     let per = done.max(1) as f64;
     println!(
-        "| {n} | {done}{} | {:.1} / {:.1} / {:.1} | {:.1} / {:.1} | {:.1} / {:.1} | {:.1} | {:.0} / {:.0} | {:.1} ({:.0}) | {:.0} | {load_before} -> {load_after} |",
+        "| {n} | {done}{} | {:.1} / {:.1} / {:.1} | {:.1} / {:.1} / {:.1}{} | {:.1} / {:.1} | {:.1} / {:.1} | {:.1} | {:.0} / {:.0} | {:.1} ({:.0}) | {:.0} | {load_before} -> {load_after} |",
         if missed > 0 { format!(" ({missed} timed out)") } else { String::new() },
         pct(&all_applied, 0.5),
         pct(&all_applied, 0.99),
         all_applied.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
+        pct(&server_last, 0.5),
+        pct(&server_last, 0.99),
+        server_last.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
+        if short > 0 { format!(" ({short} with fewer than {n} writes)") } else { String::new() },
         pct(&per_agent, 0.5),
         pct(&per_agent, 0.99),
         pct(&api_lat, 0.5),

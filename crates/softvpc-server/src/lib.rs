@@ -485,7 +485,7 @@ pub async fn serve(
         }
     };
     if let Some(admin) = l.admin {
-        let app = trust::admin::router(l.cp.clone(), l.trust.clone());
+        let app = trust::admin::router(l.cp.clone(), l.trust.clone(), l.projection.clone());
         let stop = wait(stop_rx.clone());
         tokio::spawn(async move {
             if let Err(e) = axum::serve(admin, app).with_graceful_shutdown(stop).await {
@@ -505,17 +505,24 @@ pub async fn serve(
     ));
     let mapping = l.mapping.into_std()?;
     let (mapping_tls, stop) = (l.mapping_tls, wait(stop_rx.clone()));
+    // Each connection's socket writes time the watch messages on it (the fan-out times).
+    let clocks = Arc::new(mapping::fanout::ConnClocks::new(
+        l.projection.fanout_times().clone(),
+    ));
     let service = MappingService::with_shutdown(l.cp, l.projection, l.trust, stop_rx)
-        .with_flow_log_dir(flow_log_dir);
+        .with_flow_log_dir(flow_log_dir)
+        .with_clocks(clocks.clone());
     let grpc = mapping_rt.handle().spawn(async move {
         let mapping = tokio::net::TcpListener::from_std(mapping)?;
         // Every connection is TLS; handshakes that fail (plain text, a bad certificate) are
         // logged by the accept loop and never reach the service.
-        let incoming = tokio_stream::wrappers::ReceiverStream::new(softvpc_trust::tls::accept(
-            mapping,
-            mapping_tls,
-            "mapping service",
-        ));
+        let incoming =
+            tokio_stream::wrappers::ReceiverStream::new(softvpc_trust::tls::accept_wrapped(
+                mapping,
+                mapping_tls,
+                "mapping service",
+                move |tcp| clocks.clock(tcp),
+            ));
         let incoming = tokio_stream::StreamExt::map(incoming, Ok::<_, std::io::Error>);
         // HTTP/2 pings find agents that vanished without closing their connection (e.g. their
         // namespace was deleted), so their watch streams end instead of lingering.

@@ -96,6 +96,21 @@ pub fn accept(
     config: Arc<ServerConfig>,
     what: &'static str,
 ) -> mpsc::Receiver<TlsStream<TcpStream>> {
+    accept_wrapped(listener, config, what, |tcp| tcp)
+}
+
+/// Like [`accept`], running TLS over `wrap(tcp)` (e.g. a stream that times its writes) instead
+/// of the accepted TCP stream itself.
+pub fn accept_wrapped<S, W>(
+    listener: TcpListener,
+    config: Arc<ServerConfig>,
+    what: &'static str,
+    wrap: W,
+) -> mpsc::Receiver<TlsStream<S>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    W: Fn(TcpStream) -> S + Send + 'static,
+{
     let (tx, rx) = mpsc::channel(64);
     let acceptor = TlsAcceptor::from(config);
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
@@ -118,10 +133,10 @@ pub fn accept(
                 _ = tx.closed() => return,
             };
             let _ = tcp.set_nodelay(true);
-            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            let (acceptor, tx, io) = (acceptor.clone(), tx.clone(), wrap(tcp));
             tokio::spawn(async move {
                 let _permit = permit;
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io)).await {
                     Ok(Ok(stream)) => {
                         let _ = tx.send(stream).await;
                     }

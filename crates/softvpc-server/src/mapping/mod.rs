@@ -12,6 +12,7 @@
 //! `softvpc-mapping` crate's. This is the one place that knows both the model and the mapping
 //! protocol: the model and the store know nothing of protobuf or of who reads their changes.
 
+pub mod fanout;
 pub mod flow_records;
 pub mod project;
 pub mod service;
@@ -41,6 +42,8 @@ pub struct MappingProjection {
     fanout: Mutex<mpsc::Sender<(u64, Concerned)>>,
     /// The watch messages of the newest revision, built once per distinct view.
     shared: SharedMessages<pb::WatchResponse>,
+    /// When each recent revision was committed and its watch messages written.
+    fanout_times: Arc<fanout::FanoutTimes>,
 }
 
 /// The per-host wake-up signals, raised by the fan-out thread.
@@ -118,6 +121,7 @@ impl MappingProjection {
             wakers,
             fanout: Mutex::new(tx),
             shared: SharedMessages::default(),
+            fanout_times: Arc::default(),
         }
     }
 
@@ -160,6 +164,12 @@ impl MappingProjection {
     /// ([`softvpc_mapping::Feed::next_shared`]).
     pub fn shared(&self) -> &SharedMessages<pb::WatchResponse> {
         &self.shared
+    }
+
+    /// When each recent revision was committed and its watch messages written (the server's
+    /// share of a change's propagation).
+    pub fn fanout_times(&self) -> &Arc<fanout::FanoutTimes> {
+        &self.fanout_times
     }
 
     /// The newest revision of the log.
@@ -205,9 +215,11 @@ impl CommitFollower for MappingProjection {
         let mut pending = self.pending();
         let mut log = self.log();
         let mut concerned = Concerned::Hosts(Default::default());
+        let now = std::time::Instant::now();
         while pending.front().is_some_and(|(r, _)| *r <= revision) {
             if let Some((r, changes)) = pending.pop_front() {
                 concerned.extend(log.commit(r, changes));
+                self.fanout_times.committed(r, now);
             }
         }
         drop(log);

@@ -23,6 +23,7 @@ use tonic::{Request, Response, Status};
 
 use softvpc_mapping::Feed;
 
+use super::fanout::ConnClocks;
 use super::MappingProjection;
 use crate::trust::{Refusal, Trust};
 use softvpc_model::host::register_host_in;
@@ -46,6 +47,9 @@ pub struct MappingService {
     closing: Option<tokio::sync::watch::Receiver<bool>>,
     /// Where flow log records are written (None: refused).
     flow_log_dir: Option<std::path::PathBuf>,
+    /// The connections' write clocks, for the fan-out times (None: a message counts as
+    /// written when it is handed to HTTP/2).
+    clocks: Option<Arc<ConnClocks>>,
 }
 
 impl MappingService {
@@ -57,6 +61,7 @@ impl MappingService {
             trust,
             closing: None,
             flow_log_dir: None,
+            clocks: None,
         }
     }
 
@@ -73,12 +78,20 @@ impl MappingService {
             trust,
             closing: Some(closing),
             flow_log_dir: None,
+            clocks: None,
         }
     }
 
     /// Writes the flow log records agents send under `dir` (the server's `--flow-log-dir`).
     pub fn with_flow_log_dir(mut self, dir: Option<std::path::PathBuf>) -> Self {
         self.flow_log_dir = dir;
+        self
+    }
+
+    /// Times each watch message by the first socket write on its connection after it
+    /// (connections accepted through [`ConnClocks::clock`]).
+    pub fn with_clocks(mut self, clocks: Arc<ConnClocks>) -> Self {
+        self.clocks = Some(clocks);
         self
     }
 
@@ -232,7 +245,9 @@ impl Mapping for MappingService {
         }))
     }
 
-    type WatchStream = ReceiverStream<Result<pb::WatchResponse, Status>>;
+    type WatchStream = std::pin::Pin<
+        Box<dyn tokio_stream::Stream<Item = Result<pb::WatchResponse, Status>> + Send>,
+    >;
 
     async fn watch(
         &self,
@@ -271,6 +286,10 @@ impl Mapping for MappingService {
             }
             Some(_) => {}
         }
+        let clock = self
+            .clocks
+            .as_ref()
+            .and_then(|c| c.get(request.remote_addr()));
         let req = request.into_inner();
         let projection = self.projection.clone();
         // An agent coming from another replica may be ahead of this one (its commits reach
@@ -373,7 +392,18 @@ impl Mapping for MappingService {
             }
             tracing::info!(host = %feed.host_id(), "watch closed");
         });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        // The fan-out times: a message counts as written at its connection's next socket write.
+        let times = self.projection.fanout_times().clone();
+        let stream = tokio_stream::StreamExt::map(ReceiverStream::new(rx), move |m| {
+            if let Ok(m) = &m {
+                match &clock {
+                    Some(c) => c.handed(m.revision),
+                    None => times.written(m.revision, std::time::Instant::now()),
+                }
+            }
+            m
+        });
+        Ok(Response::new(Box::pin(stream)))
     }
 }
 

@@ -5,6 +5,9 @@
 //! - `POST /join-tokens` `{"host": NAME, "ttl_secs": N}` -> `{"token": ..., "expires": ...}`
 //! - `POST /hosts/remove` `{"host": NAME, "force": bool}` -> `{"terminated": [...]}`; 409 when
 //!   instances run there and `force` is false, 404 for an unknown host.
+//! - `POST /mapping/fanout` `{"from": REV, "to": REV}` -> `{"revisions": [...]}`: per recent
+//!   revision, how many watch messages carried it and when the first and last left, after its
+//!   commit (`crate::mapping::fanout`; what `softvpc-bench-mapping` prints as the server's share).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,6 +21,8 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::Trust;
+use crate::mapping::fanout::{FanoutRequest, FanoutResponse};
+use crate::mapping::MappingProjection;
 use softvpc_store::Store;
 
 /// Where the admin socket of the server with `data_dir` lives.
@@ -57,6 +62,7 @@ pub fn bind(data_dir: &Path) -> anyhow::Result<tokio::net::UnixListener> {
 struct Admin {
     cp: Arc<Store>,
     trust: Arc<Trust>,
+    projection: Arc<MappingProjection>,
 }
 
 /// `POST /join-tokens`: a token for `host`.
@@ -98,11 +104,25 @@ pub struct RemoveResponse {
 type Reply<T> = Result<Json<T>, (StatusCode, String)>;
 
 /// The admin router.
-pub fn router(cp: Arc<Store>, trust: Arc<Trust>) -> Router {
+pub fn router(cp: Arc<Store>, trust: Arc<Trust>, projection: Arc<MappingProjection>) -> Router {
     Router::new()
         .route("/join-tokens", post(join_token))
         .route("/hosts/remove", post(remove_host))
-        .with_state(Admin { cp, trust })
+        .route("/mapping/fanout", post(mapping_fanout))
+        .with_state(Admin {
+            cp,
+            trust,
+            projection,
+        })
+}
+
+async fn mapping_fanout(
+    State(a): State<Admin>,
+    Json(req): Json<FanoutRequest>,
+) -> Reply<FanoutResponse> {
+    Ok(Json(FanoutResponse {
+        revisions: a.projection.fanout_times().report(req.from, req.to),
+    }))
 }
 
 async fn join_token(State(a): State<Admin>, Json(req): Json<TokenRequest>) -> Reply<TokenResponse> {
