@@ -105,6 +105,55 @@ def test_peering_reject_overlap_and_refusals(ec2):
         ec2.delete_vpc(VpcId=v)
 
 
+def default_group(ec2, vpc):
+    (g,) = ec2.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [vpc]},
+                                                 {"Name": "group-name", "Values": ["default"]}])["SecurityGroups"]
+    return g["GroupId"]
+
+
+def test_rules_may_reference_groups_of_an_actively_peered_vpc(ec2):
+    """AWS: a rule may name a group of a VPC peered with the group's own (same account and
+    region), shown with that VPC, the connection and its status; a group of any other VPC, or
+    of one whose peering is not (yet) active, is refused."""
+    a, b = two_vpcs(ec2, "10.44.0.0/16", "10.45.0.0/16")
+    c = ec2.create_vpc(CidrBlock="10.46.0.0/16")["Vpc"]["VpcId"]
+    web = ec2.create_security_group(GroupName="peer-ref", Description="d", VpcId=b)["GroupId"]
+    ga, gc = default_group(ec2, a), default_group(ec2, c)
+
+    def allow_from(group):
+        return ec2.authorize_security_group_ingress(GroupId=web, IpPermissions=[{
+            "IpProtocol": "tcp", "FromPort": 8080, "ToPort": 8080,
+            "UserIdGroupPairs": [{"GroupId": group}]}])["SecurityGroupRules"][0]
+
+    err = expect_error("InvalidGroup.NotFound", 400, allow_from, ga)
+    assert "different networks" in err["Error"]["Message"], err
+    pending = ec2.create_vpc_peering_connection(VpcId=b, PeerVpcId=c)["VpcPeeringConnection"]
+    expect_error("InvalidGroup.NotFound", 400, allow_from, gc)
+    pcx = ec2.create_vpc_peering_connection(VpcId=a, PeerVpcId=b)["VpcPeeringConnection"]["VpcPeeringConnectionId"]
+    ec2.accept_vpc_peering_connection(VpcPeeringConnectionId=pcx)
+    rule = allow_from(ga)
+    want = {"GroupId": ga, "UserId": "123456789012", "VpcId": a, "VpcPeeringConnectionId": pcx,
+            "PeeringStatus": "active"}
+    assert rule["ReferencedGroupInfo"] == want, rule
+    (described,) = ec2.describe_security_group_rules(
+        SecurityGroupRuleIds=[rule["SecurityGroupRuleId"]])["SecurityGroupRules"]
+    assert described["ReferencedGroupInfo"] == want, described
+    (group,) = ec2.describe_security_groups(GroupIds=[web])["SecurityGroups"]
+    (perm,) = group["IpPermissions"]
+    assert perm["UserIdGroupPairs"] == [want], perm
+    # A group of the same VPC shows neither VPC nor connection.
+    own = allow_from(default_group(ec2, b))
+    assert own["ReferencedGroupInfo"] == {"GroupId": default_group(ec2, b), "UserId": "123456789012"}, own
+    ec2.revoke_security_group_ingress(GroupId=web, SecurityGroupRuleIds=[rule["SecurityGroupRuleId"]])
+    ec2.delete_vpc_peering_connection(VpcPeeringConnectionId=pcx)
+    ec2.delete_vpc_peering_connection(VpcPeeringConnectionId=pending["VpcPeeringConnectionId"])
+    # Without the connection: refused again.
+    expect_error("InvalidGroup.NotFound", 400, allow_from, ga)
+    ec2.delete_security_group(GroupId=web)
+    for v in (a, b, c):
+        ec2.delete_vpc(VpcId=v)
+
+
 def test_peering_filters_and_pagination(ec2):
     a, b = two_vpcs(ec2, "10.60.0.0/16", "10.61.0.0/16")
     c = ec2.create_vpc(CidrBlock="10.62.0.0/16")["Vpc"]["VpcId"]

@@ -72,13 +72,17 @@ class Scratch:
             self.ec2.associate_route_table(RouteTableId=rtb, SubnetId=subnet)
         return rtb
 
-    def open_default_group(self, vpc, cidr):
-        """The VPC's default group admits all traffic from `cidr` too."""
+    def default_group(self, vpc):
+        """The id of the VPC's default group."""
         (group,) = self.ec2.describe_security_groups(Filters=[
             {"Name": "vpc-id", "Values": [vpc]},
             {"Name": "group-name", "Values": ["default"]}])["SecurityGroups"]
+        return group["GroupId"]
+
+    def open_default_group(self, vpc, cidr):
+        """The VPC's default group admits all traffic from `cidr` too."""
         self.ec2.authorize_security_group_ingress(
-            GroupId=group["GroupId"],
+            GroupId=self.default_group(vpc),
             IpPermissions=[{"IpProtocol": "-1", "IpRanges": [{"CidrIp": cidr}]}])
 
     def main_table(self, vpc):

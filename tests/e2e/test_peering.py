@@ -8,8 +8,8 @@ Each VPC's default group admits 10.0.0.0/8, so only routes and peerings decide.
 Peerings A-B, B-C and B-D are active; A-D fails (overlapping CIDRs). Traffic crosses only when
 both sides route to the connection, at the VPCs' MTU of 9001 (DF pings of 9001 bytes); A reaches C through nothing (not transitive, even with a
 route for C's CIDR over A-B); D, peered with B but not routed to by B, gets no answer from b1,
-and b1's packets for a1's address never reach d1; deleting A-B cuts a1 and b1 at once and its
-routes become blackholes.
+and b1's packets for a1's address never reach d1; a group of B referencing A's default group
+admits a1 and not c1; deleting A-B cuts a1 and b1 at once and its routes become blackholes.
 
 With the kernel fast path on (`SOFTVPC_FAST_PATH=on`) the peered flows run in the kernel after
 their first packet, encapsulated with the peer VPC's VNI and rewritten as the engine decided:
@@ -20,7 +20,7 @@ them at once (the change removes every kernel flow before the next packet).
 import os
 
 from e2e_harness import PingResult, metric_sum, wait_until
-from probes import Server, connects
+from probes import Server, connects, wait_connects
 from scratch import Scratch, capture
 
 A1, B1, C1 = "10.61.1.10", "10.62.1.10", "10.63.1.10"
@@ -103,6 +103,23 @@ def test_peering_routes_transitivity_overlap_and_deletion(lab):
                 assert ping(lab, b1, A1).ok
             leaked = [line for line in cap.lines if B1 in line]
             assert not leaked, f"b1's packets reached d1:\n{cap.text()}"
+
+            # A group may reference a group of a peered VPC: b1 in a group of B that admits TCP
+            # 8080 only from A's default group. a1 (a member, over A-B) connects; c1 (over B-C,
+            # admitted by B's default group a moment before) does not. Then b1 goes back.
+            assert connects(lab, c1, B1, 8080), "B's default group admits 10.0.0.0/8"
+            web_b = s.ec2.create_security_group(GroupName="svt-peer-ref", Description="p",
+                                                VpcId=vpcs["b"])["GroupId"]
+            s.ec2.authorize_security_group_ingress(GroupId=web_b, IpPermissions=[{
+                "IpProtocol": "tcp", "FromPort": 8080, "ToPort": 8080,
+                "UserIdGroupPairs": [{"GroupId": s.default_group(vpcs["a"])}]}])
+            b1_eni = s.eni_of(b1)
+            s.ec2.modify_network_interface_attribute(NetworkInterfaceId=b1_eni, Groups=[web_b])
+            wait_connects(lab, c1, B1, 8080, False)
+            assert connects(lab, a1, B1, 8080), "a1 is a member of A's default group"
+            s.ec2.modify_network_interface_attribute(NetworkInterfaceId=b1_eni,
+                                                     Groups=[s.default_group(vpcs["b"])])
+            wait_connects(lab, c1, B1, 8080, True)
 
             # Deleting A-B cuts a1 and b1 at once; its routes become blackholes.
             s.ec2.delete_vpc_peering_connection(VpcPeeringConnectionId=ab)

@@ -89,6 +89,15 @@ def test_trace_verdicts_match_real_traffic(lab, listener):
     assert t["verdict"] == "DELIVERED" and t["packet"]["dst_port"] == PORT
     layers = [(l["layer"], l["decision"]) for l in t["hops"][0]["layers"]]
     assert layers[0] == ("gateway", "pass") and ("route", "pass") in layers, layers
+    # --from an ENI id, with the source address and port given: the same path, that packet.
+    eni1 = t["packet"]["from_eni"]
+    assert eni1.startswith("eni-"), t["packet"]
+    by_eni = trace(lab, eni1, "tcp", f"10.0.0.185:{PORT}", "--src", "10.0.0.148",
+                   "--src-port", "40001")
+    assert by_eni["verdict"] == "DELIVERED", by_eni
+    assert by_eni["packet"]["from_eni"] == eni1
+    assert (by_eni["packet"]["src"], by_eni["packet"]["src_port"]) == ("10.0.0.148", 40001)
+    assert [h["host"] for h in by_eni["hops"]] == ["host-1", "host-2"]
     # Routed to the other subnet (host-2), and local on host-1 (zigi-vm4).
     t = agree(lab, "zigi-vm1", "icmp", "10.0.1.20")
     assert t["verdict"] == "DELIVERED" and t["hops"][0]["next_hop"]["ip"] == "10.0.0.1"

@@ -20,9 +20,30 @@ fn rule_arn(id: &str) -> String {
     format!("arn:aws:ec2:us-east-1:{OWNER_ID}:security-group-rule/{id}")
 }
 
+/// A referenced group of another VPC (a peered one) is shown with its VPC and, while it is
+/// active, the peering connection, as AWS shows it (`VpcId`, `VpcPeeringConnectionId`,
+/// `PeeringStatus`); a group of the same VPC (or one that is gone) with neither.
+fn with_peer_vpc(v: Value, state: &State, own_vpc: Option<&str>, referenced: &str) -> Value {
+    let Some(other) = state
+        .security_groups
+        .get(referenced)
+        .map(|g| g.vpc_id.as_str())
+        .filter(|v| Some(*v) != own_vpc)
+    else {
+        return v;
+    };
+    let v = v.with("VpcId", other);
+    match own_vpc.and_then(|own| softvpc_model::peering::active_between(state, own, other)) {
+        Some(p) => v
+            .with("VpcPeeringConnectionId", p.id.as_str())
+            .with("PeeringStatus", "active"),
+        None => v,
+    }
+}
+
 /// The `IpPermissions` of one direction: rules with the same protocol and ports are one
 /// permission with several peers, in the order they were first added (as AWS groups them).
-fn permissions(g: &SecurityGroup, egress: bool) -> Value {
+fn permissions(state: &State, g: &SecurityGroup, egress: bool) -> Value {
     let mut groups: Vec<(&SgRule, Vec<&SgRule>)> = Vec::new();
     for r in g.rules_of(egress) {
         match groups.iter_mut().find(|(first, _)| {
@@ -52,12 +73,15 @@ fn permissions(g: &SecurityGroup, egress: bool) -> Value {
                 let pairs: Vec<Value> = members
                     .iter()
                     .filter_map(|r| match &r.spec.peer {
-                        Peer::Group(id) => Some(
+                        Peer::Group(id) => Some(with_peer_vpc(
                             Value::new_struct()
                                 .with("GroupId", id.as_str())
                                 .with("UserId", OWNER_ID)
                                 .with_opt("Description", r.spec.description.as_deref()),
-                        ),
+                            state,
+                            Some(&g.vpc_id),
+                            id,
+                        )),
                         _ => None,
                     })
                     .collect();
@@ -86,7 +110,7 @@ fn permissions(g: &SecurityGroup, egress: bool) -> Value {
 }
 
 /// The `SecurityGroup` structure of one group.
-pub fn group_value(g: &SecurityGroup) -> Value {
+pub fn group_value(state: &State, g: &SecurityGroup) -> Value {
     Value::new_struct()
         .with("GroupId", g.id.as_str())
         .with("GroupName", g.name.as_str())
@@ -94,13 +118,13 @@ pub fn group_value(g: &SecurityGroup) -> Value {
         .with("VpcId", g.vpc_id.as_str())
         .with("OwnerId", OWNER_ID)
         .with("SecurityGroupArn", group_arn(&g.id))
-        .with("IpPermissions", permissions(g, false))
-        .with("IpPermissionsEgress", permissions(g, true))
+        .with("IpPermissions", permissions(state, g, false))
+        .with("IpPermissionsEgress", permissions(state, g, true))
         .with_opt("Tags", input::tags_opt(&g.tags))
 }
 
 /// The `SecurityGroupRule` structure of one rule.
-pub fn rule_value(r: &SgRule) -> Value {
+pub fn rule_value(state: &State, r: &SgRule) -> Value {
     let s = &r.spec;
     let v = Value::new_struct()
         .with("SecurityGroupRuleId", r.id.as_str())
@@ -115,12 +139,23 @@ pub fn rule_value(r: &SgRule) -> Value {
         .with("SecurityGroupRuleArn", rule_arn(&r.id));
     match &s.peer {
         Peer::Cidr(c) => v.with("CidrIpv4", c.to_string()),
-        Peer::Group(g) => v.with(
-            "ReferencedGroupInfo",
-            Value::new_struct()
-                .with("GroupId", g.as_str())
-                .with("UserId", OWNER_ID),
-        ),
+        Peer::Group(g) => {
+            let own_vpc = state
+                .security_groups
+                .get(&r.group_id)
+                .map(|own| own.vpc_id.as_str());
+            v.with(
+                "ReferencedGroupInfo",
+                with_peer_vpc(
+                    Value::new_struct()
+                        .with("GroupId", g.as_str())
+                        .with("UserId", OWNER_ID),
+                    state,
+                    own_vpc,
+                    g,
+                ),
+            )
+        }
         Peer::PrefixList(p) => v.with("PrefixListId", p.as_str()),
     }
 }
@@ -209,7 +244,10 @@ pub fn describe_security_groups(ctx: &Ctx<'_>, input: &Value) -> Result<Value, A
         .collect();
     let (items, next) = input::paginate_sorted(items, input, !ids.is_empty(), |g| g.id.clone())?;
     Ok(Value::new_struct()
-        .with("SecurityGroups", input::list_of(&items, |g| group_value(g)))
+        .with(
+            "SecurityGroups",
+            input::list_of(&items, |g| group_value(&state, g)),
+        )
         .with_opt("NextToken", next))
 }
 
@@ -336,9 +374,11 @@ fn authorize(ctx: &Ctx<'_>, input: &Value, egress: bool) -> Result<Value, ApiErr
         egress,
         "security group rules authorized"
     );
-    Ok(Value::new_struct()
-        .with("Return", true)
-        .with("SecurityGroupRules", input::list_of(&added, rule_value)))
+    let state = ctx.cp.state();
+    Ok(Value::new_struct().with("Return", true).with(
+        "SecurityGroupRules",
+        input::list_of(&added, |r| rule_value(&state, r)),
+    ))
 }
 
 fn revoke(ctx: &Ctx<'_>, input: &Value, egress: bool) -> Result<Value, ApiError> {
@@ -434,7 +474,7 @@ pub fn describe_security_group_rules(ctx: &Ctx<'_>, input: &Value) -> Result<Val
     Ok(Value::new_struct()
         .with(
             "SecurityGroupRules",
-            input::list_of(&items, |r| rule_value(r)),
+            input::list_of(&items, |r| rule_value(&state, r)),
         )
         .with_opt("NextToken", next))
 }

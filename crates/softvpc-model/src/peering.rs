@@ -168,6 +168,20 @@ pub fn is_active_for(state: &State, id: &str, vpc_id: &str) -> bool {
         .is_some_and(|p| p.status == PeeringStatus::Active && p.involves(vpc_id))
 }
 
+/// The active peering connection between VPCs `a` and `b`, if there is one: only then may a
+/// security group of one reference a group of the other.
+pub fn active_between<'s>(state: &'s State, a: &str, b: &str) -> Option<&'s PeeringConnection> {
+    state
+        .peering_connections
+        .values()
+        .find(|p| {
+            p.status == PeeringStatus::Active
+                && ((p.requester.vpc_id == a && p.accepter.vpc_id == b)
+                    || (p.requester.vpc_id == b && p.accepter.vpc_id == a))
+        })
+        .map(|p| &**p)
+}
+
 /// What `CreateVpcPeeringConnection` asks for.
 #[derive(Debug, Clone, Default)]
 pub struct CreateRequest {

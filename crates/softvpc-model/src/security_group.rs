@@ -230,7 +230,7 @@ fn check_description(d: &str, what: &str) -> Result<(), ApiError> {
 }
 
 /// Turns the permissions of a request into rule specs, each peer one spec. `vpc_id` is the group's
-/// VPC: referenced groups must exist in it.
+/// VPC: referenced groups must exist in it or in a VPC actively peered with it.
 pub fn specs_of(
     state: &State,
     vpc_id: &str,
@@ -279,6 +279,8 @@ pub fn specs_of(
             }
             match state.security_groups.get(gid) {
                 Some(g) if g.vpc_id == vpc_id => {}
+                // A group of a VPC peered with this one (AWS: same account and region).
+                Some(g) if super::peering::active_between(state, vpc_id, &g.vpc_id).is_some() => {}
                 Some(_) => {
                     return Err(ApiError::new(
                         "InvalidGroup.NotFound",
