@@ -8,6 +8,12 @@
   bench.py propagation STATUS N  mapping propagation: N API changes (RunInstances and
                                  TerminateInstances in turn), each timed from the API call until
                                  every agent's /mappings reflects it; STATUS is `lab status --json`
+  bench.py sg-propagation STATUS N [NAME NAME]   AuthorizeSecurityGroupIngress -> the rule
+                                 holds on every agent, N rounds: the two instances (default
+                                 bench-a and bench-b, one per host) in a group without inbound
+                                 rules, each probing the other over UDP from a fresh flow every
+                                 2 ms (tests/e2e/udpprobe.py); from the API call until both
+                                 first echoes; the rule revoked between rounds
   bench.py drops STATUS          the agents' counters of drops outside and inside the engine
                                  (TAP queues, VXLAN socket buffer, engine), summed over agents
   bench.py rules STATUS N        puts N security-group rules on bench-b's ENI (N=0: back to the
@@ -25,7 +31,8 @@
   bench.py udp-flows IP PORT N   (in bench-a) one UDP datagram from each of N source ports
   bench.py flowmem STATUS        the agents' resident memory and tracked flows / flow-table
                                  entries (summed over agents), to take before and after udp-flows
-  bench.py report KERNEL SOFTVPC PROP [RULES]   the final table (JSON files of the above)
+  bench.py report KERNEL SOFTVPC PROP [RULES [SGPROP]]   the final table (JSON files of the
+                                 above)
   bench.py nat-addresses STATUS  (scripts/bench-nat.sh) web's Elastic IP and the NAT gateway's,
                                  as DescribeAddresses and DescribeNatGateways report them
   bench.py nat-report KERNEL MODE=SOFTVPC...    bench-nat.sh's table: the kernel's nftables
@@ -263,6 +270,75 @@ def propagation(status_path, changes):
             "max_ms": ms(max(both))}
 
 
+UDPPROBE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "e2e",
+                        "udpprobe.py")
+
+
+def sg_propagation(status_path, rounds, names=("bench-a", "bench-b")):
+    """See the module doc; the instances get their groups back, and the group goes, whatever
+    happens."""
+    status = json.load(open(status_path))
+    ec2 = ec2_client(status)
+    insts = [next(i for i in status["instances"] if i["name"] == n) for n in names]
+    vpc = insts[0]["vpc_id"]
+    enis = []
+    for i in insts:
+        (e,) = ec2.describe_network_interfaces(Filters=[
+            {"Name": "vpc-id", "Values": [vpc]},
+            {"Name": "addresses.private-ip-address", "Values": [i["ip"]]}])["NetworkInterfaces"]
+        enis.append((e["NetworkInterfaceId"], [g["GroupId"] for g in e["Groups"]]))
+    group = ec2.create_security_group(GroupName=f"bench-propagation-{os.getpid()}",
+                                      Description="bench", VpcId=vpc)["GroupId"]
+    procs, totals, api = [], [], []
+    try:
+        for eni, _ in enis:
+            ec2.modify_network_interface_attribute(NetworkInterfaceId=eni, Groups=[group])
+        for i in insts:
+            p = subprocess.Popen(["ip", "netns", "exec", i["netns"], sys.executable, UDPPROBE,
+                                  "echo", "7000"], stdout=subprocess.PIPE, text=True)
+            procs.append(p)
+            if p.stdout.readline().strip() != "ready":
+                raise SystemExit(f"no UDP echo in {i['name']}")
+        time.sleep(1.0)  # the group change reaches both agents
+        pairs = ((insts[0], insts[1]), (insts[1], insts[0]))
+        for _ in range(rounds):
+            races = [subprocess.Popen(["ip", "netns", "exec", a["netns"], sys.executable,
+                                       UDPPROBE, "race", "7000", "10", b["ip"]],
+                                      stdout=subprocess.PIPE, text=True) for a, b in pairs]
+            for r in races:
+                if r.stdout.readline().strip() != "started":
+                    raise SystemExit("a UDP prober did not start")
+            time.sleep(0.05)  # probes are being dropped before the call
+            t0 = time.time()
+            rule = ec2.authorize_security_group_ingress(
+                GroupId=group, IpPermissions=[{"IpProtocol": "udp", "FromPort": 7000,
+                                               "ToPort": 7000,
+                                               "IpRanges": [{"CidrIp": "10.0.0.0/16"}]}])
+            api.append(time.time() - t0)
+            firsts = []
+            for r in races:
+                out = r.communicate(timeout=30)[0].split()
+                if len(out) != 2 or out[1] == "none":
+                    raise SystemExit(f"the rule never held within 10 s: {out}")
+                firsts.append(float(out[1]))
+            totals.append(max(firsts) - t0)
+            ec2.revoke_security_group_ingress(
+                GroupId=group,
+                SecurityGroupRuleIds=[rule["SecurityGroupRules"][0]["SecurityGroupRuleId"]])
+            time.sleep(0.3)
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait(timeout=5)
+        for eni, groups in enis:
+            ec2.modify_network_interface_attribute(NetworkInterfaceId=eni, Groups=groups)
+        ec2.delete_security_group(GroupId=group)
+    ms = lambda v: round(v * 1000, 2)  # noqa: E731
+    return {"rounds": len(totals), "p50_ms": ms(percentile(totals, 50)),
+            "p99_ms": ms(percentile(totals, 99)), "max_ms": ms(max(totals)),
+            "api_p50_ms": ms(percentile(api, 50))}
+
+
 def ec2_client(status):
     import boto3
     from botocore.config import Config
@@ -470,7 +546,7 @@ def rules_report(rules):
     return "\n".join(lines)
 
 
-def report(kernel_path, softvpc_path, prop_path, rules_path=None):
+def report(kernel_path, softvpc_path, prop_path, rules_path=None, sgprop_path=None):
     kernel = json.load(open(kernel_path))
     soft = json.load(open(softvpc_path)) if os.path.exists(softvpc_path) else {}
     prop = json.load(open(prop_path)) if os.path.exists(prop_path) else {}
@@ -532,6 +608,16 @@ def report(kernel_path, softvpc_path, prop_path, rules_path=None):
         lines.append("\nMapping propagation: not measured (the softvpc half failed).")
     if rules_path and os.path.exists(rules_path):
         lines.append(rules_report(json.load(open(rules_path))))
+    if sgprop_path:
+        sg = json.load(open(sgprop_path)) if os.path.exists(sgprop_path) else {}
+        if sg:
+            lines.append(f"\nSecurity-group rule propagation ({sg['rounds']} rounds; from an "
+                         f"AuthorizeSecurityGroupIngress call until a new UDP flow gets through "
+                         f"it on both agents, bench-a -> bench-b and back): p50 {sg['p50_ms']} "
+                         f"ms, p99 {sg['p99_ms']} ms, max {sg['max_ms']} ms (the API call "
+                         f"itself p50 {sg['api_p50_ms']} ms).")
+        else:
+            lines.append("\nSecurity-group rule propagation: not measured (its step failed).")
     return "\n".join(lines)
 
 
@@ -620,6 +706,9 @@ def main(argv):
         print(json.dumps(iperf_stats(argv[1])))
     elif len(argv) >= 3 and argv[0] == "propagation":
         print(json.dumps(propagation(argv[1], int(argv[2]))))
+    elif len(argv) >= 3 and argv[0] == "sg-propagation":
+        print(json.dumps(sg_propagation(argv[1], int(argv[2]), *([tuple(argv[3:5])]
+                                                                  if len(argv) >= 5 else []))))
     elif len(argv) >= 2 and argv[0] == "drops":
         print(json.dumps(agent_drops(argv[1])))
     elif len(argv) >= 3 and argv[0] == "rules":
@@ -639,7 +728,7 @@ def main(argv):
     elif len(argv) >= 2 and argv[0] == "nat-report":
         print(nat_report(argv[1], argv[2:]))
     elif len(argv) >= 4 and argv[0] == "report":
-        print(report(argv[1], argv[2], argv[3], argv[4] if len(argv) > 4 else None))
+        print(report(argv[1], argv[2], argv[3], *argv[4:6]))
     else:
         print(__doc__, file=sys.stderr)
         return 2

@@ -19,18 +19,21 @@
 # quotas allow with 5 groups per ENI: 500 inbound and 500 outbound rules in 3 groups), one
 # iperf3 stream, ping p50/p99, the TCP connect time (a new flow's
 # first packets, which walk the layers) p50/p99 and new connections per second; and the memory
-# per tracked flow (the agents' resident memory before and after N new UDP flows).
+# per tracked flow (the agents' resident memory before and after N new UDP flows); and the time
+# from an AuthorizeSecurityGroupIngress call until the rule holds on both agents p50/p99 (a new
+# UDP flow each way between bench-a and bench-b gets through).
 #
 # usage: sudo scripts/bench.sh [-t SECONDS] [-n PINGS] [-c CHANGES] [-f FLOWS] [-k CONNECTS]
-#                              [-m MTU] [-F]
+#                              [-m MTU] [-g ROUNDS] [-F]
 #   -t  iperf3 duration per run (default 5)      -n  pings at 5 ms intervals (default 200)
 #   -c  mapping changes to time (default 100: RunInstances and TerminateInstances in turn)
 #   -f  UDP flows for the memory measure (default 20000)
 #   -k  TCP connections per rule count (default 3000, 16 at a time)
+#   -g  AuthorizeSecurityGroupIngress rounds for the rule propagation time (default 40)
 #   -m  the VMs' MTU in both halves (default 1450; 9001 is AWS's in a VPC: the kernel half's
 #       underlay then takes 9100, as the lab's)
-#   -F  the fast path only: skip the --fast-path off half (its rules phase and the mapping
-#       propagation), for a quicker run of the kernel-path figures
+#   -F  the fast path only: skip the --fast-path off half (its rules phase and both
+#       propagation measures), for a quicker run of the kernel-path figures
 # env: SOFTVPC_BIN (default target/release/softvpc), BENCH_API_PORT (default: a free port)
 #
 # Everything it creates (namespaces svbk<pid>-* and the lab svb<pid>-*, processes, /tmp files) is
@@ -39,15 +42,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
 
-T=5 PINGS=200 CHANGES=100 FLOWS=20000 CONNECTS=3000 MTU=1450 FAST_ONLY=0
+T=5 PINGS=200 CHANGES=100 FLOWS=20000 CONNECTS=3000 MTU=1450 FAST_ONLY=0 SG_ROUNDS=40
 RULE_COUNTS="0 100 1000"
 # The account quota the rule counts need (lab up passes it to its server; bench.py reads it).
 export SOFTVPC_SG_RULES_PER_GROUP=200
-while getopts "t:n:c:f:k:m:Fh" opt; do
+while getopts "t:n:c:f:k:m:g:Fh" opt; do
   case $opt in
-    t) T=$OPTARG ;; n) PINGS=$OPTARG ;; c) CHANGES=$OPTARG ;;
+    t) T=$OPTARG ;; n) PINGS=$OPTARG ;; c) CHANGES=$OPTARG ;; g) SG_ROUNDS=$OPTARG ;;
     f) FLOWS=$OPTARG ;; k) CONNECTS=$OPTARG ;; m) MTU=$OPTARG ;; F) FAST_ONLY=1 ;;
-    *) sed -n '2,35p' "$0"; exit 2 ;;
+    *) sed -n '2,38p' "$0"; exit 2 ;;
   esac
 done
 [ "$(id -u)" -eq 0 ] || { echo "bench.sh needs root (network namespaces)" >&2; exit 1; }
@@ -259,6 +262,9 @@ softvpc_half() {
   rules_phase "$NSA" "$NSB"
   log "mapping propagation: $CHANGES changes"
   timeout 900 python3 "$BENCH_PY" propagation "$WORK/status.json" "$CHANGES" >"$WORK/prop.json"
+  log "security-group rule propagation: $SG_ROUNDS rounds"
+  timeout 900 python3 "$BENCH_PY" sg-propagation "$WORK/status.json" "$SG_ROUNDS" \
+    >"$WORK/sgprop.json"
 }
 
 # (b2) the kernel fast path on (docs/fast-path.md).
@@ -283,13 +289,13 @@ echo
 echo "softvpc benchmark, $(date -u +%Y-%m-%dT%H:%MZ)"
 echo "machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')), kernel $(uname -r)"
 echo "load average: $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end (other work on the machine skews both halves)"
-echo "command: scripts/bench.sh -t $T -n $PINGS -c $CHANGES -f $FLOWS -k $CONNECTS -m $MTU$([ "$FAST_ONLY" -eq 1 ] && echo ' -F')"
+echo "command: scripts/bench.sh -t $T -n $PINGS -c $CHANGES -f $FLOWS -k $CONNECTS -m $MTU -g $SG_ROUNDS$([ "$FAST_ONLY" -eq 1 ] && echo ' -F')"
 echo "softvpc: $BIN built $(date -u -r "$BIN" +%Y-%m-%dT%H:%MZ 2>/dev/null || echo '?'), checkout at $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')"
 echo
 if [ "$FAST_ONLY" -eq 0 ]; then
   echo "softvpc with --fast-path off (every packet through the engine):"
   python3 "$BENCH_PY" report "$WORK/kernel.json" "$WORK/softvpc.json" "$WORK/prop.json" \
-    "$WORK/rules.json"
+    "$WORK/rules.json" "$WORK/sgprop.json"
   echo
 fi
 echo "softvpc with --fast-path on (established flows in the kernel: u32 + mirred, cls_bpf):"
