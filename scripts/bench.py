@@ -29,6 +29,16 @@
                                  p50/p99 (SYN to SYN-ACK, the first packets of a flow) and new
                                  connections per second
   bench.py udp-flows IP PORT N   (in bench-a) one UDP datagram from each of N source ports
+  bench.py hold-flows IP PORT N SECONDS PERIOD   (in bench-a) N UDP flows (source ports 20000
+                                 on) kept tracked: one datagram from each every PERIOD seconds,
+                                 for SECONDS at most (or until killed); prints "ready" and the
+                                 flows made once the first round is sent
+  bench.py kernel-count STATUS   what the lab's kernel holds for the fast path: tc filters
+                                 (distinct priorities) on the hosts' underlay ingress and the
+                                 instances' eth egress, the agents' installed flows
+                                 (softvpc_fast_path_flows) and tracked connections
+  bench.py scale-report BASE SCALE   bench.sh -S's table: the fast path's rows with 1,000 rules
+                                 and N held flows next to its base rows of the same run
   bench.py flowmem STATUS        the agents' resident memory and tracked flows / flow-table
                                  entries (summed over agents), to take before and after udp-flows
   bench.py report KERNEL SOFTVPC PROP [RULES [SGPROP]]   the final table (JSON files of the
@@ -494,6 +504,130 @@ def udp_flows(ip, port, n):
     return {"flows": sent}
 
 
+def hold_flows(ip, port, n, seconds, period):
+    """N UDP flows from bench-a kept tracked (and, with the fast path on, installed in the
+    kernel): a datagram from each source port every `period` s, for `seconds` at most."""
+    import resource
+    import signal
+    import socket
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = n + 64
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard) if hard > 0 else want, hard))
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    socks = []
+    for i in range(n):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            s.bind(("0.0.0.0", 20000 + i))
+        except OSError:
+            s.close()
+            continue
+        socks.append(s)
+    deadline = time.monotonic() + seconds
+    rounds, sent = 0, 0
+    while not stop and time.monotonic() < deadline:
+        start = time.monotonic()
+        for s in socks:
+            try:
+                s.sendto(b"k", (ip, port))
+                sent += 1
+            except OSError:
+                pass
+        rounds += 1
+        if rounds == 1:
+            print(json.dumps({"ready": True, "flows": len(socks)}), flush=True)
+        while not stop and time.monotonic() < min(start + period, deadline):
+            time.sleep(0.2)
+    print(json.dumps({"flows": len(socks), "rounds": rounds, "sent": sent}), flush=True)
+
+
+def tc_prios(netns, dev, hook):
+    """The distinct filter priorities on DEV's clsact HOOK in NETNS (tc, as netlink shows)."""
+    out = subprocess.run(["tc", "-n", netns, "filter", "show", "dev", dev, hook],
+                         capture_output=True, text=True, timeout=60).stdout
+    return len(set(re.findall(r"\bpref (\d+)", out)))
+
+
+def kernel_count(status_path):
+    """What the lab's kernel holds for the fast path now (see the module doc)."""
+    status = json.load(open(status_path))
+    out = {"underlay_ingress_filters": 0, "eth_egress_filters": 0, "installed_flows": 0,
+           "tracked": 0}
+    for host in status["hosts"]:
+        if not host.get("agent", True):
+            continue
+        links = json.loads(subprocess.run(["ip", "-n", host["netns"], "-j", "addr", "show"],
+                                          capture_output=True, text=True, check=True,
+                                          timeout=30).stdout)
+        for link in links:
+            if any(a.get("local", "").startswith("198.18.") for a in link.get("addr_info", [])):
+                out["underlay_ingress_filters"] += tc_prios(host["netns"], link["ifname"],
+                                                            "ingress")
+        text = subprocess.run(
+            ["ip", "netns", "exec", host["netns"], "curl", "-s", "-f", "--max-time", "5",
+             "http://127.0.0.1:9469/metrics"], capture_output=True, text=True, check=True,
+            timeout=10).stdout
+        for line in text.splitlines():
+            name = re.split(r"[{ ]", line, maxsplit=1)[0]
+            if name == "softvpc_fast_path_flows":
+                out["installed_flows"] += int(float(line.rsplit(None, 1)[1]))
+            elif name == "softvpc_eni_tracked_flows":
+                out["tracked"] += int(float(line.rsplit(None, 1)[1]))
+    for inst in status["instances"]:
+        links = json.loads(subprocess.run(["ip", "-n", inst["netns"], "-j", "link", "show"],
+                                          capture_output=True, text=True, check=True,
+                                          timeout=30).stdout)
+        for link in links:
+            if link["ifname"].startswith("eth"):
+                out["eth_egress_filters"] += tc_prios(inst["netns"], link["ifname"], "egress")
+    out["load"] = open("/proc/loadavg").read().split()[:3]
+    return out
+
+
+def scale_report(base_path, scale_path):
+    base, scale = json.load(open(base_path)), json.load(open(scale_path))
+    get = lambda d, a, b: d.get(a, {}).get(b)  # noqa: E731
+
+    def row(label, b, s, fmt):
+        ratio = f"{s / b:.3f}" if b and s is not None else "-"
+        bv = fmt.format(b) if b is not None else "failed"
+        sv = fmt.format(s) if s is not None else "failed"
+        return f"| {label:<28} | {bv:>15} | {sv:>22} | {ratio:>11} |"
+
+    c = scale["count_after"]
+    lines = [f"| metric                       | fast path, base | {scale['rules']['rules']} rules, "
+             f"{scale['flows']['flows']} flows | scale/base |",
+             "|------------------------------|----------------:|-----------------------:|"
+             "-----------:|"]
+    for label, a, b, fmt in [("iperf3 TCP, Gbit/s", "iperf", "gbps", "{:.2f}"),
+                             ("iperf3 TCP 8 streams, Gbit/s", "iperf8", "gbps", "{:.2f}"),
+                             ("UDP 64 B received, kpps", "udp64", "kpps", "{:.1f}"),
+                             ("ping RTT p50, ms", "ping", "p50_ms", "{:.3f}"),
+                             ("ping RTT p99, ms", "ping", "p99_ms", "{:.3f}")]:
+        lines.append(row(label, get(base, a, b), get(scale, a, b), fmt))
+    lines.append(row("TCP retransmits, 1 stream", get(base, "iperf", "retransmits"),
+                     get(scale, "iperf", "retransmits"), "{:d}"))
+    lines.append(row("TCP retransmits, 8 streams", get(base, "iperf8", "retransmits"),
+                     get(scale, "iperf8", "retransmits"), "{:d}"))
+    b = scale["count_before"]
+    lines.append(f"\nHeld: {scale['flows']['flows']} UDP flows bench-a -> bench-b (one datagram "
+                 f"each every {scale['period']} s during the measurement), "
+                 f"{scale['rules']['rules']} security-group rules on bench-b's ENI "
+                 f"({scale['rules']['groups']} groups). In the kernel before / after the "
+                 f"measurement: installed flows (both agents) {b['installed_flows']} / "
+                 f"{c['installed_flows']}; tc filters on the underlay devices' ingress "
+                 f"{b['underlay_ingress_filters']} / {c['underlay_ingress_filters']}, on the "
+                 f"instances' eth egress {b['eth_egress_filters']} / {c['eth_egress_filters']}; "
+                 f"tracked connections (both agents) {b['tracked']} / {c['tracked']}; "
+                 f"{scale['install_s']:.1f} s from the first datagrams until the kernel held "
+                 f"them.")
+    lines.append(f"Load average: base rows at {scale['base_load']}, these at "
+                 f"{' '.join(b['load'])} -> {' '.join(c['load'])}.")
+    return "\n".join(lines)
+
+
 def flowmem(status_path):
     status = json.load(open(status_path))
     out = {"rss_kb": 0, "tracked": 0, "flow_entries": 0}
@@ -721,6 +855,12 @@ def main(argv):
                                        *(int(a) for a in argv[6:7]))))
     elif len(argv) >= 4 and argv[0] == "udp-flows":
         print(json.dumps(udp_flows(argv[1], int(argv[2]), int(argv[3]))))
+    elif len(argv) >= 6 and argv[0] == "hold-flows":
+        hold_flows(argv[1], int(argv[2]), int(argv[3]), float(argv[4]), float(argv[5]))
+    elif len(argv) >= 2 and argv[0] == "kernel-count":
+        print(json.dumps(kernel_count(argv[1])))
+    elif len(argv) >= 3 and argv[0] == "scale-report":
+        print(scale_report(argv[1], argv[2]))
     elif len(argv) >= 2 and argv[0] == "flowmem":
         print(json.dumps(flowmem(argv[1])))
     elif len(argv) >= 2 and argv[0] == "nat-addresses":

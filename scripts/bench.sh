@@ -22,9 +22,15 @@
 # per tracked flow (the agents' resident memory before and after N new UDP flows); and the time
 # from an AuthorizeSecurityGroupIngress call until the rule holds on both agents p50/p99 (a new
 # UDP flow each way between bench-a and bench-b gets through).
+# With -S (issue 14, the fast path's cost with many flows), the --fast-path on half then puts
+# RULES security-group rules on bench-b's ENI and holds FLOWS UDP flows bench-a -> bench-b
+# tracked (one datagram each every 10 s, so they stay in the engine's conntrack and in the
+# kernel), waits until the kernel holds them, measures the same rows again and prints them next
+# to that half's base rows as ratios, with the load average and what the kernel held (tc
+# filters, installed flows).
 #
 # usage: sudo scripts/bench.sh [-t SECONDS] [-n PINGS] [-c CHANGES] [-f FLOWS] [-k CONNECTS]
-#                              [-m MTU] [-g ROUNDS] [-F]
+#                              [-m MTU] [-g ROUNDS] [-F] [-S FLOWS] [-R RULES]
 #   -t  iperf3 duration per run (default 5)      -n  pings at 5 ms intervals (default 200)
 #   -c  mapping changes to time (default 100: RunInstances and TerminateInstances in turn)
 #   -f  UDP flows for the memory measure (default 20000)
@@ -34,6 +40,8 @@
 #       underlay then takes 9100, as the lab's)
 #   -F  the fast path only: skip the --fast-path off half (its rules phase and both
 #       propagation measures), for a quicker run of the kernel-path figures
+#   -S  with the fast path on, also measure with FLOWS held flows (e.g. 10000) and RULES rules
+#   -R  security-group rules on bench-b's ENI for -S (default 1000)
 # env: SOFTVPC_BIN (default target/release/softvpc), BENCH_API_PORT (default: a free port)
 #
 # Everything it creates (namespaces svbk<pid>-* and the lab svb<pid>-*, processes, /tmp files) is
@@ -43,14 +51,16 @@ cd "$(dirname "$0")/.."
 REPO=$PWD
 
 T=5 PINGS=200 CHANGES=100 FLOWS=20000 CONNECTS=3000 MTU=1450 FAST_ONLY=0 SG_ROUNDS=40
+SCALE_FLOWS=0 SCALE_RULES=1000
 RULE_COUNTS="0 100 1000"
 # The account quota the rule counts need (lab up passes it to its server; bench.py reads it).
 export SOFTVPC_SG_RULES_PER_GROUP=200
-while getopts "t:n:c:f:k:m:g:Fh" opt; do
+while getopts "t:n:c:f:k:m:g:FS:R:h" opt; do
   case $opt in
     t) T=$OPTARG ;; n) PINGS=$OPTARG ;; c) CHANGES=$OPTARG ;; g) SG_ROUNDS=$OPTARG ;;
     f) FLOWS=$OPTARG ;; k) CONNECTS=$OPTARG ;; m) MTU=$OPTARG ;; F) FAST_ONLY=1 ;;
-    *) sed -n '2,38p' "$0"; exit 2 ;;
+    S) SCALE_FLOWS=$OPTARG ;; R) SCALE_RULES=$OPTARG ;;
+    *) sed -n '2,48p' "$0"; exit 2 ;;
   esac
 done
 [ "$(id -u)" -eq 0 ] || { echo "bench.sh needs root (network namespaces)" >&2; exit 1; }
@@ -73,7 +83,7 @@ cleanup() {
   if [ -f "$WORK/pids" ]; then
     while read -r pid; do
       case "$(cat /proc/"$pid"/comm 2>/dev/null)" in
-        iperf3|python3) kill "$pid" 2>/dev/null ;;
+        iperf3|python3|timeout) kill "$pid" 2>/dev/null ;;
       esac
     done <"$WORK/pids"
   fi
@@ -267,9 +277,64 @@ softvpc_half() {
     >"$WORK/sgprop.json"
 }
 
-# (b2) the kernel fast path on (docs/fast-path.md).
+# scale_phase NSA NSB (-S): SCALE_RULES rules on bench-b's ENI and SCALE_FLOWS held UDP flows
+# bench-a -> bench-b, then the same rows as the fast half's base ones; figures to
+# $WORK/scale.json. The holder is bounded in time (and killed after the measurement).
+scale_phase() {
+  local nsa=$1 nsb=$2 period=10 base_load holder t0 want n=0 count
+  base_load=$(cut -d' ' -f1-3 /proc/loadavg)
+  ip netns exec "$nsb" python3 "$BENCH_PY" serve 5301 >"$WORK/scale-serve.out" 2>&1 &
+  echo $! >>"$WORK/pids"
+  for _ in $(seq 50); do
+    grep -q ready "$WORK/scale-serve.out" && break
+    sleep 0.1
+  done
+  log "scale: $SCALE_RULES security-group rules on bench-b's ENI"
+  python3 "$BENCH_PY" rules "$WORK/status.json" "$SCALE_RULES" >"$WORK/scale-rules.json"
+  log "scale: holding $SCALE_FLOWS UDP flows bench-a -> bench-b (a datagram each every ${period} s)"
+  t0=$(date +%s.%N)
+  timeout 1200 ip netns exec "$nsa" python3 "$BENCH_PY" hold-flows 10.0.0.20 5301 \
+    "$SCALE_FLOWS" 1100 "$period" >"$WORK/scale-hold.out" 2>&1 &
+  holder=$!
+  echo $holder >>"$WORK/pids"
+  for _ in $(seq 600); do
+    grep -q ready "$WORK/scale-hold.out" && break
+    sleep 0.2
+  done
+  grep -q ready "$WORK/scale-hold.out" || { cat "$WORK/scale-hold.out" >&2; return 1; }
+  # Until both agents hold (nearly) every flow in the kernel (bench-a's egress and bench-b's
+  # ingress, a flow each per held flow), or their count stops growing for 30 s, or 300 s.
+  want=$((SCALE_FLOWS * 2 * 95 / 100))
+  local last=-1 still=0 until=$((SECONDS + 300))
+  while [ $SECONDS -lt $until ]; do
+    python3 "$BENCH_PY" kernel-count "$WORK/status.json" >"$WORK/scale-count-before.json"
+    n=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["installed_flows"])' \
+      "$WORK/scale-count-before.json")
+    [ "$n" -ge "$want" ] && break
+    if [ "$n" -gt "$last" ]; then last=$n still=$SECONDS; fi
+    [ $((SECONDS - still)) -ge 30 ] && break
+    sleep 2
+  done
+  local install_s
+  install_s=$(python3 -c "import time; print(time.time() - $t0)")
+  log "scale: $n flows in the kernel after ${install_s%.*} s (wanted $want)"
+  measure scale "$nsa" "$nsb" 10.0.0.20 all
+  python3 "$BENCH_PY" kernel-count "$WORK/status.json" >"$WORK/scale-count-after.json"
+  kill "$holder" 2>/dev/null || true
+  wait "$holder" 2>/dev/null || true
+  printf '{%s, "rules": %s, "flows": %s, "period": %s, "install_s": %s, "base_load": "%s", "count_before": %s, "count_after": %s}\n' \
+    "$(figures scale)" "$(cat "$WORK/scale-rules.json")" \
+    "$(grep ready "$WORK/scale-hold.out")" "$period" "$install_s" "$base_load" \
+    "$(cat "$WORK/scale-count-before.json")" "$(cat "$WORK/scale-count-after.json")" \
+    >"$WORK/scale.json"
+}
+
+# (b2) the kernel fast path on (docs/fast-path.md); with -S, then many flows and rules.
 softvpc_fast_half() {
   softvpc_run softvpc-fast on
+  if [ "$SCALE_FLOWS" -gt 0 ]; then
+    scale_phase "$NSA" "$NSB"
+  fi
 }
 
 
@@ -289,7 +354,7 @@ echo
 echo "softvpc benchmark, $(date -u +%Y-%m-%dT%H:%MZ)"
 echo "machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')), kernel $(uname -r)"
 echo "load average: $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end (other work on the machine skews both halves)"
-echo "command: scripts/bench.sh -t $T -n $PINGS -c $CHANGES -f $FLOWS -k $CONNECTS -m $MTU -g $SG_ROUNDS$([ "$FAST_ONLY" -eq 1 ] && echo ' -F')"
+echo "command: scripts/bench.sh -t $T -n $PINGS -c $CHANGES -f $FLOWS -k $CONNECTS -m $MTU -g $SG_ROUNDS$([ "$FAST_ONLY" -eq 1 ] && echo ' -F')$([ "$SCALE_FLOWS" -gt 0 ] && echo " -S $SCALE_FLOWS -R $SCALE_RULES")"
 echo "softvpc: $BIN built $(date -u -r "$BIN" +%Y-%m-%dT%H:%MZ 2>/dev/null || echo '?'), checkout at $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')"
 echo
 if [ "$FAST_ONLY" -eq 0 ]; then
@@ -300,5 +365,14 @@ if [ "$FAST_ONLY" -eq 0 ]; then
 fi
 echo "softvpc with --fast-path on (established flows in the kernel: u32 + mirred, cls_bpf):"
 python3 "$BENCH_PY" report "$WORK/kernel.json" "$WORK/softvpc-fast.json" -
+if [ "$SCALE_FLOWS" -gt 0 ]; then
+  echo
+  echo "softvpc with --fast-path on, with many flows and rules (issue 14: within 10% of the base rows):"
+  if [ -f "$WORK/scale.json" ]; then
+    python3 "$BENCH_PY" scale-report "$WORK/softvpc-fast.json" "$WORK/scale.json"
+  else
+    echo "(not measured: the fast half failed before or during it)"
+  fi
+fi
 [ $softvpc_rc -eq 0 ] || exit $softvpc_rc
 exit $fast_rc
