@@ -52,6 +52,11 @@ agent = false
 hosts = ["203.0.113.10", "203.0.113.11"]
 http = "203.0.113.10:80"
 udp_echo = "203.0.113.10:7"
+dns = "203.0.113.10:53"
+
+[internet.dns_names]
+"www.example.test" = "203.0.113.10"
+"client.example.test" = "203.0.113.11"
 
 [[vpc]]
 name = "zigi-vpc1"

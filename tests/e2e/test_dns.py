@@ -1,37 +1,17 @@
 """DNS at the VPC's base + 2 and 169.254.169.253 (issue 11), answered by the VPC router on the
 instance's host, asked with dig (dnsutils) inside instances: private IP names, reverse names with
 enableDnsHostnames, public names resolving to the private address (split horizon),
-enableDnsSupport=false, forwarding to the lab's upstream (a tiny resolver this
-test runs in the fabric's namespace on 198.18.0.1:53, where the lab's agents forward), SERVFAIL
-when the upstream does not answer, malformed queries answered FORMERR or dropped and counted."""
+enableDnsSupport=false, forwarding to the lab's upstream (the seed's internet runs a resolver on
+203.0.113.10:53 that knows two names; the agents forward to it), SERVFAIL when the upstream does
+not answer, malformed queries answered FORMERR or dropped and counted. (SERVFAIL without any
+upstream: test_public_private.py, whose topology names no resolver.)"""
 
-import subprocess
-import sys
+import os
+import signal
 
-from e2e_harness import WORK_DIR, metric_sum, wait_until
+from e2e_harness import metric_sum, wait_until
 
-# A resolver that knows one name (and NXDOMAIN for the rest), run with the fabric's python.
-UPSTREAM = r"""
-import socket, struct, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("198.18.0.1", 53))
-print("ready", flush=True)
-while True:
-    q, peer = s.recvfrom(4096)
-    if len(q) < 12:
-        continue
-    i = 12
-    labels = []
-    while q[i]:
-        labels.append(q[i + 1:i + 1 + q[i]].decode().lower())
-        i += 1 + q[i]
-    question = q[12:i + 5]
-    known = ".".join(labels) == "www.example.test"
-    flags = 0x8180 if known else 0x8183
-    # Type A, class IN answer after the copied question.
-    body = question + (struct.pack("!HHHIH", 0xC00C, 1, 1, 300, 4) + bytes([203, 0, 113, 10]) if known else b"")
-    s.sendto(q[:2] + struct.pack("!HHHHH", flags, 1, 1 if known else 0, 0, 0) + body, peer)
-"""
+RESOLVER = "203.0.113.10"   # the seed's internet resolver (examples/seed-lab.toml)
 
 
 def dig(lab, name, *args, server="10.0.0.2", vm="zigi-vm1"):
@@ -88,7 +68,8 @@ def test_instances_resolv_conf_points_at_base_plus_2(lab):
 def test_reverse_names_follow_enable_dns_hostnames(lab):
     vpc = lab.instance("zigi-vm1")["vpc_id"]
     out = dig(lab, "10.0.0.185", "-x")
-    assert status_of(out) == "SERVFAIL", out    # not the router's without hostnames; no upstream
+    # Not the router's without hostnames: forwarded (the lab's resolver knows no such name).
+    assert status_of(out) in ("NXDOMAIN", "SERVFAIL") and not answers(out), out
     lab.aws("modify-vpc-attribute", "--vpc-id", vpc, "--enable-dns-hostnames", '{"Value":true}')
     try:
         wait_until(lambda: "ip-10-0-0-185.ec2.internal." in dig(lab, "10.0.0.185", "+short", "-x"),
@@ -116,28 +97,35 @@ def test_disabled_dns_support_answers_nothing(lab):
 
 
 def test_other_names_are_forwarded_and_servfail_without_an_answer(lab):
-    # Nothing listens on the upstream yet: SERVFAIL after the router's timeout.
-    out = dig(lab, "www.example.test")
-    assert status_of(out) == "SERVFAIL", out
-    script = WORK_DIR / "upstream-dns.py"
-    WORK_DIR.mkdir(parents=True, exist_ok=True)
-    script.write_text(UPSTREAM)
-    proc = subprocess.Popen(["ip", "netns", "exec", lab.netns("fabric"), sys.executable,
-                             str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    # The lab's resolver (in its internet) answers the names it knows, NXDOMAIN the rest; the
+    # routers of both hosts forward to it through their agents.
+    before = counter(lab, "host-2", path="dns_forwarded")
+    for vm, server in (("zigi-vm1", "10.0.0.2"), ("zigi-vm2", "169.254.169.253")):
+        out = dig(lab, "www.example.test", server=server, vm=vm)
+        assert status_of(out) == "NOERROR", out
+        assert answers(out) == ["203.0.113.10"], out
+    assert answers(dig(lab, "client.example.test", vm="zigi-vm3")) == ["203.0.113.11"]
+    out = dig(lab, "nowhere.example.test")
+    assert status_of(out) == "NXDOMAIN", out
+    assert counter(lab, "host-2", path="dns_forwarded") > before
+    # glibc's resolver in an instance goes the same way (resolv.conf: the VPC's +2).
+    hosts = lab.exec("zigi-vm4", "getent", "hosts", "www.example.test", timeout=30)
+    assert hosts.returncode == 0 and hosts.stdout.split()[0] == "203.0.113.10", hosts
+    # The same resolver answers on the internet itself.
+    out = lab.netns_exec(lab.netns("internet"), "dig", f"@{RESOLVER}", "+time=4", "+tries=1",
+                         "+short", "www.example.test", timeout=30).stdout
+    assert out.split() == ["203.0.113.10"], out
+    # The upstream does not answer (the internet's servers stopped for a moment): SERVFAIL
+    # from the router after its timeout, not a hang.
+    pid = lab.status()["internet"]["pid"]
+    os.kill(pid, signal.SIGSTOP)
     try:
-        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
-        before = counter(lab, "host-2", path="dns_forwarded")
-        for vm, server in (("zigi-vm1", "10.0.0.2"), ("zigi-vm2", "169.254.169.253")):
-            out = dig(lab, "www.example.test", server=server, vm=vm)
-            assert status_of(out) == "NOERROR", out
-            assert answers(out) == ["203.0.113.10"], out
-        out = dig(lab, "nowhere.example.test")
-        assert status_of(out) == "NXDOMAIN", out
-        assert counter(lab, "host-2", path="dns_forwarded") > before
+        out = dig(lab, "www.example.test")
+        assert status_of(out) == "SERVFAIL", out
     finally:
-        proc.kill()
-        proc.wait(timeout=5)
+        os.kill(pid, signal.SIGCONT)
+    wait_until(lambda: answers(dig(lab, "www.example.test")) == ["203.0.113.10"], 15,
+               interval=0.5, what="the lab's resolver back")
 
 
 def test_malformed_queries_get_formerr_or_are_dropped_and_counted(lab):

@@ -6,7 +6,8 @@ web (public subnet, Elastic IP, group "web": tcp 80 and ICMP from anywhere) and 
 subnet routed to the NAT gateway, no public IP, group "app": tcp 8080 and ICMP from "web"):
 web's curl to 203.0.113.10 shows its Elastic IP, app's shows the NAT gateway's; the internet
 reaches web:80 at its Elastic IP but not web:8080, and nothing of app; web reaches app:8080 and
-pings it. The lab has its own prefix, state dir and API port, and is taken down even on failure.
+pings it; without a resolver in the topology's internet, names the VPC router does not know get
+SERVFAIL. The lab has its own prefix, state dir and API port, and is taken down even on failure.
 """
 
 import os
@@ -92,6 +93,14 @@ def test_public_and_private_subnets(pp):
         # The internet pings web (its group allows ICMP) but app has nothing to be pinged at.
         assert run(["ip", "netns", "exec", internet, "ping", "-c", "2", "-W", "2",
                     web_eip], timeout=20).returncode == 0
+        # This topology names no resolver for its internet, so the agents have no upstream:
+        # names the VPC's router does not know get SERVFAIL at once; its own names resolve.
+        out = pp.exec("app", "dig", "@10.0.0.2", "+time=4", "+tries=1", "www.example.test",
+                      timeout=30).stdout
+        assert "status: SERVFAIL" in out, out
+        out = pp.exec("app", "dig", "@10.0.0.2", "+short", "ip-10-0-0-10.ec2.internal",
+                      timeout=30).stdout
+        assert out.split() == ["10.0.0.10"], out
     finally:
         for s in servers:
             s.kill()

@@ -127,6 +127,11 @@ pub struct AgentArgs {
     /// router forwards the DNS queries it cannot answer itself; without one they get SERVFAIL.
     #[arg(long)]
     pub dns_upstream: Option<SocketAddr>,
+    /// The network namespace the forwarding socket for `--dns-upstream` is opened in (default:
+    /// the agent's own), for an upstream the host reaches over another network (the lab's
+    /// resolver is in its internet's namespace).
+    #[arg(long, requires = "dns_upstream")]
+    pub dns_upstream_netns: Option<String>,
     /// How instances' `eth0` gets its address: `static` (the agent sets address, MTU 9001 and
     /// default route) or `dhcp` (a DHCP client in the instance asks this host's virtual router,
     /// as on EC2, and also writes the instance's `/etc/netns/<ns>/resolv.conf`).
@@ -280,12 +285,17 @@ pub async fn serve(
             None
         }
     };
-    let dns = match args.dns_upstream {
-        Some(addr) => Some(
+    let dns = match (args.dns_upstream, &args.dns_upstream_netns) {
+        (Some(addr), None) => Some(
             crate::datapath::DnsUpstream::connect(addr)
                 .with_context(|| format!("DNS upstream {addr}"))?,
         ),
-        None => None,
+        // A socket keeps the namespace it was made in.
+        (Some(addr), Some(ns)) => Some(
+            softvpc_netlink::netns::run_in(ns, move || crate::datapath::DnsUpstream::connect(addr))
+                .with_context(|| format!("DNS upstream {addr} in network namespace {ns}"))?,
+        ),
+        (None, _) => None,
     };
     let datapath = DataPath::spawn_full(engine, rx, tx, Arc::clone(&shared), fast, dns)?;
     if let Some(tap) = edge {

@@ -333,6 +333,7 @@ fn scenario(prefix: &str, ns11: &str, ns12: &str) {
         netns: None,
         instance_netns_prefix: prefix.to_string(),
         dns_upstream: None,
+        dns_upstream_netns: None,
         metrics_listen: metrics,
         edge_netns: None,
         edge_bridge: "inet0".into(),

@@ -14,9 +14,6 @@ pub const UNDERLAY_PREFIX_LEN: u8 = 16;
 pub const FABRIC_BRIDGE: &str = "br0";
 /// A host's underlay interface, inside its netns.
 pub const HOST_UNDERLAY_IF: &str = "u0";
-/// Where the lab's agents forward the DNS queries their routers do not answer: port 53 on
-/// the fabric's address (a resolver run in the fabric's netns).
-pub const DNS_UPSTREAM: &str = "198.18.0.1:53";
 /// The underlay's MTU: instances' 9001 plus 50 bytes of VXLAN encapsulation fit.
 pub const UNDERLAY_MTU: u32 = 9100;
 /// The bridge inside the internet netns that its hosts' addresses live on (and where gateways

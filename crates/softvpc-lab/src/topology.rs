@@ -6,7 +6,7 @@
 //! server will enforce (CIDR sizes, subnets inside their VPC, reserved addresses) and adds what
 //! only the lab knows (hosts, names, per-VPC address uniqueness).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
@@ -68,6 +68,12 @@ pub struct Internet {
     pub http: Option<SocketAddrV4>,
     /// Where the UDP echo server listens (one of `hosts`).
     pub udp_echo: Option<SocketAddrV4>,
+    /// Where its resolver listens (one of `hosts`): the upstream the lab's agents forward the
+    /// DNS queries their VPC routers do not answer to.
+    pub dns: Option<SocketAddrV4>,
+    /// The names that resolver knows (lowercase, no final dot) and their addresses; every
+    /// other name is NXDOMAIN.
+    pub dns_names: BTreeMap<String, Ipv4Addr>,
 }
 
 /// The internet's network: the documentation range 203.0.113.0/24.
@@ -235,6 +241,9 @@ struct RawInternet {
     hosts: Vec<String>,
     http: Option<String>,
     udp_echo: Option<String>,
+    dns: Option<String>,
+    #[serde(default)]
+    dns_names: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -747,9 +756,34 @@ fn parse_internet(raw: &RawInternet) -> Result<Internet, TopologyError> {
             }
             Ok(Some(addr))
         };
+    let dns = server("dns", &raw.dns)?;
+    if dns.is_none() && !raw.dns_names.is_empty() {
+        bail!("internet: `dns_names` without `dns` (the resolver's address and port)");
+    }
+    let mut dns_names = BTreeMap::new();
+    for (name, ip) in &raw.dns_names {
+        let lower = name.trim_end_matches('.').to_ascii_lowercase();
+        let label_ok = |l: &str| {
+            (1..=63).contains(&l.len())
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        };
+        if lower.len() > 253 || !lower.split('.').all(label_ok) {
+            bail!("internet: dns_names: {name:?} is not a host name");
+        }
+        let Ok(ip) = ip.parse::<Ipv4Addr>() else {
+            bail!("internet: dns_names: {name} = {ip:?} is not an IPv4 address");
+        };
+        if dns_names.insert(lower, ip).is_some() {
+            bail!("internet: dns_names: {name} is listed twice");
+        }
+    }
     Ok(Internet {
         http: server("http", &raw.http)?,
         udp_echo: server("udp_echo", &raw.udp_echo)?,
+        dns,
+        dns_names,
         hosts,
     })
 }
@@ -1075,6 +1109,18 @@ mod tests {
         );
         assert_eq!(net.http, Some("203.0.113.10:80".parse().unwrap()));
         assert_eq!(net.udp_echo, Some("203.0.113.10:7".parse().unwrap()));
+        assert_eq!(net.dns, Some("203.0.113.10:53".parse().unwrap()));
+        assert_eq!(
+            net.dns_names.get("www.example.test"),
+            Some(&Ipv4Addr::new(203, 0, 113, 10))
+        );
+        let t = Topology::parse(&format!(
+            "{HOSTS}[internet]\nhosts = [\"203.0.113.5\"]\ndns = \"203.0.113.5:53\"\n\
+             [internet.dns_names]\n\"Www.Example.TEST.\" = \"203.0.113.5\"\n"
+        ))
+        .unwrap();
+        let names = t.internet.unwrap().dns_names;
+        assert_eq!(names.keys().collect::<Vec<_>>(), ["www.example.test"]);
         assert_eq!(Topology::parse(HOSTS).unwrap().internet, None);
         let with = |body: &str| format!("{HOSTS}[internet]\n{body}");
         for (body, want) in [
@@ -1104,6 +1150,29 @@ mod tests {
             (
                 "hosts = [\"203.0.113.5\"]\nftp = \"203.0.113.5:21\"\n",
                 "unknown field",
+            ),
+            (
+                "hosts = [\"203.0.113.5\"]\ndns = \"203.0.113.6:53\"\n",
+                "must be on one of its hosts",
+            ),
+            (
+                "hosts = [\"203.0.113.5\"]\n[internet.dns_names]\n\"a.test\" = \"203.0.113.5\"\n",
+                "without `dns`",
+            ),
+            (
+                "hosts = [\"203.0.113.5\"]\ndns = \"203.0.113.5:53\"\n\
+                 [internet.dns_names]\n\"a..test\" = \"203.0.113.5\"\n",
+                "not a host name",
+            ),
+            (
+                "hosts = [\"203.0.113.5\"]\ndns = \"203.0.113.5:53\"\n\
+                 [internet.dns_names]\n\"a.test\" = \"x\"\n",
+                "not an IPv4 address",
+            ),
+            (
+                "hosts = [\"203.0.113.5\"]\ndns = \"203.0.113.5:53\"\n\
+                 [internet.dns_names]\n\"a.test\" = \"203.0.113.5\"\n\"A.test\" = \"203.0.113.5\"\n",
+                "listed twice",
             ),
         ] {
             let e = err(&with(body));

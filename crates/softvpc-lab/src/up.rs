@@ -546,11 +546,11 @@ fn build_internet(
         nl.set_up(names::INTERNET_BRIDGE).await?;
         anyhow::Ok(())
     })?;
-    if net.http.is_none() && net.udp_echo.is_none() {
+    if net.http.is_none() && net.udp_echo.is_none() && net.dns.is_none() {
         return Ok(None);
     }
     let log = state_dir.join("logs").join("internet.log");
-    let args = crate::internet::serve_command(&ns, net.http, net.udp_echo);
+    let args = crate::internet::serve_command(&ns, net);
     let child = sys::spawn_detached(bin, &args, &log)?;
     if let Some(rec) = state.internet.as_mut() {
         rec.process = Some(ProcessRecord::new(child.id() as i32, log.clone()));
@@ -564,12 +564,13 @@ fn build_internet(
     let deadline = Instant::now() + INTERNET_READY;
     loop {
         started.check()?;
-        let (http, udp_echo) = (net.http, net.udp_echo);
+        let (http, udp_echo, dns) = (net.http, net.udp_echo, net.dns);
         let ready = softvpc_netlink::netns::run_in(&ns, move || {
             anyhow::Ok(
                 http.is_none_or(|a| {
                     TcpStream::connect_timeout(&a.into(), Duration::from_millis(300)).is_ok()
-                }) && udp_echo.is_none_or(|a| udp_echoes(a).unwrap_or(false)),
+                }) && udp_echo.is_none_or(|a| udp_echoes(a).unwrap_or(false))
+                    && dns.is_none_or(|a| dns_answers(a).unwrap_or(false)),
             )
         })?;
         if ready {
@@ -584,6 +585,18 @@ fn build_internet(
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Whether the resolver at `to` answers a query (for the root, type A: NXDOMAIN is an answer)
+/// with its id (run inside the internet's netns).
+fn dns_answers(to: std::net::SocketAddrV4) -> std::io::Result<bool> {
+    let sock = std::net::UdpSocket::bind((*to.ip(), 0))?;
+    sock.set_read_timeout(Some(Duration::from_millis(300)))?;
+    let query = [0x5e, 0xed, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1];
+    sock.send_to(&query, to)?;
+    let mut buf = [0u8; 512];
+    Ok(matches!(sock.recv_from(&mut buf), Ok((n, from))
+        if n >= 12 && buf[..2] == query[..2] && buf[2] & 0x80 != 0 && from == to.into()))
 }
 
 /// Whether a datagram sent to `to` comes back (run inside the internet's netns).
@@ -843,13 +856,22 @@ fn start_agents(
             prefix.to_string(),
             "--fast-path".to_string(),
             fast_path.to_string(),
-            // The lab's upstream resolver: the fabric's address, port 53 (whatever listens
-            // there in the fabric's netns; when nothing does, forwarded queries get SERVFAIL).
-            "--dns-upstream".to_string(),
-            names::DNS_UPSTREAM.to_string(),
             "--instance-addressing".to_string(),
             topo.addressing.as_arg().to_string(),
         ];
+        if let (Some(net), Some(dns)) =
+            (&state.internet, topo.internet.as_ref().and_then(|i| i.dns))
+        {
+            // The lab's upstream resolver, in its internet: the agent's forwarding socket is
+            // opened there (as a host reaches its resolver over its own network, not through
+            // a VPC). Without one, the names the routers do not answer get SERVFAIL.
+            agent_args.extend([
+                "--dns-upstream".to_string(),
+                dns.to_string(),
+                "--dns-upstream-netns".to_string(),
+                net.netns.clone(),
+            ]);
+        }
         if let (Some(net), Some(gateway)) = (
             &state.internet,
             topo.internet.as_ref().and_then(|i| i.hosts.first()),
