@@ -10,11 +10,11 @@ with too) the ping's flow is in the kernel when the agent is killed: the filters
 namespaces the dead agent made outlive it. The new agent removes them (the underlay's flow
 filters and the per-port namespaces at start, `softvpc_fast_path_leftovers_removed_total`; each
 adopted `eth0`'s flow filters and the old `fpe`/`fpi` devices when it takes the instance over),
-then installs its own: afterwards every filter on host-2 is one the new agent counts
-(`softvpc_fast_path_flows`), one per priority, redirecting to a device that exists, and every
-fast-path namespace, veth and VXLAN device belongs to one port (none left, none twice). A
-routed flow's cls_bpf program lives only as long as its filter (it is not pinned), so no
-filter left means no program left.
+then installs its own: afterwards host-2's underlay device has exactly one flow filter (the
+host's program, `svfp_in`), each instance's eth0 one (its port's program, `svfp_eg<P>`) if the
+port has fast-path devices and none otherwise, and every fast-path namespace, veth and VXLAN
+device belongs to one port (none left, none twice). The programs and their flow map live only
+as long as their filters (nothing is pinned), so no filter left means no program or map left.
 """
 
 import os
@@ -50,20 +50,16 @@ def adopted_count(lab):
         return 0
 
 
-def _redirects(lab, netns, dev, hook):
-    """[(pref, mirred target, decap)] of the filters on `dev`'s `hook` in `netns` (`tc filter
-    show`); `decap`: an ingress flow's decapsulating cls_bpf filter (`svfd<P>_<prio>`), which
-    sits beside the flow's u32 filter."""
+def _filters(lab, netns, dev, hook):
+    """{pref: set of cls_bpf program names (empty for other classifiers)} of the filters on
+    `dev`'s `hook` in `netns` (`tc filter show`)."""
     out = lab.netns_exec(netns, "tc", "filter", "show", "dev", dev, hook, check=True).stdout
-    found, pref, decap = [], None, False
+    found = {}
     for line in out.splitlines():
         m = re.match(r"filter .*\bpref (\d+)\b", line)
         if m:
-            pref = int(m.group(1))
-            decap = bool(re.search(r"\bsvfd\d+_\d+", line))
-        m = re.search(r"mirred \((?:Egress|Ingress) Redirect to device (\S+)\)", line)
-        if m:
-            found.append((pref, m.group(1), decap))
+            names = found.setdefault(int(m.group(1)), set())
+            names.update(re.findall(r"\bname (svfp_\w+)", line))
     return found
 
 
@@ -74,7 +70,7 @@ def _links(lab, netns):
 
 def fast_path_objects(lab):
     """host-2's fast-path kernel objects, checked for consistency: returns (flow filters, fp
-    namespaces) or a string saying what is wrong (duplicates, leftovers, dangling redirects)."""
+    namespaces) or a string saying what is wrong (duplicates, leftovers)."""
     host = lab.host(HOST)
     host_ns = host["netns"]
     fp_prefix = PREFIX + "fp" + host["underlay_ip"].replace(".", "-") + "-"
@@ -83,16 +79,11 @@ def fast_path_objects(lab):
     host_links = _links(lab, host_ns)
     filters = 0
     problems = []
-    # The underlay's ingress: each flow redirects to its port's veth into fp<P>.
-    under = _redirects(lab, host_ns, "u0", "ingress")
-    for pref, n in Counter(p for p, _, _ in under).items():
-        if n > 1:
-            problems.append(f"u0 ingress: {n} filters at pref {pref}")
-    for _, target, _ in under:
-        if target not in host_links:
-            problems.append(f"u0 ingress redirects to {target}, which is gone")
-    # One u32 filter per ingress flow (its decapsulating filter, if any, is not a flow more).
-    filters += sum(1 for _, _, decap in under if not decap)
+    # The underlay's ingress: the host's one flow program, whatever the number of flows.
+    under = _filters(lab, host_ns, "u0", "ingress")
+    if list(under.values()) != [{"svfp_in"}]:
+        problems.append(f"u0 ingress filters {under}, not the one flow program svfp_in")
+    filters += len(under)
     veths = {int(v[3:]) for v in host_links if re.fullmatch(r"fpv\d+", v)}
     if veths != fp_ns:
         problems.append(f"veths fpv{sorted(veths)} vs namespaces fp..-{sorted(fp_ns)}")
@@ -112,14 +103,13 @@ def fast_path_objects(lab):
                 ports[int(m.group(1))] += dev.startswith("fpi")
                 if int(m.group(1)) not in fp_ns:
                     problems.append(f"{name}: {dev} has no namespace fp..-{m.group(1)}")
+        port = next((int(m.group(1)) for d in links
+                     if (m := re.fullmatch(r"fpe(\d+)", d))), None)
         for eth in sorted(d for d in links if re.fullmatch(r"eth\d+", d)):
-            egress = _redirects(lab, ns, eth, "egress")
-            for pref, n in Counter(p for p, _, _ in egress).items():
-                if n > 1:
-                    problems.append(f"{name} {eth} egress: {n} filters at pref {pref}")
-            for _, target, _ in egress:
-                if target not in links:
-                    problems.append(f"{name} {eth} egress redirects to {target}, which is gone")
+            egress = _filters(lab, ns, eth, "egress")
+            want = [] if port is None else [{f"svfp_eg{port}"}]
+            if list(egress.values()) != want:
+                problems.append(f"{name} {eth} egress filters {egress}, want {want}")
             filters += len(egress)
     for port in fp_ns:
         if ports.get(port) != 1:
@@ -184,7 +174,7 @@ def test_agent_kill9_restart_keeps_instances(lab):
                 again = metric_sum(lab.metrics(HOST), "softvpc_fast_path_flows")
                 if isinstance(objects, str) or flows < 2 or flows != again:
                     return None
-                return objects[0] == flows and (flows, objects)
+                return (flows, objects)
 
             last = []
             try:

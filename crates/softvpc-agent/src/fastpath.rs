@@ -1,6 +1,5 @@
 //! The kernel fast path (issue 14, `docs/fast-path.md`): the engine's cached flow decisions
-//! executed by the kernel with u32 filters and `mirred` redirects, while the engine stays the
-//! only place where policy is decided.
+//! executed by the kernel, while the engine stays the only place where policy is decided.
 //!
 //! The data-path thread owns a [`FastPath`]. Every [`SYNC_INTERVAL`] it folds what the kernel
 //! carried back into the engine ([`Engine::fold_kernel_use`]), asks the engine what may be
@@ -9,35 +8,37 @@
 //! generation: any mapping or policy change) the data path waits until the installer has
 //! removed every installed flow ([`FastPath::flush`]), so no packet uses a stale decision.
 //!
+//! **One program per hook, one map entry per flow** ([`table`]): every installed flow is an
+//! entry of one BPF hash map of the host (its match fields as the key; where it goes, a routed
+//! flow's new MACs and its counters as the value), and each hook has one direct-action
+//! `cls_bpf` filter whose generated program parses the frame, looks it up and acts. A frame's
+//! cost does not grow with the installed flows (with a filter per flow, every frame walked the
+//! filters installed before its own).
+//!
 //! Per local ENI (port), made on its first installed flow:
 //!
 //! ```text
-//!  instance netns: eth<N> (TAP)  -- clsact egress: u32 per egress flow -> mirred egress fpe<P>
+//!  instance netns: eth<N> (TAP)  -- clsact egress: the port's egress program: an entry of the
+//!                          port -> count, a routed flow's rewrite, bpf_redirect to fpe<P> (or
+//!                          fpe<P>v<n> for a peered VPC's VNI); otherwise on to the TAP (engine)
 //!                  fpe<P> (VXLAN, VNI of the VPC, socket in the host netns on port 47000+P%2000,
 //!                          FDB: destination MAC -> host:4789; anything it receives -> sink)
 //!                  fpi<P> (VXLAN, socket in the port's own netns fp<P> on 4789, no FDB)
 //!                          clsact ingress: everything -> mirred ingress eth<N>
 //!                  fpdi<P> (veth end, the instance's MAC) clsact ingress: IPv4 -> mirred
 //!                          ingress eth<N>
-//!  host netns:     underlay device -- clsact ingress, per ingress flow: a cls_bpf filter
-//!                          ([`bpf::decap_program`]: outer source = the flow's host, UDP 4789,
-//!                          VNI, inner frame as the engine decided; not a GSO super-frame) that
-//!                          pops the outer headers and writes the inner MACs -> mirred egress
-//!                          fpd<P> (veth to fpdi<P>); then a u32 filter with the same keys, for
-//!                          the GSO super-frames the first leaves -> mirred egress fpv<P> (veth)
-//!                          -> fp<P> netns (the host's underlay address and MAC on its end) ->
-//!                          UDP 4789 -> fpi<P> decapsulates (and segments if it must)
+//!  host netns:     underlay device -- clsact ingress: the host's ingress program: a VXLAN
+//!                          datagram to us whose outer source, VNI and inner frame are an
+//!                          entry -> count, then pop the outer headers, write the inner MACs,
+//!                          bpf_redirect to fpd<P> (veth to fpdi<P>); a GSO super-frame (or with
+//!                          decapsulation off) whole to fpv<P> (veth) -> fp<P> netns (the
+//!                          host's underlay address and MAC on its end) -> UDP 4789 -> fpi<P>
+//!                          decapsulates (and segments if it must)
 //! ```
 //!
-//! The decapsulating filter takes a received datagram's IPv4 and UDP receive in `fp<P>`, the
+//! The decapsulating path takes a received datagram's IPv4 and UDP receive in `fp<P>`, the
 //! VXLAN device and its GRO cell off the way of small packets (ping, 64-byte UDP:
-//! BENCHMARKS.md); `SOFTVPC_FAST_PATH_DECAP=off` leaves every ingress flow on the u32 path.
-//!
-//! A routed flow (across subnets, to a middlebox, over a peering connection) has a rewrite the
-//! kernel must do first: its egress filter is a classic-mode `cls_bpf` filter whose program
-//! ([`bpf::program`], generated from the flow's value) matches the same keys and rewrites the
-//! MACs and TTL, with the same `mirred` action; over a peering connection it redirects to
-//! `fpe<P>v<n>`, an egress device with the peer VPC's VNI.
+//! BENCHMARKS.md); `SOFTVPC_FAST_PATH_DECAP=off` sends every datagram the `fpv<P>` way.
 //!
 //! So VXLAN keeps going to port 4789 on every host (kernel VTEPs and hosts without the fast
 //! path interoperate), the receiving port problem does not arise (the receiver picks the flows
@@ -46,13 +47,11 @@
 //! `fpe<P>`'s socket, whose every frame is redirected to `fpi<P>`'s transmit side, which has
 //! no FDB entry and drops it (counted by that filter: `forged` in the metrics).
 //!
-//! What the kernel carried is read from the filters' statistics every [`STATS_INTERVAL`] and
-//! folded into the engine's counters, flow entries and conntrack idle timers; flows removed
-//! between two reads lose at most that interval of counts. Flow logs (issue 10) count packets
-//! the engine forwards: a kernel flow's packets reach them only through the fold (not wired:
-//! an ENI with flow logs should keep its flows slow or take the folded counts).
+//! What the kernel carried is read from the map entries every [`STATS_INTERVAL`] (and from an
+//! entry once more as it is removed) and folded into the engine's counters, flow entries,
+//! conntrack idle timers and flow logs.
 
-pub mod bpf;
+pub mod table;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
@@ -62,8 +61,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use softvpc_engine::offload::{KernelAction, KernelFlow, KernelHook, U32Key};
+#[cfg(test)]
+use softvpc_engine::offload::U32Key;
+use softvpc_engine::offload::{KernelAction, KernelFlow, KernelHook};
 use softvpc_engine::{Engine, PortId};
+use softvpc_netlink::bpf::BpfHash;
 use softvpc_netlink::{netns, Hook, LinkChange, Netlink, Redirect, U32Match};
 use tracing::{debug, info, warn};
 
@@ -75,16 +77,10 @@ pub const STATS_INTERVAL: Duration = Duration::from_millis(500);
 const VXLAN_PORT: u16 = 4789;
 /// The MTU of the veth into a port's fast-path namespace: a veth's largest.
 const VETH_MTU: u32 = 65535;
-/// At most this many ingress flows at once get a decapsulating program (the others only
-/// their u32 filter): every datagram the host receives runs the filters of the flows installed
-/// before its own, two per flow with a program (measured, 500 flows: ping p50 0.51 ms with a
-/// program per flow against 0.14 ms with u32 filters only),
-/// while a program saves about a fifth of a round trip (BENCHMARKS.md, "Session 9").
-const MAX_DECAP_FLOWS: usize = 16;
 /// The filter priority of the per-device catch-all redirects.
 const CATCH_ALL_PRIO: u16 = 1;
-/// Flow filters take priorities from here up.
-const FIRST_PRIO: u16 = 10;
+/// The priority of a hook's flow program ([`table`]).
+const FLOW_PRIO: u16 = 10;
 
 /// `--fast-path`.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -267,10 +263,16 @@ struct PortDevs {
     veth: String,
     /// The port's own VNI (its VPC's).
     vni: u32,
-    /// The egress VXLAN device (in the instance's namespace), for the port's own VNI.
+    /// The egress VXLAN device (in the instance's namespace), for the port's own VNI, and its
+    /// interface index there.
     vx_out: String,
-    /// Egress VXLAN devices for other VNIs (peered VPCs), made on their first flow.
-    vx_peers: HashMap<u32, String>,
+    vx_out_index: u32,
+    /// Egress VXLAN devices for other VNIs (peered VPCs), made on their first flow, with their
+    /// interface indexes.
+    vx_peers: HashMap<u32, (String, u32)>,
+    /// The interface indexes (host namespace) of `veth` and of `deliver` (0: none).
+    veth_index: u32,
+    deliver_index: u32,
     /// The ingress VXLAN device (in the instance's namespace).
     vx_in: String,
     /// The host end of the veth whose other end (`fpdi<P>`, the instance's MAC) is in the
@@ -286,14 +288,10 @@ struct PortDevs {
     forged_peers: HashMap<u32, u64>,
 }
 
-/// A flow's filter: on which device and hook, at which priority.
+/// An installed flow: its map key and the last read of its counters.
 #[derive(Debug, Clone, Copy)]
 struct Installed {
-    prio: u16,
-    /// An ingress flow's decapsulating `cls_bpf` filter, ahead of its u32 filter (which then
-    /// carries only the GSO super-frames).
-    decap_prio: Option<u16>,
-    /// Last read of its counters (the kernel's packet counter is 32 bits).
+    key: [u8; table::KEY_LEN],
     packets: u64,
     bytes: u64,
 }
@@ -307,9 +305,10 @@ struct Installer {
     ports: HashMap<PortId, PortInfo>,
     devs: HashMap<PortId, PortDevs>,
     flows: BTreeMap<KernelFlow, Installed>,
-    /// Free priorities per (port's egress | underlay ingress).
-    next_prio: HashMap<Option<PortId>, u16>,
-    free_prios: HashMap<Option<PortId>, Vec<u16>>,
+    /// The installed flows' map keys (two flows with one key cannot both be installed).
+    keys: BTreeSet<[u8; table::KEY_LEN]>,
+    /// The host's flow map ([`table`]), made with the underlay's program.
+    map: Option<BpfHash>,
     uses: Arc<Mutex<Vec<Use>>>,
     counters: Arc<FastPathCounters>,
     last_stats: Instant,
@@ -322,14 +321,7 @@ fn decap_enabled() -> bool {
     std::env::var("SOFTVPC_FAST_PATH_DECAP").map_or(true, |v| v != "off")
 }
 
-/// The key of a priority space: a port's egress hook, or the underlay's ingress (`None`).
-fn space(k: &KernelFlow) -> Option<PortId> {
-    match k.hook {
-        KernelHook::PortEgress(p) => Some(p),
-        KernelHook::UnderlayIngress { .. } => None,
-    }
-}
-
+#[cfg(test)]
 fn to_match(k: &U32Key, shift: i32) -> U32Match {
     U32Match {
         offset: k.offset + shift,
@@ -340,7 +332,9 @@ fn to_match(k: &U32Key, shift: i32) -> U32Match {
 
 /// The u32 keys of an ingress flow on the underlay device: the outer IPv4 header (no
 /// options, not a fragment, UDP, from the flow's host to us), UDP port 4789, the VXLAN header
-/// (I flag, the VNI, reserved bits clear), then the inner frame's keys 50 bytes further.
+/// (I flag, the VNI, reserved bits clear), then the inner frame's keys 50 bytes further. The
+/// model [`table::ingress_program`] is tested against (a u32 filter per flow, before).
+#[cfg(test)]
 pub(crate) fn ingress_keys(k: &KernelFlow, us: Ipv4Addr) -> Vec<U32Match> {
     let KernelHook::UnderlayIngress { vni, host, .. } = k.hook else {
         return Vec::new();
@@ -387,6 +381,7 @@ pub(crate) fn ingress_keys(k: &KernelFlow, us: Ipv4Addr) -> Vec<U32Match> {
 /// The same condition as `keys`, as keys on 4-byte aligned offsets (iproute2 only makes those,
 /// and the inner frame sits 50 bytes into the datagram): each masked byte goes into the aligned
 /// word holding it; keys on the same word merge.
+#[cfg(test)]
 fn aligned(keys: &[U32Match]) -> Vec<U32Match> {
     let mut words: BTreeMap<i32, (u32, u32)> = BTreeMap::new();
     for k in keys {
@@ -526,8 +521,8 @@ impl Installer {
             ports: HashMap::new(),
             devs: HashMap::new(),
             flows: BTreeMap::new(),
-            next_prio: HashMap::new(),
-            free_prios: HashMap::new(),
+            keys: BTreeSet::new(),
+            map: None,
             uses,
             counters,
             last_stats: Instant::now(),
@@ -593,16 +588,6 @@ impl Installer {
         }
     }
 
-    fn alloc_prio(&mut self, space: Option<PortId>) -> u16 {
-        if let Some(p) = self.free_prios.get_mut(&space).and_then(Vec::pop) {
-            return p;
-        }
-        let next = self.next_prio.entry(space).or_insert(FIRST_PRIO);
-        let p = *next;
-        *next = next.saturating_add(1);
-        p
-    }
-
     /// The underlay device: the host namespace's link holding the underlay address.
     async fn underlay(&mut self) -> anyhow::Result<(String, [u8; 6])> {
         if let Some(u) = &self.underlay {
@@ -621,6 +606,18 @@ impl Installer {
                         return Err(e.into());
                     }
                 }
+                // The host's flow map and the underlay's program looking datagrams up in it.
+                let map = table::create_map().context("creating the fast path's flow map")?;
+                let name = "svfp_in";
+                let fd = softvpc_netlink::bpf::load_sched_cls(
+                    &table::ingress_program(&map, self.underlay_ip),
+                    name,
+                )
+                .context("loading the underlay's flow program")?;
+                self.host
+                    .add_bpf_direct(&dev, Hook::Ingress, FLOW_PRIO, &fd, name)
+                    .await?;
+                self.map = Some(map);
                 self.underlay = Some((dev.clone(), mac));
                 return Ok((dev, mac));
             }
@@ -747,17 +744,36 @@ impl Installer {
             if decap {
                 self.deliver_veth(&nl, &info, &deliver, &deliver_in).await?;
             }
-            anyhow::Ok(())
+            // The port's egress program, looking frames up in the host's flow map.
+            let map = self.map.as_ref().context("no flow map")?;
+            let name = format!("svfp_eg{}", port.0);
+            let fd =
+                softvpc_netlink::bpf::load_sched_cls(&table::egress_program(map, port.0), &name)
+                    .context("loading a port's flow program")?;
+            nl.add_bpf_direct(&info.ifname, Hook::Egress, FLOW_PRIO, &fd, &name)
+                .await?;
+            let vx_out_index = link_index(&nl, &vx_out).await?;
+            let veth_index = link_index(&self.host, &veth).await?;
+            let deliver_index = if decap {
+                link_index(&self.host, &deliver).await?
+            } else {
+                0
+            };
+            anyhow::Ok((vx_out_index, veth_index, deliver_index))
         }
         .await;
-        if let Err(e) = made {
-            let _ = netns::delete(&fp_ns);
-            let _ = self.host.del_link(&deliver).await;
-            let _ = self.host.del_link(&vx_out).await;
-            let _ = nl.del_link(&vx_out).await;
-            let _ = nl.del_link(&vx_in).await;
-            return Err(e.context(format!("fast path devices of {}", info.ifname)));
-        }
+        let (vx_out_index, veth_index, deliver_index) = match made {
+            Ok(x) => x,
+            Err(e) => {
+                let _ = netns::delete(&fp_ns);
+                let _ = self.host.del_link(&deliver).await;
+                let _ = self.host.del_link(&vx_out).await;
+                let _ = nl.del_link(&vx_out).await;
+                let _ = nl.del_link(&vx_in).await;
+                let _ = nl.del_filters(&info.ifname, Hook::Egress, FLOW_PRIO).await;
+                return Err(e.context(format!("fast path devices of {}", info.ifname)));
+            }
+        };
         debug!(port = port.0, netns = %info.netns, "fast path devices made");
         self.devs.insert(
             port,
@@ -767,7 +783,10 @@ impl Installer {
                 veth,
                 vni,
                 vx_out,
+                vx_out_index,
                 vx_peers: HashMap::new(),
+                veth_index,
+                deliver_index,
                 vx_in,
                 deliver: decap.then_some(deliver),
                 nl,
@@ -838,40 +857,14 @@ impl Installer {
         Ok(())
     }
 
-    /// Ingress flow `k`'s decapsulating filter on the underlay device `udev`
-    /// ([`bpf::decap_program`]) at `prio`, redirecting to the port's `deliver` veth.
-    async fn install_decap(
-        &self,
-        k: &KernelFlow,
-        udev: &str,
-        prio: u16,
-        deliver: &str,
-    ) -> anyhow::Result<()> {
-        let name = format!("svfd{}_{prio}", k.port().0);
-        let fd =
-            softvpc_netlink::bpf::load_sched_cls(&bpf::decap_program(k, self.underlay_ip), &name)
-                .context("loading a flow's decapsulating program")?;
-        self.host
-            .add_bpf_redirect(
-                udev,
-                Hook::Ingress,
-                prio,
-                &fd,
-                &name,
-                deliver,
-                Redirect::Egress,
-            )
-            .await?;
-        Ok(())
-    }
-
-    /// The port's egress VXLAN device for `vni`: `fpe<P>` for its own VPC's, else one made on
-    /// the first flow into that (peered) VPC, `fpe<P>v<n>`, whose socket is `fpe<P>`'s (same
-    /// port, another VNI) and whose received frames go to the sink as `fpe<P>`'s do.
-    async fn egress_dev(&mut self, port: PortId, vni: u32) -> anyhow::Result<String> {
+    /// The port's egress VXLAN device for `vni` and its interface index: `fpe<P>` for its own
+    /// VPC's, else one made on the first flow into that (peered) VPC, `fpe<P>v<n>`, whose
+    /// socket is `fpe<P>`'s (same port, another VNI) and whose received frames go to the sink
+    /// as `fpe<P>`'s do.
+    async fn egress_dev(&mut self, port: PortId, vni: u32) -> anyhow::Result<(String, u32)> {
         let d = self.devs.get(&port).context("devices")?;
         if vni == d.vni {
-            return Ok(d.vx_out.clone());
+            return Ok((d.vx_out.clone(), d.vx_out_index));
         }
         if let Some(dev) = d.vx_peers.get(&vni) {
             return Ok(dev.clone());
@@ -905,23 +898,30 @@ impl Installer {
                 Redirect::Egress,
             )
             .await?;
-            anyhow::Ok(())
+            link_index(&d.nl, &dev).await
         }
         .await;
-        if let Err(e) = made {
-            let _ = self.host.del_link(&dev).await;
-            let _ = d.nl.del_link(&dev).await;
-            return Err(e.context(format!("fast path device {dev} for VNI {vni}")));
-        }
+        let index = match made {
+            Ok(i) => i,
+            Err(e) => {
+                let _ = self.host.del_link(&dev).await;
+                let _ = d.nl.del_link(&dev).await;
+                return Err(e.context(format!("fast path device {dev} for VNI {vni}")));
+            }
+        };
         if let Some(d) = self.devs.get_mut(&port) {
-            d.vx_peers.insert(vni, dev.clone());
+            d.vx_peers.insert(vni, (dev.clone(), index));
         }
-        Ok(dev)
+        Ok((dev, index))
     }
 
     async fn install(&mut self, k: KernelFlow, own: Option<u32>) -> anyhow::Result<()> {
         if self.flows.contains_key(&k) {
             return Ok(());
+        }
+        let key = table::key(&k);
+        if self.keys.contains(&key) {
+            anyhow::bail!("another installed flow has the same match");
         }
         let port = k.port();
         let vni = match (k.hook, k.action) {
@@ -931,17 +931,14 @@ impl Installer {
         };
         // The port's devices carry its own VPC's VNI (a peered flow's is the peer's).
         self.port_devs(port, own.unwrap_or(vni)).await?;
-        let space = space(&k);
-        let mut prio = self.alloc_prio(space);
-        let mut decap_prio = None;
-        let r = match (k.hook, k.action) {
+        let value = match (k.hook, k.action) {
             (
                 KernelHook::PortEgress(_),
                 KernelAction::Encap {
                     host, port: dport, ..
                 },
             ) => {
-                let dev = self.egress_dev(port, vni).await?;
+                let (dev, index) = self.egress_dev(port, vni).await?;
                 let d = self.devs.get_mut(&port).context("devices")?;
                 // The frame leaves with the rewritten destination MAC for a routed flow.
                 let mac = k.rewrite.map_or(k.dst_mac, |r| r.target_mac);
@@ -949,93 +946,22 @@ impl Installer {
                     d.nl.fdb_replace(&dev, &mac, host, dport).await?;
                     d.fdb.insert((vni, mac), host);
                 }
-                if k.rewrite.is_some() {
-                    // mirred cannot rewrite: the flow's own cls_bpf program matches and rewrites,
-                    // its filter's mirred redirects.
-                    let insns = bpf::program(&k);
-                    let name = format!("svfp{}_{prio}", port.0);
-                    match softvpc_netlink::bpf::load_sched_cls(&insns, &name) {
-                        Ok(fd) => {
-                            d.nl.add_bpf_redirect(
-                                &d.info.ifname,
-                                Hook::Egress,
-                                prio,
-                                &fd,
-                                &name,
-                                &dev,
-                                Redirect::Egress,
-                            )
-                            .await
-                        }
-                        Err(e) => {
-                            self.free_prios.entry(space).or_default().push(prio);
-                            return Err(
-                                anyhow::Error::from(e).context("loading a routed flow's program")
-                            );
-                        }
-                    }
-                } else {
-                    let (keys, n) = k.u32_keys();
-                    let keys: Vec<U32Match> = keys[..n].iter().map(|x| to_match(x, 0)).collect();
-                    d.nl.add_redirect(
-                        &d.info.ifname,
-                        Hook::Egress,
-                        prio,
-                        &keys,
-                        &dev,
-                        Redirect::Egress,
-                    )
-                    .await
-                }
+                table::value(&k, index, 0)
             }
             (KernelHook::UnderlayIngress { .. }, KernelAction::Deliver(_)) => {
-                let (udev, _) = self.underlay().await?;
                 let d = self.devs.get(&port).context("devices")?;
-                let (veth, deliver) = (d.veth.clone(), d.deliver.clone());
-                let decapsulating = self
-                    .flows
-                    .values()
-                    .filter(|f| f.decap_prio.is_some())
-                    .count();
-                if let Some(deliver) = deliver.filter(|_| decapsulating < MAX_DECAP_FLOWS) {
-                    // The decapsulating filter first (it takes the lower priority number),
-                    // the u32 filter after it for the GSO super-frames it leaves.
-                    let other = self.alloc_prio(space);
-                    let (first, second) = (prio.min(other), prio.max(other));
-                    prio = second;
-                    match self.install_decap(&k, &udev, first, &deliver).await {
-                        Ok(()) => decap_prio = Some(first),
-                        Err(e) => {
-                            self.free_prios.entry(space).or_default().push(first);
-                            self.counters.errors.fetch_add(1, Ordering::Relaxed);
-                            warn!(error = %format!("{e:#}"), "fast path: no decapsulating filter, the flow takes the VXLAN device");
-                        }
-                    }
-                }
-                let keys = ingress_keys(&k, self.underlay_ip);
-                let r = self
-                    .host
-                    .add_redirect(&udev, Hook::Ingress, prio, &keys, &veth, Redirect::Egress)
-                    .await;
-                if r.is_err() {
-                    if let Some(p) = decap_prio.take() {
-                        let _ = self.host.del_filters(&udev, Hook::Ingress, p).await;
-                        self.free_prios.entry(space).or_default().push(p);
-                    }
-                }
-                r
+                table::value(&k, d.deliver_index, d.veth_index)
             }
             _ => anyhow::bail!("a flow the fast path cannot hold"),
         };
-        if let Err(e) = r {
-            self.free_prios.entry(space).or_default().push(prio);
-            return Err(e.into());
-        }
+        let map = self.map.as_ref().context("no flow map")?;
+        map.insert(&key, &value)
+            .context("adding a flow to the fast path's map")?;
+        self.keys.insert(key);
         self.flows.insert(
             k,
             Installed {
-                prio,
-                decap_prio,
+                key,
                 packets: 0,
                 bytes: 0,
             },
@@ -1052,45 +978,23 @@ impl Installer {
         Ok(())
     }
 
+    /// Removes flow `k`'s entry; what it counted since the last read goes to the data path.
     async fn remove(&mut self, k: &KernelFlow) {
-        let Some(inst) = self.flows.remove(k) else {
+        let Some(mut inst) = self.flows.remove(k) else {
             return;
         };
-        let r = match k.hook {
-            KernelHook::PortEgress(port) => match self.devs.get(&port) {
-                Some(d) => {
-                    d.nl.del_filters(&d.info.ifname, Hook::Egress, inst.prio)
-                        .await
-                }
-                None => Ok(()),
-            },
-            KernelHook::UnderlayIngress { .. } => match &self.underlay {
-                Some((dev, _)) => {
-                    let mut r = Ok(());
-                    if let Some(p) = inst.decap_prio {
-                        r = self.host.del_filters(dev, Hook::Ingress, p).await;
-                    }
-                    let r2 = self.host.del_filters(dev, Hook::Ingress, inst.prio).await;
-                    r.and(r2)
-                }
-                None => Ok(()),
-            },
-        };
-        match r {
-            // The port's interface went first (its instance or ENI is gone): its filters went
-            // with it.
-            Err(e) if e.errno() == Some(libc::ENODEV) => {
-                debug!(error = %e, "fast path: a flow's device is gone already");
-            }
-            Err(e) => {
+        self.keys.remove(&inst.key);
+        if let Some(map) = &self.map {
+            let last = map.get(&inst.key).ok().flatten();
+            if let Err(e) = map.remove(&inst.key) {
                 self.counters.errors.fetch_add(1, Ordering::Relaxed);
                 warn!(error = %e, "fast path: removing a flow failed");
             }
-            Ok(()) => {}
-        }
-        self.free_prios.entry(space(k)).or_default().push(inst.prio);
-        if let Some(p) = inst.decap_prio {
-            self.free_prios.entry(space(k)).or_default().push(p);
+            if let Some(u) = last.and_then(|v| self.take_use(k, &mut inst, &v, monotonic_ns())) {
+                if let Ok(mut uses) = self.uses.lock() {
+                    uses.push(u);
+                }
+            }
         }
         self.counters.removals.fetch_add(1, Ordering::Relaxed);
         self.counters
@@ -1109,12 +1013,10 @@ impl Installer {
             self.remove(k).await;
         }
         self.ports.remove(&port);
-        self.free_prios.remove(&Some(port));
-        self.next_prio.remove(&Some(port));
         if let Some(d) = self.devs.remove(&port) {
             let _ = d.nl.del_clsact(&d.info.ifname).await;
             let _ = d.nl.del_link(&d.vx_out).await;
-            for dev in d.vx_peers.values() {
+            for (dev, _) in d.vx_peers.values() {
                 let _ = d.nl.del_link(dev).await;
             }
             let _ = d.nl.del_link(&d.vx_in).await;
@@ -1128,16 +1030,43 @@ impl Installer {
         }
     }
 
-    /// Reads every filter's counters and hands the differences to the data path.
+    /// What flow `k`'s entry (`value`, read at `now_ns`) counted since `inst`'s last read, which
+    /// it updates; none if nothing.
+    fn take_use(
+        &self,
+        k: &KernelFlow,
+        inst: &mut Installed,
+        value: &[u8],
+        now_ns: u64,
+    ) -> Option<Use> {
+        let (seen_packets, seen_bytes, last_ns) = table::counters(value);
+        let packets = seen_packets.saturating_sub(inst.packets);
+        let bytes = seen_bytes.saturating_sub(inst.bytes);
+        inst.packets = seen_packets;
+        inst.bytes = seen_bytes;
+        if packets == 0 {
+            return None;
+        }
+        self.counters.packets.fetch_add(packets, Ordering::Relaxed);
+        if k.rewrite.is_some() {
+            self.counters
+                .routed_packets
+                .fetch_add(packets, Ordering::Relaxed);
+        }
+        let now = Instant::now();
+        let idle = Duration::from_nanos(now_ns.saturating_sub(last_ns));
+        Some(Use {
+            flow: *k,
+            packets,
+            bytes,
+            last_used: now.checked_sub(idle).unwrap_or(now),
+        })
+    }
+
+    /// Reads every flow's counters and hands the differences to the data path.
     async fn read_stats(&mut self) {
         self.last_stats = Instant::now();
-        let now = Instant::now();
-        let mut by_space: HashMap<Option<PortId>, Vec<softvpc_netlink::FilterStats>> =
-            HashMap::new();
-        for (port, d) in self.devs.iter_mut() {
-            if let Ok(s) = d.nl.filter_stats(&d.info.ifname, Hook::Egress).await {
-                by_space.insert(Some(*port), s);
-            }
+        for d in self.devs.values_mut() {
             if let Ok(s) = d.nl.filter_stats(&d.vx_out, Hook::Ingress).await {
                 let seen: u64 = s.iter().map(|f| f.packets).sum();
                 let new = seen.wrapping_sub(d.forged_seen) & 0xffff_ffff;
@@ -1146,7 +1075,7 @@ impl Installer {
                 }
                 d.forged_seen = seen;
             }
-            for (vni, dev) in &d.vx_peers {
+            for (vni, (dev, _)) in &d.vx_peers {
                 if let Ok(s) = d.nl.filter_stats(dev, Hook::Ingress).await {
                     let seen: u64 = s.iter().map(|f| f.packets).sum();
                     let last = d.forged_peers.entry(*vni).or_insert(0);
@@ -1158,66 +1087,46 @@ impl Installer {
                 }
             }
         }
-        if let Some((dev, _)) = &self.underlay {
-            if let Ok(s) = self.host.filter_stats(dev, Hook::Ingress).await {
-                by_space.insert(None, s);
-            }
-        }
+        let Some(map) = &self.map else {
+            return;
+        };
+        let now_ns = monotonic_ns();
         let mut uses = Vec::new();
-        for (k, inst) in self.flows.iter_mut() {
-            let Some(stats) = by_space.get(&space(k)) else {
-                continue;
-            };
-            // An ingress flow's two filters (decapsulating, u32) count as one: both count
-            // the outer datagram (the length taken as the frame reached the hook).
-            let mut seen = None;
-            for f in stats {
-                if f.prio == inst.prio || Some(f.prio) == inst.decap_prio {
-                    let (p, b, idle) = seen.unwrap_or((0u64, 0u64, None));
-                    // The flow was last used when either filter was.
-                    let idle = match (idle, f.idle_ms) {
-                        (Some(a), Some(b)) => Some(u64::min(a, b)),
-                        (a, b) => a.or(b),
-                    };
-                    seen = Some((p + f.packets, b + f.bytes, idle));
+        let mut flows = std::mem::take(&mut self.flows);
+        for (k, inst) in flows.iter_mut() {
+            if let Ok(Some(v)) = map.get(&inst.key) {
+                if let Some(u) = self.take_use(k, inst, &v, now_ns) {
+                    uses.push(u);
                 }
             }
-            let Some((seen_packets, seen_bytes, idle_ms)) = seen else {
-                continue;
-            };
-            let packets = seen_packets.wrapping_sub(inst.packets) & 0xffff_ffff;
-            let bytes = seen_bytes.saturating_sub(inst.bytes);
-            inst.packets = seen_packets;
-            inst.bytes = seen_bytes;
-            if packets == 0 {
-                continue;
-            }
-            // The ingress filter counts the outer IPv4 datagram (the Ethernet header is pulled at
-            // ingress): take its IPv4, UDP and VXLAN headers off.
-            let bytes = match k.hook {
-                KernelHook::UnderlayIngress { .. } => bytes.saturating_sub(packets * 36),
-                KernelHook::PortEgress(_) => bytes,
-            };
-            let idle = Duration::from_millis(idle_ms.unwrap_or(0));
-            uses.push(Use {
-                flow: *k,
-                packets,
-                bytes,
-                last_used: now.checked_sub(idle).unwrap_or(now),
-            });
-            self.counters.packets.fetch_add(packets, Ordering::Relaxed);
-            if k.rewrite.is_some() {
-                self.counters
-                    .routed_packets
-                    .fetch_add(packets, Ordering::Relaxed);
-            }
         }
+        self.flows = flows;
         if !uses.is_empty() {
             if let Ok(mut u) = self.uses.lock() {
                 u.extend(uses);
             }
         }
     }
+}
+
+/// `dev`'s interface index in `nl`'s namespace.
+async fn link_index(nl: &Netlink, dev: &str) -> anyhow::Result<u32> {
+    nl.link_index(dev)
+        .await?
+        .with_context(|| format!("no interface {dev}"))
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds: the clock of `bpf_ktime_get_ns` (and of [`Instant`]).
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
 }
 
 #[cfg(test)]

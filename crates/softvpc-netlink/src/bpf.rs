@@ -1,8 +1,10 @@
-//! Classic-mode `cls_bpf` programs for the fast path (`docs/fast-path.md`): eBPF instructions as
+//! `cls_bpf` programs and maps for the fast path (`docs/fast-path.md`): eBPF instructions as
 //! plain values, loaded with `bpf(2)` as `BPF_PROG_TYPE_SCHED_CLS` (no compiler, no object
 //! file, nothing built at run time), and run on a test frame with `BPF_PROG_TEST_RUN` (root
-//! only) so a program can be checked without attaching it. Attaching is
-//! [`Netlink::add_bpf_redirect`](crate::Netlink::add_bpf_redirect).
+//! only) so a program can be checked without attaching it; hash maps ([`BpfHash`]) a program
+//! looks flows up in and the agent writes and reads. Attaching is
+//! [`Netlink::add_bpf_redirect`](crate::Netlink::add_bpf_redirect) (classic mode, a mirred
+//! action) or [`Netlink::add_bpf_direct`](crate::Netlink::add_bpf_direct) (direct action).
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
@@ -92,9 +94,48 @@ pub mod op {
     pub const ADJ_ROOM_MAC: i32 = 1;
     /// `offsetof(struct __sk_buff, gso_size)`: nonzero for a GSO super-frame.
     pub const SKB_GSO_SIZE: i16 = 176;
+    /// `dst = imm64` (two instructions); with src [`PSEUDO_MAP_FD`] the immediate is a map's fd.
+    pub const LD_IMM64: u8 = 0x18;
+    /// `src` of [`LD_IMM64`]: the immediate is a map file descriptor.
+    pub const PSEUDO_MAP_FD: u8 = 1;
+    /// `dst = *(u8 *)(src + off)`.
+    pub const LDX_B: u8 = 0x71;
+    /// `*(u64 *)(dst + off) = src`.
+    pub const STX_DW: u8 = 0x7b;
+    /// `*(u32 *)(dst + off) = src`.
+    pub const STX_W: u8 = 0x63;
+    /// `*(u8 *)(dst + off) = src`.
+    pub const STX_B: u8 = 0x73;
+    /// `*(u64 *)(dst + off) = imm`.
+    pub const ST_DW: u8 = 0x7a;
+    /// `lock *(u64 *)(dst + off) += src` (`BPF_STX | BPF_ATOMIC | BPF_DW`, imm `BPF_ADD`).
+    pub const ATOMIC_ADD_DW: u8 = 0xdb;
+    /// `if dst == imm goto +off` (64 bits).
+    pub const JEQ64_K: u8 = 0x15;
+    /// `if (u32)dst == imm goto +off`.
+    pub const JEQ32_K: u8 = 0x16;
+    /// `goto +off`.
+    pub const JA: u8 = 0x05;
+    /// `bpf_map_lookup_elem(map, key)`: the value's address or 0.
+    pub const MAP_LOOKUP_ELEM: i32 = 1;
+    /// `bpf_ktime_get_ns()`: `CLOCK_MONOTONIC` in nanoseconds.
+    pub const KTIME_GET_NS: i32 = 5;
+    /// `bpf_redirect(ifindex, flags)`: `TC_ACT_REDIRECT` (the device's egress; `BPF_F_INGRESS`
+    /// in flags: its ingress).
+    pub const REDIRECT: i32 = 23;
+    /// `TC_ACT_REDIRECT`, what a direct-action program returns after `bpf_redirect`.
+    pub const TC_ACT_REDIRECT: u32 = 7;
+    /// `TC_ACT_UNSPEC` (-1): no verdict, the next filter (or the stack) gets the frame.
+    pub const TC_ACT_UNSPEC: i32 = -1;
 }
 
+const BPF_MAP_CREATE: libc::c_long = 0;
+const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
+const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
+const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
 const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_MAP_TYPE_HASH: u32 = 1;
+const BPF_F_NO_PREALLOC: u32 = 1;
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
 const BPF_PROG_TYPE_SCHED_CLS: u32 = 3;
 
@@ -174,6 +215,105 @@ pub fn load_sched_cls(insns: &[Insn], name: &str) -> io::Result<OwnedFd> {
         }
         Err(e) => Err(e),
     }
+}
+
+/// A `BPF_MAP_TYPE_HASH` map with fixed key and value sizes, allocated as it fills
+/// (`BPF_F_NO_PREALLOC`): programs look keys up in it, the agent writes, reads and deletes.
+#[derive(Debug)]
+pub struct BpfHash {
+    fd: OwnedFd,
+    key_size: usize,
+    value_size: usize,
+}
+
+impl BpfHash {
+    /// `bpf(BPF_MAP_CREATE)`: a hash map named `name` (at most 15 bytes kept) of at most
+    /// `max_entries` entries.
+    pub fn create(
+        name: &str,
+        key_size: usize,
+        value_size: usize,
+        max_entries: u32,
+    ) -> io::Result<BpfHash> {
+        let mut attr = [0u8; 72];
+        put_u32(&mut attr, 0, BPF_MAP_TYPE_HASH);
+        put_u32(&mut attr, 4, key_size as u32);
+        put_u32(&mut attr, 8, value_size as u32);
+        put_u32(&mut attr, 12, max_entries);
+        put_u32(&mut attr, 16, BPF_F_NO_PREALLOC);
+        let n = name.as_bytes();
+        let n = &n[..n.len().min(15)];
+        attr[28..28 + n.len()].copy_from_slice(n);
+        let fd = sys_bpf(BPF_MAP_CREATE, &mut attr)?;
+        Ok(BpfHash {
+            // SAFETY: the kernel returned a new file descriptor that nothing else owns.
+            fd: unsafe { OwnedFd::from_raw_fd(fd as RawFd) },
+            key_size,
+            value_size,
+        })
+    }
+
+    /// The map's file descriptor, for a program's `LD_IMM64` with [`op::PSEUDO_MAP_FD`].
+    pub fn raw_fd(&self) -> i32 {
+        use std::os::fd::AsRawFd;
+        self.fd.as_raw_fd()
+    }
+
+    fn elem(
+        &self,
+        cmd: libc::c_long,
+        key: &[u8],
+        value: Option<&mut [u8]>,
+        flags: u64,
+    ) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        if key.len() != self.key_size || value.as_ref().is_some_and(|v| v.len() != self.value_size)
+        {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        let mut attr = [0u8; 32];
+        put_u32(&mut attr, 0, self.fd.as_raw_fd() as u32);
+        put_u64(&mut attr, 8, key.as_ptr() as u64);
+        if let Some(v) = value {
+            put_u64(&mut attr, 16, v.as_mut_ptr() as u64);
+        }
+        put_u64(&mut attr, 24, flags);
+        sys_bpf(cmd, &mut attr).map(|_| ())
+    }
+
+    /// `BPF_MAP_UPDATE_ELEM` with `BPF_ANY`: the entry for `key` is `value` now.
+    pub fn insert(&self, key: &[u8], value: &[u8]) -> io::Result<()> {
+        let mut v = value.to_vec();
+        self.elem(BPF_MAP_UPDATE_ELEM, key, Some(&mut v), 0)
+    }
+
+    /// `BPF_MAP_LOOKUP_ELEM`: the value of `key`, or none.
+    pub fn get(&self, key: &[u8]) -> io::Result<Option<Vec<u8>>> {
+        let mut v = vec![0u8; self.value_size];
+        match self.elem(BPF_MAP_LOOKUP_ELEM, key, Some(&mut v), 0) {
+            Ok(()) => Ok(Some(v)),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `BPF_MAP_DELETE_ELEM`: whether `key` was there. Once it returns, no program run that
+    /// starts later finds the entry.
+    pub fn remove(&self, key: &[u8]) -> io::Result<bool> {
+        match self.elem(BPF_MAP_DELETE_ELEM, key, None, 0) {
+            Ok(()) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The two instructions of `dst = map` (`LD_IMM64` with [`op::PSEUDO_MAP_FD`]).
+pub fn ld_map_fd(dst: u8, map: &BpfHash) -> [Insn; 2] {
+    [
+        Insn::new(op::LD_IMM64, dst, op::PSEUDO_MAP_FD, 0, map.raw_fd()),
+        Insn::new(0, 0, 0, 0, 0),
+    ]
 }
 
 /// Runs program `fd` once on `frame` (an Ethernet frame, as at a tc hook) with

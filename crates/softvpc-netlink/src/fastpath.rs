@@ -18,7 +18,7 @@ use rtnetlink::packet_route::tc::{
     TcMirror, TcMirrorActionType, TcOption, TcU32Key, TcU32Selector, TcU32SelectorFlags,
 };
 use rtnetlink::packet_route::tc::{TcActionMirrorOption as MirrorOpt, TcStats2};
-use rtnetlink::packet_route::tc::{TcFilterBpf, TcFilterBpfOption};
+use rtnetlink::packet_route::tc::{TcBpfFlags, TcFilterBpf, TcFilterBpfOption};
 use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::LinkVxlan;
 
@@ -318,6 +318,42 @@ impl Netlink {
                 TCA_BPF_ACT,
                 nested,
             ))),
+        ]));
+        self.tc_request(
+            RouteNetlinkMessage::NewTrafficFilter(m),
+            NLM_F_CREATE | NLM_F_EXCL,
+            &op,
+        )
+        .await
+    }
+
+    /// `tc filter add dev DEV HOOK prio PRIO protocol all bpf direct-action fd FD name NAME`: a
+    /// direct-action `cls_bpf` filter (the program's return value is the verdict: `bpf_redirect`
+    /// and `TC_ACT_REDIRECT`, or `TC_ACT_UNSPEC` for the next filter). The filter keeps its own
+    /// reference to the program: `prog` may be closed after.
+    pub async fn add_bpf_direct(
+        &self,
+        dev: &str,
+        hook: Hook,
+        prio: u16,
+        prog: &std::os::fd::OwnedFd,
+        name: &str,
+    ) -> Result<()> {
+        use std::os::fd::AsRawFd;
+        let op = format!(
+            "tc filter add dev {dev} {} prio {prio} bpf direct-action name {name}",
+            hook.name()
+        );
+        let index = self.index(dev, &op).await?;
+        let mut m = TcMessage::with_index(index as i32);
+        m.header.parent = hook.parent();
+        m.header.info = (u32::from(prio) << 16) | u32::from(0x0003u16.to_be());
+        m.attributes
+            .push(TcAttribute::Kind(TcFilterBpf::KIND.to_string()));
+        m.attributes.push(TcAttribute::Options(vec![
+            TcOption::Bpf(TcFilterBpfOption::ProgFd(prog.as_raw_fd() as u32)),
+            TcOption::Bpf(TcFilterBpfOption::ProgName(name.to_string())),
+            TcOption::Bpf(TcFilterBpfOption::Flags(TcBpfFlags::DirectAction)),
         ]));
         self.tc_request(
             RouteNetlinkMessage::NewTrafficFilter(m),
