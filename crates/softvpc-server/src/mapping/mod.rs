@@ -7,7 +7,8 @@
 //! The log says which hosts each revision concerns; a fan-out thread then wakes only those
 //! hosts' watches ([`MappingProjection::subscribe`]), off the committing request's path: an API
 //! call waits for its durable commit and the log append, never for the fan-out to agents.
-//! [`service`] serves each host's `softvpc_mapping::Feed` over gRPC (`RegisterHost`, `Watch`).
+//! [`service`] serves each host's `softvpc_mapping::Feed` over gRPC (`RegisterHost`, `Watch`);
+//! [`watch`] is its `Watch` route, which encodes each shared message once for every stream.
 //! The protocol's state machine (log, per-host projection, resume, resync) is the
 //! `softvpc-mapping` crate's. This is the one place that knows both the model and the mapping
 //! protocol: the model and the store know nothing of protobuf or of who reads their changes.
@@ -16,13 +17,13 @@ pub mod fanout;
 pub mod flow_records;
 pub mod project;
 pub mod service;
+pub mod watch;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 
 use softvpc_mapping::{Change, Concerned, LogRead, MappingLog, SharedMessages};
 use softvpc_model::State;
-use softvpc_proto::pb;
 use softvpc_store::{CommitFollower, Store};
 
 pub use softvpc_mapping::log::DEFAULT_CAPACITY;
@@ -40,8 +41,8 @@ pub struct MappingProjection {
     wakers: Arc<Wakers>,
     /// To the fan-out thread: the hosts each committed revision concerns.
     fanout: Mutex<mpsc::Sender<(u64, Concerned)>>,
-    /// The watch messages of the newest revision, built once per distinct view.
-    shared: SharedMessages<pb::WatchResponse>,
+    /// The watch messages of the newest revision, built and encoded once per distinct view.
+    shared: SharedMessages<watch::Encoded>,
     /// When each recent revision was committed and its watch messages written.
     fanout_times: Arc<fanout::FanoutTimes>,
 }
@@ -162,7 +163,7 @@ impl MappingProjection {
 
     /// The watch messages of the newest revision, shared by the feeds that send the same one
     /// ([`softvpc_mapping::Feed::next_shared`]).
-    pub fn shared(&self) -> &SharedMessages<pb::WatchResponse> {
+    pub fn shared(&self) -> &SharedMessages<watch::Encoded> {
         &self.shared
     }
 

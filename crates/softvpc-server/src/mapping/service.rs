@@ -11,27 +11,24 @@
 //! the last revision it sent, or a fresh Snapshot if it fell so far behind that the ring no
 //! longer holds its revision: never silently stale. Every [`HEARTBEAT`] a watch whose revision
 //! lags (revisions that did not concern it) sends a Heartbeat, so its agent's resume point stays
-//! recent.
+//! recent. `Watch` is served by [`super::watch`]'s route: each message encoded once for every
+//! stream that sends it, the stream itself polled by HTTP/2.
 
 use std::sync::Arc;
 
 use softvpc_proto::pb;
-use softvpc_proto::pb::mapping_server::{Mapping, MappingServer};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
+use softvpc_proto::pb::mapping_server::Mapping;
 use tonic::{Request, Response, Status};
 
 use softvpc_mapping::Feed;
 
 use super::fanout::ConnClocks;
+use super::watch::{ClosedLog, Encoded, EncodedStream, MappingRoutes, WatchState};
 use super::MappingProjection;
 use crate::trust::{Refusal, Trust};
 use softvpc_model::host::register_host_in;
 use softvpc_store::Store;
 use softvpc_trust::identity::PeerIdentity;
-
-/// Messages buffered per watch before the stream task waits for the agent.
-const STREAM_BUFFER: usize = 16;
 
 /// How often a watch brings its agent up to the newest revision when no change concerned it.
 pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(1);
@@ -103,11 +100,9 @@ impl MappingService {
             .map_err(|r| refuse(rpc, request, None, r))
     }
 
-    /// The tonic server wrapper.
-    pub fn into_server(self) -> MappingServer<Self> {
-        MappingServer::new(self)
-            .max_decoding_message_size(softvpc_proto::MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(softvpc_proto::MAX_MESSAGE_BYTES)
+    /// The service's routes for tonic's server (`Watch` with each message encoded once).
+    pub fn into_server(self) -> MappingRoutes {
+        MappingRoutes::new(self)
     }
 }
 
@@ -249,10 +244,25 @@ impl Mapping for MappingService {
         Box<dyn tokio_stream::Stream<Item = Result<pb::WatchResponse, Status>> + Send>,
     >;
 
+    /// Served by [`MappingRoutes`] with each message encoded once; this generated route (used
+    /// only if the generated server is served alone) streams the same messages decoded again.
     async fn watch(
         &self,
         request: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        let stream = self.open_watch(request).await?.into_inner();
+        let decoded = tokio_stream::StreamExt::map(stream, |m| m.and_then(|e| e.decode()));
+        Ok(Response::new(Box::pin(decoded)))
+    }
+}
+
+impl MappingService {
+    /// Opens a watch for an authenticated host: its first message, then the stream of the
+    /// following ones (see [`super::watch`]).
+    pub(super) async fn open_watch(
+        &self,
+        request: Request<pb::WatchRequest>,
+    ) -> Result<Response<EncodedStream>, Status> {
         let peer = self.authenticate("Watch", &request)?;
         let name = self
             .store
@@ -299,114 +309,54 @@ impl Mapping for MappingService {
             let _ = tokio::task::spawn_blocking(move || store.sync()).await;
         }
         // Subscribe before computing the first message so no advance is missed in between.
-        let mut wake = projection.subscribe(&req.host_id);
+        let wake = projection.subscribe(&req.host_id);
         // Feeds sending the same message (most hosts holding the same VPCs get the same
-        // Delta) share one built message.
-        let (mut feed, first) = Feed::open_shared(
+        // Delta) share it, encoded once.
+        let (feed, first) = Feed::open_shared(
             &req,
             &projection.read(req.revision),
             projection.shared(),
-            |m| m,
+            Encoded::new,
         );
         tracing::info!(
             host = %req.host_id,
-            resumed = first_is_delta(&first),
+            resumed = !first.snapshot,
             revision = first.revision,
             "watch opened"
         );
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let closing = self.closing.clone();
-        let trust = self.trust.clone();
-        let mut revocations = trust.revocations();
+        let closed = Box::pin(async move {
+            match closing {
+                // An error means the sender is gone: the server is going away too.
+                Some(mut c) => {
+                    let _ = c.wait_for(|c| *c).await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        });
         // The stream ends when the certificate it was opened with expires (the agent has renewed
         // by then and reconnects with the new one).
         let expiry = tokio::time::Instant::now()
             + std::time::Duration::from_secs(
                 peer.not_after.saturating_sub(softvpc_trust::now_secs()),
             );
-        tokio::spawn(async move {
-            let closed = async move {
-                match closing {
-                    // An error means the sender is gone: the server is going away too.
-                    Some(mut c) => {
-                        let _ = c.wait_for(|c| *c).await;
-                    }
-                    None => std::future::pending::<()>().await,
-                }
-            };
-            tokio::pin!(closed);
-            if tx.send(Ok(first)).await.is_err() {
-                return;
-            }
-            let mut heartbeat = tokio::time::interval(HEARTBEAT);
-            heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    changed = wake.changed() => {
-                        if changed.is_err() {
-                            break; // server shutting down
-                        }
-                    }
-                    _ = heartbeat.tick() => {
-                        if projection.revision() == feed.revision() {
-                            continue;
-                        }
-                    }
-                    _ = tx.closed() => break,
-                    _ = &mut closed => break,
-                    _ = tokio::time::sleep_until(expiry) => {
-                        let r = Refusal { code: tonic::Code::Unauthenticated, reason: "the host certificate expired".into() };
-                        tracing::info!(host = %peer.host, "watch ended: certificate expired");
-                        let _ = tx.send(Err(r.status())).await;
-                        break;
-                    }
-                    changed = revocations.changed() => {
-                        if changed.is_err() { break; }
-                        if let Err(r) = trust.check(&peer) {
-                            // What was committed before the revocation still reaches the host
-                            // (remove-host --force terminates its instances first), so its agent
-                            // removes them instead of keeping them for a server that is gone.
-                            let read = projection.read(feed.revision());
-                            if let Some(m) = feed.next_shared(&read, projection.shared(), |m| m) {
-                                let _ = tx.send(Ok(m)).await;
-                            }
-                            tracing::warn!(host = %peer.host, reason = %r.reason, "watch ended: host revoked");
-                            let _ = tx.send(Err(r.status())).await;
-                            break;
-                        }
-                        continue;
-                    }
-                }
-                // The log read is a cheap copy; the message is built without any lock held.
-                let read = projection.read(feed.revision());
-                if let Some(m) = feed.next_shared(&read, projection.shared(), |m| m) {
-                    if !first_is_delta(&m) {
-                        tracing::debug!(host = %feed.host_id(), revision = m.revision, "watch: snapshot");
-                    }
-                    // A slow agent must not hold up a shutdown either.
-                    tokio::select! {
-                        sent = tx.send(Ok(m)) => if sent.is_err() { break },
-                        _ = &mut closed => break,
-                    }
-                }
-            }
-            tracing::info!(host = %feed.host_id(), "watch closed");
-        });
-        // The fan-out times: a message counts as written at its connection's next socket write.
-        let times = self.projection.fanout_times().clone();
-        let stream = tokio_stream::StreamExt::map(ReceiverStream::new(rx), move |m| {
-            if let Ok(m) = &m {
-                match &clock {
-                    Some(c) => c.handed(m.revision),
-                    None => times.written(m.revision, std::time::Instant::now()),
-                }
-            }
-            m
-        });
-        Ok(Response::new(Box::pin(stream)))
+        let mut heartbeat = tokio::time::interval(HEARTBEAT);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let state = WatchState {
+            _closed_log: ClosedLog(req.host_id.clone()),
+            feed,
+            projection,
+            wake,
+            heartbeat,
+            closed,
+            expiry: Box::pin(tokio::time::sleep_until(expiry)),
+            trust: self.trust.clone(),
+            revocations: self.trust.revocations(),
+            peer,
+            queued: std::collections::VecDeque::from([Ok(first)]),
+            ended: false,
+            clock,
+        };
+        Ok(Response::new(state.into_stream()))
     }
-}
-
-fn first_is_delta(m: &pb::WatchResponse) -> bool {
-    !matches!(m.kind, Some(pb::watch_response::Kind::Snapshot(_)))
 }
