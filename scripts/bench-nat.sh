@@ -25,7 +25,9 @@
 # per second; scripts/bench.py connect), through the internet gateway (web) and through the NAT
 # gateway (app), plus N new connections from the internet to web's Elastic IP. It prints a table
 # with both halves and the softvpc/kernel ratios, the load average at the start and at the end,
-# and softvpc's drops and agents' CPU time during its measurements.
+# and softvpc's drops and agents' CPU time during its measurements. In softvpc's halves it also
+# measures the instance services in app (issue 11's "in one run"): busybox udhcpc's lease time
+# (20 runs) and the DNS queries per second the router answers at the VPC's +2 (20,000 queries).
 #
 # usage: sudo scripts/bench-nat.sh [-t SECONDS] [-k CONNECTS] [-c CONCURRENCY] [-m "off on"]
 #                                  [-N SUSTAINED]
@@ -44,12 +46,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
 
-T=5 CONNECTS=2000 CONC=16 MODES="off on" SUSTAINED=0
+T=5 CONNECTS=2000 CONC=16 MODES="off on" SUSTAINED=0 SERVICE_RUNS=20 DNS_QUERIES=20000
 while getopts "t:k:c:m:N:h" opt; do
   case $opt in
     t) T=$OPTARG ;; k) CONNECTS=$OPTARG ;; c) CONC=$OPTARG ;; m) MODES=$OPTARG ;;
     N) SUSTAINED=$OPTARG ;;
-    *) sed -n '2,41p' "$0"; exit 2 ;;
+    *) sed -n '2,44p' "$0"; exit 2 ;;
   esac
 done
 [ "$(id -u)" -eq 0 ] || { echo "bench-nat.sh needs root (network namespaces)" >&2; exit 1; }
@@ -323,12 +325,16 @@ EOF
   python3 "$BENCH_PY" drops "$WORK/status.json" >"$WORK/drops-before.json"
   measure "softvpc-$mode" "$web" "$app" "${SOFTVPC_LAB_PREFIX}internet" "$1" "$2"
   python3 "$BENCH_PY" drops "$WORK/status.json" >"$WORK/drops-after.json"
+  log "softvpc: DHCP lease time ($SERVICE_RUNS runs) and DNS queries per second ($DNS_QUERIES) in app"
+  timeout 120 ip netns exec "$app" python3 "$BENCH_PY" services 10.0.0.2 ip-10-0-1-10.ec2.internal \
+    "$SERVICE_RUNS" "$DNS_QUERIES" >"$WORK/services-$mode.json"
   python3 - "$WORK" "$mode" <<'EOF'
 import json, sys
 work, mode = sys.argv[1], sys.argv[2]
 fig = json.load(open(f"{work}/softvpc-{mode}.json"))
 fig["drops_before"] = json.load(open(f"{work}/drops-before.json"))
 fig["drops_after"] = json.load(open(f"{work}/drops-after.json"))
+fig["services"] = json.load(open(f"{work}/services-{mode}.json"))
 json.dump(fig, open(f"{work}/softvpc-{mode}.json", "w"))
 EOF
   timeout 120 "$BIN" lab down >/dev/null 2>&1

@@ -47,6 +47,11 @@
                                  as DescribeAddresses and DescribeNatGateways report them
   bench.py nat-report KERNEL MODE=SOFTVPC...    bench-nat.sh's table: the kernel's nftables
                                  half against each softvpc fast-path mode's
+  bench.py services DNS NAME RUNS QUERIES   (in an instance: bench-nat.sh's app) the instance
+                                 services of issue 11: busybox udhcpc's lease time on eth0 (start
+                                 -> bound: DISCOVER, OFFER, REQUEST, ACK from the router; RUNS
+                                 runs) and the A queries for NAME per second the router at DNS
+                                 answers (one client, 64 in flight, QUERIES, 30 s at most)
 
 Every figure is printed as one JSON object on stdout, so the shell can keep them in files.
 """
@@ -814,6 +819,15 @@ def nat_report(kernel_path, modes):
                          f"connections made, {s['failed']} failed, in {s['seconds']:.1f} s "
                          f"({s['per_s']:.0f}/s).")
     for m, fig in runs:
+        sv = fig.get("services")
+        if sv:
+            lines.append(f"softvpc, fast path {m}: instance services (app, in the private subnet): "
+                         f"DHCP lease (udhcpc start -> bound, {sv['dhcp_runs']} runs) p50 "
+                         f"{sv['dhcp_p50_ms']:.1f} ms, max {sv['dhcp_max_ms']:.1f} ms; DNS at the "
+                         f"VPC's +2: {sv['dns_answers']} answers in {sv['dns_seconds']:.2f} s = "
+                         f"{sv['dns_qps']:,.0f} queries/s (one client, 64 in flight). The kernel "
+                         f"topology has no DHCP or DNS service to compare with.")
+    for m, fig in runs:
         before, after = fig.get("drops_before"), fig.get("drops_after")
         if not (before and after):
             continue
@@ -831,6 +845,52 @@ def nat_report(kernel_path, modes):
                      + (f", {cpu / moved:.2f} s per GB incl. the connections" if moved else "")
                      + ").")
     return "\n".join(lines)
+
+
+def services(dns, name, runs, queries):
+    """See the module doc. udhcpc's script only writes the time of `bound` (eth0 is left as it
+    is); the DNS load is bounded by count and time; each answer must be NOERROR to count."""
+    import socket
+    import struct
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        script, out = os.path.join(tmp, "bound.sh"), os.path.join(tmp, "bound.ns")
+        with open(script, "w") as f:
+            f.write('#!/bin/sh\n[ "$1" = bound ] && date +%s%N > "$OUT"\nexit 0\n')
+        os.chmod(script, 0o755)
+        lease_ms = []
+        for _ in range(runs):
+            if os.path.exists(out):
+                os.unlink(out)
+            start = time.time_ns()
+            subprocess.run(["udhcpc", "-i", "eth0", "-f", "-q", "-n", "-t", "3", "-T", "1",
+                            "-s", script], env={**os.environ, "OUT": out}, check=True,
+                           capture_output=True, timeout=30)
+            lease_ms.append((int(open(out).read()) - start) / 1e6)
+    qname = b"".join(bytes([len(label)]) + label for label in name.encode().split(b".")) + b"\0"
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    s.connect((dns, 53))
+    s.settimeout(1.0)
+    sent = got = 0
+    window = 64
+    start = time.monotonic()
+    while got < queries and time.monotonic() - start < 30:
+        while sent < queries and sent - got < window:
+            s.send(struct.pack("!HHHHHH", sent & 0xFFFF, 0x0100, 1, 0, 0, 0) + qname
+                   + b"\0\1\0\1")
+            sent += 1
+        try:
+            reply = s.recv(512)
+            if len(reply) > 3 and reply[3] & 0x0F == 0:
+                got += 1
+        except socket.timeout:
+            sent = got
+    secs = time.monotonic() - start
+    lease_ms.sort()
+    return {"dhcp_runs": runs, "dhcp_p50_ms": percentile(lease_ms, 50),
+            "dhcp_max_ms": lease_ms[-1], "dns_answers": got, "dns_seconds": secs,
+            "dns_qps": got / secs if secs > 0 else 0.0}
 
 
 def main(argv):
@@ -867,6 +927,8 @@ def main(argv):
         print(nat_addresses(argv[1]))
     elif len(argv) >= 2 and argv[0] == "nat-report":
         print(nat_report(argv[1], argv[2:]))
+    elif len(argv) >= 5 and argv[0] == "services":
+        print(json.dumps(services(argv[1], argv[2], int(argv[3]), int(argv[4]))))
     elif len(argv) >= 4 and argv[0] == "report":
         print(report(argv[1], argv[2], argv[3], *argv[4:6]))
     else:
