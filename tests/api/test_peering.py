@@ -141,6 +141,19 @@ def test_rules_may_reference_groups_of_an_actively_peered_vpc(ec2):
     (group,) = ec2.describe_security_groups(GroupIds=[web])["SecurityGroups"]
     (perm,) = group["IpPermissions"]
     assert perm["UserIdGroupPairs"] == [want], perm
+    # A pair's UserId, VpcId, VpcPeeringConnectionId and PeeringStatus describe the group: what
+    # DescribeSecurityGroups answered is accepted back (revoked here), anything else refused.
+    ec2.revoke_security_group_ingress(GroupId=web, IpPermissions=[perm])
+    assert not ec2.describe_security_groups(GroupIds=[web])["SecurityGroups"][0]["IpPermissions"]
+    for member, value in (("UserId", "999999999999"), ("VpcId", b), ("VpcPeeringConnectionId", "pcx-0123456789abcdef0"),
+                          ("PeeringStatus", "deleted")):
+        err = expect_error("InvalidParameterValue", 400, ec2.authorize_security_group_ingress, GroupId=web,
+                           IpPermissions=[{"IpProtocol": "tcp", "FromPort": 8080, "ToPort": 8080,
+                                           "UserIdGroupPairs": [dict(want, **{member: value})]}])
+        assert f"UserIdGroupPairs.{member}" in err["Error"]["Message"], err
+    rule = ec2.authorize_security_group_ingress(GroupId=web, IpPermissions=[{
+        "IpProtocol": "tcp", "FromPort": 8080, "ToPort": 8080, "UserIdGroupPairs": [want]}])["SecurityGroupRules"][0]
+    assert rule["ReferencedGroupInfo"] == want, rule
     # A group of the same VPC shows neither VPC nor connection.
     own = allow_from(default_group(ec2, b))
     assert own["ReferencedGroupInfo"] == {"GroupId": default_group(ec2, b), "UserId": "123456789012"}, own

@@ -269,6 +269,53 @@ fn ip_ranges(p: &Value) -> Result<Vec<(String, Option<String>)>, ApiError> {
 /// The permissions of an Authorize/Revoke request: `IpPermissions`, or the older flat form
 /// (`IpProtocol`, `FromPort`, `ToPort`, `CidrIp`, `SourceSecurityGroupName`). Group peers given
 /// by name are resolved among the groups of `vpc_id`.
+/// A pair's `UserId`, `VpcId`, `VpcPeeringConnectionId` and `PeeringStatus` only describe the
+/// referenced group here (one account, one region; a describe answer sent back, as tools do
+/// when they revoke, carries them): accepted when they say what is so, refused by name when
+/// not, never ignored. A group that does not exist is left to the rule's own check.
+fn check_pair(state: &State, vpc_id: &str, group_id: &str, pair: &Value) -> Result<(), ApiError> {
+    let Some(group_vpc) = state
+        .security_groups
+        .get(group_id)
+        .map(|g| g.vpc_id.as_str())
+    else {
+        return Ok(());
+    };
+    let peering = (group_vpc != vpc_id)
+        .then(|| softvpc_model::peering::active_between(state, vpc_id, group_vpc))
+        .flatten();
+    let refuse = |member: &str, value: &str, is: &str| {
+        Err(ApiError::invalid_value(format!(
+            "Invalid value '{value}' for UserIdGroupPairs.{member}: {is}"
+        )))
+    };
+    if let Some(u) = input::optional(pair, "UserId").filter(|u| *u != OWNER_ID) {
+        return refuse("UserId", u, &format!("the only account is {OWNER_ID}"));
+    }
+    if let Some(v) = input::optional(pair, "VpcId").filter(|v| *v != group_vpc) {
+        return refuse("VpcId", v, &format!("{group_id} is in {group_vpc}"));
+    }
+    if let Some(p) = input::optional(pair, "VpcPeeringConnectionId")
+        .filter(|p| peering.is_none_or(|c| c.id != *p))
+    {
+        return refuse(
+            "VpcPeeringConnectionId",
+            p,
+            &format!("{group_id} is not reached through that active peering connection"),
+        );
+    }
+    if let Some(st) =
+        input::optional(pair, "PeeringStatus").filter(|st| peering.is_none() || *st != "active")
+    {
+        return refuse(
+            "PeeringStatus",
+            st,
+            "it can only be active, for a group of an actively peered VPC",
+        );
+    }
+    Ok(())
+}
+
 fn read_permissions(
     state: &State,
     vpc_id: &str,
@@ -313,6 +360,7 @@ fn read_permissions(
                 (None, Some(name)) => by_name(name)?,
                 (None, None) => return Err(ApiError::missing("IpPermissions.N.Groups.M.GroupId")),
             };
+            check_pair(state, vpc_id, &id, pair)?;
             groups.push((id, pair.get_str("Description").map(str::to_string)));
         }
         out.push(Permission {
