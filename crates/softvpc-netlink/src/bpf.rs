@@ -3,8 +3,7 @@
 //! file, nothing built at run time), and run on a test frame with `BPF_PROG_TEST_RUN` (root
 //! only) so a program can be checked without attaching it; hash maps ([`BpfHash`]) a program
 //! looks flows up in and the agent writes and reads. Attaching is
-//! [`Netlink::add_bpf_redirect`](crate::Netlink::add_bpf_redirect) (classic mode, a mirred
-//! action) or [`Netlink::add_bpf_direct`](crate::Netlink::add_bpf_direct) (direct action).
+//! [`Netlink::add_bpf_direct`](crate::Netlink::add_bpf_direct) (direct action).
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};

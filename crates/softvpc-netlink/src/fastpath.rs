@@ -6,10 +6,10 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use futures_util::{StreamExt, TryStreamExt};
-use rtnetlink::packet_core::{DefaultNla, Emitable, Nla, NlaBuffer, NlasIterator, Parseable};
 use rtnetlink::packet_core::{
     NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST,
 };
+use rtnetlink::packet_core::{Nla, NlaBuffer, NlasIterator, Parseable};
 use rtnetlink::packet_route::link::LinkAttribute;
 use rtnetlink::packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourFlags};
 use rtnetlink::packet_route::tc::{
@@ -267,57 +267,6 @@ impl Netlink {
         m.attributes.push(TcAttribute::Options(vec![
             TcOption::U32(TcFilterU32Option::Selector(sel)),
             TcOption::U32(TcFilterU32Option::Action(vec![action])),
-        ]));
-        self.tc_request(
-            RouteNetlinkMessage::NewTrafficFilter(m),
-            NLM_F_CREATE | NLM_F_EXCL,
-            &op,
-        )
-        .await
-    }
-
-    /// `tc filter add dev DEV HOOK prio PRIO protocol all bpf fd FD name NAME action mirred
-    /// {egress|ingress} redirect dev TO`: a classic-mode `cls_bpf` filter (the program returns
-    /// 0 for no match, so the next filter runs, or -1 for a match; it may rewrite the frame
-    /// first) whose match runs the redirect, counted as a u32 filter's is. The filter keeps its
-    /// own reference to the program: `prog` may be closed after.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn add_bpf_redirect(
-        &self,
-        dev: &str,
-        hook: Hook,
-        prio: u16,
-        prog: &std::os::fd::OwnedFd,
-        name: &str,
-        to: &str,
-        how: Redirect,
-    ) -> Result<()> {
-        use std::os::fd::AsRawFd;
-        let op = format!(
-            "tc filter add dev {dev} {} prio {prio} bpf name {name} action mirred {} redirect dev {to}",
-            hook.name(),
-            match how {
-                Redirect::Egress => "egress",
-                Redirect::Ingress => "ingress",
-            }
-        );
-        let index = self.index(dev, &op).await?;
-        let to_index = self.index(to, &op).await?;
-        let actions = [mirred(to_index, how)];
-        let mut nested = vec![0u8; actions.as_slice().buffer_len()];
-        actions.as_slice().emit(&mut nested);
-        let mut m = TcMessage::with_index(index as i32);
-        m.header.parent = hook.parent();
-        m.header.info = (u32::from(prio) << 16) | u32::from(0x0003u16.to_be());
-        m.attributes
-            .push(TcAttribute::Kind(TcFilterBpf::KIND.to_string()));
-        m.attributes.push(TcAttribute::Options(vec![
-            TcOption::Bpf(TcFilterBpfOption::ProgFd(prog.as_raw_fd() as u32)),
-            TcOption::Bpf(TcFilterBpfOption::ProgName(name.to_string())),
-            TcOption::Bpf(TcFilterBpfOption::Other(DefaultNla::new(
-                TCA_BPF_ACT,
-                nested,
-            ))),
         ]));
         self.tc_request(
             RouteNetlinkMessage::NewTrafficFilter(m),
