@@ -120,6 +120,18 @@ FAST_SERIES = {"fast_installs": "softvpc_fast_path_installs_total",
                "fast_removals": "softvpc_fast_path_removals_total"}
 
 
+def agent_series(netns):
+    """(series name, value) of every sample on the agent's /metrics in NETNS."""
+    text = subprocess.run(
+        ["ip", "netns", "exec", netns, "curl", "-s", "-f", "--max-time", "5",
+         "http://127.0.0.1:9469/metrics"], capture_output=True, text=True, check=True,
+        timeout=10).stdout
+    for line in text.splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        yield re.split(r"[{ ]", line, maxsplit=1)[0], float(line.rsplit(None, 1)[1])
+
+
 def agent_drops(status_path):
     """Sums, over the lab's agents, the drop counters of their /metrics (cumulative)."""
     status = json.load(open(status_path))
@@ -131,17 +143,10 @@ def agent_drops(status_path):
         # The agent's user + system CPU time so far (fields 14 and 15 of /proc/PID/stat).
         fields = open(f"/proc/{host['pid']}/stat").read().rsplit(")", 1)[1].split()
         totals["agent_cpu_s"] += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        text = subprocess.run(
-            ["ip", "netns", "exec", host["netns"], "curl", "-s", "-f", "--max-time", "5",
-             "http://127.0.0.1:9469/metrics"], capture_output=True, text=True, check=True,
-            timeout=10).stdout
-        for line in text.splitlines():
-            if line.startswith("#") or not line.strip():
-                continue
-            name = re.split(r"[{ ]", line, maxsplit=1)[0]
+        for name, value in agent_series(host["netns"]):
             for key, series in {**DROP_SERIES, **FAST_SERIES}.items():
                 if name == series:
-                    totals[key] += int(float(line.rsplit(None, 1)[1]))
+                    totals[key] += int(value)
     return totals
 
 
@@ -570,16 +575,11 @@ def kernel_count(status_path):
             if any(a.get("local", "").startswith("198.18.") for a in link.get("addr_info", [])):
                 out["underlay_ingress_filters"] += tc_prios(host["netns"], link["ifname"],
                                                             "ingress")
-        text = subprocess.run(
-            ["ip", "netns", "exec", host["netns"], "curl", "-s", "-f", "--max-time", "5",
-             "http://127.0.0.1:9469/metrics"], capture_output=True, text=True, check=True,
-            timeout=10).stdout
-        for line in text.splitlines():
-            name = re.split(r"[{ ]", line, maxsplit=1)[0]
+        for name, value in agent_series(host["netns"]):
             if name == "softvpc_fast_path_flows":
-                out["installed_flows"] += int(float(line.rsplit(None, 1)[1]))
+                out["installed_flows"] += int(value)
             elif name == "softvpc_eni_tracked_flows":
-                out["tracked"] += int(float(line.rsplit(None, 1)[1]))
+                out["tracked"] += int(value)
     for inst in status["instances"]:
         links = json.loads(subprocess.run(["ip", "-n", inst["netns"], "-j", "link", "show"],
                                           capture_output=True, text=True, check=True,
@@ -642,16 +642,11 @@ def flowmem(status_path):
         for line in open(f"/proc/{host['pid']}/status"):
             if line.startswith("VmRSS:"):
                 out["rss_kb"] += int(line.split()[1])
-        text = subprocess.run(
-            ["ip", "netns", "exec", host["netns"], "curl", "-s", "-f", "--max-time", "5",
-             "http://127.0.0.1:9469/metrics"], capture_output=True, text=True, check=True,
-            timeout=10).stdout
-        for line in text.splitlines():
-            name = re.split(r"[{ ]", line, maxsplit=1)[0]
+        for name, value in agent_series(host["netns"]):
             if name == "softvpc_eni_tracked_flows":
-                out["tracked"] += int(float(line.rsplit(None, 1)[1]))
+                out["tracked"] += int(value)
             elif name == "softvpc_flow_table_entries":
-                out["flow_entries"] += int(float(line.rsplit(None, 1)[1]))
+                out["flow_entries"] += int(value)
     return out
 
 
