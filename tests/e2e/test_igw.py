@@ -11,16 +11,19 @@ host) goes with it; without the route nothing passes either way. An automatic pu
 make is removed at the end, whatever happens.
 """
 
+import json
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from e2e_harness import PREFIX, netns_exists, wait_until
+from e2e_harness import PREFIX, WORK_DIR, Capture, metric_sum, netns_exists, wait_until
 
 PROBE = str(Path(__file__).resolve().parent / "tcpprobe.py")
 WEB = "203.0.113.10"
 VM1, VM2 = "10.0.0.148", "10.0.0.185"
+# The lab's internet router's MAC (softvpc-lab names::INTERNET_MAC).
+INTERNET_MAC = "02:49:4e:45:54:01"
 
 
 def eni_of(lab, vpc, ip):
@@ -35,6 +38,30 @@ def curl_web(lab, name, secs=2):
     proc = lab.exec(name, "curl", "-sS", "--max-time", str(secs), f"http://{WEB}/",
                     timeout=secs + 10)
     return proc.stdout.strip() if proc.returncode == 0 else ""
+
+
+def wait_curl_from(lab, name, eip, timeout=20):
+    """Waits until `name`'s curl to the web server comes from `eip`. Meanwhile the internet's
+    bridge is captured: when it never does, the failure says which MAC the internet sent the
+    replies to, what ARP said about the address, and what each agent holds for it."""
+    WORK_DIR.mkdir(parents=True, exist_ok=True)
+    inet = lab.netns("internet")
+    cap = Capture(inet, "inet0", WORK_DIR / f"igw-{name}-{eip}.pcap", label="internet").start()
+    try:
+        wait_until(lambda: curl_web(lab, name) == eip, timeout, interval=0.3,
+                   what=f"{name}'s curl from {eip}")
+    except AssertionError as err:
+        cap.stop()
+        held = {h: [line for line in json.dumps(lab.mappings(h), indent=1).splitlines()
+                    if eip in line] for h in ("host-1", "host-2")}
+        raise AssertionError(
+            f"{err}\n--- internet bridge (tcpdump -e, last 60 lines):\n"
+            + "\n".join(cap.lines[-60:])
+            + f"\n--- internet ip neigh:\n{lab.netns_exec(inet, 'ip', 'neigh').stdout}"
+            + f"--- inet0 fdb:\n{lab.netns_exec(inet, 'bridge', 'fdb', 'show', 'br', 'inet0').stdout}"
+            + f"--- the agents' mappings naming {eip}: {held}") from None
+    finally:
+        cap.stop()
 
 
 def internet_connects(lab, ip, port, secs=1.5):
@@ -72,8 +99,7 @@ def test_elastic_ip_through_the_internet_gateway(lab):
         addr = lab.aws("allocate-address", "--domain", "vpc")
         alloc, eip = addr["AllocationId"], addr["PublicIp"]
         lab.aws("associate-address", "--instance-id", vm1_instance, "--allocation-id", alloc)
-        wait_until(lambda: curl_web(lab, "zigi-vm1") == eip, 20, interval=0.3,
-                   what=f"zigi-vm1's curl from {eip}")
+        wait_curl_from(lab, "zigi-vm1", eip)
         assert lab.ping("zigi-vm1", WEB, count=2, wait=2).ok, "ICMP echo out and back"
 
         # From the internet to the Elastic IP: the default group admits only its members.
@@ -105,8 +131,7 @@ def test_elastic_ip_through_the_internet_gateway(lab):
         # The Elastic IP moves to zigi-vm2 on host-2: it goes with it.
         lab.aws("associate-address", "--instance-id", vm2_instance, "--allocation-id", alloc,
                 "--allow-reassociation")
-        wait_until(lambda: curl_web(lab, "zigi-vm2") == eip, 20, interval=0.3,
-                   what=f"zigi-vm2's curl from {eip}")
+        wait_curl_from(lab, "zigi-vm2", eip)
         assert curl_web(lab, "zigi-vm1", 1) == "", "zigi-vm1 has no public IP any more"
 
         # No route to the gateway: nothing passes, either way.
@@ -127,6 +152,63 @@ def test_elastic_ip_through_the_internet_gateway(lab):
                 *vm1_groups, check=False)
         if sg:
             lab.aws("delete-security-group", "--group-id", sg, check=False)
+        if alloc:
+            for a in lab.aws("describe-addresses", "--allocation-ids", alloc)["Addresses"]:
+                if a.get("AssociationId"):
+                    lab.aws("disassociate-address", "--association-id", a["AssociationId"],
+                            check=False)
+            lab.aws("release-address", "--allocation-id", alloc, check=False)
+        if routed:
+            lab.aws("delete-route", "--route-table-id", rtb, "--destination-cidr-block",
+                    "0.0.0.0/0", check=False)
+        if igw:
+            lab.aws("detach-internet-gateway", "--internet-gateway-id", igw, "--vpc-id", vpc,
+                    check=False)
+            lab.aws("delete-internet-gateway", "--internet-gateway-id", igw, check=False)
+
+
+def test_the_edge_follows_the_internet_routers_new_mac(lab):
+    """The next hop on the internet side changes its MAC without a word (a router replaced;
+    a Linux bridge without a set address takes its lowest port's, so an agent restart used to
+    change it): the edge's cached MAC goes unproven, the edge asks again (ARP) and zigi-vm1
+    reaches the internet again within seconds, at most the revalidation time (5 s) plus
+    TCP's retransmission, not when some ARP happens to come by."""
+    vpc = lab.instance("zigi-vm1")["vpc_id"]
+    vm1_instance = eni_of(lab, vpc, VM1)["Attachment"]["InstanceId"]
+    (rtb,) = lab.aws("describe-route-tables", "--filters", f"Name=vpc-id,Values={vpc}",
+                     "Name=association.main,Values=true")["RouteTables"]
+    rtb = rtb["RouteTableId"]
+    inet = lab.netns("internet")
+    igw = alloc = None
+    routed = moved = False
+    try:
+        igw = lab.aws("create-internet-gateway")["InternetGateway"]["InternetGatewayId"]
+        lab.aws("attach-internet-gateway", "--internet-gateway-id", igw, "--vpc-id", vpc)
+        lab.aws("create-route", "--route-table-id", rtb, "--destination-cidr-block",
+                "0.0.0.0/0", "--gateway-id", igw)
+        routed = True
+        addr = lab.aws("allocate-address", "--domain", "vpc")
+        alloc, eip = addr["AllocationId"], addr["PublicIp"]
+        lab.aws("associate-address", "--instance-id", vm1_instance, "--allocation-id", alloc)
+        wait_curl_from(lab, "zigi-vm1", eip)
+
+        asks = metric_sum(lab.metrics("host-1"), "softvpc_frames_total", path="edge_arp")
+        lab.netns_exec(inet, "ip", "link", "set", "inet0", "address", "02:49:4e:45:54:99",
+                       check=True)
+        moved = True
+        start = time.monotonic()
+        wait_curl_from(lab, "zigi-vm1", eip, timeout=15)
+        took = time.monotonic() - start
+        assert metric_sum(lab.metrics("host-1"), "softvpc_frames_total",
+                          path="edge_arp") > asks, "the edge asked for its next hop again"
+        print(f"internet reached again {took:.1f} s after the router's MAC changed")
+    finally:
+        if moved:
+            lab.netns_exec(inet, "ip", "link", "set", "inet0", "address", INTERNET_MAC)
+            # Back at the lab's MAC before the next test (the edges follow it the same way).
+            if alloc:
+                wait_until(lambda: curl_web(lab, "zigi-vm1") == eip, 20, interval=0.3,
+                           what="zigi-vm1 through the router at its usual MAC")
         if alloc:
             for a in lab.aws("describe-addresses", "--allocation-ids", alloc)["Addresses"]:
                 if a.get("AssociationId"):

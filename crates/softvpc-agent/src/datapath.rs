@@ -430,11 +430,10 @@ impl Worker {
                 self.log_events();
             }
             if self.ports.contains_key(&PortId::EDGE) {
-                // The edge's next hop, until learned (rate-limited by the engine).
+                // The edge asks for its next hop while it is unknown or unproven and in use
+                // (the engine decides and rate-limits; cheap when there is nothing to say).
                 self.refresh_table();
-                if self.engine.edge_gateway_mac().is_none() {
-                    self.engine.announce(now, &mut self.out);
-                }
+                self.engine.announce(now, &mut self.out);
                 if !self.out.is_empty() {
                     self.flush();
                 }

@@ -5,7 +5,12 @@
 //! The edge is an Ethernet link (a TAP the shell plugs into the internet's network) with its
 //! own MAC ([`EdgeConfig::mac`]) and one next hop on the internet side
 //! ([`EdgeConfig::gateway_ip`]), whose MAC the edge learns by ARP (asked when unknown,
-//! learned from any ARP that next hop sends). On it the engine:
+//! learned from any ARP that next hop sends). A learned MAC is not trusted forever: a router
+//! replaced, or a Linux bridge whose address follows its lowest port (the lab's internet
+//! before it set one), answers at another MAC and says nothing. So the MAC counts as proven
+//! while frames come from it; once it has gone [`REVALIDATE`] without proof and the edge
+//! still sends to it, the edge asks again (as Linux's neighbour table probes a stale entry
+//! in use), keeping the old MAC until an answer replaces it. On it the engine:
 //! - answers ARP for the public addresses of its local ENIs, and announces them (gratuitous
 //!   ARP) when they arrive on the host, so an Elastic IP that moves is reached at its new host
 //!   at once;
@@ -31,6 +36,7 @@ use softvpc_wire::{
 use crate::layers::{nacl, nat, route, security_group, Ctx, Direction, Packet, St};
 use crate::mapping::{router_mac, Location, Mac};
 use crate::{DropReason, PortId};
+use softvpc_policy::Generation;
 
 /// How the host reaches the internet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,16 +47,29 @@ pub struct EdgeConfig {
     pub gateway_ip: Ipv4Addr,
 }
 
-/// How often the edge asks for its next hop's MAC while it does not know it.
+/// How often the edge asks for its next hop's MAC while it needs it (at most).
 const ASK_INTERVAL: Duration = Duration::from_secs(1);
 
-/// The edge's state: its configuration, its next hop's MAC, what it announced.
+/// How long the next hop's MAC counts as proven after an ARP from it or a frame from it;
+/// sending to it after that makes the edge ask again.
+pub const REVALIDATE: Duration = Duration::from_secs(5);
+
+/// The edge's state: its configuration, its next hop's MAC and when it was last proven, what
+/// it sent and announced.
 #[derive(Debug)]
 pub(crate) struct Edge {
     pub config: EdgeConfig,
     pub gateway_mac: Option<Mac>,
+    /// When the next hop last proved its MAC: an ARP from it, or any frame from that MAC.
+    confirmed: Option<Instant>,
     last_ask: Option<Instant>,
+    /// Frames sent on the edge at the last look ([`Self::should_ask`]), and when that count
+    /// last moved: sending is what makes an unproven MAC worth asking about.
+    sent_seen: u64,
+    last_sent: Option<Instant>,
     announced: HashSet<Ipv4Addr>,
+    /// The table generation the announcements were computed for.
+    announced_for: Option<Generation>,
 }
 
 impl Edge {
@@ -58,21 +77,39 @@ impl Edge {
         Edge {
             config,
             gateway_mac: None,
+            confirmed: None,
             last_ask: None,
+            sent_seen: 0,
+            last_sent: None,
             announced: HashSet::new(),
+            announced_for: None,
         }
     }
 
-    /// Whether to ask for the next hop's MAC now (not known, not asked within a second).
-    pub fn should_ask(&mut self, now: Instant) -> bool {
-        if self.gateway_mac.is_some() {
-            return false;
+    /// Whether to ask for the next hop's MAC now, given the frames sent on the edge so far:
+    /// while it is unknown, or when it went unproven for [`REVALIDATE`] and something was
+    /// sent to it since; never twice within [`ASK_INTERVAL`].
+    pub fn should_ask(&mut self, now: Instant, sent: u64) -> bool {
+        if sent != self.sent_seen {
+            self.sent_seen = sent;
+            self.last_sent = Some(now);
         }
-        if self.last_ask.is_some_and(|t| now < t + ASK_INTERVAL) {
+        let due = match (self.gateway_mac, self.confirmed) {
+            (None, _) | (Some(_), None) => true,
+            (Some(_), Some(proven)) => self
+                .last_sent
+                .is_some_and(|t| t >= proven + REVALIDATE && now >= proven + REVALIDATE),
+        };
+        if !due || self.last_ask.is_some_and(|t| now < t + ASK_INTERVAL) {
             return false;
         }
         self.last_ask = Some(now);
         true
+    }
+
+    /// Whether the announcements must be computed again (a new table since the last time).
+    pub fn table_changed(&mut self, generation: Generation) -> bool {
+        self.announced_for.replace(generation) != Some(generation)
     }
 
     /// The public addresses of `held` not announced yet (remembered as announced); the ones
@@ -85,10 +122,23 @@ impl Edge {
             .collect()
     }
 
-    /// Learns the next hop's MAC from an ARP packet it sent.
-    pub fn learn(&mut self, sender_ip: Ipv4Addr, sender_mac: Mac) {
+    /// A public address held here (the lowest), if any: the sender of the edge's requests.
+    pub fn an_address(&self) -> Option<Ipv4Addr> {
+        self.announced.iter().min().copied()
+    }
+
+    /// Learns the next hop's MAC from an ARP packet it sent (which also proves it).
+    pub fn learn(&mut self, now: Instant, sender_ip: Ipv4Addr, sender_mac: Mac) {
         if sender_ip == self.config.gateway_ip && EthernetAddress(sender_mac).is_unicast() {
             self.gateway_mac = Some(sender_mac);
+            self.confirmed = Some(now);
+        }
+    }
+
+    /// A frame arrived from `src_mac`: if that is the next hop's MAC, it is proven now.
+    pub fn seen_from(&mut self, now: Instant, src_mac: &[u8]) {
+        if self.gateway_mac.is_some_and(|m| m[..] == *src_mac) {
+            self.confirmed = Some(now);
         }
     }
 }
@@ -127,12 +177,13 @@ pub(crate) fn emit_arp(
 pub(crate) fn arp(
     cx: Ctx<'_>,
     edge: &mut Edge,
+    now: Instant,
     meta: &FrameMeta<'_>,
 ) -> Result<Option<(Mac, Ipv4Addr, Ipv4Addr)>, DropReason> {
     let L3Meta::Arp(Some(a)) = meta.l3 else {
         return Err(DropReason::Malformed);
     };
-    edge.learn(a.sender_ip, a.sender_mac.0);
+    edge.learn(now, a.sender_ip, a.sender_mac.0);
     if a.operation != ArpOperation::Request {
         return Ok(None);
     }

@@ -153,30 +153,35 @@ impl Engine {
 
     /// Writes the edge's announcements into `out`: a gratuitous ARP for each public address
     /// that became local since the last call, and an ARP request for the next hop while its
-    /// MAC is unknown (at most once a second). The shell calls it after each table swap and
-    /// at each timer; nothing without an edge.
+    /// MAC is unknown, or unproven for [`edge::REVALIDATE`] while frames are sent to it (at
+    /// most once a second). The shell calls it after each batch and at each timer (cheap: the
+    /// public addresses are looked at again only under a new table); nothing without an edge.
     pub fn announce(&mut self, now: Instant, out: &mut Output) {
         let now = self.advance(now);
         let Some(edge) = self.edge.as_mut() else {
             return;
         };
-        let held: Vec<Ipv4Addr> = self.table.local_public_ips().map(|(ip, _)| ip).collect();
         let mac = edge.config.mac;
-        for ip in edge.newly_held(&held) {
-            let len = out.push_port_frame(PortId::EDGE, edge::ARP_LEN, |buf| {
-                edge::emit_arp(
-                    buf,
-                    [0xff; 6],
-                    ArpOperation::Request,
-                    (mac, ip),
-                    ([0; 6], ip),
-                )
-            });
-            self.counters.count(Path::EdgeArp, len);
+        if edge.table_changed(self.table.generation()) {
+            let held: Vec<Ipv4Addr> = self.table.local_public_ips().map(|(ip, _)| ip).collect();
+            for ip in edge.newly_held(&held) {
+                let len = out.push_port_frame(PortId::EDGE, edge::ARP_LEN, |buf| {
+                    edge::emit_arp(
+                        buf,
+                        [0xff; 6],
+                        ArpOperation::Request,
+                        (mac, ip),
+                        ([0; 6], ip),
+                    )
+                });
+                self.counters.count(Path::EdgeArp, len);
+            }
         }
-        if edge.should_ask(now) {
+        if edge.should_ask(now, self.counters.frames(Path::ToEdge)) {
             let gw = edge.config.gateway_ip;
-            let src = held.first().copied().unwrap_or(Ipv4Addr::UNSPECIFIED);
+            // One of its public addresses as the sender (none yet: an RFC 5227 probe, which
+            // a Linux router answers as well).
+            let src = edge.an_address().unwrap_or(Ipv4Addr::UNSPECIFIED);
             let len = out.push_port_frame(PortId::EDGE, edge::ARP_LEN, |buf| {
                 edge::emit_arp(
                     buf,
@@ -227,13 +232,14 @@ impl Engine {
             return Err((DropReason::EdgeNotHeld, None));
         };
         let meta = FrameMeta::parse(frame).map_err(|_| (DropReason::Malformed, None))?;
+        edge.seen_from(now, &meta.src_mac.0);
         if let L3Meta::Arp(_) = meta.l3 {
             let cx = Ctx {
                 table: &self.table,
                 config: &self.config,
                 edge: None,
             };
-            let answer = edge::arp(cx, edge, &meta).map_err(|r| (r, None))?;
+            let answer = edge::arp(cx, edge, now, &meta).map_err(|r| (r, None))?;
             let mac = edge.config.mac;
             let len = match answer {
                 Some((asker_mac, asker_ip, owner_ip)) => {

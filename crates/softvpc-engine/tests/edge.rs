@@ -232,6 +232,82 @@ fn arp_on_the_edge_answers_held_addresses_only_and_announces_them() {
         .any(|f| parse_arp(f).2 == EIP && parse_arp(f).4 == EIP));
 }
 
+/// The edge's ARP requests for its next hop in `out`.
+fn asks_for_gateway(out: &Output) -> usize {
+    run(out)
+        .0
+        .iter()
+        .filter(|f| {
+            let a = parse_arp(f);
+            a.0 == ArpOperation::Request && a.1 == EDGE_MAC && a.4 == GW_IP
+        })
+        .count()
+}
+
+fn announce(e: &mut Engine, ms: u64) -> usize {
+    let mut out = Output::default();
+    e.announce(at_ms(ms), &mut out);
+    asks_for_gateway(&out)
+}
+
+/// The next hop's MAC changes without a word (a router replaced; a Linux bridge whose
+/// address follows its lowest port when one leaves): the edge asks again once the old MAC
+/// went unproven while in use, and follows the answer. Traffic from the next hop keeps it
+/// proven; an idle edge asks nothing.
+#[test]
+fn the_edge_follows_its_next_hop_to_a_new_mac() {
+    const NEW_GW: Mac = [0x02, 0x49, 0x4e, 0x45, 0x54, 0x02];
+    let r = records();
+    let mut e = edge_engine(&r); // GW_MAC learned at 0 ms
+    let out = udp(VM1.mac, ROUTER1, VM1.ip, WEB, 40000, 7, b"x");
+    let back = udp(GW_MAC, EDGE_MAC, WEB, EIP, 7, 40000, b"x");
+    assert_eq!(announce(&mut e, 0), 0);
+
+    // Both ways for 9 s: answers from the next hop's MAC prove it, nothing is asked.
+    for ms in (1_000..=9_000).step_by(1_000) {
+        let (edge, _) = from_vm(&mut e, ms, &out);
+        assert_eq!(&edge[0][0..6], &GW_MAC[..]);
+        assert_eq!(from_internet(&mut e, ms + 1, &back).1.len(), 1);
+        assert_eq!(announce(&mut e, ms + 2), 0, "proven at {ms} ms");
+    }
+    // Idle for a minute: nothing sent, nothing asked, however unproven the MAC is.
+    assert_eq!(announce(&mut e, 60_000), 0);
+
+    // The next hop is now at NEW_GW (its answers come from there). The first packet after
+    // the idle minute still goes to the old MAC, then the edge asks, once a second at most.
+    let (edge, _) = from_vm(&mut e, 61_000, &out);
+    assert_eq!(
+        &edge[0][0..6],
+        &GW_MAC[..],
+        "kept until an answer replaces it"
+    );
+    assert_eq!(announce(&mut e, 61_001), 1, "unproven and in use: asked");
+    from_vm(&mut e, 61_500, &out);
+    assert_eq!(announce(&mut e, 61_501), 0, "not twice within a second");
+    from_vm(&mut e, 62_100, &out);
+    assert_eq!(announce(&mut e, 62_101), 1, "asked again: no answer yet");
+    // Frames from the new MAC do not prove the old one.
+    let back_new = udp(NEW_GW, EDGE_MAC, WEB, EIP, 7, 40000, b"x");
+    from_internet(&mut e, 62_200, &back_new);
+    from_vm(&mut e, 63_200, &out);
+    assert_eq!(announce(&mut e, 63_201), 1);
+    // The answer: followed at once.
+    let reply = arp(
+        NEW_GW,
+        EDGE_MAC,
+        ArpOperation::Reply,
+        NEW_GW,
+        GW_IP,
+        EDGE_MAC,
+        EIP,
+    );
+    from_internet(&mut e, 63_210, &reply);
+    assert_eq!(e.edge_gateway_mac(), Some(NEW_GW));
+    let (edge, _) = from_vm(&mut e, 63_300, &out);
+    assert_eq!(&edge[0][0..6], &NEW_GW[..]);
+    assert_eq!(announce(&mut e, 64_400), 0, "proven by its answer");
+}
+
 #[test]
 fn without_a_public_address_or_a_route_nothing_passes() {
     let mut r = records();

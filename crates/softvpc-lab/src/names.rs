@@ -19,6 +19,10 @@ pub const UNDERLAY_MTU: u32 = 9100;
 /// The bridge inside the internet netns that its hosts' addresses live on (and where gateways
 /// will attach).
 pub const INTERNET_BRIDGE: &str = "inet0";
+/// The internet bridge's MAC, set by `lab up`: a Linux bridge otherwise takes its lowest
+/// port's address, so an agent restart (its edge TAP leaves and comes back) would change the
+/// MAC the edges send to, which a real next-hop router does not do.
+pub const INTERNET_MAC: [u8; 6] = [0x02, 0x49, 0x4e, 0x45, 0x54, 0x01];
 /// The lab subcommand that serves the internet's HTTP and UDP echo (hidden; the lab runs it).
 pub const INTERNET_SERVE: &str = "internet-serve";
 /// Port of the mapping service (gRPC), on [`FABRIC_IP`].

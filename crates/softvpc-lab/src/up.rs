@@ -534,6 +534,14 @@ fn build_internet(
         });
         state.save(state_dir)?;
         nl.add_bridge(names::INTERNET_BRIDGE).await?;
+        nl.set_link(
+            names::INTERNET_BRIDGE,
+            &softvpc_netlink::LinkChange {
+                mac: Some(names::INTERNET_MAC),
+                ..Default::default()
+            },
+        )
+        .await?;
         for ip in &net.hosts {
             nl.add_address(
                 names::INTERNET_BRIDGE,

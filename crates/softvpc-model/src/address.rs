@@ -5,8 +5,8 @@
 //! The same pool also feeds the public IPv4 addresses AWS assigns automatically to instances
 //! (`MapPublicIpOnLaunch`, `AssociatePublicIpAddress`; stored on the primary ENI, see
 //! [`super::instance::assign_public_ip`]): [`in_use`] counts both kinds, so an Elastic IP and an
-//! automatic address never share an address. These addresses are shown only: the data plane
-//! does not translate public addresses yet (internet gateway / NAT enforcement comes later).
+//! automatic address never share an address. The data plane translates them at the edge of
+//! the host holding their ENI (`softvpc-engine::edge`, ARCHITECTURE.md "The edge").
 
 use std::net::Ipv4Addr;
 
