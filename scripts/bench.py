@@ -628,6 +628,12 @@ def scale_report(base_path, scale_path):
                  f"tracked connections (both agents) {b['tracked']} / {c['tracked']}; "
                  f"{scale['install_s']:.1f} s from the first datagrams until the kernel held "
                  f"them.")
+    before, after = scale.get("drops_before"), scale.get("drops_after")
+    if before and after:
+        d = {k: after[k] - before[k] for k in DROP_SERIES}
+        lines.append(f"Drops during these rows' measurements (both agents): TAP queues "
+                     f"{d['tap_tx_dropped']}, VXLAN socket buffer {d['underlay_socket_drops']}, "
+                     f"engine {d['engine_drops']}.")
     lines.append(f"Load average: base rows at {scale['base_load']}, these at "
                  f"{' '.join(b['load'])} -> {' '.join(c['load'])}.")
     return "\n".join(lines)

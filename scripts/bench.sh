@@ -26,8 +26,8 @@
 # RULES security-group rules on bench-b's ENI and holds FLOWS UDP flows bench-a -> bench-b
 # tracked (one datagram each every 10 s, so they stay in the engine's conntrack and in the
 # kernel), waits until the kernel holds them, measures the same rows again and prints them next
-# to that half's base rows as ratios, with the load average and what the kernel held (tc
-# filters, installed flows).
+# to that half's base rows as ratios, with the load average, what the kernel held (tc
+# filters, installed flows) and the drops outside the engine during those rows.
 #
 # usage: sudo scripts/bench.sh [-t SECONDS] [-n PINGS] [-c CHANGES] [-f FLOWS] [-k CONNECTS]
 #                              [-m MTU] [-g ROUNDS] [-F] [-S FLOWS] [-R RULES]
@@ -318,14 +318,18 @@ scale_phase() {
   local install_s
   install_s=$(python3 -c "import time; print(time.time() - $t0)")
   log "scale: $n flows in the kernel after ${install_s%.*} s (wanted $want)"
+  # The drops outside the engine during these rows, as for every other half (issue 14).
+  python3 "$BENCH_PY" drops "$WORK/status.json" >"$WORK/scale-drops-before.json"
   measure scale "$nsa" "$nsb" 10.0.0.20 all
+  python3 "$BENCH_PY" drops "$WORK/status.json" >"$WORK/scale-drops-after.json"
   python3 "$BENCH_PY" kernel-count "$WORK/status.json" >"$WORK/scale-count-after.json"
   kill "$holder" 2>/dev/null || true
   wait "$holder" 2>/dev/null || true
-  printf '{%s, "rules": %s, "flows": %s, "period": %s, "install_s": %s, "base_load": "%s", "count_before": %s, "count_after": %s}\n' \
+  printf '{%s, "rules": %s, "flows": %s, "period": %s, "install_s": %s, "base_load": "%s", "count_before": %s, "count_after": %s, "drops_before": %s, "drops_after": %s}\n' \
     "$(figures scale)" "$(cat "$WORK/scale-rules.json")" \
     "$(grep ready "$WORK/scale-hold.out")" "$period" "$install_s" "$base_load" \
     "$(cat "$WORK/scale-count-before.json")" "$(cat "$WORK/scale-count-after.json")" \
+    "$(cat "$WORK/scale-drops-before.json")" "$(cat "$WORK/scale-drops-after.json")" \
     >"$WORK/scale.json"
 }
 
@@ -363,7 +367,7 @@ if [ "$FAST_ONLY" -eq 0 ]; then
     "$WORK/rules.json" "$WORK/sgprop.json"
   echo
 fi
-echo "softvpc with --fast-path on (established flows in the kernel: u32 + mirred, cls_bpf):"
+echo "softvpc with --fast-path on (established flows in the kernel: a BPF map, one cls_bpf program per hook):"
 python3 "$BENCH_PY" report "$WORK/kernel.json" "$WORK/softvpc-fast.json" -
 if [ "$SCALE_FLOWS" -gt 0 ]; then
   echo

@@ -7,8 +7,9 @@
 #      on the redb store, then again on the etcd store (SOFTVPC_TEST_STORE=etcd);
 #   4. end-to-end tests (pytest tests/e2e: network namespaces, real ping/tcpdump/aws/boto3), which
 #      need root: all with the agents' kernel fast path off, then the files that forward
-#      across hosts again with it on (SOFTVPC_FAST_PATH=on; the whole suite passes that way too,
-#      but twice the e2e time does not fit CI's budget on a loaded machine).
+#      across hosts again with it on (SOFTVPC_FAST_PATH=on; the whole suite passed that way on
+#      2026-12-06, README "Tests", but twice the e2e time does not fit CI's budget on a loaded
+#      machine; docs/issue-14-audit.md lists the files run with it off only).
 # Without root, it runs what it can and ends by naming exactly what it could not run and why.
 set -euo pipefail
 cd "$(dirname "$0")/.."
