@@ -3,8 +3,10 @@
 
   bench.py ping FILE             p50/p99/mean RTT (ms) from `ping` output (per-packet time=), and
                                  the share of replies under 12 us (the kernel path's fast mode)
-  bench.py iperf FILE            receiver throughput (Gbit/s) and retransmits from `iperf3 -J`
-                                 (UDP: the packets the receiver got per second, in thousands)
+  bench.py iperf FILE [BUSY0 BUSY1]   receiver throughput (Gbit/s) and retransmits from
+                                 `iperf3 -J` (UDP: the packets the receiver got per second, in
+                                 thousands); with the machine's busy jiffies before and after
+                                 the run (bench.sh's busy_jiffies), its CPU seconds in all
   bench.py propagation STATUS N  mapping propagation: N API changes (RunInstances and
                                  TerminateInstances in turn), each timed from the API call until
                                  every agent's /mappings reflects it; STATUS is `lab status --json`
@@ -93,7 +95,17 @@ def ping_stats(path):
             "under_12us": sum(1 for t in times if t < 0.012) / len(times)}
 
 
-def iperf_stats(path):
+def iperf_stats(path, busy0=None, busy1=None):
+    out = iperf_figures(path)
+    if busy0 is not None and busy1 is not None:
+        # The whole machine's busy time during the run (/proc/stat's user, nice, system, irq,
+        # softirq and steal, every CPU): iperf3 itself, the agents and the kernel's softirq
+        # work, comparable between the kernel half and softvpc's on a machine doing nothing else.
+        out["machine_cpu_s"] = (int(busy1) - int(busy0)) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
+def iperf_figures(path):
     data = json.load(open(path))
     if "error" in data:
         raise SystemExit(f"iperf3 failed: {data['error']}")
@@ -726,8 +738,18 @@ def report(kernel_path, softvpc_path, prop_path, rules_path=None, sgprop_path=No
             cpu = after["agent_cpu_s"] - before["agent_cpu_s"]
             lines.append(f"softvpc agents' CPU time: {cpu:.1f} s for the {moved:.2f} GB their "
                          f"iperf3 runs moved, {cpu / moved:.2f} s per GB (the kernel path's CPU "
-                         f"is softirq time, not separable from the other work on a shared "
-                         f"machine).")
+                         f"is softirq time: in the machine's CPU time below).")
+    kinds = ("iperf", "iperf8", "udp64")
+    cpu = {name: (sum(get(d, k, "machine_cpu_s") or 0 for k in kinds),
+                  sum(get(d, k, "bytes") or 0 for k in kinds) / 1e9)
+           for name, d in (("kernel VXLAN", kernel), ("softvpc", soft))
+           if all(get(d, k, "machine_cpu_s") is not None for k in kinds)}
+    if len(cpu) == 2 and all(gb for _, gb in cpu.values()):
+        lines.append("The machine's CPU time during the iperf3 runs (every CPU's busy time: "
+                     "iperf3, the agents, the kernel's softirq work; other work on the machine "
+                     "counts too): " + "; ".join(
+                         f"{name} {s:.1f} s for {gb:.2f} GB, {s / gb:.2f} s per GB"
+                         for name, (s, gb) in cpu.items()) + ".")
     if "underlay_iperf" in kernel:
         lines.append(f"\nUnderlay alone (host to host over the fabric bridge, no encapsulation): "
                      f"{kernel['underlay_iperf']['gbps']:.2f} Gbit/s.")
@@ -898,7 +920,7 @@ def main(argv):
     if len(argv) >= 2 and argv[0] == "ping":
         print(json.dumps(ping_stats(argv[1])))
     elif len(argv) >= 2 and argv[0] == "iperf":
-        print(json.dumps(iperf_stats(argv[1])))
+        print(json.dumps(iperf_stats(*argv[1:4])))
     elif len(argv) >= 3 and argv[0] == "propagation":
         print(json.dumps(propagation(argv[1], int(argv[2]))))
     elif len(argv) >= 3 and argv[0] == "sg-propagation":

@@ -12,8 +12,8 @@
 # and prints iperf3 TCP throughput (one stream and 8), the 64-byte UDP packet rate, ping RTT
 # p50/p99 and the TCP retransmits for both and as
 # ratios softvpc/kernel, the drops outside the engine during softvpc's measurements (TAP queues,
-# VXLAN socket buffer, from the agents' metrics), the agents' CPU seconds per GB moved, plus the
-# mapping propagation time (API change -> applied by every agent) p50/p99.
+# VXLAN socket buffer, from the agents' metrics), CPU seconds per GB moved (the agents'; the whole
+# machine's for each half), plus the mapping propagation time (API change -> every agent) p50/p99.
 # Then, softvpc only, security-group rules on the receiving ENI (issue 10): with the default
 # group, 100 rules and 1,000 (the lab's server runs with --sg-rules-per-group 200, which AWS's
 # quotas allow with 5 groups per ENI: 500 inbound and 500 outbound rules in 3 groups), one
@@ -98,6 +98,14 @@ trap cleanup EXIT
 # HALF_PID, kill_tree, on_signal (INT/TERM), log and run_half.
 source scripts/bench-lib.sh  # the cwd is the repository (cd above)
 
+# The machine's busy time so far, in jiffies: /proc/stat's user, nice, system, irq, softirq and
+# steal over every CPU (read in the shell: no process of its own to count).
+busy_jiffies() {
+  local _cpu user nice system idle iowait irq softirq steal _rest
+  read -r _cpu user nice system idle iowait irq softirq steal _rest </proc/stat
+  echo $((user + nice + system + irq + softirq + steal))
+}
+
 # iperf LABEL CLIENT_NS SERVER_NS SERVER_IP KIND IPERF_ARGS...: one iperf3 run (its own one-shot
 # server), figures to $WORK/LABEL-KIND.json.
 iperf() {
@@ -110,8 +118,11 @@ iperf() {
     sleep 0.1
   done
   log "$label: iperf3 $kind for ${T}s ($*)"
+  local busy0 busy1
+  busy0=$(busy_jiffies)
   timeout $((T + 30)) ip netns exec "$cli" iperf3 -c "$ip" -t "$T" -J "$@" >"$WORK/$label-$kind.raw"
-  python3 "$BENCH_PY" iperf "$WORK/$label-$kind.raw" >"$WORK/$label-$kind.json"
+  busy1=$(busy_jiffies)
+  python3 "$BENCH_PY" iperf "$WORK/$label-$kind.raw" "$busy0" "$busy1" >"$WORK/$label-$kind.json"
   sleep 0.5  # the one-shot server exits after its test
 }
 
