@@ -551,7 +551,7 @@ impl Worker {
                 }
                 Ok(Command::RemovePort { port }) => {
                     if let Some(f) = &mut self.fast {
-                        f.remove_port(port);
+                        f.remove_port(&mut self.engine, port);
                     }
                     self.imds.remove_port(port);
                     if let Some(tap) = self.ports.remove(&port) {

@@ -2,11 +2,15 @@
 //! executed by the kernel, while the engine stays the only place where policy is decided.
 //!
 //! The data-path thread owns a [`FastPath`]. Every [`SYNC_INTERVAL`] it folds what the kernel
-//! carried back into the engine ([`Engine::fold_kernel_use`]), asks the engine what may be
-//! installed ([`Engine::kernel_flows`]) and hands the difference to the installer thread (its
-//! own current-thread runtime and netlink sockets). Before the engine gets a new table (a new
-//! generation: any mapping or policy change) the data path waits until the installer has
-//! removed every installed flow ([`FastPath::flush`]), so no packet uses a stale decision.
+//! carried back into the engine ([`Engine::fold_kernel_use`]), asks the engine what changed in
+//! its offer ([`Engine::poll_offers`]: the flows that changed since the last sync, plus
+//! [`OFFER_SWEEP`] of the offered ones in turn, never the whole flow table) and hands the
+//! installs and removals to the installer thread (its own current-thread runtime and netlink
+//! sockets). Before the engine gets a new table (a new generation: any mapping or policy
+//! change) the data path waits until the installer has removed every installed flow
+//! ([`FastPath::flush`]), so no packet uses a stale decision. An install that fails is tried
+//! again up to [`INSTALL_TRIES`] times with a doubling backoff (the flow stays on the engine's
+//! path meanwhile), unless the flow was withdrawn first.
 //!
 //! **One program per hook, one map entry per flow** ([`table`]): every installed flow is an
 //! entry of one BPF hash map of the host (its match fields as the key; where it goes, a routed
@@ -53,7 +57,7 @@
 
 pub mod table;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -63,7 +67,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 #[cfg(test)]
 use softvpc_engine::offload::U32Key;
-use softvpc_engine::offload::{KernelAction, KernelFlow, KernelHook};
+use softvpc_engine::offload::{KernelAction, KernelFlow, KernelHook, OfferChange};
 use softvpc_engine::{Engine, PortId};
 use softvpc_netlink::bpf::BpfHash;
 use softvpc_netlink::{netns, Hook, LinkChange, Netlink, Redirect, U32Match};
@@ -71,6 +75,16 @@ use tracing::{debug, info, warn};
 
 /// How often the data path installs and removes flows.
 pub const SYNC_INTERVAL: Duration = Duration::from_millis(10);
+/// How many offered or waiting flows each sync looks at again besides the changed ones
+/// ([`Engine::poll_offers`]): 10,000 flows are all looked at every 0.4 s, at a bounded cost
+/// per sync.
+pub const OFFER_SWEEP: usize = 256;
+/// How many times a flow's install is tried before it stays on the engine's path.
+pub const INSTALL_TRIES: u32 = 5;
+/// The wait before the second try; doubled for each later one (50, 100, 200, 400 ms).
+const RETRY_BACKOFF: Duration = Duration::from_millis(50);
+/// A sync at least this long is counted as slow.
+const SLOW_SYNC: Duration = Duration::from_millis(1);
 /// How often the installer reads the filters' statistics.
 pub const STATS_INTERVAL: Duration = Duration::from_millis(500);
 /// The VXLAN port.
@@ -130,6 +144,18 @@ pub struct FastPathCounters {
     /// Kernel objects an earlier run of the agent left (its flow filters on the underlay
     /// device, its per-port namespaces) removed at start; see [`remove_leftovers`].
     pub leftovers: AtomicU64,
+    /// Installs tried again after a failure.
+    pub install_retries: AtomicU64,
+    /// Flows whose every try failed (they stay on the engine's path).
+    pub install_failures: AtomicU64,
+    /// Syncs with the engine's offer ([`FastPath::tick`]).
+    pub syncs: AtomicU64,
+    /// Their total time, microseconds.
+    pub sync_micros: AtomicU64,
+    /// The longest one, microseconds.
+    pub sync_max_micros: AtomicU64,
+    /// Syncs that took [`SLOW_SYNC`] or more.
+    pub slow_syncs: AtomicU64,
 }
 
 /// What the kernel carried for one flow since the last read.
@@ -155,7 +181,10 @@ enum Op {
 pub struct FastPath {
     ops: mpsc::Sender<Op>,
     thread: Option<JoinHandle<()>>,
-    installed: BTreeSet<KernelFlow>,
+    /// What the installer was told to hold (offers minus withdrawals it was told of).
+    installed: HashSet<KernelFlow>,
+    /// The engine's changes, buffer kept between syncs.
+    changes: Vec<OfferChange>,
     uses: Arc<Mutex<Vec<Use>>>,
     last_sync: Option<Instant>,
     /// What it did, for the metrics.
@@ -177,7 +206,8 @@ impl FastPath {
         Ok(FastPath {
             ops: tx,
             thread: Some(thread),
-            installed: BTreeSet::new(),
+            installed: HashSet::new(),
+            changes: Vec::new(),
             uses,
             last_sync: None,
             counters,
@@ -189,9 +219,11 @@ impl FastPath {
         let _ = self.ops.send(Op::Port(info));
     }
 
-    /// A local port went away: its flows and devices go.
-    pub fn remove_port(&mut self, port: PortId) {
+    /// A local port went away: its flows and devices go (and the engine forgets having
+    /// offered them, so they are offered again if the port comes back).
+    pub fn remove_port(&mut self, engine: &mut Engine, port: PortId) {
         self.installed.retain(|k| k.port() != port);
+        engine.forget_offers(port);
         let _ = self.ops.send(Op::RemovePort(port));
     }
 
@@ -221,8 +253,8 @@ impl FastPath {
         }
     }
 
-    /// Every [`SYNC_INTERVAL`]: folds, then installs what the engine offers and removes what it
-    /// no longer does.
+    /// Every [`SYNC_INTERVAL`]: folds, then installs what the engine newly offers and removes
+    /// what it withdrew ([`Engine::poll_offers`]).
     pub fn tick(&mut self, engine: &mut Engine, now: Instant) {
         if self
             .last_sync
@@ -231,16 +263,34 @@ impl FastPath {
             return;
         }
         self.last_sync = Some(now);
+        let started = Instant::now();
         self.fold(engine);
-        let offered: BTreeSet<KernelFlow> = engine.kernel_flows().collect();
-        for k in self.installed.difference(&offered) {
-            let _ = self.ops.send(Op::Remove(*k));
+        self.changes.clear();
+        engine.poll_offers(OFFER_SWEEP, &mut self.changes);
+        for c in self.changes.drain(..) {
+            match c {
+                OfferChange::Withdraw(k) => {
+                    // Flows flushed with an older table are gone already.
+                    if self.installed.remove(&k) {
+                        let _ = self.ops.send(Op::Remove(k));
+                    }
+                }
+                OfferChange::Offer(k) => {
+                    if self.installed.insert(k) {
+                        let own = engine.port_vni(k.port()).map(|v| v.0);
+                        let _ = self.ops.send(Op::Install(k, own));
+                    }
+                }
+            }
         }
-        for k in offered.difference(&self.installed) {
-            let own = engine.port_vni(k.port()).map(|v| v.0);
-            let _ = self.ops.send(Op::Install(*k, own));
+        let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let c = &self.counters;
+        c.syncs.fetch_add(1, Ordering::Relaxed);
+        c.sync_micros.fetch_add(took, Ordering::Relaxed);
+        c.sync_max_micros.fetch_max(took, Ordering::Relaxed);
+        if took >= SLOW_SYNC.as_micros() as u64 {
+            c.slow_syncs.fetch_add(1, Ordering::Relaxed);
         }
-        self.installed = offered;
     }
 }
 
@@ -305,13 +355,30 @@ struct Installer {
     ports: HashMap<PortId, PortInfo>,
     devs: HashMap<PortId, PortDevs>,
     flows: BTreeMap<KernelFlow, Installed>,
-    /// The installed flows' map keys (two flows with one key cannot both be installed).
-    keys: BTreeSet<[u8; table::KEY_LEN]>,
+    /// The installed flows by map key (two flows with one key cannot both be installed).
+    keys: HashMap<[u8; table::KEY_LEN], KernelFlow>,
     /// The host's flow map ([`table`]), made with the underlay's program.
     map: Option<BpfHash>,
     uses: Arc<Mutex<Vec<Use>>>,
     counters: Arc<FastPathCounters>,
     last_stats: Instant,
+    /// Failed installs to try again, soonest first not guaranteed (a handful at most).
+    retries: Vec<Retry>,
+}
+
+/// A failed install waiting for its next try.
+#[derive(Debug, Clone, Copy)]
+struct Retry {
+    flow: KernelFlow,
+    own: Option<u32>,
+    /// Tries so far.
+    tries: u32,
+    due: Instant,
+}
+
+/// The wait after `tries` failed tries: [`RETRY_BACKOFF`] doubled for each try after the first.
+fn retry_backoff(tries: u32) -> Duration {
+    RETRY_BACKOFF.saturating_mul(1 << tries.saturating_sub(1).min(16))
 }
 
 /// Whether ingress flows are decapsulated by a `cls_bpf` program on the underlay device (the
@@ -521,12 +588,70 @@ impl Installer {
             ports: HashMap::new(),
             devs: HashMap::new(),
             flows: BTreeMap::new(),
-            keys: BTreeSet::new(),
+            keys: HashMap::new(),
             map: None,
             uses,
             counters,
             last_stats: Instant::now(),
+            retries: Vec::new(),
         })
+    }
+
+    /// Installs `k`; a failure is counted and tried again later ([`INSTALL_TRIES`] in all).
+    async fn try_install(&mut self, k: KernelFlow, own: Option<u32>, tries: u32) {
+        if tries > 0 {
+            self.counters
+                .install_retries
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        let Err(e) = self.install(k, own).await else {
+            return;
+        };
+        self.counters.errors.fetch_add(1, Ordering::Relaxed);
+        let tries = tries + 1;
+        if tries >= INSTALL_TRIES {
+            self.counters
+                .install_failures
+                .fetch_add(1, Ordering::Relaxed);
+            warn!(error = %format!("{e:#}"), flow = ?k, tries, "fast path: install failed; the flow stays on the engine's path");
+            return;
+        }
+        if tries == 1 {
+            warn!(error = %format!("{e:#}"), flow = ?k, "fast path: install failed; trying again");
+        } else {
+            debug!(error = %format!("{e:#}"), flow = ?k, tries, "fast path: install failed again");
+        }
+        self.retries.push(Retry {
+            flow: k,
+            own,
+            tries,
+            due: Instant::now() + retry_backoff(tries),
+        });
+    }
+
+    /// Tries the installs that are due again.
+    async fn run_retries(&mut self) {
+        let now = Instant::now();
+        if !self.retries.iter().any(|r| r.due <= now) {
+            return;
+        }
+        let (due, later): (Vec<Retry>, Vec<Retry>) =
+            self.retries.drain(..).partition(|r| r.due <= now);
+        self.retries = later;
+        for r in due {
+            self.try_install(r.flow, r.own, r.tries).await;
+        }
+    }
+
+    /// How long the loop may wait for an op: until the next statistics read or retry.
+    fn wait(&self) -> Duration {
+        let now = Instant::now();
+        let stats = (self.last_stats + STATS_INTERVAL).saturating_duration_since(now);
+        self.retries
+            .iter()
+            .map(|r| r.due.saturating_duration_since(now))
+            .fold(stats, Duration::min)
+            .max(Duration::from_millis(1))
     }
 
     async fn run(&mut self, ops: mpsc::Receiver<Op>) {
@@ -542,7 +667,7 @@ impl Installer {
         }
         {
             loop {
-                let op = match ops.recv_timeout(STATS_INTERVAL) {
+                let op = match ops.recv_timeout(self.wait()) {
                     Ok(op) => Some(op),
                     Err(mpsc::RecvTimeoutError::Timeout) => None,
                     Err(mpsc::RecvTimeoutError::Disconnected) => Some(Op::Shutdown),
@@ -551,15 +676,18 @@ impl Installer {
                     Some(Op::Port(info)) => {
                         self.ports.insert(info.port, info);
                     }
-                    Some(Op::RemovePort(port)) => self.remove_port(port).await,
-                    Some(Op::Install(k, own)) => {
-                        if let Err(e) = self.install(k, own).await {
-                            self.counters.errors.fetch_add(1, Ordering::Relaxed);
-                            warn!(error = %format!("{e:#}"), flow = ?k, "fast path: install failed");
-                        }
+                    Some(Op::RemovePort(port)) => {
+                        self.retries.retain(|r| r.flow.port() != port);
+                        self.remove_port(port).await
                     }
-                    Some(Op::Remove(k)) => self.remove(&k).await,
+                    Some(Op::Install(k, own)) => self.try_install(k, own, 0).await,
+                    Some(Op::Remove(k)) => {
+                        // Withdrawn before a retry got it in: no more tries.
+                        self.retries.retain(|r| r.flow != k);
+                        self.remove(&k).await
+                    }
                     Some(Op::Flush(done)) => {
+                        self.retries.clear();
                         self.read_stats().await;
                         let all: Vec<KernelFlow> = self.flows.keys().copied().collect();
                         for k in &all {
@@ -581,6 +709,7 @@ impl Installer {
                     }
                     None => {}
                 }
+                self.run_retries().await;
                 if self.last_stats.elapsed() >= STATS_INTERVAL {
                     self.read_stats().await;
                 }
@@ -920,7 +1049,7 @@ impl Installer {
             return Ok(());
         }
         let key = table::key(&k);
-        if self.keys.contains(&key) {
+        if self.keys.contains_key(&key) {
             anyhow::bail!("another installed flow has the same match");
         }
         let port = k.port();
@@ -957,7 +1086,7 @@ impl Installer {
         let map = self.map.as_ref().context("no flow map")?;
         map.insert(&key, &value)
             .context("adding a flow to the fast path's map")?;
-        self.keys.insert(key);
+        self.keys.insert(key, k);
         self.flows.insert(
             k,
             Installed {
@@ -1093,9 +1222,34 @@ impl Installer {
         let now_ns = monotonic_ns();
         let mut uses = Vec::new();
         let mut flows = std::mem::take(&mut self.flows);
-        for (k, inst) in flows.iter_mut() {
-            if let Ok(Some(v)) = map.get(&inst.key) {
-                if let Some(u) = self.take_use(k, inst, &v, now_ns) {
+        // The whole map in a few batched reads (a read per flow cost 10,000 system calls every
+        // 500 ms at 10,000 flows); one read per flow if the kernel refuses batches.
+        let mut entries: Vec<(KernelFlow, [u8; table::VALUE_LEN])> = Vec::new();
+        let batched = map.for_each(|key, value| {
+            let (Ok(key), Ok(value)) = (
+                <[u8; table::KEY_LEN]>::try_from(key),
+                <[u8; table::VALUE_LEN]>::try_from(value),
+            ) else {
+                return;
+            };
+            if let Some(k) = self.keys.get(&key) {
+                entries.push((*k, value));
+            }
+        });
+        if let Err(e) = batched {
+            debug!(error = %e, "fast path: batched map read refused; reading flow by flow");
+            entries.clear();
+            for (k, inst) in &flows {
+                if let Ok(Some(v)) = map.get(&inst.key) {
+                    if let Ok(v) = <[u8; table::VALUE_LEN]>::try_from(v.as_slice()) {
+                        entries.push((*k, v));
+                    }
+                }
+            }
+        }
+        for (k, v) in &entries {
+            if let Some(inst) = flows.get_mut(k) {
+                if let Some(u) = self.take_use(k, inst, v, now_ns) {
                     uses.push(u);
                 }
             }

@@ -512,7 +512,7 @@ async fn healthz(State(state): State<Arc<AgentState>>) -> impl IntoResponse {
 /// The kernel fast path's counters (`--fast-path on`).
 fn write_fast_path(out: &mut String, f: &crate::fastpath::FastPathCounters) {
     use std::sync::atomic::Ordering::Relaxed;
-    let rows: [Row<'_>; 10] = [
+    let rows: [Row<'_>; 16] = [
         (
             "softvpc_fast_path_flows",
             "gauge",
@@ -572,6 +572,42 @@ fn write_fast_path(out: &mut String, f: &crate::fastpath::FastPathCounters) {
             "counter",
             "Kernel objects an earlier run of the agent left (flow filters on the underlay device, per-port namespaces) removed at start.",
             f.leftovers.load(Relaxed),
+        ),
+        (
+            "softvpc_fast_path_install_retries_total",
+            "counter",
+            "Installs of a flow tried again after a failure (bounded per flow, with a backoff).",
+            f.install_retries.load(Relaxed),
+        ),
+        (
+            "softvpc_fast_path_install_failures_total",
+            "counter",
+            "Flows whose install failed at every try: they stay on the engine's path.",
+            f.install_failures.load(Relaxed),
+        ),
+        (
+            "softvpc_fast_path_syncs_total",
+            "counter",
+            "Syncs of the data path with the engine's offer (every 10 ms while there is work).",
+            f.syncs.load(Relaxed),
+        ),
+        (
+            "softvpc_fast_path_sync_microseconds_total",
+            "counter",
+            "Time the data-path thread spent in those syncs (fold, offer changes, hand-off).",
+            f.sync_micros.load(Relaxed),
+        ),
+        (
+            "softvpc_fast_path_sync_max_microseconds",
+            "gauge",
+            "The longest sync so far.",
+            f.sync_max_micros.load(Relaxed),
+        ),
+        (
+            "softvpc_fast_path_slow_syncs_total",
+            "counter",
+            "Syncs that took 1 ms or more (the data path forwarded nothing meanwhile).",
+            f.slow_syncs.load(Relaxed),
         ),
     ];
     write_rows(out, &rows);

@@ -99,6 +99,8 @@ pub struct Engine {
     /// The local ENIs' state (connection tracking), by port.
     ports: PortMap,
     flows: FlowTable,
+    /// What the kernel was offered ([`poll_offers`](Self::poll_offers)).
+    offers: crate::offload::OfferLog,
     /// When the timer next expires connections and flow-table entries.
     next_expiry: Option<Instant>,
     /// Flow log capture (issue 10).
@@ -127,6 +129,7 @@ impl Engine {
             events: VecDeque::new(),
             ports: PortMap::default(),
             flows: FlowTable::new(config.flow_table_limit),
+            offers: crate::offload::OfferLog::default(),
             next_expiry: None,
             flowlog: FlowLogger::default(),
             edge: None,
@@ -1173,49 +1176,143 @@ impl Engine {
     /// unparks it. A connection re-established by the other direction's packets alone is
     /// offered after this direction's next packet.
     pub fn kernel_flows(&self) -> impl Iterator<Item = crate::offload::KernelFlow> + '_ {
-        use softvpc_policy::conntrack::{ProtoState, TcpState};
-        let current = self.table.generation();
-        let now = self.now;
-        self.flows.unparked().filter_map(move |(id, entry)| {
-            let Ok(k) = crate::offload::offer(id, entry, current) else {
-                // Decided by the entry and the generation alone: only a new entry changes it.
-                self.flows.park(id);
-                return None;
+        use crate::offload::Verdict;
+        self.flows
+            .unparked()
+            .filter_map(move |(id, entry)| match self.offer_verdict(id, entry).0 {
+                Verdict::Offer(k) => Some(k),
+                Verdict::Wait => None,
+                Verdict::Park => {
+                    self.flows.park(id);
+                    None
+                }
+            })
+    }
+
+    /// What the kernel may do with entry `entry` of `id` now, and (TCP) the connections the
+    /// verdict depends on (whose other flows a change of this one may change). [`kernel_flows`](Self::kernel_flows) and
+    /// [`poll_offers`](Self::poll_offers) both decide with this.
+    fn offer_verdict(
+        &self,
+        id: &flow::FlowId,
+        entry: &flow::FlowEntry,
+    ) -> (
+        crate::offload::Verdict,
+        [Option<crate::offload::ConnRef>; 2],
+    ) {
+        use crate::offload::Verdict;
+        use softvpc_policy::conntrack::{ConnKey, ProtoState, TcpState};
+        let none = [None, None];
+        let Ok(k) = crate::offload::offer(id, entry, self.table.generation()) else {
+            // Decided by the entry and the generation alone: only a new entry changes it.
+            return (Verdict::Park, none);
+        };
+        // A NAT gateway's port has no device: its packets are translated here.
+        if let Destination::LocalPort(p) | Destination::DecapPort(p) = entry.to {
+            if self.nats.contains_key(&p) {
+                return (Verdict::Wait, none);
+            }
+        }
+        if k.proto != 6 {
+            return (Verdict::Offer(k), none);
+        }
+        let pkt = softvpc_policy::Packet {
+            src: k.src,
+            dst: k.dst,
+            proto: k.proto,
+            l4: k.l4,
+            tcp_flags: 0,
+        };
+        let mut conns = none;
+        for (slot, (port, dir)) in conns.iter_mut().zip(entry.tracked.iter().flatten()) {
+            *slot = Some((*port, ConnKey::new(&pkt, *dir)));
+        }
+        for (port, dir) in entry.tracked.iter().flatten() {
+            let Some(fw) = self.ports.get(port).and_then(|s| s.fw.as_ref()) else {
+                return (Verdict::Wait, conns);
             };
-            // A NAT gateway's port has no device: its packets are translated here.
-            if let Destination::LocalPort(p) | Destination::DecapPort(p) = entry.to {
-                if self.nats.contains_key(&p) {
-                    return None;
-                }
+            let Some(now) = self.now else {
+                return (Verdict::Wait, conns);
+            };
+            let state = fw.conntrack_ref().peek(&pkt, *dir, now).map(|e| e.state());
+            match state {
+                Some(ProtoState::Tcp(TcpState::Established)) => {}
+                // Ended or gone: only a new SYN (or a mid-stream packet) through the
+                // engine brings it back. (The connection is named: its other flows are
+                // looked at again too.)
+                None
+                | Some(ProtoState::Tcp(
+                    TcpState::Closing | TcpState::TimeWait | TcpState::Closed,
+                )) => return (Verdict::Park, conns),
+                Some(_) => return (Verdict::Wait, conns),
             }
-            if k.proto == 6 {
-                let pkt = softvpc_policy::Packet {
-                    src: k.src,
-                    dst: k.dst,
-                    proto: k.proto,
-                    l4: k.l4,
-                    tcp_flags: 0,
-                };
-                for (port, dir) in entry.tracked.iter().flatten() {
-                    let fw = self.ports.get(port)?.fw.as_ref()?;
-                    let state = fw.conntrack_ref().peek(&pkt, *dir, now?).map(|e| e.state());
-                    match state {
-                        Some(ProtoState::Tcp(TcpState::Established)) => {}
-                        // Ended or gone: only a new SYN (or a mid-stream packet) through the
-                        // engine brings it back.
-                        None
-                        | Some(ProtoState::Tcp(
-                            TcpState::Closing | TcpState::TimeWait | TcpState::Closed,
-                        )) => {
-                            self.flows.park(id);
-                            return None;
-                        }
-                        Some(_) => return None,
+        }
+        (Verdict::Offer(k), conns)
+    }
+
+    /// What changed in the offer of [`kernel_flows`](Self::kernel_flows) since the last call,
+    /// appended to `out` (the first call offers everything): the flows the flow table queued
+    /// as changed, the other flows of their TCP connections, and up to `sweep` of the flows
+    /// offered or waiting, in turn (what no packet announces: a connection idling out); a new
+    /// generation withdraws everything offered first. A flow's withdrawal comes before the
+    /// offer of its new value. The shell applies the changes in order; its set then equals
+    /// `kernel_flows()` after a call whose `sweep` covers [`offer_log`](Self::offer_log)'s
+    /// remembered flows. Costs what changed plus `sweep`, not the flow table
+    /// ([`crate::offload`]).
+    pub fn poll_offers(&mut self, sweep: usize, out: &mut Vec<crate::offload::OfferChange>) {
+        use crate::offload::Verdict;
+        let mut log = std::mem::take(&mut self.offers);
+        self.flows.track_changes();
+        let current = self.table.generation();
+        if log.generation != Some(current) {
+            log.reset(current, out);
+        }
+        let mut changed = std::mem::take(&mut log.changed);
+        let mut siblings = std::mem::take(&mut log.siblings);
+        siblings.clear();
+        self.flows.drain_changes(&mut changed);
+        let mut judge = |engine: &Engine, log: &mut crate::offload::OfferLog, id: &flow::FlowId| {
+            let (verdict, conns) = match engine.flows.get(id) {
+                Some(entry) => {
+                    let (v, c) = engine.offer_verdict(id, entry);
+                    if v == Verdict::Park {
+                        engine.flows.park(id);
                     }
+                    (Some(v), c)
                 }
-            }
-            Some(k)
-        })
+                None => (None, [None, None]),
+            };
+            log.record(id, verdict, conns, out);
+            conns
+        };
+        for id in &changed {
+            let conns = judge(&*self, &mut log, id);
+            log.siblings(&conns, id, &mut siblings);
+        }
+        for id in &siblings {
+            judge(&*self, &mut log, id);
+        }
+        for _ in 0..sweep.min(log.remembered()) {
+            let Some(id) = log.next_to_sweep() else {
+                break;
+            };
+            judge(&*self, &mut log, &id);
+        }
+        log.changed = changed;
+        log.siblings = siblings;
+        self.offers = log;
+    }
+
+    /// What [`poll_offers`](Self::poll_offers) remembers: flows offered, flows a full sweep
+    /// looks at.
+    pub fn offer_log(&self) -> &crate::offload::OfferLog {
+        &self.offers
+    }
+
+    /// Forgets the offered flows of `port` without withdrawing them: the shell removed them
+    /// from the kernel itself (the port went away). Offered again on their next change.
+    pub fn forget_offers(&mut self, port: PortId) {
+        self.offers.forget_port(port);
     }
 
     /// Folds what the kernel did for `flow` since the last fold (`packets` frames of `bytes`

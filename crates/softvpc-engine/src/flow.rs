@@ -34,6 +34,12 @@
 //! entry it found it cannot offer until a packet uses or replaces it (another generation's, an
 //! ended TCP connection) is parked: the offer skips it without looking its connection up, and
 //! any lookup or insert of the entry unparks it.
+//!
+//! **Changes.** Once the kernel offer's incremental form ([`crate::Engine::poll_offers`]) has
+//! asked for them ([`FlowTable::track_changes`]), the table queues the id of every entry a packet
+//! or a fold looked up, inserted or replaced, and of every entry removed, once until the next
+//! drain ([`FlowTable::drain_changes`]): what the offer must look at again, without walking the
+//! table. A lookup costs a flag test; the queue keeps its buffer between drains.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -136,12 +142,13 @@ pub struct FlowEntry {
     pub last_used: Instant,
 }
 
-/// One entry and whether the kernel offer skips it (see the [module docs](self)); atomic so
-/// the offer can park through `&self`.
+/// One entry, whether the kernel offer skips it (see the [module docs](self); atomic so the
+/// offer can park through `&self`) and whether its id waits in the change queue.
 #[derive(Debug)]
 struct Slot {
     entry: FlowEntry,
     parked: AtomicBool,
+    queued: bool,
 }
 
 /// The flow table. See the [module docs](self).
@@ -150,6 +157,8 @@ pub struct FlowTable {
     map: HashMap<FlowId, Slot, foldhash::fast::RandomState>,
     limit: usize,
     last_full_sweep: Option<Instant>,
+    /// Ids changed since the last drain, once each (`None`: nobody asked).
+    changes: Option<Vec<FlowId>>,
 }
 
 impl FlowTable {
@@ -159,22 +168,81 @@ impl FlowTable {
             map: HashMap::default(),
             limit,
             last_full_sweep: None,
+            changes: None,
         }
     }
 
-    /// The entry of `id`, whatever its generation.
+    /// The entry of `id`, whatever its generation (queued as changed: the caller may advance
+    /// its connection).
     #[inline]
     pub fn get_mut(&mut self, id: &FlowId) -> Option<&mut FlowEntry> {
+        let changes = &mut self.changes;
         self.map.get_mut(id).map(|s| {
             *s.parked.get_mut() = false;
+            if !s.queued {
+                if let Some(c) = changes {
+                    s.queued = true;
+                    c.push(*id);
+                }
+            }
             &mut s.entry
         })
+    }
+
+    /// The entry of `id`, untouched (not unparked, not queued).
+    #[inline]
+    pub fn get(&self, id: &FlowId) -> Option<&FlowEntry> {
+        self.map.get(id).map(|s| &s.entry)
     }
 
     /// Forgets one entry.
     #[inline]
     pub fn remove(&mut self, id: &FlowId) {
-        self.map.remove(id);
+        if let Some(s) = self.map.remove(id) {
+            Self::removed(&mut self.changes, id, &s);
+        }
+    }
+
+    /// Queues a removed entry's id (unless it waits already).
+    #[inline]
+    fn removed(changes: &mut Option<Vec<FlowId>>, id: &FlowId, s: &Slot) {
+        if let (Some(c), false) = (changes, s.queued) {
+            c.push(*id);
+        }
+    }
+
+    /// From now on, queues every changed id for [`drain_changes`](Self::drain_changes); the
+    /// first call queues every entry there is.
+    pub fn track_changes(&mut self) {
+        if self.changes.is_some() {
+            return;
+        }
+        let mut c = Vec::with_capacity(self.map.len());
+        for (id, s) in self.map.iter_mut() {
+            s.queued = true;
+            c.push(*id);
+        }
+        self.changes = Some(c);
+    }
+
+    /// Whether changes are queued ([`track_changes`](Self::track_changes) was called).
+    pub fn tracks_changes(&self) -> bool {
+        self.changes.is_some()
+    }
+
+    /// Moves the ids changed since the last drain into `into` (cleared first; the two buffers
+    /// swap, so neither is reallocated once large enough), each once.
+    pub fn drain_changes(&mut self, into: &mut Vec<FlowId>) {
+        into.clear();
+        let Some(c) = &mut self.changes else {
+            return;
+        };
+        std::mem::swap(c, into);
+        for id in into.iter() {
+            if let Some(s) = self.map.get_mut(id) {
+                s.queued = false;
+            }
+        }
     }
 
     /// Caches `entry` for `id`; false when the table is full (after sweeping idle entries, at
@@ -189,19 +257,45 @@ impl FlowTable {
                 return false;
             }
             self.last_full_sweep = Some(now);
-            self.map
-                .retain(|_, s| now.saturating_duration_since(s.entry.last_used) < IDLE);
+            let changes = &mut self.changes;
+            self.map.retain(|id, s| {
+                let keep = now.saturating_duration_since(s.entry.last_used) < IDLE;
+                if !keep {
+                    Self::removed(changes, id, s);
+                }
+                keep
+            });
             if self.map.len() >= self.limit {
                 return false;
             }
         }
-        self.map.insert(
-            id,
-            Slot {
-                entry,
-                parked: AtomicBool::new(false),
-            },
-        );
+        match self.map.entry(id) {
+            std::collections::hash_map::Entry::Occupied(o) => {
+                let s = o.into_mut();
+                s.entry = entry;
+                *s.parked.get_mut() = false;
+                if !s.queued {
+                    if let Some(c) = &mut self.changes {
+                        s.queued = true;
+                        c.push(id);
+                    }
+                }
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let queued = match &mut self.changes {
+                    Some(c) => {
+                        c.push(id);
+                        true
+                    }
+                    None => false,
+                };
+                v.insert(Slot {
+                    entry,
+                    parked: AtomicBool::new(false),
+                    queued,
+                });
+            }
+        }
         true
     }
 
@@ -209,8 +303,14 @@ impl FlowTable {
     /// returns how many.
     pub fn expire(&mut self, now: Instant, current: Generation) -> usize {
         let before = self.map.len();
-        self.map.retain(|_, Slot { entry: e, .. }| {
-            e.generation == current && now.saturating_duration_since(e.last_used) < IDLE
+        let changes = &mut self.changes;
+        self.map.retain(|id, s| {
+            let e = &s.entry;
+            let keep = e.generation == current && now.saturating_duration_since(e.last_used) < IDLE;
+            if !keep {
+                Self::removed(changes, id, s);
+            }
+            keep
         });
         before - self.map.len()
     }

@@ -57,7 +57,7 @@ pub use mapping::{
     SubnetEntry, SubnetIdx, TableBuilder, Vni, VpcEntry, VpcServices,
 };
 pub use natgw::{NatConfig, NatStats, NatTable};
-pub use offload::{KernelAction, KernelFlow, KernelHook, Slow};
+pub use offload::{KernelAction, KernelFlow, KernelHook, OfferChange, Slow};
 pub use output::{Output, Transmit};
 pub use pipeline::{LayerDecision, SgHow, Trace, TraceVerdict, Why};
 pub use report::{DropReport, DropSample, Event};

@@ -35,9 +35,25 @@
 //! as the engine's own forwarded frames and refreshes the flow's entry and its conntrack idle
 //! timers. Flow logs (issue 10) read per-flow packet counts in the engine: the same fold is
 //! where a kernel flow's packets reach them.
+//!
+//! **What changed, not everything** ([`crate::Engine::poll_offers`]). The offer is also given
+//! as a stream of [`OfferChange`]s: the engine remembers what it offered ([`OfferLog`]) and
+//! looks again only at the flows that changed since the last poll: the flow table's entries a
+//! packet or a fold touched, inserted, replaced or removed ([`crate::flow`]'s change queue),
+//! and the other flows of a touched TCP flow's connection (a packet of one direction can end
+//! or establish the other's), plus a bounded number of the remembered flows in turn per poll,
+//! which catches what no packet announces (a connection idling out by time alone). A new
+//! generation withdraws everything offered. So a poll costs what changed plus the bound, not
+//! the table: with 10,000 offered flows the full walk of [`crate::Engine::kernel_flows`] and
+//! its difference, every 10 ms on the agent's data-path thread, held up the packets the engine
+//! forwards (BENCHMARKS.md). After a poll whose bound covers every remembered flow, the flows
+//! offered so far (offers minus withdrawals) are exactly what [`crate::Engine::kernel_flows`]
+//! returns (`tests/fast_path.rs` checks this after random traffic and changes).
 
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
+use softvpc_policy::conntrack::ConnKey;
 use softvpc_policy::Generation;
 use softvpc_wire::L4Key;
 
@@ -292,6 +308,211 @@ impl KernelFlow {
     pub fn port(&self) -> PortId {
         match self.hook {
             KernelHook::PortEgress(p) | KernelHook::UnderlayIngress { port: p, .. } => p,
+        }
+    }
+}
+
+/// A change to what the kernel may hold ([`crate::Engine::poll_offers`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OfferChange {
+    /// The kernel may now execute this flow.
+    Offer(KernelFlow),
+    /// It may no longer (an earlier [`OfferChange::Offer`] of exactly this value).
+    Withdraw(KernelFlow),
+}
+
+/// What the engine decides about one flow-table entry for the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// The kernel may execute it.
+    Offer(KernelFlow),
+    /// Not now; it may be without a packet of its own (a TCP connection not established
+    /// yet, whose other direction can establish it; a NAT gateway's port).
+    Wait,
+    /// Not until a packet uses or replaces the entry (see [`crate::flow`]'s parking).
+    Park,
+}
+
+/// A TCP flow's connection in one tracking table: (the ENI's port, the connection's key).
+pub(crate) type ConnRef = (crate::PortId, ConnKey);
+
+/// One remembered flow: where it sits in the sweep order, what was offered, and the
+/// connections (TCP) it is indexed under.
+#[derive(Debug, Clone, Copy)]
+struct Remembered {
+    at: usize,
+    offered: Option<KernelFlow>,
+    conns: [Option<ConnRef>; 2],
+}
+
+/// The engine's memory of its offer (see the [module docs](self)): every flow it last judged
+/// offered or waiting, what it offered, the TCP flows by connection, and where the bounded
+/// sweep goes on. Plain data, driven by [`crate::Engine::poll_offers`].
+#[derive(Debug, Default)]
+pub struct OfferLog {
+    /// The generation the remembered verdicts hold for.
+    pub(crate) generation: Option<Generation>,
+    flows: HashMap<FlowId, Remembered, foldhash::fast::RandomState>,
+    /// The remembered flows in sweep order.
+    order: Vec<FlowId>,
+    /// The next index of `order` the sweep looks at.
+    cursor: usize,
+    /// TCP flows by connection.
+    conns: HashMap<ConnRef, Vec<FlowId>, foldhash::fast::RandomState>,
+    offered: usize,
+    /// Buffers kept between polls.
+    pub(crate) changed: Vec<FlowId>,
+    pub(crate) siblings: Vec<FlowId>,
+}
+
+impl OfferLog {
+    /// Flows offered now (offers minus withdrawals so far).
+    pub fn offered(&self) -> usize {
+        self.offered
+    }
+
+    /// Flows remembered (offered or waiting): what a full sweep looks at.
+    pub fn remembered(&self) -> usize {
+        self.order.len()
+    }
+
+    /// Every flow offered now.
+    pub fn offered_flows(&self) -> impl Iterator<Item = &KernelFlow> {
+        self.flows.values().filter_map(|r| r.offered.as_ref())
+    }
+
+    /// A new generation: everything offered is withdrawn and forgotten.
+    pub(crate) fn reset(&mut self, generation: Generation, out: &mut Vec<OfferChange>) {
+        for r in self.flows.values() {
+            if let Some(k) = r.offered {
+                out.push(OfferChange::Withdraw(k));
+            }
+        }
+        self.flows.clear();
+        self.order.clear();
+        self.conns.clear();
+        self.cursor = 0;
+        self.offered = 0;
+        self.generation = Some(generation);
+    }
+
+    /// The flows sharing a connection with `conns`, appended to `into` (`except` left out).
+    pub(crate) fn siblings(
+        &self,
+        conns: &[Option<ConnRef>; 2],
+        except: &FlowId,
+        into: &mut Vec<FlowId>,
+    ) {
+        for c in conns.iter().flatten() {
+            if let Some(ids) = self.conns.get(c) {
+                into.extend(ids.iter().filter(|i| *i != except));
+            }
+        }
+    }
+
+    /// The id the sweep looks at next, if any.
+    pub(crate) fn next_to_sweep(&mut self) -> Option<FlowId> {
+        if self.order.is_empty() {
+            return None;
+        }
+        if self.cursor >= self.order.len() {
+            self.cursor = 0;
+        }
+        let id = self.order[self.cursor];
+        self.cursor += 1;
+        Some(id)
+    }
+
+    /// Records `verdict` for `id` (`None`: the entry is gone), with its connections, and
+    /// appends what the kernel must be told to `out`.
+    pub(crate) fn record(
+        &mut self,
+        id: &FlowId,
+        verdict: Option<Verdict>,
+        conns: [Option<ConnRef>; 2],
+        out: &mut Vec<OfferChange>,
+    ) {
+        let offer = match verdict {
+            Some(Verdict::Offer(k)) => Some(k),
+            _ => None,
+        };
+        let keep = matches!(verdict, Some(Verdict::Offer(_) | Verdict::Wait));
+        let old = self.flows.get(id).copied();
+        let was = old.and_then(|r| r.offered);
+        if was != offer {
+            if let Some(k) = was {
+                out.push(OfferChange::Withdraw(k));
+                self.offered -= 1;
+            }
+            if let Some(k) = offer {
+                out.push(OfferChange::Offer(k));
+                self.offered += 1;
+            }
+        }
+        let old_conns = old.map_or([None, None], |r| r.conns);
+        let new_conns = if keep { conns } else { [None, None] };
+        if old_conns != new_conns {
+            for c in old_conns.iter().flatten() {
+                if let Some(ids) = self.conns.get_mut(c) {
+                    ids.retain(|i| i != id);
+                    if ids.is_empty() {
+                        self.conns.remove(c);
+                    }
+                }
+            }
+            for c in new_conns.iter().flatten() {
+                let ids = self.conns.entry(*c).or_default();
+                if !ids.contains(id) {
+                    ids.push(*id);
+                }
+            }
+        }
+        match (old, keep) {
+            (Some(r), true) => {
+                let e = self.flows.get_mut(id).expect("remembered");
+                *e = Remembered {
+                    offered: offer,
+                    conns: new_conns,
+                    ..r
+                };
+            }
+            (None, true) => {
+                self.flows.insert(
+                    *id,
+                    Remembered {
+                        at: self.order.len(),
+                        offered: offer,
+                        conns: new_conns,
+                    },
+                );
+                self.order.push(*id);
+            }
+            (Some(r), false) => {
+                self.flows.remove(id);
+                self.order.swap_remove(r.at);
+                if let Some(moved) = self.order.get(r.at) {
+                    if let Some(m) = self.flows.get_mut(moved) {
+                        m.at = r.at;
+                    }
+                }
+            }
+            (None, false) => {}
+        }
+    }
+
+    /// Forgets every flow of `port` without a withdrawal (the shell removed them from the
+    /// kernel itself): offered again on their next change.
+    pub(crate) fn forget_port(&mut self, port: crate::PortId) {
+        let gone: Vec<FlowId> = self
+            .flows
+            .iter()
+            .filter(|(_, r)| r.offered.is_some_and(|k| k.port() == port))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            let mut sink = Vec::new();
+            // Forgotten rather than withdrawn: the shell already forgot them.
+            self.record(&id, None, [None, None], &mut sink);
         }
     }
 }

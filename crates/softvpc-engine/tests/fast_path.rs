@@ -2,9 +2,9 @@
 //!
 //! Two simulations of the seed's two hosts run the same traffic: one forwards everything
 //! through the engines; the other is what the agent builds with `--fast-path on`: after every
-//! frame each host "installs" what [`Engine::kernel_flows`] offers (flushing everything first
-//! when the table's generation changed, folding the installed flows' counters back with
-//! [`Engine::fold_kernel_use`]), and a frame matching an installed flow's u32 keys
+//! frame each host "installs" and "removes" what [`Engine::poll_offers`] says changed (with a
+//! small sweep; flushing everything first when the table's generation changed, folding the
+//! installed flows' counters back with [`Engine::fold_kernel_use`]), and a frame matching an installed flow's u32 keys
 //! ([`KernelFlow::executes`], the classifier's semantics) is carried by the "kernel" without the
 //! engine: encapsulated to its host and VNI (after a routed flow's rewrite,
 //! [`KernelFlow::apply`]), or delivered unchanged to its port. The
@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use proptest::prelude::*;
-use softvpc_engine::offload::{KernelAction, KernelFlow, KernelHook};
+use softvpc_engine::offload::{KernelAction, KernelFlow, KernelHook, OfferChange};
 use softvpc_engine::policy::Direction as Dir;
 use softvpc_engine::policy::Generation;
 use softvpc_engine::{DropReason, Engine, EngineConfig, Mac, Output, PortId, TraceVerdict};
@@ -121,6 +121,8 @@ struct Sim {
     records: SeedRecords,
     hosts: Vec<Host>,
     fast: bool,
+    /// The sweep each sync asks [`Engine::poll_offers`] for.
+    sweep: usize,
     now: Instant,
     out: Output,
     /// Invalid frames the kernel carried, by the drop reason the engine would have given.
@@ -152,6 +154,7 @@ impl Sim {
             records,
             hosts,
             fast,
+            sweep: 1,
             now: t0(),
             out: Output::default(),
             invalid_carried: BTreeMap::new(),
@@ -181,24 +184,14 @@ impl Sim {
     }
 
     /// The agent's loop after a batch: fold, flush a stale generation, install what is
-    /// offered, remove what is not.
+    /// newly offered, remove what was withdrawn.
     fn sync(&mut self) {
         if !self.fast {
             return;
         }
+        let sweep = self.sweep;
         for h in &mut self.hosts {
-            let current = h.engine.table().generation();
-            if h.kernel.generation != Some(current) {
-                flush(h);
-                h.kernel.generation = Some(current);
-            }
-            fold(h);
-            let offered: Vec<KernelFlow> = h.engine.kernel_flows().collect();
-            h.kernel.flows.retain(|k, _| offered.contains(k));
-            for k in offered {
-                assert_eq!(k.generation, current);
-                h.kernel.flows.entry(k).or_insert((0, 0, None));
-            }
+            sync_host(h, sweep);
         }
     }
 
@@ -333,6 +326,38 @@ fn fold(h: &mut Host) {
             *bytes = 0;
         }
     }
+}
+
+/// One host's sync (see [`Sim::sync`]): every change must make sense against what the kernel
+/// holds: an offer of the current generation not held yet, a withdrawal of a held flow or of
+/// one an earlier flush removed.
+fn sync_host(h: &mut Host, sweep: usize) {
+    let current = h.engine.table().generation();
+    if h.kernel.generation != Some(current) {
+        flush(h);
+        h.kernel.generation = Some(current);
+    }
+    fold(h);
+    let mut changes = Vec::new();
+    h.engine.poll_offers(sweep, &mut changes);
+    for c in changes {
+        match c {
+            OfferChange::Withdraw(k) => {
+                assert!(
+                    h.kernel.flows.remove(&k).is_some() || k.generation != current,
+                    "withdrawn but not held: {k:?}"
+                );
+            }
+            OfferChange::Offer(k) => {
+                assert_eq!(k.generation, current);
+                assert!(
+                    h.kernel.flows.insert(k, (0, 0, None)).is_none(),
+                    "offered twice: {k:?}"
+                );
+            }
+        }
+    }
+    assert_eq!(h.engine.offer_log().offered(), h.kernel.flows.len());
 }
 
 fn flush(h: &mut Host) {
@@ -676,10 +701,6 @@ fn what_the_kernel_holds_and_for_how_long() {
         .any(|k| k.port() == VM4.port
             && k.rewrite
                 .is_some_and(|r| r.target_mac == VM3.mac && r.router_mac == ROUTER1)));
-    sim.hosts[0]
-        .kernel
-        .flows
-        .retain(|k, _| k.port() == VM1.port);
     // Kernel use keeps the flow alive in the engine past its idle time: 100 minutes of
     // segments every 50 s, all carried by the kernel.
     let before = sim.carried();
@@ -1031,4 +1052,103 @@ fn ended_connections_cost_the_offer_little_and_come_back_when_reused() {
     // Closed again, it leaves zigi-vm2's kernel; the other live connection stays.
     apply(&mut sim, &Step::Tcp(0, 10_000, 22, FIN, Mangle::None));
     assert_eq!(sim.installed(HOST2), 2);
+}
+
+/// What the incremental offer holds, as a set, against the full walk.
+fn held_and_offered(h: &Host) -> (Vec<KernelFlow>, Vec<KernelFlow>) {
+    let held: Vec<KernelFlow> = h.kernel.flows.keys().copied().collect();
+    let mut full: Vec<KernelFlow> = h.engine.kernel_flows().collect();
+    full.sort();
+    (held, full)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+    /// The incremental offer ([`Engine::poll_offers`]) applied change by change equals the
+    /// full walk ([`Engine::kernel_flows`]) after any sequence of traffic, timeouts and policy
+    /// changes, once a poll's sweep has looked at every remembered flow; with sweeps of 0-2
+    /// per poll before that (changed flows alone, or nearly).
+    #[test]
+    fn the_incremental_offer_equals_the_full_walk_after_a_sweep(
+        steps in proptest::collection::vec(step_strategy(), 1..120),
+        sweep in 0usize..3,
+        checks in proptest::collection::vec(0usize..120, 0..6),
+    ) {
+        let mut sim = Sim::new(records(), true);
+        sim.sweep = sweep;
+        let check = |sim: &mut Sim, at: usize| {
+            for h in &mut sim.hosts {
+                let all = h.engine.offer_log().remembered();
+                sync_host(h, all);
+                let (held, full) = held_and_offered(h);
+                assert_eq!(held, full, "after step {at}, host {}", h.ip);
+            }
+        };
+        for (i, step) in steps.iter().enumerate() {
+            apply(&mut sim, step);
+            if checks.contains(&i) {
+                check(&mut sim, i);
+            }
+        }
+        check(&mut sim, steps.len());
+    }
+}
+
+/// A TCP connection established by the other direction's segment alone: the direction whose
+/// last segment came before is offered with the segment that established the connection (its
+/// connection's other flow), not only after a packet of its own.
+#[test]
+fn a_connection_established_by_one_direction_offers_both() {
+    let mut sim = Sim::new(records(), true);
+    sim.sweep = 0;
+    for s in handshake() {
+        apply(&mut sim, &s);
+    }
+    // zigi-vm2's host tracks the connection: its egress (the SYN+ACK's flow, last touched
+    // before the ACK) and its ingress (the ACK's) are both held.
+    let held: Vec<KernelHook> = sim.hosts[1].kernel.flows.keys().map(|k| k.hook).collect();
+    assert_eq!(held.len(), 2, "{held:?}");
+    assert!(held.contains(&KernelHook::PortEgress(VM2.port)));
+    // A RST from zigi-vm1 ends it: both directions leave that host's kernel at once.
+    apply(&mut sim, &Step::Tcp(0, 40000, 22, RST, Mangle::None));
+    assert_eq!(sim.installed(HOST2), 0);
+}
+
+/// 10,000 UDP flows offered by one host, nothing changing: the full walk and its difference
+/// (the agent's sync until session 10) against an incremental poll with the agent's sweep.
+/// Both costs are printed (`KFLOWS_HELD` sets the number of flows); what is asserted is that
+/// the poll says nothing changed and the walk offers every flow.
+#[test]
+fn an_idle_poll_costs_the_sweep_not_the_flows() {
+    use std::collections::BTreeSet;
+    let n: u16 = std::env::var("KFLOWS_HELD")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let mut sim = Sim::new(records(), false);
+    for i in 0..n {
+        apply(&mut sim, &Step::Udp(0, 10_000 + i, 53, Mangle::None));
+    }
+    sim.fast = true;
+    sim.sync();
+    assert_eq!(sim.installed(HOST1), usize::from(n));
+    assert_eq!(sim.installed(HOST2), usize::from(n));
+    let h = &mut sim.hosts[1];
+    let calls = 20;
+    let installed: BTreeSet<KernelFlow> = h.kernel.flows.keys().copied().collect();
+    let started = Instant::now();
+    for _ in 0..calls {
+        let offered: BTreeSet<KernelFlow> = h.engine.kernel_flows().collect();
+        assert_eq!(offered.difference(&installed).count(), 0);
+        assert_eq!(installed.difference(&offered).count(), 0);
+    }
+    let walk = started.elapsed() / calls;
+    let mut changes = Vec::new();
+    let started = Instant::now();
+    for _ in 0..calls {
+        h.engine.poll_offers(256, &mut changes);
+        assert!(changes.is_empty(), "{changes:?}");
+    }
+    let poll = started.elapsed() / calls;
+    eprintln!("{n} offered flows: full walk and difference {walk:?}, incremental poll (sweep 256) {poll:?}");
 }

@@ -475,3 +475,31 @@ async fn vxlan_moved_into_the_instance_with_mirred_redirects() {
         "reply without the fast path's filter"
     );
 }
+
+/// A hash map read whole with `BPF_MAP_LOOKUP_BATCH` gives every entry once, with its value,
+/// across several batches; an empty map gives nothing.
+#[test]
+fn a_bpf_hash_map_is_read_whole_in_batches() {
+    if skip_unless_root("a_bpf_hash_map_is_read_whole_in_batches") {
+        return;
+    }
+    use softvpc_netlink::bpf::BpfHash;
+    let map = BpfHash::create("svtest_batch", 8, 16, 4096).expect("map");
+    let mut n = 0;
+    map.for_each(|_, _| n += 1).expect("empty read");
+    assert_eq!(n, 0);
+    for i in 0u64..1500 {
+        let mut v = [0u8; 16];
+        v[..8].copy_from_slice(&(i * 3).to_ne_bytes());
+        map.insert(&i.to_ne_bytes(), &v).expect("insert");
+    }
+    let mut seen = std::collections::BTreeMap::new();
+    map.for_each(|k, v| {
+        let k = u64::from_ne_bytes(k.try_into().unwrap());
+        let v = u64::from_ne_bytes(v[..8].try_into().unwrap());
+        assert!(seen.insert(k, v).is_none(), "key {k} twice");
+    })
+    .expect("read");
+    assert_eq!(seen.len(), 1500);
+    assert!(seen.iter().all(|(k, v)| *v == k * 3));
+}
