@@ -38,7 +38,8 @@
   bench.py kernel-count STATUS   what the lab's kernel holds for the fast path: tc filters
                                  (distinct priorities) on the hosts' underlay ingress and the
                                  instances' eth egress, the agents' installed flows
-                                 (softvpc_fast_path_flows) and tracked connections
+                                 (softvpc_fast_path_flows) and tracked connections, their CPU
+                                 time and their data path's syncs with the engine's offer
   bench.py scale-report BASE SCALE   bench.sh -S's table: the fast path's rows with 1,000 rules
                                  and N held flows next to its base rows of the same run
   bench.py flowmem STATUS        the agents' resident memory and tracked flows / flow-table
@@ -576,10 +577,13 @@ def kernel_count(status_path):
     """What the lab's kernel holds for the fast path now (see the module doc)."""
     status = json.load(open(status_path))
     out = {"underlay_ingress_filters": 0, "eth_egress_filters": 0, "installed_flows": 0,
-           "tracked": 0}
+           "tracked": 0, "syncs": 0, "sync_us": 0, "slow_syncs": 0, "sync_max_us": 0,
+           "agent_cpu_s": 0.0}
     for host in status["hosts"]:
         if not host.get("agent", True):
             continue
+        fields = open(f"/proc/{host['pid']}/stat").read().rsplit(")", 1)[1].split()
+        out["agent_cpu_s"] += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
         links = json.loads(subprocess.run(["ip", "-n", host["netns"], "-j", "addr", "show"],
                                           capture_output=True, text=True, check=True,
                                           timeout=30).stdout)
@@ -592,6 +596,15 @@ def kernel_count(status_path):
                 out["installed_flows"] += int(value)
             elif name == "softvpc_eni_tracked_flows":
                 out["tracked"] += int(value)
+            # The data path's syncs with the engine's offer (docs/fast-path.md).
+            elif name == "softvpc_fast_path_syncs_total":
+                out["syncs"] += int(value)
+            elif name == "softvpc_fast_path_sync_microseconds_total":
+                out["sync_us"] += int(value)
+            elif name == "softvpc_fast_path_slow_syncs_total":
+                out["slow_syncs"] += int(value)
+            elif name == "softvpc_fast_path_sync_max_microseconds":
+                out["sync_max_us"] = max(out["sync_max_us"], int(value))
     for inst in status["instances"]:
         links = json.loads(subprocess.run(["ip", "-n", inst["netns"], "-j", "link", "show"],
                                           capture_output=True, text=True, check=True,
@@ -646,6 +659,15 @@ def scale_report(base_path, scale_path):
         lines.append(f"Drops during these rows' measurements (both agents): TAP queues "
                      f"{d['tap_tx_dropped']}, VXLAN socket buffer {d['underlay_socket_drops']}, "
                      f"engine {d['engine_drops']}.")
+    if "agent_cpu_s" in b:
+        lines.append(f"The agents' CPU time during the measurement (both, user + system): "
+                     f"{c['agent_cpu_s'] - b['agent_cpu_s']:.1f} s.")
+    syncs = c.get("syncs", 0) - b.get("syncs", 0)
+    if syncs > 0:
+        lines.append(f"The agents' data-path syncs with the engine's offer during the measurement: "
+                     f"{syncs}, {(c['sync_us'] - b['sync_us']) / syncs:.0f} us each on average, "
+                     f"{c['slow_syncs'] - b['slow_syncs']} of 1 ms or more; the longest since "
+                     f"the agents started {c['sync_max_us']} us.")
     lines.append(f"Load average: base rows at {scale['base_load']}, these at "
                  f"{' '.join(b['load'])} -> {' '.join(c['load'])}.")
     return "\n".join(lines)

@@ -27,7 +27,8 @@
 # tracked (one datagram each every 10 s, so they stay in the engine's conntrack and in the
 # kernel), waits until the kernel holds them, measures the same rows again and prints them next
 # to that half's base rows as ratios, with the load average, what the kernel held (tc
-# filters, installed flows) and the drops outside the engine during those rows.
+# filters, installed flows), the drops outside the engine during those rows, and the agents'
+# CPU time and data-path syncs meanwhile.
 #
 # usage: sudo scripts/bench.sh [-t SECONDS] [-n PINGS] [-c CHANGES] [-f FLOWS] [-k CONNECTS]
 #                              [-m MTU] [-g ROUNDS] [-F] [-S FLOWS] [-R RULES]
