@@ -362,8 +362,8 @@ struct Installer {
     uses: Arc<Mutex<Vec<Use>>>,
     counters: Arc<FastPathCounters>,
     last_stats: Instant,
-    /// Failed installs to try again, soonest first not guaranteed (a handful at most).
-    retries: Vec<Retry>,
+    /// Failed installs to try again.
+    retries: Retries,
 }
 
 /// A failed install waiting for its next try.
@@ -379,6 +379,50 @@ struct Retry {
 /// The wait after `tries` failed tries: [`RETRY_BACKOFF`] doubled for each try after the first.
 fn retry_backoff(tries: u32) -> Duration {
     RETRY_BACKOFF.saturating_mul(1 << tries.saturating_sub(1).min(16))
+}
+
+/// Failed installs waiting for their next try (a handful at most): the schedule alone, apart
+/// from the kernel, so it is tested without one.
+#[derive(Debug, Default)]
+struct Retries {
+    waiting: Vec<Retry>,
+}
+
+impl Retries {
+    /// Flow `flow` failed its `tries`-th try at `now`: true if it waits for another (after
+    /// [`retry_backoff`]), false if that was the last of [`INSTALL_TRIES`].
+    fn failed(&mut self, flow: KernelFlow, own: Option<u32>, tries: u32, now: Instant) -> bool {
+        if tries >= INSTALL_TRIES {
+            return false;
+        }
+        self.waiting.push(Retry {
+            flow,
+            own,
+            tries,
+            due: now + retry_backoff(tries),
+        });
+        true
+    }
+
+    /// The tries due at `now`, taken out.
+    fn take_due(&mut self, now: Instant) -> Vec<Retry> {
+        if !self.waiting.iter().any(|r| r.due <= now) {
+            return Vec::new();
+        }
+        let (due, later) = self.waiting.drain(..).partition(|r| r.due <= now);
+        self.waiting = later;
+        due
+    }
+
+    /// When the next try is due.
+    fn next_due(&self) -> Option<Instant> {
+        self.waiting.iter().map(|r| r.due).min()
+    }
+
+    /// Forgets the tries of the flows `drop` says.
+    fn cancel(&mut self, drop: impl Fn(&KernelFlow) -> bool) {
+        self.waiting.retain(|r| !drop(&r.flow));
+    }
 }
 
 /// Whether ingress flows are decapsulated by a `cls_bpf` program on the underlay device (the
@@ -593,7 +637,7 @@ impl Installer {
             uses,
             counters,
             last_stats: Instant::now(),
-            retries: Vec::new(),
+            retries: Retries::default(),
         })
     }
 
@@ -609,36 +653,21 @@ impl Installer {
         };
         self.counters.errors.fetch_add(1, Ordering::Relaxed);
         let tries = tries + 1;
-        if tries >= INSTALL_TRIES {
+        if !self.retries.failed(k, own, tries, Instant::now()) {
             self.counters
                 .install_failures
                 .fetch_add(1, Ordering::Relaxed);
             warn!(error = %format!("{e:#}"), flow = ?k, tries, "fast path: install failed; the flow stays on the engine's path");
-            return;
-        }
-        if tries == 1 {
+        } else if tries == 1 {
             warn!(error = %format!("{e:#}"), flow = ?k, "fast path: install failed; trying again");
         } else {
             debug!(error = %format!("{e:#}"), flow = ?k, tries, "fast path: install failed again");
         }
-        self.retries.push(Retry {
-            flow: k,
-            own,
-            tries,
-            due: Instant::now() + retry_backoff(tries),
-        });
     }
 
     /// Tries the installs that are due again.
     async fn run_retries(&mut self) {
-        let now = Instant::now();
-        if !self.retries.iter().any(|r| r.due <= now) {
-            return;
-        }
-        let (due, later): (Vec<Retry>, Vec<Retry>) =
-            self.retries.drain(..).partition(|r| r.due <= now);
-        self.retries = later;
-        for r in due {
+        for r in self.retries.take_due(Instant::now()) {
             self.try_install(r.flow, r.own, r.tries).await;
         }
     }
@@ -646,11 +675,9 @@ impl Installer {
     /// How long the loop may wait for an op: until the next statistics read or retry.
     fn wait(&self) -> Duration {
         let now = Instant::now();
-        let stats = (self.last_stats + STATS_INTERVAL).saturating_duration_since(now);
-        self.retries
-            .iter()
-            .map(|r| r.due.saturating_duration_since(now))
-            .fold(stats, Duration::min)
+        let stats = self.last_stats + STATS_INTERVAL;
+        let next = self.retries.next_due().map_or(stats, |r| r.min(stats));
+        next.saturating_duration_since(now)
             .max(Duration::from_millis(1))
     }
 
@@ -677,17 +704,17 @@ impl Installer {
                         self.ports.insert(info.port, info);
                     }
                     Some(Op::RemovePort(port)) => {
-                        self.retries.retain(|r| r.flow.port() != port);
+                        self.retries.cancel(|k| k.port() == port);
                         self.remove_port(port).await
                     }
                     Some(Op::Install(k, own)) => self.try_install(k, own, 0).await,
                     Some(Op::Remove(k)) => {
                         // Withdrawn before a retry got it in: no more tries.
-                        self.retries.retain(|r| r.flow != k);
+                        self.retries.cancel(|f| *f == k);
                         self.remove(&k).await
                     }
                     Some(Op::Flush(done)) => {
-                        self.retries.clear();
+                        self.retries.cancel(|_| true);
                         self.read_stats().await;
                         let all: Vec<KernelFlow> = self.flows.keys().copied().collect();
                         for k in &all {
@@ -1289,6 +1316,59 @@ mod tests {
     use softvpc_engine::policy::Generation;
     use softvpc_engine::Vni;
     use softvpc_wire::L4Key;
+
+    /// A failing install is tried again after 50, 100, 200 and 400 ms, then given up (five
+    /// tries in all); a withdrawn flow's tries are cancelled.
+    #[test]
+    fn failed_installs_are_tried_again_with_a_backoff_then_given_up() {
+        let flow = |port: u32| KernelFlow {
+            generation: Generation(1),
+            hook: KernelHook::PortEgress(PortId(port)),
+            src_mac: [2, 0, 0, 0, 0, 1],
+            dst_mac: [2, 0, 0, 0, 0, 2],
+            src: Ipv4Addr::new(10, 0, 0, 1),
+            dst: Ipv4Addr::new(10, 0, 0, 2),
+            proto: 17,
+            l4: L4Key::Ports { src: 1, dst: 2 },
+            action: KernelAction::Encap {
+                host: Ipv4Addr::new(198, 18, 0, 12),
+                vni: Vni(0x101),
+                port: 4789,
+            },
+            rewrite: None,
+        };
+        let mut r = Retries::default();
+        let t0 = Instant::now();
+        let mut now = t0;
+        let mut tries = 1;
+        let mut waits = Vec::new();
+        while r.failed(flow(1), Some(0x101), tries, now) {
+            let due = r.next_due().unwrap();
+            waits.push(due - now);
+            assert!(
+                r.take_due(due - Duration::from_millis(1)).is_empty(),
+                "early"
+            );
+            let got = r.take_due(due);
+            assert_eq!(got.len(), 1);
+            assert_eq!((got[0].flow, got[0].tries), (flow(1), tries));
+            now = due;
+            tries += 1;
+        }
+        assert_eq!(
+            waits,
+            [50, 100, 200, 400].map(Duration::from_millis).to_vec()
+        );
+        assert_eq!(tries, INSTALL_TRIES);
+        assert_eq!(r.next_due(), None);
+        // Withdrawn (or its port gone, or flushed) before its next try: none.
+        assert!(r.failed(flow(1), None, 1, t0));
+        assert!(r.failed(flow(2), None, 1, t0));
+        r.cancel(|k| k.port() == PortId(1));
+        let left = r.take_due(t0 + Duration::from_secs(1));
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].flow, flow(2));
+    }
 
     #[test]
     fn ingress_keys_match_the_outer_headers_then_the_inner_frame() {
