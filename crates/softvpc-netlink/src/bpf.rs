@@ -91,6 +91,11 @@ pub mod op {
     pub const SKB_ADJUST_ROOM: i32 = 50;
     /// `BPF_ADJ_ROOM_MAC`: room added or taken right after the Ethernet header.
     pub const ADJ_ROOM_MAC: i32 = 1;
+    /// `BPF_F_ADJ_ROOM_FIXED_GSO`: a GSO packet keeps its `gso_size` (without it, shrinking
+    /// raises the segment size by the bytes removed).
+    pub const ADJ_ROOM_FIXED_GSO: i32 = 1;
+    /// `BPF_F_ADJ_ROOM_DECAP_L3_IPV4`: what remains after the removed bytes is IPv4.
+    pub const ADJ_ROOM_DECAP_L3_IPV4: i32 = 1 << 7;
     /// `offsetof(struct __sk_buff, gso_size)`: nonzero for a GSO super-frame.
     pub const SKB_GSO_SIZE: i16 = 176;
     /// `dst = imm64` (two instructions); with src [`PSEUDO_MAP_FD`] the immediate is a map's fd.
@@ -122,6 +127,10 @@ pub mod op {
     /// `bpf_redirect(ifindex, flags)`: `TC_ACT_REDIRECT` (the device's egress; `BPF_F_INGRESS`
     /// in flags: its ingress).
     pub const REDIRECT: i32 = 23;
+    /// `bpf_redirect_peer(ifindex, 0)`, tc ingress only: into the ingress of the peer of
+    /// veth `ifindex` (in another namespace) in the same softirq pass, no backlog queue;
+    /// `TC_ACT_REDIRECT`.
+    pub const REDIRECT_PEER: i32 = 155;
     /// `TC_ACT_REDIRECT`, what a direct-action program returns after `bpf_redirect`.
     pub const TC_ACT_REDIRECT: u32 = 7;
     /// `TC_ACT_UNSPEC` (-1): no verdict, the next filter (or the stack) gets the frame.
@@ -363,10 +372,29 @@ pub fn ld_map_fd(dst: u8, map: &BpfHash) -> [Insn; 2] {
 /// Runs program `fd` once on `frame` (an Ethernet frame, as at a tc hook) with
 /// `BPF_PROG_TEST_RUN`: its return value and the frame as it left it.
 pub fn test_run(fd: &OwnedFd, frame: &[u8]) -> io::Result<(u32, Vec<u8>)> {
+    test_run_gso(fd, frame, 0, 0)
+}
+
+/// [`test_run`] with the packet's `gso_size` and `gso_segs` set (through the test run's
+/// `__sk_buff`; its `gso_type` stays 0), as a GSO packet's at a tc hook.
+pub fn test_run_gso(
+    fd: &OwnedFd,
+    frame: &[u8],
+    gso_size: u32,
+    gso_segs: u32,
+) -> io::Result<(u32, Vec<u8>)> {
     use std::os::fd::AsRawFd;
     let mut out = vec![0u8; frame.len() + 256];
-    // `union bpf_attr` for BPF_PROG_TEST_RUN up to `duration` (40 bytes).
-    let mut attr = [0u8; 40];
+    // `struct __sk_buff` (192 bytes): gso_segs at 164, gso_size at 176.
+    let mut ctx = [0u8; 192];
+    put_u32(&mut ctx, 164, gso_segs);
+    put_u32(&mut ctx, 176, gso_size);
+    // `union bpf_attr` for BPF_PROG_TEST_RUN up to `ctx_out` (64 bytes).
+    let mut attr = [0u8; 64];
+    if gso_size != 0 || gso_segs != 0 {
+        put_u32(&mut attr, 40, ctx.len() as u32);
+        put_u64(&mut attr, 48, ctx.as_ptr() as u64);
+    }
     put_u32(&mut attr, 0, fd.as_raw_fd() as u32);
     put_u32(&mut attr, 8, frame.len() as u32);
     put_u32(&mut attr, 12, out.len() as u32);

@@ -402,21 +402,32 @@ pub fn ingress_program(map: &BpfHash, us: Ipv4Addr) -> Vec<Insn> {
     a.copy(4, 46, k::VNI);
     inner_frame(&mut a, INNER, map);
     count(&mut a, i32::from(INNER));
-    // A GSO super-frame (or no delivery veth): whole, to the port's own namespace.
-    a.i(op::LDX_W, R0, R6, op::SKB_GSO_SIZE, 0);
-    a.jump(op::JNE64_K, R0, 0, L::Whole);
+    // No delivery veth (decapsulation off): whole, to the port's own namespace.
     a.i(op::LDX_W, R0, R9, v::IFINDEX, 0);
     a.jump(op::JEQ64_K, R0, 0, L::Whole);
+    // Small frames and GSO super-frames alike (a TCP stream's, as GRO or the sender's VXLAN
+    // device built them): their gso_size is the inner segment size, so it stays fixed.
     a.i(op::MOV64_X, R1, R6, 0, 0);
     a.i(op::MOV64_K, R2, 0, 0, -i32::from(INNER));
     a.i(op::MOV64_K, R3, 0, 0, op::ADJ_ROOM_MAC);
-    a.i(op::MOV64_K, R4, 0, 0, 0);
+    a.i(
+        op::MOV64_K,
+        R4,
+        0,
+        0,
+        op::ADJ_ROOM_FIXED_GSO | op::ADJ_ROOM_DECAP_L3_IPV4,
+    );
     a.i(op::CALL, 0, 0, 0, op::SKB_ADJUST_ROOM);
-    // A failed decap leaves the datagram as it was: whole.
+    // A refused decap (a GSO type the helper cannot shrink) leaves the datagram as it was:
+    // whole.
     a.jump(op::JNE64_K, R0, 0, L::Whole);
     // The inner MACs (the key's, on the stack) over the outer Ethernet header, kept in place.
     store(&mut a, 0, R10, KEY + k::MACS, 12);
-    redirect(&mut a, v::IFINDEX);
+    // Into the delivery veth's other end, in the instance's namespace, in this same pass.
+    a.i(op::LDX_W, R1, R9, v::IFINDEX, 0);
+    a.i(op::MOV64_K, R2, 0, 0, 0);
+    a.i(op::CALL, 0, 0, 0, op::REDIRECT_PEER);
+    a.i(op::EXIT, 0, 0, 0, 0);
     a.label(L::Whole);
     redirect(&mut a, v::WHOLE_IFINDEX);
     miss(&mut a);
@@ -430,7 +441,7 @@ mod tests {
     use softvpc_engine::offload::{KernelAction, KernelHook, Rewrite};
     use softvpc_engine::policy::Generation;
     use softvpc_engine::{PortId, Vni};
-    use softvpc_netlink::bpf::{load_sched_cls, test_run};
+    use softvpc_netlink::bpf::{load_sched_cls, test_run, test_run_gso};
     use softvpc_wire::L4Key;
 
     use super::*;
@@ -746,11 +757,223 @@ mod tests {
                     assert_eq!((ret, &out), (PASSED, &g), "{proto} {what}");
                 }
             }
+            // A GSO packet whose type the helper cannot shrink (a test run's skb has gso_size
+            // and gso_segs but no gso_type: not TCP, not UDP_L4, so it refuses) goes whole,
+            // unchanged, and counted; a real TCP stream's super-frames are decapsulated
+            // (`the_ingress_program_decapsulates_a_tcp_streams_super_frames`).
+            let (ret, out) = test_run_gso(&fd, &d, 1398, 3).unwrap();
+            assert_eq!(
+                (ret, &out),
+                (REDIRECTED, &d),
+                "{proto}: a refused GSO packet"
+            );
+            let (packets, _, _) = counters(&map.get(&key(&k)).unwrap().unwrap());
+            assert!(packets >= 2);
             // Decapsulation off: the datagram goes whole (to the port's own namespace).
             map.insert(&key(&k), &value(&k, 0, 6)).unwrap();
             assert_eq!(test_run(&fd, &d).unwrap(), (REDIRECTED, d.clone()));
             assert!(map.remove(&key(&k)).unwrap());
             assert_eq!(test_run(&fd, &d).unwrap(), (PASSED, d.clone()));
         }
+    }
+
+    /// Throwaway namespaces (deleted on drop, also when the test fails).
+    struct Namespaces(Vec<String>);
+
+    impl Drop for Namespaces {
+        fn drop(&mut self) {
+            for ns in &self.0 {
+                let _ = std::process::Command::new("ip")
+                    .args(["netns", "del", ns])
+                    .status();
+            }
+        }
+    }
+
+    /// Runs `ip` with the words of `args`, and panics with its stderr unless it succeeds;
+    /// its stdout.
+    fn ip(args: &str) -> String {
+        let out = std::process::Command::new("ip")
+            .args(args.split_whitespace())
+            .output()
+            .expect("running ip");
+        assert!(
+            out.status.success(),
+            "ip {args}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn mac(s: &str) -> [u8; 6] {
+        let b: Vec<u8> = s
+            .split(':')
+            .map(|h| u8::from_str_radix(h, 16).expect("hex"))
+            .collect();
+        b.try_into().expect("6 bytes")
+    }
+
+    /// A real TCP stream's GSO super-frames through the underlay's program, in throwaway
+    /// namespaces laid out as a fast path host's: host A sends from a kernel VXLAN device
+    /// (which hands its veth underlay whole UDP-tunnel super-frames, as a peer host does);
+    /// host B's underlay has the program and the stream's flow in its map, with the delivery
+    /// veth into the instance's namespace C as the entry's target, and nothing else that
+    /// could deliver the stream's data segments (the connection's SYN and FIN, which are no
+    /// flow's, reach C through a kernel VXLAN device of C on B's port 4789, as they reach
+    /// the engine). Every byte arrives; the entry counted them, in packets far larger than
+    /// one segment: super-frames were decapsulated and redirected into C, not only single
+    /// segments (before, a super-frame went whole to the entry's other target, here none:
+    /// the stream stalled).
+    #[test]
+    fn the_ingress_program_decapsulates_a_tcp_streams_super_frames() {
+        if !root() {
+            return;
+        }
+        let p = format!("svfpg{}-", std::process::id());
+        let (a, b, c) = (format!("{p}a"), format!("{p}b"), format!("{p}c"));
+        let _ns = Namespaces(vec![a.clone(), b.clone(), c.clone()]);
+        for ns in [&a, &b, &c] {
+            ip(&format!("netns add {ns}"));
+            ip(&format!("-n {ns} link set lo up"));
+        }
+        let (mac_a, mac_c) = ("02:00:00:00:09:01", "02:00:00:00:09:02");
+        for cmd in [
+            format!("-n {a} link add ua type veth peer name ub netns {b}"),
+            format!("-n {a} addr add 198.18.9.1/24 dev ua"),
+            format!("-n {b} addr add 198.18.9.2/24 dev ub"),
+            format!("-n {a} link set ua up"),
+            format!("-n {b} link set ub up"),
+            // A: the sending instance on a kernel VXLAN device, VNI 0x101.
+            format!(
+                "-n {a} link add vx address {mac_a} mtu 1450 type vxlan id 257 dstport 4789 \
+                 local 198.18.9.1 dev ua nolearning"
+            ),
+            format!("-n {a} addr add 10.9.0.1/24 dev vx"),
+            format!("-n {a} link set vx up"),
+            format!("-n {a} neigh add 10.9.0.2 lladdr {mac_c} dev vx nud permanent"),
+            format!(
+                "netns exec {a} bridge fdb append {mac_c} dev vx dst 198.18.9.2 self permanent"
+            ),
+            // C: its VXLAN device (socket in B on 4789: the way of what is no flow's, and of
+            // C's replies) and the delivery veth from B.
+            format!(
+                "-n {b} link add vxc type vxlan id 257 dstport 4789 local 198.18.9.2 dev ub \
+                 nolearning"
+            ),
+            format!("-n {b} link set vxc netns {c}"),
+            format!("-n {c} link set vxc address {mac_c} mtu 1450 up"),
+            format!("-n {c} addr add 10.9.0.2/24 dev vxc"),
+            format!("-n {c} neigh add 10.9.0.1 lladdr {mac_a} dev vxc nud permanent"),
+            format!(
+                "netns exec {c} bridge fdb append {mac_a} dev vxc dst 198.18.9.1 self permanent"
+            ),
+            format!("-n {b} link add fpd type veth peer name fpdi netns {c}"),
+            format!("-n {c} link set fpdi address {mac_c} up"),
+            format!("-n {b} link set fpd up"),
+            format!("netns exec {c} sysctl -qw net.ipv4.conf.all.rp_filter=0"),
+            format!("netns exec {c} sysctl -qw net.ipv4.conf.default.rp_filter=0"),
+            format!("netns exec {c} sysctl -qw net.ipv4.conf.fpdi.rp_filter=0"),
+        ] {
+            ip(&cmd);
+        }
+        let fpd: u32 = ip(&format!("netns exec {b} cat /sys/class/net/fpd/ifindex"))
+            .trim()
+            .parse()
+            .expect("an ifindex");
+        // B's underlay program with the stream's flow (inner frames A -> C, TCP 40009 -> 5201).
+        let mut k = ingress(
+            6,
+            L4Key::Ports {
+                src: 40009,
+                dst: 5201,
+            },
+            Ipv4Addr::new(198, 18, 9, 1),
+        );
+        k.src_mac = mac(mac_a);
+        k.dst_mac = mac(mac_c);
+        k.src = Ipv4Addr::new(10, 9, 0, 1);
+        k.dst = Ipv4Addr::new(10, 9, 0, 2);
+        let map = create_map().expect("a flow map");
+        map.insert(&key(&k), &value(&k, fpd, 0)).unwrap();
+        let fd = load_sched_cls(
+            &ingress_program(&map, Ipv4Addr::new(198, 18, 9, 2)),
+            "svfp_test",
+        )
+        .expect("the verifier accepts the program");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let nl = softvpc_netlink::Netlink::connect_in(&b).unwrap();
+            nl.add_clsact("ub").await.unwrap();
+            nl.add_bpf_direct(
+                "ub",
+                softvpc_netlink::Hook::Ingress,
+                super::super::FLOW_PRIO,
+                &fd,
+                "svfp_test",
+            )
+            .await
+            .unwrap();
+        });
+        const BYTES: u64 = 64 << 20;
+        let server_code = "import socket\n\
+             s = socket.socket(); s.bind(('10.9.0.2', 5201)); s.listen(1)\n\
+             print('ready', flush=True)\n\
+             c, _ = s.accept(); n = 0\n\
+             while True:\n\
+             \x20   b = c.recv(1 << 20)\n\
+             \x20   if not b: break\n\
+             \x20   n += len(b)\n\
+             print(n, flush=True)\n";
+        let mut server = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &c,
+                "timeout",
+                "60",
+                "python3",
+                "-c",
+                server_code,
+            ])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("the server");
+        let out = server.stdout.take().expect("its stdout");
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(out));
+        assert_eq!(lines.next().unwrap().unwrap(), "ready");
+        let client_code = format!(
+            "import socket\n\
+             s = socket.socket(); s.bind(('10.9.0.1', 40009))\n\
+             s.connect(('10.9.0.2', 5201)); s.sendall(bytes({BYTES})); s.close()\n"
+        );
+        let sent = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &a,
+                "timeout",
+                "60",
+                "python3",
+                "-c",
+                &client_code,
+            ])
+            .status()
+            .expect("the client");
+        let received = lines.next().and_then(|l| l.ok()).unwrap_or_default();
+        let _ = server.wait();
+        assert!(sent.success(), "the client: {sent}");
+        assert_eq!(received.trim(), BYTES.to_string(), "bytes received");
+        let (packets, bytes, _) = counters(&map.get(&key(&k)).unwrap().unwrap());
+        println!("the flow's entry: {packets} packets, {bytes} bytes");
+        // Nearly every data segment is the flow's (not the handshake, nor a segment with the
+        // FIN), in packets of many segments each.
+        assert!(bytes >= BYTES * 9 / 10, "{bytes} bytes");
+        assert!(
+            bytes / packets > 4 * 1500,
+            "{packets} packets, {bytes} bytes"
+        );
     }
 }
