@@ -33,16 +33,18 @@
 //!                          ingress eth<N>
 //!  host netns:     underlay device -- clsact ingress: the host's ingress program: a VXLAN
 //!                          datagram to us whose outer source, VNI and inner frame are an
-//!                          entry -> count, then pop the outer headers, write the inner MACs,
-//!                          bpf_redirect to fpd<P> (veth to fpdi<P>); a GSO super-frame (or with
-//!                          decapsulation off) whole to fpv<P> (veth) -> fp<P> netns (the
-//!                          host's underlay address and MAC on its end) -> UDP 4789 -> fpi<P>
-//!                          decapsulates (and segments if it must)
+//!                          entry -> count, then pop the outer headers (GSO super-frames
+//!                          too, gso_size kept), write the inner MACs, bpf_redirect_peer to
+//!                          fpd<P>: straight onto fpdi<P>'s ingress; with decapsulation off
+//!                          (or a GSO packet the helper refuses) whole to fpv<P> (veth) ->
+//!                          fp<P> netns (the host's underlay address and MAC on its end) ->
+//!                          UDP 4789 -> fpi<P> decapsulates (and segments if it must)
 //! ```
 //!
 //! The decapsulating path takes a received datagram's IPv4 and UDP receive in `fp<P>`, the
-//! VXLAN device and its GRO cell off the way of small packets (ping, 64-byte UDP:
-//! BENCHMARKS.md); `SOFTVPC_FAST_PATH_DECAP=off` sends every datagram the `fpv<P>` way.
+//! VXLAN device, its GRO cell and a veth backlog queue off the way of every datagram of a
+//! flow, small packets (ping, 64-byte UDP) and a TCP stream's super-frames alike
+//! (BENCHMARKS.md); `SOFTVPC_FAST_PATH_DECAP=off` sends every datagram the `fpv<P>` way.
 //!
 //! So VXLAN keeps going to port 4789 on every host (kernel VTEPs and hosts without the fast
 //! path interoperate), the receiving port problem does not arise (the receiver picks the flows

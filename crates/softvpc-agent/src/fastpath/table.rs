@@ -13,9 +13,11 @@
 //! - [`ingress_program`], on the underlay device's ingress: a VXLAN datagram (outer IPv4
 //!   without options and not a fragment, to us, UDP 4789, the I flag, reserved bits clear)
 //!   whose outer source, VNI and inner frame equal an entry is counted, then decapsulated in
-//!   place and redirected to the port's delivery veth, or, a GSO super-frame (or with
-//!   decapsulation off), redirected whole to the veth into the port's own namespace, whose
-//!   VXLAN device decapsulates it.
+//!   place (a GSO super-frame too, its segment size kept) and put on the ingress of the
+//!   other end of the port's delivery veth, in the instance's namespace (`bpf_redirect_peer`:
+//!   no backlog queue); with decapsulation off, or a GSO packet the helper refuses, it is
+//!   redirected whole to the veth into the port's own namespace, whose VXLAN device
+//!   decapsulates it.
 //!
 //! Anything else gets `TC_ACT_UNSPEC`: the stack, i.e. the TAP and the engine, or the agent's
 //! socket, gets it unchanged. The match is exactly the u32 keys' ([`KernelFlow::u32_keys`],
