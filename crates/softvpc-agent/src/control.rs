@@ -475,29 +475,31 @@ impl Control {
             .local_enis()
             .map(|(_, e)| e.eni_id.to_string())
             .collect();
-        self.state.datapath.table.store(Arc::new(table));
-        let stored_at = std::time::SystemTime::now();
-        let imds = crate::imds::view_of(&self.replica.records, &self.host_id);
-        if **self.state.datapath.imds.load() != imds {
-            self.state.datapath.imds.store(Arc::new(imds));
-        }
         if local != self.local_in_table {
-            let at_unix_ns = stored_at
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+            // Recorded before the table is handed over, so the data path finds it when it
+            // swaps the table in and stamps the time it did.
             let change = LocalChange {
                 revision: self.replica.revision,
-                at_unix_ns,
+                generation: table.generation().0,
+                at_unix_ns: 0,
                 added: local.difference(&self.local_in_table).cloned().collect(),
                 removed: self.local_in_table.difference(&local).cloned().collect(),
             };
-            if let Ok(mut changes) = self.state.local_changes.lock() {
+            if let Ok(mut changes) = self.state.datapath.local_changes.lock() {
                 if changes.len() >= LOCAL_CHANGES_KEPT {
                     changes.pop_front();
                 }
                 changes.push_back(change);
             }
             self.local_in_table = local;
+        }
+        self.state.datapath.table.store(Arc::new(table));
+        // The data path swaps it in now rather than at its next timer: with the kernel fast
+        // path carrying the traffic it may have nothing else to wake it for up to 100 ms.
+        self.state.commander.wake();
+        let imds = crate::imds::view_of(&self.replica.records, &self.host_id);
+        if **self.state.datapath.imds.load() != imds {
+            self.state.datapath.imds.store(Arc::new(imds));
         }
         let flow = crate::flowlog::view_of(&self.replica.records, &self.host_id);
         if **self.state.datapath.flow_logs.load() != flow {

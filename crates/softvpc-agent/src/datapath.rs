@@ -19,7 +19,7 @@
 //! through [`Tap`], [`UnderlayRx`] and [`UnderlayTx`], so io_uring, AF_XDP or UDP GSO/GRO can
 //! replace them without touching the engine or the control plane.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -167,6 +167,33 @@ pub struct Shared {
     /// The local instances' metadata (ENI id -> instance); the control plane stores, the
     /// data path's metadata server reads.
     pub imds: ArcSwap<crate::imds::ImdsView>,
+    /// The latest tables that changed which ENIs are local (at most
+    /// [`crate::status::LOCAL_CHANGES_KEPT`], oldest first): the control plane records each
+    /// before handing its table over, the data path stamps when it began using it.
+    pub local_changes: Mutex<VecDeque<crate::status::LocalChange>>,
+}
+
+impl Shared {
+    /// The data path now uses the table of generation `generation`: every recorded change of
+    /// that generation or an earlier one (the data path may skip a table stored just before a
+    /// newer one) is stamped with the time, if it was not yet.
+    fn table_in_use(&self, generation: u64) {
+        let Ok(mut changes) = self.local_changes.lock() else {
+            return;
+        };
+        let mut now = None;
+        for c in changes
+            .iter_mut()
+            .filter(|c| c.at_unix_ns == 0 && c.generation <= generation)
+        {
+            let at = *now.get_or_insert_with(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+            });
+            c.at_unix_ns = at;
+        }
+    }
 }
 
 impl Default for Shared {
@@ -180,6 +207,7 @@ impl Default for Shared {
             flow_windows: std::sync::OnceLock::new(),
             flow_records_lost: Default::default(),
             imds: ArcSwap::from_pointee(Default::default()),
+            local_changes: Mutex::new(VecDeque::new()),
         }
     }
 }
@@ -201,6 +229,12 @@ pub struct Commander {
 }
 
 impl Commander {
+    /// Wakes the thread without a command: it looks at the shared table (and everything
+    /// else it polls) now.
+    pub fn wake(&self) {
+        let _ = self.wake.write(1);
+    }
+
     /// Sends a command and wakes the thread. Fails only if the thread is gone.
     pub fn send(&self, cmd: Command) -> anyhow::Result<()> {
         self.tx
@@ -587,6 +621,7 @@ impl Worker {
                 f.flush(&mut self.engine);
             }
             self.engine.set_table(arc_swap::Guard::into_inner(current));
+            self.shared.table_in_use(self.engine.table().generation().0);
             // Public addresses that arrived are announced on the edge (written by the
             // caller's flush, or the next one).
             self.engine.announce(Instant::now(), &mut self.out);

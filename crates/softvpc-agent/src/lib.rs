@@ -316,7 +316,6 @@ pub async fn serve(
         instance_errors: AtomicU64::new(0),
         watching: AtomicBool::new(false),
         stale: AtomicBool::new(false),
-        local_changes: Default::default(),
         datapath: Arc::clone(&shared),
         commander: datapath.commander().clone(),
         table_lag: Default::default(),

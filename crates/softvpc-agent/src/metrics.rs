@@ -411,11 +411,14 @@ pub fn mappings_json(state: &AgentState, snap: &AgentStatus) -> Value {
         "revision": snap.revision,
         "stale": state.stale.load(Ordering::Relaxed),
         "local_changes": state
+            .datapath
             .local_changes
             .lock()
             .map(|c| c.iter().map(|c| json!({
                 "revision": c.revision,
-                "at_unix_ns": c.at_unix_ns,
+                "generation": c.generation,
+                // null until the data path uses the table
+                "at_unix_ns": (c.at_unix_ns != 0).then_some(c.at_unix_ns),
                 "added": c.added,
                 "removed": c.removed,
             })).collect::<Vec<_>>())

@@ -52,15 +52,19 @@ pub struct AgentStatus {
 /// How many [`LocalChange`]s `/mappings` shows (the latest).
 pub const LOCAL_CHANGES_KEPT: usize = 64;
 
-/// A table that took local ENIs out of (or into) this host's data path: from when it was handed
-/// to the data path (whose next batch uses it), no packet is delivered to a removed ENI's
-/// interface here. Shown in `/mappings` (`local_changes`) so a test can tell when the old host
-/// of a moved ENI let go of it.
+/// A table that took local ENIs out of (or into) this host's data path: from `at_unix_ns` on,
+/// when the data path began using it (after the kernel fast path let go of every flow of the
+/// table before), no packet is delivered to a removed ENI's interface here. Shown in
+/// `/mappings` (`local_changes`) so a test can tell when the old host of a moved ENI let go of
+/// it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalChange {
     /// The mapping revision of the records the table was built from.
     pub revision: u64,
-    /// When the table was handed over (Unix time, nanoseconds).
+    /// The table's generation (what the data path reports using).
+    pub generation: u64,
+    /// When the data path began using it, or a later table (Unix time, nanoseconds); 0 while
+    /// it has not yet.
     pub at_unix_ns: u64,
     /// ENIs the table delivers to locally and the one before did not.
     pub added: Vec<String>,
@@ -93,8 +97,6 @@ pub struct AgentState {
     /// Whether the view is the one saved on disk by an earlier run, not yet confirmed by a
     /// server (see `checkpoint`).
     pub stale: AtomicBool,
-    /// The latest [`LocalChange`]s (at most [`LOCAL_CHANGES_KEPT`]), oldest first.
-    pub local_changes: std::sync::Mutex<std::collections::VecDeque<LocalChange>>,
     /// The data path's shared counters and table.
     pub datapath: Arc<Shared>,
     /// The channel to the data path's thread.
