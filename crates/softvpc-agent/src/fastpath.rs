@@ -150,6 +150,9 @@ pub struct FastPathCounters {
     pub install_retries: AtomicU64,
     /// Flows whose every try failed (they stay on the engine's path).
     pub install_failures: AtomicU64,
+    /// Installs given up because the port's interface had gone (its ENI moved away or its
+    /// instance went; the port's removal follows): nothing left to carry, not an error.
+    pub install_port_gone: AtomicU64,
     /// Syncs with the engine's offer ([`FastPath::tick`]).
     pub syncs: AtomicU64,
     /// Their total time, microseconds.
@@ -653,6 +656,13 @@ impl Installer {
         let Err(e) = self.install(k, own).await else {
             return;
         };
+        if device_gone(&e) {
+            self.counters
+                .install_port_gone
+                .fetch_add(1, Ordering::Relaxed);
+            debug!(error = %format!("{e:#}"), flow = ?k, "fast path: the port's interface went away; flow not installed");
+            return;
+        }
         self.counters.errors.fetch_add(1, Ordering::Relaxed);
         let tries = tries + 1;
         if !self.retries.failed(k, own, tries, Instant::now()) {
@@ -1312,6 +1322,16 @@ fn monotonic_ns() -> u64 {
         .saturating_add(ts.tv_nsec as u64)
 }
 
+/// Whether an install failed because a device it names is gone (ENODEV anywhere in the
+/// chain): a port's interface removed while its flow was on the way.
+fn device_gone(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::raw_os_error)
+            == Some(nix::libc::ENODEV)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1433,5 +1453,22 @@ mod tests {
                 "byte {at}"
             );
         }
+    }
+
+    #[test]
+    fn an_install_whose_device_went_away_is_told_from_a_failure() {
+        let gone = anyhow::Error::new(softvpc_netlink::Error::new(
+            "tc filter add dev fpi8 ingress ... redirect dev eth1",
+            std::io::Error::from_raw_os_error(nix::libc::ENODEV),
+        ))
+        .context("fast path devices of eth1");
+        assert!(device_gone(&gone));
+        let other = anyhow::Error::new(softvpc_netlink::Error::new(
+            "bpf map update",
+            std::io::Error::from_raw_os_error(nix::libc::E2BIG),
+        ))
+        .context("installing a flow");
+        assert!(!device_gone(&other));
+        assert!(!device_gone(&anyhow::anyhow!("No such device")));
     }
 }

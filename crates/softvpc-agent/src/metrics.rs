@@ -515,7 +515,7 @@ async fn healthz(State(state): State<Arc<AgentState>>) -> impl IntoResponse {
 /// The kernel fast path's counters (`--fast-path on`).
 fn write_fast_path(out: &mut String, f: &crate::fastpath::FastPathCounters) {
     use std::sync::atomic::Ordering::Relaxed;
-    let rows: [Row<'_>; 16] = [
+    let rows: [Row<'_>; 17] = [
         (
             "softvpc_fast_path_flows",
             "gauge",
@@ -587,6 +587,12 @@ fn write_fast_path(out: &mut String, f: &crate::fastpath::FastPathCounters) {
             "counter",
             "Flows whose install failed at every try: they stay on the engine's path.",
             f.install_failures.load(Relaxed),
+        ),
+        (
+            "softvpc_fast_path_install_port_gone_total",
+            "counter",
+            "Installs given up because the port's interface had gone meanwhile (its ENI moved away or its instance went): not errors.",
+            f.install_port_gone.load(Relaxed),
         ),
         (
             "softvpc_fast_path_syncs_total",
