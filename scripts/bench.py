@@ -550,19 +550,40 @@ def hold_flows(ip, port, n, seconds, period):
         socks.append(s)
     deadline = time.monotonic() + seconds
     rounds, sent = 0, 0
-    while not stop and time.monotonic() < deadline:
-        start = time.monotonic()
-        for s in socks:
+
+    def send(batch):
+        nonlocal sent
+        for s in batch:
             try:
                 s.sendto(b"k", (ip, port))
                 sent += 1
             except OSError:
                 pass
+
+    # The first round at once (the flows are made); after it every round is spread evenly
+    # over its period, a slice every TICK, so holding them is a steady n/period datagrams a
+    # second and not a burst of n that lands in whichever measurement runs then.
+    tick = 0.2
+    start = time.monotonic()
+    send(socks)
+    rounds = 1
+    print(json.dumps({"ready": True, "flows": len(socks)}), flush=True)
+    slices = max(1, int(period / tick))
+    per = max(1, math.ceil(len(socks) / slices))
+    while not stop and time.monotonic() < min(start + period, deadline):
+        time.sleep(0.05)
+    while not stop and time.monotonic() < deadline:
+        start = time.monotonic()
+        for k in range(0, len(socks), per):
+            if stop or time.monotonic() >= deadline:
+                break
+            send(socks[k:k + per])
+            wake = start + (k // per + 1) * tick
+            while not stop and time.monotonic() < min(wake, deadline):
+                time.sleep(min(tick, max(0.0, wake - time.monotonic())))
         rounds += 1
-        if rounds == 1:
-            print(json.dumps({"ready": True, "flows": len(socks)}), flush=True)
         while not stop and time.monotonic() < min(start + period, deadline):
-            time.sleep(0.2)
+            time.sleep(0.05)
     print(json.dumps({"flows": len(socks), "rounds": rounds, "sent": sent}), flush=True)
 
 

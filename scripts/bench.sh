@@ -24,7 +24,7 @@
 # UDP flow each way between bench-a and bench-b gets through).
 # With -S (issue 14, the fast path's cost with many flows), the --fast-path on half then puts
 # RULES security-group rules on bench-b's ENI and holds FLOWS UDP flows bench-a -> bench-b
-# tracked (one datagram each every 10 s, so they stay in the engine's conntrack and in the
+# tracked (one datagram each every 10 s, spread evenly after the first round, so they stay in the engine's conntrack and in the
 # kernel), waits until the kernel holds them, measures the same rows again and prints them next
 # to that half's base rows as ratios, with the load average, what the kernel held (tc
 # filters, installed flows), the drops outside the engine during those rows, and the agents'
