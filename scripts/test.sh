@@ -6,10 +6,8 @@
 #   3. API tests (pytest tests/api: boto3 and the AWS CLI against a real server on loopback),
 #      on the redb store, then again on the etcd store (SOFTVPC_TEST_STORE=etcd);
 #   4. end-to-end tests (pytest tests/e2e: network namespaces, real ping/tcpdump/aws/boto3), which
-#      need root: all with the agents' kernel fast path off, then the files that forward
-#      across hosts again with it on (SOFTVPC_FAST_PATH=on; the whole suite passed that way on
-#      2026-12-06, README "Tests", but twice the e2e time does not fit CI's budget on a loaded
-#      machine; docs/issue-14-audit.md lists the files run with it off only).
+#      need root: all with the agents' kernel fast path off, then all again with it on
+#      (SOFTVPC_FAST_PATH=on; issue 14: every end-to-end test passes both ways).
 # Without root, it runs what it can and ends by naming exactly what it could not run and why.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,15 +47,11 @@ if [ "$(id -u)" -ne 0 ]; then
 elif [ $deps_ok -eq 1 ]; then
   echo "==> end-to-end tests (pytest tests/e2e), agents with --fast-path off"
   SOFTVPC_FAST_PATH=off "$PYTHON" -m pytest -v tests/e2e
-  # The kernel fast path on (issue 14): every file whose traffic crosses hosts (first packets,
-  # installs, policy changes under installed flows, ENI moves, interop with a kernel VTEP).
-  echo "==> end-to-end tests that forward, with the kernel fast path on (SOFTVPC_FAST_PATH=on)"
-  SOFTVPC_FAST_PATH=on "$PYTHON" -m pytest -v -rs \
-    tests/e2e/test_fast_path.py tests/e2e/test_seed_experiment.py \
-    tests/e2e/test_connectivity.py tests/e2e/test_underlay.py tests/e2e/test_isolation.py \
-    tests/e2e/test_security_groups.py tests/e2e/test_nacl.py tests/e2e/test_routes.py \
-    tests/e2e/test_peering.py tests/e2e/test_eni_move.py tests/e2e/test_interop.py \
-    tests/e2e/test_agent_restart.py
+  # The kernel fast path on (issue 14): the same suite, flows executed by the kernel after
+  # their first packets (tests that look at what only the engine's path shows say why they
+  # skip).
+  echo "==> end-to-end tests (pytest tests/e2e), agents with --fast-path on"
+  SOFTVPC_FAST_PATH=on "$PYTHON" -m pytest -v -rs tests/e2e
 fi
 
 if [ ${#skipped[@]} -gt 0 ]; then

@@ -464,6 +464,18 @@ class Lab:
     def metrics(self, host):
         return parse_prometheus(self.agent_get(host, "/metrics"))
 
+    def fast_path_errors(self, host):
+        """The agent's fast-path error count, and (for an assertion message) its log's last
+        fast-path warnings: a count alone says nothing about what failed."""
+        count = metric_sum(self.metrics(host), "softvpc_fast_path_errors_total")
+        lines = []
+        if count:
+            for log in sorted((STATE_DIR / "logs").glob("*.log")):
+                text = log.read_text(errors="replace").splitlines()
+                lines += [f"{log.name}: {line}" for line in text
+                          if "fast path" in line and ("WARN" in line or "ERROR" in line)][-8:]
+        return count, "\n".join(lines)
+
     def drops(self, host, reason):
         return metric_sum(self.metrics(host), "softvpc_drops_total", reason=reason)
 

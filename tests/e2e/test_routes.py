@@ -40,7 +40,8 @@ def routed_in_kernel(lab, src, dst, hosts, count=10):
                            for h in hosts), 15,
                what=f"routed packets carried by the kernel on {hosts}")
     for h in hosts:
-        assert metric_sum(lab.metrics(h), "softvpc_fast_path_errors_total") == 0, h
+        errors, why = lab.fast_path_errors(h)
+        assert errors == 0, f"{h}: {errors} fast path errors\n{why}"
     return r
 
 

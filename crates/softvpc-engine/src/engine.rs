@@ -1207,11 +1207,16 @@ impl Engine {
             // Decided by the entry and the generation alone: only a new entry changes it.
             return (Verdict::Park, none);
         };
-        // A NAT gateway's port has no device: its packets are translated here.
+        // A NAT gateway's port has no device: its packets are translated here, both the
+        // ones to it and the ones it sends on (a reply the gateway translated back, leaving
+        // from its port), so the kernel must not carry either.
         if let Destination::LocalPort(p) | Destination::DecapPort(p) = entry.to {
             if self.nats.contains_key(&p) {
                 return (Verdict::Wait, none);
             }
+        }
+        if self.nats.contains_key(&k.port()) {
+            return (Verdict::Wait, none);
         }
         if k.proto != 6 {
             return (Verdict::Offer(k), none);

@@ -468,6 +468,33 @@ fn udp_and_icmp_echo_are_translated_both_ways() {
     assert_eq!((icmp[0], u16::from_be_bytes([icmp[4], icmp[5]])), (0, 77));
 }
 
+/// Nothing the NAT gateway translates is offered to the kernel fast path: not the flows to
+/// its port, and not the ones leaving from it (the replies it translated back, sent on from
+/// its ENI), on either host. The agent found the latter offered (and refused: the port has
+/// no device) in the e2e suite with the fast path on.
+#[test]
+fn the_gateways_flows_are_never_offered_to_the_kernel() {
+    for nat_host in [HOST1, HOST2] {
+        let mut lab = Lab::new(nat_host, NatConfig::default());
+        for ms in 1..=3 {
+            let d = lab.sent_by_vm3(ms * 10, &udp(VM3.mac, ROUTER1, VM3.ip, WEB, 5353, 7, b"x"));
+            let (uport, _) = ports_of_l4(&checked(&d.edge[0]));
+            let back = udp(GW_MAC, EDGE_MAC, WEB, NAT_EIP, 7, uport, b"x");
+            let d = lab.sent_by_internet(ms * 10 + 1, &back);
+            assert_eq!(d.ports.len(), 1, "the reply reaches zigi-vm3");
+        }
+        for (h, e) in &lab.hosts {
+            let at_gateway: Vec<_> = e.kernel_flows().filter(|k| k.port() == NAT_PORT).collect();
+            assert!(at_gateway.is_empty(), "host {h} offers {at_gateway:?}");
+        }
+        // zigi-vm3's own flow (to the gateway's ENI) stays in the engine too.
+        let vm3_host = lab.engine(HOST2);
+        assert!(vm3_host
+            .kernel_flows()
+            .all(|k| !(k.src == VM3.ip && k.dst == WEB)));
+    }
+}
+
 #[test]
 fn icmp_errors_about_a_translated_flow_come_back_translated() {
     let mut lab = Lab::new(HOST1, NatConfig::default());
