@@ -464,6 +464,20 @@ class Lab:
     def metrics(self, host):
         return parse_prometheus(self.agent_get(host, "/metrics"))
 
+    def release_address(self, alloc):
+        """Cleanup: Elastic IP `alloc` disassociated (if it is) and released; never raises."""
+        for a in self.aws("describe-addresses", "--allocation-ids", alloc)["Addresses"]:
+            if a.get("AssociationId"):
+                self.aws("disassociate-address", "--association-id", a["AssociationId"],
+                         check=False)
+        self.aws("release-address", "--allocation-id", alloc, check=False)
+
+    def remove_internet_gateway(self, igw, vpc):
+        """Cleanup: internet gateway `igw` detached from `vpc` and deleted; never raises."""
+        self.aws("detach-internet-gateway", "--internet-gateway-id", igw, "--vpc-id", vpc,
+                 check=False)
+        self.aws("delete-internet-gateway", "--internet-gateway-id", igw, check=False)
+
     def fast_path_errors(self, host):
         """The agent's fast-path error count, and (for an assertion message) its log's last
         fast-path warnings: a count alone says nothing about what failed."""

@@ -189,12 +189,6 @@ def test_public_names_resolve_to_the_private_address_inside_the_vpc(lab):
             lab.aws("modify-vpc-attribute", "--vpc-id", vpc, "--enable-dns-hostnames",
                     '{"Value":false}')
         if alloc:
-            for a in lab.aws("describe-addresses", "--allocation-ids", alloc)["Addresses"]:
-                if a.get("AssociationId"):
-                    lab.aws("disassociate-address", "--association-id", a["AssociationId"],
-                            check=False)
-            lab.aws("release-address", "--allocation-id", alloc, check=False)
+            lab.release_address(alloc)
         if igw:
-            lab.aws("detach-internet-gateway", "--internet-gateway-id", igw, "--vpc-id", vpc,
-                    check=False)
-            lab.aws("delete-internet-gateway", "--internet-gateway-id", igw, check=False)
+            lab.remove_internet_gateway(igw, vpc)

@@ -153,18 +153,12 @@ def test_elastic_ip_through_the_internet_gateway(lab):
         if sg:
             lab.aws("delete-security-group", "--group-id", sg, check=False)
         if alloc:
-            for a in lab.aws("describe-addresses", "--allocation-ids", alloc)["Addresses"]:
-                if a.get("AssociationId"):
-                    lab.aws("disassociate-address", "--association-id", a["AssociationId"],
-                            check=False)
-            lab.aws("release-address", "--allocation-id", alloc, check=False)
+            lab.release_address(alloc)
         if routed:
             lab.aws("delete-route", "--route-table-id", rtb, "--destination-cidr-block",
                     "0.0.0.0/0", check=False)
         if igw:
-            lab.aws("detach-internet-gateway", "--internet-gateway-id", igw, "--vpc-id", vpc,
-                    check=False)
-            lab.aws("delete-internet-gateway", "--internet-gateway-id", igw, check=False)
+            lab.remove_internet_gateway(igw, vpc)
 
 
 def test_the_edge_follows_the_internet_routers_new_mac(lab):
@@ -210,18 +204,12 @@ def test_the_edge_follows_the_internet_routers_new_mac(lab):
                 wait_until(lambda: curl_web(lab, "zigi-vm1") == eip, 20, interval=0.3,
                            what="zigi-vm1 through the router at its usual MAC")
         if alloc:
-            for a in lab.aws("describe-addresses", "--allocation-ids", alloc)["Addresses"]:
-                if a.get("AssociationId"):
-                    lab.aws("disassociate-address", "--association-id", a["AssociationId"],
-                            check=False)
-            lab.aws("release-address", "--allocation-id", alloc, check=False)
+            lab.release_address(alloc)
         if routed:
             lab.aws("delete-route", "--route-table-id", rtb, "--destination-cidr-block",
                     "0.0.0.0/0", check=False)
         if igw:
-            lab.aws("detach-internet-gateway", "--internet-gateway-id", igw, "--vpc-id", vpc,
-                    check=False)
-            lab.aws("delete-internet-gateway", "--internet-gateway-id", igw, check=False)
+            lab.remove_internet_gateway(igw, vpc)
 
 
 def test_automatic_public_ip_through_the_internet_gateway(lab):
@@ -288,11 +276,7 @@ def test_automatic_public_ip_through_the_internet_gateway(lab):
             lab.aws("terminate-instances", "--instance-ids", iid, check=False)
             wait_until(lambda: not netns_exists(netns), 60, what=f"{netns} gone")
         if alloc:
-            for a in lab.aws("describe-addresses", "--allocation-ids", alloc)["Addresses"]:
-                if a.get("AssociationId"):
-                    lab.aws("disassociate-address", "--association-id", a["AssociationId"],
-                            check=False)
-            lab.aws("release-address", "--allocation-id", alloc, check=False)
+            lab.release_address(alloc)
         if assoc:
             lab.aws("disassociate-route-table", "--association-id", assoc, check=False)
         if rtb:
@@ -306,6 +290,4 @@ def test_automatic_public_ip_through_the_internet_gateway(lab):
                        and time.monotonic() < deadline):
                     time.sleep(0.5)
         if igw:
-            lab.aws("detach-internet-gateway", "--internet-gateway-id", igw, "--vpc-id", vpc,
-                    check=False)
-            lab.aws("delete-internet-gateway", "--internet-gateway-id", igw, check=False)
+            lab.remove_internet_gateway(igw, vpc)

@@ -168,12 +168,7 @@ def test_nat_gateway(lab):
             if mtu:
                 lab.exec(name, "ip", "link", "set", "eth0", "mtu", mtu)
         if eip_vm:
-            for a in lab.aws("describe-addresses", "--allocation-ids",
-                             eip_vm["AllocationId"])["Addresses"]:
-                if a.get("AssociationId"):
-                    lab.aws("disassociate-address", "--association-id", a["AssociationId"],
-                            check=False)
-            lab.aws("release-address", "--allocation-id", eip_vm["AllocationId"], check=False)
+            lab.release_address(eip_vm["AllocationId"])
         if routed:
             lab.aws("delete-route", "--route-table-id", main, "--destination-cidr-block",
                     "0.0.0.0/0", check=False)
@@ -195,6 +190,4 @@ def test_nat_gateway(lab):
         if subnet:
             lab.aws("delete-subnet", "--subnet-id", subnet, check=False)
         if igw:
-            lab.aws("detach-internet-gateway", "--internet-gateway-id", igw, "--vpc-id", vpc,
-                    check=False)
-            lab.aws("delete-internet-gateway", "--internet-gateway-id", igw, check=False)
+            lab.remove_internet_gateway(igw, vpc)
