@@ -1,8 +1,8 @@
 """The kernel fast path (issue 14), in whichever mode the suite runs.
 
 `SOFTVPC_FAST_PATH=on` (read by `softvpc lab up`, passed to every agent as `--fast-path on`) runs
-the suite with the fast path; `scripts/test.sh` runs the whole suite with it off and this file
-again with it on. In both modes a TCP stream between zigi-vm1 (host-1) and
+the suite with the fast path; `scripts/test.sh` runs the whole suite with it off and again with
+it on. In both modes a TCP stream between zigi-vm1 (host-1) and
 zigi-vm2 (host-2) must move its data. With the fast path on the agents must have installed its
 flows and the kernel must have carried most of its packets (folded back into the engines'
 counters), without netlink errors; with it off no fast-path metric exists. With it on, datagrams
