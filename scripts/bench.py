@@ -587,6 +587,13 @@ def hold_flows(ip, port, n, seconds, period):
     print(json.dumps({"flows": len(socks), "rounds": rounds, "sent": sent}), flush=True)
 
 
+def drops_text(before, after):
+    """The drops outside the engine (and the engine's) between two agent_series() reads."""
+    d = {k: after[k] - before[k] for k in DROP_SERIES}
+    return (f"TAP queues {d['tap_tx_dropped']}, VXLAN socket buffer "
+            f"{d['underlay_socket_drops']}, engine {d['engine_drops']}")
+
+
 def tc_prios(netns, dev, hook):
     """The distinct filter priorities on DEV's clsact HOOK in NETNS (tc, as netlink shows)."""
     out = subprocess.run(["tc", "-n", netns, "filter", "show", "dev", dev, hook],
@@ -676,10 +683,8 @@ def scale_report(base_path, scale_path):
                  f"them.")
     before, after = scale.get("drops_before"), scale.get("drops_after")
     if before and after:
-        d = {k: after[k] - before[k] for k in DROP_SERIES}
-        lines.append(f"Drops during these rows' measurements (both agents): TAP queues "
-                     f"{d['tap_tx_dropped']}, VXLAN socket buffer {d['underlay_socket_drops']}, "
-                     f"engine {d['engine_drops']}.")
+        lines.append(f"Drops during these rows' measurements (both agents): "
+                     f"{drops_text(before, after)}.")
     if "agent_cpu_s" in b:
         lines.append(f"The agents' CPU time during the measurement (both, user + system): "
                      f"{c['agent_cpu_s'] - b['agent_cpu_s']:.1f} s.")
@@ -772,10 +777,8 @@ def report(kernel_path, softvpc_path, prop_path, rules_path=None, sgprop_path=No
                  get(soft, "iperf8", "retransmits"), "{:d}")]
     before, after = soft.get("drops_before"), soft.get("drops_after")
     if before and after:
-        d = {k: after[k] - before[k] for k in DROP_SERIES}
-        lines.append(f"\nsoftvpc drops during its measurements (both agents): TAP queues "
-                     f"{d['tap_tx_dropped']}, VXLAN socket buffer {d['underlay_socket_drops']}, "
-                     f"engine {d['engine_drops']}.")
+        lines.append(f"\nsoftvpc drops during its measurements (both agents): "
+                     f"{drops_text(before, after)}.")
         moved = sum(get(soft, k, "bytes") or 0 for k in ("iperf", "iperf8", "udp64")) / 1e9
         if "agent_cpu_s" in before and moved:
             cpu = after["agent_cpu_s"] - before["agent_cpu_s"]

@@ -94,12 +94,10 @@ impl Edge {
             self.sent_seen = sent;
             self.last_sent = Some(now);
         }
-        let due = match (self.gateway_mac, self.confirmed) {
-            (None, _) | (Some(_), None) => true,
-            (Some(_), Some(proven)) => self
-                .last_sent
-                .is_some_and(|t| t >= proven + REVALIDATE && now >= proven + REVALIDATE),
-        };
+        // `confirmed` is set exactly when the MAC is learned: none yet means unknown.
+        let due = self
+            .confirmed
+            .is_none_or(|proven| self.last_sent.is_some_and(|t| t >= proven + REVALIDATE));
         if !due || self.last_ask.is_some_and(|t| now < t + ASK_INTERVAL) {
             return false;
         }

@@ -168,33 +168,15 @@ impl Engine {
         if edge.table_changed(self.table.generation()) {
             let held: Vec<Ipv4Addr> = self.table.local_public_ips().map(|(ip, _)| ip).collect();
             for ip in edge.newly_held(&held) {
-                let len = out.push_port_frame(PortId::EDGE, edge::ARP_LEN, |buf| {
-                    edge::emit_arp(
-                        buf,
-                        [0xff; 6],
-                        ArpOperation::Request,
-                        (mac, ip),
-                        ([0; 6], ip),
-                    )
-                });
-                self.counters.count(Path::EdgeArp, len);
+                // Gratuitous: sender and target are the address that arrived.
+                arp_request(out, &mut self.counters, mac, ip, ip);
             }
         }
         if edge.should_ask(now, self.counters.frames(Path::ToEdge)) {
-            let gw = edge.config.gateway_ip;
             // One of its public addresses as the sender (none yet: an RFC 5227 probe, which
             // a Linux router answers as well).
             let src = edge.an_address().unwrap_or(Ipv4Addr::UNSPECIFIED);
-            let len = out.push_port_frame(PortId::EDGE, edge::ARP_LEN, |buf| {
-                edge::emit_arp(
-                    buf,
-                    [0xff; 6],
-                    ArpOperation::Request,
-                    (mac, src),
-                    ([0; 6], gw),
-                )
-            });
-            self.counters.count(Path::EdgeArp, len);
+            arp_request(out, &mut self.counters, mac, src, edge.config.gateway_ip);
         }
     }
 
@@ -1051,6 +1033,26 @@ fn write(
             })
         }
     }
+}
+
+/// A broadcast ARP request on the edge from `mac` (sender address `sender`) for `target`.
+fn arp_request(
+    out: &mut Output,
+    counters: &mut Counters,
+    mac: Mac,
+    sender: Ipv4Addr,
+    target: Ipv4Addr,
+) {
+    let len = out.push_port_frame(PortId::EDGE, edge::ARP_LEN, |buf| {
+        edge::emit_arp(
+            buf,
+            [0xff; 6],
+            ArpOperation::Request,
+            (mac, sender),
+            ([0; 6], target),
+        )
+    });
+    counters.count(Path::EdgeArp, len);
 }
 
 /// Writes a frame for the internet on the edge: the next hop's MAC, the edge's MAC, TTL - 1,
