@@ -3,10 +3,12 @@
 
   bench.py ping FILE             p50/p99/mean RTT (ms) from `ping` output (per-packet time=), and
                                  the share of replies under 12 us (the kernel path's fast mode)
-  bench.py iperf FILE [BUSY0 BUSY1]   receiver throughput (Gbit/s) and retransmits from
-                                 `iperf3 -J` (UDP: the packets the receiver got per second, in
-                                 thousands); with the machine's busy jiffies before and after
-                                 the run (bench.sh's busy_jiffies), its CPU seconds in all
+  bench.py iperf FILE [BUSY0 BUSY1 [STAT0 STAT1]]   receiver throughput (Gbit/s) and
+                                 retransmits from `iperf3 -J` (UDP: the packets the receiver got
+                                 per second, in thousands); with the machine's busy jiffies
+                                 before and after the run (bench.sh's busy_jiffies), its CPU
+                                 seconds in all; with two per-CPU /proc/stat snapshots
+                                 (cpu_snapshot), each CPU's busy and softirq share
   bench.py propagation STATUS N  mapping propagation: N API changes (RunInstances and
                                  TerminateInstances in turn), each timed from the API call until
                                  every agent's /mappings reflects it; STATUS is `lab status --json`
@@ -96,14 +98,47 @@ def ping_stats(path):
             "under_12us": sum(1 for t in times if t < 0.012) / len(times)}
 
 
-def iperf_stats(path, busy0=None, busy1=None):
+def iperf_stats(path, busy0=None, busy1=None, stat0=None, stat1=None):
     out = iperf_figures(path)
     if busy0 is not None and busy1 is not None:
         # The whole machine's busy time during the run (/proc/stat's user, nice, system, irq,
         # softirq and steal, every CPU): iperf3 itself, the agents and the kernel's softirq
         # work, comparable between the kernel half and softvpc's on a machine doing nothing else.
         out["machine_cpu_s"] = (int(busy1) - int(busy0)) / os.sysconf("SC_CLK_TCK")
+    if stat0 is not None and stat1 is not None:
+        out["per_cpu"] = per_cpu_shares(stat0, stat1)
     return out
+
+
+def per_cpu_shares(stat0, stat1):
+    """Each CPU's busy and softirq share of the time between two snapshots of /proc/stat's
+    per-CPU lines (bench.sh's cpu_snapshot). On the fast path the kernel's softirq work is the
+    data path, so its share per CPU shows whether the data path uses every core."""
+    def read(path):
+        cpus = {}
+        for line in open(path):
+            f = line.split()
+            if len(f) >= 9 and f[0].startswith("cpu") and f[0] != "cpu":
+                # user nice system idle iowait irq softirq steal
+                v = [int(x) for x in f[1:9]]
+                cpus[f[0]] = (sum(v), v[0] + v[1] + v[2] + v[5] + v[6] + v[7], v[6])
+        return cpus
+    a, b = read(stat0), read(stat1)
+    shares = []
+    for cpu in sorted(a, key=lambda c: int(c[3:])):
+        if cpu not in b:
+            continue
+        total = b[cpu][0] - a[cpu][0]
+        if total <= 0:
+            continue
+        shares.append({"cpu": cpu, "busy": (b[cpu][1] - a[cpu][1]) / total,
+                       "softirq": (b[cpu][2] - a[cpu][2]) / total})
+    return shares
+
+
+def per_cpu_text(shares):
+    return ", ".join(f"{s['cpu']} {s['busy'] * 100:.0f}% ({s['softirq'] * 100:.0f}%)"
+                     for s in shares)
 
 
 def iperf_figures(path):
@@ -796,6 +831,12 @@ def report(kernel_path, softvpc_path, prop_path, rules_path=None, sgprop_path=No
                      "counts too): " + "; ".join(
                          f"{name} {s:.1f} s for {gb:.2f} GB, {s / gb:.2f} s per GB"
                          for name, (s, gb) in cpu.items()) + ".")
+    cores = [(name, get(d, "iperf8", "per_cpu"))
+             for name, d in (("kernel VXLAN", kernel), ("softvpc", soft))]
+    if all(shares for _, shares in cores):
+        lines.append("Each CPU during the 8 streams, busy (of it softirq, where the kernel "
+                     "forwards: the kernel VXLAN and softvpc's fast path): " + "; ".join(
+                         f"{name} {per_cpu_text(shares)}" for name, shares in cores) + ".")
     if "underlay_iperf" in kernel:
         lines.append(f"\nUnderlay alone (host to host over the fabric bridge, no encapsulation): "
                      f"{kernel['underlay_iperf']['gbps']:.2f} Gbit/s.")
@@ -966,7 +1007,7 @@ def main(argv):
     if len(argv) >= 2 and argv[0] == "ping":
         print(json.dumps(ping_stats(argv[1])))
     elif len(argv) >= 2 and argv[0] == "iperf":
-        print(json.dumps(iperf_stats(*argv[1:4])))
+        print(json.dumps(iperf_stats(*argv[1:6])))
     elif len(argv) >= 3 and argv[0] == "propagation":
         print(json.dumps(propagation(argv[1], int(argv[2]))))
     elif len(argv) >= 3 and argv[0] == "sg-propagation":

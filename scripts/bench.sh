@@ -107,6 +107,15 @@ busy_jiffies() {
   echo $((user + nice + system + irq + softirq + steal))
 }
 
+# cpu_snapshot FILE: /proc/stat's per-CPU lines as they are now (builtins only, like busy_jiffies),
+# for each CPU's busy and softirq share during a run ("the data path uses every core").
+cpu_snapshot() {
+  local line
+  while read -r line; do
+    case $line in cpu[0-9]*) echo "$line" ;; esac
+  done </proc/stat >"$1"
+}
+
 # iperf LABEL CLIENT_NS SERVER_NS SERVER_IP KIND IPERF_ARGS...: one iperf3 run (its own one-shot
 # server), figures to $WORK/LABEL-KIND.json.
 iperf() {
@@ -120,10 +129,13 @@ iperf() {
   done
   log "$label: iperf3 $kind for ${T}s ($*)"
   local busy0 busy1
+  cpu_snapshot "$WORK/$label-$kind.stat0"
   busy0=$(busy_jiffies)
   timeout $((T + 30)) ip netns exec "$cli" iperf3 -c "$ip" -t "$T" -J "$@" >"$WORK/$label-$kind.raw"
   busy1=$(busy_jiffies)
-  python3 "$BENCH_PY" iperf "$WORK/$label-$kind.raw" "$busy0" "$busy1" >"$WORK/$label-$kind.json"
+  cpu_snapshot "$WORK/$label-$kind.stat1"
+  python3 "$BENCH_PY" iperf "$WORK/$label-$kind.raw" "$busy0" "$busy1" \
+    "$WORK/$label-$kind.stat0" "$WORK/$label-$kind.stat1" >"$WORK/$label-$kind.json"
   sleep 0.5  # the one-shot server exits after its test
 }
 

@@ -29,7 +29,7 @@ HOST = "host-2"
 INSTANCES = ("zigi-vm2", "zigi-vm3")  # host-2's instances in zigi-vpc1
 TARGET = "10.0.0.185"  # zigi-vm2, pinged from zigi-vm1 on host-1
 INTERVAL = 0.05
-FAST = os.environ.get("SOFTVPC_FAST_PATH", "off") == "on"
+FAST = os.environ.get("SOFTVPC_FAST_PATH", "on") == "on"
 
 
 def eth0(lab, name):

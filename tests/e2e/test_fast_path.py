@@ -27,7 +27,7 @@ from e2e_harness import STATE_DIR, metric_sum, wait_until
 from probes import eni_of
 from frames import udp_frame, vxlan
 
-FAST = os.environ.get("SOFTVPC_FAST_PATH", "off") == "on"
+FAST = os.environ.get("SOFTVPC_FAST_PATH", "on") == "on"
 # The agents' decapsulating programs (on unless SOFTVPC_FAST_PATH_DECAP=off, for comparisons).
 DECAP = FAST and os.environ.get("SOFTVPC_FAST_PATH_DECAP", "on") != "off"
 VM1, VM2 = "10.0.0.148", "10.0.0.185"

@@ -24,7 +24,7 @@ from probes import Server, connects, wait_connects
 from scratch import Scratch, capture
 
 A1, B1, C1 = "10.61.1.10", "10.62.1.10", "10.63.1.10"
-FAST = os.environ.get("SOFTVPC_FAST_PATH", "off") == "on"
+FAST = os.environ.get("SOFTVPC_FAST_PATH", "on") == "on"
 ROUTED = "softvpc_fast_path_routed_packets_total"
 
 

@@ -25,7 +25,7 @@ from probes import Server, connects
 from scratch import Scratch, capture
 
 X1, Y1, Y2, R1 = "10.70.1.10", "10.70.2.10", "10.70.2.200", "10.70.3.10"
-FAST = os.environ.get("SOFTVPC_FAST_PATH", "off") == "on"
+FAST = os.environ.get("SOFTVPC_FAST_PATH", "on") == "on"
 ROUTED = "softvpc_fast_path_routed_packets_total"
 
 

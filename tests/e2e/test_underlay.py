@@ -13,7 +13,7 @@ import struct
 
 from frames import ETH_ARP, Frame
 
-FAST = os.environ.get("SOFTVPC_FAST_PATH", "off") == "on"
+FAST = os.environ.get("SOFTVPC_FAST_PATH", "on") == "on"
 ZIGI_PATTERN, OTHER_PATTERN = "5a17a001", "0e17a002"
 
 

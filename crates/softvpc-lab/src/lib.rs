@@ -90,8 +90,9 @@ pub enum LabCommand {
         /// Seconds to wait for the instances to reach their routers.
         #[arg(long, default_value_t = 60)]
         wait_secs: u64,
-        /// The agents' kernel fast path (`softvpc agent --fast-path`).
-        #[arg(long, env = "SOFTVPC_FAST_PATH", default_value = "off",
+        /// The agents' kernel fast path (`softvpc agent --fast-path`; on by default, `off` sends
+        /// every packet through the agents' engines).
+        #[arg(long, env = "SOFTVPC_FAST_PATH", default_value = "on",
               value_parser = ["on", "off"])]
         fast_path: String,
         /// A replicated control plane, as on several machines: a 3-member etcd cluster (the

@@ -306,48 +306,54 @@ impl BpfHash {
         }
     }
 
-    /// Every entry, as `f(key, value)`, read with `BPF_MAP_LOOKUP_BATCH` (a call per 512
-    /// entries instead of one per key). Entries added or removed meanwhile may be seen or not.
+    /// Every entry, as `f(key, value)`, read with `BPF_MAP_LOOKUP_BATCH` (a call per
+    /// [`BATCH`] entries instead of one per key). Entries added or removed meanwhile may be
+    /// seen or not.
     pub fn for_each(&self, mut f: impl FnMut(&[u8], &[u8])) -> io::Result<()> {
-        use std::os::fd::AsRawFd;
-        const CHUNK: usize = 512;
-        let (ks, vs) = (self.key_size, self.value_size);
-        let mut keys = vec![0u8; CHUNK * ks];
-        let mut values = vec![0u8; CHUNK * vs];
-        // The hash map's batch position: a bucket number (u32), room for more.
-        let mut at = [0u8; 8];
-        let mut next = [0u8; 8];
-        let mut first = true;
+        let mut at = None;
         loop {
-            let mut attr = [0u8; 56];
-            if !first {
-                put_u64(&mut attr, 0, at.as_ptr() as u64);
-            }
-            put_u64(&mut attr, 8, next.as_mut_ptr() as u64);
-            put_u64(&mut attr, 16, keys.as_mut_ptr() as u64);
-            put_u64(&mut attr, 24, values.as_mut_ptr() as u64);
-            put_u32(&mut attr, 32, CHUNK as u32);
-            put_u32(&mut attr, 36, self.fd.as_raw_fd() as u32);
-            let r = sys_bpf(BPF_MAP_LOOKUP_BATCH, &mut attr);
-            let n = u32::from_ne_bytes([attr[32], attr[33], attr[34], attr[35]]) as usize;
-            if r.is_ok()
-                || r.as_ref()
-                    .is_err_and(|e| e.raw_os_error() == Some(libc::ENOENT))
-            {
-                for i in 0..n.min(CHUNK) {
-                    f(&keys[i * ks..(i + 1) * ks], &values[i * vs..(i + 1) * vs]);
-                }
-            }
-            match r {
-                Ok(_) => {
-                    at = next;
-                    first = false;
-                }
-                // The end of the map.
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
-                Err(e) => return Err(e),
+            match self.read_batch(at, &mut f)? {
+                Some(next) => at = Some(next),
+                None => return Ok(()),
             }
         }
+    }
+
+    /// One `BPF_MAP_LOOKUP_BATCH` call: up to [`BATCH`] entries from position `at` (`None`:
+    /// the map's start), each as `f(key, value)`; returns where the next call goes on, `None`
+    /// once the map's end was reached. Lets a caller read a big map a slice at a time, with
+    /// other work between the slices.
+    pub fn read_batch(
+        &self,
+        at: Option<BatchPosition>,
+        mut f: impl FnMut(&[u8], &[u8]),
+    ) -> io::Result<Option<BatchPosition>> {
+        use std::os::fd::AsRawFd;
+        let (ks, vs) = (self.key_size, self.value_size);
+        let mut keys = vec![0u8; BATCH * ks];
+        let mut values = vec![0u8; BATCH * vs];
+        let mut next = BatchPosition([0u8; 8]);
+        let mut attr = [0u8; 56];
+        if let Some(at) = &at {
+            put_u64(&mut attr, 0, at.0.as_ptr() as u64);
+        }
+        put_u64(&mut attr, 8, next.0.as_mut_ptr() as u64);
+        put_u64(&mut attr, 16, keys.as_mut_ptr() as u64);
+        put_u64(&mut attr, 24, values.as_mut_ptr() as u64);
+        put_u32(&mut attr, 32, BATCH as u32);
+        put_u32(&mut attr, 36, self.fd.as_raw_fd() as u32);
+        let r = sys_bpf(BPF_MAP_LOOKUP_BATCH, &mut attr);
+        let n = u32::from_ne_bytes([attr[32], attr[33], attr[34], attr[35]]) as usize;
+        let end = match r {
+            Ok(_) => false,
+            // The end of the map (the entries read on the way are still good).
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => true,
+            Err(e) => return Err(e),
+        };
+        for i in 0..n.min(BATCH) {
+            f(&keys[i * ks..(i + 1) * ks], &values[i * vs..(i + 1) * vs]);
+        }
+        Ok((!end).then_some(next))
     }
 
     /// `BPF_MAP_DELETE_ELEM`: whether `key` was there. Once it returns, no program run that
@@ -360,6 +366,14 @@ impl BpfHash {
         }
     }
 }
+
+/// How many entries one [`BpfHash::read_batch`] call reads at most.
+pub const BATCH: usize = 512;
+
+/// Where a [`BpfHash::read_batch`] walk goes on: the hash map's batch position (a bucket
+/// number, u32, with room for more), opaque to the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchPosition([u8; 8]);
 
 /// The two instructions of `dst = map` (`LD_IMM64` with [`op::PSEUDO_MAP_FD`]).
 pub fn ld_map_fd(dst: u8, map: &BpfHash) -> [Insn; 2] {
