@@ -493,6 +493,10 @@ impl Control {
             }
             self.local_in_table = local;
         }
+        // Recorded before the table is handed over, as above.
+        if let Ok(mut tables) = self.state.datapath.tables.lock() {
+            tables.published(table.generation().0, self.replica.revision);
+        }
         self.state.datapath.table.store(Arc::new(table));
         // The data path swaps it in now rather than at its next timer: with the kernel fast
         // path carrying the traffic it may have nothing else to wake it for up to 100 ms.

@@ -171,6 +171,9 @@ pub struct Shared {
     /// [`crate::status::LOCAL_CHANGES_KEPT`], oldest first): the control plane records each
     /// before handing its table over, the data path stamps when it began using it.
     pub local_changes: Mutex<VecDeque<crate::status::LocalChange>>,
+    /// The revision behind each table handed over, and the table in use; the control plane
+    /// records a table before storing it, the data path when it takes it in.
+    pub tables: Mutex<crate::status::TableLog>,
 }
 
 impl Shared {
@@ -178,20 +181,20 @@ impl Shared {
     /// that generation or an earlier one (the data path may skip a table stored just before a
     /// newer one) is stamped with the time, if it was not yet.
     fn table_in_use(&self, generation: u64) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        if let Ok(mut tables) = self.tables.lock() {
+            tables.in_use(generation, now);
+        }
         let Ok(mut changes) = self.local_changes.lock() else {
             return;
         };
-        let mut now = None;
         for c in changes
             .iter_mut()
             .filter(|c| c.at_unix_ns == 0 && c.generation <= generation)
         {
-            let at = *now.get_or_insert_with(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(1, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-            });
-            c.at_unix_ns = at;
+            c.at_unix_ns = now;
         }
     }
 }
@@ -208,6 +211,7 @@ impl Default for Shared {
             flow_records_lost: Default::default(),
             imds: ArcSwap::from_pointee(Default::default()),
             local_changes: Mutex::new(VecDeque::new()),
+            tables: Mutex::default(),
         }
     }
 }

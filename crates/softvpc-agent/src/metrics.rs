@@ -162,7 +162,7 @@ pub fn render(
         let n = v.skipped.iter().filter(|s| s.reason() == reason).count();
         let _ = writeln!(out, "softvpc_enis_skipped{{reason=\"{reason}\"}} {n}");
     }
-    let gauges: [Row<'_>; 13] = [
+    let gauges: [Row<'_>; 14] = [
         (
             "softvpc_io_batches_total",
             "counter",
@@ -174,6 +174,12 @@ pub fn render(
             "gauge",
             "Last mapping revision applied.",
             v.revision,
+        ),
+        (
+            "softvpc_table_revision",
+            "gauge",
+            "Mapping revision of the table the data path decides with (the kernel fast path holds no flow of an older one).",
+            table_in_use(state).map_or(0, |t| t.revision),
         ),
         (
             "softvpc_mapping_enis",
@@ -400,6 +406,10 @@ async fn mappings(State(state): State<Arc<AgentState>>) -> Json<Value> {
     Json(mappings_json(&state, &state.status.load()))
 }
 
+fn table_in_use(state: &AgentState) -> Option<crate::status::TableInUse> {
+    state.datapath.tables.lock().ok().and_then(|t| t.in_use)
+}
+
 /// The `/mappings` document.
 pub fn mappings_json(state: &AgentState, snap: &AgentStatus) -> Value {
     let r = &snap.records;
@@ -410,6 +420,12 @@ pub fn mappings_json(state: &AgentState, snap: &AgentStatus) -> Value {
         "epoch": snap.epoch,
         "revision": snap.revision,
         "stale": state.stale.load(Ordering::Relaxed),
+        // The table the data path decides with (null before its first): built at `revision`.
+        "table": table_in_use(state).map(|t| json!({
+            "revision": t.revision,
+            "generation": t.generation,
+            "at_unix_ns": t.at_unix_ns,
+        })),
         "local_changes": state
             .datapath
             .local_changes

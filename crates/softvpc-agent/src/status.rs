@@ -72,6 +72,60 @@ pub struct LocalChange {
     pub removed: Vec<String>,
 }
 
+/// How many published tables not yet in use [`TableLog`] remembers (the data path takes the
+/// latest in at its next wake-up, so a handful at most are ever pending).
+pub const TABLES_PENDING_KEPT: usize = 64;
+
+/// The mapping revision behind each table the control plane handed to the data path, and the
+/// table the data path uses now. Shown in `/mappings` (`table`) and `/metrics`
+/// (`softvpc_table_revision`) so a test can tell when this host applied a policy change: from
+/// `in_use` on, every packet is decided with it, and the kernel fast path holds no flow of an
+/// older table (the data path flushes them before it takes a new table in).
+#[derive(Debug, Default)]
+pub struct TableLog {
+    /// (generation, revision) of tables handed over and not yet in use, oldest first.
+    pending: std::collections::VecDeque<(u64, u64)>,
+    /// The table the data path uses.
+    pub in_use: Option<TableInUse>,
+}
+
+/// The table the data path uses: built from the records at `revision`, in use since
+/// `at_unix_ns` (Unix time, nanoseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableInUse {
+    /// The mapping revision of the records the table was built from.
+    pub revision: u64,
+    /// The table's generation.
+    pub generation: u64,
+    /// When the data path began using it.
+    pub at_unix_ns: u64,
+}
+
+impl TableLog {
+    /// The control plane hands over the table of `generation`, built at `revision`.
+    pub fn published(&mut self, generation: u64, revision: u64) {
+        if self.pending.len() >= TABLES_PENDING_KEPT {
+            self.pending.pop_front();
+        }
+        self.pending.push_back((generation, revision));
+    }
+
+    /// The data path took the table of `generation` in at `at_unix_ns`. Tables handed over
+    /// before it and skipped (a newer one was stored before the data path woke) are forgotten;
+    /// a generation never published (the empty table) changes nothing.
+    pub fn in_use(&mut self, generation: u64, at_unix_ns: u64) {
+        let Some(&(_, revision)) = self.pending.iter().find(|(g, _)| *g == generation) else {
+            return;
+        };
+        self.pending.retain(|(g, _)| *g > generation);
+        self.in_use = Some(TableInUse {
+            revision,
+            generation,
+            at_unix_ns,
+        });
+    }
+}
+
 /// Shared by the control loop (writer), the metrics endpoint (reader) and the data path.
 #[derive(Debug)]
 pub struct AgentState {
@@ -135,5 +189,44 @@ impl Timing {
             Duration::from_nanos(self.sum_ns.load(Ordering::Relaxed)),
             Duration::from_nanos(self.max_ns.load(Ordering::Relaxed)),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_in_use_reports_the_revision_it_was_built_at() {
+        let mut log = TableLog::default();
+        log.in_use(0, 5); // the empty default table: never published
+        assert_eq!(log.in_use, None);
+        log.published(7, 100);
+        assert_eq!(log.in_use, None, "handed over, not yet in use");
+        log.in_use(7, 1_000);
+        let first = TableInUse {
+            revision: 100,
+            generation: 7,
+            at_unix_ns: 1_000,
+        };
+        assert_eq!(log.in_use, Some(first));
+        // Two tables stored before the data path woke: it takes the latest, the other is
+        // skipped and forgotten.
+        log.published(8, 101);
+        log.published(9, 103);
+        log.in_use(9, 2_000);
+        assert_eq!(
+            log.in_use.map(|t| (t.revision, t.generation)),
+            Some((103, 9))
+        );
+        assert!(log.pending.is_empty());
+        // A generation it never saw (older than what it forgot) changes nothing.
+        log.in_use(8, 3_000);
+        assert_eq!(log.in_use.map(|t| t.at_unix_ns), Some(2_000));
+        // Bounded while the data path does not run.
+        for g in 10..10 + 2 * TABLES_PENDING_KEPT as u64 {
+            log.published(g, g);
+        }
+        assert_eq!(log.pending.len(), TABLES_PENDING_KEPT);
     }
 }
