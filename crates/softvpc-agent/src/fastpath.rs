@@ -73,7 +73,7 @@ use softvpc_engine::offload::{KernelAction, KernelFlow, KernelHook, OfferChange}
 use softvpc_engine::{Engine, PortId};
 use softvpc_netlink::bpf::{self, BpfHash};
 use softvpc_netlink::{netns, Hook, LinkChange, Netlink, Redirect, U32Match};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 /// How often the data path installs and removes flows.
 pub const SYNC_INTERVAL: Duration = Duration::from_millis(10);
@@ -85,6 +85,9 @@ pub const OFFER_SWEEP: usize = 256;
 pub const INSTALL_TRIES: u32 = 5;
 /// The wait before the second try; doubled for each later one (50, 100, 200, 400 ms).
 const RETRY_BACKOFF: Duration = Duration::from_millis(50);
+/// How long the data path waits for a flush before it goes on without it (its table reported
+/// in use only once the flush is done).
+pub const FLUSH_WAIT: Duration = Duration::from_secs(5);
 /// A sync at least this long is counted as slow.
 const SLOW_SYNC: Duration = Duration::from_millis(1);
 /// How often the installer reads the filters' statistics.
@@ -133,6 +136,8 @@ pub struct FastPathCounters {
     pub removals: AtomicU64,
     /// Flushes on a new table generation.
     pub flushes: AtomicU64,
+    /// Flushes the data path stopped waiting for after [`FLUSH_WAIT`].
+    pub flush_timeouts: AtomicU64,
     /// Netlink operations that failed.
     pub errors: AtomicU64,
     /// Packets that arrived on a port's egress device socket and were dropped.
@@ -193,6 +198,10 @@ pub struct FastPath {
     changes: Vec<OfferChange>,
     uses: Arc<Mutex<Vec<Use>>>,
     last_sync: Option<Instant>,
+    /// A flush that did not finish in [`FLUSH_WAIT`]: the installer answers on it when it has.
+    pending_flush: Option<mpsc::Receiver<()>>,
+    /// How long [`FastPath::flush`] waits ([`FLUSH_WAIT`]; shorter in tests).
+    flush_wait: Duration,
     /// What it did, for the metrics.
     pub counters: Arc<FastPathCounters>,
 }
@@ -216,6 +225,8 @@ impl FastPath {
             changes: Vec::new(),
             uses,
             last_sync: None,
+            pending_flush: None,
+            flush_wait: FLUSH_WAIT,
             counters,
         })
     }
@@ -234,18 +245,51 @@ impl FastPath {
     }
 
     /// Removes every installed flow and waits until the kernel no longer has them (before the
-    /// engine gets a new table).
-    pub fn flush(&mut self, engine: &mut Engine) {
+    /// engine gets a new table): whether that finished. The installer works through its ops in
+    /// order, so a flush it has not reached in [`FLUSH_WAIT`] still runs before any later
+    /// install; meanwhile the old flows may still be executed, so the caller does not report
+    /// the new table as in use until [`FastPath::flushed`] says so (counted, logged).
+    pub fn flush(&mut self, engine: &mut Engine) -> bool {
         self.fold(engine);
-        if self.installed.is_empty() {
-            return;
+        if self.installed.is_empty() && self.pending_flush.is_none() {
+            return true;
         }
         let (tx, rx) = mpsc::channel();
-        if self.ops.send(Op::Flush(tx)).is_ok() && rx.recv_timeout(Duration::from_secs(5)).is_err()
-        {
-            warn!("the fast path's flush did not finish in 5 s");
-        }
         self.installed.clear();
+        if self.ops.send(Op::Flush(tx)).is_err() {
+            // No installer: nothing of it is in the kernel to flush.
+            self.pending_flush = None;
+            return true;
+        }
+        match rx.recv_timeout(self.flush_wait) {
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                self.counters.flush_timeouts.fetch_add(1, Ordering::Relaxed);
+                error!(
+                    wait_ms = self.flush_wait.as_millis() as u64,
+                    "the fast path's flush did not finish: the kernel may still run the old \
+                     table's flows until the installer gets to it"
+                );
+                // A later flush's answer implies the earlier one's: keep only the newest.
+                self.pending_flush = Some(rx);
+                false
+            }
+            Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => {
+                self.pending_flush = None;
+                true
+            }
+        }
+    }
+
+    /// Whether a flush that [`FastPath::flush`] gave up waiting for has finished since.
+    pub fn flushed(&mut self) -> bool {
+        match self.pending_flush.as_ref().map(mpsc::Receiver::try_recv) {
+            None => true,
+            Some(Err(mpsc::TryRecvError::Empty)) => false,
+            Some(Ok(()) | Err(mpsc::TryRecvError::Disconnected)) => {
+                self.pending_flush = None;
+                true
+            }
+        }
     }
 
     /// Folds what the kernel carried into the engine.
@@ -1375,6 +1419,72 @@ mod tests {
     use softvpc_engine::policy::Generation;
     use softvpc_engine::Vni;
     use softvpc_wire::L4Key;
+
+    /// A flush the installer has not reached in the wait is counted and reported unfinished
+    /// (so the data path does not report its new table in use), and [`FastPath::flushed`]
+    /// says so until the installer answers it.
+    #[test]
+    fn a_flush_not_answered_in_time_stays_pending_until_the_installer_answers() {
+        let (tx, rx) = mpsc::channel();
+        let counters = Arc::new(FastPathCounters::default());
+        let mut fp = FastPath {
+            ops: tx,
+            thread: None,
+            installed: HashSet::from([KernelFlow {
+                generation: Generation(1),
+                hook: KernelHook::PortEgress(PortId(1)),
+                src_mac: [2, 0, 0, 0, 0, 1],
+                dst_mac: [2, 0, 0, 0, 0, 2],
+                src: Ipv4Addr::new(10, 0, 0, 1),
+                dst: Ipv4Addr::new(10, 0, 0, 2),
+                proto: 17,
+                l4: L4Key::Ports { src: 1, dst: 2 },
+                action: KernelAction::Encap {
+                    host: Ipv4Addr::new(198, 18, 0, 12),
+                    vni: Vni(0x101),
+                    port: 4789,
+                },
+                rewrite: None,
+            }]),
+            changes: Vec::new(),
+            uses: Arc::default(),
+            last_sync: None,
+            pending_flush: None,
+            flush_wait: Duration::from_millis(20),
+            counters: Arc::clone(&counters),
+        };
+        let mut engine = Engine::new(softvpc_engine::EngineConfig::new(Ipv4Addr::new(
+            198, 18, 0, 11,
+        )));
+        assert!(!fp.flush(&mut engine), "nobody answered the flush");
+        assert_eq!(counters.flush_timeouts.load(Ordering::Relaxed), 1);
+        assert!(!fp.flushed());
+        // Nothing is installed any more, but the pending flush still counts.
+        assert!(
+            !fp.flush(&mut engine),
+            "the second flush is not answered either"
+        );
+        assert_eq!(counters.flush_timeouts.load(Ordering::Relaxed), 2);
+        // The installer gets to them in order; the newest answer is the one awaited (the
+        // installer ignores a dropped receiver, as the first one's is now).
+        let flushes: Vec<_> = rx
+            .try_iter()
+            .filter_map(|op| match op {
+                Op::Flush(done) => Some(done),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(flushes.len(), 2);
+        let _ = flushes[0].send(());
+        assert!(!fp.flushed(), "the newer flush is still queued");
+        flushes[1].send(()).unwrap();
+        assert!(fp.flushed());
+        assert!(fp.flushed(), "stays finished");
+        assert!(
+            fp.flush(&mut engine),
+            "nothing installed, nothing pending: done at once"
+        );
+    }
 
     /// A failing install is tried again after 50, 100, 200 and 400 ms, then given up (five
     /// tries in all); a withdrawn flow's tries are cancelled.

@@ -531,7 +531,7 @@ async fn healthz(State(state): State<Arc<AgentState>>) -> impl IntoResponse {
 /// The kernel fast path's counters (`--fast-path on`).
 fn write_fast_path(out: &mut String, f: &crate::fastpath::FastPathCounters) {
     use std::sync::atomic::Ordering::Relaxed;
-    let rows: [Row<'_>; 17] = [
+    let rows: [Row<'_>; 18] = [
         (
             "softvpc_fast_path_flows",
             "gauge",
@@ -555,6 +555,12 @@ fn write_fast_path(out: &mut String, f: &crate::fastpath::FastPathCounters) {
             "counter",
             "Flushes of every kernel flow on a new table generation.",
             f.flushes.load(Relaxed),
+        ),
+        (
+            "softvpc_fast_path_flush_timeouts_total",
+            "counter",
+            "Flushes the data path stopped waiting for (the old table's kernel flows may have run until the installer got to them).",
+            f.flush_timeouts.load(Relaxed),
         ),
         (
             "softvpc_fast_path_errors_total",
