@@ -66,6 +66,12 @@ struct Args {
     /// Worker threads of the simulated agents' runtime.
     #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// Run the simulated agents' threads at this nice value (0-19; default 0, the server's).
+    /// Real agents run on other machines: with the agents niced, the server's share of a change
+    /// is what it would be with its CPUs its own, while the agents still apply every message
+    /// (on whatever CPU the server leaves them, so their figures then include waiting for it).
+    #[arg(long, default_value_t = 0)]
+    agents_nice: i32,
     /// Then, on a server of its own, a VPC of this many ENIs (0: skip): the server's memory per
     /// ENI, and one agent's full resync of the VPC (time, Snapshot size, memory per ENI).
     #[arg(long, default_value_t = 0)]
@@ -289,6 +295,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
         "--agents: 1-5000 each"
     );
     ensure!(args.changes >= 2, "--changes: at least 2");
+    ensure!((0..=19).contains(&args.agents_nice), "--agents-nice: 0-19");
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -307,6 +314,11 @@ fn run(args: &Args) -> anyhow::Result<()> {
     );
     let deadline = Instant::now() + Duration::from_secs(args.time_limit);
     let bin = server::softvpc_bin(args.bin.as_ref())?;
+    println!(
+        "simulated agents: one process, {} worker threads at nice {} (the server and this process's main thread at nice 0)",
+        args.threads.max(1),
+        args.agents_nice
+    );
     println!(
         "| agents | changes | all applied p50 / p99 / max ms | server: commit -> last watch write p50 / p99 / max ms | per agent p50 / p99 ms | API p50 / p99 ms | server CPU ms/change | server RSS / peak MiB | KiB/change (msgs) | bench RSS MiB | load |"
     );
@@ -490,9 +502,30 @@ fn server_fanout(
     Ok((last, short))
 }
 
+/// Sets the calling thread's nice value (Linux: `setpriority` on a thread id is per thread).
+fn nice_this_thread(nice: i32) {
+    if nice == 0 {
+        return;
+    }
+    // SAFETY: gettid and setpriority take and return plain integers.
+    let r = unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, nice)
+    };
+    if r != 0 {
+        eprintln!(
+            "softvpc-bench-mapping: setpriority({nice}): {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 fn run_one(args: &Args, server: &Server, n: usize, deadline: Instant) -> anyhow::Result<()> {
+    let nice = args.agents_nice;
+    // The agents' runtime: every thread it starts (workers, blocking pool) at `--agents-nice`.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.threads.max(1))
+        .on_thread_start(move || nice_this_thread(nice))
         .enable_all()
         .build()?;
     let seen = Arc::new(Seen::default());

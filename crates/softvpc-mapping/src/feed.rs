@@ -26,7 +26,8 @@ use crate::record::Scope;
 pub struct Feed {
     host_id: String,
     revision: u64,
-    held: Needed,
+    /// Shared with the keys of the messages it sent (see [`Key`]): a reference count each.
+    held: Arc<Needed>,
 }
 
 impl Feed {
@@ -101,15 +102,15 @@ impl Feed {
         Feed {
             host_id: req.host_id.clone(),
             revision: req.revision,
-            held: Needed {
+            held: Arc::new(Needed {
                 vpcs: req.held_vpc_ids.iter().cloned().collect(),
                 groups: req.held_security_group_ids.iter().cloned().collect(),
-            },
+            }),
         }
     }
 
     fn message(&mut self, read: &LogRead, snapshot: bool) -> pb::WatchResponse {
-        let needed = read.catalog.needed(&self.host_id);
+        let needed = Arc::new(read.catalog.needed(&self.host_id));
         let snapshot = snapshot || read.entries.is_none();
         let m = self.build(read, snapshot, &needed);
         self.advance(read, needed);
@@ -123,14 +124,14 @@ impl Feed {
         shared: &SharedMessages<T>,
         make: impl FnOnce(pb::WatchResponse) -> T,
     ) -> T {
-        let needed = read.catalog.needed(&self.host_id);
+        let needed = Arc::new(read.catalog.needed(&self.host_id));
         let snapshot = snapshot || read.entries.is_none();
         // A Snapshot depends only on what is needed; a Delta also on where the feed is and
         // what its agent holds.
         let key = Key {
             from: if snapshot { 0 } else { self.revision },
             held: if snapshot {
-                Needed::default()
+                Arc::default()
             } else {
                 self.held.clone()
             },
@@ -142,7 +143,7 @@ impl Feed {
         m
     }
 
-    fn advance(&mut self, read: &LogRead, needed: Needed) {
+    fn advance(&mut self, read: &LogRead, needed: Arc<Needed>) {
         self.held = needed;
         self.revision = read.revision;
     }
@@ -215,9 +216,9 @@ struct Key {
     /// The revision the feed had sent (0 for a Snapshot).
     from: u64,
     /// What its agent held (nothing for a Snapshot).
-    held: Needed,
+    held: Arc<Needed>,
     /// What its host needs now.
-    needed: Needed,
+    needed: Arc<Needed>,
     snapshot: bool,
 }
 
