@@ -20,7 +20,11 @@ pub mod service;
 pub mod watch;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, Weak};
+use std::task::Waker;
+
+use futures_util::task::AtomicWaker;
 
 use softvpc_mapping::{Change, Concerned, LogRead, MappingLog, SharedMessages};
 use softvpc_model::State;
@@ -40,37 +44,79 @@ pub struct MappingProjection {
     /// Each host's wake-up signal (the newest revision that concerned it).
     wakers: Arc<Wakers>,
     /// To the fan-out thread: the hosts each committed revision concerns.
-    fanout: Mutex<mpsc::Sender<(u64, Concerned)>>,
+    fanout: Mutex<mpsc::Sender<Concerned>>,
     /// The watch messages of the newest revision, built and encoded once per distinct view.
     shared: SharedMessages<watch::Encoded>,
     /// When each recent revision was committed and its watch messages written.
     fanout_times: Arc<fanout::FanoutTimes>,
 }
 
-/// The per-host wake-up signals, raised by the fan-out thread.
+/// A raised flag and the task it wakes: a watch's wake-up signal. Raising it is a store and a
+/// wake; the watch takes it when polled. Cheaper than a channel: nothing is allocated or
+/// registered again per message (the task's waker is stored once and kept while it is the
+/// same).
+#[derive(Default)]
+pub struct Flag {
+    raised: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl Flag {
+    /// A flag raised from the start (its first poll reports it).
+    pub fn raised() -> Self {
+        let f = Flag::default();
+        f.raised.store(true, Ordering::Relaxed);
+        f
+    }
+
+    /// Raises the flag and wakes the task that polled it last.
+    pub fn raise(&self) {
+        self.raised.store(true, Ordering::Release);
+        self.task.wake();
+    }
+
+    /// Whether the flag was raised since the last take (lowering it); `waker` is woken by the
+    /// next raise. Registered before the flag is read, so no raise is missed in between.
+    pub fn take(&self, waker: &Waker) -> bool {
+        self.task.register(waker);
+        self.raised.swap(false, Ordering::AcqRel)
+    }
+}
+
+impl std::task::Wake for Flag {
+    fn wake(self: Arc<Self>) {
+        self.raise();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.raise();
+    }
+}
+
+/// The per-host wake-up signals (one [`Flag`] per open watch), raised by the fan-out thread.
 #[derive(Default)]
 struct Wakers {
-    hosts: Mutex<HashMap<String, tokio::sync::watch::Sender<u64>>>,
+    hosts: Mutex<HashMap<String, Vec<Weak<Flag>>>>,
 }
 
 impl Wakers {
-    fn hosts(&self) -> MutexGuard<'_, HashMap<String, tokio::sync::watch::Sender<u64>>> {
+    fn hosts(&self) -> MutexGuard<'_, HashMap<String, Vec<Weak<Flag>>>> {
         self.hosts.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Wakes the watches of the hosts concerned (of every host for `Concerned::All`).
-    fn wake(&self, revision: u64, concerned: &Concerned) {
-        let hosts = self.hosts();
+    /// Wakes the watches of the hosts concerned (of every host for `Concerned::All`),
+    /// forgetting those that ended.
+    fn wake(&self, concerned: &Concerned) {
+        let raise = |watches: &mut Vec<Weak<Flag>>| {
+            watches.retain(|w| w.upgrade().map(|f| f.raise()).is_some());
+        };
+        let mut hosts = self.hosts();
         match concerned {
-            Concerned::All => {
-                for tx in hosts.values() {
-                    tx.send_replace(revision);
-                }
-            }
+            Concerned::All => hosts.values_mut().for_each(raise),
             Concerned::Hosts(set) => {
                 for h in set {
-                    if let Some(tx) = hosts.get(h) {
-                        tx.send_replace(revision);
+                    if let Some(watches) = hosts.get_mut(h) {
+                        raise(watches);
                     }
                 }
             }
@@ -80,13 +126,12 @@ impl Wakers {
 
 /// The fan-out thread: wakes the concerned hosts' watches, several revisions at once when
 /// commits come faster than it runs. Ends when the projection is dropped.
-fn fan_out(wakers: Arc<Wakers>, rx: mpsc::Receiver<(u64, Concerned)>) {
-    while let Ok((mut revision, mut concerned)) = rx.recv() {
-        while let Ok((r, c)) = rx.try_recv() {
-            revision = r;
+fn fan_out(wakers: Arc<Wakers>, rx: mpsc::Receiver<Concerned>) {
+    while let Ok(mut concerned) = rx.recv() {
+        while let Ok(c) = rx.try_recv() {
             concerned.extend(c);
         }
-        wakers.wake(revision, &concerned);
+        wakers.wake(&concerned);
     }
 }
 
@@ -178,19 +223,16 @@ impl MappingProjection {
         self.log().revision()
     }
 
-    /// A receiver woken whenever a committed revision concerns host `host_id` (its value: the
-    /// newest such revision). Revisions that do not concern the host do not wake it: a watch
-    /// catches up on them at its next wake-up or heartbeat.
-    pub fn subscribe(&self, host_id: &str) -> tokio::sync::watch::Receiver<u64> {
+    /// A flag raised whenever a committed revision concerns host `host_id`, for one watch
+    /// (forgotten once the watch drops it). Revisions that do not concern the host do not
+    /// raise it: a watch catches up on them at its next wake-up or heartbeat.
+    pub fn subscribe(&self, host_id: &str) -> Arc<Flag> {
+        let flag = Arc::new(Flag::default());
         let mut hosts = self.wakers.hosts();
-        match hosts.get(host_id) {
-            Some(tx) => tx.subscribe(),
-            None => {
-                let (tx, rx) = tokio::sync::watch::channel(0);
-                hosts.insert(host_id.to_string(), tx);
-                rx
-            }
-        }
+        let watches = hosts.entry(host_id.to_string()).or_default();
+        watches.retain(|w| w.strong_count() > 0);
+        watches.push(Arc::downgrade(&flag));
+        flag
     }
 
     fn log(&self) -> MutexGuard<'_, MappingLog> {
@@ -229,7 +271,7 @@ impl CommitFollower for MappingProjection {
             .fanout
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .send((revision, concerned));
+            .send(concerned);
     }
 
     fn abandoned(&self) {

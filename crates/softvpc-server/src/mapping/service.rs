@@ -23,8 +23,8 @@ use tonic::{Request, Response, Status};
 use softvpc_mapping::Feed;
 
 use super::fanout::ConnClocks;
-use super::watch::{ClosedLog, Encoded, EncodedStream, MappingRoutes, WatchState};
-use super::MappingProjection;
+use super::watch::{next_revocation, ClosedLog, Encoded, EncodedStream, MappingRoutes, WatchState};
+use super::{Flag, MappingProjection};
 use crate::trust::{Refusal, Trust};
 use softvpc_model::host::register_host_in;
 use softvpc_store::Store;
@@ -351,7 +351,8 @@ impl MappingService {
             closed,
             expiry: Box::pin(tokio::time::sleep_until(expiry)),
             trust: self.trust.clone(),
-            revocations: self.trust.revocations(),
+            revocations: next_revocation(self.trust.revocations()),
+            slow_woken: Arc::new(Flag::raised()),
             peer,
             queued: std::collections::VecDeque::from([Ok(first)]),
             ended: false,

@@ -7,9 +7,10 @@
 //! The generated `MappingServer` serves every other RPC ([`MappingRoutes`] sends the Watch path
 //! here and the rest there).
 //!
-//! A watch is the response stream itself ([`WatchState::next`]): the HTTP/2 stream's task polls
-//! it, waits for the host's wake-up, builds (or takes the shared) message and hands it to HTTP/2,
-//! without a task and a channel of its own in between.
+//! A watch is the response stream itself ([`WatchState`]): the HTTP/2 stream's task polls it,
+//! it takes the host's wake-up flag, builds (or takes the shared) message and hands it to HTTP/2,
+//! without a task and a channel of its own in between, and without registering anything again
+//! per message.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -29,7 +30,7 @@ use tonic::{Request, Response, Status};
 
 use super::fanout::ConnClock;
 use super::service::MappingService;
-use super::MappingProjection;
+use super::{Flag, MappingProjection};
 use crate::trust::{Refusal, Trust};
 use softvpc_trust::identity::PeerIdentity;
 
@@ -177,11 +178,18 @@ impl Drop for ClosedLog {
 }
 
 /// One open watch: its feed and what ends or wakes it.
+///
+/// It is the stream itself (a [`tokio_stream::Stream`]), polled by its HTTP/2 stream's task. A
+/// message costs that task one poll that takes the host's [`Flag`] and hands the message over,
+/// and one that finds nothing to do: the rare events (heartbeat, shutdown, certificate expiry,
+/// revocation) are polled only when one of them woke the stream, through a waker of their own
+/// ([`Self::slow_woken`]) that stays the same, so their registrations are kept, not made again
+/// per message.
 pub(super) struct WatchState {
     pub(super) feed: Feed,
     pub(super) projection: Arc<MappingProjection>,
     /// The host's wake-up signal (revisions that concern it).
-    pub(super) wake: tokio::sync::watch::Receiver<u64>,
+    pub(super) wake: Arc<Flag>,
     pub(super) heartbeat: tokio::time::Interval,
     /// Resolves when the server shuts down.
     pub(super) closed: Pin<Box<dyn Future<Output = ()> + Send>>,
@@ -189,7 +197,11 @@ pub(super) struct WatchState {
     pub(super) expiry: Pin<Box<tokio::time::Sleep>>,
     pub(super) trust: Arc<Trust>,
     pub(super) peer: PeerIdentity,
-    pub(super) revocations: tokio::sync::watch::Receiver<u64>,
+    /// The next change of the revocations (with the receiver again, for the one after).
+    pub(super) revocations: Revocations,
+    /// Raised when one of the rare events above woke the stream (raised at the start, so the
+    /// first poll registers them).
+    pub(super) slow_woken: Arc<Flag>,
     /// What to send before waiting again (the first message; a revoked host's last ones).
     pub(super) queued: VecDeque<Result<Encoded, Status>>,
     /// Nothing more after `queued`.
@@ -199,67 +211,81 @@ pub(super) struct WatchState {
     pub(super) _closed_log: ClosedLog,
 }
 
+/// The next change of the trust's revocations, and its receiver for the one after.
+pub(super) type Revocations = Pin<
+    Box<
+        dyn Future<
+                Output = (
+                    Result<(), tokio::sync::watch::error::RecvError>,
+                    tokio::sync::watch::Receiver<u64>,
+                ),
+            > + Send,
+    >,
+>;
+
+/// Waits for the next change of `rx`.
+pub(super) fn next_revocation(mut rx: tokio::sync::watch::Receiver<u64>) -> Revocations {
+    Box::pin(async move { (rx.changed().await, rx) })
+}
+
 impl WatchState {
     /// The stream of this watch's messages.
     pub(super) fn into_stream(self) -> EncodedStream {
-        Box::pin(futures_util::stream::unfold(self, WatchState::next))
+        Box::pin(self)
     }
 
-    /// The next message (or error) to send, once there is one; None when the watch ends.
-    async fn next(mut self) -> Option<(Result<Encoded, Status>, Self)> {
-        loop {
-            if let Some(item) = self.queued.pop_front() {
-                if let Ok(m) = &item {
-                    self.handed(m.revision);
-                }
-                return Some((item, self));
+    /// Polls the rare events with their own waker (which raises [`Self::slow_woken`]), each
+    /// until it is pending again; queues what they call for. False when the watch ends now.
+    fn poll_slow(&mut self) -> bool {
+        let waker = std::task::Waker::from(self.slow_woken.clone());
+        let mut cx = Context::from_waker(&waker);
+        if self.closed.as_mut().poll(&mut cx).is_ready() {
+            return false;
+        }
+        if self.expiry.as_mut().poll(&mut cx).is_ready() {
+            let r = Refusal {
+                code: tonic::Code::Unauthenticated,
+                reason: "the host certificate expired".into(),
+            };
+            tracing::info!(host = %self.peer.host, "watch ended: certificate expired");
+            self.queued.push_back(Err(r.status()));
+            self.ended = true;
+            return true;
+        }
+        while let Poll::Ready((changed, rx)) = self.revocations.as_mut().poll(&mut cx) {
+            if changed.is_err() {
+                return false;
             }
-            if self.ended {
-                return None;
+            self.revocations = next_revocation(rx);
+            if let Err(r) = self.trust.check(&self.peer) {
+                // What was committed before the revocation still reaches the host
+                // (remove-host --force terminates its instances first), so its agent
+                // removes them instead of keeping them for a server that is gone.
+                if let Some(m) = self.next_message() {
+                    self.queued.push_back(Ok(m));
+                }
+                tracing::warn!(host = %self.peer.host, reason = %r.reason, "watch ended: host revoked");
+                self.queued.push_back(Err(r.status()));
+                self.ended = true;
+                return true;
             }
-            tokio::select! {
-                changed = self.wake.changed() => {
-                    if changed.is_err() {
-                        return None; // server shutting down
-                    }
-                }
-                _ = self.heartbeat.tick() => {
-                    if self.projection.revision() == self.feed.revision() {
-                        continue;
-                    }
-                }
-                _ = &mut self.closed => return None,
-                _ = &mut self.expiry => {
-                    let r = Refusal { code: tonic::Code::Unauthenticated, reason: "the host certificate expired".into() };
-                    tracing::info!(host = %self.peer.host, "watch ended: certificate expired");
-                    self.queued.push_back(Err(r.status()));
-                    self.ended = true;
-                    continue;
-                }
-                changed = self.revocations.changed() => {
-                    if changed.is_err() {
-                        return None;
-                    }
-                    if let Err(r) = self.trust.check(&self.peer) {
-                        // What was committed before the revocation still reaches the host
-                        // (remove-host --force terminates its instances first), so its agent
-                        // removes them instead of keeping them for a server that is gone.
-                        if let Some(m) = self.next_message() {
-                            self.queued.push_back(Ok(m));
-                        }
-                        tracing::warn!(host = %self.peer.host, reason = %r.reason, "watch ended: host revoked");
-                        self.queued.push_back(Err(r.status()));
-                        self.ended = true;
-                    }
-                    continue;
-                }
+        }
+        let mut beat = false;
+        while self.heartbeat.poll_tick(&mut cx).is_ready() {
+            beat = true;
+        }
+        if beat && self.projection.revision() != self.feed.revision() {
+            self.queue_next();
+        }
+        true
+    }
+
+    fn queue_next(&mut self) {
+        if let Some(m) = self.next_message() {
+            if m.snapshot {
+                tracing::debug!(host = %self.feed.host_id(), revision = m.revision, "watch: snapshot");
             }
-            if let Some(m) = self.next_message() {
-                if m.snapshot {
-                    tracing::debug!(host = %self.feed.host_id(), revision = m.revision, "watch: snapshot");
-                }
-                self.queued.push_back(Ok(m));
-            }
+            self.queued.push_back(Ok(m));
         }
     }
 
@@ -280,6 +306,40 @@ impl WatchState {
                 .projection
                 .fanout_times()
                 .written(revision, std::time::Instant::now()),
+        }
+    }
+}
+
+impl tokio_stream::Stream for WatchState {
+    type Item = Result<Encoded, Status>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(item) = this.queued.pop_front() {
+                if let Ok(m) = &item {
+                    this.handed(m.revision);
+                }
+                return Poll::Ready(Some(item));
+            }
+            if this.ended {
+                return Poll::Ready(None);
+            }
+            if this.slow_woken.take(cx.waker()) {
+                if !this.poll_slow() {
+                    return Poll::Ready(None); // the server is shutting down
+                }
+                if !this.queued.is_empty() || this.ended {
+                    continue;
+                }
+            }
+            if this.wake.take(cx.waker()) {
+                this.queue_next();
+                if !this.queued.is_empty() {
+                    continue;
+                }
+            }
+            return Poll::Pending;
         }
     }
 }
