@@ -25,6 +25,10 @@
 //! VPC: the time of a full resync (a fresh Watch until its Snapshot is applied, five times), the
 //! Snapshot's size, and this process's resident memory per ENI held in the `Replica`.
 //!
+//! `--agents-nice N` runs the simulated agents' threads at nice N (the server and this process's
+//! main thread stay at 0): real agents run on other machines, so this shows the server's share
+//! with the CPUs its own first; the agents still apply every message.
+//!
 //! Every loop is bounded (`--time-limit`, a per-change timeout); the server and its directory go
 //! away at the end (the server also dies with this process).
 
