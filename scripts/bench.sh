@@ -31,7 +31,7 @@
 # CPU time and data-path syncs meanwhile.
 #
 # usage: sudo scripts/bench.sh [-t SECONDS] [-n PINGS] [-c CHANGES] [-f FLOWS] [-k CONNECTS]
-#                              [-m MTU] [-g ROUNDS] [-F] [-S FLOWS] [-R RULES]
+#                              [-m MTU] [-g ROUNDS] [-F] [-S FLOWS] [-R RULES] [-r]
 #   -t  iperf3 duration per run (default 5)      -n  pings at 5 ms intervals (default 200)
 #   -c  mapping changes to time (default 100: RunInstances and TerminateInstances in turn)
 #   -f  UDP flows for the memory measure (default 20000)
@@ -43,6 +43,9 @@
 #       propagation measures), for a quicker run of the kernel-path figures
 #   -S  with the fast path on, also measure with FLOWS held flows (e.g. 10000) and RULES rules
 #   -R  security-group rules on bench-b's ENI for -S (default 1000)
+#   -r  RPS on each host's underlay device in both halves (every CPU): what a multi-queue NIC's
+#       RSS does on a real host, spreading flows' receive processing over the CPUs (a veth has
+#       one queue, so without it a host's receive runs on the sending CPU)
 # env: SOFTVPC_BIN (default target/release/softvpc), BENCH_API_PORT (default: a free port)
 #
 # Everything it creates (namespaces svbk<pid>-* and the lab svb<pid>-*, processes, /tmp files) is
@@ -52,15 +55,15 @@ cd "$(dirname "$0")/.."
 REPO=$PWD
 
 T=5 PINGS=200 CHANGES=100 FLOWS=20000 CONNECTS=3000 MTU=1450 FAST_ONLY=0 SG_ROUNDS=40
-SCALE_FLOWS=0 SCALE_RULES=1000
+SCALE_FLOWS=0 SCALE_RULES=1000 RPS=0
 RULE_COUNTS="0 100 1000"
 # The account quota the rule counts need (lab up passes it to its server; bench.py reads it).
 export SOFTVPC_SG_RULES_PER_GROUP=200
-while getopts "t:n:c:f:k:m:g:FS:R:h" opt; do
+while getopts "t:n:c:f:k:m:g:FS:R:rh" opt; do
   case $opt in
     t) T=$OPTARG ;; n) PINGS=$OPTARG ;; c) CHANGES=$OPTARG ;; g) SG_ROUNDS=$OPTARG ;;
     f) FLOWS=$OPTARG ;; k) CONNECTS=$OPTARG ;; m) MTU=$OPTARG ;; F) FAST_ONLY=1 ;;
-    S) SCALE_FLOWS=$OPTARG ;; R) SCALE_RULES=$OPTARG ;;
+    S) SCALE_FLOWS=$OPTARG ;; R) SCALE_RULES=$OPTARG ;; r) RPS=1 ;;
     *) sed -n '2,48p' "$0"; exit 2 ;;
   esac
 done
@@ -114,6 +117,15 @@ cpu_snapshot() {
   while read -r line; do
     case $line in cpu[0-9]*) echo "$line" ;; esac
   done </proc/stat >"$1"
+}
+
+# rps NETNS: with -r, RPS over every CPU on the namespace's underlay device u0 (sysfs is the
+# namespace's own under `ip netns exec`).
+rps() {
+  [ "$RPS" -eq 1 ] || return 0
+  local mask
+  mask=$(printf '%x' $(((1 << $(nproc)) - 1)))
+  ip netns exec "$1" sh -c "echo $mask > /sys/class/net/u0/queues/rx-0/rps_cpus"
 }
 
 # iperf LABEL CLIENT_NS SERVER_NS SERVER_IP KIND IPERF_ARGS...: one iperf3 run (its own one-shot
@@ -182,6 +194,7 @@ kernel_half() {
     ip -n "${K}fabric" link set "p$i" master br0 up
     ip -n "${K}host-$i" addr add "198.18.0.1$i/16" dev u0
     ip -n "${K}host-$i" link set u0 up
+    rps "${K}host-$i"
   done
   # host VM LOCAL REMOTE VMIP VMMAC REMOTEVMIP REMOTEVMMAC (as in the kernel-VXLAN baseline)
   setup_host() {
@@ -282,6 +295,8 @@ EOF
   nsb=$(python3 -c 'import json,sys; print(next(i["netns"] for i in json.load(open(sys.argv[1]))["instances"] if i["name"]=="bench-b"))' "$WORK/status.json")
   # The instances' MTU as the kernel half's (softvpc gives them AWS's 9001).
   for ns in "$nsa" "$nsb"; do ip -n "$ns" link set eth0 mtu "$MTU"; done
+  local h
+  for h in 1 2; do rps "${SOFTVPC_LAB_PREFIX}host-$h"; done
   python3 "$BENCH_PY" drops "$WORK/status.json" >"$WORK/drops-before.json"
   measure "$label" "$nsa" "$nsb" 10.0.0.20 all
   python3 "$BENCH_PY" drops "$WORK/status.json" >"$WORK/drops-after.json"
@@ -382,7 +397,7 @@ echo
 echo "softvpc benchmark, $(date -u +%Y-%m-%dT%H:%MZ)"
 echo "machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')), kernel $(uname -r)"
 echo "load average: $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end (other work on the machine skews both halves)"
-echo "command: scripts/bench.sh -t $T -n $PINGS -c $CHANGES -f $FLOWS -k $CONNECTS -m $MTU -g $SG_ROUNDS$([ "$FAST_ONLY" -eq 1 ] && echo ' -F')$([ "$SCALE_FLOWS" -gt 0 ] && echo " -S $SCALE_FLOWS -R $SCALE_RULES")"
+echo "command: scripts/bench.sh -t $T -n $PINGS -c $CHANGES -f $FLOWS -k $CONNECTS -m $MTU -g $SG_ROUNDS$([ "$FAST_ONLY" -eq 1 ] && echo ' -F')$([ "$SCALE_FLOWS" -gt 0 ] && echo " -S $SCALE_FLOWS -R $SCALE_RULES")$([ "$RPS" -eq 1 ] && echo ' -r')"
 echo "softvpc: $BIN built $(date -u -r "$BIN" +%Y-%m-%dT%H:%MZ 2>/dev/null || echo '?'), checkout at $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')"
 echo
 if [ "$FAST_ONLY" -eq 0 ]; then
