@@ -173,6 +173,24 @@ def wait_until(predicate, timeout, interval=0.2, what="condition"):
         time.sleep(interval)
 
 
+def eni_gone(ec2, eni):
+    """Cleanup: `eni` detached (if it is) and deleted."""
+    with contextlib.suppress(Exception):
+        att = ec2.describe_network_interfaces(NetworkInterfaceIds=[eni])[
+            "NetworkInterfaces"][0].get("Attachment")
+        if att:
+            ec2.detach_network_interface(AttachmentId=att["AttachmentId"])
+
+    def deleted():
+        try:
+            ec2.delete_network_interface(NetworkInterfaceId=eni)
+            return True
+        except Exception:  # still detaching
+            return False
+
+    wait_until(deleted, 30, interval=0.5, what=f"{eni} to be deleted")
+
+
 def pid_alive(pid):
     """Whether `pid` runs (a zombie waiting for its reaper does not count)."""
     try:

@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 
-from e2e_harness import _STARTED, WORK_DIR, wait_until
+from e2e_harness import _STARTED, WORK_DIR, eni_gone, wait_until
 
 MOVES = int(os.environ.get("SOFTVPC_ENI_MOVES", "10"))
 ENI_IP = "10.0.1.70"
@@ -195,17 +195,7 @@ def test_eni_moves_under_traffic_deliver_nothing_to_the_old_instance(lab, ec2):
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 p.kill()
-        if attachment_of(ec2, eni_id):
-            ec2.detach_network_interface(AttachmentId=attachment_of(ec2, eni_id))
-
-        def deleted():
-            try:
-                ec2.delete_network_interface(NetworkInterfaceId=eni_id)
-                return True
-            except Exception:  # still detaching
-                return False
-
-        wait_until(deleted, 30, interval=0.5, what=f"{eni_id} to be deleted")
+        eni_gone(ec2, eni_id)
 
     received = {n: read_rows(files[n]) for n in OWNERS}
     sent = {i: read_rows(sent_files[n]) for i, n in enumerate(SENDERS)}

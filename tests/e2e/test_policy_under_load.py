@@ -44,7 +44,7 @@ import subprocess
 import sys
 import time
 
-from e2e_harness import PREFIX, WORK_DIR, _STARTED, metric_sum, wait_until
+from e2e_harness import PREFIX, WORK_DIR, _STARTED, eni_gone, metric_sum, wait_until
 from probes import Server, connects
 from scratch import Scratch
 
@@ -523,19 +523,3 @@ def test_a_moved_eni_gets_no_more_of_a_full_speed_flood_at_its_old_host(lab):
             s.enis.remove(eni)
 
 
-def eni_gone(ec2, eni):
-    """Cleanup: `eni` detached (if it is) and deleted."""
-    with contextlib.suppress(Exception):
-        att = ec2.describe_network_interfaces(NetworkInterfaceIds=[eni])[
-            "NetworkInterfaces"][0].get("Attachment")
-        if att:
-            ec2.detach_network_interface(AttachmentId=att["AttachmentId"])
-
-    def deleted():
-        try:
-            ec2.delete_network_interface(NetworkInterfaceId=eni)
-            return True
-        except Exception:  # still detaching
-            return False
-
-    wait_until(deleted, 30, interval=0.5, what=f"{eni} to be deleted")

@@ -1420,6 +1420,26 @@ mod tests {
     use softvpc_engine::Vni;
     use softvpc_wire::L4Key;
 
+    /// A UDP flow leaving port `port` for another host.
+    fn egress_flow(port: u32) -> KernelFlow {
+        KernelFlow {
+            generation: Generation(1),
+            hook: KernelHook::PortEgress(PortId(port)),
+            src_mac: [2, 0, 0, 0, 0, 1],
+            dst_mac: [2, 0, 0, 0, 0, 2],
+            src: Ipv4Addr::new(10, 0, 0, 1),
+            dst: Ipv4Addr::new(10, 0, 0, 2),
+            proto: 17,
+            l4: L4Key::Ports { src: 1, dst: 2 },
+            action: KernelAction::Encap {
+                host: Ipv4Addr::new(198, 18, 0, 12),
+                vni: Vni(0x101),
+                port: 4789,
+            },
+            rewrite: None,
+        }
+    }
+
     /// A flush the installer has not reached in the wait is counted and reported unfinished
     /// (so the data path does not report its new table in use), and [`FastPath::flushed`]
     /// says so until the installer answers it.
@@ -1430,22 +1450,7 @@ mod tests {
         let mut fp = FastPath {
             ops: tx,
             thread: None,
-            installed: HashSet::from([KernelFlow {
-                generation: Generation(1),
-                hook: KernelHook::PortEgress(PortId(1)),
-                src_mac: [2, 0, 0, 0, 0, 1],
-                dst_mac: [2, 0, 0, 0, 0, 2],
-                src: Ipv4Addr::new(10, 0, 0, 1),
-                dst: Ipv4Addr::new(10, 0, 0, 2),
-                proto: 17,
-                l4: L4Key::Ports { src: 1, dst: 2 },
-                action: KernelAction::Encap {
-                    host: Ipv4Addr::new(198, 18, 0, 12),
-                    vni: Vni(0x101),
-                    port: 4789,
-                },
-                rewrite: None,
-            }]),
+            installed: HashSet::from([egress_flow(1)]),
             changes: Vec::new(),
             uses: Arc::default(),
             last_sync: None,
@@ -1490,22 +1495,7 @@ mod tests {
     /// tries in all); a withdrawn flow's tries are cancelled.
     #[test]
     fn failed_installs_are_tried_again_with_a_backoff_then_given_up() {
-        let flow = |port: u32| KernelFlow {
-            generation: Generation(1),
-            hook: KernelHook::PortEgress(PortId(port)),
-            src_mac: [2, 0, 0, 0, 0, 1],
-            dst_mac: [2, 0, 0, 0, 0, 2],
-            src: Ipv4Addr::new(10, 0, 0, 1),
-            dst: Ipv4Addr::new(10, 0, 0, 2),
-            proto: 17,
-            l4: L4Key::Ports { src: 1, dst: 2 },
-            action: KernelAction::Encap {
-                host: Ipv4Addr::new(198, 18, 0, 12),
-                vni: Vni(0x101),
-                port: 4789,
-            },
-            rewrite: None,
-        };
+        let flow = egress_flow;
         let mut r = Retries::default();
         let t0 = Instant::now();
         let mut now = t0;
