@@ -3,12 +3,11 @@
 
   bench.py ping FILE             p50/p99/mean RTT (ms) from `ping` output (per-packet time=), and
                                  the share of replies under 12 us (the kernel path's fast mode)
-  bench.py iperf FILE [BUSY0 BUSY1 [STAT0 STAT1]]   receiver throughput (Gbit/s) and
-                                 retransmits from `iperf3 -J` (UDP: the packets the receiver got
-                                 per second, in thousands); with the machine's busy jiffies
-                                 before and after the run (bench.sh's busy_jiffies), its CPU
-                                 seconds in all; with two per-CPU /proc/stat snapshots
-                                 (cpu_snapshot), each CPU's busy and softirq share
+  bench.py iperf FILE [STAT0 STAT1]   receiver throughput (Gbit/s) and retransmits from
+                                 `iperf3 -J` (UDP: the packets the receiver got per second, in
+                                 thousands); with /proc/stat's per-CPU lines before and after
+                                 the run (bench.sh's cpu_snapshot), the machine's CPU seconds in
+                                 all and each CPU's busy and softirq share
   bench.py propagation STATUS N  mapping propagation: N API changes (RunInstances and
                                  TerminateInstances in turn), each timed from the API call until
                                  every agent's /mappings reflects it; STATUS is `lab status --json`
@@ -98,32 +97,35 @@ def ping_stats(path):
             "under_12us": sum(1 for t in times if t < 0.012) / len(times)}
 
 
-def iperf_stats(path, busy0=None, busy1=None, stat0=None, stat1=None):
+def iperf_stats(path, stat0=None, stat1=None):
     out = iperf_figures(path)
-    if busy0 is not None and busy1 is not None:
-        # The whole machine's busy time during the run (/proc/stat's user, nice, system, irq,
-        # softirq and steal, every CPU): iperf3 itself, the agents and the kernel's softirq
-        # work, comparable between the kernel half and softvpc's on a machine doing nothing else.
-        out["machine_cpu_s"] = (int(busy1) - int(busy0)) / os.sysconf("SC_CLK_TCK")
     if stat0 is not None and stat1 is not None:
-        out["per_cpu"] = per_cpu_shares(stat0, stat1)
+        a, b = read_cpu_stat(stat0), read_cpu_stat(stat1)
+        # The whole machine's busy time during the run (user, nice, system, irq, softirq and
+        # steal, every CPU): iperf3 itself, the agents and the kernel's softirq work,
+        # comparable between the kernel half and softvpc's on a machine doing nothing else.
+        busy = sum(b[c][1] - a[c][1] for c in a if c in b)
+        out["machine_cpu_s"] = busy / os.sysconf("SC_CLK_TCK")
+        out["per_cpu"] = per_cpu_shares(a, b)
     return out
 
 
-def per_cpu_shares(stat0, stat1):
-    """Each CPU's busy and softirq share of the time between two snapshots of /proc/stat's
-    per-CPU lines (bench.sh's cpu_snapshot). On the fast path the kernel's softirq work is the
-    data path, so its share per CPU shows whether the data path uses every core."""
-    def read(path):
-        cpus = {}
-        for line in open(path):
-            f = line.split()
-            if len(f) >= 9 and f[0].startswith("cpu") and f[0] != "cpu":
-                # user nice system idle iowait irq softirq steal
-                v = [int(x) for x in f[1:9]]
-                cpus[f[0]] = (sum(v), v[0] + v[1] + v[2] + v[5] + v[6] + v[7], v[6])
-        return cpus
-    a, b = read(stat0), read(stat1)
+def read_cpu_stat(path):
+    """bench.sh's cpu_snapshot: per CPU, (all jiffies, busy jiffies, softirq jiffies)."""
+    cpus = {}
+    for line in open(path):
+        f = line.split()
+        if len(f) >= 9 and f[0].startswith("cpu") and f[0] != "cpu":
+            # user nice system idle iowait irq softirq steal
+            v = [int(x) for x in f[1:9]]
+            cpus[f[0]] = (sum(v), v[0] + v[1] + v[2] + v[5] + v[6] + v[7], v[6])
+    return cpus
+
+
+def per_cpu_shares(a, b):
+    """Each CPU's busy and softirq share of the time between two read_cpu_stat() snapshots.
+    On the fast path the kernel's softirq work is the data path, so its share per CPU shows
+    whether the data path uses every core."""
     shares = []
     for cpu in sorted(a, key=lambda c: int(c[3:])):
         if cpu not in b:
@@ -1007,7 +1009,7 @@ def main(argv):
     if len(argv) >= 2 and argv[0] == "ping":
         print(json.dumps(ping_stats(argv[1])))
     elif len(argv) >= 2 and argv[0] == "iperf":
-        print(json.dumps(iperf_stats(*argv[1:6])))
+        print(json.dumps(iperf_stats(*argv[1:4])))
     elif len(argv) >= 3 and argv[0] == "propagation":
         print(json.dumps(propagation(argv[1], int(argv[2]))))
     elif len(argv) >= 3 and argv[0] == "sg-propagation":

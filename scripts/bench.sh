@@ -102,16 +102,9 @@ trap cleanup EXIT
 # HALF_PID, kill_tree, on_signal (INT/TERM), log and run_half.
 source scripts/bench-lib.sh  # the cwd is the repository (cd above)
 
-# The machine's busy time so far, in jiffies: /proc/stat's user, nice, system, irq, softirq and
-# steal over every CPU (read in the shell: no process of its own to count).
-busy_jiffies() {
-  local _cpu user nice system idle iowait irq softirq steal _rest
-  read -r _cpu user nice system idle iowait irq softirq steal _rest </proc/stat
-  echo $((user + nice + system + irq + softirq + steal))
-}
-
-# cpu_snapshot FILE: /proc/stat's per-CPU lines as they are now (builtins only, like busy_jiffies),
-# for each CPU's busy and softirq share during a run ("the data path uses every core").
+# cpu_snapshot FILE: /proc/stat's per-CPU lines as they are now (read in the shell: no process
+# of its own to count), for the machine's busy time during a run and each CPU's busy and softirq
+# share ("the data path uses every core").
 cpu_snapshot() {
   local line
   while read -r line; do
@@ -140,13 +133,10 @@ iperf() {
     sleep 0.1
   done
   log "$label: iperf3 $kind for ${T}s ($*)"
-  local busy0 busy1
   cpu_snapshot "$WORK/$label-$kind.stat0"
-  busy0=$(busy_jiffies)
   timeout $((T + 30)) ip netns exec "$cli" iperf3 -c "$ip" -t "$T" -J "$@" >"$WORK/$label-$kind.raw"
-  busy1=$(busy_jiffies)
   cpu_snapshot "$WORK/$label-$kind.stat1"
-  python3 "$BENCH_PY" iperf "$WORK/$label-$kind.raw" "$busy0" "$busy1" \
+  python3 "$BENCH_PY" iperf "$WORK/$label-$kind.raw" \
     "$WORK/$label-$kind.stat0" "$WORK/$label-$kind.stat1" >"$WORK/$label-$kind.json"
   sleep 0.5  # the one-shot server exits after its test
 }

@@ -379,9 +379,9 @@ struct Worker {
     dirty: bool,
     /// The kernel fast path, when on.
     fast: Option<FastPath>,
-    /// The generation of a table taken in while the fast path's flush had not finished: it is
+    /// The engine's table was taken in while the fast path's flush had not finished: it is
     /// reported in use once the flush is done.
-    table_pending: Option<u64>,
+    table_unreported: bool,
     /// The flow log view the engine was last told about.
     flow_view: Arc<FlowLogView>,
     /// Flow log windows the shipping queue had no room for, to be shipped as SKIPDATA.
@@ -428,7 +428,7 @@ impl Worker {
             last_publish: Instant::now(),
             dirty: false,
             fast: None,
-            table_pending: None,
+            table_unreported: false,
             flow_view: Arc::default(),
             lost_windows: Default::default(),
             dns: None,
@@ -485,9 +485,9 @@ impl Worker {
                 self.refresh_table();
                 if let Some(f) = &mut self.fast {
                     f.tick(&mut self.engine, now);
-                    if let Some(g) = self.table_pending.filter(|_| f.flushed()) {
-                        self.table_pending = None;
-                        self.shared.table_in_use(g);
+                    if self.table_unreported && f.flushed() {
+                        self.table_unreported = false;
+                        self.shared.table_in_use(self.engine.table().generation().0);
                     }
                 }
             }
@@ -631,13 +631,10 @@ impl Worker {
             // The kernel must forget the old generation's flows before a packet could use them.
             let flushed = self.fast.as_mut().is_none_or(|f| f.flush(&mut self.engine));
             self.engine.set_table(arc_swap::Guard::into_inner(current));
-            let generation = self.engine.table().generation().0;
+            // Otherwise in use once the kernel has let go of the old flows (checked every tick).
+            self.table_unreported = !flushed;
             if flushed {
-                self.table_pending = None;
-                self.shared.table_in_use(generation);
-            } else {
-                // In use once the kernel has let go of the old flows (checked every tick).
-                self.table_pending = Some(generation);
+                self.shared.table_in_use(self.engine.table().generation().0);
             }
             // Public addresses that arrived are announced on the edge (written by the
             // caller's flush, or the next one).
