@@ -1257,6 +1257,13 @@ impl Engine {
         (Verdict::Offer(k), conns)
     }
 
+    /// Whether a [`poll_offers`](Self::poll_offers) would look at changed flows (a new flow, a
+    /// connection that advanced), or has never been called: the shell need not wait for its
+    /// next periodic sweep to install a new flow.
+    pub fn offers_changed(&self) -> bool {
+        !self.flows.tracks_changes() || self.flows.has_changes()
+    }
+
     /// What changed in the offer of [`kernel_flows`](Self::kernel_flows) since the last call,
     /// appended to `out` (the first call offers everything): the flows the flow table queued
     /// as changed, the other flows of their TCP connections, and up to `sweep` of the flows

@@ -230,6 +230,11 @@ impl FlowTable {
         self.changes.is_some()
     }
 
+    /// Whether ids are queued as changed (cheap: the data path asks on every wake-up).
+    pub fn has_changes(&self) -> bool {
+        self.changes.as_ref().is_some_and(|c| !c.is_empty())
+    }
+
     /// Moves the ids changed since the last drain into `into` (cleared first; the two buffers
     /// swap, so neither is reallocated once large enough), each once.
     pub fn drain_changes(&mut self, into: &mut Vec<FlowId>) {

@@ -671,6 +671,53 @@ fn an_established_flow_runs_in_the_kernel_both_ways_and_agrees_with_the_engine()
     assert!(carried >= 70, "carried {carried}");
 }
 
+/// The agent's early sync (between its periodic ones): the engine tells when changed flows
+/// wait to be looked at, and a poll of the changed flows alone (no sweep) offers a new flow.
+#[test]
+fn a_changed_flow_is_told_and_offered_without_a_sweep() {
+    // Engines alone: the syncs below are made by hand.
+    let mut sim = Sim::new(records(), false);
+    let mut changes = Vec::new();
+    assert!(sim.hosts[0].engine.offers_changed(), "never polled yet");
+    sim.hosts[0].engine.poll_offers(0, &mut changes);
+    assert!(changes.is_empty());
+    assert!(!sim.hosts[0].engine.offers_changed());
+    // A UDP flow across hosts: offered from its first datagram.
+    let (_, f) = frame_of(&Step::Udp(0, 5000, 53, Mangle::None)).unwrap();
+    assert_eq!(sim.send(&VM1, &f).len(), 1);
+    assert!(sim.hosts[0].engine.offers_changed());
+    sim.hosts[0].engine.poll_offers(0, &mut changes);
+    assert!(
+        matches!(changes[..], [OfferChange::Offer(k)] if k.hook == KernelHook::PortEgress(VM1.port)),
+        "{changes:?}"
+    );
+    assert!(!sim.hosts[0].engine.offers_changed());
+    // A TCP connection: told at every step of its handshake; by its end both hooks of
+    // host-1 are offered (the egress of zigi-vm1's segments, the ingress of the replies).
+    let mut offered = Vec::new();
+    for (i, step) in handshake().iter().enumerate() {
+        let (vm, f) = frame_of(step).unwrap();
+        sim.send(&vm, &f);
+        assert!(sim.hosts[0].engine.offers_changed(), "step {i}");
+        changes.clear();
+        sim.hosts[0].engine.poll_offers(0, &mut changes);
+        offered.extend(changes.iter().filter_map(|c| match c {
+            OfferChange::Offer(k) if k.proto == 6 => Some(k.hook),
+            _ => None,
+        }));
+    }
+    assert!(
+        offered.contains(&KernelHook::PortEgress(VM1.port)),
+        "{offered:?}"
+    );
+    assert!(
+        offered
+            .iter()
+            .any(|h| matches!(h, KernelHook::UnderlayIngress { port, .. } if *port == VM1.port)),
+        "{offered:?}"
+    );
+}
+
 #[test]
 fn what_the_kernel_holds_and_for_how_long() {
     let mut sim = Sim::new(records(), true);
