@@ -45,6 +45,11 @@
                                  and N held flows next to its base rows of the same run
   bench.py flowmem STATUS        the agents' resident memory and tracked flows / flow-table
                                  entries (summed over agents), to take before and after udp-flows
+  bench.py merge-rounds [+EXTRA...] FILE...   bench.sh's rounds (-N): the rounds' figures (one
+                                 file each) as one object of the same shape, each number the
+                                 median over the rounds, the pings' percentiles over every
+                                 round's replies pooled, each round's headline figures, and the
+                                 members of each +EXTRA file (measured once) as they are
   bench.py report KERNEL SOFTVPC PROP [RULES [SGPROP]]   the final table (JSON files of the
                                  above)
   bench.py nat-addresses STATUS  (scripts/bench-nat.sh) web's Elastic IP and the NAT gateway's,
@@ -67,6 +72,7 @@ import json
 import math
 import os
 import re
+import statistics
 import subprocess
 import sys
 import threading
@@ -88,7 +94,13 @@ def ping_stats(path):
     if not times:
         raise SystemExit(f"no ping replies in {path}:\n{text}")
     sent = re.search(r"(\d+) packets transmitted", text)
-    return {"n": len(times), "sent": int(sent.group(1)) if sent else None,
+    return ping_figures(times, int(sent.group(1)) if sent else None)
+
+
+def ping_figures(times, sent):
+    """The RTT figures of a list of replies' times (ms); the times are kept so that rounds
+    can be pooled (merge_rounds)."""
+    return {"n": len(times), "sent": sent, "times_ms": times,
             "p50_ms": percentile(times, 50), "p99_ms": percentile(times, 99),
             "mean_ms": sum(times) / len(times), "min_ms": min(times), "max_ms": max(times),
             # A round trip that stays on one CPU's softirq takes 5-12 us here; above that it
@@ -160,6 +172,65 @@ def iperf_figures(path):
             "retransmits": end["sum_sent"].get("retransmits"),
             "bytes": end["sum_received"]["bytes"],
             "seconds": end["sum_received"]["seconds"]}
+
+
+def median_of(values):
+    """The median of a list of like values: numbers directly (ints by median_low, so counts stay
+    whole), dicts key by key, equal-length lists element by element; anything else (None,
+    strings) the first round's."""
+    if values and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        if all(isinstance(v, int) for v in values):
+            return statistics.median_low(values)
+        return statistics.median(values)
+    if values and all(isinstance(v, dict) for v in values):
+        return {k: median_of([v[k] for v in values if k in v]) for k in values[0]}
+    if values and all(isinstance(v, list) for v in values) and len({len(v) for v in values}) == 1:
+        return [median_of(list(x)) for x in zip(*values)]
+    return values[0] if values else None
+
+
+# Each round's headline figures, kept beside the medians for the per-round ratios.
+ROUND_FIGURES = {"one stream": ("iperf", "gbps"), "8 streams": ("iperf8", "gbps"),
+                 "UDP 64 B": ("udp64", "kpps"), "ping p50": ("ping", "p50_ms"),
+                 "ping p99": ("ping", "p99_ms")}
+
+
+def merge_rounds(args):
+    """bench.sh's rounds (-N): one object shaped as a round's figures, every number the median
+    over the rounds, except the pings, whose percentiles are taken over every round's replies
+    pooled; plus "rounds" (each round's headline figures) and "rounds_bytes" (what all the
+    rounds' iperf3 runs moved, for the CPU per GB of counters that span every round).
+    An argument +FILE adds FILE's members as they are (what was measured once, not per round)."""
+    extra = {}
+    for a in args:
+        if a.startswith("+"):
+            extra.update(json.load(open(a[1:])))
+    rounds = [json.load(open(p)) for p in args if not p.startswith("+")]
+    out = median_of(rounds)
+    times = [r.get("ping", {}).get("times_ms") for r in rounds]
+    if all(times):
+        sent = [r["ping"].get("sent") for r in rounds]
+        out["ping"] = ping_figures([t for ts in times for t in ts],
+                                   sum(sent) if None not in sent else None)
+    out["rounds"] = [{name: r.get(a, {}).get(b) for name, (a, b) in ROUND_FIGURES.items()}
+                     for r in rounds]
+    out["rounds_bytes"] = sum(r.get(k, {}).get("bytes") or 0
+                              for r in rounds for k in ("iperf", "iperf8", "udp64"))
+    out.update(extra)
+    return out
+
+
+def rounds_text(kernel, soft, lead="softvpc/kernel"):
+    """The per-round ratios of two merged halves (merge_rounds), one line."""
+    kr, sr = kernel.get("rounds"), soft.get("rounds")
+    if not kr or not sr or len(kr) != len(sr):
+        return None
+    parts = []
+    for name in ROUND_FIGURES:
+        ratios = [f"{s[name] / k[name]:.2f}" if k.get(name) and s.get(name) is not None
+                  else "-" for k, s in zip(kr, sr)]
+        parts.append(f"{name} {' '.join(ratios)}")
+    return f"{lead} in each of the {len(kr)} rounds: " + "; ".join(parts) + "."
 
 
 DROP_SERIES = {"tap_tx_dropped": "softvpc_port_tx_dropped_total",
@@ -731,6 +802,10 @@ def scale_report(base_path, scale_path):
                      f"{syncs}, {(c['sync_us'] - b['sync_us']) / syncs:.0f} us each on average, "
                      f"{c['slow_syncs'] - b['slow_syncs']} of 1 ms or more; the longest since "
                      f"the agents started {c['sync_max_us']} us.")
+    text = rounds_text(base, scale, "scale/base")
+    if text:
+        lines.append(text + " (Round i of these rows "
+                     "against round i of the base rows: not taken at the same time.)")
     lines.append(f"Load average: base rows at {scale['base_load']}, these at "
                  f"{' '.join(b['load'])} -> {' '.join(c['load'])}.")
     return "\n".join(lines)
@@ -812,16 +887,28 @@ def report(kernel_path, softvpc_path, prop_path, rules_path=None, sgprop_path=No
                  get(soft, "iperf", "retransmits"), "{:d}"),
              row("TCP retransmits, 8 streams", get(kernel, "iperf8", "retransmits") or 0,
                  get(soft, "iperf8", "retransmits"), "{:d}")]
+    if "rounds" in kernel:
+        n = len(kernel["rounds"])
+        lines.append(f"\nEach figure is the median of {n} rounds in which the two halves took "
+                     f"turns (the kernel first in odd rounds, softvpc in even ones); the pings' "
+                     f"percentiles are over all rounds' replies together.")
+        text = rounds_text(kernel, soft) if "rounds" in soft else None
+        if text:
+            lines.append(text)
     before, after = soft.get("drops_before"), soft.get("drops_after")
     if before and after:
         lines.append(f"\nsoftvpc drops during its measurements (both agents): "
                      f"{drops_text(before, after)}.")
-        moved = sum(get(soft, k, "bytes") or 0 for k in ("iperf", "iperf8", "udp64")) / 1e9
+        moved = soft.get("rounds_bytes",
+                         sum(get(soft, k, "bytes") or 0 for k in ("iperf", "iperf8", "udp64")))
+        moved /= 1e9
         if "agent_cpu_s" in before and moved:
             cpu = after["agent_cpu_s"] - before["agent_cpu_s"]
             lines.append(f"softvpc agents' CPU time: {cpu:.1f} s for the {moved:.2f} GB their "
                          f"iperf3 runs moved, {cpu / moved:.2f} s per GB (the kernel path's CPU "
-                         f"is softirq time: in the machine's CPU time below).")
+                         f"is softirq time: in the machine's CPU time below)"
+                         + (" (over every round, the kernel's turns included)."
+                            if "rounds_bytes" in soft else "."))
     kinds = ("iperf", "iperf8", "udp64")
     cpu = {name: (sum(get(d, k, "machine_cpu_s") or 0 for k in kinds),
                   sum(get(d, k, "bytes") or 0 for k in kinds) / 1e9)
@@ -1041,6 +1128,8 @@ def main(argv):
         print(nat_report(argv[1], argv[2:]))
     elif len(argv) >= 5 and argv[0] == "services":
         print(json.dumps(services(argv[1], argv[2], int(argv[3]), int(argv[4]))))
+    elif len(argv) >= 2 and argv[0] == "merge-rounds":
+        print(json.dumps(merge_rounds(argv[1:])))
     elif len(argv) >= 4 and argv[0] == "report":
         print(report(argv[1], argv[2], argv[3], *argv[4:6]))
     else:

@@ -8,7 +8,9 @@
 #       static FDB/neighbour entries, and one VM netns per host (10.0.0.148 and 10.0.0.20 in
 #       10.0.0.0/24, MTU 1450);
 #   (b) a softvpc lab: the same fabric and hosts, a softvpc agent per host, one VPC with those
-#       two instances, measured twice: agents with --fast-path off, then --fast-path on;
+#       two instances, measured twice: agents with --fast-path off, then --fast-path on (the
+#       kernel topology stays up meanwhile: the fast path's rows and the kernel's are measured
+#       in rounds, taking turns, -N);
 # and prints iperf3 TCP throughput (one stream and 8), the 64-byte UDP packet rate, ping RTT
 # p50/p99 and the TCP retransmits for both and as
 # ratios softvpc/kernel, the drops outside the engine during softvpc's measurements (TAP queues,
@@ -31,7 +33,7 @@
 # CPU time and data-path syncs meanwhile.
 #
 # usage: sudo scripts/bench.sh [-t SECONDS] [-n PINGS] [-c CHANGES] [-f FLOWS] [-k CONNECTS]
-#                              [-m MTU] [-g ROUNDS] [-F] [-S FLOWS] [-R RULES] [-r]
+#                              [-m MTU] [-g ROUNDS] [-F] [-S FLOWS] [-R RULES] [-r] [-N ROUNDS]
 #   -t  iperf3 duration per run (default 5)      -n  pings at 5 ms intervals (default 200)
 #   -c  mapping changes to time (default 100: RunInstances and TerminateInstances in turn)
 #   -f  UDP flows for the memory measure (default 20000)
@@ -46,6 +48,12 @@
 #   -r  RPS on each host's underlay device in both halves (every CPU): what a multi-queue NIC's
 #       RSS does on a real host, spreading flows' receive processing over the CPUs (a veth has
 #       one queue, so without it a host's receive runs on the sending CPU)
+#   -N  rounds (default 3): the kernel VXLAN's rows and the fast path's take turns, ROUNDS
+#       times (the kernel first in odd rounds), and each figure is the median over the rounds
+#       (the pings' percentiles over every round's replies), printed with each round's ratios;
+#       -S's rows are measured ROUNDS times too. Two runs of one build differ by about 15% on
+#       this kind of machine (a VM's neighbours, where the scheduler puts iperf3); rounds taken
+#       side by side cancel what drifts between minutes, and a median drops one bad round
 # env: SOFTVPC_BIN (default target/release/softvpc), BENCH_API_PORT (default: a free port)
 #
 # Everything it creates (namespaces svbk<pid>-* and the lab svb<pid>-*, processes, /tmp files) is
@@ -55,19 +63,20 @@ cd "$(dirname "$0")/.."
 REPO=$PWD
 
 T=5 PINGS=200 CHANGES=100 FLOWS=20000 CONNECTS=3000 MTU=1450 FAST_ONLY=0 SG_ROUNDS=40
-SCALE_FLOWS=0 SCALE_RULES=1000 RPS=0
+SCALE_FLOWS=0 SCALE_RULES=1000 RPS=0 ROUNDS=3
 RULE_COUNTS="0 100 1000"
 # The account quota the rule counts need (lab up passes it to its server; bench.py reads it).
 export SOFTVPC_SG_RULES_PER_GROUP=200
-while getopts "t:n:c:f:k:m:g:FS:R:rh" opt; do
+while getopts "t:n:c:f:k:m:g:FS:R:rN:h" opt; do
   case $opt in
     t) T=$OPTARG ;; n) PINGS=$OPTARG ;; c) CHANGES=$OPTARG ;; g) SG_ROUNDS=$OPTARG ;;
     f) FLOWS=$OPTARG ;; k) CONNECTS=$OPTARG ;; m) MTU=$OPTARG ;; F) FAST_ONLY=1 ;;
-    S) SCALE_FLOWS=$OPTARG ;; R) SCALE_RULES=$OPTARG ;; r) RPS=1 ;;
-    *) sed -n '2,48p' "$0"; exit 2 ;;
+    S) SCALE_FLOWS=$OPTARG ;; R) SCALE_RULES=$OPTARG ;; r) RPS=1 ;; N) ROUNDS=$OPTARG ;;
+    *) sed -n '2,54p' "$0"; exit 2 ;;
   esac
 done
 [ "$(id -u)" -eq 0 ] || { echo "bench.sh needs root (network namespaces)" >&2; exit 1; }
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "-N wants a number of rounds, 1 or more" >&2; exit 2; }
 BIN=${SOFTVPC_BIN:-$REPO/target/release/softvpc}
 BENCH_PY="$REPO/scripts/bench.py"
 
@@ -205,10 +214,37 @@ kernel_half() {
   setup_host host-2 vm-b 198.18.0.12 198.18.0.11 10.0.0.20 $MAC_B 10.0.0.148 $MAC_A
 
   measure underlay "${K}host-1" "${K}host-2" 198.18.0.12
-  measure kernel "${K}vm-a" "${K}vm-b" 10.0.0.20 all
-  printf '{%s, "underlay_iperf": %s}\n' "$(figures kernel)" "$(cat "$WORK/underlay-iperf.json")" \
-    >"$WORK/kernel.json"
-  for n in fabric host-1 host-2 vm-a vm-b; do ip netns del "$K$n"; done
+  printf '{"underlay_iperf": %s}\n' "$(cat "$WORK/underlay-iperf.json")" >"$WORK/underlay.json"
+  # The topology stays (removed by cleanup): its rows are measured in rounds beside the fast
+  # path's (rounds below).
+}
+
+# kernel_round I: the kernel VXLAN's rows, round I; figures to $WORK/kernel-rI.json.
+kernel_round() {
+  measure "kernel-r$1" "${K}vm-a" "${K}vm-b" 10.0.0.20 all
+  printf '{%s}\n' "$(figures "kernel-r$1")" >"$WORK/kernel-r$1.json"
+}
+
+# rounds LABEL [NSA NSB]: ROUNDS rounds, in each the kernel's rows and LABEL's (the softvpc lab
+# up, instances in NSA and NSB) in turn, the kernel first in odd rounds; the medians to
+# $WORK/kernel.json and $WORK/LABEL-rows.json. Without NSA the kernel's rounds alone.
+rounds() {
+  local label=$1 nsa=${2:-} nsb=${3:-} i kfiles=() sfiles=()
+  for i in $(seq "$ROUNDS"); do
+    log "round $i of $ROUNDS (load $(cut -d' ' -f1 /proc/loadavg))"
+    if [ $((i % 2)) -eq 1 ]; then kernel_round "$i"; fi
+    if [ -n "$nsa" ]; then
+      measure "$label-r$i" "$nsa" "$nsb" 10.0.0.20 all
+      printf '{%s}\n' "$(figures "$label-r$i")" >"$WORK/$label-r$i.json"
+      sfiles+=("$WORK/$label-r$i.json")
+    fi
+    if [ $((i % 2)) -eq 0 ]; then kernel_round "$i"; fi
+    kfiles+=("$WORK/kernel-r$i.json")
+  done
+  python3 "$BENCH_PY" merge-rounds "+$WORK/underlay.json" "${kfiles[@]}" >"$WORK/kernel.json"
+  if [ -n "$nsa" ]; then
+    python3 "$BENCH_PY" merge-rounds "${sfiles[@]}" >"$WORK/$label-rows.json"
+  fi
 }
 
 # rules_phase NSA NSB: memory per tracked flow first (the agents' tables never shrink, so before
@@ -288,9 +324,17 @@ EOF
   local h
   for h in 1 2; do rps "${SOFTVPC_LAB_PREFIX}host-$h"; done
   python3 "$BENCH_PY" drops "$WORK/status.json" >"$WORK/drops-before.json"
-  measure "$label" "$nsa" "$nsb" 10.0.0.20 all
+  if [ "$mode" = on ]; then
+    # The figures the targets are about: in rounds beside the kernel's.
+    rounds "$label" "$nsa" "$nsb"
+  else
+    measure "$label" "$nsa" "$nsb" 10.0.0.20 all
+    printf '{%s}\n' "$(figures "$label")" >"$WORK/$label-rows.json"
+  fi
   python3 "$BENCH_PY" drops "$WORK/status.json" >"$WORK/drops-after.json"
-  printf '{%s, "drops_before": %s, "drops_after": %s}\n' "$(figures "$label")" \
+  local rows
+  rows=$(cat "$WORK/$label-rows.json")
+  printf '%s, "drops_before": %s, "drops_after": %s}\n' "${rows%\}}" \
     "$(cat "$WORK/drops-before.json")" "$(cat "$WORK/drops-after.json")" >"$WORK/$label.json"
   NSA=$nsa NSB=$nsb
 }
@@ -349,13 +393,21 @@ scale_phase() {
   log "scale: $n flows in the kernel after ${install_s%.*} s (wanted $want)"
   # The drops outside the engine during these rows, as for every other half (issue 14).
   python3 "$BENCH_PY" drops "$WORK/status.json" >"$WORK/scale-drops-before.json"
-  measure scale "$nsa" "$nsb" 10.0.0.20 all
+  local i files=()
+  for i in $(seq "$ROUNDS"); do
+    measure "scale-r$i" "$nsa" "$nsb" 10.0.0.20 all
+    printf '{%s}\n' "$(figures "scale-r$i")" >"$WORK/scale-r$i.json"
+    files+=("$WORK/scale-r$i.json")
+  done
+  python3 "$BENCH_PY" merge-rounds "${files[@]}" >"$WORK/scale-rows.json"
+  local rows
+  rows=$(cat "$WORK/scale-rows.json")
   python3 "$BENCH_PY" drops "$WORK/status.json" >"$WORK/scale-drops-after.json"
   python3 "$BENCH_PY" kernel-count "$WORK/status.json" >"$WORK/scale-count-after.json"
   kill "$holder" 2>/dev/null || true
   wait "$holder" 2>/dev/null || true
-  printf '{%s, "rules": %s, "flows": %s, "period": %s, "install_s": %s, "base_load": "%s", "count_before": %s, "count_after": %s, "drops_before": %s, "drops_after": %s}\n' \
-    "$(figures scale)" "$(cat "$WORK/scale-rules.json")" \
+  printf '%s, "rules": %s, "flows": %s, "period": %s, "install_s": %s, "base_load": "%s", "count_before": %s, "count_after": %s, "drops_before": %s, "drops_after": %s}\n' \
+    "${rows%\}}" "$(cat "$WORK/scale-rules.json")" \
     "$(grep ready "$WORK/scale-hold.out")" "$period" "$install_s" "$base_load" \
     "$(cat "$WORK/scale-count-before.json")" "$(cat "$WORK/scale-count-after.json")" \
     "$(cat "$WORK/scale-drops-before.json")" "$(cat "$WORK/scale-drops-after.json")" \
@@ -382,12 +434,18 @@ fi
 fast_rc=0
 run_half softvpc_fast_half; fast_rc=$HALF_RC
 [ $fast_rc -eq 0 ] || echo "!! softvpc --fast-path on failed (exit $fast_rc): its figures are missing" >&2
+if [ ! -f "$WORK/kernel.json" ]; then
+  # The fast half failed before its rounds: the kernel's rows alone, for the other half's table.
+  rm -f "$WORK"/kernel-r*.json
+  run_half rounds kernel
+  [ $HALF_RC -eq 0 ] || { echo "the kernel's rows failed (exit $HALF_RC)" >&2; exit 1; }
+fi
 
 echo
 echo "softvpc benchmark, $(date -u +%Y-%m-%dT%H:%MZ)"
 echo "machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')), kernel $(uname -r)"
 echo "load average: $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end (other work on the machine skews both halves)"
-echo "command: scripts/bench.sh -t $T -n $PINGS -c $CHANGES -f $FLOWS -k $CONNECTS -m $MTU -g $SG_ROUNDS$([ "$FAST_ONLY" -eq 1 ] && echo ' -F')$([ "$SCALE_FLOWS" -gt 0 ] && echo " -S $SCALE_FLOWS -R $SCALE_RULES")$([ "$RPS" -eq 1 ] && echo ' -r')"
+echo "command: scripts/bench.sh -t $T -n $PINGS -c $CHANGES -f $FLOWS -k $CONNECTS -m $MTU -g $SG_ROUNDS -N $ROUNDS$([ "$FAST_ONLY" -eq 1 ] && echo ' -F')$([ "$SCALE_FLOWS" -gt 0 ] && echo " -S $SCALE_FLOWS -R $SCALE_RULES")$([ "$RPS" -eq 1 ] && echo ' -r')"
 echo "softvpc: $BIN built $(date -u -r "$BIN" +%Y-%m-%dT%H:%MZ 2>/dev/null || echo '?'), checkout at $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')"
 echo
 if [ "$FAST_ONLY" -eq 0 ]; then
