@@ -9,7 +9,11 @@
 # API (CreateNetworkInterface, DeleteNetworkInterface, ...), each timed until every agent applied
 # it; prints p50/p99/max, the server's share (commit -> the socket write of the change's last
 # watch message, p50/p99/max), each agent's delay, the API latency, the server's CPU per change
-# and memory, the watch bytes per change and the load average.
+# and memory, the watch bytes per change and the load average; beside the server's CPU, the
+# simulated agents' own CPU per change over the same window (the benchmark process less its main
+# thread, which is printed in brackets), each side's CPU per message, and the floor: (server +
+# agents' CPU per change) / CPUs, the least time a change can take to reach every agent here.
+# --no-apply: the agents read and decode each measured message without applying it.
 #
 # usage: scripts/bench-mapping.sh [softvpc-bench-mapping options, e.g. --agents 10,100,1000]
 #   (--help lists them; default --agents 10,100; 1,000 agents need `ulimit -n` >= 2256)

@@ -18,7 +18,12 @@
 //!    each agent's delay (p50/p99 over every agent and change), the API call's
 //!    latency, the server's CPU per change, its resident memory (now and peak), the watch
 //!    bytes per change (the protobuf messages the agents received, without TLS/HTTP/2 framing)
-//!    and the load average.
+//!    and the load average;
+//! 4. and the simulated agents' own CPU per change over the same window (this process's CPU,
+//!    `getrusage`, less its main thread's, which drives the API calls and waits: printed beside
+//!    it), each side's CPU per watch message, and the **work-conservation floor**: (server CPU +
+//!    agents' CPU per change) / the CPUs of the machine, the least wall time in which a change
+//!    can reach every agent here, however the two sides are scheduled.
 //!
 //! With `--big-vpc N` it then starts another server, creates N ENIs in one VPC (8 API clients),
 //! and reports the server's resident memory per ENI, and for one agent with an instance in that
@@ -27,7 +32,9 @@
 //!
 //! `--agents-nice N` runs the simulated agents' threads at nice N (the server and this process's
 //! main thread stay at 0): real agents run on other machines, so this shows the server's share
-//! with the CPUs its own first; the agents still apply every message.
+//! with the CPUs its own first; the agents still apply every message. `--no-apply` makes the
+//! agents' receive the cheapest this harness has: during the measured phase each message is read
+//! (TLS, HTTP/2) and decoded (protobuf) but not applied to the `Replica`.
 //!
 //! Every loop is bounded (`--time-limit`, a per-change timeout); the server and its directory go
 //! away at the end (the server also dies with this process).
@@ -76,6 +83,11 @@ struct Args {
     /// (on whatever CPU the server leaves them, so their figures then include waiting for it).
     #[arg(long, default_value_t = 0)]
     agents_nice: i32,
+    /// During the measured phase, the agents only read and decode each watch message (TLS,
+    /// HTTP/2, protobuf) and note which ENI it adds or removes, without applying it to their
+    /// `Replica`: the cheapest receive, for the agents' part of the floor.
+    #[arg(long)]
+    no_apply: bool,
     /// Then, on a server of its own, a VPC of this many ENIs (0: skip): the server's memory per
     /// ENI, and one agent's full resync of the VPC (time, Snapshot size, memory per ENI).
     #[arg(long, default_value_t = 0)]
@@ -102,6 +114,8 @@ type Applied = (Vec<Instant>, u64);
 struct Seen {
     /// Only while measuring (the setup's ENIs would fill it).
     recording: AtomicBool,
+    /// `--no-apply`: while recording, messages are read and decoded but not applied.
+    no_apply: bool,
     /// (ENI id, appeared) -> the instants at which agents applied it, and the revision of the
     /// message that carried it.
     at: Mutex<HashMap<(String, bool), Applied>>,
@@ -177,8 +191,24 @@ async fn agent(
             // What this message makes appear or go (only deltas are measured: the changes are
             // made after every agent is in sync).
             let mut moved = Vec::new();
+            let recording = seen.recording.load(Ordering::Relaxed);
+            let skip_apply = seen.no_apply && recording;
             if let Some(pb::watch_response::Kind::Delta(d)) = &msg.kind {
-                if seen.recording.load(Ordering::Relaxed) {
+                if skip_apply {
+                    // Not applied: an ENI counts as moved by the change that names it (each
+                    // measured change names one new ENI or one deletion, once per agent).
+                    for c in &d.changes {
+                        match &c.kind {
+                            Some(pb::change::Kind::UpsertEni(e)) => {
+                                moved.push((e.eni_id.clone(), true))
+                            }
+                            Some(pb::change::Kind::DeleteEniId(id)) => {
+                                moved.push((id.clone(), false))
+                            }
+                            _ => {}
+                        }
+                    }
+                } else if recording {
                     for c in &d.changes {
                         match &c.kind {
                             Some(pb::change::Kind::UpsertEni(e))
@@ -196,7 +226,7 @@ async fn agent(
                     }
                 }
             }
-            if replica.apply(&msg).is_err() {
+            if !skip_apply && replica.apply(&msg).is_err() {
                 replica.reset_resume_point();
                 break;
             }
@@ -246,6 +276,24 @@ fn own_rss() -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
+}
+
+/// CPU time (user + system) from `getrusage`: `RUSAGE_SELF` is every thread of this process,
+/// ended ones included; `RUSAGE_THREAD` the calling thread alone.
+fn rusage_cpu(who: libc::c_int) -> Duration {
+    // SAFETY: an all-zero rusage is a valid value; getrusage writes one into it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `ru` lives across the call.
+    if unsafe { libc::getrusage(who, &mut ru) } != 0 {
+        return Duration::ZERO;
+    }
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// The CPUs this process may run on (the floor divides by them).
+fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 fn call(api: &BlockingClient, action: &str, input: Value) -> anyhow::Result<(Value, Duration)> {
@@ -324,9 +372,14 @@ fn run(args: &Args) -> anyhow::Result<()> {
         args.agents_nice
     );
     println!(
-        "| agents | changes | all applied p50 / p99 / max ms | server: commit -> last watch write p50 / p99 / max ms | per agent p50 / p99 ms | API p50 / p99 ms | server CPU ms/change | server RSS / peak MiB | KiB/change (msgs) | bench RSS MiB | load |"
+        "agents' CPU: this process's, less its main thread's (the API client and the waits, in brackets): TLS, HTTP/2, protobuf decode, {} and the harness's bookkeeping per message; floor: (server + agents' CPU per change) / {} CPUs",
+        if args.no_apply { "no Replica apply (--no-apply)" } else { "the Replica apply" },
+        cpus()
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "| agents | changes | all applied p50 / p99 / max ms | server: commit -> last watch write p50 / p99 / max ms | per agent p50 / p99 ms | API p50 / p99 ms | server CPU ms/change | agents CPU ms/change (main thread) | CPU us/msg server / agents | floor ms | server RSS / peak MiB | KiB/change (msgs) | bench RSS MiB | load |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for &n in &args.agents {
         let dir =
             std::env::temp_dir().join(format!("softvpc-bench-mapping-{}-{n}", std::process::id()));
@@ -532,7 +585,10 @@ fn run_one(args: &Args, server: &Server, n: usize, deadline: Instant) -> anyhow:
         .on_thread_start(move || nice_this_thread(nice))
         .enable_all()
         .build()?;
-    let seen = Arc::new(Seen::default());
+    let seen = Arc::new(Seen {
+        no_apply: args.no_apply,
+        ..Seen::default()
+    });
     let url = format!("https://{}", server.mapping);
     let data = server.dir.join("data");
 
@@ -616,6 +672,10 @@ fn run_one(args: &Args, server: &Server, n: usize, deadline: Instant) -> anyhow:
     // The measured changes.
     let load_before = loadavg();
     let cpu0 = server.cpu_time();
+    let (self0, main0) = (
+        rusage_cpu(libc::RUSAGE_SELF),
+        rusage_cpu(libc::RUSAGE_THREAD),
+    );
     let bytes0 = seen.bytes.load(Ordering::Relaxed);
     let msgs0 = seen.messages.load(Ordering::Relaxed);
     seen.recording.store(true, Ordering::Relaxed);
@@ -671,6 +731,9 @@ fn run_one(args: &Args, server: &Server, n: usize, deadline: Instant) -> anyhow:
     }
     seen.recording.store(false, Ordering::Relaxed);
     let cpu = server.cpu_time().saturating_sub(cpu0);
+    let own = rusage_cpu(libc::RUSAGE_SELF).saturating_sub(self0);
+    let main_cpu = rusage_cpu(libc::RUSAGE_THREAD).saturating_sub(main0);
+    let agents_cpu = own.saturating_sub(main_cpu);
     // Let late messages of the last change arrive before counting bytes.
     std::thread::sleep(Duration::from_millis(200));
     let bytes = seen.bytes.load(Ordering::Relaxed) - bytes0;
@@ -683,8 +746,10 @@ fn run_one(args: &Args, server: &Server, n: usize, deadline: Instant) -> anyhow:
     api_lat.sort();
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     let per = done.max(1) as f64;
+    let ms = |d: Duration| d.as_secs_f64() * 1e3 / per;
+    let us_per_msg = |d: Duration| d.as_secs_f64() * 1e6 / (msgs.max(1) as f64);
     println!(
-        "| {n} | {done}{} | {:.1} / {:.1} / {:.1} | {:.1} / {:.1} / {:.1}{} | {:.1} / {:.1} | {:.1} / {:.1} | {:.1} | {:.0} / {:.0} | {:.1} ({:.0}) | {:.0} | {load_before} -> {load_after} |",
+        "| {n} | {done}{} | {:.1} / {:.1} / {:.1} | {:.1} / {:.1} / {:.1}{} | {:.1} / {:.1} | {:.1} / {:.1} | {:.1} | {:.1} ({:.1}) | {:.1} / {:.1} | {:.1} | {:.0} / {:.0} | {:.1} ({:.0}) | {:.0} | {load_before} -> {load_after} |",
         if missed > 0 { format!(" ({missed} timed out)") } else { String::new() },
         pct(&all_applied, 0.5),
         pct(&all_applied, 0.99),
@@ -697,7 +762,12 @@ fn run_one(args: &Args, server: &Server, n: usize, deadline: Instant) -> anyhow:
         pct(&per_agent, 0.99),
         pct(&api_lat, 0.5),
         pct(&api_lat, 0.99),
-        cpu.as_secs_f64() * 1e3 / per,
+        ms(cpu),
+        ms(agents_cpu),
+        ms(main_cpu),
+        us_per_msg(cpu),
+        us_per_msg(agents_cpu),
+        (ms(cpu) + ms(agents_cpu)) / cpus() as f64,
         mib(server.proc_status("VmRSS:")),
         mib(server.proc_status("VmHWM:")),
         bytes as f64 / 1024.0 / per,
