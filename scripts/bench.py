@@ -41,8 +41,10 @@
                                  instances' eth egress, the agents' installed flows
                                  (softvpc_fast_path_flows) and tracked connections, their CPU
                                  time and their data path's syncs with the engine's offer
-  bench.py scale-report BASE SCALE   bench.sh -S's table: the fast path's rows with 1,000 rules
-                                 and N held flows next to its base rows of the same run
+  bench.py scale-report BASE SCALE [KBASE KSCALE]   bench.sh -S's table: the fast path's rows
+                                 with 1,000 rules and N held flows next to its base rows of the
+                                 same run; with the kernel's rows measured beside each, also
+                                 each one's ratio to its kernel's, scale's over base's
   bench.py flowmem STATUS        the agents' resident memory and tracked flows / flow-table
                                  entries (summed over agents), to take before and after udp-flows
   bench.py merge-rounds [+EXTRA...] FILE...   bench.sh's rounds (-N): the rounds' figures (one
@@ -752,31 +754,59 @@ def kernel_count(status_path):
     return out
 
 
-def scale_report(base_path, scale_path):
+def scale_report(base_path, scale_path, kbase_path=None, kscale_path=None):
     base, scale = json.load(open(base_path)), json.load(open(scale_path))
+    kbase = json.load(open(kbase_path)) if kbase_path and os.path.exists(kbase_path) else None
+    kscale = (json.load(open(kscale_path))
+              if kscale_path and os.path.exists(kscale_path) else None)
     get = lambda d, a, b: d.get(a, {}).get(b)  # noqa: E731
+    # With the kernel's rounds beside each, also each ratio to the kernel's rows of its own
+    # time, scale's over base's: what the machine did between the two cancels out.
+    beside = kbase is not None and kscale is not None
 
-    def row(label, b, s, fmt):
-        ratio = f"{s / b:.3f}" if b and s is not None else "-"
-        bv = fmt.format(b) if b is not None else "failed"
-        sv = fmt.format(s) if s is not None else "failed"
-        return f"| {label:<28} | {bv:>15} | {sv:>22} | {ratio:>11} |"
+    def row(label, a, b, fmt, d_base=base, d_scale=scale):
+        bval, sval = get(d_base, a, b), get(d_scale, a, b)
+        ratio = f"{sval / bval:.3f}" if bval and sval is not None else "-"
+        bv = fmt.format(bval) if bval is not None else "failed"
+        sv = fmt.format(sval) if sval is not None else "failed"
+        line = f"| {label:<28} | {bv:>15} | {sv:>22} | {ratio:>11} |"
+        if beside:
+            kb, ks = get(kbase, a, b), get(kscale, a, b)
+            rel = (f"{(sval / ks) / (bval / kb):.3f}"
+                   if kb and ks and bval and sval is not None and fmt != "{:d}" else "-")
+            line += f" {rel:>22} |"
+        return line
 
     c = scale["count_after"]
     lines = [f"| metric                       | fast path, base | {scale['rules']['rules']} rules, "
-             f"{scale['flows']['flows']} flows | scale/base |",
+             f"{scale['flows']['flows']} flows | scale/base |"
+             + (" each against its kernel |" if beside else ""),
              "|------------------------------|----------------:|-----------------------:|"
-             "-----------:|"]
+             "-----------:|" + ("-----------------------:|" if beside else "")]
     for label, a, b, fmt in [("iperf3 TCP, Gbit/s", "iperf", "gbps", "{:.2f}"),
                              ("iperf3 TCP 8 streams, Gbit/s", "iperf8", "gbps", "{:.2f}"),
                              ("UDP 64 B received, kpps", "udp64", "kpps", "{:.1f}"),
                              ("ping RTT p50, ms", "ping", "p50_ms", "{:.3f}"),
                              ("ping RTT p99, ms", "ping", "p99_ms", "{:.3f}")]:
-        lines.append(row(label, get(base, a, b), get(scale, a, b), fmt))
-    lines.append(row("TCP retransmits, 1 stream", get(base, "iperf", "retransmits"),
-                     get(scale, "iperf", "retransmits"), "{:d}"))
-    lines.append(row("TCP retransmits, 8 streams", get(base, "iperf8", "retransmits"),
-                     get(scale, "iperf8", "retransmits"), "{:d}"))
+        lines.append(row(label, a, b, fmt))
+    lines.append(row("TCP retransmits, 1 stream", "iperf", "retransmits", "{:d}"))
+    lines.append(row("TCP retransmits, 8 streams", "iperf8", "retransmits", "{:d}"))
+    if beside:
+        lines.append("\nThe last column: (scale / the kernel's rows in the scale rows' rounds) over "
+                     "(base / the kernel's rows in the base rows' rounds). The kernel's rows "
+                     "then: " + ", ".join(
+                         f"{label} {fmt.format(get(kbase, a, b))} -> "
+                         f"{fmt.format(get(kscale, a, b))}"
+                         for label, a, b, fmt in [("one stream", "iperf", "gbps", "{:.2f}"),
+                                                  ("8 streams", "iperf8", "gbps", "{:.2f}"),
+                                                  ("UDP", "udp64", "kpps", "{:.1f}"),
+                                                  ("ping p50", "ping", "p50_ms", "{:.3f}"),
+                                                  ("ping p99", "ping", "p99_ms", "{:.3f}")]
+                         if get(kbase, a, b) is not None and get(kscale, a, b) is not None)
+                     + ".")
+        text = rounds_text(kscale, scale)
+        if text:
+            lines.append(text.replace("softvpc/kernel", "Scale rows / kernel"))
     b = scale["count_before"]
     lines.append(f"\nHeld: {scale['flows']['flows']} UDP flows bench-a -> bench-b (one datagram "
                  f"each every {scale['period']} s during the measurement), "
@@ -802,10 +832,6 @@ def scale_report(base_path, scale_path):
                      f"{syncs}, {(c['sync_us'] - b['sync_us']) / syncs:.0f} us each on average, "
                      f"{c['slow_syncs'] - b['slow_syncs']} of 1 ms or more; the longest since "
                      f"the agents started {c['sync_max_us']} us.")
-    text = rounds_text(base, scale, "scale/base")
-    if text:
-        lines.append(text + " (Round i of these rows "
-                     "against round i of the base rows: not taken at the same time.)")
     lines.append(f"Load average: base rows at {scale['base_load']}, these at "
                  f"{' '.join(b['load'])} -> {' '.join(c['load'])}.")
     return "\n".join(lines)
@@ -1119,7 +1145,7 @@ def main(argv):
     elif len(argv) >= 2 and argv[0] == "kernel-count":
         print(json.dumps(kernel_count(argv[1])))
     elif len(argv) >= 3 and argv[0] == "scale-report":
-        print(scale_report(argv[1], argv[2]))
+        print(scale_report(*argv[1:5]))
     elif len(argv) >= 2 and argv[0] == "flowmem":
         print(json.dumps(flowmem(argv[1])))
     elif len(argv) >= 2 and argv[0] == "nat-addresses":

@@ -219,29 +219,29 @@ kernel_half() {
   # path's (rounds below).
 }
 
-# kernel_round I: the kernel VXLAN's rows, round I; figures to $WORK/kernel-rI.json.
+# kernel_round LABEL I: the kernel VXLAN's rows, round I; figures to $WORK/LABEL-rI.json.
 kernel_round() {
-  measure "kernel-r$1" "${K}vm-a" "${K}vm-b" 10.0.0.20 all
-  printf '{%s}\n' "$(figures "kernel-r$1")" >"$WORK/kernel-r$1.json"
+  measure "$1-r$2" "${K}vm-a" "${K}vm-b" 10.0.0.20 all
+  printf '{%s}\n' "$(figures "$1-r$2")" >"$WORK/$1-r$2.json"
 }
 
-# rounds LABEL [NSA NSB]: ROUNDS rounds, in each the kernel's rows and LABEL's (the softvpc lab
-# up, instances in NSA and NSB) in turn, the kernel first in odd rounds; the medians to
-# $WORK/kernel.json and $WORK/LABEL-rows.json. Without NSA the kernel's rounds alone.
+# rounds KLABEL LABEL [NSA NSB]: ROUNDS rounds, in each the kernel's rows and LABEL's (the
+# softvpc lab up, instances in NSA and NSB) in turn, the kernel first in odd rounds; the
+# medians to $WORK/KLABEL.json and $WORK/LABEL-rows.json. Without NSA the kernel's alone.
 rounds() {
-  local label=$1 nsa=${2:-} nsb=${3:-} i kfiles=() sfiles=()
+  local klabel=$1 label=$2 nsa=${3:-} nsb=${4:-} i kfiles=() sfiles=()
   for i in $(seq "$ROUNDS"); do
-    log "round $i of $ROUNDS (load $(cut -d' ' -f1 /proc/loadavg))"
-    if [ $((i % 2)) -eq 1 ]; then kernel_round "$i"; fi
+    log "$label: round $i of $ROUNDS (load $(cut -d' ' -f1 /proc/loadavg))"
+    if [ $((i % 2)) -eq 1 ]; then kernel_round "$klabel" "$i"; fi
     if [ -n "$nsa" ]; then
       measure "$label-r$i" "$nsa" "$nsb" 10.0.0.20 all
       printf '{%s}\n' "$(figures "$label-r$i")" >"$WORK/$label-r$i.json"
       sfiles+=("$WORK/$label-r$i.json")
     fi
-    if [ $((i % 2)) -eq 0 ]; then kernel_round "$i"; fi
-    kfiles+=("$WORK/kernel-r$i.json")
+    if [ $((i % 2)) -eq 0 ]; then kernel_round "$klabel" "$i"; fi
+    kfiles+=("$WORK/$klabel-r$i.json")
   done
-  python3 "$BENCH_PY" merge-rounds "+$WORK/underlay.json" "${kfiles[@]}" >"$WORK/kernel.json"
+  python3 "$BENCH_PY" merge-rounds "+$WORK/underlay.json" "${kfiles[@]}" >"$WORK/$klabel.json"
   if [ -n "$nsa" ]; then
     python3 "$BENCH_PY" merge-rounds "${sfiles[@]}" >"$WORK/$label-rows.json"
   fi
@@ -326,7 +326,7 @@ EOF
   python3 "$BENCH_PY" drops "$WORK/status.json" >"$WORK/drops-before.json"
   if [ "$mode" = on ]; then
     # The figures the targets are about: in rounds beside the kernel's.
-    rounds "$label" "$nsa" "$nsb"
+    rounds kernel "$label" "$nsa" "$nsb"
   else
     measure "$label" "$nsa" "$nsb" 10.0.0.20 all
     printf '{%s}\n' "$(figures "$label")" >"$WORK/$label-rows.json"
@@ -393,13 +393,9 @@ scale_phase() {
   log "scale: $n flows in the kernel after ${install_s%.*} s (wanted $want)"
   # The drops outside the engine during these rows, as for every other half (issue 14).
   python3 "$BENCH_PY" drops "$WORK/status.json" >"$WORK/scale-drops-before.json"
-  local i files=()
-  for i in $(seq "$ROUNDS"); do
-    measure "scale-r$i" "$nsa" "$nsb" 10.0.0.20 all
-    printf '{%s}\n' "$(figures "scale-r$i")" >"$WORK/scale-r$i.json"
-    files+=("$WORK/scale-r$i.json")
-  done
-  python3 "$BENCH_PY" merge-rounds "${files[@]}" >"$WORK/scale-rows.json"
+  # In rounds beside the kernel's again: the scale rows come minutes after the base rows, and
+  # what the machine does meanwhile moves both halves (scale-report compares the two ratios).
+  rounds kernel-scale scale "$nsa" "$nsb"
   local rows
   rows=$(cat "$WORK/scale-rows.json")
   python3 "$BENCH_PY" drops "$WORK/status.json" >"$WORK/scale-drops-after.json"
@@ -437,7 +433,7 @@ run_half softvpc_fast_half; fast_rc=$HALF_RC
 if [ ! -f "$WORK/kernel.json" ]; then
   # The fast half failed before its rounds: the kernel's rows alone, for the other half's table.
   rm -f "$WORK"/kernel-r*.json
-  run_half rounds kernel
+  run_half rounds kernel kernel
   [ $HALF_RC -eq 0 ] || { echo "the kernel's rows failed (exit $HALF_RC)" >&2; exit 1; }
 fi
 
@@ -460,7 +456,8 @@ if [ "$SCALE_FLOWS" -gt 0 ]; then
   echo
   echo "softvpc with --fast-path on, with many flows and rules (issue 14: within 10% of the base rows):"
   if [ -f "$WORK/scale.json" ]; then
-    python3 "$BENCH_PY" scale-report "$WORK/softvpc-fast.json" "$WORK/scale.json"
+    python3 "$BENCH_PY" scale-report "$WORK/softvpc-fast.json" "$WORK/scale.json" \
+      "$WORK/kernel.json" "$WORK/kernel-scale.json"
   else
     echo "(not measured: the fast half failed before or during it)"
   fi
