@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use softvpc_proto::pb;
 
-use crate::log::{LogRead, Needed};
+use crate::log::{LogRead, Needed, NeededInputs};
 use crate::record::Scope;
 
 /// One watch's position: the revision it has sent and the VPCs and groups its agent then holds.
@@ -28,6 +28,9 @@ pub struct Feed {
     revision: u64,
     /// Shared with the keys of the messages it sent (see [`Key`]): a reference count each.
     held: Arc<Needed>,
+    /// The catalog's maps that `held` was computed from (None until the first message): while
+    /// they are unchanged, so is what the host needs, and the feed does not compute it again.
+    held_from: Option<NeededInputs>,
 }
 
 impl Feed {
@@ -106,11 +109,21 @@ impl Feed {
                 vpcs: req.held_vpc_ids.iter().cloned().collect(),
                 groups: req.held_security_group_ids.iter().cloned().collect(),
             }),
+            held_from: None,
+        }
+    }
+
+    /// What the host needs as of `read`: `held` again when the maps it was computed from are
+    /// unchanged (one pointer comparison per map instead of lookups and two new sets).
+    fn needed(&self, read: &LogRead) -> Arc<Needed> {
+        match &self.held_from {
+            Some(from) if from.unchanged(&read.catalog) => self.held.clone(),
+            _ => Arc::new(read.catalog.needed(&self.host_id)),
         }
     }
 
     fn message(&mut self, read: &LogRead, snapshot: bool) -> pb::WatchResponse {
-        let needed = Arc::new(read.catalog.needed(&self.host_id));
+        let needed = self.needed(read);
         let snapshot = snapshot || read.entries.is_none();
         let m = self.build(read, snapshot, &needed);
         self.advance(read, needed);
@@ -124,7 +137,7 @@ impl Feed {
         shared: &SharedMessages<T>,
         make: impl FnOnce(pb::WatchResponse) -> T,
     ) -> T {
-        let needed = Arc::new(read.catalog.needed(&self.host_id));
+        let needed = self.needed(read);
         let snapshot = snapshot || read.entries.is_none();
         // A Snapshot depends only on what is needed; a Delta also on where the feed is and
         // what its agent holds.
@@ -144,6 +157,9 @@ impl Feed {
     }
 
     fn advance(&mut self, read: &LogRead, needed: Arc<Needed>) {
+        if !Arc::ptr_eq(&self.held, &needed) || self.held_from.is_none() {
+            self.held_from = Some(read.catalog.needed_inputs());
+        }
         self.held = needed;
         self.revision = read.revision;
     }

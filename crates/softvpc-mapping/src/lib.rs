@@ -30,7 +30,7 @@ pub mod services;
 
 pub use feed::{Feed, SharedMessages};
 pub use flowlog::{Field, FlowLogSpec, TrafficType};
-pub use log::{Catalog, Concerned, LogEntry, LogRead, MappingLog, Needed};
+pub use log::{Catalog, Concerned, LogEntry, LogRead, MappingLog, Needed, NeededInputs};
 pub use policy::{
     NetworkAclRecord, PeeringRecord, PrefixListRecord, PrefixListRoute, RouteTableRecord,
     SecurityGroupRecord,

@@ -98,6 +98,32 @@ pub struct Needed {
     pub groups: BTreeSet<String>,
 }
 
+/// The maps [`Catalog::needed`] reads, kept by a feed (a reference count each) so that it can
+/// tell its host's needs are unchanged without computing them again: most revisions (an ENI
+/// created or deleted without a placement, a rule changed) touch none of these maps. While a
+/// copy holds a map's root, any change to the catalog's map copies that root, so the same root
+/// means the same map.
+#[derive(Debug, Clone)]
+pub struct NeededInputs {
+    placed: OrdMap<String, OrdMap<String, u32>>,
+    peers: OrdMap<String, OrdMap<String, u32>>,
+    vpcs: OrdMap<String, Arc<VpcRecord>>,
+    placed_groups: OrdMap<String, OrdMap<String, u32>>,
+    groups: OrdMap<String, Arc<SecurityGroupRecord>>,
+}
+
+impl NeededInputs {
+    /// Whether `catalog` has these very maps: then [`Catalog::needed`] answers as it did for
+    /// every host.
+    pub fn unchanged(&self, catalog: &Catalog) -> bool {
+        self.placed.ptr_eq(&catalog.placed)
+            && self.peers.ptr_eq(&catalog.peers)
+            && self.vpcs.ptr_eq(&catalog.vpcs)
+            && self.placed_groups.ptr_eq(&catalog.placed_groups)
+            && self.groups.ptr_eq(&catalog.groups)
+    }
+}
+
 fn index(index: &mut OrdMap<String, OrdSet<String>>, key: &str, id: &str) {
     index
         .entry(key.to_string())
@@ -378,6 +404,17 @@ impl Catalog {
         Needed {
             vpcs: self.needed_vpcs(host_id),
             groups: self.needed_groups(host_id),
+        }
+    }
+
+    /// The maps [`Catalog::needed`] reads, as of now (see [`NeededInputs`]).
+    pub fn needed_inputs(&self) -> NeededInputs {
+        NeededInputs {
+            placed: self.placed.clone(),
+            peers: self.peers.clone(),
+            vpcs: self.vpcs.clone(),
+            placed_groups: self.placed_groups.clone(),
+            groups: self.groups.clone(),
         }
     }
 
