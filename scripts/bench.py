@@ -913,14 +913,18 @@ def report(kernel_path, softvpc_path, prop_path, rules_path=None, sgprop_path=No
                  get(soft, "iperf", "retransmits"), "{:d}"),
              row("TCP retransmits, 8 streams", get(kernel, "iperf8", "retransmits") or 0,
                  get(soft, "iperf8", "retransmits"), "{:d}")]
-    if "rounds" in kernel:
+    if "rounds" in kernel and "rounds" in soft:
         n = len(kernel["rounds"])
         lines.append(f"\nEach figure is the median of {n} rounds in which the two halves took "
                      f"turns (the kernel first in odd rounds, softvpc in even ones); the pings' "
                      f"percentiles are over all rounds' replies together.")
-        text = rounds_text(kernel, soft) if "rounds" in soft else None
+        text = rounds_text(kernel, soft)
         if text:
             lines.append(text)
+    elif "rounds" in kernel:
+        lines.append(f"\nThe kernel's figures are the median of its {len(kernel['rounds'])} "
+                     f"rounds (measured beside the fast path's, below); softvpc's here are one "
+                     f"run.")
     before, after = soft.get("drops_before"), soft.get("drops_after")
     if before and after:
         lines.append(f"\nsoftvpc drops during its measurements (both agents): "
