@@ -10,8 +10,9 @@
 //! checkpoint (shared with the replica, not copied). It prints this process's resident memory
 //! before and after (glibc's free memory handed back first, `malloc_trim`), per ENI, split into
 //! the replica, the table and the published view, and the time of each step (a full resync
-//! less the network); then applies one Delta while the view is published, which copies the
-//! records once (the time, and the memory while both are held and after).
+//! less the network); then applies one Delta while the view is published (the time, and the
+//! memory while both are held and after), and `--deltas` more, each while the previous view is
+//! published, for the time of one such apply (median and maximum).
 //! No server is started: the records are what `softvpc-server`'s mapping projection sends
 //! (`crates/softvpc-server/tests/large_snapshot.rs` sends 100,000 ENIs the real way).
 
@@ -36,6 +37,10 @@ struct Args {
     /// Hosts the ENIs are spread over (this agent is the first).
     #[arg(long, default_value_t = 1000)]
     hosts: u32,
+    /// Deltas applied one by one while the previous view is published, for the apply time's
+    /// median and maximum (each moves another ENI to another host).
+    #[arg(long, default_value_t = 21)]
+    deltas: u32,
 }
 
 fn main() {
@@ -168,13 +173,14 @@ fn snapshot(n: u32, hosts: u32) -> pb::WatchResponse {
 fn run(args: &Args) -> anyhow::Result<()> {
     ensure!(args.hosts >= 1, "--hosts: at least 1");
     if args.enis.len() > 1 {
-        println!("| ENIs in the VPC | hosts | local ENIs | replica B/ENI | engine table B/ENI | published view B/ENI | agent total B/ENI | total | decode / apply / build | a Delta while published: copy, extra B/ENI while both held, total after | load |");
-        println!("|---|---|---|---|---|---|---|---|---|---|---|");
+        println!("| ENIs in the VPC | hosts | local ENIs | replica B/ENI | engine table B/ENI | published view B/ENI | agent total B/ENI | total | decode / apply / build | a Delta while published: time, extra B/ENI while both held, total after | one Delta while published, median / max of N | load |");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
         // One process per count: what one run freed and glibc kept would blur the next.
         let me = std::env::current_exe()?;
         for n in &args.enis {
             let status = std::process::Command::new(&me)
                 .args(["--enis", &n.to_string(), "--hosts", &args.hosts.to_string()])
+                .args(["--deltas", &args.deltas.to_string()])
                 .status()?;
             ensure!(status.success(), "--enis {n}: {status}");
         }
@@ -226,8 +232,9 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let with_published = rss();
 
     // The next Delta (an ENI moved to another host) while that view is still published: the
-    // replica copies the records once (`Arc::make_mut`), and the agent's next publish lets the
-    // old view go. Timed, with the memory while both are held.
+    // replica clones the records (`Arc::make_mut`; their maps are persistent, so only the
+    // change's path is copied), and the agent's next publish lets the old view go. Timed, with
+    // the memory while both are held.
     let moved = pb::WatchResponse {
         epoch: "bench".into(),
         revision: 2,
@@ -250,9 +257,40 @@ fn run(args: &Args) -> anyhow::Result<()> {
     ));
     let after_delta = rss();
 
+    // More Deltas, each applied while the view before it is published (as the agent's next
+    // publish holds it), each moving another ENI to another host.
+    let mut times = Vec::with_capacity(args.deltas as usize);
+    for d in 0..args.deltas {
+        let i = (d + 2) % n.max(1);
+        let delta = pb::WatchResponse {
+            epoch: "bench".into(),
+            revision: u64::from(d) + 3,
+            kind: Some(pb::watch_response::Kind::Delta(pb::Delta {
+                changes: vec![pb::Change {
+                    kind: Some(pb::change::Kind::UpsertEni(eni(i, (i + 1) % args.hosts))),
+                }],
+            })),
+        };
+        let t = Instant::now();
+        replica
+            .apply(&delta)
+            .map_err(|e| anyhow::anyhow!("applying delta {d}: {e}"))?;
+        times.push(t.elapsed());
+        ensure!(!Arc::ptr_eq(&published, &replica.records));
+        published = Arc::clone(&replica.records);
+    }
+    times.sort();
+    let (median, max) = match (times.get(times.len() / 2), times.last()) {
+        (Some(m), Some(x)) => (
+            format!("{:.1} us", m.as_secs_f64() * 1e6),
+            format!("{:.1} us", x.as_secs_f64() * 1e6),
+        ),
+        _ => ("-".into(), "-".into()),
+    };
+
     let per = |b: u64| b as f64 / f64::from(n);
     println!(
-        "| {n} | {} | {} | {:.0} | {:.0} | {:.0} | **{:.0}** | {:.1} MiB | {:.0} / {:.0} / {:.0} ms | {:.0} ms, {:.0}, {:.0} B/ENI | {} |",
+        "| {n} | {} | {} | {:.0} | {:.0} | {:.0} | **{:.0}** | {:.1} MiB | {:.0} / {:.0} / {:.0} ms | {:.3} ms, {:.0}, {:.0} B/ENI | {median} / {max} of {} | {} |",
         args.hosts,
         ports.len(),
         per(with_replica.saturating_sub(base)),
@@ -266,6 +304,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
         copied.as_secs_f64() * 1e3,
         per(with_both.saturating_sub(with_published)),
         per(after_delta.saturating_sub(base)),
+        times.len(),
         loadavg(),
     );
     drop((table, published, replica));
