@@ -319,14 +319,14 @@ mod tests {
             .find(|e| e.instance_id == instance)
             .map(|e| e.host_id.clone())
             .unwrap_or_else(|| "h-1".into());
-        let mut e = recs.enis["eni-3"].clone();
+        let mut e = (*recs.enis["eni-3"]).clone();
         e.eni_id = id.into();
         e.ip = Ipv4Addr::from(ip);
         e.mac = [2, 0, 0, 0, 0x10, ip[3]];
         e.host_id = host;
         e.instance_id = instance.into();
         e.device_index = index;
-        recs.enis.insert(id.into(), e);
+        recs.enis.insert(id.into(), std::sync::Arc::new(e));
     }
 
     fn names(i: &Instances) -> Vec<(String, u32, String)> {
@@ -347,10 +347,11 @@ mod tests {
     fn desired_takes_only_this_hosts_attached_enis() {
         let mut recs = records();
         // Placed here but detached from any instance: no interface.
-        let mut detached = recs.enis["eni-1"].clone();
+        let mut detached = (*recs.enis["eni-1"]).clone();
         detached.eni_id = "eni-5".into();
         detached.instance_id.clear();
-        recs.enis.insert("eni-5".into(), detached);
+        recs.enis
+            .insert("eni-5".into(), std::sync::Arc::new(detached));
 
         let (want, skips) = desired(&recs, "h-1");
         assert!(skips.is_empty());
@@ -378,7 +379,7 @@ mod tests {
         let mut recs = records();
         attach(&mut recs, "eni-7", [10, 0, 1, 60], "i-eni-1", 1);
         attach(&mut recs, "eni-8", [10, 0, 1, 61], "i-eni-1", 3);
-        recs.enis.get_mut("eni-7").expect("eni-7").secondary_ips =
+        std::sync::Arc::make_mut(recs.enis.get_mut("eni-7").expect("eni-7")).secondary_ips =
             vec![Ipv4Addr::new(10, 0, 1, 62)];
         let (want, skips) = desired(&recs, "h-1");
         assert!(skips.is_empty(), "{skips:?}");
@@ -422,9 +423,10 @@ mod tests {
 
         // Two ENIs at device index 0 of one instance: the lower id keeps it, whatever order.
         let mut recs = records();
-        let mut second = recs.enis["eni-4"].clone();
+        let mut second = (*recs.enis["eni-4"]).clone();
         second.eni_id = "eni-0".into();
-        recs.enis.insert("eni-0".into(), second);
+        recs.enis
+            .insert("eni-0".into(), std::sync::Arc::new(second));
         let (want, skips) = desired(&recs, "h-1");
         assert_eq!(
             names(&want),
@@ -482,8 +484,10 @@ mod tests {
         // eni-4 moved to another host (its instance has nothing left here), eni-1 got a new
         // address (its interface is re-added, the namespace stays).
         let mut recs2 = recs.clone();
-        recs2.enis.get_mut("eni-4").expect("eni-4").host_id = "h-2".into();
-        recs2.enis.get_mut("eni-1").expect("eni-1").ip = Ipv4Addr::new(10, 0, 0, 149);
+        std::sync::Arc::make_mut(recs2.enis.get_mut("eni-4").expect("eni-4")).host_id =
+            "h-2".into();
+        std::sync::Arc::make_mut(recs2.enis.get_mut("eni-1").expect("eni-1")).ip =
+            Ipv4Addr::new(10, 0, 0, 149);
         let (want2, _) = desired(&recs2, "h-1");
         assert_eq!(
             plan(&want2, &want),
@@ -531,7 +535,7 @@ mod tests {
 
         // Re-attached at another index of the same instance, in one go.
         let mut recs3 = recs2.clone();
-        recs3.enis.get_mut("eni-7").expect("eni-7").device_index = 2;
+        std::sync::Arc::make_mut(recs3.enis.get_mut("eni-7").expect("eni-7")).device_index = 2;
         let (moved, _) = desired(&recs3, "h-1");
         assert_eq!(
             plan(&moved, &after),
@@ -543,7 +547,8 @@ mod tests {
 
         // Moved to another local instance: removed from one, added to the other.
         let mut recs4 = recs2.clone();
-        recs4.enis.get_mut("eni-7").expect("eni-7").instance_id = "i-eni-4".into();
+        std::sync::Arc::make_mut(recs4.enis.get_mut("eni-7").expect("eni-7")).instance_id =
+            "i-eni-4".into();
         let (other, _) = desired(&recs4, "h-1");
         assert_eq!(
             plan(&other, &after),
@@ -611,7 +616,8 @@ mod tests {
         assert!(want["i-eni-1"][&1].secondary_ips.is_empty());
         let mut recs2 = recs.clone();
         let extra = Ipv4Addr::new(10, 0, 1, 77);
-        recs2.enis.get_mut("eni-7").expect("eni-7").secondary_ips = vec![extra];
+        std::sync::Arc::make_mut(recs2.enis.get_mut("eni-7").expect("eni-7")).secondary_ips =
+            vec![extra];
         let (want2, _) = desired(&recs2, "h-1");
         assert_eq!(want2["i-eni-1"][&1].secondary_ips, vec![extra]);
         let update = Step::UpdateSecondary {
@@ -628,7 +634,8 @@ mod tests {
             }]
         );
         // A new primary address still re-adds the interface, whatever the secondary ones do.
-        recs2.enis.get_mut("eni-7").expect("eni-7").ip = Ipv4Addr::new(10, 0, 1, 149);
+        std::sync::Arc::make_mut(recs2.enis.get_mut("eni-7").expect("eni-7")).ip =
+            Ipv4Addr::new(10, 0, 1, 149);
         let (want3, _) = desired(&recs2, "h-1");
         assert_eq!(
             plan(&want3, &want),

@@ -204,7 +204,7 @@ pub(crate) mod tests {
         let local = Ipv4Addr::new(198, 18, 0, 11);
         let mut r = records();
         // eni-2 lacks its host's address: it comes from the host record.
-        r.enis.get_mut("eni-2").expect("eni-2").host_underlay_ip = None;
+        std::sync::Arc::make_mut(r.enis.get_mut("eni-2").expect("eni-2")).host_underlay_ip = None;
         let ports: HashMap<String, PortId> = [("eni-1".to_string(), PortId(7))].into();
         let t = build(&r, local, &ports);
         let at = |ip: [u8; 4]| {

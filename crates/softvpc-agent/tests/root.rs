@@ -321,34 +321,34 @@ fn records(enis: &[&EniSpec], underlay: Ipv4Addr) -> Records {
     let mut r = Records::default();
     r.hosts.insert(
         "h-1".into(),
-        HostRecord {
+        Arc::new(HostRecord {
             host_id: "h-1".into(),
             name: "host-1".into(),
             underlay_ip: underlay,
-        },
+        }),
     );
     r.vpcs.insert(
         "vpc-1".into(),
-        VpcRecord {
+        Arc::new(VpcRecord {
             vpc_id: "vpc-1".into(),
             vni: 0x101,
             cidrs: vec!["10.9.0.0/16".parse().expect("net")],
 
             services: Default::default(),
-        },
+        }),
     );
     r.subnets.insert(
         "subnet-1".into(),
-        SubnetRecord {
+        Arc::new(SubnetRecord {
             subnet_id: "subnet-1".into(),
             vpc_id: "vpc-1".into(),
             cidr: "10.9.0.0/24".parse().expect("net"),
-        },
+        }),
     );
     for s in enis {
         r.enis.insert(
             s.eni_id.clone(),
-            EniRecord {
+            Arc::new(EniRecord {
                 eni_id: s.eni_id.clone(),
                 vpc_id: "vpc-1".into(),
                 vni: 0x101,
@@ -368,7 +368,7 @@ fn records(enis: &[&EniSpec], underlay: Ipv4Addr) -> Records {
                 flow_logs: vec![],
                 nat_gateway_id: String::new(),
                 instance_metadata: None,
-            },
+            }),
         );
     }
     r

@@ -4,9 +4,10 @@
 //! converting records into protobuf cannot fail. `from_pb(to_pb(r)) == r` for every valid
 //! record (a property test says so).
 
-use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
+use imbl::OrdMap;
 use ipnet::Ipv4Net;
 use softvpc_policy::conntrack::ConnectionTrackingSpec;
 use softvpc_proto::pb;
@@ -290,26 +291,32 @@ impl Change {
 }
 
 /// A set of records by id: what one agent holds, or (in tests) everything.
+///
+/// The maps are persistent (`imbl::OrdMap`, ordered by id like a `BTreeMap`) and hold each
+/// record behind an `Arc`: a clone shares everything (O(1)), and a change applied to a clone
+/// copies only the few tree nodes on its path, never the whole view (the agent applies Deltas
+/// while `/mappings` and its checkpoint still hold the previous view). Edit a record in place
+/// with `Arc::make_mut(map.get_mut(id)?)`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Records {
     /// Hosts by id.
-    pub hosts: BTreeMap<String, HostRecord>,
+    pub hosts: OrdMap<String, Arc<HostRecord>>,
     /// VPCs by id.
-    pub vpcs: BTreeMap<String, VpcRecord>,
+    pub vpcs: OrdMap<String, Arc<VpcRecord>>,
     /// Subnets by id.
-    pub subnets: BTreeMap<String, SubnetRecord>,
+    pub subnets: OrdMap<String, Arc<SubnetRecord>>,
     /// ENIs by id.
-    pub enis: BTreeMap<String, EniRecord>,
+    pub enis: OrdMap<String, Arc<EniRecord>>,
     /// Security groups by id.
-    pub security_groups: BTreeMap<String, SecurityGroupRecord>,
+    pub security_groups: OrdMap<String, Arc<SecurityGroupRecord>>,
     /// Network ACLs by id.
-    pub network_acls: BTreeMap<String, NetworkAclRecord>,
+    pub network_acls: OrdMap<String, Arc<NetworkAclRecord>>,
     /// Route tables by id.
-    pub route_tables: BTreeMap<String, RouteTableRecord>,
+    pub route_tables: OrdMap<String, Arc<RouteTableRecord>>,
     /// Peering connections by id.
-    pub peerings: BTreeMap<String, PeeringRecord>,
+    pub peerings: OrdMap<String, Arc<PeeringRecord>>,
     /// Managed prefix lists by id.
-    pub prefix_lists: BTreeMap<String, PrefixListRecord>,
+    pub prefix_lists: OrdMap<String, Arc<PrefixListRecord>>,
 }
 
 impl Records {
@@ -319,65 +326,69 @@ impl Records {
     pub fn apply(&mut self, change: &Change) {
         match change {
             Change::UpsertHost(h) => {
-                self.hosts.insert(h.host_id.clone(), h.clone());
+                self.hosts.insert(h.host_id.clone(), Arc::new(h.clone()));
             }
             Change::DeleteHost(id) => {
                 self.hosts.remove(id);
             }
             Change::UpsertVpc(v) => {
-                self.vpcs.insert(v.vpc_id.clone(), v.clone());
+                self.vpcs.insert(v.vpc_id.clone(), Arc::new(v.clone()));
             }
             Change::DeleteVpc(id) => {
                 self.vpcs.remove(id);
-                self.subnets.retain(|_, s| &s.vpc_id != id);
-                self.enis.retain(|_, e| &e.vpc_id != id);
-                self.network_acls.retain(|_, a| &a.vpc_id != id);
-                self.route_tables.retain(|_, t| &t.vpc_id != id);
-                self.security_groups.retain(|_, g| &g.vpc_id != id);
+                retain(&mut self.subnets, |s| &s.vpc_id != id);
+                retain(&mut self.enis, |e| &e.vpc_id != id);
+                retain(&mut self.network_acls, |a| &a.vpc_id != id);
+                retain(&mut self.route_tables, |t| &t.vpc_id != id);
+                retain(&mut self.security_groups, |g| &g.vpc_id != id);
                 let vpcs = &self.vpcs;
-                self.peerings.retain(|_, p| {
+                retain(&mut self.peerings, |p| {
                     vpcs.contains_key(&p.requester_vpc_id) || vpcs.contains_key(&p.accepter_vpc_id)
                 });
             }
             Change::UpsertSubnet(s) => {
-                self.subnets.insert(s.subnet_id.clone(), s.clone());
+                self.subnets
+                    .insert(s.subnet_id.clone(), Arc::new(s.clone()));
             }
             Change::DeleteSubnet { subnet_id, .. } => {
                 self.subnets.remove(subnet_id);
             }
             Change::UpsertEni(e) => {
-                self.enis.insert(e.eni_id.clone(), e.clone());
+                self.enis.insert(e.eni_id.clone(), Arc::new(e.clone()));
             }
             Change::DeleteEni { eni_id, .. } => {
                 self.enis.remove(eni_id);
             }
             Change::UpsertSecurityGroup(g) => {
-                self.security_groups.insert(g.group_id.clone(), g.clone());
+                self.security_groups
+                    .insert(g.group_id.clone(), Arc::new(g.clone()));
             }
             Change::DeleteSecurityGroup(id) => {
                 self.security_groups.remove(id);
             }
             Change::UpsertNetworkAcl(a) => {
-                self.network_acls.insert(a.acl_id.clone(), a.clone());
+                self.network_acls
+                    .insert(a.acl_id.clone(), Arc::new(a.clone()));
             }
             Change::DeleteNetworkAcl { acl_id, .. } => {
                 self.network_acls.remove(acl_id);
             }
             Change::UpsertRouteTable(t) => {
-                self.route_tables.insert(t.table_id.clone(), t.clone());
+                self.route_tables
+                    .insert(t.table_id.clone(), Arc::new(t.clone()));
             }
             Change::DeleteRouteTable { table_id, .. } => {
                 self.route_tables.remove(table_id);
             }
             Change::UpsertPeering(p) => {
-                self.peerings.insert(p.pcx_id.clone(), p.clone());
+                self.peerings.insert(p.pcx_id.clone(), Arc::new(p.clone()));
             }
             Change::DeletePeering { pcx_id, .. } => {
                 self.peerings.remove(pcx_id);
             }
             Change::UpsertPrefixList(p) => {
                 self.prefix_lists
-                    .insert(p.prefix_list_id.clone(), p.clone());
+                    .insert(p.prefix_list_id.clone(), Arc::new(p.clone()));
             }
             Change::DeletePrefixList(id) => {
                 self.prefix_lists.remove(id);
@@ -427,31 +438,15 @@ impl Records {
     /// keeps its last view on disk in this form).
     pub fn to_snapshot(&self) -> pb::Snapshot {
         pb::Snapshot {
-            hosts: self.hosts.values().map(HostRecord::to_pb).collect(),
-            vpcs: self.vpcs.values().map(VpcRecord::to_pb).collect(),
-            subnets: self.subnets.values().map(SubnetRecord::to_pb).collect(),
-            enis: self.enis.values().map(EniRecord::to_pb).collect(),
-            security_groups: self
-                .security_groups
-                .values()
-                .map(SecurityGroupRecord::to_pb)
-                .collect(),
-            network_acls: self
-                .network_acls
-                .values()
-                .map(NetworkAclRecord::to_pb)
-                .collect(),
-            route_tables: self
-                .route_tables
-                .values()
-                .map(RouteTableRecord::to_pb)
-                .collect(),
-            peering_connections: self.peerings.values().map(PeeringRecord::to_pb).collect(),
-            prefix_lists: self
-                .prefix_lists
-                .values()
-                .map(PrefixListRecord::to_pb)
-                .collect(),
+            hosts: self.hosts.values().map(|r| r.to_pb()).collect(),
+            vpcs: self.vpcs.values().map(|r| r.to_pb()).collect(),
+            subnets: self.subnets.values().map(|r| r.to_pb()).collect(),
+            enis: self.enis.values().map(|r| r.to_pb()).collect(),
+            security_groups: self.security_groups.values().map(|r| r.to_pb()).collect(),
+            network_acls: self.network_acls.values().map(|r| r.to_pb()).collect(),
+            route_tables: self.route_tables.values().map(|r| r.to_pb()).collect(),
+            peering_connections: self.peerings.values().map(|r| r.to_pb()).collect(),
+            prefix_lists: self.prefix_lists.values().map(|r| r.to_pb()).collect(),
         }
     }
 
@@ -463,13 +458,13 @@ impl Records {
         vpcs: &std::collections::BTreeSet<String>,
         groups: &std::collections::BTreeSet<String>,
     ) -> Records {
-        fn pick<T: Clone>(
-            m: &BTreeMap<String, T>,
+        fn pick<T>(
+            m: &OrdMap<String, Arc<T>>,
             keep: impl Fn(&T) -> bool,
-        ) -> BTreeMap<String, T> {
+        ) -> OrdMap<String, Arc<T>> {
             m.iter()
                 .filter(|(_, v)| keep(v))
-                .map(|(k, v)| (k.clone(), v.clone()))
+                .map(|(k, v)| (k.clone(), Arc::clone(v)))
                 .collect()
         }
         let held = pick(&self.vpcs, |v| vpcs.contains(&v.vpc_id));
@@ -487,6 +482,19 @@ impl Records {
             security_groups: pick(&self.security_groups, |g| groups.contains(&g.group_id)),
             vpcs: held,
         }
+    }
+}
+
+/// Keeps the records `keep` accepts (`OrdMap` has no `retain`): removes the others one by one,
+/// so a clone of the map shares all but the paths to them.
+fn retain<T>(m: &mut OrdMap<String, Arc<T>>, keep: impl Fn(&T) -> bool) {
+    let gone: Vec<String> = m
+        .iter()
+        .filter(|(_, v)| !keep(v))
+        .map(|(k, _)| k.clone())
+        .collect();
+    for k in gone {
+        m.remove(&k);
     }
 }
 

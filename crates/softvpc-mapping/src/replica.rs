@@ -63,8 +63,9 @@ pub enum ProtocolError {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Replica {
     /// What the server sent. Shared (`Arc`) so the agent can publish it (for `/mappings` and its
-    /// checkpoint) without a copy; applying a Delta copies it only while a published view
-    /// still holds it (`Arc::make_mut`).
+    /// checkpoint) without a copy. Applying a Delta while a published view still holds it
+    /// clones it (`Arc::make_mut`), which is O(1) since [`Records`]' maps are persistent: the
+    /// change then copies only the tree nodes on its path.
     pub records: Arc<Records>,
     /// The server log's epoch the records came from (empty: none yet).
     pub epoch: String,

@@ -116,30 +116,58 @@ impl Pair {
         let records = self.log.catalog().records();
         let upserts = records
             .hosts
-            .into_values()
+            .values()
+            .map(|r| (**r).clone())
             .map(Change::UpsertHost)
-            .chain(records.vpcs.into_values().map(Change::UpsertVpc))
-            .chain(records.subnets.into_values().map(Change::UpsertSubnet))
-            .chain(records.enis.into_values().map(Change::UpsertEni))
+            .chain(
+                records
+                    .vpcs
+                    .values()
+                    .map(|r| (**r).clone())
+                    .map(Change::UpsertVpc),
+            )
+            .chain(
+                records
+                    .subnets
+                    .values()
+                    .map(|r| (**r).clone())
+                    .map(Change::UpsertSubnet),
+            )
+            .chain(
+                records
+                    .enis
+                    .values()
+                    .map(|r| (**r).clone())
+                    .map(Change::UpsertEni),
+            )
             .chain(
                 records
                     .security_groups
-                    .into_values()
+                    .values()
+                    .map(|r| (**r).clone())
                     .map(Change::UpsertSecurityGroup),
             )
             .chain(
                 records
                     .network_acls
-                    .into_values()
+                    .values()
+                    .map(|r| (**r).clone())
                     .map(Change::UpsertNetworkAcl),
             )
             .chain(
                 records
                     .route_tables
-                    .into_values()
+                    .values()
+                    .map(|r| (**r).clone())
                     .map(Change::UpsertRouteTable),
             )
-            .chain(records.peerings.into_values().map(Change::UpsertPeering));
+            .chain(
+                records
+                    .peerings
+                    .values()
+                    .map(|r| (**r).clone())
+                    .map(Change::UpsertPeering),
+            );
         let epoch = format!("{}+", self.log.epoch());
         self.log = MappingLog::new(epoch, self.log.revision(), 16, upserts.collect::<Vec<_>>());
         for a in &mut self.agents {
@@ -223,7 +251,12 @@ impl Pair {
     /// catalog's indexes, which are under test too).
     fn needed(&self, host_id: &str) -> Records {
         let all = self.log.catalog().records();
-        let local: Vec<&EniRecord> = all.enis.values().filter(|e| e.host_id == host_id).collect();
+        let local: Vec<&EniRecord> = all
+            .enis
+            .values()
+            .filter(|e| e.host_id == host_id)
+            .map(|e| &**e)
+            .collect();
         let placed: BTreeSet<String> = local.iter().map(|e| e.vpc_id.clone()).collect();
         let mut vpcs = placed.clone();
         for p in all.peerings.values().filter(|p| p.is_active()) {
@@ -640,7 +673,7 @@ fn groups_follow_local_enis_and_peerings_bring_the_peer_vpc() {
     p.commit(vec![Change::UpsertSecurityGroup(group(1, 1))]);
     p.drive();
     p.check();
-    assert_eq!(p.agents[0].replica.records.security_groups["sg-7"], g7);
+    assert_eq!(*p.agents[0].replica.records.security_groups["sg-7"], g7);
 
     // A pending peering of VPCs 1 and 2: nothing new. Accepted: each host gets the other VPC
     // (to deliver there and check what comes from there), but not its groups.
@@ -749,7 +782,7 @@ fn run_ops(ops: Vec<Op>, capacity: usize) {
         p.connect(i);
     }
     for op in ops {
-        let live: BTreeSet<String> = p.log.catalog().records().vpcs.into_keys().collect();
+        let live: BTreeSet<String> = p.log.catalog().records().vpcs.keys().cloned().collect();
         match op {
             Op::Place(n, h) => {
                 if live.contains(&format!("vpc-{}", n % 3)) {
@@ -836,7 +869,8 @@ fn run_ops(ops: Vec<Op>, capacity: usize) {
                         .catalog()
                         .records()
                         .peerings
-                        .into_values()
+                        .values()
+                        .map(|r| (**r).clone())
                         .filter(|r| r.involves(&id))
                         .map(|r| Change::DeletePeering {
                             pcx_id: r.pcx_id,

@@ -749,3 +749,58 @@ fn published_records_are_shared_and_never_change_under_a_delta() {
         "unshared records were copied"
     );
 }
+
+/// `Records`' maps are persistent: a Delta applied while a view of 1,000 ENIs is published
+/// copies the path to the records it changes, not the view. Every other ENI is the very record
+/// the published view holds, and the maps the Delta did not touch are the same maps.
+#[test]
+fn a_delta_under_a_published_view_shares_what_it_does_not_change() {
+    use std::sync::Arc;
+    let mut s = base_snapshot();
+    s.enis = (0..1000u32)
+        .map(|i| {
+            let ip = std::net::Ipv4Addr::from(u32::from(std::net::Ipv4Addr::new(10, 0, 4, 0)) + i);
+            pb_eni(
+                &format!("eni-{i:04}"),
+                "vpc-a",
+                0x101,
+                "subnet-a",
+                &ip.to_string(),
+                "h-1",
+            )
+        })
+        .collect();
+    let mut view = Replica::default();
+    view.apply(&snapshot("e1", 10, s)).expect("apply");
+    let published = Arc::clone(&view.records);
+
+    let moved = pb_eni("eni-0500", "vpc-a", 0x101, "subnet-a", "10.0.5.244", "h-2");
+    view.apply(&delta(
+        "e1",
+        11,
+        vec![C::UpsertEni(moved), C::DeleteEniId("eni-0007".into())],
+    ))
+    .expect("delta");
+    assert!(!Arc::ptr_eq(&published, &view.records));
+    assert_eq!(published.enis.len(), 1000);
+    assert_eq!(published.enis["eni-0500"].host_id, "h-1");
+    assert_eq!(view.records.enis.len(), 999);
+    assert_eq!(view.records.enis["eni-0500"].host_id, "h-2");
+    assert!(!view.records.enis.contains_key("eni-0007"));
+    let copied: Vec<&String> = published
+        .enis
+        .iter()
+        .filter(|(id, e)| {
+            view.records
+                .enis
+                .get(*id)
+                .is_none_or(|now| !Arc::ptr_eq(e, now))
+        })
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(copied, ["eni-0007", "eni-0500"], "records copied or lost");
+    assert!(published.hosts.ptr_eq(&view.records.hosts));
+    assert!(published.vpcs.ptr_eq(&view.records.vpcs));
+    assert!(published.subnets.ptr_eq(&view.records.subnets));
+    assert!(!published.enis.ptr_eq(&view.records.enis));
+}
