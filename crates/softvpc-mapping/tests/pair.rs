@@ -113,61 +113,22 @@ impl Pair {
 
     /// The server restarts: a new epoch, the same records and revision, an empty ring.
     fn restart_server(&mut self) {
-        let records = self.log.catalog().records();
-        let upserts = records
-            .hosts
-            .values()
-            .map(|r| (**r).clone())
-            .map(Change::UpsertHost)
-            .chain(
-                records
-                    .vpcs
-                    .values()
-                    .map(|r| (**r).clone())
-                    .map(Change::UpsertVpc),
-            )
-            .chain(
-                records
-                    .subnets
-                    .values()
-                    .map(|r| (**r).clone())
-                    .map(Change::UpsertSubnet),
-            )
-            .chain(
-                records
-                    .enis
-                    .values()
-                    .map(|r| (**r).clone())
-                    .map(Change::UpsertEni),
-            )
-            .chain(
-                records
-                    .security_groups
-                    .values()
-                    .map(|r| (**r).clone())
-                    .map(Change::UpsertSecurityGroup),
-            )
-            .chain(
-                records
-                    .network_acls
-                    .values()
-                    .map(|r| (**r).clone())
-                    .map(Change::UpsertNetworkAcl),
-            )
-            .chain(
-                records
-                    .route_tables
-                    .values()
-                    .map(|r| (**r).clone())
-                    .map(Change::UpsertRouteTable),
-            )
-            .chain(
-                records
-                    .peerings
-                    .values()
-                    .map(|r| (**r).clone())
-                    .map(Change::UpsertPeering),
-            );
+        let r = self.log.catalog().records();
+        // Each record of `m` as the upsert `f` makes of it.
+        fn each<T: Clone>(
+            m: &imbl::OrdMap<String, std::sync::Arc<T>>,
+            f: fn(T) -> Change,
+        ) -> impl Iterator<Item = Change> + '_ {
+            m.values().map(move |v| f((**v).clone()))
+        }
+        let upserts = each(&r.hosts, Change::UpsertHost)
+            .chain(each(&r.vpcs, Change::UpsertVpc))
+            .chain(each(&r.subnets, Change::UpsertSubnet))
+            .chain(each(&r.enis, Change::UpsertEni))
+            .chain(each(&r.security_groups, Change::UpsertSecurityGroup))
+            .chain(each(&r.network_acls, Change::UpsertNetworkAcl))
+            .chain(each(&r.route_tables, Change::UpsertRouteTable))
+            .chain(each(&r.peerings, Change::UpsertPeering));
         let epoch = format!("{}+", self.log.epoch());
         self.log = MappingLog::new(epoch, self.log.revision(), 16, upserts.collect::<Vec<_>>());
         for a in &mut self.agents {
