@@ -191,10 +191,11 @@ def median_of(values):
     return values[0] if values else None
 
 
-# Each round's headline figures, kept beside the medians for the per-round ratios.
-ROUND_FIGURES = {"one stream": ("iperf", "gbps"), "8 streams": ("iperf8", "gbps"),
-                 "UDP 64 B": ("udp64", "kpps"), "ping p50": ("ping", "p50_ms"),
-                 "ping p99": ("ping", "p99_ms")}
+# The headline figures: (name, member, field, format). Each round's are kept beside the
+# medians for the per-round ratios.
+HEADLINE = [("one stream", "iperf", "gbps", "{:.2f}"), ("8 streams", "iperf8", "gbps", "{:.2f}"),
+            ("UDP 64 B", "udp64", "kpps", "{:.1f}"), ("ping p50", "ping", "p50_ms", "{:.3f}"),
+            ("ping p99", "ping", "p99_ms", "{:.3f}")]
 
 
 def merge_rounds(args):
@@ -214,8 +215,7 @@ def merge_rounds(args):
         sent = [r["ping"].get("sent") for r in rounds]
         out["ping"] = ping_figures([t for ts in times for t in ts],
                                    sum(sent) if None not in sent else None)
-    out["rounds"] = [{name: r.get(a, {}).get(b) for name, (a, b) in ROUND_FIGURES.items()}
-                     for r in rounds]
+    out["rounds"] = [{name: r.get(a, {}).get(b) for name, a, b, _ in HEADLINE} for r in rounds]
     out["rounds_bytes"] = sum(r.get(k, {}).get("bytes") or 0
                               for r in rounds for k in ("iperf", "iperf8", "udp64"))
     out.update(extra)
@@ -228,7 +228,7 @@ def rounds_text(kernel, soft, lead="softvpc/kernel"):
     if not kr or not sr or len(kr) != len(sr):
         return None
     parts = []
-    for name in ROUND_FIGURES:
+    for name, *_ in HEADLINE:
         ratios = [f"{s[name] / k[name]:.2f}" if k.get(name) and s.get(name) is not None
                   else "-" for k, s in zip(kr, sr)]
         parts.append(f"{name} {' '.join(ratios)}")
@@ -764,8 +764,8 @@ def scale_report(base_path, scale_path, kbase_path=None, kscale_path=None):
     # time, scale's over base's: what the machine did between the two cancels out.
     beside = kbase is not None and kscale is not None
 
-    def row(label, a, b, fmt, d_base=base, d_scale=scale):
-        bval, sval = get(d_base, a, b), get(d_scale, a, b)
+    def row(label, a, b, fmt):
+        bval, sval = get(base, a, b), get(scale, a, b)
         ratio = f"{sval / bval:.3f}" if bval and sval is not None else "-"
         bv = fmt.format(bval) if bval is not None else "failed"
         sv = fmt.format(sval) if sval is not None else "failed"
@@ -797,16 +797,12 @@ def scale_report(base_path, scale_path, kbase_path=None, kscale_path=None):
                      "then: " + ", ".join(
                          f"{label} {fmt.format(get(kbase, a, b))} -> "
                          f"{fmt.format(get(kscale, a, b))}"
-                         for label, a, b, fmt in [("one stream", "iperf", "gbps", "{:.2f}"),
-                                                  ("8 streams", "iperf8", "gbps", "{:.2f}"),
-                                                  ("UDP", "udp64", "kpps", "{:.1f}"),
-                                                  ("ping p50", "ping", "p50_ms", "{:.3f}"),
-                                                  ("ping p99", "ping", "p99_ms", "{:.3f}")]
+                         for label, a, b, fmt in HEADLINE
                          if get(kbase, a, b) is not None and get(kscale, a, b) is not None)
                      + ".")
-        text = rounds_text(kscale, scale)
+        text = rounds_text(kscale, scale, "Scale rows / kernel")
         if text:
-            lines.append(text.replace("softvpc/kernel", "Scale rows / kernel"))
+            lines.append(text)
     b = scale["count_before"]
     lines.append(f"\nHeld: {scale['flows']['flows']} UDP flows bench-a -> bench-b (one datagram "
                  f"each every {scale['period']} s during the measurement), "

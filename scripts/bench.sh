@@ -166,6 +166,13 @@ measure() {
   python3 "$BENCH_PY" ping "$WORK/$label-ping.raw" >"$WORK/$label-ping.json"
 }
 
+# measure_rows LABEL CLIENT_NS SERVER_NS: every row (measure ... all), as one JSON object in
+# $WORK/LABEL.json.
+measure_rows() {
+  measure "$1" "$2" "$3" 10.0.0.20 all
+  printf '{%s}\n' "$(figures "$1")" >"$WORK/$1.json"
+}
+
 # The JSON of LABEL's measurements, as one object's members.
 figures() {
   local label=$1
@@ -221,8 +228,7 @@ kernel_half() {
 
 # kernel_round LABEL I: the kernel VXLAN's rows, round I; figures to $WORK/LABEL-rI.json.
 kernel_round() {
-  measure "$1-r$2" "${K}vm-a" "${K}vm-b" 10.0.0.20 all
-  printf '{%s}\n' "$(figures "$1-r$2")" >"$WORK/$1-r$2.json"
+  measure_rows "$1-r$2" "${K}vm-a" "${K}vm-b"
 }
 
 # rounds KLABEL LABEL [NSA NSB]: ROUNDS rounds, in each the kernel's rows and LABEL's (the
@@ -234,8 +240,7 @@ rounds() {
     log "$label: round $i of $ROUNDS (load $(cut -d' ' -f1 /proc/loadavg))"
     if [ $((i % 2)) -eq 1 ]; then kernel_round "$klabel" "$i"; fi
     if [ -n "$nsa" ]; then
-      measure "$label-r$i" "$nsa" "$nsb" 10.0.0.20 all
-      printf '{%s}\n' "$(figures "$label-r$i")" >"$WORK/$label-r$i.json"
+      measure_rows "$label-r$i" "$nsa" "$nsb"
       sfiles+=("$WORK/$label-r$i.json")
     fi
     if [ $((i % 2)) -eq 0 ]; then kernel_round "$klabel" "$i"; fi
@@ -328,8 +333,7 @@ EOF
     # The figures the targets are about: in rounds beside the kernel's.
     rounds kernel "$label" "$nsa" "$nsb"
   else
-    measure "$label" "$nsa" "$nsb" 10.0.0.20 all
-    printf '{%s}\n' "$(figures "$label")" >"$WORK/$label-rows.json"
+    measure_rows "$label-rows" "$nsa" "$nsb"
   fi
   python3 "$BENCH_PY" drops "$WORK/status.json" >"$WORK/drops-after.json"
   local rows

@@ -61,7 +61,7 @@
 
 pub mod table;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -401,7 +401,8 @@ struct PortDevs {
     forged_peers: HashMap<u32, u64>,
 }
 
-/// An installed flow, by its map key: the flow and the last read of its counters.
+/// An installed flow, by its map key ([`table::key`] of the flow): the flow and the last read
+/// of its counters.
 #[derive(Debug, Clone, Copy)]
 struct Installed {
     flow: KernelFlow,
@@ -422,8 +423,6 @@ struct Installer {
     underlay: Option<(String, [u8; 6])>,
     ports: HashMap<PortId, PortInfo>,
     devs: HashMap<PortId, PortDevs>,
-    /// The installed flows and their map keys.
-    flows: BTreeMap<KernelFlow, [u8; table::KEY_LEN]>,
     /// The installed flows by map key, with their counters (two flows with one key cannot both
     /// be installed).
     keys: ByKey,
@@ -567,7 +566,7 @@ pub(crate) fn ingress_keys(k: &KernelFlow, us: Ipv4Addr) -> Vec<U32Match> {
 /// word holding it; keys on the same word merge.
 #[cfg(test)]
 fn aligned(keys: &[U32Match]) -> Vec<U32Match> {
-    let mut words: BTreeMap<i32, (u32, u32)> = BTreeMap::new();
+    let mut words: std::collections::BTreeMap<i32, (u32, u32)> = Default::default();
     for k in keys {
         for i in 0..4 {
             let shift = 24 - 8 * i;
@@ -704,7 +703,6 @@ impl Installer {
             underlay: None,
             ports: HashMap::new(),
             devs: HashMap::new(),
-            flows: BTreeMap::new(),
             keys: ByKey::default(),
             map: None,
             uses,
@@ -801,7 +799,7 @@ impl Installer {
                     Some(Op::Flush(done)) => {
                         self.retries.cancel(|_| true);
                         self.read_stats().await;
-                        let all: Vec<KernelFlow> = self.flows.keys().copied().collect();
+                        let all: Vec<KernelFlow> = self.keys.values().map(|i| i.flow).collect();
                         for k in &all {
                             self.remove(k).await;
                         }
@@ -1161,12 +1159,11 @@ impl Installer {
     }
 
     async fn install(&mut self, k: KernelFlow, own: Option<u32>) -> anyhow::Result<()> {
-        if self.flows.contains_key(&k) {
-            return Ok(());
-        }
         let key = table::key(&k);
-        if self.keys.contains_key(&key) {
-            anyhow::bail!("another installed flow has the same match");
+        match self.keys.get(&key) {
+            Some(i) if i.flow == k => return Ok(()),
+            Some(_) => anyhow::bail!("another installed flow has the same match"),
+            None => {}
         }
         let port = k.port();
         let vni = match (k.hook, k.action) {
@@ -1210,7 +1207,6 @@ impl Installer {
                 bytes: 0,
             },
         );
-        self.flows.insert(k, key);
         self.counters.installs.fetch_add(1, Ordering::Relaxed);
         if k.rewrite.is_some() {
             self.counters
@@ -1219,15 +1215,16 @@ impl Installer {
         }
         self.counters
             .installed
-            .store(self.flows.len() as u64, Ordering::Relaxed);
+            .store(self.keys.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 
     /// Removes flow `k`'s entry; what it counted since the last read goes to the data path.
     async fn remove(&mut self, k: &KernelFlow) {
-        let Some(key) = self.flows.remove(k) else {
+        let key = table::key(k);
+        if self.keys.get(&key).is_none_or(|i| i.flow != *k) {
             return;
-        };
+        }
         let inst = self.keys.remove(&key);
         if let (Some(map), Some(mut inst)) = (&self.map, inst) {
             let last = map.get(&key).ok().flatten();
@@ -1235,7 +1232,6 @@ impl Installer {
                 self.counters.errors.fetch_add(1, Ordering::Relaxed);
                 warn!(error = %e, "fast path: removing a flow failed");
             }
-            let last = last.filter(|v| v.len() == table::VALUE_LEN);
             if let Some(u) =
                 last.and_then(|v| take_use(&self.counters, &mut inst, &v, monotonic_ns()))
             {
@@ -1247,15 +1243,15 @@ impl Installer {
         self.counters.removals.fetch_add(1, Ordering::Relaxed);
         self.counters
             .installed
-            .store(self.flows.len() as u64, Ordering::Relaxed);
+            .store(self.keys.len() as u64, Ordering::Relaxed);
     }
 
     async fn remove_port(&mut self, port: PortId) {
         let mine: Vec<KernelFlow> = self
-            .flows
-            .keys()
+            .keys
+            .values()
+            .map(|i| i.flow)
             .filter(|k| k.port() == port)
-            .copied()
             .collect();
         for k in &mine {
             self.remove(k).await;
@@ -1325,9 +1321,6 @@ impl Installer {
             let Ok(key) = <[u8; table::KEY_LEN]>::try_from(key) else {
                 return;
             };
-            if value.len() != table::VALUE_LEN {
-                return;
-            }
             if let Some(inst) = keys.get_mut(&key) {
                 if let Some(u) = take_use(counters, inst, value, now_ns) {
                     uses.push(u);
@@ -1339,10 +1332,7 @@ impl Installer {
             Err(e) => {
                 debug!(error = %e, "fast path: batched map read refused; reading flow by flow");
                 for (key, inst) in keys.iter_mut() {
-                    if let Ok(Some(v)) = map
-                        .get(key)
-                        .map(|v| v.filter(|v| v.len() == table::VALUE_LEN))
-                    {
+                    if let Ok(Some(v)) = map.get(key) {
                         if let Some(u) = take_use(counters, inst, &v, now_ns) {
                             uses.push(u);
                         }
@@ -1369,13 +1359,16 @@ impl Installer {
 }
 
 /// What an installed flow's entry (`value`, read at `now_ns`) counted since `inst`'s last read,
-/// which it updates; none if nothing.
+/// which it updates; none if nothing (or if `value` is not a whole entry).
 fn take_use(
     counters: &FastPathCounters,
     inst: &mut Installed,
     value: &[u8],
     now_ns: u64,
 ) -> Option<Use> {
+    if value.len() != table::VALUE_LEN {
+        return None;
+    }
     let (seen_packets, seen_bytes, last_ns) = table::counters(value);
     let packets = seen_packets.saturating_sub(inst.packets);
     let bytes = seen_bytes.saturating_sub(inst.bytes);

@@ -420,17 +420,23 @@ fn base(p: &mut Pair) {
     p.commit(vec![Change::UpsertEni(eni(2, 2, None))]);
 }
 
-/// A feed computes its host's needs again only when a map they come from changed: an ENI
-/// created on no host leaves those maps as they were, its placement does not; the agents
-/// watching across both still hold exactly what their hosts need.
-#[test]
-fn needed_inputs_change_with_placements_not_with_unplaced_enis() {
+/// [`base`] with both hosts' agents watching and caught up.
+fn both_watching() -> Pair {
     let mut p = Pair::new(100, &["h-1", "h-2"]);
     base(&mut p);
     p.connect(0);
     p.connect(1);
     p.drive();
     p.check();
+    p
+}
+
+/// A feed computes its host's needs again only when a map they come from changed: an ENI
+/// created on no host leaves those maps as they were, its placement does not; the agents
+/// watching across both still hold exactly what their hosts need.
+#[test]
+fn needed_inputs_change_with_placements_not_with_unplaced_enis() {
+    let mut p = both_watching();
     let before = p.log.catalog().needed_inputs();
     p.commit(vec![Change::UpsertEni(eni(4, 2, None))]);
     assert!(before.unchanged(p.log.catalog()));
@@ -448,12 +454,7 @@ fn needed_inputs_change_with_placements_not_with_unplaced_enis() {
 
 #[test]
 fn snapshot_then_watch_and_only_what_the_host_needs() {
-    let mut p = Pair::new(100, &["h-1", "h-2"]);
-    base(&mut p);
-    p.connect(0);
-    p.connect(1);
-    p.drive();
-    p.check();
+    let mut p = both_watching();
     assert_eq!(kind(&p.agents[0].received[0]), "snapshot");
     let r1 = &p.agents[0].replica.records;
     assert_eq!(r1.vpcs.keys().collect::<Vec<_>>(), ["vpc-1"]);
